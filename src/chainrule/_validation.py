@@ -1,0 +1,120 @@
+"""Input checks shared by every public entry point.
+
+Each check raises ``TypeError`` for a value of the wrong kind and ``ValueError``
+for a value of the right kind but the wrong shape or content. Messages name the
+argument, say what was received and what was expected.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+
+def _shape_str(shape) -> str:
+    return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def as_float_array(x, name: str, *, ndim: int | None = 2, dtype=None, allow_empty: bool = False,
+                   finite: bool = True) -> np.ndarray:
+    """Return ``x`` as a floating-point ndarray after checking it.
+
+    Floating arrays keep their dtype (float32 stays float32); integer and boolean
+    arrays become float64 unless ``dtype`` says otherwise.
+    """
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}")
+    arr = np.asarray(x)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must be a numeric array, got an array of dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real-valued, got an array of dtype {arr.dtype}")
+    if dtype is not None:
+        arr = arr.astype(dtype, copy=False)
+    elif not np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64)
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {_shape_str(arr.shape)}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {_shape_str(arr.shape)}")
+    if finite and not np.isfinite(arr).all():
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(f"{name} must contain only finite values, got {bad} NaN or infinite "
+                         f"entries")
+    return arr
+
+
+def check_one_hot(labels: np.ndarray, name: str = "labels") -> None:
+    """Check that every row of a 2-D array is a one-hot vector."""
+    is_binary = (labels == 0) | (labels == 1)
+    if not is_binary.all() or not (labels.sum(axis=1) == 1).all():
+        bad_rows = np.flatnonzero(~is_binary.all(axis=1) | (labels.sum(axis=1) != 1))
+        raise ValueError(f"{name} must hold one-hot rows (a single 1, zeros elsewhere); "
+                         f"row {int(bad_rows[0])} is {labels[bad_rows[0]].tolist()}")
+
+
+def check_same_rows(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"{name_a} and {name_b} must have the same number of rows, got "
+                         f"{name_a} {_shape_str(a.shape)} and {name_b} {_shape_str(b.shape)}")
+
+
+def check_positive_float(value, name: str, *, allow_zero: bool = False) -> float:
+    """Return ``value`` as a float after checking it is finite and positive."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    ok = np.isfinite(value) and (value >= 0 if allow_zero else value > 0)
+    if not ok:
+        expected = "a finite number >= 0" if allow_zero else "a finite number > 0"
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return value
+
+
+def check_in_interval(value, name: str, low: float, high: float, *, low_closed: bool = True,
+                      high_closed: bool = False) -> float:
+    """Return ``value`` as a float after checking it lies in the given interval."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    above = value >= low if low_closed else value > low
+    below = value <= high if high_closed else value < high
+    if not (np.isfinite(value) and above and below):
+        interval = ("[" if low_closed else "(") + f"{low}, {high}" + ("]" if high_closed else ")")
+        raise ValueError(f"{name} must be in {interval}, got {value!r}")
+    return value
+
+
+def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int after checking it is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_choice(value, name: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def check_rng(rng, name: str = "rng"):
+    """Return a random source: ``None`` means NumPy's global (legacy) generator.
+
+    An int seeds a new ``numpy.random.Generator``; a ``Generator`` or a legacy
+    ``RandomState`` is used as it is. The global generator is kept for ``None``
+    because the homework draws its initial weights from it after ``np.random.seed``.
+    """
+    if rng is None:
+        return np.random.mtrand._rand
+    if isinstance(rng, (np.random.Generator, np.random.RandomState)):
+        return rng
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"{name} seed must be >= 0, got {rng!r}")
+        return np.random.default_rng(int(rng))
+    raise TypeError(f"{name} must be None, an int seed or a numpy.random.Generator, "
+                    f"got {type(rng).__name__}")

@@ -1,0 +1,122 @@
+"""Stateless numerical building blocks: log-sum-exp, softmax, one-hot, accuracy.
+
+The stable forms come from the homework's two identities. For any constant ``a``,
+
+* ``log(sum(exp(x))) = a + log(sum(exp(x - a)))``           (Problem 3)
+* ``softmax(x) = softmax(x - a)``                            (Problem 4)
+
+Taking ``a = max(x)`` makes every exponent ``<= 0``, so ``exp`` can neither
+overflow nor (for the largest entry) underflow to zero: the sum is at least 1 and
+its logarithm is finite.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import as_float_array, check_positive_int
+
+__all__ = ["logsumexp", "softmax", "log_softmax", "one_hot", "accuracy"]
+
+
+def _shifted(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    # The max is subtracted before anything else: z - logsumexp(z) written
+    # literally rounds both terms to the same number when |z| ~ 1e300.
+    m = np.max(x, axis=axis, keepdims=True)
+    return x - m, m
+
+
+def logsumexp(x, axis: int = -1, keepdims: bool = False) -> np.ndarray:
+    """Compute ``log(sum(exp(x), axis))`` without overflow.
+
+    Parameters
+    ----------
+    x : array_like of float
+        Finite input values.
+    axis : int, default=-1
+        Axis to reduce.
+    keepdims : bool, default=False
+        Keep the reduced axis with length one.
+
+    Returns
+    -------
+    ndarray
+        ``max(x) + log(sum(exp(x - max(x))))`` along ``axis``.
+    """
+    x = as_float_array(x, "x", ndim=None)
+    s, m = _shifted(x, axis)
+    out = m + np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def log_softmax(x, axis: int = -1) -> np.ndarray:
+    """Logarithm of the softmax, ``s - log(sum(exp(s)))`` with ``s = x - max(x)``.
+
+    Exact and finite for finite inputs of any magnitude, unlike ``log(softmax(x))``
+    which gives ``-inf`` once a probability underflows.
+    """
+    x = as_float_array(x, "x", ndim=None)
+    s, _ = _shifted(x, axis)
+    return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
+
+
+def softmax(x, axis: int = -1) -> np.ndarray:
+    """Softmax along ``axis``, computed from the shifted input ``x - max(x)``."""
+    x = as_float_array(x, "x", ndim=None)
+    s, _ = _shifted(x, axis)
+    e = np.exp(s)
+    return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def one_hot(labels, num_classes: int | None = None, dtype=np.float64) -> np.ndarray:
+    """Encode integer class labels ``0 .. num_classes-1`` as one-hot rows.
+
+    Parameters
+    ----------
+    labels : array_like of int, shape (N,)
+    num_classes : int, optional
+        Number of classes ``K``; defaults to ``max(labels) + 1``.
+
+    Returns
+    -------
+    ndarray, shape (N, K)
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        raise ValueError(f"labels must be a 1-D array of class indices, got shape {y.shape}")
+    if y.size and not np.issubdtype(y.dtype, np.integer):
+        if not (np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0)):
+            raise TypeError(f"labels must hold integer class indices, got dtype {y.dtype}")
+    y = y.astype(np.int64)
+    if y.size and y.min() < 0:
+        raise ValueError(f"labels must be >= 0, got {int(y.min())}")
+    if num_classes is None:
+        num_classes = int(y.max()) + 1 if y.size else 0
+    else:
+        num_classes = check_positive_int(num_classes, "num_classes")
+        if y.size and y.max() >= num_classes:
+            raise ValueError(f"labels must be < num_classes={num_classes}, got {int(y.max())}")
+    out = np.zeros((y.shape[0], num_classes), dtype=dtype)
+    out[np.arange(y.shape[0]), y] = 1
+    return out
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Fraction of rows whose predicted class equals the true class.
+
+    Either argument may be class indices of shape (N,) or one row per sample of
+    shape (N, K) (one-hot labels, probabilities or logits), reduced by ``argmax``.
+    """
+    t = np.asarray(y_true)
+    p = np.asarray(y_pred)
+    t = t.argmax(axis=1) if t.ndim == 2 else t
+    p = p.argmax(axis=1) if p.ndim == 2 else p
+    if t.ndim != 1 or p.ndim != 1:
+        raise ValueError("y_true and y_pred must be 1-D class indices or 2-D rows per sample, "
+                         f"got shapes {np.shape(y_true)} and {np.shape(y_pred)}")
+    if t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must have the same number of rows, got "
+                         f"{t.shape[0]} and {p.shape[0]}")
+    if t.size == 0:
+        raise ValueError("y_true must not be empty")
+    return float(np.mean(t == p))

@@ -1,0 +1,259 @@
+"""Layers with a hand-written backward pass directly under each forward pass.
+
+The contract, kept from the homework:
+
+* ``forward(inputs, *params)`` computes the output and caches exactly what
+  ``backward`` needs;
+* ``backward(d_out)`` returns ``d_inputs`` for a layer without parameters and
+  ``(d_inputs, *d_params)`` for a layer with parameters, in the order the
+  parameters were passed to ``forward``.
+
+Every layer has two switches, set by the network that owns it: ``training``
+(Dropout is the only layer that reads it) and ``validate``. A layer used on its own
+checks its inputs; inside a network the inputs were checked once at the entry point,
+so the network turns the per-layer checks off.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import _shape_str, as_float_array, check_in_interval, check_rng
+
+__all__ = ["Layer", "Affine", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout"]
+
+
+class Layer:
+    """Base class: holds the switches and the checks shared by all layers.
+
+    Subclasses set ``num_params`` (how many parameter arrays ``forward`` takes).
+    """
+
+    num_params = 0
+    equations = ("{y} = f({x})", ("d{x} = f'({x}) * d{y}",))
+    training = True
+    validate = True
+
+    def __init__(self):
+        self.cache = None
+
+    def _check_input(self, inputs, name="inputs", ndim=None):
+        if not self.validate:
+            return inputs
+        return as_float_array(inputs, name, ndim=ndim)
+
+    def _check_d_out(self, d_out, expected_shape):
+        if self.cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        if not self.validate:
+            return d_out
+        d_out = as_float_array(d_out, "d_out", ndim=None)
+        if d_out.shape != tuple(expected_shape):
+            raise ValueError(f"d_out must have shape {_shape_str(expected_shape)} (the shape "
+                             f"of this layer's output), got {_shape_str(d_out.shape)}")
+        return d_out
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class Affine(Layer):
+    """Fully connected layer ``out = inputs @ weight + bias``.
+
+    Shape: inputs (N, D), weight (D, H), bias (H,) -> out (N, H).
+
+    Set ``compute_input_grad = False`` on a first layer, whose input is the data, to
+    skip the ``d_out @ weight.T`` product nobody reads; ``backward`` then returns
+    ``None`` in place of ``d_inputs``.
+    """
+
+    num_params = 2
+    compute_input_grad = True
+    #: Forward and backward equations for ``Network.explain``; placeholders name
+    #: the input, the output and the parameters.
+    equations = ("{y} = {x} @ {W} + {b}",
+                 ("d{W} = {x}^T @ d{y}", "d{b} = sum_rows(d{y})", "d{x} = d{y} @ {W}^T"))
+
+    def forward(self, inputs, weight, bias):
+        """Forward pass.
+
+        Parameters
+        ----------
+        inputs : ndarray, shape (N, D)
+        weight : ndarray, shape (D, H)
+        bias : ndarray, shape (H,)
+
+        Returns
+        -------
+        out : ndarray, shape (N, H)
+        """
+        if self.validate:
+            inputs = as_float_array(inputs, "inputs", ndim=2)
+            weight = as_float_array(weight, "weight", ndim=2)
+            bias = as_float_array(bias, "bias", ndim=1)
+            if inputs.shape[1] != weight.shape[0]:
+                raise ValueError(f"inputs has {inputs.shape[1]} features but weight expects "
+                                 f"{weight.shape[0]}: inputs {_shape_str(inputs.shape)}, "
+                                 f"weight {_shape_str(weight.shape)}")
+            if bias.shape[0] != weight.shape[1]:
+                raise ValueError(f"bias must have shape ({weight.shape[1]},) to match weight "
+                                 f"{_shape_str(weight.shape)}, got {_shape_str(bias.shape)}")
+        self.cache = (inputs, weight)
+        return inputs @ weight + bias
+
+    def backward(self, d_out):
+        """Backward pass.
+
+        With ``out = X W + b``: ``dX = d_out W^T`` (N,H)@(H,D), ``dW = X^T d_out``
+        (D,N)@(N,H), and ``db`` sums ``d_out`` over the batch because ``b`` is
+        broadcast to every row.
+
+        Returns
+        -------
+        d_inputs : ndarray, shape (N, D), or None when ``compute_input_grad`` is off
+        d_weight : ndarray, shape (D, H)
+        d_bias : ndarray, shape (H,)
+        """
+        inputs, weight = self.cache if self.cache is not None else (None, None)
+        d_out = self._check_d_out(d_out, (0 if inputs is None else inputs.shape[0],
+                                          0 if weight is None else weight.shape[1]))
+        d_inputs = d_out @ weight.T if self.compute_input_grad else None
+        d_weight = inputs.T @ d_out
+        d_bias = d_out.sum(axis=0)
+        return d_inputs, d_weight, d_bias
+
+
+class ReLU(Layer):
+    """Rectified linear unit ``out = max(0, inputs)``.
+
+    Shape: inputs of any shape -> out of the same shape.
+    """
+
+    equations = ("{y} = max(0, {x})", ("d{x} = d{y} * ({x} > 0)",))
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        self.cache = inputs
+        return np.maximum(inputs, 0)
+
+    def backward(self, d_out):
+        """The slope is 1 where the input was positive and 0 elsewhere (0 at 0 itself)."""
+        d_out = self._check_d_out(d_out, np.shape(self.cache))
+        return d_out * (self.cache > 0)
+
+
+class LeakyReLU(Layer):
+    """Leaky ReLU ``out = inputs if inputs > 0 else negative_slope * inputs``.
+
+    Shape: inputs of any shape -> out of the same shape.
+
+    Parameters
+    ----------
+    negative_slope : float, default=0.01
+        Slope for negative inputs, in [0, 1).
+    """
+
+    equations = ("{y} = where({x} > 0, {x}, a * {x})", ("d{x} = d{y} * where({x} > 0, 1, a)",))
+
+    def __init__(self, negative_slope: float = 0.01):
+        super().__init__()
+        self.negative_slope = check_in_interval(negative_slope, "negative_slope", 0.0, 1.0)
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        self.cache = inputs > 0
+        return np.where(self.cache, inputs, inputs * self.negative_slope)
+
+    def backward(self, d_out):
+        d_out = self._check_d_out(d_out, np.shape(self.cache))
+        return np.where(self.cache, d_out, d_out * self.negative_slope)
+
+    def __repr__(self):
+        return f"LeakyReLU(negative_slope={self.negative_slope})"
+
+
+class Tanh(Layer):
+    """Hyperbolic tangent.
+
+    Shape: inputs of any shape -> out of the same shape.
+    """
+
+    equations = ("{y} = tanh({x})", ("d{x} = d{y} * (1 - {y}^2)",))
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        out = np.tanh(inputs)
+        self.cache = out
+        return out
+
+    def backward(self, d_out):
+        """``d tanh(x)/dx = 1 - tanh(x)^2``, computed from the cached output."""
+        d_out = self._check_d_out(d_out, np.shape(self.cache))
+        out = self.cache
+        return d_out * (1 - out * out)
+
+
+class Sigmoid(Layer):
+    """Logistic sigmoid ``1 / (1 + exp(-x))``, overflow-free for any input.
+
+    Shape: inputs of any shape -> out of the same shape.
+    """
+
+    equations = ("{y} = 1 / (1 + exp(-{x}))", ("d{x} = d{y} * {y} * (1 - {y})",))
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        # exp(-|x|) <= 1 never overflows; for x < 0 the equal form e^x / (1 + e^x)
+        # is used so that large negative x gives a tiny value instead of exp overflow.
+        e = np.exp(-np.abs(inputs))
+        out = np.where(inputs >= 0, 1 / (1 + e), e / (1 + e))
+        self.cache = out
+        return out
+
+    def backward(self, d_out):
+        """``d sigmoid(x)/dx = s (1 - s)`` with ``s`` the cached output."""
+        d_out = self._check_d_out(d_out, np.shape(self.cache))
+        out = self.cache
+        return d_out * out * (1 - out)
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each entry with probability ``p`` and
+    scale the survivors by ``1 / (1 - p)``; outside training, the identity.
+
+    Shape: inputs of any shape -> out of the same shape.
+
+    Parameters
+    ----------
+    p : float, default=0.5
+        Drop probability, in [0, 1).
+    rng : None, int or numpy.random.Generator
+        Source of the masks.
+    """
+
+    equations = ("{y} = {x} * M / (1 - p)   (M: Bernoulli keep-mask, training only)",
+                 ("d{x} = d{y} * M / (1 - p)",))
+
+    def __init__(self, p: float = 0.5, rng=None):
+        super().__init__()
+        self.p = check_in_interval(p, "p", 0.0, 1.0)
+        self.rng = check_rng(rng)
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        if not self.training or self.p == 0.0:
+            self.cache = ("identity", np.shape(inputs))
+            return inputs
+        keep = self.rng.random(np.shape(inputs)) >= self.p
+        mask = keep.astype(inputs.dtype) / inputs.dtype.type(1.0 - self.p)
+        self.cache = ("mask", mask)
+        return inputs * mask
+
+    def backward(self, d_out):
+        """Gradients flow only through the kept entries, scaled like the forward pass."""
+        kind, value = self.cache if self.cache is not None else (None, None)
+        d_out = self._check_d_out(d_out, value if kind == "identity" else np.shape(value))
+        return d_out if kind == "identity" else d_out * value
+
+    def __repr__(self):
+        return f"Dropout(p={self.p})"

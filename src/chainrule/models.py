@@ -1,0 +1,407 @@
+"""Networks: a list of layers, one params dict, one loss, one forward path.
+
+:class:`Network` is the general machine. :class:`MLP` builds the usual stack of
+Affine layers with activations (and optional Dropout) between them.
+:class:`LogisticRegression` and :class:`FeedforwardNeuralNet` are the homework's two
+models, kept with the homework's constructors and ``params`` names, as special cases
+of :class:`MLP` trained by :class:`~chainrule.optim.SGD`.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ._validation import (_shape_str, as_float_array, check_choice, check_in_interval,
+                          check_one_hot, check_positive_int, check_rng)
+from .functional import _shifted
+from .init import get_initializer
+from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from .losses import CategoricalCrossEntropy, get_loss
+from .optim import SGD
+
+__all__ = ["Network", "MLP", "LogisticRegression", "FeedforwardNeuralNet", "ACTIVATIONS"]
+
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+
+
+class Network:
+    """A sequence of layers sharing one params dict, ending in a loss.
+
+    Parameters
+    ----------
+    layers : list of (Layer, tuple of str)
+        Each layer with the names (keys of ``params``) of the arrays it takes, in the
+        order its ``forward`` takes them; ``()`` for a layer without parameters.
+    params : dict of str to ndarray
+        The parameters, owned by the network and updated in place by optimizers.
+    loss : Loss
+        The loss applied to the last layer's output.
+
+    Notes
+    -----
+    ``forward`` is the single forward path: ``predict``, ``loss_and_grads`` and
+    ``step`` all go through it. The layers' own input checks are turned off; the
+    network checks its inputs once at each public entry point instead.
+    """
+
+    def __init__(self, layers, params, loss):
+        self.layers = list(layers)
+        self.params = params
+        self.loss = loss
+        for i, (layer, names) in enumerate(self.layers):
+            layer.validate = False
+            missing = [n for n in names if n not in params]
+            if missing:
+                raise ValueError(f"layer {i} ({layer!r}) uses parameters {missing} that are "
+                                 f"not in params")
+        loss.validate = False
+        # Nobody reads the gradient with respect to the data.
+        first = self.layers[0][0] if self.layers else None
+        if isinstance(first, Affine):
+            first.compute_input_grad = False
+        self.optimizer = None
+
+    # -- shapes and checks -------------------------------------------------------
+    @property
+    def dtype(self):
+        return next(iter(self.params.values())).dtype
+
+    @property
+    def n_features(self) -> int:
+        return self.params[self.layers[0][1][0]].shape[0]
+
+    @property
+    def n_outputs(self) -> int:
+        last = [names for _, names in self.layers if names][-1]
+        return self.params[last[0]].shape[1]
+
+    def num_parameters(self) -> int:
+        """Total number of scalar parameters."""
+        return int(sum(p.size for p in self.params.values()))
+
+    def _check_X(self, X, name="X"):
+        X = as_float_array(X, name, ndim=2, dtype=self.dtype)
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"{name} has {X.shape[1]} features but the model expects "
+                             f"{self.n_features}: got shape {_shape_str(X.shape)}")
+        return X
+
+    def _check_XY(self, X, Y):
+        X = self._check_X(X)
+        Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype)
+        if Y.shape != (X.shape[0], self.n_outputs):
+            raise ValueError(f"Y must have shape ({X.shape[0]}, {self.n_outputs}) (one row per "
+                             f"row of X, one column per model output), got "
+                             f"{_shape_str(Y.shape)}")
+        if isinstance(self.loss, CategoricalCrossEntropy):
+            check_one_hot(Y, "Y")
+        return X, Y
+
+    # -- the one forward path and its backward -----------------------------------
+    def forward(self, X, training: bool = False, *, checked: bool = False):
+        """Run every layer on ``X`` and return the last layer's output (the logits).
+
+        Shape: X (N, D) -> (N, K).
+        """
+        out = X if checked else self._check_X(X)
+        for layer, names in self.layers:
+            layer.training = training
+            out = layer.forward(out, *[self.params[n] for n in names])
+        return out
+
+    def backward(self, d_out) -> dict:
+        """Backpropagate ``d_out`` (gradient of the loss w.r.t. the logits) through
+        the layers cached by the last ``forward``; return the gradients by name."""
+        grads = {}
+        for layer, names in reversed(self.layers):
+            result = layer.backward(d_out)
+            if names:
+                d_out = result[0]
+                grads.update(zip(names, result[1:]))
+            else:
+                d_out = result
+        # Same key order as params, so a grads dict lines up with the params dict.
+        return {k: grads[k] for k in self.params}
+
+    def loss_and_grads(self, X, Y, *, training: bool = True, checked: bool = False):
+        """Loss on ``(X, Y)`` and its gradient with respect to every parameter.
+
+        Returns
+        -------
+        loss : float
+        grads : dict of str to ndarray, same keys and shapes as ``params``
+        """
+        if not checked:
+            X, Y = self._check_XY(X, Y)
+        logits = self.forward(X, training=training, checked=True)
+        loss = self.loss.forward(logits, Y)
+        d_logits, _ = self.loss.backward(1.0)
+        return loss, self.backward(d_logits)
+
+    def step(self, X, Y, optimizer=None) -> float:
+        """One optimization step on ``(X, Y)``; returns the loss *before* the update."""
+        optimizer = optimizer if optimizer is not None else self.optimizer
+        if optimizer is None:
+            raise ValueError("optimizer must be given (this model has no default optimizer)")
+        loss, grads = self.loss_and_grads(X, Y)
+        optimizer.step(self.params, grads)
+        return loss
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Class probabilities (softmax of the logits). Shape: X (N, D) -> (N, K)."""
+        s, _ = _shifted(self.forward(X), axis=1)
+        e = np.exp(s)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X) -> np.ndarray:
+        """The homework's ``predict``: class probabilities of shape (N, K) for a
+        classifier (cross-entropy loss), the raw outputs for a regressor."""
+        if isinstance(self.loss, CategoricalCrossEntropy):
+            return self.predict_proba(X)
+        return self.forward(X)
+
+    def predict_classes(self, X) -> np.ndarray:
+        """Index of the most probable class for each row. Shape: X (N, D) -> (N,)."""
+        return np.argmax(self.forward(X), axis=1)
+
+    # -- looking inside -----------------------------------------------------------
+    def _node_names(self):
+        """Names of the values flowing between layers: X, Z1, H1, ..., following
+        the layer order (Z for an affine output, H for anything after it)."""
+        names, k = ["X"], 0
+        for layer, _ in self.layers:
+            if isinstance(layer, Affine):
+                k += 1
+                names.append(f"Z{k}")
+            elif isinstance(layer, Dropout):
+                names.append(f"D{k}")
+            else:
+                names.append(f"H{k}")
+        return names
+
+    def summary(self) -> str:
+        """A table of layers, output shapes and parameter counts."""
+        rows = [("layer", "output shape", "parameters", "count")]
+        width = self.n_features
+        for (layer, names), node in zip(self.layers, self._node_names()[1:]):
+            if names:
+                width = self.params[names[0]].shape[1]
+            shapes = ", ".join(f"{n} {_shape_str(self.params[n].shape)}" for n in names)
+            count = sum(self.params[n].size for n in names)
+            rows.append((f"{node} = {layer!r}", f"(N, {width})", shapes or "-", f"{count:,}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        line = "  ".join("-" * w for w in widths)
+        fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+        lines = [f"{type(self).__name__}: input (N, {self.n_features}), loss "
+                 f"{type(self.loss).__name__}, dtype {self.dtype}", line, fmt(rows[0]), line]
+        lines += [fmt(r) for r in rows[1:]]
+        lines += [line, f"total parameters: {self.num_parameters():,}"]
+        return "\n".join(lines)
+
+    def explain(self, X) -> str:
+        """Every layer's forward and backward equation with this batch's real shapes.
+
+        Runs a forward pass on ``X`` (in evaluation mode) to read the shapes.
+        """
+        X = self._check_X(X)
+        nodes = self._node_names()
+        shapes = [X.shape]
+        out = X
+        for layer, names in self.layers:
+            layer.training = False
+            out = layer.forward(out, *[self.params[n] for n in names])
+            shapes.append(out.shape)
+        n = X.shape[0]
+        shp = lambda s: _shape_str(s).replace(f"({n},", "(N,", 1)  # noqa: E731
+        lines = [f"N = {n}", "forward:"]
+        backward = []
+        for i, (layer, names) in enumerate(self.layers):
+            x, y = nodes[i], nodes[i + 1]
+            fields = {"x": x, "y": y}
+            if isinstance(layer, Affine):
+                W, b = names
+                fields.update(W=W, b=b)
+                w_shape = self.params[W].shape
+                fwd = (f"{x} @ {W} + {b} : {shp(shapes[i])} @ {shp(w_shape)} + "
+                       f"{shp(self.params[b].shape)} -> {shp(shapes[i + 1])}")
+                lines.append(f"  {y} = {fwd}")
+                bwd = [f"d{W} = {x}^T @ d{y} : {shp(shapes[i][::-1])} @ {shp(shapes[i + 1])}"
+                       f" -> {shp(w_shape)}",
+                       f"d{b} = sum_rows(d{y}) : {shp(shapes[i + 1])} -> "
+                       f"{shp(self.params[b].shape)}"]
+                if layer.compute_input_grad:
+                    bwd.append(f"d{x} = d{y} @ {W}^T : {shp(shapes[i + 1])} @ "
+                               f"{shp(w_shape[::-1])} -> {shp(shapes[i])}")
+            else:
+                lines.append(f"  {layer.equations[0].format(**fields)} : "
+                             f"{shp(shapes[i])} -> {shp(shapes[i + 1])}")
+                bwd = [f"{e.format(**fields)} : {shp(shapes[i])}" for e in layer.equations[1]]
+            backward.append(bwd)
+        fields = {"x": nodes[-1]}
+        lines.append(f"  {self.loss.equations[0].format(**fields)} : {shp(shapes[-1])} -> ()")
+        lines.append("backward:")
+        lines.append(f"  {self.loss.equations[1][0].format(**fields)} : {shp(shapes[-1])}")
+        for bwd in reversed(backward):
+            lines += [f"  {e}" for e in bwd]
+        return "\n".join(lines)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.num_parameters():,} parameters)"
+
+
+class MLP(Network):
+    """Multilayer perceptron: Affine layers with an activation (and optional
+    Dropout) between them and no activation after the last one.
+
+    Parameters
+    ----------
+    layer_sizes : sequence of int
+        ``[n_features, hidden_1, ..., n_outputs]``; at least two entries.
+    activation : str or sequence of str, default="relu"
+        'relu', 'leaky_relu', 'tanh' or 'sigmoid'; a sequence gives one per hidden layer.
+    dropout : float, default=0.0
+        Drop probability after each hidden activation, in [0, 1).
+    init : str or callable, default="xavier"
+        Weight initialiser: 'xavier' ('xavier_uniform'), 'xavier_normal', 'he'
+        ('he_normal'), 'he_uniform' or 'zeros'. Biases start at zero.
+    rng : None, int or numpy.random.Generator
+        Source of the initial weights and dropout masks; ``None`` is NumPy's global
+        generator (the homework's choice).
+    dtype : numpy float dtype, default=float64
+        Dtype of every parameter; inputs are cast to it.
+    loss : {'cross_entropy', 'mse'}, default='cross_entropy'
+
+    Attributes
+    ----------
+    params : dict of str to ndarray
+        ``W1, b1, W2, b2, ...`` (or ``W, b`` for a single layer, as in the homework).
+
+    Shape: X (N, layer_sizes[0]) -> logits (N, layer_sizes[-1]).
+    """
+
+    def __init__(self, layer_sizes, activation="relu", dropout=0.0, init="xavier", rng=None,
+                 dtype=np.float64, loss="cross_entropy"):
+        sizes = self._check_sizes(layer_sizes)
+        n_hidden = len(sizes) - 2
+        if isinstance(activation, str):
+            activations = [activation] * n_hidden
+        else:
+            activations = list(activation)
+            if len(activations) != n_hidden:
+                raise ValueError(f"activation must be a string or one name per hidden layer "
+                                 f"({n_hidden}), got {activation!r}")
+        for a in activations:
+            check_choice(a, "activation", ACTIVATIONS)
+        dropout = check_in_interval(dropout, "dropout", 0.0, 1.0)
+        initializer = get_initializer(init)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError as exc:
+            raise TypeError(f"dtype must be a NumPy float dtype, got {dtype!r}") from exc
+        if not np.issubdtype(dtype, np.floating):
+            raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
+        random = check_rng(rng)
+
+        self.config = {"layer_sizes": sizes, "activation": activation if isinstance(
+            activation, str) else activations, "dropout": dropout,
+            "init": init if isinstance(init, str) else getattr(init, "__name__", "custom"),
+            "dtype": dtype.name, "loss": loss if isinstance(loss, str) else type(loss).__name__}
+        params, layers = {}, []
+        n_layers = len(sizes) - 1
+        for i in range(n_layers):
+            W, b = ("W", "b") if n_layers == 1 else (f"W{i + 1}", f"b{i + 1}")
+            # W then b for each layer: the order in which the homework draws its weights.
+            params[W] = initializer([sizes[i], sizes[i + 1]], rng=random, dtype=dtype)
+            params[b] = np.zeros(sizes[i + 1], dtype=dtype)
+            layers.append((Affine(), (W, b)))
+            if i < n_layers - 1:
+                layers.append((ACTIVATIONS[activations[i]](), ()))
+                if dropout > 0:
+                    layers.append((Dropout(dropout, rng=random), ()))
+        super().__init__(layers, params, get_loss(loss))
+
+    @staticmethod
+    def _check_sizes(layer_sizes):
+        if isinstance(layer_sizes, (str, bytes)) or not hasattr(layer_sizes, "__iter__"):
+            raise TypeError(f"layer_sizes must be a sequence of positive integers, got "
+                            f"{layer_sizes!r}")
+        sizes = list(layer_sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"layer_sizes needs at least an input and an output size, got "
+                             f"{sizes!r}")
+        for s in sizes:
+            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
+                raise ValueError(f"layer_sizes must hold positive integers, got {sizes!r}")
+        return [int(s) for s in sizes]
+
+
+class _HomeworkModel(MLP):
+    """Adds the homework's ``learning_rate`` attribute and SGD ``step``."""
+
+    def __init__(self, layer_sizes, init, learning_rate, rng=None):
+        super().__init__(layer_sizes, activation="relu", init=init, rng=rng)
+        self.optimizer = SGD(lr=learning_rate)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.optimizer.lr
+
+    @learning_rate.setter
+    def learning_rate(self, value):
+        self.optimizer = SGD(lr=value)
+
+
+class LogisticRegression(_HomeworkModel):
+    """Multinomial logistic regression: ``input -> affine -> softmax``.
+
+    Parameters
+    ----------
+    num_features : int
+        ``D``, the number of input features.
+    num_classes : int
+        ``K``, the number of classes.
+    learning_rate : float, default=1e-2
+        Step size of plain gradient descent in :meth:`step`.
+
+    Attributes
+    ----------
+    params : dict
+        ``W`` of shape (D, K) and ``b`` of shape (K,), both starting at zero.
+
+    Shape: X (N, D) -> probabilities (N, K).
+    """
+
+    def __init__(self, num_features, num_classes, learning_rate=1e-2):
+        num_features = check_positive_int(num_features, "num_features")
+        num_classes = check_positive_int(num_classes, "num_classes")
+        super().__init__([num_features, num_classes], "zeros", learning_rate)
+
+
+class FeedforwardNeuralNet(_HomeworkModel):
+    """Two-layer network ``input -> affine -> relu -> affine -> softmax``.
+
+    Parameters
+    ----------
+    input_size, hidden_size, output_size : int
+        ``D``, ``H`` and ``K``.
+    learning_rate : float, default=1e-2
+        Step size of plain gradient descent in :meth:`step`.
+    rng : None, int or numpy.random.Generator
+        Source of the Xavier-uniform weights; ``None`` (the homework) draws ``W1`` then
+        ``W2`` from NumPy's global generator.
+
+    Attributes
+    ----------
+    params : dict
+        ``W1`` (D, H), ``b1`` (H,), ``W2`` (H, K), ``b2`` (K,); biases start at zero.
+
+    Shape: X (N, D) -> probabilities (N, K).
+    """
+
+    def __init__(self, input_size, hidden_size, output_size, learning_rate=1e-2, rng=None):
+        sizes = [check_positive_int(input_size, "input_size"),
+                 check_positive_int(hidden_size, "hidden_size"),
+                 check_positive_int(output_size, "output_size")]
+        super().__init__(sizes, "xavier", learning_rate, rng=rng)

@@ -1,0 +1,234 @@
+"""Optimizers that update a params dict in place, and learning-rate schedules.
+
+The base class :class:`Optimizer` owns the bookkeeping: it checks that the gradients
+match the parameters before touching any of them, counts steps, resolves the
+learning rate for the current step and keeps per-parameter state keyed by the
+parameter's name. A subclass writes only its update rule, ``_update``.
+
+Hyperparameter names and meanings follow ``torch.optim``: ``SGD(weight_decay=...)``
+adds ``weight_decay * p`` to the gradient (L2), ``AdamW`` shrinks the weights directly.
+
+A learning rate is a positive float or a schedule: any function of the step number
+(0 for the first step) returning a float. The schedules below are pure functions of
+the step; bind their settings with :func:`functools.partial`, e.g.
+``Adam(lr=partial(cosine_lr, base_lr=1e-3, total_steps=1000))``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._validation import _shape_str, check_in_interval, check_positive_float, check_positive_int
+
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "step_lr", "exponential_lr", "cosine_lr",
+           "linear_warmup", "OPTIMIZERS", "get_optimizer"]
+
+
+class Optimizer:
+    """Base class: loops over the params dict, subclasses supply ``_update``.
+
+    Parameters
+    ----------
+    lr : float or callable
+        Learning rate, or a schedule ``lr(step) -> float``.
+    """
+
+    def __init__(self, lr):
+        if callable(lr):
+            self.lr = lr
+        else:
+            self.lr = check_positive_float(lr, "lr")
+        self.steps = 0
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+
+    def current_lr(self) -> float:
+        """The learning rate the next call to :meth:`step` will use."""
+        if not callable(self.lr):
+            return self.lr
+        return check_positive_float(self.lr(self.steps), f"lr schedule at step {self.steps}",
+                                    allow_zero=True)
+
+    def step(self, params: dict, grads: dict) -> None:
+        """Update every array of ``params`` in place from ``grads`` (same keys, same shapes).
+
+        Nothing is changed when a gradient is missing, extra or of the wrong shape.
+        """
+        if not isinstance(params, dict) or not isinstance(grads, dict):
+            raise TypeError(f"params and grads must be dicts, got {type(params).__name__} "
+                            f"and {type(grads).__name__}")
+        if params.keys() != grads.keys():
+            missing = sorted(set(params) - set(grads))
+            extra = sorted(set(grads) - set(params))
+            raise ValueError(f"grads must have the same keys as params; missing {missing}, "
+                             f"extra {extra}")
+        for name, p in params.items():
+            if np.shape(grads[name]) != np.shape(p):
+                raise ValueError(f"grads[{name!r}] must have shape {_shape_str(np.shape(p))} "
+                                 f"like params[{name!r}], got {_shape_str(np.shape(grads[name]))}")
+        lr = self.current_lr()
+        self.steps += 1
+        for name, p in params.items():
+            self._update(p, grads[name], self.state.setdefault(name, {}), lr)
+
+    def _update(self, p, g, state, lr):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Step count and per-parameter state (copies), e.g. for a checkpoint."""
+        return {"steps": self.steps,
+                "state": {k: {s: np.array(v, copy=True) for s, v in st.items()}
+                          for k, st in self.state.items()}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+        self.steps = check_positive_int(state_dict["steps"], "steps", minimum=0)
+        self.state = {k: {s: np.array(v, copy=True) for s, v in st.items()}
+                      for k, st in state_dict["state"].items()}
+
+    def hyperparameters(self) -> dict:
+        """Constructor arguments (the learning rate only when it is a number)."""
+        return {k: v for k, v in vars(self).items()
+                if k not in ("steps", "state") and not (k == "lr" and callable(v))}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, Nesterov and L2 weight decay.
+
+    Per step, as ``torch.optim.SGD``::
+
+        g = g + weight_decay * p
+        buf = g                                  (first step)
+        buf = momentum * buf + (1 - dampening) * g   (later steps)
+        g = g + momentum * buf if nesterov else buf
+        p = p - lr * g
+
+    With the defaults this is ``p = p - lr * g``, bit for bit the homework's update.
+    """
+
+    def __init__(self, lr=1e-2, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(lr)
+        self.momentum = check_in_interval(momentum, "momentum", 0.0, 1.0)
+        self.dampening = check_in_interval(dampening, "dampening", 0.0, 1.0, high_closed=True)
+        self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+        if not isinstance(nesterov, bool):
+            raise TypeError(f"nesterov must be a bool, got {nesterov!r}")
+        if nesterov and (self.momentum == 0 or self.dampening != 0):
+            raise ValueError("nesterov=True needs momentum > 0 and dampening = 0, got "
+                             f"momentum={self.momentum!r}, dampening={self.dampening!r}")
+        self.nesterov = nesterov
+
+    def _update(self, p, g, state, lr):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if self.momentum:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = np.array(g, copy=True)
+            else:
+                buf *= self.momentum
+                buf += (1 - self.dampening) * g
+            g = g + self.momentum * buf if self.nesterov else buf
+        p -= lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba, 2015) with L2 weight decay added to the gradient.
+
+    Per step ``t = 1, 2, ...``, as ``torch.optim.Adam``::
+
+        g = g + weight_decay * p
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g^2
+        p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+    """
+
+    decoupled = False
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(lr)
+        if len(tuple(betas)) != 2:
+            raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        self.betas = (check_in_interval(betas[0], "betas[0]", 0.0, 1.0),
+                      check_in_interval(betas[1], "betas[1]", 0.0, 1.0))
+        self.eps = check_positive_float(eps, "eps")
+        self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+
+    def _update(self, p, g, state, lr):
+        beta1, beta2 = self.betas
+        if self.weight_decay:
+            if self.decoupled:
+                p *= 1 - lr * self.weight_decay
+            else:
+                g = g + self.weight_decay * p
+        if "exp_avg" not in state:
+            state["exp_avg"] = np.zeros_like(p)
+            state["exp_avg_sq"] = np.zeros_like(p)
+            state["step"] = np.zeros((), dtype=np.int64)
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        state["step"] += 1
+        t = int(state["step"])
+        m *= beta1
+        m += (1 - beta1) * g
+        v *= beta2
+        v += (1 - beta2) * (g * g)
+        step_size = lr / (1 - beta1 ** t)
+        denom = np.sqrt(v) / math.sqrt(1 - beta2 ** t) + self.eps
+        p -= step_size * (m / denom)
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter, 2019), as ``torch.optim.AdamW``.
+
+    Before the Adam step the weights shrink directly: ``p = p * (1 - lr * weight_decay)``.
+    """
+
+    decoupled = True
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
+        super().__init__(lr, betas, eps, weight_decay)
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+
+
+def get_optimizer(name, **kwargs) -> Optimizer:
+    """Build the optimizer called ``name`` ('sgd', 'adam', 'adamw') with ``kwargs``."""
+    if isinstance(name, Optimizer):
+        return name
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    return OPTIMIZERS[name](**kwargs)
+
+
+# --- learning-rate schedules: pure functions of the step ---------------------------
+
+def step_lr(step: int, *, base_lr: float, step_size: int, gamma: float = 0.1) -> float:
+    """``base_lr * gamma ** (step // step_size)``: multiply by ``gamma`` every ``step_size`` steps."""
+    return base_lr * gamma ** (step // step_size)
+
+
+def exponential_lr(step: int, *, base_lr: float, gamma: float) -> float:
+    """``base_lr * gamma ** step``."""
+    return base_lr * gamma ** step
+
+
+def cosine_lr(step: int, *, base_lr: float, total_steps: int, min_lr: float = 0.0) -> float:
+    """Half a cosine from ``base_lr`` at step 0 down to ``min_lr`` at ``total_steps``
+    (and ``min_lr`` after it)."""
+    frac = min(step, total_steps) / total_steps
+    return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * frac))
+
+
+def linear_warmup(step: int, *, warmup_steps: int, schedule, **kwargs) -> float:
+    """Rise linearly to ``schedule(warmup_steps)`` over the first ``warmup_steps``
+    steps, then follow ``schedule`` (a number is a constant schedule)."""
+    after = schedule if callable(schedule) else (lambda _step, **_kw: float(schedule))
+    if step < warmup_steps:
+        return after(warmup_steps, **kwargs) * (step + 1) / warmup_steps
+    return after(step, **kwargs)
