@@ -227,7 +227,7 @@ class Network:
                 fwd = (f"{x} @ {W} + {b} : {shp(shapes[i])} @ {shp(w_shape)} + "
                        f"{shp(self.params[b].shape)} -> {shp(shapes[i + 1])}")
                 lines.append(f"  {y} = {fwd}")
-                bwd = [f"d{W} = {x}^T @ d{y} : {shp(shapes[i][::-1])} @ {shp(shapes[i + 1])}"
+                bwd = [f"d{W} = {x}^T @ d{y} : ({shapes[i][1]}, N) @ {shp(shapes[i + 1])}"
                        f" -> {shp(w_shape)}",
                        f"d{b} = sum_rows(d{y}) : {shp(shapes[i + 1])} -> "
                        f"{shp(self.params[b].shape)}"]
