@@ -36,6 +36,20 @@ class Loss:
                              f"{_shape_str(targets.shape)}")
         return outputs, targets
 
+    def _check_weights(self, sample_weight, n, dtype):
+        """``None`` or a 1-D array of ``n`` non-negative weights with a positive sum."""
+        if sample_weight is None:
+            return None
+        if self.validate:
+            sample_weight = as_float_array(sample_weight, "sample_weight", ndim=1)
+            if sample_weight.shape[0] != n:
+                raise ValueError(f"sample_weight must have one entry per row ({n}), got "
+                                 f"{_shape_str(sample_weight.shape)}")
+            if sample_weight.min() < 0 or not sample_weight.sum() > 0:
+                raise ValueError("sample_weight must be >= 0 with a positive sum, got min "
+                                 f"{sample_weight.min()!r} and sum {sample_weight.sum()!r}")
+        return sample_weight.astype(dtype, copy=False)
+
     def _check_backward(self, d_out):
         if self.cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
@@ -68,20 +82,30 @@ class CategoricalCrossEntropy(Loss):
         super().__init__()
         self._warned = False
 
-    def forward(self, logits, labels):
-        """Return the mean cross-entropy as a Python float."""
+    def forward(self, logits, labels, sample_weight=None):
+        """Return the mean cross-entropy as a Python float.
+
+        With ``sample_weight`` (N,), the weighted mean ``sum(w_n l_n) / sum(w_n)``:
+        a weight of 2 counts a row twice.
+        """
         logits, labels = self._check_pair(logits, labels, "logits", "labels")
+        w = self._check_weights(sample_weight, logits.shape[0], logits.dtype)
         if self.validate:
             check_one_hot(labels, "labels")
             self._warn_if_probabilities(logits)
         labels = labels.astype(logits.dtype, copy=False)
         s, _ = _shifted(logits, axis=1)
         log_probs = s - np.log(np.sum(np.exp(s), axis=1, keepdims=True))
-        n = logits.shape[0]
         # where= skips the 0 * (-inf) = nan that a label of 0 meets when a logit is
         # so far below the maximum that its log-probability underflows to -inf.
-        loss = -float(np.sum(labels * log_probs, where=labels != 0)) / n
-        self.cache = (np.exp(log_probs), labels)
+        if w is None:
+            loss = -float(np.sum(labels * log_probs, where=labels != 0)) / logits.shape[0]
+            self.cache = (np.exp(log_probs), labels, None)
+        else:
+            total = float(w.sum())
+            per_row = np.sum(labels * log_probs, axis=1, where=labels != 0)
+            loss = -float(per_row @ w) / total
+            self.cache = (np.exp(log_probs), labels, w[:, None] / w.dtype.type(total))
         return loss
 
     def backward(self, d_out=1.0):
@@ -93,8 +117,10 @@ class CategoricalCrossEntropy(Loss):
         d_labels : None
         """
         d_out = self._check_backward(d_out)
-        probs, labels = self.cache
-        return (probs - labels) * d_out / labels.shape[0], None
+        probs, labels, row_weight = self.cache
+        if row_weight is None:
+            return (probs - labels) * d_out / labels.shape[0], None
+        return (probs - labels) * row_weight * d_out, None
 
     def _warn_if_probabilities(self, logits):
         if self._warned or logits.shape[1] < 2:
@@ -116,17 +142,26 @@ class MeanSquaredError(Loss):
 
     equations = ("L = mean((({x}) - Y)^2)", ("d{x} = 2 * ({x} - Y) / (N * M)",))
 
-    def forward(self, outputs, targets):
+    def forward(self, outputs, targets, sample_weight=None):
+        """Mean squared error; with ``sample_weight`` (N,), rows are weighted and the
+        sum is divided by ``sum(w) * M``."""
         outputs, targets = self._check_pair(outputs, targets, "outputs", "targets")
+        w = self._check_weights(sample_weight, outputs.shape[0], outputs.dtype)
         diff = outputs - targets.astype(outputs.dtype, copy=False)
-        self.cache = diff
-        return float(np.mean(diff * diff))
+        if w is None:
+            self.cache = (diff, None)
+            return float(np.mean(diff * diff))
+        scale = w[:, None] / w.dtype.type(w.sum() * diff.shape[1])
+        self.cache = (diff, scale)
+        return float(np.sum(diff * diff * scale))
 
     def backward(self, d_out=1.0):
         """Gradient ``2 (outputs - targets) * d_out / (N*M)`` and ``None`` for the targets."""
         d_out = self._check_backward(d_out)
-        diff = self.cache
-        return diff * (2 * d_out / diff.size), None
+        diff, scale = self.cache
+        if scale is None:
+            return diff * (2 * d_out / diff.size), None
+        return diff * scale * (2 * d_out), None
 
 
 LOSSES = {"cross_entropy": CategoricalCrossEntropy, "mse": MeanSquaredError}

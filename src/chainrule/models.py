@@ -125,8 +125,13 @@ class Network:
         # Same key order as params, so a grads dict lines up with the params dict.
         return {k: grads[k] for k in self.params}
 
-    def loss_and_grads(self, X, Y, *, training: bool = True, checked: bool = False):
+    def loss_and_grads(self, X, Y, sample_weight=None, *, training: bool = True,
+                       checked: bool = False):
         """Loss on ``(X, Y)`` and its gradient with respect to every parameter.
+
+        ``sample_weight`` (N,) weights the rows of the loss (see the loss class).
+        ``training`` switches Dropout on; ``checked=True`` skips the input checks for
+        callers (the training loop) that already ran them.
 
         Returns
         -------
@@ -135,17 +140,23 @@ class Network:
         """
         if not checked:
             X, Y = self._check_XY(X, Y)
+            if sample_weight is not None:
+                self.loss.validate = True
+                try:
+                    sample_weight = self.loss._check_weights(sample_weight, X.shape[0], X.dtype)
+                finally:
+                    self.loss.validate = False
         logits = self.forward(X, training=training, checked=True)
-        loss = self.loss.forward(logits, Y)
+        loss = self.loss.forward(logits, Y, sample_weight)
         d_logits, _ = self.loss.backward(1.0)
         return loss, self.backward(d_logits)
 
-    def step(self, X, Y, optimizer=None) -> float:
+    def step(self, X, Y, optimizer=None, sample_weight=None) -> float:
         """One optimization step on ``(X, Y)``; returns the loss *before* the update."""
         optimizer = optimizer if optimizer is not None else self.optimizer
         if optimizer is None:
             raise ValueError("optimizer must be given (this model has no default optimizer)")
-        loss, grads = self.loss_and_grads(X, Y)
+        loss, grads = self.loss_and_grads(X, Y, sample_weight)
         optimizer.step(self.params, grads)
         return loss
 
