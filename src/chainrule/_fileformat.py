@@ -45,7 +45,7 @@ import zipfile
 
 import numpy as np
 
-__all__ = ["FORMAT_VERSION", "FORMAT_NAME", "ModelFileError", "write_archive",
+__all__ = ["FORMAT_VERSION", "FORMAT_NAME", "ModelFileError", "write_archive", "atomic_write",
            "read_archive"]
 
 #: Version of the layout written by :func:`write_archive`. A reader refuses any other.
@@ -161,19 +161,35 @@ def write_archive(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
               "checksum": _checksum(arrays, meta_json), "meta": json.loads(meta_json)}
     header_bytes = json.dumps(header, sort_keys=True, indent=1).encode("utf-8")
 
+    def write(fh) -> None:
+        with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED,
+                             allowZip64=True) as zf:
+            for key, arr in arrays.items():
+                with zf.open(key + ".npy", mode="w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, arr, allow_pickle=False)
+            # A fixed timestamp keeps the bytes of a file a function of its content.
+            info = zipfile.ZipInfo(_META_ENTRY, date_time=(1980, 1, 1, 0, 0, 0))
+            zf.writestr(info, header_bytes, compress_type=zipfile.ZIP_STORED)
+
+    atomic_write(path, write)
+
+
+def atomic_write(path, write) -> None:
+    """Create or replace ``path`` with what ``write(fh)`` writes to a binary file.
+
+    ``write`` writes into a temporary file in the same directory, which is flushed,
+    ``fsync``-ed and renamed over ``path`` (:func:`os.replace`, atomic on POSIX and
+    Windows); then the directory is ``fsync``-ed so the rename survives a power cut.
+    If anything fails (``KeyboardInterrupt`` included) the temporary file is removed
+    and ``path`` keeps its old content. Used for ONNX files too.
+    """
+    path = _check_path(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp_path = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
                                     suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            with zipfile.ZipFile(fh, mode="w", compression=zipfile.ZIP_STORED,
-                                 allowZip64=True) as zf:
-                for key, arr in arrays.items():
-                    with zf.open(key + ".npy", mode="w", force_zip64=True) as member:
-                        np.lib.format.write_array(member, arr, allow_pickle=False)
-                # A fixed timestamp keeps the bytes of a file a function of its content.
-                info = zipfile.ZipInfo(_META_ENTRY, date_time=(1980, 1, 1, 0, 0, 0))
-                zf.writestr(info, header_bytes, compress_type=zipfile.ZIP_STORED)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         # mkstemp creates the file private (0600); give it the permissions a plain
@@ -181,7 +197,6 @@ def write_archive(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
         os.chmod(tmp_path, 0o666 & ~_current_umask())
         os.replace(tmp_path, path)
     except BaseException:
-        # Includes KeyboardInterrupt: never leave the temporary file behind.
         try:
             os.unlink(tmp_path)
         except OSError:
@@ -310,6 +325,8 @@ def read_archive(path) -> tuple[dict[str, np.ndarray], dict]:
                 raise fail(f"array {key!r} is corrupt ({type(exc).__name__}: {exc})") from None
             if arr.dtype.hasobject:
                 raise fail(f"array {key!r} has object dtype {arr.dtype}; refused")
+            if not arr.flags.writeable:
+                arr = arr.copy()
             arrays[key] = arr
 
     expected = _checksum(arrays, _canonical_json(meta))
