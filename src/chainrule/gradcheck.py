@@ -1,0 +1,317 @@
+"""Gradient checking: hand-written ``backward`` against central finite differences.
+
+Every gradient in chainrule is written by hand, so every gradient can be wrong. The
+functions here perturb one entry at a time by ``+eps`` and ``-eps``, evaluate the
+loss twice and compare ``(f(x + eps) - f(x - eps)) / (2 eps)`` with what ``backward``
+returned.
+
+How the error is measured
+-------------------------
+For one array with analytic gradient ``a`` and numerical gradient ``n`` the error is
+
+    ``max_i |a_i - n_i| / max(max_i |a_i| + max_i |n_i|, tiny)``
+
+the worst discrepancy of any single entry, relative to the size of that array's
+gradient. A purely entrywise ratio ``|a_i - n_i| / (|a_i| + |n_i|)`` is dominated by
+entries whose true gradient is nearly zero, where the finite difference is all
+rounding noise (about ``1e-16 / eps`` in float64), and would flag correct code; a
+2-norm ratio dilutes a wrong entry among many right ones. Scaling the worst entry by
+the largest gradient of the array avoids both. ``tiny`` (the smallest normal float64)
+only guards against 0/0 when both gradients are exactly zero, which counts as agreement.
+
+With ``eps=1e-6`` in float64, correct gradients of smooth functions give errors
+around ``1e-9``; a bug gives errors of order one. Use float64: in float32 the
+rounding noise of the finite difference alone is about ``1e-1 / (2 eps)`` times the
+machine epsilon and the check says nothing. :func:`check_gradients` therefore works on
+a float64 copy of a model whose parameters are float32.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ._validation import _shape_str, as_float_array, check_positive_float, check_positive_int, \
+    check_rng
+
+__all__ = ["numerical_gradient", "relative_error", "GradCheckResult", "check_gradients",
+           "check_layer_gradients"]
+
+_TINY = np.finfo(np.float64).tiny
+
+
+def relative_error(analytic, numeric) -> float:
+    """Worst entrywise discrepancy relative to the gradient's scale (see module notes).
+
+    ``max|a - n| / max(max|a| + max|n|, tiny)``; 0.0 when both are all zeros.
+    """
+    a = np.asarray(analytic, dtype=np.float64)
+    n = np.asarray(numeric, dtype=np.float64)
+    if a.shape != n.shape:
+        raise ValueError(f"analytic and numeric must have the same shape, got "
+                         f"{_shape_str(a.shape)} and {_shape_str(n.shape)}")
+    if a.size == 0:
+        return 0.0
+    scale = float(np.max(np.abs(a)) + np.max(np.abs(n)))
+    return float(np.max(np.abs(a - n)) / max(scale, _TINY))
+
+
+def numerical_gradient(f, array, eps: float = 1e-6, *, indices=None) -> np.ndarray:
+    """Central finite differences of the scalar function ``f()`` with respect to ``array``.
+
+    ``array`` is perturbed *in place*, one entry at a time, and each entry is put
+    back to its exact original value (the saved value is written back, not
+    ``x + eps - eps``, which need not round to ``x``), so ``f`` should read ``array``
+    rather than a copy of it.
+
+    Parameters
+    ----------
+    f : callable
+        ``f() -> float``, evaluated twice per checked entry.
+    array : ndarray of float
+        The array to differentiate with respect to; modified during the call and
+        restored bit for bit before it returns (also if ``f`` raises).
+    eps : float, default=1e-6
+        Step size.
+    indices : iterable of tuple, optional
+        Only these entries (multi-indices); the others are left 0 in the result.
+
+    Returns
+    -------
+    ndarray, float64, same shape as ``array``
+    """
+    if not isinstance(array, np.ndarray) or not np.issubdtype(array.dtype, np.floating):
+        raise TypeError(f"array must be a floating-point numpy.ndarray (perturbed in place), "
+                        f"got {type(array).__name__}"
+                        + (f" of dtype {array.dtype}" if isinstance(array, np.ndarray) else ""))
+    if not array.flags.writeable:
+        raise ValueError("array must be writeable: it is perturbed in place")
+    eps = check_positive_float(eps, "eps")
+    grad = np.zeros(array.shape, dtype=np.float64)
+    if indices is None:
+        indices = np.ndindex(*array.shape)
+    for idx in indices:
+        idx = tuple(int(i) for i in np.atleast_1d(idx)) if array.ndim else ()
+        old = array[idx].copy()
+        try:
+            array[idx] = old + eps
+            f_plus = float(f())
+            array[idx] = old - eps
+            f_minus = float(f())
+        finally:
+            array[idx] = old
+        grad[idx] = (f_plus - f_minus) / (2 * eps)
+    return grad
+
+
+@dataclass
+class GradCheckResult:
+    """Outcome of a gradient check.
+
+    Attributes
+    ----------
+    errors : dict of str to float
+        Relative error (see :func:`relative_error`) for each checked array.
+    analytic, numeric : dict of str to ndarray
+        The two gradients, for inspection (entries not sampled are 0 in both).
+    worst : float
+        The largest of ``errors``.
+    worst_name : str
+        The array where it occurred.
+    """
+
+    errors: dict = field(default_factory=dict)
+    analytic: dict = field(default_factory=dict, repr=False)
+    numeric: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def worst(self) -> float:
+        return max(self.errors.values(), default=0.0)
+
+    @property
+    def worst_name(self):
+        return max(self.errors, key=self.errors.get) if self.errors else None
+
+    def passed(self, tol: float = 1e-6) -> bool:
+        """True when every error is below ``tol``."""
+        return self.worst < tol
+
+    def __str__(self):
+        lines = [f"{name}: {err:.3e}" for name, err in self.errors.items()]
+        return "\n".join(lines + [f"worst: {self.worst:.3e} ({self.worst_name})"])
+
+
+def _sample_indices(shape, sample, random):
+    size = int(np.prod(shape))
+    if sample is None or sample >= size:
+        return None
+    flat = random.choice(size, size=sample, replace=False)
+    return [np.unravel_index(i, shape) for i in np.sort(flat)]
+
+
+def check_gradients(model, X, Y, *, eps: float = 1e-6, sample=None, rng=None,
+                    sample_weight=None) -> GradCheckResult:
+    """Compare ``model.loss_and_grads`` with central finite differences.
+
+    The loss is evaluated with ``training=False`` (Dropout off), so it is a
+    deterministic function of the parameters. The model's parameters are perturbed
+    in place and restored exactly; a model whose parameters are not float64 is
+    checked on a float64 copy and left untouched.
+
+    Parameters
+    ----------
+    model : Network
+        Anything with a ``params`` dict and ``loss_and_grads(X, Y, sample_weight,
+        training=...)``.
+    X, Y : array_like
+        A (small) batch; its inputs are checked by the model.
+    eps : float, default=1e-6
+    sample : int, optional
+        Check at most this many randomly chosen entries of each parameter (all
+        when None); the cost is two loss evaluations per entry.
+    rng : None, int or numpy.random.Generator
+        Chooses the sampled entries.
+    sample_weight : array_like, optional
+        Passed on to the loss.
+
+    Returns
+    -------
+    GradCheckResult
+        One error per parameter name.
+    """
+    eps = check_positive_float(eps, "eps")
+    if sample is not None:
+        sample = check_positive_int(sample, "sample")
+    random = check_rng(np.random.default_rng() if rng is None else rng)
+    if any(p.dtype != np.float64 for p in model.params.values()):
+        model = copy.deepcopy(model)
+        for name in model.params:
+            model.params[name] = model.params[name].astype(np.float64)
+    kwargs = {"training": False}
+    if hasattr(model, "_check_XY"):
+        # A Network checks (and casts) the inputs once here instead of at every one of
+        # the thousands of evaluations below.
+        X, Y = model._check_XY(X, Y)
+        if sample_weight is not None:
+            sample_weight = as_float_array(sample_weight, "sample_weight", ndim=1)
+            if sample_weight.shape[0] != X.shape[0]:
+                raise ValueError(f"sample_weight must have one entry per row of X "
+                                 f"({X.shape[0]}), got {_shape_str(sample_weight.shape)}")
+        kwargs["checked"] = True
+
+    def loss():
+        return model.loss_and_grads(X, Y, sample_weight, **kwargs)[0]
+
+    _, grads = model.loss_and_grads(X, Y, sample_weight, **kwargs)
+    grads = {k: np.array(v, dtype=np.float64, copy=True) for k, v in grads.items()}
+    result = GradCheckResult()
+    for name, p in model.params.items():
+        idx = _sample_indices(p.shape, sample, random)
+        numeric = numerical_gradient(loss, p, eps, indices=idx)
+        analytic = grads[name]
+        if idx is not None:
+            mask = np.zeros(p.shape, dtype=bool)
+            mask[tuple(np.array(idx).T)] = True
+            analytic = np.where(mask, analytic, 0.0)
+        result.analytic[name] = analytic
+        result.numeric[name] = numeric
+        result.errors[name] = relative_error(analytic, numeric)
+    return result
+
+
+class _RngFreezer:
+    """Restores a layer's random generator before every forward, so a stochastic
+    layer (Dropout) draws the same mask each time the check evaluates it."""
+
+    def __init__(self, layer):
+        rng = getattr(layer, "rng", None)
+        self.layer = layer
+        if isinstance(rng, np.random.Generator):
+            self.state = copy.deepcopy(rng.bit_generator.state)
+        elif isinstance(rng, np.random.RandomState):
+            self.state = rng.get_state()
+        else:
+            self.state = None
+
+    def __call__(self):
+        if self.state is None:
+            return
+        rng = self.layer.rng
+        if isinstance(rng, np.random.Generator):
+            rng.bit_generator.state = copy.deepcopy(self.state)
+        else:
+            rng.set_state(self.state)
+
+
+def check_layer_gradients(layer, inputs, *params, eps: float = 1e-6, rng=0) -> GradCheckResult:
+    """Finite-difference check of one layer's ``backward`` on a random projection.
+
+    The scalar checked is ``sum(layer.forward(inputs, *params) * R)`` with ``R`` a
+    fixed random array of the output's shape: its gradient with respect to the
+    output is ``R`` itself, so ``layer.backward(R)`` must return its gradient with
+    respect to the inputs and to each parameter. A random ``R`` (rather than ones)
+    makes every output entry count with a different weight, so a transposed or
+    misplaced gradient cannot cancel out.
+
+    A layer with an ``rng`` attribute (Dropout) has its generator state restored
+    before every forward, so each evaluation sees the same random mask.
+
+    Parameters
+    ----------
+    layer : object with ``forward(inputs, *params)`` and ``backward(d_out)``
+    inputs : ndarray of float
+        Perturbed in place and restored exactly; pass float64.
+    *params : ndarray of float
+        The layer's parameters, in ``forward``'s order; also perturbed and restored.
+    eps : float, default=1e-6
+    rng : None, int or numpy.random.Generator, default=0
+        Source of ``R``.
+
+    Returns
+    -------
+    GradCheckResult
+        Errors named ``"inputs"``, ``"params[0]"``, ``"params[1]"``, ... The inputs are
+        skipped when ``backward`` returns ``None`` for them (Affine with
+        ``compute_input_grad = False``).
+    """
+    arrays = [inputs, *params]
+    for i, a in enumerate(arrays):
+        name = "inputs" if i == 0 else f"params[{i - 1}]"
+        if not isinstance(a, np.ndarray) or not np.issubdtype(a.dtype, np.floating):
+            raise TypeError(f"{name} must be a floating-point numpy.ndarray (it is perturbed "
+                            f"in place), got {type(a).__name__}")
+    eps = check_positive_float(eps, "eps")
+    freeze = _RngFreezer(layer)
+
+    freeze()
+    out = np.asarray(layer.forward(inputs, *params))
+    R = check_rng(rng).standard_normal(out.shape).astype(out.dtype)
+
+    def f():
+        freeze()
+        return float(np.sum(np.asarray(layer.forward(inputs, *params), dtype=np.float64) * R))
+
+    freeze()
+    layer.forward(inputs, *params)
+    back = layer.backward(R)
+    grads = list(back) if params else [back]
+    if len(grads) != len(arrays):
+        raise ValueError(f"backward returned {len(grads)} gradients, expected {len(arrays)} "
+                         f"(inputs and {len(params)} parameters)")
+    grads = [None if g is None else np.array(g, dtype=np.float64, copy=True) for g in grads]
+
+    result = GradCheckResult()
+    for i, (a, g) in enumerate(zip(arrays, grads)):
+        name = "inputs" if i == 0 else f"params[{i - 1}]"
+        if g is None:
+            continue
+        if g.shape != a.shape:
+            raise ValueError(f"backward's gradient for {name} has shape {_shape_str(g.shape)}, "
+                             f"expected {_shape_str(a.shape)}")
+        numeric = numerical_gradient(f, a, eps)
+        result.analytic[name] = g
+        result.numeric[name] = numeric
+        result.errors[name] = relative_error(g, numeric)
+    return result
