@@ -53,24 +53,40 @@ class Optimizer:
     def step(self, params: dict, grads: dict) -> None:
         """Update every array of ``params`` in place from ``grads`` (same keys, same shapes).
 
-        Nothing is changed when a gradient is missing, extra or of the wrong shape.
+        Every gradient is checked (and cast to its parameter's dtype, so float32 stays
+        float32) before the first parameter changes: when a gradient is missing, extra,
+        of the wrong shape or not numeric, or the schedule gives a bad learning rate,
+        nothing is changed, neither ``params`` nor the optimizer's state.
         """
         if not isinstance(params, dict) or not isinstance(grads, dict):
             raise TypeError(f"params and grads must be dicts, got {type(params).__name__} "
                             f"and {type(grads).__name__}")
         if params.keys() != grads.keys():
-            missing = sorted(set(params) - set(grads))
-            extra = sorted(set(grads) - set(params))
+            missing = sorted(map(str, set(params) - set(grads)))
+            extra = sorted(map(str, set(grads) - set(params)))
             raise ValueError(f"grads must have the same keys as params; missing {missing}, "
                              f"extra {extra}")
+        ready = {}
         for name, p in params.items():
-            if np.shape(grads[name]) != np.shape(p):
-                raise ValueError(f"grads[{name!r}] must have shape {_shape_str(np.shape(p))} "
-                                 f"like params[{name!r}], got {_shape_str(np.shape(grads[name]))}")
+            if not isinstance(p, np.ndarray) or not np.issubdtype(p.dtype, np.floating):
+                raise TypeError(f"params[{name!r}] must be a floating-point ndarray (it is "
+                                f"updated in place), got {type(p).__name__} "
+                                f"{getattr(p, 'dtype', '')}".rstrip())
+            g = grads[name]
+            if np.shape(g) != p.shape:
+                raise ValueError(f"grads[{name!r}] must have shape {_shape_str(p.shape)} "
+                                 f"like params[{name!r}], got {_shape_str(np.shape(g))}")
+            g = np.asarray(g)
+            if g.dtype != p.dtype:
+                if g.dtype.kind not in "biuf":
+                    raise TypeError(f"grads[{name!r}] must be a real numeric array, got dtype "
+                                    f"{g.dtype}")
+                g = g.astype(p.dtype)
+            ready[name] = g
         lr = self.current_lr()
         self.steps += 1
         for name, p in params.items():
-            self._update(p, grads[name], self.state.setdefault(name, {}), lr)
+            self._update(p, ready[name], self.state.setdefault(name, {}), lr)
 
     def _update(self, p, g, state, lr):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -82,10 +98,17 @@ class Optimizer:
                           for k, st in self.state.items()}}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        """Restore what :meth:`state_dict` returned."""
-        self.steps = check_positive_int(state_dict["steps"], "steps", minimum=0)
-        self.state = {k: {s: np.array(v, copy=True) for s, v in st.items()}
-                      for k, st in state_dict["state"].items()}
+        """Restore what :meth:`state_dict` returned (copies; nothing changes on error)."""
+        if not isinstance(state_dict, dict) or set(state_dict) != {"steps", "state"}:
+            got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"state_dict must be a dict with keys ['state', 'steps'], got {got}")
+        steps = check_positive_int(state_dict["steps"], "state_dict['steps']", minimum=0)
+        if not isinstance(state_dict["state"], dict):
+            raise TypeError(f"state_dict['state'] must be a dict of dicts, got "
+                            f"{type(state_dict['state']).__name__}")
+        state = {k: {s: np.array(v, copy=True) for s, v in st.items()}
+                 for k, st in state_dict["state"].items()}
+        self.steps, self.state = steps, state
 
     def hyperparameters(self) -> dict:
         """Constructor arguments (the learning rate only when it is a number)."""
@@ -152,7 +175,7 @@ class Adam(Optimizer):
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(lr)
-        if len(tuple(betas)) != 2:
+        if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (check_in_interval(betas[0], "betas[0]", 0.0, 1.0),
                       check_in_interval(betas[1], "betas[1]", 0.0, 1.0))
@@ -207,28 +230,64 @@ def get_optimizer(name, **kwargs) -> Optimizer:
 
 
 # --- learning-rate schedules: pure functions of the step ---------------------------
+# Each checks its arguments on every call: a few microseconds against a training step,
+# and a typo in a partial() is caught at the first step instead of as a ZeroDivisionError.
+
+def _check_step(step) -> int:
+    return check_positive_int(step, "step", minimum=0)
+
 
 def step_lr(step: int, *, base_lr: float, step_size: int, gamma: float = 0.1) -> float:
-    """``base_lr * gamma ** (step // step_size)``: multiply by ``gamma`` every ``step_size`` steps."""
+    """``base_lr * gamma ** (step // step_size)``: multiply by ``gamma`` every ``step_size``
+    steps (``torch.optim.lr_scheduler.StepLR``)."""
+    step = _check_step(step)
+    base_lr = check_positive_float(base_lr, "base_lr")
+    step_size = check_positive_int(step_size, "step_size")
+    gamma = check_positive_float(gamma, "gamma")
     return base_lr * gamma ** (step // step_size)
 
 
 def exponential_lr(step: int, *, base_lr: float, gamma: float) -> float:
-    """``base_lr * gamma ** step``."""
+    """``base_lr * gamma ** step`` (``torch.optim.lr_scheduler.ExponentialLR``)."""
+    step = _check_step(step)
+    base_lr = check_positive_float(base_lr, "base_lr")
+    gamma = check_positive_float(gamma, "gamma")
     return base_lr * gamma ** step
 
 
 def cosine_lr(step: int, *, base_lr: float, total_steps: int, min_lr: float = 0.0) -> float:
-    """Half a cosine from ``base_lr`` at step 0 down to ``min_lr`` at ``total_steps``
-    (and ``min_lr`` after it)."""
+    """Half a cosine from ``base_lr`` at step 0 down to ``min_lr`` at ``total_steps``,
+    then ``min_lr`` for every later step.
+
+    Up to ``total_steps`` this is ``torch.optim.lr_scheduler.CosineAnnealingLR`` with
+    ``T_max=total_steps, eta_min=min_lr``; past it torch's cosine rises again, this one
+    stays at the floor (one annealing run, as nanoGPT's schedule).
+    """
+    step = _check_step(step)
+    base_lr = check_positive_float(base_lr, "base_lr")
+    total_steps = check_positive_int(total_steps, "total_steps")
+    min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
     frac = min(step, total_steps) / total_steps
     return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * frac))
 
 
 def linear_warmup(step: int, *, warmup_steps: int, schedule, **kwargs) -> float:
     """Rise linearly to ``schedule(warmup_steps)`` over the first ``warmup_steps``
-    steps, then follow ``schedule`` (a number is a constant schedule)."""
-    after = schedule if callable(schedule) else (lambda _step, **_kw: float(schedule))
+    steps, then follow ``schedule`` (a number is a constant schedule).
+
+    Step ``s < warmup_steps`` gets ``schedule(warmup_steps) * (s + 1) / warmup_steps``,
+    so the first step already moves and the ramp meets the schedule without a jump.
+    ``kwargs`` go to ``schedule``. With a constant ``schedule=lr`` this equals
+    ``torch.optim.lr_scheduler.LinearLR(start_factor=1/warmup_steps,
+    total_iters=warmup_steps - 1)`` on base ``lr``.
+    """
+    step = _check_step(step)
+    warmup_steps = check_positive_int(warmup_steps, "warmup_steps")
+    if callable(schedule):
+        after = schedule
+    else:
+        constant = check_positive_float(schedule, "schedule")
+        after = lambda _step, **_kw: constant  # noqa: E731
     if step < warmup_steps:
         return after(warmup_steps, **kwargs) * (step + 1) / warmup_steps
     return after(step, **kwargs)

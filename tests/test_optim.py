@@ -1,0 +1,525 @@
+"""Tests for chainrule.optim: update rules, schedules, state, atomicity, bad input.
+
+Every optimizer is checked twice, against two oracles that do not share code with it:
+
+* a NumPy implementation of the update written out below from the papers / the
+  ``torch.optim`` documentation (``_ref_sgd``, ``_ref_adam``), and
+* ``torch.optim`` itself in float64, fed the same gradients through ``p.grad``.
+
+The gradients come from a fixed quadratic plus a fixed random sequence, evaluated at
+each framework's *own* current parameters, so any difference in an update feeds
+back into the following steps instead of being hidden by a precomputed sequence.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from chainrule.optim import (SGD, Adam, AdamW, Optimizer, cosine_lr, exponential_lr,  # noqa: E402
+                             get_optimizer, linear_warmup, step_lr)
+
+N_STEPS = 20
+RTOL = 1e-12
+SHAPES = {"W1": (5, 4), "b1": (4,), "W2": (4, 3), "b2": (3,)}
+
+
+# --- a shared problem: quadratic bowl + fixed noise ---------------------------------
+
+def _problem(seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    params = {k: rng.standard_normal(s).astype(dtype) for k, s in SHAPES.items()}
+    curvature = {k: rng.uniform(0.5, 2.0, s) for k, s in SHAPES.items()}
+    target = {k: rng.standard_normal(s) for k, s in SHAPES.items()}
+    noise = [{k: 0.1 * rng.standard_normal(s) for k, s in SHAPES.items()}
+             for _ in range(N_STEPS)]
+
+    def grad(t, current):
+        # d/dp of 0.5 * c * (p - target)^2, plus this step's noise
+        return {k: (curvature[k] * (current[k] - target[k]) + noise[t][k]).astype(dtype)
+                for k in SHAPES}
+
+    return params, grad
+
+
+def _run_chainrule(opt, params, grad, steps=N_STEPS):
+    params = {k: v.copy() for k, v in params.items()}
+    for t in range(steps):
+        opt.step(params, grad(t, params))
+    return params
+
+
+def _run_torch(make_opt, params, grad, steps=N_STEPS, make_sched=None):
+    tensors = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
+               for k, v in params.items()}
+    opt = make_opt(list(tensors.values()))
+    sched = make_sched(opt) if make_sched else None
+    for t in range(steps):
+        current = {k: v.detach().numpy().copy() for k, v in tensors.items()}
+        g = grad(t, current)
+        for k, v in tensors.items():
+            v.grad = torch.tensor(g[k], dtype=torch.float64)
+        opt.step()
+        if sched is not None:
+            sched.step()
+    return {k: v.detach().numpy() for k, v in tensors.items()}
+
+
+def _assert_close(actual, expected, rtol=RTOL):
+    for k in expected:
+        np.testing.assert_allclose(actual[k], expected[k], rtol=rtol, atol=rtol, err_msg=k)
+
+
+# --- independent NumPy restatements of the update rules -----------------------------
+
+def _ref_sgd(params, grad, lr, momentum=0.0, dampening=0.0, nesterov=False,
+             weight_decay=0.0, steps=N_STEPS):
+    """torch.optim.SGD docs: g += wd*p; b_1 = g, b_t = mu*b_{t-1} + (1-tau)*g;
+    g = g + mu*b_t (Nesterov) or b_t; p -= lr_t*g. ``lr`` may be a function of t-1."""
+    p = {k: v.copy() for k, v in params.items()}
+    b = {}
+    for t in range(steps):
+        lr_t = lr(t) if callable(lr) else lr
+        g_all = grad(t, p)
+        for k in p:
+            g = g_all[k] + weight_decay * p[k]
+            if momentum != 0:
+                b[k] = g.copy() if t == 0 else momentum * b[k] + (1 - dampening) * g
+                g = g + momentum * b[k] if nesterov else b[k]
+            p[k] = p[k] - lr_t * g
+    return p
+
+
+def _ref_adam(params, grad, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+              decoupled=False, steps=N_STEPS):
+    """Kingma & Ba (2015), Algorithm 1, with the bias corrections folded as in
+    torch: p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). L2 (Adam) adds wd*p to
+    g; decoupled (AdamW, Loshchilov & Hutter 2019) first scales p by (1 - lr*wd)."""
+    p = {k: v.copy() for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in p.items()}
+    v2 = {k: np.zeros_like(v) for k, v in p.items()}
+    for t in range(1, steps + 1):
+        lr_t = lr(t - 1) if callable(lr) else lr
+        g_all = grad(t - 1, p)
+        for k in p:
+            g = g_all[k]
+            if decoupled:
+                p[k] = p[k] * (1 - lr_t * weight_decay)
+            else:
+                g = g + weight_decay * p[k]
+            m[k] = beta1 * m[k] + (1 - beta1) * g
+            v2[k] = beta2 * v2[k] + (1 - beta2) * g ** 2
+            m_hat = m[k] / (1 - beta1 ** t)
+            v_hat = v2[k] / (1 - beta2 ** t)
+            # torch's eps sits outside sqrt(v_hat), as in the paper
+            p[k] = p[k] - lr_t * m_hat / (np.sqrt(v_hat) + eps)
+    return p
+
+
+# --- plain SGD: the homework's update, bit for bit ----------------------------------
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_plain_sgd_bit_identical_to_homework_update(dtype):
+    params, grad = _problem(dtype=dtype)
+    lr = 1e-2
+    ours = _run_chainrule(SGD(lr=lr), params, grad, steps=10)
+    homework = {k: v.copy() for k, v in params.items()}
+    for t in range(10):
+        g = grad(t, homework)
+        for k in homework:
+            homework[k] = homework[k] - lr * g[k]   # the seed's update
+    for k in homework:
+        assert ours[k].dtype == dtype
+        assert np.array_equal(ours[k], homework[k]), k
+
+
+def test_plain_sgd_updates_in_place():
+    params, grad = _problem()
+    before = {k: v for k, v in params.items()}
+    SGD(lr=0.1).step(params, grad(0, params))
+    for k in params:
+        assert params[k] is before[k]
+
+
+# --- SGD variants, Adam, AdamW: reference formula and torch.optim ------------------
+
+SGD_CASES = [
+    dict(lr=0.05),
+    dict(lr=0.05, momentum=0.9),
+    dict(lr=0.05, momentum=0.9, dampening=0.3),
+    dict(lr=0.05, momentum=0.9, nesterov=True),
+    dict(lr=0.05, weight_decay=0.1),
+    dict(lr=0.03, momentum=0.8, nesterov=True, weight_decay=0.05),
+    dict(lr=0.03, momentum=0.5, dampening=0.5, weight_decay=0.2),
+]
+
+
+@pytest.mark.parametrize("kw", SGD_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_sgd_matches_formula_and_torch(kw):
+    params, grad = _problem(seed=1)
+    ours = _run_chainrule(SGD(**kw), params, grad)
+    _assert_close(ours, _ref_sgd(params, grad, **kw))
+    theirs = _run_torch(lambda ps: torch.optim.SGD(ps, foreach=False, **kw), params, grad)
+    _assert_close(ours, theirs)
+    # the run must actually have moved: a no-op optimizer would not pass this
+    assert not np.allclose(ours["W1"], params["W1"])
+
+
+ADAM_CASES = [
+    dict(lr=1e-2),
+    dict(lr=5e-2, betas=(0.8, 0.99), eps=1e-6),
+    dict(lr=1e-2, weight_decay=0.1),
+    dict(lr=3e-2, betas=(0.0, 0.9), weight_decay=0.5),
+]
+
+
+@pytest.mark.parametrize("kw", ADAM_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_adam_matches_formula_and_torch(kw):
+    params, grad = _problem(seed=2)
+    ours = _run_chainrule(Adam(**kw), params, grad)
+    ref_kw = {k: v for k, v in kw.items() if k != "betas"}
+    beta1, beta2 = kw.get("betas", (0.9, 0.999))
+    _assert_close(ours, _ref_adam(params, grad, beta1=beta1, beta2=beta2, **ref_kw))
+    theirs = _run_torch(lambda ps: torch.optim.Adam(ps, foreach=False, **kw), params, grad)
+    _assert_close(ours, theirs)
+    assert not np.allclose(ours["W1"], params["W1"])
+
+
+ADAMW_CASES = [
+    dict(lr=1e-2),                       # default weight_decay=1e-2, as torch
+    dict(lr=1e-2, weight_decay=0.3),
+    dict(lr=2e-2, betas=(0.85, 0.95), eps=1e-7, weight_decay=1.0),
+]
+
+
+@pytest.mark.parametrize("kw", ADAMW_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
+def test_adamw_matches_formula_and_torch(kw):
+    params, grad = _problem(seed=3)
+    ours = _run_chainrule(AdamW(**kw), params, grad)
+    ref_kw = {k: v for k, v in kw.items() if k != "betas"}
+    ref_kw.setdefault("weight_decay", 1e-2)
+    beta1, beta2 = kw.get("betas", (0.9, 0.999))
+    _assert_close(ours, _ref_adam(params, grad, beta1=beta1, beta2=beta2, decoupled=True,
+                                  **ref_kw))
+    theirs = _run_torch(lambda ps: torch.optim.AdamW(ps, foreach=False, **kw), params, grad)
+    _assert_close(ours, theirs)
+
+
+def test_adam_and_adamw_weight_decay_differ():
+    # L2-in-the-gradient and decoupled decay are different algorithms; a bug that
+    # routed both through the same branch would make these equal.
+    params, grad = _problem(seed=4)
+    a = _run_chainrule(Adam(lr=1e-2, weight_decay=0.5), params, grad)
+    w = _run_chainrule(AdamW(lr=1e-2, weight_decay=0.5), params, grad)
+    assert not np.allclose(a["W1"], w["W1"], rtol=1e-6)
+
+
+def test_adam_first_step_is_lr_times_sign():
+    # Worked by hand: at t=1, m_hat = g and v_hat = g^2, so the step is
+    # lr * g / (|g| + eps) = lr * sign(g) up to eps/|g|.
+    p = {"w": np.array([1.0, -2.0, 3.0])}
+    g = {"w": np.array([0.5, -4.0, 1e-3])}
+    Adam(lr=0.1, eps=1e-12).step(p, g)
+    np.testing.assert_allclose(p["w"], [0.9, -1.9, 2.9], rtol=1e-9)
+
+
+def test_sgd_momentum_two_steps_by_hand():
+    # p0 = 1, g = 2 both steps, lr = 0.1, momentum = 0.5:
+    # b1 = 2 -> p1 = 1 - 0.2 = 0.8; b2 = 0.5*2 + 2 = 3 -> p2 = 0.8 - 0.3 = 0.5
+    p = {"w": np.array([1.0])}
+    opt = SGD(lr=0.1, momentum=0.5)
+    opt.step(p, {"w": np.array([2.0])})
+    assert p["w"][0] == pytest.approx(0.8, abs=1e-15)
+    opt.step(p, {"w": np.array([2.0])})
+    assert p["w"][0] == pytest.approx(0.5, abs=1e-15)
+
+
+# --- learning-rate schedules --------------------------------------------------------
+
+def _torch_lrs(make_sched, base_lr, n):
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base_lr)
+    sched = make_sched(opt)
+    values = []
+    for _ in range(n):
+        values.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    return np.array(values)
+
+
+SCHEDULES = [
+    ("step", partial(step_lr, base_lr=0.1, step_size=7, gamma=0.5),
+     lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=7, gamma=0.5), 0.1, 40),
+    ("exponential", partial(exponential_lr, base_lr=0.2, gamma=0.9),
+     lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.9), 0.2, 40),
+    ("cosine", partial(cosine_lr, base_lr=0.1, total_steps=30),
+     lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=30), 0.1, 31),
+    ("cosine_min", partial(cosine_lr, base_lr=0.1, total_steps=25, min_lr=0.01),
+     lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=25, eta_min=0.01), 0.1, 26),
+    ("warmup_constant", partial(linear_warmup, warmup_steps=5, schedule=0.3),
+     lambda o: torch.optim.lr_scheduler.LinearLR(o, start_factor=1 / 5, end_factor=1.0,
+                                                 total_iters=4), 0.3, 20),
+]
+
+
+@pytest.mark.parametrize("name,ours,make_sched,base_lr,n", SCHEDULES, ids=[s[0] for s in SCHEDULES])
+def test_schedule_matches_torch(name, ours, make_sched, base_lr, n):
+    expected = _torch_lrs(make_sched, base_lr, n)
+    got = np.array([ours(s) for s in range(n)])
+    # torch's schedulers update recursively (lr_t from lr_{t-1}), ours in closed form
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15 * base_lr)
+
+
+def test_schedule_values_by_hand():
+    assert step_lr(0, base_lr=1.0, step_size=3, gamma=0.1) == 1.0
+    assert step_lr(2, base_lr=1.0, step_size=3, gamma=0.1) == 1.0
+    assert step_lr(3, base_lr=1.0, step_size=3, gamma=0.1) == pytest.approx(0.1)
+    assert exponential_lr(2, base_lr=2.0, gamma=0.5) == 0.5
+    assert cosine_lr(0, base_lr=1.0, total_steps=4) == 1.0
+    assert cosine_lr(2, base_lr=1.0, total_steps=4) == pytest.approx(0.5)
+    assert cosine_lr(4, base_lr=1.0, total_steps=4) == pytest.approx(0.0, abs=1e-16)
+    # past total_steps ours stays at the floor (torch's cosine would rise again)
+    assert cosine_lr(9, base_lr=1.0, total_steps=4, min_lr=0.2) == pytest.approx(0.2)
+    # warm-up into a cosine: ramp towards cosine(4) = 0.5 + 0.5*cos(pi*4/10) over 4 steps
+    sched = partial(linear_warmup, warmup_steps=4, schedule=cosine_lr, base_lr=1.0,
+                    total_steps=10)
+    target = 0.5 * (1 + math.cos(math.pi * 0.4))
+    assert [sched(s) for s in range(4)] == pytest.approx([target * k / 4 for k in (1, 2, 3, 4)])
+    assert sched(4) == pytest.approx(target)
+    assert sched(7) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.7)))
+
+
+@pytest.mark.parametrize("opt_name,ours_sched,make_sched", [
+    ("sgd", partial(step_lr, base_lr=0.05, step_size=6, gamma=0.3),
+     lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=6, gamma=0.3)),
+    ("adam", partial(cosine_lr, base_lr=0.05, total_steps=N_STEPS),
+     lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=N_STEPS)),
+    ("adamw", partial(exponential_lr, base_lr=0.05, gamma=0.9),
+     lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.9)),
+])
+def test_optimizer_with_schedule_matches_torch(opt_name, ours_sched, make_sched):
+    # torch: optimizer.step() uses the current lr, then scheduler.step() advances it;
+    # ours: step k (0-based) uses lr(k). Both mean the first step uses lr(0).
+    params, grad = _problem(seed=5)
+    kw = {"sgd": dict(momentum=0.9), "adam": {}, "adamw": dict(weight_decay=0.2)}[opt_name]
+    torch_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam,
+                 "adamw": torch.optim.AdamW}[opt_name]
+    ours = _run_chainrule(get_optimizer(opt_name, lr=ours_sched, **kw), params, grad)
+    theirs = _run_torch(lambda ps: torch_cls(ps, lr=ours_sched(0), foreach=False, **kw),
+                        params, grad, make_sched=make_sched)
+    _assert_close(ours, theirs)
+    if opt_name == "sgd":
+        _assert_close(ours, _ref_sgd(params, grad, lr=ours_sched, **kw))
+
+
+def test_first_step_uses_lr_of_step_zero():
+    seen = []
+
+    def schedule(step):
+        seen.append(step)
+        return 0.5 if step == 0 else 100.0
+
+    p = {"w": np.array([1.0])}
+    opt = SGD(lr=schedule)
+    assert opt.current_lr() == 0.5
+    opt.step(p, {"w": np.array([1.0])})
+    assert p["w"][0] == 0.5          # 1 - 0.5 * 1, not 1 - 100 * 1
+    assert opt.steps == 1
+    assert opt.current_lr() == 100.0
+    assert 0 in seen and 1 in seen
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf")])
+def test_bad_schedule_value_raises_and_changes_nothing(bad):
+    p = {"w": np.array([1.0, 2.0])}
+    opt = SGD(lr=lambda step: bad, momentum=0.9)
+    with pytest.raises(ValueError, match="lr schedule at step 0"):
+        opt.step(p, {"w": np.array([1.0, 1.0])})
+    assert np.array_equal(p["w"], [1.0, 2.0])
+    assert opt.steps == 0 and opt.state == {}
+
+
+@pytest.mark.parametrize("fn,kw,match", [
+    (step_lr, dict(base_lr=0.1, step_size=0), "step_size"),
+    (step_lr, dict(base_lr=-0.1, step_size=3), "base_lr"),
+    (exponential_lr, dict(base_lr=0.1, gamma=float("nan")), "gamma"),
+    (cosine_lr, dict(base_lr=0.1, total_steps=0), "total_steps"),
+    (cosine_lr, dict(base_lr=0.1, total_steps=5, min_lr=-1.0), "min_lr"),
+    (linear_warmup, dict(warmup_steps=0, schedule=0.1), "warmup_steps"),
+    (linear_warmup, dict(warmup_steps=3, schedule=-0.1), "schedule"),
+])
+def test_bad_schedule_arguments(fn, kw, match):
+    with pytest.raises(ValueError, match=match):
+        fn(1, **kw)
+
+
+def test_negative_step_rejected():
+    with pytest.raises(ValueError, match="step"):
+        exponential_lr(-1, base_lr=0.1, gamma=0.9)
+
+
+# --- state_dict round trip ----------------------------------------------------------
+
+@pytest.mark.parametrize("make", [
+    lambda: SGD(lr=0.05, momentum=0.9, nesterov=True),
+    lambda: Adam(lr=1e-2, weight_decay=0.1),
+    lambda: AdamW(lr=partial(cosine_lr, base_lr=1e-2, total_steps=N_STEPS)),
+], ids=["sgd_nesterov", "adam", "adamw_cosine"])
+def test_state_dict_round_trip_is_bit_identical(make):
+    params, grad = _problem(seed=6)
+    straight = _run_chainrule(make(), params, grad)
+
+    half = N_STEPS // 2
+    p = {k: v.copy() for k, v in params.items()}
+    first = make()
+    for t in range(half):
+        first.step(p, grad(t, p))
+    saved = first.state_dict()
+    # the saved state is a copy: further steps of the first optimizer leave it alone
+    first.step({k: v.copy() for k, v in p.items()}, grad(half, p))
+    second = make()
+    second.load_state_dict(saved)
+    assert second.steps == half
+    for t in range(half, N_STEPS):
+        second.step(p, grad(t, p))
+    for k in p:
+        assert np.array_equal(p[k], straight[k]), k
+
+
+def test_load_state_dict_bad_input_changes_nothing():
+    opt = SGD(lr=0.1, momentum=0.9)
+    p = {"w": np.array([1.0])}
+    opt.step(p, {"w": np.array([1.0])})
+    before = opt.state_dict()
+    with pytest.raises(ValueError, match="steps"):
+        opt.load_state_dict({"steps": -3, "state": {}})
+    with pytest.raises(ValueError, match="state_dict"):
+        opt.load_state_dict({"state": {}})
+    assert opt.steps == before["steps"]
+    assert np.array_equal(opt.state["w"]["momentum_buffer"], before["state"]["w"]["momentum_buffer"])
+
+
+# --- atomicity: nothing changes when the grads are wrong ----------------------------
+
+def _bad_grads(kind, grads):
+    grads = dict(grads)
+    if kind == "missing":
+        del grads["b2"]
+        return grads, "b2"
+    if kind == "extra":
+        grads["W9"] = np.zeros((2, 2))
+        return grads, "W9"
+    grads["W2"] = np.zeros((3, 4))        # transposed shape
+    return grads, "W2"
+
+
+@pytest.mark.parametrize("kind", ["missing", "extra", "shape"])
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.1), lambda: SGD(lr=0.1, momentum=0.9),
+                                  lambda: Adam(), lambda: AdamW()],
+                         ids=["sgd", "sgd_momentum", "adam", "adamw"])
+def test_bad_grads_raise_and_leave_everything_unchanged(kind, make):
+    params, grad = _problem(seed=7)
+    opt = make()
+    opt.step(params, grad(0, params))     # so that there is state to protect
+    params_before = {k: v.copy() for k, v in params.items()}
+    state_before = opt.state_dict()
+    bad, key = _bad_grads(kind, grad(1, params))
+    with pytest.raises(ValueError, match=key):
+        opt.step(params, bad)
+    for k in params:
+        assert np.array_equal(params[k], params_before[k]), k
+    assert opt.steps == state_before["steps"]
+    for k, st in state_before["state"].items():
+        for s, v in st.items():
+            assert np.array_equal(opt.state[k][s], v), (k, s)
+
+
+def test_non_numeric_grad_raises_type_error_before_any_update():
+    params = {"a": np.array([1.0, 2.0]), "z": np.array([3.0, 4.0])}
+    with pytest.raises(TypeError, match="'z'"):
+        SGD(lr=0.1).step(params, {"a": np.array([1.0, 1.0]), "z": np.array(["x", "y"])})
+    assert np.array_equal(params["a"], [1.0, 2.0])
+
+
+def test_params_and_grads_must_be_dicts():
+    with pytest.raises(TypeError, match="dicts"):
+        SGD().step([np.zeros(2)], [np.zeros(2)])
+
+
+# --- bad hyperparameters ------------------------------------------------------------
+
+@pytest.mark.parametrize("make,exc,match", [
+    (lambda: SGD(lr=-0.1), ValueError, r"lr.*-0\.1"),
+    (lambda: SGD(lr=0.0), ValueError, r"lr.*0\.0"),
+    (lambda: SGD(lr=float("nan")), ValueError, r"lr.*nan"),
+    (lambda: SGD(lr=float("inf")), ValueError, r"lr.*inf"),
+    (lambda: Adam(lr=-1e-3), ValueError, r"lr.*-0\.001"),
+    (lambda: SGD(lr="0.1"), TypeError, r"lr.*'0\.1'"),
+    (lambda: SGD(momentum=1.0), ValueError, r"momentum.*1\.0"),
+    (lambda: SGD(momentum=-0.5), ValueError, r"momentum.*-0\.5"),
+    (lambda: SGD(momentum=0.9, dampening=1.5), ValueError, r"dampening.*1\.5"),
+    (lambda: SGD(weight_decay=-1e-4), ValueError, r"weight_decay.*-0\.0001"),
+    (lambda: SGD(nesterov=True), ValueError, r"nesterov.*momentum=0\.0"),
+    (lambda: SGD(momentum=0.9, dampening=0.1, nesterov=True), ValueError, r"dampening=0\.1"),
+    (lambda: SGD(momentum=0.9, nesterov="yes"), TypeError, r"nesterov.*'yes'"),
+    (lambda: Adam(betas=(1.0, 0.999)), ValueError, r"betas\[0\].*1\.0"),
+    (lambda: Adam(betas=(0.9, -0.1)), ValueError, r"betas\[1\].*-0\.1"),
+    (lambda: Adam(betas=(0.9, 1.5)), ValueError, r"betas\[1\].*1\.5"),
+    (lambda: Adam(betas=0.9), ValueError, r"betas.*0\.9"),
+    (lambda: Adam(betas=(0.9, 0.99, 0.999)), ValueError, r"betas"),
+    (lambda: Adam(eps=0.0), ValueError, r"eps.*0\.0"),
+    (lambda: Adam(eps=-1e-8), ValueError, r"eps.*-1e-08"),
+    (lambda: Adam(weight_decay=-0.1), ValueError, r"weight_decay.*-0\.1"),
+    (lambda: AdamW(weight_decay=float("nan")), ValueError, r"weight_decay.*nan"),
+    (lambda: get_optimizer("rmsprop"), ValueError, r"optimizer.*'rmsprop'"),
+])
+def test_bad_hyperparameters(make, exc, match):
+    with pytest.raises(exc, match=match):
+        make()
+
+
+def test_get_optimizer_builds_each_kind():
+    assert type(get_optimizer("sgd", lr=0.1, momentum=0.9)) is SGD
+    assert type(get_optimizer("adam")) is Adam
+    assert type(get_optimizer("adamw")) is AdamW
+    existing = Adam(lr=0.5)
+    assert get_optimizer(existing) is existing
+    assert get_optimizer("sgd", lr=0.3).hyperparameters()["lr"] == 0.3
+
+
+# --- dtypes: float32 stays float32 ---------------------------------------------------
+
+@pytest.mark.parametrize("make", [
+    lambda: SGD(lr=0.05),
+    lambda: SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    lambda: SGD(lr=0.05, momentum=0.9, dampening=0.2),
+    lambda: Adam(lr=1e-2, weight_decay=0.1),
+    lambda: AdamW(lr=partial(cosine_lr, base_lr=1e-2, total_steps=N_STEPS)),
+], ids=["sgd", "sgd_nesterov_wd", "sgd_dampening", "adam_wd", "adamw_cosine"])
+@pytest.mark.parametrize("grad_dtype", [np.float32, np.float64])
+def test_float32_stays_float32(make, grad_dtype):
+    params64, grad64 = _problem(seed=8)
+    params32 = {k: v.astype(np.float32) for k, v in params64.items()}
+    opt = make()
+    p = {k: v.copy() for k, v in params32.items()}
+    for t in range(N_STEPS):
+        g = {k: v.astype(grad_dtype) for k, v in grad64(t, p).items()}
+        opt.step(p, g)
+    for k in p:
+        assert p[k].dtype == np.float32, k
+        for s, v in opt.state[k].items():
+            if np.issubdtype(v.dtype, np.floating):
+                assert v.dtype == np.float32, (k, s)
+    # and the float32 run follows the float64 one to float32 accuracy
+    ref = _run_chainrule(make(), params64, grad64)
+    _assert_close(p, ref, rtol=2e-4)
+
+
+def test_optimizer_base_class_is_abstract():
+    with pytest.raises(NotImplementedError):
+        Optimizer(lr=0.1).step({"w": np.zeros(1)}, {"w": np.zeros(1)})
