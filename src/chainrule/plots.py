@@ -1,0 +1,259 @@
+"""Pictures of training: loss and accuracy curves, the confusion matrix, and the first
+layer's weights drawn as images.
+
+matplotlib is optional (``pip install chainrule[plot]``) and imported inside each
+function. The figures are built with :class:`matplotlib.figure.Figure` directly rather
+than through ``pyplot``, so they work on headless machines (no display, any backend),
+do not pile up in pyplot's global figure list, and still show inline in Jupyter.
+Every function returns the Figure and, given ``path``, also saves it there (the format
+follows the file name: ``.png``, ``.svg``, ``.pdf``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+__all__ = ["plot_history", "plot_confusion_matrix", "plot_first_layer_weights",
+           "confusion_matrix"]
+
+# Input sizes that are certainly square images: scikit-learn's 8x8 digits and the
+# 28x28 MNIST / Fashion-MNIST images.
+_KNOWN_IMAGE_SHAPES = {64: (8, 8), 784: (28, 28)}
+
+
+def _figure(**kwargs):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("chainrule's plots need matplotlib; install it with "
+                          "`pip install chainrule[plot]`") from exc
+    return Figure(**kwargs)
+
+
+def _save(fig, path):
+    if path is not None:
+        folder = os.path.dirname(os.fspath(path))
+        if folder:
+            os.makedirs(folder, exist_ok=True)
+        fig.savefig(path, dpi=fig.dpi, bbox_inches="tight")
+    return fig
+
+
+def _history_dict(history):
+    logs = getattr(history, "history", history)
+    if not isinstance(logs, dict):
+        raise TypeError(f"history must be a chainrule History or a dict of per-epoch lists, "
+                        f"got {type(history).__name__}")
+    if not logs.get("loss"):
+        raise ValueError("history holds no 'loss' values to plot (was the model trained "
+                         "for at least one epoch?)")
+    return logs
+
+
+def plot_history(history, path=None, ax=None):
+    """Training and validation loss (and accuracy) per epoch.
+
+    Parameters
+    ----------
+    history : History or dict of lists
+        What :func:`chainrule.train.fit` returned, or its ``history`` dict with keys
+        ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` (the last three optional).
+    path : str or path-like, optional
+        Save the figure here.
+    ax : matplotlib Axes or pair of Axes, optional
+        Draw into these instead of a new figure: one Axes gets the loss curves only;
+        a pair gets loss in the first and accuracy in the second.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    logs = _history_dict(history)
+    has_accuracy = bool(logs.get("accuracy"))
+    if ax is None:
+        n_panels = 2 if has_accuracy else 1
+        fig = _figure(figsize=(5.0 * n_panels, 3.6), layout="constrained")
+        axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    else:
+        axes = list(ax) if isinstance(ax, (list, tuple, np.ndarray)) else [ax]
+        if not 1 <= len(axes) <= 2:
+            raise ValueError(f"ax must be one Axes or a pair of Axes, got {len(axes)}")
+        fig = axes[0].figure
+
+    best = getattr(history, "best_epoch", None)
+    panels = [("loss", "loss"), ("accuracy", "accuracy")][:len(axes)]
+    for axis, (key, label) in zip(axes, panels):
+        for prefix, name, style in (("", "training", "-"), ("val_", "validation", "--")):
+            values = logs.get(prefix + key)
+            if values:
+                epochs = np.arange(1, len(values) + 1)
+                axis.plot(epochs, values, style, label=f"{name} {label}")
+        if best is not None:
+            # best_epoch is 0-based in the History; the x axis counts epochs from 1.
+            axis.axvline(best + 1, color="0.6", linewidth=0.8, linestyle=":",
+                         label="best epoch")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        if key == "loss" and min(min(v) for k, v in logs.items()
+                                 if k in ("loss", "val_loss") and v) > 0:
+            axis.set_yscale("log")
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(frameon=False)
+        axis.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def confusion_matrix(y_true, y_pred, labels=None):
+    """Counts ``C[i, j]`` of rows whose true class is ``labels[i]`` and predicted class
+    is ``labels[j]``.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like, shape (N,) or (N, K)
+        Labels of any kind; 2-D rows (one-hot, probabilities) are reduced by argmax.
+    labels : array_like, optional
+        The classes, in the order of the matrix; default: the sorted union of both.
+
+    Returns
+    -------
+    C : ndarray of int64, shape (K, K)
+    labels : ndarray, shape (K,)
+    """
+    t = np.asarray(y_true)
+    p = np.asarray(y_pred)
+    t = t.argmax(axis=1) if t.ndim == 2 else t
+    p = p.argmax(axis=1) if p.ndim == 2 else p
+    if t.ndim != 1 or p.ndim != 1 or t.shape != p.shape:
+        raise ValueError(f"y_true and y_pred must be two label arrays of the same length, "
+                         f"got shapes {np.shape(y_true)} and {np.shape(y_pred)}")
+    labels = np.unique(np.concatenate([t, p])) if labels is None else np.asarray(labels)
+    index = {lab: i for i, lab in enumerate(labels.tolist())}
+    unknown = sorted({v for v in np.concatenate([t, p]).tolist() if v not in index}, key=str)
+    if unknown:
+        raise ValueError(f"labels {unknown[:5]} occur in y_true or y_pred but not in labels "
+                         f"{labels.tolist()}")
+    C = np.zeros((len(labels), len(labels)), dtype=np.int64)
+    np.add.at(C, ([index[v] for v in t.tolist()], [index[v] for v in p.tolist()]), 1)
+    return C, labels
+
+
+def plot_confusion_matrix(y_true, y_pred, labels=None, path=None):
+    """The confusion matrix as a heat map with the counts written in each cell.
+
+    Rows are the true classes, columns the predicted ones; the diagonal holds the
+    correct predictions.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like, shape (N,) or (N, K)
+    labels : array_like, optional
+        Class order (and tick labels); default: the sorted union of both.
+    path : str or path-like, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    C, labels = confusion_matrix(y_true, y_pred, labels)
+    k = len(labels)
+    size = min(3.0 + 0.45 * k, 12.0)
+    fig = _figure(figsize=(size + 1.0, size), layout="constrained")
+    ax = fig.subplots()
+    im = ax.imshow(C, cmap="Blues", interpolation="nearest")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="rows")
+    ticks = np.arange(k)
+    names = [str(v) for v in labels.tolist()]
+    ax.set_xticks(ticks, names, rotation=45 if max(map(len, names)) > 3 else 0)
+    ax.set_yticks(ticks, names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    accuracy = np.trace(C) / C.sum() if C.sum() else float("nan")
+    ax.set_title(f"confusion matrix (accuracy {accuracy:.3f})")
+    if k <= 30:
+        threshold = C.max() / 2
+        for i in range(k):
+            for j in range(k):
+                if C[i, j]:
+                    ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=8,
+                            color="white" if C[i, j] > threshold else "black")
+    return _save(fig, path)
+
+
+def _first_weight(model):
+    """The first Affine layer's weight matrix, shape (n_inputs, n_units)."""
+    params = getattr(model, "params", None)
+    layers = getattr(model, "layers", None)
+    if not isinstance(params, dict) or not layers:
+        raise TypeError(f"model must be a chainrule Network (with params and layers), got "
+                        f"{type(model).__name__}")
+    for _, names in layers:
+        if names:
+            W = np.asarray(params[names[0]])
+            if W.ndim == 2:
+                return W
+    raise ValueError("model has no layer with a 2-D weight matrix to draw")
+
+
+def plot_first_layer_weights(model, image_shape=None, path=None, *, max_units=64):
+    """Each first-layer unit's incoming weights drawn as an image.
+
+    A unit of the first Affine layer computes ``x @ W[:, j]``; when ``x`` is an image,
+    ``W[:, j]`` reshaped to the image's shape shows which pixels push the unit up
+    (red) and which push it down (blue). Each tile has its own symmetric colour scale.
+
+    Parameters
+    ----------
+    model : Network
+        Any chainrule network whose first parameterised layer is Affine.
+    image_shape : (int, int), optional
+        ``(rows, cols)`` of the input images. Inferred for 64 inputs (8x8 digits) and
+        784 inputs (28x28 MNIST); needed for any other input size.
+    path : str or path-like, optional
+    max_units : int, default=64
+        Draw at most this many units (the first ones).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        When the input size is not a known image size and ``image_shape`` is not
+        given, or ``image_shape`` does not multiply out to the input size.
+    """
+    W = _first_weight(model)
+    n_inputs, n_units = W.shape
+    if image_shape is None:
+        if n_inputs not in _KNOWN_IMAGE_SHAPES:
+            raise ValueError(f"the first layer takes {n_inputs} inputs, which is not a known "
+                             f"image size (64 = 8x8, 784 = 28x28); pass image_shape=(rows, "
+                             f"cols) if the inputs are images")
+        image_shape = _KNOWN_IMAGE_SHAPES[n_inputs]
+    shape = tuple(int(s) for s in image_shape)
+    if len(shape) != 2 or min(shape) < 1 or shape[0] * shape[1] != n_inputs:
+        raise ValueError(f"image_shape must be (rows, cols) with rows * cols = {n_inputs} "
+                         f"(the first layer's inputs), got {tuple(image_shape)!r}")
+    if isinstance(max_units, bool) or not isinstance(max_units, (int, np.integer)) \
+            or max_units < 1:
+        raise ValueError(f"max_units must be a positive integer, got {max_units!r}")
+    shown = min(n_units, int(max_units))
+    cols = math.ceil(math.sqrt(shown))
+    rows = math.ceil(shown / cols)
+    tile = 1.1 if shape[0] <= 10 else 1.3
+    fig = _figure(figsize=(cols * tile, rows * tile + 0.4), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for j, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+        if j >= shown:
+            continue
+        w = W[:, j].reshape(shape)
+        limit = float(np.abs(w).max()) or 1.0
+        ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_title(str(j), fontsize=6, pad=1)
+    fig.suptitle(f"first-layer weights ({shown} of {n_units} units, {shape[0]}x{shape[1]})",
+                 fontsize=9)
+    return _save(fig, path)
