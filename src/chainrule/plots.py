@@ -163,7 +163,7 @@ def plot_confusion_matrix(y_true, y_pred, labels=None, path=None):
     fig = _figure(figsize=(size + 1.0, size), layout="constrained")
     ax = fig.subplots()
     im = ax.imshow(C, cmap="Blues", interpolation="nearest")
-    fig.colorbar(im, ax=ax, shrink=0.8, label="rows")
+    fig.colorbar(im, ax=ax, shrink=0.8, label="count")
     ticks = np.arange(k)
     names = [str(v) for v in labels.tolist()]
     ax.set_xticks(ticks, names, rotation=45 if max(map(len, names)) > 3 else 0)
