@@ -1,0 +1,103 @@
+"""Shared test helpers: PyTorch as an independent gradient oracle, random data.
+
+torch is imported lazily (inside the helpers) so that test files which do not need the
+oracle do not pay for importing it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from chainrule.layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from chainrule.losses import CategoricalCrossEntropy, MeanSquaredError
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def to_torch(a, requires_grad=False):
+    """A float64 torch tensor holding a copy of ``a``."""
+    torch = _torch()
+    return torch.tensor(np.asarray(a, dtype=np.float64), dtype=torch.float64,
+                        requires_grad=requires_grad)
+
+
+def rel_diff(a, b) -> float:
+    """max|a - b| relative to the size of ``b`` (the oracle): a scale-aware distance."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), np.finfo(float).tiny))
+
+
+def random_one_hot(rng, n, k):
+    """``n`` one-hot rows over ``k`` classes, every class present when n >= k."""
+    labels = rng.permutation(np.arange(n) % k)
+    Y = np.zeros((n, k))
+    Y[np.arange(n), labels] = 1.0
+    return Y
+
+
+def torch_layer(layer, x, *params):
+    """The torch expression equivalent to one chainrule layer (tensors in, tensor out).
+
+    Dropout uses the mask the chainrule layer drew in its last forward pass (the mask is
+    an input of the computation; what is checked is the gradient given that mask).
+    """
+    torch = _torch()
+    F = torch.nn.functional
+    if isinstance(layer, Affine):
+        W, b = params
+        return x @ W + b
+    if isinstance(layer, LeakyReLU):
+        return F.leaky_relu(x, negative_slope=layer.negative_slope)
+    if isinstance(layer, ReLU):
+        return torch.relu(x)
+    if isinstance(layer, Tanh):
+        return torch.tanh(x)
+    if isinstance(layer, Sigmoid):
+        return torch.sigmoid(x)
+    if isinstance(layer, Dropout):
+        kind, value = layer.cache
+        return x if kind == "identity" else x * to_torch(value)
+    raise TypeError(f"no torch equivalent for {layer!r}")
+
+
+def torch_loss(loss, outputs, Y, sample_weight=None):
+    """The torch loss equivalent to a chainrule loss object."""
+    torch = _torch()
+    F = torch.nn.functional
+    Yt = to_torch(Y)
+    if isinstance(loss, CategoricalCrossEntropy):
+        per_row = F.cross_entropy(outputs, Yt.argmax(dim=1), reduction="none")
+    elif isinstance(loss, MeanSquaredError):
+        per_row = F.mse_loss(outputs, Yt, reduction="none").mean(dim=1)
+    else:
+        raise TypeError(f"no torch equivalent for {loss!r}")
+    if sample_weight is None:
+        return per_row.mean()
+    w = to_torch(sample_weight)
+    return (per_row * w).sum() / w.sum()
+
+
+def torch_network_loss_and_grads(model, X, Y, sample_weight=None):
+    """Loss and gradients of an equivalent torch computation built from a chainrule
+    network: the same parameter values (copied), the same layer sequence, torch's own
+    autograd. Dropout reuses the masks of the chainrule model's last forward pass."""
+    params = {k: to_torch(v, requires_grad=True) for k, v in model.params.items()}
+    out = to_torch(X)
+    for layer, names in model.layers:
+        out = torch_layer(layer, out, *[params[n] for n in names])
+    loss = torch_loss(model.loss, out, Y, sample_weight)
+    loss.backward()
+    return float(loss.detach()), {k: p.grad.numpy() for k, p in params.items()}
+
+
+@pytest.fixture
+def rng():
+    """A fresh, seeded generator for each test."""
+    return np.random.default_rng(20240607)
