@@ -1,0 +1,810 @@
+"""The one training loop: :func:`fit` returns a :class:`History`.
+
+Everything that trains a chainrule network goes through :func:`fit` (the command
+line, the scikit-learn estimator, :func:`chainrule.sanity_check`). Its body is written
+as one linear loop, in the spirit of nanoGPT's ``train.py``::
+
+    for epoch:
+        draw a permutation of the rows            (minibatches only)
+        for each batch:
+            logits = model.forward(batch)          the one forward path
+            loss   = model.loss.forward(logits)    checked: must be finite
+            grads  = model.backward(loss.backward())
+            optimizer.step(params, grads)          params updated in place
+        evaluate on the validation rows, record the History, early stopping,
+        callbacks, checkpoint
+
+With ``batch_size=None`` (the default) each epoch is one full-batch gradient step,
+exactly the homework's ``model.step``: plain ``SGD`` reproduces its losses bit for bit.
+
+Conventions
+-----------
+* Epochs are counted from 0, as the homework's log (``Epoch    0, loss = 2.3026``).
+* ``history["loss"][e]`` is the mean over the rows of epoch ``e`` of the loss each
+  batch had *before* its update (weighted by ``sample_weight`` when given). In
+  full-batch training that is the homework's printed loss. ``history["accuracy"]``
+  counts the rows each batch classified correctly before its update (with Dropout
+  active, as the loss). Validation values are computed after the epoch, with
+  Dropout off.
+* ``history["lr"][e]`` is the learning rate of the epoch's first step;
+  ``history["time"][e]`` the epoch's wall time in seconds.
+
+Randomness
+----------
+The row permutations and the ``validation_fraction`` split are drawn from ``rng``
+(``None``: NumPy's global generator, an int: a new ``numpy.random.Generator`` seeded
+with it). Dropout masks come from the model's own generator (the ``rng`` given to
+``MLP``). Same model, data and ``rng`` give bit-identical parameters.
+
+Checkpoints and Ctrl-C
+----------------------
+With ``checkpoint=path`` the full state of the run is written after every epoch
+(atomically, with :mod:`chainrule._fileformat`, so no pickle and no half-written
+file): parameters, ``optimizer.state_dict()``, the number of epochs done, the state of
+every random generator involved (``rng`` and each Dropout layer's), the History so
+far, the early-stopping bookkeeping, the validation split and a fingerprint of the
+model, optimizer and data. ``fit(..., checkpoint=path, resume=True)`` loads it, checks
+that it belongs to the same model, optimizer, data and batching, and continues; the
+result is bit-identical to a run that was never interrupted. The generators are
+*restored from the file*: an int ``rng`` first seeds a fresh generator whose state
+is then overwritten, and a ``Generator`` you pass is set to the saved state. A
+missing checkpoint file with ``resume=True`` starts the run from scratch, so the
+same command can be repeated after a crash.
+
+A ``KeyboardInterrupt`` (Ctrl-C) during :func:`fit` does not propagate. The epoch
+that was running is discarded: parameters, optimizer state, generators and History
+are rolled back to the end of the last completed epoch, that state is written to the
+checkpoint (when one was given), and :func:`fit` returns the History with
+``stop_reason == "interrupted"``. Resuming from the checkpoint then gives the same
+result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import numbers
+import os
+import sys
+import time
+
+import numpy as np
+
+from ._fileformat import read_archive, write_archive
+from ._validation import (_shape_str, as_float_array, check_choice, check_in_interval,
+                          check_positive_float, check_positive_int, check_rng)
+from .layers import Affine, ReLU
+from .losses import CategoricalCrossEntropy
+from .models import Network
+from .optim import Optimizer, get_optimizer
+
+__all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError"]
+
+_CHECKPOINT_KIND = "chainrule.checkpoint"
+_MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss (or the parameters) became NaN or infinite during :func:`fit`.
+
+    Attributes
+    ----------
+    epoch : int
+        Epoch (from 0) in which it happened.
+    step : int
+        Batch index within that epoch.
+    layer : str
+        The first layer whose output was non-finite, or ``"loss"``.
+    """
+
+    def __init__(self, message, *, epoch, step, layer):
+        super().__init__(message)
+        self.epoch, self.step, self.layer = epoch, step, layer
+
+
+class EarlyStopping:
+    """Stop when a monitored value has not improved for ``patience`` epochs.
+
+    Parameters
+    ----------
+    patience : int, default=5
+        Epochs without improvement tolerated; training stops after the
+        ``patience``-th one in a row.
+    monitor : {'val_loss', 'val_accuracy', 'loss', 'accuracy'}, default='val_loss'
+        A key of the History; losses must fall, accuracies rise.
+    min_delta : float, default=0.0
+        An improvement must beat the best value so far by more than this.
+    restore_best_weights : bool, default=True
+        When training ends (stopped early or out of epochs, not when interrupted),
+        put back the parameters of the best epoch.
+    """
+
+    def __init__(self, patience=5, monitor="val_loss", min_delta=0.0,
+                 restore_best_weights=True):
+        self.patience = check_positive_int(patience, "patience")
+        self.monitor = check_choice(monitor, "monitor", _MONITORS)
+        self.min_delta = check_positive_float(min_delta, "min_delta", allow_zero=True)
+        if not isinstance(restore_best_weights, bool):
+            raise TypeError(f"restore_best_weights must be a bool, got {restore_best_weights!r}")
+        self.restore_best_weights = restore_best_weights
+
+    @property
+    def mode(self) -> str:
+        return "max" if self.monitor.endswith("accuracy") else "min"
+
+    def improved(self, value: float, best) -> bool:
+        if best is None:
+            return True
+        if self.mode == "min":
+            return value < best - self.min_delta
+        return value > best + self.min_delta
+
+    def config(self) -> dict:
+        return {"patience": self.patience, "monitor": self.monitor,
+                "min_delta": self.min_delta, "restore_best_weights": self.restore_best_weights}
+
+    def __repr__(self):
+        return "EarlyStopping(" + ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + ")"
+
+
+class History:
+    """What :func:`fit` recorded, one entry per epoch.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``"loss"``, ``"accuracy"`` (classifiers only), ``"val_loss"`` and
+        ``"val_accuracy"`` (with validation data), ``"lr"``, ``"time"``.
+    diagnostics : list of dict
+        Per epoch, ``{weight name: {"grad_norm", "update_ratio", "dead_fraction"}}``
+        for each Affine layer (see :func:`fit`); empty dicts with ``diagnostics=False``.
+    best_epoch : int or None
+        Epoch with the best monitored value (the early-stopping monitor, else
+        ``val_loss`` with validation data, else ``loss``).
+    stop_reason : str or None
+        ``None`` when every epoch ran, else ``"early_stopping"``, ``"callback"`` or
+        ``"interrupted"``.
+    """
+
+    def __init__(self):
+        self.history: dict[str, list] = {}
+        self.diagnostics: list[dict] = []
+        self.best_epoch = None
+        self.stop_reason = None
+
+    @property
+    def epochs(self) -> int:
+        """Number of epochs recorded."""
+        return len(self.history.get("loss", ()))
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __contains__(self, key):
+        return key in self.history
+
+    def _append(self, logs: dict, diagnostics: dict) -> None:
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        self.diagnostics.append(diagnostics)
+
+    def _truncate(self, n: int) -> None:
+        for values in self.history.values():
+            del values[n:]
+        del self.diagnostics[n:]
+
+    def as_dict(self) -> dict:
+        """Plain, JSON-serialisable copy of everything recorded."""
+        return {"history": {k: list(v) for k, v in self.history.items()},
+                "diagnostics": copy.deepcopy(self.diagnostics),
+                "epochs": self.epochs, "best_epoch": self.best_epoch,
+                "stop_reason": self.stop_reason}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> History:
+        """Rebuild a History from :meth:`as_dict` output."""
+        h = cls()
+        h.history = {k: list(v) for k, v in data["history"].items()}
+        h.diagnostics = copy.deepcopy(list(data["diagnostics"]))
+        h.best_epoch = data.get("best_epoch")
+        h.stop_reason = data.get("stop_reason")
+        return h
+
+    def __repr__(self):
+        return (f"History(epochs={self.epochs}, best_epoch={self.best_epoch}, "
+                f"stop_reason={self.stop_reason!r}, keys={list(self.history)})")
+
+    def __str__(self):
+        keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
+                if k in self.history]
+        formats = {"lr": "{:.3g}", "time": "{:.2f}s"}
+        header = ["epoch"] + keys
+        rows = [[str(e)] + [formats.get(k, "{:.4f}").format(self.history[k][e]) for k in keys]
+                for e in range(self.epochs)]
+        if len(rows) > 12:  # keep the table compact: the start and the end
+            rows = rows[:5] + [["..."] * len(header)] + rows[-5:]
+        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header] + rows]
+        lines.append(f"{self.epochs} epochs, best epoch {self.best_epoch}, stopped: "
+                     f"{self.stop_reason or 'ran all epochs'}")
+        return "\n".join(lines)
+
+
+# -- evaluation -----------------------------------------------------------------------
+
+def _evaluate_checked(model, X, Y) -> dict:
+    """Loss (and accuracy for a classifier) on already-checked arrays, Dropout off."""
+    logits = model.forward(X, training=False, checked=True)
+    out = {"loss": model.loss.forward(logits, Y)}
+    if isinstance(model.loss, CategoricalCrossEntropy):
+        out["accuracy"] = float(np.mean(logits.argmax(axis=1) == Y.argmax(axis=1)))
+    return out
+
+
+def evaluate(model, X, Y) -> dict:
+    """Loss and accuracy of ``model`` on ``(X, Y)`` with Dropout off.
+
+    Parameters
+    ----------
+    model : Network
+    X : array_like, shape (N, D)
+    Y : array_like, shape (N, K)
+        One-hot labels (cross-entropy) or targets (mean squared error).
+
+    Returns
+    -------
+    dict
+        ``{"loss": float, "accuracy": float}``; no ``"accuracy"`` for a model whose
+        loss is not cross-entropy.
+    """
+    _check_model(model)
+    X, Y = model._check_XY(X, Y)
+    return _evaluate_checked(model, X, Y)
+
+
+# -- argument checks --------------------------------------------------------------------
+
+def _check_model(model):
+    if not isinstance(model, Network):
+        raise TypeError(f"model must be a chainrule Network (e.g. MLP), got "
+                        f"{type(model).__name__}")
+
+
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _check_optimizer(optimizer):
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str):
+        return get_optimizer(optimizer)
+    raise TypeError(f"optimizer must be a chainrule.optim.Optimizer or one of 'sgd', 'adam', "
+                    f"'adamw', got {type(optimizer).__name__}")
+
+
+def _check_early_stopping(early_stopping):
+    if early_stopping is None or isinstance(early_stopping, EarlyStopping):
+        return early_stopping
+    if isinstance(early_stopping, numbers.Integral) and not isinstance(early_stopping, bool):
+        return EarlyStopping(patience=early_stopping)
+    raise TypeError(f"early_stopping must be None, an int patience or an EarlyStopping, got "
+                    f"{type(early_stopping).__name__} {early_stopping!r}")
+
+
+def _check_callbacks(callbacks):
+    if callable(callbacks):
+        callbacks = (callbacks,)
+    try:
+        callbacks = tuple(callbacks)
+    except TypeError:
+        raise TypeError(f"callbacks must be a sequence of callables, got "
+                        f"{type(callbacks).__name__}") from None
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise TypeError(f"callbacks[{i}] must be callable as cb(epoch, logs, model), got "
+                            f"{type(cb).__name__} {cb!r}")
+    return callbacks
+
+
+def _check_sample_weight(model, sample_weight, n):
+    if sample_weight is None:
+        return None
+    loss = model.loss
+    loss.validate = True  # reuse the loss's own checks (shape, sign, positive sum)
+    try:
+        return loss._check_weights(sample_weight, n, model.dtype)
+    finally:
+        loss.validate = False
+
+
+# -- random generators and checkpoint helpers ----------------------------------------------
+
+def _generators(random, model):
+    """Every generator a run draws from: fit's own, then each layer's (Dropout)."""
+    gens = [random]
+    for layer, _ in model.layers:
+        r = getattr(layer, "rng", None)
+        if isinstance(r, (np.random.Generator, np.random.RandomState)):
+            gens.append(r)
+    return gens
+
+
+def _rng_state(r) -> dict:
+    state = r.bit_generator.state if isinstance(r, np.random.Generator) else \
+        r.get_state(legacy=False)
+    return _to_json(state)
+
+
+def _set_rng_state(r, state: dict) -> None:
+    state = _from_json(state)
+    if isinstance(r, np.random.Generator):
+        r.bit_generator.state = state
+    else:
+        r.set_state(state)
+
+
+def _to_json(obj):
+    """Generator states hold ndarrays (MT19937 keys) and NumPy scalars; make them JSON."""
+    if isinstance(obj, dict):
+        return {k: _to_json(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": obj.dtype.str}
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    return obj
+
+
+def _from_json(obj):
+    if isinstance(obj, dict):
+        if "__ndarray__" in obj:
+            return np.array(obj["__ndarray__"], dtype=np.dtype(obj["dtype"]))
+        return {k: _from_json(v) for k, v in obj.items()}
+    return obj
+
+
+def _fingerprint(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        if a is None:
+            h.update(b"none")
+            continue
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _json_normal(obj):
+    return json.loads(json.dumps(obj))
+
+
+def _run_identity(model, optimizer, batch_size, shuffle, data_fp, validation, early_stopping):
+    """What must match between a checkpoint and the run resuming from it."""
+    return _json_normal({
+        "model": {"class": type(model).__name__, "config": getattr(model, "config", None),
+                  "params": {k: [list(p.shape), p.dtype.str] for k, p in model.params.items()}},
+        "optimizer": {"class": type(optimizer).__name__,
+                      "hyperparameters": optimizer.hyperparameters(),
+                      "lr_schedule": callable(optimizer.lr)},
+        "batch_size": batch_size, "shuffle": shuffle, "data": data_fp,
+        "validation": validation,
+        "early_stopping": early_stopping.config() if early_stopping else None,
+    })
+
+
+def _describe_mismatch(saved, current, prefix=""):
+    """First difference between two JSON trees, as 'where: saved vs current'."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        for key in sorted(set(saved) | set(current)):
+            if saved.get(key) != current.get(key):
+                return _describe_mismatch(saved.get(key), current.get(key),
+                                          f"{prefix}.{key}" if prefix else key)
+    return f"{prefix}: {saved!r} in the checkpoint, {current!r} now"
+
+
+def _snapshot(model, optimizer, gens, epoch, stopper):
+    """Copy of the state of the run after ``epoch`` epochs (the History is not
+    copied: rolling back only truncates it)."""
+    return {"epoch": epoch,
+            "params": {k: p.copy() for k, p in model.params.items()},
+            "optimizer": optimizer.state_dict(),
+            "rngs": [_rng_state(r) for r in gens],
+            "stopper": dict(stopper)}
+
+
+def _restore(snap, model, optimizer, gens, history, stopper):
+    for k, p in model.params.items():
+        p[...] = snap["params"][k]
+    optimizer.load_state_dict(snap["optimizer"])
+    for r, state in zip(gens, snap["rngs"]):
+        _set_rng_state(r, state)
+    history._truncate(snap["epoch"])
+    stopper.clear()
+    stopper.update(snap["stopper"])
+
+
+def _write_checkpoint(path, snap, history, identity, split):
+    arrays = {f"params/{k}": v for k, v in snap["params"].items()}
+    opt = snap["optimizer"]
+    for name, st in opt["state"].items():
+        for key, value in st.items():
+            arrays[f"optim/state/{name}/{key}"] = np.asarray(value)
+    stopper = dict(snap["stopper"])
+    best_params = stopper.pop("best_params")
+    if best_params is not None:
+        arrays.update({f"best/{k}": v for k, v in best_params.items()})
+    if split is not None:
+        arrays["split/train"], arrays["split/val"] = split
+    meta = {"kind": _CHECKPOINT_KIND, "epoch": snap["epoch"], "optimizer_steps": opt["steps"],
+            "rngs": snap["rngs"], "history": history.as_dict(), "stopper": stopper,
+            "identity": identity}
+    write_archive(path, arrays, meta)
+
+
+def _read_checkpoint(path, identity, model):
+    """Load and check a checkpoint; raise before anything is changed."""
+    arrays, meta = read_archive(path)
+    if meta.get("kind") != _CHECKPOINT_KIND:
+        raise ValueError(f"checkpoint {os.fspath(path)!r} is not a training checkpoint (kind "
+                         f"{meta.get('kind')!r}); a model saved with chainrule.io cannot be "
+                         f"resumed")
+    if meta["identity"] != identity:
+        raise ValueError(f"checkpoint {os.fspath(path)!r} belongs to a different run and "
+                         f"cannot be resumed: "
+                         f"{_describe_mismatch(meta['identity'], identity)}")
+    state: dict = {}
+    for key, value in arrays.items():
+        if key.startswith("optim/state/"):
+            name, sub = key[len("optim/state/"):].rsplit("/", 1)
+            state.setdefault(name, {})[sub] = value
+    params = {k: arrays[f"params/{k}"] for k in model.params}
+    best = {k: arrays[f"best/{k}"] for k in model.params} if f"best/{next(iter(model.params))}" \
+        in arrays else None
+    stopper = dict(meta["stopper"], best_params=best)
+    split = (arrays["split/train"], arrays["split/val"]) if "split/train" in arrays else None
+    snap = {"epoch": meta["epoch"], "params": params,
+            "optimizer": {"steps": meta["optimizer_steps"], "state": state},
+            "rngs": meta["rngs"], "stopper": stopper}
+    snap["history"] = History.from_dict(meta["history"])
+    return snap, split
+
+
+# -- diagnostics and divergence ----------------------------------------------------------
+
+def _relu_after_affine(model):
+    """Pairs (ReLU layer, weight name of the Affine layer right before it)."""
+    pairs, last_weight = [], None
+    for layer, names in model.layers:
+        if isinstance(layer, Affine):
+            last_weight = names[0]
+        elif type(layer) is ReLU and last_weight is not None:
+            pairs.append((layer, last_weight))
+            last_weight = None
+    return pairs
+
+
+def _first_nonfinite_layer(model, X):
+    """Run the forward pass layer by layer; name the first one with a non-finite output."""
+    nodes = model._node_names()
+    out = X
+    with np.errstate(all="ignore"):
+        for i, (layer, names) in enumerate(model.layers):
+            layer.training = False
+            out = layer.forward(out, *[model.params[n] for n in names])
+            if not np.isfinite(out).all():
+                uses = f" with {', '.join(names)}" if names else ""
+                return f"layer {i} ({layer!r}{uses}, output {nodes[i + 1]})"
+    return f"the loss ({type(model.loss).__name__})"
+
+
+def _diverged(model, X_batch, backup, epoch, step, what):
+    bad_params = [k for k, p in model.params.items() if not np.isfinite(p).all()]
+    where = _first_nonfinite_layer(model, X_batch)
+    if bad_params:
+        # The previous update produced inf/nan; put back the values from before it.
+        for k, p in model.params.items():
+            p[...] = backup[k]
+        restored = ("the parameters were restored to their values before the previous "
+                    f"update (which made {', '.join(bad_params)} non-finite)")
+    else:
+        restored = "the failing update was not applied; the parameters are the last finite ones"
+    raise TrainingDivergedError(
+        f"training diverged at epoch {epoch}, batch {step}: {what}; values first became "
+        f"non-finite in {where}. {restored[0].upper() + restored[1:]}. Try a smaller "
+        f"learning rate or standardised inputs.", epoch=epoch, step=step, layer=where)
+
+
+# -- the training loop ---------------------------------------------------------------------
+
+def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, validation_data=None,
+        validation_fraction=None, early_stopping=None, callbacks=(), rng=None, progress=True,
+        sample_weight=None, checkpoint=None, resume=False, diagnostics=True) -> History:
+    """Train ``model`` on ``(X, Y)``; return what happened as a :class:`History`.
+
+    Parameters
+    ----------
+    model : Network
+        Trained in place (``model.params`` is updated).
+    X : array_like, shape (N, D)
+    Y : array_like, shape (N, K)
+        One-hot rows for a cross-entropy model, targets for mean squared error.
+    optimizer : Optimizer or {'sgd', 'adam', 'adamw'}
+        A name builds that optimizer with its defaults.
+    epochs : int
+        Number of passes over the training rows (in total, counting the epochs of a
+        resumed checkpoint).
+    batch_size : int or None, default=None
+        Rows per gradient step; ``None`` is full-batch gradient descent (the homework).
+        A value above N gives one batch.
+    shuffle : bool, default=True
+        With minibatches, visit the rows in a fresh random permutation every epoch
+        (each row exactly once, no sampling with replacement).
+    validation_data : tuple (X_val, Y_val), optional
+    validation_fraction : float in (0, 1), optional
+        Hold out ``ceil(fraction * N)`` rows drawn with ``rng`` instead.
+    early_stopping : None, int or EarlyStopping
+        An int is the patience on ``val_loss``.
+    callbacks : sequence of callable
+        Each called as ``cb(epoch, logs, model)`` after every epoch; ``logs`` holds the
+        epoch's History values and its ``"diagnostics"``. Returning True stops training.
+    rng : None, int or numpy.random.Generator
+        Source of the permutations and of the validation split.
+    progress : bool, default=True
+        Show a tqdm progress bar on stderr when it is a terminal and the run lasts
+        more than two seconds (and tqdm is installed).
+    sample_weight : array_like, shape (N,), optional
+        Row weights for the training loss.
+    checkpoint : str or os.PathLike, optional
+        Write the state of the run to this file after every epoch.
+    resume : bool, default=False
+        Continue from ``checkpoint`` if the file exists.
+    diagnostics : bool, default=True
+        Record per-layer diagnostics every epoch (a few percent of the run time):
+        for each Affine weight, ``grad_norm`` (Frobenius norm of its gradient at the
+        epoch's last step), ``update_ratio`` (``||W_after - W_before|| / ||W_before||``
+        over that step; NaN while ``W`` is all zeros) and ``dead_fraction`` (for an
+        Affine layer followed by ReLU: the fraction of its units whose ReLU output was
+        0 for *every* training row of the epoch, as seen by the forward passes of the
+        epoch; ``None`` for other layers).
+
+    Returns
+    -------
+    History
+
+    Raises
+    ------
+    TrainingDivergedError
+        When the loss becomes NaN or infinite; the parameters are left at their last
+        finite values.
+    ValueError, TypeError
+        For bad arguments or data (feature or class count not matching the model,
+        ...), before any parameter changes.
+    """
+    # ---- 1. Check every argument before anything changes -----------------------------
+    _check_model(model)
+    optimizer = _check_optimizer(optimizer)
+    epochs = check_positive_int(epochs, "epochs")
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    shuffle = _check_bool(shuffle, "shuffle")
+    progress = _check_bool(progress, "progress")
+    resume = _check_bool(resume, "resume")
+    diagnostics = _check_bool(diagnostics, "diagnostics")
+    X, Y = model._check_XY(X, Y)
+    bad = [k for k, p in model.params.items() if not np.isfinite(p).all()]
+    if bad:
+        raise ValueError(f"model parameters {bad} hold NaN or infinite values; re-initialise "
+                         f"the model before training")
+    sample_weight = _check_sample_weight(model, sample_weight, X.shape[0])
+    is_classifier = isinstance(model.loss, CategoricalCrossEntropy)
+    stopper_cfg = _check_early_stopping(early_stopping)
+    callbacks = _check_callbacks(callbacks)
+    random = check_rng(rng)
+    if validation_data is not None and validation_fraction is not None:
+        raise ValueError("give validation_data or validation_fraction, not both")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError(f"validation_data must be a pair (X_val, Y_val), got "
+                            f"{type(validation_data).__name__}")
+        try:
+            X_val, Y_val = model._check_XY(*validation_data)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"validation_data: {exc}") from None
+    if validation_fraction is not None:
+        validation_fraction = check_in_interval(validation_fraction, "validation_fraction",
+                                                0.0, 1.0, low_closed=False)
+        n_val = math.ceil(validation_fraction * X.shape[0])
+        if n_val >= X.shape[0]:
+            raise ValueError(f"validation_fraction={validation_fraction} of {X.shape[0]} rows "
+                             f"leaves no training rows")
+    has_val = validation_data is not None or validation_fraction is not None
+    if stopper_cfg is not None:
+        if stopper_cfg.monitor.startswith("val_") and not has_val:
+            raise ValueError(f"early stopping monitors {stopper_cfg.monitor!r}, which needs "
+                             f"validation_data or validation_fraction (or monitor 'loss')")
+        if stopper_cfg.monitor.endswith("accuracy") and not is_classifier:
+            raise ValueError(f"early stopping monitors {stopper_cfg.monitor!r}, but a "
+                             f"{type(model.loss).__name__} model has no accuracy")
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a file path, got {type(checkpoint).__name__}")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=path (the file to resume from)")
+
+    # Everything the run draws from; their states go into checkpoints.
+    gens = _generators(random, model)
+    identity = None
+    if checkpoint is not None:
+        data_fp = _fingerprint(X, Y, sample_weight)
+        val_id = ({"data": _fingerprint(X_val, Y_val)} if validation_data is not None else
+                  {"fraction": validation_fraction} if validation_fraction is not None else None)
+        identity = _run_identity(model, optimizer, batch_size, shuffle, data_fp, val_id,
+                                 stopper_cfg)
+    loaded, split = None, None
+    if resume and os.path.exists(checkpoint):
+        loaded, split = _read_checkpoint(checkpoint, identity, model)
+
+    # ---- 2. The validation split (stored in checkpoints, so a resumed run reuses it) ---
+    if validation_fraction is not None:
+        if split is None:
+            order = random.permutation(X.shape[0])
+            split = (np.sort(order[n_val:]), np.sort(order[:n_val]))
+        train_idx, val_idx = split
+        X_val, Y_val = X[val_idx], Y[val_idx]
+        X, Y = X[train_idx], Y[train_idx]
+        if sample_weight is not None:
+            sample_weight = sample_weight[train_idx]
+
+    # ---- 3. Run state: History and early-stopping bookkeeping (or a checkpoint's) ------
+    history = History() if loaded is None else loaded["history"]
+    stopper = {"best": None, "best_epoch": None, "wait": 0, "best_params": None}
+    if loaded is not None:
+        _restore(loaded, model, optimizer, gens, history, stopper)
+    start_epoch = history.epochs
+
+    n = X.shape[0]
+    bs = n if batch_size is None else min(batch_size, n)
+    starts = range(0, n, bs)
+    params = model.params
+    relu_pairs = _relu_after_affine(model) if diagnostics else []
+    weights = [names[0] for layer, names in model.layers if isinstance(layer, Affine)]
+    # Parameters before the latest update: what divergence handling and the update
+    # ratio need. Filled in place every step, allocated once.
+    backup = {k: p.copy() for k, p in params.items()}
+
+    bar = None
+    if progress and sys.stderr is not None and sys.stderr.isatty():
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=epochs, initial=start_epoch, unit="epoch", delay=2.0,
+                       file=sys.stderr, dynamic_ncols=True)
+        except ImportError:
+            bar = None
+
+    snap = _snapshot(model, optimizer, gens, start_epoch, stopper)
+    finished = history.stop_reason in ("early_stopping", "callback")
+    try:
+        for epoch in range(start_epoch, 0 if finished else epochs):
+            t0 = time.perf_counter()
+            lr = optimizer.current_lr()
+            # A fresh permutation each epoch: every row once, in random order.
+            order = random.permutation(n) if (batch_size is not None and shuffle) else None
+            alive = {w: None for _, w in relu_pairs}
+            sum_loss, sum_weight, n_correct = 0.0, 0.0, 0
+            for step, start in enumerate(starts):
+                idx = slice(start, start + bs) if order is None else order[start:start + bs]
+                xb, yb = X[idx], Y[idx]
+                wb = None if sample_weight is None else sample_weight[idx]
+
+                # forward: the model's one forward path, then the loss
+                logits = model.forward(xb, training=True, checked=True)
+                loss = model.loss.forward(logits, yb, wb)
+                if not math.isfinite(loss):
+                    _diverged(model, xb, backup, epoch, step, f"the loss is {loss}")
+                # backward: the chain rule, layer by layer, from dL/dlogits
+                d_logits, _ = model.loss.backward(1.0)
+                grads = model.backward(d_logits)
+
+                # bookkeeping before the update (the loss belongs to these parameters)
+                rows = xb.shape[0] if wb is None else float(wb.sum())
+                sum_loss += loss * rows
+                sum_weight += rows
+                if is_classifier:
+                    n_correct += int(np.count_nonzero(logits.argmax(axis=1) ==
+                                                      yb.argmax(axis=1)))
+                for relu, w in relu_pairs:
+                    active = (relu.cache > 0).any(axis=0)
+                    alive[w] = active if alive[w] is None else (alive[w] | active)
+
+                # update: keep the old values, then step in place
+                for k, p in params.items():
+                    np.copyto(backup[k], p)
+                optimizer.step(params, grads)
+
+            if not all(np.isfinite(p).all() for p in params.values()):
+                _diverged(model, xb, backup, epoch, step, "the last update made the "
+                          "parameters non-finite")
+
+            # ---- end of epoch: record, validate, decide whether to stop -------------
+            logs = {"loss": sum_loss / sum_weight}
+            if is_classifier:
+                logs["accuracy"] = n_correct / n
+            if has_val:
+                val = _evaluate_checked(model, X_val, Y_val)
+                logs["val_loss"] = val["loss"]
+                if is_classifier:
+                    logs["val_accuracy"] = val["accuracy"]
+                if not math.isfinite(val["loss"]):
+                    _diverged(model, X_val, backup, epoch, step,
+                              f"the validation loss is {val['loss']}")
+            logs["lr"] = float(lr)
+            logs["time"] = time.perf_counter() - t0
+            diag = {}
+            if diagnostics:
+                dead = {w: 1.0 - float(np.mean(a)) for w, a in alive.items() if a is not None}
+                for w in weights:
+                    w_norm = float(np.linalg.norm(backup[w]))
+                    delta = float(np.linalg.norm(params[w] - backup[w]))
+                    diag[w] = {"grad_norm": float(np.linalg.norm(grads[w])),
+                               "update_ratio": delta / w_norm if w_norm > 0 else float("nan"),
+                               "dead_fraction": dead.get(w)}
+            history._append(logs, diag)
+
+            stop = None
+            if stopper_cfg is not None:
+                value = logs[stopper_cfg.monitor]
+                if stopper_cfg.improved(value, stopper["best"]):
+                    stopper.update(best=value, best_epoch=epoch, wait=0)
+                    if stopper_cfg.restore_best_weights:
+                        stopper["best_params"] = {k: p.copy() for k, p in params.items()}
+                else:
+                    stopper["wait"] += 1
+                    if stopper["wait"] >= stopper_cfg.patience:
+                        stop = "early_stopping"
+            for cb in callbacks:
+                if cb(epoch, dict(logs, diagnostics=diag), model) is True:
+                    stop = stop or "callback"
+
+            # ---- commit the epoch: from here on an interrupt keeps it ----------------
+            history.stop_reason = stop
+            new_snap = _snapshot(model, optimizer, gens, epoch + 1, stopper)
+            if checkpoint is not None:
+                _write_checkpoint(checkpoint, new_snap, history, identity, split)
+            snap = new_snap
+            if bar is not None:
+                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "time"},
+                                refresh=False)
+                bar.update(1)
+            if stop:
+                break
+    except KeyboardInterrupt:
+        # Discard the unfinished epoch: roll back to the last committed state, save it.
+        _restore(snap, model, optimizer, gens, history, stopper)
+        if checkpoint is not None:
+            _write_checkpoint(checkpoint, snap, history, identity, split)
+        history.stop_reason = "interrupted"
+        history.best_epoch = _best_epoch(history, stopper, stopper_cfg, has_val)
+        return history
+    finally:
+        if bar is not None:
+            bar.close()
+
+    if stopper_cfg is not None and stopper_cfg.restore_best_weights and \
+            stopper["best_params"] is not None:
+        for k, p in params.items():
+            p[...] = stopper["best_params"][k]
+    history.best_epoch = _best_epoch(history, stopper, stopper_cfg, has_val)
+    return history
+
+
+def _best_epoch(history, stopper, stopper_cfg, has_val):
+    if stopper_cfg is not None:
+        return stopper["best_epoch"]
+    values = history.history.get("val_loss" if has_val else "loss")
+    return int(np.argmin(values)) if values else None
