@@ -1,0 +1,195 @@
+"""Checks worth running before a long training run, in one call: :func:`sanity_check`.
+
+They follow the usual advice for training neural networks (CS231n's "sanity checks"):
+
+1. **Initial loss close to ln K.** A freshly initialised classifier should be unsure:
+   softmax of small logits is close to uniform, so the cross-entropy is close to
+   ``ln K``. A much larger value means badly scaled inputs or initial weights (the
+   homework's network starts at 14.3 on the raw 0..16 pixels).
+2. **Weight decay raises the loss.** Trained on the same small subset for the same
+   number of steps, a copy with strong L2 weight decay must end with a higher data loss
+   than a copy without: the penalty keeps the weights from fitting. If not, the
+   decay never reaches the update.
+3. **The model can overfit a tiny subset.** With no regularisation, a network with
+   enough capacity drives the loss on ~20 rows close to zero. If it cannot, something
+   is wrong with the forward pass, the gradients or the optimizer.
+4. **Gradients pass a finite-difference check.** Central differences on a random
+   sample of the entries of every parameter, on a float64 copy of the model, worst
+   relative error (as :func:`chainrule.gradcheck.relative_error`) below 1e-6.
+
+Every check works on deep copies: the model given is never modified, nor are the
+random generators of its Dropout layers.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import check_rng
+from .gradcheck import check_gradients
+from .layers import Dropout
+from .losses import CategoricalCrossEntropy
+from .optim import Adam
+from .train import _check_model, fit
+
+__all__ = ["sanity_check", "SanityReport", "SanityCheckResult"]
+
+#: Settings of the small runs behind checks 2 and 3.
+_SUBSET_ROWS = 20
+_STEPS = 300
+_LR = 1e-2
+_WEIGHT_DECAY = 0.1
+
+
+@dataclass
+class SanityCheckResult:
+    """One check: its name, whether it passed, what was measured and the bar it had to meet."""
+
+    name: str
+    passed: bool
+    value: float
+    threshold: str
+    detail: str = ""
+
+
+class SanityReport:
+    """The outcome of :func:`sanity_check`: a list of :class:`SanityCheckResult`.
+
+    ``report.passed`` is True when every check passed; ``str(report)`` is a table;
+    ``report[name]`` looks a check up by name.
+    """
+
+    def __init__(self, checks):
+        self.checks = list(checks)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def __getitem__(self, name) -> SanityCheckResult:
+        for c in self.checks:
+            if c.name == name:
+                return c
+        raise KeyError(f"no check named {name!r}; checks are {[c.name for c in self.checks]}")
+
+    def __iter__(self):
+        return iter(self.checks)
+
+    def __len__(self):
+        return len(self.checks)
+
+    def as_dict(self) -> dict:
+        return {c.name: {"passed": c.passed, "value": c.value, "threshold": c.threshold,
+                         "detail": c.detail} for c in self.checks}
+
+    def __repr__(self):
+        return f"SanityReport(passed={self.passed}, checks={[c.name for c in self.checks]})"
+
+    def __str__(self):
+        rows = [("check", "result", "measured", "threshold")]
+        rows += [(c.name, "pass" if c.passed else "FAIL", f"{c.value:.4g}", c.threshold)
+                 for c in self.checks]
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines += [f"  {c.name}: {c.detail}" for c in self.checks if c.detail]
+        lines.append("all checks passed" if self.passed else
+                     f"{sum(not c.passed for c in self.checks)} of {len(self.checks)} "
+                     f"checks failed")
+        return "\n".join(lines)
+
+
+def _copy_without_dropout(model):
+    clone = copy.deepcopy(model)
+    for layer, _ in clone.layers:
+        if isinstance(layer, Dropout):
+            layer.p = 0.0  # the small runs measure fitting power, not regularisation
+    return clone
+
+
+def _train_subset(model, X, Y, weight_decay):
+    clone = _copy_without_dropout(model)
+    fit(clone, X, Y, optimizer=Adam(lr=_LR, weight_decay=weight_decay), epochs=_STEPS,
+        progress=False, diagnostics=False)
+    logits = clone.forward(X, checked=True)
+    return clone.loss.forward(logits, Y)
+
+
+def sanity_check(model, X, Y, *, rng=None) -> SanityReport:
+    """Run the four pre-training checks of the module notes on ``model`` and ``(X, Y)``.
+
+    Parameters
+    ----------
+    model : Network
+        Left unchanged: every check works on a deep copy.
+    X : array_like, shape (N, D)
+        Training inputs, prepared as they will be for training (standardised, ...).
+    Y : array_like, shape (N, K)
+        One-hot labels (or regression targets: the ln K check is then left out).
+    rng : None, int or numpy.random.Generator
+        Chooses the subset of rows (at most 20) and the parameter entries checked.
+
+    Returns
+    -------
+    SanityReport
+        Checks named ``"initial loss ~ ln K"`` (classifiers only),
+        ``"weight decay raises loss"``, ``"overfits small subset"`` and
+        ``"gradient check"``.
+
+    Notes
+    -----
+    Checks 2 and 3 train copies of the model (Dropout switched off) with full-batch
+    Adam (lr 1e-2) for 300 steps on the subset; check 2 adds ``weight_decay=0.1``. The
+    overfit bar is a loss below 0.05 for cross-entropy, below 1% of the initial
+    subset loss for mean squared error. Check 4 uses 8 random entries per parameter
+    array on at most 10 rows, in float64.
+    """
+    _check_model(model)
+    X, Y = model._check_XY(X, Y)
+    random = check_rng(rng)
+    is_classifier = isinstance(model.loss, CategoricalCrossEntropy)
+    checks = []
+
+    initial = _copy_without_dropout(model)
+    init_loss = initial.loss.forward(initial.forward(X, checked=True), Y)
+    if is_classifier:
+        k = Y.shape[1]
+        ln_k = math.log(k)
+        tol = 0.25 * ln_k
+        checks.append(SanityCheckResult(
+            "initial loss ~ ln K", abs(init_loss - ln_k) <= tol, init_loss,
+            f"|loss - {ln_k:.4f}| <= {tol:.4f}",
+            "" if abs(init_loss - ln_k) <= tol else
+            f"ln {k} = {ln_k:.4f}; a far larger loss usually means unscaled inputs or too "
+            f"large initial weights"))
+
+    rows = random.choice(X.shape[0], size=min(_SUBSET_ROWS, X.shape[0]), replace=False)
+    Xs, Ys = X[np.sort(rows)], Y[np.sort(rows)]
+    plain = _train_subset(model, Xs, Ys, 0.0)
+    decayed = _train_subset(model, Xs, Ys, _WEIGHT_DECAY)
+    checks.append(SanityCheckResult(
+        "weight decay raises loss", bool(decayed > plain), decayed - plain, "> 0",
+        f"loss after {_STEPS} steps on {len(rows)} rows: {plain:.4g} without, {decayed:.4g} "
+        f"with weight_decay={_WEIGHT_DECAY}"))
+
+    start = initial.loss.forward(initial.forward(Xs, checked=True), Ys)
+    bar = 0.05 if is_classifier else 0.01 * start
+    checks.append(SanityCheckResult(
+        "overfits small subset", bool(plain < bar), plain, f"< {bar:.4g}",
+        f"loss on {len(rows)} rows went from {start:.4g} to {plain:.4g} in {_STEPS} "
+        f"full-batch Adam steps"))
+
+    grad_rows = np.sort(random.choice(X.shape[0], size=min(10, X.shape[0]), replace=False))
+    probe = _copy_without_dropout(model)
+    probe.params = {k: v.astype(np.float64) for k, v in probe.params.items()}
+    result = check_gradients(probe, X[grad_rows].astype(np.float64),
+                             Y[grad_rows].astype(np.float64), sample=8, rng=random)
+    checks.append(SanityCheckResult(
+        "gradient check", bool(result.worst < 1e-6), result.worst, "< 1e-06",
+        f"worst in {result.worst_name}; central differences, eps 1e-6, float64, "
+        f"{len(grad_rows)} rows"))
+    return SanityReport(checks)
