@@ -235,16 +235,19 @@ class Network:
                 W, b = names
                 fields.update(W=W, b=b)
                 w_shape = self.params[W].shape
-                fwd = (f"{x} @ {W} + {b} : {shp(shapes[i])} @ {shp(w_shape)} + "
-                       f"{shp(self.params[b].shape)} -> {shp(shapes[i + 1])}")
+                # Parameter shapes are printed as they are: only data shapes carry the
+                # batch dimension N (a weight with N rows must still show its number).
+                b_shape = self.params[b].shape
+                fwd = (f"{x} @ {W} + {b} : {shp(shapes[i])} @ {_shape_str(w_shape)} + "
+                       f"{_shape_str(b_shape)} -> {shp(shapes[i + 1])}")
                 lines.append(f"  {y} = {fwd}")
                 bwd = [f"d{W} = {x}^T @ d{y} : ({shapes[i][1]}, N) @ {shp(shapes[i + 1])}"
-                       f" -> {shp(w_shape)}",
+                       f" -> {_shape_str(w_shape)}",
                        f"d{b} = sum_rows(d{y}) : {shp(shapes[i + 1])} -> "
-                       f"{shp(self.params[b].shape)}"]
+                       f"{_shape_str(b_shape)}"]
                 if layer.compute_input_grad:
                     bwd.append(f"d{x} = d{y} @ {W}^T : {shp(shapes[i + 1])} @ "
-                               f"{shp(w_shape[::-1])} -> {shp(shapes[i])}")
+                               f"{_shape_str(w_shape[::-1])} -> {shp(shapes[i])}")
             else:
                 lines.append(f"  {layer.equations[0].format(**fields)} : "
                              f"{shp(shapes[i])} -> {shp(shapes[i + 1])}")
