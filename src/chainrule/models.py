@@ -14,7 +14,7 @@ import numbers
 import numpy as np
 
 from ._validation import (_shape_str, as_float_array, check_choice, check_in_interval,
-                          check_one_hot, check_positive_int, check_rng)
+                          check_one_hot, check_positive_float, check_positive_int, check_rng)
 from .functional import _shifted
 from .init import get_initializer
 from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
@@ -355,6 +355,9 @@ class _HomeworkModel(MLP):
     """Adds the homework's ``learning_rate`` attribute and SGD ``step``."""
 
     def __init__(self, layer_sizes, init, learning_rate, rng=None):
+        # Checked before any weight is drawn, so a bad value leaves the (global) random
+        # generator untouched, and named as the caller named it.
+        learning_rate = check_positive_float(learning_rate, "learning_rate")
         super().__init__(layer_sizes, activation="relu", init=init, rng=rng)
         self.optimizer = SGD(lr=learning_rate)
 
@@ -364,7 +367,7 @@ class _HomeworkModel(MLP):
 
     @learning_rate.setter
     def learning_rate(self, value):
-        self.optimizer = SGD(lr=value)
+        self.optimizer = SGD(lr=check_positive_float(value, "learning_rate"))
 
 
 class LogisticRegression(_HomeworkModel):
