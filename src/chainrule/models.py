@@ -317,6 +317,8 @@ class MLP(Network):
         if not np.issubdtype(dtype, np.floating):
             raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
         random = check_rng(rng)
+        # Resolved before any weight is drawn: a bad name must not consume random numbers.
+        loss_fn = get_loss(loss)
 
         self.config = {"layer_sizes": sizes, "activation": activation if isinstance(
             activation, str) else activations, "dropout": dropout,
@@ -334,7 +336,7 @@ class MLP(Network):
                 layers.append((ACTIVATIONS[activations[i]](), ()))
                 if dropout > 0:
                     layers.append((Dropout(dropout, rng=random), ()))
-        super().__init__(layers, params, get_loss(loss))
+        super().__init__(layers, params, loss_fn)
 
     @staticmethod
     def _check_sizes(layer_sizes):
