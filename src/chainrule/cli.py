@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+import numpy as np
 
 __all__ = ["main", "build_parser"]
 
@@ -15,8 +18,210 @@ def _cmd_reproduce(args) -> int:
     return 0
 
 
+# -- data files, saved models: evaluate / predict / export ---------------------------
+# (the data, plots and CLI helper's commands; ``train --data/--save/--plot`` use the
+# helpers below too)
+
+class CommandError(Exception):
+    """A problem with the user's files or data: one line on stderr, exit status 1."""
+
+
+# Errors that come from the user's files, data or environment rather than from a bug:
+# main() reports them in one line and returns 1. ModelFileError is a ValueError.
+_USER_ERRORS = (CommandError, ValueError, TypeError, OSError, ImportError,
+                FloatingPointError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (plus a pointer to --help), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_data_arguments(p, *, labels_required=True):
+    p.add_argument("--data", required=True, metavar="PATH",
+                   help="data file: .csv (needs --label-column), .npz (arrays X and y) or "
+                        "an IDX images file as distributed for MNIST, gzipped or not")
+    p.add_argument("--label-column", metavar="NAME",
+                   help="CSV only: name of the column holding the labels"
+                        + ("" if labels_required else
+                           " (give it when the file has one, so it is not read as a "
+                           "feature)"))
+    p.add_argument("--labels", metavar="PATH",
+                   help="IDX only: the labels file (default: the '*-labels-idx1-ubyte' "
+                        "file next to the images file)")
+
+
+def _load_data(args, *, require_labels=True):
+    from .data import load_file
+
+    return load_file(args.data, args.label_column, labels_path=args.labels,
+                     require_labels=require_labels)
+
+
+def _load_model(path):
+    from . import io
+
+    model = io.load(path)
+    network = model if hasattr(model, "layers") else getattr(model, "model_", None)
+    from .losses import CategoricalCrossEntropy
+    if network is None or not isinstance(network.loss, CategoricalCrossEntropy):
+        raise CommandError(f"{path}: holds a {type(model).__name__} that is not a "
+                           f"classifier (cross-entropy loss); evaluate and predict need one")
+    classes = getattr(model, "classes_", None)
+    n_features = getattr(model, "n_features_in_", None) or network.n_features
+    return model, network, classes, n_features
+
+
+def _probabilities(model, network, X, n_features, data_path):
+    if X.shape[1] != n_features:
+        raise CommandError(f"{data_path}: has {X.shape[1]} feature columns but the model "
+                           f"expects {n_features} (for a CSV, is --label-column right?)")
+    proba = model.predict_proba(X.astype(network.dtype, copy=False))
+    return np.asarray(proba, dtype=np.float64)
+
+
+def _label_indices(y, classes, n_classes, data_path):
+    """Map the data's labels to the model's class indices 0..K-1."""
+    if classes is not None:
+        names = [str(c) for c in np.asarray(classes).tolist()]
+        lookup = {name: i for i, name in enumerate(names)}
+        as_text = [str(v) for v in np.asarray(y).tolist()]
+        unknown = sorted({v for v in as_text if v not in lookup})
+        if unknown:
+            raise CommandError(f"{data_path}: labels {unknown[:5]} are not among the model's "
+                               f"classes {names}")
+        return np.array([lookup[v] for v in as_text], dtype=np.int64)
+    y = np.asarray(y)
+    integral = y.dtype.kind in "iu" or (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0))
+    if not integral or y.min() < 0 or y.max() >= n_classes:
+        shown = np.unique(y)[:5].tolist()
+        raise CommandError(f"{data_path}: the model file stores no class names, so labels "
+                           f"must be class indices 0..{n_classes - 1}; got labels such as "
+                           f"{shown}")
+    return y.astype(np.int64)
+
+
+def _class_names(classes, n_classes):
+    if classes is None:
+        return [str(k) for k in range(n_classes)]
+    return [str(c) for c in np.asarray(classes).tolist()]
+
+
+def _format_table(header, rows):
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    return ["  ".join(str(c).rjust(w) for c, w in zip(r, widths)) for r in [header] + rows]
+
+
+def _cmd_evaluate(args) -> int:
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    model, network, classes, n_features = _load_model(args.model)
+    X, y = _load_data(args)
+    proba = _probabilities(model, network, X, n_features, args.data)
+    K = proba.shape[1]
+    true = _label_indices(y, classes, K, args.data)
+    pred = proba.argmax(axis=1)
+    names = _class_names(classes, K)
+    correct = int((pred == true).sum())
+    print(f"model {args.model}: {type(model).__name__}, {n_features} inputs, {K} classes")
+    print(f"data  {args.data}: {X.shape[0]} rows")
+    print(f"accuracy = {correct / len(true):.4f} ({correct}/{len(true)})")
+    print()
+    precision, recall, f1, support = precision_recall_fscore_support(
+        true, pred, labels=np.arange(K), zero_division=0)
+    rows = [[names[k], f"{precision[k]:.4f}", f"{recall[k]:.4f}", f"{f1[k]:.4f}",
+             str(support[k])] for k in range(K)]
+    for line in _format_table(["class", "precision", "recall", "f1", "support"], rows):
+        print(line)
+    print()
+    print("confusion matrix (rows: true class, columns: predicted class)")
+    C = confusion_matrix(true, pred, labels=np.arange(K))
+    for line in _format_table([""] + names, [[names[k]] + C[k].tolist() for k in range(K)]):
+        print(line)
+    if args.plot:
+        from .plots import plot_confusion_matrix
+
+        out = os.path.join(args.plot, "confusion_matrix.png")
+        plot_confusion_matrix([names[k] for k in true], [names[k] for k in pred],
+                              labels=names, path=out)
+        print(f"\nwrote {out}")
+    return 0
+
+
+def _cmd_predict(args) -> int:
+    import csv
+    import io as _io
+
+    from ._fileformat import atomic_write
+
+    model, network, classes, n_features = _load_model(args.model)
+    X, _ = _load_data(args, require_labels=False)
+    proba = _probabilities(model, network, X, n_features, args.data)
+    names = _class_names(classes, proba.shape[1])
+    pred = proba.argmax(axis=1)
+    buffer = _io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["row", "predicted"] + [f"p_{name}" for name in names])
+    for i in range(X.shape[0]):
+        # repr gives the shortest text that reads back as the same float.
+        writer.writerow([i, names[pred[i]]] + [repr(float(p)) for p in proba[i]])
+    if args.output is None:
+        sys.stdout.write(buffer.getvalue())
+    else:
+        text = buffer.getvalue().encode("utf-8")
+        atomic_write(args.output, lambda fh: fh.write(text))
+        print(f"wrote {X.shape[0]} predictions to {args.output}", file=sys.stderr)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from . import io
+
+    model = io.load(args.model)
+    io.export_onnx(model, args.output, opset=args.opset)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def _add_model_parsers(sub) -> None:
+    ev = sub.add_parser(
+        "evaluate", help="accuracy, per-class precision/recall and confusion matrix",
+        description="Evaluate a saved classifier (written by 'chainrule train --save' or "
+                    "chainrule.io.save) on a labelled data file: prints the accuracy, each "
+                    "class's precision, recall and F1, and the confusion matrix.")
+    ev.add_argument("model", help="model file (.npz) written by chainrule")
+    _add_data_arguments(ev)
+    ev.add_argument("--plot", metavar="DIR",
+                    help="also draw the confusion matrix to DIR/confusion_matrix.png")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    pr = sub.add_parser(
+        "predict", help="write predictions as CSV",
+        description="Predict with a saved classifier. Writes one CSV row per data row: "
+                    "the row index, the predicted class and the probability of every "
+                    "class (columns p_<class>), to --output or to standard output.")
+    pr.add_argument("model", help="model file (.npz) written by chainrule")
+    _add_data_arguments(pr, labels_required=False)
+    pr.add_argument("--output", "-o", metavar="CSV",
+                    help="write the predictions here (default: standard output)")
+    pr.set_defaults(func=_cmd_predict)
+
+    ex = sub.add_parser(
+        "export", help="convert a saved model to ONNX",
+        description="Write a saved model as a standard ONNX graph (Gemm, Relu, Tanh, "
+                    "Sigmoid, Softmax) that onnxruntime and other runtimes can serve. "
+                    "Needs the onnx package: pip install chainrule[onnx].")
+    ex.add_argument("model", help="model file (.npz) written by chainrule")
+    ex.add_argument("output", help="ONNX file to write")
+    ex.add_argument("--opset", type=int, default=None,
+                    help="ONNX opset version (default: chainrule.io.DEFAULT_ONNX_OPSET)")
+    ex.set_defaults(func=_cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="chainrule",
         description="Neural networks in NumPy with hand-written backward passes.")
     from . import __version__
@@ -32,13 +237,24 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--report-every", type=int, default=50,
                      help="print the loss every this many steps (default 50)")
     rep.set_defaults(func=_cmd_reproduce)
+    _add_model_parsers(sub)
     return parser
 
 
 def main(argv=None) -> int:
+    """Run the ``chainrule`` command; returns the exit status.
+
+    Bad usage (unknown flags, missing arguments) exits with status 2 through argparse;
+    unreadable files and bad data print one line on stderr and return 1 (no traceback).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except _USER_ERRORS as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"chainrule {args.command}: error: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover
