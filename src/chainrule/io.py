@@ -428,7 +428,10 @@ def export_onnx(model, path, *, opset=None) -> None:
     """Write ``model`` as a standard ONNX graph for inference elsewhere.
 
     The graph uses only ``Gemm``, ``Relu``, ``LeakyRelu``, ``Tanh``, ``Sigmoid`` and
-    ``Softmax``; Dropout layers are left out (they are the identity at inference).
+    ``Softmax``; Dropout layers are left out (they are the identity at inference). A
+    leaky ReLU whose slope is not exactly a float32 number (0.01 is not) in a float64
+    model becomes ``PRelu`` with the slope stored as a float64 tensor instead, because
+    ``LeakyRelu`` keeps its slope in a float32 attribute and would change the results.
 
     Inputs and outputs:
 
@@ -493,31 +496,39 @@ def export_onnx(model, path, *, opset=None) -> None:
         dtype = np.dtype(np.float32 if dtype.itemsize < 4 else np.float64)
     elem_type = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
 
+    final = "logits" if classifier else "outputs"
     nodes, initializers = [], []
     current, n_affine, n_act = "X", 0, 0
-    last_affine = max(i for i, (layer, _) in enumerate(network.layers)
-                      if isinstance(layer, Affine)) if network.layers else -1
+    kept = [i for i, (layer, _) in enumerate(network.layers) if not isinstance(layer, Dropout)]
     for i, (layer, names) in enumerate(network.layers):
         if isinstance(layer, Dropout):
             continue
         if isinstance(layer, Affine):
             n_affine += 1
+            out = final if i == kept[-1] else f"Z{n_affine}"
             W, b = names
             for pname in names:
                 initializers.append(numpy_helper.from_array(
                     np.ascontiguousarray(network.params[pname], dtype=dtype), name=pname))
-            out = (("logits" if classifier else "outputs") if i == last_affine
-                   else f"Z{n_affine}")
             nodes.append(helper.make_node("Gemm", [current, W, b], [out],
                                           name=f"affine{n_affine}"))
         else:
             n_act += 1
-            out = f"H{n_affine}" if n_act == n_affine else f"H{n_affine}_{n_act}"
+            out = final if i == kept[-1] else f"H{n_act}"
             if isinstance(layer, ReLU):
                 node = helper.make_node("Relu", [current], [out])
             elif isinstance(layer, LeakyReLU):
-                node = helper.make_node("LeakyRelu", [current], [out],
-                                        alpha=float(layer.negative_slope))
+                slope = float(layer.negative_slope)
+                if dtype == np.float32 or float(np.float32(slope)) == slope:
+                    node = helper.make_node("LeakyRelu", [current], [out], alpha=slope)
+                else:
+                    # LeakyRelu's alpha is a float32 attribute: 0.01 would become
+                    # 0.00999999977648. PRelu takes the slope as a tensor in the model's
+                    # dtype and gives the same numbers as chainrule, bit for bit.
+                    slope_name = f"negative_slope{n_act}"
+                    initializers.append(numpy_helper.from_array(
+                        np.array([slope], dtype=dtype), name=slope_name))
+                    node = helper.make_node("PRelu", [current, slope_name], [out])
             elif isinstance(layer, Tanh):
                 node = helper.make_node("Tanh", [current], [out])
             elif isinstance(layer, Sigmoid):
@@ -528,11 +539,6 @@ def export_onnx(model, path, *, opset=None) -> None:
             node.name = f"activation{n_act}"
             nodes.append(node)
         current = out
-    if current != ("logits" if classifier else "outputs"):
-        # The network does not end with an Affine layer: name its output anyway.
-        final = "logits" if classifier else "outputs"
-        nodes.append(helper.make_node("Identity", [current], [final], name="output"))
-        current = final
 
     n_out = network.n_outputs
     outputs = []
