@@ -1,0 +1,359 @@
+"""Models: gradients (finite differences and torch), dtypes, seeds, step, predict,
+summary/explain, and one example worked out by hand."""
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+
+from chainrule.gradcheck import _RngFreezer, check_gradients, numerical_gradient, relative_error
+from chainrule.layers import Dropout
+from chainrule.models import MLP, FeedforwardNeuralNet, LogisticRegression
+from chainrule.optim import SGD
+from conftest import random_one_hot, rel_diff, torch_network_loss_and_grads
+
+ACTIVATIONS = ["relu", "leaky_relu", "tanh", "sigmoid"]
+
+
+def _data(rng, n=7, d=5, k=4):
+    return rng.normal(size=(n, d)), random_one_hot(rng, n, k)
+
+
+def _sizes(depth, d=5, h=6, k=4):
+    """``depth`` Affine layers: [d, h, ..., h, k]."""
+    return [d] + [h] * (depth - 1) + [k]
+
+
+def _assert_matches_torch(model, X, Y, *, training=False, sample_weight=None):
+    loss, grads = model.loss_and_grads(X, Y, sample_weight, training=training)
+    t_loss, t_grads = torch_network_loss_and_grads(model, X, Y, sample_weight)
+    assert loss == pytest.approx(t_loss, rel=1e-12)
+    assert grads.keys() == t_grads.keys() == model.params.keys()
+    worst = max(rel_diff(grads[k], t_grads[k]) for k in grads)
+    assert worst < 1e-10, worst
+    return worst
+
+
+# -- gradients ------------------------------------------------------------------------
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_mlp_gradients_finite_differences_and_torch(depth, activation, rng):
+    model = MLP(_sizes(depth), activation=activation, rng=depth)
+    X, Y = _data(rng)
+    result = check_gradients(model, X, Y)
+    assert set(result.errors) == set(model.params)
+    assert result.worst < 1e-6, str(result)
+    _assert_matches_torch(model, X, Y)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_mlp_with_dropout_gradients_fixed_mask(activation, rng):
+    model = MLP(_sizes(3), activation=activation, dropout=0.3, rng=3)
+    X, Y = _data(rng)
+    # Every Dropout layer draws from the model's one generator; restoring its state
+    # before each evaluation gives every evaluation the same masks.
+    dropouts = [layer for layer, _ in model.layers if isinstance(layer, Dropout)]
+    assert len(dropouts) == 2
+    freeze = _RngFreezer(dropouts[0])
+
+    def loss():
+        freeze()
+        return model.loss_and_grads(X, Y, training=True)[0]
+
+    freeze()
+    _, grads = model.loss_and_grads(X, Y, training=True)
+    assert any(np.any(layer.cache[1] == 0) for layer in dropouts)   # something was dropped
+    for name, p in model.params.items():
+        assert relative_error(grads[name], numerical_gradient(loss, p)) < 1e-6, name
+    # torch, with the masks of the last forward pass.
+    freeze()
+    _assert_matches_torch(model, X, Y, training=True)
+
+
+def test_mse_network_gradients(rng):
+    model = MLP([3, 5, 2], activation="tanh", loss="mse", rng=0)
+    X, T = rng.normal(size=(6, 3)), rng.normal(size=(6, 2))
+    assert check_gradients(model, X, T).worst < 1e-6
+    _assert_matches_torch(model, X, T)
+
+
+def test_sample_weight_gradients(rng):
+    model = MLP(_sizes(2), activation="sigmoid", rng=1)
+    X, Y = _data(rng)
+    w = rng.uniform(0.1, 3.0, size=X.shape[0])
+    assert check_gradients(model, X, Y, sample_weight=w).worst < 1e-6
+    _assert_matches_torch(model, X, Y, sample_weight=w)
+
+
+def test_logistic_regression_gradients(rng):
+    model = LogisticRegression(num_features=5, num_classes=4)
+    # Move away from the all-zero start so every entry of the gradient is generic.
+    model.params["W"][...] = rng.normal(size=(5, 4))
+    model.params["b"][...] = rng.normal(size=4)
+    X, Y = _data(rng)
+    assert check_gradients(model, X, Y).worst < 1e-6
+    _assert_matches_torch(model, X, Y)
+
+
+def test_feedforward_net_gradients(rng):
+    model = FeedforwardNeuralNet(input_size=5, hidden_size=8, output_size=4, rng=0)
+    X, Y = _data(rng, n=10)
+    assert list(model.params) == ["W1", "b1", "W2", "b2"]
+    assert check_gradients(model, X, Y).worst < 1e-6
+    _assert_matches_torch(model, X, Y)
+
+
+# -- the worked example ---------------------------------------------------------------
+def test_tiny_example_by_hand():
+    # Two rows, two features, two classes, logistic regression with small integer weights.
+    X = np.array([[1.0, 2.0],
+                  [0.0, 1.0]])
+    W = np.array([[1.0, -1.0],
+                  [0.0, 1.0]])
+    b = np.array([0.0, 1.0])
+    Y = np.array([[1.0, 0.0],      # row 1 is class 0
+                  [0.0, 1.0]])     # row 2 is class 1
+    model = LogisticRegression(num_features=2, num_classes=2, learning_rate=0.1)
+    model.params["W"][...] = W
+    model.params["b"][...] = b
+
+    # Forward, Z = X W + b:
+    #   row 1: [1*1 + 2*0 + 0, 1*(-1) + 2*1 + 1] = [1, 2]
+    #   row 2: [0*1 + 1*0 + 0, 0*(-1) + 1*1 + 1] = [0, 2]
+    np.testing.assert_array_equal(model.forward(X), [[1.0, 2.0], [0.0, 2.0]])
+
+    # Softmax of [1, 2] is [1/(1+e), e/(1+e)] = [0.268941, 0.731059]
+    # (e = 2.718282, 1 + e = 3.718282, 1/3.718282 = 0.268941);
+    # softmax of [0, 2] is [1/(1+e^2), e^2/(1+e^2)] = [0.119203, 0.880797]
+    # (e^2 = 7.389056, 1 + e^2 = 8.389056, 1/8.389056 = 0.119203).
+    P = model.predict(X)
+    np.testing.assert_allclose(P, [[0.268941, 0.731059], [0.119203, 0.880797]], atol=5e-7)
+    np.testing.assert_allclose(P[0, 0], 1 / (1 + math.e), rtol=1e-15)
+
+    # Loss: the mean over rows of -log(probability of the true class)
+    #   = (-log 0.268941 - log 0.880797) / 2 = (1.313262 + 0.126928) / 2 = 0.720095.
+    # In closed form: (log(1 + e) + log(1 + e^-2)) / 2.
+    loss, grads = model.loss_and_grads(X, Y)
+    assert loss == pytest.approx(0.720095, abs=5e-7)
+    assert loss == pytest.approx((math.log(1 + math.e) + math.log(1 + math.exp(-2))) / 2,
+                                 rel=1e-15)
+
+    # dZ = (P - Y) / N with N = 2:
+    #   row 1: [0.268941 - 1, 0.731059 - 0] / 2 = [-0.365529,  0.365529]
+    #   row 2: [0.119203 - 0, 0.880797 - 1] / 2 = [ 0.059601, -0.059601]
+    # dW = X^T dZ, X^T = [[1, 0], [2, 1]]:
+    #   dW[0] = 1*row1 + 0*row2 = [-0.365529, 0.365529]
+    #   dW[1] = 2*row1 + 1*row2 = [-0.731059 + 0.059601, 0.731059 - 0.059601]
+    #         = [-0.671457, 0.671457]
+    # db = row1 + row2 = [-0.365529 + 0.059601, 0.365529 - 0.059601] = [-0.305928, 0.305928]
+    np.testing.assert_allclose(grads["W"], [[-0.365529, 0.365529],
+                                            [-0.671457, 0.671457]], atol=1e-6)
+    np.testing.assert_allclose(grads["b"], [-0.305928, 0.305928], atol=1e-6)
+
+    # One step with learning rate 0.1: W - 0.1 dW, b - 0.1 db.
+    returned = model.step(X, Y)
+    assert returned == pytest.approx(0.720095, abs=5e-7)
+    np.testing.assert_allclose(model.params["W"], [[1.0365529, -1.0365529],
+                                                   [0.0671457, 0.9328543]], atol=1e-7)
+    np.testing.assert_allclose(model.params["b"], [0.0305928, 0.9694072], atol=1e-7)
+
+
+# -- dtypes, seeds, step, predict -------------------------------------------------------
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_float32_end_to_end(activation, rng):
+    model = MLP([5, 6, 6, 4], activation=activation, dropout=0.2, rng=0, dtype=np.float32)
+    X, Y = _data(rng)
+    assert all(p.dtype == np.float32 for p in model.params.values())
+    loss, grads = model.loss_and_grads(X, Y)           # float64 data is cast to float32
+    assert isinstance(loss, float)
+    assert all(g.dtype == np.float32 for g in grads.values())
+    assert model.forward(X.astype(np.float32)).dtype == np.float32
+    assert model.predict(X).dtype == np.float32
+    assert model.predict_proba(X).dtype == np.float32
+    for _ in range(3):
+        model.step(X, Y, optimizer=SGD(lr=0.1))
+    assert all(p.dtype == np.float32 for p in model.params.values())
+    # The float32 model computes the same function as a float64 copy, to float32 precision.
+    model64 = MLP([5, 6, 6, 4], activation=activation, rng=0)
+    for k in model64.params:
+        model64.params[k][...] = model.params[k]
+    np.testing.assert_allclose(model.predict(X), model64.predict(X), rtol=1e-4, atol=1e-6)
+
+
+def test_same_rng_bit_identical(rng):
+    X, Y = _data(rng)
+    runs = []
+    for _ in range(2):
+        model = MLP([5, 6, 6, 4], activation="tanh", dropout=0.25, rng=42)
+        for _ in range(5):                   # dropout masks come from the same rng
+            model.step(X, Y, optimizer=SGD(lr=0.1))
+        runs.append(model.params)
+    for k in runs[0]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k])
+    a = MLP([5, 6, 4], rng=np.random.default_rng(9)).params
+    b = MLP([5, 6, 4], rng=9).params
+    c = MLP([5, 6, 4], rng=10).params
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["W1"], c["W1"])
+
+
+def test_feedforward_net_draws_like_the_homework():
+    # After np.random.seed(s), the homework's xavier_init draws W1 then W2 from the global
+    # generator: U(-a, a) with a = sqrt(6 / (fan_in + fan_out)).
+    np.random.seed(7)
+    model = FeedforwardNeuralNet(input_size=64, hidden_size=32, output_size=10)
+    np.random.seed(7)
+    a1, a2 = np.sqrt(6.0 / 96), np.sqrt(6.0 / 42)
+    W1 = np.random.uniform(low=-a1, high=a1, size=[64, 32])
+    W2 = np.random.uniform(low=-a2, high=a2, size=[32, 10])
+    np.testing.assert_array_equal(model.params["W1"], W1)
+    np.testing.assert_array_equal(model.params["W2"], W2)
+    np.testing.assert_array_equal(model.params["b1"], np.zeros(32))
+    np.testing.assert_array_equal(model.params["b2"], np.zeros(10))
+    lr = LogisticRegression(num_features=64, num_classes=10)
+    assert list(lr.params) == ["W", "b"]
+    np.testing.assert_array_equal(lr.params["W"], np.zeros((64, 10)))
+    np.testing.assert_array_equal(lr.params["b"], np.zeros(10))
+
+
+@pytest.mark.parametrize("factory", [
+    lambda: LogisticRegression(num_features=5, num_classes=4, learning_rate=0.05),
+    lambda: FeedforwardNeuralNet(5, 6, 4, learning_rate=0.05, rng=1),
+])
+def test_step_returns_loss_before_update_and_does_p_minus_lr_g(factory, rng):
+    model = factory()
+    X, Y = _data(rng)
+    for _ in range(3):
+        before = {k: v.copy() for k, v in model.params.items()}
+        expected_loss, grads = model.loss_and_grads(X, Y)
+        loss = model.step(X, Y)
+        assert type(loss) is float
+        assert loss == expected_loss
+        # The homework's update, p = p - learning_rate * g, bit for bit.
+        for k in before:
+            np.testing.assert_array_equal(model.params[k], before[k] - 0.05 * grads[k])
+    assert model.learning_rate == 0.05
+
+
+def test_logistic_regression_starts_at_ln_k(rng):
+    model = LogisticRegression(num_features=5, num_classes=4)
+    X, Y = _data(rng)
+    # Zero weights: every class has probability 1/4, so the loss is ln 4.
+    assert model.step(X, Y) == pytest.approx(math.log(4), rel=1e-15)
+
+
+def test_predict_returns_probabilities(rng):
+    import torch
+
+    model = MLP([5, 7, 3], activation="tanh", rng=2)
+    X = rng.normal(size=(9, 5)) * 10
+    P = model.predict(X)
+    assert P.shape == (9, 3)
+    assert np.all(P >= 0)
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-14)
+    logits = model.forward(X)
+    np.testing.assert_allclose(P, torch.softmax(torch.tensor(logits), dim=1).numpy(),
+                               rtol=1e-13, atol=1e-300)
+    np.testing.assert_array_equal(model.predict_proba(X), P)
+    np.testing.assert_array_equal(model.predict_classes(X), P.argmax(axis=1))
+    # A regressor's predict returns its raw outputs.
+    reg = MLP([5, 4, 2], loss="mse", rng=0)
+    np.testing.assert_array_equal(reg.predict(X), reg.forward(X))
+
+
+def test_predict_uses_evaluation_mode(rng):
+    # Dropout is off in predict: two calls agree, and they equal the dropout-free network.
+    model = MLP([5, 6, 4], dropout=0.5, rng=0)
+    X = rng.normal(size=(4, 5))
+    np.testing.assert_array_equal(model.predict(X), model.predict(X))
+    plain = MLP([5, 6, 4], rng=0)
+    np.testing.assert_array_equal(model.predict(X), plain.predict(X))
+
+
+def test_inputs_are_not_modified(rng):
+    model = MLP([5, 6, 4], rng=0)
+    X, Y = _data(rng)
+    X0, Y0 = X.copy(), Y.copy()
+    model.loss_and_grads(X, Y)
+    model.predict(X)
+    model.step(X, Y, optimizer=SGD(lr=0.1))
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(Y, Y0)
+
+
+def test_config_is_json_and_rebuilds_the_architecture():
+    model = MLP([5, 6, 7, 3], activation=["tanh", "relu"], dropout=0.1, init="he_uniform",
+                rng=0, dtype=np.float32)
+    config = json.loads(json.dumps(model.config))
+    assert config == {"layer_sizes": [5, 6, 7, 3], "activation": ["tanh", "relu"],
+                      "dropout": 0.1, "init": "he_uniform", "dtype": "float32",
+                      "loss": "cross_entropy"}
+    again = MLP(**config, rng=0)
+    assert {k: (v.shape, v.dtype) for k, v in again.params.items()} == \
+        {k: (v.shape, v.dtype) for k, v in model.params.items()}
+    assert [repr(layer) for layer, _ in again.layers] == [repr(layer) for layer, _ in model.layers]
+
+
+# -- summary and explain --------------------------------------------------------------
+def test_summary_contents():
+    text = MLP([64, 32, 10], rng=0).summary()
+    # Parameter counts by hand: 64*32 + 32 = 2080; 32*10 + 10 = 330; total 2410.
+    assert "W1 (64, 32), b1 (32,)" in text
+    assert "W2 (32, 10), b2 (10,)" in text
+    assert "2,080" in text and "330" in text
+    assert "total parameters: 2,410" in text
+    assert "ReLU" in text and "Affine" in text and "(N, 32)" in text
+    lr_text = LogisticRegression(64, 10).summary()
+    assert "W (64, 10), b (10,)" in lr_text and "total parameters: 650" in lr_text
+    deep = MLP([8, 4, 4, 2], activation="sigmoid", dropout=0.5, rng=0).summary()
+    # 8*4+4 = 36, 4*4+4 = 20, 4*2+2 = 10: 66 in all.
+    assert "total parameters: 66" in deep and "Sigmoid" in deep and "Dropout(p=0.5)" in deep
+
+
+@pytest.mark.parametrize("n", [7, 64, 32, 10])
+def test_explain_names_the_real_shapes(n, rng):
+    # n = 64, 32 and 10 are batch sizes equal to a parameter's size: those must still
+    # print as numbers, not as N.
+    model = MLP([64, 32, 10], rng=0)
+    text = model.explain(rng.normal(size=(n, 64)))
+    lines = [line.strip() for line in text.splitlines()]
+    assert f"N = {n}" in lines
+    for expected in [
+        "Z1 = X @ W1 + b1 : (N, 64) @ (64, 32) + (32,) -> (N, 32)",
+        "H1 = max(0, Z1) : (N, 32) -> (N, 32)",
+        "Z2 = H1 @ W2 + b2 : (N, 32) @ (32, 10) + (10,) -> (N, 10)",
+        "dZ2 = (softmax(Z2) - Y) / N : (N, 10)",
+        "dW2 = H1^T @ dZ2 : (32, N) @ (N, 10) -> (32, 10)",
+        "db2 = sum_rows(dZ2) : (N, 10) -> (10,)",
+        "dH1 = dZ2 @ W2^T : (N, 10) @ (10, 32) -> (N, 32)",
+        "dZ1 = dH1 * (Z1 > 0) : (N, 32)",
+        "dW1 = X^T @ dZ1 : (64, N) @ (N, 32) -> (64, 32)",
+        "db1 = sum_rows(dZ1) : (N, 32) -> (32,)",
+    ]:
+        assert expected in lines, f"missing {expected!r} in\n{text}"
+    # Nobody needs the gradient with respect to the data.
+    assert not any(line.startswith("dX") for line in lines)
+    # The backward pass lists layers from the last to the first.
+    assert lines.index(next(x for x in lines if x.startswith("dW2"))) < \
+        lines.index(next(x for x in lines if x.startswith("dW1")))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("depth", [1, 2, 4])
+def test_explain_shapes_are_consistent(depth, activation, rng):
+    # Every weight-gradient line must read (a, N) @ (N, b) -> (a, b) with (a, b) the
+    # weight's real shape, for any depth and activation (dropout included).
+    sizes = [9, 8, 7, 6, 3][:depth] + [3] if depth < 4 else [9, 8, 7, 6, 3]
+    model = MLP(sizes, activation=activation, dropout=0.2, rng=0)
+    text = model.explain(rng.normal(size=(5, 9)))
+    found = re.findall(r"d(W\d*) = \w+\^T @ d\w+ : \((\d+), N\) @ \(N, (\d+)\) -> "
+                       r"\((\d+), (\d+)\)", text)
+    assert len(found) == depth
+    for name, a, b, a2, b2 in found:
+        assert (int(a), int(b)) == (int(a2), int(b2)) == model.params[name].shape
+    if depth > 1:
+        assert "D1" in text                                  # the dropout node is named
+        assert {"relu": "max(0, Z1)", "leaky_relu": "where(Z1 > 0", "tanh": "tanh(Z1)",
+                "sigmoid": "exp(-Z1)"}[activation] in text
