@@ -473,3 +473,63 @@ def test_import_io_stays_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     assert out.stdout.strip() == "[]"
+
+
+# -- the real scikit-learn estimators ---------------------------------------------------
+def _small_classification(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, 4))
+    labels = np.array(["low", "mid", "high"])
+    y = labels[np.digitize(X[:, 0] + 0.5 * X[:, 1], [-0.5, 0.5])]
+    return X, y
+
+
+def test_mlp_classifier_round_trip(tmp_path):
+    from chainrule.estimator import MLPClassifier
+
+    X, y = _small_classification()
+    est = MLPClassifier((8,), epochs=5, random_state=0).fit(X, y)
+    save(est, tmp_path / "clf.npz")
+    loaded = load(tmp_path / "clf.npz")
+    assert type(loaded) is MLPClassifier
+    assert loaded.get_params() == est.get_params()
+    assert loaded.classes_.tolist() == est.classes_.tolist()
+    assert loaded.predict_proba(X).tobytes() == est.predict_proba(X).tobytes()
+    assert loaded.predict(X).tolist() == est.predict(X).tolist()
+    _, meta = _fileformat.read_archive(tmp_path / "clf.npz")
+    assert meta["class"] == "MLPClassifier"
+
+
+def test_mlp_regressor_round_trip_float32(tmp_path):
+    from chainrule.estimator import MLPRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    Y = np.c_[X[:, 0] ** 2, X[:, 1] - X[:, 2]]
+    est = MLPRegressor((6,), epochs=5, random_state=0, dtype="float32").fit(X, Y)
+    save(est, tmp_path / "reg.npz")
+    loaded = load(tmp_path / "reg.npz")
+    assert type(loaded) is MLPRegressor
+    assert loaded.model_.dtype == np.float32
+    assert loaded.predict(X).tobytes() == est.predict(X).tobytes()
+
+
+def test_estimator_file_refusals(tmp_path):
+    from sklearn.exceptions import NotFittedError
+
+    from chainrule.estimator import MLPClassifier
+
+    with pytest.raises(NotFittedError):
+        save(MLPClassifier(), tmp_path / "unfitted.npz")
+    assert not (tmp_path / "unfitted.npz").exists()
+
+    X, y = _small_classification()
+    path = tmp_path / "clf.npz"
+    save(MLPClassifier((8,), epochs=2, random_state=0).fit(X, y), path)
+    _rewrite(path, edit_arrays=lambda a: a.update({"model_.W1": np.zeros((5, 8))}))
+    with pytest.raises(ModelFileError, match=r"invalid MLPClassifier state: .*'W1' has shape"):
+        load(path)
+    save(MLPClassifier((8,), epochs=2, random_state=0).fit(X, y), path)
+    _rewrite(path, edit_arrays=lambda a: a.pop("classes_"))
+    with pytest.raises(ModelFileError, match="invalid MLPClassifier state"):
+        load(path)

@@ -287,3 +287,29 @@ def test_network_ending_in_an_activation_still_names_its_output(tmp_path):
     out = _run(tmp_path / "m.onnx", X)
     np.testing.assert_allclose(out["logits"], net.forward(X), rtol=0, atol=1e-12)
     np.testing.assert_allclose(out["probabilities"], net.predict_proba(X), rtol=0, atol=TOL)
+
+
+def test_fitted_mlp_classifier_with_labels_not_0_to_k(tmp_path, digits):
+    from chainrule.estimator import MLPClassifier
+
+    X_train, X_test, Y_train, _ = digits
+    y_train = Y_train.argmax(1) * 10 + 3  # labels 3, 13, ..., 93
+    est = MLPClassifier((32,), epochs=10, learning_rate=1e-2, random_state=0)
+    est.fit(X_train, y_train)
+    export_onnx(est, tmp_path / "clf.onnx")
+    out = _run(tmp_path / "clf.onnx", X_test)
+    ours = est.predict_proba(X_test)
+    diff = np.abs(out["probabilities"] - ours).max()
+    print(f"MLPClassifier (labels 3..93): max |p_onnx - p_chainrule| = {diff:.3e}")
+    assert diff <= TOL
+    assert (est.classes_[out["probabilities"].argmax(1)] == est.predict(X_test)).all()
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "clf.onnx")).metadata_props}
+    assert json.loads(props["classes"]) == list(range(3, 94, 10))
+    assert props["chainrule_class"] == "MLPClassifier"
+
+
+def test_unfitted_estimator_is_refused(tmp_path):
+    from chainrule.estimator import MLPClassifier
+
+    with pytest.raises(TypeError, match=r"got MLPClassifier \(not fitted yet\?\)"):
+        export_onnx(MLPClassifier(), tmp_path / "m.onnx")
