@@ -422,3 +422,8 @@ def test_failed_first_write_creates_nothing(tmp_path, monkeypatch):
         write_archive(path, {"W": np.zeros(2)}, {})
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_directory_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="directory .*no-such-dir.* does not exist"):
+        write_archive(tmp_path / "no-such-dir" / "m.npz", {"W": np.zeros(2)}, {})
