@@ -1,0 +1,206 @@
+"""End-to-end sessions of the ``chainrule`` command through ``chainrule.cli.main``.
+
+Every number the commands print is checked against a value computed here from the
+model itself (its ``predict_proba``) or from scikit-learn, not against the command's
+own earlier output.
+"""
+
+import csv
+import re
+
+import numpy as np
+import pytest
+
+from chainrule import MLP, io
+from chainrule.cli import main
+from chainrule.functional import one_hot
+from chainrule.train import fit
+
+
+def blobs(n=90, d=4, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(0, 3, size=(k, d))
+    y = np.arange(n) % k
+    return centres[y] + rng.normal(size=(n, d)), y
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A small classifier trained on three blobs, saved with chainrule.io."""
+    folder = tmp_path_factory.mktemp("cli")
+    X, y = blobs()
+    model = MLP([4, 8, 3], rng=0)
+    fit(model, X, one_hot(y), optimizer="adam", epochs=20, progress=False)
+    model_path = folder / "model.npz"
+    io.save(model, model_path)
+    # Fresh rows, so the evaluation is not on the training data.
+    Xt, yt = blobs(n=30, seed=0)
+    Xt = Xt + np.random.default_rng(7).normal(scale=0.5, size=Xt.shape)
+    data_path = folder / "test.npz"
+    np.savez(data_path, X=Xt, y=yt)
+    return model, model_path, Xt, yt, data_path, folder
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(err, *fragments):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_evaluate_prints_accuracy_metrics_and_confusion_matrix(trained, capsys):
+    from sklearn.metrics import precision_score, recall_score
+
+    model, model_path, Xt, yt, data_path, _ = trained
+    code, out, _ = run(capsys, "evaluate", model_path, "--data", data_path)
+    assert code == 0
+    pred = model.predict_proba(Xt).argmax(axis=1)
+    hits = int((pred == yt).sum())
+    assert f"accuracy = {hits / len(yt):.4f} ({hits}/{len(yt)})" in out
+
+    precision = precision_score(yt, pred, average=None, labels=[0, 1, 2], zero_division=0)
+    recall = recall_score(yt, pred, average=None, labels=[0, 1, 2], zero_division=0)
+    for k in range(3):
+        row = re.search(rf"^\s*{k}\s+(\S+)\s+(\S+)\s+\S+\s+(\d+)$", out, re.M)
+        assert row, out
+        assert float(row.group(1)) == pytest.approx(precision[k], abs=5e-5)
+        assert float(row.group(2)) == pytest.approx(recall[k], abs=5e-5)
+        assert int(row.group(3)) == int((yt == k).sum())
+
+    # Confusion matrix counted here with a loop.
+    counts = np.zeros((3, 3), dtype=int)
+    for t, p in zip(yt, pred):
+        counts[t, p] += 1
+    matrix = out.split("confusion matrix")[1].strip().splitlines()[2:]
+    printed = np.array([[int(v) for v in line.split()[1:]] for line in matrix])
+    np.testing.assert_array_equal(printed, counts)
+
+
+def test_predict_csv_matches_model(trained, capsys, tmp_path):
+    model, model_path, Xt, _, data_path, _ = trained
+    out_csv = tmp_path / "preds.csv"
+    code, _, err = run(capsys, "predict", model_path, "--data", data_path, "--output", out_csv)
+    assert code == 0 and "wrote 30 predictions" in err
+    with open(out_csv, newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["row", "predicted", "p_0", "p_1", "p_2"]
+    proba = model.predict_proba(Xt)
+    assert len(rows) == 1 + len(Xt)
+    for i, row in enumerate(rows[1:]):
+        assert int(row[0]) == i
+        assert int(row[1]) == int(np.argmax(proba[i]))
+        # Written with repr, so the text reads back as the very same floats.
+        assert [float(v) for v in row[2:]] == proba[i].tolist()
+
+    # Without --output the CSV goes to standard output.
+    code, out, _ = run(capsys, "predict", model_path, "--data", data_path)
+    assert code == 0
+    assert out.splitlines() == [",".join(r) for r in rows]
+
+
+def test_predict_and_evaluate_with_string_classes_from_estimator(tmp_path, capsys):
+    from chainrule.estimator import MLPClassifier
+
+    X, y = blobs(n=60)
+    names = np.array(["ant", "bee", "cow"])[y]
+    est = MLPClassifier((8,), epochs=30, random_state=0).fit(X, names)
+    path = tmp_path / "est.npz"
+    io.save(est, path)
+    data = tmp_path / "d.csv"
+    with open(data, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["f1", "f2", "animal", "f3", "f4"])
+        for row, lab in zip(X, names):
+            w.writerow([repr(float(v)) for v in row[:2]] + [lab] + [repr(float(v)) for v in row[2:]])
+    out_csv = tmp_path / "p.csv"
+    code, _, _ = run(capsys, "predict", path, "--data", data, "--label-column", "animal",
+                     "-o", out_csv)
+    assert code == 0
+    with open(out_csv, newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["row", "predicted", "p_ant", "p_bee", "p_cow"]
+    assert [r[1] for r in rows[1:]] == est.predict(X).tolist()
+    code, out, _ = run(capsys, "evaluate", path, "--data", data, "--label-column", "animal")
+    acc = float(np.mean(est.predict(X) == names))
+    assert code == 0 and f"accuracy = {acc:.4f}" in out and "bee" in out
+
+
+def test_export_onnx_runs_in_onnxruntime(trained, capsys, tmp_path):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model, model_path, Xt, _, _, _ = trained
+    target = tmp_path / "model.onnx"
+    code, out, _ = run(capsys, "export", model_path, target)
+    assert code == 0 and target.exists()
+    onnx.checker.check_model(onnx.load(str(target)))
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    (proba,) = session.run(["probabilities"], {"X": Xt})
+    np.testing.assert_allclose(proba, model.predict_proba(Xt), atol=1e-6)
+
+
+def test_errors_are_one_line_with_status(trained, capsys, tmp_path):
+    _, model_path, _, _, data_path, _ = trained
+    code, _, err = run(capsys, "evaluate", tmp_path / "missing.npz", "--data", data_path)
+    assert code == 1
+    assert_one_line_error(err, "chainrule evaluate: error:", "missing.npz")
+
+    code, _, err = run(capsys, "predict", model_path, "--data", tmp_path / "nope.csv",
+                       "--label-column", "y")
+    assert code == 1
+    assert_one_line_error(err, "nope.csv")
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b,y\n1,2,0\n3,x,1\n")
+    code, _, err = run(capsys, "evaluate", model_path, "--data", bad, "--label-column", "y")
+    assert code == 1
+    assert_one_line_error(err, "bad.csv", "line 3")
+
+    # Two features where the model expects four.
+    good = tmp_path / "two.csv"
+    good.write_text("a,b,y\n1,2,0\n3,4,1\n")
+    code, _, err = run(capsys, "predict", model_path, "--data", good, "--label-column", "y")
+    assert code == 1
+    assert_one_line_error(err, "2 feature columns", "expects 4")
+
+    # A model file that is not a model: a data archive.
+    code, _, err = run(capsys, "export", data_path, tmp_path / "x.onnx")
+    assert code == 1
+    assert_one_line_error(err, "test.npz")
+
+    # Labels outside the model's classes.
+    np.savez(tmp_path / "labels9.npz", X=np.zeros((2, 4)), y=np.array([0, 9]))
+    code, _, err = run(capsys, "evaluate", model_path, "--data", tmp_path / "labels9.npz")
+    assert code == 1
+    assert_one_line_error(err, "class indices 0..2")
+
+
+def test_bad_usage_exits_2(capsys, trained):
+    _, model_path, *_ = trained
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", str(model_path), "--data", "x.npz", "--no-such-flag"])
+    assert exc.value.code == 2
+    _, err = capsys.readouterr()
+    assert_one_line_error(err, "unrecognized arguments: --no-such-flag")
+    with pytest.raises(SystemExit) as exc:
+        main(["predict", str(model_path)])  # --data missing
+    assert exc.value.code == 2
+    assert_one_line_error(capsys.readouterr()[1], "--data")
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("command", [[], ["evaluate"], ["predict"], ["export"]])
+def test_help_everywhere(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(command + ["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr()[0]
+    assert out.startswith("usage: chainrule")
