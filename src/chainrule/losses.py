@@ -47,7 +47,8 @@ class Loss:
                                  f"{_shape_str(sample_weight.shape)}")
             if sample_weight.min() < 0 or not sample_weight.sum() > 0:
                 raise ValueError("sample_weight must be >= 0 with a positive sum, got min "
-                                 f"{sample_weight.min()!r} and sum {sample_weight.sum()!r}")
+                                 f"{float(sample_weight.min())!r} and sum "
+                                 f"{float(sample_weight.sum())!r}")
         return sample_weight.astype(dtype, copy=False)
 
     def _check_backward(self, d_out):
