@@ -1,0 +1,430 @@
+"""chainrule.estimator: scikit-learn's own estimator checks, plus the behaviour the
+checks do not pin down (labels, weights, partial_fit, pipelines, files).
+
+Oracles: scikit-learn's check suite; exact equivalences (a relabelled problem, a row
+weight of 2 versus a repeated row, zero weights versus removed rows, partial_fit epochs
+versus fit epochs) that hold by construction of a deterministic full-batch run; and the
+weights formula of class_weight='balanced' restated here.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+from unittest import SkipTest
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import load_iris, make_blobs
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils._param_validation import InvalidParameterError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from chainrule.estimator import MLPClassifier, MLPRegressor
+
+# Small, fast settings for the check suite: a full batch for the small data sets of the
+# checks (batch_size='auto' is min(200, n)), a learning rate high enough that 50 epochs
+# of Adam pass the checks' accuracy thresholds (check_classifiers_train wants > 0.83,
+# check_regressors_train an R^2 > 0.5).
+CHECKED = [MLPClassifier((8,), learning_rate=0.05, epochs=50, random_state=0),
+           MLPRegressor((8,), learning_rate=0.05, epochs=50, random_state=0)]
+
+
+# No check is skipped or expected to fail (expected_failed_checks is empty). scikit-learn
+# itself skips two kinds of check when the environment lacks something; neither is
+# allowed to pass silently here:
+# * the pandas checks (check_sample_weights_pandas_series, check_*_data_not_an_array)
+#   need pandas, which the test extras install: a SkipTest for them fails the test;
+# * check_array_api_input needs SCIPY_ARRAY_API=1 set before SciPy is first imported,
+#   which a shared pytest process cannot guarantee, so it runs in a fresh interpreter.
+@parametrize_with_checks(CHECKED, expected_failed_checks=lambda est: {})
+def test_sklearn_estimator_checks(estimator, check):
+    try:
+        check(estimator)
+    except SkipTest as exc:
+        if "SCIPY_ARRAY_API" in str(exc):
+            _run_array_api_checks(estimator)
+        else:
+            pytest.fail(f"scikit-learn skipped a check on {estimator!r}: {exc}")
+
+
+_ARRAY_API_SCRIPT = """
+import sys
+from unittest import SkipTest
+from sklearn.utils.estimator_checks import estimator_checks_generator
+from chainrule.estimator import MLPClassifier, MLPRegressor
+est = {est}
+ran = 0
+for estimator, check in estimator_checks_generator(est, legacy=True):
+    name = getattr(check, "func", check)
+    while hasattr(name, "func"):
+        name = name.func
+    if name.__name__.startswith("check_array_api"):
+        check(estimator)
+        ran += 1
+print("array-api checks run:", ran)
+sys.exit(0 if ran else 3)
+"""
+
+
+def _run_array_api_checks(estimator):
+    env = dict(os.environ, SCIPY_ARRAY_API="1")
+    out = subprocess.run([sys.executable, "-c", _ARRAY_API_SCRIPT.format(est=repr(estimator))],
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+# -- data -------------------------------------------------------------------------------
+def _blobs(n=120, centers=3, seed=0, std=1.5):
+    X, y = make_blobs(n_samples=n, centers=centers, n_features=4, cluster_std=std,
+                      random_state=seed)
+    return StandardScaler().fit_transform(X), y
+
+
+def _full_batch(cls=MLPClassifier, **kw):
+    """Deterministic settings: one full batch per epoch (no shuffling), no dropout."""
+    params = dict(hidden_layer_sizes=(6,), learning_rate=0.02, epochs=30, batch_size=None,
+                  random_state=3)
+    params.update(kw)
+    return cls(**params)
+
+
+# -- labels -------------------------------------------------------------------------------
+@pytest.mark.parametrize("labels", [np.array(["bird", "cat", "dog"]), np.array([-7, 3, 100]),
+                                    np.array([1.0, 2.0, 5.0])])
+def test_any_label_type_is_a_relabelling(labels):
+    # classes_ is sorted, so class k of the encoded problem is labels[k]; the network
+    # must then be trained on exactly the same one-hot targets.
+    X, y = _blobs()
+    ref = _full_batch().fit(X, y)
+    est = _full_batch().fit(X, labels[y])
+    np.testing.assert_array_equal(est.classes_, labels)
+    np.testing.assert_array_equal(est.predict_proba(X), ref.predict_proba(X))
+    np.testing.assert_array_equal(est.predict(X), labels[ref.predict(X)])
+    assert est.score(X, labels[y]) == ref.score(X, y) > 0.9
+
+
+def test_string_labels_predict_strings_and_probabilities_follow_classes():
+    X, y = _blobs(centers=3)
+    names = np.array(["setosa", "versicolor", "virginica"], dtype=object)
+    est = MLPClassifier((8,), learning_rate=0.02, epochs=60, random_state=0).fit(X, names[y])
+    pred = est.predict(X)
+    assert pred.dtype == object and set(pred) <= set(names)
+    proba = est.predict_proba(X)
+    np.testing.assert_array_equal(est.classes_[proba.argmax(axis=1)], pred)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(est.predict_log_proba(X), np.log(proba), rtol=1e-10, atol=1e-12)
+    assert est.score(X, names[y]) > 0.9
+
+
+def test_binary_uses_two_softmax_columns():
+    X, y = _blobs(centers=2, std=1.0)
+    words = np.array(["no", "yes"])
+    est = MLPClassifier((4,), learning_rate=0.05, epochs=40, random_state=0).fit(X, words[y])
+    proba = est.predict_proba(X)
+    assert proba.shape == (X.shape[0], 2)
+    assert est.model_.n_outputs == 2
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    assert est.score(X, words[y]) == 1.0  # two well separated blobs
+
+
+def test_a_single_class_is_refused_with_a_clear_message():
+    X, _ = _blobs()
+    with pytest.raises(ValueError, match="at least 2 classes.*one class"):
+        MLPClassifier().fit(X, np.full(X.shape[0], "only"))
+
+
+# -- weights ------------------------------------------------------------------------------
+def test_zero_weights_equal_removing_rows():
+    X, y = _blobs(n=90)
+    w = np.ones(len(y))
+    w[::3] = 0
+    keep = w > 0
+    for cls, target in [(MLPClassifier, y), (MLPRegressor, X[:, 0] - 2 * X[:, 1])]:
+        a = _full_batch(cls).fit(X, target, sample_weight=w)
+        b = _full_batch(cls).fit(X[keep], target[keep])
+        np.testing.assert_allclose(a.predict(X), b.predict(X), rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-10)
+
+
+def test_zero_weights_equal_removing_rows_with_minibatches():
+    # Removed rows take no place in the minibatches, so even shuffled minibatch
+    # training gives the same model as training without them.
+    X, y = _blobs(n=90)
+    w = np.where(np.arange(len(y)) % 4 == 0, 0.0, 1.0)
+    keep = w > 0
+    a = _full_batch(batch_size=8).fit(X, y, sample_weight=w)
+    b = _full_batch(batch_size=8).fit(X[keep], y[keep])
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-10)
+
+
+def test_integer_weights_equal_repeated_rows():
+    X, y = _blobs(n=60)
+    reps = np.random.default_rng(0).integers(1, 4, size=len(y))
+    a = _full_batch().fit(X, y, sample_weight=reps)
+    b = _full_batch().fit(np.repeat(X, reps, axis=0), np.repeat(y, reps))
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-9, atol=1e-12)
+
+
+def test_class_weight_dict_multiplies_sample_weight():
+    X, y = _blobs()
+    sw = np.random.default_rng(1).uniform(0.5, 2.0, size=len(y))
+    cw = {0: 1.0, 1: 3.0, 2: 0.5}
+    a = _full_batch(class_weight=cw).fit(X, y, sample_weight=sw)
+    b = _full_batch().fit(X, y, sample_weight=sw * np.array([1.0, 3.0, 0.5])[y])
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_class_weight_balanced_formula():
+    X, y = _blobs(n=150)
+    X, y = X[y != 2][:70], y[y != 2][:70]  # make it unbalanced
+    X, y = np.vstack([X, X[y == 0][:5]]), np.concatenate([y, y[y == 0][:5]])
+    counts = np.bincount(y)
+    assert counts[0] != counts[1]
+    # 'balanced': n_samples / (n_classes * count(class)), restated.
+    balanced = len(y) / (2 * counts)
+    a = _full_batch(class_weight="balanced").fit(X, y)
+    b = _full_batch().fit(X, y, sample_weight=balanced[y])
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-12)
+
+
+def test_a_heavily_weighted_class_is_predicted_more():
+    X, y = _blobs(n=300, centers=2, std=8.0, seed=2)  # strongly overlapping blobs
+    plain = MLPClassifier((8,), learning_rate=0.02, epochs=60, random_state=0).fit(X, y)
+    heavy = clone(plain).set_params(class_weight={0: 1.0, 1: 20.0}).fit(X, y)
+    share_plain = np.mean(plain.predict(X) == 1)
+    share_heavy = np.mean(heavy.predict(X) == 1)
+    assert share_heavy > share_plain + 0.2, (share_plain, share_heavy)
+
+
+# -- partial_fit ------------------------------------------------------------------------------
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_partial_fit_epochs_equal_fit_epochs(optimizer):
+    # Same seed, full batch: k partial_fit calls must continue the same optimizer
+    # (Adam's moments, SGD's momentum) and give the network of fit(epochs=k).
+    X, y = _blobs()
+    kw = dict(optimizer=optimizer, learning_rate=0.01)
+    ref = _full_batch(epochs=5, **kw).fit(X, y)
+    est = _full_batch(**kw)
+    for _ in range(5):
+        est.partial_fit(X, y, classes=[0, 1, 2])
+    assert est.n_iter_ == 5
+    for k, v in ref.model_.params.items():
+        np.testing.assert_array_equal(est.model_.params[k], v)
+    np.testing.assert_array_equal(est.loss_curve_, ref.loss_curve_)
+
+
+def test_partial_fit_lowers_the_loss_and_checks_its_inputs():
+    X, y = _blobs()
+    est = MLPClassifier((8,), learning_rate=0.01, batch_size=16, random_state=0)
+    with pytest.raises(ValueError, match="classes must be given"):
+        est.partial_fit(X, y)
+    for _ in range(15):
+        est.partial_fit(X, y, classes=np.array([0, 1, 2]))
+    assert len(est.loss_curve_) == 15
+    assert est.loss_curve_[-1] < 0.5 * est.loss_curve_[0]
+    with pytest.raises(ValueError, match="not in classes"):
+        est.partial_fit(X[:3], np.array([0, 1, 5]))
+    with pytest.raises(ValueError, match="differs from the classes"):
+        est.partial_fit(X, y, classes=[0, 1])
+    before = {k: v.copy() for k, v in est.model_.params.items()}
+    with pytest.raises(ValueError, match="features"):
+        est.partial_fit(X[:, :3], y)
+    for k, v in before.items():  # nothing changed by the failed calls
+        np.testing.assert_array_equal(est.model_.params[k], v)
+    assert est.n_iter_ == 15
+
+
+def test_regressor_partial_fit_and_multi_output():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 3))
+    Y = np.column_stack([X[:, 0] + X[:, 1], X[:, 2] - X[:, 0]])
+    reg = MLPRegressor((16,), learning_rate=0.02, epochs=200, random_state=0).fit(X, Y)
+    assert reg.predict(X).shape == (100, 2) and reg.n_outputs_ == 2
+    assert reg.score(X, Y) > 0.95
+    one = MLPRegressor((16,), learning_rate=0.02, random_state=0)
+    for _ in range(30):
+        one.partial_fit(X, Y[:, 0])
+    assert one.predict(X).shape == (100,)
+    assert one.loss_curve_[-1] < 0.2 * one.loss_curve_[0]
+
+
+# -- failure leaves the estimator as it was ----------------------------------------------------
+def test_failed_fit_leaves_the_previous_model():
+    X, y = _blobs()
+    est = _full_batch().fit(X, y)
+    proba = est.predict_proba(X)
+    # Both failures come after validate_data has already read the new X (3 features).
+    with pytest.raises(ValueError, match="non-zero"):
+        est.fit(X[:, :3], y, sample_weight=np.zeros(len(y)))
+    with pytest.raises(ValueError, match="positive sum"):
+        est.set_params(class_weight={0: 0.0, 1: 0.0, 2: 0.0}).fit(X[:, :3], y)
+    assert est.n_features_in_ == 4
+    np.testing.assert_array_equal(est.predict_proba(X), proba)
+
+
+# -- hyperparameters ------------------------------------------------------------------------
+@pytest.mark.parametrize("param, value", [
+    ("learning_rate", -1.0), ("learning_rate", 0), ("activation", "swish"),
+    ("optimizer", "rmsprop"), ("batch_size", 0), ("epochs", 0), ("dropout", 1.0),
+    ("validation_fraction", 1.0), ("momentum", 1.5), ("dtype", "float16"),
+    ("init", "zeros"), ("n_iter_no_change", 0), ("weight_decay", -0.1),
+    ("class_weight", "auto"), ("hidden_layer_sizes", "wide"),
+])
+def test_bad_hyperparameters_raise_invalid_parameter_error(param, value):
+    X, y = _blobs(n=30)
+    est = MLPClassifier(**{param: value})  # __init__ only stores
+    assert est.get_params()[param] == value
+    with pytest.raises(InvalidParameterError, match=f"'{param}' parameter") as info:
+        est.fit(X, y)
+    assert isinstance(info.value, ValueError)
+    assert not hasattr(est, "model_")
+
+
+@pytest.mark.parametrize("sizes", [(0,), (4, -1), (2.5,)])
+def test_bad_hidden_layer_sizes_entries(sizes):
+    X, y = _blobs(n=30)
+    with pytest.raises(ValueError, match="hidden_layer_sizes must hold positive integers"):
+        MLPRegressor(sizes).fit(X, y.astype(float))
+
+
+def test_hidden_layer_sizes_forms():
+    X, y = _blobs(n=30)
+    assert [k for k in MLPClassifier(()).fit(X, y).model_.params] == ["W", "b"]
+    assert MLPClassifier(5, epochs=2).fit(X, y).model_.params["W1"].shape == (4, 5)
+    assert MLPClassifier([3, 2], epochs=2).fit(X, y).model_.params["W2"].shape == (3, 2)
+
+
+# -- settings reach the network and the loop ------------------------------------------------
+def test_settings_reach_the_network():
+    X, y = _blobs()
+    est = MLPClassifier((5, 4), activation="tanh", dropout=0.2, dtype="float32",
+                        optimizer="sgd", momentum=0.5, weight_decay=1e-3, epochs=3,
+                        random_state=0).fit(X, y)
+    net = est.model_
+    assert net.config["layer_sizes"] == [4, 5, 4, 3]
+    assert net.config["activation"] == "tanh" and net.config["dropout"] == 0.2
+    assert all(p.dtype == np.float32 for p in net.params.values())
+    assert est.predict_proba(X).dtype == np.float32
+    assert type(est._optimizer).__name__ == "SGD"
+    assert (est._optimizer.momentum, est._optimizer.weight_decay) == (0.5, 1e-3)
+    assert est.n_iter_ == 3 == est.history_.epochs
+
+
+def test_random_state_makes_fit_repeatable():
+    X, y = _blobs()
+    a = MLPClassifier((8,), batch_size=10, dropout=0.1, epochs=5, random_state=7).fit(X, y)
+    b = MLPClassifier((8,), batch_size=10, dropout=0.1, epochs=5, random_state=7).fit(X, y)
+    c = MLPClassifier((8,), batch_size=10, dropout=0.1, epochs=5, random_state=8).fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert not np.array_equal(a.predict_proba(X), c.predict_proba(X))
+
+
+def test_early_stopping_stops_and_keeps_the_best_weights():
+    X, y = _blobs(n=200, centers=2, std=5.0, seed=1)  # noisy: the validation loss turns up
+    est = MLPClassifier((64,), learning_rate=0.05, epochs=500, early_stopping=True,
+                        n_iter_no_change=5, validation_fraction=0.2, random_state=0).fit(X, y)
+    h = est.history_
+    assert h.stop_reason == "early_stopping" and est.n_iter_ < 500
+    assert len(h["val_loss"]) == est.n_iter_
+    assert h.best_epoch == int(np.argmin(h["val_loss"]))
+
+
+def test_feature_names_in_from_a_dataframe():
+    import pandas as pd  # in the test extras; see the note at the top
+    X, y = _blobs(n=40)
+    df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+    est = MLPClassifier((4,), epochs=3, random_state=0).fit(df, y)
+    np.testing.assert_array_equal(est.feature_names_in_, ["a", "b", "c", "d"])
+    with pytest.raises(ValueError, match="feature names"):
+        est.predict(df[["d", "c", "b", "a"]])
+
+
+# -- scikit-learn tools -----------------------------------------------------------------------
+def test_digits_pipeline_accuracy():
+    # The quality figure: the homework's digits split, standardised inside a Pipeline.
+    from chainrule.data import load_homework_digits
+
+    X_train, X_test, Y_train, Y_test = load_homework_digits()
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("mlp", MLPClassifier((64,), learning_rate=2e-3, batch_size=32, epochs=20,
+                                           random_state=0))])
+    pipe.fit(X_train, Y_train.argmax(axis=1))
+    assert pipe.score(X_test, Y_test.argmax(axis=1)) >= 0.95
+
+
+def test_grid_search_in_two_processes_matches_one():
+    X, y = load_iris(return_X_y=True)
+    pipe = Pipeline([("scale", StandardScaler()),
+                     ("mlp", MLPClassifier(learning_rate=0.02, epochs=40, random_state=0))])
+    grid = {"mlp__hidden_layer_sizes": [(2,), (16,)], "mlp__activation": ["relu", "tanh"]}
+    two = GridSearchCV(pipe, grid, cv=3, n_jobs=2).fit(X, y)
+    one = GridSearchCV(pipe, grid, cv=3, n_jobs=1).fit(X, y)
+    np.testing.assert_array_equal(two.cv_results_["mean_test_score"],
+                                  one.cv_results_["mean_test_score"])
+    assert two.best_score_ > 0.9
+    assert two.best_params_["mlp__hidden_layer_sizes"] == (16,)
+
+
+def test_pickle_round_trip():
+    X, y = _blobs()
+    est = _full_batch().fit(X, np.array(["a", "b", "c"])[y])
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict_proba(X), est.predict_proba(X))
+
+
+# -- model files (chainrule.io) ------------------------------------------------------------------
+@pytest.mark.parametrize("labels", [np.array(["no", "maybe", "yes"], dtype=object),
+                                    np.array([10, 20, 30])])
+def test_save_load_round_trip_classifier(tmp_path, labels):
+    import pandas as pd
+    from chainrule.io import load, save
+
+    X, y = _blobs()
+    df = pd.DataFrame(X, columns=["w", "x", "y", "z"])
+    est = MLPClassifier((6,), epochs=10, random_state=0,
+                        class_weight={labels[0]: 2.0}).fit(df, labels[y])
+    save(est, tmp_path / "clf.npz")
+    back = load(tmp_path / "clf.npz")
+    assert type(back) is MLPClassifier
+    assert back.get_params() == est.get_params()
+    np.testing.assert_array_equal(back.classes_, est.classes_)
+    assert back.classes_.dtype == est.classes_.dtype
+    np.testing.assert_array_equal(back.feature_names_in_, est.feature_names_in_)
+    assert back.n_features_in_ == 4 and back.n_iter_ == 10
+    np.testing.assert_array_equal(back.predict_proba(df), est.predict_proba(df))
+    np.testing.assert_array_equal(back.predict(df), est.predict(df))
+    assert back.history_["loss"] == est.history_["loss"]
+    back.partial_fit(df, labels[y])  # a loaded estimator keeps training
+    assert back.n_iter_ == 11
+
+
+def test_save_load_round_trip_regressor(tmp_path):
+    from chainrule.io import load, save
+
+    X, y = _blobs()
+    Y = np.column_stack([X[:, 0], X[:, 1] * 2])
+    for target in (Y, Y[:, 0]):
+        est = MLPRegressor((5,), epochs=5, dtype="float32", random_state=0).fit(X, target)
+        save(est, tmp_path / "reg.npz")
+        back = load(tmp_path / "reg.npz")
+        assert back.predict(X).shape == est.predict(X).shape
+        np.testing.assert_array_equal(back.predict(X), est.predict(X))
+
+
+def test_load_refuses_an_inconsistent_estimator_file(tmp_path):
+    from chainrule._fileformat import ModelFileError, read_archive, write_archive
+    from chainrule.io import load, save
+
+    X, y = _blobs()
+    save(_full_batch(epochs=2).fit(X, y), tmp_path / "ok.npz")
+    arrays, meta = read_archive(tmp_path / "ok.npz")
+    arrays["classes_"] = np.array([0, 1])  # two labels for a three-output network
+    write_archive(tmp_path / "bad.npz", arrays, meta)
+    with pytest.raises(ModelFileError, match="classes_"):
+        load(tmp_path / "bad.npz")
