@@ -204,3 +204,45 @@ def test_help_everywhere(command, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr()[0]
     assert out.startswith("usage: chainrule")
+
+
+def test_folding_standardisation_into_first_layer():
+    from chainrule.cli import _fold_standardization
+    from chainrule.data import standardize
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(5, 3, size=(20, 6))
+    X[:, 2] = 4.0  # a constant column (scale 1)
+    Xs, mean, scale = standardize(X, return_stats=True)
+    model = MLP([6, 5, 3], rng=1)
+    before = model.predict_proba(Xs)
+    _fold_standardization(model, mean, scale)
+    # The folded model on raw inputs computes what the original did on scaled inputs.
+    np.testing.assert_allclose(model.predict_proba(X), before, rtol=1e-12, atol=1e-14)
+
+
+def test_train_files_hold_out_a_fixed_split(tmp_path):
+    import argparse
+
+    from chainrule.cli import CommandError, _load_train_files
+
+    X, y = blobs(n=40)
+    labels = np.array(["x", "y", "z"])[y]
+    np.savez(tmp_path / "d.npz", X=X, y=labels)
+    args = argparse.Namespace(data=str(tmp_path / "d.npz"), label_column=None, labels=None,
+                              test_data=None, test_fraction=0.25)
+    Xtr, Xte, ytr, yte, classes = _load_train_files(args)
+    assert classes.tolist() == ["x", "y", "z"]
+    assert len(Xtr) == 30 and len(Xte) == 10
+    # Every row is in exactly one part, still paired with its label.
+    rows = {tuple(r): lab for r, lab in zip(X, labels)}
+    for part, idx in ((Xtr, ytr), (Xte, yte)):
+        assert [rows[tuple(r)] for r in part] == classes[idx].tolist()
+    assert len({tuple(r) for r in np.vstack([Xtr, Xte])}) == 40
+    again = _load_train_files(args)
+    np.testing.assert_array_equal(again[1], Xte)  # fixed seed: same split every time
+
+    np.savez(tmp_path / "t.npz", X=X[:3], y=np.array(["x", "y", "w"]))
+    args.test_data = str(tmp_path / "t.npz")
+    with pytest.raises(CommandError, match=r"\['w'\] do not occur"):
+        _load_train_files(args)

@@ -185,6 +185,110 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def _add_train_file_arguments(p) -> None:
+    """--data / --save / --plot for ``chainrule train`` (data, plots and CLI helper)."""
+    g = p.add_argument_group(
+        "data files, saving and plots",
+        "Without --data, train uses the homework's digits split. With --data and no "
+        "--test-data, a fixed 25%% of the rows (--test-fraction; drawn with seed 0, so "
+        "the same file always gives the same split) is held out as the test set.")
+    g.add_argument("--data", metavar="PATH",
+                   help="training data: .csv (with --label-column), .npz (arrays X, y) or "
+                        "an IDX images file (MNIST layout, gzipped or not)")
+    g.add_argument("--label-column", metavar="NAME",
+                   help="CSV: the column holding the labels (a name from the header)")
+    g.add_argument("--labels", metavar="PATH",
+                   help="IDX: the labels file (default: the '*-labels-idx1-ubyte' file "
+                        "next to the images)")
+    g.add_argument("--test-data", metavar="PATH",
+                   help="a separate test file in the same format (for IDX, its labels are "
+                        "found by name); default: hold out part of --data")
+    g.add_argument("--test-fraction", type=float, default=0.25, metavar="F",
+                   help="fraction of --data held out for testing when there is no "
+                        "--test-data (default 0.25)")
+    g.add_argument("--save", metavar="MODEL.npz",
+                   help="save the trained model here (chainrule.io format); input "
+                        "standardisation is folded into the first layer, so the file "
+                        "takes raw inputs")
+    g.add_argument("--plot", metavar="DIR",
+                   help="write history.png, confusion_matrix.png and, for image inputs "
+                        "(64 or 784 features), first_layer_weights.png to DIR")
+
+
+def _load_train_files(args):
+    """``(X_train, X_test, y_train, y_test, classes)`` from --data (and --test-data).
+
+    ``y_*`` are class indices 0..K-1 into ``classes`` (the sorted training labels).
+    """
+    from .data import encode_labels, holdout_split, load_file
+
+    X, y = load_file(args.data, args.label_column, labels_path=args.labels)
+    if args.test_data is not None:
+        X_test, y_test = load_file(args.test_data, args.label_column)
+        if X_test.shape[1] != X.shape[1]:
+            raise CommandError(f"{args.test_data} has {X_test.shape[1]} features but "
+                               f"{args.data} has {X.shape[1]}")
+        X_train, y_train = X, y
+    else:
+        X_train, X_test, y_train, y_test = holdout_split(X, y, args.test_fraction, rng=0)
+    classes, train_idx = encode_labels(y_train)
+    if len(classes) < 2:
+        raise CommandError(f"{args.data}: the training labels hold a single class "
+                           f"{classes.tolist()}; a classifier needs at least two")
+    unseen = np.setdiff1d(np.unique(y_test), classes)
+    if unseen.size:
+        raise CommandError(f"test labels {unseen[:5].tolist()} do not occur in the training "
+                           f"rows, whose classes are {classes.tolist()}")
+    return X_train, X_test, train_idx, np.searchsorted(classes, y_test), classes
+
+
+def _fold_standardization(model, mean, scale) -> None:
+    """Make ``model`` take raw inputs: fold ``(x - mean) / scale`` into the first Affine.
+
+    ``((x - m) / s) @ W + b = x @ (W / s[:, None]) + (b - (m / s) @ W)``, so the
+    saved file (and its ONNX export) needs no separate preprocessing step.
+    """
+    W_name, b_name = model.layers[0][1]
+    W, b = model.params[W_name], model.params[b_name]
+    model.params[b_name] = (b - (mean / scale) @ W).astype(b.dtype)
+    model.params[W_name] = (W / scale[:, None]).astype(W.dtype)
+
+
+def _is_trivial_classes(classes) -> bool:
+    return classes.dtype.kind in "iu" and np.array_equal(classes, np.arange(len(classes)))
+
+
+def _finish_training(args, model, history, X_test, y_test, classes, mean=None,
+                     scale=None) -> None:
+    """--plot and --save after training (``X_test`` as the model sees it)."""
+    names = [str(c) for c in classes.tolist()]
+    if args.plot:
+        from .plots import (_KNOWN_IMAGE_SHAPES, plot_confusion_matrix,
+                            plot_first_layer_weights, plot_history)
+
+        os.makedirs(args.plot, exist_ok=True)
+        written = [os.path.join(args.plot, "history.png")]
+        plot_history(history, path=written[-1])
+        pred = model.predict_proba(X_test).argmax(axis=1)
+        written.append(os.path.join(args.plot, "confusion_matrix.png"))
+        plot_confusion_matrix([names[k] for k in y_test], [names[k] for k in pred],
+                              labels=names, path=written[-1])
+        if model.n_features in _KNOWN_IMAGE_SHAPES:
+            written.append(os.path.join(args.plot, "first_layer_weights.png"))
+            plot_first_layer_weights(model, path=written[-1])
+        print("wrote " + ", ".join(written))
+    if args.save:
+        from . import io
+
+        if mean is not None:
+            _fold_standardization(model, mean, scale)
+        io.save(model, args.save)
+        print(f"saved the model to {args.save}")
+        if not _is_trivial_classes(classes):
+            print(f"note: {args.save} stores no class names; its outputs 0..{len(names) - 1} "
+                  f"are the classes {names} in this order", file=sys.stderr)
+
+
 def _add_model_parsers(sub) -> None:
     ev = sub.add_parser(
         "evaluate", help="accuracy, per-class precision/recall and confusion matrix",
