@@ -191,10 +191,8 @@ class _BaseMLP(BaseEstimator):
         return history
 
     def _early_stopping_rule(self):
-        try:
-            from .train import EarlyStopping
-        except ImportError:  # pragma: no cover - the contract names it; plain patience works too
-            return self.n_iter_no_change
+        from .train import EarlyStopping
+
         return EarlyStopping(patience=self.n_iter_no_change, monitor="val_loss",
                              min_delta=self.tol, restore_best_weights=True)
 
@@ -387,6 +385,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         weight, 'balanced' uses ``n_samples / (n_classes * count(label))`` (computed on
         the rows of each call in :meth:`partial_fit`).
 
+    Notes
+    -----
+    Row weights enter the loss as a weighted mean, so an integer weight ``w`` acts as
+    ``w`` copies of the row; rows of weight 0 are removed before training (they take
+    no place in a minibatch). With a full batch (``batch_size=None``, or 'auto' on up
+    to 200 rows) training is deterministic and these equivalences hold to rounding.
+
+    Ctrl-C during :meth:`fit` ends training at the last completed epoch (as
+    :func:`chainrule.train.fit` does): ``fit`` returns with that model and
+    ``history_.stop_reason == "interrupted"``. Any error leaves the estimator as it was
+    before the call. Each :meth:`partial_fit` call is one epoch with the optimizer
+    state (Adam moments, momentum) carried over, so ``k`` calls on the same data with a
+    full batch give the model of ``fit`` with ``epochs=k``.
+
     Attributes
     ----------
     classes_ : ndarray, shape (n_classes,)
@@ -562,8 +574,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     >>> import numpy as np
     >>> from chainrule.estimator import MLPRegressor
     >>> X = np.linspace(-1, 1, 50)[:, None]
-    >>> reg = MLPRegressor((16,), learning_rate=0.01, epochs=500, random_state=0).fit(X, X[:, 0] ** 2)
-    >>> reg.score(X, X[:, 0] ** 2) > 0.9
+    >>> y = X[:, 0] ** 2
+    >>> reg = MLPRegressor((16,), learning_rate=0.01, epochs=500, random_state=0).fit(X, y)
+    >>> reg.score(X, y) > 0.9
     True
     """
 
