@@ -99,7 +99,8 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
        error below ``tol``, measured as in :mod:`chainrule.gradcheck`);
     5. float32 inputs and parameters give float32 outputs and gradients;
     6. ``forward``/``backward`` are deterministic: repeating them gives bit-identical
-       results, and ``backward`` uses the *latest* ``forward`` (no stale cache).
+       results, and ``backward`` uses the *latest* ``forward`` (no stale cache): a used
+       layer given new data matches a fresh layer given that data.
 
     A layer that draws random numbers from an ``rng`` attribute (Dropout) has the
     generator's state restored before each forward, so checks 4 and 6 see one mask.
@@ -110,7 +111,8 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
     ----------
     layer_factory : callable
         ``layer_factory() -> layer``; a class with a no-argument constructor works,
-        or e.g. ``lambda: Dropout(0.3, rng=0)``. Called more than once.
+        or e.g. ``lambda: Dropout(0.3, rng=0)``. Called several times, and must build
+        identical layers each time (seed any random generator it gives them).
     input_shape : tuple of int
         Shape of the inputs to try, e.g. ``(N, D)``.
     param_shapes : sequence of tuple of int
@@ -271,23 +273,26 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
 
     # 6. determinism and no stale cache ------------------------------------------------------
     checks.append("deterministic")
-    det = layer_factory()
-    freeze = _RngFreezer(det)
+    # Two instances made before anything is drawn, so that a layer drawing from a shared
+    # (e.g. the global) generator starts both from the same state.
+    det, ref = layer_factory(), layer_factory()
+    freeze_det, freeze_ref = _RngFreezer(det), _RngFreezer(ref)
     xa, psa = data()
     xb, psb = data()
     d = random.standard_normal(np.shape(out))
     try:
-        freeze()
+        freeze_det()
         out1 = np.array(det.forward(xa, *psa), copy=True)
         back1 = _copy_grads(det.backward(d))
-        freeze()
+        freeze_det()
         out2 = np.array(det.forward(xa, *psa), copy=True)
         back2 = _copy_grads(det.backward(d))
-        # A forward on other data in between must not leak into the next backward.
-        freeze()
+        freeze_ref()
+        ref.forward(xb, *psb)
+        back_ref = _copy_grads(ref.backward(d))
+        # The used layer, now on other data, must match a fresh one on that data.
+        freeze_det()
         det.forward(xb, *psb)
-        freeze()
-        det.forward(xa, *psa)
         back3 = _copy_grads(det.backward(d))
     except Exception as exc:  # noqa: BLE001
         fail("deterministic", f"{type(exc).__name__}: {exc}")
@@ -296,9 +301,10 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
             fail("deterministic", "two forward passes on the same data differ")
         if not _grads_equal(back1, back2):
             fail("deterministic", "two backward passes with the same d_out differ")
-        if not _grads_equal(back1, back3):
-            fail("deterministic", "backward after forward(b), forward(a) differs from "
-                 "backward after forward(a): it uses a stale cache")
+        if not _grads_equal(back3, back_ref):
+            fail("deterministic", "after forward on new data, backward differs from a fresh "
+                 "layer's on that data: it uses a stale cache (or layer_factory does not "
+                 "build identical layers)")
 
     finish()
     return LayerReport(layer=name, output_shape=tuple(out.shape),
