@@ -195,6 +195,9 @@ def _add_train_file_arguments(p) -> None:
     g.add_argument("--data", metavar="PATH",
                    help="training data: .csv (with --label-column), .npz (arrays X, y) or "
                         "an IDX images file (MNIST layout, gzipped or not)")
+    g.add_argument("--openml", metavar="NAME",
+                   help="instead of --data, download the OpenML data set NAME (e.g. "
+                        "mnist_784) through scikit-learn; needs the network")
     g.add_argument("--label-column", metavar="NAME",
                    help="CSV: the column holding the labels (a name from the header)")
     g.add_argument("--labels", metavar="PATH",
@@ -220,9 +223,15 @@ def _load_train_files(args):
 
     ``y_*`` are class indices 0..K-1 into ``classes`` (the sorted training labels).
     """
-    from .data import encode_labels, holdout_split, load_file
+    from .data import encode_labels, fetch_openml, holdout_split, load_file
 
-    X, y = load_file(args.data, args.label_column, labels_path=args.labels)
+    if getattr(args, "openml", None) is not None:
+        if args.data is not None:
+            raise CommandError("give either --data or --openml, not both")
+        X, y = fetch_openml(args.openml)
+        args.data = f"OpenML {args.openml!r}"
+    else:
+        X, y = load_file(args.data, args.label_column, labels_path=args.labels)
     if args.test_data is not None:
         X_test, y_test = load_file(args.test_data, args.label_column)
         if X_test.shape[1] != X.shape[1]:
