@@ -1,0 +1,46 @@
+"""The README's quick start is what CI runs, and what `chainrule reproduce` prints."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _quick_start_commands():
+    """The shell lines of the fenced code blocks in the README's "Quick start" section,
+    one list per block, in order."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^## Quick start\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, "README.md has no '## Quick start' section"
+    blocks = re.findall(r"^```(?:bash|sh|shell|console)?\s*\n(.*?)^```", match.group(1),
+                        re.M | re.S)
+    return [[line.strip() for line in block.splitlines() if line.strip()] for block in blocks]
+
+
+def test_quick_start_has_exactly_two_commands():
+    blocks = _quick_start_commands()
+    assert len(blocks) == 2, blocks
+    assert all(len(block) == 1 for block in blocks), blocks
+
+
+def test_first_command_installs_and_reproduces():
+    first = _quick_start_commands()[0][0]
+    assert "pip install" in first
+    assert "chainrule reproduce" in first
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    lines = [line for block in _quick_start_commands() for line in block]
+    test_lines = [line for line in lines if "pytest" in line]
+    assert len(test_lines) == 1, test_lines
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert test_lines[0] in [line.strip() for line in ci], (test_lines[0], ci)
+    # It installs the test extras, which hold the oracle (torch) and hypothesis.
+    assert ".[test]" in test_lines[0]
+
+
+def test_readme_numbers_match_the_reproduction():
+    # The figures the README quotes are the ones `chainrule reproduce` must print
+    # (checked against the homework in test_reproduce.py).
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "loss = 0.0696" in text and "test set accuracy = 0.953" in text
