@@ -671,6 +671,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     n = X.shape[0]
     bs = n if batch_size is None else min(batch_size, n)
     starts = range(0, n, bs)
+    labels = Y.argmax(axis=1) if is_classifier else None  # for the running accuracy
     params = model.params
     relu_pairs = _relu_after_affine(model) if diagnostics else []
     weights = [names[0] for layer, names in model.layers if isinstance(layer, Affine)]
@@ -716,8 +717,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
                 sum_loss += loss * rows
                 sum_weight += rows
                 if is_classifier:
-                    n_correct += int(np.count_nonzero(logits.argmax(axis=1) ==
-                                                      yb.argmax(axis=1)))
+                    n_correct += int(np.count_nonzero(logits.argmax(axis=1) == labels[idx]))
                 for relu, w in relu_pairs:
                     active = (relu.cache > 0).any(axis=0)
                     alive[w] = active if alive[w] is None else (alive[w] | active)

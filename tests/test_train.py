@@ -1,0 +1,552 @@
+"""Tests of chainrule.train: the one training loop, History, early stopping,
+diagnostics, divergence, checkpoints and Ctrl-C."""
+
+import copy
+import json
+import math
+
+import numpy as np
+import pytest
+
+from chainrule._fileformat import write_archive
+from chainrule.data import load_homework_digits
+from chainrule.models import MLP, LogisticRegression
+from chainrule.optim import SGD, Adam
+from chainrule.train import (EarlyStopping, History, TrainingDivergedError, evaluate, fit)
+
+
+def blobs(n=60, d=5, k=3, seed=0, dtype=np.float64):
+    """Three separable-ish Gaussian blobs, one-hot labels."""
+    r = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    centers = r.normal(0, 3, size=(k, d))
+    X = centers[y] + r.normal(size=(n, d))
+    Y = np.eye(k)[y]
+    return X.astype(dtype), Y.astype(dtype)
+
+
+def params_equal(a, b):
+    return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def copy_params(model):
+    return {k: v.copy() for k, v in model.params.items()}
+
+
+class RecordingMLP(MLP):
+    """Records the first feature of every training batch (the row ids)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.batches = []
+
+    def forward(self, X, training=False, *, checked=False):
+        if training:
+            self.batches.append(np.asarray(X)[:, 0].copy())
+        return super().forward(X, training, checked=checked)
+
+
+# -- the homework -------------------------------------------------------------------------
+
+def test_full_batch_sgd_reproduces_the_homework_logistic_regression():
+    X_train, X_test, Y_train, Y_test = load_homework_digits()
+    model = LogisticRegression(64, 10, learning_rate=1e-2)
+    history = fit(model, X_train, Y_train, optimizer=SGD(lr=1e-2), epochs=501, progress=False)
+    # Expected values from the homework protocol (DESIGN.md), printed every 50 epochs.
+    expected = [2.3026, 0.2275, 0.1599, 0.1306, 0.1130, 0.1009, 0.0918, 0.0846, 0.0788,
+                0.0738, 0.0696]
+    got = [round(history["loss"][e], 4) for e in range(0, 501, 50)]
+    assert got == expected
+    assert round(evaluate(model, X_test, Y_test)["accuracy"], 3) == 0.953
+
+
+def test_full_batch_fit_is_bit_identical_to_model_step():
+    X, Y = blobs()
+    a = MLP([5, 8, 3], rng=1)
+    b = copy.deepcopy(a)
+    history = fit(a, X, Y, optimizer=SGD(lr=0.1), epochs=20, progress=False)
+    losses = [b.step(X, Y, SGD(lr=0.1)) for _ in range(20)]
+    assert params_equal(a.params, b.params)
+    assert history["loss"] == losses
+
+
+# -- batching and randomness ------------------------------------------------------------
+
+def test_minibatches_are_a_permutation_each_epoch():
+    X, Y = blobs(n=23)
+    X[:, 0] = np.arange(23)  # the first feature is the row id
+    model = RecordingMLP([5, 4, 3], rng=0)
+    fit(model, X, Y, optimizer=SGD(lr=1e-3), epochs=3, batch_size=5, rng=0, progress=False)
+    assert [len(b) for b in model.batches] == [5, 5, 5, 5, 3] * 3
+    epochs = [np.concatenate(model.batches[i * 5:(i + 1) * 5]) for i in range(3)]
+    for order in epochs:
+        assert sorted(order.astype(int).tolist()) == list(range(23))  # each row exactly once
+    assert not np.array_equal(epochs[0], epochs[1])  # a fresh order every epoch
+    assert not np.array_equal(epochs[0], np.arange(23))
+
+
+def test_no_shuffle_visits_rows_in_order():
+    X, Y = blobs(n=10)
+    X[:, 0] = np.arange(10)
+    model = RecordingMLP([5, 4, 3], rng=0)
+    fit(model, X, Y, optimizer=SGD(lr=1e-3), epochs=2, batch_size=4, shuffle=False,
+        progress=False)
+    assert np.array_equal(np.concatenate(model.batches), np.tile(np.arange(10), 2))
+
+
+def test_same_rng_gives_bit_identical_parameters():
+    X, Y = blobs(n=50)
+
+    def run(seed):
+        model = MLP([5, 16, 8, 3], dropout=0.3, rng=seed)
+        h = fit(model, X, Y, optimizer=Adam(lr=1e-2), epochs=5, batch_size=7,
+                validation_fraction=0.2, rng=seed, progress=False)
+        return model.params, h
+
+    p1, h1 = run(3)
+    p2, h2 = run(3)
+    p3, _ = run(4)
+    assert params_equal(p1, p2)
+    assert h1["loss"] == h2["loss"] and h1["val_loss"] == h2["val_loss"]
+    assert not params_equal(p1, p3)
+
+
+def test_sample_weight_equals_repeating_rows():
+    X, Y = blobs(n=12)
+    w = np.array([2, 1, 1, 3, 1, 1, 1, 2, 1, 1, 1, 1], dtype=float)
+    a = MLP([5, 6, 3], rng=0)
+    b = copy.deepcopy(a)
+    ha = fit(a, X, Y, optimizer=SGD(lr=0.05), epochs=10, sample_weight=w, progress=False)
+    rep = np.repeat(np.arange(12), w.astype(int))
+    hb = fit(b, X[rep], Y[rep], optimizer=SGD(lr=0.05), epochs=10, progress=False)
+    np.testing.assert_allclose(ha["loss"], hb["loss"], rtol=1e-12)
+    for k in a.params:
+        np.testing.assert_allclose(a.params[k], b.params[k], rtol=1e-10, atol=1e-12)
+
+
+# -- validation and early stopping --------------------------------------------------------
+
+def test_validation_fraction_holds_out_rows_drawn_with_rng():
+    X, Y = blobs(n=40)
+    X[:, 0] = np.arange(40)
+    model = RecordingMLP([5, 4, 3], rng=0)
+    h = fit(model, X, Y, optimizer=SGD(lr=0.05), epochs=2, batch_size=8,
+            validation_fraction=0.25, rng=7, progress=False)
+    # The split is the first draw of the generator: ceil(0.25 * 40) = 10 held-out rows.
+    val = np.sort(np.random.default_rng(7).permutation(40)[:10])
+    seen = np.unique(np.concatenate(model.batches)).astype(int)
+    assert np.array_equal(seen, np.setdiff1d(np.arange(40), val))
+    # val_loss of the last epoch is the loss of the final model on exactly those rows.
+    assert h["val_loss"][-1] == evaluate(model, X[val], Y[val])["loss"]
+    assert h["val_accuracy"][-1] == evaluate(model, X[val], Y[val])["accuracy"]
+
+
+def test_validation_data_is_evaluated_each_epoch():
+    X, Y = blobs(n=30)
+    Xv, Yv = blobs(n=12, seed=5)
+    model = MLP([5, 4, 3], rng=0)
+    h = fit(model, X, Y, optimizer=SGD(lr=0.05), epochs=3, validation_data=(Xv, Yv),
+            progress=False)
+    assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"}
+    probs = model.predict_proba(Xv)
+    # Cross-entropy restated: mean of -log p(true class).
+    assert math.isclose(h["val_loss"][-1], -np.mean(np.log(probs[Yv == 1])), rel_tol=1e-12)
+
+
+def test_early_stopping_stops_and_restores_the_best_epoch():
+    X, Y = blobs(n=30)
+    # Validation labels shifted by one class: learning the training data makes the
+    # validation loss worse from the first epoch on, so epoch 0 stays the best.
+    Yv = np.roll(Y, 1, axis=1)
+    init = MLP([5, 8, 3], rng=0)
+    model = copy.deepcopy(init)
+    h = fit(model, X, Y, optimizer=SGD(lr=0.5), epochs=50, validation_data=(X, Yv),
+            early_stopping=3, progress=False)
+    assert h.stop_reason == "early_stopping"
+    assert h.epochs == 4  # epoch 0, then 3 without improvement
+    assert h.best_epoch == 0
+    assert all(h["val_loss"][e] > h["val_loss"][0] for e in range(1, 4))
+    reference = copy.deepcopy(init)
+    fit(reference, X, Y, optimizer=SGD(lr=0.5), epochs=1, progress=False)
+    assert params_equal(model.params, reference.params)
+
+
+def test_early_stopping_on_accuracy_and_min_delta():
+    X, Y = blobs(n=30)
+    model = MLP([5, 8, 3], rng=0)
+    stop = EarlyStopping(patience=2, monitor="accuracy", min_delta=1.0,
+                         restore_best_weights=False)
+    h = fit(model, X, Y, optimizer=SGD(lr=0.1), epochs=20, early_stopping=stop,
+            progress=False)
+    # No accuracy can beat another by more than 1.0: only epoch 0 counts as improved.
+    assert h.epochs == 3 and h.best_epoch == 0 and h.stop_reason == "early_stopping"
+
+
+def test_callbacks_see_each_epoch_and_can_stop():
+    X, Y = blobs()
+    seen = []
+
+    def cb(epoch, logs, model):
+        seen.append((epoch, sorted(logs)))
+        return epoch == 2
+
+    h = fit(MLP([5, 4, 3], rng=0), X, Y, optimizer="sgd", epochs=10, callbacks=[cb],
+            progress=False)
+    assert [e for e, _ in seen] == [0, 1, 2]
+    assert seen[0][1] == ["accuracy", "diagnostics", "loss", "lr", "time"]
+    assert h.epochs == 3 and h.stop_reason == "callback"
+
+
+# -- diagnostics ----------------------------------------------------------------------------
+
+def test_dead_fraction_counts_units_dead_for_every_row_of_the_epoch():
+    X = -np.ones((9, 1))
+    X[7] = 1.0
+    Y = np.eye(2)[np.arange(9) % 2]
+    model = MLP([1, 3, 2], rng=0)
+    # unit 0 fires only for row 7, unit 1 never (huge negative bias), unit 2 for the others
+    model.params["W1"][...] = [[1.0, 1.0, -1.0]]
+    model.params["b1"][...] = [0.0, -100.0, 0.0]
+    h = fit(model, X, Y, optimizer=SGD(lr=1e-12), epochs=3, batch_size=2, rng=0,
+            progress=False)
+    for diag in h.diagnostics:
+        assert diag["W1"]["dead_fraction"] == pytest.approx(1 / 3)
+        assert diag["W2"]["dead_fraction"] is None
+
+
+def test_grad_norm_and_update_ratio_match_an_independent_computation():
+    X, Y = blobs()
+    model = MLP([5, 6, 3], rng=2)
+    before = copy.deepcopy(model)
+    h = fit(model, X, Y, optimizer=SGD(lr=0.1), epochs=1, progress=False)
+    _, grads = before.loss_and_grads(X, Y)
+    for w in ("W1", "W2"):
+        g = np.sqrt(np.sum(grads[w] ** 2))
+        w0 = np.sqrt(np.sum(before.params[w] ** 2))
+        assert h.diagnostics[0][w]["grad_norm"] == pytest.approx(g, rel=1e-12)
+        # SGD moves W by lr * g, so the ratio is lr * ||g|| / ||W||.
+        assert h.diagnostics[0][w]["update_ratio"] == pytest.approx(0.1 * g / w0, rel=1e-9)
+
+
+def test_diagnostics_can_be_switched_off():
+    X, Y = blobs()
+    h = fit(MLP([5, 4, 3], rng=0), X, Y, optimizer="sgd", epochs=2, diagnostics=False,
+            progress=False)
+    assert h.diagnostics == [{}, {}]
+
+
+# -- divergence -----------------------------------------------------------------------------
+
+def test_huge_learning_rate_raises_and_keeps_finite_parameters():
+    # Least squares on the raw 0..16 pixels with a step far above 2 / (largest
+    # curvature): each step multiplies the error, until it overflows.
+    X_train, _, Y_train, _ = load_homework_digits()
+    model = MLP([64, 10], loss="mse", rng=0)
+    snapshots = [copy_params(model)]
+    with np.errstate(all="ignore"), \
+            pytest.raises(TrainingDivergedError, match=r"diverged at epoch \d+") as info:
+        fit(model, X_train, Y_train, optimizer=SGD(lr=0.1), epochs=500, progress=False,
+            callbacks=[lambda e, logs, m: snapshots.append(copy_params(m))])
+    assert "non-finite in the loss (MeanSquaredError)" in str(info.value)
+    assert isinstance(info.value, FloatingPointError)
+    assert info.value.epoch <= len(snapshots)
+    assert all(np.isfinite(p).all() for p in model.params.values())
+    assert any(params_equal(model.params, s) for s in snapshots[-2:])
+
+
+def test_divergence_names_the_first_non_finite_layer():
+    model = MLP([2, 2, 2], rng=0)
+    model.params["W1"][...] = 1e150
+    model.params["W2"][...] = 1e10
+    X = np.full((1, 2), 1e150)  # Z1 = 2e300 is finite, Z2 = H1 @ W2 overflows
+    Y = np.array([[1.0, 0.0]])
+    before = copy_params(model)
+    with np.errstate(all="ignore"), pytest.raises(TrainingDivergedError) as info:
+        fit(model, X, Y, optimizer=SGD(lr=0.1), epochs=3, progress=False)
+    assert info.value.epoch == 0 and info.value.step == 0
+    assert "layer 2" in info.value.layer and "W2" in info.value.layer
+    assert "Z2" in str(info.value)
+    assert params_equal(model.params, before)  # the failing update was not applied
+
+
+# -- dtypes ---------------------------------------------------------------------------------
+
+def test_float32_stays_float32():
+    X, Y = blobs()  # float64 data, cast once to the model's dtype
+    model = MLP([5, 8, 3], rng=0, dtype=np.float32)
+    opt = Adam(lr=1e-2)
+    h = fit(model, X, Y, optimizer=opt, epochs=3, batch_size=16, validation_fraction=0.2,
+            rng=0, progress=False)
+    assert all(p.dtype == np.float32 for p in model.params.values())
+    assert all(s["exp_avg"].dtype == np.float32 for s in opt.state.values())
+    assert all(isinstance(v, float) and math.isfinite(v) for v in h["loss"] + h["val_loss"])
+    # the first loss is the float32 model's own loss on the float32 data
+    m2 = MLP([5, 8, 3], rng=0, dtype=np.float32)
+    loss, _ = m2.loss_and_grads(X.astype(np.float32), Y.astype(np.float32))
+    h2 = fit(m2, X.astype(np.float32), Y, optimizer=SGD(lr=0.1), epochs=1, progress=False)
+    assert h2["loss"][0] == loss
+
+
+def test_mse_model_has_no_accuracy():
+    X, _ = blobs()
+    T = X[:, :2] * 0.5
+    model = MLP([5, 4, 2], loss="mse", rng=0)
+    h = fit(model, X, T, optimizer=SGD(lr=0.01), epochs=5, validation_fraction=0.2, rng=0,
+            progress=False)
+    assert set(h.history) == {"loss", "val_loss", "lr", "time"}
+    assert h["loss"][-1] < h["loss"][0]
+    assert set(evaluate(model, X, T)) == {"loss"}
+
+
+# -- bad input ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(epochs=0), ValueError, "epochs must be an integer >= 1, got 0"),
+    (dict(epochs=2.5), TypeError, "epochs must be an integer"),
+    (dict(batch_size=0), ValueError, "batch_size must be an integer >= 1, got 0"),
+    (dict(validation_fraction=1.0), ValueError, r"validation_fraction must be in \(0.0, 1.0\)"),
+    (dict(validation_fraction=0.0), ValueError, "validation_fraction must be in"),
+    (dict(validation_fraction=0.99), ValueError, "leaves no training rows"),
+    (dict(validation_fraction=0.2, validation_data=(np.zeros((2, 5)), np.eye(3)[:2])),
+     ValueError, "not both"),
+    (dict(validation_data=(np.zeros((2, 4)), np.eye(3)[:2])), ValueError,
+     "validation_data: X has 4 features but the model expects 5"),
+    (dict(early_stopping=3), ValueError, "'val_loss', which needs validation_data"),
+    (dict(early_stopping="yes"), TypeError, "early_stopping must be None, an int"),
+    (dict(optimizer=0.1), TypeError, "optimizer must be a chainrule.optim.Optimizer"),
+    (dict(optimizer="rmsprop"), ValueError, "optimizer must be one of"),
+    (dict(callbacks=[1]), TypeError, r"callbacks\[0\] must be callable"),
+    (dict(shuffle="no"), TypeError, "shuffle must be True or False"),
+    (dict(resume=True), ValueError, "resume=True needs checkpoint"),
+    (dict(sample_weight=np.ones(3)), ValueError, "sample_weight must have one entry per row"),
+    (dict(rng="seed"), TypeError, "rng must be None, an int seed"),
+])
+def test_bad_arguments_raise_before_training(kwargs, error, match):
+    X, Y = blobs(n=20)
+    model = MLP([5, 4, 3], rng=0)
+    before = copy_params(model)
+    args = dict(optimizer=SGD(lr=0.1), epochs=2, progress=False)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        fit(model, X, Y, **args)
+    assert params_equal(model.params, before)
+
+
+@pytest.mark.parametrize("X, Y, match", [
+    (np.zeros((20, 4)), np.eye(3)[np.arange(20) % 3], "X has 4 features but the model expects 5"),
+    (np.zeros((20, 5)), np.eye(4)[np.arange(20) % 4], r"Y must have shape \(20, 3\)"),
+    (np.zeros((20, 5)), np.eye(3)[np.arange(19) % 3], r"Y must have shape \(20, 3\)"),
+    (np.full((20, 5), np.nan), np.eye(3)[np.arange(20) % 3], "X must contain only finite"),
+    (np.zeros((20, 5)), np.full((20, 3), 0.5), "one-hot"),
+])
+def test_data_not_matching_the_model_raises_before_any_change(X, Y, match):
+    model = MLP([5, 4, 3], rng=0)
+    opt = Adam(lr=0.1)
+    before = copy_params(model)
+    with pytest.raises(ValueError, match=match):
+        fit(model, X, Y, optimizer=opt, epochs=2, progress=False)
+    assert params_equal(model.params, before) and opt.steps == 0
+
+
+def test_non_finite_initial_parameters_are_refused():
+    X, Y = blobs()
+    model = MLP([5, 4, 3], rng=0)
+    model.params["b1"][0] = np.nan
+    with pytest.raises(ValueError, match=r"\['b1'\] hold NaN"):
+        fit(model, X, Y, optimizer="sgd", epochs=1, progress=False)
+
+
+def test_early_stopping_arguments_are_checked():
+    with pytest.raises(ValueError, match="patience must be an integer >= 1, got 0"):
+        EarlyStopping(patience=0)
+    with pytest.raises(ValueError, match="monitor must be one of"):
+        EarlyStopping(monitor="val_auc")
+    with pytest.raises(ValueError, match="min_delta must be a finite number >= 0"):
+        EarlyStopping(min_delta=-1)
+
+
+# -- output ---------------------------------------------------------------------------------
+
+def test_progress_false_prints_nothing(capfd):
+    X, Y = blobs()
+    fit(MLP([5, 4, 3], rng=0), X, Y, optimizer="adam", epochs=3, batch_size=8, rng=0,
+        progress=False)
+    fit(MLP([5, 4, 3], rng=0), X, Y, optimizer="adam", epochs=3, rng=0)  # not a terminal
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_history_prints_as_a_table_and_round_trips_through_json():
+    X, Y = blobs()
+    h = fit(MLP([5, 4, 3], rng=0), X, Y, optimizer="sgd", epochs=15,
+            validation_fraction=0.2, rng=0, progress=False)
+    text = str(h)
+    lines = text.splitlines()
+    assert lines[0].split() == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy",
+                                "lr", "time"]
+    assert lines[1].split()[:2] == ["0", f"{h['loss'][0]:.4f}"]
+    assert "..." in text and lines[-2].split()[0] == "14"
+    assert "15 epochs" in lines[-1]
+    data = json.loads(json.dumps(h.as_dict()))
+    again = History.from_dict(data)
+    assert again.history == h.history and again.best_epoch == h.best_epoch
+    assert h.best_epoch == int(np.argmin(h["val_loss"]))
+
+
+def test_evaluate_matches_a_direct_computation():
+    X, Y = blobs()
+    model = MLP([5, 4, 3], rng=0)
+    res = evaluate(model, X, Y)
+    probs = model.predict_proba(X)
+    assert res["loss"] == pytest.approx(-np.mean(np.log(probs[Y == 1])), rel=1e-12)
+    assert res["accuracy"] == np.mean(probs.argmax(1) == Y.argmax(1))
+    with pytest.raises(TypeError, match="model must be a chainrule Network"):
+        evaluate("model", X, Y)
+
+
+# -- checkpoints, resume and Ctrl-C --------------------------------------------------------
+
+def _resume_setup(seed=0):
+    X, Y = blobs(n=45, seed=seed)
+    model = MLP([5, 12, 8, 3], dropout=0.25, rng=np.random.default_rng(seed))
+    return X, Y, model
+
+
+def _fit_args(epochs, **extra):
+    args = dict(epochs=epochs, batch_size=8, shuffle=True, validation_fraction=0.2,
+                early_stopping=EarlyStopping(patience=50), progress=False)
+    args.update(extra)
+    return args
+
+
+def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    X, Y, straight = _resume_setup()
+    opt_a = Adam(lr=1e-2)
+    ha = fit(straight, X, Y, optimizer=opt_a, rng=np.random.default_rng(5), **_fit_args(6))
+
+    X, Y, model = _resume_setup()
+    path = tmp_path / "run.npz"
+    fit(model, X, Y, optimizer=Adam(lr=1e-2), rng=np.random.default_rng(5),
+        checkpoint=path, **_fit_args(3))
+    # A fresh process: new model, optimizer and generator, everything from the file.
+    X, Y, resumed = _resume_setup()
+    opt_b = Adam(lr=1e-2)
+    hb = fit(resumed, X, Y, optimizer=opt_b, rng=np.random.default_rng(5), checkpoint=path,
+             resume=True, **_fit_args(6))
+    assert params_equal(straight.params, resumed.params)
+    assert ha["loss"] == hb["loss"] and ha["val_loss"] == hb["val_loss"]
+    assert opt_a.steps == opt_b.steps
+    for k in opt_a.state:
+        assert params_equal(opt_a.state[k], opt_b.state[k])
+    assert hb.epochs == 6 and hb.best_epoch == ha.best_epoch
+
+
+def test_resume_with_an_int_seed(tmp_path):
+    X, Y = blobs(n=30)
+    a = MLP([5, 6, 3], dropout=0.2, rng=1)
+    fit(a, X, Y, optimizer=SGD(lr=0.1, momentum=0.9), epochs=4, batch_size=4, rng=11,
+        progress=False)
+    b = MLP([5, 6, 3], dropout=0.2, rng=1)
+    path = tmp_path / "ck.npz"
+    fit(b, X, Y, optimizer=SGD(lr=0.1, momentum=0.9), epochs=2, batch_size=4, rng=11,
+        checkpoint=path, progress=False)
+    c = MLP([5, 6, 3], dropout=0.2, rng=1)
+    fit(c, X, Y, optimizer=SGD(lr=0.1, momentum=0.9), epochs=4, batch_size=4, rng=11,
+        checkpoint=path, resume=True, progress=False)
+    assert params_equal(a.params, c.params)
+
+
+def test_keyboard_interrupt_saves_a_checkpoint_and_returns(tmp_path):
+    X, Y, straight = _resume_setup(1)
+    fit(straight, X, Y, optimizer=Adam(lr=1e-2), rng=np.random.default_rng(2), **_fit_args(6))
+    X, Y, two = _resume_setup(1)
+    fit(two, X, Y, optimizer=Adam(lr=1e-2), rng=np.random.default_rng(2), **_fit_args(2))
+
+    def ctrl_c(epoch, logs, model):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    X, Y, model = _resume_setup(1)
+    path = tmp_path / "ck.npz"
+    h = fit(model, X, Y, optimizer=Adam(lr=1e-2), rng=np.random.default_rng(2),
+            checkpoint=path, callbacks=[ctrl_c], **_fit_args(6))
+    assert h.stop_reason == "interrupted"
+    assert h.epochs == 2  # epoch 2 was not finished, so it is discarded
+    assert params_equal(model.params, two.params)
+    X, Y, resumed = _resume_setup(1)
+    fit(resumed, X, Y, optimizer=Adam(lr=1e-2), rng=np.random.default_rng(2),
+        checkpoint=path, resume=True, **_fit_args(6))
+    assert params_equal(resumed.params, straight.params)
+
+
+def test_keyboard_interrupt_mid_epoch_rolls_back_to_the_last_epoch(tmp_path):
+    X, Y = blobs(n=40)
+
+    class Interrupting(MLP):
+        calls = 0
+
+        def forward(self, X, training=False, *, checked=False):
+            if training:
+                Interrupting.calls += 1
+                if Interrupting.calls == 13:  # epoch 2 (5 batches per epoch), 3rd batch
+                    raise KeyboardInterrupt
+            return super().forward(X, training, checked=checked)
+
+    model = Interrupting([5, 6, 3], rng=0)
+    opt = Adam(lr=1e-2)
+    h = fit(model, X, Y, optimizer=opt, epochs=5, batch_size=8, rng=3,
+            checkpoint=tmp_path / "c.npz", progress=False)
+    ref = MLP([5, 6, 3], rng=0)
+    ref_opt = Adam(lr=1e-2)
+    fit(ref, X, Y, optimizer=ref_opt, epochs=2, batch_size=8, rng=3, progress=False)
+    assert h.stop_reason == "interrupted" and h.epochs == 2
+    assert params_equal(model.params, ref.params)
+    assert opt.steps == ref_opt.steps == 10
+    assert (tmp_path / "c.npz").exists()
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
+    X, Y = blobs(n=30)
+    path = tmp_path / "ck.npz"
+    fit(MLP([5, 6, 3], rng=0), X, Y, optimizer=Adam(lr=1e-2), epochs=2, batch_size=4,
+        rng=0, checkpoint=path, progress=False)
+    model = MLP([5, 6, 3], rng=0)
+    before = copy_params(model)
+    with pytest.raises(ValueError, match="batch_size: 4 in the checkpoint, 8 now"):
+        fit(model, X, Y, optimizer=Adam(lr=1e-2), epochs=4, batch_size=8, rng=0,
+            checkpoint=path, resume=True, progress=False)
+    with pytest.raises(ValueError, match=r"layer_sizes: \[5, 6, 3\] in the checkpoint, \[5, 7, 3\] now"):
+        fit(MLP([5, 7, 3], rng=0), X, Y, optimizer=Adam(lr=1e-2), epochs=4, batch_size=4,
+            rng=0, checkpoint=path, resume=True, progress=False)
+    with pytest.raises(ValueError, match="optimizer.class: 'Adam' in the checkpoint, 'SGD'"):
+        fit(model, X, Y, optimizer=SGD(lr=1e-2), epochs=4, batch_size=4, rng=0,
+            checkpoint=path, resume=True, progress=False)
+    with pytest.raises(ValueError, match="different run.*data"):
+        fit(model, X + 1, Y, optimizer=Adam(lr=1e-2), epochs=4, batch_size=4, rng=0,
+            checkpoint=path, resume=True, progress=False)
+    assert params_equal(model.params, before)
+    other = tmp_path / "model.npz"
+    write_archive(other, {"W1": np.zeros((5, 6))}, {"kind": "model"})
+    with pytest.raises(ValueError, match="not a training checkpoint"):
+        fit(model, X, Y, optimizer=Adam(lr=1e-2), epochs=4, batch_size=4, rng=0,
+            checkpoint=other, resume=True, progress=False)
+
+
+def test_resume_without_a_file_starts_from_scratch(tmp_path):
+    X, Y = blobs(n=30)
+    a, b = MLP([5, 6, 3], rng=0), MLP([5, 6, 3], rng=0)
+    fit(a, X, Y, optimizer="adam", epochs=3, batch_size=4, rng=0, progress=False)
+    path = tmp_path / "new.npz"
+    fit(b, X, Y, optimizer="adam", epochs=3, batch_size=4, rng=0, checkpoint=path,
+        resume=True, progress=False)
+    assert params_equal(a.params, b.params) and path.exists()
+
+
+def test_resuming_a_finished_run_trains_no_more(tmp_path):
+    X, Y = blobs(n=30)
+    path = tmp_path / "ck.npz"
+    a = MLP([5, 6, 3], rng=0)
+    ha = fit(a, X, Y, optimizer="sgd", epochs=3, checkpoint=path, progress=False)
+    b = MLP([5, 6, 3], rng=0)
+    hb = fit(b, X, Y, optimizer="sgd", epochs=3, checkpoint=path, resume=True, progress=False)
+    assert params_equal(a.params, b.params) and hb["loss"] == ha["loss"]
