@@ -103,7 +103,8 @@ class CategoricalCrossEntropy(Loss):
             loss = -float(np.sum(labels * log_probs, where=labels != 0)) / logits.shape[0]
             self.cache = (np.exp(log_probs), labels, None)
         else:
-            total = float(w.sum())
+            # A minibatch whose rows all weigh 0 contributes nothing (loss and gradient 0).
+            total = float(w.sum()) or 1.0
             per_row = np.sum(labels * log_probs, axis=1, where=labels != 0)
             loss = -float(per_row @ w) / total
             self.cache = (np.exp(log_probs), labels, w[:, None] / w.dtype.type(total))
@@ -152,7 +153,7 @@ class MeanSquaredError(Loss):
         if w is None:
             self.cache = (diff, None)
             return float(np.mean(diff * diff))
-        scale = w[:, None] / w.dtype.type(w.sum() * diff.shape[1])
+        scale = w[:, None] / w.dtype.type((float(w.sum()) or 1.0) * diff.shape[1])
         self.cache = (diff, scale)
         return float(np.sum(diff * diff * scale))
 
