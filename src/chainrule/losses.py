@@ -106,7 +106,7 @@ class CategoricalCrossEntropy(Loss):
             # A minibatch whose rows all weigh 0 contributes nothing (loss and gradient 0).
             total = float(w.sum()) or 1.0
             per_row = np.sum(labels * log_probs, axis=1, where=labels != 0)
-            loss = -float(per_row @ w) / total
+            loss = 0.0 - float(per_row @ w) / total
             self.cache = (np.exp(log_probs), labels, w[:, None] / w.dtype.type(total))
         return loss
 

@@ -5,7 +5,8 @@ They follow the usual advice for training neural networks (CS231n's "sanity chec
 1. **Initial loss close to ln K.** A freshly initialised classifier should be unsure:
    softmax of small logits is close to uniform, so the cross-entropy is close to
    ``ln K``. A much larger value means badly scaled inputs or initial weights (the
-   homework's network starts at 14.3 on the raw 0..16 pixels).
+   homework's network starts at 14.3 on the raw 0..16 pixels). Passes when
+   ``|loss - ln K| <= 0.5``.
 2. **Weight decay raises the loss.** Trained on the same small subset for the same
    number of steps, a copy with strong L2 weight decay must end with a higher data loss
    than a copy without: the penalty keeps the weights from fitting. If not, the
@@ -43,6 +44,9 @@ _SUBSET_ROWS = 20
 _STEPS = 300
 _LR = 1e-2
 _WEIGHT_DECAY = 0.1
+#: Logits with standard deviation s around 0 raise the expected cross-entropy above
+#: ln K by about s**2 / 2; allowing 0.5 accepts initial logits of spread up to ~1.
+_LN_K_TOLERANCE = 0.5
 
 
 @dataclass
@@ -159,7 +163,7 @@ def sanity_check(model, X, Y, *, rng=None) -> SanityReport:
     if is_classifier:
         k = Y.shape[1]
         ln_k = math.log(k)
-        tol = 0.25 * ln_k
+        tol = _LN_K_TOLERANCE
         checks.append(SanityCheckResult(
             "initial loss ~ ln K", abs(init_loss - ln_k) <= tol, init_loss,
             f"|loss - {ln_k:.4f}| <= {tol:.4f}",
