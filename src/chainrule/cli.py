@@ -333,6 +333,215 @@ def _add_model_parsers(sub) -> None:
     ex.set_defaults(func=_cmd_export)
 
 
+# -- train (the train helper's command; data files / --save / --plot use the helpers above)
+
+def _hidden_sizes(text):
+    """``"128,64"`` -> ``[128, 64]`` (argparse type: bad text is a usage error)."""
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = None
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers such as 128,64, got {text!r}")
+    return sizes
+
+
+def _batch_size(text):
+    if text == "full":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'full', got {text!r}")
+    return value
+
+
+def _add_train_parser(sub) -> None:
+    tr = sub.add_parser(
+        "train", help="train a network (default: the homework's digits split)",
+        description="Train an MLP or a logistic regression with chainrule.train.fit and "
+                    "print one line per epoch and the final test accuracy. Inputs are "
+                    "standardised by default with the mean and standard deviation of the "
+                    "training rows (never the test rows). Ctrl-C stops after writing "
+                    "--checkpoint; rerun with --resume to continue.",
+        epilog="example: chainrule train --hidden 512 --dropout 0.5 --epochs 60 "
+               "--lr-schedule cosine")
+    tr.add_argument("--model", choices=["mlp", "logreg"], default="mlp",
+                    help="mlp (default) or logreg (one affine layer, zero initial weights)")
+    tr.add_argument("--hidden", type=_hidden_sizes, default=[512], metavar="SIZES",
+                    help="hidden layer sizes, comma-separated (default 512)")
+    tr.add_argument("--activation", choices=["relu", "leaky_relu", "tanh", "sigmoid"],
+                    default="relu", help="hidden activation (default relu)")
+    tr.add_argument("--init", default=None, metavar="NAME",
+                    help="weight initialiser: xavier, xavier_normal, he, he_uniform, zeros "
+                         "(default xavier; zeros for logreg)")
+    tr.add_argument("--dropout", type=float, default=0.5, metavar="P",
+                    help="dropout after each hidden activation, in [0, 1) (default 0.5)")
+    tr.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam",
+                    help="default adam")
+    tr.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    tr.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
+                    help="cosine: decay to 0 over all steps (default); constant")
+    tr.add_argument("--momentum", type=float, default=0.0,
+                    help="SGD momentum in [0, 1) (default 0)")
+    tr.add_argument("--weight-decay", type=float, default=0.0, metavar="L2",
+                    help="weight decay (L2 for sgd/adam, decoupled for adamw; default 0, "
+                         "adamw 0.01)")
+    tr.add_argument("--batch-size", type=_batch_size, default=64, metavar="N",
+                    help="rows per step, or 'full' for full-batch gradient descent "
+                         "(default 64)")
+    tr.add_argument("--epochs", type=int, default=60, help="default 60")
+    tr.add_argument("--validation-fraction", type=float, default=None, metavar="F",
+                    help="hold out this fraction of the training rows for validation "
+                         "(default 0.1 with --early-stopping, else none)")
+    tr.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
+                    help="stop after PATIENCE epochs without a better validation loss and "
+                         "keep the best epoch's weights (default 0: off)")
+    tr.add_argument("--seed", type=int, default=0,
+                    help="seed of the initial weights, dropout, shuffling and validation "
+                         "split (default 0)")
+    tr.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    tr.add_argument("--no-standardize", dest="standardize", action="store_false",
+                    help="feed the raw inputs (the homework did)")
+    tr.add_argument("--checkpoint", metavar="PATH",
+                    help="save the run's state after every epoch (and on Ctrl-C)")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue from --checkpoint if it exists")
+    tr.add_argument("--quiet", "-q", action="store_true",
+                    help="no per-epoch lines (a progress bar on a terminal instead)")
+    _add_train_file_arguments(tr)
+    tr.set_defaults(func=_cmd_train)
+
+
+def _train_usage_error(message) -> int:
+    print(f"chainrule train: error: {message} (see 'chainrule train --help')", file=sys.stderr)
+    return 2
+
+
+def _cmd_train(args) -> int:
+    import time
+    from functools import partial
+
+    from .models import MLP
+    from .optim import cosine_lr, get_optimizer
+    from .train import EarlyStopping, fit
+
+    # -- hyperparameters: bad values are usage errors (exit 2), found before any work
+    if args.epochs < 1:
+        return _train_usage_error(f"--epochs must be >= 1, got {args.epochs}")
+    if args.early_stopping < 0:
+        return _train_usage_error(f"--early-stopping must be >= 0, got {args.early_stopping}")
+    if args.validation_fraction is None:
+        args.validation_fraction = 0.1 if args.early_stopping else 0.0
+    if not 0.0 <= args.validation_fraction < 1.0:
+        return _train_usage_error(f"--validation-fraction must be in [0, 1), got "
+                                  f"{args.validation_fraction}")
+    if args.early_stopping and not args.validation_fraction:
+        return _train_usage_error("--early-stopping needs --validation-fraction > 0 (it "
+                                  "watches the validation loss)")
+    if args.resume and not args.checkpoint:
+        return _train_usage_error("--resume needs --checkpoint PATH")
+    if args.seed < 0:
+        return _train_usage_error(f"--seed must be >= 0, got {args.seed}")
+    opt_kwargs = {"weight_decay": args.weight_decay} if (
+        args.weight_decay or args.optimizer != "adamw") else {}
+    if args.optimizer == "sgd":
+        opt_kwargs["momentum"] = args.momentum
+    elif args.momentum:
+        return _train_usage_error("--momentum applies to --optimizer sgd only")
+    try:
+        get_optimizer(args.optimizer, lr=args.lr, **opt_kwargs)  # checks lr, decay, momentum
+        EarlyStopping(args.early_stopping) if args.early_stopping else None
+        from ._validation import check_in_interval
+        check_in_interval(args.dropout, "--dropout", 0.0, 1.0)
+        from .init import get_initializer
+        if args.init is not None:
+            get_initializer(args.init)
+    except (ValueError, TypeError) as exc:
+        message = str(exc).replace("lr ", "--lr ", 1).replace("weight_decay", "--weight-decay")
+        return _train_usage_error(message)
+
+    # -- data: the homework split, or files (errors there exit 1 through main)
+    if args.data is None and getattr(args, "openml", None) is None:
+        from .data import load_homework_digits
+
+        X_train, X_test, Y_train, Y_test = load_homework_digits()
+        y_train, y_test = Y_train.argmax(axis=1), Y_test.argmax(axis=1)
+        classes = np.arange(10)
+        source = "digits (homework split)"
+    else:
+        X_train, X_test, y_train, y_test, classes = _load_train_files(args)
+        source = args.data
+    dtype = np.dtype(args.dtype)
+    X_train = np.asarray(X_train, dtype=np.float64)
+    X_test = np.asarray(X_test, dtype=np.float64)
+    mean = scale = None
+    if args.standardize:
+        mean = X_train.mean(axis=0)
+        scale = X_train.std(axis=0)
+        scale[scale == 0] = 1.0  # constant columns (digits' blank border pixels)
+        X_train = (X_train - mean) / scale
+        X_test = (X_test - mean) / scale
+    X_train, X_test = X_train.astype(dtype), X_test.astype(dtype)
+    K = len(classes)
+    Y_train = np.eye(K, dtype=dtype)[y_train]
+
+    # -- model and optimizer; one generator for weights, dropout, shuffling and split
+    gen = np.random.default_rng(args.seed)
+    D = X_train.shape[1]
+    if args.model == "logreg":
+        model = MLP([D, K], init=args.init or "zeros", rng=gen, dtype=dtype)
+    else:
+        model = MLP([D, *args.hidden, K], activation=args.activation, dropout=args.dropout,
+                    init=args.init or "xavier", rng=gen, dtype=dtype)
+    n_fit = X_train.shape[0] - int(np.ceil(args.validation_fraction * X_train.shape[0]))
+    bs = n_fit if args.batch_size is None else min(args.batch_size, n_fit)
+    total_steps = args.epochs * int(np.ceil(n_fit / bs))
+    lr = (partial(cosine_lr, base_lr=args.lr, total_steps=total_steps)
+          if args.lr_schedule == "cosine" else args.lr)
+    optimizer = get_optimizer(args.optimizer, lr=lr, **opt_kwargs)
+    print(f"data: {source}, {X_train.shape[0]} training rows, {X_test.shape[0]} test rows, "
+          f"{D} features, {K} classes{', standardised' if args.standardize else ''}")
+    print(f"model: {args.model} {[D, *([] if args.model == 'logreg' else args.hidden), K]}"
+          f"{f' {args.activation}' if args.model == 'mlp' else ''}"
+          f"{f', dropout {args.dropout}' if args.model == 'mlp' and args.dropout else ''}, "
+          f"{model.num_parameters():,} parameters; {optimizer!r}"
+          f"{', cosine schedule' if callable(lr) else ''}, batch size "
+          f"{args.batch_size or 'full'}")
+
+    def log(epoch, logs, _model):
+        line = f"epoch {epoch:4d}  loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}"
+        if "val_loss" in logs:
+            line += f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}"
+        print(line + f"  lr {logs['lr']:.2e}  {logs['time']:.2f}s", flush=True)
+
+    t0 = time.perf_counter()
+    history = fit(model, X_train, Y_train, optimizer=optimizer, epochs=args.epochs,
+                  batch_size=args.batch_size,
+                  validation_fraction=args.validation_fraction or None,
+                  early_stopping=args.early_stopping or None,
+                  callbacks=() if args.quiet else (log,), rng=gen, progress=args.quiet,
+                  checkpoint=args.checkpoint, resume=args.resume)
+    elapsed = time.perf_counter() - t0
+    if history.stop_reason == "interrupted":
+        where = (f"; state after epoch {history.epochs - 1} saved to {args.checkpoint}, "
+                 f"rerun with --resume to continue" if args.checkpoint else "")
+        print(f"chainrule train: interrupted{where}", file=sys.stderr)
+        return 130
+    if history.stop_reason == "early_stopping":
+        print(f"early stopping after epoch {history.epochs - 1}; kept the weights of epoch "
+              f"{history.best_epoch}")
+    pred = model.predict_classes(X_test)
+    correct = int(np.sum(pred == y_test))
+    print(f"trained {history.epochs} epochs in {elapsed:.1f}s")
+    print(f"test accuracy = {correct / len(y_test):.4f} ({correct}/{len(y_test)})")
+    _finish_training(args, model, history, X_test, y_test, classes, mean, scale)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="chainrule",
@@ -350,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--report-every", type=int, default=50,
                      help="print the loss every this many steps (default 50)")
     rep.set_defaults(func=_cmd_reproduce)
+    _add_train_parser(sub)
     _add_model_parsers(sub)
     return parser
 
