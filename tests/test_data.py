@@ -334,7 +334,11 @@ def test_fetch_openml_calls_sklearn(monkeypatch):
     assert calls == [("mnist_784", {"version": 1, "data_home": None, "return_X_y": True,
                                     "as_frame": False, "parser": "auto"})]
     assert X.dtype == np.float64 and X.tolist() == [[1.0, 2.0], [3.0, 4.0]]
-    assert y.tolist() == ["7", "1"]
+    # Digit names come back as integers, other names as strings; never an object array.
+    assert y.dtype == np.int64 and y.tolist() == [7, 1]
+    monkeypatch.setattr(sklearn.datasets, "fetch_openml",
+                        lambda name, **kw: (np.ones((2, 1)), np.array(["cat", "dog"], object)))
+    assert fetch_openml("pets")[1].tolist() == ["cat", "dog"]
     with pytest.raises(TypeError, match="name"):
         fetch_openml("")
 

@@ -530,7 +530,16 @@ def fetch_openml(name, *, version="active", data_home=None):
     except (TypeError, ValueError):
         raise ValueError(f"OpenML data set {name!r} has non-numeric features, which "
                          f"chainrule cannot use directly") from None
-    return X, np.asarray(y).ravel()
+    y = np.asarray(y).ravel()
+    if y.dtype == object or y.dtype.kind in "US":
+        # OpenML delivers nominal targets as Python objects ('7' for MNIST): read
+        # numbers as numbers, keep other names as strings, never keep an object array.
+        try:
+            y = _parse_label([str(v).strip() for v in y.tolist()])
+        except ValueError:
+            raise ValueError(f"OpenML data set {name!r} has missing or non-finite "
+                             f"labels") from None
+    return X, y
 
 
 # -- preparing arrays ------------------------------------------------------------------
