@@ -515,7 +515,8 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
     with pytest.raises(ValueError, match="batch_size: 4 in the checkpoint, 8 now"):
         fit(model, X, Y, optimizer=Adam(lr=1e-2), epochs=4, batch_size=8, rng=0,
             checkpoint=path, resume=True, progress=False)
-    with pytest.raises(ValueError, match=r"layer_sizes: \[5, 6, 3\] in the checkpoint, \[5, 7, 3\] now"):
+    mismatch = r"layer_sizes: \[5, 6, 3\] in the checkpoint, \[5, 7, 3\] now"
+    with pytest.raises(ValueError, match=mismatch):
         fit(MLP([5, 7, 3], rng=0), X, Y, optimizer=Adam(lr=1e-2), epochs=4, batch_size=4,
             rng=0, checkpoint=path, resume=True, progress=False)
     with pytest.raises(ValueError, match="optimizer.class: 'Adam' in the checkpoint, 'SGD'"):

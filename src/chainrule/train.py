@@ -73,8 +73,8 @@ import time
 import numpy as np
 
 from ._fileformat import read_archive, write_archive
-from ._validation import (_shape_str, as_float_array, check_choice, check_in_interval,
-                          check_positive_float, check_positive_int, check_rng)
+from ._validation import (check_choice, check_in_interval, check_positive_float,
+                          check_positive_int, check_rng)
 from .layers import Affine, ReLU
 from .losses import CategoricalCrossEntropy
 from .models import Network
