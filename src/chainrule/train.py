@@ -684,7 +684,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         try:
             from tqdm import tqdm
             bar = tqdm(total=epochs, initial=start_epoch, unit="epoch", delay=2.0,
-                       file=sys.stderr, dynamic_ncols=True)
+                       file=sys.stderr)
         except ImportError:
             bar = None
 
