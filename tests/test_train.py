@@ -551,3 +551,24 @@ def test_resuming_a_finished_run_trains_no_more(tmp_path):
     b = MLP([5, 6, 3], rng=0)
     hb = fit(b, X, Y, optimizer="sgd", epochs=3, checkpoint=path, resume=True, progress=False)
     assert params_equal(a.params, b.params) and hb["loss"] == ha["loss"]
+
+
+def test_checkpoint_file_layout(tmp_path):
+    from chainrule._fileformat import read_archive
+
+    X, Y = blobs(n=30)
+    path = tmp_path / "ck.npz"
+    model = MLP([5, 6, 3], rng=0)
+    opt = Adam(lr=1e-2)
+    fit(model, X, Y, optimizer=opt, epochs=2, batch_size=10, rng=np.random.default_rng(1),
+        validation_fraction=0.2, checkpoint=path, progress=False)
+    arrays, meta = read_archive(path)
+    assert meta["kind"] == "chainrule.checkpoint" and meta["epoch"] == 2
+    assert meta["optimizer_steps"] == opt.steps == 2 * 3  # 24 training rows, batches of 10
+    for k in model.params:
+        assert np.array_equal(arrays[f"params/{k}"], model.params[k])
+        assert np.array_equal(arrays[f"optim/state/{k}/exp_avg"], opt.state[k]["exp_avg"])
+    assert sorted(arrays["split/val"].tolist() + arrays["split/train"].tolist()) == \
+        list(range(30))
+    assert len(meta["history"]["history"]["loss"]) == 2
+    assert meta["identity"]["model"]["config"]["layer_sizes"] == [5, 6, 3]
