@@ -321,8 +321,16 @@ def test_train_npz_with_separate_test_file_and_string_labels(tmp_path, capsys):
                          "--save", tmp_path / "m.npz", "--quiet")
     assert code == 0
     assert "60 training rows, 12 test rows" in out
-    # The network file has no place for class names yet: train says how outputs map.
-    assert "['ant', 'bee', 'cow']" in err
+    # The class names travel with the saved network, so evaluate speaks in them.
+    code, out, err = run(capsys, "evaluate", tmp_path / "m.npz", "--data", tmp_path / "test.npz")
+    assert code == 0, err
+    table = out.split("class  precision")[1].split("confusion matrix")[0]
+    assert [line.split()[0] for line in table.strip().splitlines()] == ["ant", "bee", "cow"]
+    code, out, err = run(capsys, "predict", tmp_path / "m.npz", "--data", tmp_path / "test.npz")
+    assert code == 0, err
+    header, *rows = out.strip().splitlines()
+    assert header == "row,predicted,p_ant,p_bee,p_cow"
+    assert len(rows) == 12 and all(r.split(",")[1] in ("ant", "bee", "cow") for r in rows)
 
 
 def test_train_openml_goes_through_fetch_openml(monkeypatch, capsys):

@@ -15,7 +15,7 @@ import pytest
 import chainrule
 from chainrule import _fileformat
 from chainrule import io as cio
-from chainrule.io import ModelFileError, load, save
+from chainrule.io import ModelFileError, load, read_metadata, save
 from chainrule.layers import Affine, ReLU
 from chainrule.losses import CategoricalCrossEntropy, MeanSquaredError
 from chainrule.models import MLP, FeedforwardNeuralNet, LogisticRegression, Network
@@ -101,7 +101,7 @@ def test_file_layout_matches_the_documentation(tmp_path):
     assert sorted(arrays) == ["W", "b"]
     assert meta == {"object": "model", "class": "LogisticRegression",
                     "config": {"num_features": 4, "num_classes": 3, "learning_rate": 0.05},
-                    "chainrule_version": chainrule.__version__}
+                    "chainrule_version": chainrule.__version__, "metadata": {}}
     mlp_path = tmp_path / "mlp.npz"
     save(MLP([4, 8, 3], activation="tanh", rng=0), mlp_path)
     arrays, meta = _fileformat.read_archive(mlp_path)
@@ -533,3 +533,32 @@ def test_estimator_file_refusals(tmp_path):
     _rewrite(path, edit_arrays=lambda a: a.pop("classes_"))
     with pytest.raises(ModelFileError, match="invalid MLPClassifier state"):
         load(path)
+
+
+def test_metadata_round_trips_and_is_covered_by_the_checksum(tmp_path):
+    path = tmp_path / "m.npz"
+    model = MLP([4, 5, 3], rng=0)
+    save(model, path, metadata={"classes": ["ant", "bee", "cow"], "note": 1.5})
+    assert read_metadata(path) == {"classes": ["ant", "bee", "cow"], "note": 1.5}
+    assert np.array_equal(load(path).params["W1"], model.params["W1"])
+    # Without metadata the dict is empty.
+    save(model, tmp_path / "plain.npz")
+    assert read_metadata(tmp_path / "plain.npz") == {}
+    # Editing the stored JSON breaks the checksum, so names cannot be swapped silently.
+    raw = bytearray((path).read_bytes())
+    i = raw.find(b'"ant"')
+    assert i > 0
+    raw[i + 1:i + 4] = b"ANT"
+    (tmp_path / "edited.npz").write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError):
+        read_metadata(tmp_path / "edited.npz")
+
+
+@pytest.mark.parametrize("bad, kind", [([1, 2], TypeError), ({1: "x"}, TypeError),
+                                       ({"a": object()}, TypeError),
+                                       ({"a": float("nan")}, TypeError)])
+def test_metadata_must_be_a_json_dict(tmp_path, bad, kind):
+    path = tmp_path / "m.npz"
+    with pytest.raises(kind, match="metadata"):
+        save(MLP([2, 2], rng=0), path, metadata=bad)
+    assert not path.exists()

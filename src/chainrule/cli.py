@@ -70,6 +70,8 @@ def _load_model(path):
         raise CommandError(f"{path}: holds a {type(model).__name__} that is not a "
                            f"classifier (cross-entropy loss); evaluate and predict need one")
     classes = getattr(model, "classes_", None)
+    if classes is None:
+        classes = io.read_metadata(path).get("classes")
     n_features = getattr(model, "n_features_in_", None) or network.n_features
     return model, network, classes, n_features
 
@@ -263,10 +265,6 @@ def _fold_standardization(model, mean, scale) -> None:
     model.params[W_name] = (W / scale[:, None]).astype(W.dtype)
 
 
-def _is_trivial_classes(classes) -> bool:
-    return classes.dtype.kind in "iu" and np.array_equal(classes, np.arange(len(classes)))
-
-
 def _finish_training(args, model, history, X_test, y_test, classes, mean=None,
                      scale=None) -> None:
     """--plot and --save after training (``X_test`` as the model sees it)."""
@@ -291,11 +289,8 @@ def _finish_training(args, model, history, X_test, y_test, classes, mean=None,
 
         if mean is not None:
             _fold_standardization(model, mean, scale)
-        io.save(model, args.save)
+        io.save(model, args.save, metadata={"classes": classes.tolist()})
         print(f"saved the model to {args.save}")
-        if not _is_trivial_classes(classes):
-            print(f"note: {args.save} stores no class names; its outputs 0..{len(names) - 1} "
-                  f"are the classes {names} in this order", file=sys.stderr)
 
 
 def _add_model_parsers(sub) -> None:

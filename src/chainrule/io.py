@@ -14,7 +14,8 @@ entry's ``meta`` object is::
     {"object": "model",              # a model file, not a training checkpoint
      "class": "MLP",                 # looked up in an allow-list, never imported by path
      "config": {...},                # what the class needs to rebuild the architecture
-     "chainrule_version": "0.1.0"}   # informational
+     "chainrule_version": "0.1.0",   # informational
+     "metadata": {...}}              # the caller's own JSON, e.g. class names
 
 and the arrays are the parameters by name (``W1``, ``b1``, ... or ``W``, ``b``). For
 :class:`~chainrule.models.MLP` the config is ``model.config`` (layer_sizes, activation,
@@ -75,7 +76,7 @@ from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import LOSSES, CategoricalCrossEntropy, MeanSquaredError
 from .models import MLP, FeedforwardNeuralNet, LogisticRegression, Network
 
-__all__ = ["save", "load", "export_onnx", "ModelFileError", "DEFAULT_ONNX_OPSET"]
+__all__ = ["save", "load", "read_metadata", "export_onnx", "ModelFileError", "DEFAULT_ONNX_OPSET"]
 
 _MODEL_OBJECT = "model"
 
@@ -283,7 +284,21 @@ def _version() -> str:
     return str(getattr(chainrule, "__version__", "unknown"))
 
 
-def save(model, path) -> None:
+def _check_metadata(metadata) -> dict:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise TypeError(f"metadata must be a dict with str keys, got "
+                        f"{type(metadata).__name__}")
+    try:
+        # Round-trip through JSON so that what load sees equals what was checked here.
+        return json.loads(json.dumps(metadata, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata must be JSON-serialisable (str, int, float, bool, None, "
+                        f"list, dict): {exc}") from None
+
+
+def save(model, path, *, metadata=None) -> None:
     """Write ``model`` to one file that :func:`load` reads back.
 
     The file holds the architecture and hyper-parameters as JSON and the parameters as
@@ -298,6 +313,9 @@ def save(model, path) -> None:
         module docstring). The optimizer's running state is not saved.
     path : str or os.PathLike
         Destination; ``.npz`` is the conventional extension (none is added).
+    metadata : dict, optional
+        Extra JSON-serialisable information kept with the model and covered by the
+        checksum, e.g. ``{"classes": ["cat", "dog"]}``; :func:`read_metadata` reads it.
 
     Raises
     ------
@@ -320,6 +338,7 @@ def save(model, path) -> None:
     >>> bool((load(path).predict(X) == model.predict(X)).all())
     True
     """
+    metadata = _check_metadata(metadata)
     if isinstance(model, Network):
         state, arrays = _network_state(model)
         name, config = state["class"], state["config"]
@@ -339,8 +358,22 @@ def save(model, path) -> None:
                             f"dict), got {type(result).__name__}")
         config, arrays = result
     meta = {"object": _MODEL_OBJECT, "class": name, "config": config,
-            "chainrule_version": _version()}
+            "chainrule_version": _version(), "metadata": metadata}
     write_archive(path, arrays, meta)
+
+
+def read_metadata(path) -> dict:
+    """The ``metadata`` dict given to :func:`save` (``{}`` if none), after the same
+    integrity checks as :func:`load` (format, version, checksum, model file)."""
+    _, meta = read_archive(path)
+    if meta.get("object") != _MODEL_OBJECT:
+        raise ModelFileError(f"cannot read model metadata from {str(path)!r}: it is not a "
+                             f"model file (object={meta.get('object')!r})")
+    metadata = meta.get("metadata", {})
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"cannot read model metadata from {str(path)!r}: metadata is a "
+                             f"{type(metadata).__name__}, expected an object")
+    return metadata
 
 
 def load(path, *, rng=None):
