@@ -324,7 +324,7 @@ def test_train_npz_with_separate_test_file_and_string_labels(tmp_path, capsys):
     # The class names travel with the saved network, so evaluate speaks in them.
     code, out, err = run(capsys, "evaluate", tmp_path / "m.npz", "--data", tmp_path / "test.npz")
     assert code == 0, err
-    table = out.split("class  precision")[1].split("confusion matrix")[0]
+    table = out.split("f1  support")[1].split("confusion matrix")[0]
     assert [line.split()[0] for line in table.strip().splitlines()] == ["ant", "bee", "cow"]
     code, out, err = run(capsys, "predict", tmp_path / "m.npz", "--data", tmp_path / "test.npz")
     assert code == 0, err
