@@ -1,26 +1,52 @@
 """chainrule: neural networks in NumPy with every backward pass written by hand.
 
 Each layer's ``backward`` sits right under its ``forward`` and applies the chain rule
-to what ``forward`` cached. Start with :class:`MLP`, or the homework's
+to what ``forward`` cached. Start with :class:`MLP` and :func:`fit`, or the homework's
 :class:`LogisticRegression` and :class:`FeedforwardNeuralNet`.
+
+``import chainrule`` needs only NumPy; scikit-learn, matplotlib, tqdm and onnx are
+imported by the functions that use them. The scikit-learn estimators
+(``chainrule.MLPClassifier``, ``chainrule.MLPRegressor``) are loaded on first use.
 """
 
-from . import functional, init, layers, losses, models, optim
+from . import (data, functional, gradcheck, init, io, layers, losses, models, optim, plots,
+               sanity, testing, train)
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
+from .gradcheck import check_gradients
 from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_uniform
 from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import CategoricalCrossEntropy, MeanSquaredError
 from .models import MLP, FeedforwardNeuralNet, LogisticRegression, Network
 from .optim import SGD, Adam, AdamW
+from .sanity import SanityReport, sanity_check
+from .testing import LayerContractError, check_layer
+from .train import EarlyStopping, History, TrainingDivergedError, evaluate, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "functional", "init", "layers", "losses", "models", "optim",
+    "data", "functional", "gradcheck", "init", "io", "layers", "losses", "models", "optim",
+    "plots", "sanity", "testing", "train",
     "accuracy", "log_softmax", "logsumexp", "one_hot", "softmax",
+    "check_gradients",
     "he_normal", "he_uniform", "xavier_init", "xavier_normal", "xavier_uniform",
     "Affine", "Dropout", "LeakyReLU", "ReLU", "Sigmoid", "Tanh",
     "CategoricalCrossEntropy", "MeanSquaredError",
     "MLP", "FeedforwardNeuralNet", "LogisticRegression", "Network",
     "SGD", "Adam", "AdamW",
+    "SanityReport", "sanity_check",
+    "LayerContractError", "check_layer",
+    "EarlyStopping", "History", "TrainingDivergedError", "evaluate", "fit",
+    "MLPClassifier", "MLPRegressor",
 ]
+
+_LAZY = {"MLPClassifier": "estimator", "MLPRegressor": "estimator"}
+
+
+def __getattr__(name):
+    # The estimators import scikit-learn, which a plain `import chainrule` must not.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,36 @@
+"""The package surface: a light import, and every advertised name resolves."""
+
+import subprocess
+import sys
+
+import chainrule
+
+
+def test_import_chainrule_loads_only_numpy():
+    # DESIGN principle 11: heavy dependencies are imported inside the functions using them.
+    code = ("import sys, chainrule; "
+            "print(sorted(m for m in ('sklearn', 'matplotlib', 'tqdm', 'onnx', 'onnxruntime', "
+            "'torch', 'scipy', 'pandas') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_name_in_all_resolves():
+    for name in chainrule.__all__:
+        assert getattr(chainrule, name) is not None, name
+
+
+def test_estimators_load_on_first_use():
+    from chainrule.estimator import MLPClassifier, MLPRegressor
+
+    assert chainrule.MLPClassifier is MLPClassifier
+    assert chainrule.MLPRegressor is MLPRegressor
+
+
+def test_unknown_attribute_raises_attribute_error():
+    try:
+        chainrule.no_such_thing
+    except AttributeError as exc:
+        assert "no_such_thing" in str(exc)
+    else:  # pragma: no cover - the test fails here
+        raise AssertionError("chainrule.no_such_thing did not raise AttributeError")
