@@ -44,3 +44,23 @@ def test_readme_numbers_match_the_reproduction():
     # (checked against the homework in test_reproduce.py).
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "loss = 0.0696" in text and "test set accuracy = 0.953" in text
+
+
+def _python_blocks():
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return re.findall(r"^```python\s*\n(.*?)^```", text, re.M | re.S)
+
+
+def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
+    # Every Python example in the README runs as printed (in a scratch directory,
+    # since the saving example writes files), so the README cannot rot.
+    blocks = _python_blocks()
+    assert len(blocks) >= 5
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme_example"})
+    out = capsys.readouterr().out
+    # The figures the README states in its comments are the ones printed.
+    assert "0.953" in out
+    assert "dW1 = X^T @ dZ1 : (64, N) @ (N, 128) -> (64, 128)" in out
+    assert (tmp_path / "model.npz").exists() and (tmp_path / "model.onnx").exists()
