@@ -20,11 +20,11 @@ optimizer and number of epochs in the three libraries:
   ``solver='sgd'`` (no momentum) or ``'adam'``, ``alpha=0``, the same
   ``batch_size`` and a constant learning rate.
 
-The frameworks take turns epoch by epoch (after one untimed warm-up epoch each), so
-a burst of load from another process on a shared machine hits all three alike. The
-table gives the median seconds per epoch and the ratios torch/chainrule and
-sklearn/chainrule (below 1: that library is faster than chainrule). Nothing here is
-asserted: speed is reported, never tested.
+Each library trains in its own block (a pause, one untimed warm-up epoch, then the
+timed epochs; ``time_config`` says why they do not take turns). The table gives the
+median seconds per epoch and the ratios torch/chainrule and sklearn/chainrule (above
+1: chainrule is faster; below 1: that library is). Nothing here is asserted: speed
+is reported, never tested.
 """
 
 from __future__ import annotations
@@ -163,19 +163,29 @@ class SklearnTrainer:
 TRAINERS = (ChainruleTrainer, TorchTrainer, SklearnTrainer)
 
 
-def time_config(sizes, X, y, dtype, batch_size, optimizer, epochs, seed=0):
+def time_config(sizes, X, y, dtype, batch_size, optimizer, epochs, seed=0, pause=0.5):
+    """Median seconds per epoch and last loss of each library on one configuration.
+
+    Each library runs in its own block: a pause, one untimed warm-up epoch, then
+    ``epochs`` timed epochs. Taking turns epoch by epoch was tried first and is
+    unfair on 2 cores: OpenBLAS's worker threads (NumPy, scikit-learn) and
+    OpenMP's (torch) keep spinning for a while after their last call and steal the
+    cores of whichever library runs next (torch lost up to 2x that way). The pause
+    lets them go to sleep.
+    """
     lr = {"sgd": 0.05, "adam": 1e-3}[optimizer]
-    trainers = [cls(sizes, X, y, dtype, batch_size, optimizer, lr, seed) for cls in TRAINERS]
-    for t in trainers:            # warm-up: first-call allocations, lazy inits
-        t.epoch()
-    times = {t.name: [] for t in trainers}
-    for _ in range(epochs):
-        for t in trainers:
+    medians, losses = {}, {}
+    for cls in TRAINERS:
+        trainer = cls(sizes, X, y, dtype, batch_size, optimizer, lr, seed)
+        time.sleep(pause)
+        trainer.epoch()           # warm-up: first-call allocations, lazy inits
+        times = []
+        for _ in range(epochs):
             start = time.perf_counter()
-            t.epoch()
-            times[t.name].append(time.perf_counter() - start)
-    medians = {k: statistics.median(v) for k, v in times.items()}
-    losses = {t.name: t.last_loss for t in trainers}
+            trainer.epoch()
+            times.append(time.perf_counter() - start)
+        medians[cls.name] = statistics.median(times)
+        losses[cls.name] = trainer.last_loss
     return medians, losses
 
 
