@@ -719,7 +719,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
                 if is_classifier:
                     n_correct += int(np.count_nonzero(logits.argmax(axis=1) == labels[idx]))
                 for relu, w in relu_pairs:
-                    active = (relu.cache > 0).any(axis=0)
+                    active = relu.cache.any(axis=0)  # ReLU caches the mask inputs > 0
                     alive[w] = active if alive[w] is None else (alive[w] | active)
 
                 # update: keep the old values, then step in place
