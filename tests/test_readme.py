@@ -57,8 +57,10 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
     blocks = _python_blocks()
     assert len(blocks) >= 5
     monkeypatch.chdir(tmp_path)
+    # One namespace for all blocks: the README reads as one session, top to bottom.
+    namespace = {"__name__": "readme_example"}
     for block in blocks:
-        exec(compile(block, "README.md", "exec"), {"__name__": "readme_example"})
+        exec(compile(block, "README.md", "exec"), namespace)
     out = capsys.readouterr().out
     # The figures the README states in its comments are the ones printed.
     assert "0.953" in out
