@@ -127,3 +127,32 @@ def test_default_recipe_reaches_98_percent_on_the_homework_split(capsys):
     assert status == 0, err
     acc = float(re.search(r"test accuracy = ([\d.]+)", out).group(1))
     assert acc >= 439 / 450
+
+
+def test_adamw_weight_decay_zero_is_passed_through(capsys):
+    # An explicit 0 must switch AdamW's decoupled decay off, not fall back to its 0.01.
+    status, out, err = run(["train", "--optimizer", "adamw", "--weight-decay", "0",
+                            "--hidden", "8", "--epochs", "1", "--quiet"], capsys)
+    assert status == 0, err
+    assert "AdamW(" in out and "weight_decay=0.0" in out
+    status, out, err = run(["train", "--optimizer", "adamw", "--hidden", "8", "--epochs", "1",
+                            "--quiet"], capsys)
+    assert status == 0, err
+    assert "weight_decay=0.01" in out
+
+
+def test_validation_fraction_leaving_no_training_rows_is_a_usage_error(capsys):
+    status, out, err = run(["train", "--validation-fraction", "0.9999", "--epochs", "1"],
+                           capsys)
+    assert status == 2
+    assert len(err.strip().splitlines()) == 1
+    assert "--validation-fraction 0.9999" in err and "leaves none to train on" in err
+
+
+@pytest.mark.parametrize("flag, value", [("--report-every", "0"), ("--report-every", "-1"),
+                                         ("--epochs", "0"), ("--epochs", "-3")])
+def test_reproduce_flags_must_be_positive(flag, value, capsys):
+    status, out, err = run(["reproduce", flag, value], capsys)
+    assert status == 2
+    assert f"expected a positive integer, got '{value}'" in err
+    assert out == ""

@@ -572,3 +572,66 @@ def test_checkpoint_file_layout(tmp_path):
         list(range(30))
     assert len(meta["history"]["history"]["loss"]) == 2
     assert meta["identity"]["model"]["config"]["layer_sizes"] == [5, 6, 3]
+
+
+# -- found in acceptance review ------------------------------------------------------------
+
+def test_divergence_with_finite_parameters_restores_the_last_ones_with_a_finite_loss():
+    # lr = 1e305 keeps the parameters finite for a step but makes the loss NaN/inf:
+    # what is left must be parameters whose loss is finite, not the exploded ones.
+    X_train, X_test, Y_train, Y_test = load_homework_digits()
+    model = MLP([64, 32, 10], rng=0)
+    seen = [copy_params(model)]
+    with np.errstate(all="ignore"), pytest.raises(TrainingDivergedError):
+        fit(model, X_train, Y_train, optimizer=SGD(lr=1e305), epochs=5, progress=False,
+            callbacks=[lambda e, logs, m: seen.append(copy_params(m))])
+    assert any(params_equal(model.params, s) for s in seen)
+    assert math.isfinite(evaluate(model, X_test, Y_test)["loss"])
+    assert np.isfinite(model.predict_proba(X_test)).all()
+
+
+def test_training_rows_of_zero_total_weight_are_refused_before_training():
+    X, Y = blobs(n=50)
+    sw = np.zeros(50)
+    sw[0] = 1.0
+    model = MLP([5, 4, 3], rng=0)
+    before = copy_params(model)
+    # rng=1 puts row 0 in the validation part, leaving only weight-0 rows to train on.
+    order = np.random.default_rng(1).permutation(50)
+    assert 0 in order[:25]
+    with pytest.raises(ValueError, match="sample_weight of the training rows sums to 0"):
+        fit(model, X, Y, optimizer="sgd", epochs=2, progress=False, validation_fraction=0.5,
+            sample_weight=sw, rng=1)
+    assert params_equal(model.params, before)
+
+
+def test_checkpoint_in_a_missing_directory_is_refused_before_training(tmp_path):
+    X, Y = blobs(n=20)
+    model = MLP([5, 4, 3], rng=0)
+    before = copy_params(model)
+    with pytest.raises(FileNotFoundError, match="checkpoint: the directory .*nodir"):
+        fit(model, X, Y, optimizer="sgd", epochs=2, progress=False,
+            checkpoint=tmp_path / "nodir" / "ck.npz")
+    assert params_equal(model.params, before)
+
+
+def test_resume_refuses_a_changed_learning_rate_schedule(tmp_path):
+    from functools import partial
+
+    from chainrule.optim import cosine_lr
+
+    X, Y = blobs(n=30)
+    path = tmp_path / "ck.npz"
+    schedule = partial(cosine_lr, base_lr=1e-2, total_steps=100)
+    fit(MLP([5, 6, 3], rng=0), X, Y, optimizer=Adam(lr=schedule), epochs=2, batch_size=4,
+        rng=0, checkpoint=path, progress=False)
+    model = MLP([5, 6, 3], rng=0)
+    before = copy_params(model)
+    changed = partial(cosine_lr, base_lr=5.0, total_steps=100)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        fit(model, X, Y, optimizer=Adam(lr=changed), epochs=4, batch_size=4, rng=0,
+            checkpoint=path, resume=True, progress=False)
+    assert params_equal(model.params, before)
+    # The same schedule (a new but equal partial) resumes.
+    fit(model, X, Y, optimizer=Adam(lr=partial(cosine_lr, base_lr=1e-2, total_steps=100)),
+        epochs=4, batch_size=4, rng=0, checkpoint=path, resume=True, progress=False)

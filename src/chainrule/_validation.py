@@ -96,7 +96,8 @@ def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
 
 
 def check_choice(value, name: str, choices) -> str:
-    if value not in choices:
+    """Return ``value`` after checking it is one of ``choices`` (a name, so a string)."""
+    if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
     return value
 

@@ -342,6 +342,17 @@ def _hidden_sizes(text):
     return sizes
 
 
+def _positive_int(text):
+    """argparse type: an integer >= 1 (anything else is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def _batch_size(text):
     if text == "full":
         return None
@@ -384,7 +395,7 @@ def _add_train_parser(sub) -> None:
                     help="cosine: decay to 0 over all steps (default); constant")
     tr.add_argument("--momentum", type=float, default=0.0,
                     help="SGD momentum in [0, 1) (default 0)")
-    tr.add_argument("--weight-decay", type=float, default=0.0, metavar="L2",
+    tr.add_argument("--weight-decay", type=float, default=None, metavar="L2",
                     help="weight decay (L2 for sgd/adam, decoupled for adamw; default 0, "
                          "adamw 0.01)")
     tr.add_argument("--batch-size", type=_batch_size, default=32, metavar="N",
@@ -443,8 +454,8 @@ def _cmd_train(args) -> int:
         return _train_usage_error("--resume needs --checkpoint PATH")
     if args.seed < 0:
         return _train_usage_error(f"--seed must be >= 0, got {args.seed}")
-    opt_kwargs = {"weight_decay": args.weight_decay} if (
-        args.weight_decay or args.optimizer != "adamw") else {}
+    # None means "not given": each optimizer keeps its own default (AdamW's is 0.01).
+    opt_kwargs = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
     if args.optimizer == "sgd":
         opt_kwargs["momentum"] = args.momentum
     elif args.momentum:
@@ -495,6 +506,9 @@ def _cmd_train(args) -> int:
         model = MLP([D, *args.hidden, K], activation=args.activation, dropout=args.dropout,
                     init=args.init or "xavier", rng=gen, dtype=dtype)
     n_fit = X_train.shape[0] - int(np.ceil(args.validation_fraction * X_train.shape[0]))
+    if n_fit < 1:
+        return _train_usage_error(f"--validation-fraction {args.validation_fraction} of "
+                                  f"{X_train.shape[0]} training rows leaves none to train on")
     bs = n_fit if args.batch_size is None else min(args.batch_size, n_fit)
     total_steps = args.epochs * int(np.ceil(n_fit / bs))
     lr = (partial(cosine_lr, base_lr=args.lr, total_steps=total_steps)
@@ -553,8 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the homework's logistic regression and two-layer ReLU network "
                     "with full-batch gradient descent on scikit-learn's digits, printing the "
                     "training logs and test accuracies in the homework's format.")
-    rep.add_argument("--epochs", type=int, default=501, help="gradient steps (default 501)")
-    rep.add_argument("--report-every", type=int, default=50,
+    rep.add_argument("--epochs", type=_positive_int, default=501,
+                     help="gradient steps (default 501)")
+    rep.add_argument("--report-every", type=_positive_int, default=50,
                      help="print the loss every this many steps (default 50)")
     rep.set_defaults(func=_cmd_reproduce)
     _add_train_parser(sub)
@@ -572,6 +587,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # The reader went away (`chainrule ... | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except _USER_ERRORS as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"chainrule {args.command}: error: {message}", file=sys.stderr)

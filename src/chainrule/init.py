@@ -81,6 +81,6 @@ def get_initializer(name):
     """Return the initialiser called ``name`` (or ``name`` itself if it is callable)."""
     if callable(name):
         return name
-    if name not in INITIALIZERS:
+    if not isinstance(name, str) or name not in INITIALIZERS:
         raise ValueError(f"init must be one of {sorted(INITIALIZERS)}, got {name!r}")
     return INITIALIZERS[name]

@@ -173,6 +173,6 @@ def get_loss(name) -> Loss:
     """Return a new loss object for ``name`` (or ``name`` itself if it is a Loss)."""
     if isinstance(name, Loss):
         return name
-    if name not in LOSSES:
+    if not isinstance(name, str) or name not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
     return LOSSES[name]()

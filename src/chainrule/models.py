@@ -48,6 +48,9 @@ class Network:
 
     def __init__(self, layers, params, loss):
         self.layers = list(layers)
+        if not any(names for _, names in self.layers):
+            raise ValueError("layers must include at least one layer with parameters (e.g. "
+                             "an Affine layer), got " + repr([l for l, _ in self.layers]))
         self.params = params
         self.loss = loss
         for i, (layer, names) in enumerate(self.layers):
@@ -300,6 +303,7 @@ class MLP(Network):
         sizes = self._check_sizes(layer_sizes)
         n_hidden = len(sizes) - 2
         if isinstance(activation, str):
+            check_choice(activation, "activation", ACTIVATIONS)
             activations = [activation] * n_hidden
         else:
             activations = list(activation)
@@ -319,6 +323,9 @@ class MLP(Network):
         random = check_rng(rng)
         # Resolved before any weight is drawn: a bad name must not consume random numbers.
         loss_fn = get_loss(loss)
+        if isinstance(loss_fn, CategoricalCrossEntropy) and sizes[-1] < 2:
+            raise ValueError(f"a cross-entropy classifier needs at least 2 outputs (classes), "
+                             f"got layer_sizes {sizes!r}")
 
         self.config = {"layer_sizes": sizes, "activation": activation if isinstance(
             activation, str) else activations, "dropout": dropout,

@@ -235,7 +235,7 @@ def get_optimizer(name, **kwargs) -> Optimizer:
     """Build the optimizer called ``name`` ('sgd', 'adam', 'adamw') with ``kwargs``."""
     if isinstance(name, Optimizer):
         return name
-    if name not in OPTIMIZERS:
+    if not isinstance(name, str) or name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
     return OPTIMIZERS[name](**kwargs)
 

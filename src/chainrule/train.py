@@ -385,6 +385,25 @@ def _json_normal(obj):
     return json.loads(json.dumps(obj))
 
 
+#: Steps at which a learning-rate schedule is sampled to recognise it on resume.
+_SCHEDULE_PROBES = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000,
+                    100_000, 1_000_000)
+
+
+def _schedule_fingerprint(lr):
+    """A schedule is a pure function of the step, so its values at fixed steps tell
+    whether a resumed run uses the same one (a changed ``base_lr`` is caught)."""
+    if not callable(lr):
+        return None
+    values = []
+    for step in _SCHEDULE_PROBES:
+        try:
+            values.append(float(lr(step)))
+        except Exception:  # noqa: BLE001 - a schedule defined on fewer steps
+            values.append(None)
+    return values
+
+
 def _run_identity(model, optimizer, batch_size, shuffle, data_fp, validation, early_stopping):
     """What must match between a checkpoint and the run resuming from it."""
     return _json_normal({
@@ -392,7 +411,7 @@ def _run_identity(model, optimizer, batch_size, shuffle, data_fp, validation, ea
                   "params": {k: [list(p.shape), p.dtype.str] for k, p in model.params.items()}},
         "optimizer": {"class": type(optimizer).__name__,
                       "hyperparameters": optimizer.hyperparameters(),
-                      "lr_schedule": callable(optimizer.lr)},
+                      "lr_schedule": _schedule_fingerprint(optimizer.lr)},
         "batch_size": batch_size, "shuffle": shuffle, "data": data_fp,
         "validation": validation,
         "early_stopping": early_stopping.config() if early_stopping else None,
@@ -507,14 +526,18 @@ def _first_nonfinite_layer(model, X):
 def _diverged(model, X_batch, backup, epoch, step, what):
     bad_params = [k for k, p in model.params.items() if not np.isfinite(p).all()]
     where = _first_nonfinite_layer(model, X_batch)
+    # The parameters now in place are the ones that produced the non-finite value, so
+    # they are not "good" even when finite: put back those from before the previous
+    # update, the last ones whose loss was finite. (The optimizer's running state is
+    # not rolled back; build a new optimizer before training again.)
+    for k, p in model.params.items():
+        p[...] = backup[k]
     if bad_params:
-        # The previous update produced inf/nan; put back the values from before it.
-        for k, p in model.params.items():
-            p[...] = backup[k]
         restored = ("the parameters were restored to their values before the previous "
                     f"update (which made {', '.join(bad_params)} non-finite)")
     else:
-        restored = "the failing update was not applied; the parameters are the last finite ones"
+        restored = ("the parameters were restored to their values before the previous "
+                    "update, the last ones whose loss was finite")
     raise TrainingDivergedError(
         f"training diverged at epoch {epoch}, batch {step}: {what}; values first became "
         f"non-finite in {where}. {restored[0].upper() + restored[1:]}. Try a smaller "
@@ -636,6 +659,13 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         raise TypeError(f"checkpoint must be a file path, got {type(checkpoint).__name__}")
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=path (the file to resume from)")
+    if checkpoint is not None:
+        # Found now, not after the first epoch has already changed the parameters.
+        folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"checkpoint: the directory {folder!r} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"checkpoint: the directory {folder!r} is not writable")
 
     # Everything the run draws from; their states go into checkpoints.
     gens = _generators(random, model)
@@ -660,6 +690,10 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         X, Y = X[train_idx], Y[train_idx]
         if sample_weight is not None:
             sample_weight = sample_weight[train_idx]
+
+    if sample_weight is not None and not sample_weight.sum() > 0:
+        raise ValueError("sample_weight of the training rows sums to 0 (after the "
+                         "validation_fraction split): there is nothing to train on")
 
     # ---- 3. Run state: History and early-stopping bookkeeping (or a checkpoint's) ------
     history = History() if loaded is None else loaded["history"]
