@@ -373,3 +373,45 @@ def test_gradcheck_arguments():
         check_gradients(model, np.ones((2, 3)), np.eye(2), sample=0)
     with pytest.raises(ValueError, match=r"X has 4 features but the model expects 3"):
         check_gradients(model, np.ones((2, 4)), np.eye(2))
+
+
+# -- found in acceptance review ------------------------------------------------------------
+def test_accuracy_refuses_different_class_counts():
+    with pytest.raises(ValueError, match=r"same number of columns \(classes\), got shapes "
+                                         r"\(3, 3\) and \(3, 4\)"):
+        accuracy(np.eye(3), np.eye(4)[:3])
+
+
+def test_float32_model_names_overflow_of_finite_float64_input():
+    model = MLP([3, 4, 2], rng=0, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match=r"X holds values too large for float32: 6 "
+                                             r"entries overflow"):
+            model.predict(np.full((2, 3), 1e39))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(activation="gelu"), "activation must be one of"),
+    (dict(init=["xavier"]), "init must be one of"),
+    (dict(activation=[["relu"]]), "activation must be one of"),
+    (dict(loss=["mse"]), "loss must be one of"),
+])
+def test_names_are_checked_whatever_the_depth_or_type(kwargs, match):
+    sizes = [4, 3] if "activation" in kwargs and isinstance(kwargs["activation"], str) \
+        else [4, 5, 3]
+    with pytest.raises(ValueError, match=match):
+        MLP(sizes, rng=0, **kwargs)
+
+
+def test_cross_entropy_needs_two_classes():
+    with pytest.raises(ValueError, match="at least 2 outputs"):
+        LogisticRegression(64, 1)
+    MLP([4, 1], loss="mse", rng=0)  # a single regression output is fine
+
+
+def test_network_needs_a_layer_with_parameters():
+    from chainrule.models import Network
+
+    with pytest.raises(ValueError, match="at least one layer with parameters"):
+        Network([], {}, CategoricalCrossEntropy())

@@ -143,6 +143,35 @@ def test_cross_entropy_warns_on_probabilities():
         CategoricalCrossEntropy().forward(np.array([[2.0, -1.0, 0.5], [0.1, 3.0, -2.0]]), Y)
 
 
+def test_cross_entropy_warns_on_probabilities_inside_a_network():
+    # The mistake the guard is for: a softmax layer placed before the fused loss. The
+    # network turns the loss's input checks off, but the guard must still speak.
+    from chainrule.functional import softmax
+    from chainrule.layers import Affine, Layer
+    from chainrule.models import Network
+    from chainrule.train import fit
+
+    class Softmax(Layer):
+        def forward(self, inputs):
+            self.cache = softmax(inputs, axis=1)
+            return self.cache
+
+        def backward(self, d_out):
+            s = self.cache
+            return s * (d_out - (d_out * s).sum(axis=1, keepdims=True))
+
+    def network():
+        params = {"W": np.full((3, 2), 0.1), "b": np.zeros(2)}
+        return Network([(Affine(), ("W", "b")), (Softmax(), ())], params,
+                       CategoricalCrossEntropy())
+
+    X, Y = np.ones((4, 3)), np.eye(2)[[0, 1, 0, 1]]
+    with pytest.warns(UserWarning, match="probabilities"):
+        network().loss_and_grads(X, Y)
+    with pytest.warns(UserWarning, match="probabilities"):
+        fit(network(), X, Y, optimizer="sgd", epochs=1, progress=False)
+
+
 @pytest.mark.parametrize("n, m", [(1, 1), (5, 3), (12, 7)])
 def test_mse_against_torch_and_finite_differences(n, m, rng):
     import torch.nn.functional as F

@@ -30,8 +30,10 @@ def as_float_array(x, name: str, *, ndim: int | None = 2, dtype=None, allow_empt
         raise TypeError(f"{name} must be a numeric array, got an array of dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"{name} must be real-valued, got an array of dtype {arr.dtype}")
+    original = arr
     if dtype is not None:
-        arr = arr.astype(dtype, copy=False)
+        with np.errstate(over="ignore"):  # overflow is reported below, by name
+            arr = arr.astype(dtype, copy=False)
     elif not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float64)
     if ndim is not None and arr.ndim != ndim:
@@ -40,6 +42,11 @@ def as_float_array(x, name: str, *, ndim: int | None = 2, dtype=None, allow_empt
         raise ValueError(f"{name} must not be empty, got shape {_shape_str(arr.shape)}")
     if finite and not np.isfinite(arr).all():
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        if arr is not original and np.issubdtype(original.dtype, np.number) and \
+                np.isfinite(original).all():
+            raise ValueError(f"{name} holds values too large for {arr.dtype}: {bad} entries "
+                             f"overflow to infinity when cast from {original.dtype} (largest "
+                             f"magnitude {float(np.abs(original).max()):.3g})")
         raise ValueError(f"{name} must contain only finite values, got {bad} NaN or infinite "
                          f"entries")
     return arr

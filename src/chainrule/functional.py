@@ -109,6 +109,9 @@ def accuracy(y_true, y_pred) -> float:
     """
     t = np.asarray(y_true)
     p = np.asarray(y_pred)
+    if t.ndim == 2 and p.ndim == 2 and t.shape[1] != p.shape[1]:
+        raise ValueError(f"y_true and y_pred must have the same number of columns (classes), "
+                         f"got shapes {t.shape} and {p.shape}")
     t = t.argmax(axis=1) if t.ndim == 2 else t
     p = p.argmax(axis=1) if p.ndim == 2 else p
     if t.ndim != 1 or p.ndim != 1:

@@ -93,7 +93,9 @@ class CategoricalCrossEntropy(Loss):
         w = self._check_weights(sample_weight, logits.shape[0], logits.dtype)
         if self.validate:
             check_one_hot(labels, "labels")
-            self._warn_if_probabilities(logits)
+        # Outside the validate switch: inside a network is where a stray softmax layer
+        # before this loss would put probabilities.
+        self._warn_if_probabilities(logits)
         labels = labels.astype(logits.dtype, copy=False)
         s, _ = _shifted(logits, axis=1)
         log_probs = s - np.log(np.sum(np.exp(s), axis=1, keepdims=True))
@@ -125,9 +127,10 @@ class CategoricalCrossEntropy(Loss):
         return (probs - labels) * row_weight * d_out, None
 
     def _warn_if_probabilities(self, logits):
-        if self._warned or logits.shape[1] < 2:
+        # Cheapest test first: real logits almost always have a negative entry.
+        if self._warned or logits.shape[1] < 2 or logits.min() < 0:
             return
-        if logits.min() >= 0 and logits.max() <= 1 and np.allclose(logits.sum(axis=1), 1.0):
+        if logits.max() <= 1 and np.allclose(logits.sum(axis=1), 1.0):
             self._warned = True
             warnings.warn("CategoricalCrossEntropy got rows that lie in [0, 1] and sum to 1; "
                           "it expects raw logits (it applies softmax itself), not "
