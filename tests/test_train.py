@@ -635,3 +635,117 @@ def test_resume_refuses_a_changed_learning_rate_schedule(tmp_path):
     # The same schedule (a new but equal partial) resumes.
     fit(model, X, Y, optimizer=Adam(lr=partial(cosine_lr, base_lr=1e-2, total_steps=100)),
         epochs=4, batch_size=4, rng=0, checkpoint=path, resume=True, progress=False)
+
+
+# -- second acceptance review: checkpoints are checked like model files --------------------
+
+def _tampered_checkpoint(tmp_path, change):
+    """A real checkpoint (3 epochs of Adam, validation split, early stopping), rewritten
+    by ``change(arrays, meta)`` with a valid checksum, as a hand-edited file would be."""
+    from chainrule._fileformat import read_archive
+
+    X, Y, model = _resume_setup()
+    path = tmp_path / "ck.npz"
+    fit(model, X, Y, optimizer=Adam(lr=1e-2), rng=np.random.default_rng(5), checkpoint=path,
+        **_fit_args(3))
+    arrays, meta = read_archive(path)
+    change(arrays, meta)
+    write_archive(path, arrays, meta)
+    return path
+
+
+def _resume_tampered(path):
+    from chainrule._fileformat import ModelFileError
+
+    X, Y, model = _resume_setup()
+    opt = Adam(lr=1e-2)
+    gen = np.random.default_rng(5)
+    before, gen_before = copy_params(model), copy.deepcopy(gen.bit_generator.state)
+    with pytest.raises(ModelFileError) as info:
+        fit(model, X, Y, optimizer=opt, rng=gen, checkpoint=path, resume=True,
+            **_fit_args(6))
+    # Nothing was touched: parameters, optimizer, generator.
+    assert params_equal(model.params, before)
+    assert opt.steps == 0 and opt.state == {}
+    assert gen.bit_generator.state == gen_before
+    assert str(path) in str(info.value)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("change, fragments", [
+    (lambda a, m: a.pop("params/W2"), ["arrays ['params/W2'] are missing"]),
+    (lambda a, m: a.__setitem__("params/W2", np.zeros((3, 3))),
+     ["'params/W2' has shape (3, 3), expected (12, 8)"]),
+    (lambda a, m: a.__setitem__("params/W1", a["params/W1"].astype(np.float32)),
+     ["'params/W1' has dtype float32, expected float64"]),
+    (lambda a, m: a.__setitem__("optim/state/W1/m", np.zeros((5, 12))),
+     ["unexpected arrays ['optim/state/W1/m']"]),
+    (lambda a, m: a.pop("optim/state/b3/exp_avg_sq"),
+     ["arrays ['optim/state/b3/exp_avg_sq'] are missing"]),
+    (lambda a, m: a.__setitem__("optim/state/W3/exp_avg", np.zeros((3, 8))),
+     ["'optim/state/W3/exp_avg' has shape (3, 8), expected (8, 3)"]),
+    (lambda a, m: a.__setitem__("split/val", a["split/train"][:9]),
+     ["not a split of the 45 rows"]),
+    (lambda a, m: m.pop("rngs"), ["metadata keys ['rngs'] are missing"]),
+    (lambda a, m: m.__setitem__("rngs", m["rngs"][:1]), ["'rngs' must be a list of 3"]),
+    (lambda a, m: m["rngs"][1].__setitem__("bit_generator", "MT19937"), ["rngs[1]"]),
+    (lambda a, m: m.__setitem__("epoch", "3"), ["'epoch' must be an int >= 0, got '3'"]),
+    (lambda a, m: m.__setitem__("optimizer_steps", -1), ["'optimizer_steps' must be"]),
+    (lambda a, m: m["history"]["history"]["loss"].pop(), ["history['loss'] has 2 entries"]),
+    (lambda a, m: m.__setitem__("stopper", {}), ["'stopper' must be a dict"]),
+    (lambda a, m: m.__setitem__("extra", 1), ["unexpected metadata keys ['extra']"]),
+])
+def test_resume_refuses_a_damaged_checkpoint_before_changing_anything(tmp_path, change,
+                                                                      fragments):
+    message = _resume_tampered(_tampered_checkpoint(tmp_path, change))
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_resume_reports_every_problem_of_a_checkpoint_at_once(tmp_path):
+    def change(arrays, meta):
+        arrays.pop("params/b1")
+        arrays["params/W2"] = np.zeros((3, 3))
+        arrays["junk"] = np.zeros(2)
+
+    message = _resume_tampered(_tampered_checkpoint(tmp_path, change))
+    assert "['params/b1'] are missing" in message and "['junk']" in message
+    assert "'params/W2' has shape (3, 3)" in message
+
+
+def test_the_untampered_checkpoint_of_the_damage_tests_resumes(tmp_path):
+    # The damage tests above fail for the damage, not because the base file is refused.
+    path = _tampered_checkpoint(tmp_path, lambda a, m: None)
+    X, Y, model = _resume_setup()
+    h = fit(model, X, Y, optimizer=Adam(lr=1e-2), rng=np.random.default_rng(5),
+            checkpoint=path, resume=True, **_fit_args(6))
+    assert h.epochs == 6
+
+
+def test_resume_with_fewer_epochs_than_the_checkpoint_is_refused(tmp_path):
+    X, Y = blobs(n=30)
+    path = tmp_path / "ck.npz"
+    fit(MLP([5, 6, 3], rng=0), X, Y, optimizer="adam", epochs=6, batch_size=10, rng=0,
+        checkpoint=path, progress=False)
+    model = MLP([5, 6, 3], rng=0)
+    before = copy_params(model)
+    with pytest.raises(ValueError, match=r"epochs=2 is fewer than the 6 epochs already done"):
+        fit(model, X, Y, optimizer="adam", epochs=2, batch_size=10, rng=0, checkpoint=path,
+            resume=True, progress=False)
+    assert params_equal(model.params, before)
+
+
+def test_history_keeps_its_key_order_through_sorted_json_and_resume(tmp_path):
+    X, Y = blobs(n=30)
+    h = fit(MLP([5, 6, 3], rng=0), X, Y, optimizer="adam", epochs=2, rng=0,
+            validation_fraction=0.2, progress=False)
+    order = ["loss", "accuracy", "val_loss", "val_accuracy", "lr", "time"]
+    assert list(h.history) == order
+    again = History.from_dict(json.loads(json.dumps(h.as_dict(), sort_keys=True)))
+    assert list(again.history) == order
+    path = tmp_path / "ck.npz"
+    fit(MLP([5, 6, 3], rng=0), X, Y, optimizer="adam", epochs=2, rng=0,
+        validation_fraction=0.2, checkpoint=path, progress=False)
+    resumed = fit(MLP([5, 6, 3], rng=0), X, Y, optimizer="adam", epochs=3, rng=0,
+                  validation_fraction=0.2, checkpoint=path, resume=True, progress=False)
+    assert list(resumed.history) == order

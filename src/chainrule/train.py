@@ -72,7 +72,7 @@ import time
 
 import numpy as np
 
-from ._fileformat import read_archive, write_archive
+from ._fileformat import ModelFileError, read_archive, write_archive
 from ._validation import (check_choice, check_in_interval, check_positive_float,
                           check_positive_int, check_rng)
 from .layers import Affine, ReLU
@@ -84,6 +84,8 @@ __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError
 
 _CHECKPOINT_KIND = "chainrule.checkpoint"
 _MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+#: The History keys fit records, in the order it records them.
+_HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -204,9 +206,17 @@ class History:
 
     @classmethod
     def from_dict(cls, data: dict) -> History:
-        """Rebuild a History from :meth:`as_dict` output."""
+        """Rebuild a History from :meth:`as_dict` output.
+
+        The keys come back in the order :func:`fit` records them (``loss``,
+        ``accuracy``, ``val_loss``, ``val_accuracy``, ``lr``, ``time``, then any
+        others as given), even after a trip through JSON written with sorted keys.
+        """
         h = cls()
-        h.history = {k: list(v) for k, v in data["history"].items()}
+        recorded = data["history"]
+        order = [k for k in _HISTORY_KEYS if k in recorded]
+        order += [k for k in recorded if k not in order]
+        h.history = {k: list(recorded[k]) for k in order}
         h.diagnostics = copy.deepcopy(list(data["diagnostics"]))
         h.best_epoch = data.get("best_epoch")
         h.stop_reason = data.get("stop_reason")
@@ -467,27 +477,169 @@ def _write_checkpoint(path, snap, history, identity, split):
     write_archive(path, arrays, meta)
 
 
-def _read_checkpoint(path, identity, model):
-    """Load and check a checkpoint; raise before anything is changed."""
+_CHECKPOINT_META = {"kind", "epoch", "optimizer_steps", "rngs", "history", "stopper",
+                    "identity"}
+_STOP_REASONS = (None, "early_stopping", "callback")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _expected_optimizer_arrays(optimizer, model) -> dict:
+    """``{array name: (shape, dtype)}`` of the optimizer state a checkpoint holds after
+    at least one step, found by stepping a blank copy of the optimizer once on zeros
+    (state is created lazily, and its layout differs between optimizers)."""
+    probe = copy.copy(optimizer)
+    probe.state, probe.steps = {}, 0
+    zeros = {k: np.zeros_like(p) for k, p in model.params.items()}
+    probe.step({k: z.copy() for k, z in zeros.items()}, zeros)
+    return {f"optim/state/{name}/{key}": (np.shape(v), np.asarray(v).dtype)
+            for name, st in probe.state.items() for key, v in st.items()}
+
+
+def _check_checkpoint(arrays, meta, model, optimizer, gens, n_rows, n_val) -> list:
+    """Every way ``arrays`` and ``meta`` differ from a checkpoint of this run, as text.
+
+    The checksum only proves the file is what some writer wrote; this proves it is
+    what :func:`_write_checkpoint` would write for this model, optimizer and data, so
+    that restoring it can neither fail half-way nor carry foreign entries along.
+    """
+    problems = []
+    missing_meta = sorted(_CHECKPOINT_META - set(meta))
+    extra_meta = sorted(set(meta) - _CHECKPOINT_META)
+    if missing_meta:
+        problems.append(f"metadata keys {missing_meta} are missing")
+    if extra_meta:
+        problems.append(f"unexpected metadata keys {extra_meta}")
+
+    epoch = meta.get("epoch")
+    if not (_is_int(epoch) and epoch >= 0):
+        problems.append(f"metadata 'epoch' must be an int >= 0, got {epoch!r}")
+        epoch = None
+    steps = meta.get("optimizer_steps")
+    if not (_is_int(steps) and steps >= 0):
+        problems.append(f"metadata 'optimizer_steps' must be an int >= 0, got {steps!r}")
+        steps = None
+
+    history = meta.get("history")
+    if not (isinstance(history, dict) and isinstance(history.get("history"), dict)
+            and isinstance(history.get("diagnostics"), list)):
+        problems.append("metadata 'history' must be a dict with a 'history' dict and a "
+                        "'diagnostics' list")
+    else:
+        unknown = sorted(set(history["history"]) - set(_HISTORY_KEYS))
+        if unknown:
+            problems.append(f"metadata 'history' has unknown keys {unknown}")
+        for key, values in history["history"].items():
+            if not (isinstance(values, list) and all(_is_real(v) for v in values)):
+                problems.append(f"history[{key!r}] must be a list of numbers")
+            elif epoch is not None and len(values) != epoch:
+                problems.append(f"history[{key!r}] has {len(values)} entries for {epoch} "
+                                f"epochs")
+        if epoch is not None and len(history["diagnostics"]) != epoch:
+            problems.append(f"the history holds {len(history['diagnostics'])} diagnostics "
+                            f"entries for {epoch} epochs")
+        if epoch and "loss" not in history["history"]:
+            problems.append("the history has no 'loss' entries")
+        if history.get("stop_reason") not in _STOP_REASONS:
+            problems.append(f"history stop_reason {history.get('stop_reason')!r} is not one "
+                            f"of {list(_STOP_REASONS)}")
+        best_epoch = history.get("best_epoch")
+        if best_epoch is not None and not _is_int(best_epoch):
+            problems.append(f"history best_epoch must be an int or null, got {best_epoch!r}")
+
+    stopper = meta.get("stopper")
+    if not (isinstance(stopper, dict) and set(stopper) == {"best", "best_epoch", "wait"}):
+        problems.append("metadata 'stopper' must be a dict with keys 'best', 'best_epoch' "
+                        "and 'wait'")
+    elif not ((stopper["best"] is None or _is_real(stopper["best"]))
+              and (stopper["best_epoch"] is None or _is_int(stopper["best_epoch"]))
+              and _is_int(stopper["wait"]) and stopper["wait"] >= 0):
+        problems.append(f"metadata 'stopper' holds values of the wrong type: {stopper!r}")
+
+    rngs = meta.get("rngs")
+    if not isinstance(rngs, list) or len(rngs) != len(gens):
+        problems.append(f"metadata 'rngs' must be a list of {len(gens)} generator states, "
+                        f"got {type(rngs).__name__}"
+                        + (f" of length {len(rngs)}" if isinstance(rngs, list) else ""))
+    else:
+        for i, (r, state) in enumerate(zip(gens, rngs)):
+            try:  # on a copy: the real generators change only once all is checked
+                _set_rng_state(copy.deepcopy(r), state)
+            except Exception as exc:  # noqa: BLE001 - any failure means a bad state
+                problems.append(f"rngs[{i}] is not a state of the run's "
+                                f"{type(r).__name__} ({type(exc).__name__}: {exc})")
+
+    # The arrays: exactly these names, each of the model's shape and dtype.
+    expected = {f"params/{k}": (p.shape, p.dtype) for k, p in model.params.items()}
+    if steps:
+        expected.update(_expected_optimizer_arrays(optimizer, model))
+    best = [f"best/{k}" for k in model.params]
+    if any(name in arrays for name in best):
+        expected.update({f"best/{k}": (p.shape, p.dtype) for k, p in model.params.items()})
+    if n_val is not None:
+        expected["split/train"] = ((n_rows - n_val,), None)
+        expected["split/val"] = ((n_val,), None)
+    missing = sorted(set(expected) - set(arrays))
+    extra = sorted(set(arrays) - set(expected))
+    if missing:
+        problems.append(f"arrays {missing} are missing")
+    if extra:
+        problems.append(f"unexpected arrays {extra}")
+    for name in sorted(set(expected) & set(arrays)):
+        shape, dtype = expected[name]
+        arr = arrays[name]
+        if arr.shape != tuple(shape):
+            problems.append(f"array {name!r} has shape {arr.shape}, expected {tuple(shape)}")
+        if dtype is None:
+            if arr.dtype.kind not in "iu":
+                problems.append(f"array {name!r} has dtype {arr.dtype}, expected integers")
+        elif arr.dtype != dtype:
+            problems.append(f"array {name!r} has dtype {arr.dtype}, expected {dtype}")
+    if n_val is not None and not any("split/" in p for p in problems):
+        both = np.concatenate([arrays["split/train"], arrays["split/val"]])
+        if not np.array_equal(np.sort(both), np.arange(n_rows)):
+            problems.append(f"arrays 'split/train' and 'split/val' are not a split of the "
+                            f"{n_rows} rows")
+    return problems
+
+
+def _read_checkpoint(path, identity, model, optimizer, gens, n_rows, n_val):
+    """Load and check a checkpoint; raise before anything is changed.
+
+    Raises ``ModelFileError`` (a ``ValueError``) naming the file and every entry that
+    is missing, unexpected or of the wrong shape, dtype or type, and ``ValueError``
+    for a checkpoint of another run.
+    """
+    name = os.fspath(path)
     arrays, meta = read_archive(path)
     if meta.get("kind") != _CHECKPOINT_KIND:
-        raise ValueError(f"checkpoint {os.fspath(path)!r} is not a training checkpoint (kind "
+        raise ValueError(f"checkpoint {name!r} is not a training checkpoint (kind "
                          f"{meta.get('kind')!r}); a model saved with chainrule.io cannot be "
                          f"resumed")
-    if meta["identity"] != identity:
-        raise ValueError(f"checkpoint {os.fspath(path)!r} belongs to a different run and "
+    if meta.get("identity") != identity:
+        raise ValueError(f"checkpoint {name!r} belongs to a different run and "
                          f"cannot be resumed: "
-                         f"{_describe_mismatch(meta['identity'], identity)}")
+                         f"{_describe_mismatch(meta.get('identity'), identity)}")
+    problems = _check_checkpoint(arrays, meta, model, optimizer, gens, n_rows, n_val)
+    if problems:
+        raise ModelFileError(f"checkpoint {name!r} cannot be resumed, it does not hold the "
+                             f"state of this run: " + "; ".join(problems))
     state: dict = {}
     for key, value in arrays.items():
         if key.startswith("optim/state/"):
-            name, sub = key[len("optim/state/"):].rsplit("/", 1)
-            state.setdefault(name, {})[sub] = value
+            pname, sub = key[len("optim/state/"):].rsplit("/", 1)
+            state.setdefault(pname, {})[sub] = value
     params = {k: arrays[f"params/{k}"] for k in model.params}
-    best = {k: arrays[f"best/{k}"] for k in model.params} if f"best/{next(iter(model.params))}" \
-        in arrays else None
+    best = ({k: arrays[f"best/{k}"] for k in model.params}
+            if f"best/{next(iter(model.params))}" in arrays else None)
     stopper = dict(meta["stopper"], best_params=best)
-    split = (arrays["split/train"], arrays["split/val"]) if "split/train" in arrays else None
+    split = (arrays["split/train"], arrays["split/val"]) if n_val is not None else None
     snap = {"epoch": meta["epoch"], "params": params,
             "optimizer": {"steps": meta["optimizer_steps"], "state": state},
             "rngs": meta["rngs"], "stopper": stopper}
@@ -587,7 +739,10 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     checkpoint : str or os.PathLike, optional
         Write the state of the run to this file after every epoch.
     resume : bool, default=False
-        Continue from ``checkpoint`` if the file exists.
+        Continue from ``checkpoint`` if the file exists. The file is checked in full
+        first (its arrays against the model's and the optimizer's, its metadata, that
+        it belongs to this run, that ``epochs`` is not below its epoch count), so a bad
+        file raises before anything is changed.
     diagnostics : bool, default=True
         Record per-layer diagnostics every epoch (a few percent of the run time):
         for each Affine weight, ``grad_norm`` (Frobenius norm of its gradient at the
@@ -609,6 +764,10 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     ValueError, TypeError
         For bad arguments or data (feature or class count not matching the model,
         ...), before any parameter changes.
+    chainrule._fileformat.ModelFileError
+        (a ``ValueError``) With ``resume=True``, for a checkpoint that is damaged or
+        does not hold the state of this run: missing, unexpected or misshapen arrays,
+        missing or mistyped metadata. Raised before anything changes.
     """
     # ---- 1. Check every argument before anything changes -----------------------------
     _check_model(model)
@@ -678,7 +837,13 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
                                  stopper_cfg)
     loaded, split = None, None
     if resume and os.path.exists(checkpoint):
-        loaded, split = _read_checkpoint(checkpoint, identity, model)
+        loaded, split = _read_checkpoint(
+            checkpoint, identity, model, optimizer, gens, X.shape[0],
+            n_val if validation_fraction is not None else None)
+        if loaded["epoch"] > epochs:
+            raise ValueError(f"epochs={epochs} is fewer than the {loaded['epoch']} epochs "
+                             f"already done in checkpoint {os.fspath(checkpoint)!r}; give "
+                             f"epochs >= {loaded['epoch']} (the total, not the number to add)")
 
     # ---- 2. The validation split (stored in checkpoints, so a resumed run reuses it) ---
     if validation_fraction is not None:
