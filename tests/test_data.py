@@ -385,3 +385,42 @@ def test_existing_helpers_unchanged():
                                             4, shuffle=False))
     assert [len(b[0]) for b in batches] == [4, 4, 2]
     assert os.path.basename(data.__file__) == "data.py"
+
+
+# -- second acceptance review ------------------------------------------------------------
+
+@pytest.mark.parametrize("code, dims", [
+    (0x08, (2**31, 2**31, 2**31, 2**31, 2)),  # 2**125 values: wraps to 0 in int64
+    (0x0E, (4_000_000_000, 4_000_000_000, 3)),  # 8-byte values: wraps negative in int64
+])
+def test_idx_huge_dimensions_are_refused_by_size_not_overflow(tmp_path, code, dims):
+    header = struct.pack(">HBB", 0, code, len(dims)) + struct.pack(f">{len(dims)}I", *dims)
+    p = write(tmp_path / "huge.idx", header)
+    itemsize = 8 if code == 0x0E else 1
+    need = itemsize
+    for d in dims:  # exact, in Python integers
+        need *= d
+    with pytest.raises(ValueError) as err:
+        load_idx(p)
+    message = str(err.value)
+    assert str(p) in message and "truncated" in message
+    assert f"need {need} bytes" in message
+
+
+def test_iterate_minibatches_checks_its_arguments_when_called():
+    X, Y = np.ones((4, 2)), np.ones((4, 2))
+    # No next(): the call itself must raise.
+    with pytest.raises(ValueError, match="batch_size"):
+        data.iterate_minibatches(X, Y, batch_size=0)
+    with pytest.raises(ValueError, match="rows"):
+        data.iterate_minibatches(X, np.ones((3, 2)), batch_size=2)
+    with pytest.raises(TypeError, match="shuffle"):
+        data.iterate_minibatches(X, Y, batch_size=2, shuffle="yes")
+    with pytest.raises(TypeError, match="rng"):
+        data.iterate_minibatches(X, Y, batch_size=2, rng="seed")
+    # Still lazy and complete: every row exactly once.
+    batches = list(data.iterate_minibatches(np.arange(10.0)[:, None], np.arange(10.0)[:, None],
+                                            3, rng=0))
+    seen = np.concatenate([b[0][:, 0] for b in batches])
+    assert [len(b[0]) for b in batches] == [3, 3, 3, 1]
+    assert sorted(seen.tolist()) == list(range(10))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import math
 import os
 import struct
 import zipfile
@@ -57,7 +58,10 @@ def load_homework_digits():
 
 
 def iterate_minibatches(X, Y, batch_size=None, *, shuffle=True, rng=None):
-    """Yield ``(X_batch, Y_batch)`` pairs covering every row exactly once.
+    """Return an iterator of ``(X_batch, Y_batch)`` pairs covering every row once.
+
+    The arguments are checked when this function is called, not when the first
+    batch is drawn; the permutation is drawn from ``rng`` at the first batch.
 
     Parameters
     ----------
@@ -68,16 +72,29 @@ def iterate_minibatches(X, Y, batch_size=None, *, shuffle=True, rng=None):
         Visit the rows in a fresh random permutation (no replacement).
     rng : None, int or numpy.random.Generator
         Source of the permutation.
+
+    Returns
+    -------
+    iterator of (ndarray, ndarray)
     """
     X = as_float_array(X, "X", ndim=None)
     Y = as_float_array(Y, "Y", ndim=None)
     check_same_rows(X, Y, "X", "Y")
-    n = X.shape[0]
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False, got {type(shuffle).__name__} "
+                        f"{shuffle!r}")
+    random = check_rng(rng)
+    return _minibatches(X, Y, batch_size, random if shuffle else None)
+
+
+def _minibatches(X, Y, batch_size, random):
     if batch_size is None:
         yield X, Y
         return
-    batch_size = check_positive_int(batch_size, "batch_size")
-    order = check_rng(rng).permutation(n) if shuffle else np.arange(n)
+    n = X.shape[0]
+    order = random.permutation(n) if random is not None else np.arange(n)
     for start in range(0, n, batch_size):
         idx = order[start:start + batch_size]
         yield X[idx], Y[idx]
@@ -347,7 +364,8 @@ def _read_idx(path, what):
                          f"{header_len} bytes, the file has {len(data)}")
     dims = struct.unpack(f">{ndim}I", data[4:header_len])
     dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    # Python ints: a product of four 32-bit sizes overflows NumPy's int64.
+    expected = math.prod(dims) * dtype.itemsize
     got = len(data) - header_len
     if got != expected:
         problem = "truncated" if got < expected else "has trailing bytes"
@@ -440,6 +458,32 @@ def _idx_labels_path(images_path):
     return None
 
 
+def _file_kind(path) -> str:
+    """``"csv"``, ``"npz"`` or ``"idx"``: how :func:`load_file` will read ``path``.
+
+    Decided from the name, else from the first bytes. Raises ``FileNotFoundError``
+    for a missing file and ``ValueError`` for a directory or an unknown format.
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise FileNotFoundError(f"{name}: no such file")
+    if os.path.isdir(name):
+        raise ValueError(f"{name}: is a directory, expected a data file")
+    lower = os.path.basename(name).lower()
+    inner = lower[:-3] if lower.endswith(".gz") else lower
+    if inner.endswith(".csv") or inner.endswith(".tsv"):
+        return "csv"
+    if lower.endswith(".npz"):
+        return "npz"
+    if "idx" in inner or inner.endswith((".idx", ".ubyte")) or lower.endswith(".gz"):
+        return "idx"
+    kind = _sniff(name)
+    if kind is None:
+        raise ValueError(f"{name}: cannot tell the file format; expected a .csv, an "
+                         f".npz, or an IDX file (gzipped or not)")
+    return kind
+
+
 def load_file(path, label_column=None, *, labels_path=None, require_labels=True):
     """Load a data file, choosing the loader from the file name.
 
@@ -466,24 +510,9 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True)
     y : ndarray, shape (N,), or None
     """
     name = os.fspath(path)
-    if not os.path.exists(name):
-        raise FileNotFoundError(f"{name}: no such file")
-    if os.path.isdir(name):
-        raise ValueError(f"{name}: is a directory, expected a data file")
+    kind = _file_kind(name)
     lower = os.path.basename(name).lower()
     inner = lower[:-3] if lower.endswith(".gz") else lower
-    if inner.endswith(".csv") or inner.endswith(".tsv"):
-        kind = "csv"
-    elif lower.endswith(".npz"):
-        kind = "npz"
-    elif "idx" in inner or inner.endswith((".idx", ".ubyte")) or lower.endswith(".gz"):
-        kind = "idx"
-    else:
-        kind = _sniff(name)
-        if kind is None:
-            raise ValueError(f"{name}: cannot tell the file format; expected a .csv, an "
-                             f".npz, or an IDX file (gzipped or not)")
-
     if kind == "csv":
         if label_column is None and require_labels:
             raise ValueError(f"{name}: a CSV file needs label_column (the name of the "
