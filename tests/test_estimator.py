@@ -428,3 +428,216 @@ def test_load_refuses_an_inconsistent_estimator_file(tmp_path):
     write_archive(tmp_path / "bad.npz", arrays, meta)
     with pytest.raises(ModelFileError, match="classes_"):
         load(tmp_path / "bad.npz")
+
+
+# A file can be edited and its checksum recomputed (the checksum guards against damage,
+# not against edits), so load cross-checks every fitted attribute against the
+# hyperparameters and the stored network. Each edit below leaves a valid checksum.
+def _set(path):
+    """An edit that sets ``meta['config'][path[0]][path[1]]... = value``."""
+    def edit(value):
+        def apply(arrays, meta):
+            node = meta["config"]
+            for key in path[:-1]:
+                node = node[key]
+            node[path[-1]] = value
+        return apply
+    return edit
+
+
+def _set_array(name, value):
+    def apply(arrays, meta):
+        arrays[name] = value
+    return apply
+
+
+def _drop_array(name):
+    def apply(arrays, meta):
+        del arrays[name]
+    return apply
+
+
+_PARAM = lambda name: _set(["params", name])  # noqa: E731
+_NET = lambda name: _set(["model_", "config", name])  # noqa: E731
+
+CLASSIFIER_EDITS = {
+    "hidden_layer_sizes [7, 7] for one layer of 5": (_PARAM("hidden_layer_sizes")([7, 7]),
+                                                     "hidden_layer_sizes"),
+    "hidden_layer_sizes [6] for one layer of 5": (_PARAM("hidden_layer_sizes")([6]),
+                                                  "hidden_layer_sizes"),
+    "dtype float32 with float64 arrays": (_PARAM("dtype")("float32"), "dtype"),
+    "activation tanh with a relu network": (_PARAM("activation")("tanh"), "activation"),
+    "dropout 0.5 with a network without dropout": (_PARAM("dropout")(0.5), "dropout"),
+    "init he with a xavier network": (_PARAM("init")("he"), "init"),
+    "mse loss inside a classifier": (_NET("loss")("mse"), "loss"),
+    "a missing hyperparameter": (lambda a, m: m["config"]["params"].pop("tol"), "tol"),
+    "an unknown hyperparameter": (_PARAM("colour")("blue"), "colour"),
+    "duplicate classes_": (_set_array("classes_", np.array(["a", "a", "b"])), "classes_"),
+    "unsorted classes_": (_set_array("classes_", np.array([3, 1, 2])), "classes_"),
+    "2-D classes_": (_set_array("classes_", np.array([[0, 1, 2]])), "classes_"),
+    "classes_ shorter than the outputs": (_set_array("classes_", np.array([0, 1])),
+                                          "classes_"),
+    "complex classes_": (_set_array("classes_", np.array([0j, 1j, 2j])), "classes_"),
+    "n_features_in_ 5 for 4 inputs": (_set(["n_features_in_"])(5), "n_features_in_"),
+    "n_features_in_ as a string": (_set(["n_features_in_"])("4"), "n_features_in_"),
+    "n_features_in_ as a float": (_set(["n_features_in_"])(4.0), "n_features_in_"),
+    "three feature names for four inputs": (
+        _set_array("feature_names_in_", np.array(["a", "b", "c"])), "feature_names_in_"),
+    "numeric feature names": (_set_array("feature_names_in_", np.arange(4)),
+                              "feature_names_in_"),
+    "n_iter_ not the length of loss_curve_": (_set(["n_iter_"])(7), "n_iter_"),
+    "negative n_iter_": (_set(["n_iter_"])(-1), "n_iter_"),
+    "loss_ not the last loss": (_set(["loss_"])(123.0), "loss_"),
+    "loss_ a string": (_set(["loss_"])("low"), "loss_"),
+    "loss_curve_ of strings": (_set(["loss_curve_"])(["a", "b", "c"]), "loss_curve_"),
+    "history_ a list in place of the dict": (
+        _set(["history_", "history"])([1]), "history"),
+    "history_ without loss": (_set(["history_", "history"])({"lr": [0.1, 0.1, 0.1]}),
+                              "loss"),
+    "history_ lists of unequal length": (
+        _set(["history_", "history", "lr"])([0.1]), "lr"),
+    "history_ loss not the loss curve": (
+        _set(["history_", "history", "loss"])([9.0, 8.0, 7.0]), "loss_curve_"),
+    "history_ best_epoch out of range": (_set(["history_", "best_epoch"])(3), "best_epoch"),
+    "history_ unknown stop_reason": (_set(["history_", "stop_reason"])("bored"),
+                                     "stop_reason"),
+    "history_ diagnostics not a list": (_set(["history_", "diagnostics"])(5), "diagnostics"),
+    "history_ a number": (_set(["history_"])(5), "history_"),
+    "history_ missing": (lambda a, m: m["config"].pop("history_"), "history_"),
+    "an unexpected config entry": (_set(["extra"])(1), "extra"),
+    "class_weight arrays without a class_weight dict": (
+        _set_array("class_weight_labels", np.array([0])), "class_weight"),
+    "a class_weight dict stored as JSON": (_PARAM("class_weight")({"0": 2.0}),
+                                           "class_weight"),
+}
+
+
+def _edited_file(tmp_path, est, X, y, edit):
+    from chainrule._fileformat import read_archive, write_archive
+    from chainrule.io import save
+
+    est.fit(X, y)
+    save(est, tmp_path / "ok.npz")
+    arrays, meta = read_archive(tmp_path / "ok.npz")
+    edit(arrays, meta)
+    write_archive(tmp_path / "edited.npz", arrays, meta)  # a valid checksum
+    return tmp_path / "edited.npz"
+
+
+def _three_class_frame():
+    import pandas as pd
+
+    X, y = _blobs()
+    return pd.DataFrame(X, columns=["w", "x", "y", "z"]), y
+
+
+@pytest.mark.parametrize("what", list(CLASSIFIER_EDITS))
+def test_load_cross_checks_a_classifier_file(tmp_path, what):
+    from chainrule._fileformat import ModelFileError
+    from chainrule.io import load
+
+    edit, named = CLASSIFIER_EDITS[what]
+    df, y = _three_class_frame()
+    path = _edited_file(tmp_path, _full_batch(hidden_layer_sizes=(5,), epochs=3), df, y, edit)
+    load(tmp_path / "ok.npz")  # the unedited file loads
+    with pytest.raises(ModelFileError, match=named) as info:
+        load(path)
+    assert "edited.npz" in str(info.value)
+
+
+CLASS_WEIGHT_EDITS = {
+    "class_weight labels missing": (_drop_array("class_weight_labels"), "class_weight"),
+    "class_weight values of another length": (
+        _set_array("class_weight_values", np.array([2.0, 3.0])), "class_weight"),
+    "a negative class weight": (_set_array("class_weight_values", np.array([-2.0])),
+                                "class_weight"),
+    "a class weight for a label not in classes_": (
+        _set_array("class_weight_labels", np.array([7])), "class_weight"),
+    "class_weight dict stored as None": (_PARAM("class_weight")(None), "class_weight"),
+}
+
+
+@pytest.mark.parametrize("what", list(CLASS_WEIGHT_EDITS))
+def test_load_cross_checks_a_class_weight_dict(tmp_path, what):
+    from chainrule._fileformat import ModelFileError
+    from chainrule.io import load
+
+    edit, named = CLASS_WEIGHT_EDITS[what]
+    X, y = _blobs()
+    path = _edited_file(tmp_path, _full_batch(hidden_layer_sizes=(5,), epochs=2,
+                                                   class_weight={0: 2.0}),
+                        X, y, edit)
+    assert load(tmp_path / "ok.npz").class_weight == {0: 2.0}
+    with pytest.raises(ModelFileError, match=named):
+        load(path)
+
+
+REGRESSOR_EDITS = {
+    "cross-entropy loss inside a regressor": (_NET("loss")("cross_entropy"), "loss"),
+    "n_outputs_ 3 for two outputs": (_set(["n_outputs_"])(3), "n_outputs_"),
+    "n_outputs_ as a string": (_set(["n_outputs_"])("2"), "n_outputs_"),
+    "1-D predictions from two outputs": (_set(["y_ndim"])(1), "y_ndim"),
+    "y_ndim 3": (_set(["y_ndim"])(3), "y_ndim"),
+    "hidden_layer_sizes () for one hidden layer": (_PARAM("hidden_layer_sizes")([]),
+                                                   "hidden_layer_sizes"),
+}
+
+
+@pytest.mark.parametrize("what", list(REGRESSOR_EDITS))
+def test_load_cross_checks_a_regressor_file(tmp_path, what):
+    from chainrule._fileformat import ModelFileError
+    from chainrule.io import load
+
+    edit, named = REGRESSOR_EDITS[what]
+    X, _ = _blobs()
+    Y = np.column_stack([X[:, 0], X[:, 1]])
+    path = _edited_file(tmp_path, MLPRegressor((5,), epochs=2, batch_size=None,
+                                               random_state=0), X, Y, edit)
+    load(tmp_path / "ok.npz")
+    with pytest.raises(ModelFileError, match=named):
+        load(path)
+
+
+_ODD_VALUES = [None, True, -1, 0, 2.5, "x", [], [1], {}, {"a": 1}]
+
+
+def _leaves(node, path=()):
+    """Every position in a JSON tree (dict keys and list items), leaves and branches."""
+    yield path
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, path + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node[:2]):
+            yield from _leaves(value, path + (i,))
+
+
+def test_any_edit_of_the_config_loads_or_raises_model_file_error(tmp_path):
+    # Whatever a position of the stored JSON is replaced with, load either returns an
+    # estimator or refuses with ModelFileError: no AttributeError, IndexError, ... escapes.
+    import copy
+
+    from chainrule._fileformat import ModelFileError, read_archive, write_archive
+    from chainrule.io import load, save
+
+    X, y = _blobs(n=30)
+    save(_full_batch(hidden_layer_sizes=(3,), epochs=2).fit(X, y), tmp_path / "ok.npz")
+    arrays, meta = read_archive(tmp_path / "ok.npz")
+    positions = [p for p in _leaves(meta["config"]) if p]
+    assert len(positions) > 50
+    refused = 0
+    for position in positions:
+        for value in _ODD_VALUES:
+            edited = copy.deepcopy(meta)
+            node = edited["config"]
+            for key in position[:-1]:
+                node = node[key]
+            node[position[-1]] = value
+            write_archive(tmp_path / "e.npz", arrays, edited)
+            try:
+                load(tmp_path / "e.npz")
+            except ModelFileError:
+                refused += 1
+            except Exception as exc:  # pragma: no cover - the failure being tested
+                pytest.fail(f"config{list(position)} = {value!r}: {type(exc).__name__}: {exc}")
+    assert refused > len(positions)  # most edits are refused

@@ -73,6 +73,7 @@ class _BaseMLP(BaseEstimator):
     }
 
     _loss = None  # 'cross_entropy' or 'mse', set by the subclasses
+    _outputs_name = None  # what sets the network's output width, for messages
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, optimizer="adam",
                  learning_rate=1e-3, batch_size="auto", epochs=200, shuffle=True,
@@ -280,59 +281,194 @@ class _BaseMLP(BaseEstimator):
             arrays["feature_names_in_"] = np.asarray(self.feature_names_in_.tolist(), dtype=str)
         return config, arrays
 
+    _ARCHIVE_KEYS = ("params", "n_features_in_", "n_iter_", "loss_", "loss_curve_",
+                     "history_", "model_")
+
     @classmethod
     def _from_archive_state(cls, config, arrays):
         """Rebuild a fitted estimator from what :meth:`_archive_state` returned.
 
-        Raises ValueError, TypeError or KeyError on anything inconsistent (chainrule.io
-        reports those as ModelFileError naming the file).
+        A file can be edited and its checksum recomputed, so nothing is taken on trust:
+        every fitted attribute is checked against the hyperparameters and the stored
+        network, and the architecture the hyperparameters imply must equal the stored
+        network's. Raises ValueError, TypeError or KeyError on anything inconsistent
+        (chainrule.io reports those as ModelFileError naming the file).
         """
         from .io import _network_from_state
 
-        params = dict(config["params"])
+        if not isinstance(config, dict):
+            raise ValueError(f"the estimator config must be a JSON object, got "
+                             f"{type(config).__name__}")
+        _check_keys("the estimator config", config, cls._ARCHIVE_KEYS + cls._archive_extra_keys)
+        params = config["params"]
+        if not isinstance(params, dict):
+            raise ValueError(f"params must be a JSON object, got {type(params).__name__}")
+        _check_keys("params", params, tuple(cls().get_params(deep=False)))
+        params = dict(params)
         if isinstance(params.get("hidden_layer_sizes"), list):
             params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
         est = cls(**params)
         est._validate_params()
+        hidden = est._hidden_sizes()
+
         known = {"feature_names_in_", *est._extra_array_names()}
         extra = sorted(k for k in arrays if not k.startswith("model_.") and k not in known)
         if extra:
-            raise ValueError(f"unexpected arrays {extra} in an {cls.__name__} file")
+            raise ValueError(f"unexpected arrays {extra} in an {cls.__name__} file (expected "
+                             f"only {sorted(known)} besides the network's model_.*)")
+        n_features = _archive_int(config, "n_features_in_", minimum=1)
+        # classes_ (classifier) or n_outputs_ (regressor): the network's output width.
+        n_outputs = est._restore_extra(config, arrays)
+
+        # The architecture the hyperparameters and fitted sizes imply, worked out
+        # without allocating anything, must be exactly the stored network's.
+        implied = {"class": "MLP", "config": {
+            "layer_sizes": [n_features, *hidden, n_outputs], "activation": est.activation,
+            "dropout": est.dropout, "init": est.init, "dtype": est.dtype, "loss": cls._loss}}
+        stored = config["model_"]
+        if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
+            raise ValueError(f"model_ must be a JSON object with the network's class and "
+                             f"config, got {stored!r}")
+        if stored != implied:
+            raise ValueError(_architecture_mismatch(cls, stored, implied))
         model = _network_from_state(
-            config["model_"], {k[len("model_."):]: v for k, v in arrays.items()
-                               if k.startswith("model_.")})
-        n_features = int(config["n_features_in_"])
-        if model.n_features != n_features:
-            raise ValueError(f"the network takes {model.n_features} features but "
-                             f"n_features_in_ is {n_features}")
+            stored, {k[len("model_."):]: v for k, v in arrays.items()
+                     if k.startswith("model_.")})
         est.model_ = model
         est.n_features_in_ = n_features
         if "feature_names_in_" in arrays:
-            names = np.asarray(arrays["feature_names_in_"].tolist(), dtype=object)
-            if names.shape != (n_features,):
-                raise ValueError(f"feature_names_in_ has shape {names.shape}, expected "
-                                 f"({n_features},)")
-            est.feature_names_in_ = names
-        est.n_iter_ = int(config["n_iter_"])
-        est.loss_ = float(config["loss_"])
-        est.loss_curve_ = [float(v) for v in config["loss_curve_"]]
-        if config.get("history_") is not None:
-            from .train import History
+            names = arrays["feature_names_in_"]
+            if names.dtype.kind != "U" or names.shape != (n_features,):
+                raise ValueError(f"feature_names_in_ must be {n_features} strings (one per "
+                                 f"network input), got an array of dtype {names.dtype} and "
+                                 f"shape {names.shape}")
+            est.feature_names_in_ = np.asarray(names.tolist(), dtype=object)
 
-            est.history_ = History.from_dict(config["history_"])
+        n_iter = _archive_int(config, "n_iter_", minimum=1)
+        curve = config["loss_curve_"]
+        if not isinstance(curve, list) or not all(_is_real(v) for v in curve):
+            raise ValueError(f"loss_curve_ must be a list of numbers, got {curve!r}")
+        if len(curve) != n_iter:
+            raise ValueError(f"n_iter_ is {n_iter} but loss_curve_ holds {len(curve)} "
+                             f"epochs")
+        loss = config["loss_"]
+        if not _is_real(loss) or not _same_floats([loss], curve[-1:]):
+            raise ValueError(f"loss_ must be the last value of loss_curve_ "
+                             f"({curve[-1]!r}), got {loss!r}")
+        est.n_iter_ = n_iter
+        est.loss_ = float(loss)
+        est.loss_curve_ = [float(v) for v in curve]
+        est.history_ = _history_from_archive(config["history_"], est.loss_curve_)
         # partial_fit after loading starts a fresh optimizer (a model file holds no
         # optimizer state; training checkpoints do) and a generator seeded as fit would.
         est._optimizer = est._build_optimizer()
         est._rng = np.random.default_rng(check_random_state(est.random_state)
                                          .randint(np.iinfo(np.int32).max))
-        est._restore_extra(config, arrays)
         return est
+
+    _archive_extra_keys = ()
 
     def _extra_array_names(self):
         return ()
 
     def _restore_extra(self, config, arrays):  # pragma: no cover - overridden
-        pass
+        """Check and set the subclass's fitted attributes; return the network's outputs."""
+        raise NotImplementedError
+
+
+# -- checks for model files --------------------------------------------------------------
+_MISSING = object()
+_STOP_REASONS = (None, "early_stopping", "callback", "interrupted")
+_HISTORY_KEYS = ("history", "diagnostics", "epochs", "best_epoch", "stop_reason")
+
+
+def _is_real(value):
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _is_int(value):
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _same_floats(a, b):
+    """Equal lists of numbers, a NaN equal to a NaN (a diverged epoch records NaN)."""
+    return len(a) == len(b) and np.array_equal(np.asarray(a, dtype=np.float64),
+                                               np.asarray(b, dtype=np.float64), equal_nan=True)
+
+
+def _check_keys(what, mapping, expected):
+    missing = [k for k in expected if k not in mapping]
+    extra = sorted(k for k in mapping if k not in expected)
+    if missing or extra:
+        raise ValueError(f"{what} has missing keys {missing} and unexpected keys {extra}; "
+                         f"expected exactly {list(expected)}")
+
+
+def _architecture_mismatch(cls, stored, implied):
+    """Which entries of the stored network's description differ from the implied one."""
+    if set(stored) != {"class", "config"} or stored["class"] != implied["class"]:
+        return (f"the stored network {sorted(stored)} is not the MLP that an {cls.__name__} "
+                f"holds (class {stored.get('class')!r})")
+    got, want = stored["config"], implied["config"]
+    sources = {"layer_sizes": f"n_features_in_, hidden_layer_sizes and {cls._outputs_name} "
+                              f"make", "loss": f"an {cls.__name__} uses"}
+    differ = [k for k in want if got.get(k, _MISSING) != want[k]]
+    differ += sorted(k for k in got if k not in want)
+    return "the stored network does not match the estimator: " + "; ".join(
+        f"its {k} is {got.get(k, '(missing)')!r} but "
+        f"{sources.get(k, f'the hyperparameter {k} is')} {want.get(k, '(no such entry)')!r}"
+        for k in differ)
+
+
+def _archive_int(config, key, *, minimum):
+    value = config[key]
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _history_from_archive(data, loss_curve):
+    """A :class:`chainrule.train.History` from its stored ``as_dict()`` form, checked:
+    per-epoch lists of numbers of one length, whose ``loss`` is the end of
+    ``loss_curve`` (the History is that of the last fit or partial_fit call)."""
+    from .train import History
+
+    if not isinstance(data, dict):
+        raise ValueError(f"history_ must be a JSON object, got {type(data).__name__}")
+    _check_keys("history_", data, _HISTORY_KEYS)
+    logs = data["history"]
+    if not isinstance(logs, dict):
+        raise ValueError(f"history_['history'] must map names to per-epoch lists, got "
+                         f"{type(logs).__name__}")
+    if "loss" not in logs:
+        raise ValueError(f"history_['history'] has no 'loss' list (keys {sorted(logs)})")
+    epochs = data["epochs"]
+    if not _is_int(epochs) or not 1 <= epochs <= len(loss_curve):
+        raise ValueError(f"history_ epochs must be an integer from 1 to the {len(loss_curve)} "
+                         f"epochs of loss_curve_, got {epochs!r}")
+    for key, values in logs.items():
+        if not isinstance(values, list) or not all(_is_real(v) for v in values):
+            raise ValueError(f"history_ {key!r} must be a list of numbers, got {values!r}")
+        if len(values) != epochs:
+            raise ValueError(f"history_ {key!r} has {len(values)} values for {epochs} epochs")
+    if not _same_floats(logs["loss"], loss_curve[-epochs:]):
+        raise ValueError(f"history_ 'loss' {logs['loss']!r} is not the end of loss_curve_ "
+                         f"{loss_curve!r}")
+    diagnostics = data["diagnostics"]
+    if (not isinstance(diagnostics, list) or len(diagnostics) != epochs
+            or not all(isinstance(d, dict) and all(
+                isinstance(v, dict) and all(v2 is None or _is_real(v2) for v2 in v.values())
+                for v in d.values()) for d in diagnostics)):
+        raise ValueError(f"history_ diagnostics must be a list of {epochs} objects of "
+                         f"per-weight numbers, got {diagnostics!r}")
+    best = data["best_epoch"]
+    if best is not None and (not _is_int(best) or not 0 <= best < epochs):
+        raise ValueError(f"history_ best_epoch must be None or an epoch from 0 to "
+                         f"{epochs - 1}, got {best!r}")
+    if data["stop_reason"] not in _STOP_REASONS:
+        raise ValueError(f"history_ stop_reason must be one of {list(_STOP_REASONS)}, got "
+                         f"{data['stop_reason']!r}")
+    return History.from_dict(data)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -430,6 +566,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _parameter_constraints = {**_BaseMLP._parameter_constraints,
                               "class_weight": [StrOptions({"balanced"}), dict, None]}
     _loss = "cross_entropy"
+    _outputs_name = "len(classes_)"
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, optimizer="adam",
                  learning_rate=1e-3, batch_size="auto", epochs=200, shuffle=True,
@@ -531,24 +668,64 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @classmethod
     def _from_archive_state(cls, config, arrays):
-        config = dict(config, params=dict(config["params"]))
-        if config["params"].get("class_weight") == {"__dict__": True}:
-            labels = arrays["class_weight_labels"].tolist()
-            config["params"]["class_weight"] = dict(
-                zip(labels, arrays["class_weight_values"].tolist()))
-        return super()._from_archive_state(config, arrays)
+        # A class_weight dict travels as two arrays (see _archive_state); take them out
+        # and check them here, and the base class sees a plain dict.
+        if not isinstance(config, dict) or not isinstance(config.get("params"), dict):
+            return super()._from_archive_state(config, arrays)  # which reports it
+        arrays = dict(arrays)
+        stored = {k: arrays.pop(k) for k in _CLASS_WEIGHT_ARRAYS if k in arrays}
+        class_weight = config["params"].get("class_weight")
+        if isinstance(class_weight, dict):
+            if class_weight != {"__dict__": True} or len(stored) != 2:
+                raise ValueError(f"a class_weight dict is stored as the arrays "
+                                 f"{list(_CLASS_WEIGHT_ARRAYS)} with params class_weight "
+                                 f"{{'__dict__': True}}; got class_weight {class_weight!r} and "
+                                 f"arrays {sorted(stored)}")
+            labels, values = (stored[k] for k in _CLASS_WEIGHT_ARRAYS)
+            if (labels.ndim != 1 or values.shape != labels.shape
+                    or labels.dtype.kind not in _LABEL_KINDS or values.dtype.kind != "f"
+                    or not (np.isfinite(values) & (values >= 0)).all()
+                    or np.unique(labels).shape != labels.shape):
+                raise ValueError(f"class_weight needs distinct labels and as many finite "
+                                 f"non-negative float weights, got labels {labels!r} and "
+                                 f"weights {values!r}")
+            config = dict(config, params=dict(
+                config["params"], class_weight=dict(zip(labels.tolist(), values.tolist()))))
+        elif stored:
+            raise ValueError(f"the file holds class_weight arrays {sorted(stored)} but "
+                             f"class_weight is {class_weight!r}, not a dict")
+        est = super()._from_archive_state(config, arrays)
+        if isinstance(est.class_weight, dict):
+            unknown = [k for k in est.class_weight if k not in set(est.classes_.tolist())]
+            if unknown:
+                raise ValueError(f"class_weight has labels {unknown!r} that are not in "
+                                 f"classes_ {est.classes_.tolist()!r}")
+        return est
 
     def _extra_array_names(self):
-        return ("classes_", "class_weight_labels", "class_weight_values")
+        return ("classes_",)
 
     def _restore_extra(self, config, arrays):
+        if "classes_" not in arrays:
+            raise ValueError("the file has no classes_ array")
         classes = arrays["classes_"]
-        if classes.ndim != 1 or classes.shape[0] != self.model_.n_outputs:
-            raise ValueError(f"classes_ has shape {classes.shape} but the network has "
-                             f"{self.model_.n_outputs} outputs")
+        if (classes.ndim != 1 or classes.shape[0] < 2
+                or classes.dtype.kind not in _LABEL_KINDS):
+            raise ValueError(f"classes_ must be a 1-D array of at least 2 labels (strings, "
+                             f"integers, floats or booleans), got dtype {classes.dtype} and "
+                             f"shape {classes.shape}")
+        if not np.array_equal(np.unique(classes), classes):
+            # predict maps column k to classes_[k] and fitting uses searchsorted: both
+            # need the sorted, distinct labels np.unique gives.
+            raise ValueError(f"classes_ must be sorted and distinct, got {classes.tolist()!r}")
         # Strings come back as a fixed-width unicode array; scikit-learn keeps string
         # labels as Python objects, so predictions are plain str objects again.
         self.classes_ = classes.astype(object) if classes.dtype.kind == "U" else classes
+        return classes.shape[0]
+
+
+_CLASS_WEIGHT_ARRAYS = ("class_weight_labels", "class_weight_values")
+_LABEL_KINDS = "USiufb"
 
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
@@ -581,6 +758,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """
 
     _loss = "mse"
+    _outputs_name = "n_outputs_"
+    _archive_extra_keys = ("n_outputs_", "y_ndim")
 
     def _validate_y(self, X, y, *, reset, classes=None, dtype):
         X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True,
@@ -629,8 +808,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return config
 
     def _restore_extra(self, config, arrays):
-        self.n_outputs_ = int(config["n_outputs_"])
-        self._y_ndim = int(config["y_ndim"])
-        if self.n_outputs_ != self.model_.n_outputs or self._y_ndim not in (1, 2):
-            raise ValueError(f"n_outputs_={self.n_outputs_} and y_ndim={self._y_ndim} do not "
-                             f"match a network with {self.model_.n_outputs} outputs")
+        n_outputs = _archive_int(config, "n_outputs_", minimum=1)
+        y_ndim = config["y_ndim"]
+        if not _is_int(y_ndim) or y_ndim not in (1, 2) or (y_ndim == 1 and n_outputs != 1):
+            raise ValueError(f"y_ndim must be 1 (one output, predict returns shape (N,)) or "
+                             f"2, got y_ndim={y_ndim!r} with n_outputs_={n_outputs}")
+        self.n_outputs_, self._y_ndim = n_outputs, int(y_ndim)
+        return n_outputs
