@@ -427,3 +427,18 @@ def test_failed_first_write_creates_nothing(tmp_path, monkeypatch):
 def test_missing_directory_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="directory .*no-such-dir.* does not exist"):
         write_archive(tmp_path / "no-such-dir" / "m.npz", {"W": np.zeros(2)}, {})
+
+
+def test_a_directory_destination_is_refused_before_a_temporary_file_exists(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "keep.txt").write_text("x")
+    for write in (lambda: write_archive(target, {"a": np.zeros(2)}, {}),
+                  lambda: _fileformat.atomic_write(target, lambda fh: fh.write(b"x"))):
+        with pytest.raises(IsADirectoryError) as err:
+            write()
+        message = str(err.value)
+        assert str(target) in message and "is a directory" in message
+        assert ".tmp" not in message  # not the name of a temporary file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert [p.name for p in target.iterdir()] == ["keep.txt"]

@@ -182,8 +182,15 @@ def atomic_write(path, write) -> None:
     Windows); then the directory is ``fsync``-ed so the rename survives a power cut.
     If anything fails (``KeyboardInterrupt`` included) the temporary file is removed
     and ``path`` keeps its old content. Used for ONNX files too.
+
+    Raises ``IsADirectoryError`` when ``path`` is a directory and
+    ``FileNotFoundError`` when its directory does not exist, before writing anything.
     """
     path = _check_path(path)
+    if os.path.isdir(path):
+        # Found now: os.replace would fail later naming the temporary file instead.
+        raise IsADirectoryError(f"cannot write {path!r}: it is a directory; give a file "
+                                f"name")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not "
