@@ -45,9 +45,44 @@ def test_plot_history_png_and_curves(tmp_path):
     curves = {line.get_label(): np.asarray(line.get_ydata()).tolist() for line in loss_ax.lines}
     assert curves["training loss"] == LOGS["loss"]
     assert curves["validation loss"] == LOGS["val_loss"]
-    assert np.asarray(loss_ax.lines[0].get_xdata()).tolist() == [1, 2, 3, 4]
+    # Epochs count from 0, as History and the training log do; the best-epoch line
+    # sits at history.best_epoch itself.
+    assert np.asarray(loss_ax.lines[0].get_xdata()).tolist() == [0, 1, 2, 3]
+    best_line = [line for line in loss_ax.lines if line.get_label() == "best epoch"]
+    assert np.asarray(best_line[0].get_xdata()).tolist() == [2, 2]
     acc = {line.get_label(): np.asarray(line.get_ydata()).tolist() for line in acc_ax.lines}
     assert acc["validation accuracy"] == LOGS["val_accuracy"]
+
+
+def _tick_labels(axis, which):
+    get = axis.get_xticklabels if which == "x" else axis.get_yticklabels
+    return [t.get_text() for minor in (False, True) for t in get(minor=minor) if t.get_text()]
+
+
+def _as_number(text):
+    return float(text.replace("\N{MINUS SIGN}", "-"))
+
+
+def test_plot_history_ticks_are_plain_numbers_and_whole_epochs(tmp_path):
+    # Four epochs: matplotlib's default locator would put ticks at 0, 0.5, 1, 1.5, ...
+    logs = {"loss": [1.0, 0.8, 0.6, 0.5], "accuracy": [0.5, 0.6, 0.8, 0.9]}
+    fig = plot_history(logs, path=tmp_path / "narrow.png")  # the save draws the ticks
+    loss_ax, acc_ax = fig.axes
+    for ax in (loss_ax, acc_ax):
+        epochs = [_as_number(t) for t in _tick_labels(ax, "x")]
+        assert epochs and all(e == int(e) for e in epochs)
+    # A loss falling by less than 10x has no decade on a log axis: the axis is linear
+    # and its labels are plain numbers (not 6x10^-1).
+    assert loss_ax.get_yscale() == "linear"
+    assert len([_as_number(t) for t in _tick_labels(loss_ax, "y")]) >= 3
+
+    wide = {"loss": [2.3, 0.5, 0.1, 0.02], "val_loss": [2.2, 0.6, 0.2, 0.1]}
+    fig = plot_history(wide, path=tmp_path / "wide.png")
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    labels = _tick_labels(ax, "y")
+    values = [_as_number(t) for t in labels]  # 0.02, 0.05, 0.1, ... never 10^-1
+    assert {0.05, 0.1, 0.2, 0.5, 1.0} <= set(values)
 
 
 def test_plot_history_loss_only_and_given_axes(tmp_path):
@@ -110,6 +145,27 @@ def test_plot_first_layer_weights_rejects_non_images():
         plot_first_layer_weights(MLP([10, 4, 2], rng=0), image_shape=(3, 3))
     with pytest.raises(TypeError, match="Network"):
         plot_first_layer_weights(object())
+    with pytest.raises(TypeError, match="Network"):
+        plot_first_layer_weights(np.zeros((64, 3)))
     # max_units limits the drawn tiles.
     fig = plot_first_layer_weights(MLP([64, 20, 2], rng=0), max_units=4)
     assert len([ax for ax in fig.axes if ax.images]) == 4
+
+
+def test_plot_first_layer_weights_of_a_fitted_estimator(tmp_path):
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import NotFittedError
+
+    from chainrule.estimator import MLPClassifier
+
+    X, y = load_digits(return_X_y=True)
+    clf = MLPClassifier((6,), epochs=2, random_state=0)
+    with pytest.raises(NotFittedError, match="not fitted"):
+        plot_first_layer_weights(clf)
+    clf.fit(X[:200] / 16, y[:200])
+    fig = plot_first_layer_weights(clf, path=tmp_path / "w.png")
+    check_png(tmp_path / "w.png")
+    tiles = [ax for ax in fig.axes if ax.images]
+    assert len(tiles) == 6
+    np.testing.assert_array_equal(tiles[4].images[0].get_array(),
+                                  clf.model_.params["W1"][:, 4].reshape(8, 8))

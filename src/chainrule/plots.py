@@ -53,6 +53,22 @@ def _history_dict(history):
     return logs
 
 
+def _loss_scale(axis, values):
+    """A log scale when the loss falls by more than a factor 10, with plain tick labels
+    (0.05, 0.1, 0.2, ... rather than 5x10^-2); a linear scale otherwise, where a log
+    axis would have no decade inside its range and only odd minor labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    finite = np.asarray([v for v in values if np.isfinite(v)], dtype=np.float64)
+    if finite.size == 0 or finite.min() <= 0 or finite.max() < 10 * finite.min():
+        return
+    axis.set_yscale("log")
+    decades = math.log10(finite.max() / finite.min())
+    axis.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
+    axis.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.yaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_history(history, path=None, ax=None):
     """Training and validation loss (and accuracy) per epoch.
 
@@ -61,6 +77,9 @@ def plot_history(history, path=None, ax=None):
     history : History or dict of lists
         What :func:`chainrule.train.fit` returned, or its ``history`` dict with keys
         ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy`` (the last three optional).
+        Epochs are drawn from 0, as History and the training log count them, and a
+        dotted line marks ``history.best_epoch`` when it is set. The loss axis is
+        logarithmic when the loss falls by more than a factor 10, else linear.
     path : str or path-like, optional
         Save the figure here.
     ax : matplotlib Axes or pair of Axes, optional
@@ -83,23 +102,23 @@ def plot_history(history, path=None, ax=None):
             raise ValueError(f"ax must be one Axes or a pair of Axes, got {len(axes)}")
         fig = axes[0].figure
 
+    from matplotlib.ticker import MaxNLocator
+
+    # Epochs are numbered from 0, as in History (best_epoch) and the CLI's log.
     best = getattr(history, "best_epoch", None)
     panels = [("loss", "loss"), ("accuracy", "accuracy")][:len(axes)]
     for axis, (key, label) in zip(axes, panels):
         for prefix, name, style in (("", "training", "-"), ("val_", "validation", "--")):
             values = logs.get(prefix + key)
             if values:
-                epochs = np.arange(1, len(values) + 1)
-                axis.plot(epochs, values, style, label=f"{name} {label}")
+                axis.plot(np.arange(len(values)), values, style, label=f"{name} {label}")
         if best is not None:
-            # best_epoch is 0-based in the History; the x axis counts epochs from 1.
-            axis.axvline(best + 1, color="0.6", linewidth=0.8, linestyle=":",
-                         label="best epoch")
+            axis.axvline(best, color="0.6", linewidth=0.8, linestyle=":", label="best epoch")
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)
-        if key == "loss" and min(min(v) for k, v in logs.items()
-                                 if k in ("loss", "val_loss") and v) > 0:
-            axis.set_yscale("log")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if key == "loss":
+            _loss_scale(axis, [v for k in ("loss", "val_loss") for v in logs.get(k) or ()])
         if axis.get_legend_handles_labels()[0]:
             axis.legend(frameon=False)
         axis.grid(alpha=0.3)
@@ -182,16 +201,33 @@ def plot_confusion_matrix(y_true, y_pred, labels=None, path=None):
     return _save(fig, path)
 
 
+def _network(model):
+    """The network to draw: ``model`` itself, or a fitted estimator's ``model_``."""
+    def is_network(obj):
+        return isinstance(getattr(obj, "params", None), dict) and bool(getattr(obj, "layers",
+                                                                               None))
+
+    if is_network(model):
+        return model
+    if is_network(getattr(model, "model_", None)):
+        return model.model_
+    if hasattr(model, "fit") and hasattr(model, "get_params"):
+        # An unfitted scikit-learn-style estimator: say so the way scikit-learn does
+        # (NotFittedError is a ValueError).
+        from sklearn.exceptions import NotFittedError
+
+        raise NotFittedError(f"this {type(model).__name__} is not fitted yet (it has no "
+                             f"model_ network): call fit before plotting its weights")
+    raise TypeError(f"model must be a chainrule Network (with params and layers) or a "
+                    f"fitted estimator whose model_ is one, got {type(model).__name__}")
+
+
 def _first_weight(model):
     """The first Affine layer's weight matrix, shape (n_inputs, n_units)."""
-    params = getattr(model, "params", None)
-    layers = getattr(model, "layers", None)
-    if not isinstance(params, dict) or not layers:
-        raise TypeError(f"model must be a chainrule Network (with params and layers), got "
-                        f"{type(model).__name__}")
-    for _, names in layers:
+    network = _network(model)
+    for _, names in network.layers:
         if names:
-            W = np.asarray(params[names[0]])
+            W = np.asarray(network.params[names[0]])
             if W.ndim == 2:
                 return W
     raise ValueError("model has no layer with a 2-D weight matrix to draw")
@@ -206,8 +242,9 @@ def plot_first_layer_weights(model, image_shape=None, path=None, *, max_units=64
 
     Parameters
     ----------
-    model : Network
-        Any chainrule network whose first parameterised layer is Affine.
+    model : Network or fitted estimator
+        Any chainrule network whose first parameterised layer is Affine, or a fitted
+        :class:`~chainrule.estimator.MLPClassifier` / ``MLPRegressor`` (its ``model_``).
     image_shape : (int, int), optional
         ``(rows, cols)`` of the input images. Inferred for 64 inputs (8x8 digits) and
         784 inputs (28x28 MNIST); needed for any other input size.
@@ -221,6 +258,10 @@ def plot_first_layer_weights(model, image_shape=None, path=None, *, max_units=64
 
     Raises
     ------
+    TypeError
+        When ``model`` is neither a network nor an estimator holding one.
+    sklearn.exceptions.NotFittedError
+        (a ``ValueError``) for an estimator that has not been fitted.
     ValueError
         When the input size is not a known image size and ``image_shape`` is not
         given, or ``image_shape`` does not multiply out to the input size.
