@@ -116,7 +116,7 @@ def plot_history(history, path=None, ax=None):
             axis.axvline(best, color="0.6", linewidth=0.8, linestyle=":", label="best epoch")
         axis.set_xlabel("epoch")
         axis.set_ylabel(label)
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
         if key == "loss":
             _loss_scale(axis, [v for k in ("loss", "val_loss") for v in logs.get(k) or ()])
         if axis.get_legend_handles_labels()[0]:
