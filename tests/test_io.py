@@ -562,3 +562,49 @@ def test_metadata_must_be_a_json_dict(tmp_path, bad, kind):
     with pytest.raises(kind, match="metadata"):
         save(MLP([2, 2], rng=0), path, metadata=bad)
     assert not path.exists()
+
+
+# -- writing through symbolic links -------------------------------------------------------
+def test_save_through_a_symlink_writes_the_target_and_keeps_the_link(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    target = models / "v2.npz"
+    save(MLP([4, 3], rng=1), target)
+    link = tmp_path / "current.npz"
+    link.symlink_to(target)  # an absolute link
+    new = MLP([4, 3], rng=2)
+    save(new, link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    np.testing.assert_array_equal(load(target).params["W"], new.params["W"])
+    np.testing.assert_array_equal(load(link).params["W"], new.params["W"])
+
+    # A relative link is resolved from its own directory, not the working directory.
+    relative = models / "latest.npz"
+    os.symlink("v2.npz", relative)
+    newer = MLP([4, 3], rng=3)
+    save(newer, relative)
+    assert relative.is_symlink() and os.readlink(relative) == "v2.npz"
+    np.testing.assert_array_equal(load(target).params["W"], newer.params["W"])
+    # No temporary file is left beside the target or the links.
+    assert sorted(p.name for p in models.iterdir()) == ["latest.npz", "v2.npz"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["current.npz", "models"]
+
+    # A dangling link gets its target created.
+    dangling = tmp_path / "next.npz"
+    dangling.symlink_to(models / "v3.npz")
+    save(newer, dangling)
+    assert dangling.is_symlink() and (models / "v3.npz").is_file()
+    np.testing.assert_array_equal(load(models / "v3.npz").params["W"], newer.params["W"])
+
+
+def test_export_onnx_through_a_symlink_writes_the_target(tmp_path):
+    import onnx  # the onnx extra, installed with the test extras
+
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"an older export")
+    link = tmp_path / "serving.onnx"
+    link.symlink_to(target)
+    cio.export_onnx(MLP([4, 5, 3], rng=0), link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    graph = onnx.load(str(target)).graph
+    assert [node.op_type for node in graph.node] == ["Gemm", "Relu", "Gemm", "Softmax"]

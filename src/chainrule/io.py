@@ -67,10 +67,11 @@ from __future__ import annotations
 import importlib
 import json
 import numbers
+import os
 
 import numpy as np
 
-from ._fileformat import ModelFileError, atomic_write, read_archive, write_archive
+from ._fileformat import ModelFileError, _check_path, atomic_write, read_archive, write_archive
 from ._validation import _shape_str
 from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import LOSSES, CategoricalCrossEntropy, MeanSquaredError
@@ -279,6 +280,18 @@ def _network_from_state(state: dict, arrays: dict, *, rng=None):
 
 
 # -- save / load ----------------------------------------------------------------------
+def _destination(path) -> str:
+    """The file to write for ``path``: a symbolic link is followed to its target.
+
+    The atomic write renames a new file over the destination, which would replace a
+    link by a plain file and leave its target stale. Writing through the link instead
+    is what ``cp``, shell redirection and most editors do; a dangling link creates its
+    target.
+    """
+    path = _check_path(path)
+    return os.path.realpath(path) if os.path.islink(path) else path
+
+
 def _version() -> str:
     import chainrule
     return str(getattr(chainrule, "__version__", "unknown"))
@@ -312,7 +325,9 @@ def save(model, path, *, metadata=None) -> None:
         The model to save (an estimator through the archive protocol described in the
         module docstring). The optimizer's running state is not saved.
     path : str or os.PathLike
-        Destination; ``.npz`` is the conventional extension (none is added).
+        Destination; ``.npz`` is the conventional extension (none is added). A
+        symbolic link is written through: its target gets the new content and the
+        link stays.
     metadata : dict, optional
         Extra JSON-serialisable information kept with the model and covered by the
         checksum, e.g. ``{"classes": ["cat", "dog"]}``; :func:`read_metadata` reads it.
@@ -339,6 +354,7 @@ def save(model, path, *, metadata=None) -> None:
     True
     """
     metadata = _check_metadata(metadata)
+    path = _destination(path)
     if isinstance(model, Network):
         state, arrays = _network_state(model)
         name, config = state["class"], state["config"]
@@ -490,7 +506,8 @@ def export_onnx(model, path, *, opset=None) -> None:
         Dropout and whose loss is cross-entropy or mse, or an object with such a
         network as its ``model_`` attribute.
     path : str or os.PathLike
-        Destination (``.onnx``), written atomically.
+        Destination (``.onnx``), written atomically; a symbolic link is written
+        through to its target, as in :func:`save`.
     opset : int, optional
         ONNX opset of the default domain, at least 13; default
         :data:`DEFAULT_ONNX_OPSET`.
@@ -505,6 +522,7 @@ def export_onnx(model, path, *, opset=None) -> None:
         If ``opset`` is out of range.
     """
     network, classes = _exportable(model)
+    path = _destination(path)
     onnx, helper, numpy_helper = _import_onnx()
     if opset is None:
         opset = DEFAULT_ONNX_OPSET
