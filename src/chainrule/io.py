@@ -46,7 +46,9 @@ functions by implementing two methods:
 ``cls._from_archive_state(config, arrays) -> obj`` (a classmethod)
     rebuilds the object. It must validate what it is given and raise ``ValueError``,
     ``TypeError`` or ``KeyError`` on anything inconsistent (missing or extra arrays,
-    wrong shapes or dtypes); :func:`load` turns those into
+    wrong shapes or dtypes, fitted attributes that disagree with the hyper-parameters
+    or the stored network: the checksum only detects damage, anyone can edit a file
+    and recompute it); :func:`load` turns those into
     :class:`~chainrule._fileformat.ModelFileError` naming the file.
 
 The class is identified by ``type(obj).__name__``, which must be registered in
