@@ -230,7 +230,7 @@ def test_train_files_hold_out_a_fixed_split(tmp_path):
     labels = np.array(["x", "y", "z"])[y]
     np.savez(tmp_path / "d.npz", X=X, y=labels)
     args = argparse.Namespace(data=str(tmp_path / "d.npz"), label_column=None, labels=None,
-                              test_data=None, test_fraction=0.25)
+                              test_data=None, test_labels=None, test_fraction=0.25)
     Xtr, Xte, ytr, yte, classes = _load_train_files(args)
     assert classes.tolist() == ["x", "y", "z"]
     assert len(Xtr) == 30 and len(Xte) == 10
@@ -360,9 +360,124 @@ def test_train_file_errors(tmp_path, capsys):
     assert code == 1
     assert_one_line_error(err, "bad.csv", "line 3")
     code, _, err = run(capsys, "train", "--data", bad)
-    assert code == 1
-    assert_one_line_error(err, "label_column")
+    assert code == 2  # a missing flag is bad usage, named as the flag
+    assert_one_line_error(err, "--label-column NAME")
     with pytest.raises(SystemExit) as exc:
         main(["train", "--data"])
     assert exc.value.code == 2
     assert_one_line_error(capsys.readouterr()[1], "--data")
+
+
+# -- second acceptance review --------------------------------------------------------------
+
+def write_idx(path, arr):
+    """IDX from its specification: 0x0000, type code 0x08 (ubyte), ndim, big-endian dims."""
+    import struct
+
+    arr = np.asarray(arr, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    path.write_bytes(header + arr.tobytes())
+    return path
+
+
+@pytest.fixture
+def files(tmp_path, trained):
+    """A CSV of 10 labelled rows, an IDX images file without a labels sibling."""
+    csv_path = tmp_path / "iris.csv"
+    rows = ["a,b,c,d,species"] + [f"{i},{i % 3},{i % 5},{i % 2},{i % 3}" for i in range(10)]
+    csv_path.write_text("\n".join(rows) + "\n")
+    images = write_idx(tmp_path / "pics.idx", np.arange(24).reshape(6, 2, 2))
+    return {"csv": csv_path, "idx": images, "model": trained[1], "npz": trained[4]}
+
+
+@pytest.mark.parametrize("argv, fragments", [
+    (["train", "--data", "{csv}", "--label-column", "species", "--test-fraction", "1.5"],
+     ["--test-fraction must be in (0, 1), got 1.5"]),
+    (["train", "--data", "{csv}", "--label-column", "species", "--test-fraction", "0.01"],
+     ["--test-fraction 0.01 of the 10 rows", "leaves 10 training and 0 test rows"]),
+    (["train", "--data", "{csv}", "--openml", "foo"], ["give either --data or --openml"]),
+    (["train", "--test-data", "{npz}"], ["--test-data applies to --data or --openml"]),
+    (["train", "--data", "{idx}"], ["--data", "pics.idx", "give its labels file with --labels"]),
+    (["train", "--data", "{npz}", "--test-data", "{idx}"], ["--test-data", "--test-labels PATH"]),
+    (["train", "--data", "{npz}", "--label-column", "y"],
+     ["--label-column applies to CSV files", "test.npz is an .npz file"]),
+    (["evaluate", "{model}", "--data", "{csv}"], ["--data", "iris.csv", "--label-column NAME"]),
+    (["evaluate", "{model}", "--data", "{npz}", "--label-column", "y"],
+     ["--label-column applies to CSV files"]),
+    (["predict", "{model}", "--data", "{npz}", "--labels", "{idx}"],
+     ["--labels applies to IDX images files"]),
+    (["export", "{model}", "m.onnx", "--opset", "5"], ["--opset must be between 13 and"]),
+])
+def test_bad_usage_is_one_line_naming_the_flag_with_status_2(files, capsys, argv, fragments):
+    argv = [a.format(**files) for a in argv]
+    code, out, err = run(capsys, *argv)
+    assert code == 2, err
+    assert out == ""
+    assert_one_line_error(err, f"chainrule {argv[0]}: error:", *fragments,
+                          f"(see 'chainrule {argv[0]} --help')")
+    assert "label_column" not in err and "labels_path" not in err
+
+
+def test_destinations_are_checked_before_any_training(files, capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("not a directory")
+    base = ["train", "--hidden", "4", "--epochs", "2"]
+    for flag, value, fragment in [
+            ("--save", tmp_path / "nodir" / "m.npz", "does not exist"),
+            ("--save", tmp_path, "is a directory"),
+            ("--plot", afile, "exists and is not a directory"),
+            ("--plot", afile / "sub", "cannot be created"),
+            ("--checkpoint", tmp_path, "is a directory")]:
+        code, out, err = run(capsys, *base, flag, value)
+        assert code == 1, err
+        assert out == ""  # nothing loaded, nothing trained
+        assert_one_line_error(err, "chainrule train: error:", f"{flag} {value}", fragment)
+    # evaluate --plot, predict --output and export's destination likewise.
+    code, out, err = run(capsys, "evaluate", files["model"], "--data", files["npz"], "--plot",
+                         afile)
+    assert code == 1 and out == ""
+    assert_one_line_error(err, "--plot", "not a directory")
+    code, out, err = run(capsys, "predict", files["model"], "--data", files["npz"], "--output",
+                         tmp_path)
+    assert code == 1 and out == ""
+    assert_one_line_error(err, "--output", "is a directory")
+    code, out, err = run(capsys, "export", files["model"], tmp_path)
+    assert code == 1 and out == ""
+    assert_one_line_error(err, "is a directory")
+    assert ".tmp" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["afile", "iris.csv", "pics.idx"])
+
+
+def test_train_idx_with_test_labels_named_freely(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    pics = (rng.integers(0, 100, size=(40, 3, 3)) + 120 * y[:, None, None]).astype(np.uint8)
+    write_idx(tmp_path / "a-imgs.idx", pics[:30])
+    write_idx(tmp_path / "a-lab.idx", y[:30])
+    write_idx(tmp_path / "b-imgs.idx", pics[30:])
+    write_idx(tmp_path / "b-lab.idx", y[30:])
+    code, out, err = run(capsys, "train", "--data", tmp_path / "a-imgs.idx", "--labels",
+                         tmp_path / "a-lab.idx", "--test-data", tmp_path / "b-imgs.idx",
+                         "--test-labels", tmp_path / "b-lab.idx", "--hidden", "4",
+                         "--epochs", "2", "--quiet")
+    assert code == 0, err
+    assert "30 training rows, 10 test rows, 9 features, 2 classes" in out
+
+
+def test_evaluate_compares_numeric_labels_as_numbers(trained, capsys, tmp_path):
+    model, _, Xt, yt, data_path, _ = trained
+    path = tmp_path / "int_classes.npz"
+    io.save(model, path, metadata={"classes": [0, 1, 2]})
+    code, expected, err = run(capsys, "evaluate", path, "--data", data_path)
+    assert code == 0, err
+    np.savez(tmp_path / "float_y.npz", X=Xt, y=yt.astype(np.float64))  # 0.0, 1.0, 2.0
+    code, out, err = run(capsys, "evaluate", path, "--data", tmp_path / "float_y.npz")
+    assert code == 0, err
+    strip = lambda text: text.split("\n", 2)[2]  # noqa: E731 - drop the two file lines
+    assert strip(out) == strip(expected)
+    # A number that is not a class is still refused, shown as the number it is.
+    np.savez(tmp_path / "half.npz", X=Xt[:2], y=np.array([0.0, 1.5]))
+    code, _, err = run(capsys, "evaluate", path, "--data", tmp_path / "half.npz")
+    assert code == 1
+    assert_one_line_error(err, "labels [1.5] are not among the model's classes")

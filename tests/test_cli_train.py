@@ -58,7 +58,11 @@ def test_quiet_prints_no_epoch_lines(capsys):
     (["--batch-size", "0"], "argument --batch-size: expected a positive integer or 'full'"),
     (["--dropout", "1.5"], "--dropout must be in [0.0, 1.0), got 1.5"),
     (["--momentum", "0.9"], "--momentum applies to --optimizer sgd only"),
-    (["--optimizer", "sgd", "--momentum", "1.0"], "momentum must be in [0.0, 1.0)"),
+    (["--optimizer", "sgd", "--momentum", "1.0"], "--momentum must be in [0.0, 1.0), got 1.0"),
+    (["--test-fraction", "1.5"], "--test-fraction must be in (0, 1), got 1.5"),
+    (["--test-fraction", "0"], "--test-fraction must be in (0, 1), got 0.0"),
+    (["--label-column", "y"], "--label-column applies to --data or --openml"),
+    (["--lr", "nan"], "--lr must be a finite number > 0, got nan"),
     (["--validation-fraction", "1.5"], "--validation-fraction must be in [0, 1), got 1.5"),
     (["--early-stopping", "3", "--validation-fraction", "0"],
      "--early-stopping needs --validation-fraction > 0"),
@@ -156,3 +160,56 @@ def test_reproduce_flags_must_be_positive(flag, value, capsys):
     assert status == 2
     assert f"expected a positive integer, got '{value}'" in err
     assert out == ""
+
+
+# -- second acceptance review --------------------------------------------------------------
+
+def test_ctrl_c_after_an_epoch_line_says_that_epoch_was_discarded(tmp_path, capsys,
+                                                                   monkeypatch):
+    import chainrule.train
+
+    write = chainrule.train._write_checkpoint
+    calls = {"n": 0}
+
+    def interrupted_write(*args, **kwargs):
+        # The third epoch's line is printed by then (callbacks run before the commit);
+        # Ctrl-C lands while its checkpoint is being written, so fit rolls it back.
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(chainrule.train, "_write_checkpoint", interrupted_write)
+    status, out, err = run(["train", "--hidden", "8", "--epochs", "5", "--checkpoint",
+                            str(tmp_path / "ck.npz")], capsys)
+    assert status == 130
+    assert len([line for line in out.splitlines() if line.startswith("epoch")]) == 3
+    assert err.count("\n") == 1
+    assert "interrupted after 2 complete epochs (the line printed for epoch 2 does not " \
+           "count" in err
+
+
+def test_resume_with_fewer_epochs_or_a_damaged_checkpoint(tmp_path, capsys):
+    from chainrule._fileformat import read_archive, write_archive
+
+    ckpt = str(tmp_path / "ck.npz")
+    args = ["train", "--hidden", "8", "--lr-schedule", "constant", "--quiet", "--checkpoint",
+            ckpt]
+    assert run(args + ["--epochs", "3"], capsys)[0] == 0
+    status, out, err = run(args + ["--epochs", "2", "--resume"], capsys)
+    assert status == 2 and err.count("\n") == 1
+    assert "--epochs 2 is fewer than the 3 epochs already done" in err
+    # With the cosine schedule, --epochs sets the schedule: the error says so.
+    cosine = ["train", "--hidden", "8", "--quiet", "--checkpoint", str(tmp_path / "c.npz")]
+    assert run(cosine + ["--epochs", "2"], capsys)[0] == 0
+    status, out, err = run(cosine + ["--epochs", "4", "--resume"], capsys)
+    assert status == 1 and err.count("\n") == 1
+    assert "lr_schedule" in err and "resume with the --epochs of the interrupted run" in err
+    args.append("--epochs=3")
+    arrays, meta = read_archive(ckpt)
+    del arrays["params/W2"]
+    write_archive(ckpt, arrays, meta)  # a valid checksum, a missing array
+    status, out, err = run(args + ["--resume"], capsys)
+    assert status == 1 and err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("chainrule train: error: checkpoint ")
+    assert "arrays ['params/W2'] are missing" in err

@@ -26,6 +26,21 @@ class CommandError(Exception):
     """A problem with the user's files or data: one line on stderr, exit status 1."""
 
 
+class UsageError(Exception):
+    """Bad usage (a flag's value, or flags that do not fit together or fit the data
+    file): one line on stderr naming the flag, exit status 2, as argparse's own."""
+
+
+#: The exit statuses, for every command's --help.
+_EXIT_STATUS = ("Exit status: 0 on success; 1 for a file or data problem (a missing or "
+                "malformed data or model file, data that does not fit the model, a "
+                "--save/--plot/--checkpoint/--output destination that cannot be "
+                "written, checked before any training); 2 for bad usage (an unknown "
+                "flag, a flag value out of range, a flag that does not apply to the data "
+                "file's format, a missing --label-column or --labels); 130 when "
+                "'chainrule train' is interrupted with Ctrl-C.")
+
+
 # Errors that come from the user's files, data or environment rather than from a bug:
 # main() reports them in one line and returns 1. ModelFileError is a ValueError.
 _USER_ERRORS = (CommandError, ValueError, TypeError, OSError, ImportError,
@@ -51,6 +66,63 @@ def _add_data_arguments(p, *, labels_required=True):
     p.add_argument("--labels", metavar="PATH",
                    help="IDX only: the labels file (default: the '*-labels-idx1-ubyte' "
                         "file next to the images file)")
+
+
+def _check_data_flags(path, label_column, labels, *, path_flag="--data",
+                      labels_flag="--labels", require_labels=True) -> None:
+    """Check that the label flags fit the format of the data file ``path``.
+
+    A missing file or one of unknown format raises (exit 1); a flag that does not
+    apply to the format, or a label source that is needed but missing, is a
+    :class:`UsageError` naming the flag (exit 2).
+    """
+    from .data import _file_kind, _idx_labels_path
+
+    kind = _file_kind(path)
+    if kind != "csv" and label_column is not None:
+        raise UsageError(f"--label-column applies to CSV files, but {path_flag} {path} is "
+                         f"an {'IDX' if kind == 'idx' else '.npz'} file")
+    if kind != "idx" and labels is not None:
+        raise UsageError(f"{labels_flag} applies to IDX images files, but {path_flag} "
+                         f"{path} is a{' CSV' if kind == 'csv' else 'n .npz'} file")
+    if not require_labels:
+        return
+    if kind == "csv" and label_column is None:
+        raise UsageError(f"{path_flag} {path} is a CSV file: give --label-column NAME, the "
+                         f"header name of the column holding the labels")
+    if kind == "idx" and labels is None and _idx_labels_path(path) is None:
+        raise UsageError(f"{path_flag} {path} is an IDX images file and no "
+                         f"'*-labels-idx1-ubyte' file sits beside it: give its labels file "
+                         f"with {labels_flag} PATH")
+
+
+def _check_output_file(path, flag) -> None:
+    """A file about to be written must not be a directory and its folder must exist
+    and be writable; checked before any work (exit 1 through CommandError)."""
+    if os.path.isdir(path):
+        raise CommandError(f"{flag} {path}: is a directory, expected a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CommandError(f"{flag} {path}: the directory {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CommandError(f"{flag} {path}: the directory {folder} is not writable")
+
+
+def _check_output_dir(path, flag) -> None:
+    """A folder to write into must be a writable directory or creatable as one."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise CommandError(f"{flag} {path}: exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise CommandError(f"{flag} {path}: the directory is not writable")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise CommandError(f"{flag} {path}: cannot be created, {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CommandError(f"{flag} {path}: cannot be created, {parent} is not writable")
 
 
 def _load_data(args, *, require_labels=True):
@@ -87,14 +159,21 @@ def _probabilities(model, network, X, n_features, data_path):
 def _label_indices(y, classes, n_classes, data_path):
     """Map the data's labels to the model's class indices 0..K-1."""
     if classes is not None:
-        names = [str(c) for c in np.asarray(classes).tolist()]
-        lookup = {name: i for i, name in enumerate(names)}
-        as_text = [str(v) for v in np.asarray(y).tolist()]
-        unknown = sorted({v for v in as_text if v not in lookup})
+        classes = np.asarray(classes)
+        names = [str(c) for c in classes.tolist()]
+        y = np.asarray(y)
+        if classes.dtype.kind in "iuf" and y.dtype.kind in "iuf":
+            # Numbers compare as numbers: a label 1.0 in the data is the class 1.
+            lookup = {c: i for i, c in enumerate(classes.tolist())}
+            keys = y.tolist()
+        else:
+            lookup = {name: i for i, name in enumerate(names)}
+            keys = [str(v) for v in y.tolist()]
+        unknown = sorted({v for v in keys if v not in lookup})
         if unknown:
             raise CommandError(f"{data_path}: labels {unknown[:5]} are not among the model's "
                                f"classes {names}")
-        return np.array([lookup[v] for v in as_text], dtype=np.int64)
+        return np.array([lookup[v] for v in keys], dtype=np.int64)
     y = np.asarray(y)
     integral = y.dtype.kind in "iu" or (y.dtype.kind == "f" and np.all(np.mod(y, 1) == 0))
     if not integral or y.min() < 0 or y.max() >= n_classes:
@@ -119,6 +198,9 @@ def _format_table(header, rows):
 def _cmd_evaluate(args) -> int:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+    _check_data_flags(args.data, args.label_column, args.labels)
+    if args.plot:
+        _check_output_dir(args.plot, "--plot")
     model, network, classes, n_features = _load_model(args.model)
     X, y = _load_data(args)
     proba = _probabilities(model, network, X, n_features, args.data)
@@ -145,6 +227,7 @@ def _cmd_evaluate(args) -> int:
     if args.plot:
         from .plots import plot_confusion_matrix
 
+        os.makedirs(args.plot, exist_ok=True)
         out = os.path.join(args.plot, "confusion_matrix.png")
         plot_confusion_matrix([names[k] for k in true], [names[k] for k in pred],
                               labels=names, path=out)
@@ -158,6 +241,9 @@ def _cmd_predict(args) -> int:
 
     from ._fileformat import atomic_write
 
+    _check_data_flags(args.data, args.label_column, args.labels, require_labels=False)
+    if args.output is not None:
+        _check_output_file(args.output, "--output")
     model, network, classes, n_features = _load_model(args.model)
     X, _ = _load_data(args, require_labels=False)
     proba = _probabilities(model, network, X, n_features, args.data)
@@ -181,6 +267,17 @@ def _cmd_predict(args) -> int:
 def _cmd_export(args) -> int:
     from . import io
 
+    if args.opset is not None:
+        low = io._MIN_ONNX_OPSET
+        try:
+            import onnx
+            high = onnx.defs.onnx_opset_version()
+        except ImportError:  # export_onnx reports the missing package (exit 1)
+            high = None
+        if args.opset < low or (high is not None and args.opset > high):
+            newest = f"{high}, the newest the installed onnx knows" if high else "newest"
+            raise UsageError(f"--opset must be between {low} and {newest}; got {args.opset}")
+    _check_output_file(args.output, "output")
     model = io.load(args.model)
     io.export_onnx(model, args.output, opset=args.opset)
     print(f"wrote {args.output}")
@@ -206,18 +303,24 @@ def _add_train_file_arguments(p) -> None:
                    help="IDX: the labels file (default: the '*-labels-idx1-ubyte' file "
                         "next to the images)")
     g.add_argument("--test-data", metavar="PATH",
-                   help="a separate test file in the same format (for IDX, its labels are "
-                        "found by name); default: hold out part of --data")
+                   help="a separate test file in the same format; default: hold out part "
+                        "of --data")
+    g.add_argument("--test-labels", metavar="PATH",
+                   help="IDX: the labels file of --test-data (default: the "
+                        "'*-labels-idx1-ubyte' file next to it)")
     g.add_argument("--test-fraction", type=float, default=0.25, metavar="F",
                    help="fraction of --data held out for testing when there is no "
                         "--test-data (default 0.25)")
     g.add_argument("--save", metavar="MODEL.npz",
                    help="save the trained model here (chainrule.io format); input "
                         "standardisation is folded into the first layer, so the file "
-                        "takes raw inputs")
+                        "takes raw inputs. Its directory must exist and be writable: that "
+                        "is checked before training (exit 1 if not)")
     g.add_argument("--plot", metavar="DIR",
                    help="write history.png, confusion_matrix.png and, for image inputs "
-                        "(64 or 784 features), first_layer_weights.png to DIR")
+                        "(64 or 784 features), first_layer_weights.png to DIR (created if "
+                        "needed; checked before training, exit 1 if it is a file or cannot "
+                        "be created)")
 
 
 def _load_train_files(args):
@@ -229,18 +332,25 @@ def _load_train_files(args):
 
     if getattr(args, "openml", None) is not None:
         if args.data is not None:
-            raise CommandError("give either --data or --openml, not both")
+            raise UsageError("give either --data or --openml, not both")
         X, y = fetch_openml(args.openml)
         args.data = f"OpenML {args.openml!r}"
     else:
         X, y = load_file(args.data, args.label_column, labels_path=args.labels)
     if args.test_data is not None:
-        X_test, y_test = load_file(args.test_data, args.label_column)
+        X_test, y_test = load_file(args.test_data, args.label_column,
+                                   labels_path=getattr(args, "test_labels", None))
         if X_test.shape[1] != X.shape[1]:
             raise CommandError(f"{args.test_data} has {X_test.shape[1]} features but "
                                f"{args.data} has {X.shape[1]}")
         X_train, y_train = X, y
     else:
+        n = X.shape[0]
+        n_test = int(round(args.test_fraction * n))
+        if n_test < 1 or n_test >= n:
+            raise UsageError(f"--test-fraction {args.test_fraction} of the {n} rows of "
+                             f"{args.data} leaves {n - n_test} training and {n_test} test "
+                             f"rows; both need at least one (or give --test-data)")
         X_train, X_test, y_train, y_test = holdout_split(X, y, args.test_fraction, rng=0)
     classes, train_idx = encode_labels(y_train)
     if len(classes) < 2:
@@ -298,7 +408,8 @@ def _add_model_parsers(sub) -> None:
         "evaluate", help="accuracy, per-class precision/recall and confusion matrix",
         description="Evaluate a saved classifier (written by 'chainrule train --save' or "
                     "chainrule.io.save) on a labelled data file: prints the accuracy, each "
-                    "class's precision, recall and F1, and the confusion matrix.")
+                    "class's precision, recall and F1, and the confusion matrix.",
+        epilog=_EXIT_STATUS)
     ev.add_argument("model", help="model file (.npz) written by chainrule")
     _add_data_arguments(ev)
     ev.add_argument("--plot", metavar="DIR",
@@ -309,7 +420,8 @@ def _add_model_parsers(sub) -> None:
         "predict", help="write predictions as CSV",
         description="Predict with a saved classifier. Writes one CSV row per data row: "
                     "the row index, the predicted class and the probability of every "
-                    "class (columns p_<class>), to --output or to standard output.")
+                    "class (columns p_<class>), to --output or to standard output.",
+        epilog=_EXIT_STATUS)
     pr.add_argument("model", help="model file (.npz) written by chainrule")
     _add_data_arguments(pr, labels_required=False)
     pr.add_argument("--output", "-o", metavar="CSV",
@@ -320,9 +432,10 @@ def _add_model_parsers(sub) -> None:
         "export", help="convert a saved model to ONNX",
         description="Write a saved model as a standard ONNX graph (Gemm, Relu, Tanh, "
                     "Sigmoid, Softmax) that onnxruntime and other runtimes can serve. "
-                    "Needs the onnx package: pip install chainrule[onnx].")
+                    "Needs the onnx package: pip install chainrule[onnx].",
+        epilog=_EXIT_STATUS)
     ex.add_argument("model", help="model file (.npz) written by chainrule")
-    ex.add_argument("output", help="ONNX file to write")
+    ex.add_argument("output", help="ONNX file to write (not a directory)")
     ex.add_argument("--opset", type=int, default=None,
                     help="ONNX opset version (default: chainrule.io.DEFAULT_ONNX_OPSET)")
     ex.set_defaults(func=_cmd_export)
@@ -376,7 +489,8 @@ def _add_train_parser(sub) -> None:
         epilog="The defaults (one hidden layer of 1024 ReLU units, dropout 0.5, Adam at "
                "1e-3 with a cosine decay, batch 32, 60 epochs) reach test accuracy 0.98 on "
                "the homework's digits split. Another example: chainrule train --hidden "
-               "128,64 --dropout 0 --lr-schedule constant --epochs 50 --early-stopping 5")
+               "128,64 --dropout 0 --lr-schedule constant --epochs 50 --early-stopping 5. "
+               + _EXIT_STATUS)
     tr.add_argument("--model", choices=["mlp", "logreg"], default="mlp",
                     help="mlp (default) or logreg (one affine layer, zero initial weights)")
     tr.add_argument("--hidden", type=_hidden_sizes, default=[1024], metavar="SIZES",
@@ -424,9 +538,76 @@ def _add_train_parser(sub) -> None:
     tr.set_defaults(func=_cmd_train)
 
 
-def _train_usage_error(message) -> int:
-    print(f"chainrule train: error: {message} (see 'chainrule train --help')", file=sys.stderr)
-    return 2
+def _check_train_flags(args) -> None:
+    """Every check of ``chainrule train``'s flags and destinations that needs no data:
+    usage errors (exit 2) first, then the files to read and write (exit 1)."""
+    from ._validation import check_in_interval, check_positive_float
+    from .init import get_initializer
+    from .optim import get_optimizer
+    from .train import EarlyStopping
+
+    if args.epochs < 1:
+        raise UsageError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.early_stopping < 0:
+        raise UsageError(f"--early-stopping must be >= 0, got {args.early_stopping}")
+    if args.validation_fraction is None:
+        args.validation_fraction = 0.1 if args.early_stopping else 0.0
+    if not 0.0 <= args.validation_fraction < 1.0:
+        raise UsageError(f"--validation-fraction must be in [0, 1), got "
+                         f"{args.validation_fraction}")
+    if args.early_stopping and not args.validation_fraction:
+        raise UsageError("--early-stopping needs --validation-fraction > 0 (it watches the "
+                         "validation loss)")
+    if not 0.0 < args.test_fraction < 1.0:
+        raise UsageError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
+    if args.resume and not args.checkpoint:
+        raise UsageError("--resume needs --checkpoint PATH")
+    if args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    if args.optimizer != "sgd" and args.momentum:
+        raise UsageError("--momentum applies to --optimizer sgd only")
+    try:
+        check_positive_float(args.lr, "--lr")
+        if args.weight_decay is not None:
+            check_positive_float(args.weight_decay, "--weight-decay", allow_zero=True)
+        check_in_interval(args.momentum, "--momentum", 0.0, 1.0)
+        check_in_interval(args.dropout, "--dropout", 0.0, 1.0)
+        if args.init is not None:
+            get_initializer(args.init)
+        if args.early_stopping:
+            EarlyStopping(args.early_stopping)
+        # Whatever the optimizer checks beyond the flags above.
+        opt_kwargs = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
+        if args.optimizer == "sgd":
+            opt_kwargs["momentum"] = args.momentum
+        get_optimizer(args.optimizer, lr=args.lr, **opt_kwargs)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(str(exc)) from None
+
+    has_files = args.data is not None or args.openml is not None
+    if args.data is not None and args.openml is not None:
+        raise UsageError("give either --data or --openml, not both")
+    for flag, value in (("--test-data", args.test_data), ("--label-column", args.label_column),
+                        ("--labels", args.labels), ("--test-labels", args.test_labels)):
+        if value is not None and not has_files:
+            raise UsageError(f"{flag} applies to --data or --openml; without them train "
+                             f"uses the homework's digits split")
+    if args.openml is not None and args.labels is not None:
+        raise UsageError("--labels applies to an IDX --data file, not to --openml")
+    if args.test_labels is not None and args.test_data is None:
+        raise UsageError("--test-labels needs --test-data (the IDX images it labels)")
+    if args.data is not None:
+        _check_data_flags(args.data, args.label_column, args.labels)
+    if args.test_data is not None:
+        _check_data_flags(args.test_data, args.label_column, args.test_labels,
+                          path_flag="--test-data", labels_flag="--test-labels")
+    # Destinations, before hours of training rather than after.
+    if args.save:
+        _check_output_file(args.save, "--save")
+    if args.plot:
+        _check_output_dir(args.plot, "--plot")
+    if args.checkpoint:
+        _check_output_file(args.checkpoint, "--checkpoint")
 
 
 def _cmd_train(args) -> int:
@@ -435,42 +616,14 @@ def _cmd_train(args) -> int:
 
     from .models import MLP
     from .optim import cosine_lr, get_optimizer
-    from .train import EarlyStopping, fit
+    from .train import fit
 
-    # -- hyperparameters: bad values are usage errors (exit 2), found before any work
-    if args.epochs < 1:
-        return _train_usage_error(f"--epochs must be >= 1, got {args.epochs}")
-    if args.early_stopping < 0:
-        return _train_usage_error(f"--early-stopping must be >= 0, got {args.early_stopping}")
-    if args.validation_fraction is None:
-        args.validation_fraction = 0.1 if args.early_stopping else 0.0
-    if not 0.0 <= args.validation_fraction < 1.0:
-        return _train_usage_error(f"--validation-fraction must be in [0, 1), got "
-                                  f"{args.validation_fraction}")
-    if args.early_stopping and not args.validation_fraction:
-        return _train_usage_error("--early-stopping needs --validation-fraction > 0 (it "
-                                  "watches the validation loss)")
-    if args.resume and not args.checkpoint:
-        return _train_usage_error("--resume needs --checkpoint PATH")
-    if args.seed < 0:
-        return _train_usage_error(f"--seed must be >= 0, got {args.seed}")
+    # -- flags and files: bad usage exits 2, unusable files 1, all before any work
+    _check_train_flags(args)
     # None means "not given": each optimizer keeps its own default (AdamW's is 0.01).
     opt_kwargs = {} if args.weight_decay is None else {"weight_decay": args.weight_decay}
     if args.optimizer == "sgd":
         opt_kwargs["momentum"] = args.momentum
-    elif args.momentum:
-        return _train_usage_error("--momentum applies to --optimizer sgd only")
-    try:
-        get_optimizer(args.optimizer, lr=args.lr, **opt_kwargs)  # checks lr, decay, momentum
-        EarlyStopping(args.early_stopping) if args.early_stopping else None
-        from ._validation import check_in_interval
-        check_in_interval(args.dropout, "--dropout", 0.0, 1.0)
-        from .init import get_initializer
-        if args.init is not None:
-            get_initializer(args.init)
-    except (ValueError, TypeError) as exc:
-        message = str(exc).replace("lr ", "--lr ", 1).replace("weight_decay", "--weight-decay")
-        return _train_usage_error(message)
 
     # -- data: the homework split, or files (errors there exit 1 through main)
     if args.data is None and getattr(args, "openml", None) is None:
@@ -507,8 +660,8 @@ def _cmd_train(args) -> int:
                     init=args.init or "xavier", rng=gen, dtype=dtype)
     n_fit = X_train.shape[0] - int(np.ceil(args.validation_fraction * X_train.shape[0]))
     if n_fit < 1:
-        return _train_usage_error(f"--validation-fraction {args.validation_fraction} of "
-                                  f"{X_train.shape[0]} training rows leaves none to train on")
+        raise UsageError(f"--validation-fraction {args.validation_fraction} of "
+                         f"{X_train.shape[0]} training rows leaves none to train on")
     bs = n_fit if args.batch_size is None else min(args.batch_size, n_fit)
     total_steps = args.epochs * int(np.ceil(n_fit / bs))
     lr = (partial(cosine_lr, base_lr=args.lr, total_steps=total_steps)
@@ -523,25 +676,45 @@ def _cmd_train(args) -> int:
           f"{', cosine schedule' if callable(lr) else ''}, batch size "
           f"{args.batch_size or 'full'}")
 
+    printed = []  # epochs whose line was (started to be) printed
+
     def log(epoch, logs, _model):
+        printed.append(epoch)
         line = f"epoch {epoch:4d}  loss {logs['loss']:.4f}  acc {logs['accuracy']:.4f}"
         if "val_loss" in logs:
             line += f"  val_loss {logs['val_loss']:.4f}  val_acc {logs['val_accuracy']:.4f}"
         print(line + f"  lr {logs['lr']:.2e}  {logs['time']:.2f}s", flush=True)
 
     t0 = time.perf_counter()
-    history = fit(model, X_train, Y_train, optimizer=optimizer, epochs=args.epochs,
-                  batch_size=args.batch_size,
-                  validation_fraction=args.validation_fraction or None,
-                  early_stopping=args.early_stopping or None,
-                  callbacks=() if args.quiet else (log,), rng=gen, progress=args.quiet,
-                  checkpoint=args.checkpoint, resume=args.resume)
+    try:
+        history = fit(model, X_train, Y_train, optimizer=optimizer, epochs=args.epochs,
+                      batch_size=args.batch_size,
+                      validation_fraction=args.validation_fraction or None,
+                      early_stopping=args.early_stopping or None,
+                      callbacks=() if args.quiet else (log,), rng=gen, progress=args.quiet,
+                      checkpoint=args.checkpoint, resume=args.resume)
+    except ValueError as exc:
+        # The one argument check of fit that depends on the checkpoint's content.
+        text = str(exc)
+        if text.startswith(f"epochs={args.epochs} is fewer than"):
+            raise UsageError("--epochs " + text[len("epochs="):].replace(
+                "give epochs", "give --epochs")) from None
+        if "different run" in text and "lr_schedule" in text and callable(lr):
+            raise CommandError(text + " (the cosine schedule spans all --epochs, so resume "
+                               "with the --epochs of the interrupted run)") from None
+        raise
     elapsed = time.perf_counter() - t0
     if history.stop_reason == "interrupted":
+        # The epoch line is printed by a callback, before fit commits (saves) the
+        # epoch; a Ctrl-C in between discards an epoch whose line is on the screen.
+        dropped = [e for e in printed if e >= history.epochs]
+        discarded = (f" (the line printed for epoch {dropped[0]} does not count: Ctrl-C "
+                     f"came before that epoch was committed, so it was discarded)"
+                     if dropped else "")
         where = (f"; the state after them was saved to {args.checkpoint}, rerun with "
                  f"--resume to continue" if args.checkpoint else "")
-        print(f"chainrule train: interrupted after {history.epochs} complete epochs{where}",
-              file=sys.stderr)
+        print(f"chainrule train: interrupted after {history.epochs} complete "
+              f"epochs{discarded}{where}", file=sys.stderr)
         return 130
     if history.stop_reason == "early_stopping":
         print(f"early stopping after epoch {history.epochs - 1}; kept the weights of epoch "
@@ -557,7 +730,8 @@ def _cmd_train(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="chainrule",
-        description="Neural networks in NumPy with hand-written backward passes.")
+        description="Neural networks in NumPy with hand-written backward passes.",
+        epilog=_EXIT_STATUS)
     from . import __version__
     parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -580,13 +754,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the ``chainrule`` command; returns the exit status.
 
-    Bad usage (unknown flags, missing arguments) exits with status 2 through argparse;
-    unreadable files and bad data print one line on stderr and return 1 (no traceback).
+    Bad usage (unknown flags, missing arguments, flag values out of range, flags that
+    do not fit the data file) prints one line on stderr naming the flag and returns 2
+    (argparse's own errors exit with 2); unreadable files, bad data and unwritable
+    destinations print one line on stderr and return 1 (no traceback).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except UsageError as exc:
+        message = " ".join(str(exc).split())
+        print(f"chainrule {args.command}: error: {message} (see 'chainrule {args.command} "
+              f"--help')", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # The reader went away (`chainrule ... | head`): stop quietly, as Unix tools do.
         devnull = os.open(os.devnull, os.O_WRONLY)
