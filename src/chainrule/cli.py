@@ -277,7 +277,7 @@ def _cmd_export(args) -> int:
         if args.opset < low or (high is not None and args.opset > high):
             newest = f"{high}, the newest the installed onnx knows" if high else "newest"
             raise UsageError(f"--opset must be between {low} and {newest}; got {args.opset}")
-    _check_output_file(args.output, "output")
+    _check_output_file(args.output, "output file")
     model = io.load(args.model)
     io.export_onnx(model, args.output, opset=args.opset)
     print(f"wrote {args.output}")
