@@ -8,6 +8,9 @@ own earlier output.
 import csv
 import re
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -481,3 +484,26 @@ def test_evaluate_compares_numeric_labels_as_numbers(trained, capsys, tmp_path):
     code, _, err = run(capsys, "evaluate", path, "--data", tmp_path / "half.npz")
     assert code == 1
     assert_one_line_error(err, "labels [1.5] are not among the model's classes")
+
+
+def test_evaluate_and_predict_of_a_dataframe_fitted_estimator_warn_nothing(tmp_path):
+    # An estimator fitted on a DataFrame has feature_names_in_; the CLI feeds it a bare
+    # array, and scikit-learn's two-line UserWarning must not reach stderr.
+    import pandas as pd
+
+    from chainrule.estimator import MLPClassifier
+    from chainrule.io import save
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    save(MLPClassifier((4,), epochs=3, random_state=0).fit(df, y), tmp_path / "clf.npz")
+    df.assign(label=y).to_csv(tmp_path / "d.csv", index=False)
+    code = "import sys; from chainrule.cli import main; sys.exit(main(sys.argv[1:]))"
+    for command in ("evaluate", "predict"):
+        run = subprocess.run([sys.executable, "-c", code, command, str(tmp_path / "clf.npz"),
+                              "--data", str(tmp_path / "d.csv"), "--label-column", "label"],
+                             capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        assert "Warning" not in run.stderr and "feature names" not in run.stderr, run.stderr

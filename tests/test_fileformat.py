@@ -442,3 +442,15 @@ def test_a_directory_destination_is_refused_before_a_temporary_file_exists(tmp_p
         assert ".tmp" not in message  # not the name of a temporary file
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
     assert [p.name for p in target.iterdir()] == ["keep.txt"]
+
+
+def test_write_archive_through_a_symlink_replaces_the_target_not_the_link(tmp_path):
+    # Checkpoints are written by write_archive directly, so the link handling lives here.
+    target = tmp_path / "real.npz"
+    link = tmp_path / "link.npz"
+    _fileformat.write_archive(target, {"a": np.zeros(2)}, {"n": 1})
+    link.symlink_to(target)
+    _fileformat.write_archive(link, {"a": np.ones(3)}, {"n": 2})
+    assert link.is_symlink()
+    arrays, meta = _fileformat.read_archive(target)
+    assert np.array_equal(arrays["a"], np.ones(3)) and meta == {"n": 2}

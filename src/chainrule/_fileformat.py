@@ -183,10 +183,16 @@ def atomic_write(path, write) -> None:
     If anything fails (``KeyboardInterrupt`` included) the temporary file is removed
     and ``path`` keeps its old content. Used for ONNX files too.
 
+    A symbolic link is written through to its target (as ``cp`` and shell redirection
+    do): renaming over the link itself would replace it by a plain file and leave its
+    target stale. A dangling link creates its target.
+
     Raises ``IsADirectoryError`` when ``path`` is a directory and
     ``FileNotFoundError`` when its directory does not exist, before writing anything.
     """
     path = _check_path(path)
+    if os.path.islink(path):
+        path = os.path.realpath(path)
     if os.path.isdir(path):
         # Found now: os.replace would fail later naming the temporary file instead.
         raise IsADirectoryError(f"cannot write {path!r}: it is a directory; give a file "

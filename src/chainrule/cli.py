@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -152,7 +153,12 @@ def _probabilities(model, network, X, n_features, data_path):
     if X.shape[1] != n_features:
         raise CommandError(f"{data_path}: has {X.shape[1]} feature columns but the model "
                            f"expects {n_features} (for a CSV, is --label-column right?)")
-    proba = model.predict_proba(X.astype(network.dtype, copy=False))
+    with warnings.catch_warnings():
+        # Data files carry no column names, so an estimator fitted on a DataFrame warns
+        # about every array; the column count was checked above.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names",
+                                category=UserWarning)
+        proba = model.predict_proba(X.astype(network.dtype, copy=False))
     return np.asarray(proba, dtype=np.float64)
 
 

@@ -69,11 +69,10 @@ from __future__ import annotations
 import importlib
 import json
 import numbers
-import os
 
 import numpy as np
 
-from ._fileformat import ModelFileError, _check_path, atomic_write, read_archive, write_archive
+from ._fileformat import ModelFileError, atomic_write, read_archive, write_archive
 from ._validation import _shape_str
 from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import LOSSES, CategoricalCrossEntropy, MeanSquaredError
@@ -282,18 +281,6 @@ def _network_from_state(state: dict, arrays: dict, *, rng=None):
 
 
 # -- save / load ----------------------------------------------------------------------
-def _destination(path) -> str:
-    """The file to write for ``path``: a symbolic link is followed to its target.
-
-    The atomic write renames a new file over the destination, which would replace a
-    link by a plain file and leave its target stale. Writing through the link instead
-    is what ``cp``, shell redirection and most editors do; a dangling link creates its
-    target.
-    """
-    path = _check_path(path)
-    return os.path.realpath(path) if os.path.islink(path) else path
-
-
 def _version() -> str:
     import chainrule
     return str(getattr(chainrule, "__version__", "unknown"))
@@ -356,7 +343,6 @@ def save(model, path, *, metadata=None) -> None:
     True
     """
     metadata = _check_metadata(metadata)
-    path = _destination(path)
     if isinstance(model, Network):
         state, arrays = _network_state(model)
         name, config = state["class"], state["config"]
@@ -524,7 +510,6 @@ def export_onnx(model, path, *, opset=None) -> None:
         If ``opset`` is out of range.
     """
     network, classes = _exportable(model)
-    path = _destination(path)
     onnx, helper, numpy_helper = _import_onnx()
     if opset is None:
         opset = DEFAULT_ONNX_OPSET
