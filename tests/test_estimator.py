@@ -641,3 +641,20 @@ def test_any_edit_of_the_config_loads_or_raises_model_file_error(tmp_path):
             except Exception as exc:  # pragma: no cover - the failure being tested
                 pytest.fail(f"config{list(position)} = {value!r}: {type(exc).__name__}: {exc}")
     assert refused > len(positions)  # most edits are refused
+
+
+def test_partial_fit_with_a_class_weight_dict_and_a_batch_missing_a_weighted_class():
+    # A batch holding only class 0 must train with weight 1 for its rows (0 is not in
+    # the dict), exactly like explicit sample weights of 1.
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 3))
+    y = np.array([0, 1, 2] * 10)
+    weighted = MLPClassifier((4,), epochs=1, random_state=0, class_weight={1: 3.0, 2: 2.0})
+    plain = MLPClassifier((4,), epochs=1, random_state=0)
+    weighted.partial_fit(X, y, classes=[0, 1, 2])
+    plain.partial_fit(X, y, classes=[0, 1, 2],
+                      sample_weight=np.array([1.0, 3.0, 2.0] * 10))
+    only_zero = y == 0
+    weighted.partial_fit(X[only_zero], y[only_zero])
+    plain.partial_fit(X[only_zero], y[only_zero])
+    assert np.array_equal(weighted.predict_proba(X), plain.predict_proba(X))

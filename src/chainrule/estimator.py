@@ -605,7 +605,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def _row_weights(self, y, sample_weight, X):
         weights = super()._row_weights(y, sample_weight, X)
-        if self.class_weight is not None:
+        if isinstance(self.class_weight, dict):
+            # Looked up row by row (1.0 for a class not in the dict): compute_sample_weight
+            # refuses a partial_fit batch that lacks one of the dict's classes.
+            per_row = np.array([self.class_weight.get(label, 1.0) for label in y.tolist()],
+                               dtype=weights.dtype)
+            weights = weights * per_row
+        elif self.class_weight is not None:
             weights = weights * compute_sample_weight(self.class_weight, y).astype(weights.dtype)
         return weights
 
