@@ -50,7 +50,7 @@ class Network:
         self.layers = list(layers)
         if not any(names for _, names in self.layers):
             raise ValueError("layers must include at least one layer with parameters (e.g. "
-                             "an Affine layer), got " + repr([l for l, _ in self.layers]))
+                             "an Affine layer), got " + repr([layer for layer, _ in self.layers]))
         self.params = params
         self.loss = loss
         for i, (layer, names) in enumerate(self.layers):
