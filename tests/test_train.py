@@ -582,10 +582,11 @@ def test_divergence_with_finite_parameters_restores_the_last_ones_with_a_finite_
     X_train, X_test, Y_train, Y_test = load_homework_digits()
     model = MLP([64, 32, 10], rng=0)
     seen = [copy_params(model)]
-    with np.errstate(all="ignore"), pytest.raises(TrainingDivergedError):
+    with np.errstate(all="ignore"), pytest.raises(TrainingDivergedError) as info:
         fit(model, X_train, Y_train, optimizer=SGD(lr=1e305), epochs=5, progress=False,
             callbacks=[lambda e, logs, m: seen.append(copy_params(m))])
     assert any(params_equal(model.params, s) for s in seen)
+    assert "running state is not rolled back" in str(info.value)
     assert math.isfinite(evaluate(model, X_test, Y_test)["loss"])
     assert np.isfinite(model.predict_proba(X_test)).all()
 

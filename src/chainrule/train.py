@@ -692,8 +692,9 @@ def _diverged(model, X_batch, backup, epoch, step, what):
                     "update, the last ones whose loss was finite")
     raise TrainingDivergedError(
         f"training diverged at epoch {epoch}, batch {step}: {what}; values first became "
-        f"non-finite in {where}. {restored[0].upper() + restored[1:]}. Try a smaller "
-        f"learning rate or standardised inputs.", epoch=epoch, step=step, layer=where)
+        f"non-finite in {where}. {restored[0].upper() + restored[1:]} (the optimizer's "
+        f"running state is not rolled back: train again with a new optimizer). Try a "
+        f"smaller learning rate or standardised inputs.", epoch=epoch, step=step, layer=where)
 
 
 # -- the training loop ---------------------------------------------------------------------
