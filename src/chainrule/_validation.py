@@ -52,6 +52,20 @@ def as_float_array(x, name: str, *, ndim: int | None = 2, dtype=None, allow_empt
     return arr
 
 
+def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
+    """Return ``sample_weight`` as ``n`` non-negative weights of ``dtype`` with a
+    positive sum."""
+    sample_weight = as_float_array(sample_weight, "sample_weight", ndim=1)
+    if sample_weight.shape[0] != n:
+        raise ValueError(f"sample_weight must have one entry per row ({n}), got "
+                         f"{_shape_str(sample_weight.shape)}")
+    if sample_weight.min() < 0 or not sample_weight.sum() > 0:
+        raise ValueError("sample_weight must be >= 0 with a positive sum, got min "
+                         f"{float(sample_weight.min())!r} and sum "
+                         f"{float(sample_weight.sum())!r}")
+    return sample_weight.astype(dtype, copy=False)
+
+
 def check_one_hot(labels: np.ndarray, name: str = "labels") -> None:
     """Check that every row of a 2-D array is a one-hot vector."""
     is_binary = (labels == 0) | (labels == 1)

@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ._validation import _shape_str, as_float_array, check_one_hot
+from ._validation import _shape_str, as_float_array, check_one_hot, check_sample_weight
 from .functional import _shifted
 
 __all__ = ["Loss", "CategoricalCrossEntropy", "MeanSquaredError", "LOSSES", "get_loss"]
@@ -41,14 +41,7 @@ class Loss:
         if sample_weight is None:
             return None
         if self.validate:
-            sample_weight = as_float_array(sample_weight, "sample_weight", ndim=1)
-            if sample_weight.shape[0] != n:
-                raise ValueError(f"sample_weight must have one entry per row ({n}), got "
-                                 f"{_shape_str(sample_weight.shape)}")
-            if sample_weight.min() < 0 or not sample_weight.sum() > 0:
-                raise ValueError("sample_weight must be >= 0 with a positive sum, got min "
-                                 f"{float(sample_weight.min())!r} and sum "
-                                 f"{float(sample_weight.sum())!r}")
+            return check_sample_weight(sample_weight, n, dtype)
         return sample_weight.astype(dtype, copy=False)
 
     def _check_backward(self, d_out):

@@ -14,7 +14,8 @@ import numbers
 import numpy as np
 
 from ._validation import (_shape_str, as_float_array, check_choice, check_in_interval,
-                          check_one_hot, check_positive_float, check_positive_int, check_rng)
+                          check_one_hot, check_positive_float, check_positive_int, check_rng,
+                          check_sample_weight)
 from .functional import _shifted
 from .init import get_initializer
 from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
@@ -144,11 +145,7 @@ class Network:
         if not checked:
             X, Y = self._check_XY(X, Y)
             if sample_weight is not None:
-                self.loss.validate = True
-                try:
-                    sample_weight = self.loss._check_weights(sample_weight, X.shape[0], X.dtype)
-                finally:
-                    self.loss.validate = False
+                sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         logits = self.forward(X, training=training, checked=True)
         loss = self.loss.forward(logits, Y, sample_weight)
         d_logits, _ = self.loss.backward(1.0)

@@ -74,7 +74,7 @@ import numpy as np
 
 from ._fileformat import ModelFileError, read_archive, write_archive
 from ._validation import (check_choice, check_in_interval, check_positive_float,
-                          check_positive_int, check_rng)
+                          check_positive_int, check_rng, check_sample_weight)
 from .layers import Affine, ReLU
 from .losses import CategoricalCrossEntropy
 from .models import Network
@@ -324,12 +324,7 @@ def _check_callbacks(callbacks):
 def _check_sample_weight(model, sample_weight, n):
     if sample_weight is None:
         return None
-    loss = model.loss
-    loss.validate = True  # reuse the loss's own checks (shape, sign, positive sum)
-    try:
-        return loss._check_weights(sample_weight, n, model.dtype)
-    finally:
-        loss.validate = False
+    return check_sample_weight(sample_weight, n, model.dtype)
 
 
 # -- random generators and checkpoint helpers ----------------------------------------------
