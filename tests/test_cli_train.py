@@ -168,7 +168,7 @@ def test_ctrl_c_after_an_epoch_line_says_that_epoch_was_discarded(tmp_path, caps
                                                                    monkeypatch):
     import chainrule.train
 
-    write = chainrule.train._write_checkpoint
+    write = chainrule.train.write_checkpoint
     calls = {"n": 0}
 
     def interrupted_write(*args, **kwargs):
@@ -179,7 +179,7 @@ def test_ctrl_c_after_an_epoch_line_says_that_epoch_was_discarded(tmp_path, caps
             raise KeyboardInterrupt
         return write(*args, **kwargs)
 
-    monkeypatch.setattr(chainrule.train, "_write_checkpoint", interrupted_write)
+    monkeypatch.setattr(chainrule.train, "write_checkpoint", interrupted_write)
     status, out, err = run(["train", "--hidden", "8", "--epochs", "5", "--checkpoint",
                             str(tmp_path / "ck.npz")], capsys)
     assert status == 130

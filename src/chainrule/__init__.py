@@ -9,8 +9,8 @@ imported by the functions that use them. The scikit-learn estimators
 (``chainrule.MLPClassifier``, ``chainrule.MLPRegressor``) are loaded on first use.
 """
 
-from . import (data, functional, gradcheck, init, io, layers, losses, models, optim, plots,
-               sanity, testing, train)
+from . import (checkpoint, data, functional, gradcheck, history, init, io, layers, losses, models,
+               optim, plots, sanity, testing, train)
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
 from .gradcheck import check_gradients
 from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_uniform
@@ -20,13 +20,14 @@ from .models import MLP, FeedforwardNeuralNet, LogisticRegression, Network
 from .optim import SGD, Adam, AdamW
 from .sanity import SanityReport, sanity_check
 from .testing import LayerContractError, check_layer
-from .train import EarlyStopping, History, TrainingDivergedError, evaluate, fit
+from .history import EarlyStopping, History
+from .train import TrainingDivergedError, evaluate, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "data", "functional", "gradcheck", "init", "io", "layers", "losses", "models", "optim",
-    "plots", "sanity", "testing", "train",
+    "checkpoint", "data", "functional", "gradcheck", "history", "init", "io", "layers", "losses",
+    "models", "optim", "plots", "sanity", "testing", "train",
     "accuracy", "log_softmax", "logsumexp", "one_hot", "softmax",
     "check_gradients",
     "he_normal", "he_uniform", "xavier_init", "xavier_normal", "xavier_uniform",

@@ -140,3 +140,19 @@ def check_rng(rng, name: str = "rng"):
         return np.random.default_rng(int(rng))
     raise TypeError(f"{name} must be None, an int seed or a numpy.random.Generator, "
                     f"got {type(rng).__name__}")
+
+
+def key_differences(mapping, expected) -> tuple[list, list]:
+    """``(missing, extra)``: the ``expected`` keys ``mapping`` lacks (in ``expected``'s
+    order) and the keys it has beyond them (sorted)."""
+    missing = [k for k in expected if k not in mapping]
+    extra = sorted((k for k in mapping if k not in expected), key=str)
+    return missing, extra
+
+
+def check_keys(what: str, mapping, expected) -> None:
+    """Raise ``ValueError`` unless ``mapping`` has exactly the keys ``expected``."""
+    missing, extra = key_differences(mapping, expected)
+    if missing or extra:
+        raise ValueError(f"{what} has missing keys {missing} and unexpected keys {extra}; "
+                         f"expected exactly {list(expected)}")

@@ -192,7 +192,7 @@ class _BaseMLP(BaseEstimator):
         return history
 
     def _early_stopping_rule(self):
-        from .train import EarlyStopping
+        from .history import EarlyStopping
 
         return EarlyStopping(patience=self.n_iter_no_change, monitor="val_loss",
                              min_delta=self.tol, restore_best_weights=True)
@@ -378,8 +378,6 @@ class _BaseMLP(BaseEstimator):
 
 # -- checks for model files --------------------------------------------------------------
 _MISSING = object()
-_STOP_REASONS = (None, "early_stopping", "callback", "interrupted")
-_HISTORY_KEYS = ("history", "diagnostics", "epochs", "best_epoch", "stop_reason")
 
 
 def _is_real(value):
@@ -428,47 +426,22 @@ def _archive_int(config, key, *, minimum):
 
 
 def _history_from_archive(data, loss_curve):
-    """A :class:`chainrule.train.History` from its stored ``as_dict()`` form, checked:
-    per-epoch lists of numbers of one length, whose ``loss`` is the end of
-    ``loss_curve`` (the History is that of the last fit or partial_fit call)."""
-    from .train import History
+    """A :class:`chainrule.history.History` from its stored ``as_dict()`` form, checked
+    by :meth:`History.from_dict`, and whose ``loss`` is the end of ``loss_curve`` (the
+    History is that of the last fit or partial_fit call)."""
+    from .history import History
 
-    if not isinstance(data, dict):
-        raise ValueError(f"history_ must be a JSON object, got {type(data).__name__}")
-    _check_keys("history_", data, _HISTORY_KEYS)
-    logs = data["history"]
-    if not isinstance(logs, dict):
-        raise ValueError(f"history_['history'] must map names to per-epoch lists, got "
-                         f"{type(logs).__name__}")
-    if "loss" not in logs:
-        raise ValueError(f"history_['history'] has no 'loss' list (keys {sorted(logs)})")
-    epochs = data["epochs"]
-    if not _is_int(epochs) or not 1 <= epochs <= len(loss_curve):
+    try:
+        history = History.from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"history_: {exc}") from None
+    if not 1 <= history.epochs <= len(loss_curve):
         raise ValueError(f"history_ epochs must be an integer from 1 to the {len(loss_curve)} "
-                         f"epochs of loss_curve_, got {epochs!r}")
-    for key, values in logs.items():
-        if not isinstance(values, list) or not all(_is_real(v) for v in values):
-            raise ValueError(f"history_ {key!r} must be a list of numbers, got {values!r}")
-        if len(values) != epochs:
-            raise ValueError(f"history_ {key!r} has {len(values)} values for {epochs} epochs")
-    if not _same_floats(logs["loss"], loss_curve[-epochs:]):
-        raise ValueError(f"history_ 'loss' {logs['loss']!r} is not the end of loss_curve_ "
+                         f"epochs of loss_curve_, got {history.epochs!r}")
+    if not _same_floats(history["loss"], loss_curve[-history.epochs:]):
+        raise ValueError(f"history_ 'loss' {history['loss']!r} is not the end of loss_curve_ "
                          f"{loss_curve!r}")
-    diagnostics = data["diagnostics"]
-    if (not isinstance(diagnostics, list) or len(diagnostics) != epochs
-            or not all(isinstance(d, dict) and all(
-                isinstance(v, dict) and all(v2 is None or _is_real(v2) for v2 in v.values())
-                for v in d.values()) for d in diagnostics)):
-        raise ValueError(f"history_ diagnostics must be a list of {epochs} objects of "
-                         f"per-weight numbers, got {diagnostics!r}")
-    best = data["best_epoch"]
-    if best is not None and (not _is_int(best) or not 0 <= best < epochs):
-        raise ValueError(f"history_ best_epoch must be None or an epoch from 0 to "
-                         f"{epochs - 1}, got {best!r}")
-    if data["stop_reason"] not in _STOP_REASONS:
-        raise ValueError(f"history_ stop_reason must be one of {list(_STOP_REASONS)}, got "
-                         f"{data['stop_reason']!r}")
-    return History.from_dict(data)
+    return history
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

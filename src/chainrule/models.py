@@ -16,15 +16,28 @@ import numpy as np
 from ._validation import (_shape_str, as_float_array, check_choice, check_in_interval,
                           check_one_hot, check_positive_float, check_positive_int, check_rng,
                           check_sample_weight)
-from .functional import _shifted
+from .functional import softmax
 from .init import get_initializer
 from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import CategoricalCrossEntropy, get_loss
 from .optim import SGD
 
-__all__ = ["Network", "MLP", "LogisticRegression", "FeedforwardNeuralNet", "ACTIVATIONS"]
+__all__ = ["Network", "MLP", "LogisticRegression", "FeedforwardNeuralNet", "ACTIVATIONS",
+           "affine_param_names"]
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+
+
+def affine_param_names(n_layers: int) -> list[tuple[str, str]]:
+    """The ``(weight, bias)`` names of a stack of ``n_layers`` Affine layers.
+
+    ``W``, ``b`` for a single layer (the homework's logistic regression), else
+    ``W1``, ``b1``, ``W2``, ``b2``, ... (the homework's network). Model files and
+    checkpoints rely on these names.
+    """
+    if n_layers == 1:
+        return [("W", "b")]
+    return [(f"W{i}", f"b{i}") for i in range(1, n_layers + 1)]
 
 
 class Network:
@@ -162,9 +175,7 @@ class Network:
 
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (softmax of the logits). Shape: X (N, D) -> (N, K)."""
-        s, _ = _shifted(self.forward(X), axis=1)
-        e = np.exp(s)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self.forward(X), axis=1)
 
     def predict(self, X) -> np.ndarray:
         """The homework's ``predict``: class probabilities of shape (N, K) for a
@@ -330,8 +341,7 @@ class MLP(Network):
             "dtype": dtype.name, "loss": loss if isinstance(loss, str) else type(loss).__name__}
         params, layers = {}, []
         n_layers = len(sizes) - 1
-        for i in range(n_layers):
-            W, b = ("W", "b") if n_layers == 1 else (f"W{i + 1}", f"b{i + 1}")
+        for i, (W, b) in enumerate(affine_param_names(n_layers)):
             # W then b for each layer: the order in which the homework draws its weights.
             params[W] = initializer([sizes[i], sizes[i + 1]], rng=random, dtype=dtype)
             params[b] = np.zeros(sizes[i + 1], dtype=dtype)

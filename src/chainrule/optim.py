@@ -16,6 +16,7 @@ the step; bind their settings with :func:`functools.partial`, e.g.
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from ._validation import _shape_str, check_in_interval, check_positive_float, check_positive_int
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "step_lr", "exponential_lr", "cosine_lr",
-           "linear_warmup", "OPTIMIZERS", "get_optimizer"]
+           "linear_warmup", "OPTIMIZERS", "make_optimizer", "get_optimizer"]
 
 
 class Optimizer:
@@ -231,13 +232,36 @@ class AdamW(Adam):
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 
 
-def get_optimizer(name, **kwargs) -> Optimizer:
-    """Build the optimizer called ``name`` ('sgd', 'adam', 'adamw') with ``kwargs``."""
+def make_optimizer(name, **kwargs) -> Optimizer:
+    """Build the optimizer called ``name`` ('sgd', 'adam', 'adamw') from keyword arguments.
+
+    The one place where a name becomes an optimizer (the command line, the estimators
+    and :func:`~chainrule.train.fit` all come here). Arguments given as ``None`` are
+    left out, so the class keeps its own default (AdamW's ``weight_decay`` is 0.01,
+    Adam's 0). An :class:`Optimizer` instance is returned as it is.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or an argument the optimizer does not take (e.g.
+        ``momentum`` for Adam), or a bad value (checked by the optimizer).
+    """
     if isinstance(name, Optimizer):
         return name
     if not isinstance(name, str) or name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
-    return OPTIMIZERS[name](**kwargs)
+    cls = OPTIMIZERS[name]
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    accepted = inspect.signature(cls).parameters
+    unknown = sorted(k for k in kwargs if k not in accepted)
+    if unknown:
+        raise ValueError(f"optimizer {name!r} does not take {unknown}; it takes "
+                         f"{sorted(accepted)}")
+    return cls(**kwargs)
+
+
+#: The name the package used first; the same function.
+get_optimizer = make_optimizer
 
 
 # --- learning-rate schedules: pure functions of the step ---------------------------

@@ -61,9 +61,6 @@ result as an uninterrupted run.
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
 import math
 import numbers
 import os
@@ -72,9 +69,23 @@ import time
 
 import numpy as np
 
-from ._fileformat import ModelFileError, read_archive, write_archive
-from ._validation import (check_choice, check_in_interval, check_positive_float,
-                          check_positive_int, check_rng, check_sample_weight)
+from ._validation import (
+    check_in_interval,
+    check_positive_int,
+    check_rng,
+    check_sample_weight,
+)
+from .checkpoint import (
+    check_resume_epochs,
+    fingerprint,
+    generators,
+    read_checkpoint,
+    restore,
+    run_identity,
+    snapshot,
+    write_checkpoint,
+)
+from .history import EarlyStopping, History
 from .layers import Affine, ReLU
 from .losses import CategoricalCrossEntropy
 from .models import Network
@@ -82,10 +93,6 @@ from .optim import Optimizer, get_optimizer
 
 __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError"]
 
-_CHECKPOINT_KIND = "chainrule.checkpoint"
-_MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
-#: The History keys fit records, in the order it records them.
-_HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -104,142 +111,6 @@ class TrainingDivergedError(FloatingPointError):
     def __init__(self, message, *, epoch, step, layer):
         super().__init__(message)
         self.epoch, self.step, self.layer = epoch, step, layer
-
-
-class EarlyStopping:
-    """Stop when a monitored value has not improved for ``patience`` epochs.
-
-    Parameters
-    ----------
-    patience : int, default=5
-        Epochs without improvement tolerated; training stops after the
-        ``patience``-th one in a row.
-    monitor : {'val_loss', 'val_accuracy', 'loss', 'accuracy'}, default='val_loss'
-        A key of the History; losses must fall, accuracies rise.
-    min_delta : float, default=0.0
-        An improvement must beat the best value so far by more than this.
-    restore_best_weights : bool, default=True
-        When training ends (stopped early or out of epochs, not when interrupted),
-        put back the parameters of the best epoch.
-    """
-
-    def __init__(self, patience=5, monitor="val_loss", min_delta=0.0,
-                 restore_best_weights=True):
-        self.patience = check_positive_int(patience, "patience")
-        self.monitor = check_choice(monitor, "monitor", _MONITORS)
-        self.min_delta = check_positive_float(min_delta, "min_delta", allow_zero=True)
-        if not isinstance(restore_best_weights, bool):
-            raise TypeError(f"restore_best_weights must be a bool, got {restore_best_weights!r}")
-        self.restore_best_weights = restore_best_weights
-
-    @property
-    def mode(self) -> str:
-        return "max" if self.monitor.endswith("accuracy") else "min"
-
-    def improved(self, value: float, best) -> bool:
-        if best is None:
-            return True
-        if self.mode == "min":
-            return value < best - self.min_delta
-        return value > best + self.min_delta
-
-    def config(self) -> dict:
-        return {"patience": self.patience, "monitor": self.monitor,
-                "min_delta": self.min_delta, "restore_best_weights": self.restore_best_weights}
-
-    def __repr__(self):
-        return "EarlyStopping(" + ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + ")"
-
-
-class History:
-    """What :func:`fit` recorded, one entry per epoch.
-
-    Attributes
-    ----------
-    history : dict of str to list of float
-        ``"loss"``, ``"accuracy"`` (classifiers only), ``"val_loss"`` and
-        ``"val_accuracy"`` (with validation data), ``"lr"``, ``"time"``.
-    diagnostics : list of dict
-        Per epoch, ``{weight name: {"grad_norm", "update_ratio", "dead_fraction"}}``
-        for each Affine layer (see :func:`fit`); empty dicts with ``diagnostics=False``.
-    best_epoch : int or None
-        Epoch with the best monitored value (the early-stopping monitor, else
-        ``val_loss`` with validation data, else ``loss``).
-    stop_reason : str or None
-        ``None`` when every epoch ran, else ``"early_stopping"``, ``"callback"`` or
-        ``"interrupted"``.
-    """
-
-    def __init__(self):
-        self.history: dict[str, list] = {}
-        self.diagnostics: list[dict] = []
-        self.best_epoch = None
-        self.stop_reason = None
-
-    @property
-    def epochs(self) -> int:
-        """Number of epochs recorded."""
-        return len(self.history.get("loss", ()))
-
-    def __getitem__(self, key):
-        return self.history[key]
-
-    def __contains__(self, key):
-        return key in self.history
-
-    def _append(self, logs: dict, diagnostics: dict) -> None:
-        for key, value in logs.items():
-            self.history.setdefault(key, []).append(value)
-        self.diagnostics.append(diagnostics)
-
-    def _truncate(self, n: int) -> None:
-        for values in self.history.values():
-            del values[n:]
-        del self.diagnostics[n:]
-
-    def as_dict(self) -> dict:
-        """Plain, JSON-serialisable copy of everything recorded."""
-        return {"history": {k: list(v) for k, v in self.history.items()},
-                "diagnostics": copy.deepcopy(self.diagnostics),
-                "epochs": self.epochs, "best_epoch": self.best_epoch,
-                "stop_reason": self.stop_reason}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> History:
-        """Rebuild a History from :meth:`as_dict` output.
-
-        The keys come back in the order :func:`fit` records them (``loss``,
-        ``accuracy``, ``val_loss``, ``val_accuracy``, ``lr``, ``time``, then any
-        others as given), even after a trip through JSON written with sorted keys.
-        """
-        h = cls()
-        recorded = data["history"]
-        order = [k for k in _HISTORY_KEYS if k in recorded]
-        order += [k for k in recorded if k not in order]
-        h.history = {k: list(recorded[k]) for k in order}
-        h.diagnostics = copy.deepcopy(list(data["diagnostics"]))
-        h.best_epoch = data.get("best_epoch")
-        h.stop_reason = data.get("stop_reason")
-        return h
-
-    def __repr__(self):
-        return (f"History(epochs={self.epochs}, best_epoch={self.best_epoch}, "
-                f"stop_reason={self.stop_reason!r}, keys={list(self.history)})")
-
-    def __str__(self):
-        keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
-                if k in self.history]
-        formats = {"lr": "{:.3g}", "time": "{:.2f}s"}
-        header = ["epoch"] + keys
-        rows = [[str(e)] + [formats.get(k, "{:.4f}").format(self.history[k][e]) for k in keys]
-                for e in range(self.epochs)]
-        if len(rows) > 12:  # keep the table compact: the start and the end
-            rows = rows[:5] + [["..."] * len(header)] + rows[-5:]
-        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header] + rows]
-        lines.append(f"{self.epochs} epochs, best epoch {self.best_epoch}, stopped: "
-                     f"{self.stop_reason or 'ran all epochs'}")
-        return "\n".join(lines)
 
 
 # -- evaluation -----------------------------------------------------------------------
@@ -325,321 +196,6 @@ def _check_sample_weight(model, sample_weight, n):
     if sample_weight is None:
         return None
     return check_sample_weight(sample_weight, n, model.dtype)
-
-
-# -- random generators and checkpoint helpers ----------------------------------------------
-
-def _generators(random, model):
-    """Every generator a run draws from: fit's own, then each layer's (Dropout)."""
-    gens = [random]
-    for layer, _ in model.layers:
-        r = getattr(layer, "rng", None)
-        if isinstance(r, (np.random.Generator, np.random.RandomState)):
-            gens.append(r)
-    return gens
-
-
-def _rng_state(r) -> dict:
-    state = r.bit_generator.state if isinstance(r, np.random.Generator) else \
-        r.get_state(legacy=False)
-    return _to_json(state)
-
-
-def _set_rng_state(r, state: dict) -> None:
-    state = _from_json(state)
-    if isinstance(r, np.random.Generator):
-        r.bit_generator.state = state
-    else:
-        r.set_state(state)
-
-
-def _to_json(obj):
-    """Generator states hold ndarrays (MT19937 keys) and NumPy scalars; make them JSON."""
-    if isinstance(obj, dict):
-        return {k: _to_json(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return {"__ndarray__": obj.tolist(), "dtype": obj.dtype.str}
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    return obj
-
-
-def _from_json(obj):
-    if isinstance(obj, dict):
-        if "__ndarray__" in obj:
-            return np.array(obj["__ndarray__"], dtype=np.dtype(obj["dtype"]))
-        return {k: _from_json(v) for k, v in obj.items()}
-    return obj
-
-
-def _fingerprint(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        if a is None:
-            h.update(b"none")
-            continue
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _json_normal(obj):
-    return json.loads(json.dumps(obj))
-
-
-#: Steps at which a learning-rate schedule is sampled to recognise it on resume.
-_SCHEDULE_PROBES = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000,
-                    100_000, 1_000_000)
-
-
-def _schedule_fingerprint(lr):
-    """A schedule is a pure function of the step, so its values at fixed steps tell
-    whether a resumed run uses the same one (a changed ``base_lr`` is caught)."""
-    if not callable(lr):
-        return None
-    values = []
-    for step in _SCHEDULE_PROBES:
-        try:
-            values.append(float(lr(step)))
-        except Exception:  # noqa: BLE001 - a schedule defined on fewer steps
-            values.append(None)
-    return values
-
-
-def _run_identity(model, optimizer, batch_size, shuffle, data_fp, validation, early_stopping):
-    """What must match between a checkpoint and the run resuming from it."""
-    return _json_normal({
-        "model": {"class": type(model).__name__, "config": getattr(model, "config", None),
-                  "params": {k: [list(p.shape), p.dtype.str] for k, p in model.params.items()}},
-        "optimizer": {"class": type(optimizer).__name__,
-                      "hyperparameters": optimizer.hyperparameters(),
-                      "lr_schedule": _schedule_fingerprint(optimizer.lr)},
-        "batch_size": batch_size, "shuffle": shuffle, "data": data_fp,
-        "validation": validation,
-        "early_stopping": early_stopping.config() if early_stopping else None,
-    })
-
-
-def _describe_mismatch(saved, current, prefix=""):
-    """First difference between two JSON trees, as 'where: saved vs current'."""
-    if isinstance(saved, dict) and isinstance(current, dict):
-        for key in sorted(set(saved) | set(current)):
-            if saved.get(key) != current.get(key):
-                return _describe_mismatch(saved.get(key), current.get(key),
-                                          f"{prefix}.{key}" if prefix else key)
-    return f"{prefix}: {saved!r} in the checkpoint, {current!r} now"
-
-
-def _snapshot(model, optimizer, gens, epoch, stopper):
-    """Copy of the state of the run after ``epoch`` epochs (the History is not
-    copied: rolling back only truncates it)."""
-    return {"epoch": epoch,
-            "params": {k: p.copy() for k, p in model.params.items()},
-            "optimizer": optimizer.state_dict(),
-            "rngs": [_rng_state(r) for r in gens],
-            "stopper": dict(stopper)}
-
-
-def _restore(snap, model, optimizer, gens, history, stopper):
-    for k, p in model.params.items():
-        p[...] = snap["params"][k]
-    optimizer.load_state_dict(snap["optimizer"])
-    for r, state in zip(gens, snap["rngs"]):
-        _set_rng_state(r, state)
-    history._truncate(snap["epoch"])
-    stopper.clear()
-    stopper.update(snap["stopper"])
-
-
-def _write_checkpoint(path, snap, history, identity, split):
-    arrays = {f"params/{k}": v for k, v in snap["params"].items()}
-    opt = snap["optimizer"]
-    for name, st in opt["state"].items():
-        for key, value in st.items():
-            arrays[f"optim/state/{name}/{key}"] = np.asarray(value)
-    stopper = dict(snap["stopper"])
-    best_params = stopper.pop("best_params")
-    if best_params is not None:
-        arrays.update({f"best/{k}": v for k, v in best_params.items()})
-    if split is not None:
-        arrays["split/train"], arrays["split/val"] = split
-    meta = {"kind": _CHECKPOINT_KIND, "epoch": snap["epoch"], "optimizer_steps": opt["steps"],
-            "rngs": snap["rngs"], "history": history.as_dict(), "stopper": stopper,
-            "identity": identity}
-    write_archive(path, arrays, meta)
-
-
-_CHECKPOINT_META = {"kind", "epoch", "optimizer_steps", "rngs", "history", "stopper",
-                    "identity"}
-_STOP_REASONS = (None, "early_stopping", "callback")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _expected_optimizer_arrays(optimizer, model) -> dict:
-    """``{array name: (shape, dtype)}`` of the optimizer state a checkpoint holds after
-    at least one step, found by stepping a blank copy of the optimizer once on zeros
-    (state is created lazily, and its layout differs between optimizers)."""
-    probe = copy.copy(optimizer)
-    probe.state, probe.steps = {}, 0
-    zeros = {k: np.zeros_like(p) for k, p in model.params.items()}
-    probe.step({k: z.copy() for k, z in zeros.items()}, zeros)
-    return {f"optim/state/{name}/{key}": (np.shape(v), np.asarray(v).dtype)
-            for name, st in probe.state.items() for key, v in st.items()}
-
-
-def _check_checkpoint(arrays, meta, model, optimizer, gens, n_rows, n_val) -> list:
-    """Every way ``arrays`` and ``meta`` differ from a checkpoint of this run, as text.
-
-    The checksum only proves the file is what some writer wrote; this proves it is
-    what :func:`_write_checkpoint` would write for this model, optimizer and data, so
-    that restoring it can neither fail half-way nor carry foreign entries along.
-    """
-    problems = []
-    missing_meta = sorted(_CHECKPOINT_META - set(meta))
-    extra_meta = sorted(set(meta) - _CHECKPOINT_META)
-    if missing_meta:
-        problems.append(f"metadata keys {missing_meta} are missing")
-    if extra_meta:
-        problems.append(f"unexpected metadata keys {extra_meta}")
-
-    epoch = meta.get("epoch")
-    if not (_is_int(epoch) and epoch >= 0):
-        problems.append(f"metadata 'epoch' must be an int >= 0, got {epoch!r}")
-        epoch = None
-    steps = meta.get("optimizer_steps")
-    if not (_is_int(steps) and steps >= 0):
-        problems.append(f"metadata 'optimizer_steps' must be an int >= 0, got {steps!r}")
-        steps = None
-
-    history = meta.get("history")
-    if not (isinstance(history, dict) and isinstance(history.get("history"), dict)
-            and isinstance(history.get("diagnostics"), list)):
-        problems.append("metadata 'history' must be a dict with a 'history' dict and a "
-                        "'diagnostics' list")
-    else:
-        unknown = sorted(set(history["history"]) - set(_HISTORY_KEYS))
-        if unknown:
-            problems.append(f"metadata 'history' has unknown keys {unknown}")
-        for key, values in history["history"].items():
-            if not (isinstance(values, list) and all(_is_real(v) for v in values)):
-                problems.append(f"history[{key!r}] must be a list of numbers")
-            elif epoch is not None and len(values) != epoch:
-                problems.append(f"history[{key!r}] has {len(values)} entries for {epoch} "
-                                f"epochs")
-        if epoch is not None and len(history["diagnostics"]) != epoch:
-            problems.append(f"the history holds {len(history['diagnostics'])} diagnostics "
-                            f"entries for {epoch} epochs")
-        if epoch and "loss" not in history["history"]:
-            problems.append("the history has no 'loss' entries")
-        if history.get("stop_reason") not in _STOP_REASONS:
-            problems.append(f"history stop_reason {history.get('stop_reason')!r} is not one "
-                            f"of {list(_STOP_REASONS)}")
-        best_epoch = history.get("best_epoch")
-        if best_epoch is not None and not _is_int(best_epoch):
-            problems.append(f"history best_epoch must be an int or null, got {best_epoch!r}")
-
-    stopper = meta.get("stopper")
-    if not (isinstance(stopper, dict) and set(stopper) == {"best", "best_epoch", "wait"}):
-        problems.append("metadata 'stopper' must be a dict with keys 'best', 'best_epoch' "
-                        "and 'wait'")
-    elif not ((stopper["best"] is None or _is_real(stopper["best"]))
-              and (stopper["best_epoch"] is None or _is_int(stopper["best_epoch"]))
-              and _is_int(stopper["wait"]) and stopper["wait"] >= 0):
-        problems.append(f"metadata 'stopper' holds values of the wrong type: {stopper!r}")
-
-    rngs = meta.get("rngs")
-    if not isinstance(rngs, list) or len(rngs) != len(gens):
-        problems.append(f"metadata 'rngs' must be a list of {len(gens)} generator states, "
-                        f"got {type(rngs).__name__}"
-                        + (f" of length {len(rngs)}" if isinstance(rngs, list) else ""))
-    else:
-        for i, (r, state) in enumerate(zip(gens, rngs)):
-            try:  # on a copy: the real generators change only once all is checked
-                _set_rng_state(copy.deepcopy(r), state)
-            except Exception as exc:  # noqa: BLE001 - any failure means a bad state
-                problems.append(f"rngs[{i}] is not a state of the run's "
-                                f"{type(r).__name__} ({type(exc).__name__}: {exc})")
-
-    # The arrays: exactly these names, each of the model's shape and dtype.
-    expected = {f"params/{k}": (p.shape, p.dtype) for k, p in model.params.items()}
-    if steps:
-        expected.update(_expected_optimizer_arrays(optimizer, model))
-    best = [f"best/{k}" for k in model.params]
-    if any(name in arrays for name in best):
-        expected.update({f"best/{k}": (p.shape, p.dtype) for k, p in model.params.items()})
-    if n_val is not None:
-        expected["split/train"] = ((n_rows - n_val,), None)
-        expected["split/val"] = ((n_val,), None)
-    missing = sorted(set(expected) - set(arrays))
-    extra = sorted(set(arrays) - set(expected))
-    if missing:
-        problems.append(f"arrays {missing} are missing")
-    if extra:
-        problems.append(f"unexpected arrays {extra}")
-    for name in sorted(set(expected) & set(arrays)):
-        shape, dtype = expected[name]
-        arr = arrays[name]
-        if arr.shape != tuple(shape):
-            problems.append(f"array {name!r} has shape {arr.shape}, expected {tuple(shape)}")
-        if dtype is None:
-            if arr.dtype.kind not in "iu":
-                problems.append(f"array {name!r} has dtype {arr.dtype}, expected integers")
-        elif arr.dtype != dtype:
-            problems.append(f"array {name!r} has dtype {arr.dtype}, expected {dtype}")
-    if n_val is not None and not any("split/" in p for p in problems):
-        both = np.concatenate([arrays["split/train"], arrays["split/val"]])
-        if not np.array_equal(np.sort(both), np.arange(n_rows)):
-            problems.append(f"arrays 'split/train' and 'split/val' are not a split of the "
-                            f"{n_rows} rows")
-    return problems
-
-
-def _read_checkpoint(path, identity, model, optimizer, gens, n_rows, n_val):
-    """Load and check a checkpoint; raise before anything is changed.
-
-    Raises ``ModelFileError`` (a ``ValueError``) naming the file and every entry that
-    is missing, unexpected or of the wrong shape, dtype or type, and ``ValueError``
-    for a checkpoint of another run.
-    """
-    name = os.fspath(path)
-    arrays, meta = read_archive(path)
-    if meta.get("kind") != _CHECKPOINT_KIND:
-        raise ValueError(f"checkpoint {name!r} is not a training checkpoint (kind "
-                         f"{meta.get('kind')!r}); a model saved with chainrule.io cannot be "
-                         f"resumed")
-    if meta.get("identity") != identity:
-        raise ValueError(f"checkpoint {name!r} belongs to a different run and "
-                         f"cannot be resumed: "
-                         f"{_describe_mismatch(meta.get('identity'), identity)}")
-    problems = _check_checkpoint(arrays, meta, model, optimizer, gens, n_rows, n_val)
-    if problems:
-        raise ModelFileError(f"checkpoint {name!r} cannot be resumed, it does not hold the "
-                             f"state of this run: " + "; ".join(problems))
-    state: dict = {}
-    for key, value in arrays.items():
-        if key.startswith("optim/state/"):
-            pname, sub = key[len("optim/state/"):].rsplit("/", 1)
-            state.setdefault(pname, {})[sub] = value
-    params = {k: arrays[f"params/{k}"] for k in model.params}
-    best = ({k: arrays[f"best/{k}"] for k in model.params}
-            if f"best/{next(iter(model.params))}" in arrays else None)
-    stopper = dict(meta["stopper"], best_params=best)
-    split = (arrays["split/train"], arrays["split/val"]) if n_val is not None else None
-    snap = {"epoch": meta["epoch"], "params": params,
-            "optimizer": {"steps": meta["optimizer_steps"], "state": state},
-            "rngs": meta["rngs"], "stopper": stopper}
-    snap["history"] = History.from_dict(meta["history"])
-    return snap, split
 
 
 # -- diagnostics and divergence ----------------------------------------------------------
@@ -823,23 +379,20 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
             raise PermissionError(f"checkpoint: the directory {folder!r} is not writable")
 
     # Everything the run draws from; their states go into checkpoints.
-    gens = _generators(random, model)
+    gens = generators(random, model)
     identity = None
     if checkpoint is not None:
-        data_fp = _fingerprint(X, Y, sample_weight)
-        val_id = ({"data": _fingerprint(X_val, Y_val)} if validation_data is not None else
+        data_fp = fingerprint(X, Y, sample_weight)
+        val_id = ({"data": fingerprint(X_val, Y_val)} if validation_data is not None else
                   {"fraction": validation_fraction} if validation_fraction is not None else None)
-        identity = _run_identity(model, optimizer, batch_size, shuffle, data_fp, val_id,
+        identity = run_identity(model, optimizer, batch_size, shuffle, data_fp, val_id,
                                  stopper_cfg)
     loaded, split = None, None
     if resume and os.path.exists(checkpoint):
-        loaded, split = _read_checkpoint(
+        loaded, split = read_checkpoint(
             checkpoint, identity, model, optimizer, gens, X.shape[0],
             n_val if validation_fraction is not None else None)
-        if loaded["epoch"] > epochs:
-            raise ValueError(f"epochs={epochs} is fewer than the {loaded['epoch']} epochs "
-                             f"already done in checkpoint {os.fspath(checkpoint)!r}; give "
-                             f"epochs >= {loaded['epoch']} (the total, not the number to add)")
+        check_resume_epochs(checkpoint, epochs, loaded["epoch"])
 
     # ---- 2. The validation split (stored in checkpoints, so a resumed run reuses it) ---
     if validation_fraction is not None:
@@ -860,7 +413,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     history = History() if loaded is None else loaded["history"]
     stopper = {"best": None, "best_epoch": None, "wait": 0, "best_params": None}
     if loaded is not None:
-        _restore(loaded, model, optimizer, gens, history, stopper)
+        restore(loaded, model, optimizer, gens, history, stopper)
     start_epoch = history.epochs
 
     n = X.shape[0]
@@ -883,7 +436,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         except ImportError:
             bar = None
 
-    snap = _snapshot(model, optimizer, gens, start_epoch, stopper)
+    snap = snapshot(model, optimizer, gens, start_epoch, stopper)
     finished = history.stop_reason in ("early_stopping", "callback")
     try:
         for epoch in range(start_epoch, 0 if finished else epochs):
@@ -968,9 +521,9 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
 
             # ---- commit the epoch: from here on an interrupt keeps it ----------------
             history.stop_reason = stop
-            new_snap = _snapshot(model, optimizer, gens, epoch + 1, stopper)
+            new_snap = snapshot(model, optimizer, gens, epoch + 1, stopper)
             if checkpoint is not None:
-                _write_checkpoint(checkpoint, new_snap, history, identity, split)
+                write_checkpoint(checkpoint, new_snap, history, identity, split)
             snap = new_snap
             if bar is not None:
                 bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "time"},
@@ -980,9 +533,9 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
                 break
     except KeyboardInterrupt:
         # Discard the unfinished epoch: roll back to the last committed state, save it.
-        _restore(snap, model, optimizer, gens, history, stopper)
+        restore(snap, model, optimizer, gens, history, stopper)
         if checkpoint is not None:
-            _write_checkpoint(checkpoint, snap, history, identity, split)
+            write_checkpoint(checkpoint, snap, history, identity, split)
         history.stop_reason = "interrupted"
         history.best_epoch = _best_epoch(history, stopper, stopper_cfg, has_val)
         return history

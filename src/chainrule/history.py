@@ -1,0 +1,228 @@
+"""What a training run records: :class:`History`, and the :class:`EarlyStopping` rule.
+
+:func:`chainrule.train.fit` fills a History one epoch at a time; checkpoints
+(:mod:`chainrule.checkpoint`) and estimator files (:mod:`chainrule.io`) store it as
+the plain dict :meth:`History.as_dict` returns, and read it back through
+:meth:`History.from_dict`, the one place that checks such a dict.
+"""
+
+from __future__ import annotations
+
+import copy
+from numbers import Integral, Real
+
+from ._validation import check_choice, check_keys, check_positive_float, check_positive_int
+
+__all__ = ["History", "EarlyStopping", "MONITORS", "RECORDED_KEYS", "STOP_REASONS"]
+
+#: Values early stopping can watch.
+MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+#: The History keys fit records, in the order it records them.
+RECORDED_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
+#: Why a run ended early (``None``: it ran every epoch).
+STOP_REASONS = (None, "early_stopping", "callback", "interrupted")
+_DICT_KEYS = ("history", "diagnostics", "epochs", "best_epoch", "stop_reason")
+
+
+class EarlyStopping:
+    """Stop when a monitored value has not improved for ``patience`` epochs.
+
+    Parameters
+    ----------
+    patience : int, default=5
+        Epochs without improvement tolerated; training stops after the
+        ``patience``-th one in a row.
+    monitor : {'val_loss', 'val_accuracy', 'loss', 'accuracy'}, default='val_loss'
+        A key of the History; losses must fall, accuracies rise.
+    min_delta : float, default=0.0
+        An improvement must beat the best value so far by more than this.
+    restore_best_weights : bool, default=True
+        When training ends (stopped early or out of epochs, not when interrupted),
+        put back the parameters of the best epoch.
+    """
+
+    def __init__(self, patience=5, monitor="val_loss", min_delta=0.0,
+                 restore_best_weights=True):
+        self.patience = check_positive_int(patience, "patience")
+        self.monitor = check_choice(monitor, "monitor", MONITORS)
+        self.min_delta = check_positive_float(min_delta, "min_delta", allow_zero=True)
+        if not isinstance(restore_best_weights, bool):
+            raise TypeError(f"restore_best_weights must be a bool, got {restore_best_weights!r}")
+        self.restore_best_weights = restore_best_weights
+
+    @property
+    def mode(self) -> str:
+        return "max" if self.monitor.endswith("accuracy") else "min"
+
+    def improved(self, value: float, best) -> bool:
+        if best is None:
+            return True
+        if self.mode == "min":
+            return value < best - self.min_delta
+        return value > best + self.min_delta
+
+    def config(self) -> dict:
+        return {"patience": self.patience, "monitor": self.monitor,
+                "min_delta": self.min_delta, "restore_best_weights": self.restore_best_weights}
+
+    def __repr__(self):
+        return "EarlyStopping(" + ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + ")"
+
+
+class History:
+    """What :func:`fit` recorded, one entry per epoch.
+
+    Attributes
+    ----------
+    history : dict of str to list of float
+        ``"loss"``, ``"accuracy"`` (classifiers only), ``"val_loss"`` and
+        ``"val_accuracy"`` (with validation data), ``"lr"``, ``"time"``.
+    diagnostics : list of dict
+        Per epoch, ``{weight name: {"grad_norm", "update_ratio", "dead_fraction"}}``
+        for each Affine layer (see :func:`fit`); empty dicts with ``diagnostics=False``.
+    best_epoch : int or None
+        Epoch with the best monitored value (the early-stopping monitor, else
+        ``val_loss`` with validation data, else ``loss``).
+    stop_reason : str or None
+        ``None`` when every epoch ran, else ``"early_stopping"``, ``"callback"`` or
+        ``"interrupted"``.
+    """
+
+    def __init__(self):
+        self.history: dict[str, list] = {}
+        self.diagnostics: list[dict] = []
+        self.best_epoch = None
+        self.stop_reason = None
+
+    @property
+    def epochs(self) -> int:
+        """Number of epochs recorded."""
+        return len(self.history.get("loss", ()))
+
+    def __getitem__(self, key):
+        return self.history[key]
+
+    def __contains__(self, key):
+        return key in self.history
+
+    def _append(self, logs: dict, diagnostics: dict) -> None:
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(value)
+        self.diagnostics.append(diagnostics)
+
+    def _truncate(self, n: int) -> None:
+        for values in self.history.values():
+            del values[n:]
+        del self.diagnostics[n:]
+
+    def as_dict(self) -> dict:
+        """Plain, JSON-serialisable copy of everything recorded."""
+        return {"history": {k: list(v) for k, v in self.history.items()},
+                "diagnostics": copy.deepcopy(self.diagnostics),
+                "epochs": self.epochs, "best_epoch": self.best_epoch,
+                "stop_reason": self.stop_reason}
+
+    @classmethod
+    def from_dict(cls, data) -> History:
+        """Rebuild a History from :meth:`as_dict` output, checking it first.
+
+        The dict may come from a file anyone can edit, so everything is checked:
+        exactly the keys :meth:`as_dict` writes, per-epoch lists of numbers of
+        ``epochs`` entries under the names :func:`fit` records (``loss`` among them
+        once an epoch ran), one diagnostics dict per epoch, ``best_epoch`` an epoch
+        or ``None`` and a known ``stop_reason``. The keys come back in the order
+        :func:`fit` records them, even after a trip through JSON with sorted keys.
+
+        Raises
+        ------
+        ValueError
+            Naming every problem found.
+        """
+        problems = history_dict_problems(data)
+        if problems:
+            raise ValueError("not a History: " + "; ".join(problems))
+        h = cls()
+        recorded = data["history"]
+        h.history = {k: list(recorded[k]) for k in RECORDED_KEYS if k in recorded}
+        h.diagnostics = copy.deepcopy(list(data["diagnostics"]))
+        h.best_epoch = data["best_epoch"]
+        h.stop_reason = data["stop_reason"]
+        return h
+
+    def __repr__(self):
+        return (f"History(epochs={self.epochs}, best_epoch={self.best_epoch}, "
+                f"stop_reason={self.stop_reason!r}, keys={list(self.history)})")
+
+    def __str__(self):
+        keys = [k for k in ("loss", "accuracy", "val_loss", "val_accuracy", "lr", "time")
+                if k in self.history]
+        formats = {"lr": "{:.3g}", "time": "{:.2f}s"}
+        header = ["epoch"] + keys
+        rows = [[str(e)] + [formats.get(k, "{:.4f}").format(self.history[k][e]) for k in keys]
+                for e in range(self.epochs)]
+        if len(rows) > 12:  # keep the table compact: the start and the end
+            rows = rows[:5] + [["..."] * len(header)] + rows[-5:]
+        widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header] + rows]
+        lines.append(f"{self.epochs} epochs, best epoch {self.best_epoch}, stopped: "
+                     f"{self.stop_reason or 'ran all epochs'}")
+        return "\n".join(lines)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _is_real(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _is_diagnostics(entry) -> bool:
+    """``{weight name: {metric: number or None}}``, as fit records per epoch."""
+    return isinstance(entry, dict) and all(
+        isinstance(metrics, dict) and all(v is None or _is_real(v) for v in metrics.values())
+        for metrics in entry.values())
+
+
+def history_dict_problems(data) -> list[str]:
+    """Every way ``data`` differs from what :meth:`History.as_dict` returns, as text."""
+    if not isinstance(data, dict):
+        return [f"expected a dict, got {type(data).__name__}"]
+    try:
+        check_keys("the history dict", data, _DICT_KEYS)
+    except ValueError as exc:
+        return [str(exc)]
+    problems = []
+    epochs = data["epochs"]
+    if not (_is_int(epochs) and epochs >= 0):
+        problems.append(f"'epochs' must be an int >= 0, got {epochs!r}")
+        epochs = None
+    logs = data["history"]
+    if not isinstance(logs, dict):
+        problems.append(f"'history' must map names to per-epoch lists, got "
+                        f"{type(logs).__name__}")
+        logs = {}
+    unknown = sorted(map(str, set(logs) - set(RECORDED_KEYS)))
+    if unknown:
+        problems.append(f"'history' has unknown keys {unknown} (fit records "
+                        f"{list(RECORDED_KEYS)})")
+    if epochs and "loss" not in logs:
+        problems.append(f"'history' has no 'loss' list (keys {sorted(map(str, logs))})")
+    for key, values in logs.items():
+        if not (isinstance(values, list) and all(_is_real(v) for v in values)):
+            problems.append(f"history[{key!r}] must be a list of numbers")
+        elif epochs is not None and len(values) != epochs:
+            problems.append(f"history[{key!r}] has {len(values)} entries for {epochs} epochs")
+    diagnostics = data["diagnostics"]
+    if not (isinstance(diagnostics, list) and all(_is_diagnostics(d) for d in diagnostics)):
+        problems.append("'diagnostics' must be a list of {weight: {metric: number}} dicts")
+    elif epochs is not None and len(diagnostics) != epochs:
+        problems.append(f"'diagnostics' has {len(diagnostics)} entries for {epochs} epochs")
+    best = data["best_epoch"]
+    if best is not None and not (_is_int(best) and epochs is not None and 0 <= best < epochs):
+        problems.append(f"'best_epoch' must be None or an epoch from 0 to epochs - 1, got "
+                        f"{best!r}")
+    if data["stop_reason"] not in STOP_REASONS:
+        problems.append(f"'stop_reason' must be one of {list(STOP_REASONS)}, got "
+                        f"{data['stop_reason']!r}")
+    return problems
