@@ -27,7 +27,8 @@ from ._validation import (_shape_str, as_float_array, check_in_interval, check_p
                           check_rng, check_same_rows)
 
 __all__ = ["load_homework_digits", "iterate_minibatches", "load_csv", "load_npz", "load_idx",
-           "load_file", "fetch_openml", "standardize", "encode_labels", "holdout_split"]
+           "load_file", "fetch_openml", "standardize", "encode_labels", "holdout_split",
+           "split_rows"]
 
 
 def load_homework_digits():
@@ -627,12 +628,59 @@ def encode_labels(y):
     return classes, indices.astype(np.int64).ravel()
 
 
+def split_rows(n: int, n_holdout: int, rng=None, *, stratify=None):
+    """Indices of a random split of ``n`` rows into a kept part and a held-out part.
+
+    The one row split of the package: :func:`chainrule.train.fit`'s
+    ``validation_fraction``, :func:`holdout_split` and the estimators' early-stopping
+    split all come here.
+
+    Parameters
+    ----------
+    n : int
+        Number of rows.
+    n_holdout : int
+        Rows to hold out, from 1 to ``n - 1``.
+    rng : None, int or numpy.random.Generator
+        Source of the permutation.
+    stratify : array_like, shape (n,), optional
+        Class labels: hold out each class in proportion (scikit-learn's
+        ``train_test_split(stratify=...)``, seeded from ``rng``). When some class has
+        too few rows to be split, the split falls back to a plain one.
+
+    Returns
+    -------
+    kept, held_out : ndarray of int, sorted
+        Without ``stratify``, ``held_out`` is the first ``n_holdout`` entries of
+        ``rng.permutation(n)`` and ``kept`` the rest.
+    """
+    n = check_positive_int(n, "n")
+    n_holdout = check_positive_int(n_holdout, "n_holdout")
+    if n_holdout >= n:
+        raise ValueError(f"n_holdout={n_holdout} of {n} rows leaves none to keep")
+    random = check_rng(rng)
+    if stratify is not None:
+        from sklearn.model_selection import train_test_split
+
+        seed = int(random.integers(np.iinfo(np.int32).max)) if hasattr(random, "integers") \
+            else int(random.randint(np.iinfo(np.int32).max))
+        try:
+            kept, held = train_test_split(np.arange(n), test_size=n_holdout,
+                                          random_state=seed, stratify=stratify)
+        except ValueError:  # a class with too few rows to split: plain split instead
+            kept, held = train_test_split(np.arange(n), test_size=n_holdout,
+                                          random_state=seed)
+        return np.sort(kept), np.sort(held)
+    order = random.permutation(n)
+    return np.sort(order[n_holdout:]), np.sort(order[:n_holdout])
+
+
 def holdout_split(X, y, test_fraction=0.25, *, rng=0):
     """Split rows at random into a training part and a held-out test part.
 
-    The split is a permutation drawn from ``rng`` (an int seed by default, so the
-    same file always gives the same split); the last ``round(test_fraction * N)``
-    rows of the permutation are the test part.
+    The held-out part is ``round(test_fraction * N)`` rows chosen by :func:`split_rows`
+    with ``rng`` (an int seed by default, so the same file always gives the same
+    split); both parts keep the file's row order.
 
     Returns
     -------
@@ -649,6 +697,5 @@ def holdout_split(X, y, test_fraction=0.25, *, rng=0):
         raise ValueError(f"test_fraction={test_fraction} of {n} rows leaves "
                          f"{n - n_test} training and {n_test} test rows; both need at "
                          f"least one")
-    order = check_rng(rng).permutation(n)
-    train, test = order[:n - n_test], order[n - n_test:]
+    train, test = split_rows(n, n_test, rng)
     return X[train], X[test], y[train], y[test]

@@ -85,6 +85,7 @@ from .checkpoint import (
     snapshot,
     write_checkpoint,
 )
+from .data import split_rows
 from .history import EarlyStopping, History
 from .layers import Affine, ReLU
 from .losses import CategoricalCrossEntropy
@@ -397,8 +398,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     # ---- 2. The validation split (stored in checkpoints, so a resumed run reuses it) ---
     if validation_fraction is not None:
         if split is None:
-            order = random.permutation(X.shape[0])
-            split = (np.sort(order[n_val:]), np.sort(order[:n_val]))
+            split = split_rows(X.shape[0], n_val, random)
         train_idx, val_idx = split
         X_val, Y_val = X[val_idx], Y[val_idx]
         X, Y = X[train_idx], Y[train_idx]
