@@ -77,9 +77,9 @@ def _check_data_flags(path, label_column, labels, *, path_flag="--data",
     apply to the format, or a label source that is needed but missing, is a
     :class:`UsageError` naming the flag (exit 2).
     """
-    from .data import _file_kind, _idx_labels_path
+    from .data import file_kind, idx_labels_path
 
-    kind = _file_kind(path)
+    kind = file_kind(path)
     if kind != "csv" and label_column is not None:
         raise UsageError(f"--label-column applies to CSV files, but {path_flag} {path} is "
                          f"an {'IDX' if kind == 'idx' else '.npz'} file")
@@ -91,7 +91,7 @@ def _check_data_flags(path, label_column, labels, *, path_flag="--data",
     if kind == "csv" and label_column is None:
         raise UsageError(f"{path_flag} {path} is a CSV file: give --label-column NAME, the "
                          f"header name of the column holding the labels")
-    if kind == "idx" and labels is None and _idx_labels_path(path) is None:
+    if kind == "idx" and labels is None and idx_labels_path(path) is None:
         raise UsageError(f"{path_flag} {path} is an IDX images file and no "
                          f"'*-labels-idx1-ubyte' file sits beside it: give its labels file "
                          f"with {labels_flag} PATH")
@@ -274,7 +274,7 @@ def _cmd_export(args) -> int:
     from . import io
 
     if args.opset is not None:
-        low = io._MIN_ONNX_OPSET
+        low = io.MIN_ONNX_OPSET
         try:
             import onnx
             high = onnx.defs.onnx_opset_version()

@@ -28,7 +28,7 @@ from ._validation import (_shape_str, as_float_array, check_in_interval, check_p
 
 __all__ = ["load_homework_digits", "iterate_minibatches", "load_csv", "load_npz", "load_idx",
            "load_file", "fetch_openml", "standardize", "encode_labels", "holdout_split",
-           "split_rows"]
+           "split_rows", "file_kind", "idx_labels_path"]
 
 
 def load_homework_digits():
@@ -444,7 +444,7 @@ def _sniff(path):
     return None
 
 
-def _idx_labels_path(images_path):
+def idx_labels_path(images_path):
     """The MNIST naming convention: ``*-images-idx3-ubyte[.gz]`` sits beside
     ``*-labels-idx1-ubyte[.gz]``. Returns the sibling if it exists, else None."""
     folder, base = os.path.split(os.fspath(images_path))
@@ -459,7 +459,7 @@ def _idx_labels_path(images_path):
     return None
 
 
-def _file_kind(path) -> str:
+def file_kind(path) -> str:
     """``"csv"``, ``"npz"`` or ``"idx"``: how :func:`load_file` will read ``path``.
 
     Decided from the name, else from the first bytes. Raises ``FileNotFoundError``
@@ -511,7 +511,7 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True)
     y : ndarray, shape (N,), or None
     """
     name = os.fspath(path)
-    kind = _file_kind(name)
+    kind = file_kind(name)
     lower = os.path.basename(name).lower()
     inner = lower[:-3] if lower.endswith(".gz") else lower
     if kind == "csv":
@@ -523,7 +523,7 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True)
         X, y = load_npz(name, require_labels=require_labels)
     else:
         if labels_path is None:
-            labels_path = _idx_labels_path(name)
+            labels_path = idx_labels_path(name)
         if labels_path is None and require_labels:
             raise ValueError(f"{name}: an IDX images file needs its labels file "
                              f"(labels_path); none was given and no "

@@ -78,7 +78,8 @@ from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import LOSSES, CategoricalCrossEntropy, MeanSquaredError
 from .models import MLP, FeedforwardNeuralNet, LogisticRegression, Network
 
-__all__ = ["save", "load", "read_metadata", "export_onnx", "ModelFileError", "DEFAULT_ONNX_OPSET"]
+__all__ = ["save", "load", "read_metadata", "export_onnx", "ModelFileError", "DEFAULT_ONNX_OPSET",
+           "MIN_ONNX_OPSET"]
 
 _MODEL_OBJECT = "model"
 
@@ -437,7 +438,7 @@ def load(path, *, rng=None):
 #: used here in its current form (Softmax on one axis since 13), old enough for
 #: widely deployed runtimes.
 DEFAULT_ONNX_OPSET = 17
-_MIN_ONNX_OPSET = 13
+MIN_ONNX_OPSET = 13
 
 
 def _import_onnx():
@@ -516,8 +517,8 @@ def export_onnx(model, path, *, opset=None) -> None:
     newest = onnx.defs.onnx_opset_version()
     if isinstance(opset, bool) or not isinstance(opset, numbers.Integral):
         raise TypeError(f"opset must be an int, got {type(opset).__name__} {opset!r}")
-    if not _MIN_ONNX_OPSET <= opset <= newest:
-        raise ValueError(f"opset must be between {_MIN_ONNX_OPSET} and {newest} (the newest "
+    if not MIN_ONNX_OPSET <= opset <= newest:
+        raise ValueError(f"opset must be between {MIN_ONNX_OPSET} and {newest} (the newest "
                          f"this onnx package knows), got {opset}")
     opset = int(opset)
 
