@@ -7,7 +7,6 @@ own earlier output.
 
 import csv
 import re
-
 import subprocess
 import sys
 
@@ -79,7 +78,7 @@ def test_evaluate_prints_accuracy_metrics_and_confusion_matrix(trained, capsys):
 
     # Confusion matrix counted here with a loop.
     counts = np.zeros((3, 3), dtype=int)
-    for t, p in zip(yt, pred):
+    for t, p in zip(yt, pred, strict=True):
         counts[t, p] += 1
     matrix = out.split("confusion matrix")[1].strip().splitlines()[2:]
     printed = np.array([[int(v) for v in line.split()[1:]] for line in matrix])
@@ -120,8 +119,9 @@ def test_predict_and_evaluate_with_string_classes_from_estimator(tmp_path, capsy
     with open(data, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["f1", "f2", "animal", "f3", "f4"])
-        for row, lab in zip(X, names):
-            w.writerow([repr(float(v)) for v in row[:2]] + [lab] + [repr(float(v)) for v in row[2:]])
+        for row, lab in zip(X, names, strict=True):
+            w.writerow([repr(float(v)) for v in row[:2]] + [lab]
+                       + [repr(float(v)) for v in row[2:]])
     out_csv = tmp_path / "p.csv"
     code, _, _ = run(capsys, "predict", path, "--data", data, "--label-column", "animal",
                      "-o", out_csv)
@@ -210,8 +210,8 @@ def test_help_everywhere(command, capsys):
 
 
 def test_folding_standardisation_into_first_layer():
-    from chainrule.cli import _fold_standardization
     from chainrule.data import standardize
+    from chainrule.models import fold_standardization
 
     rng = np.random.default_rng(3)
     X = rng.normal(5, 3, size=(20, 6))
@@ -219,36 +219,59 @@ def test_folding_standardisation_into_first_layer():
     Xs, mean, scale = standardize(X, return_stats=True)
     model = MLP([6, 5, 3], rng=1)
     before = model.predict_proba(Xs)
-    _fold_standardization(model, mean, scale)
+    assert fold_standardization(model, mean, scale) is model
     # The folded model on raw inputs computes what the original did on scaled inputs.
     np.testing.assert_allclose(model.predict_proba(X), before, rtol=1e-12, atol=1e-14)
 
 
+
+def test_folding_keeps_dtype_and_refuses_what_it_cannot_fold():
+    from chainrule import Affine, Network, ReLU
+    from chainrule.losses import CategoricalCrossEntropy
+    from chainrule.models import fold_standardization
+
+    model = MLP([3, 2], rng=0, dtype=np.float32)
+    fold_standardization(model, np.zeros(3), np.full(3, 2.0))
+    assert model.params["W"].dtype == np.float32 and model.params["b"].dtype == np.float32
+    with pytest.raises(ValueError, match=r"mean must have shape \(3,\)"):
+        fold_standardization(model, np.zeros(4), np.ones(3))
+    with pytest.raises(ValueError, match="scale must be positive"):
+        fold_standardization(model, np.zeros(3), np.array([1.0, 0.0, 1.0]))
+    with pytest.raises(ValueError, match="scale"):
+        fold_standardization(model, np.zeros(3), np.array([1.0, np.nan, 1.0]))
+    with pytest.raises(TypeError, match="model must be a chainrule Network"):
+        fold_standardization("model", np.zeros(3), np.ones(3))
+    relu_first = Network([(ReLU(), ()), (Affine(), ("W", "b"))],
+                         {"W": np.ones((3, 2)), "b": np.zeros(2)}, CategoricalCrossEntropy())
+    with pytest.raises(TypeError, match="first layer must be Affine"):
+        fold_standardization(relu_first, np.zeros(3), np.ones(3))
+
 def test_train_files_hold_out_a_fixed_split(tmp_path):
     import argparse
 
-    from chainrule.cli import CommandError, _load_train_files
+    from chainrule.cli import CommandError
+    from chainrule.cli.train import load_train_files
 
     X, y = blobs(n=40)
     labels = np.array(["x", "y", "z"])[y]
     np.savez(tmp_path / "d.npz", X=X, y=labels)
     args = argparse.Namespace(data=str(tmp_path / "d.npz"), label_column=None, labels=None,
                               test_data=None, test_labels=None, test_fraction=0.25)
-    Xtr, Xte, ytr, yte, classes = _load_train_files(args)
+    Xtr, Xte, ytr, yte, classes = load_train_files(args)
     assert classes.tolist() == ["x", "y", "z"]
     assert len(Xtr) == 30 and len(Xte) == 10
     # Every row is in exactly one part, still paired with its label.
-    rows = {tuple(r): lab for r, lab in zip(X, labels)}
+    rows = {tuple(r): lab for r, lab in zip(X, labels, strict=True)}
     for part, idx in ((Xtr, ytr), (Xte, yte)):
         assert [rows[tuple(r)] for r in part] == classes[idx].tolist()
     assert len({tuple(r) for r in np.vstack([Xtr, Xte])}) == 40
-    again = _load_train_files(args)
+    again = load_train_files(args)
     np.testing.assert_array_equal(again[1], Xte)  # fixed seed: same split every time
 
     np.savez(tmp_path / "t.npz", X=X[:3], y=np.array(["x", "y", "w"]))
     args.test_data = str(tmp_path / "t.npz")
     with pytest.raises(CommandError, match=r"\['w'\] do not occur"):
-        _load_train_files(args)
+        load_train_files(args)
 
 
 # -- chainrule train with data files --------------------------------------------------
@@ -276,7 +299,7 @@ def test_train_csv_save_plot_then_evaluate_predict_export(tmp_path, capsys):
     with open(data, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow([f"px{i}" for i in range(64)] + ["digit"])
-        for row, lab in zip(X, y):
+        for row, lab in zip(X, y, strict=True):
             w.writerow([int(v) for v in row] + [int(lab)])
     model_path, plots = tmp_path / "m.npz", tmp_path / "plots"
     code, out, err = run(capsys, "train", "--data", data, "--label-column", "digit",

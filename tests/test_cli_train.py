@@ -213,3 +213,16 @@ def test_resume_with_fewer_epochs_or_a_damaged_checkpoint(tmp_path, capsys):
     assert status == 1 and err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("chainrule train: error: checkpoint ")
     assert "arrays ['params/W2'] are missing" in err
+
+
+def test_train_leaves_the_parsed_flags_as_parsed(capsys):
+    # The default validation fraction (0.1 with --early-stopping) is derived, not
+    # written back into the namespace.
+    from chainrule.cli import build_parser
+
+    args = build_parser().parse_args(["train", "--hidden", "4", "--epochs", "1",
+                                      "--early-stopping", "2", "--quiet"])
+    before = dict(vars(args))
+    assert args.func(args) == 0
+    assert vars(args) == before and args.validation_fraction is None
+    capsys.readouterr()

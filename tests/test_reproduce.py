@@ -46,7 +46,7 @@ EXPECTED = ["Logistic regression", *HOMEWORK_LOGREG.splitlines(),
 def _check_log(text):
     lines = text.strip().splitlines()
     # Line by line, so a failure names the first line that differs.
-    for i, (got, want) in enumerate(zip(lines, EXPECTED)):
+    for i, (got, want) in enumerate(zip(lines, EXPECTED, strict=False)):
         assert got == want, f"line {i}: {got!r} != {want!r}"
     assert len(lines) == len(EXPECTED), lines
 
@@ -104,7 +104,7 @@ def test_homework_split_is_deterministic():
     first = load_homework_digits()
     np.random.seed(0)            # whatever happened before, the split is the same
     second = load_homework_digits()
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
 
 

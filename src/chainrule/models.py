@@ -438,3 +438,62 @@ class FeedforwardNeuralNet(_HomeworkModel):
                  check_positive_int(hidden_size, "hidden_size"),
                  check_positive_int(output_size, "output_size")]
         super().__init__(sizes, "xavier", learning_rate, rng=rng)
+
+
+def fold_standardization(model, mean, scale):
+    """Make ``model`` take raw inputs by folding ``(x - mean) / scale`` into its first layer.
+
+    A model trained on standardised inputs ``(x - mean) / scale`` computes, in its first
+    Affine layer, ``((x - mean) / scale) @ W + b = x @ (W / scale[:, None]) + (b -
+    (mean / scale) @ W)``. Rewriting ``W`` and ``b`` that way gives a model that
+    computes the same outputs from raw ``x``, so a saved file (and its ONNX export)
+    needs no separate preprocessing step.
+
+    Parameters
+    ----------
+    model : Network
+        Changed in place; its first layer must be an :class:`~chainrule.layers.Affine`.
+    mean : array_like, shape (D,)
+        The column means the inputs were centred with (``D = model.n_features``).
+    scale : array_like, shape (D,)
+        The positive column scales the inputs were divided by, e.g. the ``scale`` of
+        :func:`chainrule.data.standardize`.
+
+    Returns
+    -------
+    Network
+        ``model`` itself. The new ``W`` and ``b`` keep the dtype of the old ones.
+
+    Raises
+    ------
+    TypeError
+        When ``model`` is not a :class:`Network` whose first layer is Affine, or
+        ``mean``/``scale`` are not numeric.
+    ValueError
+        When ``mean`` or ``scale`` is not a finite vector of length ``D``, or a scale
+        is not positive.
+    """
+    if not isinstance(model, Network):
+        raise TypeError(f"model must be a chainrule Network, got {type(model).__name__}")
+    layer, names = model.layers[0]
+    if not isinstance(layer, Affine):
+        raise TypeError(f"model's first layer must be Affine to fold the standardisation "
+                        f"into, got {type(layer).__name__}")
+    W_name, b_name = names
+    W, b = model.params[W_name], model.params[b_name]
+    D = W.shape[0]
+    mean = as_float_array(mean, "mean", ndim=1, dtype=np.float64)
+    scale = as_float_array(scale, "scale", ndim=1, dtype=np.float64)
+    for name, vector in (("mean", mean), ("scale", scale)):
+        if vector.shape != (D,):
+            raise ValueError(f"{name} must have shape ({D},) (the model's inputs), got "
+                             f"{_shape_str(vector.shape)}")
+    if not np.all(scale > 0):
+        raise ValueError(f"scale must be positive, got {scale[scale <= 0][:5].tolist()} "
+                         f"among its values")
+    model.params[b_name] = (b - (mean / scale) @ W).astype(b.dtype)
+    model.params[W_name] = (W / scale[:, None]).astype(W.dtype)
+    return model
+
+
+__all__.append("fold_standardization")

@@ -1,0 +1,64 @@
+"""The ``chainrule`` command line tool.
+
+``main`` parses the command line and hands it to a command; the commands live in
+:mod:`chainrule.cli.train` (``train``, ``reproduce``) and :mod:`chainrule.cli.models`
+(``evaluate``, ``predict``, ``export``), what they share in ``chainrule.cli._common``.
+Commands parse flags and call library functions; this module turns their errors into
+one line on stderr and an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ._common import EXIT_STATUS, USER_ERRORS, CommandError, Parser, UsageError
+from .models import add_model_parsers
+from .train import add_reproduce_parser, add_train_parser
+
+__all__ = ["main", "build_parser", "CommandError", "UsageError"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``chainrule`` and all its subcommands."""
+    from .. import __version__
+
+    parser = Parser(
+        prog="chainrule",
+        description="Neural networks in NumPy with hand-written backward passes.",
+        epilog=EXIT_STATUS)
+    parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_reproduce_parser(sub)
+    add_train_parser(sub)
+    add_model_parsers(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the ``chainrule`` command; returns the exit status.
+
+    Bad usage (unknown flags, missing arguments, flag values out of range, flags that
+    do not fit the data file) prints one line on stderr naming the flag and returns 2
+    (argparse's own errors exit with 2); unreadable files, bad data and unwritable
+    destinations print one line on stderr and return 1 (no traceback).
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as exc:
+        message = " ".join(str(exc).split())
+        print(f"chainrule {args.command}: error: {message} (see 'chainrule {args.command} "
+              f"--help')", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`chainrule ... | head`): stop quietly, as Unix tools do.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    except USER_ERRORS as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"chainrule {args.command}: error: {message}", file=sys.stderr)
+        return 1

@@ -1,0 +1,133 @@
+"""What every ``chainrule`` command shares: the two error kinds and the exit statuses,
+the parser class, the data-file flags and their checks, the checks of files about to be
+written, and plain-text tables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+__all__ = ["CommandError", "UsageError", "EXIT_STATUS", "USER_ERRORS", "Parser",
+           "positive_int", "add_data_arguments", "check_data_flags", "check_output_file",
+           "check_output_dir", "format_table"]
+
+
+class CommandError(Exception):
+    """A problem with the user's files or data: one line on stderr, exit status 1."""
+
+
+class UsageError(Exception):
+    """Bad usage (a flag's value, or flags that do not fit together or fit the data
+    file): one line on stderr naming the flag, exit status 2, as argparse's own."""
+
+
+#: The exit statuses, for every command's --help.
+EXIT_STATUS = ("Exit status: 0 on success; 1 for a file or data problem (a missing or "
+               "malformed data or model file, data that does not fit the model, a "
+               "--save/--plot/--checkpoint/--output destination that cannot be "
+               "written, checked before any training); 2 for bad usage (an unknown "
+               "flag, a flag value out of range, a flag that does not apply to the data "
+               "file's format, a missing --label-column or --labels); 130 when "
+               "'chainrule train' is interrupted with Ctrl-C.")
+
+# Errors that come from the user's files, data or environment rather than from a bug:
+# main() reports them in one line and returns 1. ModelFileError is a ValueError.
+USER_ERRORS = (CommandError, ValueError, TypeError, OSError, ImportError,
+               FloatingPointError)
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line error message (plus a pointer to --help), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1 (anything else is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_data_arguments(p, *, labels_required=True) -> None:
+    """--data, --label-column and --labels of ``evaluate`` and ``predict``."""
+    p.add_argument("--data", required=True, metavar="PATH",
+                   help="data file: .csv (needs --label-column), .npz (arrays X and y) or "
+                        "an IDX images file as distributed for MNIST, gzipped or not")
+    p.add_argument("--label-column", metavar="NAME",
+                   help="CSV only: name of the column holding the labels"
+                        + ("" if labels_required else
+                           " (give it when the file has one, so it is not read as a "
+                           "feature)"))
+    p.add_argument("--labels", metavar="PATH",
+                   help="IDX only: the labels file (default: the '*-labels-idx1-ubyte' "
+                        "file next to the images file)")
+
+
+def check_data_flags(path, label_column, labels, *, path_flag="--data",
+                     labels_flag="--labels", require_labels=True) -> None:
+    """Check that the label flags fit the format of the data file ``path``.
+
+    A missing file or one of unknown format raises (exit 1); a flag that does not
+    apply to the format, or a label source that is needed but missing, is a
+    :class:`UsageError` naming the flag (exit 2).
+    """
+    from ..data import file_kind, idx_labels_path
+
+    kind = file_kind(path)
+    if kind != "csv" and label_column is not None:
+        raise UsageError(f"--label-column applies to CSV files, but {path_flag} {path} is "
+                         f"an {'IDX' if kind == 'idx' else '.npz'} file")
+    if kind != "idx" and labels is not None:
+        raise UsageError(f"{labels_flag} applies to IDX images files, but {path_flag} "
+                         f"{path} is a{' CSV' if kind == 'csv' else 'n .npz'} file")
+    if not require_labels:
+        return
+    if kind == "csv" and label_column is None:
+        raise UsageError(f"{path_flag} {path} is a CSV file: give --label-column NAME, the "
+                         f"header name of the column holding the labels")
+    if kind == "idx" and labels is None and idx_labels_path(path) is None:
+        raise UsageError(f"{path_flag} {path} is an IDX images file and no "
+                         f"'*-labels-idx1-ubyte' file sits beside it: give its labels file "
+                         f"with {labels_flag} PATH")
+
+
+def check_output_file(path, flag) -> None:
+    """A file about to be written must not be a directory and its folder must exist
+    and be writable; checked before any work (exit 1 through CommandError)."""
+    if os.path.isdir(path):
+        raise CommandError(f"{flag} {path}: is a directory, expected a file name")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise CommandError(f"{flag} {path}: the directory {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise CommandError(f"{flag} {path}: the directory {folder} is not writable")
+
+
+def check_output_dir(path, flag) -> None:
+    """A folder to write into must be a writable directory or creatable as one."""
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise CommandError(f"{flag} {path}: exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise CommandError(f"{flag} {path}: the directory is not writable")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise CommandError(f"{flag} {path}: cannot be created, {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CommandError(f"{flag} {path}: cannot be created, {parent} is not writable")
+
+
+def format_table(header, rows) -> list[str]:
+    """Right-aligned columns separated by two spaces, one string per line."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    return ["  ".join(str(c).rjust(w) for c, w in zip(r, widths, strict=True))
+            for r in [header] + rows]
