@@ -383,6 +383,7 @@ def test_pickle_round_trip():
                                     np.array([10, 20, 30])])
 def test_save_load_round_trip_classifier(tmp_path, labels):
     import pandas as pd
+
     from chainrule.io import load, save
 
     X, y = _blobs()
