@@ -245,12 +245,12 @@ def test_regressor_partial_fit_and_multi_output():
     X = rng.normal(size=(100, 3))
     Y = np.column_stack([X[:, 0] + X[:, 1], X[:, 2] - X[:, 0]])
     reg = MLPRegressor((16,), learning_rate=0.02, epochs=200, random_state=0).fit(X, Y)
-    assert reg.predict(X).shape == (100, 2) and reg.n_outputs_ == 2
+    assert reg.predict(X).shape == (100, 2) and reg.n_outputs_ == 2 and reg.y_ndim_ == 2
     assert reg.score(X, Y) > 0.95
     one = MLPRegressor((16,), learning_rate=0.02, random_state=0)
     for _ in range(30):
         one.partial_fit(X, Y[:, 0])
-    assert one.predict(X).shape == (100,)
+    assert one.predict(X).shape == (100,) and one.y_ndim_ == 1
     assert one.loss_curve_[-1] < 0.2 * one.loss_curve_[0]
 
 
@@ -335,6 +335,29 @@ def test_early_stopping_stops_and_keeps_the_best_weights():
     assert h.best_epoch == int(np.argmin(h["val_loss"]))
 
 
+def test_early_stopping_needs_rows_left_to_train_on():
+    X, y = _blobs(n=30)
+    with pytest.raises(ValueError, match="validation_fraction=0.9 of 2 rows"):
+        MLPRegressor((3,), early_stopping=True, validation_fraction=0.9).fit(X[:2], y[:2])
+
+
+def test_network_config_is_the_network_fit_builds():
+    X, y = _blobs()
+    est = MLPClassifier((5, 4), activation="tanh", dtype="float32", epochs=2,
+                        random_state=0).fit(X, y)
+    assert est.network_config(4, 3) == est.model_.config
+    with pytest.raises(ValueError, match="'activation' parameter"):
+        MLPClassifier(activation="swish").network_config(4, 3)
+
+
+def test_reset_training_state_gives_a_fresh_optimizer_and_generator():
+    X, y = _blobs()
+    est = _full_batch(epochs=3).fit(X, y)
+    trained = est._optimizer
+    assert est.reset_training_state() is est
+    assert est._optimizer is not trained and type(est._optimizer) is type(trained)
+
+
 def test_feature_names_in_from_a_dataframe():
     import pandas as pd  # in the test extras; see the note at the top
     X, y = _blobs(n=40)
@@ -383,6 +406,7 @@ def test_pickle_round_trip():
                                     np.array([10, 20, 30])])
 def test_save_load_round_trip_classifier(tmp_path, labels):
     import pandas as pd
+
     from chainrule.io import load, save
 
     X, y = _blobs()

@@ -16,6 +16,8 @@ import chainrule
 from chainrule import _fileformat
 from chainrule import io as cio
 from chainrule.io import ModelFileError, load, read_metadata, save
+from chainrule.io.estimators import STATE_CLASSES, StateCodec
+from chainrule.io.networks import network_from_state, network_state
 from chainrule.layers import Affine, ReLU
 from chainrule.losses import CategoricalCrossEntropy, MeanSquaredError
 from chainrule.models import MLP, FeedforwardNeuralNet, LogisticRegression, Network
@@ -386,9 +388,9 @@ def test_model_file_error_is_exported_and_a_value_error():
     assert issubclass(ModelFileError, ValueError)
 
 
-# -- the archive protocol ---------------------------------------------------------------
+# -- the state codecs (allow-listed classes other than networks) ----------------------
 class FakeEstimator:
-    """A minimal estimator using the archive protocol with a nested network."""
+    """A minimal estimator saved through a StateCodec, with a nested network."""
 
     def __init__(self, alpha=1.0):
         self.alpha = alpha
@@ -398,25 +400,29 @@ class FakeEstimator:
         self.classes_ = np.array(["cat", "dog", "eel"])
         return self
 
-    def _archive_state(self):
-        net_state, net_arrays = cio._network_state(self.model_)
+    def to_state(self):
+        net_state, net_arrays = network_state(self.model_)
         arrays = {"model_." + k: v for k, v in net_arrays.items()}
         arrays["classes_"] = self.classes_
         return {"alpha": self.alpha, "network": net_state}, arrays
 
     @classmethod
-    def _from_archive_state(cls, config, arrays):
+    def from_state(cls, config, arrays):
         obj = cls(alpha=config["alpha"])
         net_arrays = {k[len("model_."):]: v for k, v in arrays.items()
                       if k.startswith("model_.")}
-        obj.model_ = cio._network_from_state(config["network"], net_arrays)
+        obj.model_ = network_from_state(config["network"], net_arrays)
         obj.classes_ = arrays["classes_"]
         return obj
 
 
+def _fake_codec(cls):
+    return StateCodec(lambda: cls, cls.to_state, cls.from_state)
+
+
 @pytest.fixture
 def fake_registered(monkeypatch):
-    monkeypatch.setitem(cio._STATE_CLASSES, "FakeEstimator", lambda: FakeEstimator)
+    monkeypatch.setitem(STATE_CLASSES, "FakeEstimator", _fake_codec(FakeEstimator))
     return FakeEstimator
 
 
@@ -456,14 +462,14 @@ def test_protocol_refuses_an_impostor_class(tmp_path, monkeypatch):
         pass
 
     Other.__name__ = "FakeEstimator"
-    monkeypatch.setitem(cio._STATE_CLASSES, "FakeEstimator", lambda: FakeEstimator)
+    monkeypatch.setitem(STATE_CLASSES, "FakeEstimator", _fake_codec(FakeEstimator))
     est = Other().fit(X4, _one_hot(len(X4), 3))
     with pytest.raises(TypeError, match="not the registered FakeEstimator"):
         save(est, tmp_path / "est.npz")
 
 
 def test_estimator_names_are_allow_listed_lazily():
-    assert set(cio._STATE_CLASSES) >= {"MLPClassifier", "MLPRegressor"}
+    assert set(STATE_CLASSES) >= {"MLPClassifier", "MLPRegressor"}
 
 
 def test_import_io_stays_light():

@@ -54,7 +54,7 @@ def _train(layer_sizes, activation="relu", dtype=np.float64, dropout=0.0, epochs
 def _run(path, X):
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(None, {"X": X})))
+    return dict(zip(names, session.run(None, {"X": X}), strict=True))
 
 
 CASES = {

@@ -23,21 +23,22 @@ from __future__ import annotations
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import (BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context,
-                          is_classifier)
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.utils import check_random_state, compute_sample_weight
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from .data import split_rows
 from .functional import log_softmax, one_hot, softmax
+from .history import EarlyStopping
 from .models import ACTIVATIONS, MLP
-from .optim import SGD, Adam, AdamW
+from .optim import OPTIMIZERS, make_optimizer
+from .train import fit
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
 _INITS = {"xavier", "xavier_uniform", "xavier_normal", "he", "he_normal", "he_uniform"}
-_OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 
 
 def _clear_caches(model):
@@ -54,7 +55,7 @@ class _BaseMLP(BaseEstimator):
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
         "activation": [StrOptions(set(ACTIVATIONS))],
-        "optimizer": [StrOptions(set(_OPTIMIZERS))],
+        "optimizer": [StrOptions(set(OPTIMIZERS))],
         "learning_rate": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"}), None],
         "epochs": [Interval(Integral, 1, None, closed="left")],
@@ -72,8 +73,7 @@ class _BaseMLP(BaseEstimator):
         "verbose": ["verbose"],
     }
 
-    _loss = None  # 'cross_entropy' or 'mse', set by the subclasses
-    _outputs_name = None  # what sets the network's output width, for messages
+    _loss: str | None = None  # 'cross_entropy' or 'mse', set by the subclasses
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, optimizer="adam",
                  learning_rate=1e-3, batch_size="auto", epochs=200, shuffle=True,
@@ -123,16 +123,56 @@ class _BaseMLP(BaseEstimator):
                                  f"{self.hidden_layer_sizes!r}")
         return [int(s) for s in sizes]
 
+    def network_config(self, n_features, n_outputs):
+        """The :class:`~chainrule.models.MLP` configuration the hyperparameters give.
+
+        Parameters
+        ----------
+        n_features, n_outputs : int
+            Widths of the network's input and output.
+
+        Returns
+        -------
+        dict
+            ``layer_sizes``, ``activation``, ``dropout``, ``init``, ``dtype`` and
+            ``loss``, as in ``MLP(**config).config``: the network :meth:`fit` builds.
+            :func:`chainrule.io.load` compares it with the stored network.
+
+        Raises
+        ------
+        sklearn.utils._param_validation.InvalidParameterError
+            (a ``ValueError``) if a hyperparameter is invalid.
+        """
+        self._validate_params()
+        return {"layer_sizes": [int(n_features), *self._hidden_sizes(), int(n_outputs)],
+                "activation": self.activation, "dropout": self.dropout, "init": self.init,
+                "dtype": self.dtype, "loss": self._loss}
+
     def _build_model(self, n_features, n_outputs, rng):
-        return MLP([n_features, *self._hidden_sizes(), n_outputs], activation=self.activation,
-                   dropout=self.dropout, init=self.init, rng=rng, dtype=np.dtype(self.dtype),
-                   loss=self._loss)
+        return MLP(**self.network_config(n_features, n_outputs), rng=rng)
 
     def _build_optimizer(self):
-        if self.optimizer == "sgd":
-            return SGD(lr=self.learning_rate, momentum=self.momentum,
-                       weight_decay=self.weight_decay)
-        return _OPTIMIZERS[self.optimizer](lr=self.learning_rate, weight_decay=self.weight_decay)
+        # momentum=None for Adam/AdamW: make_optimizer leaves out what is None.
+        return make_optimizer(self.optimizer, lr=self.learning_rate,
+                              weight_decay=self.weight_decay,
+                              momentum=self.momentum if self.optimizer == "sgd" else None)
+
+    def _fresh_rng(self):
+        """The generator :meth:`fit` starts from: seeded by ``random_state``."""
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        return np.random.default_rng(seed)
+
+    def reset_training_state(self):
+        """Give the network a new optimizer and random generator, as :meth:`fit` does.
+
+        :func:`chainrule.io.load` calls this on a loaded estimator: a model file holds
+        no optimizer state (training checkpoints do), so :meth:`partial_fit` after
+        loading starts a fresh optimizer and a generator seeded as :meth:`fit` would
+        seed it. Returns ``self``.
+        """
+        self._optimizer = self._build_optimizer()
+        self._rng = self._fresh_rng()
+        return self
 
     def _batch_size(self, n):
         """Rows per step: 'auto' is min(200, n), None the full batch, an int is clipped
@@ -156,8 +196,6 @@ class _BaseMLP(BaseEstimator):
 
     # -- training -----------------------------------------------------------------
     def _train(self, model, optimizer, X, Y, weights, y, *, epochs, rng, allow_early_stop):
-        from .train import fit  # the one training loop
-
         # A row of weight 0 is removed, which is what the weight means. It also keeps
         # minibatches of all-zero weights (a weighted mean of nothing) out of the loop.
         keep = weights > 0
@@ -165,18 +203,13 @@ class _BaseMLP(BaseEstimator):
             X, Y, weights, y = X[keep], Y[keep], weights[keep], y[keep]
         kwargs = {}
         if allow_early_stop and self.early_stopping:
-            from sklearn.model_selection import train_test_split
-
-            split_seed = int(rng.integers(np.iinfo(np.int32).max))
-            idx = np.arange(X.shape[0])
-            try:
-                train_idx, val_idx = train_test_split(
-                    idx, test_size=self.validation_fraction, random_state=split_seed,
-                    stratify=y if is_classifier(self) else None)
-            except ValueError:
-                # Too few rows of some class to stratify: fall back to a plain split.
-                train_idx, val_idx = train_test_split(
-                    idx, test_size=self.validation_fraction, random_state=split_seed)
+            # ceil, as scikit-learn's own splitters count a fraction of the rows.
+            n_val = int(np.ceil(self.validation_fraction * X.shape[0]))
+            if n_val >= X.shape[0]:
+                raise ValueError(f"validation_fraction={self.validation_fraction} of "
+                                 f"{X.shape[0]} rows leaves no rows to train on")
+            train_idx, val_idx = split_rows(X.shape[0], n_val, rng,
+                                            stratify=y if is_classifier(self) else None)
             kwargs["validation_data"] = (X[val_idx], Y[val_idx])
             kwargs["early_stopping"] = self._early_stopping_rule()
             X, Y, weights = X[train_idx], Y[train_idx], weights[train_idx]
@@ -192,8 +225,6 @@ class _BaseMLP(BaseEstimator):
         return history
 
     def _early_stopping_rule(self):
-        from .history import EarlyStopping
-
         return EarlyStopping(patience=self.n_iter_no_change, monitor="val_loss",
                              min_delta=self.tol, restore_best_weights=True)
 
@@ -223,8 +254,7 @@ class _BaseMLP(BaseEstimator):
         first = not incremental or not hasattr(self, "model_")
         X, Y, weights, y = self._validated(X, y, sample_weight, reset=first, classes=classes)
         if first:
-            seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-            rng = np.random.default_rng(seed)
+            rng = self._fresh_rng()
             model = self._build_model(X.shape[1], Y.shape[1], rng)
             optimizer = self._build_optimizer()
             history = self._train(model, optimizer, X, Y, weights, y, rng=rng,
@@ -246,202 +276,6 @@ class _BaseMLP(BaseEstimator):
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, dtype=np.dtype(self.dtype))
         return self.model_.forward(X)
-
-    # -- saving (chainrule.io protocol) ----------------------------------------------
-    def _archive_config(self):
-        params = {}
-        for key, value in self.get_params(deep=False).items():
-            if key == "class_weight" and isinstance(value, dict):
-                params[key] = value  # replaced by the classifier (JSON keys are strings)
-            elif key == "random_state" and not (value is None or isinstance(value, Integral)):
-                params[key] = None  # a RandomState object has no JSON form
-            elif isinstance(value, (tuple, list, np.ndarray)):
-                params[key] = [int(v) for v in value]
-            elif isinstance(value, np.generic):
-                params[key] = value.item()
-            else:
-                params[key] = value
-        return {"params": params, "n_features_in_": int(self.n_features_in_),
-                "n_iter_": int(self.n_iter_), "loss_": float(self.loss_),
-                "loss_curve_": [float(v) for v in self.loss_curve_],
-                "history_": self.history_.as_dict()}
-
-    def _archive_state(self):
-        """``(config, arrays)`` for :func:`chainrule.io.save`: JSON-able hyperparameters and
-        fitted scalars, and the network's parameters (``model_.W1``, ...) plus labels and
-        feature names as arrays."""
-        from .io import _network_state
-
-        check_is_fitted(self, "model_")
-        config = self._archive_config()
-        net_config, net_arrays = _network_state(self.model_)
-        config["model_"] = net_config
-        arrays = {f"model_.{k}": v for k, v in net_arrays.items()}
-        if hasattr(self, "feature_names_in_"):
-            arrays["feature_names_in_"] = np.asarray(self.feature_names_in_.tolist(), dtype=str)
-        return config, arrays
-
-    _ARCHIVE_KEYS = ("params", "n_features_in_", "n_iter_", "loss_", "loss_curve_",
-                     "history_", "model_")
-
-    @classmethod
-    def _from_archive_state(cls, config, arrays):
-        """Rebuild a fitted estimator from what :meth:`_archive_state` returned.
-
-        A file can be edited and its checksum recomputed, so nothing is taken on trust:
-        every fitted attribute is checked against the hyperparameters and the stored
-        network, and the architecture the hyperparameters imply must equal the stored
-        network's. Raises ValueError, TypeError or KeyError on anything inconsistent
-        (chainrule.io reports those as ModelFileError naming the file).
-        """
-        from .io import _network_from_state
-
-        if not isinstance(config, dict):
-            raise ValueError(f"the estimator config must be a JSON object, got "
-                             f"{type(config).__name__}")
-        _check_keys("the estimator config", config, cls._ARCHIVE_KEYS + cls._archive_extra_keys)
-        params = config["params"]
-        if not isinstance(params, dict):
-            raise ValueError(f"params must be a JSON object, got {type(params).__name__}")
-        _check_keys("params", params, tuple(cls().get_params(deep=False)))
-        params = dict(params)
-        if isinstance(params.get("hidden_layer_sizes"), list):
-            params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
-        est = cls(**params)
-        est._validate_params()
-        hidden = est._hidden_sizes()
-
-        known = {"feature_names_in_", *est._extra_array_names()}
-        extra = sorted(k for k in arrays if not k.startswith("model_.") and k not in known)
-        if extra:
-            raise ValueError(f"unexpected arrays {extra} in an {cls.__name__} file (expected "
-                             f"only {sorted(known)} besides the network's model_.*)")
-        n_features = _archive_int(config, "n_features_in_", minimum=1)
-        # classes_ (classifier) or n_outputs_ (regressor): the network's output width.
-        n_outputs = est._restore_extra(config, arrays)
-
-        # The architecture the hyperparameters and fitted sizes imply, worked out
-        # without allocating anything, must be exactly the stored network's.
-        implied = {"class": "MLP", "config": {
-            "layer_sizes": [n_features, *hidden, n_outputs], "activation": est.activation,
-            "dropout": est.dropout, "init": est.init, "dtype": est.dtype, "loss": cls._loss}}
-        stored = config["model_"]
-        if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
-            raise ValueError(f"model_ must be a JSON object with the network's class and "
-                             f"config, got {stored!r}")
-        if stored != implied:
-            raise ValueError(_architecture_mismatch(cls, stored, implied))
-        model = _network_from_state(
-            stored, {k[len("model_."):]: v for k, v in arrays.items()
-                     if k.startswith("model_.")})
-        est.model_ = model
-        est.n_features_in_ = n_features
-        if "feature_names_in_" in arrays:
-            names = arrays["feature_names_in_"]
-            if names.dtype.kind != "U" or names.shape != (n_features,):
-                raise ValueError(f"feature_names_in_ must be {n_features} strings (one per "
-                                 f"network input), got an array of dtype {names.dtype} and "
-                                 f"shape {names.shape}")
-            est.feature_names_in_ = np.asarray(names.tolist(), dtype=object)
-
-        n_iter = _archive_int(config, "n_iter_", minimum=1)
-        curve = config["loss_curve_"]
-        if not isinstance(curve, list) or not all(_is_real(v) for v in curve):
-            raise ValueError(f"loss_curve_ must be a list of numbers, got {curve!r}")
-        if len(curve) != n_iter:
-            raise ValueError(f"n_iter_ is {n_iter} but loss_curve_ holds {len(curve)} "
-                             f"epochs")
-        loss = config["loss_"]
-        if not _is_real(loss) or not _same_floats([loss], curve[-1:]):
-            raise ValueError(f"loss_ must be the last value of loss_curve_ "
-                             f"({curve[-1]!r}), got {loss!r}")
-        est.n_iter_ = n_iter
-        est.loss_ = float(loss)
-        est.loss_curve_ = [float(v) for v in curve]
-        est.history_ = _history_from_archive(config["history_"], est.loss_curve_)
-        # partial_fit after loading starts a fresh optimizer (a model file holds no
-        # optimizer state; training checkpoints do) and a generator seeded as fit would.
-        est._optimizer = est._build_optimizer()
-        est._rng = np.random.default_rng(check_random_state(est.random_state)
-                                         .randint(np.iinfo(np.int32).max))
-        return est
-
-    _archive_extra_keys = ()
-
-    def _extra_array_names(self):
-        return ()
-
-    def _restore_extra(self, config, arrays):  # pragma: no cover - overridden
-        """Check and set the subclass's fitted attributes; return the network's outputs."""
-        raise NotImplementedError
-
-
-# -- checks for model files --------------------------------------------------------------
-_MISSING = object()
-
-
-def _is_real(value):
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _is_int(value):
-    return isinstance(value, Integral) and not isinstance(value, bool)
-
-
-def _same_floats(a, b):
-    """Equal lists of numbers, a NaN equal to a NaN (a diverged epoch records NaN)."""
-    return len(a) == len(b) and np.array_equal(np.asarray(a, dtype=np.float64),
-                                               np.asarray(b, dtype=np.float64), equal_nan=True)
-
-
-def _check_keys(what, mapping, expected):
-    missing = [k for k in expected if k not in mapping]
-    extra = sorted(k for k in mapping if k not in expected)
-    if missing or extra:
-        raise ValueError(f"{what} has missing keys {missing} and unexpected keys {extra}; "
-                         f"expected exactly {list(expected)}")
-
-
-def _architecture_mismatch(cls, stored, implied):
-    """Which entries of the stored network's description differ from the implied one."""
-    if set(stored) != {"class", "config"} or stored["class"] != implied["class"]:
-        return (f"the stored network {sorted(stored)} is not the MLP that an {cls.__name__} "
-                f"holds (class {stored.get('class')!r})")
-    got, want = stored["config"], implied["config"]
-    sources = {"layer_sizes": f"n_features_in_, hidden_layer_sizes and {cls._outputs_name} "
-                              f"make", "loss": f"an {cls.__name__} uses"}
-    differ = [k for k in want if got.get(k, _MISSING) != want[k]]
-    differ += sorted(k for k in got if k not in want)
-    return "the stored network does not match the estimator: " + "; ".join(
-        f"its {k} is {got.get(k, '(missing)')!r} but "
-        f"{sources.get(k, f'the hyperparameter {k} is')} {want.get(k, '(no such entry)')!r}"
-        for k in differ)
-
-
-def _archive_int(config, key, *, minimum):
-    value = config[key]
-    if not _is_int(value) or value < minimum:
-        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _history_from_archive(data, loss_curve):
-    """A :class:`chainrule.history.History` from its stored ``as_dict()`` form, checked
-    by :meth:`History.from_dict`, and whose ``loss`` is the end of ``loss_curve`` (the
-    History is that of the last fit or partial_fit call)."""
-    from .history import History
-
-    try:
-        history = History.from_dict(data)
-    except ValueError as exc:
-        raise ValueError(f"history_: {exc}") from None
-    if not 1 <= history.epochs <= len(loss_curve):
-        raise ValueError(f"history_ epochs must be an integer from 1 to the {len(loss_curve)} "
-                         f"epochs of loss_curve_, got {history.epochs!r}")
-    if not _same_floats(history["loss"], loss_curve[-history.epochs:]):
-        raise ValueError(f"history_ 'loss' {history['loss']!r} is not the end of loss_curve_ "
-                         f"{loss_curve!r}")
-    return history
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):
@@ -539,7 +373,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     _parameter_constraints = {**_BaseMLP._parameter_constraints,
                               "class_weight": [StrOptions({"balanced"}), dict, None]}
     _loss = "cross_entropy"
-    _outputs_name = "len(classes_)"
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, optimizer="adam",
                  learning_rate=1e-3, batch_size="auto", epochs=200, shuffle=True,
@@ -631,81 +464,6 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         tags.classifier_tags.multi_class = True
         return tags
 
-    def _archive_state(self):
-        config, arrays = super()._archive_state()
-        cw = self.class_weight
-        if isinstance(cw, dict):
-            # JSON keys must be strings; labels and weights travel as arrays instead.
-            config["params"]["class_weight"] = {"__dict__": True}
-            arrays["class_weight_labels"] = np.asarray(list(cw.keys()))
-            arrays["class_weight_values"] = np.asarray(list(cw.values()), dtype=np.float64)
-        classes = self.classes_
-        arrays["classes_"] = np.asarray(classes.tolist()) if classes.dtype == object else classes
-        if arrays["classes_"].dtype == object:
-            raise TypeError(f"cannot save classes_ of mixed types: {classes.tolist()!r}")
-        return config, arrays
-
-    @classmethod
-    def _from_archive_state(cls, config, arrays):
-        # A class_weight dict travels as two arrays (see _archive_state); take them out
-        # and check them here, and the base class sees a plain dict.
-        if not isinstance(config, dict) or not isinstance(config.get("params"), dict):
-            return super()._from_archive_state(config, arrays)  # which reports it
-        arrays = dict(arrays)
-        stored = {k: arrays.pop(k) for k in _CLASS_WEIGHT_ARRAYS if k in arrays}
-        class_weight = config["params"].get("class_weight")
-        if isinstance(class_weight, dict):
-            if class_weight != {"__dict__": True} or len(stored) != 2:
-                raise ValueError(f"a class_weight dict is stored as the arrays "
-                                 f"{list(_CLASS_WEIGHT_ARRAYS)} with params class_weight "
-                                 f"{{'__dict__': True}}; got class_weight {class_weight!r} and "
-                                 f"arrays {sorted(stored)}")
-            labels, values = (stored[k] for k in _CLASS_WEIGHT_ARRAYS)
-            if (labels.ndim != 1 or values.shape != labels.shape
-                    or labels.dtype.kind not in _LABEL_KINDS or values.dtype.kind != "f"
-                    or not (np.isfinite(values) & (values >= 0)).all()
-                    or np.unique(labels).shape != labels.shape):
-                raise ValueError(f"class_weight needs distinct labels and as many finite "
-                                 f"non-negative float weights, got labels {labels!r} and "
-                                 f"weights {values!r}")
-            config = dict(config, params=dict(
-                config["params"], class_weight=dict(zip(labels.tolist(), values.tolist()))))
-        elif stored:
-            raise ValueError(f"the file holds class_weight arrays {sorted(stored)} but "
-                             f"class_weight is {class_weight!r}, not a dict")
-        est = super()._from_archive_state(config, arrays)
-        if isinstance(est.class_weight, dict):
-            unknown = [k for k in est.class_weight if k not in set(est.classes_.tolist())]
-            if unknown:
-                raise ValueError(f"class_weight has labels {unknown!r} that are not in "
-                                 f"classes_ {est.classes_.tolist()!r}")
-        return est
-
-    def _extra_array_names(self):
-        return ("classes_",)
-
-    def _restore_extra(self, config, arrays):
-        if "classes_" not in arrays:
-            raise ValueError("the file has no classes_ array")
-        classes = arrays["classes_"]
-        if (classes.ndim != 1 or classes.shape[0] < 2
-                or classes.dtype.kind not in _LABEL_KINDS):
-            raise ValueError(f"classes_ must be a 1-D array of at least 2 labels (strings, "
-                             f"integers, floats or booleans), got dtype {classes.dtype} and "
-                             f"shape {classes.shape}")
-        if not np.array_equal(np.unique(classes), classes):
-            # predict maps column k to classes_[k] and fitting uses searchsorted: both
-            # need the sorted, distinct labels np.unique gives.
-            raise ValueError(f"classes_ must be sorted and distinct, got {classes.tolist()!r}")
-        # Strings come back as a fixed-width unicode array; scikit-learn keeps string
-        # labels as Python objects, so predictions are plain str objects again.
-        self.classes_ = classes.astype(object) if classes.dtype.kind == "U" else classes
-        return classes.shape[0]
-
-
-_CLASS_WEIGHT_ARRAYS = ("class_weight_labels", "class_weight_values")
-_LABEL_KINDS = "USiufb"
-
 
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multilayer-perceptron regressor trained by :func:`chainrule.train.fit`.
@@ -722,6 +480,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     Attributes
     ----------
     n_outputs_ : int
+    y_ndim_ : {1, 2}
+        Dimensions of the ``y`` given to :meth:`fit`: with 1, :meth:`predict` returns
+        shape (N,).
     model_, history_, loss_curve_, loss_, n_iter_, n_features_in_, feature_names_in_
         As for :class:`MLPClassifier`.
 
@@ -737,8 +498,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """
 
     _loss = "mse"
-    _outputs_name = "n_outputs_"
-    _archive_extra_keys = ("n_outputs_", "y_ndim")
 
     def _validate_y(self, X, y, *, reset, classes=None, dtype):
         X, y = validate_data(self, X, y, reset=reset, dtype=dtype, multi_output=True,
@@ -746,7 +505,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         n_outputs = 1 if y.ndim == 1 else y.shape[1]
         if reset:
             self.n_outputs_ = n_outputs
-            self._y_ndim = y.ndim
+            self.y_ndim_ = y.ndim
         elif n_outputs != self.n_outputs_:
             raise ValueError(f"y has {n_outputs} outputs but the regressor was fitted with "
                              f"{self.n_outputs_}")
@@ -772,25 +531,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def predict(self, X):
         """Predicted targets. Shape: (N, D) -> (N,) or (N, n_outputs)."""
         out = self._forward(X)
-        return out[:, 0] if self._y_ndim == 1 else out
+        return out[:, 0] if self.y_ndim_ == 1 else out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.target_tags.single_output = True
         return tags
-
-    def _archive_config(self):
-        config = super()._archive_config()
-        config["n_outputs_"] = int(self.n_outputs_)
-        config["y_ndim"] = int(self._y_ndim)
-        return config
-
-    def _restore_extra(self, config, arrays):
-        n_outputs = _archive_int(config, "n_outputs_", minimum=1)
-        y_ndim = config["y_ndim"]
-        if not _is_int(y_ndim) or y_ndim not in (1, 2) or (y_ndim == 1 and n_outputs != 1):
-            raise ValueError(f"y_ndim must be 1 (one output, predict returns shape (N,)) or "
-                             f"2, got y_ndim={y_ndim!r} with n_outputs_={n_outputs}")
-        self.n_outputs_, self._y_ndim = n_outputs, int(y_ndim)
-        return n_outputs

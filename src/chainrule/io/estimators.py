@@ -1,0 +1,405 @@
+"""Saving and loading the scikit-learn estimators (:class:`MLPClassifier`, :class:`MLPRegressor`).
+
+Everything about an estimator's model file lives here; :mod:`chainrule.estimator` knows
+nothing of files. :data:`STATE_CLASSES` is the allow-list :func:`chainrule.io.save` and
+:func:`chainrule.io.load` consult for objects other than the network classes: a class
+name mapped to a :class:`StateCodec`. The estimator classes are imported lazily, inside
+:func:`StateCodec.get_class`, so that ``import chainrule.io`` imports neither
+scikit-learn nor :mod:`chainrule.estimator`; a class is never looked up from a module
+path stored in a file.
+
+File content
+------------
+The ``config`` of an estimator file is::
+
+    {"params": {...},             # get_params(deep=False), as JSON
+     "n_features_in_": 4, "n_iter_": 10, "loss_": 0.31, "loss_curve_": [...],
+     "history_": {...},           # History.as_dict() of the last fit/partial_fit call
+     "model_": {"class": "MLP", "config": {...}},   # the network, as network_state gives it
+     "n_outputs_": 2, "y_ndim": 2}                  # MLPRegressor only
+
+and its arrays are the network's parameters prefixed ``model_.`` (``model_.W1``, ...),
+``feature_names_in_`` (when fitted on named columns) and, for a classifier,
+``classes_`` plus, when ``class_weight`` is a dict, ``class_weight_labels`` and
+``class_weight_values`` (JSON keys must be strings; labels need not be), with
+``params["class_weight"]`` set to ``{"__dict__": True}``.
+
+Loading takes nothing on trust (a file can be edited and its checksum recomputed):
+every fitted attribute is checked against the hyperparameters and the stored network,
+and the network the hyperparameters imply (:meth:`network_config` of the estimator)
+must equal the stored one.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from numbers import Integral, Real
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from .._validation import check_keys
+from ..history import History
+from .networks import network_from_state, network_state
+
+__all__ = ["StateCodec", "STATE_CLASSES", "estimator_state", "estimator_from_state"]
+
+
+class StateCodec(NamedTuple):
+    """How objects of one allow-listed class become ``(config, arrays)`` and back.
+
+    Attributes
+    ----------
+    get_class : callable
+        ``() -> type``: the class, imported when first needed.
+    to_state : callable
+        ``obj -> (config, arrays)``: ``config`` a JSON-serialisable dict, ``arrays`` a
+        dict of str to numpy arrays (no object arrays).
+    from_state : callable
+        ``(config, arrays) -> obj``. It must check what it is given and raise
+        ``ValueError``, ``TypeError`` or ``KeyError`` on anything inconsistent;
+        :func:`chainrule.io.load` reports those as ``ModelFileError`` naming the file.
+    """
+
+    get_class: Callable[[], type]
+    to_state: Callable[[Any], tuple[dict, dict]]
+    from_state: Callable[[dict, dict], Any]
+
+
+def _estimator_class(name: str) -> Callable[[], type]:
+    def get_class():
+        # Lazy: the estimator module imports scikit-learn, which `import chainrule.io`
+        # must not (io sits above estimator and may import it, but only here).
+        return getattr(importlib.import_module("chainrule.estimator"), name)
+    return get_class
+
+
+def _codec(name: str) -> StateCodec:
+    return StateCodec(_estimator_class(name), lambda est: estimator_state(est, name),
+                      lambda config, arrays: estimator_from_state(name, config, arrays))
+
+
+# -- checks of stored values -----------------------------------------------------------
+_MISSING = object()
+_LABEL_KINDS = "USiufb"
+_CLASS_WEIGHT_ARRAYS = ("class_weight_labels", "class_weight_values")
+_NETWORK_PREFIX = "model_."
+
+
+def _is_real(value):
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _is_int(value):
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def _same_floats(a, b):
+    """Equal lists of numbers, a NaN equal to a NaN (a diverged epoch records NaN)."""
+    return len(a) == len(b) and np.array_equal(np.asarray(a, dtype=np.float64),
+                                               np.asarray(b, dtype=np.float64), equal_nan=True)
+
+
+def _archive_int(config, key, *, minimum):
+    value = config[key]
+    if not _is_int(value) or value < minimum:
+        raise ValueError(f"{key} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+# -- per-class differences ---------------------------------------------------------------
+def _classifier_extra_state(est, config, arrays):
+    cw = est.class_weight
+    if isinstance(cw, dict):
+        # JSON keys must be strings; labels and weights travel as arrays instead.
+        config["params"]["class_weight"] = {"__dict__": True}
+        arrays["class_weight_labels"] = np.asarray(list(cw.keys()))
+        arrays["class_weight_values"] = np.asarray(list(cw.values()), dtype=np.float64)
+    classes = est.classes_
+    arrays["classes_"] = np.asarray(classes.tolist()) if classes.dtype == object else classes
+    if arrays["classes_"].dtype == object:
+        raise TypeError(f"cannot save classes_ of mixed types: {classes.tolist()!r}")
+
+
+def _take_class_weight(config, arrays):
+    """Turn the stored class_weight arrays back into the dict in ``params``.
+
+    Returns the config and the arrays without the class_weight ones, checked.
+    """
+    arrays = dict(arrays)
+    stored = {k: arrays.pop(k) for k in _CLASS_WEIGHT_ARRAYS if k in arrays}
+    class_weight = config["params"].get("class_weight")
+    if not isinstance(class_weight, dict):
+        if stored:
+            raise ValueError(f"the file holds class_weight arrays {sorted(stored)} but "
+                             f"class_weight is {class_weight!r}, not a dict")
+        return config, arrays
+    if class_weight != {"__dict__": True} or len(stored) != 2:
+        raise ValueError(f"a class_weight dict is stored as the arrays "
+                         f"{list(_CLASS_WEIGHT_ARRAYS)} with params class_weight "
+                         f"{{'__dict__': True}}; got class_weight {class_weight!r} and "
+                         f"arrays {sorted(stored)}")
+    labels, values = (stored[k] for k in _CLASS_WEIGHT_ARRAYS)
+    if (labels.ndim != 1 or values.shape != labels.shape
+            or labels.dtype.kind not in _LABEL_KINDS or values.dtype.kind != "f"
+            or not (np.isfinite(values) & (values >= 0)).all()
+            or np.unique(labels).shape != labels.shape):
+        raise ValueError(f"class_weight needs distinct labels and as many finite "
+                         f"non-negative float weights, got labels {labels!r} and "
+                         f"weights {values!r}")
+    weights = dict(zip(labels.tolist(), values.tolist(), strict=True))
+    return dict(config, params=dict(config["params"], class_weight=weights)), arrays
+
+
+def _restore_classes(est, config, arrays):
+    """Check and set ``classes_`` (and that a class_weight dict names only those)."""
+    if "classes_" not in arrays:
+        raise ValueError("the file has no classes_ array")
+    classes = arrays["classes_"]
+    if classes.ndim != 1 or classes.shape[0] < 2 or classes.dtype.kind not in _LABEL_KINDS:
+        raise ValueError(f"classes_ must be a 1-D array of at least 2 labels (strings, "
+                         f"integers, floats or booleans), got dtype {classes.dtype} and "
+                         f"shape {classes.shape}")
+    if not np.array_equal(np.unique(classes), classes):
+        # predict maps column k to classes_[k] and fitting uses searchsorted: both need
+        # the sorted, distinct labels np.unique gives.
+        raise ValueError(f"classes_ must be sorted and distinct, got {classes.tolist()!r}")
+    if isinstance(est.class_weight, dict):
+        unknown = [k for k in est.class_weight if k not in set(classes.tolist())]
+        if unknown:
+            raise ValueError(f"class_weight has labels {unknown!r} that are not in "
+                             f"classes_ {classes.tolist()!r}")
+    # Strings come back as a fixed-width unicode array; scikit-learn keeps string labels
+    # as Python objects, so predictions are plain str objects again.
+    est.classes_ = classes.astype(object) if classes.dtype.kind == "U" else classes
+    return classes.shape[0]
+
+
+def _regressor_extra_state(est, config, arrays):
+    config["n_outputs_"] = int(est.n_outputs_)
+    config["y_ndim"] = int(est.y_ndim_)
+
+
+def _restore_outputs(est, config, arrays):
+    """Check and set ``n_outputs_`` and ``y_ndim_``."""
+    n_outputs = _archive_int(config, "n_outputs_", minimum=1)
+    y_ndim = config["y_ndim"]
+    if not _is_int(y_ndim) or y_ndim not in (1, 2) or (y_ndim == 1 and n_outputs != 1):
+        raise ValueError(f"y_ndim must be 1 (one output, predict returns shape (N,)) or "
+                         f"2, got y_ndim={y_ndim!r} with n_outputs_={n_outputs}")
+    est.n_outputs_, est.y_ndim_ = n_outputs, int(y_ndim)
+    return n_outputs
+
+
+def _unchanged(config, arrays):
+    return config, arrays
+
+
+class _Kind(NamedTuple):
+    outputs_name: str  # what sets the network's output width, for messages
+    extra_keys: tuple  # config entries beyond _CONFIG_KEYS
+    extra_arrays: tuple  # arrays beyond the network's and feature_names_in_
+    save_extra: Callable  # (est, config, arrays): add the class's own entries
+    decode: Callable  # (config, arrays) -> (config, arrays) before the estimator is built
+    restore_extra: Callable  # (est, config, arrays) -> the network's output width
+
+
+_KINDS = {
+    "MLPClassifier": _Kind("len(classes_)", (), ("classes_",), _classifier_extra_state,
+                           _take_class_weight, _restore_classes),
+    "MLPRegressor": _Kind("n_outputs_", ("n_outputs_", "y_ndim"), (), _regressor_extra_state,
+                          _unchanged, _restore_outputs),
+}
+
+#: Classes saved through a :class:`StateCodec`: class name -> codec.
+STATE_CLASSES = {name: _codec(name) for name in _KINDS}
+
+_CONFIG_KEYS = ("params", "n_features_in_", "n_iter_", "loss_", "loss_curve_", "history_",
+                "model_")
+
+
+# -- estimator -> (config, arrays) ------------------------------------------------------
+def estimator_state(est, name: str) -> tuple[dict, dict]:
+    """``(config, arrays)`` of a fitted estimator of the class called ``name``.
+
+    JSON-able hyperparameters and fitted scalars; the network's parameters
+    (``model_.W1``, ...) plus labels and feature names as arrays.
+
+    Raises
+    ------
+    sklearn.exceptions.NotFittedError
+        If ``est`` is not fitted.
+    TypeError
+        If a value (``classes_`` of mixed types) has no array form.
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(est, "model_")
+    kind = _KINDS[name]
+    config = {"params": _json_params(est), "n_features_in_": int(est.n_features_in_),
+              "n_iter_": int(est.n_iter_), "loss_": float(est.loss_),
+              "loss_curve_": [float(v) for v in est.loss_curve_],
+              "history_": est.history_.as_dict()}
+    net_config, net_arrays = network_state(est.model_)
+    config["model_"] = net_config
+    arrays = {_NETWORK_PREFIX + k: v for k, v in net_arrays.items()}
+    arrays.update(_feature_names_array(est))
+    kind.save_extra(est, config, arrays)
+    return config, arrays
+
+
+def _json_params(est) -> dict:
+    params: dict[str, Any] = {}
+    for key, value in est.get_params(deep=False).items():
+        if key == "class_weight" and isinstance(value, dict):
+            params[key] = value  # replaced by the classifier's arrays (JSON keys are strings)
+        elif key == "random_state" and not (value is None or isinstance(value, Integral)):
+            params[key] = None  # a RandomState object has no JSON form
+        elif isinstance(value, (tuple, list, np.ndarray)):
+            params[key] = [int(v) for v in value]
+        elif isinstance(value, np.generic):
+            params[key] = value.item()
+        else:
+            params[key] = value
+    return params
+
+
+def _feature_names_array(est) -> dict:
+    if not hasattr(est, "feature_names_in_"):
+        return {}
+    return {"feature_names_in_": np.asarray(est.feature_names_in_.tolist(), dtype=str)}
+
+
+# -- (config, arrays) -> estimator ------------------------------------------------------
+def estimator_from_state(name: str, config, arrays: dict):
+    """Rebuild a fitted estimator of the class called ``name`` from
+    :func:`estimator_state`'s output.
+
+    Raises
+    ------
+    ValueError, TypeError or KeyError
+        On anything inconsistent: the config or params keys, an array too many, a
+        fitted attribute that disagrees with the hyperparameters or the network, a
+        stored network other than the one the hyperparameters imply.
+    """
+    cls = STATE_CLASSES[name].get_class()
+    kind = _KINDS[name]
+    if not isinstance(config, dict):
+        raise ValueError(f"the estimator config must be a JSON object, got "
+                         f"{type(config).__name__}")
+    check_keys("the estimator config", config, _CONFIG_KEYS + kind.extra_keys)
+    if not isinstance(config["params"], dict):
+        raise ValueError(f"params must be a JSON object, got "
+                         f"{type(config['params']).__name__}")
+    config, arrays = kind.decode(config, arrays)
+    est = _estimator_from_params(cls, config["params"])
+    _check_array_names(cls, kind, arrays)
+    n_features = _archive_int(config, "n_features_in_", minimum=1)
+    # classes_ (classifier) or n_outputs_ (regressor): the network's output width.
+    n_outputs = kind.restore_extra(est, config, arrays)
+    est.model_ = _restored_network(est, kind, config, arrays, n_features, n_outputs)
+    est.n_features_in_ = n_features
+    _restore_feature_names(est, arrays, n_features)
+    _restore_training_record(est, config)
+    # partial_fit after loading starts a fresh optimizer (a model file holds no
+    # optimizer state; training checkpoints do) and a generator seeded as fit would.
+    est.reset_training_state()
+    return est
+
+
+def _estimator_from_params(cls, params: dict):
+    check_keys("params", params, tuple(cls().get_params(deep=False)))
+    params = dict(params)
+    if isinstance(params.get("hidden_layer_sizes"), list):
+        params["hidden_layer_sizes"] = tuple(params["hidden_layer_sizes"])
+    return cls(**params)
+
+
+def _check_array_names(cls, kind: _Kind, arrays: dict) -> None:
+    known = {"feature_names_in_", *kind.extra_arrays}
+    extra = sorted(k for k in arrays if not k.startswith(_NETWORK_PREFIX) and k not in known)
+    if extra:
+        raise ValueError(f"unexpected arrays {extra} in an {cls.__name__} file (expected "
+                         f"only {sorted(known)} besides the network's model_.*)")
+
+
+def _restored_network(est, kind: _Kind, config: dict, arrays: dict, n_features: int,
+                      n_outputs: int):
+    """The stored network, once it is exactly the one the hyperparameters imply.
+
+    The implied architecture is worked out without allocating anything (and checks
+    the hyperparameters); only then are the stored arrays put in a network.
+    """
+    implied = {"class": "MLP", "config": est.network_config(n_features, n_outputs)}
+    stored = config["model_"]
+    if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
+        raise ValueError(f"model_ must be a JSON object with the network's class and "
+                         f"config, got {stored!r}")
+    if stored != implied:
+        raise ValueError(_architecture_mismatch(type(est).__name__, kind, stored, implied))
+    net_arrays = {k[len(_NETWORK_PREFIX):]: v for k, v in arrays.items()
+                  if k.startswith(_NETWORK_PREFIX)}
+    return network_from_state(stored, net_arrays)
+
+
+def _architecture_mismatch(name: str, kind: _Kind, stored: dict, implied: dict) -> str:
+    """Which entries of the stored network's description differ from the implied one."""
+    if set(stored) != {"class", "config"} or stored["class"] != implied["class"]:
+        return (f"the stored network {sorted(stored)} is not the MLP that an {name} "
+                f"holds (class {stored.get('class')!r})")
+    got, want = stored["config"], implied["config"]
+    sources = {"layer_sizes": f"n_features_in_, hidden_layer_sizes and {kind.outputs_name} "
+                              f"make", "loss": f"an {name} uses"}
+    differ = [k for k in want if got.get(k, _MISSING) != want[k]]
+    differ += sorted(k for k in got if k not in want)
+    return "the stored network does not match the estimator: " + "; ".join(
+        f"its {k} is {got.get(k, '(missing)')!r} but "
+        f"{sources.get(k, f'the hyperparameter {k} is')} {want.get(k, '(no such entry)')!r}"
+        for k in differ)
+
+
+def _restore_feature_names(est, arrays: dict, n_features: int) -> None:
+    if "feature_names_in_" not in arrays:
+        return
+    names = arrays["feature_names_in_"]
+    if names.dtype.kind != "U" or names.shape != (n_features,):
+        raise ValueError(f"feature_names_in_ must be {n_features} strings (one per "
+                         f"network input), got an array of dtype {names.dtype} and "
+                         f"shape {names.shape}")
+    est.feature_names_in_ = np.asarray(names.tolist(), dtype=object)
+
+
+def _restore_training_record(est, config: dict) -> None:
+    """Check and set ``n_iter_``, ``loss_``, ``loss_curve_`` and ``history_``."""
+    n_iter = _archive_int(config, "n_iter_", minimum=1)
+    curve = config["loss_curve_"]
+    if not isinstance(curve, list) or not all(_is_real(v) for v in curve):
+        raise ValueError(f"loss_curve_ must be a list of numbers, got {curve!r}")
+    if len(curve) != n_iter:
+        raise ValueError(f"n_iter_ is {n_iter} but loss_curve_ holds {len(curve)} epochs")
+    loss = config["loss_"]
+    if not _is_real(loss) or not _same_floats([loss], curve[-1:]):
+        raise ValueError(f"loss_ must be the last value of loss_curve_ "
+                         f"({curve[-1]!r}), got {loss!r}")
+    est.n_iter_ = n_iter
+    est.loss_ = float(loss)
+    est.loss_curve_ = [float(v) for v in curve]
+    est.history_ = _history_from_archive(config["history_"], est.loss_curve_)
+
+
+def _history_from_archive(data, loss_curve):
+    """A :class:`~chainrule.history.History` from its stored ``as_dict()`` form, checked
+    by :meth:`History.from_dict`, and whose ``loss`` is the end of ``loss_curve`` (the
+    History is that of the last fit or partial_fit call)."""
+    try:
+        history = History.from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"history_: {exc}") from None
+    if not 1 <= history.epochs <= len(loss_curve):
+        raise ValueError(f"history_ epochs must be an integer from 1 to the {len(loss_curve)} "
+                         f"epochs of loss_curve_, got {history.epochs!r}")
+    if not _same_floats(history["loss"], loss_curve[-history.epochs:]):
+        raise ValueError(f"history_ 'loss' {history['loss']!r} is not the end of loss_curve_ "
+                         f"{loss_curve!r}")
+    return history

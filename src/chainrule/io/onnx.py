@@ -1,0 +1,241 @@
+"""Export to ONNX: :func:`export_onnx` and its steps (arguments, a node per layer,
+outputs, metadata, write).
+
+The ``onnx`` package is imported inside :func:`export_onnx` (``pip install
+chainrule[onnx]``), so importing this module needs only NumPy.
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+
+import numpy as np
+
+from .._fileformat import atomic_write
+from ..layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from ..losses import CategoricalCrossEntropy, MeanSquaredError
+from ..models import Network
+from ._common import chainrule_version
+
+__all__ = ["export_onnx", "DEFAULT_ONNX_OPSET", "MIN_ONNX_OPSET"]
+
+#: Opset used when ``export_onnx`` is called without one: recent enough for every op
+#: used here in its current form (Softmax on one axis since 13), old enough for
+#: widely deployed runtimes.
+DEFAULT_ONNX_OPSET = 17
+#: The oldest opset ``export_onnx`` accepts (Softmax on one axis).
+MIN_ONNX_OPSET = 13
+
+_SIMPLE_ACTIVATIONS = ((ReLU, "Relu"), (Tanh, "Tanh"), (Sigmoid, "Sigmoid"))
+
+
+def export_onnx(model, path, *, opset=None) -> None:
+    """Write ``model`` as a standard ONNX graph for inference elsewhere.
+
+    The graph uses only ``Gemm``, ``Relu``, ``LeakyRelu``, ``Tanh``, ``Sigmoid`` and
+    ``Softmax``; Dropout layers are left out (they are the identity at inference). A
+    leaky ReLU whose slope is not exactly a float32 number (0.01 is not) in a float64
+    model becomes ``PRelu`` with the slope stored as a float64 tensor instead, because
+    ``LeakyRelu`` keeps its slope in a float32 attribute and would change the results.
+
+    Inputs and outputs:
+
+    * input ``"X"``: shape ``(N, n_features)``, ``N`` a symbolic batch dimension;
+    * a classifier (cross-entropy loss): outputs ``"probabilities"`` (softmax over
+      axis 1) and ``"logits"``, both ``(N, n_classes)``;
+    * a regressor (mse loss): output ``"outputs"``, ``(N, n_outputs)``.
+
+    For a fitted estimator, column ``j`` of ``"probabilities"`` is the probability of
+    ``classes_[j]`` whatever the labels are (strings, or integers other than 0..K-1);
+    the graph does not map back to labels, and ``classes_`` is recorded as JSON in the
+    model's ``metadata_props`` under ``"classes"``. The graph is the network alone: any
+    scaling an estimator applies to inputs or targets outside ``model_`` is not in it.
+
+    float32 and float64 models are exported in their own dtype (onnxruntime runs every
+    op used here in both); other float dtypes are cast (float16 to float32, wider ones
+    to float64), and ``X`` must then be fed in the exported dtype.
+
+    Parameters
+    ----------
+    model : Network or fitted estimator
+        A chainrule network whose layers are Affine, ReLU, LeakyReLU, Tanh, Sigmoid or
+        Dropout and whose loss is cross-entropy or mse, or an object with such a
+        network as its ``model_`` attribute.
+    path : str or os.PathLike
+        Destination (``.onnx``), written atomically; a symbolic link is written
+        through to its target, as in :func:`chainrule.io.save`.
+    opset : int, optional
+        ONNX opset of the default domain, at least 13; default
+        :data:`DEFAULT_ONNX_OPSET`.
+
+    Raises
+    ------
+    ImportError
+        If the ``onnx`` package is missing (``pip install chainrule[onnx]``).
+    TypeError
+        If the model or one of its layers or its loss cannot be exported.
+    ValueError
+        If ``opset`` is out of range.
+    """
+    network, classes = _exportable(model)
+    onnx, helper, numpy_helper = _import_onnx()
+    opset = _check_opset(opset, onnx.defs.onnx_opset_version())
+    classifier = _is_classifier(network)
+    dtype = _export_dtype(network)
+    builder = _GraphBuilder(helper, numpy_helper, dtype)
+    builder.add_layers(network, final="logits" if classifier else "outputs")
+    graph = builder.graph(network, classifier)
+    opset_id = helper.make_opsetid("", opset)
+    onnx_model = helper.make_model(graph, opset_imports=[opset_id], producer_name="chainrule",
+                                   producer_version=chainrule_version(),
+                                   doc_string=f"chainrule {type(model).__name__}")
+    # The oldest IR version that can carry this opset, for older runtimes.
+    onnx_model.ir_version = helper.find_min_ir_version_for([opset_id])
+    helper.set_model_props(onnx_model, _model_props(model, classes))
+    onnx.checker.check_model(onnx_model, full_check=True)
+    data = onnx_model.SerializeToString()
+    atomic_write(path, lambda fh: fh.write(data))
+
+
+# -- the arguments ------------------------------------------------------------------------
+def _exportable(model):
+    """The network to export and the labels of its output columns (or None)."""
+    if isinstance(model, Network):
+        return model, None
+    network = getattr(model, "model_", None)
+    if isinstance(network, Network):
+        return network, getattr(model, "classes_", None)
+    raise TypeError(f"model must be a chainrule Network (e.g. MLP) or a fitted estimator "
+                    f"whose model_ attribute is one, got {type(model).__name__}"
+                    + (" (not fitted yet?)" if hasattr(model, "fit") else ""))
+
+
+def _import_onnx():
+    try:
+        import onnx
+        from onnx import helper, numpy_helper
+    except ImportError as exc:
+        raise ImportError("export_onnx needs the 'onnx' package; install it with "
+                          "`pip install chainrule[onnx]` (or `pip install onnx`)") from exc
+    return onnx, helper, numpy_helper
+
+
+def _check_opset(opset, newest: int) -> int:
+    if opset is None:
+        return DEFAULT_ONNX_OPSET
+    if isinstance(opset, bool) or not isinstance(opset, numbers.Integral):
+        raise TypeError(f"opset must be an int, got {type(opset).__name__} {opset!r}")
+    opset = int(opset)
+    if not MIN_ONNX_OPSET <= opset <= newest:
+        raise ValueError(f"opset must be between {MIN_ONNX_OPSET} and {newest} (the newest "
+                         f"this onnx package knows), got {opset}")
+    return opset
+
+
+def _is_classifier(network) -> bool:
+    if isinstance(network.loss, CategoricalCrossEntropy):
+        return True
+    if isinstance(network.loss, MeanSquaredError):
+        return False
+    raise TypeError(f"cannot export a network with loss {type(network.loss).__name__}; "
+                    f"only CategoricalCrossEntropy and MeanSquaredError are supported")
+
+
+def _export_dtype(network) -> np.dtype:
+    """float32 and float64 as they are; narrower floats widen to float32, wider ones
+    narrow to float64 (the two dtypes onnxruntime runs every op used here in)."""
+    dtype = network.dtype
+    if dtype in (np.float32, np.float64):
+        return np.dtype(dtype)
+    return np.dtype(np.float32 if dtype.itemsize < 4 else np.float64)
+
+
+# -- the graph ------------------------------------------------------------------------------
+class _GraphBuilder:
+    """Collects the nodes and initializers of the graph, one layer at a time."""
+
+    def __init__(self, helper, numpy_helper, dtype):
+        self.helper, self.numpy_helper, self.dtype = helper, numpy_helper, dtype
+        self.elem_type = helper.np_dtype_to_tensor_dtype(dtype)
+        self.nodes, self.initializers = [], []
+        self.n_affine = self.n_act = 0
+
+    def add_layers(self, network, final: str) -> None:
+        """A node per layer but Dropout; the last one's output is called ``final``."""
+        kept = [i for i, (layer, _) in enumerate(network.layers)
+                if not isinstance(layer, Dropout)]
+        current = "X"
+        for i in kept:
+            layer, names = network.layers[i]
+            is_last = i == kept[-1]
+            if isinstance(layer, Affine):
+                self.n_affine += 1
+                out = final if is_last else f"Z{self.n_affine}"
+                self._affine(network, names, current, out)
+            else:
+                self.n_act += 1
+                out = final if is_last else f"H{self.n_act}"
+                self._activation(i, layer, current, out)
+            current = out
+
+    def _tensor(self, array, name: str) -> None:
+        self.initializers.append(self.numpy_helper.from_array(
+            np.ascontiguousarray(array, dtype=self.dtype), name=name))
+
+    def _affine(self, network, names, current: str, out: str) -> None:
+        W, b = names
+        for pname in names:
+            self._tensor(network.params[pname], pname)
+        self.nodes.append(self.helper.make_node("Gemm", [current, W, b], [out],
+                                                name=f"affine{self.n_affine}"))
+
+    def _activation(self, i: int, layer, current: str, out: str) -> None:
+        make_node = self.helper.make_node
+        op = next((op for cls, op in _SIMPLE_ACTIVATIONS if isinstance(layer, cls)), None)
+        if op is not None:
+            node = make_node(op, [current], [out])
+        elif isinstance(layer, LeakyReLU):
+            node = self._leaky_relu(float(layer.negative_slope), current, out)
+        else:
+            raise TypeError(f"cannot export layer {i} ({layer!r}): supported layers are "
+                            f"Affine, ReLU, LeakyReLU, Tanh, Sigmoid and Dropout")
+        node.name = f"activation{self.n_act}"
+        self.nodes.append(node)
+
+    def _leaky_relu(self, slope: float, current: str, out: str):
+        if self.dtype == np.float32 or float(np.float32(slope)) == slope:
+            return self.helper.make_node("LeakyRelu", [current], [out], alpha=slope)
+        # LeakyRelu's alpha is a float32 attribute: 0.01 would become 0.00999999977648.
+        # PRelu takes the slope as a tensor in the model's dtype and gives the same
+        # numbers as chainrule, bit for bit.
+        slope_name = f"negative_slope{self.n_act}"
+        self._tensor(np.array([slope]), slope_name)
+        return self.helper.make_node("PRelu", [current, slope_name], [out])
+
+    def graph(self, network, classifier: bool):
+        """The graph: input ``X``, the nodes so far, and the outputs (with the softmax
+        of a classifier)."""
+        helper, n_out = self.helper, network.n_outputs
+        if classifier:
+            self.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"],
+                                               axis=1, name="softmax"))
+            names = ["probabilities", "logits"]
+        else:
+            names = ["outputs"]
+        outputs = [helper.make_tensor_value_info(name, self.elem_type, ["N", n_out])
+                   for name in names]
+        inputs = [helper.make_tensor_value_info("X", self.elem_type, ["N", network.n_features])]
+        return helper.make_graph(self.nodes, "chainrule_" + type(network).__name__, inputs,
+                                 outputs, initializer=self.initializers)
+
+
+def _model_props(model, classes) -> dict:
+    """The ``metadata_props``: the exported class, and the labels of the columns."""
+    props = {"chainrule_class": type(model).__name__}
+    if classes is not None:
+        try:
+            props["classes"] = json.dumps(np.asarray(classes).tolist())
+        except (TypeError, ValueError):
+            props["classes"] = repr(list(classes))
+    return props
