@@ -35,7 +35,7 @@ from .gradcheck import check_gradients
 from .layers import Dropout
 from .losses import CategoricalCrossEntropy
 from .optim import Adam
-from .train import _check_model, fit
+from .train import check_network, fit
 
 __all__ = ["sanity_check", "SanityReport", "SanityCheckResult"]
 
@@ -152,8 +152,8 @@ def sanity_check(model, X, Y, *, rng=None) -> SanityReport:
     subset loss for mean squared error. Check 4 uses 8 random entries per parameter
     array on at most 10 rows, in float64.
     """
-    _check_model(model)
-    X, Y = model._check_XY(X, Y)
+    check_network(model)
+    X, Y = model.check_XY(X, Y)
     random = check_rng(rng)
     is_classifier = isinstance(model.loss, CategoricalCrossEntropy)
     checks = []
