@@ -156,13 +156,30 @@ class History:
         ``"val_accuracy"`` (with validation data), ``"lr"``, ``"time"``.
     diagnostics : list of dict
         Per epoch, ``{weight name: {"grad_norm", "update_ratio", "dead_fraction"}}``
-        for each Affine layer (see :func:`fit`); empty dicts with ``diagnostics=False``.
+        for each Affine weight ``W``; empty dicts with ``fit(..., diagnostics=False)``.
+        ``grad_norm`` is the Frobenius norm of its gradient at the epoch's last step,
+        ``update_ratio`` ``||W_after - W_before|| / ||W_before||`` over that step (NaN
+        while ``W`` is all zeros), ``dead_fraction`` (for an Affine layer followed by
+        ReLU, else ``None``) the fraction of its units whose ReLU output was 0 for
+        *every* training row of the epoch, as seen by the forward passes of the epoch.
     best_epoch : int or None
         Epoch with the best monitored value (the early-stopping monitor, else
         ``val_loss`` with validation data, else ``loss``).
     stop_reason : str or None
         ``None`` when every epoch ran, else ``"early_stopping"``, ``"callback"`` or
         ``"interrupted"``.
+
+    Notes
+    -----
+    * Epochs are counted from 0, as the homework's log (``Epoch    0, loss = 2.3026``).
+    * ``history["loss"][e]`` is the mean over the rows of epoch ``e`` of the loss each
+      batch had *before* its update (weighted by ``sample_weight`` when given). In
+      full-batch training that is the homework's printed loss. ``history["accuracy"]``
+      counts the rows each batch classified correctly before its update (with Dropout
+      active, as the loss). Validation values are computed after the epoch, with
+      Dropout off.
+    * ``history["lr"][e]`` is the learning rate of the epoch's first step;
+      ``history["time"][e]`` the epoch's wall time in seconds.
     """
 
     def __init__(self):

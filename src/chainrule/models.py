@@ -182,7 +182,7 @@ class Network:
     def backward(self, d_out) -> dict:
         """Backpropagate ``d_out`` (gradient of the loss w.r.t. the logits) through
         the layers cached by the last ``forward``; return the gradients by name."""
-        grads = {}
+        grads: dict = {}
         for layer, names in reversed(self.layers):
             result = layer.backward(d_out)
             if names:

@@ -19,17 +19,8 @@ as one linear loop of named steps, in the spirit of nanoGPT's ``train.py``::
 With ``batch_size=None`` (the default) each epoch is one full-batch gradient step,
 exactly the homework's ``model.step``: plain ``SGD`` reproduces its losses bit for bit.
 
-Conventions
------------
-* Epochs are counted from 0, as the homework's log (``Epoch    0, loss = 2.3026``).
-* ``history["loss"][e]`` is the mean over the rows of epoch ``e`` of the loss each
-  batch had *before* its update (weighted by ``sample_weight`` when given). In
-  full-batch training that is the homework's printed loss. ``history["accuracy"]``
-  counts the rows each batch classified correctly before its update (with Dropout
-  active, as the loss). Validation values are computed after the epoch, with
-  Dropout off.
-* ``history["lr"][e]`` is the learning rate of the epoch's first step;
-  ``history["time"][e]`` the epoch's wall time in seconds.
+What each History value means (losses before the update, validation after the
+epoch, epochs counted from 0, ...) is written down once, in :class:`History`.
 
 Randomness
 ----------
@@ -64,6 +55,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -309,7 +301,7 @@ class _Run:
     # ratio need. Filled in place every step, allocated once.
     backup: dict = field(init=False)
     snap: dict = field(init=False)  # the state after the last completed epoch
-    bar: object = None
+    bar: Any = None  # a tqdm progress bar
 
     @property
     def is_classifier(self) -> bool:
@@ -328,7 +320,7 @@ class _Tally:
     sum_loss: float = 0.0
     sum_weight: float = 0.0
     n_correct: int = 0
-    grads: dict | None = None  # of the last step
+    grads: dict = field(default_factory=dict)  # of the last step
     step: int = 0  # index of the last step, and its batch
     X_batch: np.ndarray | None = None
 
@@ -347,11 +339,12 @@ class _Tally:
 def _split_validation(s: RunSettings, split):
     """Training and validation arrays, and the ``validation_fraction`` split (drawn
     with ``rng`` unless a checkpoint brought it, so a resumed run reuses it)."""
-    if s.validation_fraction is None:
+    n_val = s.n_val
+    if n_val is None:  # no validation_fraction
         X_val, Y_val = s.validation_data if s.validation_data is not None else (None, None)
         return s.X, s.Y, s.sample_weight, X_val, Y_val, None
     if split is None:
-        split = split_rows(s.n_rows, s.n_val, s.rng)
+        split = split_rows(s.n_rows, n_val, s.rng)
     train_idx, val_idx = split
     weights = None if s.sample_weight is None else s.sample_weight[train_idx]
     return s.X[train_idx], s.Y[train_idx], weights, s.X[val_idx], s.Y[val_idx], split
@@ -535,44 +528,31 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     optimizer : Optimizer or {'sgd', 'adam', 'adamw'}
         A name builds that optimizer with its defaults.
     epochs : int
-        Number of passes over the training rows (in total, counting the epochs of a
-        resumed checkpoint).
+        Passes over the training rows, in total (counting those of a resumed checkpoint).
     batch_size : int or None, default=None
-        Rows per gradient step; ``None`` is full-batch gradient descent (the homework).
-        A value above N gives one batch.
+        Rows per gradient step (at most N); ``None`` is full-batch gradient descent.
     shuffle : bool, default=True
-        With minibatches, visit the rows in a fresh random permutation every epoch
-        (each row exactly once, no sampling with replacement).
+        With minibatches, a fresh permutation of the rows every epoch (no replacement).
     validation_data : tuple (X_val, Y_val), optional
     validation_fraction : float in (0, 1), optional
         Hold out ``ceil(fraction * N)`` rows drawn with ``rng`` instead.
     early_stopping : None, int or EarlyStopping
         An int is the patience on ``val_loss``.
     callbacks : sequence of callable
-        Each called as ``cb(epoch, logs, model)`` after every epoch; ``logs`` holds the
-        epoch's History values and its ``"diagnostics"``. Returning True stops training.
+        Each called as ``cb(epoch, logs, model)`` after every epoch (``logs``: its History
+        values and ``"diagnostics"``); returning True stops training.
     rng : None, int or numpy.random.Generator
         Source of the permutations and of the validation split.
     progress : bool, default=True
-        Show a tqdm progress bar on stderr when it is a terminal and the run lasts
-        more than two seconds (and tqdm is installed).
+        A tqdm progress bar on stderr, if it is a terminal, after two seconds.
     sample_weight : array_like, shape (N,), optional
         Row weights for the training loss.
     checkpoint : str or os.PathLike, optional
         Write the state of the run to this file after every epoch.
     resume : bool, default=False
-        Continue from ``checkpoint`` if the file exists. The file is checked in full
-        first (its arrays against the model's and the optimizer's, its metadata, that
-        it belongs to this run, that ``epochs`` is not below its epoch count), so a bad
-        file raises before anything is changed.
+        Continue from ``checkpoint`` if the file exists, once all of it is checked.
     diagnostics : bool, default=True
-        Record per-layer diagnostics every epoch (a few percent of the run time):
-        for each Affine weight, ``grad_norm`` (Frobenius norm of its gradient at the
-        epoch's last step), ``update_ratio`` (``||W_after - W_before|| / ||W_before||``
-        over that step; NaN while ``W`` is all zeros) and ``dead_fraction`` (for an
-        Affine layer followed by ReLU: the fraction of its units whose ReLU output was
-        0 for *every* training row of the epoch, as seen by the forward passes of the
-        epoch; ``None`` for other layers).
+        Record :attr:`History.diagnostics` (a few percent of the run time).
 
     Returns
     -------
@@ -584,19 +564,16 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         When the loss becomes NaN or infinite; the parameters are left at their last
         finite values.
     ValueError, TypeError
-        For bad arguments or data (feature or class count not matching the model,
-        ...), before any parameter changes.
-    chainrule._fileformat.ModelFileError
-        (a ``ValueError``) With ``resume=True``, for a checkpoint that is damaged or
-        does not hold the state of this run: missing, unexpected or misshapen arrays,
-        missing or mistyped metadata. Raised before anything changes.
+        Before anything changes: for bad arguments or data (feature or class count not
+        matching the model, ...) and, with ``resume=True``, for a checkpoint that is
+        damaged (``ModelFileError``), of another run (``CheckpointMismatchError``) or
+        further along than ``epochs`` (``CheckpointEpochsError``).
     """
     settings = _check_arguments(
-        model, X, Y, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
-        shuffle=shuffle, validation_data=validation_data,
-        validation_fraction=validation_fraction, early_stopping=early_stopping,
-        callbacks=callbacks, rng=rng, progress=progress, sample_weight=sample_weight,
-        checkpoint=checkpoint, resume=resume, diagnostics=diagnostics)
+        model, X, Y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+        validation_data=validation_data, validation_fraction=validation_fraction,
+        early_stopping=early_stopping, callbacks=callbacks, rng=rng, progress=progress,
+        sample_weight=sample_weight, checkpoint=checkpoint, resume=resume, diagnostics=diagnostics)
     run = _prepare_run(model, settings)
     try:
         for epoch in run.epochs_left():
