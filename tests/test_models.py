@@ -357,3 +357,33 @@ def test_explain_shapes_are_consistent(depth, activation, rng):
         assert "D1" in text                                  # the dropout node is named
         assert {"relu": "max(0, Z1)", "leaky_relu": "where(Z1 > 0", "tanh": "tanh(Z1)",
                 "sigmoid": "exp(-Z1)"}[activation] in text
+
+
+# -- the one layer walk -----------------------------------------------------------------
+def test_walk_yields_every_layer_and_ends_at_the_logits(rng):
+    model = MLP([5, 6, 4, 3], dropout=0.5, rng=0)
+    X = rng.normal(size=(7, 5))
+    steps = list(model.walk(X))
+    assert [i for i, *_ in steps] == list(range(len(model.layers)))
+    assert [(layer, names) for _, layer, names, _ in steps] == model.layers
+    # Shapes follow the node names: Z1 (7, 6), H1, D1, Z2 (7, 4), H2, D2, Z3 (7, 3).
+    assert [out.shape[1] for *_, out in steps] == [6, 6, 6, 4, 4, 4, 3]
+    assert np.array_equal(steps[-1][-1], model.forward(X))  # evaluation mode: no dropout
+    with pytest.raises(ValueError, match="X has 4 features but the model expects 5"):
+        next(model.walk(np.zeros((2, 4))))
+
+
+def test_walk_in_training_mode_draws_dropout_masks_like_forward():
+    X = np.ones((4, 5))
+    a, b = MLP([5, 6, 3], dropout=0.5, rng=1), MLP([5, 6, 3], dropout=0.5, rng=1)
+    *_, (_, _, _, walked) = a.walk(X, training=True)
+    assert np.array_equal(walked, b.forward(X, training=True))
+    assert not np.array_equal(walked, a.forward(X))
+
+
+def test_check_XY_is_public_and_the_old_names_remain():
+    model = MLP([3, 2], rng=0)
+    X, Y = model.check_XY([[1, 2, 3]], [[0, 1]])
+    assert X.dtype == Y.dtype == np.float64
+    assert MLP._check_XY is MLP.check_XY and MLP._check_X is MLP.check_X
+    assert model.node_names() == ["X", "Z1"]

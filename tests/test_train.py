@@ -12,7 +12,7 @@ from chainrule._fileformat import write_archive
 from chainrule.data import load_homework_digits
 from chainrule.models import MLP, LogisticRegression
 from chainrule.optim import SGD, Adam
-from chainrule.train import (EarlyStopping, History, TrainingDivergedError, evaluate, fit)
+from chainrule.train import EarlyStopping, History, TrainingDivergedError, evaluate, fit
 
 
 def blobs(n=60, d=5, k=3, seed=0, dtype=np.float64):
@@ -750,3 +750,111 @@ def test_history_keeps_its_key_order_through_sorted_json_and_resume(tmp_path):
     resumed = fit(MLP([5, 6, 3], rng=0), X, Y, optimizer="adam", epochs=3, rng=0,
                   validation_fraction=0.2, checkpoint=path, resume=True, progress=False)
     assert list(resumed.history) == order
+
+
+# -- issue 7: one home for each concern -----------------------------------------------------
+
+def test_train_reexports_history_and_early_stopping():
+    import chainrule.history
+    import chainrule.train
+
+    assert chainrule.train.History is chainrule.history.History
+    assert chainrule.train.EarlyStopping is chainrule.history.EarlyStopping
+    assert set(chainrule.train.__all__) >= {"fit", "evaluate", "History", "EarlyStopping",
+                                            "TrainingDivergedError"}
+
+
+def test_resume_errors_are_typed_and_carry_their_fields(tmp_path):
+    from functools import partial
+
+    from chainrule.checkpoint import CheckpointEpochsError, CheckpointMismatchError
+    from chainrule.optim import cosine_lr
+
+    X, Y = blobs(n=30)
+    path = tmp_path / "ck.npz"
+    fit(MLP([5, 6, 3], rng=0), X, Y, optimizer=Adam(lr=partial(cosine_lr, base_lr=1e-2,
+                                                               total_steps=100)),
+        epochs=3, batch_size=10, rng=0, checkpoint=path, progress=False)
+    with pytest.raises(CheckpointMismatchError) as mismatch:
+        fit(MLP([5, 6, 3], rng=0), X, Y,
+            optimizer=Adam(lr=partial(cosine_lr, base_lr=5.0, total_steps=100)), epochs=4,
+            batch_size=10, rng=0, checkpoint=path, resume=True, progress=False)
+    err = mismatch.value
+    assert isinstance(err, ValueError)
+    assert err.field == "optimizer.lr_schedule" and err.path == str(path)
+    assert err.saved[0] == pytest.approx(1e-2) and err.current[0] == pytest.approx(5.0)
+    with pytest.raises(CheckpointEpochsError) as epochs:
+        fit(MLP([5, 6, 3], rng=0), X, Y,
+            optimizer=Adam(lr=partial(cosine_lr, base_lr=1e-2, total_steps=100)), epochs=2,
+            batch_size=10, rng=0, checkpoint=path, resume=True, progress=False)
+    assert isinstance(epochs.value, ValueError)
+    assert (epochs.value.epochs, epochs.value.done, epochs.value.path) == (2, 3, str(path))
+
+
+def test_every_run_setting_says_whether_the_run_identity_covers_it():
+    # A new fit option is a new RunSettings field; it must declare whether resuming
+    # has to match it, and those that are declared covered must change the identity.
+    import dataclasses
+
+    from chainrule.checkpoint import RunSettings, run_identity
+
+    X, Y = blobs(n=20)
+    model = MLP([5, 4, 3], rng=0)
+    base = RunSettings(X=X, Y=Y, sample_weight=None, optimizer=SGD(lr=0.1), epochs=3,
+                       batch_size=None, shuffle=True, validation_data=None,
+                       validation_fraction=None, early_stopping=None, callbacks=(),
+                       rng=np.random.default_rng(0), progress=False, diagnostics=True,
+                       checkpoint=None, resume=False)
+    changed = {"X": X + 1, "Y": Y[::-1], "sample_weight": np.ones(20),
+               "optimizer": Adam(lr=0.1), "batch_size": 4, "shuffle": False,
+               "validation_data": (X[:4], Y[:4]), "validation_fraction": 0.25,
+               "early_stopping": EarlyStopping(patience=2, monitor="loss")}
+    fields = dataclasses.fields(RunSettings)
+    for f in fields:
+        assert isinstance(f.metadata.get("identity"), bool) and f.metadata.get("why"), f.name
+    covered = {f.name for f in fields if f.metadata["identity"]}
+    assert covered == set(changed)
+    reference = run_identity(model, base)
+    for name, value in changed.items():
+        assert run_identity(model, dataclasses.replace(base, **{name: value})) != reference, \
+            name
+
+
+def test_fit_batches_through_data_batch_indices():
+    from chainrule.data import batch_indices, iterate_minibatches
+
+    assert list(batch_indices(7, None)) == [slice(0, 7)]
+    assert list(batch_indices(7, 3)) == [slice(0, 3), slice(3, 6), slice(6, 9)]
+    assert list(batch_indices(7, 50)) == [slice(0, 7)]
+    order = np.random.default_rng(0).permutation(7)
+    pieces = list(batch_indices(7, 3, order))
+    assert [p.tolist() for p in pieces] == [order[:3].tolist(), order[3:6].tolist(),
+                                            order[6:].tolist()]
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        batch_indices(7, 0)
+    with pytest.raises(ValueError, match="order must be 7 integer row indices"):
+        batch_indices(7, 3, np.arange(6))
+    # fit and iterate_minibatches draw the same batches from the same generator.
+    X, Y = blobs(n=23)
+    X[:, 0] = np.arange(23)
+    model = RecordingMLP([5, 4, 3], rng=0)
+    fit(model, X, Y, optimizer=SGD(lr=1e-3), epochs=2, batch_size=5, rng=4, progress=False)
+    gen = np.random.default_rng(4)
+    expected = [xb[:, 0] for _ in range(2) for xb, _ in iterate_minibatches(X, Y, 5, rng=gen)]
+    assert all(np.array_equal(a, b) for a, b in zip(model.batches, expected, strict=True))
+
+
+def test_early_stopping_state_round_trips_through_its_state_dict():
+    from chainrule.history import EarlyStoppingState
+
+    state = EarlyStoppingState(EarlyStopping(patience=2, monitor="loss"))
+    params = {"W": np.ones(2)}
+    assert state.update({"loss": 1.0}, 0, params) is False
+    assert state.update({"loss": 2.0}, 1, params) is False
+    saved = state.state_dict()
+    assert state.update({"loss": 3.0}, 2, params) is True  # the second epoch without gain
+    state.load_state_dict(saved)
+    assert (state.best, state.best_epoch, state.wait) == (1.0, 0, 1)
+    params["W"][...] = 5.0
+    state.restore_best(params)
+    assert np.array_equal(params["W"], np.ones(2))

@@ -12,17 +12,18 @@ A file in the :mod:`chainrule._fileformat` layout (no pickle) with the arrays
 parameters, when kept) and ``split/train``, ``split/val`` (a ``validation_fraction``
 split), and the metadata ``kind``, ``epoch``, ``optimizer_steps``, ``rngs`` (the state
 of every generator the run draws from), ``history`` (:meth:`History.as_dict`),
-``stopper`` (early stopping's bookkeeping) and ``identity``.
+``stopper`` (early stopping's bookkeeping) and ``identity``. It is written atomically
+(no half-written file), after every epoch.
 
 The run identity
 ----------------
 :func:`run_identity` is the one definition of what must be equal for a checkpoint
-to be resumed: the model's class, config and parameter shapes; the optimizer's class,
-hyperparameters and learning-rate schedule; the batching; a fingerprint of the
-training data (and sample weights); the validation data or fraction; the
-early-stopping rule. A new :func:`~chainrule.train.fit` option that changes the
-result of a run belongs in it, or a resumed run silently differs from an
-uninterrupted one.
+to be resumed. It reads the model (class, config, parameter shapes and dtypes) and
+:class:`RunSettings`, the one object :func:`~chainrule.train.fit` builds from its
+checked arguments: each field of RunSettings declares whether the identity covers it
+and why (``dataclasses.fields(RunSettings)[i].metadata``). A new ``fit`` option
+becomes a new field and must say so; one that changes the result of a run belongs in
+the identity, or a resumed run silently differs from an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -30,16 +31,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import math
 import os
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ._fileformat import ModelFileError, read_archive, write_archive
-from .history import History, history_dict_problems
+from ._validation import check_positive_int, key_differences
+from .history import History, history_dict_problems, stopper_state_problems
 
-__all__ = ["CheckpointMismatchError", "CheckpointEpochsError", "generators", "snapshot",
-           "restore", "fingerprint", "run_identity", "write_checkpoint", "read_checkpoint",
-           "check_resume_epochs"]
+__all__ = ["CheckpointMismatchError", "CheckpointEpochsError", "RunSettings", "generators",
+           "snapshot", "restore", "fingerprint", "run_identity", "write_checkpoint",
+           "read_checkpoint", "check_resume_epochs", "check_checkpoint_path"]
 
 _CHECKPOINT_KIND = "chainrule.checkpoint"
 
@@ -82,10 +87,85 @@ class CheckpointEpochsError(ValueError):
         self.path, self.epochs, self.done = path, epochs, done
 
 
+def check_checkpoint_path(checkpoint, resume: bool) -> None:
+    """Check ``fit``'s ``checkpoint`` and ``resume`` before the run changes anything:
+    a path (needed by ``resume=True``) in an existing, writable directory."""
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a file path, got {type(checkpoint).__name__}")
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=path (the file to resume from)")
+    if checkpoint is not None:
+        folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"checkpoint: the directory {folder!r} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise PermissionError(f"checkpoint: the directory {folder!r} is not writable")
+
+
 def check_resume_epochs(path, epochs: int, done: int) -> None:
     """Raise :class:`CheckpointEpochsError` when ``epochs < done``."""
     if done > epochs:
         raise CheckpointEpochsError(os.fspath(path), epochs, done)
+
+
+# -- the settings of a run, and what of them a checkpoint must match --------------------
+
+def _in_identity(why: str) -> Any:
+    return field(metadata={"identity": True, "why": why})
+
+
+def _not_in_identity(why: str) -> Any:
+    return field(metadata={"identity": False, "why": why})
+
+
+@dataclass(frozen=True, eq=False)
+class RunSettings:
+    """The checked arguments of :func:`~chainrule.train.fit`, built once per call.
+
+    Each field's metadata says whether :func:`run_identity` covers it (``identity``)
+    and why (``why``); a test holds every field to it. ``X``, ``Y`` and
+    ``sample_weight`` are the training data as given (before a ``validation_fraction``
+    split), already checked and cast to the model's dtype.
+    """
+
+    X: np.ndarray = _in_identity("the data: a fingerprint of X, Y and sample_weight")
+    Y: np.ndarray = _in_identity("the data: a fingerprint of X, Y and sample_weight")
+    sample_weight: np.ndarray | None = _in_identity(
+        "the data: a fingerprint of X, Y and sample_weight")
+    optimizer: Any = _in_identity("its class, hyperparameters and learning-rate schedule "
+                                  "(its state is restored from the checkpoint)")
+    epochs: int = _not_in_identity("a total: resuming with more epochs continues the run")
+    batch_size: int | None = _in_identity("decides the batches and the number of steps")
+    shuffle: bool = _in_identity("decides the batches")
+    validation_data: tuple | None = _in_identity(
+        "a fingerprint: early stopping and best_epoch depend on it")
+    validation_fraction: float | None = _in_identity("decides the split (saved with it)")
+    early_stopping: Any = _in_identity("the rule (EarlyStopping.config()); its bookkeeping "
+                                       "is restored from the checkpoint")
+    callbacks: tuple = _not_in_identity("functions cannot be compared; the caller gives the "
+                                        "same ones again")
+    rng: Any = _not_in_identity("its state is restored from the checkpoint")
+    progress: bool = _not_in_identity("changes only what is shown")
+    diagnostics: bool = _not_in_identity("changes only what the History records, not the "
+                                         "parameters")
+    checkpoint: Any = _not_in_identity("where the state goes, not what it is")
+    resume: bool = _not_in_identity("whether to read the state, not what it is")
+
+    @property
+    def n_rows(self) -> int:
+        """Rows of the training data, before the validation split."""
+        return self.X.shape[0]
+
+    @property
+    def n_val(self) -> int | None:
+        """Rows the ``validation_fraction`` split holds out (``None`` without one)."""
+        if self.validation_fraction is None:
+            return None
+        return math.ceil(self.validation_fraction * self.n_rows)
+
+    @property
+    def has_validation(self) -> bool:
+        return self.validation_data is not None or self.validation_fraction is not None
 
 
 # -- random generators ----------------------------------------------
@@ -170,17 +250,28 @@ def _schedule_fingerprint(lr):
     return values
 
 
-def run_identity(model, optimizer, batch_size, shuffle, data_fp, validation, early_stopping):
-    """What must match between a checkpoint and the run resuming from it."""
+def run_identity(model, settings: RunSettings) -> dict:
+    """What must match between a checkpoint and the run resuming from it.
+
+    The model (class, config, parameter shapes and dtypes) and the fields of
+    ``settings`` whose metadata says ``identity``; see :class:`RunSettings`. The dict
+    is stored in checkpoints as it is: its layout is part of the file format.
+    """
+    s = settings
+    optimizer = s.optimizer
+    validation = ({"data": fingerprint(*s.validation_data)} if s.validation_data is not None
+                  else {"fraction": s.validation_fraction} if s.validation_fraction is not None
+                  else None)
     return _json_normal({
         "model": {"class": type(model).__name__, "config": getattr(model, "config", None),
                   "params": {k: [list(p.shape), p.dtype.str] for k, p in model.params.items()}},
         "optimizer": {"class": type(optimizer).__name__,
                       "hyperparameters": optimizer.hyperparameters(),
                       "lr_schedule": _schedule_fingerprint(optimizer.lr)},
-        "batch_size": batch_size, "shuffle": shuffle, "data": data_fp,
+        "batch_size": s.batch_size, "shuffle": s.shuffle,
+        "data": fingerprint(s.X, s.Y, s.sample_weight),
         "validation": validation,
-        "early_stopping": early_stopping.config() if early_stopping else None,
+        "early_stopping": s.early_stopping.config() if s.early_stopping else None,
     })
 
 
@@ -195,24 +286,27 @@ def _first_difference(saved, current, prefix=""):
 
 
 def snapshot(model, optimizer, gens, epoch, stopper):
-    """Copy of the state of the run after ``epoch`` epochs (the History is not
-    copied: rolling back only truncates it)."""
+    """Copy of the state of the run after ``epoch`` epochs.
+
+    ``stopper`` is the run's :class:`~chainrule.history.EarlyStoppingState`. The
+    History is not copied: rolling back only truncates it.
+    """
     return {"epoch": epoch,
             "params": {k: p.copy() for k, p in model.params.items()},
             "optimizer": optimizer.state_dict(),
             "rngs": [_rng_state(r) for r in gens],
-            "stopper": dict(stopper)}
+            "stopper": stopper.state_dict()}
 
 
 def restore(snap, model, optimizer, gens, history, stopper):
+    """Put the state of :func:`snapshot` (or of :func:`read_checkpoint`) back in place."""
     for k, p in model.params.items():
         p[...] = snap["params"][k]
     optimizer.load_state_dict(snap["optimizer"])
-    for r, state in zip(gens, snap["rngs"]):
+    for r, state in zip(gens, snap["rngs"], strict=True):
         _set_rng_state(r, state)
-    history._truncate(snap["epoch"])
-    stopper.clear()
-    stopper.update(snap["stopper"])
+    history.truncate(snap["epoch"])
+    stopper.load_state_dict(snap["stopper"])
 
 
 def write_checkpoint(path, snap, history, identity, split):
@@ -233,16 +327,9 @@ def write_checkpoint(path, snap, history, identity, split):
     write_archive(path, arrays, meta)
 
 
-_CHECKPOINT_META = {"kind", "epoch", "optimizer_steps", "rngs", "history", "stopper",
-                    "identity"}
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+# Sorted, so that missing keys are listed in order.
+_CHECKPOINT_META = ("epoch", "history", "identity", "kind", "optimizer_steps", "rngs",
+                    "stopper")
 
 
 def _expected_optimizer_arrays(optimizer, model) -> dict:
@@ -264,67 +351,85 @@ def _check_checkpoint(arrays, meta, model, optimizer, gens, n_rows, n_val) -> li
     what :func:`write_checkpoint` would write for this model, optimizer and data, so
     that restoring it can neither fail half-way nor carry foreign entries along.
     """
+    problems, steps = _metadata_problems(meta)
+    problems += _rng_problems(meta.get("rngs"), gens)
+    problems += _array_problems(arrays, _expected_arrays(arrays, model, optimizer, steps,
+                                                         n_rows, n_val))
+    if n_val is not None and not any("split/" in p for p in problems):
+        both = np.concatenate([arrays["split/train"], arrays["split/val"]])
+        if not np.array_equal(np.sort(both), np.arange(n_rows)):
+            problems.append(f"arrays 'split/train' and 'split/val' are not a split of the "
+                            f"{n_rows} rows")
+    return problems
+
+
+def _count(meta, key, problems):
+    """``meta[key]`` when it is an int >= 0, else None (and the problem noted)."""
+    try:
+        return check_positive_int(meta.get(key), key, minimum=0)
+    except (TypeError, ValueError):
+        problems.append(f"metadata {key!r} must be an int >= 0, got {meta.get(key)!r}")
+        return None
+
+
+def _metadata_problems(meta) -> tuple[list, int | None]:
+    """The problems of the metadata other than ``rngs``, and the optimizer's step
+    count (``None`` when not valid)."""
     problems = []
-    missing_meta = sorted(_CHECKPOINT_META - set(meta))
-    extra_meta = sorted(set(meta) - _CHECKPOINT_META)
-    if missing_meta:
-        problems.append(f"metadata keys {missing_meta} are missing")
-    if extra_meta:
-        problems.append(f"unexpected metadata keys {extra_meta}")
-
-    epoch = meta.get("epoch")
-    if not (_is_int(epoch) and epoch >= 0):
-        problems.append(f"metadata 'epoch' must be an int >= 0, got {epoch!r}")
-        epoch = None
-    steps = meta.get("optimizer_steps")
-    if not (_is_int(steps) and steps >= 0):
-        problems.append(f"metadata 'optimizer_steps' must be an int >= 0, got {steps!r}")
-        steps = None
-
+    missing, extra = key_differences(meta, _CHECKPOINT_META)
+    if missing:
+        problems.append(f"metadata keys {missing} are missing")
+    if extra:
+        problems.append(f"unexpected metadata keys {extra}")
+    epoch = _count(meta, "epoch", problems)
+    steps = _count(meta, "optimizer_steps", problems)
     history = meta.get("history")
-    for problem in history_dict_problems(history):
-        problems.append(f"metadata 'history': {problem}")
+    problems += [f"metadata 'history': {p}" for p in history_dict_problems(history)]
     if isinstance(history, dict) and epoch is not None and history.get("epochs") != epoch:
         problems.append(f"metadata 'history' holds {history.get('epochs')!r} epochs, the "
                         f"checkpoint {epoch}")
     if isinstance(history, dict) and history.get("stop_reason") == "interrupted":
         problems.append("metadata 'history' has stop_reason 'interrupted', which a "
                         "checkpoint never records")
+    problems += [f"metadata 'stopper' {p}" for p in stopper_state_problems(meta.get("stopper"))]
+    return problems, steps
 
-    stopper = meta.get("stopper")
-    if not (isinstance(stopper, dict) and set(stopper) == {"best", "best_epoch", "wait"}):
-        problems.append("metadata 'stopper' must be a dict with keys 'best', 'best_epoch' "
-                        "and 'wait'")
-    elif not ((stopper["best"] is None or _is_real(stopper["best"]))
-              and (stopper["best_epoch"] is None or _is_int(stopper["best_epoch"]))
-              and _is_int(stopper["wait"]) and stopper["wait"] >= 0):
-        problems.append(f"metadata 'stopper' holds values of the wrong type: {stopper!r}")
 
-    rngs = meta.get("rngs")
+def _rng_problems(rngs, gens) -> list:
+    """Whether ``rngs`` holds one valid state for each of the run's generators."""
     if not isinstance(rngs, list) or len(rngs) != len(gens):
-        problems.append(f"metadata 'rngs' must be a list of {len(gens)} generator states, "
-                        f"got {type(rngs).__name__}"
-                        + (f" of length {len(rngs)}" if isinstance(rngs, list) else ""))
-    else:
-        for i, (r, state) in enumerate(zip(gens, rngs)):
-            try:  # on a copy: the real generators change only once all is checked
-                _set_rng_state(copy.deepcopy(r), state)
-            except Exception as exc:  # noqa: BLE001 - any failure means a bad state
-                problems.append(f"rngs[{i}] is not a state of the run's "
-                                f"{type(r).__name__} ({type(exc).__name__}: {exc})")
+        return [f"metadata 'rngs' must be a list of {len(gens)} generator states, got "
+                f"{type(rngs).__name__}"
+                + (f" of length {len(rngs)}" if isinstance(rngs, list) else "")]
+    problems = []
+    for i, (r, state) in enumerate(zip(gens, rngs, strict=True)):
+        try:  # on a copy: the real generators change only once all is checked
+            _set_rng_state(copy.deepcopy(r), state)
+        except Exception as exc:  # noqa: BLE001 - any failure means a bad state
+            problems.append(f"rngs[{i}] is not a state of the run's {type(r).__name__} "
+                            f"({type(exc).__name__}: {exc})")
+    return problems
 
-    # The arrays: exactly these names, each of the model's shape and dtype.
+
+def _expected_arrays(arrays, model, optimizer, steps, n_rows, n_val) -> dict:
+    """``{name: (shape, dtype)}`` of the arrays a checkpoint of this run holds; dtype
+    ``None`` for integer index arrays of any integer dtype."""
     expected = {f"params/{k}": (p.shape, p.dtype) for k, p in model.params.items()}
     if steps:
         expected.update(_expected_optimizer_arrays(optimizer, model))
-    best = [f"best/{k}" for k in model.params]
-    if any(name in arrays for name in best):
+    # Early stopping's best parameters are there only once kept: all of them or none.
+    if any(f"best/{k}" in arrays for k in model.params):
         expected.update({f"best/{k}": (p.shape, p.dtype) for k, p in model.params.items()})
     if n_val is not None:
         expected["split/train"] = ((n_rows - n_val,), None)
         expected["split/val"] = ((n_val,), None)
-    missing = sorted(set(expected) - set(arrays))
-    extra = sorted(set(arrays) - set(expected))
+    return expected
+
+
+def _array_problems(arrays, expected) -> list:
+    """Exactly the ``expected`` names, each of its shape and dtype."""
+    problems = []
+    missing, extra = key_differences(arrays, sorted(expected))
     if missing:
         problems.append(f"arrays {missing} are missing")
     if extra:
@@ -339,11 +444,6 @@ def _check_checkpoint(arrays, meta, model, optimizer, gens, n_rows, n_val) -> li
                 problems.append(f"array {name!r} has dtype {arr.dtype}, expected integers")
         elif arr.dtype != dtype:
             problems.append(f"array {name!r} has dtype {arr.dtype}, expected {dtype}")
-    if n_val is not None and not any("split/" in p for p in problems):
-        both = np.concatenate([arrays["split/train"], arrays["split/val"]])
-        if not np.array_equal(np.sort(both), np.arange(n_rows)):
-            problems.append(f"arrays 'split/train' and 'split/val' are not a split of the "
-                            f"{n_rows} rows")
     return problems
 
 

@@ -23,12 +23,18 @@ import zlib
 
 import numpy as np
 
-from ._validation import (_shape_str, as_float_array, check_in_interval, check_positive_int,
-                          check_rng, check_same_rows)
+from ._validation import (
+    _shape_str,
+    as_float_array,
+    check_in_interval,
+    check_positive_int,
+    check_rng,
+    check_same_rows,
+)
 
 __all__ = ["load_homework_digits", "iterate_minibatches", "load_csv", "load_npz", "load_idx",
            "load_file", "fetch_openml", "standardize", "encode_labels", "holdout_split",
-           "split_rows", "file_kind", "idx_labels_path"]
+           "split_rows", "file_kind", "idx_labels_path", "batch_indices"]
 
 
 def load_homework_digits():
@@ -91,14 +97,51 @@ def iterate_minibatches(X, Y, batch_size=None, *, shuffle=True, rng=None):
 
 
 def _minibatches(X, Y, batch_size, random):
-    if batch_size is None:
-        yield X, Y
-        return
-    n = X.shape[0]
-    order = random.permutation(n) if random is not None else np.arange(n)
-    for start in range(0, n, batch_size):
-        idx = order[start:start + batch_size]
+    # The permutation is drawn here, at the first batch, not when the iterator is made.
+    order = random.permutation(X.shape[0]) if (batch_size is not None and random is not None) \
+        else None
+    for idx in batch_indices(X.shape[0], batch_size, order):
         yield X[idx], Y[idx]
+
+
+def batch_indices(n: int, batch_size=None, order=None):
+    """Return an iterator over the row indices of each batch of one pass over ``n`` rows.
+
+    The one batching rule, shared by :func:`iterate_minibatches` and
+    :func:`chainrule.train.fit` (which also indexes sample weights and labels with it).
+
+    Parameters
+    ----------
+    n : int
+        Number of rows.
+    batch_size : int or None, default=None
+        Rows per batch (the last batch may be smaller); ``None`` or a value above ``n``
+        gives one batch of every row.
+    order : ndarray of int, shape (n,), optional
+        The order in which to visit the rows (a permutation drawn by the caller, once
+        per epoch). ``None`` visits them in order.
+
+    Returns
+    -------
+    iterator of slice or ndarray
+        Slices ``slice(start, stop)`` when ``order`` is None (indexing with them gives
+        views, no copy), else the pieces ``order[start:stop]``.
+    """
+    n = check_positive_int(n, "n", minimum=0)
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    if order is not None:
+        order = np.asarray(order)
+        if order.shape != (n,) or order.dtype.kind not in "iu":
+            raise ValueError(f"order must be {n} integer row indices (a permutation), got "
+                             f"dtype {order.dtype} and shape {order.shape}")
+    size = n if batch_size is None else min(batch_size, n)
+    return _batches(n, max(size, 1), order)
+
+
+def _batches(n, size, order):
+    for start in range(0, n, size):
+        yield slice(start, start + size) if order is None else order[start:start + size]
 
 
 # -- data files ------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from numbers import Integral, Real
 
 from ._validation import check_choice, check_keys, check_positive_float, check_positive_int
 
-__all__ = ["History", "EarlyStopping", "MONITORS", "RECORDED_KEYS", "STOP_REASONS"]
+__all__ = ["History", "EarlyStopping", "EarlyStoppingState", "MONITORS", "RECORDED_KEYS",
+           "STOP_REASONS", "history_dict_problems", "stopper_state_problems"]
 
 #: Values early stopping can watch.
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
@@ -50,6 +51,27 @@ class EarlyStopping:
             raise TypeError(f"restore_best_weights must be a bool, got {restore_best_weights!r}")
         self.restore_best_weights = restore_best_weights
 
+    @classmethod
+    def from_argument(cls, value) -> EarlyStopping | None:
+        """``fit``'s ``early_stopping``: None, an int (the patience on ``val_loss``) or
+        an EarlyStopping (returned as it is)."""
+        if value is None or isinstance(value, EarlyStopping):
+            return value
+        if isinstance(value, Integral) and not isinstance(value, bool):
+            return cls(patience=value)
+        raise TypeError(f"early_stopping must be None, an int patience or an EarlyStopping, "
+                        f"got {type(value).__name__} {value!r}")
+
+    def check_monitor(self, *, has_validation: bool, has_accuracy: bool, loss_name: str) -> None:
+        """Raise ``ValueError`` unless a run records the monitored value: validation
+        values need validation data, accuracies a cross-entropy model."""
+        if self.monitor.startswith("val_") and not has_validation:
+            raise ValueError(f"early stopping monitors {self.monitor!r}, which needs "
+                             f"validation_data or validation_fraction (or monitor 'loss')")
+        if self.monitor.endswith("accuracy") and not has_accuracy:
+            raise ValueError(f"early stopping monitors {self.monitor!r}, but a "
+                             f"{loss_name} model has no accuracy")
+
     @property
     def mode(self) -> str:
         return "max" if self.monitor.endswith("accuracy") else "min"
@@ -69,6 +91,61 @@ class EarlyStopping:
         return "EarlyStopping(" + ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + ")"
 
 
+class EarlyStoppingState:
+    """Early stopping's bookkeeping during one run: the best value so far, its epoch,
+    the epochs since, and (with ``restore_best_weights``) a copy of its parameters.
+
+    Parameters
+    ----------
+    rule : EarlyStopping or None
+        ``None``: no early stopping; :meth:`update` never stops and nothing is kept.
+
+    Notes
+    -----
+    :meth:`state_dict` and :meth:`load_state_dict` are what checkpoints save and
+    restore, as for an optimizer. ``best_params`` is replaced, never changed in place,
+    so a state dict taken earlier stays valid.
+    """
+
+    def __init__(self, rule: EarlyStopping | None = None):
+        self.rule = rule
+        self.best = None
+        self.best_epoch: int | None = None
+        self.wait = 0
+        self.best_params: dict | None = None
+
+    def update(self, logs: dict, epoch: int, params: dict) -> bool:
+        """Take epoch ``epoch``'s ``logs`` into account; True when patience has run out."""
+        if self.rule is None:
+            return False
+        value = logs[self.rule.monitor]
+        if self.rule.improved(value, self.best):
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            if self.rule.restore_best_weights:
+                self.best_params = {k: p.copy() for k, p in params.items()}
+            return False
+        self.wait += 1
+        return self.wait >= self.rule.patience
+
+    def restore_best(self, params: dict) -> None:
+        """Put the best epoch's parameters back into ``params`` (in place), when the rule
+        asks for it and an epoch has been recorded."""
+        if self.rule is not None and self.rule.restore_best_weights and \
+                self.best_params is not None:
+            for k, p in params.items():
+                p[...] = self.best_params[k]
+
+    def state_dict(self) -> dict:
+        """``{"best", "best_epoch", "wait", "best_params"}`` (the arrays not copied)."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait,
+                "best_params": self.best_params}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Set the bookkeeping from a :meth:`state_dict` (the rule is not part of it)."""
+        self.best, self.best_epoch = state["best"], state["best_epoch"]
+        self.wait, self.best_params = state["wait"], state["best_params"]
+
+
 class History:
     """What :func:`fit` recorded, one entry per epoch.
 
@@ -79,13 +156,30 @@ class History:
         ``"val_accuracy"`` (with validation data), ``"lr"``, ``"time"``.
     diagnostics : list of dict
         Per epoch, ``{weight name: {"grad_norm", "update_ratio", "dead_fraction"}}``
-        for each Affine layer (see :func:`fit`); empty dicts with ``diagnostics=False``.
+        for each Affine weight ``W``; empty dicts with ``fit(..., diagnostics=False)``.
+        ``grad_norm`` is the Frobenius norm of its gradient at the epoch's last step,
+        ``update_ratio`` ``||W_after - W_before|| / ||W_before||`` over that step (NaN
+        while ``W`` is all zeros), ``dead_fraction`` (for an Affine layer followed by
+        ReLU, else ``None``) the fraction of its units whose ReLU output was 0 for
+        *every* training row of the epoch, as seen by the forward passes of the epoch.
     best_epoch : int or None
         Epoch with the best monitored value (the early-stopping monitor, else
         ``val_loss`` with validation data, else ``loss``).
     stop_reason : str or None
         ``None`` when every epoch ran, else ``"early_stopping"``, ``"callback"`` or
         ``"interrupted"``.
+
+    Notes
+    -----
+    * Epochs are counted from 0, as the homework's log (``Epoch    0, loss = 2.3026``).
+    * ``history["loss"][e]`` is the mean over the rows of epoch ``e`` of the loss each
+      batch had *before* its update (weighted by ``sample_weight`` when given). In
+      full-batch training that is the homework's printed loss. ``history["accuracy"]``
+      counts the rows each batch classified correctly before its update (with Dropout
+      active, as the loss). Validation values are computed after the epoch, with
+      Dropout off.
+    * ``history["lr"][e]`` is the learning rate of the epoch's first step;
+      ``history["time"][e]`` the epoch's wall time in seconds.
     """
 
     def __init__(self):
@@ -105,12 +199,14 @@ class History:
     def __contains__(self, key):
         return key in self.history
 
-    def _append(self, logs: dict, diagnostics: dict) -> None:
+    def record_epoch(self, logs: dict, diagnostics: dict) -> None:
+        """Append one epoch: its ``logs`` (a value per History key) and diagnostics."""
         for key, value in logs.items():
             self.history.setdefault(key, []).append(value)
         self.diagnostics.append(diagnostics)
 
-    def _truncate(self, n: int) -> None:
+    def truncate(self, n: int) -> None:
+        """Forget every epoch from ``n`` on (rolling a run back to ``n`` epochs)."""
         for values in self.history.values():
             del values[n:]
         del self.diagnostics[n:]
@@ -163,7 +259,8 @@ class History:
         if len(rows) > 12:  # keep the table compact: the start and the end
             rows = rows[:5] + [["..."] * len(header)] + rows[-5:]
         widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-        lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in [header] + rows]
+        lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))
+                 for r in [header] + rows]
         lines.append(f"{self.epochs} epochs, best epoch {self.best_epoch}, stopped: "
                      f"{self.stop_reason or 'ran all epochs'}")
         return "\n".join(lines)
@@ -226,3 +323,18 @@ def history_dict_problems(data) -> list[str]:
         problems.append(f"'stop_reason' must be one of {list(STOP_REASONS)}, got "
                         f"{data['stop_reason']!r}")
     return problems
+
+
+_STOPPER_KEYS = {"best", "best_epoch", "wait"}
+
+
+def stopper_state_problems(data) -> list[str]:
+    """Every way ``data`` differs from an :meth:`EarlyStoppingState.state_dict` without
+    its ``best_params`` (as checkpoints store it), as text."""
+    if not (isinstance(data, dict) and set(data) == _STOPPER_KEYS):
+        return ["must be a dict with keys 'best', 'best_epoch' and 'wait'"]
+    if not ((data["best"] is None or _is_real(data["best"]))
+            and (data["best_epoch"] is None or _is_int(data["best_epoch"]))
+            and _is_int(data["wait"]) and data["wait"] >= 0):
+        return [f"holds values of the wrong type: {data!r}"]
+    return []

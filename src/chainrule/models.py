@@ -13,9 +13,17 @@ import numbers
 
 import numpy as np
 
-from ._validation import (_shape_str, as_float_array, check_choice, check_in_interval,
-                          check_one_hot, check_positive_float, check_positive_int, check_rng,
-                          check_sample_weight)
+from ._validation import (
+    _shape_str,
+    as_float_array,
+    check_choice,
+    check_in_interval,
+    check_one_hot,
+    check_positive_float,
+    check_positive_int,
+    check_rng,
+    check_sample_weight,
+)
 from .functional import softmax
 from .init import get_initializer
 from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
@@ -98,15 +106,25 @@ class Network:
         """Total number of scalar parameters."""
         return int(sum(p.size for p in self.params.values()))
 
-    def _check_X(self, X, name="X"):
+    def check_X(self, X, name="X"):
+        """``X`` as an array of the model's dtype, after checking its feature count.
+
+        Raises
+        ------
+        ValueError, TypeError
+            For an array of the wrong shape, a non-numeric or non-finite one.
+        """
         X = as_float_array(X, name, ndim=2, dtype=self.dtype)
         if X.shape[1] != self.n_features:
             raise ValueError(f"{name} has {X.shape[1]} features but the model expects "
                              f"{self.n_features}: got shape {_shape_str(X.shape)}")
         return X
 
-    def _check_XY(self, X, Y):
-        X = self._check_X(X)
+    def check_XY(self, X, Y):
+        """``(X, Y)`` as arrays of the model's dtype, after checking they match the model
+        (features, outputs, one row of ``Y`` per row of ``X``, one-hot rows for a
+        classifier)."""
+        X = self.check_X(X)
         Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype)
         if Y.shape != (X.shape[0], self.n_outputs):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.n_outputs}) (one row per "
@@ -116,27 +134,60 @@ class Network:
             check_one_hot(Y, "Y")
         return X, Y
 
+    # The names used before the checks were public (gradcheck and the benchmarks).
+    _check_X = check_X
+    _check_XY = check_XY
+
     # -- the one forward path and its backward -----------------------------------
     def forward(self, X, training: bool = False, *, checked: bool = False):
         """Run every layer on ``X`` and return the last layer's output (the logits).
 
         Shape: X (N, D) -> (N, K).
         """
-        out = X if checked else self._check_X(X)
-        for layer, names in self.layers:
+        X = X if checked else self.check_X(X)
+        for step in self.walk(X, training, checked=True):
+            out = step[-1]
+        return out
+
+    def walk(self, X, training: bool = False, *, checked: bool = False):
+        """Run the layers on ``X`` one at a time, yielding after each one.
+
+        The one layer walk: :meth:`forward`, :meth:`explain` and the training loop's
+        search for the first non-finite layer all go through it.
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        training : bool, default=False
+            Switches Dropout on.
+        checked : bool, default=False
+            Skip the input check (for callers that already ran it).
+
+        Yields
+        ------
+        index : int
+            Position of the layer in ``layers``.
+        layer : Layer
+        names : tuple of str
+            The parameters it takes.
+        output : ndarray
+            Its output, the next layer's input.
+        """
+        out = X if checked else self.check_X(X)
+        for i, (layer, names) in enumerate(self.layers):
             layer.training = training
             out = layer.forward(out, *[self.params[n] for n in names])
-        return out
+            yield i, layer, names, out
 
     def backward(self, d_out) -> dict:
         """Backpropagate ``d_out`` (gradient of the loss w.r.t. the logits) through
         the layers cached by the last ``forward``; return the gradients by name."""
-        grads = {}
+        grads: dict = {}
         for layer, names in reversed(self.layers):
             result = layer.backward(d_out)
             if names:
                 d_out = result[0]
-                grads.update(zip(names, result[1:]))
+                grads.update(zip(names, result[1:], strict=True))
             else:
                 d_out = result
         # Same key order as params, so a grads dict lines up with the params dict.
@@ -156,7 +207,7 @@ class Network:
         grads : dict of str to ndarray, same keys and shapes as ``params``
         """
         if not checked:
-            X, Y = self._check_XY(X, Y)
+            X, Y = self.check_XY(X, Y)
             if sample_weight is not None:
                 sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         logits = self.forward(X, training=training, checked=True)
@@ -189,7 +240,7 @@ class Network:
         return np.argmax(self.forward(X), axis=1)
 
     # -- looking inside -----------------------------------------------------------
-    def _node_names(self):
+    def node_names(self) -> list[str]:
         """Names of the values flowing between layers: X, Z1, H1, ..., following
         the layer order (Z for an affine output, H for anything after it)."""
         names, k = ["X"], 0
@@ -207,7 +258,7 @@ class Network:
         """A table of layers, output shapes and parameter counts."""
         rows = [("layer", "output shape", "parameters", "count")]
         width = self.n_features
-        for (layer, names), node in zip(self.layers, self._node_names()[1:]):
+        for (layer, names), node in zip(self.layers, self.node_names()[1:], strict=True):
             if names:
                 width = self.params[names[0]].shape[1]
             shapes = ", ".join(f"{n} {_shape_str(self.params[n].shape)}" for n in names)
@@ -215,7 +266,10 @@ class Network:
             rows.append((f"{node} = {layer!r}", f"(N, {width})", shapes or "-", f"{count:,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         line = "  ".join("-" * w for w in widths)
-        fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+
+        def fmt(row):
+            return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
         lines = [f"{type(self).__name__}: input (N, {self.n_features}), loss "
                  f"{type(self.loss).__name__}, dtype {self.dtype}", line, fmt(rows[0]), line]
         lines += [fmt(r) for r in rows[1:]]
@@ -227,42 +281,16 @@ class Network:
 
         Runs a forward pass on ``X`` (in evaluation mode) to read the shapes.
         """
-        X = self._check_X(X)
-        nodes = self._node_names()
-        shapes = [X.shape]
-        out = X
-        for layer, names in self.layers:
-            layer.training = False
-            out = layer.forward(out, *[self.params[n] for n in names])
-            shapes.append(out.shape)
+        X = self.check_X(X)
+        shapes = [X.shape] + [out.shape for *_, out in self.walk(X, checked=True)]
         n = X.shape[0]
         shp = lambda s: _shape_str(s).replace(f"({n},", "(N,", 1)  # noqa: E731
+        nodes = self.node_names()
         lines = [f"N = {n}", "forward:"]
         backward = []
         for i, (layer, names) in enumerate(self.layers):
-            x, y = nodes[i], nodes[i + 1]
-            fields = {"x": x, "y": y}
-            if isinstance(layer, Affine):
-                W, b = names
-                fields.update(W=W, b=b)
-                w_shape = self.params[W].shape
-                # Parameter shapes are printed as they are: only data shapes carry the
-                # batch dimension N (a weight with N rows must still show its number).
-                b_shape = self.params[b].shape
-                fwd = (f"{x} @ {W} + {b} : {shp(shapes[i])} @ {_shape_str(w_shape)} + "
-                       f"{_shape_str(b_shape)} -> {shp(shapes[i + 1])}")
-                lines.append(f"  {y} = {fwd}")
-                bwd = [f"d{W} = {x}^T @ d{y} : ({shapes[i][1]}, N) @ {shp(shapes[i + 1])}"
-                       f" -> {_shape_str(w_shape)}",
-                       f"d{b} = sum_rows(d{y}) : {shp(shapes[i + 1])} -> "
-                       f"{_shape_str(b_shape)}"]
-                if layer.compute_input_grad:
-                    bwd.append(f"d{x} = d{y} @ {W}^T : {shp(shapes[i + 1])} @ "
-                               f"{_shape_str(w_shape[::-1])} -> {shp(shapes[i])}")
-            else:
-                lines.append(f"  {layer.equations[0].format(**fields)} : "
-                             f"{shp(shapes[i])} -> {shp(shapes[i + 1])}")
-                bwd = [f"{e.format(**fields)} : {shp(shapes[i])}" for e in layer.equations[1]]
+            fwd, bwd = self._layer_equations(layer, names, nodes[i:i + 2], shapes[i:i + 2], shp)
+            lines.append(f"  {fwd}")
             backward.append(bwd)
         fields = {"x": nodes[-1]}
         lines.append(f"  {self.loss.equations[0].format(**fields)} : {shp(shapes[-1])} -> ()")
@@ -271,6 +299,31 @@ class Network:
         for bwd in reversed(backward):
             lines += [f"  {e}" for e in bwd]
         return "\n".join(lines)
+
+    def _layer_equations(self, layer, names, nodes, shapes, shp):
+        """One layer's forward equation and its backward ones, for :meth:`explain`.
+
+        ``nodes`` and ``shapes`` are the names and shapes of its input and output;
+        ``shp`` prints a data shape with its first dimension as N.
+        """
+        (x, y), (in_shape, out_shape) = nodes, shapes
+        if not isinstance(layer, Affine):
+            fields = {"x": x, "y": y}
+            fwd = f"{layer.equations[0].format(**fields)} : {shp(in_shape)} -> {shp(out_shape)}"
+            return fwd, [f"{e.format(**fields)} : {shp(in_shape)}" for e in layer.equations[1]]
+        W, b = names
+        # Parameter shapes are printed as they are: only data shapes carry the batch
+        # dimension N (a weight with N rows must still show its number).
+        w_shape, b_shape = self.params[W].shape, self.params[b].shape
+        fwd = (f"{y} = {x} @ {W} + {b} : {shp(in_shape)} @ {_shape_str(w_shape)} + "
+               f"{_shape_str(b_shape)} -> {shp(out_shape)}")
+        bwd = [f"d{W} = {x}^T @ d{y} : ({in_shape[1]}, N) @ {shp(out_shape)}"
+               f" -> {_shape_str(w_shape)}",
+               f"d{b} = sum_rows(d{y}) : {shp(out_shape)} -> {_shape_str(b_shape)}"]
+        if layer.compute_input_grad:
+            bwd.append(f"d{x} = d{y} @ {W}^T : {shp(out_shape)} @ "
+                       f"{_shape_str(w_shape[::-1])} -> {shp(in_shape)}")
+        return fwd, bwd
 
     def __repr__(self):
         return f"{type(self).__name__}({self.num_parameters():,} parameters)"

@@ -35,7 +35,7 @@ from .gradcheck import check_gradients
 from .layers import Dropout
 from .losses import CategoricalCrossEntropy
 from .optim import Adam
-from .train import _check_model, fit
+from .train import check_network, evaluate, fit
 
 __all__ = ["sanity_check", "SanityReport", "SanityCheckResult"]
 
@@ -98,7 +98,8 @@ class SanityReport:
         rows += [(c.name, "pass" if c.passed else "FAIL", f"{c.value:.4g}", c.threshold)
                  for c in self.checks]
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in rows]
+        lines = ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+                 for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         lines += [f"  {c.name}: {c.detail}" for c in self.checks if c.detail]
         lines.append("all checks passed" if self.passed else
@@ -119,8 +120,47 @@ def _train_subset(model, X, Y, weight_decay):
     clone = _copy_without_dropout(model)
     fit(clone, X, Y, optimizer=Adam(lr=_LR, weight_decay=weight_decay), epochs=_STEPS,
         progress=False, diagnostics=False)
-    logits = clone.forward(X, checked=True)
-    return clone.loss.forward(logits, Y)
+    return evaluate(clone, X, Y)["loss"]
+
+
+def _initial_loss_check(init_loss, k) -> SanityCheckResult:
+    ln_k = math.log(k)
+    tol = _LN_K_TOLERANCE
+    passed = abs(init_loss - ln_k) <= tol
+    return SanityCheckResult(
+        "initial loss ~ ln K", passed, init_loss, f"|loss - {ln_k:.4f}| <= {tol:.4f}",
+        "" if passed else f"ln {k} = {ln_k:.4f}; a far larger loss usually means unscaled "
+                          f"inputs or too large initial weights")
+
+
+def _subset_checks(model, initial, Xs, Ys, is_classifier) -> list[SanityCheckResult]:
+    """Checks 2 and 3, from the same two small runs on the subset ``(Xs, Ys)``."""
+    plain = _train_subset(model, Xs, Ys, 0.0)
+    decayed = _train_subset(model, Xs, Ys, _WEIGHT_DECAY)
+    rows = Xs.shape[0]
+    start = evaluate(initial, Xs, Ys)["loss"]
+    bar = 0.05 if is_classifier else 0.01 * start
+    return [
+        SanityCheckResult(
+            "weight decay raises loss", bool(decayed > plain), decayed - plain, "> 0",
+            f"loss after {_STEPS} steps on {rows} rows: {plain:.4g} without, {decayed:.4g} "
+            f"with weight_decay={_WEIGHT_DECAY}"),
+        SanityCheckResult(
+            "overfits small subset", bool(plain < bar), plain, f"< {bar:.4g}",
+            f"loss on {rows} rows went from {start:.4g} to {plain:.4g} in {_STEPS} "
+            f"full-batch Adam steps")]
+
+
+def _gradient_check(model, X, Y, random) -> SanityCheckResult:
+    grad_rows = np.sort(random.choice(X.shape[0], size=min(10, X.shape[0]), replace=False))
+    probe = _copy_without_dropout(model)
+    probe.params = {k: v.astype(np.float64) for k, v in probe.params.items()}
+    result = check_gradients(probe, X[grad_rows].astype(np.float64),
+                             Y[grad_rows].astype(np.float64), sample=8, rng=random)
+    return SanityCheckResult(
+        "gradient check", bool(result.worst < 1e-6), result.worst, "< 1e-06",
+        f"worst in {result.worst_name}; central differences, eps 1e-6, float64, "
+        f"{len(grad_rows)} rows")
 
 
 def sanity_check(model, X, Y, *, rng=None) -> SanityReport:
@@ -152,48 +192,16 @@ def sanity_check(model, X, Y, *, rng=None) -> SanityReport:
     subset loss for mean squared error. Check 4 uses 8 random entries per parameter
     array on at most 10 rows, in float64.
     """
-    _check_model(model)
-    X, Y = model._check_XY(X, Y)
+    check_network(model)
+    X, Y = model.check_XY(X, Y)
     random = check_rng(rng)
     is_classifier = isinstance(model.loss, CategoricalCrossEntropy)
-    checks = []
-
     initial = _copy_without_dropout(model)
-    init_loss = initial.loss.forward(initial.forward(X, checked=True), Y)
+    checks = []
     if is_classifier:
-        k = Y.shape[1]
-        ln_k = math.log(k)
-        tol = _LN_K_TOLERANCE
-        checks.append(SanityCheckResult(
-            "initial loss ~ ln K", abs(init_loss - ln_k) <= tol, init_loss,
-            f"|loss - {ln_k:.4f}| <= {tol:.4f}",
-            "" if abs(init_loss - ln_k) <= tol else
-            f"ln {k} = {ln_k:.4f}; a far larger loss usually means unscaled inputs or too "
-            f"large initial weights"))
-
-    rows = random.choice(X.shape[0], size=min(_SUBSET_ROWS, X.shape[0]), replace=False)
-    Xs, Ys = X[np.sort(rows)], Y[np.sort(rows)]
-    plain = _train_subset(model, Xs, Ys, 0.0)
-    decayed = _train_subset(model, Xs, Ys, _WEIGHT_DECAY)
-    checks.append(SanityCheckResult(
-        "weight decay raises loss", bool(decayed > plain), decayed - plain, "> 0",
-        f"loss after {_STEPS} steps on {len(rows)} rows: {plain:.4g} without, {decayed:.4g} "
-        f"with weight_decay={_WEIGHT_DECAY}"))
-
-    start = initial.loss.forward(initial.forward(Xs, checked=True), Ys)
-    bar = 0.05 if is_classifier else 0.01 * start
-    checks.append(SanityCheckResult(
-        "overfits small subset", bool(plain < bar), plain, f"< {bar:.4g}",
-        f"loss on {len(rows)} rows went from {start:.4g} to {plain:.4g} in {_STEPS} "
-        f"full-batch Adam steps"))
-
-    grad_rows = np.sort(random.choice(X.shape[0], size=min(10, X.shape[0]), replace=False))
-    probe = _copy_without_dropout(model)
-    probe.params = {k: v.astype(np.float64) for k, v in probe.params.items()}
-    result = check_gradients(probe, X[grad_rows].astype(np.float64),
-                             Y[grad_rows].astype(np.float64), sample=8, rng=random)
-    checks.append(SanityCheckResult(
-        "gradient check", bool(result.worst < 1e-6), result.worst, "< 1e-06",
-        f"worst in {result.worst_name}; central differences, eps 1e-6, float64, "
-        f"{len(grad_rows)} rows"))
+        checks.append(_initial_loss_check(evaluate(initial, X, Y)["loss"], Y.shape[1]))
+    rows = np.sort(random.choice(X.shape[0], size=min(_SUBSET_ROWS, X.shape[0]),
+                                 replace=False))
+    checks += _subset_checks(model, initial, X[rows], Y[rows], is_classifier)
+    checks.append(_gradient_check(model, X, Y, random))
     return SanityReport(checks)

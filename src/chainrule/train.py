@@ -2,32 +2,25 @@
 
 Everything that trains a chainrule network goes through :func:`fit` (the command
 line, the scikit-learn estimator, :func:`chainrule.sanity_check`). Its body is written
-as one linear loop, in the spirit of nanoGPT's ``train.py``::
+as one linear loop of named steps, in the spirit of nanoGPT's ``train.py``::
 
+    check the arguments, prepare the run    validation split, resume a checkpoint
     for epoch:
-        draw a permutation of the rows            (minibatches only)
-        for each batch:
+        for each batch:                     data.batch_indices (a fresh permutation
+                                            per epoch with minibatches)
             logits = model.forward(batch)          the one forward path
             loss   = model.loss.forward(logits)    checked: must be finite
             grads  = model.backward(loss.backward())
             optimizer.step(params, grads)          params updated in place
-        evaluate on the validation rows, record the History, early stopping,
-        callbacks, checkpoint
+        record the History (validation, diagnostics), early stopping, callbacks,
+        commit the epoch (snapshot, checkpoint)
+    finish: restore the best weights, best_epoch
 
 With ``batch_size=None`` (the default) each epoch is one full-batch gradient step,
 exactly the homework's ``model.step``: plain ``SGD`` reproduces its losses bit for bit.
 
-Conventions
------------
-* Epochs are counted from 0, as the homework's log (``Epoch    0, loss = 2.3026``).
-* ``history["loss"][e]`` is the mean over the rows of epoch ``e`` of the loss each
-  batch had *before* its update (weighted by ``sample_weight`` when given). In
-  full-batch training that is the homework's printed loss. ``history["accuracy"]``
-  counts the rows each batch classified correctly before its update (with Dropout
-  active, as the loss). Validation values are computed after the epoch, with
-  Dropout off.
-* ``history["lr"][e]`` is the learning rate of the epoch's first step;
-  ``history["time"][e]`` the epoch's wall time in seconds.
+What each History value means (losses before the update, validation after the
+epoch, epochs counted from 0, ...) is written down once, in :class:`History`.
 
 Randomness
 ----------
@@ -39,17 +32,13 @@ with it). Dropout masks come from the model's own generator (the ``rng`` given t
 Checkpoints and Ctrl-C
 ----------------------
 With ``checkpoint=path`` the full state of the run is written after every epoch
-(atomically, with :mod:`chainrule._fileformat`, so no pickle and no half-written
-file): parameters, ``optimizer.state_dict()``, the number of epochs done, the state of
-every random generator involved (``rng`` and each Dropout layer's), the History so
-far, the early-stopping bookkeeping, the validation split and a fingerprint of the
-model, optimizer and data. ``fit(..., checkpoint=path, resume=True)`` loads it, checks
-that it belongs to the same model, optimizer, data and batching, and continues; the
-result is bit-identical to a run that was never interrupted. The generators are
-*restored from the file*: an int ``rng`` first seeds a fresh generator whose state
-is then overwritten, and a ``Generator`` you pass is set to the saved state. A
-missing checkpoint file with ``resume=True`` starts the run from scratch, so the
-same command can be repeated after a crash.
+(:mod:`chainrule.checkpoint` says what it holds). ``fit(..., checkpoint=path,
+resume=True)`` loads it, checks that it belongs to this run (same model, optimizer,
+data and batching) and continues; the result is bit-identical to a run that was never
+interrupted. The generators are *restored from the file*: an int ``rng`` first seeds
+a fresh generator whose state is then overwritten, and a ``Generator`` you pass is set
+to the saved state. A missing checkpoint file with ``resume=True`` starts the run from
+scratch, so the same command can be repeated after a crash.
 
 A ``KeyboardInterrupt`` (Ctrl-C) during :func:`fit` does not propagate. The epoch
 that was running is discarded: parameters, optimizer state, generators and History
@@ -62,22 +51,19 @@ result as an uninterrupted run.
 from __future__ import annotations
 
 import math
-import numbers
 import os
 import sys
 import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from ._validation import (
-    check_in_interval,
-    check_positive_int,
-    check_rng,
-    check_sample_weight,
-)
+from ._validation import check_in_interval, check_positive_int, check_rng, check_sample_weight
 from .checkpoint import (
+    RunSettings,
+    check_checkpoint_path,
     check_resume_epochs,
-    fingerprint,
     generators,
     read_checkpoint,
     restore,
@@ -85,15 +71,14 @@ from .checkpoint import (
     snapshot,
     write_checkpoint,
 )
-from .data import split_rows
-from .history import EarlyStopping, History
+from .data import batch_indices, split_rows
+from .history import EarlyStopping, EarlyStoppingState, History
 from .layers import Affine, ReLU
 from .losses import CategoricalCrossEntropy
 from .models import Network
-from .optim import Optimizer, get_optimizer
+from .optim import Optimizer, make_optimizer
 
 __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError"]
-
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -141,14 +126,15 @@ def evaluate(model, X, Y) -> dict:
         ``{"loss": float, "accuracy": float}``; no ``"accuracy"`` for a model whose
         loss is not cross-entropy.
     """
-    _check_model(model)
-    X, Y = model._check_XY(X, Y)
+    check_network(model)
+    X, Y = model.check_XY(X, Y)
     return _evaluate_checked(model, X, Y)
 
 
 # -- argument checks --------------------------------------------------------------------
 
-def _check_model(model):
+def check_network(model) -> None:
+    """Raise ``TypeError`` unless ``model`` is a chainrule :class:`~chainrule.models.Network`."""
     if not isinstance(model, Network):
         raise TypeError(f"model must be a chainrule Network (e.g. MLP), got "
                         f"{type(model).__name__}")
@@ -161,21 +147,10 @@ def _check_bool(value, name):
 
 
 def _check_optimizer(optimizer):
-    if isinstance(optimizer, Optimizer):
-        return optimizer
-    if isinstance(optimizer, str):
-        return get_optimizer(optimizer)
+    if isinstance(optimizer, (Optimizer, str)):
+        return make_optimizer(optimizer)
     raise TypeError(f"optimizer must be a chainrule.optim.Optimizer or one of 'sgd', 'adam', "
                     f"'adamw', got {type(optimizer).__name__}")
-
-
-def _check_early_stopping(early_stopping):
-    if early_stopping is None or isinstance(early_stopping, EarlyStopping):
-        return early_stopping
-    if isinstance(early_stopping, numbers.Integral) and not isinstance(early_stopping, bool):
-        return EarlyStopping(patience=early_stopping)
-    raise TypeError(f"early_stopping must be None, an int patience or an EarlyStopping, got "
-                    f"{type(early_stopping).__name__} {early_stopping!r}")
 
 
 def _check_callbacks(callbacks):
@@ -193,10 +168,65 @@ def _check_callbacks(callbacks):
     return callbacks
 
 
-def _check_sample_weight(model, sample_weight, n):
-    if sample_weight is None:
-        return None
-    return check_sample_weight(sample_weight, n, model.dtype)
+def _check_validation(model, n, validation_data, validation_fraction):
+    """``(validation_data, validation_fraction)`` checked: at most one, the data a
+    checked pair of arrays, the fraction leaving training rows."""
+    if validation_data is not None and validation_fraction is not None:
+        raise ValueError("give validation_data or validation_fraction, not both")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError(f"validation_data must be a pair (X_val, Y_val), got "
+                            f"{type(validation_data).__name__}")
+        try:
+            validation_data = model.check_XY(*validation_data)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"validation_data: {exc}") from None
+    if validation_fraction is not None:
+        validation_fraction = check_in_interval(validation_fraction, "validation_fraction",
+                                                0.0, 1.0, low_closed=False)
+        if math.ceil(validation_fraction * n) >= n:
+            raise ValueError(f"validation_fraction={validation_fraction} of {n} rows "
+                             f"leaves no training rows")
+    return validation_data, validation_fraction
+
+
+def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, validation_data,
+                     validation_fraction, early_stopping, callbacks, rng, progress,
+                     sample_weight, checkpoint, resume, diagnostics) -> RunSettings:
+    """:func:`fit`'s arguments, checked (in a fixed order) before anything changes."""
+    check_network(model)
+    optimizer = _check_optimizer(optimizer)
+    epochs = check_positive_int(epochs, "epochs")
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    shuffle = _check_bool(shuffle, "shuffle")
+    progress = _check_bool(progress, "progress")
+    resume = _check_bool(resume, "resume")
+    diagnostics = _check_bool(diagnostics, "diagnostics")
+    X, Y = model.check_XY(X, Y)
+    bad = [k for k, p in model.params.items() if not np.isfinite(p).all()]
+    if bad:
+        raise ValueError(f"model parameters {bad} hold NaN or infinite values; re-initialise "
+                         f"the model before training")
+    if sample_weight is not None:
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], model.dtype)
+    early_stopping = EarlyStopping.from_argument(early_stopping)
+    callbacks = _check_callbacks(callbacks)
+    random = check_rng(rng)
+    validation_data, validation_fraction = _check_validation(
+        model, X.shape[0], validation_data, validation_fraction)
+    if early_stopping is not None:
+        early_stopping.check_monitor(
+            has_validation=validation_data is not None or validation_fraction is not None,
+            has_accuracy=isinstance(model.loss, CategoricalCrossEntropy),
+            loss_name=type(model.loss).__name__)
+    check_checkpoint_path(checkpoint, resume)
+    return RunSettings(
+        X=X, Y=Y, sample_weight=sample_weight, optimizer=optimizer, epochs=epochs,
+        batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
+        validation_fraction=validation_fraction, early_stopping=early_stopping,
+        callbacks=callbacks, rng=random, progress=progress, diagnostics=diagnostics,
+        checkpoint=checkpoint, resume=resume)
 
 
 # -- diagnostics and divergence ----------------------------------------------------------
@@ -215,12 +245,9 @@ def _relu_after_affine(model):
 
 def _first_nonfinite_layer(model, X):
     """Run the forward pass layer by layer; name the first one with a non-finite output."""
-    nodes = model._node_names()
-    out = X
+    nodes = model.node_names()
     with np.errstate(all="ignore"):
-        for i, (layer, names) in enumerate(model.layers):
-            layer.training = False
-            out = layer.forward(out, *[model.params[n] for n in names])
+        for i, layer, names, out in model.walk(X, checked=True):
             if not np.isfinite(out).all():
                 uses = f" with {', '.join(names)}" if names else ""
                 return f"layer {i} ({layer!r}{uses}, output {nodes[i + 1]})"
@@ -249,6 +276,241 @@ def _diverged(model, X_batch, backup, epoch, step, what):
         f"smaller learning rate or standardised inputs.", epoch=epoch, step=step, layer=where)
 
 
+# -- the state of one run ------------------------------------------------------------------
+
+@dataclass
+class _Run:
+    """Everything one call of :func:`fit` carries from epoch to epoch."""
+
+    settings: RunSettings
+    X: np.ndarray  # the training rows (after a validation_fraction split)
+    Y: np.ndarray
+    sample_weight: np.ndarray | None
+    X_val: np.ndarray | None
+    Y_val: np.ndarray | None
+    split: tuple | None  # (train rows, validation rows) of a validation_fraction split
+    gens: list  # every generator the run draws from; their states go into checkpoints
+    identity: dict | None  # run_identity, with a checkpoint
+    history: History
+    stopper: EarlyStoppingState
+    params: dict = field(init=False)
+    labels: np.ndarray | None = field(init=False)  # class of each row, for the accuracy
+    relu_pairs: list = field(init=False)
+    weights: list = field(init=False)
+    # Parameters before the latest update: what divergence handling and the update
+    # ratio need. Filled in place every step, allocated once.
+    backup: dict = field(init=False)
+    snap: dict = field(init=False)  # the state after the last completed epoch
+    bar: Any = None  # a tqdm progress bar
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.labels is not None
+
+    def epochs_left(self) -> range:
+        finished = self.history.stop_reason in ("early_stopping", "callback")
+        return range(self.history.epochs, 0 if finished else self.settings.epochs)
+
+
+@dataclass
+class _Tally:
+    """What one epoch's steps add up, for its History entry and diagnostics."""
+
+    alive: dict  # per weight, the units whose ReLU fired for some row so far
+    sum_loss: float = 0.0
+    sum_weight: float = 0.0
+    n_correct: int = 0
+    grads: dict = field(default_factory=dict)  # of the last step
+    step: int = 0  # index of the last step, and its batch
+    X_batch: np.ndarray | None = None
+
+    def add(self, loss, X_batch, weights, logits, labels, relu_pairs) -> None:
+        """Count a batch's loss (before its update), correct rows and live units."""
+        rows = X_batch.shape[0] if weights is None else float(weights.sum())
+        self.sum_loss += loss * rows
+        self.sum_weight += rows
+        if labels is not None:
+            self.n_correct += int(np.count_nonzero(logits.argmax(axis=1) == labels))
+        for relu, w in relu_pairs:
+            active = relu.cache.any(axis=0)  # ReLU caches the mask inputs > 0
+            self.alive[w] = active if self.alive[w] is None else (self.alive[w] | active)
+
+
+def _split_validation(s: RunSettings, split):
+    """Training and validation arrays, and the ``validation_fraction`` split (drawn
+    with ``rng`` unless a checkpoint brought it, so a resumed run reuses it)."""
+    n_val = s.n_val
+    if n_val is None:  # no validation_fraction
+        X_val, Y_val = s.validation_data if s.validation_data is not None else (None, None)
+        return s.X, s.Y, s.sample_weight, X_val, Y_val, None
+    if split is None:
+        split = split_rows(s.n_rows, n_val, s.rng)
+    train_idx, val_idx = split
+    weights = None if s.sample_weight is None else s.sample_weight[train_idx]
+    return s.X[train_idx], s.Y[train_idx], weights, s.X[val_idx], s.Y[val_idx], split
+
+
+def _progress_bar(s: RunSettings, start_epoch: int):
+    if not (s.progress and sys.stderr is not None and sys.stderr.isatty()):
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=s.epochs, initial=start_epoch, unit="epoch", delay=2.0, file=sys.stderr)
+
+
+def _prepare_run(model, s: RunSettings) -> _Run:
+    """Load the checkpoint to resume (checked in full first), split off the validation
+    rows, and set up the History, early stopping and everything the epochs reuse."""
+    gens = generators(s.rng, model)
+    identity = run_identity(model, s) if s.checkpoint is not None else None
+    loaded, split = None, None
+    if s.resume and os.path.exists(s.checkpoint):
+        loaded, split = read_checkpoint(s.checkpoint, identity, model, s.optimizer, gens,
+                                        s.n_rows, s.n_val)
+        check_resume_epochs(s.checkpoint, s.epochs, loaded["epoch"])
+    X, Y, weights, X_val, Y_val, split = _split_validation(s, split)
+    if weights is not None and not weights.sum() > 0:
+        raise ValueError("sample_weight of the training rows sums to 0 (after the "
+                         "validation_fraction split): there is nothing to train on")
+    run = _Run(s, X, Y, weights, X_val, Y_val, split, gens, identity,
+               History() if loaded is None else loaded["history"],
+               EarlyStoppingState(s.early_stopping))
+    if loaded is not None:
+        restore(loaded, model, s.optimizer, gens, run.history, run.stopper)
+    run.params = model.params
+    run.labels = Y.argmax(axis=1) if isinstance(model.loss, CategoricalCrossEntropy) else None
+    run.relu_pairs = _relu_after_affine(model) if s.diagnostics else []
+    run.weights = [names[0] for layer, names in model.layers if isinstance(layer, Affine)]
+    run.backup = {k: p.copy() for k, p in run.params.items()}
+    run.bar = _progress_bar(s, run.history.epochs)
+    run.snap = snapshot(model, s.optimizer, gens, run.history.epochs, run.stopper)
+    return run
+
+
+# -- one epoch ---------------------------------------------------------------------------------
+
+def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int) -> None:
+    """One gradient step on the rows ``idx``, counted in ``tally``."""
+    X_batch, Y_batch = run.X[idx], run.Y[idx]
+    weights = None if run.sample_weight is None else run.sample_weight[idx]
+    # forward: the model's one forward path, then the loss
+    logits = model.forward(X_batch, training=True, checked=True)
+    loss = model.loss.forward(logits, Y_batch, weights)
+    if not math.isfinite(loss):
+        _diverged(model, X_batch, run.backup, epoch, step, f"the loss is {loss}")
+    # backward: the chain rule, layer by layer, from dL/dlogits
+    d_logits, _ = model.loss.backward(1.0)
+    grads = model.backward(d_logits)
+    # bookkeeping before the update (the loss belongs to these parameters)
+    tally.add(loss, X_batch, weights, logits,
+              None if run.labels is None else run.labels[idx], run.relu_pairs)
+    tally.grads, tally.step, tally.X_batch = grads, step, X_batch
+    # update: keep the old values, then step in place
+    for k, p in run.params.items():
+        np.copyto(run.backup[k], p)
+    run.settings.optimizer.step(run.params, grads)
+
+
+def _train_epoch(model, run: _Run, epoch: int) -> _Tally:
+    """Every batch of one pass over the training rows, one step each."""
+    s = run.settings
+    n = run.X.shape[0]
+    # A fresh permutation each epoch: every row once, in random order.
+    order = s.rng.permutation(n) if (s.batch_size is not None and s.shuffle) else None
+    tally = _Tally(alive={w: None for _, w in run.relu_pairs})
+    for step, idx in enumerate(batch_indices(n, s.batch_size, order)):
+        _train_step(model, run, idx, tally, epoch, step)
+    if not all(np.isfinite(p).all() for p in run.params.values()):
+        _diverged(model, tally.X_batch, run.backup, epoch, tally.step, "the last update made "
+                  "the parameters non-finite")
+    return tally
+
+
+def _epoch_logs(model, run: _Run, epoch: int, tally: _Tally, lr, t0: float) -> dict:
+    """The epoch's History values: training loss and accuracy, validation, lr, time."""
+    logs = {"loss": tally.sum_loss / tally.sum_weight}
+    if run.is_classifier:
+        logs["accuracy"] = tally.n_correct / run.X.shape[0]
+    if run.settings.has_validation:
+        val = _evaluate_checked(model, run.X_val, run.Y_val)
+        logs["val_loss"] = val["loss"]
+        if run.is_classifier:
+            logs["val_accuracy"] = val["accuracy"]
+        if not math.isfinite(val["loss"]):
+            _diverged(model, run.X_val, run.backup, epoch, tally.step,
+                      f"the validation loss is {val['loss']}")
+    logs["lr"] = float(lr)
+    logs["time"] = time.perf_counter() - t0
+    return logs
+
+
+def _epoch_diagnostics(run: _Run, tally: _Tally) -> dict:
+    """Per Affine weight: gradient norm and update ratio of the last step, dead units."""
+    if not run.settings.diagnostics:
+        return {}
+    dead = {w: 1.0 - float(np.mean(a)) for w, a in tally.alive.items() if a is not None}
+    diag = {}
+    for w in run.weights:
+        w_norm = float(np.linalg.norm(run.backup[w]))
+        delta = float(np.linalg.norm(run.params[w] - run.backup[w]))
+        diag[w] = {"grad_norm": float(np.linalg.norm(tally.grads[w])),
+                   "update_ratio": delta / w_norm if w_norm > 0 else float("nan"),
+                   "dead_fraction": dead.get(w)}
+    return diag
+
+
+def _should_stop(model, run: _Run, epoch: int, logs: dict, diag: dict):
+    """Early stopping, then every callback (each one is called): why to stop, or None."""
+    stop = "early_stopping" if run.stopper.update(logs, epoch, run.params) else None
+    for cb in run.settings.callbacks:
+        if cb(epoch, dict(logs, diagnostics=diag), model) is True:
+            stop = stop or "callback"
+    return stop
+
+
+def _commit_epoch(model, run: _Run, epoch: int, logs: dict, stop) -> None:
+    """From here on an interrupt keeps the epoch: snapshot it, write the checkpoint."""
+    s = run.settings
+    run.history.stop_reason = stop
+    snap = snapshot(model, s.optimizer, run.gens, epoch + 1, run.stopper)
+    if s.checkpoint is not None:
+        write_checkpoint(s.checkpoint, snap, run.history, run.identity, run.split)
+    run.snap = snap
+    if run.bar is not None:
+        run.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "time"},
+                            refresh=False)
+        run.bar.update(1)
+
+
+# -- the end of a run ---------------------------------------------------------------------------
+
+def _best_epoch(run: _Run):
+    if run.settings.early_stopping is not None:
+        return run.stopper.best_epoch
+    values = run.history.history.get("val_loss" if run.settings.has_validation else "loss")
+    return int(np.argmin(values)) if values else None
+
+
+def _interrupted(model, run: _Run) -> History:
+    """Ctrl-C: discard the unfinished epoch, roll back to the last committed state and
+    save it."""
+    s = run.settings
+    restore(run.snap, model, s.optimizer, run.gens, run.history, run.stopper)
+    if s.checkpoint is not None:
+        write_checkpoint(s.checkpoint, run.snap, run.history, run.identity, run.split)
+    run.history.stop_reason = "interrupted"
+    run.history.best_epoch = _best_epoch(run)
+    return run.history
+
+
+def _finished(run: _Run) -> History:
+    run.stopper.restore_best(run.params)
+    run.history.best_epoch = _best_epoch(run)
+    return run.history
+
+
 # -- the training loop ---------------------------------------------------------------------
 
 def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, validation_data=None,
@@ -266,44 +528,31 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     optimizer : Optimizer or {'sgd', 'adam', 'adamw'}
         A name builds that optimizer with its defaults.
     epochs : int
-        Number of passes over the training rows (in total, counting the epochs of a
-        resumed checkpoint).
+        Passes over the training rows, in total (counting those of a resumed checkpoint).
     batch_size : int or None, default=None
-        Rows per gradient step; ``None`` is full-batch gradient descent (the homework).
-        A value above N gives one batch.
+        Rows per gradient step (at most N); ``None`` is full-batch gradient descent.
     shuffle : bool, default=True
-        With minibatches, visit the rows in a fresh random permutation every epoch
-        (each row exactly once, no sampling with replacement).
+        With minibatches, a fresh permutation of the rows every epoch (no replacement).
     validation_data : tuple (X_val, Y_val), optional
     validation_fraction : float in (0, 1), optional
         Hold out ``ceil(fraction * N)`` rows drawn with ``rng`` instead.
     early_stopping : None, int or EarlyStopping
         An int is the patience on ``val_loss``.
     callbacks : sequence of callable
-        Each called as ``cb(epoch, logs, model)`` after every epoch; ``logs`` holds the
-        epoch's History values and its ``"diagnostics"``. Returning True stops training.
+        Each called as ``cb(epoch, logs, model)`` after every epoch (``logs``: its History
+        values and ``"diagnostics"``); returning True stops training.
     rng : None, int or numpy.random.Generator
         Source of the permutations and of the validation split.
     progress : bool, default=True
-        Show a tqdm progress bar on stderr when it is a terminal and the run lasts
-        more than two seconds (and tqdm is installed).
+        A tqdm progress bar on stderr, if it is a terminal, after two seconds.
     sample_weight : array_like, shape (N,), optional
         Row weights for the training loss.
     checkpoint : str or os.PathLike, optional
         Write the state of the run to this file after every epoch.
     resume : bool, default=False
-        Continue from ``checkpoint`` if the file exists. The file is checked in full
-        first (its arrays against the model's and the optimizer's, its metadata, that
-        it belongs to this run, that ``epochs`` is not below its epoch count), so a bad
-        file raises before anything is changed.
+        Continue from ``checkpoint`` if the file exists, once all of it is checked.
     diagnostics : bool, default=True
-        Record per-layer diagnostics every epoch (a few percent of the run time):
-        for each Affine weight, ``grad_norm`` (Frobenius norm of its gradient at the
-        epoch's last step), ``update_ratio`` (``||W_after - W_before|| / ||W_before||``
-        over that step; NaN while ``W`` is all zeros) and ``dead_fraction`` (for an
-        Affine layer followed by ReLU: the fraction of its units whose ReLU output was
-        0 for *every* training row of the epoch, as seen by the forward passes of the
-        epoch; ``None`` for other layers).
+        Record :attr:`History.diagnostics` (a few percent of the run time).
 
     Returns
     -------
@@ -315,244 +564,32 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         When the loss becomes NaN or infinite; the parameters are left at their last
         finite values.
     ValueError, TypeError
-        For bad arguments or data (feature or class count not matching the model,
-        ...), before any parameter changes.
-    chainrule._fileformat.ModelFileError
-        (a ``ValueError``) With ``resume=True``, for a checkpoint that is damaged or
-        does not hold the state of this run: missing, unexpected or misshapen arrays,
-        missing or mistyped metadata. Raised before anything changes.
+        Before anything changes: for bad arguments or data (feature or class count not
+        matching the model, ...) and, with ``resume=True``, for a checkpoint that is
+        damaged (``ModelFileError``), of another run (``CheckpointMismatchError``) or
+        further along than ``epochs`` (``CheckpointEpochsError``).
     """
-    # ---- 1. Check every argument before anything changes -----------------------------
-    _check_model(model)
-    optimizer = _check_optimizer(optimizer)
-    epochs = check_positive_int(epochs, "epochs")
-    if batch_size is not None:
-        batch_size = check_positive_int(batch_size, "batch_size")
-    shuffle = _check_bool(shuffle, "shuffle")
-    progress = _check_bool(progress, "progress")
-    resume = _check_bool(resume, "resume")
-    diagnostics = _check_bool(diagnostics, "diagnostics")
-    X, Y = model._check_XY(X, Y)
-    bad = [k for k, p in model.params.items() if not np.isfinite(p).all()]
-    if bad:
-        raise ValueError(f"model parameters {bad} hold NaN or infinite values; re-initialise "
-                         f"the model before training")
-    sample_weight = _check_sample_weight(model, sample_weight, X.shape[0])
-    is_classifier = isinstance(model.loss, CategoricalCrossEntropy)
-    stopper_cfg = _check_early_stopping(early_stopping)
-    callbacks = _check_callbacks(callbacks)
-    random = check_rng(rng)
-    if validation_data is not None and validation_fraction is not None:
-        raise ValueError("give validation_data or validation_fraction, not both")
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError(f"validation_data must be a pair (X_val, Y_val), got "
-                            f"{type(validation_data).__name__}")
-        try:
-            X_val, Y_val = model._check_XY(*validation_data)
-        except (ValueError, TypeError) as exc:
-            raise type(exc)(f"validation_data: {exc}") from None
-    if validation_fraction is not None:
-        validation_fraction = check_in_interval(validation_fraction, "validation_fraction",
-                                                0.0, 1.0, low_closed=False)
-        n_val = math.ceil(validation_fraction * X.shape[0])
-        if n_val >= X.shape[0]:
-            raise ValueError(f"validation_fraction={validation_fraction} of {X.shape[0]} rows "
-                             f"leaves no training rows")
-    has_val = validation_data is not None or validation_fraction is not None
-    if stopper_cfg is not None:
-        if stopper_cfg.monitor.startswith("val_") and not has_val:
-            raise ValueError(f"early stopping monitors {stopper_cfg.monitor!r}, which needs "
-                             f"validation_data or validation_fraction (or monitor 'loss')")
-        if stopper_cfg.monitor.endswith("accuracy") and not is_classifier:
-            raise ValueError(f"early stopping monitors {stopper_cfg.monitor!r}, but a "
-                             f"{type(model.loss).__name__} model has no accuracy")
-    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"checkpoint must be a file path, got {type(checkpoint).__name__}")
-    if resume and checkpoint is None:
-        raise ValueError("resume=True needs checkpoint=path (the file to resume from)")
-    if checkpoint is not None:
-        # Found now, not after the first epoch has already changed the parameters.
-        folder = os.path.dirname(os.path.abspath(os.fspath(checkpoint)))
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"checkpoint: the directory {folder!r} does not exist")
-        if not os.access(folder, os.W_OK):
-            raise PermissionError(f"checkpoint: the directory {folder!r} is not writable")
-
-    # Everything the run draws from; their states go into checkpoints.
-    gens = generators(random, model)
-    identity = None
-    if checkpoint is not None:
-        data_fp = fingerprint(X, Y, sample_weight)
-        val_id = ({"data": fingerprint(X_val, Y_val)} if validation_data is not None else
-                  {"fraction": validation_fraction} if validation_fraction is not None else None)
-        identity = run_identity(model, optimizer, batch_size, shuffle, data_fp, val_id,
-                                 stopper_cfg)
-    loaded, split = None, None
-    if resume and os.path.exists(checkpoint):
-        loaded, split = read_checkpoint(
-            checkpoint, identity, model, optimizer, gens, X.shape[0],
-            n_val if validation_fraction is not None else None)
-        check_resume_epochs(checkpoint, epochs, loaded["epoch"])
-
-    # ---- 2. The validation split (stored in checkpoints, so a resumed run reuses it) ---
-    if validation_fraction is not None:
-        if split is None:
-            split = split_rows(X.shape[0], n_val, random)
-        train_idx, val_idx = split
-        X_val, Y_val = X[val_idx], Y[val_idx]
-        X, Y = X[train_idx], Y[train_idx]
-        if sample_weight is not None:
-            sample_weight = sample_weight[train_idx]
-
-    if sample_weight is not None and not sample_weight.sum() > 0:
-        raise ValueError("sample_weight of the training rows sums to 0 (after the "
-                         "validation_fraction split): there is nothing to train on")
-
-    # ---- 3. Run state: History and early-stopping bookkeeping (or a checkpoint's) ------
-    history = History() if loaded is None else loaded["history"]
-    stopper = {"best": None, "best_epoch": None, "wait": 0, "best_params": None}
-    if loaded is not None:
-        restore(loaded, model, optimizer, gens, history, stopper)
-    start_epoch = history.epochs
-
-    n = X.shape[0]
-    bs = n if batch_size is None else min(batch_size, n)
-    starts = range(0, n, bs)
-    labels = Y.argmax(axis=1) if is_classifier else None  # for the running accuracy
-    params = model.params
-    relu_pairs = _relu_after_affine(model) if diagnostics else []
-    weights = [names[0] for layer, names in model.layers if isinstance(layer, Affine)]
-    # Parameters before the latest update: what divergence handling and the update
-    # ratio need. Filled in place every step, allocated once.
-    backup = {k: p.copy() for k, p in params.items()}
-
-    bar = None
-    if progress and sys.stderr is not None and sys.stderr.isatty():
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=epochs, initial=start_epoch, unit="epoch", delay=2.0,
-                       file=sys.stderr)
-        except ImportError:
-            bar = None
-
-    snap = snapshot(model, optimizer, gens, start_epoch, stopper)
-    finished = history.stop_reason in ("early_stopping", "callback")
+    settings = _check_arguments(
+        model, X, Y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
+        validation_data=validation_data, validation_fraction=validation_fraction,
+        early_stopping=early_stopping, callbacks=callbacks, rng=rng, progress=progress,
+        sample_weight=sample_weight, checkpoint=checkpoint, resume=resume, diagnostics=diagnostics)
+    run = _prepare_run(model, settings)
     try:
-        for epoch in range(start_epoch, 0 if finished else epochs):
+        for epoch in run.epochs_left():
             t0 = time.perf_counter()
-            lr = optimizer.current_lr()
-            # A fresh permutation each epoch: every row once, in random order.
-            order = random.permutation(n) if (batch_size is not None and shuffle) else None
-            alive = {w: None for _, w in relu_pairs}
-            sum_loss, sum_weight, n_correct = 0.0, 0.0, 0
-            for step, start in enumerate(starts):
-                idx = slice(start, start + bs) if order is None else order[start:start + bs]
-                xb, yb = X[idx], Y[idx]
-                wb = None if sample_weight is None else sample_weight[idx]
-
-                # forward: the model's one forward path, then the loss
-                logits = model.forward(xb, training=True, checked=True)
-                loss = model.loss.forward(logits, yb, wb)
-                if not math.isfinite(loss):
-                    _diverged(model, xb, backup, epoch, step, f"the loss is {loss}")
-                # backward: the chain rule, layer by layer, from dL/dlogits
-                d_logits, _ = model.loss.backward(1.0)
-                grads = model.backward(d_logits)
-
-                # bookkeeping before the update (the loss belongs to these parameters)
-                rows = xb.shape[0] if wb is None else float(wb.sum())
-                sum_loss += loss * rows
-                sum_weight += rows
-                if is_classifier:
-                    n_correct += int(np.count_nonzero(logits.argmax(axis=1) == labels[idx]))
-                for relu, w in relu_pairs:
-                    active = relu.cache.any(axis=0)  # ReLU caches the mask inputs > 0
-                    alive[w] = active if alive[w] is None else (alive[w] | active)
-
-                # update: keep the old values, then step in place
-                for k, p in params.items():
-                    np.copyto(backup[k], p)
-                optimizer.step(params, grads)
-
-            if not all(np.isfinite(p).all() for p in params.values()):
-                _diverged(model, xb, backup, epoch, step, "the last update made the "
-                          "parameters non-finite")
-
-            # ---- end of epoch: record, validate, decide whether to stop -------------
-            logs = {"loss": sum_loss / sum_weight}
-            if is_classifier:
-                logs["accuracy"] = n_correct / n
-            if has_val:
-                val = _evaluate_checked(model, X_val, Y_val)
-                logs["val_loss"] = val["loss"]
-                if is_classifier:
-                    logs["val_accuracy"] = val["accuracy"]
-                if not math.isfinite(val["loss"]):
-                    _diverged(model, X_val, backup, epoch, step,
-                              f"the validation loss is {val['loss']}")
-            logs["lr"] = float(lr)
-            logs["time"] = time.perf_counter() - t0
-            diag = {}
-            if diagnostics:
-                dead = {w: 1.0 - float(np.mean(a)) for w, a in alive.items() if a is not None}
-                for w in weights:
-                    w_norm = float(np.linalg.norm(backup[w]))
-                    delta = float(np.linalg.norm(params[w] - backup[w]))
-                    diag[w] = {"grad_norm": float(np.linalg.norm(grads[w])),
-                               "update_ratio": delta / w_norm if w_norm > 0 else float("nan"),
-                               "dead_fraction": dead.get(w)}
-            history._append(logs, diag)
-
-            stop = None
-            if stopper_cfg is not None:
-                value = logs[stopper_cfg.monitor]
-                if stopper_cfg.improved(value, stopper["best"]):
-                    stopper.update(best=value, best_epoch=epoch, wait=0)
-                    if stopper_cfg.restore_best_weights:
-                        stopper["best_params"] = {k: p.copy() for k, p in params.items()}
-                else:
-                    stopper["wait"] += 1
-                    if stopper["wait"] >= stopper_cfg.patience:
-                        stop = "early_stopping"
-            for cb in callbacks:
-                if cb(epoch, dict(logs, diagnostics=diag), model) is True:
-                    stop = stop or "callback"
-
-            # ---- commit the epoch: from here on an interrupt keeps it ----------------
-            history.stop_reason = stop
-            new_snap = snapshot(model, optimizer, gens, epoch + 1, stopper)
-            if checkpoint is not None:
-                write_checkpoint(checkpoint, new_snap, history, identity, split)
-            snap = new_snap
-            if bar is not None:
-                bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "time"},
-                                refresh=False)
-                bar.update(1)
+            lr = settings.optimizer.current_lr()
+            tally = _train_epoch(model, run, epoch)
+            logs = _epoch_logs(model, run, epoch, tally, lr, t0)
+            diag = _epoch_diagnostics(run, tally)
+            run.history.record_epoch(logs, diag)
+            stop = _should_stop(model, run, epoch, logs, diag)
+            _commit_epoch(model, run, epoch, logs, stop)
             if stop:
                 break
     except KeyboardInterrupt:
-        # Discard the unfinished epoch: roll back to the last committed state, save it.
-        restore(snap, model, optimizer, gens, history, stopper)
-        if checkpoint is not None:
-            write_checkpoint(checkpoint, snap, history, identity, split)
-        history.stop_reason = "interrupted"
-        history.best_epoch = _best_epoch(history, stopper, stopper_cfg, has_val)
-        return history
+        return _interrupted(model, run)
     finally:
-        if bar is not None:
-            bar.close()
-
-    if stopper_cfg is not None and stopper_cfg.restore_best_weights and \
-            stopper["best_params"] is not None:
-        for k, p in params.items():
-            p[...] = stopper["best_params"][k]
-    history.best_epoch = _best_epoch(history, stopper, stopper_cfg, has_val)
-    return history
-
-
-def _best_epoch(history, stopper, stopper_cfg, has_val):
-    if stopper_cfg is not None:
-        return stopper["best_epoch"]
-    values = history.history.get("val_loss" if has_val else "loss")
-    return int(np.argmin(values)) if values else None
+        if run.bar is not None:
+            run.bar.close()
+    return _finished(run)
