@@ -190,16 +190,18 @@ def test_leaky_relu_slope_checked():
 
 
 def test_unknown_names():
-    with pytest.raises(ValueError, match=r"activation must be one of \['leaky_relu', 'relu', "
-                                         r"'sigmoid', 'tanh'\], got 'gelu'"):
+    with pytest.raises(ValueError, match=r"activation must be one of \['identity', "
+                                         r"'leaky_relu', 'logistic', 'relu', 'sigmoid', "
+                                         r"'tanh'\], got 'gelu'"):
         MLP([4, 3, 2], activation="gelu")
     with pytest.raises(ValueError, match=r"activation must be a string or one name per hidden "
                                          r"layer \(1\), got \['relu', 'tanh'\]"):
         MLP([4, 3, 2], activation=["relu", "tanh"])
     with pytest.raises(ValueError, match=r"init must be one of .*got 'glorot'"):
         MLP([4, 3, 2], init="glorot")
-    with pytest.raises(ValueError, match=r"loss must be one of \['cross_entropy', 'mse'\], "
-                                         r"got 'hinge'"):
+    with pytest.raises(ValueError, match=r"loss must be one of \['binary_cross_entropy', "
+                                         r"'cross_entropy', 'mse', 'poisson', "
+                                         r"'squared_error'\], got 'hinge'"):
         MLP([4, 3, 2], loss="hinge")
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._validation import _shape_str, as_float_array, check_in_interval, check_rng
 
-__all__ = ["Layer", "Affine", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout"]
+__all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout"]
 
 
 class Layer:
@@ -125,6 +125,26 @@ class Affine(Layer):
         d_weight = inputs.T @ d_out
         d_bias = d_out.sum(axis=0)
         return d_inputs, d_weight, d_bias
+
+
+class Identity(Layer):
+    """The identity ``out = inputs``: scikit-learn's ``activation='identity'`` (a linear
+    hidden layer, e.g. a bottleneck).
+
+    Shape: inputs of any shape -> out of the same shape (the same array, not a copy).
+    """
+
+    equations = ("{y} = {x}", ("d{x} = d{y}",))
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        # Only the shape is kept, for backward's check of d_out.
+        self.cache = np.shape(inputs)
+        return inputs
+
+    def backward(self, d_out):
+        """The slope is 1 everywhere: ``d_out`` passes through unchanged."""
+        return self._check_d_out(d_out, self.cache)
 
 
 class ReLU(Layer):

@@ -10,10 +10,18 @@ import warnings
 
 import numpy as np
 
-from ._validation import _shape_str, as_float_array, check_one_hot, check_sample_weight
+from ._validation import (
+    _shape_str,
+    as_float_array,
+    check_choice,
+    check_one_hot,
+    check_positive_float,
+    check_sample_weight,
+)
 from .functional import _shifted
 
-__all__ = ["Loss", "CategoricalCrossEntropy", "MeanSquaredError", "LOSSES", "get_loss"]
+__all__ = ["Loss", "CategoricalCrossEntropy", "MeanSquaredError", "BinaryCrossEntropy",
+           "PoissonLoss", "HalfSquaredError", "LOSSES", "get_loss", "l2_penalty"]
 
 
 class Loss:
@@ -35,6 +43,14 @@ class Loss:
                              f"{out_name} {_shape_str(outputs.shape)} and {target_name} "
                              f"{_shape_str(targets.shape)}")
         return outputs, targets
+
+    def check_targets(self, targets, name: str = "targets") -> None:
+        """Raise ``ValueError`` unless ``targets`` (a 2-D float array) holds values this
+        loss accepts; the base class accepts any finite values.
+
+        ``forward`` runs it when ``validate`` is on; a network, whose loss does not
+        validate, can call it once on the whole target array instead.
+        """
 
     def _check_weights(self, sample_weight, n, dtype):
         """``None`` or a 1-D array of ``n`` non-negative weights with a positive sum."""
@@ -85,7 +101,7 @@ class CategoricalCrossEntropy(Loss):
         logits, labels = self._check_pair(logits, labels, "logits", "labels")
         w = self._check_weights(sample_weight, logits.shape[0], logits.dtype)
         if self.validate:
-            check_one_hot(labels, "labels")
+            self.check_targets(labels, "labels")
         # Outside the validate switch: inside a network is where a stray softmax layer
         # before this loss would put probabilities.
         self._warn_if_probabilities(logits)
@@ -118,6 +134,10 @@ class CategoricalCrossEntropy(Loss):
         if row_weight is None:
             return (probs - labels) * d_out / labels.shape[0], None
         return (probs - labels) * row_weight * d_out, None
+
+    def check_targets(self, targets, name: str = "labels") -> None:
+        """Raise ``ValueError`` unless every row of ``targets`` is one-hot."""
+        check_one_hot(targets, name)
 
     def _warn_if_probabilities(self, logits):
         # Cheapest test first: real logits almost always have a negative entry.
@@ -162,7 +182,206 @@ class MeanSquaredError(Loss):
         return diff * scale * (2 * d_out), None
 
 
-LOSSES = {"cross_entropy": CategoricalCrossEntropy, "mse": MeanSquaredError}
+class BinaryCrossEntropy(Loss):
+    """Sigmoid followed by binary cross-entropy, fused: summed over the outputs,
+    averaged over the rows, as scikit-learn's ``binary_log_loss``.
+
+    ``loss = (1/N) sum_n sum_k [max(z, 0) - z * y + log1p(exp(-|z|))]``
+
+    with ``z`` the logits and ``y`` the targets. Each term equals
+    ``-y log(sigmoid(z)) - (1 - y) log(1 - sigmoid(z))`` (``torch.nn.BCEWithLogitsLoss``
+    per entry), written so that ``exp`` only ever sees ``-|z| <= 0``: exact and finite
+    for logits of any magnitude, e.g. 0 for ``z = 1e300, y = 1`` and ``1e300`` for
+    ``z = 1e300, y = 0``. scikit-learn clips the probabilities to ``[eps, 1 - eps]``
+    first, which caps each term at ``-log(eps) ~ 36.04``; the two agree wherever no
+    probability is within ``eps`` of 0 or 1.
+
+    Shape: logits (N, K), targets (N, K) -> loss, a Python float. ``K = 1`` is a binary
+    problem, ``K > 1`` a multilabel one (K independent binary problems).
+
+    Targets lie in [0, 1]: 0/1 labels, or soft labels as torch accepts them.
+    """
+
+    equations = ("L = sum(max({x}, 0) - {x} * Y + log1p(exp(-|{x}|))) / N",
+                 ("d{x} = (sigmoid({x}) - Y) / N",))
+
+    def check_targets(self, targets, name: str = "targets") -> None:
+        """Raise ``ValueError`` unless every entry of ``targets`` lies in [0, 1]."""
+        if targets.min() < 0 or targets.max() > 1:
+            raise ValueError(f"{name} must lie in [0, 1] (0/1 labels, one column per "
+                             f"binary output), got values in [{float(targets.min())!r}, "
+                             f"{float(targets.max())!r}]")
+
+    def forward(self, logits, targets, sample_weight=None):
+        """Return the mean over rows of the summed binary cross-entropy.
+
+        With ``sample_weight`` (N,), the weighted mean over rows
+        ``sum(w_n l_n) / sum(w_n)`` of the per-row sums ``l_n``.
+        """
+        logits, targets = self._check_pair(logits, targets, "logits", "targets")
+        w = self._check_weights(sample_weight, logits.shape[0], logits.dtype)
+        if self.validate:
+            self.check_targets(targets)
+        targets = targets.astype(logits.dtype, copy=False)
+        e = np.exp(-np.abs(logits))
+        per_entry = np.maximum(logits, 0) - logits * targets + np.log1p(e)
+        if w is None:
+            self.cache = (logits >= 0, e, targets, None)
+            return float(np.sum(per_entry)) / logits.shape[0]
+        total = float(w.sum()) or 1.0
+        self.cache = (logits >= 0, e, targets, w[:, None] / w.dtype.type(total))
+        return float(np.sum(per_entry, axis=1) @ w) / total
+
+    def backward(self, d_out=1.0):
+        """Gradient ``(sigmoid(logits) - targets) * d_out / N`` and ``None`` for the targets.
+
+        ``sigmoid(z) - y`` is evaluated as ``(1 - y) sigmoid(z) - y sigmoid(-z)``, both
+        sigmoids from ``e = exp(-|z|)``: for a 0/1 target this keeps full relative
+        precision where ``sigmoid(z)`` rounds to 1 (``z > 37``), e.g. ``-exp(-40)``
+        instead of 0 for ``z = 40, y = 1``.
+
+        Returns
+        -------
+        d_logits : ndarray, shape (N, K)
+        d_targets : None
+        """
+        d_out = self._check_backward(d_out)
+        positive, e, targets, row_weight = self.cache
+        small = e / (1 + e)          # sigmoid(-|z|)
+        large = 1 / (1 + e)          # sigmoid(|z|)
+        sig = np.where(positive, large, small)
+        sig_neg = np.where(positive, small, large)
+        diff = (1 - targets) * sig - targets * sig_neg
+        if row_weight is None:
+            return diff * (d_out / targets.shape[0]), None
+        return diff * row_weight * d_out, None
+
+
+class PoissonLoss(Loss):
+    """Poisson loss with a log link: the network outputs ``z = log(mean)``.
+
+    ``loss = (1/N) sum_n sum_k [exp(z) - y z + y log(y) - y]``   (``0 log 0 = 0``)
+
+    This is half the Poisson deviance, summed over the outputs and averaged over the
+    rows, the value scikit-learn's ``MLPRegressor(loss='poisson')`` reports (its
+    ``poisson_loss`` of ``exp(z)``, constant terms ``y log(y) - y`` included, so a
+    perfect fit scores 0). The prediction is ``exp(z)``.
+
+    Shape: log_mean (N, K), targets (N, K) -> loss, a Python float.
+
+    Targets must be >= 0. ``exp(z)`` overflows for ``z`` above about 709 (88 in
+    float32): the loss is then ``inf``, the true value being beyond the float range.
+    """
+
+    equations = ("L = sum(exp({x}) - Y * {x} + Y * log(Y) - Y) / N",
+                 ("d{x} = (exp({x}) - Y) / N",))
+
+    def check_targets(self, targets, name: str = "targets") -> None:
+        """Raise ``ValueError`` unless every entry of ``targets`` is >= 0 (counts, rates)."""
+        if targets.min() < 0:
+            raise ValueError(f"{name} must be >= 0 for the Poisson loss, got a minimum "
+                             f"of {float(targets.min())!r}")
+
+    def forward(self, log_mean, targets, sample_weight=None):
+        """Half the Poisson deviance of ``exp(log_mean)``, averaged over rows.
+
+        With ``sample_weight`` (N,), the weighted mean over rows ``sum(w_n l_n) / sum(w_n)``.
+        """
+        log_mean, targets = self._check_pair(log_mean, targets, "log_mean", "targets")
+        w = self._check_weights(sample_weight, log_mean.shape[0], log_mean.dtype)
+        if self.validate:
+            self.check_targets(targets)
+        targets = targets.astype(log_mean.dtype, copy=False)
+        mean = np.exp(log_mean)
+        # y log(y), with the limit 0 at y = 0 (log is not evaluated there).
+        y_log_y = targets * np.log(targets, out=np.zeros_like(targets), where=targets > 0)
+        per_entry = mean - targets * log_mean + y_log_y - targets
+        if w is None:
+            self.cache = (mean, targets, None)
+            return float(np.sum(per_entry)) / log_mean.shape[0]
+        total = float(w.sum()) or 1.0
+        self.cache = (mean, targets, w[:, None] / w.dtype.type(total))
+        return float(np.sum(per_entry, axis=1) @ w) / total
+
+    def backward(self, d_out=1.0):
+        """Gradient ``(exp(log_mean) - targets) * d_out / N`` and ``None`` for the targets.
+
+        Returns
+        -------
+        d_log_mean : ndarray, shape (N, K)
+        d_targets : None
+        """
+        d_out = self._check_backward(d_out)
+        mean, targets, row_weight = self.cache
+        if row_weight is None:
+            return (mean - targets) * (d_out / targets.shape[0]), None
+        return (mean - targets) * row_weight * d_out, None
+
+
+class HalfSquaredError(Loss):
+    """Half the mean squared error, scikit-learn's ``squared_error``.
+
+    ``loss = (1 / (2 N M)) sum (outputs - targets)^2``     (``output_reduction='mean'``)
+    ``loss = (1 / (2 N))   sum (outputs - targets)^2``     (``output_reduction='sum'``)
+
+    Shape: outputs (N, M), targets (N, M) -> loss, a Python float.
+
+    Parameters
+    ----------
+    output_reduction : {'mean', 'sum'}, default='mean'
+        How the M output columns are combined after averaging over the rows.
+        ``'mean'`` is the value scikit-learn's ``squared_loss`` and ``loss_`` report.
+        ``'sum'`` is the function whose gradient scikit-learn's solvers follow: its
+        backward pass starts from ``(outputs - targets) / N`` whatever M is, which is
+        M times the gradient of the value it reports. The two agree for M = 1; for
+        multi-output regression use ``'sum'`` to train as scikit-learn trains (same
+        steps, same balance against ``alpha``) and divide the value by M to report it.
+
+    Notes
+    -----
+    ``MeanSquaredError`` (``torch.nn.MSELoss``, no one-half) is twice the ``'mean'``
+    value and keeps that meaning.
+    """
+
+    equations = ("L = sum((({x}) - Y)^2) / (2 * N * M)", ("d{x} = ({x} - Y) / (N * M)",))
+
+    def __init__(self, output_reduction: str = "mean"):
+        super().__init__()
+        self.output_reduction = check_choice(output_reduction, "output_reduction",
+                                             ("mean", "sum"))
+        if output_reduction == "sum":
+            self.equations = ("L = sum((({x}) - Y)^2) / (2 * N)", ("d{x} = ({x} - Y) / N",))
+
+    def forward(self, outputs, targets, sample_weight=None):
+        """Half squared error; with ``sample_weight`` (N,), the weighted mean over rows
+        (``sum(w)`` in place of ``N``), as ``np.average(..., weights=w, axis=0)``."""
+        outputs, targets = self._check_pair(outputs, targets, "outputs", "targets")
+        w = self._check_weights(sample_weight, outputs.shape[0], outputs.dtype)
+        diff = outputs - targets.astype(outputs.dtype, copy=False)
+        columns = diff.shape[1] if self.output_reduction == "mean" else 1
+        if w is None:
+            self.cache = (diff, None, diff.shape[0] * columns)
+            return 0.5 * float(np.sum(diff * diff)) / (diff.shape[0] * columns)
+        scale = w[:, None] / w.dtype.type((float(w.sum()) or 1.0) * columns)
+        self.cache = (diff, scale, None)
+        return 0.5 * float(np.sum(diff * diff * scale))
+
+    def backward(self, d_out=1.0):
+        """Gradient ``(outputs - targets) * d_out / (N*M)`` (``/ N`` for ``'sum'``) and
+        ``None`` for the targets."""
+        d_out = self._check_backward(d_out)
+        diff, scale, count = self.cache
+        if scale is None:
+            return diff * (d_out / count), None
+        return diff * scale * d_out, None
+
+    def __repr__(self):
+        return f"HalfSquaredError(output_reduction={self.output_reduction!r})"
+
+
+LOSSES = {"cross_entropy": CategoricalCrossEntropy, "mse": MeanSquaredError,
+          "binary_cross_entropy": BinaryCrossEntropy, "poisson": PoissonLoss,
+          "squared_error": HalfSquaredError}
 
 
 def get_loss(name) -> Loss:
@@ -172,3 +391,46 @@ def get_loss(name) -> Loss:
     if not isinstance(name, str) or name not in LOSSES:
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
     return LOSSES[name]()
+
+
+def l2_penalty(params: dict, weight_names, alpha: float, n: float) -> tuple[float, dict]:
+    """scikit-learn's L2 penalty on the weights and its gradient.
+
+    ``penalty = 0.5 * alpha * sum_W sum(W**2) / n``, gradient ``alpha * W / n`` for each
+    ``W`` named in ``weight_names`` (the weights, not the biases: scikit-learn's
+    ``alpha``). ``n`` is what scikit-learn divides by: the number of rows the loss
+    averages over (the whole training set for L-BFGS, the batch for SGD and Adam), or
+    the sum of their sample weights when the loss is weighted. Added to a loss averaged
+    over the same rows, it makes ``alpha`` mean the same for every ``n``.
+
+    Parameters
+    ----------
+    params : dict of str to ndarray
+    weight_names : iterable of str
+        Keys of ``params`` that the penalty covers.
+    alpha : float
+        Strength, >= 0.
+    n : float
+        Number of rows (or sum of sample weights), > 0.
+
+    Returns
+    -------
+    penalty : float
+    grads : dict of str to ndarray
+        One gradient per name in ``weight_names``, in the parameter's dtype; empty when
+        ``alpha`` is 0 (nothing to add).
+    """
+    alpha = check_positive_float(alpha, "alpha", allow_zero=True)
+    n = check_positive_float(n, "n")
+    names = list(weight_names)
+    missing = [k for k in names if k not in params]
+    if missing:
+        raise ValueError(f"weight_names {missing} are not keys of params {list(params)}")
+    if alpha == 0:
+        return 0.0, {}
+    total, grads = 0.0, {}
+    for k in names:
+        w = params[k].ravel()
+        total += float(w @ w)
+        grads[k] = params[k] * params[k].dtype.type(alpha / n)
+    return 0.5 * alpha * total / n, grads

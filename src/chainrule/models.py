@@ -26,14 +26,15 @@ from ._validation import (
 )
 from .functional import softmax
 from .init import get_initializer
-from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import CategoricalCrossEntropy, get_loss
 from .optim import SGD
 
 __all__ = ["Network", "MLP", "LogisticRegression", "FeedforwardNeuralNet", "ACTIVATIONS",
            "affine_param_names"]
 
-ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid,
+               "identity": Identity, "logistic": Sigmoid}
 
 
 def affine_param_names(n_layers: int) -> list[tuple[str, str]]:

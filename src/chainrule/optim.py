@@ -326,3 +326,105 @@ def linear_warmup(step: int, *, warmup_steps: int, schedule, **kwargs) -> float:
     if step < warmup_steps:
         return after(warmup_steps, **kwargs) * (step + 1) / warmup_steps
     return after(step, **kwargs)
+
+
+# --- scikit-learn's learning-rate schedules (MLPClassifier / MLPRegressor, solver='sgd') ---
+# scikit-learn changes the learning rate only between epochs: 'invscaling' from the
+# number of samples seen so far, 'adaptive' when the loss stalls. Its Adam ignores
+# ``learning_rate`` and keeps ``learning_rate_init``.
+#
+# Momentum under a changing rate: scikit-learn keeps the velocity ``v = momentum * v -
+# lr * g`` with each step's rate inside it, torch (and :class:`SGD`) keeps ``buf =
+# momentum * buf + g`` and multiplies by the current rate. Under a constant rate the
+# two give the same steps, Nesterov or not; after the rate changes, :class:`SGD`
+# applies the new rate to the momentum accumulated before, scikit-learn lets the old
+# rate decay out of it.
+
+__all__ += ["invscaling_lr", "EpochLR"]
+
+
+def invscaling_lr(step: int, *, base_lr: float, power_t: float = 0.5) -> float:
+    """``base_lr / (step + 1) ** power_t``: scikit-learn's ``learning_rate='invscaling'``.
+
+    ``step`` counts training *samples* seen, not optimizer steps: scikit-learn sets
+    ``learning_rate_init / (t_ + 1) ** power_t`` at the end of each epoch, ``t_`` being
+    the samples seen so far (``n_samples`` per epoch), and keeps that rate for the whole
+    next epoch; the first epoch runs at ``base_lr``. :class:`EpochLR` does that
+    bookkeeping.
+    """
+    step = _check_step(step)
+    base_lr = check_positive_float(base_lr, "base_lr")
+    power_t = check_positive_float(power_t, "power_t", allow_zero=True)
+    return base_lr / (step + 1) ** power_t
+
+
+class EpochLR:
+    """scikit-learn's learning rate for ``solver='sgd'``, as an optimizer schedule.
+
+    Pass the object as an optimizer's ``lr`` (``SGD(lr=EpochLR(...))``): it returns the
+    current rate whatever the step, and the training loop moves the rate between
+    epochs by calling :meth:`epoch_end` after every epoch and :meth:`stalled` when the
+    loss (or validation score) has not improved by ``tol`` for more than
+    ``n_iter_no_change`` epochs.
+
+    Parameters
+    ----------
+    base_lr : float
+        ``learning_rate_init``.
+    schedule : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        scikit-learn's ``learning_rate``.
+    power_t : float, default=0.5
+        Exponent of 'invscaling'.
+    factor : float, default=5.0
+        'adaptive' divides the rate by this when the loss stalls.
+    min_lr : float, default=1e-6
+        'adaptive' stops training when a stall finds the rate at or below this.
+
+    Attributes
+    ----------
+    current : float
+        The rate the next optimizer step uses (save it to resume a run).
+    """
+
+    def __init__(self, base_lr: float, schedule: str = "constant", *, power_t: float = 0.5,
+                 factor: float = 5.0, min_lr: float = 1e-6):
+        self.base_lr = check_positive_float(base_lr, "base_lr")
+        if schedule not in ("constant", "invscaling", "adaptive"):
+            raise ValueError(f"schedule must be one of ['adaptive', 'constant', "
+                             f"'invscaling'], got {schedule!r}")
+        self.schedule = schedule
+        self.power_t = check_positive_float(power_t, "power_t", allow_zero=True)
+        self.factor = check_positive_float(factor, "factor")
+        if self.factor <= 1:
+            raise ValueError(f"factor must be > 1 (the rate is divided by it), got {factor!r}")
+        self.min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
+        self.current = self.base_lr
+
+    def __call__(self, step: int) -> float:
+        """The current rate; ``step`` (the optimizer's) is not used."""
+        return self.current
+
+    def epoch_end(self, samples_seen: int) -> None:
+        """Call after each epoch with the training samples seen so far (all epochs,
+        scikit-learn's ``t_``); 'invscaling' sets the next epoch's rate from it."""
+        samples_seen = check_positive_int(samples_seen, "samples_seen", minimum=0)
+        if self.schedule == "invscaling":
+            self.current = invscaling_lr(samples_seen, base_lr=self.base_lr,
+                                         power_t=self.power_t)
+
+    def stalled(self) -> bool:
+        """The loss has stalled: return True when training should stop.
+
+        'constant' and 'invscaling' always stop. 'adaptive' stops when the rate is
+        already ``<= min_lr``; otherwise it divides the rate by ``factor`` and returns
+        False (the caller then resets its count of epochs without improvement), as
+        scikit-learn's ``SGDOptimizer.trigger_stopping``.
+        """
+        if self.schedule != "adaptive" or self.current <= self.min_lr:
+            return True
+        self.current /= self.factor
+        return False
+
+    def __repr__(self):
+        return (f"EpochLR(base_lr={self.base_lr!r}, schedule={self.schedule!r}, "
+                f"current={self.current!r})")
