@@ -1,0 +1,499 @@
+"""Readers for data files: CSV, NumPy ``.npz`` and the IDX format of MNIST, and OpenML.
+
+Every loader returns ``X`` as a float64 array of shape (N, D) and ``y`` as a 1-D
+array of N labels (integers, floats or strings, as the file holds them). A file
+that cannot be read as promised raises ``ValueError`` naming the path and the
+problem; a missing file raises ``FileNotFoundError``. Nothing is ever unpickled.
+
+:mod:`chainrule.data` re-exports every public name here, so ``chainrule.data.load_csv``
+is the documented way in. scikit-learn is imported inside :func:`fetch_openml` only.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import os
+import struct
+import zipfile
+import zlib
+
+import numpy as np
+
+from ._validation import _shape_str
+
+__all__ = ["load_csv", "load_npz", "load_idx", "load_file", "fetch_openml", "file_kind",
+           "idx_labels_path"]
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZIP_MAGIC = b"PK\x03\x04"
+
+# IDX type codes (third byte of the magic number) -> big-endian NumPy dtype.
+_IDX_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+def _read_bytes(path) -> bytes:
+    """The file's bytes, gunzipped when they start with the gzip magic bytes.
+
+    The magic bytes decide, not the file name: ``train-images-idx3-ubyte`` may or may
+    not be compressed whatever it is called.
+    """
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            return gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise ValueError(f"{os.fspath(path)}: the gzip data is truncated or corrupt "
+                             f"({exc})") from None
+    return raw
+
+
+def _parse_label(cells):
+    """Labels as ints when every cell is an integer, else floats, else strings."""
+    try:
+        return np.array([int(c) for c in cells], dtype=np.int64)
+    except ValueError:
+        pass
+    try:
+        values = np.array([float(c) for c in cells], dtype=np.float64)
+    except ValueError:
+        return np.array(cells, dtype=str)
+    if not np.isfinite(values).all():
+        # "nan" as a class name is more likely a missing value than a label.
+        raise ValueError("non-finite label")
+    return values
+
+
+def load_csv(path, label_column=None, *, delimiter=",", header=True):
+    """Load a table of numeric features and one label column from a CSV file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file; it may be gzipped (recognised by its first bytes).
+    label_column : str, int or None
+        The label column: its name in the header row, or its 0-based position. ``None``
+        reads every column as a feature and returns ``y=None`` (data to predict on).
+    delimiter : str, default=","
+    header : bool, default=True
+        Whether the first non-empty row holds the column names. Without a header the
+        label column must be given by position.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (N, D)
+        Every column except the label column, in file order.
+    y : ndarray, shape (N,), or None
+        The label column: int64 when every label is an integer, float64 when every
+        label is a number, strings otherwise.
+
+    Raises
+    ------
+    ValueError
+        For an empty file, a missing label column, rows with a different number of
+        cells than the header, or a feature cell that is not a finite number. The
+        message names the path, and the line and column of a bad cell.
+    """
+    name = os.fspath(path)
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ValueError(f"delimiter must be a single character, got {delimiter!r}")
+    if label_column is not None and not isinstance(label_column, (str, int, np.integer)) \
+            or isinstance(label_column, bool):
+        raise TypeError(f"label_column must be a column name (str), a position (int) or "
+                        f"None, got {type(label_column).__name__}")
+    if isinstance(label_column, str) and not header:
+        raise ValueError(f"label_column={label_column!r} is a name, but header=False: "
+                         f"give the label column's position as an int instead")
+    try:
+        text = _read_bytes(path).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason} at byte "
+                         f"{exc.start})") from None
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    # reader.line_num after each row is its last physical line (quoted cells may span lines).
+    rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    if not rows:
+        raise ValueError(f"{name}: the file holds no rows")
+    if header:
+        _, columns = rows.pop(0)
+        columns = [c.strip() for c in columns]
+        if not rows:
+            raise ValueError(f"{name}: the file holds a header row but no data rows")
+    else:
+        columns = None
+    width = len(columns) if header else len(rows[0][1])
+
+    if label_column is None:
+        label_index = None
+    elif isinstance(label_column, str):
+        if label_column not in columns:
+            raise ValueError(f"{name}: no column named {label_column!r}; the header has "
+                             f"{columns}")
+        if columns.count(label_column) > 1:
+            raise ValueError(f"{name}: the header names {label_column!r} more than once")
+        label_index = columns.index(label_column)
+    else:
+        label_index = int(label_column)
+        if not -width <= label_index < width:
+            raise ValueError(f"{name}: label_column={label_column} is out of range for "
+                             f"{width} columns")
+        label_index %= width
+
+    if label_index is not None and width < 2:
+        raise ValueError(f"{name}: the file has a single column, so no features besides "
+                         f"the label column")
+    n_features = width - (label_index is not None)
+    X = np.empty((len(rows), n_features), dtype=np.float64)
+    labels = []
+    for r, (line, row) in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(f"{name}, line {line}: expected {width} cells (as in the "
+                             f"{'header' if header else 'first row'}), got {len(row)}")
+        j = 0
+        for c, cell in enumerate(row):
+            if c == label_index:
+                labels.append(cell.strip())
+                continue
+            try:
+                X[r, j] = float(cell)
+            except ValueError:
+                col = repr(columns[c]) if header else str(c)
+                raise ValueError(f"{name}, line {line}, column {col}: expected a number, "
+                                 f"got {cell!r}") from None
+            j += 1
+    if not np.isfinite(X).all():
+        r, c = np.argwhere(~np.isfinite(X))[0]
+        raise ValueError(f"{name}, line {rows[r][0]}: feature values must be finite, got "
+                         f"{X[r, c]!r}")
+    if label_index is None:
+        return X, None
+    if any(lab == "" for lab in labels):
+        line = rows[labels.index("")][0]
+        raise ValueError(f"{name}, line {line}: the label cell is empty")
+    try:
+        y = _parse_label(labels)
+    except ValueError:
+        raise ValueError(f"{name}: labels must be finite numbers or class names, the label "
+                         f"column holds NaN or infinity") from None
+    return X, y
+
+
+def _as_features(X, name, path):
+    if X.ndim < 2:
+        raise ValueError(f"{path}: {name} must have one row per sample (2-D or more), got "
+                         f"shape {_shape_str(X.shape)}")
+    if X.shape[0] == 0:
+        raise ValueError(f"{path}: {name} holds no rows")
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool) or \
+            np.issubdtype(X.dtype, np.complexfloating):
+        raise ValueError(f"{path}: {name} must be a real numeric array, got dtype {X.dtype}")
+    X = X.reshape(X.shape[0], -1).astype(np.float64)
+    if not np.isfinite(X).all():
+        raise ValueError(f"{path}: {name} holds {int(np.size(X) - np.isfinite(X).sum())} "
+                         f"NaN or infinite values")
+    return X
+
+
+def load_npz(path, *, require_labels=True):
+    """Load arrays ``X`` and ``y`` from a NumPy ``.npz`` file, never unpickling.
+
+    Parameters
+    ----------
+    path : str or path-like
+    require_labels : bool, default=True
+        If False, a file without ``y`` gives ``y=None``.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (N, D)
+        ``X`` as stored; arrays with more than two dimensions (images) are flattened
+        to one row per sample.
+    y : ndarray, shape (N,), or None
+        ``y`` as stored (numbers or fixed-width strings); shape (N, 1) is flattened.
+
+    Raises
+    ------
+    ValueError
+        For a file that is not an ``.npz`` archive, lacks ``X`` or ``y``, holds object
+        (pickled) arrays, or whose ``X`` and ``y`` disagree in length.
+    """
+    name = os.fspath(path)
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head != _ZIP_MAGIC:
+        raise ValueError(f"{name}: not an .npz archive (a zip file); it starts with "
+                         f"{head!r}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = set(archive.files)
+            missing = [k for k in ("X", "y") if k not in keys and (k == "X" or require_labels)]
+            if missing:
+                raise ValueError(f"{name}: the archive has no array named "
+                                 f"{' or '.join(map(repr, missing))}; it holds "
+                                 f"{sorted(keys)}")
+            X = archive["X"]
+            y = archive["y"] if "y" in keys else None
+    except ValueError as exc:
+        msg = str(exc)
+        if msg.startswith(name):
+            raise
+        if "allow_pickle" in msg or "Object arrays" in msg:
+            raise ValueError(f"{name}: holds an object (pickled) array, which is refused "
+                             f"because loading it could run code") from None
+        raise ValueError(f"{name}: not a readable .npz archive ({msg})") from None
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+        raise ValueError(f"{name}: not a readable .npz archive ({exc})") from None
+    X = _as_features(X, "X", name)
+    if y is None:
+        return X, None
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{name}: y must be 1-D (one label per row), got shape "
+                         f"{_shape_str(y.shape)}")
+    if y.dtype.kind not in "biufU":
+        raise ValueError(f"{name}: y must hold numbers or strings, got dtype {y.dtype}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"{name}: X has {X.shape[0]} rows but y has {y.shape[0]} labels")
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        raise ValueError(f"{name}: y holds NaN or infinite labels")
+    return X, y.astype(y.dtype.newbyteorder("="))
+
+
+def _read_idx(path, what):
+    """Parse one IDX file into an ndarray of its declared dtype and shape."""
+    name = os.fspath(path)
+    data = _read_bytes(path)
+    if len(data) < 4:
+        raise ValueError(f"{name}: too short for an IDX header ({len(data)} bytes)")
+    zero, code, ndim = struct.unpack(">HBB", data[:4])
+    if zero != 0 or code not in _IDX_DTYPES:
+        raise ValueError(f"{name}: not an IDX {what} file: the magic number is "
+                         f"{data[:4].hex()}, expected 0000 followed by a type code in "
+                         f"{{08, 09, 0b, 0c, 0d, 0e}} and the number of dimensions")
+    if ndim == 0:
+        raise ValueError(f"{name}: the IDX header declares 0 dimensions")
+    header_len = 4 + 4 * ndim
+    if len(data) < header_len:
+        raise ValueError(f"{name}: truncated IDX header: {ndim} dimensions need "
+                         f"{header_len} bytes, the file has {len(data)}")
+    dims = struct.unpack(f">{ndim}I", data[4:header_len])
+    dtype = _IDX_DTYPES[code]
+    # Python ints: a product of four 32-bit sizes overflows NumPy's int64.
+    expected = math.prod(dims) * dtype.itemsize
+    got = len(data) - header_len
+    if got != expected:
+        problem = "truncated" if got < expected else "has trailing bytes"
+        raise ValueError(f"{name}: IDX data {problem}: dimensions {list(dims)} of "
+                         f"{dtype.itemsize}-byte values need {expected} bytes after the "
+                         f"header, the file has {got}")
+    arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
+    return arr.astype(dtype.newbyteorder("="))
+
+
+def load_idx(images_path, labels_path=None):
+    """Load images (and labels) in the IDX format of MNIST and Fashion-MNIST.
+
+    An IDX file is a 4-byte magic number (two zero bytes, a type code, the number of
+    dimensions), one big-endian 4-byte size per dimension, then the values in
+    big-endian C order. Files may be gzipped; compression is recognised by the
+    first bytes, not by the file name.
+
+    Parameters
+    ----------
+    images_path : str or path-like
+        The images file, shape (N, rows, cols) (any shape with N first is accepted).
+    labels_path : str or path-like, optional
+        The labels file, shape (N,).
+
+    Returns
+    -------
+    X : ndarray of float64, shape (N, rows * cols)
+        Pixel values as stored (0..255 for MNIST), one flattened image per row.
+    y : ndarray of int64 (or float64 for a float labels file), shape (N,), or None
+
+    Raises
+    ------
+    ValueError
+        For a wrong magic number, a truncated header or body, dimensions that do not
+        match the number of bytes, or label and image counts that disagree.
+    """
+    images = _read_idx(images_path, "images")
+    name = os.fspath(images_path)
+    if images.ndim < 2:
+        raise ValueError(f"{name}: an images file needs at least 2 dimensions (N, ...), "
+                         f"got shape {_shape_str(images.shape)}")
+    X = _as_features(images, "the images", name)
+    if labels_path is None:
+        return X, None
+    labels = _read_idx(labels_path, "labels")
+    lname = os.fspath(labels_path)
+    if labels.ndim != 1:
+        raise ValueError(f"{lname}: a labels file must be 1-D, got shape "
+                         f"{_shape_str(labels.shape)}")
+    if labels.shape[0] != X.shape[0]:
+        raise ValueError(f"{lname} holds {labels.shape[0]} labels but {name} holds "
+                         f"{X.shape[0]} images")
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all():
+            raise ValueError(f"{lname}: labels must be finite")
+        return X, labels.astype(np.float64)
+    return X, labels.astype(np.int64)
+
+
+def _sniff(path):
+    """Guess a file's format from its first bytes (after gunzipping)."""
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head[:2] == _GZIP_MAGIC:
+        with gzip.open(path, "rb") as fh:
+            try:
+                head = fh.read(4)
+            except (EOFError, OSError, zlib.error):
+                return None
+    if head == _ZIP_MAGIC:
+        return "npz"
+    if len(head) == 4 and head[:2] == b"\0\0" and head[2] in _IDX_DTYPES:
+        return "idx"
+    return None
+
+
+def idx_labels_path(images_path):
+    """The MNIST naming convention: ``*-images-idx3-ubyte[.gz]`` sits beside
+    ``*-labels-idx1-ubyte[.gz]``. Returns the sibling if it exists, else None."""
+    folder, base = os.path.split(os.fspath(images_path))
+    if "images" not in base:
+        return None
+    candidate = base.replace("images", "labels").replace("idx3", "idx1")
+    stem = candidate[:-3] if candidate.endswith(".gz") else candidate
+    for name in (candidate, stem, stem + ".gz"):
+        full = os.path.join(folder, name)
+        if os.path.isfile(full):
+            return full
+    return None
+
+
+def file_kind(path) -> str:
+    """``"csv"``, ``"npz"`` or ``"idx"``: how :func:`load_file` will read ``path``.
+
+    Decided from the name, else from the first bytes. Raises ``FileNotFoundError``
+    for a missing file and ``ValueError`` for a directory or an unknown format.
+    """
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise FileNotFoundError(f"{name}: no such file")
+    if os.path.isdir(name):
+        raise ValueError(f"{name}: is a directory, expected a data file")
+    lower = os.path.basename(name).lower()
+    inner = lower[:-3] if lower.endswith(".gz") else lower
+    if inner.endswith(".csv") or inner.endswith(".tsv"):
+        return "csv"
+    if lower.endswith(".npz"):
+        return "npz"
+    if "idx" in inner or inner.endswith((".idx", ".ubyte")) or lower.endswith(".gz"):
+        return "idx"
+    kind = _sniff(name)
+    if kind is None:
+        raise ValueError(f"{name}: cannot tell the file format; expected a .csv, an "
+                         f".npz, or an IDX file (gzipped or not)")
+    return kind
+
+
+def load_file(path, label_column=None, *, labels_path=None, require_labels=True):
+    """Load a data file, choosing the loader from the file name.
+
+    ``.csv`` (or ``.csv.gz``) goes to :func:`load_csv` with ``label_column``; ``.npz``
+    to :func:`load_npz`; a name containing ``idx`` or ending in ``.idx``, ``.ubyte`` or
+    ``.gz`` to :func:`load_idx`. Any other name is recognised from the file's first
+    bytes (a zip archive is ``.npz``, an IDX magic number is IDX).
+
+    Parameters
+    ----------
+    path : str or path-like
+    label_column : str, int or None
+        CSV only: the label column's name or position.
+    labels_path : str or path-like, optional
+        IDX only: the labels file. When omitted for an MNIST-style name
+        (``train-images-idx3-ubyte.gz``) the sibling ``train-labels-idx1-ubyte.gz`` is
+        used if it exists.
+    require_labels : bool, default=True
+        Raise ``ValueError`` when no labels can be found; with False, ``y`` is None then.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (N, D)
+    y : ndarray, shape (N,), or None
+    """
+    name = os.fspath(path)
+    kind = file_kind(name)
+    lower = os.path.basename(name).lower()
+    inner = lower[:-3] if lower.endswith(".gz") else lower
+    if kind == "csv":
+        if label_column is None and require_labels:
+            raise ValueError(f"{name}: a CSV file needs label_column (the name of the "
+                             f"column holding the labels)")
+        X, y = load_csv(name, label_column, delimiter="\t" if inner.endswith(".tsv") else ",")
+    elif kind == "npz":
+        X, y = load_npz(name, require_labels=require_labels)
+    else:
+        if labels_path is None:
+            labels_path = idx_labels_path(name)
+        if labels_path is None and require_labels:
+            raise ValueError(f"{name}: an IDX images file needs its labels file "
+                             f"(labels_path); none was given and no "
+                             f"'*-labels-idx1-ubyte' file sits beside it")
+        X, y = load_idx(name, labels_path)
+    return X, y
+
+
+def fetch_openml(name, *, version="active", data_home=None):
+    """Download a data set from openml.org through scikit-learn (needs the network).
+
+    Parameters
+    ----------
+    name : str
+        The OpenML data set name, e.g. ``"mnist_784"`` or ``"Fashion-MNIST"``.
+    version : int or "active", default="active"
+    data_home : str, optional
+        scikit-learn's download cache folder.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (N, D)
+    y : ndarray, shape (N,)
+        The target column as OpenML gives it (often strings such as ``'7'``).
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty string, got {name!r}")
+    from sklearn import datasets
+
+    X, y = datasets.fetch_openml(name, version=version, data_home=data_home,
+                                 return_X_y=True, as_frame=False, parser="auto")
+    try:
+        X = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"OpenML data set {name!r} has non-numeric features, which "
+                         f"chainrule cannot use directly") from None
+    y = np.asarray(y).ravel()
+    if y.dtype == object or y.dtype.kind in "US":
+        # OpenML delivers nominal targets as Python objects ('7' for MNIST): read
+        # numbers as numbers, keep other names as strings, never keep an object array.
+        try:
+            y = _parse_label([str(v).strip() for v in y.tolist()])
+        except ValueError:
+            raise ValueError(f"OpenML data set {name!r} has missing or non-finite "
+                             f"labels") from None
+    return X, y
+
+
