@@ -155,7 +155,8 @@ class _ContractRun:
     """What the steps of one :func:`check_layer` call share: the layer factory, the
     shapes, the source of random data, and the failures found so far."""
 
-    def __init__(self, layer_factory, random, input_shape, param_shapes, output_shape):
+    def __init__(self, layer_factory, random, input_shape, param_shapes,
+                 output_shape) -> None:
         self.layer_factory = layer_factory
         self.random = random
         self.input_shape = tuple(int(s) for s in input_shape)
