@@ -1,7 +1,9 @@
 """Shared test helpers: PyTorch as an independent gradient oracle, random data.
 
-torch is imported lazily (inside the helpers) so that test files which do not need the
-oracle do not pay for importing it.
+Every use of torch goes through the ``torch`` fixture or the helpers below, which all
+import it with :func:`pytest.importorskip`: without torch only the tests that consult
+the oracle are skipped (each on its own), and test files that do not need it neither
+import it nor pay for importing it. torch is a test dependency; in CI nothing skips.
 """
 
 from __future__ import annotations
@@ -12,25 +14,30 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from chainrule.layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from chainrule.losses import CategoricalCrossEntropy, MeanSquaredError
+
 # In CI (CI=true) hypothesis draws the same examples every run, so a green main stays
 # green; locally it keeps exploring new ones.
 settings.register_profile("ci", derandomize=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-from chainrule.layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
-from chainrule.losses import CategoricalCrossEntropy, MeanSquaredError
+
+def import_torch():
+    """PyTorch, or skip the calling test when it is not installed."""
+    return pytest.importorskip("torch")
 
 
-def _torch():
-    import torch
-
-    return torch
+@pytest.fixture
+def torch():
+    """PyTorch, the independent oracle; the test is skipped when it is not installed."""
+    return import_torch()
 
 
 def to_torch(a, requires_grad=False):
     """A float64 torch tensor holding a copy of ``a``."""
-    torch = _torch()
+    torch = import_torch()
     return torch.tensor(np.asarray(a, dtype=np.float64), dtype=torch.float64,
                         requires_grad=requires_grad)
 
@@ -57,7 +64,7 @@ def torch_layer(layer, x, *params):
     Dropout uses the mask the chainrule layer drew in its last forward pass (the mask is
     an input of the computation; what is checked is the gradient given that mask).
     """
-    torch = _torch()
+    torch = import_torch()
     F = torch.nn.functional
     if isinstance(layer, Affine):
         W, b = params
@@ -78,7 +85,7 @@ def torch_layer(layer, x, *params):
 
 def torch_loss(loss, outputs, Y, sample_weight=None):
     """The torch loss equivalent to a chainrule loss object."""
-    torch = _torch()
+    torch = import_torch()
     F = torch.nn.functional
     Yt = to_torch(Y)
     if isinstance(loss, CategoricalCrossEntropy):

@@ -509,6 +509,7 @@ def test_evaluate_compares_numeric_labels_as_numbers(trained, capsys, tmp_path):
     assert_one_line_error(err, "labels [1.5] are not among the model's classes")
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict_of_a_dataframe_fitted_estimator_warn_nothing(tmp_path):
     # An estimator fitted on a DataFrame has feature_names_in_; the CLI feeds it a bare
     # array, and scikit-learn's two-line UserWarning must not reach stderr.

@@ -120,6 +120,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run(tmp_path, capsys,
     assert strip(resumed) == strip(expected[1:])
 
 
+@pytest.mark.slow
 def test_default_recipe_reaches_98_percent_on_the_homework_split(capsys):
     """The quality bar of issue 3, with the command's defaults (60 epochs, a few seconds).
 

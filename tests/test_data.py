@@ -12,9 +12,16 @@ import numpy as np
 import pytest
 
 from chainrule import data
-from chainrule.data import (encode_labels, fetch_openml, holdout_split, load_csv, load_file,
-                            load_idx, load_npz, standardize)
-
+from chainrule.data import (
+    encode_labels,
+    fetch_openml,
+    holdout_split,
+    load_csv,
+    load_file,
+    load_idx,
+    load_npz,
+    standardize,
+)
 
 # -- helpers that write files from the IDX specification ---------------------------------
 

@@ -7,9 +7,24 @@ import warnings
 import numpy as np
 import pytest
 
-from chainrule import (MLP, Affine, CategoricalCrossEntropy, Dropout, FeedforwardNeuralNet,
-                       LeakyReLU, LogisticRegression, MeanSquaredError, ReLU, Sigmoid, Tanh,
-                       accuracy, log_softmax, logsumexp, one_hot, softmax)
+from chainrule import (
+    MLP,
+    Affine,
+    CategoricalCrossEntropy,
+    Dropout,
+    FeedforwardNeuralNet,
+    LeakyReLU,
+    LogisticRegression,
+    MeanSquaredError,
+    ReLU,
+    Sigmoid,
+    Tanh,
+    accuracy,
+    log_softmax,
+    logsumexp,
+    one_hot,
+    softmax,
+)
 from chainrule.data import iterate_minibatches
 from chainrule.gradcheck import check_gradients, numerical_gradient
 from chainrule.optim import SGD, Adam, AdamW

@@ -381,6 +381,7 @@ def test_digits_pipeline_accuracy():
     assert pipe.score(X_test, Y_test.argmax(axis=1)) >= 0.95
 
 
+@pytest.mark.slow
 def test_grid_search_in_two_processes_matches_one():
     X, y = load_iris(return_X_y=True)
     pipe = Pipeline([("scale", StandardScaler()),
@@ -636,6 +637,7 @@ def _leaves(node, path=()):
             yield from _leaves(value, path + (i,))
 
 
+@pytest.mark.slow
 def test_any_edit_of_the_config_loads_or_raises_model_file_error(tmp_path):
     # Whatever a position of the stored JSON is replaced with, load either returns an
     # estimator or refuses with ModelFileError: no AttributeError, IndexError, ... escapes.

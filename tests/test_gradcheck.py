@@ -4,8 +4,12 @@ catch broken gradients and broken layers."""
 import numpy as np
 import pytest
 
-from chainrule.gradcheck import (check_gradients, check_layer_gradients, numerical_gradient,
-                                 relative_error)
+from chainrule.gradcheck import (
+    check_gradients,
+    check_layer_gradients,
+    numerical_gradient,
+    relative_error,
+)
 from chainrule.layers import Affine, Layer, ReLU
 from chainrule.models import MLP
 from chainrule.testing import LayerContractError, check_layer
@@ -119,7 +123,7 @@ def test_check_gradients_sampled(rng):
     model = MLP([4, 5, 3], rng=0)
     X, Y = _data(rng)
     result = check_gradients(model, X, Y, sample=3, rng=0)
-    for name, p in model.params.items():
+    for name in model.params:
         assert np.count_nonzero(result.numeric[name]) <= 3
         assert result.errors[name] < 1e-6
 

@@ -3,8 +3,16 @@
 import numpy as np
 import pytest
 
-from chainrule.init import (INITIALIZERS, get_initializer, he_normal, he_uniform, xavier_init,
-                            xavier_normal, xavier_uniform, zeros)
+from chainrule.init import (
+    INITIALIZERS,
+    get_initializer,
+    he_normal,
+    he_uniform,
+    xavier_init,
+    xavier_normal,
+    xavier_uniform,
+    zeros,
+)
 
 
 def test_xavier_init_is_the_homeworks_formula_on_the_global_rng():
@@ -52,9 +60,7 @@ def test_uniform_bounds(fn, bound):
     assert np.abs(w).max() > 0.9 * bound
 
 
-def test_same_range_as_torch():
-    import torch
-
+def test_same_range_as_torch(torch):
     # torch's xavier_uniform_ / kaiming_uniform_ on a (fan_out, fan_in) weight are an
     # independent statement of the bounds: on 150 000 draws the largest magnitudes
     # agree to well within 0.1%.

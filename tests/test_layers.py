@@ -46,7 +46,7 @@ def test_affine_passes_the_contract_kit(n, d, h):
 
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("name", sorted(ELEMENTWISE))
-def test_elementwise_finite_differences_and_torch(name, shape, rng):
+def test_elementwise_finite_differences_and_torch(name, shape, rng, torch):
     layer = ELEMENTWISE[name]()
     x = rng.normal(scale=2.0, size=shape)
     x[np.abs(x) < 1e-3] = 0.5    # stay off ReLU's kink, where differences are undefined
@@ -65,7 +65,7 @@ def test_elementwise_finite_differences_and_torch(name, shape, rng):
 
 
 @pytest.mark.parametrize("n, d, h", [(1, 1, 1), (5, 3, 4), (8, 6, 2)])
-def test_affine_finite_differences_and_torch(n, d, h, rng):
+def test_affine_finite_differences_and_torch(n, d, h, rng, torch):
     x, W, b = rng.normal(size=(n, d)), rng.normal(size=(d, h)), rng.normal(size=h)
     result = check_layer_gradients(Affine(), x, W, b, rng=rng)
     assert result.worst < 1e-6, str(result)
@@ -127,7 +127,7 @@ def _no_float_trouble():
         yield
 
 
-def test_sigmoid_is_overflow_free_at_extremes():
+def test_sigmoid_is_overflow_free_at_extremes(torch):
     x = np.array([[-1e4, -745.0, -700.0, -30.0, 0.0, 30.0, 700.0, 1e4]])
     layer = Sigmoid()
     with _no_float_trouble():

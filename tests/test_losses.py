@@ -11,8 +11,8 @@ from chainrule.losses import CategoricalCrossEntropy, MeanSquaredError, get_loss
 from conftest import random_one_hot, rel_diff, to_torch
 
 
-def _torch_ce(logits, Y, sample_weight=None, *, targets="index"):
-    import torch.nn.functional as F
+def _torch_ce(torch, logits, Y, sample_weight=None, *, targets="index"):
+    F = torch.nn.functional
 
     z = to_torch(logits, requires_grad=True)
     if targets == "index":
@@ -38,11 +38,11 @@ def _ours(loss_obj, outputs, targets, sample_weight=None, d_out=1.0):
 @pytest.mark.parametrize("scale", [1.0, 30.0, 1e4])
 @pytest.mark.parametrize("n, k", [(1, 2), (5, 3), (16, 10)])
 @pytest.mark.parametrize("targets", ["index", "probability"])
-def test_cross_entropy_against_torch(n, k, scale, targets, rng):
+def test_cross_entropy_against_torch(n, k, scale, targets, rng, torch):
     logits = rng.normal(scale=scale, size=(n, k))
     Y = random_one_hot(rng, n, k)
     loss, grad = _ours(CategoricalCrossEntropy(), logits, Y)
-    t_loss, t_grad = _torch_ce(logits, Y, targets=targets)
+    t_loss, t_grad = _torch_ce(torch, logits, Y, targets=targets)
     assert isinstance(loss, float)
     assert math.isfinite(loss)
     assert loss == pytest.approx(t_loss, rel=1e-12, abs=1e-300)
@@ -89,24 +89,24 @@ def test_cross_entropy_exact_at_1e300():
     np.testing.assert_array_equal(grad, [[0.0, 0.0, 0.0], [0.5, 0.0, -0.5]])
 
 
-def test_cross_entropy_logits_1e4_no_overflow(rng):
+def test_cross_entropy_logits_1e4_no_overflow(rng, torch):
     z = rng.normal(scale=1e4, size=(8, 5))
     Y = random_one_hot(rng, 8, 5)
     with np.errstate(over="raise", invalid="raise", divide="raise"), \
             warnings.catch_warnings():
         warnings.simplefilter("error")
         loss, grad = _ours(CategoricalCrossEntropy(), z, Y)
-    t_loss, t_grad = _torch_ce(z, Y)
+    t_loss, t_grad = _torch_ce(torch, z, Y)
     assert loss == pytest.approx(t_loss, rel=1e-13)
     assert np.all(np.isfinite(grad))
     assert rel_diff(grad, t_grad) < 1e-12
 
 
-def test_cross_entropy_sample_weight_against_torch_and_repetition(rng):
+def test_cross_entropy_sample_weight_against_torch_and_repetition(rng, torch):
     z, Y = rng.normal(size=(6, 4)), random_one_hot(rng, 6, 4)
     w = np.array([2.0, 1.0, 0.0, 1.0, 3.0, 0.5])
     loss, grad = _ours(CategoricalCrossEntropy(), z, Y, w)
-    t_loss, t_grad = _torch_ce(z, Y, w)
+    t_loss, t_grad = _torch_ce(torch, z, Y, w)
     assert loss == pytest.approx(t_loss, rel=1e-13)
     assert rel_diff(grad, t_grad) < 1e-12
     # Integer weights mean repeated rows: the loss equals the unweighted loss on the
@@ -173,8 +173,8 @@ def test_cross_entropy_warns_on_probabilities_inside_a_network():
 
 
 @pytest.mark.parametrize("n, m", [(1, 1), (5, 3), (12, 7)])
-def test_mse_against_torch_and_finite_differences(n, m, rng):
-    import torch.nn.functional as F
+def test_mse_against_torch_and_finite_differences(n, m, rng, torch):
+    F = torch.nn.functional
 
     out, target = rng.normal(size=(n, m)), rng.normal(size=(n, m))
     mse = MeanSquaredError()
@@ -191,7 +191,7 @@ def test_mse_against_torch_and_finite_differences(n, m, rng):
     np.testing.assert_allclose(grad, 2 * (out - target) / (n * m), rtol=1e-14)
 
 
-def test_mse_sample_weight(rng):
+def test_mse_sample_weight(rng, torch):
     out, target = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
     w = np.array([1.0, 2.0, 0.0, 0.5, 1.5])
     mse = MeanSquaredError()

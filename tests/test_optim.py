@@ -19,10 +19,17 @@ from functools import partial
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
-from chainrule.optim import (SGD, Adam, AdamW, Optimizer, cosine_lr, exponential_lr,  # noqa: E402
-                             get_optimizer, linear_warmup, step_lr)
+from chainrule.optim import (
+    SGD,
+    Adam,
+    AdamW,
+    Optimizer,
+    cosine_lr,
+    exponential_lr,
+    get_optimizer,
+    linear_warmup,
+    step_lr,
+)
 
 N_STEPS = 20
 RTOL = 1e-12
@@ -54,11 +61,11 @@ def _run_chainrule(opt, params, grad, steps=N_STEPS):
     return params
 
 
-def _run_torch(make_opt, params, grad, steps=N_STEPS, make_sched=None):
+def _run_torch(torch, make_opt, params, grad, steps=N_STEPS, make_sched=None):
     tensors = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True)
                for k, v in params.items()}
     opt = make_opt(list(tensors.values()))
-    sched = make_sched(opt) if make_sched else None
+    sched = make_sched(torch.optim.lr_scheduler, opt) if make_sched else None
     for t in range(steps):
         current = {k: v.detach().numpy().copy() for k, v in tensors.items()}
         g = grad(t, current)
@@ -68,6 +75,10 @@ def _run_torch(make_opt, params, grad, steps=N_STEPS, make_sched=None):
         if sched is not None:
             sched.step()
     return {k: v.detach().numpy() for k, v in tensors.items()}
+
+
+def _kw_id(kw):
+    return ",".join(f"{k}={v}" for k, v in kw.items())
 
 
 def _assert_close(actual, expected, rtol=RTOL):
@@ -159,12 +170,12 @@ SGD_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kw", SGD_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
-def test_sgd_matches_formula_and_torch(kw):
+@pytest.mark.parametrize("kw", SGD_CASES, ids=_kw_id)
+def test_sgd_matches_formula_and_torch(kw, torch):
     params, grad = _problem(seed=1)
     ours = _run_chainrule(SGD(**kw), params, grad)
     _assert_close(ours, _ref_sgd(params, grad, **kw))
-    theirs = _run_torch(lambda ps: torch.optim.SGD(ps, foreach=False, **kw), params, grad)
+    theirs = _run_torch(torch, lambda ps: torch.optim.SGD(ps, foreach=False, **kw), params, grad)
     _assert_close(ours, theirs)
     # the run must actually have moved: a no-op optimizer would not pass this
     assert not np.allclose(ours["W1"], params["W1"])
@@ -178,14 +189,14 @@ ADAM_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kw", ADAM_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
-def test_adam_matches_formula_and_torch(kw):
+@pytest.mark.parametrize("kw", ADAM_CASES, ids=_kw_id)
+def test_adam_matches_formula_and_torch(kw, torch):
     params, grad = _problem(seed=2)
     ours = _run_chainrule(Adam(**kw), params, grad)
     ref_kw = {k: v for k, v in kw.items() if k != "betas"}
     beta1, beta2 = kw.get("betas", (0.9, 0.999))
     _assert_close(ours, _ref_adam(params, grad, beta1=beta1, beta2=beta2, **ref_kw))
-    theirs = _run_torch(lambda ps: torch.optim.Adam(ps, foreach=False, **kw), params, grad)
+    theirs = _run_torch(torch, lambda ps: torch.optim.Adam(ps, foreach=False, **kw), params, grad)
     _assert_close(ours, theirs)
     assert not np.allclose(ours["W1"], params["W1"])
 
@@ -197,8 +208,8 @@ ADAMW_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kw", ADAMW_CASES, ids=lambda kw: ",".join(f"{k}={v}" for k, v in kw.items()))
-def test_adamw_matches_formula_and_torch(kw):
+@pytest.mark.parametrize("kw", ADAMW_CASES, ids=_kw_id)
+def test_adamw_matches_formula_and_torch(kw, torch):
     params, grad = _problem(seed=3)
     ours = _run_chainrule(AdamW(**kw), params, grad)
     ref_kw = {k: v for k, v in kw.items() if k != "betas"}
@@ -206,7 +217,7 @@ def test_adamw_matches_formula_and_torch(kw):
     beta1, beta2 = kw.get("betas", (0.9, 0.999))
     _assert_close(ours, _ref_adam(params, grad, beta1=beta1, beta2=beta2, decoupled=True,
                                   **ref_kw))
-    theirs = _run_torch(lambda ps: torch.optim.AdamW(ps, foreach=False, **kw), params, grad)
+    theirs = _run_torch(torch, lambda ps: torch.optim.AdamW(ps, foreach=False, **kw), params, grad)
     _assert_close(ours, theirs)
 
 
@@ -241,9 +252,9 @@ def test_sgd_momentum_two_steps_by_hand():
 
 # --- learning-rate schedules --------------------------------------------------------
 
-def _torch_lrs(make_sched, base_lr, n):
+def _torch_lrs(torch, make_sched, base_lr, n):
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base_lr)
-    sched = make_sched(opt)
+    sched = make_sched(torch.optim.lr_scheduler, opt)
     values = []
     for _ in range(n):
         values.append(opt.param_groups[0]["lr"])
@@ -254,22 +265,22 @@ def _torch_lrs(make_sched, base_lr, n):
 
 SCHEDULES = [
     ("step", partial(step_lr, base_lr=0.1, step_size=7, gamma=0.5),
-     lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=7, gamma=0.5), 0.1, 40),
+     lambda lr_scheduler, o: lr_scheduler.StepLR(o, step_size=7, gamma=0.5), 0.1, 40),
     ("exponential", partial(exponential_lr, base_lr=0.2, gamma=0.9),
-     lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.9), 0.2, 40),
+     lambda lr_scheduler, o: lr_scheduler.ExponentialLR(o, gamma=0.9), 0.2, 40),
     ("cosine", partial(cosine_lr, base_lr=0.1, total_steps=30),
-     lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=30), 0.1, 31),
+     lambda lr_scheduler, o: lr_scheduler.CosineAnnealingLR(o, T_max=30), 0.1, 31),
     ("cosine_min", partial(cosine_lr, base_lr=0.1, total_steps=25, min_lr=0.01),
-     lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=25, eta_min=0.01), 0.1, 26),
+     lambda lr_scheduler, o: lr_scheduler.CosineAnnealingLR(o, T_max=25, eta_min=0.01), 0.1, 26),
     ("warmup_constant", partial(linear_warmup, warmup_steps=5, schedule=0.3),
-     lambda o: torch.optim.lr_scheduler.LinearLR(o, start_factor=1 / 5, end_factor=1.0,
+     lambda lr_scheduler, o: lr_scheduler.LinearLR(o, start_factor=1 / 5, end_factor=1.0,
                                                  total_iters=4), 0.3, 20),
 ]
 
 
 @pytest.mark.parametrize("name,ours,make_sched,base_lr,n", SCHEDULES, ids=[s[0] for s in SCHEDULES])
-def test_schedule_matches_torch(name, ours, make_sched, base_lr, n):
-    expected = _torch_lrs(make_sched, base_lr, n)
+def test_schedule_matches_torch(name, ours, make_sched, base_lr, n, torch):
+    expected = _torch_lrs(torch, make_sched, base_lr, n)
     got = np.array([ours(s) for s in range(n)])
     # torch's schedulers update recursively (lr_t from lr_{t-1}), ours in closed form
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-15 * base_lr)
@@ -296,13 +307,13 @@ def test_schedule_values_by_hand():
 
 @pytest.mark.parametrize("opt_name,ours_sched,make_sched", [
     ("sgd", partial(step_lr, base_lr=0.05, step_size=6, gamma=0.3),
-     lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=6, gamma=0.3)),
+     lambda lr_scheduler, o: lr_scheduler.StepLR(o, step_size=6, gamma=0.3)),
     ("adam", partial(cosine_lr, base_lr=0.05, total_steps=N_STEPS),
-     lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=N_STEPS)),
+     lambda lr_scheduler, o: lr_scheduler.CosineAnnealingLR(o, T_max=N_STEPS)),
     ("adamw", partial(exponential_lr, base_lr=0.05, gamma=0.9),
-     lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.9)),
+     lambda lr_scheduler, o: lr_scheduler.ExponentialLR(o, gamma=0.9)),
 ])
-def test_optimizer_with_schedule_matches_torch(opt_name, ours_sched, make_sched):
+def test_optimizer_with_schedule_matches_torch(opt_name, ours_sched, make_sched, torch):
     # torch: optimizer.step() uses the current lr, then scheduler.step() advances it;
     # ours: step k (0-based) uses lr(k). Both mean the first step uses lr(0).
     params, grad = _problem(seed=5)
@@ -310,7 +321,7 @@ def test_optimizer_with_schedule_matches_torch(opt_name, ours_sched, make_sched)
     torch_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam,
                  "adamw": torch.optim.AdamW}[opt_name]
     ours = _run_chainrule(get_optimizer(opt_name, lr=ours_sched, **kw), params, grad)
-    theirs = _run_torch(lambda ps: torch_cls(ps, lr=ours_sched(0), foreach=False, **kw),
+    theirs = _run_torch(torch, lambda ps: torch_cls(ps, lr=ours_sched(0), foreach=False, **kw),
                         params, grad, make_sched=make_sched)
     _assert_close(ours, theirs)
     if opt_name == "sgd":
@@ -401,7 +412,8 @@ def test_load_state_dict_bad_input_changes_nothing():
     with pytest.raises(ValueError, match="state_dict"):
         opt.load_state_dict({"state": {}})
     assert opt.steps == before["steps"]
-    assert np.array_equal(opt.state["w"]["momentum_buffer"], before["state"]["w"]["momentum_buffer"])
+    assert np.array_equal(opt.state["w"]["momentum_buffer"],
+                          before["state"]["w"]["momentum_buffer"])
 
 
 # --- atomicity: nothing changes when the grads are wrong ----------------------------

@@ -8,8 +8,12 @@ pytest.importorskip("matplotlib")  # the plot extra; installed in the test extra
 import matplotlib.image  # noqa: E402
 
 from chainrule import MLP  # noqa: E402
-from chainrule.plots import (confusion_matrix, plot_confusion_matrix,  # noqa: E402
-                             plot_first_layer_weights, plot_history)
+from chainrule.plots import (  # noqa: E402
+    confusion_matrix,
+    plot_confusion_matrix,
+    plot_first_layer_weights,
+    plot_history,
+)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -51,6 +53,7 @@ def _python_blocks():
     return re.findall(r"^```python\s*\n(.*?)^```", text, re.M | re.S)
 
 
+@pytest.mark.slow
 def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
     # Every Python example in the README runs as printed (in a scratch directory,
     # since the saving example writes files), so the README cannot rot.

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from chainrule.cli import main
 from chainrule.data import load_homework_digits
@@ -51,11 +52,13 @@ def _check_log(text):
     assert len(lines) == len(EXPECTED), lines
 
 
+@pytest.mark.slow
 def test_reproduce_prints_the_homework_tables(capsys):
     assert main(["reproduce"]) == 0
     _check_log(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_reproduce_as_a_command():
     # As a user runs it: a fresh interpreter with the module's command line.
     done = subprocess.run([sys.executable, "-m", "chainrule.cli", "reproduce"],

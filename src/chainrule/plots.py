@@ -17,11 +17,14 @@ import os
 import numpy as np
 
 __all__ = ["plot_history", "plot_confusion_matrix", "plot_first_layer_weights",
-           "confusion_matrix"]
+           "confusion_matrix", "KNOWN_IMAGE_SHAPES"]
 
-# Input sizes that are certainly square images: scikit-learn's 8x8 digits and the
-# 28x28 MNIST / Fashion-MNIST images.
-_KNOWN_IMAGE_SHAPES = {64: (8, 8), 784: (28, 28)}
+#: Input sizes that are certainly square images, and their ``(rows, cols)``:
+#: scikit-learn's 8x8 digits and the 28x28 MNIST / Fashion-MNIST images.
+#: :func:`plot_first_layer_weights` infers ``image_shape`` from it.
+KNOWN_IMAGE_SHAPES = {64: (8, 8), 784: (28, 28)}
+# The name the command line imports (kept until it uses KNOWN_IMAGE_SHAPES).
+_KNOWN_IMAGE_SHAPES = KNOWN_IMAGE_SHAPES
 
 
 def _figure(**kwargs):
@@ -107,7 +110,7 @@ def plot_history(history, path=None, ax=None):
     # Epochs are numbered from 0, as in History (best_epoch) and the CLI's log.
     best = getattr(history, "best_epoch", None)
     panels = [("loss", "loss"), ("accuracy", "accuracy")][:len(axes)]
-    for axis, (key, label) in zip(axes, panels):
+    for axis, (key, label) in zip(axes, panels, strict=True):
         for prefix, name, style in (("", "training", "-"), ("val_", "validation", "--")):
             values = logs.get(prefix + key)
             if values:
@@ -269,11 +272,11 @@ def plot_first_layer_weights(model, image_shape=None, path=None, *, max_units=64
     W = _first_weight(model)
     n_inputs, n_units = W.shape
     if image_shape is None:
-        if n_inputs not in _KNOWN_IMAGE_SHAPES:
+        if n_inputs not in KNOWN_IMAGE_SHAPES:
             raise ValueError(f"the first layer takes {n_inputs} inputs, which is not a known "
                              f"image size (64 = 8x8, 784 = 28x28); pass image_shape=(rows, "
                              f"cols) if the inputs are images")
-        image_shape = _KNOWN_IMAGE_SHAPES[n_inputs]
+        image_shape = KNOWN_IMAGE_SHAPES[n_inputs]
     shape = tuple(int(s) for s in image_shape)
     if len(shape) != 2 or min(shape) < 1 or shape[0] * shape[1] != n_inputs:
         raise ValueError(f"image_shape must be (rows, cols) with rows * cols = {n_inputs} "

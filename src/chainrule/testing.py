@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validation import _shape_str, check_rng
-from .gradcheck import _RngFreezer, check_layer_gradients
+from .gradcheck import RngFreezer, check_layer_gradients
 
 __all__ = ["LayerContractError", "LayerReport", "check_layer"]
 
@@ -138,148 +138,201 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
         depend on a failed one are skipped (a layer whose ``forward`` crashes is not
         asked for gradients).
     """
-    random = check_rng(rng)
-    input_shape = tuple(int(s) for s in input_shape)
-    param_shapes = [tuple(int(s) for s in shape) for shape in param_shapes]
-    n_params = len(param_shapes)
-    if output_shape is None and n_params == 0:
-        output_shape = input_shape
-    output_shape = None if output_shape is None else tuple(int(s) for s in output_shape)
+    run = _ContractRun(layer_factory, check_rng(rng), input_shape, param_shapes, output_shape)
+    layer, out, arrays = _check_forward(run)
+    d_out = _check_backward(run, layer, out, arrays)
+    _check_backward_before_forward(run, d_out)
+    result = _check_finite_differences(run, tol)
+    _check_float32(run)
+    _check_determinism(run, out.shape)
+    run.finish()
+    return LayerReport(layer=run.name, output_shape=tuple(out.shape),
+                       gradient_errors=dict(result.errors) if result else {},
+                       checks=run.checks)
 
-    def data(dtype=np.float64):
-        x = _away_from_zero(random.standard_normal(input_shape))
-        ps = [random.standard_normal(s) for s in param_shapes]
+
+class _ContractRun:
+    """What the steps of one :func:`check_layer` call share: the layer factory, the
+    shapes, the source of random data, and the failures found so far."""
+
+    def __init__(self, layer_factory, random, input_shape, param_shapes,
+                 output_shape) -> None:
+        self.layer_factory = layer_factory
+        self.random = random
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.param_shapes = [tuple(int(s) for s in shape) for shape in param_shapes]
+        self.n_params = len(self.param_shapes)
+        if output_shape is None and self.n_params == 0:
+            output_shape = self.input_shape
+        self.output_shape = (None if output_shape is None
+                             else tuple(int(s) for s in output_shape))
+        self.grad_names = ["d_inputs"] + [f"d_params[{i}]" for i in range(self.n_params)]
+        self.failures: list[str] = []
+        self.checks: list[str] = []
+        self.name = "layer"
+
+    def data(self, dtype=np.float64):
+        """Fresh inputs (kept off zero) and parameters, drawn in that order."""
+        x = _away_from_zero(self.random.standard_normal(self.input_shape))
+        ps = [self.random.standard_normal(s) for s in self.param_shapes]
         return x.astype(dtype), [p.astype(dtype) for p in ps]
 
-    failures: list[str] = []
-    checks: list[str] = []
-    name = "layer"
+    def fail(self, check, message):
+        self.failures.append(f"[{check}] {message}")
 
-    def fail(check, message):
-        failures.append(f"[{check}] {message}")
+    def finish(self):
+        """Raise LayerContractError listing every failure so far, if there is one."""
+        if self.failures:
+            raise LayerContractError(f"{self.name} breaks the layer contract:\n  "
+                                     + "\n  ".join(self.failures))
 
-    def finish():
-        if failures:
-            raise LayerContractError(f"{name} breaks the layer contract:\n  "
-                                     + "\n  ".join(failures))
 
-    # 1. forward: shape, dtype, no mutation --------------------------------------------
-    layer = layer_factory()
-    name = repr(layer)
-    freeze = _RngFreezer(layer)
-    x, ps = data()
+def _check_forward(run):
+    """Check 1: forward's output shape and dtype, and that it leaves its arguments alone.
+
+    Returns the layer, its output and ``(x, ps, x0, ps0)``: the arguments it was given
+    and pristine copies of them, for check 2.
+    """
+    layer = run.layer_factory()
+    run.name = repr(layer)
+    freeze = RngFreezer(layer)
+    x, ps = run.data()
     x0, ps0 = x.copy(), [p.copy() for p in ps]
-    checks.append("forward")
+    run.checks.append("forward")
     try:
         freeze()
         out = layer.forward(x, *ps)
     except Exception as exc:  # noqa: BLE001 - any crash is a contract failure
-        fail("forward", f"forward(inputs {_shape_str(input_shape)}"
-             + "".join(f", {_shape_str(s)}" for s in param_shapes)
-             + f") raised {type(exc).__name__}: {exc}")
-        finish()
+        run.fail("forward", f"forward(inputs {_shape_str(run.input_shape)}"
+                 + "".join(f", {_shape_str(s)}" for s in run.param_shapes)
+                 + f") raised {type(exc).__name__}: {exc}")
+        run.finish()
     if not isinstance(out, np.ndarray):
-        fail("forward", f"forward must return a numpy.ndarray, got {type(out).__name__}")
-        finish()
-    if output_shape is not None:
-        if out.shape != output_shape:
-            fail("forward", f"output has shape {_shape_str(out.shape)}, expected "
-                 f"{_shape_str(output_shape)}")
-    elif out.ndim == 0 or out.shape[0] != input_shape[0]:
-        fail("forward", f"output has shape {_shape_str(out.shape)}, expected one row per "
-             f"input row ({input_shape[0]})")
+        run.fail("forward", f"forward must return a numpy.ndarray, got {type(out).__name__}")
+        run.finish()
+    _check_output_shape(run, out)
     if out.dtype != np.float64:
-        fail("forward", f"float64 inputs gave a {out.dtype} output")
+        run.fail("forward", f"float64 inputs gave a {out.dtype} output")
     if not np.array_equal(x, x0):
-        fail("forward", "forward modified its inputs in place")
-    for i, (p, p0) in enumerate(zip(ps, ps0)):
+        run.fail("forward", "forward modified its inputs in place")
+    for i, (p, p0) in enumerate(zip(ps, ps0, strict=True)):
         if not np.array_equal(p, p0):
-            fail("forward", f"forward modified params[{i}] in place")
-    if failures:
-        finish()
+            run.fail("forward", f"forward modified params[{i}] in place")
+    run.finish()
+    return layer, out, (x, ps, x0, ps0)
 
-    # 2. backward: what it returns -------------------------------------------------------
-    checks.append("backward")
-    d_out = random.standard_normal(out.shape)
+
+def _check_output_shape(run, out):
+    if run.output_shape is not None:
+        if out.shape != run.output_shape:
+            run.fail("forward", f"output has shape {_shape_str(out.shape)}, expected "
+                     f"{_shape_str(run.output_shape)}")
+    elif out.ndim == 0 or out.shape[0] != run.input_shape[0]:
+        run.fail("forward", f"output has shape {_shape_str(out.shape)}, expected one row per "
+                 f"input row ({run.input_shape[0]})")
+
+
+def _check_backward(run, layer, out, arrays):
+    """Check 2: what backward returns, and that it leaves d_out and the forward
+    arguments alone. Returns the ``d_out`` it used."""
+    x, ps, x0, ps0 = arrays
+    run.checks.append("backward")
+    d_out = run.random.standard_normal(out.shape)
     d_out0 = d_out.copy()
     try:
         back = layer.backward(d_out)
     except Exception as exc:  # noqa: BLE001
-        fail("backward", f"backward(d_out {_shape_str(out.shape)}) raised "
-             f"{type(exc).__name__}: {exc}")
-        finish()
-    grads, problem = _split(back, n_params)
+        run.fail("backward", f"backward(d_out {_shape_str(out.shape)}) raised "
+                 f"{type(exc).__name__}: {exc}")
+        run.finish()
+    grads, problem = _split(back, run.n_params)
     if problem:
-        fail("backward", problem)
-        finish()
-    names = ["d_inputs"] + [f"d_params[{i}]" for i in range(n_params)]
-    for gname, g, target in zip(names, grads, [x, *ps]):
+        run.fail("backward", problem)
+        run.finish()
+    for gname, g, target in zip(run.grad_names, grads, [x, *ps], strict=True):
         if g is None and gname == "d_inputs":
             continue
         if not isinstance(g, np.ndarray) or g.shape != target.shape:
             got = _shape_str(g.shape) if isinstance(g, np.ndarray) else type(g).__name__
-            fail("backward", f"{gname} has shape {got}, expected {_shape_str(target.shape)}")
+            run.fail("backward", f"{gname} has shape {got}, expected "
+                     f"{_shape_str(target.shape)}")
     if not np.array_equal(d_out, d_out0):
-        fail("backward", "backward modified d_out in place")
-    if not np.array_equal(x, x0) or any(not np.array_equal(p, p0) for p, p0 in zip(ps, ps0)):
-        fail("backward", "backward modified the inputs or parameters in place")
-    if failures:
-        finish()
+        run.fail("backward", "backward modified d_out in place")
+    if not np.array_equal(x, x0) or any(not np.array_equal(p, p0)
+                                        for p, p0 in zip(ps, ps0, strict=True)):
+        run.fail("backward", "backward modified the inputs or parameters in place")
+    run.finish()
+    return d_out
 
-    # 3. backward before forward -----------------------------------------------------------
-    checks.append("backward before forward")
-    fresh = layer_factory()
+
+def _check_backward_before_forward(run, d_out):
+    """Check 3: backward on a fresh layer raises RuntimeError."""
+    run.checks.append("backward before forward")
+    fresh = run.layer_factory()
     try:
         fresh.backward(d_out.copy())
     except RuntimeError:
         pass
     except Exception as exc:  # noqa: BLE001
-        fail("backward before forward", f"raised {type(exc).__name__} ({exc}); expected "
-             f"RuntimeError")
+        run.fail("backward before forward", f"raised {type(exc).__name__} ({exc}); expected "
+                 f"RuntimeError")
     else:
-        fail("backward before forward", "backward on a fresh layer returned instead of "
-             "raising RuntimeError")
+        run.fail("backward before forward", "backward on a fresh layer returned instead of "
+                 "raising RuntimeError")
 
-    # 4. finite differences in float64 -----------------------------------------------------
-    checks.append("finite differences")
-    gx, gps = data()
+
+def _check_finite_differences(run, tol):
+    """Check 4: backward agrees with central differences in float64.
+
+    Returns the :class:`~chainrule.gradcheck.GradCheckResult`, or None when the check
+    itself crashed.
+    """
+    run.checks.append("finite differences")
+    gx, gps = run.data()
     result = None
     try:
-        result = check_layer_gradients(layer_factory(), gx, *gps,
-                                       rng=random.integers(2**31))
+        result = check_layer_gradients(run.layer_factory(), gx, *gps,
+                                       rng=run.random.integers(2**31))
     except Exception as exc:  # noqa: BLE001
-        fail("finite differences", f"{type(exc).__name__}: {exc}")
+        run.fail("finite differences", f"{type(exc).__name__}: {exc}")
     if result is not None:
         for gname, err in result.errors.items():
             if not err < tol:
-                fail("finite differences", f"gradient of {gname} disagrees with central "
-                     f"differences: relative error {err:.3e} >= {tol:g}")
+                run.fail("finite differences", f"gradient of {gname} disagrees with central "
+                         f"differences: relative error {err:.3e} >= {tol:g}")
+    return result
 
-    # 5. float32 stays float32 ---------------------------------------------------------------
-    checks.append("float32")
-    layer32 = layer_factory()
-    x32, ps32 = data(np.float32)
+
+def _check_float32(run):
+    """Check 5: float32 inputs and parameters give float32 outputs and gradients."""
+    run.checks.append("float32")
+    layer32 = run.layer_factory()
+    x32, ps32 = run.data(np.float32)
     try:
         out32 = layer32.forward(x32, *ps32)
-        g32, problem = _split(layer32.backward(np.ones_like(out32)), n_params)
+        g32, _ = _split(layer32.backward(np.ones_like(out32)), run.n_params)
     except Exception as exc:  # noqa: BLE001
-        fail("float32", f"{type(exc).__name__}: {exc}")
-    else:
-        if np.asarray(out32).dtype != np.float32:
-            fail("float32", f"float32 inputs gave a {np.asarray(out32).dtype} output")
-        for gname, g in zip(names, g32 or []):
-            if g is not None and np.asarray(g).dtype != np.float32:
-                fail("float32", f"float32 inputs gave a {np.asarray(g).dtype} {gname}")
+        run.fail("float32", f"{type(exc).__name__}: {exc}")
+        return
+    if np.asarray(out32).dtype != np.float32:
+        run.fail("float32", f"float32 inputs gave a {np.asarray(out32).dtype} output")
+    # zip without strict: a malformed backward (g32 None) was reported by check 2.
+    for gname, g in zip(run.grad_names, g32 or [], strict=False):
+        if g is not None and np.asarray(g).dtype != np.float32:
+            run.fail("float32", f"float32 inputs gave a {np.asarray(g).dtype} {gname}")
 
-    # 6. determinism and no stale cache ------------------------------------------------------
-    checks.append("deterministic")
+
+def _check_determinism(run, out_shape):
+    """Check 6: repeated forward/backward are bit-identical, and backward uses the
+    latest forward (a used layer given new data matches a fresh layer given it)."""
+    run.checks.append("deterministic")
     # Two instances made before anything is drawn, so that a layer drawing from a shared
     # (e.g. the global) generator starts both from the same state.
-    det, ref = layer_factory(), layer_factory()
-    freeze_det, freeze_ref = _RngFreezer(det), _RngFreezer(ref)
-    xa, psa = data()
-    xb, psb = data()
-    d = random.standard_normal(np.shape(out))
+    det, ref = run.layer_factory(), run.layer_factory()
+    freeze_det, freeze_ref = RngFreezer(det), RngFreezer(ref)
+    xa, psa = run.data()
+    xb, psb = run.data()
+    d = run.random.standard_normal(out_shape)
     try:
         freeze_det()
         out1 = np.array(det.forward(xa, *psa), copy=True)
@@ -295,20 +348,16 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
         det.forward(xb, *psb)
         back3 = _copy_grads(det.backward(d))
     except Exception as exc:  # noqa: BLE001
-        fail("deterministic", f"{type(exc).__name__}: {exc}")
-    else:
-        if not np.array_equal(out1, out2):
-            fail("deterministic", "two forward passes on the same data differ")
-        if not _grads_equal(back1, back2):
-            fail("deterministic", "two backward passes with the same d_out differ")
-        if not _grads_equal(back3, back_ref):
-            fail("deterministic", "after forward on new data, backward differs from a fresh "
+        run.fail("deterministic", f"{type(exc).__name__}: {exc}")
+        return
+    if not np.array_equal(out1, out2):
+        run.fail("deterministic", "two forward passes on the same data differ")
+    if not _grads_equal(back1, back2):
+        run.fail("deterministic", "two backward passes with the same d_out differ")
+    if not _grads_equal(back3, back_ref):
+        run.fail("deterministic", "after forward on new data, backward differs from a fresh "
                  "layer's on that data: it uses a stale cache (or layer_factory does not "
                  "build identical layers)")
-
-    finish()
-    return LayerReport(layer=name, output_shape=tuple(out.shape),
-                       gradient_errors=dict(result.errors) if result else {}, checks=checks)
 
 
 def _copy_grads(back):
@@ -324,4 +373,4 @@ def _grads_equal(a, b):
         return np.array_equal(a, b)
     return len(a) == len(b) and all(
         (x is None and y is None) or (x is not None and y is not None and np.array_equal(x, y))
-        for x, y in zip(a, b))
+        for x, y in zip(a, b, strict=True))
