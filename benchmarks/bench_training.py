@@ -40,7 +40,6 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-
 # --- data ---------------------------------------------------------------------------
 
 def digits_data():
@@ -74,7 +73,7 @@ class ChainruleTrainer:
         self.X = np.ascontiguousarray(X, dtype=dtype)
         self.Y = np.eye(sizes[-1], dtype=dtype)[y]
         # the same checks fit() runs once before its loop
-        self.X, self.Y = self.model._check_XY(self.X, self.Y)
+        self.X, self.Y = self.model.check_XY(self.X, self.Y)
         self.opt = get_optimizer(optimizer, lr=lr)
         self.batch = batch_size or len(X)
         self.rng = np.random.default_rng(seed)

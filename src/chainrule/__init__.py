@@ -9,10 +9,27 @@ imported by the functions that use them. The scikit-learn estimators
 (``chainrule.MLPClassifier``, ``chainrule.MLPRegressor``) are loaded on first use.
 """
 
-from . import (checkpoint, data, functional, gradcheck, history, init, io, layers, losses, models,
-               optim, plots, sanity, testing, train)
+from . import (
+    checkpoint,
+    data,
+    functional,
+    gradcheck,
+    history,
+    init,
+    io,
+    layers,
+    losses,
+    models,
+    optim,
+    plots,
+    sanity,
+    testing,
+    train,
+)
+from ._version import VERSION
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
 from .gradcheck import check_gradients
+from .history import EarlyStopping, History
 from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_uniform
 from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import CategoricalCrossEntropy, MeanSquaredError
@@ -20,10 +37,9 @@ from .models import MLP, FeedforwardNeuralNet, LogisticRegression, Network
 from .optim import SGD, Adam, AdamW
 from .sanity import SanityReport, sanity_check
 from .testing import LayerContractError, check_layer
-from .history import EarlyStopping, History
 from .train import TrainingDivergedError, evaluate, fit
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "checkpoint", "data", "functional", "gradcheck", "history", "init", "io", "layers", "losses",

@@ -283,10 +283,11 @@ def read_archive(path) -> tuple[dict[str, np.ndarray], dict]:
         npz = np.load(path, allow_pickle=False)
     except Exception as exc:  # any parse failure of untrusted bytes is a corrupt file
         raise fail(f"not a readable .npz archive ({type(exc).__name__}: {exc})") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
+    if not isinstance(npz, np.lib.npyio.NpzFile) or npz.zip is None:
         raise fail("not a .npz archive")
+    zf = npz.zip
     with npz:
-        names = npz.zip.namelist()
+        names = zf.namelist()
         if len(set(names)) != len(names):
             raise fail("the archive has duplicate entries")
         if _META_ENTRY not in names:
@@ -297,7 +298,7 @@ def read_archive(path) -> tuple[dict[str, np.ndarray], dict]:
             raise fail(f"unexpected entries {unexpected} (only .npy arrays and "
                        f"{_META_ENTRY!r} are allowed)")
         try:
-            header = json.loads(npz.zip.read(_META_ENTRY).decode("utf-8"))
+            header = json.loads(zf.read(_META_ENTRY).decode("utf-8"))
         except Exception as exc:
             raise fail(f"the metadata entry is corrupt ({type(exc).__name__}: {exc})") from None
         if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
@@ -315,38 +316,45 @@ def read_archive(path) -> tuple[dict[str, np.ndarray], dict]:
         if not isinstance(checksum, str) or not isinstance(meta, dict):
             raise fail("the metadata lacks a checksum string or a meta object")
 
-        arrays: dict[str, np.ndarray] = {}
-        for member in names:
-            if member == _META_ENTRY:
-                continue
-            key = member[:-len(".npy")]
-            try:
-                with npz.zip.open(member) as fh:
-                    magic = fh.read(len(np.lib.format.MAGIC_PREFIX))
-                    if magic != np.lib.format.MAGIC_PREFIX:
-                        raise fail(f"entry {member!r} is not a .npy array (pickled data or "
-                                   f"other bytes); refused")
-                    fh.seek(0)
-                    arr = np.lib.format.read_array(fh, allow_pickle=False)
-                    if fh.read(1):
-                        raise fail(f"entry {member!r} has trailing bytes after its array")
-            except ModelFileError:
-                raise
-            except ValueError as exc:
-                if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
-                    raise fail(f"array {key!r} holds Python objects (pickled data); refused, "
-                               f"loading it could run code") from None
-                raise fail(f"array {key!r} is corrupt ({exc})") from None
-            except Exception as exc:
-                raise fail(f"array {key!r} is corrupt ({type(exc).__name__}: {exc})") from None
-            if arr.dtype.hasobject:
-                raise fail(f"array {key!r} has object dtype {arr.dtype}; refused")
-            if not arr.flags.writeable:
-                arr = arr.copy()
-            arrays[key] = arr
+        arrays = _read_arrays(npz, names, fail)
 
     expected = _checksum(arrays, _canonical_json(meta))
     if expected != checksum:
         raise fail(f"checksum mismatch (stored {checksum}, computed {expected}); the file "
                    f"was modified or damaged after it was written")
     return arrays, meta
+
+
+def _read_arrays(npz, names, fail) -> dict[str, np.ndarray]:
+    """Every ``.npy`` entry of an open archive, read without unpickling; ``fail(problem)``
+    builds the error naming the file."""
+    arrays: dict[str, np.ndarray] = {}
+    for member in names:
+        if member == _META_ENTRY:
+            continue
+        key = member[:-len(".npy")]
+        try:
+            with npz.zip.open(member) as fh:
+                magic = fh.read(len(np.lib.format.MAGIC_PREFIX))
+                if magic != np.lib.format.MAGIC_PREFIX:
+                    raise fail(f"entry {member!r} is not a .npy array (pickled data or "
+                               f"other bytes); refused")
+                fh.seek(0)
+                arr = np.lib.format.read_array(fh, allow_pickle=False)
+                if fh.read(1):
+                    raise fail(f"entry {member!r} has trailing bytes after its array")
+        except ModelFileError:
+            raise
+        except ValueError as exc:
+            if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
+                raise fail(f"array {key!r} holds Python objects (pickled data); refused, "
+                           f"loading it could run code") from None
+            raise fail(f"array {key!r} is corrupt ({exc})") from None
+        except Exception as exc:
+            raise fail(f"array {key!r} is corrupt ({type(exc).__name__}: {exc})") from None
+        if arr.dtype.hasobject:
+            raise fail(f"array {key!r} has object dtype {arr.dtype}; refused")
+        if not arr.flags.writeable:
+            arr = arr.copy()
+        arrays[key] = arr
+    return arrays

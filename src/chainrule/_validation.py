@@ -12,7 +12,7 @@ import numbers
 import numpy as np
 
 
-def _shape_str(shape) -> str:
+def shape_str(shape) -> str:
     return "(" + ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
@@ -37,9 +37,9 @@ def as_float_array(x, name: str, *, ndim: int | None = 2, dtype=None, allow_empt
     elif not np.issubdtype(arr.dtype, np.floating):
         arr = arr.astype(np.float64)
     if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D array, got shape {_shape_str(arr.shape)}")
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape {shape_str(arr.shape)}")
     if not allow_empty and arr.size == 0:
-        raise ValueError(f"{name} must not be empty, got shape {_shape_str(arr.shape)}")
+        raise ValueError(f"{name} must not be empty, got shape {shape_str(arr.shape)}")
     if finite and not np.isfinite(arr).all():
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         if arr is not original and np.issubdtype(original.dtype, np.number) and \
@@ -58,7 +58,7 @@ def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
     sample_weight = as_float_array(sample_weight, "sample_weight", ndim=1)
     if sample_weight.shape[0] != n:
         raise ValueError(f"sample_weight must have one entry per row ({n}), got "
-                         f"{_shape_str(sample_weight.shape)}")
+                         f"{shape_str(sample_weight.shape)}")
     if sample_weight.min() < 0 or not sample_weight.sum() > 0:
         raise ValueError("sample_weight must be >= 0 with a positive sum, got min "
                          f"{float(sample_weight.min())!r} and sum "
@@ -78,7 +78,7 @@ def check_one_hot(labels: np.ndarray, name: str = "labels") -> None:
 def check_same_rows(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"{name_a} and {name_b} must have the same number of rows, got "
-                         f"{name_a} {_shape_str(a.shape)} and {name_b} {_shape_str(b.shape)}")
+                         f"{name_a} {shape_str(a.shape)} and {name_b} {shape_str(b.shape)}")
 
 
 def check_positive_float(value, name: str, *, allow_zero: bool = False) -> float:

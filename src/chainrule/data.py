@@ -10,19 +10,25 @@ stays NumPy-only.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ._validation import (
-    _shape_str,
     as_float_array,
     check_in_interval,
     check_positive_int,
     check_rng,
     check_same_rows,
+    shape_str,
 )
-from .datafiles import (fetch_openml, file_kind, idx_labels_path, load_csv, load_file, load_idx,
-                        load_npz)
+from .datafiles import (
+    fetch_openml,
+    file_kind,
+    idx_labels_path,
+    load_csv,
+    load_file,
+    load_idx,
+    load_npz,
+)
 
 __all__ = ["load_homework_digits", "iterate_minibatches", "load_csv", "load_npz", "load_idx",
            "load_file", "fetch_openml", "standardize", "encode_labels", "holdout_split",
@@ -185,7 +191,7 @@ def encode_labels(y):
     """
     y = np.asarray(y)
     if y.ndim != 1:
-        raise ValueError(f"y must be a 1-D array of labels, got shape {_shape_str(y.shape)}")
+        raise ValueError(f"y must be a 1-D array of labels, got shape {shape_str(y.shape)}")
     if y.dtype == object:
         raise TypeError("y must be numbers or strings, got an object array")
     classes, indices = np.unique(y, return_inverse=True)

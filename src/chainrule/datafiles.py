@@ -22,7 +22,7 @@ import zlib
 
 import numpy as np
 
-from ._validation import _shape_str
+from ._validation import shape_str
 
 __all__ = ["load_csv", "load_npz", "load_idx", "load_file", "fetch_openml", "file_kind",
            "idx_labels_path"]
@@ -73,6 +73,27 @@ def _parse_label(cells):
         # "nan" as a class name is more likely a missing value than a label.
         raise ValueError("non-finite label")
     return values
+
+
+def _label_index(name, label_column, columns, width):
+    """Position of the label column (``None`` without one), from its header name or
+    its (possibly negative) position."""
+    if label_column is None:
+        label_index = None
+    elif isinstance(label_column, str):
+        if label_column not in columns:
+            raise ValueError(f"{name}: no column named {label_column!r}; the header has "
+                             f"{columns}")
+        if columns.count(label_column) > 1:
+            raise ValueError(f"{name}: the header names {label_column!r} more than once")
+        label_index = columns.index(label_column)
+    else:
+        label_index = int(label_column)
+        if not -width <= label_index < width:
+            raise ValueError(f"{name}: label_column={label_column} is out of range for "
+                             f"{width} columns")
+        label_index %= width
+    return label_index
 
 
 def load_csv(path, label_column=None, *, delimiter=",", header=True):
@@ -134,22 +155,7 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True):
         columns = None
     width = len(columns) if header else len(rows[0][1])
 
-    if label_column is None:
-        label_index = None
-    elif isinstance(label_column, str):
-        if label_column not in columns:
-            raise ValueError(f"{name}: no column named {label_column!r}; the header has "
-                             f"{columns}")
-        if columns.count(label_column) > 1:
-            raise ValueError(f"{name}: the header names {label_column!r} more than once")
-        label_index = columns.index(label_column)
-    else:
-        label_index = int(label_column)
-        if not -width <= label_index < width:
-            raise ValueError(f"{name}: label_column={label_column} is out of range for "
-                             f"{width} columns")
-        label_index %= width
-
+    label_index = _label_index(name, label_column, columns, width)
     if label_index is not None and width < 2:
         raise ValueError(f"{name}: the file has a single column, so no features besides "
                          f"the label column")
@@ -192,7 +198,7 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True):
 def _as_features(X, name, path):
     if X.ndim < 2:
         raise ValueError(f"{path}: {name} must have one row per sample (2-D or more), got "
-                         f"shape {_shape_str(X.shape)}")
+                         f"shape {shape_str(X.shape)}")
     if X.shape[0] == 0:
         raise ValueError(f"{path}: {name} holds no rows")
     if not (np.issubdtype(X.dtype, np.number) or X.dtype == bool) or \
@@ -261,7 +267,7 @@ def load_npz(path, *, require_labels=True):
         y = y[:, 0]
     if y.ndim != 1:
         raise ValueError(f"{name}: y must be 1-D (one label per row), got shape "
-                         f"{_shape_str(y.shape)}")
+                         f"{shape_str(y.shape)}")
     if y.dtype.kind not in "biufU":
         raise ValueError(f"{name}: y must hold numbers or strings, got dtype {y.dtype}")
     if y.shape[0] != X.shape[0]:
@@ -333,7 +339,7 @@ def load_idx(images_path, labels_path=None):
     name = os.fspath(images_path)
     if images.ndim < 2:
         raise ValueError(f"{name}: an images file needs at least 2 dimensions (N, ...), "
-                         f"got shape {_shape_str(images.shape)}")
+                         f"got shape {shape_str(images.shape)}")
     X = _as_features(images, "the images", name)
     if labels_path is None:
         return X, None
@@ -341,7 +347,7 @@ def load_idx(images_path, labels_path=None):
     lname = os.fspath(labels_path)
     if labels.ndim != 1:
         raise ValueError(f"{lname}: a labels file must be 1-D, got shape "
-                         f"{_shape_str(labels.shape)}")
+                         f"{shape_str(labels.shape)}")
     if labels.shape[0] != X.shape[0]:
         raise ValueError(f"{lname} holds {labels.shape[0]} labels but {name} holds "
                          f"{X.shape[0]} images")

@@ -19,7 +19,8 @@ from ._validation import as_float_array, check_positive_int
 __all__ = ["logsumexp", "softmax", "log_softmax", "one_hot", "accuracy"]
 
 
-def _shifted(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+def shift_by_max(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(x - max(x), max(x))`` along ``axis`` (max kept as a dimension of length 1)."""
     # The max is subtracted before anything else: z - logsumexp(z) written
     # literally rounds both terms to the same number when |z| ~ 1e300.
     m = np.max(x, axis=axis, keepdims=True)
@@ -44,7 +45,7 @@ def logsumexp(x, axis: int = -1, keepdims: bool = False) -> np.ndarray:
         ``max(x) + log(sum(exp(x - max(x))))`` along ``axis``.
     """
     x = as_float_array(x, "x", ndim=None)
-    s, m = _shifted(x, axis)
+    s, m = shift_by_max(x, axis)
     out = m + np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
     return out if keepdims else np.squeeze(out, axis=axis)
 
@@ -56,14 +57,14 @@ def log_softmax(x, axis: int = -1) -> np.ndarray:
     which gives ``-inf`` once a probability underflows.
     """
     x = as_float_array(x, "x", ndim=None)
-    s, _ = _shifted(x, axis)
+    s, _ = shift_by_max(x, axis)
     return s - np.log(np.sum(np.exp(s), axis=axis, keepdims=True))
 
 
 def softmax(x, axis: int = -1) -> np.ndarray:
     """Softmax along ``axis``, computed from the shifted input ``x - max(x)``."""
     x = as_float_array(x, "x", ndim=None)
-    s, _ = _shifted(x, axis)
+    s, _ = shift_by_max(x, axis)
     e = np.exp(s)
     return e / np.sum(e, axis=axis, keepdims=True)
 

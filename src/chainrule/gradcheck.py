@@ -34,11 +34,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validation import (
-    _shape_str,
     as_float_array,
     check_positive_float,
     check_positive_int,
     check_rng,
+    shape_str,
 )
 
 __all__ = ["numerical_gradient", "relative_error", "GradCheckResult", "check_gradients",
@@ -56,7 +56,7 @@ def relative_error(analytic, numeric) -> float:
     n = np.asarray(numeric, dtype=np.float64)
     if a.shape != n.shape:
         raise ValueError(f"analytic and numeric must have the same shape, got "
-                         f"{_shape_str(a.shape)} and {_shape_str(n.shape)}")
+                         f"{shape_str(a.shape)} and {shape_str(n.shape)}")
     if a.size == 0:
         return 0.0
     scale = float(np.max(np.abs(a)) + np.max(np.abs(n)))
@@ -195,15 +195,15 @@ def check_gradients(model, X, Y, *, eps: float = 1e-6, sample=None, rng=None,
         for name in model.params:
             model.params[name] = model.params[name].astype(np.float64)
     kwargs = {"training": False}
-    if hasattr(model, "_check_XY"):
+    if hasattr(model, "check_XY"):
         # A Network checks (and casts) the inputs once here instead of at every one of
         # the thousands of evaluations below.
-        X, Y = model._check_XY(X, Y)
+        X, Y = model.check_XY(X, Y)
         if sample_weight is not None:
             sample_weight = as_float_array(sample_weight, "sample_weight", ndim=1)
             if sample_weight.shape[0] != X.shape[0]:
                 raise ValueError(f"sample_weight must have one entry per row of X "
-                                 f"({X.shape[0]}), got {_shape_str(sample_weight.shape)}")
+                                 f"({X.shape[0]}), got {shape_str(sample_weight.shape)}")
         kwargs["checked"] = True
 
     def loss():
@@ -256,7 +256,6 @@ class RngFreezer:
 
 
 # The name tests/test_models.py imports (kept until it uses RngFreezer).
-_RngFreezer = RngFreezer
 
 
 def check_layer_gradients(layer, inputs, *params, eps: float = 1e-6, rng=0) -> GradCheckResult:
@@ -322,8 +321,8 @@ def check_layer_gradients(layer, inputs, *params, eps: float = 1e-6, rng=0) -> G
         if g is None:
             continue
         if g.shape != a.shape:
-            raise ValueError(f"backward's gradient for {name} has shape {_shape_str(g.shape)}, "
-                             f"expected {_shape_str(a.shape)}")
+            raise ValueError(f"backward's gradient for {name} has shape {shape_str(g.shape)}, "
+                             f"expected {shape_str(a.shape)}")
         numeric = numerical_gradient(f, a, eps)
         result.analytic[name] = g
         result.numeric[name] = numeric

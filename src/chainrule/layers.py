@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import _shape_str, as_float_array, check_in_interval, check_rng
+from ._validation import as_float_array, check_in_interval, check_rng, shape_str
 
 __all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout"]
 
@@ -30,7 +30,7 @@ class Layer:
     """
 
     num_params = 0
-    equations = ("{y} = f({x})", ("d{x} = f'({x}) * d{y}",))
+    equations: tuple[str, tuple[str, ...]] = ("{y} = f({x})", ("d{x} = f'({x}) * d{y}",))
     training = True
     validate = True
 
@@ -49,8 +49,8 @@ class Layer:
             return d_out
         d_out = as_float_array(d_out, "d_out", ndim=None)
         if d_out.shape != tuple(expected_shape):
-            raise ValueError(f"d_out must have shape {_shape_str(expected_shape)} (the shape "
-                             f"of this layer's output), got {_shape_str(d_out.shape)}")
+            raise ValueError(f"d_out must have shape {shape_str(expected_shape)} (the shape "
+                             f"of this layer's output), got {shape_str(d_out.shape)}")
         return d_out
 
     def __repr__(self):
@@ -93,11 +93,11 @@ class Affine(Layer):
             bias = as_float_array(bias, "bias", ndim=1)
             if inputs.shape[1] != weight.shape[0]:
                 raise ValueError(f"inputs has {inputs.shape[1]} features but weight expects "
-                                 f"{weight.shape[0]}: inputs {_shape_str(inputs.shape)}, "
-                                 f"weight {_shape_str(weight.shape)}")
+                                 f"{weight.shape[0]}: inputs {shape_str(inputs.shape)}, "
+                                 f"weight {shape_str(weight.shape)}")
             if bias.shape[0] != weight.shape[1]:
                 raise ValueError(f"bias must have shape ({weight.shape[1]},) to match weight "
-                                 f"{_shape_str(weight.shape)}, got {_shape_str(bias.shape)}")
+                                 f"{shape_str(weight.shape)}, got {shape_str(bias.shape)}")
         self.cache = (inputs, weight)
         # Adding the bias in place saves a second (N, H) array: 2.6x faster on the
         # full digits batch, where allocating that array dominates.

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import (
-    _shape_str,
     as_float_array,
     check_positive_float,
     check_positive_int,
     check_sample_weight,
+    shape_str,
 )
 from .layers import Dropout
 from .losses import l2_penalty
@@ -123,7 +123,7 @@ def _check_X(X, model):
         X = as_float_array(X, "X", ndim=2, dtype=model.dtype)
     if X.shape[1] != model.n_features:
         raise ValueError(f"X has {X.shape[1]} features but the model expects "
-                         f"{model.n_features}: got shape {_shape_str(X.shape)}")
+                         f"{model.n_features}: got shape {shape_str(X.shape)}")
     return X
 
 
@@ -141,7 +141,7 @@ def _check_problem(model, X, Y, sample_weight):
     Y = as_float_array(Y, "Y", ndim=2, dtype=model.dtype)
     if Y.shape != (X.shape[0], model.n_outputs):
         raise ValueError(f"Y must have shape ({X.shape[0]}, {model.n_outputs}) (one row per "
-                         f"row of X, one column per model output), got {_shape_str(Y.shape)}")
+                         f"row of X, one column per model output), got {shape_str(Y.shape)}")
     model.loss.check_targets(Y, "Y")
     if sample_weight is not None:
         sample_weight = check_sample_weight(sample_weight, X.shape[0], model.dtype)

@@ -11,14 +11,14 @@ import warnings
 import numpy as np
 
 from ._validation import (
-    _shape_str,
     as_float_array,
     check_choice,
     check_one_hot,
     check_positive_float,
     check_sample_weight,
+    shape_str,
 )
-from .functional import _shifted
+from .functional import shift_by_max
 
 __all__ = ["Loss", "CategoricalCrossEntropy", "MeanSquaredError", "BinaryCrossEntropy",
            "PoissonLoss", "HalfSquaredError", "LOSSES", "get_loss", "l2_penalty"]
@@ -40,8 +40,8 @@ class Loss:
         targets = as_float_array(targets, target_name, ndim=2)
         if outputs.shape != targets.shape:
             raise ValueError(f"{out_name} and {target_name} must have the same shape, got "
-                             f"{out_name} {_shape_str(outputs.shape)} and {target_name} "
-                             f"{_shape_str(targets.shape)}")
+                             f"{out_name} {shape_str(outputs.shape)} and {target_name} "
+                             f"{shape_str(targets.shape)}")
         return outputs, targets
 
     def check_targets(self, targets, name: str = "targets") -> None:
@@ -106,7 +106,7 @@ class CategoricalCrossEntropy(Loss):
         # before this loss would put probabilities.
         self._warn_if_probabilities(logits)
         labels = labels.astype(logits.dtype, copy=False)
-        s, _ = _shifted(logits, axis=1)
+        s, _ = shift_by_max(logits, axis=1)
         log_probs = s - np.log(np.sum(np.exp(s), axis=1, keepdims=True))
         # where= skips the 0 * (-inf) = nan that a label of 0 meets when a logit is
         # so far below the maximum that its log-probability underflows to -inf.

@@ -14,7 +14,6 @@ import numbers
 import numpy as np
 
 from ._validation import (
-    _shape_str,
     as_float_array,
     check_choice,
     check_in_interval,
@@ -23,6 +22,7 @@ from ._validation import (
     check_positive_int,
     check_rng,
     check_sample_weight,
+    shape_str,
 )
 from .functional import softmax
 from .init import get_initializer
@@ -118,7 +118,7 @@ class Network:
         X = as_float_array(X, name, ndim=2, dtype=self.dtype)
         if X.shape[1] != self.n_features:
             raise ValueError(f"{name} has {X.shape[1]} features but the model expects "
-                             f"{self.n_features}: got shape {_shape_str(X.shape)}")
+                             f"{self.n_features}: got shape {shape_str(X.shape)}")
         return X
 
     def check_XY(self, X, Y):
@@ -130,14 +130,12 @@ class Network:
         if Y.shape != (X.shape[0], self.n_outputs):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.n_outputs}) (one row per "
                              f"row of X, one column per model output), got "
-                             f"{_shape_str(Y.shape)}")
+                             f"{shape_str(Y.shape)}")
         if isinstance(self.loss, CategoricalCrossEntropy):
             check_one_hot(Y, "Y")
         return X, Y
 
     # The names used before the checks were public (gradcheck and the benchmarks).
-    _check_X = check_X
-    _check_XY = check_XY
 
     # -- the one forward path and its backward -----------------------------------
     def forward(self, X, training: bool = False, *, checked: bool = False):
@@ -262,7 +260,7 @@ class Network:
         for (layer, names), node in zip(self.layers, self.node_names()[1:], strict=True):
             if names:
                 width = self.params[names[0]].shape[1]
-            shapes = ", ".join(f"{n} {_shape_str(self.params[n].shape)}" for n in names)
+            shapes = ", ".join(f"{n} {shape_str(self.params[n].shape)}" for n in names)
             count = sum(self.params[n].size for n in names)
             rows.append((f"{node} = {layer!r}", f"(N, {width})", shapes or "-", f"{count:,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
@@ -285,7 +283,7 @@ class Network:
         X = self.check_X(X)
         shapes = [X.shape] + [out.shape for *_, out in self.walk(X, checked=True)]
         n = X.shape[0]
-        shp = lambda s: _shape_str(s).replace(f"({n},", "(N,", 1)  # noqa: E731
+        shp = lambda s: shape_str(s).replace(f"({n},", "(N,", 1)  # noqa: E731
         nodes = self.node_names()
         lines = [f"N = {n}", "forward:"]
         backward = []
@@ -316,14 +314,14 @@ class Network:
         # Parameter shapes are printed as they are: only data shapes carry the batch
         # dimension N (a weight with N rows must still show its number).
         w_shape, b_shape = self.params[W].shape, self.params[b].shape
-        fwd = (f"{y} = {x} @ {W} + {b} : {shp(in_shape)} @ {_shape_str(w_shape)} + "
-               f"{_shape_str(b_shape)} -> {shp(out_shape)}")
+        fwd = (f"{y} = {x} @ {W} + {b} : {shp(in_shape)} @ {shape_str(w_shape)} + "
+               f"{shape_str(b_shape)} -> {shp(out_shape)}")
         bwd = [f"d{W} = {x}^T @ d{y} : ({in_shape[1]}, N) @ {shp(out_shape)}"
-               f" -> {_shape_str(w_shape)}",
-               f"d{b} = sum_rows(d{y}) : {shp(out_shape)} -> {_shape_str(b_shape)}"]
+               f" -> {shape_str(w_shape)}",
+               f"d{b} = sum_rows(d{y}) : {shp(out_shape)} -> {shape_str(b_shape)}"]
         if layer.compute_input_grad:
             bwd.append(f"d{x} = d{y} @ {W}^T : {shp(out_shape)} @ "
-                       f"{_shape_str(w_shape[::-1])} -> {shp(in_shape)}")
+                       f"{shape_str(w_shape[::-1])} -> {shp(in_shape)}")
         return fwd, bwd
 
     def __repr__(self):
@@ -541,7 +539,7 @@ def fold_standardization(model, mean, scale):
     for name, vector in (("mean", mean), ("scale", scale)):
         if vector.shape != (D,):
             raise ValueError(f"{name} must have shape ({D},) (the model's inputs), got "
-                             f"{_shape_str(vector.shape)}")
+                             f"{shape_str(vector.shape)}")
     if not np.all(scale > 0):
         raise ValueError(f"scale must be positive, got {scale[scale <= 0][:5].tolist()} "
                          f"among its values")

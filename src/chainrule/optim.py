@@ -21,7 +21,7 @@ import math
 
 import numpy as np
 
-from ._validation import _shape_str, check_in_interval, check_positive_float, check_positive_int
+from ._validation import check_in_interval, check_positive_float, check_positive_int, shape_str
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "step_lr", "exponential_lr", "cosine_lr",
            "linear_warmup", "OPTIMIZERS", "make_optimizer", "get_optimizer"]
@@ -75,8 +75,8 @@ class Optimizer:
                                 f"{getattr(p, 'dtype', '')}".rstrip())
             g = grads[name]
             if np.shape(g) != p.shape:
-                raise ValueError(f"grads[{name!r}] must have shape {_shape_str(p.shape)} "
-                                 f"like params[{name!r}], got {_shape_str(np.shape(g))}")
+                raise ValueError(f"grads[{name!r}] must have shape {shape_str(p.shape)} "
+                                 f"like params[{name!r}], got {shape_str(np.shape(g))}")
             g = np.asarray(g)
             if g.dtype != p.dtype:
                 if g.dtype.kind not in "biuf":

@@ -23,8 +23,6 @@ __all__ = ["plot_history", "plot_confusion_matrix", "plot_first_layer_weights",
 #: scikit-learn's 8x8 digits and the 28x28 MNIST / Fashion-MNIST images.
 #: :func:`plot_first_layer_weights` infers ``image_shape`` from it.
 KNOWN_IMAGE_SHAPES = {64: (8, 8), 784: (28, 28)}
-# The name the command line imports (kept until it uses KNOWN_IMAGE_SHAPES).
-_KNOWN_IMAGE_SHAPES = KNOWN_IMAGE_SHAPES
 
 
 def _figure(**kwargs):

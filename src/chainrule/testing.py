@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import _shape_str, check_rng
+from ._validation import check_rng, shape_str
 from .gradcheck import RngFreezer, check_layer_gradients
 
 __all__ = ["LayerContractError", "LayerReport", "check_layer"]
@@ -203,8 +203,8 @@ def _check_forward(run):
         freeze()
         out = layer.forward(x, *ps)
     except Exception as exc:  # noqa: BLE001 - any crash is a contract failure
-        run.fail("forward", f"forward(inputs {_shape_str(run.input_shape)}"
-                 + "".join(f", {_shape_str(s)}" for s in run.param_shapes)
+        run.fail("forward", f"forward(inputs {shape_str(run.input_shape)}"
+                 + "".join(f", {shape_str(s)}" for s in run.param_shapes)
                  + f") raised {type(exc).__name__}: {exc}")
         run.finish()
     if not isinstance(out, np.ndarray):
@@ -225,10 +225,10 @@ def _check_forward(run):
 def _check_output_shape(run, out):
     if run.output_shape is not None:
         if out.shape != run.output_shape:
-            run.fail("forward", f"output has shape {_shape_str(out.shape)}, expected "
-                     f"{_shape_str(run.output_shape)}")
+            run.fail("forward", f"output has shape {shape_str(out.shape)}, expected "
+                     f"{shape_str(run.output_shape)}")
     elif out.ndim == 0 or out.shape[0] != run.input_shape[0]:
-        run.fail("forward", f"output has shape {_shape_str(out.shape)}, expected one row per "
+        run.fail("forward", f"output has shape {shape_str(out.shape)}, expected one row per "
                  f"input row ({run.input_shape[0]})")
 
 
@@ -242,7 +242,7 @@ def _check_backward(run, layer, out, arrays):
     try:
         back = layer.backward(d_out)
     except Exception as exc:  # noqa: BLE001
-        run.fail("backward", f"backward(d_out {_shape_str(out.shape)}) raised "
+        run.fail("backward", f"backward(d_out {shape_str(out.shape)}) raised "
                  f"{type(exc).__name__}: {exc}")
         run.finish()
     grads, problem = _split(back, run.n_params)
@@ -253,9 +253,9 @@ def _check_backward(run, layer, out, arrays):
         if g is None and gname == "d_inputs":
             continue
         if not isinstance(g, np.ndarray) or g.shape != target.shape:
-            got = _shape_str(g.shape) if isinstance(g, np.ndarray) else type(g).__name__
+            got = shape_str(g.shape) if isinstance(g, np.ndarray) else type(g).__name__
             run.fail("backward", f"{gname} has shape {got}, expected "
-                     f"{_shape_str(target.shape)}")
+                     f"{shape_str(target.shape)}")
     if not np.array_equal(d_out, d_out0):
         run.fail("backward", "backward modified d_out in place")
     if not np.array_equal(x, x0) or any(not np.array_equal(p, p0)

@@ -13,6 +13,7 @@ import argparse
 import os
 import sys
 
+from .._version import VERSION
 from ._common import EXIT_STATUS, USER_ERRORS, CommandError, Parser, UsageError
 from .models import add_model_parsers
 from .train import add_reproduce_parser, add_train_parser
@@ -22,13 +23,12 @@ __all__ = ["main", "build_parser", "CommandError", "UsageError"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The parser of ``chainrule`` and all its subcommands."""
-    from .. import __version__
 
     parser = Parser(
         prog="chainrule",
         description="Neural networks in NumPy with hand-written backward passes.",
         epilog=EXIT_STATUS)
-    parser.add_argument("--version", action="version", version=f"chainrule {__version__}")
+    parser.add_argument("--version", action="version", version=f"chainrule {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_reproduce_parser(sub)
     add_train_parser(sub)

@@ -23,10 +23,6 @@ from ._common import (
 
 __all__ = ["add_train_parser", "add_reproduce_parser", "load_train_files"]
 
-# Input sizes --plot draws first_layer_weights.png for, as its help says: the ones
-# plots.plot_first_layer_weights knows as images (8x8 digits, 28x28 MNIST).
-_IMAGE_FEATURES = (64, 784)
-
 
 # -- parsers ------------------------------------------------------------------------
 
@@ -463,7 +459,12 @@ def _report_interrupt(args, history, printed) -> None:
 
 def _write_plots(folder, model, history, data) -> None:
     """history.png, confusion_matrix.png and, for images, first_layer_weights.png."""
-    from ..plots import plot_confusion_matrix, plot_first_layer_weights, plot_history
+    from ..plots import (
+        KNOWN_IMAGE_SHAPES,
+        plot_confusion_matrix,
+        plot_first_layer_weights,
+        plot_history,
+    )
 
     names = [str(c) for c in data.classes.tolist()]
     os.makedirs(folder, exist_ok=True)
@@ -473,7 +474,7 @@ def _write_plots(folder, model, history, data) -> None:
     written.append(os.path.join(folder, "confusion_matrix.png"))
     plot_confusion_matrix([names[k] for k in data.y_test], [names[k] for k in pred],
                           labels=names, path=written[-1])
-    if model.n_features in _IMAGE_FEATURES:
+    if model.n_features in KNOWN_IMAGE_SHAPES:
         written.append(os.path.join(folder, "first_layer_weights.png"))
         plot_first_layer_weights(model, path=written[-1])
     print("wrote " + ", ".join(written))

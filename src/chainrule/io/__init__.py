@@ -61,8 +61,8 @@ from __future__ import annotations
 import json
 
 from .._fileformat import ModelFileError, read_archive, write_archive
+from .._version import VERSION
 from ..models import Network
-from ._common import chainrule_version
 from .estimators import STATE_CLASSES
 from .networks import NETWORK_CLASSES, network_from_state, network_state
 from .onnx import DEFAULT_ONNX_OPSET, MIN_ONNX_OPSET, export_onnx
@@ -156,7 +156,7 @@ def save(model, path, *, metadata=None) -> None:
     metadata = _check_metadata(metadata)
     name, config, arrays = _model_state(model)
     meta = {"object": _MODEL_OBJECT, "class": name, "config": config,
-            "chainrule_version": chainrule_version(), "metadata": metadata}
+            "chainrule_version": VERSION, "metadata": metadata}
     write_archive(path, arrays, meta)
 
 

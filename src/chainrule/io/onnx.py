@@ -13,10 +13,10 @@ import numbers
 import numpy as np
 
 from .._fileformat import atomic_write
+from .._version import VERSION
 from ..layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from ..losses import CategoricalCrossEntropy, MeanSquaredError
 from ..models import Network
-from ._common import chainrule_version
 
 __all__ = ["export_onnx", "DEFAULT_ONNX_OPSET", "MIN_ONNX_OPSET"]
 
@@ -88,7 +88,7 @@ def export_onnx(model, path, *, opset=None) -> None:
     graph = builder.graph(network, classifier)
     opset_id = helper.make_opsetid("", opset)
     onnx_model = helper.make_model(graph, opset_imports=[opset_id], producer_name="chainrule",
-                                   producer_version=chainrule_version(),
+                                   producer_version=VERSION,
                                    doc_string=f"chainrule {type(model).__name__}")
     # The oldest IR version that can carry this opset, for older runtimes.
     onnx_model.ir_version = helper.find_min_ir_version_for([opset_id])
