@@ -294,7 +294,7 @@ def test_fitted_mlp_classifier_with_labels_not_0_to_k(tmp_path, digits):
 
     X_train, X_test, Y_train, _ = digits
     y_train = Y_train.argmax(1) * 10 + 3  # labels 3, 13, ..., 93
-    est = MLPClassifier((32,), epochs=10, learning_rate=1e-2, random_state=0)
+    est = MLPClassifier((32,), max_iter=10, learning_rate_init=1e-2, random_state=0)
     est.fit(X_train, y_train)
     export_onnx(est, tmp_path / "clf.onnx")
     out = _run(tmp_path / "clf.onnx", X_test)

@@ -804,11 +804,11 @@ def test_every_run_setting_says_whether_the_run_identity_covers_it():
                        batch_size=None, shuffle=True, validation_data=None,
                        validation_fraction=None, early_stopping=None, callbacks=(),
                        rng=np.random.default_rng(0), progress=False, diagnostics=True,
-                       checkpoint=None, resume=False)
+                       checkpoint=None, resume=False, l2=0.0)
     changed = {"X": X + 1, "Y": Y[::-1], "sample_weight": np.ones(20),
                "optimizer": Adam(lr=0.1), "batch_size": 4, "shuffle": False,
                "validation_data": (X[:4], Y[:4]), "validation_fraction": 0.25,
-               "early_stopping": EarlyStopping(patience=2, monitor="loss")}
+               "early_stopping": EarlyStopping(patience=2, monitor="loss"), "l2": 1e-3}
     fields = dataclasses.fields(RunSettings)
     for f in fields:
         assert isinstance(f.metadata.get("identity"), bool) and f.metadata.get("why"), f.name

@@ -16,18 +16,19 @@ import numpy as np
 from ._validation import (
     _shape_str,
     as_float_array,
+    as_sparse_float,
     check_choice,
     check_in_interval,
-    check_one_hot,
     check_positive_float,
     check_positive_int,
     check_rng,
     check_sample_weight,
+    is_sparse,
 )
-from .functional import softmax
+from .functional import sigmoid, softmax
 from .init import get_initializer
 from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
-from .losses import CategoricalCrossEntropy, get_loss
+from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, get_loss
 from .optim import SGD
 
 __all__ = ["Network", "MLP", "LogisticRegression", "FeedforwardNeuralNet", "ACTIVATIONS",
@@ -110,12 +111,18 @@ class Network:
     def check_X(self, X, name="X"):
         """``X`` as an array of the model's dtype, after checking its feature count.
 
+        A scipy.sparse CSR or CSC matrix stays sparse (cast to the model's dtype): the
+        first Affine layer only multiplies it (``X @ W`` forward, ``X.T @ dZ`` backward).
+
         Raises
         ------
         ValueError, TypeError
             For an array of the wrong shape, a non-numeric or non-finite one.
         """
-        X = as_float_array(X, name, ndim=2, dtype=self.dtype)
+        if is_sparse(X):
+            X = as_sparse_float(X, name, dtype=self.dtype)
+        else:
+            X = as_float_array(X, name, ndim=2, dtype=self.dtype)
         if X.shape[1] != self.n_features:
             raise ValueError(f"{name} has {X.shape[1]} features but the model expects "
                              f"{self.n_features}: got shape {_shape_str(X.shape)}")
@@ -124,15 +131,14 @@ class Network:
     def check_XY(self, X, Y):
         """``(X, Y)`` as arrays of the model's dtype, after checking they match the model
         (features, outputs, one row of ``Y`` per row of ``X``, one-hot rows for a
-        classifier)."""
+        classifier: whatever the loss's ``check_targets`` accepts)."""
         X = self.check_X(X)
         Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype)
         if Y.shape != (X.shape[0], self.n_outputs):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.n_outputs}) (one row per "
                              f"row of X, one column per model output), got "
                              f"{_shape_str(Y.shape)}")
-        if isinstance(self.loss, CategoricalCrossEntropy):
-            check_one_hot(Y, "Y")
+        self.loss.check_targets(Y, "Y")
         return X, Y
 
     # The names used before the checks were public (gradcheck and the benchmarks).
@@ -226,13 +232,16 @@ class Network:
         return loss
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities (softmax of the logits). Shape: X (N, D) -> (N, K)."""
+        """Class probabilities: the softmax of the logits, or for a binary cross-entropy
+        model (binary or multilabel) each logit's own sigmoid. Shape: X (N, D) -> (N, K)."""
+        if isinstance(self.loss, BinaryCrossEntropy):
+            return sigmoid(self.forward(X))
         return softmax(self.forward(X), axis=1)
 
     def predict(self, X) -> np.ndarray:
         """The homework's ``predict``: class probabilities of shape (N, K) for a
         classifier (cross-entropy loss), the raw outputs for a regressor."""
-        if isinstance(self.loss, CategoricalCrossEntropy):
+        if isinstance(self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy)):
             return self.predict_proba(X)
         return self.forward(X)
 

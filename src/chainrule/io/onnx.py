@@ -14,7 +14,7 @@ import numpy as np
 
 from .._fileformat import atomic_write
 from ..layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
-from ..losses import CategoricalCrossEntropy, MeanSquaredError
+from ..losses import CategoricalCrossEntropy, HalfSquaredError, MeanSquaredError
 from ..models import Network
 from ._common import chainrule_version
 
@@ -136,10 +136,11 @@ def _check_opset(opset, newest: int) -> int:
 def _is_classifier(network) -> bool:
     if isinstance(network.loss, CategoricalCrossEntropy):
         return True
-    if isinstance(network.loss, MeanSquaredError):
+    if isinstance(network.loss, (MeanSquaredError, HalfSquaredError)):
         return False
     raise TypeError(f"cannot export a network with loss {type(network.loss).__name__}; "
-                    f"only CategoricalCrossEntropy and MeanSquaredError are supported")
+                    f"only CategoricalCrossEntropy, MeanSquaredError and HalfSquaredError "
+                    f"(linear outputs) are supported")
 
 
 def _export_dtype(network) -> np.dtype:
