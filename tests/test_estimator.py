@@ -707,3 +707,47 @@ def test_partial_fit_with_a_class_weight_dict_and_a_batch_missing_a_weighted_cla
     weighted.partial_fit(X[only_zero], y[only_zero])
     plain.partial_fit(X[only_zero], y[only_zero])
     assert np.array_equal(weighted.predict_proba(X), plain.predict_proba(X))
+
+
+# -- scikit-learn's layout and inputs ----------------------------------------------------------
+def test_coefs_and_intercepts_are_the_network_parameters():
+    X, y = _blobs()
+    est = MLPClassifier((5, 4), max_iter=3, random_state=0).fit(X, y)
+    assert [c.shape for c in est.coefs_] == [(4, 5), (5, 4), (4, 3)]
+    assert est.coefs_[0] is est.model_.params["W1"]
+    assert est.intercepts_[2] is est.model_.params["b3"]
+    assert est.n_layers_ == 4 and est.n_outputs_ == 3 and est.out_activation_ == "softmax"
+    assert est.t_ == 3 * X.shape[0] and len(est.loss_curve_) == est.n_iter_ == 3
+
+
+def test_sparse_X_trains_as_the_dense_array():
+    import scipy.sparse
+
+    X, y = _blobs()
+    X = np.where(np.abs(X) < 0.5, 0.0, X)
+    for fmt in ("csr", "csc"):
+        dense = MLPClassifier((6,), solver="lbfgs", max_iter=20, random_state=0).fit(X, y)
+        sparse = MLPClassifier((6,), solver="lbfgs", max_iter=20, random_state=0).fit(
+            scipy.sparse.csr_matrix(X).asformat(fmt), y)
+        np.testing.assert_allclose(sparse.coefs_[0], dense.coefs_[0], rtol=1e-9, atol=1e-12)
+
+
+def test_parameters_follow_the_dtype_of_X_unless_dtype_says():
+    X, y = _blobs()
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2).fit(X.astype(np.float32), y)
+    assert est.coefs_[0].dtype == np.float32 and est.predict(X).dtype == np.float32
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, dtype="float64").fit(
+        X.astype(np.float32), y)
+    assert est.coefs_[0].dtype == np.float64
+
+
+def test_sklearn_init_draws_weights_and_biases_within_its_bound():
+    from chainrule.models import MLP
+
+    for activation, factor in (("relu", 6.0), ("sigmoid", 2.0)):
+        net = MLP([30, 20, 10], activation=activation, init="sklearn", rng=0)
+        for W, b in (("W1", "b1"), ("W2", "b2")):
+            fan_in, fan_out = net.params[W].shape
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            for p in (net.params[W], net.params[b]):
+                assert np.abs(p).max() <= bound and np.abs(p).max() > 0.8 * bound

@@ -858,3 +858,23 @@ def test_early_stopping_state_round_trips_through_its_state_dict():
     params["W"][...] = 5.0
     state.restore_best(params)
     assert np.array_equal(params["W"], np.ones(2))
+
+
+def test_l2_adds_scikit_learns_alpha_term_per_batch():
+    # One full-batch SGD step with l2=alpha: the step is lr * (dL/dW + alpha * W / n) on
+    # the weights and lr * dL/db on the biases (scikit-learn's alpha), and the recorded
+    # loss includes 0.5 * alpha * sum(W**2) / n.
+    X, Y = blobs(n=20)
+    alpha, lr = 0.3, 0.1
+    model = MLP([5, 4, 3], rng=0)
+    start = {k: v.copy() for k, v in model.params.items()}
+    loss, grads = model.loss_and_grads(X, Y, training=False)
+    history = fit(model, X, Y, optimizer=SGD(lr=lr), epochs=1, l2=alpha, progress=False)
+    n = X.shape[0]
+    for k, p in start.items():
+        extra = alpha * p / n if k.startswith("W") else 0.0
+        np.testing.assert_allclose(model.params[k], p - lr * (grads[k] + extra), rtol=1e-12)
+    penalty = 0.5 * alpha * sum(float(np.sum(start[w] ** 2)) for w in ("W1", "W2")) / n
+    assert history["loss"][0] == pytest.approx(loss + penalty, rel=1e-12)
+    with pytest.raises(ValueError, match="l2"):
+        fit(MLP([5, 4, 3], rng=0), X, Y, optimizer="sgd", epochs=1, l2=-1.0, progress=False)

@@ -353,7 +353,10 @@ class MLP(Network):
         Drop probability after each hidden activation, in [0, 1).
     init : str or callable, default="xavier"
         Weight initialiser: 'xavier' ('xavier_uniform'), 'xavier_normal', 'he'
-        ('he_normal'), 'he_uniform' or 'zeros'. Biases start at zero.
+        ('he_normal'), 'he_uniform' or 'zeros'; biases start at zero. 'sklearn' is
+        scikit-learn's MLP scheme: weights *and* biases ``U(-a, a)`` with ``a =
+        sqrt(f / (fan_in + fan_out))``, ``f = 2`` for a logistic ('sigmoid') network,
+        else 6.
     rng : None, int or numpy.random.Generator
         Source of the initial weights and dropout masks; ``None`` is NumPy's global
         generator (the homework's choice).
@@ -384,7 +387,7 @@ class MLP(Network):
         for a in activations:
             check_choice(a, "activation", ACTIVATIONS)
         dropout = check_in_interval(dropout, "dropout", 0.0, 1.0)
-        initializer = get_initializer(init)
+        initializer = _SklearnInit(activations) if init == "sklearn" else get_initializer(init)
         try:
             dtype = np.dtype(dtype)
         except TypeError as exc:
@@ -407,7 +410,8 @@ class MLP(Network):
         for i, (W, b) in enumerate(affine_param_names(n_layers)):
             # W then b for each layer: the order in which the homework draws its weights.
             params[W] = initializer([sizes[i], sizes[i + 1]], rng=random, dtype=dtype)
-            params[b] = np.zeros(sizes[i + 1], dtype=dtype)
+            params[b] = (initializer.bias(sizes[i], sizes[i + 1], random, dtype)
+                         if init == "sklearn" else np.zeros(sizes[i + 1], dtype=dtype))
             layers.append((Affine(), (W, b)))
             if i < n_layers - 1:
                 layers.append((ACTIVATIONS[activations[i]](), ()))
@@ -428,6 +432,26 @@ class MLP(Network):
             if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
                 raise ValueError(f"layer_sizes must hold positive integers, got {sizes!r}")
         return [int(s) for s in sizes]
+
+
+class _SklearnInit:
+    """scikit-learn's ``_init_coef``: ``U(-a, a)`` for weights and biases, ``a =
+    sqrt(f / (fan_in + fan_out))``, ``f = 2`` for logistic units, else 6."""
+
+    def __init__(self, activations):
+        logistic = bool(activations) and activations[0] in ("sigmoid", "logistic")
+        self.factor = 2.0 if logistic else 6.0
+
+    def _bound(self, fan_in, fan_out):
+        return np.sqrt(self.factor / (fan_in + fan_out))
+
+    def __call__(self, shape, rng, dtype):
+        a = self._bound(*shape)
+        return rng.uniform(-a, a, size=tuple(shape)).astype(dtype, copy=False)
+
+    def bias(self, fan_in, fan_out, rng, dtype):
+        a = self._bound(fan_in, fan_out)
+        return rng.uniform(-a, a, size=fan_out).astype(dtype, copy=False)
 
 
 class _HomeworkModel(MLP):

@@ -64,8 +64,9 @@ _PARAMETERS_DOC = """
     dropout : float in [0, 1), default=0.0
         Drop probability after each hidden activation, during training only
         (stochastic solvers).
-    init : {'xavier', 'xavier_normal', 'he', 'he_uniform', ...}, default='xavier'
-        Weight initialiser; biases start at zero.
+    init : {'sklearn', 'xavier', 'xavier_normal', 'he', 'he_uniform', ...}, default='sklearn'
+        scikit-learn's scheme (weights and biases uniform, see
+        :class:`chainrule.models.MLP`) or a chainrule weight initialiser (biases at 0).
     dtype : {None, 'float32', 'float64'}, default=None
         Parameters' dtype; None follows ``X`` (float32 stays float32).
 """
@@ -110,7 +111,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, init="xavier", dtype=None, class_weight=None):
+                 dropout=0.0, init="sklearn", dtype=None, class_weight=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,
@@ -275,7 +276,7 @@ class MLPRegressor(RegressorMixin, BaseMLP):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, init="xavier", dtype=None):
+                 dropout=0.0, init="sklearn", dtype=None):
         super().__init__(
             hidden_layer_sizes, activation, solver=solver, alpha=alpha, batch_size=batch_size,
             learning_rate=learning_rate, learning_rate_init=learning_rate_init,

@@ -21,7 +21,7 @@ from .solvers import build_optimizer, run_lbfgs, run_stochastic
 __all__ = ["BaseMLP", "STOCHASTIC_SOLVERS", "OUT_ACTIVATIONS"]
 
 STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw")
-_INITS = {"xavier", "xavier_uniform", "xavier_normal", "he", "he_normal", "he_uniform"}
+_INITS = {"sklearn", "xavier", "xavier_uniform", "xavier_normal", "he", "he_normal", "he_uniform"}
 #: The network's loss for each scikit-learn output activation.
 OUT_ACTIVATIONS = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy",
                    "identity": "squared_error", "exp": "poisson"}
@@ -97,7 +97,7 @@ class BaseMLP(BaseEstimator):
                  random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
                  nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
                  beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
-                 dropout=0.0, init="xavier", dtype=None):
+                 dropout=0.0, init="sklearn", dtype=None):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
