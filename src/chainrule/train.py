@@ -10,7 +10,7 @@ as one linear loop of named steps, in the spirit of nanoGPT's ``train.py``::
                                             per epoch with minibatches)
             logits = model.forward(batch)          the one forward path
             loss   = model.loss.forward(logits)    checked: must be finite
-            grads  = model.backward(loss.backward())
+            grads  = model.backward(loss.backward())   (+ the l2 term, if any)
             optimizer.step(params, grads)          params updated in place
         record the History (validation, diagnostics), early stopping, callbacks,
         commit the epoch (snapshot, checkpoint)
@@ -23,10 +23,9 @@ What each History value means is written down once, in :class:`History`.
 
 Randomness
 ----------
-The row permutations and the ``validation_fraction`` split are drawn from ``rng``
-(``None``: NumPy's global generator, an int: a new ``numpy.random.Generator`` seeded
-with it). Dropout masks come from the model's own generator (the ``rng`` given to
-``MLP``). Same model, data and ``rng`` give bit-identical parameters.
+Row permutations and the ``validation_fraction`` split come from ``rng`` (``None``:
+NumPy's global generator, an int: a seeded ``numpy.random.Generator``), Dropout masks
+from the model's own. Same model, data and ``rng`` give bit-identical parameters.
 
 Checkpoints and Ctrl-C
 ----------------------
@@ -38,12 +37,9 @@ interrupted. The generators are *restored from the file* (an int ``rng`` seeds o
 whose state is then overwritten). A missing checkpoint file with ``resume=True``
 starts the run from scratch, so the same command can be repeated after a crash.
 
-A ``KeyboardInterrupt`` (Ctrl-C) during :func:`fit` does not propagate. The epoch
-that was running is discarded: parameters, optimizer state, generators and History
-are rolled back to the end of the last completed epoch, that state is written to the
-checkpoint (when one was given), and :func:`fit` returns the History with
-``stop_reason == "interrupted"``. Resuming from the checkpoint then gives the same
-result as an uninterrupted run.
+A ``KeyboardInterrupt`` (Ctrl-C) during :func:`fit` does not propagate: the running
+epoch is discarded, the state of the last completed one is restored (and written to the
+checkpoint, if any), and the History comes back with ``stop_reason == "interrupted"``.
 """
 
 from __future__ import annotations
