@@ -560,10 +560,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     diagnostics : bool, default=True
         Record :attr:`History.diagnostics` (a few percent of the run time).
     l2 : float, default=0.0
-        scikit-learn's ``alpha``: every step adds ``0.5 * l2 * sum(W**2) / n`` over the
-        weights (not the biases) to the batch loss and ``l2 * W / n`` to their
-        gradients, ``n`` being the batch's rows or sample-weight sum
-        (:func:`~chainrule.losses.l2_penalty`). The History's ``loss`` includes it.
+        scikit-learn's ``alpha``, per batch: :func:`~chainrule.losses.l2_penalty` of the
+        weights over the batch's rows (or weight sum), in the loss and the gradients.
 
     Returns
     -------
