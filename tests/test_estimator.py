@@ -751,3 +751,24 @@ def test_sklearn_init_draws_weights_and_biases_within_its_bound():
             bound = np.sqrt(factor / (fan_in + fan_out))
             for p in (net.params[W], net.params[b]):
                 assert np.abs(p).max() <= bound and np.abs(p).max() > 0.8 * bound
+
+
+def test_a_diverging_partial_fit_leaves_network_optimizer_and_generator_as_they_were():
+    X, y = _blobs()
+    est = MLPClassifier((6,), solver="sgd", learning_rate="adaptive", batch_size=16,
+                        random_state=0)
+    for _ in range(3):
+        est.partial_fit(X, y, classes=[0, 1, 2])
+    params = {k: v.copy() for k, v in est.model_.params.items()}
+    state, rng = est.optimizer_.state_dict(), est._rng.bit_generator.state
+    with pytest.raises(ValueError, match="non-finite parameter weights"), \
+            np.errstate(all="ignore"):
+        est.partial_fit(X * 1e300, y)
+    for k, v in params.items():
+        np.testing.assert_array_equal(est.model_.params[k], v)
+    after = est.optimizer_.state_dict()
+    assert after["steps"] == state["steps"]
+    for k, st in state["state"].items():
+        for name, v in st.items():
+            np.testing.assert_array_equal(after["state"][k][name], v)
+    assert est._rng.bit_generator.state == rng and len(est.loss_curve_) == 3

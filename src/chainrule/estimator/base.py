@@ -3,6 +3,7 @@ network they build, the data checks and the fit / partial_fit logic."""
 
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from numbers import Integral, Real
@@ -230,6 +231,9 @@ class BaseMLP(BaseEstimator):
         attributes = dict(vars(self))
         model = getattr(self, "model_", None)
         saved = None if model is None else {k: v.copy() for k, v in model.params.items()}
+        optimizer = getattr(self, "optimizer_", None)
+        state = None if optimizer is None else (optimizer.state_dict(), copy.copy(
+            getattr(optimizer.lr, "current", None)), self._rng.bit_generator.state)
         try:
             return self._fit_unguarded(X, y, sample_weight, incremental, classes)
         except BaseException:
@@ -237,6 +241,11 @@ class BaseMLP(BaseEstimator):
                 for k, v in saved.items():
                     model.params[k][...] = v
                 clear_caches(model)
+            if state is not None:  # the optimizer's state, its epoch rate, the generator
+                optimizer.load_state_dict(state[0])
+                if state[1] is not None:
+                    optimizer.lr.current = state[1]
+                attributes["_rng"].bit_generator.state = state[2]
             vars(self).clear()
             vars(self).update(attributes)
             raise
