@@ -112,7 +112,7 @@ def test_predict_and_evaluate_with_string_classes_from_estimator(tmp_path, capsy
 
     X, y = blobs(n=60)
     names = np.array(["ant", "bee", "cow"])[y]
-    est = MLPClassifier((8,), epochs=30, random_state=0).fit(X, names)
+    est = MLPClassifier((8,), max_iter=30, random_state=0).fit(X, names)
     path = tmp_path / "est.npz"
     io.save(est, path)
     data = tmp_path / "d.csv"
@@ -522,7 +522,7 @@ def test_evaluate_and_predict_of_a_dataframe_fitted_estimator_warn_nothing(tmp_p
     X = rng.standard_normal((40, 3))
     y = (X[:, 0] > 0).astype(int)
     df = pd.DataFrame(X, columns=["a", "b", "c"])
-    save(MLPClassifier((4,), epochs=3, random_state=0).fit(df, y), tmp_path / "clf.npz")
+    save(MLPClassifier((4,), max_iter=3, random_state=0).fit(df, y), tmp_path / "clf.npz")
     df.assign(label=y).to_csv(tmp_path / "d.csv", index=False)
     code = "import sys; from chainrule.cli import main; sys.exit(main(sys.argv[1:]))"
     for command in ("evaluate", "predict"):

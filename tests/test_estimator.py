@@ -31,8 +31,9 @@ from chainrule.estimator import MLPClassifier, MLPRegressor
 # checks (batch_size='auto' is min(200, n)), a learning rate high enough that 50 epochs
 # of Adam pass the checks' accuracy thresholds (check_classifiers_train wants > 0.83,
 # check_regressors_train an R^2 > 0.5).
-CHECKED = [MLPClassifier((8,), learning_rate=0.05, epochs=50, random_state=0),
-           MLPRegressor((8,), learning_rate=0.05, epochs=50, random_state=0)]
+CHECKED = [MLPClassifier((8,), learning_rate_init=0.05, max_iter=50, random_state=0),
+           MLPRegressor(hidden_layer_sizes=(8,), learning_rate_init=0.05, max_iter=50,
+                        random_state=0)]
 
 
 # No check is skipped or expected to fail (expected_failed_checks is empty). scikit-learn
@@ -87,9 +88,10 @@ def _blobs(n=120, centers=3, seed=0, std=1.5):
 
 
 def _full_batch(cls=MLPClassifier, **kw):
-    """Deterministic settings: one full batch per epoch (no shuffling), no dropout."""
-    params = dict(hidden_layer_sizes=(6,), learning_rate=0.02, epochs=30, batch_size=None,
-                  random_state=3)
+    """Deterministic settings: one full batch per epoch (no shuffling: batch_size 'auto'
+    is the whole of these <= 200-row data sets), no dropout, no early stop on tol."""
+    params = dict(hidden_layer_sizes=(6,), learning_rate_init=0.02, max_iter=30, tol=0.0,
+                  n_iter_no_change=np.inf, random_state=3)
     params.update(kw)
     return cls(**params)
 
@@ -112,7 +114,7 @@ def test_any_label_type_is_a_relabelling(labels):
 def test_string_labels_predict_strings_and_probabilities_follow_classes():
     X, y = _blobs(centers=3)
     names = np.array(["setosa", "versicolor", "virginica"], dtype=object)
-    est = MLPClassifier((8,), learning_rate=0.02, epochs=60, random_state=0).fit(X, names[y])
+    est = MLPClassifier((8,), learning_rate_init=0.02, max_iter=60, random_state=0).fit(X, names[y])
     pred = est.predict(X)
     assert pred.dtype == object and set(pred) <= set(names)
     proba = est.predict_proba(X)
@@ -122,21 +124,29 @@ def test_string_labels_predict_strings_and_probabilities_follow_classes():
     assert est.score(X, names[y]) > 0.9
 
 
-def test_binary_uses_two_softmax_columns():
+def test_binary_uses_one_logistic_output_and_two_probability_columns():
+    # scikit-learn's layout: coefs_[-1] has one column, out_activation_ 'logistic',
+    # predict_proba [1 - p, p] computed as [sigmoid(-z), sigmoid(z)].
+    from chainrule.functional import sigmoid
+
     X, y = _blobs(centers=2, std=1.0)
     words = np.array(["no", "yes"])
-    est = MLPClassifier((4,), learning_rate=0.05, epochs=40, random_state=0).fit(X, words[y])
+    est = MLPClassifier((4,), learning_rate_init=0.05, max_iter=40, random_state=0).fit(X, words[y])
     proba = est.predict_proba(X)
     assert proba.shape == (X.shape[0], 2)
-    assert est.model_.n_outputs == 2
+    assert est.model_.n_outputs == 1 == est.n_outputs_ and est.coefs_[-1].shape == (4, 1)
+    assert est.out_activation_ == "logistic"
+    z = est.model_.forward(X)[:, 0]
+    np.testing.assert_array_equal(proba[:, 1], sigmoid(z))
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
     assert est.score(X, words[y]) == 1.0  # two well separated blobs
 
 
-def test_a_single_class_is_refused_with_a_clear_message():
+def test_a_single_class_always_predicts_it():
+    # scikit-learn fits one class (its LabelBinarizer gives all-zero targets).
     X, _ = _blobs()
-    with pytest.raises(ValueError, match="at least 2 classes.*one class"):
-        MLPClassifier().fit(X, np.full(X.shape[0], "only"))
+    est = MLPClassifier(max_iter=5).fit(X, np.full(X.shape[0], "only"))
+    assert list(est.classes_) == ["only"] and set(est.predict(X)) == {"only"}
 
 
 # -- weights ------------------------------------------------------------------------------
@@ -195,7 +205,7 @@ def test_class_weight_balanced_formula():
 
 def test_a_heavily_weighted_class_is_predicted_more():
     X, y = _blobs(n=300, centers=2, std=8.0, seed=2)  # strongly overlapping blobs
-    plain = MLPClassifier((8,), learning_rate=0.02, epochs=60, random_state=0).fit(X, y)
+    plain = MLPClassifier((8,), learning_rate_init=0.02, max_iter=60, random_state=0).fit(X, y)
     heavy = clone(plain).set_params(class_weight={0: 1.0, 1: 20.0}).fit(X, y)
     share_plain = np.mean(plain.predict(X) == 1)
     share_heavy = np.mean(heavy.predict(X) == 1)
@@ -208,12 +218,12 @@ def test_partial_fit_epochs_equal_fit_epochs(optimizer):
     # Same seed, full batch: k partial_fit calls must continue the same optimizer
     # (Adam's moments, SGD's momentum) and give the network of fit(epochs=k).
     X, y = _blobs()
-    kw = dict(optimizer=optimizer, learning_rate=0.01)
-    ref = _full_batch(epochs=5, **kw).fit(X, y)
+    kw = dict(solver=optimizer, learning_rate_init=0.01)
+    ref = _full_batch(max_iter=5, **kw).fit(X, y)
     est = _full_batch(**kw)
     for _ in range(5):
         est.partial_fit(X, y, classes=[0, 1, 2])
-    assert est.n_iter_ == 5
+    assert est.n_iter_ == 1 and len(est.loss_curve_) == 5  # scikit-learn: per call
     for k, v in ref.model_.params.items():
         np.testing.assert_array_equal(est.model_.params[k], v)
     np.testing.assert_array_equal(est.loss_curve_, ref.loss_curve_)
@@ -221,36 +231,37 @@ def test_partial_fit_epochs_equal_fit_epochs(optimizer):
 
 def test_partial_fit_lowers_the_loss_and_checks_its_inputs():
     X, y = _blobs()
-    est = MLPClassifier((8,), learning_rate=0.01, batch_size=16, random_state=0)
-    with pytest.raises(ValueError, match="classes must be given"):
+    est = MLPClassifier((8,), learning_rate_init=0.01, batch_size=16, random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed"):
         est.partial_fit(X, y)
     for _ in range(15):
         est.partial_fit(X, y, classes=np.array([0, 1, 2]))
     assert len(est.loss_curve_) == 15
     assert est.loss_curve_[-1] < 0.5 * est.loss_curve_[0]
-    with pytest.raises(ValueError, match="not in classes"):
+    with pytest.raises(ValueError, match="classes not in"):
         est.partial_fit(X[:3], np.array([0, 1, 5]))
-    with pytest.raises(ValueError, match="differs from the classes"):
+    with pytest.raises(ValueError, match="is not the same as on last call"):
         est.partial_fit(X, y, classes=[0, 1])
     before = {k: v.copy() for k, v in est.model_.params.items()}
     with pytest.raises(ValueError, match="features"):
         est.partial_fit(X[:, :3], y)
     for k, v in before.items():  # nothing changed by the failed calls
         np.testing.assert_array_equal(est.model_.params[k], v)
-    assert est.n_iter_ == 15
+    assert len(est.loss_curve_) == 15
 
 
 def test_regressor_partial_fit_and_multi_output():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(100, 3))
     Y = np.column_stack([X[:, 0] + X[:, 1], X[:, 2] - X[:, 0]])
-    reg = MLPRegressor((16,), learning_rate=0.02, epochs=200, random_state=0).fit(X, Y)
-    assert reg.predict(X).shape == (100, 2) and reg.n_outputs_ == 2 and reg.y_ndim_ == 2
+    reg = MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.02, max_iter=200,
+                       random_state=0).fit(X, Y)
+    assert reg.predict(X).shape == (100, 2) and reg.n_outputs_ == 2
     assert reg.score(X, Y) > 0.95
-    one = MLPRegressor((16,), learning_rate=0.02, random_state=0)
+    one = MLPRegressor(hidden_layer_sizes=(16,), learning_rate_init=0.02, random_state=0)
     for _ in range(30):
         one.partial_fit(X, Y[:, 0])
-    assert one.predict(X).shape == (100,) and one.y_ndim_ == 1
+    assert one.predict(X).shape == (100,) and one.n_outputs_ == 1
     assert one.loss_curve_[-1] < 0.2 * one.loss_curve_[0]
 
 
@@ -270,10 +281,11 @@ def test_failed_fit_leaves_the_previous_model():
 
 # -- hyperparameters ------------------------------------------------------------------------
 @pytest.mark.parametrize("param, value", [
-    ("learning_rate", -1.0), ("learning_rate", 0), ("activation", "swish"),
-    ("optimizer", "rmsprop"), ("batch_size", 0), ("epochs", 0), ("dropout", 1.0),
-    ("validation_fraction", 1.0), ("momentum", 1.5), ("dtype", "float16"),
-    ("init", "zeros"), ("n_iter_no_change", 0), ("weight_decay", -0.1),
+    ("learning_rate_init", -1.0), ("learning_rate_init", 0), ("activation", "swish"),
+    ("learning_rate", 0.01), ("solver", "rmsprop"), ("batch_size", 0), ("max_iter", 0),
+    ("dropout", 1.0), ("validation_fraction", 1.0), ("momentum", 1.5), ("dtype", "float16"),
+    ("init", "zeros"), ("n_iter_no_change", 0), ("alpha", -0.1), ("max_fun", 0),
+    ("beta_1", 1.0), ("epsilon", 0.0), ("power_t", -1.0),
     ("class_weight", "auto"), ("hidden_layer_sizes", "wide"),
 ])
 def test_bad_hyperparameters_raise_invalid_parameter_error(param, value):
@@ -290,79 +302,87 @@ def test_bad_hyperparameters_raise_invalid_parameter_error(param, value):
 def test_bad_hidden_layer_sizes_entries(sizes):
     X, y = _blobs(n=30)
     with pytest.raises(ValueError, match="hidden_layer_sizes must hold positive integers"):
-        MLPRegressor(sizes).fit(X, y.astype(float))
+        MLPRegressor(hidden_layer_sizes=sizes).fit(X, y.astype(float))
 
 
 def test_hidden_layer_sizes_forms():
     X, y = _blobs(n=30)
     assert [k for k in MLPClassifier(()).fit(X, y).model_.params] == ["W", "b"]
-    assert MLPClassifier(5, epochs=2).fit(X, y).model_.params["W1"].shape == (4, 5)
-    assert MLPClassifier([3, 2], epochs=2).fit(X, y).model_.params["W2"].shape == (3, 2)
+    assert MLPClassifier(5, max_iter=2).fit(X, y).model_.params["W1"].shape == (4, 5)
+    assert MLPClassifier([3, 2], max_iter=2).fit(X, y).model_.params["W2"].shape == (3, 2)
 
 
 # -- settings reach the network and the loop ------------------------------------------------
 def test_settings_reach_the_network():
     X, y = _blobs()
     est = MLPClassifier((5, 4), activation="tanh", dropout=0.2, dtype="float32",
-                        optimizer="sgd", momentum=0.5, weight_decay=1e-3, epochs=3,
+                        solver="sgd", momentum=0.5, nesterovs_momentum=False, max_iter=3,
                         random_state=0).fit(X, y)
     net = est.model_
     assert net.config["layer_sizes"] == [4, 5, 4, 3]
     assert net.config["activation"] == "tanh" and net.config["dropout"] == 0.2
     assert all(p.dtype == np.float32 for p in net.params.values())
     assert est.predict_proba(X).dtype == np.float32
-    assert type(est._optimizer).__name__ == "SGD"
-    assert (est._optimizer.momentum, est._optimizer.weight_decay) == (0.5, 1e-3)
+    assert type(est.optimizer_).__name__ == "SGD"
+    assert (est.optimizer_.momentum, est.optimizer_.nesterov) == (0.5, False)
     assert est.n_iter_ == 3 == est.history_.epochs
 
 
 def test_random_state_makes_fit_repeatable():
     X, y = _blobs()
-    a = MLPClassifier((8,), batch_size=10, dropout=0.1, epochs=5, random_state=7).fit(X, y)
-    b = MLPClassifier((8,), batch_size=10, dropout=0.1, epochs=5, random_state=7).fit(X, y)
-    c = MLPClassifier((8,), batch_size=10, dropout=0.1, epochs=5, random_state=8).fit(X, y)
+    a = MLPClassifier((8,), batch_size=10, dropout=0.1, max_iter=5, random_state=7).fit(X, y)
+    b = MLPClassifier((8,), batch_size=10, dropout=0.1, max_iter=5, random_state=7).fit(X, y)
+    c = MLPClassifier((8,), batch_size=10, dropout=0.1, max_iter=5, random_state=8).fit(X, y)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     assert not np.array_equal(a.predict_proba(X), c.predict_proba(X))
 
 
 def test_early_stopping_stops_and_keeps_the_best_weights():
     X, y = _blobs(n=200, centers=2, std=5.0, seed=1)  # noisy: the validation loss turns up
-    est = MLPClassifier((64,), learning_rate=0.05, epochs=500, early_stopping=True,
+    est = MLPClassifier((64,), learning_rate_init=0.05, max_iter=500, early_stopping=True,
                         n_iter_no_change=5, validation_fraction=0.2, random_state=0).fit(X, y)
-    h = est.history_
-    assert h.stop_reason == "early_stopping" and est.n_iter_ < 500
-    assert len(h["val_loss"]) == est.n_iter_
-    assert h.best_epoch == int(np.argmin(h["val_loss"]))
+    # scikit-learn's rule: stop when the validation accuracy has not risen by tol for
+    # more than n_iter_no_change epochs, then go back to the best weights.
+    scores = est.validation_scores_
+    assert est.history_.stop_reason == "callback" and est.n_iter_ < 500
+    assert len(scores) == est.n_iter_ and est.best_validation_score_ == max(scores)
+    assert est.best_loss_ is None
+    best = int(np.argmax(scores))
+    assert est.n_iter_ - 1 - best >= 5
+    X_val_score = est.best_validation_score_
+    assert 0 < X_val_score <= 1
 
 
 def test_early_stopping_needs_rows_left_to_train_on():
     X, y = _blobs(n=30)
-    with pytest.raises(ValueError, match="validation_fraction=0.9 of 2 rows"):
-        MLPRegressor((3,), early_stopping=True, validation_fraction=0.9).fit(X[:2], y[:2])
+    with pytest.raises(ValueError, match="The validation set is too small"):
+        MLPRegressor(hidden_layer_sizes=(3,), early_stopping=True,
+                     validation_fraction=0.9).fit(X[:2], y[:2])
 
 
 def test_network_config_is_the_network_fit_builds():
     X, y = _blobs()
-    est = MLPClassifier((5, 4), activation="tanh", dtype="float32", epochs=2,
+    est = MLPClassifier((5, 4), activation="tanh", dtype="float32", max_iter=2,
                         random_state=0).fit(X, y)
-    assert est.network_config(4, 3) == est.model_.config
+    assert est.network_config(4, 3, "softmax", np.float64) == est.model_.config
+    assert est.out_activation_ == "softmax"
     with pytest.raises(ValueError, match="'activation' parameter"):
-        MLPClassifier(activation="swish").network_config(4, 3)
+        MLPClassifier(activation="swish").network_config(4, 3, "softmax", np.float64)
 
 
 def test_reset_training_state_gives_a_fresh_optimizer_and_generator():
     X, y = _blobs()
-    est = _full_batch(epochs=3).fit(X, y)
-    trained = est._optimizer
+    est = _full_batch(max_iter=3).fit(X, y)
+    trained = est.optimizer_
     assert est.reset_training_state() is est
-    assert est._optimizer is not trained and type(est._optimizer) is type(trained)
+    assert est.optimizer_ is not trained and type(est.optimizer_) is type(trained)
 
 
 def test_feature_names_in_from_a_dataframe():
     import pandas as pd  # in the test extras; see the note at the top
     X, y = _blobs(n=40)
     df = pd.DataFrame(X, columns=["a", "b", "c", "d"])
-    est = MLPClassifier((4,), epochs=3, random_state=0).fit(df, y)
+    est = MLPClassifier((4,), max_iter=3, random_state=0).fit(df, y)
     np.testing.assert_array_equal(est.feature_names_in_, ["a", "b", "c", "d"])
     with pytest.raises(ValueError, match="feature names"):
         est.predict(df[["d", "c", "b", "a"]])
@@ -375,7 +395,8 @@ def test_digits_pipeline_accuracy():
 
     X_train, X_test, Y_train, Y_test = load_homework_digits()
     pipe = Pipeline([("scale", StandardScaler()),
-                     ("mlp", MLPClassifier((64,), learning_rate=2e-3, batch_size=32, epochs=20,
+                     ("mlp", MLPClassifier((64,), learning_rate_init=2e-3, batch_size=32,
+                                           max_iter=20,
                                            random_state=0))])
     pipe.fit(X_train, Y_train.argmax(axis=1))
     assert pipe.score(X_test, Y_test.argmax(axis=1)) >= 0.95
@@ -385,7 +406,7 @@ def test_digits_pipeline_accuracy():
 def test_grid_search_in_two_processes_matches_one():
     X, y = load_iris(return_X_y=True)
     pipe = Pipeline([("scale", StandardScaler()),
-                     ("mlp", MLPClassifier(learning_rate=0.02, epochs=40, random_state=0))])
+                     ("mlp", MLPClassifier(learning_rate_init=0.02, max_iter=40, random_state=0))])
     grid = {"mlp__hidden_layer_sizes": [(2,), (16,)], "mlp__activation": ["relu", "tanh"]}
     two = GridSearchCV(pipe, grid, cv=3, n_jobs=2).fit(X, y)
     one = GridSearchCV(pipe, grid, cv=3, n_jobs=1).fit(X, y)
@@ -412,7 +433,7 @@ def test_save_load_round_trip_classifier(tmp_path, labels):
 
     X, y = _blobs()
     df = pd.DataFrame(X, columns=["w", "x", "y", "z"])
-    est = MLPClassifier((6,), epochs=10, random_state=0,
+    est = MLPClassifier((6,), max_iter=10, random_state=0,
                         class_weight={labels[0]: 2.0}).fit(df, labels[y])
     save(est, tmp_path / "clf.npz")
     back = load(tmp_path / "clf.npz")
@@ -421,12 +442,12 @@ def test_save_load_round_trip_classifier(tmp_path, labels):
     np.testing.assert_array_equal(back.classes_, est.classes_)
     assert back.classes_.dtype == est.classes_.dtype
     np.testing.assert_array_equal(back.feature_names_in_, est.feature_names_in_)
-    assert back.n_features_in_ == 4 and back.n_iter_ == 10
+    assert back.n_features_in_ == 4 and back.n_iter_ == 10 and back.t_ == est.t_
     np.testing.assert_array_equal(back.predict_proba(df), est.predict_proba(df))
     np.testing.assert_array_equal(back.predict(df), est.predict(df))
     assert back.history_["loss"] == est.history_["loss"]
     back.partial_fit(df, labels[y])  # a loaded estimator keeps training
-    assert back.n_iter_ == 11
+    assert len(back.loss_curve_) == 11 and back.t_ == 11 * len(y)
 
 
 def test_save_load_round_trip_regressor(tmp_path):
@@ -435,7 +456,8 @@ def test_save_load_round_trip_regressor(tmp_path):
     X, y = _blobs()
     Y = np.column_stack([X[:, 0], X[:, 1] * 2])
     for target in (Y, Y[:, 0]):
-        est = MLPRegressor((5,), epochs=5, dtype="float32", random_state=0).fit(X, target)
+        est = MLPRegressor(hidden_layer_sizes=(5,), max_iter=5, dtype="float32",
+                           random_state=0).fit(X, target)
         save(est, tmp_path / "reg.npz")
         back = load(tmp_path / "reg.npz")
         assert back.predict(X).shape == est.predict(X).shape
@@ -447,9 +469,9 @@ def test_load_refuses_an_inconsistent_estimator_file(tmp_path):
     from chainrule.io import load, save
 
     X, y = _blobs()
-    save(_full_batch(epochs=2).fit(X, y), tmp_path / "ok.npz")
+    save(_full_batch(max_iter=2).fit(X, y), tmp_path / "ok.npz")
     arrays, meta = read_archive(tmp_path / "ok.npz")
-    arrays["classes_"] = np.array([0, 1])  # two labels for a three-output network
+    arrays["classes_"] = np.array([0, 1, 2, 3])  # four labels for a three-output network
     write_archive(tmp_path / "bad.npz", arrays, meta)
     with pytest.raises(ModelFileError, match="classes_"):
         load(tmp_path / "bad.npz")
@@ -510,7 +532,9 @@ CLASSIFIER_EDITS = {
         _set_array("feature_names_in_", np.array(["a", "b", "c"])), "feature_names_in_"),
     "numeric feature names": (_set_array("feature_names_in_", np.arange(4)),
                               "feature_names_in_"),
-    "n_iter_ not the length of loss_curve_": (_set(["n_iter_"])(7), "n_iter_"),
+    "negative t_": (_set(["t_"])(-1), "t_"),
+    "out_activation_ logistic for three classes": (_set(["out_activation_"])("logistic"),
+                                                    "its loss is .cross_entropy."),
     "negative n_iter_": (_set(["n_iter_"])(-1), "n_iter_"),
     "loss_ not the last loss": (_set(["loss_"])(123.0), "loss_"),
     "loss_ a string": (_set(["loss_"])("low"), "loss_"),
@@ -563,7 +587,7 @@ def test_load_cross_checks_a_classifier_file(tmp_path, what):
 
     edit, named = CLASSIFIER_EDITS[what]
     df, y = _three_class_frame()
-    path = _edited_file(tmp_path, _full_batch(hidden_layer_sizes=(5,), epochs=3), df, y, edit)
+    path = _edited_file(tmp_path, _full_batch(hidden_layer_sizes=(5,), max_iter=3), df, y, edit)
     load(tmp_path / "ok.npz")  # the unedited file loads
     with pytest.raises(ModelFileError, match=named) as info:
         load(path)
@@ -589,7 +613,7 @@ def test_load_cross_checks_a_class_weight_dict(tmp_path, what):
 
     edit, named = CLASS_WEIGHT_EDITS[what]
     X, y = _blobs()
-    path = _edited_file(tmp_path, _full_batch(hidden_layer_sizes=(5,), epochs=2,
+    path = _edited_file(tmp_path, _full_batch(hidden_layer_sizes=(5,), max_iter=2,
                                                    class_weight={0: 2.0}),
                         X, y, edit)
     assert load(tmp_path / "ok.npz").class_weight == {0: 2.0}
@@ -616,7 +640,8 @@ def test_load_cross_checks_a_regressor_file(tmp_path, what):
     edit, named = REGRESSOR_EDITS[what]
     X, _ = _blobs()
     Y = np.column_stack([X[:, 0], X[:, 1]])
-    path = _edited_file(tmp_path, MLPRegressor((5,), epochs=2, batch_size=None,
+    path = _edited_file(tmp_path, MLPRegressor(hidden_layer_sizes=(5,), max_iter=2,
+                                               batch_size="auto",
                                                random_state=0), X, Y, edit)
     load(tmp_path / "ok.npz")
     with pytest.raises(ModelFileError, match=named):
@@ -647,7 +672,7 @@ def test_any_edit_of_the_config_loads_or_raises_model_file_error(tmp_path):
     from chainrule.io import load, save
 
     X, y = _blobs(n=30)
-    save(_full_batch(hidden_layer_sizes=(3,), epochs=2).fit(X, y), tmp_path / "ok.npz")
+    save(_full_batch(hidden_layer_sizes=(3,), max_iter=2).fit(X, y), tmp_path / "ok.npz")
     arrays, meta = read_archive(tmp_path / "ok.npz")
     positions = [p for p in _leaves(meta["config"]) if p]
     assert len(positions) > 50
@@ -675,8 +700,8 @@ def test_partial_fit_with_a_class_weight_dict_and_a_batch_missing_a_weighted_cla
     rng = np.random.default_rng(0)
     X = rng.standard_normal((30, 3))
     y = np.array([0, 1, 2] * 10)
-    weighted = MLPClassifier((4,), epochs=1, random_state=0, class_weight={1: 3.0, 2: 2.0})
-    plain = MLPClassifier((4,), epochs=1, random_state=0)
+    weighted = MLPClassifier((4,), max_iter=1, random_state=0, class_weight={1: 3.0, 2: 2.0})
+    plain = MLPClassifier((4,), max_iter=1, random_state=0)
     weighted.partial_fit(X, y, classes=[0, 1, 2])
     plain.partial_fit(X, y, classes=[0, 1, 2],
                       sample_weight=np.array([1.0, 3.0, 2.0] * 10))
@@ -684,3 +709,68 @@ def test_partial_fit_with_a_class_weight_dict_and_a_batch_missing_a_weighted_cla
     weighted.partial_fit(X[only_zero], y[only_zero])
     plain.partial_fit(X[only_zero], y[only_zero])
     assert np.array_equal(weighted.predict_proba(X), plain.predict_proba(X))
+
+
+# -- scikit-learn's layout and inputs ----------------------------------------------------------
+def test_coefs_and_intercepts_are_the_network_parameters():
+    X, y = _blobs()
+    est = MLPClassifier((5, 4), max_iter=3, random_state=0).fit(X, y)
+    assert [c.shape for c in est.coefs_] == [(4, 5), (5, 4), (4, 3)]
+    assert est.coefs_[0] is est.model_.params["W1"]
+    assert est.intercepts_[2] is est.model_.params["b3"]
+    assert est.n_layers_ == 4 and est.n_outputs_ == 3 and est.out_activation_ == "softmax"
+    assert est.t_ == 3 * X.shape[0] and len(est.loss_curve_) == est.n_iter_ == 3
+
+
+def test_sparse_X_trains_as_the_dense_array():
+    import scipy.sparse
+
+    X, y = _blobs()
+    X = np.where(np.abs(X) < 0.5, 0.0, X)
+    for fmt in ("csr", "csc"):
+        dense = MLPClassifier((6,), solver="lbfgs", max_iter=20, random_state=0).fit(X, y)
+        sparse = MLPClassifier((6,), solver="lbfgs", max_iter=20, random_state=0).fit(
+            scipy.sparse.csr_matrix(X).asformat(fmt), y)
+        np.testing.assert_allclose(sparse.coefs_[0], dense.coefs_[0], rtol=1e-9, atol=1e-12)
+
+
+def test_parameters_follow_the_dtype_of_X_unless_dtype_says():
+    X, y = _blobs()
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2).fit(X.astype(np.float32), y)
+    assert est.coefs_[0].dtype == np.float32 and est.predict(X).dtype == np.float32
+    est = MLPRegressor(hidden_layer_sizes=(4,), max_iter=2, dtype="float64").fit(
+        X.astype(np.float32), y)
+    assert est.coefs_[0].dtype == np.float64
+
+
+def test_sklearn_init_draws_weights_and_biases_within_its_bound():
+    from chainrule.models import MLP
+
+    for activation, factor in (("relu", 6.0), ("sigmoid", 2.0)):
+        net = MLP([30, 20, 10], activation=activation, init="sklearn", rng=0)
+        for W, b in (("W1", "b1"), ("W2", "b2")):
+            fan_in, fan_out = net.params[W].shape
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            for p in (net.params[W], net.params[b]):
+                assert np.abs(p).max() <= bound and np.abs(p).max() > 0.8 * bound
+
+
+def test_a_diverging_partial_fit_leaves_network_optimizer_and_generator_as_they_were():
+    X, y = _blobs()
+    est = MLPClassifier((6,), solver="sgd", learning_rate="adaptive", batch_size=16,
+                        random_state=0)
+    for _ in range(3):
+        est.partial_fit(X, y, classes=[0, 1, 2])
+    params = {k: v.copy() for k, v in est.model_.params.items()}
+    state, rng = est.optimizer_.state_dict(), est._rng.bit_generator.state
+    with pytest.raises(ValueError, match="non-finite parameter weights"), \
+            np.errstate(all="ignore"):
+        est.partial_fit(X * 1e300, y)
+    for k, v in params.items():
+        np.testing.assert_array_equal(est.model_.params[k], v)
+    after = est.optimizer_.state_dict()
+    assert after["steps"] == state["steps"]
+    for k, st in state["state"].items():
+        for name, v in st.items():
+            np.testing.assert_array_equal(after["state"][k][name], v)
+    assert est._rng.bit_generator.state == rng and len(est.loss_curve_) == 3

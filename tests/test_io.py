@@ -494,7 +494,7 @@ def test_mlp_classifier_round_trip(tmp_path):
     from chainrule.estimator import MLPClassifier
 
     X, y = _small_classification()
-    est = MLPClassifier((8,), epochs=5, random_state=0).fit(X, y)
+    est = MLPClassifier((8,), max_iter=5, random_state=0).fit(X, y)
     save(est, tmp_path / "clf.npz")
     loaded = load(tmp_path / "clf.npz")
     assert type(loaded) is MLPClassifier
@@ -512,7 +512,8 @@ def test_mlp_regressor_round_trip_float32(tmp_path):
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60, 3))
     Y = np.c_[X[:, 0] ** 2, X[:, 1] - X[:, 2]]
-    est = MLPRegressor((6,), epochs=5, random_state=0, dtype="float32").fit(X, Y)
+    est = MLPRegressor(hidden_layer_sizes=(6,), max_iter=5, random_state=0,
+                       dtype="float32").fit(X, Y)
     save(est, tmp_path / "reg.npz")
     loaded = load(tmp_path / "reg.npz")
     assert type(loaded) is MLPRegressor
@@ -531,11 +532,11 @@ def test_estimator_file_refusals(tmp_path):
 
     X, y = _small_classification()
     path = tmp_path / "clf.npz"
-    save(MLPClassifier((8,), epochs=2, random_state=0).fit(X, y), path)
+    save(MLPClassifier((8,), max_iter=2, random_state=0).fit(X, y), path)
     _rewrite(path, edit_arrays=lambda a: a.update({"model_.W1": np.zeros((5, 8))}))
     with pytest.raises(ModelFileError, match=r"invalid MLPClassifier state: .*'W1' has shape"):
         load(path)
-    save(MLPClassifier((8,), epochs=2, random_state=0).fit(X, y), path)
+    save(MLPClassifier((8,), max_iter=2, random_state=0).fit(X, y), path)
     _rewrite(path, edit_arrays=lambda a: a.pop("classes_"))
     with pytest.raises(ModelFileError, match="invalid MLPClassifier state"):
         load(path)

@@ -294,7 +294,7 @@ def test_fitted_mlp_classifier_with_labels_not_0_to_k(tmp_path, digits):
 
     X_train, X_test, Y_train, _ = digits
     y_train = Y_train.argmax(1) * 10 + 3  # labels 3, 13, ..., 93
-    est = MLPClassifier((32,), epochs=10, learning_rate=1e-2, random_state=0)
+    est = MLPClassifier((32,), max_iter=10, learning_rate_init=1e-2, random_state=0)
     est.fit(X_train, y_train)
     export_onnx(est, tmp_path / "clf.onnx")
     out = _run(tmp_path / "clf.onnx", X_test)
@@ -313,3 +313,21 @@ def test_unfitted_estimator_is_refused(tmp_path):
 
     with pytest.raises(TypeError, match=r"got MLPClassifier \(not fitted yet\?\)"):
         export_onnx(MLPClassifier(), tmp_path / "m.onnx")
+
+
+def test_binary_and_multilabel_estimators_export_sigmoid_outputs(tmp_path, digits):
+    # One logistic output per label: onnxruntime's Sigmoid of the logits must give
+    # chainrule's probabilities (the positive class's column for a binary problem).
+    from chainrule.estimator import MLPClassifier
+
+    X_train, X_test, Y_train, _ = digits
+    cases = {"binary": Y_train.argmax(1) % 2, "multilabel": Y_train[:, :3].astype(int)}
+    for name, y in cases.items():
+        est = MLPClassifier((16,), activation="identity", max_iter=5, random_state=0)
+        est.fit(X_train, y)
+        export_onnx(est, tmp_path / f"{name}.onnx")
+        out = _run(tmp_path / f"{name}.onnx", X_test)
+        ours = est.predict_proba(X_test)
+        expected = ours[:, 1:] if name == "binary" else ours
+        assert out["probabilities"].shape == expected.shape
+        assert np.abs(out["probabilities"] - expected).max() <= TOL, name

@@ -163,7 +163,7 @@ def test_plot_first_layer_weights_of_a_fitted_estimator(tmp_path):
     from chainrule.estimator import MLPClassifier
 
     X, y = load_digits(return_X_y=True)
-    clf = MLPClassifier((6,), epochs=2, random_state=0)
+    clf = MLPClassifier((6,), max_iter=2, random_state=0)
     with pytest.raises(NotFittedError, match="not fitted"):
         plot_first_layer_weights(clf)
     clf.fit(X[:200] / 16, y[:200])

@@ -804,11 +804,11 @@ def test_every_run_setting_says_whether_the_run_identity_covers_it():
                        batch_size=None, shuffle=True, validation_data=None,
                        validation_fraction=None, early_stopping=None, callbacks=(),
                        rng=np.random.default_rng(0), progress=False, diagnostics=True,
-                       checkpoint=None, resume=False)
+                       checkpoint=None, resume=False, l2=0.0)
     changed = {"X": X + 1, "Y": Y[::-1], "sample_weight": np.ones(20),
                "optimizer": Adam(lr=0.1), "batch_size": 4, "shuffle": False,
                "validation_data": (X[:4], Y[:4]), "validation_fraction": 0.25,
-               "early_stopping": EarlyStopping(patience=2, monitor="loss")}
+               "early_stopping": EarlyStopping(patience=2, monitor="loss"), "l2": 1e-3}
     fields = dataclasses.fields(RunSettings)
     for f in fields:
         assert isinstance(f.metadata.get("identity"), bool) and f.metadata.get("why"), f.name
@@ -858,3 +858,23 @@ def test_early_stopping_state_round_trips_through_its_state_dict():
     params["W"][...] = 5.0
     state.restore_best(params)
     assert np.array_equal(params["W"], np.ones(2))
+
+
+def test_l2_adds_scikit_learns_alpha_term_per_batch():
+    # One full-batch SGD step with l2=alpha: the step is lr * (dL/dW + alpha * W / n) on
+    # the weights and lr * dL/db on the biases (scikit-learn's alpha), and the recorded
+    # loss includes 0.5 * alpha * sum(W**2) / n.
+    X, Y = blobs(n=20)
+    alpha, lr = 0.3, 0.1
+    model = MLP([5, 4, 3], rng=0)
+    start = {k: v.copy() for k, v in model.params.items()}
+    loss, grads = model.loss_and_grads(X, Y, training=False)
+    history = fit(model, X, Y, optimizer=SGD(lr=lr), epochs=1, l2=alpha, progress=False)
+    n = X.shape[0]
+    for k, p in start.items():
+        extra = alpha * p / n if k.startswith("W") else 0.0
+        np.testing.assert_allclose(model.params[k], p - lr * (grads[k] + extra), rtol=1e-12)
+    penalty = 0.5 * alpha * sum(float(np.sum(start[w] ** 2)) for w in ("W1", "W2")) / n
+    assert history["loss"][0] == pytest.approx(loss + penalty, rel=1e-12)
+    with pytest.raises(ValueError, match="l2"):
+        fit(MLP([5, 4, 3], rng=0), X, Y, optimizer="sgd", epochs=1, l2=-1.0, progress=False)

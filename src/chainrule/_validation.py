@@ -52,6 +52,27 @@ def as_float_array(x, name: str, *, ndim: int | None = 2, dtype=None, allow_empt
     return arr
 
 
+def is_sparse(x) -> bool:
+    """Whether ``x`` is a scipy.sparse matrix or array (without importing scipy)."""
+    return type(x).__module__.startswith("scipy.sparse")
+
+
+def as_sparse_float(x, name: str, *, dtype=None):
+    """A 2-D CSR/CSC scipy.sparse ``x`` with float entries (``dtype``, else float64 for
+    non-float data), after checking its format and that every stored entry is finite."""
+    if x.format not in ("csr", "csc") or x.ndim != 2:
+        raise TypeError(f"{name} must be a dense array or a 2-D CSR/CSC sparse matrix, got "
+                        f"sparse format {x.format!r}")
+    if dtype is not None:
+        x = x.astype(dtype, copy=False)
+    elif x.dtype.kind != "f":
+        x = x.astype(np.float64)
+    as_float_array(x.data, name, ndim=1, allow_empty=True)  # finite entries
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name} must not be empty, got shape {shape_str(x.shape)}")
+    return x
+
+
 def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
     """Return ``sample_weight`` as ``n`` non-negative weights of ``dtype`` with a
     positive sum."""

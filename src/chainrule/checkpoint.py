@@ -134,6 +134,7 @@ class RunSettings:
         "the data: a fingerprint of X, Y and sample_weight")
     optimizer: Any = _in_identity("its class, hyperparameters and learning-rate schedule "
                                   "(its state is restored from the checkpoint)")
+    l2: float = _in_identity("scikit-learn's alpha: changes every step's gradient")
     epochs: int = _not_in_identity("a total: resuming with more epochs continues the run")
     batch_size: int | None = _in_identity("decides the batches and the number of steps")
     shuffle: bool = _in_identity("decides the batches")
@@ -272,6 +273,7 @@ def run_identity(model, settings: RunSettings) -> dict:
         "data": fingerprint(s.X, s.Y, s.sample_weight),
         "validation": validation,
         "early_stopping": s.early_stopping.config() if s.early_stopping else None,
+        **({"l2": s.l2} if s.l2 else {}),  # only when used: older checkpoints stay valid
     })
 
 

@@ -198,7 +198,7 @@ def encode_labels(y):
     return classes, indices.astype(np.int64).ravel()
 
 
-def split_rows(n: int, n_holdout: int, rng=None, *, stratify=None):
+def split_rows(n: int, n_holdout: int, rng=None, *, stratify=None, strict: bool = False):
     """Indices of a random split of ``n`` rows into a kept part and a held-out part.
 
     The one row split of the package: :func:`chainrule.train.fit`'s
@@ -216,7 +216,10 @@ def split_rows(n: int, n_holdout: int, rng=None, *, stratify=None):
     stratify : array_like, shape (n,), optional
         Class labels: hold out each class in proportion (scikit-learn's
         ``train_test_split(stratify=...)``, seeded from ``rng``). When some class has
-        too few rows to be split, the split falls back to a plain one.
+        too few rows to be split, the split falls back to a plain one (or, with
+        ``strict=True``, scikit-learn's ``ValueError`` is raised, as its
+        ``MLPClassifier(early_stopping=True)`` raises it).
+    strict : bool, default=False
 
     Returns
     -------
@@ -238,6 +241,8 @@ def split_rows(n: int, n_holdout: int, rng=None, *, stratify=None):
             kept, held = train_test_split(np.arange(n), test_size=n_holdout,
                                           random_state=seed, stratify=stratify)
         except ValueError:  # a class with too few rows to split: plain split instead
+            if strict:
+                raise
             kept, held = train_test_split(np.arange(n), test_size=n_holdout,
                                           random_state=seed)
         return np.sort(kept), np.sort(held)

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._validation import as_float_array, check_positive_int
 
-__all__ = ["logsumexp", "softmax", "log_softmax", "one_hot", "accuracy"]
+__all__ = ["logsumexp", "softmax", "log_softmax", "one_hot", "accuracy", "sigmoid", "log_sigmoid"]
 
 
 def shift_by_max(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
@@ -124,3 +124,18 @@ def accuracy(y_true, y_pred) -> float:
     if t.size == 0:
         raise ValueError("y_true must not be empty")
     return float(np.mean(t == p))
+
+
+def sigmoid(x) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` element-wise, from ``e = exp(-|x|)`` so that ``exp`` never
+    overflows: ``1 / (1 + e)`` for ``x >= 0``, ``e / (1 + e)`` below. Keeps the dtype."""
+    x = np.asarray(x)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def log_sigmoid(x) -> np.ndarray:
+    """``log(sigmoid(x)) = -log(1 + exp(-x))`` element-wise, exact for any ``x``
+    (``min(x, 0) - log1p(exp(-|x|))``, never ``log(0)``)."""
+    x = np.asarray(x)
+    return np.minimum(x, 0) - np.log1p(np.exp(-np.abs(x)))

@@ -108,25 +108,6 @@ class LBFGSResult:
     message: str
 
 
-def _check_X(X, model):
-    """``X`` as the model's dtype; a scipy.sparse matrix stays sparse (CSR/CSC), since
-    the first Affine layer only multiplies it."""
-    import scipy.sparse
-
-    if scipy.sparse.issparse(X):
-        if X.format not in ("csr", "csc") or X.ndim != 2:
-            raise TypeError(f"X must be a dense array or a 2-D CSR/CSC sparse matrix, got "
-                            f"sparse format {X.format!r}")
-        X = X.astype(model.dtype)
-        as_float_array(X.data, "X", ndim=1, allow_empty=True)  # finite entries
-    else:
-        X = as_float_array(X, "X", ndim=2, dtype=model.dtype)
-    if X.shape[1] != model.n_features:
-        raise ValueError(f"X has {X.shape[1]} features but the model expects "
-                         f"{model.n_features}: got shape {shape_str(X.shape)}")
-    return X
-
-
 def _check_problem(model, X, Y, sample_weight):
     """The inputs, checked once and cast to the model's dtype, ready for ``checked=True``."""
     if not isinstance(model, Network):
@@ -137,7 +118,7 @@ def _check_problem(model, X, Y, sample_weight):
         raise ValueError(f"model has {dropout[0]!r}: L-BFGS needs a deterministic loss (its "
                          f"line search compares values), so train with dropout 0 or with "
                          f"a stochastic optimizer")
-    X = _check_X(X, model)
+    X = model.check_X(X)
     Y = as_float_array(Y, "Y", ndim=2, dtype=model.dtype)
     if Y.shape != (X.shape[0], model.n_outputs):
         raise ValueError(f"Y must have shape ({X.shape[0]}, {model.n_outputs}) (one row per "

@@ -15,19 +15,20 @@ import numpy as np
 
 from ._validation import (
     as_float_array,
+    as_sparse_float,
     check_choice,
     check_in_interval,
-    check_one_hot,
     check_positive_float,
     check_positive_int,
     check_rng,
     check_sample_weight,
+    is_sparse,
     shape_str,
 )
-from .functional import softmax
+from .functional import sigmoid, softmax
 from .init import get_initializer
 from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
-from .losses import CategoricalCrossEntropy, get_loss
+from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, get_loss
 from .optim import SGD
 
 __all__ = ["Network", "MLP", "LogisticRegression", "FeedforwardNeuralNet", "ACTIVATIONS",
@@ -110,12 +111,18 @@ class Network:
     def check_X(self, X, name="X"):
         """``X`` as an array of the model's dtype, after checking its feature count.
 
+        A scipy.sparse CSR or CSC matrix stays sparse (cast to the model's dtype): the
+        first Affine layer only multiplies it (``X @ W`` forward, ``X.T @ dZ`` backward).
+
         Raises
         ------
         ValueError, TypeError
             For an array of the wrong shape, a non-numeric or non-finite one.
         """
-        X = as_float_array(X, name, ndim=2, dtype=self.dtype)
+        if is_sparse(X):
+            X = as_sparse_float(X, name, dtype=self.dtype)
+        else:
+            X = as_float_array(X, name, ndim=2, dtype=self.dtype)
         if X.shape[1] != self.n_features:
             raise ValueError(f"{name} has {X.shape[1]} features but the model expects "
                              f"{self.n_features}: got shape {shape_str(X.shape)}")
@@ -124,18 +131,15 @@ class Network:
     def check_XY(self, X, Y):
         """``(X, Y)`` as arrays of the model's dtype, after checking they match the model
         (features, outputs, one row of ``Y`` per row of ``X``, one-hot rows for a
-        classifier)."""
+        classifier: whatever the loss's ``check_targets`` accepts)."""
         X = self.check_X(X)
         Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype)
         if Y.shape != (X.shape[0], self.n_outputs):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.n_outputs}) (one row per "
                              f"row of X, one column per model output), got "
                              f"{shape_str(Y.shape)}")
-        if isinstance(self.loss, CategoricalCrossEntropy):
-            check_one_hot(Y, "Y")
+        self.loss.check_targets(Y, "Y")
         return X, Y
-
-    # The names used before the checks were public (gradcheck and the benchmarks).
 
     # -- the one forward path and its backward -----------------------------------
     def forward(self, X, training: bool = False, *, checked: bool = False):
@@ -224,13 +228,16 @@ class Network:
         return loss
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities (softmax of the logits). Shape: X (N, D) -> (N, K)."""
+        """Class probabilities: the softmax of the logits, or for a binary cross-entropy
+        model (binary or multilabel) each logit's own sigmoid. Shape: X (N, D) -> (N, K)."""
+        if isinstance(self.loss, BinaryCrossEntropy):
+            return sigmoid(self.forward(X))
         return softmax(self.forward(X), axis=1)
 
     def predict(self, X) -> np.ndarray:
         """The homework's ``predict``: class probabilities of shape (N, K) for a
         classifier (cross-entropy loss), the raw outputs for a regressor."""
-        if isinstance(self.loss, CategoricalCrossEntropy):
+        if isinstance(self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy)):
             return self.predict_proba(X)
         return self.forward(X)
 
@@ -342,7 +349,10 @@ class MLP(Network):
         Drop probability after each hidden activation, in [0, 1).
     init : str or callable, default="xavier"
         Weight initialiser: 'xavier' ('xavier_uniform'), 'xavier_normal', 'he'
-        ('he_normal'), 'he_uniform' or 'zeros'. Biases start at zero.
+        ('he_normal'), 'he_uniform' or 'zeros'; biases start at zero. 'sklearn' is
+        scikit-learn's MLP scheme: weights *and* biases ``U(-a, a)`` with ``a =
+        sqrt(f / (fan_in + fan_out))``, ``f = 2`` for a logistic ('sigmoid') network,
+        else 6.
     rng : None, int or numpy.random.Generator
         Source of the initial weights and dropout masks; ``None`` is NumPy's global
         generator (the homework's choice).
@@ -373,7 +383,7 @@ class MLP(Network):
         for a in activations:
             check_choice(a, "activation", ACTIVATIONS)
         dropout = check_in_interval(dropout, "dropout", 0.0, 1.0)
-        initializer = get_initializer(init)
+        initializer = _SklearnInit(activations) if init == "sklearn" else get_initializer(init)
         try:
             dtype = np.dtype(dtype)
         except TypeError as exc:
@@ -396,7 +406,8 @@ class MLP(Network):
         for i, (W, b) in enumerate(affine_param_names(n_layers)):
             # W then b for each layer: the order in which the homework draws its weights.
             params[W] = initializer([sizes[i], sizes[i + 1]], rng=random, dtype=dtype)
-            params[b] = np.zeros(sizes[i + 1], dtype=dtype)
+            params[b] = (initializer.bias(sizes[i], sizes[i + 1], random, dtype)
+                         if init == "sklearn" else np.zeros(sizes[i + 1], dtype=dtype))
             layers.append((Affine(), (W, b)))
             if i < n_layers - 1:
                 layers.append((ACTIVATIONS[activations[i]](), ()))
@@ -417,6 +428,26 @@ class MLP(Network):
             if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
                 raise ValueError(f"layer_sizes must hold positive integers, got {sizes!r}")
         return [int(s) for s in sizes]
+
+
+class _SklearnInit:
+    """scikit-learn's ``_init_coef``: ``U(-a, a)`` for weights and biases, ``a =
+    sqrt(f / (fan_in + fan_out))``, ``f = 2`` for logistic units, else 6."""
+
+    def __init__(self, activations):
+        logistic = bool(activations) and activations[0] in ("sigmoid", "logistic")
+        self.factor = 2.0 if logistic else 6.0
+
+    def _bound(self, fan_in, fan_out):
+        return np.sqrt(self.factor / (fan_in + fan_out))
+
+    def __call__(self, shape, rng, dtype):
+        a = self._bound(*shape)
+        return rng.uniform(-a, a, size=tuple(shape)).astype(dtype, copy=False)
+
+    def bias(self, fan_in, fan_out, rng, dtype):
+        a = self._bound(fan_in, fan_out)
+        return rng.uniform(-a, a, size=fan_out).astype(dtype, copy=False)
 
 
 class _HomeworkModel(MLP):

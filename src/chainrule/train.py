@@ -10,7 +10,7 @@ as one linear loop of named steps, in the spirit of nanoGPT's ``train.py``::
                                             per epoch with minibatches)
             logits = model.forward(batch)          the one forward path
             loss   = model.loss.forward(logits)    checked: must be finite
-            grads  = model.backward(loss.backward())
+            grads  = model.backward(loss.backward())   (+ the l2 term, if any)
             optimizer.step(params, grads)          params updated in place
         record the History (validation, diagnostics), early stopping, callbacks,
         commit the epoch (snapshot, checkpoint)
@@ -19,33 +19,17 @@ as one linear loop of named steps, in the spirit of nanoGPT's ``train.py``::
 With ``batch_size=None`` (the default) each epoch is one full-batch gradient step,
 exactly the homework's ``model.step``: plain ``SGD`` reproduces its losses bit for bit.
 
-What each History value means (losses before the update, validation after the
-epoch, epochs counted from 0, ...) is written down once, in :class:`History`.
+What each History value means is written down once, in :class:`History`.
 
-Randomness
-----------
-The row permutations and the ``validation_fraction`` split are drawn from ``rng``
-(``None``: NumPy's global generator, an int: a new ``numpy.random.Generator`` seeded
-with it). Dropout masks come from the model's own generator (the ``rng`` given to
-``MLP``). Same model, data and ``rng`` give bit-identical parameters.
+Row permutations and the ``validation_fraction`` split come from ``rng``, Dropout
+masks from the model's own generator: same model, data and ``rng``, same bits.
 
 Checkpoints and Ctrl-C
 ----------------------
-With ``checkpoint=path`` the full state of the run is written after every epoch
-(:mod:`chainrule.checkpoint` says what it holds). ``fit(..., checkpoint=path,
-resume=True)`` loads it, checks that it belongs to this run (same model, optimizer,
-data and batching) and continues; the result is bit-identical to a run that was never
-interrupted. The generators are *restored from the file*: an int ``rng`` first seeds
-a fresh generator whose state is then overwritten, and a ``Generator`` you pass is set
-to the saved state. A missing checkpoint file with ``resume=True`` starts the run from
-scratch, so the same command can be repeated after a crash.
-
-A ``KeyboardInterrupt`` (Ctrl-C) during :func:`fit` does not propagate. The epoch
-that was running is discarded: parameters, optimizer state, generators and History
-are rolled back to the end of the last completed epoch, that state is written to the
-checkpoint (when one was given), and :func:`fit` returns the History with
-``stop_reason == "interrupted"``. Resuming from the checkpoint then gives the same
-result as an uninterrupted run.
+``checkpoint=path`` writes the state of the run after every epoch and ``resume=True``
+continues it bit for bit (:mod:`chainrule.checkpoint`). Ctrl-C discards the running
+epoch, restores (and checkpoints) the last completed one and returns the History with
+``stop_reason == "interrupted"``.
 """
 
 from __future__ import annotations
@@ -59,7 +43,13 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_in_interval, check_positive_int, check_rng, check_sample_weight
+from ._validation import (
+    check_in_interval,
+    check_positive_float,
+    check_positive_int,
+    check_rng,
+    check_sample_weight,
+)
 from .checkpoint import (
     RunSettings,
     check_checkpoint_path,
@@ -74,15 +64,17 @@ from .checkpoint import (
 from .data import batch_indices, split_rows
 from .history import EarlyStopping, EarlyStoppingState, History
 from .layers import Affine, ReLU
-from .losses import CategoricalCrossEntropy
+from .losses import CategoricalCrossEntropy, l2_penalty
 from .models import Network
 from .optim import Optimizer, make_optimizer
 
 __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError"]
 
 
-class TrainingDivergedError(FloatingPointError):
+class TrainingDivergedError(FloatingPointError, ValueError):
     """The loss (or the parameters) became NaN or infinite during :func:`fit`.
+
+    A ``ValueError`` too, as scikit-learn reports non-finite weights.
 
     Attributes
     ----------
@@ -192,7 +184,7 @@ def _check_validation(model, n, validation_data, validation_fraction):
 
 def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, validation_data,
                      validation_fraction, early_stopping, callbacks, rng, progress,
-                     sample_weight, checkpoint, resume, diagnostics) -> RunSettings:
+                     sample_weight, checkpoint, resume, diagnostics, l2) -> RunSettings:
     """:func:`fit`'s arguments, checked (in a fixed order) before anything changes."""
     check_network(model)
     optimizer = _check_optimizer(optimizer)
@@ -203,6 +195,7 @@ def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, val
     progress = _check_bool(progress, "progress")
     resume = _check_bool(resume, "resume")
     diagnostics = _check_bool(diagnostics, "diagnostics")
+    l2 = check_positive_float(l2, "l2", allow_zero=True)
     X, Y = model.check_XY(X, Y)
     bad = [k for k, p in model.params.items() if not np.isfinite(p).all()]
     if bad:
@@ -226,7 +219,7 @@ def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, val
         batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
         validation_fraction=validation_fraction, early_stopping=early_stopping,
         callbacks=callbacks, rng=random, progress=progress, diagnostics=diagnostics,
-        checkpoint=checkpoint, resume=resume)
+        checkpoint=checkpoint, resume=resume, l2=l2)
 
 
 # -- diagnostics and divergence ----------------------------------------------------------
@@ -395,15 +388,18 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int) -> 
     """One gradient step on the rows ``idx``, counted in ``tally``."""
     X_batch, Y_batch = run.X[idx], run.Y[idx]
     weights = None if run.sample_weight is None else run.sample_weight[idx]
-    # forward: the model's one forward path, then the loss
     logits = model.forward(X_batch, training=True, checked=True)
     loss = model.loss.forward(logits, Y_batch, weights)
+    d_logits, _ = model.loss.backward(1.0)
+    grads = model.backward(d_logits)  # the chain rule, layer by layer, from dL/dlogits
+    if run.settings.l2:  # scikit-learn's alpha, over the rows (or weight) of this batch
+        n = X_batch.shape[0] if weights is None else float(weights.sum())
+        penalty, penalty_grads = l2_penalty(run.params, run.weights, run.settings.l2, n)
+        loss += penalty
+        for k, g in penalty_grads.items():
+            grads[k] += g
     if not math.isfinite(loss):
         _diverged(model, X_batch, run.backup, epoch, step, f"the loss is {loss}")
-    # backward: the chain rule, layer by layer, from dL/dlogits
-    d_logits, _ = model.loss.backward(1.0)
-    grads = model.backward(d_logits)
-    # bookkeeping before the update (the loss belongs to these parameters)
     tally.add(loss, X_batch, weights, logits,
               None if run.labels is None else run.labels[idx], run.relu_pairs)
     tally.grads, tally.step, tally.X_batch = grads, step, X_batch
@@ -515,7 +511,7 @@ def _finished(run: _Run) -> History:
 
 def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, validation_data=None,
         validation_fraction=None, early_stopping=None, callbacks=(), rng=None, progress=True,
-        sample_weight=None, checkpoint=None, resume=False, diagnostics=True) -> History:
+        sample_weight=None, checkpoint=None, resume=False, diagnostics=True, l2=0.0) -> History:
     """Train ``model`` on ``(X, Y)``; return what happened as a :class:`History`.
 
     Parameters
@@ -553,6 +549,9 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         Continue from ``checkpoint`` if the file exists, once all of it is checked.
     diagnostics : bool, default=True
         Record :attr:`History.diagnostics` (a few percent of the run time).
+    l2 : float, default=0.0
+        scikit-learn's ``alpha``, per batch: :func:`~chainrule.losses.l2_penalty` of the
+        weights over the batch's rows (or weight sum), in the loss and the gradients.
 
     Returns
     -------
@@ -573,7 +572,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         model, X, Y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
         validation_data=validation_data, validation_fraction=validation_fraction,
         early_stopping=early_stopping, callbacks=callbacks, rng=rng, progress=progress,
-        sample_weight=sample_weight, checkpoint=checkpoint, resume=resume, diagnostics=diagnostics)
+        sample_weight=sample_weight, checkpoint=checkpoint, resume=resume, diagnostics=diagnostics,
+        l2=l2)
     run = _prepare_run(model, settings)
     try:
         for epoch in run.epochs_left():

@@ -32,11 +32,13 @@ def _load_data(args, *, require_labels=True):
 def _load_model(path):
     """``(model, network, classes, n_features)`` of a saved classifier."""
     from .. import io
-    from ..losses import CategoricalCrossEntropy
+    from ..losses import BinaryCrossEntropy, CategoricalCrossEntropy
 
     model = io.load(path)
     network = model if hasattr(model, "layers") else getattr(model, "model_", None)
-    if network is None or not isinstance(network.loss, CategoricalCrossEntropy):
+    # A binary MLPClassifier has one logistic output; its predict_proba has two columns.
+    if network is None or not isinstance(network.loss, (CategoricalCrossEntropy,
+                                                         BinaryCrossEntropy)):
         raise CommandError(f"{path}: holds a {type(model).__name__} that is not a "
                            f"classifier (cross-entropy loss); evaluate and predict need one")
     classes = getattr(model, "classes_", None)

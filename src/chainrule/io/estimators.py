@@ -12,11 +12,13 @@ File content
 ------------
 The ``config`` of an estimator file is::
 
-    {"params": {...},             # get_params(deep=False), as JSON
-     "n_features_in_": 4, "n_iter_": 10, "loss_": 0.31, "loss_curve_": [...],
-     "history_": {...},           # History.as_dict() of the last fit/partial_fit call
-     "model_": {"class": "MLP", "config": {...}},   # the network, as network_state gives it
-     "n_outputs_": 2, "y_ndim": 2}                  # MLPRegressor only
+    {"estimator_format": 2,       # 1: chainrule 0.1's first estimators (refused)
+     "params": {...},             # get_params(deep=False), as JSON
+     "n_features_in_": 4, "n_iter_": 10, "t_": 1500, "loss_": 0.31, "loss_curve_": [...],
+     "best_loss_": 0.3, "validation_scores_": null, "best_validation_score_": null,
+     "no_improvement_count": 0, "out_activation_": "softmax", "n_outputs_": 3,
+     "history_": {...},           # History.as_dict() of the last stochastic call, or null
+     "model_": {"class": "MLP", "config": {...}}}   # the network, as network_state gives it
 
 and its arrays are the network's parameters prefixed ``model_.`` (``model_.W1``, ...),
 ``feature_names_in_`` (when fitted on named columns) and, for a classifier,
@@ -157,8 +159,8 @@ def _restore_classes(est, config, arrays):
     if "classes_" not in arrays:
         raise ValueError("the file has no classes_ array")
     classes = arrays["classes_"]
-    if classes.ndim != 1 or classes.shape[0] < 2 or classes.dtype.kind not in _LABEL_KINDS:
-        raise ValueError(f"classes_ must be a 1-D array of at least 2 labels (strings, "
+    if classes.ndim != 1 or classes.shape[0] < 1 or classes.dtype.kind not in _LABEL_KINDS:
+        raise ValueError(f"classes_ must be a 1-D array of labels (strings, "
                          f"integers, floats or booleans), got dtype {classes.dtype} and "
                          f"shape {classes.shape}")
     if not np.array_equal(np.unique(classes), classes):
@@ -173,23 +175,29 @@ def _restore_classes(est, config, arrays):
     # Strings come back as a fixed-width unicode array; scikit-learn keeps string labels
     # as Python objects, so predictions are plain str objects again.
     est.classes_ = classes.astype(object) if classes.dtype.kind == "U" else classes
-    return classes.shape[0]
+    n_outputs, k = _archive_int(config, "n_outputs_", minimum=1), classes.shape[0]
+    activation = config["out_activation_"]
+    if not ((activation == "softmax" and n_outputs == k > 2)
+            or (activation == "logistic" and (n_outputs == k or (n_outputs == 1 and k <= 2)))):
+        raise ValueError(f"n_outputs_={n_outputs} and out_activation_={activation!r} do not "
+                         f"fit the {k} classes_ (softmax: one output per class, more than 2; "
+                         f"logistic: 1 output for a binary problem, one per label for a "
+                         f"multilabel one)")
+    return n_outputs
 
 
 def _regressor_extra_state(est, config, arrays):
-    config["n_outputs_"] = int(est.n_outputs_)
-    config["y_ndim"] = int(est.y_ndim_)
+    """Nothing beyond the shared entries."""
 
 
 def _restore_outputs(est, config, arrays):
-    """Check and set ``n_outputs_`` and ``y_ndim_``."""
-    n_outputs = _archive_int(config, "n_outputs_", minimum=1)
-    y_ndim = config["y_ndim"]
-    if not _is_int(y_ndim) or y_ndim not in (1, 2) or (y_ndim == 1 and n_outputs != 1):
-        raise ValueError(f"y_ndim must be 1 (one output, predict returns shape (N,)) or "
-                         f"2, got y_ndim={y_ndim!r} with n_outputs_={n_outputs}")
-    est.n_outputs_, est.y_ndim_ = n_outputs, int(y_ndim)
-    return n_outputs
+    """The network's output width: ``n_outputs_``; the output activation must be the
+    one ``loss`` gives."""
+    want = "exp" if est.loss == "poisson" else "identity"
+    if config["out_activation_"] != want:
+        raise ValueError(f"out_activation_ must be {want!r} for loss={est.loss!r}, got "
+                         f"{config['out_activation_']!r}")
+    return _archive_int(config, "n_outputs_", minimum=1)
 
 
 def _unchanged(config, arrays):
@@ -208,15 +216,22 @@ class _Kind(NamedTuple):
 _KINDS = {
     "MLPClassifier": _Kind("len(classes_)", (), ("classes_",), _classifier_extra_state,
                            _take_class_weight, _restore_classes),
-    "MLPRegressor": _Kind("n_outputs_", ("n_outputs_", "y_ndim"), (), _regressor_extra_state,
+    "MLPRegressor": _Kind("n_outputs_", (), (), _regressor_extra_state,
                           _unchanged, _restore_outputs),
 }
 
 #: Classes saved through a :class:`StateCodec`: class name -> codec.
 STATE_CLASSES = {name: _codec(name) for name in _KINDS}
 
-_CONFIG_KEYS = ("params", "n_features_in_", "n_iter_", "loss_", "loss_curve_", "history_",
-                "model_")
+_CONFIG_KEYS = ("estimator_format", "params", "n_features_in_", "n_iter_", "t_", "loss_",
+                "loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_",
+                "no_improvement_count", "out_activation_", "n_outputs_", "history_", "model_")
+#: The layout of an estimator's config; 1 was chainrule 0.1's first estimators.
+ESTIMATOR_FORMAT = 2
+
+
+def _optional_float(value):
+    return None if value is None else float(value)
 
 
 # -- estimator -> (config, arrays) ------------------------------------------------------
@@ -237,10 +252,18 @@ def estimator_state(est, name: str) -> tuple[dict, dict]:
 
     check_is_fitted(est, "model_")
     kind = _KINDS[name]
-    config = {"params": _json_params(est), "n_features_in_": int(est.n_features_in_),
-              "n_iter_": int(est.n_iter_), "loss_": float(est.loss_),
+    validation = est.validation_scores_
+    config = {"estimator_format": ESTIMATOR_FORMAT, "params": _json_params(est),
+              "n_features_in_": int(est.n_features_in_), "n_iter_": int(est.n_iter_),
+              "t_": int(est.t_), "loss_": float(est.loss_),
               "loss_curve_": [float(v) for v in est.loss_curve_],
-              "history_": est.history_.as_dict()}
+              "best_loss_": _optional_float(est.best_loss_),
+              "validation_scores_": None if validation is None else [float(v) for v in
+                                                                     validation],
+              "best_validation_score_": _optional_float(est.best_validation_score_),
+              "no_improvement_count": int(est._no_improvement_count),
+              "out_activation_": est.out_activation_, "n_outputs_": int(est.n_outputs_),
+              "history_": None if est.history_ is None else est.history_.as_dict()}
     net_config, net_arrays = network_state(est.model_)
     config["model_"] = net_config
     arrays = {_NETWORK_PREFIX + k: v for k, v in net_arrays.items()}
@@ -288,6 +311,11 @@ def estimator_from_state(name: str, config, arrays: dict):
     if not isinstance(config, dict):
         raise ValueError(f"the estimator config must be a JSON object, got "
                          f"{type(config).__name__}")
+    if config.get("estimator_format") != ESTIMATOR_FORMAT:
+        raise ValueError(f"this {name} file has estimator format "
+                         f"{config.get('estimator_format', 1)!r}, written before chainrule's "
+                         f"estimators took scikit-learn's parameters (this chainrule reads "
+                         f"format {ESTIMATOR_FORMAT}); fit the estimator again and save it")
     check_keys("the estimator config", config, _CONFIG_KEYS + kind.extra_keys)
     if not isinstance(config["params"], dict):
         raise ValueError(f"params must be a JSON object, got "
@@ -331,11 +359,20 @@ def _restored_network(est, kind: _Kind, config: dict, arrays: dict, n_features: 
     The implied architecture is worked out without allocating anything (and checks
     the hyperparameters); only then are the stored arrays put in a network.
     """
-    implied = {"class": "MLP", "config": est.network_config(n_features, n_outputs)}
     stored = config["model_"]
     if not isinstance(stored, dict) or not isinstance(stored.get("config"), dict):
         raise ValueError(f"model_ must be a JSON object with the network's class and "
                          f"config, got {stored!r}")
+    out_activation = config["out_activation_"]
+    if out_activation not in ("softmax", "logistic", "identity", "exp"):
+        raise ValueError(f"out_activation_ must be 'softmax', 'logistic', 'identity' or "
+                         f"'exp', got {out_activation!r}")
+    dtype = stored["config"].get("dtype")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"the stored network's dtype must be 'float32' or 'float64', got "
+                         f"{dtype!r}")
+    implied = {"class": "MLP", "config": est.network_config(n_features, n_outputs,
+                                                            out_activation, dtype)}
     if stored != implied:
         raise ValueError(_architecture_mismatch(type(est).__name__, kind, stored, implied))
     net_arrays = {k[len(_NETWORK_PREFIX):]: v for k, v in arrays.items()
@@ -370,22 +407,39 @@ def _restore_feature_names(est, arrays: dict, n_features: int) -> None:
     est.feature_names_in_ = np.asarray(names.tolist(), dtype=object)
 
 
+def _float_list(config, key):
+    values = config[key]
+    if not isinstance(values, list) or not all(_is_real(v) for v in values):
+        raise ValueError(f"{key} must be a list of numbers, got {values!r}")
+    return [float(v) for v in values]
+
+
+def _optional_real(config, key):
+    value = config[key]
+    if value is not None and not _is_real(value):
+        raise ValueError(f"{key} must be a number or null, got {value!r}")
+    return _optional_float(value)
+
+
 def _restore_training_record(est, config: dict) -> None:
-    """Check and set ``n_iter_``, ``loss_``, ``loss_curve_`` and ``history_``."""
-    n_iter = _archive_int(config, "n_iter_", minimum=1)
-    curve = config["loss_curve_"]
-    if not isinstance(curve, list) or not all(_is_real(v) for v in curve):
-        raise ValueError(f"loss_curve_ must be a list of numbers, got {curve!r}")
-    if len(curve) != n_iter:
-        raise ValueError(f"n_iter_ is {n_iter} but loss_curve_ holds {len(curve)} epochs")
+    """Check and set ``n_iter_``, ``t_``, ``loss_``, ``loss_curve_``, ``best_loss_``,
+    ``validation_scores_``, ``best_validation_score_`` and ``history_``."""
+    est.n_iter_ = _archive_int(config, "n_iter_", minimum=0)
+    est.t_ = _archive_int(config, "t_", minimum=0)
+    est._no_improvement_count = _archive_int(config, "no_improvement_count", minimum=0)
+    est.loss_curve_ = _float_list(config, "loss_curve_")
     loss = config["loss_"]
-    if not _is_real(loss) or not _same_floats([loss], curve[-1:]):
-        raise ValueError(f"loss_ must be the last value of loss_curve_ "
-                         f"({curve[-1]!r}), got {loss!r}")
-    est.n_iter_ = n_iter
+    if not _is_real(loss) or (est.loss_curve_ and not _same_floats([loss],
+                                                                    est.loss_curve_[-1:])):
+        raise ValueError(f"loss_ must be a number, the last value of loss_curve_ when it "
+                         f"has one, got {loss!r}")
     est.loss_ = float(loss)
-    est.loss_curve_ = [float(v) for v in curve]
-    est.history_ = _history_from_archive(config["history_"], est.loss_curve_)
+    est.best_loss_ = _optional_real(config, "best_loss_")
+    est.validation_scores_ = (None if config["validation_scores_"] is None
+                              else _float_list(config, "validation_scores_"))
+    est.best_validation_score_ = _optional_real(config, "best_validation_score_")
+    est.history_ = (None if config["history_"] is None
+                    else _history_from_archive(config["history_"], est.loss_curve_))
 
 
 def _history_from_archive(data, loss_curve):

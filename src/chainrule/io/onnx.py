@@ -14,8 +14,8 @@ import numpy as np
 
 from .._fileformat import atomic_write
 from .._version import VERSION
-from ..layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
-from ..losses import CategoricalCrossEntropy, MeanSquaredError
+from ..layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from ..losses import BinaryCrossEntropy, CategoricalCrossEntropy, HalfSquaredError, MeanSquaredError
 from ..models import Network
 
 __all__ = ["export_onnx", "DEFAULT_ONNX_OPSET", "MIN_ONNX_OPSET"]
@@ -27,7 +27,8 @@ DEFAULT_ONNX_OPSET = 17
 #: The oldest opset ``export_onnx`` accepts (Softmax on one axis).
 MIN_ONNX_OPSET = 13
 
-_SIMPLE_ACTIVATIONS = ((ReLU, "Relu"), (Tanh, "Tanh"), (Sigmoid, "Sigmoid"))
+_SIMPLE_ACTIVATIONS = ((ReLU, "Relu"), (Tanh, "Tanh"), (Sigmoid, "Sigmoid"),
+                       (Identity, "Identity"))
 
 
 def export_onnx(model, path, *, opset=None) -> None:
@@ -81,7 +82,7 @@ def export_onnx(model, path, *, opset=None) -> None:
     network, classes = _exportable(model)
     onnx, helper, numpy_helper = _import_onnx()
     opset = _check_opset(opset, onnx.defs.onnx_opset_version())
-    classifier = _is_classifier(network)
+    classifier = _output_op(network)
     dtype = _export_dtype(network)
     builder = _GraphBuilder(helper, numpy_helper, dtype)
     builder.add_layers(network, final="logits" if classifier else "outputs")
@@ -133,13 +134,18 @@ def _check_opset(opset, newest: int) -> int:
     return opset
 
 
-def _is_classifier(network) -> bool:
+def _output_op(network):
+    """The op giving a classifier's probabilities ('Softmax', or 'Sigmoid' per logit for
+    binary cross-entropy), or None for a regressor's linear outputs."""
     if isinstance(network.loss, CategoricalCrossEntropy):
-        return True
-    if isinstance(network.loss, MeanSquaredError):
-        return False
+        return "Softmax"
+    if isinstance(network.loss, BinaryCrossEntropy):
+        return "Sigmoid"
+    if isinstance(network.loss, (MeanSquaredError, HalfSquaredError)):
+        return None
     raise TypeError(f"cannot export a network with loss {type(network.loss).__name__}; "
-                    f"only CategoricalCrossEntropy and MeanSquaredError are supported")
+                    f"only CategoricalCrossEntropy, BinaryCrossEntropy, MeanSquaredError "
+                    f"and HalfSquaredError (linear outputs) are supported")
 
 
 def _export_dtype(network) -> np.dtype:
@@ -213,13 +219,18 @@ class _GraphBuilder:
         self._tensor(np.array([slope]), slope_name)
         return self.helper.make_node("PRelu", [current, slope_name], [out])
 
-    def graph(self, network, classifier: bool):
-        """The graph: input ``X``, the nodes so far, and the outputs (with the softmax
-        of a classifier)."""
+    def graph(self, network, output_op):
+        """The graph: input ``X``, the nodes so far, and the outputs (with the softmax,
+        or the sigmoid of each logit, of a classifier; for a binary problem with one
+        logistic output, ``probabilities`` is the one column P(classes_[1]))."""
         helper, n_out = self.helper, network.n_outputs
-        if classifier:
+        if output_op == "Softmax":
             self.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"],
                                                axis=1, name="softmax"))
+        elif output_op == "Sigmoid":
+            self.nodes.append(helper.make_node("Sigmoid", ["logits"], ["probabilities"],
+                                               name="sigmoid"))
+        if output_op is not None:
             names = ["probabilities", "logits"]
         else:
             names = ["outputs"]

@@ -1,0 +1,326 @@
+"""What :class:`MLPClassifier` and :class:`MLPRegressor` share: hyperparameters, the
+network they build, the data checks and the fit / partial_fit logic."""
+
+from __future__ import annotations
+
+import copy
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from ..data import split_rows
+from ..losses import HalfSquaredError
+from ..models import ACTIVATIONS, MLP, Network
+from .solvers import build_optimizer, run_lbfgs, run_stochastic
+
+__all__ = ["BaseMLP", "STOCHASTIC_SOLVERS", "OUT_ACTIVATIONS"]
+
+STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw")
+_INITS = {"sklearn", "xavier", "xavier_uniform", "xavier_normal", "he", "he_normal", "he_uniform"}
+#: The network's loss for each scikit-learn output activation.
+OUT_ACTIVATIONS = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy",
+                   "identity": "squared_error", "exp": "poisson"}
+
+
+def clear_caches(model):
+    """Drop the activations the layers cached during training: a fitted estimator then
+    pickles (and copies) without the last batch's intermediate arrays."""
+    for layer, _ in model.layers:
+        layer.cache = None
+    model.loss.cache = None
+
+
+def set_training_loss(model: Network) -> None:
+    """Multi-output squared error trains on the half *sum* over the outputs, as
+    scikit-learn trains it (see :class:`~chainrule.losses.HalfSquaredError`)."""
+    if isinstance(model.loss, HalfSquaredError) and model.n_outputs > 1:
+        model.loss = HalfSquaredError("sum")
+        model.loss.validate = False
+
+
+def _drop_zero_weights(X, Y, weights):
+    """Remove the rows of weight 0 (which is what the weight means); ``None`` for
+    weights that are all 1 (the unweighted loss, exactly)."""
+    keep = weights > 0
+    if not keep.all():
+        X, Y, weights = X[keep], Y[keep], weights[keep]
+    if not weights.sum() > 0:
+        raise ValueError("sample_weight (with class_weight) of the training rows must have "
+                         "a positive sum")
+    return X, Y, None if np.all(weights == 1) else weights
+
+
+class BaseMLP(BaseEstimator):
+    """Shared hyperparameters (scikit-learn's names and defaults, plus chainrule's
+    ``dropout``, ``init``, ``dtype`` and ``solver='adamw'``) and the training logic."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(ACTIVATIONS))],
+        "solver": [StrOptions({"lbfgs", *STOCHASTIC_SOLVERS})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left"),
+                             Options(Real, {np.inf})],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "init": [StrOptions(_INITS)],
+        "dtype": [StrOptions({"float32", "float64"}), None],
+    }
+
+    _classifier = False
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 dropout=0.0, init="sklearn", dtype=None):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.dropout = dropout
+        self.init = init
+        self.dtype = dtype
+
+    # -- hooks the subclasses fill in ------------------------------------------------
+    def _targets(self, X, y, *, first, classes, incremental):  # pragma: no cover - abstract
+        """``(Y, out_activation, stratify)``: 2-D targets, the output activation a new
+        network gets, and the labels to stratify a validation split by (or None)."""
+        raise NotImplementedError
+
+    def _row_weights(self, y, sample_weight, X):
+        return _check_sample_weight(sample_weight, X, dtype=X.dtype, ensure_non_negative=True)
+
+    def score_outputs(self, outputs, Y, sample_weight):  # pragma: no cover - abstract
+        """The score (accuracy, R^2) of network outputs against 2-D targets."""
+        raise NotImplementedError
+
+    # -- fitted attributes: views of model_.params ------------------------------------
+    @property
+    def coefs_(self):
+        """The weights ``W1, W2, ...`` of ``model_.params`` (the same arrays)."""
+        check_is_fitted(self, "model_")
+        return [self.model_.params[names[0]] for _, names in self.model_.layers if names]
+
+    @property
+    def intercepts_(self):
+        """The biases ``b1, b2, ...`` of ``model_.params`` (the same arrays)."""
+        check_is_fitted(self, "model_")
+        return [self.model_.params[names[1]] for _, names in self.model_.layers if names]
+
+    @property
+    def n_layers_(self):
+        check_is_fitted(self, "model_")
+        return len(self.coefs_) + 1
+
+    @property
+    def n_outputs_(self):
+        check_is_fitted(self, "model_")
+        return self.model_.n_outputs
+
+    @property
+    def out_activation_(self):
+        check_is_fitted(self, "model_")
+        loss = self.model_.config["loss"]
+        return next(k for k, v in OUT_ACTIVATIONS.items() if v == loss)
+
+    # -- building -----------------------------------------------------------------
+    def _hidden_sizes(self):
+        sizes = self.hidden_layer_sizes
+        sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
+        for s in sizes:
+            if isinstance(s, bool) or not isinstance(s, Integral) or s < 1:
+                raise ValueError(f"hidden_layer_sizes must hold positive integers (must be > "
+                                 f"0), got {self.hidden_layer_sizes!r}.")
+        return [int(s) for s in sizes]
+
+    def network_config(self, n_features, n_outputs, out_activation, dtype):
+        """The :class:`~chainrule.models.MLP` configuration the hyperparameters give.
+
+        Parameters
+        ----------
+        n_features, n_outputs : int
+        out_activation : {'softmax', 'logistic', 'identity', 'exp'}
+        dtype : numpy dtype
+            The parameters' dtype when ``self.dtype`` is None (the data's).
+
+        Returns
+        -------
+        dict
+            As ``MLP(**config).config``; :func:`chainrule.io.load` compares it with the
+            stored network.
+        """
+        self._validate_params()
+        return {"layer_sizes": [int(n_features), *self._hidden_sizes(), int(n_outputs)],
+                "activation": self.activation, "dropout": self.dropout, "init": self.init,
+                "dtype": np.dtype(self.dtype or dtype).name,
+                "loss": OUT_ACTIVATIONS[out_activation]}
+
+    def _fresh_rng(self):
+        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
+        return np.random.default_rng(seed)
+
+    def reset_training_state(self):
+        """Give the network a new optimizer and random generator, as :meth:`fit` does
+        (:func:`chainrule.io.load` calls it: a model file holds no optimizer state).
+        Returns ``self``."""
+        if self.solver in STOCHASTIC_SOLVERS:
+            self.optimizer_ = build_optimizer(self)
+        self._rng = self._fresh_rng()
+        set_training_loss(self.model_)
+        return self
+
+    def _batch_size(self, n):
+        if self.batch_size == "auto":
+            size = min(200, n)
+        else:
+            if self.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped", stacklevel=4)
+            size = min(int(self.batch_size), n)
+        return None if size >= n else size
+
+    # -- fit ----------------------------------------------------------------------
+    def _fit(self, X, y, sample_weight, *, incremental, classes=None):
+        # Nothing is left half-updated: on any failure the estimator's attributes and
+        # the network's parameters go back to how they were.
+        attributes = dict(vars(self))
+        model = getattr(self, "model_", None)
+        saved = None if model is None else {k: v.copy() for k, v in model.params.items()}
+        optimizer = getattr(self, "optimizer_", None)
+        state = None if optimizer is None else (optimizer.state_dict(), copy.copy(
+            getattr(optimizer.lr, "current", None)), self._rng.bit_generator.state)
+        try:
+            return self._fit_unguarded(X, y, sample_weight, incremental, classes)
+        except BaseException:
+            if saved is not None:
+                for k, v in saved.items():
+                    model.params[k][...] = v
+                clear_caches(model)
+            if state is not None:  # the optimizer's state, its epoch rate, the generator
+                optimizer.load_state_dict(state[0])
+                if state[1] is not None:
+                    optimizer.lr.current = state[1]
+                attributes["_rng"].bit_generator.state = state[2]
+            vars(self).clear()
+            vars(self).update(attributes)
+            raise
+
+    def _fit_unguarded(self, X, y, sample_weight, incremental, classes):
+        self._validate_params()
+        if incremental and self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        first = not hasattr(self, "model_") or (not self.warm_start and not incremental)
+        dtype = self.dtype or (self.model_.dtype if not first else (np.float64, np.float32))
+        X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
+                             multi_output=True, dtype=dtype, y_numeric=not self._classifier)
+        self._hidden_sizes()
+        Y, out_activation, stratify = self._targets(X, y, first=first, classes=classes,
+                                                    incremental=incremental)
+        weights = self._row_weights(y, sample_weight, X)
+        if first:
+            self._initialize(X, Y, out_activation)
+        elif Y.shape[1] != self.model_.n_outputs:
+            raise ValueError(f"y has {Y.shape[1]} outputs but the network was fitted with "
+                             f"{self.model_.n_outputs}")
+        Y = Y.astype(self.model_.dtype, copy=False)
+        if self.solver == "lbfgs":
+            run_lbfgs(self, self.model_, *_drop_zero_weights(X, Y, weights))
+        else:
+            self._fit_stochastic(X, Y, weights, stratify, incremental)
+        clear_caches(self.model_)
+        return self
+
+    def _initialize(self, X, Y, out_activation):
+        """A new network and scikit-learn's fresh fitted attributes."""
+        rng = self._fresh_rng()
+        config = self.network_config(X.shape[1], Y.shape[1], out_activation, X.dtype)
+        self.model_ = MLP(**config, rng=rng)
+        set_training_loss(self.model_)
+        self._rng = rng
+        self.n_iter_, self.t_, self.loss_curve_ = 0, 0, []
+        self._no_improvement_count = 0
+        self.history_ = None
+        if self.early_stopping:
+            self.validation_scores_, self.best_validation_score_ = [], -np.inf
+            self.best_loss_ = None
+        else:
+            self.validation_scores_ = self.best_validation_score_ = None
+            self.best_loss_ = np.inf
+
+    def _validation_split(self, X, Y, weights, stratify):
+        """scikit-learn's early-stopping split (``ceil(fraction * n)`` rows, stratified
+        for a binary classifier, with scikit-learn's errors)."""
+        n = X.shape[0]
+        n_val = math.ceil(self.validation_fraction * n)
+        if 1 <= n_val < n:
+            train, val = split_rows(n, n_val, self._rng, stratify=stratify, strict=True)
+        if not 2 <= n_val < n:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset.")
+        validation = (X[val], Y[val], None if weights is None else weights[val])
+        return X[train], Y[train], None if weights is None else weights[train], validation
+
+    def _fit_stochastic(self, X, Y, weights, stratify, incremental):
+        if not incremental or getattr(self, "optimizer_", None) is None:
+            self.optimizer_ = build_optimizer(self)
+        validation = None
+        if self.early_stopping:
+            X, Y, weights, validation = self._validation_split(X, Y, weights, stratify)
+        X, Y, weights = _drop_zero_weights(X, Y, weights)
+        self.n_iter_ = 0
+        history = run_stochastic(self, self.model_, X, Y, weights, validation=validation,
+                                 batch_size=self._batch_size(X.shape[0]), rng=self._rng,
+                                 incremental=incremental)
+        self.history_ = history if history is not None else self.history_
+
+    def _forward(self, X):
+        check_is_fitted(self, "model_")
+        X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc"],
+                          dtype=self.model_.dtype)
+        return self.model_.forward(X)
+

@@ -1,0 +1,157 @@
+"""The estimators' solvers: scikit-learn's epoch bookkeeping around the one training loop.
+
+``solver='sgd' | 'adam' | 'adamw'`` trains through :func:`chainrule.train.fit`, with
+:class:`EpochRule` as its callback doing what scikit-learn's ``_fit_stochastic`` does
+after every epoch (``t_``, ``loss_curve_``, ``verbose``, the ``tol`` /
+``n_iter_no_change`` rule on the training loss or the validation score, the
+learning-rate schedule, the best weights of early stopping). ``solver='lbfgs'`` goes
+through :func:`chainrule.lbfgs.minimize_lbfgs`.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from ..lbfgs import minimize_lbfgs
+from ..optim import SGD, Adam, AdamW, EpochLR
+from ..train import TrainingDivergedError, fit
+
+__all__ = ["EpochRule", "build_optimizer", "run_stochastic", "run_lbfgs", "NON_FINITE"]
+
+NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large"
+              " values and need to be preprocessed.")
+
+
+def build_optimizer(est):
+    """The optimizer ``est.solver`` names, with scikit-learn's hyperparameters."""
+    betas = (est.beta_1, est.beta_2)
+    if est.solver == "sgd":
+        schedule = EpochLR(est.learning_rate_init, est.learning_rate, power_t=est.power_t)
+        return SGD(lr=schedule, momentum=est.momentum,
+                   nesterov=bool(est.nesterovs_momentum) and est.momentum > 0)
+    cls = Adam if est.solver == "adam" else AdamW
+    return cls(lr=est.learning_rate_init, betas=betas, eps=est.epsilon)
+
+
+class EpochRule:
+    """scikit-learn's end-of-epoch logic, as a ``train.fit`` callback.
+
+    Parameters
+    ----------
+    est : BaseMLP
+        Its fitted attributes (``n_iter_``, ``t_``, ``loss_curve_``, ...) are updated.
+    n_samples : int
+        Training rows per epoch (scikit-learn's ``t_`` counts them).
+    validation : tuple (X_val, Y_val, sample_weight_val) or None
+        The early-stopping rows; their score (accuracy or R^2) is the one watched.
+    """
+
+    def __init__(self, est, n_samples, validation):
+        self.est, self.n_samples, self.validation = est, n_samples, validation
+        self.stopped = False
+        self.best = None  # early stopping's best parameters (copies)
+
+    def __call__(self, epoch, logs, model):
+        est = self.est
+        est.n_iter_ += 1
+        est.t_ += self.n_samples
+        est.loss_ = float(logs["loss"])
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
+        self._count(model)
+        schedule = getattr(est.optimizer_, "lr", None)
+        if isinstance(schedule, EpochLR):
+            schedule.epoch_end(est.t_)
+        if est._no_improvement_count > est.n_iter_no_change:
+            watched = "Validation score" if self.validation is not None else "Training loss"
+            if est.verbose:
+                print(f"{watched} did not improve more than tol={est.tol:f} for "
+                      f"{est.n_iter_no_change} consecutive epochs.")
+            if not isinstance(schedule, EpochLR) or schedule.stalled():
+                self.stopped = True
+                return True
+            est._no_improvement_count = 0
+        return False
+
+    def _count(self, model):
+        """scikit-learn's ``_update_no_improvement_count``."""
+        est = self.est
+        if self.validation is None:
+            last = est.loss_curve_[-1]
+            est._no_improvement_count = (est._no_improvement_count + 1
+                                         if last > est.best_loss_ - est.tol else 0)
+            est.best_loss_ = min(est.best_loss_, last)
+            return
+        score = est.score_outputs(model.forward(self.validation[0], checked=True),
+                                  *self.validation[1:])
+        self.record_score(score, model)
+
+    def record_score(self, score, model):
+        est = self.est
+        est.validation_scores_.append(score)
+        if est.verbose:
+            print(f"Validation score: {score:f}")
+        last, best = score, est.best_validation_score_
+        est._no_improvement_count = (est._no_improvement_count + 1
+                                     if not last >= best + est.tol else 0)
+        if last > best:
+            est.best_validation_score_ = last
+            self.best = {k: p.copy() for k, p in model.params.items()}
+
+
+def run_stochastic(est, model, X, Y, weights, *, validation, batch_size, rng, incremental):
+    """Train ``model`` with ``est.optimizer_`` through :func:`chainrule.train.fit`.
+
+    Returns the History. Non-finite values raise ``ValueError`` (scikit-learn's
+    message), except with early stopping, where the best weights seen are kept.
+    """
+    rule = EpochRule(est, X.shape[0], validation)
+    try:
+        history = fit(model, X, Y, optimizer=est.optimizer_, epochs=1 if incremental
+                      else est.max_iter, batch_size=batch_size,
+                      shuffle=bool(est.shuffle) and batch_size is not None, rng=rng,
+                      progress=False, sample_weight=weights, diagnostics=False,
+                      callbacks=[rule], l2=float(est.alpha))
+    except TrainingDivergedError as exc:
+        if validation is None or rule.best is None:
+            raise ValueError(f"{NON_FINITE} ({exc})") from exc
+        # scikit-learn scores the diverged epoch as NaN and keeps the best weights.
+        est.n_iter_ += 1
+        est.validation_scores_.append(math.nan)
+        est.loss_curve_.append(math.nan)
+        est.loss_ = math.nan
+        history = None
+    if validation is not None and rule.best is not None:
+        for k, p in model.params.items():
+            p[...] = rule.best[k]
+    if not incremental and not rule.stopped and est.n_iter_ >= est.max_iter:
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and "
+                      f"the optimization hasn't converged yet.", ConvergenceWarning,
+                      stacklevel=4)
+    return history
+
+
+def run_lbfgs(est, model, X, Y, weights):
+    """Train ``model`` with :func:`chainrule.lbfgs.minimize_lbfgs`; warn as scikit-learn
+    does when it stops before converging."""
+    result = minimize_lbfgs(model, X, Y, sample_weight=weights, l2=float(est.alpha),
+                            max_iter=est.max_iter, max_fun=est.max_fun, tol=est.tol)
+    est.n_iter_ = result.n_iter
+    est.loss_ = result.loss
+    if not np.isfinite(result.loss) or not all(np.isfinite(p).all()
+                                               for p in model.params.values()):
+        raise ValueError(NON_FINITE)
+    if not result.converged:
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.warn(f"lbfgs failed to converge after {result.n_iter} iteration(s) "
+                      f"(status={result.status}): {result.message}. Increase the number of "
+                      f"iterations (max_iter, max_fun) or scale the data.",
+                      ConvergenceWarning, stacklevel=4)
+    return result
