@@ -133,7 +133,9 @@ def run_test_mlp(tmp_path: Path, new_import: str | None, timeout: float = 1800) 
 
     Returns the node ids collected and deselected, the summary counts, the return code
     and the output."""
-    source = rewrite_import(installed_test_mlp().read_text(), new_import)
+    original = installed_test_mlp().read_text()
+    check_private_state_list(original)
+    source = rewrite_import(original, new_import)
     test_file = tmp_path / "test_mlp.py"
     test_file.write_text(source)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")
@@ -185,17 +187,21 @@ def run_test_mlp(tmp_path: Path, new_import: str | None, timeout: float = 1800) 
 
 # -- 1. scikit-learn's own MLP tests ------------------------------------------------------
 
-def test_private_state_list_matches_the_installed_file():
-    """Every test of the installed test_mlp.py that touches an underscore attribute is
-    in PRIVATE_STATE_TESTS with the name recorded there, and no other test is."""
-    source = installed_test_mlp().read_text()
-    rewrite_import(source, CHAINRULE_IMPORT)  # the import line is there, exactly once
+def check_private_state_list(source: str) -> None:
+    """Every test of ``source`` that touches an underscore attribute is in
+    PRIVATE_STATE_TESTS with the name recorded there, and no other test is."""
     found = private_attributes_by_test(source)
     assert set(found) == set(PRIVATE_STATE_TESTS), (
         f"tests touching private attributes: {found}; deselect list: "
         f"{sorted(PRIVATE_STATE_TESTS)}")
     for test, name in PRIVATE_STATE_TESTS.items():
         assert name in found[test], (test, name, found[test])
+
+
+def test_private_state_list_matches_the_installed_file():
+    source = installed_test_mlp().read_text()
+    rewrite_import(source, CHAINRULE_IMPORT)  # the import line is there, exactly once
+    check_private_state_list(source)
 
 
 @pytest.mark.slow
