@@ -107,11 +107,11 @@ def torch_network_loss_and_grads(model, X, Y, sample_weight=None):
 
 
 def pytest_configure(config):
-    # The "slow" marker (tests that take tens of seconds, e.g. scikit-learn's own MLP tests
-    # run against chainrule in test_sklearn_drop_in.py). Registered here so --strict-markers
-    # accepts it whatever pyproject.toml says; a second registration of the same marker in
-    # pyproject.toml is harmless (pytest only checks that the name is registered).
-    config.addinivalue_line("markers", "slow: a slow test (deselect with -m 'not slow')")
+    # The "slow" marker (e.g. scikit-learn's own MLP tests run against chainrule in
+    # test_sklearn_drop_in.py), registered here only where pyproject.toml does not
+    # register it already, so --strict-markers accepts it either way.
+    if not any(line.split(":")[0].strip() == "slow" for line in config.getini("markers")):
+        config.addinivalue_line("markers", "slow: a slow test (deselect with -m 'not slow')")
 
 
 @pytest.fixture
