@@ -113,6 +113,14 @@ def torch_network_loss_and_grads(model, X, Y, sample_weight=None):
     return float(loss.detach()), {k: p.grad.numpy() for k, p in params.items()}
 
 
+def pytest_configure(config):
+    # The "slow" marker (e.g. scikit-learn's own MLP tests run against chainrule in
+    # test_sklearn_drop_in.py), registered here only where pyproject.toml does not
+    # register it already, so --strict-markers accepts it either way.
+    if not any(line.split(":")[0].strip() == "slow" for line in config.getini("markers")):
+        config.addinivalue_line("markers", "slow: a slow test (deselect with -m 'not slow')")
+
+
 @pytest.fixture
 def rng():
     """A fresh, seeded generator for each test."""
