@@ -774,3 +774,12 @@ def test_a_diverging_partial_fit_leaves_network_optimizer_and_generator_as_they_
         for name, v in st.items():
             np.testing.assert_array_equal(after["state"][k][name], v)
     assert est._rng.bit_generator.state == rng and len(est.loss_curve_) == 3
+
+
+def test_the_docstring_examples_run_as_printed():
+    import doctest
+
+    import chainrule.estimator
+
+    result = doctest.testmod(chainrule.estimator, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 6 and result.failed == 0, result

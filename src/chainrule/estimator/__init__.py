@@ -256,12 +256,20 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     ----------
     As :class:`MLPClassifier`, without ``classes_``.
 
+    Notes
+    -----
+    With several outputs, scikit-learn descends the half *sum* of squares over the
+    outputs but reports the half *mean* in ``loss_``; chainrule trains the same way
+    (the same gradients and steps) and reports the objective it descends, so
+    ``loss_`` and ``loss_curve_`` are ``n_outputs_`` times scikit-learn's on the data
+    term. With one output both agree.
+
     Examples
     --------
     >>> import numpy as np
     >>> from chainrule import MLPRegressor
     >>> X = np.linspace(-1, 1, 50)[:, None]
-    >>> reg = MLPRegressor((16,), learning_rate_init=0.01, max_iter=500,
+    >>> reg = MLPRegressor(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=500,
     ...                    random_state=0).fit(X, X[:, 0] ** 2)
     >>> reg.score(X, X[:, 0] ** 2) > 0.9
     True
