@@ -549,3 +549,64 @@ def fold_standardization(model, mean, scale):
 
 
 __all__.append("fold_standardization")
+
+
+def fold_target_scaling(model, mean, scale):
+    """Make ``model`` output raw targets by folding ``y = out * scale + mean`` into its
+    last layer.
+
+    A regressor trained on standardised targets ``(y - mean) / scale`` predicts them
+    with a last Affine layer ``h @ W + b``; ``h @ (W * scale) + (b * scale + mean)``
+    then predicts ``y`` itself, so a saved file (and its ONNX export) needs no separate
+    step to undo the scaling. The counterpart of :func:`fold_standardization`.
+
+    Parameters
+    ----------
+    model : Network
+        Changed in place; its last layer must be an :class:`~chainrule.layers.Affine`.
+    mean : array_like, shape (M,) or scalar
+        The target means (``M = model.n_outputs``).
+    scale : array_like, shape (M,) or scalar
+        The positive target scales.
+
+    Returns
+    -------
+    Network
+        ``model`` itself; ``W`` and ``b`` keep their dtype.
+
+    Raises
+    ------
+    TypeError
+        When ``model`` is not a :class:`Network` whose last layer is Affine.
+    ValueError
+        When ``mean`` or ``scale`` is not finite or of the wrong length, or a scale is
+        not positive.
+    """
+    if not isinstance(model, Network):
+        raise TypeError(f"model must be a chainrule Network, got {type(model).__name__}")
+    layer, names = model.layers[-1]
+    if not isinstance(layer, Affine):
+        raise TypeError(f"model's last layer must be Affine to fold the target scaling "
+                        f"into, got {type(layer).__name__}")
+    W_name, b_name = names
+    W, b = model.params[W_name], model.params[b_name]
+    M = W.shape[1]
+    vectors = []
+    for name, value in (("mean", mean), ("scale", scale)):
+        vector = as_float_array(np.atleast_1d(value), name, ndim=1, dtype=np.float64)
+        if vector.shape == (1,):
+            vector = np.repeat(vector, M)
+        if vector.shape != (M,):
+            raise ValueError(f"{name} must be a scalar or have shape ({M},) (the model's "
+                             f"outputs), got {shape_str(vector.shape)}")
+        vectors.append(vector)
+    mean, scale = vectors
+    if not np.all(scale > 0):
+        raise ValueError(f"scale must be positive, got {scale[scale <= 0][:5].tolist()} "
+                         f"among its values")
+    model.params[b_name] = (b * scale + mean).astype(b.dtype)
+    model.params[W_name] = (W * scale[None, :]).astype(W.dtype)
+    return model
+
+
+__all__.append("fold_target_scaling")
