@@ -190,7 +190,10 @@ def test_bad_usage_exits_2(capsys, trained):
         main(["evaluate", str(model_path), "--data", "x.npz", "--no-such-flag"])
     assert exc.value.code == 2
     _, err = capsys.readouterr()
-    assert_one_line_error(err, "unrecognized arguments: --no-such-flag")
+    # The subcommand's usage, then one error line.
+    assert err.startswith("usage: chainrule evaluate ")
+    assert_one_line_error(err.strip().splitlines()[-1], "chainrule evaluate: error:",
+                          "unrecognized arguments: --no-such-flag")
     with pytest.raises(SystemExit) as exc:
         main(["predict", str(model_path)])  # --data missing
     assert exc.value.code == 2

@@ -26,7 +26,8 @@ TOL = 1e-6
 # orders differ by a few ulps of 1.0 (ulp = 1.2e-7) in a probability, so float32
 # models get 16 ulps.
 TOL32 = 16 * float(np.finfo(np.float32).eps)
-ALLOWED_OPS = {"Gemm", "Relu", "LeakyRelu", "PRelu", "Tanh", "Sigmoid", "Softmax"}
+ALLOWED_OPS = {"Gemm", "Relu", "LeakyRelu", "PRelu", "Tanh", "Sigmoid", "Softmax", "ArgMax",
+               "Gather"}
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +105,15 @@ def test_graph_structure(tmp_path):
     ops = [n.op_type for n in proto.graph.node]
     # No Dropout; the float64 leaky ReLU with slope 0.01 (not a float32 number) is a
     # PRelu whose slope is a float64 tensor.
-    assert ops == ["Gemm", "Tanh", "Gemm", "PRelu", "Gemm", "Softmax"]
+    assert ops == ["Gemm", "Tanh", "Gemm", "PRelu", "Gemm", "Softmax", "ArgMax", "Gather"]
     assert set(ops) <= ALLOWED_OPS
     (inp,) = proto.graph.input
     assert inp.name == "X"
     dims = inp.type.tensor_type.shape.dim
     assert dims[0].dim_param == "N" and dims[1].dim_value == 6
-    assert [o.name for o in proto.graph.output] == ["probabilities", "logits"]
-    assert {i.name for i in proto.graph.initializer} == set(model.params) | {"negative_slope2"}
+    assert [o.name for o in proto.graph.output] == ["label", "probabilities", "logits"]
+    assert {i.name for i in proto.graph.initializer} == set(model.params) | {"negative_slope2",
+                                                                            "classes"}
     slope = {i.name: i for i in proto.graph.initializer}["negative_slope2"]
     assert onnx.numpy_helper.to_array(slope).tolist() == [0.01]
     assert proto.opset_import[0].version == DEFAULT_ONNX_OPSET
@@ -125,7 +127,8 @@ def test_leaky_relu_uses_leaky_relu_when_alpha_is_exact(tmp_path, dtype, slope):
     model.layers[1][0].negative_slope = slope
     export_onnx(model, tmp_path / "m.onnx")
     proto = onnx.load(str(tmp_path / "m.onnx"))
-    assert [n.op_type for n in proto.graph.node] == ["Gemm", "LeakyRelu", "Gemm", "Softmax"]
+    assert [n.op_type for n in proto.graph.node] == ["Gemm", "LeakyRelu", "Gemm", "Softmax",
+                                                          "ArgMax", "Gather"]
     assert proto.graph.node[1].attribute[0].f == np.float32(slope)
     X = np.random.default_rng(0).standard_normal((50, 6)).astype(dtype) * 3
     out = _run(tmp_path / "m.onnx", X)

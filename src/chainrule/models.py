@@ -492,6 +492,20 @@ class FeedforwardNeuralNet(_HomeworkModel):
         super().__init__(sizes, "xavier", learning_rate, rng=rng)
 
 
+def _fold_vectors(mean, scale, size, what):
+    """``mean`` and ``scale`` as finite float64 vectors of length ``size``, scales > 0."""
+    mean = as_float_array(mean, "mean", ndim=1, dtype=np.float64)
+    scale = as_float_array(scale, "scale", ndim=1, dtype=np.float64)
+    for name, vector in (("mean", mean), ("scale", scale)):
+        if vector.shape != (size,):
+            raise ValueError(f"{name} must have shape ({size},) (the model's {what}), got "
+                             f"{shape_str(vector.shape)}")
+    if not np.all(scale > 0):
+        raise ValueError(f"scale must be positive, got {scale[scale <= 0][:5].tolist()} "
+                         f"among its values")
+    return mean, scale
+
+
 def fold_standardization(model, mean, scale):
     """Make ``model`` take raw inputs by folding ``(x - mean) / scale`` into its first layer.
 
@@ -533,46 +547,27 @@ def fold_standardization(model, mean, scale):
                         f"into, got {type(layer).__name__}")
     W_name, b_name = names
     W, b = model.params[W_name], model.params[b_name]
-    D = W.shape[0]
-    mean = as_float_array(mean, "mean", ndim=1, dtype=np.float64)
-    scale = as_float_array(scale, "scale", ndim=1, dtype=np.float64)
-    for name, vector in (("mean", mean), ("scale", scale)):
-        if vector.shape != (D,):
-            raise ValueError(f"{name} must have shape ({D},) (the model's inputs), got "
-                             f"{shape_str(vector.shape)}")
-    if not np.all(scale > 0):
-        raise ValueError(f"scale must be positive, got {scale[scale <= 0][:5].tolist()} "
-                         f"among its values")
+    mean, scale = _fold_vectors(mean, scale, W.shape[0], "inputs")
     model.params[b_name] = (b - (mean / scale) @ W).astype(b.dtype)
     model.params[W_name] = (W / scale[:, None]).astype(W.dtype)
     return model
 
 
-__all__.append("fold_standardization")
-
-
 def fold_target_scaling(model, mean, scale):
     """Make ``model`` output raw targets by folding ``y = out * scale + mean`` into its
-    last layer.
+    last layer, the counterpart of :func:`fold_standardization`.
 
-    A regressor trained on standardised targets ``(y - mean) / scale`` predicts them
-    with a last Affine layer ``h @ W + b``; ``h @ (W * scale) + (b * scale + mean)``
-    then predicts ``y`` itself, so a saved file (and its ONNX export) needs no separate
-    step to undo the scaling. The counterpart of :func:`fold_standardization`.
+    A regressor trained on targets ``(y - mean) / scale`` ends in ``h @ W + b``; then
+    ``h @ (W * scale) + (b * scale + mean)`` predicts ``y`` itself, so a saved file (and
+    its ONNX export) needs no step to undo the scaling. Returns ``model`` itself; ``W``
+    and ``b`` keep their dtype.
 
     Parameters
     ----------
     model : Network
         Changed in place; its last layer must be an :class:`~chainrule.layers.Affine`.
-    mean : array_like, shape (M,) or scalar
-        The target means (``M = model.n_outputs``).
-    scale : array_like, shape (M,) or scalar
-        The positive target scales.
-
-    Returns
-    -------
-    Network
-        ``model`` itself; ``W`` and ``b`` keep their dtype.
+    mean, scale : float or array_like, shape (M,)
+        The target means and positive scales (``M = model.n_outputs``).
 
     Raises
     ------
@@ -591,22 +586,12 @@ def fold_target_scaling(model, mean, scale):
     W_name, b_name = names
     W, b = model.params[W_name], model.params[b_name]
     M = W.shape[1]
-    vectors = []
-    for name, value in (("mean", mean), ("scale", scale)):
-        vector = as_float_array(np.atleast_1d(value), name, ndim=1, dtype=np.float64)
-        if vector.shape == (1,):
-            vector = np.repeat(vector, M)
-        if vector.shape != (M,):
-            raise ValueError(f"{name} must be a scalar or have shape ({M},) (the model's "
-                             f"outputs), got {shape_str(vector.shape)}")
-        vectors.append(vector)
-    mean, scale = vectors
-    if not np.all(scale > 0):
-        raise ValueError(f"scale must be positive, got {scale[scale <= 0][:5].tolist()} "
-                         f"among its values")
+    mean, scale = _fold_vectors(np.broadcast_to(mean, (M,)) if np.ndim(mean) == 0 else mean,
+                                np.broadcast_to(scale, (M,)) if np.ndim(scale) == 0 else scale,
+                                M, "outputs")
     model.params[b_name] = (b * scale + mean).astype(b.dtype)
     model.params[W_name] = (W * scale[None, :]).astype(W.dtype)
     return model
 
 
-__all__.append("fold_target_scaling")
+__all__ += ["fold_standardization", "fold_target_scaling"]

@@ -104,9 +104,7 @@ def check_data_flags(path, label_column, labels, *, path_flag="--data",
     apply to the format, or a label source that is needed but missing, is a
     :class:`UsageError` naming the flag (exit 2).
     """
-    from ..data import file_kind, idx_labels_path
-
-    from ..data import csv_header
+    from ..data import csv_header, file_kind, idx_labels_path
 
     kind = file_kind(path)
     if kind == "csv" and label_column is not None:

@@ -8,6 +8,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,7 +34,7 @@ from ._traindata import (
 __all__ = ["add_train_parser", "add_reproduce_parser", "load_train_files", "DEFAULTS"]
 
 #: The defaults of ``chainrule train`` (evidence: benchmarks/bench_cli_defaults.py).
-DEFAULTS = {
+DEFAULTS: dict[str, Any] = {
     "hidden": [128],
     "lr": 2e-3,
     "weight_decay": 1e-4,  # L2 for sgd/adam; adamw keeps its own 0.01
