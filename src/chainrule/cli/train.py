@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
 import time
@@ -518,42 +519,43 @@ def _model_metadata(args, data: TrainData) -> dict:
     return meta
 
 
-def _save_model(args, model, data: TrainData) -> None:
-    """Save a model that takes raw inputs (standardisation folded into its first layer)."""
+def _test_score(model, data: TrainData) -> str:
+    """The line that reports the score on the test rows."""
+    if data.classes is None:
+        rmse, mae, r2 = regression_metrics(data.y_test, model.predict(data.X_test)[:, 0])
+        return (f"test RMSE = {rmse:.6g}, MAE = {mae:.6g}, R² = {r2:.4f} "
+                f"({len(data.y_test)} rows)")
+    correct = int(np.sum(model.predict_classes(data.X_test) == data.y_test))
+    return f"test accuracy = {correct / len(data.y_test):.4f} ({correct}/{len(data.y_test)})"
+
+
+def _save_files(args, model, data: TrainData) -> list[str]:
+    """--save and --save-test, before anything is printed (a closed pipe, as in
+    ``chainrule train | head``, must not cost the model); returns what to report."""
     from .. import io
     from ..models import fold_standardization
 
-    if data.mean is not None:
-        fold_standardization(model, data.mean, data.scale)
-    io.save(model, args.save, metadata=_model_metadata(args, data))
-    print(f"saved the model to {args.save}")
-
-
-def _report_test_score(model, data: TrainData) -> None:
-    if data.classes is None:
-        rmse, mae, r2 = regression_metrics(data.y_test, model.predict(data.X_test)[:, 0])
-        print(f"test RMSE = {rmse:.6g}, MAE = {mae:.6g}, R² = {r2:.4f} "
-              f"({len(data.y_test)} rows)")
-        return
-    correct = int(np.sum(model.predict_classes(data.X_test) == data.y_test))
-    print(f"test accuracy = {correct / len(data.y_test):.4f} ({correct}/{len(data.y_test)})")
-
-
-def _keep_the_work(args, model, history, data: TrainData) -> None:
-    """Save first, then what may still fail (plots): a failure says where the model is."""
+    done = []
     if args.save:
-        _save_model(args, model, data)
+        if data.mean is not None:  # the file takes raw inputs
+            fold_standardization(model, data.mean, data.scale)
+        io.save(model, args.save, metadata=_model_metadata(args, data))
+        done.append(f"saved the model to {args.save}")
     if args.save_test:
         write_test_rows(args.save_test, data, args.label_column or "label")
-        print(f"wrote the {len(data.y_test)} test rows to {args.save_test}")
-    if args.plot:
-        try:
-            _write_plots(args.plot, model, history, data)
-        except USER_ERRORS + (RuntimeError,) as exc:
-            kept = (f"the model was saved to {args.save} first" if args.save else
-                    "the model was not saved (no --save)")
-            raise CommandError(f"writing the plots to {args.plot} failed: {exc}; {kept}") \
-                from None
+        done.append(f"wrote the {len(data.y_test)} test rows to {args.save_test}")
+    return done
+
+
+def _write_plots_keeping_the_model(args, model, history, data: TrainData) -> None:
+    """Plots come last: a failure says where the model is."""
+    try:
+        _write_plots(args.plot, model, history, data)
+    except USER_ERRORS + (RuntimeError,) as exc:
+        kept = (f"the model was saved to {args.save} first" if args.save else
+                "the model was not saved (no --save)")
+        raise CommandError(f"writing the plots to {args.plot} failed: {exc}; {kept}") \
+            from None
 
 
 def _cmd_train(args) -> int:
@@ -576,14 +578,21 @@ def _cmd_train(args) -> int:
     if history.stop_reason == "interrupted":
         _report_interrupt(args, history, printer.printed)
         return 130
-    if history.stop_reason == "early_stopping":
-        print(f"early stopping after epoch {history.epochs - 1}; kept the weights of epoch "
-              f"{history.best_epoch}")
     if data.task == "regression":
         from ..models import fold_target_scaling
 
         fold_target_scaling(model, data.y_mean, data.y_scale)
+    score = _test_score(model, data)
+    if args.plot:  # drawn from the model as trained, on standardised inputs
+        plot_model = copy.deepcopy(model)
+    done = _save_files(args, model, data)
+    if history.stop_reason == "early_stopping":
+        print(f"early stopping after epoch {history.epochs - 1}; kept the weights of epoch "
+              f"{history.best_epoch}")
     print(f"trained {history.epochs} epochs in {elapsed:.1f}s")
-    _report_test_score(model, data)
-    _keep_the_work(args, model, history, data)
+    print(score)
+    for line in done:
+        print(line)
+    if args.plot:
+        _write_plots_keeping_the_model(args, plot_model, history, data)
     return 0
