@@ -21,6 +21,7 @@ from ._validation import (
     shape_str,
 )
 from .datafiles import (
+    csv_header,
     fetch_openml,
     file_kind,
     idx_labels_path,
@@ -32,7 +33,7 @@ from .datafiles import (
 
 __all__ = ["load_homework_digits", "iterate_minibatches", "load_csv", "load_npz", "load_idx",
            "load_file", "fetch_openml", "standardize", "encode_labels", "holdout_split",
-           "split_rows", "file_kind", "idx_labels_path", "batch_indices"]
+           "split_rows", "file_kind", "idx_labels_path", "batch_indices", "csv_header"]
 
 
 def load_homework_digits():
