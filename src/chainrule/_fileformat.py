@@ -48,7 +48,7 @@ import zipfile
 import numpy as np
 
 __all__ = ["FORMAT_VERSION", "FORMAT_NAME", "ModelFileError", "write_archive", "atomic_write",
-           "remove_stale_temporaries", "read_archive", "STDOUT_NAMES"]
+           "remove_stale_temporaries", "check_destination", "read_archive", "STDOUT_NAMES"]
 
 #: Version of the layout written by :func:`write_archive`. A reader refuses any other.
 FORMAT_VERSION = 1
@@ -242,7 +242,7 @@ def atomic_write(path, write, *, refuse_same_as=(), allow_stdout: bool = False) 
     if allow_stdout and path in STDOUT_NAMES:
         _write_stdout(write)
         return
-    path = _destination(path, refuse_same_as)
+    path = check_destination(path, refuse_same_as=refuse_same_as)
     mode = _replace_mode(path)
     directory = os.path.dirname(os.path.abspath(path))
     remove_stale_temporaries(path)
@@ -273,9 +273,20 @@ def _write_stdout(write) -> None:
     stream.flush()
 
 
-def _destination(path: str, refuse_same_as) -> str:
-    """The file ``atomic_write`` replaces for ``path``: links resolved, special files,
-    link loops and the command's own inputs refused."""
+def check_destination(path, *, name: str = "path", refuse_same_as=()) -> str:
+    """Check that :func:`atomic_write` may replace ``path``, without writing anything.
+
+    For callers that must refuse a bad destination before they change anything (``fit``
+    checks its ``checkpoint`` before the first epoch). Raises what :func:`atomic_write`
+    raises for the destination, with ``name`` in the message for a path that is not a
+    non-empty str or os.PathLike.
+
+    Returns
+    -------
+    str
+        The file that would be replaced (a symbolic link resolved).
+    """
+    path = _check_path(path, name)
     if os.path.islink(path):
         try:
             os.stat(path)
@@ -301,6 +312,7 @@ def _destination(path: str, refuse_same_as) -> str:
         if _same_file(path, other):
             raise ValueError(f"cannot write {path!r}: it is the input file {other!r}; "
                              f"writing would destroy it, give another output path")
+    _replace_mode(path)
     return path
 
 

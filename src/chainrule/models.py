@@ -9,6 +9,7 @@ of :class:`MLP` trained by :class:`~chainrule.optim.SGD`.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -24,6 +25,7 @@ from ._validation import (
     check_sample_weight,
     shape_str,
 )
+from .errors import TrainingDivergedError
 from .functional import softmax
 from .init import get_initializer
 from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
@@ -31,7 +33,14 @@ from .losses import CategoricalCrossEntropy, get_loss
 from .optim import SGD
 
 __all__ = ["Network", "MLP", "LogisticRegression", "FeedforwardNeuralNet", "ACTIVATIONS",
-           "affine_param_names"]
+           "affine_param_names", "CUSTOM_INIT",
+           "ACTIVATION_BUDGET"]
+
+#: Bytes of layer outputs :meth:`Network.infer` holds at once (it works in row chunks).
+ACTIVATION_BUDGET = 32 * 2**20
+
+#: What ``config["init"]`` holds for a callable ``init`` (its name could be any text).
+CUSTOM_INIT = "custom"
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid,
                "identity": Identity, "logistic": Sigmoid}
@@ -148,6 +157,34 @@ class Network:
             out = step[-1]
         return out
 
+    def infer(self, X, *, checked: bool = False) -> np.ndarray:
+        """The outputs (logits) of :meth:`forward` with Dropout off, computed over row
+        chunks so that the layers' outputs held at once stay within
+        :data:`ACTIVATION_BUDGET` bytes, whatever the number of rows.
+
+        Every inference path (``predict*``, ``evaluate``) goes through it; rows do
+        not interact, so the result equals one :meth:`forward` over all rows.
+        Shape: X (N, D) -> (N, K).
+        """
+        X = X if checked else self.check_X(X)
+        rows = self.chunk_rows(X.dtype)
+        if X.shape[0] <= rows:
+            return self.forward(X, checked=True)
+        first = self.forward(X[:rows], checked=True)
+        out = np.empty((X.shape[0],) + first.shape[1:], dtype=first.dtype)
+        out[:rows] = first
+        for start in range(rows, X.shape[0], rows):
+            out[start:start + rows] = self.forward(X[start:start + rows], checked=True)
+        return out
+
+    def chunk_rows(self, dtype=np.float64) -> int:
+        """Rows per chunk of :meth:`infer`: the budget over one row's bytes (>= 1)."""
+        widths = [self.n_features]
+        for layer, names in self.layers:
+            widths.append(self.params[names[0]].shape[1] if isinstance(layer, Affine)
+                          else widths[-1])
+        return max(1, ACTIVATION_BUDGET // (sum(widths) * np.dtype(dtype).itemsize))
+
     def walk(self, X, training: bool = False, *, checked: bool = False):
         """Run the layers on ``X`` one at a time, yielding after each one.
 
@@ -220,23 +257,34 @@ class Network:
         if optimizer is None:
             raise ValueError("optimizer must be given (this model has no default optimizer)")
         loss, grads = self.loss_and_grads(X, Y, sample_weight)
+        # Refused before the update, as fit refuses: a step from an infinite loss
+        # would leave parameters near 1e307, NaN at the next step.
+        bad = [k for k, g in grads.items() if not np.isfinite(g).all()]
+        if not math.isfinite(loss) or bad:
+            what = f"the loss is {loss}" if not math.isfinite(loss) else (
+                f"the gradient of {', '.join(bad)} is not finite")
+            raise TrainingDivergedError(
+                f"step refused: {what}; the parameters were not updated. Try a smaller "
+                f"learning rate or standardised inputs.", epoch=None, step=None,
+                layer="loss" if not math.isfinite(loss) else bad[0])
         optimizer.step(self.params, grads)
         return loss
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities (softmax of the logits). Shape: X (N, D) -> (N, K)."""
-        return softmax(self.forward(X), axis=1)
+        """Class probabilities (softmax of the logits), computed in row chunks
+        (:meth:`infer`). Shape: X (N, D) -> (N, K)."""
+        return softmax(self.infer(X), axis=1)
 
     def predict(self, X) -> np.ndarray:
         """The homework's ``predict``: class probabilities of shape (N, K) for a
         classifier (cross-entropy loss), the raw outputs for a regressor."""
         if isinstance(self.loss, CategoricalCrossEntropy):
             return self.predict_proba(X)
-        return self.forward(X)
+        return self.infer(X)
 
     def predict_classes(self, X) -> np.ndarray:
         """Index of the most probable class for each row. Shape: X (N, D) -> (N,)."""
-        return np.argmax(self.forward(X), axis=1)
+        return np.argmax(self.infer(X), axis=1)
 
     # -- looking inside -----------------------------------------------------------
     def node_names(self) -> list[str]:
@@ -389,7 +437,7 @@ class MLP(Network):
 
         self.config = {"layer_sizes": sizes, "activation": activation if isinstance(
             activation, str) else activations, "dropout": dropout,
-            "init": init if isinstance(init, str) else getattr(init, "__name__", "custom"),
+            "init": init if isinstance(init, str) else CUSTOM_INIT,
             "dtype": dtype.name, "loss": loss if isinstance(loss, str) else type(loss).__name__}
         params, layers = {}, []
         n_layers = len(sizes) - 1
