@@ -27,20 +27,16 @@ from ._validation import (
 )
 from .errors import TrainingDivergedError
 from .functional import softmax
-from .init import get_initializer
+from .init import CUSTOM_INIT, get_initializer
 from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import CategoricalCrossEntropy, get_loss
 from .optim import SGD
 
 __all__ = ["Network", "MLP", "LogisticRegression", "FeedforwardNeuralNet", "ACTIVATIONS",
-           "affine_param_names", "CUSTOM_INIT",
-           "ACTIVATION_BUDGET"]
+           "affine_param_names", "ACTIVATION_BUDGET"]
 
 #: Bytes of layer outputs :meth:`Network.infer` holds at once (it works in row chunks).
 ACTIVATION_BUDGET = 32 * 2**20
-
-#: What ``config["init"]`` holds for a callable ``init`` (its name could be any text).
-CUSTOM_INIT = "custom"
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid,
                "identity": Identity, "logistic": Sigmoid}
@@ -157,24 +153,27 @@ class Network:
             out = step[-1]
         return out
 
-    def infer(self, X, *, checked: bool = False) -> np.ndarray:
-        """The outputs (logits) of :meth:`forward` with Dropout off, computed over row
-        chunks so that the layers' outputs held at once stay within
-        :data:`ACTIVATION_BUDGET` bytes, whatever the number of rows.
-
-        Every inference path (``predict*``, ``evaluate``) goes through it; rows do
-        not interact, so the result equals one :meth:`forward` over all rows.
+    def infer(self, X, *, checked: bool = False, then=None) -> np.ndarray:
+        """:meth:`forward` with Dropout off, over row chunks whose layer outputs fit
+        in :data:`ACTIVATION_BUDGET` bytes; ``then`` (row-wise, e.g. softmax) is
+        applied to each chunk. Every inference path (``predict*``, ``evaluate``) goes
+        through it; rows do not interact, so the result equals one :meth:`forward`.
         Shape: X (N, D) -> (N, K).
         """
         X = X if checked else self.check_X(X)
         rows = self.chunk_rows(X.dtype)
+
+        def run(chunk):
+            out = self.forward(chunk, checked=True)
+            return out if then is None else then(out)
+
+        first = run(X[:rows])
         if X.shape[0] <= rows:
-            return self.forward(X, checked=True)
-        first = self.forward(X[:rows], checked=True)
+            return first
         out = np.empty((X.shape[0],) + first.shape[1:], dtype=first.dtype)
         out[:rows] = first
         for start in range(rows, X.shape[0], rows):
-            out[start:start + rows] = self.forward(X[start:start + rows], checked=True)
+            out[start:start + rows] = run(X[start:start + rows])
         return out
 
     def chunk_rows(self, dtype=np.float64) -> int:
@@ -273,7 +272,7 @@ class Network:
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities (softmax of the logits), computed in row chunks
         (:meth:`infer`). Shape: X (N, D) -> (N, K)."""
-        return softmax(self.infer(X), axis=1)
+        return self.infer(X, then=lambda z: softmax(z, axis=1))
 
     def predict(self, X) -> np.ndarray:
         """The homework's ``predict``: class probabilities of shape (N, K) for a
@@ -284,7 +283,7 @@ class Network:
 
     def predict_classes(self, X) -> np.ndarray:
         """Index of the most probable class for each row. Shape: X (N, D) -> (N,)."""
-        return np.argmax(self.infer(X), axis=1)
+        return self.infer(X, then=lambda z: np.argmax(z, axis=1))
 
     # -- looking inside -----------------------------------------------------------
     def node_names(self) -> list[str]:

@@ -17,9 +17,9 @@ import numbers
 import numpy as np
 
 from .._validation import check_choice, check_keys, key_differences
-from ..init import INITIALIZERS
+from ..init import CUSTOM_INIT, INITIALIZERS
 from ..losses import LOSSES
-from ..models import CUSTOM_INIT, MLP, FeedforwardNeuralNet, LogisticRegression, affine_param_names
+from ..models import MLP, FeedforwardNeuralNet, LogisticRegression, affine_param_names
 
 __all__ = ["NETWORK_CLASSES", "network_state", "network_from_state", "expected_arrays",
            "check_arrays_against"]
