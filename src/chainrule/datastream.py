@@ -7,8 +7,8 @@ command line's ``predict`` and ``evaluate`` use them, with
 :func:`~chainrule.data.load_npz` stay the readers that return a whole file.
 
 CSV is parsed by pandas' C parser when pandas is installed (``pip install
-chainrule[csv]``; 1e6 rows x 10 features in 1.7 s, ten times faster than the ``csv``
-module. Both give the same chunks; a bad cell is reported with the file, line and
+chainrule[csv]``; 1e6 rows x 10 features in 1.7 s, ten times faster), else by the
+``csv`` module. Both give the same chunks; a bad cell is reported with the file, line and
 column by the ``csv``-module reader in both cases (pandas' errors do not say where).
 """
 
