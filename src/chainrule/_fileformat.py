@@ -39,14 +39,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import stat
 import tempfile
 import zipfile
 
 import numpy as np
 
 __all__ = ["FORMAT_VERSION", "FORMAT_NAME", "ModelFileError", "write_archive", "atomic_write",
-           "read_archive"]
+           "remove_stale_temporaries", "check_destination", "read_archive", "STDOUT_NAMES"]
 
 #: Version of the layout written by :func:`write_archive`. A reader refuses any other.
 FORMAT_VERSION = 1
@@ -87,12 +89,17 @@ def _checksum(arrays: dict[str, np.ndarray], meta_json: str) -> str:
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
 
+    def field_view(data: np.ndarray) -> None:
+        h.update(data.size.to_bytes(8, "little"))
+        h.update(data.data)  # the buffer itself (a memoryview), no copy
+
     for key in sorted(arrays):
         arr = arrays[key]
         field(key.encode("utf-8"))
         field(arr.dtype.str.encode("ascii"))
         field(",".join(str(s) for s in arr.shape).encode("ascii"))
-        field(np.ascontiguousarray(arr).tobytes())
+        # The bytes in place (a uint8 view), not a tobytes() copy of every array.
+        field_view(np.ascontiguousarray(arr).reshape(-1).view(np.uint8))
     field(meta_json.encode("utf-8"))
     return "sha256:" + h.hexdigest()
 
@@ -174,43 +181,81 @@ def write_archive(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     atomic_write(path, write)
 
 
-def atomic_write(path, write) -> None:
+#: Name of standard output for writers that allow it (``allow_stdout=True``).
+STDOUT_NAMES = ("-", "/dev/stdout")
+_TMP_SUFFIX = ".tmp"
+
+
+def atomic_write(path, write, *, refuse_same_as=(), allow_stdout: bool = False) -> None:
     """Create or replace ``path`` with what ``write(fh)`` writes to a binary file.
 
-    ``write`` writes into a temporary file in the same directory, which is flushed,
-    ``fsync``-ed and renamed over ``path`` (:func:`os.replace`, atomic on POSIX and
-    Windows); then the directory is ``fsync``-ed so the rename survives a power cut.
-    If anything fails (``KeyboardInterrupt`` included) the temporary file is removed
-    and ``path`` keeps its old content. Used for ONNX files too.
+    The one write path of chainrule: model files, checkpoints, ONNX files, plots and
+    the command line's outputs all go through it.
 
-    A symbolic link is written through to its target (as ``cp`` and shell redirection
-    do): renaming over the link itself would replace it by a plain file and leave its
-    target stale. A dangling link creates its target.
+    ``write`` writes into a temporary file in the destination's directory, which is
+    flushed, ``fsync``-ed and renamed over ``path`` (:func:`os.replace`, atomic on
+    POSIX and Windows); then the directory is ``fsync``-ed so the rename survives a
+    power cut. If anything fails (``KeyboardInterrupt`` included) the temporary file
+    is removed and ``path`` keeps its old content. A writer killed outright
+    (``SIGKILL``, power cut) cannot remove its temporary file: its name,
+    ``.<name>.<pid>.<random>.tmp``, records the writer's process, and the next write
+    to the same destination removes those whose process is gone
+    (:func:`remove_stale_temporaries`).
 
-    Raises ``IsADirectoryError`` when ``path`` is a directory and
-    ``FileNotFoundError`` when its directory does not exist, before writing anything.
+    Before anything is written the destination is checked:
+
+    - a symbolic link is written through to its target (as ``cp`` and shell
+      redirection do), a dangling link creates its target, a link loop is refused;
+    - only a regular file may be replaced: a directory, device, FIFO or socket is
+      refused (replacing ``/dev/null`` by a file would break the system);
+    - an existing file keeps its permission bits (a private 0600 model stays
+      private); a new file gets those the umask allows, as ``open()`` would;
+    - a read-only file (no write bit) is refused rather than silently replaced;
+    - a destination that is the same file as one of ``refuse_same_as`` (the inputs
+      of the command) is refused, so that a command never overwrites what it reads.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file. Its directory must exist.
+    write : callable
+        ``write(fh)`` writes the content to the binary file object ``fh``.
+    refuse_same_as : iterable of str or os.PathLike, optional
+        Paths the destination must not be (compared as files, through links).
+    allow_stdout : bool, default False
+        With True, ``"-"`` and ``"/dev/stdout"`` write straight to standard output
+        (not atomic: a stream cannot be replaced).
+
+    Raises
+    ------
+    IsADirectoryError
+        If ``path`` is a directory.
+    FileNotFoundError
+        If its directory does not exist.
+    PermissionError
+        If ``path`` is a read-only file.
+    ValueError
+        If ``path`` is a device, FIFO, socket or link loop, or one of
+        ``refuse_same_as``.
     """
     path = _check_path(path)
-    if os.path.islink(path):
-        path = os.path.realpath(path)
-    if os.path.isdir(path):
-        # Found now: os.replace would fail later naming the temporary file instead.
-        raise IsADirectoryError(f"cannot write {path!r}: it is a directory; give a file "
-                                f"name")
+    if allow_stdout and path in STDOUT_NAMES:
+        _write_stdout(write)
+        return
+    path = check_destination(path, refuse_same_as=refuse_same_as)
+    mode = _replace_mode(path)
     directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not "
-                                f"exist")
-    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".",
-                                    suffix=".tmp")
+    remove_stale_temporaries(path)
+    fd, tmp_path = tempfile.mkstemp(dir=directory, suffix=_TMP_SUFFIX,
+                                    prefix=f".{os.path.basename(path)}.{os.getpid()}.")
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
-        # mkstemp creates the file private (0600); give it the permissions a plain
-        # open() would, so saving a model does not silently change who can read it.
-        os.chmod(tmp_path, 0o666 & ~_current_umask())
+        # mkstemp creates the file private (0600); give it the old file's bits, or
+        # those a plain open() would, so saving does not change who can read it.
+        os.chmod(tmp_path, mode)
         os.replace(tmp_path, path)
     except BaseException:
         try:
@@ -219,6 +264,130 @@ def atomic_write(path, write) -> None:
             pass
         raise
     _fsync_directory(directory)
+
+
+def _write_stdout(write) -> None:
+    import sys
+    stream = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
+    write(stream)
+    stream.flush()
+
+
+def check_destination(path, *, name: str = "path", refuse_same_as=()) -> str:
+    """Check that :func:`atomic_write` may replace ``path``, without writing anything.
+
+    For callers that must refuse a bad destination before they change anything (``fit``
+    checks its ``checkpoint`` before the first epoch). Raises what :func:`atomic_write`
+    raises for the destination, with ``name`` in the message for a path that is not a
+    non-empty str or os.PathLike.
+
+    Returns
+    -------
+    str
+        The file that would be replaced (a symbolic link resolved).
+    """
+    path = _check_path(path, name)
+    if os.path.islink(path):
+        try:
+            os.stat(path)
+        except FileNotFoundError:
+            pass  # dangling: the write creates the target
+        except OSError as exc:
+            raise ValueError(f"cannot write {path!r}: it is a symbolic link that does not "
+                             f"resolve ({exc.strerror}); refused") from None
+        path = os.path.realpath(path)
+    if os.path.isdir(path):
+        # Found now: os.replace would fail later naming the temporary file instead.
+        raise IsADirectoryError(f"cannot write {path!r}: it is a directory; give a file "
+                                f"name")
+    if os.path.exists(path) and not stat.S_ISREG(os.stat(path).st_mode):
+        raise ValueError(f"cannot write {path!r}: it is not a regular file (a device, FIFO "
+                         f"or socket); refused, chainrule only replaces regular files")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not "
+                                f"exist")
+    for other in refuse_same_as:
+        other = _check_path(other, "refuse_same_as")
+        if _same_file(path, other):
+            raise ValueError(f"cannot write {path!r}: it is the input file {other!r}; "
+                             f"writing would destroy it, give another output path")
+    _replace_mode(path)
+    return path
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one does not exist (yet): compare the names
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _replace_mode(path: str) -> int:
+    """Permission bits for the new file: the existing file's, refusing a read-only one."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return 0o666 & ~_current_umask()
+    mode = stat.S_IMODE(st.st_mode)
+    # The bits, not os.access: root may write anything, yet a 0444 file says "keep".
+    if not mode & 0o222 or not os.access(path, os.W_OK):
+        raise PermissionError(f"cannot write {path!r}: the file is read-only (mode "
+                              f"{mode:04o}); refused, make it writable to replace it")
+    return mode
+
+
+def remove_stale_temporaries(path) -> list[str]:
+    """Remove the temporary files that killed writers of ``path`` left behind.
+
+    A temporary file of :func:`atomic_write` is named ``.<name>.<pid>.<random>.tmp``;
+    one whose process no longer exists can never be completed, and is removed. Those
+    of live processes (a concurrent writer) are kept. POSIX only (elsewhere a dead
+    process cannot be told from a live one, and nothing is removed).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The destination whose temporaries to remove.
+
+    Returns
+    -------
+    list of str
+        The files removed.
+    """
+    path = os.path.abspath(_check_path(path))
+    directory, prefix = os.path.dirname(path), "." + os.path.basename(path) + "."
+    if os.name != "posix":
+        return []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return []
+    removed = []
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(_TMP_SUFFIX)):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or _process_alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+            removed.append(os.path.join(directory, name))
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # exists, owned by someone else (or not a pid: leave it)
+    return True
 
 
 def _current_umask() -> int:
@@ -246,8 +415,13 @@ def _fsync_directory(directory: str) -> None:
 def read_archive(path) -> tuple[dict[str, np.ndarray], dict]:
     """Read a file written by :func:`write_archive`, checking it on the way.
 
-    Nothing in the file is executed: arrays are loaded with ``allow_pickle=False`` and
-    the metadata is parsed as JSON.
+    Nothing in the file is executed: arrays are read with ``allow_pickle=False`` and
+    the metadata is parsed as JSON. Nothing is allocated from a size the file merely
+    declares: every entry must be stored uncompressed (as :func:`write_archive`
+    writes them), so its size on disk is its real size, the entries together must fit
+    in the file, and each array's header must declare exactly the bytes its entry
+    holds. Peak memory is the size of the arrays plus a small constant (the checksum
+    is computed over the arrays in place).
 
     Parameters
     ----------
@@ -264,9 +438,12 @@ def read_archive(path) -> tuple[dict[str, np.ndarray], dict]:
     Raises
     ------
     ModelFileError
-        If the file is missing, unreadable, truncated, not a zip archive, lacks the
-        chainrule metadata, has an unknown format version, holds a pickled or object
-        array or an unexpected entry, or its checksum does not match.
+        For every refusal: the file is missing, not a regular file, unreadable,
+        truncated, not a zip archive, has compressed entries or sizes that do not add
+        up, lacks the chainrule metadata, has an unknown format version, holds a
+        pickled or object array or an unexpected entry, or its checksum does not
+        match; also when memory runs out reading it. Never a ``MemoryError`` or an
+        exception type of :mod:`zipfile` or NumPy.
     """
     path = _check_path(path)
 
@@ -277,47 +454,17 @@ def read_archive(path) -> tuple[dict[str, np.ndarray], dict]:
         raise fail("no such file")
     if not os.path.isfile(path):
         raise fail("not a regular file")
-    if not zipfile.is_zipfile(path):
-        raise fail("not a zip/.npz archive, or truncated (no zip directory at its end)")
     try:
-        npz = np.load(path, allow_pickle=False)
+        with zipfile.ZipFile(path) as zf:
+            meta, checksum, names = _read_header(zf, os.path.getsize(path), fail)
+            arrays = _read_arrays(zf, names, fail)
+    except ModelFileError:
+        raise
+    except MemoryError:
+        raise fail("not enough memory to read its arrays") from None
     except Exception as exc:  # any parse failure of untrusted bytes is a corrupt file
-        raise fail(f"not a readable .npz archive ({type(exc).__name__}: {exc})") from None
-    if not isinstance(npz, np.lib.npyio.NpzFile) or npz.zip is None:
-        raise fail("not a .npz archive")
-    zf = npz.zip
-    with npz:
-        names = zf.namelist()
-        if len(set(names)) != len(names):
-            raise fail("the archive has duplicate entries")
-        if _META_ENTRY not in names:
-            raise fail(f"missing the metadata entry {_META_ENTRY!r}; not a chainrule file "
-                       f"(a plain .npz from numpy.savez?)")
-        unexpected = [n for n in names if n != _META_ENTRY and not n.endswith(".npy")]
-        if unexpected:
-            raise fail(f"unexpected entries {unexpected} (only .npy arrays and "
-                       f"{_META_ENTRY!r} are allowed)")
-        try:
-            header = json.loads(zf.read(_META_ENTRY).decode("utf-8"))
-        except Exception as exc:
-            raise fail(f"the metadata entry is corrupt ({type(exc).__name__}: {exc})") from None
-        if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
-            raise fail(f"the metadata does not declare format {FORMAT_NAME!r}")
-        version = header.get("format_version")
-        if version != FORMAT_VERSION or isinstance(version, bool):
-            newer = (isinstance(version, int) and not isinstance(version, bool)
-                     and version > FORMAT_VERSION)
-            hint = ("; it was written by a newer chainrule, upgrade to read it" if newer
-                    else "")
-            raise fail(f"unknown format version {version!r} (this chainrule reads version "
-                       f"{FORMAT_VERSION}){hint}")
-        checksum = header.get("checksum")
-        meta = header.get("meta")
-        if not isinstance(checksum, str) or not isinstance(meta, dict):
-            raise fail("the metadata lacks a checksum string or a meta object")
-
-        arrays = _read_arrays(npz, names, fail)
-
+        raise fail(f"not a readable .npz archive, or truncated ({type(exc).__name__}: "
+                   f"{exc})") from None
     expected = _checksum(arrays, _canonical_json(meta))
     if expected != checksum:
         raise fail(f"checksum mismatch (stored {checksum}, computed {expected}); the file "
@@ -325,36 +472,92 @@ def read_archive(path) -> tuple[dict[str, np.ndarray], dict]:
     return arrays, meta
 
 
-def _read_arrays(npz, names, fail) -> dict[str, np.ndarray]:
-    """Every ``.npy`` entry of an open archive, read without unpickling; ``fail(problem)``
-    builds the error naming the file."""
+def _read_header(zf, file_size: int, fail) -> tuple[dict, str, list]:
+    """Check the archive's directory and parse its metadata entry: ``(meta,
+    checksum, entry names)``."""
+    infos = zf.infolist()
+    names = [info.filename for info in infos]
+    if len(set(names)) != len(names):
+        raise fail("the archive has duplicate entries")
+    if _META_ENTRY not in names:
+        raise fail(f"missing the metadata entry {_META_ENTRY!r}; not a chainrule file "
+                   f"(a plain .npz from numpy.savez?)")
+    unexpected = [n for n in names if n != _META_ENTRY and not n.endswith(".npy")]
+    if unexpected:
+        raise fail(f"unexpected entries {unexpected} (only .npy arrays and "
+                   f"{_META_ENTRY!r} are allowed)")
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED or info.file_size != info.compress_size:
+            # A compressed entry's declared size is a promise a zip bomb breaks.
+            raise fail(f"entry {info.filename!r} is compressed (method "
+                       f"{info.compress_type}, {info.compress_size} bytes declaring "
+                       f"{info.file_size}); chainrule files store entries uncompressed")
+    if sum(info.file_size for info in infos) > file_size:
+        raise fail(f"its entries declare {sum(i.file_size for i in infos)} bytes, more "
+                   f"than the file's {file_size}; truncated or forged")
+    try:
+        header = json.loads(zf.read(_META_ENTRY).decode("utf-8"))
+    except Exception as exc:
+        raise fail(f"the metadata entry is corrupt ({type(exc).__name__}: {exc})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise fail(f"the metadata does not declare format {FORMAT_NAME!r}")
+    version = header.get("format_version")
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        newer = (isinstance(version, int) and not isinstance(version, bool)
+                 and version > FORMAT_VERSION)
+        hint = "; it was written by a newer chainrule, upgrade to read it" if newer else ""
+        raise fail(f"unknown format version {version!r} (this chainrule reads version "
+                   f"{FORMAT_VERSION}){hint}")
+    checksum = header.get("checksum")
+    meta = header.get("meta")
+    if not isinstance(checksum, str) or not isinstance(meta, dict):
+        raise fail("the metadata lacks a checksum string or a meta object")
+    return meta, checksum, names
+
+
+#: Longest ``.npy`` header accepted; NumPy's own default limit.
+_MAX_NPY_HEADER = 10000
+
+
+def _read_arrays(zf, names, fail) -> dict[str, np.ndarray]:
+    """Every ``.npy`` entry of an open archive, read without unpickling, each checked
+    to declare exactly the bytes it holds before its array is allocated;
+    ``fail(problem)`` builds the error naming the file."""
+    fmt = np.lib.format
     arrays: dict[str, np.ndarray] = {}
     for member in names:
         if member == _META_ENTRY:
             continue
         key = member[:-len(".npy")]
-        try:
-            with npz.zip.open(member) as fh:
-                magic = fh.read(len(np.lib.format.MAGIC_PREFIX))
-                if magic != np.lib.format.MAGIC_PREFIX:
-                    raise fail(f"entry {member!r} is not a .npy array (pickled data or "
-                               f"other bytes); refused")
-                fh.seek(0)
-                arr = np.lib.format.read_array(fh, allow_pickle=False)
-                if fh.read(1):
-                    raise fail(f"entry {member!r} has trailing bytes after its array")
-        except ModelFileError:
-            raise
-        except ValueError as exc:
-            if "allow_pickle" in str(exc) or "pickle" in str(exc).lower():
+        size = zf.getinfo(member).file_size
+        with zf.open(member) as fh:
+            if fh.read(len(fmt.MAGIC_PREFIX)) != fmt.MAGIC_PREFIX:
+                raise fail(f"entry {member!r} is not a .npy array (pickled data or other "
+                           f"bytes); refused")
+            fh.seek(0)
+            try:
+                version = fmt.read_magic(fh)
+                # 3.0 only differs for structured dtypes with non-ASCII field names,
+                # which write_archive never writes.
+                read_header = {(1, 0): fmt.read_array_header_1_0,
+                               (2, 0): fmt.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    raise ValueError(f"unsupported .npy version {version}")
+                shape, _, dtype = read_header(fh, max_header_size=_MAX_NPY_HEADER)
+            except ValueError as exc:
+                raise fail(f"array {key!r} has a corrupt or oversized .npy header "
+                           f"({exc})") from None
+            if dtype.hasobject:
                 raise fail(f"array {key!r} holds Python objects (pickled data); refused, "
-                           f"loading it could run code") from None
-            raise fail(f"array {key!r} is corrupt ({exc})") from None
-        except Exception as exc:
-            raise fail(f"array {key!r} is corrupt ({type(exc).__name__}: {exc})") from None
-        if arr.dtype.hasobject:
-            raise fail(f"array {key!r} has object dtype {arr.dtype}; refused")
-        if not arr.flags.writeable:
-            arr = arr.copy()
-        arrays[key] = arr
+                           f"loading it could run code")
+            data_bytes = math.prod(shape) * dtype.itemsize
+            if data_bytes != size - fh.tell():
+                raise fail(f"array {key!r} declares shape {shape} of {dtype} "
+                           f"({data_bytes} bytes), its entry holds {size - fh.tell()}")
+            fh.seek(0)
+            try:
+                arr = fmt.read_array(fh, allow_pickle=False)
+            except ValueError as exc:
+                raise fail(f"array {key!r} is corrupt ({exc})") from None
+        arrays[key] = arr if arr.flags.writeable else arr.copy()
     return arrays

@@ -11,7 +11,9 @@ A file in the :mod:`chainrule._fileformat` layout (no pickle) with the arrays
 ``params/<name>``, ``optim/state/<name>/<key>``, ``best/<name>`` (early stopping's best
 parameters, when kept) and ``split/train``, ``split/val`` (a ``validation_fraction``
 split), and the metadata ``kind``, ``epoch``, ``optimizer_steps``, ``rngs`` (the state
-of every generator the run draws from), ``history`` (:meth:`History.as_dict`),
+of every generator the run draws from), ``history`` (``best_epoch``, ``stop_reason``
+and the state of the History's journal, :mod:`chainrule.journal`, which holds the
+per-epoch logs so that a checkpoint's cost does not grow with the epochs),
 ``stopper`` (early stopping's bookkeeping) and ``identity``. It is written atomically
 (no half-written file), after every epoch.
 
@@ -38,9 +40,10 @@ from typing import Any
 
 import numpy as np
 
-from ._fileformat import ModelFileError, read_archive, write_archive
+from ._fileformat import ModelFileError, check_destination, read_archive, write_archive
 from ._validation import check_positive_int, key_differences
 from .history import History, history_dict_problems, stopper_state_problems
+from .journal import HistoryJournal
 
 __all__ = ["CheckpointMismatchError", "CheckpointEpochsError", "RunSettings", "generators",
            "snapshot", "restore", "fingerprint", "run_identity", "write_checkpoint",
@@ -100,6 +103,9 @@ def check_checkpoint_path(checkpoint, resume: bool) -> None:
             raise FileNotFoundError(f"checkpoint: the directory {folder!r} does not exist")
         if not os.access(folder, os.W_OK):
             raise PermissionError(f"checkpoint: the directory {folder!r} is not writable")
+        # "", a directory, a device, a read-only file...: refused now, not after the
+        # first epoch has changed the parameters.
+        check_destination(checkpoint, name="checkpoint")
 
 
 def check_resume_epochs(path, epochs: int, done: int) -> None:
@@ -311,7 +317,10 @@ def restore(snap, model, optimizer, gens, history, stopper):
     stopper.load_state_dict(snap["stopper"])
 
 
-def write_checkpoint(path, snap, history, identity, split):
+def write_checkpoint(path, snap, history, identity, split, journal):
+    """Write the checkpoint of ``snap`` to ``path``; the History's epochs go to
+    ``journal`` (a :class:`~chainrule.journal.HistoryJournal`), appended before the
+    checkpoint that counts them, so the cost does not grow with the epochs."""
     arrays = {f"params/{k}": v for k, v in snap["params"].items()}
     opt = snap["optimizer"]
     for name, st in opt["state"].items():
@@ -324,9 +333,27 @@ def write_checkpoint(path, snap, history, identity, split):
     if split is not None:
         arrays["split/train"], arrays["split/val"] = split
     meta = {"kind": _CHECKPOINT_KIND, "epoch": snap["epoch"], "optimizer_steps": opt["steps"],
-            "rngs": snap["rngs"], "history": history.as_dict(), "stopper": stopper,
-            "identity": identity}
+            "rngs": snap["rngs"], "stopper": stopper, "identity": identity,
+            "history": {"best_epoch": history.best_epoch, "stop_reason": history.stop_reason,
+                        "journal": journal.sync(history)}}
     write_archive(path, arrays, meta)
+    journal.remove_others()
+
+
+def _load_history(path, meta) -> tuple:
+    """The checkpoint's History as :meth:`History.as_dict` would give it, rebuilt from
+    its journal, and the journal: ``(dict, journal, problems)``."""
+    stored = meta.get("history")
+    if not (isinstance(stored, dict)
+            and sorted(stored) == ["best_epoch", "journal", "stop_reason"]):
+        return None, None, [f"metadata 'history' must be a dict with keys 'best_epoch', "
+                            f"'journal' and 'stop_reason', got {stored!r}"]
+    try:
+        journal, data = HistoryJournal.load(path, stored["journal"])
+    except ValueError as exc:
+        return None, None, [f"metadata 'history': {exc}"]
+    return (dict(data, epochs=stored["journal"]["epochs"], best_epoch=stored["best_epoch"],
+                 stop_reason=stored["stop_reason"]), journal, [])
 
 
 # Sorted, so that missing keys are listed in order.
@@ -357,6 +384,7 @@ def _check_checkpoint(arrays, meta, model, optimizer, gens, n_rows, n_val) -> li
     problems += _rng_problems(meta.get("rngs"), gens)
     problems += _array_problems(arrays, _expected_arrays(arrays, model, optimizer, steps,
                                                          n_rows, n_val))
+    problems += _value_problems(arrays)
     if n_val is not None and not any("split/" in p for p in problems):
         both = np.concatenate([arrays["split/train"], arrays["split/val"]])
         if not np.array_equal(np.sort(both), np.arange(n_rows)):
@@ -449,6 +477,27 @@ def _array_problems(arrays, expected) -> list:
     return problems
 
 
+def _value_problems(arrays) -> list:
+    """Values no run can reach: non-finite parameters or optimizer state (fit stops
+    before any), negative second moments or step counts. Refused here, they would be
+    installed into the model before training noticed."""
+    problems = []
+    for name in sorted(arrays):
+        arr = arrays[name]
+        if name.startswith("split/") or arr.dtype.kind not in "fiu":
+            continue
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            problems.append(f"array {name!r} holds NaN or infinite values")
+        elif name.startswith("optim/") and name.rsplit("/", 1)[1] in _NON_NEGATIVE_STATE \
+                and (arr < 0).any():
+            problems.append(f"array {name!r} holds negative values")
+    return problems
+
+
+#: Optimizer state that is never negative: Adam's second moment, step counts.
+_NON_NEGATIVE_STATE = ("exp_avg_sq", "step")
+
+
 def read_checkpoint(path, identity, model, optimizer, gens, n_rows, n_val):
     """Load and check a checkpoint; raise before anything is changed.
 
@@ -464,7 +513,10 @@ def read_checkpoint(path, identity, model, optimizer, gens, n_rows, n_val):
                          f"resumed")
     if meta.get("identity") != identity:
         raise CheckpointMismatchError(name, *_first_difference(meta.get("identity"), identity))
-    problems = _check_checkpoint(arrays, meta, model, optimizer, gens, n_rows, n_val)
+    history, journal, problems = _load_history(path, meta)
+    # The checks below see the History whole, as if the checkpoint held it.
+    problems += _check_checkpoint(arrays, dict(meta, history=history), model, optimizer,
+                                  gens, n_rows, n_val)
     if problems:
         raise ModelFileError(f"checkpoint {name!r} cannot be resumed, it does not hold the "
                              f"state of this run: " + "; ".join(problems))
@@ -481,7 +533,7 @@ def read_checkpoint(path, identity, model, optimizer, gens, n_rows, n_val):
     snap = {"epoch": meta["epoch"], "params": params,
             "optimizer": {"steps": meta["optimizer_steps"], "state": state},
             "rngs": meta["rngs"], "stopper": stopper}
-    snap["history"] = History.from_dict(meta["history"])
+    snap["history"], snap["journal"] = History.from_dict(history), journal
     return snap, split
 
 

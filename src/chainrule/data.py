@@ -264,6 +264,10 @@ def holdout_split(X, y, test_fraction=0.25, *, rng=0):
     """
     X = np.asarray(X)
     y = np.asarray(y)
+    for arr, arg in ((X, "X"), (y, "y")):
+        if arr.ndim == 0:  # None, a number: there are no rows to split
+            raise TypeError(f"{arg} must be an array with one row per sample, got "
+                            f"{type(arr.item()).__name__} {arr.item()!r}")
     check_same_rows(X, y, "X", "y")
     test_fraction = check_in_interval(test_fraction, "test_fraction", 0.0, 1.0,
                                       low_closed=False)

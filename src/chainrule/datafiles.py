@@ -106,7 +106,11 @@ def _csv_rows(path, delimiter):
                          f"{exc.start})") from None
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     # reader.line_num after each row is its last physical line (quoted cells may span lines).
-    rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    try:
+        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except csv.Error as exc:  # a cell over the csv module's size limit, a bare CR...
+        raise ValueError(f"{name}, line {reader.line_num}: not a readable CSV row "
+                         f"({exc})") from None
     if not rows:
         raise ValueError(f"{name}: the file holds no rows")
     return rows
@@ -320,6 +324,11 @@ def load_npz(path, *, require_labels=True):
         raise ValueError(f"{name}: not a readable .npz archive ({msg})") from None
     except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
         raise ValueError(f"{name}: not a readable .npz archive ({exc})") from None
+    except MemoryError:
+        raise ValueError(f"{name}: its arrays do not fit in memory") from None
+    except Exception as exc:  # zipfile's NotImplementedError for an unknown method...
+        raise ValueError(f"{name}: not a readable .npz archive ({type(exc).__name__}: "
+                         f"{exc})") from None
     X = _as_features(X, "X", name)
     if y is None:
         return X, None
@@ -364,7 +373,11 @@ def _read_idx(path, what):
         raise ValueError(f"{name}: IDX data {problem}: dimensions {list(dims)} of "
                          f"{dtype.itemsize}-byte values need {expected} bytes after the "
                          f"header, the file has {got}")
-    arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
+    try:
+        arr = np.frombuffer(data, dtype=dtype, offset=header_len).reshape(dims)
+    except ValueError as exc:  # more dimensions than NumPy supports
+        raise ValueError(f"{name}: the IDX header declares {ndim} dimensions, which "
+                         f"NumPy cannot represent ({exc})") from None
     return arr.astype(dtype.newbyteorder("="))
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from ._validation import check_positive_int, check_rng
 
 __all__ = ["xavier_uniform", "xavier_init", "xavier_normal", "he_normal", "he_uniform",
-           "zeros", "INITIALIZERS", "get_initializer"]
+           "zeros", "INITIALIZERS", "get_initializer", "CUSTOM_INIT"]
 
 
 def _fans(shape) -> tuple[int, int]:
@@ -75,6 +75,11 @@ INITIALIZERS = {
     "he_uniform": he_uniform,
     "zeros": zeros,
 }
+
+
+#: What a model's ``config["init"]`` holds for a callable ``init``: model files allow
+#: only these names and the keys of INITIALIZERS (a function's name could be any text).
+CUSTOM_INIT = "custom"
 
 
 def get_initializer(name):

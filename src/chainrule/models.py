@@ -9,6 +9,7 @@ of :class:`MLP` trained by :class:`~chainrule.optim.SGD`.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -25,14 +26,21 @@ from ._validation import (
     is_sparse,
     shape_str,
 )
+from .errors import TrainingDivergedError
 from .functional import sigmoid, softmax
-from .init import get_initializer
+from .init import CUSTOM_INIT, get_initializer
 from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, get_loss
 from .optim import SGD
 
 __all__ = ["Network", "MLP", "LogisticRegression", "FeedforwardNeuralNet", "ACTIVATIONS",
-           "affine_param_names"]
+           "affine_param_names", "ACTIVATION_BUDGET"]
+
+#: Bytes of layer outputs :meth:`Network.infer` holds at once (it works in row chunks).
+ACTIVATION_BUDGET = 32 * 2**20
+
+#: ``MLP(init=...)`` name of scikit-learn's initialisation (weights and biases uniform).
+SKLEARN_INIT = "sklearn"
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid,
                "identity": Identity, "logistic": Sigmoid}
@@ -152,6 +160,37 @@ class Network:
             out = step[-1]
         return out
 
+    def infer(self, X, *, checked: bool = False, then=None) -> np.ndarray:
+        """:meth:`forward` with Dropout off, over row chunks whose layer outputs fit
+        in :data:`ACTIVATION_BUDGET` bytes; ``then`` (row-wise, e.g. softmax) is
+        applied to each chunk. Every inference path (``predict*``, ``evaluate``) goes
+        through it; rows do not interact, so the result equals one :meth:`forward`.
+        Shape: X (N, D) -> (N, K).
+        """
+        X = X if checked else self.check_X(X)
+        rows = self.chunk_rows(X.dtype)
+
+        def run(chunk):
+            out = self.forward(chunk, checked=True)
+            return out if then is None else then(out)
+
+        first = run(X[:rows])
+        if X.shape[0] <= rows:
+            return first
+        out = np.empty((X.shape[0],) + first.shape[1:], dtype=first.dtype)
+        out[:rows] = first
+        for start in range(rows, X.shape[0], rows):
+            out[start:start + rows] = run(X[start:start + rows])
+        return out
+
+    def chunk_rows(self, dtype=np.float64) -> int:
+        """Rows per chunk of :meth:`infer`: the budget over one row's bytes (>= 1)."""
+        widths = [self.n_features]
+        for layer, names in self.layers:
+            widths.append(self.params[names[0]].shape[1] if isinstance(layer, Affine)
+                          else widths[-1])
+        return max(1, ACTIVATION_BUDGET // (sum(widths) * np.dtype(dtype).itemsize))
+
     def walk(self, X, training: bool = False, *, checked: bool = False):
         """Run the layers on ``X`` one at a time, yielding after each one.
 
@@ -224,26 +263,37 @@ class Network:
         if optimizer is None:
             raise ValueError("optimizer must be given (this model has no default optimizer)")
         loss, grads = self.loss_and_grads(X, Y, sample_weight)
+        # Refused before the update, as fit refuses: a step from an infinite loss
+        # would leave parameters near 1e307, NaN at the next step.
+        bad = [k for k, g in grads.items() if not np.isfinite(g).all()]
+        if not math.isfinite(loss) or bad:
+            what = f"the loss is {loss}" if not math.isfinite(loss) else (
+                f"the gradient of {', '.join(bad)} is not finite")
+            raise TrainingDivergedError(
+                f"step refused: {what}; the parameters were not updated. Try a smaller "
+                f"learning rate or standardised inputs.", epoch=None, step=None,
+                layer="loss" if not math.isfinite(loss) else bad[0])
         optimizer.step(self.params, grads)
         return loss
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities: the softmax of the logits, or for a binary cross-entropy
-        model (binary or multilabel) each logit's own sigmoid. Shape: X (N, D) -> (N, K)."""
+        """Class probabilities, computed in row chunks (:meth:`infer`): the softmax of
+        the logits, or for a binary cross-entropy model (binary or multilabel) each
+        logit's own sigmoid. Shape: X (N, D) -> (N, K)."""
         if isinstance(self.loss, BinaryCrossEntropy):
-            return sigmoid(self.forward(X))
-        return softmax(self.forward(X), axis=1)
+            return self.infer(X, then=sigmoid)
+        return self.infer(X, then=lambda z: softmax(z, axis=1))
 
     def predict(self, X) -> np.ndarray:
         """The homework's ``predict``: class probabilities of shape (N, K) for a
         classifier (cross-entropy loss), the raw outputs for a regressor."""
         if isinstance(self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy)):
             return self.predict_proba(X)
-        return self.forward(X)
+        return self.infer(X)
 
     def predict_classes(self, X) -> np.ndarray:
         """Index of the most probable class for each row. Shape: X (N, D) -> (N,)."""
-        return np.argmax(self.forward(X), axis=1)
+        return self.infer(X, then=lambda z: np.argmax(z, axis=1))
 
     # -- looking inside -----------------------------------------------------------
     def node_names(self) -> list[str]:
@@ -383,7 +433,8 @@ class MLP(Network):
         for a in activations:
             check_choice(a, "activation", ACTIVATIONS)
         dropout = check_in_interval(dropout, "dropout", 0.0, 1.0)
-        initializer = _SklearnInit(activations) if init == "sklearn" else get_initializer(init)
+        initializer = (_SklearnInit(activations) if init == SKLEARN_INIT
+                       else get_initializer(init))
         try:
             dtype = np.dtype(dtype)
         except TypeError as exc:
@@ -399,7 +450,7 @@ class MLP(Network):
 
         self.config = {"layer_sizes": sizes, "activation": activation if isinstance(
             activation, str) else activations, "dropout": dropout,
-            "init": init if isinstance(init, str) else getattr(init, "__name__", "custom"),
+            "init": init if isinstance(init, str) else CUSTOM_INIT,
             "dtype": dtype.name, "loss": loss if isinstance(loss, str) else type(loss).__name__}
         params, layers = {}, []
         n_layers = len(sizes) - 1
@@ -407,7 +458,7 @@ class MLP(Network):
             # W then b for each layer: the order in which the homework draws its weights.
             params[W] = initializer([sizes[i], sizes[i + 1]], rng=random, dtype=dtype)
             params[b] = (initializer.bias(sizes[i], sizes[i + 1], random, dtype)
-                         if init == "sklearn" else np.zeros(sizes[i + 1], dtype=dtype))
+                         if init == SKLEARN_INIT else np.zeros(sizes[i + 1], dtype=dtype))
             layers.append((Affine(), (W, b)))
             if i < n_layers - 1:
                 layers.append((ACTIVATIONS[activations[i]](), ()))

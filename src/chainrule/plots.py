@@ -16,6 +16,8 @@ import os
 
 import numpy as np
 
+from ._fileformat import atomic_write
+
 __all__ = ["plot_history", "plot_confusion_matrix", "plot_first_layer_weights",
            "confusion_matrix", "KNOWN_IMAGE_SHAPES"]
 
@@ -39,7 +41,10 @@ def _save(fig, path):
         folder = os.path.dirname(os.fspath(path))
         if folder:
             os.makedirs(folder, exist_ok=True)
-        fig.savefig(path, dpi=fig.dpi, bbox_inches="tight")
+        # The format from the name, as savefig(path) would; a file object has none.
+        fmt = os.path.splitext(os.fspath(path))[1][1:].lower() or None
+        atomic_write(path, lambda fh: fig.savefig(fh, format=fmt, dpi=fig.dpi,
+                                                  bbox_inches="tight"))
     return fig
 
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from ._fileformat import remove_stale_temporaries
 from ._validation import (
     check_in_interval,
     check_positive_float,
@@ -62,7 +63,9 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .data import batch_indices, split_rows
+from .errors import TrainingDivergedError
 from .history import EarlyStopping, EarlyStoppingState, History
+from .journal import HistoryJournal
 from .layers import Affine, ReLU
 from .losses import CategoricalCrossEntropy, l2_penalty
 from .models import Network
@@ -71,31 +74,11 @@ from .optim import Optimizer, make_optimizer
 __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError"]
 
 
-class TrainingDivergedError(FloatingPointError, ValueError):
-    """The loss (or the parameters) became NaN or infinite during :func:`fit`.
-
-    A ``ValueError`` too, as scikit-learn reports non-finite weights.
-
-    Attributes
-    ----------
-    epoch : int
-        Epoch (from 0) in which it happened.
-    step : int
-        Batch index within that epoch.
-    layer : str
-        The first layer whose output was non-finite, or ``"loss"``.
-    """
-
-    def __init__(self, message, *, epoch, step, layer):
-        super().__init__(message)
-        self.epoch, self.step, self.layer = epoch, step, layer
-
-
 # -- evaluation -----------------------------------------------------------------------
 
 def _evaluate_checked(model, X, Y) -> dict:
     """Loss (and accuracy for a classifier) on already-checked arrays, Dropout off."""
-    logits = model.forward(X, training=False, checked=True)
+    logits = model.infer(X, checked=True)  # in row chunks: bounded memory
     out = {"loss": model.loss.forward(logits, Y)}
     if isinstance(model.loss, CategoricalCrossEntropy):
         out["accuracy"] = float(np.mean(logits.argmax(axis=1) == Y.argmax(axis=1)))
@@ -289,6 +272,7 @@ class _Run:
     params: dict = field(init=False)
     labels: np.ndarray | None = field(init=False)  # class of each row, for the accuracy
     relu_pairs: list = field(init=False)
+    journal: HistoryJournal | None = field(init=False)  # the History's, with a checkpoint
     weights: list = field(init=False)
     # Parameters before the latest update: what divergence handling and the update
     # ratio need. Filled in place every step, allocated once.
@@ -358,6 +342,8 @@ def _prepare_run(model, s: RunSettings) -> _Run:
     rows, and set up the History, early stopping and everything the epochs reuse."""
     gens = generators(s.rng, model)
     identity = run_identity(model, s) if s.checkpoint is not None else None
+    if s.checkpoint is not None:  # what killed runs left half-written
+        remove_stale_temporaries(s.checkpoint)
     loaded, split = None, None
     if s.resume and os.path.exists(s.checkpoint):
         loaded, split = read_checkpoint(s.checkpoint, identity, model, s.optimizer, gens,
@@ -372,6 +358,8 @@ def _prepare_run(model, s: RunSettings) -> _Run:
                EarlyStoppingState(s.early_stopping))
     if loaded is not None:
         restore(loaded, model, s.optimizer, gens, run.history, run.stopper)
+    run.journal = (loaded["journal"] if loaded is not None else
+                   None if s.checkpoint is None else HistoryJournal(s.checkpoint))
     run.params = model.params
     run.labels = Y.argmax(axis=1) if isinstance(model.loss, CategoricalCrossEntropy) else None
     run.relu_pairs = _relu_after_affine(model) if s.diagnostics else []
@@ -472,7 +460,8 @@ def _commit_epoch(model, run: _Run, epoch: int, logs: dict, stop) -> None:
     run.history.stop_reason = stop
     snap = snapshot(model, s.optimizer, run.gens, epoch + 1, run.stopper)
     if s.checkpoint is not None:
-        write_checkpoint(s.checkpoint, snap, run.history, run.identity, run.split)
+        write_checkpoint(s.checkpoint, snap, run.history, run.identity, run.split,
+                         run.journal)
     run.snap = snap
     if run.bar is not None:
         run.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "time"},
@@ -495,7 +484,8 @@ def _interrupted(model, run: _Run) -> History:
     s = run.settings
     restore(run.snap, model, s.optimizer, run.gens, run.history, run.stopper)
     if s.checkpoint is not None:
-        write_checkpoint(s.checkpoint, run.snap, run.history, run.identity, run.split)
+        write_checkpoint(s.checkpoint, run.snap, run.history, run.identity, run.split,
+                         run.journal)
     run.history.stop_reason = "interrupted"
     run.history.best_epoch = _best_epoch(run)
     return run.history

@@ -16,9 +16,16 @@ import numbers
 
 import numpy as np
 
-from .._validation import check_keys, key_differences
+from .._validation import check_choice, check_keys, key_differences
+from ..init import CUSTOM_INIT, INITIALIZERS
 from ..losses import LOSSES
-from ..models import MLP, FeedforwardNeuralNet, LogisticRegression, affine_param_names
+from ..models import (
+    MLP,
+    SKLEARN_INIT,
+    FeedforwardNeuralNet,
+    LogisticRegression,
+    affine_param_names,
+)
 
 __all__ = ["NETWORK_CLASSES", "network_state", "network_from_state", "expected_arrays",
            "check_arrays_against"]
@@ -173,8 +180,8 @@ def _mlp_sizes_and_dtype(config: dict) -> tuple[list, np.dtype]:
         raise ValueError(f"dtype {dtype_name!r} is not a NumPy dtype") from None
     if not np.issubdtype(dtype, np.floating):
         raise ValueError(f"dtype must be a floating-point dtype, got {dtype_name!r}")
-    if not isinstance(config["init"], str):
-        raise ValueError(f"init must be a string, got {config['init']!r}")
+    # An allow-list, as for the other names: "custom" stands for any callable.
+    check_choice(config["init"], "init", [*INITIALIZERS, SKLEARN_INIT, CUSTOM_INIT])
     return sizes, dtype
 
 
