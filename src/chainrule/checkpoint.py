@@ -151,6 +151,10 @@ class RunSettings:
                                          "parameters")
     checkpoint: Any = _not_in_identity("where the state goes, not what it is")
     resume: bool = _not_in_identity("whether to read the state, not what it is")
+    # The last field, with a default: RunSettings made before it existed stay valid.
+    comm: Any = field(default=None, metadata={
+        "identity": False, "why": "how the work is split over MPI ranks, not what is computed "
+                                  "(equal up to rounding)"})
 
     @property
     def n_rows(self) -> int:
