@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from . import distributed as dist
+from . import distributed, sources
 from ._validation import (
     check_in_interval,
     check_positive_float,
@@ -115,8 +115,8 @@ def evaluate(model, X, Y) -> dict:
         loss is not cross-entropy.
     """
     check_network(model)
-    X, Y = model.check_XY(X, Y)
-    return _evaluate_checked(model, X, Y)
+    X, Y = sources.check_data(model, X, Y, training=False)
+    return sources.evaluate_blocks(_evaluate_checked, model, X, Y)
 
 
 # -- argument checks --------------------------------------------------------------------
@@ -192,7 +192,7 @@ def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, val
     resume = _check_bool(resume, "resume")
     diagnostics = _check_bool(diagnostics, "diagnostics")
     l2 = check_positive_float(l2, "l2", allow_zero=True)
-    X, Y = model.check_XY(X, Y)
+    X, Y = sources.check_data(model, X, Y, batch_size, validation_fraction)
     bad = [k for k, p in model.params.items() if not np.isfinite(p).all()]
     if bad:
         raise ValueError(f"model parameters {bad} hold NaN or infinite values; re-initialise "
@@ -210,7 +210,7 @@ def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, val
             has_accuracy=isinstance(model.loss, CategoricalCrossEntropy),
             loss_name=type(model.loss).__name__)
     check_checkpoint_path(checkpoint, resume)
-    comm = dist.check_comm(comm, X.shape[0], batch_size, validation_fraction)
+    comm = distributed.check_comm(comm, X.shape[0], batch_size, validation_fraction)
     return RunSettings(
         X=X, Y=Y, sample_weight=sample_weight, optimizer=optimizer, epochs=epochs,
         batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
@@ -342,7 +342,7 @@ def _split_validation(s: RunSettings, split):
 
 
 def _progress_bar(s: RunSettings, start_epoch: int):
-    if not (s.progress and dist.is_root(s.comm) and sys.stderr is not None and sys.stderr.isatty()):
+    if not (s.progress and distributed.is_root(s.comm) and sys.stderr and sys.stderr.isatty()):
         return None
     try:
         from tqdm import tqdm
@@ -367,7 +367,7 @@ def _prepare_run(model, s: RunSettings) -> _Run:
                          "validation_fraction split): there is nothing to train on")
     run = _Run(s, X, Y, weights, X_val, Y_val, split, gens, identity,
                History() if loaded is None else loaded["history"],
-               EarlyStoppingState(s.early_stopping), dist.averager(s, model.params))
+               EarlyStoppingState(s.early_stopping), distributed.averager(s, model.params))
     if loaded is not None:
         restore(loaded, model, s.optimizer, gens, run.history, run.stopper)
     run.params = model.params
@@ -384,14 +384,14 @@ def _prepare_run(model, s: RunSettings) -> _Run:
 
 def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int) -> None:
     """One gradient step on the rows ``idx``, counted in ``tally``."""
-    idx, share, n_global = dist.shard_rows(run.averager, idx, run.sample_weight)  # with comm
+    idx, share, n_global = distributed.shard_rows(run.averager, idx, run.sample_weight)  # with comm
     X_batch, Y_batch = run.X[idx], run.Y[idx]
     weights = None if run.sample_weight is None else run.sample_weight[idx]
     logits = model.forward(X_batch, training=True, checked=True)
     loss = model.loss.forward(logits, Y_batch, weights)
     d_logits, _ = model.loss.backward(1.0)
     grads = model.backward(d_logits)  # the chain rule, layer by layer, from dL/dlogits
-    loss = dist.average(run.averager, grads, loss, share)  # with comm: one Allreduce
+    loss = distributed.average(run.averager, grads, loss, share)  # with comm: one Allreduce
     if run.settings.l2:  # scikit-learn's alpha, over the rows (or weight) of this batch
         n = n_global or (X_batch.shape[0] if weights is None else float(weights.sum()))
         penalty, penalty_grads = l2_penalty(run.params, run.weights, run.settings.l2, n)
@@ -414,11 +414,11 @@ def _train_epoch(model, run: _Run, epoch: int) -> _Tally:
     s = run.settings
     n = run.X.shape[0]
     # A fresh permutation each epoch: every row once, in random order.
-    order = s.rng.permutation(n) if (s.batch_size is not None and s.shuffle) else None
+    order = sources.shuffled_order(run.X, s.rng) if (s.batch_size and s.shuffle) else None
     tally = _Tally(alive={w: None for _, w in run.relu_pairs})
     for step, idx in enumerate(batch_indices(n, s.batch_size, order)):
         _train_step(model, run, idx, tally, epoch, step)
-    dist.reduce_tally(s.comm, tally)  # with comm: the whole epoch's counts on every rank
+    distributed.reduce_tally(s.comm, tally)  # with comm: the whole epoch's counts on every rank
     if not all(np.isfinite(p).all() for p in run.params.values()):
         _diverged(model, tally.X_batch, run.backup, epoch, tally.step, "the last update made "
                   "the parameters non-finite")
@@ -464,7 +464,7 @@ def _should_stop(model, run: _Run, epoch: int, logs: dict, diag: dict):
     for cb in run.settings.callbacks:
         if cb(epoch, dict(logs, diagnostics=diag), model) is True:
             stop = stop or "callback"
-    return dist.agree_to_stop(run.settings.comm, stop)
+    return distributed.agree_to_stop(run.settings.comm, stop)
 
 
 def _commit_epoch(model, run: _Run, epoch: int, logs: dict, stop) -> None:
@@ -472,7 +472,7 @@ def _commit_epoch(model, run: _Run, epoch: int, logs: dict, stop) -> None:
     s = run.settings
     run.history.stop_reason = stop
     snap = snapshot(model, s.optimizer, run.gens, epoch + 1, run.stopper)
-    if s.checkpoint is not None and dist.is_root(s.comm):
+    if s.checkpoint is not None and distributed.is_root(s.comm):
         write_checkpoint(s.checkpoint, snap, run.history, run.identity, run.split)
     run.snap = snap
     if run.bar is not None:
@@ -495,7 +495,7 @@ def _interrupted(model, run: _Run) -> History:
     save it."""
     s = run.settings
     restore(run.snap, model, s.optimizer, run.gens, run.history, run.stopper)
-    if s.checkpoint is not None and dist.is_root(s.comm):
+    if s.checkpoint is not None and distributed.is_root(s.comm):
         write_checkpoint(s.checkpoint, run.snap, run.history, run.identity, run.split)
     run.history.stop_reason = "interrupted"
     run.history.best_epoch = _best_epoch(run)
@@ -510,7 +510,7 @@ def _finished(run: _Run) -> History:
 
 # -- the training loop ---------------------------------------------------------------------
 
-@dist.ranks_fail_together(TrainingDivergedError, dist.RanksDisagreeError)
+@distributed.ranks_fail_together(TrainingDivergedError, distributed.RanksDisagreeError)
 def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, validation_data=None,
         validation_fraction=None, early_stopping=None, callbacks=(), rng=None, progress=True,
         sample_weight=None, checkpoint=None, resume=False, diagnostics=True, l2=0.0,
