@@ -5,7 +5,8 @@
 MODE ``equal`` trains as it is; ``bad_data`` gives rank 1 data with a column too many;
 ``disagree`` gives rank 1 three rows fewer; ``raise`` makes rank 1 raise from a callback
 in epoch 1; ``hang_until_killed`` trains for a very long time and writes rank 1's
-process id to ``OUTDIR/pid1`` after epoch 0.
+process id to ``OUTDIR/pid1`` after epoch 0; ``files`` trains on ``OUTDIR/X.npy`` and
+``OUTDIR/y.npy`` read out of core (:func:`files_settings`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,20 @@ def run_settings():
 
     return dict(optimizer=cr.Adam(lr=1e-2), epochs=4, batch_size=32, rng=0, l2=1e-3,
                 validation_fraction=0.2, progress=False)
+
+
+def files_settings():
+    """The fit arguments of mode ``files``: block-shuffled minibatches, no validation."""
+    import chainrule as cr
+
+    return dict(optimizer=cr.Adam(lr=1e-2), epochs=3, batch_size=32, rng=0, progress=False)
+
+
+def open_files(outdir):
+    from chainrule.data import open_npy
+
+    return (open_npy(os.path.join(outdir, "X.npy"), block_bytes=6 * 8 * 20),
+            open_npy(os.path.join(outdir, "y.npy")))
 
 
 def main(mode, outdir):
@@ -61,6 +76,10 @@ def main(mode, outdir):
                     os.replace(os.path.join(outdir, "pid1.tmp"), os.path.join(outdir, "pid1"))
             callbacks.append(tell_pid)
     model = cr.MLP([6, 16, 3], rng=0)
+    if mode == "files":
+        history = cr.fit(model, *open_files(outdir), comm=comm, **files_settings())
+        np.savez(os.path.join(outdir, f"rank{rank}.npz"), **model.params)
+        return
     history = cr.fit(model, X, Y, sample_weight=w, comm=comm, callbacks=callbacks,
                      checkpoint=os.path.join(outdir, "ck.npz"), **kwargs)
     np.savez(os.path.join(outdir, f"rank{rank}.npz"), **model.params,

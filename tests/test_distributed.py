@@ -26,7 +26,7 @@ HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 WORKER = HERE / "mpi_fit_worker.py"
 sys.path.insert(0, str(HERE))
-from mpi_fit_worker import make_data, run_settings  # noqa: E402
+from mpi_fit_worker import files_settings, make_data, open_files, run_settings  # noqa: E402
 
 
 def mpiexec():
@@ -74,6 +74,20 @@ def test_two_ranks_train_exactly_what_one_process_trains(tmp_path):
         np.testing.assert_allclose(ranks[0][f"history/{key}"], history.history[key],
                                    rtol=0, atol=1e-12, err_msg=key)
     assert (tmp_path / "ck.npz").exists()  # rank 0 wrote the checkpoint
+
+
+@pytest.mark.slow
+def test_two_ranks_on_files_read_out_of_core_train_what_one_process_trains(tmp_path):
+    X, y, _ = make_data()
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y.argmax(axis=1))
+    rc, out, err = finish(start_job("files", tmp_path), timeout=60)
+    assert rc == 0, err
+    model = cr.MLP([6, 16, 3], rng=0)
+    cr.fit(model, *open_files(tmp_path), **files_settings())  # the same blocks, one process
+    rank0 = np.load(tmp_path / "rank0.npz")
+    for k, p in model.params.items():
+        np.testing.assert_allclose(rank0[k], p, rtol=0, atol=1e-12, err_msg=k)
 
 
 @pytest.mark.slow

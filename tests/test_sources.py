@@ -173,3 +173,26 @@ def test_a_run_on_files_resumes_bit_for_bit_from_its_checkpoint(tmp_path):
         cr.fit(model, open_npy(tmp_path / "X2.npy"), open_npy(tmp_path / "y.npy"),
                optimizer="adam", epochs=3, batch_size=16, rng=0, progress=False,
                checkpoint=tmp_path / "ck.npz", resume=True)
+
+
+def test_stream_minibatches_visits_every_row_once_reading_block_by_block(tmp_path):
+    from chainrule.data import stream_minibatches
+
+    X, y = write_data(tmp_path, n=95)
+    Xf, yf = open_npy(tmp_path / "X.npy", block_bytes=8 * 8 * 20), open_npy(tmp_path / "y.npy")
+    batches = list(stream_minibatches(Xf, yf, 16, rng=0))
+    assert [len(b[0]) for b in batches] == [16] * 5 + [15]
+    Xs = np.concatenate([b[0] for b in batches])
+    ys = np.concatenate([b[1] for b in batches])
+    # each streamed row is a row of the file, with its own label, every row once
+    where = [int(np.flatnonzero((X == row).all(axis=1))[0]) for row in Xs]
+    assert sorted(where) == list(range(95))
+    np.testing.assert_array_equal(ys, y[where])
+    assert where != sorted(where)
+    # the stream runs through the 5 blocks of 20 rows (the last of 15) one after another
+    changes = int(np.count_nonzero(np.diff(np.array(where) // 20)))
+    assert changes == 4
+    plain = list(stream_minibatches(Xf, yf, 50, shuffle=False))
+    np.testing.assert_array_equal(plain[1][0], X[50:])
+    with pytest.raises(TypeError, match="X must be an NpyFile"):
+        stream_minibatches(X, yf, 10)

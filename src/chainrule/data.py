@@ -29,11 +29,12 @@ from .datafiles import (
     load_idx,
     load_npz,
 )
-from .sources import NpyFile, open_npy
+from .sources import NpyFile, open_npy, stream_minibatches
 
 __all__ = ["load_homework_digits", "iterate_minibatches", "load_csv", "load_npz", "load_idx",
            "load_file", "fetch_openml", "standardize", "encode_labels", "holdout_split",
-           "split_rows", "file_kind", "idx_labels_path", "batch_indices", "open_npy", "NpyFile"]
+           "split_rows", "file_kind", "idx_labels_path", "batch_indices", "open_npy", "NpyFile",
+           "stream_minibatches"]
 
 
 def load_homework_digits():

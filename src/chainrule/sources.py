@@ -27,7 +27,7 @@ import numpy as np
 from ._validation import check_positive_int, shape_str
 
 __all__ = ["NpyFile", "open_npy", "RowView", "LabelView", "check_data", "shuffled_order",
-           "evaluate_blocks", "is_source"]
+           "evaluate_blocks", "is_source", "stream_minibatches"]
 
 #: Bytes of one block of rows, unless ``open_npy(block_bytes=...)`` says otherwise.
 BLOCK_BYTES = 4 * 2**20
@@ -263,3 +263,45 @@ def evaluate_blocks(evaluate, model, X, Y) -> dict:
         for k, v in part.items():
             totals[k] = totals.get(k, 0.0) + v * (rows.stop - rows.start)
     return {k: v / n for k, v in totals.items()}
+
+
+def stream_minibatches(X, Y, batch_size, *, shuffle=True, rng=None):
+    """Minibatches ``(X_batch, Y_batch)`` of two ``.npy`` files, one pass, out of core.
+
+    The order is :func:`shuffled_order`'s (blocks, then rows inside each block) when
+    ``shuffle``, else the files' order; each batch is read from at most two blocks.
+    ``X_batch`` is float64; ``Y_batch`` holds the rows of ``Y`` as stored (e.g. class
+    indices).
+
+    Parameters
+    ----------
+    X, Y : NpyFile
+        From :func:`open_npy`, with the same number of rows.
+    batch_size : int
+    shuffle : bool, default=True
+    rng : None, int or numpy.random.Generator
+
+    Returns
+    -------
+    iterator of (ndarray, ndarray)
+    """
+    from ._validation import check_rng
+
+    for name, f in (("X", X), ("Y", Y)):
+        if not isinstance(f, NpyFile):
+            raise TypeError(f"{name} must be an NpyFile (open_npy), got {type(f).__name__}")
+    if len(X) != len(Y):
+        raise ValueError(f"X has {len(X)} rows but Y has {len(Y)}")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    random = check_rng(rng)
+    rows = RowView(X, lambda a: a.astype(np.float64, copy=False), X.row_size)
+    targets = _BlockCache(Y)
+    return _stream(rows, targets, batch_size, random if shuffle else None)
+
+
+def _stream(rows, targets, batch_size, random):
+    n = rows.shape[0]
+    order = shuffled_order(rows, random) if random is not None else np.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        yield rows[idx], targets.take(idx)
