@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import sys
 
 import numpy as np
@@ -148,7 +149,10 @@ def run_plan(settings, params: dict) -> dict:
             "weighted": settings.sample_weight is not None,
             "params": {k: list(p.shape) for k, p in params.items()},
             "epochs": settings.epochs, "batch_size": settings.batch_size,
-            "shuffle": settings.shuffle, "validation_fraction": settings.validation_fraction}
+            "shuffle": settings.shuffle, "validation_fraction": settings.validation_fraction,
+            # a checkpoint only some ranks can see (no shared file system) would make
+            # them start from different epochs
+            "resumes": bool(settings.resume and os.path.exists(settings.checkpoint))}
 
 
 def averager(settings, params: dict):
