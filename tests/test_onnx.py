@@ -26,7 +26,8 @@ TOL = 1e-6
 # orders differ by a few ulps of 1.0 (ulp = 1.2e-7) in a probability, so float32
 # models get 16 ulps.
 TOL32 = 16 * float(np.finfo(np.float32).eps)
-ALLOWED_OPS = {"Gemm", "Relu", "LeakyRelu", "PRelu", "Tanh", "Sigmoid", "Softmax"}
+ALLOWED_OPS = {"Gemm", "Relu", "LeakyRelu", "PRelu", "Tanh", "Sigmoid", "Softmax", "ArgMax",
+               "Gather"}
 
 
 @pytest.fixture(scope="module")
@@ -104,14 +105,15 @@ def test_graph_structure(tmp_path):
     ops = [n.op_type for n in proto.graph.node]
     # No Dropout; the float64 leaky ReLU with slope 0.01 (not a float32 number) is a
     # PRelu whose slope is a float64 tensor.
-    assert ops == ["Gemm", "Tanh", "Gemm", "PRelu", "Gemm", "Softmax"]
+    assert ops == ["Gemm", "Tanh", "Gemm", "PRelu", "Gemm", "Softmax", "ArgMax", "Gather"]
     assert set(ops) <= ALLOWED_OPS
     (inp,) = proto.graph.input
     assert inp.name == "X"
     dims = inp.type.tensor_type.shape.dim
     assert dims[0].dim_param == "N" and dims[1].dim_value == 6
-    assert [o.name for o in proto.graph.output] == ["probabilities", "logits"]
-    assert {i.name for i in proto.graph.initializer} == set(model.params) | {"negative_slope2"}
+    assert [o.name for o in proto.graph.output] == ["label", "probabilities", "logits"]
+    assert {i.name for i in proto.graph.initializer} == set(model.params) | {"negative_slope2",
+                                                                            "classes"}
     slope = {i.name: i for i in proto.graph.initializer}["negative_slope2"]
     assert onnx.numpy_helper.to_array(slope).tolist() == [0.01]
     assert proto.opset_import[0].version == DEFAULT_ONNX_OPSET
@@ -125,7 +127,8 @@ def test_leaky_relu_uses_leaky_relu_when_alpha_is_exact(tmp_path, dtype, slope):
     model.layers[1][0].negative_slope = slope
     export_onnx(model, tmp_path / "m.onnx")
     proto = onnx.load(str(tmp_path / "m.onnx"))
-    assert [n.op_type for n in proto.graph.node] == ["Gemm", "LeakyRelu", "Gemm", "Softmax"]
+    assert [n.op_type for n in proto.graph.node] == ["Gemm", "LeakyRelu", "Gemm", "Softmax",
+                                                          "ArgMax", "Gather"]
     assert proto.graph.node[1].attribute[0].f == np.float32(slope)
     X = np.random.default_rng(0).standard_normal((50, 6)).astype(dtype) * 3
     out = _run(tmp_path / "m.onnx", X)
@@ -331,3 +334,23 @@ def test_binary_and_multilabel_estimators_export_sigmoid_outputs(tmp_path, digit
         expected = ours[:, 1:] if name == "binary" else ours
         assert out["probabilities"].shape == expected.shape
         assert np.abs(out["probabilities"] - expected).max() <= TOL, name
+
+
+def test_binary_and_multilabel_label_outputs(tmp_path, digits):
+    # A binary problem (one logistic output) names the class above probability 1/2,
+    # with string labels too; multilabel outputs have no single label per row.
+    from chainrule.estimator import MLPClassifier
+
+    X_train, X_test, Y_train, _ = digits
+    names = np.array(["even", "odd"])[Y_train.argmax(1) % 2]
+    est = MLPClassifier((16,), max_iter=20, random_state=0).fit(X_train, names)
+    export_onnx(est, tmp_path / "binary.onnx")
+    out = _run(tmp_path / "binary.onnx", X_test)
+    predicted = est.predict(X_test)
+    assert set(predicted) == {"even", "odd"}  # both classes occur, so the test can fail
+    assert out["label"].tolist() == predicted.tolist()
+
+    est = MLPClassifier((16,), max_iter=5, random_state=0).fit(X_train,
+                                                                Y_train[:, :3].astype(int))
+    export_onnx(est, tmp_path / "multilabel.onnx")
+    assert "label" not in _run(tmp_path / "multilabel.onnx", X_test)

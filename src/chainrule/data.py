@@ -21,6 +21,7 @@ from ._validation import (
     shape_str,
 )
 from .datafiles import (
+    csv_header,
     fetch_openml,
     file_kind,
     idx_labels_path,
@@ -33,8 +34,8 @@ from .sources import NpyFile, open_npy, stream_minibatches
 
 __all__ = ["load_homework_digits", "iterate_minibatches", "load_csv", "load_npz", "load_idx",
            "load_file", "fetch_openml", "standardize", "encode_labels", "holdout_split",
-           "split_rows", "file_kind", "idx_labels_path", "batch_indices", "open_npy", "NpyFile",
-           "stream_minibatches"]
+           "split_rows", "file_kind", "idx_labels_path", "batch_indices", "csv_header",
+           "open_npy", "NpyFile", "stream_minibatches"]
 
 
 def load_homework_digits():

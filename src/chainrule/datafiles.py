@@ -25,7 +25,7 @@ import numpy as np
 from ._validation import shape_str
 
 __all__ = ["load_csv", "load_npz", "load_idx", "load_file", "fetch_openml", "file_kind",
-           "idx_labels_path"]
+           "idx_labels_path", "csv_header"]
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -96,7 +96,56 @@ def _label_index(name, label_column, columns, width):
     return label_index
 
 
-def load_csv(path, label_column=None, *, delimiter=",", header=True):
+def _csv_rows(path, delimiter):
+    """``[(line number, cells), ...]`` of the non-empty rows of a CSV file."""
+    name = os.fspath(path)
+    try:
+        text = _read_bytes(path).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason} at byte "
+                         f"{exc.start})") from None
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    # reader.line_num after each row is its last physical line (quoted cells may span lines).
+    rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    if not rows:
+        raise ValueError(f"{name}: the file holds no rows")
+    return rows
+
+
+def csv_header(path, *, delimiter=None) -> list[str]:
+    """The column names in the first non-empty row of a CSV file, stripped.
+
+    ``delimiter`` defaults to a tab for ``.tsv`` (or ``.tsv.gz``) names, else a comma,
+    as :func:`load_file` reads them. Raises ``ValueError`` naming the path for an empty
+    or non-UTF-8 file.
+    """
+    if delimiter is None:
+        delimiter = _csv_delimiter(os.fspath(path))
+    return [c.strip() for c in _csv_rows(path, delimiter)[0][1]]
+
+
+def _csv_delimiter(name) -> str:
+    lower = os.path.basename(name).lower()
+    inner = lower[:-3] if lower.endswith(".gz") else lower
+    return "\t" if inner.endswith(".tsv") else ","
+
+
+def _feature_indices(name, columns, label_index, feature_columns, width):
+    """Positions of the feature columns, in the order the features are returned."""
+    if feature_columns is None:
+        return [c for c in range(width) if c != label_index]
+    if columns is None:
+        raise ValueError("feature_columns needs a header row (header=True)")
+    missing = [f for f in feature_columns if f not in columns]
+    if label_index is not None and columns[label_index] in feature_columns:
+        raise ValueError(f"{name}: the label column {columns[label_index]!r} cannot also be "
+                         f"a feature column")
+    if missing:
+        raise ValueError(f"{name}: no column named {missing[0]!r}; the header has {columns}")
+    return [columns.index(f) for f in feature_columns]
+
+
+def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_columns=None):
     """Load a table of numeric features and one label column from a CSV file.
 
     Parameters
@@ -110,11 +159,15 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True):
     header : bool, default=True
         Whether the first non-empty row holds the column names. Without a header the
         label column must be given by position.
+    feature_columns : list of str, optional
+        Read these columns, by header name, as the features, in this order, and skip
+        every other column (which then need not be numeric). Default: every column
+        but the label column, in file order.
 
     Returns
     -------
     X : ndarray of float64, shape (N, D)
-        Every column except the label column, in file order.
+        The feature columns.
     y : ndarray, shape (N,), or None
         The label column: int64 when every label is an integer, float64 when every
         label is a number, strings otherwise.
@@ -136,16 +189,7 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True):
     if isinstance(label_column, str) and not header:
         raise ValueError(f"label_column={label_column!r} is a name, but header=False: "
                          f"give the label column's position as an int instead")
-    try:
-        text = _read_bytes(path).decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason} at byte "
-                         f"{exc.start})") from None
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
-    # reader.line_num after each row is its last physical line (quoted cells may span lines).
-    rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
-    if not rows:
-        raise ValueError(f"{name}: the file holds no rows")
+    rows = _csv_rows(path, delimiter)
     if header:
         _, columns = rows.pop(0)
         columns = [c.strip() for c in columns]
@@ -159,29 +203,15 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True):
     if label_index is not None and width < 2:
         raise ValueError(f"{name}: the file has a single column, so no features besides "
                          f"the label column")
-    n_features = width - (label_index is not None)
-    X = np.empty((len(rows), n_features), dtype=np.float64)
+    features = _feature_indices(name, columns, label_index, feature_columns, width)
     labels = []
-    for r, (line, row) in enumerate(rows):
+    for line, row in rows:
         if len(row) != width:
             raise ValueError(f"{name}, line {line}: expected {width} cells (as in the "
                              f"{'header' if header else 'first row'}), got {len(row)}")
-        j = 0
-        for c, cell in enumerate(row):
-            if c == label_index:
-                labels.append(cell.strip())
-                continue
-            try:
-                X[r, j] = float(cell)
-            except ValueError:
-                col = repr(columns[c]) if header else str(c)
-                raise ValueError(f"{name}, line {line}, column {col}: expected a number, "
-                                 f"got {cell!r}") from None
-            j += 1
-    if not np.isfinite(X).all():
-        r, c = np.argwhere(~np.isfinite(X))[0]
-        raise ValueError(f"{name}, line {rows[r][0]}: feature values must be finite, got "
-                         f"{X[r, c]!r}")
+        if label_index is not None:
+            labels.append(row[label_index].strip())
+    X = _feature_array(rows, features, name, columns)
     if label_index is None:
         return X, None
     if any(lab == "" for lab in labels):
@@ -193,6 +223,36 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True):
         raise ValueError(f"{name}: labels must be finite numbers or class names, the label "
                          f"column holds NaN or infinity") from None
     return X, y
+
+
+def _feature_array(rows, features, name, columns):
+    """The feature cells as a float64 array; a bad cell is reported by line and column."""
+    cells = [[row[c] for c in features] for _, row in rows]
+    try:
+        X = np.array(cells, dtype=np.float64).reshape(len(rows), len(features))
+        if np.isfinite(X).all():
+            return X
+    except ValueError:
+        pass
+    # Slow path, only to name the first bad cell.
+    for line, row in rows:
+        for c in features:
+            _number(row[c], name, line, columns[c] if columns is not None else c)
+    raise AssertionError("unreachable: a cell failed to convert but none was found")
+
+
+def _number(cell, name, line, column) -> float:
+    """A feature cell as a finite float; else ValueError naming line and column."""
+    col = repr(column) if isinstance(column, str) else str(column)
+    try:
+        value = float(cell)
+    except ValueError:
+        raise ValueError(f"{name}, line {line}, column {col}: expected a number, "
+                         f"got {cell!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name}, line {line}, column {col}: feature values must be "
+                         f"finite, got {cell.strip()!r}")
+    return value
 
 
 def _as_features(X, name, path):
@@ -416,7 +476,8 @@ def file_kind(path) -> str:
     return kind
 
 
-def load_file(path, label_column=None, *, labels_path=None, require_labels=True):
+def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
+              feature_columns=None):
     """Load a data file, choosing the loader from the file name.
 
     ``.csv`` (or ``.csv.gz``) goes to :func:`load_csv` with ``label_column``; ``.npz``
@@ -435,6 +496,9 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True)
         used if it exists.
     require_labels : bool, default=True
         Raise ``ValueError`` when no labels can be found; with False, ``y`` is None then.
+    feature_columns : list of str, optional
+        CSV only: the feature columns to read, by name and in this order (see
+        :func:`load_csv`).
 
     Returns
     -------
@@ -443,13 +507,14 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True)
     """
     name = os.fspath(path)
     kind = file_kind(name)
-    lower = os.path.basename(name).lower()
-    inner = lower[:-3] if lower.endswith(".gz") else lower
+    if feature_columns is not None and kind != "csv":
+        raise ValueError(f"{name}: feature_columns applies to CSV files only")
     if kind == "csv":
         if label_column is None and require_labels:
             raise ValueError(f"{name}: a CSV file needs label_column (the name of the "
                              f"column holding the labels)")
-        X, y = load_csv(name, label_column, delimiter="\t" if inner.endswith(".tsv") else ",")
+        X, y = load_csv(name, label_column, delimiter=_csv_delimiter(name),
+                        feature_columns=feature_columns)
     elif kind == "npz":
         X, y = load_npz(name, require_labels=require_labels)
     else:

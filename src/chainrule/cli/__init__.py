@@ -14,7 +14,7 @@ import os
 import sys
 
 from .._version import VERSION
-from ._common import EXIT_STATUS, USER_ERRORS, CommandError, Parser, UsageError
+from ._common import USER_ERRORS, CommandError, Parser, UsageError, report_unknown_flags
 from .models import add_model_parsers
 from .train import add_reproduce_parser, add_train_parser
 
@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="chainrule",
         description="Neural networks in NumPy with hand-written backward passes.",
-        epilog=EXIT_STATUS)
+        epilog="Exit status: 0 on success, 1 for a file or data problem, 2 for bad usage, "
+               "130 when 'chainrule train' is interrupted; see each command's --help.")
     parser.add_argument("--version", action="version", version=f"chainrule {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_reproduce_parser(sub)
@@ -45,7 +46,11 @@ def main(argv=None) -> int:
     destinations print one line on stderr and return 1 (no traceback).
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # The subcommand reports them, with its own usage and the closest flags.
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        report_unknown_flags(sub.choices[args.command], unknown)
     try:
         return args.func(args)
     except UsageError as exc:

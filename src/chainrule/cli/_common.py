@@ -6,10 +6,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
-__all__ = ["CommandError", "UsageError", "EXIT_STATUS", "USER_ERRORS", "Parser",
-           "positive_int", "add_data_arguments", "check_data_flags", "check_output_file",
-           "check_output_dir", "format_table"]
+import numpy as np
+
+__all__ = ["CommandError", "UsageError", "EXIT_STATUS", "TRAIN_EXIT_STATUS", "USER_ERRORS",
+           "Parser", "positive_int", "add_data_arguments", "check_data_flags",
+           "check_output_file", "check_output_dir", "format_table", "regression_metrics",
+           "report_unknown_flags"]
 
 
 class CommandError(Exception):
@@ -21,14 +25,22 @@ class UsageError(Exception):
     file): one line on stderr naming the flag, exit status 2, as argparse's own."""
 
 
-#: The exit statuses, for every command's --help.
+#: The exit statuses, for the --help of evaluate, predict and export.
 EXIT_STATUS = ("Exit status: 0 on success; 1 for a file or data problem (a missing or "
-               "malformed data or model file, data that does not fit the model, a "
-               "--save/--plot/--checkpoint/--output destination that cannot be "
-               "written, checked before any training); 2 for bad usage (an unknown "
-               "flag, a flag value out of range, a flag that does not apply to the data "
-               "file's format, a missing --label-column or --labels); 130 when "
-               "'chainrule train' is interrupted with Ctrl-C.")
+               "malformed data or model file, data that does not fit the model, missing "
+               "or unexpected columns, an --output/--plot destination that cannot be "
+               "written, a missing optional package); 2 for bad usage (an unknown flag, a "
+               "flag value out of range, a flag that does not apply to the data file's "
+               "format, a missing or unknown --label-column, a missing --labels).")
+
+#: The exit statuses, for the --help of train.
+TRAIN_EXIT_STATUS = ("Exit status: 0 on success; 1 for a file or data problem (a missing "
+                     "or malformed data file, a --save/--save-test/--plot/--checkpoint "
+                     "destination that cannot be written, --plot without matplotlib: all "
+                     "checked before any training); 2 for bad usage (an unknown flag, a "
+                     "flag value out of range, a flag that does not apply to the data "
+                     "file's format, a missing or unknown --label-column); 130 when "
+                     "interrupted with Ctrl-C.")
 
 # Errors that come from the user's files, data or environment rather than from a bug:
 # main() reports them in one line and returns 1. ModelFileError is a ValueError.
@@ -41,6 +53,21 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def report_unknown_flags(parser, unknown) -> None:
+    """Exit 2 for arguments ``parser`` (a subcommand's) does not know: its usage, then
+    one error line naming the closest valid flags."""
+    import difflib
+
+    flags = sorted({o for a in parser._actions for o in a.option_strings if o.startswith("--")})
+    hints = []
+    for arg in unknown:
+        if arg.startswith("-"):
+            hints += difflib.get_close_matches(arg.split("=")[0], flags, n=2, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(dict.fromkeys(hints))}?" if hints else ""
+    parser.print_usage(sys.stderr)
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
 def positive_int(text):
@@ -77,9 +104,14 @@ def check_data_flags(path, label_column, labels, *, path_flag="--data",
     apply to the format, or a label source that is needed but missing, is a
     :class:`UsageError` naming the flag (exit 2).
     """
-    from ..data import file_kind, idx_labels_path
+    from ..data import csv_header, file_kind, idx_labels_path
 
     kind = file_kind(path)
+    if kind == "csv" and label_column is not None:
+        columns = csv_header(path)
+        if label_column not in columns:
+            raise UsageError(f"--label-column {label_column!r}: {path_flag} {path} has no "
+                             f"such column; its header has {columns}")
     if kind != "csv" and label_column is not None:
         raise UsageError(f"--label-column applies to CSV files, but {path_flag} {path} is "
                          f"an {'IDX' if kind == 'idx' else '.npz'} file")
@@ -124,6 +156,16 @@ def check_output_dir(path, flag) -> None:
         raise CommandError(f"{flag} {path}: cannot be created, {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CommandError(f"{flag} {path}: cannot be created, {parent} is not writable")
+
+
+def regression_metrics(y, pred) -> tuple[float, float, float]:
+    """``(RMSE, MAE, R²)`` of predictions ``pred`` of targets ``y`` (R² is NaN for a
+    constant ``y``)."""
+    y = np.asarray(y, dtype=np.float64)
+    residual = y - np.asarray(pred, dtype=np.float64)
+    total = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(residual ** 2)) / total if total > 0 else float("nan")
+    return float(np.sqrt(np.mean(residual ** 2))), float(np.mean(np.abs(residual))), r2
 
 
 def format_table(header, rows) -> list[str]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -17,48 +19,118 @@ from ._common import (
     check_output_dir,
     check_output_file,
     format_table,
+    regression_metrics,
 )
 
 __all__ = ["add_model_parsers"]
 
 
-def _load_data(args, *, require_labels=True):
-    from ..data import load_file
+@dataclass
+class _Saved:
+    """A model file as the commands use it."""
 
-    return load_file(args.data, args.label_column, labels_path=args.labels,
-                     require_labels=require_labels)
+    model: Any  # a Network or a fitted estimator
+    network: Any
+    classes: list | None  # None for a regressor
+    n_features: int
+    feature_names: list | None  # the columns it was trained on (CSV / DataFrame)
+    label_column: str | None
+
+    @property
+    def regressor(self) -> bool:
+        return self.classes is None and not _is_classifier(self.network)
 
 
-def _load_model(path):
-    """``(model, network, classes, n_features)`` of a saved classifier."""
-    from .. import io
+def _is_classifier(network) -> bool:
+    # A binary MLPClassifier has one logistic output; its predict_proba has two columns.
     from ..losses import BinaryCrossEntropy, CategoricalCrossEntropy
+
+    return isinstance(network.loss, (CategoricalCrossEntropy, BinaryCrossEntropy))
+
+
+def _load_model(path) -> _Saved:
+    """The model in ``path``: a classifier (cross-entropy) or a regressor (mse)."""
+    from .. import io
+    from ..losses import HalfSquaredError, MeanSquaredError
 
     model = io.load(path)
     network = model if hasattr(model, "layers") else getattr(model, "model_", None)
-    # A binary MLPClassifier has one logistic output; its predict_proba has two columns.
-    if network is None or not isinstance(network.loss, (CategoricalCrossEntropy,
-                                                         BinaryCrossEntropy)):
-        raise CommandError(f"{path}: holds a {type(model).__name__} that is not a "
-                           f"classifier (cross-entropy loss); evaluate and predict need one")
+    if network is None or not (_is_classifier(network)
+                               or isinstance(network.loss, (MeanSquaredError, HalfSquaredError))):
+        raise CommandError(f"{path}: holds a {type(model).__name__} that is neither a "
+                           f"classifier (cross-entropy loss) nor a regressor (mse loss)")
+    meta = io.read_metadata(path)
     classes = getattr(model, "classes_", None)
     if classes is None:
-        classes = io.read_metadata(path).get("classes")
+        classes = meta.get("classes")
+    if classes is not None:
+        classes = np.asarray(classes).tolist()
+    names = meta.get("feature_names")
+    if names is None and getattr(model, "feature_names_in_", None) is not None:
+        names = [str(n) for n in model.feature_names_in_]
     n_features = getattr(model, "n_features_in_", None) or network.n_features
-    return model, network, classes, n_features
+    return _Saved(model, network, classes if _is_classifier(network) else None, n_features,
+                  names, meta.get("label_column"))
 
 
-def _probabilities(model, network, X, n_features, data_path):
-    if X.shape[1] != n_features:
+def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
+    """``(label column, feature columns)`` to read from a CSV ``--data`` for a model
+    that knows its feature names: matched by name, in any order; missing columns, and
+    extra ones without --ignore-extra-columns, are refused in one line (exit 1)."""
+    from ..data import csv_header
+
+    header = csv_header(args.data)
+    label = args.label_column
+    if label is not None and label not in header:
+        raise UsageError(f"--label-column {label!r}: --data {args.data} has no such column; "
+                         f"its header has {header}")
+    if label is None and saved.label_column in header:
+        label = saved.label_column
+    if label is None and require_labels:
+        raise UsageError(f"--data {args.data} is a CSV file: give --label-column NAME, the "
+                         f"header name of the column holding the labels")
+    missing = [c for c in names if c not in header]
+    if missing:
+        raise CommandError(f"{args.data}: missing columns {missing} that the model "
+                           f"{args.model} was trained on (it expects "
+                           f"{names})")
+    extra = [c for c in header if c not in names and c != label]
+    if extra and not args.ignore_extra_columns:
+        raise CommandError(f"{args.data}: columns {extra} are not among those the model "
+                           f"{args.model} was trained on; give --ignore-extra-columns to "
+                           f"skip them")
+    return label, list(names)
+
+
+def _load_data(args, saved: _Saved, *, require_labels=True):
+    """``(X, y)``: a CSV is matched by column name when the model knows its feature
+    names; other files (and older models) are read by position."""
+    from ..data import file_kind, load_file
+
+    kind = file_kind(args.data)
+    label, features = args.label_column, None
+    if kind == "csv" and saved.feature_names is not None:
+        label, features = _csv_columns(args, saved, saved.feature_names,
+                                       require_labels=require_labels)
+    check_data_flags(args.data, label, args.labels, require_labels=require_labels)
+    return load_file(args.data, label, labels_path=args.labels,
+                     require_labels=require_labels, feature_columns=features)
+
+
+def _outputs(saved: _Saved, X, data_path):
+    """Class probabilities (N, K), or predicted values (N,) of a regressor."""
+    if X.shape[1] != saved.n_features:
         raise CommandError(f"{data_path}: has {X.shape[1]} feature columns but the model "
-                           f"expects {n_features} (for a CSV, is --label-column right?)")
+                           f"expects {saved.n_features} (for a CSV, is --label-column right?)")
+    X = X.astype(saved.network.dtype, copy=False)
     with warnings.catch_warnings():
-        # Data files carry no column names, so an estimator fitted on a DataFrame warns
-        # about every array; the column count was checked above.
+        # Columns were matched by name above (or the file has none), so an estimator
+        # fitted on a DataFrame need not warn about every array.
         warnings.filterwarnings("ignore", message="X does not have valid feature names",
                                 category=UserWarning)
-        proba = model.predict_proba(X.astype(network.dtype, copy=False))
-    return np.asarray(proba, dtype=np.float64)
+        if saved.regressor:
+            return np.asarray(saved.model.predict(X), dtype=np.float64).reshape(len(X), -1)[:, 0]
+        return np.asarray(saved.model.predict_proba(X), dtype=np.float64)
 
 
 def _label_indices(y, classes, n_classes, data_path):
@@ -113,19 +185,43 @@ def _print_metrics(true, pred, names) -> None:
         print(line)
 
 
+def _evaluate_regression(args, saved: _Saved, X, y) -> None:
+    if np.asarray(y).dtype.kind not in "iuf":
+        raise CommandError(f"{args.data}: the model is a regressor but the labels are not "
+                           f"numbers (such as {np.unique(y)[:3].tolist()})")
+    rmse, mae, r2 = regression_metrics(y, _outputs(saved, X, args.data))
+    print(f"model {args.model}: {type(saved.model).__name__}, {saved.n_features} inputs, "
+          f"regression")
+    print(f"data  {args.data}: {X.shape[0]} rows")
+    print(f"RMSE = {rmse:.6g}")
+    print(f"MAE  = {mae:.6g}")
+    print(f"R²   = {r2:.4f}")
+
+
 def _cmd_evaluate(args) -> int:
-    check_data_flags(args.data, args.label_column, args.labels)
     if args.plot:
         check_output_dir(args.plot, "--plot")
-    model, network, classes, n_features = _load_model(args.model)
-    X, y = _load_data(args)
-    proba = _probabilities(model, network, X, n_features, args.data)
+    saved = _load_model(args.model)
+    if args.plot and saved.regressor:
+        raise UsageError("--plot draws a confusion matrix, which a regressor has none of")
+    if args.plot:
+        try:  # checked before any work, not after the table is printed
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise CommandError("--plot needs matplotlib, which is not installed: pip "
+                               "install chainrule[plot] (or leave out --plot)") from None
+    X, y = _load_data(args, saved)
+    if saved.regressor:
+        _evaluate_regression(args, saved, X, y)
+        return 0
+    proba = _outputs(saved, X, args.data)
     K = proba.shape[1]
-    true = _label_indices(y, classes, K, args.data)
+    true = _label_indices(y, saved.classes, K, args.data)
     pred = proba.argmax(axis=1)
-    names = _class_names(classes, K)
+    names = _class_names(saved.classes, K)
     correct = int((pred == true).sum())
-    print(f"model {args.model}: {type(model).__name__}, {n_features} inputs, {K} classes")
+    print(f"model {args.model}: {type(saved.model).__name__}, {saved.n_features} inputs, "
+          f"{K} classes")
     print(f"data  {args.data}: {X.shape[0]} rows")
     print(f"accuracy = {correct / len(true):.4f} ({correct}/{len(true)})")
     print()
@@ -141,30 +237,36 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
-def _predictions_csv(proba, names) -> str:
+def _predictions_csv(outputs, names) -> str:
+    """``row,predicted,p_<class>...`` for probabilities, ``row,predicted`` for values."""
     import csv
     import io as _io
 
-    pred = proba.argmax(axis=1)
     buffer = _io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
+    if names is None:
+        writer.writerow(["row", "predicted"])
+        for i, value in enumerate(outputs.tolist()):
+            writer.writerow([i, repr(float(value))])
+        return buffer.getvalue()
+    pred = outputs.argmax(axis=1)
     writer.writerow(["row", "predicted"] + [f"p_{name}" for name in names])
-    for i in range(proba.shape[0]):
+    for i in range(outputs.shape[0]):
         # repr gives the shortest text that reads back as the same float.
-        writer.writerow([i, names[pred[i]]] + [repr(float(p)) for p in proba[i]])
+        writer.writerow([i, names[pred[i]]] + [repr(float(p)) for p in outputs[i]])
     return buffer.getvalue()
 
 
 def _cmd_predict(args) -> int:
     from .._fileformat import atomic_write
 
-    check_data_flags(args.data, args.label_column, args.labels, require_labels=False)
     if args.output is not None:
         check_output_file(args.output, "--output")
-    model, network, classes, n_features = _load_model(args.model)
-    X, _ = _load_data(args, require_labels=False)
-    proba = _probabilities(model, network, X, n_features, args.data)
-    text = _predictions_csv(proba, _class_names(classes, proba.shape[1]))
+    saved = _load_model(args.model)
+    X, _ = _load_data(args, saved, require_labels=False)
+    outputs = _outputs(saved, X, args.data)
+    names = None if saved.regressor else _class_names(saved.classes, outputs.shape[1])
+    text = _predictions_csv(outputs, names)
     if args.output is None:
         sys.stdout.write(text)
     else:
@@ -191,37 +293,51 @@ def _check_opset(opset) -> None:
 def _cmd_export(args) -> int:
     from .. import io
 
-    if args.opset is not None:
-        _check_opset(args.opset)
+    _check_opset(args.opset)
     check_output_file(args.output, "output file")
-    model = io.load(args.model)
-    io.export_onnx(model, args.output, opset=args.opset)
+    saved = _load_model(args.model)
+    io.export_onnx(saved.model, args.output, opset=args.opset, classes=saved.classes,
+                   feature_names=saved.feature_names)
     print(f"wrote {args.output}")
     return 0
 
 
+def _add_column_flag(p) -> None:
+    p.add_argument("--ignore-extra-columns", action="store_true",
+                   help="CSV: skip columns the model was not trained on (by default they "
+                        "are refused); columns are matched by name when the model file "
+                        "stores its feature names, as 'chainrule train' writes them")
+
+
 def add_model_parsers(sub) -> None:
     """The ``evaluate``, ``predict`` and ``export`` subcommands of ``sub``."""
+    from ..io import DEFAULT_ONNX_OPSET
+
     ev = sub.add_parser(
-        "evaluate", help="accuracy, per-class precision/recall and confusion matrix",
-        description="Evaluate a saved classifier (written by 'chainrule train --save' or "
-                    "chainrule.io.save) on a labelled data file: prints the accuracy, each "
-                    "class's precision, recall and F1, and the confusion matrix.",
+        "evaluate", help="accuracy and confusion matrix, or RMSE, MAE and R²",
+        description="Evaluate a saved model (written by 'chainrule train --save' or "
+                    "chainrule.io.save) on a labelled data file. A classifier: the "
+                    "accuracy, each class's precision, recall and F1, and the confusion "
+                    "matrix; a regressor: RMSE, MAE and R².",
         epilog=EXIT_STATUS)
     ev.add_argument("model", help="model file (.npz) written by chainrule")
     add_data_arguments(ev)
+    _add_column_flag(ev)
     ev.add_argument("--plot", metavar="DIR",
-                    help="also draw the confusion matrix to DIR/confusion_matrix.png")
+                    help="classifiers: also draw the confusion matrix to "
+                         "DIR/confusion_matrix.png (needs matplotlib, checked first)")
     ev.set_defaults(func=_cmd_evaluate)
 
     pr = sub.add_parser(
         "predict", help="write predictions as CSV",
-        description="Predict with a saved classifier. Writes one CSV row per data row: "
-                    "the row index, the predicted class and the probability of every "
-                    "class (columns p_<class>), to --output or to standard output.",
+        description="Predict with a saved model. Writes one CSV row per data row: the "
+                    "row index, the predicted class and the probability of every class "
+                    "(columns p_<class>), or for a regressor the predicted value, to "
+                    "--output or to standard output.",
         epilog=EXIT_STATUS)
     pr.add_argument("model", help="model file (.npz) written by chainrule")
     add_data_arguments(pr, labels_required=False)
+    _add_column_flag(pr)
     pr.add_argument("--output", "-o", metavar="CSV",
                     help="write the predictions here (default: standard output)")
     pr.set_defaults(func=_cmd_predict)
@@ -229,11 +345,13 @@ def add_model_parsers(sub) -> None:
     ex = sub.add_parser(
         "export", help="convert a saved model to ONNX",
         description="Write a saved model as a standard ONNX graph (Gemm, Relu, Tanh, "
-                    "Sigmoid, Softmax) that onnxruntime and other runtimes can serve. "
-                    "Needs the onnx package: pip install chainrule[onnx].",
+                    "Sigmoid, Softmax) that onnxruntime and other runtimes can serve: a "
+                    "classifier outputs 'label' (the class names stored in the model "
+                    "file), 'probabilities' and 'logits'; a regressor 'outputs'. Needs the "
+                    "onnx package: pip install chainrule[onnx].",
         epilog=EXIT_STATUS)
     ex.add_argument("model", help="model file (.npz) written by chainrule")
     ex.add_argument("output", help="ONNX file to write (not a directory)")
-    ex.add_argument("--opset", type=int, default=None,
-                    help="ONNX opset version (default: chainrule.io.DEFAULT_ONNX_OPSET)")
+    ex.add_argument("--opset", type=int, default=DEFAULT_ONNX_OPSET,
+                    help="ONNX opset version (default %(default)s)")
     ex.set_defaults(func=_cmd_export)

@@ -31,7 +31,7 @@ _SIMPLE_ACTIVATIONS = ((ReLU, "Relu"), (Tanh, "Tanh"), (Sigmoid, "Sigmoid"),
                        (Identity, "Identity"))
 
 
-def export_onnx(model, path, *, opset=None) -> None:
+def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) -> None:
     """Write ``model`` as a standard ONNX graph for inference elsewhere.
 
     The graph uses only ``Gemm``, ``Relu``, ``LeakyRelu``, ``Tanh``, ``Sigmoid`` and
@@ -43,14 +43,18 @@ def export_onnx(model, path, *, opset=None) -> None:
     Inputs and outputs:
 
     * input ``"X"``: shape ``(N, n_features)``, ``N`` a symbolic batch dimension;
-    * a classifier (cross-entropy loss): outputs ``"probabilities"`` (softmax over
-      axis 1) and ``"logits"``, both ``(N, n_classes)``;
+    * a classifier (cross-entropy loss): outputs ``"label"`` ``(N,)``, the class of the
+      largest probability (int64 for integer classes, string for any other, as
+      scikit-learn models converted to ONNX give it; ``classes[j]`` for column ``j``,
+      ``j`` itself without class names), then ``"probabilities"`` (softmax over axis 1)
+      and ``"logits"``, both ``(N, n_classes)``;
     * a regressor (mse loss): output ``"outputs"``, ``(N, n_outputs)``.
 
     For a fitted estimator, column ``j`` of ``"probabilities"`` is the probability of
     ``classes_[j]`` whatever the labels are (strings, or integers other than 0..K-1);
-    the graph does not map back to labels, and ``classes_`` is recorded as JSON in the
-    model's ``metadata_props`` under ``"classes"``. The graph is the network alone: any
+    the class names (``classes_``, or ``classes``) are recorded as JSON in the model's
+    ``metadata_props`` under ``"classes"``, and ``feature_names`` under
+    ``"feature_names"``. The graph is the network alone: any
     scaling an estimator applies to inputs or targets outside ``model_`` is not in it.
 
     float32 and float64 models are exported in their own dtype (onnxruntime runs every
@@ -69,6 +73,12 @@ def export_onnx(model, path, *, opset=None) -> None:
     opset : int, optional
         ONNX opset of the default domain, at least 13; default
         :data:`DEFAULT_ONNX_OPSET`.
+    classes : sequence, optional
+        The class of each output column of a classifier (ints, floats or strings),
+        e.g. the ``"classes"`` a model file's metadata holds; default the estimator's
+        ``classes_``, else ``0..n_classes-1``.
+    feature_names : sequence of str, optional
+        The names of the input columns, recorded in ``metadata_props``.
 
     Raises
     ------
@@ -79,21 +89,23 @@ def export_onnx(model, path, *, opset=None) -> None:
     ValueError
         If ``opset`` is out of range.
     """
-    network, classes = _exportable(model)
+    network, own_classes = _exportable(model)
+    classes = own_classes if classes is None else classes
     onnx, helper, numpy_helper = _import_onnx()
     opset = _check_opset(opset, onnx.defs.onnx_opset_version())
-    classifier = _output_op(network)
+    output_op = _output_op(network)
+    labels = _labels_for(output_op, classes, network.n_outputs)
     dtype = _export_dtype(network)
     builder = _GraphBuilder(helper, numpy_helper, dtype)
-    builder.add_layers(network, final="logits" if classifier else "outputs")
-    graph = builder.graph(network, classifier)
+    builder.add_layers(network, final="logits" if output_op else "outputs")
+    graph = builder.graph(network, output_op, labels)
     opset_id = helper.make_opsetid("", opset)
     onnx_model = helper.make_model(graph, opset_imports=[opset_id], producer_name="chainrule",
                                    producer_version=VERSION,
                                    doc_string=f"chainrule {type(model).__name__}")
     # The oldest IR version that can carry this opset, for older runtimes.
     onnx_model.ir_version = helper.find_min_ir_version_for([opset_id])
-    helper.set_model_props(onnx_model, _model_props(model, classes))
+    helper.set_model_props(onnx_model, _model_props(model, classes, feature_names))
     onnx.checker.check_model(onnx_model, full_check=True)
     data = onnx_model.SerializeToString()
     atomic_write(path, lambda fh: fh.write(data))
@@ -146,6 +158,31 @@ def _output_op(network):
     raise TypeError(f"cannot export a network with loss {type(network.loss).__name__}; "
                     f"only CategoricalCrossEntropy, BinaryCrossEntropy, MeanSquaredError "
                     f"and HalfSquaredError (linear outputs) are supported")
+
+
+def _labels_for(output_op, classes, n_outputs: int):
+    """The ``label`` output's class values, or None: a regressor and multilabel
+    outputs (several logistic columns) have no single label per row."""
+    if output_op == "Softmax":
+        return _label_values(classes, n_outputs)
+    if output_op == "Sigmoid" and n_outputs == 1:
+        return _label_values(classes, 2)
+    return None
+
+
+def _label_values(classes, n_classes: int) -> np.ndarray:
+    """The ``label`` output's value for each class index: int64 for integer classes,
+    strings otherwise."""
+    if classes is None:
+        return np.arange(n_classes, dtype=np.int64)
+    values = np.asarray(classes)
+    if values.shape != (n_classes,):
+        raise ValueError(f"classes must name the model's {n_classes} output columns, got "
+                         f"shape {values.shape}")
+    if values.dtype.kind in "iub" or (values.dtype.kind == "f" and
+                                      np.all(np.mod(values, 1) == 0)):
+        return values.astype(np.int64)
+    return np.array([str(v) for v in values.tolist()], dtype=object)
 
 
 def _export_dtype(network) -> np.dtype:
@@ -209,6 +246,28 @@ class _GraphBuilder:
         node.name = f"activation{self.n_act}"
         self.nodes.append(node)
 
+    def _labels(self, labels, *, binary: bool) -> None:
+        """``label = classes[index]`` (Gather from a constant holding the class values),
+        with ``index = argmax(logits, axis=1)``, or for one logistic output
+        ``index = logit > 0`` (probability above 1/2, as scikit-learn decides)."""
+        make_node = self.helper.make_node
+        self.initializers.append(self.numpy_helper.from_array(labels, name="classes"))
+        if binary:
+            self._tensor(np.zeros(1), "zero")
+            self.initializers.append(self.numpy_helper.from_array(
+                np.array([1], dtype=np.int64), name="column_axis"))
+            self.nodes.append(make_node("Greater", ["logits", "zero"], ["positive"],
+                                        name="threshold"))
+            self.nodes.append(make_node("Cast", ["positive"], ["positive_index"],
+                                        to=self.helper.TensorProto.INT64, name="to_index"))
+            self.nodes.append(make_node("Squeeze", ["positive_index", "column_axis"],
+                                        ["label_index"], name="squeeze"))
+        else:
+            self.nodes.append(make_node("ArgMax", ["logits"], ["label_index"], axis=1,
+                                        keepdims=0, name="argmax"))
+        self.nodes.append(make_node("Gather", ["classes", "label_index"], ["label"], axis=0,
+                                    name="label"))
+
     def _leaky_relu(self, slope: float, current: str, out: str):
         if self.dtype == np.float32 or float(np.float32(slope)) == slope:
             return self.helper.make_node("LeakyRelu", [current], [out], alpha=slope)
@@ -219,31 +278,42 @@ class _GraphBuilder:
         self._tensor(np.array([slope]), slope_name)
         return self.helper.make_node("PRelu", [current, slope_name], [out])
 
-    def graph(self, network, output_op):
-        """The graph: input ``X``, the nodes so far, and the outputs (with the softmax,
-        or the sigmoid of each logit, of a classifier; for a binary problem with one
-        logistic output, ``probabilities`` is the one column P(classes_[1]))."""
+    def graph(self, network, output_op, labels):
+        """The graph: input ``X``, the nodes so far, and the outputs: a regressor's
+        ``outputs``; a classifier's ``probabilities`` (softmax, or the sigmoid of each
+        logit: for a binary problem with one logistic output, the one column
+        P(classes_[1])) and ``logits``, after its ``label`` when there is one label per
+        row (not for multilabel outputs)."""
         helper, n_out = self.helper, network.n_outputs
+        outputs = []
         if output_op == "Softmax":
             self.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"],
                                                axis=1, name="softmax"))
         elif output_op == "Sigmoid":
             self.nodes.append(helper.make_node("Sigmoid", ["logits"], ["probabilities"],
                                                name="sigmoid"))
+        if labels is not None:
+            self._labels(labels, binary=output_op == "Sigmoid")
+            label_type = (self.helper.TensorProto.STRING if labels.dtype == object
+                          else self.helper.TensorProto.INT64)
+            outputs.append(helper.make_tensor_value_info("label", label_type, ["N"]))
         if output_op is not None:
             names = ["probabilities", "logits"]
         else:
             names = ["outputs"]
-        outputs = [helper.make_tensor_value_info(name, self.elem_type, ["N", n_out])
-                   for name in names]
+        outputs += [helper.make_tensor_value_info(name, self.elem_type, ["N", n_out])
+                    for name in names]
         inputs = [helper.make_tensor_value_info("X", self.elem_type, ["N", network.n_features])]
         return helper.make_graph(self.nodes, "chainrule_" + type(network).__name__, inputs,
                                  outputs, initializer=self.initializers)
 
 
-def _model_props(model, classes) -> dict:
-    """The ``metadata_props``: the exported class, and the labels of the columns."""
+def _model_props(model, classes, feature_names=None) -> dict:
+    """The ``metadata_props``: the exported class, the labels of the output columns and
+    the names of the input columns."""
     props = {"chainrule_class": type(model).__name__}
+    if feature_names is not None:
+        props["feature_names"] = json.dumps([str(n) for n in feature_names])
     if classes is not None:
         try:
             props["classes"] = json.dumps(np.asarray(classes).tolist())
