@@ -196,3 +196,15 @@ def test_stream_minibatches_visits_every_row_once_reading_block_by_block(tmp_pat
     np.testing.assert_array_equal(plain[1][0], X[50:])
     with pytest.raises(TypeError, match="X must be an NpyFile"):
         stream_minibatches(X, yf, 10)
+
+
+def test_an_epoch_reads_each_block_of_the_file_once(tmp_path):
+    write_data(tmp_path, n=103)
+    Xf = open_npy(tmp_path / "X.npy", block_bytes=8 * 8 * 10)  # 11 blocks, the last of 3
+    reads = []
+    read = Xf.read
+    Xf.read = lambda start, stop: reads.append((start, stop)) or read(start, stop)
+    cr.fit(cr.MLP([8, 4, 3], rng=0), Xf, open_npy(tmp_path / "y.npy"), optimizer="sgd",
+           epochs=1, batch_size=16, rng=0, progress=False, diagnostics=False)
+    # batches of 16 straddle blocks of 10, yet every block is read once, whole
+    assert sorted(reads) == [(s, min(s + 10, 103)) for s in range(0, 103, 10)]

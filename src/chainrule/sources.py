@@ -121,7 +121,10 @@ class _BlockCache:
         size = self.file.block_rows
         blocks = idx // size
         out = np.empty((len(idx),) + self.file.shape[1:], dtype=self.file.dtype)
-        for b in np.unique(blocks):
+        # blocks in the order the batch meets them: the last one stays cached, and the
+        # next batch of a block-shuffled epoch starts in it
+        _, first = np.unique(blocks, return_index=True)
+        for b in blocks[np.sort(first)]:
             if b != self.block:
                 self.block = b
                 self.rows = self.file.read(b * size, min((b + 1) * size, len(self.file)))
