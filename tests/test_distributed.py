@@ -259,3 +259,36 @@ def test_a_failing_rank_aborts_through_the_communicator(capsys):
                comm=StandInComm(1), callbacks=[fail], progress=False)
     assert "chainrule: rank 0 of 1 failed: RuntimeError: boom; aborting every rank" in \
         capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_chainrule_train_distributed_trains_what_one_process_trains(tmp_path):
+    flags = ["train", "--hidden", "16", "--epochs", "3", "--batch-size", "64", "--seed", "3"]
+    env = dict(os.environ, PYTHONPATH=str(SRC), OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen([mpiexec(), "-n", "2", sys.executable, "-m", "chainrule.cli",
+                             *flags, "--distributed", "--save", "two.npz"], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    rc, out, err = finish(proc, timeout=60)
+    assert rc == 0, err
+    one = subprocess.run([sys.executable, "-m", "chainrule.cli", *flags, "--save", "one.npz"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert one.returncode == 0, one.stderr
+    # rank 0 alone prints: the same lines as one process, once (times aside)
+    strip = [line.rsplit("  ", 1)[0] if line.startswith("epoch") else line
+             for line in out.splitlines() if not line.startswith("trained")]
+    assert strip == [line.rsplit("  ", 1)[0] if line.startswith("epoch") else line
+                     for line in one.stdout.replace("one.npz", "two.npz").splitlines()
+                     if not line.startswith("trained")]
+    assert out.count("test accuracy") == 1 and out.count("saved the model") == 1
+    two, ref = cr.io.load(tmp_path / "two.npz"), cr.io.load(tmp_path / "one.npz")
+    for k, p in ref.params.items():
+        np.testing.assert_allclose(two.params[k], p, rtol=0, atol=1e-12, err_msg=k)
+
+
+def test_train_distributed_without_mpi4py_is_a_usage_error(monkeypatch, capsys):
+    from chainrule.cli import main
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py raises ImportError
+    assert main(["train", "--distributed", "--epochs", "1"]) == 2
+    assert "--distributed needs mpi4py" in capsys.readouterr().err
