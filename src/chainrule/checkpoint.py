@@ -157,6 +157,10 @@ class RunSettings:
                                          "parameters")
     checkpoint: Any = _not_in_identity("where the state goes, not what it is")
     resume: bool = _not_in_identity("whether to read the state, not what it is")
+    # The last field, with a default: RunSettings made before it existed stay valid.
+    comm: Any = field(default=None, metadata={
+        "identity": False, "why": "how the work is split over MPI ranks, not what is computed "
+                                  "(equal up to rounding)"})
 
     @property
     def n_rows(self) -> int:
@@ -227,6 +231,9 @@ def fingerprint(*arrays) -> str:
     for a in arrays:
         if a is None:
             h.update(b"none")
+            continue
+        if hasattr(a, "fingerprint"):  # data read out of core (chainrule.sources)
+            h.update(a.fingerprint().encode())
             continue
         a = np.ascontiguousarray(a)
         h.update(f"{a.dtype.str}{a.shape}".encode())

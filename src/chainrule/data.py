@@ -30,10 +30,12 @@ from .datafiles import (
     load_idx,
     load_npz,
 )
+from .sources import NpyFile, open_npy, stream_minibatches
 
 __all__ = ["load_homework_digits", "iterate_minibatches", "load_csv", "load_npz", "load_idx",
            "load_file", "fetch_openml", "standardize", "encode_labels", "holdout_split",
-           "split_rows", "file_kind", "idx_labels_path", "batch_indices", "csv_header"]
+           "split_rows", "file_kind", "idx_labels_path", "batch_indices", "csv_header",
+           "open_npy", "NpyFile", "stream_minibatches"]
 
 
 def load_homework_digits():

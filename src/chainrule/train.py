@@ -18,18 +18,13 @@ as one linear loop of named steps, in the spirit of nanoGPT's ``train.py``::
 
 With ``batch_size=None`` (the default) each epoch is one full-batch gradient step,
 exactly the homework's ``model.step``: plain ``SGD`` reproduces its losses bit for bit.
-
-What each History value means is written down once, in :class:`History`.
-
-Row permutations and the ``validation_fraction`` split come from ``rng``, Dropout
-masks from the model's own generator: same model, data and ``rng``, same bits.
-
-Checkpoints and Ctrl-C
-----------------------
-``checkpoint=path`` writes the state of the run after every epoch and ``resume=True``
-continues it bit for bit (:mod:`chainrule.checkpoint`). Ctrl-C discards the running
-epoch, restores (and checkpoints) the last completed one and returns the History with
-``stop_reason == "interrupted"``.
+What each History value means is written down once, in :class:`History`. Row
+permutations and the ``validation_fraction`` split come from ``rng``, Dropout masks from
+the model's own generator: same model, data and ``rng``, same bits. ``comm=`` trains
+data-parallel over MPI ranks (:mod:`chainrule.distributed`). ``checkpoint=path`` saves
+the run after every epoch, ``resume=True`` continues it bit for bit
+(:mod:`chainrule.checkpoint`); Ctrl-C rolls back to (and checkpoints) the last completed
+epoch and returns the History with ``stop_reason == "interrupted"``.
 """
 
 from __future__ import annotations
@@ -43,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from . import distributed, sources
 from ._fileformat import remove_stale_temporaries
 from ._validation import (
     check_in_interval,
@@ -102,8 +98,8 @@ def evaluate(model, X, Y) -> dict:
         loss is not cross-entropy.
     """
     check_network(model)
-    X, Y = model.check_XY(X, Y)
-    return _evaluate_checked(model, X, Y)
+    X, Y = sources.check_data(model, X, Y, training=False)
+    return sources.evaluate_blocks(_evaluate_checked, model, X, Y)
 
 
 # -- argument checks --------------------------------------------------------------------
@@ -167,7 +163,7 @@ def _check_validation(model, n, validation_data, validation_fraction):
 
 def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, validation_data,
                      validation_fraction, early_stopping, callbacks, rng, progress,
-                     sample_weight, checkpoint, resume, diagnostics, l2) -> RunSettings:
+                     sample_weight, checkpoint, resume, diagnostics, l2, comm) -> RunSettings:
     """:func:`fit`'s arguments, checked (in a fixed order) before anything changes."""
     check_network(model)
     optimizer = _check_optimizer(optimizer)
@@ -179,7 +175,7 @@ def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, val
     resume = _check_bool(resume, "resume")
     diagnostics = _check_bool(diagnostics, "diagnostics")
     l2 = check_positive_float(l2, "l2", allow_zero=True)
-    X, Y = model.check_XY(X, Y)
+    X, Y = sources.check_data(model, X, Y, batch_size, validation_fraction)
     bad = [k for k, p in model.params.items() if not np.isfinite(p).all()]
     if bad:
         raise ValueError(f"model parameters {bad} hold NaN or infinite values; re-initialise "
@@ -197,12 +193,13 @@ def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, val
             has_accuracy=isinstance(model.loss, CategoricalCrossEntropy),
             loss_name=type(model.loss).__name__)
     check_checkpoint_path(checkpoint, resume)
+    comm = distributed.check_comm(comm, X.shape[0], batch_size, validation_fraction)
     return RunSettings(
         X=X, Y=Y, sample_weight=sample_weight, optimizer=optimizer, epochs=epochs,
         batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
         validation_fraction=validation_fraction, early_stopping=early_stopping,
         callbacks=callbacks, rng=random, progress=progress, diagnostics=diagnostics,
-        checkpoint=checkpoint, resume=resume, l2=l2)
+        checkpoint=checkpoint, resume=resume, l2=l2, comm=comm)
 
 
 # -- diagnostics and divergence ----------------------------------------------------------
@@ -269,6 +266,7 @@ class _Run:
     identity: dict | None  # run_identity, with a checkpoint
     history: History
     stopper: EarlyStoppingState
+    averager: Any  # with comm: the run's distributed.GradientAverager, else None
     params: dict = field(init=False)
     labels: np.ndarray | None = field(init=False)  # class of each row, for the accuracy
     relu_pairs: list = field(init=False)
@@ -328,7 +326,7 @@ def _split_validation(s: RunSettings, split):
 
 
 def _progress_bar(s: RunSettings, start_epoch: int):
-    if not (s.progress and sys.stderr is not None and sys.stderr.isatty()):
+    if not (s.progress and distributed.is_root(s.comm) and sys.stderr and sys.stderr.isatty()):
         return None
     try:
         from tqdm import tqdm
@@ -355,7 +353,7 @@ def _prepare_run(model, s: RunSettings) -> _Run:
                          "validation_fraction split): there is nothing to train on")
     run = _Run(s, X, Y, weights, X_val, Y_val, split, gens, identity,
                History() if loaded is None else loaded["history"],
-               EarlyStoppingState(s.early_stopping))
+               EarlyStoppingState(s.early_stopping), distributed.averager(s, model.params))
     if loaded is not None:
         restore(loaded, model, s.optimizer, gens, run.history, run.stopper)
     run.journal = (loaded["journal"] if loaded is not None else
@@ -374,14 +372,16 @@ def _prepare_run(model, s: RunSettings) -> _Run:
 
 def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int) -> None:
     """One gradient step on the rows ``idx``, counted in ``tally``."""
+    idx, share, n_global = distributed.shard_rows(run.averager, idx, run.sample_weight)  # with comm
     X_batch, Y_batch = run.X[idx], run.Y[idx]
     weights = None if run.sample_weight is None else run.sample_weight[idx]
     logits = model.forward(X_batch, training=True, checked=True)
     loss = model.loss.forward(logits, Y_batch, weights)
     d_logits, _ = model.loss.backward(1.0)
     grads = model.backward(d_logits)  # the chain rule, layer by layer, from dL/dlogits
+    loss = distributed.average(run.averager, grads, loss, share)  # with comm: one Allreduce
     if run.settings.l2:  # scikit-learn's alpha, over the rows (or weight) of this batch
-        n = X_batch.shape[0] if weights is None else float(weights.sum())
+        n = n_global or (X_batch.shape[0] if weights is None else float(weights.sum()))
         penalty, penalty_grads = l2_penalty(run.params, run.weights, run.settings.l2, n)
         loss += penalty
         for k, g in penalty_grads.items():
@@ -402,10 +402,11 @@ def _train_epoch(model, run: _Run, epoch: int) -> _Tally:
     s = run.settings
     n = run.X.shape[0]
     # A fresh permutation each epoch: every row once, in random order.
-    order = s.rng.permutation(n) if (s.batch_size is not None and s.shuffle) else None
+    order = sources.shuffled_order(run.X, s.rng) if (s.batch_size and s.shuffle) else None
     tally = _Tally(alive={w: None for _, w in run.relu_pairs})
     for step, idx in enumerate(batch_indices(n, s.batch_size, order)):
         _train_step(model, run, idx, tally, epoch, step)
+    distributed.reduce_tally(s.comm, tally)  # with comm: the whole epoch's counts on every rank
     if not all(np.isfinite(p).all() for p in run.params.values()):
         _diverged(model, tally.X_batch, run.backup, epoch, tally.step, "the last update made "
                   "the parameters non-finite")
@@ -451,7 +452,7 @@ def _should_stop(model, run: _Run, epoch: int, logs: dict, diag: dict):
     for cb in run.settings.callbacks:
         if cb(epoch, dict(logs, diagnostics=diag), model) is True:
             stop = stop or "callback"
-    return stop
+    return distributed.agree_to_stop(run.settings.comm, stop)
 
 
 def _commit_epoch(model, run: _Run, epoch: int, logs: dict, stop) -> None:
@@ -459,7 +460,7 @@ def _commit_epoch(model, run: _Run, epoch: int, logs: dict, stop) -> None:
     s = run.settings
     run.history.stop_reason = stop
     snap = snapshot(model, s.optimizer, run.gens, epoch + 1, run.stopper)
-    if s.checkpoint is not None:
+    if s.checkpoint is not None and distributed.is_root(s.comm):
         write_checkpoint(s.checkpoint, snap, run.history, run.identity, run.split,
                          run.journal)
     run.snap = snap
@@ -483,7 +484,7 @@ def _interrupted(model, run: _Run) -> History:
     save it."""
     s = run.settings
     restore(run.snap, model, s.optimizer, run.gens, run.history, run.stopper)
-    if s.checkpoint is not None:
+    if s.checkpoint is not None and distributed.is_root(s.comm):
         write_checkpoint(s.checkpoint, run.snap, run.history, run.identity, run.split,
                          run.journal)
     run.history.stop_reason = "interrupted"
@@ -499,9 +500,11 @@ def _finished(run: _Run) -> History:
 
 # -- the training loop ---------------------------------------------------------------------
 
+@distributed.ranks_fail_together(TrainingDivergedError, distributed.RanksDisagreeError)
 def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, validation_data=None,
         validation_fraction=None, early_stopping=None, callbacks=(), rng=None, progress=True,
-        sample_weight=None, checkpoint=None, resume=False, diagnostics=True, l2=0.0) -> History:
+        sample_weight=None, checkpoint=None, resume=False, diagnostics=True, l2=0.0,
+        comm=None) -> History:
     """Train ``model`` on ``(X, Y)``; return what happened as a :class:`History`.
 
     Parameters
@@ -542,6 +545,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     l2 : float, default=0.0
         scikit-learn's ``alpha``, per batch: :func:`~chainrule.losses.l2_penalty` of the
         weights over the batch's rows (or weight sum), in the loss and the gradients.
+    comm : mpi4py communicator, optional
+        Data-parallel training over MPI ranks (:mod:`chainrule.distributed`).
 
     Returns
     -------
@@ -563,7 +568,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         validation_data=validation_data, validation_fraction=validation_fraction,
         early_stopping=early_stopping, callbacks=callbacks, rng=rng, progress=progress,
         sample_weight=sample_weight, checkpoint=checkpoint, resume=resume, diagnostics=diagnostics,
-        l2=l2)
+        l2=l2, comm=comm)
     run = _prepare_run(model, settings)
     try:
         for epoch in run.epochs_left():

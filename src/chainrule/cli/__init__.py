@@ -15,6 +15,7 @@ import sys
 
 from .._version import VERSION
 from ._common import USER_ERRORS, CommandError, Parser, UsageError, report_unknown_flags
+from ._distributed import add_distributed_flag, join_ranks
 from .models import add_model_parsers
 from .train import add_reproduce_parser, add_train_parser
 
@@ -33,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_reproduce_parser(sub)
     add_train_parser(sub)
+    add_distributed_flag(sub.choices["train"])
     add_model_parsers(sub)
     return parser
 
@@ -52,6 +54,7 @@ def main(argv=None) -> int:
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         report_unknown_flags(sub.choices[args.command], unknown)
     try:
+        args = join_ranks(args)  # --distributed: MPI, rank 0 alone prints and writes
         return args.func(args)
     except UsageError as exc:
         message = " ".join(str(exc).split())

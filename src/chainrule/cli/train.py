@@ -454,7 +454,7 @@ def _fit(args, model, optimizer, data, plan: _Schedule, gen, printer, bar):
                    epochs=plan.epochs, batch_size=plan.batch_size,
                    validation_fraction=plan.validation_fraction or None,
                    early_stopping=plan.patience or None, callbacks=(printer,), rng=gen,
-                   progress=bar, checkpoint=args.checkpoint, resume=args.resume)
+                   progress=bar, checkpoint=args.checkpoint, resume=args.resume, comm=args.comm)
     except CheckpointEpochsError as exc:
         raise UsageError(f"--epochs {exc.epochs} is fewer than the {exc.done} epochs already "
                          f"done in checkpoint {exc.path!r}; give --epochs >= {exc.done} (the "

@@ -1,0 +1,45 @@
+"""``chainrule train --distributed``: one data-parallel run over the ranks of
+``mpiexec -n R chainrule train --distributed ...`` (:mod:`chainrule.distributed`).
+
+Every rank parses the same flags, reads the same data and draws the same split and
+initial weights from ``--seed``; ``fit`` gets ``comm=MPI.COMM_WORLD``. Rank 0 alone
+prints and writes: the other ranks' standard output goes to ``os.devnull`` and their
+``--save``, ``--save-test`` and ``--plot`` are dropped (``fit`` itself checkpoints on
+rank 0 only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ._common import UsageError
+
+
+def add_distributed_flag(parser) -> None:
+    """``--distributed`` on the ``train`` parser (``comm`` None unless given)."""
+    parser.add_argument(
+        "--distributed", action="store_true",
+        help="data-parallel training over the ranks of 'mpiexec -n R chainrule train "
+             "--distributed ...' (needs chainrule[mpi]): each rank computes the gradients "
+             "of its share of every batch; rank 0 alone prints and writes files")
+    parser.set_defaults(comm=None)
+
+
+def join_ranks(args) -> argparse.Namespace:
+    """``args`` with ``comm`` set for ``--distributed`` (a copy; on ranks other than 0
+    without the flags that write files, and with standard output silenced)."""
+    if not getattr(args, "distributed", False):
+        return args
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise UsageError("--distributed needs mpi4py and an MPI library: pip install "
+                         "'chainrule[mpi]' and start it with mpiexec") from None
+    args = argparse.Namespace(**vars(args))
+    args.comm = MPI.COMM_WORLD
+    if args.comm.Get_rank() != 0:
+        args.save = args.save_test = args.plot = None
+        sys.stdout = open(os.devnull, "w")  # for the rest of the process
+    return args

@@ -1,0 +1,55 @@
+"""Run by ``tests/test_sources.py`` in a subprocess: train under a memory cap.
+
+``python memcap_worker.py MODE X.npy y.npy HEADROOM_MB`` imports chainrule, warms up
+with a tiny fit, then caps its address space (``RLIMIT_AS``) at what it uses now plus
+``HEADROOM_MB``, and then, with MODE ``fit``, trains one epoch on the files through
+``open_npy`` and evaluates on them; with MODE ``load`` it reads X whole with
+``np.load`` instead, which the cap must refuse. It prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+
+import numpy as np
+
+
+def vm_size() -> int:
+    """Bytes of address space this process uses (what RLIMIT_AS limits)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize in /proc/self/status")
+
+
+def main(mode, x_path, y_path, headroom_mb):
+    import chainrule as cr
+    from chainrule.data import open_npy
+
+    X, y = open_npy(x_path), open_npy(y_path)
+    model = cr.MLP([X.shape[1], 16, 10], rng=0)
+    warm = np.random.default_rng(0).normal(size=(64, X.shape[1]))
+    cr.fit(cr.MLP([X.shape[1], 16, 10], rng=0), warm, np.eye(10)[np.arange(64) % 10],
+           optimizer="adam", epochs=1, batch_size=16, progress=False, rng=0)
+    cap = vm_size() + int(headroom_mb) * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    if mode == "load":
+        try:
+            np.load(x_path)
+        except MemoryError:
+            print(json.dumps({"memory_error": True}))
+            return
+        print(json.dumps({"memory_error": False}))
+        return
+    history = cr.fit(model, X, y, optimizer="adam", epochs=1, batch_size=256, rng=0,
+                     progress=False)
+    scores = cr.evaluate(model, X, y)
+    print(json.dumps({"loss": history["loss"][0], "eval": scores, "cap": cap,
+                      "peak": vm_size()}))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:5])
