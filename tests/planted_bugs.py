@@ -78,7 +78,8 @@ def table() -> str:
         rows.append((bug, layer, where, "caught" if c["check_layer"] else "MISSED",
                      "caught" if c["check_gradients"] else "MISSED"))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+             for r in rows]
     lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
     lines.append(f"caught: check_layer {n_layer}/{len(BUGS)}, check_gradients "
                  f"{n_net}/{len(BUGS)}, either {n_any}/{len(BUGS)}")

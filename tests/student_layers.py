@@ -56,6 +56,9 @@ class BatchNorm1d:
     def init_params(self, rng, dtype):
         return [np.ones(self.num_features, dtype=dtype), np.zeros(self.num_features, dtype=dtype)]
 
+    def get_config(self):
+        return {"num_features": self.num_features, "momentum": self.momentum, "eps": self.eps}
+
     def forward(self, x, gamma, beta):
         batch_stats = self.training or self.bug == "bn_eval_uses_batch_stats"
         if batch_stats:

@@ -254,7 +254,7 @@ def _diverged(model, X_batch, backup, epoch, step, what):
     # they are not "good" even when finite: put back those from before the previous
     # update, the last ones whose loss was finite. (The optimizer's running state is
     # not rolled back; build a new optimizer before training again.)
-    for k, p in model.params.items():
+    for k, p in {**model.params, **model.buffers}.items():
         p[...] = backup[k]
     if bad_params:
         restored = ("the parameters were restored to their values before the previous "
@@ -287,6 +287,7 @@ class _Run:
     history: History
     stopper: EarlyStoppingState
     params: dict = field(init=False)
+    kept: dict = field(init=False)  # params and buffers: what rollbacks restore
     labels: np.ndarray | None = field(init=False)  # class of each row, for the accuracy
     relu_pairs: list = field(init=False)
     weights: list = field(init=False)
@@ -372,11 +373,11 @@ def _prepare_run(model, s: RunSettings) -> _Run:
                EarlyStoppingState(s.early_stopping))
     if loaded is not None:
         restore(loaded, model, s.optimizer, gens, run.history, run.stopper)
-    run.params = model.params
+    run.params, run.kept = model.params, {**model.params, **model.buffers}
     run.labels = Y.argmax(axis=1) if isinstance(model.loss, CategoricalCrossEntropy) else None
     run.relu_pairs = _relu_after_affine(model) if s.diagnostics else []
     run.weights = [names[0] for layer, names in model.layers if isinstance(layer, Affine)]
-    run.backup = {k: p.copy() for k, p in run.params.items()}
+    run.backup = {k: p.copy() for k, p in run.kept.items()}
     run.bar = _progress_bar(s, run.history.epochs)
     run.snap = snapshot(model, s.optimizer, gens, run.history.epochs, run.stopper)
     return run
@@ -388,6 +389,8 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int) -> 
     """One gradient step on the rows ``idx``, counted in ``tally``."""
     X_batch, Y_batch = run.X[idx], run.Y[idx]
     weights = None if run.sample_weight is None else run.sample_weight[idx]
+    for k, b in model.buffers.items():  # before this forward changes them: for a rollback
+        np.copyto(run.backup[k], b)
     logits = model.forward(X_batch, training=True, checked=True)
     loss = model.loss.forward(logits, Y_batch, weights)
     d_logits, _ = model.loss.backward(1.0)
@@ -398,8 +401,9 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int) -> 
         loss += penalty
         for k, g in penalty_grads.items():
             grads[k] += g
-    if not math.isfinite(loss):
-        _diverged(model, X_batch, run.backup, epoch, step, f"the loss is {loss}")
+    if not (math.isfinite(loss) and all(np.isfinite(b).all() for b in model.buffers.values())):
+        _diverged(model, X_batch, run.backup, epoch, step, f"the loss is {loss}" if not
+                  math.isfinite(loss) else "a buffer (running statistic) is not finite")
     tally.add(loss, X_batch, weights, logits,
               None if run.labels is None else run.labels[idx], run.relu_pairs)
     tally.grads, tally.step, tally.X_batch = grads, step, X_batch
@@ -459,7 +463,7 @@ def _epoch_diagnostics(run: _Run, tally: _Tally) -> dict:
 
 def _should_stop(model, run: _Run, epoch: int, logs: dict, diag: dict):
     """Early stopping, then every callback (each one is called): why to stop, or None."""
-    stop = "early_stopping" if run.stopper.update(logs, epoch, run.params) else None
+    stop = "early_stopping" if run.stopper.update(logs, epoch, run.kept) else None
     for cb in run.settings.callbacks:
         if cb(epoch, dict(logs, diagnostics=diag), model) is True:
             stop = stop or "callback"
@@ -502,7 +506,7 @@ def _interrupted(model, run: _Run) -> History:
 
 
 def _finished(run: _Run) -> History:
-    run.stopper.restore_best(run.params)
+    run.stopper.restore_best(run.kept)
     run.history.best_epoch = _best_epoch(run)
     return run.history
 
