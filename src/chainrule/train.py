@@ -62,8 +62,9 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .data import batch_indices, split_rows
+from .diagnostics import Advisor, epoch_diagnostics, relu_pairs
 from .history import EarlyStopping, EarlyStoppingState, History
-from .layers import Affine, ReLU
+from .layers import Affine
 from .losses import CategoricalCrossEntropy, l2_penalty
 from .models import Network
 from .optim import Optimizer, make_optimizer
@@ -84,11 +85,14 @@ class TrainingDivergedError(FloatingPointError, ValueError):
         Batch index within that epoch.
     layer : str
         The first layer whose output was non-finite, or ``"loss"``.
+    history : History or None
+        The epochs completed before it happened (set by :func:`fit`).
     """
 
     def __init__(self, message, *, epoch, step, layer):
         super().__init__(message)
         self.epoch, self.step, self.layer = epoch, step, layer
+        self.history: History | None = None
 
 
 # -- evaluation -----------------------------------------------------------------------
@@ -224,18 +228,6 @@ def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, val
 
 # -- diagnostics and divergence ----------------------------------------------------------
 
-def _relu_after_affine(model):
-    """Pairs (ReLU layer, weight name of the Affine layer right before it)."""
-    pairs, last_weight = [], None
-    for layer, names in model.layers:
-        if isinstance(layer, Affine):
-            last_weight = names[0]
-        elif type(layer) is ReLU and last_weight is not None:
-            pairs.append((layer, last_weight))
-            last_weight = None
-    return pairs
-
-
 def _first_nonfinite_layer(model, X):
     """Run the forward pass layer by layer; name the first one with a non-finite output."""
     nodes = model.node_names()
@@ -290,6 +282,7 @@ class _Run:
     kept: dict = field(init=False)  # params and buffers: what rollbacks restore
     labels: np.ndarray | None = field(init=False)  # class of each row, for the accuracy
     relu_pairs: list = field(init=False)
+    advisor: Advisor = field(init=False)  # the diagnostics' warnings
     weights: list = field(init=False)
     # Parameters before the latest update: what divergence handling and the update
     # ratio need. Filled in place every step, allocated once.
@@ -375,7 +368,9 @@ def _prepare_run(model, s: RunSettings) -> _Run:
         restore(loaded, model, s.optimizer, gens, run.history, run.stopper)
     run.params, run.kept = model.params, {**model.params, **model.buffers}
     run.labels = Y.argmax(axis=1) if isinstance(model.loss, CategoricalCrossEntropy) else None
-    run.relu_pairs = _relu_after_affine(model) if s.diagnostics else []
+    run.relu_pairs = relu_pairs(model) if s.diagnostics else []
+    run.advisor = Advisor([k for k, p in model.params.items() if p.ndim > 1],
+                          Y.shape[1] if run.is_classifier else None)
     run.weights = [names[0] for layer, names in model.layers if isinstance(layer, Affine)]
     run.backup = {k: p.copy() for k, p in run.kept.items()}
     run.bar = _progress_bar(s, run.history.epochs)
@@ -447,18 +442,10 @@ def _epoch_logs(model, run: _Run, epoch: int, tally: _Tally, lr, t0: float) -> d
 
 
 def _epoch_diagnostics(run: _Run, tally: _Tally) -> dict:
-    """Per Affine weight: gradient norm and update ratio of the last step, dead units."""
+    """Per parameter: gradient norm and update ratio of the last step, dead units."""
     if not run.settings.diagnostics:
         return {}
-    dead = {w: 1.0 - float(np.mean(a)) for w, a in tally.alive.items() if a is not None}
-    diag = {}
-    for w in run.weights:
-        w_norm = float(np.linalg.norm(run.backup[w]))
-        delta = float(np.linalg.norm(run.params[w] - run.backup[w]))
-        diag[w] = {"grad_norm": float(np.linalg.norm(tally.grads[w])),
-                   "update_ratio": delta / w_norm if w_norm > 0 else float("nan"),
-                   "dead_fraction": dead.get(w)}
-    return diag
+    return epoch_diagnostics(run.params, run.backup, tally.grads, tally.alive)
 
 
 def _should_stop(model, run: _Run, epoch: int, logs: dict, diag: dict):
@@ -586,6 +573,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
             tally = _train_epoch(model, run, epoch)
             logs = _epoch_logs(model, run, epoch, tally, lr, t0)
             diag = _epoch_diagnostics(run, tally)
+            if diag:
+                run.advisor.epoch(epoch, logs, diag)
             run.history.record_epoch(logs, diag)
             stop = _should_stop(model, run, epoch, logs, diag)
             _commit_epoch(model, run, epoch, logs, stop)
@@ -593,6 +582,9 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
                 break
     except KeyboardInterrupt:
         return _interrupted(model, run)
+    except TrainingDivergedError as exc:
+        exc.history = run.history  # the completed epochs
+        raise
     finally:
         if run.bar is not None:
             run.bar.close()
