@@ -88,3 +88,18 @@ def test_training_diverged_error_carries_the_history():
     history = info.value.history
     assert isinstance(history, cr.History)
     assert history.epochs == info.value.epoch             # the epochs completed before
+
+
+def test_sanity_check_tells_a_zero_initialised_kink_from_a_gradient_bug(digits):
+    X, Y = digits
+    Xs, _ = standardize(X, X)
+    zeroed = cr.MLP([64, 16, 10], rng=0)
+    zeroed.params["W1"][...] = 0.0          # every hidden pre-activation is exactly 0
+    check = cr.sanity_check(zeroed, Xs[:60], Y[:60], rng=0)["gradient check"]
+    assert "not evidence of a gradient bug: 100% of the inputs of layer 1" in check.detail
+    # A real bug, in BatchNorm's training-mode backward, is reported as one.
+    buggy = cr.Sequential([cr.Affine(64, 16), BatchNorm1d(16, bug="bn_dx_no_var_term"),
+                           cr.ReLU(), cr.Affine(16, 10)], rng=0)
+    check = cr.sanity_check(buggy, Xs[:60], Y[:60], rng=0)["gradient check"]
+    assert not check.passed and "(training)" in check.detail
+    assert "kink" not in check.detail
