@@ -103,3 +103,12 @@ def test_sanity_check_tells_a_zero_initialised_kink_from_a_gradient_bug(digits):
     check = cr.sanity_check(buggy, Xs[:60], Y[:60], rng=0)["gradient check"]
     assert not check.passed and "(training)" in check.detail
     assert "kink" not in check.detail
+
+
+def test_an_update_larger_than_half_the_weights_warns():
+    X = np.random.default_rng(0).standard_normal((32, 4))
+    Y = np.eye(2)[np.arange(32) % 2]
+    _, caught = _fit_recording(cr.MLP([4, 8, 2], rng=0), X, Y, optimizer=cr.SGD(lr=50.0),
+                               epochs=1)
+    assert [w for w in caught if "lower the learning rate" in str(w.message)
+            and "of its size" in str(w.message)]

@@ -68,6 +68,12 @@ def test_hand_built_network_collects_the_buffers():
                      {"W1": np.ones((3, 4)), "b1": np.zeros(4), "g": np.ones(4),
                       "be": np.zeros(4)}, CategoricalCrossEntropy())
     assert list(net.buffers) == ["running_mean2", "running_var2"]
+    with pytest.raises(ValueError, match=r"buffer names \['g'\] are parameter names too"):
+        cr.Network([(Affine(), ("W1", "b1")), (BatchNorm1d(4), ("g", "be"))],
+                   {"W1": np.ones((3, 4)), "b1": np.zeros(4), "g": np.ones(4),
+                    "be": np.zeros(4)}, CategoricalCrossEntropy(),
+                   buffers={"running_mean2": np.zeros(4), "running_var2": np.ones(4),
+                            "g": np.ones(4)})
 
 
 # -- buffers are the network's -----------------------------------------------------------

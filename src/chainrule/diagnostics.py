@@ -13,7 +13,8 @@ per ``fit``, pointing at the line that called ``fit``:
   so its loss is close to ``ln K``; far above means unscaled inputs or too large a step);
 * a layer's ReLUs are almost all dead (>= 90% never fired in an epoch);
 * gradients vanish: a weight's update/weight ratio below 1e-7;
-* a weight's update/weight ratio above 0.1 (the usual rule of thumb is ~1e-3).
+* a weight's update/weight ratio above 0.5 (healthy steps are ~1e-3 of the weights;
+  half of them in one step is a learning rate far too large).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ __all__ = ["TrainingWarning", "Advisor", "relu_pairs", "epoch_diagnostics"]
 #: Thresholds of the warnings (see the module notes).
 DEAD_FRACTION = 0.9
 VANISHING_RATIO = 1e-7
-LARGE_RATIO = 0.1
+LARGE_RATIO = 0.5
 LOSS_ABOVE_LN_K = 2.0
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

@@ -8,8 +8,14 @@ The contract, kept from the homework:
   ``(d_inputs, *d_params)`` for a layer with parameters, in the order the
   parameters were passed to ``forward``.
 
+A layer may also declare ``param_names`` (its own names for those parameters, e.g.
+``("W", "b")``) with ``init_params(rng, dtype)`` creating them, so that
+:class:`~chainrule.models.Sequential` can build it (``Affine(64, 128)``), and
+``buffer_names``: non-trainable arrays it holds as attributes (running statistics),
+which the network owns and snapshots with the parameters.
+
 Every layer has two switches, set by the network that owns it: ``training``
-(Dropout is the only layer that reads it) and ``validate``. A layer used on its own
+(Dropout is the only built-in layer that reads it) and ``validate``. A layer used on its own
 checks its inputs; inside a network the inputs were checked once at the entry point,
 so the network turns the per-layer checks off.
 """

@@ -100,6 +100,9 @@ class Network:
                                  f"not in params")
         loss.validate = False
         self._buffer_slots, self.buffers = buffer_slots(self.layers, buffers)
+        if set(self.buffers) & set(params):
+            raise ValueError(f"buffer names {sorted(set(self.buffers) & set(params))} are "
+                             f"parameter names too; every name must be unique")
         # Nobody reads the gradient with respect to the data.
         first = self.layers[0][0] if self.layers else None
         if isinstance(first, Affine):
