@@ -228,3 +228,17 @@ def test_explain_any_layer_unique_nodes_and_true_gradient_shapes():
     assert "ds3 = sum_rows(H2_3 * dH3) : (4,)" in lines
     assert "dH2_3 = dH3 * s3 : (N, 4)" in lines
     assert "d{q} = unknown placeholder : (N, 4)" in lines
+
+
+def test_a_sequential_of_built_in_layers_exports_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model = cr.Sequential([Affine(5, 4), cr.LeakyReLU(0.2), Dropout(0.3), Affine(4, 3)],
+                          rng=0)
+    cr.io.export_onnx(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    X, _ = data(6)
+    outputs = session.run(None, {session.get_inputs()[0].name: X})
+    probabilities = [o for o in outputs if o.shape == (6, 3) and np.allclose(o.sum(1), 1)]
+    assert probabilities and np.allclose(probabilities[0], model.predict_proba(X), atol=1e-12)
