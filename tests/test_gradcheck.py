@@ -284,7 +284,9 @@ def test_check_layer_rejects_broken_layers(factory, check, message):
 @pytest.mark.parametrize("factory, message", [
     (AffineMissingBiasGrad, r"backward must return \(d_inputs, 2 parameter gradients\), got a "
                             r"tuple of 2"),
-    (AffineWrongBias, r"gradient of params\[1\] disagrees"),
+    # The bias is named, and the ratio at the worst entry shows the mean over the
+    # 6 rows where a sum belongs: 1/6 of the true value.
+    (AffineWrongBias, r"gradient of b disagrees .* \(ratio 0\.1667\)"),
 ])
 def test_check_layer_rejects_broken_affine(factory, message):
     with pytest.raises(LayerContractError, match=message):
@@ -317,5 +319,9 @@ def test_check_layer_accepts_a_user_layer():
     report = check_layer(Square, (5, 4))
     assert report.worst_gradient_error < 1e-6
     assert report.output_shape == (5, 4)
+    # A Layer has a training switch: both modes are checked, and the modes' contract.
     assert report.checks == ["forward", "backward", "backward before forward",
-                             "finite differences", "float32", "deterministic"]
+                             "finite differences", "large inputs",
+                             "finite differences (eval)", "large inputs (eval)",
+                             "eval rows independent", "float32", "deterministic",
+                             "deterministic (eval)", "mode switch"]

@@ -33,7 +33,7 @@ from .history import EarlyStopping, History
 from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_uniform
 from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import CategoricalCrossEntropy, MeanSquaredError
-from .models import MLP, FeedforwardNeuralNet, LogisticRegression, Network
+from .models import MLP, FeedforwardNeuralNet, LogisticRegression, Network, Sequential
 from .optim import SGD, Adam, AdamW
 from .sanity import SanityReport, sanity_check
 from .testing import LayerContractError, check_layer
@@ -49,7 +49,7 @@ __all__ = [
     "he_normal", "he_uniform", "xavier_init", "xavier_normal", "xavier_uniform",
     "Affine", "Dropout", "LeakyReLU", "ReLU", "Sigmoid", "Tanh",
     "CategoricalCrossEntropy", "MeanSquaredError",
-    "MLP", "FeedforwardNeuralNet", "LogisticRegression", "Network",
+    "MLP", "FeedforwardNeuralNet", "LogisticRegression", "Network", "Sequential",
     "SGD", "Adam", "AdamW",
     "SanityReport", "sanity_check",
     "LayerContractError", "check_layer",

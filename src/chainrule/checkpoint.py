@@ -8,13 +8,14 @@ does not hold exactly the state of this run, before anything changes.
 What a checkpoint holds
 -----------------------
 A file in the :mod:`chainrule._fileformat` layout (no pickle) with the arrays
-``params/<name>``, ``optim/state/<name>/<key>``, ``best/<name>`` (early stopping's best
-parameters, when kept) and ``split/train``, ``split/val`` (a ``validation_fraction``
-split), and the metadata ``kind``, ``epoch``, ``optimizer_steps``, ``rngs`` (the state
-of every generator the run draws from), ``history`` (``best_epoch``, ``stop_reason``
-and the state of the History's journal, :mod:`chainrule.journal`, which holds the
-per-epoch logs so that a checkpoint's cost does not grow with the epochs),
-``stopper`` (early stopping's bookkeeping) and ``identity``. It is written atomically
+``params/<name>`` (parameters and buffers), ``optim/state/<name>/<key>``, ``best/<name>``
+(early stopping's best parameters and buffers, when kept) and ``split/train``,
+``split/val`` (a ``validation_fraction`` split), and the metadata ``kind``, ``epoch``,
+``optimizer_steps``, ``rngs`` (the state of every generator the run draws from),
+``history`` (``best_epoch``, ``stop_reason`` and the state of the History's journal,
+:mod:`chainrule.journal`, which holds the per-epoch logs so that a checkpoint's cost does
+not grow with the epochs), ``stopper`` (early stopping's bookkeeping) and ``identity``.
+It is written atomically
 (no half-written file), after every epoch.
 
 The run identity
@@ -47,7 +48,7 @@ from .journal import HistoryJournal
 
 __all__ = ["CheckpointMismatchError", "CheckpointEpochsError", "RunSettings", "generators",
            "snapshot", "restore", "fingerprint", "run_identity", "write_checkpoint",
-           "read_checkpoint", "check_resume_epochs", "check_checkpoint_path"]
+           "read_checkpoint", "check_resume_epochs", "check_checkpoint_path", "kept_arrays"]
 
 _CHECKPOINT_KIND = "chainrule.checkpoint"
 
@@ -278,7 +279,10 @@ def run_identity(model, settings: RunSettings) -> dict:
                   else None)
     return _json_normal({
         "model": {"class": type(model).__name__, "config": getattr(model, "config", None),
-                  "params": {k: [list(p.shape), p.dtype.str] for k, p in model.params.items()}},
+                  "params": {k: [list(p.shape), p.dtype.str] for k, p in model.params.items()},
+                  # only with buffers: checkpoints of networks without stay valid
+                  **({"buffers": {k: [list(b.shape), b.dtype.str] for k, b in
+                                  _buffers(model).items()}} if _buffers(model) else {})},
         "optimizer": {"class": type(optimizer).__name__,
                       "hyperparameters": optimizer.hyperparameters(),
                       "lr_schedule": _schedule_fingerprint(optimizer.lr)},
@@ -300,6 +304,16 @@ def _first_difference(saved, current, prefix=""):
     return prefix, saved, current
 
 
+def _buffers(model) -> dict:
+    return getattr(model, "buffers", {})
+
+
+def kept_arrays(model) -> dict:
+    """The arrays a snapshot keeps: the parameters, then the buffers (running
+    statistics), which checkpoints store under ``params/`` too."""
+    return {**model.params, **_buffers(model)}
+
+
 def snapshot(model, optimizer, gens, epoch, stopper):
     """Copy of the state of the run after ``epoch`` epochs.
 
@@ -307,7 +321,7 @@ def snapshot(model, optimizer, gens, epoch, stopper):
     History is not copied: rolling back only truncates it.
     """
     return {"epoch": epoch,
-            "params": {k: p.copy() for k, p in model.params.items()},
+            "params": {k: p.copy() for k, p in kept_arrays(model).items()},
             "optimizer": optimizer.state_dict(),
             "rngs": [_rng_state(r) for r in gens],
             "stopper": stopper.state_dict()}
@@ -315,7 +329,7 @@ def snapshot(model, optimizer, gens, epoch, stopper):
 
 def restore(snap, model, optimizer, gens, history, stopper):
     """Put the state of :func:`snapshot` (or of :func:`read_checkpoint`) back in place."""
-    for k, p in model.params.items():
+    for k, p in kept_arrays(model).items():
         p[...] = snap["params"][k]
     optimizer.load_state_dict(snap["optimizer"])
     for r, state in zip(gens, snap["rngs"], strict=True):
@@ -451,12 +465,13 @@ def _rng_problems(rngs, gens) -> list:
 def _expected_arrays(arrays, model, optimizer, steps, n_rows, n_val) -> dict:
     """``{name: (shape, dtype)}`` of the arrays a checkpoint of this run holds; dtype
     ``None`` for integer index arrays of any integer dtype."""
-    expected = {f"params/{k}": (p.shape, p.dtype) for k, p in model.params.items()}
+    kept = kept_arrays(model)
+    expected = {f"params/{k}": (p.shape, p.dtype) for k, p in kept.items()}
     if steps:
         expected.update(_expected_optimizer_arrays(optimizer, model))
     # Early stopping's best parameters are there only once kept: all of them or none.
-    if any(f"best/{k}" in arrays for k in model.params):
-        expected.update({f"best/{k}": (p.shape, p.dtype) for k, p in model.params.items()})
+    if any(f"best/{k}" in arrays for k in kept):
+        expected.update({f"best/{k}": (p.shape, p.dtype) for k, p in kept.items()})
     if n_val is not None:
         expected["split/train"] = ((n_rows - n_val,), None)
         expected["split/val"] = ((n_val,), None)
@@ -532,8 +547,8 @@ def read_checkpoint(path, identity, model, optimizer, gens, n_rows, n_val):
         if key.startswith("optim/state/"):
             pname, sub = key[len("optim/state/"):].rsplit("/", 1)
             state.setdefault(pname, {})[sub] = value
-    params = {k: arrays[f"params/{k}"] for k in model.params}
-    best = ({k: arrays[f"best/{k}"] for k in model.params}
+    params = {k: arrays[f"params/{k}"] for k in kept_arrays(model)}
+    best = ({k: arrays[f"best/{k}"] for k in kept_arrays(model)}
             if f"best/{next(iter(model.params))}" in arrays else None)
     stopper = dict(meta["stopper"], best_params=best)
     split = (arrays["split/train"], arrays["split/val"]) if n_val is not None else None

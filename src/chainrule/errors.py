@@ -26,8 +26,11 @@ class TrainingDivergedError(FloatingPointError, ValueError):
     layer : str
         The first layer whose output was non-finite, ``"loss"``, or for
         :meth:`Network.step` with a finite loss, the first non-finite gradient.
+    history : History or None
+        The epochs completed before it happened (set by :func:`fit`).
     """
 
     def __init__(self, message, *, epoch, step, layer):
         super().__init__(message)
         self.epoch, self.step, self.layer = epoch, step, layer
+        self.history = None

@@ -18,6 +18,9 @@ rounding noise (about ``1e-16 / eps`` in float64), and would flag correct code; 
 2-norm ratio dilutes a wrong entry among many right ones. Scaling the worst entry by
 the largest gradient of the array avoids both. ``tiny`` (the smallest normal float64)
 only guards against 0/0 when both gradients are exactly zero, which counts as agreement.
+:func:`check_gradients` raises that floor to 1e-3: a network parameter whose gradient
+is exactly zero (a bias right before a batch normalisation) has finite differences of
+pure rounding noise, which must not count as a disagreement of order one.
 
 With ``eps=1e-6`` in float64, correct gradients of smooth functions give errors
 around ``1e-9``; a bug gives errors of order one. Use float64: in float32 the
@@ -40,17 +43,25 @@ from ._validation import (
     check_rng,
     shape_str,
 )
+from .layers import Affine, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 
 __all__ = ["numerical_gradient", "relative_error", "GradCheckResult", "check_gradients",
            "check_layer_gradients"]
 
 _TINY = np.finfo(np.float64).tiny
+#: check_gradients compares gradients below this in absolute terms: a parameter whose
+#: gradient is exactly zero (a bias right before a batch normalisation) gets finite
+#: differences of pure rounding noise, ~1e-10 * |loss| with eps 1e-6.
+_NETWORK_FLOOR = 1e-3
+#: Built-in layers that compute the same in training and evaluation mode.
+_SAME_IN_BOTH_MODES = (Affine, Identity, ReLU, LeakyReLU, Tanh, Sigmoid)
 
 
-def relative_error(analytic, numeric) -> float:
+def relative_error(analytic, numeric, floor: float = _TINY) -> float:
     """Worst entrywise discrepancy relative to the gradient's scale (see module notes).
 
-    ``max|a - n| / max(max|a| + max|n|, tiny)``; 0.0 when both are all zeros.
+    ``max|a - n| / max(max|a| + max|n|, floor)``; 0.0 when both are all zeros. A
+    ``floor`` above the default compares gradients smaller than it in absolute terms.
     """
     a = np.asarray(analytic, dtype=np.float64)
     n = np.asarray(numeric, dtype=np.float64)
@@ -60,7 +71,7 @@ def relative_error(analytic, numeric) -> float:
     if a.size == 0:
         return 0.0
     scale = float(np.max(np.abs(a)) + np.max(np.abs(n)))
-    return float(np.max(np.abs(a - n)) / max(scale, _TINY))
+    return float(np.max(np.abs(a - n)) / max(scale, floor))
 
 
 def numerical_gradient(f, array, eps: float = 1e-6, *, indices=None) -> np.ndarray:
@@ -143,6 +154,19 @@ class GradCheckResult:
         """True when every error is below ``tol``."""
         return self.worst < tol
 
+    def worst_entry(self, name) -> str:
+        """Where ``name``'s two gradients differ most: the entry's index, both values
+        and their ratio (8 means the analytic one is 8 times too large, 0.125 that it
+        is 8 times too small, -1 a wrong sign)."""
+        a, n = self.analytic[name], self.numeric[name]
+        if a.size == 0:
+            return "no entries"
+        idx = np.unravel_index(int(np.argmax(np.abs(a - n))), a.shape)
+        av, nv = float(a[idx]), float(n[idx])
+        ratio = f"{av / nv:.4g}" if nv != 0 else "inf" if av != 0 else "nan"
+        where = "[" + ", ".join(str(int(i)) for i in idx) + "]"
+        return f"worst entry {where}: analytic {av:.6g} vs numeric {nv:.6g} (ratio {ratio})"
+
     def __str__(self):
         lines = [f"{name}: {err:.3e}" for name, err in self.errors.items()]
         return "\n".join(lines + [f"worst: {self.worst:.3e} ({self.worst_name})"])
@@ -158,12 +182,19 @@ def _sample_indices(shape, sample, random):
 
 def check_gradients(model, X, Y, *, eps: float = 1e-6, sample=None, rng=None,
                     sample_weight=None) -> GradCheckResult:
-    """Compare ``model.loss_and_grads`` with central finite differences.
+    """Compare ``model.loss_and_grads`` with central finite differences, in
+    evaluation mode and, when the network's layers may behave differently there, in
+    training mode too.
 
-    The loss is evaluated with ``training=False`` (Dropout off), so it is a
-    deterministic function of the parameters. The model's parameters are perturbed
-    in place and restored exactly; a model whose parameters are not float64 is
-    checked on a float64 copy and left untouched.
+    Evaluation mode (Dropout off) is a deterministic function of the parameters.
+    Training mode is checked unless every layer is a built-in one that is the same in
+    both modes (Affine and the activations): a Dropout layer, or any layer of your
+    own, such as a BatchNorm whose training-mode backward differs from its evaluation
+    one. There, every layer's random generator is put back before each evaluation
+    (one mask for the whole check) and the buffers the training passes update
+    (running statistics) are restored afterwards. The model's parameters are
+    perturbed in place and restored exactly; a model whose parameters are not float64
+    is checked on a float64 copy and left untouched.
 
     Parameters
     ----------
@@ -184,7 +215,8 @@ def check_gradients(model, X, Y, *, eps: float = 1e-6, sample=None, rng=None,
     Returns
     -------
     GradCheckResult
-        One error per parameter name.
+        One error per parameter name (evaluation mode), and one per ``"<name>
+        (training)"`` when training mode is checked.
     """
     eps = check_positive_float(eps, "eps")
     if sample is not None:
@@ -206,12 +238,36 @@ def check_gradients(model, X, Y, *, eps: float = 1e-6, sample=None, rng=None,
                                  f"({X.shape[0]}), got {shape_str(sample_weight.shape)}")
         kwargs["checked"] = True
 
+    result = GradCheckResult()
+    _check_mode(model, X, Y, sample_weight, kwargs, eps, sample, random, result, "")
+    layers = [layer for layer, _ in getattr(model, "layers", [])]
+    if any(type(layer) not in _SAME_IN_BOTH_MODES for layer in layers):
+        buffers = {k: b.copy() for k, b in getattr(model, "buffers", {}).items()}
+        freezers = [RngFreezer(layer) for layer in layers]
+        try:
+            _check_mode(model, X, Y, sample_weight, dict(kwargs, training=True), eps, sample,
+                        random, result, " (training)", freezers)
+        finally:
+            for freeze in freezers:
+                freeze()
+            for k, b in buffers.items():
+                model.buffers[k][...] = b
+    return result
+
+
+def _check_mode(model, X, Y, sample_weight, kwargs, eps, sample, random, result, suffix,
+                freezers=()):
+    """One mode of :func:`check_gradients`: every parameter, errors named
+    ``name + suffix`` in ``result``."""
     def loss():
+        for freeze in freezers:
+            freeze()
         return model.loss_and_grads(X, Y, sample_weight, **kwargs)[0]
 
+    for freeze in freezers:
+        freeze()
     _, grads = model.loss_and_grads(X, Y, sample_weight, **kwargs)
     grads = {k: np.array(v, dtype=np.float64, copy=True) for k, v in grads.items()}
-    result = GradCheckResult()
     for name, p in model.params.items():
         idx = _sample_indices(p.shape, sample, random)
         numeric = numerical_gradient(loss, p, eps, indices=idx)
@@ -220,10 +276,9 @@ def check_gradients(model, X, Y, *, eps: float = 1e-6, sample=None, rng=None,
             mask = np.zeros(p.shape, dtype=bool)
             mask[tuple(np.array(idx).T)] = True
             analytic = np.where(mask, analytic, 0.0)
-        result.analytic[name] = analytic
-        result.numeric[name] = numeric
-        result.errors[name] = relative_error(analytic, numeric)
-    return result
+        result.analytic[name + suffix] = analytic
+        result.numeric[name + suffix] = numeric
+        result.errors[name + suffix] = relative_error(analytic, numeric, _NETWORK_FLOOR)
 
 
 class RngFreezer:
@@ -258,7 +313,8 @@ class RngFreezer:
 # The name tests/test_models.py imports (kept until it uses RngFreezer).
 
 
-def check_layer_gradients(layer, inputs, *params, eps: float = 1e-6, rng=0) -> GradCheckResult:
+def check_layer_gradients(layer, inputs, *params, eps: float = 1e-6, rng=0,
+                          names=None) -> GradCheckResult:
     """Finite-difference check of one layer's ``backward`` on a random projection.
 
     The scalar checked is ``sum(layer.forward(inputs, *params) * R)`` with ``R`` a
@@ -281,12 +337,14 @@ def check_layer_gradients(layer, inputs, *params, eps: float = 1e-6, rng=0) -> G
     eps : float, default=1e-6
     rng : None, int or numpy.random.Generator, default=0
         Source of ``R``.
+    names : sequence of str, optional
+        Names for the parameters in the result (e.g. the layer's ``param_names``).
 
     Returns
     -------
     GradCheckResult
-        Errors named ``"inputs"``, ``"params[0]"``, ``"params[1]"``, ... The inputs are
-        skipped when ``backward`` returns ``None`` for them (Affine with
+        Errors named ``"inputs"``, then ``names`` (or ``"params[0]"``, ``"params[1]"``,
+        ...). The inputs are skipped when ``backward`` returns ``None`` for them (Affine with
         ``compute_input_grad = False``).
     """
     arrays = [inputs, *params]
@@ -315,9 +373,10 @@ def check_layer_gradients(layer, inputs, *params, eps: float = 1e-6, rng=0) -> G
                          f"(inputs and {len(params)} parameters)")
     grads = [None if g is None else np.array(g, dtype=np.float64, copy=True) for g in grads]
 
+    labels = ["inputs"] + (list(names) if names is not None and len(names) == len(params)
+                           else [f"params[{i}]" for i in range(len(params))])
     result = GradCheckResult()
-    for i, (a, g) in enumerate(zip(arrays, grads, strict=True)):
-        name = "inputs" if i == 0 else f"params[{i - 1}]"
+    for name, a, g in zip(labels, arrays, grads, strict=True):
         if g is None:
             continue
         if g.shape != a.shape:

@@ -8,8 +8,14 @@ The contract, kept from the homework:
   ``(d_inputs, *d_params)`` for a layer with parameters, in the order the
   parameters were passed to ``forward``.
 
+A layer may also declare ``param_names`` (its own names for those parameters, e.g.
+``("W", "b")``) with ``init_params(rng, dtype)`` creating them, so that
+:class:`~chainrule.models.Sequential` can build it (``Affine(64, 128)``), and
+``buffer_names``: non-trainable arrays it holds as attributes (running statistics),
+which the network owns and snapshots with the parameters.
+
 Every layer has two switches, set by the network that owns it: ``training``
-(Dropout is the only layer that reads it) and ``validate``. A layer used on its own
+(Dropout is the only built-in layer that reads it) and ``validate``. A layer used on its own
 checks its inputs; inside a network the inputs were checked once at the entry point,
 so the network turns the per-layer checks off.
 """
@@ -18,7 +24,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_float_array, check_in_interval, check_rng, shape_str
+from ._validation import (
+    as_float_array,
+    check_in_interval,
+    check_positive_int,
+    check_rng,
+    shape_str,
+)
+from .init import get_initializer
 
 __all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout"]
 
@@ -68,11 +81,39 @@ class Affine(Layer):
     """
 
     num_params = 2
+    #: The layer's own names for its parameters; a network adds a number (``W1``).
+    param_names = ("W", "b")
     compute_input_grad = True
     #: Forward and backward equations for ``Network.explain``; placeholders name
     #: the input, the output and the parameters.
     equations = ("{y} = {x} @ {W} + {b}",
                  ("d{W} = {x}^T @ d{y}", "d{b} = sum_rows(d{y})", "d{x} = d{y} @ {W}^T"))
+
+    def __init__(self, n_in=None, n_out=None, init="xavier", bias_init=None):
+        """``Affine()`` takes its weights as arguments (the homework); ``Affine(D, H)``
+        also knows their shapes, so that :class:`~chainrule.models.Sequential` can
+        create them: ``init`` draws the weight (a name of :mod:`chainrule.init` or a
+        callable ``f(shape, rng=, dtype=)``), ``bias_init(D, H, rng, dtype)`` the
+        bias (zeros when None)."""
+        super().__init__()
+        if (n_in is None) != (n_out is None):
+            raise ValueError(f"Affine takes both sizes or neither, got n_in={n_in!r}, "
+                             f"n_out={n_out!r}")
+        self.sizes = None if n_in is None else (check_positive_int(n_in, "n_in"),
+                                                check_positive_int(n_out, "n_out"))
+        self.init = get_initializer(init) if isinstance(init, str) else init
+        self.bias_init = bias_init
+
+    def init_params(self, rng, dtype):
+        """The initial ``[weight, bias]``, drawn in that order from ``rng``."""
+        if self.sizes is None:
+            raise ValueError("Affine() has no sizes to create its parameters from: build "
+                             "it as Affine(n_in, n_out) inside a Sequential")
+        n_in, n_out = self.sizes
+        weight = self.init([n_in, n_out], rng=rng, dtype=dtype)
+        bias = (np.zeros(n_out, dtype=dtype) if self.bias_init is None
+                else self.bias_init(n_in, n_out, rng, dtype))
+        return [weight, bias]
 
     def forward(self, inputs, weight, bias):
         """Forward pass.
@@ -125,6 +166,9 @@ class Affine(Layer):
         d_weight = inputs.T @ d_out
         d_bias = d_out.sum(axis=0)
         return d_inputs, d_weight, d_bias
+
+    def __repr__(self):
+        return "Affine()" if self.sizes is None else f"Affine({self.sizes[0]}, {self.sizes[1]})"
 
 
 class Identity(Layer):

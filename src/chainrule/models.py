@@ -27,14 +27,16 @@ from ._validation import (
     shape_str,
 )
 from .errors import TrainingDivergedError
+from .explain import explain, node_names, summary
 from .functional import sigmoid, softmax
 from .init import CUSTOM_INIT, get_initializer
 from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, get_loss
 from .optim import SGD
+from .stateful import buffer_slots, build_state, check_layers
 
-__all__ = ["Network", "MLP", "LogisticRegression", "FeedforwardNeuralNet", "ACTIVATIONS",
-           "affine_param_names", "ACTIVATION_BUDGET"]
+__all__ = ["Network", "Sequential", "MLP", "LogisticRegression", "FeedforwardNeuralNet",
+           "ACTIVATIONS", "affine_param_names", "ACTIVATION_BUDGET", "SKLEARN_INIT"]
 
 #: Bytes of layer outputs :meth:`Network.infer` holds at once (it works in row chunks).
 ACTIVATION_BUDGET = 32 * 2**20
@@ -70,6 +72,19 @@ class Network:
         The parameters, owned by the network and updated in place by optimizers.
     loss : Loss
         The loss applied to the last layer's output.
+    buffers : dict of str to ndarray, optional
+        Non-trainable state of the layers (running statistics), named like ``params``.
+        When None, it is collected from the layers that declare ``buffer_names``
+        (arrays they hold as attributes), named by
+        :func:`chainrule.stateful.stateful_names`.
+
+    Attributes
+    ----------
+    buffers : dict of str to ndarray
+        Owned by the network: before each layer's ``forward`` the layer's attributes
+        are set from it, and after it what the layer left there is stored back, so a
+        layer may update its buffers in place or rebind them. Checkpoints, early
+        stopping, divergence rollback and model files carry them with ``params``.
 
     Notes
     -----
@@ -78,7 +93,7 @@ class Network:
     network checks its inputs once at each public entry point instead.
     """
 
-    def __init__(self, layers, params, loss):
+    def __init__(self, layers, params, loss, buffers=None):
         self.layers = list(layers)
         if not any(names for _, names in self.layers):
             raise ValueError("layers must include at least one layer with parameters (e.g. "
@@ -92,6 +107,10 @@ class Network:
                 raise ValueError(f"layer {i} ({layer!r}) uses parameters {missing} that are "
                                  f"not in params")
         loss.validate = False
+        self._buffer_slots, self.buffers = buffer_slots(self.layers, buffers)
+        if set(self.buffers) & set(params):
+            raise ValueError(f"buffer names {sorted(set(self.buffers) & set(params))} are "
+                             f"parameter names too; every name must be unique")
         # Nobody reads the gradient with respect to the data.
         first = self.layers[0][0] if self.layers else None
         if isinstance(first, Affine):
@@ -218,7 +237,14 @@ class Network:
         out = X if checked else self.check_X(X)
         for i, (layer, names) in enumerate(self.layers):
             layer.training = training
+            slots = self._buffer_slots.get(i, ())
+            for local, name in slots:
+                setattr(layer, local, self.buffers[name])
             out = layer.forward(out, *[self.params[n] for n in names])
+            for local, name in slots:  # kept in place, as params: snapshots stay valid
+                if getattr(layer, local) is not self.buffers[name]:
+                    self.buffers[name][...] = getattr(layer, local)
+                    setattr(layer, local, self.buffers[name])
             yield i, layer, names, out
 
     def backward(self, d_out) -> dict:
@@ -295,97 +321,81 @@ class Network:
         """Index of the most probable class for each row. Shape: X (N, D) -> (N,)."""
         return self.infer(X, then=lambda z: np.argmax(z, axis=1))
 
-    # -- looking inside -----------------------------------------------------------
+    # -- looking inside (chainrule.explain) ------------------------------------------
     def node_names(self) -> list[str]:
-        """Names of the values flowing between layers: X, Z1, H1, ..., following
+        """Unique names of the values flowing between layers: X, Z1, H1, ..., following
         the layer order (Z for an affine output, H for anything after it)."""
-        names, k = ["X"], 0
-        for layer, _ in self.layers:
-            if isinstance(layer, Affine):
-                k += 1
-                names.append(f"Z{k}")
-            elif isinstance(layer, Dropout):
-                names.append(f"D{k}")
-            else:
-                names.append(f"H{k}")
-        return names
+        return node_names(self.layers)
 
     def summary(self) -> str:
-        """A table of layers, output shapes and parameter counts."""
-        rows = [("layer", "output shape", "parameters", "count")]
-        width = self.n_features
-        for (layer, names), node in zip(self.layers, self.node_names()[1:], strict=True):
-            if names:
-                width = self.params[names[0]].shape[1]
-            shapes = ", ".join(f"{n} {shape_str(self.params[n].shape)}" for n in names)
-            count = sum(self.params[n].size for n in names)
-            rows.append((f"{node} = {layer!r}", f"(N, {width})", shapes or "-", f"{count:,}"))
-        widths = [max(len(r[i]) for r in rows) for i in range(4)]
-        line = "  ".join("-" * w for w in widths)
-
-        def fmt(row):
-            return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-
-        lines = [f"{type(self).__name__}: input (N, {self.n_features}), loss "
-                 f"{type(self.loss).__name__}, dtype {self.dtype}", line, fmt(rows[0]), line]
-        lines += [fmt(r) for r in rows[1:]]
-        lines += [line, f"total parameters: {self.num_parameters():,}"]
-        return "\n".join(lines)
+        """A table of layers, output shapes and parameter counts, then the buffers."""
+        return summary(self)
 
     def explain(self, X) -> str:
         """Every layer's forward and backward equation with this batch's real shapes.
 
         Runs a forward pass on ``X`` (in evaluation mode) to read the shapes.
         """
-        X = self.check_X(X)
-        shapes = [X.shape] + [out.shape for *_, out in self.walk(X, checked=True)]
-        n = X.shape[0]
-        shp = lambda s: shape_str(s).replace(f"({n},", "(N,", 1)  # noqa: E731
-        nodes = self.node_names()
-        lines = [f"N = {n}", "forward:"]
-        backward = []
-        for i, (layer, names) in enumerate(self.layers):
-            fwd, bwd = self._layer_equations(layer, names, nodes[i:i + 2], shapes[i:i + 2], shp)
-            lines.append(f"  {fwd}")
-            backward.append(bwd)
-        fields = {"x": nodes[-1]}
-        lines.append(f"  {self.loss.equations[0].format(**fields)} : {shp(shapes[-1])} -> ()")
-        lines.append("backward:")
-        lines.append(f"  {self.loss.equations[1][0].format(**fields)} : {shp(shapes[-1])}")
-        for bwd in reversed(backward):
-            lines += [f"  {e}" for e in bwd]
-        return "\n".join(lines)
-
-    def _layer_equations(self, layer, names, nodes, shapes, shp):
-        """One layer's forward equation and its backward ones, for :meth:`explain`.
-
-        ``nodes`` and ``shapes`` are the names and shapes of its input and output;
-        ``shp`` prints a data shape with its first dimension as N.
-        """
-        (x, y), (in_shape, out_shape) = nodes, shapes
-        if not isinstance(layer, Affine):
-            fields = {"x": x, "y": y}
-            fwd = f"{layer.equations[0].format(**fields)} : {shp(in_shape)} -> {shp(out_shape)}"
-            return fwd, [f"{e.format(**fields)} : {shp(in_shape)}" for e in layer.equations[1]]
-        W, b = names
-        # Parameter shapes are printed as they are: only data shapes carry the batch
-        # dimension N (a weight with N rows must still show its number).
-        w_shape, b_shape = self.params[W].shape, self.params[b].shape
-        fwd = (f"{y} = {x} @ {W} + {b} : {shp(in_shape)} @ {shape_str(w_shape)} + "
-               f"{shape_str(b_shape)} -> {shp(out_shape)}")
-        bwd = [f"d{W} = {x}^T @ d{y} : ({in_shape[1]}, N) @ {shp(out_shape)}"
-               f" -> {shape_str(w_shape)}",
-               f"d{b} = sum_rows(d{y}) : {shp(out_shape)} -> {shape_str(b_shape)}"]
-        if layer.compute_input_grad:
-            bwd.append(f"d{x} = d{y} @ {W}^T : {shp(out_shape)} @ "
-                       f"{shape_str(w_shape[::-1])} -> {shp(in_shape)}")
-        return fwd, bwd
+        return explain(self, self.check_X(X))
 
     def __repr__(self):
         return f"{type(self).__name__}({self.num_parameters():,} parameters)"
 
 
-class MLP(Network):
+class Sequential(Network):
+    """A :class:`Network` built from a list of layers that create their own parameters.
+
+    Parameters
+    ----------
+    layers : sequence of layers
+        In order. A layer with parameters declares their names (``param_names``, e.g.
+        ``("W", "b")``) and creates them with ``init_params(rng, dtype) -> [arrays]``
+        (e.g. ``Affine(64, 128)``); a layer with non-trainable state declares
+        ``buffer_names`` and holds those arrays as attributes (see :class:`Network`).
+    loss : str or Loss, default="cross_entropy"
+        A name of :data:`chainrule.losses.LOSSES` or a loss object.
+    rng : None, int or numpy.random.Generator
+        Source of the initial parameters, drawn layer by layer in order.
+    dtype : numpy float dtype, default=float64
+        Dtype of every parameter and buffer.
+    params : dict of str to ndarray, optional
+        The parameters to use instead of drawing new ones (a model file's), by the
+        names the layers get; nothing is drawn then.
+
+    Attributes
+    ----------
+    params, buffers : dict of str to ndarray
+        Named by :func:`chainrule.stateful.stateful_names`: ``W1, b1, gamma2, ...``.
+
+    Example
+    -------
+    >>> import chainrule as cr
+    >>> model = cr.Sequential([cr.Affine(4, 8), cr.ReLU(), cr.Affine(8, 3)], rng=0)
+    >>> sorted(model.params)
+    ['W1', 'W2', 'b1', 'b2']
+    """
+
+    def __init__(self, layers, loss="cross_entropy", rng=None, dtype=np.float64, *,
+                 params=None):
+        layers = check_layers(layers)
+        dtype = _check_dtype(dtype)
+        random = check_rng(rng)
+        loss_fn = get_loss(loss)  # resolved before any weight is drawn
+        pairs, params, buffers = build_state(layers, random, dtype, params)
+        super().__init__(pairs, params, loss_fn, buffers)
+
+
+def _check_dtype(dtype):
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be a NumPy float dtype, got {dtype!r}") from exc
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
+    return dtype
+
+
+class MLP(Sequential):
     """Multilayer perceptron: Affine layers with an activation (and optional
     Dropout) between them and no activation after the last one.
 
@@ -433,14 +443,8 @@ class MLP(Network):
         for a in activations:
             check_choice(a, "activation", ACTIVATIONS)
         dropout = check_in_interval(dropout, "dropout", 0.0, 1.0)
-        initializer = (_SklearnInit(activations) if init == SKLEARN_INIT
-                       else get_initializer(init))
-        try:
-            dtype = np.dtype(dtype)
-        except TypeError as exc:
-            raise TypeError(f"dtype must be a NumPy float dtype, got {dtype!r}") from exc
-        if not np.issubdtype(dtype, np.floating):
-            raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
+        initializer = _SklearnInit(activations) if init == SKLEARN_INIT else get_initializer(init)
+        dtype = _check_dtype(dtype)
         random = check_rng(rng)
         # Resolved before any weight is drawn: a bad name must not consume random numbers.
         loss_fn = get_loss(loss)
@@ -452,19 +456,18 @@ class MLP(Network):
             activation, str) else activations, "dropout": dropout,
             "init": init if isinstance(init, str) else CUSTOM_INIT,
             "dtype": dtype.name, "loss": loss if isinstance(loss, str) else type(loss).__name__}
-        params, layers = {}, []
+        layers = []
         n_layers = len(sizes) - 1
-        for i, (W, b) in enumerate(affine_param_names(n_layers)):
-            # W then b for each layer: the order in which the homework draws its weights.
-            params[W] = initializer([sizes[i], sizes[i + 1]], rng=random, dtype=dtype)
-            params[b] = (initializer.bias(sizes[i], sizes[i + 1], random, dtype)
-                         if init == SKLEARN_INIT else np.zeros(sizes[i + 1], dtype=dtype))
-            layers.append((Affine(), (W, b)))
+        bias_init = initializer.bias if init == SKLEARN_INIT else None
+        for i in range(n_layers):
+            # Sequential draws W then b for each layer: the homework's order.
+            layers.append(Affine(sizes[i], sizes[i + 1], init=initializer,
+                                 bias_init=bias_init))
             if i < n_layers - 1:
-                layers.append((ACTIVATIONS[activations[i]](), ()))
+                layers.append(ACTIVATIONS[activations[i]]())
                 if dropout > 0:
-                    layers.append((Dropout(dropout, rng=random), ()))
-        super().__init__(layers, params, loss_fn)
+                    layers.append(Dropout(dropout, rng=random))
+        super().__init__(layers, loss_fn, random, dtype)
 
     @staticmethod
     def _check_sizes(layer_sizes):

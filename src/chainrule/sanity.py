@@ -16,7 +16,10 @@ They follow the usual advice for training neural networks (CS231n's "sanity chec
    is wrong with the forward pass, the gradients or the optimizer.
 4. **Gradients pass a finite-difference check.** Central differences on a random
    sample of the entries of every parameter, on a float64 copy of the model, worst
-   relative error (as :func:`chainrule.gradcheck.relative_error`) below 1e-6.
+   relative error (as :func:`chainrule.gradcheck.relative_error`) below 1e-6, in
+   evaluation and (for layers whose modes differ) training mode. A failure where ReLU
+   inputs sit on the kink at 0 (a zero-initialised layer) is reported as that, not as
+   a gradient bug: finite differences mean nothing there.
 
 Every check works on deep copies: the model given is never modified, nor are the
 random generators of its Dropout layers.
@@ -32,7 +35,7 @@ import numpy as np
 
 from ._validation import check_rng
 from .gradcheck import check_gradients
-from .layers import Dropout
+from .layers import Dropout, LeakyReLU, ReLU
 from .losses import CategoricalCrossEntropy
 from .optim import Adam
 from .train import check_network, evaluate, fit
@@ -151,16 +154,35 @@ def _subset_checks(model, initial, Xs, Ys, is_classifier) -> list[SanityCheckRes
             f"full-batch Adam steps")]
 
 
+def _on_the_kink(model, X, eps=1e-6) -> list:
+    """``(layer index, fraction)`` for each ReLU / LeakyReLU whose inputs lie within
+    ``eps`` of 0, where finite differences straddle the kink and mean nothing."""
+    found, previous = [], X
+    for i, layer, _, out in model.walk(X, checked=True):
+        if isinstance(layer, (ReLU, LeakyReLU)):
+            fraction = float(np.mean(np.abs(previous) <= eps))
+            if fraction > 0:
+                found.append((i, fraction))
+        previous = out
+    return found
+
+
 def _gradient_check(model, X, Y, random) -> SanityCheckResult:
     grad_rows = np.sort(random.choice(X.shape[0], size=min(10, X.shape[0]), replace=False))
     probe = _copy_without_dropout(model)
     probe.params = {k: v.astype(np.float64) for k, v in probe.params.items()}
-    result = check_gradients(probe, X[grad_rows].astype(np.float64),
-                             Y[grad_rows].astype(np.float64), sample=8, rng=random)
-    return SanityCheckResult(
-        "gradient check", bool(result.worst < 1e-6), result.worst, "< 1e-06",
-        f"worst in {result.worst_name}; central differences, eps 1e-6, float64, "
-        f"{len(grad_rows)} rows")
+    Xg, Yg = X[grad_rows].astype(np.float64), Y[grad_rows].astype(np.float64)
+    result = check_gradients(probe, Xg, Yg, sample=8, rng=random)
+    detail = (f"worst in {result.worst_name}; central differences, eps 1e-6, float64, "
+              f"{len(grad_rows)} rows")
+    kinks = _on_the_kink(probe, Xg) if result.worst >= 1e-6 else []
+    if kinks:
+        where = ", ".join(f"{fraction:.0%} of the inputs of layer {i}" for i, fraction in kinks)
+        detail = (f"not evidence of a gradient bug: {where} lie on the ReLU kink at 0 (e.g. "
+                  f"zero-initialised weights), where finite differences are meaningless; "
+                  f"initialise the weights randomly and check again ({detail})")
+    return SanityCheckResult("gradient check", bool(result.worst < 1e-6), result.worst,
+                             "< 1e-06", detail)
 
 
 def sanity_check(model, X, Y, *, rng=None) -> SanityReport:

@@ -102,6 +102,23 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
        results, and ``backward`` uses the *latest* ``forward`` (no stale cache): a used
        layer given new data matches a fresh layer given that data.
 
+    Check 4 runs a second time at another batch size, one that no other axis has, so
+    that a sum or a mean over the wrong axis cannot hide behind a square batch; inputs
+    of magnitude ~1e3 must give a finite output and gradient ("large inputs": e.g. a
+    softmax without its max-shift overflows).
+
+    A layer with a ``training`` switch is checked in both modes: checks 4 and 6 and
+    "large inputs" in training and in evaluation mode (after one training forward, so
+    that running statistics are not at their initial values), and the contract of the
+    modes: in evaluation mode each output row depends on its own input row only ("eval
+    rows independent": a prediction must not depend on the rest of the batch) and the
+    buffers the layer declares (``buffer_names``) do not change ("eval state"); and
+    flipping ``training`` between ``forward`` and ``backward`` does not change what
+    ``backward`` returns ("mode switch": backward differentiates the forward that ran).
+    A layer without the switch is checked once, with the evaluation-mode contract.
+    Parameters are named by the layer's ``param_names`` when it has one per parameter;
+    a failed finite-difference check names the worst entry, both values and their ratio.
+
     A layer that draws random numbers from an ``rng`` attribute (Dropout) has the
     generator's state restored before each forward, so checks 4 and 6 see one mask.
     Inputs are kept at least 1e-2 away from zero so that piecewise-linear layers are
@@ -142,13 +159,23 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
     layer, out, arrays = _check_forward(run)
     d_out = _check_backward(run, layer, out, arrays)
     _check_backward_before_forward(run, d_out)
-    result = _check_finite_differences(run, tol)
+    errors: dict = {}
+    for mode in run.modes:
+        run.mode = mode
+        errors.update(_check_finite_differences(run, tol))
+        _check_large_inputs(run)
+        if mode is not True:
+            _check_eval_contract(run)
+    run.mode = run.modes[0]
     _check_float32(run)
-    _check_determinism(run, out.shape)
+    for mode in run.modes:
+        run.mode = mode
+        _check_determinism(run, out.shape)
+    if len(run.modes) == 2:
+        _check_mode_switch(run)
     run.finish()
     return LayerReport(layer=run.name, output_shape=tuple(out.shape),
-                       gradient_errors=dict(result.errors) if result else {},
-                       checks=run.checks)
+                       gradient_errors=errors, checks=run.checks)
 
 
 class _ContractRun:
@@ -166,16 +193,48 @@ class _ContractRun:
             output_shape = self.input_shape
         self.output_shape = (None if output_shape is None
                              else tuple(int(s) for s in output_shape))
-        self.grad_names = ["d_inputs"] + [f"d_params[{i}]" for i in range(self.n_params)]
+        self.labels = ["inputs"] + [f"params[{i}]" for i in range(self.n_params)]
         self.failures: list[str] = []
         self.checks: list[str] = []
         self.name = "layer"
+        probe = layer_factory()
+        own = tuple(getattr(probe, "param_names", ()) or ())
+        if len(own) == self.n_params:
+            self.labels = ["inputs", *own]
+        #: True/False: training/evaluation mode; None for a layer without the switch.
+        self.modes: list = [True, False] if hasattr(probe, "training") else [None]
+        self.mode = self.modes[0]
+        self.warm_seed = int(self.random.integers(2**31))
 
-    def data(self, dtype=np.float64):
+    @property
+    def grad_names(self):
+        return [f"d_{label}" for label in self.labels]
+
+    @property
+    def mode_text(self) -> str:
+        return " (eval)" if self.mode is False else ""
+
+    def data(self, dtype=np.float64, n_rows=None):
         """Fresh inputs (kept off zero) and parameters, drawn in that order."""
-        x = _away_from_zero(self.random.standard_normal(self.input_shape))
+        shape = self.input_shape if n_rows is None else (n_rows, *self.input_shape[1:])
+        x = _away_from_zero(self.random.standard_normal(shape))
         ps = [self.random.standard_normal(s) for s in self.param_shapes]
         return x.astype(dtype), [p.astype(dtype) for p in ps]
+
+    def new_layer(self):
+        """A layer from the factory in the current mode. An evaluation-mode layer first
+        runs one training forward (the same data every time), so that its running
+        statistics are not at their initial values."""
+        layer = self.layer_factory()
+        if self.mode is False:
+            warm = np.random.default_rng(self.warm_seed)
+            x = _away_from_zero(warm.standard_normal(self.input_shape))
+            layer.training = True
+            RngFreezer(layer)()
+            layer.forward(x, *[warm.standard_normal(s) for s in self.param_shapes])
+        if self.mode is not None:
+            layer.training = self.mode
+        return layer
 
     def fail(self, check, message):
         self.failures.append(f"[{check}] {message}")
@@ -193,7 +252,7 @@ def _check_forward(run):
     Returns the layer, its output and ``(x, ps, x0, ps0)``: the arguments it was given
     and pristine copies of them, for check 2.
     """
-    layer = run.layer_factory()
+    layer = run.new_layer()
     run.name = repr(layer)
     freeze = RngFreezer(layer)
     x, ps = run.data()
@@ -215,9 +274,9 @@ def _check_forward(run):
         run.fail("forward", f"float64 inputs gave a {out.dtype} output")
     if not np.array_equal(x, x0):
         run.fail("forward", "forward modified its inputs in place")
-    for i, (p, p0) in enumerate(zip(ps, ps0, strict=True)):
+    for label, p, p0 in zip(run.labels[1:], ps, ps0, strict=True):
         if not np.array_equal(p, p0):
-            run.fail("forward", f"forward modified params[{i}] in place")
+            run.fail("forward", f"forward modified {label} in place")
     run.finish()
     return layer, out, (x, ps, x0, ps0)
 
@@ -281,32 +340,132 @@ def _check_backward_before_forward(run, d_out):
                  "raising RuntimeError")
 
 
-def _check_finite_differences(run, tol):
-    """Check 4: backward agrees with central differences in float64.
+def _check_finite_differences(run, tol) -> dict:
+    """Check 4 in the current mode: backward agrees with central differences in
+    float64, at the given shape and then at a batch size no other axis has.
 
-    Returns the :class:`~chainrule.gradcheck.GradCheckResult`, or None when the check
-    itself crashed.
+    Returns the errors by array name (``" (eval)"`` appended in evaluation mode).
     """
-    run.checks.append("finite differences")
-    gx, gps = run.data()
-    result = None
+    check = "finite differences" + run.mode_text
+    run.checks.append(check)
+    result = _finite_differences(run, check, tol, None)
+    if result is None or not result.passed(tol) or len(run.input_shape) < 2:
+        return {} if result is None else _named(run, result.errors)
+    others = set(run.input_shape[1:]) | {d for s in run.param_shapes for d in s}
+    n_rows = next(n for n in range(run.input_shape[0] + 1, 10**6) if n not in others)
+    _finite_differences(run, check, tol, n_rows)
+    return _named(run, result.errors)
+
+
+def _named(run, errors):
+    return {(k + " (eval)" if run.mode is False else k): v for k, v in errors.items()}
+
+
+def _finite_differences(run, check, tol, n_rows):
+    """One finite-difference comparison (``n_rows`` rows, or the given shape); failures
+    name the array, the worst entry, both values and their ratio."""
+    gx, gps = run.data(n_rows=n_rows)
+    at = "" if n_rows is None else (f" at batch size {n_rows}, input {shape_str(gx.shape)} "
+                                    f"(it passed at {shape_str(run.input_shape)}: an axis "
+                                    f"mixed up?)")
     try:
-        result = check_layer_gradients(run.layer_factory(), gx, *gps,
-                                       rng=run.random.integers(2**31))
+        result = check_layer_gradients(run.new_layer(), gx, *gps,
+                                       rng=run.random.integers(2**31), names=run.labels[1:])
     except Exception as exc:  # noqa: BLE001
-        run.fail("finite differences", f"{type(exc).__name__}: {exc}")
-    if result is not None:
-        for gname, err in result.errors.items():
-            if not err < tol:
-                run.fail("finite differences", f"gradient of {gname} disagrees with central "
-                         f"differences: relative error {err:.3e} >= {tol:g}")
+        run.fail(check, f"{type(exc).__name__}: {exc}{at}")
+        return None
+    for gname, err in result.errors.items():
+        if not err < tol:
+            run.fail(check, f"gradient of {gname} disagrees with central differences{at}: "
+                     f"relative error {err:.3e} >= {tol:g}; {result.worst_entry(gname)}")
     return result
+
+
+def _check_large_inputs(run, scale=1e3):
+    """Inputs of magnitude ~``scale`` must give a finite output and gradient."""
+    check = "large inputs" + run.mode_text
+    run.checks.append(check)
+    x, ps = run.data()
+    layer = run.new_layer()
+    try:
+        with np.errstate(all="ignore"):
+            out = np.asarray(layer.forward(x * scale, *ps))
+            grads, _ = _split(layer.backward(run.random.standard_normal(out.shape)),
+                              run.n_params)
+    except Exception as exc:  # noqa: BLE001
+        run.fail(check, f"inputs of magnitude ~{scale:g}: {type(exc).__name__}: {exc}")
+        return
+    if not np.isfinite(out).all():
+        run.fail(check, f"inputs of magnitude ~{scale:g} give a non-finite output (an exp "
+                 f"that overflows? subtract the row maximum first)")
+    bad = [n for n, g in zip(run.grad_names, grads or [], strict=False)
+           if g is not None and not np.isfinite(g).all()]
+    if np.isfinite(out).all() and bad:
+        run.fail(check, f"inputs of magnitude ~{scale:g} give non-finite {', '.join(bad)}")
+
+
+def _check_eval_contract(run):
+    """Evaluation mode: rows are independent, and declared buffers do not change."""
+    check = "eval rows independent"
+    run.checks.append(check)
+    x, ps = run.data()
+    layer = run.new_layer()
+    buffers = {b: np.array(getattr(layer, b), copy=True)
+               for b in getattr(layer, "buffer_names", ())}
+    try:
+        freeze = RngFreezer(layer)
+        freeze()
+        full = np.array(layer.forward(x, *ps), copy=True)
+        layer.backward(np.ones_like(full))
+        changed = [b for b, v in buffers.items() if not np.array_equal(getattr(layer, b), v)]
+        k = max(1, x.shape[0] // 2)
+        freeze()
+        part = np.asarray(layer.forward(x[:k], *ps))
+    except Exception as exc:  # noqa: BLE001
+        run.fail(check, f"{type(exc).__name__}: {exc}")
+        return
+    if buffers:
+        run.checks.append("eval state")
+        if changed:
+            run.fail("eval state", f"forward/backward in evaluation mode changed the "
+                     f"buffers {changed}: only training may update them")
+    if x.shape[0] > 1 and full.shape[:1] == x.shape[:1] and not np.allclose(
+            part, full[:k], rtol=1e-9, atol=1e-12):
+        run.fail(check, f"the output for the first {k} rows changes when the other rows are "
+                 f"left out: in evaluation mode a row's output must depend on that row only "
+                 f"(batch statistics used outside training?)")
+
+
+def _check_mode_switch(run):
+    """backward differentiates the forward that ran, whatever ``training`` says now."""
+    run.checks.append("mode switch")
+    x, ps = run.data()
+    for mode in (True, False):
+        run.mode = mode
+        flipped, plain = run.new_layer(), run.new_layer()
+        d = None
+        try:
+            for layer in (flipped, plain):
+                RngFreezer(layer)()
+                out = layer.forward(x, *ps)
+                d = run.random.standard_normal(np.shape(out)) if d is None else d
+            flipped.training = not mode
+            back_flipped = _copy_grads(flipped.backward(d))
+            back_plain = _copy_grads(plain.backward(d))
+        except Exception as exc:  # noqa: BLE001
+            run.fail("mode switch", f"{type(exc).__name__}: {exc}")
+            return
+        if not _grads_equal(back_flipped, back_plain):
+            run.fail("mode switch", f"after a {'training' if mode else 'evaluation'}-mode "
+                     f"forward, setting training={not mode} changed what backward returns: "
+                     f"backward must use the mode of the forward it differentiates (cache it)")
+    run.mode = run.modes[0]
 
 
 def _check_float32(run):
     """Check 5: float32 inputs and parameters give float32 outputs and gradients."""
     run.checks.append("float32")
-    layer32 = run.layer_factory()
+    layer32 = run.new_layer()
     x32, ps32 = run.data(np.float32)
     try:
         out32 = layer32.forward(x32, *ps32)
@@ -325,10 +484,11 @@ def _check_float32(run):
 def _check_determinism(run, out_shape):
     """Check 6: repeated forward/backward are bit-identical, and backward uses the
     latest forward (a used layer given new data matches a fresh layer given it)."""
-    run.checks.append("deterministic")
+    check = "deterministic" + run.mode_text
+    run.checks.append(check)
     # Two instances made before anything is drawn, so that a layer drawing from a shared
     # (e.g. the global) generator starts both from the same state.
-    det, ref = run.layer_factory(), run.layer_factory()
+    det, ref = run.new_layer(), run.new_layer()
     freeze_det, freeze_ref = RngFreezer(det), RngFreezer(ref)
     xa, psa = run.data()
     xb, psb = run.data()
@@ -348,14 +508,14 @@ def _check_determinism(run, out_shape):
         det.forward(xb, *psb)
         back3 = _copy_grads(det.backward(d))
     except Exception as exc:  # noqa: BLE001
-        run.fail("deterministic", f"{type(exc).__name__}: {exc}")
+        run.fail(check, f"{type(exc).__name__}: {exc}")
         return
     if not np.array_equal(out1, out2):
-        run.fail("deterministic", "two forward passes on the same data differ")
+        run.fail(check, "two forward passes on the same data differ")
     if not _grads_equal(back1, back2):
-        run.fail("deterministic", "two backward passes with the same d_out differ")
+        run.fail(check, "two backward passes with the same d_out differ")
     if not _grads_equal(back3, back_ref):
-        run.fail("deterministic", "after forward on new data, backward differs from a fresh "
+        run.fail(check, "after forward on new data, backward differs from a fresh "
                  "layer's on that data: it uses a stale cache (or layer_factory does not "
                  "build identical layers)")
 

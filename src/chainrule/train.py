@@ -59,10 +59,11 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .data import batch_indices, split_rows
+from .diagnostics import Advisor, epoch_diagnostics, relu_pairs
 from .errors import TrainingDivergedError
 from .history import EarlyStopping, EarlyStoppingState, History
 from .journal import HistoryJournal
-from .layers import Affine, ReLU
+from .layers import Affine
 from .losses import CategoricalCrossEntropy, l2_penalty
 from .models import Network
 from .optim import Optimizer, make_optimizer
@@ -204,18 +205,6 @@ def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, val
 
 # -- diagnostics and divergence ----------------------------------------------------------
 
-def _relu_after_affine(model):
-    """Pairs (ReLU layer, weight name of the Affine layer right before it)."""
-    pairs, last_weight = [], None
-    for layer, names in model.layers:
-        if isinstance(layer, Affine):
-            last_weight = names[0]
-        elif type(layer) is ReLU and last_weight is not None:
-            pairs.append((layer, last_weight))
-            last_weight = None
-    return pairs
-
-
 def _first_nonfinite_layer(model, X):
     """Run the forward pass layer by layer; name the first one with a non-finite output."""
     nodes = model.node_names()
@@ -234,7 +223,7 @@ def _diverged(model, X_batch, backup, epoch, step, what):
     # they are not "good" even when finite: put back those from before the previous
     # update, the last ones whose loss was finite. (The optimizer's running state is
     # not rolled back; build a new optimizer before training again.)
-    for k, p in model.params.items():
+    for k, p in {**model.params, **model.buffers}.items():
         p[...] = backup[k]
     if bad_params:
         restored = ("the parameters were restored to their values before the previous "
@@ -268,9 +257,11 @@ class _Run:
     stopper: EarlyStoppingState
     averager: Any  # with comm: the run's distributed.GradientAverager, else None
     params: dict = field(init=False)
+    kept: dict = field(init=False)  # params and buffers: what rollbacks restore
     labels: np.ndarray | None = field(init=False)  # class of each row, for the accuracy
     relu_pairs: list = field(init=False)
     journal: HistoryJournal | None = field(init=False)  # the History's, with a checkpoint
+    advisor: Advisor = field(init=False)  # the diagnostics' warnings
     weights: list = field(init=False)
     # Parameters before the latest update: what divergence handling and the update
     # ratio need. Filled in place every step, allocated once.
@@ -358,11 +349,13 @@ def _prepare_run(model, s: RunSettings) -> _Run:
         restore(loaded, model, s.optimizer, gens, run.history, run.stopper)
     run.journal = (loaded["journal"] if loaded is not None else
                    None if s.checkpoint is None else HistoryJournal(s.checkpoint))
-    run.params = model.params
+    run.params, run.kept = model.params, {**model.params, **model.buffers}
     run.labels = Y.argmax(axis=1) if isinstance(model.loss, CategoricalCrossEntropy) else None
-    run.relu_pairs = _relu_after_affine(model) if s.diagnostics else []
+    run.relu_pairs = relu_pairs(model) if s.diagnostics else []
+    run.advisor = Advisor([k for k, p in model.params.items() if p.ndim > 1],
+                          Y.shape[1] if run.is_classifier else None)
     run.weights = [names[0] for layer, names in model.layers if isinstance(layer, Affine)]
-    run.backup = {k: p.copy() for k, p in run.params.items()}
+    run.backup = {k: p.copy() for k, p in run.kept.items()}
     run.bar = _progress_bar(s, run.history.epochs)
     run.snap = snapshot(model, s.optimizer, gens, run.history.epochs, run.stopper)
     return run
@@ -375,6 +368,8 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int) -> 
     idx, share, n_global = distributed.shard_rows(run.averager, idx, run.sample_weight)  # with comm
     X_batch, Y_batch = run.X[idx], run.Y[idx]
     weights = None if run.sample_weight is None else run.sample_weight[idx]
+    for k, b in model.buffers.items():  # before this forward changes them: for a rollback
+        np.copyto(run.backup[k], b)
     logits = model.forward(X_batch, training=True, checked=True)
     loss = model.loss.forward(logits, Y_batch, weights)
     d_logits, _ = model.loss.backward(1.0)
@@ -386,8 +381,9 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int) -> 
         loss += penalty
         for k, g in penalty_grads.items():
             grads[k] += g
-    if not math.isfinite(loss):
-        _diverged(model, X_batch, run.backup, epoch, step, f"the loss is {loss}")
+    if not (math.isfinite(loss) and all(np.isfinite(b).all() for b in model.buffers.values())):
+        _diverged(model, X_batch, run.backup, epoch, step, f"the loss is {loss}" if not
+                  math.isfinite(loss) else "a buffer (running statistic) is not finite")
     tally.add(loss, X_batch, weights, logits,
               None if run.labels is None else run.labels[idx], run.relu_pairs)
     tally.grads, tally.step, tally.X_batch = grads, step, X_batch
@@ -432,23 +428,15 @@ def _epoch_logs(model, run: _Run, epoch: int, tally: _Tally, lr, t0: float) -> d
 
 
 def _epoch_diagnostics(run: _Run, tally: _Tally) -> dict:
-    """Per Affine weight: gradient norm and update ratio of the last step, dead units."""
+    """Per parameter: gradient norm and update ratio of the last step, dead units."""
     if not run.settings.diagnostics:
         return {}
-    dead = {w: 1.0 - float(np.mean(a)) for w, a in tally.alive.items() if a is not None}
-    diag = {}
-    for w in run.weights:
-        w_norm = float(np.linalg.norm(run.backup[w]))
-        delta = float(np.linalg.norm(run.params[w] - run.backup[w]))
-        diag[w] = {"grad_norm": float(np.linalg.norm(tally.grads[w])),
-                   "update_ratio": delta / w_norm if w_norm > 0 else float("nan"),
-                   "dead_fraction": dead.get(w)}
-    return diag
+    return epoch_diagnostics(run.params, run.backup, tally.grads, tally.alive)
 
 
 def _should_stop(model, run: _Run, epoch: int, logs: dict, diag: dict):
     """Early stopping, then every callback (each one is called): why to stop, or None."""
-    stop = "early_stopping" if run.stopper.update(logs, epoch, run.params) else None
+    stop = "early_stopping" if run.stopper.update(logs, epoch, run.kept) else None
     for cb in run.settings.callbacks:
         if cb(epoch, dict(logs, diagnostics=diag), model) is True:
             stop = stop or "callback"
@@ -493,7 +481,7 @@ def _interrupted(model, run: _Run) -> History:
 
 
 def _finished(run: _Run) -> History:
-    run.stopper.restore_best(run.params)
+    run.stopper.restore_best(run.kept)
     run.history.best_epoch = _best_epoch(run)
     return run.history
 
@@ -577,6 +565,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
             tally = _train_epoch(model, run, epoch)
             logs = _epoch_logs(model, run, epoch, tally, lr, t0)
             diag = _epoch_diagnostics(run, tally)
+            if diag:
+                run.advisor.epoch(epoch, logs, diag)
             run.history.record_epoch(logs, diag)
             stop = _should_stop(model, run, epoch, logs, diag)
             _commit_epoch(model, run, epoch, logs, stop)
@@ -584,6 +574,9 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
                 break
     except KeyboardInterrupt:
         return _interrupted(model, run)
+    except TrainingDivergedError as exc:
+        exc.history = run.history  # the completed epochs
+        raise
     finally:
         if run.bar is not None:
             run.bar.close()

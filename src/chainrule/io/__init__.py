@@ -62,10 +62,11 @@ import json
 
 from .._fileformat import ModelFileError, read_archive, write_archive
 from .._version import VERSION
-from ..models import Network
+from ..models import Network, Sequential
 from .estimators import STATE_CLASSES
 from .networks import NETWORK_CLASSES, network_from_state, network_state
 from .onnx import DEFAULT_ONNX_OPSET, MIN_ONNX_OPSET, export_onnx
+from .sequential import sequential_from_state, sequential_state
 
 __all__ = ["save", "load", "read_metadata", "export_onnx", "ModelFileError", "DEFAULT_ONNX_OPSET",
            "MIN_ONNX_OPSET"]
@@ -74,7 +75,7 @@ _MODEL_OBJECT = "model"
 
 
 def _supported() -> list:
-    return sorted(NETWORK_CLASSES) + sorted(STATE_CLASSES)
+    return sorted(NETWORK_CLASSES) + ["Sequential"] + sorted(STATE_CLASSES)
 
 
 def _check_metadata(metadata) -> dict:
@@ -93,6 +94,9 @@ def _check_metadata(metadata) -> dict:
 
 def _model_state(model) -> tuple[str, dict, dict]:
     """``(class name, config, arrays)`` of a network or an allow-listed estimator."""
+    if type(model) is Sequential:
+        state, arrays = sequential_state(model)
+        return state["class"], state["config"], arrays
     if isinstance(model, Network):
         state, arrays = network_state(model)
         return state["class"], state["config"], arrays
@@ -174,7 +178,7 @@ def read_metadata(path) -> dict:
     return metadata
 
 
-def load(path, *, rng=None):
+def load(path, *, rng=None, custom_layers=None):
     """Rebuild a model saved by :func:`save`.
 
     Parameters
@@ -185,6 +189,10 @@ def load(path, *, rng=None):
         Source of dropout masks if a loaded :class:`~chainrule.models.MLP` with dropout
         is trained further (``None``: NumPy's global generator, as for ``MLP``).
         Loading itself draws no random numbers.
+    custom_layers : dict of str to class, optional
+        The classes of a :class:`~chainrule.models.Sequential`'s custom layers, by the
+        class name the file records; each is rebuilt as ``cls(**layer.get_config())``.
+        The file only names classes: no code comes from it.
 
     Returns
     -------
@@ -214,6 +222,11 @@ def load(path, *, rng=None):
     if isinstance(name, str) and name in NETWORK_CLASSES:
         try:
             return network_from_state({"class": name, "config": config}, arrays, rng=rng)
+        except (ValueError, TypeError) as exc:
+            raise fail(str(exc)) from None
+    if name == "Sequential":
+        try:
+            return sequential_from_state(config, arrays, custom_layers=custom_layers, rng=rng)
         except (ValueError, TypeError) as exc:
             raise fail(str(exc)) from None
     if isinstance(name, str) and name in STATE_CLASSES:

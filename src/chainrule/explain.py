@@ -1,0 +1,176 @@
+"""Looking inside a network: node names, the summary table and the equations of
+:meth:`~chainrule.models.Network.explain`, for any layer that keeps the contract.
+
+A layer may carry ``equations = (forward, (backward, ...))`` whose placeholders are
+``{x}`` (its input), ``{y}`` (its output) and its own parameter names (``{W}``,
+``{gamma}``, ...), which are replaced by the network's names (``W1``, ``gamma2``). A
+layer without equations gets default ones naming its input, output and parameters;
+a placeholder nobody knows is printed as it is, never raised on. Every gradient is
+printed with the shape of the array it belongs to: data shapes with their first axis
+as ``N``, parameter shapes as they are.
+
+The functions take the network as an argument (anything with ``layers``, ``params``,
+``buffers``, ``loss`` and ``walk``); :class:`~chainrule.models.Network` calls them.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ._validation import shape_str
+from .layers import Affine, Dropout, Layer
+
+__all__ = ["node_names", "summary", "explain", "local_param_names"]
+
+
+def local_param_names(layer, names) -> tuple:
+    """The layer's own names for its parameters: its ``param_names`` when it declares
+    as many as it takes, else the network's names."""
+    own = tuple(getattr(layer, "param_names", ()) or ())
+    return own if len(own) == len(names) else tuple(names)
+
+
+def node_names(layers) -> list[str]:
+    """Unique names of the values flowing between layers: X, Z1, H1, ...
+
+    ``k`` counts the layers with parameters or buffers, as their names do (``W3`` is
+    used by ``Z3``): ``Z{k}`` is an Affine output, ``D{k}`` a Dropout output and
+    ``H{k}`` any other layer's; a second one with the same ``k`` gets ``H{k}_2``, then
+    ``H{k}_3``, so that no two nodes share a name.
+    """
+    names, k = ["X"], 0
+    for layer, params in layers:
+        k += bool(params or getattr(layer, "buffer_names", ()))
+        if isinstance(layer, Affine):
+            base = f"Z{k}"
+        else:
+            base = f"{'D' if isinstance(layer, Dropout) else 'H'}{k}"
+        name, i = base, 1
+        while name in names:
+            i += 1
+            name = f"{base}_{i}"
+        names.append(name)
+    return names
+
+
+def _out_width(params, names, width):
+    """The output width of a layer: an Affine-like first parameter (2-D) sets it,
+    anything else keeps its input's."""
+    first = params[names[0]] if names else None
+    return first.shape[1] if first is not None and first.ndim == 2 else width
+
+
+def summary(network) -> str:
+    """A table of layers, output shapes and parameter counts (then the buffers)."""
+    rows = [("layer", "output shape", "parameters", "count")]
+    width = network.n_features
+    params = network.params
+    for (layer, names), node in zip(network.layers, node_names(network.layers)[1:],
+                                    strict=True):
+        width = _out_width(params, names, width)
+        shapes = ", ".join(f"{n} {shape_str(params[n].shape)}" for n in names)
+        count = sum(params[n].size for n in names)
+        rows.append((f"{node} = {layer!r}", f"(N, {width})", shapes or "-", f"{count:,}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    line = "  ".join("-" * w for w in widths)
+
+    def fmt(row):
+        return "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+
+    lines = [f"{type(network).__name__}: input (N, {network.n_features}), loss "
+             f"{type(network.loss).__name__}, dtype {network.dtype}", line, fmt(rows[0]), line]
+    lines += [fmt(r) for r in rows[1:]]
+    lines += [line, f"total parameters: {network.num_parameters():,}"]
+    buffers = getattr(network, "buffers", {})
+    if buffers:
+        lines.append("buffers (not trained): " + ", ".join(
+            f"{n} {shape_str(b.shape)}" for n, b in buffers.items()))
+    return "\n".join(lines)
+
+
+class _Fields(dict):
+    """Placeholder values for ``str.format_map``; an unknown one is kept as written."""
+
+    def __missing__(self, key):
+        return "{" + key + "}"
+
+
+def explain(network, X) -> str:
+    """Every layer's forward and backward equation with this batch's real shapes.
+
+    ``X`` must already be checked by the network; the forward pass runs in evaluation
+    mode (which, by the layer contract, changes no state).
+    """
+    shapes = [X.shape] + [out.shape for *_, out in network.walk(X, checked=True)]
+    n = X.shape[0]
+    shp = lambda s: shape_str(s).replace(f"({n},", "(N,", 1)  # noqa: E731
+    nodes = node_names(network.layers)
+    lines = [f"N = {n}", "forward:"]
+    backward = []
+    for i, (layer, names) in enumerate(network.layers):
+        fwd, bwd = _layer_equations(network, layer, names, nodes[i:i + 2], shapes[i:i + 2],
+                                    shp)
+        lines.append(f"  {fwd}")
+        backward.append(bwd)
+    fields = _Fields(x=nodes[-1])
+    loss_eq = network.loss.equations
+    lines.append(f"  {loss_eq[0].format_map(fields)} : {shp(shapes[-1])} -> ()")
+    lines.append("backward:")
+    lines.append(f"  {loss_eq[1][0].format_map(fields)} : {shp(shapes[-1])}")
+    for bwd in reversed(backward):
+        lines += [f"  {e}" for e in bwd]
+    return "\n".join(lines)
+
+
+def _default_equations(layer, local):
+    """Equations for a layer that has none: its name applied to input and parameters."""
+    args = "".join(", {" + p + "}" for p in local)
+    name = type(layer).__name__
+    return ("{y} = " + name + "({x}" + args + ")",
+            tuple(["d{x} = " + name + ".backward(d{y})[inputs]"]
+                  + ["d{" + p + "} = " + name + ".backward(d{y})[" + p + "]" for p in local]))
+
+
+def _layer_equations(network, layer, names, nodes, shapes, shp):
+    """One layer's forward equation and its backward ones, for :func:`explain`.
+
+    ``nodes`` and ``shapes`` are the names and shapes of its input and output; ``shp``
+    prints a data shape with its first dimension as N.
+    """
+    (x, y), (in_shape, out_shape) = nodes, shapes
+    params = network.params
+    if isinstance(layer, Affine):
+        return _affine_equations(params, names, x, y, in_shape, out_shape, shp,
+                                 layer.compute_input_grad)
+    local = local_param_names(layer, names)
+    equations = getattr(layer, "equations", None)
+    if not equations or (names and equations is Layer.equations):
+        equations = _default_equations(layer, local)
+    fields = _Fields(x=x, y=y, **dict(zip(local, names, strict=True)))
+    gradient_shapes = {f"d{x}": shp(in_shape), f"d{y}": shp(out_shape)}
+    gradient_shapes.update({f"d{g}": shape_str(params[g].shape) for g in names})
+    fwd = f"{equations[0].format_map(fields)} : {shp(in_shape)} -> {shp(out_shape)}"
+    bwd = []
+    for eq in equations[1]:
+        text = eq.format_map(fields)
+        target = re.match(r"\s*(d\w+)", text)
+        shape = gradient_shapes.get(target.group(1)) if target else None
+        bwd.append(f"{text} : {shape or shp(in_shape)}")
+    return fwd, bwd
+
+
+def _affine_equations(params, names, x, y, in_shape, out_shape, shp, input_grad):
+    W, b = names
+    # Parameter shapes are printed as they are: only data shapes carry the batch
+    # dimension N (a weight with N rows must still show its number).
+    w_shape, b_shape = params[W].shape, params[b].shape
+    fwd = (f"{y} = {x} @ {W} + {b} : {shp(in_shape)} @ {shape_str(w_shape)} + "
+           f"{shape_str(b_shape)} -> {shp(out_shape)}")
+    bwd = [f"d{W} = {x}^T @ d{y} : ({in_shape[1]}, N) @ {shp(out_shape)}"
+           f" -> {shape_str(w_shape)}",
+           f"d{b} = sum_rows(d{y}) : {shp(out_shape)} -> {shape_str(b_shape)}"]
+    if input_grad:
+        bwd.append(f"d{x} = d{y} @ {W}^T : {shp(out_shape)} @ "
+                   f"{shape_str(w_shape[::-1])} -> {shp(in_shape)}")
+    return fwd, bwd
+

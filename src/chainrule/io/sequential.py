@@ -1,0 +1,123 @@
+"""A :class:`~chainrule.models.Sequential` to ``(config, arrays)`` and back.
+
+The config lists the layers by class name with their constructor arguments, the loss
+(a name of :data:`chainrule.losses.LOSSES`) and the dtype; the arrays are the
+parameters and the buffers, by their network names. Built-in layers are rebuilt from
+:data:`LAYER_CLASSES`. A custom layer is stored by its class name and the JSON dict
+its ``get_config()`` returns, and rebuilt as ``cls(**config)`` from the class the
+caller passes to :func:`chainrule.io.load` (``custom_layers={"BatchNorm1d":
+BatchNorm1d}``): the file only names a class, it never supplies code.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from .._validation import key_differences
+from ..layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from ..losses import LOSSES
+from ..models import Sequential
+from ..stateful import stateful_names
+
+__all__ = ["LAYER_CLASSES", "sequential_state", "sequential_from_state"]
+
+#: Layers a model file rebuilds without being told their class.
+LAYER_CLASSES = {cls.__name__: cls for cls in (Affine, Dropout, Identity, LeakyReLU, ReLU,
+                                               Sigmoid, Tanh)}
+
+
+def _layer_config(layer, params) -> dict:
+    """The constructor arguments that rebuild ``layer`` (its parameters are arrays)."""
+    if isinstance(layer, Affine):
+        return {"n_in": int(params[0].shape[0]), "n_out": int(params[0].shape[1])}
+    if isinstance(layer, LeakyReLU):
+        return {"negative_slope": float(layer.negative_slope)}
+    if isinstance(layer, Dropout):
+        return {"p": float(layer.p)}
+    if type(layer).__name__ in LAYER_CLASSES:
+        return {}
+    get_config = getattr(layer, "get_config", None)
+    if not callable(get_config):
+        raise TypeError(f"cannot save a {type(layer).__name__} layer: give it a get_config() "
+                        f"method returning its constructor arguments as a JSON dict")
+    config = get_config()
+    try:
+        return json.loads(json.dumps(config, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{type(layer).__name__}.get_config() must return a JSON dict, got "
+                        f"{config!r} ({exc})") from None
+
+
+def sequential_state(model) -> tuple[dict, dict]:
+    """``({"class": "Sequential", "config": ...}, arrays)`` of a Sequential."""
+    loss_name = {cls: key for key, cls in LOSSES.items()}.get(type(model.loss))
+    if loss_name is None:
+        raise TypeError(f"cannot save a Sequential with a {type(model.loss).__name__} loss: "
+                        f"supported are {sorted(LOSSES)}")
+    layers = [{"class": type(layer).__name__,
+               "config": _layer_config(layer, [model.params[n] for n in names])}
+              for layer, names in model.layers]
+    config = {"layers": layers, "loss": loss_name, "dtype": model.dtype.name}
+    return {"class": "Sequential", "config": config}, {**model.params, **model.buffers}
+
+
+def _build_layer(i, spec, custom_layers, rng):
+    if not isinstance(spec, dict) or set(spec) != {"class", "config"} or \
+            not isinstance(spec["config"], dict):
+        raise ValueError(f"layers[{i}] must be an object with 'class' and 'config', got "
+                         f"{spec!r}")
+    name = spec["class"]
+    cls = custom_layers.get(name) or LAYER_CLASSES.get(name)
+    if cls is None:
+        raise ValueError(f"layers[{i}] is a {name!r}, which is neither built in "
+                         f"({sorted(LAYER_CLASSES)}) nor in custom_layers "
+                         f"({sorted(custom_layers)}); pass load(..., custom_layers={{"
+                         f"{name!r}: TheClass}})")
+    kwargs = dict(spec["config"], **({"rng": rng} if cls is Dropout else {}))
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"layers[{i}] {name}(**{spec['config']}) failed: {exc}") from None
+
+
+def sequential_from_state(config, arrays: dict, *, custom_layers=None, rng=None):
+    """Rebuild a Sequential from :func:`sequential_state`'s output; ``ValueError`` for
+    a config or arrays that do not describe one."""
+    custom_layers = dict(custom_layers or {})
+    if not isinstance(config, dict) or set(config) != {"layers", "loss", "dtype"} or \
+            not isinstance(config["layers"], list):
+        raise ValueError(f"the Sequential config must be an object with 'layers' (a list), "
+                         f"'loss' and 'dtype', got {json.dumps(config)[:200]}")
+    if config["loss"] not in LOSSES:
+        raise ValueError(f"unknown loss {config['loss']!r}; expected one of {sorted(LOSSES)}")
+    try:
+        dtype = np.dtype(config["dtype"])
+    except TypeError:
+        raise ValueError(f"dtype {config['dtype']!r} is not a NumPy dtype") from None
+    layers = [_build_layer(i, s, custom_layers, rng) for i, s in enumerate(config["layers"])]
+    names = stateful_names(layers)
+    expected = [n for p, b in names for n in p + b]
+    missing, extra = key_differences(arrays, expected)
+    if missing or extra:
+        raise ValueError(f"the arrays do not match the layers: missing {missing}, unexpected "
+                         f"{extra}")
+    for layer, (_, b_names) in zip(layers, names, strict=True):
+        for attr, name in zip(getattr(layer, "buffer_names", ()), b_names, strict=True):
+            if np.shape(getattr(layer, attr)) != arrays[name].shape:
+                raise ValueError(f"buffer {name!r} has shape {arrays[name].shape}, its layer "
+                                 f"{layer!r} holds {np.shape(getattr(layer, attr))}")
+            setattr(layer, attr, np.array(arrays[name], dtype=arrays[name].dtype))
+    params = {n: np.ascontiguousarray(arrays[n]) for p, _ in names for n in p}
+    try:
+        model = Sequential(layers, loss=config["loss"], dtype=dtype, params=params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"the Sequential config does not build a model: {exc}") from None
+    for layer, names_ in model.layers:
+        if isinstance(layer, Affine):
+            W, b = (model.params[n] for n in names_)
+            if W.shape != layer.sizes or b.shape != layer.sizes[1:]:
+                raise ValueError(f"{layer!r} has arrays {names_} of shapes {W.shape}, "
+                                 f"{b.shape}")
+    return model

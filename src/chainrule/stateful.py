@@ -1,0 +1,104 @@
+"""Names and ownership of the state layers declare: parameters and buffers.
+
+A layer may declare ``param_names`` (the arrays its ``forward`` takes after the
+inputs) and ``buffer_names`` (non-trainable arrays it holds as attributes, such as
+running statistics). A network names them all with one rule,
+:func:`stateful_names`, and owns the buffers through :func:`buffer_slots`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._validation import shape_str
+
+__all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state"]
+
+
+def stateful_names(layers) -> list[tuple[tuple, tuple]]:
+    """The network's ``(param names, buffer names)`` of each layer: the layer's own
+    names (``param_names``, ``buffer_names``) numbered by its place among the layers
+    that have any (``W1``, ``b1``, ``gamma2``, ``running_mean2``), unnumbered when
+    only one layer has any (``W``, ``b``): the rule of :func:`affine_param_names`."""
+    own = [(tuple(getattr(layer, "param_names", ()) or ()),
+            tuple(getattr(layer, "buffer_names", ()) or ())) for layer in layers]
+    n_stateful = sum(1 for p, b in own if p or b)
+    out, k = [], 0
+    for p, b in own:
+        k += bool(p or b)
+        suffix = "" if n_stateful == 1 else str(k)
+        out.append((tuple(n + suffix for n in p), tuple(n + suffix for n in b)))
+    return out
+
+
+def buffer_slots(layers, buffers):
+    """``({layer index: [(attribute, name), ...]}, buffers)`` for a network.
+
+    Without ``buffers``, the arrays the layers hold (``buffer_names``) are collected
+    under the names of :func:`stateful_names`; with it, each layer's buffers are
+    looked up under those names and must all be there.
+    """
+    names = stateful_names([layer for layer, _ in layers])
+    collect = buffers is None
+    buffers = {} if collect else buffers
+    slots: dict = {}
+    for i, ((layer, _), (_, global_names)) in enumerate(zip(layers, names, strict=True)):
+        local = tuple(getattr(layer, "buffer_names", ()) or ())
+        for attr, name in zip(local, global_names, strict=True):
+            if collect:
+                buffers[name] = np.asarray(getattr(layer, attr))
+            elif name not in buffers:
+                raise ValueError(f"layer {i} ({layer!r}) declares buffer {attr!r}, expected "
+                                 f"as {name!r} in buffers, which has {sorted(buffers)}")
+            slots.setdefault(i, []).append((attr, name))
+    return slots, buffers
+
+
+def check_layers(layers) -> list:
+    """``layers`` as a list, after checking each has ``forward`` and ``backward``."""
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"layers must be a sequence of layer objects, got {layers!r}")
+    layers = list(layers)
+    for i, layer in enumerate(layers):
+        if not (callable(getattr(layer, "forward", None))
+                and callable(getattr(layer, "backward", None))):
+            raise TypeError(f"layers[{i}] must have forward and backward methods, got "
+                            f"{layer!r}")
+    return layers
+
+
+def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
+    """``(layers with their parameter names, params, buffers)`` for a Sequential.
+
+    Each layer declaring ``param_names`` creates its arrays with ``init_params(rng,
+    dtype)``, in layer order (so the draws follow the layers), unless ``params``
+    already holds them by the names of :func:`stateful_names`; buffers are the
+    layers' own arrays, cast to ``dtype``.
+    """
+    pairs, new_params, buffers = [], {}, {}
+    for i, (layer, (p_names, b_names)) in enumerate(zip(layers, stateful_names(layers),
+                                                        strict=True)):
+        arrays: list | None
+        if params is not None:
+            arrays = [params.get(n) for n in p_names]
+        elif p_names and hasattr(layer, "init_params"):
+            arrays = list(layer.init_params(rng, dtype))
+        else:
+            arrays = None if p_names else []
+        if arrays is None or len(arrays) != len(p_names) or any(a is None for a in arrays):
+            raise ValueError(f"layers[{i}] ({layer!r}) declares parameters {list(p_names)} "
+                             f"but " + ("params does not hold them all" if params is not None
+                                        else "its init_params(rng, dtype) does not return "
+                                        "one array for each"))
+        for name, a in zip(p_names, arrays, strict=True):
+            # Drawn arrays are cast; given ones must already be right (a file's).
+            a = np.asarray(a) if params is not None else np.asarray(a, dtype=dtype)
+            if a.dtype != dtype:
+                raise ValueError(f"parameter {name!r} of layers[{i}] ({layer!r}) has dtype "
+                                 f"{a.dtype} {shape_str(a.shape)}, expected {dtype}")
+            new_params[name] = a
+        for attr, name in zip(getattr(layer, "buffer_names", ()), b_names, strict=True):
+            setattr(layer, attr, np.asarray(getattr(layer, attr), dtype=dtype))
+            buffers[name] = getattr(layer, attr)
+        pairs.append((layer, p_names))
+    return pairs, new_params, buffers

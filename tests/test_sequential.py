@@ -1,0 +1,244 @@
+"""Sequential, buffers and the tools that explain any layer (issue 13, items 1, 2, 4)."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.layers import Affine, Dropout, ReLU, Tanh
+from chainrule.losses import CategoricalCrossEntropy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from student_layers import BatchNorm1d, LayerNorm  # noqa: E402
+
+
+def bn_net(rng=0, width=6):
+    return cr.Sequential([Affine(5, width), BatchNorm1d(width), ReLU(), Affine(width, 3)],
+                         rng=rng)
+
+
+def data(n=40, seed=1):
+    random = np.random.default_rng(seed)
+    X = random.standard_normal((n, 5)) * 3 + 1
+    return X, np.eye(3)[random.integers(0, 3, n)]
+
+
+# -- names and draws -------------------------------------------------------------------
+def test_sequential_names_params_and_buffers_by_layer():
+    model = bn_net()
+    assert list(model.params) == ["W1", "b1", "gamma2", "beta2", "W3", "b3"]
+    assert list(model.buffers) == ["running_mean2", "running_var2"]
+    assert model.params["gamma2"].shape == (6,) and model.params["W3"].shape == (6, 3)
+    single = cr.Sequential([Affine(4, 3)], rng=0)
+    assert list(single.params) == ["W", "b"] and single.buffers == {}
+
+
+def test_sequential_draws_xavier_weights_in_layer_order():
+    model = cr.Sequential([Affine(5, 4), Tanh(), Affine(4, 3)], rng=0)
+    # Independently: W1 ~ U(-a, a), a = sqrt(6 / (5 + 4)), then W2, from one generator.
+    random = np.random.default_rng(0)
+    W1 = random.uniform(-np.sqrt(6 / 9), np.sqrt(6 / 9), size=(5, 4))
+    W2 = random.uniform(-np.sqrt(6 / 7), np.sqrt(6 / 7), size=(4, 3))
+    assert np.array_equal(model.params["W1"], W1) and np.array_equal(model.params["W2"], W2)
+    assert not model.params["b1"].any()
+
+
+def test_mlp_is_a_sequential_with_the_same_draws():
+    mlp = cr.MLP([5, 4, 3], activation="tanh", dropout=0.5, rng=7)
+    seq = cr.Sequential([Affine(5, 4), Tanh(), Dropout(0.5), Affine(4, 3)], rng=7)
+    assert isinstance(mlp, cr.Sequential)
+    assert list(mlp.params) == list(seq.params)
+    assert all(np.array_equal(mlp.params[k], seq.params[k]) for k in mlp.params)
+
+
+def test_sequential_refuses_a_layer_without_sizes_or_methods():
+    with pytest.raises(ValueError, match=r"Affine\(\) has no sizes"):
+        cr.Sequential([Affine(), ReLU()])
+    with pytest.raises(TypeError, match=r"layers\[1\] must have forward and backward"):
+        cr.Sequential([Affine(3, 2), "relu"])
+    with pytest.raises(ValueError, match="Affine takes both sizes or neither"):
+        Affine(3)
+
+
+def test_hand_built_network_collects_the_buffers():
+    bn = BatchNorm1d(4)
+    net = cr.Network([(Affine(), ("W1", "b1")), (bn, ("g", "be"))],
+                     {"W1": np.ones((3, 4)), "b1": np.zeros(4), "g": np.ones(4),
+                      "be": np.zeros(4)}, CategoricalCrossEntropy())
+    assert list(net.buffers) == ["running_mean2", "running_var2"]
+    with pytest.raises(ValueError, match=r"buffer names \['g'\] are parameter names too"):
+        cr.Network([(Affine(), ("W1", "b1")), (BatchNorm1d(4), ("g", "be"))],
+                   {"W1": np.ones((3, 4)), "b1": np.zeros(4), "g": np.ones(4),
+                    "be": np.zeros(4)}, CategoricalCrossEntropy(),
+                   buffers={"running_mean2": np.zeros(4), "running_var2": np.ones(4),
+                            "g": np.ones(4)})
+
+
+# -- buffers are the network's -----------------------------------------------------------
+def test_buffers_are_updated_in_place_and_only_in_training():
+    model = bn_net()
+    X, _ = data()
+    before = model.buffers["running_mean2"]
+    model.forward(X)
+    assert not before.any()                      # evaluation mode: unchanged
+    model.forward(X, training=True)
+    assert model.buffers["running_mean2"] is before  # same array, updated in place
+    Z1 = X @ model.params["W1"] + model.params["b1"]
+    assert np.allclose(before, 0.1 * Z1.mean(axis=0))
+
+
+def _fit(model, **kwargs):
+    X, Y = data()
+    return cr.fit(model, X, Y, optimizer=cr.Adam(lr=0.05), batch_size=8, rng=0,
+                  progress=False, **kwargs)
+
+
+def test_resume_is_bit_identical_buffers_included(tmp_path):
+    full = bn_net()
+    _fit(full, epochs=4)
+    ckpt = tmp_path / "run.npz"
+    first = bn_net()
+    _fit(first, epochs=2, checkpoint=ckpt)
+    resumed = bn_net()
+    _fit(resumed, epochs=4, checkpoint=ckpt, resume=True)
+    for k in full.params:
+        assert np.array_equal(full.params[k], resumed.params[k]), k
+    for k in full.buffers:
+        assert np.array_equal(full.buffers[k], resumed.buffers[k]), k
+    # The layer reads the network's arrays.
+    assert resumed.layers[1][0].running_var is resumed.buffers["running_var2"]
+
+
+def test_early_stopping_restores_the_best_epochs_buffers():
+    seen = []
+    model = bn_net()
+    X, Y = data()
+    history = cr.fit(model, X, Y, optimizer=cr.Adam(lr=0.05), batch_size=8, rng=0,
+                     progress=False, epochs=30, validation_data=data(20, seed=5),
+                     early_stopping=cr.EarlyStopping(patience=2),
+                     callbacks=[lambda e, logs, m: seen.append(
+                         {k: b.copy() for k, b in m.buffers.items()})])
+    best = history.best_epoch
+    assert best < len(seen) - 1       # it did stop after a worse epoch
+    for k, b in model.buffers.items():
+        assert np.array_equal(b, seen[best][k]), k
+
+
+def test_divergence_rollback_restores_buffers():
+    model = cr.Sequential([Affine(5, 6), ReLU(), Affine(6, 6), BatchNorm1d(6), Affine(6, 3)],
+                          rng=0)
+    X, Y = data()
+    seen = []  # full batch: one step per epoch, so these are the buffers before each step
+    with pytest.raises(cr.TrainingDivergedError, match="running statistic"):
+        cr.fit(model, X * 1e3, Y, optimizer=cr.SGD(lr=1e12), epochs=50, rng=0,
+               progress=False, callbacks=[lambda e, logs, m: seen.append(
+                   {k: b.copy() for k, b in m.buffers.items()})])
+    # Rolled back to before the forward pass that made them non-finite.
+    assert seen
+    for k, b in model.buffers.items():
+        assert np.array_equal(b, seen[-1][k]), k
+    assert all(np.isfinite(p).all() for p in model.params.values())
+
+
+# -- model files -----------------------------------------------------------------------
+def test_save_and_load_a_sequential_with_a_custom_layer(tmp_path):
+    model = bn_net()
+    _fit(model, epochs=2)
+    path = tmp_path / "bn.npz"
+    cr.io.save(model, path)
+    with pytest.raises(cr.io.ModelFileError, match="custom_layers"):
+        cr.io.load(path)
+    again = cr.io.load(path, custom_layers={"BatchNorm1d": BatchNorm1d})
+    X, _ = data(10, seed=3)
+    assert np.array_equal(again.predict(X), model.predict(X))
+    for k in model.buffers:
+        assert np.array_equal(again.buffers[k], model.buffers[k])
+    assert again.summary() == model.summary()
+
+
+def test_save_refuses_a_custom_layer_without_get_config(tmp_path):
+    model = cr.Sequential([Affine(5, 4), LayerNorm(4), Affine(4, 3)], rng=0)
+    with pytest.raises(TypeError, match="LayerNorm layer: give it a get_config"):
+        cr.io.save(model, tmp_path / "x.npz")
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_save_and_load_a_sequential_of_built_in_layers(tmp_path):
+    model = cr.Sequential([Affine(5, 4), cr.LeakyReLU(0.2), Dropout(0.3), Affine(4, 3)],
+                          rng=0)
+    cr.io.save(model, tmp_path / "m.npz")
+    again = cr.io.load(tmp_path / "m.npz")
+    assert [repr(layer) for layer, _ in again.layers] == \
+        ["Affine(5, 4)", "LeakyReLU(negative_slope=0.2)", "Dropout(p=0.3)", "Affine(4, 3)"]
+    X, _ = data(6)
+    assert np.array_equal(again.predict(X), model.predict(X))
+
+
+# -- summary and explain for any layer ------------------------------------------------------
+def test_summary_of_one_dimensional_parameters_and_buffers():
+    text = bn_net().summary()
+    assert "gamma2 (6,), beta2 (6,)" in text
+    assert "buffers (not trained): running_mean2 (6,), running_var2 (6,)" in text
+    # 5*6+6 + 6+6 + 6*3+3 = 36 + 12 + 21
+    assert "total parameters: 69" in text
+
+
+class Square:
+    """The README's layer: no equations, no base class."""
+
+    def forward(self, inputs):
+        self.cache = inputs
+        return inputs * inputs
+
+    def backward(self, d_out):
+        return 2 * self.cache * d_out
+
+
+class Scale:
+    """A layer whose equations name its parameter by its own name."""
+
+    param_names = ("s",)
+    equations = ("{y} = {x} * {s}", ("d{s} = sum_rows({x} * d{y})", "d{x} = d{y} * {s}",
+                                     "d{q} = unknown placeholder"))
+
+    def init_params(self, rng, dtype):
+        return [np.ones(4, dtype=dtype)]
+
+    def forward(self, x, s):
+        self.cache = (x, s)
+        return x * s
+
+    def backward(self, d_out):
+        x, s = self.cache
+        return d_out * s, (x * d_out).sum(axis=0)
+
+
+def test_explain_any_layer_unique_nodes_and_true_gradient_shapes():
+    model = cr.Sequential([Affine(5, 4), BatchNorm1d(4), ReLU(), Square(), Scale(),
+                           Affine(4, 3)], rng=0)
+    lines = [line.strip() for line in model.explain(np.ones((7, 5))).splitlines()]
+    assert model.node_names() == ["X", "Z1", "H2", "H2_2", "H2_3", "H3", "Z4"]
+    assert "H2 = BatchNorm1d(Z1, gamma2, beta2) : (N, 4) -> (N, 4)" in lines
+    assert "H2_2 = max(0, H2) : (N, 4) -> (N, 4)" in lines
+    assert "dgamma2 = BatchNorm1d.backward(dH2)[gamma] : (4,)" in lines
+    assert "H2_3 = Square(H2_2) : (N, 4) -> (N, 4)" in lines
+    assert "H3 = H2_3 * s3 : (N, 4) -> (N, 4)" in lines
+    assert "ds3 = sum_rows(H2_3 * dH3) : (4,)" in lines
+    assert "dH2_3 = dH3 * s3 : (N, 4)" in lines
+    assert "d{q} = unknown placeholder : (N, 4)" in lines
+
+
+def test_a_sequential_of_built_in_layers_exports_to_onnx(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model = cr.Sequential([Affine(5, 4), cr.LeakyReLU(0.2), Dropout(0.3), Affine(4, 3)],
+                          rng=0)
+    cr.io.export_onnx(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    X, _ = data(6)
+    outputs = session.run(None, {session.get_inputs()[0].name: X})
+    probabilities = [o for o in outputs if o.shape == (6, 3) and np.allclose(o.sum(1), 1)]
+    assert probabilities and np.allclose(probabilities[0], model.predict_proba(X), atol=1e-12)
