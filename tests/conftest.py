@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
+from chainrule.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
 from chainrule.layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from chainrule.losses import CategoricalCrossEntropy, MeanSquaredError
+from chainrule.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
 
 # In CI (CI=true) hypothesis draws the same examples every run, so a green main stays
 # green; locally it keeps exploring new ones.
@@ -80,6 +82,34 @@ def torch_layer(layer, x, *params):
     if isinstance(layer, Dropout):
         kind, value = layer.cache
         return x if kind == "identity" else x * to_torch(value)
+    return _torch_image_layer(torch, layer, x, *params)
+
+
+def _torch_image_layer(torch, layer, x, *params):
+    """torch_layer for the normalisation, softmax, convolution and pooling layers.
+
+    A batch normalisation runs in the mode of the chainrule layer's last forward, with
+    copies of its running statistics (in training they do not enter the output).
+    """
+    F = torch.nn.functional
+    if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
+        return F.batch_norm(x, to_torch(layer.running_mean), to_torch(layer.running_var),
+                            *params, training=layer.cache[3], momentum=layer.momentum,
+                            eps=layer.eps)
+    if isinstance(layer, LayerNorm):
+        return F.layer_norm(x, layer.normalized_shape, *params, eps=layer.eps)
+    if isinstance(layer, Softmax):
+        return F.softmax(x, dim=layer.axis)
+    if isinstance(layer, Conv2D):
+        return F.conv2d(x, *params, stride=layer.stride, padding=layer.padding)
+    if isinstance(layer, MaxPool2D):
+        return F.max_pool2d(x, layer.kernel_size, layer.stride)
+    if isinstance(layer, AvgPool2D):
+        return F.avg_pool2d(x, layer.kernel_size, layer.stride)
+    if isinstance(layer, Flatten):
+        return x.reshape(x.shape[0], -1)
+    if isinstance(layer, Unflatten):
+        return x.reshape((x.shape[0],) + layer.shape)
     raise TypeError(f"no torch equivalent for {layer!r}")
 
 

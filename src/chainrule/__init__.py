@@ -11,6 +11,7 @@ imported by the functions that use them. The scikit-learn estimators
 
 from . import (
     checkpoint,
+    conv,
     data,
     functional,
     gradcheck,
@@ -20,6 +21,7 @@ from . import (
     layers,
     losses,
     models,
+    normalization,
     optim,
     plots,
     sanity,
@@ -27,6 +29,7 @@ from . import (
     train,
 )
 from ._version import VERSION
+from .conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
 from .gradcheck import check_gradients
 from .history import EarlyStopping, History
@@ -34,6 +37,7 @@ from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_unif
 from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import CategoricalCrossEntropy, MeanSquaredError
 from .models import MLP, FeedforwardNeuralNet, LogisticRegression, Network, Sequential
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
 from .optim import SGD, Adam, AdamW
 from .sanity import SanityReport, sanity_check
 from .testing import LayerContractError, check_layer
@@ -42,12 +46,14 @@ from .train import TrainingDivergedError, evaluate, fit
 __version__ = VERSION
 
 __all__ = [
-    "checkpoint", "data", "functional", "gradcheck", "history", "init", "io", "layers", "losses",
-    "models", "optim", "plots", "sanity", "testing", "train",
+    "checkpoint", "conv", "data", "functional", "gradcheck", "history", "init", "io", "layers",
+    "losses", "models", "normalization", "optim", "plots", "sanity", "testing", "train",
     "accuracy", "log_softmax", "logsumexp", "one_hot", "softmax",
     "check_gradients",
     "he_normal", "he_uniform", "xavier_init", "xavier_normal", "xavier_uniform",
     "Affine", "Dropout", "LeakyReLU", "ReLU", "Sigmoid", "Tanh",
+    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax",
+    "AvgPool2D", "Conv2D", "Flatten", "MaxPool2D", "Unflatten",
     "CategoricalCrossEntropy", "MeanSquaredError",
     "MLP", "FeedforwardNeuralNet", "LogisticRegression", "Network", "Sequential",
     "SGD", "Adam", "AdamW",

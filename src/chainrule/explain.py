@@ -20,7 +20,7 @@ import re
 from ._validation import shape_str
 from .layers import Affine, Dropout, Layer
 
-__all__ = ["node_names", "summary", "explain", "local_param_names"]
+__all__ = ["node_names", "summary", "explain", "local_param_names", "output_shapes"]
 
 
 def local_param_names(layer, names) -> tuple:
@@ -53,24 +53,35 @@ def node_names(layers) -> list[str]:
     return names
 
 
-def _out_width(params, names, width):
-    """The output width of a layer: an Affine-like first parameter (2-D) sets it,
-    anything else keeps its input's."""
-    first = params[names[0]] if names else None
-    return first.shape[1] if first is not None and first.ndim == 2 else width
+def output_shapes(network) -> list[tuple]:
+    """The shape of each layer's output for one sample (the batch axis left out),
+    worked out without running the network: an Affine layer's weight sets the width,
+    a layer with ``output_shape(input_shape)`` (the layers of :mod:`chainrule.conv`
+    and :mod:`chainrule.normalization`) says it, another layer whose first parameter
+    is 2-D is taken as Affine-like, anything else keeps its input's shape."""
+    shape: tuple = (network.n_features,)
+    shapes = []
+    for layer, names in network.layers:
+        if isinstance(layer, Affine):
+            shape = (network.params[names[0]].shape[1],)
+        elif hasattr(layer, "output_shape"):
+            shape = tuple(layer.output_shape(shape))
+        elif names and network.params[names[0]].ndim == 2:  # a custom Affine-like layer
+            shape = (network.params[names[0]].shape[1],)
+        shapes.append(shape)
+    return shapes
 
 
 def summary(network) -> str:
     """A table of layers, output shapes and parameter counts (then the buffers)."""
     rows = [("layer", "output shape", "parameters", "count")]
-    width = network.n_features
     params = network.params
-    for (layer, names), node in zip(network.layers, node_names(network.layers)[1:],
-                                    strict=True):
-        width = _out_width(params, names, width)
+    for (layer, names), node, shape in zip(network.layers, node_names(network.layers)[1:],
+                                           output_shapes(network), strict=True):
         shapes = ", ".join(f"{n} {shape_str(params[n].shape)}" for n in names)
         count = sum(params[n].size for n in names)
-        rows.append((f"{node} = {layer!r}", f"(N, {width})", shapes or "-", f"{count:,}"))
+        rows.append((f"{node} = {layer!r}", shape_str((-1,) + shape).replace("-1", "N", 1),
+                     shapes or "-", f"{count:,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     line = "  ".join("-" * w for w in widths)
 

@@ -27,7 +27,7 @@ from ._validation import (
     shape_str,
 )
 from .errors import TrainingDivergedError
-from .explain import explain, node_names, summary
+from .explain import explain, node_names, output_shapes, summary
 from .functional import sigmoid, softmax
 from .init import CUSTOM_INIT, get_initializer
 from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
@@ -124,7 +124,10 @@ class Network:
 
     @property
     def n_features(self) -> int:
-        return self.params[self.layers[0][1][0]].shape[0]
+        first, names = self.layers[0]
+        # A first layer without a weight matrix says what row width it takes (Unflatten).
+        width = getattr(first, "in_features", None)
+        return int(width) if width is not None else self.params[names[0]].shape[0]
 
     @property
     def n_outputs(self) -> int:
@@ -204,10 +207,12 @@ class Network:
 
     def chunk_rows(self, dtype=np.float64) -> int:
         """Rows per chunk of :meth:`infer`: the budget over one row's bytes (>= 1)."""
-        widths = [self.n_features]
-        for layer, names in self.layers:
-            widths.append(self.params[names[0]].shape[1] if isinstance(layer, Affine)
-                          else widths[-1])
+        shapes = [(self.n_features,)] + output_shapes(self)
+        # A convolution also holds its im2col matrix (``workspace`` entries per row).
+        widths = [math.prod(shape) + (layer.workspace(shape) if hasattr(layer, "workspace")
+                                      else 0)
+                  for (layer, _), shape in zip(self.layers, shapes, strict=False)]
+        widths.append(math.prod(shapes[-1]))
         return max(1, ACTIVATION_BUDGET // (sum(widths) * np.dtype(dtype).itemsize))
 
     def walk(self, X, training: bool = False, *, checked: bool = False):

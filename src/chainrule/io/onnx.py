@@ -17,6 +17,7 @@ from .._version import VERSION
 from ..layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from ..losses import BinaryCrossEntropy, CategoricalCrossEntropy, HalfSquaredError, MeanSquaredError
 from ..models import Network
+from .onnx_layers import LAYER_TYPES, layer_node
 
 __all__ = ["export_onnx", "DEFAULT_ONNX_OPSET", "MIN_ONNX_OPSET"]
 
@@ -34,9 +35,14 @@ _SIMPLE_ACTIVATIONS = ((ReLU, "Relu"), (Tanh, "Tanh"), (Sigmoid, "Sigmoid"),
 def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) -> None:
     """Write ``model`` as a standard ONNX graph for inference elsewhere.
 
-    The graph uses only ``Gemm``, ``Relu``, ``LeakyRelu``, ``Tanh``, ``Sigmoid`` and
-    ``Softmax``; Dropout layers are left out (they are the identity at inference). A
-    leaky ReLU whose slope is not exactly a float32 number (0.01 is not) in a float64
+    The graph uses ``Gemm``, ``Relu``, ``LeakyRelu``, ``Tanh``, ``Sigmoid`` and
+    ``Softmax``, and for the layers of :mod:`chainrule.conv` and
+    :mod:`chainrule.normalization` ``Reshape``, ``Flatten``, ``Conv``, ``MaxPool``,
+    ``AveragePool``, ``BatchNormalization`` (running statistics), ``LayerNormalization``
+    (opset 17 or newer) and ``Softmax``; Dropout layers are left out (they are the
+    identity at inference). onnxruntime's CPU provider runs ``Conv`` and the pools in
+    float32 only: export a CNN built with ``dtype=np.float32`` to run it there. A leaky
+    ReLU whose slope is not exactly a float32 number (0.01 is not) in a float64
     model becomes ``PRelu`` with the slope stored as a float64 tensor instead, because
     ``LeakyRelu`` keeps its slope in a float32 attribute and would change the results.
 
@@ -96,7 +102,7 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) ->
     output_op = _output_op(network)
     labels = _labels_for(output_op, classes, network.n_outputs)
     dtype = _export_dtype(network)
-    builder = _GraphBuilder(helper, numpy_helper, dtype)
+    builder = _GraphBuilder(helper, numpy_helper, dtype, opset)
     builder.add_layers(network, final="logits" if output_op else "outputs")
     graph = builder.graph(network, output_op, labels)
     opset_id = helper.make_opsetid("", opset)
@@ -198,8 +204,9 @@ def _export_dtype(network) -> np.dtype:
 class _GraphBuilder:
     """Collects the nodes and initializers of the graph, one layer at a time."""
 
-    def __init__(self, helper, numpy_helper, dtype):
+    def __init__(self, helper, numpy_helper, dtype, opset=DEFAULT_ONNX_OPSET):
         self.helper, self.numpy_helper, self.dtype = helper, numpy_helper, dtype
+        self.opset = opset
         self.elem_type = helper.np_dtype_to_tensor_dtype(dtype)
         self.nodes, self.initializers = [], []
         self.n_affine = self.n_act = 0
@@ -216,6 +223,12 @@ class _GraphBuilder:
                 self.n_affine += 1
                 out = final if is_last else f"Z{self.n_affine}"
                 self._affine(network, names, current, out)
+            elif isinstance(layer, LAYER_TYPES):
+                self.n_act += 1
+                out = final if is_last else f"H{self.n_act}"
+                node = layer_node(self, network, i, names, current, out, self.opset)
+                node.name = f"{type(layer).__name__.lower()}{self.n_act}"
+                self.nodes.append(node)
             else:
                 self.n_act += 1
                 out = final if is_last else f"H{self.n_act}"
@@ -242,7 +255,8 @@ class _GraphBuilder:
             node = self._leaky_relu(float(layer.negative_slope), current, out)
         else:
             raise TypeError(f"cannot export layer {i} ({layer!r}): supported layers are "
-                            f"Affine, ReLU, LeakyReLU, Tanh, Sigmoid and Dropout")
+                            f"Affine, ReLU, LeakyReLU, Tanh, Sigmoid, Dropout and "
+                            f"{', '.join(cls.__name__ for cls in LAYER_TYPES)}")
         node.name = f"activation{self.n_act}"
         self.nodes.append(node)
 

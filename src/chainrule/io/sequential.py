@@ -16,16 +16,29 @@ import json
 import numpy as np
 
 from .._validation import key_differences
+from ..conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
 from ..layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from ..losses import LOSSES
 from ..models import Sequential
+from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
 from ..stateful import stateful_names
 
 __all__ = ["LAYER_CLASSES", "sequential_state", "sequential_from_state"]
 
+#: The built-in layers of the first Sequential files, whose layer entries do not say
+#: whether they are built in: any other name in such a file is a custom layer.
+_FIRST_LAYER_CLASSES = {cls.__name__: cls for cls in (Affine, Dropout, Identity, LeakyReLU,
+                                                      ReLU, Sigmoid, Tanh)}
 #: Layers a model file rebuilds without being told their class.
-LAYER_CLASSES = {cls.__name__: cls for cls in (Affine, Dropout, Identity, LeakyReLU, ReLU,
-                                               Sigmoid, Tanh)}
+LAYER_CLASSES = {**_FIRST_LAYER_CLASSES,
+                 **{cls.__name__: cls for cls in (BatchNorm1d, BatchNorm2d, LayerNorm, Softmax,
+                                                  Conv2D, MaxPool2D, AvgPool2D, Flatten,
+                                                  Unflatten)}}
+
+
+def _is_builtin(layer) -> bool:
+    """Exactly a built-in class: a custom layer may share a built-in's name."""
+    return LAYER_CLASSES.get(type(layer).__name__) is type(layer)
 
 
 def _layer_config(layer, params) -> dict:
@@ -36,9 +49,9 @@ def _layer_config(layer, params) -> dict:
         return {"negative_slope": float(layer.negative_slope)}
     if isinstance(layer, Dropout):
         return {"p": float(layer.p)}
-    if type(layer).__name__ in LAYER_CLASSES:
-        return {}
     get_config = getattr(layer, "get_config", None)
+    if _is_builtin(layer) and not callable(get_config):
+        return {}
     if not callable(get_config):
         raise TypeError(f"cannot save a {type(layer).__name__} layer: give it a get_config() "
                         f"method returning its constructor arguments as a JSON dict")
@@ -57,19 +70,26 @@ def sequential_state(model) -> tuple[dict, dict]:
         raise TypeError(f"cannot save a Sequential with a {type(model.loss).__name__} loss: "
                         f"supported are {sorted(LOSSES)}")
     layers = [{"class": type(layer).__name__,
-               "config": _layer_config(layer, [model.params[n] for n in names])}
+               "config": _layer_config(layer, [model.params[n] for n in names]),
+               "builtin": _is_builtin(layer)}
               for layer, names in model.layers]
     config = {"layers": layers, "loss": loss_name, "dtype": model.dtype.name}
     return {"class": "Sequential", "config": config}, {**model.params, **model.buffers}
 
 
 def _build_layer(i, spec, custom_layers, rng):
-    if not isinstance(spec, dict) or set(spec) != {"class", "config"} or \
-            not isinstance(spec["config"], dict):
-        raise ValueError(f"layers[{i}] must be an object with 'class' and 'config', got "
-                         f"{spec!r}")
+    if not isinstance(spec, dict) or not {"class", "config"} <= set(spec) <= \
+            {"class", "config", "builtin"} or not isinstance(spec["config"], dict) or \
+            not isinstance(spec.get("builtin", False), bool):
+        raise ValueError(f"layers[{i}] must be an object with 'class', 'config' and "
+                         f"'builtin' (true or false), got {spec!r}")
     name = spec["class"]
-    cls = custom_layers.get(name) or LAYER_CLASSES.get(name)
+    if spec.get("builtin") is True:
+        cls = LAYER_CLASSES.get(name)
+    elif spec.get("builtin") is False:
+        cls = custom_layers.get(name)
+    else:  # a file from before the entries said it
+        cls = custom_layers.get(name) or _FIRST_LAYER_CLASSES.get(name)
     if cls is None:
         raise ValueError(f"layers[{i}] is a {name!r}, which is neither built in "
                          f"({sorted(LAYER_CLASSES)}) nor in custom_layers "
@@ -120,4 +140,9 @@ def sequential_from_state(config, arrays: dict, *, custom_layers=None, rng=None)
             if W.shape != layer.sizes or b.shape != layer.sizes[1:]:
                 raise ValueError(f"{layer!r} has arrays {names_} of shapes {W.shape}, "
                                  f"{b.shape}")
+        elif hasattr(layer, "param_shapes"):
+            shapes = [model.params[n].shape for n in names_]
+            if shapes != [tuple(s) for s in layer.param_shapes()]:
+                raise ValueError(f"{layer!r} has arrays {list(names_)} of shapes {shapes}, "
+                                 f"expected {layer.param_shapes()}")
     return model

@@ -1,0 +1,364 @@
+"""Convolution, pooling and reshaping layers for images in NCHW, backward under forward.
+
+:class:`Conv2D` lays out its weight ``(C_out, C_in, kH, kW)`` and bias ``(C_out,)`` as
+PyTorch and ONNX do. Its forward and backward passes are one matrix product each:
+im2col copies every ``kH x kW`` window of the (padded) input into a row of a matrix,
+through a strided view (:func:`numpy.lib.stride_tricks.sliding_window_view`), so no
+Python loop runs over pixels; col2im adds the window gradients back with one
+vectorised addition per kernel offset (``kH * kW`` of them). :class:`MaxPool2D` routes
+the gradient of a window to one input, the first maximum in row-major order, as
+PyTorch does with ties; :class:`AvgPool2D` spreads it evenly.
+
+A network takes 2-D ``X`` (one row per sample), so a CNN starts with
+:class:`Unflatten` (``(N, C*H*W) -> (N, C, H, W)``) and goes back to rows with
+:class:`Flatten` before its Affine layers.
+
+Every layer here can tell the shape of its output from the shape of its input
+(``output_shape``, the batch axis left out), which :class:`~chainrule.models.Network`
+uses to size its inference chunks; :class:`Conv2D` adds ``workspace`` (the entries
+of its im2col matrix per sample).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ._validation import as_float_array, check_positive_int, shape_str
+from .layers import Layer
+
+__all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "Unflatten"]
+
+
+def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
+    """An int or a pair of ints as ``(height, width)``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
+        return (check_positive_int(value[0], name, minimum=minimum),
+                check_positive_int(value[1], name, minimum=minimum))
+    v = check_positive_int(value, name, minimum=minimum)
+    return v, v
+
+
+def _pooled_size(size: int, kernel: int, stride: int, padding: int, axis: str) -> int:
+    """Output length along one axis (floor, as PyTorch's default)."""
+    if size + 2 * padding < kernel:
+        raise ValueError(f"the input's {axis} {size} (padded by {padding} on each side) is "
+                         f"smaller than the kernel's {kernel}")
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def _windows(x, kernel, stride):
+    """A strided view ``(N, C, Ho, Wo, kH, kW)`` of every window of ``x`` (no copy)."""
+    view = sliding_window_view(x, kernel, axis=(2, 3))
+    return view[:, :, ::stride[0], ::stride[1]]
+
+
+def _add_windows(dx, d_windows, kernel, stride, out_hw):
+    """col2im: ``dx[..., i + s*p, j + s*q] += d_windows[:, :, p, q, i, j]``, one
+    vectorised addition per kernel offset ``(i, j)``; overlapping windows add up."""
+    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += \
+                d_windows[:, :, :, :, i, j]
+
+
+def _check_images(inputs, name="inputs"):
+    return as_float_array(inputs, name, ndim=4)
+
+
+class Conv2D(Layer):
+    """2-D convolution (cross-correlation, as in PyTorch) with zero padding.
+
+    Shape: inputs (N, C_in, H, W), weight (C_out, C_in, kH, kW), bias (C_out,) ->
+    out (N, C_out, Ho, Wo), ``Ho = (H + 2 padding - kH) // stride + 1``.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size : int or (int, int)
+    stride : int or (int, int), default=1
+    padding : int or (int, int), default=0
+        Zeros added on each side of H and W.
+
+    Notes
+    -----
+    ``init_params`` draws weight and bias from ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``,
+    ``fan_in = C_in kH kW``: PyTorch's default for ``nn.Conv2d``.
+    """
+
+    num_params = 2
+    param_names = ("W", "b")
+    equations = ("{y} = im2col({x}) @ {W}^T + {b}   (im2col: a row per window)",
+                 ("d{W} = rows(d{y})^T @ im2col({x})", "d{b} = sum(d{y}, axes N, H, W)",
+                  "d{x} = col2im(rows(d{y}) @ {W})"))
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+        super().__init__()
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.padding = _pair(padding, "padding", minimum=0)
+
+    def param_shapes(self) -> list[tuple]:
+        """The shapes of ``[weight, bias]``."""
+        return [(self.out_channels, self.in_channels) + self.kernel_size, (self.out_channels,)]
+
+    def init_params(self, rng, dtype):
+        """``[weight, bias]``, PyTorch's default uniform draws, weight first."""
+        shape = self.param_shapes()[0]
+        bound = 1.0 / np.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+        weight = rng.uniform(-bound, bound, size=shape).astype(dtype)
+        bias = rng.uniform(-bound, bound, size=self.out_channels).astype(dtype)
+        return [weight, bias]
+
+    def get_config(self) -> dict:
+        """The constructor arguments, for model files."""
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding)}
+
+    def output_shape(self, shape) -> tuple:
+        """``(C_out, Ho, Wo)`` for an input ``(C_in, H, W)``."""
+        _, h, w = shape
+        return (self.out_channels,) + tuple(
+            _pooled_size(n, k, s, p, axis) for n, k, s, p, axis in
+            zip((h, w), self.kernel_size, self.stride, self.padding, ("height", "width"),
+                strict=True))
+
+    def workspace(self, shape) -> int:
+        """Entries of the im2col matrix per sample: ``Ho Wo C_in kH kW``."""
+        _, ho, wo = self.output_shape(shape)
+        return ho * wo * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+
+    def _check(self, inputs, weight, bias):
+        inputs = _check_images(inputs)
+        weight = as_float_array(weight, "weight", ndim=4)
+        bias = as_float_array(bias, "bias", ndim=1)
+        expected = (self.out_channels, self.in_channels) + self.kernel_size
+        if weight.shape != expected:
+            raise ValueError(f"weight must have shape {shape_str(expected)}, got "
+                             f"{shape_str(weight.shape)}")
+        if bias.shape != (self.out_channels,):
+            raise ValueError(f"bias must have shape ({self.out_channels},), got "
+                             f"{shape_str(bias.shape)}")
+        if inputs.shape[1] != self.in_channels:
+            raise ValueError(f"inputs must have {self.in_channels} channels on axis 1, got "
+                             f"shape {shape_str(inputs.shape)}")
+        self.output_shape(inputs.shape[1:])  # raises for an image smaller than the kernel
+        return inputs, weight, bias
+
+    def forward(self, inputs, weight, bias):
+        """im2col, then one matrix product: ``cols (N Ho Wo, C_in kH kW) @ W^T``."""
+        if self.validate:
+            inputs, weight, bias = self._check(inputs, weight, bias)
+        n, c = inputs.shape[:2]
+        (ph, pw) = self.padding
+        padded = np.pad(inputs, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else inputs
+        windows = _windows(padded, self.kernel_size, self.stride)
+        ho, wo = windows.shape[2:4]
+        # The one copy of the input: each window becomes a row (channels, then kernel).
+        cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, -1)
+        out = cols @ weight.reshape(self.out_channels, -1).T
+        out += bias
+        self.cache = (cols, weight, padded.shape, (ho, wo))
+        return np.ascontiguousarray(out.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2))
+
+    def backward(self, d_out):
+        """``dW = dY^T cols`` and ``db = sum dY`` (dY: d_out as rows ``(N Ho Wo,
+        C_out)``); ``dX`` is col2im of ``dY W``, cropped back from the padding."""
+        cols, weight, padded_shape, (ho, wo) = self.cache if self.cache is not None \
+            else (None, None, (0, 0), (0, 0))
+        d_out = self._check_d_out(d_out, (padded_shape[0], self.out_channels, ho, wo))
+        d_rows = d_out.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)
+        d_weight = (d_rows.T @ cols).reshape(weight.shape)
+        d_bias = d_rows.sum(axis=0)
+        n, c = padded_shape[:2]
+        d_cols = (d_rows @ weight.reshape(self.out_channels, -1)).reshape(
+            n, ho, wo, c, *self.kernel_size).transpose(0, 3, 1, 2, 4, 5)
+        d_padded = np.zeros(padded_shape, dtype=d_cols.dtype)
+        _add_windows(d_padded, d_cols, self.kernel_size, self.stride, (ho, wo))
+        (ph, pw) = self.padding
+        d_inputs = d_padded[:, :, ph:padded_shape[2] - ph, pw:padded_shape[3] - pw]
+        return d_inputs, d_weight, d_bias
+
+    def __repr__(self):
+        extra = "".join(f", {k}={v[0] if v[0] == v[1] else v}" for k, v, default in
+                        (("stride", self.stride, 1), ("padding", self.padding, 0))
+                        if v != (default, default))
+        k = self.kernel_size
+        return (f"Conv2D({self.in_channels}, {self.out_channels}, "
+                f"{k[0] if k[0] == k[1] else k}{extra})")
+
+
+class _Pool2D(Layer):
+    """Pooling over ``kernel_size`` windows moved by ``stride`` (default: the kernel
+    size), without padding, flooring the output size as PyTorch does."""
+
+    def __init__(self, kernel_size, stride=None):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
+
+    def get_config(self) -> dict:
+        """The constructor arguments, for model files."""
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
+
+    def output_shape(self, shape) -> tuple:
+        """``(C, Ho, Wo)`` for an input ``(C, H, W)``."""
+        c, h, w = shape
+        return (c,) + tuple(_pooled_size(n, k, s, 0, axis) for n, k, s, axis in
+                            zip((h, w), self.kernel_size, self.stride, ("height", "width"),
+                                strict=True))
+
+    def _windows_of(self, inputs):
+        if self.validate:
+            inputs = _check_images(inputs)
+            self.output_shape(inputs.shape[1:])
+        return inputs, _windows(inputs, self.kernel_size, self.stride)
+
+    def __repr__(self):
+        k, s = self.kernel_size, self.stride
+        extra = "" if s == k else f", stride={s[0] if s[0] == s[1] else s}"
+        return f"{type(self).__name__}({k[0] if k[0] == k[1] else k}{extra})"
+
+
+class MaxPool2D(_Pool2D):
+    """The largest value of each window, as ``torch.nn.MaxPool2d(kernel_size, stride)``.
+
+    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``Ho = (H - kH) // stride + 1``.
+    """
+
+    equations = ("{y} = max over each window of {x}",
+                 ("d{x} = d{y} routed to the (first) maximum of its window",))
+
+    def forward(self, inputs):
+        inputs, windows = self._windows_of(inputs)
+        flat = windows.reshape(windows.shape[:4] + (-1,))
+        # argmax picks the first maximum in row-major order: PyTorch's choice for ties.
+        index = flat.argmax(axis=-1)
+        out = np.take_along_axis(flat, index[..., None], axis=-1)[..., 0]
+        self.cache = (index, inputs.shape)
+        return out
+
+    def backward(self, d_out):
+        """Each window's gradient goes to the one input its maximum came from."""
+        index, in_shape = self.cache if self.cache is not None else (np.empty(0), None)
+        d_out = self._check_d_out(d_out, index.shape)
+        kh, kw = self.kernel_size
+        d_inputs = np.zeros(in_shape, dtype=d_out.dtype)
+        offsets = np.arange(kh * kw).reshape(kh, kw)
+        d_windows = np.where(index[..., None, None] == offsets, d_out[..., None, None], 0)
+        _add_windows(d_inputs, d_windows.astype(d_out.dtype, copy=False), self.kernel_size,
+                     self.stride, index.shape[2:])
+        return d_inputs
+
+
+class AvgPool2D(_Pool2D):
+    """The mean of each window, as ``torch.nn.AvgPool2d(kernel_size, stride)``.
+
+    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``Ho = (H - kH) // stride + 1``.
+    """
+
+    equations = ("{y} = mean over each window of {x}",
+                 ("d{x} = d{y} / (kH kW) added to every input of its window",))
+
+    def forward(self, inputs):
+        inputs, windows = self._windows_of(inputs)
+        out = windows.mean(axis=(-2, -1))
+        self.cache = inputs.shape
+        return out
+
+    def backward(self, d_out):
+        in_shape = self.cache
+        kh, kw = self.kernel_size
+        out_hw = None if in_shape is None else self.output_shape(in_shape[1:])[1:]
+        d_out = self._check_d_out(d_out, () if in_shape is None else in_shape[:2] + out_hw)
+        d_inputs = np.zeros(in_shape, dtype=d_out.dtype)
+        share = d_out / d_out.dtype.type(kh * kw)
+        d_windows = np.broadcast_to(share[..., None, None], share.shape + (kh, kw))
+        _add_windows(d_inputs, d_windows, self.kernel_size, self.stride, out_hw)
+        return d_inputs
+
+
+class Flatten(Layer):
+    """Each sample's values as one row, as ``torch.nn.Flatten()``.
+
+    Shape: inputs (N, d1, d2, ...) -> out (N, d1 * d2 * ...).
+    """
+
+    equations = ("{y} = reshape({x}, (N, -1))", ("d{x} = reshape(d{y}, shape of {x})",))
+
+    def get_config(self) -> dict:
+        """No arguments."""
+        return {}
+
+    def output_shape(self, shape) -> tuple:
+        return (int(np.prod(shape)),)
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs, ndim=None)
+        if self.validate and inputs.ndim < 1:
+            raise ValueError("inputs must have a batch axis, got a scalar")
+        self.cache = inputs.shape
+        return inputs.reshape(inputs.shape[0], -1)
+
+    def backward(self, d_out):
+        shape = self.cache
+        d_out = self._check_d_out(d_out, () if shape is None else
+                                  (shape[0], int(np.prod(shape[1:]))))
+        return d_out.reshape(shape)
+
+
+class Unflatten(Layer):
+    """Each row as an array of ``shape``, as ``torch.nn.Unflatten(1, shape)``: the first
+    layer of a CNN, whose network takes one row per image.
+
+    Shape: inputs (N, prod(shape)) -> out (N, *shape).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        E.g. ``(1, 28, 28)`` for MNIST images (channels, height, width).
+    """
+
+    equations = ("{y} = reshape({x}, (N, *shape))", ("d{x} = reshape(d{y}, (N, -1))",))
+
+    def __init__(self, shape):
+        super().__init__()
+        if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+            raise TypeError(f"shape must be a tuple of ints, got {shape!r}")
+        self.shape = tuple(check_positive_int(s, "shape") for s in shape)
+        if not self.shape:
+            raise ValueError("shape must have at least one dimension, got ()")
+
+    @property
+    def in_features(self) -> int:
+        """The row width it takes, ``prod(shape)``."""
+        return int(np.prod(self.shape))
+
+    def get_config(self) -> dict:
+        """The constructor arguments, for model files."""
+        return {"shape": list(self.shape)}
+
+    def output_shape(self, shape) -> tuple:
+        return self.shape
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs, ndim=2)
+        if self.validate and inputs.shape[1] != self.in_features:
+            raise ValueError(f"inputs must have {self.in_features} columns to become "
+                             f"{shape_str(self.shape)} per row, got {shape_str(inputs.shape)}")
+        self.cache = inputs.shape
+        return inputs.reshape((inputs.shape[0],) + self.shape)
+
+    def backward(self, d_out):
+        shape = self.cache
+        d_out = self._check_d_out(d_out, () if shape is None else (shape[0],) + self.shape)
+        return d_out.reshape(shape)
+
+    def __repr__(self):
+        return f"Unflatten({self.shape})"

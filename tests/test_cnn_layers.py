@@ -1,0 +1,221 @@
+"""The normalisation, softmax, convolution, pooling and reshaping layers: the contract
+kit in both modes and float32, and PyTorch (forward, backward, running statistics) to
+1e-10 in float64 over random shapes, strides and paddings."""
+
+import numpy as np
+import pytest
+
+from chainrule.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
+from chainrule.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
+from chainrule.testing import check_layer
+from conftest import rel_diff, to_torch
+
+TOL = 1e-10
+
+# name -> (factory, input shape, parameter shapes, output shape or None)
+CONTRACT = {
+    "batchnorm1d": (lambda: BatchNorm1d(4), (6, 4), [(4,), (4,)], None),
+    "batchnorm1d_ncl": (lambda: BatchNorm1d(3, momentum=0.3), (5, 3, 4), [(3,), (3,)], None),
+    "batchnorm2d": (lambda: BatchNorm2d(2, eps=1e-3), (3, 2, 4, 5), [(2,), (2,)], None),
+    "layernorm": (lambda: LayerNorm(5), (6, 5), [(5,), (5,)], None),
+    "layernorm_2d": (lambda: LayerNorm((3, 4)), (5, 2, 3, 4), [(3, 4), (3, 4)], None),
+    "softmax": (Softmax, (5, 4), [], None),
+    "softmax_channels": (Softmax, (3, 4, 2, 2), [], None),
+    "conv": (lambda: Conv2D(2, 3, 3, padding=1), (3, 2, 5, 5), [(3, 2, 3, 3), (3,)],
+             (3, 3, 5, 5)),
+    "conv_strided": (lambda: Conv2D(1, 2, (2, 3), stride=(2, 1)), (2, 1, 6, 5),
+                     [(2, 1, 2, 3), (2,)], (2, 2, 3, 3)),
+    "maxpool": (lambda: MaxPool2D(2), (3, 2, 6, 6), [], (3, 2, 3, 3)),
+    "maxpool_overlapping": (lambda: MaxPool2D(3, stride=1), (2, 2, 5, 4), [], (2, 2, 3, 2)),
+    "avgpool": (lambda: AvgPool2D(3, 2), (3, 2, 7, 6), [], (3, 2, 3, 2)),
+    "flatten": (Flatten, (5, 2, 3), [], (5, 6)),
+    "unflatten": (lambda: Unflatten((2, 3)), (5, 6), [], (5, 2, 3)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONTRACT))
+def test_layers_pass_the_contract_kit(name):
+    factory, shape, params, out = CONTRACT[name]
+    report = check_layer(factory, shape, params, output_shape=out)
+    assert report.worst_gradient_error < 1e-6
+    assert "float32" in report.checks and "finite differences" in report.checks
+    if hasattr(factory(), "buffer_names"):
+        assert "eval state" in report.checks and "mode switch" in report.checks
+
+
+def _torch_grads(torch, fn, arrays, d_out):
+    """``fn(*tensors)`` and the gradients of ``sum(out * d_out)`` for each array."""
+    tensors = [to_torch(a, requires_grad=True) for a in arrays]
+    out = fn(*tensors)
+    out.backward(to_torch(d_out))
+    return out.detach().numpy(), [t.grad.numpy() for t in tensors]
+
+
+def _assert_close(ours, theirs):
+    for a, b in zip(ours, theirs, strict=True):
+        assert rel_diff(a, b) < TOL
+
+
+def _conv_cases():
+    rng = np.random.default_rng(14)
+    cases = []
+    for _ in range(12):
+        k = tuple(int(v) for v in rng.integers(1, 4, size=2))
+        s = tuple(int(v) for v in rng.integers(1, 3, size=2))
+        p = tuple(int(v) for v in rng.integers(0, 3, size=2))
+        hw = tuple(int(kk + rng.integers(0, 5)) for kk in k)
+        cases.append((int(rng.integers(1, 4)), int(rng.integers(1, 4)),
+                      int(rng.integers(1, 5)), hw, k, s, p))
+    return cases
+
+
+@pytest.mark.parametrize("n, c_in, c_out, hw, k, s, p", _conv_cases())
+def test_conv2d_matches_torch(n, c_in, c_out, hw, k, s, p, rng, torch):
+    x = rng.normal(size=(n, c_in) + hw)
+    W, b = rng.normal(size=(c_out, c_in) + k), rng.normal(size=c_out)
+    layer = Conv2D(c_in, c_out, k, stride=s, padding=p)
+    out = layer.forward(x, W, b)
+    d_out = rng.normal(size=out.shape)
+    ours = layer.backward(d_out)
+    ref, grads = _torch_grads(torch, lambda xt, wt, bt: torch.nn.functional.conv2d(
+        xt, wt, bt, stride=s, padding=p), (x, W, b), d_out)
+    _assert_close((out,) + tuple(ours), [ref] + grads)
+
+
+@pytest.mark.parametrize("k, s, hw", [(2, None, (6, 6)), (2, None, (7, 5)), (3, 1, (5, 4)),
+                                      ((2, 3), (1, 2), (6, 7)), (3, 2, (9, 8))])
+def test_pools_match_torch(k, s, hw, rng, torch):
+    F = torch.nn.functional
+    x = rng.normal(size=(2, 3) + hw)
+    for layer, fn in ((MaxPool2D(k, s), F.max_pool2d), (AvgPool2D(k, s), F.avg_pool2d)):
+        out = layer.forward(x)
+        d_out = rng.normal(size=out.shape)
+        ref, grads = _torch_grads(torch, lambda xt, fn=fn: fn(xt, k, s), (x,), d_out)
+        _assert_close((out, layer.backward(d_out)), [ref] + grads)
+
+
+@pytest.mark.parametrize("k, s", [(2, None), (3, 1), (2, 1)])
+def test_maxpool_routes_a_tie_to_one_input_as_torch(k, s, torch):
+    # Small integers: most windows hold their maximum several times.
+    x = np.random.default_rng(3).integers(0, 3, size=(2, 2, 6, 6)).astype(float)
+    layer = MaxPool2D(k, s)
+    out = layer.forward(x)
+    d_out = np.arange(1.0, out.size + 1).reshape(out.shape)
+    d_x = layer.backward(d_out)
+    ref, (grad,) = _torch_grads(torch, lambda xt: torch.nn.functional.max_pool2d(xt, k, s),
+                                (x,), d_out)
+    assert np.array_equal(d_x, grad)
+    # Each window's gradient went to exactly one input: nothing is split or duplicated.
+    assert d_x.sum() == d_out.sum()
+
+
+@pytest.mark.parametrize("cls, shape", [(BatchNorm1d, (8, 3)), (BatchNorm1d, (5, 3, 4)),
+                                        (BatchNorm2d, (4, 3, 5, 2))])
+def test_batchnorm_matches_torch_with_running_statistics(cls, shape, rng, torch):
+    F = torch.nn.functional
+    c = shape[1]
+    gamma, beta = rng.normal(size=c), rng.normal(size=c)
+    layer = cls(c, eps=1e-4, momentum=0.2)
+    running = [torch.zeros(c, dtype=torch.float64), torch.ones(c, dtype=torch.float64)]
+    for step in range(3):
+        layer.training = step < 2   # two training steps, then evaluation
+        x = rng.normal(loc=2.0, scale=3.0, size=shape)
+        out = layer.forward(x, gamma, beta)
+        d_out = rng.normal(size=out.shape)
+        ours = layer.backward(d_out)
+        ref, grads = _torch_grads(torch, lambda xt, gt, bt: F.batch_norm(
+            xt, running[0], running[1], gt, bt, training=layer.training, momentum=0.2,
+            eps=1e-4), (x, gamma, beta), d_out)
+        _assert_close((out,) + tuple(ours), [ref] + grads)
+        _assert_close((layer.running_mean, layer.running_var),
+                      [running[0].numpy(), running[1].numpy()])
+
+
+def test_batchnorm_running_statistics_from_the_definition():
+    # PyTorch's convention, restated: r <- 0.9 r + 0.1 batch, unbiased variance.
+    x = np.array([[1.0, 10.0], [3.0, 10.0], [8.0, 13.0]])
+    bn = BatchNorm1d(2)
+    bn.forward(x, np.ones(2), np.zeros(2))
+    assert np.allclose(bn.running_mean, 0.1 * np.array([4.0, 11.0]))
+    unbiased = np.array([((1 - 4) ** 2 + (3 - 4) ** 2 + (8 - 4) ** 2) / 2, (1 + 1 + 4) / 2])
+    assert np.allclose(bn.running_var, 0.9 + 0.1 * unbiased)
+
+
+@pytest.mark.parametrize("shape, normalized", [((6, 5), 5), ((3, 4, 5), (4, 5)),
+                                               ((2, 3, 2, 4), (4,))])
+def test_layernorm_matches_torch(shape, normalized, rng, torch):
+    dims = (normalized,) if isinstance(normalized, int) else normalized
+    x, gamma, beta = (rng.normal(size=shape), rng.normal(size=dims), rng.normal(size=dims))
+    layer = LayerNorm(normalized, eps=1e-3)
+    out = layer.forward(x, gamma, beta)
+    d_out = rng.normal(size=shape)
+    ref, grads = _torch_grads(torch, lambda xt, gt, bt: torch.nn.functional.layer_norm(
+        xt, dims, gt, bt, eps=1e-3), (x, gamma, beta), d_out)
+    _assert_close((out,) + tuple(layer.backward(d_out)), [ref] + grads)
+
+
+@pytest.mark.parametrize("shape, axis", [((5, 7), 1), ((3, 4, 2), 1), ((3, 4, 2), 2),
+                                         ((4, 3), -1)])
+def test_softmax_matches_torch_even_for_huge_inputs(shape, axis, rng, torch):
+    x = rng.normal(scale=300.0, size=shape)   # exp would overflow without the shift
+    layer = Softmax(axis)
+    out = layer.forward(x)
+    d_out = rng.normal(size=shape)
+    ref, grads = _torch_grads(torch, lambda xt: torch.nn.functional.softmax(xt, dim=axis),
+                              (x,), d_out)
+    assert np.isfinite(out).all()
+    _assert_close((out, layer.backward(d_out)), [ref] + grads)
+
+
+def test_conv2d_im2col_formula_restated():
+    # A 1x1 input channel, a 2x2 kernel of ones, stride 1: each output sums a window.
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    out = Conv2D(1, 1, 2).forward(x, np.ones((1, 1, 2, 2)), np.array([0.5]))
+    assert np.array_equal(out[0, 0], [[0 + 1 + 3 + 4 + 0.5, 1 + 2 + 4 + 5 + 0.5],
+                                      [3 + 4 + 6 + 7 + 0.5, 4 + 5 + 7 + 8 + 0.5]])
+
+
+def test_float32_stays_float32_in_every_mode():
+    x = np.random.default_rng(0).normal(size=(4, 2, 6, 6)).astype(np.float32)
+    bn = BatchNorm2d(2)
+    one, zero = np.ones(2, np.float32), np.zeros(2, np.float32)
+    for training in (True, False):
+        bn.training = training
+        assert bn.forward(x, one, zero).dtype == np.float32
+        assert all(g.dtype == np.float32 for g in bn.backward(np.ones_like(x)))
+    conv = Conv2D(2, 3, 3, padding=1)
+    w, b = conv.init_params(np.random.default_rng(0), np.float32)
+    assert conv.forward(x, w, b).dtype == np.float32
+
+
+@pytest.mark.parametrize("make, match", [
+    (lambda: BatchNorm1d(0), "num_features"),
+    (lambda: BatchNorm2d(3, momentum=1.5), "momentum"),
+    (lambda: BatchNorm1d(3, eps=-1.0), "eps"),
+    (lambda: LayerNorm(()), "normalized_shape"),
+    (lambda: Conv2D(1, 2, 0), "kernel_size"),
+    (lambda: Conv2D(1, 2, 3, padding=-1), "padding"),
+    (lambda: Conv2D(1, 2, (3, 3, 3)), "kernel_size"),
+    (lambda: MaxPool2D(2, stride=0), "stride"),
+    (lambda: Unflatten(()), "shape"),
+])
+def test_bad_constructor_arguments_are_named(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("layer, args, match", [
+    (BatchNorm2d(3), ((2, 4, 5, 5), (3,), (3,)), "3 channels"),
+    (BatchNorm1d(3), ((1, 3), (3,), (3,)), "more than one value per channel"),
+    (BatchNorm1d(3), ((4, 3), (2,), (3,)), "gamma must have shape"),
+    (LayerNorm(4), ((4, 5), (4,), (4,)), "must end in"),
+    (Conv2D(2, 3, 3), ((1, 2, 2, 5), (3, 2, 3, 3), (3,)), "smaller than the kernel"),
+    (Conv2D(2, 3, 3), ((1, 1, 5, 5), (3, 2, 3, 3), (3,)), "2 channels"),
+    (Conv2D(2, 3, 3), ((1, 2, 5, 5), (3, 2, 2, 3), (3,)), "weight must have shape"),
+    (MaxPool2D(2), ((2, 3, 5),), "inputs"),
+    (Unflatten((2, 3)), ((4, 5),), "6 columns"),
+])
+def test_bad_inputs_are_refused_naming_the_argument(layer, args, match):
+    arrays = [np.ones(s) for s in args]
+    with pytest.raises(ValueError, match=match):
+        layer.forward(*arrays)

@@ -1,0 +1,177 @@
+"""CNNs built by Sequential from the image layers: gradients against PyTorch through a
+whole network, fit, bit-exact resume, model files, ONNX export, shapes and chunks."""
+
+import json
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.data import load_homework_digits
+from chainrule.io.sequential import sequential_from_state, sequential_state
+from conftest import torch_network_loss_and_grads
+
+
+def cnn(rng=0, dtype=np.float64, p=0.0):
+    """A small CNN on 8x8 one-channel images, every new layer in it."""
+    return cr.Sequential([
+        cr.Unflatten((1, 8, 8)), cr.Conv2D(1, 4, 3, padding=1), cr.BatchNorm2d(4), cr.ReLU(),
+        cr.MaxPool2D(2), cr.Conv2D(4, 6, 2, stride=2, padding=(1, 0)), cr.AvgPool2D(2, 1),
+        cr.Flatten(), cr.Affine(12, 16), cr.BatchNorm1d(16), cr.LayerNorm(16), cr.Tanh(),
+        cr.Dropout(p, rng=0), cr.Affine(16, 10)], rng=rng, dtype=dtype)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X_train, X_test, Y_train, Y_test = load_homework_digits()
+    return X_train / 16, X_test / 16, Y_train, Y_test
+
+
+def test_cnn_shapes_names_and_summary():
+    model = cnn()
+    assert model.n_features == 64 and model.n_outputs == 10
+    assert list(model.buffers) == ["running_mean2", "running_var2", "running_mean5",
+                                   "running_var5"]
+    assert model.params["W1"].shape == (4, 1, 3, 3) and model.params["W3"].shape == (6, 4, 2, 2)
+    text = model.summary()
+    # 8x8 -> conv pad 1 -> 8x8 -> pool 2 -> 4x4 -> conv 2 stride 2, pad (1, 0) -> 3x2
+    # -> avg pool 2 stride 1 -> 2x1: 6 * 2 * 1 = 12 features.
+    for expected in ("(N, 4, 8, 8)", "(N, 4, 4, 4)", "(N, 6, 3, 2)", "(N, 6, 2, 1)", "(N, 12)"):
+        assert expected in text
+    with pytest.raises(ValueError, match="expects 64"):
+        model.predict(np.ones((2, 63)))
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_cnn_gradients_match_torch(training, digits, torch):
+    X, _, Y, _ = digits
+    model = cnn(p=0.3)
+    cr.fit(model, X[:128], Y[:128], optimizer=cr.Adam(lr=1e-2), epochs=1, batch_size=32,
+           rng=0, progress=False)   # running statistics away from their start
+    loss, grads = model.loss_and_grads(X[:20], Y[:20], training=training)
+    ref_loss, ref_grads = torch_network_loss_and_grads(model, X[:20], Y[:20])
+    assert abs(loss - ref_loss) < 1e-12
+    for k in model.params:
+        # In training, b1 and b3 feed a batch normalisation: their gradient is 0 up to
+        # rounding (1e-15), so it is measured against a floor, not its own size.
+        error = np.max(np.abs(grads[k] - ref_grads[k]))
+        assert error <= 1e-10 * max(np.max(np.abs(ref_grads[k])), 1e-4), k
+
+
+def test_cnn_fit_learns_and_resumes_bit_identically(digits, tmp_path):
+    X, X_test, Y, Y_test = digits
+
+    def run(model, epochs, **kwargs):
+        return cr.fit(model, X, Y, optimizer=cr.Adam(lr=3e-3), epochs=epochs, batch_size=64,
+                      rng=0, progress=False, **kwargs)
+
+    full = cnn(p=0.2)
+    run(full, 4)
+    assert cr.evaluate(full, X_test, Y_test)["accuracy"] > 0.5   # chance is 0.1
+    ckpt = tmp_path / "run.npz"
+    run(cnn(p=0.2), 2, checkpoint=ckpt)
+    resumed = cnn(p=0.2)
+    run(resumed, 4, checkpoint=ckpt, resume=True)
+    for k in full.params:
+        assert np.array_equal(full.params[k], resumed.params[k]), k
+    for k in full.buffers:
+        assert np.array_equal(full.buffers[k], resumed.buffers[k]), k
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cnn_model_file_round_trip(dtype, digits, tmp_path):
+    X, X_test, Y, _ = digits
+    model = cnn(dtype=dtype, p=0.1)
+    cr.fit(model, X, Y, optimizer=cr.Adam(lr=3e-3), epochs=1, batch_size=64, rng=0,
+           progress=False)
+    cr.io.save(model, tmp_path / "cnn.npz")
+    loaded = cr.io.load(tmp_path / "cnn.npz")
+    assert [repr(layer) for layer, _ in loaded.layers] == [repr(la) for la, _ in model.layers]
+    assert loaded.dtype == dtype
+    for k in model.buffers:
+        assert np.array_equal(loaded.buffers[k], model.buffers[k]), k
+    assert np.array_equal(loaded.predict(X_test), model.predict(X_test))
+
+
+def test_a_model_file_whose_conv_arrays_do_not_match_its_config_is_refused():
+    state, arrays = sequential_state(cnn())
+    config = json.loads(json.dumps(state["config"]))
+    assert sequential_from_state(config, arrays).params["W1"].shape == (4, 1, 3, 3)
+    config["layers"][1]["config"]["kernel_size"] = [2, 2]   # W1 is still 3x3
+    with pytest.raises(ValueError, match="W1"):
+        sequential_from_state(config, arrays)
+
+
+def test_inference_chunks_count_the_im2col_matrix(digits):
+    X, X_test, _, _ = digits
+    model = cnn()
+    rows = model.chunk_rows()
+    # Per row: the outputs of the 14 layers and their input, plus conv1's im2col matrix
+    # (8 * 8 positions x 1 * 3 * 3) and conv2's (3 * 2 positions x 4 * 2 * 2).
+    per_row = (64 + 64 + 4 * 64 * 3 + 4 * 16 + 6 * 6 + 12 * 2 + 16 * 4 + 16 + 10
+               + 64 * 9 + 6 * 16)
+    assert rows == cr.models.ACTIVATION_BUDGET // (per_row * 8)
+    cr.models.ACTIVATION_BUDGET, budget = 30 * per_row * 8, cr.models.ACTIVATION_BUDGET
+    try:
+        assert model.chunk_rows() == 30
+        chunked = model.infer(X_test)
+    finally:
+        cr.models.ACTIVATION_BUDGET = budget
+    assert np.allclose(chunked, model.forward(X_test), rtol=0, atol=1e-12)
+
+
+def test_onnx_export_of_a_cnn_agrees_with_onnxruntime(digits, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    X, X_test, Y, _ = digits
+    model = cnn(dtype=np.float32, p=0.3)
+    cr.fit(model, X, Y, optimizer=cr.Adam(lr=3e-3), epochs=2, batch_size=64, rng=0,
+           progress=False)
+    cr.io.export_onnx(model, tmp_path / "cnn.onnx")
+    session = ort.InferenceSession(str(tmp_path / "cnn.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    label, proba, logits = session.run(None, {"X": X_test.astype(np.float32)})
+    assert np.max(np.abs(logits - model.forward(X_test))) < 1e-5
+    assert np.max(np.abs(proba - model.predict_proba(X_test))) < 1e-5
+    assert np.array_equal(label, model.predict_classes(X_test))
+    onnx = pytest.importorskip("onnx")
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "cnn.onnx")).graph.node}
+    assert {"Reshape", "Conv", "BatchNormalization", "MaxPool", "AveragePool", "Flatten",
+            "LayerNormalization"} <= ops
+
+
+def test_onnx_softmax_layer_and_layernorm_opset(tmp_path):
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    model = cr.Sequential([cr.Affine(5, 4), cr.Softmax(), cr.LayerNorm(4), cr.Affine(4, 3)],
+                          rng=0, dtype=np.float32)
+    X = np.random.default_rng(0).normal(size=(7, 5)).astype(np.float32)
+    cr.io.export_onnx(model, tmp_path / "m.onnx")
+    out = ort.InferenceSession(str(tmp_path / "m.onnx")).run(["logits"], {"X": X})[0]
+    assert np.max(np.abs(out - model.forward(X))) < 1e-5
+    with pytest.raises(ValueError, match="opset must be at least 17"):
+        cr.io.export_onnx(model, tmp_path / "old.onnx", opset=16)
+    assert not (tmp_path / "old.onnx").exists()
+
+
+def test_a_custom_layer_named_like_a_built_in_one_stays_custom():
+    # tests/student_layers.py has its own BatchNorm1d (biased running variance): a
+    # file holding it must not come back as the library's layer.
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from student_layers import BatchNorm1d as StudentBatchNorm
+
+    model = cr.Sequential([cr.Affine(3, 4), StudentBatchNorm(4), cr.Affine(4, 2)], rng=0)
+    state, arrays = sequential_state(model)
+    assert [spec["builtin"] for spec in state["config"]["layers"]] == [True, False, True]
+    with pytest.raises(ValueError, match="custom_layers"):
+        sequential_from_state(state["config"], arrays)
+    # A file written before the entries said "builtin": only the first seven built-in
+    # names are taken as built in.
+    for spec in state["config"]["layers"]:
+        del spec["builtin"]
+    with pytest.raises(ValueError, match="custom_layers"):
+        sequential_from_state(state["config"], arrays)
+    again = sequential_from_state(state["config"], arrays,
+                                  custom_layers={"BatchNorm1d": StudentBatchNorm})
+    assert type(again.layers[1][0]) is StudentBatchNorm
