@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._architectures import add_cnn_arguments, build_model, check_cnn_flags, describe_cnn
 from ._common import (
     TRAIN_EXIT_STATUS,
     USER_ERRORS,
@@ -98,8 +99,9 @@ def _add_train_model_arguments(tr) -> None:
                     help="auto (default): regression when the labels are decimal numbers "
                          f"with more than {AUTO_REGRESSION_MIN_DISTINCT} distinct values, "
                          "else classification; regression trains on the squared error")
-    tr.add_argument("--model", choices=["mlp", "logreg"], default="mlp",
-                    help="mlp (default) or logreg (one affine layer, zero initial weights)")
+    tr.add_argument("--model", choices=["mlp", "logreg", "cnn"], default="mlp", help="mlp "
+                    "(default), logreg (one affine layer, zero initial weights) or cnn")
+    add_cnn_arguments(tr)
     tr.add_argument("--hidden", type=_hidden_sizes, default=d["hidden"], metavar="SIZES",
                     help="hidden layer sizes, comma-separated (default %(default)s)")
     tr.add_argument("--activation", choices=["relu", "leaky_relu", "tanh", "sigmoid"],
@@ -267,6 +269,7 @@ def _check_train_values(args) -> None:
         raise UsageError("--momentum applies to --optimizer sgd only")
     if args.model == "logreg" and args.dropout:
         raise UsageError("--dropout applies to --model mlp (logreg has no hidden layer)")
+    check_cnn_flags(args)
     _check_with_the_library(args)
 
 
@@ -377,19 +380,6 @@ def _schedule(args, n_rows) -> _Schedule:
 
 # -- train: model, optimizer, fit ---------------------------------------------------
 
-def _build_model(args, n_features, n_outputs, task, gen):
-    from ..models import MLP
-
-    dtype = np.dtype(args.dtype)
-    loss = "mse" if task == "regression" else "cross_entropy"
-    if args.model == "logreg":
-        return MLP([n_features, n_outputs], init=args.init or "zeros", rng=gen, dtype=dtype,
-                   loss=loss)
-    return MLP([n_features, *args.hidden, n_outputs], activation=args.activation,
-               dropout=args.dropout, init=args.init or "xavier", rng=gen, dtype=dtype,
-               loss=loss)
-
-
 def _build_optimizer(args, n_rows, plan: _Schedule):
     """The optimizer, its learning rate a cosine schedule over all steps if asked."""
     from functools import partial
@@ -411,11 +401,11 @@ def _print_setup(args, data: TrainData, model, optimizer, plan: _Schedule) -> No
           f"{data.X_test.shape[0]} test rows, {D} features, {what}"
           f"{', standardised' if args.standardize else ''}")
     print(f"task: {data.task} ({data.why})")
-    hidden = [] if args.model == "logreg" else args.hidden
     stopping = (f", early stopping after {plan.patience} epochs without a better val_loss"
                 if plan.patience else "")
-    print(f"model: {args.model} {[D, *hidden, K]}"
-          f"{f' {args.activation}' if args.model == 'mlp' else ''}"
+    arch = describe_cnn(args, D, K) if args.model == "cnn" else f"logreg {[D, K]}" if \
+        args.model == "logreg" else f"mlp {[D, *args.hidden, K]} {args.activation}"
+    print(f"model: {arch}"
           f"{f', dropout {args.dropout}' if args.dropout else ''}, "
           f"{model.num_parameters():,} parameters; {optimizer!r}"
           f"{', cosine schedule' if args.lr_schedule == 'cosine' else ''}, batch size "
@@ -500,7 +490,7 @@ def _write_plots(folder, model, history, data: TrainData) -> None:
         written.append(os.path.join(folder, "confusion_matrix.png"))
         plot_confusion_matrix([names[k] for k in data.y_test], [names[k] for k in pred],
                               labels=names, path=written[-1])
-    if model.n_features in KNOWN_IMAGE_SHAPES:
+    if model.n_features in KNOWN_IMAGE_SHAPES and model.layers[0][1]:  # an Affine first
         written.append(os.path.join(folder, "first_layer_weights.png"))
         plot_first_layer_weights(model, path=written[-1])
     print("wrote " + ", ".join(written))
@@ -568,7 +558,7 @@ def _cmd_train(args) -> int:
     plan = _schedule(args, data.X_train.shape[0])
     # One generator for the weights, dropout, shuffling and the validation split.
     gen = np.random.default_rng(args.seed)
-    model = _build_model(args, data.X_train.shape[1], data.n_outputs, data.task, gen)
+    model = build_model(args, data.X_train.shape[1], data.n_outputs, data.task, gen)
     optimizer = _build_optimizer(args, data.X_train.shape[0], plan)
     _print_setup(args, data, model, optimizer, plan)
     printer = _EpochPrinter(show=not (args.quiet or bar))

@@ -1,0 +1,119 @@
+"""The networks ``chainrule train`` builds (``--model mlp``, ``logreg``, ``cnn``).
+
+``--model cnn`` is a small convolutional network for square one-channel images
+(scikit-learn's 8x8 digits, 28x28 MNIST-style IDX files).
+
+The network normalises its own inputs with a :class:`~chainrule.normalization.BatchNorm2d`
+over the one channel, so the data is fed raw (no standardisation to fold into a first
+Affine layer) and a saved model takes raw pixels. Then, for each ``--channels`` entry,
+a 3x3 convolution (padding 1), the ``--activation`` and a 2x2 max-pool; then the
+``--hidden`` Affine layers with ``--dropout``, and the output layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+
+from ._common import UsageError
+
+__all__ = ["build_model", "add_cnn_arguments", "build_cnn", "check_cnn_flags", "describe_cnn",
+           "DEFAULT_CHANNELS"]
+
+#: Output channels of the convolutions of ``--model cnn``.
+DEFAULT_CHANNELS = [16, 32]
+
+
+def _channels(text):
+    """``"16,32"`` -> ``[16, 32]`` (argparse type)."""
+    try:
+        sizes = [int(s) for s in text.split(",")]
+    except ValueError:
+        sizes = []
+    if not sizes or any(s < 1 for s in sizes):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive integers such as 16,32, got {text!r}")
+    return sizes
+
+
+def build_model(args, n_features, n_outputs, task, gen):
+    """The network the flags describe, its loss chosen by ``task``."""
+    from ..models import MLP
+
+    dtype = np.dtype(args.dtype)
+    loss = "mse" if task == "regression" else "cross_entropy"
+    if args.model == "cnn":
+        return build_cnn(args, n_features, n_outputs, loss, gen)
+    if args.model == "logreg":
+        return MLP([n_features, n_outputs], init=args.init or "zeros", rng=gen, dtype=dtype,
+                   loss=loss)
+    return MLP([n_features, *args.hidden, n_outputs], activation=args.activation,
+               dropout=args.dropout, init=args.init or "xavier", rng=gen, dtype=dtype,
+               loss=loss)
+
+
+def add_cnn_arguments(tr) -> None:
+    """The flags only ``--model cnn`` reads."""
+    tr.add_argument("--channels", type=_channels, default=DEFAULT_CHANNELS, metavar="SIZES",
+                    help="--model cnn: output channels of its 3x3 convolutions, each followed "
+                         "by the activation and a 2x2 max-pool (default 16,32)")
+
+
+def image_side(n_features: int) -> int:
+    """The side of a square one-channel image of ``n_features`` pixels."""
+    side = math.isqrt(n_features)
+    if side * side != n_features:
+        raise UsageError(f"--model cnn takes square one-channel images, but the rows have "
+                         f"{n_features} features, which is not a square number")
+    return side
+
+
+def check_cnn_flags(args) -> None:
+    """Usage errors of ``--model cnn``; it feeds the network raw pixels (its first layer
+    normalises them), so standardisation is off."""
+    if args.model != "cnn":
+        return
+    if args.init is not None:
+        raise UsageError("--init applies to --model mlp and logreg (a cnn starts as "
+                         "PyTorch's layers do)")
+    args.standardize = False
+
+
+def build_cnn(args, n_features: int, n_outputs: int, loss: str, gen):
+    """The network of ``--model cnn`` for rows of ``n_features`` pixels."""
+    from ..conv import Conv2D, Flatten, MaxPool2D, Unflatten
+    from ..layers import Affine, Dropout
+    from ..models import ACTIVATIONS, Sequential
+    from ..normalization import BatchNorm2d
+
+    side = image_side(n_features)
+    layers: list = [Unflatten((1, side, side)), BatchNorm2d(1)]
+    c_in = 1
+    for c_out in args.channels:
+        if side < 2:
+            raise UsageError(f"--channels {','.join(map(str, args.channels))}: the images "
+                             f"({image_side(n_features)}x{image_side(n_features)}) are too "
+                             f"small for {len(args.channels)} 2x2 poolings")
+        layers += [Conv2D(c_in, c_out, 3, padding=1), ACTIVATIONS[args.activation](),
+                   MaxPool2D(2)]
+        side, c_in = side // 2, c_out
+    layers.append(Flatten())
+    width = c_in * side * side
+    if args.dropout:
+        layers.append(Dropout(args.dropout, rng=gen))
+    for hidden in args.hidden:
+        layers += [Affine(width, hidden), ACTIVATIONS[args.activation]()]
+        if args.dropout:
+            layers.append(Dropout(args.dropout, rng=gen))
+        width = hidden
+    layers.append(Affine(width, n_outputs))
+    return Sequential(layers, loss=loss, rng=gen, dtype=np.dtype(args.dtype))
+
+
+def describe_cnn(args, n_features: int, n_outputs: int) -> str:
+    """The ``model:`` line's architecture, e.g. ``cnn 1x8x8 conv[16, 32] dense[128] 10``."""
+    side = image_side(n_features)
+    return (f"cnn 1x{side}x{side} conv{args.channels} dense{args.hidden} {n_outputs} "
+            f"{args.activation}")

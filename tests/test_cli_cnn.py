@@ -1,0 +1,88 @@
+"""``chainrule train --model cnn`` on the digits (8x8) and on MNIST-style IDX files
+(28x28): it trains, saves a model that takes raw pixels, and refuses what it cannot do."""
+
+import struct
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.cli import main
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write_idx(path, arr):
+    """IDX from its specification: 0x0000, type code 0x08 (ubyte), ndim, big-endian dims."""
+    arr = np.asarray(arr, dtype=np.uint8)
+    header = struct.pack(">HBB", 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    path.write_bytes(header + arr.tobytes())
+    return path
+
+
+@pytest.mark.slow
+def test_train_cnn_on_the_digits_saves_a_model_for_raw_pixels(tmp_path, capsys):
+    path = tmp_path / "cnn.npz"
+    code, out, err = run(capsys, "train", "--model", "cnn", "--channels", "8,16", "--hidden",
+                         "32", "--epochs", "6", "--save", path, "--quiet")
+    assert code == 0, err
+    assert "model: cnn 1x8x8 conv[8, 16] dense[32] 10 relu" in out
+    correct = int(out.split("test accuracy = ")[1].split("(")[1].split("/")[0])
+    assert correct > 0.8 * 450   # chance is 0.1
+    model = cr.io.load(path)
+    assert [type(layer).__name__ for layer, _ in model.layers][:4] == [
+        "Unflatten", "BatchNorm2d", "Conv2D", "ReLU"]
+    # The file takes the raw pixels (0..16): the command fed them unstandardised.
+    X_train, X_test, Y_train, Y_test = cr.data.load_homework_digits()
+    assert np.sum(model.predict_classes(X_test) == Y_test.argmax(axis=1)) == correct
+
+
+@pytest.mark.slow
+def test_train_cnn_on_28x28_idx_files(tmp_path, capsys):
+    # Two classes a CNN tells apart by where the bright square is.
+    rng = np.random.default_rng(0)
+    y = np.arange(80) % 2
+    pics = rng.integers(0, 60, size=(80, 28, 28))
+    pics[y == 0, 4:12, 4:12] += 180
+    pics[y == 1, 16:24, 16:24] += 180
+    write_idx(tmp_path / "train-images-idx3-ubyte", pics[:60])
+    write_idx(tmp_path / "train-labels-idx1-ubyte", y[:60])
+    write_idx(tmp_path / "t10k-images-idx3-ubyte", pics[60:])
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte", y[60:])
+    code, out, err = run(capsys, "train", "--model", "cnn", "--channels", "4",
+                         "--hidden", "8", "--data", tmp_path / "train-images-idx3-ubyte",
+                         "--test-data", tmp_path / "t10k-images-idx3-ubyte",
+                         "--epochs", "8", "--quiet")
+    assert code == 0, err
+    assert "model: cnn 1x28x28 conv[4] dense[8] 2 relu" in out
+    assert "test accuracy = 1.0000 (20/20)" in out
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["--model", "cnn", "--init", "he"], "--init applies to --model mlp"),
+    (["--model", "cnn", "--channels", "2,2,2,2"], "too small for 4 2x2 poolings"),
+])
+def test_train_cnn_usage_errors(argv, fragment, capsys):
+    code, out, err = run(capsys, "train", *argv, "--epochs", "1", "--quiet")
+    assert code == 2, (out, err)
+    assert fragment in err
+
+
+def test_train_cnn_channels_must_be_positive_integers(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--model", "cnn", "--channels", "4,0"])
+    assert exit_info.value.code == 2
+    assert "--channels: expected comma-separated positive integers" in capsys.readouterr().err
+
+
+def test_train_cnn_refuses_rows_that_are_not_square_images(tmp_path, capsys):
+    X = np.random.default_rng(0).normal(size=(40, 10))
+    np.savez(tmp_path / "d.npz", X=X, y=np.arange(40) % 2)
+    code, out, err = run(capsys, "train", "--model", "cnn", "--data", tmp_path / "d.npz",
+                         "--epochs", "1", "--quiet")
+    assert code == 2, (out, err)
+    assert "10 features, which is not a square number" in err
