@@ -5,7 +5,9 @@ PyTorch and ONNX do. Its forward and backward passes are one matrix product each
 im2col copies every ``kH x kW`` window of the (padded) input into a row of a matrix,
 through a strided view (:func:`numpy.lib.stride_tricks.sliding_window_view`), so no
 Python loop runs over pixels; col2im adds the window gradients back with one
-vectorised addition per kernel offset (``kH * kW`` of them). :class:`MaxPool2D` routes
+vectorised addition per kernel offset (``kH * kW`` of them). The product is stacked
+over the batch (``np.matmul`` of ``(C_out, C_in kH kW)`` by ``(N, C_in kH kW, Ho Wo)``),
+so that it comes out in NCHW without a transposing copy. :class:`MaxPool2D` routes
 the gradient of a window to one input, the first maximum in row-major order, as
 PyTorch does with ties; :class:`AvgPool2D` spreads it evenly.
 
@@ -55,14 +57,20 @@ def _windows(x, kernel, stride):
     return view[:, :, ::stride[0], ::stride[1]]
 
 
+def _tap(i, j, stride, out_hw):
+    """The index of the inputs at kernel offset ``(i, j)`` of every window: a strided
+    ``(N, C, Ho, Wo)`` slice."""
+    (sh, sw), (ho, wo) = stride, out_hw
+    return (slice(None), slice(None), slice(i, i + sh * (ho - 1) + 1, sh),
+            slice(j, j + sw * (wo - 1) + 1, sw))
+
+
 def _add_windows(dx, d_windows, kernel, stride, out_hw):
-    """col2im: ``dx[..., i + s*p, j + s*q] += d_windows[:, :, p, q, i, j]``, one
+    """col2im: ``dx[..., i + s*p, j + s*q] += d_windows[:, :, i, j, p, q]``, one
     vectorised addition per kernel offset ``(i, j)``; overlapping windows add up."""
-    (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_hw
-    for i in range(kh):
-        for j in range(kw):
-            dx[:, :, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += \
-                d_windows[:, :, :, :, i, j]
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            dx[_tap(i, j, stride, out_hw)] += d_windows[:, :, i, j]
 
 
 def _check_images(inputs, name="inputs"):
@@ -152,33 +160,39 @@ class Conv2D(Layer):
         return inputs, weight, bias
 
     def forward(self, inputs, weight, bias):
-        """im2col, then one matrix product: ``cols (N Ho Wo, C_in kH kW) @ W^T``."""
+        """im2col, then one matrix product stacked over the batch:
+        ``W (C_out, C_in kH kW) @ cols (N, C_in kH kW, Ho Wo)``, which is already NCHW."""
         if self.validate:
             inputs, weight, bias = self._check(inputs, weight, bias)
-        n, c = inputs.shape[:2]
+        n = inputs.shape[0]
         (ph, pw) = self.padding
         padded = np.pad(inputs, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else inputs
         windows = _windows(padded, self.kernel_size, self.stride)
         ho, wo = windows.shape[2:4]
-        # The one copy of the input: each window becomes a row (channels, then kernel).
-        cols = windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, -1)
-        out = cols @ weight.reshape(self.out_channels, -1).T
-        out += bias
+        # The one copy of the input: column p of cols[n] is window p (channels, then
+        # kernel rows and columns), so that the product comes out as (C_out, Ho Wo).
+        cols = windows.transpose(0, 1, 4, 5, 2, 3).reshape(n, -1, ho * wo)
+        out = np.matmul(weight.reshape(self.out_channels, -1), cols)
+        out += bias[:, None]
         self.cache = (cols, weight, padded.shape, (ho, wo))
-        return np.ascontiguousarray(out.reshape(n, ho, wo, -1).transpose(0, 3, 1, 2))
+        return out.reshape(n, self.out_channels, ho, wo)
 
     def backward(self, d_out):
-        """``dW = dY^T cols`` and ``db = sum dY`` (dY: d_out as rows ``(N Ho Wo,
-        C_out)``); ``dX`` is col2im of ``dY W``, cropped back from the padding."""
+        """With ``dY`` = d_out as ``(N, C_out, Ho Wo)``: ``dW = sum_n dY[n] cols[n]^T``
+        (one product over all positions),
+        ``db = sum dY`` over N, H, W, and ``dX`` = col2im of ``W^T dY``, cropped back
+        from the padding."""
         cols, weight, padded_shape, (ho, wo) = self.cache if self.cache is not None \
             else (None, None, (0, 0), (0, 0))
         d_out = self._check_d_out(d_out, (padded_shape[0], self.out_channels, ho, wo))
-        d_rows = d_out.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)
-        d_weight = (d_rows.T @ cols).reshape(weight.shape)
-        d_bias = d_rows.sum(axis=0)
         n, c = padded_shape[:2]
-        d_cols = (d_rows @ weight.reshape(self.out_channels, -1)).reshape(
-            n, ho, wo, c, *self.kernel_size).transpose(0, 3, 1, 2, 4, 5)
+        d_rows = d_out.reshape(n, self.out_channels, ho * wo)
+        # One product over all N Ho Wo positions (2x faster than summing N products).
+        d_weight = (d_rows.transpose(1, 0, 2).reshape(self.out_channels, -1)
+                    @ cols.transpose(1, 0, 2).reshape(cols.shape[1], -1).T).reshape(weight.shape)
+        d_bias = d_rows.sum(axis=(0, 2))
+        d_cols = np.matmul(weight.reshape(self.out_channels, -1).T, d_rows).reshape(
+            n, c, *self.kernel_size, ho, wo)
         d_padded = np.zeros(padded_shape, dtype=d_cols.dtype)
         _add_windows(d_padded, d_cols, self.kernel_size, self.stride, (ho, wo))
         (ph, pw) = self.padding
@@ -237,10 +251,16 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, inputs):
         inputs, windows = self._windows_of(inputs)
-        flat = windows.reshape(windows.shape[:4] + (-1,))
-        # argmax picks the first maximum in row-major order: PyTorch's choice for ties.
-        index = flat.argmax(axis=-1)
-        out = np.take_along_axis(flat, index[..., None], axis=-1)[..., 0]
+        kh, kw = self.kernel_size
+        out_hw = windows.shape[2:4]
+        out = inputs[_tap(0, 0, self.stride, out_hw)].copy()
+        index = np.zeros(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
+        # Kernel offsets in row-major order, replacing the maximum only when strictly
+        # larger: a tie stays with the first, PyTorch's choice.
+        for offset in range(1, kh * kw):
+            tap = inputs[_tap(*divmod(offset, kw), self.stride, out_hw)]
+            np.copyto(index, offset, where=tap > out)
+            np.maximum(out, tap, out=out)
         self.cache = (index, inputs.shape)
         return out
 
@@ -250,10 +270,9 @@ class MaxPool2D(_Pool2D):
         d_out = self._check_d_out(d_out, index.shape)
         kh, kw = self.kernel_size
         d_inputs = np.zeros(in_shape, dtype=d_out.dtype)
-        offsets = np.arange(kh * kw).reshape(kh, kw)
-        d_windows = np.where(index[..., None, None] == offsets, d_out[..., None, None], 0)
-        _add_windows(d_inputs, d_windows.astype(d_out.dtype, copy=False), self.kernel_size,
-                     self.stride, index.shape[2:])
+        for offset in range(kh * kw):
+            d_inputs[_tap(*divmod(offset, kw), self.stride, index.shape[2:])] += np.where(
+                index == offset, d_out, d_out.dtype.type(0))
         return d_inputs
 
 
@@ -279,7 +298,8 @@ class AvgPool2D(_Pool2D):
         d_out = self._check_d_out(d_out, () if in_shape is None else in_shape[:2] + out_hw)
         d_inputs = np.zeros(in_shape, dtype=d_out.dtype)
         share = d_out / d_out.dtype.type(kh * kw)
-        d_windows = np.broadcast_to(share[..., None, None], share.shape + (kh, kw))
+        d_windows = np.broadcast_to(share[:, :, None, None], share.shape[:2] + (kh, kw)
+                                    + share.shape[2:])
         _add_windows(d_inputs, d_windows, self.kernel_size, self.stride, out_hw)
         return d_inputs
 
