@@ -179,7 +179,7 @@ class Conv2D(Layer):
 
     def backward(self, d_out):
         """With ``dY`` = d_out as ``(N, C_out, Ho Wo)``: ``dW = sum_n dY[n] cols[n]^T``
-        (one product over all positions),
+        (one product over all positions; it copies ``cols`` once, transposed),
         ``db = sum dY`` over N, H, W, and ``dX`` = col2im of ``W^T dY``, cropped back
         from the padding."""
         cols, weight, padded_shape, (ho, wo) = self.cache if self.cache is not None \
