@@ -42,6 +42,11 @@ def test_cnn_shapes_names_and_summary():
         model.predict(np.ones((2, 63)))
 
 
+def test_a_network_starting_with_a_convolution_asks_for_unflatten():
+    with pytest.raises(ValueError, match=r"start it with Unflatten\(\(C, H, W\)\)"):
+        cr.Sequential([cr.Conv2D(1, 4, 3), cr.Flatten(), cr.Affine(4 * 6 * 6, 10)], rng=0)
+
+
 @pytest.mark.parametrize("training", [True, False])
 def test_cnn_gradients_match_torch(training, digits, torch):
     X, _, Y, _ = digits

@@ -107,6 +107,11 @@ class Network:
                 raise ValueError(f"layer {i} ({layer!r}) uses parameters {missing} that are "
                                  f"not in params")
         loss.validate = False
+        first, first_names = self.layers[0]
+        if getattr(first, "in_features", None) is None and first_names and \
+                np.ndim(params[first_names[0]]) > 2:
+            raise ValueError(f"layers[0] ({first!r}) takes images, but a network takes one "
+                             f"row per sample: start it with Unflatten((C, H, W))")
         self._buffer_slots, self.buffers = buffer_slots(self.layers, buffers)
         if set(self.buffers) & set(params):
             raise ValueError(f"buffer names {sorted(set(self.buffers) & set(params))} are "
