@@ -96,6 +96,37 @@ def check_one_hot(labels: np.ndarray, name: str = "labels") -> None:
                          f"row {int(bad_rows[0])} is {labels[bad_rows[0]].tolist()}")
 
 
+def is_class_indices(labels) -> bool:
+    """Whether ``labels`` is a 1-D array (or sequence) of integers: class indices, the
+    form ``torch.nn.CrossEntropyLoss`` takes, rather than one-hot rows."""
+    if isinstance(labels, (str, bytes)) or labels is None:
+        return False
+    arr = labels if isinstance(labels, np.ndarray) else np.asarray(labels)
+    return arr.ndim == 1 and arr.dtype.kind in "iu"
+
+
+def check_class_indices(labels, n_classes: int | None, name: str = "labels", *,
+                        n: int | None = None) -> np.ndarray:
+    """Return 1-D integer ``labels`` as an ``intp`` array after checking that every
+    entry is a class index in ``[0, n_classes)`` (``>= 0`` when ``n_classes`` is None)
+    and, when ``n`` is given, that there is one per row."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} as class indices must be a 1-D integer array, got dtype "
+                        f"{arr.dtype} and shape {shape_str(arr.shape)}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} must hold one class index per row ({n}), got "
+                         f"{shape_str(arr.shape)}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {shape_str(arr.shape)}")
+    low, high = int(arr.min()), int(arr.max())
+    if low < 0 or (n_classes is not None and high >= n_classes):
+        expected = f"[0, {n_classes - 1}]" if n_classes is not None else ">= 0"
+        raise ValueError(f"{name} must be class indices in {expected}, got values in "
+                         f"[{low}, {high}]")
+    return arr.astype(np.intp, copy=False)
+
+
 def check_same_rows(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"{name_a} and {name_b} must have the same number of rows, got "

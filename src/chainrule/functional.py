@@ -69,6 +69,12 @@ def softmax(x, axis: int = -1) -> np.ndarray:
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
+def row_classes(Y: np.ndarray) -> np.ndarray:
+    """The class of each row: ``Y`` itself for (N,) class indices, else the column of
+    each one-hot row's 1."""
+    return Y if Y.ndim == 1 else Y.argmax(axis=1)
+
+
 def one_hot(labels, num_classes: int | None = None, dtype=np.float64) -> np.ndarray:
     """Encode integer class labels ``0 .. num_classes-1`` as one-hot rows.
 

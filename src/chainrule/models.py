@@ -13,15 +13,18 @@ import numbers
 
 import numpy as np
 
+from ._threads import blas_threads, largest_product_flops
 from ._validation import (
     as_float_array,
     as_sparse_float,
     check_choice,
+    check_class_indices,
     check_in_interval,
     check_positive_float,
     check_positive_int,
     check_rng,
     check_sample_weight,
+    is_class_indices,
     is_sparse,
     shape_str,
 )
@@ -131,8 +134,11 @@ class Network:
     def check_XY(self, X, Y):
         """``(X, Y)`` as arrays of the model's dtype, after checking they match the model
         (features, outputs, one row of ``Y`` per row of ``X``, one-hot rows for a
-        classifier: whatever the loss's ``check_targets`` accepts)."""
+        classifier: whatever the loss's ``check_targets`` accepts), or for a classifier
+        (N,) integer class indices, returned as ``intp`` (never expanded to one-hot)."""
         X = self.check_X(X)
+        if isinstance(self.loss, CategoricalCrossEntropy) and is_class_indices(Y):
+            return X, check_class_indices(Y, self.n_outputs, "Y", n=X.shape[0])
         Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype)
         if Y.shape != (X.shape[0], self.n_outputs):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.n_outputs}) (one row per "
@@ -146,8 +152,14 @@ class Network:
         """Run every layer on ``X`` and return the last layer's output (the logits).
 
         Shape: X (N, D) -> (N, K).
+
+        Unless ``checked`` (then the caller, e.g. ``fit``, chose), the BLAS threads are
+        chosen for this call from the matrix sizes (:mod:`chainrule._threads`).
         """
-        X = X if checked else self.check_X(X)
+        if not checked:
+            X = self.check_X(X)
+            with blas_threads(None, largest_product_flops(X.shape[0], self.params)):
+                return self.forward(X, training, checked=True)
         for step in self.walk(X, training, checked=True):
             out = step[-1]
         return out

@@ -156,7 +156,9 @@ def _gradient_check(model, X, Y, random) -> SanityCheckResult:
     probe = _copy_without_dropout(model)
     probe.params = {k: v.astype(np.float64) for k, v in probe.params.items()}
     result = check_gradients(probe, X[grad_rows].astype(np.float64),
-                             Y[grad_rows].astype(np.float64), sample=8, rng=random)
+                             # class indices stay integers
+                             Y[grad_rows].astype(np.float64 if Y.ndim == 2 else Y.dtype),
+                             sample=8, rng=random)
     return SanityCheckResult(
         "gradient check", bool(result.worst < 1e-6), result.worst, "< 1e-06",
         f"worst in {result.worst_name}; central differences, eps 1e-6, float64, "
@@ -172,8 +174,9 @@ def sanity_check(model, X, Y, *, rng=None) -> SanityReport:
         Left unchanged: every check works on a deep copy.
     X : array_like, shape (N, D)
         Training inputs, prepared as they will be for training (standardised, ...).
-    Y : array_like, shape (N, K)
-        One-hot labels (or regression targets: the ln K check is then left out).
+    Y : array_like, shape (N, K) or (N,)
+        One-hot labels or integer class indices (or regression targets: the ln K check
+        is then left out).
     rng : None, int or numpy.random.Generator
         Chooses the subset of rows (at most 20) and the parameter entries checked.
 
@@ -199,7 +202,7 @@ def sanity_check(model, X, Y, *, rng=None) -> SanityReport:
     initial = _copy_without_dropout(model)
     checks = []
     if is_classifier:
-        checks.append(_initial_loss_check(evaluate(initial, X, Y)["loss"], Y.shape[1]))
+        checks.append(_initial_loss_check(evaluate(initial, X, Y)["loss"], model.n_outputs))
     rows = np.sort(random.choice(X.shape[0], size=min(_SUBSET_ROWS, X.shape[0]),
                                  replace=False))
     checks += _subset_checks(model, initial, X[rows], Y[rows], is_classifier)

@@ -18,18 +18,16 @@ as one linear loop of named steps, in the spirit of nanoGPT's ``train.py``::
 
 With ``batch_size=None`` (the default) each epoch is one full-batch gradient step,
 exactly the homework's ``model.step``: plain ``SGD`` reproduces its losses bit for bit.
-
 What each History value means is written down once, in :class:`History`.
 
 Row permutations and the ``validation_fraction`` split come from ``rng``, Dropout
 masks from the model's own generator: same model, data and ``rng``, same bits.
 
-Checkpoints and Ctrl-C
-----------------------
 ``checkpoint=path`` writes the state of the run after every epoch and ``resume=True``
 continues it bit for bit (:mod:`chainrule.checkpoint`). Ctrl-C discards the running
 epoch, restores (and checkpoints) the last completed one and returns the History with
-``stop_reason == "interrupted"``.
+``stop_reason == "interrupted"``. The BLAS thread count is set once per run
+(:mod:`chainrule._threads`).
 """
 
 from __future__ import annotations
@@ -43,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from ._threads import blas_threads, check_threads, largest_product_flops
 from ._validation import (
     check_in_interval,
     check_positive_float,
@@ -62,6 +61,7 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .data import batch_indices, split_rows
+from .functional import row_classes
 from .history import EarlyStopping, EarlyStoppingState, History
 from .layers import Affine, ReLU
 from .losses import CategoricalCrossEntropy, l2_penalty
@@ -98,7 +98,7 @@ def _evaluate_checked(model, X, Y) -> dict:
     logits = model.forward(X, training=False, checked=True)
     out = {"loss": model.loss.forward(logits, Y)}
     if isinstance(model.loss, CategoricalCrossEntropy):
-        out["accuracy"] = float(np.mean(logits.argmax(axis=1) == Y.argmax(axis=1)))
+        out["accuracy"] = float(np.mean(logits.argmax(axis=1) == row_classes(Y)))
     return out
 
 
@@ -109,8 +109,8 @@ def evaluate(model, X, Y) -> dict:
     ----------
     model : Network
     X : array_like, shape (N, D)
-    Y : array_like, shape (N, K)
-        One-hot labels (cross-entropy) or targets (mean squared error).
+    Y : array_like, shape (N, K) or (N,)
+        One-hot labels or class indices (cross-entropy) or targets (mean squared error).
 
     Returns
     -------
@@ -373,7 +373,7 @@ def _prepare_run(model, s: RunSettings) -> _Run:
     if loaded is not None:
         restore(loaded, model, s.optimizer, gens, run.history, run.stopper)
     run.params = model.params
-    run.labels = Y.argmax(axis=1) if isinstance(model.loss, CategoricalCrossEntropy) else None
+    run.labels = row_classes(Y) if isinstance(model.loss, CategoricalCrossEntropy) else None
     run.relu_pairs = _relu_after_affine(model) if s.diagnostics else []
     run.weights = [names[0] for layer, names in model.layers if isinstance(layer, Affine)]
     run.backup = {k: p.copy() for k, p in run.params.items()}
@@ -511,7 +511,8 @@ def _finished(run: _Run) -> History:
 
 def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, validation_data=None,
         validation_fraction=None, early_stopping=None, callbacks=(), rng=None, progress=True,
-        sample_weight=None, checkpoint=None, resume=False, diagnostics=True, l2=0.0) -> History:
+        sample_weight=None, checkpoint=None, resume=False, diagnostics=True, l2=0.0,
+        threads=None) -> History:
     """Train ``model`` on ``(X, Y)``; return what happened as a :class:`History`.
 
     Parameters
@@ -519,8 +520,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     model : Network
         Trained in place (``model.params`` is updated).
     X : array_like, shape (N, D)
-    Y : array_like, shape (N, K)
-        One-hot rows for a cross-entropy model, targets for mean squared error.
+    Y : array_like, shape (N, K) or (N,)
+        One-hot rows or class indices for a cross-entropy model, targets for mean squared error.
     optimizer : Optimizer or {'sgd', 'adam', 'adamw'}
         A name builds that optimizer with its defaults.
     epochs : int
@@ -552,6 +553,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     l2 : float, default=0.0
         scikit-learn's ``alpha``, per batch: :func:`~chainrule.losses.l2_penalty` of the
         weights over the batch's rows (or weight sum), in the loss and the gradients.
+    threads : int or None, default=None
+        BLAS threads; ``None``: one for small networks, unless ``OMP_NUM_THREADS`` is set.
 
     Returns
     -------
@@ -574,22 +577,24 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         early_stopping=early_stopping, callbacks=callbacks, rng=rng, progress=progress,
         sample_weight=sample_weight, checkpoint=checkpoint, resume=resume, diagnostics=diagnostics,
         l2=l2)
-    run = _prepare_run(model, settings)
-    try:
-        for epoch in run.epochs_left():
-            t0 = time.perf_counter()
-            lr = settings.optimizer.current_lr()
-            tally = _train_epoch(model, run, epoch)
-            logs = _epoch_logs(model, run, epoch, tally, lr, t0)
-            diag = _epoch_diagnostics(run, tally)
-            run.history.record_epoch(logs, diag)
-            stop = _should_stop(model, run, epoch, logs, diag)
-            _commit_epoch(model, run, epoch, logs, stop)
-            if stop:
-                break
-    except KeyboardInterrupt:
-        return _interrupted(model, run)
-    finally:
-        if run.bar is not None:
-            run.bar.close()
-    return _finished(run)
+    rows = min(settings.batch_size or settings.n_rows, settings.n_rows)
+    with blas_threads(check_threads(threads), largest_product_flops(rows, model.params)):
+        run = _prepare_run(model, settings)
+        try:
+            for epoch in run.epochs_left():
+                t0 = time.perf_counter()
+                lr = settings.optimizer.current_lr()
+                tally = _train_epoch(model, run, epoch)
+                logs = _epoch_logs(model, run, epoch, tally, lr, t0)
+                diag = _epoch_diagnostics(run, tally)
+                run.history.record_epoch(logs, diag)
+                stop = _should_stop(model, run, epoch, logs, diag)
+                _commit_epoch(model, run, epoch, logs, stop)
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            return _interrupted(model, run)
+        finally:
+            if run.bar is not None:
+                run.bar.close()
+        return _finished(run)

@@ -110,6 +110,9 @@ def _add_train_model_arguments(tr) -> None:
                     help="continue from --checkpoint if it exists")
     tr.add_argument("--quiet", "-q", action="store_true",
                     help="no per-epoch lines (a progress bar on a terminal instead)")
+    tr.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                    help="BLAS threads (default: 1 for small networks, all for large ones; "
+                         "OMP_NUM_THREADS/OPENBLAS_NUM_THREADS are respected)")
 
 
 def _add_train_file_arguments(p) -> None:
@@ -430,7 +433,8 @@ def _fit(args, model, optimizer, data, validation_fraction, gen, printer):
                    validation_fraction=validation_fraction or None,
                    early_stopping=args.early_stopping or None,
                    callbacks=() if args.quiet else (printer,), rng=gen,
-                   progress=args.quiet, checkpoint=args.checkpoint, resume=args.resume)
+                   progress=args.quiet, checkpoint=args.checkpoint, resume=args.resume,
+                   threads=args.threads)
     except CheckpointEpochsError as exc:
         raise UsageError(f"--epochs {exc.epochs} is fewer than the {exc.done} epochs already "
                          f"done in checkpoint {exc.path!r}; give --epochs >= {exc.done} (the "
