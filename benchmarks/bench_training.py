@@ -201,7 +201,8 @@ def gemm_seconds(products, dtype, repeats=5):
 
 def peak_mib(key, name, quick):
     """Rise of the peak resident set of one training run above the resident set before
-    it (Linux), in MiB: in a fresh process, one thread, after one warm-up run."""
+    it (Linux), in MiB: the first run in a fresh process (imports and data already
+    resident), one thread; it includes a library's first-call initialisation."""
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     try:
         cmd = [sys.executable, os.path.abspath(__file__), "--peak", key, name]
@@ -213,7 +214,8 @@ def peak_mib(key, name, quick):
 
 
 def _peak_in_this_process(run):
-    run()   # warm-up: lazy initialisation (torch's kernels) is not training memory
+    # No warm-up: after one, the allocator serves the second run from memory it kept
+    # (glibc raises its mmap threshold), and the rise reads ~0 for any library.
     before = _status_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")   # reset VmHWM to the current RSS

@@ -131,7 +131,10 @@ def test_sanity_check_takes_class_indices(rng):
     report_hot = cr.sanity_check(cr.MLP([5, 16, 4], rng=0), X, Y, rng=0)
     assert [c.name for c in report_int] == [c.name for c in report_hot]
     for a, b in zip(report_int, report_hot, strict=True):
-        assert a.value == pytest.approx(b.value, rel=1e-4, abs=1e-9), a.name
+        assert a.passed == b.passed, a.name
+        if a.name != "gradient check":   # that value is finite-difference rounding noise
+            assert a.value == pytest.approx(b.value, rel=1e-4, abs=1e-9), a.name
+    assert report_int.passed
     assert report_int["initial loss ~ ln K"].threshold.startswith(f"|loss - {np.log(4):.4f}|")
 
 

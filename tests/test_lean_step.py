@@ -37,3 +37,18 @@ def test_check_one_hot_rejects_rows_that_are_not_one_hot(row):
     labels = np.array([[0, 1, 0], row, [1, 0, 0]], dtype=float)
     with pytest.raises(ValueError, match=r"row 1 is"):
         check_one_hot(labels, "Y")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_all_finite_finds_any_non_finite_entry(rng, bad):
+    from chainrule._validation import all_finite
+
+    x = rng.normal(size=(30, 7))
+    assert all_finite(x)
+    x[17, 3] = bad
+    assert not all_finite(x)
+    # large finite values whose sum overflows are still finite
+    huge = np.full((4, 4), np.finfo(np.float32).max, dtype=np.float32)
+    assert all_finite(huge)
+    huge[2, 2] = bad
+    assert not all_finite(huge)

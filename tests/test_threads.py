@@ -140,3 +140,12 @@ def test_cli_threads_flag_is_passed_to_fit(monkeypatch, capsys):
         main(["train", "--threads", "0"])
     assert exc.value.code == 2
     assert "argument --threads: expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_a_homework_step_of_its_own_runs_on_one_thread(rng, two_threads):
+    # LogisticRegression.step -> loss_and_grads: a public call chooses its threads too
+    model = cr.LogisticRegression(4, 3)
+    seen = _record_threads(model)
+    model.step(rng.normal(size=(10, 4)), np.eye(3)[rng.integers(0, 3, size=10)])
+    assert seen == [1]
+    assert blas_threads_now() == 2

@@ -40,7 +40,7 @@ def as_float_array(x, name: str, *, ndim: int | None = 2, dtype=None, allow_empt
         raise ValueError(f"{name} must be a {ndim}-D array, got shape {shape_str(arr.shape)}")
     if not allow_empty and arr.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {shape_str(arr.shape)}")
-    if finite and not np.isfinite(arr).all():
+    if finite and not all_finite(arr):
         bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         if arr is not original and np.issubdtype(original.dtype, np.number) and \
                 np.isfinite(original).all():
@@ -50,6 +50,21 @@ def as_float_array(x, name: str, *, ndim: int | None = 2, dtype=None, allow_empt
         raise ValueError(f"{name} must contain only finite values, got {bad} NaN or infinite "
                          f"entries")
     return arr
+
+
+def all_finite(arr: np.ndarray) -> bool:
+    """Whether every entry of a float array is finite, without an (N, D) temporary.
+
+    A sum is finite only when every entry is (NaN and infinities propagate into it), so
+    the sum, a reduction that allocates nothing, answers for almost every array; only
+    a sum that is not finite (a bad entry, or an overflow of large finite ones) needs
+    the elementwise test, whose boolean temporary would otherwise be the peak memory of
+    a training run (47 MB for 60,000 x 784).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(arr)):
+            return True
+    return bool(np.isfinite(arr).all())
 
 
 def is_sparse(x) -> bool:

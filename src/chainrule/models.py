@@ -221,10 +221,12 @@ class Network:
         loss : float
         grads : dict of str to ndarray, same keys and shapes as ``params``
         """
-        if not checked:
+        if not checked:  # a call of its own (fit passes checked=True): its BLAS threads
             X, Y = self.check_XY(X, Y)
             if sample_weight is not None:
                 sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+            with blas_threads(None, largest_product_flops(X.shape[0], self.params)):
+                return self.loss_and_grads(X, Y, sample_weight, training=training, checked=True)
         logits = self.forward(X, training=training, checked=True)
         loss = self.loss.forward(logits, Y, sample_weight)
         d_logits, _ = self.loss.backward(1.0)
