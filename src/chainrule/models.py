@@ -14,15 +14,18 @@ import numbers
 
 import numpy as np
 
+from ._threads import blas_threads, largest_product_flops
 from ._validation import (
     as_float_array,
     as_sparse_float,
     check_choice,
+    check_class_indices,
     check_in_interval,
     check_positive_float,
     check_positive_int,
     check_rng,
     check_sample_weight,
+    is_class_indices,
     is_sparse,
     shape_str,
 )
@@ -158,8 +161,11 @@ class Network:
     def check_XY(self, X, Y):
         """``(X, Y)`` as arrays of the model's dtype, after checking they match the model
         (features, outputs, one row of ``Y`` per row of ``X``, one-hot rows for a
-        classifier: whatever the loss's ``check_targets`` accepts)."""
+        classifier: whatever the loss's ``check_targets`` accepts), or for a classifier
+        (N,) integer class indices, returned as ``intp`` (never expanded to one-hot)."""
         X = self.check_X(X)
+        if isinstance(self.loss, CategoricalCrossEntropy) and is_class_indices(Y):
+            return X, check_class_indices(Y, self.n_outputs, "Y", n=X.shape[0])
         Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype)
         if Y.shape != (X.shape[0], self.n_outputs):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.n_outputs}) (one row per "
@@ -173,8 +179,14 @@ class Network:
         """Run every layer on ``X`` and return the last layer's output (the logits).
 
         Shape: X (N, D) -> (N, K).
+
+        Unless ``checked`` (then the caller, e.g. ``fit``, chose), the BLAS threads are
+        chosen for this call from the matrix sizes (:mod:`chainrule._threads`).
         """
-        X = X if checked else self.check_X(X)
+        if not checked:
+            X = self.check_X(X)
+            with blas_threads(None, largest_product_flops(X.shape[0], self.params)):
+                return self.forward(X, training, checked=True)
         for step in self.walk(X, training, checked=True):
             out = step[-1]
         return out
@@ -186,7 +198,11 @@ class Network:
         through it; rows do not interact, so the result equals one :meth:`forward`.
         Shape: X (N, D) -> (N, K).
         """
-        X = X if checked else self.check_X(X)
+        if not checked:  # the public entry point: checks, and the BLAS threads, once
+            X = self.check_X(X)
+            with blas_threads(None, largest_product_flops(min(X.shape[0], self.chunk_rows(
+                    X.dtype)), self.params)):
+                return self.infer(X, checked=True, then=then)
         rows = self.chunk_rows(X.dtype)
 
         def run(chunk):
@@ -274,10 +290,12 @@ class Network:
         loss : float
         grads : dict of str to ndarray, same keys and shapes as ``params``
         """
-        if not checked:
+        if not checked:  # a call of its own (fit passes checked=True): its BLAS threads
             X, Y = self.check_XY(X, Y)
             if sample_weight is not None:
                 sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+            with blas_threads(None, largest_product_flops(X.shape[0], self.params)):
+                return self.loss_and_grads(X, Y, sample_weight, training=training, checked=True)
         logits = self.forward(X, training=training, checked=True)
         loss = self.loss.forward(logits, Y, sample_weight)
         d_logits, _ = self.loss.backward(1.0)

@@ -1,5 +1,4 @@
-"""``chainrule train`` (the command line front end of :func:`chainrule.train.fit`) and
-``chainrule reproduce`` (the homework's two experiments)."""
+"""``chainrule train``: the command line front end of :func:`chainrule.train.fit`."""
 
 from __future__ import annotations
 
@@ -32,7 +31,7 @@ from ._traindata import (
     write_test_rows,
 )
 
-__all__ = ["add_train_parser", "add_reproduce_parser", "load_train_files", "DEFAULTS"]
+__all__ = ["add_train_parser", "load_train_files", "DEFAULTS"]
 
 #: The defaults of ``chainrule train`` (evidence: benchmarks/bench_cli_defaults.py).
 DEFAULTS: dict[str, Any] = {
@@ -74,20 +73,6 @@ def _batch_size(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'full', got {text!r}")
     return value
-
-
-def add_reproduce_parser(sub) -> None:
-    """The ``reproduce`` subcommand of ``sub``."""
-    rep = sub.add_parser(
-        "reproduce", help="run the homework's two experiments on the digits data",
-        description="Train the homework's logistic regression and two-layer ReLU network "
-                    "with full-batch gradient descent on scikit-learn's digits, printing the "
-                    "training logs and test accuracies in the homework's format.")
-    rep.add_argument("--epochs", type=positive_int, default=501,
-                     help="gradient steps (default 501)")
-    rep.add_argument("--report-every", type=positive_int, default=50,
-                     help="print the loss every this many steps (default 50)")
-    rep.set_defaults(func=_cmd_reproduce)
 
 
 def _add_train_model_arguments(tr) -> None:
@@ -152,6 +137,9 @@ def _add_train_model_arguments(tr) -> None:
                           "lines without tqdm)")
     out.add_argument("--quiet", "-q", action="store_true",
                      help="no per-epoch output at all")
+    tr.add_argument("--threads", type=positive_int, default=None, metavar="N", help="BLAS "
+                    "threads (default: 1 for small networks, all for large; OMP_NUM_THREADS/"
+                    "OPENBLAS_NUM_THREADS are respected)")
 
 
 def _add_train_file_arguments(p) -> None:
@@ -223,15 +211,6 @@ def add_train_parser(sub) -> None:
     _add_train_model_arguments(tr)
     _add_train_file_arguments(tr)
     tr.set_defaults(func=_cmd_train)
-
-
-# -- reproduce ----------------------------------------------------------------------
-
-def _cmd_reproduce(args) -> int:
-    from ..reproduce import run_homework
-
-    run_homework(epochs=args.epochs, report_every=args.report_every)
-    return 0
 
 
 # -- train: checks of the flags, before any work ---------------------------------------
@@ -454,7 +433,8 @@ def _fit(args, model, optimizer, data, plan: _Schedule, gen, printer, bar):
                    epochs=plan.epochs, batch_size=plan.batch_size,
                    validation_fraction=plan.validation_fraction or None,
                    early_stopping=plan.patience or None, callbacks=(printer,), rng=gen,
-                   progress=bar, checkpoint=args.checkpoint, resume=args.resume, comm=args.comm)
+                   progress=bar, checkpoint=args.checkpoint, resume=args.resume, comm=args.comm,
+                   threads=args.threads)
     except CheckpointEpochsError as exc:
         raise UsageError(f"--epochs {exc.epochs} is fewer than the {exc.done} epochs already "
                          f"done in checkpoint {exc.path!r}; give --epochs >= {exc.done} (the "
