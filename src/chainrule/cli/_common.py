@@ -129,14 +129,20 @@ def check_data_flags(path, label_column, labels, *, path_flag="--data",
                          f"with {labels_flag} PATH")
 
 
-def check_output_file(path, flag) -> None:
-    """A file about to be written must not be a directory and its folder must exist
-    and be writable; checked before any work (exit 1 through CommandError)."""
-    if os.path.isdir(path):
-        raise CommandError(f"{flag} {path}: is a directory, expected a file name")
+def check_output_file(path, flag, refuse_same_as=()) -> None:
+    """A file about to be written, checked before any work by the one write path's
+    own rules (:func:`chainrule._fileformat.check_destination`: a regular file or a
+    new one, not read-only, not a device, FIFO, socket or link loop, not one of the
+    command's inputs ``refuse_same_as``; ``None`` entries are skipped), and its
+    folder writable. Any refusal is a :class:`CommandError` naming ``flag`` (exit 1)."""
+    from .._fileformat import check_destination
+
+    inputs = [p for p in refuse_same_as if p is not None]
+    try:
+        check_destination(path, name=flag, refuse_same_as=inputs)
+    except (ValueError, TypeError, OSError) as exc:
+        raise CommandError(f"{flag} {path}: {exc}") from None
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CommandError(f"{flag} {path}: the directory {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CommandError(f"{flag} {path}: the directory {folder} is not writable")
 
