@@ -141,14 +141,13 @@ class ConfusionCounts:
     """A confusion matrix counted chunk by chunk (rows: true class, columns:
     predicted), and what ``evaluate`` prints from it."""
 
-    def __init__(self):
-        self.matrix: np.ndarray | None = None
+    def __init__(self, n_classes: int):
+        self.matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
 
-    def add(self, true, pred, n_classes) -> None:
-        if self.matrix is None:
-            self.matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
-        self.matrix += np.bincount(true * n_classes + pred,
-                                   minlength=n_classes ** 2).reshape(n_classes, n_classes)
+    def add(self, true, pred) -> None:
+        """Count the rows of one chunk: their true and predicted class indices."""
+        K = self.matrix.shape[0]
+        self.matrix += np.bincount(true * K + pred, minlength=K * K).reshape(K, K)
 
     def per_class(self):
         """``(precision, recall, f1, support)`` per class, by scikit-learn from the

@@ -202,11 +202,11 @@ def _evaluate_regression(args, saved: _Saved, chunks) -> None:
 
 def _count_classes(args, saved: _Saved, chunks) -> ConfusionCounts:
     """The confusion matrix of the model's predicted classes, chunk by chunk."""
-    counts = ConfusionCounts()
+    K = max(2, saved.network.n_outputs)  # a binary classifier's one logistic output: 2
+    counts = ConfusionCounts(K)
     for X, y in chunks:
         proba = _outputs(saved, X, args.data)
-        K = proba.shape[1]
-        counts.add(_label_indices(y, saved.classes, K, args.data), proba.argmax(axis=1), K)
+        counts.add(_label_indices(y, saved.classes, K, args.data), proba.argmax(axis=1))
     return counts
 
 
@@ -227,7 +227,6 @@ def _cmd_evaluate(args) -> int:
         _evaluate_regression(args, saved, chunks)
         return 0
     counts = _count_classes(args, saved, chunks)
-    assert counts.matrix is not None  # iter_chunks refuses a file without rows
     K, n, correct = counts.matrix.shape[0], int(counts.matrix.sum()), int(counts.matrix.trace())
     names = _class_names(saved.classes, K)
     print(f"model {args.model}: {type(saved.model).__name__}, {saved.n_features} inputs, "
@@ -259,8 +258,7 @@ def _cmd_predict(args) -> int:
     chunks = _data_chunks(args, saved, require_labels=False)
     names = None
     if not saved.regressor:  # a binary classifier's predict_proba has two columns
-        K = saved.network.n_outputs
-        names = _class_names(saved.classes, 2 if K == 1 else K)
+        names = _class_names(saved.classes, max(2, saved.network.n_outputs))
     # Rows are written as their chunk is predicted: into the temporary file of the
     # one write path (a failure leaves no half-written --output), or to stdout.
     write, count = prediction_writer(chunks, lambda X: _outputs(saved, X, args.data), names)
