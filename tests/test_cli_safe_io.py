@@ -298,3 +298,24 @@ def test_predict_memory_stays_flat_in_the_rows(tmp_path):
     with open(tmp_path / "p.csv") as fh:
         assert sum(1 for _ in fh) == 200_001
     assert big - small < 150 * 1024, (small, big)
+
+
+def test_predict_and_evaluate_read_a_npy_file_block_by_block(files, capsys, monkeypatch):
+    folder, model, X, y = files
+    np.save(folder / "X.npy", X)
+    np.save(folder / "y.npy", y)
+    seen = _chunked(monkeypatch, 20)
+    code, out, err = run(capsys, "evaluate", folder / "m.npz", "--data", folder / "X.npy",
+                         "--labels", folder / "y.npy")
+    assert code == 0, err
+    assert seen == [20, 20, 20]
+    _, pred = _expected_rows(model, X)
+    hits = int((pred == y).sum())
+    assert f"accuracy = {hits / 60:.4f} ({hits}/60)" in out
+    code, out, err = run(capsys, "predict", folder / "m.npz", "--data", folder / "X.npy")
+    assert code == 0, err
+    rows = list(csv.reader(out.splitlines()))
+    assert [int(r[1]) for r in rows[1:]] == pred.tolist()
+    code, out, err = run(capsys, "evaluate", folder / "m.npz", "--data", folder / "X.npy")
+    assert code == 2 and out == ""
+    one_line(err, "--labels")

@@ -15,23 +15,12 @@ import os
 
 import numpy as np
 
-from ._common import CommandError
+from ._common import CommandError, data_kind
 
 #: Rows per chunk that predict and evaluate read (10 features of float64 make 5 MB).
 CHUNK_ROWS = 65536
 
-__all__ = ["CHUNK_ROWS", "data_kind", "iter_chunks", "prediction_writer", "ConfusionCounts"]
-
-
-def data_kind(path) -> str:
-    """``"npy"`` for a ``.npy`` file (read out of core), else ``file_kind``'s answer."""
-    from ..data import file_kind
-
-    if os.fspath(path).lower().endswith(".npy"):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{os.fspath(path)}: no such file")
-        return "npy"
-    return file_kind(path)
+__all__ = ["CHUNK_ROWS", "iter_chunks", "prediction_writer", "ConfusionCounts"]
 
 
 def _labels_of(cells, path):
@@ -54,9 +43,13 @@ def _iter_npy(path, labels_path, chunk_rows):
 
     X = open_npy(path)
     y = None if labels_path is None else open_npy(labels_path)
-    if y is not None and len(y) != len(X):
-        raise CommandError(f"{path} has {len(X)} rows but its labels {labels_path} have "
-                           f"{len(y)}")
+    if len(X.shape) != 2:
+        raise CommandError(f"{path}: a .npy file of features must be 2-D (one row per "
+                           f"sample), got shape {X.shape}")
+    if y is not None and (len(y.shape) != 1 or len(y) != len(X)):
+        raise CommandError(f"{labels_path}: expected one label per row of {path} (shape "
+                           f"({len(X)},)), got shape {y.shape}")
+    chunk_rows = min(chunk_rows, X.block_rows)  # a block of the file at most
     for start in range(0, len(X), chunk_rows):
         stop = min(start + chunk_rows, len(X))
         rows = X.read(start, stop).reshape(stop - start, -1).astype(np.float64)

@@ -18,10 +18,11 @@ from ._common import (
     check_data_flags,
     check_output_dir,
     check_output_file,
+    data_kind,
     format_table,
     regression_metrics,
 )
-from ._stream import ConfusionCounts, data_kind, iter_chunks, prediction_writer
+from ._stream import ConfusionCounts, iter_chunks, prediction_writer
 
 __all__ = ["add_model_parsers"]
 
