@@ -125,7 +125,22 @@ def csv_header(path, *, delimiter=None) -> list[str]:
     """
     if delimiter is None:
         delimiter = csv_delimiter(os.fspath(path))
-    return [c.strip() for c in _csv_rows(path, delimiter)[0][1]]
+    name = os.fspath(path)
+    # Only the first rows are read: the header of a 1e6-row file must not cost the file.
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == _GZIP_MAGIC
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            for row in csv.reader(fh, delimiter=delimiter):
+                if any(cell.strip() for cell in row):
+                    return [c.strip() for c in row]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason} at byte "
+                         f"{exc.start})") from None
+    except (csv.Error, OSError, EOFError) as exc:
+        raise ValueError(f"{name}: not a readable CSV header ({exc})") from None
+    raise ValueError(f"{name}: the file holds no rows")
 
 
 def csv_delimiter(name) -> str:
