@@ -1,30 +1,34 @@
-"""Time the same MLP training in chainrule, PyTorch (CPU) and scikit-learn.
+"""chainrule against PyTorch eager (and scikit-learn) on the workloads of issue 10.
 
-Run from the repository root::
+Run from the repository root of a fresh clone (the chainrule of ``src/`` is used)::
 
-    python benchmarks/bench_training.py            # full run, a few minutes on 2 cores
-    python benchmarks/bench_training.py --quick    # smaller data, fewer epochs
-    python benchmarks/bench_training.py --out results.md
+    python benchmarks/bench_training.py                # everything, ~10 min on 2 cores
+    python benchmarks/bench_training.py --quick        # 2 repeats, W3/W4 on 12,000 rows
+    python benchmarks/bench_training.py --only W3 W4 --repeats 7 --out table.md
 
-Every configuration trains the same architecture (ReLU hidden layers, softmax
-cross-entropy), from the same data, in the same dtype, with the same batch size,
-optimizer and number of epochs in the three libraries:
+Workloads (same data, initial parameters and batch order in every library):
 
-* chainrule: ``MLP.loss_and_grads`` + ``optimizer.step`` over a fresh permutation
-  each epoch, the loop ``chainrule.train.fit`` runs (inputs checked once up front,
-  as ``fit`` does, not on every batch);
-* PyTorch: ``nn.Sequential`` of ``Linear``/``ReLU``, ``CrossEntropyLoss``,
-  ``torch.optim.SGD``/``Adam``, with ``torch.set_num_threads`` set to the number of
-  threads NumPy's BLAS uses, so neither side gets more cores;
-* scikit-learn: ``MLPClassifier.partial_fit`` (one epoch per call) with
-  ``solver='sgd'`` (no momentum) or ``'adam'``, ``alpha=0``, the same
-  ``batch_size`` and a constant learning rate.
+* W1 homework logistic regression, 501 full-batch steps (``LogisticRegression.step``);
+* W2 homework 64-32-10 network, 501 full-batch steps (``FeedforwardNeuralNet.step``);
+* W3 784-256-10, float32, batch 128, one epoch of 60,000 synthetic rows, SGD (``fit``
+  with integer labels); W3b the same with batch 1024;
+* W4 784-1024-1024-10, float32, batch 1024, one epoch (``fit``);
+* CLI ``chainrule train -q --epochs 10`` (digits, the default recipe), default threads
+  against ``OPENBLAS_NUM_THREADS=1``; EST the estimator's default ``fit`` on digits.
 
-Each library trains in its own block (a pause, one untimed warm-up epoch, then the
-timed epochs; ``time_config`` says why they do not take turns). The table gives the
-median seconds per epoch and the ratios torch/chainrule and sklearn/chainrule (above
-1: chainrule is faster; below 1: that library is). Nothing here is asserted: speed
-is reported, never tested.
+PyTorch: ``nn.Sequential`` + ``CrossEntropyLoss`` (class indices) + ``optim.SGD``,
+batches by indexing a tensor with the same permutation. scikit-learn (W3-W4):
+``MLPClassifier(solver='sgd', momentum=0, alpha=0)``, one ``partial_fit`` epoch.
+
+Timing: one untimed warm-up per library, then ``--repeats`` rounds; in each round every
+library trains once from the same initial state, in an order that alternates round by
+round; the ratio chainrule/other is taken per round and the median reported (below 1:
+chainrule is faster). Once with one BLAS/OpenMP thread everywhere, once with the
+defaults (chainrule choosing its own count, torch with all cores). ``GEMM %`` is the
+lower bound (the workload's matrix products timed alone with ``np.matmul`` on the same
+shapes and threads) over the measured time. ``peak MiB`` is the rise of the process's
+peak resident memory during one training run (``/proc/self/clear_refs``). Speed is
+reported here, never asserted in a test.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import argparse
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -40,270 +45,365 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-# --- data ---------------------------------------------------------------------------
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "src"))
+
+import chainrule as cr  # noqa: E402
+
+LR = 0.05
+
+
+# --- data ------------------------------------------------------------------------------
+
+def synthetic(n_rows, seed=0):
+    """float32 X (n, 784) standard normal; labels from a random linear teacher."""
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n_rows, 784), dtype=np.float32)
+    teacher = rng.standard_normal((784, 10), dtype=np.float32)
+    return X, np.argmax(X @ teacher, axis=1)
+
 
 def digits_data():
-    """The scikit-learn digits (1797 x 64), standardised per feature."""
+    """scikit-learn's digits (1797 x 64), standardised per feature (for profile_step.py)."""
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
-    X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
-    return X, y
+    return (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0), y
 
 
 def synthetic_mnist(n_rows, seed=0):
-    """MNIST-shaped data (784 features, 10 classes) from a random linear teacher."""
-    rng = np.random.default_rng(seed)
-    X = rng.standard_normal((n_rows, 784))
-    teacher = rng.standard_normal((784, 10))
-    y = np.argmax(X @ teacher + rng.standard_normal((n_rows, 10)), axis=1)
-    return X, y
+    """:func:`synthetic` in float64 (for profile_step.py)."""
+    X, y = synthetic(n_rows, seed)
+    return X.astype(np.float64), y
 
 
-# --- the three trainers: each has .epoch() and .loss() ------------------------------
+# --- chainrule and torch runs: each builder returns run() -> (mean loss, final loss) -----
 
-class ChainruleTrainer:
-    name = "chainrule"
-
-    def __init__(self, sizes, X, y, dtype, batch_size, optimizer, lr, seed):
-        import chainrule
-        from chainrule.optim import get_optimizer
-
-        self.model = chainrule.MLP(sizes, activation="relu", rng=seed, dtype=dtype)
-        self.X = np.ascontiguousarray(X, dtype=dtype)
-        self.Y = np.eye(sizes[-1], dtype=dtype)[y]
-        # the same checks fit() runs once before its loop
-        self.X, self.Y = self.model.check_XY(self.X, self.Y)
-        self.opt = get_optimizer(optimizer, lr=lr)
-        self.batch = batch_size or len(X)
-        self.rng = np.random.default_rng(seed)
-        self.last_loss = float("nan")
-
-    def epoch(self):
-        n = len(self.X)
-        if self.batch >= n:
-            loss, grads = self.model.loss_and_grads(self.X, self.Y, checked=True)
-            self.opt.step(self.model.params, grads)
-        else:
-            order = self.rng.permutation(n)
-            for start in range(0, n, self.batch):
-                idx = order[start:start + self.batch]
-                loss, grads = self.model.loss_and_grads(self.X[idx], self.Y[idx], checked=True)
-                self.opt.step(self.model.params, grads)
-        self.last_loss = loss
+def torch_net(torch, params, names, dtype):
+    """nn.Sequential of Linear/ReLU holding copies of chainrule's parameters."""
+    layers = []
+    for i, (w, b) in enumerate(names):
+        lin = torch.nn.Linear(*params[w].shape).to(dtype)
+        with torch.no_grad():
+            lin.weight.copy_(torch.from_numpy(params[w].T.copy()))
+            lin.bias.copy_(torch.from_numpy(params[b].copy()))
+        layers.append(lin)
+        if i < len(names) - 1:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
 
 
-class TorchTrainer:
-    name = "torch"
+def homework_runs(torch, hidden):
+    from chainrule.data import load_homework_digits
 
-    def __init__(self, sizes, X, y, dtype, batch_size, optimizer, lr, seed):
-        import torch
+    X, _, Y, _ = load_homework_digits()   # seeds the global generator as the homework does
+    if hidden:
+        init = cr.FeedforwardNeuralNet(64, hidden, 10, learning_rate=1e-2).params
+    else:
+        init = cr.LogisticRegression(64, 10, learning_rate=1e-2).params
+    names = cr.models.affine_param_names(2 if hidden else 1)
+    y = Y.argmax(axis=1)
 
-        torch.manual_seed(seed)
-        tdtype = {np.float32: torch.float32, np.float64: torch.float64}[dtype]
-        layers = []
-        for i in range(len(sizes) - 1):
-            layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
-            if i < len(sizes) - 2:
-                layers.append(torch.nn.ReLU())
-        self.torch = torch
-        self.model = torch.nn.Sequential(*layers).to(tdtype)
-        self.X = torch.tensor(X, dtype=tdtype)
-        self.y = torch.tensor(y, dtype=torch.long)
-        self.loss_fn = torch.nn.CrossEntropyLoss()
-        cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam}[optimizer]
-        self.opt = cls(self.model.parameters(), lr=lr)
-        self.batch = batch_size or len(X)
-        self.gen = torch.Generator().manual_seed(seed)
-        self.last_loss = float("nan")
+    def chainrule_run():
+        model = (cr.FeedforwardNeuralNet(64, hidden, 10, rng=0) if hidden
+                 else cr.LogisticRegression(64, 10))
+        for k, v in init.items():
+            model.params[k][...] = v
+        losses = [model.step(X, Y) for _ in range(501)]
+        return float(np.mean(losses)), losses[-1]
 
-    def _step(self, xb, yb):
-        self.opt.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model(xb), yb)
-        loss.backward()
-        self.opt.step()
-        return loss
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
 
-    def epoch(self):
-        n = len(self.X)
-        if self.batch >= n:
-            loss = self._step(self.X, self.y)
-        else:
-            order = self.torch.randperm(n, generator=self.gen)
-            for start in range(0, n, self.batch):
-                idx = order[start:start + self.batch]
-                loss = self._step(self.X[idx], self.y[idx])
-        self.last_loss = float(loss.detach())
+    def torch_run():
+        net = torch_net(torch, init, names, torch.float64)
+        opt, loss_fn = torch.optim.SGD(net.parameters(), lr=1e-2), torch.nn.CrossEntropyLoss()
+        total = torch.zeros((), dtype=torch.float64)
+        for _ in range(501):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(Xt), yt)
+            loss.backward()
+            opt.step()
+            total += loss.detach()
+        return float(total) / 501, float(loss.detach())
+
+    products = [(1347, 64, hidden or 10), (64, 1347, hidden or 10)]
+    if hidden:
+        products += [(1347, hidden, 10), (hidden, 1347, 10), (1347, 10, hidden)]
+    return chainrule_run, torch_run, None, products * 501, np.float64
 
 
-class SklearnTrainer:
-    name = "sklearn"
+def mlp_runs(torch, sizes, batch, n_rows, seed=0):
+    X, y = synthetic(n_rows)
+    init = cr.MLP(sizes, rng=seed, dtype=np.float32).params
+    names = cr.models.affine_param_names(len(sizes) - 1)
+    order = np.random.default_rng(seed).permutation(n_rows)  # fit's first draw from rng=seed
 
-    def __init__(self, sizes, X, y, dtype, batch_size, optimizer, lr, seed):
+    def chainrule_run():
+        model = cr.MLP(sizes, rng=seed, dtype=np.float32)
+        for k, v in init.items():
+            model.params[k][...] = v
+        history = cr.fit(model, X, y, optimizer=cr.SGD(lr=LR), epochs=1, batch_size=batch,
+                         rng=seed, progress=False, diagnostics=False)
+        return history.history["loss"][0], None
+
+    Xt, yt, order_t = torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(order)
+
+    def torch_run():
+        net = torch_net(torch, init, names, torch.float32)
+        opt, loss_fn = torch.optim.SGD(net.parameters(), lr=LR), torch.nn.CrossEntropyLoss()
+        total = torch.zeros((), dtype=torch.float64)
+        for start in range(0, n_rows, batch):
+            idx = order_t[start:start + batch]
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(Xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            total += loss.detach() * len(idx)
+        return float(total) / n_rows, None
+
+    def sklearn_run():
         from sklearn.neural_network import MLPClassifier
 
-        self.clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), activation="relu",
-                                 solver=optimizer, alpha=0.0, batch_size=batch_size or len(X),
-                                 learning_rate="constant", learning_rate_init=lr,
-                                 momentum=0.0, nesterovs_momentum=False, shuffle=True,
-                                 random_state=seed)
-        self.X = np.ascontiguousarray(X, dtype=dtype)   # MLPClassifier keeps float32
-        self.y = y
-        self.classes = np.arange(sizes[-1])
-        self.last_loss = float("nan")
-
-    def epoch(self):
+        clf = MLPClassifier(hidden_layer_sizes=tuple(sizes[1:-1]), solver="sgd", momentum=0.0,
+                            nesterovs_momentum=False, alpha=0.0, batch_size=batch,
+                            learning_rate_init=LR, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.clf.partial_fit(self.X, self.y, classes=self.classes)
-        self.last_loss = self.clf.loss_
+            clf.partial_fit(X, y, classes=np.arange(10))
+        return clf.loss_, None
+
+    steps = -(-n_rows // batch)
+    products = []
+    for i, (d, h) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        products += [(batch, d, h), (d, batch, h)] + ([(batch, h, d)] if i else [])
+    return chainrule_run, torch_run, sklearn_run, products * steps, np.float32
 
 
-TRAINERS = (ChainruleTrainer, TorchTrainer, SklearnTrainer)
+# --- measurements ------------------------------------------------------------------------
 
-
-def time_config(sizes, X, y, dtype, batch_size, optimizer, epochs, seed=0, pause=0.5):
-    """Median seconds per epoch and last loss of each library on one configuration.
-
-    Each library runs in its own block: a pause, one untimed warm-up epoch, then
-    ``epochs`` timed epochs. Taking turns epoch by epoch was tried first and is
-    unfair on 2 cores: OpenBLAS's worker threads (NumPy, scikit-learn) and
-    OpenMP's (torch) keep spinning for a while after their last call and steal the
-    cores of whichever library runs next (torch lost up to 2x that way). The pause
-    lets them go to sleep.
-    """
-    lr = {"sgd": 0.05, "adam": 1e-3}[optimizer]
-    medians, losses = {}, {}
-    for cls in TRAINERS:
-        trainer = cls(sizes, X, y, dtype, batch_size, optimizer, lr, seed)
-        time.sleep(pause)
-        trainer.epoch()           # warm-up: first-call allocations, lazy inits
+def gemm_seconds(products, dtype, repeats=5):
+    """Time of the matrix products alone: each distinct shape timed with np.matmul."""
+    total = 0.0
+    for shape in set(products):
+        m, k, n = shape
+        a, b = np.ones((m, k), dtype), np.ones((k, n), dtype)
+        out = np.empty((m, n), dtype)
+        reps = max(1, int(2e8 // (2 * m * k * n)))
         times = []
-        for _ in range(epochs):
-            start = time.perf_counter()
-            trainer.epoch()
-            times.append(time.perf_counter() - start)
-        medians[cls.name] = statistics.median(times)
-        losses[cls.name] = trainer.last_loss
-    return medians, losses
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                np.matmul(a, b, out=out)
+            times.append((time.perf_counter() - t0) / reps)
+        total += min(times) * products.count(shape)
+    return total
 
 
-# --- environment report -------------------------------------------------------------
+def peak_mib(key, name, quick):
+    """Rise of the peak resident set of one training run above the resident set before
+    it (Linux), in MiB: the first run in a fresh process (imports and data already
+    resident), one thread; it includes a library's first-call initialisation."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
+    try:
+        cmd = [sys.executable, os.path.abspath(__file__), "--peak", key, name]
+        out = subprocess.run(cmd + (["--quick"] if quick else []), env=env,
+                             capture_output=True, text=True, check=True).stdout
+        return float(out.split()[-1])
+    except (subprocess.CalledProcessError, ValueError, IndexError):
+        return float("nan")
 
-def environment_report():
+
+def _peak_in_this_process(run):
+    # No warm-up: after one, the allocator serves the second run from memory it kept
+    # (glibc raises its mmap threshold), and the rise reads ~0 for any library.
+    before = _status_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")   # reset VmHWM to the current RSS
+    run()
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def _status_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise OSError(field)
+
+
+def paired(runs, repeats):
+    """Median seconds of each run and median per-round ratio chainrule/other."""
+    names = list(runs)
+    for name in names:
+        runs[name]()   # warm-up
+    seconds = {n: [] for n in names}
+    losses = {}
+    for r in range(repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            t0 = time.perf_counter()
+            losses[name] = runs[name]()
+            seconds[name].append(time.perf_counter() - t0)
+    ratios = {n: statistics.median(c / o for c, o in zip(seconds["chainrule"], seconds[n],
+                                                          strict=True))
+              for n in names if n != "chainrule"}
+    return {n: statistics.median(s) for n, s in seconds.items()}, ratios, losses
+
+
+def workload_row(label, built, repeats, threads, mem):
+    chainrule_run, torch_run, sklearn_run, products, dtype = built
+    runs = {"chainrule": chainrule_run, "torch": torch_run}
+    if sklearn_run is not None:
+        runs["sklearn"] = sklearn_run
+    secs, ratios, losses = paired(runs, repeats)
+    lower = gemm_seconds(products, dtype)
+    fmt_loss = {n: f"{v[0]:.4f}" + (f" (last {v[1]:.4f})" if v[1] is not None else "")
+                for n, v in losses.items()}
+    sk = "sklearn" in runs
+    return (f"| {label} | {threads} | {secs['chainrule']:.3f} | {secs['torch']:.3f} | "
+            f"{secs['sklearn']:.3f} | " if sk else
+            f"| {label} | {threads} | {secs['chainrule']:.3f} | {secs['torch']:.3f} | - | ") + (
+        f"**{ratios['torch']:.2f}** | {ratios['sklearn']:.2f} | " if sk else
+        f"**{ratios['torch']:.2f}** | - | ") + (
+        f"{100 * lower / secs['chainrule']:.0f} / {100 * lower / secs['torch']:.0f} | "
+        f"{mem['chainrule']:.0f} / {mem['torch']:.0f} | "
+        f"{fmt_loss['chainrule']} / {fmt_loss['torch']} |")
+
+
+def cli_rows(repeats):
+    """``chainrule train -q --epochs 10``: default threads against one thread."""
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env.pop(name, None)
+    cmd = [sys.executable, "-m", "chainrule.cli", "train", "-q", "--epochs", "10"]
+    variants = {"default threads": env, "OPENBLAS_NUM_THREADS=1":
+                dict(env, OPENBLAS_NUM_THREADS="1")}
+    seconds = {k: [] for k in variants}
+    for r in range(repeats):
+        for name in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
+            t0 = time.perf_counter()
+            subprocess.run(cmd, env=variants[name], check=True, capture_output=True)
+            seconds[name].append(time.perf_counter() - t0)
+    ratio = statistics.median(a / b for a, b in zip(*seconds.values(), strict=True))
+    a, b = (statistics.median(s) for s in seconds.values())
+    return f"| CLI `chainrule train -q --epochs 10` | {a:.2f} s | {b:.2f} s | {ratio:.2f} |"
+
+
+def estimator_row(repeats):
+    from sklearn.datasets import load_digits
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    runs = {"chainrule": lambda: cr.MLPClassifier(random_state=0).fit(X, y),
+            "sklearn": lambda: SkMLP(random_state=0).fit(X, y)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        secs, ratios, fitted = paired(runs, repeats)
+    return (f"| EST `MLPClassifier().fit` digits | {secs['chainrule']:.2f} s | "
+            f"{secs['sklearn']:.2f} s (sklearn) | {ratios['sklearn']:.2f} |")
+
+
+def import_ms(repeats=7):
+    """Median ms that ``import chainrule`` adds after ``import numpy`` (-X importtime)."""
+    env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+    values = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                              "import numpy; import chainrule"], env=env,
+                             capture_output=True, text=True, check=True).stderr
+        line = [x for x in out.splitlines() if x.rstrip().endswith("| chainrule")][-1]
+        values.append(int(line.split("|")[1]) / 1000)
+    return statistics.median(values)
+
+
+def environment(torch):
     import sklearn
     import threadpoolctl
-    import torch
-
-    import chainrule
 
     lines = [f"- date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
-             f"- machine: {platform.machine()}, {os.cpu_count()} logical cores, "
-             f"{_cpu_model()}",
+             f"- machine: {platform.machine()}, {os.cpu_count()} logical cores, {_cpu()}",
              f"- python {platform.python_version()}, numpy {np.__version__}, torch "
-             f"{torch.__version__}, scikit-learn {sklearn.__version__}, chainrule "
-             f"{chainrule.__version__}",
-             f"- OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}, "
-             f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE', '(unset)')}"]
-    np_blas = None
+             f"{torch.__version__}, scikit-learn {sklearn.__version__}"]
     for info in threadpoolctl.threadpool_info():
-        if info.get("user_api") != "blas":
-            continue
-        where = os.path.basename(os.path.dirname(info.get("filepath", "")))
-        lines.append(f"- BLAS {info.get('internal_api')} {info.get('version')} "
-                     f"({info.get('prefix')}, in {where}): kernel "
-                     f"{info.get('architecture', '?')}, {info.get('num_threads')} threads, "
-                     f"threading {info.get('threading_layer', '?')}")
-        if "numpy" in where:
-            np_blas = info
-    lines.append(f"- torch: {torch.get_num_threads()} threads (set to match NumPy's BLAS), "
-                 f"MKL {'yes' if torch.backends.mkl.is_available() else 'no'}, oneDNN "
-                 f"{'yes' if torch.backends.mkldnn.is_available() else 'no'}, CPU capability "
-                 f"{torch.backends.cpu.get_cpu_capability()}")
-    return lines, np_blas
+        lines.append(f"- {info.get('user_api')} {info.get('internal_api')} "
+                     f"{info.get('version')} ({os.path.basename(info.get('filepath', ''))}): "
+                     f"kernel {info.get('architecture', '-')}, {info.get('num_threads')} "
+                     f"thread(s)")
+    lines.append(f"- torch CPU capability {torch.backends.cpu.get_cpu_capability()}, "
+                 f"{torch.get_num_threads()} thread(s) by default")
+    return lines
 
 
-def _cpu_model():
+def _cpu():
     try:
         with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+            return next(x.split(":", 1)[1].strip() for x in f if x.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or "unknown CPU"
 
-
-def numpy_blas_threads():
-    import threadpoolctl
-
-    for info in threadpoolctl.threadpool_info():
-        if info.get("user_api") == "blas" and "numpy" in info.get("filepath", ""):
-            return info["num_threads"]
-    return os.cpu_count() or 1
-
-
-# --- main ---------------------------------------------------------------------------
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--quick", action="store_true",
-                        help="smaller synthetic data and fewer epochs (under a minute)")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="timed epochs per configuration (default 7, quick 3)")
-    parser.add_argument("--rows", type=int, default=None,
-                        help="rows of the synthetic 784-feature data (default 10000, quick 2000)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="BLAS/OpenMP threads for every library (default: what NumPy's "
-                             "BLAS uses now); 1 gives steadier numbers on a busy machine")
-    parser.add_argument("--out", default=None, help="also write the Markdown report here")
+                        help="2 repeats, W3/W4 on 12,000 rows (a smoke run)")
+    parser.add_argument("--only", nargs="+", default=None,
+                        help="workloads to run, e.g. W1 W3 CLI (default: all)")
+    parser.add_argument("--out", default=None, help="also write the table here")
+    parser.add_argument("--peak", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    epochs = args.epochs or (3 if args.quick else 7)
-    rows = args.rows or (2000 if args.quick else 10000)
+    repeats = 2 if args.quick else args.repeats
+    rows = 12_000 if args.quick else 60_000
 
     import threadpoolctl
     import torch
 
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error(f"--threads must be >= 1, got {args.threads}")
-        # kept for the whole run: NumPy's and scikit-learn's BLAS and OpenMP pools
-        _limits = threadpoolctl.threadpool_limits(limits=args.threads)  # noqa: F841
-    threads = numpy_blas_threads()
-    torch.set_num_threads(threads)
-    env_lines, _ = environment_report()
-
-    digits = digits_data()
-    wide = synthetic_mnist(rows)
-    problems = [("digits 64-128-64-10", [64, 128, 64, 10], digits),
-                (f"synthetic {rows}x784, 784-256-10", [784, 256, 10], wide)]
-
-    header = ("| model | dtype | batch | optimizer | chainrule s/epoch | torch s/epoch | "
-              "sklearn s/epoch | torch/chainrule | sklearn/chainrule |")
-    rows_out = [header, "|" + "---|" * 9]
-    print("\n".join(env_lines), flush=True)
-    print(f"\n{epochs} timed epochs per configuration (median reported)\n", flush=True)
-    print(header, flush=True)
-    print(rows_out[1], flush=True)
-    for label, sizes, (X, y) in problems:
-        for dtype in (np.float32, np.float64):
-            for batch in (None, 64):
-                for optimizer in ("sgd", "adam"):
-                    med, losses = time_config(sizes, X, y, dtype, batch, optimizer, epochs)
-                    c, t, s = med["chainrule"], med["torch"], med["sklearn"]
-                    row = (f"| {label} | {np.dtype(dtype).name} | "
-                           f"{'full' if batch is None else batch} | {optimizer} | "
-                           f"{c:.4f} | {t:.4f} | {s:.4f} | {t / c:.2f} | {s / c:.2f} |")
-                    rows_out.append(row)
-                    print(row, flush=True)
-                    finite = all(np.isfinite(v) for v in losses.values())
-                    if not finite:
-                        print(f"  warning: non-finite final loss {losses}", file=sys.stderr)
-    report = "\n".join(env_lines + ["", f"{epochs} timed epochs per configuration "
-                                    "(median reported)", ""] + rows_out) + "\n"
+    default_torch_threads = torch.get_num_threads()
+    builders = {"W1": ("W1 logreg 501 steps", lambda: homework_runs(torch, 0)),
+                "W2": ("W2 64-32-10 501 steps", lambda: homework_runs(torch, 32)),
+                "W3": ("W3 784-256-10 b128", lambda: mlp_runs(torch, [784, 256, 10], 128, rows)),
+                "W3b": ("W3b 784-256-10 b1024",
+                        lambda: mlp_runs(torch, [784, 256, 10], 1024, rows)),
+                "W4": ("W4 784-1024-1024-10 b1024",
+                       lambda: mlp_runs(torch, [784, 1024, 1024, 10], 1024, rows))}
+    if args.peak:   # the child process of peak_mib
+        key, name = args.peak
+        torch.set_num_threads(1)
+        built = builders[key][1]()
+        print(_peak_in_this_process(built[("chainrule", "torch").index(name)]))
+        return 0
+    out = environment(torch) + [f"- chainrule: `import chainrule` adds {import_ms():.0f} ms "
+                                f"to `import numpy` (median of 7, -X importtime)", ""]
+    print("\n".join(out), flush=True)
+    header = ["| workload | threads | chainrule s | torch s | sklearn s | chainrule/torch | "
+              "chainrule/sklearn | GEMM % chainrule / torch | peak MiB chainrule / torch | "
+              "mean loss chainrule / torch |", "|" + "---|" * 10]
+    print("\n".join(header), flush=True)
+    table = list(header)
+    for key, (label, build) in builders.items():
+        if args.only and key not in args.only:
+            continue
+        built = build()
+        mem = {n: peak_mib(key, n, args.quick) for n in ("chainrule", "torch")}
+        for threads in ("1", "default"):
+            if threads == "1":
+                torch.set_num_threads(1)
+                with threadpoolctl.threadpool_limits(limits=1):
+                    row = workload_row(label, built, repeats, threads, mem)
+            else:
+                torch.set_num_threads(default_torch_threads)
+                row = workload_row(label, built, repeats, threads, mem)
+            table.append(row)
+            print(row, flush=True)
+    extra = ["", "| run | chainrule | other | ratio |", "|---|---|---|---|"]
+    if not args.only or "CLI" in args.only:
+        extra.append(cli_rows(repeats).replace("| CLI", "| CLI default vs one thread", 1))
+    if not args.only or "EST" in args.only:
+        extra.append(estimator_row(repeats))
+    print("\n".join(extra), flush=True)
     if args.out:
         with open(args.out, "w") as f:
-            f.write(report)
+            f.write("\n".join(out + table + extra) + "\n")
     return 0
 
 

@@ -140,6 +140,13 @@ np.save(sys.argv[1] + ".W1.npy", model.params["W1"])
 """
 
 
+def _epoch_of(path):
+    try:  # the file may be replaced while it is read: that is not a result yet
+        return read_archive(path)[1]["epoch"]
+    except Exception:  # noqa: BLE001
+        return 0
+
+
 @pytest.mark.slow
 def test_killed_fits_resume_to_the_uninterrupted_result(tmp_path):
     env = dict(os.environ, PYTHONPATH=SRC)
@@ -151,7 +158,15 @@ def test_killed_fits_resume_to_the_uninterrupted_result(tmp_path):
     done = []
     for _ in range(kills):
         proc = subprocess.Popen(args + [os.fspath(path), str(epochs)], env=env)
-        time.sleep(rng.uniform(0.5, 1.5))
+        # Kill once this run has committed an epoch of its own (however slow the machine
+        # is), at a random moment after that: mid-epoch or mid-write.
+        before = done[-1] if done else 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if path.exists() and _epoch_of(path) > before:
+                break
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 0.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if path.exists():      # what the kill left is a whole, resumable checkpoint

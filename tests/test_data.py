@@ -431,3 +431,20 @@ def test_iterate_minibatches_checks_its_arguments_when_called():
     seen = np.concatenate([b[0][:, 0] for b in batches])
     assert [len(b[0]) for b in batches] == [3, 3, 3, 1]
     assert sorted(seen.tolist()) == list(range(10))
+
+
+def test_csv_header_reads_only_the_first_rows(tmp_path):
+    # The header of a huge file must not cost the file: bytes that are not UTF-8 far
+    # below the header are not read (reading the whole file would refuse them).
+    from chainrule.data import csv_header
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"\n a , b ,label\n1,2,0\n" + b"3,4,1\n" * 20000 + b"\xff\xfe,5,1\n")
+    assert csv_header(path) == ["a", "b", "label"]
+    gz = tmp_path / "t.csv.gz"
+    import gzip
+    gz.write_bytes(gzip.compress(path.read_bytes()))
+    assert csv_header(gz) == ["a", "b", "label"]
+    (tmp_path / "empty.csv").write_text("\n\n")
+    with pytest.raises(ValueError, match="no rows"):
+        csv_header(tmp_path / "empty.csv")

@@ -32,3 +32,15 @@ def test_estimators_load_on_first_use():
 def test_unknown_attribute_raises_attribute_error():
     with pytest.raises(AttributeError, match="no_such_thing"):
         chainrule.no_such_thing  # noqa: B018 - the attribute access is what is tested
+
+
+def test_training_and_file_modules_load_on_first_use():
+    # issue 10: `import chainrule` loads the model classes, not the training loop, the
+    # file formats or their standard-library modules (zipfile, tempfile, csv).
+    code = ("import sys, chainrule; "
+            "print(sorted(m for m in ('chainrule.train', 'chainrule.io', 'chainrule.data', "
+            "'chainrule.checkpoint', 'zipfile', 'tempfile', 'csv') if m in sys.modules)); "
+            "from chainrule.train import fit; "
+            "print(chainrule.fit is fit, chainrule.train.fit is fit, 'fit' in dir(chainrule))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True True True"]

@@ -9,39 +9,16 @@ imported by the functions that use them. The scikit-learn estimators
 (``chainrule.MLPClassifier``, ``chainrule.MLPRegressor``) are loaded on first use.
 """
 
-from . import (
-    checkpoint,
-    conv,
-    data,
-    functional,
-    gradcheck,
-    history,
-    init,
-    io,
-    layers,
-    losses,
-    models,
-    normalization,
-    optim,
-    plots,
-    sanity,
-    testing,
-    train,
-)
+from . import conv, functional, init, layers, losses, models, normalization, optim
 from ._version import VERSION
 from .conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
-from .gradcheck import check_gradients
-from .history import EarlyStopping, History
 from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_uniform
 from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import CategoricalCrossEntropy, MeanSquaredError
 from .models import MLP, FeedforwardNeuralNet, LogisticRegression, Network, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
 from .optim import SGD, Adam, AdamW
-from .sanity import SanityReport, sanity_check
-from .testing import LayerContractError, check_layer
-from .train import TrainingDivergedError, evaluate, fit
 
 __version__ = VERSION
 
@@ -63,13 +40,28 @@ __all__ = [
     "MLPClassifier", "MLPRegressor",
 ]
 
-_LAZY = {"MLPClassifier": "estimator", "MLPRegressor": "estimator"}
+# Loaded on first use (PEP 562). The estimators import scikit-learn, which a plain
+# `import chainrule` must not; the training, checking and file modules pull in the
+# standard library's zipfile, tempfile, json, hashlib, csv ... (issue 10: `import
+# chainrule` stays within 50 ms of `import numpy`, the model classes load eagerly).
+_LAZY = {"MLPClassifier": "estimator", "MLPRegressor": "estimator",
+         "check_gradients": "gradcheck", "EarlyStopping": "history", "History": "history",
+         "SanityReport": "sanity", "sanity_check": "sanity", "LayerContractError": "testing",
+         "check_layer": "testing", "TrainingDivergedError": "train", "evaluate": "train",
+         "fit": "train"}
+_LAZY_MODULES = ("checkpoint", "data", "gradcheck", "history", "io", "plots", "sanity",
+                 "testing", "train")
 
 
 def __getattr__(name):
-    # The estimators import scikit-learn, which a plain `import chainrule` must not.
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -25,7 +25,7 @@ import numpy as np
 from ._validation import shape_str
 
 __all__ = ["load_csv", "load_npz", "load_idx", "load_file", "fetch_openml", "file_kind",
-           "idx_labels_path", "csv_header"]
+           "idx_labels_path", "csv_header", "csv_delimiter", "parse_labels"]
 
 
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -59,7 +59,7 @@ def _read_bytes(path) -> bytes:
     return raw
 
 
-def _parse_label(cells):
+def parse_labels(cells):
     """Labels as ints when every cell is an integer, else floats, else strings."""
     try:
         return np.array([int(c) for c in cells], dtype=np.int64)
@@ -124,11 +124,28 @@ def csv_header(path, *, delimiter=None) -> list[str]:
     or non-UTF-8 file.
     """
     if delimiter is None:
-        delimiter = _csv_delimiter(os.fspath(path))
-    return [c.strip() for c in _csv_rows(path, delimiter)[0][1]]
+        delimiter = csv_delimiter(os.fspath(path))
+    name = os.fspath(path)
+    # Only the first rows are read: the header of a 1e6-row file must not cost the file.
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == _GZIP_MAGIC
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+            for row in csv.reader(fh, delimiter=delimiter):
+                if any(cell.strip() for cell in row):
+                    return [c.strip() for c in row]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason} at byte "
+                         f"{exc.start})") from None
+    except (csv.Error, OSError, EOFError) as exc:
+        raise ValueError(f"{name}: not a readable CSV header ({exc})") from None
+    raise ValueError(f"{name}: the file holds no rows")
 
 
-def _csv_delimiter(name) -> str:
+def csv_delimiter(name) -> str:
+    """The delimiter of a CSV file named ``name``: a tab for ``.tsv`` (gzipped or
+    not), else a comma."""
     lower = os.path.basename(name).lower()
     inner = lower[:-3] if lower.endswith(".gz") else lower
     return "\t" if inner.endswith(".tsv") else ","
@@ -222,7 +239,7 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
         line = rows[labels.index("")][0]
         raise ValueError(f"{name}, line {line}: the label cell is empty")
     try:
-        y = _parse_label(labels)
+        y = parse_labels(labels)
     except ValueError:
         raise ValueError(f"{name}: labels must be finite numbers or class names, the label "
                          f"column holds NaN or infinity") from None
@@ -526,7 +543,7 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
         if label_column is None and require_labels:
             raise ValueError(f"{name}: a CSV file needs label_column (the name of the "
                              f"column holding the labels)")
-        X, y = load_csv(name, label_column, delimiter=_csv_delimiter(name),
+        X, y = load_csv(name, label_column, delimiter=csv_delimiter(name),
                         feature_columns=feature_columns)
     elif kind == "npz":
         X, y = load_npz(name, require_labels=require_labels)
@@ -574,7 +591,7 @@ def fetch_openml(name, *, version="active", data_home=None):
         # OpenML delivers nominal targets as Python objects ('7' for MNIST): read
         # numbers as numbers, keep other names as strings, never keep an object array.
         try:
-            y = _parse_label([str(v).strip() for v in y.tolist()])
+            y = parse_labels([str(v).strip() for v in y.tolist()])
         except ValueError:
             raise ValueError(f"OpenML data set {name!r} has missing or non-finite "
                              f"labels") from None

@@ -49,20 +49,30 @@ def _label_position(name, label_column, columns):
     return columns.index(label_column)
 
 
-def _chunk(name, rows, width, label, columns):
+def _feature_positions(name, columns, label, feature_columns):
+    """Positions of the feature columns: those named (in that order), else all but the
+    label column."""
+    if feature_columns is None:
+        return [i for i in range(len(columns)) if i != label]
+    missing = [c for c in feature_columns if c not in columns]
+    if missing:
+        raise ValueError(f"{name}: no columns named {missing}; the header has {columns}")
+    return [columns.index(c) for c in feature_columns]
+
+
+def _chunk(name, rows, width, label, columns, features):
     """Rows of cells -> (X float64, labels as str or None); errors name line and column."""
-    X = np.empty((len(rows), width - (label is not None)), dtype=np.float64)
+    X = np.empty((len(rows), len(features)), dtype=np.float64)
     labels = []
     for r, (line, row) in enumerate(rows):
         if len(row) != width:
             raise ValueError(f"{name}, line {line}: expected {width} cells, got {len(row)}")
-        cells = [c for i, c in enumerate(row) if i != label]
         if label is not None:
             labels.append(row[label].strip())
         try:
-            X[r] = [float(c) for c in cells]
+            X[r] = [float(row[i]) for i in features]
         except ValueError:
-            c = next(i for i, cell in enumerate(row) if i != label and not _is_float(cell))
+            c = next(i for i in features if not _is_float(row[i]))
             raise ValueError(f"{name}, line {line}, column {columns[c]!r}: expected a "
                              f"number, got {row[c]!r}") from None
     if not np.isfinite(X).all():
@@ -79,7 +89,8 @@ def _is_float(cell) -> bool:
     return True
 
 
-def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows):
+def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows,
+                     feature_columns=None):
     with _open_text(path) as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         rows, columns, label, width = [], None, None, None
@@ -92,11 +103,12 @@ def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows):
                     columns = ([c.strip() for c in row] if header
                                else [str(i) for i in range(width)])
                     label = _label_position(name, label_column, columns)
+                    features = _feature_positions(name, columns, label, feature_columns)
                     if header:
                         continue
                 rows.append((reader.line_num, row))
                 if len(rows) == chunk_rows:
-                    yield _chunk(name, rows, width, label, columns)
+                    yield _chunk(name, rows, width, label, columns, features)
                     rows = []
         except csv.Error as exc:
             raise ValueError(f"{name}, line {reader.line_num}: not a readable CSV row "
@@ -104,24 +116,28 @@ def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows):
         except UnicodeDecodeError as exc:
             raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason})") from None
         if rows:
-            yield _chunk(name, rows, width, label, columns)
+            yield _chunk(name, rows, width, label, columns, features)
 
 
-def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows):
+def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
+                 feature_columns=None):
     head = pd.read_csv(path, sep=delimiter, header=0 if header else None, nrows=1,
                        dtype=str, compression="infer")
     columns = [str(c).strip() for c in head.columns]
     label = _label_position(name, label_column, columns)
+    features = [head.columns[i] for i in _feature_positions(name, columns, label,
+                                                            feature_columns)]
     # The C parser converts the feature columns itself (dtype=float64): that is its
-    # speed. na_filter=False turns an empty cell into an error, not a NaN.
-    dtype = {c: (str if i == label else np.float64) for i, c in enumerate(head.columns)}
+    # speed. na_filter=False turns an empty cell into an error, not a NaN. Columns
+    # that are neither features nor the label are not read (they need not be numbers).
+    dtype = {c: (str if i == label else np.float64) for i, c in enumerate(head.columns)
+             if i == label or c in features}
     reader = pd.read_csv(path, sep=delimiter, header=0 if header else None, dtype=dtype,
-                         chunksize=chunk_rows, engine="c", skip_blank_lines=True,
-                         na_filter=False, compression="infer")
+                         usecols=list(dtype), chunksize=chunk_rows, engine="c",
+                         skip_blank_lines=True, na_filter=False, compression="infer")
     with reader:
         for frame in reader:
-            features = frame.drop(columns=frame.columns[label]) if label is not None else frame
-            X = features.to_numpy(np.float64)
+            X = frame[features].to_numpy(np.float64)
             if not np.isfinite(X).all():
                 raise ValueError("non-finite cell")   # located by the csv-module reader
             labels = (frame.iloc[:, label].str.strip().to_numpy(dtype=str)
@@ -129,7 +145,8 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows):
             yield X, labels
 
 
-def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=CHUNK_ROWS):
+def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=CHUNK_ROWS,
+             feature_columns=None):
     """Yield a CSV file's rows in chunks: ``(X, labels)`` of at most ``chunk_rows`` rows.
 
     Parameters
@@ -141,6 +158,10 @@ def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=
     delimiter : str, default=","
     header : bool, default=True
     chunk_rows : int, default=CHUNK_ROWS
+    feature_columns : list of str, optional
+        Read these columns, by header name, as the features, in this order, and skip
+        the others (which then need not be numeric), as :func:`chainrule.data.load_csv`
+        does. Default: every column but the label column, in file order.
 
     Yields
     ------
@@ -162,12 +183,13 @@ def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=
     try:
         import pandas as pd
     except ImportError:  # the documented fallback: the csv module
-        yield from _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows)
+        yield from _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows,
+                                    feature_columns)
         return
     done = 0
     try:
         for X, labels in _iter_pandas(pd, name, path, label_column, delimiter, header,
-                                      chunk_rows):
+                                      chunk_rows, feature_columns):
             done += X.shape[0]
             yield X, labels
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -175,7 +197,7 @@ def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=
             raise
         # pandas does not say where: the csv-module reader finds the line and column.
         for _ in _iter_csv_module(name, path, label_column, delimiter, header,
-                                     chunk_rows):
+                                  chunk_rows, feature_columns):
             pass
         raise ValueError(f"{name}: not a readable CSV table ({exc})") from None
 

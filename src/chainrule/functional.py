@@ -19,11 +19,23 @@ from ._validation import as_float_array, check_positive_int
 __all__ = ["logsumexp", "softmax", "log_softmax", "one_hot", "accuracy", "sigmoid", "log_sigmoid"]
 
 
+#: Up to this many columns, :func:`shift_by_max` takes row maxima column by column.
+_FEW_COLUMNS = 32
+
+
 def shift_by_max(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """``(x - max(x), max(x))`` along ``axis`` (max kept as a dimension of length 1)."""
     # The max is subtracted before anything else: z - logsumexp(z) written
     # literally rounds both terms to the same number when |z| ~ 1e300.
-    m = np.max(x, axis=axis, keepdims=True)
+    if x.ndim == 2 and axis in (1, -1) and 1 < x.shape[1] <= _FEW_COLUMNS:
+        # Row maxima over a few columns, one column at a time: NumPy's reduction along a
+        # short contiguous axis is ~20x slower (300 us against 16 us for 1347 x 10),
+        # and a maximum is exact in any order, so the values are the same.
+        m = x[:, :1].copy()
+        for j in range(1, x.shape[1]):
+            np.maximum(m, x[:, j:j + 1], out=m)
+    else:
+        m = np.max(x, axis=axis, keepdims=True)
     return x - m, m
 
 
@@ -67,6 +79,12 @@ def softmax(x, axis: int = -1) -> np.ndarray:
     s, _ = shift_by_max(x, axis)
     e = np.exp(s)
     return e / np.sum(e, axis=axis, keepdims=True)
+
+
+def row_classes(Y: np.ndarray) -> np.ndarray:
+    """The class of each row: ``Y`` itself for (N,) class indices, else the column of
+    each one-hot row's 1."""
+    return Y if Y.ndim == 1 else Y.argmax(axis=1)
 
 
 def one_hot(labels, num_classes: int | None = None, dtype=np.float64) -> np.ndarray:

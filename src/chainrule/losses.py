@@ -13,9 +13,11 @@ import numpy as np
 from ._validation import (
     as_float_array,
     check_choice,
+    check_class_indices,
     check_one_hot,
     check_positive_float,
     check_sample_weight,
+    is_class_indices,
     shape_str,
 )
 from .functional import shift_by_max
@@ -70,12 +72,25 @@ class Loss:
         return f"{type(self).__name__}()"
 
 
+def _shifted_exp(logits):
+    """``(s, exp(s), row sums of exp(s))`` with ``s = logits - max`` per row: one ``exp``
+    serves the loss and the probabilities. The row sums are a matrix-vector product:
+    NumPy's sum along a short row is ~20x slower (85 us against 5 us for 1347 x 10)."""
+    s, _ = shift_by_max(logits, axis=1)
+    e = np.exp(s)
+    return s, e, (e @ np.ones(e.shape[1], e.dtype))[:, None]
+
+
 class CategoricalCrossEntropy(Loss):
     """Softmax followed by cross-entropy, fused, averaged over the batch.
 
     ``loss = -(1/N) sum_n sum_k labels[n, k] * log_softmax(logits)[n, k]``
 
-    Shape: logits (N, K), labels (N, K) one-hot -> loss, a Python float.
+    Shape: logits (N, K), labels (N, K) one-hot or (N,) integer class indices (as
+    ``torch.nn.CrossEntropyLoss`` takes them) -> loss, a Python float. Class indices
+    give the same loss and gradient as their one-hot rows without ever building that
+    (N, K) matrix: the loss picks one log-probability per row, and ``backward``
+    subtracts 1 from one probability per row.
 
     The log-probabilities come from ``log_softmax`` (shift by the row maximum, then
     subtract the log of the sum of exponentials), never from ``log(clip(p))``: the loss
@@ -98,6 +113,8 @@ class CategoricalCrossEntropy(Loss):
         With ``sample_weight`` (N,), the weighted mean ``sum(w_n l_n) / sum(w_n)``:
         a weight of 2 counts a row twice.
         """
+        if is_class_indices(labels):
+            return self._forward_indices(logits, labels, sample_weight)
         logits, labels = self._check_pair(logits, labels, "logits", "labels")
         w = self._check_weights(sample_weight, logits.shape[0], logits.dtype)
         if self.validate:
@@ -106,23 +123,46 @@ class CategoricalCrossEntropy(Loss):
         # before this loss would put probabilities.
         self._warn_if_probabilities(logits)
         labels = labels.astype(logits.dtype, copy=False)
-        s, _ = shift_by_max(logits, axis=1)
-        log_probs = s - np.log(np.sum(np.exp(s), axis=1, keepdims=True))
+        s, e, total_exp = _shifted_exp(logits)
+        log_probs = s - np.log(total_exp)
+        probs = np.divide(e, total_exp, out=e)   # softmax, from the same exponentials
         # where= skips the 0 * (-inf) = nan that a label of 0 meets when a logit is
         # so far below the maximum that its log-probability underflows to -inf.
         if w is None:
             loss = -float(np.sum(labels * log_probs, where=labels != 0)) / logits.shape[0]
-            self.cache = (np.exp(log_probs), labels, None)
+            self.cache = (probs, labels, None)
         else:
             # A minibatch whose rows all weigh 0 contributes nothing (loss and gradient 0).
             total = float(w.sum()) or 1.0
             per_row = np.sum(labels * log_probs, axis=1, where=labels != 0)
             loss = 0.0 - float(per_row @ w) / total
-            self.cache = (np.exp(log_probs), labels, w[:, None] / w.dtype.type(total))
+            self.cache = (probs, labels, w[:, None] / w.dtype.type(total))
         return loss
+
+    def _forward_indices(self, logits, labels, sample_weight):
+        """:meth:`forward` for (N,) class indices: the same value as their one-hot rows."""
+        if self.validate:
+            logits = as_float_array(logits, "logits", ndim=2)
+            labels = check_class_indices(labels, logits.shape[1], "labels", n=logits.shape[0])
+        w = self._check_weights(sample_weight, logits.shape[0], logits.dtype)
+        self._warn_if_probabilities(logits)
+        rows = np.arange(logits.shape[0])
+        s, probs, total_exp = _shifted_exp(logits)
+        probs /= total_exp
+        # -log softmax at the true class: log(sum exp(s)) - s[n, y_n]
+        per_row = np.log(total_exp[:, 0]) - s[rows, labels]
+        if w is None:
+            self.cache = (probs, labels, None)
+            return float(np.sum(per_row)) / logits.shape[0]
+        total = float(w.sum()) or 1.0
+        self.cache = (probs, labels, w[:, None] / w.dtype.type(total))
+        return float(per_row @ w) / total
 
     def backward(self, d_out=1.0):
         """Gradient ``(softmax(logits) - labels) * d_out / N`` and ``None`` for the labels.
+
+        With class indices the one-hot ``labels`` is never built: the probabilities are
+        scaled and the scale subtracted at each row's true class.
 
         Returns
         -------
@@ -131,12 +171,23 @@ class CategoricalCrossEntropy(Loss):
         """
         d_out = self._check_backward(d_out)
         probs, labels, row_weight = self.cache
+        if labels.ndim == 1:
+            scale = (probs.dtype.type(d_out / labels.shape[0]) if row_weight is None
+                     else row_weight * probs.dtype.type(d_out))
+            d_logits = probs * scale
+            rows = np.arange(labels.shape[0])
+            d_logits[rows, labels] -= scale if row_weight is None else scale[:, 0]
+            return d_logits, None
         if row_weight is None:
             return (probs - labels) * d_out / labels.shape[0], None
         return (probs - labels) * row_weight * d_out, None
 
     def check_targets(self, targets, name: str = "labels") -> None:
-        """Raise ``ValueError`` unless every row of ``targets`` is one-hot."""
+        """Raise ``ValueError`` unless every row of ``targets`` is one-hot (2-D) or every
+        entry a class index (1-D integers; the class count is checked by the caller)."""
+        if targets.ndim == 1:
+            check_class_indices(targets, None, name)
+            return
         check_one_hot(targets, name)
 
     def _warn_if_probabilities(self, logits):

@@ -14,15 +14,18 @@ import numbers
 
 import numpy as np
 
+from ._threads import blas_threads, largest_product_flops
 from ._validation import (
     as_float_array,
     as_sparse_float,
     check_choice,
+    check_class_indices,
     check_in_interval,
     check_positive_float,
     check_positive_int,
     check_rng,
     check_sample_weight,
+    is_class_indices,
     is_sparse,
     shape_str,
 )
@@ -107,11 +110,6 @@ class Network:
                 raise ValueError(f"layer {i} ({layer!r}) uses parameters {missing} that are "
                                  f"not in params")
         loss.validate = False
-        first, first_names = self.layers[0]
-        if getattr(first, "in_features", None) is None and first_names and \
-                np.ndim(params[first_names[0]]) > 2:
-            raise ValueError(f"layers[0] ({first!r}) takes images, but a network takes one "
-                             f"row per sample: start it with Unflatten((C, H, W))")
         self._buffer_slots, self.buffers = buffer_slots(self.layers, buffers)
         if set(self.buffers) & set(params):
             raise ValueError(f"buffer names {sorted(set(self.buffers) & set(params))} are "
@@ -130,8 +128,7 @@ class Network:
     @property
     def n_features(self) -> int:
         first, names = self.layers[0]
-        # A first layer without a weight matrix says what row width it takes (Unflatten).
-        width = getattr(first, "in_features", None)
+        width = getattr(first, "in_features", None)  # Unflatten has no weight to tell it
         return int(width) if width is not None else self.params[names[0]].shape[0]
 
     @property
@@ -166,8 +163,11 @@ class Network:
     def check_XY(self, X, Y):
         """``(X, Y)`` as arrays of the model's dtype, after checking they match the model
         (features, outputs, one row of ``Y`` per row of ``X``, one-hot rows for a
-        classifier: whatever the loss's ``check_targets`` accepts)."""
+        classifier: whatever the loss's ``check_targets`` accepts), or for a classifier
+        (N,) integer class indices, returned as ``intp`` (never expanded to one-hot)."""
         X = self.check_X(X)
+        if isinstance(self.loss, CategoricalCrossEntropy) and is_class_indices(Y):
+            return X, check_class_indices(Y, self.n_outputs, "Y", n=X.shape[0])
         Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype)
         if Y.shape != (X.shape[0], self.n_outputs):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.n_outputs}) (one row per "
@@ -181,8 +181,14 @@ class Network:
         """Run every layer on ``X`` and return the last layer's output (the logits).
 
         Shape: X (N, D) -> (N, K).
+
+        Unless ``checked`` (then the caller, e.g. ``fit``, chose), the BLAS threads are
+        chosen for this call from the matrix sizes (:mod:`chainrule._threads`).
         """
-        X = X if checked else self.check_X(X)
+        if not checked:
+            X = self.check_X(X)
+            with blas_threads(None, largest_product_flops(X.shape[0], self.params)):
+                return self.forward(X, training, checked=True)
         for step in self.walk(X, training, checked=True):
             out = step[-1]
         return out
@@ -194,7 +200,11 @@ class Network:
         through it; rows do not interact, so the result equals one :meth:`forward`.
         Shape: X (N, D) -> (N, K).
         """
-        X = X if checked else self.check_X(X)
+        if not checked:  # the public entry point: checks, and the BLAS threads, once
+            X = self.check_X(X)
+            with blas_threads(None, largest_product_flops(min(X.shape[0], self.chunk_rows(
+                    X.dtype)), self.params)):
+                return self.infer(X, checked=True, then=then)
         rows = self.chunk_rows(X.dtype)
 
         def run(chunk):
@@ -214,8 +224,7 @@ class Network:
         """Rows per chunk of :meth:`infer`: the budget over one row's bytes (>= 1)."""
         shapes = [(self.n_features,)] + output_shapes(self)
         # A convolution also holds its im2col matrix (``workspace`` entries per row).
-        widths = [math.prod(shape) + (layer.workspace(shape) if hasattr(layer, "workspace")
-                                      else 0)
+        widths = [math.prod(shape) + getattr(layer, "workspace", lambda _: 0)(shape)
                   for (layer, _), shape in zip(self.layers, shapes, strict=False)]
         widths.append(math.prod(shapes[-1]))
         return max(1, ACTIVATION_BUDGET // (sum(widths) * np.dtype(dtype).itemsize))
@@ -284,10 +293,12 @@ class Network:
         loss : float
         grads : dict of str to ndarray, same keys and shapes as ``params``
         """
-        if not checked:
+        if not checked:  # a call of its own (fit passes checked=True): its BLAS threads
             X, Y = self.check_XY(X, Y)
             if sample_weight is not None:
                 sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+            with blas_threads(None, largest_product_flops(X.shape[0], self.params)):
+                return self.loss_and_grads(X, Y, sample_weight, training=training, checked=True)
         logits = self.forward(X, training=training, checked=True)
         loss = self.loss.forward(logits, Y, sample_weight)
         d_logits, _ = self.loss.backward(1.0)

@@ -171,7 +171,9 @@ def _gradient_check(model, X, Y, random) -> SanityCheckResult:
     grad_rows = np.sort(random.choice(X.shape[0], size=min(10, X.shape[0]), replace=False))
     probe = _copy_without_dropout(model)
     probe.params = {k: v.astype(np.float64) for k, v in probe.params.items()}
-    Xg, Yg = X[grad_rows].astype(np.float64), Y[grad_rows].astype(np.float64)
+    # class indices stay integers
+    Xg = X[grad_rows].astype(np.float64)
+    Yg = Y[grad_rows].astype(np.float64 if Y.ndim == 2 else Y.dtype)
     result = check_gradients(probe, Xg, Yg, sample=8, rng=random)
     detail = (f"worst in {result.worst_name}; central differences, eps 1e-6, float64, "
               f"{len(grad_rows)} rows")
@@ -194,8 +196,9 @@ def sanity_check(model, X, Y, *, rng=None) -> SanityReport:
         Left unchanged: every check works on a deep copy.
     X : array_like, shape (N, D)
         Training inputs, prepared as they will be for training (standardised, ...).
-    Y : array_like, shape (N, K)
-        One-hot labels (or regression targets: the ln K check is then left out).
+    Y : array_like, shape (N, K) or (N,)
+        One-hot labels or integer class indices (or regression targets: the ln K check
+        is then left out).
     rng : None, int or numpy.random.Generator
         Chooses the subset of rows (at most 20) and the parameter entries checked.
 
@@ -221,7 +224,7 @@ def sanity_check(model, X, Y, *, rng=None) -> SanityReport:
     initial = _copy_without_dropout(model)
     checks = []
     if is_classifier:
-        checks.append(_initial_loss_check(evaluate(initial, X, Y)["loss"], Y.shape[1]))
+        checks.append(_initial_loss_check(evaluate(initial, X, Y)["loss"], model.n_outputs))
     rows = np.sort(random.choice(X.shape[0], size=min(_SUBSET_ROWS, X.shape[0]),
                                  replace=False))
     checks += _subset_checks(model, initial, X[rows], Y[rows], is_classifier)

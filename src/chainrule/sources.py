@@ -136,6 +136,8 @@ class _BlockCache:
 class RowView:
     """The rows of an NpyFile as ``fit`` sees them: ``view[idx]`` reads and checks them."""
 
+    ndim = 2  # rows of n_cols values, as the (N, D) or (N, K) array it stands for
+
     def __init__(self, file: NpyFile, check, n_cols: int):
         self.file, self.check = file, check
         self.shape = (len(file), n_cols)
@@ -159,6 +161,8 @@ class RowView:
 
 class LabelView:
     """Integer class labels (in memory) seen as one-hot rows: ``view[idx]``."""
+
+    ndim = 2  # it stands for the (N, K) one-hot matrix
 
     def __init__(self, labels: np.ndarray, n_classes: int, dtype):
         self.labels, self.dtype = labels, dtype

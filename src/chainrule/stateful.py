@@ -90,6 +90,10 @@ def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
                              f"but " + ("params does not hold them all" if params is not None
                                         else "its init_params(rng, dtype) does not return "
                                         "one array for each"))
+        if i == 0 and arrays and np.ndim(arrays[0]) > 2 and \
+                getattr(layer, "in_features", None) is None:
+            raise ValueError(f"layers[0] ({layer!r}) takes images, but a network takes one "
+                             f"row per sample: start it with Unflatten((C, H, W))")
         for name, a in zip(p_names, arrays, strict=True):
             # Drawn arrays are cast; given ones must already be right (a file's).
             a = np.asarray(a) if params is not None else np.asarray(a, dtype=dtype)

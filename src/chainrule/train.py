@@ -24,7 +24,8 @@ the model's own generator: same model, data and ``rng``, same bits. ``comm=`` tr
 data-parallel over MPI ranks (:mod:`chainrule.distributed`). ``checkpoint=path`` saves
 the run after every epoch, ``resume=True`` continues it bit for bit
 (:mod:`chainrule.checkpoint`); Ctrl-C rolls back to (and checkpoints) the last completed
-epoch and returns the History with ``stop_reason == "interrupted"``.
+epoch and returns the History with ``stop_reason == "interrupted"``. The BLAS thread
+count is set once per run (:mod:`chainrule._threads`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import numpy as np
 
 from . import distributed, sources
 from ._fileformat import remove_stale_temporaries
+from ._threads import blas_threads, check_threads, largest_product_flops
 from ._validation import (
     check_in_interval,
     check_positive_float,
@@ -61,6 +63,7 @@ from .checkpoint import (
 from .data import batch_indices, split_rows
 from .diagnostics import Advisor, epoch_diagnostics, relu_pairs
 from .errors import TrainingDivergedError
+from .functional import row_classes
 from .history import EarlyStopping, EarlyStoppingState, History
 from .journal import HistoryJournal
 from .layers import Affine
@@ -78,7 +81,7 @@ def _evaluate_checked(model, X, Y) -> dict:
     logits = model.infer(X, checked=True)  # in row chunks: bounded memory
     out = {"loss": model.loss.forward(logits, Y)}
     if isinstance(model.loss, CategoricalCrossEntropy):
-        out["accuracy"] = float(np.mean(logits.argmax(axis=1) == Y.argmax(axis=1)))
+        out["accuracy"] = float(np.mean(logits.argmax(axis=1) == row_classes(Y)))
     return out
 
 
@@ -89,8 +92,8 @@ def evaluate(model, X, Y) -> dict:
     ----------
     model : Network
     X : array_like, shape (N, D)
-    Y : array_like, shape (N, K)
-        One-hot labels (cross-entropy) or targets (mean squared error).
+    Y : array_like, shape (N, K) or (N,)
+        One-hot labels or class indices (cross-entropy) or targets (mean squared error).
 
     Returns
     -------
@@ -350,10 +353,10 @@ def _prepare_run(model, s: RunSettings) -> _Run:
     run.journal = (loaded["journal"] if loaded is not None else
                    None if s.checkpoint is None else HistoryJournal(s.checkpoint))
     run.params, run.kept = model.params, {**model.params, **model.buffers}
-    run.labels = Y.argmax(axis=1) if isinstance(model.loss, CategoricalCrossEntropy) else None
+    run.labels = row_classes(Y) if isinstance(model.loss, CategoricalCrossEntropy) else None
     run.relu_pairs = relu_pairs(model) if s.diagnostics else []
     run.advisor = Advisor([k for k, p in model.params.items() if p.ndim > 1],
-                          Y.shape[1] if run.is_classifier else None)
+                          model.n_outputs if run.is_classifier else None)
     run.weights = [names[0] for layer, names in model.layers if isinstance(layer, Affine)]
     run.backup = {k: p.copy() for k, p in run.kept.items()}
     run.bar = _progress_bar(s, run.history.epochs)
@@ -492,7 +495,7 @@ def _finished(run: _Run) -> History:
 def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, validation_data=None,
         validation_fraction=None, early_stopping=None, callbacks=(), rng=None, progress=True,
         sample_weight=None, checkpoint=None, resume=False, diagnostics=True, l2=0.0,
-        comm=None) -> History:
+        comm=None, threads=None) -> History:
     """Train ``model`` on ``(X, Y)``; return what happened as a :class:`History`.
 
     Parameters
@@ -500,8 +503,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     model : Network
         Trained in place (``model.params`` is updated).
     X : array_like, shape (N, D)
-    Y : array_like, shape (N, K)
-        One-hot rows for a cross-entropy model, targets for mean squared error.
+    Y : array_like, shape (N, K) or (N,)
+        One-hot rows or class indices for a cross-entropy model, targets for mean squared error.
     optimizer : Optimizer or {'sgd', 'adam', 'adamw'}
         A name builds that optimizer with its defaults.
     epochs : int
@@ -535,6 +538,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         weights over the batch's rows (or weight sum), in the loss and the gradients.
     comm : mpi4py communicator, optional
         Data-parallel training over MPI ranks (:mod:`chainrule.distributed`).
+    threads : int or None, default=None
+        BLAS threads; ``None``: one for small networks, unless ``OMP_NUM_THREADS`` is set.
 
     Returns
     -------
@@ -557,27 +562,29 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         early_stopping=early_stopping, callbacks=callbacks, rng=rng, progress=progress,
         sample_weight=sample_weight, checkpoint=checkpoint, resume=resume, diagnostics=diagnostics,
         l2=l2, comm=comm)
-    run = _prepare_run(model, settings)
-    try:
-        for epoch in run.epochs_left():
-            t0 = time.perf_counter()
-            lr = settings.optimizer.current_lr()
-            tally = _train_epoch(model, run, epoch)
-            logs = _epoch_logs(model, run, epoch, tally, lr, t0)
-            diag = _epoch_diagnostics(run, tally)
-            if diag:
-                run.advisor.epoch(epoch, logs, diag)
-            run.history.record_epoch(logs, diag)
-            stop = _should_stop(model, run, epoch, logs, diag)
-            _commit_epoch(model, run, epoch, logs, stop)
-            if stop:
-                break
-    except KeyboardInterrupt:
-        return _interrupted(model, run)
-    except TrainingDivergedError as exc:
-        exc.history = run.history  # the completed epochs
-        raise
-    finally:
-        if run.bar is not None:
-            run.bar.close()
-    return _finished(run)
+    rows = min(settings.batch_size or settings.n_rows, settings.n_rows)
+    with blas_threads(check_threads(threads), largest_product_flops(rows, model.params)):
+        run = _prepare_run(model, settings)
+        try:
+            for epoch in run.epochs_left():
+                t0 = time.perf_counter()
+                lr = settings.optimizer.current_lr()
+                tally = _train_epoch(model, run, epoch)
+                logs = _epoch_logs(model, run, epoch, tally, lr, t0)
+                diag = _epoch_diagnostics(run, tally)
+                if diag:
+                    run.advisor.epoch(epoch, logs, diag)
+                run.history.record_epoch(logs, diag)
+                stop = _should_stop(model, run, epoch, logs, diag)
+                _commit_epoch(model, run, epoch, logs, stop)
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            return _interrupted(model, run)
+        except TrainingDivergedError as exc:
+            exc.history = run.history  # the completed epochs
+            raise
+        finally:
+            if run.bar is not None:
+                run.bar.close()
+        return _finished(run)

@@ -17,7 +17,8 @@ from .._version import VERSION
 from ._common import USER_ERRORS, CommandError, Parser, UsageError, report_unknown_flags
 from ._distributed import add_distributed_flag, join_ranks
 from .models import add_model_parsers
-from .train import add_reproduce_parser, add_train_parser
+from .reproduce import add_reproduce_parser
+from .train import add_train_parser
 
 __all__ = ["main", "build_parser", "CommandError", "UsageError"]
 

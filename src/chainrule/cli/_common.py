@@ -11,7 +11,7 @@ import sys
 import numpy as np
 
 __all__ = ["CommandError", "UsageError", "EXIT_STATUS", "TRAIN_EXIT_STATUS", "USER_ERRORS",
-           "Parser", "positive_int", "add_data_arguments", "check_data_flags",
+           "Parser", "positive_int", "add_data_arguments", "data_kind", "check_data_flags",
            "check_output_file", "check_output_dir", "format_table", "regression_metrics",
            "report_unknown_flags"]
 
@@ -84,16 +84,29 @@ def positive_int(text):
 def add_data_arguments(p, *, labels_required=True) -> None:
     """--data, --label-column and --labels of ``evaluate`` and ``predict``."""
     p.add_argument("--data", required=True, metavar="PATH",
-                   help="data file: .csv (needs --label-column), .npz (arrays X and y) or "
-                        "an IDX images file as distributed for MNIST, gzipped or not")
+                   help="data file: .csv (needs --label-column), .npz (arrays X and y), "
+                        "an IDX images file as distributed for MNIST, gzipped or not, or a "
+                        ".npy file of features (2-D, C order; read a block of rows at a "
+                        "time, never whole)")
     p.add_argument("--label-column", metavar="NAME",
                    help="CSV only: name of the column holding the labels"
                         + ("" if labels_required else
                            " (give it when the file has one, so it is not read as a "
                            "feature)"))
     p.add_argument("--labels", metavar="PATH",
-                   help="IDX only: the labels file (default: the '*-labels-idx1-ubyte' "
-                        "file next to the images file)")
+                   help="IDX: the labels file (default: the '*-labels-idx1-ubyte' file "
+                        "next to the images file); .npy: a .npy file of one label per row")
+
+
+def data_kind(path) -> str:
+    """``"npy"`` for a ``.npy`` file (read out of core), else ``file_kind``'s answer."""
+    from ..data import file_kind
+
+    if os.fspath(path).lower().endswith(".npy"):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{os.fspath(path)}: no such file")
+        return "npy"
+    return file_kind(path)
 
 
 def check_data_flags(path, label_column, labels, *, path_flag="--data",
@@ -104,9 +117,10 @@ def check_data_flags(path, label_column, labels, *, path_flag="--data",
     apply to the format, or a label source that is needed but missing, is a
     :class:`UsageError` naming the flag (exit 2).
     """
-    from ..data import csv_header, file_kind, idx_labels_path
+    from ..data import csv_header, idx_labels_path
 
-    kind = file_kind(path)
+    kind = data_kind(path)
+    what = {"idx": "an IDX", "npz": "an .npz", "npy": "a .npy", "csv": "a CSV"}[kind]
     if kind == "csv" and label_column is not None:
         columns = csv_header(path)
         if label_column not in columns:
@@ -114,29 +128,38 @@ def check_data_flags(path, label_column, labels, *, path_flag="--data",
                              f"such column; its header has {columns}")
     if kind != "csv" and label_column is not None:
         raise UsageError(f"--label-column applies to CSV files, but {path_flag} {path} is "
-                         f"an {'IDX' if kind == 'idx' else '.npz'} file")
-    if kind != "idx" and labels is not None:
-        raise UsageError(f"{labels_flag} applies to IDX images files, but {path_flag} "
-                         f"{path} is a{' CSV' if kind == 'csv' else 'n .npz'} file")
+                         f"{what} file")
+    if kind not in ("idx", "npy") and labels is not None:
+        raise UsageError(f"{labels_flag} applies to IDX images files and .npy files, but "
+                         f"{path_flag} {path} is {what} file")
     if not require_labels:
         return
     if kind == "csv" and label_column is None:
         raise UsageError(f"{path_flag} {path} is a CSV file: give --label-column NAME, the "
                          f"header name of the column holding the labels")
+    if kind == "npy" and labels is None:
+        raise UsageError(f"{path_flag} {path} is a .npy file of features: give its labels, "
+                         f"a .npy file of one label per row, with {labels_flag} PATH")
     if kind == "idx" and labels is None and idx_labels_path(path) is None:
         raise UsageError(f"{path_flag} {path} is an IDX images file and no "
                          f"'*-labels-idx1-ubyte' file sits beside it: give its labels file "
                          f"with {labels_flag} PATH")
 
 
-def check_output_file(path, flag) -> None:
-    """A file about to be written must not be a directory and its folder must exist
-    and be writable; checked before any work (exit 1 through CommandError)."""
-    if os.path.isdir(path):
-        raise CommandError(f"{flag} {path}: is a directory, expected a file name")
+def check_output_file(path, flag, refuse_same_as=()) -> None:
+    """A file about to be written, checked before any work by the one write path's
+    own rules (:func:`chainrule._fileformat.check_destination`: a regular file or a
+    new one, not read-only, not a device, FIFO, socket or link loop, not one of the
+    command's inputs ``refuse_same_as``; ``None`` entries are skipped), and its
+    folder writable. Any refusal is a :class:`CommandError` naming ``flag`` (exit 1)."""
+    from .._fileformat import check_destination
+
+    inputs = [p for p in refuse_same_as if p is not None]
+    try:
+        check_destination(path, name=flag, refuse_same_as=inputs)
+    except (ValueError, TypeError, OSError) as exc:
+        raise CommandError(f"{flag} {path}: {exc}") from None
     folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise CommandError(f"{flag} {path}: the directory {folder} does not exist")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise CommandError(f"{flag} {path}: the directory {folder} is not writable")
 

@@ -18,9 +18,11 @@ from ._common import (
     check_data_flags,
     check_output_dir,
     check_output_file,
+    data_kind,
     format_table,
     regression_metrics,
 )
+from ._stream import ConfusionCounts, iter_chunks, prediction_writer
 
 __all__ = ["add_model_parsers"]
 
@@ -102,19 +104,16 @@ def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
     return label, list(names)
 
 
-def _load_data(args, saved: _Saved, *, require_labels=True):
-    """``(X, y)``: a CSV is matched by column name when the model knows its feature
-    names; other files (and older models) are read by position."""
-    from ..data import file_kind, load_file
-
-    kind = file_kind(args.data)
+def _data_chunks(args, saved: _Saved, *, require_labels=True):
+    """``(X, y)`` chunks of --data: a CSV is matched by column name when the model knows
+    its feature names; other files (and older models) are read by position."""
     label, features = args.label_column, None
-    if kind == "csv" and saved.feature_names is not None:
+    if data_kind(args.data) == "csv" and saved.feature_names is not None:
         label, features = _csv_columns(args, saved, saved.feature_names,
                                        require_labels=require_labels)
     check_data_flags(args.data, label, args.labels, require_labels=require_labels)
-    return load_file(args.data, label, labels_path=args.labels,
-                     require_labels=require_labels, feature_columns=features)
+    return iter_chunks(args.data, label=label, features=features, labels_path=args.labels,
+                       require_labels=require_labels)
 
 
 def _outputs(saved: _Saved, X, data_path):
@@ -167,35 +166,49 @@ def _class_names(classes, n_classes):
     return [str(c) for c in np.asarray(classes).tolist()]
 
 
-def _print_metrics(true, pred, names) -> None:
+def _print_metrics(counts: ConfusionCounts, names) -> None:
     """The per-class table and the confusion matrix."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
+    precision, recall, f1, support = counts.per_class()
     K = len(names)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        true, pred, labels=np.arange(K), zero_division=0)
     rows = [[names[k], f"{precision[k]:.4f}", f"{recall[k]:.4f}", f"{f1[k]:.4f}",
              str(support[k])] for k in range(K)]
     for line in format_table(["class", "precision", "recall", "f1", "support"], rows):
         print(line)
     print()
     print("confusion matrix (rows: true class, columns: predicted class)")
-    C = confusion_matrix(true, pred, labels=np.arange(K))
+    C = counts.matrix
     for line in format_table([""] + names, [[names[k]] + C[k].tolist() for k in range(K)]):
         print(line)
 
 
-def _evaluate_regression(args, saved: _Saved, X, y) -> None:
-    if np.asarray(y).dtype.kind not in "iuf":
-        raise CommandError(f"{args.data}: the model is a regressor but the labels are not "
-                           f"numbers (such as {np.unique(y)[:3].tolist()})")
-    rmse, mae, r2 = regression_metrics(y, _outputs(saved, X, args.data))
+def _evaluate_regression(args, saved: _Saved, chunks) -> None:
+    # Targets and predictions only (16 bytes a row), so that the metrics are those of
+    # one pass over all rows, to the last bit.
+    ys, preds = [], []
+    for X, y in chunks:
+        if np.asarray(y).dtype.kind not in "iuf":
+            raise CommandError(f"{args.data}: the model is a regressor but the labels are "
+                               f"not numbers (such as {np.unique(y)[:3].tolist()})")
+        ys.append(np.asarray(y, dtype=np.float64))
+        preds.append(_outputs(saved, X, args.data))
+    y = np.concatenate(ys)
+    rmse, mae, r2 = regression_metrics(y, np.concatenate(preds))
     print(f"model {args.model}: {type(saved.model).__name__}, {saved.n_features} inputs, "
           f"regression")
-    print(f"data  {args.data}: {X.shape[0]} rows")
+    print(f"data  {args.data}: {len(y)} rows")
     print(f"RMSE = {rmse:.6g}")
     print(f"MAE  = {mae:.6g}")
     print(f"R²   = {r2:.4f}")
+
+
+def _count_classes(args, saved: _Saved, chunks) -> ConfusionCounts:
+    """The confusion matrix of the model's predicted classes, chunk by chunk."""
+    K = max(2, saved.network.n_outputs)  # a binary classifier's one logistic output: 2
+    counts = ConfusionCounts(K)
+    for X, y in chunks:
+        proba = _outputs(saved, X, args.data)
+        counts.add(_label_indices(y, saved.classes, K, args.data), proba.argmax(axis=1))
+    return counts
 
 
 def _cmd_evaluate(args) -> int:
@@ -210,69 +223,49 @@ def _cmd_evaluate(args) -> int:
         except ImportError:
             raise CommandError("--plot needs matplotlib, which is not installed: pip "
                                "install chainrule[plot] (or leave out --plot)") from None
-    X, y = _load_data(args, saved)
+    chunks = _data_chunks(args, saved)
     if saved.regressor:
-        _evaluate_regression(args, saved, X, y)
+        _evaluate_regression(args, saved, chunks)
         return 0
-    proba = _outputs(saved, X, args.data)
-    K = proba.shape[1]
-    true = _label_indices(y, saved.classes, K, args.data)
-    pred = proba.argmax(axis=1)
+    counts = _count_classes(args, saved, chunks)
+    K, n, correct = counts.matrix.shape[0], int(counts.matrix.sum()), int(counts.matrix.trace())
     names = _class_names(saved.classes, K)
-    correct = int((pred == true).sum())
     print(f"model {args.model}: {type(saved.model).__name__}, {saved.n_features} inputs, "
           f"{K} classes")
-    print(f"data  {args.data}: {X.shape[0]} rows")
-    print(f"accuracy = {correct / len(true):.4f} ({correct}/{len(true)})")
+    print(f"data  {args.data}: {n} rows")
+    print(f"accuracy = {correct / n:.4f} ({correct}/{n})")
     print()
-    _print_metrics(true, pred, names)
+    _print_metrics(counts, names)
     if args.plot:
         from ..plots import plot_confusion_matrix
 
         os.makedirs(args.plot, exist_ok=True)
         out = os.path.join(args.plot, "confusion_matrix.png")
-        plot_confusion_matrix([names[k] for k in true], [names[k] for k in pred],
+        true, pred = counts.pairs()
+        plot_confusion_matrix(np.asarray(names)[true], np.asarray(names)[pred],
                               labels=names, path=out)
         print(f"\nwrote {out}")
     return 0
 
 
-def _predictions_csv(outputs, names) -> str:
-    """``row,predicted,p_<class>...`` for probabilities, ``row,predicted`` for values."""
-    import csv
-    import io as _io
-
-    buffer = _io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if names is None:
-        writer.writerow(["row", "predicted"])
-        for i, value in enumerate(outputs.tolist()):
-            writer.writerow([i, repr(float(value))])
-        return buffer.getvalue()
-    pred = outputs.argmax(axis=1)
-    writer.writerow(["row", "predicted"] + [f"p_{name}" for name in names])
-    for i in range(outputs.shape[0]):
-        # repr gives the shortest text that reads back as the same float.
-        writer.writerow([i, names[pred[i]]] + [repr(float(p)) for p in outputs[i]])
-    return buffer.getvalue()
-
-
 def _cmd_predict(args) -> int:
-    from .._fileformat import atomic_write
+    from .._fileformat import STDOUT_NAMES, atomic_write
 
-    if args.output is not None:
-        check_output_file(args.output, "--output")
+    inputs = [p for p in (args.model, args.data, args.labels) if p is not None]
+    output = "-" if args.output is None else args.output
+    if output not in STDOUT_NAMES:
+        check_output_file(output, "--output", refuse_same_as=inputs)
     saved = _load_model(args.model)
-    X, _ = _load_data(args, saved, require_labels=False)
-    outputs = _outputs(saved, X, args.data)
-    names = None if saved.regressor else _class_names(saved.classes, outputs.shape[1])
-    text = _predictions_csv(outputs, names)
-    if args.output is None:
-        sys.stdout.write(text)
-    else:
-        data = text.encode("utf-8")
-        atomic_write(args.output, lambda fh: fh.write(data))
-        print(f"wrote {X.shape[0]} predictions to {args.output}", file=sys.stderr)
+    chunks = _data_chunks(args, saved, require_labels=False)
+    names = None
+    if not saved.regressor:  # a binary classifier's predict_proba has two columns
+        names = _class_names(saved.classes, max(2, saved.network.n_outputs))
+    # Rows are written as their chunk is predicted: into the temporary file of the
+    # one write path (a failure leaves no half-written --output), or to stdout.
+    write, count = prediction_writer(chunks, lambda X: _outputs(saved, X, args.data), names)
+    atomic_write(output, write, refuse_same_as=inputs, allow_stdout=True)
+    if output not in STDOUT_NAMES:
+        print(f"wrote {count()} predictions to {output}", file=sys.stderr)
     return 0
 
 
@@ -294,7 +287,7 @@ def _cmd_export(args) -> int:
     from .. import io
 
     _check_opset(args.opset)
-    check_output_file(args.output, "output file")
+    check_output_file(args.output, "output file", refuse_same_as=[args.model])
     saved = _load_model(args.model)
     io.export_onnx(saved.model, args.output, opset=args.opset, classes=saved.classes,
                    feature_names=saved.feature_names)

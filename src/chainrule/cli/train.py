@@ -1,11 +1,9 @@
-"""``chainrule train`` (the command line front end of :func:`chainrule.train.fit`) and
-``chainrule reproduce`` (the homework's two experiments)."""
+"""``chainrule train``: the command line front end of :func:`chainrule.train.fit`."""
 
 from __future__ import annotations
 
 import argparse
 import copy
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -16,24 +14,22 @@ import numpy as np
 from ._architectures import add_cnn_arguments, build_model, check_cnn_flags, describe_cnn
 from ._common import (
     TRAIN_EXIT_STATUS,
-    USER_ERRORS,
     CommandError,
     UsageError,
     check_data_flags,
     check_output_dir,
     check_output_file,
     positive_int,
-    regression_metrics,
 )
 from ._traindata import (
     AUTO_REGRESSION_MIN_DISTINCT,
     TrainData,
     load_train_data,
     load_train_files,
-    write_test_rows,
 )
+from ._trainoutput import save_files, test_score, write_plots_keeping_the_model
 
-__all__ = ["add_train_parser", "add_reproduce_parser", "load_train_files", "DEFAULTS"]
+__all__ = ["add_train_parser", "load_train_files", "DEFAULTS"]
 
 #: The defaults of ``chainrule train`` (evidence: benchmarks/bench_cli_defaults.py).
 DEFAULTS: dict[str, Any] = {
@@ -75,20 +71,6 @@ def _batch_size(text):
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer or 'full', got {text!r}")
     return value
-
-
-def add_reproduce_parser(sub) -> None:
-    """The ``reproduce`` subcommand of ``sub``."""
-    rep = sub.add_parser(
-        "reproduce", help="run the homework's two experiments on the digits data",
-        description="Train the homework's logistic regression and two-layer ReLU network "
-                    "with full-batch gradient descent on scikit-learn's digits, printing the "
-                    "training logs and test accuracies in the homework's format.")
-    rep.add_argument("--epochs", type=positive_int, default=501,
-                     help="gradient steps (default 501)")
-    rep.add_argument("--report-every", type=positive_int, default=50,
-                     help="print the loss every this many steps (default 50)")
-    rep.set_defaults(func=_cmd_reproduce)
 
 
 def _add_train_model_arguments(tr) -> None:
@@ -154,6 +136,9 @@ def _add_train_model_arguments(tr) -> None:
                           "lines without tqdm)")
     out.add_argument("--quiet", "-q", action="store_true",
                      help="no per-epoch output at all")
+    tr.add_argument("--threads", type=positive_int, default=None, metavar="N", help="BLAS "
+                    "threads (default: 1 for small networks, all for large; OMP_NUM_THREADS/"
+                    "OPENBLAS_NUM_THREADS are respected)")
 
 
 def _add_train_file_arguments(p) -> None:
@@ -225,15 +210,6 @@ def add_train_parser(sub) -> None:
     _add_train_model_arguments(tr)
     _add_train_file_arguments(tr)
     tr.set_defaults(func=_cmd_train)
-
-
-# -- reproduce ----------------------------------------------------------------------
-
-def _cmd_reproduce(args) -> int:
-    from ..reproduce import run_homework
-
-    run_homework(epochs=args.epochs, report_every=args.report_every)
-    return 0
 
 
 # -- train: checks of the flags, before any work ---------------------------------------
@@ -316,15 +292,17 @@ def _check_train_sources(args) -> None:
 
 
 def _check_train_destinations(args) -> None:
-    """Files to write, before hours of training rather than after (exit 1)."""
-    if args.save:
-        check_output_file(args.save, "--save")
-    if args.save_test:
-        check_output_file(args.save_test, "--save-test")
+    """Files to write, before hours of training rather than after (exit 1); none may
+    be one of the command's inputs or another of its outputs."""
+    inputs = [args.data, args.labels, args.test_data, args.test_labels]
+    outputs = {"--save": args.save, "--save-test": args.save_test,
+               "--checkpoint": args.checkpoint}
+    for flag, path in outputs.items():
+        if path:
+            others = [p for f, p in outputs.items() if f != flag]
+            check_output_file(path, flag, refuse_same_as=inputs + others)
     if args.plot:
         check_output_dir(args.plot, "--plot")
-    if args.checkpoint:
-        check_output_file(args.checkpoint, "--checkpoint")
 
 
 def _check_packages(args) -> bool:
@@ -379,6 +357,20 @@ def _schedule(args, n_rows) -> _Schedule:
 
 
 # -- train: model, optimizer, fit ---------------------------------------------------
+
+def _build_model_in_memory(args, n_features, n_outputs, task, gen):
+    """:func:`build_model`, a model too large to allocate said in one line (exit 1)."""
+    try:
+        return build_model(args, n_features, n_outputs, task, gen)
+    except MemoryError:
+        sizes = [n_features, *([] if args.model == "logreg" else args.hidden), n_outputs]
+        count = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
+        gib = count * np.dtype(args.dtype).itemsize / 2**30
+        raise CommandError(f"--hidden {','.join(map(str, args.hidden))}: a {args.model} "
+                           f"{sizes} has {count:,} parameters ({gib:,.1f} GiB in "
+                           f"{args.dtype}), more than this machine can allocate; give "
+                           f"smaller hidden layers") from None
+
 
 def _build_optimizer(args, n_rows, plan: _Schedule):
     """The optimizer, its learning rate a cosine schedule over all steps if asked."""
@@ -444,7 +436,8 @@ def _fit(args, model, optimizer, data, plan: _Schedule, gen, printer, bar):
                    epochs=plan.epochs, batch_size=plan.batch_size,
                    validation_fraction=plan.validation_fraction or None,
                    early_stopping=plan.patience or None, callbacks=(printer,), rng=gen,
-                   progress=bar, checkpoint=args.checkpoint, resume=args.resume, comm=args.comm)
+                   progress=bar, checkpoint=args.checkpoint, resume=args.resume, comm=args.comm,
+                   threads=args.threads)
     except CheckpointEpochsError as exc:
         raise UsageError(f"--epochs {exc.epochs} is fewer than the {exc.done} epochs already "
                          f"done in checkpoint {exc.path!r}; give --epochs >= {exc.done} (the "
@@ -471,83 +464,6 @@ def _report_interrupt(args, history, printed) -> None:
           f"epochs{discarded}{where}", file=sys.stderr)
 
 
-def _write_plots(folder, model, history, data: TrainData) -> None:
-    """history.png, confusion_matrix.png (classification) and, for images,
-    first_layer_weights.png."""
-    from ..plots import (
-        KNOWN_IMAGE_SHAPES,
-        plot_confusion_matrix,
-        plot_first_layer_weights,
-        plot_history,
-    )
-
-    os.makedirs(folder, exist_ok=True)
-    written = [os.path.join(folder, "history.png")]
-    plot_history(history, path=written[-1])
-    if data.classes is not None:
-        names = [str(c) for c in data.classes.tolist()]
-        pred = model.predict_proba(data.X_test).argmax(axis=1)
-        written.append(os.path.join(folder, "confusion_matrix.png"))
-        plot_confusion_matrix([names[k] for k in data.y_test], [names[k] for k in pred],
-                              labels=names, path=written[-1])
-    if model.n_features in KNOWN_IMAGE_SHAPES and model.layers[0][1]:  # an Affine first
-        written.append(os.path.join(folder, "first_layer_weights.png"))
-        plot_first_layer_weights(model, path=written[-1])
-    print("wrote " + ", ".join(written))
-
-
-def _model_metadata(args, data: TrainData) -> dict:
-    """What predict/evaluate/export need besides the network: the task, the classes,
-    the feature and label column names (CSV)."""
-    meta: dict = {"task": data.task}
-    if data.classes is not None:
-        meta["classes"] = data.classes.tolist()
-    if data.feature_names is not None:
-        meta["feature_names"] = list(data.feature_names)
-    if args.label_column is not None:
-        meta["label_column"] = args.label_column
-    return meta
-
-
-def _test_score(model, data: TrainData) -> str:
-    """The line that reports the score on the test rows."""
-    if data.classes is None:
-        rmse, mae, r2 = regression_metrics(data.y_test, model.predict(data.X_test)[:, 0])
-        return (f"test RMSE = {rmse:.6g}, MAE = {mae:.6g}, R² = {r2:.4f} "
-                f"({len(data.y_test)} rows)")
-    correct = int(np.sum(model.predict_classes(data.X_test) == data.y_test))
-    return f"test accuracy = {correct / len(data.y_test):.4f} ({correct}/{len(data.y_test)})"
-
-
-def _save_files(args, model, data: TrainData) -> list[str]:
-    """--save and --save-test, before anything is printed (a closed pipe, as in
-    ``chainrule train | head``, must not cost the model); returns what to report."""
-    from .. import io
-    from ..folding import fold_standardization
-
-    done = []
-    if args.save:
-        if data.mean is not None:  # the file takes raw inputs
-            fold_standardization(model, data.mean, data.scale)
-        io.save(model, args.save, metadata=_model_metadata(args, data))
-        done.append(f"saved the model to {args.save}")
-    if args.save_test:
-        write_test_rows(args.save_test, data, args.label_column or "label")
-        done.append(f"wrote the {len(data.y_test)} test rows to {args.save_test}")
-    return done
-
-
-def _write_plots_keeping_the_model(args, model, history, data: TrainData) -> None:
-    """Plots come last: a failure says where the model is."""
-    try:
-        _write_plots(args.plot, model, history, data)
-    except USER_ERRORS + (RuntimeError,) as exc:
-        kept = (f"the model was saved to {args.save} first" if args.save else
-                "the model was not saved (no --save)")
-        raise CommandError(f"writing the plots to {args.plot} failed: {exc}; {kept}") \
-            from None
-
-
 def _cmd_train(args) -> int:
     # Flags, files and packages: bad usage exits 2, unusable files 1, all before any work.
     _check_train_values(args)
@@ -558,7 +474,8 @@ def _cmd_train(args) -> int:
     plan = _schedule(args, data.X_train.shape[0])
     # One generator for the weights, dropout, shuffling and the validation split.
     gen = np.random.default_rng(args.seed)
-    model = build_model(args, data.X_train.shape[1], data.n_outputs, data.task, gen)
+    model = _build_model_in_memory(args, data.X_train.shape[1], data.n_outputs, data.task,
+                                   gen)
     optimizer = _build_optimizer(args, data.X_train.shape[0], plan)
     _print_setup(args, data, model, optimizer, plan)
     printer = _EpochPrinter(show=not (args.quiet or bar))
@@ -572,10 +489,10 @@ def _cmd_train(args) -> int:
         from ..folding import fold_target_scaling
 
         fold_target_scaling(model, data.y_mean, data.y_scale)
-    score = _test_score(model, data)
+    score = test_score(model, data)
     if args.plot:  # drawn from the model as trained, on standardised inputs
         plot_model = copy.deepcopy(model)
-    done = _save_files(args, model, data)
+    done = save_files(args, model, data)
     if history.stop_reason == "early_stopping":
         print(f"early stopping after epoch {history.epochs - 1}; kept the weights of epoch "
               f"{history.best_epoch}")
@@ -584,5 +501,5 @@ def _cmd_train(args) -> int:
     for line in done:
         print(line)
     if args.plot:
-        _write_plots_keeping_the_model(args, plot_model, history, data)
+        write_plots_keeping_the_model(args, plot_model, history, data)
     return 0

@@ -322,5 +322,7 @@ class BaseMLP(BaseEstimator):
         check_is_fitted(self, "model_")
         X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc"],
                           dtype=self.model_.dtype)
-        return self.model_.forward(X)
+        # In row chunks (Network.infer): the hidden activations of every row never
+        # exist at once, whatever the number of rows; the logits are those of forward.
+        return self.model_.infer(X)
 

@@ -86,7 +86,7 @@ class EpochRule:
                                          if last > est.best_loss_ - est.tol else 0)
             est.best_loss_ = min(est.best_loss_, last)
             return
-        score = est.score_outputs(model.forward(self.validation[0], checked=True),
+        score = est.score_outputs(model.infer(self.validation[0], checked=True),
                                   *self.validation[1:])
         self.record_score(score, model)
 

@@ -1,0 +1,116 @@
+"""How many BLAS threads a training run or a prediction uses.
+
+NumPy's OpenBLAS starts one thread per core and uses them for every matrix product
+it judges large enough. For the small products of a small network that costs more
+than it saves: the threads' start-up and synchronisation outweigh the work, and their
+spinning competes with whatever else runs on a shared machine (issue 10 measured
+``chainrule train`` on digits 3-4x slower with two threads than with one). So
+:func:`blas_threads` decides once per ``fit`` or prediction, from the largest matrix
+product of one step:
+
+* ``threads`` given (an int): exactly that many threads;
+* ``threads=None`` and ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS``
+  set in the environment: nothing is changed (the user chose when the BLAS loaded);
+* otherwise one thread when that product is below :data:`MULTITHREAD_FLOPS`, else the
+  threads the BLAS already has. The automatic choice never raises the count, so a
+  ``threadpoolctl.threadpool_limits`` around the call is respected too.
+
+``threadpoolctl`` (a scikit-learn dependency) is imported on first use, never by
+``import chainrule``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+import os
+
+__all__ = ["MULTITHREAD_FLOPS", "THREAD_ENV_VARS", "check_threads", "choose_threads",
+           "blas_threads", "largest_product_flops"]
+
+#: A matrix product of at least this many floating-point operations (2 m k n) is
+#: worth a second thread: about 5 ms of one core's GEMM at 20 GFLOP/s, far above a
+#: thread wake-up (tens of microseconds) even when the other core is busy.
+MULTITHREAD_FLOPS = 1e8
+
+#: Environment variables through which a user fixes the thread count themselves.
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+_controller = None  # threadpoolctl's ThreadpoolController, built once per process
+
+
+def check_threads(threads) -> int | None:
+    """``None`` (decide automatically) or a positive int, else ``TypeError``/``ValueError``."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, numbers.Integral):
+        raise TypeError(f"threads must be None or a positive integer, got "
+                        f"{type(threads).__name__} {threads!r}")
+    if threads < 1:
+        raise ValueError(f"threads must be None or a positive integer, got {threads!r}")
+    return int(threads)
+
+
+def largest_product_flops(rows: int, params) -> float:
+    """FLOPs ``2 * rows * D * H`` of the largest product ``(rows, D) @ (D, H)`` of a
+    batch of ``rows`` with a 2-D array ``(D, H)`` of the params dict (a weight matrix;
+    the biases are 1-D): an Affine layer's forward product, and the count of each of
+    its two backward products."""
+    return max((2.0 * rows * p.shape[0] * p.shape[1] for p in params.values() if p.ndim == 2),
+               default=0.0)
+
+
+def choose_threads(threads, flops: float, current: int, environ=None) -> int | None:
+    """The thread count to set, or ``None`` to leave the BLAS as it is.
+
+    Parameters
+    ----------
+    threads : int or None
+        An explicit choice (returned as it is) or ``None`` for the automatic one.
+    flops : float
+        FLOPs of the largest matrix product of one step.
+    current : int
+        Threads the BLAS uses now.
+    environ : mapping, optional
+        The environment (``os.environ``); any of :data:`THREAD_ENV_VARS` set there
+        means the user chose, and the automatic choice leaves it alone.
+    """
+    if threads is not None:
+        return threads
+    environ = os.environ if environ is None else environ
+    if any(environ.get(name) for name in THREAD_ENV_VARS):
+        return None
+    wanted = 1 if flops < MULTITHREAD_FLOPS else current
+    return None if wanted == current else min(wanted, current)
+
+
+def _blas_controller():
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
+
+
+def blas_current_threads() -> int:
+    """Threads NumPy's BLAS uses now (the largest count among the BLAS pools loaded)."""
+    return max((lib.num_threads for lib in _blas_controller().lib_controllers), default=1)
+
+
+@contextlib.contextmanager
+def blas_threads(threads, flops: float):
+    """Run the ``with`` block with the BLAS threads :func:`choose_threads` picks, and put
+    the previous count back afterwards.
+
+    ``threads`` must already be checked (:func:`check_threads`).
+    """
+    if threads is None and any(os.environ.get(name) for name in THREAD_ENV_VARS):
+        yield  # decided by the user: not even threadpoolctl is loaded
+        return
+    n = choose_threads(threads, flops, blas_current_threads())
+    if n is None:
+        yield
+        return
+    with _blas_controller().limit(limits=n):
+        yield

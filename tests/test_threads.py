@@ -1,0 +1,151 @@
+"""BLAS threads per fit / prediction (issue 10): one thread for small products, an
+explicit ``threads=`` or ``--threads`` wins, thread variables in the environment are
+respected, and the previous count comes back afterwards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+import chainrule.train
+from chainrule._threads import THREAD_ENV_VARS, choose_threads, largest_product_flops
+from chainrule.cli import main
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+def blas_threads_now() -> int:
+    """Threads of the BLAS pools loaded now, read independently through threadpoolctl."""
+    return max(info["num_threads"] for info in threadpoolctl.threadpool_info()
+               if info["user_api"] == "blas")
+
+
+@pytest.fixture
+def no_thread_env(monkeypatch):
+    for name in THREAD_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def two_threads(no_thread_env):
+    """The BLAS set to two threads for the test (as on a 2-core machine), then put back."""
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        yield
+
+
+def _record_threads(model):
+    """Wrap the first layer's forward to record the BLAS threads each call ran with."""
+    seen = []
+    layer = model.layers[0][0]
+    forward = layer.forward
+
+    def recording(*args):
+        seen.append(blas_threads_now())
+        return forward(*args)
+
+    layer.forward = recording
+    return seen
+
+
+def test_largest_product_flops_counts_2mkn_of_the_widest_layer():
+    # (32, 64) @ (64, 1024) = 2 * 32 * 64 * 1024; (32, 1024) @ (1024, 10) is smaller;
+    # the 1-D biases are no matrix products
+    params = cr.MLP([64, 1024, 10], rng=0).params
+    assert largest_product_flops(32, params) == 2 * 32 * 64 * 1024
+
+
+@pytest.mark.parametrize("threads, flops, current, environ, expected", [
+    (3, 1.0, 2, {}, 3),                              # explicit: as given
+    (1, 1e12, 2, {"OMP_NUM_THREADS": "2"}, 1),       # explicit beats the environment
+    (None, 1e6, 2, {}, 1),                           # small products: one thread
+    (None, 1e10, 2, {}, None),                       # large: the BLAS's own count
+    (None, 1e6, 1, {}, None),                        # already one thread: nothing to do
+    (None, 1e6, 2, {"OPENBLAS_NUM_THREADS": "2"}, None),  # the user chose
+    (None, 1e6, 2, {"OMP_NUM_THREADS": "2"}, None),
+])
+def test_choose_threads(threads, flops, current, environ, expected):
+    assert choose_threads(threads, flops, current, environ) == expected
+
+
+def test_fit_of_a_small_network_runs_on_one_thread_and_restores_the_count(rng, two_threads):
+    X, y = rng.normal(size=(64, 8)), rng.integers(0, 3, size=64)
+    model = cr.MLP([8, 16, 3], rng=0)
+    seen = _record_threads(model)
+    cr.fit(model, X, y, optimizer="sgd", epochs=2, batch_size=16, rng=0, progress=False)
+    assert seen and set(seen) == {1}
+    assert blas_threads_now() == 2
+
+
+def test_fit_of_a_large_network_keeps_the_threads(rng, two_threads):
+    # 2 * 100 * 500 * 1000 = 1e8 FLOPs in the first product: worth the second core
+    X, y = rng.normal(size=(100, 500)), rng.integers(0, 2, size=100)
+    model = cr.MLP([500, 1000, 2], rng=0, dtype=np.float32)
+    seen = _record_threads(model)
+    cr.fit(model, X, y, optimizer="sgd", epochs=1, rng=0, progress=False)
+    assert set(seen) == {2}
+
+
+def test_explicit_threads_override_the_choice(rng, two_threads):
+    X, y = rng.normal(size=(20, 4)), rng.integers(0, 2, size=20)
+    model = cr.MLP([4, 3, 2], rng=0)
+    seen = _record_threads(model)
+    cr.fit(model, X, y, optimizer="sgd", epochs=1, rng=0, progress=False, threads=2)
+    assert set(seen) == {2}
+
+
+def test_thread_variables_in_the_environment_are_respected(rng, two_threads, monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    X, y = rng.normal(size=(20, 4)), rng.integers(0, 2, size=20)
+    model = cr.MLP([4, 3, 2], rng=0)
+    seen = _record_threads(model)
+    cr.fit(model, X, y, optimizer="sgd", epochs=1, rng=0, progress=False)
+    model.predict(X)
+    assert set(seen) == {2}
+
+
+def test_prediction_of_a_small_network_runs_on_one_thread(rng, two_threads):
+    model = cr.MLP([4, 3, 2], rng=0)
+    seen = _record_threads(model)
+    model.predict_proba(rng.normal(size=(10, 4)))
+    assert seen == [1]
+    assert blas_threads_now() == 2
+
+
+@pytest.mark.parametrize("threads, error", [(0, ValueError), (-2, ValueError),
+                                            (1.5, TypeError), (True, TypeError)])
+def test_bad_threads_are_rejected_by_name_before_training(rng, threads, error):
+    model = cr.MLP([4, 3, 2], rng=0)
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(error, match=r"threads must be None or a positive integer, got"):
+        cr.fit(model, rng.normal(size=(8, 4)), rng.integers(0, 2, size=8), optimizer="sgd",
+               epochs=1, progress=False, threads=threads)
+    for k, v in before.items():
+        np.testing.assert_array_equal(model.params[k], v)
+
+
+def test_cli_threads_flag_is_passed_to_fit(monkeypatch, capsys):
+    calls = []
+    real_fit = chainrule.train.fit
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("threads"))
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(chainrule.train, "fit", spy)
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--quiet", "--threads", "1"]) == 0
+    assert main(["train", "--hidden", "8", "--epochs", "1", "--quiet"]) == 0
+    assert calls == [1, None]
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--threads", "0"])
+    assert exc.value.code == 2
+    assert "argument --threads: expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+def test_a_homework_step_of_its_own_runs_on_one_thread(rng, two_threads):
+    # LogisticRegression.step -> loss_and_grads: a public call chooses its threads too
+    model = cr.LogisticRegression(4, 3)
+    seen = _record_threads(model)
+    model.step(rng.normal(size=(10, 4)), np.eye(3)[rng.integers(0, 3, size=10)])
+    assert seen == [1]
+    assert blas_threads_now() == 2
