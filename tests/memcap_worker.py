@@ -4,7 +4,9 @@
 with a tiny fit, then caps its address space (``RLIMIT_AS``) at what it uses now plus
 ``HEADROOM_MB``, and then, with MODE ``fit``, trains one epoch on the files through
 ``open_npy`` and evaluates on them; with MODE ``load`` it reads X whole with
-``np.load`` instead, which the cap must refuse. It prints one JSON line.
+``np.load`` instead, which the cap must refuse; with MODE ``cli`` it runs
+``chainrule train --data X.npy --labels y.npy`` for one epoch (warmed up on a small
+copy of the files). It prints one JSON line.
 """
 
 from __future__ import annotations
@@ -25,7 +27,37 @@ def vm_size() -> int:
     raise RuntimeError("no VmSize in /proc/self/status")
 
 
+def train_command(x_path, y_path, headroom_mb):
+    """``chainrule train --data X.npy --labels y.npy`` for one epoch under the cap,
+    after a run on a small copy of the first rows has loaded everything it imports."""
+    import os
+
+    from chainrule.cli import main as cli
+
+    folder = os.path.dirname(x_path)
+    small = [os.path.join(folder, f"small_{name}.npy") for name in "Xy"]
+    for path, big in zip(small, (x_path, y_path), strict=True):
+        np.save(path, np.load(big, mmap_mode="r")[:200])
+    argv = ["train", "--epochs", "1", "--quiet", "--hidden", "16"]
+    if cli(argv + ["--data", small[0], "--labels", small[1]]) != 0:
+        raise SystemExit("the warm-up run failed")
+    cap = vm_size() + int(headroom_mb) * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    model = os.path.join(folder, "model.npz")
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        status = cli(argv + ["--data", x_path, "--labels", y_path, "--save", model])
+    print(json.dumps({"status": status, "cap": cap, "peak": vm_size(),
+                      "stderr": err.getvalue()[-2000:]}))
+
+
 def main(mode, x_path, y_path, headroom_mb):
+    if mode == "cli":
+        train_command(x_path, y_path, headroom_mb)
+        return
     import chainrule as cr
     from chainrule.data import open_npy
 

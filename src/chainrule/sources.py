@@ -20,6 +20,7 @@ targets the loss accepts); shapes and labels are checked before training starts.
 
 from __future__ import annotations
 
+import copy
 import os
 
 import numpy as np
@@ -27,7 +28,7 @@ import numpy as np
 from ._validation import check_positive_int, shape_str
 
 __all__ = ["NpyFile", "open_npy", "RowView", "LabelView", "check_data", "shuffled_order",
-           "evaluate_blocks", "is_source", "stream_minibatches"]
+           "evaluate_blocks", "is_source", "stream_minibatches", "column_stats", "first_block"]
 
 #: Bytes of one block of rows, unless ``open_npy(block_bytes=...)`` says otherwise.
 BLOCK_BYTES = 4 * 2**20
@@ -37,7 +38,15 @@ _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0,
 
 
 class NpyFile:
-    """A 1-D or 2-D ``.npy`` file, read in blocks of rows (see :func:`open_npy`)."""
+    """A 1-D or 2-D ``.npy`` file, read in blocks of rows (see :func:`open_npy`).
+
+    :meth:`subset` and :meth:`standardized` give views of the same file: some of its
+    rows (a held-out test or validation part), or its rows as ``(x - mean) / scale``;
+    they read the file as lazily as the file itself.
+    """
+
+    rows: np.ndarray | None = None  # the file's rows this view holds, sorted (None: all)
+    stats: tuple | None = None  # (mean, scale) the rows are standardised with
 
     def __init__(self, path, block_bytes: int = BLOCK_BYTES):
         self.path = os.fspath(path)
@@ -57,7 +66,7 @@ class NpyFile:
         if len(shape) not in (1, 2) or dtype.hasobject or dtype.kind not in "biuf":
             raise ValueError(f"{self.path!r} must hold a 1-D or 2-D numeric array, got dtype "
                              f"{dtype} and shape {shape_str(shape)}")
-        self.shape, self.dtype = tuple(shape), dtype
+        self.shape, self.dtype, self.stored_dtype = tuple(shape), dtype, dtype
         row_bytes = max(1, dtype.itemsize * (shape[1] if len(shape) == 2 else 1))
         self.block_rows = max(1, check_positive_int(block_bytes, "block_bytes") // row_bytes)
 
@@ -68,23 +77,131 @@ class NpyFile:
         return self.shape[0]
 
     def read(self, start: int, stop: int) -> np.ndarray:
-        """Rows ``start:stop`` as an array in memory; only they are mapped, then unmapped."""
-        window = np.memmap(self.path, dtype=self.dtype, mode="r",
-                           offset=self.offset + start * self.dtype.itemsize * self.row_size,
+        """Rows ``start:stop`` (of this view) as an array in memory; only the file's
+        rows they come from are mapped, a block at most at a time, then unmapped."""
+        return self.scaled(self.read_stored(start, stop))
+
+    def read_stored(self, start: int, stop: int) -> np.ndarray:
+        """:meth:`read` before :meth:`standardized`'s scaling: the values as stored."""
+        if self.rows is None:
+            rows = self._read_file(start, stop)
+        else:  # the file's rows of this subset, from one block of the file at a time
+            idx = self.rows[start:stop]
+            rows = np.empty((len(idx),) + self.shape[1:], dtype=self.stored_dtype)
+            blocks = idx // self.block_rows
+            for b in np.unique(blocks):
+                mine = np.flatnonzero(blocks == b)  # a run: idx is sorted
+                first, last = idx[mine[0]], idx[mine[-1]]
+                rows[mine] = self._read_file(first, last + 1, idx[mine] - first)
+        return rows
+
+    def scaled(self, rows) -> np.ndarray:
+        """Stored rows as this view reads them: ``(x - mean) / scale`` in float64 after
+        :meth:`standardized`, else unchanged."""
+        if self.stats is None:
+            return rows
+        mean, scale = self.stats
+        out = rows.astype(np.float64)
+        out -= mean  # in place: one float64 copy of the rows, not three
+        out /= scale
+        return out
+
+    def _read_file(self, start, stop, pick=None) -> np.ndarray:
+        """The file's rows ``start:stop`` (``pick``: those of them at these offsets)."""
+        window = np.memmap(self.path, dtype=self.stored_dtype, mode="r",
+                           offset=self.offset + start * self.stored_dtype.itemsize * self.row_size,
                            shape=(stop - start,) + self.shape[1:])
         try:
-            return np.array(window)
+            return np.array(window) if pick is None else window[pick]
         finally:
             del window  # unmap now, not at the next garbage collection
+
+    def subset(self, indices) -> NpyFile:
+        """A view of the rows ``indices`` (positions in this view), kept in file order.
+
+        Parameters
+        ----------
+        indices : array_like of int, shape (M,)
+            Distinct row positions in ``0..len(self) - 1``, in any order.
+
+        Returns
+        -------
+        NpyFile
+            ``M`` rows, read (and shuffled by ``fit``) a block at a time like the file.
+        """
+        idx = np.asarray(indices)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise TypeError(f"indices must be a 1-D array of integers, got dtype {idx.dtype} "
+                            f"and shape {shape_str(idx.shape)}")
+        idx = np.unique(idx.astype(np.int64))
+        if len(idx) != len(np.asarray(indices)):
+            raise ValueError("indices must be distinct row positions, got repeated ones")
+        if idx.size and (idx[0] < 0 or idx[-1] >= len(self)):
+            raise ValueError(f"indices must lie in 0..{len(self) - 1} (the rows of {self.path!r}"
+                             f"), got values in [{idx[0]}, {idx[-1]}]")
+        view = copy.copy(self)
+        view.rows = idx if self.rows is None else self.rows[idx]
+        view.shape = (len(idx),) + self.shape[1:]
+        return view
+
+    def standardized(self, mean, scale) -> NpyFile:
+        """A view whose rows read as ``(x - mean) / scale`` in float64 (e.g. with the
+        statistics of :func:`column_stats`)."""
+        if len(self.shape) != 2:
+            raise ValueError(f"only a 2-D file can be standardised, {self.path!r} has shape "
+                             f"{shape_str(self.shape)}")
+        stats = [np.asarray(v, dtype=np.float64) for v in (mean, scale)]
+        for name, v in zip(("mean", "scale"), stats, strict=True):
+            if v.shape != self.shape[1:] or not np.isfinite(v).all():
+                raise ValueError(f"{name} must hold {self.shape[1]} finite values (one per "
+                                 f"column), got shape {shape_str(v.shape)}")
+        if not np.all(stats[1] > 0):
+            raise ValueError("scale must be positive in every column")
+        view = copy.copy(self)
+        view.stats, view.dtype = tuple(stats), np.dtype(np.float64)
+        return view
 
     @property
     def row_size(self) -> int:
         return self.shape[1] if len(self.shape) == 2 else 1
 
     def fingerprint(self) -> str:
-        """Path, size and modification time: what a checkpoint compares, in O(1)."""
+        """Path, size and modification time (and a view's rows and statistics): what a
+        checkpoint compares, in O(1) reads of the file."""
+        from hashlib import sha256
+
         st = os.stat(self.path)
-        return f"npy:{os.path.realpath(self.path)}:{st.st_size}:{st.st_mtime_ns}"
+        h = sha256()
+        for part in (self.rows, *(self.stats or ())):
+            h.update(b"-" if part is None else np.ascontiguousarray(part).tobytes())
+        view = "" if self.rows is None and self.stats is None else ":" + h.hexdigest()
+        return f"npy:{os.path.realpath(self.path)}:{st.st_size}:{st.st_mtime_ns}{view}"
+
+
+def column_stats(file: NpyFile):
+    """Per column, the mean and standard deviation of a 2-D file, in one pass of blocks.
+
+    scikit-learn's ``StandardScaler.partial_fit`` combines pieces of a MiB (a
+    numerically stable update of the mean and variance; it makes several copies of
+    what it is given, hence pieces smaller than a block). A constant column gets scale 1, as in
+    :func:`chainrule.data.standardize`.
+
+    Returns
+    -------
+    mean, scale : ndarray of float64, shape (D,)
+    """
+    from sklearn.preprocessing import StandardScaler
+
+    if not isinstance(file, NpyFile) or len(file.shape) != 2 or len(file) == 0:
+        raise ValueError(f"column_stats needs a 2-D NpyFile with rows, got {file!r}")
+    scaler = StandardScaler()
+    n, size = len(file), file.block_rows
+    piece = max(1, 2**20 // (8 * file.shape[1]))  # a MiB of float64: partial_fit copies it
+    for start in range(0, n, size):
+        block = file.read(start, min(start + size, n))
+        for s in range(0, len(block), piece):
+            scaler.partial_fit(block[s:s + piece].astype(np.float64))
+    return scaler.mean_, scaler.scale_
 
 
 def open_npy(path, *, block_bytes: int = BLOCK_BYTES) -> NpyFile:
@@ -108,11 +225,11 @@ def open_npy(path, *, block_bytes: int = BLOCK_BYTES) -> NpyFile:
 
 class _BlockCache:
     """Reads rows of an NpyFile, keeping the last block read (the next batch is
-    usually in it)."""
+    usually in it) as stored: a standardised view scales only the rows taken."""
 
     def __init__(self, file: NpyFile):
         self.file, self.block = file, -1
-        self.rows: np.ndarray = np.empty((0,) + file.shape[1:], dtype=file.dtype)
+        self.rows: np.ndarray = np.empty((0,) + file.shape[1:], dtype=file.stored_dtype)
 
     def take(self, idx) -> np.ndarray:
         if isinstance(idx, slice):
@@ -120,17 +237,18 @@ class _BlockCache:
         idx = np.asarray(idx)
         size = self.file.block_rows
         blocks = idx // size
-        out = np.empty((len(idx),) + self.file.shape[1:], dtype=self.file.dtype)
+        out = np.empty((len(idx),) + self.file.shape[1:], dtype=self.file.stored_dtype)
         # blocks in the order the batch meets them: the last one stays cached, and the
         # next batch of a block-shuffled epoch starts in it
         _, first = np.unique(blocks, return_index=True)
         for b in blocks[np.sort(first)]:
             if b != self.block:
-                self.block = b
-                self.rows = self.file.read(b * size, min((b + 1) * size, len(self.file)))
+                self.block, self.rows = b, self.rows[:0].copy()  # free the old block first
+                self.rows = self.file.read_stored(b * size, min((b + 1) * size,
+                                                                len(self.file)))
             mine = blocks == b
             out[mine] = self.rows[idx[mine] - b * size]
-        return out
+        return self.file.scaled(out)
 
 
 class RowView:
@@ -229,9 +347,12 @@ def check_data(model, X, Y, batch_size=None, validation_fraction=None, *, traini
     rows = RowView(X, model.check_X, model.n_features)
     if len(Y.shape if isinstance(Y, NpyFile) else np.shape(Y)) == 1:
         return rows, _labels(model, Y, n)
-    if not isinstance(Y, NpyFile):
-        raise TypeError(f"with X a file, Y must be a file (open_npy) or a 1-D array of class "
-                        f"indices, got an array of shape {shape_str(np.shape(Y))}")
+    if not isinstance(Y, NpyFile):  # targets in memory, as the labels may be
+        if np.ndim(Y) != 2 or np.shape(Y)[1] != model.n_outputs:
+            raise ValueError(f"with X a file, Y must be a file (open_npy), a 1-D array of "
+                             f"class indices or an array of targets of shape ({n}, "
+                             f"{model.n_outputs}), got shape {shape_str(np.shape(Y))}")
+        return rows, _checked_targets(model, np.asarray(Y))
     if Y.shape[1] != model.n_outputs:
         raise ValueError(f"Y ({Y.path!r}) has {Y.shape[1]} columns but the model has "
                          f"{model.n_outputs} outputs")
@@ -254,6 +375,12 @@ def shuffled_order(X, rng) -> np.ndarray:
     n, size = X.shape[0], X.file.block_rows
     starts = rng.permutation(np.arange(0, n, size))
     return np.concatenate([s + rng.permutation(min(size, n - s)) for s in starts])
+
+
+def first_block(X):
+    """``X`` itself for an array; for a view, the rows of its first block (what fits
+    in memory where a check wants rows to run through the network)."""
+    return X[0:X.file.block_rows] if isinstance(X, RowView) else X
 
 
 def evaluate_blocks(evaluate, model, X, Y) -> dict:

@@ -153,7 +153,7 @@ def _check_validation(model, n, validation_data, validation_fraction):
             raise TypeError(f"validation_data must be a pair (X_val, Y_val), got "
                             f"{type(validation_data).__name__}")
         try:
-            validation_data = model.check_XY(*validation_data)
+            validation_data = sources.check_data(model, *validation_data, training=False)
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"validation_data: {exc}") from None
     if validation_fraction is not None:
@@ -418,12 +418,12 @@ def _epoch_logs(model, run: _Run, epoch: int, tally: _Tally, lr, t0: float) -> d
     if run.is_classifier:
         logs["accuracy"] = tally.n_correct / run.X.shape[0]
     if run.settings.has_validation:
-        val = _evaluate_checked(model, run.X_val, run.Y_val)
+        val = sources.evaluate_blocks(_evaluate_checked, model, run.X_val, run.Y_val)
         logs["val_loss"] = val["loss"]
         if run.is_classifier:
             logs["val_accuracy"] = val["accuracy"]
         if not math.isfinite(val["loss"]):
-            _diverged(model, run.X_val, run.backup, epoch, tally.step,
+            _diverged(model, sources.first_block(run.X_val), run.backup, epoch, tally.step,
                       f"the validation loss is {val['loss']}")
     logs["lr"] = float(lr)
     logs["time"] = time.perf_counter() - t0

@@ -5,13 +5,14 @@ held-out rows for ``--save-test``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ._common import CommandError, UsageError
 
 __all__ = ["load_train_files", "TrainData", "load_train_data", "choose_task",
-           "write_test_rows", "AUTO_REGRESSION_MIN_DISTINCT"]
+           "write_test_rows", "AUTO_REGRESSION_MIN_DISTINCT", "is_npy", "validation_views"]
 
 #: ``--task auto`` picks regression for float labels with more distinct values than this.
 AUTO_REGRESSION_MIN_DISTINCT = 20
@@ -42,13 +43,73 @@ def _read_train_test(args, source):
             raise CommandError(f"{args.test_data} has {X_test.shape[1]} features but "
                                f"{source} has {X.shape[1]}")
         return X, X_test, y, y_test
-    n = X.shape[0]
+    _n_test(args, X.shape[0], source)
+    return holdout_split(X, y, args.test_fraction, rng=0)
+
+
+def _n_test(args, n, source) -> int:
+    """The rows --test-fraction holds out (as :func:`chainrule.data.holdout_split`)."""
     n_test = int(round(args.test_fraction * n))
     if n_test < 1 or n_test >= n:
         raise UsageError(f"--test-fraction {args.test_fraction} of the {n} rows of "
                          f"{source} leaves {n - n_test} training and {n_test} test "
                          f"rows; both need at least one (or give --test-data)")
-    return holdout_split(X, y, args.test_fraction, rng=0)
+    return n_test
+
+
+def is_npy(args) -> bool:
+    """Whether --data is a .npy file, which train reads out of core."""
+    from ._common import data_kind
+
+    return args.data is not None and data_kind(args.data) == "npy"
+
+
+def _npy_rows(path, labels_path):
+    """``(X, y)``: the features as an :class:`~chainrule.sources.NpyFile` (not read)
+    and its labels, read (one number a row)."""
+    from ..sources import open_npy
+
+    X, labels = open_npy(path), open_npy(labels_path)
+    if len(X.shape) != 2:
+        raise CommandError(f"{path}: a .npy file of features must be 2-D (one row per "
+                           f"sample), got shape {X.shape}")
+    if len(labels.shape) != 1 or len(labels) != len(X):
+        raise CommandError(f"{labels_path}: expected one label per row of {path} (shape "
+                           f"({len(X)},)), got shape {labels.shape}")
+    return X, labels.read(0, len(labels))
+
+
+def _read_npy_train_test(args, source):
+    """:func:`_read_train_test` for a .npy --data: the test rows are a view of the file
+    (the rows :func:`chainrule.data.holdout_split` would hold out) or --test-data."""
+    from ..data import split_rows
+    from ._common import data_kind
+
+    X, y = _npy_rows(args.data, args.labels)
+    if args.test_data is None:
+        train, test = split_rows(len(X), _n_test(args, len(X), source), 0)
+        return X.subset(train), X.subset(test), y[train], y[test]
+    if data_kind(args.test_data) != "npy":
+        raise UsageError(f"--test-data {args.test_data}: with a .npy --data, the test data "
+                         f"must be a .npy file too (with --test-labels)")
+    if args.test_labels is None:
+        raise UsageError(f"--test-data {args.test_data} is a .npy file of features: give "
+                         f"its labels with --test-labels PATH")
+    X_test, y_test = _npy_rows(args.test_data, args.test_labels)
+    if X_test.shape[1] != X.shape[1]:
+        raise CommandError(f"{args.test_data} has {X_test.shape[1]} features but {source} "
+                           f"has {X.shape[1]}")
+    return X, X_test, y, y_test
+
+
+def validation_views(X, Y, fraction, rng):
+    """``(X_fit, Y_fit, (X_val, Y_val))``: a .npy file's training rows split as
+    ``fit(validation_fraction=fraction, rng=rng)`` splits arrays, as two views."""
+    from ..data import split_rows
+
+    n = len(X)
+    train, val = split_rows(n, int(np.ceil(fraction * n)), rng)
+    return X.subset(train), Y[train], (X.subset(val), Y[val])
 
 
 def _encode_classes(y_train, y_test, source):
@@ -101,17 +162,22 @@ def choose_task(task, y, source) -> tuple[str, str]:
 
 @dataclass
 class TrainData:
-    """The arrays as the model sees them (scaled, in --dtype) and where they came from."""
+    """The arrays as the model sees them (scaled, in --dtype) and where they came from.
 
-    X_train: np.ndarray
-    X_test: np.ndarray
-    Y_train: np.ndarray  # one-hot, or standardised targets (N, 1)
+    With a .npy --data, ``X_train`` and ``X_test`` are views of the files
+    (:class:`chainrule.sources.NpyFile`, read a block at a time and standardised as
+    they are read), ``Y_train`` holds class indices and ``raw_test`` is None.
+    """
+
+    X_train: Any  # an array, or an NpyFile view
+    X_test: Any
+    Y_train: np.ndarray  # one-hot (class indices for .npy), or standardised targets (N, 1)
     y_test: np.ndarray  # class indices, or raw targets
     classes: np.ndarray | None  # None for regression
     source: str
     task: str
     why: str
-    raw_test: tuple  # (X_test, y_test) as in the files, for --save-test
+    raw_test: tuple | None  # (X_test, y_test) as in the files, for --save-test
     feature_names: list | None = None  # CSV header names of the features
     mean: np.ndarray | None = None  # input standardisation, None with --no-standardize
     scale: np.ndarray | None = None
@@ -131,12 +197,14 @@ def _feature_names(args):
     return [c for c in csv_header(args.data) if c != args.label_column]
 
 
-def _targets(args, source, y_train, y_test):
-    """``(task, why, classes, Y_train, y_test, y_mean, y_scale)``."""
+def _targets(args, source, y_train, y_test, one_hot=True):
+    """``(task, why, classes, Y_train, y_test, y_mean, y_scale)``; ``Y_train`` holds
+    class indices rather than one-hot rows unless ``one_hot``."""
     task, why = choose_task(args.task, y_train, source)
     if task == "classification":
         classes, train_idx, test_idx = _encode_classes(y_train, y_test, source)
-        return task, why, classes, np.eye(len(classes))[train_idx], test_idx, 0.0, 1.0
+        Y = np.eye(len(classes))[train_idx] if one_hot else train_idx
+        return task, why, classes, Y, test_idx, 0.0, 1.0
     y_train = np.asarray(y_train, dtype=np.float64)
     y_test = np.asarray(y_test, dtype=np.float64) if np.asarray(y_test).dtype.kind in "iuf" \
         else None
@@ -152,6 +220,8 @@ def load_train_data(args) -> TrainData:
     from ..data import load_homework_digits, standardize
 
     source = source_name(args)
+    if is_npy(args):
+        return _load_npy_train_data(args, source)
     if args.data is None and args.openml is None:
         X_train, X_test, Y_train, Y_test = load_homework_digits()
         y_train, y_test = Y_train.argmax(axis=1), Y_test.argmax(axis=1)
@@ -171,6 +241,25 @@ def load_train_data(args) -> TrainData:
                      mean, scale, y_mean, y_scale)
 
 
+def _load_npy_train_data(args, source) -> TrainData:
+    """:func:`load_train_data` for a .npy file, out of core: the rows stay in the file
+    and are standardised as they are read, with the training rows' statistics taken in
+    one pass; the labels (one number a row) are read, as class indices."""
+    from ..sources import column_stats
+
+    X_train, X_test, y_train, y_test = _read_npy_train_test(args, source)
+    task, why, classes, Y, y_test_enc, y_mean, y_scale = _targets(
+        args, source, y_train, y_test, one_hot=False)
+    mean = scale = None
+    if args.standardize:
+        mean, scale = column_stats(X_train)
+        X_train, X_test = X_train.standardized(mean, scale), X_test.standardized(mean, scale)
+    if task == "regression":
+        Y = Y.astype(args.dtype)
+    return TrainData(X_train, X_test, Y, y_test_enc, classes, source, task, why, None, None,
+                     mean, scale, y_mean, y_scale)
+
+
 def write_test_rows(path, data: TrainData, label_name) -> None:
     """The held-out test rows as the files gave them: a CSV (``.csv`` name; header: the
     feature names, then ``label_name``) or an ``.npz`` with arrays ``X`` and ``y``."""
@@ -179,6 +268,8 @@ def write_test_rows(path, data: TrainData, label_name) -> None:
 
     from .._fileformat import atomic_write
 
+    if data.raw_test is None:  # refused before training (train._check_train_sources)
+        raise CommandError("--save-test: the test rows of a .npy file are not copied")
     X, y = data.raw_test
     if not str(path).lower().endswith(".csv"):
         def write_npz(fh):

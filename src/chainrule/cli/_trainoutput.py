@@ -11,7 +11,19 @@ import numpy as np
 from ._common import USER_ERRORS, CommandError, regression_metrics
 from ._traindata import TrainData, write_test_rows
 
-__all__ = ["test_score", "save_files", "write_plots_keeping_the_model"]
+__all__ = ["test_score", "save_files", "write_plots_keeping_the_model", "predict_rows"]
+
+
+def predict_rows(model, X, method: str) -> np.ndarray:
+    """``model.<method>(X)``; for a .npy file's view, a MiB of float64 rows at a time
+    (the view's block of stored rows may be float32, and twice as large in float64)."""
+    from ..sources import NpyFile
+
+    predict = getattr(model, method)
+    if not isinstance(X, NpyFile):
+        return predict(X)
+    step, n = max(1, 2**20 // (8 * X.shape[1])), len(X)
+    return np.concatenate([predict(X.read(s, min(s + step, n))) for s in range(0, n, step)])
 
 
 def _write_plots(folder, model, history, data: TrainData) -> None:
@@ -29,7 +41,7 @@ def _write_plots(folder, model, history, data: TrainData) -> None:
     plot_history(history, path=written[-1])
     if data.classes is not None:
         names = [str(c) for c in data.classes.tolist()]
-        pred = model.predict_proba(data.X_test).argmax(axis=1)
+        pred = predict_rows(model, data.X_test, "predict_classes")
         written.append(os.path.join(folder, "confusion_matrix.png"))
         plot_confusion_matrix([names[k] for k in data.y_test], [names[k] for k in pred],
                               labels=names, path=written[-1])
@@ -55,10 +67,11 @@ def _model_metadata(args, data: TrainData) -> dict:
 def test_score(model, data: TrainData) -> str:
     """The line that reports the score on the test rows."""
     if data.classes is None:
-        rmse, mae, r2 = regression_metrics(data.y_test, model.predict(data.X_test)[:, 0])
+        rmse, mae, r2 = regression_metrics(data.y_test,
+                                           predict_rows(model, data.X_test, "predict")[:, 0])
         return (f"test RMSE = {rmse:.6g}, MAE = {mae:.6g}, R² = {r2:.4f} "
                 f"({len(data.y_test)} rows)")
-    correct = int(np.sum(model.predict_classes(data.X_test) == data.y_test))
+    correct = int(np.sum(predict_rows(model, data.X_test, "predict_classes") == data.y_test))
     return f"test accuracy = {correct / len(data.y_test):.4f} ({correct}/{len(data.y_test)})"
 
 

@@ -24,8 +24,10 @@ from ._common import (
 from ._traindata import (
     AUTO_REGRESSION_MIN_DISTINCT,
     TrainData,
+    is_npy,
     load_train_data,
     load_train_files,
+    validation_views,
 )
 from ._trainoutput import save_files, test_score, write_plots_keeping_the_model
 
@@ -286,6 +288,10 @@ def _check_train_sources(args) -> None:
         raise UsageError("--test-labels needs --test-data (the IDX images it labels)")
     if args.data is not None:
         check_data_flags(args.data, args.label_column, args.labels)
+    if args.save_test and is_npy(args):
+        raise UsageError("--save-test: the held-out rows of a .npy --data file are not "
+                         "copied; hold them out in a file of their own and give it as "
+                         "--test-data")
     if args.test_data is not None:
         check_data_flags(args.test_data, args.label_column, args.test_labels,
                          path_flag="--test-data", labels_flag="--test-labels")
@@ -431,10 +437,14 @@ def _fit(args, model, optimizer, data, plan: _Schedule, gen, printer, bar):
     from ..checkpoint import CheckpointEpochsError, CheckpointMismatchError
     from ..train import fit
 
+    X, Y, fraction, validation = data.X_train, data.Y_train, plan.validation_fraction, None
+    if fraction and is_npy(args):  # fit splits arrays; a file's parts are views of it
+        X, Y, validation = validation_views(X, Y, fraction, gen)
+        fraction = 0.0
     try:
-        return fit(model, data.X_train, data.Y_train, optimizer=optimizer,
+        return fit(model, X, Y, optimizer=optimizer,
                    epochs=plan.epochs, batch_size=plan.batch_size,
-                   validation_fraction=plan.validation_fraction or None,
+                   validation_fraction=fraction or None, validation_data=validation,
                    early_stopping=plan.patience or None, callbacks=(printer,), rng=gen,
                    progress=bar, checkpoint=args.checkpoint, resume=args.resume, comm=args.comm,
                    threads=args.threads)
