@@ -12,10 +12,16 @@ then of the rows inside each block. Consecutive minibatches then come from one b
 which is read once per epoch, sequentially, instead of one random seek per row.
 With in-memory arrays :func:`shuffled_order` is ``rng.permutation(n)``, as before.
 
+:meth:`NpyFile.subset` (some rows, e.g. held-out test or validation rows, by sorted
+index) and :meth:`NpyFile.standardized` (rows read as ``(x - mean) / scale``, the
+statistics from :func:`column_stats` in one pass) are views of a file that ``fit`` and
+``evaluate`` read the same way; ``chainrule train --data X.npy`` is built on them.
+
 ``Y`` can be a 1-D file (or array) of integer class indices ``0..K-1`` for a
 cross-entropy model, kept in memory (8 bytes a row) and one-hot encoded per batch, or a
-2-D file of targets read like ``X``. Rows are checked as they are read (finite values,
-targets the loss accepts); shapes and labels are checked before training starts.
+2-D file of targets read like ``X`` (or a 2-D array of them, in memory). Rows are
+checked as they are read (finite values, targets the loss accepts); shapes and labels
+are checked before training starts.
 """
 
 from __future__ import annotations

@@ -151,8 +151,10 @@ def _add_train_file_arguments(p) -> None:
         "--test-data, a fixed 25% of the rows (--test-fraction; drawn with seed 0, so "
         "the same file always gives the same split) is held out as the test set.")
     g.add_argument("--data", metavar="PATH",
-                   help="training data: .csv (with --label-column), .npz (arrays X, y) or "
-                        "an IDX images file (MNIST layout, gzipped or not)")
+                   help="training data: .csv (with --label-column), .npz (arrays X, y), "
+                        "an IDX images file (MNIST layout, gzipped or not) or a 2-D .npy "
+                        "file (with --labels), which is read a block of rows at a time, "
+                        "never whole (larger than memory is fine)")
     g.add_argument("--openml", metavar="NAME",
                    help="instead of --data, download the OpenML data set NAME (e.g. "
                         "mnist_784) through scikit-learn; needs the network")
@@ -160,13 +162,13 @@ def _add_train_file_arguments(p) -> None:
                    help="CSV: the column holding the labels (a name from the header)")
     g.add_argument("--labels", metavar="PATH",
                    help="IDX: the labels file (default: the '*-labels-idx1-ubyte' file "
-                        "next to the images)")
+                        "next to the images); .npy: a 1-D .npy file of one label per row")
     g.add_argument("--test-data", metavar="PATH",
                    help="a separate test file in the same format; default: hold out part "
                         "of --data")
     g.add_argument("--test-labels", metavar="PATH",
                    help="IDX: the labels file of --test-data (default: the "
-                        "'*-labels-idx1-ubyte' file next to it)")
+                        "'*-labels-idx1-ubyte' file next to it); .npy: needed")
     g.add_argument("--test-fraction", type=float, default=0.25, metavar="F",
                    help="fraction of --data held out for testing when there is no "
                         "--test-data (default %(default)s)")
@@ -178,7 +180,8 @@ def _add_train_file_arguments(p) -> None:
     g.add_argument("--save-test", metavar="PATH",
                    help="write the test rows (held out, never trained on) here: a .csv "
                         "name gives a CSV with the header and label column, any other an "
-                        ".npz with X and y, ready for 'chainrule evaluate'")
+                        ".npz with X and y, ready for 'chainrule evaluate' (not for a "
+                        ".npy --data)")
     g.add_argument("--plot", metavar="DIR",
                    help="write history.png, confusion_matrix.png (classification) and, "
                         "for image inputs (64 or 784 features), first_layer_weights.png "
