@@ -67,12 +67,10 @@ def _batch_size(text):
     if text == "full":
         return None
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer or 'full', got {text!r}")
-    return value
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'full', got "
+                                         f"{text!r}") from None
 
 
 def _add_train_model_arguments(tr) -> None:
