@@ -124,6 +124,12 @@ def torch_loss(loss, outputs, Y, sample_weight=None):
         per_row = F.mse_loss(outputs, Yt, reduction="none").mean(dim=1)
     else:
         raise TypeError(f"no torch equivalent for {loss!r}")
+    return torch_weighted_mean(per_row, sample_weight)
+
+
+def torch_weighted_mean(per_row, sample_weight=None):
+    """The mean of per-row torch losses, weighted by ``sample_weight`` when given (the
+    reduction every chainrule loss uses)."""
     if sample_weight is None:
         return per_row.mean()
     w = to_torch(sample_weight)

@@ -8,7 +8,7 @@ import pytest
 
 from chainrule.gradcheck import numerical_gradient, relative_error
 from chainrule.losses import CategoricalCrossEntropy, MeanSquaredError, get_loss
-from conftest import random_one_hot, rel_diff, to_torch
+from conftest import random_one_hot, rel_diff, to_torch, torch_weighted_mean
 
 
 def _torch_ce(torch, logits, Y, sample_weight=None, *, targets="index"):
@@ -19,11 +19,7 @@ def _torch_ce(torch, logits, Y, sample_weight=None, *, targets="index"):
         per_row = F.cross_entropy(z, to_torch(Y).argmax(dim=1), reduction="none")
     else:   # class-probability targets
         per_row = F.cross_entropy(z, to_torch(Y), reduction="none")
-    if sample_weight is None:
-        loss = per_row.mean()
-    else:
-        w = to_torch(sample_weight)
-        loss = (per_row * w).sum() / w.sum()
+    loss = torch_weighted_mean(per_row, sample_weight)
     loss.backward()
     return loss.item(), z.grad.numpy()
 

@@ -28,7 +28,7 @@ from chainrule.losses import (
 )
 from chainrule.models import ACTIVATIONS, MLP
 from chainrule.testing import check_layer
-from conftest import rel_diff, to_torch
+from conftest import rel_diff, to_torch, torch_weighted_mean
 
 
 def _ours(loss_obj, outputs, targets, sample_weight=None, d_out=1.0):
@@ -44,11 +44,7 @@ def _torch_value_and_grad(per_entry_fn, outputs, targets, sample_weight=None, co
     z = to_torch(outputs, requires_grad=True)
     per_entry = per_entry_fn(z, to_torch(targets))
     per_row = per_entry.sum(dim=1) if columns == "sum" else per_entry.mean(dim=1)
-    if sample_weight is None:
-        loss = per_row.mean()
-    else:
-        w = to_torch(sample_weight)
-        loss = (per_row * w).sum() / w.sum()
+    loss = torch_weighted_mean(per_row, sample_weight)
     loss.backward()
     return loss.item(), z.grad.numpy()
 
