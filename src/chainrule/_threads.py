@@ -93,11 +93,6 @@ def _blas_controller():
     return _controller
 
 
-def blas_current_threads() -> int:
-    """Threads NumPy's BLAS uses now (the largest count among the BLAS pools loaded)."""
-    return max((lib.num_threads for lib in _blas_controller().lib_controllers), default=1)
-
-
 @contextlib.contextmanager
 def blas_threads(threads, flops: float):
     """Run the ``with`` block with the BLAS threads :func:`choose_threads` picks, and put
@@ -108,9 +103,19 @@ def blas_threads(threads, flops: float):
     if threads is None and any(os.environ.get(name) for name in THREAD_ENV_VARS):
         yield  # decided by the user: not even threadpoolctl is loaded
         return
-    n = choose_threads(threads, flops, blas_current_threads())
-    if n is None:
+    # A library whose count cannot be read (None) is left alone.
+    pools = [(lib, lib.num_threads) for lib in _blas_controller().lib_controllers]
+    libs, before = [lib for lib, b in pools if b], [b for _, b in pools if b]
+    n = choose_threads(threads, flops, max(before, default=1))
+    # Only the pools whose count differs are set, each straight through its controller:
+    # threadpoolctl's ``limit()`` re-reads every library's information first, which
+    # cost ~20 us on each call of a homework ``step``.
+    changed = [] if n is None else [(lib, b) for lib, b in zip(libs, before, strict=True)
+                                    if b != n]
+    for lib, _ in changed:
+        lib.set_num_threads(n)
+    try:
         yield
-        return
-    with _blas_controller().limit(limits=n):
-        yield
+    finally:
+        for lib, b in changed:
+            lib.set_num_threads(b)

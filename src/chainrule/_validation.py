@@ -103,14 +103,22 @@ def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
 
 
 def check_one_hot(labels: np.ndarray, name: str = "labels") -> None:
-    """Check that every row of a 2-D array is a one-hot vector."""
+    """Check that every row of a 2-D array is a one-hot vector.
+
+    Two cheap passes prove it: each row sums to exactly 1, so holds at least one
+    non-zero entry, and there are as many non-zero entries as rows, so each row holds
+    exactly one, whose value is then the row's sum, 1. (NaN and infinities are
+    non-zero and break the row sum, so a one-hot array is also finite.)
+    """
+    # Row sums as a matrix-vector product: ~4x faster than NumPy's sum along a short
+    # row, and exact here in any order (adding zeros to the one non-zero entry).
+    if np.count_nonzero(labels) == labels.shape[0] and \
+            (labels @ np.ones(labels.shape[1], labels.dtype) == 1).all():
+        return
     is_binary = (labels == 0) | (labels == 1)
-    # Row sums of 0/1 entries are exact in any order; a matrix-vector product takes
-    # them ~20x faster than NumPy's sum along a short row (a check on every step call).
-    if not is_binary.all() or not (labels @ np.ones(labels.shape[1], labels.dtype) == 1).all():
-        bad_rows = np.flatnonzero(~is_binary.all(axis=1) | (labels.sum(axis=1) != 1))
-        raise ValueError(f"{name} must hold one-hot rows (a single 1, zeros elsewhere); "
-                         f"row {int(bad_rows[0])} is {labels[bad_rows[0]].tolist()}")
+    bad_rows = np.flatnonzero(~is_binary.all(axis=1) | (labels.sum(axis=1) != 1))
+    raise ValueError(f"{name} must hold one-hot rows (a single 1, zeros elsewhere); "
+                     f"row {int(bad_rows[0])} is {labels[bad_rows[0]].tolist()}")
 
 
 def is_class_indices(labels) -> bool:

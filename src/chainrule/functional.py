@@ -19,7 +19,7 @@ from ._validation import as_float_array, check_positive_int
 __all__ = ["logsumexp", "softmax", "log_softmax", "one_hot", "accuracy", "sigmoid", "log_sigmoid"]
 
 
-#: Up to this many columns, :func:`shift_by_max` takes row maxima column by column.
+#: Up to this many columns, :func:`shift_by_max` takes row maxima from a transposed copy.
 _FEW_COLUMNS = 32
 
 
@@ -28,12 +28,11 @@ def shift_by_max(x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     # The max is subtracted before anything else: z - logsumexp(z) written
     # literally rounds both terms to the same number when |z| ~ 1e300.
     if x.ndim == 2 and axis in (1, -1) and 1 < x.shape[1] <= _FEW_COLUMNS:
-        # Row maxima over a few columns, one column at a time: NumPy's reduction along a
-        # short contiguous axis is ~20x slower (300 us against 16 us for 1347 x 10),
-        # and a maximum is exact in any order, so the values are the same.
-        m = x[:, :1].copy()
-        for j in range(1, x.shape[1]):
-            np.maximum(m, x[:, j:j + 1], out=m)
+        # NumPy's reduction along a short contiguous row is ~4x slower than along
+        # columns (53 us against 12 us for 1347 x 10, copy included): the rows' maxima
+        # are taken as the column-wise maximum of the transposed copy. A maximum is
+        # exact in any order, so the values are the same.
+        m = np.ascontiguousarray(x.T).max(axis=0)[:, None]
     else:
         m = np.max(x, axis=axis, keepdims=True)
     return x - m, m

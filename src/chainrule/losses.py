@@ -124,20 +124,23 @@ class CategoricalCrossEntropy(Loss):
         self._warn_if_probabilities(logits)
         labels = labels.astype(logits.dtype, copy=False)
         s, e, total_exp = _shifted_exp(logits)
-        log_probs = s - np.log(total_exp)
+        log_total = np.log(total_exp[:, 0])
+        # sum_k labels[n, k] * (s[n, k] - log_total[n]): the label-weighted shifted
+        # logits minus each row's label mass times log_total, with no (N, K) temporary.
+        per_row = (np.einsum("nk,nk->n", labels, s)
+                   - (labels @ np.ones(labels.shape[1], labels.dtype)) * log_total)
+        if not np.isfinite(per_row).all():
+            # A logit so far below its row's maximum that s reaches -inf meets a label
+            # of 0 there: 0 * (-inf) = nan, which where= skips.
+            per_row = np.sum(labels * (s - log_total[:, None]), axis=1, where=labels != 0)
         probs = np.divide(e, total_exp, out=e)   # softmax, from the same exponentials
-        # where= skips the 0 * (-inf) = nan that a label of 0 meets when a logit is
-        # so far below the maximum that its log-probability underflows to -inf.
         if w is None:
-            loss = -float(np.sum(labels * log_probs, where=labels != 0)) / logits.shape[0]
             self.cache = (probs, labels, None)
-        else:
-            # A minibatch whose rows all weigh 0 contributes nothing (loss and gradient 0).
-            total = float(w.sum()) or 1.0
-            per_row = np.sum(labels * log_probs, axis=1, where=labels != 0)
-            loss = 0.0 - float(per_row @ w) / total
-            self.cache = (probs, labels, w[:, None] / w.dtype.type(total))
-        return loss
+            return -float(np.sum(per_row)) / logits.shape[0]
+        # A minibatch whose rows all weigh 0 contributes nothing (loss and gradient 0).
+        total = float(w.sum()) or 1.0
+        self.cache = (probs, labels, w[:, None] / w.dtype.type(total))
+        return 0.0 - float(per_row @ w) / total
 
     def _forward_indices(self, logits, labels, sample_weight):
         """:meth:`forward` for (N,) class indices: the same value as their one-hot rows."""
@@ -178,9 +181,16 @@ class CategoricalCrossEntropy(Loss):
             rows = np.arange(labels.shape[0])
             d_logits[rows, labels] -= scale if row_weight is None else scale[:, 0]
             return d_logits, None
+        # One (N, K) array, scaled in place: the same operations in the same order as
+        # ``(probs - labels) * d_out / N``, so the same values.
+        d_logits = probs - labels
         if row_weight is None:
-            return (probs - labels) * d_out / labels.shape[0], None
-        return (probs - labels) * row_weight * d_out, None
+            d_logits *= d_out
+            d_logits /= labels.shape[0]
+        else:
+            d_logits *= row_weight
+            d_logits *= d_out
+        return d_logits, None
 
     def check_targets(self, targets, name: str = "labels") -> None:
         """Raise ``ValueError`` unless every row of ``targets`` is one-hot (2-D) or every
