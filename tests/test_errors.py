@@ -88,6 +88,10 @@ def test_backward_before_forward(layer):
     ([[1, 0, 0], [1, 1, 0]], r"\[1.0, 1.0, 0.0\]"),           # two ones
     ([[1, 0, 0], [0, 0, 0]], r"\[0.0, 0.0, 0.0\]"),           # no one
     ([[2, -1, 0], [1, 0, 0]], r"\[2.0, -1.0, 0.0\]"),         # sums to 1, not one-hot
+    # A row sum that rounds to 1 and a sum of squares that rounds to 1: only the count
+    # of non-zero entries (one per row) tells this row from a one-hot one.
+    ([[1, 1e-300, 0], [1, 0, 0]], r"\[1.0, 1e-300, 0.0\]"),
+    ([[1, 1, 0], [0, 0, 0]], r"\[1.0, 1.0, 0.0\]"),           # as many non-zeros as rows
 ])
 def test_labels_not_one_hot(labels, row):
     with pytest.raises(ValueError, match=r"labels must hold one-hot rows .*row \d is " + row):

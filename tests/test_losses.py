@@ -85,6 +85,25 @@ def test_cross_entropy_exact_at_1e300():
     np.testing.assert_array_equal(grad, [[0.0, 0.0, 0.0], [0.5, 0.0, -0.5]])
 
 
+@pytest.mark.parametrize("weights", [None, [1.0, 0.5]])
+def test_cross_entropy_when_the_shift_overflows_to_minus_inf(weights):
+    # 0 - 1.5e308 - 1.5e308 overflows: the shifted logit, and its log-probability, is
+    # -inf. A label of 0 there must contribute 0, not 0 * (-inf) = nan. Row 0 picks its
+    # maximum (log-probability exactly 0); row 1 the middle logit, 1.5e308 below its
+    # maximum: -log softmax = 1.5e308 exactly (the other terms of the sum are 1 and 0).
+    z = np.array([[1.5e308, 0.0, -1.5e308],
+                  [1.5e308, 0.0, -1.5e308]])
+    Y = np.array([[1.0, 0.0, 0.0],
+                  [0.0, 1.0, 0.0]])
+    with np.errstate(over="ignore"):
+        loss, grad = _ours(CategoricalCrossEntropy(), z, Y, weights)
+    w = np.ones(2) if weights is None else np.asarray(weights)
+    assert loss == pytest.approx(w[1] / w.sum() * 1.5e308, rel=1e-15)
+    # softmax = [1, 0, 0] in both rows: gradient (p - Y) * w_n / sum(w).
+    np.testing.assert_array_equal(grad, [[0.0, 0.0, 0.0],
+                                         [w[1] / w.sum(), -w[1] / w.sum(), 0.0]])
+
+
 def test_cross_entropy_logits_1e4_no_overflow(rng, torch):
     z = rng.normal(scale=1e4, size=(8, 5))
     Y = random_one_hot(rng, 8, 5)

@@ -23,19 +23,10 @@ def as_float_array(x, name: str, *, ndim: int | None = 2, dtype=None, allow_empt
     Floating arrays keep their dtype (float32 stays float32); integer and boolean
     arrays become float64 unless ``dtype`` says otherwise.
     """
-    if isinstance(x, (str, bytes)) or x is None:
-        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}")
-    arr = np.asarray(x)
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise TypeError(f"{name} must be a numeric array, got an array of dtype {arr.dtype}")
-    if np.issubdtype(arr.dtype, np.complexfloating):
-        raise TypeError(f"{name} must be real-valued, got an array of dtype {arr.dtype}")
-    original = arr
-    if dtype is not None:
-        with np.errstate(over="ignore"):  # overflow is reported below, by name
-            arr = arr.astype(dtype, copy=False)
-    elif not np.issubdtype(arr.dtype, np.floating):
-        arr = arr.astype(np.float64)
+    if type(x) is np.ndarray and x.dtype.kind == "f" and (dtype is None or x.dtype == dtype):
+        arr = original = x  # the common case, already a float array of the wanted dtype
+    else:
+        original, arr = _as_float_dtype(x, name, dtype)
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D array, got shape {shape_str(arr.shape)}")
     if not allow_empty and arr.size == 0:
@@ -50,6 +41,24 @@ def as_float_array(x, name: str, *, ndim: int | None = 2, dtype=None, allow_empt
         raise ValueError(f"{name} must contain only finite values, got {bad} NaN or infinite "
                          f"entries")
     return arr
+
+
+def _as_float_dtype(x, name, dtype):
+    """``(np.asarray(x), that array cast to dtype)``: float64 for integers and booleans
+    when ``dtype`` is None; ``TypeError`` for anything not real and numeric."""
+    if isinstance(x, (str, bytes)) or x is None:
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}")
+    arr = np.asarray(x)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise TypeError(f"{name} must be a numeric array, got an array of dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real-valued, got an array of dtype {arr.dtype}")
+    if dtype is not None:
+        with np.errstate(over="ignore"):  # overflow is reported by the caller, by name
+            return arr, arr.astype(dtype, copy=False)
+    if not np.issubdtype(arr.dtype, np.floating):
+        return arr, arr.astype(np.float64)
+    return arr, arr
 
 
 def all_finite(arr: np.ndarray) -> bool:

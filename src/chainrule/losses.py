@@ -125,22 +125,28 @@ class CategoricalCrossEntropy(Loss):
         labels = labels.astype(logits.dtype, copy=False)
         s, e, total_exp = _shifted_exp(logits)
         log_total = np.log(total_exp[:, 0])
-        # sum_k labels[n, k] * (s[n, k] - log_total[n]): the label-weighted shifted
-        # logits minus each row's label mass times log_total, with no (N, K) temporary.
-        per_row = (np.einsum("nk,nk->n", labels, s)
-                   - (labels @ np.ones(labels.shape[1], labels.dtype)) * log_total)
-        if not np.isfinite(per_row).all():
+        # sum_k labels[n, k] * (s[n, k] - log_total[n]) = (labels . s)[n] - mass[n] *
+        # log_total[n], mass[n] the row's label sum: no (N, K) temporary, and without
+        # weights two dot products give the total over the rows.
+        mass = labels @ np.ones(labels.shape[1], labels.dtype)
+        w_rows = mass if w is None else mass * w
+        total_ls = (np.vdot(labels, s) if w is None
+                    else np.vdot(w, np.einsum("nk,nk->n", labels, s))) - np.vdot(w_rows, log_total)
+        if not np.isfinite(total_ls):
             # A logit so far below its row's maximum that s reaches -inf meets a label
             # of 0 there: 0 * (-inf) = nan, which where= skips.
-            per_row = np.sum(labels * (s - log_total[:, None]), axis=1, where=labels != 0)
+            terms = np.multiply(labels, s - log_total[:, None], where=labels != 0,
+                                out=np.zeros_like(s))
+            per_row = terms @ np.ones(s.shape[1], s.dtype)
+            total_ls = np.sum(per_row) if w is None else per_row @ w
         probs = np.divide(e, total_exp, out=e)   # softmax, from the same exponentials
         if w is None:
             self.cache = (probs, labels, None)
-            return -float(np.sum(per_row)) / logits.shape[0]
+            return -float(total_ls) / logits.shape[0]
         # A minibatch whose rows all weigh 0 contributes nothing (loss and gradient 0).
         total = float(w.sum()) or 1.0
         self.cache = (probs, labels, w[:, None] / w.dtype.type(total))
-        return 0.0 - float(per_row @ w) / total
+        return 0.0 - float(total_ls) / total
 
     def _forward_indices(self, logits, labels, sample_weight):
         """:meth:`forward` for (N,) class indices: the same value as their one-hot rows."""
