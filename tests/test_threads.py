@@ -149,3 +149,22 @@ def test_a_homework_step_of_its_own_runs_on_one_thread(rng, two_threads):
     model.step(rng.normal(size=(10, 4)), np.eye(3)[rng.integers(0, 3, size=10)])
     assert seen == [1]
     assert blas_threads_now() == 2
+
+
+def test_evaluate_of_a_small_network_runs_on_one_thread(rng, two_threads):
+    model = cr.MLP([4, 3, 2], rng=0)
+    seen = _record_threads(model)
+    cr.evaluate(model, rng.normal(size=(10, 4)), rng.integers(0, 2, size=10))
+    assert seen == [1]
+    assert blas_threads_now() == 2
+
+
+def test_lbfgs_of_a_small_network_runs_on_one_thread(rng, two_threads):
+    from chainrule.lbfgs import minimize_lbfgs
+
+    model = cr.MLP([4, 3, 2], rng=0)
+    seen = _record_threads(model)
+    minimize_lbfgs(model, rng.normal(size=(10, 4)), np.eye(2)[rng.integers(0, 2, size=10)],
+                   max_iter=3)
+    assert seen and set(seen) == {1}
+    assert blas_threads_now() == 2

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._threads import blas_threads, largest_product_flops
 from ._validation import (
     as_float_array,
     check_positive_float,
@@ -221,11 +222,13 @@ def minimize_lbfgs(model: Network, X, Y, *, sample_weight=None, l2: float = 0.0,
         if callback(iterations, float(intermediate_result.fun)):
             raise StopIteration
 
-    # scikit-learn passes iprint only to scipy < 1.15, where it means "silent".
-    result = scipy.optimize.minimize(
-        fun, vector.pack(model.params), method="L-BFGS-B", jac=True,
-        callback=on_iteration if callback is not None else None,
-        options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol})
+    # scikit-learn passes iprint only to scipy < 1.15, where it means "silent". The BLAS
+    # threads are chosen once for the run, from the full-batch products (as fit does).
+    with blas_threads(None, largest_product_flops(np.shape(X)[0], model.params)):
+        result = scipy.optimize.minimize(
+            fun, vector.pack(model.params), method="L-BFGS-B", jac=True,
+            callback=on_iteration if callback is not None else None,
+            options={"maxiter": max_iter, "maxfun": max_fun, "gtol": tol})
     vector.unpack_into(result.x, model.params)
     return LBFGSResult(n_iter=min(int(result.nit), max_iter), n_fun=int(result.nfev),
                        loss=float(result.fun), converged=result.status == 0,

@@ -103,7 +103,10 @@ def evaluate(model, X, Y) -> dict:
     """
     check_network(model)
     X, Y = sources.check_data(model, X, Y, training=False)
-    return sources.evaluate_blocks(_evaluate_checked, model, X, Y)
+    # The threads as a prediction chooses them: from a chunk of infer's rows.
+    rows = min(X.shape[0], model.chunk_rows(model.dtype))
+    with blas_threads(None, largest_product_flops(rows, model.params)):
+        return sources.evaluate_blocks(_evaluate_checked, model, X, Y)
 
 
 # -- argument checks --------------------------------------------------------------------
