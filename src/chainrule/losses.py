@@ -81,6 +81,28 @@ def _shifted_exp(logits):
     return s, e, (e @ np.ones(e.shape[1], e.dtype))[:, None]
 
 
+def _labelled_log_softmax_sum(labels, s, log_total, w):
+    """``sum_n w_n sum_k labels[n, k] * (s[n, k] - log_total[n])`` (``w_n = 1`` for
+    ``w=None``): the summed log-likelihood of soft or one-hot labels.
+
+    It is ``labels . s - mass . log_total`` with ``mass`` the rows' label sums: dot
+    products, no (N, K) temporary. A logit so far below its row's maximum that ``s``
+    reaches -inf meets a label of 0 there (0 * (-inf) = nan); then the product is taken
+    only where a label is non-zero.
+    """
+    mass = labels @ np.ones(labels.shape[1], labels.dtype)
+    if w is None:
+        total = np.vdot(labels, s) - np.vdot(mass, log_total)
+    else:
+        total = np.vdot(w, np.einsum("nk,nk->n", labels, s)) - np.vdot(mass * w, log_total)
+    if np.isfinite(total):
+        return total
+    terms = np.multiply(labels, s - log_total[:, None], where=labels != 0,
+                        out=np.zeros_like(s))
+    per_row = terms @ np.ones(s.shape[1], s.dtype)
+    return np.sum(per_row) if w is None else per_row @ w
+
+
 class CategoricalCrossEntropy(Loss):
     """Softmax followed by cross-entropy, fused, averaged over the batch.
 
@@ -124,21 +146,7 @@ class CategoricalCrossEntropy(Loss):
         self._warn_if_probabilities(logits)
         labels = labels.astype(logits.dtype, copy=False)
         s, e, total_exp = _shifted_exp(logits)
-        log_total = np.log(total_exp[:, 0])
-        # sum_k labels[n, k] * (s[n, k] - log_total[n]) = (labels . s)[n] - mass[n] *
-        # log_total[n], mass[n] the row's label sum: no (N, K) temporary, and without
-        # weights two dot products give the total over the rows.
-        mass = labels @ np.ones(labels.shape[1], labels.dtype)
-        w_rows = mass if w is None else mass * w
-        total_ls = (np.vdot(labels, s) if w is None
-                    else np.vdot(w, np.einsum("nk,nk->n", labels, s))) - np.vdot(w_rows, log_total)
-        if not np.isfinite(total_ls):
-            # A logit so far below its row's maximum that s reaches -inf meets a label
-            # of 0 there: 0 * (-inf) = nan, which where= skips.
-            terms = np.multiply(labels, s - log_total[:, None], where=labels != 0,
-                                out=np.zeros_like(s))
-            per_row = terms @ np.ones(s.shape[1], s.dtype)
-            total_ls = np.sum(per_row) if w is None else per_row @ w
+        total_ls = _labelled_log_softmax_sum(labels, s, np.log(total_exp[:, 0]), w)
         probs = np.divide(e, total_exp, out=e)   # softmax, from the same exponentials
         if w is None:
             self.cache = (probs, labels, None)
