@@ -168,3 +168,38 @@ def test_lbfgs_of_a_small_network_runs_on_one_thread(rng, two_threads):
                    max_iter=3)
     assert seen and set(seen) == {1}
     assert blas_threads_now() == 2
+
+
+class _FakePool:
+    """A BLAS pool as threadpoolctl's per-library controller shows it."""
+
+    def __init__(self, threads):
+        self.threads, self.calls = threads, []
+
+    @property
+    def num_threads(self):
+        return self.threads
+
+    def set_num_threads(self, n):
+        self.calls.append(n)
+        self.threads = n
+
+
+def test_blas_threads_sets_only_the_pools_that_differ_and_restores_each(monkeypatch,
+                                                                          no_thread_env):
+    from types import SimpleNamespace
+
+    from chainrule import _threads
+
+    one, two, unknown = _FakePool(1), _FakePool(2), _FakePool(None)
+    monkeypatch.setattr(_threads, "_blas_controller",
+                        lambda: SimpleNamespace(lib_controllers=[one, two, unknown]))
+    with _threads.blas_threads(None, 1e3):   # small: one thread everywhere
+        assert (one.threads, two.threads) == (1, 1)
+    assert (one.calls, two.calls, unknown.calls) == ([], [1, 2], [])
+    with _threads.blas_threads(3, 1e3):      # explicit: three, then each pool's own count
+        assert (one.threads, two.threads) == (3, 3)
+    assert (one.threads, two.threads, unknown.threads) == (1, 2, None)
+    with pytest.raises(RuntimeError), _threads.blas_threads(None, 1e3):
+        raise RuntimeError("the counts are put back on an error too")
+    assert (one.threads, two.threads) == (1, 2)
