@@ -196,14 +196,15 @@ class CategoricalCrossEntropy(Loss):
             d_logits[rows, labels] -= scale if row_weight is None else scale[:, 0]
             return d_logits, None
         # One (N, K) array, scaled in place: the same operations in the same order as
-        # ``(probs - labels) * d_out / N``, so the same values.
+        # ``(probs - labels) * d_out / N``, so the same values (x * 1.0 is x: the pass
+        # is skipped for the usual d_out of 1).
         d_logits = probs - labels
-        if row_weight is None:
-            d_logits *= d_out
-            d_logits /= labels.shape[0]
-        else:
+        if row_weight is not None:
             d_logits *= row_weight
+        if d_out != 1:
             d_logits *= d_out
+        if row_weight is None:
+            d_logits /= labels.shape[0]
         return d_logits, None
 
     def check_targets(self, targets, name: str = "labels") -> None:
