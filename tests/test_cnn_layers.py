@@ -82,6 +82,19 @@ def test_conv2d_matches_torch(n, c_in, c_out, hw, k, s, p, rng, torch):
     _assert_close((out,) + tuple(ours), [ref] + grads)
 
 
+def test_conv2d_without_input_gradient(rng):
+    x, W, b = rng.normal(size=(2, 3, 5, 5)), rng.normal(size=(4, 3, 3, 3)), rng.normal(size=4)
+    full, skipped = Conv2D(3, 4, 3, padding=1), Conv2D(3, 4, 3, padding=1)
+    skipped.compute_input_grad = False
+    d_out = rng.normal(size=full.forward(x, W, b).shape)
+    skipped.forward(x, W, b)
+    d_x, d_w, d_b = skipped.backward(d_out)
+    assert d_x is None
+    _, ref_w, ref_b = full.backward(d_out)
+    np.testing.assert_array_equal(d_w, ref_w)
+    np.testing.assert_array_equal(d_b, ref_b)
+
+
 @pytest.mark.parametrize("k, s, hw", [(2, None, (6, 6)), (2, None, (7, 5)), (3, 1, (5, 4)),
                                       ((2, 3), (1, 2), (6, 7)), (3, 2, (9, 8))])
 def test_pools_match_torch(k, s, hw, rng, torch):

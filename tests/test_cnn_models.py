@@ -63,6 +63,39 @@ def test_cnn_gradients_match_torch(training, digits, torch):
         assert error <= 1e-10 * max(np.max(np.abs(ref_grads[k])), 1e-4), k
 
 
+def test_backward_ends_at_the_first_convolution(digits, monkeypatch):
+    # Nothing reads the gradient with respect to the images: the first convolution skips
+    # its col2im half and the Unflatten before it is not run backward at all.
+    X, _, Y, _ = digits
+    model = cnn()
+    first = model.layers[1][0]
+    assert first.compute_input_grad is False and model.layers[5][0].compute_input_grad
+    unflatten_backward = []
+    monkeypatch.setattr(type(model.layers[0][0]), "backward",
+                        lambda self, d: unflatten_backward.append(d))
+    loss, grads = model.loss_and_grads(X[:16], Y[:16])
+    assert unflatten_backward == []
+    text = model.explain(X[:2])
+    assert "dW1 = rows(dH1)" in text
+    assert "dH0 = " not in text and "dX = " not in text   # col2im and reshape, not run
+    # The same gradients as with the input gradient computed (and thrown away).
+    first.compute_input_grad = True
+    d_x, d_w, d_b = first.backward(_output_gradient(model, X[:16], Y[:16]))
+    assert d_x is not None
+    np.testing.assert_array_equal(d_w, grads["W1"])
+    np.testing.assert_array_equal(d_b, grads["b1"])
+
+
+def _output_gradient(model, X, Y):
+    """The gradient arriving at layer 1 (the first convolution), by the layers above it."""
+    model.loss_and_grads(X, Y)   # fills every cache
+    d, _ = model.loss.backward(1.0)
+    for layer, names in reversed(model.layers[2:]):
+        result = layer.backward(d)
+        d = result[0] if names else result
+    return d
+
+
 def test_cnn_fit_learns_and_resumes_bit_identically(digits, tmp_path):
     X, X_test, Y, Y_test = digits
 

@@ -95,10 +95,15 @@ class Conv2D(Layer):
     -----
     ``init_params`` draws weight and bias from ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``,
     ``fan_in = C_in kH kW``: PyTorch's default for ``nn.Conv2d``.
+
+    As for :class:`~chainrule.layers.Affine`, ``compute_input_grad = False`` (a network
+    sets it on its first layer with parameters) skips the input gradient, the col2im
+    half of ``backward``, which then returns ``None`` in its place.
     """
 
     num_params = 2
     param_names = ("W", "b")
+    compute_input_grad = True
     equations = ("{y} = im2col({x}) @ {W}^T + {b}   (im2col: a row per window)",
                  ("d{W} = rows(d{y})^T @ im2col({x})", "d{b} = sum(d{y}, axes N, H, W)",
                   "d{x} = col2im(rows(d{y}) @ {W})"))
@@ -191,6 +196,8 @@ class Conv2D(Layer):
         d_weight = (d_rows.transpose(1, 0, 2).reshape(self.out_channels, -1)
                     @ cols.transpose(1, 0, 2).reshape(cols.shape[1], -1).T).reshape(weight.shape)
         d_bias = d_rows.sum(axis=(0, 2))
+        if not self.compute_input_grad:
+            return None, d_weight, d_bias
         d_cols = np.matmul(weight.reshape(self.out_channels, -1).T, d_rows).reshape(
             n, c, *self.kernel_size, ho, wo)
         d_padded = np.zeros(padded_shape, dtype=d_cols.dtype)

@@ -19,6 +19,7 @@ import re
 
 from ._validation import shape_str
 from .layers import Affine, Dropout, Layer
+from .stateful import first_trained
 
 __all__ = ["node_names", "summary", "explain", "local_param_names", "output_shapes"]
 
@@ -118,11 +119,12 @@ def explain(network, X) -> str:
     nodes = node_names(network.layers)
     lines = [f"N = {n}", "forward:"]
     backward = []
+    first = first_trained(network.layers)   # backward ends there: nothing below it runs
     for i, (layer, names) in enumerate(network.layers):
         fwd, bwd = _layer_equations(network, layer, names, nodes[i:i + 2], shapes[i:i + 2],
                                     shp)
         lines.append(f"  {fwd}")
-        backward.append(bwd)
+        backward.append(bwd if i >= first else [])
     fields = _Fields(x=nodes[-1])
     loss_eq = network.loss.equations
     lines.append(f"  {loss_eq[0].format_map(fields)} : {shp(shapes[-1])} -> ()")
@@ -165,6 +167,9 @@ def _layer_equations(network, layer, names, nodes, shapes, shp):
     for eq in equations[1]:
         text = eq.format_map(fields)
         target = re.match(r"\s*(d\w+)", text)
+        if target and target.group(1) == f"d{x}" and not getattr(layer, "compute_input_grad",
+                                                                   True):
+            continue   # a first layer's input gradient, skipped (as Affine's below)
         shape = gradient_shapes.get(target.group(1)) if target else None
         bwd.append(f"{text} : {shape or shp(in_shape)}")
     return fwd, bwd

@@ -36,7 +36,7 @@ from .init import CUSTOM_INIT, get_initializer
 from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, get_loss
 from .optim import SGD
-from .stateful import buffer_slots, build_state, check_layers
+from .stateful import buffer_slots, build_state, check_layers, first_trained
 
 __all__ = ["Network", "Sequential", "MLP", "LogisticRegression", "FeedforwardNeuralNet",
            "ACTIVATIONS", "affine_param_names", "ACTIVATION_BUDGET", "SKLEARN_INIT"]
@@ -114,10 +114,11 @@ class Network:
         if set(self.buffers) & set(params):
             raise ValueError(f"buffer names {sorted(set(self.buffers) & set(params))} are "
                              f"parameter names too; every name must be unique")
-        # Nobody reads the gradient with respect to the data.
-        first = self.layers[0][0] if self.layers else None
-        if isinstance(first, Affine):
-            first.compute_input_grad = False
+        # Nobody reads the gradient with respect to the data: backward stops at the first
+        # layer with parameters, which skips its input gradient where it can.
+        first = first_trained(self.layers)
+        if first < len(self.layers) and hasattr(self.layers[first][0], "compute_input_grad"):
+            self.layers[first][0].compute_input_grad = False
         self.optimizer = None
 
     # -- shapes and checks -------------------------------------------------------
@@ -270,7 +271,7 @@ class Network:
         """Backpropagate ``d_out`` (gradient of the loss w.r.t. the logits) through
         the layers cached by the last ``forward``; return the gradients by name."""
         grads: dict = {}
-        for layer, names in reversed(self.layers):
+        for layer, names in reversed(self.layers[first_trained(self.layers):]):
             result = layer.backward(d_out)
             if names:
                 d_out = result[0]

@@ -12,7 +12,7 @@ import numpy as np
 
 from ._validation import shape_str
 
-__all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state"]
+__all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state", "first_trained"]
 
 
 def stateful_names(layers) -> list[tuple[tuple, tuple]]:
@@ -106,3 +106,14 @@ def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
             buffers[name] = getattr(layer, attr)
         pairs.append((layer, p_names))
     return pairs, new_params, buffers
+
+
+def first_trained(pairs) -> int:
+    """Index of the first ``(layer, names)`` pair whose layer takes parameters
+    (``len(pairs)`` if none does).
+
+    Nothing before it has a gradient anyone reads: a network's backward pass ends
+    there, and that layer's own input gradient is skipped where it can be
+    (``compute_input_grad = False``).
+    """
+    return next((i for i, (_, names) in enumerate(pairs) if names), len(pairs))
