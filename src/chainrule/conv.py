@@ -66,11 +66,24 @@ def _tap(i, j, stride, out_hw):
 
 
 def _add_windows(dx, d_windows, kernel, stride, out_hw):
-    """col2im: ``dx[..., i + s*p, j + s*q] += d_windows[:, :, i, j, p, q]``, one
-    vectorised addition per kernel offset ``(i, j)``; overlapping windows add up."""
+    """``dx[..., i + s*p, j + s*q] += d_windows[:, :, i, j, p, q]`` in NCHW (the pools'
+    col2im), one vectorised addition per kernel offset ``(i, j)``; overlapping windows
+    add up."""
     for i in range(kernel[0]):
         for j in range(kernel[1]):
             dx[_tap(i, j, stride, out_hw)] += d_windows[:, :, i, j]
+
+
+def _col2im(d_cols, shape, stride):
+    """col2im in the layout ``(C, H, W, N)``: ``out[c, i + sH p, j + sW q, n] +=
+    d_cols[c, i, j, p, q, n]`` for every kernel offset ``(i, j)`` (``d_cols`` of shape
+    ``(C, kH, kW, Ho, Wo, N)``); overlapping windows add up."""
+    out = np.zeros(shape, d_cols.dtype)
+    (sh, sw), (kh, kw, ho, wo) = stride, d_cols.shape[1:5]
+    for i in range(kh):
+        for j in range(kw):
+            out[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw] += d_cols[:, i, j]
+    return out
 
 
 def _check_images(inputs, name="inputs"):
@@ -186,25 +199,32 @@ class Conv2D(Layer):
         """With ``dY`` = d_out as ``(N, C_out, Ho Wo)``: ``dW = sum_n dY[n] cols[n]^T``
         (one product over all positions; it copies ``cols`` once, transposed),
         ``db = sum dY`` over N, H, W, and ``dX`` = col2im of ``W^T dY``, cropped back
-        from the padding."""
+        from the padding (unless ``compute_input_grad`` is off)."""
         cols, weight, padded_shape, (ho, wo) = self.cache if self.cache is not None \
             else (None, None, (0, 0), (0, 0))
         d_out = self._check_d_out(d_out, (padded_shape[0], self.out_channels, ho, wo))
         n, c = padded_shape[:2]
         d_rows = d_out.reshape(n, self.out_channels, ho * wo)
-        # One product over all N Ho Wo positions (2x faster than summing N products).
-        d_weight = (d_rows.transpose(1, 0, 2).reshape(self.out_channels, -1)
-                    @ cols.transpose(1, 0, 2).reshape(cols.shape[1], -1).T).reshape(weight.shape)
+        # One product over all N Ho Wo positions (2x faster than summing N products),
+        # taken as dW^T = cols (C_in kH kW, N Ho Wo) @ rows(dY)^T: OpenBLAS runs this
+        # orientation ~15% faster on the wide cols of a deeper layer (same values).
+        d_weight = (cols.transpose(1, 0, 2).reshape(cols.shape[1], -1)
+                    @ d_rows.transpose(1, 0, 2).reshape(self.out_channels, -1).T
+                    ).T.reshape(weight.shape)
         d_bias = d_rows.sum(axis=(0, 2))
         if not self.compute_input_grad:
             return None, d_weight, d_bias
-        d_cols = np.matmul(weight.reshape(self.out_channels, -1).T, d_rows).reshape(
-            n, c, *self.kernel_size, ho, wo)
-        d_padded = np.zeros(padded_shape, dtype=d_cols.dtype)
-        _add_windows(d_padded, d_cols, self.kernel_size, self.stride, (ho, wo))
+        # col2im in the layout (C_in, H, W, N), where each kernel offset adds a block
+        # whose inner axes (Wo, N) are contiguous; in NCHW it adds rows of Wo numbers
+        # (2.7 ms against 3.9 ms on 64 x 16 x 14 x 14, the same values).
+        d_cols = (weight.reshape(self.out_channels, -1).T
+                  @ d_rows.transpose(1, 2, 0).reshape(self.out_channels, -1)).reshape(
+            c, *self.kernel_size, ho, wo, n)
+        hp, wp = padded_shape[2:]
+        d_padded = _col2im(d_cols, (c, hp, wp, n), self.stride)
         (ph, pw) = self.padding
-        d_inputs = d_padded[:, :, ph:padded_shape[2] - ph, pw:padded_shape[3] - pw]
-        return d_inputs, d_weight, d_bias
+        d_inputs = d_padded[:, ph:hp - ph, pw:wp - pw].transpose(3, 0, 1, 2)
+        return np.ascontiguousarray(d_inputs), d_weight, d_bias
 
     def __repr__(self):
         extra = "".join(f", {k}={v[0] if v[0] == v[1] else v}" for k, v, default in
@@ -263,10 +283,13 @@ class MaxPool2D(_Pool2D):
         out = inputs[_tap(0, 0, self.stride, out_hw)].copy()
         index = np.zeros(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
         # Kernel offsets in row-major order, replacing the maximum only when strictly
-        # larger: a tie stays with the first, PyTorch's choice.
+        # larger: a tie stays with the first, PyTorch's choice. The offsets grow, so
+        # "index = offset where tap > out" is a maximum with offset * (tap > out):
+        # np.copyto(..., where=mask) took ~40x longer (0.9 ms against 0.02 ms on 200k).
+        step = index.dtype.type
         for offset in range(1, kh * kw):
             tap = inputs[_tap(*divmod(offset, kw), self.stride, out_hw)]
-            np.copyto(index, offset, where=tap > out)
+            np.maximum(index, (tap > out) * step(offset), out=index)
             np.maximum(out, tap, out=out)
         self.cache = (index, inputs.shape)
         return out
