@@ -369,8 +369,9 @@ class PoissonLoss(Loss):
             self.check_targets(targets)
         targets = targets.astype(log_mean.dtype, copy=False)
         mean = np.exp(log_mean)
-        # y log(y), with the limit 0 at y = 0 (log is not evaluated there).
-        y_log_y = targets * np.log(targets, out=np.zeros_like(targets), where=targets > 0)
+        # y log(y), with the limit 0 at y = 0: log(y + (y == 0)) is log(y) for y > 0 and
+        # log(1) = 0 at y = 0 (a masked np.log(where=) took ~6x longer).
+        y_log_y = targets * np.log(targets + (targets == 0))
         per_entry = mean - targets * log_mean + y_log_y - targets
         if w is None:
             self.cache = (mean, targets, None)
