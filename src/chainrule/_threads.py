@@ -106,7 +106,8 @@ def blas_threads(threads, flops: float):
     # A library whose count cannot be read (None) is left alone.
     pools = [(lib, lib.num_threads) for lib in _blas_controller().lib_controllers]
     libs, before = [lib for lib, b in pools if b], [b for _, b in pools if b]
-    n = choose_threads(threads, flops, max(before, default=1))
+    # The environment was read above: an empty one spares choose_threads a second read.
+    n = choose_threads(threads, flops, max(before, default=1), environ={})
     # Only the pools whose count differs are set, each straight through its controller:
     # threadpoolctl's ``limit()`` re-reads every library's information first, which
     # cost ~20 us on each call of a homework ``step``.
