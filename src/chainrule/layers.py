@@ -31,6 +31,7 @@ from ._validation import (
     check_rng,
     shape_str,
 )
+from .functional import sigmoid
 from .init import get_initializer
 
 __all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout"]
@@ -274,10 +275,8 @@ class Sigmoid(Layer):
 
     def forward(self, inputs):
         inputs = self._check_input(inputs)
-        # exp(-|x|) <= 1 never overflows; for x < 0 the equal form e^x / (1 + e^x)
-        # is used so that large negative x gives a tiny value instead of exp overflow.
-        e = np.exp(-np.abs(inputs))
-        out = np.where(inputs >= 0, 1 / (1 + e), e / (1 + e))
+        # functional.sigmoid: from exp(-|x|) <= 1, which never overflows.
+        out = sigmoid(inputs)
         self.cache = out
         return out
 
