@@ -171,6 +171,25 @@ def test_leaky_relu_slope_restated():
     np.testing.assert_allclose(layer.backward(np.array([[5.0, 5.0]])), [[0.5, 5.0]], rtol=1e-15)
 
 
+@pytest.mark.parametrize("slope", [0.0, 0.01, 0.3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_leaky_relu_is_the_piecewise_definition_everywhere(slope, dtype):
+    # x above 0, slope * x elsewhere, even at -0, infinities and NaN (reachable inside a
+    # network, whose layers do not re-check their inputs), in the input's dtype.
+    x = np.array([[-np.inf, -3.5, -1e-300, -0.0, 0.0, 1e-300, 2.25, np.inf, np.nan]], dtype)
+    layer = LeakyReLU(slope)
+    layer.validate = False
+    with np.errstate(invalid="ignore"):   # slope 0: -inf * 0 is nan in both
+        out = layer.forward(x)
+        expected = np.where(x > 0, x, x * dtype(slope))
+    assert out.dtype == dtype
+    np.testing.assert_array_equal(out, expected)
+    d = np.array([[1.5, -2.0, 4.0, 1.0, -1.0, 3.0, 0.5, -7.0, 2.0]], dtype)
+    d_x = layer.backward(d)
+    assert d_x.dtype == dtype
+    np.testing.assert_array_equal(d_x, np.where(x > 0, d, d * dtype(slope)))
+
+
 def test_dropout_training_mask_and_scaling():
     p = 0.3
     layer = Dropout(p, rng=0)

