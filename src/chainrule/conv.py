@@ -304,7 +304,9 @@ class MaxPool2D(_Pool2D):
         for offset in range(kh * kw):
             tap = _tap(*divmod(offset, kw), self.stride, index.shape[2:])
             if overlapping:   # an input may be the maximum of several windows
-                d_inputs[tap] += np.where(index == offset, d_out, d_out.dtype.type(0))
+                # d_out * mask, not np.where (slow on a random mask): a product with 0 is
+                # +-0, and adding either zero leaves every sum as it was.
+                d_inputs[tap] += d_out * (index == offset)
             else:             # each input is in one window: write in place, 5x faster
                 np.multiply(d_out, index == offset, out=d_inputs[tap])
         return d_inputs
