@@ -103,16 +103,15 @@ def blas_threads(threads, flops: float):
     if threads is None and any(os.environ.get(name) for name in THREAD_ENV_VARS):
         yield  # decided by the user: not even threadpoolctl is loaded
         return
-    # A library whose count cannot be read (None) is left alone.
+    # (pool, its count now); a library whose count cannot be read (None) is left alone.
     pools = [(lib, lib.num_threads) for lib in _blas_controller().lib_controllers]
-    libs, before = [lib for lib, b in pools if b], [b for _, b in pools if b]
+    pools = [(lib, b) for lib, b in pools if b]
     # The environment was read above: an empty one spares choose_threads a second read.
-    n = choose_threads(threads, flops, max(before, default=1), environ={})
+    n = choose_threads(threads, flops, max((b for _, b in pools), default=1), environ={})
     # Only the pools whose count differs are set, each straight through its controller:
     # threadpoolctl's ``limit()`` re-reads every library's information first, which
     # cost ~20 us on each call of a homework ``step``.
-    changed = [] if n is None else [(lib, b) for lib, b in zip(libs, before, strict=True)
-                                    if b != n]
+    changed = [] if n is None else [(lib, b) for lib, b in pools if b != n]
     for lib, _ in changed:
         lib.set_num_threads(n)
     try:

@@ -111,6 +111,13 @@ def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
     return sample_weight.astype(dtype, copy=False)
 
 
+def row_sums(a: np.ndarray) -> np.ndarray:
+    """The sums along the rows of a 2-D array, ``(N, K) -> (N,)``, as a matrix-vector
+    product: NumPy's sum along a short row is ~4-20x slower (85 us against 5 us for
+    1347 x 10), the losses and the one-hot check take them on every training step."""
+    return a @ np.ones(a.shape[1], a.dtype)
+
+
 def check_one_hot(labels: np.ndarray, name: str = "labels") -> None:
     """Check that every row of a 2-D array is a one-hot vector.
 
@@ -119,10 +126,8 @@ def check_one_hot(labels: np.ndarray, name: str = "labels") -> None:
     exactly one, whose value is then the row's sum, 1. (NaN and infinities are
     non-zero and break the row sum, so a one-hot array is also finite.)
     """
-    # Row sums as a matrix-vector product: ~4x faster than NumPy's sum along a short
-    # row, and exact here in any order (adding zeros to the one non-zero entry).
-    if np.count_nonzero(labels) == labels.shape[0] and \
-            (labels @ np.ones(labels.shape[1], labels.dtype) == 1).all():
+    # The row sums are exact here in any order (zeros added to the one non-zero entry).
+    if np.count_nonzero(labels) == labels.shape[0] and (row_sums(labels) == 1).all():
         return
     is_binary = (labels == 0) | (labels == 1)
     bad_rows = np.flatnonzero(~is_binary.all(axis=1) | (labels.sum(axis=1) != 1))

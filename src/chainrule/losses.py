@@ -18,6 +18,7 @@ from ._validation import (
     check_positive_float,
     check_sample_weight,
     is_class_indices,
+    row_sums,
     shape_str,
 )
 from .functional import shift_by_max
@@ -74,11 +75,10 @@ class Loss:
 
 def _shifted_exp(logits):
     """``(s, exp(s), row sums of exp(s))`` with ``s = logits - max`` per row: one ``exp``
-    serves the loss and the probabilities. The row sums are a matrix-vector product:
-    NumPy's sum along a short row is ~20x slower (85 us against 5 us for 1347 x 10)."""
+    serves the loss and the probabilities."""
     s, _ = shift_by_max(logits, axis=1)
     e = np.exp(s)
-    return s, e, (e @ np.ones(e.shape[1], e.dtype))[:, None]
+    return s, e, row_sums(e)[:, None]
 
 
 def _labelled_log_softmax_sum(labels, s, log_total, w):
@@ -90,7 +90,7 @@ def _labelled_log_softmax_sum(labels, s, log_total, w):
     reaches -inf meets a label of 0 there (0 * (-inf) = nan); then the product is taken
     only where a label is non-zero.
     """
-    mass = labels @ np.ones(labels.shape[1], labels.dtype)
+    mass = row_sums(labels)
     if w is None:
         total = np.vdot(labels, s) - np.vdot(mass, log_total)
     else:
@@ -99,7 +99,7 @@ def _labelled_log_softmax_sum(labels, s, log_total, w):
         return total
     terms = np.multiply(labels, s - log_total[:, None], where=labels != 0,
                         out=np.zeros_like(s))
-    per_row = terms @ np.ones(s.shape[1], s.dtype)
+    per_row = row_sums(terms)
     return np.sum(per_row) if w is None else per_row @ w
 
 
