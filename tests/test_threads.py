@@ -192,7 +192,7 @@ def test_blas_threads_sets_only_the_pools_that_differ_and_restores_each(monkeypa
     from chainrule import _threads
 
     one, two, unknown = _FakePool(1), _FakePool(2), _FakePool(None)
-    monkeypatch.setattr(_threads, "_blas_controller",
+    monkeypatch.setattr(_threads, "blas_controller",
                         lambda: SimpleNamespace(lib_controllers=[one, two, unknown]))
     with _threads.blas_threads(None, 1e3):   # small: one thread everywhere
         assert (one.threads, two.threads) == (1, 1)

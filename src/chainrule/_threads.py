@@ -25,6 +25,8 @@ import contextlib
 import numbers
 import os
 
+from ._blas import blas_controller
+
 __all__ = ["MULTITHREAD_FLOPS", "THREAD_ENV_VARS", "check_threads", "choose_threads",
            "blas_threads", "largest_product_flops"]
 
@@ -35,9 +37,6 @@ MULTITHREAD_FLOPS = 1e8
 
 #: Environment variables through which a user fixes the thread count themselves.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-
-_controller = None  # threadpoolctl's ThreadpoolController, built once per process
-
 
 def check_threads(threads) -> int | None:
     """``None`` (decide automatically) or a positive int, else ``TypeError``/``ValueError``."""
@@ -84,15 +83,6 @@ def choose_threads(threads, flops: float, current: int, environ=None) -> int | N
     return None if wanted == current else min(wanted, current)
 
 
-def _blas_controller():
-    global _controller
-    if _controller is None:
-        from threadpoolctl import ThreadpoolController
-
-        _controller = ThreadpoolController().select(user_api="blas")
-    return _controller
-
-
 @contextlib.contextmanager
 def blas_threads(threads, flops: float):
     """Run the ``with`` block with the BLAS threads :func:`choose_threads` picks, and put
@@ -104,7 +94,7 @@ def blas_threads(threads, flops: float):
         yield  # decided by the user: not even threadpoolctl is loaded
         return
     # (pool, its count now); a library whose count cannot be read (None) is left alone.
-    pools = [(lib, lib.num_threads) for lib in _blas_controller().lib_controllers]
+    pools = [(lib, lib.num_threads) for lib in blas_controller().lib_controllers]
     pools = [(lib, b) for lib, b in pools if b]
     # The environment was read above: an empty one spares choose_threads a second read.
     n = choose_threads(threads, flops, max((b for _, b in pools), default=1), environ={})

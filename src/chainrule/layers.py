@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._blas import matmul, matmul_tn
 from ._validation import (
     as_float_array,
     check_in_interval,
@@ -143,7 +144,7 @@ class Affine(Layer):
         self.cache = (inputs, weight)
         # Adding the bias in place saves a second (N, H) array: 2.6x faster on the
         # full digits batch, where allocating that array dominates.
-        out = inputs @ weight
+        out = matmul(inputs, weight)
         out += bias
         return out
 
@@ -164,7 +165,7 @@ class Affine(Layer):
         d_out = self._check_d_out(d_out, (0 if inputs is None else inputs.shape[0],
                                           0 if weight is None else weight.shape[1]))
         d_inputs = d_out @ weight.T if self.compute_input_grad else None
-        d_weight = inputs.T @ d_out
+        d_weight = matmul_tn(inputs, d_out)
         # The column sums as a matrix-vector product: NumPy's sum over the rows of a
         # narrow (N, H) array is ~4x slower (23 us against 5 us for 1347 x 10).
         d_bias = np.ones(d_out.shape[0], d_out.dtype) @ d_out

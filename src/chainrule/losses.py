@@ -216,8 +216,12 @@ class CategoricalCrossEntropy(Loss):
         check_one_hot(targets, name)
 
     def _warn_if_probabilities(self, logits):
-        # Cheapest test first: real logits almost always have a negative entry.
-        if self._warned or logits.shape[1] < 2 or logits.min() < 0:
+        # Cheapest tests first: every row must pass, so the first one decides for
+        # almost every batch of real logits, and only its K entries are read.
+        first = logits[0]
+        if self._warned or logits.shape[1] < 2 or first.min() < 0 or first.max() > 1:
+            return
+        if logits.min() < 0:
             return
         if logits.max() <= 1 and np.allclose(logits.sum(axis=1), 1.0):
             self._warned = True

@@ -169,7 +169,8 @@ class Network:
         X = self.check_X(X)
         if isinstance(self.loss, CategoricalCrossEntropy) and is_class_indices(Y):
             return X, check_class_indices(Y, self.n_outputs, "Y", n=X.shape[0])
-        Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype)
+        one_hot = isinstance(self.loss, CategoricalCrossEntropy)  # one-hot rows are finite
+        Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype, finite=not one_hot)
         if Y.shape != (X.shape[0], self.n_outputs):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.n_outputs}) (one row per "
                              f"row of X, one column per model output), got "

@@ -1,0 +1,111 @@
+"""The BLAS NumPy loaded: its threadpoolctl controller, and matrix products split so
+that they take its fastest path (issue 10).
+
+OpenBLAS's AVX-512 kernels (``SkylakeX``, and ``Cooperlake``/``SapphireRapids``, which
+reuse them) multiply a *small* product, ``m * n * k <= 10**6``, without first copying
+(packing) the operands into cache-sized panels. For the long, narrow products of a
+small network the packed path is much slower than the small one: on this project's
+machines (SkylakeX, one thread) a 1347 x 64 batch times a 64 x 32 weight takes
+137 us whole and 105 us as six blocks of rows; a 1347 x 784 batch times a 784 x 10
+weight (logistic regression on MNIST) takes about half as long in blocks; and the
+product just above the bound (489 rows) is 40% slower than the one just below it
+(488 rows). So :func:`matmul` (``a @ b``) and :func:`matmul_tn` (``a.T @ b``: the
+weight gradient, a sum over the batch) run such a product block by block, each block
+under the bound. The split changes only the order in which the batch's rows are
+summed in :func:`matmul_tn`, i.e. rounding.
+
+Everywhere else they are a plain ``@``: on other BLAS libraries and kernels (with
+``OPENBLAS_CORETYPE=Haswell`` the same split measured 5-45% *slower*), for products
+whose blocks would be thinner than :data:`MIN_BLOCK_ROWS` (a 784 x 256 weight),
+for sparse or mixed-dtype operands, and for anything but 2-D float32/float64 arrays.
+
+``threadpoolctl`` (a scikit-learn dependency) is imported on first use, never by
+``import chainrule``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["SMALL_PRODUCT", "MIN_BLOCK_ROWS", "blas_controller", "has_small_kernels",
+           "block_rows", "matmul", "matmul_tn"]
+
+#: OpenBLAS's bound on ``m * n * k`` for its small-matrix kernels (measured: 488 rows
+#: of a 64 x 32 product are on the fast side, 489 on the slow one).
+SMALL_PRODUCT = 1_000_000
+
+#: Blocks of fewer rows than this are not worth their Python call (a 784 x 32 weight in
+#: float32, blocks of 39 rows: 3% faster forward, 10% slower gradient).
+MIN_BLOCK_ROWS = 100
+
+#: The OpenBLAS kernels (``threadpoolctl``'s "architecture") with the small-matrix path.
+SMALL_KERNEL_ARCHITECTURES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
+
+_controller = None  # threadpoolctl's controller of the BLAS libraries, built once
+_small_kernels = None  # whether every loaded BLAS has the small path, decided once
+
+
+def blas_controller():
+    """threadpoolctl's ``ThreadpoolController`` of the loaded BLAS libraries (built on
+    first use, then shared)."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController().select(user_api="blas")
+    return _controller
+
+
+def has_small_kernels() -> bool:
+    """Whether every BLAS library in the process is an OpenBLAS with an AVX-512 kernel.
+
+    NumPy's and SciPy's OpenBLAS are separate libraries; both must have the kernel,
+    so that the answer holds for whichever one ``@`` calls.
+    """
+    global _small_kernels
+    if _small_kernels is None:
+        libs = blas_controller().lib_controllers
+        _small_kernels = bool(libs) and all(
+            lib.internal_api == "openblas"
+            and str(getattr(lib, "architecture", "")).lower() in SMALL_KERNEL_ARCHITECTURES
+            for lib in libs)
+    return _small_kernels
+
+
+def block_rows(rows: int, other: int, a, b) -> int:
+    """Rows per block for a product that sums or stacks ``rows`` rows against an
+    ``other``-element matrix (``m * n * k = rows * other``); ``rows`` itself when the
+    product is taken whole."""
+    per_block = SMALL_PRODUCT // max(other, 1)
+    if (per_block >= rows or per_block < MIN_BLOCK_ROWS or type(a) is not np.ndarray
+            or type(b) is not np.ndarray or a.ndim != 2 or b.ndim != 2
+            or a.dtype != b.dtype or a.dtype.char not in "fd" or not has_small_kernels()):
+        return rows
+    blocks = -(-rows // per_block)
+    return -(-rows // blocks)   # blocks of equal size, each under the bound
+
+
+def matmul(a, b):
+    """``a @ b`` for ``a`` (N, D) and ``b`` (D, H), in blocks of rows of ``a`` where that
+    is faster (see the module's docstring). Shape: (N, D), (D, H) -> (N, H)."""
+    rows = block_rows(a.shape[0], a.shape[1] * b.shape[-1], a, b)
+    if rows >= a.shape[0]:
+        return a @ b
+    out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
+    for start in range(0, a.shape[0], rows):
+        np.matmul(a[start:start + rows], b, out=out[start:start + rows])
+    return out
+
+
+def matmul_tn(a, b):
+    """``a.T @ b`` for ``a`` (N, D) and ``b`` (N, H): the sum over the N rows of their
+    outer products, in blocks of rows where that is faster. Shape: (N, D), (N, H) ->
+    (D, H)."""
+    rows = block_rows(a.shape[0], a.shape[1] * b.shape[-1], a, b)
+    if rows >= a.shape[0]:
+        return a.T @ b
+    out = a[:rows].T @ b[:rows]
+    part = np.empty_like(out)
+    for start in range(rows, a.shape[0], rows):
+        out += np.matmul(a[start:start + rows].T, b[start:start + rows], out=part)
+    return out

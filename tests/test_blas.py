@@ -1,0 +1,126 @@
+"""Matrix products in row blocks (``chainrule._blas``, issue 10): when they are split,
+into what, and that the split products and an Affine layer built on them give the
+values of the whole product (checked against float64 NumPy and torch autograd).
+
+The split is forced on or off by setting the module's cached answer of
+:func:`has_small_kernels`, so every test runs the same code on any BLAS."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from chainrule import _blas
+from chainrule.layers import Affine
+
+
+@pytest.fixture
+def small_kernels(monkeypatch):
+    """As on an OpenBLAS with the AVX-512 small-matrix kernels: products are split."""
+    monkeypatch.setattr(_blas, "_small_kernels", True)
+
+
+@pytest.fixture
+def count_blocks(monkeypatch):
+    """Record ``m * n * k`` of each ``np.matmul`` call the split makes."""
+    calls = []
+    real = np.matmul
+
+    def recording(a, b, *args, **kwargs):
+        calls.append(a.shape[0] * a.shape[1] * b.shape[1])
+        return real(a, b, *args, **kwargs)
+    monkeypatch.setattr(_blas.np, "matmul", recording)
+    return calls
+
+
+def test_block_rows_stay_under_the_bound_and_are_even(small_kernels):
+    a, b = np.ones((1347, 64)), np.ones((64, 32))
+    rows = _blas.block_rows(1347, 64 * 32, a, b)
+    assert rows * 64 * 32 <= _blas.SMALL_PRODUCT      # each block takes the small path
+    assert -(-1347 // rows) == -(-1347 // (_blas.SMALL_PRODUCT // (64 * 32)))  # fewest blocks
+    assert rows == 449                                # three blocks of 449 rows
+
+
+@pytest.mark.parametrize("case", ["fits whole", "blocks too thin", "sparse", "mixed dtypes",
+                                  "integer", "three-d", "no small kernels"])
+def test_products_are_taken_whole_where_a_split_does_not_pay(case, small_kernels, monkeypatch):
+    sp = pytest.importorskip("scipy.sparse")
+    a, b = np.ones((3000, 64)), np.ones((64, 32))
+    if case == "fits whole":
+        a = np.ones((488, 64))                        # 488 * 64 * 32 <= 10**6
+    elif case == "blocks too thin":
+        a, b = np.ones((3000, 784)), np.ones((784, 256))
+    elif case == "sparse":
+        a = sp.csr_matrix(a)
+    elif case == "mixed dtypes":
+        b = b.astype(np.float32)
+    elif case == "integer":
+        a, b = a.astype(np.int64), b.astype(np.int64)
+    elif case == "three-d":
+        a = np.ones((2, 3000, 64))
+    else:
+        monkeypatch.setattr(_blas, "_small_kernels", False)
+    assert _blas.block_rows(a.shape[-2], a.shape[-1] * b.shape[-1], a, b) == a.shape[-2]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n, d, h", [(1347, 64, 32), (2000, 784, 10), (1001, 30, 100)])
+def test_split_products_equal_the_whole_ones(n, d, h, dtype, small_kernels, count_blocks):
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, d)).astype(dtype), rng.standard_normal((d, h)).astype(dtype)
+    g = rng.standard_normal((n, h)).astype(dtype)
+    rows = _blas.block_rows(n, d * h, a, b)
+    assert rows < n                                   # the split is exercised
+
+    out, grad = _blas.matmul(a, b), _blas.matmul_tn(a, g)
+    # Every block takes the small path: forward blocks after the first, gradient blocks.
+    assert len(count_blocks) >= 2 and max(count_blocks) <= _blas.SMALL_PRODUCT
+    assert out.dtype == grad.dtype == dtype and out.shape == (n, h) and grad.shape == (d, h)
+    a64, b64, g64 = (x.astype(np.float64) for x in (a, b, g))
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(out, a64 @ b64, **tol)
+    np.testing.assert_allclose(grad, a64.T @ g64, **tol)
+
+
+def test_matmul_tn_sums_every_block_into_a_fresh_array(small_kernels):
+    # The running sum must not alias an input (the first block's product is a new array).
+    a, g = np.ones((3000, 64)), np.ones((3000, 32))
+    grad = _blas.matmul_tn(a, g)
+    assert not np.shares_memory(grad, a) and not np.shares_memory(grad, g)
+    np.testing.assert_array_equal(grad, np.full((64, 32), 3000.0))
+
+
+def test_affine_on_split_products_matches_torch_autograd(small_kernels, count_blocks, torch):
+    rng = np.random.default_rng(1)
+    X, W = rng.standard_normal((1500, 64)), rng.standard_normal((64, 32))
+    b = rng.standard_normal(32)
+    d_out = rng.standard_normal((1500, 32))
+    layer = Affine()
+    out = layer.forward(X, W, b)
+    d_X, d_W, d_b = layer.backward(d_out)
+    assert count_blocks                               # forward and dW went through blocks
+
+    tX, tW, tb = (torch.tensor(v, requires_grad=True) for v in (X, W, b))
+    t_out = tX @ tW + tb
+    t_out.backward(torch.tensor(d_out))
+    np.testing.assert_allclose(out, t_out.detach().numpy(), rtol=1e-12, atol=1e-12)
+    for ours, theirs in ((d_X, tX), (d_W, tW), (d_b, tb)):
+        np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("libs, expected", [
+    ([("openblas", "SkylakeX"), ("openblas", "SkylakeX")], True),
+    ([("openblas", "Cooperlake")], True),
+    ([("openblas", "SkylakeX"), ("openblas", "Haswell")], False),   # one without the kernel
+    ([("mkl", None)], False),
+    ([], False),
+])
+def test_the_split_is_on_only_when_every_blas_has_the_small_kernels(libs, expected,
+                                                                     monkeypatch):
+    fake = SimpleNamespace(lib_controllers=[SimpleNamespace(internal_api=api, architecture=arch)
+                                            for api, arch in libs])
+    monkeypatch.setattr(_blas, "_controller", fake)
+    monkeypatch.setattr(_blas, "_small_kernels", None)
+    assert _blas.has_small_kernels() is expected
