@@ -84,6 +84,16 @@ def test_split_products_equal_the_whole_ones(n, d, h, dtype, small_kernels, coun
     np.testing.assert_allclose(grad, a64.T @ g64, **tol)
 
 
+def test_a_gradient_product_big_enough_for_threads_is_taken_whole(small_kernels, count_blocks,
+                                                                  monkeypatch):
+    a, b, g = np.ones((3000, 64)), np.ones((64, 32)), np.ones((3000, 32))
+    monkeypatch.setattr(_blas, "MULTITHREAD_FLOPS", 2.0 * 3000 * 64 * 32)  # exactly this one
+    _blas.matmul_tn(a, g)
+    assert count_blocks == []                         # whole: the BLAS may spread it
+    _blas.matmul(a, b)
+    assert len(count_blocks) >= 2                     # the forward product still splits
+
+
 def test_matmul_tn_sums_every_block_into_a_fresh_array(small_kernels):
     # The running sum must not alias an input (the first block's product is a new array).
     a, g = np.ones((3000, 64)), np.ones((3000, 32))

@@ -25,15 +25,11 @@ import contextlib
 import numbers
 import os
 
-from ._blas import blas_controller
+from ._blas import MULTITHREAD_FLOPS, blas_controller
 
 __all__ = ["MULTITHREAD_FLOPS", "THREAD_ENV_VARS", "check_threads", "choose_threads",
            "blas_threads", "largest_product_flops"]
 
-#: A matrix product of at least this many floating-point operations (2 m k n) is
-#: worth a second thread: about 5 ms of one core's GEMM at 20 GFLOP/s, far above a
-#: thread wake-up (tens of microseconds) even when the other core is busy.
-MULTITHREAD_FLOPS = 1e8
 
 #: Environment variables through which a user fixes the thread count themselves.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
