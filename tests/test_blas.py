@@ -62,7 +62,11 @@ def test_products_are_taken_whole_where_a_split_does_not_pay(case, small_kernels
         a = np.ones((2, 3000, 64))
     else:
         monkeypatch.setattr(_blas, "_small_kernels", False)
-    assert _blas.block_rows(a.shape[-2], a.shape[-1] * b.shape[-1], a, b) == a.shape[-2]
+    rows = _blas.block_rows(a.shape[-2], a.shape[-1] * b.shape[-1], a, b)
+    if case == "fits whole":
+        assert rows == 488                            # one block: the whole product
+    else:
+        assert rows is None                           # a plain ``@``
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -74,14 +78,16 @@ def test_split_products_equal_the_whole_ones(n, d, h, dtype, small_kernels, coun
     rows = _blas.block_rows(n, d * h, a, b)
     assert rows < n                                   # the split is exercised
 
-    out, grad = _blas.matmul(a, b), _blas.matmul_tn(a, g)
+    out, grad, d_a = _blas.matmul(a, b), _blas.matmul_tn(a, g), _blas.matmul_nt(g, b)
     # Every block takes the small path: forward blocks after the first, gradient blocks.
     assert len(count_blocks) >= 2 and max(count_blocks) <= _blas.SMALL_PRODUCT
-    assert out.dtype == grad.dtype == dtype and out.shape == (n, h) and grad.shape == (d, h)
+    assert out.dtype == grad.dtype == d_a.dtype == dtype
+    assert out.shape == (n, h) and grad.shape == (d, h) and d_a.shape == (n, d)
     a64, b64, g64 = (x.astype(np.float64) for x in (a, b, g))
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
     np.testing.assert_allclose(out, a64 @ b64, **tol)
     np.testing.assert_allclose(grad, a64.T @ g64, **tol)
+    np.testing.assert_allclose(d_a, g64 @ b64.T, **tol)
 
 
 def test_a_gradient_product_big_enough_for_threads_is_taken_whole(small_kernels, count_blocks,

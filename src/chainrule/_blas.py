@@ -4,20 +4,22 @@ that they take its fastest path (issue 10).
 OpenBLAS's AVX-512 kernels (``SkylakeX``, and ``Cooperlake``/``SapphireRapids``, which
 reuse them) multiply a *small* product, ``m * n * k <= 10**6``, without first copying
 (packing) the operands into cache-sized panels. For the long, narrow products of a
-small network the packed path is much slower than the small one: on this project's
-machines (SkylakeX, one thread) a 1347 x 64 batch times a 64 x 32 weight takes
-137 us whole and 105 us as six blocks of rows; a 1347 x 784 batch times a 784 x 10
-weight (logistic regression on MNIST) takes about half as long in blocks; and the
-product just above the bound (489 rows) is 40% slower than the one just below it
-(488 rows). So :func:`matmul` (``a @ b``) and :func:`matmul_tn` (``a.T @ b``: the
-weight gradient, a sum over the batch) run such a product block by block, each block
-under the bound. The split changes only the order in which the batch's rows are
-summed in :func:`matmul_tn`, i.e. rounding.
+small network the packed path is much slower: on this project's machines (SkylakeX,
+one thread) a 1347 x 64 batch times a 64 x 32 weight takes 137 us whole and 107 us
+as three blocks of 449 rows; a 1347 x 784 batch times a 784 x 10 weight (logistic
+regression on MNIST) about half as long in blocks; and the product just above the
+bound (489 rows) is 40% slower than the one just below it (488 rows). So
+:func:`matmul` (``a @ b``) and :func:`matmul_tn` (``a.T @ b``: the weight gradient, a
+sum over the batch) run such a product block by block, each block under the bound,
+and :func:`matmul_nt` (``a @ b.T``: the input gradient) also turns the transposed
+operand into the orientation the small path takes. Only the order in which
+:func:`matmul_tn` sums the batch's rows changes, i.e. rounding.
 
 Everywhere else they are a plain ``@``: on other BLAS libraries and kernels (with
-``OPENBLAS_CORETYPE=Haswell`` the same split measured 5-45% *slower*), for products
-whose blocks would be thinner than :data:`MIN_BLOCK_ROWS` (a 784 x 256 weight),
-for sparse or mixed-dtype operands, and for anything but 2-D float32/float64 arrays.
+``OPENBLAS_CORETYPE=Haswell`` the same split measured up to 45% *slower*), for
+products whose blocks would be thinner than :data:`MIN_BLOCK_ROWS` (a 784 x 256
+weight), for sparse or mixed-dtype operands, and for anything but 2-D float32/float64
+arrays.
 
 ``threadpoolctl`` (a scikit-learn dependency) is imported on first use, never by
 ``import chainrule``.
@@ -28,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["MULTITHREAD_FLOPS", "SMALL_PRODUCT", "MIN_BLOCK_ROWS", "blas_controller",
-           "has_small_kernels", "block_rows", "matmul", "matmul_tn"]
+           "has_small_kernels", "block_rows", "matmul", "matmul_nt", "matmul_tn"]
 
 #: A matrix product of at least this many floating-point operations (2 m k n) is
 #: worth a second thread: about 5 ms of one core's GEMM at 20 GFLOP/s, far above a
@@ -77,29 +79,47 @@ def has_small_kernels() -> bool:
     return _small_kernels
 
 
-def block_rows(rows: int, other: int, a, b) -> int:
+def block_rows(rows: int, other: int, a, b) -> int | None:
     """Rows per block for a product that sums or stacks ``rows`` rows against an
-    ``other``-element matrix (``m * n * k = rows * other``); ``rows`` itself when the
-    product is taken whole."""
+    ``other``-element matrix (``m * n * k = rows * other``): ``None`` where the split
+    does not apply (see the module's docstring), else at most ``rows`` (one block:
+    the whole product already takes the small path)."""
     per_block = SMALL_PRODUCT // max(other, 1)
-    if (per_block >= rows or per_block < MIN_BLOCK_ROWS or type(a) is not np.ndarray
-            or type(b) is not np.ndarray or a.ndim != 2 or b.ndim != 2
-            or a.dtype != b.dtype or a.dtype.char not in "fd" or not has_small_kernels()):
-        return rows
+    if (per_block < MIN_BLOCK_ROWS or type(a) is not np.ndarray or type(b) is not np.ndarray
+            or a.ndim != 2 or b.ndim != 2 or a.dtype != b.dtype or a.dtype.char not in "fd"
+            or not has_small_kernels()):
+        return None
     blocks = -(-rows // per_block)
     return -(-rows // blocks)   # blocks of equal size, each under the bound
 
 
-def matmul(a, b):
-    """``a @ b`` for ``a`` (N, D) and ``b`` (D, H), in blocks of rows of ``a`` where that
-    is faster (see the module's docstring). Shape: (N, D), (D, H) -> (N, H)."""
-    rows = block_rows(a.shape[0], a.shape[1] * b.shape[-1], a, b)
+def _blocks(a, b, rows):
+    """``a @ b`` computed ``rows`` rows of ``a`` at a time."""
     if rows >= a.shape[0]:
         return a @ b
     out = np.empty((a.shape[0], b.shape[1]), dtype=a.dtype)
     for start in range(0, a.shape[0], rows):
         np.matmul(a[start:start + rows], b, out=out[start:start + rows])
     return out
+
+
+def matmul(a, b):
+    """``a @ b`` for ``a`` (N, D) and ``b`` (D, H), in blocks of rows of ``a`` where that
+    is faster (see the module's docstring). Shape: (N, D), (D, H) -> (N, H)."""
+    rows = block_rows(a.shape[0], a.shape[1] * b.shape[-1], a, b)
+    return a @ b if rows is None else _blocks(a, b, rows)
+
+
+def matmul_nt(a, b):
+    """``a @ b.T`` for ``a`` (N, H) and ``b`` (D, H): an input gradient ``d_out @ W.T``.
+
+    Where the split applies, ``b.T`` (at most ``10**6 / MIN_BLOCK_ROWS`` entries) is
+    copied to a contiguous array first: OpenBLAS takes the small path only for that
+    orientation (1347 x 10 by 10 x 32: 29 us on the transposed view, 21 us on the
+    copy). Shape: (N, H), (D, H) -> (N, D).
+    """
+    rows = block_rows(a.shape[0], a.shape[1] * b.shape[0], a, b)
+    return a @ b.T if rows is None else _blocks(a, np.ascontiguousarray(b.T), rows)
 
 
 def matmul_tn(a, b):
@@ -112,7 +132,8 @@ def matmul_tn(a, b):
     784 by 784 x 10 in float32 on two threads: 21 ms whole, 33 ms in blocks).
     """
     rows = block_rows(a.shape[0], a.shape[1] * b.shape[-1], a, b)
-    if rows >= a.shape[0] or 2.0 * a.shape[0] * a.shape[1] * b.shape[1] >= MULTITHREAD_FLOPS:
+    if (rows is None or rows >= a.shape[0]
+            or 2.0 * a.shape[0] * a.shape[1] * b.shape[1] >= MULTITHREAD_FLOPS):
         return a.T @ b
     out = a[:rows].T @ b[:rows]
     part = np.empty_like(out)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._blas import matmul, matmul_tn
+from ._blas import matmul, matmul_nt, matmul_tn
 from ._validation import (
     as_float_array,
     check_in_interval,
@@ -164,7 +164,7 @@ class Affine(Layer):
         inputs, weight = self.cache if self.cache is not None else (None, None)
         d_out = self._check_d_out(d_out, (0 if inputs is None else inputs.shape[0],
                                           0 if weight is None else weight.shape[1]))
-        d_inputs = d_out @ weight.T if self.compute_input_grad else None
+        d_inputs = matmul_nt(d_out, weight) if self.compute_input_grad else None
         d_weight = matmul_tn(inputs, d_out)
         # The column sums as a matrix-vector product: NumPy's sum over the rows of a
         # narrow (N, H) array is ~4x slower (23 us against 5 us for 1347 x 10).
