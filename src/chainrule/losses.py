@@ -83,18 +83,17 @@ def _shifted_exp(logits):
 
 def _labelled_log_softmax_sum(labels, s, log_total, w):
     """``sum_n w_n sum_k labels[n, k] * (s[n, k] - log_total[n])`` (``w_n = 1`` for
-    ``w=None``): the summed log-likelihood of soft or one-hot labels.
+    ``w=None``): the summed log-likelihood of one-hot labels.
 
-    It is ``labels . s - mass . log_total`` with ``mass`` the rows' label sums: dot
-    products, no (N, K) temporary. A logit so far below its row's maximum that ``s``
-    reaches -inf meets a label of 0 there (0 * (-inf) = nan); then the product is taken
-    only where a label is non-zero.
+    Each row's labels sum to 1 (one-hot: ``check_targets`` at the boundary), so it is
+    ``labels . s - sum(log_total)``: dot products, no (N, K) temporary. A logit so far
+    below its row's maximum that ``s`` reaches -inf meets a label of 0 there
+    (0 * (-inf) = nan); then the product is taken only where a label is non-zero.
     """
-    mass = row_sums(labels)
     if w is None:
-        total = np.vdot(labels, s) - np.vdot(mass, log_total)
+        total = np.vdot(labels, s) - np.sum(log_total)
     else:
-        total = np.vdot(w, np.einsum("nk,nk->n", labels, s)) - np.vdot(mass * w, log_total)
+        total = np.vdot(w, np.einsum("nk,nk->n", labels, s)) - np.vdot(w, log_total)
     if np.isfinite(total):
         return total
     terms = np.multiply(labels, s - log_total[:, None], where=labels != 0,
@@ -218,8 +217,8 @@ class CategoricalCrossEntropy(Loss):
     def _warn_if_probabilities(self, logits):
         # Cheapest tests first: every row must pass, so the first one decides for
         # almost every batch of real logits, and only its K entries are read.
-        first = logits[0]
-        if self._warned or logits.shape[1] < 2 or first.min() < 0 or first.max() > 1:
+        first = logits[0].tolist()  # K Python floats: cheaper than two NumPy reductions
+        if self._warned or len(first) < 2 or min(first) < 0 or max(first) > 1:
             return
         if logits.min() < 0:
             return

@@ -390,8 +390,9 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int) -> 
     if not (math.isfinite(loss) and all(np.isfinite(b).all() for b in model.buffers.values())):
         _diverged(model, X_batch, run.backup, epoch, step, f"the loss is {loss}" if not
                   math.isfinite(loss) else "a buffer (running statistic) is not finite")
-    tally.add(loss, X_batch, weights, logits,
-              None if run.labels is None else run.labels[idx], run.relu_pairs)
+    # Class indices are their own labels: the batch already holds them.
+    labels = Y_batch if run.labels is run.Y else None if run.labels is None else run.labels[idx]
+    tally.add(loss, X_batch, weights, logits, labels, run.relu_pairs)
     tally.grads, tally.step, tally.X_batch = grads, step, X_batch
     # update: keep the old values, then step in place
     for k, p in run.params.items():
