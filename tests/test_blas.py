@@ -90,14 +90,18 @@ def test_split_products_equal_the_whole_ones(n, d, h, dtype, small_kernels, coun
     np.testing.assert_allclose(d_a, g64 @ b64.T, **tol)
 
 
-def test_a_gradient_product_big_enough_for_threads_is_taken_whole(small_kernels, count_blocks,
-                                                                  monkeypatch):
+@pytest.mark.parametrize("threads, whole", [((2, 1), True), ((1, 1), False), ((1, None), False)])
+def test_a_gradient_product_big_enough_for_threads_is_taken_whole_on_threads(
+        threads, whole, small_kernels, count_blocks, monkeypatch):
     a, b, g = np.ones((3000, 64)), np.ones((64, 32)), np.ones((3000, 32))
     monkeypatch.setattr(_blas, "MULTITHREAD_FLOPS", 2.0 * 3000 * 64 * 32)  # exactly this one
-    _blas.matmul_tn(a, g)
-    assert count_blocks == []                         # whole: the BLAS may spread it
+    monkeypatch.setattr(_blas, "_controller", SimpleNamespace(lib_controllers=[
+        SimpleNamespace(num_threads=n) for n in threads]))
+    np.testing.assert_array_equal(_blas.matmul_tn(a, g), np.full((64, 32), 3000.0))
+    assert (count_blocks == []) is whole              # whole: the BLAS may spread it
+    count_blocks.clear()
     _blas.matmul(a, b)
-    assert len(count_blocks) >= 2                     # the forward product still splits
+    assert len(count_blocks) >= 2                     # the forward product splits anyway
 
 
 def test_matmul_tn_sums_every_block_into_a_fresh_array(small_kernels):

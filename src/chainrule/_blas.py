@@ -79,6 +79,11 @@ def has_small_kernels() -> bool:
     return _small_kernels
 
 
+def _threaded() -> bool:
+    """Whether a BLAS library runs more than one thread now (read, ~1 us)."""
+    return any((lib.num_threads or 1) > 1 for lib in blas_controller().lib_controllers)
+
+
 def block_rows(rows: int, other: int, a, b) -> int | None:
     """Rows per block for a product that sums or stacks ``rows`` rows against an
     ``other``-element matrix (``m * n * k = rows * other``): ``None`` where the split
@@ -106,6 +111,8 @@ def _blocks(a, b, rows):
 def matmul(a, b):
     """``a @ b`` for ``a`` (N, D) and ``b`` (D, H), in blocks of rows of ``a`` where that
     is faster (see the module's docstring). Shape: (N, D), (D, H) -> (N, H)."""
+    if a.shape[0] * a.shape[1] * b.shape[-1] <= SMALL_PRODUCT:
+        return a @ b   # small already: nothing to decide (the checks cost ~2 us)
     rows = block_rows(a.shape[0], a.shape[1] * b.shape[-1], a, b)
     return a @ b if rows is None else _blocks(a, b, rows)
 
@@ -127,13 +134,17 @@ def matmul_tn(a, b):
     outer products, in blocks of rows where that is faster. Shape: (N, D), (N, H) ->
     (D, H).
 
-    A product of :data:`MULTITHREAD_FLOPS` or more is taken whole: the blocks' running
-    sum is serial, while the BLAS spreads a whole product over its threads (60,000 x
-    784 by 784 x 10 in float32 on two threads: 21 ms whole, 33 ms in blocks).
+    A product of :data:`MULTITHREAD_FLOPS` or more is taken whole when the BLAS runs
+    more than one thread: the blocks' running sum is serial, while the BLAS spreads a
+    whole product over its threads (60,000 x 784 by 784 x 10 in float32: on two
+    threads 21 ms whole, 33 ms in blocks; on one thread 43 ms whole, 32 ms in blocks).
     """
+    if a.shape[0] * a.shape[1] * b.shape[-1] <= SMALL_PRODUCT:
+        return a.T @ b
     rows = block_rows(a.shape[0], a.shape[1] * b.shape[-1], a, b)
-    if (rows is None or rows >= a.shape[0]
-            or 2.0 * a.shape[0] * a.shape[1] * b.shape[1] >= MULTITHREAD_FLOPS):
+    if (rows is None
+            or (2.0 * a.shape[0] * a.shape[1] * b.shape[1] >= MULTITHREAD_FLOPS
+                and _threaded())):
         return a.T @ b
     out = a[:rows].T @ b[:rows]
     part = np.empty_like(out)
