@@ -48,6 +48,20 @@ def paired(plain, ours, repeats, number):
     return statistics.median(ratios), a
 
 
+def _row(rng, n, d, h, dtype, repeats):
+    """One table row: the three products of an (n, d) -> (n, h) Affine layer."""
+    X = rng.standard_normal((n, d)).astype(dtype)
+    W = rng.standard_normal((d, h)).astype(dtype)
+    G = rng.standard_normal((n, h)).astype(dtype)
+    number = max(1, int(2e7 // (n * d * h)))
+    fwd, plain_s = paired(lambda: X @ W, lambda: _blas.matmul(X, W), repeats, number)
+    tn, _ = paired(lambda: X.T @ G, lambda: _blas.matmul_tn(X, G), repeats, number)
+    nt, _ = paired(lambda: G @ W.T, lambda: _blas.matmul_nt(G, W), repeats, number)
+    rows = _blas.block_rows(n, d * h, X, W)
+    return (f"| {n} x {d} -> {h} | {dtype.name} | {'-' if rows is None else rows} | "
+            f"{fwd:.2f} | {tn:.2f} | {nt:.2f} | {plain_s * 1e6:.0f} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -66,20 +80,7 @@ def main(argv=None):
     with threadpool_limits(limits=1):
         for n, d, h in SHAPES:
             for dtype in (np.float32, np.float64):
-                X = rng.standard_normal((n, d)).astype(dtype)
-                W = rng.standard_normal((d, h)).astype(dtype)
-                G = rng.standard_normal((n, h)).astype(dtype)
-                number = max(1, int(2e7 // (n * d * h)))
-                fwd, plain_s = paired(lambda: X @ W, lambda: _blas.matmul(X, W),
-                                      args.repeats, number)
-                tn, _ = paired(lambda: X.T @ G, lambda: _blas.matmul_tn(X, G),
-                               args.repeats, number)
-                nt, _ = paired(lambda: G @ W.T, lambda: _blas.matmul_nt(G, W),
-                               args.repeats, number)
-                rows = _blas.block_rows(n, d * h, X, W)
-                print(f"| {n} x {d} -> {h} | {np.dtype(dtype).name} | "
-                      f"{'-' if rows is None else rows} | {fwd:.2f} | {tn:.2f} | {nt:.2f} | "
-                      f"{plain_s * 1e6:.0f} |", flush=True)
+                print(_row(rng, n, d, h, np.dtype(dtype), args.repeats), flush=True)
     return 0
 
 
