@@ -27,6 +27,15 @@ def vm_size() -> int:
     raise RuntimeError("no VmSize in /proc/self/status")
 
 
+def warm_blas():
+    """One packed matrix product before the cap: OpenBLAS allocates its work buffer (tens
+    of MB of address space) on its first product too large for its small-matrix path
+    and aborts the process when that fails, while a small network's warm-up fit may
+    take the small path only (chainrule splits narrow products so that they do)."""
+    a = np.ones((600, 600))
+    _ = a @ a
+
+
 def train_command(x_path, y_path, headroom_mb):
     """``chainrule train --data X.npy --labels y.npy`` for one epoch under the cap,
     after a run on a small copy of the first rows has loaded everything it imports."""
@@ -41,6 +50,7 @@ def train_command(x_path, y_path, headroom_mb):
     argv = ["train", "--epochs", "1", "--quiet", "--hidden", "16"]
     if cli(argv + ["--data", small[0], "--labels", small[1]]) != 0:
         raise SystemExit("the warm-up run failed")
+    warm_blas()
     cap = vm_size() + int(headroom_mb) * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     model = os.path.join(folder, "model.npz")
@@ -66,6 +76,7 @@ def main(mode, x_path, y_path, headroom_mb):
     warm = np.random.default_rng(0).normal(size=(64, X.shape[1]))
     cr.fit(cr.MLP([X.shape[1], 16, 10], rng=0), warm, np.eye(10)[np.arange(64) % 10],
            optimizer="adam", epochs=1, batch_size=16, progress=False, rng=0)
+    warm_blas()
     cap = vm_size() + int(headroom_mb) * 2**20
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     if mode == "load":

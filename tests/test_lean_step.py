@@ -39,11 +39,14 @@ def test_check_one_hot_rejects_rows_that_are_not_one_hot(row):
         check_one_hot(labels, "Y")
 
 
+@pytest.mark.parametrize("layout", ["2-D", "3-D", "strided", "float32", "float16"])
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
-def test_all_finite_finds_any_non_finite_entry(rng, bad):
+def test_all_finite_finds_any_non_finite_entry(rng, bad, layout):
     from chainrule._validation import all_finite
 
-    x = rng.normal(size=(30, 7))
+    x = rng.normal(size=(30, 7, 2) if layout == "3-D" else (30, 14))
+    x = {"strided": x[:, ::2], "float32": x.astype(np.float32),
+         "float16": x.astype(np.float16)}.get(layout, x)
     assert all_finite(x)
     x[17, 3] = bad
     assert not all_finite(x)

