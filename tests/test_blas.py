@@ -104,6 +104,20 @@ def test_a_gradient_product_big_enough_for_threads_is_taken_whole_on_threads(
     assert len(count_blocks) >= 2                     # the forward product splits anyway
 
 
+@pytest.mark.parametrize("layout", ["fortran", "strided rows", "strided columns"])
+def test_split_products_of_non_contiguous_operands(layout, small_kernels, count_blocks):
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((2 * 1500, 2 * 64))
+    a = {"fortran": np.asfortranarray(a[:1500, :64]), "strided rows": a[::2, :64],
+         "strided columns": a[:1500, ::2]}[layout]
+    b, g = rng.standard_normal((64, 32)), rng.standard_normal((1500, 32))
+    out, grad, d_a = _blas.matmul(a, b), _blas.matmul_tn(a, g), _blas.matmul_nt(g, b)
+    assert len(count_blocks) >= 2
+    np.testing.assert_allclose(out, np.asarray(a) @ b, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(grad, np.asarray(a).T @ g, rtol=1e-11, atol=1e-11)
+    np.testing.assert_allclose(d_a, g @ b.T, rtol=1e-11, atol=1e-11)
+
+
 def test_matmul_tn_sums_every_block_into_a_fresh_array(small_kernels):
     # The running sum must not alias an input (the first block's product is a new array).
     a, g = np.ones((3000, 64)), np.ones((3000, 32))
