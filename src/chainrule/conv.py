@@ -205,12 +205,21 @@ class Conv2D(Layer):
         d_out = self._check_d_out(d_out, (padded_shape[0], self.out_channels, ho, wo))
         n, c = padded_shape[:2]
         d_rows = d_out.reshape(n, self.out_channels, ho * wo)
-        # One product over all N Ho Wo positions (2x faster than summing N products),
-        # taken as dW^T = cols (C_in kH kW, N Ho Wo) @ rows(dY)^T: OpenBLAS runs this
-        # orientation ~15% faster on the wide cols of a deeper layer (same values).
-        d_weight = (cols.transpose(1, 0, 2).reshape(cols.shape[1], -1)
-                    @ d_rows.transpose(1, 0, 2).reshape(self.out_channels, -1).T
-                    ).T.reshape(weight.shape)
+        if ho * wo >= cols.shape[1]:
+            # Many positions per image against few weights (a first layer): one small
+            # product per image, summed over the batch, with no copy of cols; 0.17 ms
+            # against 0.90 ms for the single long product below on 64 x 1 x 28 x 28,
+            # 16 3x3 filters (float32, one thread); 0.56x on 8 x 14 x 14, about even
+            # (0.90-1.05x) on 16 x 14 x 14.
+            d_weight = np.matmul(d_rows, cols.transpose(0, 2, 1)).sum(axis=0)
+        else:
+            # One product over all N Ho Wo positions (fewer positions than weights, as
+            # deeper, where summing per-image products was 1.14x slower on 64 x 32 x 7
+            # x 7), taken as dW^T = cols (C_in kH kW, N Ho Wo) @ rows(dY)^T: OpenBLAS
+            # runs this orientation ~15% faster on the wide cols of a deeper layer.
+            d_weight = (cols.transpose(1, 0, 2).reshape(cols.shape[1], -1)
+                        @ d_rows.transpose(1, 0, 2).reshape(self.out_channels, -1).T).T
+        d_weight = d_weight.reshape(weight.shape)
         d_bias = d_rows.sum(axis=(0, 2))
         if not self.compute_input_grad:
             return None, d_weight, d_bias
