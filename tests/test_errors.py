@@ -381,6 +381,15 @@ def test_cross_entropy_warns_once_on_probabilities():
         ce.forward(probs, Y)                 # once per instance: no second warning
 
 
+@pytest.mark.parametrize("second", [[-0.1, 1.1], [0.3, 0.3], [1.5, -0.5]])
+def test_cross_entropy_does_not_warn_when_a_later_row_is_not_probabilities(second):
+    logits = np.array([[0.2, 0.8], second, [0.5, 0.5]])   # the first row looks like one
+    Y = np.eye(2)[[1, 0, 0]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CategoricalCrossEntropy().forward(logits, Y)
+
+
 # -- gradcheck's own inputs ---------------------------------------------------------------
 def test_gradcheck_arguments():
     with pytest.raises(TypeError, match=r"array must be a floating-point numpy.ndarray"):

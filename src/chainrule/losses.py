@@ -215,12 +215,12 @@ class CategoricalCrossEntropy(Loss):
         check_one_hot(targets, name)
 
     def _warn_if_probabilities(self, logits):
+        if self._warned or logits.shape[1] < 2 or logits.shape[0] == 0:
+            return
         # Cheapest tests first: every row must pass, so the first one decides for
         # almost every batch of real logits, and only its K entries are read.
         first = logits[0].tolist()  # K Python floats: cheaper than two NumPy reductions
-        if self._warned or len(first) < 2 or min(first) < 0 or max(first) > 1:
-            return
-        if logits.min() < 0:
+        if min(first) < 0 or max(first) > 1 or logits.min() < 0:
             return
         if logits.max() <= 1 and np.allclose(logits.sum(axis=1), 1.0):
             self._warned = True
