@@ -167,10 +167,10 @@ class Network:
         classifier: whatever the loss's ``check_targets`` accepts), or for a classifier
         (N,) integer class indices, returned as ``intp`` (never expanded to one-hot)."""
         X = self.check_X(X)
-        if isinstance(self.loss, CategoricalCrossEntropy) and is_class_indices(Y):
+        classifier = isinstance(self.loss, CategoricalCrossEntropy)  # one-hot rows: finite
+        if classifier and is_class_indices(Y):
             return X, check_class_indices(Y, self.n_outputs, "Y", n=X.shape[0])
-        one_hot = isinstance(self.loss, CategoricalCrossEntropy)  # one-hot rows are finite
-        Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype, finite=not one_hot)
+        Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype, finite=not classifier)
         if Y.shape != (X.shape[0], self.n_outputs):
             raise ValueError(f"Y must have shape ({X.shape[0]}, {self.n_outputs}) (one row per "
                              f"row of X, one column per model output), got "
