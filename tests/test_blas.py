@@ -2,12 +2,13 @@
 into what, and that the split products and an Affine layer built on them give the
 values of the whole product (checked against float64 NumPy and torch autograd).
 
-The split is forced on or off by setting the module's cached answer of
-:func:`has_small_kernels`, so every test runs the same code on any BLAS."""
+The split is forced on or off by replacing :func:`has_small_kernels`, so every test
+runs the same code on any BLAS."""
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+import sys
+from types import ModuleType, SimpleNamespace
 
 import numpy as np
 import pytest
@@ -19,7 +20,15 @@ from chainrule.layers import Affine
 @pytest.fixture
 def small_kernels(monkeypatch):
     """As on an OpenBLAS with the AVX-512 small-matrix kernels: products are split."""
-    monkeypatch.setattr(_blas, "_small_kernels", True)
+    monkeypatch.setattr(_blas, "has_small_kernels", lambda: True)
+
+
+def fake_controller(monkeypatch, fake):
+    """Stand ``fake`` in for threadpoolctl's controller (as if built after the last
+    import, so that it is not built again)."""
+    monkeypatch.setattr(_blas, "_controller", fake)
+    monkeypatch.setattr(_blas, "_controller_modules", len(sys.modules))
+    monkeypatch.setattr(_blas, "_small_kernels", None)
 
 
 @pytest.fixture
@@ -61,7 +70,7 @@ def test_products_are_taken_whole_where_a_split_does_not_pay(case, small_kernels
     elif case == "three-d":
         a = np.ones((2, 3000, 64))
     else:
-        monkeypatch.setattr(_blas, "_small_kernels", False)
+        monkeypatch.setattr(_blas, "has_small_kernels", lambda: False)
     rows = _blas.block_rows(a.shape[-2], a.shape[-1] * b.shape[-1], a, b)
     if case == "fits whole":
         assert rows == 488                            # one block: the whole product
@@ -95,7 +104,7 @@ def test_a_gradient_product_big_enough_for_threads_is_taken_whole_on_threads(
         threads, whole, small_kernels, count_blocks, monkeypatch):
     a, b, g = np.ones((3000, 64)), np.ones((64, 32)), np.ones((3000, 32))
     monkeypatch.setattr(_blas, "MULTITHREAD_FLOPS", 2.0 * 3000 * 64 * 32)  # exactly this one
-    monkeypatch.setattr(_blas, "_controller", SimpleNamespace(lib_controllers=[
+    fake_controller(monkeypatch, SimpleNamespace(lib_controllers=[
         SimpleNamespace(num_threads=n) for n in threads]))
     np.testing.assert_array_equal(_blas.matmul_tn(a, g), np.full((64, 32), 3000.0))
     assert (count_blocks == []) is whole              # whole: the BLAS may spread it
@@ -155,6 +164,18 @@ def test_the_split_is_on_only_when_every_blas_has_the_small_kernels(libs, expect
                                                                      monkeypatch):
     fake = SimpleNamespace(lib_controllers=[SimpleNamespace(internal_api=api, architecture=arch)
                                             for api, arch in libs])
-    monkeypatch.setattr(_blas, "_controller", fake)
-    monkeypatch.setattr(_blas, "_small_kernels", None)
+    fake_controller(monkeypatch, fake)
     assert _blas.has_small_kernels() is expected
+
+
+def test_the_controller_is_built_again_after_an_import(monkeypatch):
+    """A BLAS loaded later (SciPy's, with scikit-learn) comes with new modules: the
+    controller is built again, so that its pool's threads are set too."""
+    pytest.importorskip("threadpoolctl")
+    first = _blas.blas_controller()
+    assert _blas.blas_controller() is first            # shared while nothing is imported
+    monkeypatch.setitem(sys.modules, "_chainrule_test_new_module", ModuleType("new"))
+    second = _blas.blas_controller()
+    assert second is not first
+    assert [lib.filepath for lib in second.lib_controllers] == [
+        lib.filepath for lib in first.lib_controllers]

@@ -27,6 +27,8 @@ arrays.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 __all__ = ["MULTITHREAD_FLOPS", "SMALL_PRODUCT", "MIN_BLOCK_ROWS", "blas_controller",
@@ -48,18 +50,24 @@ MIN_BLOCK_ROWS = 100
 #: The OpenBLAS kernels (``threadpoolctl``'s "architecture") with the small-matrix path.
 SMALL_KERNEL_ARCHITECTURES = frozenset({"skylakex", "cooperlake", "sapphirerapids"})
 
-_controller = None  # threadpoolctl's controller of the BLAS libraries, built once
-_small_kernels = None  # whether every loaded BLAS has the small path, decided once
+_controller = None  # threadpoolctl's controller of the BLAS libraries
+_controller_modules = -1  # len(sys.modules) when it was built
+_small_kernels = None  # whether every loaded BLAS has the small path
 
 
 def blas_controller():
-    """threadpoolctl's ``ThreadpoolController`` of the loaded BLAS libraries (built on
-    first use, then shared)."""
-    global _controller
-    if _controller is None:
+    """threadpoolctl's ``ThreadpoolController`` of the loaded BLAS libraries.
+
+    Built on first use (a scan of the process's libraries, ~1 ms) and shared; built
+    again when modules were imported since, which is how another BLAS arrives (SciPy's
+    with ``scikit-learn``): a stale controller would leave that pool's threads alone.
+    """
+    global _controller, _controller_modules, _small_kernels
+    if _controller is None or len(sys.modules) != _controller_modules:
         from threadpoolctl import ThreadpoolController
 
         _controller = ThreadpoolController().select(user_api="blas")
+        _controller_modules, _small_kernels = len(sys.modules), None
     return _controller
 
 
@@ -70,8 +78,8 @@ def has_small_kernels() -> bool:
     so that the answer holds for whichever one ``@`` calls.
     """
     global _small_kernels
+    libs = blas_controller().lib_controllers  # (which forgets the answer after an import)
     if _small_kernels is None:
-        libs = blas_controller().lib_controllers
         _small_kernels = bool(libs) and all(
             lib.internal_api == "openblas"
             and str(getattr(lib, "architecture", "")).lower() in SMALL_KERNEL_ARCHITECTURES

@@ -21,7 +21,6 @@ product of one step:
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 import os
 
@@ -79,29 +78,38 @@ def choose_threads(threads, flops: float, current: int, environ=None) -> int | N
     return None if wanted == current else min(wanted, current)
 
 
-@contextlib.contextmanager
-def blas_threads(threads, flops: float):
+class blas_threads:  # noqa: N801  (used as a function: ``with blas_threads(...)``)
     """Run the ``with`` block with the BLAS threads :func:`choose_threads` picks, and put
     the previous count back afterwards.
 
-    ``threads`` must already be checked (:func:`check_threads`).
+    ``threads`` must already be checked (:func:`check_threads`). A class rather than a
+    generator: a homework ``step`` enters it once per call, and the generator's
+    machinery cost half of its ~7 us.
     """
-    if threads is None and any(os.environ.get(name) for name in THREAD_ENV_VARS):
-        yield  # decided by the user: not even threadpoolctl is loaded
-        return
-    # (pool, its count now); a library whose count cannot be read (None) is left alone.
-    pools = [(lib, lib.num_threads) for lib in blas_controller().lib_controllers]
-    pools = [(lib, b) for lib, b in pools if b]
-    # The environment was read above: an empty one spares choose_threads a second read.
-    n = choose_threads(threads, flops, max((b for _, b in pools), default=1), environ={})
-    # Only the pools whose count differs are set, each straight through its controller:
-    # threadpoolctl's ``limit()`` re-reads every library's information first, which
-    # cost ~20 us on each call of a homework ``step``.
-    changed = [] if n is None else [(lib, b) for lib, b in pools if b != n]
-    for lib, _ in changed:
-        lib.set_num_threads(n)
-    try:
-        yield
-    finally:
-        for lib, b in changed:
+
+    __slots__ = ("threads", "flops", "changed")
+
+    def __init__(self, threads, flops: float):
+        self.threads, self.flops, self.changed = threads, flops, ()
+
+    def __enter__(self):
+        if self.threads is None and any(os.environ.get(name) for name in THREAD_ENV_VARS):
+            return self  # decided by the user: not even threadpoolctl is loaded
+        # (pool, its count now); a library whose count cannot be read (None) is left alone.
+        pools = [(lib, lib.num_threads) for lib in blas_controller().lib_controllers]
+        pools = [(lib, b) for lib, b in pools if b]
+        # The environment was read above: an empty one spares choose_threads a second read.
+        n = choose_threads(self.threads, self.flops, max((b for _, b in pools), default=1),
+                           environ={})
+        # Only the pools whose count differs are set, each straight through its
+        # controller: threadpoolctl's ``limit()`` re-reads every library's information
+        # first, which cost ~20 us on each call of a homework ``step``.
+        self.changed = [] if n is None else [(lib, b) for lib, b in pools if b != n]
+        for lib, _ in self.changed:
+            lib.set_num_threads(n)
+        return self
+
+    def __exit__(self, *exc_info):
+        for lib, b in self.changed:
             lib.set_num_threads(b)
+        return False
