@@ -130,15 +130,21 @@ def test_divergence_rollback_restores_buffers():
     model = cr.Sequential([Affine(5, 6), ReLU(), Affine(6, 6), BatchNorm1d(6), Affine(6, 3)],
                           rng=0)
     X, Y = data()
-    seen = []  # full batch: one step per epoch, so these are the buffers before each step
-    with pytest.raises(cr.TrainingDivergedError, match="running statistic"):
+
+    def state(m):
+        return {k: a.copy() for k, a in {**m.params, **m.buffers}.items()}
+
+    seen = [state(model)]  # full batch: the state at the start of each epoch
+    with pytest.raises(cr.TrainingDivergedError, match="running statistic") as info:
         cr.fit(model, X * 1e3, Y, optimizer=cr.SGD(lr=1e12), epochs=50, rng=0,
-               progress=False, callbacks=[lambda e, logs, m: seen.append(
-                   {k: b.copy() for k, b in m.buffers.items()})])
-    # Rolled back to before the forward pass that made them non-finite.
-    assert seen
-    for k, b in model.buffers.items():
-        assert np.array_equal(b, seen[-1][k]), k
+               progress=False, callbacks=[lambda e, logs, m: seen.append(state(m))])
+    # The epoch that failed started from seen[-1], whose forward pass made the buffers
+    # non-finite: params and buffers go back together to the start of the epoch before.
+    epoch = info.value.epoch
+    assert epoch == len(seen) - 1 >= 1
+    assert f"restored to their values at the start of epoch {epoch - 1}" in str(info.value)
+    for k, a in {**model.params, **model.buffers}.items():
+        assert np.array_equal(a, seen[-2][k]), k
     assert all(np.isfinite(p).all() for p in model.params.values())
 
 

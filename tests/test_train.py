@@ -228,6 +228,23 @@ def test_grad_norm_and_update_ratio_match_an_independent_computation():
         assert h.diagnostics[0][w]["update_ratio"] == pytest.approx(0.1 * g / w0, rel=1e-9)
 
 
+def test_update_ratio_is_that_of_the_epochs_last_minibatch_step():
+    X, Y = blobs()
+    model = MLP([5, 6, 3], rng=2)
+    replay = copy.deepcopy(model)
+    h = fit(model, X, Y, optimizer=SGD(lr=0.1), epochs=1, batch_size=40, shuffle=False,
+            progress=False)
+    _, grads = replay.loss_and_grads(X[:40], Y[:40])   # the first step, by hand
+    for k, g in grads.items():
+        replay.params[k] -= 0.1 * g
+    _, grads = replay.loss_and_grads(X[40:], Y[40:])   # the last step's gradient
+    for w in ("W1", "W2"):
+        g = np.sqrt(np.sum(grads[w] ** 2))
+        w0 = np.sqrt(np.sum(replay.params[w] ** 2))
+        assert h.diagnostics[0][w]["grad_norm"] == pytest.approx(g, rel=1e-12)
+        assert h.diagnostics[0][w]["update_ratio"] == pytest.approx(0.1 * g / w0, rel=1e-9)
+
+
 def test_diagnostics_can_be_switched_off():
     X, Y = blobs()
     h = fit(MLP([5, 4, 3], rng=0), X, Y, optimizer="sgd", epochs=2, diagnostics=False,
@@ -252,6 +269,33 @@ def test_huge_learning_rate_raises_and_keeps_finite_parameters():
     assert info.value.epoch <= len(snapshots)
     assert all(np.isfinite(p).all() for p in model.params.values())
     assert any(params_equal(model.params, s) for s in snapshots[-2:])
+
+
+def _blow_up_at(global_step):
+    """A learning rate schedule: 1e-3, but 1e200 at one step, which leaves the
+    parameters finite and makes the next squared-error loss overflow."""
+    return lambda step: 1e200 if step == global_step else 1e-3
+
+
+@pytest.mark.parametrize("blown, failing, restored_epoch", [
+    (5, (1, 2), 1),    # epoch 1's third batch fails: back to the start of epoch 1
+    (3, (1, 0), 0),    # epoch 1's first batch fails: its start is bad, so epoch 0's start
+    (0, (0, 1), 0),    # the first epoch: its start (the initial parameters)
+])
+def test_minibatch_divergence_restores_the_latest_epoch_start_with_a_finite_loss(
+        blown, failing, restored_epoch):
+    X, Y = blobs(n=80)
+    model = MLP([5, 6, 3], loss="mse", rng=0)
+    starts = [copy_params(model)]  # the parameters at the start of each epoch
+    with np.errstate(all="ignore"), pytest.raises(TrainingDivergedError) as info:
+        fit(model, X, Y, optimizer=SGD(lr=_blow_up_at(blown)), epochs=3, batch_size=20,
+            rng=0, progress=False, diagnostics=False,
+            callbacks=[lambda e, logs, m: starts.append(copy_params(m))])
+    assert (info.value.epoch, info.value.step) == failing
+    assert "the loss is inf" in str(info.value)
+    assert f"to their values at the start of epoch {restored_epoch}," in str(info.value)
+    assert params_equal(model.params, starts[restored_epoch])
+    assert math.isfinite(evaluate(model, X, Y)["loss"])
 
 
 def test_divergence_names_the_first_non_finite_layer():

@@ -14,7 +14,8 @@ class TrainingDivergedError(FloatingPointError, ValueError):
 
     A ``ValueError`` too, as scikit-learn reports non-finite weights.
 
-    :func:`chainrule.fit` then puts back the last finite parameters;
+    :func:`chainrule.fit` then puts back the parameters of the latest epoch start
+    whose loss was finite;
     :meth:`Network.step` refuses before updating anything.
 
     Attributes
