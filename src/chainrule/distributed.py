@@ -32,6 +32,7 @@ import functools
 import math
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -40,6 +41,9 @@ __all__ = ["RanksDisagreeError", "run_plan", "check_comm", "is_root", "shard_row
            "ranks_fail_together"]
 
 _COMM_METHODS = ("Get_rank", "Get_size", "Allreduce", "allgather", "Abort")
+
+#: Seconds a failing rank waits between writing its error and calling ``Abort``.
+ABORT_GRACE_SECONDS = 0.5
 
 
 def check_comm(comm, n_rows: int, batch_size, validation_fraction=None):
@@ -229,6 +233,10 @@ def ranks_fail_together(*same_on_every_rank):
                 rank, size = comm.Get_rank(), comm.Get_size()
                 print(f"chainrule: rank {rank} of {size} failed: {type(exc).__name__}: "
                       f"{exc}; aborting every rank (MPI Abort)", file=sys.stderr, flush=True)
+                # mpiexec tears the job down on Abort, and may exit before it has passed
+                # on what the ranks wrote last: about 1 run in 30 on a busy machine lost
+                # the message above. A moment's wait lets it through.
+                time.sleep(ABORT_GRACE_SECONDS)
                 comm.Abort(1)
                 raise  # Abort does not return; a stand-in communicator's might
         return wrapper
