@@ -109,7 +109,7 @@ def _labelled_log_softmax_sum(labels, s, log_total, w):
     (0 * (-inf) = nan); then the product is taken only where a label is non-zero.
     """
     if w is None:
-        total = np.vdot(labels, s) - np.sum(log_total)
+        total = np.vdot(labels, s) - log_total.sum()
     else:
         total = np.vdot(w, np.einsum("nk,nk->n", labels, s)) - np.vdot(w, log_total)
     if np.isfinite(total):
@@ -187,7 +187,7 @@ class CategoricalCrossEntropy(Loss):
         per_row = np.log(total_exp[:, 0]) - s[rows, labels]
         if w is None:
             self.cache = (probs, labels, None)
-            return float(np.sum(per_row)) / logits.shape[0]
+            return float(per_row.sum()) / logits.shape[0]
         total = float(w.sum()) or 1.0
         self.cache = (probs, labels, w[:, None] / w.dtype.type(total))
         return float(per_row @ w) / total

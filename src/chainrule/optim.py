@@ -74,10 +74,11 @@ class Optimizer:
                                 f"updated in place), got {type(p).__name__} "
                                 f"{getattr(p, 'dtype', '')}".rstrip())
             g = grads[name]
-            if np.shape(g) != p.shape:
+            if type(g) is not np.ndarray:  # (np.shape and np.asarray cost ~1 us each)
+                g = np.asarray(g)
+            if g.shape != p.shape:
                 raise ValueError(f"grads[{name!r}] must have shape {shape_str(p.shape)} "
-                                 f"like params[{name!r}], got {shape_str(np.shape(g))}")
-            g = np.asarray(g)
+                                 f"like params[{name!r}], got {shape_str(g.shape)}")
             if g.dtype != p.dtype:
                 if g.dtype.kind not in "biuf":
                     raise TypeError(f"grads[{name!r}] must be a real numeric array, got dtype "
