@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
+import chainrule.lbfgs
 import chainrule.train
 from chainrule._threads import THREAD_ENV_VARS, choose_threads, largest_product_flops
 from chainrule.cli import main
@@ -203,3 +204,41 @@ def test_blas_threads_sets_only_the_pools_that_differ_and_restores_each(monkeypa
     with pytest.raises(RuntimeError), _threads.blas_threads(None, 1e3):
         raise RuntimeError("the counts are put back on an error too")
     assert (one.threads, two.threads) == (1, 2)
+
+
+@pytest.mark.parametrize("call", ["step", "loss_and_grads", "forward", "predict", "evaluate",
+                                  "fit", "lbfgs"])
+def test_the_input_checks_of_a_call_run_on_its_threads(rng, two_threads, monkeypatch, call):
+    """The finite scan of X is one BLAS product: outside the call's one-thread choice it
+    ran on both threads, and OpenBLAS's second thread then spun against the step on a
+    busy machine (a homework step 3-14x slower with the default threads)."""
+    from chainrule import _validation
+
+    seen = []
+    real = _validation.all_finite
+    monkeypatch.setattr(_validation, "all_finite",
+                        lambda arr: seen.append(blas_threads_now()) or real(arr))
+    X = rng.normal(size=(200, 64))      # above OpenBLAS's 10,000 entries for a threaded dot
+    y = rng.integers(0, 3, size=200)
+    model = cr.LogisticRegression(64, 3)
+    {"step": lambda: model.step(X, np.eye(3)[y]),
+     "loss_and_grads": lambda: model.loss_and_grads(X, y),
+     "forward": lambda: model.forward(X),
+     "predict": lambda: model.predict(X),
+     "evaluate": lambda: cr.evaluate(model, X, y),
+     "fit": lambda: cr.fit(model, X, y, optimizer="sgd", epochs=1, progress=False),
+     "lbfgs": lambda: chainrule.lbfgs.minimize_lbfgs(model, X, np.eye(3)[y], max_iter=2)}[call]()
+    assert seen and set(seen) == {1}, seen
+    assert blas_threads_now() == 2
+
+
+def test_rows_of_reads_the_rows_of_anything_without_raising():
+    import scipy.sparse as sp
+
+    from chainrule._threads import rows_of
+
+    assert rows_of(np.ones((7, 3))) == 7
+    assert rows_of([[1, 2], [3, 4], [5, 6]]) == 3
+    assert rows_of(sp.csr_matrix(np.ones((5, 2)))) == 5
+    assert rows_of(3.0) == 1 and rows_of("abc") == 1 and rows_of(None) == 1
+    assert rows_of([[1, 2], [3]]) == 1               # ragged: the checks will say so

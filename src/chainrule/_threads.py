@@ -24,10 +24,12 @@ from __future__ import annotations
 import numbers
 import os
 
+import numpy as np
+
 from ._blas import MULTITHREAD_FLOPS, blas_controller
 
 __all__ = ["MULTITHREAD_FLOPS", "THREAD_ENV_VARS", "check_threads", "choose_threads",
-           "blas_threads", "largest_product_flops"]
+           "blas_threads", "largest_product_flops", "rows_of", "threads_for"]
 
 
 #: Environment variables through which a user fixes the thread count themselves.
@@ -52,6 +54,29 @@ def largest_product_flops(rows: int, params) -> float:
     its two backward products."""
     return max((2.0 * rows * p.shape[0] * p.shape[1] for p in params.values() if p.ndim == 2),
                default=0.0)
+
+
+def rows_of(x) -> int:
+    """The rows of an array-like not yet checked (1 when it has no shape to read): what
+    the threads of a call are chosen from before its checks run."""
+    try:
+        shape = np.shape(x)
+    except (TypeError, ValueError):  # ragged sequences and the like: the checks will say
+        return 1
+    return int(shape[0]) if shape else 1
+
+
+def threads_for(X, params, threads=None, max_rows=None) -> blas_threads:
+    """The :class:`blas_threads` of one call on ``X`` (its rows capped at ``max_rows``).
+
+    Entered *before* the call checks its inputs, so that every BLAS call of the call,
+    the finite scan of ``X`` included, runs on the threads chosen for it: a scan on two
+    threads outside that choice left an OpenBLAS thread spinning against the step on
+    a busy machine (a homework ``step`` 3-14x slower with the default threads than
+    with ``OPENBLAS_NUM_THREADS=1``).
+    """
+    rows = rows_of(X) if max_rows is None else min(rows_of(X), max_rows)
+    return blas_threads(threads, largest_product_flops(rows, params))
 
 
 def choose_threads(threads, flops: float, current: int, environ=None) -> int | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._threads import blas_threads, largest_product_flops
+from ._threads import threads_for
 from ._validation import (
     as_float_array,
     check_positive_float,
@@ -206,25 +206,25 @@ def minimize_lbfgs(model: Network, X, Y, *, sample_weight=None, l2: float = 0.0,
     """
     import scipy.optimize
 
-    fun, vector = lbfgs_objective(model, X, Y, sample_weight=sample_weight, l2=l2)
-    max_iter = check_positive_int(max_iter, "max_iter")
-    max_fun = check_positive_int(max_fun, "max_fun")
-    tol = check_positive_float(tol, "tol", allow_zero=True)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+    # The BLAS threads are chosen once for the run, from the full-batch products (as fit
+    # does), before the inputs are checked: the checks' BLAS calls run on them too.
+    with threads_for(X, model.params if isinstance(model, Network) else {}):
+        fun, vector = lbfgs_objective(model, X, Y, sample_weight=sample_weight, l2=l2)
+        max_iter = check_positive_int(max_iter, "max_iter")
+        max_fun = check_positive_int(max_fun, "max_fun")
+        tol = check_positive_float(tol, "tol", allow_zero=True)
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable, got {type(callback).__name__}")
+        iterations = 0
 
-    iterations = 0
+        def on_iteration(intermediate_result):
+            nonlocal iterations
+            iterations += 1
+            vector.unpack_into(intermediate_result.x, model.params)
+            if callback(iterations, float(intermediate_result.fun)):
+                raise StopIteration
 
-    def on_iteration(intermediate_result):
-        nonlocal iterations
-        iterations += 1
-        vector.unpack_into(intermediate_result.x, model.params)
-        if callback(iterations, float(intermediate_result.fun)):
-            raise StopIteration
-
-    # scikit-learn passes iprint only to scipy < 1.15, where it means "silent". The BLAS
-    # threads are chosen once for the run, from the full-batch products (as fit does).
-    with blas_threads(None, largest_product_flops(np.shape(X)[0], model.params)):
+        # scikit-learn passes iprint only to scipy < 1.15, where it means "silent".
         result = scipy.optimize.minimize(
             fun, vector.pack(model.params), method="L-BFGS-B", jac=True,
             callback=on_iteration if callback is not None else None,

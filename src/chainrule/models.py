@@ -14,7 +14,7 @@ import numbers
 
 import numpy as np
 
-from ._threads import blas_threads, largest_product_flops
+from ._threads import threads_for
 from ._validation import (
     as_float_array,
     as_sparse_float,
@@ -188,9 +188,8 @@ class Network:
         chosen for this call from the matrix sizes (:mod:`chainrule._threads`).
         """
         if not checked:
-            X = self.check_X(X)
-            with blas_threads(None, largest_product_flops(X.shape[0], self.params)):
-                return self.forward(X, training, checked=True)
+            with threads_for(X, self.params):  # the check's BLAS call included
+                return self.forward(self.check_X(X), training, checked=True)
         for step in self.walk(X, training, checked=True):
             out = step[-1]
         return out
@@ -202,11 +201,9 @@ class Network:
         through it; rows do not interact, so the result equals one :meth:`forward`.
         Shape: X (N, D) -> (N, K).
         """
-        if not checked:  # the public entry point: checks, and the BLAS threads, once
-            X = self.check_X(X)
-            with blas_threads(None, largest_product_flops(min(X.shape[0], self.chunk_rows(
-                    X.dtype)), self.params)):
-                return self.infer(X, checked=True, then=then)
+        if not checked:  # the public entry point: the BLAS threads, then the checks, once
+            with threads_for(X, self.params, max_rows=self.chunk_rows(self.dtype)):
+                return self.infer(self.check_X(X), checked=True, then=then)
         rows = self.chunk_rows(X.dtype)
 
         def run(chunk):
@@ -296,10 +293,10 @@ class Network:
         grads : dict of str to ndarray, same keys and shapes as ``params``
         """
         if not checked:  # a call of its own (fit passes checked=True): its BLAS threads
-            X, Y = self.check_XY(X, Y)
-            if sample_weight is not None:
-                sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-            with blas_threads(None, largest_product_flops(X.shape[0], self.params)):
+            with threads_for(X, self.params):
+                X, Y = self.check_XY(X, Y)
+                if sample_weight is not None:
+                    sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
                 return self.loss_and_grads(X, Y, sample_weight, training=training, checked=True)
         logits = self.forward(X, training=training, checked=True)
         loss = self.loss.forward(logits, Y, sample_weight)

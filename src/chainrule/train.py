@@ -31,6 +31,7 @@ count is set once per run (:mod:`chainrule._threads`).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import sys
 import time
@@ -41,7 +42,7 @@ import numpy as np
 
 from . import distributed, sources
 from ._fileformat import remove_stale_temporaries
-from ._threads import blas_threads, check_threads, largest_product_flops
+from ._threads import check_threads, threads_for
 from ._validation import (
     check_in_interval,
     check_positive_float,
@@ -102,10 +103,10 @@ def evaluate(model, X, Y) -> dict:
         loss is not cross-entropy.
     """
     check_network(model)
-    X, Y = sources.check_data(model, X, Y, training=False)
-    # The threads as a prediction chooses them: from a chunk of infer's rows.
-    rows = min(X.shape[0], model.chunk_rows(model.dtype))
-    with blas_threads(None, largest_product_flops(rows, model.params)):
+    # The threads as a prediction chooses them (from a chunk of infer's rows), for the
+    # checks too.
+    with threads_for(X, model.params, max_rows=model.chunk_rows(model.dtype)):
+        X, Y = sources.check_data(model, X, Y, training=False)
         return sources.evaluate_blocks(_evaluate_checked, model, X, Y)
 
 
@@ -225,12 +226,10 @@ def _first_nonfinite_layer(model, X):
 def _diverged(model, run, X_batch, epoch, step, what, start_failed=False):
     """Put back the params and buffers of the latest epoch start whose loss was finite
     (those in place made the non-finite value, even if finite themselves) and raise.
-
     The run keeps this epoch's start (``run.snap``, what Ctrl-C restores), whose first
     batch had a finite loss, and the previous epoch's, for when that first batch failed
     (``start_failed``). A copy before every update instead cost 6% of a minibatch epoch
-    of a 784-256-10 network. (The optimizer's running state is not rolled back.)
-    """
+    of a 784-256-10 network. (The optimizer's running state is not rolled back.)"""
     bad_params = [k for k, p in model.params.items() if not np.isfinite(p).all()]
     where = _first_nonfinite_layer(model, X_batch)
     kept, start = run.snap["params"], run.snap["epoch"]
@@ -566,14 +565,15 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         damaged (``ModelFileError``), of another run (``CheckpointMismatchError``) or
         further along than ``epochs`` (``CheckpointEpochsError``).
     """
-    settings = _check_arguments(
-        model, X, Y, optimizer=optimizer, epochs=epochs, batch_size=batch_size, shuffle=shuffle,
-        validation_data=validation_data, validation_fraction=validation_fraction,
-        early_stopping=early_stopping, callbacks=callbacks, rng=rng, progress=progress,
-        sample_weight=sample_weight, checkpoint=checkpoint, resume=resume, diagnostics=diagnostics,
-        l2=l2, comm=comm)
-    rows = min(settings.batch_size or settings.n_rows, settings.n_rows)
-    with blas_threads(check_threads(threads), largest_product_flops(rows, model.params)):
+    check_network(model)  # its params choose the threads, under which the checks run too
+    step_rows = int(batch_size) if isinstance(batch_size, numbers.Integral) else None
+    with threads_for(X, model.params, check_threads(threads), max_rows=step_rows):
+        settings = _check_arguments(
+            model, X, Y, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
+            shuffle=shuffle, validation_data=validation_data,
+            validation_fraction=validation_fraction, early_stopping=early_stopping,
+            callbacks=callbacks, rng=rng, progress=progress, sample_weight=sample_weight,
+            checkpoint=checkpoint, resume=resume, diagnostics=diagnostics, l2=l2, comm=comm)
         run = _prepare_run(model, settings)
         try:
             for epoch in run.epochs_left():
