@@ -27,7 +27,10 @@ chainrule is faster). Once with one BLAS/OpenMP thread everywhere, once with the
 defaults (chainrule choosing its own count, torch with all cores). ``GEMM %`` is the
 lower bound (the workload's matrix products timed alone with ``np.matmul`` on the same
 shapes and threads) over the measured time. ``peak MiB`` is the rise of the process's
-peak resident memory during one training run (``/proc/self/clear_refs``). Speed is
+peak resident memory during one training run (``/proc/self/clear_refs``).
+``chainrule default / one thread`` (the default rows): chainrule with its own choice of
+threads against itself under one thread, paired in the same rounds (the two thread
+rows' times come from different rounds, with PyTorch's threads between them). Speed is
 reported here, never asserted in a test.
 """
 
@@ -249,12 +252,25 @@ def paired(runs, repeats):
     return {n: statistics.median(s) for n, s in seconds.items()}, ratios, losses
 
 
+def _one_thread(run):
+    """``run`` with one BLAS/OpenMP thread (chainrule's own threads against its default)."""
+    import threadpoolctl
+
+    def limited():
+        with threadpoolctl.threadpool_limits(limits=1):
+            return run()
+    return limited
+
+
 def workload_row(label, built, repeats, threads, mem):
     chainrule_run, torch_run, sklearn_run, products, dtype = built
     runs = {"chainrule": chainrule_run, "torch": torch_run}
     if sklearn_run is not None:
         runs["sklearn"] = sklearn_run
+    if threads == "default":   # paired in the same rounds: is the default ever slower?
+        runs["one thread"] = _one_thread(chainrule_run)
     secs, ratios, losses = paired(runs, repeats)
+    own = f"{ratios['one thread']:.2f}" if "one thread" in ratios else "-"
     lower = gemm_seconds(products, dtype)
     fmt_loss = {n: f"{v[0]:.4f}" + (f" (last {v[1]:.4f})" if v[1] is not None else "")
                 for n, v in losses.items()}
@@ -265,7 +281,7 @@ def workload_row(label, built, repeats, threads, mem):
         f"**{ratios['torch']:.2f}** | {ratios['sklearn']:.2f} | " if sk else
         f"**{ratios['torch']:.2f}** | - | ") + (
         f"{100 * lower / secs['chainrule']:.0f} / {100 * lower / secs['torch']:.0f} | "
-        f"{mem['chainrule']:.0f} / {mem['torch']:.0f} | "
+        f"{mem['chainrule']:.0f} / {mem['torch']:.0f} | {own} | "
         f"{fmt_loss['chainrule']} / {fmt_loss['torch']} |")
 
 
@@ -377,7 +393,8 @@ def main(argv=None):
     print("\n".join(out), flush=True)
     header = ["| workload | threads | chainrule s | torch s | sklearn s | chainrule/torch | "
               "chainrule/sklearn | GEMM % chainrule / torch | peak MiB chainrule / torch | "
-              "mean loss chainrule / torch |", "|" + "---|" * 10]
+              "chainrule default / one thread | mean loss chainrule / torch |",
+              "|" + "---|" * 11]
     print("\n".join(header), flush=True)
     table = list(header)
     for key, (label, build) in builders.items():
