@@ -13,8 +13,8 @@ batch order and learning rate, so the same losses):
 It prints the median per-round ratios numpy/torch, chainrule/torch and
 chainrule/numpy. The first is the floor of what a NumPy library can reach on the
 workload; the last is what chainrule's checks (finite X and Y, one-hot rows, finite
-gradients before a homework step; the per-step parameter backup that lets ``fit`` roll
-a diverged step back), layer objects and Python calls cost on top of that floor.
+gradients before a homework step; the finite loss of every ``fit`` step), the thread
+choice, layer objects and Python calls cost on top of that floor.
 
 Usage: ``python benchmarks/bench_floor.py [--repeats 7] [--only W1 W3]``
 """
