@@ -241,4 +241,5 @@ def test_rows_of_reads_the_rows_of_anything_without_raising():
     assert rows_of([[1, 2], [3, 4], [5, 6]]) == 3
     assert rows_of(sp.csr_matrix(np.ones((5, 2)))) == 5
     assert rows_of(3.0) == 1 and rows_of("abc") == 1 and rows_of(None) == 1
-    assert rows_of([[1, 2], [3]]) == 1               # ragged: the checks will say so
+    assert rows_of([[1, 2], [3]]) == 2 and rows_of([]) == 1   # the checks will say more
+    assert rows_of(iter([1, 2])) == 1                 # no shape to read

@@ -59,6 +59,8 @@ def largest_product_flops(rows: int, params) -> float:
 def rows_of(x) -> int:
     """The rows of an array-like not yet checked (1 when it has no shape to read): what
     the threads of a call are chosen from before its checks run."""
+    if isinstance(x, (list, tuple)):  # its length: np.shape would convert it a first time
+        return max(len(x), 1)
     try:
         shape = np.shape(x)
     except (TypeError, ValueError):  # ragged sequences and the like: the checks will say
