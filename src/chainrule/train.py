@@ -172,8 +172,8 @@ def _check_validation(model, n, validation_data, validation_fraction):
 def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, validation_data,
                      validation_fraction, early_stopping, callbacks, rng, progress,
                      sample_weight, checkpoint, resume, diagnostics, l2, comm) -> RunSettings:
-    """:func:`fit`'s arguments, checked (in a fixed order) before anything changes."""
-    check_network(model)
+    """:func:`fit`'s arguments, checked (in a fixed order) before anything changes; the
+    model is checked first, by ``fit`` itself, since its params choose the threads."""
     optimizer = _check_optimizer(optimizer)
     epochs = check_positive_int(epochs, "epochs")
     if batch_size is not None:
