@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import scipy.special
 
+from chainrule._validation import ZEROS_LIMIT, zeros
 from chainrule.gradcheck import check_layer_gradients
 from chainrule.layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from chainrule.testing import check_layer
@@ -114,6 +115,35 @@ def test_relu_gradient_is_zero_at_zero():
     layer = ReLU()
     layer.forward(np.array([[-1.0, 0.0, 2.0]]))
     np.testing.assert_array_equal(layer.backward(np.ones((1, 3))), [[0.0, 0.0, 1.0]])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("rows", [1, 3, ZEROS_LIMIT // 9 + 1])   # the last above the limit
+def test_relu_is_max_zero_everywhere_at_every_size(dtype, rows):
+    # The forward compares with a cached array of zeros up to ZEROS_LIMIT entries and
+    # with the scalar 0 beyond: the same values either way, -0, infinities and NaN too.
+    x = np.tile(np.array([-np.inf, -3.5, -1e-300, -0.0, 0.0, 1e-300, 2.25, np.inf, np.nan],
+                         dtype), (rows, 1))
+    layer = ReLU()
+    layer.validate = False
+    out = layer.forward(x)
+    assert out.dtype == dtype and out.flags.writeable
+    expected = np.where(np.isnan(x), x, np.where(x > 0, x, 0))
+    np.testing.assert_array_equal(out, expected)
+    out[...] = 7   # the result is the caller's: the cached zeros are not touched
+    np.testing.assert_array_equal(layer.forward(x[:1]), expected[:1])
+
+
+def test_zeros_are_read_only_views_of_the_right_shape():
+    a = zeros((3, 4), np.float32)
+    assert a.shape == (3, 4) and a.dtype == np.float32 and not a.flags.writeable
+    assert not a.any()
+    b = zeros((2, 5, 7), np.float32)   # a larger request grows the buffer
+    assert b.shape == (2, 5, 7) and not b.any() and not b.flags.writeable
+    with pytest.raises(ValueError):
+        b[0, 0, 0] = 1
+    big = zeros((ZEROS_LIMIT + 1,), np.float64)
+    assert np.ndim(big) == 0 and big == 0
 
 
 @contextlib.contextmanager

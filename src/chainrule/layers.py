@@ -32,6 +32,7 @@ from ._validation import (
     check_rng,
     ones,
     shape_str,
+    zeros,
 )
 from .functional import sigmoid
 from .init import get_initializer
@@ -208,7 +209,8 @@ class ReLU(Layer):
         inputs = self._check_input(inputs)
         # Only the sign pattern is needed backward; a bool mask is 1/8 of a float64 copy.
         self.cache = inputs > 0
-        return np.maximum(inputs, 0)
+        # Against an array of zeros, not the scalar 0: NumPy vectorises only the former.
+        return np.maximum(inputs, zeros(inputs.shape, inputs.dtype))
 
     def backward(self, d_out):
         """The slope is 1 where the input was positive and 0 elsewhere (0 at 0 itself)."""

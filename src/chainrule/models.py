@@ -16,6 +16,7 @@ import numpy as np
 
 from ._threads import threads_for
 from ._validation import (
+    all_finite,
     as_float_array,
     as_sparse_float,
     check_choice,
@@ -152,7 +153,7 @@ class Network:
         ValueError, TypeError
             For an array of the wrong shape, a non-numeric or non-finite one.
         """
-        if is_sparse(X):
+        if type(X) is not np.ndarray and is_sparse(X):
             X = as_sparse_float(X, name, dtype=self.dtype)
         else:
             X = as_float_array(X, name, ndim=2, dtype=self.dtype)
@@ -311,7 +312,7 @@ class Network:
         loss, grads = self.loss_and_grads(X, Y, sample_weight)
         # Refused before the update, as fit refuses: a step from an infinite loss
         # would leave parameters near 1e307, NaN at the next step.
-        bad = [k for k, g in grads.items() if not np.isfinite(g).all()]
+        bad = [k for k, g in grads.items() if not all_finite(g)]
         if not math.isfinite(loss) or bad:
             what = f"the loss is {loss}" if not math.isfinite(loss) else (
                 f"the gradient of {', '.join(bad)} is not finite")
