@@ -15,12 +15,13 @@ import pytest
 import chainrule
 from chainrule import _fileformat
 from chainrule import io as cio
+from chainrule.homework import FeedforwardNeuralNet, LogisticRegression
 from chainrule.io import ModelFileError, load, read_metadata, save
 from chainrule.io.estimators import STATE_CLASSES, StateCodec
 from chainrule.io.networks import network_from_state, network_state
 from chainrule.layers import Affine, ReLU
 from chainrule.losses import CategoricalCrossEntropy, MeanSquaredError
-from chainrule.models import MLP, FeedforwardNeuralNet, LogisticRegression, Network
+from chainrule.models import MLP, Network
 
 RNG = np.random.default_rng(1234)
 X4 = RNG.standard_normal((7, 4))

@@ -4,13 +4,15 @@ summary/explain, and one example worked out by hand."""
 import json
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
 
 from chainrule.gradcheck import RngFreezer, check_gradients, numerical_gradient, relative_error
+from chainrule.homework import FeedforwardNeuralNet, LogisticRegression
 from chainrule.layers import Dropout
-from chainrule.models import MLP, FeedforwardNeuralNet, LogisticRegression
+from chainrule.models import MLP
 from chainrule.optim import SGD
 from conftest import random_one_hot, rel_diff, torch_network_loss_and_grads
 
@@ -386,3 +388,52 @@ def test_check_XY_is_public():
     assert X.dtype == Y.dtype == np.float64
     assert not hasattr(MLP, "_check_XY") and not hasattr(MLP, "_check_X")
     assert model.node_names() == ["X", "Z1"]
+
+
+# --- X's finite check through the first layer's output -----------------------------
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("factory", [lambda: LogisticRegression(6, 3),
+                                     lambda: FeedforwardNeuralNet(6, 4, 3, rng=0)])
+@pytest.mark.parametrize("call", ["step", "loss_and_grads"])
+def test_a_non_finite_X_is_named_through_the_first_output(rng, factory, bad, call):
+    model = factory()
+    X, Y = rng.normal(size=(9, 6)), np.eye(3)[rng.integers(0, 3, 9)]
+    model.params["W1" if "W1" in model.params else "W"][2] = 0.0   # inf * 0 on that row
+    assert model.scans_first_output(X)
+    X[4, 2] = bad
+    before = {k: v.copy() for k, v in model.params.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # no RuntimeWarning from the product either
+        with pytest.raises(ValueError, match=r"^X must contain only finite values, got 1 "):
+            getattr(model, call)(X, Y)
+    for k in before:
+        np.testing.assert_array_equal(model.params[k], before[k])
+
+
+def test_a_finite_X_of_a_narrowing_first_layer_is_not_scanned(rng, monkeypatch):
+    from chainrule import _validation, models
+
+    model = FeedforwardNeuralNet(6, 4, 3, rng=0)
+    X, Y = rng.normal(size=(9, 6)), np.eye(3)[rng.integers(0, 3, 9)]
+    scanned = []
+    for module in (_validation, models):
+        real = module.all_finite
+        monkeypatch.setattr(module, "all_finite",
+                            lambda a, real=real: scanned.append(a.shape) or real(a))
+    model.step(X, Y)
+    assert (9, 4) in scanned and (9, 6) not in scanned, scanned
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("homework", True), ("widening", False), ("float32 X", False), ("list X", False),
+    ("dropout first", False)])
+def test_scans_first_output_only_where_it_is_as_strict_and_cheaper(rng, case, expected):
+    X = rng.normal(size=(5, 6))
+    model = {"homework": LogisticRegression(6, 3), "widening": MLP([6, 8, 3], rng=0),
+             "float32 X": LogisticRegression(6, 3), "list X": LogisticRegression(6, 3),
+             "dropout first": MLP([6, 4, 3], rng=0)}[case]
+    if case == "dropout first":
+        model.layers.insert(0, (Dropout(0.5), ()))
+    data = {"float32 X": X.astype(np.float32), "list X": X.tolist()}.get(case, X)
+    assert model.scans_first_output(data) is expected

@@ -15,10 +15,11 @@ ort = pytest.importorskip("onnxruntime")
 
 from chainrule import _fileformat  # noqa: E402
 from chainrule.data import iterate_minibatches, load_homework_digits  # noqa: E402
+from chainrule.homework import LogisticRegression  # noqa: E402
 from chainrule.io import DEFAULT_ONNX_OPSET, export_onnx  # noqa: E402
 from chainrule.layers import Affine, Tanh  # noqa: E402
 from chainrule.losses import CategoricalCrossEntropy  # noqa: E402
-from chainrule.models import MLP, LogisticRegression, Network  # noqa: E402
+from chainrule.models import MLP, Network  # noqa: E402
 from chainrule.optim import Adam  # noqa: E402
 
 TOL = 1e-6

@@ -6,8 +6,9 @@ import math
 import numpy as np
 import pytest
 
+from chainrule.homework import FeedforwardNeuralNet, LogisticRegression
 from chainrule.layers import Affine
-from chainrule.models import MLP, FeedforwardNeuralNet, LogisticRegression
+from chainrule.models import MLP
 from chainrule.sanity import SanityReport, sanity_check
 
 

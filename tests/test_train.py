@@ -10,7 +10,8 @@ import pytest
 
 from chainrule._fileformat import write_archive
 from chainrule.data import load_homework_digits
-from chainrule.models import MLP, LogisticRegression
+from chainrule.homework import LogisticRegression
+from chainrule.models import MLP
 from chainrule.optim import SGD, Adam
 from chainrule.train import EarlyStopping, History, TrainingDivergedError, evaluate, fit
 

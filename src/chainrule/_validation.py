@@ -76,7 +76,7 @@ def all_finite(arr: np.ndarray) -> bool:
     """
     if arr.flags.c_contiguous and arr.dtype.char in "fd":
         flat = arr.reshape(-1)
-        if np.isfinite(np.vdot(flat, flat)):
+        if math.isfinite(np.vdot(flat, flat)):  # (math's: ~0.5 us less than NumPy's)
             return True
     else:
         with np.errstate(over="ignore", invalid="ignore"):
@@ -182,7 +182,8 @@ def check_one_hot(labels: np.ndarray, name: str = "labels") -> None:
     # it (2.5x faster); a -0.0 then counts too, and only takes the exact test below.
     bits = (labels.view(f"i{labels.itemsize}") if labels.dtype.char in "fd"
             and labels.flags.c_contiguous else labels)
-    if np.count_nonzero(bits) == labels.shape[0] and (row_sums(labels) == 1).all():
+    n = labels.shape[0]
+    if np.count_nonzero(bits) == n and np.count_nonzero(row_sums(labels) == 1) == n:
         return
     if not np.isfinite(labels).all():  # callers leave the finite check to this one
         raise_non_finite(labels, name)

@@ -13,7 +13,7 @@ import numpy as np
 from ._validation import check_positive_int, check_rng
 
 __all__ = ["xavier_uniform", "xavier_init", "xavier_normal", "he_normal", "he_uniform",
-           "zeros", "INITIALIZERS", "get_initializer", "CUSTOM_INIT"]
+           "zeros", "INITIALIZERS", "get_initializer", "CUSTOM_INIT", "SklearnInit"]
 
 
 def _fans(shape) -> tuple[int, int]:
@@ -64,6 +64,27 @@ def he_uniform(shape, rng=None, dtype=np.float64) -> np.ndarray:
 def zeros(shape, rng=None, dtype=np.float64) -> np.ndarray:
     """All zeros (draws nothing; ``rng`` is accepted for a uniform signature)."""
     return np.zeros(_fans(shape), dtype=dtype)
+
+
+class SklearnInit:
+    """scikit-learn's ``_init_coef``, ``MLP(init="sklearn")``: ``U(-a, a)`` for weights
+    and biases, ``a = sqrt(f / (fan_in + fan_out))``, ``f = 2`` when the hidden units
+    are logistic (sigmoid), else 6."""
+
+    def __init__(self, activations):
+        logistic = bool(activations) and activations[0] in ("sigmoid", "logistic")
+        self.factor = 2.0 if logistic else 6.0
+
+    def _bound(self, fan_in, fan_out):
+        return np.sqrt(self.factor / (fan_in + fan_out))
+
+    def __call__(self, shape, rng, dtype):
+        a = self._bound(*shape)
+        return rng.uniform(-a, a, size=tuple(shape)).astype(dtype, copy=False)
+
+    def bias(self, fan_in, fan_out, rng, dtype):
+        a = self._bound(fan_in, fan_out)
+        return rng.uniform(-a, a, size=fan_out).astype(dtype, copy=False)
 
 
 INITIALIZERS = {

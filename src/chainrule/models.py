@@ -1,10 +1,8 @@
 """Networks: a list of layers, one params dict, one loss, one forward path.
 
 :class:`Network` is the general machine. :class:`MLP` builds the usual stack of
-Affine layers with activations (and optional Dropout) between them.
-:class:`LogisticRegression` and :class:`FeedforwardNeuralNet` are the homework's two
-models, kept with the homework's constructors and ``params`` names, as special cases
-of :class:`MLP` trained by :class:`~chainrule.optim.SGD`.
+Affine layers with activations (and optional Dropout) between them. The homework's two
+models are special cases of :class:`MLP` (:mod:`chainrule.homework`).
 """
 
 from __future__ import annotations
@@ -22,8 +20,6 @@ from ._validation import (
     check_choice,
     check_class_indices,
     check_in_interval,
-    check_positive_float,
-    check_positive_int,
     check_rng,
     check_sample_weight,
     is_class_indices,
@@ -33,14 +29,13 @@ from ._validation import (
 from .errors import TrainingDivergedError
 from .explain import explain, node_names, output_shapes, summary
 from .functional import sigmoid, softmax
-from .init import CUSTOM_INIT, get_initializer
+from .init import CUSTOM_INIT, SklearnInit, get_initializer
 from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, get_loss
-from .optim import SGD
 from .stateful import buffer_slots, build_state, check_layers, first_trained
 
-__all__ = ["Network", "Sequential", "MLP", "LogisticRegression", "FeedforwardNeuralNet",
-           "ACTIVATIONS", "affine_param_names", "ACTIVATION_BUDGET", "SKLEARN_INIT"]
+__all__ = ["Network", "Sequential", "MLP", "ACTIVATIONS", "affine_param_names",
+           "ACTIVATION_BUDGET", "SKLEARN_INIT"]
 
 #: Bytes of layer outputs :meth:`Network.infer` holds at once (it works in row chunks).
 ACTIVATION_BUDGET = 32 * 2**20
@@ -135,15 +130,16 @@ class Network:
 
     @property
     def n_outputs(self) -> int:
-        last = [names for _, names in self.layers if names][-1]
+        last = next(names for _, names in reversed(self.layers) if names)
         return self.params[last[0]].shape[1]
 
     def num_parameters(self) -> int:
         """Total number of scalar parameters."""
         return int(sum(p.size for p in self.params.values()))
 
-    def check_X(self, X, name="X"):
-        """``X`` as an array of the model's dtype, after checking its feature count.
+    def check_X(self, X, name="X", *, finite: bool = True):
+        """``X`` as an array of the model's dtype, after checking its feature count
+        (and, unless ``finite`` is False, that every entry is finite).
 
         A scipy.sparse CSR or CSC matrix stays sparse (cast to the model's dtype): the
         first Affine layer only multiplies it (``X @ W`` forward, ``X.T @ dZ`` backward).
@@ -156,18 +152,18 @@ class Network:
         if type(X) is not np.ndarray and is_sparse(X):
             X = as_sparse_float(X, name, dtype=self.dtype)
         else:
-            X = as_float_array(X, name, ndim=2, dtype=self.dtype)
+            X = as_float_array(X, name, ndim=2, dtype=self.dtype, finite=finite)
         if X.shape[1] != self.n_features:
             raise ValueError(f"{name} has {X.shape[1]} features but the model expects "
                              f"{self.n_features}: got shape {shape_str(X.shape)}")
         return X
 
-    def check_XY(self, X, Y):
+    def check_XY(self, X, Y, *, finite_X: bool = True):
         """``(X, Y)`` as arrays of the model's dtype, after checking they match the model
         (features, outputs, one row of ``Y`` per row of ``X``, one-hot rows for a
         classifier: whatever the loss's ``check_targets`` accepts), or for a classifier
         (N,) integer class indices, returned as ``intp`` (never expanded to one-hot)."""
-        X = self.check_X(X)
+        X = self.check_X(X, finite=finite_X)
         classifier = isinstance(self.loss, CategoricalCrossEntropy)  # one-hot rows: finite
         if classifier and is_class_indices(Y):
             return X, check_class_indices(Y, self.n_outputs, "Y", n=X.shape[0])
@@ -229,7 +225,8 @@ class Network:
         widths.append(math.prod(shapes[-1]))
         return max(1, ACTIVATION_BUDGET // (sum(widths) * np.dtype(dtype).itemsize))
 
-    def walk(self, X, training: bool = False, *, checked: bool = False):
+    def walk(self, X, training: bool = False, *, checked: bool = False,
+             scan_first: bool = False):
         """Run the layers on ``X`` one at a time, yielding after each one.
 
         The one layer walk: :meth:`forward`, :meth:`explain` and the training loop's
@@ -242,6 +239,10 @@ class Network:
             Switches Dropout on.
         checked : bool, default=False
             Skip the input check (for callers that already ran it).
+        scan_first : bool, default=False
+            ``X`` was checked but for its finite values: scan the first layer's output
+            instead, and ``X`` only when that output is not finite (see
+            :meth:`scans_first_output`).
 
         Yields
         ------
@@ -259,7 +260,11 @@ class Network:
             slots = self._buffer_slots.get(i, ())
             for local, name in slots:
                 setattr(layer, local, self.buffers[name])
-            out = layer.forward(out, *[self.params[n] for n in names])
+            params = [self.params[n] for n in names]
+            if scan_first and i == 0:
+                out = self._first_output(layer, out, params)
+            else:
+                out = layer.forward(out, *params)
             for local, name in slots:  # kept in place, as params: snapshots stay valid
                 if getattr(layer, local) is not self.buffers[name]:
                     self.buffers[name][...] = getattr(layer, local)
@@ -293,16 +298,45 @@ class Network:
         loss : float
         grads : dict of str to ndarray, same keys and shapes as ``params``
         """
-        if not checked:  # a call of its own (fit passes checked=True): its BLAS threads
-            with threads_for(X, self.params):
-                X, Y = self.check_XY(X, Y)
-                if sample_weight is not None:
-                    sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-                return self.loss_and_grads(X, Y, sample_weight, training=training, checked=True)
-        logits = self.forward(X, training=training, checked=True)
+        if checked:
+            return self._loss_and_grads(X, Y, sample_weight, training, False)
+        with threads_for(X, self.params):  # a call of its own: its BLAS threads
+            scan_first = self.scans_first_output(X)
+            X, Y = self.check_XY(X, Y, finite_X=not scan_first)
+            if sample_weight is not None:
+                sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+            return self._loss_and_grads(X, Y, sample_weight, training, scan_first)
+
+    def _loss_and_grads(self, X, Y, sample_weight, training, scan_first):
+        for step in self.walk(X, training, checked=True, scan_first=scan_first):
+            logits = step[-1]
         loss = self.loss.forward(logits, Y, sample_weight)
         d_logits, _ = self.loss.backward(1.0)
         return loss, self.backward(d_logits)
+
+    def scans_first_output(self, X) -> bool:
+        """Whether a training call checks that ``X`` is finite through the first layer's
+        output, when that output is the smaller array (an Affine layer that narrows, as
+        the homework's 64 -> 10 and 64 -> 32 do).
+
+        That check is as strict as a scan of ``X``: a NaN or infinity in a row of ``X``
+        makes every entry of that row of ``X @ W + b`` NaN or infinite (``inf * 0`` is
+        NaN, and a non-finite term never cancels in a sum), and a BLAS skips only
+        terms whose entry of ``X`` is 0. ``X`` itself is scanned only when the output
+        is not finite, to name it in the error. Only an ndarray already of the model's
+        dtype qualifies: a cast's overflow has an error of its own.
+        """
+        first, names = self.layers[0]
+        return (type(first) is Affine and type(X) is np.ndarray and X.dtype == self.dtype
+                and X.ndim == 2 and self.params[names[0]].shape[1] < X.shape[1])
+
+    def _first_output(self, layer, X, params):
+        """The first layer's output, checked finite in place of ``X``."""
+        with np.errstate(invalid="ignore"):  # inf * 0 in X @ W: X's own error comes below
+            out = layer.forward(X, *params)
+        if not all_finite(out):
+            self.check_X(X)  # raises when X is the cause; else the loss will tell
+        return out
 
     def step(self, X, Y, optimizer=None, sample_weight=None) -> float:
         """One optimization step on ``(X, Y)``; returns the loss *before* the update."""
@@ -311,8 +345,9 @@ class Network:
             raise ValueError("optimizer must be given (this model has no default optimizer)")
         loss, grads = self.loss_and_grads(X, Y, sample_weight)
         # Refused before the update, as fit refuses: a step from an infinite loss
-        # would leave parameters near 1e307, NaN at the next step.
-        bad = [k for k, g in grads.items() if not all_finite(g)]
+        # would leave parameters near 1e307, NaN at the next step. (Not all_finite: a
+        # BLAS scan here would run outside the call's threads.)
+        bad = [k for k, g in grads.items() if not np.isfinite(g).all()]
         if not math.isfinite(loss) or bad:
             what = f"the loss is {loss}" if not math.isfinite(loss) else (
                 f"the gradient of {', '.join(bad)} is not finite")
@@ -464,7 +499,7 @@ class MLP(Sequential):
         for a in activations:
             check_choice(a, "activation", ACTIVATIONS)
         dropout = check_in_interval(dropout, "dropout", 0.0, 1.0)
-        initializer = _SklearnInit(activations) if init == SKLEARN_INIT else get_initializer(init)
+        initializer = SklearnInit(activations) if init == SKLEARN_INIT else get_initializer(init)
         dtype = _check_dtype(dtype)
         random = check_rng(rng)
         # Resolved before any weight is drawn: a bad name must not consume random numbers.
@@ -503,96 +538,3 @@ class MLP(Sequential):
             if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 1:
                 raise ValueError(f"layer_sizes must hold positive integers, got {sizes!r}")
         return [int(s) for s in sizes]
-
-
-class _SklearnInit:
-    """scikit-learn's ``_init_coef``: ``U(-a, a)`` for weights and biases, ``a =
-    sqrt(f / (fan_in + fan_out))``, ``f = 2`` for logistic units, else 6."""
-
-    def __init__(self, activations):
-        logistic = bool(activations) and activations[0] in ("sigmoid", "logistic")
-        self.factor = 2.0 if logistic else 6.0
-
-    def _bound(self, fan_in, fan_out):
-        return np.sqrt(self.factor / (fan_in + fan_out))
-
-    def __call__(self, shape, rng, dtype):
-        a = self._bound(*shape)
-        return rng.uniform(-a, a, size=tuple(shape)).astype(dtype, copy=False)
-
-    def bias(self, fan_in, fan_out, rng, dtype):
-        a = self._bound(fan_in, fan_out)
-        return rng.uniform(-a, a, size=fan_out).astype(dtype, copy=False)
-
-
-class _HomeworkModel(MLP):
-    """Adds the homework's ``learning_rate`` attribute and SGD ``step``."""
-
-    def __init__(self, layer_sizes, init, learning_rate, rng=None):
-        # Checked before any weight is drawn, so a bad value leaves the (global) random
-        # generator untouched, and named as the caller named it.
-        learning_rate = check_positive_float(learning_rate, "learning_rate")
-        super().__init__(layer_sizes, activation="relu", init=init, rng=rng)
-        self.optimizer = SGD(lr=learning_rate)
-
-    @property
-    def learning_rate(self) -> float:
-        return self.optimizer.lr
-
-    @learning_rate.setter
-    def learning_rate(self, value):
-        self.optimizer = SGD(lr=check_positive_float(value, "learning_rate"))
-
-
-class LogisticRegression(_HomeworkModel):
-    """Multinomial logistic regression: ``input -> affine -> softmax``.
-
-    Parameters
-    ----------
-    num_features : int
-        ``D``, the number of input features.
-    num_classes : int
-        ``K``, the number of classes.
-    learning_rate : float, default=1e-2
-        Step size of plain gradient descent in :meth:`step`.
-
-    Attributes
-    ----------
-    params : dict
-        ``W`` of shape (D, K) and ``b`` of shape (K,), both starting at zero.
-
-    Shape: X (N, D) -> probabilities (N, K).
-    """
-
-    def __init__(self, num_features, num_classes, learning_rate=1e-2):
-        num_features = check_positive_int(num_features, "num_features")
-        num_classes = check_positive_int(num_classes, "num_classes")
-        super().__init__([num_features, num_classes], "zeros", learning_rate)
-
-
-class FeedforwardNeuralNet(_HomeworkModel):
-    """Two-layer network ``input -> affine -> relu -> affine -> softmax``.
-
-    Parameters
-    ----------
-    input_size, hidden_size, output_size : int
-        ``D``, ``H`` and ``K``.
-    learning_rate : float, default=1e-2
-        Step size of plain gradient descent in :meth:`step`.
-    rng : None, int or numpy.random.Generator
-        Source of the Xavier-uniform weights; ``None`` (the homework) draws ``W1`` then
-        ``W2`` from NumPy's global generator.
-
-    Attributes
-    ----------
-    params : dict
-        ``W1`` (D, H), ``b1`` (H,), ``W2`` (H, K), ``b2`` (K,); biases start at zero.
-
-    Shape: X (N, D) -> probabilities (N, K).
-    """
-
-    def __init__(self, input_size, hidden_size, output_size, learning_rate=1e-2, rng=None):
-        sizes = [check_positive_int(input_size, "input_size"),
-                 check_positive_int(hidden_size, "hidden_size"),
-                 check_positive_int(output_size, "output_size")]
-        super().__init__(sizes, "xavier", learning_rate, rng=rng)

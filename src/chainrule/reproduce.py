@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .functional import accuracy
-from .models import FeedforwardNeuralNet, LogisticRegression
+from .homework import FeedforwardNeuralNet, LogisticRegression
 
 __all__ = ["run_homework"]
 

@@ -377,7 +377,7 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int,
                 last: bool) -> None:
     """One gradient step on the rows ``idx`` (the epoch's ``last``?), counted in ``tally``."""
     idx, share, n_global = distributed.shard_rows(run.averager, idx, run.sample_weight)  # with comm
-    X_batch, Y_batch = run.X[idx], run.Y[idx]
+    X_batch, Y_batch = sources.batch_rows(run.X, idx), sources.batch_rows(run.Y, idx)
     weights = None if run.sample_weight is None else run.sample_weight[idx]
     logits = model.forward(X_batch, training=True, checked=True)
     loss = model.loss.forward(logits, Y_batch, weights)

@@ -21,8 +21,8 @@ and the arrays are the parameters by name (``W1``, ``b1``, ... or ``W``, ``b``).
 :class:`~chainrule.models.MLP` the config is ``model.config`` (layer_sizes, activation,
 dropout, init, dtype, loss). For the homework classes it is their constructor
 arguments: ``{"num_features", "num_classes", "learning_rate"}`` for
-:class:`~chainrule.models.LogisticRegression` and ``{"input_size", "hidden_size",
-"output_size", "learning_rate"}`` for :class:`~chainrule.models.FeedforwardNeuralNet`.
+:class:`~chainrule.homework.LogisticRegression` and ``{"input_size", "hidden_size",
+"output_size", "learning_rate"}`` for :class:`~chainrule.homework.FeedforwardNeuralNet`.
 
 Only the model is saved, not its optimizer's running state (momentum, Adam moments):
 training checkpoints (``chainrule.train.fit(..., checkpoint=path)``) hold that, in the

@@ -1,7 +1,7 @@
 """Networks to ``(config, arrays)`` and back, for the classes a model file holds directly.
 
-:class:`~chainrule.models.MLP`, :class:`~chainrule.models.LogisticRegression` and
-:class:`~chainrule.models.FeedforwardNeuralNet` are allow-listed by exact class in
+:class:`~chainrule.models.MLP`, :class:`~chainrule.homework.LogisticRegression` and
+:class:`~chainrule.homework.FeedforwardNeuralNet` are allow-listed by exact class in
 :data:`NETWORK_CLASSES`. :func:`network_state` describes one of them as a JSON config
 and its parameter arrays; :func:`network_from_state` checks such a description (array
 names, shapes and dtypes worked out from the config alone, before anything is
@@ -17,15 +17,10 @@ import numbers
 import numpy as np
 
 from .._validation import check_choice, check_keys, key_differences
+from ..homework import FeedforwardNeuralNet, LogisticRegression
 from ..init import CUSTOM_INIT, INITIALIZERS
 from ..losses import LOSSES
-from ..models import (
-    MLP,
-    SKLEARN_INIT,
-    FeedforwardNeuralNet,
-    LogisticRegression,
-    affine_param_names,
-)
+from ..models import MLP, SKLEARN_INIT, affine_param_names
 
 __all__ = ["NETWORK_CLASSES", "network_state", "network_from_state", "expected_arrays",
            "check_arrays_against"]
