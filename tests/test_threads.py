@@ -10,6 +10,7 @@ import pytest
 import chainrule as cr
 import chainrule.lbfgs
 import chainrule.train
+from chainrule import _threads
 from chainrule._threads import THREAD_ENV_VARS, choose_threads, largest_product_flops
 from chainrule.cli import main
 
@@ -244,3 +245,15 @@ def test_rows_of_reads_the_rows_of_anything_without_raising():
     assert rows_of(3.0) == 1 and rows_of("abc") == 1 and rows_of(None) == 1
     assert rows_of([[1, 2], [3]]) == 2 and rows_of([]) == 1   # the checks will say more
     assert rows_of(iter([1, 2])) == 1                 # no shape to read
+
+
+def test_user_set_threads_follows_the_environment(monkeypatch):
+    for name in _threads.THREAD_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    assert not _threads.user_set_threads()
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
+    assert _threads.user_set_threads()
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+    assert not _threads.user_set_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "")   # empty: not a choice
+    assert not _threads.user_set_threads()

@@ -29,11 +29,27 @@ import numpy as np
 from ._blas import MULTITHREAD_FLOPS, blas_controller
 
 __all__ = ["MULTITHREAD_FLOPS", "THREAD_ENV_VARS", "check_threads", "choose_threads",
-           "blas_threads", "largest_product_flops", "rows_of", "threads_for"]
+           "user_set_threads", "blas_threads", "largest_product_flops", "rows_of",
+           "threads_for"]
 
 
 #: Environment variables through which a user fixes the thread count themselves.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+_user_choice = (-1, False)  # (len(os.environ) when read, whether a variable was set)
+
+
+def user_set_threads() -> bool:
+    """Whether one of :data:`THREAD_ENV_VARS` is set (non-empty) in ``os.environ``.
+
+    Read again only when the number of variables changed (setting or removing one
+    does): the three lookups cost ~2.5 us, a tenth of a default-threads homework
+    ``step``'s overhead, and the environment rarely changes between calls.
+    """
+    global _user_choice
+    if _user_choice[0] != len(os.environ):
+        _user_choice = (len(os.environ), any(os.environ.get(name) for name in THREAD_ENV_VARS))
+    return _user_choice[1]
 
 def check_threads(threads) -> int | None:
     """``None`` (decide automatically) or a positive int, else ``TypeError``/``ValueError``."""
@@ -126,10 +142,8 @@ class blas_threads:  # noqa: N801  (used as a function: ``with blas_threads(...)
         n = choose_threads(self.threads, self.flops, max((b for _, b in pools), default=1),
                            environ={})
         changed = [] if n is None else [(lib, b) for lib, b in pools if b != n]
-        # The environment is read only when a count would change: most calls of a
-        # homework ``step`` change nothing, and three lookups cost ~2 of its ~6 us.
-        if changed and self.threads is None and any(os.environ.get(name)
-                                                    for name in THREAD_ENV_VARS):
+        # The environment only matters when a count would change.
+        if changed and self.threads is None and user_set_threads():
             changed = []  # decided by the user
         # Each pool is set straight through its controller: threadpoolctl's ``limit()``
         # re-reads every library's information first, ~20 us on each call of a ``step``.
