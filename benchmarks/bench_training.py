@@ -2,7 +2,7 @@
 
 Run from the repository root of a fresh clone (the chainrule of ``src/`` is used)::
 
-    python benchmarks/bench_training.py                # everything, ~10 min on 2 cores
+    python benchmarks/bench_training.py                # everything, ~15 min on 2 cores
     python benchmarks/bench_training.py --quick        # 2 repeats, W3/W4 on 12,000 rows
     python benchmarks/bench_training.py --only W3 W4 --repeats 7 --out table.md
 
@@ -360,7 +360,7 @@ def _cpu():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--quick", action="store_true",
                         help="2 repeats, W3/W4 on 12,000 rows (a smoke run)")
     parser.add_argument("--only", nargs="+", default=None,
