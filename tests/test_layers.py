@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from chainrule._validation import ZEROS_LIMIT, zeros
+from chainrule._validation import ZEROS_LIMIT, zeros_for
 from chainrule.gradcheck import check_layer_gradients
 from chainrule.layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
 from chainrule.testing import check_layer
@@ -132,18 +132,21 @@ def test_relu_is_max_zero_everywhere_at_every_size(dtype, rows):
     np.testing.assert_array_equal(out, expected)
     out[...] = 7   # the result is the caller's: the cached zeros are not touched
     np.testing.assert_array_equal(layer.forward(x[:1]), expected[:1])
+    np.testing.assert_array_equal(layer.forward(x.T), expected.T)   # another layout
 
 
-def test_zeros_are_read_only_views_of_the_right_shape():
-    a = zeros((3, 4), np.float32)
+def test_zeros_for_are_read_only_views_of_the_right_shape():
+    a = zeros_for(np.ones((3, 4), np.float32))
     assert a.shape == (3, 4) and a.dtype == np.float32 and not a.flags.writeable
     assert not a.any()
-    b = zeros((2, 5, 7), np.float32)   # a larger request grows the buffer
+    b = zeros_for(np.ones((2, 5, 7), np.float32))   # a larger request grows the buffer
     assert b.shape == (2, 5, 7) and not b.any() and not b.flags.writeable
     with pytest.raises(ValueError):
         b[0, 0, 0] = 1
-    big = zeros((ZEROS_LIMIT + 1,), np.float64)
-    assert np.ndim(big) == 0 and big == 0
+    # Another layout, or more than ZEROS_LIMIT entries: the scalar 0 of the dtype.
+    for x in (np.ones((4, 3)).T, np.ones(ZEROS_LIMIT + 1)):
+        zero = zeros_for(x)
+        assert np.ndim(zero) == 0 and zero == 0 and zero.dtype == np.float64
 
 
 @contextlib.contextmanager

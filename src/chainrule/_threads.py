@@ -51,6 +51,7 @@ def user_set_threads() -> bool:
         _user_choice = (len(os.environ), any(os.environ.get(name) for name in THREAD_ENV_VARS))
     return _user_choice[1]
 
+
 def check_threads(threads) -> int | None:
     """``None`` (decide automatically) or a positive int, else ``TypeError``/``ValueError``."""
     if threads is None:

@@ -32,7 +32,7 @@ from ._validation import (
     check_rng,
     ones,
     shape_str,
-    zeros,
+    zeros_for,
 )
 from .functional import sigmoid
 from .init import get_initializer
@@ -210,7 +210,7 @@ class ReLU(Layer):
         # Only the sign pattern is needed backward; a bool mask is 1/8 of a float64 copy.
         self.cache = inputs > 0
         # Against an array of zeros, not the scalar 0: NumPy vectorises only the former.
-        return np.maximum(inputs, zeros(inputs.shape, inputs.dtype))
+        return np.maximum(inputs, zeros_for(inputs))
 
     def backward(self, d_out):
         """The slope is 1 where the input was positive and 0 elsewhere (0 at 0 itself)."""
