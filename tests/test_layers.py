@@ -189,6 +189,30 @@ def test_sigmoid_float32_extremes_stay_float32():
                                atol=1e-30)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+def test_sigmoid_is_each_halfs_formula_bit_for_bit(dtype, rng):
+    # sigmoid picks 1 / (1 + e) for x >= 0 and e / (1 + e) below (e = exp(-|x|)) by a
+    # blend of bits, not np.where: the same bits as the formula, -0, infinities, NaN,
+    # the largest values, a transposed input, a scalar and integers included.
+    from chainrule.functional import sigmoid
+
+    x = (rng.standard_normal((40, 23))
+         * rng.choice([1e-30, 1e-3, 1.0, 10.0, 100.0, 1e4], (40, 23))).astype(dtype)
+    x[0, :7] = [-0.0, 0.0, np.inf, -np.inf, np.nan, np.finfo(dtype).max,
+                -np.finfo(dtype).max]
+
+    def formula(v):
+        v = np.asarray(v)
+        e = np.exp(-np.abs(v))
+        return np.where(v >= 0, 1 / (1 + e), e / (1 + e))
+
+    with np.errstate(over="ignore"):
+        for v in (x, x.T, x[3, 4], np.arange(-3, 4)):
+            out, expected = sigmoid(v), formula(v)
+            assert out.dtype == expected.dtype
+            np.testing.assert_array_equal(out, expected)
+
+
 def test_tanh_at_extremes():
     with _no_float_trouble():
         layer = Tanh()
