@@ -110,13 +110,15 @@ def choose_threads(threads, flops: float, current: int, environ=None) -> int | N
     current : int
         Threads the BLAS uses now.
     environ : mapping, optional
-        The environment (``os.environ``); any of :data:`THREAD_ENV_VARS` set there
-        means the user chose, and the automatic choice leaves it alone.
+        The environment, ``os.environ`` (read through :func:`user_set_threads`) when
+        None; any of :data:`THREAD_ENV_VARS` set there means the user chose, and the
+        automatic choice leaves it alone.
     """
     if threads is not None:
         return threads
-    environ = os.environ if environ is None else environ
-    if any(environ.get(name) for name in THREAD_ENV_VARS):
+    user_set = (user_set_threads() if environ is None
+                else any(environ.get(name) for name in THREAD_ENV_VARS))
+    if user_set:
         return None
     wanted = 1 if flops < MULTITHREAD_FLOPS else current
     return None if wanted == current else min(wanted, current)
@@ -140,16 +142,11 @@ class blas_threads:  # noqa: N801  (used as a function: ``with blas_threads(...)
         # (pool, its count now); a library whose count cannot be read (None) is left alone.
         pools = [(lib, lib.num_threads) for lib in blas_controller().lib_controllers]
         pools = [(lib, b) for lib, b in pools if b]
-        n = choose_threads(self.threads, self.flops, max((b for _, b in pools), default=1),
-                           environ={})
-        changed = [] if n is None else [(lib, b) for lib, b in pools if b != n]
-        # The environment only matters when a count would change.
-        if changed and self.threads is None and user_set_threads():
-            changed = []  # decided by the user
+        n = choose_threads(self.threads, self.flops, max((b for _, b in pools), default=1))
         # Each pool is set straight through its controller: threadpoolctl's ``limit()``
         # re-reads every library's information first, ~20 us on each call of a ``step``.
-        self.changed = changed
-        for lib, _ in changed:
+        self.changed = [] if n is None else [(lib, b) for lib, b in pools if b != n]
+        for lib, _ in self.changed:
             lib.set_num_threads(n)
         return self
 
