@@ -13,7 +13,9 @@ back into the following steps instead of being hidden by a precomputed sequence.
 
 from __future__ import annotations
 
+import copy
 import math
+import pickle
 from functools import partial
 
 import numpy as np
@@ -219,6 +221,91 @@ def test_adamw_matches_formula_and_torch(kw, torch):
                                   **ref_kw))
     theirs = _run_torch(torch, lambda ps: torch.optim.AdamW(ps, foreach=False, **kw), params, grad)
     _assert_close(ours, theirs)
+
+
+def _adam_alone(make, name, params, grads_seq):
+    """``name`` trained by an optimizer of its own on the steps where it is in ``params``."""
+    p, opt = params[name].copy(), make()
+    for grads in grads_seq:
+        if name in grads:
+            opt.step({name: p}, {name: grads[name]})
+    return p, opt.state[name]
+
+
+@pytest.mark.parametrize("make", [lambda: Adam(lr=1e-2, weight_decay=0.1),
+                                  lambda: AdamW(lr=1e-2)], ids=["adam", "adamw"])
+def test_adam_updates_each_parameter_as_if_alone(make):
+    # The moments of all parameters live in flat arrays shared by parameters of one
+    # dtype and step count. Grouping must not change a bit: a parameter that joins
+    # after three steps keeps its own step count, a float32 one stays float32, and
+    # each ends exactly where an Adam of its own would take it.
+    rng = np.random.default_rng(8)
+    params = {"a": rng.standard_normal((3, 2)), "b": rng.standard_normal(4).astype(np.float32),
+              "c": rng.standard_normal((2, 2)), "d": rng.standard_normal(3).astype(np.float32)}
+    grads_seq = [{k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in params.items()
+                  if k in ("a", "b") or t >= 3} for t in range(6)]
+    opt, ours = make(), {k: v.copy() for k, v in params.items()}
+    for grads in grads_seq:
+        opt.step({k: ours[k] for k in grads}, grads)
+    for k in params:
+        alone, state = _adam_alone(make, k, params, grads_seq)
+        assert ours[k].dtype == params[k].dtype
+        assert np.array_equal(ours[k], alone), k
+        assert int(opt.state[k]["step"]) == int(state["step"]) == (6 if k in "ab" else 3)
+        for s in ("exp_avg", "exp_avg_sq"):
+            assert np.array_equal(opt.state[k][s], state[s]), (k, s)
+
+
+def test_adam_copies_and_replaced_state_entries_continue_correctly():
+    # state entries are views into flat arrays: a deep copy or a pickle (whose
+    # arrays are no longer views) and an entry the user replaces must all be honoured.
+    params, grad = _problem(seed=9)
+    straight = Adam(lr=1e-2)
+    p_straight = _run_chainrule(straight, params, grad, steps=6)
+    opt, p = Adam(lr=1e-2), {k: v.copy() for k, v in params.items()}
+    for t in range(3):
+        opt.step(p, grad(t, p))
+    # (with the params, as a deep copy of an estimator copies both)
+    runs = [copy.deepcopy((opt, p)), pickle.loads(pickle.dumps((opt, p)))]
+    for t in range(3, 6):
+        for c, pc in runs:
+            c.step(pc, grad(t, pc))
+    for c, pc in runs:
+        for k in p:
+            assert np.array_equal(pc[k], p_straight[k]), k
+            for s in ("exp_avg", "exp_avg_sq", "step"):
+                assert np.array_equal(c.state_dict()["state"][k][s],
+                                      straight.state_dict()["state"][k][s]), (k, s)
+    assert all(int(st["step"]) == 3 for st in opt.state.values())  # the copies' steps left it
+    # A replaced entry: the next step starts W1's first moment from zeros, as a
+    # state_dict edited the same way and loaded into a fresh Adam does.
+    saved = opt.state_dict()
+    saved["state"]["W1"]["exp_avg"][...] = 0.0
+    fresh = Adam(lr=1e-2)
+    fresh.load_state_dict(saved)
+    opt.state["W1"]["exp_avg"] = np.zeros(SHAPES["W1"])
+    p_fresh = {k: v.copy() for k, v in p.items()}
+    opt.step(p, grad(3, p))
+    fresh.step(p_fresh, grad(3, p_fresh))
+    for k in p:
+        assert np.array_equal(p[k], p_fresh[k]), k
+
+
+def test_adam_state_of_the_wrong_shape_raises_before_any_update():
+    params, grad = _problem(seed=10)
+    opt = Adam(lr=1e-2)
+    p = {k: v.copy() for k, v in params.items()}
+    opt.step(p, grad(0, p))
+    saved = opt.state_dict()
+    saved["state"]["b2"]["exp_avg"] = np.zeros(1)  # would broadcast over (3,)
+    opt.load_state_dict(saved)
+    before = {k: v.copy() for k, v in p.items()}
+    with pytest.raises(ValueError, match=r"state\['b2'\] holds moments of shape \(1,\), "
+                                         r"expected \(3,\)"):
+        opt.step(p, grad(1, p))
+    assert opt.steps == 1
+    for k in p:
+        assert np.array_equal(p[k], before[k]), k
 
 
 def test_adam_and_adamw_weight_decay_differ():
