@@ -26,6 +26,7 @@ from chainrule.optim import (
     Adam,
     AdamW,
     Optimizer,
+    _Moments,
     cosine_lr,
     exponential_lr,
     get_optimizer,
@@ -237,16 +238,22 @@ def _adam_alone(make, name, params, grads_seq):
 def test_adam_updates_each_parameter_as_if_alone(make):
     # The moments of all parameters live in flat arrays shared by parameters of one
     # dtype and step count. Grouping must not change a bit: a parameter that joins
-    # after three steps keeps its own step count, a float32 one stays float32, and
-    # each ends exactly where an Adam of its own would take it.
+    # after three steps keeps its own step count, a float32 one stays float32, one
+    # larger than a group's cap ("e") is a group of its own, between two others of its
+    # dtype that share the scratch array with it, and each ends exactly where an Adam
+    # of its own would take it.
     rng = np.random.default_rng(8)
+    big = (260, 260)
+    assert math.prod(big) > _Moments.MAX_ENTRIES
     params = {"a": rng.standard_normal((3, 2)), "b": rng.standard_normal(4).astype(np.float32),
+              "e": rng.standard_normal(big), "f": rng.standard_normal(5),
               "c": rng.standard_normal((2, 2)), "d": rng.standard_normal(3).astype(np.float32)}
     grads_seq = [{k: rng.standard_normal(v.shape).astype(v.dtype) for k, v in params.items()
                   if k in ("a", "b") or t >= 3} for t in range(6)]
     opt, ours = make(), {k: v.copy() for k, v in params.items()}
     for grads in grads_seq:
         opt.step({k: ours[k] for k in grads}, grads)
+    assert sorted(g.names for g in opt._flat[1]) == [["a"], ["b"], ["d"], ["e"], ["f", "c"]]
     for k in params:
         alone, state = _adam_alone(make, k, params, grads_seq)
         assert ours[k].dtype == params[k].dtype

@@ -228,12 +228,25 @@ class Adam(Optimizer):
         flat = getattr(self, "_flat", None)
         if flat is None or list(params) != flat[0] or not all(
                 g.holds(params, self.state) for g in flat[1]):
-            kinds: dict = {}
+            kinds: dict = {}  # (dtype, step) -> (lists of names, entries of the last)
             for name, p in params.items():
-                step = int(self.state.get(name, {}).get("step", 0))
-                kinds.setdefault((p.dtype, step), []).append(name)
-            flat = self._flat = (list(params), [_Moments(names, params, self.state)
-                                                for names in kinds.values()])
+                key = (p.dtype, int(self.state.get(name, {}).get("step", 0)))
+                groups, size = kinds.get(key, ([], _Moments.MAX_ENTRIES))
+                if size + p.size > _Moments.MAX_ENTRIES:
+                    groups, size = groups + [[]], 0
+                groups[-1].append(name)
+                kinds[key] = (groups, size + p.size)
+            groups = [names for lists, _ in kinds.values() for names in lists]
+            # One scratch array per dtype, shared by its groups (updated one after the
+            # other): the memory of one temporary, as one parameter at a time needed.
+            scratch: dict = {}
+            for names in groups:
+                size, dtype = sum(params[k].size for k in names), params[names[0]].dtype
+                scratch[dtype] = max(scratch.get(dtype, 0), size)
+            scratch = {dtype: np.empty(size, dtype) for dtype, size in scratch.items()}
+            flat = self._flat = (list(params), [
+                _Moments(names, params, self.state, scratch[params[names[0]].dtype])
+                for names in groups])
         return flat[1]
 
     def __getstate__(self):
@@ -252,14 +265,24 @@ class _Moments:
     four arrays of a 64-100-10 network. Each parameter's ``state`` entries
     (``exp_avg``, ``exp_avg_sq``, ``step``) are views into these arrays, so ``state``,
     ``state_dict`` and checkpoints keep their per-parameter layout.
+
+    A group holds at most :attr:`MAX_ENTRIES` entries, or one larger parameter alone:
+    the calls are what costs for small arrays, while a large one gains nothing from
+    company and each pass over it already leaves the cache. (On a 784-1024-1024-10
+    network the update took 0.91-1.15x the time of one parameter at a time, run to
+    run, with one group or with these: where NumPy places the big arrays moves it by
+    as much.)
     """
 
-    def __init__(self, names, params, state):
+    #: 256 KiB of float32 per array: the arrays of one pass fit a 1 MiB L2 cache.
+    MAX_ENTRIES = 2**16
+
+    def __init__(self, names, params, state, scratch):
         self.names = names
         self.params = [params[k] for k in names]
         ends = np.cumsum([p.size for p in self.params])
-        self.m, self.v, self.scratch = (np.zeros(ends[-1], self.params[0].dtype)
-                                        for _ in range(3))
+        self.m, self.v = (np.zeros(ends[-1], self.params[0].dtype) for _ in range(2))
+        self.scratch = scratch[:ends[-1]]  # shared with the other groups of this dtype
         self.steps = np.zeros(len(names), np.int64)
 
         def views(flat):
