@@ -183,6 +183,33 @@ def test_softmax_matches_torch_even_for_huge_inputs(shape, axis, rng, torch):
     _assert_close((out, layer.backward(d_out)), [ref] + grads)
 
 
+def test_conv2d_reuses_its_im2col_array_in_training_only(rng, torch):
+    # In training, a forward writes its im2col matrix into the one the previous
+    # forward cached (same shape): the gradients are still those of the latest
+    # forward (torch's), outputs handed out earlier are untouched, and outside
+    # training (or for another shape) the array is a fresh one.
+    W, b = rng.normal(size=(4, 3, 3, 3)), rng.normal(size=4)
+    x1, x2, x3 = (rng.normal(size=(2, 3, 6, 5)) for _ in range(3))
+    layer = Conv2D(3, 4, 3, padding=1)
+    out1 = layer.forward(x1, W, b)
+    kept, first = out1.copy(), layer.cache[0]
+    out2 = layer.forward(x2, W, b)
+    assert np.shares_memory(layer.cache[0], first)  # reused
+    np.testing.assert_array_equal(out1, kept)
+    d_out = rng.normal(size=out2.shape)
+    ref, grads = _torch_grads(torch, lambda xt, wt, bt: torch.nn.functional.conv2d(
+        xt, wt, bt, padding=1), (x2, W, b), d_out)
+    _assert_close((out2,) + tuple(layer.backward(d_out)), [ref] + grads)
+    layer.training = False
+    out3 = layer.forward(x3, W, b)
+    assert not np.shares_memory(layer.cache[0], first)
+    layer.training = True
+    layer.forward(x3[:1], W, b)  # another batch size: another array
+    assert layer.cache[0].shape[0] == 1
+    assert not np.shares_memory(layer.cache[0], first)
+    np.testing.assert_allclose(out3, Conv2D(3, 4, 3, padding=1).forward(x3, W, b))
+
+
 def test_conv2d_im2col_formula_restated():
     # A 1x1 input channel, a 2x2 kernel of ones, stride 1: each output sums a window.
     x = np.arange(9.0).reshape(1, 1, 3, 3)
