@@ -202,14 +202,15 @@ class Conv2D(Layer):
 
     def _reused_cols(self, shape, dtype):
         """An array for this forward's im2col matrix: in training, the one the last
-        forward cached when it has the same shape, since only the latest forward is
-        differentiated.
+        forward cached when it has as many entries of the same dtype, since only the
+        latest forward is differentiated.
 
         A fresh multi-MiB array every step made glibc give the freed memory back to
-        the system and fault it in again: ~650 page faults a training step of
-        ``bench_cnn_speed.py``'s network, 18.6 -> 16.0-17.7 ms a step with the array
-        reused and none. Outside training it is fresh (and the training one is let
-        go), so that a model holds no extra memory after ``predict``.
+        the system and fault it in again: 510-615 page faults a training step of
+        ``bench_cnn_speed.py``'s network, none with the array reused, and the step
+        0.93x the time (median of 5 pairs of fresh processes). Outside training it is
+        fresh (and the training one is let go), so that a model holds no extra memory
+        after ``predict``.
         """
         cols = self.cache[0] if self.training and self.cache is not None else None
         if cols is None or cols.size != math.prod(shape) or cols.dtype != dtype:
