@@ -193,23 +193,23 @@ class Adam(Optimizer):
         beta1, beta2 = self.betas
         for group in self._groups(params):
             grads_g = [grads[k] for k in group.names]
-            pairs = list(zip(group.params, group.scratch_views, strict=True))
+            outs = group.scratch_views
             if self.weight_decay and self.decoupled:
-                for p, _ in pairs:
+                for p in group.params:
                     p *= 1 - lr * self.weight_decay
             elif self.weight_decay:
-                grads_g = [g + self.weight_decay * p for g, (p, _) in zip(grads_g, pairs,
-                                                                           strict=True)]
+                grads_g = [g + self.weight_decay * p
+                           for g, p in zip(grads_g, group.params, strict=True)]
             group.steps += 1
             t = int(group.steps[0])
             # The formula above in one scratch array, in place: the same operations in
             # the same order as for one parameter at a time, so the same bits.
             m, v, tmp = group.m, group.v, group.scratch
-            for g, (_, out) in zip(grads_g, pairs, strict=True):
+            for g, out in zip(grads_g, outs, strict=True):
                 np.multiply(g, 1 - beta1, out=out)
             m *= beta1
             m += tmp                                   # m = beta1 m + (1 - beta1) g
-            for g, (_, out) in zip(grads_g, pairs, strict=True):
+            for g, out in zip(grads_g, outs, strict=True):
                 np.multiply(g, g, out=out)
             tmp *= 1 - beta2
             v *= beta2
@@ -219,7 +219,7 @@ class Adam(Optimizer):
             tmp += self.eps                            # denominator
             np.divide(m, tmp, out=tmp)
             tmp *= lr / (1 - beta1 ** t)
-            for p, update in pairs:
+            for p, update in zip(group.params, outs, strict=True):
                 p -= update
 
     def _groups(self, params) -> list[_Moments]:
@@ -228,25 +228,23 @@ class Adam(Optimizer):
         flat = getattr(self, "_flat", None)
         if flat is None or list(params) != flat[0] or not all(
                 g.holds(params, self.state) for g in flat[1]):
-            kinds: dict = {}  # (dtype, step) -> (lists of names, entries of the last)
+            kinds: dict = {}  # (dtype, step) -> its groups, as [names, entries]
             for name, p in params.items():
-                key = (p.dtype, int(self.state.get(name, {}).get("step", 0)))
-                groups, size = kinds.get(key, ([], _Moments.MAX_ENTRIES))
-                if size + p.size > _Moments.MAX_ENTRIES:
-                    groups, size = groups + [[]], 0
-                groups[-1].append(name)
-                kinds[key] = (groups, size + p.size)
-            groups = [names for lists, _ in kinds.values() for names in lists]
-            # One scratch array per dtype, shared by its groups (updated one after the
-            # other): the memory of one temporary, as one parameter at a time needed.
-            scratch: dict = {}
-            for names in groups:
-                size, dtype = sum(params[k].size for k in names), params[names[0]].dtype
-                scratch[dtype] = max(scratch.get(dtype, 0), size)
-            scratch = {dtype: np.empty(size, dtype) for dtype, size in scratch.items()}
+                groups = kinds.setdefault(
+                    (p.dtype, int(self.state.get(name, {}).get("step", 0))), [])
+                if not groups or groups[-1][1] + p.size > _Moments.MAX_ENTRIES:
+                    groups.append([[], 0])
+                groups[-1][0].append(name)
+                groups[-1][1] += p.size
+            # One scratch array per dtype, as long as its largest group and shared by
+            # them (updated one after the other): one temporary's memory, as before.
+            sizes: dict = {}
+            for (dtype, _), groups in kinds.items():
+                sizes[dtype] = max([sizes.get(dtype, 0)] + [size for _, size in groups])
+            scratch = {dtype: np.empty(size, dtype) for dtype, size in sizes.items()}
             flat = self._flat = (list(params), [
-                _Moments(names, params, self.state, scratch[params[names[0]].dtype])
-                for names in groups])
+                _Moments(names, params, self.state, scratch[dtype])
+                for (dtype, _), groups in kinds.items() for names, _ in groups])
         return flat[1]
 
     def __getstate__(self):
