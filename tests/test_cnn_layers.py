@@ -66,9 +66,10 @@ def _conv_cases():
         hw = tuple(int(kk + rng.integers(0, 5)) for kk in k)
         cases.append((int(rng.integers(1, 4)), int(rng.integers(1, 4)),
                       int(rng.integers(1, 5)), hw, k, s, p))
-    # Both forms of the weight gradient: per-image products summed (positions Ho Wo =
-    # 64 >= C_in kH kW = 9) and one product over the batch (4 positions < 27 weights).
-    cases += [(3, 1, 2, (8, 8), (3, 3), (1, 1), (1, 1)), (3, 3, 2, (4, 4), (3, 3), (1, 1), (0, 0))]
+    # Both forms of the weight gradient: per-image products summed (C_out = 2 <= Ho Wo
+    # = 64 positions, and 2 <= 4) and one product over the batch (C_out = 5 > 4).
+    cases += [(3, 1, 2, (8, 8), (3, 3), (1, 1), (1, 1)), (3, 3, 2, (4, 4), (3, 3), (1, 1), (0, 0)),
+              (3, 3, 5, (4, 4), (3, 3), (1, 1), (0, 0))]
     return cases
 
 
