@@ -69,6 +69,21 @@ def test_unscaled_inputs_fail_the_initial_loss_check():
     assert "FAIL" in str(report)
 
 
+def test_a_trained_model_fails_the_initial_loss_check_with_its_own_hint():
+    X, Y = blobs(k=4)
+    model = LogisticRegression(6, 4, learning_rate=0.5)
+    for _ in range(200):
+        model.step(X, Y)
+    report = sanity_check(model, X, Y, rng=0)
+    check = report["initial loss ~ ln K"]
+    assert not check.passed and check.value < math.log(4) - 0.5
+    assert "already fits" in check.detail and "unscaled" not in check.detail
+    fresh = sanity_check(FeedforwardNeuralNet(64, 32, 10, rng=0),
+                         np.random.default_rng(0).uniform(0, 16, size=(50, 64)),
+                         np.arange(50) % 10, rng=0)["initial loss ~ ln K"]
+    assert "unscaled" in fresh.detail and "already fits" not in fresh.detail
+
+
 def test_a_wrong_gradient_fails_the_gradient_and_overfit_checks():
     X, Y = blobs()
     model = MLP([6, 16, 4], rng=0)

@@ -5,7 +5,8 @@ They follow the usual advice for training neural networks (CS231n's "sanity chec
 1. **Initial loss close to ln K.** A freshly initialised classifier should be unsure:
    softmax of small logits is close to uniform, so the cross-entropy is close to
    ``ln K``. A much larger value means badly scaled inputs or initial weights (the
-   homework's network starts at 14.3 on the raw 0..16 pixels). Passes when
+   homework's network starts at 14.3 on the raw 0..16 pixels); a much smaller one, a
+   model that was already trained. Passes when
    ``|loss - ln K| <= 0.5``.
 2. **Weight decay raises the loss.** Trained on the same small subset for the same
    number of steps, a copy with strong L2 weight decay must end with a higher data loss
@@ -130,10 +131,16 @@ def _initial_loss_check(init_loss, k) -> SanityCheckResult:
     ln_k = math.log(k)
     tol = _LN_K_TOLERANCE
     passed = abs(init_loss - ln_k) <= tol
-    return SanityCheckResult(
-        "initial loss ~ ln K", passed, init_loss, f"|loss - {ln_k:.4f}| <= {tol:.4f}",
-        "" if passed else f"ln {k} = {ln_k:.4f}; a far larger loss usually means unscaled "
-                          f"inputs or too large initial weights")
+    if passed:
+        hint = ""
+    elif init_loss > ln_k:
+        hint = (f"ln {k} = {ln_k:.4f}; a far larger loss usually means unscaled inputs or "
+                f"too large initial weights")
+    else:  # below chance: the model already predicts these rows (a trained one)
+        hint = (f"ln {k} = {ln_k:.4f}; a far smaller loss means the model already fits "
+                f"these rows: run the checks on a freshly initialised model")
+    return SanityCheckResult("initial loss ~ ln K", passed, init_loss,
+                             f"|loss - {ln_k:.4f}| <= {tol:.4f}", hint)
 
 
 def _subset_checks(model, initial, Xs, Ys, is_classifier) -> list[SanityCheckResult]:
