@@ -62,6 +62,21 @@ def test_vanishing_gradients_warn():
     assert [w for w in caught if "gradients vanish" in str(w.message)]
 
 
+def test_a_schedule_that_ends_at_zero_is_not_taken_for_vanishing_gradients():
+    # cosine_lr reaches 0 at total_steps: the last update of epoch 1 is exactly 0.
+    X = np.random.default_rng(0).standard_normal((64, 4))
+    Y = np.eye(2)[np.arange(64) % 2]
+    schedule = lambda step: cr.optim.cosine_lr(step, base_lr=1e-2, total_steps=1)  # noqa: E731
+    history, caught = _fit_recording(cr.MLP([4, 8, 2], rng=0), X, Y,
+                                     optimizer=cr.Adam(lr=schedule), epochs=2)
+    assert history.diagnostics[-1]["W1"]["update_ratio"] == 0
+    assert not [w for w in caught if "gradients vanish" in str(w.message)]
+    # ... while the same update ratio with a learning rate left still warns.
+    advisor = cr.diagnostics.Advisor(["W1"])
+    with pytest.warns(TrainingWarning, match="gradients vanish"):
+        advisor.epoch(1, {"loss": 0.5}, history.diagnostics[-1], 1e-3)
+
+
 def test_diagnostics_cover_every_parameter_and_credit_the_layer_before_the_relu():
     random = np.random.default_rng(0)
     X = random.standard_normal((40, 5))

@@ -96,8 +96,9 @@ class Advisor:
             self.given.add(kind)
             warnings.warn(message, TrainingWarning, stacklevel=_stacklevel())
 
-    def epoch(self, epoch: int, logs: dict, diag: dict) -> None:
-        """Look at one epoch's History values and diagnostics."""
+    def epoch(self, epoch: int, logs: dict, diag: dict, last_lr=None) -> None:
+        """Look at one epoch's History values and diagnostics (``last_lr``: the learning
+        rate of the epoch's last step, whose update the ratios measure)."""
         if epoch == 0 and self.n_classes:
             ln_k = math.log(self.n_classes)
             if logs["loss"] > ln_k + LOSS_ABOVE_LN_K:
@@ -112,7 +113,7 @@ class Advisor:
             ratio = d["update_ratio"]
             if name not in self.weights or ratio != ratio:  # biases may start at 0 (nan)
                 continue
-            if ratio < VANISHING_RATIO:
+            if ratio < VANISHING_RATIO and last_lr != 0:  # (a schedule's 0 is no symptom)
                 self._warn("vanishing", f"epoch {epoch}: the last update moved {name} by "
                            f"{ratio:.2g} of its size: the gradients vanish (saturated or "
                            f"dead units, or a learning rate far too small)")

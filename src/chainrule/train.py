@@ -16,16 +16,15 @@ as one linear loop of named steps, in the spirit of nanoGPT's ``train.py``::
         commit the epoch (snapshot, checkpoint)
     finish: restore the best weights, best_epoch
 
-With ``batch_size=None`` (the default) each epoch is one full-batch gradient step,
-exactly the homework's ``model.step``: plain ``SGD`` reproduces its losses bit for bit.
-What each History value means is written down once, in :class:`History`. Row
-permutations and the ``validation_fraction`` split come from ``rng``, Dropout masks from
-the model's own generator: same model, data and ``rng``, same bits. ``comm=`` trains
-data-parallel over MPI ranks (:mod:`chainrule.distributed`). ``checkpoint=path`` saves
-the run after every epoch, ``resume=True`` continues it bit for bit
-(:mod:`chainrule.checkpoint`); Ctrl-C rolls back to (and checkpoints) the last completed
-epoch and returns the History with ``stop_reason == "interrupted"``. The BLAS thread
-count is set once per run (:mod:`chainrule._threads`).
+With ``batch_size=None`` (the default) each epoch is one full-batch gradient step, exactly the
+homework's ``model.step``: plain ``SGD`` reproduces its losses bit for bit. What each History
+value means is written down once, in :class:`History`. Row permutations and the
+``validation_fraction`` split come from ``rng``, Dropout masks from the model's own generator:
+same model, data and ``rng``, same bits. ``comm=`` trains data-parallel over MPI ranks
+(:mod:`chainrule.distributed`). ``checkpoint=path`` saves the run after every epoch,
+``resume=True`` continues it bit for bit (:mod:`chainrule.checkpoint`); Ctrl-C rolls back to
+(and checkpoints) the last completed epoch and returns the History with ``stop_reason ==
+"interrupted"``. The BLAS thread count is set once per run (:mod:`chainrule._threads`).
 """
 
 from __future__ import annotations
@@ -298,6 +297,7 @@ class _Tally:
     grads: dict = field(default_factory=dict)  # of the last step
     step: int = 0  # index of the last step, and its batch
     X_batch: np.ndarray | None = None
+    last_lr: float | None = None  # of the last step (a schedule may reach 0 there)
 
     def add(self, loss, X_batch, weights, logits, labels, relu_pairs) -> None:
         """Count a batch's loss (before its update), correct rows and live units."""
@@ -401,6 +401,7 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int,
     if last and run.before_last:  # the size of the epoch's last update is a diagnostic
         for k, p in run.params.items():
             np.copyto(run.before_last[k], p)
+        tally.last_lr = run.settings.optimizer.current_lr()
     run.settings.optimizer.step(run.params, grads)
 
 
@@ -461,8 +462,7 @@ def _commit_epoch(model, run: _Run, epoch: int, logs: dict, stop) -> None:
     run.history.stop_reason = stop
     snap = snapshot(model, s.optimizer, run.gens, epoch + 1, run.stopper)
     if s.checkpoint is not None and distributed.is_root(s.comm):
-        write_checkpoint(s.checkpoint, snap, run.history, run.identity, run.split,
-                         run.journal)
+        write_checkpoint(s.checkpoint, snap, run.history, run.identity, run.split, run.journal)
     run.prev_kept, run.snap = run.snap["params"], snap
     if run.bar is not None:
         run.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if k != "time"},
@@ -583,7 +583,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
                 logs = _epoch_logs(model, run, epoch, tally, lr, t0)
                 diag = _epoch_diagnostics(run, tally)
                 if diag:
-                    run.advisor.epoch(epoch, logs, diag)
+                    run.advisor.epoch(epoch, logs, diag, tally.last_lr)
                 run.history.record_epoch(logs, diag)
                 stop = _should_stop(model, run, epoch, logs, diag)
                 _commit_epoch(model, run, epoch, logs, stop)
