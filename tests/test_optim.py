@@ -629,3 +629,15 @@ def test_float32_stays_float32(make, grad_dtype):
 def test_optimizer_base_class_is_abstract():
     with pytest.raises(NotImplementedError):
         Optimizer(lr=0.1).step({"w": np.zeros(1)}, {"w": np.zeros(1)})
+
+
+@pytest.mark.parametrize("given", ["dict", "list", "values"])
+def test_an_optimizer_given_the_parameters_as_in_torch_says_how_chainrule_takes_them(given):
+    params = {k: np.zeros(shape) for k, shape in SHAPES.items()}
+    arg = {"dict": params, "list": list(params.values()), "values": params.values()}[given]
+    for cls in (SGD, Adam, AdamW):
+        with pytest.raises(TypeError, match=rf"{cls.__name__} takes no parameters.*"
+                                            r"step\(params, grads\)"):
+            cls(arg)
+    with pytest.raises(TypeError, match="lr must be a real number, got str"):
+        Adam("0.01")

@@ -37,6 +37,11 @@ class Optimizer:
     """
 
     def __init__(self, lr):
+        if hasattr(lr, "__iter__") and not isinstance(lr, (str, bytes, np.ndarray)):
+            raise TypeError(f"{type(self).__name__} takes no parameters, unlike a "
+                            f"torch.optim optimizer: build it from its settings (e.g. "
+                            f"{type(self).__name__}(lr=0.01)) and pass the params dict with "
+                            f"its gradients to step(params, grads), or the model to fit")
         if callable(lr):
             self.lr = lr
         else:
