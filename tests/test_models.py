@@ -437,3 +437,36 @@ def test_scans_first_output_only_where_it_is_as_strict_and_cheaper(rng, case, ex
         model.layers.insert(0, (Dropout(0.5), ()))
     data = {"float32 X": X.astype(np.float32), "list X": X.tolist()}.get(case, X)
     assert model.scans_first_output(data) is expected
+
+
+def test_a_regressor_with_one_output_takes_1d_targets_as_one_column():
+    from chainrule.train import evaluate, fit
+
+    random = np.random.default_rng(0)
+    X = random.normal(size=(60, 5))
+    t = X @ random.normal(size=5)
+    model = MLP([5, 8, 1], loss="mse", rng=0)
+    assert model.check_XY(X, t.tolist())[1].shape == (60, 1)
+    loss, grads = model.loss_and_grads(X, t)
+    loss_2d, grads_2d = model.loss_and_grads(X, t[:, None])
+    assert loss == loss_2d and all(np.array_equal(grads[k], grads_2d[k]) for k in grads)
+    column = MLP([5, 8, 1], loss="mse", rng=0)
+    for m, target in ((model, t), (column, t[:, None])):
+        fit(m, X, target, optimizer="adam", epochs=2, batch_size=16, rng=0, progress=False)
+    assert all(np.array_equal(model.params[k], column.params[k]) for k in model.params)
+    assert evaluate(model, X, t) == evaluate(column, X, t[:, None])
+
+
+@pytest.mark.parametrize("labels, advice", [
+    (np.arange(30) % 3 * 1.0, r"dtype float64: pass class labels as integers"),
+    (np.array(list("abc") * 10), r"dtype <U1: pass class labels through chainrule\.data"),
+])
+def test_1d_labels_that_are_not_class_indices_say_what_a_classifier_takes(labels, advice):
+    model = MLP([4, 5, 3], rng=0)
+    X = np.zeros((30, 4))
+    with pytest.raises(ValueError, match=r"Y must have shape \(N, 3\) \(one-hot rows\) or be "
+                                         r"1-D integer class indices; got 1-D values of " + advice):
+        model.loss_and_grads(X, labels)
+    with pytest.raises(ValueError, match=r"Y must have shape \(N, 2\) \(one column per model "
+                                         r"output\), got shape \(30,\)"):
+        MLP([4, 5, 2], loss="mse", rng=0).loss_and_grads(X, np.arange(30) * 1.0)
