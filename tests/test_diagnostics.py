@@ -72,9 +72,9 @@ def test_a_schedule_that_ends_at_zero_is_not_taken_for_vanishing_gradients():
     assert history.diagnostics[-1]["W1"]["update_ratio"] == 0
     assert not [w for w in caught if "gradients vanish" in str(w.message)]
     # ... while the same update ratio with a learning rate left still warns.
-    advisor = cr.diagnostics.Advisor(["W1"])
     with pytest.warns(TrainingWarning, match="gradients vanish"):
-        advisor.epoch(1, {"loss": 0.5}, history.diagnostics[-1], 1e-3)
+        cr.diagnostics.Advisor(["W1"]).epoch(1, {"loss": 0.5}, history.diagnostics[-1],
+                                             cr.Adam(lr=1e-3))
 
 
 def test_diagnostics_cover_every_parameter_and_credit_the_layer_before_the_relu():
@@ -120,10 +120,25 @@ def test_sanity_check_tells_a_zero_initialised_kink_from_a_gradient_bug(digits):
     assert "kink" not in check.detail
 
 
-def test_an_update_larger_than_half_the_weights_warns():
+def test_an_update_larger_than_half_the_weights_warns_once_ten_steps_are_taken():
     X = np.random.default_rng(0).standard_normal((32, 4))
     Y = np.eye(2)[np.arange(32) % 2]
-    _, caught = _fit_recording(cr.MLP([4, 8, 2], rng=0), X, Y, optimizer=cr.SGD(lr=50.0),
-                               epochs=1)
-    assert [w for w in caught if "lower the learning rate" in str(w.message)
-            and "of its size" in str(w.message)]
+    with warnings.catch_warnings(record=True) as caught:   # 4 steps an epoch
+        warnings.simplefilter("always")
+        cr.fit(cr.MLP([4, 8, 2], rng=0), X, Y, optimizer=cr.SGD(lr=50.0), epochs=3,
+               batch_size=8, rng=0, progress=False)
+    large = [str(w.message) for w in caught if "lower the learning rate" in str(w.message)
+             and "of its size" in str(w.message)]
+    assert len(large) == 1 and large[0].startswith("epoch 2:")   # not before step 10
+
+
+def test_weights_that_start_at_zero_are_not_taken_for_too_large_updates(digits):
+    # The homework's logistic regression: W starts at 0, so its first updates are most
+    # of its size (the ratio was 1.0 and 0.88 in its first two epochs).
+    X, Y = digits
+    with warnings.catch_warnings(record=True) as caught:   # full batch: a step an epoch
+        warnings.simplefilter("always")
+        history = cr.fit(cr.LogisticRegression(64, 10), X, Y, optimizer=cr.SGD(lr=1e-2),
+                         epochs=12, progress=False)
+    assert history.diagnostics[1]["W"]["update_ratio"] > 0.5
+    assert [w for w in caught if issubclass(w.category, TrainingWarning)] == []

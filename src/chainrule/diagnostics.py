@@ -35,6 +35,9 @@ __all__ = ["TrainingWarning", "Advisor", "relu_pairs", "epoch_diagnostics"]
 DEAD_FRACTION = 0.9
 VANISHING_RATIO = 1e-7
 LARGE_RATIO = 0.5
+#: Steps before an update is judged large: from weights that start at 0 (the homework's
+#: logistic regression), n steps in one direction make the ratio about 1/n.
+LARGE_AFTER_STEPS = 10
 LOSS_ABOVE_LN_K = 2.0
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -96,9 +99,12 @@ class Advisor:
             self.given.add(kind)
             warnings.warn(message, TrainingWarning, stacklevel=_stacklevel())
 
-    def epoch(self, epoch: int, logs: dict, diag: dict, last_lr=None) -> None:
-        """Look at one epoch's History values and diagnostics (``last_lr``: the learning
-        rate of the epoch's last step, whose update the ratios measure)."""
+    def epoch(self, epoch: int, logs: dict, diag: dict, optimizer=None) -> None:
+        """Look at one epoch's History values and diagnostics, and at the ``optimizer``
+        that made its updates (its steps so far and its last learning rate)."""
+        steps = getattr(optimizer, "steps", None)
+        last_lr = None if not steps else (
+            optimizer.lr(steps - 1) if callable(optimizer.lr) else optimizer.lr)
         if epoch == 0 and self.n_classes:
             ln_k = math.log(self.n_classes)
             if logs["loss"] > ln_k + LOSS_ABOVE_LN_K:
@@ -117,7 +123,7 @@ class Advisor:
                 self._warn("vanishing", f"epoch {epoch}: the last update moved {name} by "
                            f"{ratio:.2g} of its size: the gradients vanish (saturated or "
                            f"dead units, or a learning rate far too small)")
-            elif ratio > LARGE_RATIO:
+            elif ratio > LARGE_RATIO and (steps is None or steps >= LARGE_AFTER_STEPS):
                 self._warn("large", f"epoch {epoch}: the last update moved {name} by "
                            f"{ratio:.2g} of its size (~1e-3 is healthy): lower the "
                            f"learning rate")

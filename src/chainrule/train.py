@@ -297,7 +297,6 @@ class _Tally:
     grads: dict = field(default_factory=dict)  # of the last step
     step: int = 0  # index of the last step, and its batch
     X_batch: np.ndarray | None = None
-    last_lr: float | None = None  # of the last step (a schedule may reach 0 there)
 
     def add(self, loss, X_batch, weights, logits, labels, relu_pairs) -> None:
         """Count a batch's loss (before its update), correct rows and live units."""
@@ -401,7 +400,6 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int,
     if last and run.before_last:  # the size of the epoch's last update is a diagnostic
         for k, p in run.params.items():
             np.copyto(run.before_last[k], p)
-        tally.last_lr = run.settings.optimizer.current_lr()
     run.settings.optimizer.step(run.params, grads)
 
 
@@ -583,7 +581,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
                 logs = _epoch_logs(model, run, epoch, tally, lr, t0)
                 diag = _epoch_diagnostics(run, tally)
                 if diag:
-                    run.advisor.epoch(epoch, logs, diag, tally.last_lr)
+                    run.advisor.epoch(epoch, logs, diag, settings.optimizer)
                 run.history.record_epoch(logs, diag)
                 stop = _should_stop(model, run, epoch, logs, diag)
                 _commit_epoch(model, run, epoch, logs, stop)
