@@ -155,3 +155,12 @@ def test_accuracy_by_hand_and_against_sklearn(rng):
     p = rng.integers(0, 7, 200)
     assert accuracy(t, p) == pytest.approx(accuracy_score(t, p), abs=0)
     assert isinstance(accuracy(t, p), float)
+
+
+def test_accuracy_reads_a_single_column_as_a_binary_models_probability():
+    y = np.array([0, 1, 1, 0, 1])
+    p1 = np.array([[0.2], [0.9], [0.4], [0.1], [0.51]])          # P(class 1)
+    expected = accuracy_score(y, (p1[:, 0] > 0.5).astype(int))  # 0.8
+    assert accuracy(y, p1) == expected == 0.8
+    assert accuracy(y[:, None], p1) == expected                # 0/1 labels as one column
+    assert accuracy(y, np.hstack([1 - p1, p1])) == expected    # the same as two columns

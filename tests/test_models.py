@@ -470,3 +470,20 @@ def test_1d_labels_that_are_not_class_indices_say_what_a_classifier_takes(labels
     with pytest.raises(ValueError, match=r"Y must have shape \(N, 2\) \(one column per model "
                                          r"output\), got shape \(30,\)"):
         MLP([4, 5, 2], loss="mse", rng=0).loss_and_grads(X, np.arange(30) * 1.0)
+
+
+def test_predict_classes_of_a_sigmoid_model_thresholds_each_output_and_regressors_refuse():
+    random = np.random.default_rng(0)
+    X = random.normal(size=(40, 3))
+    binary = MLP([3, 4, 1], loss="binary_cross_entropy", rng=0)
+    logits = binary.forward(X)
+    np.testing.assert_array_equal(binary.predict_classes(X), (logits[:, 0] > 0).astype(int))
+    assert set(np.unique(binary.predict_classes(X))) <= {0, 1}
+    multilabel = MLP([3, 4, 2], loss="binary_cross_entropy", rng=1)
+    np.testing.assert_array_equal(multilabel.predict_classes(X),
+                                  (multilabel.forward(X) > 0).astype(int))
+    regressor = MLP([3, 4, 2], loss="mse", rng=0)
+    for method in ("predict_proba", "predict_classes"):
+        with pytest.raises(TypeError, match=rf"{method} needs a classifier .* loss is "
+                                            r"MeanSquaredError\(\): use predict"):
+            getattr(regressor, method)(X)

@@ -123,15 +123,19 @@ def accuracy(y_true, y_pred) -> float:
     """Fraction of rows whose predicted class equals the true class.
 
     Either argument may be class indices of shape (N,) or one row per sample of
-    shape (N, K) (one-hot labels, probabilities or logits), reduced by ``argmax``.
+    shape (N, K) (one-hot labels, probabilities or logits), reduced by ``argmax``. A
+    single column (N, 1) is a binary model's: 0/1 labels, or probabilities of class 1
+    (class 1 where above 1/2).
     """
     t = np.asarray(y_true)
     p = np.asarray(y_pred)
     if t.ndim == 2 and p.ndim == 2 and t.shape[1] != p.shape[1]:
         raise ValueError(f"y_true and y_pred must have the same number of columns (classes), "
                          f"got shapes {t.shape} and {p.shape}")
-    t = t.argmax(axis=1) if t.ndim == 2 else t
-    p = p.argmax(axis=1) if p.ndim == 2 else p
+    t = t.argmax(axis=1) if t.ndim == 2 and t.shape[1] > 1 else (
+        (t[:, 0] > 0.5).astype(np.intp) if t.ndim == 2 else t)
+    p = p.argmax(axis=1) if p.ndim == 2 and p.shape[1] > 1 else (
+        (p[:, 0] > 0.5).astype(np.intp) if p.ndim == 2 else p)
     if t.ndim != 1 or p.ndim != 1:
         raise ValueError("y_true and y_pred must be 1-D class indices or 2-D rows per sample, "
                          f"got shapes {np.shape(y_true)} and {np.shape(y_pred)}")

@@ -371,10 +371,19 @@ class Network:
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, computed in row chunks (:meth:`infer`): the softmax of
         the logits, or for a binary cross-entropy model (binary or multilabel) each
-        logit's own sigmoid. Shape: X (N, D) -> (N, K)."""
+        logit's own sigmoid. Shape: X (N, D) -> (N, K).
+
+        Raises ``TypeError`` for a regressor (a loss other than these two), as
+        scikit-learn's ``MLPRegressor`` has no ``predict_proba``."""
         if isinstance(self.loss, BinaryCrossEntropy):
             return self.infer(X, then=sigmoid)
+        self._check_classifier("predict_proba")
         return self.infer(X, then=lambda z: softmax(z, axis=1))
+
+    def _check_classifier(self, method):
+        if not isinstance(self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy)):
+            raise TypeError(f"{method} needs a classifier (a cross-entropy loss); this "
+                            f"model's loss is {self.loss!r}: use predict for its outputs")
 
     def predict(self, X) -> np.ndarray:
         """The homework's ``predict``: class probabilities of shape (N, K) for a
@@ -384,7 +393,15 @@ class Network:
         return self.infer(X)
 
     def predict_classes(self, X) -> np.ndarray:
-        """Index of the most probable class for each row. Shape: X (N, D) -> (N,)."""
+        """Index of the most probable class for each row. Shape: X (N, D) -> (N,).
+
+        For a binary cross-entropy model each output is a class of its own, 1 where
+        its probability is above 1/2 (its logit above 0): (N,) for one output, (N, K)
+        0/1 rows for a multilabel model (as scikit-learn's ``predict``)."""
+        self._check_classifier("predict_classes")
+        if isinstance(self.loss, BinaryCrossEntropy):
+            out = self.infer(X, then=lambda z: (z > 0).astype(np.intp))
+            return out[:, 0] if out.shape[1] == 1 else out
         return self.infer(X, then=lambda z: np.argmax(z, axis=1))
 
     # -- looking inside (chainrule.explain) ------------------------------------------
