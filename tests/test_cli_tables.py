@@ -141,6 +141,64 @@ def test_save_test_rows_evaluate_to_the_reported_test_accuracy(wine_model, capsy
     assert f"accuracy = {hits / len(rows):.4f} ({hits}/{len(rows)})" in out
 
 
+def test_train_matches_test_data_columns_by_name_and_refuses_others(tmp_path, capsys):
+    data, names = wine_csv(tmp_path / "wine.csv")
+    shuffled = list(np.random.default_rng(1).permutation(len(names)))
+    swapped, _ = wine_csv(tmp_path / "swapped.csv", order=shuffled)
+    results = {}
+    for test in (data, swapped):
+        code, out, err = run(capsys, "train", "--data", data, "--test-data", test,
+                             "--label-column", "cultivar", "--quiet", "--epochs", "5",
+                             "--save-test", tmp_path / f"saved_{test.stem}.csv")
+        assert code == 0, err
+        results[test.stem] = re.search(r"test accuracy = .*", out).group()
+        with open(tmp_path / f"saved_{test.stem}.csv") as fh:
+            saved = list(csv.reader(fh))
+        # The rows written under the training header are the file's rows by name.
+        with open(data) as fh:
+            original = list(csv.reader(fh))
+        assert [float(v) for v in saved[1][:-1]] == [float(v) for v in original[1][:-1]]
+    assert results["swapped"] == results["wine"]
+    extra, _ = wine_csv(tmp_path / "extra.csv", extra=True)
+    code, out, err = run(capsys, "train", "--data", data, "--test-data", extra,
+                         "--label-column", "cultivar", "--quiet")
+    assert code == 1 and "missing [], extra ['batch_id']" in err
+
+
+def test_a_header_naming_a_column_twice_is_refused(tmp_path, capsys):
+    from chainrule.data import load_csv
+    from chainrule.datastream import iter_csv
+
+    path = write_csv(tmp_path / "dup.csv", ["label", "a", "a", "b"],
+                     [[str(i % 2), str(i), str(i + 1), str(i + 2)] for i in range(40)])
+    message = "the header names ['a'] more than once"
+    for read in (lambda: load_csv(path, "label"), lambda: next(iter_csv(path, "label"))):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            read()
+    code, out, err = run(capsys, "train", "--data", path, "--label-column", "label", "-q")
+    assert code != 0 and message in err
+
+
+def test_skipped_columns_before_the_label_column_are_read_around(wine_model, capsys,
+                                                                   tmp_path):
+    folder, _, names = wine_model
+    from sklearn.datasets import load_wine
+
+    data = load_wine()
+    header = ["batch_id", names[3], "cultivar"] + [n for n in names if n != names[3]]
+    rows = [[str(i), repr(float(x[3])), f"class_{t}"] + [repr(float(v)) for j, v in
+                                                         enumerate(x) if j != 3]
+            for i, (x, t) in enumerate(zip(data.data, data.target, strict=True))]
+    moved = write_csv(tmp_path / "moved.csv", header, rows)
+    code, out, err = run(capsys, "evaluate", folder / "m.npz", "--data", moved,
+                         "--ignore-extra-columns")
+    assert code == 0, err
+    code, out_ref, err = run(capsys, "evaluate", folder / "m.npz", "--data",
+                             wine_csv(tmp_path / "plain.csv")[0])
+    assert re.search(r"accuracy = .*", out).group() == re.search(r"accuracy = .*",
+                                                                  out_ref).group()
+
+
 # -- 1. never lose work ---------------------------------------------------------------
 
 def test_plot_without_matplotlib_fails_before_training(wine_model, capsys, tmp_path,

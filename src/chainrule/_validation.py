@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+from collections import Counter
 
 import numpy as np
 
@@ -226,6 +227,15 @@ def check_class_indices(labels, n_classes: int | None, name: str = "labels", *,
         raise ValueError(f"{name} must be class indices in {expected}, got values in "
                          f"[{low}, {high}]")
     return arr.astype(np.intp, copy=False)
+
+
+def check_header_names(name: str, columns) -> None:
+    """Refuse a CSV header that names a column twice: columns are matched by name (a
+    model's features in evaluate and predict), which would then read the wrong one."""
+    twice = sorted(c for c, n in Counter(columns).items() if n > 1 and c)
+    if twice:
+        raise ValueError(f"{name}: the header names {twice} more than once; columns are "
+                         f"matched by name, so each name must be unique")
 
 
 def check_same_rows(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:

@@ -22,7 +22,7 @@ import zlib
 
 import numpy as np
 
-from ._validation import shape_str
+from ._validation import check_header_names, shape_str
 
 __all__ = ["load_csv", "load_npz", "load_idx", "load_file", "fetch_openml", "file_kind",
            "idx_labels_path", "csv_header", "csv_delimiter", "parse_labels"]
@@ -212,8 +212,8 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
                          f"give the label column's position as an int instead")
     rows = _csv_rows(path, delimiter)
     if header:
-        _, columns = rows.pop(0)
-        columns = [c.strip() for c in columns]
+        columns = [c.strip() for c in rows.pop(0)[1]]
+        check_header_names(name, columns)
         if not rows:
             raise ValueError(f"{name}: the file holds a header row but no data rows")
     else:

@@ -22,7 +22,7 @@ import zipfile
 
 import numpy as np
 
-from ._validation import check_positive_int
+from ._validation import check_header_names, check_positive_int
 
 __all__ = ["iter_csv", "iter_npz", "CHUNK_ROWS"]
 
@@ -102,6 +102,7 @@ def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows,
                     width = len(row)
                     columns = ([c.strip() for c in row] if header
                                else [str(i) for i in range(width)])
+                    check_header_names(name, columns)
                     label = _label_position(name, label_column, columns)
                     features = _feature_positions(name, columns, label, feature_columns)
                     if header:
@@ -124,6 +125,10 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
     head = pd.read_csv(path, sep=delimiter, header=0 if header else None, nrows=1,
                        dtype=str, compression="infer")
     columns = [str(c).strip() for c in head.columns]
+    if header:  # as written: pandas renames a repeated name ("a" -> "a.1")
+        first = pd.read_csv(path, sep=delimiter, header=None, nrows=1, dtype=str,
+                            compression="infer", keep_default_na=False)
+        check_header_names(name, [str(c).strip() for c in first.iloc[0]])
     label = _label_position(name, label_column, columns)
     features = [head.columns[i] for i in _feature_positions(name, columns, label,
                                                             feature_columns)]
@@ -140,7 +145,8 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
             X = frame[features].to_numpy(np.float64)
             if not np.isfinite(X).all():
                 raise ValueError("non-finite cell")   # located by the csv-module reader
-            labels = (frame.iloc[:, label].str.strip().to_numpy(dtype=str)
+            # By name: the frame holds only the columns read, so positions moved.
+            labels = (frame[head.columns[label]].str.strip().to_numpy(dtype=str)
                       if label is not None else None)
             yield X, labels
 

@@ -37,14 +37,34 @@ def _read_train_test(args, source):
     else:
         X, y = load_file(args.data, args.label_column, labels_path=args.labels)
     if args.test_data is not None:
+        names = _test_columns(args, source)
         X_test, y_test = load_file(args.test_data, args.label_column,
-                                   labels_path=getattr(args, "test_labels", None))
+                                   labels_path=getattr(args, "test_labels", None),
+                                   feature_columns=names)
         if X_test.shape[1] != X.shape[1]:
             raise CommandError(f"{args.test_data} has {X_test.shape[1]} features but "
                                f"{source} has {X.shape[1]}")
         return X, X_test, y, y_test
     _n_test(args, X.shape[0], source)
     return holdout_split(X, y, args.test_fraction, rng=0)
+
+
+def _test_columns(args, source):
+    """The training CSV's feature names when --test-data is a CSV too: its columns are
+    matched by name, in any order, as evaluate and predict match a model's (None:
+    by position)."""
+    from ..data import csv_header, file_kind
+
+    names = _feature_names(args)
+    if names is None or file_kind(args.test_data) != "csv":
+        return None
+    header = csv_header(args.test_data)
+    missing = [c for c in names if c not in header]
+    extra = [c for c in header if c not in names and c != args.label_column]
+    if missing or extra:
+        raise CommandError(f"{args.test_data}: the test data must have the columns of "
+                           f"{source}, in any order; missing {missing}, extra {extra}")
+    return names
 
 
 def _n_test(args, n, source) -> int:
