@@ -138,7 +138,11 @@ def test_sanity_check_takes_class_indices(rng):
     assert report_int["initial loss ~ ln K"].threshold.startswith(f"|loss - {np.log(4):.4f}|")
 
 
-def test_mean_squared_error_model_still_rejects_1d_targets(rng):
+def test_mean_squared_error_model_takes_1d_integers_as_targets_not_classes(rng):
+    # One output: a 1-D target is that output's column (scikit-learn's regressors),
+    # integers included; with more outputs it cannot be, and is refused.
+    X, t = rng.normal(size=(4, 5)), np.array([0, 1, 2, 0])
     model = cr.MLP([5, 3, 1], rng=0, loss="mse")
-    with pytest.raises(ValueError, match="Y must be a 2-D array"):
-        model.loss_and_grads(rng.normal(size=(4, 5)), np.array([0, 1, 2, 0]))
+    assert model.loss_and_grads(X, t)[0] == model.loss_and_grads(X, t[:, None] * 1.0)[0]
+    with pytest.raises(ValueError, match=r"Y must have shape \(N, 2\) \(one column per "):
+        cr.MLP([5, 3, 2], rng=0, loss="mse").loss_and_grads(X, t)

@@ -928,3 +928,32 @@ def test_l2_adds_scikit_learns_alpha_term_per_batch():
     assert history["loss"][0] == pytest.approx(loss + penalty, rel=1e-12)
     with pytest.raises(ValueError, match="l2"):
         fit(MLP([5, 4, 3], rng=0), X, Y, optimizer="sgd", epochs=1, l2=-1.0, progress=False)
+
+
+def test_a_batch_of_one_row_for_batchnorm1d_is_refused_before_training():
+    import chainrule as cr
+
+    X = np.random.default_rng(0).normal(size=(97, 6))
+    y = np.arange(97) % 3
+    model = cr.Sequential([cr.Affine(6, 8), cr.BatchNorm1d(8), cr.ReLU(), cr.Affine(8, 3)],
+                          rng=0)
+    before = {k: v.copy() for k, v in {**model.params, **model.buffers}.items()}
+    optimizer = cr.Adam()
+    # 97 = 3 * 32 + 1: the epoch's last batch would hold one row (torch: an error there).
+    with pytest.raises(ValueError, match=r"batch_size=32 leaves a batch of 1 of the 97 "
+                                         r"training rows, but layers\[1\] \(BatchNorm1d"):
+        cr.fit(model, X, y, optimizer=optimizer, epochs=2, batch_size=32, rng=0,
+               progress=False)
+    after = {**model.params, **model.buffers}
+    assert all(np.array_equal(before[k], after[k]) for k in before) and optimizer.steps == 0
+    cr.fit(model, X, y, optimizer=optimizer, epochs=1, batch_size=25, rng=0, progress=False)
+    with pytest.raises(ValueError, match="batch_size=None leaves a batch of 1 of the 1"):
+        cr.fit(model, X[:1], y[:1], optimizer="adam", epochs=1, progress=False)
+
+
+def test_a_layer_class_given_for_a_layer_is_refused_when_the_network_is_built():
+    import chainrule as cr
+
+    with pytest.raises(TypeError, match=r"layers\[1\] is the class ReLU, not a layer: "
+                                        r"write ReLU\(...\)"):
+        cr.Sequential([cr.Affine(4, 3), cr.ReLU, cr.Affine(3, 2)], rng=0)

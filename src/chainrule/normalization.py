@@ -164,6 +164,9 @@ class BatchNorm1d(_BatchNorm):
     """
 
     input_ndims = (2, 3)
+    #: Rows a training batch needs (fit checks it first): one row of (N, C) inputs
+    #: gives each feature a single value, and no variance.
+    min_batch_rows = 2
 
 
 class BatchNorm2d(_BatchNorm):

@@ -60,6 +60,9 @@ def check_layers(layers) -> list:
         raise TypeError(f"layers must be a sequence of layer objects, got {layers!r}")
     layers = list(layers)
     for i, layer in enumerate(layers):
+        if isinstance(layer, type):  # forward is then an unbound function: callable
+            raise TypeError(f"layers[{i}] is the class {layer.__name__}, not a layer: "
+                            f"write {layer.__name__}(...) to make one")
         if not (callable(getattr(layer, "forward", None))
                 and callable(getattr(layer, "backward", None))):
             raise TypeError(f"layers[{i}] must have forward and backward methods, got "
@@ -117,3 +120,18 @@ def first_trained(pairs) -> int:
     (``compute_input_grad = False``).
     """
     return next((i for i, (_, names) in enumerate(pairs) if names), len(pairs))
+
+
+def check_batch_rows(pairs, n_rows: int, batch_size) -> None:
+    """Raise ``ValueError`` before training when a batch of ``n_rows`` rows cut into
+    ``batch_size`` (None: one batch) would be smaller than a layer's ``min_batch_rows``
+    (BatchNorm1d's statistics over the batch need two rows), naming ``batch_size``."""
+    smallest = n_rows if batch_size is None else min(batch_size, n_rows % batch_size or
+                                                     batch_size)
+    for i, (layer, _) in enumerate(pairs):
+        need = getattr(layer, "min_batch_rows", 1)
+        if smallest < need:
+            raise ValueError(f"batch_size={batch_size} leaves a batch of {smallest} of the "
+                             f"{n_rows} training rows, but layers[{i}] ({layer!r}) needs "
+                             f"at least {need} rows in training: choose a batch_size that "
+                             f"does not leave so few")

@@ -70,6 +70,7 @@ from .layers import Affine
 from .losses import CategoricalCrossEntropy, l2_penalty
 from .models import Network
 from .optim import Optimizer, make_optimizer
+from .stateful import check_batch_rows
 
 __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError"]
 
@@ -347,6 +348,7 @@ def _prepare_run(model, s: RunSettings) -> _Run:
                                         s.n_rows, s.n_val)
         check_resume_epochs(s.checkpoint, s.epochs, loaded["epoch"])
     X, Y, weights, X_val, Y_val, split = _split_validation(s, split)
+    check_batch_rows(model.layers, X.shape[0], s.batch_size)  # BatchNorm: not 1 row
     if weights is not None and not weights.sum() > 0:
         raise ValueError("sample_weight of the training rows sums to 0 (after the "
                          "validation_fraction split): there is nothing to train on")
