@@ -59,7 +59,7 @@ def test_quiet_prints_no_epoch_lines(capsys):
     (["--batch-size", "0"], "argument --batch-size: expected a positive integer or 'full'"),
     (["--dropout", "1.5"], "--dropout must be in [0.0, 1.0), got 1.5"),
     (["--momentum", "0.9"], "--momentum applies to --optimizer sgd only"),
-    (["--optimizer", "sgd", "--momentum", "1.0"], "--momentum must be in [0.0, 1.0), got 1.0"),
+    (["--optimizer", "sgd", "--momentum", "1.5"], "--momentum must be in [0.0, 1.0], got 1.5"),
     (["--test-fraction", "1.5"], "--test-fraction must be in (0, 1), got 1.5"),
     (["--test-fraction", "0"], "--test-fraction must be in (0, 1), got 0.0"),
     (["--label-column", "y"], "--label-column applies to --data or --openml"),

@@ -13,6 +13,7 @@ import os
 import pickle
 import subprocess
 import sys
+import warnings
 from unittest import SkipTest
 
 import numpy as np
@@ -783,3 +784,46 @@ def test_the_docstring_examples_run_as_printed():
 
     result = doctest.testmod(chainrule.estimator, optionflags=doctest.ELLIPSIS)
     assert result.attempted >= 6 and result.failed == 0, result
+
+
+def test_a_failed_warm_start_fit_puts_every_attribute_back():
+    from sklearn.datasets import make_regression
+
+    X, y = make_regression(300, 5, random_state=0)
+    y = y / 100
+    model = MLPRegressor(solver="sgd", momentum=0.99, batch_size=50, max_iter=2,
+                         warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning after 2 epochs
+        model.fit(X, y)
+        before = {k: (list(v) if isinstance(v, list) else v) for k, v in vars(model).items()}
+        coefs = [c.copy() for c in model.coefs_]
+        model.set_params(learning_rate_init=0.02, max_iter=30)
+        with np.errstate(all="ignore"), pytest.raises(ValueError, match="non-finite"):
+            model.fit(3 * X, 3 * y)   # diverges after some epochs
+    assert model.loss_curve_ == before["loss_curve_"] and len(model.loss_curve_) == 2
+    assert (model.n_iter_, model.t_) == (before["n_iter_"], before["t_"])
+    assert all(np.array_equal(a, b) for a, b in zip(model.coefs_, coefs, strict=True))
+
+
+@pytest.mark.parametrize("class_weight, message", [
+    ({0: -1.0}, r"class_weight values must be non-negative numbers, got \{0: -1.0\}"),
+    ({7: 2.0}, r"class_weight has labels \[7\] that are not among the classes \[0, 1, 2\]"),
+])
+def test_a_class_weight_that_would_be_dropped_or_ignored_is_refused(class_weight, message):
+    X, y = load_iris(return_X_y=True)
+    model = MLPClassifier(class_weight=class_weight, max_iter=5, random_state=0)
+    with pytest.raises(ValueError, match=message):
+        model.fit(X, y)
+    assert not hasattr(model, "model_")
+
+
+def test_momentum_one_is_accepted_as_scikit_learn_accepts_it():
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        SkMLP(solver="sgd", momentum=1.0, max_iter=3, random_state=0).fit(X, y)
+        model = MLPClassifier(solver="sgd", momentum=1.0, max_iter=3, random_state=0)
+        assert model.fit(X, y).n_iter_ == 3

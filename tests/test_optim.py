@@ -566,7 +566,7 @@ def test_params_and_grads_must_be_dicts():
     (lambda: SGD(lr=float("inf")), ValueError, r"lr.*inf"),
     (lambda: Adam(lr=-1e-3), ValueError, r"lr.*-0\.001"),
     (lambda: SGD(lr="0.1"), TypeError, r"lr.*'0\.1'"),
-    (lambda: SGD(momentum=1.0), ValueError, r"momentum.*1\.0"),
+    (lambda: SGD(momentum=1.5), ValueError, r"momentum.*1\.5"),
     (lambda: SGD(momentum=-0.5), ValueError, r"momentum.*-0\.5"),
     (lambda: SGD(momentum=0.9, dampening=1.5), ValueError, r"dampening.*1\.5"),
     (lambda: SGD(weight_decay=-1e-4), ValueError, r"weight_decay.*-0\.0001"),

@@ -147,7 +147,7 @@ class SGD(Optimizer):
 
     def __init__(self, lr=1e-2, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
         super().__init__(lr)
-        self.momentum = check_in_interval(momentum, "momentum", 0.0, 1.0)
+        self.momentum = check_in_interval(momentum, "momentum", 0.0, 1.0, high_closed=True)
         self.dampening = check_in_interval(dampening, "dampening", 0.0, 1.0, high_closed=True)
         self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
         if not isinstance(nesterov, bool):

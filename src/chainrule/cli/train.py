@@ -100,7 +100,7 @@ def _add_train_model_arguments(tr) -> None:
     tr.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                     help="constant (default) or cosine: decay to 0 over all --epochs")
     tr.add_argument("--momentum", type=float, default=0.0,
-                    help="SGD momentum in [0, 1) (default 0)")
+                    help="SGD momentum in [0, 1] (default 0)")
     tr.add_argument("--weight-decay", type=float, default=None, metavar="L2",
                     help=f"weight decay (L2 for sgd/adam, decoupled for adamw; default "
                          f"{d['weight_decay']}, adamw 0.01)")
@@ -262,7 +262,7 @@ def _check_with_the_library(args) -> None:
         check_positive_float(args.lr, "--lr")
         if args.weight_decay is not None:
             check_positive_float(args.weight_decay, "--weight-decay", allow_zero=True)
-        check_in_interval(args.momentum, "--momentum", 0.0, 1.0)
+        check_in_interval(args.momentum, "--momentum", 0.0, 1.0, high_closed=True)
         check_in_interval(args.dropout, "--dropout", 0.0, 1.0)
         if args.init is not None:
             get_initializer(args.init)

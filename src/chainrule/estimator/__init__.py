@@ -72,6 +72,19 @@ _PARAMETERS_DOC = """
 """
 
 
+def _check_class_weight(class_weight: dict, classes) -> None:
+    """A class_weight dict's labels must be classes and its weights non-negative: a
+    mistyped label would be silently ignored, a negative weight drop the class."""
+    known = set(classes.tolist())
+    unknown = [k for k in class_weight if k not in known]
+    if unknown:
+        raise ValueError(f"class_weight has labels {unknown} that are not among the "
+                         f"classes {classes.tolist()}")
+    negative = {k: v for k, v in class_weight.items() if not v >= 0}
+    if negative:
+        raise ValueError(f"class_weight values must be non-negative numbers, got {negative}")
+
+
 class MLPClassifier(ClassifierMixin, BaseMLP):
     __doc__ = """Multilayer-perceptron classifier, scikit-learn's ``MLPClassifier`` on chainrule.
     """ + _PARAMETERS_DOC + """    class_weight : None, 'balanced' or dict, default=None
@@ -170,6 +183,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         weights = super()._row_weights(y, sample_weight, X)
         y = _as_1d(y)
         if isinstance(self.class_weight, dict) and y.ndim == 1:
+            _check_class_weight(self.class_weight, self.classes_)
             per_row = np.array([self.class_weight.get(label, 1.0) for label in y.tolist()],
                                dtype=weights.dtype)
             weights = weights * per_row

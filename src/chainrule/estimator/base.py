@@ -75,7 +75,7 @@ class BaseMLP(BaseEstimator):
         "tol": [Interval(Real, 0, None, closed="left")],
         "verbose": ["verbose"],
         "warm_start": ["boolean"],
-        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
         "nesterovs_momentum": ["boolean"],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="left")],
@@ -228,7 +228,8 @@ class BaseMLP(BaseEstimator):
     def _fit(self, X, y, sample_weight, *, incremental, classes=None):
         # Nothing is left half-updated: on any failure the estimator's attributes and
         # the network's parameters go back to how they were.
-        attributes = dict(vars(self))
+        # (Lists such as loss_curve_ are extended in place: copied, not shared.)
+        attributes = {k: list(v) if type(v) is list else v for k, v in vars(self).items()}
         model = getattr(self, "model_", None)
         saved = None if model is None else {k: v.copy() for k, v in model.params.items()}
         optimizer = getattr(self, "optimizer_", None)
