@@ -487,3 +487,27 @@ def test_predict_classes_of_a_sigmoid_model_thresholds_each_output_and_regressor
         with pytest.raises(TypeError, match=rf"{method} needs a classifier .* loss is "
                                             r"MeanSquaredError\(\): use predict"):
             getattr(regressor, method)(X)
+
+
+def test_sequential_rng_seeds_its_dropout_layers_built_without_a_generator():
+    from chainrule.layers import Affine
+    from chainrule.models import Sequential
+
+    def build(own=None):
+        return Sequential([Affine(4, 50), Dropout(0.5, rng=own), Affine(50, 50),
+                           Dropout(0.5), Affine(50, 3)], rng=0)
+
+    X = np.ones((6, 4))
+
+    def masks(model):
+        outs = [out for *_, out in model.walk(X, training=True)]
+        return outs[1] != 0, outs[3] != 0
+
+    first, second = masks(build()), masks(build())
+    # One seed, the same masks in two builds; the two layers' masks differ.
+    assert all(np.array_equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not np.array_equal(first[0], first[1])
+    # A generator given to the layer is kept.
+    own = np.random.default_rng(5)
+    model = build(own)
+    assert model.layers[1][0].rng is own and model.layers[3][0].rng is not own

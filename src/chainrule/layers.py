@@ -312,7 +312,8 @@ class Dropout(Layer):
     p : float, default=0.5
         Drop probability, in [0, 1).
     rng : None, int or numpy.random.Generator
-        Source of the masks.
+        Source of the masks. ``None``: the generator of the network it joins
+        (``Sequential(..., rng=...)``), else NumPy's global one.
     """
 
     equations = ("{y} = {x} * M / (1 - p)   (M: Bernoulli keep-mask, training only)",
@@ -322,6 +323,7 @@ class Dropout(Layer):
         super().__init__()
         self.p = check_in_interval(p, "p", 0.0, 1.0)
         self.rng = check_rng(rng)
+        self.rng_given = rng is not None
 
     def forward(self, inputs):
         inputs = self._check_input(inputs)

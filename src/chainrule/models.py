@@ -438,7 +438,9 @@ class Sequential(Network):
     loss : str or Loss, default="cross_entropy"
         A name of :data:`chainrule.losses.LOSSES` or a loss object.
     rng : None, int or numpy.random.Generator
-        Source of the initial parameters, drawn layer by layer in order.
+        Source of the initial parameters, drawn layer by layer in order, and then of
+        the masks of every Dropout layer built without a generator of its own (as in
+        :class:`MLP`): one seed makes the whole network reproducible.
     dtype : numpy float dtype, default=float64
         Dtype of every parameter and buffer.
     params : dict of str to ndarray, optional
@@ -465,6 +467,10 @@ class Sequential(Network):
         random = check_rng(rng)
         loss_fn = get_loss(loss)  # resolved before any weight is drawn
         pairs, params, buffers = build_state(layers, random, dtype, params)
+        if rng is not None:
+            for layer in layers:
+                if isinstance(layer, Dropout) and not getattr(layer, "rng_given", True):
+                    layer.rng = random
         super().__init__(pairs, params, loss_fn, buffers)
 
 
