@@ -511,3 +511,16 @@ def test_sequential_rng_seeds_its_dropout_layers_built_without_a_generator():
     own = np.random.default_rng(5)
     model = build(own)
     assert model.layers[1][0].rng is own and model.layers[3][0].rng is not own
+
+
+def test_a_layer_that_does_not_fit_its_input_is_named_with_the_shape_it_got():
+    import chainrule as cr
+
+    model = cr.Sequential([cr.Unflatten((1, 8, 8)), cr.Conv2D(1, 4, 3), cr.Flatten(),
+                           cr.Affine(64, 10)], rng=0)   # Flatten gives 4 * 6 * 6 = 144
+    message = r"layers\[3\] \(Affine\(64, 10\)\) cannot take inputs of shape \(10, 144\): "
+    with pytest.raises(ValueError, match=message):
+        model.predict(np.zeros((10, 64)))
+    with pytest.raises(ValueError, match=message):
+        cr.fit(model, np.zeros((10, 64)), np.arange(10), optimizer="adam", epochs=1,
+               progress=False)

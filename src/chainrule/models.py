@@ -274,7 +274,13 @@ class Network:
             if scan_first and i == 0:
                 out = self._first_output(layer, out, params)
             else:
-                out = layer.forward(out, *params)
+                try:
+                    out = layer.forward(out, *params)
+                except ValueError as exc:  # a layer that does not fit its input: say which
+                    if type(exc) is not ValueError:
+                        raise
+                    raise ValueError(f"layers[{i}] ({layer!r}) cannot take inputs of shape "
+                                     f"{shape_str(np.shape(out))}: {exc}") from exc
             for local, name in slots:  # kept in place, as params: snapshots stay valid
                 if getattr(layer, local) is not self.buffers[name]:
                     self.buffers[name][...] = getattr(layer, local)
