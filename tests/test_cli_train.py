@@ -71,6 +71,10 @@ def test_quiet_prints_no_epoch_lines(capsys):
     (["--activation", "swish"], "argument --activation: invalid choice: 'swish'"),
     (["--init", "orthogonal"], "init"),
     (["--weight-decay", "-0.1"], "--weight-decay must be a finite number >= 0"),
+    # Flags that would do nothing with the others given are refused, not ignored.
+    (["--data", "a.csv", "--test-data", "b.csv", "--test-fraction", "0.5"],
+     "--test-fraction applies without --test-data"),
+    (["--channels", "8"], "--channels applies to --model cnn, not mlp"),
 ])
 def test_bad_values_are_one_line_usage_errors(argv, message, capsys):
     status, out, err = run(["train", *argv], capsys)

@@ -56,7 +56,7 @@ def build_model(args, n_features, n_outputs, task, gen):
 
 def add_cnn_arguments(tr) -> None:
     """The flags only ``--model cnn`` reads."""
-    tr.add_argument("--channels", type=_channels, default=DEFAULT_CHANNELS, metavar="SIZES",
+    tr.add_argument("--channels", type=_channels, default=None, metavar="SIZES",
                     help="--model cnn: output channels of its 3x3 convolutions, each followed "
                          "by the activation and a 2x2 max-pool (default 16,32)")
 
@@ -70,10 +70,17 @@ def image_side(n_features: int) -> int:
     return side
 
 
+def channels(args) -> list:
+    """--channels, DEFAULT_CHANNELS when not given (None: refused for other models)."""
+    return DEFAULT_CHANNELS if args.channels is None else args.channels
+
+
 def check_cnn_flags(args) -> None:
     """Usage errors of ``--model cnn``; it feeds the network raw pixels (its first layer
     normalises them), so standardisation is off."""
     if args.model != "cnn":
+        if args.channels is not None:
+            raise UsageError(f"--channels applies to --model cnn, not {args.model}")
         return
     if args.init is not None:
         raise UsageError("--init applies to --model mlp and logreg (a cnn starts as "
@@ -91,11 +98,11 @@ def build_cnn(args, n_features: int, n_outputs: int, loss: str, gen):
     side = image_side(n_features)
     layers: list = [Unflatten((1, side, side)), BatchNorm2d(1)]
     c_in = 1
-    for c_out in args.channels:
+    for c_out in channels(args):
         if side < 2:
-            raise UsageError(f"--channels {','.join(map(str, args.channels))}: the images "
+            raise UsageError(f"--channels {','.join(map(str, channels(args)))}: the images "
                              f"({image_side(n_features)}x{image_side(n_features)}) are too "
-                             f"small for {len(args.channels)} 2x2 poolings")
+                             f"small for {len(channels(args))} 2x2 poolings")
         layers += [Conv2D(c_in, c_out, 3, padding=1), ACTIVATIONS[args.activation](),
                    MaxPool2D(2)]
         side, c_in = side // 2, c_out
@@ -115,5 +122,5 @@ def build_cnn(args, n_features: int, n_outputs: int, loss: str, gen):
 def describe_cnn(args, n_features: int, n_outputs: int) -> str:
     """The ``model:`` line's architecture, e.g. ``cnn 1x8x8 conv[16, 32] dense[128] 10``."""
     side = image_side(n_features)
-    return (f"cnn 1x{side}x{side} conv{args.channels} dense{args.hidden} {n_outputs} "
+    return (f"cnn 1x{side}x{side} conv{channels(args)} dense{args.hidden} {n_outputs} "
             f"{args.activation}")

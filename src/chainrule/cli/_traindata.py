@@ -46,7 +46,7 @@ def _read_train_test(args, source):
                                f"{source} has {X.shape[1]}")
         return X, X_test, y, y_test
     _n_test(args, X.shape[0], source)
-    return holdout_split(X, y, args.test_fraction, rng=0)
+    return holdout_split(X, y, held_out_fraction(args), rng=0)
 
 
 def _test_columns(args, source):
@@ -67,11 +67,17 @@ def _test_columns(args, source):
     return names
 
 
+def held_out_fraction(args) -> float:
+    """--test-fraction, 0.25 when not given (None: so that giving it with --test-data,
+    where it does nothing, can be refused)."""
+    return 0.25 if args.test_fraction is None else args.test_fraction
+
+
 def _n_test(args, n, source) -> int:
     """The rows --test-fraction holds out (as :func:`chainrule.data.holdout_split`)."""
-    n_test = int(round(args.test_fraction * n))
+    n_test = int(round(held_out_fraction(args) * n))
     if n_test < 1 or n_test >= n:
-        raise UsageError(f"--test-fraction {args.test_fraction} of the {n} rows of "
+        raise UsageError(f"--test-fraction {held_out_fraction(args)} of the {n} rows of "
                          f"{source} leaves {n - n_test} training and {n_test} test "
                          f"rows; both need at least one (or give --test-data)")
     return n_test

@@ -24,6 +24,7 @@ from ._common import (
 from ._traindata import (
     AUTO_REGRESSION_MIN_DISTINCT,
     TrainData,
+    held_out_fraction,
     is_npy,
     load_train_data,
     load_train_files,
@@ -167,9 +168,9 @@ def _add_train_file_arguments(p) -> None:
     g.add_argument("--test-labels", metavar="PATH",
                    help="IDX: the labels file of --test-data (default: the "
                         "'*-labels-idx1-ubyte' file next to it); .npy: needed")
-    g.add_argument("--test-fraction", type=float, default=0.25, metavar="F",
+    g.add_argument("--test-fraction", type=float, default=None, metavar="F",
                    help="fraction of --data held out for testing when there is no "
-                        "--test-data (default %(default)s)")
+                        "--test-data (default 0.25)")
     g.add_argument("--save", metavar="MODEL.npz",
                    help="save the trained model here (chainrule.io format) with its "
                         "feature names, label column and classes; input (and regression "
@@ -238,7 +239,10 @@ def _check_train_values(args) -> None:
     if args.early_stopping and fraction == 0.0:
         raise UsageError("--early-stopping needs --validation-fraction > 0 (it watches the "
                          "validation loss)")
-    if not 0.0 < args.test_fraction < 1.0:
+    if args.test_fraction is not None and args.test_data is not None:
+        raise UsageError("--test-fraction applies without --test-data (it holds out part "
+                         "of --data); with --test-data every --data row trains")
+    if not 0.0 < held_out_fraction(args) < 1.0:
         raise UsageError(f"--test-fraction must be in (0, 1), got {args.test_fraction}")
     if args.resume and not args.checkpoint:
         raise UsageError("--resume needs --checkpoint PATH")
