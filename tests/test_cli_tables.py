@@ -448,3 +448,40 @@ def test_onnx_carries_class_names_and_a_label_output(wine_model, capsys, tmp_pat
     expected = np.array(classes)[io.load(folder / "m.npz").predict_proba(X).argmax(axis=1)]
     assert label.tolist() == expected.tolist()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+
+
+def test_a_header_of_numbers_warns_that_a_row_of_data_may_be_lost(tmp_path, capsys):
+    import warnings
+
+    from chainrule.data import load_csv
+    from chainrule.datastream import iter_csv
+
+    rows = [[str(i % 2), str(i + 0.5), str(2 * i + 1)] for i in range(40)]
+    headless = write_csv(tmp_path / "headless.csv", rows[0], rows[1:])
+    for read in (lambda: load_csv(headless, 0), lambda: next(iter_csv(headless, 0))):
+        with pytest.warns(UserWarning, match=r"every name in the header row is a number "
+                                             r"\(0, 0.5, 1\); if the file has no header row"):
+            read()
+    named = write_csv(tmp_path / "named.csv", ["y", "a", "b"], rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_csv(named, "y")
+    # The command prints it as a line of its own, not Python's file:line echo.
+    code, out, err = run(capsys, "train", "--data", headless, "--label-column", "0",
+                         "--quiet", "--epochs", "1")
+    assert code == 0, err
+    assert err.startswith("chainrule train: UserWarning: ") and "headless.csv:" in err
+    assert "warnings.warn" not in err and ".py:" not in err
+
+
+def test_a_semicolon_separated_file_gets_a_hint(wine_model, capsys, tmp_path):
+    folder, data, _ = wine_model
+    with open(data) as fh:
+        text = fh.read()
+    semi = tmp_path / "semi.csv"
+    semi.write_text(text.replace(",", ";"))
+    hint = "one column holding ';': chainrule reads comma-separated .csv"
+    code, out, err = run(capsys, "predict", folder / "m.npz", "--data", semi)
+    assert code == 1 and hint in err and "its header has" in err
+    code, out, err = run(capsys, "train", "--data", semi, "--label-column", "cultivar")
+    assert code == 2 and hint in err

@@ -231,11 +231,28 @@ def check_class_indices(labels, n_classes: int | None, name: str = "labels", *,
 
 def check_header_names(name: str, columns) -> None:
     """Refuse a CSV header that names a column twice: columns are matched by name (a
-    model's features in evaluate and predict), which would then read the wrong one."""
+    model's features in evaluate and predict), which would then read the wrong one.
+    Warn when every name is a number: a file without a header row then loses its
+    first row of data, read as the names."""
     twice = sorted(c for c, n in Counter(columns).items() if n > 1 and c)
     if twice:
         raise ValueError(f"{name}: the header names {twice} more than once; columns are "
                          f"matched by name, so each name must be unique")
+    if columns and all(_is_number(c) for c in columns):
+        import warnings
+
+        warnings.warn(f"{name}: every name in the header row is a number ("
+                      f"{', '.join(columns[:3])}{', ...' if len(columns) > 3 else ''}); if "
+                      f"the file has no header row, its first row of data is being read as "
+                      f"the column names and left out", UserWarning, stacklevel=3)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def check_same_rows(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:

@@ -102,7 +102,8 @@ def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows,
                     width = len(row)
                     columns = ([c.strip() for c in row] if header
                                else [str(i) for i in range(width)])
-                    check_header_names(name, columns)
+                    if header:
+                        check_header_names(name, columns)
                     label = _label_position(name, label_column, columns)
                     features = _feature_positions(name, columns, label, feature_columns)
                     if header:
@@ -128,7 +129,8 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
     if header:  # as written: pandas renames a repeated name ("a" -> "a.1")
         first = pd.read_csv(path, sep=delimiter, header=None, nrows=1, dtype=str,
                             compression="infer", keep_default_na=False)
-        check_header_names(name, [str(c).strip() for c in first.iloc[0]])
+        written = [str(c).strip() for c in first.iloc[0]]
+        check_header_names(name, written)
     label = _label_position(name, label_column, columns)
     features = [head.columns[i] for i in _feature_positions(name, columns, label,
                                                             feature_columns)]

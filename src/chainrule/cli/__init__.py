@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from .._version import VERSION
 from ._common import USER_ERRORS, CommandError, Parser, UsageError, report_unknown_flags
@@ -40,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(command):
+    """``warnings.showwarning`` for the command: ``chainrule CMD: Category: message`` on
+    stderr, without Python's file, line and source echo."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"chainrule {command}: {category.__name__}: {message}", file=sys.stderr)
+    return show
+
+
 def main(argv=None) -> int:
     """Run the ``chainrule`` command; returns the exit status.
 
@@ -55,8 +64,10 @@ def main(argv=None) -> int:
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         report_unknown_flags(sub.choices[args.command], unknown)
     try:
-        args = join_ranks(args)  # --distributed: MPI, rank 0 alone prints and writes
-        return args.func(args)
+        with warnings.catch_warnings():  # a warning is a line of the command's own
+            warnings.showwarning = _warning_line(args.command)
+            args = join_ranks(args)  # --distributed: MPI, rank 0 alone prints and writes
+            return args.func(args)
     except UsageError as exc:
         message = " ".join(str(exc).split())
         print(f"chainrule {args.command}: error: {message} (see 'chainrule {args.command} "

@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ["CommandError", "UsageError", "EXIT_STATUS", "TRAIN_EXIT_STATUS", "USER_ERRORS",
            "Parser", "positive_int", "add_data_arguments", "data_kind", "check_data_flags",
            "check_output_file", "check_output_dir", "format_table", "regression_metrics",
-           "report_unknown_flags"]
+           "report_unknown_flags", "separator_hint"]
 
 
 class CommandError(Exception):
@@ -109,6 +109,15 @@ def data_kind(path) -> str:
     return file_kind(path)
 
 
+def separator_hint(header) -> str:
+    """A hint for a header read as one column that holds ';' (a semicolon-separated
+    file, as spreadsheets write in many locales)."""
+    if len(header) == 1 and ";" in header[0]:
+        return (" (one column holding ';': chainrule reads comma-separated .csv and "
+                "tab-separated .tsv files)")
+    return ""
+
+
 def check_data_flags(path, label_column, labels, *, path_flag="--data",
                      labels_flag="--labels", require_labels=True) -> None:
     """Check that the label flags fit the format of the data file ``path``.
@@ -125,7 +134,7 @@ def check_data_flags(path, label_column, labels, *, path_flag="--data",
         columns = csv_header(path)
         if label_column not in columns:
             raise UsageError(f"--label-column {label_column!r}: {path_flag} {path} has no "
-                             f"such column; its header has {columns}")
+                             f"such column; its header has {columns}{separator_hint(columns)}")
     if kind != "csv" and label_column is not None:
         raise UsageError(f"--label-column applies to CSV files, but {path_flag} {path} is "
                          f"{what} file")

@@ -21,6 +21,7 @@ from ._common import (
     data_kind,
     format_table,
     regression_metrics,
+    separator_hint,
 )
 from ._stream import ConfusionCounts, iter_chunks, prediction_writer
 
@@ -94,8 +95,8 @@ def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
     missing = [c for c in names if c not in header]
     if missing:
         raise CommandError(f"{args.data}: missing columns {missing} that the model "
-                           f"{args.model} was trained on (it expects "
-                           f"{names})")
+                           f"{args.model} was trained on; its header has "
+                           f"{header}{separator_hint(header)}")
     extra = [c for c in header if c not in names and c != label]
     if extra and not args.ignore_extra_columns:
         raise CommandError(f"{args.data}: columns {extra} are not among those the model "
