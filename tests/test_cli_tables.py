@@ -485,3 +485,36 @@ def test_a_semicolon_separated_file_gets_a_hint(wine_model, capsys, tmp_path):
     assert code == 1 and hint in err and "its header has" in err
     code, out, err = run(capsys, "train", "--data", semi, "--label-column", "cultivar")
     assert code == 2 and hint in err
+
+
+def test_a_label_column_that_is_one_of_the_models_features_is_refused(wine_model, capsys):
+    folder, data, names = wine_model
+    code, out, err = run(capsys, "evaluate", folder / "m.npz", "--data", data,
+                         "--label-column", names[0], "--ignore-extra-columns")
+    assert code == 2 and out == ""
+    assert (f"--label-column '{names[0]}' is one of the columns the model" in err
+            and "it was trained to predict 'cultivar'" in err)
+
+
+def test_a_class_only_in_the_test_rows_gets_a_hint_that_fits_its_labels(tmp_path, capsys):
+    from sklearn.datasets import load_iris
+
+    from chainrule.data import holdout_split
+
+    data = load_iris()
+    names = ["setosa", "versicolor", "virginica"]
+    header = ["a", "b", "c", "d", "species"]
+    for kind, rare in (("names", "rare"), ("numbers", "7")):
+        labels = [names[t] if kind == "names" else str(t) for t in data.target]
+        rows = [[repr(float(v)) for v in x] + [lab] for x, lab in zip(data.data, labels,
+                                                                         strict=True)]
+        table = write_csv(tmp_path / f"{kind}.csv", header, rows)
+        # A row the fixed hold-out (seed 0) puts among its test rows.
+        _, _, _, held = holdout_split(np.arange(150)[:, None], np.arange(150), 0.25, rng=0)
+        rows[int(held[0])][-1] = rare
+        write_csv(table, header, rows)
+        code, out, err = run(capsys, "train", "--data", table, "--label-column", "species",
+                             "-q")
+        assert code == 1 and "do not occur in the training rows" in err, err
+        assert ("--task regression" in err) == (kind == "numbers"), err
+        assert ("cannot be learned" in err) == (kind == "names"), err

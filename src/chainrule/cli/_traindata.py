@@ -147,9 +147,12 @@ def _encode_classes(y_train, y_test, source):
                            f"{classes.tolist()}; a classifier needs at least two")
     unseen = np.setdiff1d(np.unique(y_test), classes)
     if unseen.size:
+        numeric = np.asarray(y_test).dtype.kind in "iuf"
         raise CommandError(f"test labels {unseen[:5].tolist()} do not occur in the training "
-                           f"rows, whose classes are {classes.tolist()} (to predict numbers "
-                           f"rather than classes, give --task regression)")
+                           f"rows, whose classes are {classes.tolist()} " + (
+                               "(to predict numbers rather than classes, give --task "
+                               "regression)" if numeric else "(a class with so few rows "
+                               "cannot be learned: drop its rows, or give --test-data)"))
     return classes, train_idx, np.searchsorted(classes, y_test)
 
 

@@ -87,6 +87,11 @@ def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
     if label is not None and label not in header:
         raise UsageError(f"--label-column {label!r}: --data {args.data} has no such column; "
                          f"its header has {header}")
+    if label is not None and label in names:
+        raise UsageError(f"--label-column {label!r} is one of the columns the model "
+                         f"{args.model} takes as features" + (
+                             f"; it was trained to predict {saved.label_column!r}"
+                             if saved.label_column else ""))
     if label is None and saved.label_column in header:
         label = saved.label_column
     if label is None and require_labels:
