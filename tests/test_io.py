@@ -618,3 +618,17 @@ def test_export_onnx_through_a_symlink_writes_the_target(tmp_path):
     graph = onnx.load(str(target)).graph
     assert [node.op_type for node in graph.node] == ["Gemm", "Relu", "Gemm", "Softmax", "ArgMax",
                                                     "Gather"]
+
+
+def test_metadata_takes_numpy_scalars_and_arrays_as_their_values(tmp_path):
+    model = MLP([3, 4, 2], rng=0)
+    labels = np.unique(np.array([7, 3, 5]))            # int64 scalars, as classes come
+    meta = {"classes": list(labels), "names": np.array(["a", "b"]), "w": np.float32(0.5),
+            "flag": np.bool_(True)}
+    save(model, tmp_path / "m.npz", metadata=meta)
+    assert read_metadata(tmp_path / "m.npz") == {"classes": [3, 5, 7], "names": ["a", "b"],
+                                                    "w": 0.5, "flag": True}
+    for bad in (np.array([object()]), np.float32("nan"), object()):
+        with pytest.raises(TypeError, match="metadata must be JSON-serialisable"):
+            save(model, tmp_path / "bad.npz", metadata={"x": bad})
+    assert not (tmp_path / "bad.npz").exists()

@@ -60,6 +60,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from .._fileformat import ModelFileError, read_archive, write_archive
 from .._version import VERSION
 from ..models import Network, Sequential
@@ -78,6 +80,14 @@ def _supported() -> list:
     return sorted(NETWORK_CLASSES) + ["Sequential"] + sorted(STATE_CLASSES)
 
 
+def _numpy_scalar(value):
+    """NumPy's scalars (labels from ``np.unique``) and arrays as the Python values they
+    hold; anything else is refused as json refuses it."""
+    if isinstance(value, (np.generic, np.ndarray)) and value.dtype.kind in "biufU":
+        return value.tolist()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
 def _check_metadata(metadata) -> dict:
     if metadata is None:
         return {}
@@ -86,7 +96,7 @@ def _check_metadata(metadata) -> dict:
                         f"{type(metadata).__name__}")
     try:
         # Round-trip through JSON so that what load sees equals what was checked here.
-        return json.loads(json.dumps(metadata, allow_nan=False))
+        return json.loads(json.dumps(metadata, allow_nan=False, default=_numpy_scalar))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata must be JSON-serialisable (str, int, float, bool, None, "
                         f"list, dict): {exc}") from None
