@@ -252,7 +252,7 @@ def test_homework_model_sizes():
         LogisticRegression(64, 1.5)
     with pytest.raises(ValueError, match=r"hidden_size must be an integer >= 1, got 0"):
         FeedforwardNeuralNet(64, 0, 10)
-    with pytest.raises(ValueError, match=r"output_size must be an integer >= 1, got -10"):
+    with pytest.raises(ValueError, match=r"output_size must be an integer >= 2, got -10"):
         FeedforwardNeuralNet(64, 32, -10)
 
 
@@ -438,7 +438,7 @@ def test_names_are_checked_whatever_the_depth_or_type(kwargs, match):
 
 def test_cross_entropy_needs_two_classes():
     with pytest.raises(ValueError, match="at least 2 outputs"):
-        LogisticRegression(64, 1)
+        MLP([64, 1], rng=0)
     MLP([4, 1], loss="mse", rng=0)  # a single regression output is fine
 
 
@@ -447,3 +447,10 @@ def test_network_needs_a_layer_with_parameters():
 
     with pytest.raises(ValueError, match="at least one layer with parameters"):
         Network([], {}, CategoricalCrossEntropy())
+
+
+def test_the_homework_models_name_their_own_argument_for_a_single_class():
+    with pytest.raises(ValueError, match=r"^num_classes must be an integer >= 2, got 1$"):
+        LogisticRegression(64, 1)
+    with pytest.raises(ValueError, match=r"^output_size must be an integer >= 2, got 1$"):
+        FeedforwardNeuralNet(64, 32, 1)

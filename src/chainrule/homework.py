@@ -54,7 +54,7 @@ class LogisticRegression(_HomeworkModel):
 
     def __init__(self, num_features, num_classes, learning_rate=1e-2):
         num_features = check_positive_int(num_features, "num_features")
-        num_classes = check_positive_int(num_classes, "num_classes")
+        num_classes = check_positive_int(num_classes, "num_classes", minimum=2)
         super().__init__([num_features, num_classes], "zeros", learning_rate)
 
 
@@ -82,5 +82,5 @@ class FeedforwardNeuralNet(_HomeworkModel):
     def __init__(self, input_size, hidden_size, output_size, learning_rate=1e-2, rng=None):
         sizes = [check_positive_int(input_size, "input_size"),
                  check_positive_int(hidden_size, "hidden_size"),
-                 check_positive_int(output_size, "output_size")]
+                 check_positive_int(output_size, "output_size", minimum=2)]
         super().__init__(sizes, "xavier", learning_rate, rng=rng)
