@@ -167,7 +167,8 @@ class Network:
         classifier = isinstance(self.loss, CategoricalCrossEntropy)  # one-hot rows: finite
         if classifier and is_class_indices(Y):
             return X, check_class_indices(Y, self.n_outputs, "Y", n=X.shape[0])
-        if np.ndim(Y) == 1 and (classifier or self.n_outputs != 1):
+        one_d = (Y.ndim if type(Y) is np.ndarray else np.ndim(Y)) == 1
+        if one_d and (classifier or self.n_outputs != 1):
             kind = np.asarray(Y).dtype
             raise ValueError(f"Y must have shape (N, {self.n_outputs}) " + (
                 f"(one-hot rows) or be 1-D integer class indices; got 1-D values of dtype "
@@ -175,7 +176,7 @@ class Network:
                 in "fcb" else "through chainrule.data.encode_labels(y)")
                 if classifier else f"(one column per model output), got shape "
                 f"{shape_str(np.shape(Y))}"))
-        if np.ndim(Y) == 1:  # one target per row, as scikit-learn takes it: one column
+        if one_d:  # one target per row, as scikit-learn takes it: one column
             Y = as_float_array(Y, "Y", ndim=1, dtype=self.dtype)[:, None]
         Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype, finite=not classifier)
         if Y.shape != (X.shape[0], self.n_outputs):
