@@ -518,3 +518,12 @@ def test_a_class_only_in_the_test_rows_gets_a_hint_that_fits_its_labels(tmp_path
         assert code == 1 and "do not occur in the training rows" in err, err
         assert ("--task regression" in err) == (kind == "numbers"), err
         assert ("cannot be learned" in err) == (kind == "names"), err
+
+
+def test_predict_refuses_to_write_csv_text_under_a_binary_files_name(wine_model, capsys,
+                                                                      tmp_path):
+    folder, data, _ = wine_model
+    code, out, err = run(capsys, "predict", folder / "m.npz", "--data", data, "-o",
+                         tmp_path / "p.npz")
+    assert code == 2 and "predict writes CSV text" in err
+    assert not (tmp_path / "p.npz").exists()

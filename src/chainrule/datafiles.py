@@ -501,8 +501,8 @@ def file_kind(path) -> str:
         return "idx"
     kind = _sniff(name)
     if kind is None:
-        raise ValueError(f"{name}: cannot tell the file format; expected a .csv, an "
-                         f".npz, or an IDX file (gzipped or not)")
+        raise ValueError(f"{name}: cannot tell the file format; expected a .csv or .tsv, "
+                         f"an .npz, or an IDX file (gzipped or not)")
     return kind
 
 

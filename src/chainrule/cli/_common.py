@@ -84,7 +84,7 @@ def positive_int(text):
 def add_data_arguments(p, *, labels_required=True) -> None:
     """--data, --label-column and --labels of ``evaluate`` and ``predict``."""
     p.add_argument("--data", required=True, metavar="PATH",
-                   help="data file: .csv (needs --label-column), .npz (arrays X and y), "
+                   help="data file: .csv or .tsv (needs --label-column), .npz (arrays X and y), "
                         "an IDX images file as distributed for MNIST, gzipped or not, or a "
                         ".npy file of features (2-D, C order; read a block of rows at a "
                         "time, never whole)")

@@ -261,6 +261,9 @@ def _cmd_predict(args) -> int:
     output = "-" if args.output is None else args.output
     if output not in STDOUT_NAMES:
         check_output_file(output, "--output", refuse_same_as=inputs)
+    if str(output).lower().endswith((".npz", ".npy", ".onnx")):
+        raise UsageError(f"--output {output}: predict writes CSV text, which a file of "
+                         f"that name would not hold; give a .csv name")
     saved = _load_model(args.model)
     chunks = _data_chunks(args, saved, require_labels=False)
     names = None

@@ -150,7 +150,7 @@ def _add_train_file_arguments(p) -> None:
         "--test-data, a fixed 25% of the rows (--test-fraction; drawn with seed 0, so "
         "the same file always gives the same split) is held out as the test set.")
     g.add_argument("--data", metavar="PATH",
-                   help="training data: .csv (with --label-column), .npz (arrays X, y), "
+                   help="training data: .csv or .tsv (with --label-column), .npz (arrays X, y), "
                         "an IDX images file (MNIST layout, gzipped or not) or a 2-D .npy "
                         "file (with --labels), which is read a block of rows at a time, "
                         "never whole (larger than memory is fine)")
