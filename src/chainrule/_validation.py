@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import numbers
+import warnings
 from collections import Counter
 
 import numpy as np
@@ -239,8 +240,6 @@ def check_header_names(name: str, columns) -> None:
         raise ValueError(f"{name}: the header names {twice} more than once; columns are "
                          f"matched by name, so each name must be unique")
     if columns and all(_is_number(c) for c in columns):
-        import warnings
-
         warnings.warn(f"{name}: every name in the header row is a number ("
                       f"{', '.join(columns[:3])}{', ...' if len(columns) > 3 else ''}); if "
                       f"the file has no header row, its first row of data is being read as "

@@ -82,8 +82,11 @@ def softmax(x, axis: int = -1) -> np.ndarray:
 
 def row_classes(Y: np.ndarray) -> np.ndarray:
     """The class of each row: ``Y`` itself for (N,) class indices, else the column of
-    each one-hot row's 1."""
-    return Y if Y.ndim == 1 else Y.argmax(axis=1)
+    each row's largest entry (a one-hot row's 1, the most probable class); a single
+    column (N, 1) is a binary model's, class 1 where above 1/2."""
+    if Y.ndim != 2:
+        return Y
+    return Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] > 0.5).astype(np.intp)
 
 
 def one_hot(labels, num_classes: int | None = None, dtype=np.float64) -> np.ndarray:
@@ -132,10 +135,7 @@ def accuracy(y_true, y_pred) -> float:
     if t.ndim == 2 and p.ndim == 2 and t.shape[1] != p.shape[1]:
         raise ValueError(f"y_true and y_pred must have the same number of columns (classes), "
                          f"got shapes {t.shape} and {p.shape}")
-    t = t.argmax(axis=1) if t.ndim == 2 and t.shape[1] > 1 else (
-        (t[:, 0] > 0.5).astype(np.intp) if t.ndim == 2 else t)
-    p = p.argmax(axis=1) if p.ndim == 2 and p.shape[1] > 1 else (
-        (p[:, 0] > 0.5).astype(np.intp) if p.ndim == 2 else p)
+    t, p = row_classes(t), row_classes(p)
     if t.ndim != 1 or p.ndim != 1:
         raise ValueError("y_true and y_pred must be 1-D class indices or 2-D rows per sample, "
                          f"got shapes {np.shape(y_true)} and {np.shape(y_pred)}")

@@ -169,13 +169,7 @@ class Network:
             return X, check_class_indices(Y, self.n_outputs, "Y", n=X.shape[0])
         one_d = (Y.ndim if type(Y) is np.ndarray else np.ndim(Y)) == 1
         if one_d and (classifier or self.n_outputs != 1):
-            kind = np.asarray(Y).dtype
-            raise ValueError(f"Y must have shape (N, {self.n_outputs}) " + (
-                f"(one-hot rows) or be 1-D integer class indices; got 1-D values of dtype "
-                f"{kind}: pass class labels " + ("as integers (y.astype(int))" if kind.kind
-                in "fcb" else "through chainrule.data.encode_labels(y)")
-                if classifier else f"(one column per model output), got shape "
-                f"{shape_str(np.shape(Y))}"))
+            raise ValueError(self._one_d_targets_message(Y, classifier))
         if one_d:  # one target per row, as scikit-learn takes it: one column
             Y = as_float_array(Y, "Y", ndim=1, dtype=self.dtype)[:, None]
         Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype, finite=not classifier)
@@ -185,6 +179,17 @@ class Network:
                              f"{shape_str(Y.shape)}")
         self.loss.check_targets(Y, "Y")
         return X, Y
+
+    def _one_d_targets_message(self, Y, classifier: bool) -> str:
+        """What a 1-D ``Y`` that :meth:`check_XY` cannot take should have been."""
+        if not classifier:
+            return (f"Y must have shape (N, {self.n_outputs}) (one column per model "
+                    f"output), got shape {shape_str(np.shape(Y))}")
+        kind = np.asarray(Y).dtype
+        advice = ("as integers (y.astype(int))" if kind.kind in "fcb"
+                  else "through chainrule.data.encode_labels(y)")
+        return (f"Y must have shape (N, {self.n_outputs}) (one-hot rows) or be 1-D integer "
+                f"class indices; got 1-D values of dtype {kind}: pass class labels {advice}")
 
     # -- the one forward path and its backward -----------------------------------
     def forward(self, X, training: bool = False, *, checked: bool = False):
