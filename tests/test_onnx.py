@@ -355,3 +355,22 @@ def test_binary_and_multilabel_label_outputs(tmp_path, digits):
                                                                 Y_train[:, :3].astype(int))
     export_onnx(est, tmp_path / "multilabel.onnx")
     assert "label" not in _run(tmp_path / "multilabel.onnx", X_test)
+
+
+def test_a_float64_convolution_warns_at_export_that_onnxruntime_cannot_run_it(tmp_path):
+    import warnings
+
+    import chainrule as cr
+
+    def cnn(dtype):
+        return cr.Sequential([cr.Unflatten((1, 6, 6)), cr.Conv2D(1, 2, 3), cr.Flatten(),
+                              cr.Affine(32, 3)], rng=0, dtype=dtype)
+
+    with pytest.warns(UserWarning, match="onnxruntime runs only in float32"):
+        export_onnx(cnn(np.float64), tmp_path / "c64.onnx")
+    with pytest.raises(Exception, match="(?i)not_implemented|could not find"):
+        ort.InferenceSession(str(tmp_path / "c64.onnx"))   # what the warning foretells
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        export_onnx(cnn(np.float32), tmp_path / "c32.onnx")
+        export_onnx(MLP([4, 3, 2], rng=0), tmp_path / "mlp64.onnx")  # no conv: no warning

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import numbers
+import warnings
 
 import numpy as np
 
 from .._fileformat import atomic_write
 from .._version import VERSION
+from ..conv import AvgPool2D, Conv2D, MaxPool2D
 from ..layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from ..losses import BinaryCrossEntropy, CategoricalCrossEntropy, HalfSquaredError, MeanSquaredError
 from ..models import Network
@@ -102,6 +104,7 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) ->
     output_op = _output_op(network)
     labels = _labels_for(output_op, classes, network.n_outputs)
     dtype = _export_dtype(network)
+    _warn_float64_conv(network, dtype)
     builder = _GraphBuilder(helper, numpy_helper, dtype, opset)
     builder.add_layers(network, final="logits" if output_op else "outputs")
     graph = builder.graph(network, output_op, labels)
@@ -189,6 +192,16 @@ def _label_values(classes, n_classes: int) -> np.ndarray:
                                       np.all(np.mod(values, 1) == 0)):
         return values.astype(np.int64)
     return np.array([str(v) for v in values.tolist()], dtype=object)
+
+
+def _warn_float64_conv(network, dtype) -> None:
+    """The file is valid ONNX, but onnxruntime has no float64 ``Conv`` or pooling
+    kernels: say so when the file is written, not when it fails to load."""
+    if dtype == np.float64 and any(isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D))
+                                   for layer, _ in network.layers):
+        warnings.warn("this float64 network has convolution or pooling layers, which "
+                      "onnxruntime runs only in float32: build it with dtype=np.float32 "
+                      "to run the exported file there", UserWarning, stacklevel=3)
 
 
 def _export_dtype(network) -> np.dtype:
