@@ -231,3 +231,13 @@ def test_an_epoch_reads_each_block_of_the_file_once(tmp_path):
            epochs=1, batch_size=16, rng=0, progress=False, diagnostics=False)
     # batches of 16 straddle blocks of 10, yet every block is read once, whole
     assert sorted(reads) == [(s, min(s + 10, 103)) for s in range(0, 103, 10)]
+
+
+def test_predicting_on_an_npy_file_says_to_read_its_rows(tmp_path):
+    np.save(tmp_path / "X.npy", np.random.default_rng(0).normal(size=(20, 4)))
+    model = cr.MLP([4, 3, 2], rng=0)
+    X = open_npy(tmp_path / "X.npy")
+    with pytest.raises(TypeError, match=r"X is an NpyFile \(open_npy\): fit and evaluate "
+                                        r"read it block by block.*X\.read\(start, stop\)"):
+        model.predict(X)
+    assert model.predict(X.read(0, 5)).shape == (5, 2)

@@ -151,6 +151,10 @@ class Network:
         """
         if type(X) is not np.ndarray and is_sparse(X):
             X = as_sparse_float(X, name, dtype=self.dtype)
+        elif type(X).__name__ == "NpyFile":  # (sources' out-of-core file, a layer above)
+            raise TypeError(f"{name} is an NpyFile (open_npy): fit and evaluate read it "
+                            f"block by block, predictions need its rows in memory: "
+                            f"{name}.read(start, stop)")
         else:
             X = as_float_array(X, name, ndim=2, dtype=self.dtype, finite=finite)
         if X.shape[1] != self.n_features:
