@@ -827,3 +827,20 @@ def test_momentum_one_is_accepted_as_scikit_learn_accepts_it():
         SkMLP(solver="sgd", momentum=1.0, max_iter=3, random_state=0).fit(X, y)
         model = MLPClassifier(solver="sgd", momentum=1.0, max_iter=3, random_state=0)
         assert model.fit(X, y).n_iter_ == 3
+
+
+@pytest.mark.parametrize("solver, schedule", [("sgd", "adaptive"), ("adam", "constant")])
+def test_verbose_stopping_lines_are_scikit_learns(solver, schedule, capsys):
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X, y = load_iris(return_X_y=True)
+    settings = dict(solver=solver, learning_rate=schedule, max_iter=300, n_iter_no_change=3,
+                    tol=1e-2, verbose=True, random_state=0)
+    lines = []
+    for cls in (SkMLP, MLPClassifier):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cls(**settings).fit(X, y)
+        lines.append([ln for ln in capsys.readouterr().out.splitlines()
+                      if "did not improve" in ln])
+    assert lines[0] and lines[1] == lines[0]
