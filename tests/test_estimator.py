@@ -844,3 +844,13 @@ def test_verbose_stopping_lines_are_scikit_learns(solver, schedule, capsys):
         lines.append([ln for ln in capsys.readouterr().out.splitlines()
                       if "did not improve" in ln])
     assert lines[0] and lines[1] == lines[0]
+
+
+def test_the_estimators_warnings_point_at_the_users_call():
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        MLPClassifier(max_iter=3, batch_size=500, random_state=0).fit(X, y)  # clip + no conv.
+    kinds = {w.category.__name__ for w in caught}
+    assert {"UserWarning", "ConvergenceWarning"} <= kinds
+    assert all(w.filename == __file__ for w in caught), [(w.filename, w.lineno) for w in caught]

@@ -29,7 +29,7 @@ import numpy as np
 
 from .layers import ReLU
 
-__all__ = ["TrainingWarning", "Advisor", "relu_pairs", "epoch_diagnostics"]
+__all__ = ["TrainingWarning", "Advisor", "relu_pairs", "epoch_diagnostics", "user_stacklevel"]
 
 #: Thresholds of the warnings (see the module notes).
 DEAD_FRACTION = 0.9
@@ -72,13 +72,15 @@ def epoch_diagnostics(params, backup, grads, alive) -> dict:
     return diag
 
 
-def _stacklevel() -> int:
-    """The stacklevel of the first frame outside chainrule: the user's call."""
+def user_stacklevel(*wrappers: str) -> int:
+    """The stacklevel of the first frame outside chainrule (and the ``wrappers``
+    directories, e.g. scikit-learn's, whose ``fit`` decorator calls the estimators'):
+    the user's call."""
+    inside = (_PACKAGE_DIR, *wrappers)
     frame: Any = inspect.currentframe()
     level = 1
     frame = frame.f_back if frame is not None else None
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
-            _PACKAGE_DIR):
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(inside):
         frame, level = frame.f_back, level + 1
     return level
 
@@ -97,7 +99,7 @@ class Advisor:
     def _warn(self, kind, message):
         if kind not in self.given:
             self.given.add(kind)
-            warnings.warn(message, TrainingWarning, stacklevel=_stacklevel())
+            warnings.warn(message, TrainingWarning, stacklevel=user_stacklevel())
 
     def epoch(self, epoch: int, logs: dict, diag: dict, optimizer=None) -> None:
         """Look at one epoch's History values and diagnostics, and at the ``optimizer``

@@ -15,9 +15,10 @@ from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from ..data import split_rows
+from ..diagnostics import user_stacklevel
 from ..losses import HalfSquaredError
 from ..models import ACTIVATIONS, MLP, Network
-from .solvers import build_optimizer, run_lbfgs, run_stochastic
+from .solvers import SKLEARN_DIR, build_optimizer, run_lbfgs, run_stochastic
 
 __all__ = ["BaseMLP", "STOCHASTIC_SOLVERS", "OUT_ACTIVATIONS"]
 
@@ -220,7 +221,7 @@ class BaseMLP(BaseEstimator):
         else:
             if self.batch_size > n:
                 warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
-                              "going to be clipped", stacklevel=4)
+                              "going to be clipped", stacklevel=user_stacklevel(SKLEARN_DIR))
             size = min(int(self.batch_size), n)
         return None if size >= n else size
 

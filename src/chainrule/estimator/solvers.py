@@ -11,10 +11,13 @@ through :func:`chainrule.lbfgs.minimize_lbfgs`.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 
 import numpy as np
+import sklearn
 
+from ..diagnostics import user_stacklevel
 from ..lbfgs import minimize_lbfgs
 from ..optim import SGD, Adam, AdamW, EpochLR
 from ..train import TrainingDivergedError, fit
@@ -23,6 +26,10 @@ __all__ = ["EpochRule", "build_optimizer", "run_stochastic", "run_lbfgs", "NON_F
 
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large"
               " values and need to be preprocessed.")
+
+#: scikit-learn's package folder: its ``fit`` decorator sits between the user's call and
+#: the estimators' warnings, which should point at the user's line.
+SKLEARN_DIR = os.path.dirname(os.path.abspath(sklearn.__file__))
 
 
 def build_optimizer(est):
@@ -139,7 +146,7 @@ def run_stochastic(est, model, X, Y, weights, *, validation, batch_size, rng, in
 
         warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) reached and "
                       f"the optimization hasn't converged yet.", ConvergenceWarning,
-                      stacklevel=4)
+                      stacklevel=user_stacklevel(SKLEARN_DIR))
     return history
 
 
@@ -159,5 +166,5 @@ def run_lbfgs(est, model, X, Y, weights):
         warnings.warn(f"lbfgs failed to converge after {result.n_iter} iteration(s) "
                       f"(status={result.status}): {result.message}. Increase the number of "
                       f"iterations (max_iter, max_fun) or scale the data.",
-                      ConvergenceWarning, stacklevel=4)
+                      ConvergenceWarning, stacklevel=user_stacklevel(SKLEARN_DIR))
     return result
