@@ -854,3 +854,23 @@ def test_the_estimators_warnings_point_at_the_users_call():
     kinds = {w.category.__name__ for w in caught}
     assert {"UserWarning", "ConvergenceWarning"} <= kinds
     assert all(w.filename == __file__ for w in caught), [(w.filename, w.lineno) for w in caught]
+
+
+def test_an_interrupted_fit_warns_as_scikit_learn_does(monkeypatch):
+    from chainrule.estimator import solvers
+
+    calls = {"n": 0}
+    original = solvers.EpochRule.__call__
+
+    def interrupt_at_third_epoch(self, epoch, logs, model):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, epoch, logs, model)
+
+    monkeypatch.setattr(solvers.EpochRule, "__call__", interrupt_at_third_epoch)
+    X, y = load_iris(return_X_y=True)
+    with pytest.warns(UserWarning, match="^Training interrupted by user.$"):
+        model = MLPClassifier(max_iter=50, random_state=0).fit(X, y)
+    assert model.n_iter_ == 2 and len(model.loss_curve_) == 2
+    assert model.predict(X).shape == (150,)

@@ -138,6 +138,9 @@ def run_stochastic(est, model, X, Y, weights, *, validation, batch_size, rng, in
         est.loss_curve_.append(math.nan)
         est.loss_ = math.nan
         history = None
+    if history is not None and history.stop_reason == "interrupted":
+        # fit rolled back to the last complete epoch; scikit-learn says so the same way.
+        warnings.warn("Training interrupted by user.", stacklevel=user_stacklevel(SKLEARN_DIR))
     if validation is not None and rule.best is not None:
         for k, p in model.params.items():
             p[...] = rule.best[k]
