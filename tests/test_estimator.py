@@ -874,3 +874,17 @@ def test_an_interrupted_fit_warns_as_scikit_learn_does(monkeypatch):
         model = MLPClassifier(max_iter=50, random_state=0).fit(X, y)
     assert model.n_iter_ == 2 and len(model.loss_curve_) == 2
     assert model.predict(X).shape == (150,)
+
+
+def test_a_warm_start_on_targets_of_the_other_kind_is_refused_in_scikit_learns_words():
+    X, y = load_iris(return_X_y=True)
+    Y = np.eye(3, dtype=int)[y]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        single = MLPClassifier(warm_start=True, max_iter=3, random_state=0).fit(X, y)
+        multi = MLPClassifier(warm_start=True, max_iter=3, random_state=0).fit(X, Y)
+    with pytest.raises(ValueError, match="^The object was not fitted with multilabel input.$"):
+        single.fit(X, Y)
+    with pytest.raises(ValueError, match="not fitted with single-label input"):
+        multi.fit(X, y)
+    assert single.n_iter_ == 3 and multi.n_iter_ == 3

@@ -164,8 +164,10 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if first:
             self._set_classes(y, classes, multilabel)
         else:
+            if multilabel != self._multilabel():  # scikit-learn's words, either way round
+                raise ValueError(f"The object was not fitted with "
+                                 f"{'multilabel' if multilabel else 'single-label'} input.")
             self._check_classes(y, classes, incremental)
-            multilabel = self._multilabel()
         if multilabel:
             Y = np.asarray(y, dtype=np.float64)
             return Y, "logistic", None
