@@ -888,3 +888,17 @@ def test_a_warm_start_on_targets_of_the_other_kind_is_refused_in_scikit_learns_w
     with pytest.raises(ValueError, match="not fitted with single-label input"):
         multi.fit(X, y)
     assert single.n_iter_ == 3 and multi.n_iter_ == 3
+
+
+def test_multiclass_multioutput_targets_get_scikit_learns_message():
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    X, y = load_iris(return_X_y=True)
+    both = np.c_[y, y]
+    messages = []
+    for cls in (SkMLP, MLPClassifier):
+        with pytest.raises(ValueError) as info:
+            cls(max_iter=2).fit(X, both)
+        messages.append(str(info.value))
+    assert messages[1] == messages[0] == ("Multioutput target data is not supported with "
+                                          "label binarization")

@@ -160,7 +160,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _targets(self, X, y, *, first, classes, incremental):
         y = _as_1d(y)
         check_classification_targets(y)
-        multilabel = type_of_target(y).startswith("multilabel")
+        kind = type_of_target(y)
+        if kind == "multiclass-multioutput":  # scikit-learn's MLP refuses it so
+            raise ValueError("Multioutput target data is not supported with label "
+                             "binarization")
+        multilabel = kind.startswith("multilabel")
         if first:
             self._set_classes(y, classes, multilabel)
         else:
