@@ -257,3 +257,19 @@ def test_user_set_threads_follows_the_environment(monkeypatch):
     assert not _threads.user_set_threads()
     monkeypatch.setenv("OMP_NUM_THREADS", "")   # empty: not a choice
     assert not _threads.user_set_threads()
+
+
+@pytest.mark.parametrize("call", ["predict", "predict_proba", "predict_classes", "evaluate"])
+def test_explicit_threads_override_the_choice_of_a_prediction(rng, two_threads, call):
+    X, y = rng.normal(size=(10, 4)), rng.integers(0, 2, size=10)
+    model = cr.MLP([4, 3, 2], rng=0)
+    seen = _record_threads(model)
+    run = (lambda t: cr.evaluate(model, X, y, threads=t)) if call == "evaluate" else (
+        lambda t: getattr(model, call)(X, threads=t))
+    with threadpoolctl.threadpool_limits(limits=1, user_api="blas"):
+        run(2)            # raised to 2 for the call, though the process runs 1
+        assert blas_threads_now() == 1
+    run(None)             # the automatic choice: 1 for this small network
+    assert seen == [2, 1] and blas_threads_now() == 2
+    with pytest.raises(ValueError, match="threads must be None or a positive integer"):
+        run(0)

@@ -12,7 +12,7 @@ import numbers
 
 import numpy as np
 
-from ._threads import threads_for
+from ._threads import check_threads, threads_for
 from ._validation import (
     all_finite,
     as_float_array,
@@ -211,15 +211,17 @@ class Network:
             out = step[-1]
         return out
 
-    def infer(self, X, *, checked: bool = False, then=None) -> np.ndarray:
+    def infer(self, X, *, checked: bool = False, then=None, threads=None) -> np.ndarray:
         """:meth:`forward` with Dropout off, over row chunks whose layer outputs fit
         in :data:`ACTIVATION_BUDGET` bytes; ``then`` (row-wise, e.g. softmax) is
         applied to each chunk. Every inference path (``predict*``, ``evaluate``) goes
         through it; rows do not interact, so the result equals one :meth:`forward`.
-        Shape: X (N, D) -> (N, K).
+        ``threads`` (an int) fixes the BLAS threads, which are otherwise chosen from
+        a chunk's matrix sizes (:mod:`chainrule._threads`). Shape: X (N, D) -> (N, K).
         """
         if not checked:  # the public entry point: the BLAS threads, then the checks, once
-            with threads_for(X, self.params, max_rows=self.chunk_rows(self.dtype)):
+            with threads_for(X, self.params, check_threads(threads),
+                             max_rows=self.chunk_rows(self.dtype)):
                 return self.infer(self.check_X(X), checked=True, then=then)
         rows = self.chunk_rows(X.dtype)
 
@@ -384,31 +386,31 @@ class Network:
         optimizer.step(self.params, grads)
         return loss
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, computed in row chunks (:meth:`infer`): the softmax of
-        the logits, or for a binary cross-entropy model (binary or multilabel) each
-        logit's own sigmoid. Shape: X (N, D) -> (N, K).
+    def predict_proba(self, X, *, threads=None) -> np.ndarray:
+        """Class probabilities, computed in row chunks (:meth:`infer`, which takes
+        ``threads``): the softmax of the logits, or for a binary cross-entropy model
+        (binary or multilabel) each logit's own sigmoid. Shape: X (N, D) -> (N, K).
 
         Raises ``TypeError`` for a regressor (a loss other than these two), as
         scikit-learn's ``MLPRegressor`` has no ``predict_proba``."""
         if isinstance(self.loss, BinaryCrossEntropy):
-            return self.infer(X, then=sigmoid)
+            return self.infer(X, then=sigmoid, threads=threads)
         self._check_classifier("predict_proba")
-        return self.infer(X, then=lambda z: softmax(z, axis=1))
+        return self.infer(X, then=lambda z: softmax(z, axis=1), threads=threads)
 
     def _check_classifier(self, method):
         if not isinstance(self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy)):
             raise TypeError(f"{method} needs a classifier (a cross-entropy loss); this "
                             f"model's loss is {self.loss!r}: use predict for its outputs")
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X, *, threads=None) -> np.ndarray:
         """The homework's ``predict``: class probabilities of shape (N, K) for a
         classifier (cross-entropy loss), the raw outputs for a regressor."""
         if isinstance(self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy)):
-            return self.predict_proba(X)
-        return self.infer(X)
+            return self.predict_proba(X, threads=threads)
+        return self.infer(X, threads=threads)
 
-    def predict_classes(self, X) -> np.ndarray:
+    def predict_classes(self, X, *, threads=None) -> np.ndarray:
         """Index of the most probable class for each row. Shape: X (N, D) -> (N,).
 
         For a binary cross-entropy model each output is a class of its own, 1 where
@@ -416,9 +418,9 @@ class Network:
         0/1 rows for a multilabel model (as scikit-learn's ``predict``)."""
         self._check_classifier("predict_classes")
         if isinstance(self.loss, BinaryCrossEntropy):
-            out = self.infer(X, then=lambda z: (z > 0).astype(np.intp))
+            out = self.infer(X, then=lambda z: (z > 0).astype(np.intp), threads=threads)
             return out[:, 0] if out.shape[1] == 1 else out
-        return self.infer(X, then=lambda z: np.argmax(z, axis=1))
+        return self.infer(X, then=lambda z: np.argmax(z, axis=1), threads=threads)
 
     # -- looking inside (chainrule.explain) ------------------------------------------
     def node_names(self) -> list[str]:

@@ -86,7 +86,7 @@ def _evaluate_checked(model, X, Y) -> dict:
     return out
 
 
-def evaluate(model, X, Y) -> dict:
+def evaluate(model, X, Y, *, threads=None) -> dict:
     """Loss and accuracy of ``model`` on ``(X, Y)`` with Dropout off.
 
     Parameters
@@ -95,6 +95,8 @@ def evaluate(model, X, Y) -> dict:
     X : array_like, shape (N, D)
     Y : array_like, shape (N, K) or (N,)
         One-hot labels or class indices (cross-entropy) or targets (mean squared error).
+    threads : int or None, default=None
+        BLAS threads; ``None`` chooses them as a prediction does (from a chunk's rows).
 
     Returns
     -------
@@ -103,9 +105,8 @@ def evaluate(model, X, Y) -> dict:
         loss is not cross-entropy.
     """
     check_network(model)
-    # The threads as a prediction chooses them (from a chunk of infer's rows), for the
-    # checks too.
-    with threads_for(X, model.params, max_rows=model.chunk_rows(model.dtype)):
+    with threads_for(X, model.params, check_threads(threads),  # the checks' too
+                     max_rows=model.chunk_rows(model.dtype)):
         X, Y = sources.check_data(model, X, Y, training=False)
         return sources.evaluate_blocks(_evaluate_checked, model, X, Y)
 
@@ -485,8 +486,7 @@ def _interrupted(model, run: _Run) -> History:
     s = run.settings
     restore(run.snap, model, s.optimizer, run.gens, run.history, run.stopper)
     if s.checkpoint is not None and distributed.is_root(s.comm):
-        write_checkpoint(s.checkpoint, run.snap, run.history, run.identity, run.split,
-                         run.journal)
+        write_checkpoint(s.checkpoint, run.snap, run.history, run.identity, run.split, run.journal)
     run.history.stop_reason = "interrupted"
     run.history.best_epoch = _best_epoch(run)
     return run.history
