@@ -527,3 +527,31 @@ def test_predict_refuses_to_write_csv_text_under_a_binary_files_name(wine_model,
                          tmp_path / "p.npz")
     assert code == 2 and "predict writes CSV text" in err
     assert not (tmp_path / "p.npz").exists()
+
+
+def test_train_ignores_an_id_and_a_text_column_when_told(tmp_path, capsys):
+    from sklearn.datasets import load_wine
+
+    data = load_wine()
+    header = ["id", "note"] + list(data.feature_names) + ["cultivar"]
+    rows = [[str(i), f"bottle {i}, cellar"] + [repr(float(v)) for v in x] + [f"c{t}"]
+            for i, (x, t) in enumerate(zip(data.data, data.target, strict=True))]
+    table = write_csv(tmp_path / "wine_id.csv", header, rows)
+    code, out, err = run(capsys, "train", "--data", table, "--label-column", "cultivar",
+                         "--ignore-columns", "id, note", "--quiet", "--epochs", "5",
+                         "--save", tmp_path / "m.npz", "--test-data", table)
+    assert code == 0, err
+    assert "13 features" in out
+    assert io.read_metadata(tmp_path / "m.npz")["feature_names"] == list(data.feature_names)
+    code, out, err = run(capsys, "evaluate", tmp_path / "m.npz", "--data", table,
+                         "--ignore-extra-columns")
+    assert code == 0 and "accuracy = " in out, err
+    for bad, message in (("idx", "has no columns ['idx']"),
+                         ("cultivar", "'cultivar' is the --label-column")):
+        code, out, err = run(capsys, "train", "--data", table, "--label-column", "cultivar",
+                             "--ignore-columns", bad, "--quiet")
+        assert code == 2 and message in err
+    # Without the flag the text column is refused, naming it.
+    code, out, err = run(capsys, "train", "--data", table, "--label-column", "cultivar",
+                         "--quiet")
+    assert code == 1 and "column 'note'" in err

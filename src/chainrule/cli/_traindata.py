@@ -35,7 +35,8 @@ def _read_train_test(args, source):
             raise UsageError("give either --data or --openml, not both")
         X, y = fetch_openml(args.openml)
     else:
-        X, y = load_file(args.data, args.label_column, labels_path=args.labels)
+        X, y = load_file(args.data, args.label_column, labels_path=args.labels,
+                         feature_columns=_feature_names(args) if _ignored(args) else None)
     if args.test_data is not None:
         names = _test_columns(args, source)
         X_test, y_test = load_file(args.test_data, args.label_column,
@@ -60,7 +61,8 @@ def _test_columns(args, source):
         return None
     header = csv_header(args.test_data)
     missing = [c for c in names if c not in header]
-    extra = [c for c in header if c not in names and c != args.label_column]
+    extra = [c for c in header if c not in names and c != args.label_column
+             and c not in _ignored(args)]
     if missing or extra:
         raise CommandError(f"{args.test_data}: the test data must have the columns of "
                            f"{source}, in any order; missing {missing}, extra {extra}")
@@ -223,7 +225,13 @@ def _feature_names(args):
 
     if args.data is None or file_kind(args.data) != "csv":
         return None
-    return [c for c in csv_header(args.data) if c != args.label_column]
+    return [c for c in csv_header(args.data)
+            if c != args.label_column and c not in _ignored(args)]
+
+
+def _ignored(args) -> list:
+    """--ignore-columns (train only; evaluate and predict have no such flag)."""
+    return getattr(args, "ignore_columns", None) or []
 
 
 def _targets(args, source, y_train, y_test, one_hot=True):

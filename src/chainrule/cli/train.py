@@ -19,6 +19,7 @@ from ._common import (
     check_data_flags,
     check_output_dir,
     check_output_file,
+    data_kind,
     positive_int,
 )
 from ._traindata import (
@@ -159,6 +160,10 @@ def _add_train_file_arguments(p) -> None:
                         "mnist_784) through scikit-learn; needs the network")
     g.add_argument("--label-column", metavar="NAME",
                    help="CSV: the column holding the labels (a name from the header)")
+    g.add_argument("--ignore-columns", type=_column_names, default=None, metavar="NAMES",
+                   help="CSV: columns that are not features (an ID, free text), by header "
+                        "name, comma-separated; predict and evaluate then need "
+                        "--ignore-extra-columns for them")
     g.add_argument("--labels", metavar="PATH",
                    help="IDX: the labels file (default: the '*-labels-idx1-ubyte' file "
                         "next to the images); .npy: a 1-D .npy file of one label per row")
@@ -293,6 +298,9 @@ def _check_train_sources(args) -> None:
         raise UsageError("--test-labels needs --test-data (the IDX images it labels)")
     if args.data is not None:
         check_data_flags(args.data, args.label_column, args.labels)
+        _check_ignored_columns(args)
+    elif args.ignore_columns:
+        raise UsageError("--ignore-columns applies to a CSV --data file")
     if args.save_test and is_npy(args):
         raise UsageError("--save-test: the held-out rows of a .npy --data file are not "
                          "copied; hold them out in a file of their own and give it as "
@@ -300,6 +308,29 @@ def _check_train_sources(args) -> None:
     if args.test_data is not None:
         check_data_flags(args.test_data, args.label_column, args.test_labels,
                          path_flag="--test-data", labels_flag="--test-labels")
+
+
+def _column_names(text):
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
+    return names
+
+
+def _check_ignored_columns(args) -> None:
+    """--ignore-columns names columns of a CSV --data other than the label column."""
+    if not args.ignore_columns:
+        return
+    from ..data import csv_header
+
+    if data_kind(args.data) != "csv":
+        raise UsageError(f"--ignore-columns applies to a CSV --data file, not {args.data}")
+    header = csv_header(args.data)
+    unknown = [c for c in args.ignore_columns if c not in header]
+    if unknown or args.label_column in args.ignore_columns:
+        raise UsageError(f"--ignore-columns {','.join(args.ignore_columns)}: " + (
+            f"--data {args.data} has no columns {unknown}; its header has {header}"
+            if unknown else f"{args.label_column!r} is the --label-column"))
 
 
 def _check_train_destinations(args) -> None:
