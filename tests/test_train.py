@@ -359,6 +359,7 @@ def test_mse_model_has_no_accuracy():
     (dict(early_stopping=3), ValueError, "'val_loss', which needs validation_data"),
     (dict(early_stopping="yes"), TypeError, "early_stopping must be None, an int"),
     (dict(optimizer=0.1), TypeError, "optimizer must be a chainrule.optim.Optimizer"),
+    (dict(optimizer=Adam), TypeError, r"got the class Adam: call it, Adam\(\.\.\.\)"),
     (dict(optimizer="rmsprop"), ValueError, "optimizer must be one of"),
     (dict(callbacks=[1]), TypeError, r"callbacks\[0\] must be callable"),
     (dict(shuffle="no"), TypeError, "shuffle must be True or False"),

@@ -342,13 +342,20 @@ def make_optimizer(name, **kwargs) -> Optimizer:
 
     Raises
     ------
+    TypeError
+        For anything but a name or an optimizer (a class is told to call itself).
     ValueError
         For an unknown name, or an argument the optimizer does not take (e.g.
         ``momentum`` for Adam), or a bad value (checked by the optimizer).
     """
     if isinstance(name, Optimizer):
         return name
-    if not isinstance(name, str) or name not in OPTIMIZERS:
+    if not isinstance(name, str):
+        got = (f"the class {name.__name__}: call it, {name.__name__}(...)"
+               if isinstance(name, type) else type(name).__name__)
+        raise TypeError(f"optimizer must be a chainrule.optim.Optimizer or one of "
+                        f"{', '.join(map(repr, sorted(OPTIMIZERS)))}, got {got}")
+    if name not in OPTIMIZERS:
         raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {name!r}")
     cls = OPTIMIZERS[name]
     kwargs = {k: v for k, v in kwargs.items() if v is not None}

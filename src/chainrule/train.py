@@ -69,7 +69,7 @@ from .journal import HistoryJournal
 from .layers import Affine
 from .losses import CategoricalCrossEntropy, l2_penalty
 from .models import Network
-from .optim import Optimizer, make_optimizer
+from .optim import make_optimizer
 from .stateful import check_batch_rows
 
 __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError"]
@@ -126,13 +126,6 @@ def _check_bool(value, name):
     return bool(value)
 
 
-def _check_optimizer(optimizer):
-    if isinstance(optimizer, (Optimizer, str)):
-        return make_optimizer(optimizer)
-    raise TypeError(f"optimizer must be a chainrule.optim.Optimizer or one of 'sgd', 'adam', "
-                    f"'adamw', got {type(optimizer).__name__}")
-
-
 def _check_callbacks(callbacks):
     if callable(callbacks):
         callbacks = (callbacks,)
@@ -175,7 +168,7 @@ def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, val
                      sample_weight, checkpoint, resume, diagnostics, l2, comm) -> RunSettings:
     """:func:`fit`'s arguments, checked (in a fixed order) before anything changes; the
     model is checked first, by ``fit`` itself, since its params choose the threads."""
-    optimizer = _check_optimizer(optimizer)
+    optimizer = make_optimizer(optimizer)
     epochs = check_positive_int(epochs, "epochs")
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
