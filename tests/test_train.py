@@ -958,3 +958,30 @@ def test_a_layer_class_given_for_a_layer_is_refused_when_the_network_is_built():
     with pytest.raises(TypeError, match=r"layers\[1\] is the class ReLU, not a layer: "
                                         r"write ReLU\(...\)"):
         cr.Sequential([cr.Affine(4, 3), cr.ReLU, cr.Affine(3, 2)], rng=0)
+
+
+def test_evaluate_with_sample_weight_gives_weighted_means_as_scikit_learn():
+    from sklearn.metrics import accuracy_score, log_loss
+
+    import chainrule as cr
+
+    X, Y = blobs(n=60, seed=3)
+    y = Y.argmax(axis=1)
+    model = MLP([5, 6, 3], rng=0)
+    w = np.random.default_rng(1).uniform(0, 3, size=60)
+    probs = model.predict_proba(X)
+    result = evaluate(model, X, y, sample_weight=w)
+    assert result["accuracy"] == pytest.approx(
+        accuracy_score(y, probs.argmax(axis=1), sample_weight=w), rel=1e-12)
+    assert result["loss"] == pytest.approx(log_loss(y, probs, sample_weight=w), rel=1e-9)
+    # Integer weights count rows: the same as repeating them.
+    counts = np.arange(60) % 3
+    repeated = evaluate(model, np.repeat(X, counts, axis=0), np.repeat(y, counts))
+    weighted = evaluate(model, X, Y, sample_weight=counts)
+    assert weighted == pytest.approx(repeated, rel=1e-12)
+    assert evaluate(model, X, y, sample_weight=np.ones(60)) == pytest.approx(
+        evaluate(model, X, y), rel=1e-12)
+    with pytest.raises(ValueError, match="sample_weight"):
+        evaluate(model, X, y, sample_weight=-w)
+    with pytest.raises(TypeError, match="unexpected keyword|positional"):
+        cr.evaluate(model, X, y, w)   # keyword-only, as fit's

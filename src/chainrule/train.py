@@ -77,16 +77,17 @@ __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError
 
 # -- evaluation -----------------------------------------------------------------------
 
-def _evaluate_checked(model, X, Y) -> dict:
-    """Loss (and accuracy for a classifier) on already-checked arrays, Dropout off."""
+def _evaluate_checked(model, X, Y, sample_weight=None) -> dict:
+    """Loss and, for a classifier, accuracy (weighted means with weights), Dropout off."""
     logits = model.infer(X, checked=True)  # in row chunks: bounded memory
-    out = {"loss": model.loss.forward(logits, Y)}
+    out = {"loss": model.loss.forward(logits, Y, sample_weight)}
     if isinstance(model.loss, CategoricalCrossEntropy):
-        out["accuracy"] = float(np.mean(logits.argmax(axis=1) == row_classes(Y)))
+        out["accuracy"] = float(np.average(logits.argmax(axis=1) == row_classes(Y),
+                                           weights=sample_weight))
     return out
 
 
-def evaluate(model, X, Y, *, threads=None) -> dict:
+def evaluate(model, X, Y, *, sample_weight=None, threads=None) -> dict:
     """Loss and accuracy of ``model`` on ``(X, Y)`` with Dropout off.
 
     Parameters
@@ -95,6 +96,8 @@ def evaluate(model, X, Y, *, threads=None) -> dict:
     X : array_like, shape (N, D)
     Y : array_like, shape (N, K) or (N,)
         One-hot labels or class indices (cross-entropy) or targets (mean squared error).
+    sample_weight : array_like, shape (N,), optional
+        Row weights: the loss and accuracy are weighted means (arrays only, not files).
     threads : int or None, default=None
         BLAS threads; ``None`` chooses them as a prediction does (from a chunk's rows).
 
@@ -108,7 +111,12 @@ def evaluate(model, X, Y, *, threads=None) -> dict:
     with threads_for(X, model.params, check_threads(threads),  # the checks' too
                      max_rows=model.chunk_rows(model.dtype)):
         X, Y = sources.check_data(model, X, Y, training=False)
-        return sources.evaluate_blocks(_evaluate_checked, model, X, Y)
+        if sample_weight is None:
+            return sources.evaluate_blocks(_evaluate_checked, model, X, Y)
+        if isinstance(X, sources.RowView):
+            raise TypeError("sample_weight applies to arrays X, not to an open_npy file")
+        weights = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        return _evaluate_checked(model, X, Y, weights)
 
 
 # -- argument checks --------------------------------------------------------------------
@@ -127,8 +135,7 @@ def _check_bool(value, name):
 
 
 def _check_callbacks(callbacks):
-    if callable(callbacks):
-        callbacks = (callbacks,)
+    callbacks = (callbacks,) if callable(callbacks) else callbacks
     try:
         callbacks = tuple(callbacks)
     except TypeError:
