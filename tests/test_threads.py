@@ -273,3 +273,35 @@ def test_explicit_threads_override_the_choice_of_a_prediction(rng, two_threads, 
     assert seen == [2, 1] and blas_threads_now() == 2
     with pytest.raises(ValueError, match="threads must be None or a positive integer"):
         run(0)
+
+
+def test_cli_evaluate_and_predict_threads_reach_the_networks_predictions(tmp_path, monkeypatch,
+                                                                         capsys, rng):
+    from chainrule import io
+    from chainrule.estimator import MLPClassifier
+
+    X, y = rng.normal(size=(30, 4)), rng.integers(0, 3, size=30)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    io.save(cr.MLP([4, 5, 3], rng=0), tmp_path / "net.npz")
+    seen = []
+    real = cr.models.Network.predict_proba
+
+    def spy(self, X, *, threads=None):
+        seen.append(threads)
+        return real(self, X, threads=threads)
+
+    monkeypatch.setattr(cr.models.Network, "predict_proba", spy)
+    for command in ("evaluate", "predict"):
+        assert main([command, str(tmp_path / "net.npz"), "--data", str(tmp_path / "d.npz"),
+                     "--threads", "2"]) == 0
+        assert main([command, str(tmp_path / "net.npz"), "--data", str(tmp_path / "d.npz")]) == 0
+    assert seen == [2, None, 2, None]
+    capsys.readouterr()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # the ConvergenceWarning after 2 iterations
+        io.save(MLPClassifier(max_iter=2).fit(X, y), tmp_path / "est.npz")
+    assert main(["predict", str(tmp_path / "est.npz"), "--data", str(tmp_path / "d.npz"),
+                 "--threads", "2"]) == 2
+    assert "--threads applies to a network's model file" in capsys.readouterr().err

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..models import Network
 from ._common import (
     EXIT_STATUS,
     CommandError,
@@ -20,6 +21,7 @@ from ._common import (
     check_output_file,
     data_kind,
     format_table,
+    positive_int,
     regression_metrics,
     separator_hint,
 )
@@ -122,7 +124,7 @@ def _data_chunks(args, saved: _Saved, *, require_labels=True):
                        require_labels=require_labels)
 
 
-def _outputs(saved: _Saved, X, data_path):
+def _outputs(saved: _Saved, X, data_path, threads=None):
     """Class probabilities (N, K), or predicted values (N,) of a regressor."""
     if X.shape[1] != saved.n_features:
         raise CommandError(f"{data_path}: has {X.shape[1]} feature columns but the model "
@@ -133,9 +135,11 @@ def _outputs(saved: _Saved, X, data_path):
         # fitted on a DataFrame need not warn about every array.
         warnings.filterwarnings("ignore", message="X does not have valid feature names",
                                 category=UserWarning)
+        given = {} if threads is None else {"threads": threads}  # (a Network's: checked)
         if saved.regressor:
-            return np.asarray(saved.model.predict(X), dtype=np.float64).reshape(len(X), -1)[:, 0]
-        return np.asarray(saved.model.predict_proba(X), dtype=np.float64)
+            return np.asarray(saved.model.predict(X, **given),
+                              dtype=np.float64).reshape(len(X), -1)[:, 0]
+        return np.asarray(saved.model.predict_proba(X, **given), dtype=np.float64)
 
 
 def _label_indices(y, classes, n_classes, data_path):
@@ -196,7 +200,7 @@ def _evaluate_regression(args, saved: _Saved, chunks) -> None:
             raise CommandError(f"{args.data}: the model is a regressor but the labels are "
                                f"not numbers (such as {np.unique(y)[:3].tolist()})")
         ys.append(np.asarray(y, dtype=np.float64))
-        preds.append(_outputs(saved, X, args.data))
+        preds.append(_outputs(saved, X, args.data, args.threads))
     y = np.concatenate(ys)
     rmse, mae, r2 = regression_metrics(y, np.concatenate(preds))
     print(f"model {args.model}: {type(saved.model).__name__}, {saved.n_features} inputs, "
@@ -212,7 +216,7 @@ def _count_classes(args, saved: _Saved, chunks) -> ConfusionCounts:
     K = max(2, saved.network.n_outputs)  # a binary classifier's one logistic output: 2
     counts = ConfusionCounts(K)
     for X, y in chunks:
-        proba = _outputs(saved, X, args.data)
+        proba = _outputs(saved, X, args.data, args.threads)
         counts.add(_label_indices(y, saved.classes, K, args.data), proba.argmax(axis=1))
     return counts
 
@@ -221,6 +225,7 @@ def _cmd_evaluate(args) -> int:
     if args.plot:
         check_output_dir(args.plot, "--plot")
     saved = _load_model(args.model)
+    _check_threads_flag(args, saved)
     if args.plot and saved.regressor:
         raise UsageError("--plot draws a confusion matrix, which a regressor has none of")
     if args.plot:
@@ -265,13 +270,15 @@ def _cmd_predict(args) -> int:
         raise UsageError(f"--output {output}: predict writes CSV text, which a file of "
                          f"that name would not hold; give a .csv name")
     saved = _load_model(args.model)
+    _check_threads_flag(args, saved)
     chunks = _data_chunks(args, saved, require_labels=False)
     names = None
     if not saved.regressor:  # a binary classifier's predict_proba has two columns
         names = _class_names(saved.classes, max(2, saved.network.n_outputs))
     # Rows are written as their chunk is predicted: into the temporary file of the
     # one write path (a failure leaves no half-written --output), or to stdout.
-    write, count = prediction_writer(chunks, lambda X: _outputs(saved, X, args.data), names)
+    write, count = prediction_writer(
+        chunks, lambda X: _outputs(saved, X, args.data, args.threads), names)
     atomic_write(output, write, refuse_same_as=inputs, allow_stdout=True)
     if output not in STDOUT_NAMES:
         print(f"wrote {count()} predictions to {output}", file=sys.stderr)
@@ -305,10 +312,20 @@ def _cmd_export(args) -> int:
 
 
 def _add_column_flag(p) -> None:
+    """--ignore-extra-columns, and --threads, of ``evaluate`` and ``predict``."""
     p.add_argument("--ignore-extra-columns", action="store_true",
                    help="CSV: skip columns the model was not trained on (by default they "
                         "are refused); columns are matched by name when the model file "
                         "stores its feature names, as 'chainrule train' writes them")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help="BLAS threads (default: chosen from the model's size, as train "
+                        "does); a network's model file only")
+
+
+def _check_threads_flag(args, saved: _Saved) -> None:
+    if args.threads is not None and not isinstance(saved.model, Network):
+        raise UsageError(f"--threads applies to a network's model file; {args.model} holds "
+                         f"a {type(saved.model).__name__} (set OMP_NUM_THREADS instead)")
 
 
 def add_model_parsers(sub) -> None:
