@@ -239,14 +239,15 @@ def check_header_names(name: str, columns) -> None:
     if twice:
         raise ValueError(f"{name}: the header names {twice} more than once; columns are "
                          f"matched by name, so each name must be unique")
-    if columns and all(_is_number(c) for c in columns):
+    if columns and all(is_number(c) for c in columns):
         warnings.warn(f"{name}: every name in the header row is a number ("
                       f"{', '.join(columns[:3])}{', ...' if len(columns) > 3 else ''}); if "
                       f"the file has no header row, its first row of data is being read as "
                       f"the column names and left out", UserWarning, stacklevel=3)
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether ``float(text)`` reads ``text`` (a CSV cell or header name)."""
     try:
         float(text)
     except ValueError:

@@ -22,7 +22,7 @@ import zipfile
 
 import numpy as np
 
-from ._validation import check_header_names, check_positive_int
+from ._validation import check_header_names, check_positive_int, is_number
 
 __all__ = ["iter_csv", "iter_npz", "CHUNK_ROWS"]
 
@@ -72,21 +72,13 @@ def _chunk(name, rows, width, label, columns, features):
         try:
             X[r] = [float(row[i]) for i in features]
         except ValueError:
-            c = next(i for i in features if not _is_float(row[i]))
+            c = next(i for i in features if not is_number(row[i]))
             raise ValueError(f"{name}, line {line}, column {columns[c]!r}: expected a "
                              f"number, got {row[c]!r}") from None
     if not np.isfinite(X).all():
         r = int(np.argwhere(~np.isfinite(X))[0][0])
         raise ValueError(f"{name}, line {rows[r][0]}: feature values must be finite")
     return X, (np.array(labels) if label is not None else None)
-
-
-def _is_float(cell) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows,

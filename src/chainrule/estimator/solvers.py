@@ -75,14 +75,14 @@ class EpochRule:
             schedule.epoch_end(est.t_)
         if est._no_improvement_count > est.n_iter_no_change:
             watched = "Validation score" if self.validation is not None else "Training loss"
-            adaptive = isinstance(schedule, EpochLR) and schedule.schedule == "adaptive"
-            small = adaptive and schedule.current <= schedule.min_lr
             stop = not isinstance(schedule, EpochLR) or schedule.stalled()
             if est.verbose:  # scikit-learn's lines, with what happens next
+                # ('adaptive' stops only once its rate is at the floor: "too small")
+                adaptive = isinstance(schedule, EpochLR) and schedule.schedule == "adaptive"
                 print(f"{watched} did not improve more than tol={est.tol:f} for "
                       f"{est.n_iter_no_change} consecutive epochs." + (
                           f" Setting learning rate to {schedule.current:f}" if not stop
-                          else " Learning rate too small. Stopping." if small
+                          else " Learning rate too small. Stopping." if adaptive
                           else " Stopping."))
             if stop:
                 self.stopped = True
