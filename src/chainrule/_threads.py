@@ -69,13 +69,18 @@ def largest_product_flops(rows: int, params) -> float:
     batch of ``rows`` with a 2-D array ``(D, H)`` of the params dict (a weight matrix;
     the biases are 1-D): an Affine layer's forward product, and the count of each of
     its two backward products."""
-    return max((2.0 * rows * p.shape[0] * p.shape[1] for p in params.values() if p.ndim == 2),
-               default=0.0)
+    largest = 0  # a loop, not max() over a generator: half the ~1.3 us, on every step
+    for p in params.values():
+        if p.ndim == 2 and p.shape[0] * p.shape[1] > largest:
+            largest = p.shape[0] * p.shape[1]
+    return 2.0 * rows * largest
 
 
 def rows_of(x) -> int:
     """The rows of an array-like not yet checked (1 when it has no shape to read): what
     the threads of a call are chosen from before its checks run."""
+    if type(x) is np.ndarray:  # the usual case, first
+        return int(x.shape[0]) if x.ndim else 1
     if isinstance(x, (list, tuple)):  # its length: np.shape would convert it a first time
         return max(len(x), 1)
     try:

@@ -329,11 +329,15 @@ class Network:
         if checked:
             return self._loss_and_grads(X, Y, sample_weight, training, False)
         with threads_for(X, self.params):  # a call of its own: its BLAS threads
-            scan_first = self.scans_first_output(X)
-            X, Y = self.check_XY(X, Y, finite_X=not scan_first)
-            if sample_weight is not None:
-                sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-            return self._loss_and_grads(X, Y, sample_weight, training, scan_first)
+            return self._check_loss_and_grads(X, Y, sample_weight, training)
+
+    def _check_loss_and_grads(self, X, Y, sample_weight, training):
+        """:meth:`loss_and_grads` after its inputs' checks, inside the caller's threads."""
+        scan_first = self.scans_first_output(X)
+        X, Y = self.check_XY(X, Y, finite_X=not scan_first)
+        if sample_weight is not None:
+            sample_weight = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        return self._loss_and_grads(X, Y, sample_weight, training, scan_first)
 
     def _loss_and_grads(self, X, Y, sample_weight, training, scan_first):
         for step in self.walk(X, training, checked=True, scan_first=scan_first):
@@ -371,20 +375,20 @@ class Network:
         optimizer = optimizer if optimizer is not None else self.optimizer
         if optimizer is None:
             raise ValueError("optimizer must be given (this model has no default optimizer)")
-        loss, grads = self.loss_and_grads(X, Y, sample_weight)
-        # Refused before the update, as fit refuses: a step from an infinite loss
-        # would leave parameters near 1e307, NaN at the next step. (Not all_finite: a
-        # BLAS scan here would run outside the call's threads.)
-        bad = [k for k, g in grads.items() if not np.isfinite(g).all()]
-        if not math.isfinite(loss) or bad:
-            what = f"the loss is {loss}" if not math.isfinite(loss) else (
-                f"the gradient of {', '.join(bad)} is not finite")
-            raise TrainingDivergedError(
-                f"step refused: {what}; the parameters were not updated. Try a smaller "
-                f"learning rate or standardised inputs.", epoch=None, step=None,
-                layer="loss" if not math.isfinite(loss) else bad[0])
-        optimizer.step(self.params, grads)
-        return loss
+        with threads_for(X, self.params):  # one thread choice for the whole step
+            loss, grads = self._check_loss_and_grads(X, Y, sample_weight, True)
+            # Refused before the update, as fit refuses: a step from an infinite loss
+            # would leave parameters near 1e307, NaN at the next step.
+            bad = [k for k, g in grads.items() if not all_finite(g)]
+            if not math.isfinite(loss) or bad:
+                what = f"the loss is {loss}" if not math.isfinite(loss) else (
+                    f"the gradient of {', '.join(bad)} is not finite")
+                raise TrainingDivergedError(
+                    f"step refused: {what}; the parameters were not updated. Try a smaller "
+                    f"learning rate or standardised inputs.", epoch=None, step=None,
+                    layer="loss" if not math.isfinite(loss) else bad[0])
+            optimizer.step(self.params, grads)
+            return loss
 
     def predict_proba(self, X, *, threads=None) -> np.ndarray:
         """Class probabilities, computed in row chunks (:meth:`infer`, which takes
