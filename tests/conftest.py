@@ -69,8 +69,7 @@ def torch_layer(layer, x, *params):
     torch = import_torch()
     F = torch.nn.functional
     if isinstance(layer, Affine):
-        W, b = params
-        return x @ W + b
+        return torch.nn.functional.linear(x, params[0].T, *params[1:])   # (W,) for bias=False
     if isinstance(layer, LeakyReLU):
         return F.leaky_relu(x, negative_slope=layer.negative_slope)
     if isinstance(layer, ReLU):

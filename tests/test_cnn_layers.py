@@ -25,6 +25,8 @@ CONTRACT = {
              (3, 3, 5, 5)),
     "conv_strided": (lambda: Conv2D(1, 2, (2, 3), stride=(2, 1)), (2, 1, 6, 5),
                      [(2, 1, 2, 3), (2,)], (2, 2, 3, 3)),
+    "conv_same_even": (lambda: Conv2D(2, 3, (4, 3), padding="same", bias=False),
+                       (2, 2, 5, 6), [(3, 2, 4, 3)], (2, 3, 5, 6)),
     "maxpool": (lambda: MaxPool2D(2), (3, 2, 6, 6), [], (3, 2, 3, 3)),
     "maxpool_overlapping": (lambda: MaxPool2D(3, stride=1), (2, 2, 5, 4), [], (2, 2, 3, 2)),
     "avgpool": (lambda: AvgPool2D(3, 2), (3, 2, 7, 6), [], (3, 2, 3, 2)),
@@ -84,6 +86,44 @@ def test_conv2d_matches_torch(n, c_in, c_out, hw, k, s, p, rng, torch):
     ref, grads = _torch_grads(torch, lambda xt, wt, bt: torch.nn.functional.conv2d(
         xt, wt, bt, stride=s, padding=p), (x, W, b), d_out)
     _assert_close((out,) + tuple(ours), [ref] + grads)
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, (2, 5), (4, 1)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv2d_same_padding_and_no_bias_match_torch(k, bias, rng, torch):
+    """padding='same' keeps H x W, with PyTorch's placement of the odd zero (after) for
+    even kernels; bias=False takes and returns no bias."""
+    x = rng.normal(size=(2, 3, 6, 7))
+    layer = Conv2D(3, 4, k, padding="same", bias=bias)
+    params = layer.init_params(np.random.default_rng(1), np.float64)
+    assert [p.shape for p in params] == [tuple(s) for s in layer.param_shapes()]
+    assert len(params) == (2 if bias else 1) == layer.num_params
+    out = layer.forward(x, *params)
+    assert out.shape == (2, 4, 6, 7)
+    d_out = rng.normal(size=out.shape)
+    ours = layer.backward(d_out)
+    assert len(ours) == 1 + len(params)
+
+    def torch_conv(xt, wt, *bt):
+        return torch.nn.functional.conv2d(xt, wt, bt[0] if bt else None, padding="same")
+    ref, grads = _torch_grads(torch, torch_conv, (x, *params), d_out)
+    _assert_close((out,) + tuple(ours), [ref] + grads)
+
+
+def test_conv2d_valid_padding_is_zero_and_same_needs_stride_one():
+    assert Conv2D(1, 2, 3, padding="valid").pads == ((0, 0), (0, 0))
+    assert Conv2D(1, 2, 3, padding="valid").output_shape((1, 5, 5)) == (2, 3, 3)
+    with pytest.raises(ValueError, match="padding='same' needs stride=1"):
+        Conv2D(1, 2, 3, stride=2, padding="same")
+    with pytest.raises(ValueError, match="'same' or 'valid', got 'full'"):
+        Conv2D(1, 2, 3, padding="full")
+    with pytest.raises(TypeError, match="bias must be True or False"):
+        Conv2D(1, 2, 3, bias=0)
+    x, W = np.ones((1, 1, 4, 4)), np.ones((2, 1, 3, 3))
+    with pytest.raises(TypeError, match="takes no bias after its weight, got one"):
+        Conv2D(1, 2, 3, bias=False).forward(x, W, np.ones(2))
+    with pytest.raises(TypeError, match="takes a bias after its weight, got none"):
+        Conv2D(1, 2, 3).forward(x, W)
 
 
 def test_conv2d_without_input_gradient(rng):

@@ -214,3 +214,41 @@ def test_a_custom_layer_named_like_a_built_in_one_stays_custom():
     again = sequential_from_state(state["config"], arrays,
                                   custom_layers={"BatchNorm1d": StudentBatchNorm})
     assert type(again.layers[1][0]) is StudentBatchNorm
+
+
+def test_same_padding_and_bias_free_convolutions_train_save_and_export(digits, tmp_path,
+                                                                      torch):
+    """PyTorch's Conv-BatchNorm-ReLU block, ``nn.Conv2d(..., padding='same',
+    bias=False)``: gradients through the network against torch, then the model file and
+    the ONNX graph give the trained model's predictions."""
+    ort = pytest.importorskip("onnxruntime")
+    X, X_test, Y, Y_test = digits
+    model = cr.Sequential([
+        cr.Unflatten((1, 8, 8)), cr.Conv2D(1, 4, 4, padding="same", bias=False),
+        cr.BatchNorm2d(4), cr.ReLU(), cr.MaxPool2D(2),
+        cr.Conv2D(4, 3, (3, 2), padding="same"), cr.Flatten(), cr.Affine(48, 10)],
+        rng=0, dtype=np.float32)
+    assert list(model.params) == ["W1", "gamma2", "beta2", "W3", "b3", "W4", "b4"]
+    assert "Conv2D(1, 4, 4, padding='same', bias=False)" in model.summary()
+    text = model.explain(X[:2])
+    assert "H1 = im2col(H0) @ W1^T   (im2col" in text and "{b}" not in text
+    assert "H3 = im2col(H2_3) @ W3^T + b3" in text and "db3 = sum(dH3" in text
+    model64 = cr.Sequential([layer for layer, _ in model.layers], dtype=np.float64,
+                            params={k: v.astype(np.float64) for k, v in model.params.items()})
+    loss, grads = model64.loss_and_grads(X[:20], Y[:20])
+    ref_loss, ref_grads = torch_network_loss_and_grads(model64, X[:20], Y[:20])
+    assert abs(loss - ref_loss) < 1e-12
+    for k in model64.params:
+        assert np.max(np.abs(grads[k] - ref_grads[k])) <= 1e-10 * np.max(np.abs(ref_grads[k]))
+    cr.fit(model, X, Y, optimizer=cr.Adam(lr=3e-3), epochs=2, batch_size=64, rng=0,
+           progress=False)
+    assert cr.evaluate(model, X_test, Y_test)["accuracy"] > 0.5   # chance is 0.1
+    cr.io.save(model, tmp_path / "same.npz")
+    loaded = cr.io.load(tmp_path / "same.npz")
+    assert [repr(la) for la, _ in loaded.layers] == [repr(la) for la, _ in model.layers]
+    assert np.array_equal(loaded.predict(X_test), model.predict(X_test))
+    cr.io.export_onnx(model, tmp_path / "same.onnx")
+    session = ort.InferenceSession(str(tmp_path / "same.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"X": X_test.astype(np.float32)})[2]
+    assert np.max(np.abs(logits - model.forward(X_test))) < 1e-5

@@ -86,6 +86,32 @@ def test_affine_finite_differences_and_torch(n, d, h, rng, torch):
     assert rel_diff(d_b, bt.grad.numpy()) < 1e-12
 
 
+def test_affine_without_bias_contract_finite_differences_and_torch(rng, torch):
+    """Affine(bias=False), nn.Linear(bias=False): out = X W, gradients (dX, dW)."""
+    report = check_layer(lambda: Affine(bias=False), (5, 3), [(3, 4)], output_shape=(5, 4))
+    assert set(report.gradient_errors) == {"inputs", "W", "inputs (eval)", "W (eval)"}
+    x, W = rng.normal(size=(6, 3)), rng.normal(size=(3, 4))
+    assert check_layer_gradients(Affine(bias=False), x, W, rng=rng).worst < 1e-6
+    layer = Affine(3, 4, bias=False)
+    assert [p.shape for p in layer.init_params(rng, np.float64)] == [(3, 4)]
+    out = layer.forward(x, W)
+    d_out = rng.normal(size=out.shape)
+    grads = layer.backward(d_out)
+    assert len(grads) == 2
+    xt, Wt = to_torch(x, requires_grad=True), to_torch(W.T.copy(), requires_grad=True)
+    yt = torch.nn.functional.linear(xt, Wt)
+    yt.backward(to_torch(d_out))
+    assert rel_diff(out, yt.detach().numpy()) < 1e-13
+    assert rel_diff(grads[0], xt.grad.numpy()) < 1e-12
+    assert rel_diff(grads[1], Wt.grad.numpy().T) < 1e-12
+    with pytest.raises(TypeError, match="takes no bias after its weight, got one"):
+        layer.forward(x, W, np.zeros(4))
+    with pytest.raises(TypeError, match="takes a bias after its weight, got none"):
+        Affine().forward(x, W)
+    with pytest.raises(TypeError, match="bias must be True or False"):
+        Affine(3, 4, bias="no")
+
+
 def test_affine_formulas_restated(rng):
     # The homework's equations: out = X W + b; dX = d_out W^T; dW = X^T d_out;
     # db = d_out summed over the batch.

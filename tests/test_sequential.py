@@ -248,3 +248,39 @@ def test_a_sequential_of_built_in_layers_exports_to_onnx(tmp_path):
     outputs = session.run(None, {session.get_inputs()[0].name: X})
     probabilities = [o for o in outputs if o.shape == (6, 3) and np.allclose(o.sum(1), 1)]
     assert probabilities and np.allclose(probabilities[0], model.predict_proba(X), atol=1e-12)
+
+
+def test_bias_free_affine_before_batchnorm_trains_saves_exports_and_explains(tmp_path, torch):
+    """PyTorch's ``Linear(bias=False)`` + ``BatchNorm1d`` block: named W1 only, the
+    gradients of the network against torch, a model file and ONNX that give the same
+    predictions, equations without a bias; folding a standardisation needs a bias."""
+    from sklearn.datasets import load_digits
+
+    from chainrule.folding import fold_standardization
+    from conftest import torch_network_loss_and_grads
+    ort = pytest.importorskip("onnxruntime")
+    X, y = load_digits(return_X_y=True)
+    X = X / 16
+    model = cr.Sequential([cr.Affine(64, 32, bias=False), cr.BatchNorm1d(32), cr.ReLU(),
+                           cr.Affine(32, 10)], rng=0)
+    assert list(model.params) == ["W1", "gamma2", "beta2", "W3", "b3"]
+    assert model.n_features == 64 and model.n_outputs == 10
+    loss, grads = model.loss_and_grads(X[:30], y[:30])
+    ref_loss, ref_grads = torch_network_loss_and_grads(model, X[:30], np.eye(10)[y[:30]])
+    assert abs(loss - ref_loss) < 1e-12
+    for k in model.params:
+        assert np.max(np.abs(grads[k] - ref_grads[k])) <= 1e-10 * np.max(np.abs(ref_grads[k]))
+    cr.fit(model, X, y, optimizer="adam", epochs=3, batch_size=64, rng=0, progress=False)
+    assert cr.evaluate(model, X, y)["accuracy"] > 0.5   # chance is 0.1
+    text = model.explain(X[:2])
+    assert "Z1 = X @ W1 : (N, 64) @ (64, 32) -> (N, 32)" in text and "db1" not in text
+    cr.io.save(model, tmp_path / "m.npz")
+    loaded = cr.io.load(tmp_path / "m.npz")
+    assert repr(loaded.layers[0][0]) == "Affine(64, 32, bias=False)"
+    assert np.array_equal(loaded.predict(X), model.predict(X))
+    cr.io.export_onnx(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"X": X})[2]   # a float64 model: a float64 graph
+    assert np.max(np.abs(logits - model.forward(X))) < 1e-10
+    with pytest.raises(TypeError, match="first layer must be Affine with a bias"):
+        fold_standardization(model, np.zeros(64), np.ones(64))

@@ -45,12 +45,34 @@ def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
     return v, v
 
 
-def _pooled_size(size: int, kernel: int, stride: int, padding: int, axis: str) -> int:
-    """Output length along one axis (floor, as PyTorch's default)."""
-    if size + 2 * padding < kernel:
-        raise ValueError(f"the input's {axis} {size} (padded by {padding} on each side) is "
+def _pooled_size(size: int, kernel: int, stride: int, pads: tuple, axis: str) -> int:
+    """Output length along one axis padded by ``pads = (before, after)`` zeros (floor,
+    as PyTorch's default)."""
+    if size + sum(pads) < kernel:
+        raise ValueError(f"the input's {axis} {size} (padded by {pads[0]} and {pads[1]}) is "
                          f"smaller than the kernel's {kernel}")
-    return (size + 2 * padding - kernel) // stride + 1
+    return (size + sum(pads) - kernel) // stride + 1
+
+
+def _conv_padding(padding, kernel, stride):
+    """``(padding as given, ((top, bottom), (left, right)))``.
+
+    ``'valid'`` is no padding. ``'same'`` keeps the size at stride 1 (PyTorch refuses it
+    for strided convolutions): ``k - 1`` zeros along each axis, the odd one after, as
+    PyTorch places them (a kernel of 4: one before, two after).
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return "valid", ((0, 0), (0, 0))
+        if padding != "same":
+            raise ValueError(f"padding must be an int, a pair of ints, 'same' or 'valid', "
+                             f"got {padding!r}")
+        if stride != (1, 1):
+            raise ValueError(f"padding='same' needs stride=1 (as in PyTorch), got "
+                             f"stride={stride}")
+        return "same", tuple(((k - 1) // 2, k - 1 - (k - 1) // 2) for k in kernel)
+    ph, pw = _pair(padding, "padding", minimum=0)
+    return (ph, pw), ((ph, ph), (pw, pw))
 
 
 def _windows(x, kernel, stride):
@@ -103,8 +125,14 @@ class Conv2D(Layer):
     in_channels, out_channels : int
     kernel_size : int or (int, int)
     stride : int or (int, int), default=1
-    padding : int or (int, int), default=0
-        Zeros added on each side of H and W.
+    padding : int, (int, int), 'same' or 'valid', default=0
+        Zeros added on each side of H and W. ``'same'`` (stride 1 only) pads ``k - 1``
+        zeros along each axis, so that ``Ho, Wo = H, W``; for an even kernel the extra
+        one goes after (bottom, right), as in PyTorch. ``'valid'`` is 0.
+    bias : bool, default=True
+        ``False``: no bias (``param_names`` is ``("W",)``; ``forward`` takes the weight
+        only), as ``nn.Conv2d(bias=False)`` before a batch normalisation, whose shift
+        would cancel it.
 
     Notes
     -----
@@ -123,38 +151,51 @@ class Conv2D(Layer):
                  ("d{W} = rows(d{y})^T @ im2col({x})", "d{b} = sum(d{y}, axes N, H, W)",
                   "d{x} = col2im(rows(d{y}) @ {W})"))
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
+                 bias=True):
         super().__init__()
         self.in_channels = check_positive_int(in_channels, "in_channels")
         self.out_channels = check_positive_int(out_channels, "out_channels")
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = _pair(stride, "stride")
-        self.padding = _pair(padding, "padding", minimum=0)
+        self.padding, self.pads = _conv_padding(padding, self.kernel_size, self.stride)
+        if not isinstance(bias, (bool, np.bool_)):
+            raise TypeError(f"bias must be True or False, got {type(bias).__name__} {bias!r}")
+        self.has_bias = bool(bias)
+        if not self.has_bias:  # the instance's own: the class's are those with a bias
+            self.num_params, self.param_names = 1, ("W",)
+            forward, (d_weight, _, d_inputs) = type(self).equations
+            self.equations = (forward.replace(" + {b}", ""), (d_weight, d_inputs))
 
     def param_shapes(self) -> list[tuple]:
-        """The shapes of ``[weight, bias]``."""
-        return [(self.out_channels, self.in_channels) + self.kernel_size, (self.out_channels,)]
+        """The shapes of ``[weight, bias]`` (``[weight]`` without a bias)."""
+        weight = (self.out_channels, self.in_channels) + self.kernel_size
+        return [weight, (self.out_channels,)] if self.has_bias else [weight]
 
     def init_params(self, rng, dtype):
         """``[weight, bias]``, PyTorch's default uniform draws, weight first."""
         shape = self.param_shapes()[0]
         bound = 1.0 / np.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
         weight = rng.uniform(-bound, bound, size=shape).astype(dtype)
+        if not self.has_bias:
+            return [weight]
         bias = rng.uniform(-bound, bound, size=self.out_channels).astype(dtype)
         return [weight, bias]
 
     def get_config(self) -> dict:
         """The constructor arguments, for model files."""
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
-                "padding": list(self.padding)}
+        config = {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                  "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                  "padding": self.padding if isinstance(self.padding, str)
+                  else list(self.padding)}
+        return config if self.has_bias else {**config, "bias": False}
 
     def output_shape(self, shape) -> tuple:
         """``(C_out, Ho, Wo)`` for an input ``(C_in, H, W)``."""
         _, h, w = shape
         return (self.out_channels,) + tuple(
             _pooled_size(n, k, s, p, axis) for n, k, s, p, axis in
-            zip((h, w), self.kernel_size, self.stride, self.padding, ("height", "width"),
+            zip((h, w), self.kernel_size, self.stride, self.pads, ("height", "width"),
                 strict=True))
 
     def workspace(self, shape) -> int:
@@ -165,12 +206,15 @@ class Conv2D(Layer):
     def _check(self, inputs, weight, bias):
         inputs = _check_images(inputs)
         weight = as_float_array(weight, "weight", ndim=4)
-        bias = as_float_array(bias, "bias", ndim=1)
+        if (bias is None) == self.has_bias:
+            raise TypeError(f"{self!r} takes {'a' if self.has_bias else 'no'} bias after "
+                            f"its weight, got {'none' if bias is None else 'one'}")
         expected = (self.out_channels, self.in_channels) + self.kernel_size
         if weight.shape != expected:
             raise ValueError(f"weight must have shape {shape_str(expected)}, got "
                              f"{shape_str(weight.shape)}")
-        if bias.shape != (self.out_channels,):
+        if bias is not None and (bias := as_float_array(bias, "bias", ndim=1)).shape != (
+                self.out_channels,):
             raise ValueError(f"bias must have shape ({self.out_channels},), got "
                              f"{shape_str(bias.shape)}")
         if inputs.shape[1] != self.in_channels:
@@ -179,14 +223,15 @@ class Conv2D(Layer):
         self.output_shape(inputs.shape[1:])  # raises for an image smaller than the kernel
         return inputs, weight, bias
 
-    def forward(self, inputs, weight, bias):
+    def forward(self, inputs, weight, bias=None):
         """im2col, then one matrix product stacked over the batch:
-        ``W (C_out, C_in kH kW) @ cols (N, C_in kH kW, Ho Wo)``, which is already NCHW."""
+        ``W (C_out, C_in kH kW) @ cols (N, C_in kH kW, Ho Wo)``, which is already NCHW.
+        ``bias`` is given exactly when the layer has one."""
         if self.validate:
             inputs, weight, bias = self._check(inputs, weight, bias)
         n = inputs.shape[0]
-        (ph, pw) = self.padding
-        padded = np.pad(inputs, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else inputs
+        padded = (np.pad(inputs, ((0, 0), (0, 0)) + self.pads) if any(map(any, self.pads))
+                  else inputs)
         windows = _windows(padded, self.kernel_size, self.stride)
         ho, wo = windows.shape[2:4]
         # The one copy of the input: column p of cols[n] is window p (channels, then
@@ -196,7 +241,8 @@ class Conv2D(Layer):
         np.copyto(cols, ordered)
         cols = cols.reshape(n, -1, ho * wo)
         out = np.matmul(weight.reshape(self.out_channels, -1), cols)
-        out += bias[:, None]
+        if bias is not None:
+            out += bias[:, None]
         self.cache = (cols, weight, padded.shape, (ho, wo))
         return out.reshape(n, self.out_channels, ho, wo)
 
@@ -222,7 +268,7 @@ class Conv2D(Layer):
         (per image, or as one product over all positions when there are more output
         channels than positions), ``db = sum dY`` over N, H, W, and ``dX`` = col2im of
         ``W^T dY``, cropped back from the padding (unless ``compute_input_grad`` is
-        off)."""
+        off). Returns ``(dX, dW, db)``, ``(dX, dW)`` without a bias."""
         cols, weight, padded_shape, (ho, wo) = self.cache if self.cache is not None \
             else (None, None, (0, 0), (0, 0))
         d_out = self._check_d_out(d_out, (padded_shape[0], self.out_channels, ho, wo))
@@ -244,9 +290,9 @@ class Conv2D(Layer):
             d_weight = (cols.transpose(1, 0, 2).reshape(cols.shape[1], -1)
                         @ d_rows.transpose(1, 0, 2).reshape(self.out_channels, -1).T).T
         d_weight = d_weight.reshape(weight.shape)
-        d_bias = d_rows.sum(axis=(0, 2))
+        d_bias = (d_rows.sum(axis=(0, 2)),) if self.has_bias else ()
         if not self.compute_input_grad:
-            return None, d_weight, d_bias
+            return None, d_weight, *d_bias
         # col2im in the layout (C_in, H, W, N), where each kernel offset adds a block
         # whose inner axes (Wo, N) are contiguous; in NCHW it adds rows of Wo numbers
         # (2.7 ms against 3.9 ms on 64 x 16 x 14 x 14, the same values).
@@ -255,14 +301,16 @@ class Conv2D(Layer):
             c, *self.kernel_size, ho, wo, n)
         hp, wp = padded_shape[2:]
         d_padded = _col2im(d_cols, (c, hp, wp, n), self.stride)
-        (ph, pw) = self.padding
-        d_inputs = d_padded[:, ph:hp - ph, pw:wp - pw].transpose(3, 0, 1, 2)
-        return np.ascontiguousarray(d_inputs), d_weight, d_bias
+        ((top, bottom), (left, right)) = self.pads
+        d_inputs = d_padded[:, top:hp - bottom, left:wp - right].transpose(3, 0, 1, 2)
+        return np.ascontiguousarray(d_inputs), d_weight, *d_bias
 
     def __repr__(self):
         extra = "".join(f", {k}={v[0] if v[0] == v[1] else v}" for k, v, default in
                         (("stride", self.stride, 1), ("padding", self.padding, 0))
-                        if v != (default, default))
+                        if v != (default, default) and not isinstance(v, str))
+        extra += f", padding={self.padding!r}" if isinstance(self.padding, str) else ""
+        extra += "" if self.has_bias else ", bias=False"
         k = self.kernel_size
         return (f"Conv2D({self.in_channels}, {self.out_channels}, "
                 f"{k[0] if k[0] == k[1] else k}{extra})")
@@ -284,7 +332,7 @@ class _Pool2D(Layer):
     def output_shape(self, shape) -> tuple:
         """``(C, Ho, Wo)`` for an input ``(C, H, W)``."""
         c, h, w = shape
-        return (c,) + tuple(_pooled_size(n, k, s, 0, axis) for n, k, s, axis in
+        return (c,) + tuple(_pooled_size(n, k, s, (0, 0), axis) for n, k, s, axis in
                             zip((h, w), self.kernel_size, self.stride, ("height", "width"),
                                 strict=True))
 

@@ -176,15 +176,19 @@ def _layer_equations(network, layer, names, nodes, shapes, shp):
 
 
 def _affine_equations(params, names, x, y, in_shape, out_shape, shp, input_grad):
-    W, b = names
+    W, b = names if len(names) == 2 else (names[0], None)   # (W,): bias=False
     # Parameter shapes are printed as they are: only data shapes carry the batch
     # dimension N (a weight with N rows must still show its number).
-    w_shape, b_shape = params[W].shape, params[b].shape
-    fwd = (f"{y} = {x} @ {W} + {b} : {shp(in_shape)} @ {shape_str(w_shape)} + "
-           f"{shape_str(b_shape)} -> {shp(out_shape)}")
+    w_shape = params[W].shape
+    plus_b = "" if b is None else f" + {b}"
+    plus_shape = "" if b is None else f" + {shape_str(params[b].shape)}"
+    fwd = (f"{y} = {x} @ {W}{plus_b} : {shp(in_shape)} @ {shape_str(w_shape)}{plus_shape}"
+           f" -> {shp(out_shape)}")
     bwd = [f"d{W} = {x}^T @ d{y} : ({in_shape[1]}, N) @ {shp(out_shape)}"
-           f" -> {shape_str(w_shape)}",
-           f"d{b} = sum_rows(d{y}) : {shp(out_shape)} -> {shape_str(b_shape)}"]
+           f" -> {shape_str(w_shape)}"]
+    if b is not None:
+        bwd.append(f"d{b} = sum_rows(d{y}) : {shp(out_shape)} -> "
+                   f"{shape_str(params[b].shape)}")
     if input_grad:
         bwd.append(f"d{x} = d{y} @ {W}^T : {shp(out_shape)} @ "
                    f"{shape_str(w_shape[::-1])} -> {shp(in_shape)}")

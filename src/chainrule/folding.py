@@ -65,9 +65,9 @@ def fold_standardization(model, mean, scale):
     if not isinstance(model, Network):
         raise TypeError(f"model must be a chainrule Network, got {type(model).__name__}")
     layer, names = model.layers[0]
-    if not isinstance(layer, Affine):
-        raise TypeError(f"model's first layer must be Affine to fold the standardisation "
-                        f"into, got {type(layer).__name__}")
+    if not isinstance(layer, Affine) or len(names) != 2:
+        raise TypeError(f"model's first layer must be Affine with a bias to fold the "
+                        f"standardisation into, got {layer!r}")
     W_name, b_name = names
     W, b = model.params[W_name], model.params[b_name]
     mean, scale = _fold_vectors(mean, scale, W.shape[0], "inputs")
@@ -103,9 +103,9 @@ def fold_target_scaling(model, mean, scale):
     if not isinstance(model, Network):
         raise TypeError(f"model must be a chainrule Network, got {type(model).__name__}")
     layer, names = model.layers[-1]
-    if not isinstance(layer, Affine):
-        raise TypeError(f"model's last layer must be Affine to fold the target scaling "
-                        f"into, got {type(layer).__name__}")
+    if not isinstance(layer, Affine) or len(names) != 2:
+        raise TypeError(f"model's last layer must be Affine with a bias to fold the target "
+                        f"scaling into, got {layer!r}")
     W_name, b_name = names
     W, b = model.params[W_name], model.params[b_name]
     M = W.shape[1]

@@ -253,10 +253,10 @@ class _GraphBuilder:
             np.ascontiguousarray(array, dtype=self.dtype), name=name))
 
     def _affine(self, network, names, current: str, out: str) -> None:
-        W, b = names
         for pname in names:
             self._tensor(network.params[pname], pname)
-        self.nodes.append(self.helper.make_node("Gemm", [current, W, b], [out],
+        # (W,) for bias=False: Gemm's bias input C is optional.
+        self.nodes.append(self.helper.make_node("Gemm", [current, *names], [out],
                                                 name=f"affine{self.n_affine}"))
 
     def _activation(self, i: int, layer, current: str, out: str) -> None:

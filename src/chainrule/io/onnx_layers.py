@@ -43,9 +43,9 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
     for name in names:
         builder._tensor(network.params[name], name)
     if isinstance(layer, Conv2D):
-        ph, pw = layer.padding
+        ((top, bottom), (left, right)) = layer.pads
         return make_node("Conv", [current, *names], [out], kernel_shape=list(layer.kernel_size),
-                         strides=list(layer.stride), pads=[ph, pw, ph, pw])
+                         strides=list(layer.stride), pads=[top, left, bottom, right])
     if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
         buffers = list(stateful_names([lay for lay, _ in network.layers])[index][1])
         for name in buffers:

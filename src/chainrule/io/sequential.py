@@ -44,7 +44,8 @@ def _is_builtin(layer) -> bool:
 def _layer_config(layer, params) -> dict:
     """The constructor arguments that rebuild ``layer`` (its parameters are arrays)."""
     if isinstance(layer, Affine):
-        return {"n_in": int(params[0].shape[0]), "n_out": int(params[0].shape[1])}
+        sizes = {"n_in": int(params[0].shape[0]), "n_out": int(params[0].shape[1])}
+        return sizes if layer.has_bias else {**sizes, "bias": False}
     if isinstance(layer, LeakyReLU):
         return {"negative_slope": float(layer.negative_slope)}
     if isinstance(layer, Dropout):
@@ -136,10 +137,10 @@ def sequential_from_state(config, arrays: dict, *, custom_layers=None, rng=None)
         raise ValueError(f"the Sequential config does not build a model: {exc}") from None
     for layer, names_ in model.layers:
         if isinstance(layer, Affine):
-            W, b = (model.params[n] for n in names_)
-            if W.shape != layer.sizes or b.shape != layer.sizes[1:]:
-                raise ValueError(f"{layer!r} has arrays {names_} of shapes {W.shape}, "
-                                 f"{b.shape}")
+            shapes = [model.params[n].shape for n in names_]
+            if shapes != [layer.sizes, layer.sizes[1:]][:len(names_)]:
+                raise ValueError(f"{layer!r} has arrays {list(names_)} of shapes "
+                                 f"{', '.join(map(str, shapes))}")
         elif hasattr(layer, "param_shapes"):
             shapes = [model.params[n].shape for n in names_]
             if shapes != [tuple(s) for s in layer.param_shapes()]:
