@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.layers import Affine, Dropout, ReLU, Tanh
+from chainrule.layers import Affine, Dropout, Layer, ReLU, Tanh
 from chainrule.losses import CategoricalCrossEntropy
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -284,3 +284,70 @@ def test_bias_free_affine_before_batchnorm_trains_saves_exports_and_explains(tmp
     assert np.max(np.abs(logits - model.forward(X))) < 1e-10
     with pytest.raises(TypeError, match="first layer must be Affine with a bias"):
         fold_standardization(model, np.zeros(64), np.ones(64))
+
+
+class _Temperature(Layer):
+    """A learned scalar temperature ``out = x * T``: a last layer whose parameter is 1-D."""
+
+    num_params, param_names = 1, ("T",)
+
+    def init_params(self, rng, dtype):
+        return [np.full(1, 2.0, dtype)]
+
+    def forward(self, inputs, T):
+        self.cache = (inputs, T)
+        return inputs * T
+
+    def backward(self, d_out):
+        inputs, T = self.cache
+        return d_out * T, np.array([np.sum(d_out * inputs)])
+
+
+class _Pairs(Layer):
+    """``[x, x**2]``: a parameter-free layer that doubles the width (says so)."""
+
+    def output_shape(self, shape):
+        return (2 * shape[0],)
+
+    def forward(self, inputs):
+        self.cache = inputs
+        return np.concatenate([inputs, inputs ** 2], axis=1)
+
+    def backward(self, d_out):
+        h = self.cache.shape[1]
+        return d_out[:, :h] + 2 * self.cache * d_out[:, h:]
+
+
+@pytest.mark.parametrize("layers, n_in, n_out", [
+    (lambda: [cr.Dropout(0.2), cr.Affine(6, 4)], 6, 4),                 # nn.Dropout first
+    (lambda: [cr.ReLU(), cr.Affine(6, 4), cr.Tanh()], 6, 4),
+    (lambda: [cr.Affine(6, 4), _Temperature()], 6, 4),                  # a 1-D last parameter
+    (lambda: [cr.Affine(6, 3), _Pairs()], 6, 6),                        # output_shape widens
+    (lambda: [cr.Unflatten((1, 2, 3)), cr.Conv2D(1, 5, (2, 3)), cr.Flatten()], 6, 5),
+])
+def test_feature_and_output_counts_follow_the_layers(layers, n_in, n_out, rng):
+    """The widths come from what the layers do, not from the first and last parameter:
+    a network starting with Dropout, ending in a custom or convolutional layer trains
+    on labels of all its outputs."""
+    model = cr.Sequential(layers(), rng=0)
+    assert (model.n_features, model.n_outputs) == (n_in, n_out)
+    X, y = rng.normal(size=(40, n_in)), np.arange(40) % n_out
+    cr.fit(model, X, y, optimizer="adam", epochs=2, batch_size=16, rng=0, progress=False)
+    assert model.predict_proba(X).shape == (40, n_out)
+    with pytest.raises(ValueError, match=f"class indices in \\[0, {n_out - 1}\\]"):
+        cr.fit(model, X, np.full(40, n_out), optimizer="adam", epochs=1, progress=False)
+
+
+def test_a_layer_with_init_params_but_no_param_names_is_refused():
+    class Scaled(Layer):
+        def init_params(self, rng, dtype):
+            return [np.ones((3, 3), dtype)]
+
+        def forward(self, inputs, W):
+            return inputs @ W
+
+        def backward(self, d_out):
+            return d_out
+
+    with pytest.raises(TypeError, match=r"layers\[1\] .* has init_params but no param_names"):
+        cr.Sequential([cr.Affine(4, 3), Scaled()], rng=0)

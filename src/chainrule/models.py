@@ -32,7 +32,14 @@ from .functional import sigmoid, softmax
 from .init import CUSTOM_INIT, SklearnInit, get_initializer
 from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, get_loss
-from .stateful import buffer_slots, build_state, check_layers, first_trained
+from .stateful import (
+    buffer_slots,
+    build_state,
+    check_dtype,
+    check_layers,
+    first_trained,
+    input_width,
+)
 
 __all__ = ["Network", "Sequential", "MLP", "ACTIVATIONS", "affine_param_names",
            "ACTIVATION_BUDGET", "SKLEARN_INIT"]
@@ -45,6 +52,9 @@ SKLEARN_INIT = "sklearn"
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid,
                "identity": Identity, "logistic": Sigmoid}
+
+#: Built-in layers whose output has their input's width (what ``n_outputs`` can skip).
+_WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, Identity, Dropout})
 
 
 def affine_param_names(n_layers: int) -> list[tuple[str, str]]:
@@ -124,14 +134,19 @@ class Network:
 
     @property
     def n_features(self) -> int:
-        first, names = self.layers[0]
-        width = getattr(first, "in_features", None)  # Unflatten has no weight to tell it
-        return int(width) if width is not None else self.params[names[0]].shape[0]
+        """Columns of ``X`` (:func:`~chainrule.stateful.input_width`)."""
+        return input_width(self.layers, self.params)
 
     @property
     def n_outputs(self) -> int:
-        last = next(names for _, names in reversed(self.layers) if names)
-        return self.params[last[0]].shape[1]
+        """Columns of the output: the last Affine layer's width when only activations
+        follow it (read at every step, so without a walk), else the last shape of
+        :func:`~chainrule.explain.output_shapes` (a convolution, a custom layer)."""
+        i = len(self.layers) - 1 - first_trained(self.layers[::-1])
+        if type(self.layers[i][0]) is Affine and all(
+                type(layer) in _WIDTH_KEEPING for layer, _ in self.layers[i + 1:]):
+            return self.params[self.layers[i][1][0]].shape[1]
+        return math.prod(output_shapes(self)[-1])
 
     def num_parameters(self) -> int:
         """Total number of scalar parameters."""
@@ -485,7 +500,7 @@ class Sequential(Network):
     def __init__(self, layers, loss="cross_entropy", rng=None, dtype=np.float64, *,
                  params=None):
         layers = check_layers(layers)
-        dtype = _check_dtype(dtype)
+        dtype = check_dtype(dtype)
         random = check_rng(rng)
         loss_fn = get_loss(loss)  # resolved before any weight is drawn
         pairs, params, buffers = build_state(layers, random, dtype, params)
@@ -494,16 +509,6 @@ class Sequential(Network):
                 if isinstance(layer, Dropout) and not getattr(layer, "rng_given", True):
                     layer.rng = random
         super().__init__(pairs, params, loss_fn, buffers)
-
-
-def _check_dtype(dtype):
-    try:
-        dtype = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"dtype must be a NumPy float dtype, got {dtype!r}") from exc
-    if not np.issubdtype(dtype, np.floating):
-        raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
-    return dtype
 
 
 class MLP(Sequential):
@@ -555,7 +560,7 @@ class MLP(Sequential):
             check_choice(a, "activation", ACTIVATIONS)
         dropout = check_in_interval(dropout, "dropout", 0.0, 1.0)
         initializer = SklearnInit(activations) if init == SKLEARN_INIT else get_initializer(init)
-        dtype = _check_dtype(dtype)
+        dtype = check_dtype(dtype)
         random = check_rng(rng)
         # Resolved before any weight is drawn: a bad name must not consume random numbers.
         loss_fn = get_loss(loss)

@@ -12,7 +12,8 @@ import numpy as np
 
 from ._validation import shape_str
 
-__all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state", "first_trained"]
+__all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state", "first_trained",
+           "input_width", "check_dtype"]
 
 
 def stateful_names(layers) -> list[tuple[tuple, tuple]]:
@@ -70,6 +71,17 @@ def check_layers(layers) -> list:
     return layers
 
 
+def check_dtype(dtype) -> np.dtype:
+    """``dtype`` as a NumPy floating-point dtype, the one of every parameter and buffer."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"dtype must be a NumPy float dtype, got {dtype!r}") from exc
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
+    return dtype
+
+
 def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
     """``(layers with their parameter names, params, buffers)`` for a Sequential.
 
@@ -82,6 +94,10 @@ def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
     for i, (layer, (p_names, b_names)) in enumerate(zip(layers, stateful_names(layers),
                                                         strict=True)):
         arrays: list | None
+        if not p_names and hasattr(layer, "init_params"):  # else it trains without them
+            raise TypeError(f"layers[{i}] ({layer!r}) has init_params but no param_names: "
+                            f"declare param_names, one name per array its forward takes "
+                            f"after the input (e.g. param_names = ('W', 'b'))")
         if params is not None:
             arrays = [params.get(n) for n in p_names]
         elif p_names and hasattr(layer, "init_params"):
@@ -109,6 +125,24 @@ def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
             buffers[name] = getattr(layer, attr)
         pairs.append((layer, p_names))
     return pairs, new_params, buffers
+
+
+def input_width(pairs, params) -> int:
+    """Columns of a network's input: the first layer that says it, through
+    ``in_features`` (Unflatten) or a weight ``(D, H)`` (its first 2-D parameter; the
+    first parameter of a layer with none, e.g. BatchNorm1d's ``(D,)``), after any
+    parameter-free layers (Dropout or an activation first)."""
+    for layer, names in pairs:
+        width = getattr(layer, "in_features", None)
+        if width is not None:
+            return int(width)
+        if names:
+            first = params[names[0]]
+            if first.ndim == 2:  # an Affine layer's weight: the usual case, first
+                return first.shape[0]
+            return next((p.shape[0] for p in map(params.get, names) if p.ndim == 2),
+                        first.shape[0])
+    raise ValueError("the network has no layer with parameters to tell its input width")
 
 
 def first_trained(pairs) -> int:
