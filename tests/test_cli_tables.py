@@ -555,3 +555,26 @@ def test_train_ignores_an_id_and_a_text_column_when_told(tmp_path, capsys):
     code, out, err = run(capsys, "train", "--data", table, "--label-column", "cultivar",
                          "--quiet")
     assert code == 1 and "column 'note'" in err
+
+
+def test_columns_and_targets_near_1e200_train_save_and_score(tmp_path, capsys):
+    """A column whose squares overflow float64 is standardised before training (it once
+    trained, then failed folding the statistics and saved nothing), and a regression
+    target of that size gets finite RMSE and R²."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(300, 3))
+    big = rng.normal(size=300) * 1e200
+    rows = [[*b, g, int(b[0] + b[1] > 0), 2 * g] for b, g in zip(base, big, strict=True)]
+    path = write_csv(tmp_path / "big.csv", ["a", "b", "c", "d", "label", "t"], rows)
+    code, out, err = run(capsys, "train", "--data", path, "--label-column", "label",
+                         "--ignore-columns", "t", "--epochs", "20", "--save",
+                         tmp_path / "m.npz")
+    assert code == 0, err
+    assert (tmp_path / "m.npz").exists() and "test accuracy" in out
+    proba = io.load(tmp_path / "m.npz").predict_proba(np.array([r[:4] for r in rows]))
+    assert np.all(np.isfinite(proba))
+    code, out, err = run(capsys, "train", "--data", path, "--label-column", "t",
+                         "--ignore-columns", "label", "--epochs", "20")
+    assert code == 0, err
+    rmse, r2 = re.search(r"RMSE = (\S+), MAE = \S+, R² = (\S+)", out).groups()
+    assert 1e198 < float(rmse.rstrip(",")) < 1e201 and 0 < float(r2) <= 1

@@ -14,6 +14,7 @@ import pytest
 from chainrule import data
 from chainrule.data import (
     encode_labels,
+    mean_and_scale,
     fetch_openml,
     holdout_split,
     load_csv,
@@ -366,6 +367,20 @@ def test_standardize_uses_training_statistics():
     np.testing.assert_allclose(only, a)
     with pytest.raises(ValueError, match="columns"):
         standardize(Xtr, np.ones((1, 2)))
+
+
+def test_standardize_columns_whose_squares_overflow():
+    """Values near 1e200 (squares beyond float64) get their true mean and deviation:
+    the same as of the column divided by 1e200, multiplied back."""
+    rng = np.random.default_rng(0)
+    small = rng.normal(size=(50, 2))
+    X = np.c_[small[:, 0], small[:, 1] * 1e200]
+    (scaled,), (mean, scale) = standardize(X)[:1], mean_and_scale(X)
+    assert np.all(np.isfinite(scaled)) and np.all(np.isfinite(scale))
+    np.testing.assert_allclose(mean, [small[:, 0].mean(), small[:, 1].mean() * 1e200])
+    np.testing.assert_allclose(scale, [small[:, 0].std(), small[:, 1].std() * 1e200])
+    np.testing.assert_allclose(scaled[:, 1], (small[:, 1] - small[:, 1].mean())
+                               / small[:, 1].std())
 
 
 def test_encode_labels_and_holdout_split():

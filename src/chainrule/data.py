@@ -33,7 +33,7 @@ from .datafiles import (
 from .sources import NpyFile, open_npy, stream_minibatches
 
 __all__ = ["load_homework_digits", "iterate_minibatches", "load_csv", "load_npz", "load_idx",
-           "load_file", "fetch_openml", "standardize", "encode_labels", "holdout_split",
+           "load_file", "fetch_openml", "standardize", "mean_and_scale", "encode_labels", "holdout_split",
            "split_rows", "file_kind", "idx_labels_path", "batch_indices", "csv_header",
            "open_npy", "NpyFile", "stream_minibatches"]
 
@@ -168,9 +168,7 @@ def standardize(X_train, *others, return_stats=False):
         ``scale = 1``, so it becomes all zeros in the training data instead of NaN.
     """
     X_train = as_float_array(X_train, "X_train")
-    mean = X_train.mean(axis=0)
-    scale = X_train.std(axis=0)
-    scale[scale == 0] = 1.0
+    mean, scale = mean_and_scale(X_train)
     out = [(X_train - mean) / scale]
     for i, X in enumerate(others):
         X = as_float_array(X, f"others[{i}]", dtype=X_train.dtype)
@@ -181,6 +179,29 @@ def standardize(X_train, *others, return_stats=False):
     if return_stats:
         out += [mean, scale]
     return tuple(out)
+
+
+def mean_and_scale(X):
+    """Each column's mean and standard deviation (1 for a constant column), of a finite
+    2-D array ``X``, without overflow.
+
+    The variance squares the deviations, which overflows for values beyond ~1e154
+    (float64): those columns (the mean or the deviation came out infinite) are taken
+    again divided by their largest magnitude, and the results multiplied back.
+
+    Returns
+    -------
+    mean, scale : ndarray, shape (D,)
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+    bad = ~(np.isfinite(mean) & np.isfinite(scale))
+    if bad.any():
+        peak = np.abs(X[:, bad]).max(axis=0)
+        unit = X[:, bad] / peak
+        mean[bad], scale[bad] = unit.mean(axis=0) * peak, unit.std(axis=0) * peak
+    scale[scale == 0] = 1.0
+    return mean, scale
 
 
 def encode_labels(y):

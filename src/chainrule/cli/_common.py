@@ -195,9 +195,13 @@ def regression_metrics(y, pred) -> tuple[float, float, float]:
     constant ``y``)."""
     y = np.asarray(y, dtype=np.float64)
     residual = y - np.asarray(pred, dtype=np.float64)
-    total = float(np.sum((y - y.mean()) ** 2))
-    r2 = 1.0 - float(np.sum(residual ** 2)) / total if total > 0 else float("nan")
-    return float(np.sqrt(np.mean(residual ** 2))), float(np.mean(np.abs(residual))), r2
+    # Squares taken in units of the largest target, so that targets beyond ~1e154
+    # (whose squares overflow) still give finite metrics; the ratios are unchanged.
+    unit = float(np.max(np.abs(y), initial=0.0)) or 1.0
+    total = float(np.sum(((y - y.mean()) / unit) ** 2))
+    r2 = 1.0 - float(np.sum((residual / unit) ** 2)) / total if total > 0 else float("nan")
+    rmse = unit * float(np.sqrt(np.mean((residual / unit) ** 2)))
+    return rmse, float(np.mean(np.abs(residual))), r2
 
 
 def format_table(header, rows) -> list[str]:

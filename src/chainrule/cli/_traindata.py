@@ -247,8 +247,10 @@ def _targets(args, source, y_train, y_test, one_hot=True):
         else None
     if y_test is None:
         raise CommandError(f"{args.test_data}: --task regression needs numeric test labels")
+    from ..data import mean_and_scale
+
     # The training rows' statistics, as for the inputs; a constant target keeps scale 1.
-    y_mean, y_scale = float(y_train.mean()), float(y_train.std()) or 1.0
+    y_mean, y_scale = (float(v[0]) for v in mean_and_scale(y_train[:, None]))
     return task, why, None, ((y_train - y_mean) / y_scale)[:, None], y_test, y_mean, y_scale
 
 
@@ -290,6 +292,11 @@ def _load_npy_train_data(args, source) -> TrainData:
     mean = scale = None
     if args.standardize:
         mean, scale = column_stats(X_train)
+        bad = np.flatnonzero(~np.isfinite(mean + scale))
+        if bad.size:  # squares beyond float64's range: refused before training, not after
+            raise CommandError(f"{source}: column {int(bad[0])} is too large to standardise "
+                               f"(its variance overflows float64); rescale it or pass "
+                               f"--no-standardize")
         X_train, X_test = X_train.standardized(mean, scale), X_test.standardized(mean, scale)
     if task == "regression":
         Y = Y.astype(args.dtype)
