@@ -14,13 +14,13 @@ import pytest
 from chainrule import data
 from chainrule.data import (
     encode_labels,
-    mean_and_scale,
     fetch_openml,
     holdout_split,
     load_csv,
     load_file,
     load_idx,
     load_npz,
+    mean_and_scale,
     standardize,
 )
 

@@ -171,6 +171,48 @@ def test_save_refuses_a_custom_layer_without_get_config(tmp_path):
     assert not (tmp_path / "x.npz").exists()
 
 
+def test_save_refuses_a_get_config_its_class_would_not_take(tmp_path):
+    """A config that load could not rebuild is refused at save, not found at load."""
+    class Renamed(Layer):
+        def __init__(self, width):
+            super().__init__()
+            self.width = width
+
+        def get_config(self):
+            return {"size": self.width}   # not the constructor's name
+
+        def forward(self, inputs):
+            return inputs
+
+        def backward(self, d_out):
+            return d_out
+
+    model = cr.Sequential([Affine(5, 4), Renamed(4), Affine(4, 3)], rng=0)
+    with pytest.raises(TypeError, match=r"returned \{'size': 4\}, which Renamed\(\*\*config\) "
+                                        r"refuses .*unexpected keyword argument 'size'"):
+        cr.io.save(model, tmp_path / "x.npz")
+    assert not (tmp_path / "x.npz").exists()
+
+
+def test_custom_layer_mistakes_get_messages_that_name_them():
+    class Plain:   # no Layer base, so no repr of its own
+        def forward(self, inputs):
+            return inputs
+
+        def backward(self, d_out):
+            return d_out
+
+    summary = cr.Sequential([Affine(3, 2), Plain()], rng=0).summary()
+    assert "H1 = Plain " in summary and " at 0x" not in summary
+    with pytest.raises(TypeError, match="a layer of your own goes in a Sequential"):
+        cr.MLP([4, 8, 3], activation=ReLU())
+    with pytest.raises(ValueError, match=r"one per hidden layer \(2\), got \['relu'\]"):
+        cr.MLP([4, 8, 8, 3], activation=["relu"])
+    with pytest.raises(TypeError, match=r"build a fresh layer on each call .* got the layer "
+                                        r"ReLU\(\) itself"):
+        cr.check_layer(ReLU(), (4, 3))
+
+
 def test_save_and_load_a_sequential_of_built_in_layers(tmp_path):
     model = cr.Sequential([Affine(5, 4), cr.LeakyReLU(0.2), Dropout(0.3), Affine(4, 3)],
                           rng=0)

@@ -33,9 +33,9 @@ from .datafiles import (
 from .sources import NpyFile, open_npy, stream_minibatches
 
 __all__ = ["load_homework_digits", "iterate_minibatches", "load_csv", "load_npz", "load_idx",
-           "load_file", "fetch_openml", "standardize", "mean_and_scale", "encode_labels", "holdout_split",
-           "split_rows", "file_kind", "idx_labels_path", "batch_indices", "csv_header",
-           "open_npy", "NpyFile", "stream_minibatches"]
+           "load_file", "fetch_openml", "standardize", "mean_and_scale", "encode_labels",
+           "holdout_split", "split_rows", "file_kind", "idx_labels_path", "batch_indices",
+           "csv_header", "open_npy", "NpyFile", "stream_minibatches"]
 
 
 def load_homework_digits():

@@ -73,6 +73,13 @@ def output_shapes(network) -> list[tuple]:
     return shapes
 
 
+def layer_label(layer) -> str:
+    """The layer's repr, or its class name where the repr is object's default (a custom
+    layer without ``__repr__``), whose memory address would say nothing."""
+    text = repr(layer)
+    return type(layer).__name__ if text.startswith("<") and " at 0x" in text else text
+
+
 def summary(network) -> str:
     """A table of layers, output shapes and parameter counts (then the buffers)."""
     rows = [("layer", "output shape", "parameters", "count")]
@@ -81,8 +88,9 @@ def summary(network) -> str:
                                            output_shapes(network), strict=True):
         shapes = ", ".join(f"{n} {shape_str(params[n].shape)}" for n in names)
         count = sum(params[n].size for n in names)
-        rows.append((f"{node} = {layer!r}", shape_str((-1,) + shape).replace("-1", "N", 1),
-                     shapes or "-", f"{count:,}"))
+        rows.append((f"{node} = {layer_label(layer)}",
+                     shape_str((-1,) + shape).replace("-1", "N", 1), shapes or "-",
+                     f"{count:,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     line = "  ".join("-" * w for w in widths)
 

@@ -443,8 +443,7 @@ class Network:
 
     # -- looking inside (chainrule.explain) ------------------------------------------
     def node_names(self) -> list[str]:
-        """Unique names of the values flowing between layers: X, Z1, H1, ..., following
-        the layer order (Z for an affine output, H for anything after it)."""
+        """Names of the values between layers, X, Z1, H1, ... (Z: an affine output)."""
         return node_names(self.layers)
 
     def summary(self) -> str:
@@ -551,11 +550,12 @@ class MLP(Sequential):
         if isinstance(activation, str):
             check_choice(activation, "activation", ACTIVATIONS)
             activations = [activation] * n_hidden
-        else:
+        elif isinstance(activation, (list, tuple)) and len(activation) == n_hidden:
             activations = list(activation)
-            if len(activations) != n_hidden:
-                raise ValueError(f"activation must be a string or one name per hidden layer "
-                                 f"({n_hidden}), got {activation!r}")
+        else:  # a wrong count, or e.g. a layer object (a Sequential takes those)
+            raise (ValueError if isinstance(activation, (list, tuple)) else TypeError)(
+                f"activation must be a name of {sorted(ACTIVATIONS)} or one per hidden layer "
+                f"({n_hidden}), got {activation!r}; a layer of your own goes in a Sequential")
         for a in activations:
             check_choice(a, "activation", ACTIVATIONS)
         dropout = check_in_interval(dropout, "dropout", 0.0, 1.0)

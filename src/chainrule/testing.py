@@ -197,6 +197,11 @@ class _ContractRun:
         self.failures: list[str] = []
         self.checks: list[str] = []
         self.name = "layer"
+        if not callable(layer_factory) or callable(getattr(layer_factory, "forward", None)) \
+                and not isinstance(layer_factory, type):
+            raise TypeError(f"layer_factory must build a fresh layer on each call (the class, "
+                            f"or e.g. lambda: {type(layer_factory).__name__}(...)), got the "
+                            f"layer {layer_factory!r} itself")
         probe = layer_factory()
         own = tuple(getattr(probe, "param_names", ()) or ())
         if len(own) == self.n_params:

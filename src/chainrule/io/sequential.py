@@ -58,10 +58,17 @@ def _layer_config(layer, params) -> dict:
                         f"method returning its constructor arguments as a JSON dict")
     config = get_config()
     try:
-        return json.loads(json.dumps(config, allow_nan=False))
+        config = json.loads(json.dumps(config, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{type(layer).__name__}.get_config() must return a JSON dict, got "
                         f"{config!r} ({exc})") from None
+    try:  # what load will do: refused now, while the layer's author is at hand
+        type(layer)(**config)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{type(layer).__name__}.get_config() returned {config}, which "
+                        f"{type(layer).__name__}(**config) refuses ({exc}); load rebuilds "
+                        f"the layer that way") from None
+    return config
 
 
 def sequential_state(model) -> tuple[dict, dict]:
