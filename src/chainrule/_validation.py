@@ -7,6 +7,7 @@ argument, say what was received and what was expected.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import numbers
@@ -246,13 +247,55 @@ def check_header_names(name: str, columns) -> None:
                       f"the column names and left out", UserWarning, stacklevel=3)
 
 
+def csv_float(cell: str) -> float:
+    """A CSV cell as a float, as ``float`` reads it but without digit separators.
+
+    ``float("1_000")`` is 1000.0 (Python's literal syntax), but no CSV writer puts
+    underscores in a number and pandas' parser refuses them: every chainrule reader
+    refuses them, so that they all read a file alike.
+    """
+    if "_" in cell:
+        raise ValueError(f"could not convert string to float: {cell!r}")
+    return float(cell)
+
+
+def cell_text(cell: str, limit: int = 40) -> str:
+    """``repr(cell)`` for an error message, cut after ``limit`` characters: a CSV cell
+    may be megabytes long."""
+    if len(cell) <= limit:
+        return repr(cell)
+    return f"{cell[:limit]!r}... ({len(cell)} characters)"
+
+
 def is_number(text: str) -> bool:
-    """Whether ``float(text)`` reads ``text`` (a CSV cell or header name)."""
+    """Whether :func:`csv_float` reads ``text`` (a CSV cell or header name)."""
     try:
-        float(text)
+        csv_float(text)
     except ValueError:
         return False
     return True
+
+
+#: The longest CSV cell chainrule's readers accept: the largest a C ``long`` holds on
+#: every platform (the csv module's own default is 128 KiB; pandas has no limit).
+CSV_FIELD_LIMIT = 2**31 - 1
+
+
+@contextlib.contextmanager
+def csv_field_limit():
+    """Lift the ``csv`` module's cell size limit for the ``with`` block, then restore it.
+
+    The limit is process-wide state of the csv module (``csv.field_size_limit``), so it
+    is raised only while chainrule's readers parse, not for the rest of the program.
+    A reader that yields between rows parses each batch of rows inside its own block.
+    """
+    import csv  # here: `import chainrule` loads no file-format module (issue 10)
+
+    old = csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
 
 
 def check_same_rows(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:

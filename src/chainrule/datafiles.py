@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import math
 import os
 import struct
@@ -22,7 +23,7 @@ import zlib
 
 import numpy as np
 
-from ._validation import check_header_names, shape_str
+from ._validation import cell_text, check_header_names, csv_field_limit, csv_float, shape_str
 
 __all__ = ["load_csv", "load_npz", "load_idx", "load_file", "fetch_openml", "file_kind",
            "idx_labels_path", "csv_header", "csv_delimiter", "parse_labels"]
@@ -76,24 +77,21 @@ def parse_labels(cells):
 
 
 def _label_index(name, label_column, columns, width):
-    """Position of the label column (``None`` without one), from its header name or
-    its (possibly negative) position."""
+    """The label column's position (None without one), from its name or signed position."""
     if label_column is None:
-        label_index = None
-    elif isinstance(label_column, str):
+        return None
+    if isinstance(label_column, str):
         if label_column not in columns:
             raise ValueError(f"{name}: no column named {label_column!r}; the header has "
                              f"{columns}")
         if columns.count(label_column) > 1:
             raise ValueError(f"{name}: the header names {label_column!r} more than once")
-        label_index = columns.index(label_column)
-    else:
-        label_index = int(label_column)
-        if not -width <= label_index < width:
-            raise ValueError(f"{name}: label_column={label_column} is out of range for "
-                             f"{width} columns")
-        label_index %= width
-    return label_index
+        return columns.index(label_column)
+    label_index = int(label_column)
+    if not -width <= label_index < width:
+        raise ValueError(f"{name}: label_column={label_column} is out of range for "
+                         f"{width} columns")
+    return label_index % width
 
 
 def _csv_rows(path, delimiter):
@@ -107,8 +105,10 @@ def _csv_rows(path, delimiter):
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     # reader.line_num after each row is its last physical line (quoted cells may span lines).
     try:
-        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
-    except csv.Error as exc:  # a cell over the csv module's size limit, a bare CR...
+        with csv_field_limit():  # a cell over 128 KiB, e.g. in a column left unread
+            rows = [(reader.line_num, row) for row in reader
+                    if any(cell.strip() for cell in row)]
+    except csv.Error as exc:  # a bare CR, a quote left open...
         raise ValueError(f"{name}, line {reader.line_num}: not a readable CSV row "
                          f"({exc})") from None
     if not rows:
@@ -131,7 +131,7 @@ def csv_header(path, *, delimiter=None) -> list[str]:
         gzipped = raw.read(2) == _GZIP_MAGIC
     opener = gzip.open if gzipped else open
     try:
-        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh, csv_field_limit():
             for row in csv.reader(fh, delimiter=delimiter):
                 if any(cell.strip() for cell in row):
                     return [c.strip() for c in row]
@@ -144,8 +144,7 @@ def csv_header(path, *, delimiter=None) -> list[str]:
 
 
 def csv_delimiter(name) -> str:
-    """The delimiter of a CSV file named ``name``: a tab for ``.tsv`` (gzipped or
-    not), else a comma."""
+    """The delimiter of a file named ``name``: a tab for ``.tsv`` (``.gz`` too), else ","."""
     lower = os.path.basename(name).lower()
     inner = lower[:-3] if lower.endswith(".gz") else lower
     return "\t" if inner.endswith(".tsv") else ","
@@ -251,7 +250,8 @@ def _feature_array(rows, features, name, columns):
     cells = [[row[c] for c in features] for _, row in rows]
     try:
         X = np.array(cells, dtype=np.float64).reshape(len(rows), len(features))
-        if np.isfinite(X).all():
+        # NumPy reads "1_000" as float() does; csv_float refuses it (slow path).
+        if np.isfinite(X).all() and "_" not in "".join(itertools.chain.from_iterable(cells)):
             return X
     except ValueError:
         pass
@@ -266,13 +266,13 @@ def _number(cell, name, line, column) -> float:
     """A feature cell as a finite float; else ValueError naming line and column."""
     col = repr(column) if isinstance(column, str) else str(column)
     try:
-        value = float(cell)
+        value = csv_float(cell)
     except ValueError:
         raise ValueError(f"{name}, line {line}, column {col}: expected a number, "
-                         f"got {cell!r}") from None
+                         f"got {cell_text(cell)}") from None
     if not math.isfinite(value):
         raise ValueError(f"{name}, line {line}, column {col}: feature values must be "
-                         f"finite, got {cell.strip()!r}")
+                         f"finite, got {cell_text(cell.strip())}")
     return value
 
 

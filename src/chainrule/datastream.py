@@ -8,8 +8,10 @@ command line's ``predict`` and ``evaluate`` use them, with
 
 CSV is parsed by pandas' C parser when pandas is installed (``pip install
 chainrule[csv]``; 1e6 rows x 10 features in 1.7 s, ten times faster), else by the
-``csv`` module. Both give the same chunks; a bad cell is reported with the file, line and
-column by the ``csv``-module reader in both cases (pandas' errors do not say where).
+``csv`` module. Both give the same chunks: pandas reads only while its rows are beyond
+doubt, and the ``csv``-module reader takes over at the first chunk that is not (a bad
+cell or row, which it reports with the file, line and column; pandas' errors do not say
+where, and pandas lets rows with missing or extra cells through).
 """
 
 from __future__ import annotations
@@ -17,12 +19,20 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import itertools
 import os
 import zipfile
 
 import numpy as np
 
-from ._validation import check_header_names, check_positive_int, is_number
+from ._validation import (
+    cell_text,
+    check_header_names,
+    check_positive_int,
+    csv_field_limit,
+    csv_float,
+    is_number,
+)
 
 __all__ = ["iter_csv", "iter_npz", "CHUNK_ROWS"]
 
@@ -60,94 +70,145 @@ def _feature_positions(name, columns, label, feature_columns):
     return [columns.index(c) for c in feature_columns]
 
 
-def _chunk(name, rows, width, label, columns, features):
+def _chunk(name, rows, layout):
     """Rows of cells -> (X float64, labels as str or None); errors name line and column."""
+    width, columns, label, features = layout
     X = np.empty((len(rows), len(features)), dtype=np.float64)
     labels = []
+    # float() reads "1_000", csv_float does not; calling it per cell costs a third more
+    # time, so cells are looked at one by one only in a chunk with an underscore.
+    number = csv_float if "_" in "".join(itertools.chain.from_iterable(
+        row for _, row in rows)) else float
     for r, (line, row) in enumerate(rows):
         if len(row) != width:
             raise ValueError(f"{name}, line {line}: expected {width} cells, got {len(row)}")
         if label is not None:
             labels.append(row[label].strip())
         try:
-            X[r] = [float(row[i]) for i in features]
+            X[r] = [number(row[i]) for i in features]
         except ValueError:
             c = next(i for i in features if not is_number(row[i]))
             raise ValueError(f"{name}, line {line}, column {columns[c]!r}: expected a "
-                             f"number, got {row[c]!r}") from None
+                             f"number, got {cell_text(row[c])}") from None
     if not np.isfinite(X).all():
         r = int(np.argwhere(~np.isfinite(X))[0][0])
         raise ValueError(f"{name}, line {rows[r][0]}: feature values must be finite")
     return X, (np.array(labels) if label is not None else None)
 
 
+def _layout(name, first, header, label_column, feature_columns):
+    """``(width, columns, label, features)`` of a table whose first non-blank row is
+    ``first``, its header checked: what both parsers read the rows by."""
+    width = len(first)
+    columns = [c.strip() for c in first] if header else [str(i) for i in range(width)]
+    if header:
+        check_header_names(name, columns)
+    label = _label_position(name, label_column, columns)
+    return width, columns, label, _feature_positions(name, columns, label, feature_columns)
+
+
+def _data_rows(name, reader):
+    """``(line, cells)`` of the rows that are not blank; csv errors name the line."""
+    try:
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                yield reader.line_num, row
+    except csv.Error as exc:
+        raise ValueError(f"{name}, line {reader.line_num}: not a readable CSV row "
+                         f"({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason})") from None
+
+
 def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows,
-                     feature_columns=None):
+                     feature_columns=None, *, skip=0, layout=None):
+    """The ``csv``-module reader; ``skip``: data rows already yielded (by pandas), with
+    the ``layout`` they were read by."""
     with _open_text(path) as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        rows, columns, label, width = [], None, None, None
-        try:
-            for row in reader:
-                if not any(cell.strip() for cell in row):
-                    continue
-                if width is None:
-                    width = len(row)
-                    columns = ([c.strip() for c in row] if header
-                               else [str(i) for i in range(width)])
-                    if header:
-                        check_header_names(name, columns)
-                    label = _label_position(name, label_column, columns)
-                    features = _feature_positions(name, columns, label, feature_columns)
-                    if header:
-                        continue
-                rows.append((reader.line_num, row))
-                if len(rows) == chunk_rows:
-                    yield _chunk(name, rows, width, label, columns, features)
-                    rows = []
-        except csv.Error as exc:
-            raise ValueError(f"{name}, line {reader.line_num}: not a readable CSV row "
-                             f"({exc})") from None
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason})") from None
-        if rows:
-            yield _chunk(name, rows, width, label, columns, features)
+        rows = _data_rows(name, csv.reader(fh, delimiter=delimiter))
+        with csv_field_limit():
+            first = next(rows, None)
+        if first is None:
+            return
+        if layout is None:
+            layout = _layout(name, first[1], header, label_column, feature_columns)
+        if not header:
+            rows = itertools.chain([first], rows)
+        # Rows are parsed inside csv_field_limit's block, and yielded outside it.
+        with csv_field_limit():
+            for _ in itertools.islice(rows, skip):
+                pass
+        while True:
+            with csv_field_limit():
+                chunk = list(itertools.islice(rows, chunk_rows))
+            if not chunk:
+                return
+            yield _chunk(name, chunk, layout)
+
+
+def _first_rows(path, delimiter):
+    """The first two rows that are not blank, as the ``csv`` module reads them."""
+    found = []
+    with _open_text(path) as fh, csv_field_limit():
+        for row in csv.reader(fh, delimiter=delimiter):
+            if any(cell.strip() for cell in row):
+                found.append(row)
+                if len(found) == 2:
+                    break
+    return found
 
 
 def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
                  feature_columns=None):
-    head = pd.read_csv(path, sep=delimiter, header=0 if header else None, nrows=1,
-                       dtype=str, compression="infer")
-    columns = [str(c).strip() for c in head.columns]
-    if header:  # as written: pandas renames a repeated name ("a" -> "a.1")
-        first = pd.read_csv(path, sep=delimiter, header=None, nrows=1, dtype=str,
-                            compression="infer", keep_default_na=False)
-        written = [str(c).strip() for c in first.iloc[0]]
-        check_header_names(name, written)
-    label = _label_position(name, label_column, columns)
-    features = [head.columns[i] for i in _feature_positions(name, columns, label,
-                                                            feature_columns)]
+    """Chunks read by pandas' C parser, as long as it reads rows as the ``csv`` module
+    does; returns None at the end, else ``(rows yielded, layout)`` for it to go on."""
+    try:
+        found = _first_rows(path, delimiter)
+    except (csv.Error, UnicodeDecodeError):
+        return 0, None  # the csv-module reader says where
+    if not found:
+        return 0, None
+    layout = _layout(name, found[0], header, label_column, feature_columns)
+    width, _, label, features = layout
+    if header and len(found) > 1 and len(found[1]) != width:
+        return 0, layout  # pandas would drop the extra cells of a first row (index_col=False)
     # The C parser converts the feature columns itself (dtype=float64): that is its
-    # speed. na_filter=False turns an empty cell into an error, not a NaN. Columns
-    # that are neither features nor the label are not read (they need not be numbers).
-    dtype = {c: (str if i == label else np.float64) for i, c in enumerate(head.columns)
-             if i == label or c in features}
-    reader = pd.read_csv(path, sep=delimiter, header=0 if header else None, dtype=dtype,
-                         usecols=list(dtype), chunksize=chunk_rows, engine="c",
-                         skip_blank_lines=True, na_filter=False, compression="infer")
-    with reader:
-        for frame in reader:
-            X = frame[features].to_numpy(np.float64)
-            if not np.isfinite(X).all():
-                raise ValueError("non-finite cell")   # located by the csv-module reader
-            # By name: the frame holds only the columns read, so positions moved.
-            labels = (frame[head.columns[label]].str.strip().to_numpy(dtype=str)
-                      if label is not None else None)
-            yield X, labels
+    # speed. Every column is read (usecols would let a row with extra cells through),
+    # and an empty or missing cell reads as NaN: na_values=[""], nothing else.
+    dtype = {i: (np.float64 if i in features and i != label else str) for i in range(width)}
+    done = 0
+    try:
+        reader = pd.read_csv(path, sep=delimiter, header=0 if header else None,
+                             names=list(range(width)), index_col=False, dtype=dtype,
+                             chunksize=chunk_rows, engine="c", skip_blank_lines=True,
+                             keep_default_na=False, na_values=[""], compression="infer")
+        with reader:
+            for frame in reader:
+                X = frame[features].to_numpy(np.float64)
+                # A short row reads as NaN in its last column (pandas fills in what is
+                # missing); an empty cell anywhere, a non-finite or blank row likewise.
+                if not np.isfinite(X).all() or frame[width - 1].isna().any() or (
+                        label is not None and frame[label].isna().any()):
+                    return done, layout
+                labels = (frame[label].str.strip().to_numpy(dtype=str)
+                          if label is not None else None)
+                yield X, labels
+                done += X.shape[0]
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        return done, layout
+    return None
 
 
 def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=CHUNK_ROWS,
              feature_columns=None):
     """Yield a CSV file's rows in chunks: ``(X, labels)`` of at most ``chunk_rows`` rows.
+
+    Both parsers read the same rows: pandas' chunks are checked (no empty, missing or
+    extra cell, no non-finite value), and from the first chunk that fails the check on,
+    the ``csv``-module reader goes on, reporting the bad row or reading what pandas
+    refuses but it accepts (rows of empty cells, which both skip). An empty cell in a
+    last column that is not read (``feature_columns``) also hands over to it (pandas
+    cannot tell an empty cell from a missing one): such a file is read ten times slower.
 
     Parameters
     ----------
@@ -172,34 +233,24 @@ def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=
     Raises
     ------
     ValueError
-        Naming the file, and the line and column of a bad cell, as
-        :func:`chainrule.data.load_csv` does. Chunks before the bad one have already
-        been yielded.
+        Naming the file, and the line and column of a bad cell or the line of a row
+        with too many or too few cells, as :func:`chainrule.data.load_csv` does.
+        Chunks before the bad one have already been yielded.
     """
     name = os.fspath(path)
     chunk_rows = check_positive_int(chunk_rows, "chunk_rows")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter must be a single character, got {delimiter!r}")
+    args = (name, path, label_column, delimiter, header, chunk_rows, feature_columns)
     try:
         import pandas as pd
     except ImportError:  # the documented fallback: the csv module
-        yield from _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows,
-                                    feature_columns)
+        yield from _iter_csv_module(*args)
         return
-    done = 0
-    try:
-        for X, labels in _iter_pandas(pd, name, path, label_column, delimiter, header,
-                                      chunk_rows, feature_columns):
-            done += X.shape[0]
-            yield X, labels
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        if str(exc).startswith(name):
-            raise
-        # pandas does not say where: the csv-module reader finds the line and column.
-        for _ in _iter_csv_module(name, path, label_column, delimiter, header,
-                                  chunk_rows, feature_columns):
-            pass
-        raise ValueError(f"{name}: not a readable CSV table ({exc})") from None
+    rest = yield from _iter_pandas(pd, *args)
+    if rest is not None:
+        skip, layout = rest
+        yield from _iter_csv_module(*args, skip=skip, layout=layout)
 
 
 def iter_npz(path, *, chunk_rows=CHUNK_ROWS):

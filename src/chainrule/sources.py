@@ -27,6 +27,7 @@ are checked before training starts.
 from __future__ import annotations
 
 import copy
+import math
 import os
 
 import numpy as np
@@ -74,6 +75,13 @@ class NpyFile:
             raise ValueError(f"{self.path!r} must hold a 1-D or 2-D numeric array, got dtype "
                              f"{dtype} and shape {shape_str(shape)}")
         self.shape, self.dtype, self.stored_dtype = tuple(shape), dtype, dtype
+        # A short file maps fine here and fails at its first missing row, deep in a run.
+        expected = self.offset + math.prod(shape) * dtype.itemsize
+        size = os.path.getsize(self.path)
+        if size < expected:
+            raise ValueError(f"{self.path!r} is truncated: its header declares dtype {dtype} "
+                             f"and shape {shape_str(shape)}, which need {expected} bytes, "
+                             f"but the file holds {size}")
         row_bytes = max(1, dtype.itemsize * (shape[1] if len(shape) == 2 else 1))
         self.block_rows = max(1, check_positive_int(block_bytes, "block_bytes") // row_bytes)
 
@@ -226,6 +234,12 @@ def open_npy(path, *, block_bytes: int = BLOCK_BYTES) -> NpyFile:
     NpyFile
         Give it to :func:`chainrule.train.fit` or :func:`~chainrule.train.evaluate` as
         ``X`` (and ``Y``).
+
+    Raises
+    ------
+    ValueError
+        Naming the file, for one that is not a ``.npy`` file, holds no 1-D or 2-D C-order
+        numeric array, or is shorter than its header's shape and dtype need (truncated).
     """
     return NpyFile(path, block_bytes)
 
@@ -349,6 +363,8 @@ def check_data(model, X, Y, batch_size=None, validation_fraction=None, *, traini
         raise ValueError(f"X ({X.path!r}) has shape {shape_str(X.shape)} but the model expects "
                          f"{model.n_features} features per row")
     n = X.shape[0]
+    if n == 0:  # as model.check_XY says it of an array
+        raise ValueError(f"X ({X.path!r}) must not be empty, got shape {shape_str(X.shape)}")
     if len(Y) != n:
         raise ValueError(f"X has {n} rows but Y has {len(Y)}")
     rows = RowView(X, model.check_X, model.n_features)
