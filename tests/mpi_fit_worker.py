@@ -6,7 +6,10 @@ MODE ``equal`` trains as it is; ``bad_data`` gives rank 1 data with a column too
 ``disagree`` gives rank 1 three rows fewer; ``raise`` makes rank 1 raise from a callback
 in epoch 1; ``hang_until_killed`` trains for a very long time and writes rank 1's
 process id to ``OUTDIR/pid1`` after epoch 0; ``files`` trains on ``OUTDIR/X.npy`` and
-``OUTDIR/y.npy`` read out of core (:func:`files_settings`).
+``OUTDIR/y.npy`` read out of core (:func:`files_settings`); ``batchnorm`` trains the
+network of :func:`batchnorm_model` (:func:`batchnorm_settings`) and writes its buffers
+too. The modes of :data:`RANK1_DIFFERS` give rank 1 a run that differs in one thing
+(each rank must refuse to start).
 """
 
 from __future__ import annotations
@@ -40,6 +43,49 @@ def files_settings():
     return dict(optimizer=cr.Adam(lr=1e-2), epochs=3, batch_size=32, rng=0, progress=False)
 
 
+def batchnorm_model():
+    """Batch normalisation of the inputs and of a hidden layer."""
+    import chainrule as cr
+
+    return cr.Sequential([cr.BatchNorm1d(6), cr.Affine(6, 16), cr.ReLU(), cr.BatchNorm1d(16),
+                          cr.Affine(16, 3)], rng=0)
+
+
+def batchnorm_settings():
+    """203 rows in batches of 32: the last batch (11 rows) gives the ranks 6 and 5."""
+    import chainrule as cr
+
+    return dict(optimizer=cr.SGD(lr=0.05, momentum=0.9), epochs=2, batch_size=32, rng=0,
+                progress=False)
+
+
+#: Modes in which rank 1's run differs from rank 0's in one thing, and that thing.
+RANK1_DIFFERS = ("disagree", "init_differ", "lr_differ", "seed_differ", "labels_differ",
+                 "weights_differ")
+
+
+def rank1_run(mode, X, Y, w, kwargs):
+    """Rank 1's data, fit arguments and model seed in a mode of :data:`RANK1_DIFFERS`."""
+    import chainrule as cr
+
+    model_seed, kwargs = 0, dict(kwargs)
+    if mode == "disagree":
+        X, Y, w = X[:-3], Y[:-3], w[:-3]
+    elif mode == "init_differ":
+        model_seed = 1
+    elif mode == "lr_differ":
+        kwargs["optimizer"] = cr.Adam(lr=2e-2)
+    elif mode == "seed_differ":
+        kwargs["rng"] = 1
+    elif mode == "labels_differ":
+        Y = Y.copy()
+        Y[5] = np.roll(Y[5], 1)
+    elif mode == "weights_differ":
+        w = w.copy()
+        w[0] *= 2
+    return X, Y, w, kwargs, model_seed
+
+
 def open_files(outdir):
     from chainrule.data import open_npy
 
@@ -56,11 +102,11 @@ def main(mode, outdir):
     rank = comm.Get_rank()
     X, Y, w = make_data()
     kwargs = run_settings()
-    callbacks = []
+    callbacks, model_seed = [], 0
     if mode == "bad_data" and rank == 1:
         X = np.hstack([X, X[:, :1]])
-    if mode == "disagree" and rank == 1:
-        X, Y, w = X[:-3], Y[:-3], w[:-3]
+    if mode in RANK1_DIFFERS and rank == 1:
+        X, Y, w, kwargs, model_seed = rank1_run(mode, X, Y, w, kwargs)
     if mode == "raise" and rank == 1:
         def fail(epoch, logs, model):
             if epoch == 1:
@@ -75,7 +121,12 @@ def main(mode, outdir):
                         f.write(str(os.getpid()))
                     os.replace(os.path.join(outdir, "pid1.tmp"), os.path.join(outdir, "pid1"))
             callbacks.append(tell_pid)
-    model = cr.MLP([6, 16, 3], rng=0)
+    if mode == "batchnorm":
+        model = batchnorm_model()
+        cr.fit(model, X, Y, comm=comm, **batchnorm_settings())
+        np.savez(os.path.join(outdir, f"rank{rank}.npz"), **model.params, **model.buffers)
+        return
+    model = cr.MLP([6, 16, 3], rng=model_seed)
     if mode == "files":
         history = cr.fit(model, *open_files(outdir), comm=comm, **files_settings())
         np.savez(os.path.join(outdir, f"rank{rank}.npz"), **model.params)

@@ -26,7 +26,14 @@ HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 WORKER = HERE / "mpi_fit_worker.py"
 sys.path.insert(0, str(HERE))
-from mpi_fit_worker import files_settings, make_data, open_files, run_settings  # noqa: E402
+from mpi_fit_worker import (  # noqa: E402
+    batchnorm_model,
+    batchnorm_settings,
+    files_settings,
+    make_data,
+    open_files,
+    run_settings,
+)
 
 
 def mpiexec():
@@ -102,14 +109,43 @@ def test_an_error_on_one_rank_stops_every_rank(tmp_path, mode, message):
 
 
 @pytest.mark.slow
-def test_ranks_given_different_data_refuse_to_start(tmp_path):
-    rc, out, err = finish(start_job("disagree", tmp_path), timeout=60)
+@pytest.mark.parametrize("mode, field, shown", [
+    ("disagree", "X", "rank 0 has [203, 6], rank 1 has [200, 6]"),
+    # a model built without a common seed used to train apart in silence
+    ("init_differ", "initial_params.W1", "build the model from the same seed"),
+    ("lr_differ", "run.optimizer.hyperparameters.lr", "rank 0 has 0.01, rank 1 has 0.02"),
+    ("seed_differ", "rng", "give fit the same rng seed on every rank"),
+    ("labels_differ", "data", "give every rank the same X, Y and sample_weight"),
+    ("weights_differ", "data", "give every rank the same X, Y and sample_weight")])
+def test_ranks_given_different_runs_refuse_to_start(tmp_path, mode, field, shown):
+    rc, out, err = finish(start_job(mode, tmp_path), timeout=60)
     assert rc != 0
     # every rank raises the same error before the first step, none hangs
-    assert err.count("RanksDisagreeError: the ranks were given different runs: rank 0 has "
-                     "{'X': [203, 6]") == 2
-    assert "rank 1 has {'X': [200, 6]" in err
+    assert err.count(f"RanksDisagreeError: the ranks were given different runs: {field} "
+                     f"differs: rank 0 has ") == 2, err[-3000:]
+    assert shown in err
     assert not (tmp_path / "rank0.npz").exists()
+
+
+@pytest.mark.slow
+def test_batchnorm_buffers_are_the_same_on_every_rank(tmp_path):
+    rc, out, err = finish(start_job("batchnorm", tmp_path), timeout=60)
+    assert rc == 0, err
+    ranks = [np.load(tmp_path / f"rank{r}.npz") for r in range(2)]
+    model = batchnorm_model()
+    for k in [*model.params, *model.buffers]:
+        # a model saved on any rank is the same model
+        np.testing.assert_array_equal(ranks[1][k], ranks[0][k], err_msg=k)
+    X, Y, _ = make_data()
+    cr.fit(model, X, Y, **batchnorm_settings())  # one process
+    # The input's normalisation sees the same rows on one process and on two: the
+    # shards' running means, weighted by their rows (6 and 5 in the last batch), make
+    # the batch's.
+    np.testing.assert_allclose(ranks[0]["running_mean1"], model.buffers["running_mean1"],
+                               rtol=0, atol=1e-12)
+    # Each rank normalises over its own shard (as DDP without SyncBatchNorm): not the
+    # run of one process (docs/scaling.md).
+    assert np.abs(ranks[0]["W4"] - model.params["W4"]).max() > 1e-6
 
 
 @pytest.mark.slow
@@ -259,6 +295,146 @@ def test_a_failing_rank_aborts_through_the_communicator(capsys):
                comm=StandInComm(1), callbacks=[fail], progress=False)
     assert "chainrule: rank 0 of 1 failed: RuntimeError: boom; aborting every rank" in \
         capsys.readouterr().err
+
+
+# -- what the ranks compare before the first step ------------------------------------------
+
+class PlanComm(StandInComm):
+    """Rank ``rank`` of ``size``: records what it sends in its first ``allgather`` (the
+    run plan) and, given ``others``, hears that plan from every other rank."""
+
+    def __init__(self, size=1, rank=0, others=None):
+        super().__init__(size, rank)
+        self.sent, self.others = [], others
+
+    def allgather(self, value):
+        self.sent.append(value)
+        if self.others is not None and len(self.sent) == 1:
+            return [value if r == self.rank else self.others for r in range(self.size)]
+        return [value] * self.size
+
+
+def small_run(change=None):
+    """``(model, X, Y, fit arguments)`` of a small run, with one ``change`` to it."""
+    X, Y, w = make_data(n=30)
+    X_val, Y_val, _ = make_data(n=12, seed=1)
+    model = batchnorm_model() if change in ("batchnorm", "buffers") else \
+        cr.MLP([6, 4, 3], rng=1 if change == "model_seed" else 0)
+    if change == "buffers":  # a model loaded from another file, say
+        model.buffers["running_mean1"][0] = 1.0
+    optimizer = cr.SGD(lr=0.2 if change == "lr" else 0.1, momentum=0.9)
+    if change == "optimizer_state":  # this optimizer has taken a step before
+        cr.fit(cr.MLP([6, 4, 3], rng=0), X, Y, optimizer=optimizer, epochs=1, progress=False)
+    if change == "labels":
+        Y = np.roll(Y, 1, axis=0)
+    if change == "weights":
+        w = w[::-1].copy()
+    if change == "validation_data":
+        X_val = X_val + 1.0
+    return model, X, Y, dict(
+        optimizer=optimizer, epochs=1, batch_size=10, rng=1 if change == "rng" else 0,
+        sample_weight=w, validation_data=(X_val, Y_val), l2=1e-3 if change == "l2" else 0.0,
+        early_stopping=5 if change == "early_stopping" else None, progress=False)
+
+
+def plan_of(model, X, Y, comm=None, **kwargs):
+    """The plan ``fit`` sends to the other ranks (it trains on a stand-in of them)."""
+    comm = comm or PlanComm()
+    cr.fit(model, X, Y, comm=comm, **kwargs)
+    return comm.sent[0]
+
+
+@pytest.mark.parametrize("change, field", [
+    ("model_seed", "initial_params.W1"),
+    ("buffers", "initial_buffers.running_mean1"),
+    ("lr", "run.optimizer.hyperparameters.lr"),
+    ("optimizer_state", "optimizer_state"),
+    ("rng", "rng"),
+    ("labels", "data"),
+    ("weights", "data"),
+    ("validation_data", "run.validation.data"),
+    ("l2", "run.l2"),
+    ("early_stopping", "run.early_stopping")])
+def test_ranks_refuse_to_start_runs_that_differ(change, field):
+    base = small_run("batchnorm" if change == "buffers" else None)
+    theirs = plan_of(*base[:3], **base[3])
+    model, X, Y, kwargs = small_run(change)
+    before = {k: p.copy() for k, p in {**model.params, **model.buffers}.items()}
+    comm = PlanComm(2, rank=1, others=theirs)  # rank 0 runs the base
+    with pytest.raises(dist.RanksDisagreeError, match=rf"different runs: {field} differs: "
+                       r"rank 0 has .*, rank 1 has ") as info:
+        cr.fit(model, X, Y, comm=comm, **kwargs)
+    assert (info.value.field, info.value.rank) == (field, 1)
+    for k, p in {**model.params, **model.buffers}.items():  # refused before the first step
+        np.testing.assert_array_equal(p, before[k], err_msg=k)
+
+
+def test_ranks_given_the_same_run_start():
+    theirs = plan_of(*small_run()[:3], **small_run()[3])
+    model, X, Y, kwargs = small_run()
+    comm = PlanComm(2, rank=1, others=theirs)
+    cr.fit(model, X, Y, comm=comm, **kwargs)
+    assert comm.sent[0] == theirs
+    assert set(theirs) >= {"run", "data", "initial_params", "optimizer_state", "rng"}
+
+
+def test_ranks_resuming_compare_no_starting_state(tmp_path):
+    ck = tmp_path / "ck.npz"
+    model, X, Y, kwargs = small_run()
+    cr.fit(model, X, Y, checkpoint=ck, **kwargs)
+    kwargs.update(epochs=2, checkpoint=ck, resume=True)
+    # rank 1 of 2 does not write the checkpoint: both runs resume from the same one
+    theirs = plan_of(*small_run()[:3], comm=PlanComm(2, rank=1), **kwargs)
+    assert theirs["resumes"] and "initial_params" not in theirs and "rng" not in theirs
+    # another start and seed: the checkpoint brings the parameters and the generator
+    model, X, Y, _ = small_run("model_seed")
+    cr.fit(model, X, Y, comm=PlanComm(2, rank=1, others=theirs), **dict(kwargs, rng=7))
+
+
+def test_files_are_compared_by_content_not_by_path(tmp_path):
+    from chainrule.data import open_npy
+
+    X, Y, _ = make_data(n=60)
+    changed = X.copy()
+    changed[-1, 0] += 1.0  # in the last block of 20 rows
+    for name, data in (("a", X), ("copy", X), ("changed", changed)):
+        np.save(tmp_path / f"X_{name}.npy", data)
+    np.save(tmp_path / "y.npy", Y.argmax(axis=1))
+    plans = {name: plan_of(cr.MLP([6, 4, 3], rng=0),
+                           open_npy(tmp_path / f"X_{name}.npy", block_bytes=6 * 8 * 20),
+                           open_npy(tmp_path / "y.npy"), optimizer="sgd", epochs=1,
+                           batch_size=10, rng=0, progress=False)
+             for name in ("a", "copy", "changed")}
+    # a copy of the file on another node (other path, other time) is the same data
+    assert plans["copy"] == plans["a"]
+    assert plans["changed"]["data"] != plans["a"]["data"]
+
+
+def test_the_buffers_are_averaged_by_each_rank_s_share_of_the_rows():
+    buffers = {"running_mean1": np.array([1.0, 2.0]), "count1": np.array([3])}
+    averager = dist.GradientAverager(StandInComm(2), {"W": np.zeros(2)}, buffers)
+    assert averager.nbytes == (2 + 2 + 1) * 8  # gradients, float buffers, loss
+    # rank 0 of 2 takes 3 of 5 rows, but only 3 of the batch's weight 13
+    local, share, _ = dist.shard_rows(averager, np.arange(5), np.array([1, 1, 1, 5, 5.0]))
+    assert (averager.rows_share, share) == (3 / 5, 3 / 13)
+    averager.average({"W": np.ones(2)}, 1.0, share)
+    # the stand-in adds two equal contributions: 2 * 3/5 * b
+    np.testing.assert_allclose(buffers["running_mean1"], [1.2, 2.4], rtol=1e-15)
+    assert buffers["count1"] == 3  # an integer buffer is left alone
+
+
+def test_every_rank_needs_the_rows_a_batch_normalisation_needs(capsys):
+    X, Y, _ = make_data(n=30)
+    model = batchnorm_model()
+    before = {k: p.copy() for k, p in model.params.items()}
+    # batches of 3 rows give one rank a single row; one process would train on them
+    with pytest.raises(SystemExit):
+        cr.fit(model, X, Y, optimizer="sgd", epochs=1, batch_size=3, comm=StandInComm(2),
+               progress=False)
+    assert ("comm has 2 ranks, so batch_size=3 with 30 training rows gives some rank only 1 "
+            "of a batch's rows, but layers[0] (BatchNorm1d") in capsys.readouterr().err
+    for k, p in model.params.items():
+        np.testing.assert_array_equal(p, before[k])
 
 
 @pytest.mark.slow

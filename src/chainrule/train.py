@@ -355,7 +355,7 @@ def _prepare_run(model, s: RunSettings) -> _Run:
                          "validation_fraction split): there is nothing to train on")
     run = _Run(s, X, Y, weights, X_val, Y_val, split, gens, identity,
                History() if loaded is None else loaded["history"],
-               EarlyStoppingState(s.early_stopping), distributed.averager(s, model.params))
+               EarlyStoppingState(s.early_stopping), distributed.averager(s, model.params, model))
     if loaded is not None:
         restore(loaded, model, s.optimizer, gens, run.history, run.stopper)
     run.journal = (loaded["journal"] if loaded is not None else
