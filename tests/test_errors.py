@@ -215,7 +215,7 @@ def test_unknown_names():
                                          r"'leaky_relu', 'logistic', 'relu', 'sigmoid', "
                                          r"'tanh'\], got 'gelu'"):
         MLP([4, 3, 2], activation="gelu")
-    with pytest.raises(ValueError, match=r"activation must be a string or one name per hidden "
+    with pytest.raises(ValueError, match=r"activation must be a name of .* or one per hidden "
                                          r"layer \(1\), got \['relu', 'tanh'\]"):
         MLP([4, 3, 2], activation=["relu", "tanh"])
     with pytest.raises(ValueError, match=r"init must be one of .*got 'glorot'"):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import pickle
+import warnings
 from functools import partial
 
 import numpy as np
@@ -486,7 +487,8 @@ def test_state_dict_round_trip_is_bit_identical(make):
         first.step(p, grad(t, p))
     saved = first.state_dict()
     # the saved state is a copy: further steps of the first optimizer leave it alone
-    first.step({k: v.copy() for k, v in p.items()}, grad(half, p))
+    with pytest.warns(UserWarning, match="from other arrays than these"):
+        first.step({k: v.copy() for k, v in p.items()}, grad(half, p))
     second = make()
     second.load_state_dict(saved)
     assert second.steps == half
@@ -494,6 +496,35 @@ def test_state_dict_round_trip_is_bit_identical(make):
         second.step(p, grad(t, p))
     for k in p:
         assert np.array_equal(p[k], straight[k]), k
+
+
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.1, momentum=0.9), lambda: Adam(lr=0.1)])
+def test_an_optimizer_reused_for_new_arrays_warns_and_reset_forgets(make):
+    """State is kept by parameter name; stepping another model's arrays under the same
+    names (one optimizer for two models) would carry it over silently, so it warns,
+    once. New names join without a warning; reset() and load_state_dict rebind."""
+    first, second = {"w": np.ones(3)}, {"w": np.ones(3)}
+    opt = make()
+    opt.step(first, {"w": np.ones(3)})
+    opt.step({**first, "v": np.ones(2)}, {"w": np.ones(3), "v": np.ones(2)})  # joins: quiet
+    with pytest.warns(UserWarning, match=r"holds state \(its step count 2\) of w from other "
+                                         r"arrays .* one optimizer per model"):
+        opt.step(second, {"w": np.ones(3)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        opt.step(second, {"w": np.ones(3)})                  # bound to them now
+        opt.reset()
+        assert opt.steps == 0 and opt.state == {}
+        opt.step(first, {"w": np.ones(3)})
+        fresh = make()
+        fresh.load_state_dict(opt.state_dict())
+        fresh.step(second, {"w": np.ones(3)})
+    reused, fresh, p, q = make(), make(), {"w": np.ones(3)}, {"w": np.ones(3)}
+    reused.step({"w": np.ones(3)}, {"w": np.ones(3)})
+    reused.reset()
+    reused.step(p, {"w": np.ones(3)})
+    fresh.step(q, {"w": np.ones(3)})
+    assert np.array_equal(p["w"], q["w"])   # after reset(), the update of a fresh one
 
 
 def test_load_state_dict_bad_input_changes_nothing():

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import inspect
 import math
+import warnings
+import weakref
 
 import numpy as np
 
@@ -29,6 +31,10 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "step_lr", "exponential_lr", "co
 
 class Optimizer:
     """Base class: loops over the params dict, subclasses supply ``_update``.
+
+    State is kept by parameter name and belongs to the arrays it was built for: stepping
+    another model's arrays under the same names warns (build one optimizer per model,
+    as with ``torch.optim``, or call :meth:`reset`).
 
     Parameters
     ----------
@@ -48,6 +54,7 @@ class Optimizer:
             self.lr = check_positive_float(lr, "lr")
         self.steps = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}
+        self._owners: dict = {}   # name -> weak reference to the array its state is for
 
     def current_lr(self) -> float:
         """The learning rate the next call to :meth:`step` will use."""
@@ -91,8 +98,30 @@ class Optimizer:
                 g = g.astype(p.dtype)
             ready[name] = g
         lr = self.current_lr()
+        self._check_owners(params)
         self._apply(params, ready, lr)
         self.steps += 1
+
+    def _check_owners(self, params) -> None:
+        """Warn once when a parameter's state was built for another array than the one
+        now under its name (one optimizer reused for a new model): keyed by name, the
+        state would carry over to it, where a ``torch.optim`` optimizer is bound to its
+        model's parameters. Parameters new to the optimizer just join."""
+        owners = self._owners
+        if all((ref := owners.get(k)) is not None and ref() is p for k, p in params.items()):
+            return
+        moved = sorted(k for k, p in params.items() if self.state.get(k) and
+                       (ref := owners.get(k)) is not None and ref() is not p)
+        if moved:
+            warnings.warn(f"{type(self).__name__} holds state (its step count {self.steps}) "
+                          f"of {', '.join(moved)} from other arrays than these, e.g. another "
+                          f"model's: it carries over to them. Build one optimizer per model, "
+                          f"as in PyTorch, or call reset() first.", UserWarning, stacklevel=3)
+        self._owners = {**owners, **{k: weakref.ref(p) for k, p in params.items()}}
+
+    def reset(self) -> None:
+        """Forget the step count and the per-parameter state: as a new optimizer."""
+        self.steps, self.state, self._owners = 0, {}, {}
 
     def _apply(self, params: dict, grads: dict, lr: float) -> None:
         """Every parameter's update, one ``_update`` each (checked gradients)."""
@@ -119,12 +148,19 @@ class Optimizer:
                             f"{type(state_dict['state']).__name__}")
         state = {k: {s: np.array(v, copy=True) for s, v in st.items()}
                  for k, st in state_dict["state"].items()}
-        self.steps, self.state = steps, state
+        self.steps, self.state, self._owners = steps, state, {}   # bound at the next step
 
     def hyperparameters(self) -> dict:
         """Constructor arguments (the learning rate only when it is a number)."""
         return {k: v for k, v in vars(self).items() if k not in ("steps", "state")
                 and not k.startswith("_") and not (k == "lr" and callable(v))}
+
+    def __getstate__(self):
+        # Weak references do not pickle or copy: a copy binds at its first step.
+        return {k: v for k, v in vars(self).items() if k not in ("_owners", "_flat")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _owners={})
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
@@ -252,11 +288,10 @@ class Adam(Optimizer):
                 for (dtype, _), groups in kinds.items() for names, _ in groups])
         return flat[1]
 
-    def __getstate__(self):
-        # A copy or a pickle carries the moments once, as the per-parameter arrays of
-        # ``state``, and rebuilds the flat arrays at its first step: a deep copy of the
-        # flat arrays and their views would make the views independent arrays.
-        return {k: v for k, v in vars(self).items() if k != "_flat"}
+    # (__getstate__ leaves out ``_flat`` too: a copy or a pickle carries the moments
+    # once, as the per-parameter arrays of ``state``, and rebuilds the flat arrays at
+    # its first step; a deep copy of the flat arrays and their views would make the
+    # views independent arrays.)
 
 
 class _Moments:
