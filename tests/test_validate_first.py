@@ -117,7 +117,8 @@ def test_step_refuses_a_non_finite_gradient_before_updating(monkeypatch):
         grads["b1"][0] = np.inf
         return 1.0, grads
 
-    monkeypatch.setattr(model, "loss_and_grads", inf_gradient)
+    # (step runs the checked loss and gradients inside its one thread choice)
+    monkeypatch.setattr(model, "_check_loss_and_grads", inf_gradient)
     before = _params(model)
     with pytest.raises(cr.TrainingDivergedError, match="gradient of b1") as info:
         model.step(X, Y, optimizer=cr.SGD(lr=0.1))

@@ -15,13 +15,18 @@ The functions take the network as an argument (anything with ``layers``, ``param
 
 from __future__ import annotations
 
+import math
 import re
 
 from ._validation import shape_str
-from .layers import Affine, Dropout, Layer
+from .layers import Affine, Dropout, Identity, Layer, LeakyReLU, ReLU, Sigmoid, Tanh
 from .stateful import first_trained
 
-__all__ = ["node_names", "summary", "explain", "local_param_names", "output_shapes"]
+__all__ = ["node_names", "summary", "explain", "local_param_names", "output_shapes",
+           "output_width"]
+
+#: Built-in layers whose output has their input's width (what ``output_width`` skips).
+_WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, Identity, Dropout})
 
 
 def local_param_names(layer, names) -> tuple:
@@ -78,6 +83,20 @@ def layer_label(layer) -> str:
     layer without ``__repr__``), whose memory address would say nothing."""
     text = repr(layer)
     return type(layer).__name__ if text.startswith("<") and " at 0x" in text else text
+
+
+def output_width(network) -> int:
+    """Columns of a network's output: the last Affine layer's width when only
+    activations follow it (read at every training step, so without a walk), else the
+    last of :func:`output_shapes` (a convolution, a custom last layer)."""
+    layer, names = network.layers[-1]
+    if type(layer) is not Affine:  # (an Affine layer last: the usual case, first)
+        i = len(network.layers) - 1 - first_trained(network.layers[::-1])
+        layer, names = network.layers[i]
+        if type(layer) is not Affine or not all(
+                type(after) in _WIDTH_KEEPING for after, _ in network.layers[i + 1:]):
+            return math.prod(output_shapes(network)[-1])
+    return network.params[names[0]].shape[1]
 
 
 def summary(network) -> str:

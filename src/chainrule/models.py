@@ -27,7 +27,7 @@ from ._validation import (
     shape_str,
 )
 from .errors import TrainingDivergedError
-from .explain import explain, node_names, output_shapes, summary
+from .explain import explain, node_names, output_shapes, output_width, summary
 from .functional import sigmoid, softmax
 from .init import CUSTOM_INIT, SklearnInit, get_initializer
 from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
@@ -52,9 +52,6 @@ SKLEARN_INIT = "sklearn"
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid,
                "identity": Identity, "logistic": Sigmoid}
-
-#: Built-in layers whose output has their input's width (what ``n_outputs`` can skip).
-_WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, Identity, Dropout})
 
 
 def affine_param_names(n_layers: int) -> list[tuple[str, str]]:
@@ -139,14 +136,8 @@ class Network:
 
     @property
     def n_outputs(self) -> int:
-        """Columns of the output: the last Affine layer's width when only activations
-        follow it (read at every step, so without a walk), else the last shape of
-        :func:`~chainrule.explain.output_shapes` (a convolution, a custom layer)."""
-        i = len(self.layers) - 1 - first_trained(self.layers[::-1])
-        if type(self.layers[i][0]) is Affine and all(
-                type(layer) in _WIDTH_KEEPING for layer, _ in self.layers[i + 1:]):
-            return self.params[self.layers[i][1][0]].shape[1]
-        return math.prod(output_shapes(self)[-1])
+        """Columns of the output (:func:`~chainrule.explain.output_width`)."""
+        return output_width(self)
 
     def num_parameters(self) -> int:
         """Total number of scalar parameters."""
