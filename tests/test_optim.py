@@ -111,13 +111,15 @@ def _ref_sgd(params, grad, lr, momentum=0.0, dampening=0.0, nesterov=False,
 
 
 def _ref_adam(params, grad, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-              decoupled=False, steps=N_STEPS):
+              decoupled=False, steps=N_STEPS, amsgrad=False):
     """Kingma & Ba (2015), Algorithm 1, with the bias corrections folded as in
     torch: p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps). L2 (Adam) adds wd*p to
-    g; decoupled (AdamW, Loshchilov & Hutter 2019) first scales p by (1 - lr*wd)."""
+    g; decoupled (AdamW, Loshchilov & Hutter 2019) first scales p by (1 - lr*wd).
+    AMSGrad (Reddi et al. 2018, as torch): the running maximum of v in place of v."""
     p = {k: v.copy() for k, v in params.items()}
     m = {k: np.zeros_like(v) for k, v in p.items()}
     v2 = {k: np.zeros_like(v) for k, v in p.items()}
+    v_max = {k: np.zeros_like(v) for k, v in p.items()}
     for t in range(1, steps + 1):
         lr_t = lr(t - 1) if callable(lr) else lr
         g_all = grad(t - 1, p)
@@ -130,7 +132,8 @@ def _ref_adam(params, grad, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0
             m[k] = beta1 * m[k] + (1 - beta1) * g
             v2[k] = beta2 * v2[k] + (1 - beta2) * g ** 2
             m_hat = m[k] / (1 - beta1 ** t)
-            v_hat = v2[k] / (1 - beta2 ** t)
+            v_max[k] = np.maximum(v_max[k], v2[k])
+            v_hat = (v_max[k] if amsgrad else v2[k]) / (1 - beta2 ** t)
             # torch's eps sits outside sqrt(v_hat), as in the paper
             p[k] = p[k] - lr_t * m_hat / (np.sqrt(v_hat) + eps)
     return p
@@ -190,6 +193,9 @@ ADAM_CASES = [
     dict(lr=5e-2, betas=(0.8, 0.99), eps=1e-6),
     dict(lr=1e-2, weight_decay=0.1),
     dict(lr=3e-2, betas=(0.0, 0.9), weight_decay=0.5),
+    # AMSGrad: a short beta2 lets v fall between steps, where v_max then differs.
+    dict(lr=5e-2, betas=(0.9, 0.5), amsgrad=True),
+    dict(lr=2e-2, betas=(0.5, 0.8), weight_decay=0.2, amsgrad=True),
 ]
 
 
@@ -203,12 +209,16 @@ def test_adam_matches_formula_and_torch(kw, torch):
     theirs = _run_torch(torch, lambda ps: torch.optim.Adam(ps, foreach=False, **kw), params, grad)
     _assert_close(ours, theirs)
     assert not np.allclose(ours["W1"], params["W1"])
+    if kw.get("amsgrad"):   # the option changes the result on this problem
+        plain = _run_chainrule(Adam(**{**kw, "amsgrad": False}), params, grad)
+        assert not np.allclose(ours["W1"], plain["W1"], rtol=1e-6)
 
 
 ADAMW_CASES = [
     dict(lr=1e-2),                       # default weight_decay=1e-2, as torch
     dict(lr=1e-2, weight_decay=0.3),
     dict(lr=2e-2, betas=(0.85, 0.95), eps=1e-7, weight_decay=1.0),
+    dict(lr=5e-2, betas=(0.9, 0.5), weight_decay=0.1, amsgrad=True),
 ]
 
 
@@ -235,7 +245,9 @@ def _adam_alone(make, name, params, grads_seq):
 
 
 @pytest.mark.parametrize("make", [lambda: Adam(lr=1e-2, weight_decay=0.1),
-                                  lambda: AdamW(lr=1e-2)], ids=["adam", "adamw"])
+                                  lambda: AdamW(lr=1e-2),
+                                  lambda: Adam(lr=1e-2, betas=(0.9, 0.5), amsgrad=True)],
+                         ids=["adam", "adamw", "amsgrad"])
 def test_adam_updates_each_parameter_as_if_alone(make):
     # The moments of all parameters live in flat arrays shared by parameters of one
     # dtype and step count. Grouping must not change a bit: a parameter that joins
@@ -308,7 +320,7 @@ def test_adam_state_of_the_wrong_shape_raises_before_any_update():
     saved["state"]["b2"]["exp_avg"] = np.zeros(1)  # would broadcast over (3,)
     opt.load_state_dict(saved)
     before = {k: v.copy() for k, v in p.items()}
-    with pytest.raises(ValueError, match=r"state\['b2'\] holds moments of shape \(1,\), "
+    with pytest.raises(ValueError, match=r"state\['b2'\]\['exp_avg'\] has shape \(1,\), "
                                          r"expected \(3,\)"):
         opt.step(p, grad(1, p))
     assert opt.steps == 1
@@ -475,7 +487,8 @@ def test_negative_step_rejected():
     lambda: SGD(lr=0.05, momentum=0.9, nesterov=True),
     lambda: Adam(lr=1e-2, weight_decay=0.1),
     lambda: AdamW(lr=partial(cosine_lr, base_lr=1e-2, total_steps=N_STEPS)),
-], ids=["sgd_nesterov", "adam", "adamw_cosine"])
+    lambda: Adam(lr=5e-2, betas=(0.9, 0.5), amsgrad=True),
+], ids=["sgd_nesterov", "adam", "adamw_cosine", "amsgrad"])
 def test_state_dict_round_trip_is_bit_identical(make):
     params, grad = _problem(seed=6)
     straight = _run_chainrule(make(), params, grad)
@@ -637,7 +650,8 @@ def test_get_optimizer_builds_each_kind():
     lambda: SGD(lr=0.05, momentum=0.9, dampening=0.2),
     lambda: Adam(lr=1e-2, weight_decay=0.1),
     lambda: AdamW(lr=partial(cosine_lr, base_lr=1e-2, total_steps=N_STEPS)),
-], ids=["sgd", "sgd_nesterov_wd", "sgd_dampening", "adam_wd", "adamw_cosine"])
+    lambda: AdamW(lr=5e-2, betas=(0.9, 0.5), amsgrad=True),
+], ids=["sgd", "sgd_nesterov_wd", "sgd_dampening", "adam_wd", "adamw_cosine", "amsgrad"])
 @pytest.mark.parametrize("grad_dtype", [np.float32, np.float64])
 def test_float32_stays_float32(make, grad_dtype):
     params64, grad64 = _problem(seed=8)

@@ -465,18 +465,19 @@ def _fit_args(epochs, **extra):
     return args
 
 
-def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_resume_is_bit_identical_to_an_uninterrupted_run(amsgrad, tmp_path):
     X, Y, straight = _resume_setup()
-    opt_a = Adam(lr=1e-2)
+    opt_a = Adam(lr=1e-2, amsgrad=amsgrad)
     ha = fit(straight, X, Y, optimizer=opt_a, rng=np.random.default_rng(5), **_fit_args(6))
 
     X, Y, model = _resume_setup()
     path = tmp_path / "run.npz"
-    fit(model, X, Y, optimizer=Adam(lr=1e-2), rng=np.random.default_rng(5),
+    fit(model, X, Y, optimizer=Adam(lr=1e-2, amsgrad=amsgrad), rng=np.random.default_rng(5),
         checkpoint=path, **_fit_args(3))
     # A fresh process: new model, optimizer and generator, everything from the file.
     X, Y, resumed = _resume_setup()
-    opt_b = Adam(lr=1e-2)
+    opt_b = Adam(lr=1e-2, amsgrad=amsgrad)
     hb = fit(resumed, X, Y, optimizer=opt_b, rng=np.random.default_rng(5), checkpoint=path,
              resume=True, **_fit_args(6))
     assert params_equal(straight.params, resumed.params)
@@ -484,7 +485,13 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     assert opt_a.steps == opt_b.steps
     for k in opt_a.state:
         assert params_equal(opt_a.state[k], opt_b.state[k])
+        assert ("max_exp_avg_sq" in opt_b.state[k]) == amsgrad
     assert hb.epochs == 6 and hb.best_epoch == ha.best_epoch
+    if amsgrad:   # another run: refused, not resumed with the moments of the other
+        from chainrule.checkpoint import CheckpointMismatchError
+        with pytest.raises(CheckpointMismatchError, match="amsgrad"):
+            fit(_resume_setup()[2], X, Y, optimizer=Adam(lr=1e-2), rng=np.random.default_rng(5),
+                checkpoint=path, resume=True, **_fit_args(7))
 
 
 def test_resume_with_an_int_seed(tmp_path):

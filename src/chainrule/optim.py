@@ -217,12 +217,19 @@ class Adam(Optimizer):
         m = beta1 * m + (1 - beta1) * g
         v = beta2 * v + (1 - beta2) * g^2
         p = p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+
+    ``amsgrad=True`` (Reddi et al., 2018) divides by the largest ``v`` so far instead,
+    ``v_max = max(v_max, v)``, kept as the state ``max_exp_avg_sq`` as in PyTorch.
     """
 
     decoupled = False
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
+                 amsgrad=False):
         super().__init__(lr)
+        if not isinstance(amsgrad, bool):
+            raise TypeError(f"amsgrad must be True or False, got {amsgrad!r}")
+        self.amsgrad = amsgrad
         if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
         self.betas = (check_in_interval(betas[0], "betas[0]", 0.0, 1.0),
@@ -255,13 +262,22 @@ class Adam(Optimizer):
             tmp *= 1 - beta2
             v *= beta2
             v += tmp                                   # v = beta2 v + (1 - beta2) g^2
-            np.sqrt(v, out=tmp)
+            if self.amsgrad:
+                np.maximum(group.v_max, v, out=group.v_max)
+            np.sqrt(group.v_max if self.amsgrad else v, out=tmp)
             tmp /= math.sqrt(1 - beta2 ** t)
             tmp += self.eps                            # denominator
             np.divide(m, tmp, out=tmp)
             tmp *= lr / (1 - beta1 ** t)
             for p, update in zip(group.params, outs, strict=True):
                 p -= update
+
+    def hyperparameters(self) -> dict:
+        """As :meth:`Optimizer.hyperparameters`, ``amsgrad`` only when on: a run without
+        it is described (checkpoints, repr) as before the option existed."""
+        found = super().hyperparameters()
+        return found if found["amsgrad"] else {k: v for k, v in found.items()
+                                               if k != "amsgrad"}
 
     def _groups(self, params) -> list[_Moments]:
         """The flat moments of ``params``, rebuilt from ``state`` when it no longer
@@ -284,7 +300,7 @@ class Adam(Optimizer):
                 sizes[dtype] = max([sizes.get(dtype, 0)] + [size for _, size in groups])
             scratch = {dtype: np.empty(size, dtype) for dtype, size in sizes.items()}
             flat = self._flat = (list(params), [
-                _Moments(names, params, self.state, scratch[dtype])
+                _Moments(names, params, self.state, scratch[dtype], self.amsgrad)
                 for (dtype, _), groups in kinds.items() for names, _ in groups])
         return flat[1]
 
@@ -315,11 +331,12 @@ class _Moments:
     #: 256 KiB of float32 per array: the arrays of one pass fit a 1 MiB L2 cache.
     MAX_ENTRIES = 2**16
 
-    def __init__(self, names, params, state, scratch):
+    def __init__(self, names, params, state, scratch, amsgrad=False):
         self.names = names
         self.params = [params[k] for k in names]
         ends = np.cumsum([p.size for p in self.params])
         self.m, self.v = (np.zeros(ends[-1], self.params[0].dtype) for _ in range(2))
+        self.v_max = np.zeros(ends[-1] if amsgrad else 0, self.params[0].dtype)
         self.scratch = scratch[:ends[-1]]  # shared with the other groups of this dtype
         self.steps = np.zeros(len(names), np.int64)
 
@@ -331,15 +348,21 @@ class _Moments:
         self.step_views = [self.steps[i:i + 1].reshape(()) for i in range(len(names))]
         self.states = [{"exp_avg": m, "exp_avg_sq": v, "step": step} for m, v, step
                        in zip(self.m_views, self.v_views, self.step_views, strict=True)]
+        if amsgrad:  # PyTorch's name for it
+            for st, v_max in zip(self.states, views(self.v_max), strict=True):
+                st["max_exp_avg_sq"] = v_max
         for name, p, new in zip(names, self.params, self.states, strict=True):
             old = state.get(name, {})
             if "exp_avg" in old:
-                if not np.shape(old["exp_avg"]) == np.shape(old["exp_avg_sq"]) == p.shape:
-                    raise ValueError(f"state[{name!r}] holds moments of shape "
-                                     f"{shape_str(np.shape(old['exp_avg']))}, expected "
+                # (a state from before amsgrad was on has no max_exp_avg_sq: it starts at 0)
+                moments = [k for k in new if k != "step" and k in old]
+                bad = next((k for k in moments if np.shape(old[k]) != p.shape), None)
+                if bad is not None:
+                    raise ValueError(f"state[{name!r}][{bad!r}] has shape "
+                                     f"{shape_str(np.shape(old[bad]))}, expected "
                                      f"{shape_str(p.shape)} like the parameter")
-                for key, value in new.items():
-                    value[...] = old[key]
+                for key in moments + ["step"]:
+                    new[key][...] = old[key]
         state.update(zip(names, self.states, strict=True))
 
     def holds(self, params, state) -> bool:
@@ -360,8 +383,9 @@ class AdamW(Adam):
 
     decoupled = True
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2):
-        super().__init__(lr, betas, eps, weight_decay)
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *,
+                 amsgrad=False):
+        super().__init__(lr, betas, eps, weight_decay, amsgrad=amsgrad)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
