@@ -222,7 +222,8 @@ def test_unknown_names():
         MLP([4, 3, 2], init="glorot")
     with pytest.raises(ValueError, match=r"loss must be one of \['binary_cross_entropy', "
                                          r"'cross_entropy', 'mse', 'poisson', "
-                                         r"'squared_error'\], got 'hinge'"):
+                                         r"'squared_error'\] or a Loss instance .*, "
+                                         r"got 'hinge'"):
         MLP([4, 3, 2], loss="hinge")
 
 

@@ -1,6 +1,7 @@
 """Sequential, buffers and the tools that explain any layer (issue 13, items 1, 2, 4)."""
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -192,6 +193,42 @@ def test_save_refuses_a_get_config_its_class_would_not_take(tmp_path):
                                         r"refuses .*unexpected keyword argument 'size'"):
         cr.io.save(model, tmp_path / "x.npz")
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_a_custom_loss_trains_but_is_not_stored_and_says_so(tmp_path):
+    class Halved(CategoricalCrossEntropy):
+        pass
+
+    model = cr.Sequential([Affine(4, 3)], loss=Halved(), rng=0)
+    with pytest.raises(TypeError, match=r"Halved loss: model files store the built-in losses "
+                                        r".* set model.loss after loading"):
+        cr.io.save(model, tmp_path / "x.npz")
+    with pytest.raises(ValueError, match=r"or a Loss instance \(a subclass of "
+                                         r"chainrule.losses.Loss\), got <object"):
+        cr.Sequential([Affine(4, 3)], loss=object(), rng=0)
+
+
+def test_a_layer_that_promotes_a_float32_network_to_float64_is_named_once():
+    class Doubled(Layer):   # np.array([2.0]) is float64: a learner's usual slip
+        def forward(self, inputs):
+            return inputs * np.array([2.0])
+
+        def backward(self, d_out):
+            return d_out * np.array([2.0])
+
+    model = cr.Sequential([Affine(4, 5), Doubled(), Affine(5, 3)], rng=0, dtype=np.float32)
+    X = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"layers\[1\] \(Doubled\(\)\) returned float64 "
+                                         r"from float32 inputs") as caught:
+        cr.fit(model, X, np.arange(30) % 3, optimizer="adam", epochs=2, batch_size=10,
+               progress=False)
+        model.predict(X)
+    assert sum("returned float64" in str(w.message) for w in caught) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # built-in layers keep the dtype: no warning
+        cr.fit(cr.Sequential([Affine(4, 5), cr.ReLU(), Dropout(0.2), cr.BatchNorm1d(5),
+                              Affine(5, 3)], rng=0, dtype=np.float32),
+               X, np.arange(30) % 3, optimizer="adam", epochs=2, batch_size=10, progress=False)
 
 
 def test_custom_layer_mistakes_get_messages_that_name_them():

@@ -298,6 +298,17 @@ def csv_field_limit():
         csv.field_size_limit(old)
 
 
+def warn_promoted(index: int, layer, want, got) -> bool:
+    """Warn that ``layers[index]`` turned inputs of dtype ``want`` into ``got`` (a
+    float32 network computing in float64 from there on: twice the memory and time);
+    returns True, for the caller to warn once."""
+    warnings.warn(f"layers[{index}] ({layer!r}) returned {got} from {want} inputs, so the "
+                  f"network computes in {got} from there on (in a float32 network: twice "
+                  f"the memory and time); cast its output, e.g. out.astype(inputs.dtype), "
+                  f"or keep its constants in the input's dtype", UserWarning, stacklevel=4)
+    return True
+
+
 def check_same_rows(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"{name_a} and {name_b} must have the same number of rows, got "

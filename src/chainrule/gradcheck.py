@@ -196,6 +196,11 @@ def check_gradients(model, X, Y, *, eps: float = 1e-6, sample=None, rng=None,
     perturbed in place and restored exactly; a model whose parameters are not float64
     is checked on a float64 copy and left untouched.
 
+    The check holds at the model's current parameters only: a backward that leaves
+    out a factor which is 1 there (a scale initialised to 1) passes until training
+    moves it. :func:`chainrule.testing.check_layer`, which draws random parameters, is
+    the test of a layer of your own.
+
     Parameters
     ----------
     model : Network

@@ -487,7 +487,8 @@ def get_loss(name) -> Loss:
     if isinstance(name, Loss):
         return name
     if not isinstance(name, str) or name not in LOSSES:
-        raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {name!r}")
+        raise ValueError(f"loss must be one of {sorted(LOSSES)} or a Loss instance (a "
+                         f"subclass of chainrule.losses.Loss), got {name!r}")
     return LOSSES[name]()
 
 

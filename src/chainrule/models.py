@@ -25,6 +25,7 @@ from ._validation import (
     is_class_indices,
     is_sparse,
     shape_str,
+    warn_promoted,
 )
 from .errors import TrainingDivergedError
 from .explain import explain, node_names, output_shapes, output_width, summary
@@ -123,6 +124,8 @@ class Network:
         if first < len(self.layers) and hasattr(self.layers[first][0], "compute_input_grad"):
             self.layers[first][0].compute_input_grad = False
         self.optimizer = None
+
+    _promoted_warned = False  # a layer's dtype change is reported once per network
 
     # -- shapes and checks -------------------------------------------------------
     @property
@@ -283,6 +286,7 @@ class Network:
             Its output, the next layer's input.
         """
         out = X if checked else self.check_X(X)
+        want = out.dtype
         for i, (layer, names) in enumerate(self.layers):
             layer.training = training
             slots = self._buffer_slots.get(i, ())
@@ -299,6 +303,8 @@ class Network:
                         raise
                     raise ValueError(f"layers[{i}] ({layer!r}) cannot take inputs of shape "
                                      f"{shape_str(np.shape(out))}: {exc}") from exc
+            if out.dtype != want and not self._promoted_warned:
+                self._promoted_warned = warn_promoted(i, layer, want, out.dtype)
             for local, name in slots:  # kept in place, as params: snapshots stay valid
                 if getattr(layer, local) is not self.buffers[name]:
                     self.buffers[name][...] = getattr(layer, local)

@@ -388,7 +388,7 @@ class AdamW(Adam):
         super().__init__(lr, betas, eps, weight_decay, amsgrad=amsgrad)
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
 
 
 def make_optimizer(name, **kwargs) -> Optimizer:

@@ -76,7 +76,9 @@ def sequential_state(model) -> tuple[dict, dict]:
     loss_name = {cls: key for key, cls in LOSSES.items()}.get(type(model.loss))
     if loss_name is None:
         raise TypeError(f"cannot save a Sequential with a {type(model.loss).__name__} loss: "
-                        f"supported are {sorted(LOSSES)}")
+                        f"model files store the built-in losses {sorted(LOSSES)} by name; "
+                        f"a loss of your own is not stored (save the model with one of "
+                        f"those and set model.loss after loading)")
     layers = [{"class": type(layer).__name__,
                "config": _layer_config(layer, [model.params[n] for n in names]),
                "builtin": _is_builtin(layer)}
