@@ -157,3 +157,20 @@ def test_a_separate_npy_test_file_is_scored(tmp_path, capsys):
     classes = np.array([3, 7, 9])
     correct = int(np.sum(classes[model.predict_classes(X[200:])] == y[200:]))
     assert f"test accuracy = {correct / 100:.4f} ({correct}/100)" in out
+
+
+def test_a_npy_column_too_large_to_standardise_is_refused_before_training(tmp_path, capsys):
+    # Its variance overflows float64: said up front, naming the column, not after the
+    # epochs when the statistics are folded into the model.
+    X, y = table(60)
+    X[:, 1] *= 1e200
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    data = ["train", "--data", tmp_path / "X.npy", "--labels", tmp_path / "y.npy",
+            "--epochs", "2", "--save", tmp_path / "m.npz"]
+    status, out, err = run(capsys, *data)
+    assert status == 1 and "column 1 is too large to standardise" in err
+    assert "--no-standardize" in err and "epoch" not in out
+    assert not (tmp_path / "m.npz").exists()
+    status, _, err = run(capsys, *data, "--no-standardize")
+    assert status == 0, err
