@@ -275,7 +275,7 @@ def test_explicit_threads_override_the_choice_of_a_prediction(rng, two_threads, 
         run(0)
 
 
-def test_cli_evaluate_and_predict_threads_reach_the_networks_predictions(tmp_path, monkeypatch,
+def test_cli_evaluate_and_predict_threads_reach_networks_and_estimators(tmp_path, monkeypatch,
                                                                          capsys, rng):
     from chainrule import io
     from chainrule.estimator import MLPClassifier
@@ -302,6 +302,19 @@ def test_cli_evaluate_and_predict_threads_reach_the_networks_predictions(tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")   # the ConvergenceWarning after 2 iterations
         io.save(MLPClassifier(max_iter=2).fit(X, y), tmp_path / "est.npz")
-    assert main(["predict", str(tmp_path / "est.npz"), "--data", str(tmp_path / "d.npz"),
-                 "--threads", "2"]) == 2
-    assert "--threads applies to a network's model file" in capsys.readouterr().err
+    # An estimator takes no threads= (as scikit-learn's): the BLAS is set around it.
+    from chainrule._blas import blas_controller
+    counts = []
+    real_est = MLPClassifier.predict_proba
+
+    def spy_est(self, X):
+        counts.append(max(lib.num_threads for lib in blas_controller().lib_controllers))
+        return real_est(self, X)
+
+    monkeypatch.setattr(MLPClassifier, "predict_proba", spy_est)
+    with threadpoolctl.threadpool_limits(1):
+        for command in ("evaluate", "predict"):
+            assert main([command, str(tmp_path / "est.npz"), "--data",
+                         str(tmp_path / "d.npz"), "--threads", "2"]) == 0
+        assert max(lib.num_threads for lib in blas_controller().lib_controllers) == 1
+    assert counts == [2, 2]

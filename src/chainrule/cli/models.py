@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import warnings
@@ -10,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .._threads import blas_threads
 from ..models import Network
 from ._common import (
     EXIT_STATUS,
@@ -135,11 +137,16 @@ def _outputs(saved: _Saved, X, data_path, threads=None):
         # fitted on a DataFrame need not warn about every array.
         warnings.filterwarnings("ignore", message="X does not have valid feature names",
                                 category=UserWarning)
-        given = {} if threads is None else {"threads": threads}  # (a Network's: checked)
-        if saved.regressor:
-            return np.asarray(saved.model.predict(X, **given),
-                              dtype=np.float64).reshape(len(X), -1)[:, 0]
-        return np.asarray(saved.model.predict_proba(X, **given), dtype=np.float64)
+        # A network takes threads=; around an estimator, which takes none (as
+        # scikit-learn's), the BLAS is set to that count for the call.
+        network = isinstance(saved.model, Network)
+        given = {"threads": threads} if network and threads is not None else {}
+        with (blas_threads(threads, 0.0) if not network and threads is not None
+              else contextlib.nullcontext()):
+            if saved.regressor:
+                return np.asarray(saved.model.predict(X, **given),
+                                  dtype=np.float64).reshape(len(X), -1)[:, 0]
+            return np.asarray(saved.model.predict_proba(X, **given), dtype=np.float64)
 
 
 def _label_indices(y, classes, n_classes, data_path):
@@ -225,7 +232,6 @@ def _cmd_evaluate(args) -> int:
     if args.plot:
         check_output_dir(args.plot, "--plot")
     saved = _load_model(args.model)
-    _check_threads_flag(args, saved)
     if args.plot and saved.regressor:
         raise UsageError("--plot draws a confusion matrix, which a regressor has none of")
     if args.plot:
@@ -270,7 +276,6 @@ def _cmd_predict(args) -> int:
         raise UsageError(f"--output {output}: predict writes CSV text, which a file of "
                          f"that name would not hold; give a .csv name")
     saved = _load_model(args.model)
-    _check_threads_flag(args, saved)
     chunks = _data_chunks(args, saved, require_labels=False)
     names = None
     if not saved.regressor:  # a binary classifier's predict_proba has two columns
@@ -319,13 +324,7 @@ def _add_column_flag(p) -> None:
                         "stores its feature names, as 'chainrule train' writes them")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="BLAS threads (default: chosen from the model's size, as train "
-                        "does); a network's model file only")
-
-
-def _check_threads_flag(args, saved: _Saved) -> None:
-    if args.threads is not None and not isinstance(saved.model, Network):
-        raise UsageError(f"--threads applies to a network's model file; {args.model} holds "
-                         f"a {type(saved.model).__name__} (set OMP_NUM_THREADS instead)")
+                        "does)")
 
 
 def add_model_parsers(sub) -> None:
