@@ -117,7 +117,8 @@ def test_string_labels_predict_strings_and_probabilities_follow_classes():
     names = np.array(["setosa", "versicolor", "virginica"], dtype=object)
     est = MLPClassifier((8,), learning_rate_init=0.02, max_iter=60, random_state=0).fit(X, names[y])
     pred = est.predict(X)
-    assert pred.dtype == object and set(pred) <= set(names)
+    # As scikit-learn's: string labels (an object array too) give str classes_ and labels.
+    assert pred.dtype.kind == est.classes_.dtype.kind == "U" and set(pred) <= set(names)
     proba = est.predict_proba(X)
     np.testing.assert_array_equal(est.classes_[proba.argmax(axis=1)], pred)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)

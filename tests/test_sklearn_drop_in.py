@@ -295,3 +295,28 @@ def test_cross_validation_scores_match_sklearn(dataset, solver):
     print(message)
     assert np.all(np.isfinite(ours)), message
     assert abs(ours.mean() - theirs.mean()) <= theirs.std(), message
+
+
+def test_classes_and_predictions_have_scikit_learns_dtypes():
+    """String labels, from a list, an object array, a pandas Series or a categorical,
+    give str classes_ and predictions as scikit-learn's do; numbers and booleans keep
+    their dtype."""
+    import pandas as pd
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from chainrule.estimator import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    names = np.array(["lo", "mid", "high"])
+    cases = [names[y].tolist(), names[y].astype(object), pd.Series(names[y]),
+             pd.Series(names[y]).astype("category"), y, y.astype(float), y > 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # ConvergenceWarning after 5 iterations
+        for labels in cases:
+            ours = MLPClassifier(max_iter=5, random_state=0).fit(X, labels)
+            theirs = SkMLP(max_iter=5, random_state=0).fit(X, labels)
+            assert ours.classes_.dtype == theirs.classes_.dtype, type(labels)
+            assert ours.classes_.tolist() == theirs.classes_.tolist()
+            assert ours.predict(X).dtype == theirs.predict(X).dtype

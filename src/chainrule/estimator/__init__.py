@@ -141,10 +141,12 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         return self.out_activation_ == "logistic" and self.model_.n_outputs == len(self.classes_)
 
     def _set_classes(self, y, classes, multilabel):
+        # unique_labels as scikit-learn's (its LabelBinarizer): sorted, and strings as a
+        # str array even from an object array or a pandas Series, as its classes_ are.
         if classes is not None:
-            self.classes_ = np.unique(np.asarray(classes))
-        else:  # np.unique keeps the labels' dtype (object strings stay objects)
-            self.classes_ = np.arange(y.shape[1]) if multilabel else np.unique(y)
+            self.classes_ = unique_labels(np.asarray(classes))
+        else:
+            self.classes_ = np.arange(y.shape[1]) if multilabel else unique_labels(y)
 
     def _check_classes(self, y, classes, incremental):
         seen = unique_labels(y)

@@ -172,9 +172,8 @@ def _restore_classes(est, config, arrays):
         if unknown:
             raise ValueError(f"class_weight has labels {unknown!r} that are not in "
                              f"classes_ {classes.tolist()!r}")
-    # Strings come back as a fixed-width unicode array; scikit-learn keeps string labels
-    # as Python objects, so predictions are plain str objects again.
-    est.classes_ = classes.astype(object) if classes.dtype.kind == "U" else classes
+    # Strings come back as the fixed-width unicode array scikit-learn's classes_ are too.
+    est.classes_ = classes
     n_outputs, k = _archive_int(config, "n_outputs_", minimum=1), classes.shape[0]
     activation = config["out_activation_"]
     if not ((activation == "softmax" and n_outputs == k > 2)
