@@ -516,9 +516,21 @@ def test_sequential_rng_seeds_its_dropout_layers_built_without_a_generator():
 def test_a_layer_that_does_not_fit_its_input_is_named_with_the_shape_it_got():
     import chainrule as cr
 
-    model = cr.Sequential([cr.Unflatten((1, 8, 8)), cr.Conv2D(1, 4, 3), cr.Flatten(),
-                           cr.Affine(64, 10)], rng=0)   # Flatten gives 4 * 6 * 6 = 144
-    message = r"layers\[3\] \(Affine\(64, 10\)\) cannot take inputs of shape \(10, 144\): "
+    # Built from the shapes the layers say: refused at once (Flatten gives 4 * 6 * 6).
+    with pytest.raises(ValueError, match=r"layers\[3\] \(Affine\(64, 10\)\) cannot take "
+                                         r"inputs of shape \(N, 144\): it takes 64 features"):
+        cr.Sequential([cr.Unflatten((1, 8, 8)), cr.Conv2D(1, 4, 3), cr.Flatten(),
+                       cr.Affine(64, 10)], rng=0)
+
+    class Doubling(cr.layers.Layer):   # widens without saying so: found when run
+        def forward(self, inputs):
+            return np.concatenate([inputs, inputs], axis=1)
+
+        def backward(self, d_out):
+            return d_out[:, :d_out.shape[1] // 2] + d_out[:, d_out.shape[1] // 2:]
+
+    model = cr.Sequential([cr.Affine(64, 72), Doubling(), cr.Affine(64, 10)], rng=0)
+    message = r"layers\[2\] \(Affine\(64, 10\)\) cannot take inputs of shape \(10, 144\): "
     with pytest.raises(ValueError, match=message):
         model.predict(np.zeros((10, 64)))
     with pytest.raises(ValueError, match=message):

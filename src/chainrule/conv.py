@@ -198,6 +198,12 @@ class Conv2D(Layer):
             zip((h, w), self.kernel_size, self.stride, self.pads, ("height", "width"),
                 strict=True))
 
+    def check_input_shape(self, shape) -> None:
+        """``ValueError`` unless a sample of ``shape`` (batch axis left out) fits."""
+        if len(shape) != 3 or shape[0] != self.in_channels:
+            raise ValueError(f"it takes images (N, {self.in_channels}, H, W)")
+        self.output_shape(shape)   # (an image smaller than the kernel)
+
     def workspace(self, shape) -> int:
         """Entries of the im2col matrix per sample: ``Ho Wo C_in kH kW``."""
         _, ho, wo = self.output_shape(shape)
@@ -335,6 +341,12 @@ class _Pool2D(Layer):
         return (c,) + tuple(_pooled_size(n, k, s, (0, 0), axis) for n, k, s, axis in
                             zip((h, w), self.kernel_size, self.stride, ("height", "width"),
                                 strict=True))
+
+    def check_input_shape(self, shape) -> None:
+        """``ValueError`` unless a sample of ``shape`` (batch axis left out) fits."""
+        if len(shape) != 3:
+            raise ValueError("it takes images (N, C, H, W)")
+        self.output_shape(shape)   # (an image smaller than the window)
 
     def _windows_of(self, inputs):
         if self.validate:

@@ -27,6 +27,8 @@ __all__ = ["node_names", "summary", "explain", "local_param_names", "output_shap
 
 #: Built-in layers whose output has their input's width (what ``output_width`` skips).
 _WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, Identity, Dropout})
+#: Layers whose output shape :func:`check_shapes` knows without an ``output_shape``.
+_KNOWN = _WIDTH_KEEPING | {Affine}
 
 
 def local_param_names(layer, names) -> tuple:
@@ -68,14 +70,45 @@ def output_shapes(network) -> list[tuple]:
     shape: tuple = (network.n_features,)
     shapes = []
     for layer, names in network.layers:
-        if isinstance(layer, Affine):
-            shape = (network.params[names[0]].shape[1],)
-        elif hasattr(layer, "output_shape"):
-            shape = tuple(layer.output_shape(shape))
-        elif names and network.params[names[0]].ndim == 2:  # a custom Affine-like layer
-            shape = (network.params[names[0]].shape[1],)
+        shape = output_shapes_step(network, layer, names, shape)
         shapes.append(shape)
     return shapes
+
+
+def check_shapes(network) -> None:
+    """Raise ``ValueError`` naming the first layer that cannot take the output of the
+    one before it (a convolution's channels, a batch normalisation's features, an
+    Affine layer's width), worked out as :func:`output_shapes` does, before any data
+    flows (inside a network the layers' own checks are off).
+
+    The check stops at the first layer of your own without ``output_shape``: what
+    comes out of it is not known without running it.
+    """
+    shape: tuple = (network.n_features,)
+    for i, (layer, names) in enumerate(network.layers):
+        if type(layer) not in _KNOWN and not hasattr(layer, "output_shape"):
+            return
+        width = network.params[names[0]].shape[0] if isinstance(layer, Affine) else None
+        try:
+            if width is not None and shape != (width,):
+                raise ValueError(f"it takes {width} features a row")
+            getattr(layer, "check_input_shape", lambda _: None)(shape)
+            shape = output_shapes_step(network, layer, names, shape)
+        except ValueError as exc:
+            raise ValueError(f"layers[{i}] ({layer_label(layer)}) cannot take inputs of "
+                             f"shape {shape_str((-1,) + shape).replace('-1', 'N', 1)}: "
+                             f"{exc}") from None
+
+
+def output_shapes_step(network, layer, names, shape) -> tuple:
+    """The output shape of one layer (batch axis left out) for an input ``shape``."""
+    if isinstance(layer, Affine):
+        return (network.params[names[0]].shape[1],)
+    if hasattr(layer, "output_shape"):
+        return tuple(layer.output_shape(shape))
+    if names and network.params[names[0]].ndim == 2:  # a custom Affine-like layer
+        return (network.params[names[0]].shape[1],)
+    return shape
 
 
 def layer_label(layer) -> str:

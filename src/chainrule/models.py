@@ -28,7 +28,7 @@ from ._validation import (
     warn_promoted,
 )
 from .errors import TrainingDivergedError
-from .explain import explain, node_names, output_shapes, output_width, summary
+from .explain import check_shapes, explain, node_names, output_shapes, output_width, summary
 from .functional import sigmoid, softmax
 from .init import CUSTOM_INIT, SklearnInit, get_initializer
 from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
@@ -505,6 +505,7 @@ class Sequential(Network):
                 if isinstance(layer, Dropout) and not getattr(layer, "rng_given", True):
                     layer.rng = random
         super().__init__(pairs, params, loss_fn, buffers)
+        check_shapes(self)  # a mismatch named now: inside a network layers check nothing
 
 
 class MLP(Sequential):

@@ -77,6 +77,12 @@ class _BatchNorm(Layer):
         """The input's shape, unchanged (for a network's shape bookkeeping)."""
         return tuple(shape)
 
+    def check_input_shape(self, shape) -> None:
+        """``ValueError`` unless a sample of ``shape`` (batch axis left out) fits."""
+        if len(shape) + 1 not in self.input_ndims or shape[0] != self.num_features:
+            raise ValueError(f"it takes {' or '.join(map(str, self.input_ndims))}-D inputs "
+                             f"with {self.num_features} channels on axis 1")
+
     def _axes_and_shape(self, inputs):
         """The axes the statistics run over and the broadcast shape of a channel vector."""
         axes = (0,) + tuple(range(2, inputs.ndim))
@@ -228,6 +234,11 @@ class LayerNorm(Layer):
     def output_shape(self, shape) -> tuple:
         """The input's shape, unchanged (for a network's shape bookkeeping)."""
         return tuple(shape)
+
+    def check_input_shape(self, shape) -> None:
+        """``ValueError`` unless a sample of ``shape`` (batch axis left out) fits."""
+        if tuple(shape[-len(self.normalized_shape):]) != self.normalized_shape:
+            raise ValueError(f"its inputs must end in {shape_str(self.normalized_shape)}")
 
     def forward(self, inputs, gamma, beta):
         """``gamma * (x - mean) / sqrt(var + eps) + beta``, statistics per sample."""
