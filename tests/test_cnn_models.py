@@ -252,3 +252,25 @@ def test_same_padding_and_bias_free_convolutions_train_save_and_export(digits, t
                                    providers=["CPUExecutionProvider"])
     logits = session.run(None, {"X": X_test.astype(np.float32)})[2]
     assert np.max(np.abs(logits - model.forward(X_test))) < 1e-5
+
+
+def test_a_prediction_between_forward_and_backward_leaves_the_gradients_alone(digits):
+    """As ``model(x_val)`` between a forward and ``loss.backward()`` in PyTorch: predict,
+    predict_proba and evaluate put back every layer's and the loss's cache, so the
+    backward still differentiates the training forward (a validation batch of another
+    size once raised in matmul, one of the same size gave wrong gradients silently)."""
+    X, X_val, Y, Y_val = digits
+
+    def gradients(between):
+        model = cnn(p=0.3)
+        model.loss.forward(model.forward(X[:20], training=True), Y[:20])
+        between(model)
+        d, _ = model.loss.backward(1.0)
+        return model.backward(d)
+
+    ref = gradients(lambda model: None)
+    for between in (lambda m: m.predict(X_val[:20]), lambda m: m.predict_proba(X_val[:7]),
+                    lambda m: cr.evaluate(m, X_val[:20], Y_val[:20])):
+        got = gradients(between)
+        for k in ref:
+            assert np.array_equal(got[k], ref[k]), k

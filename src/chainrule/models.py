@@ -40,6 +40,7 @@ from .stateful import (
     check_layers,
     first_trained,
     input_width,
+    kept_caches,
 )
 
 __all__ = ["Network", "Sequential", "MLP", "ACTIVATIONS", "affine_param_names",
@@ -230,7 +231,7 @@ class Network:
         """
         if not checked:  # the public entry point: the BLAS threads, then the checks, once
             with threads_for(X, self.params, check_threads(threads),
-                             max_rows=self.chunk_rows(self.dtype)):
+                             max_rows=self.chunk_rows(self.dtype)), kept_caches(self):
                 return self.infer(self.check_X(X), checked=True, then=then)
         rows = self.chunk_rows(X.dtype)
 

@@ -8,12 +8,14 @@ running statistics). A network names them all with one rule,
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from ._validation import shape_str
 
 __all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state", "first_trained",
-           "input_width", "check_dtype"]
+           "input_width", "check_dtype", "kept_caches"]
 
 
 def stateful_names(layers) -> list[tuple[tuple, tuple]]:
@@ -143,6 +145,21 @@ def input_width(pairs, params) -> int:
             return next((p.shape[0] for p in map(params.get, names) if p.ndim == 2),
                         first.shape[0])
     raise ValueError("the network has no layer with parameters to tell its input width")
+
+
+@contextlib.contextmanager
+def kept_caches(network):
+    """Run a prediction without touching what the last training forward cached: each
+    layer's ``cache`` and the loss's are put back afterwards, so that a ``backward``
+    after it still differentiates that forward (PyTorch lets ``model(x_val)`` run
+    between a forward and its ``backward``; here every forward refills the caches)."""
+    owners = [layer for layer, _ in network.layers] + [network.loss]
+    kept = [(owner, owner.cache) for owner in owners if hasattr(owner, "cache")]
+    try:
+        yield
+    finally:
+        for owner, cache in kept:
+            owner.cache = cache
 
 
 def first_trained(pairs) -> int:

@@ -70,7 +70,7 @@ from .layers import Affine
 from .losses import CategoricalCrossEntropy, l2_penalty
 from .models import Network
 from .optim import make_optimizer
-from .stateful import check_batch_rows
+from .stateful import check_batch_rows, kept_caches
 
 __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError"]
 
@@ -109,7 +109,7 @@ def evaluate(model, X, Y, *, sample_weight=None, threads=None) -> dict:
     """
     check_network(model)
     with threads_for(X, model.params, check_threads(threads),  # the checks' too
-                     max_rows=model.chunk_rows(model.dtype)):
+                     max_rows=model.chunk_rows(model.dtype)), kept_caches(model):
         X, Y = sources.check_data(model, X, Y, training=False)
         if sample_weight is None:
             return sources.evaluate_blocks(_evaluate_checked, model, X, Y)
