@@ -274,3 +274,10 @@ def test_a_prediction_between_forward_and_backward_leaves_the_gradients_alone(di
         got = gradients(between)
         for k in ref:
             assert np.array_equal(got[k], ref[k]), k
+
+
+def test_images_given_as_images_are_told_to_become_rows():
+    model = cnn()
+    with pytest.raises(ValueError, match=r"X must be a 2-D array, got shape \(5, 1, 8, 8\); "
+                                         r"one row per sample: X.reshape\(len\(X\), -1\)"):
+        model.predict(np.zeros((5, 1, 8, 8)))

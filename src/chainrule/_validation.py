@@ -33,7 +33,12 @@ def as_float_array(x, name: str, *, ndim: int | None = 2, dtype=None, allow_empt
     else:
         original, arr = _as_float_dtype(x, name, dtype)
     if ndim is not None and arr.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D array, got shape {shape_str(arr.shape)}")
+        # Images given as such to a network, which takes one row per sample (a CNN
+        # starts with Unflatten): say how to make the rows.
+        hint = (f"; one row per sample: {name}.reshape(len({name}), -1) (a network that "
+                f"takes images starts with Unflatten)" if ndim == 2 and arr.ndim > 2 else "")
+        raise ValueError(f"{name} must be a {ndim}-D array, got shape "
+                         f"{shape_str(arr.shape)}{hint}")
     if not allow_empty and arr.size == 0:
         raise ValueError(f"{name} must not be empty, got shape {shape_str(arr.shape)}")
     if finite and not all_finite(arr):
