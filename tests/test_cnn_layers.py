@@ -303,3 +303,16 @@ def test_bad_inputs_are_refused_naming_the_argument(layer, args, match):
     arrays = [np.ones(s) for s in args]
     with pytest.raises(ValueError, match=match):
         layer.forward(*arrays)
+
+
+def test_flatten_and_unflatten_take_pytorchs_signatures():
+    """A ported model reads as in PyTorch: Flatten(start_dim=1), Unflatten(1, shape)."""
+    rows = np.arange(2 * 12.0).reshape(2, 12)
+    images = Unflatten(1, (3, 2, 2)).forward(rows)
+    assert images.shape == (2, 3, 2, 2)
+    assert np.array_equal(images, Unflatten((3, 2, 2)).forward(rows))
+    assert np.array_equal(Flatten(start_dim=1, end_dim=-1).forward(images), rows)
+    with pytest.raises(ValueError, match=r"start_dim=1, end_dim=-1\), got start_dim=2"):
+        Flatten(start_dim=2)
+    with pytest.raises(ValueError, match="unflattens dimension 1 .*got dim=2"):
+        Unflatten(2, (3, 2, 2))

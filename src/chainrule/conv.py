@@ -437,9 +437,20 @@ class Flatten(Layer):
     """Each sample's values as one row, as ``torch.nn.Flatten()``.
 
     Shape: inputs (N, d1, d2, ...) -> out (N, d1 * d2 * ...).
+
+    ``Flatten(start_dim=1, end_dim=-1)``, PyTorch's defaults, are accepted so that a
+    ported model reads the same; other dimensions are refused (the batch axis stays
+    first and every other axis is flattened).
     """
 
     equations = ("{y} = reshape({x}, (N, -1))", ("d{x} = reshape(d{y}, shape of {x})",))
+
+    def __init__(self, start_dim=1, end_dim=-1):
+        super().__init__()
+        if (start_dim, end_dim) != (1, -1):
+            raise ValueError(f"Flatten flattens every axis after the batch axis "
+                             f"(start_dim=1, end_dim=-1), got start_dim={start_dim!r}, "
+                             f"end_dim={end_dim!r}")
 
     def get_config(self) -> dict:
         """No arguments."""
@@ -471,13 +482,19 @@ class Unflatten(Layer):
     Parameters
     ----------
     shape : tuple of int
-        E.g. ``(1, 28, 28)`` for MNIST images (channels, height, width).
+        E.g. ``(1, 28, 28)`` for MNIST images (channels, height, width). PyTorch's
+        signature, ``Unflatten(1, (1, 28, 28))``, is accepted too (dimension 1 only).
     """
 
     equations = ("{y} = reshape({x}, (N, *shape))", ("d{x} = reshape(d{y}, (N, -1))",))
 
-    def __init__(self, shape):
+    def __init__(self, shape, unflattened_size=None):
         super().__init__()
+        if unflattened_size is not None:  # torch.nn.Unflatten(dim, unflattened_size)
+            if shape != 1:
+                raise ValueError(f"Unflatten unflattens dimension 1 (each row), got "
+                                 f"dim={shape!r}")
+            shape = unflattened_size
         if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
             raise TypeError(f"shape must be a tuple of ints, got {shape!r}")
         self.shape = tuple(check_positive_int(s, "shape") for s in shape)
