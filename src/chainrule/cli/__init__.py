@@ -15,7 +15,14 @@ import sys
 import warnings
 
 from .._version import VERSION
-from ._common import USER_ERRORS, CommandError, Parser, UsageError, report_unknown_flags
+from ._common import (
+    BROKEN_PIPE_STATUS,
+    USER_ERRORS,
+    CommandError,
+    Parser,
+    UsageError,
+    report_unknown_flags,
+)
 from ._distributed import add_distributed_flag, join_ranks
 from .models import add_model_parsers
 from .reproduce import add_reproduce_parser
@@ -31,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="chainrule",
         description="Neural networks in NumPy with hand-written backward passes.",
         epilog="Exit status: 0 on success, 1 for a file or data problem, 2 for bad usage, "
-               "130 when 'chainrule train' is interrupted; see each command's --help.")
+               "130 when 'chainrule train' is interrupted, 141 when the reader of standard "
+               "output closes it early; see each command's --help.")
     parser.add_argument("--version", action="version", version=f"chainrule {VERSION}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_reproduce_parser(sub)
@@ -55,7 +63,9 @@ def main(argv=None) -> int:
     Bad usage (unknown flags, missing arguments, flag values out of range, flags that
     do not fit the data file) prints one line on stderr naming the flag and returns 2
     (argparse's own errors exit with 2); unreadable files, bad data and unwritable
-    destinations print one line on stderr and return 1 (no traceback).
+    destinations print one line on stderr and return 1 (no traceback). Standard output
+    closed by its reader (``chainrule predict ... | head``) returns 141, the status of a
+    Unix tool ended by SIGPIPE, with nothing on stderr.
     """
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)
@@ -74,10 +84,12 @@ def main(argv=None) -> int:
               f"--help')", file=sys.stderr)
         return 2
     except BrokenPipeError:
-        # The reader went away (`chainrule ... | head`): stop quietly, as Unix tools do.
+        # The reader went away (`chainrule ... | head`): stop quietly, with the status
+        # of a Unix tool that SIGPIPE ends. Standard output now points at /dev/null,
+        # so that the interpreter's flush at exit does not fail on the pipe again.
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
+        return BROKEN_PIPE_STATUS
     except USER_ERRORS as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"chainrule {args.command}: error: {message}", file=sys.stderr)

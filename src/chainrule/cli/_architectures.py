@@ -20,10 +20,27 @@ import numpy as np
 from ._common import UsageError
 
 __all__ = ["build_model", "add_cnn_arguments", "build_cnn", "check_cnn_flags", "describe_cnn",
-           "DEFAULT_CHANNELS"]
+           "DEFAULT_CHANNELS", "DEFAULT_HIDDEN", "DEFAULT_ACTIVATION", "hidden_sizes",
+           "activation"]
 
 #: Output channels of the convolutions of ``--model cnn``.
 DEFAULT_CHANNELS = [16, 32]
+
+#: The hidden layers and their activation of ``--model mlp`` and ``cnn`` when
+#: ``--hidden`` and ``--activation`` are not given.
+DEFAULT_HIDDEN = [128]
+DEFAULT_ACTIVATION = "relu"
+
+
+def hidden_sizes(args) -> list:
+    """--hidden, :data:`DEFAULT_HIDDEN` when not given (None: so that logreg refuses
+    it only when given)."""
+    return DEFAULT_HIDDEN if args.hidden is None else args.hidden
+
+
+def activation(args) -> str:
+    """--activation, :data:`DEFAULT_ACTIVATION` when not given."""
+    return DEFAULT_ACTIVATION if args.activation is None else args.activation
 
 
 def _channels(text):
@@ -49,7 +66,7 @@ def build_model(args, n_features, n_outputs, task, gen):
     if args.model == "logreg":
         return MLP([n_features, n_outputs], init=args.init or "zeros", rng=gen, dtype=dtype,
                    loss=loss)
-    return MLP([n_features, *args.hidden, n_outputs], activation=args.activation,
+    return MLP([n_features, *hidden_sizes(args), n_outputs], activation=activation(args),
                dropout=args.dropout, init=args.init or "xavier", rng=gen, dtype=dtype,
                loss=loss)
 
@@ -103,15 +120,15 @@ def build_cnn(args, n_features: int, n_outputs: int, loss: str, gen):
             raise UsageError(f"--channels {','.join(map(str, channels(args)))}: the images "
                              f"({image_side(n_features)}x{image_side(n_features)}) are too "
                              f"small for {len(channels(args))} 2x2 poolings")
-        layers += [Conv2D(c_in, c_out, 3, padding=1), ACTIVATIONS[args.activation](),
+        layers += [Conv2D(c_in, c_out, 3, padding=1), ACTIVATIONS[activation(args)](),
                    MaxPool2D(2)]
         side, c_in = side // 2, c_out
     layers.append(Flatten())
     width = c_in * side * side
     if args.dropout:
         layers.append(Dropout(args.dropout, rng=gen))
-    for hidden in args.hidden:
-        layers += [Affine(width, hidden), ACTIVATIONS[args.activation]()]
+    for hidden in hidden_sizes(args):
+        layers += [Affine(width, hidden), ACTIVATIONS[activation(args)]()]
         if args.dropout:
             layers.append(Dropout(args.dropout, rng=gen))
         width = hidden
@@ -122,5 +139,5 @@ def build_cnn(args, n_features: int, n_outputs: int, loss: str, gen):
 def describe_cnn(args, n_features: int, n_outputs: int) -> str:
     """The ``model:`` line's architecture, e.g. ``cnn 1x8x8 conv[16, 32] dense[128] 10``."""
     side = image_side(n_features)
-    return (f"cnn 1x{side}x{side} conv{channels(args)} dense{args.hidden} {n_outputs} "
-            f"{args.activation}")
+    return (f"cnn 1x{side}x{side} conv{channels(args)} dense{hidden_sizes(args)} "
+            f"{n_outputs} {activation(args)}")

@@ -13,7 +13,8 @@ import numpy as np
 __all__ = ["CommandError", "UsageError", "EXIT_STATUS", "TRAIN_EXIT_STATUS", "USER_ERRORS",
            "Parser", "positive_int", "add_data_arguments", "data_kind", "check_data_flags",
            "check_output_file", "check_output_dir", "format_table", "regression_metrics",
-           "report_unknown_flags", "separator_hint"]
+           "report_unknown_flags", "separator_hint", "brief_columns", "DATA_FORMATS",
+           "BROKEN_PIPE_STATUS"]
 
 
 class CommandError(Exception):
@@ -31,7 +32,9 @@ EXIT_STATUS = ("Exit status: 0 on success; 1 for a file or data problem (a missi
                "or unexpected columns, an --output/--plot destination that cannot be "
                "written, a missing optional package); 2 for bad usage (an unknown flag, a "
                "flag value out of range, a flag that does not apply to the data file's "
-               "format, a missing or unknown --label-column, a missing --labels).")
+               "format, a missing or unknown --label-column, a missing --labels); 141 "
+               "when the reader of standard output closes it early (as '| head' does), "
+               "quietly.")
 
 #: The exit statuses, for the --help of train.
 TRAIN_EXIT_STATUS = ("Exit status: 0 on success; 1 for a file or data problem (a missing "
@@ -40,7 +43,17 @@ TRAIN_EXIT_STATUS = ("Exit status: 0 on success; 1 for a file or data problem (a
                      "checked before any training); 2 for bad usage (an unknown flag, a "
                      "flag value out of range, a flag that does not apply to the data "
                      "file's format, a missing or unknown --label-column); 130 when "
-                     "interrupted with Ctrl-C.")
+                     "interrupted with Ctrl-C; 141 when the reader of standard output "
+                     "closes it early (as '| head' does), quietly.")
+
+#: The status of a command whose standard output was closed by its reader: that of a
+#: Unix tool killed by SIGPIPE (128 + 13), which is what a shell shows for `yes | head`.
+#: Not 0, so that under `set -o pipefail` a script can tell the output was cut short.
+BROKEN_PIPE_STATUS = 141
+
+#: The data files the commands read, as messages list them.
+DATA_FORMATS = (".csv or .tsv (gzipped or not: .csv.gz, .tsv.gz), .npz (arrays X and y), "
+                ".npy (features), or an IDX file (gzipped or not)")
 
 # Errors that come from the user's files, data or environment rather than from a bug:
 # main() reports them in one line and returns 1. ModelFileError is a ValueError.
@@ -83,30 +96,56 @@ def positive_int(text):
 
 def add_data_arguments(p, *, labels_required=True) -> None:
     """--data, --label-column and --labels of ``evaluate`` and ``predict``."""
+    labels = ("the labels in the column the model file names, or --label-column"
+              if labels_required else "the model's label column, if there, is skipped")
     p.add_argument("--data", required=True, metavar="PATH",
-                   help="data file: .csv or .tsv (needs --label-column), .npz (arrays X and y), "
-                        "an IDX images file as distributed for MNIST, gzipped or not, or a "
-                        ".npy file of features (2-D, C order; read a block of rows at a "
-                        "time, never whole)")
+                   help=f"data file: .csv or .tsv, gzipped or not ({labels}), .npz (arrays "
+                        f"X and y), an IDX images file as distributed for MNIST, gzipped "
+                        f"or not, or a .npy file of features (2-D, C order; read a block of "
+                        f"rows at a time, never whole)")
     p.add_argument("--label-column", metavar="NAME",
-                   help="CSV only: name of the column holding the labels"
-                        + ("" if labels_required else
-                           " (give it when the file has one, so it is not read as a "
-                           "feature)"))
+                   help="CSV only: name of the column holding the labels (default: the "
+                        "label column stored in the model file, as 'chainrule train' "
+                        "writes it" + (")" if labels_required else
+                                       "; give it for an older model file, so that the "
+                                       "column is not read as a feature)"))
     p.add_argument("--labels", metavar="PATH",
                    help="IDX: the labels file (default: the '*-labels-idx1-ubyte' file "
                         "next to the images file); .npy: a .npy file of one label per row")
 
 
 def data_kind(path) -> str:
-    """``"npy"`` for a ``.npy`` file (read out of core), else ``file_kind``'s answer."""
+    """``"npy"`` for a ``.npy`` file (read out of core), else ``file_kind``'s answer.
+
+    A ``.zip`` file is refused: ``file_kind`` would take any zip archive for an
+    ``.npz``. A file of unknown format is refused naming every format the commands
+    read (``file_kind``'s list leaves out the gzipped CSVs and ``.npy``).
+    """
     from ..data import file_kind
 
-    if os.fspath(path).lower().endswith(".npy"):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{os.fspath(path)}: no such file")
+    name = os.fspath(path)
+    if name.lower().endswith((".npy", ".zip")) and not os.path.isfile(path):
+        raise FileNotFoundError(f"{name}: no such file")
+    if name.lower().endswith(".npy"):
         return "npy"
-    return file_kind(path)
+    if name.lower().endswith(".zip"):
+        raise CommandError(f"{name}: zip archives are not read; unzip it, or compress the "
+                           f"table with gzip instead (.csv.gz, .tsv.gz)")
+    try:
+        return file_kind(path)
+    except ValueError:
+        if os.path.isdir(path):
+            raise
+        raise CommandError(f"{name}: cannot tell the file format from its name or first "
+                           f"bytes; expected {DATA_FORMATS}") from None
+
+
+def brief_columns(header, shown=8) -> str:
+    """The column names of a header for a message: the first ``shown`` of a wide one,
+    and how many there are."""
+    if len(header) <= shown:
+        return str(list(header))
+    return f"[{', '.join(map(repr, header[:shown]))}, ...] ({len(header)} columns)"
 
 
 def separator_hint(header) -> str:
@@ -145,7 +184,8 @@ def check_data_flags(path, label_column, labels, *, path_flag="--data",
         return
     if kind == "csv" and label_column is None:
         raise UsageError(f"{path_flag} {path} is a CSV file: give --label-column NAME, the "
-                         f"header name of the column holding the labels")
+                         f"header name of the column holding the labels"
+                         f"{separator_hint(csv_header(path))}")
     if kind == "npy" and labels is None:
         raise UsageError(f"{path_flag} {path} is a .npy file of features: give its labels, "
                          f"a .npy file of one label per row, with {labels_flag} PATH")

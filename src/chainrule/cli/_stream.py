@@ -89,43 +89,51 @@ def iter_chunks(path, *, label=None, features=None, labels_path=None,
         if require_labels and y is None:
             raise CommandError(f"{name}: holds no labels (an .npz needs an array 'y', a "
                                f".npy file its --labels file)")
+        if X.shape[0] == 0:  # a header-only CSV's one chunk: the model refuses no rows
+            continue
         rows += X.shape[0]
         yield X, y
     if rows == 0:
-        raise CommandError(f"{name}: holds no data rows")
+        raise CommandError(f"{name}: holds no data rows" + (
+            " (only a header)" if kind == "csv" else ""))
 
 
-def prediction_writer(chunks, predict, names):
+def prediction_writer(chunks, predict, names, delimiter=","):
     """``(write, count)``: ``write(fh)`` writes the CSV of predictions chunk by chunk
     (``row,predicted,p_<class>...`` for class probabilities, ``row,predicted`` when
-    ``names`` is None); ``count()`` is the number of rows written so far.
+    ``names`` is None; ``delimiter`` ``"\\t"`` for a .tsv); ``count()`` is the number
+    of rows written so far.
 
     ``predict(X)`` gives a chunk's probabilities (n, K) or values (n,). Floats are
-    written with ``repr``, the shortest text that reads back as the same float.
+    written with ``repr``, the shortest text that reads back as the same float. The
+    header is written with the first chunk, so that a file refused before its first
+    row (one without rows) leaves nothing on standard output.
     """
     written = [0]
+    sep = delimiter
 
     def quoted(cells) -> str:
         buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="").writerow(cells)
+        csv.writer(buffer, delimiter=sep, lineterminator="").writerow(cells)
         return buffer.getvalue()
 
     labels = None if names is None else [quoted([n]) for n in names]
+    head = ["row", "predicted"] + ([] if names is None else [f"p_{n}" for n in names])
 
     def write(fh):
-        head = ["row", "predicted"] + ([] if names is None else [f"p_{n}" for n in names])
-        fh.write((quoted(head) + "\n").encode("utf-8"))
         for X, _ in chunks:
             out = predict(X)
             start = written[0]
             if labels is None:
-                lines = [f"{start + i},{v!r}" for i, v in enumerate(out.tolist())]
+                lines = [f"{start + i}{sep}{v!r}" for i, v in enumerate(out.tolist())]
             else:
                 pred = out.argmax(axis=1).tolist()
-                lines = [f"{start + i},{labels[k]},{','.join(map(repr, p))}"
+                lines = [f"{start + i}{sep}{labels[k]}{sep}{sep.join(map(repr, p))}"
                          for i, (k, p) in enumerate(zip(pred, out.tolist(), strict=True))]
+            if start == 0:
+                lines.insert(0, quoted(head))
             fh.write(("\n".join(lines) + "\n").encode("utf-8"))
-            written[0] += len(lines)
+            written[0] += len(out)
 
     return write, lambda: written[0]
 

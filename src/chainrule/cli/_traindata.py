@@ -12,10 +12,15 @@ import numpy as np
 from ._common import CommandError, UsageError
 
 __all__ = ["load_train_files", "TrainData", "load_train_data", "choose_task",
-           "write_test_rows", "AUTO_REGRESSION_MIN_DISTINCT", "is_npy", "validation_views"]
+           "write_test_rows", "AUTO_REGRESSION_MIN_DISTINCT", "is_npy", "validation_views",
+           "SAVE_TEST_SUFFIXES", "check_save_test_name"]
 
 #: ``--task auto`` picks regression for float labels with more distinct values than this.
 AUTO_REGRESSION_MIN_DISTINCT = 20
+
+#: The names --save-test writes, each in the format its name says, so that
+#: ``chainrule evaluate --data`` reads the file back (a table, gzipped or not, or .npz).
+SAVE_TEST_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz", ".npz")
 
 
 def source_name(args) -> str:
@@ -33,7 +38,7 @@ def _read_train_test(args, source):
     if getattr(args, "openml", None) is not None:
         if args.data is not None:
             raise UsageError("give either --data or --openml, not both")
-        X, y = fetch_openml(args.openml)
+        X, y = _fetch_openml(fetch_openml, args.openml)
     else:
         X, y = load_file(args.data, args.label_column, labels_path=args.labels,
                          feature_columns=_feature_names(args) if _ignored(args) else None)
@@ -48,6 +53,18 @@ def _read_train_test(args, source):
         return X, X_test, y, y_test
     _n_test(args, X.shape[0], source)
     return holdout_split(X, y, held_out_fraction(args), rng=0)
+
+
+def _fetch_openml(fetch, name):
+    """``fetch(name)``, a network failure said as one (urllib's bare 'urlopen error')."""
+    from urllib.error import URLError
+
+    try:
+        return fetch(name)
+    except URLError as exc:
+        raise CommandError(f"--openml {name}: could not reach OpenML ({exc.reason}); check "
+                           f"the network connection, or download the data set and give "
+                           f"it as --data") from None
 
 
 def _test_columns(args, source):
@@ -140,7 +157,19 @@ def validation_views(X, Y, fraction, rng):
     return X.subset(train), Y[train], (X.subset(val), Y[val])
 
 
-def _encode_classes(y_train, y_test, source):
+def _unseen_hint(numeric, test_data) -> str:
+    """What to do about test labels the training rows lack."""
+    if numeric:
+        return "(to predict numbers rather than classes, give --task regression)"
+    if test_data is not None:
+        return (f"(a class the training rows lack cannot be predicted: drop its rows from "
+                f"--test-data {test_data}, or add rows of it to the training data)")
+    return "(a class with so few rows cannot be learned: drop its rows, or give --test-data)"
+
+
+def _encode_classes(y_train, y_test, source, test_data=None):
+    """``(classes, train indices, test indices)``; ``test_data``: the --test-data file
+    the test labels come from (None: held out of ``source``)."""
     from ..data import encode_labels
 
     classes, train_idx = encode_labels(y_train)
@@ -151,10 +180,8 @@ def _encode_classes(y_train, y_test, source):
     if unseen.size:
         numeric = np.asarray(y_test).dtype.kind in "iuf"
         raise CommandError(f"test labels {unseen[:5].tolist()} do not occur in the training "
-                           f"rows, whose classes are {classes.tolist()} " + (
-                               "(to predict numbers rather than classes, give --task "
-                               "regression)" if numeric else "(a class with so few rows "
-                               "cannot be learned: drop its rows, or give --test-data)"))
+                           f"rows, whose classes are {classes.tolist()} "
+                           f"{_unseen_hint(numeric, test_data)}")
     return classes, train_idx, np.searchsorted(classes, y_test)
 
 
@@ -167,7 +194,7 @@ def load_train_files(args):
     """
     source = source_name(args)
     X_train, X_test, y_train, y_test = _read_train_test(args, source)
-    classes, train_idx, test_idx = _encode_classes(y_train, y_test, source)
+    classes, train_idx, test_idx = _encode_classes(y_train, y_test, source, args.test_data)
     return X_train, X_test, train_idx, test_idx, classes
 
 
@@ -239,7 +266,8 @@ def _targets(args, source, y_train, y_test, one_hot=True):
     class indices rather than one-hot rows unless ``one_hot``."""
     task, why = choose_task(args.task, y_train, source)
     if task == "classification":
-        classes, train_idx, test_idx = _encode_classes(y_train, y_test, source)
+        classes, train_idx, test_idx = _encode_classes(y_train, y_test, source,
+                                                       args.test_data)
         Y = np.eye(len(classes))[train_idx] if one_hot else train_idx
         return task, why, classes, Y, test_idx, 0.0, 1.0
     y_train = np.asarray(y_train, dtype=np.float64)
@@ -304,28 +332,43 @@ def _load_npy_train_data(args, source) -> TrainData:
                      mean, scale, y_mean, y_scale)
 
 
+def check_save_test_name(path) -> None:
+    """Refuse a --save-test name none of :data:`SAVE_TEST_SUFFIXES` ends (exit 2): the
+    file is written in the format its name says, and read back by that name."""
+    if not str(path).lower().endswith(SAVE_TEST_SUFFIXES):
+        raise UsageError(f"--save-test {path}: expected a name ending in "
+                         f"{', '.join(SAVE_TEST_SUFFIXES)} (the format the rows are "
+                         f"written in, which 'chainrule evaluate --data' reads by the name)")
+
+
 def write_test_rows(path, data: TrainData, label_name) -> None:
-    """The held-out test rows as the files gave them: a CSV (``.csv`` name; header: the
-    feature names, then ``label_name``) or an ``.npz`` with arrays ``X`` and ``y``."""
+    """The held-out test rows as the files gave them: a table (``.csv``, ``.tsv``,
+    gzipped for a ``.gz`` name; header: the feature names, then ``label_name``) or an
+    ``.npz`` with arrays ``X`` and ``y``."""
     import csv
+    import gzip
     import io
 
     from .._fileformat import atomic_write
+    from ..datafiles import csv_delimiter
 
     if data.raw_test is None:  # refused before training (train._check_train_sources)
         raise CommandError("--save-test: the test rows of a .npy file are not copied")
+    check_save_test_name(path)
     X, y = data.raw_test
-    if not str(path).lower().endswith(".csv"):
+    if str(path).lower().endswith(".npz"):
         def write_npz(fh):
             np.savez(fh, X=X, y=y)
         atomic_write(path, write_npz)
         return
     names = data.feature_names or [f"x{j}" for j in range(X.shape[1])]
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    writer = csv.writer(buffer, delimiter=csv_delimiter(str(path)), lineterminator="\n")
     writer.writerow([*names, label_name])
     for row, label in zip(X.tolist(), y.tolist(), strict=True):
         # repr: the shortest text that reads back as the same float.
         writer.writerow([repr(v) for v in row] + [label])
     text = buffer.getvalue().encode("utf-8")
+    if str(path).lower().endswith(".gz"):
+        text = gzip.compress(text, mtime=0)  # mtime 0: the same rows, the same bytes
     atomic_write(path, lambda fh: fh.write(text))

@@ -18,6 +18,7 @@ from ._common import (
     CommandError,
     UsageError,
     add_data_arguments,
+    brief_columns,
     check_data_flags,
     check_output_dir,
     check_output_file,
@@ -90,7 +91,7 @@ def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
     label = args.label_column
     if label is not None and label not in header:
         raise UsageError(f"--label-column {label!r}: --data {args.data} has no such column; "
-                         f"its header has {header}")
+                         f"its header has {header}{separator_hint(header)}")
     if label is not None and label in names:
         raise UsageError(f"--label-column {label!r} is one of the columns the model "
                          f"{args.model} takes as features" + (
@@ -98,6 +99,12 @@ def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
                              if saved.label_column else ""))
     if label is None and saved.label_column in header:
         label = saved.label_column
+    if label is None and require_labels and saved.label_column is not None:
+        # The model names its label column: the file lacks it, no flag is missing.
+        raise CommandError(f"{args.data}: has no column {saved.label_column!r}, the label "
+                           f"column the model {args.model} was trained on; its columns are "
+                           f"{brief_columns(header)}{separator_hint(header)} (give "
+                           f"--label-column NAME if the labels are under another name)")
     if label is None and require_labels:
         raise UsageError(f"--data {args.data} is a CSV file: give --label-column NAME, the "
                          f"header name of the column holding the labels")
@@ -274,7 +281,8 @@ def _cmd_predict(args) -> int:
         check_output_file(output, "--output", refuse_same_as=inputs)
     if str(output).lower().endswith((".npz", ".npy", ".onnx")):
         raise UsageError(f"--output {output}: predict writes CSV text, which a file of "
-                         f"that name would not hold; give a .csv name")
+                         f"that name would not hold; give a .csv name (or .tsv for "
+                         f"tab-separated text)")
     saved = _load_model(args.model)
     chunks = _data_chunks(args, saved, require_labels=False)
     names = None
@@ -282,8 +290,10 @@ def _cmd_predict(args) -> int:
         names = _class_names(saved.classes, max(2, saved.network.n_outputs))
     # Rows are written as their chunk is predicted: into the temporary file of the
     # one write path (a failure leaves no half-written --output), or to stdout.
+    tabs = str(output).lower().endswith(".tsv")
     write, count = prediction_writer(
-        chunks, lambda X: _outputs(saved, X, args.data, args.threads), names)
+        chunks, lambda X: _outputs(saved, X, args.data, args.threads), names,
+        delimiter="\t" if tabs else ",")
     atomic_write(output, write, refuse_same_as=inputs, allow_stdout=True)
     if output not in STDOUT_NAMES:
         print(f"wrote {count()} predictions to {output}", file=sys.stderr)
@@ -357,7 +367,8 @@ def add_model_parsers(sub) -> None:
     add_data_arguments(pr, labels_required=False)
     _add_column_flag(pr)
     pr.add_argument("--output", "-o", metavar="CSV",
-                    help="write the predictions here (default: standard output)")
+                    help="write the predictions here (default: standard output); "
+                         "comma-separated, tab-separated for a .tsv name")
     pr.set_defaults(func=_cmd_predict)
 
     ex = sub.add_parser(

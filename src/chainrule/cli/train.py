@@ -11,7 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from ._architectures import add_cnn_arguments, build_model, check_cnn_flags, describe_cnn
+from ._architectures import (
+    DEFAULT_HIDDEN,
+    activation,
+    add_cnn_arguments,
+    build_model,
+    check_cnn_flags,
+    describe_cnn,
+    hidden_sizes,
+)
 from ._common import (
     TRAIN_EXIT_STATUS,
     CommandError,
@@ -25,6 +33,7 @@ from ._common import (
 from ._traindata import (
     AUTO_REGRESSION_MIN_DISTINCT,
     TrainData,
+    check_save_test_name,
     held_out_fraction,
     is_npy,
     load_train_data,
@@ -37,7 +46,7 @@ __all__ = ["add_train_parser", "load_train_files", "DEFAULTS"]
 
 #: The defaults of ``chainrule train`` (evidence: benchmarks/bench_cli_defaults.py).
 DEFAULTS: dict[str, Any] = {
-    "hidden": [128],
+    "hidden": DEFAULT_HIDDEN,
     "lr": 2e-3,
     "weight_decay": 1e-4,  # L2 for sgd/adam; adamw keeps its own 0.01
     "batch_size": 64,
@@ -84,15 +93,19 @@ def _add_train_model_arguments(tr) -> None:
                          f"with more than {AUTO_REGRESSION_MIN_DISTINCT} distinct values, "
                          "else classification; regression trains on the squared error")
     tr.add_argument("--model", choices=["mlp", "logreg", "cnn"], default="mlp", help="mlp "
-                    "(default), logreg (one affine layer, zero initial weights) or cnn")
+                    "(default), logreg (one affine layer; zero initial weights unless "
+                    "--init; no --hidden, --activation or --dropout) or cnn")
     add_cnn_arguments(tr)
-    tr.add_argument("--hidden", type=_hidden_sizes, default=d["hidden"], metavar="SIZES",
-                    help="hidden layer sizes, comma-separated (default %(default)s)")
+    # None when not given, so that logreg can refuse them only when the user gave them.
+    tr.add_argument("--hidden", type=_hidden_sizes, default=None, metavar="SIZES",
+                    help=f"hidden layer sizes, comma-separated (default "
+                         f"{','.join(map(str, d['hidden']))}; mlp and cnn)")
     tr.add_argument("--activation", choices=["relu", "leaky_relu", "tanh", "sigmoid"],
-                    default="relu", help="hidden activation (default %(default)s)")
+                    default=None, help="hidden activation (default relu; mlp and cnn)")
     tr.add_argument("--init", default=None, metavar="NAME",
-                    help="weight initialiser: xavier, xavier_normal, he, he_uniform, zeros "
-                         "(default xavier; zeros for logreg)")
+                    help="initialiser of the weights (biases start at zero): xavier, "
+                         "xavier_normal, he, he_uniform or zeros (default xavier for mlp, "
+                         "zeros for logreg; not for cnn)")
     tr.add_argument("--dropout", type=float, default=0.0, metavar="P",
                     help="dropout after each hidden activation, in [0, 1) (default 0)")
     tr.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam",
@@ -177,15 +190,16 @@ def _add_train_file_arguments(p) -> None:
                    help="fraction of --data held out for testing when there is no "
                         "--test-data (default 0.25)")
     g.add_argument("--save", metavar="MODEL.npz",
-                   help="save the trained model here (chainrule.io format) with its "
+                   help="save the trained model here (chainrule.io format, not ONNX: "
+                        "convert it with 'chainrule export') with its "
                         "feature names, label column and classes; input (and regression "
                         "target) scaling is folded into the network, so the file takes "
                         "raw inputs. Checked before training (exit 1 if not writable)")
     g.add_argument("--save-test", metavar="PATH",
-                   help="write the test rows (held out, never trained on) here: a .csv "
-                        "name gives a CSV with the header and label column, any other an "
-                        ".npz with X and y, ready for 'chainrule evaluate' (not for a "
-                        ".npy --data)")
+                   help="write the test rows (held out, never trained on) here, in the "
+                        "format the name says: .csv or .tsv (gzipped for .csv.gz, .tsv.gz) "
+                        "with the header and label column, or .npz with X and y; ready for "
+                        "'chainrule evaluate' (not for a .npy --data)")
     g.add_argument("--plot", metavar="DIR",
                    help="write history.png, confusion_matrix.png (classification) and, "
                         "for image inputs (64 or 784 features), first_layer_weights.png "
@@ -255,8 +269,10 @@ def _check_train_values(args) -> None:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
     if args.optimizer != "sgd" and args.momentum:
         raise UsageError("--momentum applies to --optimizer sgd only")
-    if args.model == "logreg" and args.dropout:
-        raise UsageError("--dropout applies to --model mlp (logreg has no hidden layer)")
+    for flag, value in (("--dropout", args.dropout), ("--hidden", args.hidden),
+                        ("--activation", args.activation)):
+        if args.model == "logreg" and value:
+            raise UsageError(f"{flag} applies to --model mlp (logreg has no hidden layer)")
     check_cnn_flags(args)
     _check_with_the_library(args)
 
@@ -305,6 +321,12 @@ def _check_train_sources(args) -> None:
         raise UsageError("--save-test: the held-out rows of a .npy --data file are not "
                          "copied; hold them out in a file of their own and give it as "
                          "--test-data")
+    if args.save_test:
+        check_save_test_name(args.save_test)
+    if args.save and args.save.lower().endswith(".onnx"):
+        raise UsageError(f"--save {args.save}: train writes a chainrule model file (.npz), "
+                         f"not ONNX; save it as MODEL.npz, then run 'chainrule export "
+                         f"MODEL.npz {args.save}'")
     if args.test_data is not None:
         check_data_flags(args.test_data, args.label_column, args.test_labels,
                          path_flag="--test-data", labels_flag="--test-labels")
@@ -405,11 +427,12 @@ def _build_model_in_memory(args, n_features, n_outputs, task, gen):
     try:
         return build_model(args, n_features, n_outputs, task, gen)
     except MemoryError:
-        sizes = [n_features, *([] if args.model == "logreg" else args.hidden), n_outputs]
+        sizes = [n_features, *([] if args.model == "logreg" else hidden_sizes(args)),
+                 n_outputs]
         count = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
         gib = count * np.dtype(args.dtype).itemsize / 2**30
-        raise CommandError(f"--hidden {','.join(map(str, args.hidden))}: a {args.model} "
-                           f"{sizes} has {count:,} parameters ({gib:,.1f} GiB in "
+        raise CommandError(f"--hidden {','.join(map(str, hidden_sizes(args)))}: a "
+                           f"{args.model} {sizes} has {count:,} parameters ({gib:,.1f} GiB in "
                            f"{args.dtype}), more than this machine can allocate; give "
                            f"smaller hidden layers") from None
 
@@ -438,7 +461,7 @@ def _print_setup(args, data: TrainData, model, optimizer, plan: _Schedule) -> No
     stopping = (f", early stopping after {plan.patience} epochs without a better val_loss"
                 if plan.patience else "")
     arch = describe_cnn(args, D, K) if args.model == "cnn" else f"logreg {[D, K]}" if \
-        args.model == "logreg" else f"mlp {[D, *args.hidden, K]} {args.activation}"
+        args.model == "logreg" else f"mlp {[D, *hidden_sizes(args), K]} {activation(args)}"
     print(f"model: {arch}"
           f"{f', dropout {args.dropout}' if args.dropout else ''}, "
           f"{model.num_parameters():,} parameters; {optimizer!r}"
