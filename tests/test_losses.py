@@ -137,6 +137,36 @@ def test_cross_entropy_sample_weight_against_torch_and_repetition(rng, torch):
     assert relative_error(grad, numeric) < 1e-6
 
 
+@pytest.mark.parametrize("eps", [0.1, 0.45, 1.0])
+@pytest.mark.parametrize("labels", ["one_hot", "indices"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_label_smoothing_against_torch_and_finite_differences(eps, labels, weighted, rng,
+                                                              torch):
+    """CategoricalCrossEntropy(label_smoothing=eps) is torch's CrossEntropyLoss(
+    label_smoothing=eps): loss and gradient, one-hot rows or class indices, row weights
+    (torch's per-row losses weighted), and finite differences."""
+    z, Y = rng.normal(scale=3.0, size=(7, 5)), random_one_hot(rng, 7, 5)
+    y = Y.argmax(axis=1)
+    w = rng.uniform(0.1, 2.0, size=7) if weighted else None
+    ce = CategoricalCrossEntropy(label_smoothing=eps)
+    targets = Y if labels == "one_hot" else y
+    loss, grad = _ours(ce, z, targets, w)
+    zt = to_torch(z, requires_grad=True)
+    per_row = torch.nn.functional.cross_entropy(zt, torch.from_numpy(y), label_smoothing=eps,
+                                                reduction="none")
+    ref = torch_weighted_mean(per_row, w)
+    ref.backward()
+    assert loss == pytest.approx(ref.item(), rel=1e-13)
+    assert rel_diff(grad, zt.grad.numpy()) < 1e-12
+    numeric = numerical_gradient(lambda: ce.forward(z, targets, w), z)
+    assert relative_error(grad, numeric) < 1e-6
+    plain, _ = _ours(CategoricalCrossEntropy(), z, targets, w)
+    assert loss != pytest.approx(plain, rel=1e-6)   # the option changes the loss
+    assert repr(ce) == f"CategoricalCrossEntropy(label_smoothing={eps!r})"
+    with pytest.raises(ValueError, match="label_smoothing"):
+        CategoricalCrossEntropy(label_smoothing=1.5)
+
+
 def test_cross_entropy_float32_stays_float32(rng):
     z = rng.normal(size=(4, 3)).astype(np.float32)
     Y = random_one_hot(rng, 4, 3).astype(np.float32)

@@ -430,3 +430,32 @@ def test_a_layer_with_init_params_but_no_param_names_is_refused():
 
     with pytest.raises(TypeError, match=r"layers\[1\] .* has init_params but no param_names"):
         cr.Sequential([cr.Affine(4, 3), Scaled()], rng=0)
+
+
+def test_label_smoothing_trains_saves_loads_and_is_part_of_a_run(tmp_path):
+    """A smoothed loss is stored with its eps in Sequential and MLP model files, and a
+    checkpoint of another eps is another run; files of default losses are unchanged."""
+    from chainrule.checkpoint import CheckpointMismatchError
+
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    y = np.arange(60) % 3
+    for model in (cr.Sequential([Affine(4, 5), cr.ReLU(), Affine(5, 3)], rng=0,
+                                loss=CategoricalCrossEntropy(label_smoothing=0.2)),
+                  cr.MLP([4, 5, 3], rng=0, loss=CategoricalCrossEntropy(label_smoothing=0.1))):
+        cr.fit(model, X, y, optimizer="adam", epochs=2, progress=False)
+        cr.io.save(model, tmp_path / "m.npz")
+        back = cr.io.load(tmp_path / "m.npz")
+        assert back.loss.label_smoothing == model.loss.label_smoothing
+        assert back.loss_and_grads(X, y)[0] == model.loss_and_grads(X, y)[0]
+        assert np.array_equal(back.predict(X), model.predict(X))
+    state, _ = cr.io.sequential.sequential_state(cr.Sequential([Affine(4, 3)], rng=0))
+    assert "loss_config" not in state["config"]   # default loss: the file as before
+
+    def run(eps, epochs, **kw):
+        model = cr.MLP([4, 5, 3], rng=0, loss=CategoricalCrossEntropy(label_smoothing=eps))
+        return cr.fit(model, X, y, optimizer="adam", epochs=epochs, progress=False, rng=0,
+                      checkpoint=tmp_path / "ck.npz", **kw)
+    run(0.1, 2)
+    assert run(0.1, 3, resume=True).epochs == 3
+    with pytest.raises(CheckpointMismatchError, match="model.loss"):
+        run(0.3, 4, resume=True)

@@ -282,7 +282,9 @@ def run_identity(model, settings: RunSettings) -> dict:
                   "params": {k: [list(p.shape), p.dtype.str] for k, p in model.params.items()},
                   # only with buffers: checkpoints of networks without stay valid
                   **({"buffers": {k: [list(b.shape), b.dtype.str] for k, b in
-                                  _buffers(model).items()}} if _buffers(model) else {})},
+                                  _buffers(model).items()}} if _buffers(model) else {}),
+                  # and a loss's arguments (label_smoothing) only when it has any
+                  **_loss_identity(model.loss)},
         "optimizer": {"class": type(optimizer).__name__,
                       "hyperparameters": optimizer.hyperparameters(),
                       "lr_schedule": _schedule_fingerprint(optimizer.lr)},
@@ -292,6 +294,13 @@ def run_identity(model, settings: RunSettings) -> dict:
         "early_stopping": s.early_stopping.config() if s.early_stopping else None,
         **({"l2": s.l2} if s.l2 else {}),  # only when used: older checkpoints stay valid
     })
+
+
+def _loss_identity(loss) -> dict:
+    """``{"loss": its arguments}`` for a loss with any (label_smoothing), else nothing:
+    checkpoints of runs with default losses stay valid."""
+    config: dict = getattr(loss, "get_config", dict)()
+    return {"loss": config} if config else {}
 
 
 def _first_difference(saved, current, prefix=""):

@@ -14,6 +14,7 @@ from ._validation import (
     as_float_array,
     check_choice,
     check_class_indices,
+    check_in_interval,
     check_one_hot,
     check_positive_float,
     check_sample_weight,
@@ -35,6 +36,11 @@ class Loss:
 
     def __init__(self):
         self.cache = None
+
+    def get_config(self) -> dict:
+        """Constructor arguments other than the defaults (model files store them with
+        the loss's name); the base class has none."""
+        return {}
 
     def _check_pair(self, outputs, targets, out_name, target_name):
         if not self.validate:
@@ -70,7 +76,8 @@ class Loss:
         return float(as_float_array(d_out, "d_out", ndim=0)) if self.validate else d_out
 
     def __repr__(self):
-        return f"{type(self).__name__}()"
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
 
 
 def _shifted_exp(logits):
@@ -138,13 +145,24 @@ class CategoricalCrossEntropy(Loss):
 
     A ``UserWarning`` is raised once per instance when every row of ``logits`` lies in
     [0, 1] and sums to 1: such rows are almost surely probabilities passed by mistake.
+
+    ``label_smoothing=eps`` (as ``torch.nn.CrossEntropyLoss``) trains against the
+    targets ``(1 - eps) * Y + eps / K`` instead of ``Y``: the loss adds ``eps`` times
+    each row's mean of ``-log_softmax`` over the K classes to ``(1 - eps)`` times the
+    cross-entropy, and the gradient is ``(softmax - (1 - eps) Y - eps / K) / N``.
     """
 
     equations = ("L = -mean_rows(sum_k Y * log_softmax({x}))", ("d{x} = (softmax({x}) - Y) / N",))
 
-    def __init__(self):
+    def __init__(self, label_smoothing=0.0):
         super().__init__()
         self._warned = False
+        self.label_smoothing = check_in_interval(label_smoothing, "label_smoothing", 0.0, 1.0,
+                                                 high_closed=True)
+
+    def get_config(self) -> dict:
+        """``{"label_smoothing": eps}`` when it is not 0."""
+        return {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
 
     def forward(self, logits, labels, sample_weight=None):
         """Return the mean cross-entropy as a Python float.
@@ -163,7 +181,10 @@ class CategoricalCrossEntropy(Loss):
         self._warn_if_probabilities(logits)
         labels = labels.astype(logits.dtype, copy=False)
         s, e, total_exp = _shifted_exp(logits)
-        total_ls = _labelled_log_softmax_sum(labels, s, np.log(total_exp[:, 0]), w)
+        log_total = np.log(total_exp[:, 0])
+        total_ls = _labelled_log_softmax_sum(labels, s, log_total, w)
+        if self.label_smoothing:
+            total_ls = self._smoothed(total_ls, s, log_total, w)
         probs = np.divide(e, total_exp, out=e)   # softmax, from the same exponentials
         if w is None:
             self.cache = (probs, labels, None)
@@ -185,12 +206,23 @@ class CategoricalCrossEntropy(Loss):
         probs /= total_exp
         # -log softmax at the true class: log(sum exp(s)) - s[n, y_n]
         per_row = np.log(total_exp[:, 0]) - s[rows, labels]
+        if self.label_smoothing:  # eps times the mean over the classes of -log softmax
+            eps = self.label_smoothing
+            per_row = (1 - eps) * per_row + eps * (np.log(total_exp[:, 0])
+                                                   - row_sums(s) / s.shape[1])
         if w is None:
             self.cache = (probs, labels, None)
             return float(per_row.sum()) / logits.shape[0]
         total = float(w.sum()) or 1.0
         self.cache = (probs, labels, w[:, None] / w.dtype.type(total))
         return float(per_row @ w) / total
+
+    def _smoothed(self, total_ls, s, log_total, w):
+        """The labelled log-likelihood sum of the smoothed targets: ``(1 - eps)`` times
+        that of ``labels`` plus ``eps`` times each row's mean log-probability."""
+        eps = self.label_smoothing
+        mean_log_p = row_sums(s) / s.shape[1] - log_total
+        return (1 - eps) * total_ls + eps * (mean_log_p.sum() if w is None else mean_log_p @ w)
 
     def backward(self, d_out=1.0):
         """Gradient ``(softmax(logits) - labels) * d_out / N`` and ``None`` for the labels.
@@ -210,12 +242,18 @@ class CategoricalCrossEntropy(Loss):
                      else row_weight * probs.dtype.type(d_out))
             d_logits = probs * scale
             rows = np.arange(labels.shape[0])
-            d_logits[rows, labels] -= scale if row_weight is None else scale[:, 0]
+            eps = self.label_smoothing
+            d_logits[rows, labels] -= (1 - eps) * (scale if row_weight is None else scale[:, 0])
+            if eps:  # the eps / K every class gets of each row's target
+                d_logits -= scale * (eps / probs.shape[1])
             return d_logits, None
         # One (N, K) array, scaled in place: the same operations in the same order as
         # ``(probs - labels) * d_out / N``, so the same values (x * 1.0 is x: the pass
         # is skipped for the usual d_out of 1).
         d_logits = probs - labels
+        if self.label_smoothing:  # targets (1 - eps) labels + eps / K
+            eps = self.label_smoothing
+            d_logits += eps * labels - eps / labels.shape[1]
         if row_weight is not None:
             d_logits *= row_weight
         if d_out != 1:

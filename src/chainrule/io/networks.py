@@ -21,6 +21,7 @@ from ..homework import FeedforwardNeuralNet, LogisticRegression
 from ..init import CUSTOM_INIT, INITIALIZERS
 from ..losses import LOSSES
 from ..models import MLP, SKLEARN_INIT, affine_param_names
+from .sequential import loss_from_config
 
 __all__ = ["NETWORK_CLASSES", "network_state", "network_from_state", "expected_arrays",
            "check_arrays_against"]
@@ -96,6 +97,9 @@ def _network_config(model) -> dict:
     by_class = {loss_cls.__name__: key for key, loss_cls in LOSSES.items()}
     if config["loss"] in by_class and type(model.loss) is LOSSES[by_class[config["loss"]]]:
         config["loss"] = by_class[config["loss"]]
+    loss_config: dict = getattr(model.loss, "get_config", dict)()
+    if loss_config:  # only then: files of losses with their defaults are as before
+        config["loss_config"] = loss_config
     return config
 
 
@@ -116,7 +120,8 @@ def _check_rebuilds_the_same(model, name: str, config: dict) -> None:
     rebuilt = _build_network(name, config, rng=np.random.default_rng(0))
     got = [(repr(layer), names) for layer, names in model.layers]
     want = [(repr(layer), names) for layer, names in rebuilt.layers]
-    if got != want or type(model.loss) is not type(rebuilt.loss):
+    if got != want or type(model.loss) is not type(rebuilt.loss) or \
+            getattr(model.loss, "get_config", dict)() != rebuilt.loss.get_config():
         raise ValueError(f"cannot save this {name}: its layers {got} or loss "
                          f"{type(model.loss).__name__} differ from what its config "
                          f"{config} builds ({want}, {type(rebuilt.loss).__name__})")
@@ -142,7 +147,8 @@ def expected_arrays(name: str, config) -> dict:
     """
     if not isinstance(config, dict):
         raise ValueError(f"the config must be a JSON object, got {type(config).__name__}")
-    check_keys(f"the {name} config", config, _MLP_KEYS if name == "MLP" else _HOMEWORK_KEYS[name])
+    keys = _MLP_KEYS + (("loss_config",) if "loss_config" in config else ())
+    check_keys(f"the {name} config", config, keys if name == "MLP" else _HOMEWORK_KEYS[name])
     if name == "MLP":
         sizes, dtype = _mlp_sizes_and_dtype(config)
     elif name == "LogisticRegression":
@@ -216,7 +222,8 @@ def _build_network(name, config, rng):
     if name == "MLP":
         model = MLP(config["layer_sizes"], activation=config["activation"],
                     dropout=config["dropout"], init="zeros", rng=rng, dtype=config["dtype"],
-                    loss=config["loss"])
+                    loss=config["loss"] if "loss_config" not in config
+                    else loss_from_config(config["loss"], config["loss_config"]))
         model.config["init"] = config["init"]  # the initialiser the model was trained from
         return model
     if name == "LogisticRegression":

@@ -23,7 +23,7 @@ from ..models import Sequential
 from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
 from ..stateful import stateful_names
 
-__all__ = ["LAYER_CLASSES", "sequential_state", "sequential_from_state"]
+__all__ = ["LAYER_CLASSES", "sequential_state", "sequential_from_state", "loss_from_config"]
 
 #: The built-in layers of the first Sequential files, whose layer entries do not say
 #: whether they are built in: any other name in such a file is a custom layer.
@@ -84,7 +84,24 @@ def sequential_state(model) -> tuple[dict, dict]:
                "builtin": _is_builtin(layer)}
               for layer, names in model.layers]
     config = {"layers": layers, "loss": loss_name, "dtype": model.dtype.name}
+    if model.loss.get_config():  # only then: files of default losses are as before
+        config["loss_config"] = model.loss.get_config()
     return {"class": "Sequential", "config": config}, {**model.params, **model.buffers}
+
+
+def loss_from_config(name, loss_config=None):
+    """The loss a model file names, built with its stored arguments (``ValueError`` for
+    an unknown name or arguments it refuses)."""
+    if name not in LOSSES:
+        raise ValueError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}")
+    if loss_config is None:
+        return LOSSES[name]()
+    if not isinstance(loss_config, dict):
+        raise ValueError(f"loss_config must be an object, got {loss_config!r}")
+    try:
+        return LOSSES[name](**loss_config)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"loss {name!r} with {loss_config}: {exc}") from None
 
 
 def _build_layer(i, spec, custom_layers, rng):
@@ -116,12 +133,13 @@ def sequential_from_state(config, arrays: dict, *, custom_layers=None, rng=None)
     """Rebuild a Sequential from :func:`sequential_state`'s output; ``ValueError`` for
     a config or arrays that do not describe one."""
     custom_layers = dict(custom_layers or {})
-    if not isinstance(config, dict) or set(config) != {"layers", "loss", "dtype"} or \
+    if not isinstance(config, dict) or set(config) - {"loss_config"} != {"layers", "loss",
+                                                                         "dtype"} or \
             not isinstance(config["layers"], list):
         raise ValueError(f"the Sequential config must be an object with 'layers' (a list), "
-                         f"'loss' and 'dtype', got {json.dumps(config)[:200]}")
-    if config["loss"] not in LOSSES:
-        raise ValueError(f"unknown loss {config['loss']!r}; expected one of {sorted(LOSSES)}")
+                         f"'loss' and 'dtype' (and 'loss_config'), got "
+                         f"{json.dumps(config)[:200]}")
+    loss = loss_from_config(config["loss"], config.get("loss_config"))
     try:
         dtype = np.dtype(config["dtype"])
     except TypeError:
@@ -141,7 +159,7 @@ def sequential_from_state(config, arrays: dict, *, custom_layers=None, rng=None)
             setattr(layer, attr, np.array(arrays[name], dtype=arrays[name].dtype))
     params = {n: np.ascontiguousarray(arrays[n]) for p, _ in names for n in p}
     try:
-        model = Sequential(layers, loss=config["loss"], dtype=dtype, params=params)
+        model = Sequential(layers, loss=loss, dtype=dtype, params=params)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"the Sequential config does not build a model: {exc}") from None
     for layer, names_ in model.layers:
