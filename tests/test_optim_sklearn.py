@@ -184,3 +184,72 @@ def test_epoch_lr_errors():
         EpochLR(0.1, "adaptive", factor=1.0)
     with pytest.raises(ValueError, match="samples_seen"):
         EpochLR(0.1, "invscaling").epoch_end(-1)
+
+
+# --- Adam's epsilon: scikit-learn's form for the estimators, PyTorch's for Adam ------------
+
+def _sklearn_adam_reference(start, grad, lr, betas, eps, steps):
+    """scikit-learn's AdamOptimizer._get_updates: ``lr_t = lr * sqrt(1 - b2^t) / (1 -
+    b1^t)``, ``p += -lr_t * m / (sqrt(v) + eps)``."""
+    p = start.copy()
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    for t in range(1, steps + 1):
+        g = grad(t - 1, p)
+        m = betas[0] * m + (1 - betas[0]) * g
+        v = betas[1] * v + (1 - betas[1]) * g ** 2
+        lr_t = lr * math.sqrt(1 - betas[1] ** t) / (1 - betas[0] ** t)
+        p = p + -lr_t * m / (np.sqrt(v) + eps)
+    return p
+
+
+@pytest.mark.parametrize("eps", [1e-8, 1e-2, 1.0])
+def test_the_estimators_adam_adds_epsilon_as_sklearn_does(eps):
+    from chainrule.estimator.solvers import SklearnAdam
+
+    start, grad = _problem(seed=5)
+    params = {"W": start.copy()}
+    opt = SklearnAdam(lr=0.05, eps=eps)
+    for t in range(30):
+        opt.step(params, {"W": grad(t, params["W"])})
+    ref = _sklearn_adam_reference(start, grad, 0.05, (0.9, 0.999), eps, steps=30)
+    np.testing.assert_allclose(params["W"], ref, rtol=1e-12, atol=1e-13)
+
+
+def test_pytorchs_adam_differs_from_sklearns_for_a_large_epsilon():
+    # chainrule.optim.Adam keeps torch.optim.Adam's form (checked against torch in
+    # test_optim.py): with eps=1 the two forms take visibly different steps.
+    from chainrule.optim import Adam
+
+    start, grad = _problem(seed=5)
+    params = {"W": start.copy()}
+    opt = Adam(lr=0.05, eps=1.0)
+    for t in range(30):
+        opt.step(params, {"W": grad(t, params["W"])})
+    ref = _sklearn_adam_reference(start, grad, 0.05, (0.9, 0.999), 1.0, steps=30)
+    assert np.abs(params["W"] - ref).max() > 1e-3
+
+
+def test_epoch_lr_moves_under_fit_only_through_a_callback_as_its_docstring_says():
+    # fit never calls epoch_end: alone, the rate stays base_lr; the docstring's
+    # callback gives scikit-learn's 'invscaling' rates, epoch by epoch.
+    from chainrule.models import MLP
+    from chainrule.train import fit
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    Y = X[:, :1] * 2.0
+    n = X.shape[0]
+    rates = {}
+    for with_callback in (False, True):
+        schedule = EpochLR(0.01, "invscaling")
+
+        def move_rate(epoch, logs, model, schedule=schedule):
+            schedule.epoch_end((epoch + 1) * n)
+
+        fit(MLP([3, 4, 1], loss="mse", rng=0), X, Y, optimizer=SGD(lr=schedule), epochs=4,
+            batch_size=None, progress=False, diagnostics=False,
+            callbacks=[move_rate] if with_callback else [])
+        rates[with_callback] = schedule.current
+    assert rates[False] == 0.01
+    assert rates[True] == invscaling_lr(4 * n, base_lr=0.01)
+    assert "callback" in EpochLR.__doc__ and "checkpoints" in EpochLR.__doc__

@@ -60,6 +60,17 @@ PRIVATE_STATE_TESTS = {
     "test_n_iter_no_change_inf": "_no_improvement_count",
 }
 
+# The one test of test_mlp.py whose verdict is the luck of one seed, not a property of
+# the estimator: it fits a (5, 3) regressor on float32 and on float64 data at
+# random_state=1 and asks their predictions to agree to rtol 5e-4. With scikit-learn's
+# Adam (epsilon added to sqrt(v), as chainrule's estimators now add it) that
+# agreement depends on the trajectory: over random_state 0-9, scikit-learn's own
+# estimator misses it at 5 (3.9e-2), chainrule's at 1 (5.2e-4; chainrule draws other
+# initial weights from the same seed). It is deselected here and replaced by
+# ``test_float32_and_float64_fits_agree_over_seeds_as_scikit_learns_do``, which asks
+# for the agreement over ten seeds.
+SEED_DEPENDENT_TESTS = {"test_mlp_regressor_dtypes_casting": "random_state=1"}
+
 SUMMARY_COUNT = re.compile(
     r"(\d+) (passed|failed|skipped|deselected|xfailed|xpassed|errors?|warnings?)")
 
@@ -160,8 +171,9 @@ def run_test_mlp(tmp_path: Path, new_import: str | None, timeout: float = 1800) 
     def function_name(node_id):
         return node_id.split("::", 1)[1].split("[", 1)[0]
 
-    deselected = [n for n in collected if function_name(n) in PRIVATE_STATE_TESTS]
-    missing = set(PRIVATE_STATE_TESTS) - {function_name(n) for n in deselected}
+    skipped_names = {**PRIVATE_STATE_TESTS, **SEED_DEPENDENT_TESTS}
+    deselected = [n for n in collected if function_name(n) in skipped_names]
+    missing = set(skipped_names) - {function_name(n) for n in deselected}
     assert not missing, f"deselect list names tests that are not in the file: {missing}"
     # pytest's --deselect matches node-id prefixes ("test_fit" would also drop a
     # "test_fit_x"): check that no test outside the list is caught by one of them.
@@ -214,7 +226,7 @@ def test_sklearn_mlp_tests_pass_on_chainrule(tmp_path, record_property):
     counts = result["counts"]
     expected = n_collected - n_deselected
     report = (f"scikit-learn test_mlp.py on chainrule: {n_collected} collected, "
-              f"{n_deselected} deselected (private solver state), "
+              f"{n_deselected} deselected (private solver state, one seed's luck), "
               f"{counts.get('passed', 0)} of {expected} passed; summary: {result['summary']}")
     print(report)
     for key, value in [("collected", n_collected), ("deselected", n_deselected),
@@ -320,3 +332,62 @@ def test_classes_and_predictions_have_scikit_learns_dtypes():
             assert ours.classes_.dtype == theirs.classes_.dtype, type(labels)
             assert ours.classes_.tolist() == theirs.classes_.tolist()
             assert ours.predict(X).dtype == theirs.predict(X).dtype
+
+
+def _same_start(ours, theirs, X, y):
+    """Fit both for one epoch, then copy scikit-learn's weights into chainrule's network:
+    the next fits start from identical parameters."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # ConvergenceWarning after 1 iteration
+        theirs.fit(X, y)
+        ours.fit(X, y)
+    for mine, its in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_,
+                         strict=True):
+        mine[...] = its
+
+
+@pytest.mark.parametrize("solver_eps", [1e-8, 1e-2, 1.0])
+def test_adam_epsilon_means_what_it_means_in_scikit_learn(solver_eps):
+    # scikit-learn adds epsilon to sqrt(v) before the bias correction (PyTorch after
+    # it): with epsilon=1e-2 the losses differed from the second epoch on.
+    from sklearn.neural_network import MLPRegressor as SkMLP
+
+    from chainrule.estimator import MLPRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 4))
+    y = X @ np.array([1.0, 2.0, 0.0, 0.0])
+    params = dict(hidden_layer_sizes=(8,), max_iter=1, random_state=0)
+    ours, theirs = MLPRegressor(**params), SkMLP(**params)
+    _same_start(ours, theirs, X, y)
+    for est in (ours, theirs):   # one full batch per epoch: no shuffling between them
+        est.set_params(warm_start=True, max_iter=20, epsilon=solver_eps,
+                       learning_rate_init=0.01).fit(X, y)
+    # (loss_curve_[0] is each one's first epoch, from its own initial weights)
+    np.testing.assert_allclose(ours.loss_curve_[1:], theirs.loss_curve_[1:], rtol=1e-9)
+    for mine, its in zip(ours.coefs_, theirs.coefs_, strict=True):
+        np.testing.assert_allclose(mine, its, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.slow
+def test_float32_and_float64_fits_agree_over_seeds_as_scikit_learns_do():
+    """scikit-learn's test_mlp_regressor_dtypes_casting over ten seeds instead of one:
+    float32 and float64 fits of the same (5, 3) regressor predict within rtol 5e-4 at
+    nine of random_state 0-9 for chainrule (scikit-learn's own: nine of ten, as
+    measured for SEED_DEPENDENT_TESTS)."""
+    from sklearn.datasets import load_digits
+
+    from chainrule.estimator import MLPRegressor
+
+    X, y = load_digits(n_class=2, return_X_y=True)   # the data of test_mlp.py
+    agree = 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # ConvergenceWarning at max_iter
+        for seed in range(10):
+            kw = dict(alpha=1e-5, hidden_layer_sizes=(5, 3), random_state=seed,
+                      max_iter=150, tol=1e-3)
+            pred_64 = MLPRegressor(**kw).fit(X[:300], y[:300]).predict(X[300:])
+            pred_32 = MLPRegressor(**kw).fit(X[:300].astype(np.float32), y[:300]).predict(
+                X[300:].astype(np.float32))
+            agree += np.allclose(pred_32, pred_64, rtol=5e-4, atol=0)
+    assert agree >= 9, agree

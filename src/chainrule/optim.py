@@ -220,9 +220,12 @@ class Adam(Optimizer):
 
     ``amsgrad=True`` (Reddi et al., 2018) divides by the largest ``v`` so far instead,
     ``v_max = max(v_max, v)``, kept as the state ``max_exp_avg_sq`` as in PyTorch.
+    A subclass with ``eps_form = 'sklearn'`` (the estimators') adds ``eps`` to ``sqrt(v)``
+    before its bias correction, as scikit-learn's ``AdamOptimizer`` adds ``epsilon``.
     """
 
     decoupled = False
+    eps_form = "pytorch"
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
                  amsgrad=False):
@@ -265,10 +268,12 @@ class Adam(Optimizer):
             if self.amsgrad:
                 np.maximum(group.v_max, v, out=group.v_max)
             np.sqrt(group.v_max if self.amsgrad else v, out=tmp)
-            tmp /= math.sqrt(1 - beta2 ** t)
+            sklearn = self.eps_form == "sklearn"  # (its lr_t holds both corrections)
+            if not sklearn:
+                tmp /= math.sqrt(1 - beta2 ** t)
             tmp += self.eps                            # denominator
             np.divide(m, tmp, out=tmp)
-            tmp *= lr / (1 - beta1 ** t)
+            tmp *= lr * (math.sqrt(1 - beta2 ** t) if sklearn else 1) / (1 - beta1 ** t)
             for p, update in zip(group.params, outs, strict=True):
                 p -= update
 
@@ -304,10 +309,8 @@ class Adam(Optimizer):
                 for (dtype, _), groups in kinds.items() for names, _ in groups])
         return flat[1]
 
-    # (__getstate__ leaves out ``_flat`` too: a copy or a pickle carries the moments
-    # once, as the per-parameter arrays of ``state``, and rebuilds the flat arrays at
-    # its first step; a deep copy of the flat arrays and their views would make the
-    # views independent arrays.)
+    # (__getstate__ leaves out ``_flat`` too: a copy or pickle carries the moments once,
+    # in ``state``, and rebuilds the flat arrays and their views at its first step.)
 
 
 class _Moments:
@@ -528,10 +531,11 @@ class EpochLR:
     """scikit-learn's learning rate for ``solver='sgd'``, as an optimizer schedule.
 
     Pass the object as an optimizer's ``lr`` (``SGD(lr=EpochLR(...))``): it returns the
-    current rate whatever the step, and the training loop moves the rate between
-    epochs by calling :meth:`epoch_end` after every epoch and :meth:`stalled` when the
-    loss (or validation score) has not improved by ``tol`` for more than
-    ``n_iter_no_change`` epochs.
+    current rate whatever the step. Only calls to :meth:`epoch_end` (after each epoch)
+    and :meth:`stalled` (the loss stalled) move it: the estimators' ``solver='sgd'`` makes
+    them, :func:`~chainrule.train.fit` does not (alone, it trains at ``base_lr``); pass it
+    a callback, e.g. ``lambda epoch, logs, model: sched.epoch_end((epoch + 1) * n)`` for
+    ``n`` rows. ``fit``'s checkpoints do not store :attr:`current`: set it on resuming.
 
     Parameters
     ----------

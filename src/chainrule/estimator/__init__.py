@@ -46,8 +46,10 @@ def _check_solver(est):
     return True
 
 
-def _as_1d(y):
-    return column_or_1d(y, warn=True) if y.ndim == 2 and y.shape[1] == 1 else y
+def _as_1d(y, warn=True):
+    """A column vector ``y`` as 1-D, with scikit-learn's DataConversionWarning (once per
+    fit: the second look at ``y``, for the row weights, passes ``warn=False``)."""
+    return column_or_1d(y, warn=warn) if y.ndim == 2 and y.shape[1] == 1 else y
 
 
 _PARAMETERS_DOC = """
@@ -189,7 +191,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     def _row_weights(self, y, sample_weight, X):
         weights = super()._row_weights(y, sample_weight, X)
-        y = _as_1d(y)
+        y = _as_1d(y, warn=False)
         if isinstance(self.class_weight, dict) and y.ndim == 1:
             _check_class_weight(self.class_weight, self.classes_)
             per_row = np.array([self.class_weight.get(label, 1.0) for label in y.tolist()],
@@ -264,6 +266,7 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_class = True
+        tags.classifier_tags.multi_label = True   # an indicator matrix y, as scikit-learn's
         tags.input_tags.sparse = True
         return tags
 

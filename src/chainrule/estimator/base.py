@@ -170,7 +170,8 @@ class BaseMLP(BaseEstimator):
         return next(k for k, v in OUT_ACTIVATIONS.items() if v == loss)
 
     # -- building -----------------------------------------------------------------
-    def _hidden_sizes(self):
+    def hidden_sizes(self):
+        """``hidden_layer_sizes`` as a list of ints, checked (positive integers)."""
         sizes = self.hidden_layer_sizes
         sizes = [sizes] if isinstance(sizes, Integral) else list(sizes)
         for s in sizes:
@@ -179,7 +180,7 @@ class BaseMLP(BaseEstimator):
                                  f"0), got {self.hidden_layer_sizes!r}.")
         return [int(s) for s in sizes]
 
-    def network_config(self, n_features, n_outputs, out_activation, dtype):
+    def network_config(self, n_features, n_outputs, out_activation, dtype, hidden=None):
         """The :class:`~chainrule.models.MLP` configuration the hyperparameters give.
 
         Parameters
@@ -188,6 +189,9 @@ class BaseMLP(BaseEstimator):
         out_activation : {'softmax', 'logistic', 'identity', 'exp'}
         dtype : numpy dtype
             The parameters' dtype when ``self.dtype`` is None (the data's).
+        hidden : list of int, optional
+            The hidden widths, when not ``hidden_layer_sizes``: a warm start keeps the
+            widths of the network it continues (see :meth:`fitted_hidden_sizes`).
 
         Returns
         -------
@@ -196,10 +200,72 @@ class BaseMLP(BaseEstimator):
             stored network.
         """
         self._validate_params()
-        return {"layer_sizes": [int(n_features), *self._hidden_sizes(), int(n_outputs)],
+        hidden = self.hidden_sizes() if hidden is None else [int(s) for s in hidden]
+        return {"layer_sizes": [int(n_features), *hidden, int(n_outputs)],
                 "activation": self.activation, "dropout": self.dropout, "init": self.init,
                 "dtype": np.dtype(self.dtype or dtype).name,
                 "loss": OUT_ACTIVATIONS[out_activation]}
+
+    def fitted_hidden_sizes(self):
+        """The hidden widths of ``model_``, or None where they are ``hidden_layer_sizes``.
+
+        They differ after ``set_params(hidden_layer_sizes=...)`` and a warm-started
+        ``fit`` or a ``partial_fit`` with as many hidden layers: scikit-learn then keeps
+        training (and predicting with) the network it had, and so does this estimator.
+        """
+        check_is_fitted(self, "model_")
+        fitted = self.model_.config["layer_sizes"][1:-1]
+        return None if fitted == self.hidden_sizes() else fitted
+
+    def sync_network(self):
+        """Bring ``model_`` in line with ``activation``, ``dropout``, ``init`` and
+        ``dtype``, keeping its parameters (cast to ``dtype`` when it is set); returns
+        ``model_``.
+
+        scikit-learn reads ``activation`` at every forward pass, so after
+        ``set_params(activation=...)`` its fitted estimator predicts and trains with the
+        new one: the network's activation layers (and dropout layers, and the
+        parameters' dtype) follow the hyperparameters here too, before every fit,
+        prediction and :func:`chainrule.io.save`. Nothing changes when they agree.
+        """
+        check_is_fitted(self, "model_")
+        model = self.model_
+        dtype = np.dtype(self.dtype or model.dtype)
+        config = dict(model.config, activation=self.activation, dropout=float(self.dropout),
+                      init=self.init, dtype=dtype.name)
+        if config == model.config:
+            return model
+        # Built with zeros, which draw nothing from the estimator's generator (its
+        # dropout layers draw their masks from it), then given the parameters.
+        new = MLP(**dict(config, init="zeros"), rng=self._rng)
+        new.config["init"] = self.init   # the scheme the weights were drawn with
+        if dtype == model.dtype:   # the same arrays: the optimizer's state stays theirs
+            new.params = model.params
+        else:
+            new.params = {k: p.astype(dtype) for k, p in model.params.items()}
+            optimizer = getattr(self, "optimizer_", None)
+            if optimizer is not None:   # its state, for the new arrays
+                optimizer.load_state_dict(optimizer.state_dict())
+        set_training_loss(new)
+        self.model_ = new
+        return new
+
+    def _check_hidden_sizes(self):
+        """Refuse a warm start or partial_fit whose ``hidden_layer_sizes`` scikit-learn
+        cannot continue either (another depth, or any change under L-BFGS, whose packed
+        parameters follow hidden_layer_sizes): it fails there with an IndexError, an
+        AttributeError or a reshape error."""
+        fitted = self.fitted_hidden_sizes()
+        if fitted is None:
+            return
+        if len(fitted) != len(self.hidden_sizes()) or self.solver == "lbfgs":
+            raise ValueError(
+                f"hidden_layer_sizes is {self.hidden_layer_sizes!r} but the fitted network "
+                f"continued by warm_start or partial_fit has hidden layers {tuple(fitted)}; "
+                f"it can keep training with other widths under a stochastic solver (as in "
+                f"scikit-learn), not with {len(self.hidden_sizes())} hidden layers or "
+                f"solver='lbfgs'. Set hidden_layer_sizes={tuple(fitted)} or fit with "
+                f"warm_start=False")
 
     def _fresh_rng(self):
         seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
@@ -257,10 +323,13 @@ class BaseMLP(BaseEstimator):
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "model_") or (not self.warm_start and not incremental)
+        if not first:
+            self._check_hidden_sizes()
+            self.sync_network()
         dtype = self.dtype or (self.model_.dtype if not first else (np.float64, np.float32))
         X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
                              multi_output=True, dtype=dtype, y_numeric=not self._classifier)
-        self._hidden_sizes()
+        self.hidden_sizes()
         Y, out_activation, stratify = self._targets(X, y, first=first, classes=classes,
                                                     incremental=incremental)
         weights = self._row_weights(y, sample_weight, X)
@@ -272,6 +341,7 @@ class BaseMLP(BaseEstimator):
         Y = Y.astype(self.model_.dtype, copy=False)
         if self.solver == "lbfgs":
             run_lbfgs(self, self.model_, *_drop_zero_weights(X, Y, weights))
+            self.history_ = None   # the History of the last stochastic fit, none here
         else:
             self._fit_stochastic(X, Y, weights, stratify, incremental)
         clear_caches(self.model_)
@@ -284,9 +354,16 @@ class BaseMLP(BaseEstimator):
         self.model_ = MLP(**config, rng=rng)
         set_training_loss(self.model_)
         self._rng = rng
-        self.n_iter_, self.t_, self.loss_curve_ = 0, 0, []
-        self._no_improvement_count = 0
+        self.n_iter_, self.t_ = 0, 0
         self.history_ = None
+        if self.solver in STOCHASTIC_SOLVERS:
+            self._start_stochastic_record()
+
+    def _start_stochastic_record(self):
+        """The attributes only a stochastic solver keeps (scikit-learn's L-BFGS sets none
+        of them: reading ``loss_curve_`` there is an AttributeError)."""
+        self.loss_curve_ = []
+        self._no_improvement_count = 0
         if self.early_stopping:
             self.validation_scores_, self.best_validation_score_ = [], -np.inf
             self.best_loss_ = None
@@ -308,6 +385,8 @@ class BaseMLP(BaseEstimator):
         return X[train], Y[train], None if weights is None else weights[train], validation
 
     def _fit_stochastic(self, X, Y, weights, stratify, incremental):
+        if not hasattr(self, "loss_curve_"):  # a warm start from an L-BFGS fit
+            self._start_stochastic_record()
         if not incremental or getattr(self, "optimizer_", None) is None:
             self.optimizer_ = build_optimizer(self)
         validation = None
@@ -321,10 +400,13 @@ class BaseMLP(BaseEstimator):
         self.history_ = history if history is not None else self.history_
 
     def _forward(self, X):
-        check_is_fitted(self, "model_")
-        X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc"],
-                          dtype=self.model_.dtype)
+        self.sync_network()
+        X = validate_data(self, X, reset=False, accept_sparse=["csr", "csc"], dtype="numeric")
+        # scikit-learn's outputs follow NumPy's promotion of X and coefs_ (float64 from
+        # float32 coefs_ and float64 or integer X): the logits get that dtype before the
+        # output function.
+        dtype = np.result_type(X.dtype, self.model_.dtype)
         # In row chunks (Network.infer): the hidden activations of every row never
         # exist at once, whatever the number of rows; the logits are those of forward.
-        return self.model_.infer(X)
+        return self.model_.infer(X).astype(dtype, copy=False)
 

@@ -22,7 +22,8 @@ from ..lbfgs import minimize_lbfgs
 from ..optim import SGD, Adam, AdamW, EpochLR
 from ..train import TrainingDivergedError, fit
 
-__all__ = ["EpochRule", "build_optimizer", "run_stochastic", "run_lbfgs", "NON_FINITE"]
+__all__ = ["EpochRule", "SklearnAdam", "SklearnAdamW", "build_optimizer", "run_stochastic",
+           "run_lbfgs", "NON_FINITE"]
 
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large"
               " values and need to be preprocessed.")
@@ -32,6 +33,20 @@ NON_FINITE = ("Solver produced non-finite parameter weights. The input data may 
 SKLEARN_DIR = os.path.dirname(os.path.abspath(sklearn.__file__))
 
 
+class SklearnAdam(Adam):
+    """:class:`~chainrule.optim.Adam` with ``eps`` where scikit-learn's ``AdamOptimizer``
+    adds ``epsilon``: to ``sqrt(v)`` before the bias correction (``eps_form``)."""
+
+    eps_form = "sklearn"
+
+
+class SklearnAdamW(AdamW):
+    """:class:`~chainrule.optim.AdamW` with ``eps`` as :class:`SklearnAdam` has it: the
+    estimators' ``epsilon`` means the same for ``solver='adamw'`` as for 'adam'."""
+
+    eps_form = "sklearn"
+
+
 def build_optimizer(est):
     """The optimizer ``est.solver`` names, with scikit-learn's hyperparameters."""
     betas = (est.beta_1, est.beta_2)
@@ -39,7 +54,7 @@ def build_optimizer(est):
         schedule = EpochLR(est.learning_rate_init, est.learning_rate, power_t=est.power_t)
         return SGD(lr=schedule, momentum=est.momentum,
                    nesterov=bool(est.nesterovs_momentum) and est.momentum > 0)
-    cls = Adam if est.solver == "adam" else AdamW
+    cls = SklearnAdam if est.solver == "adam" else SklearnAdamW
     return cls(lr=est.learning_rate_init, betas=betas, eps=est.epsilon)
 
 

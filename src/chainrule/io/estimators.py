@@ -16,11 +16,16 @@ The ``config`` of an estimator file is::
      "params": {...},             # get_params(deep=False), as JSON
      "n_features_in_": 4, "n_iter_": 10, "t_": 1500, "loss_": 0.31, "loss_curve_": [...],
      "best_loss_": 0.3, "validation_scores_": null, "best_validation_score_": null,
-     "no_improvement_count": 0, "out_activation_": "softmax", "n_outputs_": 3,
+     "no_improvement_count": 0,   # loss_curve_ to here: null where only L-BFGS fitted
+     "out_activation_": "softmax", "n_outputs_": 3,
      "history_": {...},           # History.as_dict() of the last stochastic call, or null
      "model_": {"class": "MLP", "config": {...}}}   # the network, as network_state gives it
 
-and its arrays are the network's parameters prefixed ``model_.`` (``model_.W1``, ...),
+plus ``"fitted_hidden_layer_sizes": [4]`` when the network's hidden widths are not
+``hidden_layer_sizes`` (changed after fit, then a warm start continued the network, as
+scikit-learn does: :meth:`fitted_hidden_sizes` of the estimator).
+
+Its arrays are the network's parameters prefixed ``model_.`` (``model_.W1``, ...),
 ``feature_names_in_`` (when fitted on named columns) and, for a classifier,
 ``classes_`` plus, when ``class_weight`` is a dict, ``class_weight_labels`` and
 ``class_weight_values`` (JSON keys must be strings; labels need not be), with
@@ -84,7 +89,9 @@ def _codec(name: str) -> StateCodec:
 
 # -- checks of stored values -----------------------------------------------------------
 _MISSING = object()
-_LABEL_KINDS = "USiufb"
+#: What classes_ may hold: every array of labels scikit-learn's MLPClassifier fits and a
+#: model file stores without pickle (str, numbers, booleans, datetime64, timedelta64).
+_LABEL_KINDS = "USiufbMm"
 _CLASS_WEIGHT_ARRAYS = ("class_weight_labels", "class_weight_values")
 _NETWORK_PREFIX = "model_."
 
@@ -160,9 +167,9 @@ def _restore_classes(est, config, arrays):
         raise ValueError("the file has no classes_ array")
     classes = arrays["classes_"]
     if classes.ndim != 1 or classes.shape[0] < 1 or classes.dtype.kind not in _LABEL_KINDS:
-        raise ValueError(f"classes_ must be a 1-D array of labels (strings, "
-                         f"integers, floats or booleans), got dtype {classes.dtype} and "
-                         f"shape {classes.shape}")
+        raise ValueError(f"classes_ must be a 1-D array of labels (strings, integers, "
+                         f"floats, booleans, datetime64 or timedelta64), got dtype "
+                         f"{classes.dtype} and shape {classes.shape}")
     if not np.array_equal(np.unique(classes), classes):
         # predict maps column k to classes_[k] and fitting uses searchsorted: both need
         # the sorted, distinct labels np.unique gives.
@@ -225,6 +232,8 @@ STATE_CLASSES = {name: _codec(name) for name in _KINDS}
 _CONFIG_KEYS = ("estimator_format", "params", "n_features_in_", "n_iter_", "t_", "loss_",
                 "loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_",
                 "no_improvement_count", "out_activation_", "n_outputs_", "history_", "model_")
+#: Written only when the network's hidden widths are not hidden_layer_sizes.
+_FITTED_HIDDEN = "fitted_hidden_layer_sizes"
 #: The layout of an estimator's config; 1 was chainrule 0.1's first estimators.
 ESTIMATOR_FORMAT = 2
 
@@ -250,19 +259,27 @@ def estimator_state(est, name: str) -> tuple[dict, dict]:
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(est, "model_")
+    # The network est predicts with (activation, dropout, dtype as its hyperparameters
+    # say now, as scikit-learn reads them at every forward pass).
+    est.sync_network()
     kind = _KINDS[name]
-    validation = est.validation_scores_
+    # An L-BFGS fit keeps no loss_curve_, best_loss_, ... (as scikit-learn's): null.
+    stochastic = hasattr(est, "loss_curve_")
+    validation = getattr(est, "validation_scores_", None)
     config = {"estimator_format": ESTIMATOR_FORMAT, "params": _json_params(est),
               "n_features_in_": int(est.n_features_in_), "n_iter_": int(est.n_iter_),
               "t_": int(est.t_), "loss_": float(est.loss_),
-              "loss_curve_": [float(v) for v in est.loss_curve_],
-              "best_loss_": _optional_float(est.best_loss_),
+              "loss_curve_": [float(v) for v in est.loss_curve_] if stochastic else None,
+              "best_loss_": _optional_float(getattr(est, "best_loss_", None)),
               "validation_scores_": None if validation is None else [float(v) for v in
                                                                      validation],
-              "best_validation_score_": _optional_float(est.best_validation_score_),
-              "no_improvement_count": int(est._no_improvement_count),
+              "best_validation_score_": _optional_float(getattr(est, "best_validation_score_",
+                                                                None)),
+              "no_improvement_count": int(est._no_improvement_count) if stochastic else None,
               "out_activation_": est.out_activation_, "n_outputs_": int(est.n_outputs_),
               "history_": None if est.history_ is None else est.history_.as_dict()}
+    if est.fitted_hidden_sizes() is not None:
+        config[_FITTED_HIDDEN] = list(est.fitted_hidden_sizes())
     net_config, net_arrays = network_state(est.model_)
     config["model_"] = net_config
     arrays = {_NETWORK_PREFIX + k: v for k, v in net_arrays.items()}
@@ -315,7 +332,8 @@ def estimator_from_state(name: str, config, arrays: dict):
                          f"{config.get('estimator_format', 1)!r}, written before chainrule's "
                          f"estimators took scikit-learn's parameters (this chainrule reads "
                          f"format {ESTIMATOR_FORMAT}); fit the estimator again and save it")
-    check_keys("the estimator config", config, _CONFIG_KEYS + kind.extra_keys)
+    check_keys("the estimator config", config, _CONFIG_KEYS + kind.extra_keys + (
+        (_FITTED_HIDDEN,) if _FITTED_HIDDEN in config else ()))
     if not isinstance(config["params"], dict):
         raise ValueError(f"params must be a JSON object, got "
                          f"{type(config['params']).__name__}")
@@ -370,13 +388,28 @@ def _restored_network(est, kind: _Kind, config: dict, arrays: dict, n_features: 
     if dtype not in ("float32", "float64"):
         raise ValueError(f"the stored network's dtype must be 'float32' or 'float64', got "
                          f"{dtype!r}")
-    implied = {"class": "MLP", "config": est.network_config(n_features, n_outputs,
-                                                            out_activation, dtype)}
+    implied = {"class": "MLP", "config": est.network_config(
+        n_features, n_outputs, out_activation, dtype, hidden=_fitted_hidden(est, config))}
     if stored != implied:
         raise ValueError(_architecture_mismatch(type(est).__name__, kind, stored, implied))
     net_arrays = {k[len(_NETWORK_PREFIX):]: v for k, v in arrays.items()
                   if k.startswith(_NETWORK_PREFIX)}
     return network_from_state(stored, net_arrays)
+
+
+def _fitted_hidden(est, config: dict):
+    """The stored network's hidden widths where they are not ``hidden_layer_sizes``
+    (None when the file does not say so): as many layers, each a positive integer, as
+    only a warm start that scikit-learn can continue leaves them."""
+    if _FITTED_HIDDEN not in config:
+        return None
+    sizes, wanted = config[_FITTED_HIDDEN], est.hidden_sizes()
+    if (not isinstance(sizes, list) or len(sizes) != len(wanted) or sizes == wanted
+            or not all(_is_int(s) and s >= 1 for s in sizes)):
+        raise ValueError(f"{_FITTED_HIDDEN} must be {len(wanted)} positive integers other "
+                         f"than hidden_layer_sizes {wanted} (a warm start's network), got "
+                         f"{sizes!r}")
+    return sizes
 
 
 def _architecture_mismatch(name: str, kind: _Kind, stored: dict, implied: dict) -> str:
@@ -385,8 +418,9 @@ def _architecture_mismatch(name: str, kind: _Kind, stored: dict, implied: dict) 
         return (f"the stored network {sorted(stored)} is not the MLP that an {name} "
                 f"holds (class {stored.get('class')!r})")
     got, want = stored["config"], implied["config"]
-    sources = {"layer_sizes": f"n_features_in_, hidden_layer_sizes and {kind.outputs_name} "
-                              f"make", "loss": f"an {name} uses"}
+    sources = {"layer_sizes": f"n_features_in_, hidden_layer_sizes (or "
+                              f"{_FITTED_HIDDEN}) and {kind.outputs_name} make",
+               "loss": f"an {name} uses"}
     differ = [k for k in want if got.get(k, _MISSING) != want[k]]
     differ += sorted(k for k in got if k not in want)
     return "the stored network does not match the estimator: " + "; ".join(
@@ -420,19 +454,35 @@ def _optional_real(config, key):
     return _optional_float(value)
 
 
+#: The config entries that only a stochastic solver's fit records.
+_STOCHASTIC_RECORD = ("best_loss_", "validation_scores_", "best_validation_score_",
+                      "no_improvement_count", "history_")
+
+
 def _restore_training_record(est, config: dict) -> None:
     """Check and set ``n_iter_``, ``t_``, ``loss_``, ``loss_curve_``, ``best_loss_``,
     ``validation_scores_``, ``best_validation_score_`` and ``history_``."""
     est.n_iter_ = _archive_int(config, "n_iter_", minimum=0)
     est.t_ = _archive_int(config, "t_", minimum=0)
+    loss = config["loss_"]
+    if not _is_real(loss):
+        raise ValueError(f"loss_ must be a number, got {loss!r}")
+    est.loss_ = float(loss)
+    if config["loss_curve_"] is None:   # only L-BFGS fits: no stochastic record at all
+        kept = [k for k in _STOCHASTIC_RECORD if config[k] is not None]
+        if kept:
+            raise ValueError(f"loss_curve_ is null (only L-BFGS has fitted the estimator) "
+                             f"but the file holds {kept}, which only a stochastic solver "
+                             f"records")
+        est.history_ = None
+        return
     est._no_improvement_count = _archive_int(config, "no_improvement_count", minimum=0)
     est.loss_curve_ = _float_list(config, "loss_curve_")
-    loss = config["loss_"]
-    if not _is_real(loss) or (est.loss_curve_ and not _same_floats([loss],
-                                                                    est.loss_curve_[-1:])):
-        raise ValueError(f"loss_ must be a number, the last value of loss_curve_ when it "
-                         f"has one, got {loss!r}")
-    est.loss_ = float(loss)
+    # (an L-BFGS fit after a stochastic one has its own loss_, and no history_)
+    if (config["history_"] is not None and est.loss_curve_
+            and not _same_floats([loss], est.loss_curve_[-1:])):
+        raise ValueError(f"loss_ must be the last value of loss_curve_ after a stochastic "
+                         f"fit (history_ is set), got {loss!r}")
     est.best_loss_ = _optional_real(config, "best_loss_")
     est.validation_scores_ = (None if config["validation_scores_"] is None
                               else _float_list(config, "validation_scores_"))
