@@ -9,6 +9,7 @@ import it nor pay for importing it. torch is a test dependency; in CI nothing sk
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -160,3 +161,29 @@ def pytest_configure(config):
 def rng():
     """A fresh, seeded generator for each test."""
     return np.random.default_rng(20240607)
+
+
+@pytest.fixture(params=["pandas", "csv-module"])
+def parser(request, monkeypatch):
+    """Each CSV stream test twice: with pandas' C parser, then with the csv module
+    (pandas hidden, ``import pandas`` raising ImportError)."""
+    if request.param == "pandas":
+        pytest.importorskip("pandas")
+    else:
+        monkeypatch.setitem(sys.modules, "pandas", None)
+    return request.param
+
+
+def same_start_as_sklearn(ours, theirs, X, y):
+    """Fit a chainrule estimator and scikit-learn's for one epoch, then copy
+    scikit-learn's weights into chainrule's network: the next fits (warm starts) start
+    from identical parameters."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # ConvergenceWarning after 1 iteration
+        theirs.fit(X, y)
+        ours.fit(X, y)
+    for mine, its in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_,
+                         strict=True):
+        mine[...] = its

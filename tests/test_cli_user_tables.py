@@ -17,17 +17,9 @@ import pytest
 
 from chainrule import MLP, io
 from chainrule.cli import main
+from test_cli_tables import run  # main() with its exit status and captured output
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's own usage errors and --help
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def one_line(err, *fragments):

@@ -4,7 +4,6 @@ C parser and with the csv-module fallback, giving load_csv's data and its errors
 from __future__ import annotations
 
 import gzip
-import sys
 import tracemalloc
 
 import numpy as np
@@ -12,15 +11,6 @@ import pytest
 
 from chainrule.data import load_csv, load_npz
 from chainrule.datastream import iter_csv, iter_npz
-
-
-@pytest.fixture(params=["pandas", "csv-module"])
-def parser(request, monkeypatch):
-    if request.param == "pandas":
-        pytest.importorskip("pandas")
-    else:
-        monkeypatch.setitem(sys.modules, "pandas", None)   # import pandas -> ImportError
-    return request.param
 
 
 def _table(path, n=10):

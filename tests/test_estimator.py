@@ -27,6 +27,7 @@ from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from chainrule.estimator import MLPClassifier, MLPRegressor
+from conftest import same_start_as_sklearn
 
 # Small, fast settings for the check suite: a full batch for the small data sets of the
 # checks (batch_size='auto' is min(200, n)), a learning rate high enough that 50 epochs
@@ -929,15 +930,6 @@ def _binary_problem(n=100):
     return X, (X[:, 0] > 0).astype(int)
 
 
-def _started_as_sklearn(ours, theirs, X, y):
-    """Both fitted for one epoch, then chainrule's network given scikit-learn's weights."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # ConvergenceWarning after 1 iteration
-        theirs.fit(X, y)
-        ours.fit(X, y)
-    for mine, its in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_,
-                         strict=True):
-        mine[...] = its
 
 
 def test_a_changed_activation_predicts_and_trains_as_in_scikit_learn(tmp_path):
@@ -950,7 +942,7 @@ def test_a_changed_activation_predicts_and_trains_as_in_scikit_learn(tmp_path):
     X, y = _binary_problem()
     params = dict(hidden_layer_sizes=(4,), warm_start=True, max_iter=1, random_state=0)
     ours, theirs = MLPClassifier(**params), SkMLP(**params)
-    _started_as_sklearn(ours, theirs, X, y)
+    same_start_as_sklearn(ours, theirs, X, y)
     for est in (ours, theirs):
         est.set_params(activation="tanh")
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-12)

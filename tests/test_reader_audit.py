@@ -5,7 +5,6 @@ with a message naming it."""
 from __future__ import annotations
 
 import csv
-import sys
 
 import numpy as np
 import pytest
@@ -13,15 +12,6 @@ import pytest
 import chainrule as cr
 from chainrule.data import load_csv, open_npy
 from chainrule.datastream import iter_csv
-
-
-@pytest.fixture(params=["pandas", "csv-module"])
-def parser(request, monkeypatch):
-    if request.param == "pandas":
-        pytest.importorskip("pandas")
-    else:
-        monkeypatch.setitem(sys.modules, "pandas", None)   # import pandas -> ImportError
-    return request.param
 
 
 def _read(path, label="label", **kwargs):

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import same_start_as_sklearn
+
 SKLEARN_IMPORT = "from sklearn.neural_network import MLPClassifier, MLPRegressor"
 CHAINRULE_IMPORT = "from chainrule import MLPClassifier, MLPRegressor"
 
@@ -334,16 +336,6 @@ def test_classes_and_predictions_have_scikit_learns_dtypes():
             assert ours.predict(X).dtype == theirs.predict(X).dtype
 
 
-def _same_start(ours, theirs, X, y):
-    """Fit both for one epoch, then copy scikit-learn's weights into chainrule's network:
-    the next fits start from identical parameters."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")   # ConvergenceWarning after 1 iteration
-        theirs.fit(X, y)
-        ours.fit(X, y)
-    for mine, its in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_,
-                         strict=True):
-        mine[...] = its
 
 
 @pytest.mark.parametrize("solver_eps", [1e-8, 1e-2, 1.0])
@@ -359,7 +351,7 @@ def test_adam_epsilon_means_what_it_means_in_scikit_learn(solver_eps):
     y = X @ np.array([1.0, 2.0, 0.0, 0.0])
     params = dict(hidden_layer_sizes=(8,), max_iter=1, random_state=0)
     ours, theirs = MLPRegressor(**params), SkMLP(**params)
-    _same_start(ours, theirs, X, y)
+    same_start_as_sklearn(ours, theirs, X, y)
     for est in (ours, theirs):   # one full batch per epoch: no shuffling between them
         est.set_params(warm_start=True, max_iter=20, epsilon=solver_eps,
                        learning_rate_init=0.01).fit(X, y)
