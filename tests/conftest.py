@@ -103,9 +103,9 @@ def _torch_image_layer(torch, layer, x, *params):
     if isinstance(layer, Conv2D):
         return F.conv2d(x, *params, stride=layer.stride, padding=layer.padding)
     if isinstance(layer, MaxPool2D):
-        return F.max_pool2d(x, layer.kernel_size, layer.stride)
+        return F.max_pool2d(x, layer.kernel_size, layer.stride, layer.padding)
     if isinstance(layer, AvgPool2D):
-        return F.avg_pool2d(x, layer.kernel_size, layer.stride)
+        return F.avg_pool2d(x, layer.kernel_size, layer.stride, layer.padding)
     if isinstance(layer, Flatten):
         return x.reshape(x.shape[0], -1)
     if isinstance(layer, Unflatten):

@@ -29,6 +29,8 @@ CONTRACT = {
                        (2, 2, 5, 6), [(3, 2, 4, 3)], (2, 3, 5, 6)),
     "maxpool": (lambda: MaxPool2D(2), (3, 2, 6, 6), [], (3, 2, 3, 3)),
     "maxpool_overlapping": (lambda: MaxPool2D(3, stride=1), (2, 2, 5, 4), [], (2, 2, 3, 2)),
+    "maxpool_padded": (lambda: MaxPool2D(3, 2, padding=1), (2, 2, 5, 4), [], (2, 2, 3, 2)),
+    "avgpool_padded": (lambda: AvgPool2D(2, padding=1), (2, 2, 5, 4), [], (2, 2, 3, 3)),
     "avgpool": (lambda: AvgPool2D(3, 2), (3, 2, 7, 6), [], (3, 2, 3, 2)),
     "flatten": (Flatten, (5, 2, 3), [], (5, 6)),
     "unflatten": (lambda: Unflatten((2, 3)), (5, 6), [], (5, 2, 3)),
@@ -139,16 +141,24 @@ def test_conv2d_without_input_gradient(rng):
     np.testing.assert_array_equal(d_b, ref_b)
 
 
-@pytest.mark.parametrize("k, s, hw", [(2, None, (6, 6)), (2, None, (7, 5)), (3, 1, (5, 4)),
-                                      ((2, 3), (1, 2), (6, 7)), (3, 2, (9, 8))])
-def test_pools_match_torch(k, s, hw, rng, torch):
+@pytest.mark.parametrize("k, s, p, hw", [(2, None, 0, (6, 6)), (2, None, 0, (7, 5)),
+                                         (3, 1, 0, (5, 4)), ((2, 3), (1, 2), 0, (6, 7)),
+                                         (3, 2, 0, (9, 8)),
+                                         # padded, as ResNet's stem MaxPool2d(3, 2, 1)
+                                         (3, 2, 1, (7, 8)), (2, None, 1, (5, 5)),
+                                         ((3, 2), (2, 1), (1, 1), (6, 5)), (3, 1, 1, (4, 6))])
+def test_pools_match_torch(k, s, p, hw, rng, torch):
+    """Padding: -inf for the max (never a window's maximum), zeros counted in the mean
+    (PyTorch's count_include_pad=True)."""
     F = torch.nn.functional
     x = rng.normal(size=(2, 3) + hw)
-    for layer, fn in ((MaxPool2D(k, s), F.max_pool2d), (AvgPool2D(k, s), F.avg_pool2d)):
+    for layer, fn in ((MaxPool2D(k, s, p), F.max_pool2d), (AvgPool2D(k, s, p), F.avg_pool2d)):
         out = layer.forward(x)
         d_out = rng.normal(size=out.shape)
-        ref, grads = _torch_grads(torch, lambda xt, fn=fn: fn(xt, k, s), (x,), d_out)
+        ref, grads = _torch_grads(torch, lambda xt, fn=fn: fn(xt, k, s, p), (x,), d_out)
         _assert_close((out, layer.backward(d_out)), [ref] + grads)
+    with pytest.raises(ValueError, match="padding must be at most half the kernel"):
+        MaxPool2D(2, padding=2)
 
 
 @pytest.mark.parametrize("k, s", [(2, None), (3, 1), (2, 1)])

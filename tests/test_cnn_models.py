@@ -281,3 +281,31 @@ def test_images_given_as_images_are_told_to_become_rows():
     with pytest.raises(ValueError, match=r"X must be a 2-D array, got shape \(5, 1, 8, 8\); "
                                          r"one row per sample: X.reshape\(len\(X\), -1\)"):
         model.predict(np.zeros((5, 1, 8, 8)))
+
+
+def test_padded_pools_in_a_network_match_torch_save_and_export(digits, tmp_path, torch):
+    """ResNet's stem pool MaxPool2d(3, 2, 1) and a padded AvgPool2d through a network:
+    gradients against torch, a model file, and onnxruntime (pads, count_include_pad)."""
+    ort = pytest.importorskip("onnxruntime")
+    X, X_test, Y, _ = digits
+    layers = [cr.Unflatten((1, 8, 8)), cr.Conv2D(1, 4, 3, padding="same"), cr.ReLU(),
+              cr.MaxPool2D(3, 2, padding=1), cr.AvgPool2D(2, padding=1), cr.Flatten(),
+              cr.Affine(36, 10)]
+    model = cr.Sequential(layers, rng=0)
+    assert "(N, 4, 4, 4)" in model.summary() and "(N, 4, 3, 3)" in model.summary()
+    loss, grads = model.loss_and_grads(X[:20], Y[:20])
+    ref_loss, ref_grads = torch_network_loss_and_grads(model, X[:20], Y[:20])
+    assert abs(loss - ref_loss) < 1e-12
+    for k in model.params:
+        assert np.max(np.abs(grads[k] - ref_grads[k])) <= 1e-10 * np.max(np.abs(ref_grads[k]))
+    small = cr.Sequential([layer for layer, _ in model.layers], dtype=np.float32,
+                          params={k: v.astype(np.float32) for k, v in model.params.items()})
+    cr.io.save(small, tmp_path / "pools.npz")
+    back = cr.io.load(tmp_path / "pools.npz")
+    assert [repr(la) for la, _ in back.layers] == [repr(la) for la, _ in small.layers]
+    assert np.array_equal(back.predict(X_test), small.predict(X_test))
+    cr.io.export_onnx(small, tmp_path / "pools.onnx")
+    session = ort.InferenceSession(str(tmp_path / "pools.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    logits = session.run(None, {"X": X_test.astype(np.float32)})[2]
+    assert np.max(np.abs(logits - small.forward(X_test))) < 1e-5

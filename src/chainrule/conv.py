@@ -324,23 +324,32 @@ class Conv2D(Layer):
 
 class _Pool2D(Layer):
     """Pooling over ``kernel_size`` windows moved by ``stride`` (default: the kernel
-    size), without padding, flooring the output size as PyTorch does."""
+    size), after ``padding`` on each side of H and W (at most half the kernel, as
+    PyTorch requires), flooring the output size as PyTorch does. Subclasses set
+    ``pad_value``: what a window sees beyond the image."""
 
-    def __init__(self, kernel_size, stride=None):
+    pad_value = 0.0
+
+    def __init__(self, kernel_size, stride=None, padding=0):
         super().__init__()
         self.kernel_size = _pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else _pair(stride, "stride")
+        self.padding = _pair(padding, "padding", minimum=0)
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)):
+            raise ValueError(f"padding must be at most half the kernel, as in PyTorch, got "
+                             f"padding={padding!r} for kernel_size={kernel_size!r}")
 
     def get_config(self) -> dict:
-        """The constructor arguments, for model files."""
-        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
+        """The constructor arguments, for model files (``padding`` only when used)."""
+        config = {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
+        return config if not any(self.padding) else {**config, "padding": list(self.padding)}
 
     def output_shape(self, shape) -> tuple:
         """``(C, Ho, Wo)`` for an input ``(C, H, W)``."""
         c, h, w = shape
-        return (c,) + tuple(_pooled_size(n, k, s, (0, 0), axis) for n, k, s, axis in
-                            zip((h, w), self.kernel_size, self.stride, ("height", "width"),
-                                strict=True))
+        return (c,) + tuple(_pooled_size(n, k, s, (p, p), axis) for n, k, s, p, axis in
+                            zip((h, w), self.kernel_size, self.stride, self.padding,
+                                ("height", "width"), strict=True))
 
     def check_input_shape(self, shape) -> None:
         """``ValueError`` unless a sample of ``shape`` (batch axis left out) fits."""
@@ -349,22 +358,36 @@ class _Pool2D(Layer):
         self.output_shape(shape)   # (an image smaller than the window)
 
     def _windows_of(self, inputs):
+        """``(inputs padded, their windows)``."""
         if self.validate:
             inputs = _check_images(inputs)
             self.output_shape(inputs.shape[1:])
+        (ph, pw) = self.padding
+        if ph or pw:
+            inputs = np.pad(inputs, ((0, 0), (0, 0), (ph, ph), (pw, pw)),
+                            constant_values=self.pad_value)
         return inputs, _windows(inputs, self.kernel_size, self.stride)
 
+    def _cropped(self, d_padded):
+        """The gradient of the padded inputs, without the padding."""
+        (ph, pw), (hp, wp) = self.padding, d_padded.shape[2:]
+        return d_padded[:, :, ph:hp - ph, pw:wp - pw] if ph or pw else d_padded
+
     def __repr__(self):
-        k, s = self.kernel_size, self.stride
+        k, s, p = self.kernel_size, self.stride, self.padding
         extra = "" if s == k else f", stride={s[0] if s[0] == s[1] else s}"
+        extra += "" if not any(p) else f", padding={p[0] if p[0] == p[1] else p}"
         return f"{type(self).__name__}({k[0] if k[0] == k[1] else k}{extra})"
 
 
 class MaxPool2D(_Pool2D):
-    """The largest value of each window, as ``torch.nn.MaxPool2d(kernel_size, stride)``.
+    """The largest value of each window, as ``torch.nn.MaxPool2d(kernel_size, stride,
+    padding)``: the padding is -inf, which no window takes as its maximum.
 
-    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``Ho = (H - kH) // stride + 1``.
+    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``Ho = (H + 2p - kH) // stride + 1``.
     """
+
+    pad_value = -np.inf
 
     equations = ("{y} = max over each window of {x}",
                  ("d{x} = d{y} routed to the (first) maximum of its window",))
@@ -392,7 +415,7 @@ class MaxPool2D(_Pool2D):
         index, in_shape = self.cache if self.cache is not None else (np.empty(0), None)
         d_out = self._check_d_out(d_out, index.shape)
         kh, kw = self.kernel_size
-        d_inputs = np.zeros(in_shape, dtype=d_out.dtype)
+        d_inputs = np.zeros(in_shape, dtype=d_out.dtype)   # (padded, as the cache)
         overlapping = self.stride[0] < kh or self.stride[1] < kw
         for offset in range(kh * kw):
             tap = _tap(*divmod(offset, kw), self.stride, index.shape[2:])
@@ -402,13 +425,14 @@ class MaxPool2D(_Pool2D):
                 d_inputs[tap] += d_out * (index == offset)
             else:             # each input is in one window: write in place, 5x faster
                 np.multiply(d_out, index == offset, out=d_inputs[tap])
-        return d_inputs
+        return self._cropped(d_inputs)
 
 
 class AvgPool2D(_Pool2D):
-    """The mean of each window, as ``torch.nn.AvgPool2d(kernel_size, stride)``.
+    """The mean of each window, as ``torch.nn.AvgPool2d(kernel_size, stride, padding)``:
+    the padding is zeros, counted in the mean (PyTorch's ``count_include_pad=True``).
 
-    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``Ho = (H - kH) // stride + 1``.
+    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``Ho = (H + 2p - kH) // stride + 1``.
     """
 
     equations = ("{y} = mean over each window of {x}",
@@ -421,16 +445,18 @@ class AvgPool2D(_Pool2D):
         return out
 
     def backward(self, d_out):
-        in_shape = self.cache
+        in_shape = self.cache   # (padded)
         kh, kw = self.kernel_size
-        out_hw = None if in_shape is None else self.output_shape(in_shape[1:])[1:]
+        out_hw = None if in_shape is None else tuple(
+            (n - k) // s + 1 for n, k, s in zip(in_shape[2:], self.kernel_size, self.stride,
+                                                strict=True))
         d_out = self._check_d_out(d_out, () if in_shape is None else in_shape[:2] + out_hw)
         d_inputs = np.zeros(in_shape, dtype=d_out.dtype)
         share = d_out / d_out.dtype.type(kh * kw)
         d_windows = np.broadcast_to(share[:, :, None, None], share.shape[:2] + (kh, kw)
                                     + share.shape[2:])
         _add_windows(d_inputs, d_windows, self.kernel_size, self.stride, out_hw)
-        return d_inputs
+        return self._cropped(d_inputs)
 
 
 class Flatten(Layer):

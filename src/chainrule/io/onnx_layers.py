@@ -38,8 +38,11 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         return make_node("Softmax", [current], [out], axis=layer.axis)
     if isinstance(layer, (MaxPool2D, AvgPool2D)):
         op = "MaxPool" if isinstance(layer, MaxPool2D) else "AveragePool"
+        (ph, pw) = layer.padding
+        # PyTorch's AvgPool2d counts the zeros of the padding (count_include_pad).
+        extra = {"count_include_pad": 1} if op == "AveragePool" and (ph or pw) else {}
         return make_node(op, [current], [out], kernel_shape=list(layer.kernel_size),
-                         strides=list(layer.stride))
+                         strides=list(layer.stride), pads=[ph, pw, ph, pw], **extra)
     for name in names:
         builder._tensor(network.params[name], name)
     if isinstance(layer, Conv2D):
