@@ -243,15 +243,7 @@ def test_same_padding_and_bias_free_convolutions_train_save_and_export(digits, t
     cr.fit(model, X, Y, optimizer=cr.Adam(lr=3e-3), epochs=2, batch_size=64, rng=0,
            progress=False)
     assert cr.evaluate(model, X_test, Y_test)["accuracy"] > 0.5   # chance is 0.1
-    cr.io.save(model, tmp_path / "same.npz")
-    loaded = cr.io.load(tmp_path / "same.npz")
-    assert [repr(la) for la, _ in loaded.layers] == [repr(la) for la, _ in model.layers]
-    assert np.array_equal(loaded.predict(X_test), model.predict(X_test))
-    cr.io.export_onnx(model, tmp_path / "same.onnx")
-    session = ort.InferenceSession(str(tmp_path / "same.onnx"),
-                                   providers=["CPUExecutionProvider"])
-    logits = session.run(None, {"X": X_test.astype(np.float32)})[2]
-    assert np.max(np.abs(logits - model.forward(X_test))) < 1e-5
+    _assert_file_and_onnx_predict_alike(ort, model, X_test, tmp_path)
 
 
 def test_a_prediction_between_forward_and_backward_leaves_the_gradients_alone(digits):
@@ -300,12 +292,17 @@ def test_padded_pools_in_a_network_match_torch_save_and_export(digits, tmp_path,
         assert np.max(np.abs(grads[k] - ref_grads[k])) <= 1e-10 * np.max(np.abs(ref_grads[k]))
     small = cr.Sequential([layer for layer, _ in model.layers], dtype=np.float32,
                           params={k: v.astype(np.float32) for k, v in model.params.items()})
-    cr.io.save(small, tmp_path / "pools.npz")
-    back = cr.io.load(tmp_path / "pools.npz")
-    assert [repr(la) for la, _ in back.layers] == [repr(la) for la, _ in small.layers]
-    assert np.array_equal(back.predict(X_test), small.predict(X_test))
-    cr.io.export_onnx(small, tmp_path / "pools.onnx")
-    session = ort.InferenceSession(str(tmp_path / "pools.onnx"),
-                                   providers=["CPUExecutionProvider"])
+    _assert_file_and_onnx_predict_alike(ort, small, X_test, tmp_path)
+
+
+def _assert_file_and_onnx_predict_alike(ort, model, X_test, tmp_path):
+    """The model file rebuilds the same layers and predictions; onnxruntime runs the
+    exported float32 graph to the model's logits."""
+    cr.io.save(model, tmp_path / "m.npz")
+    loaded = cr.io.load(tmp_path / "m.npz")
+    assert [repr(la) for la, _ in loaded.layers] == [repr(la) for la, _ in model.layers]
+    assert np.array_equal(loaded.predict(X_test), model.predict(X_test))
+    cr.io.export_onnx(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     logits = session.run(None, {"X": X_test.astype(np.float32)})[2]
-    assert np.max(np.abs(logits - small.forward(X_test))) < 1e-5
+    assert np.max(np.abs(logits - model.forward(X_test))) < 1e-5
