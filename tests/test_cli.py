@@ -75,6 +75,13 @@ def test_evaluate_prints_accuracy_metrics_and_confusion_matrix(trained, capsys):
         assert float(row.group(1)) == pytest.approx(precision[k], abs=5e-5)
         assert float(row.group(2)) == pytest.approx(recall[k], abs=5e-5)
         assert int(row.group(3)) == int((yt == k).sum())
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    macro = re.search(r"^macro avg\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)$", out, re.M)
+    f1 = f1_score(yt, pred, average="macro", labels=[0, 1, 2], zero_division=0)
+    assert [float(v) for v in macro.groups()[:3]] == pytest.approx(
+        [precision.mean(), recall.mean(), f1], abs=5e-5)
+    assert f"balanced accuracy = {balanced_accuracy_score(yt, pred):.4f}" in out
 
     # Confusion matrix counted here with a loop.
     counts = np.zeros((3, 3), dtype=int)
@@ -353,7 +360,7 @@ def test_train_npz_with_separate_test_file_and_string_labels(tmp_path, capsys):
     # The class names travel with the saved network, so evaluate speaks in them.
     code, out, err = run(capsys, "evaluate", tmp_path / "m.npz", "--data", tmp_path / "test.npz")
     assert code == 0, err
-    table = out.split("f1  support")[1].split("confusion matrix")[0]
+    table = out.split("f1  support")[1].split("macro avg")[0]
     assert [line.split()[0] for line in table.strip().splitlines()] == ["ant", "bee", "cow"]
     code, out, err = run(capsys, "predict", tmp_path / "m.npz", "--data", tmp_path / "test.npz")
     assert code == 0, err

@@ -191,13 +191,21 @@ def _class_names(classes, n_classes):
 
 
 def _print_metrics(counts: ConfusionCounts, names) -> None:
-    """The per-class table and the confusion matrix."""
+    """The per-class table with its macro average (scikit-learn's classification_report
+    over the model's classes), the balanced accuracy (the mean recall over the classes
+    the data holds, scikit-learn's balanced_accuracy_score), and the confusion matrix."""
     precision, recall, f1, support = counts.per_class()
     K = len(names)
     rows = [[names[k], f"{precision[k]:.4f}", f"{recall[k]:.4f}", f"{f1[k]:.4f}",
              str(support[k])] for k in range(K)]
+    rows.append(["macro avg", f"{precision.mean():.4f}", f"{recall.mean():.4f}",
+                 f"{f1.mean():.4f}", str(support.sum())])
     for line in format_table(["class", "precision", "recall", "f1", "support"], rows):
         print(line)
+    print()
+    # An imbalanced table's accuracy hides a class it misses; this does not.
+    print(f"balanced accuracy = {recall[support > 0].mean():.4f} (mean recall over the "
+          f"{int((support > 0).sum())} classes in the data)")
     print()
     print("confusion matrix (rows: true class, columns: predicted class)")
     C = counts.matrix
