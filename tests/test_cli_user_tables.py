@@ -283,3 +283,40 @@ def test_an_unreachable_openml_is_said_in_words(monkeypatch, capsys):
     assert code == 1
     one_line(err, "--openml wine: could not reach OpenML", "name resolution", "--data")
     assert "urlopen error" not in err
+
+
+def test_class_weight_balanced_weighs_rows_as_scikit_learn(tmp_path, capsys, monkeypatch):
+    """--class-weight balanced gives fit scikit-learn's compute_class_weight('balanced')
+    for each training row; a regression refuses it."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    import chainrule.train
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = np.where(X[:, 0] > 1.2, "rare", "common")
+    path = tmp_path / "imb.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([["a", "b", "c", "label"]]
+                                 + [[*x, t] for x, t in zip(X, y, strict=True)])
+    seen = {}
+    real_fit = chainrule.train.fit
+
+    def spy(model, X, Y, **kwargs):
+        seen["labels"], seen["weights"] = np.asarray(Y).argmax(axis=1), kwargs["sample_weight"]
+        return real_fit(model, X, Y, **kwargs)
+
+    monkeypatch.setattr(chainrule.train, "fit", spy)
+    code, _, err = run(capsys, "train", "--data", path, "--label-column", "label",
+                       "--class-weight", "balanced", "--epochs", "2", "-q")
+    assert code == 0, err
+    labels = seen["labels"]
+    expected = compute_class_weight("balanced", classes=np.unique(labels), y=labels)[labels]
+    np.testing.assert_allclose(seen["weights"], expected, rtol=1e-12)
+    assert len(np.unique(seen["weights"])) == 2   # the rare class weighs more
+    path_r = tmp_path / "reg.csv"
+    with open(path_r, "w", newline="") as fh:
+        csv.writer(fh).writerows([["a", "b", "t"]] + [[*x[:2], x[2]] for x in X])
+    code, _, err = run(capsys, "train", "--data", path_r, "--label-column", "t",
+                       "--class-weight", "balanced", "--epochs", "1", "-q")
+    assert code == 2 and "--class-weight applies to classification" in err

@@ -108,6 +108,10 @@ def _add_train_model_arguments(tr) -> None:
                          "zeros for logreg; not for cnn)")
     tr.add_argument("--dropout", type=float, default=0.0, metavar="P",
                     help="dropout after each hidden activation, in [0, 1) (default 0)")
+    tr.add_argument("--class-weight", choices=["balanced"], default=None,
+                    help="classification: weigh each training row by n / (K * rows of its "
+                         "class), scikit-learn's class_weight='balanced', so that a rare "
+                         "class counts as much as a common one")
     tr.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam",
                     help="default %(default)s")
     tr.add_argument("--lr", type=float, default=d["lr"],
@@ -491,6 +495,22 @@ class _EpochPrinter:
         print(line + f"  lr {logs['lr']:.2e}  {logs['time']:.2f}s", flush=True)
 
 
+def _class_weights(args, data, Y):
+    """``--class-weight balanced``'s weights of the rows ``Y`` fit trains on (one-hot
+    or class indices), ``n / (K * count of the row's class)`` over them, K the classes
+    present (scikit-learn's ``compute_class_weight('balanced')``); None without it."""
+    if args.class_weight is None:
+        return None
+    if data.task != "classification":
+        raise UsageError("--class-weight applies to classification (the task is "
+                         f"{data.task})")
+    Y = np.asarray(Y)
+    labels = Y.argmax(axis=1) if Y.ndim == 2 else Y.astype(np.intp)
+    counts = np.bincount(labels)
+    weight = len(labels) / (np.count_nonzero(counts) * np.maximum(counts, 1))
+    return weight[labels]
+
+
 def _fit(args, model, optimizer, data, plan: _Schedule, gen, printer, bar):
     """``fit`` with the flags; its checkpoint errors said in terms of the flags."""
     from ..checkpoint import CheckpointEpochsError, CheckpointMismatchError
@@ -501,7 +521,7 @@ def _fit(args, model, optimizer, data, plan: _Schedule, gen, printer, bar):
         X, Y, validation = validation_views(X, Y, fraction, gen)
         fraction = 0.0
     try:
-        return fit(model, X, Y, optimizer=optimizer,
+        return fit(model, X, Y, optimizer=optimizer, sample_weight=_class_weights(args, data, Y),
                    epochs=plan.epochs, batch_size=plan.batch_size,
                    validation_fraction=fraction or None, validation_data=validation,
                    early_stopping=plan.patience or None, callbacks=(printer,), rng=gen,
