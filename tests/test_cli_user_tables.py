@@ -320,3 +320,34 @@ def test_class_weight_balanced_weighs_rows_as_scikit_learn(tmp_path, capsys, mon
     code, _, err = run(capsys, "train", "--data", path_r, "--label-column", "t",
                        "--class-weight", "balanced", "--epochs", "1", "-q")
     assert code == 2 and "--class-weight applies to classification" in err
+
+
+def test_predict_writes_an_id_column_in_place_of_the_row_number(tmp_path, capsys):
+    """predict --id-column keeps each record's ID beside its prediction (the model was
+    trained without it); the probabilities are those of the plain run, row by row."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    ids = [f"r{i:03d}" for i in range(40)]
+    path = tmp_path / "ids.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([["id", "a", "b", "label"]] + [
+            [i, x[0], x[1], "pos" if x[0] > 0 else "neg"]
+            for i, x in zip(ids, X, strict=True)])
+    code, _, err = run(capsys, "train", "--data", path, "--label-column", "label",
+                       "--ignore-columns", "id", "--epochs", "2", "-q", "--save",
+                       tmp_path / "m.npz")
+    assert code == 0, err
+    code, plain, err = run(capsys, "predict", tmp_path / "m.npz", "--data", path,
+                           "--ignore-extra-columns")
+    assert code == 0, err
+    code, with_ids, err = run(capsys, "predict", tmp_path / "m.npz", "--data", path,
+                              "--id-column", "id")
+    assert code == 0, err
+    plain_rows = list(csv.reader(plain.splitlines()))
+    id_rows = list(csv.reader(with_ids.splitlines()))
+    assert id_rows[0] == ["id"] + plain_rows[0][1:]
+    assert [r[0] for r in id_rows[1:]] == ids
+    assert [r[1:] for r in id_rows[1:]] == [r[1:] for r in plain_rows[1:]]
+    code, _, err = run(capsys, "predict", tmp_path / "m.npz", "--data", path,
+                       "--id-column", "a")
+    assert code == 2 and "one of the model's features" in err

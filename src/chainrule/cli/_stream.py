@@ -98,11 +98,12 @@ def iter_chunks(path, *, label=None, features=None, labels_path=None,
             " (only a header)" if kind == "csv" else ""))
 
 
-def prediction_writer(chunks, predict, names, delimiter=","):
+def prediction_writer(chunks, predict, names, delimiter=",", id_column=None):
     """``(write, count)``: ``write(fh)`` writes the CSV of predictions chunk by chunk
     (``row,predicted,p_<class>...`` for class probabilities, ``row,predicted`` when
     ``names`` is None; ``delimiter`` ``"\\t"`` for a .tsv); ``count()`` is the number
-    of rows written so far.
+    of rows written so far. With ``id_column`` the first column is named so and holds
+    the second element of each chunk (the ids) in place of the row number.
 
     ``predict(X)`` gives a chunk's probabilities (n, K) or values (n,). Floats are
     written with ``repr``, the shortest text that reads back as the same float. The
@@ -118,18 +119,21 @@ def prediction_writer(chunks, predict, names, delimiter=","):
         return buffer.getvalue()
 
     labels = None if names is None else [quoted([n]) for n in names]
-    head = ["row", "predicted"] + ([] if names is None else [f"p_{n}" for n in names])
+    head = [id_column or "row", "predicted"] + (
+        [] if names is None else [f"p_{n}" for n in names])
 
     def write(fh):
-        for X, _ in chunks:
+        for X, ids in chunks:
             out = predict(X)
             start = written[0]
+            rows = (range(start, start + len(out)) if id_column is None
+                    else [quoted([i]) for i in ids.tolist()])
             if labels is None:
-                lines = [f"{start + i}{sep}{v!r}" for i, v in enumerate(out.tolist())]
+                lines = [f"{r}{sep}{v!r}" for r, v in zip(rows, out.tolist(), strict=True)]
             else:
                 pred = out.argmax(axis=1).tolist()
-                lines = [f"{start + i}{sep}{labels[k]}{sep}{sep.join(map(repr, p))}"
-                         for i, (k, p) in enumerate(zip(pred, out.tolist(), strict=True))]
+                lines = [f"{r}{sep}{labels[k]}{sep}{sep.join(map(repr, p))}"
+                         for r, k, p in zip(rows, pred, out.tolist(), strict=True)]
             if start == 0:
                 lines.insert(0, quoted(head))
             fh.write(("\n".join(lines) + "\n").encode("utf-8"))

@@ -133,6 +133,35 @@ def _data_chunks(args, saved: _Saved, *, require_labels=True):
                        require_labels=require_labels)
 
 
+def _id_chunks(args, saved: _Saved):
+    """``(X, ids)`` chunks of a CSV --data for ``predict --id-column``: the id column is
+    read as text in the place of the labels, the model's features by name."""
+    from ..data import csv_header
+
+    if data_kind(args.data) != "csv" or saved.feature_names is None:
+        raise UsageError("--id-column applies to a CSV --data with a model that knows its "
+                         "columns by name (one 'chainrule train' wrote from a CSV)")
+    header = csv_header(args.data)
+    if args.id_column not in header:
+        raise UsageError(f"--id-column {args.id_column!r}: --data {args.data} has no such "
+                         f"column; its header has {brief_columns(header)}"
+                         f"{separator_hint(header)}")
+    if args.id_column in saved.feature_names:
+        raise UsageError(f"--id-column {args.id_column!r} is one of the model's features")
+    known = set(saved.feature_names) | {args.id_column, saved.label_column}
+    extra = [c for c in header if c not in known]
+    if extra and not args.ignore_extra_columns:
+        raise CommandError(f"{args.data}: columns {extra} are not among those the model "
+                           f"{args.model} was trained on; give --ignore-extra-columns to "
+                           f"skip them")
+    missing = [c for c in saved.feature_names if c not in header]
+    if missing:
+        raise CommandError(f"{args.data}: missing columns {missing} that the model "
+                           f"{args.model} was trained on")
+    return iter_chunks(args.data, label=args.id_column, features=list(saved.feature_names),
+                       labels_path=None, require_labels=False)
+
+
 def _outputs(saved: _Saved, X, data_path, threads=None):
     """Class probabilities (N, K), or predicted values (N,) of a regressor."""
     if X.shape[1] != saved.n_features:
@@ -292,7 +321,8 @@ def _cmd_predict(args) -> int:
                          f"that name would not hold; give a .csv name (or .tsv for "
                          f"tab-separated text)")
     saved = _load_model(args.model)
-    chunks = _data_chunks(args, saved, require_labels=False)
+    chunks = _id_chunks(args, saved) if args.id_column else _data_chunks(
+        args, saved, require_labels=False)
     names = None
     if not saved.regressor:  # a binary classifier's predict_proba has two columns
         names = _class_names(saved.classes, max(2, saved.network.n_outputs))
@@ -301,7 +331,7 @@ def _cmd_predict(args) -> int:
     tabs = str(output).lower().endswith(".tsv")
     write, count = prediction_writer(
         chunks, lambda X: _outputs(saved, X, args.data, args.threads), names,
-        delimiter="\t" if tabs else ",")
+        delimiter="\t" if tabs else ",", id_column=args.id_column)
     atomic_write(output, write, refuse_same_as=inputs, allow_stdout=True)
     if output not in STDOUT_NAMES:
         print(f"wrote {count()} predictions to {output}", file=sys.stderr)
@@ -377,6 +407,10 @@ def add_model_parsers(sub) -> None:
     pr.add_argument("--output", "-o", metavar="CSV",
                     help="write the predictions here (default: standard output); "
                          "comma-separated, tab-separated for a .tsv name")
+    pr.add_argument("--id-column", metavar="NAME",
+                    help="CSV: write this column's values in place of the row number, so "
+                         "that the predictions join back to their records (an ID the model "
+                         "was trained without, e.g. with train --ignore-columns)")
     pr.set_defaults(func=_cmd_predict)
 
     ex = sub.add_parser(
