@@ -48,7 +48,8 @@ from .journal import HistoryJournal
 
 __all__ = ["CheckpointMismatchError", "CheckpointEpochsError", "RunSettings", "generators",
            "snapshot", "restore", "fingerprint", "run_identity", "write_checkpoint",
-           "read_checkpoint", "check_resume_epochs", "check_checkpoint_path", "kept_arrays"]
+           "read_checkpoint", "check_resume_epochs", "check_checkpoint_path", "kept_arrays",
+           "first_difference"]
 
 _CHECKPOINT_KIND = "chainrule.checkpoint"
 
@@ -303,13 +304,20 @@ def _loss_identity(loss) -> dict:
     return {"loss": config} if config else {}
 
 
-def _first_difference(saved, current, prefix=""):
-    """First difference between two JSON trees: ``(dotted path, saved, current)``."""
+def first_difference(saved, current, prefix="", *, in_order=False):
+    """First difference between two JSON trees: ``(dotted path, saved, current)``.
+
+    Keys are visited sorted, or with ``in_order`` in ``saved``'s order, then those only
+    ``current`` has (where the first keys matter most, as in a run plan).
+    """
     if isinstance(saved, dict) and isinstance(current, dict):
-        for key in sorted(set(saved) | set(current)):
+        keys = ([*saved, *(k for k in current if k not in saved)] if in_order
+                else sorted(set(saved) | set(current)))
+        for key in keys:
             if saved.get(key) != current.get(key):
-                return _first_difference(saved.get(key), current.get(key),
-                                         f"{prefix}.{key}" if prefix else key)
+                return first_difference(saved.get(key), current.get(key),
+                                        f"{prefix}.{key}" if prefix else key,
+                                        in_order=in_order)
     return prefix, saved, current
 
 
@@ -543,7 +551,7 @@ def read_checkpoint(path, identity, model, optimizer, gens, n_rows, n_val):
                          f"{meta.get('kind')!r}); a model saved with chainrule.io cannot be "
                          f"resumed")
     if meta.get("identity") != identity:
-        raise CheckpointMismatchError(name, *_first_difference(meta.get("identity"), identity))
+        raise CheckpointMismatchError(name, *first_difference(meta.get("identity"), identity))
     history, journal, problems = _load_history(path, meta)
     # The checks below see the History whole, as if the checkpoint held it.
     problems += _check_checkpoint(arrays, dict(meta, history=history), model, optimizer,

@@ -448,8 +448,8 @@ class AvgPool2D(_Pool2D):
         in_shape = self.cache   # (padded)
         kh, kw = self.kernel_size
         out_hw = None if in_shape is None else tuple(
-            (n - k) // s + 1 for n, k, s in zip(in_shape[2:], self.kernel_size, self.stride,
-                                                strict=True))
+            _pooled_size(n, k, s, (0, 0), axis) for n, k, s, axis in
+            zip(in_shape[2:], self.kernel_size, self.stride, ("height", "width"), strict=True))
         d_out = self._check_d_out(d_out, () if in_shape is None else in_shape[:2] + out_hw)
         d_inputs = np.zeros(in_shape, dtype=d_out.dtype)
         share = d_out / d_out.dtype.type(kh * kw)

@@ -54,7 +54,7 @@ import time
 import numpy as np
 
 from . import sources
-from .checkpoint import run_identity
+from .checkpoint import first_difference, run_identity
 
 __all__ = ["RanksDisagreeError", "run_plan", "check_comm", "is_root", "shard_rows",
            "GradientAverager", "averager", "average", "reduce_tally", "agree_to_stop",
@@ -334,16 +334,6 @@ def run_plan(settings, params: dict, model=None) -> dict:
     return plan
 
 
-def _first_difference(a, b, prefix=""):
-    """First difference between two plans, in their order: ``(dotted path, a, b)``."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        for key in [*a, *(k for k in b if k not in a)]:
-            if a.get(key) != b.get(key):
-                return _first_difference(a.get(key), b.get(key),
-                                         f"{prefix}.{key}" if prefix else key)
-    return prefix, a, b
-
-
 def _check_shard_rows(model, settings, ranks: int) -> None:
     """Every rank's shard of the smallest batch must hold the rows each layer needs in
     training (BatchNorm1d: 2): each rank normalises over its own shard."""
@@ -382,7 +372,7 @@ def averager(settings, params: dict, model=None):
     differ = [r for r, plan in enumerate(plans) if plan != plans[0]]
     if differ:
         rank = differ[0]
-        field, ours, theirs = _first_difference(plans[0], plans[rank])
+        field, ours, theirs = first_difference(plans[0], plans[rank], in_order=True)
         advice = _ADVICE.get(field.split(".")[0],
                              "give every rank the same data, model, optimizer and batching")
         raise RanksDisagreeError(

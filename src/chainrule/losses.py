@@ -106,6 +106,12 @@ def _shifted_exp(logits):
     return s, e, row_sums(e)[:, None]
 
 
+def _mean_log_softmax(s, log_total):
+    """Each row's mean over the classes of ``log_softmax = s - log_total``: what label
+    smoothing's uniform part of the targets weighs."""
+    return row_sums(s) / s.shape[1] - log_total
+
+
 def _labelled_log_softmax_sum(labels, s, log_total, w):
     """``sum_n w_n sum_k labels[n, k] * (s[n, k] - log_total[n])`` (``w_n = 1`` for
     ``w=None``): the summed log-likelihood of one-hot labels.
@@ -205,11 +211,11 @@ class CategoricalCrossEntropy(Loss):
         s, probs, total_exp = _shifted_exp(logits)
         probs /= total_exp
         # -log softmax at the true class: log(sum exp(s)) - s[n, y_n]
-        per_row = np.log(total_exp[:, 0]) - s[rows, labels]
+        log_total = np.log(total_exp[:, 0])
+        per_row = log_total - s[rows, labels]
         if self.label_smoothing:  # eps times the mean over the classes of -log softmax
             eps = self.label_smoothing
-            per_row = (1 - eps) * per_row + eps * (np.log(total_exp[:, 0])
-                                                   - row_sums(s) / s.shape[1])
+            per_row = (1 - eps) * per_row - eps * _mean_log_softmax(s, log_total)
         if w is None:
             self.cache = (probs, labels, None)
             return float(per_row.sum()) / logits.shape[0]
@@ -221,7 +227,7 @@ class CategoricalCrossEntropy(Loss):
         """The labelled log-likelihood sum of the smoothed targets: ``(1 - eps)`` times
         that of ``labels`` plus ``eps`` times each row's mean log-probability."""
         eps = self.label_smoothing
-        mean_log_p = row_sums(s) / s.shape[1] - log_total
+        mean_log_p = _mean_log_softmax(s, log_total)
         return (1 - eps) * total_ls + eps * (mean_log_p.sum() if w is None else mean_log_p @ w)
 
     def backward(self, d_out=1.0):

@@ -157,10 +157,7 @@ class Optimizer:
 
     def __getstate__(self):
         # Weak references do not pickle or copy: a copy binds at its first step.
-        return {k: v for k, v in vars(self).items() if k not in ("_owners", "_flat")}
-
-    def __setstate__(self, state):
-        self.__dict__.update(state, _owners={})
+        return {**vars(self), "_owners": {}}
 
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
@@ -309,8 +306,10 @@ class Adam(Optimizer):
                 for (dtype, _), groups in kinds.items() for names, _ in groups])
         return flat[1]
 
-    # (__getstate__ leaves out ``_flat`` too: a copy or pickle carries the moments once,
-    # in ``state``, and rebuilds the flat arrays and their views at its first step.)
+    def __getstate__(self):
+        # The moments travel once, in ``state``; the flat arrays are rebuilt at the first
+        # step (a deep copy would turn their views into independent arrays).
+        return {k: v for k, v in super().__getstate__().items() if k != "_flat"}
 
 
 class _Moments:

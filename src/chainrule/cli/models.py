@@ -108,17 +108,24 @@ def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
     if label is None and require_labels:
         raise UsageError(f"--data {args.data} is a CSV file: give --label-column NAME, the "
                          f"header name of the column holding the labels")
+    _check_feature_columns(args, header, names, read_besides={label})
+    return label, list(names)
+
+
+def _check_feature_columns(args, header, names, read_besides) -> None:
+    """Refuse (exit 1) a CSV header missing a feature column of the model, or holding
+    columns it was not trained on beside ``read_besides`` (unless
+    --ignore-extra-columns)."""
     missing = [c for c in names if c not in header]
     if missing:
         raise CommandError(f"{args.data}: missing columns {missing} that the model "
                            f"{args.model} was trained on; its header has "
                            f"{header}{separator_hint(header)}")
-    extra = [c for c in header if c not in names and c != label]
+    extra = [c for c in header if c not in names and c not in read_besides]
     if extra and not args.ignore_extra_columns:
         raise CommandError(f"{args.data}: columns {extra} are not among those the model "
                            f"{args.model} was trained on; give --ignore-extra-columns to "
                            f"skip them")
-    return label, list(names)
 
 
 def _data_chunks(args, saved: _Saved, *, require_labels=True):
@@ -148,16 +155,8 @@ def _id_chunks(args, saved: _Saved):
                          f"{separator_hint(header)}")
     if args.id_column in saved.feature_names:
         raise UsageError(f"--id-column {args.id_column!r} is one of the model's features")
-    known = set(saved.feature_names) | {args.id_column, saved.label_column}
-    extra = [c for c in header if c not in known]
-    if extra and not args.ignore_extra_columns:
-        raise CommandError(f"{args.data}: columns {extra} are not among those the model "
-                           f"{args.model} was trained on; give --ignore-extra-columns to "
-                           f"skip them")
-    missing = [c for c in saved.feature_names if c not in header]
-    if missing:
-        raise CommandError(f"{args.data}: missing columns {missing} that the model "
-                           f"{args.model} was trained on")
+    _check_feature_columns(args, header, saved.feature_names,
+                           read_besides={args.id_column, saved.label_column})
     return iter_chunks(args.data, label=args.id_column, features=list(saved.feature_names),
                        labels_path=None, require_labels=False)
 

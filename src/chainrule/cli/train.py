@@ -497,18 +497,17 @@ class _EpochPrinter:
 
 def _class_weights(args, data, Y):
     """``--class-weight balanced``'s weights of the rows ``Y`` fit trains on (one-hot
-    or class indices), ``n / (K * count of the row's class)`` over them, K the classes
-    present (scikit-learn's ``compute_class_weight('balanced')``); None without it."""
+    or class indices), ``n / (K * count of the row's class)`` over them: scikit-learn's
+    ``compute_sample_weight``, as the estimators' ``class_weight``; None without it."""
     if args.class_weight is None:
         return None
     if data.task != "classification":
         raise UsageError("--class-weight applies to classification (the task is "
                          f"{data.task})")
+    from sklearn.utils.class_weight import compute_sample_weight
+
     Y = np.asarray(Y)
-    labels = Y.argmax(axis=1) if Y.ndim == 2 else Y.astype(np.intp)
-    counts = np.bincount(labels)
-    weight = len(labels) / (np.count_nonzero(counts) * np.maximum(counts, 1))
-    return weight[labels]
+    return compute_sample_weight(args.class_weight, Y.argmax(axis=1) if Y.ndim == 2 else Y)
 
 
 def _fit(args, model, optimizer, data, plan: _Schedule, gen, printer, bar):
