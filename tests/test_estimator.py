@@ -336,7 +336,7 @@ def test_settings_reach_the_network():
     # (outputs: NumPy's promotion of X and the parameters, as in scikit-learn)
     assert est.predict_proba(X.astype(np.float32)).dtype == np.float32
     assert est.predict_proba(X).dtype == np.float64
-    assert type(est.optimizer_).__name__ == "SGD"
+    assert type(est.optimizer_).__name__ == "SklearnSGD"
     assert (est.optimizer_.momentum, est.optimizer_.nesterov) == (0.5, False)
     assert est.n_iter_ == 3 == est.history_.epochs
 
@@ -475,6 +475,24 @@ def test_save_load_round_trip_regressor(tmp_path):
         back = load(tmp_path / "reg.npz")
         assert back.predict(X).shape == est.predict(X).shape
         np.testing.assert_array_equal(back.predict(X), est.predict(X))
+
+
+def test_a_loaded_estimators_dropout_draws_from_its_random_state(tmp_path):
+    # Loading rebuilds the network; its Dropout masks then come from the estimator's
+    # random_state at the next fit, not from NumPy's global generator: two loads
+    # continue alike however the global generator was used in between.
+    from chainrule.io import load, save
+
+    X, y = _blobs()
+    est = MLPClassifier((8,), dropout=0.3, max_iter=3, random_state=0).fit(X, y)
+    save(est, tmp_path / "drop.npz")
+    continued = []
+    for seed in (1, 2):
+        np.random.seed(seed)
+        back = load(tmp_path / "drop.npz")
+        back.partial_fit(X, y)
+        continued.append(back.coefs_[0])
+    np.testing.assert_array_equal(*continued)
 
 
 def test_load_refuses_an_inconsistent_estimator_file(tmp_path):
@@ -777,12 +795,13 @@ def test_sklearn_init_draws_weights_and_biases_within_its_bound():
 
 def test_a_diverging_partial_fit_leaves_network_optimizer_and_generator_as_they_were():
     X, y = _blobs()
+    generator = np.random.RandomState(0)   # the caller's: a failed fit gives it back too
     est = MLPClassifier((6,), solver="sgd", learning_rate="adaptive", batch_size=16,
-                        random_state=0)
+                        random_state=generator)
     for _ in range(3):
         est.partial_fit(X, y, classes=[0, 1, 2])
     params = {k: v.copy() for k, v in est.model_.params.items()}
-    state, rng = est.optimizer_.state_dict(), est._rng.bit_generator.state
+    state, rng = est.optimizer_.state_dict(), generator.get_state(legacy=False)
     with pytest.raises(ValueError, match="non-finite parameter weights"), \
             np.errstate(all="ignore"):
         est.partial_fit(X * 1e300, y)
@@ -793,7 +812,9 @@ def test_a_diverging_partial_fit_leaves_network_optimizer_and_generator_as_they_
     for k, st in state["state"].items():
         for name, v in st.items():
             np.testing.assert_array_equal(after["state"][k][name], v)
-    assert est._rng.bit_generator.state == rng and len(est.loss_curve_) == 3
+    after_rng = generator.get_state(legacy=False)
+    np.testing.assert_array_equal(after_rng["state"]["key"], rng["state"]["key"])
+    assert after_rng["state"]["pos"] == rng["state"]["pos"] and len(est.loss_curve_) == 3
 
 
 def test_the_docstring_examples_run_as_printed():

@@ -362,7 +362,7 @@ def test_mse_model_has_no_accuracy():
     (dict(optimizer=Adam), TypeError, r"got the class Adam: call it, Adam\(\.\.\.\)"),
     (dict(optimizer="rmsprop"), ValueError, "optimizer must be one of"),
     (dict(callbacks=[1]), TypeError, r"callbacks\[0\] must be callable"),
-    (dict(shuffle="no"), TypeError, "shuffle must be True or False"),
+    (dict(shuffle="no"), TypeError, "shuffle must be True, False or a callable"),
     (dict(resume=True), ValueError, "resume=True needs checkpoint"),
     (dict(sample_weight=np.ones(3)), ValueError, "sample_weight must have one entry per row"),
     (dict(rng="seed"), TypeError, "rng must be None, an int seed"),

@@ -145,7 +145,8 @@ class RunSettings:
     l2: float = _in_identity("scikit-learn's alpha: changes every step's gradient")
     epochs: int = _not_in_identity("a total: resuming with more epochs continues the run")
     batch_size: int | None = _in_identity("decides the batches and the number of steps")
-    shuffle: bool = _in_identity("decides the batches")
+    shuffle: Any = _in_identity("decides the batches (True or False: a callable is refused "
+                                "with a checkpoint)")
     validation_data: tuple | None = _in_identity(
         "a fingerprint: early stopping and best_epoch depend on it")
     validation_fraction: float | None = _in_identity("decides the split (saved with it)")

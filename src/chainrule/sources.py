@@ -35,8 +35,8 @@ import numpy as np
 from ._validation import check_positive_int, shape_str
 
 __all__ = ["NpyFile", "open_npy", "RowView", "LabelView", "check_data", "shuffled_order",
-           "evaluate_blocks", "is_source", "stream_minibatches", "column_stats", "first_block",
-           "batch_rows"]
+           "check_shuffle", "epoch_order", "evaluate_blocks", "is_source", "stream_minibatches",
+           "column_stats", "first_block", "batch_rows"]
 
 #: Bytes of one block of rows, unless ``open_npy(block_bytes=...)`` says otherwise.
 BLOCK_BYTES = 4 * 2**20
@@ -398,6 +398,39 @@ def shuffled_order(X, rng) -> np.ndarray:
     n, size = X.shape[0], X.file.block_rows
     starts = rng.permutation(np.arange(0, n, size))
     return np.concatenate([s + rng.permutation(min(size, n - s)) for s in starts])
+
+
+def check_shuffle(shuffle, *, checkpoint=None, comm=None):
+    """``fit``'s ``shuffle``: True or False, or a callable ``order(n_rows)`` giving each
+    epoch's row order. A callable's state is not saved in a checkpoint or compared
+    between MPI ranks, so it is refused with either."""
+    if callable(shuffle):
+        if checkpoint is not None or comm is not None:
+            raise ValueError("shuffle must be True or False with checkpoint= or comm=: the "
+                             "state of a callable shuffle cannot be saved or compared "
+                             f"between ranks, got {shuffle!r}")
+        return shuffle
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True, False or a callable order(n_rows), got "
+                        f"{type(shuffle).__name__} {shuffle!r}")
+    return bool(shuffle)
+
+
+def epoch_order(X, shuffle, rng) -> np.ndarray:
+    """One epoch's row order: :func:`shuffled_order`'s for ``shuffle=True``; for a
+    callable, what ``shuffle(n)`` returns, once it is checked to be a permutation of
+    ``range(n)`` (every row once: the epoch's bookkeeping counts on it)."""
+    if not callable(shuffle):
+        return shuffled_order(X, rng)
+    n = X.shape[0]
+    order = np.asarray(shuffle(n))
+    if order.shape != (n,) or order.dtype.kind not in "iu" or (
+            n and (order.min() < 0 or order.max() >= n
+                   or np.bincount(order, minlength=n).max() != 1)):
+        raise ValueError(f"shuffle({n}) must return a permutation of range({n}) (each row "
+                         f"index once), got {order.dtype} array of shape {shape_str(order.shape)}"
+                         f"{': ' + repr(order[:6].tolist()) if order.ndim == 1 else ''}")
+    return order
 
 
 def batch_rows(A, idx):

@@ -18,13 +18,12 @@ as one linear loop of named steps, in the spirit of nanoGPT's ``train.py``::
 
 With ``batch_size=None`` (the default) each epoch is one full-batch gradient step, exactly the
 homework's ``model.step``: plain ``SGD`` reproduces its losses bit for bit. What each History
-value means is written down once, in :class:`History`. Row permutations and the
-``validation_fraction`` split come from ``rng``, Dropout masks from the model's own generator:
-same model, data and ``rng``, same bits. ``comm=`` trains data-parallel over MPI ranks
-(:mod:`chainrule.distributed`). ``checkpoint=path`` saves the run after every epoch,
-``resume=True`` continues it bit for bit (:mod:`chainrule.checkpoint`); Ctrl-C rolls back to
-(and checkpoints) the last completed epoch and returns the History with ``stop_reason ==
-"interrupted"``. The BLAS thread count is set once per run (:mod:`chainrule._threads`).
+value means is written down once, in :class:`History`. Row permutations (unless ``shuffle`` is
+a callable) and the ``validation_fraction`` split come from ``rng``, Dropout masks from the
+model's generator: same model, data and ``rng``, same bits. ``comm=`` trains data-parallel
+(:mod:`chainrule.distributed`); ``checkpoint=path`` saves the run after every epoch,
+``resume=True`` continues it bit for bit; Ctrl-C rolls back to (and checkpoints) the last
+completed epoch, ``stop_reason == "interrupted"``. BLAS threads are set once per run.
 """
 
 from __future__ import annotations
@@ -179,7 +178,7 @@ def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, val
     epochs = check_positive_int(epochs, "epochs")
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
-    shuffle = _check_bool(shuffle, "shuffle")
+    shuffle = sources.check_shuffle(shuffle, checkpoint=checkpoint, comm=comm)
     progress = _check_bool(progress, "progress")
     resume = _check_bool(resume, "resume")
     diagnostics = _check_bool(diagnostics, "diagnostics")
@@ -410,8 +409,8 @@ def _train_epoch(model, run: _Run, epoch: int) -> _Tally:
     """Every batch of one pass over the training rows, one step each."""
     s = run.settings
     n = run.X.shape[0]
-    # A fresh permutation each epoch: every row once, in random order.
-    order = sources.shuffled_order(run.X, s.rng) if (s.batch_size and s.shuffle) else None
+    # A fresh permutation each epoch (or the callable's): every row once.
+    order = sources.epoch_order(run.X, s.shuffle, s.rng) if s.batch_size and s.shuffle else None
     tally = _Tally(alive={w: None for _, w in run.relu_pairs})
     batches = list(batch_indices(n, s.batch_size, order))
     for step, idx in enumerate(batches):
@@ -520,8 +519,9 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         Passes over the training rows, in total (counting those of a resumed checkpoint).
     batch_size : int or None, default=None
         Rows per gradient step (at most N); ``None`` is full-batch gradient descent.
-    shuffle : bool, default=True
-        With minibatches, a fresh permutation of the rows every epoch (no replacement).
+    shuffle : bool or callable, default=True
+        With minibatches, a fresh permutation of the rows every epoch (no replacement),
+        or ``shuffle(N)``'s permutation of ``range(N)`` (e.g. another library's draws).
     validation_data : tuple (X_val, Y_val), optional
     validation_fraction : float in (0, 1), optional
         Hold out ``ceil(fraction * N)`` rows drawn with ``rng`` instead.

@@ -10,6 +10,12 @@ of ``from sklearn.neural_network import ...`` keeps every constructor parameter
 ``dtype``, ``class_weight``, and chainrule's ``model_`` (the network; ``coefs_`` and
 ``intercepts_`` are views of its ``params``) and ``history_``.
 
+The same ``random_state`` gives scikit-learn's fit: every draw is taken from
+scikit-learn's generator in scikit-learn's order (initial weights, early-stopping split,
+each epoch's shuffle of the previous order), SGD's momentum is scikit-learn's velocity
+(:class:`~chainrule.estimator.solvers.SklearnSGD`) and Adam's epsilon its placement, so
+``coefs_``, ``loss_curve_`` and ``n_iter_`` agree with scikit-learn's to rounding.
+
 The network is a :class:`chainrule.models.MLP`; ``solver='sgd' | 'adam' | 'adamw'``
 trains through :func:`chainrule.train.fit` (the one training loop),
 ``solver='lbfgs'`` through :func:`chainrule.lbfgs.minimize_lbfgs`. Binary and
@@ -24,6 +30,8 @@ Save and load a fitted estimator with :func:`chainrule.io.save` / :func:`chainru
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
@@ -333,10 +341,14 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         return np.exp(out) if self.out_activation_ == "exp" else out
 
     def score_outputs(self, outputs, Y, sample_weight):
-        """R^2 of network outputs against 2-D targets (averaged over the outputs)."""
+        """R^2 of network outputs against 2-D targets (averaged over the outputs); NaN
+        for predictions that are not all finite, as scikit-learn scores them."""
         from sklearn.metrics import r2_score
 
-        return float(r2_score(Y, self._outputs(outputs), sample_weight=sample_weight))
+        predictions = self._outputs(outputs)
+        if not np.isfinite(predictions).all():
+            return math.nan
+        return float(r2_score(Y, predictions, sample_weight=sample_weight))
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):

@@ -10,17 +10,18 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
-from ..data import split_rows
 from ..diagnostics import user_stacklevel
+from ..layers import Dropout
 from ..losses import HalfSquaredError
 from ..models import ACTIVATIONS, MLP, Network
 from .solvers import SKLEARN_DIR, build_optimizer, run_lbfgs, run_stochastic
 
-__all__ = ["BaseMLP", "STOCHASTIC_SOLVERS", "OUT_ACTIVATIONS"]
+__all__ = ["BaseMLP", "SklearnSquaredError", "STOCHASTIC_SOLVERS", "OUT_ACTIVATIONS"]
 
 STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw")
 _INITS = {"sklearn", "xavier", "xavier_uniform", "xavier_normal", "he", "he_normal", "he_uniform"}
@@ -37,11 +38,27 @@ def clear_caches(model):
     model.loss.cache = None
 
 
+class SklearnSquaredError(HalfSquaredError):
+    """scikit-learn's multi-output squared error: the gradient of the half *sum* over
+    the M outputs (see :class:`~chainrule.losses.HalfSquaredError`), the value of their
+    half *mean*, ``1 / M`` of it.
+
+    That pair is what scikit-learn's solvers are given: its ``loss_``, ``loss_curve_``,
+    ``tol`` rule and L-BFGS line search see the mean while the steps follow the sum.
+    """
+
+    def __init__(self):
+        super().__init__("sum")
+
+    def forward(self, outputs, targets, sample_weight=None):
+        return super().forward(outputs, targets, sample_weight) / np.shape(outputs)[1]
+
+
 def set_training_loss(model: Network) -> None:
-    """Multi-output squared error trains on the half *sum* over the outputs, as
-    scikit-learn trains it (see :class:`~chainrule.losses.HalfSquaredError`)."""
+    """Multi-output squared error trains as scikit-learn trains it
+    (:class:`SklearnSquaredError`)."""
     if isinstance(model.loss, HalfSquaredError) and model.n_outputs > 1:
-        model.loss = HalfSquaredError("sum")
+        model.loss = SklearnSquaredError()
         model.loss.validate = False
 
 
@@ -55,6 +72,12 @@ def _drop_zero_weights(X, Y, weights):
         raise ValueError("sample_weight (with class_weight) of the training rows must have "
                          "a positive sum")
     return X, Y, None if np.all(weights == 1) else weights
+
+
+def _shared_random_state(random_state):
+    """The ``RandomState`` a fit draws from that outlives it (the caller's, or NumPy's
+    global one for None), or None for an int seed (a fresh generator every fit)."""
+    return None if isinstance(random_state, Integral) else check_random_state(random_state)
 
 
 class BaseMLP(BaseEstimator):
@@ -230,6 +253,9 @@ class BaseMLP(BaseEstimator):
         """
         check_is_fitted(self, "model_")
         model = self.model_
+        for layer, _ in model.layers:   # masks from this fit's generator
+            if isinstance(layer, Dropout):
+                layer.rng = self._random_state
         dtype = np.dtype(self.dtype or model.dtype)
         config = dict(model.config, activation=self.activation, dropout=float(self.dropout),
                       init=self.init, dtype=dtype.name)
@@ -237,7 +263,7 @@ class BaseMLP(BaseEstimator):
             return model
         # Built with zeros, which draw nothing from the estimator's generator (its
         # dropout layers draw their masks from it), then given the parameters.
-        new = MLP(**dict(config, init="zeros"), rng=self._rng)
+        new = MLP(**dict(config, init="zeros"), rng=self._random_state)
         new.config["init"] = self.init   # the scheme the weights were drawn with
         if dtype == model.dtype:   # the same arrays: the optimizer's state stays theirs
             new.params = model.params
@@ -267,17 +293,13 @@ class BaseMLP(BaseEstimator):
                 f"solver='lbfgs'. Set hidden_layer_sizes={tuple(fitted)} or fit with "
                 f"warm_start=False")
 
-    def _fresh_rng(self):
-        seed = check_random_state(self.random_state).randint(np.iinfo(np.int32).max)
-        return np.random.default_rng(seed)
-
     def reset_training_state(self):
         """Give the network a new optimizer and random generator, as :meth:`fit` does
         (:func:`chainrule.io.load` calls it: a model file holds no optimizer state).
         Returns ``self``."""
         if self.solver in STOCHASTIC_SOLVERS:
             self.optimizer_ = build_optimizer(self)
-        self._rng = self._fresh_rng()
+        self._random_state = check_random_state(self.random_state)
         set_training_loss(self.model_)
         return self
 
@@ -301,7 +323,9 @@ class BaseMLP(BaseEstimator):
         saved = None if model is None else {k: v.copy() for k, v in model.params.items()}
         optimizer = getattr(self, "optimizer_", None)
         state = None if optimizer is None else (optimizer.state_dict(), copy.copy(
-            getattr(optimizer.lr, "current", None)), self._rng.bit_generator.state)
+            getattr(optimizer.lr, "current", None)))
+        shared = _shared_random_state(self.random_state)  # the caller's generator
+        shared_state = None if shared is None else shared.get_state()
         try:
             return self._fit_unguarded(X, y, sample_weight, incremental, classes)
         except BaseException:
@@ -309,11 +333,12 @@ class BaseMLP(BaseEstimator):
                 for k, v in saved.items():
                     model.params[k][...] = v
                 clear_caches(model)
-            if state is not None:  # the optimizer's state, its epoch rate, the generator
+            if state is not None:  # the optimizer's state and its epoch rate
                 optimizer.load_state_dict(state[0])
                 if state[1] is not None:
                     optimizer.lr.current = state[1]
-                attributes["_rng"].bit_generator.state = state[2]
+            if shared is not None:
+                shared.set_state(shared_state)
             vars(self).clear()
             vars(self).update(attributes)
             raise
@@ -323,6 +348,10 @@ class BaseMLP(BaseEstimator):
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "model_") or (not self.warm_start and not incremental)
+        # scikit-learn's generator, taken at every fit and partial_fit (an int replays
+        # the same draws each time, as there): the initial weights, the early-stopping
+        # split, the epochs' row orders and the Dropout masks all come from it.
+        self._random_state = check_random_state(self.random_state)
         if not first:
             self._check_hidden_sizes()
             self.sync_network()
@@ -349,11 +378,10 @@ class BaseMLP(BaseEstimator):
 
     def _initialize(self, X, Y, out_activation):
         """A new network and scikit-learn's fresh fitted attributes."""
-        rng = self._fresh_rng()
         config = self.network_config(X.shape[1], Y.shape[1], out_activation, X.dtype)
-        self.model_ = MLP(**config, rng=rng)
+        # init='sklearn' draws scikit-learn's _init_coef values, layer by layer
+        self.model_ = MLP(**config, rng=self._random_state)
         set_training_loss(self.model_)
-        self._rng = rng
         self.n_iter_, self.t_ = 0, 0
         self.history_ = None
         if self.solver in STOCHASTIC_SOLVERS:
@@ -376,8 +404,9 @@ class BaseMLP(BaseEstimator):
         for a binary classifier, with scikit-learn's errors)."""
         n = X.shape[0]
         n_val = math.ceil(self.validation_fraction * n)
-        if 1 <= n_val < n:
-            train, val = split_rows(n, n_val, self._rng, stratify=stratify, strict=True)
+        if 1 <= n_val < n:   # scikit-learn's own split, from its generator's draws
+            train, val = train_test_split(np.arange(n), test_size=self.validation_fraction,
+                                          random_state=self._random_state, stratify=stratify)
         if not 2 <= n_val < n:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset.")
@@ -395,7 +424,8 @@ class BaseMLP(BaseEstimator):
         X, Y, weights = _drop_zero_weights(X, Y, weights)
         self.n_iter_ = 0
         history = run_stochastic(self, self.model_, X, Y, weights, validation=validation,
-                                 batch_size=self._batch_size(X.shape[0]), rng=self._rng,
+                                 batch_size=self._batch_size(X.shape[0]),
+                                 random_state=self._random_state,
                                  incremental=incremental)
         self.history_ = history if history is not None else self.history_
 

@@ -22,8 +22,8 @@ from ..lbfgs import minimize_lbfgs
 from ..optim import SGD, Adam, AdamW, EpochLR
 from ..train import TrainingDivergedError, fit
 
-__all__ = ["EpochRule", "SklearnAdam", "SklearnAdamW", "build_optimizer", "run_stochastic",
-           "run_lbfgs", "NON_FINITE"]
+__all__ = ["EpochRule", "SklearnSGD", "SklearnAdam", "SklearnAdamW", "SklearnOrder",
+           "build_optimizer", "run_stochastic", "run_lbfgs", "NON_FINITE"]
 
 NON_FINITE = ("Solver produced non-finite parameter weights. The input data may contain large"
               " values and need to be preprocessed.")
@@ -31,6 +31,33 @@ NON_FINITE = ("Solver produced non-finite parameter weights. The input data may 
 #: scikit-learn's package folder: its ``fit`` decorator sits between the user's call and
 #: the estimators' warnings, which should point at the user's line.
 SKLEARN_DIR = os.path.dirname(os.path.abspath(sklearn.__file__))
+
+
+class SklearnSGD(SGD):
+    """:class:`~chainrule.optim.SGD` with momentum as scikit-learn's ``SGDOptimizer``
+    keeps it: a velocity of past *steps*, ``v = momentum * v - lr * g``, then
+    ``p += v`` (Nesterov: ``p += momentum * v - lr * g``).
+
+    While ``lr`` is constant this is SGD's buffer of past gradients times ``-lr``; with
+    ``learning_rate='invscaling'`` or ``'adaptive'`` the steps already in ``v`` keep
+    the rate they were taken at, as in scikit-learn (SGD's form rescales them).
+    """
+
+    def _update(self, p, g, state, lr):
+        if not self.momentum:
+            p -= lr * g
+            return
+        v = state.get("velocity")
+        if v is None:
+            v = state["velocity"] = np.zeros_like(p)
+        step = lr * g
+        v *= self.momentum
+        v -= step
+        if self.nesterov:
+            step = self.momentum * v - step
+            p += step
+        else:
+            p += v
 
 
 class SklearnAdam(Adam):
@@ -47,13 +74,27 @@ class SklearnAdamW(AdamW):
     eps_form = "sklearn"
 
 
+class SklearnOrder:
+    """Each epoch's row order as scikit-learn's ``_fit_stochastic`` draws it: the
+    previous epoch's order (``arange`` at the start of a fit) shuffled by
+    ``random_state.permutation``. :func:`~chainrule.train.fit` calls it as its
+    ``shuffle``, so that one ``random_state`` gives scikit-learn's batches."""
+
+    def __init__(self, random_state, n_rows):
+        self.random_state, self.order = random_state, np.arange(n_rows)
+
+    def __call__(self, n_rows):
+        self.order = self.order[self.random_state.permutation(n_rows)]
+        return self.order
+
+
 def build_optimizer(est):
     """The optimizer ``est.solver`` names, with scikit-learn's hyperparameters."""
     betas = (est.beta_1, est.beta_2)
     if est.solver == "sgd":
         schedule = EpochLR(est.learning_rate_init, est.learning_rate, power_t=est.power_t)
-        return SGD(lr=schedule, momentum=est.momentum,
-                   nesterov=bool(est.nesterovs_momentum) and est.momentum > 0)
+        return SklearnSGD(lr=schedule, momentum=est.momentum,
+                          nesterov=bool(est.nesterovs_momentum) and est.momentum > 0)
     cls = SklearnAdam if est.solver == "adam" else SklearnAdamW
     return cls(lr=est.learning_rate_init, betas=betas, eps=est.epsilon)
 
@@ -131,7 +172,8 @@ class EpochRule:
             self.best = {k: p.copy() for k, p in model.params.items()}
 
 
-def run_stochastic(est, model, X, Y, weights, *, validation, batch_size, rng, incremental):
+def run_stochastic(est, model, X, Y, weights, *, validation, batch_size, random_state,
+                   incremental):
     """Train ``model`` with ``est.optimizer_`` through :func:`chainrule.train.fit`.
 
     Returns the History. Non-finite values raise ``ValueError`` (scikit-learn's
@@ -141,7 +183,8 @@ def run_stochastic(est, model, X, Y, weights, *, validation, batch_size, rng, in
     try:
         history = fit(model, X, Y, optimizer=est.optimizer_, epochs=1 if incremental
                       else est.max_iter, batch_size=batch_size,
-                      shuffle=bool(est.shuffle) and batch_size is not None, rng=rng,
+                      shuffle=(SklearnOrder(random_state, X.shape[0]) if est.shuffle and
+                               batch_size is not None else False), rng=random_state,
                       progress=False, sample_weight=weights, diagnostics=False,
                       callbacks=[rule], l2=float(est.alpha))
     except TrainingDivergedError as exc:

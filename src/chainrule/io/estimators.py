@@ -39,6 +39,7 @@ must equal the stored one.
 
 from __future__ import annotations
 
+import copy
 import importlib
 from collections.abc import Callable
 from numbers import Integral, Real
@@ -280,12 +281,25 @@ def estimator_state(est, name: str) -> tuple[dict, dict]:
               "history_": None if est.history_ is None else est.history_.as_dict()}
     if est.fitted_hidden_sizes() is not None:
         config[_FITTED_HIDDEN] = list(est.fitted_hidden_sizes())
-    net_config, net_arrays = network_state(est.model_)
+    net_config, net_arrays = network_state(_stored_network(est.model_))
     config["model_"] = net_config
     arrays = {_NETWORK_PREFIX + k: v for k, v in net_arrays.items()}
     arrays.update(_feature_names_array(est))
     kind.save_extra(est, config, arrays)
     return config, arrays
+
+
+def _stored_network(model):
+    """The network as its config builds it: a multi-output regressor trains on
+    :class:`~chainrule.estimator.base.SklearnSquaredError`, stored as the squared error
+    it is (loading gives it back, through ``reset_training_state``)."""
+    from ..estimator.base import SklearnSquaredError  # scikit-learn: loaded by now
+    from ..losses import HalfSquaredError
+
+    if isinstance(model.loss, SklearnSquaredError):
+        model = copy.copy(model)
+        model.loss = HalfSquaredError()
+    return model
 
 
 def _json_params(est) -> dict:
