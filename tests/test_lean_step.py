@@ -1,12 +1,13 @@
 """The lean training step of issue 10 keeps the values: the column-by-column row maxima
-of ``shift_by_max`` and the matrix-vector row sums of ``check_one_hot``."""
+of ``shift_by_max`` and the matrix-vector row sums of the one-hot test in
+``check_probability_rows``."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from chainrule._validation import check_one_hot
+from chainrule._validation import check_probability_rows
 from chainrule.functional import shift_by_max
 
 
@@ -33,24 +34,24 @@ def test_shift_by_max_other_axes_unchanged(rng):
 
 
 @pytest.mark.parametrize("row", [[1, 1, 0], [0, 0, 0], [1, 0, 0.5], [2, -1, 0]])
-def test_check_one_hot_rejects_rows_that_are_not_one_hot(row):
+def test_check_targets_rejects_rows_that_are_no_distribution(row):
     labels = np.array([[0, 1, 0], row, [1, 0, 0]], dtype=float)
     with pytest.raises(ValueError, match=r"row 1 is"):
-        check_one_hot(labels, "Y")
+        check_probability_rows(labels, "Y")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
 @pytest.mark.parametrize("layout", ["C", "F", "strided"])
-def test_check_one_hot_accepts_one_hot_rows_with_negative_zeros(rng, dtype, layout):
+def test_check_targets_accepts_one_hot_rows_with_negative_zeros(rng, dtype, layout):
     labels = np.eye(4, dtype=dtype)[rng.integers(0, 4, size=30)]
     labels = {"F": np.asfortranarray(labels), "strided": np.repeat(labels, 2, axis=0)[::2]}.get(
         layout, labels)
-    check_one_hot(labels, "Y")
+    check_probability_rows(labels, "Y")
     labels[labels == 0] = -0.0           # zero, though its bits are not
-    check_one_hot(labels, "Y")
+    check_probability_rows(labels, "Y")
     labels[5] *= 2.0
     with pytest.raises(ValueError, match=r"row 5 is \[(-?0\.0, )*2\.0"):
-        check_one_hot(labels, "Y")
+        check_probability_rows(labels, "Y")
 
 
 @pytest.mark.parametrize("layout", ["2-D", "3-D", "strided", "float32", "float16"])

@@ -464,7 +464,8 @@ def test_a_regressor_with_one_output_takes_1d_targets_as_one_column():
 def test_1d_labels_that_are_not_class_indices_say_what_a_classifier_takes(labels, advice):
     model = MLP([4, 5, 3], rng=0)
     X = np.zeros((30, 4))
-    with pytest.raises(ValueError, match=r"Y must have shape \(N, 3\) \(one-hot rows\) or be "
+    with pytest.raises(ValueError, match=r"Y must have shape \(N, 3\) \(one-hot or probability "
+                                         r"rows\) or be "
                                          r"1-D integer class indices; got 1-D values of " + advice):
         model.loss_and_grads(X, labels)
     with pytest.raises(ValueError, match=r"Y must have shape \(N, 2\) \(one column per model "

@@ -179,30 +179,78 @@ def row_sums(a: np.ndarray) -> np.ndarray:
     return a @ ones(a.shape[1], a.dtype)
 
 
-def check_one_hot(labels: np.ndarray, name: str = "labels") -> None:
-    """Check that every row of a 2-D array is a one-hot vector.
-
-    Two cheap passes prove it: each row sums to exactly 1, so holds at least one
-    non-zero entry, and there are as many non-zero entries as rows, so each row holds
-    exactly one, whose value is then the row's sum, 1. (NaN and infinities are
-    non-zero and break the row sum, so a one-hot array is also finite.)
-    """
+def _is_one_hot(labels: np.ndarray) -> bool:
+    """Whether every row of a 2-D array is one-hot, in two cheap passes: each row sums
+    to exactly 1, so holds at least one non-zero entry, and there are as many non-zero
+    entries as rows, so each row holds exactly one, whose value is then the row's sum,
+    1. (NaN and infinities are non-zero and break the row sum.) False can also mean a
+    one-hot array holding -0.0, which the callers' exact tests then accept."""
     # The row sums are exact here in any order (zeros added to the one non-zero entry).
     # The non-zero entries are counted on the bits, as integers, where the layout allows
-    # it (2.5x faster); a -0.0 then counts too, and only takes the exact test below.
+    # it (2.5x faster); a -0.0 then counts too, and only takes the callers' exact test.
     bits = (labels.view(f"i{labels.itemsize}") if labels.dtype.char in "fd"
             and labels.flags.c_contiguous else labels)
     n = labels.shape[0]
-    if np.count_nonzero(bits) == n and np.count_nonzero(row_sums(labels) == 1) == n:
+    return bool(np.count_nonzero(bits) == n and np.count_nonzero(row_sums(labels) == 1) == n)
+
+
+def probability_tolerance(dtype) -> float:
+    """How far from 1 a row of class probabilities of ``dtype`` may sum: the square
+    root of the machine epsilon, that of float32 (3.5e-4) for float64 too.
+
+    The rounding of a row of K probabilities, its sum included, is a few K ulps of 1:
+    far below this. It is float32's for float64 because float64 targets are often
+    float32 probabilities cast (a teacher's softmax computed in float32; ``fit`` casts
+    the targets to the model's dtype), whose rows sum to 1 only within float32's
+    rounding. Mistaken targets (regression values, label-encoded columns, counts)
+    miss 1 by far more than either tolerance.
+    """
+    return float(np.sqrt(max(np.finfo(dtype).eps, np.finfo(np.float32).eps)))
+
+
+def check_probability_rows(labels: np.ndarray, name: str = "labels") -> None:
+    """Check that every row of a 2-D float array is a probability distribution over the
+    columns: finite, non-negative entries summing to 1 within
+    :func:`probability_tolerance`. One-hot rows, the common case, take only the two
+    cheap passes of ``_is_one_hot``: only targets that are not one-hot take the second
+    test.
+
+    Rows must sum to 1, though ``torch.nn.CrossEntropyLoss`` does not ask it, for two
+    reasons. The fused cross-entropy takes it as given: per row, its loss is
+    ``logsumexp(z) - Y . z`` and its gradient ``softmax(z) - Y``, the cross-entropy and
+    its gradient only for rows summing to 1 (in general they are ``sum(Y) logsumexp(z)
+    - Y . z`` and ``sum(Y) softmax(z) - Y``, what torch computes). And the rule catches
+    targets passed by mistake, which are not one-hot either: regression targets,
+    label-encoded or count columns, logits or scores given as targets.
+    """
+    if _is_one_hot(labels):
         return
-    if not np.isfinite(labels).all():  # callers leave the finite check to this one
-        raise_non_finite(labels, name)
-    is_binary = (labels == 0) | (labels == 1)
-    bad_rows = np.flatnonzero(~is_binary.all(axis=1) | (labels.sum(axis=1) != 1))
-    if bad_rows.size == 0:
+    if not all_finite(labels):  # callers leave the finite check to this one
+        row = int(np.flatnonzero(~np.isfinite(labels).all(axis=1))[0])
+        raise ValueError(f"{name} must contain only finite values, got "
+                         f"{_count_non_finite(labels)} NaN or infinite entries; row {row} is "
+                         f"{_row_text(labels[row])}")
+    tol = probability_tolerance(labels.dtype)
+    sums = row_sums(labels)
+    off = np.abs(sums - 1)
+    if labels.size and labels.min() >= 0 and off.max() <= tol:
         return
-    raise ValueError(f"{name} must hold one-hot rows (a single 1, zeros elsewhere); "
-                     f"row {int(bad_rows[0])} is {labels[bad_rows[0]].tolist()}")
+    negative = np.asarray((labels < 0).any(axis=1))
+    row = int(np.flatnonzero(negative | (off > tol))[0])
+    # str(): NumPy's shortest text of a float32 (f-strings write its float64 value)
+    got = f"sum {str(sums[row])}" + (f", smallest entry {str(labels[row].min())}"
+                                     if negative[row] else "")
+    raise ValueError(f"{name} must hold one-hot rows or rows of class probabilities "
+                     f"(entries >= 0, each row summing to 1 within {tol:.1e}), or be 1-D "
+                     f"integer class indices; row {row} is {_row_text(labels[row])} ({got})")
+
+
+def _row_text(row: np.ndarray, limit: int = 12) -> str:
+    """A row as a list for an error message, each entry as short as its dtype writes it
+    (float32's 0.7, not 0.699999988079071), the first ``limit`` if longer (a row of
+    ImageNet's 1000 classes would bury the message)."""
+    text = ", ".join(str(v) for v in row[:limit])
+    return f"[{text}]" if row.size <= limit else f"[{text}, ... ({row.size} entries)]"
 
 
 def is_class_indices(labels) -> bool:
@@ -318,6 +366,13 @@ def check_same_rows(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> N
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"{name_a} and {name_b} must have the same number of rows, got "
                          f"{name_a} {shape_str(a.shape)} and {name_b} {shape_str(b.shape)}")
+
+
+def check_bool(value, name: str) -> bool:
+    """Return ``value`` as a bool after checking it is True or False (NumPy's too)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
+    return bool(value)
 
 
 def check_positive_float(value, name: str, *, allow_zero: bool = False) -> float:

@@ -176,8 +176,9 @@ class History:
       batch had *before* its update (weighted by ``sample_weight`` when given). In
       full-batch training that is the homework's printed loss. ``history["accuracy"]``
       counts the rows each batch classified correctly before its update (with Dropout
-      active, as the loss). Validation values are computed after the epoch, with
-      Dropout off.
+      active, as the loss): the logits' argmax is the target's class, for probability
+      rows (soft targets) their argmax, as PyTorch users count it. Validation values
+      are computed after the epoch, with Dropout off.
     * ``history["lr"][e]`` is the learning rate of the epoch's first step;
       ``history["time"][e]`` the epoch's wall time in seconds.
     """

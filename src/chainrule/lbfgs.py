@@ -180,7 +180,8 @@ def minimize_lbfgs(model: Network, X, Y, *, sample_weight=None, l2: float = 0.0,
         Without active dropout (the loss must be deterministic).
     X : array_like or scipy.sparse CSR/CSC matrix, shape (N, D)
     Y : array_like, shape (N, K)
-        Targets as the model's loss takes them (one-hot rows for cross-entropy).
+        Targets as the model's loss takes them (one-hot or probability rows for
+        cross-entropy).
     sample_weight : array_like, shape (N,), optional
     l2 : float, default=0.0
         scikit-learn's ``alpha``.

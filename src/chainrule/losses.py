@@ -15,8 +15,8 @@ from ._validation import (
     check_choice,
     check_class_indices,
     check_in_interval,
-    check_one_hot,
     check_positive_float,
+    check_probability_rows,
     check_sample_weight,
     is_class_indices,
     row_sums,
@@ -42,11 +42,11 @@ class Loss:
         the loss's name); the base class has none."""
         return {}
 
-    def _check_pair(self, outputs, targets, out_name, target_name):
+    def _check_pair(self, outputs, targets, out_name, target_name, *, finite_targets=True):
         if not self.validate:
             return outputs, targets
         outputs = as_float_array(outputs, out_name, ndim=2)
-        targets = as_float_array(targets, target_name, ndim=2)
+        targets = as_float_array(targets, target_name, ndim=2, finite=finite_targets)
         if outputs.shape != targets.shape:
             raise ValueError(f"{out_name} and {target_name} must have the same shape, got "
                              f"{out_name} {shape_str(outputs.shape)} and {target_name} "
@@ -114,9 +114,9 @@ def _mean_log_softmax(s, log_total):
 
 def _labelled_log_softmax_sum(labels, s, log_total, w):
     """``sum_n w_n sum_k labels[n, k] * (s[n, k] - log_total[n])`` (``w_n = 1`` for
-    ``w=None``): the summed log-likelihood of one-hot labels.
+    ``w=None``): the summed log-likelihood of one-hot or probability labels.
 
-    Each row's labels sum to 1 (one-hot: ``check_targets`` at the boundary), so it is
+    Each row's labels sum to 1 (``check_targets`` at the boundary), so it is
     ``labels . s - sum(log_total)``: dot products, no (N, K) temporary. A logit so far
     below its row's maximum that ``s`` reaches -inf meets a label of 0 there
     (0 * (-inf) = nan); then the product is taken only where a label is non-zero.
@@ -138,11 +138,14 @@ class CategoricalCrossEntropy(Loss):
 
     ``loss = -(1/N) sum_n sum_k labels[n, k] * log_softmax(logits)[n, k]``
 
-    Shape: logits (N, K), labels (N, K) one-hot or (N,) integer class indices (as
-    ``torch.nn.CrossEntropyLoss`` takes them) -> loss, a Python float. Class indices
-    give the same loss and gradient as their one-hot rows without ever building that
-    (N, K) matrix: the loss picks one log-probability per row, and ``backward``
-    subtracts 1 from one probability per row.
+    Shape: logits (N, K), labels (N, K) one-hot or probability rows, or (N,) integer
+    class indices (both as ``torch.nn.CrossEntropyLoss`` takes them) -> loss, a Python
+    float. Class indices give the same loss and gradient as their one-hot rows without
+    ever building that (N, K) matrix: the loss picks one log-probability per row, and
+    ``backward`` subtracts 1 from one probability per row. Probability rows (soft
+    targets: mixup, knowledge distillation, hand-made label smoothing) must hold
+    entries >= 0 summing to 1 within 3.5e-4 (``check_targets``; torch checks nothing),
+    and the loss and gradient take each sum as exactly 1.
 
     The log-probabilities come from ``log_softmax`` (shift by the row maximum, then
     subtract the log of the sum of exponentials), never from ``log(clip(p))``: the loss
@@ -153,9 +156,10 @@ class CategoricalCrossEntropy(Loss):
     [0, 1] and sums to 1: such rows are almost surely probabilities passed by mistake.
 
     ``label_smoothing=eps`` (as ``torch.nn.CrossEntropyLoss``) trains against the
-    targets ``(1 - eps) * Y + eps / K`` instead of ``Y``: the loss adds ``eps`` times
-    each row's mean of ``-log_softmax`` over the K classes to ``(1 - eps)`` times the
-    cross-entropy, and the gradient is ``(softmax - (1 - eps) Y - eps / K) / N``.
+    targets ``(1 - eps) * Y + eps / K`` instead of ``Y`` (one-hot or probability rows
+    alike, or class indices): the loss adds ``eps`` times each row's mean of
+    ``-log_softmax`` over the K classes to ``(1 - eps)`` times the cross-entropy, and
+    the gradient is ``(softmax - (1 - eps) Y - eps / K) / N``.
     """
 
     equations = ("L = -mean_rows(sum_k Y * log_softmax({x}))", ("d{x} = (softmax({x}) - Y) / N",))
@@ -178,7 +182,9 @@ class CategoricalCrossEntropy(Loss):
         """
         if is_class_indices(labels):
             return self._forward_indices(logits, labels, sample_weight)
-        logits, labels = self._check_pair(logits, labels, "logits", "labels")
+        # check_targets tests finiteness itself, and names the first bad row
+        logits, labels = self._check_pair(logits, labels, "logits", "labels",
+                                          finite_targets=False)
         w = self._check_weights(sample_weight, logits.shape[0], logits.dtype)
         if self.validate:
             self.check_targets(labels, "labels")
@@ -269,12 +275,13 @@ class CategoricalCrossEntropy(Loss):
         return d_logits, None
 
     def check_targets(self, targets, name: str = "labels") -> None:
-        """Raise ``ValueError`` unless every row of ``targets`` is one-hot (2-D) or every
-        entry a class index (1-D integers; the class count is checked by the caller)."""
+        """Raise ``ValueError`` unless every row of ``targets`` (2-D) is one-hot or a
+        probability distribution (finite entries >= 0 summing to 1), or every entry a
+        class index (1-D integers; the class count is checked by the caller)."""
         if targets.ndim == 1:
             check_class_indices(targets, None, name)
             return
-        check_one_hot(targets, name)
+        check_probability_rows(targets, name)
 
     def _warn_if_probabilities(self, logits):
         if self._warned or logits.shape[1] < 2 or logits.shape[0] == 0:

@@ -13,8 +13,10 @@ They follow the usual advice for training neural networks (CS231n's "sanity chec
    than a copy without: the penalty keeps the weights from fitting. If not, the
    decay never reaches the update.
 3. **The model can overfit a tiny subset.** With no regularisation, a network with
-   enough capacity drives the loss on ~20 rows close to zero. If it cannot, something
-   is wrong with the forward pass, the gradients or the optimizer.
+   enough capacity drives the loss on ~20 rows close to zero (for probability rows, soft
+   targets, or with label smoothing, close to the targets' entropy, the least
+   cross-entropy any model reaches). If it cannot, something is wrong with the forward
+   pass, the gradients or the optimizer.
 4. **Gradients pass a finite-difference check.** Central differences on a random
    sample of the entries of every parameter, on a float64 copy of the model, worst
    relative error (as :func:`chainrule.gradcheck.relative_error`) below 1e-6, in
@@ -143,13 +145,26 @@ def _initial_loss_check(init_loss, k) -> SanityCheckResult:
                              f"|loss - {ln_k:.4f}| <= {tol:.4f}", hint)
 
 
+def _least_loss(loss, Y, k: int) -> float:
+    """The least cross-entropy any logits reach on ``Y``: the mean entropy
+    ``-sum_k T log T`` (``0 log 0 = 0``) of the targets ``T`` the loss trains against,
+    ``(1 - eps) Y + eps / K`` with label smoothing. 0 for one-hot rows and class indices
+    without smoothing; above 0 for soft targets, which no model fits to a loss of 0."""
+    eps = loss.label_smoothing
+    if Y.ndim == 1 and not eps:
+        return 0.0
+    T = (1 - eps) * (np.eye(k)[Y] if Y.ndim == 1 else Y) + eps / k
+    return float(-np.sum(T * np.log(np.where(T > 0, T, 1))) / T.shape[0])
+
+
 def _subset_checks(model, initial, Xs, Ys, is_classifier) -> list[SanityCheckResult]:
     """Checks 2 and 3, from the same two small runs on the subset ``(Xs, Ys)``."""
     plain = _train_subset(model, Xs, Ys, 0.0)
     decayed = _train_subset(model, Xs, Ys, _WEIGHT_DECAY)
     rows = Xs.shape[0]
     start = evaluate(initial, Xs, Ys)["loss"]
-    bar = 0.05 if is_classifier else 0.01 * start
+    bar = (0.05 + _least_loss(model.loss, Ys, model.n_outputs) if is_classifier
+           else 0.01 * start)
     return [
         SanityCheckResult(
             "weight decay raises loss", bool(decayed > plain), decayed - plain, "> 0",
@@ -204,8 +219,8 @@ def sanity_check(model, X, Y, *, rng=None) -> SanityReport:
     X : array_like, shape (N, D)
         Training inputs, prepared as they will be for training (standardised, ...).
     Y : array_like, shape (N, K) or (N,)
-        One-hot labels or integer class indices (or regression targets: the ln K check
-        is then left out).
+        One-hot or probability rows, or integer class indices (or regression targets:
+        the ln K check is then left out).
     rng : None, int or numpy.random.Generator
         Chooses the subset of rows (at most 20) and the parameter entries checked.
 
@@ -220,9 +235,10 @@ def sanity_check(model, X, Y, *, rng=None) -> SanityReport:
     -----
     Checks 2 and 3 train copies of the model (Dropout switched off) with full-batch
     Adam (lr 1e-2) for 300 steps on the subset; check 2 adds ``weight_decay=0.1``. The
-    overfit bar is a loss below 0.05 for cross-entropy, below 1% of the initial
-    subset loss for mean squared error. Check 4 uses 8 random entries per parameter
-    array on at most 10 rows, in float64.
+    overfit bar is a loss below 0.05 plus the mean entropy of the subset's targets (as
+    label smoothing makes them; 0 for one-hot rows and class indices without it) for
+    cross-entropy, below 1% of the initial subset loss for mean squared error. Check 4
+    uses 8 random entries per parameter array on at most 10 rows, in float64.
     """
     check_network(model)
     X, Y = model.check_XY(X, Y)

@@ -287,7 +287,8 @@ class RowView:
 
     def argmax(self, axis):
         """Per row, the column of its largest entry (``Y.argmax(axis=1)``: the class of
-        one-hot target rows), read a block at a time."""
+        one-hot target rows, the most probable one of probability rows), read a block at
+        a time."""
         if axis != 1:
             raise ValueError(f"a RowView can only take the argmax along axis 1, got {axis}")
         n, size = self.shape[0], self.file.block_rows

@@ -42,6 +42,7 @@ from . import distributed, sources
 from ._fileformat import remove_stale_temporaries
 from ._threads import check_threads, threads_for
 from ._validation import (
+    check_bool,
     check_in_interval,
     check_positive_float,
     check_positive_int,
@@ -94,7 +95,7 @@ def evaluate(model, X, Y, *, sample_weight=None, threads=None) -> dict:
     model : Network
     X : array_like, shape (N, D)
     Y : array_like, shape (N, K) or (N,)
-        One-hot labels or class indices (cross-entropy) or targets (mean squared error).
+        One-hot or probability rows or class indices (cross-entropy), or targets.
     sample_weight : array_like, shape (N,), optional
         Row weights: the loss and accuracy are weighted means (arrays only, not files).
     threads : int or None, default=None
@@ -103,8 +104,8 @@ def evaluate(model, X, Y, *, sample_weight=None, threads=None) -> dict:
     Returns
     -------
     dict
-        ``{"loss": float, "accuracy": float}``; no ``"accuracy"`` for a model whose
-        loss is not cross-entropy.
+        ``{"loss": float, "accuracy": float}`` (accuracy: as in :func:`fit`'s History); no
+        ``"accuracy"`` for a model whose loss is not cross-entropy.
     """
     check_network(model)
     with threads_for(X, model.params, check_threads(threads),  # the checks' too
@@ -125,12 +126,6 @@ def check_network(model) -> None:
     if not isinstance(model, Network):
         raise TypeError(f"model must be a chainrule Network (e.g. MLP), got "
                         f"{type(model).__name__}")
-
-
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return bool(value)
 
 
 def _check_callbacks(callbacks):
@@ -179,9 +174,9 @@ def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, val
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
     shuffle = sources.check_shuffle(shuffle, checkpoint=checkpoint, comm=comm)
-    progress = _check_bool(progress, "progress")
-    resume = _check_bool(resume, "resume")
-    diagnostics = _check_bool(diagnostics, "diagnostics")
+    progress = check_bool(progress, "progress")
+    resume = check_bool(resume, "resume")
+    diagnostics = check_bool(diagnostics, "diagnostics")
     l2 = check_positive_float(l2, "l2", allow_zero=True)
     X, Y = sources.check_data(model, X, Y, batch_size, validation_fraction)
     bad = [k for k, p in model.params.items() if not np.isfinite(p).all()]
@@ -512,7 +507,10 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
         Trained in place (``model.params`` is updated).
     X : array_like, shape (N, D)
     Y : array_like, shape (N, K) or (N,)
-        One-hot rows or class indices for a cross-entropy model, targets for mean squared error.
+        For a cross-entropy model: one-hot rows, probability rows (soft targets, e.g. mixup,
+        distillation) or class indices; for other losses, targets. The History's accuracy
+        counts a row correct when the logits' argmax is the target's class: its index, its
+        one-hot 1, or a probability row's argmax (the first of ties, as ``argmax`` in torch).
     optimizer : Optimizer or {'sgd', 'adam', 'adamw'}
         A name builds that optimizer with its defaults.
     epochs : int
