@@ -93,9 +93,12 @@ def _torch_image_layer(torch, layer, x, *params):
     """
     F = torch.nn.functional
     if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
-        return F.batch_norm(x, to_torch(layer.running_mean), to_torch(layer.running_var),
-                            *params, training=layer.cache[3], momentum=layer.momentum,
-                            eps=layer.eps)
+        # cache[3]: whether the batch's statistics were used (also in evaluation without
+        # running statistics); the momentum does not enter the output (0 for None).
+        running = [None if r is None else to_torch(r)
+                   for r in (layer.running_mean, layer.running_var)]
+        return F.batch_norm(x, *running, *(params or (None, None)), training=layer.cache[3],
+                            momentum=layer.momentum or 0.0, eps=layer.eps)
     if isinstance(layer, LayerNorm):
         return F.layer_norm(x, layer.normalized_shape, *params, eps=layer.eps)
     if isinstance(layer, Softmax):

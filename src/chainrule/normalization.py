@@ -1,8 +1,9 @@
 """Normalisation layers and a softmax layer, each backward pass right under its forward.
 
 :class:`BatchNorm1d`, :class:`BatchNorm2d` and :class:`LayerNorm` take PyTorch's
-constructor arguments and defaults (``eps=1e-5``, ``momentum=0.1``), so that a model
-moved between the two libraries gives the same numbers; :class:`Softmax` is the
+constructor arguments and defaults (``eps=1e-5``, ``momentum=0.1``; a batch
+normalisation also ``affine``, ``track_running_stats`` and ``momentum=None``), so that
+a model moved between the two libraries gives the same numbers; :class:`Softmax` is the
 max-shifted softmax as a layer. They keep the contract of :mod:`chainrule.layers`
 (``forward(inputs, *params)`` caches what ``backward(d_out)`` needs), declare
 ``param_names`` and ``init_params`` so that :class:`~chainrule.models.Sequential` can
@@ -16,6 +17,7 @@ import numpy as np
 
 from ._validation import (
     as_float_array,
+    check_bool,
     check_in_interval,
     check_positive_float,
     check_positive_int,
@@ -37,41 +39,96 @@ def _check_affine_params(inputs, gamma, beta, expected, what):
     return gamma, beta
 
 
+def _check_momentum(momentum):
+    """``None`` (PyTorch's cumulative average) or a float in [0, 1]."""
+    if momentum is None:
+        return None
+    try:
+        return check_in_interval(momentum, "momentum", 0.0, 1.0, high_closed=True)
+    except TypeError:
+        raise TypeError(f"momentum must be a real number in [0, 1] or None (a cumulative "
+                        f"average), got {type(momentum).__name__} {momentum!r}") from None
+
+
+def _batchnorm_equations(affine: bool, track: bool) -> tuple[str, tuple[str, ...]]:
+    """The equations :func:`chainrule.explain.explain` prints for these options."""
+    stats = ("(training: batch mu, var; eval: running_mean, running_var)" if track
+             else "(batch mu, var in training and eval)")
+    if affine:
+        forward = "{y} = {gamma} * ({x} - mu) / sqrt(var + eps) + {beta}"
+        d_x = "d{x} = s/M * (M dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))"
+        grads: tuple[str, ...] = ("d{beta} = sum(d{y})", "d{gamma} = sum(d{y} * xhat)")
+    else:
+        forward = "{y} = ({x} - mu) / sqrt(var + eps)"
+        d_x = "d{x} = s/M * (M d{y} - sum(d{y}) - xhat * sum(d{y} * xhat))"
+        grads = ()
+    eval_dx = "   (eval: d{x} = " + ("dxhat" if affine else "d{y}") + " * s)" if track else ""
+    return forward + "   " + stats, (*grads, d_x + eval_dx)
+
+
 class _BatchNorm(Layer):
     """Batch normalisation over every axis but the channel axis (axis 1).
 
-    Subclasses set ``input_ndims`` (the input ranks they accept).
+    Subclasses set ``input_ndims`` (the input ranks they accept). The class attributes
+    are those of the default options; an instance with other options sets its own
+    ``num_params``, ``param_names``, ``buffer_names`` and ``equations`` (as
+    ``Affine(bias=False)`` does), so that the network names, trains, stores and exports
+    exactly the arrays the layer has.
     """
 
     num_params = 2
-    param_names = ("gamma", "beta")
-    buffer_names = ("running_mean", "running_var")
+    param_names: tuple[str, ...] = ("gamma", "beta")
+    buffer_names: tuple[str, ...] = ("running_mean", "running_var")
     input_ndims: tuple[int, ...] = ()
-    equations = ("{y} = {gamma} * ({x} - mu) / sqrt(var + eps) + {beta}   (training: batch "
-                 "mu, var; eval: running_mean, running_var)",
-                 ("d{beta} = sum(d{y})", "d{gamma} = sum(d{y} * xhat)",
-                  "d{x} = s/M * (M dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))   "
-                  "(eval: d{x} = dxhat * s)"))
+    equations = _batchnorm_equations(affine=True, track=True)
 
-    def __init__(self, num_features, eps=1e-5, momentum=0.1):
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True) -> None:
         super().__init__()
         self.num_features = check_positive_int(num_features, "num_features")
         self.eps = check_positive_float(eps, "eps")
-        self.momentum = check_in_interval(momentum, "momentum", 0.0, 1.0, high_closed=True)
+        self.momentum = _check_momentum(momentum)
+        self.affine = check_bool(affine, "affine")
+        self.track_running_stats = check_bool(track_running_stats, "track_running_stats")
+        if not self.affine:
+            self.num_params, self.param_names = 0, ()
+        if not (self.affine and self.track_running_stats):
+            self.equations = _batchnorm_equations(self.affine, self.track_running_stats)
+        # None where the layer keeps no statistics, as PyTorch's buffers are.
+        self.running_mean: np.ndarray | None = None
+        self.running_var: np.ndarray | None = None
+        self.num_batches_tracked: np.ndarray | None = None
+        if not self.track_running_stats:
+            self.buffer_names = ()
+            return
         self.running_mean = np.zeros(self.num_features)
         self.running_var = np.ones(self.num_features)
+        if self.momentum is None:
+            # Only the cumulative average needs the count: files of layers with a
+            # momentum (all those written before it existed) hold no such array.
+            self.num_batches_tracked = np.zeros(())
+            self.buffer_names = (*_BatchNorm.buffer_names, "num_batches_tracked")
 
     def param_shapes(self) -> list[tuple]:
-        """The shapes of ``[gamma, beta]``."""
-        return [(self.num_features,)] * 2
+        """The shapes of ``[gamma, beta]`` (none with ``affine=False``)."""
+        return [(self.num_features,)] * 2 if self.affine else []
 
     def init_params(self, rng, dtype):
-        """``[gamma, beta]``: ones and zeros, as PyTorch starts them (``rng`` unused)."""
+        """``[gamma, beta]``: ones and zeros, as PyTorch starts them (``rng`` unused);
+        none with ``affine=False``."""
+        if not self.affine:
+            return []
         return [np.ones(self.num_features, dtype=dtype), np.zeros(self.num_features, dtype=dtype)]
 
     def get_config(self) -> dict:
-        """The constructor arguments, for model files."""
-        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+        """The constructor arguments, for model files; an option at its default is left
+        out, so that files of default layers read as before and load anywhere."""
+        config = {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+        if not self.affine:
+            config["affine"] = False
+        if not self.track_running_stats:
+            config["track_running_stats"] = False
+        return config
 
     def output_shape(self, shape) -> tuple:
         """The input's shape, unchanged (for a network's shape bookkeeping)."""
@@ -88,76 +145,114 @@ class _BatchNorm(Layer):
         axes = (0,) + tuple(range(2, inputs.ndim))
         return axes, (1, -1) + (1,) * (inputs.ndim - 2)
 
-    def forward(self, inputs, gamma, beta):
-        """Normalise each channel, then scale by ``gamma`` and shift by ``beta``.
+    def _check(self, inputs, gamma, beta):
+        """The arguments of :meth:`forward`, checked (a layer used on its own)."""
+        inputs = as_float_array(inputs, "inputs", ndim=None)
+        if inputs.ndim not in self.input_ndims or inputs.shape[1] != self.num_features:
+            raise ValueError(f"inputs must have {' or '.join(map(str, self.input_ndims))} "
+                             f"dimensions with {self.num_features} channels on axis 1, "
+                             f"got shape {shape_str(inputs.shape)}")
+        given = (gamma is not None) + (beta is not None)
+        if given != 2 * self.affine:
+            wanted = "gamma and beta" if self.affine else "no gamma or beta (affine=False)"
+            raise TypeError(f"{self!r} takes {wanted} after its inputs, got {given} of them")
+        if self.affine:
+            gamma, beta = _check_affine_params(inputs, gamma, beta, (self.num_features,),
+                                               "one per channel")
+        return inputs, gamma, beta
+
+    def forward(self, inputs, gamma=None, beta=None):
+        """Normalise each channel, then scale by ``gamma`` and shift by ``beta`` (given
+        exactly when ``affine``).
 
         In training the statistics are the batch's (biased variance) and the running
         averages move towards them, ``r <- (1 - momentum) r + momentum * batch``, with
         the unbiased variance ``var * M / (M - 1)`` (``M`` values per channel), as in
         PyTorch; in evaluation the running statistics are used and nothing changes.
+        Without running statistics (``track_running_stats=False``) the batch's are used
+        in both modes.
         """
         if self.validate:
-            inputs = as_float_array(inputs, "inputs", ndim=None)
-            if inputs.ndim not in self.input_ndims or inputs.shape[1] != self.num_features:
-                raise ValueError(f"inputs must have {' or '.join(map(str, self.input_ndims))} "
-                                 f"dimensions with {self.num_features} channels on axis 1, "
-                                 f"got shape {shape_str(inputs.shape)}")
-            gamma, beta = _check_affine_params(inputs, gamma, beta, (self.num_features,),
-                                               "one per channel")
+            inputs, gamma, beta = self._check(inputs, gamma, beta)
         axes, bshape = self._axes_and_shape(inputs)
         m = inputs.size // inputs.shape[1]
-        if self.training:
+        batch_stats = self.training or not self.track_running_stats
+        if batch_stats:
             if m < 2:
-                # PyTorch refuses too: the unbiased variance of one value is undefined.
-                raise ValueError(f"{type(self).__name__} in training needs more than one "
-                                 f"value per channel, got inputs of shape "
+                # PyTorch refuses too: the unbiased variance of one value is undefined,
+                # and a batch variance of 0 would turn every value into beta.
+                raise ValueError(f"{type(self).__name__} with batch statistics needs more "
+                                 f"than one value per channel, got inputs of shape "
                                  f"{shape_str(inputs.shape)}")
             mean, var = inputs.mean(axis=axes), inputs.var(axis=axes)
-            # In place and in the buffers' own dtype: the network owns these arrays.
-            for buffer, batch in ((self.running_mean, mean), (self.running_var, var * m / (m - 1))):
-                buffer *= 1 - self.momentum
-                buffer += self.momentum * batch
+            if self.training and self.track_running_stats:
+                self._update_running(mean, var * m / (m - 1))
         else:
             mean = self.running_mean.astype(inputs.dtype, copy=False)
             var = self.running_var.astype(inputs.dtype, copy=False)
         scale = 1.0 / np.sqrt(var + inputs.dtype.type(self.eps))
         xhat = (inputs - mean.reshape(bshape)) * scale.reshape(bshape)
-        self.cache = (xhat, scale, gamma, self.training)
+        # Whether the batch's statistics were used, not the mode: backward follows it.
+        self.cache = (xhat, scale, gamma, batch_stats)
+        if not self.affine:
+            return xhat
         return xhat * gamma.reshape(bshape) + beta.reshape(bshape)
 
+    def _update_running(self, mean, unbiased_var):
+        """Move the running statistics towards a training batch's, in place and in the
+        buffers' own dtype: the network owns these arrays."""
+        if self.momentum is None:
+            # PyTorch's cumulative average: the n-th batch weighs 1/n, so the buffers
+            # are the plain mean of every batch's statistics so far (the first batch
+            # replaces the initial zeros and ones).
+            self.num_batches_tracked += 1
+            factor = 1.0 / float(self.num_batches_tracked)
+        else:
+            factor = self.momentum
+        for buffer, batch in ((self.running_mean, mean), (self.running_var, unbiased_var)):
+            buffer *= 1 - factor
+            buffer += factor * batch
+
     def backward(self, d_out):
-        """Gradients of ``inputs``, ``gamma`` and ``beta``.
+        """Gradients of ``inputs``, ``gamma`` and ``beta`` (of ``inputs`` alone without
+        ``affine``).
 
         ``dbeta`` and ``dgamma`` sum over the axes the channel vectors are broadcast
-        along. In training every input also moves the batch mean and variance; with
-        ``dxhat = d_out * gamma`` and ``s = 1 / sqrt(var + eps)`` the three paths add up to
-        ``dx = s / M (M dxhat - sum dxhat - xhat sum(dxhat xhat))``. In evaluation the
-        statistics are constants and ``dx = dxhat * s``.
+        along. With batch statistics every input also moves the batch mean and variance;
+        with ``dxhat = d_out * gamma`` (``d_out`` without ``affine``) and ``s = 1 /
+        sqrt(var + eps)`` the three paths add up to ``dx = s / M (M dxhat - sum dxhat -
+        xhat sum(dxhat xhat))``. With running statistics (evaluation) they are constants
+        and ``dx = dxhat * s``.
         """
-        xhat, scale, gamma, training = self.cache if self.cache is not None else (None,) * 4
+        xhat, scale, gamma, batch_stats = self.cache if self.cache is not None else (None,) * 4
         d_out = self._check_d_out(d_out, np.shape(xhat))
         axes, bshape = self._axes_and_shape(xhat)
-        d_gamma = (d_out * xhat).sum(axis=axes)
-        d_beta = d_out.sum(axis=axes)
-        d_xhat = d_out * gamma.reshape(bshape)
-        if training:
+        d_xhat = d_out * gamma.reshape(bshape) if self.affine else d_out
+        if batch_stats:
             m = xhat.size // xhat.shape[1]
             mean_term = d_xhat.sum(axis=axes).reshape(bshape)
             var_term = xhat * (d_xhat * xhat).sum(axis=axes).reshape(bshape)
             d_inputs = (scale / m).reshape(bshape) * (m * d_xhat - mean_term - var_term)
         else:
             d_inputs = d_xhat * scale.reshape(bshape)
-        return d_inputs, d_gamma, d_beta
+        if not self.affine:
+            return d_inputs
+        return d_inputs, (d_out * xhat).sum(axis=axes), d_out.sum(axis=axes)
 
     def __repr__(self):
-        return f"{type(self).__name__}({self.num_features})"
+        options = ", momentum=None" if self.momentum is None else ""
+        options += "" if self.affine else ", affine=False"
+        options += "" if self.track_running_stats else ", track_running_stats=False"
+        return f"{type(self).__name__}({self.num_features}{options})"
 
 
 class BatchNorm1d(_BatchNorm):
     """Batch normalisation of each feature over the batch, as ``torch.nn.BatchNorm1d``.
 
-    Shape: inputs (N, C) or (N, C, L), gamma (C,), beta (C,) -> out of the inputs' shape.
-    Buffers ``running_mean`` and ``running_var``, shape (C,).
+    Shape: inputs (N, C) or (N, C, L), gamma (C,), beta (C,) (with ``affine``) -> out of
+    the inputs' shape. Buffers ``running_mean`` and ``running_var``, shape (C,) (none with
+    ``track_running_stats=False``), and ``num_batches_tracked``, shape () (only with
+    ``momentum=None``).
 
     Parameters
     ----------
@@ -165,8 +260,21 @@ class BatchNorm1d(_BatchNorm):
         ``C``, the number of features (channels).
     eps : float, default=1e-5
         Added to the variance before its square root.
-    momentum : float, default=0.1
+    momentum : float or None, default=0.1
         Weight of the new batch in the running statistics (PyTorch's convention).
+        ``None``: their cumulative average, the plain mean of the statistics of every
+        training batch so far (the n-th weighs ``1/n``), counted in the buffer
+        ``num_batches_tracked`` (held in the network's dtype: exact up to 2**24
+        batches in float32).
+    affine : bool, default=True
+        Learnable ``gamma`` and ``beta``. ``False``: the layer has no parameters;
+        ``forward`` takes the inputs alone and ``backward`` returns ``d_inputs`` alone.
+    track_running_stats : bool, default=True
+        ``False``: no running statistics; the batch's statistics are used in training
+        and in evaluation alike, as in PyTorch. An output row then depends on the
+        other rows of its batch, a batch needs more than one value per channel in
+        evaluation too, and predictions of more rows than one inference chunk holds
+        (``Network.infer``) normalise each chunk on its own.
     """
 
     input_ndims = (2, 3)
@@ -178,9 +286,10 @@ class BatchNorm1d(_BatchNorm):
 class BatchNorm2d(_BatchNorm):
     """Batch normalisation of each channel over N, H and W, as ``torch.nn.BatchNorm2d``.
 
-    Shape: inputs (N, C, H, W), gamma (C,), beta (C,) -> out (N, C, H, W).
-    Buffers ``running_mean`` and ``running_var``, shape (C,). Parameters as
-    :class:`BatchNorm1d`.
+    Shape: inputs (N, C, H, W), gamma (C,), beta (C,) (with ``affine``) -> out
+    (N, C, H, W). Buffers ``running_mean`` and ``running_var``, shape (C,), and with
+    ``momentum=None`` ``num_batches_tracked``, shape (). Parameters (``num_features``,
+    ``eps``, ``momentum``, ``affine``, ``track_running_stats``) as :class:`BatchNorm1d`.
     """
 
     input_ndims = (4,)

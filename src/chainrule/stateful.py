@@ -96,7 +96,9 @@ def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
     for i, (layer, (p_names, b_names)) in enumerate(zip(layers, stateful_names(layers),
                                                         strict=True)):
         arrays: list | None
-        if not p_names and hasattr(layer, "init_params"):  # else it trains without them
+        # Arrays made but not named would never train (an empty list, as a BatchNorm's
+        # with affine=False, is no mistake).
+        if not p_names and hasattr(layer, "init_params") and len(layer.init_params(rng, dtype)):
             raise TypeError(f"layers[{i}] ({layer!r}) has init_params but no param_names: "
                             f"declare param_names, one name per array its forward takes "
                             f"after the input (e.g. param_names = ('W', 'b'))")

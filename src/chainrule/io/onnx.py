@@ -42,11 +42,15 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) ->
     :mod:`chainrule.normalization` ``Reshape``, ``Flatten``, ``Conv``, ``MaxPool``,
     ``AveragePool``, ``BatchNormalization`` (running statistics), ``LayerNormalization``
     (opset 17 or newer) and ``Softmax``; Dropout layers are left out (they are the
-    identity at inference). onnxruntime's CPU provider runs ``Conv`` and the pools in
-    float32 only: export a CNN built with ``dtype=np.float32`` to run it there. A leaky
-    ReLU whose slope is not exactly a float32 number (0.01 is not) in a float64
-    model becomes ``PRelu`` with the slope stored as a float64 tensor instead, because
-    ``LeakyRelu`` keeps its slope in a float32 attribute and would change the results.
+    identity at inference). A batch normalisation with ``track_running_stats=False``
+    becomes ``ReduceMean``, ``Sub``, ``Mul``, ``Add``, ``Sqrt`` and ``Reciprocal``
+    nodes computing the statistics of the batch fed to the graph, as PyTorch exports
+    it: each output row then depends on the other rows of its batch. onnxruntime's
+    CPU provider runs ``Conv`` and the pools in float32 only: export a CNN built with
+    ``dtype=np.float32`` to run it there. A leaky ReLU whose slope is not exactly a
+    float32 number (0.01 is not) in a float64 model becomes ``PRelu`` with the slope
+    stored as a float64 tensor instead, because ``LeakyRelu`` keeps its slope in a
+    float32 attribute and would change the results.
 
     Inputs and outputs:
 

@@ -2,7 +2,11 @@
 (``Reshape``, ``Flatten``, ``Conv``, ``MaxPool``, ``AveragePool``,
 ``BatchNormalization``, ``LayerNormalization``, ``Softmax``), in inference mode: a
 batch normalisation uses its running statistics, exported as initializers under the
-network's buffer names.
+network's buffer names (``gamma`` and ``beta`` as ones and zeros without ``affine``).
+One without running statistics (``track_running_stats=False``) normalises with the
+statistics of the batch it is given, in evaluation as in training: its graph computes
+them (``ReduceMean``, ``Sub``, ``Mul``, ``Add``, ``Sqrt``, ``Reciprocal``), as
+PyTorch's export of such a layer does.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
+from ..explain import output_shapes
 from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
 from ..stateful import stateful_names
 
@@ -20,6 +25,8 @@ LAYER_TYPES = (AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten, BatchNorm1d, Ba
                LayerNorm, Softmax)
 #: LayerNormalization entered the default domain in opset 17.
 LAYER_NORM_OPSET = 17
+#: ReduceMean takes its axes as an input, no longer an attribute, from opset 18 on.
+REDUCE_AXES_INPUT_OPSET = 18
 
 
 def layer_node(builder, network, index: int, names, current: str, out: str, opset: int):
@@ -43,20 +50,78 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         extra = {"count_include_pad": 1} if op == "AveragePool" and (ph or pw) else {}
         return make_node(op, [current], [out], kernel_shape=list(layer.kernel_size),
                          strides=list(layer.stride), pads=[ph, pw, ph, pw], **extra)
+    if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
+        return _batch_norm_node(builder, network, index, names, current, out, opset)
     for name in names:
         builder._tensor(network.params[name], name)
     if isinstance(layer, Conv2D):
         ((top, bottom), (left, right)) = layer.pads
         return make_node("Conv", [current, *names], [out], kernel_shape=list(layer.kernel_size),
                          strides=list(layer.stride), pads=[top, left, bottom, right])
-    if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
-        buffers = list(stateful_names([lay for lay, _ in network.layers])[index][1])
-        for name in buffers:
-            builder._tensor(network.buffers[name], name)
-        return make_node("BatchNormalization", [current, *names, *buffers], [out],
-                         epsilon=layer.eps)
     if opset < LAYER_NORM_OPSET:
         raise ValueError(f"opset must be at least {LAYER_NORM_OPSET} to export {layer!r} "
                          f"(ONNX's LayerNormalization), got {opset}")
     return make_node("LayerNormalization", [current, *names], [out],
                      axis=-len(layer.normalized_shape), epsilon=layer.eps)
+
+
+def _batch_norm_node(builder, network, index: int, names, current: str, out: str, opset: int):
+    """A batch normalisation: ``BatchNormalization`` on the running statistics, or the
+    batch statistics computed in the graph without them."""
+    layer = network.layers[index][0]
+    if not layer.track_running_stats:
+        return _batch_statistics_node(builder, network, index, names, current, out, opset)
+    scale_bias = list(names) if layer.affine else [f"{out}_scale", f"{out}_bias"]
+    arrays = ([network.params[n] for n in names] if layer.affine  # scale and B are not
+              else [np.ones(layer.num_features), np.zeros(layer.num_features)])  # optional
+    for name, array in zip(scale_bias, arrays, strict=True):
+        builder._tensor(array, name)
+    # (num_batches_tracked, with momentum=None, only counts training batches.)
+    buffers = list(stateful_names([lay for lay, _ in network.layers])[index][1])[:2]
+    for name in buffers:
+        builder._tensor(network.buffers[name], name)
+    return builder.helper.make_node("BatchNormalization", [current, *scale_bias, *buffers],
+                                    [out], epsilon=layer.eps)
+
+
+def _batch_statistics_node(builder, network, index: int, names, current: str, out: str,
+                           opset: int):
+    """``(x - mean) * 1/sqrt(var + eps) [* gamma + beta]`` with the biased ``mean`` and
+    ``var`` of the batch over every axis but 1, in the order chainrule computes them
+    (``BatchNormalization`` in training mode would compute them too, but is not a
+    kernel inference runtimes such as onnxruntime's CPU provider need to have).
+    Intermediate nodes go straight into the graph; the last one is returned."""
+    layer = network.layers[index][0]
+    make_node = builder.helper.make_node
+    in_shape = (network.n_features,) if index == 0 else output_shapes(network)[index - 1]
+    axes = [0] + list(range(2, len(in_shape) + 1))
+    bshape = (1, -1) + (1,) * (len(in_shape) - 1)
+
+    def reduce_mean(source, target):
+        if opset < REDUCE_AXES_INPUT_OPSET:
+            return make_node("ReduceMean", [source], [target], axes=axes, keepdims=1,
+                             name=target)
+        return make_node("ReduceMean", [source, f"{out}_axes"], [target], keepdims=1,
+                         name=target)
+
+    if opset >= REDUCE_AXES_INPUT_OPSET:
+        builder.initializers.append(builder.numpy_helper.from_array(
+            np.array(axes, dtype=np.int64), name=f"{out}_axes"))
+    builder._tensor(np.array(layer.eps), f"{out}_eps")
+    p = f"{out}_"   # the names of this layer's intermediate values (and nodes)
+    builder.nodes += [reduce_mean(current, p + "mean"),
+                      make_node("Sub", [current, p + "mean"], [p + "centred"], name=p + "centred"),
+                      make_node("Mul", [p + "centred", p + "centred"], [p + "squared"],
+                                name=p + "squared"),
+                      reduce_mean(p + "squared", p + "var"),
+                      make_node("Add", [p + "var", p + "eps"], [p + "var_eps"], name=p + "var_eps"),
+                      make_node("Sqrt", [p + "var_eps"], [p + "std"], name=p + "std"),
+                      make_node("Reciprocal", [p + "std"], [p + "scale"], name=p + "scale")]
+    if not layer.affine:
+        return make_node("Mul", [p + "centred", p + "scale"], [out])
+    gamma, beta = names
+    for name in names:   # as channel vectors broadcast along the other axes
+        builder._tensor(network.params[name].reshape(bshape), name)
+    builder.nodes += [make_node("Mul", [p + "centred", p + "scale"], [p + "xhat"], name=p + "xhat"),
+                      make_node("Mul", [p + "xhat", gamma], [p + "scaled"], name=p + "scaled")]
+    return make_node("Add", [p + "scaled", beta], [out])
