@@ -68,8 +68,9 @@ def zeros(shape, rng=None, dtype=np.float64) -> np.ndarray:
 
 class SklearnInit:
     """scikit-learn's ``_init_coef``, ``MLP(init="sklearn")``: ``U(-a, a)`` for weights
-    and biases, ``a = sqrt(f / (fan_in + fan_out))``, ``f = 2`` when the hidden units
-    are logistic (sigmoid), else 6."""
+    and biases, ``a = sqrt(f / (fan_in + fan_out))``, ``f = 2`` when the activation is
+    logistic (sigmoid; scikit-learn reads it from ``activation``, so also for a network
+    without hidden layers), else 6."""
 
     def __init__(self, activations):
         logistic = bool(activations) and activations[0] in ("sigmoid", "logistic")

@@ -174,11 +174,10 @@ class Network:
 
     def check_XY(self, X, Y, *, finite_X: bool = True):
         """``(X, Y)`` as arrays of the model's dtype, after checking they match the model
-        (features, outputs, one row of ``Y`` per row of ``X``, one-hot rows for a
-        classifier: whatever the loss's ``check_targets`` accepts), or for a classifier
-        (N,) integer class indices, returned as ``intp`` (never expanded to one-hot)."""
+        (features, outputs, one row of ``Y`` per row of ``X``, what the loss's ``check_targets``
+        accepts), or for a classifier (N,) integer class indices, as ``intp`` (never one-hot)."""
         X = self.check_X(X, finite=finite_X)
-        classifier = isinstance(self.loss, CategoricalCrossEntropy)  # one-hot rows: finite
+        classifier = isinstance(self.loss, CategoricalCrossEntropy)  # its check: finite
         if classifier and is_class_indices(Y):
             return X, check_class_indices(Y, self.n_outputs, "Y", n=X.shape[0])
         one_d = (Y.ndim if type(Y) is np.ndarray else np.ndim(Y)) == 1
@@ -202,8 +201,9 @@ class Network:
         kind = np.asarray(Y).dtype
         advice = ("as integers (y.astype(int))" if kind.kind in "fcb"
                   else "through chainrule.data.encode_labels(y)")
-        return (f"Y must have shape (N, {self.n_outputs}) (one-hot rows) or be 1-D integer "
-                f"class indices; got 1-D values of dtype {kind}: pass class labels {advice}")
+        return (f"Y must have shape (N, {self.n_outputs}) (one-hot or probability rows) or "
+                f"be 1-D integer class indices; got 1-D values of dtype {kind}: pass class "
+                f"labels {advice}")
 
     # -- the one forward path and its backward -----------------------------------
     def forward(self, X, training: bool = False, *, checked: bool = False):
@@ -558,7 +558,8 @@ class MLP(Sequential):
         for a in activations:
             check_choice(a, "activation", ACTIVATIONS)
         dropout = check_in_interval(dropout, "dropout", 0.0, 1.0)
-        initializer = SklearnInit(activations) if init == SKLEARN_INIT else get_initializer(init)
+        initializer = (SklearnInit(activations or [activation]) if init == SKLEARN_INIT
+                       else get_initializer(init))
         dtype = check_dtype(dtype)
         random = check_rng(rng)
         # Resolved before any weight is drawn: a bad name must not consume random numbers.

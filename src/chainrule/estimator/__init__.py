@@ -12,9 +12,14 @@ of ``from sklearn.neural_network import ...`` keeps every constructor parameter
 
 The same ``random_state`` gives scikit-learn's fit: every draw is taken from
 scikit-learn's generator in scikit-learn's order (initial weights, early-stopping split,
-each epoch's shuffle of the previous order), SGD's momentum is scikit-learn's velocity
-(:class:`~chainrule.estimator.solvers.SklearnSGD`) and Adam's epsilon its placement, so
-``coefs_``, ``loss_curve_`` and ``n_iter_`` agree with scikit-learn's to rounding.
+each epoch's shuffle of the previous order, a full batch's included), SGD's momentum is
+scikit-learn's velocity (:class:`~chainrule.estimator.solvers.SklearnSGD`) and Adam's
+epsilon its placement, and the loss values its ``tol`` rule and L-BFGS line search see
+are scikit-learn's (clipped log-loss, rows-weighted epochs under ``sample_weight``:
+:func:`~chainrule.estimator.solvers.sklearn_loss_values`), so ``coefs_``,
+``loss_curve_`` and ``n_iter_`` agree with scikit-learn's to rounding. Rows of
+``sample_weight`` 0 are dropped (scikit-learn keeps them in its batches), and L-BFGS on
+float32 ``X`` trains in float32 (scikit-learn's ends with float64 ``coefs_``).
 
 The network is a :class:`chainrule.models.MLP`; ``solver='sgd' | 'adam' | 'adamw'``
 trains through :func:`chainrule.train.fit` (the one training loop),
@@ -292,10 +297,9 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     Notes
     -----
     With several outputs, scikit-learn descends the half *sum* of squares over the
-    outputs but reports the half *mean* in ``loss_``; chainrule trains the same way
-    (the same gradients and steps) and reports the objective it descends, so
-    ``loss_`` and ``loss_curve_`` are ``n_outputs_`` times scikit-learn's on the data
-    term. With one output both agree.
+    outputs but reports (and its ``tol`` rule and L-BFGS line search see) the half
+    *mean*; this estimator does the same (``SklearnSquaredError``), so ``loss_`` and
+    ``loss_curve_`` are scikit-learn's.
 
     Examples
     --------

@@ -17,11 +17,11 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ..diagnostics import user_stacklevel
 from ..layers import Dropout
-from ..losses import HalfSquaredError
-from ..models import ACTIVATIONS, MLP, Network
+from ..models import ACTIVATIONS, MLP
+from .objectives import set_training_loss
 from .solvers import SKLEARN_DIR, build_optimizer, run_lbfgs, run_stochastic
 
-__all__ = ["BaseMLP", "SklearnSquaredError", "STOCHASTIC_SOLVERS", "OUT_ACTIVATIONS"]
+__all__ = ["BaseMLP", "STOCHASTIC_SOLVERS", "OUT_ACTIVATIONS"]
 
 STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw")
 _INITS = {"sklearn", "xavier", "xavier_uniform", "xavier_normal", "he", "he_normal", "he_uniform"}
@@ -36,30 +36,6 @@ def clear_caches(model):
     for layer, _ in model.layers:
         layer.cache = None
     model.loss.cache = None
-
-
-class SklearnSquaredError(HalfSquaredError):
-    """scikit-learn's multi-output squared error: the gradient of the half *sum* over
-    the M outputs (see :class:`~chainrule.losses.HalfSquaredError`), the value of their
-    half *mean*, ``1 / M`` of it.
-
-    That pair is what scikit-learn's solvers are given: its ``loss_``, ``loss_curve_``,
-    ``tol`` rule and L-BFGS line search see the mean while the steps follow the sum.
-    """
-
-    def __init__(self):
-        super().__init__("sum")
-
-    def forward(self, outputs, targets, sample_weight=None):
-        return super().forward(outputs, targets, sample_weight) / np.shape(outputs)[1]
-
-
-def set_training_loss(model: Network) -> None:
-    """Multi-output squared error trains as scikit-learn trains it
-    (:class:`SklearnSquaredError`)."""
-    if isinstance(model.loss, HalfSquaredError) and model.n_outputs > 1:
-        model.loss = SklearnSquaredError()
-        model.loss.validate = False
 
 
 def _drop_zero_weights(X, Y, weights):

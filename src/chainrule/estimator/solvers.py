@@ -21,6 +21,7 @@ from ..diagnostics import user_stacklevel
 from ..lbfgs import minimize_lbfgs
 from ..optim import SGD, Adam, AdamW, EpochLR
 from ..train import TrainingDivergedError, fit
+from .objectives import SklearnEpochLoss
 
 __all__ = ["EpochRule", "SklearnSGD", "SklearnAdam", "SklearnAdamW", "SklearnOrder",
            "build_optimizer", "run_stochastic", "run_lbfgs", "NON_FINITE"]
@@ -110,18 +111,29 @@ class EpochRule:
         Training rows per epoch (scikit-learn's ``t_`` counts them).
     validation : tuple (X_val, Y_val, sample_weight_val) or None
         The early-stopping rows; their score (accuracy or R^2) is the one watched.
+    full_batch_draws : numpy.random.RandomState or None
+        The generator of a shuffled full-batch fit: scikit-learn shuffles the one batch
+        too, and the permutations it draws move a generator that later fits draw from
+        (the caller's, or NumPy's global one). One is drawn per epoch; the rows keep
+        their order (the one batch's gradient is the same, to rounding).
+    epoch_loss : SklearnEpochLoss or None
+        With sample weights and minibatches, the epoch's loss as scikit-learn averages
+        it, in place of the History's.
     """
 
-    def __init__(self, est, n_samples, validation):
+    def __init__(self, est, n_samples, validation, full_batch_draws=None, epoch_loss=None):
         self.est, self.n_samples, self.validation = est, n_samples, validation
+        self.full_batch_draws, self.epoch_loss = full_batch_draws, epoch_loss
         self.stopped = False
         self.best = None  # early stopping's best parameters (copies)
 
     def __call__(self, epoch, logs, model):
         est = self.est
+        if self.full_batch_draws is not None:
+            self.full_batch_draws.permutation(self.n_samples)
         est.n_iter_ += 1
         est.t_ += self.n_samples
-        est.loss_ = float(logs["loss"])
+        est.loss_ = float(logs["loss"]) if self.epoch_loss is None else self.epoch_loss.pop()
         est.loss_curve_.append(est.loss_)
         if est.verbose:
             print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
@@ -179,12 +191,16 @@ def run_stochastic(est, model, X, Y, weights, *, validation, batch_size, random_
     Returns the History. Non-finite values raise ``ValueError`` (scikit-learn's
     message), except with early stopping, where the best weights seen are kept.
     """
-    rule = EpochRule(est, X.shape[0], validation)
+    full_batch_draws = random_state if est.shuffle and batch_size is None else None
+    epoch_loss = (SklearnEpochLoss(model, float(est.alpha)) if weights is not None
+                  and batch_size is not None else None)
+    rule = EpochRule(est, X.shape[0], validation, full_batch_draws, epoch_loss)
     try:
+        model.loss.epoch_loss = epoch_loss   # its SklearnValue loss feeds it the batches
         history = fit(model, X, Y, optimizer=est.optimizer_, epochs=1 if incremental
                       else est.max_iter, batch_size=batch_size,
-                      shuffle=(SklearnOrder(random_state, X.shape[0]) if est.shuffle and
-                               batch_size is not None else False), rng=random_state,
+                      shuffle=(SklearnOrder(random_state, X.shape[0]) if est.shuffle
+                               and batch_size is not None else False), rng=random_state,
                       progress=False, sample_weight=weights, diagnostics=False,
                       callbacks=[rule], l2=float(est.alpha))
     except TrainingDivergedError as exc:
@@ -196,6 +212,8 @@ def run_stochastic(est, model, X, Y, weights, *, validation, batch_size, random_
         est.loss_curve_.append(math.nan)
         est.loss_ = math.nan
         history = None
+    finally:
+        model.loss.epoch_loss = None
     if history is not None and history.stop_reason == "interrupted":
         # fit rolled back to the last complete epoch; scikit-learn says so the same way.
         warnings.warn("Training interrupted by user.", stacklevel=user_stacklevel(SKLEARN_DIR))
@@ -224,8 +242,13 @@ def run_lbfgs(est, model, X, Y, weights):
     if not result.converged:
         from sklearn.exceptions import ConvergenceWarning
 
-        warnings.warn(f"lbfgs failed to converge after {result.n_iter} iteration(s) "
-                      f"(status={result.status}): {result.message}. Increase the number of "
-                      f"iterations (max_iter, max_fun) or scale the data.",
-                      ConvergenceWarning, stacklevel=user_stacklevel(SKLEARN_DIR))
+        # scikit-learn's words (its _check_optimize_result)
+        message = (f"lbfgs failed to converge after {result.n_iter} iteration(s) "
+                   f"(status={result.status}):\n{result.message}\n")
+        if result.n_iter == est.max_iter:
+            message += (f"\nIncrease the number of iterations to improve the convergence "
+                        f"(max_iter={est.max_iter}).")
+        message += ("\nYou might also want to scale the data as shown in:\n"
+                    "    https://scikit-learn.org/stable/modules/preprocessing.html")
+        warnings.warn(message, ConvergenceWarning, stacklevel=user_stacklevel(SKLEARN_DIR))
     return result

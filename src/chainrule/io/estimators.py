@@ -290,15 +290,14 @@ def estimator_state(est, name: str) -> tuple[dict, dict]:
 
 
 def _stored_network(model):
-    """The network as its config builds it: a multi-output regressor trains on
-    :class:`~chainrule.estimator.base.SklearnSquaredError`, stored as the squared error
-    it is (loading gives it back, through ``reset_training_state``)."""
-    from ..estimator.base import SklearnSquaredError  # scikit-learn: loaded by now
-    from ..losses import HalfSquaredError
+    """The network as its config builds it: an estimator's network trains on a
+    :class:`~chainrule.estimator.objectives.SklearnValue` loss, stored as the loss it
+    derives from (loading gives it back, through ``reset_training_state``)."""
+    from ..estimator.objectives import SklearnValue  # scikit-learn: loaded by now
 
-    if isinstance(model.loss, SklearnSquaredError):
+    if isinstance(model.loss, SklearnValue):
         model = copy.copy(model)
-        model.loss = HalfSquaredError()
+        model.loss = model.loss.stored_as()
     return model
 
 
