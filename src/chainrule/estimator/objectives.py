@@ -75,7 +75,10 @@ class SklearnBinaryLogLoss(SklearnValue, BinaryCrossEntropy):
         eps = np.finfo(targets.dtype).eps
         probs = np.clip(expit(outputs), eps, 1 - eps)
         terms = xlogy(targets, probs) + xlogy(1 - targets, 1 - probs)
-        return float(-np.average(terms, weights=sample_weight, axis=0).sum())
+        # (np.average without weights is this mean, bit for bit, at 3x its call cost)
+        mean = terms.mean(axis=0) if sample_weight is None else \
+            np.average(terms, weights=sample_weight, axis=0)
+        return float(-mean.sum())
 
 
 class SklearnSquaredError(SklearnValue, HalfSquaredError):
