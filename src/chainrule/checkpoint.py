@@ -194,7 +194,7 @@ def generators(random, model):
     return gens
 
 
-def _raw_rng_state(r) -> dict:
+def _raw_rng_state(r) -> Any:
     """The generator's state as NumPy gives it (a new dict; a RandomState's key array a
     copy): what a snapshot keeps, converted to JSON only when a checkpoint is written
     (a RandomState's 624 keys as a list cost ~40 us, at every epoch)."""
