@@ -96,9 +96,9 @@ def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
     for i, (layer, (p_names, b_names)) in enumerate(zip(layers, stateful_names(layers),
                                                         strict=True)):
         arrays: list | None
-        # Arrays made but not named would never train (an empty list, as a BatchNorm's
-        # with affine=False, is no mistake).
-        if not p_names and hasattr(layer, "init_params") and len(layer.init_params(rng, dtype)):
+        # Arrays made but never named would not train; a layer that says it has none
+        # (param_names = (), as a BatchNorm's with affine=False) is no such mistake.
+        if not p_names and hasattr(layer, "init_params") and not hasattr(layer, "param_names"):
             raise TypeError(f"layers[{i}] ({layer!r}) has init_params but no param_names: "
                             f"declare param_names, one name per array its forward takes "
                             f"after the input (e.g. param_names = ('W', 'b'))")

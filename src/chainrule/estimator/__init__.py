@@ -15,8 +15,8 @@ scikit-learn's generator in scikit-learn's order (initial weights, early-stoppin
 each epoch's shuffle of the previous order, a full batch's included), SGD's momentum is
 scikit-learn's velocity (:class:`~chainrule.estimator.solvers.SklearnSGD`) and Adam's
 epsilon its placement, and the loss values its ``tol`` rule and L-BFGS line search see
-are scikit-learn's (clipped log-loss, rows-weighted epochs under ``sample_weight``:
-:func:`~chainrule.estimator.solvers.sklearn_loss_values`), so ``coefs_``,
+are scikit-learn's (clipped log-loss, the multi-output mean, rows-weighted epochs
+under ``sample_weight``: :mod:`chainrule.estimator.objectives`), so ``coefs_``,
 ``loss_curve_`` and ``n_iter_`` agree with scikit-learn's to rounding. Rows of
 ``sample_weight`` 0 are dropped (scikit-learn keeps them in its batches), and L-BFGS on
 float32 ``X`` trains in float32 (scikit-learn's ends with float64 ``coefs_``).
@@ -298,7 +298,8 @@ class MLPRegressor(RegressorMixin, BaseMLP):
     -----
     With several outputs, scikit-learn descends the half *sum* of squares over the
     outputs but reports (and its ``tol`` rule and L-BFGS line search see) the half
-    *mean*; this estimator does the same (``SklearnSquaredError``), so ``loss_`` and
+    *mean*; this estimator does the same
+    (:class:`~chainrule.estimator.objectives.SklearnSquaredError`), so ``loss_`` and
     ``loss_curve_`` are scikit-learn's.
 
     Examples
