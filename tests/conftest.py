@@ -104,7 +104,8 @@ def _torch_image_layer(torch, layer, x, *params):
     if isinstance(layer, Softmax):
         return F.softmax(x, dim=layer.axis)
     if isinstance(layer, Conv2D):
-        return F.conv2d(x, *params, stride=layer.stride, padding=layer.padding)
+        return F.conv2d(x, *params, stride=layer.stride, padding=layer.padding,
+                        dilation=layer.dilation, groups=layer.groups)
     if isinstance(layer, MaxPool2D):
         return F.max_pool2d(x, layer.kernel_size, layer.stride, layer.padding)
     if isinstance(layer, AvgPool2D):

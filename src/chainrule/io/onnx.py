@@ -39,7 +39,8 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) ->
 
     The graph uses ``Gemm``, ``Relu``, ``LeakyRelu``, ``Tanh``, ``Sigmoid`` and
     ``Softmax``, and for the layers of :mod:`chainrule.conv` and
-    :mod:`chainrule.normalization` ``Reshape``, ``Flatten``, ``Conv``, ``MaxPool``,
+    :mod:`chainrule.normalization` ``Reshape``, ``Flatten``, ``Conv`` (with its
+    ``dilations`` and ``group`` for a dilated or grouped Conv2D), ``MaxPool``,
     ``AveragePool``, ``BatchNormalization`` (running statistics), ``LayerNormalization``
     (opset 17 or newer) and ``Softmax``; Dropout layers are left out (they are the
     identity at inference). A batch normalisation with ``track_running_stats=False``

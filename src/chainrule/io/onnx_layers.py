@@ -56,8 +56,13 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         builder._tensor(network.params[name], name)
     if isinstance(layer, Conv2D):
         ((top, bottom), (left, right)) = layer.pads
+        # ONNX's defaults (dilations 1, group 1) are left out: a graph without the
+        # options is the one exported before they existed.
+        options: dict[str, object] = {"dilations": list(layer.dilation)} \
+            if layer.dilation != (1, 1) else {}
+        options.update({"group": layer.groups} if layer.groups != 1 else {})
         return make_node("Conv", [current, *names], [out], kernel_shape=list(layer.kernel_size),
-                         strides=list(layer.stride), pads=[top, left, bottom, right])
+                         strides=list(layer.stride), pads=[top, left, bottom, right], **options)
     if opset < LAYER_NORM_OPSET:
         raise ValueError(f"opset must be at least {LAYER_NORM_OPSET} to export {layer!r} "
                          f"(ONNX's LayerNormalization), got {opset}")
