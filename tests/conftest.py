@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from chainrule.conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
-from chainrule.layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from chainrule.conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
+from chainrule.layers import GELU, Affine, Dropout, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
 from chainrule.losses import CategoricalCrossEntropy, MeanSquaredError
 from chainrule.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
 
@@ -79,6 +79,10 @@ def torch_layer(layer, x, *params):
         return torch.tanh(x)
     if isinstance(layer, Sigmoid):
         return torch.sigmoid(x)
+    if isinstance(layer, GELU):
+        return F.gelu(x, approximate=layer.approximate)
+    if isinstance(layer, SiLU):
+        return F.silu(x)
     if isinstance(layer, Dropout):
         kind, value = layer.cache
         return x if kind == "identity" else x * to_torch(value)
@@ -110,6 +114,8 @@ def _torch_image_layer(torch, layer, x, *params):
         return F.max_pool2d(x, layer.kernel_size, layer.stride, layer.padding)
     if isinstance(layer, AvgPool2D):
         return F.avg_pool2d(x, layer.kernel_size, layer.stride, layer.padding)
+    if isinstance(layer, AdaptiveAvgPool2D):
+        return F.adaptive_avg_pool2d(x, layer.output_size)
     if isinstance(layer, Flatten):
         return x.reshape(x.shape[0], -1)
     if isinstance(layer, Unflatten):

@@ -211,10 +211,10 @@ def test_leaky_relu_slope_checked():
 
 
 def test_unknown_names():
-    with pytest.raises(ValueError, match=r"activation must be one of \['identity', "
+    with pytest.raises(ValueError, match=r"activation must be one of \['gelu', 'identity', "
                                          r"'leaky_relu', 'logistic', 'relu', 'sigmoid', "
-                                         r"'tanh'\], got 'gelu'"):
-        MLP([4, 3, 2], activation="gelu")
+                                         r"'silu', 'tanh'\], got 'mish'"):
+        MLP([4, 3, 2], activation="mish")
     with pytest.raises(ValueError, match=r"activation must be a name of .* or one per hidden "
                                          r"layer \(1\), got \['relu', 'tanh'\]"):
         MLP([4, 3, 2], activation=["relu", "tanh"])
@@ -425,7 +425,7 @@ def test_float32_model_names_overflow_of_finite_float64_input():
 
 
 @pytest.mark.parametrize("kwargs, match", [
-    (dict(activation="gelu"), "activation must be one of"),
+    (dict(activation="mish"), "activation must be one of"),
     (dict(init=["xavier"]), "init must be one of"),
     (dict(activation=[["relu"]]), "activation must be one of"),
     (dict(loss=["mse"]), "loss must be one of"),

@@ -346,7 +346,7 @@ def test_load_refuses_a_non_model_archive(tmp_path):
 @pytest.mark.parametrize("edit, match", [
     (lambda c: c.pop("activation"), r"missing keys \['activation'\]"),
     (lambda c: c.update(evil="x"), r"unexpected keys \['evil'\]"),
-    (lambda c: c.update(activation="gelu"), "activation"),
+    (lambda c: c.update(activation="mish"), "activation"),
     (lambda c: c.update(dropout=1.5), "dropout"),
     (lambda c: c.update(loss="hinge"), "loss"),
     (lambda c: c.update(dtype="int32"), "floating-point"),

@@ -11,11 +11,11 @@ imported by the functions that use them. The scikit-learn estimators
 
 from . import conv, functional, init, layers, losses, models, normalization, optim
 from ._version import VERSION
-from .conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
+from .conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
 from .homework import FeedforwardNeuralNet, LogisticRegression
 from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_uniform
-from .layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers import GELU, Affine, Dropout, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
 from .losses import CategoricalCrossEntropy, MeanSquaredError
 from .models import MLP, Network, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
@@ -29,9 +29,9 @@ __all__ = [
     "accuracy", "log_softmax", "logsumexp", "one_hot", "softmax",
     "check_gradients",
     "he_normal", "he_uniform", "xavier_init", "xavier_normal", "xavier_uniform",
-    "Affine", "Dropout", "LeakyReLU", "ReLU", "Sigmoid", "Tanh",
+    "Affine", "Dropout", "LeakyReLU", "ReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax",
-    "AvgPool2D", "Conv2D", "Flatten", "MaxPool2D", "Unflatten",
+    "AdaptiveAvgPool2D", "AvgPool2D", "Conv2D", "Flatten", "MaxPool2D", "Unflatten",
     "CategoricalCrossEntropy", "MeanSquaredError",
     "MLP", "FeedforwardNeuralNet", "LogisticRegression", "Network", "Sequential",
     "SGD", "Adam", "AdamW",

@@ -12,6 +12,8 @@ channel groups of a grouped convolution), so that it comes out in NCHW without a
 transposing copy. Those array kernels live in :mod:`chainrule.conv_ops`.
 :class:`MaxPool2D` routes the gradient of a window to one input, the first maximum in
 row-major order, as PyTorch does with ties; :class:`AvgPool2D` spreads it evenly.
+:class:`AdaptiveAvgPool2D` averages PyTorch's adaptive windows, as two products with
+the matrices of window means (one per axis).
 
 A network takes 2-D ``X`` (one row per sample), so a CNN starts with
 :class:`Unflatten` (``(N, C*H*W) -> (N, C, H, W)``) and goes back to rows with
@@ -44,7 +46,7 @@ from .conv_ops import (
 )
 from .layers import Layer
 
-__all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "Flatten", "Unflatten"]
+__all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D", "Flatten", "Unflatten"]
 
 
 def _check_images(inputs, name="inputs"):
@@ -423,6 +425,73 @@ class AvgPool2D(_Pool2D):
                                     + share.shape[2:])
         add_windows(d_inputs, d_windows, self.kernel_size, self.stride, out_hw)
         return self._cropped(d_inputs)
+
+
+def _adaptive_means(size: int, out: int, dtype) -> np.ndarray:
+    """``(out, size)``: row ``i`` averages inputs ``floor(i size / out)`` up to
+    ``ceil((i + 1) size / out)``, PyTorch's adaptive windows."""
+    matrix = np.zeros((out, size), dtype=dtype)
+    for i in range(out):
+        start, end = (i * size) // out, -(-((i + 1) * size) // out)
+        matrix[i, start:end] = dtype.type(1) / dtype.type(end - start)
+    return matrix
+
+
+class AdaptiveAvgPool2D(Layer):
+    """The mean of each of ``output_size`` windows, as
+    ``torch.nn.AdaptiveAvgPool2d(output_size)``: output row ``i`` of an input of height
+    ``H`` averages rows ``floor(i H / Ho)`` up to ``ceil((i + 1) H / Ho)`` (exclusive),
+    and likewise along the width; windows overlap when ``Ho`` does not divide ``H``.
+    ``AdaptiveAvgPool2D(1)`` is global average pooling (ResNet's head).
+
+    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``(Ho, Wo) = output_size``.
+
+    Parameters
+    ----------
+    output_size : int or (int, int)
+        ``(Ho, Wo)``; an int is both.
+    """
+
+    equations = ("{y} = A_h @ {x} @ A_w^T   (A: the window means, a row per output)",
+                 ("d{x} = A_h^T @ d{y} @ A_w",))
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = pair(output_size, "output_size")
+
+    def get_config(self) -> dict:
+        """The constructor argument, for model files."""
+        return {"output_size": list(self.output_size)}
+
+    def output_shape(self, shape) -> tuple:
+        """``(C, Ho, Wo)`` for an input ``(C, H, W)``."""
+        return (shape[0],) + self.output_size
+
+    def check_input_shape(self, shape) -> None:
+        """``ValueError`` unless a sample of ``shape`` (batch axis left out) fits."""
+        if len(shape) != 3:
+            raise ValueError("it takes images (N, C, H, W)")
+
+    def forward(self, inputs):
+        if self.validate:
+            inputs = _check_images(inputs)
+        (h, w), (ho, wo) = inputs.shape[2:], self.output_size
+        # Separable: the mean over a window is the mean over its rows of the means over
+        # its columns, two matrix products broadcast over (N, C).
+        rows, cols = _adaptive_means(h, ho, inputs.dtype), _adaptive_means(w, wo, inputs.dtype)
+        self.cache = (inputs.shape, rows, cols)
+        return np.matmul(rows, np.matmul(inputs, cols.T))
+
+    def backward(self, d_out):
+        """Each output's gradient spread evenly over its window: the transposed products."""
+        in_shape, rows, cols = self.cache if self.cache is not None else (None, None, None)
+        d_out = self._check_d_out(d_out, () if in_shape is None else
+                                  in_shape[:2] + self.output_size)
+        return np.matmul(rows.T, np.matmul(d_out, cols))
+
+    def __repr__(self):
+        ho, wo = self.output_size
+        return f"AdaptiveAvgPool2D({ho if ho == wo else (ho, wo)})"
 
 
 class Flatten(Layer):

@@ -43,7 +43,7 @@ from ._validation import (
     check_rng,
     shape_str,
 )
-from .layers import Affine, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers import GELU, Affine, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
 
 __all__ = ["numerical_gradient", "relative_error", "GradCheckResult", "check_gradients",
            "check_layer_gradients"]
@@ -54,7 +54,7 @@ _TINY = np.finfo(np.float64).tiny
 #: differences of pure rounding noise, ~1e-10 * |loss| with eps 1e-6.
 _NETWORK_FLOOR = 1e-3
 #: Built-in layers that compute the same in training and evaluation mode.
-_SAME_IN_BOTH_MODES = (Affine, Identity, ReLU, LeakyReLU, Tanh, Sigmoid)
+_SAME_IN_BOTH_MODES = (Affine, Identity, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU)
 
 
 def relative_error(analytic, numeric, floor: float = _TINY) -> float:

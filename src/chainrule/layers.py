@@ -22,11 +22,14 @@ so the network turns the per-layer checks off.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._blas import matmul, matmul_nt, matmul_tn
 from ._validation import (
     as_float_array,
+    check_choice,
     check_in_interval,
     check_positive_int,
     check_rng,
@@ -37,7 +40,8 @@ from ._validation import (
 from .functional import sigmoid
 from .init import get_initializer
 
-__all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Dropout"]
+__all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU",
+           "Dropout"]
 
 
 class Layer:
@@ -321,6 +325,88 @@ class Sigmoid(Layer):
         d_out = self._check_d_out(d_out, np.shape(self.cache))
         out = self.cache
         return d_out * out * (1 - out)
+
+
+class GELU(Layer):
+    """Gaussian error linear unit ``out = x * Phi(x)``, as ``torch.nn.GELU(approximate)``.
+
+    Shape: inputs of any shape -> out of the same shape.
+
+    Parameters
+    ----------
+    approximate : {'none', 'tanh'}, default='none'
+        ``'none'``: ``Phi`` is the standard normal CDF, ``0.5 (1 + erf(x / sqrt(2)))``
+        (SciPy's ``erf``, imported by the first forward pass, not by ``import
+        chainrule``). ``'tanh'``: ``0.5 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))``.
+    """
+
+    equations = ("{y} = {x} * Phi({x})   (Phi: the normal CDF)",
+                 ("d{x} = d{y} * (Phi({x}) + {x} * phi({x}))",))
+
+    def __init__(self, approximate: str = "none"):
+        super().__init__()
+        self.approximate = check_choice(approximate, "approximate", ("none", "tanh"))
+        if self.approximate == "tanh":   # the instance's own: the class's are erf's
+            self.equations = ("{y} = 0.5 {x} (1 + t),  t = tanh(sqrt(2/pi) ({x} + 0.044715 "
+                              "{x}^3))", ("d{x} = d{y} * (0.5 (1 + t) + 0.5 {x} (1 - t^2) "
+                                          "sqrt(2/pi) (1 + 3 * 0.044715 {x}^2))",))
+
+    def get_config(self) -> dict:
+        """The constructor argument, for model files."""
+        return {"approximate": self.approximate}
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        if self.approximate == "tanh":
+            c = inputs.dtype.type(math.sqrt(2.0 / math.pi))
+            t = np.tanh(c * (inputs + inputs.dtype.type(0.044715) * inputs ** 3))
+            self.cache = (inputs, t)
+            return 0.5 * inputs * (1 + t)
+        from scipy.special import erf  # lazily: `import chainrule` is NumPy-only
+
+        cdf = 0.5 * (1 + erf(inputs * inputs.dtype.type(1 / math.sqrt(2.0))))
+        self.cache = (inputs, cdf)
+        return inputs * cdf
+
+    def backward(self, d_out):
+        """Exact: ``Phi(x) + x phi(x)`` with ``phi`` the normal density. Tanh: the
+        product rule on ``0.5 x (1 + t)``, with ``dt/dx = (1 - t^2) sqrt(2/pi) (1 + 3
+        0.044715 x^2)``; both from the cached input and ``Phi(x)`` or ``t``."""
+        inputs, value = self.cache if self.cache is not None else (None, None)
+        d_out = self._check_d_out(d_out, np.shape(inputs))
+        kind = inputs.dtype.type
+        if self.approximate == "tanh":
+            slope = (1 - value * value) * kind(math.sqrt(2.0 / math.pi)) * (
+                1 + kind(3 * 0.044715) * inputs * inputs)
+            return d_out * (0.5 * (1 + value) + 0.5 * inputs * slope)
+        density = np.exp(-0.5 * inputs * inputs) * kind(1 / math.sqrt(2 * math.pi))
+        return d_out * (value + inputs * density)
+
+    def __repr__(self):
+        return "GELU()" if self.approximate == "none" else f"GELU(approximate={self.approximate!r})"
+
+
+class SiLU(Layer):
+    """Sigmoid linear unit (swish) ``out = x * sigmoid(x)``, as ``torch.nn.SiLU()``.
+
+    Shape: inputs of any shape -> out of the same shape.
+    """
+
+    equations = ("{y} = {x} * s,  s = 1 / (1 + exp(-{x}))",
+                 ("d{x} = d{y} * s * (1 + {x} * (1 - s))",))
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        # functional.sigmoid: overflow-free for any input.
+        s = sigmoid(inputs)
+        self.cache = (inputs, s)
+        return inputs * s
+
+    def backward(self, d_out):
+        """``d (x s)/dx = s + x s (1 - s)``, from the cached input and sigmoid."""
+        inputs, s = self.cache if self.cache is not None else (None, None)
+        d_out = self._check_d_out(d_out, np.shape(inputs))
+        return d_out * (s * (1 + inputs * (1 - s)))
 
 
 class Dropout(Layer):

@@ -31,7 +31,7 @@ from .errors import TrainingDivergedError
 from .explain import check_shapes, explain, node_names, output_shapes, output_width, summary
 from .functional import sigmoid, softmax
 from .init import CUSTOM_INIT, SklearnInit, get_initializer
-from .layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from .layers import GELU, Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, get_loss
 from .stateful import (
     buffer_slots,
@@ -53,7 +53,7 @@ ACTIVATION_BUDGET = 32 * 2**20
 SKLEARN_INIT = "sklearn"
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid,
-               "identity": Identity, "logistic": Sigmoid}
+               "identity": Identity, "logistic": Sigmoid, "gelu": GELU, "silu": SiLU}
 
 
 def affine_param_names(n_layers: int) -> list[tuple[str, str]]:

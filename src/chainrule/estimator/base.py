@@ -62,7 +62,8 @@ class BaseMLP(BaseEstimator):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        "activation": [StrOptions(set(ACTIVATIONS))],
+        # scikit-learn's names (and leaky_relu, sigmoid): not MLP's gelu and silu.
+        "activation": [StrOptions(set(ACTIVATIONS) - {"gelu", "silu"})],
         "solver": [StrOptions({"lbfgs", *STOCHASTIC_SOLVERS})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],

@@ -15,8 +15,8 @@ import numpy as np
 
 from .._fileformat import atomic_write
 from .._version import VERSION
-from ..conv import AvgPool2D, Conv2D, MaxPool2D
-from ..layers import Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, Tanh
+from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, MaxPool2D
+from ..layers import GELU, Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
 from ..losses import BinaryCrossEntropy, CategoricalCrossEntropy, HalfSquaredError, MeanSquaredError
 from ..models import Network
 from .onnx_layers import LAYER_TYPES, layer_node
@@ -38,7 +38,8 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) ->
     """Write ``model`` as a standard ONNX graph for inference elsewhere.
 
     The graph uses ``Gemm``, ``Relu``, ``LeakyRelu``, ``Tanh``, ``Sigmoid`` and
-    ``Softmax``, and for the layers of :mod:`chainrule.conv` and
+    ``Softmax`` (GELU and SiLU as ``Mul``, ``Add``, ``Sigmoid``, ``Erf``, ``Tanh`` and
+    ``Pow`` nodes), and for the layers of :mod:`chainrule.conv` and
     :mod:`chainrule.normalization` ``Reshape``, ``Flatten``, ``Conv`` (with its
     ``dilations`` and ``group`` for a dilated or grouped Conv2D), ``MaxPool``,
     ``AveragePool``, ``BatchNormalization`` (running statistics), ``LayerNormalization``
@@ -77,9 +78,10 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) ->
     Parameters
     ----------
     model : Network or fitted estimator
-        A chainrule network whose layers are Affine, ReLU, LeakyReLU, Tanh, Sigmoid or
-        Dropout and whose loss is cross-entropy or mse, or an object with such a
-        network as its ``model_`` attribute.
+        A chainrule network whose layers are Affine, ReLU, LeakyReLU, Tanh, Sigmoid,
+        GELU, SiLU or Dropout (or the image layers above) and whose loss is
+        cross-entropy or mse, or an object with such a network as its ``model_``
+        attribute.
     path : str or os.PathLike
         Destination (``.onnx``), written atomically; a symbolic link is written
         through to its target, as in :func:`chainrule.io.save`.
@@ -200,13 +202,21 @@ def _label_values(classes, n_classes: int) -> np.ndarray:
 
 
 def _warn_float64_conv(network, dtype) -> None:
-    """The file is valid ONNX, but onnxruntime has no float64 ``Conv`` or pooling
-    kernels: say so when the file is written, not when it fails to load."""
-    if dtype == np.float64 and any(isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D))
+    """The file is valid ONNX, but onnxruntime has no float64 ``Conv``, pooling or
+    ``Erf`` (an exact GELU) kernels: say so when the file is written, not when it fails
+    to load."""
+    if dtype == np.float64 and any(isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D,
+                                                      AdaptiveAvgPool2D))
                                    for layer, _ in network.layers):
         warnings.warn("this float64 network has convolution or pooling layers, which "
                       "onnxruntime runs only in float32: build it with dtype=np.float32 "
                       "to run the exported file there", UserWarning, stacklevel=3)
+    if dtype == np.float64 and any(isinstance(layer, GELU) and layer.approximate == "none"
+                                   for layer, _ in network.layers):
+        warnings.warn("this float64 network has a GELU layer, whose Erf node onnxruntime "
+                      "runs only in float32: build it with dtype=np.float32 (or use "
+                      "GELU(approximate='tanh')) to run the exported file there",
+                      UserWarning, stacklevel=3)
 
 
 def _export_dtype(network) -> np.dtype:
@@ -271,12 +281,45 @@ class _GraphBuilder:
             node = make_node(op, [current], [out])
         elif isinstance(layer, LeakyReLU):
             node = self._leaky_relu(float(layer.negative_slope), current, out)
+        elif isinstance(layer, (GELU, SiLU)):
+            node = self._gated(layer, current, out)
         else:
             raise TypeError(f"cannot export layer {i} ({layer!r}): supported layers are "
-                            f"Affine, ReLU, LeakyReLU, Tanh, Sigmoid, Dropout and "
+                            f"Affine, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, Dropout and "
                             f"{', '.join(cls.__name__ for cls in LAYER_TYPES)}")
         node.name = f"activation{self.n_act}"
         self.nodes.append(node)
+
+    def _gated(self, layer, current: str, out: str):
+        """``x * g(x)``: SiLU's ``g = Sigmoid``; GELU's ``0.5 (1 + Erf(x / sqrt(2)))``, or
+        with ``approximate='tanh'`` ``0.5 x (1 + Tanh(sqrt(2/pi) (x + 0.044715 Pow(x,
+        3))))``, in the order chainrule computes them. Intermediate nodes go straight
+        into the graph; the last one is returned."""
+        make_node, p = self.helper.make_node, f"{out}_"
+        if isinstance(layer, SiLU):
+            self.nodes.append(make_node("Sigmoid", [current], [p + "gate"], name=p + "gate"))
+            return make_node("Mul", [current, p + "gate"], [out])
+        tanh = layer.approximate == "tanh"
+        constants = {"half": 0.5, "one": 1.0, "scale": np.sqrt(2 / np.pi) if tanh
+                     else 1 / np.sqrt(2.0), **({"three": 3.0, "cubic": 0.044715} if tanh else {})}
+        for name, value in constants.items():
+            self._tensor(np.array(value), p + name)
+        if tanh:
+            steps = [("Pow", [current, p + "three"], "cube"),
+                     ("Mul", [p + "cubic", p + "cube"], "cubic_term"),
+                     ("Add", [current, p + "cubic_term"], "inner"),
+                     ("Mul", [p + "scale", p + "inner"], "scaled"), ("Tanh", [p + "scaled"], "t"),
+                     ("Mul", [p + "half", current], "half_x")]
+        else:
+            steps = [("Mul", [current, p + "scale"], "scaled"), ("Erf", [p + "scaled"], "t")]
+        steps.append(("Add", [p + "one", p + "t"], "one_plus"))
+        if not tanh:
+            steps.append(("Mul", [p + "half", p + "one_plus"], "cdf"))
+        self.nodes += [make_node(op, inputs, [p + name], name=p + name)
+                       for op, inputs, name in steps]
+        if tanh:   # 0.5 x (1 + t)
+            return make_node("Mul", [p + "half_x", p + "one_plus"], [out])
+        return make_node("Mul", [current, p + "cdf"], [out])
 
     def _labels(self, labels, *, binary: bool) -> None:
         """``label = classes[index]`` (Gather from a constant holding the class values),

@@ -1,5 +1,6 @@
 """ONNX nodes for the layers of :mod:`chainrule.conv` and :mod:`chainrule.normalization`
-(``Reshape``, ``Flatten``, ``Conv``, ``MaxPool``, ``AveragePool``,
+(``Reshape``, ``Flatten``, ``Conv``, ``MaxPool``, ``AveragePool`` (also
+``GlobalAveragePool`` for an adaptive pool to 1 x 1),
 ``BatchNormalization``, ``LayerNormalization``, ``Softmax``), in inference mode: a
 batch normalisation uses its running statistics, exported as initializers under the
 network's buffer names (``gamma`` and ``beta`` as ones and zeros without ``affine``).
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..conv import AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
+from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
 from ..explain import output_shapes
 from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
 from ..stateful import stateful_names
@@ -21,8 +22,8 @@ from ..stateful import stateful_names
 __all__ = ["LAYER_TYPES", "layer_node", "LAYER_NORM_OPSET"]
 
 #: The layers :func:`layer_node` exports.
-LAYER_TYPES = (AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten, BatchNorm1d, BatchNorm2d,
-               LayerNorm, Softmax)
+LAYER_TYPES = (AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten, BatchNorm1d,
+               BatchNorm2d, LayerNorm, Softmax)
 #: LayerNormalization entered the default domain in opset 17.
 LAYER_NORM_OPSET = 17
 #: ReduceMean takes its axes as an input, no longer an attribute, from opset 18 on.
@@ -50,6 +51,8 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         extra = {"count_include_pad": 1} if op == "AveragePool" and (ph or pw) else {}
         return make_node(op, [current], [out], kernel_shape=list(layer.kernel_size),
                          strides=list(layer.stride), pads=[ph, pw, ph, pw], **extra)
+    if isinstance(layer, AdaptiveAvgPool2D):
+        return _adaptive_pool_node(builder, network, index, current, out)
     if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
         return _batch_norm_node(builder, network, index, names, current, out, opset)
     for name in names:
@@ -68,6 +71,23 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
                          f"(ONNX's LayerNormalization), got {opset}")
     return make_node("LayerNormalization", [current, *names], [out],
                      axis=-len(layer.normalized_shape), epsilon=layer.eps)
+
+
+def _adaptive_pool_node(builder, network, index: int, current: str, out: str):
+    """``GlobalAveragePool`` for an output of 1 x 1; ``AveragePool`` with kernel = stride
+    = input / output where the output size divides the input's (the windows then do
+    not overlap); ``ValueError`` otherwise (ONNX has no adaptive pooling)."""
+    layer = network.layers[index][0]
+    if layer.output_size == (1, 1):
+        return builder.helper.make_node("GlobalAveragePool", [current], [out])
+    in_hw = ((network.n_features,) if index == 0 else output_shapes(network)[index - 1])[1:]
+    if len(in_hw) != 2 or any(n % o for n, o in zip(in_hw, layer.output_size, strict=True)):
+        raise ValueError(f"cannot export layer {index} ({layer!r}) on inputs of height and "
+                         f"width {tuple(in_hw)}: ONNX has no adaptive pooling, so the output "
+                         f"size must divide the input size (or be 1)")
+    kernel = [n // o for n, o in zip(in_hw, layer.output_size, strict=True)]
+    return builder.helper.make_node("AveragePool", [current], [out], kernel_shape=kernel,
+                                    strides=kernel)
 
 
 def _batch_norm_node(builder, network, index: int, names, current: str, out: str, opset: int):
