@@ -262,21 +262,31 @@ def test_the_averaged_gradient_is_the_share_weighted_sum():
     assert averager.nbytes == 7 * 8
 
 
+def assert_job_aborted(capsys, model, X, Y, *, batch_size, ranks, message):
+    """``fit`` over ``ranks`` stand-in ranks aborts the job (SystemExit) with ``message``
+    on stderr, the parameters unchanged."""
+    before = {k: p.copy() for k, p in model.params.items()}
+    with pytest.raises(SystemExit):
+        cr.fit(model, X, Y, optimizer="sgd", epochs=1, batch_size=batch_size,
+               comm=StandInComm(ranks), progress=False)
+    assert message in capsys.readouterr().err
+    for k, p in model.params.items():
+        np.testing.assert_array_equal(p, before[k])
+
+
 def test_comm_is_checked_before_anything_changes(capsys):
     X, Y, _ = make_data(n=30)
     model = cr.MLP([6, 4, 3], rng=0)
     before = {k: p.copy() for k, p in model.params.items()}
     with pytest.raises(TypeError, match="comm must be an MPI communicator.*got int"):
         cr.fit(model, X, Y, optimizer="sgd", epochs=1, comm=3, progress=False)
-    # 30 rows in batches of 8: the last batch has 6 rows, fewer than 8 ranks. Ranks
-    # with other data might not fail, so this rank aborts the job (here: SystemExit).
-    with pytest.raises(SystemExit):
-        cr.fit(model, X, Y, optimizer="sgd", epochs=1, batch_size=8, comm=StandInComm(8),
-               progress=False)
-    assert ("rank 0 of 8 failed: ValueError: comm has 8 ranks but batch_size=8 with 30 "
-            "training rows gives a batch of 6 rows") in capsys.readouterr().err
     for k, p in model.params.items():
         np.testing.assert_array_equal(p, before[k])
+    # 30 rows in batches of 8: the last batch has 6 rows, fewer than 8 ranks. Ranks
+    # with other data might not fail, so this rank aborts the job (here: SystemExit).
+    assert_job_aborted(capsys, model, X, Y, batch_size=8, ranks=8,
+                       message="rank 0 of 8 failed: ValueError: comm has 8 ranks but "
+                               "batch_size=8 with 30 training rows gives a batch of 6 rows")
     # validation_fraction=0.5 leaves 15 training rows for 16 ranks
     with pytest.raises(ValueError, match="comm has 16 ranks but batch_size=None with 15"):
         dist.check_comm(StandInComm(16), 30, None, 0.5)
@@ -426,15 +436,10 @@ def test_the_buffers_are_averaged_by_each_rank_s_share_of_the_rows():
 def test_every_rank_needs_the_rows_a_batch_normalisation_needs(capsys):
     X, Y, _ = make_data(n=30)
     model = batchnorm_model()
-    before = {k: p.copy() for k, p in model.params.items()}
     # batches of 3 rows give one rank a single row; one process would train on them
-    with pytest.raises(SystemExit):
-        cr.fit(model, X, Y, optimizer="sgd", epochs=1, batch_size=3, comm=StandInComm(2),
-               progress=False)
-    assert ("comm has 2 ranks, so batch_size=3 with 30 training rows gives some rank only 1 "
-            "of a batch's rows, but layers[0] (BatchNorm1d") in capsys.readouterr().err
-    for k, p in model.params.items():
-        np.testing.assert_array_equal(p, before[k])
+    assert_job_aborted(capsys, model, X, Y, batch_size=3, ranks=2,
+                       message="comm has 2 ranks, so batch_size=3 with 30 training rows gives "
+                               "some rank only 1 of a batch's rows, but layers[0] (BatchNorm1d")
 
 
 @pytest.mark.slow

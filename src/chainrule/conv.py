@@ -31,7 +31,7 @@ import math
 
 import numpy as np
 
-from ._validation import as_float_array, check_positive_int, shape_str
+from ._validation import as_float_array, check_bool, check_positive_int, shape_str
 from .conv_ops import (
     add_windows,
     col2im,
@@ -137,9 +137,7 @@ class Conv2D(Layer):
                              f"out_channels ({self.out_channels}), got {self.groups}")
         self.padding, self.pads = conv_padding(padding, self.kernel_size, self.stride,
                                                self.dilation)
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"bias must be True or False, got {type(bias).__name__} {bias!r}")
-        self.has_bias = bool(bias)
+        self.has_bias = check_bool(bias, "bias")
         if not self.has_bias:  # the instance's own: the class's are those with a bias
             self.num_params, self.param_names = 1, ("W",)
         if not self.has_bias or self.dilation != (1, 1) or self.groups != 1:

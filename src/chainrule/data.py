@@ -14,6 +14,7 @@ import numpy as np
 
 from ._validation import (
     as_float_array,
+    check_bool,
     check_in_interval,
     check_positive_int,
     check_rng,
@@ -90,9 +91,7 @@ def iterate_minibatches(X, Y, batch_size=None, *, shuffle=True, rng=None):
     check_same_rows(X, Y, "X", "Y")
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
-    if not isinstance(shuffle, (bool, np.bool_)):
-        raise TypeError(f"shuffle must be True or False, got {type(shuffle).__name__} "
-                        f"{shuffle!r}")
+    shuffle = check_bool(shuffle, "shuffle")
     random = check_rng(rng)
     return _minibatches(X, Y, batch_size, random if shuffle else None)
 

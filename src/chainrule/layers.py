@@ -29,6 +29,7 @@ import numpy as np
 from ._blas import matmul, matmul_nt, matmul_tn
 from ._validation import (
     as_float_array,
+    check_bool,
     check_choice,
     check_in_interval,
     check_positive_int,
@@ -109,9 +110,7 @@ class Affine(Layer):
         callable ``f(shape, rng=, dtype=)``), ``bias_init(D, H, rng, dtype)`` the
         bias (zeros when None); ``bias=False`` leaves the bias out."""
         super().__init__()
-        if not isinstance(bias, (bool, np.bool_)):
-            raise TypeError(f"bias must be True or False, got {type(bias).__name__} {bias!r}")
-        self.has_bias = bool(bias)
+        self.has_bias = check_bool(bias, "bias")
         if not self.has_bias:  # the instance's own: the class's are those with a bias
             self.num_params, self.param_names = 1, ("W",)
             self.equations = ("{y} = {x} @ {W}", ("d{W} = {x}^T @ d{y}", "d{x} = d{y} @ {W}^T"))
