@@ -14,7 +14,8 @@ Workloads (same data, initial parameters and batch order in every library):
   with integer labels); W3b the same with batch 1024;
 * W4 784-1024-1024-10, float32, batch 1024, one epoch (``fit``);
 * CLI ``chainrule train -q --epochs 10`` (digits, the default recipe), default threads
-  against ``OPENBLAS_NUM_THREADS=1``; EST the estimator's default ``fit`` on digits.
+  against ``OPENBLAS_NUM_THREADS=1`` and, as the control that shows the noise, against
+  default threads again; EST the estimator's default ``fit`` on digits.
 
 PyTorch: ``nn.Sequential`` + ``CrossEntropyLoss`` (class indices) + ``optim.SGD``,
 batches by indexing a tensor with the same permutation. scikit-learn (W3-W4):
@@ -299,28 +300,33 @@ sys.exit(status)"""
 
 def cli_rows(repeats):
     """``chainrule train -q --epochs 10``: default threads against one thread, the whole
-    process and the part after its imports (fresh processes, alternating)."""
+    process and the part after its imports (fresh processes, in an order that rotates
+    round by round). A second default-threads process in every round, paired with the
+    first, is the control: its ratio is what the noise alone gives (1.00 +- that)."""
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env.pop(name, None)
     cmd = [sys.executable, "-c", _CLI_SCRIPT]
-    variants = {"default threads": env, "OPENBLAS_NUM_THREADS=1":
-                dict(env, OPENBLAS_NUM_THREADS="1")}
+    variants = {"default": env, "one": dict(env, OPENBLAS_NUM_THREADS="1"), "control": env}
     seconds = {k: [] for k in variants}
     after = {k: [] for k in variants}
     for r in range(repeats):
-        for name in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
+        order = list(variants)[r % 3:] + list(variants)[:r % 3]
+        for name in (order if r % 2 == 0 else order[::-1]):
             t0 = time.perf_counter()
             done = subprocess.run(cmd, env=variants[name], check=True, capture_output=True,
                                   text=True)
             seconds[name].append(time.perf_counter() - t0)
             after[name].append(float(done.stderr.split("after-imports")[-1]))
     rows = []
-    for what, times in (("", seconds), (" (after imports)", after)):
-        ratio = statistics.median(a / b for a, b in zip(*times.values(), strict=True))
-        a, b = (statistics.median(s) for s in times.values())
-        rows.append(f"| CLI `chainrule train -q --epochs 10`{what} | {a:.2f} s | {b:.2f} s "
-                    f"| {ratio:.2f} |")
+    for other, label in (("one", "default vs one thread"),
+                         ("control", "default vs default again (the noise)")):
+        for what, times in (("", seconds), (" (after imports)", after)):
+            ratio = statistics.median(a / b for a, b in zip(times["default"], times[other],
+                                                            strict=True))
+            a, b = statistics.median(times["default"]), statistics.median(times[other])
+            rows.append(f"| CLI {label} `chainrule train -q --epochs 10`{what} | {a:.2f} s | "
+                        f"{b:.2f} s | {ratio:.2f} |")
     return "\n".join(rows)
 
 
@@ -340,15 +346,22 @@ def estimator_row(repeats):
 
 
 def import_ms(repeats=7):
-    """Median ms that ``import chainrule`` adds after ``import numpy`` (-X importtime)."""
+    """Median ms that ``import chainrule`` adds after ``import numpy`` (-X importtime).
+
+    With the bytecode written, as an installed package has it: a first, untimed import
+    writes it (``PYTHONDONTWRITEBYTECODE`` is dropped), else a shell that sets it
+    compiles every module edited since from source on each import (56 ms once).
+    """
     env = dict(os.environ, PYTHONPATH=os.path.join(ROOT, "src"))
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     values = []
-    for _ in range(repeats):
+    for i in range(repeats + 1):
         out = subprocess.run([sys.executable, "-X", "importtime", "-c",
                               "import numpy; import chainrule"], env=env,
                              capture_output=True, text=True, check=True).stderr
         line = [x for x in out.splitlines() if x.rstrip().endswith("| chainrule")][-1]
-        values.append(int(line.split("|")[1]) / 1000)
+        if i:
+            values.append(int(line.split("|")[1]) / 1000)
     return statistics.median(values)
 
 
@@ -434,7 +447,7 @@ def main(argv=None):
             print(row, flush=True)
     extra = ["", "| run | chainrule | other | ratio |", "|---|---|---|---|"]
     if not args.only or "CLI" in args.only:
-        extra.append(cli_rows(repeats).replace("| CLI", "| CLI default vs one thread"))
+        extra.append(cli_rows(repeats))
     if not args.only or "EST" in args.only:
         extra.append(estimator_row(repeats))
     print("\n".join(extra), flush=True)
