@@ -1,4 +1,4 @@
-"""Optimizers that update a params dict in place, and learning-rate schedules.
+"""Optimizers that update a params dict in place.
 
 The base class :class:`Optimizer` owns the bookkeeping: it checks that the gradients
 match the parameters before touching any of them, counts steps, resolves the
@@ -9,9 +9,14 @@ Hyperparameter names and meanings follow ``torch.optim``: ``SGD(weight_decay=...
 adds ``weight_decay * p`` to the gradient (L2), ``AdamW`` shrinks the weights directly.
 
 A learning rate is a positive float or a schedule: any function of the step number
-(0 for the first step) returning a float. The schedules below are pure functions of
-the step; bind their settings with :func:`functools.partial`, e.g.
-``Adam(lr=partial(cosine_lr, base_lr=1e-3, total_steps=1000))``.
+(0 for the first step) returning a float, such as those of :mod:`chainrule.schedules`
+(re-exported here), e.g. ``Adam(lr=partial(cosine_lr, base_lr=1e-3,
+total_steps=1000))``.
+
+Every optimizer can clip the gradients before its update, as a PyTorch loop calls
+``torch.nn.utils.clip_grad_norm_`` (``clip_norm``: the norm of all the gradients
+together) or ``clip_grad_value_`` (``clip_value``: each entry) between ``backward()``
+and ``step()``; weight decay is added after the clipping, as there.
 """
 
 from __future__ import annotations
@@ -24,9 +29,49 @@ import weakref
 import numpy as np
 
 from ._validation import check_in_interval, check_positive_float, check_positive_int, shape_str
+from .schedules import EpochLR, cosine_lr, exponential_lr, invscaling_lr, linear_warmup, step_lr
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "step_lr", "exponential_lr", "cosine_lr",
-           "linear_warmup", "OPTIMIZERS", "make_optimizer", "get_optimizer"]
+__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "OPTIMIZERS", "make_optimizer",
+           "get_optimizer", "clip_gradients",
+           # the schedules, for code that imports them from here
+           "step_lr", "exponential_lr", "cosine_lr", "linear_warmup", "invscaling_lr",
+           "EpochLR"]
+
+#: Added to the norm before dividing by it, as ``torch.nn.utils.clip_grad_norm_`` does.
+CLIP_EPS = 1e-6
+
+
+def clip_gradients(grads: dict, *, clip_norm=None, clip_value=None) -> dict:
+    """The gradients clipped as PyTorch clips them, as new arrays (``grads`` is unchanged).
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+    clip_norm : float, optional
+        The largest L2 norm of all the gradients taken together (one vector): above it
+        every gradient is multiplied by ``clip_norm / (norm + 1e-6)``, as
+        ``torch.nn.utils.clip_grad_norm_(params, clip_norm)``. The norm is summed in
+        float64 (PyTorch's CPU kernels accumulate float32 in double too).
+    clip_value : float, optional
+        Every entry is clipped to ``[-clip_value, clip_value]``, as
+        ``torch.nn.utils.clip_grad_value_``.
+
+    Returns
+    -------
+    dict
+        ``grads`` itself when nothing is clipped (no limit, or the norm is under it).
+    """
+    if clip_value is not None:
+        return {k: np.clip(g, -clip_value, clip_value) for k, g in grads.items()}
+    if clip_norm is None:
+        return grads
+    norm = math.sqrt(sum(float(np.square(g, dtype=np.float64).sum()) for g in grads.values()))
+    coef = clip_norm / (norm + CLIP_EPS)
+    if coef >= 1.0:  # (torch multiplies by the clamped 1.0: the same numbers)
+        return grads
+    # A NaN or infinite norm gives NaN or zero gradients, as in torch; fit then reports
+    # the divergence.
+    return {k: g * g.dtype.type(coef) for k, g in grads.items()}
 
 
 class Optimizer:
@@ -40,9 +85,12 @@ class Optimizer:
     ----------
     lr : float or callable
         Learning rate, or a schedule ``lr(step) -> float``.
+    clip_norm, clip_value : float, optional
+        Clip the gradients before each update (:func:`clip_gradients`): their joint L2
+        norm to ``clip_norm``, or each entry to ``[-clip_value, clip_value]``. At most one.
     """
 
-    def __init__(self, lr):
+    def __init__(self, lr, *, clip_norm=None, clip_value=None) -> None:
         if hasattr(lr, "__iter__") and not isinstance(lr, (str, bytes, np.ndarray)):
             raise TypeError(f"{type(self).__name__} takes no parameters, unlike a "
                             f"torch.optim optimizer: build it from its settings (e.g. "
@@ -52,6 +100,13 @@ class Optimizer:
             self.lr = lr
         else:
             self.lr = check_positive_float(lr, "lr")
+        if clip_norm is not None and clip_value is not None:
+            raise ValueError(f"give clip_norm or clip_value, not both (got clip_norm="
+                             f"{clip_norm!r}, clip_value={clip_value!r})")
+        self.clip_norm = None if clip_norm is None else check_positive_float(clip_norm,
+                                                                             "clip_norm")
+        self.clip_value = None if clip_value is None else check_positive_float(clip_value,
+                                                                               "clip_value")
         self.steps = 0
         self.state: dict[str, dict[str, np.ndarray]] = {}
         self._owners: dict = {}   # name -> weak reference to the array its state is for
@@ -98,6 +153,8 @@ class Optimizer:
                 g = g.astype(p.dtype)
             ready[name] = g
         lr = self.current_lr()
+        if self.clip_norm is not None or self.clip_value is not None:
+            ready = clip_gradients(ready, clip_norm=self.clip_norm, clip_value=self.clip_value)
         self._check_owners(params)
         self._apply(params, ready, lr)
         self.steps += 1
@@ -151,9 +208,12 @@ class Optimizer:
         self.steps, self.state, self._owners = steps, state, {}   # bound at the next step
 
     def hyperparameters(self) -> dict:
-        """Constructor arguments (the learning rate only when it is a number)."""
-        return {k: v for k, v in vars(self).items() if k not in ("steps", "state")
-                and not k.startswith("_") and not (k == "lr" and callable(v))}
+        """Constructor arguments (the learning rate only when it is a number; a clip only
+        when set, so that a run without one is described as before clipping existed)."""
+        found = {k: v for k, v in vars(self).items() if k not in ("steps", "state")
+                 and not k.startswith("_") and not (k == "lr" and callable(v))}
+        clips = {k: found.pop(k) for k in ("clip_norm", "clip_value")}  # last, as in the
+        return {**found, **{k: v for k, v in clips.items() if v is not None}}  # signatures
 
     def __getstate__(self):
         # Weak references do not pickle or copy: a copy binds at its first step.
@@ -178,8 +238,9 @@ class SGD(Optimizer):
     With the defaults this is ``p = p - lr * g``, bit for bit the homework's update.
     """
 
-    def __init__(self, lr=1e-2, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0):
-        super().__init__(lr)
+    def __init__(self, lr=1e-2, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0,
+                 *, clip_norm=None, clip_value=None):
+        super().__init__(lr, clip_norm=clip_norm, clip_value=clip_value)
         self.momentum = check_in_interval(momentum, "momentum", 0.0, 1.0, high_closed=True)
         self.dampening = check_in_interval(dampening, "dampening", 0.0, 1.0, high_closed=True)
         self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
@@ -225,8 +286,8 @@ class Adam(Optimizer):
     eps_form = "pytorch"
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, *,
-                 amsgrad=False):
-        super().__init__(lr)
+                 amsgrad=False, clip_norm=None, clip_value=None):
+        super().__init__(lr, clip_norm=clip_norm, clip_value=clip_value)
         if not isinstance(amsgrad, bool):
             raise TypeError(f"amsgrad must be True or False, got {amsgrad!r}")
         self.amsgrad = amsgrad
@@ -386,8 +447,9 @@ class AdamW(Adam):
     decoupled = True
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2, *,
-                 amsgrad=False):
-        super().__init__(lr, betas, eps, weight_decay, amsgrad=amsgrad)
+                 amsgrad=False, clip_norm=None, clip_value=None):
+        super().__init__(lr, betas, eps, weight_decay, amsgrad=amsgrad, clip_norm=clip_norm,
+                         clip_value=clip_value)
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
@@ -430,170 +492,3 @@ def make_optimizer(name, **kwargs) -> Optimizer:
 
 #: The name the package used first; the same function.
 get_optimizer = make_optimizer
-
-
-# --- learning-rate schedules: pure functions of the step ---------------------------
-# Each checks its arguments on every call: a few microseconds against a training step,
-# and a typo in a partial() is caught at the first step instead of as a ZeroDivisionError.
-
-def _check_step(step) -> int:
-    return check_positive_int(step, "step", minimum=0)
-
-
-def step_lr(step: int, *, base_lr: float, step_size: int, gamma: float = 0.1) -> float:
-    """``base_lr * gamma ** (step // step_size)``: multiply by ``gamma`` every ``step_size``
-    steps (``torch.optim.lr_scheduler.StepLR``)."""
-    step = _check_step(step)
-    base_lr = check_positive_float(base_lr, "base_lr")
-    step_size = check_positive_int(step_size, "step_size")
-    gamma = check_positive_float(gamma, "gamma")
-    return base_lr * gamma ** (step // step_size)
-
-
-def exponential_lr(step: int, *, base_lr: float, gamma: float) -> float:
-    """``base_lr * gamma ** step`` (``torch.optim.lr_scheduler.ExponentialLR``)."""
-    step = _check_step(step)
-    base_lr = check_positive_float(base_lr, "base_lr")
-    gamma = check_positive_float(gamma, "gamma")
-    return base_lr * gamma ** step
-
-
-def cosine_lr(step: int, *, base_lr: float, total_steps: int, min_lr: float = 0.0) -> float:
-    """Half a cosine from ``base_lr`` at step 0 down to ``min_lr`` at ``total_steps``,
-    then ``min_lr`` for every later step.
-
-    Up to ``total_steps`` this is ``torch.optim.lr_scheduler.CosineAnnealingLR`` with
-    ``T_max=total_steps, eta_min=min_lr``; past it torch's cosine rises again, this one
-    stays at the floor (one annealing run, as nanoGPT's schedule).
-    """
-    step = _check_step(step)
-    base_lr = check_positive_float(base_lr, "base_lr")
-    total_steps = check_positive_int(total_steps, "total_steps")
-    min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
-    frac = min(step, total_steps) / total_steps
-    return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * frac))
-
-
-def linear_warmup(step: int, *, warmup_steps: int, schedule, **kwargs) -> float:
-    """Rise linearly to ``schedule(warmup_steps)`` over the first ``warmup_steps``
-    steps, then follow ``schedule`` (a number is a constant schedule).
-
-    Step ``s < warmup_steps`` gets ``schedule(warmup_steps) * (s + 1) / warmup_steps``,
-    so the first step already moves and the ramp meets the schedule without a jump.
-    ``kwargs`` go to ``schedule``. With a constant ``schedule=lr`` this equals
-    ``torch.optim.lr_scheduler.LinearLR(start_factor=1/warmup_steps,
-    total_iters=warmup_steps - 1)`` on base ``lr``.
-    """
-    step = _check_step(step)
-    warmup_steps = check_positive_int(warmup_steps, "warmup_steps")
-    if callable(schedule):
-        after = schedule
-    else:
-        constant = check_positive_float(schedule, "schedule")
-        after = lambda _step, **_kw: constant  # noqa: E731
-    if step < warmup_steps:
-        return after(warmup_steps, **kwargs) * (step + 1) / warmup_steps
-    return after(step, **kwargs)
-
-
-# --- scikit-learn's learning-rate schedules (MLPClassifier / MLPRegressor, solver='sgd') ---
-# scikit-learn changes the learning rate only between epochs: 'invscaling' from the
-# number of samples seen so far, 'adaptive' when the loss stalls. Its Adam ignores
-# ``learning_rate`` and keeps ``learning_rate_init``.
-#
-# Momentum under a changing rate: scikit-learn keeps the velocity ``v = momentum * v -
-# lr * g`` with each step's rate inside it, torch (and :class:`SGD`) keeps ``buf =
-# momentum * buf + g`` and multiplies by the current rate. Under a constant rate the
-# two give the same steps, Nesterov or not; after the rate changes, :class:`SGD`
-# applies the new rate to the momentum accumulated before, scikit-learn lets the old
-# rate decay out of it.
-
-__all__ += ["invscaling_lr", "EpochLR"]
-
-
-def invscaling_lr(step: int, *, base_lr: float, power_t: float = 0.5) -> float:
-    """``base_lr / (step + 1) ** power_t``: scikit-learn's ``learning_rate='invscaling'``.
-
-    ``step`` counts training *samples* seen, not optimizer steps: scikit-learn sets
-    ``learning_rate_init / (t_ + 1) ** power_t`` at the end of each epoch, ``t_`` being
-    the samples seen so far (``n_samples`` per epoch), and keeps that rate for the whole
-    next epoch; the first epoch runs at ``base_lr``. :class:`EpochLR` does that
-    bookkeeping.
-    """
-    step = _check_step(step)
-    base_lr = check_positive_float(base_lr, "base_lr")
-    power_t = check_positive_float(power_t, "power_t", allow_zero=True)
-    return base_lr / (step + 1) ** power_t
-
-
-class EpochLR:
-    """scikit-learn's learning rate for ``solver='sgd'``, as an optimizer schedule.
-
-    Pass the object as an optimizer's ``lr`` (``SGD(lr=EpochLR(...))``): it returns the
-    current rate whatever the step. Only calls to :meth:`epoch_end` (after each epoch)
-    and :meth:`stalled` (the loss stalled) move it: the estimators' ``solver='sgd'`` makes
-    them, :func:`~chainrule.train.fit` does not (alone, it trains at ``base_lr``); pass it
-    a callback, e.g. ``lambda epoch, logs, model: sched.epoch_end((epoch + 1) * n)`` for
-    ``n`` rows. ``fit``'s checkpoints do not store :attr:`current`: set it on resuming.
-
-    Parameters
-    ----------
-    base_lr : float
-        ``learning_rate_init``.
-    schedule : {'constant', 'invscaling', 'adaptive'}, default='constant'
-        scikit-learn's ``learning_rate``.
-    power_t : float, default=0.5
-        Exponent of 'invscaling'.
-    factor : float, default=5.0
-        'adaptive' divides the rate by this when the loss stalls.
-    min_lr : float, default=1e-6
-        'adaptive' stops training when a stall finds the rate at or below this.
-
-    Attributes
-    ----------
-    current : float
-        The rate the next optimizer step uses (save it to resume a run).
-    """
-
-    def __init__(self, base_lr: float, schedule: str = "constant", *, power_t: float = 0.5,
-                 factor: float = 5.0, min_lr: float = 1e-6):
-        self.base_lr = check_positive_float(base_lr, "base_lr")
-        if schedule not in ("constant", "invscaling", "adaptive"):
-            raise ValueError(f"schedule must be one of ['adaptive', 'constant', "
-                             f"'invscaling'], got {schedule!r}")
-        self.schedule = schedule
-        self.power_t = check_positive_float(power_t, "power_t", allow_zero=True)
-        self.factor = check_positive_float(factor, "factor")
-        if self.factor <= 1:
-            raise ValueError(f"factor must be > 1 (the rate is divided by it), got {factor!r}")
-        self.min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
-        self.current = self.base_lr
-
-    def __call__(self, step: int) -> float:
-        """The current rate; ``step`` (the optimizer's) is not used."""
-        return self.current
-
-    def epoch_end(self, samples_seen: int) -> None:
-        """Call after each epoch with the training samples seen so far (all epochs,
-        scikit-learn's ``t_``); 'invscaling' sets the next epoch's rate from it."""
-        samples_seen = check_positive_int(samples_seen, "samples_seen", minimum=0)
-        if self.schedule == "invscaling":
-            self.current = invscaling_lr(samples_seen, base_lr=self.base_lr,
-                                         power_t=self.power_t)
-
-    def stalled(self) -> bool:
-        """The loss has stalled: return True when training should stop.
-
-        'constant' and 'invscaling' always stop. 'adaptive' stops when the rate is
-        already ``<= min_lr``; otherwise it divides the rate by ``factor`` and returns
-        False (the caller then resets its count of epochs without improvement), as
-        scikit-learn's ``SGDOptimizer.trigger_stopping``.
-        """
-        if self.schedule != "adaptive" or self.current <= self.min_lr:
-            return True
-        self.current /= self.factor
-        return False
-
-    def __repr__(self):
-        return (f"EpochLR(base_lr={self.base_lr!r}, schedule={self.schedule!r}, "
-                f"current={self.current!r})")

@@ -123,6 +123,8 @@ def _add_train_model_arguments(tr) -> None:
     tr.add_argument("--weight-decay", type=float, default=None, metavar="L2",
                     help=f"weight decay (L2 for sgd/adam, decoupled for adamw; default "
                          f"{d['weight_decay']}, adamw 0.01)")
+    tr.add_argument("--clip-norm", type=float, default=None, metavar="NORM",
+                    help="clip the gradients' joint L2 norm to NORM before each step")
     tr.add_argument("--batch-size", type=_batch_size, default=d["batch_size"], metavar="N",
                     help="rows per step (at most the training rows), or 'full' for "
                          "full-batch gradient descent (default %(default)s)")
@@ -249,7 +251,8 @@ def _make_optimizer(args, lr):
     if weight_decay is None and args.optimizer != "adamw":  # AdamW keeps its own 0.01
         weight_decay = DEFAULTS["weight_decay"]
     return make_optimizer(args.optimizer, lr=lr, weight_decay=weight_decay,
-                          momentum=args.momentum if args.optimizer == "sgd" else None)
+                          momentum=args.momentum if args.optimizer == "sgd" else None,
+                          clip_norm=args.clip_norm)
 
 
 def _check_train_values(args) -> None:
@@ -291,6 +294,8 @@ def _check_with_the_library(args) -> None:
         check_positive_float(args.lr, "--lr")
         if args.weight_decay is not None:
             check_positive_float(args.weight_decay, "--weight-decay", allow_zero=True)
+        if args.clip_norm is not None:
+            check_positive_float(args.clip_norm, "--clip-norm")
         check_in_interval(args.momentum, "--momentum", 0.0, 1.0, high_closed=True)
         check_in_interval(args.dropout, "--dropout", 0.0, 1.0)
         if args.init is not None:
@@ -445,7 +450,7 @@ def _build_optimizer(args, n_rows, plan: _Schedule):
     """The optimizer, its learning rate a cosine schedule over all steps if asked."""
     from functools import partial
 
-    from ..optim import cosine_lr
+    from ..schedules import cosine_lr
 
     n_fit = n_rows - int(np.ceil(plan.validation_fraction * n_rows))
     bs = plan.batch_size or n_fit

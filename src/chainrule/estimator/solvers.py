@@ -19,7 +19,8 @@ import sklearn
 
 from ..diagnostics import user_stacklevel
 from ..lbfgs import minimize_lbfgs
-from ..optim import SGD, Adam, AdamW, EpochLR
+from ..optim import SGD, Adam, AdamW
+from ..schedules import EpochLR
 from ..train import TrainingDivergedError, fit
 from .objectives import SklearnEpochLoss
 

@@ -1,0 +1,183 @@
+"""Learning-rate schedules: what an optimizer's ``lr`` may be instead of a number.
+
+A schedule is any function of the optimizer's step number (0 for the first step)
+returning a float. The ones here are pure functions of the step, named after the
+``torch.optim.lr_scheduler`` classes they equal; bind their settings with
+:func:`functools.partial`, e.g. ``Adam(lr=partial(cosine_lr, base_lr=1e-3,
+total_steps=1000))``. :class:`EpochLR` is scikit-learn's rate for ``solver='sgd'``,
+which changes only between epochs.
+
+(They lived in :mod:`chainrule.optim`, which still re-exports them.)
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._validation import check_positive_float, check_positive_int
+
+__all__ = ["step_lr", "exponential_lr", "cosine_lr", "linear_warmup", "invscaling_lr",
+           "EpochLR"]
+
+
+# Each checks its arguments on every call: a few microseconds against a training step,
+# and a typo in a partial() is caught at the first step instead of as a ZeroDivisionError.
+
+def _check_step(step) -> int:
+    return check_positive_int(step, "step", minimum=0)
+
+
+def step_lr(step: int, *, base_lr: float, step_size: int, gamma: float = 0.1) -> float:
+    """``base_lr * gamma ** (step // step_size)``: multiply by ``gamma`` every ``step_size``
+    steps (``torch.optim.lr_scheduler.StepLR``)."""
+    step = _check_step(step)
+    base_lr = check_positive_float(base_lr, "base_lr")
+    step_size = check_positive_int(step_size, "step_size")
+    gamma = check_positive_float(gamma, "gamma")
+    return base_lr * gamma ** (step // step_size)
+
+
+def exponential_lr(step: int, *, base_lr: float, gamma: float) -> float:
+    """``base_lr * gamma ** step`` (``torch.optim.lr_scheduler.ExponentialLR``)."""
+    step = _check_step(step)
+    base_lr = check_positive_float(base_lr, "base_lr")
+    gamma = check_positive_float(gamma, "gamma")
+    return base_lr * gamma ** step
+
+
+def cosine_lr(step: int, *, base_lr: float, total_steps: int, min_lr: float = 0.0) -> float:
+    """Half a cosine from ``base_lr`` at step 0 down to ``min_lr`` at ``total_steps``,
+    then ``min_lr`` for every later step.
+
+    Up to ``total_steps`` this is ``torch.optim.lr_scheduler.CosineAnnealingLR`` with
+    ``T_max=total_steps, eta_min=min_lr``; past it torch's cosine rises again, this one
+    stays at the floor (one annealing run, as nanoGPT's schedule).
+    """
+    step = _check_step(step)
+    base_lr = check_positive_float(base_lr, "base_lr")
+    total_steps = check_positive_int(total_steps, "total_steps")
+    min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
+    frac = min(step, total_steps) / total_steps
+    return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * frac))
+
+
+def linear_warmup(step: int, *, warmup_steps: int, schedule, **kwargs) -> float:
+    """Rise linearly to ``schedule(warmup_steps)`` over the first ``warmup_steps``
+    steps, then follow ``schedule`` (a number is a constant schedule).
+
+    Step ``s < warmup_steps`` gets ``schedule(warmup_steps) * (s + 1) / warmup_steps``,
+    so the first step already moves and the ramp meets the schedule without a jump.
+    ``kwargs`` go to ``schedule``. With a constant ``schedule=lr`` this equals
+    ``torch.optim.lr_scheduler.LinearLR(start_factor=1/warmup_steps,
+    total_iters=warmup_steps - 1)`` on base ``lr``.
+    """
+    step = _check_step(step)
+    warmup_steps = check_positive_int(warmup_steps, "warmup_steps")
+    if callable(schedule):
+        after = schedule
+    else:
+        constant = check_positive_float(schedule, "schedule")
+        after = lambda _step, **_kw: constant  # noqa: E731
+    if step < warmup_steps:
+        return after(warmup_steps, **kwargs) * (step + 1) / warmup_steps
+    return after(step, **kwargs)
+
+
+# --- scikit-learn's learning-rate schedules (MLPClassifier / MLPRegressor, solver='sgd') ---
+# scikit-learn changes the learning rate only between epochs: 'invscaling' from the
+# number of samples seen so far, 'adaptive' when the loss stalls. Its Adam ignores
+# ``learning_rate`` and keeps ``learning_rate_init``.
+#
+# Momentum under a changing rate: scikit-learn keeps the velocity ``v = momentum * v -
+# lr * g`` with each step's rate inside it, torch (and :class:`SGD`) keeps ``buf =
+# momentum * buf + g`` and multiplies by the current rate. Under a constant rate the
+# two give the same steps, Nesterov or not; after the rate changes, :class:`SGD`
+# applies the new rate to the momentum accumulated before, scikit-learn lets the old
+# rate decay out of it.
+
+def invscaling_lr(step: int, *, base_lr: float, power_t: float = 0.5) -> float:
+    """``base_lr / (step + 1) ** power_t``: scikit-learn's ``learning_rate='invscaling'``.
+
+    ``step`` counts training *samples* seen, not optimizer steps: scikit-learn sets
+    ``learning_rate_init / (t_ + 1) ** power_t`` at the end of each epoch, ``t_`` being
+    the samples seen so far (``n_samples`` per epoch), and keeps that rate for the whole
+    next epoch; the first epoch runs at ``base_lr``. :class:`EpochLR` does that
+    bookkeeping.
+    """
+    step = _check_step(step)
+    base_lr = check_positive_float(base_lr, "base_lr")
+    power_t = check_positive_float(power_t, "power_t", allow_zero=True)
+    return base_lr / (step + 1) ** power_t
+
+
+class EpochLR:
+    """scikit-learn's learning rate for ``solver='sgd'``, as an optimizer schedule.
+
+    Pass the object as an optimizer's ``lr`` (``SGD(lr=EpochLR(...))``): it returns the
+    current rate whatever the step. Only calls to :meth:`epoch_end` (after each epoch)
+    and :meth:`stalled` (the loss stalled) move it: the estimators' ``solver='sgd'`` makes
+    them, :func:`~chainrule.train.fit` does not (alone, it trains at ``base_lr``); pass it
+    a callback, e.g. ``lambda epoch, logs, model: sched.epoch_end((epoch + 1) * n)`` for
+    ``n`` rows. ``fit``'s checkpoints do not store :attr:`current`: set it on resuming.
+
+    Parameters
+    ----------
+    base_lr : float
+        ``learning_rate_init``.
+    schedule : {'constant', 'invscaling', 'adaptive'}, default='constant'
+        scikit-learn's ``learning_rate``.
+    power_t : float, default=0.5
+        Exponent of 'invscaling'.
+    factor : float, default=5.0
+        'adaptive' divides the rate by this when the loss stalls.
+    min_lr : float, default=1e-6
+        'adaptive' stops training when a stall finds the rate at or below this.
+
+    Attributes
+    ----------
+    current : float
+        The rate the next optimizer step uses (save it to resume a run).
+    """
+
+    def __init__(self, base_lr: float, schedule: str = "constant", *, power_t: float = 0.5,
+                 factor: float = 5.0, min_lr: float = 1e-6):
+        self.base_lr = check_positive_float(base_lr, "base_lr")
+        if schedule not in ("constant", "invscaling", "adaptive"):
+            raise ValueError(f"schedule must be one of ['adaptive', 'constant', "
+                             f"'invscaling'], got {schedule!r}")
+        self.schedule = schedule
+        self.power_t = check_positive_float(power_t, "power_t", allow_zero=True)
+        self.factor = check_positive_float(factor, "factor")
+        if self.factor <= 1:
+            raise ValueError(f"factor must be > 1 (the rate is divided by it), got {factor!r}")
+        self.min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
+        self.current = self.base_lr
+
+    def __call__(self, step: int) -> float:
+        """The current rate; ``step`` (the optimizer's) is not used."""
+        return self.current
+
+    def epoch_end(self, samples_seen: int) -> None:
+        """Call after each epoch with the training samples seen so far (all epochs,
+        scikit-learn's ``t_``); 'invscaling' sets the next epoch's rate from it."""
+        samples_seen = check_positive_int(samples_seen, "samples_seen", minimum=0)
+        if self.schedule == "invscaling":
+            self.current = invscaling_lr(samples_seen, base_lr=self.base_lr,
+                                         power_t=self.power_t)
+
+    def stalled(self) -> bool:
+        """The loss has stalled: return True when training should stop.
+
+        'constant' and 'invscaling' always stop. 'adaptive' stops when the rate is
+        already ``<= min_lr``; otherwise it divides the rate by ``factor`` and returns
+        False (the caller then resets its count of epochs without improvement), as
+        scikit-learn's ``SGDOptimizer.trigger_stopping``.
+        """
+        if self.schedule != "adaptive" or self.current <= self.min_lr:
+            return True
+        self.current /= self.factor
+        return False
+
+    def __repr__(self):
+        return (f"EpochLR(base_lr={self.base_lr!r}, schedule={self.schedule!r}, "
+                f"current={self.current!r})")
