@@ -37,11 +37,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import check_rng
+from .fitargs import check_network
 from .gradcheck import check_gradients
 from .layers import Dropout, LeakyReLU, ReLU
 from .losses import CategoricalCrossEntropy
 from .optim import Adam
-from .train import check_network, evaluate, fit
+from .train import evaluate, fit
 
 __all__ = ["sanity_check", "SanityReport", "SanityCheckResult"]
 

@@ -42,16 +42,10 @@ from . import distributed, sources
 from ._fileformat import remove_stale_temporaries
 from ._threads import check_threads, threads_for
 from ._validation import (
-    check_bool,
-    check_in_interval,
-    check_positive_float,
-    check_positive_int,
-    check_rng,
     check_sample_weight,
 )
 from .checkpoint import (
     RunSettings,
-    check_checkpoint_path,
     check_resume_epochs,
     generators,
     read_checkpoint,
@@ -63,13 +57,12 @@ from .checkpoint import (
 from .data import batch_indices, split_rows
 from .diagnostics import Advisor, epoch_diagnostics, relu_pairs
 from .errors import TrainingDivergedError
+from .fitargs import check_fit_arguments, check_network
 from .functional import row_classes
 from .history import EarlyStopping, EarlyStoppingState, History
 from .journal import HistoryJournal
 from .layers import Affine
 from .losses import CategoricalCrossEntropy, l2_penalty
-from .models import Network
-from .optim import make_optimizer
 from .stateful import check_batch_rows, kept_caches
 
 __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError"]
@@ -117,92 +110,6 @@ def evaluate(model, X, Y, *, sample_weight=None, threads=None) -> dict:
             raise TypeError("sample_weight applies to arrays X, not to an open_npy file")
         weights = check_sample_weight(sample_weight, X.shape[0], X.dtype)
         return _evaluate_checked(model, X, Y, weights)
-
-
-# -- argument checks --------------------------------------------------------------------
-
-def check_network(model) -> None:
-    """Raise ``TypeError`` unless ``model`` is a chainrule :class:`~chainrule.models.Network`."""
-    if not isinstance(model, Network):
-        raise TypeError(f"model must be a chainrule Network (e.g. MLP), got "
-                        f"{type(model).__name__}")
-
-
-def _check_callbacks(callbacks):
-    callbacks = (callbacks,) if callable(callbacks) else callbacks
-    try:
-        callbacks = tuple(callbacks)
-    except TypeError:
-        raise TypeError(f"callbacks must be a sequence of callables, got "
-                        f"{type(callbacks).__name__}") from None
-    for i, cb in enumerate(callbacks):
-        if not callable(cb):
-            raise TypeError(f"callbacks[{i}] must be callable as cb(epoch, logs, model), got "
-                            f"{type(cb).__name__} {cb!r}")
-    return callbacks
-
-
-def _check_validation(model, n, validation_data, validation_fraction):
-    """``(validation_data, validation_fraction)`` checked: at most one, the data a
-    checked pair of arrays, the fraction leaving training rows."""
-    if validation_data is not None and validation_fraction is not None:
-        raise ValueError("give validation_data or validation_fraction, not both")
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError(f"validation_data must be a pair (X_val, Y_val), got "
-                            f"{type(validation_data).__name__}")
-        try:
-            validation_data = sources.check_data(model, *validation_data, training=False)
-        except (ValueError, TypeError) as exc:
-            raise type(exc)(f"validation_data: {exc}") from None
-    if validation_fraction is not None:
-        validation_fraction = check_in_interval(validation_fraction, "validation_fraction",
-                                                0.0, 1.0, low_closed=False)
-        if math.ceil(validation_fraction * n) >= n:
-            raise ValueError(f"validation_fraction={validation_fraction} of {n} rows "
-                             f"leaves no training rows")
-    return validation_data, validation_fraction
-
-
-def _check_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, validation_data,
-                     validation_fraction, early_stopping, callbacks, rng, progress,
-                     sample_weight, checkpoint, resume, diagnostics, l2, comm) -> RunSettings:
-    """:func:`fit`'s arguments, checked (in a fixed order) before anything changes; the
-    model is checked first, by ``fit`` itself, since its params choose the threads."""
-    optimizer = make_optimizer(optimizer)
-    epochs = check_positive_int(epochs, "epochs")
-    if batch_size is not None:
-        batch_size = check_positive_int(batch_size, "batch_size")
-    shuffle = sources.check_shuffle(shuffle, checkpoint=checkpoint, comm=comm)
-    progress = check_bool(progress, "progress")
-    resume = check_bool(resume, "resume")
-    diagnostics = check_bool(diagnostics, "diagnostics")
-    l2 = check_positive_float(l2, "l2", allow_zero=True)
-    X, Y = sources.check_data(model, X, Y, batch_size, validation_fraction)
-    bad = [k for k, p in model.params.items() if not np.isfinite(p).all()]
-    if bad:
-        raise ValueError(f"model parameters {bad} hold NaN or infinite values; re-initialise "
-                         f"the model before training")
-    if sample_weight is not None:
-        sample_weight = check_sample_weight(sample_weight, X.shape[0], model.dtype)
-    early_stopping = EarlyStopping.from_argument(early_stopping)
-    callbacks = _check_callbacks(callbacks)
-    random = check_rng(rng)
-    validation_data, validation_fraction = _check_validation(
-        model, X.shape[0], validation_data, validation_fraction)
-    if early_stopping is not None:
-        early_stopping.check_monitor(
-            has_validation=validation_data is not None or validation_fraction is not None,
-            has_accuracy=isinstance(model.loss, CategoricalCrossEntropy),
-            loss_name=type(model.loss).__name__)
-    check_checkpoint_path(checkpoint, resume)
-    comm = distributed.check_comm(comm, X.shape[0], batch_size, validation_fraction)
-    return RunSettings(
-        X=X, Y=Y, sample_weight=sample_weight, optimizer=optimizer, epochs=epochs,
-        batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
-        validation_fraction=validation_fraction, early_stopping=early_stopping,
-        callbacks=callbacks, rng=random, progress=progress, diagnostics=diagnostics,
-        checkpoint=checkpoint, resume=resume, l2=l2, comm=comm)
 
 
 # -- diagnostics and divergence ----------------------------------------------------------
@@ -566,7 +473,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     check_network(model)  # its params choose the threads, under which the checks run too
     step_rows = int(batch_size) if isinstance(batch_size, numbers.Integral) else None
     with threads_for(X, model.params, check_threads(threads), max_rows=step_rows):
-        settings = _check_arguments(
+        settings = check_fit_arguments(
             model, X, Y, optimizer=optimizer, epochs=epochs, batch_size=batch_size,
             shuffle=shuffle, validation_data=validation_data,
             validation_fraction=validation_fraction, early_stopping=early_stopping,

@@ -1,0 +1,116 @@
+"""The arguments of :func:`chainrule.train.fit`, checked into a :class:`RunSettings`.
+
+:func:`check_fit_arguments` checks every argument, in a fixed order, before the run
+changes anything (the model, the optimizer, a checkpoint file): a bad value is a
+``TypeError``/``ValueError`` naming the argument, and nothing is half-updated. Its
+result, the :class:`~chainrule.checkpoint.RunSettings`, is what the rest of the
+training loop reads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import distributed, sources
+from ._validation import (
+    check_bool,
+    check_in_interval,
+    check_positive_float,
+    check_positive_int,
+    check_rng,
+    check_sample_weight,
+)
+from .checkpoint import RunSettings, check_checkpoint_path
+from .history import EarlyStopping
+from .losses import CategoricalCrossEntropy
+from .models import Network
+from .optim import make_optimizer
+
+__all__ = ["check_network", "check_callbacks", "check_validation", "check_fit_arguments"]
+
+
+def check_network(model) -> None:
+    """Raise ``TypeError`` unless ``model`` is a chainrule :class:`~chainrule.models.Network`."""
+    if not isinstance(model, Network):
+        raise TypeError(f"model must be a chainrule Network (e.g. MLP), got "
+                        f"{type(model).__name__}")
+
+
+def check_callbacks(callbacks) -> tuple:
+    """``callbacks`` as a tuple of callables (one callable is a tuple of one)."""
+    callbacks = (callbacks,) if callable(callbacks) else callbacks
+    try:
+        callbacks = tuple(callbacks)
+    except TypeError:
+        raise TypeError(f"callbacks must be a sequence of callables, got "
+                        f"{type(callbacks).__name__}") from None
+    for i, cb in enumerate(callbacks):
+        if not callable(cb):
+            raise TypeError(f"callbacks[{i}] must be callable as cb(epoch, logs, model), got "
+                            f"{type(cb).__name__} {cb!r}")
+    return callbacks
+
+
+def check_validation(model, n, validation_data, validation_fraction):
+    """``(validation_data, validation_fraction)`` checked: at most one, the data a
+    checked pair of arrays, the fraction leaving training rows."""
+    if validation_data is not None and validation_fraction is not None:
+        raise ValueError("give validation_data or validation_fraction, not both")
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise TypeError(f"validation_data must be a pair (X_val, Y_val), got "
+                            f"{type(validation_data).__name__}")
+        try:
+            validation_data = sources.check_data(model, *validation_data, training=False)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"validation_data: {exc}") from None
+    if validation_fraction is not None:
+        validation_fraction = check_in_interval(validation_fraction, "validation_fraction",
+                                                0.0, 1.0, low_closed=False)
+        if math.ceil(validation_fraction * n) >= n:
+            raise ValueError(f"validation_fraction={validation_fraction} of {n} rows "
+                             f"leaves no training rows")
+    return validation_data, validation_fraction
+
+
+def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, validation_data,
+                     validation_fraction, early_stopping, callbacks, rng, progress,
+                     sample_weight, checkpoint, resume, diagnostics, l2, comm) -> RunSettings:
+    """:func:`fit`'s arguments, checked (in a fixed order) before anything changes; the
+    model is checked first, by ``fit`` itself, since its params choose the threads."""
+    optimizer = make_optimizer(optimizer)
+    epochs = check_positive_int(epochs, "epochs")
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+    shuffle = sources.check_shuffle(shuffle, checkpoint=checkpoint, comm=comm)
+    progress = check_bool(progress, "progress")
+    resume = check_bool(resume, "resume")
+    diagnostics = check_bool(diagnostics, "diagnostics")
+    l2 = check_positive_float(l2, "l2", allow_zero=True)
+    X, Y = sources.check_data(model, X, Y, batch_size, validation_fraction)
+    bad = [k for k, p in model.params.items() if not np.isfinite(p).all()]
+    if bad:
+        raise ValueError(f"model parameters {bad} hold NaN or infinite values; re-initialise "
+                         f"the model before training")
+    if sample_weight is not None:
+        sample_weight = check_sample_weight(sample_weight, X.shape[0], model.dtype)
+    early_stopping = EarlyStopping.from_argument(early_stopping)
+    callbacks = check_callbacks(callbacks)
+    random = check_rng(rng)
+    validation_data, validation_fraction = check_validation(
+        model, X.shape[0], validation_data, validation_fraction)
+    if early_stopping is not None:
+        early_stopping.check_monitor(
+            has_validation=validation_data is not None or validation_fraction is not None,
+            has_accuracy=isinstance(model.loss, CategoricalCrossEntropy),
+            loss_name=type(model.loss).__name__)
+    check_checkpoint_path(checkpoint, resume)
+    comm = distributed.check_comm(comm, X.shape[0], batch_size, validation_fraction)
+    return RunSettings(
+        X=X, Y=Y, sample_weight=sample_weight, optimizer=optimizer, epochs=epochs,
+        batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
+        validation_fraction=validation_fraction, early_stopping=early_stopping,
+        callbacks=callbacks, rng=random, progress=progress, diagnostics=diagnostics,
+        checkpoint=checkpoint, resume=resume, l2=l2, comm=comm)
