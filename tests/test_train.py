@@ -866,7 +866,8 @@ def test_every_run_setting_says_whether_the_run_identity_covers_it():
     changed = {"X": X + 1, "Y": Y[::-1], "sample_weight": np.ones(20),
                "optimizer": Adam(lr=0.1), "batch_size": 4, "shuffle": False,
                "validation_data": (X[:4], Y[:4]), "validation_fraction": 0.25,
-               "early_stopping": EarlyStopping(patience=2, monitor="loss"), "l2": 1e-3}
+               "early_stopping": EarlyStopping(patience=2, monitor="loss"), "l2": 1e-3,
+               "drop_last": True}
     fields = dataclasses.fields(RunSettings)
     for f in fields:
         assert isinstance(f.metadata.get("identity"), bool) and f.metadata.get("why"), f.name

@@ -164,6 +164,8 @@ class RunSettings:
     comm: Any = field(default=None, metadata={
         "identity": False, "why": "how the work is split over MPI ranks, not what is computed "
                                   "(equal up to rounding)"})
+    drop_last: bool = field(default=False, metadata={
+        "identity": True, "why": "decides the batches and the number of steps"})
 
     @property
     def n_rows(self) -> int:
@@ -297,6 +299,7 @@ def run_identity(model, settings: RunSettings) -> dict:
                       "hyperparameters": optimizer.hyperparameters(),
                       "lr_schedule": _schedule_fingerprint(optimizer.lr)},
         "batch_size": s.batch_size, "shuffle": s.shuffle,
+        **({"drop_last": True} if s.drop_last else {}),  # only when on, as l2
         "data": fingerprint(s.X, s.Y, s.sample_weight),
         "validation": validation,
         "early_stopping": s.early_stopping.config() if s.early_stopping else None,

@@ -66,7 +66,7 @@ def load_homework_digits():
     return X_train, X_test, Y_train, Y_test
 
 
-def iterate_minibatches(X, Y, batch_size=None, *, shuffle=True, rng=None):
+def iterate_minibatches(X, Y, batch_size=None, *, shuffle=True, rng=None, drop_last=False):
     """Return an iterator of ``(X_batch, Y_batch)`` pairs covering every row once.
 
     The arguments are checked when this function is called, not when the first
@@ -81,6 +81,9 @@ def iterate_minibatches(X, Y, batch_size=None, *, shuffle=True, rng=None):
         Visit the rows in a fresh random permutation (no replacement).
     rng : None, int or numpy.random.Generator
         Source of the permutation.
+    drop_last : bool, default=False
+        Leave out the last batch when it is short (the rows it would hold are then
+        not visited this pass), as PyTorch's ``DataLoader(drop_last=True)``.
 
     Returns
     -------
@@ -92,19 +95,20 @@ def iterate_minibatches(X, Y, batch_size=None, *, shuffle=True, rng=None):
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
     shuffle = check_bool(shuffle, "shuffle")
+    drop_last = check_bool(drop_last, "drop_last")
     random = check_rng(rng)
-    return _minibatches(X, Y, batch_size, random if shuffle else None)
+    return _minibatches(X, Y, batch_size, random if shuffle else None, drop_last)
 
 
-def _minibatches(X, Y, batch_size, random):
+def _minibatches(X, Y, batch_size, random, drop_last):
     # The permutation is drawn here, at the first batch, not when the iterator is made.
     order = random.permutation(X.shape[0]) if (batch_size is not None and random is not None) \
         else None
-    for idx in batch_indices(X.shape[0], batch_size, order):
+    for idx in batch_indices(X.shape[0], batch_size, order, drop_last):
         yield X[idx], Y[idx]
 
 
-def batch_indices(n: int, batch_size=None, order=None):
+def batch_indices(n: int, batch_size=None, order=None, drop_last=False):
     """Return an iterator over the row indices of each batch of one pass over ``n`` rows.
 
     The one batching rule, shared by :func:`iterate_minibatches` and
@@ -120,6 +124,9 @@ def batch_indices(n: int, batch_size=None, order=None):
     order : ndarray of int, shape (n,), optional
         The order in which to visit the rows (a permutation drawn by the caller, once
         per epoch). ``None`` visits them in order.
+    drop_last : bool, default=False
+        Leave out the last batch when it is shorter than ``batch_size`` (and so every
+        batch when ``batch_size > n``), as PyTorch's ``DataLoader(drop_last=True)``.
 
     Returns
     -------
@@ -135,12 +142,14 @@ def batch_indices(n: int, batch_size=None, order=None):
         if order.shape != (n,) or order.dtype.kind not in "iu":
             raise ValueError(f"order must be {n} integer row indices (a permutation), got "
                              f"dtype {order.dtype} and shape {order.shape}")
+    drop_last = check_bool(drop_last, "drop_last")
     size = n if batch_size is None else min(batch_size, n)
-    return _batches(n, max(size, 1), order)
+    stop = n - n % batch_size if drop_last and batch_size is not None else n
+    return _batches(stop, max(size, 1), order)
 
 
-def _batches(n, size, order):
-    for start in range(0, n, size):
+def _batches(stop, size, order):
+    for start in range(0, stop, size):
         yield slice(start, start + size) if order is None else order[start:start + size]
 
 

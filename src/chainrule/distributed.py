@@ -55,6 +55,7 @@ import numpy as np
 
 from . import sources
 from .checkpoint import first_difference, run_identity
+from .stateful import smallest_batch
 
 __all__ = ["RanksDisagreeError", "run_plan", "check_comm", "is_root", "shard_rows",
            "GradientAverager", "averager", "average", "reduce_tally", "agree_to_stop",
@@ -66,20 +67,13 @@ _COMM_METHODS = ("Get_rank", "Get_size", "Allreduce", "allgather", "Abort")
 ABORT_GRACE_SECONDS = 0.5
 
 
-def _smallest_batch(n_rows: int, batch_size) -> int:
-    """Rows of the smallest global batch (the last one may be short)."""
-    if batch_size is None or batch_size >= n_rows:
-        return n_rows
-    return min(batch_size, n_rows % batch_size or batch_size)
-
-
-def check_comm(comm, n_rows: int, batch_size, validation_fraction=None):
+def check_comm(comm, n_rows: int, batch_size, validation_fraction=None, drop_last=False):
     """Check ``fit``'s ``comm`` (None, or an mpi4py communicator) against the batching.
 
     Every global batch must give every rank at least one row, so that no rank runs
     a pass on zero rows: the training rows (``n_rows`` less those a
-    ``validation_fraction`` holds out) and each minibatch (the last one included)
-    need at least ``comm.Get_size()`` rows.
+    ``validation_fraction`` holds out) and each minibatch (the last one included,
+    unless ``drop_last`` drops it) need at least ``comm.Get_size()`` rows.
     """
     if comm is None:
         return None
@@ -90,8 +84,8 @@ def check_comm(comm, n_rows: int, batch_size, validation_fraction=None):
         raise TypeError(f"comm must be an MPI communicator (e.g. mpi4py.MPI.COMM_WORLD), got "
                         f"{type(comm).__name__} without {', '.join(missing)}")
     ranks = comm.Get_size()
-    smallest = _smallest_batch(n_rows, batch_size)
-    if smallest < ranks:
+    smallest = smallest_batch(n_rows, batch_size, drop_last)
+    if 0 < smallest < ranks:  # (no batch at all: fit's check_batch_rows says it)
         raise ValueError(f"comm has {ranks} ranks but batch_size={batch_size} with {n_rows} "
                          f"training rows gives a batch of {smallest} rows; every batch "
                          f"needs at least one row per rank")
@@ -317,7 +311,7 @@ def run_plan(settings, params: dict, model=None) -> dict:
     plan = {"X": list(s.X.shape), "Y": list(s.Y.shape),
             "weighted": s.sample_weight is not None,
             "params": {k: list(p.shape) for k, p in params.items()},
-            "epochs": s.epochs, "batch_size": s.batch_size,
+            "epochs": s.epochs, "batch_size": s.batch_size, "drop_last": s.drop_last,
             "shuffle": s.shuffle, "validation_fraction": s.validation_fraction,
             "resumes": resumes}
     if model is None:
@@ -338,7 +332,7 @@ def _check_shard_rows(model, settings, ranks: int) -> None:
     """Every rank's shard of the smallest batch must hold the rows each layer needs in
     training (BatchNorm1d: 2): each rank normalises over its own shard."""
     n = settings.n_rows - (settings.n_val or 0)
-    smallest = _smallest_batch(n, settings.batch_size)
+    smallest = smallest_batch(n, settings.batch_size, settings.drop_last)
     shard = smallest // ranks
     for i, (layer, _) in enumerate(getattr(model, "layers", ())):
         need = getattr(layer, "min_batch_rows", 1)

@@ -27,6 +27,7 @@ from .history import EarlyStopping
 from .losses import CategoricalCrossEntropy
 from .models import Network
 from .optim import make_optimizer
+from .stateful import check_batch_rows
 
 __all__ = ["check_network", "check_callbacks", "check_validation", "check_fit_arguments"]
 
@@ -75,9 +76,10 @@ def check_validation(model, n, validation_data, validation_fraction):
     return validation_data, validation_fraction
 
 
-def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, validation_data,
-                     validation_fraction, early_stopping, callbacks, rng, progress,
-                     sample_weight, checkpoint, resume, diagnostics, l2, comm) -> RunSettings:
+def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle,
+                        validation_data, validation_fraction, early_stopping, callbacks, rng,
+                        progress, sample_weight, checkpoint, resume, diagnostics, l2, comm,
+                        drop_last=False) -> RunSettings:
     """:func:`fit`'s arguments, checked (in a fixed order) before anything changes; the
     model is checked first, by ``fit`` itself, since its params choose the threads."""
     optimizer = make_optimizer(optimizer)
@@ -85,6 +87,7 @@ def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, 
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
     shuffle = sources.check_shuffle(shuffle, checkpoint=checkpoint, comm=comm)
+    drop_last = check_bool(drop_last, "drop_last")
     progress = check_bool(progress, "progress")
     resume = check_bool(resume, "resume")
     diagnostics = check_bool(diagnostics, "diagnostics")
@@ -107,10 +110,14 @@ def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle, 
             has_accuracy=isinstance(model.loss, CategoricalCrossEntropy),
             loss_name=type(model.loss).__name__)
     check_checkpoint_path(checkpoint, resume)
-    comm = distributed.check_comm(comm, X.shape[0], batch_size, validation_fraction)
-    return RunSettings(
+    comm = distributed.check_comm(comm, X.shape[0], batch_size, validation_fraction, drop_last)
+    settings = RunSettings(
         X=X, Y=Y, sample_weight=sample_weight, optimizer=optimizer, epochs=epochs,
         batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
         validation_fraction=validation_fraction, early_stopping=early_stopping,
         callbacks=callbacks, rng=random, progress=progress, diagnostics=diagnostics,
-        checkpoint=checkpoint, resume=resume, l2=l2, comm=comm)
+        checkpoint=checkpoint, resume=resume, l2=l2, comm=comm, drop_last=drop_last)
+    # BatchNorm: no batch of 1 row; drop_last: some batch at all (before the split's draw)
+    check_batch_rows(model.layers, settings.n_rows - (settings.n_val or 0), batch_size,
+                     drop_last)
+    return settings

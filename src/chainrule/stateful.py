@@ -15,7 +15,7 @@ import numpy as np
 from ._validation import shape_str
 
 __all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state", "first_trained",
-           "input_width", "check_dtype", "kept_caches"]
+           "input_width", "check_dtype", "kept_caches", "smallest_batch", "check_batch_rows"]
 
 
 def stateful_names(layers) -> list[tuple[tuple, tuple]]:
@@ -175,16 +175,32 @@ def first_trained(pairs) -> int:
     return next((i for i, (_, names) in enumerate(pairs) if names), len(pairs))
 
 
-def check_batch_rows(pairs, n_rows: int, batch_size) -> None:
+def smallest_batch(n_rows: int, batch_size, drop_last: bool = False) -> int:
+    """Rows of the smallest batch of one pass over ``n_rows`` rows in batches of
+    ``batch_size`` (None: one batch of every row): the last one, unless ``drop_last``
+    drops it when short (0: not one full batch, so no batch at all)."""
+    if batch_size is None:
+        return n_rows
+    if drop_last:
+        return batch_size if batch_size <= n_rows else 0
+    return min(batch_size, n_rows % batch_size or batch_size)
+
+
+def check_batch_rows(pairs, n_rows: int, batch_size, drop_last: bool = False) -> None:
     """Raise ``ValueError`` before training when a batch of ``n_rows`` rows cut into
     ``batch_size`` (None: one batch) would be smaller than a layer's ``min_batch_rows``
-    (BatchNorm1d's statistics over the batch need two rows), naming ``batch_size``."""
-    smallest = n_rows if batch_size is None else min(batch_size, n_rows % batch_size or
-                                                     batch_size)
+    (BatchNorm1d's statistics over the batch need two rows), naming ``batch_size``, or
+    when ``drop_last`` would leave no batch at all."""
+    smallest = smallest_batch(n_rows, batch_size, drop_last)
+    if not smallest:
+        raise ValueError(f"drop_last=True with batch_size={batch_size} above the {n_rows} "
+                         f"training rows leaves no batch to train on: choose a batch_size "
+                         f"of at most {n_rows}")
     for i, (layer, _) in enumerate(pairs):
         need = getattr(layer, "min_batch_rows", 1)
         if smallest < need:
             raise ValueError(f"batch_size={batch_size} leaves a batch of {smallest} of the "
                              f"{n_rows} training rows, but layers[{i}] ({layer!r}) needs "
                              f"at least {need} rows in training: choose a batch_size that "
-                             f"does not leave so few")
+                             f"does not leave so few"
+                             f"{'' if drop_last else ' (or drop_last=True)'}")

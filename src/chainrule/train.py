@@ -63,7 +63,7 @@ from .history import EarlyStopping, EarlyStoppingState, History
 from .journal import HistoryJournal
 from .layers import Affine
 from .losses import CategoricalCrossEntropy, l2_penalty
-from .stateful import check_batch_rows, kept_caches
+from .stateful import kept_caches
 
 __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError"]
 
@@ -250,7 +250,6 @@ def _prepare_run(model, s: RunSettings) -> _Run:
                                         s.n_rows, s.n_val)
         check_resume_epochs(s.checkpoint, s.epochs, loaded["epoch"])
     X, Y, weights, X_val, Y_val, split = _split_validation(s, split)
-    check_batch_rows(model.layers, X.shape[0], s.batch_size)  # BatchNorm: not 1 row
     if weights is not None and not weights.sum() > 0:
         raise ValueError("sample_weight of the training rows sums to 0 (after the "
                          "validation_fraction split): there is nothing to train on")
@@ -314,7 +313,7 @@ def _train_epoch(model, run: _Run, epoch: int) -> _Tally:
     # A fresh permutation each epoch (or the callable's): every row once.
     order = sources.epoch_order(run.X, s.shuffle, s.rng) if s.batch_size and s.shuffle else None
     tally = _Tally(alive={w: None for _, w in run.relu_pairs})
-    batches = list(batch_indices(n, s.batch_size, order))
+    batches = list(batch_indices(n, s.batch_size, order, s.drop_last))
     for step, idx in enumerate(batches):
         _train_step(model, run, idx, tally, epoch, step, step == len(batches) - 1)
     distributed.reduce_tally(s.comm, tally)  # with comm: the whole epoch's counts on every rank
@@ -402,10 +401,10 @@ def _finished(run: _Run) -> History:
 # -- the training loop ---------------------------------------------------------------------
 
 @distributed.ranks_fail_together(TrainingDivergedError, distributed.RanksDisagreeError)
-def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, validation_data=None,
-        validation_fraction=None, early_stopping=None, callbacks=(), rng=None, progress=True,
-        sample_weight=None, checkpoint=None, resume=False, diagnostics=True, l2=0.0,
-        comm=None, threads=None) -> History:
+def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_last=False,
+        validation_data=None, validation_fraction=None, early_stopping=None, callbacks=(),
+        rng=None, progress=True, sample_weight=None, checkpoint=None, resume=False,
+        diagnostics=True, l2=0.0, comm=None, threads=None) -> History:
     """Train ``model`` on ``(X, Y)``; return what happened as a :class:`History`.
 
     Parameters
@@ -427,6 +426,11 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
     shuffle : bool or callable, default=True
         With minibatches, a fresh permutation of the rows every epoch (no replacement),
         or ``shuffle(N)``'s permutation of ``range(N)`` (e.g. another library's draws).
+    drop_last : bool, default=False
+        With minibatches, skip each epoch's last batch when it is short of
+        ``batch_size`` rows, as PyTorch's ``DataLoader(drop_last=True)`` (e.g. for
+        BatchNorm1d, which cannot train on a batch of one row); the History's loss and
+        accuracy then count the rows the epoch trained on.
     validation_data : tuple (X_val, Y_val), optional
     validation_fraction : float in (0, 1), optional
         Hold out ``ceil(fraction * N)`` rows drawn with ``rng`` instead.
@@ -478,7 +482,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, valida
             shuffle=shuffle, validation_data=validation_data,
             validation_fraction=validation_fraction, early_stopping=early_stopping,
             callbacks=callbacks, rng=rng, progress=progress, sample_weight=sample_weight,
-            checkpoint=checkpoint, resume=resume, diagnostics=diagnostics, l2=l2, comm=comm)
+            checkpoint=checkpoint, resume=resume, diagnostics=diagnostics, l2=l2, comm=comm,
+            drop_last=drop_last)
         run = _prepare_run(model, settings)
         try:
             for epoch in run.epochs_left():
