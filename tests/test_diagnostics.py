@@ -77,6 +77,24 @@ def test_a_schedule_that_ends_at_zero_is_not_taken_for_vanishing_gradients():
                                              cr.Adam(lr=1e-3))
 
 
+def test_a_cosine_schedule_near_its_end_is_not_taken_for_vanishing_gradients():
+    # One step an epoch, 400 steps: the last one's rate is 1.5e-5 of the first, and the
+    # update ratio drops by as much.
+    X = np.random.default_rng(0).standard_normal((64, 4))
+    Y = np.eye(2)[np.arange(64) % 2]
+    schedule = lambda step: cr.schedules.cosine_lr(step, base_lr=1e-2,  # noqa: E731
+                                                   total_steps=400)
+    history, caught = _fit_recording(cr.MLP([4, 8, 2], rng=0), X, Y,
+                                     optimizer=cr.SGD(lr=schedule), epochs=400)
+    ratio = history.diagnostics[-1]["W1"]["update_ratio"]
+    assert 0 < ratio < 1e-7  # what the constant threshold would have called vanishing
+    assert not [w for w in caught if "gradients vanish" in str(w.message)]
+    # ... the same ratio with the first rate still in use does warn
+    with pytest.warns(TrainingWarning, match="gradients vanish"):
+        cr.diagnostics.Advisor(["W1"]).epoch(3, {"loss": 0.5}, history.diagnostics[-1],
+                                             cr.SGD(lr=1e-2))
+
+
 def test_diagnostics_cover_every_parameter_and_credit_the_layer_before_the_relu():
     random = np.random.default_rng(0)
     X = random.standard_normal((40, 5))

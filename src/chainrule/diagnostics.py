@@ -12,7 +12,8 @@ per ``fit``, pointing at the line that called ``fit``:
 * the first epoch's loss is far above ``ln K`` (an untrained classifier is unsure,
   so its loss is close to ``ln K``; far above means unscaled inputs or too large a step);
 * a layer's ReLUs are almost all dead (>= 90% never fired in an epoch);
-* gradients vanish: a weight's update/weight ratio below 1e-7;
+* gradients vanish: a weight's update/weight ratio below 1e-7 (times the last learning
+  rate over the first, when a schedule has lowered it);
 * a weight's update/weight ratio above 0.5 (healthy steps are ~1e-3 of the weights;
   half of them in one step is a learning rate far too large).
 """
@@ -107,6 +108,10 @@ class Advisor:
         steps = getattr(optimizer, "steps", None)
         last_lr = None if not steps else (
             optimizer.lr(steps - 1) if callable(optimizer.lr) else optimizer.lr)
+        # A schedule that has brought the rate down (a cosine's last steps) makes the
+        # updates small by as much: judge the gradient, i.e. the ratio at the first rate.
+        first_lr = optimizer.lr(0) if steps and callable(optimizer.lr) else last_lr
+        vanishing = VANISHING_RATIO * (min(1.0, last_lr / first_lr) if first_lr else 1.0)
         if epoch == 0 and self.n_classes:
             ln_k = math.log(self.n_classes)
             if logs["loss"] > ln_k + LOSS_ABOVE_LN_K:
@@ -121,7 +126,7 @@ class Advisor:
             ratio = d["update_ratio"]
             if name not in self.weights or ratio != ratio:  # biases may start at 0 (nan)
                 continue
-            if ratio < VANISHING_RATIO and last_lr != 0:  # (a schedule's 0 is no symptom)
+            if ratio < vanishing and last_lr != 0:  # (a schedule's 0 is no symptom)
                 self._warn("vanishing", f"epoch {epoch}: the last update moved {name} by "
                            f"{ratio:.2g} of its size: the gradients vanish (saturated or "
                            f"dead units, or a learning rate far too small)")
