@@ -300,6 +300,14 @@ def check_header_names(name: str, columns) -> None:
                       f"the column names and left out", UserWarning, stacklevel=3)
 
 
+def without_trailing_delimiter(cells: list) -> list:
+    """``cells`` less its last cell when that one is blank and not the only one: what a
+    delimiter at the end of a line (``a,b,c,``, as some exporters write every line)
+    leaves. Every CSV reader drops it from the header row and from a row that has one
+    cell more than the header, so that such files read like the same ones without."""
+    return cells[:-1] if len(cells) > 1 and not cells[-1].strip() else cells
+
+
 def csv_float(cell: str) -> float:
     """A CSV cell as a float, as ``float`` reads it but without digit separators.
 

@@ -32,6 +32,7 @@ from ._validation import (
     csv_field_limit,
     csv_float,
     is_number,
+    without_trailing_delimiter,
 )
 
 __all__ = ["iter_csv", "iter_npz", "CHUNK_ROWS"]
@@ -80,6 +81,8 @@ def _chunk(name, rows, layout):
     number = csv_float if "_" in "".join(itertools.chain.from_iterable(
         row for _, row in rows)) else float
     for r, (line, row) in enumerate(rows):
+        if len(row) == width + 1:
+            row = without_trailing_delimiter(row)
         if len(row) != width:
             raise ValueError(f"{name}, line {line}: expected {width} cells, got {len(row)}")
         if label is not None:
@@ -99,6 +102,7 @@ def _chunk(name, rows, layout):
 def _layout(name, first, header, label_column, feature_columns):
     """``(width, columns, label, features)`` of a table whose first non-blank row is
     ``first``, its header checked: what both parsers read the rows by."""
+    first = without_trailing_delimiter(first)
     width = len(first)
     columns = [c.strip() for c in first] if header else [str(i) for i in range(width)]
     if header:
@@ -170,16 +174,20 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
         return 0, None
     layout = _layout(name, found[0], header, label_column, feature_columns)
     width, _, label, features = layout
-    if header and len(found) > 1 and len(found[1]) != width:
+    # Lines that end in a delimiter: one more column, which must stay empty.
+    data = found[1] if header and len(found) > 1 else found[0]
+    extra = int(len(data) == width + 1 and not data[-1].strip())
+    if header and len(found) > 1 and len(found[1]) != width + extra:
         return 0, layout  # pandas would drop the extra cells of a first row (index_col=False)
     # The C parser converts the feature columns itself (dtype=float64): that is its
     # speed. Every column is read (usecols would let a row with extra cells through),
     # and an empty or missing cell reads as NaN: na_values=[""], nothing else.
-    dtype = {i: (np.float64 if i in features and i != label else str) for i in range(width)}
+    dtype = {i: (np.float64 if i in features and i != label else str)
+             for i in range(width + extra)}
     done = 0
     try:
         reader = pd.read_csv(path, sep=delimiter, header=0 if header else None,
-                             names=list(range(width)), index_col=False, dtype=dtype,
+                             names=list(range(width + extra)), index_col=False, dtype=dtype,
                              chunksize=chunk_rows, engine="c", skip_blank_lines=True,
                              keep_default_na=False, na_values=[""], compression="infer")
         with reader:
@@ -188,7 +196,8 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
                 # A short row reads as NaN in its last column (pandas fills in what is
                 # missing); an empty cell anywhere, a non-finite or blank row likewise.
                 if not np.isfinite(X).all() or frame[width - 1].isna().any() or (
-                        label is not None and frame[label].isna().any()):
+                        label is not None and frame[label].isna().any()) or (
+                        extra and not frame[width].isna().all()):
                     return done, layout
                 labels = (frame[label].str.strip().to_numpy(dtype=str)
                           if label is not None else None)

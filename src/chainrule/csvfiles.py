@@ -1,0 +1,270 @@
+"""Reading CSV files whole: :func:`load_csv`, :func:`csv_header`, and the rules every
+chainrule reader of tables shares (how labels are parsed, which delimiter a file name
+implies, how a gzipped file is recognised).
+
+A file that cannot be read as promised raises ``ValueError`` naming the path, and the
+line and column of a bad cell. :mod:`chainrule.datafiles` re-exports every public
+name, and :mod:`chainrule.data` those in turn: ``chainrule.data.load_csv`` is the
+documented way in. :mod:`chainrule.datastream` reads the same files in row chunks.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import itertools
+import math
+import os
+import zlib
+
+import numpy as np
+
+from ._validation import (
+    cell_text,
+    check_header_names,
+    csv_field_limit,
+    csv_float,
+    without_trailing_delimiter,
+)
+
+__all__ = ["load_csv", "csv_header", "csv_delimiter", "parse_labels", "read_bytes",
+           "GZIP_MAGIC"]
+
+#: The first bytes of a gzip stream: they, not a file's name, say it is compressed.
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def read_bytes(path) -> bytes:
+    """The file's bytes, gunzipped when they start with the gzip magic bytes.
+
+    The magic bytes decide, not the file name: ``train-images-idx3-ubyte`` may or may
+    not be compressed whatever it is called.
+    """
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    if raw[:2] == GZIP_MAGIC:
+        try:
+            return gzip.decompress(raw)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise ValueError(f"{os.fspath(path)}: the gzip data is truncated or corrupt "
+                             f"({exc})") from None
+    return raw
+
+
+def parse_labels(cells):
+    """Labels as ints when every cell is an integer, else floats, else strings."""
+    try:
+        return np.array([int(c) for c in cells], dtype=np.int64)
+    except ValueError:
+        pass
+    try:
+        values = np.array([float(c) for c in cells], dtype=np.float64)
+    except ValueError:
+        return np.array(cells, dtype=str)
+    if not np.isfinite(values).all():
+        # "nan" as a class name is more likely a missing value than a label.
+        raise ValueError("non-finite label")
+    return values
+
+
+def _label_index(name, label_column, columns, width):
+    """The label column's position (None without one), from its name or signed position."""
+    if label_column is None:
+        return None
+    if isinstance(label_column, str):
+        if label_column not in columns:
+            raise ValueError(f"{name}: no column named {label_column!r}; the header has "
+                             f"{columns}")
+        if columns.count(label_column) > 1:
+            raise ValueError(f"{name}: the header names {label_column!r} more than once")
+        return columns.index(label_column)
+    label_index = int(label_column)
+    if not -width <= label_index < width:
+        raise ValueError(f"{name}: label_column={label_column} is out of range for "
+                         f"{width} columns")
+    return label_index % width
+
+
+def _csv_rows(path, delimiter):
+    """``[(line number, cells), ...]`` of the non-empty rows of a CSV file."""
+    name = os.fspath(path)
+    try:
+        text = read_bytes(path).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason} at byte "
+                         f"{exc.start})") from None
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    # reader.line_num after each row is its last physical line (quoted cells may span lines).
+    try:
+        with csv_field_limit():  # a cell over 128 KiB, e.g. in a column left unread
+            rows = [(reader.line_num, row) for row in reader
+                    if any(cell.strip() for cell in row)]
+    except csv.Error as exc:  # a bare CR, a quote left open...
+        raise ValueError(f"{name}, line {reader.line_num}: not a readable CSV row "
+                         f"({exc})") from None
+    if not rows:
+        raise ValueError(f"{name}: the file holds no rows")
+    return rows
+
+
+def csv_header(path, *, delimiter=None) -> list[str]:
+    """The column names in the first non-empty row of a CSV file, stripped.
+
+    ``delimiter`` defaults to a tab for ``.tsv`` (or ``.tsv.gz``) names, else a comma,
+    as :func:`load_file` reads them. Raises ``ValueError`` naming the path for an empty
+    or non-UTF-8 file.
+    """
+    if delimiter is None:
+        delimiter = csv_delimiter(os.fspath(path))
+    name = os.fspath(path)
+    # Only the first rows are read: the header of a 1e6-row file must not cost the file.
+    with open(path, "rb") as raw:
+        gzipped = raw.read(2) == GZIP_MAGIC
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", newline="") as fh, csv_field_limit():
+            for row in csv.reader(fh, delimiter=delimiter):
+                if any(cell.strip() for cell in row):
+                    return [c.strip() for c in without_trailing_delimiter(row)]
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason} at byte "
+                         f"{exc.start})") from None
+    except (csv.Error, OSError, EOFError) as exc:
+        raise ValueError(f"{name}: not a readable CSV header ({exc})") from None
+    raise ValueError(f"{name}: the file holds no rows")
+
+
+def csv_delimiter(name) -> str:
+    """The delimiter of a file named ``name``: a tab for ``.tsv`` (``.gz`` too), else ","."""
+    lower = os.path.basename(name).lower()
+    inner = lower[:-3] if lower.endswith(".gz") else lower
+    return "\t" if inner.endswith(".tsv") else ","
+
+
+def _feature_indices(name, columns, label_index, feature_columns, width):
+    """Positions of the feature columns, in the order the features are returned."""
+    if feature_columns is None:
+        return [c for c in range(width) if c != label_index]
+    if columns is None:
+        raise ValueError("feature_columns needs a header row (header=True)")
+    missing = [f for f in feature_columns if f not in columns]
+    if label_index is not None and columns[label_index] in feature_columns:
+        raise ValueError(f"{name}: the label column {columns[label_index]!r} cannot also be "
+                         f"a feature column")
+    if missing:
+        raise ValueError(f"{name}: no column named {missing[0]!r}; the header has {columns}")
+    return [columns.index(f) for f in feature_columns]
+
+
+def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_columns=None):
+    """Load a table of numeric features and one label column from a CSV file.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file; it may be gzipped (recognised by its first bytes).
+    label_column : str, int or None
+        The label column: its name in the header row, or its 0-based position. ``None``
+        reads every column as a feature and returns ``y=None`` (data to predict on).
+    delimiter : str, default=","
+    header : bool, default=True
+        Whether the first non-empty row holds the column names. Without a header the
+        label column must be given by position.
+    feature_columns : list of str, optional
+        Read these columns, by header name, as the features, in this order, and skip
+        every other column (which then need not be numeric). Default: every column
+        but the label column, in file order.
+
+    Returns
+    -------
+    X : ndarray of float64, shape (N, D)
+        The feature columns.
+    y : ndarray, shape (N,), or None
+        The label column: int64 when every label is an integer, float64 when every
+        label is a number, strings otherwise.
+
+    Raises
+    ------
+    ValueError
+        For an empty file, a missing label column, rows with a different number of
+        cells than the header, or a feature cell that is not a finite number. The
+        message names the path, and the line and column of a bad cell.
+    """
+    name = os.fspath(path)
+    if not isinstance(delimiter, str) or len(delimiter) != 1:
+        raise ValueError(f"delimiter must be a single character, got {delimiter!r}")
+    if label_column is not None and not isinstance(label_column, (str, int, np.integer)) \
+            or isinstance(label_column, bool):
+        raise TypeError(f"label_column must be a column name (str), a position (int) or "
+                        f"None, got {type(label_column).__name__}")
+    if isinstance(label_column, str) and not header:
+        raise ValueError(f"label_column={label_column!r} is a name, but header=False: "
+                         f"give the label column's position as an int instead")
+    rows = _csv_rows(path, delimiter)
+    if header:
+        columns = [c.strip() for c in without_trailing_delimiter(rows.pop(0)[1])]
+        check_header_names(name, columns)
+        if not rows:
+            raise ValueError(f"{name}: the file holds a header row but no data rows")
+    else:
+        columns = None
+    width = len(columns) if header else len(without_trailing_delimiter(rows[0][1]))
+    rows = [(line, without_trailing_delimiter(row) if len(row) == width + 1 else row)
+            for line, row in rows]
+
+    label_index = _label_index(name, label_column, columns, width)
+    if label_index is not None and width < 2:
+        raise ValueError(f"{name}: the file has a single column, so no features besides "
+                         f"the label column")
+    features = _feature_indices(name, columns, label_index, feature_columns, width)
+    labels = []
+    for line, row in rows:
+        if len(row) != width:
+            raise ValueError(f"{name}, line {line}: expected {width} cells (as in the "
+                             f"{'header' if header else 'first row'}), got {len(row)}")
+        if label_index is not None:
+            labels.append(row[label_index].strip())
+    X = _feature_array(rows, features, name, columns)
+    if label_index is None:
+        return X, None
+    if any(lab == "" for lab in labels):
+        line = rows[labels.index("")][0]
+        raise ValueError(f"{name}, line {line}: the label cell is empty")
+    try:
+        y = parse_labels(labels)
+    except ValueError:
+        raise ValueError(f"{name}: labels must be finite numbers or class names, the label "
+                         f"column holds NaN or infinity") from None
+    return X, y
+
+
+def _feature_array(rows, features, name, columns):
+    """The feature cells as a float64 array; a bad cell is reported by line and column."""
+    cells = [[row[c] for c in features] for _, row in rows]
+    try:
+        X = np.array(cells, dtype=np.float64).reshape(len(rows), len(features))
+        # NumPy reads "1_000" as float() does; csv_float refuses it (slow path).
+        if np.isfinite(X).all() and "_" not in "".join(itertools.chain.from_iterable(cells)):
+            return X
+    except ValueError:
+        pass
+    # Slow path, only to name the first bad cell.
+    for line, row in rows:
+        for c in features:
+            _number(row[c], name, line, columns[c] if columns is not None else c)
+    raise AssertionError("unreachable: a cell failed to convert but none was found")
+
+
+def _number(cell, name, line, column) -> float:
+    """A feature cell as a finite float; else ValueError naming line and column."""
+    col = repr(column) if isinstance(column, str) else str(column)
+    try:
+        value = csv_float(cell)
+    except ValueError:
+        raise ValueError(f"{name}, line {line}, column {col}: expected a number, "
+                         f"got {cell_text(cell)}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"{name}, line {line}, column {col}: feature values must be "
+                         f"finite, got {cell_text(cell.strip())}")
+    return value
