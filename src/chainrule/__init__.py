@@ -38,8 +38,8 @@ __all__ = [
     "SGD", "Adam", "AdamW",
     "SanityReport", "sanity_check",
     "LayerContractError", "check_layer",
-    "EarlyStopping", "History", "TrainingDivergedError", "evaluate", "fit",
-    "MLPClassifier", "MLPRegressor",
+    "EarlyStopping", "History", "ReduceLROnPlateau", "TrainingDivergedError", "evaluate",
+    "fit", "MLPClassifier", "MLPRegressor",
 ]
 
 # Loaded on first use (PEP 562). The estimators import scikit-learn, which a plain
@@ -48,6 +48,7 @@ __all__ = [
 # chainrule` stays within 50 ms of `import numpy`, the model classes load eagerly).
 _LAZY = {"MLPClassifier": "estimator", "MLPRegressor": "estimator",
          "check_gradients": "gradcheck", "EarlyStopping": "history", "History": "history",
+         "ReduceLROnPlateau": "history",
          "SanityReport": "sanity", "sanity_check": "sanity", "LayerContractError": "testing",
          "check_layer": "testing", "TrainingDivergedError": "train", "evaluate": "train",
          "fit": "train"}

@@ -266,6 +266,8 @@ def _schedule_fingerprint(lr):
     whether a resumed run uses the same one (a changed ``base_lr`` is caught)."""
     if not callable(lr):
         return None
+    if callable(getattr(lr, "get_config", None)):  # a rate with state: its settings
+        return lr.get_config()
     values = []
     for step in _SCHEDULE_PROBES:
         try:

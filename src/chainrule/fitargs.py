@@ -104,11 +104,14 @@ def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle,
     random = check_rng(rng)
     validation_data, validation_fraction = check_validation(
         model, X.shape[0], validation_data, validation_fraction)
-    if early_stopping is not None:
-        early_stopping.check_monitor(
-            has_validation=validation_data is not None or validation_fraction is not None,
-            has_accuracy=isinstance(model.loss, CategoricalCrossEntropy),
-            loss_name=type(model.loss).__name__)
+    # Early stopping, and a rate that watches the History (ReduceLROnPlateau), need the
+    # value they monitor to be recorded.
+    for rule in (early_stopping, getattr(optimizer.lr, "check_monitor", None) and optimizer.lr):
+        if rule:
+            rule.check_monitor(
+                has_validation=validation_data is not None or validation_fraction is not None,
+                has_accuracy=isinstance(model.loss, CategoricalCrossEntropy),
+                loss_name=type(model.loss).__name__)
     check_checkpoint_path(checkpoint, resume)
     comm = distributed.check_comm(comm, X.shape[0], batch_size, validation_fraction, drop_last)
     settings = RunSettings(

@@ -1,4 +1,5 @@
-"""What a training run records: :class:`History`, and the :class:`EarlyStopping` rule.
+"""What a training run records: :class:`History`; the rules that act on it:
+:class:`EarlyStopping` and the learning rate :class:`ReduceLROnPlateau`.
 
 :func:`chainrule.train.fit` fills a History one epoch at a time; checkpoints
 (:mod:`chainrule.checkpoint`) and estimator files (:mod:`chainrule.io`) store it as
@@ -13,8 +14,8 @@ from numbers import Integral, Real
 
 from ._validation import check_choice, check_keys, check_positive_float, check_positive_int
 
-__all__ = ["History", "EarlyStopping", "EarlyStoppingState", "MONITORS", "RECORDED_KEYS",
-           "STOP_REASONS", "history_dict_problems", "stopper_state_problems"]
+__all__ = ["History", "EarlyStopping", "EarlyStoppingState", "ReduceLROnPlateau", "MONITORS",
+           "RECORDED_KEYS", "STOP_REASONS", "history_dict_problems", "stopper_state_problems"]
 
 #: Values early stopping can watch.
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
@@ -65,12 +66,7 @@ class EarlyStopping:
     def check_monitor(self, *, has_validation: bool, has_accuracy: bool, loss_name: str) -> None:
         """Raise ``ValueError`` unless a run records the monitored value: validation
         values need validation data, accuracies a cross-entropy model."""
-        if self.monitor.startswith("val_") and not has_validation:
-            raise ValueError(f"early stopping monitors {self.monitor!r}, which needs "
-                             f"validation_data or validation_fraction (or monitor 'loss')")
-        if self.monitor.endswith("accuracy") and not has_accuracy:
-            raise ValueError(f"early stopping monitors {self.monitor!r}, but a "
-                             f"{loss_name} model has no accuracy")
+        _check_recorded("early stopping", self.monitor, has_validation, has_accuracy, loss_name)
 
     @property
     def mode(self) -> str:
@@ -89,6 +85,124 @@ class EarlyStopping:
 
     def __repr__(self):
         return "EarlyStopping(" + ", ".join(f"{k}={v!r}" for k, v in self.config().items()) + ")"
+
+
+def _check_recorded(who, monitor, has_validation, has_accuracy, loss_name) -> None:
+    """``ValueError`` unless the run records ``monitor`` (see ``check_monitor``)."""
+    if monitor.startswith("val_") and not has_validation:
+        raise ValueError(f"{who} monitors {monitor!r}, which needs validation_data or "
+                         f"validation_fraction (or monitor 'loss')")
+    if monitor.endswith("accuracy") and not has_accuracy:
+        raise ValueError(f"{who} monitors {monitor!r}, but a {loss_name} model has no "
+                         f"accuracy")
+
+
+class ReduceLROnPlateau:
+    """A learning rate cut by ``factor`` when a monitored value stops improving, as
+    ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
+
+    Give it to an optimizer as its ``lr``: ``SGD(lr=ReduceLROnPlateau(0.1, patience=5))``.
+    :func:`~chainrule.train.fit` shows it each epoch's History values once recorded
+    (:meth:`epoch_end`), and the next epoch runs at the rate it then gives; a run
+    resumed from a checkpoint first replays the epochs already done (:meth:`replay`),
+    so that it continues with the rate and counters of the uninterrupted run. The
+    History's ``lr`` shows every cut. Outside ``fit``, call :meth:`epoch_end` yourself
+    (``{"val_loss": value}``), as PyTorch's ``scheduler.step(value)``.
+
+    Parameters
+    ----------
+    lr : float
+        The starting rate.
+    monitor : {'val_loss', 'val_accuracy', 'loss', 'accuracy'}, default='val_loss'
+    mode : {'min', 'max'} or None, default=None
+        Whether the value should fall or rise; ``None``: losses fall, accuracies rise.
+    factor : float in (0, 1), default=0.1
+    patience : int, default=10
+        Epochs without improvement tolerated: the rate is cut after ``patience + 1``
+        in a row (PyTorch's count).
+    threshold : float, default=1e-4
+    threshold_mode : {'rel', 'abs'}, default='rel'
+        An improvement beats the best value by more than ``threshold`` times it
+        ('rel') or by more than ``threshold`` ('abs').
+    cooldown : int, default=0
+        Epochs after a cut during which bad epochs are not counted.
+    min_lr : float, default=0.0
+        The rate is never cut below this.
+    eps : float, default=1e-8
+        A cut smaller than this is not made.
+    """
+
+    def __init__(self, lr, *, monitor="val_loss", mode=None, factor=0.1, patience=10,
+                 threshold=1e-4, threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
+        self.lr = check_positive_float(lr, "lr")
+        self.monitor = check_choice(monitor, "monitor", MONITORS)
+        default = "max" if self.monitor.endswith("accuracy") else "min"
+        self.mode = default if mode is None else check_choice(mode, "mode", ("min", "max"))
+        self.factor = check_positive_float(factor, "factor")
+        if self.factor >= 1:
+            raise ValueError(f"factor must be < 1 (the rate is multiplied by it), got {factor!r}")
+        self.patience = check_positive_int(patience, "patience", minimum=0)
+        self.threshold = check_positive_float(threshold, "threshold", allow_zero=True)
+        self.threshold_mode = check_choice(threshold_mode, "threshold_mode", ("rel", "abs"))
+        self.cooldown = check_positive_int(cooldown, "cooldown", minimum=0)
+        self.min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
+        self.eps = check_positive_float(eps, "eps", allow_zero=True)
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the starting rate, no best value and no epoch counted."""
+        self.current = self.lr
+        self.best = float("inf") if self.mode == "min" else float("-inf")
+        self.num_bad_epochs = self.cooldown_counter = 0
+
+    def __call__(self, step: int) -> float:
+        """The current rate, whatever the optimizer's ``step``."""
+        return self.current
+
+    def _improved(self, value: float) -> bool:
+        # PyTorch's comparisons exactly ('rel' scales the best value itself, so for a
+        # negative best it asks less); against the starting infinity any number wins.
+        rel = self.threshold_mode == "rel"
+        if self.mode == "min":
+            return value < (self.best * (1 - self.threshold) if rel else
+                            self.best - self.threshold)
+        return value > (self.best * (1 + self.threshold) if rel else self.best + self.threshold)
+
+    def epoch_end(self, logs: dict) -> None:
+        """Take one epoch's values into account (``logs[monitor]``); maybe cut the rate."""
+        if self._improved(float(logs[self.monitor])):
+            self.best, self.num_bad_epochs = float(logs[self.monitor]), 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:  # bad epochs in the cooldown do not count
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            cut = max(self.current * self.factor, self.min_lr)
+            if self.current - cut > self.eps:
+                self.current = cut
+            self.cooldown_counter, self.num_bad_epochs = self.cooldown, 0
+
+    def replay(self, history) -> None:
+        """Start over and take the epochs of ``history`` (a :class:`History`) in order."""
+        self.reset()
+        for value in history.history.get(self.monitor, ()):
+            self.epoch_end({self.monitor: value})
+
+    def check_monitor(self, *, has_validation: bool, has_accuracy: bool, loss_name: str) -> None:
+        """As :meth:`EarlyStopping.check_monitor`: the run must record the value."""
+        _check_recorded("ReduceLROnPlateau", self.monitor, has_validation, has_accuracy,
+                        loss_name)
+
+    def get_config(self) -> dict:
+        """The settings (not the state): what a checkpoint's run identity compares."""
+        return {k: getattr(self, k) for k in ("lr", "monitor", "mode", "factor", "patience",
+                                              "threshold", "threshold_mode", "cooldown",
+                                              "min_lr", "eps")}
+
+    def __repr__(self):
+        return (f"ReduceLROnPlateau({self.lr!r}, monitor={self.monitor!r}, factor="
+                f"{self.factor!r}, patience={self.patience!r}, current={self.current!r})")
 
 
 class EarlyStoppingState:

@@ -258,6 +258,8 @@ def _prepare_run(model, s: RunSettings) -> _Run:
                EarlyStoppingState(s.early_stopping), distributed.averager(s, model.params, model))
     if loaded is not None:
         restore(loaded, model, s.optimizer, gens, run.history, run.stopper)
+        if hasattr(s.optimizer.lr, "replay"):  # ReduceLROnPlateau: the epochs done
+            s.optimizer.lr.replay(run.history)
     run.journal = (loaded["journal"] if loaded is not None else
                    None if s.checkpoint is None else HistoryJournal(s.checkpoint))
     run.params, run.kept = model.params, {**model.params, **model.buffers}
@@ -495,6 +497,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
                 if diag:
                     run.advisor.epoch(epoch, logs, diag, settings.optimizer)
                 run.history.record_epoch(logs, diag)
+                if hasattr(settings.optimizer.lr, "replay"):  # ReduceLROnPlateau watches it
+                    settings.optimizer.lr.epoch_end(logs)
                 stop = _should_stop(model, run, epoch, logs, diag)
                 _commit_epoch(model, run, epoch, logs, stop)
                 if stop:
