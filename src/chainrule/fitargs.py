@@ -106,8 +106,8 @@ def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle,
         model, X.shape[0], validation_data, validation_fraction)
     # Early stopping, and a rate that watches the History (ReduceLROnPlateau), need the
     # value they monitor to be recorded.
-    for rule in (early_stopping, getattr(optimizer.lr, "check_monitor", None) and optimizer.lr):
-        if rule:
+    for rule in (early_stopping, optimizer.lr):
+        if hasattr(rule, "check_monitor"):
             rule.check_monitor(
                 has_validation=validation_data is not None or validation_fraction is not None,
                 has_accuracy=isinstance(model.loss, CategoricalCrossEntropy),

@@ -497,7 +497,9 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
                 if diag:
                     run.advisor.epoch(epoch, logs, diag, settings.optimizer)
                 run.history.record_epoch(logs, diag)
-                if hasattr(settings.optimizer.lr, "replay"):  # ReduceLROnPlateau watches it
+                # ReduceLROnPlateau watches the History (an EpochLR's epoch_end takes the
+                # samples seen: the estimators drive it, fit does not)
+                if hasattr(settings.optimizer.lr, "replay"):
                     settings.optimizer.lr.epoch_end(logs)
                 stop = _should_stop(model, run, epoch, logs, diag)
                 _commit_epoch(model, run, epoch, logs, stop)
