@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from chainrule import MLP, io, models
+from chainrule import MLP, io, models, network
 from chainrule.cli import _stream, main
 from chainrule.functional import log_softmax, one_hot, softmax
 from chainrule.train import fit
@@ -250,14 +250,14 @@ def test_the_estimator_predicts_in_row_chunks_as_one_pass(monkeypatch):
     # Chunks of 40 rows. (Bit-identical results need chunks that BLAS multiplies
     # with the kernel it uses for all rows: OpenBLAS switches kernels below ~20 rows,
     # far below the thousands of rows of a real activation budget.)
-    monkeypatch.setattr(models, "ACTIVATION_BUDGET", 40 * (4 + 16 + 16 + 3) * 8)
+    monkeypatch.setattr(network, "ACTIVATION_BUDGET", 40 * (4 + 16 + 16 + 3) * 8)
     np.testing.assert_array_equal(clf.predict_proba(X), softmax(logits, axis=1))
     assert calls == [40, 40, 40]             # 120 rows in chunks of 40, never all at once
     np.testing.assert_array_equal(clf.predict(X), clf.classes_[logits.argmax(axis=1)])
     np.testing.assert_array_equal(clf.predict_log_proba(X), log_softmax(logits, axis=1))
     assert clf.score(X, y) == np.mean(clf.classes_[logits.argmax(axis=1)] == y)
     calls.clear()
-    monkeypatch.setattr(models, "ACTIVATION_BUDGET", 40 * (4 + 16 + 16 + 1) * 8)
+    monkeypatch.setattr(network, "ACTIVATION_BUDGET", 40 * (4 + 16 + 16 + 1) * 8)
     np.testing.assert_array_equal(reg.predict(X), out)
     assert calls == [40, 40, 40]
 

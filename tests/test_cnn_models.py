@@ -149,13 +149,13 @@ def test_inference_chunks_count_the_im2col_matrix(digits):
     # (8 * 8 positions x 1 * 3 * 3) and conv2's (3 * 2 positions x 4 * 2 * 2).
     per_row = (64 + 64 + 4 * 64 * 3 + 4 * 16 + 6 * 6 + 12 * 2 + 16 * 4 + 16 + 10
                + 64 * 9 + 6 * 16)
-    assert rows == cr.models.ACTIVATION_BUDGET // (per_row * 8)
-    cr.models.ACTIVATION_BUDGET, budget = 30 * per_row * 8, cr.models.ACTIVATION_BUDGET
+    assert rows == cr.network.ACTIVATION_BUDGET // (per_row * 8)
+    cr.network.ACTIVATION_BUDGET, budget = 30 * per_row * 8, cr.network.ACTIVATION_BUDGET
     try:
         assert model.chunk_rows() == 30
         chunked = model.infer(X_test)
     finally:
-        cr.models.ACTIVATION_BUDGET = budget
+        cr.network.ACTIVATION_BUDGET = budget
     assert np.allclose(chunked, model.forward(X_test), rtol=0, atol=1e-12)
 
 

@@ -412,12 +412,12 @@ def test_a_non_finite_X_is_named_through_the_first_output(rng, factory, bad, cal
 
 
 def test_a_finite_X_of_a_narrowing_first_layer_is_not_scanned(rng, monkeypatch):
-    from chainrule import _validation, models
+    from chainrule import _validation, network
 
     model = FeedforwardNeuralNet(6, 4, 3, rng=0)
     X, Y = rng.normal(size=(9, 6)), np.eye(3)[rng.integers(0, 3, 9)]
     scanned = []
-    for module in (_validation, models):
+    for module in (_validation, network):
         real = module.all_finite
         monkeypatch.setattr(module, "all_finite",
                             lambda a, real=real: scanned.append(a.shape) or real(a))

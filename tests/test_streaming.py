@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule import models
+from chainrule import network
 from chainrule.functional import softmax
 
 
@@ -18,7 +18,7 @@ def tiny_budget(monkeypatch):
     # A budget of a few rows, so 103 rows make many chunks and a ragged last one.
     model = cr.MLP([6, 32, 16, 4], rng=0)
     per_row = (6 + 32 + 32 + 16 + 16 + 4) * 8     # input and every layer's output
-    monkeypatch.setattr(models, "ACTIVATION_BUDGET", 7 * per_row)
+    monkeypatch.setattr(network, "ACTIVATION_BUDGET", 7 * per_row)
     assert model.chunk_rows() == 7
     return model
 
@@ -35,7 +35,7 @@ def test_chunked_inference_is_identical_to_one_pass(tiny_budget):
 
 def test_chunked_regression_outputs_are_identical(monkeypatch):
     model = cr.MLP([3, 8, 2], loss="mse", rng=0)
-    monkeypatch.setattr(models, "ACTIVATION_BUDGET", 5 * (3 + 8 + 8 + 2) * 8)
+    monkeypatch.setattr(network, "ACTIVATION_BUDGET", 5 * (3 + 8 + 8 + 2) * 8)
     X = np.random.default_rng(2).standard_normal((31, 3))
     np.testing.assert_array_equal(model.predict(X), model.forward(X))
 
@@ -54,9 +54,9 @@ def test_evaluate_in_chunks_gives_the_one_pass_loss(tiny_budget):
 def test_chunk_rows_follow_the_budget_and_the_widths():
     model = cr.MLP([10, 1024, 10], rng=0)
     per_row = (10 + 1024 + 1024 + 10) * 8        # X, Z1, H1, Z2 in float64
-    assert model.chunk_rows() == models.ACTIVATION_BUDGET // per_row
+    assert model.chunk_rows() == network.ACTIVATION_BUDGET // per_row
     assert cr.MLP([10, 1024, 10], rng=0, dtype=np.float32).chunk_rows(np.float32) == \
-        models.ACTIVATION_BUDGET // (per_row // 2)
+        network.ACTIVATION_BUDGET // (per_row // 2)
 
 
 def test_predict_proba_memory_does_not_grow_with_the_activations():
@@ -72,4 +72,4 @@ def test_predict_proba_memory_does_not_grow_with_the_activations():
     assert proba.shape == (20_000, 10)
     # The budget (twice: the last chunk's caches live while the next one runs) plus
     # the outputs and the softmax's temporaries.
-    assert peak < 2 * models.ACTIVATION_BUDGET + 8 * proba.nbytes + 2**20
+    assert peak < 2 * network.ACTIVATION_BUDGET + 8 * proba.nbytes + 2**20

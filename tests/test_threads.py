@@ -213,11 +213,11 @@ def test_the_input_checks_of_a_call_run_on_its_threads(rng, two_threads, monkeyp
     """The finite scan of X is one BLAS product: outside the call's one-thread choice it
     ran on both threads, and OpenBLAS's second thread then spun against the step on a
     busy machine (a homework step 3-14x slower with the default threads)."""
-    from chainrule import _validation, models
+    from chainrule import _validation, network
 
     seen = []
     real = _validation.all_finite
-    for module in (_validation, models):  # models: a step's gradients, a first output
+    for module in (_validation, network):  # network: a step's gradients, a first output
         monkeypatch.setattr(module, "all_finite",
                             lambda arr: seen.append(blas_threads_now()) or real(arr))
     X = rng.normal(size=(200, 64))      # above OpenBLAS's 10,000 entries for a threaded dot

@@ -9,7 +9,18 @@ imported by the functions that use them. The scikit-learn estimators
 (``chainrule.MLPClassifier``, ``chainrule.MLPRegressor``) are loaded on first use.
 """
 
-from . import conv, functional, init, layers, losses, models, normalization, optim, schedules
+from . import (
+    conv,
+    functional,
+    init,
+    layers,
+    losses,
+    models,
+    network,
+    normalization,
+    optim,
+    schedules,
+)
 from ._version import VERSION
 from .conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
@@ -25,8 +36,8 @@ __version__ = VERSION
 
 __all__ = [
     "checkpoint", "conv", "data", "functional", "gradcheck", "history", "init", "io", "layers",
-    "losses", "models", "normalization", "optim", "plots", "sanity", "schedules", "testing",
-    "train",
+    "losses", "models", "network", "normalization", "optim", "plots", "sanity", "schedules",
+    "testing", "train",
     "accuracy", "log_softmax", "logsumexp", "one_hot", "softmax",
     "check_gradients",
     "he_normal", "he_uniform", "xavier_init", "xavier_normal", "xavier_uniform",
