@@ -153,3 +153,35 @@ def test_a_huge_bad_cell_is_quoted_cut_in_the_message(tmp_path, parser):
         with pytest.raises(ValueError, match=r"line 3, column 'b': expected a number, got "
                                              r"'xy{39}'\.\.\. \(200001 characters\)$"):
             read(path)
+
+
+@pytest.mark.parametrize("skipped", [
+    lambda i: f"{i * 0.5}",                          # numbers: parsed as numbers, and dropped
+    lambda i: f"id{i}",                              # text from the first row on
+    lambda i: f"{i}" if i < 6 else f"late{i}",       # numbers first, text in a later chunk
+    lambda i: f"{i}" if i != 1 else "",              # an empty cell
+])
+def test_columns_left_unread_may_hold_anything(tmp_path, parser, skipped):
+    rows = [f"{skipped(i)},{i},{i + 1},c{i % 2},{skipped(i + 1)}" for i in range(10)]
+    path = tmp_path / "t.csv"
+    path.write_text("id,a,b,label,z\n" + "\n".join(rows) + "\n")
+    X, labels = _read(path, feature_columns=["a", "b"], chunk_rows=4)
+    whole_X, whole_y = load_csv(path, "label", feature_columns=["a", "b"])
+    np.testing.assert_array_equal(X, whole_X)
+    np.testing.assert_array_equal(X, np.c_[np.arange(10), np.arange(1, 11)])
+    assert labels.tolist() == whole_y.tolist()
+
+
+def test_numeric_columns_left_unread_keep_pandas_to_the_end(tmp_path):
+    # Parsed as numbers, they need no hand-over to the csv module (3x slower).
+    pd = pytest.importorskip("pandas")
+    from chainrule.datastream import _iter_pandas
+
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,c,label\n" + "".join(f"{i},{i / 3},{i * 2},x\n" for i in range(9)))
+    gen = _iter_pandas(pd, str(path), path, "label", ",", True, 4, ["a", "c"])
+    rows = 0
+    with pytest.raises(StopIteration) as end:
+        while True:
+            rows += next(gen)[0].shape[0]
+    assert rows == 9 and end.value.value is None
