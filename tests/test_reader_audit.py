@@ -21,6 +21,16 @@ def _read(path, label="label", **kwargs):
     return X, labels
 
 
+def _read_columns_a_b_alike(path):
+    """Columns a and b of ``path`` (label "label") as iter_csv and load_csv read them,
+    which must agree; iter_csv's features."""
+    X, labels = _read(path, feature_columns=["a", "b"], chunk_rows=4)
+    whole_X, whole_y = load_csv(path, "label", feature_columns=["a", "b"])
+    np.testing.assert_array_equal(X, whole_X)
+    assert labels.tolist() == whole_y.tolist()
+    return X
+
+
 @pytest.mark.parametrize("text, label, message", [
     # more cells than the header in the first row: pandas took column 1 as an index
     ("a,b\n7,1,2\n8,3,4\n", None, "line 2: expected 2 cells, got 3"),
@@ -75,10 +85,7 @@ def test_empty_cells_of_a_last_column_left_unread_are_read_alike(tmp_path, parse
     rows = [f"{i},{i + 1},c{i % 2},{'' if i % 3 else 'note'}" for i in range(10)]
     path = tmp_path / "t.csv"
     path.write_text("a,b,label,notes\n" + "\n".join(rows) + "\n")
-    X, labels = _read(path, feature_columns=["a", "b"], chunk_rows=4)
-    whole_X, whole_y = load_csv(path, "label", feature_columns=["a", "b"])
-    np.testing.assert_array_equal(X, whole_X)
-    assert labels.tolist() == whole_y.tolist()
+    _read_columns_a_b_alike(path)
 
 
 def test_digit_separators_are_refused_by_both_readers(tmp_path, parser):
@@ -165,11 +172,8 @@ def test_columns_left_unread_may_hold_anything(tmp_path, parser, skipped):
     rows = [f"{skipped(i)},{i},{i + 1},c{i % 2},{skipped(i + 1)}" for i in range(10)]
     path = tmp_path / "t.csv"
     path.write_text("id,a,b,label,z\n" + "\n".join(rows) + "\n")
-    X, labels = _read(path, feature_columns=["a", "b"], chunk_rows=4)
-    whole_X, whole_y = load_csv(path, "label", feature_columns=["a", "b"])
-    np.testing.assert_array_equal(X, whole_X)
+    X = _read_columns_a_b_alike(path)
     np.testing.assert_array_equal(X, np.c_[np.arange(10), np.arange(1, 11)])
-    assert labels.tolist() == whole_y.tolist()
 
 
 def test_numeric_columns_left_unread_keep_pandas_to_the_end(tmp_path):
