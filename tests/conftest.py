@@ -197,3 +197,25 @@ def same_start_as_sklearn(ours, theirs, X, y):
     for mine, its in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_,
                          strict=True):
         mine[...] = its
+
+
+class StandInComm:
+    """Just enough of a communicator of ``size`` ranks for the argument checks."""
+
+    def __init__(self, size, rank=0):
+        self.size, self.rank = size, rank
+
+    def Get_size(self):  # noqa: N802
+        return self.size
+
+    def Get_rank(self):  # noqa: N802
+        return self.rank
+
+    def Allreduce(self, send, recv):  # noqa: N802
+        recv[...] = send * self.size
+
+    def allgather(self, value):
+        return [value] * self.size
+
+    def Abort(self, code=1):  # noqa: N802
+        raise SystemExit(code)

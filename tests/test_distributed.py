@@ -21,6 +21,7 @@ import pytest
 
 import chainrule as cr
 from chainrule import distributed as dist
+from conftest import StandInComm
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
@@ -181,28 +182,6 @@ class CountingComm:
     def Allreduce(self, send, recv):  # noqa: N802 - mpi4py's name
         self.allreduce_sizes.append(send.size)
         return self.comm.Allreduce(send, recv)
-
-
-class StandInComm:
-    """Just enough of a communicator of ``size`` ranks for the argument checks."""
-
-    def __init__(self, size, rank=0):
-        self.size, self.rank = size, rank
-
-    def Get_size(self):  # noqa: N802
-        return self.size
-
-    def Get_rank(self):  # noqa: N802
-        return self.rank
-
-    def Allreduce(self, send, recv):  # noqa: N802
-        recv[...] = send * self.size
-
-    def allgather(self, value):
-        return [value] * self.size
-
-    def Abort(self, code=1):  # noqa: N802
-        raise SystemExit(code)
 
 
 def test_one_allreduce_per_step_on_one_buffer_of_all_gradients():

@@ -12,6 +12,7 @@ import pytest
 import chainrule as cr
 from chainrule import distributed
 from chainrule.data import batch_indices, iterate_minibatches
+from conftest import StandInComm
 
 
 def loader_batches(torch, order, batch_size, drop_last):
@@ -145,27 +146,8 @@ def test_resuming_needs_the_same_drop_last_and_continues_bit_for_bit(tmp_path):
         np.testing.assert_array_equal(resumed.params[k], p, err_msg=k)
 
 
-class SevenRanks:
-    """Enough of a communicator for ``check_comm``: seven ranks."""
-
-    def Get_rank(self):  # noqa: N802
-        return 0
-
-    def Get_size(self):  # noqa: N802
-        return 7
-
-    def Allreduce(self, send, recv):  # noqa: N802
-        recv[...] = send
-
-    def allgather(self, value):
-        return [value] * 7
-
-    def Abort(self, code=1):  # noqa: N802
-        raise SystemExit(code)
-
-
 def test_ranks_need_rows_only_in_the_batches_that_are_kept():
     # 30 rows in batches of 8: 8, 8, 8 and a last batch of 6, short of one row per rank
     with pytest.raises(ValueError, match="gives a batch of 6 rows"):
-        distributed.check_comm(SevenRanks(), 30, 8)
-    assert distributed.check_comm(SevenRanks(), 30, 8, drop_last=True) is not None
+        distributed.check_comm(StandInComm(7), 30, 8)
+    assert distributed.check_comm(StandInComm(7), 30, 8, drop_last=True) is not None

@@ -170,8 +170,9 @@ class ReduceLROnPlateau:
 
     def epoch_end(self, logs: dict) -> None:
         """Take one epoch's values into account (``logs[monitor]``); maybe cut the rate."""
-        if self._improved(float(logs[self.monitor])):
-            self.best, self.num_bad_epochs = float(logs[self.monitor]), 0
+        value = float(logs[self.monitor])
+        if self._improved(value):
+            self.best, self.num_bad_epochs = value, 0
         else:
             self.num_bad_epochs += 1
         if self.cooldown_counter > 0:  # bad epochs in the cooldown do not count

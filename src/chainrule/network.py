@@ -173,7 +173,7 @@ class Network:
             raise ValueError(f"state_dict has missing keys {missing} and unexpected keys "
                              f"{unexpected} (strict=False loads the keys both have)")
         ready = {}
-        for k in (k for k in targets if k in state_dict):
+        for k in [k for k in targets if k in state_dict]:
             value = np.asarray(state_dict[k])
             if value.dtype.kind not in "biuf":
                 raise TypeError(f"state_dict[{k!r}] must be a numeric array, got dtype "
