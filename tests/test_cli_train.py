@@ -75,6 +75,8 @@ def test_quiet_prints_no_epoch_lines(capsys):
     (["--data", "a.csv", "--test-data", "b.csv", "--test-fraction", "0.5"],
      "--test-fraction applies without --test-data"),
     (["--channels", "8"], "--channels applies to --model cnn, not mlp"),
+    (["--lr-patience", "2"], "--lr-patience applies to --lr-schedule plateau"),
+    (["--lr-schedule", "plateau", "--lr-patience", "-1"], "--lr-patience must be >= 0, got -1"),
 ])
 def test_bad_values_are_one_line_usage_errors(argv, message, capsys):
     status, out, err = run(["train", *argv], capsys)
@@ -233,3 +235,51 @@ def test_train_leaves_the_parsed_flags_as_parsed(capsys):
     assert args.func(args) == 0
     assert vars(args) == before and args.validation_fraction is None
     capsys.readouterr()
+
+
+def _epoch_values(out, key):
+    """The ``key`` column of train's epoch lines (e.g. 'val_loss', 'lr')."""
+    return [float(re.search(rf" {key} (\S+)", line).group(1))
+            for line in out.splitlines() if line.startswith("epoch")]
+
+
+@pytest.mark.parametrize("patience, extra, monitor", [
+    (1, [], "val_loss"), (0, [], "val_loss"),
+    (2, ["--validation-fraction", "0"], "loss")])
+def test_plateau_schedule_cuts_the_rate_as_torchs_scheduler(patience, extra, monitor, capsys):
+    # The rates printed per epoch, against PyTorch's ReduceLROnPlateau fed the printed
+    # monitored values: an oracle of its own for the counting (patience + 1 bad epochs,
+    # the relative threshold, the factor).
+    torch = pytest.importorskip("torch")
+    status, out, err = run(["train", "--hidden", "16", "--lr", "0.05", "--epochs", "12",
+                            "--lr-schedule", "plateau", "--lr-patience", str(patience),
+                            "--early-stopping", "0", "-v", *extra], capsys)
+    assert status == 0, err
+    assert f"rate cut to 0.1x after {patience + 1} epochs without a better {monitor}" in out
+    watched, rates = _epoch_values(out, monitor), _epoch_values(out, "lr")
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.1, patience=patience)
+    expected = []
+    for value in watched:
+        expected.append(opt.param_groups[0]["lr"])
+        sched.step(value)
+    assert len(rates) == 12 and rates == pytest.approx(expected, rel=1e-2)
+    assert min(rates) < 0.05   # a cut happened: the comparison is not vacuous
+
+
+def test_plateau_resume_continues_the_run_and_refuses_another_patience(tmp_path, capsys):
+    base = ["train", "--hidden", "16", "--lr", "0.05", "--lr-schedule", "plateau",
+            "--lr-patience", "1", "-v"]
+    status, whole, _ = run(base + ["--epochs", "10"], capsys)
+    assert status == 0
+    ckpt = ["--checkpoint", str(tmp_path / "ck.npz")]
+    assert run(base + ckpt + ["--epochs", "4"], capsys)[0] == 0
+    status, rest, _ = run(base + ckpt + ["--epochs", "10", "--resume"], capsys)
+    assert status == 0
+    # The resumed run replays the first four epochs into the schedule: same rates after.
+    assert _epoch_values(rest, "lr") == _epoch_values(whole, "lr")[4:]
+    assert min(_epoch_values(whole, "lr")) < 0.05
+    status, _, err = run([*base[:-3], "--lr-patience", "3", *ckpt, "--epochs", "12",
+                          "--resume", "-q"], capsys)
+    assert status == 1 and err.count("\n") == 1
+    assert "patience: 1 in the checkpoint, 3 now" in err and "--lr-patience" in err

@@ -6,13 +6,10 @@ import argparse
 import copy
 import sys
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from ._architectures import (
-    DEFAULT_HIDDEN,
     activation,
     add_cnn_arguments,
     build_model,
@@ -30,6 +27,15 @@ from ._common import (
     data_kind,
     positive_int,
 )
+from ._plan import (
+    DEFAULTS,
+    LR_SCHEDULES,
+    Plan,
+    build_optimizer,
+    describe_schedule,
+    make_optimizer_from_flags,
+    plan_run,
+)
 from ._traindata import (
     AUTO_REGRESSION_MIN_DISTINCT,
     TrainData,
@@ -43,21 +49,6 @@ from ._traindata import (
 from ._trainoutput import save_files, test_score, write_plots_keeping_the_model
 
 __all__ = ["add_train_parser", "load_train_files", "DEFAULTS"]
-
-#: The defaults of ``chainrule train`` (evidence: benchmarks/bench_cli_defaults.py).
-DEFAULTS: dict[str, Any] = {
-    "hidden": DEFAULT_HIDDEN,
-    "lr": 2e-3,
-    "weight_decay": 1e-4,  # L2 for sgd/adam; adamw keeps its own 0.01
-    "batch_size": 64,
-    "steps": 3000,  # gradient steps the epoch budget aims for
-    "min_epochs": 20,
-    "max_epochs": 200,
-    "validation_fraction": 0.1,
-    "min_rows_for_validation": 50,
-    "patience": 10,
-}
-
 
 # -- parsers ------------------------------------------------------------------------
 
@@ -116,8 +107,12 @@ def _add_train_model_arguments(tr) -> None:
                     help="default %(default)s")
     tr.add_argument("--lr", type=float, default=d["lr"],
                     help="learning rate (default %(default)s)")
-    tr.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
-                    help="constant (default) or cosine: decay to 0 over all --epochs")
+    tr.add_argument("--lr-schedule", choices=list(LR_SCHEDULES), default="constant",
+                    help="; ".join(f"{k}: {v}" for k, v in LR_SCHEDULES.items())
+                    + " (default constant)")
+    tr.add_argument("--lr-patience", type=int, default=None, metavar="EPOCHS",
+                    help=f"--lr-schedule plateau: epochs without improvement before a cut "
+                         f"(default {d['lr_patience']}, after {d['lr_patience'] + 1} in a row)")
     tr.add_argument("--momentum", type=float, default=0.0,
                     help="SGD momentum in [0, 1] (default 0)")
     tr.add_argument("--weight-decay", type=float, default=None, metavar="L2",
@@ -243,18 +238,6 @@ def add_train_parser(sub) -> None:
 
 # -- train: checks of the flags, before any work ---------------------------------------
 
-def _make_optimizer(args, lr):
-    """The optimizer the flags ask for; ``lr`` a number or a schedule."""
-    from ..optim import make_optimizer
-
-    weight_decay = args.weight_decay
-    if weight_decay is None and args.optimizer != "adamw":  # AdamW keeps its own 0.01
-        weight_decay = DEFAULTS["weight_decay"]
-    return make_optimizer(args.optimizer, lr=lr, weight_decay=weight_decay,
-                          momentum=args.momentum if args.optimizer == "sgd" else None,
-                          clip_norm=args.clip_norm)
-
-
 def _check_train_values(args) -> None:
     """Usage errors (exit 2) in the flags' values."""
     if args.early_stopping is not None and args.early_stopping < 0:
@@ -274,6 +257,10 @@ def _check_train_values(args) -> None:
         raise UsageError("--resume needs --checkpoint PATH")
     if args.seed < 0:
         raise UsageError(f"--seed must be >= 0, got {args.seed}")
+    if args.lr_patience is not None and args.lr_schedule != "plateau":
+        raise UsageError("--lr-patience applies to --lr-schedule plateau")
+    if args.lr_patience is not None and args.lr_patience < 0:
+        raise UsageError(f"--lr-patience must be >= 0, got {args.lr_patience}")
     if args.optimizer != "sgd" and args.momentum:
         raise UsageError("--momentum applies to --optimizer sgd only")
     for flag, value in (("--dropout", args.dropout), ("--hidden", args.hidden),
@@ -302,7 +289,7 @@ def _check_with_the_library(args) -> None:
             get_initializer(args.init)
         if args.early_stopping:
             EarlyStopping(args.early_stopping)
-        _make_optimizer(args, args.lr)  # whatever the optimizer checks beyond the above
+        make_optimizer_from_flags(args, args.lr)  # whatever the optimizer checks beyond the above
     except (ValueError, TypeError) as exc:
         raise UsageError(str(exc)) from None
 
@@ -395,40 +382,6 @@ def _check_packages(args) -> bool:
     return importlib.util.find_spec("tqdm") is not None
 
 
-@dataclass(frozen=True)
-class _Schedule:
-    """The flags that depend on the data's size, as this run uses them."""
-
-    epochs: int
-    batch_size: int | None
-    validation_fraction: float
-    patience: int  # 0: no early stopping
-
-
-def _schedule(args, n_rows) -> _Schedule:
-    """--epochs, --batch-size, --validation-fraction and --early-stopping, each its own
-    default (which may depend on the number of training rows) unless given."""
-    d = DEFAULTS
-    fraction = args.validation_fraction
-    if fraction is None:
-        enough = n_rows >= d["min_rows_for_validation"] or args.early_stopping
-        fraction = d["validation_fraction"] if enough else 0.0
-    patience = args.early_stopping
-    if patience is None:
-        patience = d["patience"] if fraction else 0
-    n_fit = n_rows - int(np.ceil(fraction * n_rows))
-    if n_fit < 1:
-        raise UsageError(f"--validation-fraction {fraction} of {n_rows} training rows leaves "
-                         f"none to train on")
-    batch = None if args.batch_size is None else min(args.batch_size, n_fit)
-    epochs = args.epochs
-    if epochs is None:
-        steps_per_epoch = int(np.ceil(n_fit / (batch or n_fit)))
-        epochs = int(np.clip(np.ceil(d["steps"] / steps_per_epoch), d["min_epochs"],
-                             d["max_epochs"]))
-    return _Schedule(epochs, batch, fraction, patience)
-
-
 # -- train: model, optimizer, fit ---------------------------------------------------
 
 def _build_model_in_memory(args, n_features, n_outputs, task, gen):
@@ -446,21 +399,7 @@ def _build_model_in_memory(args, n_features, n_outputs, task, gen):
                            f"smaller hidden layers") from None
 
 
-def _build_optimizer(args, n_rows, plan: _Schedule):
-    """The optimizer, its learning rate a cosine schedule over all steps if asked."""
-    from functools import partial
-
-    from ..schedules import cosine_lr
-
-    n_fit = n_rows - int(np.ceil(plan.validation_fraction * n_rows))
-    bs = plan.batch_size or n_fit
-    total_steps = plan.epochs * int(np.ceil(n_fit / bs))
-    lr = (partial(cosine_lr, base_lr=args.lr, total_steps=total_steps)
-          if args.lr_schedule == "cosine" else args.lr)
-    return _make_optimizer(args, lr)
-
-
-def _print_setup(args, data: TrainData, model, optimizer, plan: _Schedule) -> None:
+def _print_setup(args, data: TrainData, model, optimizer, plan: Plan) -> None:
     D, K = data.X_train.shape[1], data.n_outputs
     what = f"{K} classes" if data.classes is not None else "a numeric target"
     print(f"data: {data.source}, {data.X_train.shape[0]} training rows, "
@@ -474,7 +413,7 @@ def _print_setup(args, data: TrainData, model, optimizer, plan: _Schedule) -> No
     print(f"model: {arch}"
           f"{f', dropout {args.dropout}' if args.dropout else ''}, "
           f"{model.num_parameters():,} parameters; {optimizer!r}"
-          f"{', cosine schedule' if args.lr_schedule == 'cosine' else ''}, batch size "
+          f"{describe_schedule(args, plan)}, batch size "
           f"{plan.batch_size or 'full'}, at most {plan.epochs} epochs, "
           f"{plan.validation_fraction:g} of the rows for validation{stopping}")
 
@@ -515,7 +454,7 @@ def _class_weights(args, data, Y):
     return compute_sample_weight(args.class_weight, Y.argmax(axis=1) if Y.ndim == 2 else Y)
 
 
-def _fit(args, model, optimizer, data, plan: _Schedule, gen, printer, bar):
+def _fit(args, model, optimizer, data, plan: Plan, gen, printer, bar):
     """``fit`` with the flags; its checkpoint errors said in terms of the flags."""
     from ..checkpoint import CheckpointEpochsError, CheckpointMismatchError
     from ..train import fit
@@ -539,6 +478,9 @@ def _fit(args, model, optimizer, data, plan: _Schedule, gen, printer, bar):
         if exc.field == "optimizer.lr_schedule" and args.lr_schedule == "cosine":
             raise CommandError(f"{exc} (the cosine schedule spans all --epochs, so resume "
                                f"with the --epochs of the interrupted run)") from None
+        if exc.field.startswith("optimizer.lr_schedule") and args.lr_schedule == "plateau":
+            raise CommandError(f"{exc} (resume with the --lr and --lr-patience of the "
+                               f"interrupted run)") from None
         raise
 
 
@@ -564,12 +506,12 @@ def _cmd_train(args) -> int:
     _check_train_destinations(args)
     bar = _check_packages(args)
     data = load_train_data(args)
-    plan = _schedule(args, data.X_train.shape[0])
+    plan = plan_run(args, data.X_train.shape[0])
     # One generator for the weights, dropout, shuffling and the validation split.
     gen = np.random.default_rng(args.seed)
     model = _build_model_in_memory(args, data.X_train.shape[1], data.n_outputs, data.task,
                                    gen)
-    optimizer = _build_optimizer(args, data.X_train.shape[0], plan)
+    optimizer = build_optimizer(args, data.X_train.shape[0], plan)
     _print_setup(args, data, model, optimizer, plan)
     printer = _EpochPrinter(show=not (args.quiet or bar))
     t0 = time.perf_counter()
