@@ -206,11 +206,14 @@ def test_csv_non_numeric_feature_names_line_and_column(tmp_path):
     assert str(p) in str(err.value)
     q = tmp_path / "empty_cell.csv"
     q.write_text("a,b,label\n1,,x\n")
-    with pytest.raises(ValueError, match="expected a number"):
+    with pytest.raises(ValueError, match="column 'b': a missing value .*SimpleImputer"):
         load_csv(q, "label")
     r = tmp_path / "nan.csv"
     r.write_text("a,label\nnan,x\n")
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match="column 'a': a missing value \\('nan'\\)"):
+        load_csv(r, "label")
+    r.write_text("a,label\n-inf,x\n")
+    with pytest.raises(ValueError, match="column 'a': feature values must be finite"):
         load_csv(r, "label")
 
 

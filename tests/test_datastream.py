@@ -57,8 +57,10 @@ def test_csv_without_labels_or_header(tmp_path, parser):
 
 @pytest.mark.parametrize("cell, message", [
     ("abc", "line 8, column 'b': expected a number, got 'abc'"),
-    ("", "line 8, column 'b': expected a number, got ''"),
-    ("nan", "line 8: feature values must be finite"),
+    ("", "line 8, column 'b': a missing value \\(''\\); chainrule fills none in"),
+    ("NA", "line 8, column 'b': a missing value \\('NA'\\)"),
+    ("nan", "line 8, column 'b': a missing value \\('nan'\\)"),
+    ("inf", "line 8, column 'b': feature values must be finite, got 'inf'"),
 ])
 def test_a_bad_cell_is_named_by_line_and_column(tmp_path, parser, cell, message):
     _table(tmp_path / "t.csv")

@@ -158,7 +158,8 @@ def test_a_huge_bad_cell_is_quoted_cut_in_the_message(tmp_path, parser):
     path.write_text("a,b\n1,2\n5,x" + "y" * 200_000 + "\n")
     for read in (load_csv, lambda p: list(iter_csv(p))):
         with pytest.raises(ValueError, match=r"line 3, column 'b': expected a number, got "
-                                             r"'xy{39}'\.\.\. \(200001 characters\)$"):
+                                             r"'xy{39}'\.\.\. \(200001 characters\); a "
+                                             r"column of text must be left out"):
             read(path)
 
 

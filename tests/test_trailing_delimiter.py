@@ -95,9 +95,9 @@ def test_an_empty_last_cell_is_not_taken_for_a_trailing_delimiter(tmp_path, pars
     with pytest.raises(ValueError, match="line 3: the label cell is empty"):
         load_csv(path, "label")
     path.write_text("a,b,c\n1,2,3\n3,4,\n")
-    with pytest.raises(ValueError, match="line 3, column 'c': expected a number"):
+    with pytest.raises(ValueError, match="line 3, column 'c': a missing value"):
         load_csv(path)
-    with pytest.raises(ValueError, match="line 3, column 'c': expected a number"):
+    with pytest.raises(ValueError, match="line 3, column 'c': a missing value"):
         read_all(path)
 
 

@@ -285,17 +285,27 @@ def check_class_indices(labels, n_classes: int | None, name: str = "labels", *,
 
 
 def check_header_names(name: str, columns) -> None:
-    """Refuse a CSV header that names a column twice: columns are matched by name (a
-    model's features in evaluate and predict), which would then read the wrong one.
-    Warn when every name is a number: a file without a header row then loses its
-    first row of data, read as the names."""
+    """Refuse a CSV header that names a column twice or leaves one unnamed: columns
+    are matched by name (a model's features in evaluate and predict), which would then
+    read the wrong one, and an unnamed first column is most often the index that
+    ``DataFrame.to_csv`` writes, which is no feature. Warn when every name is a number
+    (but one, among three or more: a label column of class names): a file without a
+    header row then loses its first row of data, read as the names."""
     twice = sorted(c for c, n in Counter(columns).items() if n > 1 and c)
     if twice:
         raise ValueError(f"{name}: the header names {twice} more than once; columns are "
                          f"matched by name, so each name must be unique")
-    if columns and all(is_number(c) for c in columns):
-        warnings.warn(f"{name}: every name in the header row is a number ("
-                      f"{', '.join(columns[:3])}{', ...' if len(columns) > 3 else ''}); if "
+    if "" in columns:
+        raise ValueError(f"{name}: column {columns.index('') + 1} of the header has no "
+                         f"name; columns are matched by name, so name it (an unnamed "
+                         f"first column is often a DataFrame's index: write the file with "
+                         f"to_csv(index=False))")
+    words = [c for c in columns if not is_number(c)]
+    if columns and len(words) <= (1 if len(columns) >= 3 else 0):
+        but = f" but {words[0]!r}" if words else ""
+        numbers = [c for c in columns if c not in words]
+        warnings.warn(f"{name}: every name in the header row{but} is a number ("
+                      f"{', '.join(numbers[:3])}{', ...' if len(numbers) > 3 else ''}); if "
                       f"the file has no header row, its first row of data is being read as "
                       f"the column names and left out", UserWarning, stacklevel=3)
 

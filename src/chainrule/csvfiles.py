@@ -25,11 +25,12 @@ from ._validation import (
     check_header_names,
     csv_field_limit,
     csv_float,
+    is_number,
     without_trailing_delimiter,
 )
 
 __all__ = ["load_csv", "csv_header", "csv_delimiter", "parse_labels", "read_bytes",
-           "GZIP_MAGIC"]
+           "GZIP_MAGIC", "MISSING_CELLS", "feature_cell_error"]
 
 #: The first bytes of a gzip stream: they, not a file's name, say it is compressed.
 GZIP_MAGIC = b"\x1f\x8b"
@@ -52,8 +53,27 @@ def read_bytes(path) -> bytes:
     return raw
 
 
-def parse_labels(cells):
-    """Labels as ints when every cell is an integer, else floats, else strings."""
+#: The cells pandas' ``read_csv`` reads as missing values (its default ``na_values``).
+#: In a label column they are refused, by line, rather than taken as a class named
+#: "NA", or as turning a column of numbers into one of class names.
+MISSING_CELLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN",
+                           "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN",
+                           "None", "n/a", "nan", "null"})
+
+
+def parse_labels(cells, where=None):
+    """Labels as ints when every cell is an integer, else floats, else strings.
+
+    A missing cell (:data:`MISSING_CELLS`) or an infinite number raises ``ValueError``
+    naming ``where(i)``, the place of the first such cell ``i`` (default: "label i").
+    """
+    where = where or (lambda i: f"label {i}")
+    missing = next((i for i, c in enumerate(cells) if c in MISSING_CELLS), None)
+    if missing is not None:
+        what = ("is empty" if cells[missing] == "" else f"is missing ("
+                f"{cell_text(cells[missing])}, a missing value as pandas reads it)")
+        raise ValueError(f"{where(missing)}: the label cell {what}; leave out the rows "
+                         f"without a label")
     try:
         return np.array([int(c) for c in cells], dtype=np.int64)
     except ValueError:
@@ -62,9 +82,10 @@ def parse_labels(cells):
         values = np.array([float(c) for c in cells], dtype=np.float64)
     except ValueError:
         return np.array(cells, dtype=str)
-    if not np.isfinite(values).all():
-        # "nan" as a class name is more likely a missing value than a label.
-        raise ValueError("non-finite label")
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise ValueError(f"{where(int(bad[0]))}: labels must be finite numbers or class "
+                         f"names, got {cell_text(cells[bad[0]])}")
     return values
 
 
@@ -228,15 +249,7 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
     X = _feature_array(rows, features, name, columns)
     if label_index is None:
         return X, None
-    if any(lab == "" for lab in labels):
-        line = rows[labels.index("")][0]
-        raise ValueError(f"{name}, line {line}: the label cell is empty")
-    try:
-        y = parse_labels(labels)
-    except ValueError:
-        raise ValueError(f"{name}: labels must be finite numbers or class names, the label "
-                         f"column holds NaN or infinity") from None
-    return X, y
+    return X, parse_labels(labels, lambda i: f"{name}, line {rows[i][0]}")
 
 
 def _feature_array(rows, features, name, columns):
@@ -258,13 +271,27 @@ def _feature_array(rows, features, name, columns):
 
 def _number(cell, name, line, column) -> float:
     """A feature cell as a finite float; else ValueError naming line and column."""
-    col = repr(column) if isinstance(column, str) else str(column)
     try:
         value = csv_float(cell)
     except ValueError:
-        raise ValueError(f"{name}, line {line}, column {col}: expected a number, "
-                         f"got {cell_text(cell)}") from None
+        raise feature_cell_error(name, line, column, cell) from None
     if not math.isfinite(value):
-        raise ValueError(f"{name}, line {line}, column {col}: feature values must be "
-                         f"finite, got {cell_text(cell.strip())}")
+        raise feature_cell_error(name, line, column, cell)
     return value
+
+
+def feature_cell_error(name, line, column, cell) -> ValueError:
+    """The error for a feature cell that is no finite number: its place, and what to
+    do about a missing value or a column of text (every CSV reader raises this one)."""
+    col = repr(column) if isinstance(column, str) else str(column)
+    where = f"{name}, line {line}, column {col}"
+    text = cell.strip()
+    if text in MISSING_CELLS:
+        return ValueError(f"{where}: a missing value ({cell_text(text)}); chainrule fills "
+                          f"none in: drop those rows, or fill them first (e.g. scikit-learn's "
+                          f"SimpleImputer)")
+    if is_number(text):
+        return ValueError(f"{where}: feature values must be finite, got {cell_text(text)}")
+    return ValueError(f"{where}: expected a number, got {cell_text(cell)}; a column of "
+                      f"text must be left out (train --ignore-columns, load_csv's "
+                      f"feature_columns) or encoded as numbers")

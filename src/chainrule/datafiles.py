@@ -355,11 +355,8 @@ def fetch_openml(name, *, version="active", data_home=None):
     if y.dtype == object or y.dtype.kind in "US":
         # OpenML delivers nominal targets as Python objects ('7' for MNIST): read
         # numbers as numbers, keep other names as strings, never keep an object array.
-        try:
-            y = parse_labels([str(v).strip() for v in y.tolist()])
-        except ValueError:
-            raise ValueError(f"OpenML data set {name!r} has missing or non-finite "
-                             f"labels") from None
+        y = parse_labels([str(v).strip() for v in y.tolist()],
+                         lambda i: f"OpenML data set {name!r}, row {i}")
     return X, y
 
 

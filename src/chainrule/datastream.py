@@ -26,7 +26,6 @@ import zipfile
 import numpy as np
 
 from ._validation import (
-    cell_text,
     check_header_names,
     check_positive_int,
     csv_field_limit,
@@ -34,6 +33,7 @@ from ._validation import (
     is_number,
     without_trailing_delimiter,
 )
+from .csvfiles import feature_cell_error
 
 __all__ = ["iter_csv", "iter_npz", "CHUNK_ROWS"]
 
@@ -91,11 +91,11 @@ def _chunk(name, rows, layout):
             X[r] = [number(row[i]) for i in features]
         except ValueError:
             c = next(i for i in features if not is_number(row[i]))
-            raise ValueError(f"{name}, line {line}, column {columns[c]!r}: expected a "
-                             f"number, got {cell_text(row[c])}") from None
+            raise feature_cell_error(name, line, columns[c], row[c]) from None
     if not np.isfinite(X).all():
-        r = int(np.argwhere(~np.isfinite(X))[0][0])
-        raise ValueError(f"{name}, line {rows[r][0]}: feature values must be finite")
+        r, j = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
+        c = features[j]
+        raise feature_cell_error(name, rows[r][0], columns[c], rows[r][1][c])
     return X, (np.array(labels) if label is not None else None)
 
 

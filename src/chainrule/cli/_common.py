@@ -14,7 +14,7 @@ __all__ = ["CommandError", "UsageError", "EXIT_STATUS", "TRAIN_EXIT_STATUS", "US
            "Parser", "positive_int", "add_data_arguments", "data_kind", "check_data_flags",
            "check_output_file", "check_output_dir", "format_table", "regression_metrics",
            "report_unknown_flags", "separator_hint", "brief_columns", "DATA_FORMATS",
-           "BROKEN_PIPE_STATUS"]
+           "BROKEN_PIPE_STATUS", "check_in_dtype_range"]
 
 
 class CommandError(Exception):
@@ -228,6 +228,25 @@ def check_output_dir(path, flag) -> None:
         raise CommandError(f"{flag} {path}: cannot be created, {parent} is not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise CommandError(f"{flag} {path}: cannot be created, {parent} is not writable")
+
+
+def check_in_dtype_range(X, dtype, names, where, why) -> None:
+    """Refuse (exit 1) raw inputs ``X`` that a model of ``dtype`` cannot hold: a
+    float32 model turns values beyond ~3.4e38 into infinities. The message names the
+    first such column (``names[j]``, or its position) and ``why`` the model sees raw
+    values."""
+    dtype = np.dtype(dtype)
+    if dtype.kind != "f" or dtype.itemsize >= np.dtype(np.float64).itemsize or X.size == 0:
+        return
+    limit = float(np.finfo(dtype).max)
+    peaks = np.abs(X).max(axis=0)
+    big = np.flatnonzero(peaks > limit)
+    if big.size:
+        j = int(big[0])
+        column = repr(names[j]) if names is not None else str(j)
+        raise CommandError(f"{where}: column {column} holds values up to {peaks[j]:.3g}, "
+                           f"beyond {dtype.name}'s range (+-{limit:.3g}), and {why}; use "
+                           f"a float64 model (train --dtype float64) or rescale the column")
 
 
 def regression_metrics(y, pred) -> tuple[float, float, float]:

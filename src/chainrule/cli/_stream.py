@@ -23,19 +23,25 @@ CHUNK_ROWS = 65536
 __all__ = ["CHUNK_ROWS", "iter_chunks", "prediction_writer", "ConfusionCounts"]
 
 
-def _labels_of(cells, path):
-    """The label cells of one CSV chunk as :func:`chainrule.data.load_csv` types them."""
-    from ..datafiles import parse_labels
+def _csv_chunks(path, label, features, chunk_rows, labels):
+    """:func:`~chainrule.datastream.iter_csv`'s chunks of a CSV file, the label cells
+    typed as :func:`chainrule.data.load_csv` types them (``labels="parse"``), kept as
+    text (``"text"``: an id column) or left out (``"skip"``: ``predict`` scores no
+    labels, so a blank label column is no error there)."""
+    from ..datafiles import csv_delimiter, parse_labels
+    from ..datastream import iter_csv
 
-    if cells is None:
-        return None
-    if np.any(cells == ""):
-        raise CommandError(f"{path}: a label cell is empty")
-    try:
-        return parse_labels(cells.tolist())
-    except ValueError:
-        raise CommandError(f"{path}: labels must be finite numbers or class names, the "
-                           f"label column holds NaN or infinity") from None
+    name, done = os.fspath(path), 0
+    for X, cells in iter_csv(path, label, delimiter=csv_delimiter(name),
+                             chunk_rows=chunk_rows, feature_columns=features):
+        if cells is not None and labels == "parse":
+            try:
+                cells = parse_labels(cells.tolist(),
+                                     lambda i, first=done: f"{name}, data row {first + i + 1}")
+            except ValueError as exc:
+                raise CommandError(str(exc)) from None
+        done += X.shape[0]
+        yield X, None if labels == "skip" else cells
 
 
 def _iter_npy(path, labels_path, chunk_rows):
@@ -57,25 +63,23 @@ def _iter_npy(path, labels_path, chunk_rows):
 
 
 def iter_chunks(path, *, label=None, features=None, labels_path=None,
-                require_labels=True, chunk_rows=None):
+                require_labels=True, chunk_rows=None, labels="parse"):
     """Yield ``(X, y)`` chunks of at most ``chunk_rows`` rows of the data file ``path``.
 
     ``label`` and ``features`` (CSV): the label column and the feature columns by name
     (None: all but the label, in file order); ``labels_path``: the labels of an IDX or
     ``.npy`` file. ``y`` is None when the file has no labels (refused when
     ``require_labels``). A file without rows is refused (exit 1). ``chunk_rows``
-    defaults to :data:`CHUNK_ROWS` (looked up at the call).
+    defaults to :data:`CHUNK_ROWS` (looked up at the call). ``labels``: what becomes
+    of a CSV's ``label`` cells (see :func:`_csv_chunks`).
     """
     from ..data import load_file
-    from ..datafiles import csv_delimiter
-    from ..datastream import iter_csv, iter_npz
+    from ..datastream import iter_npz
 
     kind, name = data_kind(path), os.fspath(path)
     chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
     if kind == "csv":
-        chunks = ((X, _labels_of(cells, name)) for X, cells in
-                  iter_csv(path, label, delimiter=csv_delimiter(name),
-                           chunk_rows=chunk_rows, feature_columns=features))
+        chunks = _csv_chunks(path, label, features, chunk_rows, labels)
     elif kind == "npz":
         chunks = iter_npz(path, chunk_rows=chunk_rows)
     elif kind == "npy":

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import CommandError, UsageError
+from ._common import CommandError, UsageError, check_in_dtype_range
 
 __all__ = ["load_train_files", "TrainData", "load_train_data", "choose_task",
            "write_test_rows", "AUTO_REGRESSION_MIN_DISTINCT", "is_npy", "validation_views",
@@ -174,8 +174,12 @@ def _encode_classes(y_train, y_test, source, test_data=None):
 
     classes, train_idx = encode_labels(y_train)
     if len(classes) < 2:
+        others = np.setdiff1d(np.unique(y_test), classes)
+        where = (f"; the rows of {others[:5].tolist()} all fell into the test rows held out "
+                 f"at random (--test-fraction): give a --test-data file of their own, or "
+                 f"more rows of those classes" if others.size and test_data is None else "")
         raise CommandError(f"{source}: the training labels hold a single class "
-                           f"{classes.tolist()}; a classifier needs at least two")
+                           f"{classes.tolist()}; a classifier needs at least two{where}")
     unseen = np.setdiff1d(np.unique(y_test), classes)
     if unseen.size:
         numeric = np.asarray(y_test).dtype.kind in "iuf"
@@ -299,6 +303,10 @@ def load_train_data(args) -> TrainData:
     X_train = np.asarray(X_train, dtype=np.float64)
     X_test = np.asarray(X_test, dtype=np.float64)
     raw_test = (X_test, np.asarray(y_test))
+    if args.save or not args.standardize:  # then the model takes raw inputs
+        check_in_dtype_range(X_train, args.dtype, _feature_names(args), source,
+                             "the model --save writes takes raw inputs" if args.standardize
+                             else "--no-standardize feeds them as they are")
     mean = scale = None
     if args.standardize:
         X_train, X_test, mean, scale = standardize(X_train, X_test, return_stats=True)

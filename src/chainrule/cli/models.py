@@ -20,6 +20,7 @@ from ._common import (
     add_data_arguments,
     brief_columns,
     check_data_flags,
+    check_in_dtype_range,
     check_output_dir,
     check_output_file,
     data_kind,
@@ -137,7 +138,8 @@ def _data_chunks(args, saved: _Saved, *, require_labels=True):
                                        require_labels=require_labels)
     check_data_flags(args.data, label, args.labels, require_labels=require_labels)
     return iter_chunks(args.data, label=label, features=features, labels_path=args.labels,
-                       require_labels=require_labels)
+                       require_labels=require_labels,
+                       labels="parse" if require_labels else "skip")
 
 
 def _id_chunks(args, saved: _Saved):
@@ -158,7 +160,7 @@ def _id_chunks(args, saved: _Saved):
     _check_feature_columns(args, header, saved.feature_names,
                            read_besides={args.id_column, saved.label_column})
     return iter_chunks(args.data, label=args.id_column, features=list(saved.feature_names),
-                       labels_path=None, require_labels=False)
+                       labels_path=None, require_labels=False, labels="text")
 
 
 def _outputs(saved: _Saved, X, data_path, threads=None):
@@ -166,6 +168,8 @@ def _outputs(saved: _Saved, X, data_path, threads=None):
     if X.shape[1] != saved.n_features:
         raise CommandError(f"{data_path}: has {X.shape[1]} feature columns but the model "
                            f"expects {saved.n_features} (for a CSV, is --label-column right?)")
+    check_in_dtype_range(X, saved.network.dtype, saved.feature_names, data_path,
+                         f"the model computes in {saved.network.dtype}")
     X = X.astype(saved.network.dtype, copy=False)
     with warnings.catch_warnings():
         # Columns were matched by name above (or the file has none), so an estimator
@@ -310,6 +314,7 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_predict(args) -> int:
     from .._fileformat import STDOUT_NAMES, atomic_write
+    from ..datafiles import csv_delimiter
 
     inputs = [p for p in (args.model, args.data, args.labels) if p is not None]
     output = "-" if args.output is None else args.output
@@ -327,14 +332,25 @@ def _cmd_predict(args) -> int:
         names = _class_names(saved.classes, max(2, saved.network.n_outputs))
     # Rows are written as their chunk is predicted: into the temporary file of the
     # one write path (a failure leaves no half-written --output), or to stdout.
-    tabs = str(output).lower().endswith(".tsv")
     write, count = prediction_writer(
         chunks, lambda X: _outputs(saved, X, args.data, args.threads), names,
-        delimiter="\t" if tabs else ",", id_column=args.id_column)
+        delimiter=csv_delimiter(str(output)), id_column=args.id_column)
+    if str(output).lower().endswith(".gz"):  # as train --save-test writes one
+        write = _gzipped(write)
     atomic_write(output, write, refuse_same_as=inputs, allow_stdout=True)
     if output not in STDOUT_NAMES:
         print(f"wrote {count()} predictions to {output}", file=sys.stderr)
     return 0
+
+
+def _gzipped(write):
+    """``write`` through gzip (mtime 0: the same predictions, the same bytes)."""
+    import gzip
+
+    def write_gzip(fh):
+        with gzip.GzipFile(fileobj=fh, mode="wb", mtime=0) as gz:
+            write(gz)
+    return write_gzip
 
 
 def _check_opset(opset) -> None:
@@ -405,7 +421,8 @@ def add_model_parsers(sub) -> None:
     _add_column_flag(pr)
     pr.add_argument("--output", "-o", metavar="CSV",
                     help="write the predictions here (default: standard output); "
-                         "comma-separated, tab-separated for a .tsv name")
+                         "comma-separated, tab-separated for a .tsv name, gzipped for "
+                         "a .gz name (.csv.gz, .tsv.gz)")
     pr.add_argument("--id-column", metavar="NAME",
                     help="CSV: write this column's values in place of the row number, so "
                          "that the predictions join back to their records (an ID the model "

@@ -1,0 +1,161 @@
+"""The command line on a user's own table, the way a data scientist brings it: blank
+label columns to predict, missing values, a DataFrame's index column, a file without a
+header, values beyond float32, gzipped outputs and a rare class held out.
+
+Expected outputs come from pandas, the saved model's own predictions through the
+library, or the file's content, never from the command's earlier output.
+"""
+
+import gzip
+
+import numpy as np
+import pytest
+
+from chainrule import io
+from chainrule.cli import main
+
+
+def run(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _table(path, n=80, seed=0, label=lambda i, a, b: "yes" if a + b > 0 else "no",
+           big=None, header="a,b,label,c"):
+    rng = np.random.default_rng(seed)
+    lines = [header] if header else []
+    for i in range(n):
+        a, b, c = rng.normal(size=3).tolist()
+        first = big if big is not None and i % 7 == 0 else a
+        lines.append(f"{first!r},{b!r},{label(i, a, b)},{c!r}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def model(tmp_path, capsys):
+    path = tmp_path / "m.npz"
+    code, _, err = run(capsys, "train", "--data", _table(tmp_path / "t.csv"),
+                       "--label-column", "label", "--epochs", "3", "-q", "--save", path)
+    assert code == 0, err
+    return path
+
+
+def test_predict_takes_rows_whose_label_column_is_blank(tmp_path, model, capsys):
+    import pandas as pd
+
+    text = _table(tmp_path / "t.csv", seed=1).read_text().splitlines()
+    blank = [text[0]] + [",".join(c if j != 2 else "" for j, c in enumerate(line.split(",")))
+                         for line in text[1:]]
+    (tmp_path / "new.csv").write_text("\n".join(blank) + "\n")
+    code, out, err = run(capsys, "predict", model, "--data", tmp_path / "new.csv")
+    assert code == 0, err
+    got = pd.read_csv(__import__("io").StringIO(out))
+    frame = pd.read_csv(tmp_path / "new.csv")
+    expected = io.load(model).predict_proba(frame[["a", "b", "c"]].to_numpy())
+    np.testing.assert_allclose(got[["p_no", "p_yes"]].to_numpy(), expected, rtol=1e-12)
+    # evaluate scores labels: a blank one is named by its row
+    code, _, err = run(capsys, "evaluate", model, "--data", tmp_path / "new.csv")
+    assert code == 1 and "data row 1: the label cell is empty" in err
+
+
+@pytest.mark.parametrize("cell", ["NA", "nan", "NULL", "None", "n/a"])
+def test_a_missing_label_is_refused_by_line_not_taken_for_a_class(tmp_path, capsys, cell):
+    path = _table(tmp_path / "t.csv", label=lambda i, a, b: cell if i == 5 else str(i % 3))
+    code, _, err = run(capsys, "train", "--data", path, "--label-column", "label", "-q",
+                       "--epochs", "1")
+    assert code == 1 and err.count("\n") == 1
+    # line 7: the header is line 1 and row i is line i + 2
+    assert f"t.csv, line 7: the label cell is missing ('{cell}'" in err
+
+
+def test_missing_and_text_feature_cells_say_what_to_do(tmp_path, capsys):
+    path = _table(tmp_path / "t.csv")
+    lines = path.read_text().splitlines()
+    for cell, message in [("NA", "line 4, column 'b': a missing value ('NA'); chainrule "
+                                 "fills none in"),
+                          ("blue", "line 4, column 'b': expected a number, got 'blue'; a "
+                                   "column of text must be left out (train --ignore-columns")]:
+        cells = lines[3].split(",")
+        cells[1] = cell
+        path.write_text("\n".join(lines[:3] + [",".join(cells)] + lines[4:]) + "\n")
+        code, _, err = run(capsys, "train", "--data", path, "--label-column", "label", "-q")
+        assert code == 1 and message in err
+
+
+def test_a_dataframes_index_column_is_refused_not_used_as_a_feature(tmp_path, capsys):
+    import pandas as pd
+
+    frame = pd.read_csv(_table(tmp_path / "t.csv"))
+    frame.to_csv(tmp_path / "indexed.csv")   # pandas' default: the index, unnamed, first
+    code, _, err = run(capsys, "train", "--data", tmp_path / "indexed.csv",
+                       "--label-column", "label", "-q")
+    assert code == 1 and "column 1 of the header has no name" in err
+    assert "to_csv(index=False)" in err
+
+
+def test_a_file_without_a_header_warns_even_with_a_text_label_column(tmp_path, capsys):
+    path = _table(tmp_path / "headless.csv", header=None)
+    first = path.read_text().splitlines()[0].split(",")
+    code, _, err = run(capsys, "train", "--data", path, "--label-column", first[2], "-q",
+                       "--epochs", "1")
+    assert code == 0, err
+    assert (f"every name in the header row but '{first[2]}' is a number" in err
+            and "its first row of data is being read as the column names" in err)
+
+
+def test_values_beyond_float32_are_refused_before_a_float32_model_would_hold_them(
+        tmp_path, capsys):
+    path = _table(tmp_path / "big.csv", big=1e200)
+    base = ["train", "--data", path, "--label-column", "label", "-q", "--epochs", "1",
+            "--dtype", "float32"]
+    # Standardised in float64, the run itself is fine; the saved model takes raw inputs.
+    assert run(capsys, *base)[0] == 0
+    for extra, why in ([("--save", tmp_path / "m.npz"), "the model --save writes takes raw"],
+                       [("--no-standardize",), "--no-standardize feeds them as they are"]):
+        code, _, err = run(capsys, *base, *extra)
+        assert code == 1 and err.count("\n") == 1
+        assert "column 'a' holds values up to 1e+200, beyond float32's range" in err
+        assert why in err
+    assert not (tmp_path / "m.npz").exists()
+    # A float32 model given such a file to predict on names the column too.
+    small = _table(tmp_path / "small.csv")
+    assert run(capsys, "train", "--data", small, "--label-column", "label", "-q",
+               "--epochs", "1", "--dtype", "float32", "--save", tmp_path / "m32.npz")[0] == 0
+    code, out, err = run(capsys, "predict", tmp_path / "m32.npz", "--data", path)
+    assert code == 1 and out == ""
+    assert "column 'a' holds values up to 1e+200" in err and "computes in float32" in err
+
+
+@pytest.mark.parametrize("name, sep", [("p.csv.gz", ","), ("p.tsv.gz", "\t"), ("p.tsv", "\t")])
+def test_predict_writes_the_format_the_output_name_says(tmp_path, model, capsys, name, sep):
+    import pandas as pd
+
+    data = _table(tmp_path / "t.csv", seed=2)
+    code, _, err = run(capsys, "predict", model, "--data", data, "-o", tmp_path / name)
+    assert code == 0, err
+    raw = (tmp_path / name).read_bytes()
+    assert (raw[:2] == b"\x1f\x8b") == name.endswith(".gz")
+    text = (gzip.decompress(raw) if name.endswith(".gz") else raw).decode()
+    assert text.splitlines()[0] == sep.join(["row", "predicted", "p_no", "p_yes"])
+    got = pd.read_csv(tmp_path / name, sep=sep)   # pandas gunzips by the name
+    expected = io.load(model).predict_proba(pd.read_csv(data)[["a", "b", "c"]].to_numpy())
+    np.testing.assert_allclose(got[["p_no", "p_yes"]].to_numpy(), expected, rtol=1e-12)
+
+
+def test_a_rare_class_held_out_whole_is_said_so(tmp_path, capsys):
+    # 2 rows of class 'b' among 100; the seed-0 hold-out of 25% takes both.
+    from chainrule.data import split_rows
+
+    _, test = split_rows(100, 25, 0)
+    rare = set(test.tolist()[:2])
+    path = _table(tmp_path / "t.csv", n=100, label=lambda i, a, b: "b" if i in rare else "a")
+    code, _, err = run(capsys, "train", "--data", path, "--label-column", "label", "-q",
+                       "--validation-fraction", "0")
+    assert code == 1
+    assert ("the training labels hold a single class ['a']; a classifier needs at least "
+            "two; the rows of ['b'] all fell into the test rows held out at random") in err
