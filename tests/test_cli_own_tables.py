@@ -159,3 +159,18 @@ def test_a_rare_class_held_out_whole_is_said_so(tmp_path, capsys):
     assert code == 1
     assert ("the training labels hold a single class ['a']; a classifier needs at least "
             "two; the rows of ['b'] all fell into the test rows held out at random") in err
+
+
+def test_predict_id_column_keeps_ids_as_written(tmp_path, capsys):
+    # Record ids such as "007" are text: written back as read, not as the number 7.
+    rows = _table(tmp_path / "t.csv", n=40).read_text().splitlines()
+    ids = [f"{i:03d}" for i in range(40)]
+    (tmp_path / "ids.csv").write_text("\n".join(
+        ["id," + rows[0]] + [f"{i},{r}" for i, r in zip(ids, rows[1:], strict=True)]) + "\n")
+    assert run(capsys, "train", "--data", tmp_path / "ids.csv", "--label-column", "label",
+               "--ignore-columns", "id", "-q", "--epochs", "1",
+               "--save", tmp_path / "m.npz")[0] == 0
+    code, out, err = run(capsys, "predict", tmp_path / "m.npz", "--data", tmp_path / "ids.csv",
+                         "--id-column", "id", "--ignore-extra-columns")
+    assert code == 0, err
+    assert [line.split(",")[0] for line in out.splitlines()] == ["id", *ids]
