@@ -111,7 +111,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     best_validation_score_, t_, n_iter_, n_layers_, n_outputs_, out_activation_,
     n_features_in_, feature_names_in_
         As in scikit-learn. ``coefs_[i]`` and ``intercepts_[i]`` are the arrays of
-        ``model_.params`` themselves.
+        ``model_.params`` themselves; assigning an element, or the whole list, copies
+        the new values into them (checked, as ``load_state_dict`` checks).
     model_ : chainrule.models.MLP
     history_ : chainrule.history.History or None
         The last stochastic fit's History (None after L-BFGS).
@@ -238,9 +239,19 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
 
     @available_if(_check_solver)
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y, classes=None, sample_weight=None):
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over ``(X, y)``, continuing the network and the optimizer's state;
-        ``classes`` is required on the first call. Stochastic solvers only."""
+        ``classes`` is required on the first call (scikit-learn's argument order).
+        Stochastic solvers only; ``class_weight='balanced'`` is refused, as by
+        scikit-learn's ``SGDClassifier.partial_fit``: one call's rows cannot tell the
+        classes' frequencies (give a dict from ``compute_class_weight``)."""
+        if self.class_weight == "balanced":
+            raise ValueError("class_weight 'balanced' is not supported for partial_fit: "
+                             "the classes' frequencies in one call's rows are not those of "
+                             "the data. Compute them once with sklearn.utils.class_weight."
+                             "compute_class_weight('balanced', classes=classes, y=y) on the "
+                             "whole target (or a large sample of it) and pass the resulting "
+                             "dict as class_weight.")
         if not hasattr(self, "classes_") and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit.")
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
@@ -248,13 +259,15 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     # -- predict ------------------------------------------------------------------
     def predict(self, X):
         """Labels (or the indicator matrix of a multilabel problem) for each row."""
-        logits = self._forward(X)
+        # From predict_proba, as scikit-learn's: where rounding makes probabilities tie
+        # (a logit of 1e-17 is a probability of exactly 0.5), the two agree.
+        proba = self.predict_proba(X)
         if self.out_activation_ == "softmax":
-            return self.classes_[np.argmax(logits, axis=1)]
+            return self.classes_[np.argmax(proba, axis=1)]
         if self.model_.n_outputs == 1:
-            positive = (logits[:, 0] > 0) & (len(self.classes_) > 1)
+            positive = (proba[:, 1] > 0.5) & (len(self.classes_) > 1)
             return self.classes_[positive.astype(int)]
-        return (logits > 0).astype(int)
+        return (proba > 0.5).astype(int)
 
     def predict_proba(self, X):
         """Probabilities, one column per entry of ``classes_``; sigmoids for a binary

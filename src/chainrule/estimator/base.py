@@ -30,6 +30,49 @@ OUT_ACTIVATIONS = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy
                    "identity": "squared_error", "exp": "poisson"}
 
 
+class _ParamList(list):
+    """``coefs_`` or ``intercepts_``: the network's arrays, layer by layer.
+
+    scikit-learn keeps these lists as the model itself, so ``coefs_[0] = W`` changes
+    what it predicts. Here the network owns the arrays: an element assigned (or the
+    whole list, through the estimator's setter) is copied into it in place, after
+    :meth:`~chainrule.network.Network.load_state_dict`'s checks (shape, numbers,
+    finite; nothing written when one fails). ``slot`` 0: weights, 1: biases.
+    """
+
+    def __init__(self, estimator, slot: int, attr: str):
+        check_is_fitted(estimator, "model_")
+        self._model, self._attr = estimator.model_, attr
+        self._names = [names[slot] for _, names in self._model.layers if names]
+        super().__init__(self._model.params[n] for n in self._names)
+
+    def __setitem__(self, index, value):
+        if not isinstance(index, Integral):
+            raise TypeError(f"{self._attr}[...] takes one layer's index, got "
+                            f"{type(index).__name__}")
+        name = self._names[index]
+        self._load({name: value})
+        super().__setitem__(index, self._model.params[name])
+
+    def assign(self, arrays) -> None:
+        """Write one array per layer (the setter of ``coefs_ = [...]``)."""
+        arrays = list(arrays)
+        if len(arrays) != len(self._names):
+            raise ValueError(f"{self._attr} must hold {len(self._names)} arrays, one per "
+                             f"layer, got {len(arrays)}")
+        self._load(dict(zip(self._names, arrays, strict=True)))
+
+    def _load(self, arrays) -> None:
+        try:
+            self._model.load_state_dict(arrays, strict=False)
+        except (TypeError, ValueError) as exc:
+            message = str(exc)
+            for i, name in enumerate(self._names):  # said in the estimator's terms
+                message = message.replace(f"state_dict[{name!r}]", f"{self._attr}[{i}]")
+                message = message.replace(f"network's {name!r}", "layer's array")
+            raise type(exc)(message) from None
+
+
 def clear_caches(model):
     """Drop the activations the layers cached during training: a fitted estimator then
     pickles (and copies) without the last batch's intermediate arrays."""
@@ -143,15 +186,23 @@ class BaseMLP(BaseEstimator):
     # -- fitted attributes: views of model_.params ------------------------------------
     @property
     def coefs_(self):
-        """The weights ``W1, W2, ...`` of ``model_.params`` (the same arrays)."""
-        check_is_fitted(self, "model_")
-        return [self.model_.params[names[0]] for _, names in self.model_.layers if names]
+        """The weights ``W1, W2, ...`` of ``model_.params`` (the same arrays); assigning
+        the list or one of its elements writes into the network, as in scikit-learn."""
+        return _ParamList(self, 0, "coefs_")
+
+    @coefs_.setter
+    def coefs_(self, arrays):
+        _ParamList(self, 0, "coefs_").assign(arrays)
 
     @property
     def intercepts_(self):
-        """The biases ``b1, b2, ...`` of ``model_.params`` (the same arrays)."""
-        check_is_fitted(self, "model_")
-        return [self.model_.params[names[1]] for _, names in self.model_.layers if names]
+        """The biases ``b1, b2, ...`` of ``model_.params`` (the same arrays); assignable
+        as :attr:`coefs_`."""
+        return _ParamList(self, 1, "intercepts_")
+
+    @intercepts_.setter
+    def intercepts_(self, arrays):
+        _ParamList(self, 1, "intercepts_").assign(arrays)
 
     @property
     def n_layers_(self):

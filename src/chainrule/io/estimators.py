@@ -506,8 +506,14 @@ def _restore_training_record(est, config: dict) -> None:
 
 def _history_from_archive(data, loss_curve):
     """A :class:`~chainrule.history.History` from its stored ``as_dict()`` form, checked
-    by :meth:`History.from_dict`, and whose ``loss`` is the end of ``loss_curve`` (the
-    History is that of the last fit or partial_fit call)."""
+    by :meth:`History.from_dict`, of at most as many epochs as ``loss_curve`` (the
+    History is that of the last fit or partial_fit call).
+
+    Its losses need not be the end of ``loss_curve``: with sample weights and
+    minibatches, the History averages the batches' losses by their weight and
+    ``loss_curve_`` by their rows, as scikit-learn does
+    (:class:`~chainrule.estimator.objectives.SklearnEpochLoss`).
+    """
     try:
         history = History.from_dict(data)
     except ValueError as exc:
@@ -515,7 +521,4 @@ def _history_from_archive(data, loss_curve):
     if not 1 <= history.epochs <= len(loss_curve):
         raise ValueError(f"history_ epochs must be an integer from 1 to the {len(loss_curve)} "
                          f"epochs of loss_curve_, got {history.epochs!r}")
-    if not _same_floats(history["loss"], loss_curve[-history.epochs:]):
-        raise ValueError(f"history_ 'loss' {history['loss']!r} is not the end of loss_curve_ "
-                         f"{loss_curve!r}")
     return history

@@ -1,0 +1,121 @@
+"""A scikit-learn user's habits with the estimators: editing ``coefs_``, the argument
+order of ``partial_fit``, ``predict`` against ``predict_proba`` at a tie, and model
+files of weighted minibatch fits. scikit-learn's own MLP is the oracle where it has
+the behaviour."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer, load_digits, load_iris
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+
+from chainrule import io
+from chainrule.estimator import MLPClassifier, MLPRegressor
+
+
+def _iris():
+    X, y = load_iris(return_X_y=True)
+    return (X - X.mean(axis=0)) / X.std(axis=0), y
+
+
+def _fitted(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning of a short fit
+        return est.fit(X, y)
+
+
+def test_assigning_coefs_and_intercepts_changes_the_predictions_as_in_sklearn():
+    X, y = _iris()
+    sk = _fitted(SkMLPClassifier((8,), max_iter=50, random_state=1), X, y)
+    ours = _fitted(MLPClassifier((8,), max_iter=5, random_state=0), X, y)
+    assert not np.allclose(ours.predict_proba(X), sk.predict_proba(X))
+    # The whole lists: the same network, so scikit-learn's probabilities.
+    ours.coefs_, ours.intercepts_ = sk.coefs_, sk.intercepts_
+    np.testing.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), rtol=1e-12)
+    # One element, as sklearn users zero a layer: both change the same way.
+    sk.coefs_[1] = np.zeros_like(sk.coefs_[1])
+    ours.coefs_[1] = np.zeros_like(ours.coefs_[1])
+    np.testing.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), rtol=1e-12)
+    assert np.all(ours.model_.params["W2"] == 0) and ours.coefs_[1] is ours.model_.params["W2"]
+
+
+def test_a_bad_coefs_assignment_is_refused_and_changes_nothing():
+    X, y = _iris()
+    est = _fitted(MLPClassifier((8,), max_iter=5, random_state=0), X, y)
+    before = {k: v.copy() for k, v in est.model_.params.items()}
+    with pytest.raises(ValueError, match=r"coefs_\[1\] has shape \(3, 3\), but the layer's "
+                                         r"array has shape \(8, 3\)"):
+        est.coefs_ = [np.ones((4, 8)), np.ones((3, 3))]
+    with pytest.raises(ValueError, match="coefs_ must hold 2 arrays, one per layer, got 1"):
+        est.coefs_ = [np.ones((4, 8))]
+    with pytest.raises(ValueError, match=r"intercepts_\[0\] holds NaN"):
+        est.intercepts_[0] = np.full(8, np.nan)
+    with pytest.raises(TypeError, match="one layer's index"):
+        est.coefs_[0:1] = [np.ones((4, 8))]
+    for k, v in before.items():
+        np.testing.assert_array_equal(est.model_.params[k], v)
+
+
+def test_partial_fit_takes_sklearns_argument_order():
+    # scikit-learn: partial_fit(X, y, sample_weight=None, classes=None).
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(axis=0)) / X.std(axis=0)
+    w = (np.arange(len(y)) % 2).astype(float)
+    runs = []
+    for call in (lambda e: e.partial_fit(X, y, w, [0, 1]),
+                 lambda e: e.partial_fit(X, y, sample_weight=w, classes=[0, 1]),
+                 lambda e: e.partial_fit(X, y, classes=[0, 1])):
+        est = MLPClassifier((8,), random_state=0)
+        call(est)
+        runs.append(est.loss_)
+    assert runs[0] == runs[1] != runs[2]
+    # and scikit-learn's own estimator takes the same positional call
+    sk = SkMLPClassifier((8,), random_state=0)
+    sk.partial_fit(X, y, w, [0, 1])
+    assert sk.classes_.tolist() == [0, 1]
+
+
+def test_partial_fit_refuses_balanced_class_weights():
+    X, y = _iris()
+    est = MLPClassifier((4,), random_state=0, class_weight="balanced")
+    with pytest.raises(ValueError, match="class_weight 'balanced' is not supported for "
+                                         "partial_fit.*compute_class_weight"):
+        est.partial_fit(X[:50], y[:50], classes=[0, 1, 2])
+    assert not hasattr(est, "model_")
+    _fitted(est, X, y)   # fit computes them from all of y, as scikit-learn's fit does
+
+
+def test_binary_predict_agrees_with_predict_proba_at_a_tie():
+    X, y = _iris()
+    y = y == 1
+    ours = _fitted(MLPClassifier((4,), max_iter=5, random_state=0), X, y)
+    sk = _fitted(SkMLPClassifier((4,), max_iter=5, random_state=0), X, y)
+    for est in (ours, sk):   # a logit of 1e-17: probabilities of exactly 0.5
+        est.coefs_[-1] = np.zeros_like(est.coefs_[-1])
+        est.intercepts_[-1] = np.full_like(est.intercepts_[-1], 1e-17)
+    np.testing.assert_array_equal(ours.predict_proba(X[:3]), [[0.5, 0.5]] * 3)
+    np.testing.assert_array_equal(ours.predict(X), sk.predict(X))
+    assert not ours.predict(X).any()
+
+
+@pytest.mark.parametrize("make, weights", [
+    (lambda: MLPClassifier((16,), max_iter=3, class_weight="balanced", random_state=0), None),
+    (lambda: MLPRegressor(hidden_layer_sizes=(8,), max_iter=3, batch_size=50, random_state=0),
+     "rows")])
+def test_a_weighted_minibatch_fit_round_trips_through_a_model_file(tmp_path, make, weights):
+    # The History averages the batches' losses by weight, loss_curve_ (scikit-learn's)
+    # by rows: the file keeps both, and loads.
+    X, y = load_digits(return_X_y=True)   # 1797 rows: batches of 200 ('auto')
+    y = y if weights is None else X[:, 20] + y
+    w = None if weights is None else 1.0 + (np.arange(len(y)) % 3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = make().fit(X, y, sample_weight=w)
+    assert est.history_["loss"] != est.loss_curve_   # the two averages differ
+    io.save(est, tmp_path / "e.npz")
+    back = io.load(tmp_path / "e.npz")
+    assert back.loss_curve_ == est.loss_curve_ and back.history_["loss"] == est.history_["loss"]
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
