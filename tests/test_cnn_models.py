@@ -1,6 +1,7 @@
 """CNNs built by Sequential from the image layers: gradients against PyTorch through a
 whole network, fit, bit-exact resume, model files, ONNX export, shapes and chunks."""
 
+import copy
 import json
 
 import numpy as np
@@ -233,7 +234,7 @@ def test_same_padding_and_bias_free_convolutions_train_save_and_export(digits, t
     text = model.explain(X[:2])
     assert "H1 = im2col(H0) @ W1^T   (im2col" in text and "{b}" not in text
     assert "H3 = im2col(H2_3) @ W3^T + b3" in text and "db3 = sum(dH3" in text
-    model64 = cr.Sequential([layer for layer, _ in model.layers], dtype=np.float64,
+    model64 = cr.Sequential([copy.deepcopy(layer) for layer, _ in model.layers], dtype=np.float64,
                             params={k: v.astype(np.float64) for k, v in model.params.items()})
     loss, grads = model64.loss_and_grads(X[:20], Y[:20])
     ref_loss, ref_grads = torch_network_loss_and_grads(model64, X[:20], Y[:20])
@@ -290,7 +291,7 @@ def test_padded_pools_in_a_network_match_torch_save_and_export(digits, tmp_path,
     assert abs(loss - ref_loss) < 1e-12
     for k in model.params:
         assert np.max(np.abs(grads[k] - ref_grads[k])) <= 1e-10 * np.max(np.abs(ref_grads[k]))
-    small = cr.Sequential([layer for layer, _ in model.layers], dtype=np.float32,
+    small = cr.Sequential([copy.deepcopy(layer) for layer, _ in model.layers], dtype=np.float32,
                           params={k: v.astype(np.float32) for k, v in model.params.items()})
     _assert_file_and_onnx_predict_alike(ort, small, X_test, tmp_path)
 

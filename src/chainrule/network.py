@@ -33,7 +33,14 @@ from .explain import explain, node_names, output_shapes, output_width, summary
 from .functional import sigmoid, softmax
 from .layers import Affine
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy
-from .stateful import buffer_slots, first_trained, input_width, kept_caches
+from .stateful import (
+    buffer_slots,
+    check_unowned,
+    claim_layers,
+    first_trained,
+    input_width,
+    kept_caches,
+)
 
 __all__ = ["Network", "LoadedKeys", "affine_param_names", "ACTIVATION_BUDGET"]
 
@@ -96,6 +103,7 @@ class Network:
 
     def __init__(self, layers, params, loss, buffers=None):
         self.layers = list(layers)
+        check_unowned(layer for layer, _ in self.layers)  # before any layer is changed
         if not any(names for _, names in self.layers):
             raise ValueError("layers must include at least one layer with parameters (e.g. "
                              "an Affine layer), got " + repr([layer for layer, _ in self.layers]))
@@ -114,6 +122,7 @@ class Network:
                              f"parameter names too; every name must be unique")
         # Nobody reads the gradient with respect to the data: backward stops at the first
         # layer with parameters, which skips its input gradient where it can.
+        claim_layers(self)
         first = first_trained(self.layers)
         if first < len(self.layers) and hasattr(self.layers[first][0], "compute_input_grad"):
             self.layers[first][0].compute_input_grad = False

@@ -9,13 +9,15 @@ running statistics). A network names them all with one rule,
 from __future__ import annotations
 
 import contextlib
+import weakref
 
 import numpy as np
 
 from ._validation import shape_str
 
 __all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state", "first_trained",
-           "input_width", "check_dtype", "kept_caches", "smallest_batch", "check_batch_rows"]
+           "input_width", "check_dtype", "kept_caches", "smallest_batch", "check_batch_rows",
+           "check_unowned", "claim_layers"]
 
 
 def stateful_names(layers) -> list[tuple[tuple, tuple]]:
@@ -57,11 +59,44 @@ def buffer_slots(layers, buffers):
     return slots, buffers
 
 
+#: Each layer object's network (weakly: a network no longer used frees its layers).
+_OWNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def check_unowned(layers) -> None:
+    """Refuse a layer that another live network uses.
+
+    A network sets its layers up for itself (the first one computes no input gradient,
+    the caches hold its batches), and its parameters are its own: a layer shared with
+    a second network would share neither weights nor a correct backward pass.
+    """
+    for i, layer in enumerate(layers):
+        try:
+            owner = _OWNERS.get(layer)
+        except TypeError:  # a layer that cannot be weakly referenced or hashed
+            continue
+        if owner is not None and owner() is not None:
+            raise ValueError(f"layers[{i}] ({layer!r}) is already a layer of another "
+                             f"network: a layer serves one network (its parameters live "
+                             f"in that network's params, and its cached forward pass in "
+                             f"the layer); make a new one, or copy.deepcopy(layer)")
+
+
+def claim_layers(network) -> None:
+    """Record ``network`` as its layers' owner (see :func:`check_unowned`)."""
+    for layer, _ in network.layers:
+        try:
+            _OWNERS[layer] = weakref.ref(network)
+        except TypeError:
+            pass
+
+
 def check_layers(layers) -> list:
     """``layers`` as a list, after checking each has ``forward`` and ``backward``."""
     if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
         raise TypeError(f"layers must be a sequence of layer objects, got {layers!r}")
     layers = list(layers)
+    seen: dict[int, int] = {}
     for i, layer in enumerate(layers):
         if isinstance(layer, type):  # forward is then an unbound function: callable
             raise TypeError(f"layers[{i}] is the class {layer.__name__}, not a layer: "
@@ -70,6 +105,20 @@ def check_layers(layers) -> list:
                 and callable(getattr(layer, "backward", None))):
             raise TypeError(f"layers[{i}] must have forward and backward methods, got "
                             f"{layer!r}")
+        if isinstance(getattr(layer, "params", None), dict) and hasattr(layer, "layers"):
+            raise TypeError(f"layers[{i}] is a network ({type(layer).__name__}), which "
+                            f"does not nest in another: list its kinds of layers in the "
+                            f"outer list itself, e.g. Sequential([Affine(4, 5), ReLU(), "
+                            f"Affine(5, 3)])")
+        # A layer keeps its last forward pass (its cache) for its backward: a second
+        # use would overwrite what the first one's backward needs.
+        if id(layer) in seen:
+            raise ValueError(f"layers[{i}] is the same {type(layer).__name__} object as "
+                             f"layers[{seen[id(layer)]}]: a layer keeps its forward pass "
+                             f"for its backward, so each position needs a layer of its "
+                             f"own (a new {type(layer).__name__}(...) at each)")
+        seen[id(layer)] = i
+    check_unowned(layers)
     return layers
 
 

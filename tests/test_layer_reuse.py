@@ -1,0 +1,69 @@
+"""A PyTorch user's habit of reusing module objects: one ``nn.ReLU()`` at two places,
+a block shared with a second model, a nested ``nn.Sequential``. In chainrule a layer
+keeps its forward pass for its backward and its network owns its parameters, so each
+of these is refused with a message saying what to do, before anything changes; the
+network built as the message says trains with PyTorch's gradients."""
+
+from __future__ import annotations
+
+import copy
+import gc
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from conftest import torch_network_loss_and_grads
+
+
+def _data(n=8, d=4, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)), rng.integers(0, k, n)
+
+
+@pytest.mark.parametrize("shared", [cr.ReLU(), cr.Tanh(), cr.BatchNorm1d(6), cr.Affine(6, 6)])
+def test_one_layer_object_at_two_places_is_refused(shared):
+    with pytest.raises(ValueError, match=rf"layers\[3\] is the same {type(shared).__name__} "
+                                         rf"object as layers\[1\]: .* a layer of its own"):
+        cr.Sequential([cr.Affine(4, 6), shared, cr.Affine(6, 6), shared, cr.Affine(6, 3)],
+                      rng=0)
+
+
+def test_a_layer_per_place_has_pytorchs_gradients():
+    X, y = _data()
+    model = cr.Sequential([cr.Affine(4, 6), cr.ReLU(), cr.Affine(6, 6), cr.ReLU(),
+                           cr.Affine(6, 3)], rng=0)
+    Y = np.eye(3)[y]
+    loss, grads = model.loss_and_grads(X, Y)
+    ref_loss, ref_grads = torch_network_loss_and_grads(model, X, Y)
+    assert abs(loss - ref_loss) < 1e-12
+    for k, g in grads.items():
+        np.testing.assert_allclose(g, ref_grads[k], rtol=1e-10, atol=1e-14)
+
+
+def test_a_layer_of_a_live_network_is_refused_and_the_first_network_keeps_working():
+    X, y = _data()
+    body = cr.Affine(4, 4)
+    student = cr.Sequential([cr.Affine(4, 4), cr.ReLU(), body, cr.Affine(4, 3)], rng=0)
+    before = student.loss_and_grads(X, y)
+    with pytest.raises(ValueError, match=r"layers\[0\] \(Affine\(4, 4\)\) is already a layer "
+                                         r"of another network.*copy\.deepcopy\(layer\)"):
+        cr.Sequential([body, cr.Affine(4, 3)], rng=1)
+    assert body.compute_input_grad   # the refused network changed nothing
+    after = student.loss_and_grads(X, y)
+    assert after[0] == before[0]
+    for k in before[1]:
+        np.testing.assert_array_equal(after[1][k], before[1][k])
+    # a copy is a layer of its own; once the first network is gone, so is its claim
+    probe = cr.Sequential([copy.deepcopy(body), cr.Affine(4, 3)], rng=1)
+    assert probe.n_features == 4
+    del student, probe
+    gc.collect()
+    assert cr.Sequential([body, cr.Affine(4, 3)], rng=1).n_features == 4
+
+
+def test_a_nested_network_is_refused_naming_the_way_out():
+    block = cr.Sequential([cr.Affine(4, 5), cr.ReLU()], rng=0)
+    with pytest.raises(TypeError, match=r"layers\[0\] is a network \(Sequential\), which "
+                                        r"does not nest in another"):
+        cr.Sequential([block, cr.Affine(5, 3)], rng=0)
