@@ -119,3 +119,33 @@ def test_a_weighted_minibatch_fit_round_trips_through_a_model_file(tmp_path, mak
     back = io.load(tmp_path / "e.npz")
     assert back.loss_curve_ == est.loss_curve_ and back.history_["loss"] == est.history_["loss"]
     np.testing.assert_array_equal(back.predict(X), est.predict(X))
+
+
+def test_an_early_stopping_fit_that_diverges_says_so():
+    from sklearn.datasets import load_diabetes
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = load_diabetes(return_X_y=True)
+    est = MLPRegressor(solver="sgd", learning_rate_init=10.0, early_stopping=True,
+                       hidden_layer_sizes=(8,), max_iter=30, random_state=0)
+    with warnings.catch_warnings(), pytest.warns(ConvergenceWarning, match=(
+            r"Training diverged in epoch \d+ \(the loss became NaN or infinite")):
+        warnings.simplefilter("ignore", RuntimeWarning)   # NumPy's overflow on the way
+        est.fit(X * 1e3, y)
+    assert np.isnan(est.loss_curve_[-1]) and np.isnan(est.validation_scores_[-1])
+    assert all(np.isfinite(p).all() for p in est.coefs_)   # the best weights are kept
+
+
+def test_a_hyperparameter_fit_would_refuse_is_refused_at_predict_too():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    X, y = _iris()
+    est = _fitted(MLPClassifier((8,), max_iter=5, random_state=0), X, y)
+    est.set_params(activation="gelu")
+    with pytest.raises(InvalidParameterError, match="'activation' parameter"):
+        est.predict_proba(X[:1])
+    est.set_params(activation="tanh")   # a valid one is followed, as scikit-learn does
+    sk = _fitted(SkMLPClassifier((8,), max_iter=5, random_state=0), X, y)
+    sk.set_params(activation="tanh")
+    est.coefs_, est.intercepts_ = sk.coefs_, sk.intercepts_
+    np.testing.assert_allclose(est.predict_proba(X), sk.predict_proba(X), rtol=1e-12)

@@ -289,6 +289,7 @@ class BaseMLP(BaseEstimator):
                       init=self.init, dtype=dtype.name)
         if config == model.config:
             return model
+        self._validate_params()   # a value set after fit that fit would refuse
         # Built with zeros, which draw nothing from the estimator's generator (its
         # dropout layers draw their masks from it), then given the parameters.
         new = MLP(**dict(config, init="zeros"), rng=self._random_state)

@@ -207,7 +207,15 @@ def run_stochastic(est, model, X, Y, weights, *, validation, batch_size, random_
     except TrainingDivergedError as exc:
         if validation is None or rule.best is None:
             raise ValueError(f"{NON_FINITE} ({exc})") from exc
-        # scikit-learn scores the diverged epoch as NaN and keeps the best weights.
+        # scikit-learn scores the diverged epoch as NaN and keeps the best weights; it
+        # then warns only at max_iter, here the run stops at once and says why.
+        from sklearn.exceptions import ConvergenceWarning
+
+        warnings.warn(f"Training diverged in epoch {est.n_iter_ + 1} (the loss became NaN "
+                      f"or infinite; lower learning_rate_init or scale the data); kept "
+                      f"the weights of the best validation score, "
+                      f"{est.best_validation_score_:g}.", ConvergenceWarning,
+                      stacklevel=user_stacklevel(SKLEARN_DIR))
         est.n_iter_ += 1
         est.validation_scores_.append(math.nan)
         est.loss_curve_.append(math.nan)
