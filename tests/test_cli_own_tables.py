@@ -174,3 +174,38 @@ def test_predict_id_column_keeps_ids_as_written(tmp_path, capsys):
                          "--id-column", "id", "--ignore-extra-columns")
     assert code == 0, err
     assert [line.split(",")[0] for line in out.splitlines()] == ["id", *ids]
+
+
+@pytest.mark.parametrize("given, meant", [("Label", "label"), ("lable", "label"),
+                                          ("target", None)])
+def test_a_mistyped_column_name_gets_the_likely_one(tmp_path, capsys, given, meant):
+    code, _, err = run(capsys, "train", "--data", _table(tmp_path / "t.csv"),
+                       "--label-column", given, "-q")
+    assert code == 2 and err.count("\n") == 1
+    assert f"--label-column {given!r}: --data" in err and "has no such column" in err
+    assert (f"did you mean {meant!r}?" in err) if meant else "did you mean" not in err
+
+
+def test_a_wide_header_is_shown_in_brief(tmp_path, capsys):
+    names = [f"feature_{i}" for i in range(300)]
+    (tmp_path / "wide.csv").write_text(",".join(names) + "\n" + ",".join(["1"] * 300) + "\n")
+    code, _, err = run(capsys, "train", "--data", tmp_path / "wide.csv", "--label-column",
+                       "Feature_299", "-q")
+    assert code == 2 and "(300 columns)" in err and len(err) < 400
+    assert "did you mean 'feature_299'?" in err
+
+
+def test_old_mac_line_endings_are_named(tmp_path, capsys):
+    (tmp_path / "cr.csv").write_bytes(b"a,label\r1,x\r2,y\r")
+    code, _, err = run(capsys, "train", "--data", tmp_path / "cr.csv", "--label-column",
+                       "label", "-q")
+    assert code == 1 and "bare carriage return (CR" in err and "universal-newline" not in err
+
+
+def test_the_setup_line_counts_in_the_singular_too(tmp_path, capsys):
+    (tmp_path / "train.csv").write_text("a,label\n1,x\n2,y\n3,x\n4,y\n")
+    (tmp_path / "test.csv").write_text("a,label\n1,x\n")
+    code, out, err = run(capsys, "train", "--data", tmp_path / "train.csv", "--test-data",
+                         tmp_path / "test.csv", "--label-column", "label", "-q", "--epochs", "1")
+    assert code == 0, err
+    assert "4 training rows, 1 test row, 1 feature, 2 classes" in out

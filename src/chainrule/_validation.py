@@ -310,6 +310,15 @@ def check_header_names(name: str, columns) -> None:
                       f"the column names and left out", UserWarning, stacklevel=3)
 
 
+def csv_error_reason(exc) -> str:
+    """The ``csv`` module's error said for a user: its bare-CR message asks about a
+    "universal-newline mode" no user of chainrule chooses."""
+    if "new-line character seen in unquoted field" in str(exc):
+        return ("its lines end in a bare carriage return (CR, as old Mac files do); "
+                "convert them to LF or CRLF line endings")
+    return str(exc)
+
+
 def without_trailing_delimiter(cells: list) -> list:
     """``cells`` less its last cell when that one is blank and not the only one: what a
     delimiter at the end of a line (``a,b,c,``, as some exporters write every line)

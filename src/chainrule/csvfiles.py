@@ -23,6 +23,7 @@ import numpy as np
 from ._validation import (
     cell_text,
     check_header_names,
+    csv_error_reason,
     csv_field_limit,
     csv_float,
     is_number,
@@ -123,7 +124,7 @@ def _csv_rows(path, delimiter):
                     if any(cell.strip() for cell in row)]
     except csv.Error as exc:  # a bare CR, a quote left open...
         raise ValueError(f"{name}, line {reader.line_num}: not a readable CSV row "
-                         f"({exc})") from None
+                         f"({csv_error_reason(exc)})") from None
     if not rows:
         raise ValueError(f"{name}: the file holds no rows")
     return rows
@@ -152,7 +153,7 @@ def csv_header(path, *, delimiter=None) -> list[str]:
         raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason} at byte "
                          f"{exc.start})") from None
     except (csv.Error, OSError, EOFError) as exc:
-        raise ValueError(f"{name}: not a readable CSV header ({exc})") from None
+        raise ValueError(f"{name}: not a readable CSV header ({csv_error_reason(exc)})") from None
     raise ValueError(f"{name}: the file holds no rows")
 
 

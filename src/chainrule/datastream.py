@@ -28,6 +28,7 @@ import numpy as np
 from ._validation import (
     check_header_names,
     check_positive_int,
+    csv_error_reason,
     csv_field_limit,
     csv_float,
     is_number,
@@ -119,7 +120,7 @@ def _data_rows(name, reader):
                 yield reader.line_num, row
     except csv.Error as exc:
         raise ValueError(f"{name}, line {reader.line_num}: not a readable CSV row "
-                         f"({exc})") from None
+                         f"({csv_error_reason(exc)})") from None
     except UnicodeDecodeError as exc:
         raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason})") from None
 

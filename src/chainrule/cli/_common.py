@@ -13,8 +13,8 @@ import numpy as np
 __all__ = ["CommandError", "UsageError", "EXIT_STATUS", "TRAIN_EXIT_STATUS", "USER_ERRORS",
            "Parser", "positive_int", "add_data_arguments", "data_kind", "check_data_flags",
            "check_output_file", "check_output_dir", "format_table", "regression_metrics",
-           "report_unknown_flags", "separator_hint", "brief_columns", "DATA_FORMATS",
-           "BROKEN_PIPE_STATUS", "check_in_dtype_range"]
+           "report_unknown_flags", "separator_hint", "brief_columns", "no_such_column",
+           "DATA_FORMATS", "BROKEN_PIPE_STATUS", "check_in_dtype_range"]
 
 
 class CommandError(Exception):
@@ -148,6 +148,18 @@ def brief_columns(header, shown=8) -> str:
     return f"[{', '.join(map(repr, header[:shown]))}, ...] ({len(header)} columns)"
 
 
+def no_such_column(flag, value, path_flag, path, header) -> UsageError:
+    """The usage error for a column name that is not in ``header``: the header (its
+    first names, when wide), the name it most likely meant, a separator hint."""
+    import difflib
+
+    by_case = [c for c in header if c.lower() == str(value).lower()]
+    close = by_case or difflib.get_close_matches(str(value), header, n=1, cutoff=0.6)
+    meant = f"; did you mean {close[0]!r}?" if close else ""
+    return UsageError(f"{flag} {value!r}: {path_flag} {path} has no such column; its header "
+                      f"has {brief_columns(header)}{separator_hint(header)}{meant}")
+
+
 def separator_hint(header) -> str:
     """A hint for a header read as one column that holds ';' (a semicolon-separated
     file, as spreadsheets write in many locales)."""
@@ -172,8 +184,7 @@ def check_data_flags(path, label_column, labels, *, path_flag="--data",
     if kind == "csv" and label_column is not None:
         columns = csv_header(path)
         if label_column not in columns:
-            raise UsageError(f"--label-column {label_column!r}: {path_flag} {path} has no "
-                             f"such column; its header has {columns}{separator_hint(columns)}")
+            raise no_such_column("--label-column", label_column, path_flag, path, columns)
     if kind != "csv" and label_column is not None:
         raise UsageError(f"--label-column applies to CSV files, but {path_flag} {path} is "
                          f"{what} file")

@@ -25,6 +25,7 @@ from ._common import (
     check_output_file,
     data_kind,
     format_table,
+    no_such_column,
     positive_int,
     regression_metrics,
     separator_hint,
@@ -91,8 +92,7 @@ def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
     header = csv_header(args.data)
     label = args.label_column
     if label is not None and label not in header:
-        raise UsageError(f"--label-column {label!r}: --data {args.data} has no such column; "
-                         f"its header has {header}{separator_hint(header)}")
+        raise no_such_column("--label-column", label, "--data", args.data, header)
     if label is not None and label in names:
         raise UsageError(f"--label-column {label!r} is one of the columns the model "
                          f"{args.model} takes as features" + (
@@ -152,9 +152,7 @@ def _id_chunks(args, saved: _Saved):
                          "columns by name (one 'chainrule train' wrote from a CSV)")
     header = csv_header(args.data)
     if args.id_column not in header:
-        raise UsageError(f"--id-column {args.id_column!r}: --data {args.data} has no such "
-                         f"column; its header has {brief_columns(header)}"
-                         f"{separator_hint(header)}")
+        raise no_such_column("--id-column", args.id_column, "--data", args.data, header)
     if args.id_column in saved.feature_names:
         raise UsageError(f"--id-column {args.id_column!r} is one of the model's features")
     _check_feature_columns(args, header, saved.feature_names,

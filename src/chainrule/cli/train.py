@@ -401,9 +401,11 @@ def _build_model_in_memory(args, n_features, n_outputs, task, gen):
 
 def _print_setup(args, data: TrainData, model, optimizer, plan: Plan) -> None:
     D, K = data.X_train.shape[1], data.n_outputs
-    what = f"{K} classes" if data.classes is not None else "a numeric target"
-    print(f"data: {data.source}, {data.X_train.shape[0]} training rows, "
-          f"{data.X_test.shape[0]} test rows, {D} features, {what}"
+    def count(n, noun):
+        return f"{n} {noun}{'' if n == 1 else 's'}"
+    what = f"{K} classes" if data.classes is not None else "a numeric target"  # K >= 2
+    print(f"data: {data.source}, {count(data.X_train.shape[0], 'training row')}, "
+          f"{count(data.X_test.shape[0], 'test row')}, {count(D, 'feature')}, {what}"
           f"{', standardised' if args.standardize else ''}")
     print(f"task: {data.task} ({data.why})")
     stopping = (f", early stopping after {plan.patience} epochs without a better val_loss"
