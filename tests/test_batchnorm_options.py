@@ -200,7 +200,9 @@ def test_config_and_repr_name_the_options_that_are_not_the_defaults(cls):
     layer = cls(4, eps=1e-3, momentum=None, affine=False, track_running_stats=False)
     assert layer.get_config() == {"num_features": 4, "eps": 1e-3, "momentum": None,
                                   "affine": False, "track_running_stats": False}
-    assert repr(layer) == f"{name}(4, momentum=None, affine=False, track_running_stats=False)"
+    assert repr(layer) == (f"{name}(4, eps=0.001, momentum=None, affine=False, "
+                           f"track_running_stats=False)")
+    assert repr(cls(4, momentum=0.3)) == f"{name}(4, momentum=0.3)"   # what summary() shows
     for opts in OPTIONS.values():
         again = cls(**cls(4, **opts).get_config())
         assert again.get_config() == cls(4, **opts).get_config()

@@ -214,6 +214,7 @@ def test_layernorm_matches_torch(shape, normalized, rng, torch):
     dims = (normalized,) if isinstance(normalized, int) else normalized
     x, gamma, beta = (rng.normal(size=shape), rng.normal(size=dims), rng.normal(size=dims))
     layer = LayerNorm(normalized, eps=1e-3)
+    assert repr(layer) == f"LayerNorm({dims[0] if len(dims) == 1 else dims}, eps=0.001)"
     out = layer.forward(x, gamma, beta)
     d_out = rng.normal(size=shape)
     ref, grads = _torch_grads(torch, lambda xt, gt, bt: torch.nn.functional.layer_norm(

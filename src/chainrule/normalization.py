@@ -239,8 +239,9 @@ class _BatchNorm(Layer):
             return d_inputs
         return d_inputs, (d_out * xhat).sum(axis=axes), d_out.sum(axis=axes)
 
-    def __repr__(self):
-        options = ", momentum=None" if self.momentum is None else ""
+    def __repr__(self):  # every setting not at PyTorch's default
+        options = "" if self.eps == 1e-5 else f", eps={self.eps!r}"
+        options += "" if self.momentum == 0.1 else f", momentum={self.momentum!r}"
         options += "" if self.affine else ", affine=False"
         options += "" if self.track_running_stats else ", track_running_stats=False"
         return f"{type(self).__name__}({self.num_features}{options})"
@@ -382,7 +383,8 @@ class LayerNorm(Layer):
 
     def __repr__(self):
         shape = self.normalized_shape
-        return f"LayerNorm({shape[0] if len(shape) == 1 else shape})"
+        eps = "" if self.eps == 1e-5 else f", eps={self.eps!r}"
+        return f"LayerNorm({shape[0] if len(shape) == 1 else shape}{eps})"
 
 
 class Softmax(Layer):
