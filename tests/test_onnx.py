@@ -222,6 +222,15 @@ def test_estimator_like_object_with_arbitrary_labels(tmp_path):
     export_onnx(est_int, tmp_path / "i.onnx")
     props = {p.key: p.value for p in onnx.load(str(tmp_path / "i.onnx")).metadata_props}
     assert json.loads(props["classes"]) == [3, 7, 11]
+    # The label output keeps the classes' kind: strings, integers, other numbers.
+    expected = model.predict_proba(X).argmax(axis=1)
+    for classes, dtype in ((["setosa", "versicolor", "virginica"], object),
+                           ([3, 7, 11], np.int64), ([1.0, 2.0, 3.0], np.int64),
+                           ([0.5, 1.5, 2.5], np.float64)):
+        export_onnx(_FittedLike(model, np.array(classes)), tmp_path / "c.onnx")
+        label = _run(tmp_path / "c.onnx", X)["label"]
+        assert label.dtype == dtype
+        assert label.tolist() == np.array(classes, dtype=dtype)[expected].tolist()
 
 
 class _Unfitted:

@@ -58,8 +58,9 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) ->
 
     * input ``"X"``: shape ``(N, n_features)``, ``N`` a symbolic batch dimension;
     * a classifier (cross-entropy loss): outputs ``"label"`` ``(N,)``, the class of the
-      largest probability (int64 for integer classes, string for any other, as
-      scikit-learn models converted to ONNX give it; ``classes[j]`` for column ``j``,
+      largest probability (int64 for integer classes, 1.0 and 2.0 included, as
+      scikit-learn models converted to ONNX give it, double for other numbers, string
+      for any other; ``classes[j]`` for column ``j``,
       ``j`` itself without class names), then ``"probabilities"`` (softmax over axis 1)
       and ``"logits"``, both ``(N, n_classes)``;
     * a regressor (mse loss): output ``"outputs"``, ``(N, n_outputs)``.
@@ -187,8 +188,9 @@ def _labels_for(output_op, classes, n_outputs: int):
 
 
 def _label_values(classes, n_classes: int) -> np.ndarray:
-    """The ``label`` output's value for each class index: int64 for integer classes,
-    strings otherwise."""
+    """The ``label`` output's value for each class index: int64 for integer classes
+    (1.0 and 2.0 too, as ONNX classifiers' labels are), float64 for other numbers (0.5
+    stays a number), strings otherwise."""
     if classes is None:
         return np.arange(n_classes, dtype=np.int64)
     values = np.asarray(classes)
@@ -198,6 +200,8 @@ def _label_values(classes, n_classes: int) -> np.ndarray:
     if values.dtype.kind in "iub" or (values.dtype.kind == "f" and
                                       np.all(np.mod(values, 1) == 0)):
         return values.astype(np.int64)
+    if values.dtype.kind == "f":
+        return values.astype(np.float64)
     return np.array([str(v) for v in values.tolist()], dtype=object)
 
 
@@ -369,8 +373,9 @@ class _GraphBuilder:
                                                name="sigmoid"))
         if labels is not None:
             self._labels(labels, binary=output_op == "Sigmoid")
-            label_type = (self.helper.TensorProto.STRING if labels.dtype == object
-                          else self.helper.TensorProto.INT64)
+            label_type = {"O": self.helper.TensorProto.STRING,
+                          "f": self.helper.TensorProto.DOUBLE}.get(
+                labels.dtype.kind, self.helper.TensorProto.INT64)
             outputs.append(helper.make_tensor_value_info("label", label_type, ["N"]))
         if output_op is not None:
             names = ["probabilities", "logits"]
