@@ -191,7 +191,7 @@ def test_errors_are_one_line_with_status(trained, capsys, tmp_path):
     assert_one_line_error(err, "class indices 0..2")
 
 
-def test_bad_usage_exits_2(capsys, trained):
+def test_bad_usage_exits_2(capsys, trained, tmp_path_factory):
     _, model_path, *_ = trained
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", str(model_path), "--data", "x.npz", "--no-such-flag"])
@@ -201,10 +201,22 @@ def test_bad_usage_exits_2(capsys, trained):
     assert err.startswith("usage: chainrule evaluate ")
     assert_one_line_error(err.strip().splitlines()[-1], "chainrule evaluate: error:",
                           "unrecognized arguments: --no-such-flag")
+    assert main(["predict", str(model_path)]) == 2   # --data missing
+    assert_one_line_error(capsys.readouterr()[1], "required: --data")
+    # The data file given without --data, or the two files swapped, is said so.
     with pytest.raises(SystemExit) as exc:
-        main(["predict", str(model_path)])  # --data missing
+        main(["predict", str(model_path), "new.csv"])
     assert exc.value.code == 2
-    assert_one_line_error(capsys.readouterr()[1], "--data")
+    assert_one_line_error(capsys.readouterr()[1].strip().splitlines()[-1],
+                          "unrecognized arguments: new.csv; did you mean --data new.csv?")
+    data = tmp_path_factory.mktemp("swap") / "new.csv"
+    data.write_text("a,b\n1,2\n")
+    assert main(["predict", "--data", str(model_path), str(data)]) == 1
+    assert_one_line_error(capsys.readouterr()[1], "a data file? the model file comes first")
+    onnx_file = data.with_name("m.onnx")
+    onnx_file.write_bytes(b"\x08\x07")   # not an .npz archive
+    assert main(["predict", str(onnx_file), "--data", str(data)]) == 1
+    assert_one_line_error(capsys.readouterr()[1], "an ONNX file: chainrule reads its own")
     with pytest.raises(SystemExit) as exc:
         main(["no-such-command"])
     assert exc.value.code == 2

@@ -14,7 +14,7 @@ __all__ = ["CommandError", "UsageError", "EXIT_STATUS", "TRAIN_EXIT_STATUS", "US
            "Parser", "positive_int", "add_data_arguments", "data_kind", "check_data_flags",
            "check_output_file", "check_output_dir", "format_table", "regression_metrics",
            "report_unknown_flags", "separator_hint", "brief_columns", "no_such_column",
-           "DATA_FORMATS", "BROKEN_PIPE_STATUS", "check_in_dtype_range"]
+           "DATA_FORMATS", "BROKEN_PIPE_STATUS", "check_in_dtype_range", "model_file_hint"]
 
 
 class CommandError(Exception):
@@ -78,9 +78,30 @@ def report_unknown_flags(parser, unknown) -> None:
     for arg in unknown:
         if arg.startswith("-"):
             hints += difflib.get_close_matches(arg.split("=")[0], flags, n=2, cutoff=0.6)
+        elif "--data" in flags and _looks_like_data(arg):  # `predict MODEL DATA`
+            hints.append(f"--data {arg}")
     hint = f"; did you mean {' or '.join(dict.fromkeys(hints))}?" if hints else ""
     parser.print_usage(sys.stderr)
     parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
+
+
+def _looks_like_data(name) -> bool:
+    """Whether a file name reads as a data file of :data:`DATA_FORMATS`."""
+    lower = os.path.basename(name).lower()
+    inner = lower[:-3] if lower.endswith(".gz") else lower
+    return inner.endswith((".csv", ".tsv", ".npy", ".ubyte")) or lower.endswith(".npz")
+
+
+def model_file_hint(path) -> str:
+    """A hint for a model path that is not a chainrule model file: a data file (the two
+    swapped) or an ONNX file ('' for anything else)."""
+    name = os.fspath(path)
+    if name.lower().endswith(".onnx"):
+        return (" (an ONNX file: chainrule reads its own .npz model files; run an ONNX "
+                "file with onnxruntime)")
+    if _looks_like_data(name) and not name.lower().endswith(".npz"):
+        return " (a data file? the model file comes first, then --data DATA)"
+    return ""
 
 
 def positive_int(text):
@@ -98,7 +119,9 @@ def add_data_arguments(p, *, labels_required=True) -> None:
     """--data, --label-column and --labels of ``evaluate`` and ``predict``."""
     labels = ("the labels in the column the model file names, or --label-column"
               if labels_required else "the model's label column, if there, is skipped")
-    p.add_argument("--data", required=True, metavar="PATH",
+    # Not required=True: argparse would report it before an unknown argument such as
+    # the data file given without --data, whose report says what to write.
+    p.add_argument("--data", metavar="PATH",
                    help=f"data file: .csv or .tsv, gzipped or not ({labels}), .npz (arrays "
                         f"X and y), an IDX images file as distributed for MNIST, gzipped "
                         f"or not, or a .npy file of features (2-D, C order; read a block of "

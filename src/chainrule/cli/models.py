@@ -25,6 +25,7 @@ from ._common import (
     check_output_file,
     data_kind,
     format_table,
+    model_file_hint,
     no_such_column,
     positive_int,
     regression_metrics,
@@ -63,7 +64,10 @@ def _load_model(path) -> _Saved:
     from .. import io
     from ..losses import HalfSquaredError, MeanSquaredError
 
-    model = io.load(path)
+    try:
+        model = io.load(path)
+    except ValueError as exc:   # ModelFileError among them
+        raise CommandError(f"{exc}{model_file_hint(path)}") from None
     network = model if hasattr(model, "layers") else getattr(model, "model_", None)
     if network is None or not (_is_classifier(network)
                                or isinstance(network.loss, (MeanSquaredError, HalfSquaredError))):
@@ -273,7 +277,13 @@ def _count_classes(args, saved: _Saved, chunks) -> ConfusionCounts:
     return counts
 
 
+def _require_data(args) -> None:
+    if args.data is None:
+        raise UsageError("the following arguments are required: --data")
+
+
 def _cmd_evaluate(args) -> int:
+    _require_data(args)
     if args.plot:
         check_output_dir(args.plot, "--plot")
     saved = _load_model(args.model)
@@ -311,6 +321,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
+    _require_data(args)
     from .._fileformat import STDOUT_NAMES, atomic_write
     from ..datafiles import csv_delimiter
 
