@@ -149,3 +149,12 @@ def test_a_hyperparameter_fit_would_refuse_is_refused_at_predict_too():
     sk.set_params(activation="tanh")
     est.coefs_, est.intercepts_ = sk.coefs_, sk.intercepts_
     np.testing.assert_allclose(est.predict_proba(X), sk.predict_proba(X), rtol=1e-12)
+
+
+def test_a_class_weight_dict_with_a_multilabel_y_says_what_works():
+    X, y = _iris()
+    Y = np.c_[y == 0, y == 1, y == 2].astype(int)
+    with pytest.raises(ValueError, match=r"y is multilabel \(3 indicator columns\): give "
+                                         r"class_weight='balanced'"):
+        MLPClassifier((4,), max_iter=2, class_weight={0: 2.0}).fit(X, Y)
+    _fitted(MLPClassifier((4,), max_iter=2, class_weight="balanced", random_state=0), X, Y)

@@ -211,6 +211,11 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
             per_row = np.array([self.class_weight.get(label, 1.0) for label in y.tolist()],
                                dtype=weights.dtype)
             weights = weights * per_row
+        elif isinstance(self.class_weight, dict):   # and a multilabel y
+            raise ValueError(f"class_weight as a dict weighs the classes of a single-label "
+                             f"y; this y is multilabel ({y.shape[1]} indicator columns): "
+                             f"give class_weight='balanced' (each column's 0/1 frequencies) "
+                             f"or per-row sample_weight")
         elif self.class_weight is not None:
             weights = weights * compute_sample_weight(self.class_weight, y).astype(weights.dtype)
         return weights
