@@ -209,3 +209,27 @@ def test_the_setup_line_counts_in_the_singular_too(tmp_path, capsys):
                          tmp_path / "test.csv", "--label-column", "label", "-q", "--epochs", "1")
     assert code == 0, err
     assert "4 training rows, 1 test row, 1 feature, 2 classes" in out
+
+
+def test_a_reader_closing_the_pipe_in_the_middle_of_one_large_write_gives_141(tmp_path, capsys):
+    # 20,000 rows are one chunk, one write of ~1 MB: the pipe takes part of it when the
+    # reader goes away, and Python's write returns that short count without raising.
+    import os
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20_000, 5))
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(int))
+    assert run(capsys, "train", "--data", tmp_path / "d.npz", "-q", "--epochs", "1",
+               "--save", tmp_path / "m.npz")[0] == 0
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    script = "import sys; from chainrule.cli import main; sys.exit(main(sys.argv[1:]))"
+    proc = subprocess.Popen([sys.executable, "-c", script, "predict", str(tmp_path / "m.npz"),
+                             "--data", str(tmp_path / "d.npz")], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=src))
+    first = proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    _, err = proc.communicate(timeout=120)
+    assert first == b"row,predicted,p_0,p_1\n"
+    assert proc.returncode == 141 and err == b"", err.decode()

@@ -223,10 +223,11 @@ def test_layernorm_matches_torch(shape, normalized, rng, torch):
 
 
 @pytest.mark.parametrize("shape, axis", [((5, 7), 1), ((3, 4, 2), 1), ((3, 4, 2), 2),
-                                         ((4, 3), -1)])
+                                         ((4, 3), -1), ((3, 4, 2), -2)])
 def test_softmax_matches_torch_even_for_huge_inputs(shape, axis, rng, torch):
     x = rng.normal(scale=300.0, size=shape)   # exp would overflow without the shift
-    layer = Softmax(axis)
+    layer = Softmax(axis) if axis != -2 else Softmax(dim=-2)   # PyTorch's name too
+    assert layer.axis == axis
     out = layer.forward(x)
     d_out = rng.normal(size=shape)
     ref, grads = _torch_grads(torch, lambda xt: torch.nn.functional.softmax(xt, dim=axis),
@@ -297,6 +298,13 @@ def test_float32_stays_float32_in_every_mode():
 def test_bad_constructor_arguments_are_named(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_softmax_axis_must_be_an_int_and_fit_the_inputs():
+    with pytest.raises(TypeError, match="axis must be an int, got float 1.5"):
+        Softmax(1.5)
+    with pytest.raises(ValueError, match=r"axis -3 is out of range for inputs of shape"):
+        Softmax(-3).forward(np.zeros((2, 3)))
 
 
 @pytest.mark.parametrize("layer, args, match", [

@@ -50,7 +50,7 @@ __all__ = [
     "SanityReport", "sanity_check",
     "LayerContractError", "check_layer",
     "EarlyStopping", "History", "ReduceLROnPlateau", "TrainingDivergedError", "evaluate",
-    "fit", "MLPClassifier", "MLPRegressor",
+    "fit", "MLPClassifier", "MLPRegressor", "ModelFileError",
 ]
 
 # Loaded on first use (PEP 562). The estimators import scikit-learn, which a plain
@@ -62,7 +62,7 @@ _LAZY = {"MLPClassifier": "estimator", "MLPRegressor": "estimator",
          "ReduceLROnPlateau": "history",
          "SanityReport": "sanity", "sanity_check": "sanity", "LayerContractError": "testing",
          "check_layer": "testing", "TrainingDivergedError": "train", "evaluate": "train",
-         "fit": "train"}
+         "fit": "train", "ModelFileError": "errors"}
 _LAZY_MODULES = ("checkpoint", "data", "gradcheck", "history", "io", "plots", "sanity",
                  "testing", "train")
 

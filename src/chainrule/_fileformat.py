@@ -47,6 +47,8 @@ import zipfile
 
 import numpy as np
 
+from .errors import ModelFileError
+
 __all__ = ["FORMAT_VERSION", "FORMAT_NAME", "ModelFileError", "write_archive", "atomic_write",
            "remove_stale_temporaries", "check_destination", "read_archive", "STDOUT_NAMES"]
 
@@ -55,14 +57,6 @@ FORMAT_VERSION = 1
 #: Value of the ``"format"`` field, so a stray ``.npz`` is not mistaken for a model.
 FORMAT_NAME = "chainrule"
 _META_ENTRY = "__chainrule__.json"
-
-
-class ModelFileError(ValueError):
-    """A chainrule file is missing, corrupt, of an unknown version, or unsafe to read.
-
-    The message names the path and the problem. Subclasses ``ValueError`` because the
-    problem lies in the content handed to the reader.
-    """
 
 
 def _check_path(path, name: str = "path") -> str:
@@ -266,9 +260,35 @@ def atomic_write(path, write, *, refuse_same_as=(), allow_stdout: bool = False) 
     _fsync_directory(directory)
 
 
+class _WholeWrites:
+    """A binary stream whose ``write`` writes every byte or raises.
+
+    When the reader of a pipe goes away in the middle of a large write, the kernel
+    takes the part that fits and Python's buffered ``write`` returns that short count
+    without raising; a writer that ignores the count would end with status 0 and part
+    of its output. Writing the rest raises ``BrokenPipeError``, as the command line
+    expects.
+    """
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, data) -> int:
+        view = memoryview(data).cast("B")
+        while len(view):
+            n = self.stream.write(view)
+            if not n:  # None (would block) or 0: nothing taken, nothing will be
+                raise BrokenPipeError("standard output takes no more data")
+            view = view[n:]
+        return len(data)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def _write_stdout(write) -> None:
     import sys
-    stream = sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout
+    stream = _WholeWrites(sys.stdout.buffer if hasattr(sys.stdout, "buffer") else sys.stdout)
     write(stream)
     stream.flush()
 

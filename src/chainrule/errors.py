@@ -1,12 +1,22 @@
 """Errors that more than one layer of chainrule raises.
 
 :class:`TrainingDivergedError` is raised by :meth:`chainrule.models.Network.step` and
-by :func:`chainrule.train.fit` (which re-exports it), so it lives below both.
+by :func:`chainrule.train.fit` (which re-exports it), so it lives below both;
+:class:`ModelFileError` by every reader of chainrule's files (model files, checkpoints;
+``chainrule.io`` re-exports it).
 """
 
 from __future__ import annotations
 
-__all__ = ["TrainingDivergedError"]
+__all__ = ["TrainingDivergedError", "ModelFileError"]
+
+
+class ModelFileError(ValueError):
+    """A chainrule file is missing, corrupt, of an unknown version, or unsafe to read.
+
+    The message names the path and the problem. Subclasses ``ValueError`` because the
+    problem lies in the content handed to the reader.
+    """
 
 
 class TrainingDivergedError(FloatingPointError, ValueError):

@@ -397,14 +397,20 @@ class Softmax(Layer):
     Parameters
     ----------
     axis : int, default=1
+        Negative counts from the last axis, as in NumPy and PyTorch.
+    dim : int, optional
+        PyTorch's name for ``axis`` (given, it replaces ``axis``).
     """
 
     equations = ("{y} = exp({x} - max {x}) / sum(exp({x} - max {x}))",
                  ("d{x} = {y} * (d{y} - sum({y} * d{y}))",))
 
-    def __init__(self, axis=1):
+    def __init__(self, axis=1, *, dim=None):
         super().__init__()
-        self.axis = check_positive_int(axis, "axis", minimum=0) if axis != -1 else -1
+        axis = axis if dim is None else dim
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"axis must be an int, got {type(axis).__name__} {axis!r}")
+        self.axis = int(axis)
 
     def get_config(self) -> dict:
         """The constructor arguments, for model files."""
