@@ -4,7 +4,9 @@
 ``comm=MPI.COMM_WORLD`` and writes ``OUTDIR/rank<r>.npz`` (parameters and History).
 MODE ``equal`` trains as it is; ``bad_data`` gives rank 1 data with a column too many;
 ``disagree`` gives rank 1 three rows fewer; ``raise`` makes rank 1 raise from a callback
-in epoch 1; ``hang_until_killed`` trains for a very long time and writes rank 1's
+in epoch 1, ``exit`` call ``sys.exit(3)`` there and ``interrupt`` send itself SIGINT
+(Ctrl-C); ``unshuffled`` trains with ``shuffle=False`` (203 rows in batches of 32: the
+last batch's slice is short); ``hang_until_killed`` trains for a very long time and writes rank 1's
 process id to ``OUTDIR/pid1`` after epoch 0; ``files`` trains on ``OUTDIR/X.npy`` and
 ``OUTDIR/y.npy`` read out of core (:func:`files_settings`); ``batchnorm`` trains the
 network of :func:`batchnorm_model` (:func:`batchnorm_settings`) and writes its buffers
@@ -114,6 +116,17 @@ def main(mode, outdir):
             if epoch == 1:
                 raise RuntimeError("rank 1 ran out of luck")
         callbacks.append(fail)
+    if mode in ("exit", "interrupt") and rank == 1:
+        import signal
+
+        def leave(epoch, logs, model):
+            if epoch == 1 and mode == "exit":
+                sys.exit(3)
+            if epoch == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+        callbacks.append(leave)
+    if mode == "unshuffled":
+        kwargs["shuffle"] = False
     if mode == "hang_until_killed":
         kwargs["epochs"] = 10**9
         if rank == 1:

@@ -174,3 +174,19 @@ def test_a_npy_column_too_large_to_standardise_is_refused_before_training(tmp_pa
     assert not (tmp_path / "m.npz").exists()
     status, _, err = run(capsys, *data, "--no-standardize")
     assert status == 0, err
+
+
+def test_predict_names_the_row_and_column_of_a_nan_in_a_npy_file(tmp_path, capsys):
+    from chainrule.cli import main
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] > 0).astype(int))
+    assert main(["train", "--data", str(tmp_path / "d.npz"), "-q", "--epochs", "1",
+                 "--save", str(tmp_path / "m.npz")]) == 0
+    X[250, 2] = np.inf
+    np.save(tmp_path / "X.npy", X)
+    capsys.readouterr()
+    assert main(["predict", str(tmp_path / "m.npz"), "--data", str(tmp_path / "X.npy")]) == 1
+    assert "X.npy, row 250, column 2: feature values must be finite, got inf" in \
+        capsys.readouterr().err

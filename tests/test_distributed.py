@@ -113,6 +113,37 @@ def test_an_error_on_one_rank_stops_every_rank(tmp_path, mode, message):
 
 
 @pytest.mark.slow
+def test_an_unshuffled_run_with_a_short_last_batch_trains_what_one_process_trains(tmp_path):
+    rc, out, err = finish(start_job("unshuffled", tmp_path), timeout=60)
+    assert rc == 0, err
+    X, Y, w = make_data()   # 203 rows in batches of 32
+    model = cr.MLP([6, 16, 3], rng=0)
+    cr.fit(model, X, Y, sample_weight=w, **dict(run_settings(), shuffle=False))
+    rank0 = np.load(tmp_path / "rank0.npz")
+    for k, p in model.params.items():
+        np.testing.assert_allclose(rank0[k], p, rtol=0, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode, status, message", [
+    ("exit", 1, "rank 1 of 2 failed: SystemExit: 3; aborting every rank"),
+    ("interrupt", 130, "rank 1 of 2 was interrupted (Ctrl-C) after 1 complete epoch; ")])
+def test_a_rank_that_leaves_ends_every_rank_instead_of_hanging(tmp_path, mode, status,
+                                                                message):
+    rc, out, err = finish(start_job(mode, tmp_path), timeout=60)
+    assert rc == status, err
+    assert message in err
+    assert not (tmp_path / "rank0.npz").exists()
+    if mode == "interrupt":   # the checkpoint of epoch 0, written by rank 0, resumes
+        assert "ck.npz holds them, to resume from" in err
+        model = cr.MLP([6, 16, 3], rng=0)
+        X, Y, w = make_data()
+        history = cr.fit(model, X, Y, sample_weight=w, checkpoint=str(tmp_path / "ck.npz"),
+                         resume=True, **run_settings())
+        assert history.epochs == run_settings()["epochs"]
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("mode, field, shown", [
     ("disagree", "X", "rank 0 has [203, 6], rank 1 has [200, 6]"),
     # a model built without a common seed used to train apart in silence
@@ -447,6 +478,23 @@ def test_chainrule_train_distributed_trains_what_one_process_trains(tmp_path):
     two, ref = cr.io.load(tmp_path / "two.npz"), cr.io.load(tmp_path / "one.npz")
     for k, p in ref.params.items():
         np.testing.assert_allclose(two.params[k], p, rtol=0, atol=1e-12, err_msg=k)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flag, value", [("--save", "/nonexistent/m.npz"),
+                                         ("--save-test", "/nonexistent/t.csv")])
+def test_chainrule_train_distributed_ends_every_rank_when_rank_0_refuses(tmp_path, flag,
+                                                                         value):
+    # Only rank 0 checks the files it would write; its refusal must end rank 1 too.
+    env = dict(os.environ, PYTHONPATH=str(SRC), OPENBLAS_NUM_THREADS="1")
+    proc = subprocess.Popen([mpiexec(), "-n", "2", sys.executable, "-m", "chainrule.cli",
+                             "train", "--hidden", "8", "--epochs", "2", "--distributed",
+                             flag, value], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    rc, out, err = finish(proc, timeout=60)
+    assert rc == 1, err
+    assert f"chainrule train: error: {flag} {value}: cannot" in err
+    assert "rank 0 of 2 stops with status 1; aborting every rank" in err
 
 
 def test_train_distributed_without_mpi4py_is_a_usage_error(monkeypatch, capsys):

@@ -241,3 +241,48 @@ def test_predicting_on_an_npy_file_says_to_read_its_rows(tmp_path):
                                         r"read it block by block.*X\.read\(start, stop\)"):
         model.predict(X)
     assert model.predict(X.read(0, 5)).shape == (5, 2)
+
+
+def test_a_nan_met_in_a_file_is_named_and_the_run_left_at_the_last_epoch(tmp_path):
+    # Rows of a file are checked as they are read: the NaN at row 1,700 is met at the
+    # 18th step of the first epoch, after 17 updates.
+    from chainrule.data import open_npy
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(2000, 5))
+    X[1700, 3] = np.nan
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", (np.nan_to_num(X[:, 0]) > 0).astype(int))
+    model = cr.MLP([5, 8, 2], rng=0)
+    start = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(ValueError, match=r"X\.npy, row 1700, column 3: X must contain only "
+                                         r"finite values"):
+        cr.fit(model, open_npy(tmp_path / "X.npy"), open_npy(tmp_path / "y.npy"),
+               optimizer=cr.Adam(lr=1e-2), epochs=2, batch_size=100, rng=0, shuffle=False,
+               progress=False)
+    for k, p in model.params.items():   # the 17 updates are undone
+        np.testing.assert_array_equal(p, start[k], err_msg=k)
+    # a view's row is the file's row
+    view = open_npy(tmp_path / "X.npy").subset(np.arange(1000, 2000))
+    with pytest.raises(ValueError, match=r"row 1700, column 3"):
+        cr.fit(cr.MLP([5, 8, 2], rng=0), view, (np.nan_to_num(X[1000:, 0]) > 0).astype(int),
+               optimizer="adam", epochs=1, batch_size=100, rng=0, progress=False)
+
+
+def test_a_header_with_a_negative_dimension_is_not_a_npy_file(tmp_path):
+    from chainrule.data import open_npy
+
+    header = b"{'descr': '<f8', 'fortran_order': False, 'shape': (-5, 5), }"
+    header += b" " * (118 - len(header)) + b"\n"
+    (tmp_path / "neg.npy").write_bytes(b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little")
+                                       + header)
+    with pytest.raises(ValueError, match=r"'.*neg\.npy' is not a \.npy file: its header "
+                                         r"declares shape \(-5, 5\)"):
+        open_npy(tmp_path / "neg.npy")
+
+
+def test_batches_in_file_order_are_slices_within_the_rows():
+    from chainrule.data import batch_indices
+
+    assert list(batch_indices(10, 4)) == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert list(batch_indices(10, 4, drop_last=True)) == [slice(0, 4), slice(4, 8)]

@@ -883,7 +883,7 @@ def test_fit_batches_through_data_batch_indices():
     from chainrule.data import batch_indices, iterate_minibatches
 
     assert list(batch_indices(7, None)) == [slice(0, 7)]
-    assert list(batch_indices(7, 3)) == [slice(0, 3), slice(3, 6), slice(6, 9)]
+    assert list(batch_indices(7, 3)) == [slice(0, 3), slice(3, 6), slice(6, 7)]
     assert list(batch_indices(7, 50)) == [slice(0, 7)]
     order = np.random.default_rng(0).permutation(7)
     pieces = list(batch_indices(7, 3, order))

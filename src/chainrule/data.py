@@ -150,7 +150,8 @@ def batch_indices(n: int, batch_size=None, order=None, drop_last=False):
 
 def _batches(stop, size, order):
     for start in range(0, stop, size):
-        yield slice(start, start + size) if order is None else order[start:start + size]
+        end = min(start + size, stop)  # a slice's own bounds, for those who read them
+        yield slice(start, end) if order is None else order[start:end]
 
 
 # -- preparing arrays ------------------------------------------------------------------

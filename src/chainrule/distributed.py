@@ -59,7 +59,7 @@ from .stateful import smallest_batch
 
 __all__ = ["RanksDisagreeError", "run_plan", "check_comm", "is_root", "shard_rows",
            "GradientAverager", "averager", "average", "reduce_tally", "agree_to_stop",
-           "ranks_fail_together"]
+           "ranks_fail_together", "abort_every_rank", "several_ranks"]
 
 _COMM_METHODS = ("Get_rank", "Get_size", "Allreduce", "allgather", "Abort")
 
@@ -431,20 +431,35 @@ def ranks_fail_together(*same_on_every_rank):
 
 def _fail_together(func, comm, same_on_every_rank, args, kwargs):
     """``func(*args, **kwargs)``; on an exception not in ``same_on_every_rank``, write it
-    and abort every rank through ``comm``."""
+    and abort every rank through ``comm``. Ctrl-C and ``sys.exit`` too: the other ranks
+    would otherwise wait for this one in their next collective call, for ever."""
     if not callable(getattr(comm, "Abort", None)):
         return func(*args, **kwargs)
     try:
         return func(*args, **kwargs)
     except same_on_every_rank:
         raise
-    except Exception as exc:
-        rank, size = comm.Get_rank(), comm.Get_size()
-        print(f"chainrule: rank {rank} of {size} failed: {type(exc).__name__}: "
-              f"{exc}; aborting every rank (MPI Abort)", file=sys.stderr, flush=True)
-        # mpiexec tears the job down on Abort, and may exit before it has passed
-        # on what the ranks wrote last: about 1 run in 30 on a busy machine lost
-        # the message above. A moment's wait lets it through.
-        time.sleep(ABORT_GRACE_SECONDS)
-        comm.Abort(1)
+    except KeyboardInterrupt:
+        abort_every_rank(comm, "was interrupted (Ctrl-C)", 130)
         raise  # Abort does not return; a stand-in communicator's might
+    except BaseException as exc:
+        abort_every_rank(comm, f"failed: {type(exc).__name__}: {exc}")
+        raise
+
+
+def several_ranks(comm) -> bool:
+    """Whether ``comm`` joins more than one process (that can be aborted together)."""
+    return comm is not None and callable(getattr(comm, "Abort", None)) and comm.Get_size() > 1
+
+
+def abort_every_rank(comm, message: str, status: int = 1) -> None:
+    """Write ``chainrule: rank R of N <message>`` to stderr and end every rank with
+    ``comm.Abort(status)`` (which ``mpiexec`` passes on as its exit status)."""
+    rank, size = comm.Get_rank(), comm.Get_size()
+    print(f"chainrule: rank {rank} of {size} {message}; aborting every rank (MPI Abort)",
+          file=sys.stderr, flush=True)
+    # mpiexec tears the job down on Abort, and may exit before it has passed on what
+    # the ranks wrote last: about 1 run in 30 on a busy machine lost the message above.
+    # A moment's wait lets it through.
+    time.sleep(ABORT_GRACE_SECONDS)
+    comm.Abort(status)

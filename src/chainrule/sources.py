@@ -71,6 +71,9 @@ class NpyFile:
         if fortran and len(shape) > 1:
             raise ValueError(f"{self.path!r} holds a Fortran-ordered array; save it in C order "
                              f"(np.save(path, np.ascontiguousarray(a))) to read it by rows")
+        if any(not isinstance(d, int) or d < 0 for d in shape):
+            raise ValueError(f"{self.path!r} is not a .npy file: its header declares shape "
+                             f"{shape!r}, with a dimension that is not a count")
         if len(shape) not in (1, 2) or dtype.hasobject or dtype.kind not in "biuf":
             raise ValueError(f"{self.path!r} must hold a 1-D or 2-D numeric array, got dtype "
                              f"{dtype} and shape {shape_str(shape)}")
@@ -283,7 +286,21 @@ class RowView:
         self.cache = _BlockCache(file)
 
     def __getitem__(self, idx):
-        return self.check(self.cache.take(idx))
+        rows = self.cache.take(idx)
+        try:
+            return self.check(rows)
+        except ValueError as exc:
+            raise ValueError(f"{self._first_non_finite(rows, idx)}{exc}") from None
+
+    def _first_non_finite(self, rows, idx) -> str:
+        """``'<path>, row R, column C: '`` for the first NaN or infinity of ``rows``
+        (``R`` the file's row), or '' when they hold none."""
+        if rows.dtype.kind != "f" or np.isfinite(rows).all():
+            return ""
+        r, c = (int(i) for i in np.argwhere(~np.isfinite(rows.reshape(len(rows), -1)))[0])
+        position = int(np.arange(len(self.file))[idx][r])
+        row = position if self.file.rows is None else int(self.file.rows[position])
+        return f"{self.file.path}, row {row}, column {c}: "
 
     def argmax(self, axis):
         """Per row, the column of its largest entry (``Y.argmax(axis=1)``: the class of

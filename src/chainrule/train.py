@@ -389,6 +389,13 @@ def _interrupted(model, run: _Run) -> History:
     restore(run.snap, model, s.optimizer, run.gens, run.history, run.stopper)
     if s.checkpoint is not None and distributed.is_root(s.comm):
         write_checkpoint(s.checkpoint, run.snap, run.history, run.identity, run.split, run.journal)
+    if distributed.several_ranks(s.comm):
+        # The other ranks may be waiting for this one in a collective call: only Abort
+        # ends them. The checkpoint (written after every epoch) holds what is kept.
+        kept = (f"; {s.checkpoint} holds them, to resume from" if s.checkpoint else "")
+        done = run.history.epochs
+        distributed.abort_every_rank(s.comm, f"was interrupted (Ctrl-C) after {done} "
+                                             f"complete epoch{'s' * (done != 1)}{kept}", 130)
     run.history.stop_reason = "interrupted"
     run.history.best_epoch = _best_epoch(run)
     return run.history
@@ -509,6 +516,11 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
             return _interrupted(model, run)
         except TrainingDivergedError as exc:
             exc.history = run.history  # the completed epochs
+            raise
+        except ValueError:
+            # Rows read from a file are checked as they are read: a bad one met in the
+            # middle of an epoch leaves the run at the last complete epoch, not half-way.
+            restore(run.snap, model, settings.optimizer, run.gens, run.history, run.stopper)
             raise
         finally:
             if run.bar is not None:

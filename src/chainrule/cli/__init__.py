@@ -23,7 +23,7 @@ from ._common import (
     UsageError,
     report_unknown_flags,
 )
-from ._distributed import add_distributed_flag, join_ranks
+from ._distributed import add_distributed_flag, end_ranks, join_ranks
 from .models import add_model_parsers
 from .reproduce import add_reproduce_parser
 from .train import add_train_parser
@@ -82,7 +82,10 @@ def main(argv=None) -> int:
         message = " ".join(str(exc).split())
         print(f"chainrule {args.command}: error: {message} (see 'chainrule {args.command} "
               f"--help')", file=sys.stderr)
-        return 2
+        return end_ranks(args, 2)
+    except KeyboardInterrupt:  # outside fit, which stops cleanly on its own
+        print(f"chainrule {args.command}: interrupted", file=sys.stderr)
+        return end_ranks(args, 130)
     except BrokenPipeError:
         # The reader went away (`chainrule ... | head`): stop quietly, with the status
         # of a Unix tool that SIGPIPE ends. Standard output now points at /dev/null,
@@ -93,4 +96,4 @@ def main(argv=None) -> int:
     except USER_ERRORS as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"chainrule {args.command}: error: {message}", file=sys.stderr)
-        return 1
+        return end_ranks(args, 1)

@@ -3,9 +3,11 @@
 
 Every rank parses the same flags, reads the same data and draws the same split and
 initial weights from ``--seed``; ``fit`` gets ``comm=MPI.COMM_WORLD``. Rank 0 alone
-prints and writes: the other ranks' standard output goes to ``os.devnull`` and their
-``--save``, ``--save-test`` and ``--plot`` are dropped (``fit`` itself checkpoints on
-rank 0 only).
+prints and writes: the other ranks' standard output goes to ``os.devnull``, their
+warnings (the same as rank 0's) are not shown, and their ``--save``, ``--save-test``
+and ``--plot`` are dropped (``fit`` itself checkpoints on rank 0 only). A rank whose
+command fails ends every rank (:func:`end_ranks`): the others would otherwise wait for
+it in their next collective call.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 from ._common import UsageError
 
@@ -42,4 +45,16 @@ def join_ranks(args) -> argparse.Namespace:
     if args.comm.Get_rank() != 0:
         args.save = args.save_test = args.plot = None
         sys.stdout = open(os.devnull, "w")  # for the rest of the process
+        warnings.simplefilter("ignore")  # within main's catch_warnings: rank 0 says them
     return args
+
+
+def end_ranks(args, status: int) -> int:
+    """``status``; for a failed ``--distributed`` run of several ranks, end them all
+    with ``MPI Abort`` (a check only rank 0 makes, of --save say, fails there alone)."""
+    from ..distributed import abort_every_rank, several_ranks
+
+    comm = getattr(args, "comm", None)
+    if status and several_ranks(comm):
+        abort_every_rank(comm, f"stops with status {status}", status)
+    return status

@@ -533,7 +533,7 @@ def _cmd_train(args) -> int:
     if history.stop_reason == "early_stopping":
         print(f"early stopping after epoch {history.epochs - 1}; kept the weights of epoch "
               f"{history.best_epoch}")
-    print(f"trained {history.epochs} epochs in {elapsed:.1f}s")
+    print(f"trained {history.epochs} epoch{'s' * (history.epochs != 1)} in {elapsed:.1f}s")
     print(score)
     for line in done:
         print(line)
