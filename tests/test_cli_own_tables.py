@@ -233,3 +233,20 @@ def test_a_reader_closing_the_pipe_in_the_middle_of_one_large_write_gives_141(tm
     _, err = proc.communicate(timeout=120)
     assert first == b"row,predicted,p_0,p_1\n"
     assert proc.returncode == 141 and err == b"", err.decode()
+
+
+def test_a_quote_left_open_is_traced_to_its_line(tmp_path, capsys):
+    from chainrule.data import load_csv
+    from chainrule.datastream import iter_csv
+
+    lines = _table(tmp_path / "t.csv", n=30).read_text().splitlines()
+    lines[11] = lines[11].replace(",", ',"', 1)   # line 12 opens a quote it never closes
+    path = tmp_path / "open.csv"
+    path.write_text("\n".join(lines) + "\n")
+    message = "a quoted cell runs from line 12 to line 31: is a quote on line 12 left open?"
+    for read in (lambda: load_csv(path, "label"), lambda: list(iter_csv(path, "label"))):
+        with pytest.raises(ValueError, match="line 31: expected 4 cells") as err:
+            read()
+        assert message in str(err.value)
+    code, _, err = run(capsys, "train", "--data", path, "--label-column", "label", "-q")
+    assert code == 1 and message in err

@@ -310,6 +310,18 @@ def check_header_names(name: str, columns) -> None:
                       f"the column names and left out", UserWarning, stacklevel=3)
 
 
+def cell_count_error(name, line, width, row, expected="") -> ValueError:
+    """The error for a CSV row of ``len(row)`` cells where ``width`` are due (``line``: its
+    last line). A quote opened and never closed makes one cell of the lines after it:
+    the message then says on which line that cell began."""
+    # (a cell left open to the end of the file holds that last line's end too)
+    spanned = sum(cell.count("\n") for cell in row) - bool(row and row[-1].endswith("\n"))
+    hint = (f"; a quoted cell runs from line {line - spanned} to line {line}: is a quote on "
+            f"line {line - spanned} left open?" if spanned else "")
+    return ValueError(f"{name}, line {line}: expected {width} cells{expected}, got "
+                      f"{len(row)}{hint}")
+
+
 def csv_error_reason(exc) -> str:
     """The ``csv`` module's error said for a user: its bare-CR message asks about a
     "universal-newline mode" no user of chainrule chooses."""

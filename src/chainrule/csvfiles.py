@@ -21,6 +21,7 @@ import zlib
 import numpy as np
 
 from ._validation import (
+    cell_count_error,
     cell_text,
     check_header_names,
     csv_error_reason,
@@ -243,8 +244,8 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
     labels = []
     for line, row in rows:
         if len(row) != width:
-            raise ValueError(f"{name}, line {line}: expected {width} cells (as in the "
-                             f"{'header' if header else 'first row'}), got {len(row)}")
+            raise cell_count_error(name, line, width, row,
+                                   f" (as in the {'header' if header else 'first row'})")
         if label_index is not None:
             labels.append(row[label_index].strip())
     X = _feature_array(rows, features, name, columns)

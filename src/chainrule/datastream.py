@@ -26,6 +26,7 @@ import zipfile
 import numpy as np
 
 from ._validation import (
+    cell_count_error,
     check_header_names,
     check_positive_int,
     csv_error_reason,
@@ -85,7 +86,7 @@ def _chunk(name, rows, layout):
         if len(row) == width + 1:
             row = without_trailing_delimiter(row)
         if len(row) != width:
-            raise ValueError(f"{name}, line {line}: expected {width} cells, got {len(row)}")
+            raise cell_count_error(name, line, width, row)
         if label is not None:
             labels.append(row[label].strip())
         try:
