@@ -32,6 +32,7 @@ a float64 copy of a model whose parameters are float32.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -144,14 +145,18 @@ class GradCheckResult:
 
     @property
     def worst(self) -> float:
-        return max(self.errors.values(), default=0.0)
+        """The largest error; NaN (a NaN in a gradient) when any error is NaN."""
+        return self.errors[self.worst_name] if self.errors else 0.0
 
     @property
     def worst_name(self):
-        return max(self.errors, key=self.errors.get) if self.errors else None
+        # A NaN error ranks above every number: Python's max would skip it unless it
+        # came first, and a NaN gradient would pass.
+        return max(self.errors, key=lambda k: (math.isnan(self.errors[k]), self.errors[k])) \
+            if self.errors else None
 
     def passed(self, tol: float = 1e-6) -> bool:
-        """True when every error is below ``tol``."""
+        """True when every error is below ``tol`` (a NaN is not)."""
         return self.worst < tol
 
     def worst_entry(self, name) -> str:
@@ -244,7 +249,9 @@ def check_gradients(model, X, Y, *, eps: float = 1e-6, sample=None, rng=None,
         kwargs["checked"] = True
 
     result = GradCheckResult()
+    X_given = X.copy() if type(X) is np.ndarray else None
     _check_mode(model, X, Y, sample_weight, kwargs, eps, sample, random, result, "")
+    _check_unchanged(X_given, X)
     layers = [layer for layer, _ in getattr(model, "layers", [])]
     if any(type(layer) not in _SAME_IN_BOTH_MODES for layer in layers):
         buffers = {k: b.copy() for k, b in getattr(model, "buffers", {}).items()}
@@ -258,6 +265,15 @@ def check_gradients(model, X, Y, *, eps: float = 1e-6, sample=None, rng=None,
             for k, b in buffers.items():
                 model.buffers[k][...] = b
     return result
+
+
+def _check_unchanged(X_given, X) -> None:
+    """A layer that writes into its input changes the caller's ``X``: every later use of
+    it, in the check and after, sees other data."""
+    if X_given is not None and not np.array_equal(X_given, X, equal_nan=True):
+        raise ValueError("a layer changed X in place (its forward or backward writes into "
+                         "the array it was given): every later use of X sees other data; "
+                         "check_layer on each layer of your own says which")
 
 
 def _check_mode(model, X, Y, sample_weight, kwargs, eps, sample, random, result, suffix,

@@ -68,6 +68,29 @@ def affine_param_names(n_layers: int) -> list[tuple[str, str]]:
     return [(f"W{i}", f"b{i}") for i in range(1, n_layers + 1)]
 
 
+def _check_backward_result(layer, names, result, params) -> None:
+    """What a layer of the user's own returned from ``backward``, checked, so that a
+    mistake is named here rather than as a NumPy error in the layer below."""
+    label = type(layer).__name__
+    if not names:
+        if not isinstance(result, np.ndarray):
+            raise TypeError(f"{label}.backward must return the gradient of its inputs, an "
+                            f"ndarray (it has no parameters), got {type(result).__name__}")
+        return
+    if not isinstance(result, (tuple, list)) or len(result) != len(names) + 1:
+        got = (f"{len(result)} values" if isinstance(result, (tuple, list))
+               else type(result).__name__)
+        wanted = ", ".join(["d_inputs"] + [f"d_{n}" for n in names])
+        raise TypeError(f"{label}.backward must return ({wanted}) (its parameters are "
+                        f"{list(names)}), got {got}")
+    for name, grad in zip(names, result[1:], strict=True):
+        if np.shape(grad) != params[name].shape:
+            raise ValueError(f"{label}.backward: the gradient of {name} has shape "
+                             f"{shape_str(np.shape(grad))}, but {name} has shape "
+                             f"{shape_str(params[name].shape)} (a sum over the batch's rows "
+                             f"missing?)")
+
+
 class Network:
     """A sequence of layers sharing one params dict, ending in a loss.
 
@@ -209,6 +232,11 @@ class Network:
         ValueError, TypeError
             For an array of the wrong shape, a non-numeric or non-finite one.
         """
+        if self.dtype.kind != "f":  # X would be cast to it: 0.9 read as 0
+            k = next(k for k, p in self.params.items() if p.dtype.kind != "f")
+            raise TypeError(f"params[{k!r}] must be a floating-point ndarray, got dtype "
+                            f"{self.params[k].dtype} (assign float arrays, e.g. "
+                            f"np.zeros({self.params[k].shape}))")
         if type(X) is not np.ndarray and is_sparse(X):
             X = as_sparse_float(X, name, dtype=self.dtype)
         elif type(X).__name__ == "NpyFile":  # (sources' out-of-core file, a layer above)
@@ -368,6 +396,8 @@ class Network:
         grads: dict = {}
         for layer, names in reversed(self.layers[first_trained(self.layers):]):
             result = layer.backward(d_out)
+            if not type(layer).__module__.startswith("chainrule."):  # a layer of your own
+                _check_backward_result(layer, names, result, self.params)
             if names:
                 d_out = result[0]
                 grads.update(zip(names, result[1:], strict=True))

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._validation import check_rng, shape_str
+from .explain import layer_label
 from .gradcheck import RngFreezer, check_layer_gradients
 
 __all__ = ["LayerContractError", "LayerReport", "check_layer"]
@@ -258,7 +259,7 @@ def _check_forward(run):
     and pristine copies of them, for check 2.
     """
     layer = run.new_layer()
-    run.name = repr(layer)
+    run.name = layer_label(layer)
     freeze = RngFreezer(layer)
     x, ps = run.data()
     x0, ps0 = x.copy(), [p.copy() for p in ps]
@@ -380,7 +381,10 @@ def _finite_differences(run, check, tol, n_rows):
         run.fail(check, f"{type(exc).__name__}: {exc}{at}")
         return None
     for gname, err in result.errors.items():
-        if not err < tol:
+        if err != err:  # NaN: no ratio to show
+            run.fail(check, f"gradient of {gname} holds NaN{at} (backward computes 0/0, "
+                     f"inf - inf or the like)")
+        elif not err < tol:
             run.fail(check, f"gradient of {gname} disagrees with central differences{at}: "
                      f"relative error {err:.3e} >= {tol:g}; {result.worst_entry(gname)}")
     return result
@@ -515,7 +519,7 @@ def _check_determinism(run, out_shape):
     except Exception as exc:  # noqa: BLE001
         run.fail(check, f"{type(exc).__name__}: {exc}")
         return
-    if not np.array_equal(out1, out2):
+    if not np.array_equal(out1, out2, equal_nan=True):
         run.fail(check, "two forward passes on the same data differ")
     if not _grads_equal(back1, back2):
         run.fail(check, "two backward passes with the same d_out differ")
@@ -532,10 +536,15 @@ def _copy_grads(back):
 
 
 def _grads_equal(a, b):
+    """The same gradients, a NaN equal to a NaN (a NaN gradient fails a check of its
+    own; here it would read as two passes that differ)."""
+    def same(x, y):
+        return np.array_equal(x, y, equal_nan=np.asarray(x).dtype.kind in "fc")
+
     if isinstance(a, tuple) != isinstance(b, tuple):
         return False
     if not isinstance(a, tuple):
-        return np.array_equal(a, b)
+        return same(a, b)
     return len(a) == len(b) and all(
-        (x is None and y is None) or (x is not None and y is not None and np.array_equal(x, y))
+        (x is None and y is None) or (x is not None and y is not None and same(x, y))
         for x, y in zip(a, b, strict=True))

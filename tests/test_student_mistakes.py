@@ -1,0 +1,127 @@
+"""The mistakes a student makes writing layers, and what the checking tools say about
+them: a NaN gradient, integer parameters, a backward that returns the wrong thing
+inside a network, a layer that writes into its input."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.gradcheck import GradCheckResult
+from chainrule.testing import LayerContractError
+
+
+def _data(n=6, d=4, k=3):
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(n, d)), np.arange(n) % k
+
+
+class ScaleShift:
+    """out = x * g + c.  Shape: (N, D) -> (N, D). ``bug`` picks a student mistake."""
+
+    param_names = ("g", "c")
+
+    def __init__(self, n, bug=None):
+        self.n, self.bug, self.cache = n, bug, None
+
+    def init_params(self, rng, dtype):
+        return [np.ones(self.n, dtype), np.zeros(self.n, dtype)]
+
+    def forward(self, x, g, c):
+        self.cache = (x, g)
+        return x * g + c
+
+    def backward(self, d):
+        if self.cache is None:
+            raise RuntimeError("backward called before forward")
+        x, g = self.cache
+        dg, dc = (d * x).sum(axis=0), d.sum(axis=0)
+        if self.bug == "nan":
+            with np.errstate(invalid="ignore"):
+                dc = dc * (np.zeros(1) / np.zeros(1))
+        if self.bug == "unsummed":
+            dc = d
+        if self.bug == "forgot_dc":
+            return d * g, dg
+        return d * g, dg, dc
+
+
+def test_a_nan_error_is_the_worst_and_fails():
+    result = GradCheckResult(errors={"a": 1e-9, "b": math.nan, "c": 1e-3})
+    assert result.worst_name == "b" and math.isnan(result.worst) and not result.passed()
+    assert GradCheckResult(errors={"a": 1e-9, "c": 1e-3}).worst_name == "c"
+
+
+def test_a_nan_gradient_fails_check_gradients_and_check_layer():
+    X, y = _data()
+    model = cr.Sequential([cr.Affine(4, 3), ScaleShift(3, "nan"), cr.Affine(3, 3)], rng=0)
+    result = cr.check_gradients(model, X, y, rng=0)
+    assert result.worst_name == "c2" and not result.passed()
+    with pytest.raises(LayerContractError) as err:
+        cr.check_layer(lambda: ScaleShift(3, "nan"), (4, 3), [(3,), (3,)])
+    text = str(err.value)
+    assert "gradient of c holds NaN (backward computes 0/0" in text
+    assert "it passed at" not in text   # the second batch size is not claimed to pass
+    assert "two backward passes with the same d_out differ" not in text   # NaN == NaN
+
+
+def test_integer_parameters_are_refused_rather_than_casting_the_inputs():
+    model = cr.LogisticRegression(2, 2)
+    model.params["W"] = np.array([[1, 0], [0, 1]])
+    model.params["b"] = np.array([0, 0])
+    with pytest.raises(TypeError, match=r"params\['W'\] must be a floating-point ndarray, "
+                                        r"got dtype int64"):
+        model.predict(np.array([[0.9, 0.1]]))
+
+
+@pytest.mark.parametrize("bug, error, message", [
+    ("unsummed", ValueError, r"ScaleShift.backward: the gradient of c2 has shape \(6, 3\), "
+                             r"but c2 has shape \(3,\) \(a sum over the batch's rows missing"),
+    ("forgot_dc", TypeError, r"ScaleShift.backward must return \(d_inputs, d_g2, d_c2\) "
+                             r"\(its parameters are \['g2', 'c2'\]\), got 2 values")])
+def test_a_layer_returning_the_wrong_gradients_is_named_in_a_network(bug, error, message):
+    X, y = _data()
+    model = cr.Sequential([cr.Affine(4, 3), ScaleShift(3, bug), cr.Affine(3, 3)], rng=0)
+    with pytest.raises(error, match=message):
+        model.loss_and_grads(X, y)
+
+
+def test_a_parameter_free_layer_returning_a_tuple_is_named():
+    class Passthrough:
+        def forward(self, x):
+            return x
+
+        def backward(self, d):
+            return (d,)
+
+    X, y = _data()
+    model = cr.Sequential([cr.Affine(4, 3), Passthrough(), cr.Affine(3, 3)], rng=0)
+    with pytest.raises(TypeError, match="Passthrough.backward must return the gradient of "
+                                        "its inputs, an ndarray .* got tuple"):
+        model.loss_and_grads(X, y)
+
+
+def test_check_gradients_says_when_a_layer_writes_into_x():
+    class ReluInPlace:
+        def __init__(self):
+            self.in_features, self.cache = 4, None
+
+        def forward(self, x):
+            self.cache = x > 0
+            np.maximum(x, 0, out=x)   # the student's bug: the caller's X changes
+            return x
+
+        def backward(self, d):
+            return d * self.cache
+
+    X, y = _data()
+    model = cr.Sequential([ReluInPlace(), cr.Affine(4, 3)], rng=0)
+    with pytest.raises(ValueError, match="a layer changed X in place"):
+        cr.check_gradients(model, X, y, rng=0)
+    with pytest.raises(LayerContractError, match="ReluInPlace breaks the layer contract") as err:
+        cr.check_layer(ReluInPlace, (5, 4))
+    assert "forward modified its inputs in place" in str(err.value)
+    assert " at 0x" not in str(err.value)   # named by its class, not its address
