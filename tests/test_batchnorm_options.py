@@ -149,6 +149,47 @@ def test_options_with_running_statistics_pass_the_contract_kit(make, shape):
     assert "eval state" in report.checks and "mode switch" in report.checks
 
 
+def test_without_running_statistics_the_contract_kit_asks_no_row_independence():
+    # Its evaluation output uses the batch's statistics, as PyTorch's does: declared by
+    # rows_interact_in_eval, so the kit passes it without the "eval rows independent" check.
+    report = check_layer(lambda: BatchNorm1d(4, track_running_stats=False), (6, 4),
+                         [(4,), (4,)])
+    assert "eval rows independent" not in report.checks and report.worst_gradient_error < 1e-6
+    assert BatchNorm1d(4, track_running_stats=False).rows_interact_in_eval
+    assert not BatchNorm1d(4).rows_interact_in_eval
+
+
+def test_without_running_statistics_predict_normalises_with_every_row_given(monkeypatch, torch):
+    # Inference runs in row chunks; this layer's statistics must still be those of all
+    # the rows given, as in one forward and in PyTorch's evaluation mode.
+    import chainrule.network as network
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 2 * 3 * 3))
+    model = cr.Sequential([cr.Unflatten((2, 3, 3)), cr.Conv2D(2, 4, 3, padding=1),
+                           BatchNorm2d(4, track_running_stats=False), cr.ReLU(),
+                           cr.Flatten(), cr.Affine(36, 3)], rng=0)
+    monkeypatch.setattr(network, "ACTIVATION_BUDGET", 4096)   # chunks of a few rows
+    assert model.chunk_rows() < 10
+    proba = model.predict(X)
+    np.testing.assert_allclose(proba, cr.softmax(model.forward(X), axis=1), rtol=1e-12)
+    t = torch.nn.Sequential(torch.nn.Unflatten(1, (2, 3, 3)),
+                            torch.nn.Conv2d(2, 4, 3, padding=1, dtype=torch.float64),
+                            torch.nn.BatchNorm2d(4, track_running_stats=False,
+                                                 dtype=torch.float64),
+                            torch.nn.ReLU(), torch.nn.Flatten(),
+                            torch.nn.Linear(36, 3, dtype=torch.float64)).eval()
+    with torch.no_grad():
+        t[1].weight[:] = to_torch(model.params["W1"])
+        t[1].bias[:] = to_torch(model.params["b1"])
+        t[2].weight[:] = to_torch(model.params["gamma2"])
+        t[2].bias[:] = to_torch(model.params["beta2"])
+        t[5].weight[:] = to_torch(model.params["W3"].T)
+        t[5].bias[:] = to_torch(model.params["b3"])
+        ref = torch.softmax(t(to_torch(X)), dim=1).numpy()
+    np.testing.assert_allclose(proba, ref, rtol=1e-10, atol=1e-13)
+
+
 @pytest.mark.parametrize("make, error, match", [
     (lambda: BatchNorm1d(3, affine="no"), TypeError,
      r"affine must be True or False, got str 'no'"),

@@ -993,3 +993,20 @@ def test_evaluate_with_sample_weight_gives_weighted_means_as_scikit_learn():
         evaluate(model, X, y, sample_weight=-w)
     with pytest.raises(TypeError, match="unexpected keyword|positional"):
         cr.evaluate(model, X, y, w)   # keyword-only, as fit's
+
+
+def test_a_trained_model_keeps_no_training_batch():
+    # The last batch's activations (a convolution's im2col matrix among them) are
+    # dropped when fit returns, as PyTorch frees its graph after backward.
+    import chainrule as cr
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(64, 16)), rng.integers(0, 3, 64)
+    model = cr.Sequential([cr.Unflatten((1, 4, 4)), cr.Conv2D(1, 2, 3), cr.ReLU(),
+                           cr.Flatten(), cr.Affine(8, 3)], rng=0)
+    cr.fit(model, X, y, optimizer="adam", epochs=1, batch_size=16, rng=0, progress=False)
+    assert all(getattr(layer, "cache", None) is None for layer, _ in model.layers)
+    assert model.loss.cache is None
+    before = model.predict(X)   # and it predicts and trains on as before
+    cr.fit(model, X, y, optimizer="adam", epochs=1, batch_size=16, rng=0, progress=False)
+    assert not np.array_equal(before, model.predict(X))

@@ -172,6 +172,15 @@ class Network:
         """Total number of scalar parameters."""
         return int(sum(p.size for p in self.params.values()))
 
+    def clear_caches(self) -> None:
+        """Drop what the layers and the loss keep for a backward pass (the last batch's
+        activations, a convolution's im2col matrix): :func:`~chainrule.train.fit`
+        does when it returns, so a trained model holds no training batch (PyTorch frees
+        its graph after ``backward``); a pickled or copied network is smaller too."""
+        for owner in [layer for layer, _ in self.layers] + [self.loss]:
+            if hasattr(owner, "cache"):
+                owner.cache = None
+
     # -- the parameters and buffers as one dict ------------------------------------
     def state_dict(self) -> dict:
         """Copies of every parameter and buffer, by name (the parameters first).
@@ -303,7 +312,8 @@ class Network:
         """:meth:`forward` with Dropout off, over row chunks whose layer outputs fit
         in :data:`ACTIVATION_BUDGET` bytes; ``then`` (row-wise, e.g. softmax) is
         applied to each chunk. Every inference path (``predict*``, ``evaluate``) goes
-        through it; rows do not interact, so the result equals one :meth:`forward`.
+        through it; rows do not interact, so the result equals one :meth:`forward` (a
+        layer whose rows do, ``rows_interact_in_eval``, gets them all in one chunk).
         ``threads`` (an int) fixes the BLAS threads, which are otherwise chosen from
         a chunk's matrix sizes (:mod:`chainrule._threads`). Shape: X (N, D) -> (N, K).
         """
@@ -312,6 +322,8 @@ class Network:
                              max_rows=self.chunk_rows(self.dtype)), kept_caches(self):
                 return self.infer(self.check_X(X), checked=True, then=then)
         rows = self.chunk_rows(X.dtype)
+        if any(getattr(layer, "rows_interact_in_eval", False) for layer, _ in self.layers):
+            rows = max(1, X.shape[0])  # statistics of the rows given, all of them
 
         def run(chunk):
             out = self.forward(chunk, checked=True)

@@ -239,6 +239,12 @@ class _BatchNorm(Layer):
             return d_inputs
         return d_inputs, (d_out * xhat).sum(axis=axes), d_out.sum(axis=axes)
 
+    @property
+    def rows_interact_in_eval(self) -> bool:
+        """Without running statistics a row's output depends on the batch, evaluation
+        included: inference must then see every row at once (as PyTorch's eval does)."""
+        return not self.track_running_stats
+
     def __repr__(self):  # every setting not at PyTorch's default
         options = "" if self.eps == 1e-5 else f", eps={self.eps!r}"
         options += "" if self.momentum == 0.1 else f", momentum={self.momentum!r}"

@@ -396,12 +396,14 @@ def _interrupted(model, run: _Run) -> History:
         done = run.history.epochs
         distributed.abort_every_rank(s.comm, f"was interrupted (Ctrl-C) after {done} "
                                              f"complete epoch{'s' * (done != 1)}{kept}", 130)
+    model.clear_caches()
     run.history.stop_reason = "interrupted"
     run.history.best_epoch = _best_epoch(run)
     return run.history
 
 
-def _finished(run: _Run) -> History:
+def _finished(model, run: _Run) -> History:
+    model.clear_caches()  # the last batch's activations: nothing differentiates them now
     run.stopper.restore_best(run.kept)
     run.history.best_epoch = _best_epoch(run)
     return run.history
@@ -525,4 +527,4 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
         finally:
             if run.bar is not None:
                 run.bar.close()
-        return _finished(run)
+        return _finished(model, run)

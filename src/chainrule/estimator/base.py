@@ -73,14 +73,6 @@ class _ParamList(list):
             raise type(exc)(message) from None
 
 
-def clear_caches(model):
-    """Drop the activations the layers cached during training: a fitted estimator then
-    pickles (and copies) without the last batch's intermediate arrays."""
-    for layer, _ in model.layers:
-        layer.cache = None
-    model.loss.cache = None
-
-
 def _drop_zero_weights(X, Y, weights):
     """Remove the rows of weight 0 (which is what the weight means); ``None`` for
     weights that are all 1 (the unweighted loss, exactly)."""
@@ -361,7 +353,7 @@ class BaseMLP(BaseEstimator):
             if saved is not None:
                 for k, v in saved.items():
                     model.params[k][...] = v
-                clear_caches(model)
+                model.clear_caches()
             if state is not None:  # the optimizer's state and its epoch rate
                 optimizer.load_state_dict(state[0])
                 if state[1] is not None:
@@ -402,7 +394,7 @@ class BaseMLP(BaseEstimator):
             self.history_ = None   # the History of the last stochastic fit, none here
         else:
             self._fit_stochastic(X, Y, weights, stratify, incremental)
-        clear_caches(self.model_)
+        self.model_.clear_caches()
         return self
 
     def _initialize(self, X, Y, out_activation):
