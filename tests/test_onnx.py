@@ -383,3 +383,28 @@ def test_a_float64_convolution_warns_at_export_that_onnxruntime_cannot_run_it(tm
         warnings.simplefilter("error")
         export_onnx(cnn(np.float32), tmp_path / "c32.onnx")
         export_onnx(MLP([4, 3, 2], rng=0), tmp_path / "mlp64.onnx")  # no conv: no warning
+        # the float64 network itself, exported in float32: onnxruntime runs it
+        export_onnx(cnn(np.float64), tmp_path / "cast.onnx", dtype=np.float32)
+    X = np.random.default_rng(0).normal(size=(5, 36))
+    out = _run(tmp_path / "cast.onnx", X.astype(np.float32))
+    np.testing.assert_allclose(out["probabilities"], cnn(np.float64).predict(X), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="dtype must be float32 or float64"):
+        export_onnx(cnn(np.float64), tmp_path / "x.onnx", dtype=np.float16)
+
+
+def test_chainrule_export_dtype_float32_runs_a_float64_cnn_in_onnxruntime(tmp_path, capsys):
+    from chainrule.cli import main
+
+    rng = np.random.default_rng(0)
+    X = rng.random((120, 64))
+    np.savez(tmp_path / "d.npz", X=X, y=np.arange(120) % 3)
+    assert main(["train", "--model", "cnn", "--data", str(tmp_path / "d.npz"), "-q",
+                 "--epochs", "1", "--save", str(tmp_path / "cnn.npz")]) == 0
+    assert main(["export", str(tmp_path / "cnn.npz"), str(tmp_path / "cnn.onnx"),
+                 "--dtype", "float32"]) == 0
+    from chainrule import io
+
+    out = _run(tmp_path / "cnn.onnx", X.astype(np.float32))
+    np.testing.assert_allclose(out["probabilities"], io.load(tmp_path / "cnn.npz").predict(X),
+                               rtol=1e-4, atol=1e-5)

@@ -82,8 +82,10 @@ def image_side(n_features: int) -> int:
     """The side of a square one-channel image of ``n_features`` pixels."""
     side = math.isqrt(n_features)
     if side * side != n_features:
-        raise UsageError(f"--model cnn takes square one-channel images, but the rows have "
-                         f"{n_features} features, which is not a square number")
+        raise UsageError(f"--model cnn takes square one-channel images (grey levels, one "
+                         f"value a pixel), but the rows have {n_features} features, which "
+                         f"is not a square number (colour images: build the network in "
+                         f"Python, cr.Unflatten((3, H, W)) first)")
     return side
 
 

@@ -383,7 +383,7 @@ def _cmd_export(args) -> int:
     check_output_file(args.output, "output file", refuse_same_as=[args.model])
     saved = _load_model(args.model)
     io.export_onnx(saved.model, args.output, opset=args.opset, classes=saved.classes,
-                   feature_names=saved.feature_names)
+                   feature_names=saved.feature_names, dtype=args.dtype)
     print(f"wrote {args.output}")
     return 0
 
@@ -450,4 +450,7 @@ def add_model_parsers(sub) -> None:
     ex.add_argument("output", help="ONNX file to write (not a directory)")
     ex.add_argument("--opset", type=int, default=DEFAULT_ONNX_OPSET,
                     help="ONNX opset version (default %(default)s)")
+    ex.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                    help="the graph's dtype, the weights cast to it (default the model's; "
+                         "onnxruntime runs convolutions and pooling in float32 only)")
     ex.set_defaults(func=_cmd_export)

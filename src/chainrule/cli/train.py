@@ -98,7 +98,8 @@ def _add_train_model_arguments(tr) -> None:
                          "xavier_normal, he, he_uniform or zeros (default xavier for mlp, "
                          "zeros for logreg; not for cnn)")
     tr.add_argument("--dropout", type=float, default=0.0, metavar="P",
-                    help="dropout after each hidden activation, in [0, 1) (default 0)")
+                    help="dropout after each hidden activation (cnn: also after the "
+                         "flattened feature maps), in [0, 1) (default 0)")
     tr.add_argument("--class-weight", choices=["balanced"], default=None,
                     help="classification: weigh each training row by n / (K * rows of its "
                          "class), scikit-learn's class_weight='balanced', so that a rare "
@@ -203,7 +204,8 @@ def _add_train_file_arguments(p) -> None:
                         "'chainrule evaluate' (not for a .npy --data)")
     g.add_argument("--plot", metavar="DIR",
                    help="write history.png, confusion_matrix.png (classification) and, "
-                        "for image inputs (64 or 784 features), first_layer_weights.png "
+                        "for image inputs (64 or 784 features) to an mlp or logreg, "
+                        "first_layer_weights.png "
                         "to DIR (created if needed). matplotlib and DIR are checked before "
                         "training; the model is saved before plotting")
 
@@ -224,7 +226,7 @@ def add_train_parser(sub) -> None:
     """The ``train`` subcommand of ``sub``."""
     tr = sub.add_parser(
         "train", help="train a network (default: the homework's digits split)",
-        description="Train an MLP or a logistic regression with chainrule.train.fit, "
+        description="Train an MLP, a CNN or a logistic regression with chainrule.train.fit, "
                     "classifying or regressing, and print the test accuracy (or RMSE, "
                     "MAE and R²). Inputs are standardised by default with the mean and "
                     "standard deviation of the training rows (never the test rows), and "

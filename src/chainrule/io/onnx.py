@@ -34,7 +34,8 @@ _SIMPLE_ACTIVATIONS = ((ReLU, "Relu"), (Tanh, "Tanh"), (Sigmoid, "Sigmoid"),
                        (Identity, "Identity"))
 
 
-def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) -> None:
+def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
+                dtype=None) -> None:
     """Write ``model`` as a standard ONNX graph for inference elsewhere.
 
     The graph uses ``Gemm``, ``Relu``, ``LeakyRelu``, ``Tanh``, ``Sigmoid`` and
@@ -73,8 +74,9 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) ->
     scaling an estimator applies to inputs or targets outside ``model_`` is not in it.
 
     float32 and float64 models are exported in their own dtype (onnxruntime runs every
-    op used here in both); other float dtypes are cast (float16 to float32, wider ones
-    to float64), and ``X`` must then be fed in the exported dtype.
+    op used here in both) unless ``dtype`` says otherwise; other float dtypes are cast
+    (float16 to float32, wider ones to float64), and ``X`` must then be fed in the
+    exported dtype.
 
     Parameters
     ----------
@@ -95,6 +97,10 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) ->
         ``classes_``, else ``0..n_classes-1``.
     feature_names : sequence of str, optional
         The names of the input columns, recorded in ``metadata_props``.
+    dtype : {None, float32, float64}, optional
+        The graph's dtype, the parameters cast to it (e.g. ``np.float32`` for a
+        float64 CNN, whose convolutions onnxruntime runs in float32 only); default the
+        model's own.
 
     Raises
     ------
@@ -111,7 +117,7 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None) ->
     opset = _check_opset(opset, onnx.defs.onnx_opset_version())
     output_op = _output_op(network)
     labels = _labels_for(output_op, classes, network.n_outputs)
-    dtype = _export_dtype(network)
+    dtype = _export_dtype(network) if dtype is None else _check_dtype(dtype)
     _warn_float64_conv(network, dtype)
     builder = _GraphBuilder(helper, numpy_helper, dtype, opset)
     builder.add_layers(network, final="logits" if output_op else "outputs")
@@ -213,14 +219,28 @@ def _warn_float64_conv(network, dtype) -> None:
                                                       AdaptiveAvgPool2D))
                                    for layer, _ in network.layers):
         warnings.warn("this float64 network has convolution or pooling layers, which "
-                      "onnxruntime runs only in float32: build it with dtype=np.float32 "
-                      "to run the exported file there", UserWarning, stacklevel=3)
+                      "onnxruntime runs only in float32: export it with dtype=np.float32 "
+                      "(chainrule export --dtype float32) to run the file there",
+                      UserWarning, stacklevel=3)
     if dtype == np.float64 and any(isinstance(layer, GELU) and layer.approximate == "none"
                                    for layer, _ in network.layers):
         warnings.warn("this float64 network has a GELU layer, whose Erf node onnxruntime "
-                      "runs only in float32: build it with dtype=np.float32 (or use "
-                      "GELU(approximate='tanh')) to run the exported file there",
+                      "runs only in float32: export it with dtype=np.float32 (chainrule "
+                      "export --dtype float32; or use GELU(approximate='tanh')) to run "
+                      "the file there",
                       UserWarning, stacklevel=3)
+
+
+def _check_dtype(dtype) -> np.dtype:
+    """``export_onnx``'s ``dtype``: float32 or float64."""
+    try:
+        checked = np.dtype(dtype)
+    except TypeError:
+        checked = None
+    if checked not in (np.float32, np.float64):
+        raise ValueError(f"dtype must be float32 or float64 (the dtypes onnxruntime runs "
+                         f"every op of the graph in), got {dtype!r}")
+    return checked
 
 
 def _export_dtype(network) -> np.dtype:
