@@ -406,7 +406,14 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, inputs):
         inputs, windows = self._windows_of(inputs)
-        out = windows.mean(axis=(-2, -1))
+        kh, kw = self.kernel_size
+        out_hw = windows.shape[2:4]
+        # One strided slice a kernel offset, added up (as MaxPool2D takes its maxima):
+        # a mean over the two window axes of the 6-D view ran 6-13x slower.
+        out = inputs[tap(0, 0, self.stride, out_hw)].copy()
+        for offset in range(1, kh * kw):
+            out += inputs[tap(*divmod(offset, kw), self.stride, out_hw)]
+        out /= out.dtype.type(kh * kw)   # the sum divided, as PyTorch's kernel does
         self.cache = inputs.shape
         return out
 
