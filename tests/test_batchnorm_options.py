@@ -282,8 +282,8 @@ def test_summary_and_explain_list_the_right_parameters_and_buffers():
     text = model.explain(X)
     assert "H2 = (Z1 - mu) / sqrt(var + eps)   (training: batch mu, var; eval: " in text
     assert "gamma" not in text and "beta" not in text
-    assert "dZ1 = s/M * (M dH2 - sum(dH2) - xhat * sum(dH2 * xhat))   (eval: dZ1 = dH2 * s)" \
-        in text
+    assert ("dZ1 = s/m * (m dH2 - sum_c(dH2) - xhat * sum_c(dH2 * xhat))   (s = "
+            "1/sqrt(var + eps), m: values per channel)   (eval: dZ1 = dH2 * s)") in text
     no_stats = cr.Sequential([cr.Affine(3, 4), BatchNorm1d(4, track_running_stats=False),
                               cr.Affine(4, 2)], rng=0)
     assert "buffers" not in no_stats.summary()
@@ -291,7 +291,8 @@ def test_summary_and_explain_list_the_right_parameters_and_buffers():
     text = no_stats.explain(X)
     assert "H2 = gamma2 * (Z1 - mu) / sqrt(var + eps) + beta2   (batch mu, var in training " \
            "and eval)" in text
-    assert "(eval: dZ1" not in text and "dgamma2 = sum(dH2 * xhat) : (4,)" in text
+    assert "(eval: dZ1" not in text and "dgamma2 = sum_c(dH2 * xhat) : (4,)" in text
+    assert "(dxhat = dH2 * gamma2, s = 1/sqrt(var + eps), m: values per channel)" in text
 
 
 def _problem(n=240, d=6, k=3, seed=0):

@@ -125,3 +125,39 @@ def test_check_gradients_says_when_a_layer_writes_into_x():
         cr.check_layer(ReluInPlace, (5, 4))
     assert "forward modified its inputs in place" in str(err.value)
     assert " at 0x" not in str(err.value)   # named by its class, not its address
+
+
+def test_explain_and_summary_do_not_guess_for_a_layer_of_your_own():
+    class Dup:   # (N, D) -> (N, 2D), and says nothing about it
+        def forward(self, x):
+            self.cache = x.shape[1]
+            return np.concatenate([x, x], axis=1)
+
+        def backward(self, d):
+            return d[:, :self.cache] + d[:, self.cache:]
+
+    class Square(cr.layers.Layer):   # inherits Layer's template equations
+        def forward(self, x):
+            self.cache = x
+            return x * x
+
+        def backward(self, d):
+            return 2 * self.cache * d
+
+    model = cr.Sequential([cr.Affine(4, 4), Dup(), cr.Affine(8, 3), Square()], rng=0)
+    summary = model.summary()
+    assert "H1 = Dup           (N, 4)?" in summary
+    assert "?: a layer without output_shape(input_shape), shown with its input's shape" in summary
+    text = model.explain(np.zeros((2, 4)))
+    assert "H1 = Dup(Z1) : (N, 4) -> (N, 8)" in text   # explain runs it: the real shape
+    assert "H2 = Square(Z2)" in text and "dZ2 = Square.backward(dH2)[inputs]" in text
+    assert "= f(" not in text
+
+
+def test_explain_shows_the_smoothed_targets_a_loss_trains_toward():
+    model = cr.Sequential([cr.Affine(4, 3)], loss=cr.CategoricalCrossEntropy(
+        label_smoothing=0.1), rng=0)
+    text = model.explain(np.zeros((2, 4)))
+    assert "(Ys = (1 - 0.1) Y + 0.1 / K)" in text and "dZ1 = (softmax(Z1) - Ys) / N" in text
+    plain = cr.Sequential([cr.Affine(4, 3)], rng=0).explain(np.zeros((2, 4)))
+    assert "dZ1 = (softmax(Z1) - Y) / N" in plain and "Ys" not in plain

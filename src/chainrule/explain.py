@@ -136,13 +136,19 @@ def summary(network) -> str:
     """A table of layers, output shapes and parameter counts (then the buffers)."""
     rows = [("layer", "output shape", "parameters", "count")]
     params = network.params
+    guessed = False
     for (layer, names), node, shape in zip(network.layers, node_names(network.layers)[1:],
                                            output_shapes(network), strict=True):
         shapes = ", ".join(f"{n} {shape_str(params[n].shape)}" for n in names)
         count = sum(params[n].size for n in names)
+        # A layer of your own that does not say its output shape is shown with its
+        # input's, marked: output_shapes cannot know better without running it.
+        unsaid = (type(layer) not in _KNOWN and not hasattr(layer, "output_shape")
+                  and not (names and params[names[0]].ndim == 2))
+        guessed |= unsaid
         rows.append((f"{node} = {layer_label(layer)}",
-                     shape_str((-1,) + shape).replace("-1", "N", 1), shapes or "-",
-                     f"{count:,}"))
+                     shape_str((-1,) + shape).replace("-1", "N", 1) + "?" * unsaid,
+                     shapes or "-", f"{count:,}"))
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     line = "  ".join("-" * w for w in widths)
 
@@ -153,6 +159,9 @@ def summary(network) -> str:
              f"{type(network.loss).__name__}, dtype {network.dtype}", line, fmt(rows[0]), line]
     lines += [fmt(r) for r in rows[1:]]
     lines += [line, f"total parameters: {network.num_parameters():,}"]
+    if guessed:
+        lines.append("?: a layer without output_shape(input_shape), shown with its input's "
+                     "shape")
     buffers = getattr(network, "buffers", {})
     if buffers:
         lines.append("buffers (not trained): " + ", ".join(
@@ -217,7 +226,9 @@ def _layer_equations(network, layer, names, nodes, shapes, shp):
                                  layer.compute_input_grad)
     local = local_param_names(layer, names)
     equations = getattr(layer, "equations", None)
-    if not equations or (names and equations is Layer.equations):
+    # Layer's own template, f(x) with f'(x) * dy, is no equation of any one layer:
+    # one that inherits it gets the honest default (its name applied) instead.
+    if not equations or equations is Layer.equations:
         equations = _default_equations(layer, local)
     fields = _Fields(x=x, y=y, **dict(zip(local, names, strict=True)))
     gradient_shapes = {f"d{x}": shp(in_shape), f"d{y}": shp(out_shape)}

@@ -169,6 +169,11 @@ class CategoricalCrossEntropy(Loss):
         self._warned = False
         self.label_smoothing = check_in_interval(label_smoothing, "label_smoothing", 0.0, 1.0,
                                                  high_closed=True)
+        if self.label_smoothing:   # explain() prints the targets it trains toward
+            self.equations = (
+                f"L = -mean_rows(sum_k Ys * log_softmax({{x}}))   (Ys = (1 - "
+                f"{self.label_smoothing:g}) Y + {self.label_smoothing:g} / K)",
+                ("d{x} = (softmax({x}) - Ys) / N",))
 
     def get_config(self) -> dict:
         """``{"label_smoothing": eps}`` when it is not 0."""

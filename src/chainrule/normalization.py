@@ -54,13 +54,17 @@ def _batchnorm_equations(affine: bool, track: bool) -> tuple[str, tuple[str, ...
     """The equations :func:`chainrule.explain.explain` prints for these options."""
     stats = ("(training: batch mu, var; eval: running_mean, running_var)" if track
              else "(batch mu, var in training and eval)")
+    # sum_c: over every axis but the channels (the rows, and a map's positions), the m
+    # values each channel's statistics are taken over; s = 1 / sqrt(var + eps)
     if affine:
         forward = "{y} = {gamma} * ({x} - mu) / sqrt(var + eps) + {beta}"
-        d_x = "d{x} = s/M * (M dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))"
-        grads: tuple[str, ...] = ("d{beta} = sum(d{y})", "d{gamma} = sum(d{y} * xhat)")
+        d_x = ("d{x} = s/m * (m dxhat - sum_c(dxhat) - xhat * sum_c(dxhat * xhat))   "
+               "(dxhat = d{y} * {gamma}, s = 1/sqrt(var + eps), m: values per channel)")
+        grads: tuple[str, ...] = ("d{beta} = sum_c(d{y})", "d{gamma} = sum_c(d{y} * xhat)")
     else:
         forward = "{y} = ({x} - mu) / sqrt(var + eps)"
-        d_x = "d{x} = s/M * (M d{y} - sum(d{y}) - xhat * sum(d{y} * xhat))"
+        d_x = ("d{x} = s/m * (m d{y} - sum_c(d{y}) - xhat * sum_c(d{y} * xhat))   "
+               "(s = 1/sqrt(var + eps), m: values per channel)")
         grads = ()
     eval_dx = "   (eval: d{x} = " + ("dxhat" if affine else "d{y}") + " * s)" if track else ""
     return forward + "   " + stats, (*grads, d_x + eval_dx)
@@ -319,7 +323,9 @@ class LayerNorm(Layer):
     param_names = ("gamma", "beta")
     equations = ("{y} = {gamma} * ({x} - mean) / sqrt(var + eps) + {beta}   (per sample)",
                  ("d{beta} = sum_rows(d{y})", "d{gamma} = sum_rows(d{y} * xhat)",
-                  "d{x} = s/D * (D dxhat - sum(dxhat) - xhat * sum(dxhat * xhat))"))
+                  "d{x} = s/D * (D dxhat - sum_s(dxhat) - xhat * sum_s(dxhat * xhat))   "
+                  "(sum_s: over each sample's D normalised values; dxhat = d{y} * {gamma}, "
+                  "s = 1/sqrt(var + eps))"))
 
     def __init__(self, normalized_shape, eps=1e-5):
         super().__init__()
@@ -408,8 +414,9 @@ class Softmax(Layer):
         PyTorch's name for ``axis`` (given, it replaces ``axis``).
     """
 
-    equations = ("{y} = exp({x} - max {x}) / sum(exp({x} - max {x}))",
-                 ("d{x} = {y} * (d{y} - sum({y} * d{y}))",))
+    equations = ("{y} = exp({x} - max {x}) / sum_axis(exp({x} - max {x}))",
+                 ("d{x} = {y} * (d{y} - sum_axis({y} * d{y}))   (sum_axis: along the "
+                  "softmax's axis)",))
 
     def __init__(self, axis=1, *, dim=None):
         super().__init__()
