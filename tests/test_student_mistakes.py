@@ -161,3 +161,36 @@ def test_explain_shows_the_smoothed_targets_a_loss_trains_toward():
     assert "(Ys = (1 - 0.1) Y + 0.1 / K)" in text and "dZ1 = (softmax(Z1) - Ys) / N" in text
     plain = cr.Sequential([cr.Affine(4, 3)], rng=0).explain(np.zeros((2, 4)))
     assert "dZ1 = (softmax(Z1) - Y) / N" in plain and "Ys" not in plain
+
+
+class _Dropout:
+    """A student's dropout: ``mistake`` 'always' drops in evaluation mode too, 'global'
+    draws from NumPy's global generator."""
+
+    def __init__(self, mistake):
+        self.p, self.mistake, self.training, self.cache = 0.5, mistake, True, None
+        self.rng = np.random.default_rng(0) if mistake == "always" else None
+
+    def forward(self, x):
+        if not self.training and self.mistake == "global":
+            self.cache = np.ones_like(x)
+            return x.copy()
+        draw = self.rng.random if self.rng is not None else np.random.random
+        self.cache = (draw(x.shape) >= self.p) / (1 - self.p)
+        return x * self.cache
+
+    def backward(self, d):
+        if self.cache is None:
+            raise RuntimeError("backward called before forward")
+        return d * self.cache
+
+
+@pytest.mark.parametrize("mistake, message", [
+    ("always", "[eval rows independent] two forward passes in evaluation mode differ: "
+               "outside training the output must not be random"),
+    ("global", "two forward passes on the same data differ: the layer draws random numbers "
+               "from a generator the check cannot hold still (NumPy's global one")])
+def test_check_layer_says_what_is_wrong_with_a_students_dropout(mistake, message):
+    with pytest.raises(LayerContractError) as err:
+        cr.check_layer(lambda: _Dropout(mistake), (5, 4))
+    assert message in str(err.value)

@@ -425,6 +425,7 @@ def _check_eval_contract(run):
         freeze = RngFreezer(layer)
         freeze()
         full = np.array(layer.forward(x, *ps), copy=True)
+        again = np.asarray(layer.forward(x, *ps))   # its generator left to run on
         layer.backward(np.ones_like(full))
         changed = [b for b, v in buffers.items() if not np.array_equal(getattr(layer, b), v)]
         k = max(1, x.shape[0] // 2)
@@ -433,6 +434,9 @@ def _check_eval_contract(run):
     except Exception as exc:  # noqa: BLE001
         run.fail(check, f"{type(exc).__name__}: {exc}")
         return
+    if not np.array_equal(full, again, equal_nan=True):
+        run.fail(check, "two forward passes in evaluation mode differ: outside training "
+                 "the output must not be random (a dropout must be off there)")
     if buffers:
         run.checks.append("eval state")
         if changed:
@@ -520,7 +524,12 @@ def _check_determinism(run, out_shape):
         run.fail(check, f"{type(exc).__name__}: {exc}")
         return
     if not np.array_equal(out1, out2, equal_nan=True):
-        run.fail(check, "two forward passes on the same data differ")
+        unfrozen = getattr(det, "rng", None) is None
+        run.fail(check, "two forward passes on the same data differ" + (
+            ": the layer draws random numbers from a generator the check cannot hold "
+            "still (NumPy's global one, np.random.*?); give it its own as an rng "
+            "attribute (np.random.default_rng(seed)), which the checks freeze"
+            if unfrozen else ""))
     if not _grads_equal(back1, back2):
         run.fail(check, "two backward passes with the same d_out differ")
     if not _grads_equal(back3, back_ref):
