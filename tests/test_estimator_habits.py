@@ -158,3 +158,8 @@ def test_a_class_weight_dict_with_a_multilabel_y_says_what_works():
                                          r"class_weight='balanced'"):
         MLPClassifier((4,), max_iter=2, class_weight={0: 2.0}).fit(X, Y)
     _fitted(MLPClassifier((4,), max_iter=2, class_weight="balanced", random_state=0), X, Y)
+
+
+def test_the_classifier_names_its_loss_as_sklearn_does():
+    assert MLPClassifier().loss == SkMLPClassifier().loss == "log_loss"
+    assert "loss" not in MLPClassifier().get_params()   # an attribute, not a parameter

@@ -133,6 +133,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     _parameter_constraints = {**BaseMLP._parameter_constraints,
                               "class_weight": [StrOptions({"balanced"}), dict, None]}
     _classifier = True
+    #: The loss it minimises, as scikit-learn's classifier names it (not a parameter).
+    loss = "log_loss"
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
