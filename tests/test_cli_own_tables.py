@@ -250,3 +250,28 @@ def test_a_quote_left_open_is_traced_to_its_line(tmp_path, capsys):
         assert message in str(err.value)
     code, _, err = run(capsys, "train", "--data", path, "--label-column", "label", "-q")
     assert code == 1 and message in err
+
+
+def test_an_unread_unnamed_column_and_a_header_of_years_are_no_trouble(tmp_path):
+    import warnings
+
+    from chainrule.data import load_csv
+    from chainrule.datastream import iter_csv
+
+    (tmp_path / "idx.csv").write_text(",x1,x2,label\n0,1,2,a\n1,3,4,b\n")
+    for read in (lambda p: load_csv(p, "label", feature_columns=["x1", "x2"])[0],
+                 lambda p: next(iter_csv(p, "label", feature_columns=["x1", "x2"]))[0]):
+        np.testing.assert_array_equal(read(tmp_path / "idx.csv"), [[1, 2], [3, 4]])
+    (tmp_path / "years.csv").write_text("country,1990,1991,1992\nfr,1,2,3\nde,4,5,6\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # a named table, not a missing header
+        load_csv(tmp_path / "years.csv", None, feature_columns=["1990", "1991"])
+
+
+def test_a_closed_multiline_cell_in_a_long_row_gets_no_open_quote_hint(tmp_path):
+    from chainrule.data import load_csv
+
+    (tmp_path / "t.csv").write_text('a,b,c\n1,2,3\n4,"x\ny",6,7\n')
+    with pytest.raises(ValueError, match="line 4: expected 3 cells") as err:
+        load_csv(tmp_path / "t.csv")
+    assert "left open" not in str(err.value)

@@ -67,3 +67,41 @@ def test_a_nested_network_is_refused_naming_the_way_out():
     with pytest.raises(TypeError, match=r"layers\[0\] is a network \(Sequential\), which "
                                         r"does not nest in another"):
         cr.Sequential([block, cr.Affine(5, 3)], rng=0)
+
+
+def test_a_copy_of_a_first_layer_computes_its_input_gradient_elsewhere():
+    # A network's first layer with parameters skips its input gradient; a copy of it
+    # placed deeper in another network must compute it again.
+    X, y = _data()
+    first = cr.Affine(4, 4)
+    cr.Sequential([first, cr.ReLU(), cr.Affine(4, 3)], rng=0)
+    assert not first.compute_input_grad
+    deeper = cr.Sequential([cr.Affine(4, 4), cr.ReLU(), copy.deepcopy(first),
+                            cr.Affine(4, 3)], rng=0)
+    Y = np.eye(3)[y]
+    loss, grads = deeper.loss_and_grads(X, Y)
+    ref_loss, ref_grads = torch_network_loss_and_grads(deeper, X, Y)
+    assert abs(loss - ref_loss) < 1e-12
+    for k, g in grads.items():
+        np.testing.assert_allclose(g, ref_grads[k], rtol=1e-10, atol=1e-14)
+
+
+def test_layers_of_a_network_that_failed_to_build_are_free():
+    affine, relu = cr.Affine(4, 5), cr.ReLU()
+    with pytest.raises(ValueError, match=r"cannot take inputs of shape \(N, 5\)") as failed:
+        cr.Sequential([affine, relu, cr.Affine(6, 3)], rng=0)
+    # (the traceback, kept as a REPL keeps it, holds the half-built network alive)
+    assert failed.value.__traceback__ is not None
+    assert cr.Sequential([affine, relu, cr.Affine(5, 3)], rng=0).n_features == 4
+
+
+def test_a_network_built_from_pairs_refuses_one_layer_at_two_places_too():
+    from chainrule.losses import CategoricalCrossEntropy
+    from chainrule.network import Network
+
+    relu = cr.ReLU()
+    params = {"W1": np.zeros((4, 3)), "b1": np.zeros(3), "W2": np.zeros((3, 3)),
+              "b2": np.zeros(3)}
+    with pytest.raises(ValueError, match=r"layers\[3\] is the same ReLU object as layers\[1\]"):
+        Network([(cr.Affine(), ("W1", "b1")), (relu, ()), (cr.Affine(), ("W2", "b2")),
+                 (relu, ())], params, CategoricalCrossEntropy())

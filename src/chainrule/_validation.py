@@ -284,24 +284,20 @@ def check_class_indices(labels, n_classes: int | None, name: str = "labels", *,
     return arr.astype(np.intp, copy=False)
 
 
-def check_header_names(name: str, columns) -> None:
-    """Refuse a CSV header that names a column twice or leaves one unnamed: columns
-    are matched by name (a model's features in evaluate and predict), which would then
-    read the wrong one, and an unnamed first column is most often the index that
-    ``DataFrame.to_csv`` writes, which is no feature. Warn when every name is a number
-    (but one, among three or more: a label column of class names): a file without a
-    header row then loses its first row of data, read as the names."""
+def check_header_names(name: str, columns, label=None) -> None:
+    """Refuse a CSV header that names a column twice: columns are matched by name (a
+    model's features in evaluate and predict), which would then read the wrong one.
+    Warn when every name is a number, or every one but the label column's (``label``:
+    its name or position): a file without a header row then loses its first row of
+    data, read as the names."""
     twice = sorted(c for c, n in Counter(columns).items() if n > 1 and c)
     if twice:
         raise ValueError(f"{name}: the header names {twice} more than once; columns are "
                          f"matched by name, so each name must be unique")
-    if "" in columns:
-        raise ValueError(f"{name}: column {columns.index('') + 1} of the header has no "
-                         f"name; columns are matched by name, so name it (an unnamed "
-                         f"first column is often a DataFrame's index: write the file with "
-                         f"to_csv(index=False))")
+    if isinstance(label, (int, np.integer)) and not isinstance(label, bool):
+        label = columns[label] if -len(columns) <= label < len(columns) else None
     words = [c for c in columns if not is_number(c)]
-    if columns and len(words) <= (1 if len(columns) >= 3 else 0):
+    if columns and (not words or (len(columns) >= 3 and words == [label])):
         but = f" but {words[0]!r}" if words else ""
         numbers = [c for c in columns if c not in words]
         warnings.warn(f"{name}: every name in the header row{but} is a number ("
@@ -310,14 +306,65 @@ def check_header_names(name: str, columns) -> None:
                       f"the column names and left out", UserWarning, stacklevel=3)
 
 
+def check_named_features(name: str, columns, features) -> None:
+    """Refuse an unnamed header column read as a feature: columns are matched by name,
+    and an unnamed first column is most often the index ``DataFrame.to_csv`` writes,
+    which is no feature (one left unread, through ``feature_columns``, is no matter)."""
+    unnamed = [c for c in features if columns[c] == ""]
+    if unnamed:
+        raise ValueError(f"{name}: column {unnamed[0] + 1} of the header has no name; "
+                         f"columns are matched by name, so name it (an unnamed first "
+                         f"column is often a DataFrame's index: write the file with "
+                         f"to_csv(index=False))")
+
+
+#: The cells pandas' ``read_csv`` reads as missing values (its default ``na_values``):
+#: refused in a label column, by line, rather than taken as a class named "NA" (or as
+#: turning a column of numbers into one of class names); named in a feature column.
+_MISSING_CELLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN",
+                           "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN",
+                           "None", "n/a", "nan", "null"})
+
+
+def missing_cell(text: str) -> bool:
+    """Whether a (stripped) CSV cell is one pandas reads as a missing value."""
+    return text in _MISSING_CELLS
+
+
+def feature_cell_error(name, line, column, cell) -> ValueError:
+    """The error for a feature cell that is no finite number: its place, and what to
+    do about a missing value or a column of text (every CSV reader raises this one)."""
+    col = repr(column) if isinstance(column, str) else str(column)
+    where = f"{name}, line {line}, column {col}"
+    text = cell.strip()
+    if missing_cell(text):
+        return ValueError(f"{where}: a missing value ({cell_text(text)}); chainrule fills "
+                          f"none in: drop those rows, or fill them first (e.g. scikit-learn's "
+                          f"SimpleImputer)")
+    if is_number(text):
+        return ValueError(f"{where}: feature values must be finite, got {cell_text(text)}")
+    return ValueError(f"{where}: expected a number, got {cell_text(cell)}; a column of "
+                      f"text must be left out (train --ignore-columns, load_csv's "
+                      f"feature_columns) or encoded as numbers")
+
+
+def first_non_finite(arr) -> tuple[int, int] | None:
+    """``(row, column)`` of the first NaN or infinity of a 2-D array (rows of
+    features), or None: for messages that name where the bad value is."""
+    bad = np.argwhere(~np.isfinite(arr))
+    return None if bad.size == 0 else (int(bad[0][0]), int(bad[0][1]))
+
+
 def cell_count_error(name, line, width, row, expected="") -> ValueError:
     """The error for a CSV row of ``len(row)`` cells where ``width`` are due (``line``: its
     last line). A quote opened and never closed makes one cell of the lines after it:
     the message then says on which line that cell began."""
-    # (a cell left open to the end of the file holds that last line's end too)
+    # A quote left open swallows the rest of the file into the row's last cell (that
+    # last line's end too): a short row whose last cell spans lines.
     spanned = sum(cell.count("\n") for cell in row) - bool(row and row[-1].endswith("\n"))
+    left_open = spanned and len(row) < width and "\n" in row[-1]
     hint = (f"; a quoted cell runs from line {line - spanned} to line {line}: is a quote on "
-            f"line {line - spanned} left open?" if spanned else "")
+            f"line {line - spanned} left open?" if left_open else "")
     return ValueError(f"{name}, line {line}: expected {width} cells{expected}, got "
                       f"{len(row)}{hint}")
 

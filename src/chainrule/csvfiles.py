@@ -24,15 +24,17 @@ from ._validation import (
     cell_count_error,
     cell_text,
     check_header_names,
+    check_named_features,
     csv_error_reason,
     csv_field_limit,
     csv_float,
-    is_number,
+    feature_cell_error,
+    missing_cell,
     without_trailing_delimiter,
 )
 
 __all__ = ["load_csv", "csv_header", "csv_delimiter", "parse_labels", "read_bytes",
-           "GZIP_MAGIC", "MISSING_CELLS", "feature_cell_error"]
+           "GZIP_MAGIC"]
 
 #: The first bytes of a gzip stream: they, not a file's name, say it is compressed.
 GZIP_MAGIC = b"\x1f\x8b"
@@ -55,22 +57,15 @@ def read_bytes(path) -> bytes:
     return raw
 
 
-#: The cells pandas' ``read_csv`` reads as missing values (its default ``na_values``).
-#: In a label column they are refused, by line, rather than taken as a class named
-#: "NA", or as turning a column of numbers into one of class names.
-MISSING_CELLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN",
-                           "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN",
-                           "None", "n/a", "nan", "null"})
-
-
 def parse_labels(cells, where=None):
     """Labels as ints when every cell is an integer, else floats, else strings.
 
-    A missing cell (:data:`MISSING_CELLS`) or an infinite number raises ``ValueError``
-    naming ``where(i)``, the place of the first such cell ``i`` (default: "label i").
+    A missing cell (one pandas reads as missing: "", "NA", "nan", ...) or an infinite
+    number raises ``ValueError`` naming ``where(i)``, the place of the first such cell
+    ``i`` (default: "label i").
     """
     where = where or (lambda i: f"label {i}")
-    missing = next((i for i, c in enumerate(cells) if c in MISSING_CELLS), None)
+    missing = next((i for i, c in enumerate(cells) if missing_cell(c)), None)
     if missing is not None:
         what = ("is empty" if cells[missing] == "" else f"is missing ("
                 f"{cell_text(cells[missing])}, a missing value as pandas reads it)")
@@ -227,7 +222,7 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
     rows = _csv_rows(path, delimiter)
     if header:
         columns = [c.strip() for c in without_trailing_delimiter(rows.pop(0)[1])]
-        check_header_names(name, columns)
+        check_header_names(name, columns, label_column)
         if not rows:
             raise ValueError(f"{name}: the file holds a header row but no data rows")
     else:
@@ -241,6 +236,8 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
         raise ValueError(f"{name}: the file has a single column, so no features besides "
                          f"the label column")
     features = _feature_indices(name, columns, label_index, feature_columns, width)
+    if header:
+        check_named_features(name, columns, features)
     labels = []
     for line, row in rows:
         if len(row) != width:
@@ -280,20 +277,3 @@ def _number(cell, name, line, column) -> float:
     if not math.isfinite(value):
         raise feature_cell_error(name, line, column, cell)
     return value
-
-
-def feature_cell_error(name, line, column, cell) -> ValueError:
-    """The error for a feature cell that is no finite number: its place, and what to
-    do about a missing value or a column of text (every CSV reader raises this one)."""
-    col = repr(column) if isinstance(column, str) else str(column)
-    where = f"{name}, line {line}, column {col}"
-    text = cell.strip()
-    if text in MISSING_CELLS:
-        return ValueError(f"{where}: a missing value ({cell_text(text)}); chainrule fills "
-                          f"none in: drop those rows, or fill them first (e.g. scikit-learn's "
-                          f"SimpleImputer)")
-    if is_number(text):
-        return ValueError(f"{where}: feature values must be finite, got {cell_text(text)}")
-    return ValueError(f"{where}: expected a number, got {cell_text(cell)}; a column of "
-                      f"text must be left out (train --ignore-columns, load_csv's "
-                      f"feature_columns) or encoded as numbers")

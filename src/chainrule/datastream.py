@@ -28,14 +28,16 @@ import numpy as np
 from ._validation import (
     cell_count_error,
     check_header_names,
+    check_named_features,
     check_positive_int,
     csv_error_reason,
     csv_field_limit,
     csv_float,
+    feature_cell_error,
+    first_non_finite,
     is_number,
     without_trailing_delimiter,
 )
-from .csvfiles import feature_cell_error
 
 __all__ = ["iter_csv", "iter_npz", "CHUNK_ROWS"]
 
@@ -94,9 +96,8 @@ def _chunk(name, rows, layout):
         except ValueError:
             c = next(i for i in features if not is_number(row[i]))
             raise feature_cell_error(name, line, columns[c], row[c]) from None
-    if not np.isfinite(X).all():
-        r, j = (int(i) for i in np.argwhere(~np.isfinite(X))[0])
-        c = features[j]
+    if (bad := first_non_finite(X)) is not None:
+        r, c = bad[0], features[bad[1]]
         raise feature_cell_error(name, rows[r][0], columns[c], rows[r][1][c])
     return X, (np.array(labels) if label is not None else None)
 
@@ -108,9 +109,12 @@ def _layout(name, first, header, label_column, feature_columns):
     width = len(first)
     columns = [c.strip() for c in first] if header else [str(i) for i in range(width)]
     if header:
-        check_header_names(name, columns)
+        check_header_names(name, columns, label_column)
     label = _label_position(name, label_column, columns)
-    return width, columns, label, _feature_positions(name, columns, label, feature_columns)
+    features = _feature_positions(name, columns, label, feature_columns)
+    if header:
+        check_named_features(name, columns, features)
+    return width, columns, label, features
 
 
 def _data_rows(name, reader):

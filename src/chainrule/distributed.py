@@ -415,8 +415,10 @@ def ranks_fail_together(*same_on_every_rank):
 
     The failing rank writes ``chainrule: rank R of N failed: <error>`` to stderr and
     calls ``comm.Abort(1)``; ``mpiexec`` then ends every rank with a non-zero exit
-    status. Exceptions of the types ``same_on_every_rank`` (raised by every rank at
-    the same point, from values all ranks share) are raised as usual.
+    status. With several ranks, Ctrl-C (``Abort(130)``) and ``sys.exit`` on one rank do
+    the same: the others would wait for it for ever. Exceptions of the types
+    ``same_on_every_rank`` (raised by every rank at the same point, from values all
+    ranks share) are raised as usual.
     """
     def decorate(func):
         @functools.wraps(func)
@@ -439,10 +441,14 @@ def _fail_together(func, comm, same_on_every_rank, args, kwargs):
         return func(*args, **kwargs)
     except same_on_every_rank:
         raise
-    except KeyboardInterrupt:
-        abort_every_rank(comm, "was interrupted (Ctrl-C)", 130)
+    except Exception as exc:
+        abort_every_rank(comm, f"failed: {type(exc).__name__}: {exc}")
         raise  # Abort does not return; a stand-in communicator's might
-    except BaseException as exc:
+    except BaseException as exc:  # Ctrl-C, sys.exit: only other ranks need ending
+        if not several_ranks(comm):
+            raise
+        if isinstance(exc, KeyboardInterrupt):
+            abort_every_rank(comm, "was interrupted (Ctrl-C)", 130)
         abort_every_rank(comm, f"failed: {type(exc).__name__}: {exc}")
         raise
 

@@ -19,7 +19,7 @@ from .init import CUSTOM_INIT, SklearnInit, get_initializer
 from .layers import GELU, Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
 from .losses import CategoricalCrossEntropy, get_loss
 from .network import ACTIVATION_BUDGET, Network, affine_param_names
-from .stateful import build_state, check_dtype, check_layers
+from .stateful import build_state, check_dtype, check_layers, release_layers
 
 __all__ = ["Network", "Sequential", "MLP", "ACTIVATIONS", "affine_param_names",
            "ACTIVATION_BUDGET", "SKLEARN_INIT"]
@@ -78,7 +78,11 @@ class Sequential(Network):
                 if isinstance(layer, Dropout) and not getattr(layer, "rng_given", True):
                     layer.rng = random
         super().__init__(pairs, params, loss_fn, buffers)
-        check_shapes(self)  # a mismatch named now: inside a network layers check nothing
+        try:
+            check_shapes(self)  # a mismatch named now: inside a network layers check nothing
+        except ValueError:
+            release_layers(self)  # the layers are free for the network built next
+            raise
 
 
 class MLP(Sequential):

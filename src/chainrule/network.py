@@ -35,6 +35,7 @@ from .layers import Affine
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy
 from .stateful import (
     buffer_slots,
+    cache_owners,
     check_unowned,
     claim_layers,
     first_trained,
@@ -143,12 +144,14 @@ class Network:
         if set(self.buffers) & set(params):
             raise ValueError(f"buffer names {sorted(set(self.buffers) & set(params))} are "
                              f"parameter names too; every name must be unique")
-        # Nobody reads the gradient with respect to the data: backward stops at the first
-        # layer with parameters, which skips its input gradient where it can.
         claim_layers(self)
+        # Nobody reads the gradient with respect to the data: backward stops at the first
+        # layer with parameters, which skips its input gradient where it can. Every other
+        # layer computes it, whatever a network it was copied from had set.
         first = first_trained(self.layers)
-        if first < len(self.layers) and hasattr(self.layers[first][0], "compute_input_grad"):
-            self.layers[first][0].compute_input_grad = False
+        for i, (layer, _) in enumerate(self.layers):
+            if hasattr(layer, "compute_input_grad"):
+                layer.compute_input_grad = i != first
         self.optimizer = None
 
     _promoted_warned = False  # a layer's dtype change is reported once per network
@@ -177,9 +180,8 @@ class Network:
         activations, a convolution's im2col matrix): :func:`~chainrule.train.fit`
         does when it returns, so a trained model holds no training batch (PyTorch frees
         its graph after ``backward``); a pickled or copied network is smaller too."""
-        for owner in [layer for layer, _ in self.layers] + [self.loss]:
-            if hasattr(owner, "cache"):
-                owner.cache = None
+        for owner in cache_owners(self):
+            owner.cache = None
 
     # -- the parameters and buffers as one dict ------------------------------------
     def state_dict(self) -> dict:

@@ -420,9 +420,9 @@ class Softmax(Layer):
 
     def __init__(self, axis=1, *, dim=None):
         super().__init__()
-        axis = axis if dim is None else dim
+        name, axis = ("axis", axis) if dim is None else ("dim", dim)
         if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-            raise TypeError(f"axis must be an int, got {type(axis).__name__} {axis!r}")
+            raise TypeError(f"{name} must be an int, got {type(axis).__name__} {axis!r}")
         self.axis = int(axis)
 
     def get_config(self) -> dict:

@@ -32,7 +32,7 @@ import os
 
 import numpy as np
 
-from ._validation import check_positive_int, shape_str
+from ._validation import check_positive_int, first_non_finite, shape_str
 
 __all__ = ["NpyFile", "open_npy", "RowView", "LabelView", "check_data", "shuffled_order",
            "check_shuffle", "epoch_order", "evaluate_blocks", "is_source", "stream_minibatches",
@@ -295,9 +295,10 @@ class RowView:
     def _first_non_finite(self, rows, idx) -> str:
         """``'<path>, row R, column C: '`` for the first NaN or infinity of ``rows``
         (``R`` the file's row), or '' when they hold none."""
-        if rows.dtype.kind != "f" or np.isfinite(rows).all():
+        bad = first_non_finite(rows.reshape(len(rows), -1)) if rows.dtype.kind == "f" else None
+        if bad is None:
             return ""
-        r, c = (int(i) for i in np.argwhere(~np.isfinite(rows.reshape(len(rows), -1)))[0])
+        r, c = bad
         position = int(np.arange(len(self.file))[idx][r])
         row = position if self.file.rows is None else int(self.file.rows[position])
         return f"{self.file.path}, row {row}, column {c}: "

@@ -17,7 +17,7 @@ from ._validation import shape_str
 
 __all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state", "first_trained",
            "input_width", "check_dtype", "kept_caches", "smallest_batch", "check_batch_rows",
-           "check_unowned", "claim_layers"]
+           "check_unowned", "claim_layers", "release_layers", "cache_owners"]
 
 
 def stateful_names(layers) -> list[tuple[tuple, tuple]]:
@@ -64,13 +64,22 @@ _OWNERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def check_unowned(layers) -> None:
-    """Refuse a layer that another live network uses.
+    """Refuse a layer object at two places, or one that another live network uses.
 
-    A network sets its layers up for itself (the first one computes no input gradient,
-    the caches hold its batches), and its parameters are its own: a layer shared with
-    a second network would share neither weights nor a correct backward pass.
+    A layer keeps its last forward pass (its cache) for its backward: a second place
+    would overwrite what the first one's backward needs. A network sets its layers up
+    for itself (the first one computes no input gradient, the caches hold its
+    batches), and its parameters are its own: a layer shared with a second network
+    would share neither weights nor a correct backward pass.
     """
+    seen: dict[int, int] = {}
     for i, layer in enumerate(layers):
+        if id(layer) in seen:
+            raise ValueError(f"layers[{i}] is the same {type(layer).__name__} object as "
+                             f"layers[{seen[id(layer)]}]: a layer keeps its forward pass "
+                             f"for its backward, so each position needs a layer of its "
+                             f"own (a new {type(layer).__name__}(...) at each)")
+        seen[id(layer)] = i
         try:
             owner = _OWNERS.get(layer)
         except TypeError:  # a layer that cannot be weakly referenced or hashed
@@ -91,12 +100,21 @@ def claim_layers(network) -> None:
             pass
 
 
+def release_layers(network) -> None:
+    """Forget ``network`` as its layers' owner (a network whose building failed)."""
+    for layer, _ in network.layers:
+        try:
+            if (owner := _OWNERS.get(layer)) is not None and owner() is network:
+                del _OWNERS[layer]
+        except TypeError:
+            pass
+
+
 def check_layers(layers) -> list:
     """``layers`` as a list, after checking each has ``forward`` and ``backward``."""
     if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
         raise TypeError(f"layers must be a sequence of layer objects, got {layers!r}")
     layers = list(layers)
-    seen: dict[int, int] = {}
     for i, layer in enumerate(layers):
         if isinstance(layer, type):  # forward is then an unbound function: callable
             raise TypeError(f"layers[{i}] is the class {layer.__name__}, not a layer: "
@@ -110,14 +128,6 @@ def check_layers(layers) -> list:
                             f"does not nest in another: list its kinds of layers in the "
                             f"outer list itself, e.g. Sequential([Affine(4, 5), ReLU(), "
                             f"Affine(5, 3)])")
-        # A layer keeps its last forward pass (its cache) for its backward: a second
-        # use would overwrite what the first one's backward needs.
-        if id(layer) in seen:
-            raise ValueError(f"layers[{i}] is the same {type(layer).__name__} object as "
-                             f"layers[{seen[id(layer)]}]: a layer keeps its forward pass "
-                             f"for its backward, so each position needs a layer of its "
-                             f"own (a new {type(layer).__name__}(...) at each)")
-        seen[id(layer)] = i
     check_unowned(layers)
     return layers
 
@@ -198,14 +208,19 @@ def input_width(pairs, params) -> int:
     raise ValueError("the network has no layer with parameters to tell its input width")
 
 
+def cache_owners(network) -> list:
+    """The layers and the loss that keep a forward pass for their backward."""
+    return [o for o in [layer for layer, _ in network.layers] + [network.loss]
+            if hasattr(o, "cache")]
+
+
 @contextlib.contextmanager
 def kept_caches(network):
     """Run a prediction without touching what the last training forward cached: each
     layer's ``cache`` and the loss's are put back afterwards, so that a ``backward``
     after it still differentiates that forward (PyTorch lets ``model(x_val)`` run
     between a forward and its ``backward``; here every forward refills the caches)."""
-    owners = [layer for layer, _ in network.layers] + [network.loss]
-    kept = [(owner, owner.cache) for owner in owners if hasattr(owner, "cache")]
+    kept = [(owner, owner.cache) for owner in cache_owners(network)]
     try:
         yield
     finally:

@@ -23,7 +23,8 @@ a callable) and the ``validation_fraction`` split come from ``rng``, Dropout mas
 model's generator: same model, data and ``rng``, same bits. ``comm=`` trains data-parallel
 (:mod:`chainrule.distributed`); ``checkpoint=path`` saves the run after every epoch,
 ``resume=True`` continues it bit for bit; Ctrl-C rolls back to (and checkpoints) the last
-completed epoch, ``stop_reason == "interrupted"``. BLAS threads are set once per run.
+completed epoch, ``stop_reason == "interrupted"`` (on several ranks it ends every rank,
+status 130). BLAS threads are set once per run.
 """
 
 from __future__ import annotations

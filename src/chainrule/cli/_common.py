@@ -122,10 +122,10 @@ def add_data_arguments(p, *, labels_required=True) -> None:
     # Not required=True: argparse would report it before an unknown argument such as
     # the data file given without --data, whose report says what to write.
     p.add_argument("--data", metavar="PATH",
-                   help=f"data file: .csv or .tsv, gzipped or not ({labels}), .npz (arrays "
-                        f"X and y), an IDX images file as distributed for MNIST, gzipped "
-                        f"or not, or a .npy file of features (2-D, C order; read a block of "
-                        f"rows at a time, never whole)")
+                   help=f"required: the data file: .csv or .tsv, gzipped or not "
+                        f"({labels}), .npz (arrays X and y), an IDX images file as "
+                        f"distributed for MNIST, gzipped or not, or a .npy file of features "
+                        f"(2-D, C order; read a block of rows at a time, never whole)")
     p.add_argument("--label-column", metavar="NAME",
                    help="CSV only: name of the column holding the labels (default: the "
                         "label column stored in the model file, as 'chainrule train' "

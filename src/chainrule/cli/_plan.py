@@ -89,15 +89,19 @@ def make_optimizer_from_flags(args, lr):
                           clip_norm=args.clip_norm)
 
 
+def _monitor(plan: Plan) -> str:
+    """What the plateau schedule watches: fit records val_loss only when it holds rows
+    out (or is given a .npy file's)."""
+    return "val_loss" if plan.validation_fraction else "loss"
+
+
 def _lr(args, n_rows, plan: Plan):
     """--lr under --lr-schedule: a number, a cosine over all steps or a plateau cut."""
     if args.lr_schedule == "plateau":
         from ..history import ReduceLROnPlateau
 
-        # fit records val_loss only when it holds rows out (or is given a .npy file's).
-        return ReduceLROnPlateau(args.lr, monitor="val_loss" if plan.validation_fraction
-                                 else "loss", factor=DEFAULTS["lr_factor"],
-                                 patience=lr_patience(args))
+        return ReduceLROnPlateau(args.lr, monitor=_monitor(plan),
+                                 factor=DEFAULTS["lr_factor"], patience=lr_patience(args))
     if args.lr_schedule != "cosine":
         return args.lr
     from functools import partial
@@ -124,7 +128,6 @@ def describe_schedule(args, plan: Plan) -> str:
     if args.lr_schedule == "cosine":
         return ", cosine schedule"
     if args.lr_schedule == "plateau":
-        watched = "val_loss" if plan.validation_fraction else "loss"
         return (f", rate cut to {DEFAULTS['lr_factor']:g}x after {lr_patience(args) + 1} "
-                f"epochs without a better {watched}")
+                f"epochs without a better {_monitor(plan)}")
     return ""

@@ -45,6 +45,7 @@ def _csv_chunks(path, label, features, chunk_rows, labels):
 
 
 def _iter_npy(path, labels_path, chunk_rows):
+    from .._validation import first_non_finite
     from ..sources import open_npy
 
     X = open_npy(path)
@@ -59,8 +60,8 @@ def _iter_npy(path, labels_path, chunk_rows):
     for start in range(0, len(X), chunk_rows):
         stop = min(start + chunk_rows, len(X))
         rows = X.read(start, stop).reshape(stop - start, -1).astype(np.float64)
-        if not np.isfinite(rows).all():  # named here: the model's check knows no rows
-            r, c = (int(i) for i in np.argwhere(~np.isfinite(rows))[0])
+        if (bad := first_non_finite(rows)) is not None:  # the model's check names no row
+            r, c = bad
             raise CommandError(f"{path}, row {start + r}, column {c}: feature values must "
                                f"be finite, got {rows[r, c]}")
         yield rows, None if y is None else y.read(start, stop).reshape(-1)

@@ -401,13 +401,16 @@ def _build_model_in_memory(args, n_features, n_outputs, task, gen):
                            f"smaller hidden layers") from None
 
 
+def _count(n: int, noun: str) -> str:
+    """``n noun``, the noun in the plural unless ``n`` is 1."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _print_setup(args, data: TrainData, model, optimizer, plan: Plan) -> None:
     D, K = data.X_train.shape[1], data.n_outputs
-    def count(n, noun):
-        return f"{n} {noun}{'' if n == 1 else 's'}"
     what = f"{K} classes" if data.classes is not None else "a numeric target"  # K >= 2
-    print(f"data: {data.source}, {count(data.X_train.shape[0], 'training row')}, "
-          f"{count(data.X_test.shape[0], 'test row')}, {count(D, 'feature')}, {what}"
+    print(f"data: {data.source}, {_count(data.X_train.shape[0], 'training row')}, "
+          f"{_count(data.X_test.shape[0], 'test row')}, {_count(D, 'feature')}, {what}"
           f"{', standardised' if args.standardize else ''}")
     print(f"task: {data.task} ({data.why})")
     stopping = (f", early stopping after {plan.patience} epochs without a better val_loss"
@@ -535,7 +538,7 @@ def _cmd_train(args) -> int:
     if history.stop_reason == "early_stopping":
         print(f"early stopping after epoch {history.epochs - 1}; kept the weights of epoch "
               f"{history.best_epoch}")
-    print(f"trained {history.epochs} epoch{'s' * (history.epochs != 1)} in {elapsed:.1f}s")
+    print(f"trained {_count(history.epochs, 'epoch')} in {elapsed:.1f}s")
     print(score)
     for line in done:
         print(line)
