@@ -29,16 +29,19 @@ def test_one_layer_object_at_two_places_is_refused(shared):
                       rng=0)
 
 
-def test_a_layer_per_place_has_pytorchs_gradients():
+def _assert_pytorchs_gradients(model):
     X, y = _data()
-    model = cr.Sequential([cr.Affine(4, 6), cr.ReLU(), cr.Affine(6, 6), cr.ReLU(),
-                           cr.Affine(6, 3)], rng=0)
     Y = np.eye(3)[y]
     loss, grads = model.loss_and_grads(X, Y)
     ref_loss, ref_grads = torch_network_loss_and_grads(model, X, Y)
     assert abs(loss - ref_loss) < 1e-12
     for k, g in grads.items():
         np.testing.assert_allclose(g, ref_grads[k], rtol=1e-10, atol=1e-14)
+
+
+def test_a_layer_per_place_has_pytorchs_gradients():
+    _assert_pytorchs_gradients(cr.Sequential([cr.Affine(4, 6), cr.ReLU(), cr.Affine(6, 6),
+                                              cr.ReLU(), cr.Affine(6, 3)], rng=0))
 
 
 def test_a_layer_of_a_live_network_is_refused_and_the_first_network_keeps_working():
@@ -72,18 +75,11 @@ def test_a_nested_network_is_refused_naming_the_way_out():
 def test_a_copy_of_a_first_layer_computes_its_input_gradient_elsewhere():
     # A network's first layer with parameters skips its input gradient; a copy of it
     # placed deeper in another network must compute it again.
-    X, y = _data()
     first = cr.Affine(4, 4)
     cr.Sequential([first, cr.ReLU(), cr.Affine(4, 3)], rng=0)
     assert not first.compute_input_grad
-    deeper = cr.Sequential([cr.Affine(4, 4), cr.ReLU(), copy.deepcopy(first),
-                            cr.Affine(4, 3)], rng=0)
-    Y = np.eye(3)[y]
-    loss, grads = deeper.loss_and_grads(X, Y)
-    ref_loss, ref_grads = torch_network_loss_and_grads(deeper, X, Y)
-    assert abs(loss - ref_loss) < 1e-12
-    for k, g in grads.items():
-        np.testing.assert_allclose(g, ref_grads[k], rtol=1e-10, atol=1e-14)
+    _assert_pytorchs_gradients(cr.Sequential([cr.Affine(4, 4), cr.ReLU(),
+                                              copy.deepcopy(first), cr.Affine(4, 3)], rng=0))
 
 
 def test_layers_of_a_network_that_failed_to_build_are_free():
