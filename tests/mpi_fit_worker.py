@@ -153,4 +153,14 @@ def main(mode, outdir):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:3])
+    try:
+        main(*sys.argv[1:3])
+    except Exception as exc:  # noqa: BLE001
+        # Raised on every rank alike (fit aborts the job on any other): each rank says
+        # it before any exits, since mpiexec ends the others at the first exit (about
+        # one run in ten lost the second rank's line).
+        from mpi4py import MPI
+
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        MPI.COMM_WORLD.Barrier()
+        sys.exit(1)

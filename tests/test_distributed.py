@@ -503,3 +503,25 @@ def test_train_distributed_without_mpi4py_is_a_usage_error(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py raises ImportError
     assert main(["train", "--distributed", "--epochs", "1"]) == 2
     assert "--distributed needs mpi4py" in capsys.readouterr().err
+
+
+def test_ctrl_c_on_one_of_several_ranks_aborts_once_with_130(capsys):
+    from chainrule.distributed import ranks_fail_together
+
+    aborts = []
+
+    class Recording(StandInComm):
+        def Abort(self, code=1):  # noqa: N802
+            aborts.append(code)   # returns, as a stand-in's may
+
+    @ranks_fail_together()
+    def interrupted(comm=None):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted(comm=Recording(2, rank=1))
+    assert aborts == [130]
+    assert capsys.readouterr().err.count("aborting every rank") == 1
+    with pytest.raises(KeyboardInterrupt):   # one rank: nothing to abort
+        interrupted(comm=Recording(1))
+    assert aborts == [130]

@@ -163,3 +163,14 @@ def test_a_class_weight_dict_with_a_multilabel_y_says_what_works():
 def test_the_classifier_names_its_loss_as_sklearn_does():
     assert MLPClassifier().loss == SkMLPClassifier().loss == "log_loss"
     assert "loss" not in MLPClassifier().get_params()   # an attribute, not a parameter
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.dtype("float32"), "float32"])
+def test_dtype_takes_numpys_spellings_and_files_store_the_name(tmp_path, dtype):
+    X, y = _iris()
+    est = _fitted(MLPClassifier((8,), max_iter=3, dtype=dtype, random_state=0), X, y)
+    assert est.model_.dtype == np.float32   # float64 X, float32 parameters as asked
+    io.save(est, tmp_path / "e.npz")
+    back = io.load(tmp_path / "e.npz")
+    assert back.get_params()["dtype"] == "float32"
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))

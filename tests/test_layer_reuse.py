@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import pickle
 
 import numpy as np
 import pytest
@@ -101,3 +102,39 @@ def test_a_network_built_from_pairs_refuses_one_layer_at_two_places_too():
     with pytest.raises(ValueError, match=r"layers\[3\] is the same ReLU object as layers\[1\]"):
         Network([(cr.Affine(), ("W1", "b1")), (relu, ()), (cr.Affine(), ("W2", "b2")),
                  (relu, ())], params, CategoricalCrossEntropy())
+
+
+@pytest.mark.parametrize("duplicate", [copy.deepcopy, lambda m: pickle.loads(pickle.dumps(m))])
+def test_a_copied_or_unpickled_network_owns_its_layers(duplicate):
+    X, y = _data()
+    twin = duplicate(cr.Sequential([cr.Affine(4, 4), cr.ReLU(), cr.Affine(4, 3)], rng=0))
+    with pytest.raises(ValueError, match="already a layer of another network"):
+        cr.Sequential([twin.layers[2][0], cr.ReLU(), cr.Affine(3, 2)], rng=0)
+    assert np.isfinite(twin.loss_and_grads(X, y)[0])   # its backward still whole
+
+
+def test_a_layer_whose_shape_hook_raises_leaves_the_others_free():
+    class Broken:
+        def output_shape(self, shape):
+            return (shape[0] // shape[1],)   # IndexError on a (D,) shape
+
+        def forward(self, x):
+            return x
+
+        def backward(self, d):
+            return d
+
+    affine = cr.Affine(4, 4)
+    with pytest.raises(IndexError) as failed:
+        cr.Sequential([affine, Broken(), cr.Affine(4, 3)], rng=0)
+    assert failed.value.__traceback__ is not None
+    assert cr.Sequential([affine, cr.ReLU(), cr.Affine(4, 3)], rng=0).n_features == 4
+
+
+def test_a_layer_that_always_computes_its_input_gradient_builds_anywhere():
+    class Always(cr.Affine):
+        compute_input_grad = property(lambda self: True)   # read-only
+
+    model = cr.Sequential([cr.Affine(4, 4), cr.ReLU(), Always(4, 3)], rng=0)
+    assert model.layers[2][0].compute_input_grad
+    _assert_pytorchs_gradients(model)

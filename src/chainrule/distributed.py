@@ -449,7 +449,8 @@ def _fail_together(func, comm, same_on_every_rank, args, kwargs):
             raise
         if isinstance(exc, KeyboardInterrupt):
             abort_every_rank(comm, "was interrupted (Ctrl-C)", 130)
-        abort_every_rank(comm, f"failed: {type(exc).__name__}: {exc}")
+        else:
+            abort_every_rank(comm, f"failed: {type(exc).__name__}: {exc}")
         raise
 
 

@@ -80,7 +80,7 @@ class Sequential(Network):
         super().__init__(pairs, params, loss_fn, buffers)
         try:
             check_shapes(self)  # a mismatch named now: inside a network layers check nothing
-        except ValueError:
+        except BaseException:   # (a custom layer's output_shape may raise anything)
             release_layers(self)  # the layers are free for the network built next
             raise
 

@@ -144,15 +144,23 @@ class Network:
         if set(self.buffers) & set(params):
             raise ValueError(f"buffer names {sorted(set(self.buffers) & set(params))} are "
                              f"parameter names too; every name must be unique")
-        claim_layers(self)
         # Nobody reads the gradient with respect to the data: backward stops at the first
         # layer with parameters, which skips its input gradient where it can. Every other
         # layer computes it, whatever a network it was copied from had set.
         first = first_trained(self.layers)
         for i, (layer, _) in enumerate(self.layers):
-            if hasattr(layer, "compute_input_grad"):
-                layer.compute_input_grad = i != first
+            if getattr(layer, "compute_input_grad", i != first) != (i != first):
+                try:
+                    layer.compute_input_grad = i != first
+                except AttributeError:  # a layer that cannot switch it keeps computing
+                    pass
         self.optimizer = None
+        claim_layers(self)  # last: a network that failed to build claims nothing
+
+    def __setstate__(self, state):
+        """A copied or unpickled network owns its (new) layers, as a built one does."""
+        self.__dict__.update(state)
+        claim_layers(self)
 
     _promoted_warned = False  # a layer's dtype change is reported once per network
 

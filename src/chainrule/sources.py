@@ -295,7 +295,8 @@ class RowView:
     def _first_non_finite(self, rows, idx) -> str:
         """``'<path>, row R, column C: '`` for the first NaN or infinity of ``rows``
         (``R`` the file's row), or '' when they hold none."""
-        bad = first_non_finite(rows.reshape(len(rows), -1)) if rows.dtype.kind == "f" else None
+        bad = (first_non_finite(rows.reshape(len(rows), -1))
+               if rows.dtype.kind == "f" and rows.size else None)
         if bad is None:
             return ""
         r, c = bad

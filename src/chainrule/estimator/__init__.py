@@ -83,7 +83,8 @@ _PARAMETERS_DOC = """
         scikit-learn's scheme (weights and biases uniform, see
         :class:`chainrule.models.MLP`) or a chainrule weight initialiser (biases at 0).
     dtype : {None, 'float32', 'float64'}, default=None
-        Parameters' dtype; None follows ``X`` (float32 stays float32).
+        Parameters' dtype (``np.float32`` and ``np.dtype("float32")`` are taken too);
+        None follows ``X`` (float32 stays float32).
 """
 
 

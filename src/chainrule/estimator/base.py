@@ -123,7 +123,10 @@ class BaseMLP(BaseEstimator):
         "max_fun": [Interval(Integral, 1, None, closed="left")],
         "dropout": [Interval(Real, 0, 1, closed="left")],
         "init": [StrOptions(_INITS)],
-        "dtype": [StrOptions({"float32", "float64"}), None],
+        # NumPy's spellings too (np.float32, np.dtype("float32")), as scikit-learn users
+        # write them; model files store the name.
+        "dtype": [StrOptions({"float32", "float64"}), Options(type, {np.float32, np.float64}),
+                  Options(np.dtype, {np.dtype(np.float32), np.dtype(np.float64)}), None],
     }
 
     _classifier = False
@@ -246,7 +249,7 @@ class BaseMLP(BaseEstimator):
         hidden = self.hidden_sizes() if hidden is None else [int(s) for s in hidden]
         return {"layer_sizes": [int(n_features), *hidden, int(n_outputs)],
                 "activation": self.activation, "dropout": self.dropout, "init": self.init,
-                "dtype": np.dtype(self.dtype or dtype).name,
+                "dtype": np.dtype(dtype if self.dtype is None else self.dtype).name,
                 "loss": OUT_ACTIVATIONS[out_activation]}
 
     def fitted_hidden_sizes(self):
@@ -276,7 +279,7 @@ class BaseMLP(BaseEstimator):
         for layer, _ in model.layers:   # masks from this fit's generator
             if isinstance(layer, Dropout):
                 layer.rng = self._random_state
-        dtype = np.dtype(self.dtype or model.dtype)
+        dtype = np.dtype(model.dtype if self.dtype is None else self.dtype)
         config = dict(model.config, activation=self.activation, dropout=float(self.dropout),
                       init=self.init, dtype=dtype.name)
         if config == model.config:
@@ -376,7 +379,8 @@ class BaseMLP(BaseEstimator):
         if not first:
             self._check_hidden_sizes()
             self.sync_network()
-        dtype = self.dtype or (self.model_.dtype if not first else (np.float64, np.float32))
+        dtype = self.dtype if self.dtype is not None else (
+            self.model_.dtype if not first else (np.float64, np.float32))
         X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
                              multi_output=True, dtype=dtype, y_numeric=not self._classifier)
         self.hidden_sizes()

@@ -308,6 +308,8 @@ def _json_params(est) -> dict:
             params[key] = value  # replaced by the classifier's arrays (JSON keys are strings)
         elif key == "random_state" and not (value is None or isinstance(value, Integral)):
             params[key] = None  # a RandomState object has no JSON form
+        elif key == "dtype" and value is not None:
+            params[key] = np.dtype(value).name  # np.float32 as "float32"
         elif isinstance(value, (tuple, list, np.ndarray)):
             params[key] = [int(v) for v in value]
         elif isinstance(value, np.generic):
