@@ -274,6 +274,10 @@ def test_images_given_as_images_are_told_to_become_rows():
     with pytest.raises(ValueError, match=r"X must be a 2-D array, got shape \(5, 1, 8, 8\); "
                                          r"one row per sample: X.reshape\(len\(X\), -1\)"):
         model.predict(np.zeros((5, 1, 8, 8)))
+    # labels given with extra axes get no image advice: it is about X
+    with pytest.raises(ValueError, match=r"Y must be a 2-D array, got shape \(5, 1, 1, 1\)$"):
+        cr.fit(model, np.zeros((5, 64)), np.zeros((5, 1, 1, 1)), optimizer="sgd", epochs=1,
+               progress=False)
 
 
 def test_padded_pools_in_a_network_match_torch_save_and_export(digits, tmp_path, torch):

@@ -36,7 +36,8 @@ def as_float_array(x, name: str, *, ndim: int | None = 2, dtype=None, allow_empt
         # Images given as such to a network, which takes one row per sample (a CNN
         # starts with Unflatten): say how to make the rows.
         hint = (f"; one row per sample: {name}.reshape(len({name}), -1) (a network that "
-                f"takes images starts with Unflatten)" if ndim == 2 and arr.ndim > 2 else "")
+                f"takes images starts with Unflatten)" if ndim == 2 and arr.ndim > 2
+                and not name.lower().startswith(("y", "label", "target")) else "")
         raise ValueError(f"{name} must be a {ndim}-D array, got shape "
                          f"{shape_str(arr.shape)}{hint}")
     if not allow_empty and arr.size == 0:
