@@ -11,6 +11,7 @@ import contextlib
 import functools
 import math
 import numbers
+import os
 import warnings
 from collections import Counter
 
@@ -58,7 +59,14 @@ def _as_float_dtype(x, name, dtype):
     when ``dtype`` is None; ``TypeError`` for anything not real and numeric."""
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}")
-    arr = np.asarray(x)
+    if is_sparse(x):  # (those callers that take sparse matrices handle them first)
+        raise TypeError(f"{name} must be a dense numeric array, got scipy.sparse "
+                        f"{type(x).__name__}: convert it with {name}.toarray()")
+    try:
+        arr = np.asarray(x)
+    except ValueError:  # NumPy's "inhomogeneous shape" for ragged nested lists
+        raise ValueError(f"{name} must be a rectangular numeric array (every row as long), "
+                         f"got rows of different lengths") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise TypeError(f"{name} must be a numeric array, got an array of dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
@@ -305,6 +313,25 @@ def check_header_names(name: str, columns, label=None) -> None:
                       f"{', '.join(numbers[:3])}{', ...' if len(numbers) > 3 else ''}); if "
                       f"the file has no header row, its first row of data is being read as "
                       f"the column names and left out", UserWarning, stacklevel=3)
+
+
+def check_path(path, name: str = "path"):
+    """``path`` when it is a str or os.PathLike; else ``TypeError`` naming ``name``."""
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise TypeError(f"{name} must be a file name (str or os.PathLike), got "
+                        f"{type(path).__name__} {path!r}")
+    return path
+
+
+def check_feature_columns(feature_columns) -> None:
+    """A CSV reader's ``feature_columns``: a non-empty list of distinct names (a bare
+    string would be read as its letters)."""
+    if isinstance(feature_columns, str) or not feature_columns:
+        raise TypeError(f"feature_columns must be a non-empty list of column names, got "
+                        f"{type(feature_columns).__name__} {feature_columns!r}")
+    twice = sorted({f for f in feature_columns if list(feature_columns).count(f) > 1})
+    if twice:
+        raise ValueError(f"feature_columns names {twice} more than once")
 
 
 def check_named_features(name: str, columns, features) -> None:

@@ -23,8 +23,11 @@ import numpy as np
 from ._validation import (
     cell_count_error,
     cell_text,
+    check_bool,
+    check_feature_columns,
     check_header_names,
     check_named_features,
+    check_path,
     csv_error_reason,
     csv_field_limit,
     csv_float,
@@ -166,6 +169,7 @@ def _feature_indices(name, columns, label_index, feature_columns, width):
         return [c for c in range(width) if c != label_index]
     if columns is None:
         raise ValueError("feature_columns needs a header row (header=True)")
+    check_feature_columns(feature_columns)
     missing = [f for f in feature_columns if f not in columns]
     if label_index is not None and columns[label_index] in feature_columns:
         raise ValueError(f"{name}: the label column {columns[label_index]!r} cannot also be "
@@ -209,7 +213,8 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
         cells than the header, or a feature cell that is not a finite number. The
         message names the path, and the line and column of a bad cell.
     """
-    name = os.fspath(path)
+    name = os.fspath(check_path(path))
+    header = check_bool(header, "header")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter must be a single character, got {delimiter!r}")
     if label_column is not None and not isinstance(label_column, (str, int, np.integer)) \

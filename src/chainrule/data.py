@@ -142,6 +142,11 @@ def batch_indices(n: int, batch_size=None, order=None, drop_last=False):
         if order.shape != (n,) or order.dtype.kind not in "iu":
             raise ValueError(f"order must be {n} integer row indices (a permutation), got "
                              f"dtype {order.dtype} and shape {order.shape}")
+        if n and (order.min() < 0 or order.max() >= n
+                  or not (np.bincount(order, minlength=n) == 1).all()):
+            raise ValueError(f"order must be a permutation of range({n}): every row once, "
+                             f"got values in [{order.min()}, {order.max()}] with "
+                             f"{n - len(np.unique(order))} repeats")
     drop_last = check_bool(drop_last, "drop_last")
     size = n if batch_size is None else min(batch_size, n)
     stop = n - n % batch_size if drop_last and batch_size is not None else n
@@ -176,6 +181,7 @@ def standardize(X_train, *others, return_stats=False):
         ``X_scaled = (X - mean) / scale``. A constant column (standard deviation 0) gets
         ``scale = 1``, so it becomes all zeros in the training data instead of NaN.
     """
+    return_stats = check_bool(return_stats, "return_stats")
     X_train = as_float_array(X_train, "X_train")
     mean, scale = mean_and_scale(X_train)
     out = [(X_train - mean) / scale]

@@ -21,7 +21,7 @@ import zlib
 
 import numpy as np
 
-from ._validation import shape_str
+from ._validation import check_bool, check_path, shape_str
 from .csvfiles import GZIP_MAGIC, csv_delimiter, csv_header, load_csv, parse_labels, read_bytes
 
 __all__ = ["load_csv", "load_npz", "load_idx", "load_file", "fetch_openml", "file_kind",
@@ -300,7 +300,8 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
     X : ndarray of float64, shape (N, D)
     y : ndarray, shape (N,), or None
     """
-    name = os.fspath(path)
+    name = os.fspath(check_path(path))
+    require_labels = check_bool(require_labels, "require_labels")
     kind = file_kind(name)
     if feature_columns is not None and kind != "csv":
         raise ValueError(f"{name}: feature_columns applies to CSV files only")

@@ -27,6 +27,7 @@ import numpy as np
 
 from ._validation import (
     cell_count_error,
+    check_feature_columns,
     check_header_names,
     check_named_features,
     check_positive_int,
@@ -69,6 +70,7 @@ def _feature_positions(name, columns, label, feature_columns):
     label column."""
     if feature_columns is None:
         return [i for i in range(len(columns)) if i != label]
+    check_feature_columns(feature_columns)
     missing = [c for c in feature_columns if c not in columns]
     if missing:
         raise ValueError(f"{name}: no columns named {missing}; the header has {columns}")

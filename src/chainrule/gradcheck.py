@@ -228,6 +228,10 @@ def check_gradients(model, X, Y, *, eps: float = 1e-6, sample=None, rng=None,
         One error per parameter name (evaluation mode), and one per ``"<name>
         (training)"`` when training mode is checked.
     """
+    if not (isinstance(getattr(model, "params", None), dict)
+            and callable(getattr(model, "loss_and_grads", None))):
+        raise TypeError(f"model must be a chainrule Network (a params dict and "
+                        f"loss_and_grads), got {type(model).__name__}")
     eps = check_positive_float(eps, "eps")
     if sample is not None:
         sample = check_positive_int(sample, "sample")

@@ -146,6 +146,8 @@ class ReduceLROnPlateau:
         self.threshold_mode = check_choice(threshold_mode, "threshold_mode", ("rel", "abs"))
         self.cooldown = check_positive_int(cooldown, "cooldown", minimum=0)
         self.min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
+        if self.min_lr > self.lr:  # no cut could ever be made
+            raise ValueError(f"min_lr must be at most lr ({self.lr}), got {min_lr!r}")
         self.eps = check_positive_float(eps, "eps", allow_zero=True)
         self.reset()
 
@@ -170,7 +172,11 @@ class ReduceLROnPlateau:
 
     def epoch_end(self, logs: dict) -> None:
         """Take one epoch's values into account (``logs[monitor]``); maybe cut the rate."""
-        value = float(logs[self.monitor])
+        try:
+            value = float(logs[self.monitor])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"logs must hold {self.monitor!r} as a number (the value "
+                             f"ReduceLROnPlateau watches), got {logs!r}") from None
         if self._improved(value):
             self.best, self.num_bad_epochs = value, 0
         else:

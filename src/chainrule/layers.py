@@ -122,6 +122,14 @@ class Affine(Layer):
         self.init = get_initializer(init) if isinstance(init, str) else init
         self.bias_init = bias_init
 
+    def param_shapes(self) -> list[tuple]:
+        """The shapes of ``[weight, bias]`` (``[weight]`` without a bias); none known
+        for ``Affine()``, which takes its weights as they come."""
+        if self.sizes is None:
+            return []
+        n_in, n_out = self.sizes
+        return [(n_in, n_out), (n_out,)] if self.has_bias else [(n_in, n_out)]
+
     def init_params(self, rng, dtype):
         """The initial ``[weight, bias]``, drawn in that order from ``rng``."""
         if self.sizes is None:

@@ -490,6 +490,10 @@ class Network:
         optimizer = optimizer if optimizer is not None else self.optimizer
         if optimizer is None:
             raise ValueError("optimizer must be given (this model has no default optimizer)")
+        if not callable(getattr(optimizer, "step", None)):
+            raise TypeError(f"optimizer must be an Optimizer (e.g. cr.SGD(lr=0.01)), got "
+                            f"{type(optimizer).__name__} {optimizer!r}: step keeps its state "
+                            f"between calls, so build it once and pass it each time")
         with threads_for(X, self.params):  # one thread choice for the whole step
             loss, grads = self._check_loss_and_grads(X, Y, sample_weight, True)
             # Refused before the update, as fit refuses: a step from an infinite loss
@@ -502,7 +506,7 @@ class Network:
                     f"step refused: {what}; the parameters were not updated. Try a smaller "
                     f"learning rate or standardised inputs.", epoch=None, step=None,
                     layer="loss" if not math.isfinite(loss) else bad[0])
-            optimizer.step(self.params, grads)
+            optimizer.step(self.params, grads, checked=True)  # checked just above
             return loss
 
     def predict_proba(self, X, *, threads=None) -> np.ndarray:

@@ -28,7 +28,14 @@ import weakref
 
 import numpy as np
 
-from ._validation import check_in_interval, check_positive_float, check_positive_int, shape_str
+from ._validation import (
+    all_finite,
+    check_in_interval,
+    check_positive_float,
+    check_positive_int,
+    raise_non_finite,
+    shape_str,
+)
 from .schedules import EpochLR, cosine_lr, exponential_lr, invscaling_lr, linear_warmup, step_lr
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "OPTIMIZERS", "make_optimizer",
@@ -118,13 +125,16 @@ class Optimizer:
         return check_positive_float(self.lr(self.steps), f"lr schedule at step {self.steps}",
                                     allow_zero=True)
 
-    def step(self, params: dict, grads: dict) -> None:
+    def step(self, params: dict, grads: dict, *, checked: bool = False) -> None:
         """Update every array of ``params`` in place from ``grads`` (same keys, same shapes).
 
         Every gradient is checked (and cast to its parameter's dtype, so float32 stays
         float32) before the first parameter changes: when a gradient is missing, extra,
-        of the wrong shape or not numeric, or the schedule gives a bad learning rate,
-        nothing is changed, neither ``params`` nor the optimizer's state.
+        of the wrong shape, not numeric or not finite, a parameter is read-only, or the
+        schedule gives a bad learning rate, nothing is changed, neither ``params`` nor
+        the optimizer's state. ``checked=True`` skips the finiteness scan, for callers
+        that made it (``Network.step``) or answer for it (``fit`` rolls a non-finite
+        epoch back).
         """
         if not isinstance(params, dict) or not isinstance(grads, dict):
             raise TypeError(f"params and grads must be dicts, got {type(params).__name__} "
@@ -140,6 +150,9 @@ class Optimizer:
                 raise TypeError(f"params[{name!r}] must be a floating-point ndarray (it is "
                                 f"updated in place), got {type(p).__name__} "
                                 f"{getattr(p, 'dtype', '')}".rstrip())
+            if not p.flags.writeable:
+                raise ValueError(f"params[{name!r}] must be a writable array (it is updated "
+                                 f"in place), got a read-only one")
             g = grads[name]
             if type(g) is not np.ndarray:  # (np.shape and np.asarray cost ~1 us each)
                 g = np.asarray(g)
@@ -151,6 +164,8 @@ class Optimizer:
                     raise TypeError(f"grads[{name!r}] must be a real numeric array, got dtype "
                                     f"{g.dtype}")
                 g = g.astype(p.dtype)
+            if not checked and not all_finite(g):
+                raise_non_finite(g, f"grads[{name!r}]")
             ready[name] = g
         lr = self.current_lr()
         if self.clip_norm is not None or self.clip_value is not None:

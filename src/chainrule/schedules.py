@@ -57,6 +57,8 @@ def cosine_lr(step: int, *, base_lr: float, total_steps: int, min_lr: float = 0.
     base_lr = check_positive_float(base_lr, "base_lr")
     total_steps = check_positive_int(total_steps, "total_steps")
     min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
+    if min_lr > base_lr:  # the "decay" would rise
+        raise ValueError(f"min_lr must be at most base_lr ({base_lr}), got {min_lr}")
     frac = min(step, total_steps) / total_steps
     return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * frac))
 

@@ -176,12 +176,18 @@ def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
                 getattr(layer, "in_features", None) is None:
             raise ValueError(f"layers[0] ({layer!r}) takes images, but a network takes one "
                              f"row per sample: start it with Unflatten((C, H, W))")
-        for name, a in zip(p_names, arrays, strict=True):
+        shapes = layer.param_shapes() if hasattr(layer, "param_shapes") else []
+        for j, (name, a) in enumerate(zip(p_names, arrays, strict=True)):
             # Drawn arrays are cast; given ones must already be right (a file's).
             a = np.asarray(a) if params is not None else np.asarray(a, dtype=dtype)
             if a.dtype != dtype:
                 raise ValueError(f"parameter {name!r} of layers[{i}] ({layer!r}) has dtype "
                                  f"{a.dtype} {shape_str(a.shape)}, expected {dtype}")
+            if j < len(shapes) and a.shape != tuple(shapes[j]):
+                raise ValueError(f"params[{name!r}] must have shape {shape_str(shapes[j])} for "
+                                 f"layers[{i}] ({layer!r}), got {shape_str(a.shape)}")
+            if params is not None and not np.isfinite(a).all():
+                raise ValueError(f"params[{name!r}] must contain only finite values")
             new_params[name] = a
         for attr, name in zip(getattr(layer, "buffer_names", ()), b_names, strict=True):
             setattr(layer, attr, np.asarray(getattr(layer, attr), dtype=dtype))

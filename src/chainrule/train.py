@@ -306,7 +306,9 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int,
     if last and run.before_last:  # the size of the epoch's last update is a diagnostic
         for k, p in run.params.items():
             np.copyto(run.before_last[k], p)
-    run.settings.optimizer.step(run.params, grads)
+    # (not scanned for NaN: an update that makes the parameters non-finite rolls back
+    # the epoch, see _train_epoch)
+    run.settings.optimizer.step(run.params, grads, checked=True)
 
 
 def _train_epoch(model, run: _Run, epoch: int) -> _Tally:

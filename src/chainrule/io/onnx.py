@@ -113,6 +113,7 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
     """
     network, own_classes = _exportable(model)
     classes = own_classes if classes is None else classes
+    _check_names(classes, feature_names, network)
     onnx, helper, numpy_helper = _import_onnx()
     opset = _check_opset(opset, onnx.defs.onnx_opset_version())
     output_op = _output_op(network)
@@ -229,6 +230,17 @@ def _warn_float64_conv(network, dtype) -> None:
                       "export --dtype float32; or use GELU(approximate='tanh')) to run "
                       "the file there",
                       UserWarning, stacklevel=3)
+
+
+def _check_names(classes, feature_names, network) -> None:
+    """``classes`` must be unique (a label names one column); ``feature_names`` one per
+    input column."""
+    if classes is not None and len({str(c) for c in np.asarray(classes).tolist()}) \
+            != len(classes):
+        raise ValueError(f"classes must be unique, got {list(np.asarray(classes).tolist())}")
+    if feature_names is not None and len(feature_names) != network.n_features:
+        raise ValueError(f"feature_names must name the model's {network.n_features} input "
+                         f"columns, got {len(feature_names)}")
 
 
 def _check_dtype(dtype) -> np.dtype:

@@ -1,0 +1,120 @@
+"""Hostile arguments at the public API: each gets a ValueError or TypeError that names
+the argument, before anything changes (an audit of the boundary found these)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.data import batch_indices, load_csv, load_file, standardize
+
+
+def _params():
+    return {"w": np.ones(3), "v": np.ones(2)}
+
+
+@pytest.mark.parametrize("optimizer", [cr.SGD(lr=1.0), cr.Adam()])
+def test_a_non_finite_gradient_changes_neither_the_parameters_nor_the_state(optimizer):
+    params = _params()
+    with pytest.raises(ValueError, match=r"grads\['v'\] must contain only finite values, "
+                                         r"got 1 NaN or infinite entries"):
+        optimizer.step(params, {"w": np.ones(3), "v": np.array([np.nan, 1.0])})
+    np.testing.assert_array_equal(params["w"], np.ones(3))   # w, checked first, unchanged
+    assert optimizer.steps == 0 and not optimizer.state_dict().get("state")
+
+
+def test_a_read_only_parameter_is_refused_before_any_update():
+    params = _params()
+    params["v"].flags.writeable = False
+    with pytest.raises(ValueError, match=r"params\['v'\] must be a writable array"):
+        cr.SGD(lr=1.0).step(params, {"w": np.ones(3), "v": np.ones(2)})
+    np.testing.assert_array_equal(params["w"], np.ones(3))
+
+
+def test_network_step_takes_an_optimizer_object_not_a_name():
+    model = cr.MLP([4, 3], rng=0)
+    with pytest.raises(TypeError, match="optimizer must be an Optimizer .* got str 'sgd'"):
+        model.step(np.zeros((2, 4)), np.array([0, 1]), "sgd")
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"W": np.zeros((2, 2)), "b": np.zeros(3)},
+     r"params\['W'\] must have shape \(4, 3\) for layers\[0\] \(Affine\(4, 3\)\), got \(2, 2\)"),
+    ({"W": np.zeros((4, 3)), "b": np.zeros((1, 3))}, r"params\['b'\] must have shape \(3,\)"),
+    ({"W": np.full((4, 3), np.nan), "b": np.zeros(3)},
+     r"params\['W'\] must contain only finite values")])
+def test_given_parameters_must_fit_their_layers(params, message):
+    with pytest.raises(ValueError, match=message):
+        cr.Sequential([cr.Affine(4, 3)], params=params)
+
+
+@pytest.mark.parametrize("order, shown", [([0, 0, 0, 0, 0], "with 4 repeats"),
+                                          ([0, 1, 2, 3, 9], r"values in \[0, 9\]"),
+                                          ([0, 1, 2, 3, -1], r"values in \[-1, 3\]")])
+def test_batch_order_must_be_a_permutation(order, shown):
+    with pytest.raises(ValueError, match=rf"order must be a permutation of range\(5\).*{shown}"):
+        batch_indices(5, 2, order=order)
+
+
+def test_a_floor_above_the_rate_is_refused():
+    with pytest.raises(ValueError, match=r"min_lr must be at most base_lr \(0.1\), got 1.0"):
+        cr.schedules.cosine_lr(0, base_lr=0.1, total_steps=4, min_lr=1.0)
+    with pytest.raises(ValueError, match=r"min_lr must be at most lr \(0.1\), got 1.0"):
+        cr.ReduceLROnPlateau(0.1, min_lr=1.0)
+
+
+def test_plateau_logs_must_hold_the_watched_number():
+    plateau = cr.ReduceLROnPlateau(0.1)
+    for logs in ({"loss": 1.0}, None, {"val_loss": "x"}):
+        with pytest.raises(ValueError, match="logs must hold 'val_loss' as a number"):
+            plateau.epoch_end(logs)
+
+
+def test_onnx_names_must_fit_the_model(tmp_path):
+    pytest.importorskip("onnx")
+    model = cr.MLP([4, 3], rng=0)
+    with pytest.raises(ValueError, match="feature_names must name the model's 4 input "
+                                         "columns, got 1"):
+        cr.io.export_onnx(model, tmp_path / "m.onnx", feature_names=["a"])
+    with pytest.raises(ValueError, match="classes must be unique"):
+        cr.io.export_onnx(model, tmp_path / "m.onnx", classes=["a", "a", "b"])
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_csv_reader_arguments_are_checked(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,label\n1,2,x\n3,4,y\n")
+    for call, error, message in [
+            (lambda: load_csv(path, "label", feature_columns="ab"), TypeError,
+             "feature_columns must be a non-empty list of column names, got str 'ab'"),
+            (lambda: load_csv(path, "label", feature_columns=[]), TypeError,
+             "feature_columns must be a non-empty list"),
+            (lambda: load_csv(path, "label", feature_columns=["a", "a"]), ValueError,
+             r"feature_columns names \['a'\] more than once"),
+            (lambda: load_csv(path, "label", header="yes"), TypeError,
+             "header must be True or False, got str 'yes'"),
+            (lambda: load_csv(None), TypeError, "path must be a file name"),
+            (lambda: load_file(5), TypeError, "path must be a file name"),
+            (lambda: load_file(path, "label", require_labels="y"), TypeError,
+             "require_labels must be True or False")]:
+        with pytest.raises(error, match=message):
+            call()
+
+
+def test_flags_and_arrays_of_the_data_helpers_are_checked():
+    with pytest.raises(TypeError, match="return_stats must be True or False, got str 'y'"):
+        standardize(np.ones((3, 2)), return_stats="y")
+    model = cr.MLP([4, 3], rng=0)
+    with pytest.raises(ValueError, match="X must be a rectangular numeric array"):
+        model.predict([[1, 2, 3, 4], [1]])
+    sparse = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match=r"X_train must be a dense numeric array, got "
+                                        r"scipy.sparse csr_matrix: convert it with "
+                                        r"X_train.toarray\(\)"):
+        standardize(sparse.csr_matrix(np.ones((3, 2))))
+
+
+def test_check_gradients_names_a_model_that_is_not_one():
+    with pytest.raises(TypeError, match="model must be a chainrule Network"):
+        cr.check_gradients(None, np.zeros((2, 2)), np.zeros(2))
