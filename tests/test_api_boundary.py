@@ -118,3 +118,16 @@ def test_flags_and_arrays_of_the_data_helpers_are_checked():
 def test_check_gradients_names_a_model_that_is_not_one():
     with pytest.raises(TypeError, match="model must be a chainrule Network"):
         cr.check_gradients(None, np.zeros((2, 2)), np.zeros(2))
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    ({"input_shape": 4}, ValueError, "input_shape must be a non-empty tuple of integers >= 1"),
+    ({"input_shape": (0, 4)}, ValueError, r"input_shape .* got \(0, 4\)"),
+    ({"input_shape": (3.0, 4)}, ValueError, r"input_shape .* got \(3.0, 4\)"),
+    ({"input_shape": (3, 4), "tol": -1}, ValueError, "tol must be a finite number > 0"),
+    ({"input_shape": (3, 4), "param_shapes": 5}, TypeError,
+     "param_shapes must be a list of shapes")])
+def test_check_layer_names_its_own_bad_arguments_instead_of_blaming_the_layer(kwargs, error,
+                                                                               message):
+    with pytest.raises(error, match=message):
+        cr.check_layer(cr.ReLU, **kwargs)

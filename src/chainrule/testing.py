@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._validation import check_rng, shape_str
+from ._validation import check_positive_float, check_rng, shape_str
 from .explain import layer_label
 from .gradcheck import RngFreezer, check_layer_gradients
 
@@ -156,6 +156,7 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
         depend on a failed one are skipped (a layer whose ``forward`` crashes is not
         asked for gradients).
     """
+    tol = check_positive_float(tol, "tol")
     run = _ContractRun(layer_factory, check_rng(rng), input_shape, param_shapes, output_shape)
     layer, out, arrays = _check_forward(run)
     d_out = _check_backward(run, layer, out, arrays)
@@ -179,6 +180,17 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
                        gradient_errors=errors, checks=run.checks)
 
 
+def _shape(shape, name: str, *, scalar: bool = False) -> tuple:
+    """A shape argument of :func:`check_layer`: a tuple of integers >= 1 (``()`` too
+    when ``scalar``: a parameter may be one number)."""
+    if not isinstance(shape, (list, tuple)) or not (shape or scalar) or any(
+            isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1
+            for s in shape):
+        raise ValueError(f"{name} must be a non-empty tuple of integers >= 1 (a batch's "
+                         f"shape, rows first), got {shape!r}")
+    return tuple(int(s) for s in shape)
+
+
 class _ContractRun:
     """What the steps of one :func:`check_layer` call share: the layer factory, the
     shapes, the source of random data, and the failures found so far."""
@@ -187,13 +199,17 @@ class _ContractRun:
                  output_shape) -> None:
         self.layer_factory = layer_factory
         self.random = random
-        self.input_shape = tuple(int(s) for s in input_shape)
-        self.param_shapes = [tuple(int(s) for s in shape) for shape in param_shapes]
+        self.input_shape = _shape(input_shape, "input_shape")
+        if not isinstance(param_shapes, (list, tuple)):
+            raise TypeError(f"param_shapes must be a list of shapes, one per parameter, got "
+                            f"{type(param_shapes).__name__} {param_shapes!r}")
+        self.param_shapes = [_shape(shape, f"param_shapes[{i}]", scalar=True)
+                             for i, shape in enumerate(param_shapes)]
         self.n_params = len(self.param_shapes)
         if output_shape is None and self.n_params == 0:
             output_shape = self.input_shape
         self.output_shape = (None if output_shape is None
-                             else tuple(int(s) for s in output_shape))
+                             else _shape(output_shape, "output_shape"))
         self.labels = ["inputs"] + [f"params[{i}]" for i in range(self.n_params)]
         self.failures: list[str] = []
         self.checks: list[str] = []
