@@ -131,3 +131,40 @@ def test_check_layer_names_its_own_bad_arguments_instead_of_blaming_the_layer(kw
                                                                                message):
     with pytest.raises(error, match=message):
         cr.check_layer(cr.ReLU, **kwargs)
+
+
+def test_a_network_from_pairs_names_its_bad_arguments():
+    from chainrule.losses import CategoricalCrossEntropy
+    from chainrule.network import Network
+
+    params = {"W1": np.zeros((4, 3)), "b1": np.zeros(3)}
+    for args, error, message in [
+            (([cr.Affine()], params, CategoricalCrossEntropy()), TypeError,
+             r"layers\[0\] must be a \(layer, parameter names\) pair"),
+            (([(cr.Affine(), "W1")], params, CategoricalCrossEntropy()), TypeError,
+             r"the names a tuple of str such as \('W1', 'b1'\)"),
+            (([(cr.Affine(), ("W1", "b1"))], [params["W1"]], CategoricalCrossEntropy()),
+             TypeError, "params must be a dict of arrays by name, got list"),
+            (([(cr.Affine(), ("W1", "b1"))], params, "cross_entropy"), TypeError,
+             "loss must be a loss object"),
+            ((None, params, CategoricalCrossEntropy()), TypeError,
+             "layers must be a list of .* pairs, got NoneType")]:
+        with pytest.raises(error, match=message):
+            Network(*args)
+    # pairs as lists are pairs too
+    net = Network([[cr.Affine(), ["W1", "b1"]]], params, CategoricalCrossEntropy())
+    assert net.layers[0][1] == ("W1", "b1")
+
+
+def test_an_exponential_rate_beyond_floats_is_named():
+    with pytest.raises(ValueError, match="the learning rate overflows"):
+        cr.schedules.exponential_lr(1000, base_lr=0.1, gamma=10.0)
+    with pytest.raises(ValueError, match="the learning rate overflows"):
+        cr.schedules.step_lr(10**6, base_lr=0.1, step_size=1, gamma=1e308)
+
+
+def test_affine_checks_its_initialisers_when_built():
+    with pytest.raises(TypeError, match="bias_init must be None .* got str 'x'"):
+        cr.Affine(4, 3, bias_init="x")
+    with pytest.raises(TypeError, match="init must be an initialiser's name or a callable"):
+        cr.Affine(4, 3, init=5)

@@ -120,6 +120,13 @@ class Affine(Layer):
         self.sizes = None if n_in is None else (check_positive_int(n_in, "n_in"),
                                                 check_positive_int(n_out, "n_out"))
         self.init = get_initializer(init) if isinstance(init, str) else init
+        if not callable(self.init):
+            raise TypeError(f"init must be an initialiser's name or a callable f(shape, "
+                            f"rng=, dtype=), got {type(init).__name__} {init!r}")
+        if bias_init is not None and not callable(bias_init):
+            raise TypeError(f"bias_init must be None (zeros) or a callable (D, H, rng, "
+                            f"dtype) -> (H,) array, got {type(bias_init).__name__} "
+                            f"{bias_init!r}")
         self.bias_init = bias_init
 
     def param_shapes(self) -> list[tuple]:

@@ -69,6 +69,24 @@ def affine_param_names(n_layers: int) -> list[tuple[str, str]]:
     return [(f"W{i}", f"b{i}") for i in range(1, n_layers + 1)]
 
 
+def _checked_pairs(layers) -> list:
+    """``Network``'s ``layers``: ``(layer, parameter names)`` pairs, the names a tuple
+    of str (a bare string would be read as its letters)."""
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"layers must be a list of (layer, parameter names) pairs, got "
+                        f"{type(layers).__name__}")
+    pairs = list(layers)
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+                and isinstance(pair[1], (tuple, list))
+                and all(isinstance(n, str) for n in pair[1])):
+            raise TypeError(f"layers[{i}] must be a (layer, parameter names) pair, the names "
+                            f"a tuple of str such as ('W1', 'b1') (Sequential builds the "
+                            f"pairs from plain layers), got {pair!r}")
+        pairs[i] = (pair[0], tuple(pair[1]))
+    return pairs
+
+
 def _check_backward_result(layer, names, result, params) -> None:
     """What a layer of the user's own returned from ``backward``, checked, so that a
     mistake is named here rather than as a NumPy error in the layer below."""
@@ -126,7 +144,14 @@ class Network:
     """
 
     def __init__(self, layers, params, loss, buffers=None):
-        self.layers = list(layers)
+        self.layers = _checked_pairs(layers)
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be a dict of arrays by name, got "
+                            f"{type(params).__name__}")
+        if not callable(getattr(loss, "forward", None)) or \
+                not callable(getattr(loss, "backward", None)):
+            raise TypeError(f"loss must be a loss object (e.g. CategoricalCrossEntropy()), "
+                            f"got {type(loss).__name__} {loss!r}")
         check_unowned(layer for layer, _ in self.layers)  # before any layer is changed
         if not any(names for _, names in self.layers):
             raise ValueError("layers must include at least one layer with parameters (e.g. "

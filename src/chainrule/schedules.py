@@ -34,7 +34,7 @@ def step_lr(step: int, *, base_lr: float, step_size: int, gamma: float = 0.1) ->
     base_lr = check_positive_float(base_lr, "base_lr")
     step_size = check_positive_int(step_size, "step_size")
     gamma = check_positive_float(gamma, "gamma")
-    return base_lr * gamma ** (step // step_size)
+    return _scaled(base_lr, gamma, step // step_size)
 
 
 def exponential_lr(step: int, *, base_lr: float, gamma: float) -> float:
@@ -42,7 +42,17 @@ def exponential_lr(step: int, *, base_lr: float, gamma: float) -> float:
     step = _check_step(step)
     base_lr = check_positive_float(base_lr, "base_lr")
     gamma = check_positive_float(gamma, "gamma")
-    return base_lr * gamma ** step
+    return _scaled(base_lr, gamma, step)
+
+
+def _scaled(base_lr: float, gamma: float, times: int) -> float:
+    """``base_lr * gamma ** times``; a rate beyond float's range is refused by name
+    (Python's power raises a bare OverflowError)."""
+    try:
+        return base_lr * gamma ** times
+    except OverflowError:
+        raise ValueError(f"the learning rate overflows: {base_lr} * {gamma} ** {times} is "
+                         f"beyond float's range (a gamma above 1 grows without bound)") from None
 
 
 def cosine_lr(step: int, *, base_lr: float, total_steps: int, min_lr: float = 0.0) -> float:
