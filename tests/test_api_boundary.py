@@ -168,3 +168,12 @@ def test_affine_checks_its_initialisers_when_built():
         cr.Affine(4, 3, bias_init="x")
     with pytest.raises(TypeError, match="init must be an initialiser's name or a callable"):
         cr.Affine(4, 3, init=5)
+
+
+def test_load_names_its_own_bad_arguments_not_the_file(tmp_path):
+    cr.io.save(cr.MLP([4, 3], rng=0), tmp_path / "m.npz")
+    with pytest.raises(TypeError, match="rng must be None, an int seed"):
+        cr.io.load(tmp_path / "m.npz", rng="x")
+    with pytest.raises(TypeError, match="custom_layers must be a dict of class name to class"):
+        cr.io.load(tmp_path / "m.npz", custom_layers=[1])
+    assert cr.io.load(tmp_path / "m.npz", rng=3).n_features == 4

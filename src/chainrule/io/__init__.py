@@ -63,6 +63,7 @@ import json
 import numpy as np
 
 from .._fileformat import ModelFileError, read_archive, write_archive
+from .._validation import check_rng
 from .._version import VERSION
 from ..models import Network, Sequential
 from .estimators import STATE_CLASSES
@@ -218,6 +219,12 @@ def load(path, *, rng=None, custom_layers=None):
         (e.g. a training checkpoint), names a class outside the allow-list, or its
         arrays are missing, extra, or of the wrong shape or dtype for the architecture.
     """
+    # The caller's arguments first: a mistake in them is not the file's.
+    check_rng(rng)   # (checked only: the rebuilt model takes rng as given)
+    if custom_layers is not None and not (isinstance(custom_layers, dict) and all(
+            isinstance(k, str) and isinstance(v, type) for k, v in custom_layers.items())):
+        raise TypeError(f"custom_layers must be a dict of class name to class, got "
+                        f"{custom_layers!r}")
     arrays, meta = read_archive(path)
 
     def fail(problem):
