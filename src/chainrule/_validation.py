@@ -326,10 +326,12 @@ def check_path(path, name: str = "path"):
 def check_feature_columns(feature_columns) -> None:
     """A CSV reader's ``feature_columns``: a non-empty list of distinct names (a bare
     string would be read as its letters)."""
-    if isinstance(feature_columns, str) or not feature_columns:
+    names = ([] if isinstance(feature_columns, str) or not hasattr(feature_columns, "__iter__")
+             else list(feature_columns))   # (an ndarray or a pandas Index too)
+    if not names:
         raise TypeError(f"feature_columns must be a non-empty list of column names, got "
                         f"{type(feature_columns).__name__} {feature_columns!r}")
-    twice = sorted({f for f in feature_columns if list(feature_columns).count(f) > 1})
+    twice = sorted(str(k) for k, n in Counter(names).items() if n > 1)
     if twice:
         raise ValueError(f"feature_columns names {twice} more than once")
 

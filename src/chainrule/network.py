@@ -33,6 +33,7 @@ from .explain import explain, node_names, output_shapes, output_width, summary
 from .functional import sigmoid, softmax
 from .layers import Affine
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy
+from .optim import step_checked
 from .stateful import (
     buffer_slots,
     cache_owners,
@@ -531,7 +532,7 @@ class Network:
                     f"step refused: {what}; the parameters were not updated. Try a smaller "
                     f"learning rate or standardised inputs.", epoch=None, step=None,
                     layer="loss" if not math.isfinite(loss) else bad[0])
-            optimizer.step(self.params, grads, checked=True)  # checked just above
+            step_checked(optimizer, self.params, grads)  # checked just above
             return loss
 
     def predict_proba(self, X, *, threads=None) -> np.ndarray:

@@ -39,7 +39,7 @@ from ._validation import (
 from .schedules import EpochLR, cosine_lr, exponential_lr, invscaling_lr, linear_warmup, step_lr
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "OPTIMIZERS", "make_optimizer",
-           "get_optimizer", "clip_gradients",
+           "get_optimizer", "clip_gradients", "step_checked",
            # the schedules, for code that imports them from here
            "step_lr", "exponential_lr", "cosine_lr", "linear_warmup", "invscaling_lr",
            "EpochLR"]
@@ -79,6 +79,17 @@ def clip_gradients(grads: dict, *, clip_norm=None, clip_value=None) -> dict:
     # A NaN or infinite norm gives NaN or zero gradients, as in torch; fit then reports
     # the divergence.
     return {k: g * g.dtype.type(coef) for k, g in grads.items()}
+
+
+def step_checked(optimizer, params: dict, grads: dict) -> None:
+    """``optimizer.step(params, grads)`` for a caller that answers for the gradients'
+    finiteness (``fit``, ``Network.step``): the library's own step skips its scan
+    (``checked=True``); a subclass's or another object's own ``step`` is called as
+    written, with the two arguments."""
+    if type(optimizer).step is Optimizer.step:
+        optimizer.step(params, grads, checked=True)
+    else:
+        optimizer.step(params, grads)
 
 
 class Optimizer:

@@ -184,10 +184,11 @@ def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
                 raise ValueError(f"parameter {name!r} of layers[{i}] ({layer!r}) has dtype "
                                  f"{a.dtype} {shape_str(a.shape)}, expected {dtype}")
             if j < len(shapes) and a.shape != tuple(shapes[j]):
-                raise ValueError(f"params[{name!r}] must have shape {shape_str(shapes[j])} for "
+                where = (f"params[{name!r}]" if params is not None else
+                         f"the array {name!r} of layers[{i}].init_params(rng, dtype) (its "
+                         f"init or bias_init?)")
+                raise ValueError(f"{where} must have shape {shape_str(shapes[j])} for "
                                  f"layers[{i}] ({layer!r}), got {shape_str(a.shape)}")
-            if params is not None and not np.isfinite(a).all():
-                raise ValueError(f"params[{name!r}] must contain only finite values")
             new_params[name] = a
         for attr, name in zip(getattr(layer, "buffer_names", ()), b_names, strict=True):
             setattr(layer, attr, np.asarray(getattr(layer, attr), dtype=dtype))

@@ -181,14 +181,17 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
 
 
 def _shape(shape, name: str, *, scalar: bool = False) -> tuple:
-    """A shape argument of :func:`check_layer`: a tuple of integers >= 1 (``()`` too
+    """A shape argument of :func:`check_layer`: a sequence of integers >= 1 (``()`` too
     when ``scalar``: a parameter may be one number)."""
-    if not isinstance(shape, (list, tuple)) or not (shape or scalar) or any(
-            isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1
-            for s in shape):
-        raise ValueError(f"{name} must be a non-empty tuple of integers >= 1 (a batch's "
-                         f"shape, rows first), got {shape!r}")
-    return tuple(int(s) for s in shape)
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"{name} must be a tuple of integers, got {type(shape).__name__} "
+                        f"{shape!r}")
+    dims = tuple(shape)
+    what = "a parameter's shape" if scalar else "a batch's shape, rows first"
+    if not (dims or scalar) or any(isinstance(d, bool) or not isinstance(d, (int, np.integer))
+                                   or d < 1 for d in dims):
+        raise ValueError(f"{name} must be a tuple of integers >= 1 ({what}), got {shape!r}")
+    return tuple(int(d) for d in dims)
 
 
 class _ContractRun:

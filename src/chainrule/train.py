@@ -64,6 +64,7 @@ from .history import EarlyStopping, EarlyStoppingState, History
 from .journal import HistoryJournal
 from .layers import Affine
 from .losses import CategoricalCrossEntropy, l2_penalty
+from .optim import step_checked
 from .stateful import kept_caches
 
 __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError"]
@@ -308,7 +309,7 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int,
             np.copyto(run.before_last[k], p)
     # (not scanned for NaN: an update that makes the parameters non-finite rolls back
     # the epoch, see _train_epoch)
-    run.settings.optimizer.step(run.params, grads, checked=True)
+    step_checked(run.settings.optimizer, run.params, grads)
 
 
 def _train_epoch(model, run: _Run, epoch: int) -> _Tally:
