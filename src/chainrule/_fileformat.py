@@ -47,6 +47,7 @@ import zipfile
 
 import numpy as np
 
+from ._validation import check_path
 from .errors import ModelFileError
 
 __all__ = ["FORMAT_VERSION", "FORMAT_NAME", "ModelFileError", "write_archive", "atomic_write",
@@ -57,18 +58,6 @@ FORMAT_VERSION = 1
 #: Value of the ``"format"`` field, so a stray ``.npz`` is not mistaken for a model.
 FORMAT_NAME = "chainrule"
 _META_ENTRY = "__chainrule__.json"
-
-
-def _check_path(path, name: str = "path") -> str:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__} "
-                        f"{path!r}")
-    path = os.fspath(path)
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if not path:
-        raise ValueError(f"{name} must be a non-empty file path, got {path!r}")
-    return path
 
 
 def _canonical_json(meta) -> str:
@@ -146,7 +135,7 @@ def write_archive(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
     OSError
         If the file cannot be written (the destination is then left untouched).
     """
-    path = _check_path(path)
+    path = check_path(path)
     arrays = _check_arrays(arrays)
     if not isinstance(meta, dict):
         raise TypeError(f"meta must be a dict, got {type(meta).__name__}")
@@ -232,7 +221,7 @@ def atomic_write(path, write, *, refuse_same_as=(), allow_stdout: bool = False) 
         If ``path`` is a device, FIFO, socket or link loop, or one of
         ``refuse_same_as``.
     """
-    path = _check_path(path)
+    path = check_path(path)
     if allow_stdout and path in STDOUT_NAMES:
         _write_stdout(write)
         return
@@ -306,7 +295,7 @@ def check_destination(path, *, name: str = "path", refuse_same_as=()) -> str:
     str
         The file that would be replaced (a symbolic link resolved).
     """
-    path = _check_path(path, name)
+    path = check_path(path, name)
     if os.path.islink(path):
         try:
             os.stat(path)
@@ -328,7 +317,7 @@ def check_destination(path, *, name: str = "path", refuse_same_as=()) -> str:
         raise FileNotFoundError(f"cannot write {path!r}: directory {directory!r} does not "
                                 f"exist")
     for other in refuse_same_as:
-        other = _check_path(other, "refuse_same_as")
+        other = check_path(other, "refuse_same_as")
         if _same_file(path, other):
             raise ValueError(f"cannot write {path!r}: it is the input file {other!r}; "
                              f"writing would destroy it, give another output path")
@@ -375,7 +364,7 @@ def remove_stale_temporaries(path) -> list[str]:
     list of str
         The files removed.
     """
-    path = os.path.abspath(_check_path(path))
+    path = os.path.abspath(check_path(path))
     directory, prefix = os.path.dirname(path), "." + os.path.basename(path) + "."
     if os.name != "posix":
         return []
@@ -465,7 +454,7 @@ def read_archive(path) -> tuple[dict[str, np.ndarray], dict]:
         match; also when memory runs out reading it. Never a ``MemoryError`` or an
         exception type of :mod:`zipfile` or NumPy.
     """
-    path = _check_path(path)
+    path = check_path(path)
 
     def fail(problem: str) -> ModelFileError:
         return ModelFileError(f"cannot read chainrule file {path!r}: {problem}")

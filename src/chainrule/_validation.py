@@ -315,11 +315,17 @@ def check_header_names(name: str, columns, label=None) -> None:
                       f"the column names and left out", UserWarning, stacklevel=3)
 
 
-def check_path(path, name: str = "path"):
-    """``path`` when it is a str or os.PathLike; else ``TypeError`` naming ``name``."""
-    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
-        raise TypeError(f"{name} must be a file name (str or os.PathLike), got "
-                        f"{type(path).__name__} {path!r}")
+def check_path(path, name: str = "path", *, what: str = "a str or os.PathLike") -> str:
+    """``path`` as a str (a bytes path decoded) when it is a str or os.PathLike
+    (``TypeError`` naming ``name`` and ``what`` it must be otherwise) and not empty
+    (``ValueError``): the one check of a file argument, for readers and writers."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be {what}, got {type(path).__name__} {path!r}")
+    path = os.fspath(path)
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not path:
+        raise ValueError(f"{name} must be a non-empty file path, got {path!r}")
     return path
 
 

@@ -213,7 +213,7 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
         cells than the header, or a feature cell that is not a finite number. The
         message names the path, and the line and column of a bad cell.
     """
-    name = os.fspath(check_path(path))
+    name = check_path(path, what="a file name (str or os.PathLike)")
     header = check_bool(header, "header")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter must be a single character, got {delimiter!r}")

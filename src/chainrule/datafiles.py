@@ -300,7 +300,7 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
     X : ndarray of float64, shape (N, D)
     y : ndarray, shape (N,), or None
     """
-    name = os.fspath(check_path(path))
+    name = check_path(path, what="a file name (str or os.PathLike)")
     require_labels = check_bool(require_labels, "require_labels")
     kind = file_kind(name)
     if feature_columns is not None and kind != "csv":
