@@ -58,7 +58,10 @@ def test_quiet_prints_no_epoch_lines(capsys):
     (["--hidden", "0"], "argument --hidden: expected comma-separated positive integers"),
     (["--batch-size", "0"], "argument --batch-size: expected a positive integer or 'full'"),
     (["--dropout", "1.5"], "--dropout must be in [0.0, 1.0), got 1.5"),
-    (["--momentum", "0.9"], "--momentum applies to --optimizer sgd only"),
+    (["--momentum", "0.9"], "--momentum applies to --optimizer sgd or rmsprop only"),
+    (["--optimizer", "adagrad", "--momentum", "0.9"],
+     "--momentum applies to --optimizer sgd or rmsprop only"),
+    (["--optimizer", "adadelta"], "argument --optimizer: invalid choice: 'adadelta'"),
     (["--optimizer", "sgd", "--momentum", "1.5"], "--momentum must be in [0.0, 1.0], got 1.5"),
     (["--test-fraction", "1.5"], "--test-fraction must be in (0, 1), got 1.5"),
     (["--test-fraction", "0"], "--test-fraction must be in (0, 1), got 0.0"),
@@ -151,6 +154,21 @@ def test_adamw_weight_decay_zero_is_passed_through(capsys):
                             "--quiet"], capsys)
     assert status == 0, err
     assert "weight_decay=0.01" in out
+
+
+@pytest.mark.parametrize("argv, shown", [
+    (["--optimizer", "rmsprop", "--momentum", "0.5", "--lr", "1e-3"],
+     "RMSprop(lr=0.001, alpha=0.99, eps=1e-08, weight_decay=0.0001, momentum=0.5"),
+    (["--optimizer", "adagrad", "--lr", "0.05"], "Adagrad(lr=0.05, lr_decay=0.0, "
+                                                 "weight_decay=0.0001"),
+])
+def test_rmsprop_and_adagrad_train_from_the_command_line(argv, shown, capsys):
+    status, out, err = run(["train", "--hidden", "16", "--epochs", "4", *argv], capsys)
+    assert status == 0, err
+    assert shown in out
+    losses = [float(x) for x in re.findall(r"epoch +\d+ +loss ([\d.]+)", out)]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    assert float(re.search(r"test accuracy = ([\d.]+)", out).group(1)) > 0.9
 
 
 def test_validation_fraction_leaving_no_training_rows_is_a_usage_error(capsys):

@@ -3,7 +3,8 @@
 Every optimizer is checked twice, against two oracles that do not share code with it:
 
 * a NumPy implementation of the update written out below from the papers / the
-  ``torch.optim`` documentation (``_ref_sgd``, ``_ref_adam``), and
+  ``torch.optim`` documentation (``_ref_sgd``, ``_ref_adam``, ``_ref_rmsprop``,
+  ``_ref_adagrad``), and
 * ``torch.optim`` itself in float64, fed the same gradients through ``p.grad``.
 
 The gradients come from a fixed quadratic plus a fixed random sequence, evaluated at
@@ -24,9 +25,11 @@ import pytest
 
 from chainrule.optim import (
     SGD,
+    Adagrad,
     Adam,
     AdamW,
     Optimizer,
+    RMSprop,
     _Moments,
     cosine_lr,
     exponential_lr,
@@ -139,6 +142,47 @@ def _ref_adam(params, grad, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0
     return p
 
 
+def _ref_rmsprop(params, grad, lr, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, steps=N_STEPS):
+    """Tieleman & Hinton (2012), lecture 6e, in torch.optim.RMSprop's documented form:
+    v_t = alpha v + (1-alpha) g^2; centered: g_avg likewise and v_t - g_avg^2 under the
+    root; eps added after the root; momentum accumulates g / denominator."""
+    p = {k: v.copy() for k, v in params.items()}
+    v2 = {k: np.zeros_like(v) for k, v in p.items()}
+    g_avg = {k: np.zeros_like(v) for k, v in p.items()}
+    buf = {k: np.zeros_like(v) for k, v in p.items()}
+    for t in range(steps):
+        lr_t = lr(t) if callable(lr) else lr
+        g_all = grad(t, p)
+        for k in p:
+            g = g_all[k] + weight_decay * p[k]
+            v2[k] = alpha * v2[k] + (1 - alpha) * g ** 2
+            g_avg[k] = alpha * g_avg[k] + (1 - alpha) * g
+            denom = np.sqrt(v2[k] - g_avg[k] ** 2 if centered else v2[k]) + eps
+            if momentum > 0:
+                buf[k] = momentum * buf[k] + g / denom
+                p[k] = p[k] - lr_t * buf[k]
+            else:
+                p[k] = p[k] - lr_t * g / denom
+    return p
+
+
+def _ref_adagrad(params, grad, lr, lr_decay=0.0, weight_decay=0.0,
+                 initial_accumulator_value=0.0, eps=1e-10, steps=N_STEPS):
+    """Duchi, Hazan & Singer (2011), diagonal form, in torch.optim.Adagrad's documented
+    form: the rate at step t is lr / (1 + (t-1) lr_decay); sum += g^2; eps after the root."""
+    p = {k: v.copy() for k, v in params.items()}
+    total = {k: np.full_like(v, initial_accumulator_value) for k, v in p.items()}
+    for t in range(1, steps + 1):
+        lr_t = lr(t - 1) if callable(lr) else lr
+        g_all = grad(t - 1, p)
+        for k in p:
+            g = g_all[k] + weight_decay * p[k]
+            total[k] = total[k] + g ** 2
+            p[k] = p[k] - lr_t / (1 + (t - 1) * lr_decay) * g / (np.sqrt(total[k]) + eps)
+    return p
+
+
 # --- plain SGD: the homework's update, bit for bit ----------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -233,6 +277,64 @@ def test_adamw_matches_formula_and_torch(kw, torch):
                                   **ref_kw))
     theirs = _run_torch(torch, lambda ps: torch.optim.AdamW(ps, foreach=False, **kw), params, grad)
     _assert_close(ours, theirs)
+
+
+RMSPROP_CASES = [
+    dict(lr=1e-2),
+    dict(lr=5e-3, alpha=0.9, eps=1e-6),
+    dict(lr=1e-2, weight_decay=0.1),
+    dict(lr=5e-3, momentum=0.9),
+    dict(lr=1e-2, centered=True),
+    dict(lr=5e-3, alpha=0.8, momentum=0.5, centered=True, weight_decay=0.05),
+]
+
+
+@pytest.mark.parametrize("kw", RMSPROP_CASES, ids=_kw_id)
+def test_rmsprop_matches_formula_and_torch(kw, torch):
+    params, grad = _problem(seed=11)
+    ours = _run_chainrule(RMSprop(**kw), params, grad)
+    _assert_close(ours, _ref_rmsprop(params, grad, **kw))
+    theirs = _run_torch(torch, lambda ps: torch.optim.RMSprop(ps, foreach=False, **kw),
+                        params, grad)
+    _assert_close(ours, theirs)
+    assert not np.allclose(ours["W1"], params["W1"])
+
+
+ADAGRAD_CASES = [
+    dict(lr=1e-1),
+    dict(lr=1e-1, lr_decay=0.05),
+    dict(lr=5e-2, weight_decay=0.1),
+    dict(lr=1e-1, initial_accumulator_value=0.5, eps=1e-6),
+    dict(lr=2e-1, lr_decay=0.01, weight_decay=0.05, initial_accumulator_value=0.1),
+]
+
+
+@pytest.mark.parametrize("kw", ADAGRAD_CASES, ids=_kw_id)
+def test_adagrad_matches_formula_and_torch(kw, torch):
+    params, grad = _problem(seed=12)
+    ours = _run_chainrule(Adagrad(**kw), params, grad)
+    _assert_close(ours, _ref_adagrad(params, grad, **kw))
+    theirs = _run_torch(torch, lambda ps: torch.optim.Adagrad(ps, foreach=False, **kw),
+                        params, grad)
+    _assert_close(ours, theirs)
+    assert not np.allclose(ours["W1"], params["W1"])
+
+
+def test_rmsprop_and_adagrad_first_steps_by_hand():
+    # One entry, g = 2 then g = 1, no eps to speak of.
+    p = {"w": np.array([1.0])}
+    opt = RMSprop(lr=0.1, alpha=0.5, eps=1e-300)
+    opt.step(p, {"w": np.array([2.0])})      # v = 0.5 * 4 = 2: step 0.1 * 2 / sqrt(2)
+    assert p["w"][0] == pytest.approx(1.0 - 0.1 * 2 / math.sqrt(2.0), rel=1e-15)
+    opt.step(p, {"w": np.array([1.0])})      # v = 0.5 * 2 + 0.5 * 1 = 1.5
+    assert p["w"][0] == pytest.approx(1.0 - 0.1 * math.sqrt(2.0) - 0.1 / math.sqrt(1.5),
+                                      rel=1e-15)
+    q = {"w": np.array([1.0])}
+    ada = Adagrad(lr=0.1, lr_decay=1.0, eps=1e-300)
+    ada.step(q, {"w": np.array([2.0])})      # sum 4: step 0.1 * 2 / 2
+    ada.step(q, {"w": np.array([1.0])})      # sum 5, rate 0.1 / 2: step 0.05 / sqrt(5)
+    assert q["w"][0] == pytest.approx(1.0 - 0.1 - 0.05 / math.sqrt(5.0), rel=1e-15)
+    assert int(ada.state["w"]["step"]) == 2 and ada.state["w"]["sum"][0] == 5.0
 
 
 def _adam_alone(make, name, params, grads_seq):
@@ -488,7 +590,9 @@ def test_negative_step_rejected():
     lambda: Adam(lr=1e-2, weight_decay=0.1),
     lambda: AdamW(lr=partial(cosine_lr, base_lr=1e-2, total_steps=N_STEPS)),
     lambda: Adam(lr=5e-2, betas=(0.9, 0.5), amsgrad=True),
-], ids=["sgd_nesterov", "adam", "adamw_cosine", "amsgrad"])
+    lambda: RMSprop(lr=1e-2, momentum=0.9, centered=True),
+    lambda: Adagrad(lr=0.1, lr_decay=0.05),
+], ids=["sgd_nesterov", "adam", "adamw_cosine", "amsgrad", "rmsprop", "adagrad"])
 def test_state_dict_round_trip_is_bit_identical(make):
     params, grad = _problem(seed=6)
     straight = _run_chainrule(make(), params, grad)
@@ -511,7 +615,8 @@ def test_state_dict_round_trip_is_bit_identical(make):
         assert np.array_equal(p[k], straight[k]), k
 
 
-@pytest.mark.parametrize("make", [lambda: SGD(lr=0.1, momentum=0.9), lambda: Adam(lr=0.1)])
+@pytest.mark.parametrize("make", [lambda: SGD(lr=0.1, momentum=0.9), lambda: Adam(lr=0.1),
+                                  lambda: RMSprop(lr=0.1), lambda: Adagrad(lr=0.1)])
 def test_an_optimizer_reused_for_new_arrays_warns_and_reset_forgets(make):
     """State is kept by parameter name; stepping another model's arrays under the same
     names (one optimizer for two models) would carry it over silently, so it warns,
@@ -570,8 +675,10 @@ def _bad_grads(kind, grads):
 
 @pytest.mark.parametrize("kind", ["missing", "extra", "shape"])
 @pytest.mark.parametrize("make", [lambda: SGD(lr=0.1), lambda: SGD(lr=0.1, momentum=0.9),
-                                  lambda: Adam(), lambda: AdamW()],
-                         ids=["sgd", "sgd_momentum", "adam", "adamw"])
+                                  lambda: Adam(), lambda: AdamW(),
+                                  lambda: RMSprop(momentum=0.5, centered=True),
+                                  lambda: Adagrad(lr_decay=0.1)],
+                         ids=["sgd", "sgd_momentum", "adam", "adamw", "rmsprop", "adagrad"])
 def test_bad_grads_raise_and_leave_everything_unchanged(kind, make):
     params, grad = _problem(seed=7)
     opt = make()
@@ -626,7 +733,17 @@ def test_params_and_grads_must_be_dicts():
     (lambda: Adam(eps=-1e-8), ValueError, r"eps.*-1e-08"),
     (lambda: Adam(weight_decay=-0.1), ValueError, r"weight_decay.*-0\.1"),
     (lambda: AdamW(weight_decay=float("nan")), ValueError, r"weight_decay.*nan"),
-    (lambda: get_optimizer("rmsprop"), ValueError, r"optimizer.*'rmsprop'"),
+    (lambda: RMSprop(alpha=1.0), ValueError, r"alpha.*1\.0"),
+    (lambda: RMSprop(alpha=-0.1), ValueError, r"alpha.*-0\.1"),
+    (lambda: RMSprop(momentum=2.0), ValueError, r"momentum.*2\.0"),
+    (lambda: RMSprop(eps=0.0), ValueError, r"eps.*0\.0"),
+    (lambda: RMSprop(centered=1), TypeError, r"centered.*1"),
+    (lambda: Adagrad(lr_decay=-0.1), ValueError, r"lr_decay.*-0\.1"),
+    (lambda: Adagrad(initial_accumulator_value=-1.0), ValueError,
+     r"initial_accumulator_value.*-1\.0"),
+    (lambda: Adagrad(eps=float("nan")), ValueError, r"eps.*nan"),
+    (lambda: get_optimizer("adadelta"), ValueError, r"optimizer.*'adadelta'"),
+    (lambda: get_optimizer("rmsprop", betas=(0.9, 0.9)), ValueError, r"'rmsprop'.*betas"),
 ])
 def test_bad_hyperparameters(make, exc, match):
     with pytest.raises(exc, match=match):
@@ -637,6 +754,8 @@ def test_get_optimizer_builds_each_kind():
     assert type(get_optimizer("sgd", lr=0.1, momentum=0.9)) is SGD
     assert type(get_optimizer("adam")) is Adam
     assert type(get_optimizer("adamw")) is AdamW
+    assert get_optimizer("rmsprop", lr=0.1, momentum=0.9, centered=True).centered is True
+    assert get_optimizer("adagrad", lr_decay=0.5).lr_decay == 0.5
     existing = Adam(lr=0.5)
     assert get_optimizer(existing) is existing
     assert get_optimizer("sgd", lr=0.3).hyperparameters()["lr"] == 0.3
@@ -651,7 +770,11 @@ def test_get_optimizer_builds_each_kind():
     lambda: Adam(lr=1e-2, weight_decay=0.1),
     lambda: AdamW(lr=partial(cosine_lr, base_lr=1e-2, total_steps=N_STEPS)),
     lambda: AdamW(lr=5e-2, betas=(0.9, 0.5), amsgrad=True),
-], ids=["sgd", "sgd_nesterov_wd", "sgd_dampening", "adam_wd", "adamw_cosine", "amsgrad"])
+    lambda: RMSprop(lr=1e-2, momentum=0.9, weight_decay=0.1),
+    lambda: RMSprop(lr=1e-2, centered=True),
+    lambda: Adagrad(lr=0.1, lr_decay=0.1, initial_accumulator_value=0.1),
+], ids=["sgd", "sgd_nesterov_wd", "sgd_dampening", "adam_wd", "adamw_cosine", "amsgrad",
+        "rmsprop", "rmsprop_centered", "adagrad"])
 @pytest.mark.parametrize("grad_dtype", [np.float32, np.float64])
 def test_float32_stays_float32(make, grad_dtype):
     params64, grad64 = _problem(seed=8)

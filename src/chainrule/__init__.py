@@ -30,7 +30,7 @@ from .layers import GELU, Affine, Dropout, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
 from .losses import CategoricalCrossEntropy, MeanSquaredError
 from .models import MLP, Network, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
-from .optim import SGD, Adam, AdamW
+from .optim import SGD, Adagrad, Adam, AdamW, RMSprop
 
 __version__ = VERSION
 
@@ -46,7 +46,7 @@ __all__ = [
     "AdaptiveAvgPool2D", "AvgPool2D", "Conv2D", "Flatten", "MaxPool2D", "Unflatten",
     "CategoricalCrossEntropy", "MeanSquaredError",
     "MLP", "FeedforwardNeuralNet", "LogisticRegression", "Network", "Sequential",
-    "SGD", "Adam", "AdamW",
+    "SGD", "RMSprop", "Adagrad", "Adam", "AdamW",
     "SanityReport", "sanity_check",
     "LayerContractError", "check_layer",
     "EarlyStopping", "History", "ReduceLROnPlateau", "TrainingDivergedError", "evaluate",

@@ -546,8 +546,9 @@ def _value_problems(arrays) -> list:
     return problems
 
 
-#: Optimizer state that is never negative: Adam's second moment, step counts.
-_NON_NEGATIVE_STATE = ("exp_avg_sq", "step")
+#: Optimizer state that is never negative: Adam's and RMSprop's second moments,
+#: Adagrad's sums of squares, step counts.
+_NON_NEGATIVE_STATE = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "step")
 
 
 def read_checkpoint(path, identity, model, optimizer, gens, n_rows, n_val):

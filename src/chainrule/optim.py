@@ -1,9 +1,9 @@
-"""Optimizers that update a params dict in place.
+"""Optimizers that update a params dict in place: the update rules.
 
-The base class :class:`Optimizer` owns the bookkeeping: it checks that the gradients
-match the parameters before touching any of them, counts steps, resolves the
-learning rate for the current step and keeps per-parameter state keyed by the
-parameter's name. A subclass writes only its update rule, ``_update``.
+Each rule is an :class:`Optimizer` subclass (the base class, in
+:mod:`chainrule.optim_base` and re-exported here, owns the bookkeeping: checks, step
+count, learning rate, clipping, per-parameter state) that writes only its update,
+``_update`` for one parameter or ``_apply`` for all of them at once.
 
 Hyperparameter names and meanings follow ``torch.optim``: ``SGD(weight_decay=...)``
 adds ``weight_decay * p`` to the gradient (L2), ``AdamW`` shrinks the weights directly.
@@ -12,242 +12,24 @@ A learning rate is a positive float or a schedule: any function of the step numb
 (0 for the first step) returning a float, such as those of :mod:`chainrule.schedules`
 (re-exported here), e.g. ``Adam(lr=partial(cosine_lr, base_lr=1e-3,
 total_steps=1000))``.
-
-Every optimizer can clip the gradients before its update, as a PyTorch loop calls
-``torch.nn.utils.clip_grad_norm_`` (``clip_norm``: the norm of all the gradients
-together) or ``clip_grad_value_`` (``clip_value``: each entry) between ``backward()``
-and ``step()``; weight decay is added after the clipping, as there.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-import warnings
-import weakref
 
 import numpy as np
 
-from ._validation import (
-    all_finite,
-    check_in_interval,
-    check_positive_float,
-    check_positive_int,
-    raise_non_finite,
-    shape_str,
-)
+from ._validation import check_in_interval, check_positive_float, shape_str
+from .optim_base import CLIP_EPS, Optimizer, clip_gradients, step_checked
 from .schedules import EpochLR, cosine_lr, exponential_lr, invscaling_lr, linear_warmup, step_lr
 
-__all__ = ["Optimizer", "SGD", "Adam", "AdamW", "OPTIMIZERS", "make_optimizer",
-           "get_optimizer", "clip_gradients", "step_checked",
+__all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "AdamW", "OPTIMIZERS",
+           "make_optimizer", "get_optimizer", "clip_gradients", "step_checked", "CLIP_EPS",
            # the schedules, for code that imports them from here
            "step_lr", "exponential_lr", "cosine_lr", "linear_warmup", "invscaling_lr",
            "EpochLR"]
-
-#: Added to the norm before dividing by it, as ``torch.nn.utils.clip_grad_norm_`` does.
-CLIP_EPS = 1e-6
-
-
-def clip_gradients(grads: dict, *, clip_norm=None, clip_value=None) -> dict:
-    """The gradients clipped as PyTorch clips them, as new arrays (``grads`` is unchanged).
-
-    Parameters
-    ----------
-    grads : dict of str to ndarray
-    clip_norm : float, optional
-        The largest L2 norm of all the gradients taken together (one vector): above it
-        every gradient is multiplied by ``clip_norm / (norm + 1e-6)``, as
-        ``torch.nn.utils.clip_grad_norm_(params, clip_norm)``. The norm is summed in
-        float64 (PyTorch's CPU kernels accumulate float32 in double too).
-    clip_value : float, optional
-        Every entry is clipped to ``[-clip_value, clip_value]``, as
-        ``torch.nn.utils.clip_grad_value_``.
-
-    Returns
-    -------
-    dict
-        ``grads`` itself when nothing is clipped (no limit, or the norm is under it).
-    """
-    if clip_value is not None:
-        return {k: np.clip(g, -clip_value, clip_value) for k, g in grads.items()}
-    if clip_norm is None:
-        return grads
-    norm = math.sqrt(sum(float(np.square(g, dtype=np.float64).sum()) for g in grads.values()))
-    coef = clip_norm / (norm + CLIP_EPS)
-    if coef >= 1.0:  # (torch multiplies by the clamped 1.0: the same numbers)
-        return grads
-    # A NaN or infinite norm gives NaN or zero gradients, as in torch; fit then reports
-    # the divergence.
-    return {k: g * g.dtype.type(coef) for k, g in grads.items()}
-
-
-def step_checked(optimizer, params: dict, grads: dict) -> None:
-    """``optimizer.step(params, grads)`` for a caller that answers for the gradients'
-    finiteness (``fit``, ``Network.step``): the library's own step skips its scan
-    (``checked=True``); a subclass's or another object's own ``step`` is called as
-    written, with the two arguments."""
-    if type(optimizer).step is Optimizer.step:
-        optimizer.step(params, grads, checked=True)
-    else:
-        optimizer.step(params, grads)
-
-
-class Optimizer:
-    """Base class: loops over the params dict, subclasses supply ``_update``.
-
-    State is kept by parameter name and belongs to the arrays it was built for: stepping
-    another model's arrays under the same names warns (build one optimizer per model,
-    as with ``torch.optim``, or call :meth:`reset`).
-
-    Parameters
-    ----------
-    lr : float or callable
-        Learning rate, or a schedule ``lr(step) -> float``.
-    clip_norm, clip_value : float, optional
-        Clip the gradients before each update (:func:`clip_gradients`): their joint L2
-        norm to ``clip_norm``, or each entry to ``[-clip_value, clip_value]``. At most one.
-    """
-
-    def __init__(self, lr, *, clip_norm=None, clip_value=None) -> None:
-        if hasattr(lr, "__iter__") and not isinstance(lr, (str, bytes, np.ndarray)):
-            raise TypeError(f"{type(self).__name__} takes no parameters, unlike a "
-                            f"torch.optim optimizer: build it from its settings (e.g. "
-                            f"{type(self).__name__}(lr=0.01)) and pass the params dict with "
-                            f"its gradients to step(params, grads), or the model to fit")
-        if callable(lr):
-            self.lr = lr
-        else:
-            self.lr = check_positive_float(lr, "lr")
-        if clip_norm is not None and clip_value is not None:
-            raise ValueError(f"give clip_norm or clip_value, not both (got clip_norm="
-                             f"{clip_norm!r}, clip_value={clip_value!r})")
-        self.clip_norm = None if clip_norm is None else check_positive_float(clip_norm,
-                                                                             "clip_norm")
-        self.clip_value = None if clip_value is None else check_positive_float(clip_value,
-                                                                               "clip_value")
-        self.steps = 0
-        self.state: dict[str, dict[str, np.ndarray]] = {}
-        self._owners: dict = {}   # name -> weak reference to the array its state is for
-
-    def current_lr(self) -> float:
-        """The learning rate the next call to :meth:`step` will use."""
-        if not callable(self.lr):
-            return self.lr
-        return check_positive_float(self.lr(self.steps), f"lr schedule at step {self.steps}",
-                                    allow_zero=True)
-
-    def step(self, params: dict, grads: dict, *, checked: bool = False) -> None:
-        """Update every array of ``params`` in place from ``grads`` (same keys, same shapes).
-
-        Every gradient is checked (and cast to its parameter's dtype, so float32 stays
-        float32) before the first parameter changes: when a gradient is missing, extra,
-        of the wrong shape, not numeric or not finite, a parameter is read-only, or the
-        schedule gives a bad learning rate, nothing is changed, neither ``params`` nor
-        the optimizer's state. ``checked=True`` skips the finiteness scan, for callers
-        that made it (``Network.step``) or answer for it (``fit`` rolls a non-finite
-        epoch back).
-        """
-        if not isinstance(params, dict) or not isinstance(grads, dict):
-            raise TypeError(f"params and grads must be dicts, got {type(params).__name__} "
-                            f"and {type(grads).__name__}")
-        if params.keys() != grads.keys():
-            missing = sorted(map(str, set(params) - set(grads)))
-            extra = sorted(map(str, set(grads) - set(params)))
-            raise ValueError(f"grads must have the same keys as params; missing {missing}, "
-                             f"extra {extra}")
-        ready = {}
-        for name, p in params.items():
-            if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
-                raise TypeError(f"params[{name!r}] must be a floating-point ndarray (it is "
-                                f"updated in place), got {type(p).__name__} "
-                                f"{getattr(p, 'dtype', '')}".rstrip())
-            if not p.flags.writeable:
-                raise ValueError(f"params[{name!r}] must be a writable array (it is updated "
-                                 f"in place), got a read-only one")
-            g = grads[name]
-            if type(g) is not np.ndarray:  # (np.shape and np.asarray cost ~1 us each)
-                g = np.asarray(g)
-            if g.shape != p.shape:
-                raise ValueError(f"grads[{name!r}] must have shape {shape_str(p.shape)} "
-                                 f"like params[{name!r}], got {shape_str(g.shape)}")
-            if g.dtype != p.dtype:
-                if g.dtype.kind not in "biuf":
-                    raise TypeError(f"grads[{name!r}] must be a real numeric array, got dtype "
-                                    f"{g.dtype}")
-                g = g.astype(p.dtype)
-            if not checked and not all_finite(g):
-                raise_non_finite(g, f"grads[{name!r}]")
-            ready[name] = g
-        lr = self.current_lr()
-        if self.clip_norm is not None or self.clip_value is not None:
-            ready = clip_gradients(ready, clip_norm=self.clip_norm, clip_value=self.clip_value)
-        self._check_owners(params)
-        self._apply(params, ready, lr)
-        self.steps += 1
-
-    def _check_owners(self, params) -> None:
-        """Warn once when a parameter's state was built for another array than the one
-        now under its name (one optimizer reused for a new model): keyed by name, the
-        state would carry over to it, where a ``torch.optim`` optimizer is bound to its
-        model's parameters. Parameters new to the optimizer just join."""
-        owners = self._owners
-        if all((ref := owners.get(k)) is not None and ref() is p for k, p in params.items()):
-            return
-        moved = sorted(k for k, p in params.items() if self.state.get(k) and
-                       (ref := owners.get(k)) is not None and ref() is not p)
-        if moved:
-            warnings.warn(f"{type(self).__name__} holds state (its step count {self.steps}) "
-                          f"of {', '.join(moved)} from other arrays than these, e.g. another "
-                          f"model's: it carries over to them. Build one optimizer per model, "
-                          f"as in PyTorch, or call reset() first.", UserWarning, stacklevel=3)
-        self._owners = {**owners, **{k: weakref.ref(p) for k, p in params.items()}}
-
-    def reset(self) -> None:
-        """Forget the step count and the per-parameter state: as a new optimizer."""
-        self.steps, self.state, self._owners = 0, {}, {}
-
-    def _apply(self, params: dict, grads: dict, lr: float) -> None:
-        """Every parameter's update, one ``_update`` each (checked gradients)."""
-        for name, p in params.items():
-            self._update(p, grads[name], self.state.setdefault(name, {}), lr)
-
-    def _update(self, p, g, state, lr):  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def state_dict(self) -> dict:
-        """Step count and per-parameter state (copies), e.g. for a checkpoint."""
-        return {"steps": self.steps,
-                "state": {k: {s: np.array(v, copy=True) for s, v in st.items()}
-                          for k, st in self.state.items()}}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        """Restore what :meth:`state_dict` returned (copies; nothing changes on error)."""
-        if not isinstance(state_dict, dict) or set(state_dict) != {"steps", "state"}:
-            got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
-            raise ValueError(f"state_dict must be a dict with keys ['state', 'steps'], got {got}")
-        steps = check_positive_int(state_dict["steps"], "state_dict['steps']", minimum=0)
-        if not isinstance(state_dict["state"], dict):
-            raise TypeError(f"state_dict['state'] must be a dict of dicts, got "
-                            f"{type(state_dict['state']).__name__}")
-        state = {k: {s: np.array(v, copy=True) for s, v in st.items()}
-                 for k, st in state_dict["state"].items()}
-        self.steps, self.state, self._owners = steps, state, {}   # bound at the next step
-
-    def hyperparameters(self) -> dict:
-        """Constructor arguments (the learning rate only when it is a number; a clip only
-        when set, so that a run without one is described as before clipping existed)."""
-        found = {k: v for k, v in vars(self).items() if k not in ("steps", "state")
-                 and not k.startswith("_") and not (k == "lr" and callable(v))}
-        clips = {k: found.pop(k) for k in ("clip_norm", "clip_value")}  # last, as in the
-        return {**found, **{k: v for k, v in clips.items() if v is not None}}  # signatures
-
-    def __getstate__(self):
-        # Weak references do not pickle or copy: a copy binds at its first step.
-        return {**vars(self), "_owners": {}}
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
-        return f"{type(self).__name__}({args})"
 
 
 class SGD(Optimizer):
@@ -291,6 +73,106 @@ class SGD(Optimizer):
             g = g + self.momentum * buf if self.nesterov else buf
         p -= lr * g
 
+
+def _state_array(state: dict, key: str, p, fill=0.0):
+    """``state[key]``, created as an array like ``p`` filled with ``fill`` if missing."""
+    arr = state.get(key)
+    if arr is None:
+        arr = state[key] = np.full_like(p, fill)
+    return arr
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton's lecture 6e): each entry's step divided by a running root mean
+    square of its gradients, as ``torch.optim.RMSprop``.
+
+    Per step::
+
+        g = g + weight_decay * p
+        v = alpha * v + (1 - alpha) * g^2                 (square_avg, from 0)
+        a = alpha * a + (1 - alpha) * g                   (grad_avg, centered only)
+        s = sqrt(v - a^2) + eps if centered else sqrt(v) + eps
+        buf = momentum * buf + g / s                      (momentum_buffer, from 0)
+        p = p - lr * buf          (p = p - lr * g / s without momentum)
+
+    ``centered=True`` divides by an estimate of the gradient's standard deviation
+    instead of its root mean square. (``v - a^2`` is never negative in exact arithmetic;
+    a rounding below zero is taken as zero, where PyTorch would give NaN.)
+    """
+
+    def __init__(self, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0,
+                 centered=False, *, clip_norm=None, clip_value=None):
+        super().__init__(lr, clip_norm=clip_norm, clip_value=clip_value)
+        self.alpha = check_in_interval(alpha, "alpha", 0.0, 1.0)
+        self.eps = check_positive_float(eps, "eps")
+        self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+        self.momentum = check_in_interval(momentum, "momentum", 0.0, 1.0, high_closed=True)
+        if not isinstance(centered, bool):
+            raise TypeError(f"centered must be True or False, got {centered!r}")
+        self.centered = centered
+
+    def _update(self, p, g, state, lr):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        v = _state_array(state, "square_avg", p)
+        v *= self.alpha
+        v += (1 - self.alpha) * (g * g)
+        if self.centered:
+            a = _state_array(state, "grad_avg", p)
+            a *= self.alpha
+            a += (1 - self.alpha) * g
+            s = v - a * a
+            np.maximum(s, 0, out=s)
+            np.sqrt(s, out=s)
+        else:
+            s = np.sqrt(v)
+        s += self.eps
+        if self.momentum:
+            buf = _state_array(state, "momentum_buffer", p)
+            buf *= self.momentum
+            buf += g / s
+            p -= lr * buf
+        else:
+            np.divide(g, s, out=s)
+            p -= lr * s
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi, Hazan & Singer, 2011): each entry's step divided by the root of
+    the sum of all its squared gradients so far, as ``torch.optim.Adagrad``.
+
+    Per step ``t = 1, 2, ...``::
+
+        g = g + weight_decay * p
+        sum = sum + g^2                                   (from initial_accumulator_value)
+        p = p - lr / (1 + (t - 1) * lr_decay) * g / (sqrt(sum) + eps)
+
+    Entries with large past gradients take ever smaller steps; the rate never grows
+    back (RMSprop forgets old gradients instead).
+    """
+
+    def __init__(self, lr=1e-2, lr_decay=0.0, weight_decay=0.0, initial_accumulator_value=0.0,
+                 eps=1e-10, *, clip_norm=None, clip_value=None):
+        super().__init__(lr, clip_norm=clip_norm, clip_value=clip_value)
+        self.lr_decay = check_positive_float(lr_decay, "lr_decay", allow_zero=True)
+        self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+        self.initial_accumulator_value = check_positive_float(
+            initial_accumulator_value, "initial_accumulator_value", allow_zero=True)
+        self.eps = check_positive_float(eps, "eps")
+
+    def _update(self, p, g, state, lr):
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        step = state.get("step")
+        if step is None:   # a 0-d array, updated in place: checkpoints store it with the sums
+            step = state["step"] = np.zeros((), np.int64)
+        step += 1
+        total = _state_array(state, "sum", p, self.initial_accumulator_value)
+        total += g * g
+        s = np.sqrt(total)
+        s += self.eps
+        np.divide(g, s, out=s)
+        p -= lr / (1 + (int(step) - 1) * self.lr_decay) * s
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015) with L2 weight decay added to the gradient.
@@ -478,11 +360,13 @@ class AdamW(Adam):
                          clip_value=clip_value)
 
 
-OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "rmsprop": RMSprop, "adagrad": Adagrad,
+                                           "adam": Adam, "adamw": AdamW}
 
 
 def make_optimizer(name, **kwargs) -> Optimizer:
-    """Build the optimizer called ``name`` ('sgd', 'adam', 'adamw') from keyword arguments.
+    """Build the optimizer called ``name`` (a key of :data:`OPTIMIZERS`: 'sgd', 'rmsprop',
+    'adagrad', 'adam', 'adamw') from keyword arguments.
 
     The one place where a name becomes an optimizer (the command line, the estimators
     and :func:`~chainrule.train.fit` all come here). Arguments given as ``None`` are

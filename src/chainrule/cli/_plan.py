@@ -12,14 +12,14 @@ import numpy as np
 from ._architectures import DEFAULT_HIDDEN
 from ._common import UsageError
 
-__all__ = ["DEFAULTS", "LR_SCHEDULES", "Plan", "plan_run", "make_optimizer_from_flags",
-           "build_optimizer", "describe_schedule"]
+__all__ = ["DEFAULTS", "MOMENTUM_OPTIMIZERS", "LR_SCHEDULES", "Plan", "plan_run",
+           "make_optimizer_from_flags", "build_optimizer", "describe_schedule"]
 
 #: The defaults of ``chainrule train`` (evidence: benchmarks/bench_cli_defaults.py).
 DEFAULTS: dict[str, Any] = {
     "hidden": DEFAULT_HIDDEN,
     "lr": 2e-3,
-    "weight_decay": 1e-4,  # L2 for sgd/adam; adamw keeps its own 0.01
+    "weight_decay": 1e-4,  # L2; adamw keeps its own 0.01 (decoupled)
     "batch_size": 64,
     "steps": 3000,  # gradient steps the epoch budget aims for
     "min_epochs": 20,
@@ -77,6 +77,10 @@ def plan_run(args, n_rows) -> Plan:
     return Plan(epochs, batch, fraction, patience)
 
 
+#: The optimizers ``--momentum`` applies to.
+MOMENTUM_OPTIMIZERS = ("sgd", "rmsprop")
+
+
 def make_optimizer_from_flags(args, lr):
     """The optimizer the flags ask for; ``lr`` a number or a schedule."""
     from ..optim import make_optimizer
@@ -85,7 +89,8 @@ def make_optimizer_from_flags(args, lr):
     if weight_decay is None and args.optimizer != "adamw":  # AdamW keeps its own 0.01
         weight_decay = DEFAULTS["weight_decay"]
     return make_optimizer(args.optimizer, lr=lr, weight_decay=weight_decay,
-                          momentum=args.momentum if args.optimizer == "sgd" else None,
+                          momentum=(args.momentum if args.optimizer in MOMENTUM_OPTIMIZERS
+                                    else None),
                           clip_norm=args.clip_norm)
 
 

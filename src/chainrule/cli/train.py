@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 
+from ..optim import OPTIMIZERS
 from ._architectures import (
     activation,
     add_cnn_arguments,
@@ -30,6 +31,7 @@ from ._common import (
 from ._plan import (
     DEFAULTS,
     LR_SCHEDULES,
+    MOMENTUM_OPTIMIZERS,
     Plan,
     build_optimizer,
     describe_schedule,
@@ -104,7 +106,7 @@ def _add_train_model_arguments(tr) -> None:
                     help="classification: weigh each training row by n / (K * rows of its "
                          "class), scikit-learn's class_weight='balanced', so that a rare "
                          "class counts as much as a common one")
-    tr.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam",
+    tr.add_argument("--optimizer", choices=list(OPTIMIZERS), default="adam",
                     help="default %(default)s")
     tr.add_argument("--lr", type=float, default=d["lr"],
                     help="learning rate (default %(default)s)")
@@ -115,9 +117,10 @@ def _add_train_model_arguments(tr) -> None:
                     help=f"--lr-schedule plateau: epochs without improvement before a cut "
                          f"(default {d['lr_patience']}, after {d['lr_patience'] + 1} in a row)")
     tr.add_argument("--momentum", type=float, default=0.0,
-                    help="SGD momentum in [0, 1] (default 0)")
+                    help=f"momentum of {' and '.join(MOMENTUM_OPTIMIZERS)}, in [0, 1] "
+                         f"(default 0)")
     tr.add_argument("--weight-decay", type=float, default=None, metavar="L2",
-                    help=f"weight decay (L2 for sgd/adam, decoupled for adamw; default "
+                    help=f"weight decay (L2, decoupled for adamw; default "
                          f"{d['weight_decay']}, adamw 0.01)")
     tr.add_argument("--clip-norm", type=float, default=None, metavar="NORM",
                     help="clip the gradients' joint L2 norm to NORM before each step")
@@ -263,8 +266,9 @@ def _check_train_values(args) -> None:
         raise UsageError("--lr-patience applies to --lr-schedule plateau")
     if args.lr_patience is not None and args.lr_patience < 0:
         raise UsageError(f"--lr-patience must be >= 0, got {args.lr_patience}")
-    if args.optimizer != "sgd" and args.momentum:
-        raise UsageError("--momentum applies to --optimizer sgd only")
+    if args.optimizer not in MOMENTUM_OPTIMIZERS and args.momentum:
+        raise UsageError(f"--momentum applies to --optimizer "
+                         f"{' or '.join(MOMENTUM_OPTIMIZERS)} only")
     for flag, value in (("--dropout", args.dropout), ("--hidden", args.hidden),
                         ("--activation", args.activation)):
         if args.model == "logreg" and value:

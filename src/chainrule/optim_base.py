@@ -1,0 +1,237 @@
+"""The optimizers' base class: what every update rule shares.
+
+:class:`Optimizer` checks that the gradients match the parameters before touching any
+of them, counts steps, resolves the learning rate for the current step, clips the
+gradients when asked and keeps per-parameter state keyed by the parameter's name. The
+update rules themselves (SGD, RMSprop, Adagrad, Adam, AdamW) are in
+:mod:`chainrule.optim`, which re-exports everything here: a subclass is written as
+``class MyRule(chainrule.optim.Optimizer)`` and supplies ``_update``.
+
+Every optimizer can clip the gradients before its update, as a PyTorch loop calls
+``torch.nn.utils.clip_grad_norm_`` (``clip_norm``: the norm of all the gradients
+together) or ``clip_grad_value_`` (``clip_value``: each entry) between ``backward()``
+and ``step()``; weight decay is added after the clipping, as there.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+import weakref
+
+import numpy as np
+
+from ._validation import (
+    all_finite,
+    check_positive_float,
+    check_positive_int,
+    raise_non_finite,
+    shape_str,
+)
+
+__all__ = ["CLIP_EPS", "Optimizer", "clip_gradients", "step_checked"]
+
+#: Added to the norm before dividing by it, as ``torch.nn.utils.clip_grad_norm_`` does.
+CLIP_EPS = 1e-6
+
+
+def clip_gradients(grads: dict, *, clip_norm=None, clip_value=None) -> dict:
+    """The gradients clipped as PyTorch clips them, as new arrays (``grads`` is unchanged).
+
+    Parameters
+    ----------
+    grads : dict of str to ndarray
+    clip_norm : float, optional
+        The largest L2 norm of all the gradients taken together (one vector): above it
+        every gradient is multiplied by ``clip_norm / (norm + 1e-6)``, as
+        ``torch.nn.utils.clip_grad_norm_(params, clip_norm)``. The norm is summed in
+        float64 (PyTorch's CPU kernels accumulate float32 in double too).
+    clip_value : float, optional
+        Every entry is clipped to ``[-clip_value, clip_value]``, as
+        ``torch.nn.utils.clip_grad_value_``.
+
+    Returns
+    -------
+    dict
+        ``grads`` itself when nothing is clipped (no limit, or the norm is under it).
+    """
+    if clip_value is not None:
+        return {k: np.clip(g, -clip_value, clip_value) for k, g in grads.items()}
+    if clip_norm is None:
+        return grads
+    norm = math.sqrt(sum(float(np.square(g, dtype=np.float64).sum()) for g in grads.values()))
+    coef = clip_norm / (norm + CLIP_EPS)
+    if coef >= 1.0:  # (torch multiplies by the clamped 1.0: the same numbers)
+        return grads
+    # A NaN or infinite norm gives NaN or zero gradients, as in torch; fit then reports
+    # the divergence.
+    return {k: g * g.dtype.type(coef) for k, g in grads.items()}
+
+
+def step_checked(optimizer, params: dict, grads: dict) -> None:
+    """``optimizer.step(params, grads)`` for a caller that answers for the gradients'
+    finiteness (``fit``, ``Network.step``): the library's own step skips its scan
+    (``checked=True``); a subclass's or another object's own ``step`` is called as
+    written, with the two arguments."""
+    if type(optimizer).step is Optimizer.step:
+        optimizer.step(params, grads, checked=True)
+    else:
+        optimizer.step(params, grads)
+
+
+class Optimizer:
+    """Base class: loops over the params dict, subclasses supply ``_update``.
+
+    State is kept by parameter name and belongs to the arrays it was built for: stepping
+    another model's arrays under the same names warns (build one optimizer per model,
+    as with ``torch.optim``, or call :meth:`reset`).
+
+    Parameters
+    ----------
+    lr : float or callable
+        Learning rate, or a schedule ``lr(step) -> float``.
+    clip_norm, clip_value : float, optional
+        Clip the gradients before each update (:func:`clip_gradients`): their joint L2
+        norm to ``clip_norm``, or each entry to ``[-clip_value, clip_value]``. At most one.
+    """
+
+    def __init__(self, lr, *, clip_norm=None, clip_value=None) -> None:
+        if hasattr(lr, "__iter__") and not isinstance(lr, (str, bytes, np.ndarray)):
+            raise TypeError(f"{type(self).__name__} takes no parameters, unlike a "
+                            f"torch.optim optimizer: build it from its settings (e.g. "
+                            f"{type(self).__name__}(lr=0.01)) and pass the params dict with "
+                            f"its gradients to step(params, grads), or the model to fit")
+        if callable(lr):
+            self.lr = lr
+        else:
+            self.lr = check_positive_float(lr, "lr")
+        if clip_norm is not None and clip_value is not None:
+            raise ValueError(f"give clip_norm or clip_value, not both (got clip_norm="
+                             f"{clip_norm!r}, clip_value={clip_value!r})")
+        self.clip_norm = None if clip_norm is None else check_positive_float(clip_norm,
+                                                                             "clip_norm")
+        self.clip_value = None if clip_value is None else check_positive_float(clip_value,
+                                                                               "clip_value")
+        self.steps = 0
+        self.state: dict[str, dict[str, np.ndarray]] = {}
+        self._owners: dict = {}   # name -> weak reference to the array its state is for
+
+    def current_lr(self) -> float:
+        """The learning rate the next call to :meth:`step` will use."""
+        if not callable(self.lr):
+            return self.lr
+        return check_positive_float(self.lr(self.steps), f"lr schedule at step {self.steps}",
+                                    allow_zero=True)
+
+    def step(self, params: dict, grads: dict, *, checked: bool = False) -> None:
+        """Update every array of ``params`` in place from ``grads`` (same keys, same shapes).
+
+        Every gradient is checked (and cast to its parameter's dtype, so float32 stays
+        float32) before the first parameter changes: when a gradient is missing, extra,
+        of the wrong shape, not numeric or not finite, a parameter is read-only, or the
+        schedule gives a bad learning rate, nothing is changed, neither ``params`` nor
+        the optimizer's state. ``checked=True`` skips the finiteness scan, for callers
+        that made it (``Network.step``) or answer for it (``fit`` rolls a non-finite
+        epoch back).
+        """
+        if not isinstance(params, dict) or not isinstance(grads, dict):
+            raise TypeError(f"params and grads must be dicts, got {type(params).__name__} "
+                            f"and {type(grads).__name__}")
+        if params.keys() != grads.keys():
+            missing = sorted(map(str, set(params) - set(grads)))
+            extra = sorted(map(str, set(grads) - set(params)))
+            raise ValueError(f"grads must have the same keys as params; missing {missing}, "
+                             f"extra {extra}")
+        ready = {}
+        for name, p in params.items():
+            if not isinstance(p, np.ndarray) or p.dtype.kind != "f":
+                raise TypeError(f"params[{name!r}] must be a floating-point ndarray (it is "
+                                f"updated in place), got {type(p).__name__} "
+                                f"{getattr(p, 'dtype', '')}".rstrip())
+            if not p.flags.writeable:
+                raise ValueError(f"params[{name!r}] must be a writable array (it is updated "
+                                 f"in place), got a read-only one")
+            g = grads[name]
+            if type(g) is not np.ndarray:  # (np.shape and np.asarray cost ~1 us each)
+                g = np.asarray(g)
+            if g.shape != p.shape:
+                raise ValueError(f"grads[{name!r}] must have shape {shape_str(p.shape)} "
+                                 f"like params[{name!r}], got {shape_str(g.shape)}")
+            if g.dtype != p.dtype:
+                if g.dtype.kind not in "biuf":
+                    raise TypeError(f"grads[{name!r}] must be a real numeric array, got dtype "
+                                    f"{g.dtype}")
+                g = g.astype(p.dtype)
+            if not checked and not all_finite(g):
+                raise_non_finite(g, f"grads[{name!r}]")
+            ready[name] = g
+        lr = self.current_lr()
+        if self.clip_norm is not None or self.clip_value is not None:
+            ready = clip_gradients(ready, clip_norm=self.clip_norm, clip_value=self.clip_value)
+        self._check_owners(params)
+        self._apply(params, ready, lr)
+        self.steps += 1
+
+    def _check_owners(self, params) -> None:
+        """Warn once when a parameter's state was built for another array than the one
+        now under its name (one optimizer reused for a new model): keyed by name, the
+        state would carry over to it, where a ``torch.optim`` optimizer is bound to its
+        model's parameters. Parameters new to the optimizer just join."""
+        owners = self._owners
+        if all((ref := owners.get(k)) is not None and ref() is p for k, p in params.items()):
+            return
+        moved = sorted(k for k, p in params.items() if self.state.get(k) and
+                       (ref := owners.get(k)) is not None and ref() is not p)
+        if moved:
+            warnings.warn(f"{type(self).__name__} holds state (its step count {self.steps}) "
+                          f"of {', '.join(moved)} from other arrays than these, e.g. another "
+                          f"model's: it carries over to them. Build one optimizer per model, "
+                          f"as in PyTorch, or call reset() first.", UserWarning, stacklevel=3)
+        self._owners = {**owners, **{k: weakref.ref(p) for k, p in params.items()}}
+
+    def reset(self) -> None:
+        """Forget the step count and the per-parameter state: as a new optimizer."""
+        self.steps, self.state, self._owners = 0, {}, {}
+
+    def _apply(self, params: dict, grads: dict, lr: float) -> None:
+        """Every parameter's update, one ``_update`` each (checked gradients)."""
+        for name, p in params.items():
+            self._update(p, grads[name], self.state.setdefault(name, {}), lr)
+
+    def _update(self, p, g, state, lr):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Step count and per-parameter state (copies), e.g. for a checkpoint."""
+        return {"steps": self.steps,
+                "state": {k: {s: np.array(v, copy=True) for s, v in st.items()}
+                          for k, st in self.state.items()}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Restore what :meth:`state_dict` returned (copies; nothing changes on error)."""
+        if not isinstance(state_dict, dict) or set(state_dict) != {"steps", "state"}:
+            got = sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__
+            raise ValueError(f"state_dict must be a dict with keys ['state', 'steps'], got {got}")
+        steps = check_positive_int(state_dict["steps"], "state_dict['steps']", minimum=0)
+        if not isinstance(state_dict["state"], dict):
+            raise TypeError(f"state_dict['state'] must be a dict of dicts, got "
+                            f"{type(state_dict['state']).__name__}")
+        state = {k: {s: np.array(v, copy=True) for s, v in st.items()}
+                 for k, st in state_dict["state"].items()}
+        self.steps, self.state, self._owners = steps, state, {}   # bound at the next step
+
+    def hyperparameters(self) -> dict:
+        """Constructor arguments (the learning rate only when it is a number; a clip only
+        when set, so that a run without one is described as before clipping existed)."""
+        found = {k: v for k, v in vars(self).items() if k not in ("steps", "state")
+                 and not k.startswith("_") and not (k == "lr" and callable(v))}
+        clips = {k: found.pop(k) for k in ("clip_norm", "clip_value")}  # last, as in the
+        return {**found, **{k: v for k, v in clips.items() if v is not None}}  # signatures
+
+    def __getstate__(self):
+        # Weak references do not pickle or copy: a copy binds at its first step.
+        return {**vars(self), "_owners": {}}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
