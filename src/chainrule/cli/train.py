@@ -117,8 +117,7 @@ def _add_train_model_arguments(tr) -> None:
                     help=f"--lr-schedule plateau: epochs without improvement before a cut "
                          f"(default {d['lr_patience']}, after {d['lr_patience'] + 1} in a row)")
     tr.add_argument("--momentum", type=float, default=0.0,
-                    help=f"momentum of {' and '.join(MOMENTUM_OPTIMIZERS)}, in [0, 1] "
-                         f"(default 0)")
+                    help=f"momentum of {'/'.join(MOMENTUM_OPTIMIZERS)}, in [0, 1] (default 0)")
     tr.add_argument("--weight-decay", type=float, default=None, metavar="L2",
                     help=f"weight decay (L2, decoupled for adamw; default "
                          f"{d['weight_decay']}, adamw 0.01)")
