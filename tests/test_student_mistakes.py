@@ -4,6 +4,7 @@ inside a network, a layer that writes into its input."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -194,3 +195,37 @@ def test_check_layer_says_what_is_wrong_with_a_students_dropout(mistake, message
     with pytest.raises(LayerContractError) as err:
         cr.check_layer(lambda: _Dropout(mistake), (5, 4))
     assert message in str(err.value)
+
+
+
+def _step_by_hand(model, X, y, X_val=None):
+    """forward, [an evaluation forward on X_val], loss, backward: the gradients."""
+    z = model.forward(X, training=True)
+    if X_val is not None:
+        model.forward(X_val)
+    model.loss.forward(z, y)
+    return model.backward(model.loss.backward(1.0)[0])
+
+
+@pytest.mark.parametrize("val_rows", [16, 4], ids=["same_batch_size", "smaller_batch"])
+def test_a_validation_forward_between_forward_and_backward_changes_no_gradient(val_rows):
+    # The PyTorch habit: logits = model(X); model(X_val) for a validation loss; then
+    # backward. The training forward's caches must survive the forward in between
+    # (before, the gradients silently came from the validation rows' activations, or
+    # a batch of another size failed inside NumPy's matmul).
+    rng = np.random.default_rng(0)
+    X, y, X_val = rng.standard_normal((16, 8)), rng.integers(0, 3, 16), \
+        rng.standard_normal((val_rows, 8))
+    model = cr.MLP([8, 5, 3], dropout=0.3, rng=0)
+    twin = copy.deepcopy(model)   # the same weights and dropout generator
+    grads = _step_by_hand(model, X, y, X_val)
+    expected = _step_by_hand(twin, X, y)
+    for k in expected:
+        assert np.array_equal(grads[k], expected[k]), k
+    # After that backward, an evaluation forward is differentiated as usual.
+    model.forward(X_val)
+    model.loss.forward(model.forward(X_val), y[:val_rows])
+    by_hand = model.backward(model.loss.backward(1.0)[0])
+    _, direct = model.loss_and_grads(X_val, y[:val_rows], training=False)
+    for k in direct:
+        assert np.allclose(by_hand[k], direct[k], rtol=1e-12, atol=0), k

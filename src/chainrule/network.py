@@ -189,6 +189,9 @@ class Network:
         claim_layers(self)
 
     _promoted_warned = False  # a layer's dtype change is reported once per network
+    # A training forward whose backward has not run yet: an evaluation forward in
+    # between leaves its caches alone (see forward).
+    _awaiting_backward = False
 
     # -- shapes and checks -------------------------------------------------------
     @property
@@ -216,6 +219,7 @@ class Network:
         its graph after ``backward``); a pickled or copied network is smaller too."""
         for owner in cache_owners(self):
             owner.cache = None
+        self._awaiting_backward = False
 
     # -- the parameters and buffers as one dict ------------------------------------
     def state_dict(self) -> dict:
@@ -336,10 +340,22 @@ class Network:
 
         Unless ``checked`` (then the caller, e.g. ``fit``, chose), the BLAS threads are
         chosen for this call from the matrix sizes (:mod:`chainrule._threads`).
+
+        :meth:`backward` differentiates the last forward, with one exception that
+        PyTorch users rely on: an evaluation forward (``training=False``, e.g. on
+        validation rows) run after a training forward and before its backward leaves
+        the training forward's caches in place, so that its gradients stay right.
         """
         if not checked:
             with threads_for(X, self.params):  # the check's BLAS call included
                 return self.forward(self.check_X(X), training, checked=True)
+        if self._awaiting_backward and not training:
+            with kept_caches(self):
+                return self._forward_out(X, training)
+        self._awaiting_backward = training
+        return self._forward_out(X, training)
+
+    def _forward_out(self, X, training):
         for step in self.walk(X, training, checked=True):
             out = step[-1]
         return out
@@ -440,7 +456,9 @@ class Network:
 
     def backward(self, d_out) -> dict:
         """Backpropagate ``d_out`` (gradient of the loss w.r.t. the logits) through
-        the layers cached by the last ``forward``; return the gradients by name."""
+        the layers cached by the last ``forward`` (see its exception); return the
+        gradients by name."""
+        self._awaiting_backward = False
         grads: dict = {}
         for layer, names in reversed(self.layers[first_trained(self.layers):]):
             result = layer.backward(d_out)
