@@ -591,6 +591,7 @@ CLASSIFIER_EDITS = {
         _set(["fitted_hidden_layer_sizes"])([7]), "layer_sizes"),
     "fitted_hidden_layer_sizes of another depth": (
         _set(["fitted_hidden_layer_sizes"])([5, 5]), "fitted_hidden_layer_sizes"),
+    "sparse_y for a multiclass classifier": (_set(["sparse_y"])(True), "sparse_y"),
     "class_weight arrays without a class_weight dict": (
         _set_array("class_weight_labels", np.array([0])), "class_weight"),
     "a class_weight dict stored as JSON": (_PARAM("class_weight")({"0": 2.0}),

@@ -174,3 +174,33 @@ def test_dtype_takes_numpys_spellings_and_files_store_the_name(tmp_path, dtype):
     back = io.load(tmp_path / "e.npz")
     assert back.get_params()["dtype"] == "float32"
     np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+
+
+def _sparse_multilabel(n=60):
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    rng = np.random.RandomState(0)
+    X = rng.rand(n, 5)
+    sets = [set(rng.choice(list("abc"), rng.randint(1, 3), replace=False)) for _ in range(n)]
+    return X, MultiLabelBinarizer(sparse_output=True).fit_transform(sets)
+
+
+def test_a_sparse_multilabel_y_fits_and_predicts_in_csr_as_in_sklearn(tmp_path):
+    from scipy.sparse import csr_matrix
+
+    X, Y = _sparse_multilabel()
+    sk = _fitted(SkMLPClassifier((4,), max_iter=5, random_state=0), X, Y)
+    ours = _fitted(MLPClassifier((4,), max_iter=5, random_state=0), X, Y)
+    assert isinstance(sk.predict(X), csr_matrix) and isinstance(ours.predict(X), csr_matrix)
+    np.testing.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), rtol=1e-10)
+    assert (ours.predict(X) != sk.predict(X)).nnz == 0
+    assert ours.score(X, Y) == sk.score(X, Y)
+    io.save(ours, tmp_path / "m.npz")
+    loaded = io.load(tmp_path / "m.npz")
+    assert isinstance(loaded.predict(X), csr_matrix)
+    assert (loaded.predict(X) != ours.predict(X)).nnz == 0
+    # A dense y gives dense predictions, as before.
+    dense = _fitted(MLPClassifier((4,), max_iter=5, random_state=0), X, Y.toarray())
+    assert isinstance(dense.predict(X), np.ndarray)
+    io.save(dense, tmp_path / "d.npz")
+    assert isinstance(io.load(tmp_path / "d.npz").predict(X), np.ndarray)

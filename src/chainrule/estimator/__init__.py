@@ -39,6 +39,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.sparse import csr_matrix, issparse
 from sklearn.base import ClassifierMixin, RegressorMixin, _fit_context
 from sklearn.utils import compute_sample_weight
 from sklearn.utils._param_validation import StrOptions
@@ -275,7 +276,15 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
         if self.model_.n_outputs == 1:
             positive = (proba[:, 1] > 0.5) & (len(self.classes_) > 1)
             return self.classes_[positive.astype(int)]
-        return (proba > 0.5).astype(int)
+        labels = (proba > 0.5).astype(int)
+        return csr_matrix(labels) if getattr(self, "_sparse_y", False) else labels
+
+    def _dense_targets(self, y, first):
+        # A sparse indicator matrix (MultiLabelBinarizer(sparse_output=True)) trains as
+        # a dense one; predict then answers in CSR, as scikit-learn's MLPClassifier.
+        if first:
+            self._sparse_y = issparse(y)
+        return y.toarray() if issparse(y) else y
 
     def predict_proba(self, X):
         """Probabilities, one column per entry of ``classes_``; sigmoids for a binary

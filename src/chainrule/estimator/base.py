@@ -166,6 +166,11 @@ class BaseMLP(BaseEstimator):
         self.dtype = dtype
 
     # -- hooks the subclasses fill in ------------------------------------------------
+    def _dense_targets(self, y, first):
+        """``y`` as the rest of fit takes it: a classifier densifies a sparse indicator
+        matrix (and remembers it for predict); a regressor keeps ``y``."""
+        return y
+
     def _targets(self, X, y, *, first, classes, incremental):  # pragma: no cover - abstract
         """``(Y, out_activation, stratify)``: 2-D targets, the output activation a new
         network gets, and the labels to stratify a validation split by (or None)."""
@@ -383,6 +388,7 @@ class BaseMLP(BaseEstimator):
             self.model_.dtype if not first else (np.float64, np.float32))
         X, y = validate_data(self, X, y, reset=first, accept_sparse=["csr", "csc"],
                              multi_output=True, dtype=dtype, y_numeric=not self._classifier)
+        y = self._dense_targets(y, first)
         self.hidden_sizes()
         Y, out_activation, stratify = self._targets(X, y, first=first, classes=classes,
                                                     incremental=incremental)

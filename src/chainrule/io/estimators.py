@@ -23,7 +23,9 @@ The ``config`` of an estimator file is::
 
 plus ``"fitted_hidden_layer_sizes": [4]`` when the network's hidden widths are not
 ``hidden_layer_sizes`` (changed after fit, then a warm start continued the network, as
-scikit-learn does: :meth:`fitted_hidden_sizes` of the estimator).
+scikit-learn does: :meth:`fitted_hidden_sizes` of the estimator), and for a classifier
+fitted on a sparse multilabel ``y`` ``"sparse_y": true`` (its ``predict`` answers in
+CSR, as scikit-learn's).
 
 Its arrays are the network's parameters prefixed ``model_.`` (``model_.W1``, ...),
 ``feature_names_in_`` (when fitted on named columns) and, for a classifier,
@@ -130,6 +132,8 @@ def _classifier_extra_state(est, config, arrays):
     arrays["classes_"] = np.asarray(classes.tolist()) if classes.dtype == object else classes
     if arrays["classes_"].dtype == object:
         raise TypeError(f"cannot save classes_ of mixed types: {classes.tolist()!r}")
+    if getattr(est, "_sparse_y", False):
+        config[_SPARSE_Y] = True
 
 
 def _take_class_weight(config, arrays):
@@ -190,6 +194,13 @@ def _restore_classes(est, config, arrays):
                          f"fit the {k} classes_ (softmax: one output per class, more than 2; "
                          f"logistic: 1 output for a binary problem, one per label for a "
                          f"multilabel one)")
+    if _SPARSE_Y in config:
+        if config[_SPARSE_Y] is not True or activation != "logistic" or n_outputs != k:
+            raise ValueError(f"{_SPARSE_Y} is written only as true, for a multilabel "
+                             f"classifier fitted on a sparse y; got {config[_SPARSE_Y]!r} "
+                             f"with out_activation_={activation!r}, n_outputs_={n_outputs} "
+                             f"and {k} classes_")
+        est._sparse_y = True
     return n_outputs
 
 
@@ -213,7 +224,7 @@ def _unchanged(config, arrays):
 
 class _Kind(NamedTuple):
     outputs_name: str  # what sets the network's output width, for messages
-    extra_keys: tuple  # config entries beyond _CONFIG_KEYS
+    extra_keys: tuple  # config entries beyond _CONFIG_KEYS, optional ones included
     extra_arrays: tuple  # arrays beyond the network's and feature_names_in_
     save_extra: Callable  # (est, config, arrays): add the class's own entries
     decode: Callable  # (config, arrays) -> (config, arrays) before the estimator is built
@@ -221,7 +232,7 @@ class _Kind(NamedTuple):
 
 
 _KINDS = {
-    "MLPClassifier": _Kind("len(classes_)", (), ("classes_",), _classifier_extra_state,
+    "MLPClassifier": _Kind("len(classes_)", ("sparse_y",), ("classes_",), _classifier_extra_state,
                            _take_class_weight, _restore_classes),
     "MLPRegressor": _Kind("n_outputs_", (), (), _regressor_extra_state,
                           _unchanged, _restore_outputs),
@@ -235,6 +246,8 @@ _CONFIG_KEYS = ("estimator_format", "params", "n_features_in_", "n_iter_", "t_",
                 "no_improvement_count", "out_activation_", "n_outputs_", "history_", "model_")
 #: Written only when the network's hidden widths are not hidden_layer_sizes.
 _FITTED_HIDDEN = "fitted_hidden_layer_sizes"
+#: A classifier's, written (as true) only when it was fitted on a sparse multilabel y.
+_SPARSE_Y = "sparse_y"
 #: The layout of an estimator's config; 1 was chainrule 0.1's first estimators.
 ESTIMATOR_FORMAT = 2
 
@@ -347,8 +360,10 @@ def estimator_from_state(name: str, config, arrays: dict):
                          f"{config.get('estimator_format', 1)!r}, written before chainrule's "
                          f"estimators took scikit-learn's parameters (this chainrule reads "
                          f"format {ESTIMATOR_FORMAT}); fit the estimator again and save it")
-    check_keys("the estimator config", config, _CONFIG_KEYS + kind.extra_keys + (
-        (_FITTED_HIDDEN,) if _FITTED_HIDDEN in config else ()))
+    optional = (_FITTED_HIDDEN, _SPARSE_Y)  # written only where they apply
+    check_keys("the estimator config", config, tuple(
+        k for k in _CONFIG_KEYS + kind.extra_keys + (_FITTED_HIDDEN,)
+        if k not in optional or k in config))
     if not isinstance(config["params"], dict):
         raise ValueError(f"params must be a JSON object, got "
                          f"{type(config['params']).__name__}")
