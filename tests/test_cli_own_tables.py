@@ -275,3 +275,60 @@ def test_a_closed_multiline_cell_in_a_long_row_gets_no_open_quote_hint(tmp_path)
     with pytest.raises(ValueError, match="line 4: expected 3 cells") as err:
         load_csv(tmp_path / "t.csv")
     assert "left open" not in str(err.value)
+
+
+def _numeric_table(path, labels, seed=0):
+    rng = np.random.default_rng(seed)
+    lines = ["a,b,y"] + [f"{a!r},{b!r},{v}" for v, (a, b) in
+                          zip(labels, rng.normal(size=(len(labels), 2)).tolist(), strict=True)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_many_integer_labels_of_few_rows_each_warn_that_they_may_be_quantities(tmp_path,
+                                                                               capsys):
+    # An age column written as integers: --task auto classifies it (as scikit-learn's
+    # type_of_target calls integers multiclass) but says what else it may be.
+    ages = [18 + i % 40 for i in range(400)]
+    data = _numeric_table(tmp_path / "ages.csv", ages)
+    code, out, err = run(capsys, "train", "--data", data, "--label-column", "y",
+                         "--epochs", "1", "-q")
+    assert code == 0, err
+    assert "task: classification" in out
+    assert ("UserWarning: " + str(data) + ": --task auto classifies 40 distinct integer "
+            "labels, 8 training rows each on average; if they are quantities") in err
+    code, out, err = run(capsys, "train", "--data", data, "--label-column", "y",
+                         "--epochs", "1", "-q", "--task", "regression")
+    assert code == 0 and "Warning" not in err
+    # Ten class codes with plenty of rows each: no warning.
+    codes = _numeric_table(tmp_path / "codes.csv", [i % 10 for i in range(400)])
+    code, out, err = run(capsys, "train", "--data", codes, "--label-column", "y",
+                         "--epochs", "1", "-q")
+    assert code == 0 and "Warning" not in err
+
+
+def test_a_constant_target_says_regression_and_scores_r2_as_sklearn(tmp_path, capsys):
+    from sklearn.metrics import r2_score
+
+    from chainrule.cli._common import regression_metrics
+
+    data = _numeric_table(tmp_path / "const.csv", [3.5] * 60)
+    code, _, err = run(capsys, "train", "--data", data, "--label-column", "y", "--epochs", "1")
+    assert code == 1 and "hold a single class [3.5]" in err and "--task regression" in err
+    code, out, err = run(capsys, "train", "--data", data, "--label-column", "y", "--epochs",
+                         "1", "-q", "--task", "regression")
+    assert code == 0, err
+    assert "R² = 0.0000" in out and "nan" not in out
+    y = np.full(5, 3.5)
+    for pred in (y + 0.1, y):
+        assert regression_metrics(y, pred)[2] == r2_score(y, pred)
+
+
+def test_unseen_test_labels_name_the_training_classes_in_brief(tmp_path, capsys):
+    train = _numeric_table(tmp_path / "train.csv", [i % 30 for i in range(300)])
+    test = _numeric_table(tmp_path / "test.csv", [99] * 5, seed=1)
+    code, _, err = run(capsys, "train", "--data", train, "--test-data", test,
+                       "--label-column", "y", "--epochs", "1")
+    assert code != 0
+    assert "test labels [99] do not occur in the training rows, whose classes are [0, 1" in err
+    assert "...] (30 classes)" in err and "29]" not in err

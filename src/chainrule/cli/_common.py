@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ["CommandError", "UsageError", "EXIT_STATUS", "TRAIN_EXIT_STATUS", "USER_ERRORS",
            "Parser", "positive_int", "add_data_arguments", "data_kind", "check_data_flags",
            "check_output_file", "check_output_dir", "format_table", "regression_metrics",
-           "report_unknown_flags", "separator_hint", "brief_columns", "no_such_column",
+           "report_unknown_flags", "separator_hint", "brief_list", "no_such_column",
            "DATA_FORMATS", "BROKEN_PIPE_STATUS", "check_in_dtype_range", "model_file_hint"]
 
 
@@ -163,12 +163,13 @@ def data_kind(path) -> str:
                            f"bytes; expected {DATA_FORMATS}") from None
 
 
-def brief_columns(header, shown=8) -> str:
-    """The column names of a header for a message: the first ``shown`` of a wide one,
-    and how many there are."""
-    if len(header) <= shown:
-        return str(list(header))
-    return f"[{', '.join(map(repr, header[:shown]))}, ...] ({len(header)} columns)"
+def brief_list(values, shown=8, noun="columns") -> str:
+    """Values (a header's column names, classes) for a message: the first ``shown`` of
+    a long list, and how many ``noun`` there are."""
+    values = list(values)
+    if len(values) <= shown:
+        return str(values)
+    return f"[{', '.join(map(repr, values[:shown]))}, ...] ({len(values)} {noun})"
 
 
 def no_such_column(flag, value, path_flag, path, header) -> UsageError:
@@ -180,7 +181,7 @@ def no_such_column(flag, value, path_flag, path, header) -> UsageError:
     close = by_case or difflib.get_close_matches(str(value), header, n=1, cutoff=0.6)
     meant = f"; did you mean {close[0]!r}?" if close else ""
     return UsageError(f"{flag} {value!r}: {path_flag} {path} has no such column; its header "
-                      f"has {brief_columns(header)}{separator_hint(header)}{meant}")
+                      f"has {brief_list(header)}{separator_hint(header)}{meant}")
 
 
 def separator_hint(header) -> str:
@@ -284,15 +285,17 @@ def check_in_dtype_range(X, dtype, names, where, why) -> None:
 
 
 def regression_metrics(y, pred) -> tuple[float, float, float]:
-    """``(RMSE, MAE, R²)`` of predictions ``pred`` of targets ``y`` (R² is NaN for a
-    constant ``y``)."""
+    """``(RMSE, MAE, R²)`` of predictions ``pred`` of targets ``y``. For a constant
+    ``y`` R² is 1 when every prediction is exact and 0 otherwise, as scikit-learn's
+    ``r2_score`` (``force_finite=True``) and the estimators' ``score`` give it."""
     y = np.asarray(y, dtype=np.float64)
     residual = y - np.asarray(pred, dtype=np.float64)
     # Squares taken in units of the largest target, so that targets beyond ~1e154
     # (whose squares overflow) still give finite metrics; the ratios are unchanged.
     unit = float(np.max(np.abs(y), initial=0.0)) or 1.0
     total = float(np.sum(((y - y.mean()) / unit) ** 2))
-    r2 = 1.0 - float(np.sum((residual / unit) ** 2)) / total if total > 0 else float("nan")
+    squares = float(np.sum((residual / unit) ** 2))
+    r2 = 1.0 - squares / total if total > 0 else float(squares == 0)
     rmse = unit * float(np.sqrt(np.mean((residual / unit) ** 2)))
     return rmse, float(np.mean(np.abs(residual))), r2
 

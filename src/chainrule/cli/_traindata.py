@@ -4,12 +4,13 @@ held-out rows for ``--save-test``."""
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._common import CommandError, UsageError, check_in_dtype_range
+from ._common import CommandError, UsageError, brief_list, check_in_dtype_range
 
 __all__ = ["load_train_files", "TrainData", "load_train_data", "choose_task",
            "write_test_rows", "AUTO_REGRESSION_MIN_DISTINCT", "is_npy", "validation_views",
@@ -17,6 +18,9 @@ __all__ = ["load_train_files", "TrainData", "load_train_data", "choose_task",
 
 #: ``--task auto`` picks regression for float labels with more distinct values than this.
 AUTO_REGRESSION_MIN_DISTINCT = 20
+#: ... and warns when it classifies as many integer labels with fewer training rows per
+#: class on average than this (ages, prices, counts rather than class codes).
+AUTO_FEW_ROWS_PER_CLASS = 50
 
 #: The names --save-test writes, each in the format its name says, so that
 #: ``chainrule evaluate --data`` reads the file back (a table, gzipped or not, or .npz).
@@ -178,13 +182,16 @@ def _encode_classes(y_train, y_test, source, test_data=None):
         where = (f"; the rows of {others[:5].tolist()} all fell into the test rows held out "
                  f"at random (--test-fraction): give a --test-data file of their own, or "
                  f"more rows of those classes" if others.size and test_data is None else "")
+        numeric = np.asarray(y_train).dtype.kind in "iuf"
+        hint = " (to predict numbers rather than classes, give --task regression)" \
+            if numeric and not where else ""
         raise CommandError(f"{source}: the training labels hold a single class "
-                           f"{classes.tolist()}; a classifier needs at least two{where}")
+                           f"{classes.tolist()}; a classifier needs at least two{where}{hint}")
     unseen = np.setdiff1d(np.unique(y_test), classes)
     if unseen.size:
         numeric = np.asarray(y_test).dtype.kind in "iuf"
         raise CommandError(f"test labels {unseen[:5].tolist()} do not occur in the training "
-                           f"rows, whose classes are {classes.tolist()} "
+                           f"rows, whose classes are {brief_list(classes.tolist(), 10, 'classes')} "
                            f"{_unseen_hint(numeric, test_data)}")
     return classes, train_idx, np.searchsorted(classes, y_test)
 
@@ -205,7 +212,8 @@ def load_train_files(args):
 def choose_task(task, y, source) -> tuple[str, str]:
     """``(task, why)``: the task ``--task`` names, or for ``auto`` regression when the
     labels are floats with more than :data:`AUTO_REGRESSION_MIN_DISTINCT` distinct
-    values, classification otherwise; ``why`` says so in words."""
+    values, classification otherwise (with a warning for many integer labels of few
+    rows each); ``why`` says so in words."""
     y = np.asarray(y)
     if task == "regression":
         if y.dtype.kind not in "iuf":
@@ -218,6 +226,12 @@ def choose_task(task, y, source) -> tuple[str, str]:
     if y.dtype.kind == "f" and distinct > AUTO_REGRESSION_MIN_DISTINCT:
         return "regression", (f"--task auto: the labels are {distinct} distinct decimal "
                               f"numbers; give --task classification to classify")
+    if (y.dtype.kind in "iu" and distinct > AUTO_REGRESSION_MIN_DISTINCT
+            and len(y) < AUTO_FEW_ROWS_PER_CLASS * distinct):
+        warnings.warn(f"{source}: --task auto classifies {distinct} distinct integer labels, "
+                      f"{len(y) / distinct:.0f} training rows each on average; if they are "
+                      f"quantities (ages, prices, counts), give --task regression",
+                      UserWarning, stacklevel=2)
     return "classification", (f"--task auto: {distinct} distinct labels; give --task "
                               f"regression to predict numbers")
 

@@ -18,7 +18,7 @@ from ._common import (
     CommandError,
     UsageError,
     add_data_arguments,
-    brief_columns,
+    brief_list,
     check_data_flags,
     check_in_dtype_range,
     check_output_dir,
@@ -108,7 +108,7 @@ def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
         # The model names its label column: the file lacks it, no flag is missing.
         raise CommandError(f"{args.data}: has no column {saved.label_column!r}, the label "
                            f"column the model {args.model} was trained on; its columns are "
-                           f"{brief_columns(header)}{separator_hint(header)} (give "
+                           f"{brief_list(header)}{separator_hint(header)} (give "
                            f"--label-column NAME if the labels are under another name)")
     if label is None and require_labels:
         raise UsageError(f"--data {args.data} is a CSV file: give --label-column NAME, the "
