@@ -4,6 +4,7 @@ diagnostics, divergence, checkpoints and Ctrl-C."""
 import copy
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -613,6 +614,26 @@ def test_resuming_a_finished_run_trains_no_more(tmp_path):
     b = MLP([5, 6, 3], rng=0)
     hb = fit(b, X, Y, optimizer="sgd", epochs=3, checkpoint=path, resume=True, progress=False)
     assert params_equal(a.params, b.params) and hb["loss"] == ha["loss"]
+
+
+def test_resuming_a_run_a_callback_stopped_warns_and_trains_no_more(tmp_path):
+    from chainrule.diagnostics import TrainingWarning
+
+    X, Y = blobs(n=30)
+    path = tmp_path / "ck.npz"
+    a = MLP([5, 6, 3], rng=0)
+    fit(a, X, Y, optimizer="sgd", epochs=6, checkpoint=path, progress=False,
+        callbacks=[lambda epoch, logs, model: epoch == 2])
+    b = MLP([5, 6, 3], rng=0)
+    with pytest.warns(TrainingWarning, match=r"a callback stopped after 3 epochs: resume=True "
+                                             r"keeps it as it is .* epochs=6.*interrupt it"):
+        hb = fit(b, X, Y, optimizer="sgd", epochs=6, checkpoint=path, resume=True,
+                 progress=False)
+    assert hb.epochs == 3 and params_equal(a.params, b.params)
+    with warnings.catch_warnings():   # asked for no more than it ran: nothing to say
+        warnings.simplefilter("error")
+        fit(MLP([5, 6, 3], rng=0), X, Y, optimizer="sgd", epochs=3, checkpoint=path,
+            resume=True, progress=False)
 
 
 def test_checkpoint_file_layout(tmp_path):

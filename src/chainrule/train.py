@@ -34,6 +34,7 @@ import numbers
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,7 +57,7 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .data import batch_indices, split_rows
-from .diagnostics import Advisor, epoch_diagnostics, relu_pairs
+from .diagnostics import Advisor, TrainingWarning, epoch_diagnostics, relu_pairs, user_stacklevel
 from .errors import TrainingDivergedError
 from .fitargs import check_fit_arguments, check_network
 from .functional import row_classes
@@ -260,6 +261,7 @@ def _prepare_run(model, s: RunSettings) -> _Run:
                EarlyStoppingState(s.early_stopping), distributed.averager(s, model.params, model))
     if loaded is not None:
         restore(loaded, model, s.optimizer, gens, run.history, run.stopper)
+        _warn_if_finished(s, run.history)
         if hasattr(s.optimizer.lr, "replay"):  # ReduceLROnPlateau: the epochs done
             s.optimizer.lr.replay(run.history)
     run.journal = (loaded["journal"] if loaded is not None else
@@ -275,6 +277,20 @@ def _prepare_run(model, s: RunSettings) -> _Run:
     run.snap = snapshot(model, s.optimizer, gens, run.history.epochs, run.stopper)
     run.prev_kept = None
     return run
+
+
+def _warn_if_finished(s: RunSettings, history: History) -> None:
+    """Resuming a run that early stopping or a callback ended trains no more, as the
+    uninterrupted run stopped there too: say so when more epochs were asked for."""
+    why = {"early_stopping": "early stopping", "callback": "a callback"}.get(
+        history.stop_reason)
+    if why is not None and s.epochs > history.epochs:
+        warnings.warn(f"checkpoint {os.fspath(s.checkpoint)!r} holds a run that {why} "
+                      f"stopped after {history.epochs} epochs: resume=True keeps it as it is "
+                      f"(an uninterrupted run stops there too) rather than train on to "
+                      f"epochs={s.epochs}. To pause a run and continue it later, "
+                      f"interrupt it (Ctrl-C, or raise KeyboardInterrupt in a callback): an "
+                      f"interrupted run resumes", TrainingWarning, stacklevel=user_stacklevel())
 
 
 # -- one epoch ---------------------------------------------------------------------------------
