@@ -204,3 +204,24 @@ def test_a_sparse_multilabel_y_fits_and_predicts_in_csr_as_in_sklearn(tmp_path):
     assert isinstance(dense.predict(X), np.ndarray)
     io.save(dense, tmp_path / "d.npz")
     assert isinstance(io.load(tmp_path / "d.npz").predict(X), np.ndarray)
+
+
+@pytest.mark.parametrize("first, then", [("squared_error", "poisson"),
+                                         ("poisson", "squared_error")])
+def test_a_warm_start_under_another_loss_is_refused_and_changes_nothing(first, then):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.uniform(0.5, 2.0, 40)
+    est = _fitted(MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0, warm_start=True,
+                               loss=first), X, y)
+    before, loss = est.predict(X), est.loss_
+    est.set_params(loss=then)
+    with pytest.raises(ValueError, match=f"loss is '{then}' but the network continued by "
+                                         f"warm_start or partial_fit was fitted with "
+                                         f"loss='{first}'"):
+        est.fit(X, y)
+    with pytest.raises(ValueError, match="was fitted with"):
+        est.partial_fit(X, y)
+    est.set_params(loss=first)
+    assert np.array_equal(est.predict(X), before) and est.loss_ == loss
+    _fitted(est, X, y)   # the fitted loss trains on
+    assert not np.array_equal(est.predict(X), before)

@@ -370,7 +370,16 @@ class MLPRegressor(RegressorMixin, BaseMLP):
         if self.loss == "poisson" and Y.min() < 0:
             raise ValueError("Some value(s) of y are negative which is not allowed for "
                              "Poisson regression.")
-        return Y, "exp" if self.loss == "poisson" else "identity", None
+        activation = "exp" if self.loss == "poisson" else "identity"
+        if not first and activation != self.out_activation_:
+            # scikit-learn keeps the fitted output and trains on it, but reports loss_
+            # as the new loss: a loss the network is not trained for.
+            fitted = "poisson" if self.out_activation_ == "exp" else "squared_error"
+            raise ValueError(f"loss is {self.loss!r} but the network continued by warm_start "
+                             f"or partial_fit was fitted with loss={fitted!r} (output "
+                             f"{self.out_activation_!r}); set loss={fitted!r} to train on, or "
+                             f"fit with warm_start=False for a new network")
+        return Y, activation, None
 
     def _outputs(self, out):
         return np.exp(out) if self.out_activation_ == "exp" else out
