@@ -418,6 +418,8 @@ class AvgPool2D(_Pool2D):
         return out
 
     def backward(self, d_out):
+        """Each output's gradient over the window's size, added to every input of its
+        window (windows may overlap); the padding's share is dropped."""
         in_shape = self.cache   # (padded)
         kh, kw = self.kernel_size
         out_hw = None if in_shape is None else tuple(
@@ -533,6 +535,7 @@ class Flatten(Layer):
         return inputs.reshape(inputs.shape[0], -1)
 
     def backward(self, d_out):
+        """The gradient of each row reshaped back to the input's shape."""
         shape = self.cache
         d_out = self._check_d_out(d_out, () if shape is None else
                                   (shape[0], int(np.prod(shape[1:]))))
@@ -588,6 +591,7 @@ class Unflatten(Layer):
         return inputs.reshape((inputs.shape[0],) + self.shape)
 
     def backward(self, d_out):
+        """The gradient of each image flattened back to its row: (N, C, H, W) -> (N, C H W)."""
         shape = self.cache
         d_out = self._check_d_out(d_out, () if shape is None else (shape[0],) + self.shape)
         return d_out.reshape(shape)

@@ -15,7 +15,7 @@ A layer may also declare ``param_names`` (its own names for those parameters, e.
 which the network owns and snapshots with the parameters.
 
 Every layer has two switches, set by the network that owns it: ``training``
-(Dropout is the only built-in layer that reads it) and ``validate``. A layer used on its own
+(Dropout and the batch normalisations read it) and ``validate``. A layer used on its own
 checks its inputs; inside a network the inputs were checked once at the entry point,
 so the network turns the per-layer checks off.
 """
@@ -286,6 +286,7 @@ class LeakyReLU(Layer):
         return np.maximum(inputs, inputs * self.negative_slope)
 
     def backward(self, d_out):
+        """Slope 1 where the input was positive, ``negative_slope`` elsewhere (at 0 too)."""
         d_out = self._check_d_out(d_out, np.shape(self.cache))
         # d_out where the input was positive, slope d_out elsewhere: products with the
         # 0/1 masks and a sum with 0 are exact, so for a finite d_out these are the

@@ -343,11 +343,13 @@ class BinaryCrossEntropy(Loss):
 
     with ``z`` the logits and ``y`` the targets. Each term equals
     ``-y log(sigmoid(z)) - (1 - y) log(1 - sigmoid(z))`` (``torch.nn.BCEWithLogitsLoss``
-    per entry), written so that ``exp`` only ever sees ``-|z| <= 0``: exact and finite
-    for logits of any magnitude, e.g. 0 for ``z = 1e300, y = 1`` and ``1e300`` for
-    ``z = 1e300, y = 0``. scikit-learn clips the probabilities to ``[eps, 1 - eps]``
-    first, which caps each term at ``-log(eps) ~ 36.04``; the two agree wherever no
-    probability is within ``eps`` of 0 or 1.
+    per entry; for K > 1 torch's default mean over all N K entries is K times smaller:
+    this is its ``reduction='sum'`` over N), written so that ``exp`` only ever sees
+    ``-|z| <= 0``: exact and finite for logits of any magnitude, e.g. 0 for
+    ``z = 1e300, y = 1`` and ``1e300`` for ``z = 1e300, y = 0``. scikit-learn clips the
+    probabilities to ``[eps, 1 - eps]`` first, which caps each term at
+    ``-log(eps) ~ 36.04``; the two agree wherever no probability is within ``eps`` of 0
+    or 1.
 
     Shape: logits (N, K), targets (N, K) -> loss, a Python float. ``K = 1`` is a binary
     problem, ``K > 1`` a multilabel one (K independent binary problems).
@@ -418,7 +420,8 @@ class PoissonLoss(Loss):
     This is half the Poisson deviance, summed over the outputs and averaged over the
     rows, the value scikit-learn's ``MLPRegressor(loss='poisson')`` reports (its
     ``poisson_loss`` of ``exp(z)``, constant terms ``y log(y) - y`` included, so a
-    perfect fit scores 0). The prediction is ``exp(z)``.
+    perfect fit scores 0). The prediction is ``exp(z)``. PyTorch's
+    ``PoissonNLLLoss(log_input=True, reduction='sum')`` over N lacks only ``y log(y) - y``.
 
     Shape: log_mean (N, K), targets (N, K) -> loss, a Python float.
 

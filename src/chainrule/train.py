@@ -471,7 +471,9 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
         Each called as ``cb(epoch, logs, model)`` after every epoch (``logs``: its History
         values and ``"diagnostics"``); returning True stops training.
     rng : None, int or numpy.random.Generator
-        Source of the permutations and of the validation split.
+        Source of the permutations and of the validation split. A Generator passed in
+        is drawn from (advanced), as PyTorch's generators are; resuming sets it to the
+        state the checkpoint stored, so that the run continues with the same draws.
     progress : bool, default=True
         A tqdm progress bar on stderr, if it is a terminal, after two seconds.
     sample_weight : array_like, shape (N,), optional
@@ -479,7 +481,9 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
     checkpoint : str or os.PathLike, optional
         Write the state of the run to this file after every epoch.
     resume : bool, default=False
-        Continue from ``checkpoint`` if the file exists, once all of it is checked.
+        Continue from ``checkpoint`` if the file exists, once all of it is checked, to
+        the result of an uninterrupted run: a run that early stopping or a callback
+        ended stays ended (an interrupted one goes on).
     diagnostics : bool, default=True
         Record :attr:`History.diagnostics` (a few percent of the run time).
     l2 : float, default=0.0
