@@ -206,8 +206,13 @@ def test_dropout_outside_unit_interval(p):
 
 
 def test_leaky_relu_slope_checked():
-    with pytest.raises(ValueError, match=r"negative_slope must be in \[0.0, 1.0\), got -1.0"):
-        LeakyReLU(-1)
+    # Any finite slope is taken, as by torch.nn.LeakyReLU (tests/test_layers.py).
+    with pytest.raises(ValueError, match=r"negative_slope must be a finite number, got nan"):
+        LeakyReLU(float("nan"))
+    with pytest.raises(ValueError, match=r"negative_slope must be a finite number, got inf"):
+        LeakyReLU(np.inf)
+    with pytest.raises(TypeError, match=r"negative_slope must be a real number, got str"):
+        LeakyReLU("0.1")
 
 
 def test_unknown_names():

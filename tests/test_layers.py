@@ -17,6 +17,8 @@ ELEMENTWISE = {
     "relu": ReLU,
     "leaky_relu": LeakyReLU,
     "leaky_relu_0.3": lambda: LeakyReLU(0.3),
+    "leaky_relu_-0.5": lambda: LeakyReLU(-0.5),   # any finite slope, as torch's
+    "leaky_relu_1.5": lambda: LeakyReLU(1.5),
     "tanh": Tanh,
     "sigmoid": Sigmoid,
     "dropout_0.4": lambda: Dropout(0.4, rng=7),
@@ -254,7 +256,7 @@ def test_leaky_relu_slope_restated():
     np.testing.assert_allclose(layer.backward(np.array([[5.0, 5.0]])), [[0.5, 5.0]], rtol=1e-15)
 
 
-@pytest.mark.parametrize("slope", [0.0, 0.01, 0.3])
+@pytest.mark.parametrize("slope", [0.0, 0.01, 0.3, 1.0, -0.5, 1.5, -2.0])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_leaky_relu_is_the_piecewise_definition_everywhere(slope, dtype):
     # x above 0, slope * x elsewhere, even at -0, infinities and NaN (reachable inside a

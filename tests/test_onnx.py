@@ -122,7 +122,8 @@ def test_graph_structure(tmp_path):
     assert props["chainrule_class"] == "MLP"
 
 
-@pytest.mark.parametrize("dtype, slope", [(np.float32, 0.01), (np.float64, 0.25)])
+@pytest.mark.parametrize("dtype, slope", [(np.float32, 0.01), (np.float64, 0.25),
+                                          (np.float64, -0.5), (np.float32, 1.5)])
 def test_leaky_relu_uses_leaky_relu_when_alpha_is_exact(tmp_path, dtype, slope):
     model = MLP([6, 5, 3], activation="leaky_relu", rng=0, dtype=dtype)
     model.layers[1][0].negative_slope = slope

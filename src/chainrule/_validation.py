@@ -509,6 +509,15 @@ def check_positive_float(value, name: str, *, allow_zero: bool = False) -> float
     return value
 
 
+def check_finite_float(value, name: str) -> float:
+    """Return ``value`` as a float after checking it is a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    if not np.isfinite(float(value)):
+        raise ValueError(f"{name} must be a finite number, got {float(value)!r}")
+    return float(value)
+
+
 def check_in_interval(value, name: str, low: float, high: float, *, low_closed: bool = True,
                       high_closed: bool = False) -> float:
     """Return ``value`` as a float after checking it lies in the given interval."""

@@ -31,6 +31,7 @@ from ._validation import (
     as_float_array,
     check_bool,
     check_choice,
+    check_finite_float,
     check_in_interval,
     check_positive_int,
     check_rng,
@@ -266,24 +267,28 @@ class LeakyReLU(Layer):
     Parameters
     ----------
     negative_slope : float, default=0.01
-        Slope for negative inputs, in [0, 1).
+        Slope for negative inputs: any finite number, as in ``torch.nn.LeakyReLU``
+        (usually in [0, 1); negative or above 1 the function is not monotonic or bends
+        the other way, which some courses and papers use).
     """
 
     equations = ("{y} = where({x} > 0, {x}, a * {x})", ("d{x} = d{y} * where({x} > 0, 1, a)",))
 
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
-        self.negative_slope = check_in_interval(negative_slope, "negative_slope", 0.0, 1.0)
+        self.negative_slope = check_finite_float(negative_slope, "negative_slope")
 
     def forward(self, inputs):
         inputs = self._check_input(inputs)
         self.cache = inputs > 0
-        # With 0 < slope < 1, max(x, slope x) is x above 0 and slope x below (also at
-        # +-inf and NaN): np.where over a random sign pattern took ~5x longer. At slope
-        # 0 it would turn +inf into max(inf, nan) = nan; x * mask is exact there.
-        if self.negative_slope == 0:
+        # With slope <= 1, max(x, slope x) is x above 0 and slope x below (also at +-inf
+        # and NaN), and min(x, slope x) is with slope > 1: np.where over a random sign
+        # pattern took ~5x longer. At slope 0 max would turn +inf into max(inf, nan) =
+        # nan; x * mask is exact there.
+        slope = self.negative_slope
+        if slope == 0:
             return inputs * self.cache
-        return np.maximum(inputs, inputs * self.negative_slope)
+        return (np.maximum if slope <= 1 else np.minimum)(inputs, inputs * slope)
 
     def backward(self, d_out):
         """Slope 1 where the input was positive, ``negative_slope`` elsewhere (at 0 too)."""
