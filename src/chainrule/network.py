@@ -37,6 +37,7 @@ from .optim import step_checked
 from .stateful import (
     buffer_slots,
     cache_owners,
+    check_backward_result,
     check_unowned,
     claim_layers,
     first_trained,
@@ -86,29 +87,6 @@ def _checked_pairs(layers) -> list:
                             f"pairs from plain layers), got {pair!r}")
         pairs[i] = (pair[0], tuple(pair[1]))
     return pairs
-
-
-def _check_backward_result(layer, names, result, params) -> None:
-    """What a layer of the user's own returned from ``backward``, checked, so that a
-    mistake is named here rather than as a NumPy error in the layer below."""
-    label = type(layer).__name__
-    if not names:
-        if not isinstance(result, np.ndarray):
-            raise TypeError(f"{label}.backward must return the gradient of its inputs, an "
-                            f"ndarray (it has no parameters), got {type(result).__name__}")
-        return
-    if not isinstance(result, (tuple, list)) or len(result) != len(names) + 1:
-        got = (f"{len(result)} values" if isinstance(result, (tuple, list))
-               else type(result).__name__)
-        wanted = ", ".join(["d_inputs"] + [f"d_{n}" for n in names])
-        raise TypeError(f"{label}.backward must return ({wanted}) (its parameters are "
-                        f"{list(names)}), got {got}")
-    for name, grad in zip(names, result[1:], strict=True):
-        if np.shape(grad) != params[name].shape:
-            raise ValueError(f"{label}.backward: the gradient of {name} has shape "
-                             f"{shape_str(np.shape(grad))}, but {name} has shape "
-                             f"{shape_str(params[name].shape)} (a sum over the batch's rows "
-                             f"missing?)")
 
 
 class Network:
@@ -463,7 +441,7 @@ class Network:
         for layer, names in reversed(self.layers[first_trained(self.layers):]):
             result = layer.backward(d_out)
             if not type(layer).__module__.startswith("chainrule."):  # a layer of your own
-                _check_backward_result(layer, names, result, self.params)
+                check_backward_result(layer, names, result, self.params)
             if names:
                 d_out = result[0]
                 grads.update(zip(names, result[1:], strict=True))

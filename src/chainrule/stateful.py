@@ -17,7 +17,8 @@ from ._validation import shape_str
 
 __all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state", "first_trained",
            "input_width", "check_dtype", "kept_caches", "smallest_batch", "check_batch_rows",
-           "check_unowned", "claim_layers", "release_layers", "cache_owners"]
+           "check_unowned", "claim_layers", "release_layers", "cache_owners",
+           "check_backward_result"]
 
 
 def stateful_names(layers) -> list[tuple[tuple, tuple]]:
@@ -275,3 +276,26 @@ def check_batch_rows(pairs, n_rows: int, batch_size, drop_last: bool = False) ->
                              f"at least {need} rows in training: choose a batch_size that "
                              f"does not leave so few"
                              f"{'' if drop_last else ' (or drop_last=True)'}")
+
+
+def check_backward_result(layer, names, result, params) -> None:
+    """What a layer of the user's own returned from ``backward``, checked, so that a
+    mistake is named here rather than as a NumPy error in the layer below."""
+    label = type(layer).__name__
+    if not names:
+        if not isinstance(result, np.ndarray):
+            raise TypeError(f"{label}.backward must return the gradient of its inputs, an "
+                            f"ndarray (it has no parameters), got {type(result).__name__}")
+        return
+    if not isinstance(result, (tuple, list)) or len(result) != len(names) + 1:
+        got = (f"{len(result)} values" if isinstance(result, (tuple, list))
+               else type(result).__name__)
+        wanted = ", ".join(["d_inputs"] + [f"d_{n}" for n in names])
+        raise TypeError(f"{label}.backward must return ({wanted}) (its parameters are "
+                        f"{list(names)}), got {got}")
+    for name, grad in zip(names, result[1:], strict=True):
+        if np.shape(grad) != params[name].shape:
+            raise ValueError(f"{label}.backward: the gradient of {name} has shape "
+                             f"{shape_str(np.shape(grad))}, but {name} has shape "
+                             f"{shape_str(params[name].shape)} (a sum over the batch's rows "
+                             f"missing?)")
