@@ -32,6 +32,11 @@ CONTRACT = {
     "maxpool_padded": (lambda: MaxPool2D(3, 2, padding=1), (2, 2, 5, 4), [], (2, 2, 3, 2)),
     "avgpool_padded": (lambda: AvgPool2D(2, padding=1), (2, 2, 5, 4), [], (2, 2, 3, 3)),
     "avgpool": (lambda: AvgPool2D(3, 2), (3, 2, 7, 6), [], (3, 2, 3, 2)),
+    "maxpool_ceil": (lambda: MaxPool2D(2, ceil_mode=True), (2, 2, 5, 4), [], (2, 2, 3, 2)),
+    "avgpool_ceil_padded": (lambda: AvgPool2D(3, 2, padding=1, ceil_mode=True), (2, 2, 6, 5),
+                            [], (2, 2, 4, 3)),
+    "avgpool_no_pad_count": (lambda: AvgPool2D(2, padding=1, count_include_pad=False),
+                             (2, 2, 5, 4), [], (2, 2, 3, 3)),
     "flatten": (Flatten, (5, 2, 3), [], (5, 6)),
     "unflatten": (lambda: Unflatten((2, 3)), (5, 6), [], (5, 2, 3)),
 }

@@ -1,4 +1,5 @@
-"""Convolution, pooling and reshaping layers for images in NCHW, backward under forward.
+"""Convolution and reshaping layers for images in NCHW, backward under forward (the
+pooling layers are in :mod:`chainrule.pooling`, re-exported here).
 
 :class:`Conv2D` lays out its weight ``(C_out, C_in / groups, kH, kW)`` and bias
 ``(C_out,)`` as PyTorch and ONNX do. Its forward and backward passes are one matrix
@@ -10,10 +11,6 @@ addition per kernel offset (``kH * kW`` of them). The product is stacked over th
 (``np.matmul`` of ``(C_out, C_in kH kW)`` by ``(N, C_in kH kW, Ho Wo)``, and over the
 channel groups of a grouped convolution), so that it comes out in NCHW without a
 transposing copy. Those array kernels live in :mod:`chainrule.conv_ops`.
-:class:`MaxPool2D` routes the gradient of a window to one input, the first maximum in
-row-major order, as PyTorch does with ties; :class:`AvgPool2D` spreads it evenly.
-:class:`AdaptiveAvgPool2D` averages PyTorch's adaptive windows, as two products with
-the matrices of window means (one per axis).
 
 A network takes 2-D ``X`` (one row per sample), so a CNN starts with
 :class:`Unflatten` (``(N, C*H*W) -> (N, C, H, W)``) and goes back to rows with
@@ -33,7 +30,7 @@ import numpy as np
 
 from ._validation import as_float_array, check_bool, check_positive_int, shape_str
 from .conv_ops import (
-    add_windows,
+    check_images,
     col2im,
     conv_padding,
     grouped_cols_grad,
@@ -41,16 +38,12 @@ from .conv_ops import (
     grouped_weight_grad,
     pair,
     pooled_size,
-    tap,
     windows,
 )
 from .layers import Layer
+from .pooling import AdaptiveAvgPool2D, AvgPool2D, MaxPool2D
 
 __all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D", "Flatten", "Unflatten"]
-
-
-def _check_images(inputs, name="inputs"):
-    return as_float_array(inputs, name, ndim=4)
 
 
 def _equations(has_bias: bool, dilation: tuple, groups: int) -> tuple:
@@ -192,7 +185,7 @@ class Conv2D(Layer):
         return ho * wo * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
 
     def _check(self, inputs, weight, bias):
-        inputs = _check_images(inputs)
+        inputs = check_images(inputs)
         weight = as_float_array(weight, "weight", ndim=4)
         if (bias is None) == self.has_bias:
             raise TypeError(f"{self!r} takes {'a' if self.has_bias else 'no'} bias after "
@@ -286,219 +279,6 @@ class Conv2D(Layer):
         k = self.kernel_size
         return (f"Conv2D({self.in_channels}, {self.out_channels}, "
                 f"{k[0] if k[0] == k[1] else k}{extra})")
-
-
-class _Pool2D(Layer):
-    """Pooling over ``kernel_size`` windows moved by ``stride`` (default: the kernel
-    size), after ``padding`` on each side of H and W (at most half the kernel, as
-    PyTorch requires), flooring the output size as PyTorch does. Subclasses set
-    ``pad_value``: what a window sees beyond the image."""
-
-    pad_value = 0.0
-
-    def __init__(self, kernel_size, stride=None, padding=0):
-        super().__init__()
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
-        self.padding = pair(padding, "padding", minimum=0)
-        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)):
-            raise ValueError(f"padding must be at most half the kernel, as in PyTorch, got "
-                             f"padding={padding!r} for kernel_size={kernel_size!r}")
-
-    def get_config(self) -> dict:
-        """The constructor arguments, for model files (``padding`` only when used)."""
-        config = {"kernel_size": list(self.kernel_size), "stride": list(self.stride)}
-        return config if not any(self.padding) else {**config, "padding": list(self.padding)}
-
-    def output_shape(self, shape) -> tuple:
-        """``(C, Ho, Wo)`` for an input ``(C, H, W)``."""
-        c, h, w = shape
-        return (c,) + tuple(pooled_size(n, k, s, (p, p), axis) for n, k, s, p, axis in
-                            zip((h, w), self.kernel_size, self.stride, self.padding,
-                                ("height", "width"), strict=True))
-
-    def check_input_shape(self, shape) -> None:
-        """``ValueError`` unless a sample of ``shape`` (batch axis left out) fits."""
-        if len(shape) != 3:
-            raise ValueError("it takes images (N, C, H, W)")
-        self.output_shape(shape)   # (an image smaller than the window)
-
-    def _windows_of(self, inputs):
-        """``(inputs padded, their windows)``."""
-        if self.validate:
-            inputs = _check_images(inputs)
-            self.output_shape(inputs.shape[1:])
-        (ph, pw) = self.padding
-        if ph or pw:
-            inputs = np.pad(inputs, ((0, 0), (0, 0), (ph, ph), (pw, pw)),
-                            constant_values=self.pad_value)
-        return inputs, windows(inputs, self.kernel_size, self.stride)
-
-    def _cropped(self, d_padded):
-        """The gradient of the padded inputs, without the padding."""
-        (ph, pw), (hp, wp) = self.padding, d_padded.shape[2:]
-        return d_padded[:, :, ph:hp - ph, pw:wp - pw] if ph or pw else d_padded
-
-    def __repr__(self):
-        k, s, p = self.kernel_size, self.stride, self.padding
-        extra = "" if s == k else f", stride={s[0] if s[0] == s[1] else s}"
-        extra += "" if not any(p) else f", padding={p[0] if p[0] == p[1] else p}"
-        return f"{type(self).__name__}({k[0] if k[0] == k[1] else k}{extra})"
-
-
-class MaxPool2D(_Pool2D):
-    """The largest value of each window, as ``torch.nn.MaxPool2d(kernel_size, stride,
-    padding)``: the padding is -inf, which no window takes as its maximum.
-
-    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``Ho = (H + 2p - kH) // stride + 1``.
-    """
-
-    pad_value = -np.inf
-
-    equations = ("{y} = max over each window of {x}",
-                 ("d{x} = d{y} routed to the (first) maximum of its window",))
-
-    def forward(self, inputs):
-        inputs, windows = self._windows_of(inputs)
-        kh, kw = self.kernel_size
-        out_hw = windows.shape[2:4]
-        out = inputs[tap(0, 0, self.stride, out_hw)].copy()
-        index = np.zeros(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
-        # Kernel offsets in row-major order, replacing the maximum only when strictly
-        # larger: a tie stays with the first, PyTorch's choice. The offsets grow, so
-        # "index = offset where tap > out" is a maximum with offset * (tap > out):
-        # np.copyto(..., where=mask) took ~40x longer (0.9 ms against 0.02 ms on 200k).
-        step = index.dtype.type
-        for offset in range(1, kh * kw):
-            values = inputs[tap(*divmod(offset, kw), self.stride, out_hw)]
-            np.maximum(index, (values > out) * step(offset), out=index)
-            np.maximum(out, values, out=out)
-        self.cache = (index, inputs.shape)
-        return out
-
-    def backward(self, d_out):
-        """Each window's gradient goes to the one input its maximum came from."""
-        index, in_shape = self.cache if self.cache is not None else (np.empty(0), None)
-        d_out = self._check_d_out(d_out, index.shape)
-        kh, kw = self.kernel_size
-        d_inputs = np.zeros(in_shape, dtype=d_out.dtype)   # (padded, as the cache)
-        overlapping = self.stride[0] < kh or self.stride[1] < kw
-        for offset in range(kh * kw):
-            at = tap(*divmod(offset, kw), self.stride, index.shape[2:])
-            if overlapping:   # an input may be the maximum of several windows
-                # d_out * mask, not np.where (slow on a random mask): a product with 0 is
-                # +-0, and adding either zero leaves every sum as it was.
-                d_inputs[at] += d_out * (index == offset)
-            else:             # each input is in one window: write in place, 5x faster
-                np.multiply(d_out, index == offset, out=d_inputs[at])
-        return self._cropped(d_inputs)
-
-
-class AvgPool2D(_Pool2D):
-    """The mean of each window, as ``torch.nn.AvgPool2d(kernel_size, stride, padding)``:
-    the padding is zeros, counted in the mean (PyTorch's ``count_include_pad=True``).
-
-    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``Ho = (H + 2p - kH) // stride + 1``.
-    """
-
-    equations = ("{y} = mean over each window of {x}",
-                 ("d{x} = d{y} / (kH kW) added to every input of its window",))
-
-    def forward(self, inputs):
-        inputs, windows = self._windows_of(inputs)
-        kh, kw = self.kernel_size
-        out_hw = windows.shape[2:4]
-        # One strided slice a kernel offset, added up (as MaxPool2D takes its maxima):
-        # a mean over the two window axes of the 6-D view ran 6-13x slower.
-        out = inputs[tap(0, 0, self.stride, out_hw)].copy()
-        for offset in range(1, kh * kw):
-            out += inputs[tap(*divmod(offset, kw), self.stride, out_hw)]
-        out /= out.dtype.type(kh * kw)   # the sum divided, as PyTorch's kernel does
-        self.cache = inputs.shape
-        return out
-
-    def backward(self, d_out):
-        """Each output's gradient over the window's size, added to every input of its
-        window (windows may overlap); the padding's share is dropped."""
-        in_shape = self.cache   # (padded)
-        kh, kw = self.kernel_size
-        out_hw = None if in_shape is None else tuple(
-            pooled_size(n, k, s, (0, 0), axis) for n, k, s, axis in
-            zip(in_shape[2:], self.kernel_size, self.stride, ("height", "width"), strict=True))
-        d_out = self._check_d_out(d_out, () if in_shape is None else in_shape[:2] + out_hw)
-        d_inputs = np.zeros(in_shape, dtype=d_out.dtype)
-        share = d_out / d_out.dtype.type(kh * kw)
-        d_windows = np.broadcast_to(share[:, :, None, None], share.shape[:2] + (kh, kw)
-                                    + share.shape[2:])
-        add_windows(d_inputs, d_windows, self.kernel_size, self.stride, out_hw)
-        return self._cropped(d_inputs)
-
-
-def _adaptive_means(size: int, out: int, dtype) -> np.ndarray:
-    """``(out, size)``: row ``i`` averages inputs ``floor(i size / out)`` up to
-    ``ceil((i + 1) size / out)``, PyTorch's adaptive windows."""
-    matrix = np.zeros((out, size), dtype=dtype)
-    for i in range(out):
-        start, end = (i * size) // out, -(-((i + 1) * size) // out)
-        matrix[i, start:end] = dtype.type(1) / dtype.type(end - start)
-    return matrix
-
-
-class AdaptiveAvgPool2D(Layer):
-    """The mean of each of ``output_size`` windows, as
-    ``torch.nn.AdaptiveAvgPool2d(output_size)``: output row ``i`` of an input of height
-    ``H`` averages rows ``floor(i H / Ho)`` up to ``ceil((i + 1) H / Ho)`` (exclusive),
-    and likewise along the width; windows overlap when ``Ho`` does not divide ``H``.
-    ``AdaptiveAvgPool2D(1)`` is global average pooling (ResNet's head).
-
-    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``(Ho, Wo) = output_size``.
-
-    Parameters
-    ----------
-    output_size : int or (int, int)
-        ``(Ho, Wo)``; an int is both.
-    """
-
-    equations = ("{y} = A_h @ {x} @ A_w^T   (A: the window means, a row per output)",
-                 ("d{x} = A_h^T @ d{y} @ A_w",))
-
-    def __init__(self, output_size):
-        super().__init__()
-        self.output_size = pair(output_size, "output_size")
-
-    def get_config(self) -> dict:
-        """The constructor argument, for model files."""
-        return {"output_size": list(self.output_size)}
-
-    def output_shape(self, shape) -> tuple:
-        """``(C, Ho, Wo)`` for an input ``(C, H, W)``."""
-        return (shape[0],) + self.output_size
-
-    def check_input_shape(self, shape) -> None:
-        """``ValueError`` unless a sample of ``shape`` (batch axis left out) fits."""
-        if len(shape) != 3:
-            raise ValueError("it takes images (N, C, H, W)")
-
-    def forward(self, inputs):
-        if self.validate:
-            inputs = _check_images(inputs)
-        (h, w), (ho, wo) = inputs.shape[2:], self.output_size
-        # Separable: the mean over a window is the mean over its rows of the means over
-        # its columns, two matrix products broadcast over (N, C).
-        rows, cols = _adaptive_means(h, ho, inputs.dtype), _adaptive_means(w, wo, inputs.dtype)
-        self.cache = (inputs.shape, rows, cols)
-        return np.matmul(rows, np.matmul(inputs, cols.T))
-
-    def backward(self, d_out):
-        """Each output's gradient spread evenly over its window: the transposed products."""
-        in_shape, rows, cols = self.cache if self.cache is not None else (None, None, None)
-        d_out = self._check_d_out(d_out, () if in_shape is None else
-                                  in_shape[:2] + self.output_size)
-        return np.matmul(rows.T, np.matmul(d_out, cols))
-
-    def __repr__(self):
-        ho, wo = self.output_size
-        return f"AdaptiveAvgPool2D({ho if ho == wo else (ho, wo)})"
 
 
 class Flatten(Layer):

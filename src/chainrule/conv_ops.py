@@ -12,10 +12,16 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ._validation import check_positive_int
+from ._validation import as_float_array, check_positive_int
 
-__all__ = ["pair", "pooled_size", "conv_padding", "windows", "tap", "add_windows", "col2im",
-           "grouped_product", "grouped_weight_grad", "grouped_cols_grad"]
+__all__ = ["check_images", "pair", "pooled_size", "conv_padding", "windows", "tap",
+           "add_windows", "col2im", "grouped_product", "grouped_weight_grad",
+           "grouped_cols_grad"]
+
+
+def check_images(inputs, name="inputs"):
+    """``inputs`` as a float array of images ``(N, C, H, W)`` (``ValueError`` else)."""
+    return as_float_array(inputs, name, ndim=4)
 
 
 def pair(value, name: str, minimum: int = 1) -> tuple[int, int]:

@@ -45,12 +45,7 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
     if isinstance(layer, Softmax):
         return make_node("Softmax", [current], [out], axis=layer.axis)
     if isinstance(layer, (MaxPool2D, AvgPool2D)):
-        op = "MaxPool" if isinstance(layer, MaxPool2D) else "AveragePool"
-        (ph, pw) = layer.padding
-        # PyTorch's AvgPool2d counts the zeros of the padding (count_include_pad).
-        extra = {"count_include_pad": 1} if op == "AveragePool" and (ph or pw) else {}
-        return make_node(op, [current], [out], kernel_shape=list(layer.kernel_size),
-                         strides=list(layer.stride), pads=[ph, pw, ph, pw], **extra)
+        return _pool_node(builder, network, index, current, out)
     if isinstance(layer, AdaptiveAvgPool2D):
         return _adaptive_pool_node(builder, network, index, current, out)
     if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
@@ -71,6 +66,38 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
                          f"(ONNX's LayerNormalization), got {opset}")
     return make_node("LayerNormalization", [current, *names], [out],
                      axis=-len(layer.normalized_shape), epsilon=layer.eps)
+
+
+def _pool_node(builder, network, index: int, current: str, out: str):
+    """``MaxPool`` or ``AveragePool``. A ``ceil_mode`` window past the padding is
+    written out as padding at the end (ONNX's own ceil_mode sizes the output without
+    PyTorch's rule that the last window start inside the input or its left padding):
+    MaxPool never takes padding, and where AveragePool counts the padding its edge
+    windows' divisors are corrected by a ``Mul`` (PyTorch does not count that part)."""
+    layer = network.layers[index][0]
+    in_hw = ((network.n_features,) if index == 0 else output_shapes(network)[index - 1])[1:]
+    (ph, pw), (eh, ew) = layer.padding, layer.end_padding(in_hw)
+    op, extra = "MaxPool", {}
+    if isinstance(layer, AvgPool2D):
+        # PyTorch's AvgPool2d counts the zeros of the padding (count_include_pad), unless
+        # told not to, which is ONNX's default.
+        op = "AveragePool"
+        extra = {"count_include_pad": 1} if layer.count_include_pad and (ph or pw or eh or ew) \
+            else {}
+    fix = extra and (eh or ew)   # count_include_pad would count the end padding too
+    pooled = f"{out}_sum" if fix else out
+    node = builder.helper.make_node(op, [current], [pooled], kernel_shape=list(layer.kernel_size),
+                                    strides=list(layer.stride), pads=[ph, pw, ph + eh, pw + ew],
+                                    **extra)
+    if not fix:
+        return node
+    node.name = pooled
+    builder.nodes.append(node)
+    kh, kw = layer.kernel_size
+    dtype = network.dtype
+    builder._tensor((dtype.type(kh * kw) / layer.divisor(in_hw, dtype))[None, None],
+                    f"{out}_rescale")
+    return builder.helper.make_node("Mul", [pooled, f"{out}_rescale"], [out])
 
 
 def _adaptive_pool_node(builder, network, index: int, current: str, out: str):
