@@ -19,6 +19,8 @@ CONTRACT = {
     "batchnorm2d": (lambda: BatchNorm2d(2, eps=1e-3), (3, 2, 4, 5), [(2,), (2,)], None),
     "layernorm": (lambda: LayerNorm(5), (6, 5), [(5,), (5,)], None),
     "layernorm_2d": (lambda: LayerNorm((3, 4)), (5, 2, 3, 4), [(3, 4), (3, 4)], None),
+    "layernorm_no_affine": (lambda: LayerNorm(5, elementwise_affine=False), (6, 5), [], None),
+    "layernorm_no_bias": (lambda: LayerNorm((3, 4), bias=False), (5, 2, 3, 4), [(3, 4)], None),
     "softmax": (Softmax, (5, 4), [], None),
     "softmax_channels": (Softmax, (3, 4, 2, 2), [], None),
     "conv": (lambda: Conv2D(2, 3, 3, padding=1), (3, 2, 5, 5), [(3, 2, 3, 3), (3,)],
@@ -227,6 +229,25 @@ def test_layernorm_matches_torch(shape, normalized, rng, torch):
     _assert_close((out,) + tuple(layer.backward(d_out)), [ref] + grads)
 
 
+@pytest.mark.parametrize("affine, bias", [(False, True), (True, False)])
+def test_layernorm_without_affine_or_bias_matches_torch(affine, bias, rng, torch):
+    x, gamma = rng.normal(size=(3, 4, 5)), rng.normal(size=(4, 5))
+    layer = LayerNorm((4, 5), elementwise_affine=affine, bias=bias)
+    params = (gamma,) if affine else ()
+    assert layer.param_names == ("gamma",) * affine and len(layer.param_shapes()) == affine
+    assert repr(layer) == ("LayerNorm((4, 5), bias=False)" if affine
+                           else "LayerNorm((4, 5), elementwise_affine=False)")
+    out = layer.forward(x, *params)
+    d_out = rng.normal(size=x.shape)
+    ref, grads = _torch_grads(torch, lambda xt, *gt: torch.nn.functional.layer_norm(
+        xt, (4, 5), *gt, eps=1e-5), (x, *params), d_out)
+    result = layer.backward(d_out)
+    _assert_close((out,) + (tuple(result) if affine else (result,)), [ref] + grads)
+    with pytest.raises(TypeError, match="takes gamma after its inputs, got 2 arrays" if affine
+                       else "takes no parameters after its inputs, got 1 arrays"):
+        layer.forward(x, *(params + (gamma,)))
+
+
 @pytest.mark.parametrize("shape, axis", [((5, 7), 1), ((3, 4, 2), 1), ((3, 4, 2), 2),
                                          ((4, 3), -1), ((3, 4, 2), -2)])
 def test_softmax_matches_torch_even_for_huge_inputs(shape, axis, rng, torch):
@@ -340,3 +361,23 @@ def test_flatten_and_unflatten_take_pytorchs_signatures():
         Flatten(start_dim=2)
     with pytest.raises(ValueError, match="unflattens dimension 1 .*got dim=2"):
         Unflatten(2, (3, 2, 2))
+
+
+@pytest.mark.parametrize("options", [{"elementwise_affine": False}, {"bias": False}])
+def test_layernorm_options_round_trip_through_model_files_and_onnx(options, tmp_path):
+    import onnxruntime as ort
+
+    import chainrule as cr
+
+    model = cr.Sequential([cr.Affine(6, 5), LayerNorm(5, **options), cr.ReLU(),
+                           cr.Affine(5, 3)], rng=0, dtype=np.float32)
+    assert not any(k.startswith("beta") for k in model.params)
+    X = np.random.default_rng(0).standard_normal((7, 6)).astype(np.float32)
+    cr.io.save(model, tmp_path / "m.npz")
+    loaded = cr.io.load(tmp_path / "m.npz")
+    assert repr(loaded.layers[1][0]) == repr(model.layers[1][0])
+    assert np.array_equal(loaded.predict_proba(X), model.predict_proba(X))
+    cr.io.export_onnx(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    logits = session.run(["logits"], {session.get_inputs()[0].name: X})[0]
+    np.testing.assert_allclose(logits, model.forward(X), rtol=0, atol=1e-5)

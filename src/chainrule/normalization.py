@@ -317,17 +317,18 @@ class LayerNorm(Layer):
     normalized_shape : int or tuple of int
         The trailing dimensions each sample is normalised over.
     eps : float, default=1e-5
+    elementwise_affine : bool, default=True
+        Learn ``gamma`` (and ``beta``) per normalised entry; without, the layer has no
+        parameters and outputs ``xhat`` itself.
+    bias : bool, default=True
+        Learn ``beta`` (with ``elementwise_affine``); without, the output is
+        ``gamma * xhat``, as PyTorch's ``bias=False``.
     """
 
     num_params = 2
     param_names = ("gamma", "beta")
-    equations = ("{y} = {gamma} * ({x} - mean) / sqrt(var + eps) + {beta}   (per sample)",
-                 ("d{beta} = sum_rows(d{y})", "d{gamma} = sum_rows(d{y} * xhat)",
-                  "d{x} = s/D * (D dxhat - sum_s(dxhat) - xhat * sum_s(dxhat * xhat))   "
-                  "(sum_s: over each sample's D normalised values; dxhat = d{y} * {gamma}, "
-                  "s = 1/sqrt(var + eps))"))
 
-    def __init__(self, normalized_shape, eps=1e-5):
+    def __init__(self, normalized_shape, eps=1e-5, elementwise_affine=True, bias=True):
         super().__init__()
         shape = (normalized_shape,) if np.ndim(normalized_shape) == 0 else normalized_shape
         try:
@@ -339,19 +340,27 @@ class LayerNorm(Layer):
         if not self.normalized_shape:
             raise ValueError("normalized_shape must name at least one dimension, got ()")
         self.eps = check_positive_float(eps, "eps")
+        self.elementwise_affine = check_bool(elementwise_affine, "elementwise_affine")
+        self.bias = check_bool(bias, "bias")
+        self.param_names = ("gamma", "beta")[:self.elementwise_affine * (1 + self.bias)]
+        self.num_params = len(self.param_names)
+        self.equations = _layernorm_equations(self.param_names)
 
     def param_shapes(self) -> list[tuple]:
-        """The shapes of ``[gamma, beta]``."""
-        return [self.normalized_shape] * 2
+        """The shapes of ``[gamma, beta]``, those the layer has."""
+        return [self.normalized_shape] * self.num_params
 
     def init_params(self, rng, dtype):
-        """``[gamma, beta]``: ones and zeros (``rng`` unused)."""
+        """``[gamma, beta]``: ones and zeros (``rng`` unused), those the layer has."""
         return [np.ones(self.normalized_shape, dtype=dtype),
-                np.zeros(self.normalized_shape, dtype=dtype)]
+                np.zeros(self.normalized_shape, dtype=dtype)][:self.num_params]
 
     def get_config(self) -> dict:
-        """The constructor arguments, for model files."""
-        return {"normalized_shape": list(self.normalized_shape), "eps": self.eps}
+        """The constructor arguments, for model files (each option only when off)."""
+        config = {"normalized_shape": list(self.normalized_shape), "eps": self.eps}
+        if not self.elementwise_affine:
+            config["elementwise_affine"] = False
+        return config if self.bias else {**config, "bias": False}
 
     def output_shape(self, shape) -> tuple:
         """The input's shape, unchanged (for a network's shape bookkeeping)."""
@@ -362,22 +371,37 @@ class LayerNorm(Layer):
         if tuple(shape[-len(self.normalized_shape):]) != self.normalized_shape:
             raise ValueError(f"its inputs must end in {shape_str(self.normalized_shape)}")
 
-    def forward(self, inputs, gamma, beta):
-        """``gamma * (x - mean) / sqrt(var + eps) + beta``, statistics per sample."""
+    def _check(self, inputs, params):
+        """The arguments of :meth:`forward`, checked (a layer used on its own)."""
         k = len(self.normalized_shape)
+        inputs = as_float_array(inputs, "inputs", ndim=None)
+        if inputs.ndim < k + 1 or inputs.shape[-k:] != self.normalized_shape:
+            raise ValueError(f"inputs must end in {shape_str(self.normalized_shape)} "
+                             f"after a batch axis, got shape {shape_str(inputs.shape)}")
+        if len(params) != self.num_params:
+            raise TypeError(f"{self!r} takes {' and '.join(self.param_names) or 'no parameters'}"
+                            f" after its inputs, got {len(params)} arrays")
+        if not params:
+            return inputs, params
+        gamma, beta = _check_affine_params(inputs, params[0], params[-1],
+                                           self.normalized_shape, "normalized_shape")
+        return inputs, (gamma, beta)[:len(params)]
+
+    def forward(self, inputs, *params):
+        """``gamma * (x - mean) / sqrt(var + eps) + beta``, statistics per sample;
+        ``params`` are ``gamma`` and ``beta``, those the layer has."""
         if self.validate:
-            inputs = as_float_array(inputs, "inputs", ndim=None)
-            if inputs.ndim < k + 1 or inputs.shape[-k:] != self.normalized_shape:
-                raise ValueError(f"inputs must end in {shape_str(self.normalized_shape)} "
-                                 f"after a batch axis, got shape {shape_str(inputs.shape)}")
-            gamma, beta = _check_affine_params(inputs, gamma, beta, self.normalized_shape,
-                                               "normalized_shape")
+            inputs, params = self._check(inputs, params)
+        k = len(self.normalized_shape)
         axes = tuple(range(inputs.ndim - k, inputs.ndim))
         mean = inputs.mean(axis=axes, keepdims=True)
         scale = 1.0 / np.sqrt(inputs.var(axis=axes, keepdims=True) + inputs.dtype.type(self.eps))
         xhat = (inputs - mean) * scale
+        gamma = params[0] if params else None
         self.cache = (xhat, scale, gamma, axes)
-        return xhat * gamma + beta
+        if gamma is None:
+            return xhat
+        return xhat * gamma + params[1] if len(params) == 2 else xhat * gamma
 
     def backward(self, d_out):
         """As batch normalisation's training backward, over each sample's own ``D``
@@ -385,18 +409,31 @@ class LayerNorm(Layer):
         xhat, scale, gamma, axes = self.cache if self.cache is not None else (None,) * 4
         d_out = self._check_d_out(d_out, np.shape(xhat))
         outer = tuple(range(xhat.ndim - len(axes)))
-        d_gamma = (d_out * xhat).sum(axis=outer)
-        d_beta = d_out.sum(axis=outer)
-        d_xhat = d_out * gamma
+        grads = [(d_out * xhat).sum(axis=outer), d_out.sum(axis=outer)][:self.num_params]
+        d_xhat = d_out if gamma is None else d_out * gamma
         d = int(np.prod([xhat.shape[a] for a in axes]))
         d_inputs = (scale / d) * (d * d_xhat - d_xhat.sum(axis=axes, keepdims=True)
                                   - xhat * (d_xhat * xhat).sum(axis=axes, keepdims=True))
-        return d_inputs, d_gamma, d_beta
+        return (d_inputs, *grads) if grads else d_inputs
 
     def __repr__(self):
         shape = self.normalized_shape
         eps = "" if self.eps == 1e-5 else f", eps={self.eps!r}"
+        eps += "" if self.elementwise_affine else ", elementwise_affine=False"
+        eps += "" if self.bias else ", bias=False"
         return f"LayerNorm({shape[0] if len(shape) == 1 else shape}{eps})"
+
+
+def _layernorm_equations(params) -> tuple[str, tuple[str, ...]]:
+    """LayerNorm's equations for the parameters it has (``gamma``, ``beta``)."""
+    out = "{y} = " + ("{gamma} * " if params else "") + "({x} - mean) / sqrt(var + eps)"
+    out += (" + {beta}" if len(params) == 2 else "") + "   (per sample)"
+    grads = ("d{gamma} = sum_rows(d{y} * xhat)", "d{beta} = sum_rows(d{y})")[:len(params)]
+    dxhat = "dxhat = d{y} * {gamma}" if params else "dxhat = d{y}"
+    return out, (*grads[::-1],
+                 "d{x} = s/D * (D dxhat - sum_s(dxhat) - xhat * sum_s(dxhat * xhat))   "
+                 f"(sum_s: over each sample's D normalised values; {dxhat}, "
+                 "s = 1/sqrt(var + eps))")
 
 
 class Softmax(Layer):

@@ -64,6 +64,9 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
     if opset < LAYER_NORM_OPSET:
         raise ValueError(f"opset must be at least {LAYER_NORM_OPSET} to export {layer!r} "
                          f"(ONNX's LayerNormalization), got {opset}")
+    if not names:   # elementwise_affine=False: Scale is not optional, ones it is
+        names = [f"{out}_scale"]
+        builder._tensor(np.ones(layer.normalized_shape), names[0])
     return make_node("LayerNormalization", [current, *names], [out],
                      axis=-len(layer.normalized_shape), epsilon=layer.eps)
 
