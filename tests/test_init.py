@@ -93,7 +93,80 @@ def test_zeros_and_callable_passthrough():
 def test_bad_names_and_shapes():
     with pytest.raises(ValueError, match=r"init must be one of .*got 'glorot'"):
         get_initializer("glorot")
-    with pytest.raises(ValueError, match=r"shape must be \(fan_in, fan_out\), got \(3,\)"):
+    with pytest.raises(ValueError, match=r"shape must be \(fan_in, fan_out\) or a "
+                                         r"convolution's \(C_out, C_in, kH, kW\), got \(3,\)"):
         xavier_uniform((3,))
+    with pytest.raises(ValueError, match=r"gain must be a finite number > 0, got -1.0"):
+        xavier_uniform((3, 2), gain=-1.0)
+    with pytest.raises(ValueError, match=r"negative_slope must be a finite number, got nan"):
+        he_uniform((3, 2), negative_slope=float("nan"))
     with pytest.raises(ValueError, match=r"shape\[1\] must be an integer >= 1, got 0"):
         he_normal((3, 0))
+
+
+# (shape, fan_in, fan_out) as torch.nn.init._calculate_fan_in_and_fan_out counts them for
+# a convolution's (C_out, C_in, kH, kW) weight; chainrule's matrices are (in, out).
+CONV_SHAPES = [((32, 16, 3, 3), 144, 288), ((8, 1, 5, 3), 15, 120), ((6, 4, 2), 8, 12)]
+
+
+@pytest.mark.parametrize("shape, fan_in, fan_out", CONV_SHAPES)
+def test_convolution_shapes_use_torchs_fans(shape, fan_in, fan_out, torch):
+    t = torch.empty(shape, dtype=torch.float64)
+    assert torch.nn.init._calculate_fan_in_and_fan_out(t) == (fan_in, fan_out)
+    bound = np.sqrt(6.0 / (fan_in + fan_out)) * 0.5
+    w = xavier_uniform(shape, rng=0, gain=0.5)
+    assert w.shape == shape and np.abs(w).max() <= bound and np.abs(w).max() > 0.95 * bound
+    b = np.sqrt(6.0 / ((1 + 0.2 ** 2) * fan_in))   # kaiming_uniform_(a=0.2)'s bound
+    w = he_uniform(shape, rng=0, negative_slope=0.2)
+    assert np.abs(w).max() <= b and np.abs(w).max() > 0.95 * b
+    assert zeros(shape).shape == shape
+
+
+@pytest.mark.parametrize("name, kwargs", [("xavier_normal", {"gain": 2.0}),
+                                          ("he_normal", {}),
+                                          ("he_normal", {"negative_slope": 1.0})])
+def test_normal_draws_have_torchs_standard_deviation(name, kwargs, torch):
+    # The law from torch's own formulas (calculate_gain, fans), and torch's own draws.
+    t = torch.empty(64, 16, 3, 3, dtype=torch.float64)
+    fan_in, fan_out = torch.nn.init._calculate_fan_in_and_fan_out(t)
+    if name == "xavier_normal":
+        std = kwargs["gain"] * np.sqrt(2.0 / (fan_in + fan_out))
+        torch.nn.init.xavier_normal_(t, gain=kwargs["gain"])
+    else:
+        a = kwargs.get("negative_slope", 0.0)
+        std = torch.nn.init.calculate_gain("leaky_relu", a) / np.sqrt(fan_in)
+        torch.nn.init.kaiming_normal_(t, a=a)
+    w = INITIALIZERS[name]((64, 16, 3, 3), rng=0, **kwargs)   # 9,216 draws
+    assert w.std() == pytest.approx(std, rel=0.03)
+    assert float(t.std()) == pytest.approx(std, rel=0.03)
+
+
+def test_the_defaults_draw_the_same_bits_as_before_the_options():
+    # gain=1 and negative_slope=0 must not move a single draw (saved seeds, the CLI).
+    for fn, bound in ((xavier_uniform, np.sqrt(6.0 / 40.0)), (he_uniform, np.sqrt(6.0 / 30.0))):
+        expected = np.random.default_rng(3).uniform(-bound, bound, size=(30, 10))
+        assert np.array_equal(fn((30, 10), rng=3), expected)
+    expected = np.random.default_rng(3).normal(0.0, np.sqrt(2.0 / 30.0), size=(30, 10))
+    assert np.array_equal(he_normal((30, 10), rng=3), expected)
+
+
+def test_conv2d_takes_an_initialiser_for_its_weight():
+    import chainrule as cr
+
+    default = cr.Conv2D(16, 32, 3).init_params(np.random.default_rng(0), np.float64)
+    bound = 1.0 / np.sqrt(16 * 9)   # PyTorch's default, drawn as before: weight, then bias
+    rng = np.random.default_rng(0)
+    assert np.array_equal(default[0], rng.uniform(-bound, bound, size=(32, 16, 3, 3)))
+    assert np.array_equal(default[1], rng.uniform(-bound, bound, size=32))
+    he = cr.Conv2D(16, 64, 3, init="he").init_params(np.random.default_rng(0), np.float32)
+    assert he[0].dtype == np.float32 and he[0].shape == (64, 16, 3, 3)
+    assert he[0].std() == pytest.approx(np.sqrt(2.0 / 144), rel=0.03)
+    assert np.abs(he[1]).max() <= bound   # the bias keeps PyTorch's draw
+    seen = []
+    model = cr.Sequential([cr.Unflatten((2, 5, 5)), cr.Conv2D(
+        2, 3, 3, init=lambda shape, rng, dtype: seen.append(shape) or np.zeros(shape, dtype)),
+        cr.Flatten(), cr.Affine(27, 2)], rng=0)
+    conv_weight = model.layers[1][1][0]
+    assert seen == [(3, 2, 3, 3)] and not model.params[conv_weight].any()
+    with pytest.raises(ValueError, match=r"init must be one of .*got 'kaiming'"):
+        cr.Conv2D(2, 3, 3, init="kaiming")

@@ -40,6 +40,7 @@ from .conv_ops import (
     pooled_size,
     windows,
 )
+from .init import get_initializer
 from .layers import Layer
 from .pooling import AdaptiveAvgPool2D, AvgPool2D, MaxPool2D
 
@@ -94,11 +95,17 @@ class Conv2D(Layer):
         ``False``: no bias (``param_names`` is ``("W",)``; ``forward`` takes the weight
         only), as ``nn.Conv2d(bias=False)`` before a batch normalisation, whose shift
         would cancel it.
+    init : None, str or callable, default=None
+        How ``init_params`` draws the weight: None for PyTorch's default (below), a
+        name of :data:`chainrule.init.INITIALIZERS` (``'he'`` for ReLU networks, as
+        ``nn.init.kaiming_normal_``) or ``f(shape, rng=, dtype=)``; the fans are those
+        of the weight's shape. The bias keeps PyTorch's default draw.
 
     Notes
     -----
-    ``init_params`` draws weight and bias from ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``,
-    ``fan_in = C_in / groups kH kW``: PyTorch's default for ``nn.Conv2d``.
+    By default ``init_params`` draws weight and bias from ``U(-1/sqrt(fan_in),
+    1/sqrt(fan_in))``, ``fan_in = C_in / groups kH kW``: PyTorch's default for
+    ``nn.Conv2d``.
 
     The rows of the im2col matrix are ordered by input channel, so its channel groups
     are a free reshape and a grouped convolution is one ``np.matmul`` over a group axis.
@@ -117,8 +124,9 @@ class Conv2D(Layer):
     equations = _equations(True, (1, 1), 1)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1, bias=True):
+                 dilation=1, groups=1, bias=True, init=None):
         super().__init__()
+        self.init = None if init is None else get_initializer(init)
         self.in_channels = check_positive_int(in_channels, "in_channels")
         self.out_channels = check_positive_int(out_channels, "out_channels")
         self.kernel_size = pair(kernel_size, "kernel_size")
@@ -145,7 +153,8 @@ class Conv2D(Layer):
         """``[weight, bias]``, PyTorch's default uniform draws, weight first."""
         shape = self.param_shapes()[0]
         bound = 1.0 / np.sqrt(math.prod(shape[1:]))   # fan_in = C_in / groups kH kW
-        weight = rng.uniform(-bound, bound, size=shape).astype(dtype)
+        weight = (rng.uniform(-bound, bound, size=shape).astype(dtype) if self.init is None
+                  else self.init(shape, rng=rng, dtype=dtype))
         if not self.has_bias:
             return [weight]
         bias = rng.uniform(-bound, bound, size=self.out_channels).astype(dtype)

@@ -1,4 +1,11 @@
-"""Weight initialisers for a weight matrix of shape ``(fan_in, fan_out)``.
+"""Weight initialisers for a weight matrix of shape ``(fan_in, fan_out)`` (an Affine
+layer's ``(D, H)``) or a convolution's ``(C_out, C_in / groups, kH, kW)``.
+
+For a convolution ``fan_in = C_in / groups kH kW`` and ``fan_out = C_out kH kW``, as
+``torch.nn.init`` counts them. (A 2-D shape is read the other way round from PyTorch's:
+chainrule's weight matrices are ``(in, out)``, ``torch.nn.Linear``'s ``(out, in)``.)
+``gain`` scales the Xavier draws as ``torch.nn.init.xavier_*_(gain=)``;
+``negative_slope`` is Kaiming's ``a``, for a leaky ReLU after the layer.
 
 Every initialiser takes ``rng``: ``None`` draws from NumPy's global generator (as the
 homework's ``xavier_init`` does after ``np.random.seed``), an int seeds a fresh
@@ -10,60 +17,76 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_positive_int, check_rng
+from ._validation import check_finite_float, check_positive_float, check_positive_int, check_rng
 
 __all__ = ["xavier_uniform", "xavier_init", "xavier_normal", "he_normal", "he_uniform",
            "zeros", "INITIALIZERS", "get_initializer", "CUSTOM_INIT", "SklearnInit"]
 
 
-def _fans(shape) -> tuple[int, int]:
+def _fans(shape) -> tuple[tuple[int, ...], int, int]:
+    """``(shape, fan_in, fan_out)`` of a weight matrix or a convolution's kernel."""
     shape = tuple(shape)
-    if len(shape) != 2:
-        raise ValueError(f"shape must be (fan_in, fan_out), got {shape!r}")
-    fan_in = check_positive_int(shape[0], "shape[0]")
-    fan_out = check_positive_int(shape[1], "shape[1]")
-    return fan_in, fan_out
+    if len(shape) < 2:
+        raise ValueError(f"shape must be (fan_in, fan_out) or a convolution's (C_out, "
+                         f"C_in, kH, kW), got {shape!r}")
+    shape = tuple(check_positive_int(n, f"shape[{i}]") for i, n in enumerate(shape))
+    if len(shape) == 2:
+        return shape, shape[0], shape[1]
+    receptive = int(np.prod(shape[2:]))
+    return shape, shape[1] * receptive, shape[0] * receptive
 
 
-def xavier_uniform(shape, rng=None, dtype=np.float64) -> np.ndarray:
-    """Xavier/Glorot uniform: ``U(-a, a)`` with ``a = sqrt(6 / (fan_in + fan_out))``.
+def _gain(gain) -> float:
+    return check_positive_float(gain, "gain")
+
+
+def _kaiming(negative_slope) -> float:
+    """``1 + a^2``: torch's ``calculate_gain('leaky_relu', a)`` is ``sqrt(2 / (1 + a^2))``."""
+    a = check_finite_float(negative_slope, "negative_slope")
+    return 1.0 + a * a
+
+
+def xavier_uniform(shape, rng=None, dtype=np.float64, *, gain=1.0) -> np.ndarray:
+    """Xavier/Glorot uniform: ``U(-a, a)`` with ``a = gain sqrt(6 / (fan_in + fan_out))``.
 
     Keeps the variance of activations and of gradients roughly equal from layer to
     layer for symmetric activations (Glorot & Bengio, 2010).
     """
-    fan_in, fan_out = _fans(shape)
-    a = np.sqrt(6.0 / float(fan_in + fan_out))
-    return check_rng(rng).uniform(low=-a, high=a, size=(fan_in, fan_out)).astype(dtype, copy=False)
+    shape, fan_in, fan_out = _fans(shape)
+    a = _gain(gain) * np.sqrt(6.0 / float(fan_in + fan_out))
+    return check_rng(rng).uniform(low=-a, high=a, size=shape).astype(dtype, copy=False)
 
 
 #: The homework's name for :func:`xavier_uniform`.
 xavier_init = xavier_uniform
 
 
-def xavier_normal(shape, rng=None, dtype=np.float64) -> np.ndarray:
-    """Xavier/Glorot normal: ``N(0, 2 / (fan_in + fan_out))``."""
-    fan_in, fan_out = _fans(shape)
-    std = np.sqrt(2.0 / float(fan_in + fan_out))
-    return check_rng(rng).normal(0.0, std, size=(fan_in, fan_out)).astype(dtype, copy=False)
+def xavier_normal(shape, rng=None, dtype=np.float64, *, gain=1.0) -> np.ndarray:
+    """Xavier/Glorot normal: ``N(0, gain^2 2 / (fan_in + fan_out))``."""
+    shape, fan_in, fan_out = _fans(shape)
+    std = _gain(gain) * np.sqrt(2.0 / float(fan_in + fan_out))
+    return check_rng(rng).normal(0.0, std, size=shape).astype(dtype, copy=False)
 
 
-def he_normal(shape, rng=None, dtype=np.float64) -> np.ndarray:
-    """He/Kaiming normal: ``N(0, 2 / fan_in)``, suited to ReLU layers (He et al., 2015)."""
-    fan_in, fan_out = _fans(shape)
-    std = np.sqrt(2.0 / float(fan_in))
-    return check_rng(rng).normal(0.0, std, size=(fan_in, fan_out)).astype(dtype, copy=False)
+def he_normal(shape, rng=None, dtype=np.float64, *, negative_slope=0.0) -> np.ndarray:
+    """He/Kaiming normal: ``N(0, 2 / ((1 + a^2) fan_in))`` with ``a = negative_slope``,
+    suited to ReLU layers (He et al., 2015); ``torch.nn.init.kaiming_normal_``."""
+    shape, fan_in, _ = _fans(shape)
+    std = np.sqrt(2.0 / (_kaiming(negative_slope) * float(fan_in)))
+    return check_rng(rng).normal(0.0, std, size=shape).astype(dtype, copy=False)
 
 
-def he_uniform(shape, rng=None, dtype=np.float64) -> np.ndarray:
-    """He/Kaiming uniform: ``U(-a, a)`` with ``a = sqrt(6 / fan_in)``."""
-    fan_in, fan_out = _fans(shape)
-    a = np.sqrt(6.0 / float(fan_in))
-    return check_rng(rng).uniform(low=-a, high=a, size=(fan_in, fan_out)).astype(dtype, copy=False)
+def he_uniform(shape, rng=None, dtype=np.float64, *, negative_slope=0.0) -> np.ndarray:
+    """He/Kaiming uniform: ``U(-b, b)`` with ``b = sqrt(6 / ((1 + a^2) fan_in))``;
+    ``torch.nn.init.kaiming_uniform_``."""
+    shape, fan_in, _ = _fans(shape)
+    b = np.sqrt(6.0 / (_kaiming(negative_slope) * float(fan_in)))
+    return check_rng(rng).uniform(low=-b, high=b, size=shape).astype(dtype, copy=False)
 
 
 def zeros(shape, rng=None, dtype=np.float64) -> np.ndarray:
     """All zeros (draws nothing; ``rng`` is accepted for a uniform signature)."""
-    return np.zeros(_fans(shape), dtype=dtype)
+    return np.zeros(_fans(shape)[0], dtype=dtype)
 
 
 class SklearnInit:
