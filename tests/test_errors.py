@@ -226,9 +226,9 @@ def test_unknown_names():
     with pytest.raises(ValueError, match=r"init must be one of .*got 'glorot'"):
         MLP([4, 3, 2], init="glorot")
     with pytest.raises(ValueError, match=r"loss must be one of \['binary_cross_entropy', "
-                                         r"'cross_entropy', 'mse', 'poisson', "
-                                         r"'squared_error'\] or a Loss instance .*, "
-                                         r"got 'hinge'"):
+                                         r"'cross_entropy', 'huber', 'l1', 'mse', "
+                                         r"'multi_margin', 'poisson', 'squared_error'\] or a "
+                                         r"Loss instance .*, got 'hinge'"):
         MLP([4, 3, 2], loss="hinge")
 
 

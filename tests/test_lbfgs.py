@@ -23,7 +23,7 @@ def _data(rng, n=30, d=4, k=3):
 
 
 def _targets(loss, rng, n, k):
-    if loss == "cross_entropy":
+    if loss in ("cross_entropy", "multi_margin"):
         return one_hot(np.arange(n) % k, k)
     if loss == "binary_cross_entropy":
         return (rng.random((n, k)) < 0.5).astype(float)
@@ -36,7 +36,7 @@ def _targets(loss, rng, n, k):
 
 @pytest.mark.parametrize("activation", ["tanh", "logistic", "relu", "identity"])
 @pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy", "poisson",
-                                  "squared_error"])
+                                  "squared_error", "huber", "l1", "multi_margin"])
 @pytest.mark.parametrize("weighted", [False, True])
 def test_objective_passes_check_grad(activation, loss, weighted, rng):
     from scipy.optimize import check_grad

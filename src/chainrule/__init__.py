@@ -27,7 +27,14 @@ from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
 from .homework import FeedforwardNeuralNet, LogisticRegression
 from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_uniform
 from .layers import GELU, Affine, Dropout, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
-from .losses import CategoricalCrossEntropy, MeanSquaredError
+from .losses import (
+    BinaryCrossEntropy,
+    CategoricalCrossEntropy,
+    HuberLoss,
+    L1Loss,
+    MeanSquaredError,
+    MultiMarginLoss,
+)
 from .models import MLP, Network, Sequential
 from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
 from .optim import SGD, Adagrad, Adam, AdamW, RMSprop
@@ -44,7 +51,8 @@ __all__ = [
     "Affine", "Dropout", "LeakyReLU", "ReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax",
     "AdaptiveAvgPool2D", "AvgPool2D", "Conv2D", "Flatten", "MaxPool2D", "Unflatten",
-    "CategoricalCrossEntropy", "MeanSquaredError",
+    "CategoricalCrossEntropy", "BinaryCrossEntropy", "MultiMarginLoss", "MeanSquaredError",
+    "L1Loss", "HuberLoss",
     "MLP", "FeedforwardNeuralNet", "LogisticRegression", "Network", "Sequential",
     "SGD", "RMSprop", "Adagrad", "Adam", "AdamW",
     "SanityReport", "sanity_check",

@@ -24,7 +24,7 @@ from ._validation import (
 )
 from .checkpoint import RunSettings, check_checkpoint_path
 from .history import EarlyStopping
-from .losses import CategoricalCrossEntropy
+from .losses import is_multiclass
 from .models import Network
 from .optim import make_optimizer
 from .stateful import check_batch_rows
@@ -110,7 +110,7 @@ def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle,
         if hasattr(rule, "check_monitor"):
             rule.check_monitor(
                 has_validation=validation_data is not None or validation_fraction is not None,
-                has_accuracy=isinstance(model.loss, CategoricalCrossEntropy),
+                has_accuracy=is_multiclass(model.loss),
                 loss_name=type(model.loss).__name__)
     check_checkpoint_path(checkpoint, resume)
     comm = distributed.check_comm(comm, X.shape[0], batch_size, validation_fraction, drop_last)

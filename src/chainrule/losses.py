@@ -2,6 +2,12 @@
 
 ``backward(d_out=1.0)`` returns ``(d_outputs, None)``: the ``None`` stands for the
 gradient with respect to the targets, which no model needs (the homework's contract).
+
+This module holds the classification losses (:class:`CategoricalCrossEntropy`,
+:class:`BinaryCrossEntropy`, :class:`MultiMarginLoss`), the registry ``LOSSES`` that
+model files and the command line name losses by, and :func:`l2_penalty`. It re-exports
+the base class (:mod:`chainrule.loss_base`) and the regression losses
+(:mod:`chainrule.regression_losses`), so every loss is ``chainrule.losses.<Name>``.
 """
 
 from __future__ import annotations
@@ -12,72 +18,21 @@ import numpy as np
 
 from ._validation import (
     as_float_array,
-    check_choice,
     check_class_indices,
     check_in_interval,
     check_positive_float,
     check_probability_rows,
-    check_sample_weight,
     is_class_indices,
     row_sums,
-    shape_str,
+    zeros_for,
 )
 from .functional import shift_by_max
+from .loss_base import Loss
+from .regression_losses import HalfSquaredError, HuberLoss, L1Loss, MeanSquaredError, PoissonLoss
 
 __all__ = ["Loss", "CategoricalCrossEntropy", "MeanSquaredError", "BinaryCrossEntropy",
-           "PoissonLoss", "HalfSquaredError", "LOSSES", "get_loss", "l2_penalty"]
-
-
-class Loss:
-    """Base class holding the shared checks; ``validate`` as for layers."""
-
-    validate = True
-    equations = ("L = loss({x}, Y)", ("d{x} = dL/d{x}",))
-
-    def __init__(self):
-        self.cache = None
-
-    def get_config(self) -> dict:
-        """Constructor arguments other than the defaults (model files store them with
-        the loss's name); the base class has none."""
-        return {}
-
-    def _check_pair(self, outputs, targets, out_name, target_name, *, finite_targets=True):
-        if not self.validate:
-            return outputs, targets
-        outputs = as_float_array(outputs, out_name, ndim=2)
-        targets = as_float_array(targets, target_name, ndim=2, finite=finite_targets)
-        if outputs.shape != targets.shape:
-            raise ValueError(f"{out_name} and {target_name} must have the same shape, got "
-                             f"{out_name} {shape_str(outputs.shape)} and {target_name} "
-                             f"{shape_str(targets.shape)}")
-        return outputs, targets
-
-    def check_targets(self, targets, name: str = "targets") -> None:
-        """Raise ``ValueError`` unless ``targets`` (a 2-D float array) holds values this
-        loss accepts; the base class accepts any finite values.
-
-        ``forward`` runs it when ``validate`` is on; a network, whose loss does not
-        validate, can call it once on the whole target array instead.
-        """
-
-    def _check_weights(self, sample_weight, n, dtype):
-        """``None`` or a 1-D array of ``n`` non-negative weights with a positive sum."""
-        if sample_weight is None:
-            return None
-        if self.validate:
-            return check_sample_weight(sample_weight, n, dtype)
-        return sample_weight.astype(dtype, copy=False)
-
-    def _check_backward(self, d_out):
-        if self.cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        # A Python float keeps float32 gradients in float32 (NumPy's weak scalars).
-        return float(as_float_array(d_out, "d_out", ndim=0)) if self.validate else d_out
-
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
+           "PoissonLoss", "HalfSquaredError", "L1Loss", "HuberLoss", "MultiMarginLoss",
+           "LOSSES", "get_loss", "is_multiclass", "l2_penalty"]
 
 
 def _shifted_exp(logits):
@@ -162,6 +117,7 @@ class CategoricalCrossEntropy(Loss):
     the gradient is ``(softmax - (1 - eps) Y - eps / K) / N``.
     """
 
+    multiclass = True
     equations = ("L = -mean_rows(sum_k Y * log_softmax({x}))", ("d{x} = (softmax({x}) - Y) / N",))
 
     def __init__(self, label_smoothing=0.0):
@@ -303,38 +259,6 @@ class CategoricalCrossEntropy(Loss):
                           "probabilities", UserWarning, stacklevel=3)
 
 
-class MeanSquaredError(Loss):
-    """Mean of squared differences over every entry, as ``torch.nn.MSELoss``.
-
-    ``loss = (1 / (N*M)) sum (outputs - targets)^2``
-
-    Shape: outputs (N, M), targets (N, M) -> loss, a Python float.
-    """
-
-    equations = ("L = mean((({x}) - Y)^2)", ("d{x} = 2 * ({x} - Y) / (N * M)",))
-
-    def forward(self, outputs, targets, sample_weight=None):
-        """Mean squared error; with ``sample_weight`` (N,), rows are weighted and the
-        sum is divided by ``sum(w) * M``."""
-        outputs, targets = self._check_pair(outputs, targets, "outputs", "targets")
-        w = self._check_weights(sample_weight, outputs.shape[0], outputs.dtype)
-        diff = outputs - targets.astype(outputs.dtype, copy=False)
-        if w is None:
-            self.cache = (diff, None)
-            return float(np.mean(diff * diff))
-        scale = w[:, None] / w.dtype.type((float(w.sum()) or 1.0) * diff.shape[1])
-        self.cache = (diff, scale)
-        return float(np.sum(diff * diff * scale))
-
-    def backward(self, d_out=1.0):
-        """Gradient ``2 (outputs - targets) * d_out / (N*M)`` and ``None`` for the targets."""
-        d_out = self._check_backward(d_out)
-        diff, scale = self.cache
-        if scale is None:
-            return diff * (2 * d_out / diff.size), None
-        return diff * scale * (2 * d_out), None
-
-
 class BinaryCrossEntropy(Loss):
     """Sigmoid followed by binary cross-entropy, fused: summed over the outputs,
     averaged over the rows, as scikit-learn's ``binary_log_loss``.
@@ -412,133 +336,137 @@ class BinaryCrossEntropy(Loss):
         return diff * row_weight * d_out, None
 
 
-class PoissonLoss(Loss):
-    """Poisson loss with a log link: the network outputs ``z = log(mean)``.
+class MultiMarginLoss(Loss):
+    """Multiclass hinge (SVM) loss on class scores, as ``torch.nn.MultiMarginLoss(p=1,
+    margin=margin)``, averaged over the batch.
 
-    ``loss = (1/N) sum_n sum_k [exp(z) - y z + y log(y) - y]``   (``0 log 0 = 0``)
+    ``loss = (1/N) sum_n (1/K) sum_{i != y_n} max(0, margin - x[n, y_n] + x[n, i])``
 
-    This is half the Poisson deviance, summed over the outputs and averaged over the
-    rows, the value scikit-learn's ``MLPRegressor(loss='poisson')`` reports (its
-    ``poisson_loss`` of ``exp(z)``, constant terms ``y log(y) - y`` included, so a
-    perfect fit scores 0). The prediction is ``exp(z)``. PyTorch's
-    ``PoissonNLLLoss(log_input=True, reduction='sum')`` over N lacks only ``y log(y) - y``.
+    with ``x`` the scores (the network's outputs, one per class) and ``y_n`` the class
+    of row ``n``: each other class whose score comes within ``margin`` of the true
+    class's costs the shortfall. A row whose true score leads every other by at least
+    ``margin`` costs 0 and moves nothing.
 
-    Shape: log_mean (N, K), targets (N, K) -> loss, a Python float.
+    CS231n's multiclass SVM loss (Weston and Watkins'; ``margin`` its ``Delta``) is
+    this times K: it sums the hinge terms without dividing by the number of classes,
+    so its values and gradients are K times these (a learning rate tuned for it is K
+    times too small here; the same steps need ``lr * K``).
 
-    Targets must be >= 0. ``exp(z)`` overflows for ``z`` above about 709 (88 in
-    float32): the loss is then ``inf``, the true value being beyond the float range.
-    """
+    Shape: scores (N, K), labels (N,) integer class indices or (N, K) one-hot rows (as
+    :class:`CategoricalCrossEntropy` takes them) -> loss, a Python float.
 
-    equations = ("L = sum(exp({x}) - Y * {x} + Y * log(Y) - Y) / N",
-                 ("d{x} = (exp({x}) - Y) / N",))
+    The gradient, torch's subgradient: each term above 0 adds ``1 / (N K)`` at its
+    class ``i`` and subtracts it at the true class; a term exactly at 0, on the kink
+    of its hinge, adds nothing.
 
-    def check_targets(self, targets, name: str = "targets") -> None:
-        """Raise ``ValueError`` unless every entry of ``targets`` is >= 0 (counts, rates)."""
-        if targets.min() < 0:
-            raise ValueError(f"{name} must be >= 0 for the Poisson loss, got a minimum "
-                             f"of {float(targets.min())!r}")
-
-    def forward(self, log_mean, targets, sample_weight=None):
-        """Half the Poisson deviance of ``exp(log_mean)``, averaged over rows.
-
-        With ``sample_weight`` (N,), the weighted mean over rows ``sum(w_n l_n) / sum(w_n)``.
-        """
-        log_mean, targets = self._check_pair(log_mean, targets, "log_mean", "targets")
-        w = self._check_weights(sample_weight, log_mean.shape[0], log_mean.dtype)
-        if self.validate:
-            self.check_targets(targets)
-        targets = targets.astype(log_mean.dtype, copy=False)
-        mean = np.exp(log_mean)
-        # y log(y), with the limit 0 at y = 0: log(y + (y == 0)) is log(y) for y > 0 and
-        # log(1) = 0 at y = 0 (a masked np.log(where=) took ~6x longer).
-        y_log_y = targets * np.log(targets + (targets == 0))
-        per_entry = mean - targets * log_mean + y_log_y - targets
-        if w is None:
-            self.cache = (mean, targets, None)
-            return float(np.sum(per_entry)) / log_mean.shape[0]
-        total = float(w.sum()) or 1.0
-        self.cache = (mean, targets, w[:, None] / w.dtype.type(total))
-        return float(np.sum(per_entry, axis=1) @ w) / total
-
-    def backward(self, d_out=1.0):
-        """Gradient ``(exp(log_mean) - targets) * d_out / N`` and ``None`` for the targets.
-
-        Returns
-        -------
-        d_log_mean : ndarray, shape (N, K)
-        d_targets : None
-        """
-        d_out = self._check_backward(d_out)
-        mean, targets, row_weight = self.cache
-        if row_weight is None:
-            return (mean - targets) * (d_out / targets.shape[0]), None
-        return (mean - targets) * row_weight * d_out, None
-
-
-class HalfSquaredError(Loss):
-    """Half the mean squared error, scikit-learn's ``squared_error``.
-
-    ``loss = (1 / (2 N M)) sum (outputs - targets)^2``     (``output_reduction='mean'``)
-    ``loss = (1 / (2 N))   sum (outputs - targets)^2``     (``output_reduction='sum'``)
-
-    Shape: outputs (N, M), targets (N, M) -> loss, a Python float.
+    A network with this loss is a classifier (``multiclass``): ``fit`` and ``evaluate``
+    take class indices and report the accuracy, ``predict_classes`` is the argmax of
+    the scores. The scores are no probabilities: ``predict`` returns them as they are
+    and ``predict_proba`` refuses.
 
     Parameters
     ----------
-    output_reduction : {'mean', 'sum'}, default='mean'
-        How the M output columns are combined after averaging over the rows.
-        ``'mean'`` is the value scikit-learn's ``squared_loss`` and ``loss_`` report.
-        ``'sum'`` is the function whose gradient scikit-learn's solvers follow: its
-        backward pass starts from ``(outputs - targets) / N`` whatever M is, which is
-        M times the gradient of the value it reports. The two agree for M = 1; for
-        multi-output regression use ``'sum'`` to train as scikit-learn trains (same
-        steps, same balance against ``alpha``) and divide the value by M to report it.
-
-    Notes
-    -----
-    ``MeanSquaredError`` (``torch.nn.MSELoss``, no one-half) is twice the ``'mean'``
-    value and keeps that meaning.
+    margin : float, default=1.0
+        How far the true class's score must lead the others', a finite number > 0
+        (torch's ``margin``).
     """
 
-    equations = ("L = sum((({x}) - Y)^2) / (2 * N * M)", ("d{x} = ({x} - Y) / (N * M)",))
+    multiclass = True
+    equations = ("L = mean_rows(sum_(i != y) max(0, 1 - {x}_y + {x}_i)) / K",
+                 ("d{x}_i = [1 - {x}_y + {x}_i > 0] / (N * K), d{x}_y = -(sum of those)",))
 
-    def __init__(self, output_reduction: str = "mean"):
+    def __init__(self, margin=1.0):
         super().__init__()
-        self.output_reduction = check_choice(output_reduction, "output_reduction",
-                                             ("mean", "sum"))
-        if output_reduction == "sum":
-            self.equations = ("L = sum((({x}) - Y)^2) / (2 * N)", ("d{x} = ({x} - Y) / N",))
+        self.margin = check_positive_float(margin, "margin")
+        if self.margin != 1.0:   # explain() prints the equations with this margin
+            m = f"{self.margin:g}"
+            self.equations = (
+                f"L = mean_rows(sum_(i != y) max(0, {m} - {{x}}_y + {{x}}_i)) / K",
+                (f"d{{x}}_i = [{m} - {{x}}_y + {{x}}_i > 0] / (N * K), d{{x}}_y = -(sum of "
+                 f"those)",))
 
-    def forward(self, outputs, targets, sample_weight=None):
-        """Half squared error; with ``sample_weight`` (N,), the weighted mean over rows
-        (``sum(w)`` in place of ``N``), as ``np.average(..., weights=w, axis=0)``."""
-        outputs, targets = self._check_pair(outputs, targets, "outputs", "targets")
-        w = self._check_weights(sample_weight, outputs.shape[0], outputs.dtype)
-        diff = outputs - targets.astype(outputs.dtype, copy=False)
-        columns = diff.shape[1] if self.output_reduction == "mean" else 1
-        if w is None:
-            self.cache = (diff, None, diff.shape[0] * columns)
-            return 0.5 * float(np.sum(diff * diff)) / (diff.shape[0] * columns)
-        scale = w[:, None] / w.dtype.type((float(w.sum()) or 1.0) * columns)
-        self.cache = (diff, scale, None)
-        return 0.5 * float(np.sum(diff * diff * scale))
+    def get_config(self) -> dict:
+        """``{"margin": margin}`` when it is not 1."""
+        return {"margin": self.margin} if self.margin != 1.0 else {}
+
+    def check_targets(self, targets, name: str = "labels") -> None:
+        """Raise ``ValueError`` unless ``targets`` is (N,) class indices (1-D integers;
+        the class count is checked by the caller) or (N, K) one-hot rows: a hinge on
+        class scores has no meaning for probability rows."""
+        if targets.ndim == 1:
+            check_class_indices(targets, None, name)
+            return
+        bad = ~((targets == 0) | (targets == 1)).all(axis=1) | (row_sums(targets) != 1)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"{name} must be one-hot rows (or (N,) integer class indices) "
+                             f"for MultiMarginLoss, got row {row} = {targets[row].tolist()}")
+
+    def _scores_and_classes(self, scores, labels):
+        """``(scores, class of each row)``, checked when ``validate`` is on."""
+        if is_class_indices(labels):
+            if self.validate:
+                scores = as_float_array(scores, "scores", ndim=2)
+                labels = check_class_indices(labels, scores.shape[1], "labels",
+                                             n=scores.shape[0])
+            return scores, labels
+        scores, labels = self._check_pair(scores, labels, "scores", "labels",
+                                          finite_targets=False)
+        if self.validate:
+            self.check_targets(labels, "labels")
+        return scores, labels.argmax(axis=1)
+
+    def forward(self, scores, labels, sample_weight=None):
+        """Return the mean hinge loss as a Python float.
+
+        With ``sample_weight`` (N,), the weighted mean ``sum(w_n l_n) / sum(w_n)`` of
+        the rows' losses ``l_n``.
+        """
+        scores, classes = self._scores_and_classes(scores, labels)
+        w = self._check_weights(sample_weight, scores.shape[0], scores.dtype)
+        n, k = scores.shape
+        rows = np.arange(n)
+        # torch's order of operations, (margin - x_y) + x_i: each term rounds as there,
+        # so one on the kink is exactly 0 here where it is there (and moves nothing).
+        z = (self.margin - scores[rows, classes])[:, None] + scores
+        z[rows, classes] = 0.0            # the true class is no term of its row
+        hinge = np.maximum(z, zeros_for(z), out=z)
+        per_row = row_sums(hinge)
+        # A minibatch whose rows all weigh 0 contributes nothing (loss and gradient 0).
+        total = n if w is None else float(w.sum()) or 1.0
+        scale = None if w is None else w[:, None] / w.dtype.type(total * k)
+        self.cache = (hinge > 0, classes, scale, scores.dtype)
+        return float(per_row.sum() if w is None else per_row @ w) / (total * k)
 
     def backward(self, d_out=1.0):
-        """Gradient ``(outputs - targets) * d_out / (N*M)`` (``/ N`` for ``'sum'``) and
-        ``None`` for the targets."""
-        d_out = self._check_backward(d_out)
-        diff, scale, count = self.cache
-        if scale is None:
-            return diff * (d_out / count), None
-        return diff * scale * d_out, None
+        """Gradient ``d_out / (N K)`` at each class with a term above 0, minus their sum
+        at the true class, and ``None`` for the labels.
 
-    def __repr__(self):
-        return f"HalfSquaredError(output_reduction={self.output_reduction!r})"
+        Returns
+        -------
+        d_scores : ndarray, shape (N, K)
+        d_labels : None
+        """
+        d_out = self._check_backward(d_out)
+        active, classes, row_weight, dtype = self.cache
+        d_scores = active.astype(dtype)
+        d_scores[np.arange(classes.shape[0]), classes] = -row_sums(d_scores)
+        if row_weight is None:
+            return d_scores * (d_out / d_scores.size), None
+        return d_scores * row_weight * d_out, None
+
+
+def is_multiclass(loss) -> bool:
+    """Whether ``loss`` is that of a K-class classifier whose class is the argmax of
+    its outputs (``Loss.multiclass``: :class:`CategoricalCrossEntropy`,
+    :class:`MultiMarginLoss`); False for any other object."""
+    return getattr(loss, "multiclass", False) is True
 
 
 LOSSES = {"cross_entropy": CategoricalCrossEntropy, "mse": MeanSquaredError,
           "binary_cross_entropy": BinaryCrossEntropy, "poisson": PoissonLoss,
-          "squared_error": HalfSquaredError}
+          "squared_error": HalfSquaredError, "l1": L1Loss, "huber": HuberLoss,
+          "multi_margin": MultiMarginLoss}
 
 
 def get_loss(name) -> Loss:

@@ -17,7 +17,7 @@ from ._validation import check_choice, check_in_interval, check_rng
 from .explain import check_shapes
 from .init import CUSTOM_INIT, SklearnInit, get_initializer
 from .layers import GELU, Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
-from .losses import CategoricalCrossEntropy, get_loss
+from .losses import get_loss, is_multiclass
 from .network import ACTIVATION_BUDGET, Network, affine_param_names
 from .stateful import build_state, check_dtype, check_layers, release_layers
 
@@ -140,9 +140,9 @@ class MLP(Sequential):
         random = check_rng(rng)
         # Resolved before any weight is drawn: a bad name must not consume random numbers.
         loss_fn = get_loss(loss)
-        if isinstance(loss_fn, CategoricalCrossEntropy) and sizes[-1] < 2:
-            raise ValueError(f"a cross-entropy classifier needs at least 2 outputs (classes), "
-                             f"got layer_sizes {sizes!r}")
+        if is_multiclass(loss_fn) and sizes[-1] < 2:  # cross-entropy, MultiMarginLoss
+            raise ValueError(f"a {type(loss_fn).__name__} classifier needs at least 2 outputs "
+                             f"(classes), got layer_sizes {sizes!r}")
 
         self.config = {"layer_sizes": sizes, "activation": activation if isinstance(
             activation, str) else activations, "dropout": dropout,

@@ -32,7 +32,7 @@ from .errors import TrainingDivergedError
 from .explain import explain, node_names, output_shapes, output_width, summary
 from .functional import sigmoid, softmax
 from .layers import Affine
-from .losses import BinaryCrossEntropy, CategoricalCrossEntropy
+from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, is_multiclass
 from .optim import step_checked
 from .stateful import (
     buffer_slots,
@@ -282,7 +282,7 @@ class Network:
         (features, outputs, one row of ``Y`` per row of ``X``, what the loss's ``check_targets``
         accepts), or for a classifier (N,) integer class indices, as ``intp`` (never one-hot)."""
         X = self.check_X(X, finite=finite_X)
-        classifier = isinstance(self.loss, CategoricalCrossEntropy)  # its check: finite
+        classifier = is_multiclass(self.loss)  # its check_targets: finite
         if classifier and is_class_indices(Y):
             return X, check_class_indices(Y, self.n_outputs, "Y", n=X.shape[0])
         one_d = (Y.ndim if type(Y) is np.ndarray else np.ndim(Y)) == 1
@@ -537,26 +537,33 @@ class Network:
         (binary or multilabel) each logit's own sigmoid. Shape: X (N, D) -> (N, K).
 
         Raises ``TypeError`` for a regressor (a loss other than these two), as
-        scikit-learn's ``MLPRegressor`` has no ``predict_proba``."""
+        scikit-learn's ``MLPRegressor`` has no ``predict_proba``, and for a
+        ``MultiMarginLoss`` classifier, whose outputs are scores, not probabilities."""
         if isinstance(self.loss, BinaryCrossEntropy):
             return self.infer(X, then=sigmoid, threads=threads)
         self._check_classifier("predict_proba")
         return self.infer(X, then=lambda z: softmax(z, axis=1), threads=threads)
 
     def _check_classifier(self, method):
-        if not isinstance(self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy)):
-            raise TypeError(f"{method} needs a classifier (a cross-entropy loss); this "
-                            f"model's loss is {self.loss!r}: use predict for its outputs")
+        # predict_proba needs probabilities; predict_classes takes an argmax of scores too
+        if isinstance(self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy)) or (
+                method == "predict_classes" and is_multiclass(self.loss)):
+            return
+        hint = ", predict_classes for its classes" if is_multiclass(self.loss) else ""
+        raise TypeError(f"{method} needs a classifier (a cross-entropy loss); this model's "
+                        f"loss is {self.loss!r}: use predict for its outputs{hint}")
 
     def predict(self, X, *, threads=None) -> np.ndarray:
         """The homework's ``predict``: class probabilities of shape (N, K) for a
-        classifier (cross-entropy loss), the raw outputs for a regressor."""
+        classifier (cross-entropy loss), the raw outputs for a regressor, the class
+        scores for a ``MultiMarginLoss`` classifier (their argmax: ``predict_classes``)."""
         if isinstance(self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy)):
             return self.predict_proba(X, threads=threads)
         return self.infer(X, threads=threads)
 
     def predict_classes(self, X, *, threads=None) -> np.ndarray:
-        """Index of the most probable class for each row. Shape: X (N, D) -> (N,).
+        """Index of the most probable class for each row (of the largest score, for a
+        ``MultiMarginLoss`` model). Shape: X (N, D) -> (N,).
 
         For a binary cross-entropy model each output is a class of its own, 1 where
         its probability is above 1/2 (its logit above 0): (N,) for one output, (N, K)

@@ -64,7 +64,7 @@ from .functional import row_classes
 from .history import EarlyStopping, EarlyStoppingState, History
 from .journal import HistoryJournal
 from .layers import Affine
-from .losses import CategoricalCrossEntropy, l2_penalty
+from .losses import is_multiclass, l2_penalty
 from .optim import step_checked
 from .stateful import kept_caches
 
@@ -77,7 +77,7 @@ def _evaluate_checked(model, X, Y, sample_weight=None) -> dict:
     """Loss and, for a classifier, accuracy (weighted means with weights), Dropout off."""
     logits = model.infer(X, checked=True)  # in row chunks: bounded memory
     out = {"loss": model.loss.forward(logits, Y, sample_weight)}
-    if isinstance(model.loss, CategoricalCrossEntropy):
+    if is_multiclass(model.loss):   # cross-entropy, MultiMarginLoss: the argmax
         out["accuracy"] = float(np.average(logits.argmax(axis=1) == row_classes(Y),
                                            weights=sample_weight))
     return out
@@ -101,7 +101,8 @@ def evaluate(model, X, Y, *, sample_weight=None, threads=None) -> dict:
     -------
     dict
         ``{"loss": float, "accuracy": float}`` (accuracy: as in :func:`fit`'s History); no
-        ``"accuracy"`` for a model whose loss is not cross-entropy.
+        ``"accuracy"`` for a model whose loss is not multiclass (cross-entropy or
+        ``MultiMarginLoss``).
     """
     check_network(model)
     with threads_for(X, model.params, check_threads(threads),  # the checks' too
@@ -267,7 +268,7 @@ def _prepare_run(model, s: RunSettings) -> _Run:
     run.journal = (loaded["journal"] if loaded is not None else
                    None if s.checkpoint is None else HistoryJournal(s.checkpoint))
     run.params, run.kept = model.params, {**model.params, **model.buffers}
-    run.labels = row_classes(Y) if isinstance(model.loss, CategoricalCrossEntropy) else None
+    run.labels = row_classes(Y) if is_multiclass(model.loss) else None
     run.relu_pairs = relu_pairs(model) if s.diagnostics else []
     run.advisor = Advisor([k for k, p in model.params.items() if p.ndim > 1],
                           model.n_outputs if run.is_classifier else None)
@@ -445,7 +446,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
     X : array_like, shape (N, D)
     Y : array_like, shape (N, K) or (N,)
         For a cross-entropy model: one-hot rows, probability rows (soft targets, e.g. mixup,
-        distillation) or class indices; for other losses, targets. The History's accuracy
+        distillation) or class indices; for ``MultiMarginLoss``, one-hot rows or class
+        indices; for other losses, targets. The History's accuracy
         counts a row correct when the logits' argmax is the target's class: its index, its
         one-hot 1, or a probability row's argmax (the first of ties, as ``argmax`` in torch).
     optimizer : Optimizer or {'sgd', 'adam', 'adamw'}

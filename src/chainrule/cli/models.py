@@ -60,19 +60,24 @@ def _is_classifier(network) -> bool:
 
 
 def _load_model(path) -> _Saved:
-    """The model in ``path``: a classifier (cross-entropy) or a regressor (mse)."""
+    """The model in ``path``: a classifier (cross-entropy) or a regressor (mse,
+    squared_error, l1, huber). A MultiMarginLoss classifier is refused: the commands
+    write and score class probabilities, which its scores are not."""
     from .. import io
-    from ..losses import HalfSquaredError, MeanSquaredError
+    from ..losses import HalfSquaredError, HuberLoss, L1Loss, MeanSquaredError
 
     try:
         model = io.load(path)
     except ValueError as exc:   # ModelFileError among them
         raise CommandError(f"{exc}{model_file_hint(path)}") from None
     network = model if hasattr(model, "layers") else getattr(model, "model_", None)
-    if network is None or not (_is_classifier(network)
-                               or isinstance(network.loss, (MeanSquaredError, HalfSquaredError))):
-        raise CommandError(f"{path}: holds a {type(model).__name__} that is neither a "
-                           f"classifier (cross-entropy loss) nor a regressor (mse loss)")
+    regressor = (MeanSquaredError, HalfSquaredError, L1Loss, HuberLoss)
+    if network is None or not (_is_classifier(network) or isinstance(network.loss, regressor)):
+        loss = "" if network is None else f" with a {type(network.loss).__name__} loss"
+        raise CommandError(f"{path}: holds a {type(model).__name__}{loss}, neither a "
+                           f"classifier with probabilities (cross-entropy loss) nor a "
+                           f"regressor (mse, squared_error, l1 or huber loss); use it from "
+                           f"Python (chainrule.io.load)")
     meta = io.read_metadata(path)
     classes = getattr(model, "classes_", None)
     if classes is None:

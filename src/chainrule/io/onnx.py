@@ -17,7 +17,15 @@ from .._fileformat import atomic_write
 from .._version import VERSION
 from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, MaxPool2D
 from ..layers import GELU, Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
-from ..losses import BinaryCrossEntropy, CategoricalCrossEntropy, HalfSquaredError, MeanSquaredError
+from ..losses import (
+    BinaryCrossEntropy,
+    CategoricalCrossEntropy,
+    HalfSquaredError,
+    HuberLoss,
+    L1Loss,
+    MeanSquaredError,
+    is_multiclass,
+)
 from ..models import Network
 from .onnx_layers import LAYER_TYPES, layer_node
 
@@ -64,7 +72,11 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
       for any other; ``classes[j]`` for column ``j``,
       ``j`` itself without class names), then ``"probabilities"`` (softmax over axis 1)
       and ``"logits"``, both ``(N, n_classes)``;
-    * a regressor (mse loss): output ``"outputs"``, ``(N, n_outputs)``.
+    * a ``MultiMarginLoss`` classifier: ``"label"`` as above (the class of the largest
+      score) and ``"logits"`` (the scores), no ``"probabilities"``: a softmax of hinge
+      scores would look like probabilities without being calibrated as any;
+    * a regressor (mse, squared_error, l1 or huber loss: linear outputs): output
+      ``"outputs"``, ``(N, n_outputs)``.
 
     For a fitted estimator, column ``j`` of ``"probabilities"`` is the probability of
     ``classes_[j]`` whatever the labels are (strings, or integers other than 0..K-1);
@@ -83,8 +95,8 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
     model : Network or fitted estimator
         A chainrule network whose layers are Affine, ReLU, LeakyReLU, Tanh, Sigmoid,
         GELU, SiLU or Dropout (or the image layers above) and whose loss is
-        cross-entropy or mse, or an object with such a network as its ``model_``
-        attribute.
+        cross-entropy, multi-margin, mse, squared_error, l1 or huber, or an object with
+        such a network as its ``model_`` attribute.
     path : str or os.PathLike
         Destination (``.onnx``), written atomically; a symbolic link is written
         through to its target, as in :func:`chainrule.io.save`.
@@ -172,22 +184,27 @@ def _check_opset(opset, newest: int) -> int:
 
 def _output_op(network):
     """The op giving a classifier's probabilities ('Softmax', or 'Sigmoid' per logit for
-    binary cross-entropy), or None for a regressor's linear outputs."""
+    binary cross-entropy), 'Scores' for a classifier whose outputs are class scores and
+    no probabilities (MultiMarginLoss: a label and its logits only), or None for a
+    regressor's linear outputs."""
     if isinstance(network.loss, CategoricalCrossEntropy):
         return "Softmax"
     if isinstance(network.loss, BinaryCrossEntropy):
         return "Sigmoid"
-    if isinstance(network.loss, (MeanSquaredError, HalfSquaredError)):
+    if is_multiclass(network.loss):
+        return "Scores"
+    if isinstance(network.loss, (MeanSquaredError, HalfSquaredError, L1Loss, HuberLoss)):
         return None
     raise TypeError(f"cannot export a network with loss {type(network.loss).__name__}; "
-                    f"only CategoricalCrossEntropy, BinaryCrossEntropy, MeanSquaredError "
-                    f"and HalfSquaredError (linear outputs) are supported")
+                    f"only CategoricalCrossEntropy, BinaryCrossEntropy, MultiMarginLoss, "
+                    f"MeanSquaredError, HalfSquaredError, L1Loss and HuberLoss (linear "
+                    f"outputs) are supported")
 
 
 def _labels_for(output_op, classes, n_outputs: int):
     """The ``label`` output's class values, or None: a regressor and multilabel
     outputs (several logistic columns) have no single label per row."""
-    if output_op == "Softmax":
+    if output_op in ("Softmax", "Scores"):
         return _label_values(classes, n_outputs)
     if output_op == "Sigmoid" and n_outputs == 1:
         return _label_values(classes, 2)
@@ -393,8 +410,8 @@ class _GraphBuilder:
         """The graph: input ``X``, the nodes so far, and the outputs: a regressor's
         ``outputs``; a classifier's ``probabilities`` (softmax, or the sigmoid of each
         logit: for a binary problem with one logistic output, the one column
-        P(classes_[1])) and ``logits``, after its ``label`` when there is one label per
-        row (not for multilabel outputs)."""
+        P(classes_[1]); none for scores) and ``logits``, after its ``label`` when there
+        is one label per row (not for multilabel outputs)."""
         helper, n_out = self.helper, network.n_outputs
         outputs = []
         if output_op == "Softmax":
@@ -409,10 +426,10 @@ class _GraphBuilder:
                           "f": self.helper.TensorProto.DOUBLE}.get(
                 labels.dtype.kind, self.helper.TensorProto.INT64)
             outputs.append(helper.make_tensor_value_info("label", label_type, ["N"]))
-        if output_op is not None:
-            names = ["probabilities", "logits"]
-        else:
+        if output_op is None:
             names = ["outputs"]
+        else:  # no probabilities from scores
+            names = ["logits"] if output_op == "Scores" else ["probabilities", "logits"]
         outputs += [helper.make_tensor_value_info(name, self.elem_type, ["N", n_out])
                     for name in names]
         inputs = [helper.make_tensor_value_info("X", self.elem_type, ["N", network.n_features])]
