@@ -225,3 +225,30 @@ def test_a_warm_start_under_another_loss_is_refused_and_changes_nothing(first, t
     assert np.array_equal(est.predict(X), before) and est.loss_ == loss
     _fitted(est, X, y)   # the fitted loss trains on
     assert not np.array_equal(est.predict(X), before)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
+def test_a_plain_array_predicts_as_through_validate_data(dtype):
+    # A plain ndarray skips scikit-learn's validate_data (most of a one-row prediction):
+    # the same outputs, the same errors, the same warnings as the full path.
+    import pandas as pd
+
+    X, y = _iris()
+    est = _fitted(MLPClassifier((8,), max_iter=5, random_state=0), X, y)
+    rows = (X[:7] * 3).astype(dtype)
+    assert est._plain_input(rows)
+    full = est.model_.infer(np.asarray(rows, dtype=float)).astype(
+        np.result_type(rows.dtype, est.model_.dtype))
+    np.testing.assert_array_equal(est._forward(rows), full)
+    assert est._forward(rows).dtype == np.result_type(rows.dtype, est.model_.dtype)
+    bad = X[:3].copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        est.predict(bad)
+    with pytest.raises(ValueError, match="X has 3 features, but MLPClassifier is expecting 4"):
+        est.predict(X[:, :3])
+    named = _fitted(MLPClassifier((8,), max_iter=5, random_state=0),
+                    pd.DataFrame(X, columns=list("abcd")), y)
+    assert not named._plain_input(X[:2])
+    with pytest.warns(UserWarning, match="X does not have valid feature names"):
+        named.predict(X[:2])

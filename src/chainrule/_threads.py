@@ -144,6 +144,8 @@ class blas_threads:  # noqa: N801  (used as a function: ``with blas_threads(...)
         self.threads, self.flops, self.changed = threads, flops, ()
 
     def __enter__(self):
+        if self.threads is None and user_set_threads():
+            return self   # the user's choice: not even read (~3 us a call, a prediction's)
         # (pool, its count now); a library whose count cannot be read (None) is left alone.
         pools = [(lib, lib.num_threads) for lib in blas_controller().lib_controllers]
         pools = [(lib, b) for lib, b in pools if b]

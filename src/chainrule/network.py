@@ -30,7 +30,7 @@ from ._validation import (
 )
 from .errors import TrainingDivergedError
 from .explain import explain, node_names, output_shapes, output_width, summary
-from .functional import sigmoid, softmax
+from .functional import shift_by_max, sigmoid, softmax
 from .layers import Affine
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, is_multiclass
 from .optim import step_checked
@@ -38,6 +38,7 @@ from .stateful import (
     buffer_slots,
     cache_owners,
     check_backward_result,
+    check_pairs,
     check_unowned,
     claim_layers,
     first_trained,
@@ -71,22 +72,14 @@ def affine_param_names(n_layers: int) -> list[tuple[str, str]]:
     return [(f"W{i}", f"b{i}") for i in range(1, n_layers + 1)]
 
 
-def _checked_pairs(layers) -> list:
-    """``Network``'s ``layers``: ``(layer, parameter names)`` pairs, the names a tuple
-    of str (a bare string would be read as its letters)."""
-    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
-        raise TypeError(f"layers must be a list of (layer, parameter names) pairs, got "
-                        f"{type(layers).__name__}")
-    pairs = list(layers)
-    for i, pair in enumerate(pairs):
-        if not (isinstance(pair, (tuple, list)) and len(pair) == 2
-                and isinstance(pair[1], (tuple, list))
-                and all(isinstance(n, str) for n in pair[1])):
-            raise TypeError(f"layers[{i}] must be a (layer, parameter names) pair, the names "
-                            f"a tuple of str such as ('W1', 'b1') (Sequential builds the "
-                            f"pairs from plain layers), got {pair!r}")
-        pairs[i] = (pair[0], tuple(pair[1]))
-    return pairs
+def _probabilities(logits):
+    """Softmax of each row of the logits a network computed: its own float array, so
+    without :func:`~chainrule.functional.softmax`'s conversion (a tenth of a one-row
+    prediction); a non-finite logit gets that function's error."""
+    if not np.isfinite(logits).all():
+        return softmax(logits, axis=1)
+    e = np.exp(shift_by_max(logits, 1)[0])
+    return e / np.sum(e, axis=1, keepdims=True)
 
 
 class Network:
@@ -123,7 +116,7 @@ class Network:
     """
 
     def __init__(self, layers, params, loss, buffers=None):
-        self.layers = _checked_pairs(layers)
+        self.layers = check_pairs(layers)
         if not isinstance(params, dict):
             raise TypeError(f"params must be a dict of arrays by name, got "
                             f"{type(params).__name__}")
@@ -348,10 +341,14 @@ class Network:
         a chunk's matrix sizes (:mod:`chainrule._threads`). Shape: X (N, D) -> (N, K).
         """
         if not checked:  # the public entry point: the BLAS threads, then the checks, once
-            with threads_for(X, self.params, check_threads(threads),
-                             max_rows=self.chunk_rows(self.dtype)), kept_caches(self):
-                return self.infer(self.check_X(X), checked=True, then=then)
-        rows = self.chunk_rows(X.dtype)
+            rows = self.chunk_rows(self.dtype)
+            with threads_for(X, self.params, check_threads(threads), max_rows=rows), \
+                    kept_caches(self):
+                return self._infer(self.check_X(X), then, rows)
+        return self._infer(X, then, self.chunk_rows(X.dtype))
+
+    def _infer(self, X, then, rows):
+        """:meth:`infer` on checked ``X``, ``rows`` at a time."""
         if any(getattr(layer, "rows_interact_in_eval", False) for layer, _ in self.layers):
             rows = max(1, X.shape[0])  # statistics of the rows given, all of them
 
@@ -542,7 +539,7 @@ class Network:
         if isinstance(self.loss, BinaryCrossEntropy):
             return self.infer(X, then=sigmoid, threads=threads)
         self._check_classifier("predict_proba")
-        return self.infer(X, then=lambda z: softmax(z, axis=1), threads=threads)
+        return self.infer(X, then=_probabilities, threads=threads)
 
     def _check_classifier(self, method):
         # predict_proba needs probabilities; predict_classes takes an argmax of scores too

@@ -18,7 +18,7 @@ from ._validation import shape_str
 __all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state", "first_trained",
            "input_width", "check_dtype", "kept_caches", "smallest_batch", "check_batch_rows",
            "check_unowned", "claim_layers", "release_layers", "cache_owners",
-           "check_backward_result"]
+           "check_backward_result", "check_pairs"]
 
 
 def stateful_names(layers) -> list[tuple[tuple, tuple]]:
@@ -299,3 +299,21 @@ def check_backward_result(layer, names, result, params) -> None:
                              f"{shape_str(np.shape(grad))}, but {name} has shape "
                              f"{shape_str(params[name].shape)} (a sum over the batch's rows "
                              f"missing?)")
+
+
+def check_pairs(layers) -> list:
+    """``Network``'s ``layers``: ``(layer, parameter names)`` pairs, the names a tuple
+    of str (a bare string would be read as its letters)."""
+    if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
+        raise TypeError(f"layers must be a list of (layer, parameter names) pairs, got "
+                        f"{type(layers).__name__}")
+    pairs = list(layers)
+    for i, pair in enumerate(pairs):
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+                and isinstance(pair[1], (tuple, list))
+                and all(isinstance(n, str) for n in pair[1])):
+            raise TypeError(f"layers[{i}] must be a (layer, parameter names) pair, the names "
+                            f"a tuple of str such as ('W1', 'b1') (Sequential builds the "
+                            f"pairs from plain layers), got {pair!r}")
+        pairs[i] = (pair[0], tuple(pair[1]))
+    return pairs
