@@ -28,7 +28,7 @@ TOL = 1e-6
 # models get 16 ulps.
 TOL32 = 16 * float(np.finfo(np.float32).eps)
 ALLOWED_OPS = {"Gemm", "Relu", "LeakyRelu", "PRelu", "Tanh", "Sigmoid", "Softmax", "ArgMax",
-               "Gather"}
+               "Gather", "Neg", "Concat"}
 
 
 @pytest.fixture(scope="module")
@@ -331,7 +331,8 @@ def test_unfitted_estimator_is_refused(tmp_path):
 
 def test_binary_and_multilabel_estimators_export_sigmoid_outputs(tmp_path, digits):
     # One logistic output per label: onnxruntime's Sigmoid of the logits must give
-    # chainrule's probabilities (the positive class's column for a binary problem).
+    # chainrule's probabilities; a binary problem's both columns, as predict_proba's
+    # (a serving audit found the one column documented as (N, n_classes)).
     from chainrule.estimator import MLPClassifier
 
     X_train, X_test, Y_train, _ = digits
@@ -342,9 +343,9 @@ def test_binary_and_multilabel_estimators_export_sigmoid_outputs(tmp_path, digit
         export_onnx(est, tmp_path / f"{name}.onnx")
         out = _run(tmp_path / f"{name}.onnx", X_test)
         ours = est.predict_proba(X_test)
-        expected = ours[:, 1:] if name == "binary" else ours
-        assert out["probabilities"].shape == expected.shape
-        assert np.abs(out["probabilities"] - expected).max() <= TOL, name
+        assert out["probabilities"].shape == ours.shape == (len(X_test), 2 if name ==
+                                                            "binary" else 3)
+        assert np.abs(out["probabilities"] - ours).max() <= TOL, name
 
 
 def test_binary_and_multilabel_label_outputs(tmp_path, digits):

@@ -72,6 +72,11 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
       for any other; ``classes[j]`` for column ``j``,
       ``j`` itself without class names), then ``"probabilities"`` (softmax over axis 1)
       and ``"logits"``, both ``(N, n_classes)``;
+    * a binary classifier with one logistic output (binary cross-entropy): the same
+      outputs, ``"probabilities"`` ``(N, 2)`` as ``[P(classes[0]), P(classes[1])]`` =
+      ``[sigmoid(-z), sigmoid(z)]`` (as the estimators' ``predict_proba`` and
+      scikit-learn's converted models) and ``"logits"`` ``(N, 1)``; a multilabel one
+      the sigmoid of each logit, ``(N, n_labels)``, and no ``"label"``;
     * a ``MultiMarginLoss`` classifier: ``"label"`` as above (the class of the largest
       score) and ``"logits"`` (the scores), no ``"probabilities"``: a softmax of hinge
       scores would look like probabilities without being calibrated as any;
@@ -409,14 +414,26 @@ class _GraphBuilder:
     def graph(self, network, output_op, labels):
         """The graph: input ``X``, the nodes so far, and the outputs: a regressor's
         ``outputs``; a classifier's ``probabilities`` (softmax, or the sigmoid of each
-        logit: for a binary problem with one logistic output, the one column
-        P(classes_[1]); none for scores) and ``logits``, after its ``label`` when there
-        is one label per row (not for multilabel outputs)."""
+        logit: for a binary problem with one logistic output, the two columns
+        ``[sigmoid(-z), sigmoid(z)]``; none for scores) and ``logits``, after its
+        ``label`` when there is one label per row (not for multilabel outputs)."""
         helper, n_out = self.helper, network.n_outputs
         outputs = []
+        n_probabilities = n_out
         if output_op == "Softmax":
             self.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"],
                                                axis=1, name="softmax"))
+        elif output_op == "Sigmoid" and n_out == 1:
+            # Both classes' columns, [sigmoid(-z), sigmoid(z)], as the estimators'
+            # predict_proba and scikit-learn's converted classifiers give them.
+            n_probabilities = 2
+            self.nodes += [helper.make_node("Neg", ["logits"], ["neg_logits"], name="neg"),
+                           helper.make_node("Sigmoid", ["neg_logits"], ["p_negative"],
+                                            name="sigmoid_negative"),
+                           helper.make_node("Sigmoid", ["logits"], ["p_positive"],
+                                            name="sigmoid"),
+                           helper.make_node("Concat", ["p_negative", "p_positive"],
+                                            ["probabilities"], axis=1, name="probabilities")]
         elif output_op == "Sigmoid":
             self.nodes.append(helper.make_node("Sigmoid", ["logits"], ["probabilities"],
                                                name="sigmoid"))
@@ -430,8 +447,9 @@ class _GraphBuilder:
             names = ["outputs"]
         else:  # no probabilities from scores
             names = ["logits"] if output_op == "Scores" else ["probabilities", "logits"]
-        outputs += [helper.make_tensor_value_info(name, self.elem_type, ["N", n_out])
-                    for name in names]
+        outputs += [helper.make_tensor_value_info(
+            name, self.elem_type, ["N", n_probabilities if name == "probabilities" else n_out])
+            for name in names]
         inputs = [helper.make_tensor_value_info("X", self.elem_type, ["N", network.n_features])]
         return helper.make_graph(self.nodes, "chainrule_" + type(network).__name__, inputs,
                                  outputs, initializer=self.initializers)
