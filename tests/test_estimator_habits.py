@@ -252,3 +252,15 @@ def test_a_plain_array_predicts_as_through_validate_data(dtype):
     assert not named._plain_input(X[:2])
     with pytest.warns(UserWarning, match="X does not have valid feature names"):
         named.predict(X[:2])
+
+
+def test_an_estimators_network_saves_as_an_mlp(tmp_path):
+    # est.model_ trains on scikit-learn's loss values; saved alone it is the MLP with
+    # the loss that value derives from, predicting the same.
+    X, y = _iris()
+    est = _fitted(MLPClassifier((8,), max_iter=5, random_state=0), X, y)
+    io.save(est.model_, tmp_path / "net.npz")
+    net = io.load(tmp_path / "net.npz")
+    assert type(net).__name__ == "MLP" and type(net.loss).__name__ == "CategoricalCrossEntropy"
+    np.testing.assert_array_equal(net.predict_proba(X), est.predict_proba(X))
+    assert type(est.model_.loss).__name__ != "CategoricalCrossEntropy"   # est unchanged

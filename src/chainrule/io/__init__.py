@@ -66,7 +66,7 @@ from .._fileformat import ModelFileError, read_archive, write_archive
 from .._validation import check_rng
 from .._version import VERSION
 from ..models import Network, Sequential
-from .estimators import STATE_CLASSES
+from .estimators import STATE_CLASSES, _stored_network
 from .networks import NETWORK_CLASSES, network_from_state, network_state
 from .onnx import DEFAULT_ONNX_OPSET, MIN_ONNX_OPSET, export_onnx
 from .sequential import sequential_from_state, sequential_state
@@ -109,6 +109,8 @@ def _model_state(model) -> tuple[str, dict, dict]:
         state, arrays = sequential_state(model)
         return state["class"], state["config"], arrays
     if isinstance(model, Network):
+        if type(model.loss).__module__ == "chainrule.estimator.objectives":
+            model = _stored_network(model)   # an estimator's model_, saved as an MLP
         state, arrays = network_state(model)
         return state["class"], state["config"], arrays
     name = type(model).__name__
