@@ -2,6 +2,7 @@
 
 import re
 
+import numpy as np
 import pytest
 
 import chainrule.models
@@ -169,6 +170,21 @@ def test_rmsprop_and_adagrad_train_from_the_command_line(argv, shown, capsys):
     losses = [float(x) for x in re.findall(r"epoch +\d+ +loss ([\d.]+)", out)]
     assert len(losses) == 4 and losses[-1] < losses[0]
     assert float(re.search(r"test accuracy = ([\d.]+)", out).group(1)) > 0.9
+
+
+def test_onecycle_schedule_rises_then_falls_over_the_run(capsys):
+    from chainrule.schedules import onecycle_lr
+
+    status, out, err = run(["train", "--hidden", "16", "--epochs", "6", "--lr", "0.01",
+                            "--lr-schedule", "onecycle"], capsys)
+    assert status == 0, err
+    assert "onecycle schedule" in out
+    rates = [float(x) for x in re.findall(r"lr ([\d.e+-]+)", out)]
+    assert len(rates) == 6 and max(rates) == rates[2] > 5 * rates[0] and rates[-1] < rates[3]
+    # 1347 rows, 10% for validation: 1212 training rows, 19 steps an epoch, 114 in all;
+    # each epoch logs the rate it started with.
+    expected = [onecycle_lr(19 * e, max_lr=0.01, total_steps=114) for e in range(6)]
+    np.testing.assert_allclose(rates, expected, rtol=5e-3)
 
 
 def test_validation_fraction_leaving_no_training_rows_is_a_usage_error(capsys):

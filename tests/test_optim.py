@@ -32,9 +32,12 @@ from chainrule.optim import (
     RMSprop,
     _Moments,
     cosine_lr,
+    cosine_restarts_lr,
     exponential_lr,
     get_optimizer,
     linear_warmup,
+    multistep_lr,
+    onecycle_lr,
     step_lr,
 )
 
@@ -484,6 +487,23 @@ SCHEDULES = [
     ("warmup_constant", partial(linear_warmup, warmup_steps=5, schedule=0.3),
      lambda lr_scheduler, o: lr_scheduler.LinearLR(o, start_factor=1 / 5, end_factor=1.0,
                                                  total_iters=4), 0.3, 20),
+    ("multistep", partial(multistep_lr, base_lr=0.1, milestones=[3, 10, 10, 17], gamma=0.5),
+     lambda lr_scheduler, o: lr_scheduler.MultiStepLR(o, milestones=[3, 10, 10, 17],
+                                                      gamma=0.5), 0.1, 25),
+    ("cosine_restarts", partial(cosine_restarts_lr, base_lr=0.1, first_cycle=4, cycle_mult=2,
+                                min_lr=0.001),
+     lambda lr_scheduler, o: lr_scheduler.CosineAnnealingWarmRestarts(
+         o, T_0=4, T_mult=2, eta_min=0.001), 0.1, 40),
+    ("cosine_restarts_fixed", partial(cosine_restarts_lr, base_lr=0.2, first_cycle=5),
+     lambda lr_scheduler, o: lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=5), 0.2, 23),
+    ("onecycle", partial(onecycle_lr, max_lr=0.5, total_steps=30),
+     lambda lr_scheduler, o: lr_scheduler.OneCycleLR(o, max_lr=0.5, total_steps=30,
+                                                     cycle_momentum=False), 0.5, 30),
+    ("onecycle_short_rise", partial(onecycle_lr, max_lr=0.2, total_steps=17, pct_start=0.1,
+                                    div_factor=10.0, final_div_factor=100.0),
+     lambda lr_scheduler, o: lr_scheduler.OneCycleLR(
+         o, max_lr=0.2, total_steps=17, pct_start=0.1, div_factor=10.0,
+         final_div_factor=100.0, cycle_momentum=False), 0.2, 17),
 ]
 
 
@@ -576,6 +596,27 @@ def test_bad_schedule_value_raises_and_changes_nothing(bad):
 def test_bad_schedule_arguments(fn, kw, match):
     with pytest.raises(ValueError, match=match):
         fn(1, **kw)
+
+
+def test_new_schedules_by_hand_and_their_limits():
+    assert [multistep_lr(s, base_lr=1.0, milestones=(2, 4), gamma=0.5) for s in range(6)] == [
+        1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    # 1cycle: the floor at the start, max_lr at the end of the rise, the last floor last.
+    # (the rise ends at pct_start * total_steps - 1 = 4, as in torch)
+    assert onecycle_lr(0, max_lr=1.0, total_steps=10, pct_start=0.5) == pytest.approx(1 / 25)
+    assert onecycle_lr(4, max_lr=1.0, total_steps=10, pct_start=0.5) == pytest.approx(1.0)
+    assert onecycle_lr(9, max_lr=1.0, total_steps=10, pct_start=0.5) == pytest.approx(4e-6)
+    with pytest.raises(ValueError, match="step 11 is past the schedule's total_steps=11"):
+        onecycle_lr(11, max_lr=1.0, total_steps=11)
+    with pytest.raises(ValueError, match=r"pct_start must be in \(0, 1\), got 1.0"):
+        onecycle_lr(0, max_lr=1.0, total_steps=11, pct_start=1.0)
+    # Restarts: back at base_lr at 3, then a cycle twice as long.
+    values = [cosine_restarts_lr(s, base_lr=1.0, first_cycle=3, cycle_mult=2) for s in range(10)]
+    assert values[0] == values[3] == values[9] == 1.0 and values[6] == pytest.approx(0.5)
+    with pytest.raises(TypeError, match="milestones must be a sequence"):
+        multistep_lr(0, base_lr=1.0, milestones=3)
+    with pytest.raises(ValueError, match="min_lr must be at most base_lr"):
+        cosine_restarts_lr(0, base_lr=0.1, first_cycle=3, min_lr=0.2)
 
 
 def test_negative_step_rejected():

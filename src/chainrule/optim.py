@@ -23,13 +23,23 @@ import numpy as np
 
 from ._validation import check_in_interval, check_positive_float, shape_str
 from .optim_base import CLIP_EPS, Optimizer, clip_gradients, step_checked
-from .schedules import EpochLR, cosine_lr, exponential_lr, invscaling_lr, linear_warmup, step_lr
+from .schedules import (
+    EpochLR,
+    cosine_lr,
+    cosine_restarts_lr,
+    exponential_lr,
+    invscaling_lr,
+    linear_warmup,
+    multistep_lr,
+    onecycle_lr,
+    step_lr,
+)
 
 __all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "AdamW", "OPTIMIZERS",
            "make_optimizer", "get_optimizer", "clip_gradients", "step_checked", "CLIP_EPS",
            # the schedules, for code that imports them from here
-           "step_lr", "exponential_lr", "cosine_lr", "linear_warmup", "invscaling_lr",
-           "EpochLR"]
+           "step_lr", "multistep_lr", "exponential_lr", "cosine_lr", "cosine_restarts_lr",
+           "onecycle_lr", "linear_warmup", "invscaling_lr", "EpochLR"]
 
 
 class SGD(Optimizer):

@@ -16,8 +16,8 @@ import math
 
 from ._validation import check_positive_float, check_positive_int
 
-__all__ = ["step_lr", "exponential_lr", "cosine_lr", "linear_warmup", "invscaling_lr",
-           "EpochLR"]
+__all__ = ["step_lr", "multistep_lr", "exponential_lr", "cosine_lr", "cosine_restarts_lr",
+           "onecycle_lr", "linear_warmup", "invscaling_lr", "EpochLR"]
 
 
 # Each checks its arguments on every call: a few microseconds against a training step,
@@ -35,6 +35,19 @@ def step_lr(step: int, *, base_lr: float, step_size: int, gamma: float = 0.1) ->
     step_size = check_positive_int(step_size, "step_size")
     gamma = check_positive_float(gamma, "gamma")
     return _scaled(base_lr, gamma, step // step_size)
+
+
+def multistep_lr(step: int, *, base_lr: float, milestones, gamma: float = 0.1) -> float:
+    """``base_lr * gamma ** k``, ``k`` the number of ``milestones`` at or before ``step``:
+    multiply by ``gamma`` at each milestone (``torch.optim.lr_scheduler.MultiStepLR``)."""
+    step = _check_step(step)
+    base_lr = check_positive_float(base_lr, "base_lr")
+    gamma = check_positive_float(gamma, "gamma")
+    if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
+        raise TypeError(f"milestones must be a sequence of step numbers, got "
+                        f"{type(milestones).__name__} {milestones!r}")
+    marks = [check_positive_int(m, "milestones[...]", minimum=0) for m in milestones]
+    return _scaled(base_lr, gamma, sum(m <= step for m in marks))
 
 
 def exponential_lr(step: int, *, base_lr: float, gamma: float) -> float:
@@ -71,6 +84,52 @@ def cosine_lr(step: int, *, base_lr: float, total_steps: int, min_lr: float = 0.
         raise ValueError(f"min_lr must be at most base_lr ({base_lr}), got {min_lr}")
     frac = min(step, total_steps) / total_steps
     return min_lr + 0.5 * (base_lr - min_lr) * (1 + math.cos(math.pi * frac))
+
+
+def cosine_restarts_lr(step: int, *, base_lr: float, first_cycle: int, cycle_mult: int = 1,
+                       min_lr: float = 0.0) -> float:
+    """Cosine decays from ``base_lr`` to ``min_lr``, each restarting at ``base_lr``: the
+    first over ``first_cycle`` steps, each next one ``cycle_mult`` times longer (SGDR,
+    Loshchilov & Hutter, 2017; ``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts``
+    with ``T_0=first_cycle, T_mult=cycle_mult, eta_min=min_lr``)."""
+    step = _check_step(step)
+    base_lr = check_positive_float(base_lr, "base_lr")
+    cycle = check_positive_int(first_cycle, "first_cycle")
+    cycle_mult = check_positive_int(cycle_mult, "cycle_mult")
+    min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
+    if min_lr > base_lr:
+        raise ValueError(f"min_lr must be at most base_lr ({base_lr}), got {min_lr}")
+    while step >= cycle:   # (cycles grow geometrically: few turns)
+        step -= cycle
+        cycle *= cycle_mult
+    return min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * step / cycle)) / 2
+
+
+def onecycle_lr(step: int, *, max_lr: float, total_steps: int, pct_start: float = 0.3,
+                div_factor: float = 25.0, final_div_factor: float = 1e4) -> float:
+    """The 1cycle policy (Smith & Topin, 2019), as
+    ``torch.optim.lr_scheduler.OneCycleLR(anneal_strategy='cos', cycle_momentum=False)``:
+    a cosine rise from ``max_lr / div_factor`` to ``max_lr`` over the first
+    ``pct_start`` of ``total_steps``, then a cosine fall to ``max_lr / div_factor /
+    final_div_factor`` at the last step. Steps past ``total_steps`` are refused, as by
+    torch. (torch also cycles the momentum by default; this is the rate alone.)"""
+    step = _check_step(step)
+    max_lr = check_positive_float(max_lr, "max_lr")
+    total_steps = check_positive_int(total_steps, "total_steps")
+    pct_start = check_positive_float(pct_start, "pct_start")
+    if pct_start >= 1:
+        raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
+    start_lr = max_lr / check_positive_float(div_factor, "div_factor")
+    end_lr = start_lr / check_positive_float(final_div_factor, "final_div_factor")
+    if step >= total_steps:
+        raise ValueError(f"step {step} is past the schedule's total_steps={total_steps} "
+                         f"(its last step is {total_steps - 1})")
+    peak = pct_start * total_steps - 1   # torch's end of the first phase, a float
+    if step <= peak:   # (peak 0: the rise is the first step alone)
+        low, high, pct = start_lr, max_lr, step / peak if peak > 0 else 1.0
+    else:
+        low, high, pct = max_lr, end_lr, (step - peak) / (total_steps - 1 - peak)
+    return high + (low - high) / 2 * (math.cos(math.pi * pct) + 1)
 
 
 def linear_warmup(step: int, *, warmup_steps: int, schedule, **kwargs) -> float:

@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
 LR_SCHEDULES = {
     "constant": "the rate stays --lr",
     "cosine": "decays to 0 over all --epochs",
+    "onecycle": "the 1cycle policy over all --epochs: up from --lr/25 to --lr over the "
+                "first 30%% of the steps, then down to --lr/250000 (PyTorch's OneCycleLR)",
     "plateau": f"cut to {DEFAULTS['lr_factor']:g}x after --lr-patience + 1 epochs in a "
                f"row without a better validation loss (training loss without validation "
                f"rows), as PyTorch's ReduceLROnPlateau",
@@ -101,20 +103,23 @@ def _monitor(plan: Plan) -> str:
 
 
 def _lr(args, n_rows, plan: Plan):
-    """--lr under --lr-schedule: a number, a cosine over all steps or a plateau cut."""
+    """--lr under --lr-schedule: a number, a cosine or 1cycle over all steps or a
+    plateau cut."""
     if args.lr_schedule == "plateau":
         from ..history import ReduceLROnPlateau
 
         return ReduceLROnPlateau(args.lr, monitor=_monitor(plan),
                                  factor=DEFAULTS["lr_factor"], patience=lr_patience(args))
-    if args.lr_schedule != "cosine":
+    if args.lr_schedule not in ("cosine", "onecycle"):
         return args.lr
     from functools import partial
 
-    from ..schedules import cosine_lr
+    from ..schedules import cosine_lr, onecycle_lr
 
     n_fit = n_rows - int(np.ceil(plan.validation_fraction * n_rows))
     total_steps = plan.epochs * int(np.ceil(n_fit / (plan.batch_size or n_fit)))
+    if args.lr_schedule == "onecycle":
+        return partial(onecycle_lr, max_lr=args.lr, total_steps=total_steps)
     return partial(cosine_lr, base_lr=args.lr, total_steps=total_steps)
 
 
@@ -130,8 +135,8 @@ def build_optimizer(args, n_rows, plan: Plan):
 
 def describe_schedule(args, plan: Plan) -> str:
     """The schedule's words in ``train``'s setup line ('' for a constant rate)."""
-    if args.lr_schedule == "cosine":
-        return ", cosine schedule"
+    if args.lr_schedule in ("cosine", "onecycle"):
+        return f", {args.lr_schedule} schedule"
     if args.lr_schedule == "plateau":
         return (f", rate cut to {DEFAULTS['lr_factor']:g}x after {lr_patience(args) + 1} "
                 f"epochs without a better {_monitor(plan)}")
