@@ -229,3 +229,61 @@ def test_a_validation_forward_between_forward_and_backward_changes_no_gradient(v
     _, direct = model.loss_and_grads(X_val, y[:val_rows], training=False)
     for k in direct:
         assert np.allclose(by_hand[k], direct[k], rtol=1e-12, atol=0), k
+
+
+class ReLUAtZero(cr.ReLU):
+    """A student's ReLU whose mask counts 0 as positive: finite differences pass it."""
+
+    def forward(self, inputs):
+        self.cache = inputs >= 0
+        return np.maximum(inputs, 0)
+
+
+class ReLUOwn(cr.ReLU):
+    """The same student's corrected ReLU."""
+
+    def forward(self, inputs):
+        self.cache = inputs > 0
+        return np.maximum(inputs, 0)
+
+
+class MaxPoolEveryTie(cr.MaxPool2D):
+    """A max-pool routing a tie's gradient to every tied maximum (not PyTorch's first)."""
+
+    def backward(self, d_out):
+        index, shape, hw = self.cache
+        x = self.inputs
+        windows = x.reshape(x.shape[0], x.shape[1], x.shape[2] // 2, 2, x.shape[3] // 2, 2)
+        top = windows.max(axis=(3, 5), keepdims=True)
+        return ((windows == top) * d_out[:, :, :, None, :, None]).reshape(x.shape)
+
+    def forward(self, inputs):
+        self.inputs = inputs
+        return super().forward(inputs)
+
+
+def test_check_layer_against_a_reference_catches_the_kink_and_the_tie():
+    assert cr.check_layer(ReLUAtZero, (5, 3)).worst_gradient_error < 1e-6  # blind at 0
+    with pytest.raises(LayerContractError, match=r"\[reference\] d_inputs differs from the "
+                                                 r"reference's at \(0, 0\) \(input 0.0: a "
+                                                 r"kink\?\): -?\d.\d+ against -?0.0"):
+        cr.check_layer(ReLUAtZero, (5, 3), reference=cr.ReLU)
+    report = cr.check_layer(ReLUOwn, (5, 3), reference=cr.ReLU)
+    assert "reference" in report.checks
+    with pytest.raises(LayerContractError, match=r"\[reference\] d_inputs differs"):
+        cr.check_layer(lambda: MaxPoolEveryTie(2), (2, 2, 4, 4), output_shape=(2, 2, 2, 2),
+                       reference=lambda: cr.MaxPool2D(2))
+
+
+def test_compare_layers_names_a_parameter_gradient():
+    from chainrule.gradcheck import compare_layers
+
+    class HalfBias(cr.Affine):
+        def backward(self, d_out):
+            d_x, d_w, d_b = super().backward(d_out)
+            return d_x, d_w, d_b / 2
+
+    x, w, b = np.ones((3, 2)), np.ones((2, 4)), np.zeros(4)
+    problems = compare_layers(HalfBias(), cr.Affine(), x, w, b)
+    assert len(problems) == 1 and problems[0].startswith("d_b differs from the reference's")
+    assert compare_layers(cr.Affine(), cr.Affine(), x, w, b) == []

@@ -47,7 +47,7 @@ from ._validation import (
 from .layers import GELU, Affine, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
 
 __all__ = ["numerical_gradient", "relative_error", "GradCheckResult", "check_gradients",
-           "check_layer_gradients"]
+           "check_layer_gradients", "compare_layers"]
 
 _TINY = np.finfo(np.float64).tiny
 #: check_gradients compares gradients below this in absolute terms: a parameter whose
@@ -412,3 +412,45 @@ def check_layer_gradients(layer, inputs, *params, eps: float = 1e-6, rng=0,
         result.numeric[name] = numeric
         result.errors[name] = relative_error(g, numeric)
     return result
+
+
+def compare_layers(layer, reference, inputs, *params, rng=0, tol: float = 1e-12) -> list:
+    """What differs between ``layer`` and ``reference``, a layer of the same function,
+    on ``inputs``: the outputs, then each gradient ``backward`` returns for one random
+    ``d_out``, entry by entry. An empty list when all agree within ``tol`` (relative).
+
+    Finite differences cannot judge a layer where its function has no derivative
+    (ReLU at 0, a max-pool's tie): any subgradient passes them. Compared with a
+    reference on inputs that hold such points, the layer must make the reference's
+    choice, as a course's reference solution fixes one.
+    """
+    names = ["inputs", *getattr(reference, "param_names", ())]
+    out, ref_out = layer.forward(inputs, *params), reference.forward(inputs, *params)
+    if np.shape(out) != np.shape(ref_out) or not np.allclose(out, ref_out, rtol=tol, atol=tol):
+        return [_first_difference("the output", out, ref_out, inputs, tol)]
+    d_out = check_rng(rng).standard_normal(np.shape(out))
+    grads, ref_grads = layer.backward(d_out.copy()), reference.backward(d_out.copy())
+    if not isinstance(ref_grads, tuple):
+        grads, ref_grads = (grads,), (ref_grads,)
+    problems = []
+    for name, g, r in zip(names, grads if isinstance(grads, tuple) else (grads,), ref_grads,
+                          strict=False):
+        if np.shape(g) != np.shape(r) or not np.allclose(g, r, rtol=tol, atol=tol):
+            problems.append(_first_difference(f"d_{name}", g, r,
+                                              inputs if name == "inputs" else None, tol))
+    return problems
+
+
+def _first_difference(what: str, got, want, inputs, tol: float) -> str:
+    """Where ``got`` first differs from ``want`` (with the input there, when they have
+    its shape), as a sentence."""
+    if np.shape(got) != np.shape(want):
+        return (f"{what} has shape {shape_str(np.shape(got))}, the reference's "
+                f"{shape_str(np.shape(want))}")
+    bad = np.argwhere(~np.isclose(got, want, rtol=tol, atol=tol))
+    at = tuple(int(i) for i in bad[0])
+    where = ""
+    if inputs is not None and np.shape(inputs) == np.shape(got):
+        where = f" (input {float(inputs[at])!r}{': a kink?' if inputs[at] == 0 else ''})"
+    return (f"{what} differs from the reference's at {at}{where}: {float(got[at])!r} "
+            f"against {float(want[at])!r}, in {len(bad)} of {np.size(got)} entries")

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._validation import check_positive_float, check_rng, shape_str
 from .explain import layer_label
-from .gradcheck import RngFreezer, check_layer_gradients
+from .gradcheck import RngFreezer, check_layer_gradients, compare_layers
 
 __all__ = ["LayerContractError", "LayerReport", "check_layer"]
 
@@ -84,7 +84,7 @@ def _split(back, n_params):
 
 
 def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=None, rng=0,
-                tol: float = 1e-6) -> LayerReport:
+                tol: float = 1e-6, reference=None) -> LayerReport:
     """Check that a layer keeps the chainrule layer contract.
 
     The checks, each on fresh random float64 data (and float32 for the dtype check):
@@ -123,7 +123,10 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
     A layer that draws random numbers from an ``rng`` attribute (Dropout) has the
     generator's state restored before each forward, so checks 4 and 6 see one mask.
     Inputs are kept at least 1e-2 away from zero so that piecewise-linear layers are
-    not probed at their kink.
+    not probed at their kink. Given a ``reference`` (a factory of a layer computing the
+    same function, e.g. ``chainrule.ReLU``), the layer must also match it on inputs
+    with zeros and ties, where finite differences cannot judge which subgradient
+    backward picks (:func:`~chainrule.gradcheck.compare_layers`).
 
     Parameters
     ----------
@@ -175,6 +178,8 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
         _check_determinism(run, out.shape)
     if len(run.modes) == 2:
         _check_mode_switch(run)
+    if reference is not None:
+        _check_reference(run, reference)
     run.finish()
     return LayerReport(layer=run.name, output_shape=tuple(out.shape),
                        gradient_errors=errors, checks=run.checks)
@@ -407,6 +412,21 @@ def _finite_differences(run, check, tol, n_rows):
             run.fail(check, f"gradient of {gname} disagrees with central differences{at}: "
                      f"relative error {err:.3e} >= {tol:g}; {result.worst_entry(gname)}")
     return result
+
+
+def _check_reference(run, reference):
+    """The layer against ``reference()`` where a third of the inputs are 0 and a
+    quarter repeat a neighbour (kinks and ties), in its first mode."""
+    run.checks.append("reference")
+    x, ps = run.data()
+    flat = x.reshape(-1)
+    flat[::3] = 0.0
+    flat[1::4] = flat[: len(flat[1::4]) * 4: 4]
+    ref = reference()
+    if run.mode is not None:
+        ref.training = run.mode
+    for problem in compare_layers(run.new_layer(), ref, x, *ps, rng=run.random):
+        run.fail("reference", problem)
 
 
 def _check_large_inputs(run, scale=1e3):
