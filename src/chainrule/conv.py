@@ -28,7 +28,7 @@ import math
 
 import numpy as np
 
-from ._validation import as_float_array, check_bool, check_positive_int, shape_str
+from ._validation import as_float_array, check_bool, check_choice, check_positive_int, shape_str
 from .conv_ops import (
     check_images,
     col2im,
@@ -64,6 +64,28 @@ def _equations(has_bias: bool, dilation: tuple, groups: int) -> tuple:
              f"d{{x}}{g} = col2im(rows(d{{y}}{g}) @ {{W}}{g})"))
 
 
+#: Conv2D's padding modes and the numpy.pad modes that fill the padding so.
+_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
+              "circular": "wrap"}
+
+
+def _fold_padding(d_padded, pads, mode: str):
+    """The gradient of an image from that of its padded copy, laid out ``(C, Hp, Wp,
+    N)``: each padded entry's gradient is added to the pixel ``numpy.pad`` (``mode``)
+    copied it from. The padding is a few rows and columns: a loop over them."""
+    d = d_padded
+    for axis, (before, after) in ((1, pads[0]), (2, pads[1])):
+        size = d.shape[axis] - before - after
+        source = np.pad(np.arange(size), (before, after), mode=mode)
+        inner = np.take(d, np.arange(before, before + size), axis=axis)   # a copy
+        for i in [*range(before), *range(before + size, d.shape[axis])]:
+            target = [slice(None)] * 4
+            target[axis] = source[i]
+            inner[tuple(target)] += np.take(d, i, axis=axis)
+        d = inner
+    return d
+
+
 class Conv2D(Layer):
     """2-D convolution (cross-correlation, as in PyTorch) with zero padding, dilation and
     channel groups.
@@ -82,6 +104,11 @@ class Conv2D(Layer):
         ``dilation (k - 1)`` zeros along each axis, so that ``Ho, Wo = H, W``; when that
         number is odd the extra one goes after (bottom, right), as in PyTorch.
         ``'valid'`` is 0.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}, default='zeros'
+        What the padding holds, as in PyTorch: zeros, the image mirrored about its edge
+        row (not repeating it), the edge row repeated, or the opposite side (the image
+        wrapped around). The gradient of a padded entry goes back to the pixel it came
+        from.
     dilation : int or (int, int), default=1
         The spacing of the kernel's taps (a dilated, or atrous, convolution): a 3 x 3
         kernel with ``dilation=2`` reads every other pixel of a 5 x 5 window.
@@ -124,9 +151,10 @@ class Conv2D(Layer):
     equations = _equations(True, (1, 1), 1)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1, bias=True, init=None):
+                 dilation=1, groups=1, bias=True, init=None, padding_mode="zeros"):
         super().__init__()
         self.init = None if init is None else get_initializer(init)
+        self.padding_mode = check_choice(padding_mode, "padding_mode", tuple(_PAD_MODES))
         self.in_channels = check_positive_int(in_channels, "in_channels")
         self.out_channels = check_positive_int(out_channels, "out_channels")
         self.kernel_size = pair(kernel_size, "kernel_size")
@@ -172,6 +200,8 @@ class Conv2D(Layer):
             config["dilation"] = list(self.dilation)
         if self.groups != 1:
             config["groups"] = self.groups
+        if self.padding_mode != "zeros":
+            config["padding_mode"] = self.padding_mode
         return config if self.has_bias else {**config, "bias": False}
 
     def output_shape(self, shape) -> tuple:
@@ -187,6 +217,13 @@ class Conv2D(Layer):
         if len(shape) != 3 or shape[0] != self.in_channels:
             raise ValueError(f"it takes images (N, {self.in_channels}, H, W)")
         self.output_shape(shape)   # (an image smaller than the kernel)
+        if self.padding_mode in ("reflect", "circular"):
+            limit, size = max(p for pads in self.pads for p in pads), min(shape[1:])
+            if limit > size or (self.padding_mode == "reflect" and limit == size):
+                raise ValueError(f"padding_mode={self.padding_mode!r} needs padding "
+                                 f"{'below' if self.padding_mode == 'reflect' else 'at most'}"
+                                 f" the image's size, as in PyTorch: padding {limit} for an "
+                                 f"image of {size}")
 
     def workspace(self, shape) -> int:
         """Entries of the im2col matrix per sample: ``Ho Wo C_in kH kW``."""
@@ -211,7 +248,7 @@ class Conv2D(Layer):
         if inputs.shape[1] != self.in_channels:
             raise ValueError(f"inputs must have {self.in_channels} channels on axis 1, got "
                              f"shape {shape_str(inputs.shape)}")
-        self.output_shape(inputs.shape[1:])  # raises for an image smaller than the kernel
+        self.check_input_shape(inputs.shape[1:])   # an image smaller than the kernel...
         return inputs, weight, bias
 
     def forward(self, inputs, weight, bias=None):
@@ -221,8 +258,9 @@ class Conv2D(Layer):
         if self.validate:
             inputs, weight, bias = self._check(inputs, weight, bias)
         n = inputs.shape[0]
-        padded = (np.pad(inputs, ((0, 0), (0, 0)) + self.pads) if any(map(any, self.pads))
-                  else inputs)
+        padded = (np.pad(inputs, ((0, 0), (0, 0)) + self.pads,
+                         mode=_PAD_MODES[self.padding_mode])
+                  if any(map(any, self.pads)) else inputs)
         view = windows(padded, self.kernel_size, self.stride, self.dilation)
         ho, wo = view.shape[2:4]
         # The one copy of the input: column p of cols[n] is window p (channels, then
@@ -274,8 +312,10 @@ class Conv2D(Layer):
         hp, wp = padded_shape[2:]
         d_padded = col2im(d_cols, (c, hp, wp, n), self.stride, self.dilation)
         ((top, bottom), (left, right)) = self.pads
-        d_inputs = d_padded[:, top:hp - bottom, left:wp - right].transpose(3, 0, 1, 2)
-        return np.ascontiguousarray(d_inputs), d_weight, *d_bias
+        d_inputs = (d_padded[:, top:hp - bottom, left:wp - right]
+                    if self.padding_mode == "zeros"
+                    else _fold_padding(d_padded, self.pads, _PAD_MODES[self.padding_mode]))
+        return np.ascontiguousarray(d_inputs.transpose(3, 0, 1, 2)), d_weight, *d_bias
 
     def __repr__(self):
         options = (("stride", self.stride, (1, 1)), ("padding", self.padding, (0, 0)),
@@ -285,6 +325,7 @@ class Conv2D(Layer):
                         for name, value, default in options if value != default)
         extra += f", groups={self.groups}" if self.groups != 1 else ""
         extra += "" if self.has_bias else ", bias=False"
+        extra += "" if self.padding_mode == "zeros" else f", padding_mode={self.padding_mode!r}"
         k = self.kernel_size
         return (f"Conv2D({self.in_channels}, {self.out_channels}, "
                 f"{k[0] if k[0] == k[1] else k}{extra})")

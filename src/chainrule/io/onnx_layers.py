@@ -59,8 +59,11 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         options: dict[str, object] = {"dilations": list(layer.dilation)} \
             if layer.dilation != (1, 1) else {}
         options.update({"group": layer.groups} if layer.groups != 1 else {})
+        pads = [top, left, bottom, right]
+        if layer.padding_mode != "zeros" and any(pads):
+            current, pads = _padded(builder, layer, current, out, pads, opset), [0] * 4
         return make_node("Conv", [current, *names], [out], kernel_shape=list(layer.kernel_size),
-                         strides=list(layer.stride), pads=[top, left, bottom, right], **options)
+                         strides=list(layer.stride), pads=pads, **options)
     if opset < LAYER_NORM_OPSET:
         raise ValueError(f"opset must be at least {LAYER_NORM_OPSET} to export {layer!r} "
                          f"(ONNX's LayerNormalization), got {opset}")
@@ -69,6 +72,26 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         builder._tensor(np.ones(layer.normalized_shape), names[0])
     return make_node("LayerNormalization", [current, *names], [out],
                      axis=-len(layer.normalized_shape), epsilon=layer.eps)
+
+
+#: ONNX Pad's modes for Conv2D's padding modes; 'wrap' entered in opset 19.
+_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+WRAP_PAD_OPSET = 19
+
+
+def _padded(builder, layer, current: str, out: str, pads, opset: int) -> str:
+    """A ``Pad`` node giving a Conv2D's input its reflected, repeated or wrapped
+    padding (Conv's own ``pads`` are zeros); returns the padded value's name."""
+    mode = _PAD_MODES[layer.padding_mode]
+    if mode == "wrap" and opset < WRAP_PAD_OPSET:
+        raise ValueError(f"opset must be at least {WRAP_PAD_OPSET} to export {layer!r} "
+                         f"(ONNX's Pad mode 'wrap'), got {opset}")
+    top, left, bottom, right = pads
+    builder.initializers.append(builder.numpy_helper.from_array(
+        np.array([0, 0, top, left, 0, 0, bottom, right], dtype=np.int64), name=f"{out}_pads"))
+    builder.nodes.append(builder.helper.make_node(
+        "Pad", [current, f"{out}_pads"], [f"{out}_padded"], mode=mode, name=f"{out}_pad"))
+    return f"{out}_padded"
 
 
 def _pool_node(builder, network, index: int, current: str, out: str):
