@@ -69,7 +69,7 @@ _PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
               "circular": "wrap"}
 
 
-def _fold_padding(d_padded, pads, mode: str):
+def _fold_padding(d_padded, pads, mode):
     """The gradient of an image from that of its padded copy, laid out ``(C, Hp, Wp,
     N)``: each padded entry's gradient is added to the pixel ``numpy.pad`` (``mode``)
     copied it from. The padding is a few rows and columns: a loop over them."""

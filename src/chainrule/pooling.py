@@ -75,15 +75,18 @@ class _Pool2D(Layer):
             raise ValueError("it takes images (N, C, H, W)")
         self.output_shape(shape)   # (an image smaller than the window)
 
-    def _windows_of(self, inputs):
-        """``(inputs padded, their windows)``."""
+    def _first_tap(self, inputs):
+        """``(inputs padded, their (H, W) before, the output's (Ho, Wo), a copy of each
+        window's first entry)``: where both pools start."""
         if self.validate:
             inputs = check_images(inputs)
-        (ph, pw), (eh, ew) = self.padding, self.end_padding(inputs.shape[2:])
+        in_hw = inputs.shape[2:]
+        (ph, pw), (eh, ew) = self.padding, self.end_padding(in_hw)
         if ph or pw or eh or ew:
             inputs = np.pad(inputs, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)),
                             constant_values=self.pad_value)
-        return inputs, windows(inputs, self.kernel_size, self.stride)
+        out_hw = windows(inputs, self.kernel_size, self.stride).shape[2:4]
+        return inputs, in_hw, out_hw, inputs[tap(0, 0, self.stride, out_hw)].copy()
 
     def _cropped(self, d_padded, in_hw):
         """The gradient of the padded inputs, without the padding: ``in_hw`` rows and
@@ -115,11 +118,8 @@ class MaxPool2D(_Pool2D):
                  ("d{x} = d{y} routed to the (first) maximum of its window",))
 
     def forward(self, inputs):
-        in_hw = np.shape(inputs)[2:]
-        inputs, windows = self._windows_of(inputs)
+        inputs, in_hw, out_hw, out = self._first_tap(inputs)
         kh, kw = self.kernel_size
-        out_hw = windows.shape[2:4]
-        out = inputs[tap(0, 0, self.stride, out_hw)].copy()
         index = np.zeros(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
         # Kernel offsets in row-major order, replacing the maximum only when strictly
         # larger: a tie stays with the first, PyTorch's choice. The offsets grow, so
@@ -197,13 +197,10 @@ class AvgPool2D(_Pool2D):
         return rows[:, None] * cols[None, :]
 
     def forward(self, inputs):
-        in_hw = np.shape(inputs)[2:]
-        inputs, windows = self._windows_of(inputs)
-        kh, kw = self.kernel_size
-        out_hw = windows.shape[2:4]
         # One strided slice a kernel offset, added up (as MaxPool2D takes its maxima):
         # a mean over the two window axes of the 6-D view ran 6-13x slower.
-        out = inputs[tap(0, 0, self.stride, out_hw)].copy()
+        inputs, in_hw, out_hw, out = self._first_tap(inputs)
+        kh, kw = self.kernel_size
         for offset in range(1, kh * kw):
             out += inputs[tap(*divmod(offset, kw), self.stride, out_hw)]
         out /= self.divisor(in_hw, out.dtype)   # the sum divided, as PyTorch's kernel does

@@ -28,7 +28,40 @@ def _row_scale(w, columns: int):
     return w[:, None] / w.dtype.type((float(w.sum()) or 1.0) * columns)
 
 
-class MeanSquaredError(Loss):
+class _MeanOfEntries(Loss):
+    """A loss that is the mean over every entry of one function of ``outputs -
+    targets`` (with ``sample_weight`` (N,), the weighted mean over the rows): a subclass
+    gives the function, ``_entries``, and right under it its slope, ``_slope``."""
+
+    def forward(self, outputs, targets, sample_weight=None):
+        """The mean of ``_entries(outputs - targets)``; with ``sample_weight``, rows are
+        weighted and the sum is divided by ``sum(w) * M``."""
+        outputs, targets = self._check_pair(outputs, targets, "outputs", "targets")
+        w = self._check_weights(sample_weight, outputs.shape[0], outputs.dtype)
+        diff = outputs - targets.astype(outputs.dtype, copy=False)
+        scale = None if w is None else _row_scale(w, diff.shape[1])
+        self.cache = (diff, scale)
+        entries = self._entries(diff)
+        return float(np.mean(entries)) if scale is None else float(np.sum(entries * scale))
+
+    def backward(self, d_out=1.0):
+        """Gradient ``_slope(outputs - targets) * d_out / (N*M)`` (each row's weight in
+        place of ``1 / (N*M)`` with ``sample_weight``) and ``None`` for the targets."""
+        d_out = self._check_backward(d_out)
+        diff, scale = self.cache
+        slope = self._slope(diff)
+        if scale is None:
+            return slope * (d_out / diff.size), None
+        return slope * scale * d_out, None
+
+    def _entries(self, diff):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _slope(self, diff):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class MeanSquaredError(_MeanOfEntries):
     """Mean of squared differences over every entry, as ``torch.nn.MSELoss``.
 
     ``loss = (1 / (N*M)) sum (outputs - targets)^2``
@@ -38,29 +71,13 @@ class MeanSquaredError(Loss):
 
     equations = ("L = mean((({x}) - Y)^2)", ("d{x} = 2 * ({x} - Y) / (N * M)",))
 
-    def forward(self, outputs, targets, sample_weight=None):
-        """Mean squared error; with ``sample_weight`` (N,), rows are weighted and the
-        sum is divided by ``sum(w) * M``."""
-        outputs, targets = self._check_pair(outputs, targets, "outputs", "targets")
-        w = self._check_weights(sample_weight, outputs.shape[0], outputs.dtype)
-        diff = outputs - targets.astype(outputs.dtype, copy=False)
-        if w is None:
-            self.cache = (diff, None)
-            return float(np.mean(diff * diff))
-        scale = _row_scale(w, diff.shape[1])
-        self.cache = (diff, scale)
-        return float(np.sum(diff * diff * scale))
+    def _entries(self, diff):
+        return diff * diff
 
-    def backward(self, d_out=1.0):
-        """Gradient ``2 (outputs - targets) * d_out / (N*M)`` and ``None`` for the targets."""
-        d_out = self._check_backward(d_out)
-        diff, scale = self.cache
-        if scale is None:
-            return diff * (2 * d_out / diff.size), None
-        return diff * scale * (2 * d_out), None
+    def _slope(self, diff):
+        return 2 * diff
 
-
-class L1Loss(Loss):
+class L1Loss(_MeanOfEntries):
     """Mean of absolute differences over every entry, as ``torch.nn.L1Loss``.
 
     ``loss = (1 / (N*M)) sum |outputs - targets|``
@@ -73,30 +90,13 @@ class L1Loss(Loss):
 
     equations = ("L = mean(|{x} - Y|)", ("d{x} = sign({x} - Y) / (N * M)",))
 
-    def forward(self, outputs, targets, sample_weight=None):
-        """Mean absolute error; with ``sample_weight`` (N,), rows are weighted and the
-        sum is divided by ``sum(w) * M``."""
-        outputs, targets = self._check_pair(outputs, targets, "outputs", "targets")
-        w = self._check_weights(sample_weight, outputs.shape[0], outputs.dtype)
-        diff = outputs - targets.astype(outputs.dtype, copy=False)
-        if w is None:
-            self.cache = (diff, None)
-            return float(np.mean(np.abs(diff)))
-        scale = _row_scale(w, diff.shape[1])
-        self.cache = (diff, scale)
-        return float(np.sum(np.abs(diff) * scale))
+    def _entries(self, diff):
+        return np.abs(diff)
 
-    def backward(self, d_out=1.0):
-        """Gradient ``sign(outputs - targets) * d_out / (N*M)`` (0 at a tie) and ``None``
-        for the targets."""
-        d_out = self._check_backward(d_out)
-        diff, scale = self.cache
-        if scale is None:
-            return np.sign(diff) * (d_out / diff.size), None
-        return np.sign(diff) * scale * d_out, None
+    def _slope(self, diff):
+        return np.sign(diff)   # 0 at a tie
 
-
-class HuberLoss(Loss):
+class HuberLoss(_MeanOfEntries):
     """Huber loss averaged over every entry, as ``torch.nn.HuberLoss(delta=delta)``.
 
     ``loss = (1 / (N*M)) sum h(outputs - targets)`` with ``h(d) = d^2 / 2`` where
@@ -132,35 +132,16 @@ class HuberLoss(Loss):
         """``{"delta": delta}`` when it is not 1."""
         return {"delta": self.delta} if self.delta != 1.0 else {}
 
-    def forward(self, outputs, targets, sample_weight=None):
-        """Mean Huber loss; with ``sample_weight`` (N,), rows are weighted and the sum is
-        divided by ``sum(w) * M``."""
-        outputs, targets = self._check_pair(outputs, targets, "outputs", "targets")
-        w = self._check_weights(sample_weight, outputs.shape[0], outputs.dtype)
-        diff = outputs - targets.astype(outputs.dtype, copy=False)
+    def _entries(self, diff):
         a = np.abs(diff)
         # m (a - m / 2) with m = min(|d|, delta) is both pieces in one expression, with
         # torch's roundings: below delta, a - a/2 is exact (Sterbenz), so the product is
         # (a / 2) a, torch's 0.5 * z * z; from delta on it is delta * (a - 0.5 delta).
         m = np.minimum(a, self.delta)   # a Python float keeps float32 in float32
-        per_entry = m * (a - 0.5 * m)
-        if w is None:
-            self.cache = (diff, None)
-            return float(np.mean(per_entry))
-        scale = _row_scale(w, diff.shape[1])
-        self.cache = (diff, scale)
-        return float(np.sum(per_entry * scale))
+        return m * (a - 0.5 * m)
 
-    def backward(self, d_out=1.0):
-        """Gradient ``clip(outputs - targets, -delta, delta) * d_out / (N*M)`` and
-        ``None`` for the targets."""
-        d_out = self._check_backward(d_out)
-        diff, scale = self.cache
-        clipped = np.clip(diff, -self.delta, self.delta)
-        if scale is None:
-            return clipped * (d_out / diff.size), None
-        return clipped * scale * d_out, None
-
+    def _slope(self, diff):
+        return np.clip(diff, -self.delta, self.delta)
 
 class PoissonLoss(Loss):
     """Poisson loss with a log link: the network outputs ``z = log(mean)``.
