@@ -332,7 +332,8 @@ def test_train_csv_save_plot_then_evaluate_predict_export(tmp_path, capsys):
     assert "300 training rows, 100 test rows, 64 features, 10 classes" in out
     printed = re.search(r"test accuracy = (\S+) \((\d+)/100\)", out)
     assert printed and float(printed.group(1)) > 0.6
-    for name in ("history.png", "confusion_matrix.png", "first_layer_weights.png"):
+    for name in ("history.png", "diagnostics.png", "confusion_matrix.png",
+                 "first_layer_weights.png"):
         check_png(plots / name)
 
     # The held-out rows, rebuilt from the documented rule (25 %, seed 0). The saved

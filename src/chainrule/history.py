@@ -276,13 +276,19 @@ class History:
         ``"loss"``, ``"accuracy"`` (classifiers only), ``"val_loss"`` and
         ``"val_accuracy"`` (with validation data), ``"lr"``, ``"time"``.
     diagnostics : list of dict
-        Per epoch, ``{weight name: {"grad_norm", "update_ratio", "dead_fraction"}}``
-        for each Affine weight ``W``; empty dicts with ``fit(..., diagnostics=False)``.
-        ``grad_norm`` is the Frobenius norm of its gradient at the epoch's last step,
-        ``update_ratio`` ``||W_after - W_before|| / ||W_before||`` over that step (NaN
-        while ``W`` is all zeros), ``dead_fraction`` (for an Affine layer followed by
-        ReLU, else ``None``) the fraction of its units whose ReLU output was 0 for
-        *every* training row of the epoch, as seen by the forward passes of the epoch.
+        Per epoch, ``{name: {"grad_norm", "update_ratio", "dead_fraction"}}`` for
+        *every* parameter (weights, biases, normalisation scales); empty dicts with
+        ``fit(..., diagnostics=False)``. ``grad_norm`` and ``update_ratio`` come from
+        one step of the epoch, its last full batch: the last step, or the one before it
+        when the last batch is short (1347 rows in batches of 64 end with 3 rows, whose
+        gradient norm is noise, up to 60x the others'; picking the step costs nothing
+        per step). ``grad_norm`` is the Frobenius norm of the gradient that step
+        handed to the optimizer, *before* gradient clipping and *including* the
+        ``l2`` term; ``update_ratio`` is ``||p_after - p_before|| / ||p_before||`` over
+        that step (NaN while ``p`` is all zeros); ``dead_fraction`` (for the first
+        parameter of a layer followed by ReLU, else ``None``) the fraction of its units
+        whose ReLU output was 0 for *every* training row of the epoch, as seen by the
+        forward passes of the epoch. :func:`chainrule.plots.plot_diagnostics` draws them.
     best_epoch : int or None
         Epoch with the best monitored value (the early-stopping monitor, else
         ``val_loss`` with validation data, else ``loss``).

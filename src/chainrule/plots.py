@@ -1,5 +1,6 @@
-"""Pictures of training: loss and accuracy curves, the confusion matrix, and the first
-layer's weights drawn as images.
+"""Pictures of training: loss and accuracy curves, the per-epoch diagnostics (update
+ratios, gradient norms, dead ReLUs), the confusion matrix, and the first layer's weights
+drawn as images.
 
 matplotlib is optional (``pip install chainrule[plot]``) and imported inside each
 function. The figures are built with :class:`matplotlib.figure.Figure` directly rather
@@ -18,8 +19,8 @@ import numpy as np
 
 from ._fileformat import atomic_write
 
-__all__ = ["plot_history", "plot_confusion_matrix", "plot_first_layer_weights",
-           "confusion_matrix", "KNOWN_IMAGE_SHAPES"]
+__all__ = ["plot_history", "plot_diagnostics", "plot_confusion_matrix",
+           "plot_first_layer_weights", "confusion_matrix", "KNOWN_IMAGE_SHAPES"]
 
 #: Input sizes that are certainly square images, and their ``(rows, cols)``:
 #: scikit-learn's 8x8 digits and the 28x28 MNIST / Fashion-MNIST images.
@@ -127,6 +128,85 @@ def plot_history(history, path=None, ax=None):
             _loss_scale(axis, [v for k in ("loss", "val_loss") for v in logs.get(k) or ()])
         if axis.get_legend_handles_labels()[0]:
             axis.legend(frameon=False)
+        axis.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+#: The update/weight ratio of a healthy step (Karpathy's rule of thumb).
+HEALTHY_UPDATE_RATIO = 1e-3
+
+
+def _diagnostics_list(history) -> list:
+    diag = getattr(history, "diagnostics", history)
+    if isinstance(diag, dict):  # History.as_dict()
+        diag = diag.get("diagnostics")
+    if not isinstance(diag, list) or not all(isinstance(d, dict) for d in diag):
+        raise TypeError(f"history must be a chainrule History or its list of per-epoch "
+                        f"diagnostics dicts, got {type(history).__name__}")
+    if not any(diag):
+        raise ValueError("history holds no diagnostics to plot (fit(..., diagnostics=False), "
+                         "or no epoch trained?)")
+    return diag
+
+
+def plot_diagnostics(history, path=None, *, params=None):
+    """The per-epoch diagnostics of :attr:`History.diagnostics`: each weight's
+    update/weight ratio (log axis, with the healthy ~1e-3 marked), gradient norms (log
+    axis) and, when the network has ReLUs, the fraction of dead units.
+
+    Parameters
+    ----------
+    history : History, its ``as_dict()``, or a list of per-epoch diagnostics dicts
+    path : str or path-like, optional
+        Save the figure here.
+    params : sequence of str, optional
+        The parameters to draw; default: the weights (names starting with ``W``), or
+        every parameter when no name does.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Notes
+    -----
+    The values are those of one step per epoch (its last full batch): ratios far below
+    1e-3 mean a learning rate too small or vanishing gradients, far above it one too
+    large; dead fractions near 1 mean ReLUs that no longer learn.
+    """
+    diag = _diagnostics_list(history)
+    names = list(dict.fromkeys(k for d in diag for k in d))
+    if params is None:
+        params = [k for k in names if k.startswith("W")] or names
+    unknown = [k for k in params if k not in names]
+    if unknown or not params:
+        raise ValueError(f"params must name recorded parameters {names}, got {list(params)!r}")
+    epochs = np.arange(len(diag))
+
+    def series(name, metric):
+        values = [d.get(name, {}).get(metric) for d in diag]
+        return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+
+    dead = [k for k in names if any(d.get(k, {}).get("dead_fraction") is not None for d in diag)]
+    fig = _figure(figsize=(5.0 * (2 + bool(dead)), 3.6), layout="constrained")
+    axes = fig.subplots(1, 2 + bool(dead), squeeze=False)[0]
+    panels = [("update_ratio", "update / weight ratio", params),
+              ("grad_norm", "gradient norm", params), ("dead_fraction", "dead ReLU units", dead)]
+    for axis, (metric, label, keys) in zip(axes, panels, strict=False):
+        for name in keys:
+            values = series(name, metric)
+            if metric != "dead_fraction":  # a log axis has no room for 0
+                values[~(values > 0)] = np.nan
+            axis.plot(epochs, values, marker=".", label=name)
+        if metric == "update_ratio":
+            axis.axhline(HEALTHY_UPDATE_RATIO, color="0.5", linestyle="--", linewidth=0.8,
+                         label="~1e-3 (healthy)")
+        if metric == "dead_fraction":
+            axis.set_ylim(-0.02, 1.02)
+        else:
+            axis.set_yscale("log")
+        axis.set_xlabel("epoch")
+        axis.set_ylabel(label)
+        axis.legend(frameon=False, fontsize="small")
         axis.grid(alpha=0.3)
     return _save(fig, path)
 

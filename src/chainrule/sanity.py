@@ -51,6 +51,8 @@ _SUBSET_ROWS = 20
 _STEPS = 300
 _LR = 1e-2
 _WEIGHT_DECAY = 0.1
+#: Losses this small leave nothing for weight decay to raise (a saturated softmax).
+_NO_LOSS = 1e-12
 #: Logits with standard deviation s around 0 raise the expected cross-entropy above
 #: ln K by about s**2 / 2; allowing 0.5 accepts initial logits of spread up to ~1.
 _LN_K_TOLERANCE = 0.5
@@ -160,17 +162,23 @@ def _least_loss(loss, Y, k: int) -> float:
 
 def _subset_checks(model, initial, Xs, Ys, is_classifier) -> list[SanityCheckResult]:
     """Checks 2 and 3, from the same two small runs on the subset ``(Xs, Ys)``."""
-    plain = _train_subset(model, Xs, Ys, 0.0)
-    decayed = _train_subset(model, Xs, Ys, _WEIGHT_DECAY)
+    # + 0.0: a saturated cross-entropy is -0.0, which would print as "-0"
+    plain = _train_subset(model, Xs, Ys, 0.0) + 0.0
+    decayed = _train_subset(model, Xs, Ys, _WEIGHT_DECAY) + 0.0
     rows = Xs.shape[0]
     start = evaluate(initial, Xs, Ys)["loss"]
     bar = (0.05 + _least_loss(model.loss, Ys, model.n_outputs) if is_classifier
            else 0.01 * start)
+    detail = (f"loss after {_STEPS} steps on {rows} rows: {plain:.4g} without, {decayed:.4g} "
+              f"with weight_decay={_WEIGHT_DECAY}")
+    if max(plain, decayed) <= _NO_LOSS:
+        detail = (f"could not measure, not evidence against weight decay: the loss on "
+                  f"{rows} rows is already 0 after {_STEPS} steps with and without "
+                  f"weight_decay={_WEIGHT_DECAY} (saturated logits: unscaled inputs or "
+                  f"too large initial weights?): standardise the inputs and check again")
     return [
-        SanityCheckResult(
-            "weight decay raises loss", bool(decayed > plain), decayed - plain, "> 0",
-            f"loss after {_STEPS} steps on {rows} rows: {plain:.4g} without, {decayed:.4g} "
-            f"with weight_decay={_WEIGHT_DECAY}"),
+        SanityCheckResult("weight decay raises loss", bool(decayed > plain),
+                          decayed - plain + 0.0, "> 0", detail),
         SanityCheckResult(
             "overfits small subset", bool(plain < bar), plain, f"< {bar:.4g}",
             f"loss on {rows} rows went from {start:.4g} to {plain:.4g} in {_STEPS} "
@@ -190,6 +198,24 @@ def _on_the_kink(model, X, eps=1e-6) -> list:
     return found
 
 
+def _kink_cause(model, X) -> str:
+    """Why ReLU inputs sit at 0: an earlier ReLU layer off for every row (a large
+    negative bias, with random weights), which zeroes every later layer's input, or
+    weights that are all zero."""
+    previous, before = X, None
+    for i, layer, names, out in model.walk(X, checked=True):
+        if isinstance(layer, (ReLU, LeakyReLU)) and before and len(before) > 1 \
+                and (previous < 0).all():
+            weights, bias = (model.params[n] for n in before[:2])
+            if weights.any() and bias.min() < 0:
+                return (f"every unit of layer {i} is off for these rows, its weights "
+                        f"{before[0]} random but its bias {before[1]} as low as "
+                        f"{bias.min():.3g}, so every later input is 0: start the biases at "
+                        f"0 (or small)")
+        previous, before = out, names
+    return "initialise the weights randomly (zero-initialised weights?)"
+
+
 def _gradient_check(model, X, Y, random) -> SanityCheckResult:
     grad_rows = np.sort(random.choice(X.shape[0], size=min(10, X.shape[0]), replace=False))
     probe = _copy_without_dropout(model)
@@ -203,9 +229,9 @@ def _gradient_check(model, X, Y, random) -> SanityCheckResult:
     kinks = _on_the_kink(probe, Xg) if result.worst >= 1e-6 else []
     if kinks:
         where = ", ".join(f"{fraction:.0%} of the inputs of layer {i}" for i, fraction in kinks)
-        detail = (f"not evidence of a gradient bug: {where} lie on the ReLU kink at 0 (e.g. "
-                  f"zero-initialised weights), where finite differences are meaningless; "
-                  f"initialise the weights randomly and check again ({detail})")
+        detail = (f"not evidence of a gradient bug: {where} lie on the ReLU kink at 0, "
+                  f"where finite differences are meaningless; {_kink_cause(probe, Xg)} "
+                  f"and check again ({detail})")
     return SanityCheckResult("gradient check", bool(result.worst < 1e-6), result.worst,
                              "< 1e-06", detail)
 

@@ -57,7 +57,17 @@ from .checkpoint import (
     write_checkpoint,
 )
 from .data import batch_indices, split_rows
-from .diagnostics import Advisor, TrainingWarning, epoch_diagnostics, relu_pairs, user_stacklevel
+from .diagnostics import (
+    Advisor,
+    TrainingWarning,
+    epoch_diagnostics,
+    largest_class_share,
+    relu_pairs,
+    saturating_layers,
+    saturation,
+    step_measurements,
+    user_stacklevel,
+)
 from .errors import TrainingDivergedError
 from .fitargs import check_fit_arguments, check_network
 from .functional import row_classes
@@ -174,10 +184,11 @@ class _Run:
     kept: dict = field(init=False)  # params and buffers: what rollbacks restore
     labels: np.ndarray | None = field(init=False)  # class of each row, for the accuracy
     relu_pairs: list = field(init=False)
+    saturating: list = field(init=False)  # hidden (description, Tanh/Sigmoid layer)
     journal: HistoryJournal | None = field(init=False)  # the History's, with a checkpoint
     advisor: Advisor = field(init=False)  # the diagnostics' warnings
     weights: list = field(init=False)
-    # Parameters before the epoch's last update (its update ratio is a diagnostic):
+    # Parameters before the epoch's measured update (its update ratio is a diagnostic):
     # filled in place once per epoch, with diagnostics.
     before_last: dict = field(init=False)
     snap: dict = field(init=False)  # the state after the last completed epoch
@@ -201,7 +212,7 @@ class _Tally:
     sum_loss: float = 0.0
     sum_weight: float = 0.0
     n_correct: int = 0
-    grads: dict = field(default_factory=dict)  # of the last step
+    measured: dict = field(default_factory=dict)  # step_measurements of the measured step
     step: int = 0  # index of the last step, and its batch
     X_batch: np.ndarray | None = None
 
@@ -270,8 +281,14 @@ def _prepare_run(model, s: RunSettings) -> _Run:
     run.params, run.kept = model.params, {**model.params, **model.buffers}
     run.labels = row_classes(Y) if is_multiclass(model.loss) else None
     run.relu_pairs = relu_pairs(model) if s.diagnostics else []
-    run.advisor = Advisor([k for k, p in model.params.items() if p.ndim > 1],
-                          model.n_outputs if run.is_classifier else None)
+    run.saturating = saturating_layers(model) if s.diagnostics else []
+    run.advisor = Advisor(  # the largest class's share: counted once, not per step
+        [k for k, p in model.params.items() if p.ndim > 1],
+        model.n_outputs if run.is_classifier else None, weighted=weights is not None,
+        class_share=largest_class_share(run.labels, model.n_outputs) if run.is_classifier
+        and s.diagnostics else None, early_stopping=s.early_stopping is not None)
+    if loaded is not None and s.diagnostics:
+        run.advisor.replay(run.history)
     run.weights = [names[0] for layer, names in model.layers if isinstance(layer, Affine)]
     run.before_last = {k: np.empty_like(p) for k, p in run.params.items() if s.diagnostics}
     run.bar = _progress_bar(s, run.history.epochs)
@@ -297,8 +314,9 @@ def _warn_if_finished(s: RunSettings, history: History) -> None:
 # -- one epoch ---------------------------------------------------------------------------------
 
 def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int,
-                last: bool) -> None:
-    """One gradient step on the rows ``idx`` (the epoch's ``last``?), counted in ``tally``."""
+                measure: bool) -> None:
+    """One gradient step on the rows ``idx`` (the epoch's ``measure``d one?), counted in
+    ``tally``."""
     idx, share, n_global = distributed.shard_rows(run.averager, idx, run.sample_weight)  # with comm
     X_batch, Y_batch = sources.batch_rows(run.X, idx), sources.batch_rows(run.Y, idx)
     weights = None if run.sample_weight is None else run.sample_weight[idx]
@@ -320,13 +338,16 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int,
     # Class indices are their own labels: the batch already holds them.
     labels = Y_batch if run.labels is run.Y else None if run.labels is None else run.labels[idx]
     tally.add(loss, X_batch, weights, logits, labels, run.relu_pairs)
-    tally.grads, tally.step, tally.X_batch = grads, step, X_batch
-    if last and run.before_last:  # the size of the epoch's last update is a diagnostic
-        for k, p in run.params.items():
-            np.copyto(run.before_last[k], p)
+    tally.step, tally.X_batch = step, X_batch
     # (not scanned for NaN: an update that makes the parameters non-finite rolls back
     # the epoch, see _train_epoch)
-    step_checked(run.settings.optimizer, run.params, grads)
+    if not (measure and run.before_last):
+        step_checked(run.settings.optimizer, run.params, grads)
+        return
+    for k, p in run.params.items():  # the size of one update an epoch is a diagnostic
+        np.copyto(run.before_last[k], p)
+    step_checked(run.settings.optimizer, run.params, grads)  # (clipping copies grads)
+    tally.measured = step_measurements(run.params, run.before_last, grads)
 
 
 def _train_epoch(model, run: _Run, epoch: int) -> _Tally:
@@ -337,8 +358,13 @@ def _train_epoch(model, run: _Run, epoch: int) -> _Tally:
     order = sources.epoch_order(run.X, s.shuffle, s.rng) if s.batch_size and s.shuffle else None
     tally = _Tally(alive={w: None for _, w in run.relu_pairs})
     batches = list(batch_indices(n, s.batch_size, order, s.drop_last))
+    # The diagnostics' step: the last, or the one before when the last batch is short
+    # (3 rows' gradient is noise), for no cost per step.
+    measured = len(batches) - 1
+    if measured > 0 and n % s.batch_size and not s.drop_last:
+        measured -= 1
     for step, idx in enumerate(batches):
-        _train_step(model, run, idx, tally, epoch, step, step == len(batches) - 1)
+        _train_step(model, run, idx, tally, epoch, step, step == measured)
     distributed.reduce_tally(s.comm, tally)  # with comm: the whole epoch's counts on every rank
     if not all(np.isfinite(p).all() for p in run.params.values()):
         _diverged(model, run, tally.X_batch, epoch, tally.step, "an update made the "
@@ -365,10 +391,10 @@ def _epoch_logs(model, run: _Run, epoch: int, tally: _Tally, lr, t0: float) -> d
 
 
 def _epoch_diagnostics(run: _Run, tally: _Tally) -> dict:
-    """Per parameter: gradient norm and update ratio of the last step, dead units."""
+    """Per parameter: gradient norm and update ratio of the measured step, dead units."""
     if not run.settings.diagnostics:
         return {}
-    return epoch_diagnostics(run.params, run.before_last, tally.grads, tally.alive)
+    return epoch_diagnostics(tally.measured, tally.alive)
 
 
 def _should_stop(model, run: _Run, epoch: int, logs: dict, diag: dict):
@@ -522,6 +548,8 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
             checkpoint=checkpoint, resume=resume, diagnostics=diagnostics, l2=l2, comm=comm,
             drop_last=drop_last)
         run = _prepare_run(model, settings)
+        if settings.diagnostics:  # once per fit
+            run.advisor.targets(run.Y, model.loss)
         try:
             for epoch in run.epochs_left():
                 t0 = time.perf_counter()
@@ -529,8 +557,9 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
                 tally = _train_epoch(model, run, epoch)
                 logs = _epoch_logs(model, run, epoch, tally, lr, t0)
                 diag = _epoch_diagnostics(run, tally)
-                if diag:
-                    run.advisor.epoch(epoch, logs, diag, settings.optimizer)
+                if diag:  # saturation: the last batch's cached outputs, once an epoch
+                    run.advisor.epoch(epoch, logs, diag, settings.optimizer,
+                                      saturation(run.saturating))
                 run.history.record_epoch(logs, diag)
                 # ReduceLROnPlateau watches the History (an EpochLR's epoch_end takes the
                 # samples seen: the estimators drive it, fit does not)

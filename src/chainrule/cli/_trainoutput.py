@@ -27,11 +27,13 @@ def predict_rows(model, X, method: str) -> np.ndarray:
 
 
 def _write_plots(folder, model, history, data: TrainData) -> None:
-    """history.png, confusion_matrix.png (classification) and, for images,
+    """history.png, diagnostics.png (update ratios, gradient norms, dead ReLUs: when
+    fit recorded them), confusion_matrix.png (classification) and, for images,
     first_layer_weights.png."""
     from ..plots import (
         KNOWN_IMAGE_SHAPES,
         plot_confusion_matrix,
+        plot_diagnostics,
         plot_first_layer_weights,
         plot_history,
     )
@@ -39,6 +41,9 @@ def _write_plots(folder, model, history, data: TrainData) -> None:
     os.makedirs(folder, exist_ok=True)
     written = [os.path.join(folder, "history.png")]
     plot_history(history, path=written[-1])
+    if any(history.diagnostics):
+        written.append(os.path.join(folder, "diagnostics.png"))
+        plot_diagnostics(history, path=written[-1])
     if data.classes is not None:
         names = [str(c) for c in data.classes.tolist()]
         pred = predict_rows(model, data.X_test, "predict_classes")
