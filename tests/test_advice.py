@@ -131,6 +131,17 @@ def test_saturated_units_are_flagged(digits, activation):
         f"start from smaller weights (init='xavier') or lower the learning rate") in text
 
 
+def test_saturation_is_read_from_the_training_rows_not_the_validation_rows(digits):
+    # The validation rows here are zeros (tanh(0 W + 0) = 0: nothing flat); their
+    # forward runs after the epoch's steps and must not hide the saturated training batch.
+    _, Xs, Y, _, _ = digits
+    model = cr.MLP([64, 64, 10], activation="tanh", rng=0)
+    model.params["W1"] *= 30
+    messages = advice(model, Xs, Y, optimizer=cr.Adam(lr=1e-3), epochs=2, batch_size=64,
+                      validation_data=(np.zeros((20, 64)), Y[:20]))
+    said(messages, "are saturated")
+
+
 # -- 5. overfitting, and no signal -------------------------------------------------------------
 
 OVERFIT = ("the model overfits: stop early (fit's early_stopping=patience or EarlyStopping; "
@@ -334,3 +345,17 @@ def test_the_majority_rule_allows_a_little_noise_and_spares_weighted_rows():
     assert epochs_of(Advisor(n_classes=2, class_share=0.955, weighted=True), **stuck) == []
     at_60 = {"loss": [0.7, 0.6, 0.6, 0.6], "accuracy": [0.5, 0.6, 0.6, 0.6]}
     assert epochs_of(Advisor(n_classes=2, class_share=0.6), **at_60) == []  # not imbalanced
+
+
+def test_a_fitted_models_flat_curve_is_not_a_rising_loss():
+    # A second fit of a converged model: the loss wiggles around its floor; a rise of
+    # 0.006 after a fall of 0.01 (1.4% of the loss) says nothing about the rate.
+    assert epochs_of(Advisor(), loss=[0.70, 0.69, 0.696]) == []
+    assert epochs_of(Advisor(), loss=[0.70, 0.60, 0.50, 0.55, 0.60, 0.66]) != []
+
+
+def test_a_hinge_loss_is_not_held_to_ln_k(digits):
+    # MultiMarginLoss(margin=10) starts near 9 on 10 classes: no cross-entropy's ln K.
+    _, Xs, Y, _, _ = digits
+    silent(cr.MLP([64, 32, 10], loss=cr.MultiMarginLoss(margin=10.0), rng=0), Xs, Y,
+           optimizer=cr.Adam(lr=1e-3), epochs=3, batch_size=64)

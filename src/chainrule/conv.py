@@ -151,7 +151,7 @@ class Conv2D(Layer):
     equations = _equations(True, (1, 1), 1)
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
-                 dilation=1, groups=1, bias=True, init=None, padding_mode="zeros"):
+                 dilation=1, groups=1, bias=True, padding_mode="zeros", *, init=None):
         super().__init__()
         self.init = None if init is None else get_initializer(init)
         self.padding_mode = check_choice(padding_mode, "padding_mode", tuple(_PAD_MODES))
@@ -217,13 +217,14 @@ class Conv2D(Layer):
         if len(shape) != 3 or shape[0] != self.in_channels:
             raise ValueError(f"it takes images (N, {self.in_channels}, H, W)")
         self.output_shape(shape)   # (an image smaller than the kernel)
-        if self.padding_mode in ("reflect", "circular"):
-            limit, size = max(p for pads in self.pads for p in pads), min(shape[1:])
-            if limit > size or (self.padding_mode == "reflect" and limit == size):
+        if self.padding_mode not in ("reflect", "circular"):
+            return
+        for pads, size, axis in zip(self.pads, shape[1:], ("height", "width"), strict=True):
+            if max(pads) > size or (self.padding_mode == "reflect" and max(pads) == size):
                 raise ValueError(f"padding_mode={self.padding_mode!r} needs padding "
                                  f"{'below' if self.padding_mode == 'reflect' else 'at most'}"
-                                 f" the image's size, as in PyTorch: padding {limit} for an "
-                                 f"image of {size}")
+                                 f" the image's {axis}, as in PyTorch: padding {max(pads)} "
+                                 f"for a {axis} of {size}")
 
     def workspace(self, shape) -> int:
         """Entries of the im2col matrix per sample: ``Ho Wo C_in kH kW``."""

@@ -14,10 +14,11 @@ once per ``fit``, pointing at the line that called ``fit``. Every rule is checke
 per epoch (or once per ``fit``), never per step:
 
 * ``targets`` (before the first step): one-hot class rows given to a regression loss;
-* ``loss``: the first epoch's loss is far above ``ln K`` (an untrained classifier is
+* ``loss``: a cross-entropy's first epoch's loss is far above ``ln K`` (an untrained classifier is
   unsure, so its loss is close to ``ln K``; far above: unscaled inputs or too large a step);
-* ``rising``: the training loss rose in each of the last 3 epochs (by over a tenth of
-  what it had fallen), or to over half-way back from its best to epoch 0's;
+* ``rising``: after falling by a tenth of epoch 0's loss or more, the training loss
+  rose in each of the last 3 epochs (by over a tenth of what it had fallen), or to
+  over half-way back from its best to epoch 0's;
 * ``dead``: a layer's ReLUs are almost all dead (>= 90% never fired in an epoch);
 * ``vanishing``: a weight's update/weight ratio below 1e-7 (times the last learning rate
   over the first, when a schedule has lowered it); after a sign of too large a step
@@ -48,7 +49,6 @@ import numpy as np
 
 from .layers import ReLU, Sigmoid, Tanh
 from .losses import LOSSES
-from .regression_losses import HalfSquaredError, HuberLoss, L1Loss, MeanSquaredError
 
 __all__ = ["TrainingWarning", "Advisor", "relu_pairs", "saturating_layers", "saturation",
            "step_measurements", "epoch_diagnostics", "largest_class_share", "looks_one_hot",
@@ -65,6 +65,8 @@ LOSS_ABOVE_LN_K = 2.0
 RISING_EPOCHS = 3
 RISE_SHARE = 0.1
 FAR_SHARE = 0.5
+#: The rising rule judges a curve that first fell by at least this share of epoch 0's.
+MIN_FALL = 0.1
 SLOW_RATIO = 1e-5
 SLOW_EPOCHS = 5
 SLOW_FALL = 0.05
@@ -79,7 +81,6 @@ CHANCE_MARGIN = 0.1
 IMBALANCED_SHARE = 0.7
 STUCK_EPOCHS = 3
 STUCK_TOLERANCE = 0.005
-REGRESSION_LOSSES = (MeanSquaredError, HalfSquaredError, L1Loss, HuberLoss)
 _FLAT = {Tanh: math.tanh(SATURATED_Z), Sigmoid: 1 / (1 + math.exp(-SATURATED_Z)) - 0.5}
 _CLASS_WEIGHTS = ("fit's sample_weight, e.g. scikit-learn's compute_sample_weight("
                   "'balanced', y); the estimators' class_weight='balanced'; chainrule train "
@@ -108,6 +109,7 @@ def saturating_layers(model) -> list:
     activation is left out: confident outputs are its purpose)."""
     return [(f"layer {i} ({type(layer).__name__})", layer)
             for i, (layer, _) in enumerate(model.layers[:-1]) if type(layer) in _FLAT]
+
 
 def saturation(layers) -> dict:
     """``{description: fraction}``: the share of each layer's outputs, cached by the
@@ -194,11 +196,15 @@ class Advisor:
         Whether the rows carry sample weights (then class weighting is no advice).
     early_stopping : bool
         Whether the run stops early (then overfitting is taken care of).
+    log_loss : bool
+        Whether the loss is a cross-entropy, whose untrained value is ``ln K`` (the
+        rules built on that: not for a hinge loss's scores).
     """
 
     def __init__(self, weights=(), n_classes=None, *, class_share=None, weighted=False,
-                 early_stopping=False):
+                 early_stopping=False, log_loss=True):
         self.weights, self.n_classes = set(weights), n_classes
+        self.log_loss = log_loss
         self.class_share, self.weighted = class_share, weighted
         self.early_stopping = early_stopping
         self.given: set = set()
@@ -230,7 +236,7 @@ class Advisor:
 
     def targets(self, Y, loss) -> None:
         """Before the first step: one-hot class rows given to a regression loss."""
-        if isinstance(loss, REGRESSION_LOSSES) and looks_one_hot(Y):
+        if getattr(loss, "linear_outputs", False) and looks_one_hot(Y):
             name = next((k for k, v in LOSSES.items() if type(loss) is v),
                         type(loss).__name__)
             self._warn("targets", f"Y looks like one-hot class rows (a single 1 in each "
@@ -247,7 +253,7 @@ class Advisor:
         self._remember(logs)
         last_lr, scale = _rates(optimizer)
         steps = getattr(optimizer, "steps", None)
-        if len(self.seen["loss"]) == 1 and self.n_classes:
+        if len(self.seen["loss"]) == 1 and self.n_classes and self.log_loss:
             ln_k = math.log(self.n_classes)
             if logs["loss"] > ln_k + LOSS_ABOVE_LN_K:
                 self._sign_of_a_large_step("a first loss far above ln K")
@@ -287,6 +293,8 @@ class Advisor:
         losses = self.seen["loss"]
         best, at = self.best["loss"]
         rise, fall = losses[-1] - best, losses[0] - best
+        if fall <= MIN_FALL * abs(losses[0]):   # a flat curve's wiggles (a fitted model's)
+            return
         window = losses[-RISING_EPOCHS - 1:]
         rising = len(window) > RISING_EPOCHS and all(
             a < b for a, b in zip(window[:-1], window[1:], strict=True))
@@ -327,7 +335,8 @@ class Advisor:
                 or "vanishing" in self.given or self.max_ratio >= SLOW_RATIO * scale):
             return
         fell = losses[0] - losses[-1]
-        fitted = self.n_classes and losses[-1] < 0.5 * math.log(self.n_classes)
+        fitted = (self.n_classes and self.log_loss
+                  and losses[-1] < 0.5 * math.log(self.n_classes))
         if fell < SLOW_FALL * abs(losses[0]) and not fitted:
             self._warn("slow", f"epoch {epoch}: the updates have moved the weights by at "
                        f"most {self.max_ratio:.2g} of their size (~1e-3 is healthy) and "

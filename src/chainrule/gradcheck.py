@@ -415,26 +415,44 @@ def check_layer_gradients(layer, inputs, *params, eps: float = 1e-6, rng=0,
 
 
 def compare_layers(layer, reference, inputs, *params, rng=0, tol: float = 1e-12) -> list:
-    """What differs between ``layer`` and ``reference``, a layer of the same function,
-    on ``inputs``: the outputs, then each gradient ``backward`` returns for one random
-    ``d_out``, entry by entry. An empty list when all agree within ``tol`` (relative).
+    """What differs between ``layer`` and ``reference``, a layer of the same function.
 
     Finite differences cannot judge a layer where its function has no derivative
     (ReLU at 0, a max-pool's tie): any subgradient passes them. Compared with a
     reference on inputs that hold such points, the layer must make the reference's
     choice, as a course's reference solution fixes one.
+
+    Parameters
+    ----------
+    layer, reference : layers
+        Each run once, ``forward(inputs, *params)`` then ``backward(d_out)``.
+    inputs : ndarray
+    *params : ndarray
+        The parameters both layers' ``forward`` take after the inputs.
+    rng : None, int or numpy.random.Generator, default=0
+        Source of ``d_out``, one random array of the output's shape.
+    tol : float, default=1e-12
+        Largest relative (and absolute) difference taken as agreement.
+
+    Returns
+    -------
+    list of str
+        The output's difference, or else each gradient's (in ``backward``'s order,
+        named after the reference's ``param_names``), with the first differing entry;
+        empty when everything agrees.
     """
     names = ["inputs", *getattr(reference, "param_names", ())]
     out, ref_out = layer.forward(inputs, *params), reference.forward(inputs, *params)
     if np.shape(out) != np.shape(ref_out) or not np.allclose(out, ref_out, rtol=tol, atol=tol):
         return [_first_difference("the output", out, ref_out, inputs, tol)]
     d_out = check_rng(rng).standard_normal(np.shape(out))
-    grads, ref_grads = layer.backward(d_out.copy()), reference.backward(d_out.copy())
-    if not isinstance(ref_grads, tuple):
-        grads, ref_grads = (grads,), (ref_grads,)
+    grads, ref_grads = (list(g) if isinstance(g, (tuple, list)) else [g] for g in
+                        (layer.backward(d_out.copy()), reference.backward(d_out.copy())))
+    if len(grads) != len(ref_grads):
+        return [f"backward returned {len(grads)} arrays, the reference's {len(ref_grads)} "
+                f"({', '.join(f'd_{n}' for n in names[:len(ref_grads)])})"]
     problems = []
-    for name, g, r in zip(names, grads if isinstance(grads, tuple) else (grads,), ref_grads,
-                          strict=False):
+    for name, g, r in zip(names, grads, ref_grads, strict=False):
         if np.shape(g) != np.shape(r) or not np.allclose(g, r, rtol=tol, atol=tol):
             problems.append(_first_difference(f"d_{name}", g, r,
                                               inputs if name == "inputs" else None, tol))

@@ -37,6 +37,7 @@ def _fans(shape) -> tuple[tuple[int, ...], int, int]:
 
 
 def _gain(gain) -> float:
+    """Xavier's ``gain``, checked: a finite number > 0 (torch's ``calculate_gain``)."""
     return check_positive_float(gain, "gain")
 
 

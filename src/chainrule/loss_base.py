@@ -27,6 +27,10 @@ class Loss:
     #: one-hot rows, and ``fit``/``evaluate`` report the accuracy. Binary
     #: cross-entropy's classes are thresholds on each logit, not an argmax: False.
     multiclass = False
+    #: True for a regression loss whose network's outputs are the predictions themselves
+    #: (mse, squared_error, l1, huber; not Poisson's log link): the command line and the
+    #: ONNX export treat such a network as a regressor.
+    linear_outputs = False
 
     def __init__(self):
         self.cache = None

@@ -315,7 +315,9 @@ class Network:
         :meth:`backward` differentiates the last forward, with one exception that
         PyTorch users rely on: an evaluation forward (``training=False``, e.g. on
         validation rows) run after a training forward and before its backward leaves
-        the training forward's caches in place, so that its gradients stay right.
+        the training forward's caches in place, so that its gradients stay right (give
+        the validation loss a loss object of its own: ``self.loss`` keeps the cache of
+        the loss its backward starts from).
         """
         if not checked:
             with threads_for(X, self.params):  # the check's BLAS call included
@@ -323,8 +325,9 @@ class Network:
         if self._awaiting_backward and not training:
             with kept_caches(self):
                 return self._forward_out(X, training)
-        self._awaiting_backward = training
-        return self._forward_out(X, training)
+        out = self._forward_out(X, training)
+        self._awaiting_backward = training   # (not after a forward that failed half-way)
+        return out
 
     def _forward_out(self, X, training):
         for step in self.walk(X, training, checked=True):

@@ -184,6 +184,7 @@ class Adagrad(Optimizer):
         np.divide(g, s, out=s)
         p -= lr / (1 + (int(step) - 1) * self.lr_decay) * s
 
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba, 2015) with L2 weight decay added to the gradient.
 

@@ -169,6 +169,11 @@ class AvgPool2D(_Pool2D):
                  count_include_pad=True):
         super().__init__(kernel_size, stride, padding, ceil_mode)
         self.count_include_pad = check_bool(count_include_pad, "count_include_pad")
+        if self.ceil_mode or not self.count_include_pad:   # edge windows count fewer
+            self.equations = ("{y} = mean over each window of {x} (its entries counted as "
+                              "PyTorch counts them at the edges)",
+                              ("d{x} = d{y} / (the window's count) added to every input of "
+                               "its window",))
 
     def get_config(self) -> dict:
         """As the base class's, with ``count_include_pad`` only when False."""

@@ -33,6 +33,8 @@ class _MeanOfEntries(Loss):
     targets`` (with ``sample_weight`` (N,), the weighted mean over the rows): a subclass
     gives the function, ``_entries``, and right under it its slope, ``_slope``."""
 
+    linear_outputs = True
+
     def forward(self, outputs, targets, sample_weight=None):
         """The mean of ``_entries(outputs - targets)``; with ``sample_weight``, rows are
         weighted and the sum is divided by ``sum(w) * M``."""
@@ -77,6 +79,7 @@ class MeanSquaredError(_MeanOfEntries):
     def _slope(self, diff):
         return 2 * diff
 
+
 class L1Loss(_MeanOfEntries):
     """Mean of absolute differences over every entry, as ``torch.nn.L1Loss``.
 
@@ -95,6 +98,7 @@ class L1Loss(_MeanOfEntries):
 
     def _slope(self, diff):
         return np.sign(diff)   # 0 at a tie
+
 
 class HuberLoss(_MeanOfEntries):
     """Huber loss averaged over every entry, as ``torch.nn.HuberLoss(delta=delta)``.
@@ -142,6 +146,7 @@ class HuberLoss(_MeanOfEntries):
 
     def _slope(self, diff):
         return np.clip(diff, -self.delta, self.delta)
+
 
 class PoissonLoss(Loss):
     """Poisson loss with a log link: the network outputs ``z = log(mean)``.
@@ -231,6 +236,7 @@ class HalfSquaredError(Loss):
     value and keeps that meaning.
     """
 
+    linear_outputs = True
     equations = ("L = sum((({x}) - Y)^2) / (2 * N * M)", ("d{x} = ({x} - Y) / (N * M)",))
 
     def __init__(self, output_reduction: str = "mean"):

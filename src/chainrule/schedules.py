@@ -46,7 +46,8 @@ def multistep_lr(step: int, *, base_lr: float, milestones, gamma: float = 0.1) -
     if isinstance(milestones, (str, bytes)) or not hasattr(milestones, "__iter__"):
         raise TypeError(f"milestones must be a sequence of step numbers, got "
                         f"{type(milestones).__name__} {milestones!r}")
-    marks = [check_positive_int(m, "milestones[...]", minimum=0) for m in milestones]
+    marks = [check_positive_int(m, f"milestones[{i}]", minimum=0)
+             for i, m in enumerate(milestones)]
     return _scaled(base_lr, gamma, sum(m <= step for m in marks))
 
 
@@ -99,7 +100,9 @@ def cosine_restarts_lr(step: int, *, base_lr: float, first_cycle: int, cycle_mul
     min_lr = check_positive_float(min_lr, "min_lr", allow_zero=True)
     if min_lr > base_lr:
         raise ValueError(f"min_lr must be at most base_lr ({base_lr}), got {min_lr}")
-    while step >= cycle:   # (cycles grow geometrically: few turns)
+    if cycle_mult == 1:
+        step %= cycle
+    while step >= cycle:   # cycles that grow geometrically: a few turns
         step -= cycle
         cycle *= cycle_mult
     return min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * step / cycle)) / 2

@@ -123,10 +123,8 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
     A layer that draws random numbers from an ``rng`` attribute (Dropout) has the
     generator's state restored before each forward, so checks 4 and 6 see one mask.
     Inputs are kept at least 1e-2 away from zero so that piecewise-linear layers are
-    not probed at their kink. Given a ``reference`` (a factory of a layer computing the
-    same function, e.g. ``chainrule.ReLU``), the layer must also match it on inputs
-    with zeros and ties, where finite differences cannot judge which subgradient
-    backward picks (:func:`~chainrule.gradcheck.compare_layers`).
+    not probed at their kink; a ``reference`` judges the kinks and ties instead
+    (:func:`~chainrule.gradcheck.compare_layers`).
 
     Parameters
     ----------
@@ -146,6 +144,9 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
         Source of the random test data.
     tol : float, default=1e-6
         Largest acceptable finite-difference error.
+    reference : callable, optional
+        ``reference() -> layer`` computing the same function (e.g. ``chainrule.ReLU``):
+        the layer must also match it on inputs with zeros and ties.
 
     Returns
     -------

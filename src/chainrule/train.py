@@ -74,7 +74,7 @@ from .functional import row_classes
 from .history import EarlyStopping, EarlyStoppingState, History
 from .journal import HistoryJournal
 from .layers import Affine
-from .losses import is_multiclass, l2_penalty
+from .losses import CategoricalCrossEntropy, is_multiclass, l2_penalty
 from .optim import step_checked
 from .stateful import kept_caches
 
@@ -286,7 +286,8 @@ def _prepare_run(model, s: RunSettings) -> _Run:
         [k for k, p in model.params.items() if p.ndim > 1],
         model.n_outputs if run.is_classifier else None, weighted=weights is not None,
         class_share=largest_class_share(run.labels, model.n_outputs) if run.is_classifier
-        and s.diagnostics else None, early_stopping=s.early_stopping is not None)
+        and s.diagnostics else None, early_stopping=s.early_stopping is not None,
+        log_loss=isinstance(model.loss, CategoricalCrossEntropy))
     if loaded is not None and s.diagnostics:
         run.advisor.replay(run.history)
     run.weights = [names[0] for layer, names in model.layers if isinstance(layer, Affine)]
@@ -304,9 +305,9 @@ def _warn_if_finished(s: RunSettings, history: History) -> None:
         history.stop_reason)
     if why is not None and s.epochs > history.epochs:
         warnings.warn(f"checkpoint {os.fspath(s.checkpoint)!r} holds a run that {why} "
-                      f"stopped after {history.epochs} epochs: resume=True keeps it as it is "
+                      f"stopped after {history.epochs} epochs: resuming keeps it as it is "
                       f"(an uninterrupted run stops there too) rather than train on to "
-                      f"epochs={s.epochs}. To pause a run and continue it later, "
+                      f"epochs={s.epochs} (--epochs). To pause a run and continue it later, "
                       f"interrupt it (Ctrl-C, or raise KeyboardInterrupt in a callback): an "
                       f"interrupted run resumes", TrainingWarning, stacklevel=user_stacklevel())
 
@@ -476,7 +477,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
         indices; for other losses, targets. The History's accuracy
         counts a row correct when the logits' argmax is the target's class: its index, its
         one-hot 1, or a probability row's argmax (the first of ties, as ``argmax`` in torch).
-    optimizer : Optimizer or {'sgd', 'adam', 'adamw'}
+    optimizer : Optimizer or {'sgd', 'rmsprop', 'adagrad', 'adam', 'adamw'}
         A name builds that optimizer with its defaults.
     epochs : int
         Passes over the training rows, in total (counting those of a resumed checkpoint).
@@ -555,11 +556,12 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
                 t0 = time.perf_counter()
                 lr = settings.optimizer.current_lr()
                 tally = _train_epoch(model, run, epoch)
+                # (before the validation rows' forward replaces the layers' caches)
+                saturated = saturation(run.saturating)  # the last batch's outputs
                 logs = _epoch_logs(model, run, epoch, tally, lr, t0)
                 diag = _epoch_diagnostics(run, tally)
-                if diag:  # saturation: the last batch's cached outputs, once an epoch
-                    run.advisor.epoch(epoch, logs, diag, settings.optimizer,
-                                      saturation(run.saturating))
+                if diag:
+                    run.advisor.epoch(epoch, logs, diag, settings.optimizer, saturated)
                 run.history.record_epoch(logs, diag)
                 # ReduceLROnPlateau watches the History (an EpochLR's epoch_end takes the
                 # samples seen: the estimators drive it, fit does not)

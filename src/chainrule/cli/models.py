@@ -64,15 +64,14 @@ def _load_model(path) -> _Saved:
     squared_error, l1, huber). A MultiMarginLoss classifier is refused: the commands
     write and score class probabilities, which its scores are not."""
     from .. import io
-    from ..losses import HalfSquaredError, HuberLoss, L1Loss, MeanSquaredError
 
     try:
         model = io.load(path)
     except ValueError as exc:   # ModelFileError among them
         raise CommandError(f"{exc}{model_file_hint(path)}") from None
     network = model if hasattr(model, "layers") else getattr(model, "model_", None)
-    regressor = (MeanSquaredError, HalfSquaredError, L1Loss, HuberLoss)
-    if network is None or not (_is_classifier(network) or isinstance(network.loss, regressor)):
+    if network is None or not (_is_classifier(network)
+                               or getattr(network.loss, "linear_outputs", False)):
         loss = "" if network is None else f" with a {type(network.loss).__name__} loss"
         raise CommandError(f"{path}: holds a {type(model).__name__}{loss}, neither a "
                            f"classifier with probabilities (cross-entropy loss) nor a "

@@ -485,9 +485,10 @@ def _fit(args, model, optimizer, data, plan: Plan, gen, printer, bar):
                          f"done in checkpoint {exc.path!r}; give --epochs >= {exc.done} (the "
                          f"total, not the number to add)") from None
     except CheckpointMismatchError as exc:
-        if exc.field == "optimizer.lr_schedule" and args.lr_schedule == "cosine":
-            raise CommandError(f"{exc} (the cosine schedule spans all --epochs, so resume "
-                               f"with the --epochs of the interrupted run)") from None
+        if exc.field == "optimizer.lr_schedule" and args.lr_schedule in ("cosine",
+                                                                          "onecycle"):
+            raise CommandError(f"{exc} (the {args.lr_schedule} schedule spans all --epochs, "
+                               f"so resume with the --epochs of the interrupted run)") from None
         if exc.field.startswith("optimizer.lr_schedule") and args.lr_schedule == "plateau":
             raise CommandError(f"{exc} (resume with the --lr and --lr-patience of the "
                                f"interrupted run)") from None

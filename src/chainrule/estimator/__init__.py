@@ -282,8 +282,8 @@ class MLPClassifier(ClassifierMixin, BaseMLP):
     def _dense_targets(self, y, first):
         # A sparse indicator matrix (MultiLabelBinarizer(sparse_output=True)) trains as
         # a dense one; predict then answers in CSR, as scikit-learn's MLPClassifier.
-        if first:
-            self._sparse_y = issparse(y)
+        if first:   # (a one-column sparse y is a binary problem: labels, not a matrix)
+            self._sparse_y = issparse(y) and y.shape[1] > 1
         return y.toarray() if issparse(y) else y
 
     def predict_proba(self, X):

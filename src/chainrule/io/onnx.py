@@ -20,10 +20,6 @@ from ..layers import GELU, Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, 
 from ..losses import (
     BinaryCrossEntropy,
     CategoricalCrossEntropy,
-    HalfSquaredError,
-    HuberLoss,
-    L1Loss,
-    MeanSquaredError,
     is_multiclass,
 )
 from ..models import Network
@@ -73,10 +69,11 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
       ``j`` itself without class names), then ``"probabilities"`` (softmax over axis 1)
       and ``"logits"``, both ``(N, n_classes)``;
     * a binary classifier with one logistic output (binary cross-entropy): the same
-      outputs, ``"probabilities"`` ``(N, 2)`` as ``[P(classes[0]), P(classes[1])]`` =
-      ``[sigmoid(-z), sigmoid(z)]`` (as the estimators' ``predict_proba`` and
-      scikit-learn's converted models) and ``"logits"`` ``(N, 1)``; a multilabel one
-      the sigmoid of each logit, ``(N, n_labels)``, and no ``"label"``;
+      outputs, ``"probabilities"`` as the exported object's ``predict_proba`` gives
+      them: for an estimator ``(N, 2)``, ``[P(classes_[0]), P(classes_[1])]`` =
+      ``[sigmoid(-z), sigmoid(z)]`` (as scikit-learn's converted models), for a network
+      ``(N, 1)``, ``sigmoid(z)``; ``"logits"`` ``(N, 1)``; a multilabel one the sigmoid
+      of each logit, ``(N, n_labels)``, and no ``"label"``;
     * a ``MultiMarginLoss`` classifier: ``"label"`` as above (the class of the largest
       score) and ``"logits"`` (the scores), no ``"probabilities"``: a softmax of hinge
       scores would look like probabilities without being calibrated as any;
@@ -139,7 +136,9 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
     _warn_float64_conv(network, dtype)
     builder = _GraphBuilder(helper, numpy_helper, dtype, opset)
     builder.add_layers(network, final="logits" if output_op else "outputs")
-    graph = builder.graph(network, output_op, labels)
+    # An estimator's predict_proba gives a binary problem both columns, a network's the
+    # one logistic output: the file gives what the exported object gives.
+    graph = builder.graph(network, output_op, labels, both_columns=network is not model)
     opset_id = helper.make_opsetid("", opset)
     onnx_model = helper.make_model(graph, opset_imports=[opset_id], producer_name="chainrule",
                                    producer_version=VERSION,
@@ -198,7 +197,7 @@ def _output_op(network):
         return "Sigmoid"
     if is_multiclass(network.loss):
         return "Scores"
-    if isinstance(network.loss, (MeanSquaredError, HalfSquaredError, L1Loss, HuberLoss)):
+    if getattr(network.loss, "linear_outputs", False):
         return None
     raise TypeError(f"cannot export a network with loss {type(network.loss).__name__}; "
                     f"only CategoricalCrossEntropy, BinaryCrossEntropy, MultiMarginLoss, "
@@ -411,19 +410,20 @@ class _GraphBuilder:
         self._tensor(np.array([slope]), slope_name)
         return self.helper.make_node("PRelu", [current, slope_name], [out])
 
-    def graph(self, network, output_op, labels):
+    def graph(self, network, output_op, labels, *, both_columns: bool = False):
         """The graph: input ``X``, the nodes so far, and the outputs: a regressor's
         ``outputs``; a classifier's ``probabilities`` (softmax, or the sigmoid of each
         logit: for a binary problem with one logistic output, the two columns
-        ``[sigmoid(-z), sigmoid(z)]``; none for scores) and ``logits``, after its
-        ``label`` when there is one label per row (not for multilabel outputs)."""
+        ``[sigmoid(-z), sigmoid(z)]`` when ``both_columns``; none for scores) and
+        ``logits``, after its ``label`` when there is one label per row (not for
+        multilabel outputs)."""
         helper, n_out = self.helper, network.n_outputs
         outputs = []
         n_probabilities = n_out
         if output_op == "Softmax":
             self.nodes.append(helper.make_node("Softmax", ["logits"], ["probabilities"],
                                                axis=1, name="softmax"))
-        elif output_op == "Sigmoid" and n_out == 1:
+        elif output_op == "Sigmoid" and n_out == 1 and both_columns:
             # Both classes' columns, [sigmoid(-z), sigmoid(z)], as the estimators'
             # predict_proba and scikit-learn's converted classifiers give them.
             n_probabilities = 2
