@@ -359,3 +359,16 @@ def test_a_hinge_loss_is_not_held_to_ln_k(digits):
     _, Xs, Y, _, _ = digits
     silent(cr.MLP([64, 32, 10], loss=cr.MultiMarginLoss(margin=10.0), rng=0), Xs, Y,
            optimizer=cr.Adam(lr=1e-3), epochs=3, batch_size=64)
+
+
+@pytest.mark.parametrize("diagnostics", [True, False])
+def test_finite_batches_whose_mean_overflows_stop_training(digits, diagnostics):
+    # Each batch's loss is finite (~1e306) but their sum is not: a docs audit found a
+    # KeyError from the advice (and, without it, an inf recorded and training going on).
+    _, Xs, Y, _, _ = digits
+    with pytest.raises(cr.TrainingDivergedError, match=r"epoch 0, batch \d+: the epoch's "
+                                                        r"mean training loss is inf"):
+        with np.errstate(over="ignore"):
+            cr.fit(cr.MLP([64, 64, 10], activation="tanh", rng=0), Xs, Y,
+                   optimizer=cr.SGD(lr=1e306), epochs=5, batch_size=64, rng=0,
+                   progress=False, diagnostics=diagnostics)

@@ -332,3 +332,28 @@ def test_unseen_test_labels_name_the_training_classes_in_brief(tmp_path, capsys)
     assert code != 0
     assert "test labels [99] do not occur in the training rows, whose classes are [0, 1" in err
     assert "...] (30 classes)" in err and "29]" not in err
+
+
+def test_train_takes_a_loss_for_its_task(tmp_path, capsys):
+    # --loss huber on a target with outliers; a loss of the other task is refused, before
+    # the data are read when --task says the task, after when --task auto tells it.
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 4))
+    y = X @ np.array([1.0, -2.0, 0.5, 0.0]) + 0.1 * rng.normal(size=300)
+    y[::25] += 40.0
+    data = tmp_path / "reg.npz"
+    np.savez(data, X=X, y=y)
+    code, out, err = run(capsys, "train", "--data", data, "--task", "regression", "--loss",
+                         "huber", "--epochs", "3", "-q", "--save", tmp_path / "h.npz")
+    assert code == 0, err
+    assert type(io.load(tmp_path / "h.npz").loss).__name__ == "HuberLoss"
+    code, _, err = run(capsys, "train", "--data", data, "--task", "regression", "--loss",
+                       "multi_margin")
+    assert code == 2 and "--loss multi_margin is a classification loss, but the task is " \
+                         "regression: give one of mse, l1, huber" in err
+    code, _, err = run(capsys, "train", "--loss", "l1", "--epochs", "1")   # digits: classes
+    assert code == 2 and "--loss l1 is a regression loss, but the task is classification" in err
+    code, out, err = run(capsys, "train", "--loss", "multi_margin", "--epochs", "3",
+                         "--save", tmp_path / "m.npz")
+    assert code == 0, err
+    assert "multi_margin loss" in out and "test accuracy = " in out

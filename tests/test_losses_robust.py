@@ -506,7 +506,7 @@ def test_multi_margin_model_file_onnx_and_early_stopping_on_accuracy(tmp_path):
     np.testing.assert_array_equal(label, np.array(classes)[model.predict_classes(X)])
 
 
-def test_command_line_takes_robust_regressors_and_refuses_margin_scores(tmp_path, capsys):
+def test_command_line_takes_robust_regressors_and_margin_classifiers(tmp_path, capsys):
     from chainrule.cli import main
 
     X, Y = _regression_data(n=30)
@@ -516,9 +516,19 @@ def test_command_line_takes_robust_regressors_and_refuses_margin_scores(tmp_path
     assert main(["evaluate", str(tmp_path / "huber.npz"), "--data",
                  str(tmp_path / "reg.npz")]) == 0
     assert "RMSE = " in capsys.readouterr().out
+    # A multi-margin classifier: evaluate counts its argmax, predict writes its scores.
     margin = cr.MLP([4, 5, 3], loss="multi_margin", rng=0)
     cr.io.save(margin, tmp_path / "margin.npz")
-    code = main(["evaluate", str(tmp_path / "margin.npz"), "--data", str(tmp_path / "reg.npz")])
-    err = capsys.readouterr().err
-    assert code == 1 and "with a MultiMarginLoss loss, neither a classifier with " \
-                         "probabilities" in err, err
+    labels = margin.predict_classes(X)
+    np.savez(tmp_path / "cls.npz", X=X, y=labels)
+    assert main(["evaluate", str(tmp_path / "margin.npz"), "--data",
+                 str(tmp_path / "cls.npz")]) == 0
+    assert f"accuracy = 1.0000 ({len(X)}/{len(X)})" in capsys.readouterr().out
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(tmp_path / "margin.npz"), "--data", str(tmp_path / "cls.npz"),
+                 "-o", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "row,predicted,score_0,score_1,score_2"
+    first = [float(v) for v in lines[1].split(",")[2:]]
+    np.testing.assert_array_equal(first, margin.predict(X)[0])   # (the rows in one batch)
+    assert main(["export", str(tmp_path / "margin.npz"), str(tmp_path / "m.onnx")]) == 0

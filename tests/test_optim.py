@@ -850,3 +850,25 @@ def test_an_optimizer_given_the_parameters_as_in_torch_says_how_chainrule_takes_
             cls(arg)
     with pytest.raises(TypeError, match="lr must be a real number, got str"):
         Adam("0.01")
+
+
+def test_a_scheduled_optimizers_repr_names_its_schedule():
+    opt = Adam(lr=partial(onecycle_lr, max_lr=1e-2, total_steps=18))
+    assert repr(opt).startswith("Adam(lr=partial(onecycle_lr, max_lr=0.01, total_steps=18), ")
+    assert repr(SGD(lr=0.1)).startswith("SGD(lr=0.1, ")
+
+
+def test_fit_refuses_a_schedule_that_ends_before_the_run():
+    from chainrule.models import MLP
+    from chainrule.train import fit
+
+    X, y = np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 3
+    short = Adam(lr=partial(onecycle_lr, max_lr=1e-2, total_steps=10))
+    model = MLP([4, 5, 3], rng=0)
+    before = {k: v.copy() for k, v in model.params.items()}
+    with pytest.raises(ValueError, match=r"schedule fails at step 17, the last of this fit "
+                                         r"\(6 epochs of 3 steps\): step 17 is past"):
+        fit(model, X, y, optimizer=short, epochs=6, batch_size=16, progress=False)
+    assert all(np.array_equal(before[k], v) for k, v in model.params.items())   # untouched
+    fit(model, X, y, optimizer=Adam(lr=partial(onecycle_lr, max_lr=1e-2, total_steps=18)),
+        epochs=6, batch_size=16, progress=False)

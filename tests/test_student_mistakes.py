@@ -286,3 +286,10 @@ def test_compare_layers_names_a_parameter_gradient():
     problems = compare_layers(HalfBias(), cr.Affine(), x, w, b)
     assert len(problems) == 1 and problems[0].startswith("d_b differs from the reference's")
     assert compare_layers(cr.Affine(), cr.Affine(), x, w, b) == []
+
+
+def test_check_layer_names_a_reference_given_as_a_layer():
+    with pytest.raises(TypeError, match=r"reference must build a fresh layer on each call "
+                                        r"\(the class, or e.g. lambda: ReLU\(\.\.\.\)\), got "
+                                        r"the layer ReLU\(\) itself"):
+        cr.check_layer(cr.ReLU, (4, 3), reference=cr.ReLU())

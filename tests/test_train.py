@@ -727,6 +727,27 @@ def test_resume_refuses_a_changed_learning_rate_schedule(tmp_path):
         epochs=4, batch_size=4, rng=0, checkpoint=path, resume=True, progress=False)
 
 
+def test_resume_refuses_moved_milestones_the_probe_steps_miss(tmp_path):
+    # The schedule's fingerprint is its values at fixed steps; milestones between them
+    # (30 -> 40) would slip through without their own entry.
+    from functools import partial
+
+    from chainrule.optim import multistep_lr
+
+    X, Y = blobs(n=30)
+    path = tmp_path / "ck.npz"
+
+    def opt(milestones):
+        return Adam(lr=partial(multistep_lr, base_lr=1e-2, milestones=milestones))
+    fit(MLP([5, 6, 3], rng=0), X, Y, optimizer=opt([30, 80]), epochs=2, batch_size=4,
+        rng=0, checkpoint=path, progress=False)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        fit(MLP([5, 6, 3], rng=0), X, Y, optimizer=opt([40, 90]), epochs=4, batch_size=4,
+            rng=0, checkpoint=path, resume=True, progress=False)
+    fit(MLP([5, 6, 3], rng=0), X, Y, optimizer=opt((80, 30)), epochs=4, batch_size=4, rng=0,
+        checkpoint=path, resume=True, progress=False)   # the same milestones, any order
+
+
 # -- second acceptance review: checkpoints are checked like model files --------------------
 
 def _tampered_checkpoint(tmp_path, change):

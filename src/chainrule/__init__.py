@@ -57,8 +57,8 @@ __all__ = [
     "SGD", "RMSprop", "Adagrad", "Adam", "AdamW",
     "SanityReport", "sanity_check",
     "LayerContractError", "check_layer",
-    "EarlyStopping", "History", "ReduceLROnPlateau", "TrainingDivergedError", "evaluate",
-    "fit", "MLPClassifier", "MLPRegressor", "ModelFileError",
+    "EarlyStopping", "History", "ReduceLROnPlateau", "TrainingDivergedError",
+    "TrainingWarning", "evaluate", "fit", "MLPClassifier", "MLPRegressor", "ModelFileError",
 ]
 
 # Loaded on first use (PEP 562). The estimators import scikit-learn, which a plain
@@ -70,6 +70,7 @@ _LAZY = {"MLPClassifier": "estimator", "MLPRegressor": "estimator",
          "ReduceLROnPlateau": "history",
          "SanityReport": "sanity", "sanity_check": "sanity", "LayerContractError": "testing",
          "check_layer": "testing", "TrainingDivergedError": "train", "evaluate": "train",
+         "TrainingWarning": "diagnostics",
          "fit": "train", "ModelFileError": "errors"}
 _LAZY_MODULES = ("checkpoint", "data", "gradcheck", "history", "io", "plots", "sanity",
                  "testing", "train")

@@ -268,12 +268,15 @@ def _schedule_fingerprint(lr):
         return None
     if callable(getattr(lr, "get_config", None)):  # a rate with state: its settings
         return lr.get_config()
-    values = []
+    values: list = []
     for step in _SCHEDULE_PROBES:
         try:
             values.append(float(lr(step)))
         except Exception:  # noqa: BLE001 - a schedule defined on fewer steps
             values.append(None)
+    milestones = getattr(lr, "keywords", {}).get("milestones")   # multistep_lr's
+    if milestones is not None:   # steps the probes would miss (none before multistep_lr)
+        values.append({"milestones": sorted(int(m) for m in milestones)})
     return values
 
 

@@ -291,6 +291,8 @@ class Advisor:
     def _rising_loss(self, epoch: int) -> None:
         """The training loss going back up: a learning rate too high."""
         losses = self.seen["loss"]
+        if "loss" not in self.best:   # no finite loss yet (fit stops at a non-finite one)
+            return
         best, at = self.best["loss"]
         rise, fall = losses[-1] - best, losses[0] - best
         if fall <= MIN_FALL * abs(losses[0]):   # a flat curve's wiggles (a fitted model's)

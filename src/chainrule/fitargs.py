@@ -121,6 +121,27 @@ def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle,
         callbacks=callbacks, rng=random, progress=progress, diagnostics=diagnostics,
         checkpoint=checkpoint, resume=resume, l2=l2, comm=comm, drop_last=drop_last)
     # BatchNorm: no batch of 1 row; drop_last: some batch at all (before the split's draw)
-    check_batch_rows(model.layers, settings.n_rows - (settings.n_val or 0), batch_size,
-                     drop_last)
+    n_fit = settings.n_rows - (settings.n_val or 0)
+    check_batch_rows(model.layers, n_fit, batch_size, drop_last)
+    _check_schedule_lasts(optimizer, epochs, n_fit, batch_size, drop_last)
     return settings
+
+
+def _check_schedule_lasts(optimizer, epochs: int, n_fit: int, batch_size, drop_last) -> None:
+    """A schedule defined on fewer steps than the run takes (``onecycle_lr``'s
+    ``total_steps``) is refused now, not at the step where it ends, half-way through
+    training. (A resumed run's optimizer starts at 0 here and reaches the same last
+    step as the whole run.)"""
+    lr = optimizer.lr
+    if not callable(lr) or hasattr(lr, "epoch_end"):   # a number, or a rate with state
+        return
+    per_epoch = 1 if batch_size is None else (n_fit // batch_size if drop_last
+                                              else -(-n_fit // batch_size))
+    last = optimizer.steps + epochs * per_epoch - 1
+    try:
+        lr(last)
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise ValueError(f"optimizer's learning-rate schedule fails at step {last}, the last "
+                         f"of this fit ({epochs} epochs of {per_epoch} steps"
+                         f"{f' after {optimizer.steps} taken' if optimizer.steps else ''}): "
+                         f"{exc}") from None

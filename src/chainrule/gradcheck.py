@@ -47,7 +47,7 @@ from ._validation import (
 from .layers import GELU, Affine, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
 
 __all__ = ["numerical_gradient", "relative_error", "GradCheckResult", "check_gradients",
-           "check_layer_gradients", "compare_layers"]
+           "check_layer_gradients", "compare_layers", "check_layer_factory"]
 
 _TINY = np.finfo(np.float64).tiny
 #: check_gradients compares gradients below this in absolute terms: a parameter whose
@@ -412,6 +412,16 @@ def check_layer_gradients(layer, inputs, *params, eps: float = 1e-6, rng=0,
         result.numeric[name] = numeric
         result.errors[name] = relative_error(g, numeric)
     return result
+
+
+def check_layer_factory(factory, name: str) -> None:
+    """``TypeError`` unless ``factory`` builds a layer when called (a class, a lambda),
+    rather than being a layer itself."""
+    if not callable(factory) or callable(getattr(factory, "forward", None)) \
+            and not isinstance(factory, type):
+        raise TypeError(f"{name} must build a fresh layer on each call (the class, or e.g. "
+                        f"lambda: {type(factory).__name__}(...)), got the layer {factory!r} "
+                        f"itself")
 
 
 def compare_layers(layer, reference, inputs, *params, rng=0, tol: float = 1e-12) -> list:

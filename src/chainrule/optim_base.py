@@ -15,6 +15,7 @@ and ``step()``; weight decay is added after the clipping, as there.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 import weakref
@@ -233,5 +234,17 @@ class Optimizer:
         return {**vars(self), "_owners": {}}
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
-        return f"{type(self).__name__}({args})"
+        args = [f"{k}={v!r}" for k, v in self.hyperparameters().items()]
+        if callable(self.lr):   # (hyperparameters() leaves a schedule out: not JSON)
+            args.insert(0, f"lr={_schedule_text(self.lr)}")
+        return f"{type(self).__name__}({', '.join(args)})"
+
+
+def _schedule_text(lr) -> str:
+    """A schedule as Python that rebuilds it: ``partial(cosine_lr, base_lr=0.1, ...)``
+    for a :func:`functools.partial` of a named function, else its own repr."""
+    name = getattr(getattr(lr, "func", None), "__name__", None)
+    if not isinstance(lr, functools.partial) or name is None:
+        return repr(lr)
+    args = [repr(a) for a in lr.args] + [f"{k}={v!r}" for k, v in lr.keywords.items()]
+    return f"partial({', '.join([name, *args])})"

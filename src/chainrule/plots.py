@@ -141,11 +141,14 @@ def _diagnostics_list(history) -> list:
     if isinstance(diag, dict):  # History.as_dict()
         diag = diag.get("diagnostics")
     if not isinstance(diag, list) or not all(isinstance(d, dict) for d in diag):
+        why = (" (an estimator's history_ after solver='lbfgs', which keeps no History)"
+               if history is None else "")
         raise TypeError(f"history must be a chainrule History or its list of per-epoch "
-                        f"diagnostics dicts, got {type(history).__name__}")
+                        f"diagnostics dicts, got {type(history).__name__}{why}")
     if not any(diag):
-        raise ValueError("history holds no diagnostics to plot (fit(..., diagnostics=False), "
-                         "or no epoch trained?)")
+        raise ValueError("history holds no diagnostics to plot: fit(..., diagnostics=False) "
+                         "records none, nor do the estimators' fits (their history_: "
+                         "chainrule.fit(est.model_, ...) records them), or no epoch trained")
     return diag
 
 

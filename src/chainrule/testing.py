@@ -23,7 +23,7 @@ import numpy as np
 
 from ._validation import check_positive_float, check_rng, shape_str
 from .explain import layer_label
-from .gradcheck import RngFreezer, check_layer_gradients, compare_layers
+from .gradcheck import RngFreezer, check_layer_factory, check_layer_gradients, compare_layers
 
 __all__ = ["LayerContractError", "LayerReport", "check_layer"]
 
@@ -161,6 +161,8 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
         asked for gradients).
     """
     tol = check_positive_float(tol, "tol")
+    if reference is not None:
+        check_layer_factory(reference, "reference")
     run = _ContractRun(layer_factory, check_rng(rng), input_shape, param_shapes, output_shape)
     layer, out, arrays = _check_forward(run)
     d_out = _check_backward(run, layer, out, arrays)
@@ -223,11 +225,7 @@ class _ContractRun:
         self.failures: list[str] = []
         self.checks: list[str] = []
         self.name = "layer"
-        if not callable(layer_factory) or callable(getattr(layer_factory, "forward", None)) \
-                and not isinstance(layer_factory, type):
-            raise TypeError(f"layer_factory must build a fresh layer on each call (the class, "
-                            f"or e.g. lambda: {type(layer_factory).__name__}(...)), got the "
-                            f"layer {layer_factory!r} itself")
+        check_layer_factory(layer_factory, "layer_factory")
         probe = layer_factory()
         own = tuple(getattr(probe, "param_names", ()) or ())
         if len(own) == self.n_params:

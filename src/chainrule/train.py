@@ -376,6 +376,9 @@ def _train_epoch(model, run: _Run, epoch: int) -> _Tally:
 def _epoch_logs(model, run: _Run, epoch: int, tally: _Tally, lr, t0: float) -> dict:
     """The epoch's History values: training loss and accuracy, validation, lr, time."""
     logs = {"loss": tally.sum_loss / tally.sum_weight}
+    if not math.isfinite(logs["loss"]):   # finite batches whose sum overflows (~1e306 each)
+        _diverged(model, run, tally.X_batch, epoch, tally.step,
+                  f"the epoch's mean training loss is {logs['loss']}")
     if run.is_classifier:
         logs["accuracy"] = tally.n_correct / run.X.shape[0]
     if run.settings.has_validation:

@@ -19,7 +19,8 @@ import numpy as np
 
 from ._common import UsageError
 
-__all__ = ["build_model", "add_cnn_arguments", "build_cnn", "check_cnn_flags", "describe_cnn",
+__all__ = ["TASK_LOSSES", "add_architecture_arguments", "check_task_loss", "train_loss",
+           "build_model", "build_cnn", "check_cnn_flags", "describe_cnn",
            "DEFAULT_CHANNELS", "DEFAULT_HIDDEN", "DEFAULT_ACTIVATION", "hidden_sizes",
            "activation"]
 
@@ -60,7 +61,7 @@ def build_model(args, n_features, n_outputs, task, gen):
     from ..models import MLP
 
     dtype = np.dtype(args.dtype)
-    loss = "mse" if task == "regression" else "cross_entropy"
+    loss = train_loss(args, task)
     if args.model == "cnn":
         return build_cnn(args, n_features, n_outputs, loss, gen)
     if args.model == "logreg":
@@ -71,11 +72,36 @@ def build_model(args, n_features, n_outputs, task, gen):
                loss=loss)
 
 
-def add_cnn_arguments(tr) -> None:
-    """The flags only ``--model cnn`` reads."""
+#: The losses ``train --loss`` takes for each task, its default first.
+TASK_LOSSES = {"classification": ("cross_entropy", "multi_margin"),
+               "regression": ("mse", "l1", "huber")}
+
+
+def add_architecture_arguments(tr) -> None:
+    """The flags only ``--model cnn`` reads, and ``--loss``."""
     tr.add_argument("--channels", type=_channels, default=None, metavar="SIZES",
                     help="--model cnn: output channels of its 3x3 convolutions, each followed "
                          "by the activation and a 2x2 max-pool (default 16,32)")
+    tr.add_argument("--loss", default="auto",
+                    choices=["auto", *(n for names in TASK_LOSSES.values() for n in names)],
+                    help="auto (default): cross_entropy for classification, mse for "
+                         "regression; multi_margin (the multiclass hinge, a classifier of "
+                         "scores: predict writes score_<class> columns), l1 or huber (on "
+                         "the standardised target, delta 1: robust to outliers)")
+
+
+def check_task_loss(loss: str, task: str) -> None:
+    """``UsageError`` for a ``--loss`` of the other task."""
+    if loss != "auto" and loss not in TASK_LOSSES[task]:
+        other = "regression" if task == "classification" else "classification"
+        raise UsageError(f"--loss {loss} is a {other} loss, but the task is {task}: give "
+                         f"one of {', '.join(TASK_LOSSES[task])} (or --task {other})")
+
+
+def train_loss(args, task: str) -> str:
+    """The loss ``--loss`` names for ``task`` (``auto``: the task's default)."""
+    check_task_loss(args.loss, task)
+    return TASK_LOSSES[task][0] if args.loss == "auto" else args.loss
 
 
 def image_side(n_features: int) -> int:

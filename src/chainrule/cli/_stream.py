@@ -107,10 +107,11 @@ def iter_chunks(path, *, label=None, features=None, labels_path=None,
             " (only a header)" if kind == "csv" else ""))
 
 
-def prediction_writer(chunks, predict, names, delimiter=",", id_column=None):
+def prediction_writer(chunks, predict, names, delimiter=",", id_column=None, prefix="p_"):
     """``(write, count)``: ``write(fh)`` writes the CSV of predictions chunk by chunk
-    (``row,predicted,p_<class>...`` for class probabilities, ``row,predicted`` when
-    ``names`` is None; ``delimiter`` ``"\\t"`` for a .tsv); ``count()`` is the number
+    (``row,predicted,p_<class>...`` for class probabilities, ``<prefix><class>`` for
+    other per-class outputs, ``row,predicted`` when ``names`` is None; ``delimiter``
+    ``"\\t"`` for a .tsv); ``count()`` is the number
     of rows written so far. With ``id_column`` the first column is named so and holds
     the second element of each chunk (the ids) in place of the row number.
 
@@ -129,7 +130,7 @@ def prediction_writer(chunks, predict, names, delimiter=",", id_column=None):
 
     labels = None if names is None else [quoted([n]) for n in names]
     head = [id_column or "row", "predicted"] + (
-        [] if names is None else [f"p_{n}" for n in names])
+        [] if names is None else [f"{prefix}{n}" for n in names])
 
     def write(fh):
         for X, ids in chunks:

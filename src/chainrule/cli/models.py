@@ -49,20 +49,33 @@ class _Saved:
 
     @property
     def regressor(self) -> bool:
-        return self.classes is None and not _is_classifier(self.network)
+        return self.classes is None and not _classifies(self.network)
+
+    @property
+    def scores(self) -> bool:
+        """A classifier whose outputs are class scores, not probabilities (hinge loss)."""
+        return _classifies(self.network) and not _is_classifier(self.network)
 
 
 def _is_classifier(network) -> bool:
+    """A classifier with probabilities (cross-entropy)."""
     # A binary MLPClassifier has one logistic output; its predict_proba has two columns.
     from ..losses import BinaryCrossEntropy, CategoricalCrossEntropy
 
     return isinstance(network.loss, (CategoricalCrossEntropy, BinaryCrossEntropy))
 
 
+def _classifies(network) -> bool:
+    """A classifier of either kind: probabilities, or the scores of a multi-margin loss."""
+    from ..losses import is_multiclass
+
+    return _is_classifier(network) or is_multiclass(network.loss)
+
+
 def _load_model(path) -> _Saved:
-    """The model in ``path``: a classifier (cross-entropy) or a regressor (mse,
-    squared_error, l1, huber). A MultiMarginLoss classifier is refused: the commands
-    write and score class probabilities, which its scores are not."""
+    """The model in ``path``: a classifier (cross-entropy, or multi-margin, whose class
+    scores stand where probabilities would) or a regressor (mse, squared_error, l1,
+    huber)."""
     from .. import io
 
     try:
@@ -70,11 +83,11 @@ def _load_model(path) -> _Saved:
     except ValueError as exc:   # ModelFileError among them
         raise CommandError(f"{exc}{model_file_hint(path)}") from None
     network = model if hasattr(model, "layers") else getattr(model, "model_", None)
-    if network is None or not (_is_classifier(network)
+    if network is None or not (_classifies(network)
                                or getattr(network.loss, "linear_outputs", False)):
         loss = "" if network is None else f" with a {type(network.loss).__name__} loss"
         raise CommandError(f"{path}: holds a {type(model).__name__}{loss}, neither a "
-                           f"classifier with probabilities (cross-entropy loss) nor a "
+                           f"classifier (cross-entropy or multi-margin loss) nor a "
                            f"regressor (mse, squared_error, l1 or huber loss); use it from "
                            f"Python (chainrule.io.load)")
     meta = io.read_metadata(path)
@@ -87,7 +100,7 @@ def _load_model(path) -> _Saved:
     if names is None and getattr(model, "feature_names_in_", None) is not None:
         names = [str(n) for n in model.feature_names_in_]
     n_features = getattr(model, "n_features_in_", None) or network.n_features
-    return _Saved(model, network, classes if _is_classifier(network) else None, n_features,
+    return _Saved(model, network, classes if _classifies(network) else None, n_features,
                   names, meta.get("label_column"))
 
 
@@ -170,7 +183,8 @@ def _id_chunks(args, saved: _Saved):
 
 
 def _outputs(saved: _Saved, X, data_path, threads=None):
-    """Class probabilities (N, K), or predicted values (N,) of a regressor."""
+    """Class probabilities (N, K) (class scores for a multi-margin model), or predicted
+    values (N,) of a regressor."""
     if X.shape[1] != saved.n_features:
         raise CommandError(f"{data_path}: has {X.shape[1]} feature columns but the model "
                            f"expects {saved.n_features} (for a CSV, is --label-column right?)")
@@ -191,6 +205,8 @@ def _outputs(saved: _Saved, X, data_path, threads=None):
             if saved.regressor:
                 return np.asarray(saved.model.predict(X, **given),
                                   dtype=np.float64).reshape(len(X), -1)[:, 0]
+            if saved.scores:   # the network's predict: its scores
+                return np.asarray(saved.model.predict(X, **given), dtype=np.float64)
             return np.asarray(saved.model.predict_proba(X, **given), dtype=np.float64)
 
 
@@ -347,7 +363,8 @@ def _cmd_predict(args) -> int:
     # one write path (a failure leaves no half-written --output), or to stdout.
     write, count = prediction_writer(
         chunks, lambda X: _outputs(saved, X, args.data, args.threads), names,
-        delimiter=csv_delimiter(str(output)), id_column=args.id_column)
+        delimiter=csv_delimiter(str(output)), id_column=args.id_column,
+        prefix="score_" if saved.scores else "p_")
     if str(output).lower().endswith(".gz"):  # as train --save-test writes one
         write = _gzipped(write)
     atomic_write(output, write, refuse_same_as=inputs, allow_stdout=True)
@@ -386,8 +403,13 @@ def _cmd_export(args) -> int:
     _check_opset(args.opset)
     check_output_file(args.output, "output file", refuse_same_as=[args.model])
     saved = _load_model(args.model)
-    io.export_onnx(saved.model, args.output, opset=args.opset, classes=saved.classes,
-                   feature_names=saved.feature_names, dtype=args.dtype)
+    try:
+        io.export_onnx(saved.model, args.output, opset=args.opset, classes=saved.classes,
+                       feature_names=saved.feature_names, dtype=args.dtype)
+    except ValueError as exc:
+        if "opset must be at least" not in str(exc):
+            raise
+        raise UsageError(f"{exc} (--opset sets it)") from None
     print(f"wrote {args.output}")
     return 0
 
@@ -411,8 +433,9 @@ def add_model_parsers(sub) -> None:
         "evaluate", help="accuracy and confusion matrix, or RMSE, MAE and R²",
         description="Evaluate a saved model (written by 'chainrule train --save' or "
                     "chainrule.io.save) on a labelled data file. A classifier: the "
-                    "accuracy, each class's precision, recall and F1, and the confusion "
-                    "matrix; a regressor: RMSE, MAE and R².",
+                    "accuracy, each class's precision, recall and F1 with their macro "
+                    "average, the balanced accuracy and the confusion matrix; a "
+                    "regressor: RMSE, MAE and R².",
         epilog=EXIT_STATUS)
     ev.add_argument("model", help="model file (.npz) written by chainrule")
     add_data_arguments(ev)
@@ -444,11 +467,14 @@ def add_model_parsers(sub) -> None:
 
     ex = sub.add_parser(
         "export", help="convert a saved model to ONNX",
-        description="Write a saved model as a standard ONNX graph (Gemm, Relu, Tanh, "
-                    "Sigmoid, Softmax) that onnxruntime and other runtimes can serve: a "
-                    "classifier outputs 'label' (the class names stored in the model "
-                    "file), 'probabilities' and 'logits'; a regressor 'outputs'. Needs the "
-                    "onnx package: pip install chainrule[onnx].",
+        description="Write a saved model as a standard ONNX graph (Gemm, Relu, "
+                    "LeakyRelu/PRelu, Tanh, Sigmoid, Softmax; Conv, Pad, MaxPool, "
+                    "AveragePool, BatchNormalization, LayerNormalization, Reshape and "
+                    "Flatten for the image and normalisation layers) that onnxruntime and "
+                    "other runtimes can serve: a classifier outputs 'label' (the class "
+                    "names stored in the model file), 'probabilities' and 'logits' (a "
+                    "multi-margin one 'label' and 'logits' only); a regressor 'outputs'. "
+                    "Needs the onnx package: pip install chainrule[onnx].",
         epilog=EXIT_STATUS)
     ex.add_argument("model", help="model file (.npz) written by chainrule")
     ex.add_argument("output", help="ONNX file to write (not a directory)")

@@ -12,9 +12,10 @@ import numpy as np
 from ..optim import OPTIMIZERS
 from ._architectures import (
     activation,
-    add_cnn_arguments,
+    add_architecture_arguments,
     build_model,
     check_cnn_flags,
+    check_task_loss,
     describe_cnn,
     hidden_sizes,
 )
@@ -84,11 +85,11 @@ def _add_train_model_arguments(tr) -> None:
                     default="auto",
                     help="auto (default): regression when the labels are decimal numbers "
                          f"with more than {AUTO_REGRESSION_MIN_DISTINCT} distinct values, "
-                         "else classification; regression trains on the squared error")
+                         "else classification (--loss picks each one's loss)")
     tr.add_argument("--model", choices=["mlp", "logreg", "cnn"], default="mlp", help="mlp "
                     "(default), logreg (one affine layer; zero initial weights unless "
                     "--init; no --hidden, --activation or --dropout) or cnn")
-    add_cnn_arguments(tr)
+    add_architecture_arguments(tr)
     # None when not given, so that logreg can refuse them only when the user gave them.
     tr.add_argument("--hidden", type=_hidden_sizes, default=None, metavar="SIZES",
                     help=f"hidden layer sizes, comma-separated (default "
@@ -205,7 +206,8 @@ def _add_train_file_arguments(p) -> None:
                         "with the header and label column, or .npz with X and y; ready for "
                         "'chainrule evaluate' (not for a .npy --data)")
     g.add_argument("--plot", metavar="DIR",
-                   help="write history.png, confusion_matrix.png (classification) and, "
+                   help="write history.png, diagnostics.png (update ratios, gradient "
+                        "norms, dead ReLUs), confusion_matrix.png (classification) and, "
                         "for image inputs (64 or 784 features) to an mlp or logreg, "
                         "first_layer_weights.png "
                         "to DIR (created if needed). matplotlib and DIR are checked before "
@@ -221,7 +223,8 @@ _DEFAULTS_EPILOG = (
     "data: about {steps} gradient steps, at least {min_epochs} and at most {max_epochs} "
     "epochs. Each flag you give replaces only its own default. These were chosen on "
     "several public tables (see benchmarks/README.md), where they match scikit-learn's "
-    "MLPClassifier/MLPRegressor defaults in score and time. ")
+    "MLPClassifier/MLPRegressor defaults in score (on small tables the fit alone is "
+    "slower than scikit-learn's). ")
 
 
 def add_train_parser(sub) -> None:
@@ -244,6 +247,8 @@ def add_train_parser(sub) -> None:
 
 def _check_train_values(args) -> None:
     """Usage errors (exit 2) in the flags' values."""
+    if args.task != "auto":   # (with --task auto, once the labels tell the task)
+        check_task_loss(args.loss, args.task)
     if args.early_stopping is not None and args.early_stopping < 0:
         raise UsageError(f"--early-stopping must be >= 0, got {args.early_stopping}")
     fraction = args.validation_fraction
@@ -420,7 +425,8 @@ def _print_setup(args, data: TrainData, model, optimizer, plan: Plan) -> None:
                 if plan.patience else "")
     arch = describe_cnn(args, D, K) if args.model == "cnn" else f"logreg {[D, K]}" if \
         args.model == "logreg" else f"mlp {[D, *hidden_sizes(args), K]} {activation(args)}"
-    print(f"model: {arch}"
+    loss = "" if args.loss == "auto" else f", {args.loss} loss"
+    print(f"model: {arch}{loss}"
           f"{f', dropout {args.dropout}' if args.dropout else ''}, "
           f"{model.num_parameters():,} parameters; {optimizer!r}"
           f"{describe_schedule(args, plan)}, batch size "
