@@ -94,3 +94,12 @@ def test_refusals():
     # Each axis against its own size: a 1 x 28 image takes a (1, 5) kernel padded (0, 2).
     cr.Sequential([cr.Unflatten((1, 1, 28)), cr.Conv2D(1, 1, (1, 5), padding=(0, 2),
                                                        padding_mode="reflect")])
+
+
+def test_explain_says_the_padding_mode_and_the_slope():
+    model = cr.Sequential([cr.Unflatten((1, 6, 6)), cr.Conv2D(1, 2, 3, padding=1,
+                                                               padding_mode="reflect"),
+                           cr.LeakyReLU(-0.3), cr.Flatten(), cr.Affine(72, 3)], rng=0)
+    text = model.explain(np.zeros((2, 36)))
+    assert "reflect padding, whose gradient goes back to the pixels it copies" in text
+    assert "where(H1 > 0, H1, -0.3 * H1)" in text and "where(H1 > 0, 1, -0.3)" in text

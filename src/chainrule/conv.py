@@ -47,11 +47,15 @@ from .pooling import AdaptiveAvgPool2D, AvgPool2D, MaxPool2D
 __all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D", "Flatten", "Unflatten"]
 
 
-def _equations(has_bias: bool, dilation: tuple, groups: int) -> tuple:
+def _equations(has_bias: bool, dilation: tuple, groups: int, padding_mode="zeros") -> tuple:
     """:class:`Conv2D`'s equations for its options: the bias terms only with a bias; the
-    dilation of the windows and the channel groups (``[g]``) said when not 1."""
+    dilation of the windows, the channel groups (``[g]``) and the padding said when not
+    the defaults."""
     g = "[g]" if groups > 1 else ""
     notes = ["im2col: a row per window"]
+    if padding_mode != "zeros":
+        notes.append(f"{padding_mode} padding, whose gradient goes back to the pixels it "
+                     f"copies")
     if dilation != (1, 1):
         notes.append(f"taps {dilation[0] if dilation[0] == dilation[1] else dilation} "
                      f"pixels apart")
@@ -169,8 +173,10 @@ class Conv2D(Layer):
         self.has_bias = check_bool(bias, "bias")
         if not self.has_bias:  # the instance's own: the class's are those with a bias
             self.num_params, self.param_names = 1, ("W",)
-        if not self.has_bias or self.dilation != (1, 1) or self.groups != 1:
-            self.equations = _equations(self.has_bias, self.dilation, self.groups)
+        if (not self.has_bias or self.dilation != (1, 1) or self.groups != 1
+                or self.padding_mode != "zeros"):
+            self.equations = _equations(self.has_bias, self.dilation, self.groups,
+                                        self.padding_mode)
 
     def param_shapes(self) -> list[tuple]:
         """The shapes of ``[weight, bias]`` (``[weight]`` without a bias)."""

@@ -277,6 +277,9 @@ class LeakyReLU(Layer):
     def __init__(self, negative_slope: float = 0.01):
         super().__init__()
         self.negative_slope = check_finite_float(negative_slope, "negative_slope")
+        a = f"{self.negative_slope:g}"   # explain() shows the slope in use
+        self.equations = (f"{{y}} = where({{x}} > 0, {{x}}, {a} * {{x}})",
+                          (f"d{{x}} = d{{y}} * where({{x}} > 0, 1, {a})",))
 
     def forward(self, inputs):
         inputs = self._check_input(inputs)
