@@ -459,3 +459,35 @@ def test_label_smoothing_trains_saves_loads_and_is_part_of_a_run(tmp_path):
     assert run(0.1, 3, resume=True).epochs == 3
     with pytest.raises(CheckpointMismatchError, match="model.loss"):
         run(0.3, 4, resume=True)
+
+
+def test_a_checkpoint_knows_a_sequentials_layer_settings(tmp_path):
+    # Settings that change no parameter's shape (a padding mode, a slope, a pool's
+    # ceil_mode) are part of the run: resuming under others is refused; the same
+    # network resumes; a checkpoint written before layers were recorded still resumes.
+    import json
+
+    from chainrule._fileformat import read_archive, write_archive
+    from chainrule.checkpoint import CheckpointMismatchError
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(24, 25)), np.arange(24) % 3
+
+    def net(mode="zeros", slope=0.1):
+        return cr.Sequential([cr.Unflatten((1, 5, 5)), cr.Conv2D(1, 2, 3, padding=1,
+                                                                  padding_mode=mode),
+                              cr.LeakyReLU(slope), cr.Flatten(), cr.Affine(50, 3)], rng=0)
+
+    def run(model, epochs, **kw):
+        return cr.fit(model, X, y, optimizer="adam", epochs=epochs, batch_size=8, rng=0,
+                      progress=False, checkpoint=tmp_path / "ck.npz", **kw)
+    run(net(), 2)
+    for changed in (net(mode="reflect"), net(slope=-0.1)):
+        with pytest.raises(CheckpointMismatchError, match="model.layers"):
+            run(changed, 3, resume=True)
+    assert run(net(), 3, resume=True).epochs == 3
+    # An older checkpoint, without the layers' entry: compared as it was written.
+    arrays, meta = read_archive(tmp_path / "ck.npz")
+    del meta["identity"]["model"]["layers"]
+    write_archive(tmp_path / "ck.npz", arrays, json.loads(json.dumps(meta)))
+    assert run(net(), 4, resume=True).epochs == 4

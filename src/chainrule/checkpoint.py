@@ -20,23 +20,15 @@ It is written atomically
 
 The run identity
 ----------------
-:func:`run_identity` is the one definition of what must be equal for a checkpoint
-to be resumed. It reads the model (class, config, parameter shapes and dtypes) and
-:class:`RunSettings`, the one object :func:`~chainrule.train.fit` builds from its
-checked arguments: each field of RunSettings declares whether the identity covers it
-and why (``dataclasses.fields(RunSettings)[i].metadata``). A new ``fit`` option
-becomes a new field and must say so; one that changes the result of a run belongs in
-the identity, or a resumed run silently differs from an uninterrupted one.
+:func:`~chainrule.runidentity.run_identity` (re-exported here with
+:class:`~chainrule.runidentity.RunSettings`) is the one definition of what must be
+equal for a checkpoint to be resumed; see :mod:`chainrule.runidentity`.
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import math
 import os
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,6 +37,7 @@ from ._fileformat import ModelFileError, check_destination, read_archive, write_
 from ._validation import check_positive_int, key_differences
 from .history import History, history_dict_problems, stopper_state_problems
 from .journal import HistoryJournal
+from .runidentity import RunSettings, fingerprint, first_difference, run_identity, same_run
 
 __all__ = ["CheckpointMismatchError", "CheckpointEpochsError", "RunSettings", "generators",
            "snapshot", "restore", "fingerprint", "run_identity", "write_checkpoint",
@@ -116,74 +109,6 @@ def check_resume_epochs(path, epochs: int, done: int) -> None:
         raise CheckpointEpochsError(os.fspath(path), epochs, done)
 
 
-# -- the settings of a run, and what of them a checkpoint must match --------------------
-
-def _in_identity(why: str) -> Any:
-    return field(metadata={"identity": True, "why": why})
-
-
-def _not_in_identity(why: str) -> Any:
-    return field(metadata={"identity": False, "why": why})
-
-
-@dataclass(frozen=True, eq=False)
-class RunSettings:
-    """The checked arguments of :func:`~chainrule.train.fit`, built once per call.
-
-    Each field's metadata says whether :func:`run_identity` covers it (``identity``)
-    and why (``why``); a test holds every field to it. ``X``, ``Y`` and
-    ``sample_weight`` are the training data as given (before a ``validation_fraction``
-    split), already checked and cast to the model's dtype.
-    """
-
-    X: np.ndarray = _in_identity("the data: a fingerprint of X, Y and sample_weight")
-    Y: np.ndarray = _in_identity("the data: a fingerprint of X, Y and sample_weight")
-    sample_weight: np.ndarray | None = _in_identity(
-        "the data: a fingerprint of X, Y and sample_weight")
-    optimizer: Any = _in_identity("its class, hyperparameters and learning-rate schedule "
-                                  "(its state is restored from the checkpoint)")
-    l2: float = _in_identity("scikit-learn's alpha: changes every step's gradient")
-    epochs: int = _not_in_identity("a total: resuming with more epochs continues the run")
-    batch_size: int | None = _in_identity("decides the batches and the number of steps")
-    shuffle: Any = _in_identity("decides the batches (True or False: a callable is refused "
-                                "with a checkpoint)")
-    validation_data: tuple | None = _in_identity(
-        "a fingerprint: early stopping and best_epoch depend on it")
-    validation_fraction: float | None = _in_identity("decides the split (saved with it)")
-    early_stopping: Any = _in_identity("the rule (EarlyStopping.config()); its bookkeeping "
-                                       "is restored from the checkpoint")
-    callbacks: tuple = _not_in_identity("functions cannot be compared; the caller gives the "
-                                        "same ones again")
-    rng: Any = _not_in_identity("its state is restored from the checkpoint")
-    progress: bool = _not_in_identity("changes only what is shown")
-    diagnostics: bool = _not_in_identity("changes only what the History records, not the "
-                                         "parameters")
-    checkpoint: Any = _not_in_identity("where the state goes, not what it is")
-    resume: bool = _not_in_identity("whether to read the state, not what it is")
-    # The last field, with a default: RunSettings made before it existed stay valid.
-    comm: Any = field(default=None, metadata={
-        "identity": False, "why": "how the work is split over MPI ranks, not what is computed "
-                                  "(equal up to rounding)"})
-    drop_last: bool = field(default=False, metadata={
-        "identity": True, "why": "decides the batches and the number of steps"})
-
-    @property
-    def n_rows(self) -> int:
-        """Rows of the training data, before the validation split."""
-        return self.X.shape[0]
-
-    @property
-    def n_val(self) -> int | None:
-        """Rows the ``validation_fraction`` split holds out (``None`` without one)."""
-        if self.validation_fraction is None:
-            return None
-        return math.ceil(self.validation_fraction * self.n_rows)
-
-    @property
-    def has_validation(self) -> bool:
-        return self.validation_data is not None or self.validation_fraction is not None
-
-
 # -- random generators ----------------------------------------------
 
 def generators(random, model):
@@ -235,105 +160,6 @@ def _from_json(obj):
             return np.array(obj["__ndarray__"], dtype=np.dtype(obj["dtype"]))
         return {k: _from_json(v) for k, v in obj.items()}
     return obj
-
-
-def fingerprint(*arrays) -> str:
-    h = hashlib.sha256()
-    for a in arrays:
-        if a is None:
-            h.update(b"none")
-            continue
-        if hasattr(a, "fingerprint"):  # data read out of core (chainrule.sources)
-            h.update(a.fingerprint().encode())
-            continue
-        a = np.ascontiguousarray(a)
-        h.update(f"{a.dtype.str}{a.shape}".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _json_normal(obj):
-    return json.loads(json.dumps(obj))
-
-
-#: Steps at which a learning-rate schedule is sampled to recognise it on resume.
-_SCHEDULE_PROBES = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000,
-                    100_000, 1_000_000)
-
-
-def _schedule_fingerprint(lr):
-    """A schedule is a pure function of the step, so its values at fixed steps tell
-    whether a resumed run uses the same one (a changed ``base_lr`` is caught)."""
-    if not callable(lr):
-        return None
-    if callable(getattr(lr, "get_config", None)):  # a rate with state: its settings
-        return lr.get_config()
-    values: list = []
-    for step in _SCHEDULE_PROBES:
-        try:
-            values.append(float(lr(step)))
-        except Exception:  # noqa: BLE001 - a schedule defined on fewer steps
-            values.append(None)
-    milestones = getattr(lr, "keywords", {}).get("milestones")   # multistep_lr's
-    if milestones is not None:   # steps the probes would miss (none before multistep_lr)
-        values.append({"milestones": sorted(int(m) for m in milestones)})
-    return values
-
-
-def run_identity(model, settings: RunSettings) -> dict:
-    """What must match between a checkpoint and the run resuming from it.
-
-    The model (class, config, parameter shapes and dtypes) and the fields of
-    ``settings`` whose metadata says ``identity``; see :class:`RunSettings`. The dict
-    is stored in checkpoints as it is: its layout is part of the file format.
-    """
-    s = settings
-    optimizer = s.optimizer
-    validation = ({"data": fingerprint(*s.validation_data)} if s.validation_data is not None
-                  else {"fraction": s.validation_fraction} if s.validation_fraction is not None
-                  else None)
-    return _json_normal({
-        "model": {"class": type(model).__name__, "config": getattr(model, "config", None),
-                  "params": {k: [list(p.shape), p.dtype.str] for k, p in model.params.items()},
-                  # only with buffers: checkpoints of networks without stay valid
-                  **({"buffers": {k: [list(b.shape), b.dtype.str] for k, b in
-                                  _buffers(model).items()}} if _buffers(model) else {}),
-                  # and a loss's arguments (label_smoothing) only when it has any
-                  **_loss_identity(model.loss)},
-        "optimizer": {"class": type(optimizer).__name__,
-                      "hyperparameters": optimizer.hyperparameters(),
-                      "lr_schedule": _schedule_fingerprint(optimizer.lr)},
-        "batch_size": s.batch_size, "shuffle": s.shuffle,
-        **({"drop_last": True} if s.drop_last else {}),  # only when on, as l2
-        "data": fingerprint(s.X, s.Y, s.sample_weight),
-        "validation": validation,
-        "early_stopping": s.early_stopping.config() if s.early_stopping else None,
-        **({"l2": s.l2} if s.l2 else {}),  # only when used: older checkpoints stay valid
-    })
-
-
-def _loss_identity(loss) -> dict:
-    """``{"loss": its arguments}`` for a loss with any (label_smoothing), else nothing:
-    checkpoints of runs with default losses stay valid."""
-    config: dict = getattr(loss, "get_config", dict)()
-    return {"loss": config} if config else {}
-
-
-def first_difference(saved, current, prefix="", *, in_order=False):
-    """First difference between two JSON trees: ``(dotted path, saved, current)``.
-
-    Keys are visited sorted, or with ``in_order`` in ``saved``'s order, then those only
-    ``current`` has (where the first keys matter most, as in a run plan).
-    """
-    if isinstance(saved, dict) and isinstance(current, dict):
-        keys = ([*saved, *(k for k in current if k not in saved)] if in_order
-                else sorted(set(saved) | set(current)))
-        for key in keys:
-            if saved.get(key) != current.get(key):
-                return first_difference(saved.get(key), current.get(key),
-                                        f"{prefix}.{key}" if prefix else key,
-                                        in_order=in_order)
-    return prefix, saved, current
 
 
 def _buffers(model) -> dict:
@@ -567,7 +393,7 @@ def read_checkpoint(path, identity, model, optimizer, gens, n_rows, n_val):
         raise ValueError(f"checkpoint {name!r} is not a training checkpoint (kind "
                          f"{meta.get('kind')!r}); a model saved with chainrule.io cannot be "
                          f"resumed")
-    if meta.get("identity") != identity:
+    if not same_run(meta.get("identity"), identity):
         raise CheckpointMismatchError(name, *first_difference(meta.get("identity"), identity))
     history, journal, problems = _load_history(path, meta)
     # The checks below see the History whole, as if the checkpoint held it.
