@@ -138,3 +138,37 @@ def test_a_layer_that_always_computes_its_input_gradient_builds_anywhere():
     model = cr.Sequential([cr.Affine(4, 4), cr.ReLU(), Always(4, 3)], rng=0)
     assert model.layers[2][0].compute_input_grad
     _assert_pytorchs_gradients(model)
+
+
+class _TwoWeights:
+    """A custom layer whose parameter names end in digits: 'W1' at place 2 is 'W12'."""
+
+    param_names = ("W1", "W2")
+
+    def __init__(self, n):
+        self.n, self.cache = n, None
+
+    def init_params(self, rng, dtype):
+        return [np.eye(self.n, dtype=dtype), np.eye(self.n, dtype=dtype)]
+
+    def forward(self, x, w1, w2):
+        self.cache = (x, w1, w2)
+        return x + x @ w1 @ w2
+
+    def backward(self, d):
+        x, w1, w2 = self.cache
+        return d + d @ (w1 @ w2).T, x.T @ (d @ w2.T), (x @ w1).T @ d
+
+
+def test_parameter_names_that_would_collide_are_refused():
+    # Layer 1's 'W1' numbered 2 and the twelfth Affine's 'W' numbered 12 are both 'W12':
+    # one array would have served both (a PyTorch user's audit found the tied weights).
+    import chainrule as cr
+
+    with pytest.raises(ValueError, match=r"layers 1 and 11 would both hold 'W12' \('W1' and "
+                                         r"'W' numbered by their places\): give _TwoWeights "
+                                         r"\(layer 1\) names that do not end in a digit"):
+        cr.Sequential([cr.Affine(4, 4), _TwoWeights(4)] + [cr.Affine(4, 4) for _ in range(12)],
+                      rng=0)
+    model = cr.Sequential([cr.Affine(4, 4), _TwoWeights(4), cr.Affine(4, 3)], rng=0)
+    assert list(model.params) == ["W1", "b1", "W12", "W22", "W3", "b3"]

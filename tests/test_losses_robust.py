@@ -532,3 +532,15 @@ def test_command_line_takes_robust_regressors_and_margin_classifiers(tmp_path, c
     first = [float(v) for v in lines[1].split(",")[2:]]
     np.testing.assert_array_equal(first, margin.predict(X)[0])   # (the rows in one batch)
     assert main(["export", str(tmp_path / "margin.npz"), str(tmp_path / "m.onnx")]) == 0
+
+
+@pytest.mark.parametrize("loss_obj", [L1Loss(), HuberLoss(), MultiMarginLoss()], ids=repr)
+def test_weights_whose_sum_overflows_are_refused(loss_obj):
+    # Each weight finite, their sum inf: every row's share would be 0, the loss 0.
+    outputs, targets = np.ones((3, 2)), (np.zeros((3, 2)) if not loss_obj.multiclass
+                                          else np.array([0, 1, 0]))
+    with pytest.raises(ValueError, match=r"sample_weight must have a finite sum in float64, "
+                                         r"got weights up to 1e\+308 whose sum overflows"):
+        loss_obj.forward(outputs, targets, np.full(3, 1e308))
+    assert loss_obj.forward(outputs, targets, np.full(3, 1e300)) == pytest.approx(
+        loss_obj.forward(outputs, targets, np.ones(3)))

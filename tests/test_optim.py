@@ -425,8 +425,9 @@ def test_adam_state_of_the_wrong_shape_raises_before_any_update():
     saved["state"]["b2"]["exp_avg"] = np.zeros(1)  # would broadcast over (3,)
     opt.load_state_dict(saved)
     before = {k: v.copy() for k, v in p.items()}
-    with pytest.raises(ValueError, match=r"state\['b2'\]\['exp_avg'\] has shape \(1,\), "
-                                         r"expected \(3,\)"):
+    with pytest.raises(ValueError, match=r"state\['b2'\]\['exp_avg'\] must be a float array "
+                                         r"of shape \(3,\) like params\['b2'\], got ndarray "
+                                         r"float64 \(1,\)"):
         opt.step(p, grad(1, p))
     assert opt.steps == 1
     for k in p:
@@ -872,3 +873,44 @@ def test_fit_refuses_a_schedule_that_ends_before_the_run():
     assert all(np.array_equal(before[k], v) for k, v in model.params.items())   # untouched
     fit(model, X, y, optimizer=Adam(lr=partial(onecycle_lr, max_lr=1e-2, total_steps=18)),
         epochs=6, batch_size=16, progress=False)
+
+
+@pytest.mark.parametrize("make", [lambda: RMSprop(lr=1e-2, momentum=0.5),
+                                  lambda: Adagrad(lr=0.1, lr_decay=0.5),
+                                  lambda: SGD(lr=0.1, momentum=0.9)],
+                         ids=["rmsprop", "adagrad", "sgd"])
+@pytest.mark.parametrize("entry, match", [
+    (np.ones(7), r"must be a float array of shape \(3,\) like params\['b2'\], got ndarray "
+                 r"float64 \(7,\)"),
+    (np.array(["x", "y", "z"]), r"must be a float array of shape \(3,\)"),
+    (np.full(3, np.nan), r"must be finite"),
+])
+def test_a_loaded_state_that_does_not_fit_is_refused_before_any_update(make, entry, match):
+    # A hostile-arguments audit: load_state_dict took anything, and the next step
+    # stopped half-way with NumPy's broadcast error, some parameters updated.
+    params, grad = _problem(seed=13)
+    opt = make()
+    p = {k: v.copy() for k, v in params.items()}
+    opt.step(p, grad(0, p))
+    saved = opt.state_dict()
+    key = next(k for k in saved["state"]["b2"] if k != "step")
+    saved["state"]["b2"][key] = entry
+    opt.load_state_dict(saved)
+    before = {k: v.copy() for k, v in p.items()}
+    with pytest.raises(ValueError, match=rf"state\['b2'\]\['{key}'\] " + match):
+        opt.step(p, grad(1, p))
+    assert opt.steps == 1 and all(np.array_equal(p[k], before[k]) for k in p)
+
+
+def test_a_loaded_state_entry_must_be_a_dict_and_steps_counts():
+    opt = Adagrad(lr=0.1, lr_decay=0.5)
+    with pytest.raises(TypeError, match=r"state_dict\['state'\]\['W'\] must be a dict of "
+                                        r"arrays, got int"):
+        opt.load_state_dict({"steps": 1, "state": {"W": 5}})
+    p = {"W": np.ones(3)}
+    opt.load_state_dict({"steps": 1, "state": {"W": {"step": np.array(-3),
+                                                     "sum": np.ones(3)}}})
+    with pytest.raises(ValueError, match=r"state\['W'\]\['step'\] must be a step count, an "
+                                         r"integer >= 0, got array\(-3\)"):
+        opt.step(p, {"W": np.ones(3)})
+    assert np.array_equal(p["W"], np.ones(3))

@@ -293,3 +293,46 @@ def test_check_layer_names_a_reference_given_as_a_layer():
                                         r"\(the class, or e.g. lambda: ReLU\(\.\.\.\)\), got "
                                         r"the layer ReLU\(\) itself"):
         cr.check_layer(cr.ReLU, (4, 3), reference=cr.ReLU())
+
+
+def test_compare_layers_names_a_broken_reference_and_checks_tol():
+    from chainrule.gradcheck import compare_layers
+
+    class Boom(cr.ReLU):
+        def forward(self, inputs):
+            raise RuntimeError("boom")
+
+    class InPlace(cr.ReLU):   # the right function, then it scribbles over its input
+        def forward(self, inputs):
+            self.cache = inputs > 0
+            out = np.maximum(inputs, 0)
+            inputs[...] = 5.0
+            return out
+
+    x = np.random.default_rng(0).standard_normal((3, 4))
+    with pytest.raises(ValueError, match="the reference's forward failed: RuntimeError: boom"):
+        compare_layers(cr.ReLU(), Boom(), x)
+    with pytest.raises(TypeError, match="reference must be a layer .* got NoneType"):
+        compare_layers(cr.ReLU(), None, x)
+    with pytest.raises(ValueError, match="tol must be a finite number > 0, got inf"):
+        compare_layers(cr.ReLU(), cr.ReLU(), x, tol=np.inf)
+    # Each layer gets its own copy of the inputs: the reference does not see the change.
+    assert compare_layers(InPlace(), cr.ReLU(), x) == []
+
+
+def test_a_networks_loss_checks_what_a_hand_written_loop_gives_it():
+    # A PyTorch habit: loss = model.loss.forward(out, y) with y of shape (N,) for one
+    # output. The network's own paths check Y at their entry and skip the loss's
+    # checks; a hand-written loop's call keeps them (it broadcast (N, 1) against (N,)).
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(5, 3)), rng.normal(size=5)
+    net = cr.Sequential([cr.Affine(3, 1)], loss="huber", rng=0)
+    out = net.forward(X, training=True)
+    with pytest.raises(ValueError, match="targets must be a 2-D array"):
+        net.loss.forward(out, y)
+    loss = net.loss.forward(out, y[:, None])
+    assert loss == net.loss_and_grads(X, y[:, None])[0]
+    assert net.loss.validate   # the fast paths put the checks back
+    clf = cr.MLP([3, 4, 4], rng=0)
+    with pytest.raises(ValueError, match="class"):
+        clf.loss.forward(clf.forward(X), np.array([0, 1, 9, 2, 3]))

@@ -140,11 +140,19 @@ def check_sample_weight(sample_weight, n: int, dtype) -> np.ndarray:
     if sample_weight.shape[0] != n:
         raise ValueError(f"sample_weight must have one entry per row ({n}), got "
                          f"{shape_str(sample_weight.shape)}")
-    if sample_weight.min() < 0 or not sample_weight.sum() > 0:
+    with np.errstate(over="ignore"):
+        total = sample_weight.sum()
+    if sample_weight.min() < 0 or not total > 0:
         raise ValueError("sample_weight must be >= 0 with a positive sum, got min "
-                         f"{float(sample_weight.min())!r} and sum "
-                         f"{float(sample_weight.sum())!r}")
-    return sample_weight.astype(dtype, copy=False)
+                         f"{float(sample_weight.min())!r} and sum {float(total)!r}")
+    sample_weight = sample_weight.astype(dtype, copy=False)
+    with np.errstate(over="ignore"):
+        total = sample_weight.sum()
+    if not np.isfinite(total):   # every weight / inf would be 0: a loss of 0
+        raise ValueError(f"sample_weight must have a finite sum in {np.dtype(dtype).name}, "
+                         f"got weights up to {float(sample_weight.max())!r} whose sum "
+                         f"overflows: scale them down (only their ratios matter)")
+    return sample_weight
 
 
 @functools.lru_cache(maxsize=8)

@@ -37,6 +37,7 @@ from ._fileformat import ModelFileError, check_destination, read_archive, write_
 from ._validation import check_positive_int, key_differences
 from .history import History, history_dict_problems, stopper_state_problems
 from .journal import HistoryJournal
+from .optim_base import NON_NEGATIVE_STATE
 from .runidentity import RunSettings, fingerprint, first_difference, run_identity, same_run
 
 __all__ = ["CheckpointMismatchError", "CheckpointEpochsError", "RunSettings", "generators",
@@ -369,15 +370,13 @@ def _value_problems(arrays) -> list:
             continue
         if arr.dtype.kind == "f" and not np.isfinite(arr).all():
             problems.append(f"array {name!r} holds NaN or infinite values")
-        elif name.startswith("optim/") and name.rsplit("/", 1)[1] in _NON_NEGATIVE_STATE \
+        elif name.startswith("optim/") and name.rsplit("/", 1)[1] in NON_NEGATIVE_STATE \
                 and (arr < 0).any():
             problems.append(f"array {name!r} holds negative values")
     return problems
 
 
-#: Optimizer state that is never negative: Adam's and RMSprop's second moments,
-#: Adagrad's sums of squares, step counts.
-_NON_NEGATIVE_STATE = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "step")
+
 
 
 def read_checkpoint(path, identity, model, optimizer, gens, n_rows, n_val):

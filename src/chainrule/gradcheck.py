@@ -451,13 +451,20 @@ def compare_layers(layer, reference, inputs, *params, rng=0, tol: float = 1e-12)
         named after the reference's ``param_names``), with the first differing entry;
         empty when everything agrees.
     """
+    tol = check_positive_float(tol, "tol")
+    if not callable(getattr(reference, "forward", None)):
+        raise TypeError(f"reference must be a layer (with forward and backward), got "
+                        f"{type(reference).__name__}")
     names = ["inputs", *getattr(reference, "param_names", ())]
-    out, ref_out = layer.forward(inputs, *params), reference.forward(inputs, *params)
+    # Each layer its own copy: one that writes into its input changes no one else's.
+    out = layer.forward(inputs.copy(), *params)
+    ref_out = _reference_call(reference.forward, inputs.copy(), *params)
     if np.shape(out) != np.shape(ref_out) or not np.allclose(out, ref_out, rtol=tol, atol=tol):
         return [_first_difference("the output", out, ref_out, inputs, tol)]
     d_out = check_rng(rng).standard_normal(np.shape(out))
     grads, ref_grads = (list(g) if isinstance(g, (tuple, list)) else [g] for g in
-                        (layer.backward(d_out.copy()), reference.backward(d_out.copy())))
+                        (layer.backward(d_out.copy()),
+                         _reference_call(reference.backward, d_out.copy())))
     if len(grads) != len(ref_grads):
         return [f"backward returned {len(grads)} arrays, the reference's {len(ref_grads)} "
                 f"({', '.join(f'd_{n}' for n in names[:len(ref_grads)])})"]
@@ -467,6 +474,21 @@ def compare_layers(layer, reference, inputs, *params, rng=0, tol: float = 1e-12)
             problems.append(_first_difference(f"d_{name}", g, r,
                                               inputs if name == "inputs" else None, tol))
     return problems
+
+
+def _reference_call(method, *args):
+    """The reference's ``forward``/``backward``, its failure named as the reference's
+    (float arrays, as a layer's results are)."""
+    try:
+        result = method(*args)
+        items = result if isinstance(result, (tuple, list)) else [result]
+        for item in items:
+            if item is not None and np.asarray(item).dtype.kind not in "fiu":
+                raise TypeError(f"returned a {np.asarray(item).dtype} array")
+    except Exception as exc:  # noqa: BLE001 - any failure of the reference is its own
+        raise ValueError(f"the reference's {method.__name__} failed: "
+                         f"{type(exc).__name__}: {exc}") from exc
+    return result
 
 
 def _first_difference(what: str, got, want, inputs, tol: float) -> str:

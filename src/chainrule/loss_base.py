@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._validation import as_float_array, check_sample_weight, shape_str
 
-__all__ = ["Loss"]
+__all__ = ["Loss", "unchecked"]
 
 
 class Loss:
@@ -76,3 +76,23 @@ class Loss:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+class unchecked:  # noqa: N801  (used as a function: ``with unchecked(loss):``)
+    """Run ``loss`` without its input checks inside the block, for inputs the caller
+    has checked (a network's ``Y`` at the entry of ``fit``), and with them again after:
+    a user's own ``model.loss.forward(logits, y)`` in a hand-written loop keeps its
+    checks. A class, not a generator: ``fit`` enters it at every step."""
+
+    __slots__ = ("loss", "validate")
+
+    def __init__(self, loss):
+        self.loss = loss
+
+    def __enter__(self):
+        self.validate, self.loss.validate = self.loss.validate, False
+        return self.loss
+
+    def __exit__(self, *exc_info):
+        self.loss.validate = self.validate
+        return False

@@ -32,6 +32,7 @@ from .errors import TrainingDivergedError
 from .explain import explain, node_names, output_shapes, output_width, summary
 from .functional import shift_by_max, sigmoid, softmax
 from .layers import Affine
+from .loss_base import unchecked
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, is_multiclass
 from .optim import step_checked
 from .stateful import (
@@ -136,7 +137,6 @@ class Network:
             if missing:
                 raise ValueError(f"layer {i} ({layer!r}) uses parameters {missing} that are "
                                  f"not in params")
-        loss.validate = False
         self._buffer_slots, self.buffers = buffer_slots(self.layers, buffers)
         if set(self.buffers) & set(params):
             raise ValueError(f"buffer names {sorted(set(self.buffers) & set(params))} are "
@@ -479,8 +479,9 @@ class Network:
     def _loss_and_grads(self, X, Y, sample_weight, training, scan_first):
         for step in self.walk(X, training, checked=True, scan_first=scan_first):
             logits = step[-1]
-        loss = self.loss.forward(logits, Y, sample_weight)
-        d_logits, _ = self.loss.backward(1.0)
+        with unchecked(self.loss) as loss_fn:   # Y was checked at the entry
+            loss = loss_fn.forward(logits, Y, sample_weight)
+            d_logits, _ = loss_fn.backward(1.0)
         return loss, self.backward(d_logits)
 
     def scans_first_output(self, X) -> bool:

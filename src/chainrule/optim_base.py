@@ -30,7 +30,10 @@ from ._validation import (
     shape_str,
 )
 
-__all__ = ["CLIP_EPS", "Optimizer", "clip_gradients", "step_checked"]
+__all__ = ["CLIP_EPS", "NON_NEGATIVE_STATE", "Optimizer", "clip_gradients", "step_checked"]
+
+#: Optimizer state that is never negative: second moments, sums of squares, step counts.
+NON_NEGATIVE_STATE = ("exp_avg_sq", "max_exp_avg_sq", "square_avg", "sum", "step")
 
 #: Added to the norm before dividing by it, as ``torch.nn.utils.clip_grad_norm_`` does.
 CLIP_EPS = 1e-6
@@ -181,6 +184,7 @@ class Optimizer:
         owners = self._owners
         if all((ref := owners.get(k)) is not None and ref() is p for k, p in params.items()):
             return
+        self._check_state(params)   # (once an optimizer binds: after load_state_dict too)
         moved = sorted(k for k, p in params.items() if self.state.get(k) and
                        (ref := owners.get(k)) is not None and ref() is not p)
         if moved:
@@ -189,6 +193,28 @@ class Optimizer:
                           f"model's: it carries over to them. Build one optimizer per model, "
                           f"as in PyTorch, or call reset() first.", UserWarning, stacklevel=3)
         self._owners = {**owners, **{k: weakref.ref(p) for k, p in params.items()}}
+
+    def _check_state(self, params) -> None:
+        """``ValueError`` unless each parameter's state (a loaded ``state_dict``'s too)
+        fits it: float arrays of its shape, finite, second moments and sums >= 0, step
+        counts integers >= 0; before any update, so that none happens half-way."""
+        for name, entries in self.state.items():
+            p = params.get(name)
+            for key, v in entries.items() if p is not None else ():
+                label = f"state[{name!r}][{key!r}]"
+                if key == "step":
+                    if np.shape(v) != () or np.asarray(v).dtype.kind not in "iu" or v < 0:
+                        raise ValueError(f"{label} must be a step count, an integer >= 0, "
+                                         f"got {v!r}")
+                elif (not isinstance(v, np.ndarray) or v.dtype.kind != "f"
+                      or v.shape != p.shape):
+                    raise ValueError(f"{label} must be a float array of shape "
+                                     f"{shape_str(p.shape)} like params[{name!r}], got "
+                                     f"{type(v).__name__} {getattr(v, 'dtype', '')} "
+                                     f"{shape_str(np.shape(v))}")
+                elif not all_finite(v) or (key in NON_NEGATIVE_STATE and (v < 0).any()):
+                    raise ValueError(f"{label} must be finite"
+                                     f"{' and >= 0' if key in NON_NEGATIVE_STATE else ''}")
 
     def reset(self) -> None:
         """Forget the step count and the per-parameter state: as a new optimizer."""
@@ -217,8 +243,14 @@ class Optimizer:
         if not isinstance(state_dict["state"], dict):
             raise TypeError(f"state_dict['state'] must be a dict of dicts, got "
                             f"{type(state_dict['state']).__name__}")
+        bad = next((k for k, st in state_dict["state"].items() if not isinstance(st, dict)),
+                   None)
+        if bad is not None:
+            raise TypeError(f"state_dict['state'][{bad!r}] must be a dict of arrays, got "
+                            f"{type(state_dict['state'][bad]).__name__}")
         state = {k: {s: np.array(v, copy=True) for s, v in st.items()}
                  for k, st in state_dict["state"].items()}
+        # Checked against the parameters at the next step, before it changes anything.
         self.steps, self.state, self._owners = steps, state, {}   # bound at the next step
 
     def hyperparameters(self) -> dict:

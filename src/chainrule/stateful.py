@@ -30,10 +30,20 @@ def stateful_names(layers) -> list[tuple[tuple, tuple]]:
             tuple(getattr(layer, "buffer_names", ()) or ())) for layer in layers]
     n_stateful = sum(1 for p, b in own if p or b)
     out, k = [], 0
-    for p, b in own:
+    seen: dict = {}   # network name -> (layer index, the layer's own name)
+    for i, (p, b) in enumerate(own):
         k += bool(p or b)
         suffix = "" if n_stateful == 1 else str(k)
         out.append((tuple(n + suffix for n in p), tuple(n + suffix for n in b)))
+        for name, full in zip(p + b, out[-1][0] + out[-1][1], strict=True):
+            if full in seen:   # a name ending in a digit, numbered: 'W1' at 2 is 'W12'
+                j, other = seen[full]
+                culprit = j if other[-1:].isdigit() else i
+                raise ValueError(f"layers {j} and {i} would both hold {full!r} ({other!r} "
+                                 f"and {name!r} numbered by their places): give "
+                                 f"{type(layers[culprit]).__name__} (layer {culprit}) "
+                                 f"names that do not end in a digit (e.g. 'Wa', 'Wb')")
+            seen[full] = (i, name)
     return out
 
 

@@ -74,6 +74,7 @@ from .functional import row_classes
 from .history import EarlyStopping, EarlyStoppingState, History
 from .journal import HistoryJournal
 from .layers import Affine
+from .loss_base import unchecked
 from .losses import CategoricalCrossEntropy, is_multiclass, l2_penalty
 from .optim import step_checked
 from .stateful import kept_caches
@@ -86,7 +87,8 @@ __all__ = ["fit", "evaluate", "History", "EarlyStopping", "TrainingDivergedError
 def _evaluate_checked(model, X, Y, sample_weight=None) -> dict:
     """Loss and, for a classifier, accuracy (weighted means with weights), Dropout off."""
     logits = model.infer(X, checked=True)  # in row chunks: bounded memory
-    out = {"loss": model.loss.forward(logits, Y, sample_weight)}
+    with unchecked(model.loss) as loss_fn:
+        out = {"loss": loss_fn.forward(logits, Y, sample_weight)}
     if is_multiclass(model.loss):   # cross-entropy, MultiMarginLoss: the argmax
         out["accuracy"] = float(np.average(logits.argmax(axis=1) == row_classes(Y),
                                            weights=sample_weight))
@@ -322,8 +324,9 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int,
     X_batch, Y_batch = sources.batch_rows(run.X, idx), sources.batch_rows(run.Y, idx)
     weights = None if run.sample_weight is None else run.sample_weight[idx]
     logits = model.forward(X_batch, training=True, checked=True)
-    loss = model.loss.forward(logits, Y_batch, weights)
-    d_logits, _ = model.loss.backward(1.0)
+    with unchecked(model.loss) as loss_fn:   # the data were checked at fit's entry
+        loss = loss_fn.forward(logits, Y_batch, weights)
+        d_logits, _ = loss_fn.backward(1.0)
     grads = model.backward(d_logits)  # the chain rule, layer by layer, from dL/dlogits
     loss = distributed.average(run.averager, grads, loss, share)  # with comm: one Allreduce
     if run.settings.l2:  # scikit-learn's alpha, over the rows (or weight) of this batch
