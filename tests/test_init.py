@@ -170,3 +170,12 @@ def test_conv2d_takes_an_initialiser_for_its_weight():
     assert seen == [(3, 2, 3, 3)] and not model.params[conv_weight].any()
     with pytest.raises(ValueError, match=r"init must be one of .*got 'kaiming'"):
         cr.Conv2D(2, 3, 3, init="kaiming")
+
+
+def test_shape_dtype_and_a_gain_that_overflows_are_named():
+    with pytest.raises(TypeError, match=r"shape must be a sequence of ints, .* got int 5"):
+        xavier_uniform(5)
+    with pytest.raises(TypeError, match="dtype must be a floating-point dtype, got int64"):
+        he_normal((3, 4), dtype=np.int64)
+    with pytest.raises(ValueError, match="gain \\* bound overflows"):
+        xavier_uniform((3, 4), gain=1e308)

@@ -115,3 +115,32 @@ def test_onnx_export_matches_onnxruntime(tmp_path, cls, h, w, k, s, p, ceil, cou
     X = np.random.default_rng(0).standard_normal((4, h * w)).astype(np.float32)
     out = session.run(None, {session.get_inputs()[0].name: X})[0]
     np.testing.assert_allclose(out, model.predict(X), rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("cls", [MaxPool2D, AvgPool2D])
+@pytest.mark.parametrize("hw", [(1, 1), (1, 2), (2, 3), (1, 5)])
+def test_ceil_mode_on_images_smaller_than_the_kernel_as_torch(cls, hw, torch):
+    # A hostile-arguments audit: PyTorch's ceil_mode keeps a window on an image shorter
+    # than the kernel where its rule allows one; refused exactly where PyTorch refuses.
+    checked = 0
+    for k, s, p in itertools.product([2, 3, 4], [1, 2, 3], [0, 1, 2]):
+        if 2 * p > k:
+            continue
+        x = np.random.default_rng(k * 10 + s).standard_normal((1, 2, *hw))
+        xt = torch.tensor(x, requires_grad=True)
+        ref = (torch.nn.MaxPool2d if cls is MaxPool2D else torch.nn.AvgPool2d)(
+            k, s, p, ceil_mode=True)
+        try:
+            out_t = ref(xt)
+        except RuntimeError:
+            with pytest.raises(ValueError, match="smaller than the kernel"):
+                cls(k, s, p, ceil_mode=True).forward(x)
+            continue
+        pool = cls(k, s, p, ceil_mode=True)
+        out = pool.forward(x)
+        np.testing.assert_allclose(out, out_t.detach().numpy(), rtol=0, atol=1e-12)
+        d = np.random.default_rng(1).standard_normal(out.shape)
+        out_t.backward(torch.tensor(d))
+        np.testing.assert_allclose(pool.backward(d), xt.grad.numpy(), rtol=0, atol=1e-12)
+        checked += 1
+    assert checked > 0

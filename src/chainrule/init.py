@@ -15,6 +15,8 @@ float64 and then cast, so a float32 network starts from the rounded float64 draw
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._validation import check_finite_float, check_positive_float, check_positive_int, check_rng
@@ -25,6 +27,10 @@ __all__ = ["xavier_uniform", "xavier_init", "xavier_normal", "he_normal", "he_un
 
 def _fans(shape) -> tuple[tuple[int, ...], int, int]:
     """``(shape, fan_in, fan_out)`` of a weight matrix or a convolution's kernel."""
+    if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__"):
+        raise TypeError(f"shape must be a sequence of ints, (fan_in, fan_out) or a "
+                        f"convolution's (C_out, C_in, kH, kW), got {type(shape).__name__} "
+                        f"{shape!r}")
     shape = tuple(shape)
     if len(shape) < 2:
         raise ValueError(f"shape must be (fan_in, fan_out) or a convolution's (C_out, "
@@ -41,6 +47,22 @@ def _gain(gain) -> float:
     return check_positive_float(gain, "gain")
 
 
+def _bound(value: float, what: str) -> float:
+    """A draw's bound or spread, refused when it overflows (a huge ``gain``): the width
+    of the interval ``U(-a, a)`` draws from, ``2 a``, must be finite too."""
+    if not math.isfinite(2.0 * float(value)):
+        raise ValueError(f"{what} overflows: the weights would not be finite")
+    return float(value)
+
+
+def _float_dtype(dtype):
+    """``dtype`` when it is a floating-point one (an int dtype would truncate the draws
+    to mostly 0)."""
+    if np.dtype(dtype).kind != "f":
+        raise TypeError(f"dtype must be a floating-point dtype, got {np.dtype(dtype)}")
+    return dtype
+
+
 def _kaiming(negative_slope) -> float:
     """``1 + a^2``: torch's ``calculate_gain('leaky_relu', a)`` is ``sqrt(2 / (1 + a^2))``."""
     a = check_finite_float(negative_slope, "negative_slope")
@@ -54,8 +76,9 @@ def xavier_uniform(shape, rng=None, dtype=np.float64, *, gain=1.0) -> np.ndarray
     layer for symmetric activations (Glorot & Bengio, 2010).
     """
     shape, fan_in, fan_out = _fans(shape)
-    a = _gain(gain) * np.sqrt(6.0 / float(fan_in + fan_out))
-    return check_rng(rng).uniform(low=-a, high=a, size=shape).astype(dtype, copy=False)
+    a = _bound(_gain(gain) * np.sqrt(6.0 / float(fan_in + fan_out)), "gain * bound")
+    return check_rng(rng).uniform(low=-a, high=a, size=shape).astype(_float_dtype(dtype),
+                                                                      copy=False)
 
 
 #: The homework's name for :func:`xavier_uniform`.
@@ -65,8 +88,8 @@ xavier_init = xavier_uniform
 def xavier_normal(shape, rng=None, dtype=np.float64, *, gain=1.0) -> np.ndarray:
     """Xavier/Glorot normal: ``N(0, gain^2 2 / (fan_in + fan_out))``."""
     shape, fan_in, fan_out = _fans(shape)
-    std = _gain(gain) * np.sqrt(2.0 / float(fan_in + fan_out))
-    return check_rng(rng).normal(0.0, std, size=shape).astype(dtype, copy=False)
+    std = _bound(_gain(gain) * np.sqrt(2.0 / float(fan_in + fan_out)), "gain * std")
+    return check_rng(rng).normal(0.0, std, size=shape).astype(_float_dtype(dtype), copy=False)
 
 
 def he_normal(shape, rng=None, dtype=np.float64, *, negative_slope=0.0) -> np.ndarray:
@@ -74,7 +97,7 @@ def he_normal(shape, rng=None, dtype=np.float64, *, negative_slope=0.0) -> np.nd
     suited to ReLU layers (He et al., 2015); ``torch.nn.init.kaiming_normal_``."""
     shape, fan_in, _ = _fans(shape)
     std = np.sqrt(2.0 / (_kaiming(negative_slope) * float(fan_in)))
-    return check_rng(rng).normal(0.0, std, size=shape).astype(dtype, copy=False)
+    return check_rng(rng).normal(0.0, std, size=shape).astype(_float_dtype(dtype), copy=False)
 
 
 def he_uniform(shape, rng=None, dtype=np.float64, *, negative_slope=0.0) -> np.ndarray:
@@ -82,7 +105,8 @@ def he_uniform(shape, rng=None, dtype=np.float64, *, negative_slope=0.0) -> np.n
     ``torch.nn.init.kaiming_uniform_``."""
     shape, fan_in, _ = _fans(shape)
     b = np.sqrt(6.0 / (_kaiming(negative_slope) * float(fan_in)))
-    return check_rng(rng).uniform(low=-b, high=b, size=shape).astype(dtype, copy=False)
+    return check_rng(rng).uniform(low=-b, high=b, size=shape).astype(_float_dtype(dtype),
+                                                                      copy=False)
 
 
 def zeros(shape, rng=None, dtype=np.float64) -> np.ndarray:

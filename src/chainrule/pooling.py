@@ -54,9 +54,15 @@ class _Pool2D(Layer):
         for an input ``size`` long: the padding past the end is what ``ceil_mode``'s
         last window reaches beyond the input's own padding."""
         k, s, p = self.kernel_size[axis], self.stride[axis], self.padding[axis]
-        out = pooled_size(size, k, s, (p, p), ("height", "width")[axis])
-        if self.ceil_mode and (size + 2 * p - k) % s and out * s < size + p:
-            out += 1
+        if not self.ceil_mode or size + 2 * p >= k:
+            out = pooled_size(size, k, s, (p, p), ("height", "width")[axis])
+            if self.ceil_mode and (size + 2 * p - k) % s and out * s < size + p:
+                out += 1
+        else:   # shorter than the kernel: PyTorch's ceil_mode may still have a window
+            out = -(-(size + 2 * p - k) // s) + 1
+            out -= (out - 1) * s >= size + p
+            if out < 1:
+                pooled_size(size, k, s, (p, p), ("height", "width")[axis])   # its error
         return out, max(0, (out - 1) * s + k - (size + 2 * p))
 
     def output_shape(self, shape) -> tuple:
