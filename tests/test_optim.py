@@ -914,3 +914,16 @@ def test_a_loaded_state_entry_must_be_a_dict_and_steps_counts():
                                          r"integer >= 0, got array\(-3\)"):
         opt.step(p, {"W": np.ones(3)})
     assert np.array_equal(p["W"], np.ones(3))
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: multistep_lr(5, base_lr=1e200, gamma=1e200, milestones=[0]),
+     "the learning rate overflows: 1e\\+200 \\* 1e\\+200 \\*\\* 1"),
+    (lambda: cosine_restarts_lr(0, base_lr=1e308, first_cycle=10),
+     "cosine_restarts_lr gives a learning rate of inf"),
+    (lambda: onecycle_lr(9, max_lr=1e300, total_steps=10, div_factor=1e-300),
+     "onecycle_lr gives a learning rate of nan"),
+])
+def test_schedules_refuse_rates_beyond_floats_range(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -61,12 +61,23 @@ def exponential_lr(step: int, *, base_lr: float, gamma: float) -> float:
 
 def _scaled(base_lr: float, gamma: float, times: int) -> float:
     """``base_lr * gamma ** times``; a rate beyond float's range is refused by name
-    (Python's power raises a bare OverflowError)."""
+    (Python's power raises a bare OverflowError, the product gives inf)."""
     try:
-        return base_lr * gamma ** times
+        rate = base_lr * gamma ** times
     except OverflowError:
+        rate = math.inf
+    if not math.isfinite(rate):
         raise ValueError(f"the learning rate overflows: {base_lr} * {gamma} ** {times} is "
-                         f"beyond float's range (a gamma above 1 grows without bound)") from None
+                         f"beyond float's range (a gamma above 1 grows without bound)")
+    return rate
+
+
+def _finite(rate: float, schedule: str) -> float:
+    """``rate``, refused when its arguments pushed it beyond float's range."""
+    if not math.isfinite(rate):
+        raise ValueError(f"{schedule} gives a learning rate of {rate} for these arguments, "
+                         f"beyond float's range: use smaller rates or factors")
+    return rate
 
 
 def cosine_lr(step: int, *, base_lr: float, total_steps: int, min_lr: float = 0.0) -> float:
@@ -105,7 +116,8 @@ def cosine_restarts_lr(step: int, *, base_lr: float, first_cycle: int, cycle_mul
     while step >= cycle:   # cycles that grow geometrically: a few turns
         step -= cycle
         cycle *= cycle_mult
-    return min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * step / cycle)) / 2
+    return _finite(min_lr + (base_lr - min_lr) * (1 + math.cos(math.pi * step / cycle)) / 2,
+                   "cosine_restarts_lr")
 
 
 def onecycle_lr(step: int, *, max_lr: float, total_steps: int, pct_start: float = 0.3,
@@ -132,7 +144,7 @@ def onecycle_lr(step: int, *, max_lr: float, total_steps: int, pct_start: float 
         low, high, pct = start_lr, max_lr, step / peak if peak > 0 else 1.0
     else:
         low, high, pct = max_lr, end_lr, (step - peak) / (total_steps - 1 - peak)
-    return high + (low - high) / 2 * (math.cos(math.pi * pct) + 1)
+    return _finite(high + (low - high) / 2 * (math.cos(math.pi * pct) + 1), "onecycle_lr")
 
 
 def linear_warmup(step: int, *, warmup_steps: int, schedule, **kwargs) -> float:
