@@ -271,7 +271,6 @@ def test_the_estimators_default_fits_are_silent():
 
 
 def test_the_default_command_line_run_is_silent_and_plots_the_diagnostics(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
     from chainrule.cli import main
 
     with warnings.catch_warnings():
@@ -315,7 +314,6 @@ def test_sanity_checks_gradient_hint_blames_a_large_negative_bias(digits):
 # -- 10. the plot ---------------------------------------------------------------------------------
 
 def test_plot_diagnostics_draws_ratios_norms_and_dead_units(digits, tmp_path):
-    pytest.importorskip("matplotlib")
     from chainrule.plots import plot_diagnostics
 
     _, Xs, Y, _, _ = digits
@@ -372,3 +370,17 @@ def test_finite_batches_whose_mean_overflows_stop_training(digits, diagnostics):
             cr.fit(cr.MLP([64, 64, 10], activation="tanh", rng=0), Xs, Y,
                    optimizer=cr.SGD(lr=1e306), epochs=5, batch_size=64, rng=0,
                    progress=False, diagnostics=diagnostics)
+
+
+@pytest.mark.parametrize("history, kwargs, match", [
+    ([{"W1": 5}], {}, "diagnostics of epoch 0 must map parameter names to dicts of numbers, "
+                      "got 'W1': 5"),
+    ([{"W1": {"grad_norm": "abc"}}], {}, "dicts of numbers"),
+    ([{"W1": {"grad_norm": 1.0, "update_ratio": 1e-3, "dead_fraction": None}}],
+     {"params": "W1"}, "params must be a sequence of parameter names, got str 'W1'"),
+    ([{"W1": {"grad_norm": 1.0, "update_ratio": 1e-3, "dead_fraction": None}}],
+     {"params": 5}, "params must be a sequence of parameter names, got int 5"),
+])
+def test_plot_diagnostics_names_what_is_wrong_with_its_arguments(history, kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        cr.plots.plot_diagnostics(history, **kwargs)

@@ -13,6 +13,7 @@ follows the file name: ``.png``, ``.svg``, ``.pdf``).
 from __future__ import annotations
 
 import math
+import numbers
 import os
 
 import numpy as np
@@ -149,6 +150,13 @@ def _diagnostics_list(history) -> list:
         raise ValueError("history holds no diagnostics to plot: fit(..., diagnostics=False) "
                          "records none, nor do the estimators' fits (their history_: "
                          "chainrule.fit(est.model_, ...) records them), or no epoch trained")
+    for epoch, d in enumerate(diag):
+        for name, metrics in d.items():
+            if not isinstance(name, str) or not isinstance(metrics, dict) or not all(
+                    v is None or (isinstance(v, numbers.Real) and not isinstance(v, bool))
+                    for v in metrics.values()):
+                raise TypeError(f"history's diagnostics of epoch {epoch} must map parameter "
+                                f"names to dicts of numbers, got {name!r}: {metrics!r}")
     return diag
 
 
@@ -180,6 +188,10 @@ def plot_diagnostics(history, path=None, *, params=None):
     names = list(dict.fromkeys(k for d in diag for k in d))
     if params is None:
         params = [k for k in names if k.startswith("W")] or names
+    if isinstance(params, (str, bytes)) or not hasattr(params, "__iter__"):
+        raise TypeError(f"params must be a sequence of parameter names, got "
+                        f"{type(params).__name__} {params!r}")
+    params = list(params)   # (a generator would be used up by the check below)
     unknown = [k for k in params if k not in names]
     if unknown or not params:
         raise ValueError(f"params must name recorded parameters {names}, got {list(params)!r}")
