@@ -179,3 +179,19 @@ def test_shape_dtype_and_a_gain_that_overflows_are_named():
         he_normal((3, 4), dtype=np.int64)
     with pytest.raises(ValueError, match="gain \\* bound overflows"):
         xavier_uniform((3, 4), gain=1e308)
+
+
+@pytest.mark.parametrize("init, match", [
+    (lambda shape, rng, dtype: "x", "failed \\(its init or bias_init\\?\\): ValueError: could "
+                                    "not convert string to float"),
+    (lambda shape, rng, dtype: 1 / 0, "failed .*ZeroDivisionError"),
+    (lambda shape, rng: np.zeros(shape), "failed .*unexpected keyword argument 'dtype'"),
+    (lambda shape, rng, dtype: np.full(shape, np.nan), "drew NaN or infinite values"),
+])
+def test_a_failing_initialiser_is_named_with_its_layer(init, match):
+    import chainrule as cr
+
+    with pytest.raises(ValueError, match=r"layers\[1\] \(Conv2D\(1, 2, 3\)\): init_params\(rng, "
+                                         r"dtype\) " + match):
+        cr.Sequential([cr.Unflatten((1, 5, 5)), cr.Conv2D(1, 2, 3, init=init), cr.Flatten(),
+                       cr.Affine(18, 3)], rng=0)

@@ -175,7 +175,7 @@ def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
         if params is not None:
             arrays = [params.get(n) for n in p_names]
         elif p_names and hasattr(layer, "init_params"):
-            arrays = list(layer.init_params(rng, dtype))
+            arrays = _drawn(layer, i, rng, dtype)
         else:
             arrays = None if p_names else []
         if arrays is None or len(arrays) != len(p_names) or any(a is None for a in arrays):
@@ -206,6 +206,23 @@ def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
             buffers[name] = getattr(layer, attr)
         pairs.append((layer, p_names))
     return pairs, new_params, buffers
+
+
+def _drawn(layer, i: int, rng, dtype) -> list:
+    """``layer.init_params(rng, dtype)`` as float arrays of ``dtype``, a failure of the
+    layer's initialisers (a user's ``init``) named as theirs."""
+    try:
+        arrays = [None if a is None else np.asarray(a, dtype=dtype)
+                  for a in layer.init_params(rng, dtype)]
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a user's init may fail any way
+        raise ValueError(f"layers[{i}] ({layer!r}): init_params(rng, dtype) failed (its init "
+                         f"or bias_init?): {type(exc).__name__}: {exc}") from exc
+    if any(a is not None and not np.isfinite(a).all() for a in arrays):
+        raise ValueError(f"layers[{i}] ({layer!r}): init_params(rng, dtype) drew NaN or "
+                         f"infinite values (its init or bias_init?)")
+    return arrays
 
 
 def input_width(pairs, params) -> int:
