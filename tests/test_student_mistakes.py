@@ -148,7 +148,8 @@ def test_explain_and_summary_do_not_guess_for_a_layer_of_your_own():
     model = cr.Sequential([cr.Affine(4, 4), Dup(), cr.Affine(8, 3), Square()], rng=0)
     summary = model.summary()
     assert "H1 = Dup           (N, 4)?" in summary
-    assert "?: a layer without output_shape(input_shape), shown with its input's shape" in summary
+    assert ("?: a layer without output_shape(input_shape), shown with its input's shape, or "
+            "its first weight's width") in summary
     text = model.explain(np.zeros((2, 4)))
     assert "H1 = Dup(Z1) : (N, 4) -> (N, 8)" in text   # explain runs it: the real shape
     assert "H2 = Square(Z2)" in text and "dZ2 = Square.backward(dH2)[inputs]" in text
@@ -336,3 +337,23 @@ def test_a_networks_loss_checks_what_a_hand_written_loop_gives_it():
     clf = cr.MLP([3, 4, 4], rng=0)
     with pytest.raises(ValueError, match="class"):
         clf.loss.forward(clf.forward(X), np.array([0, 1, 9, 2, 3]))
+
+
+def test_summary_marks_a_guessed_shape_of_a_layer_with_weights():
+    # A residual block (16 -> 16) whose first weight is (16, 32): the Affine-like guess
+    # says 32; the summary must not state it as known (a PyTorch user's audit).
+    class Residual:
+        param_names = ("Wa", "Wb")
+
+        def init_params(self, rng, dtype):
+            return [np.zeros((16, 32), dtype), np.zeros((32, 16), dtype)]
+
+        def forward(self, x, a, b):
+            self.cache = x
+            return x + np.maximum(x @ a, 0) @ b
+
+        def backward(self, d):
+            return d, np.zeros((16, 32)), np.zeros((32, 16))
+
+    summary = cr.Sequential([cr.Affine(4, 16), Residual(), cr.Affine(16, 3)], rng=0).summary()
+    assert "(N, 32)?" in summary and "or its first weight's width" in summary

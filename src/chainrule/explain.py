@@ -142,9 +142,9 @@ def summary(network) -> str:
         shapes = ", ".join(f"{n} {shape_str(params[n].shape)}" for n in names)
         count = sum(params[n].size for n in names)
         # A layer of your own that does not say its output shape is shown with its
-        # input's, marked: output_shapes cannot know better without running it.
-        unsaid = (type(layer) not in _KNOWN and not hasattr(layer, "output_shape")
-                  and not (names and params[names[0]].ndim == 2))
+        # input's (or, with a 2-D first parameter, that one's width), marked:
+        # output_shapes cannot know better without running it.
+        unsaid = type(layer) not in _KNOWN and not hasattr(layer, "output_shape")
         guessed |= unsaid
         rows.append((f"{node} = {layer_label(layer)}",
                      shape_str((-1,) + shape).replace("-1", "N", 1) + "?" * unsaid,
@@ -161,7 +161,7 @@ def summary(network) -> str:
     lines += [line, f"total parameters: {network.num_parameters():,}"]
     if guessed:
         lines.append("?: a layer without output_shape(input_shape), shown with its input's "
-                     "shape")
+                     "shape, or its first weight's width")
     buffers = getattr(network, "buffers", {})
     if buffers:
         lines.append("buffers (not trained): " + ", ".join(
