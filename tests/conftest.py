@@ -123,6 +123,15 @@ def _torch_image_layer(torch, layer, x, *params):
     raise TypeError(f"no torch equivalent for {layer!r}")
 
 
+def loss_and_grad(loss_obj, outputs, targets, sample_weight=None, d_out=1.0):
+    """A chainrule loss's value and its gradient (its backward's None for the targets
+    checked on the way)."""
+    value = loss_obj.forward(outputs, targets, sample_weight)
+    grad, d_targets = loss_obj.backward(d_out)
+    assert d_targets is None
+    return value, grad
+
+
 def torch_loss(loss, outputs, Y, sample_weight=None):
     """The torch loss equivalent to a chainrule loss object."""
     torch = import_torch()

@@ -22,14 +22,7 @@ from chainrule.losses import (
     get_loss,
     is_multiclass,
 )
-from conftest import rel_diff, to_torch
-
-
-def _ours(loss_obj, outputs, targets, sample_weight=None, d_out=1.0):
-    value = loss_obj.forward(outputs, targets, sample_weight)
-    grad, d_targets = loss_obj.backward(d_out)
-    assert d_targets is None
-    return value, grad
+from conftest import loss_and_grad, rel_diff, to_torch
 
 
 def _torch(module, outputs, targets, *, indices=False):
@@ -67,7 +60,7 @@ def _margin_case(rng, n, k, margin):
 def test_l1_against_torch_with_ties(n, m, rng, torch):
     out, target = rng.normal(size=(n, m)), rng.normal(size=(n, m))
     target.flat[::2] = out.flat[::2]        # d == 0 exactly: torch's subgradient is 0
-    loss, grad = _ours(L1Loss(), out, target)
+    loss, grad = loss_and_grad(L1Loss(), out, target)
     t_loss, t_grad = _torch(torch.nn.L1Loss(), out, target)
     assert isinstance(loss, float)
     assert loss == pytest.approx(t_loss, rel=1e-13)
@@ -83,7 +76,7 @@ def test_l1_finite_differences_away_from_ties(rng):
     out += 0.01 * np.sign(out - target)     # |d| > 0.01 >> eps
     loss_obj, w = L1Loss(), rng.uniform(0.1, 2.0, size=5)
     for weights in (None, w):
-        _, grad = _ours(loss_obj, out, target, weights)
+        _, grad = loss_and_grad(loss_obj, out, target, weights)
         numeric = numerical_gradient(
             lambda weights=weights: loss_obj.forward(out, target, weights), out)
         assert relative_error(grad, numeric) < 1e-8
@@ -100,7 +93,7 @@ def test_huber_against_torch_at_and_around_delta(delta, n, m, rng, torch):
     d.flat[1::3] = 0.0
     out = target + d                               # exact: d == out - target
     assert np.array_equal(out - target, d)
-    loss, grad = _ours(HuberLoss(delta=delta), out, target)
+    loss, grad = loss_and_grad(HuberLoss(delta=delta), out, target)
     t_loss, t_grad = _torch(torch.nn.HuberLoss(delta=delta), out, target)
     assert loss == pytest.approx(t_loss, rel=1e-14)
     np.testing.assert_allclose(grad, t_grad, rtol=1e-14, atol=0)
@@ -116,7 +109,7 @@ def test_huber_against_torch_at_and_around_delta(delta, n, m, rng, torch):
 @pytest.mark.parametrize("delta", [0.3, 1.0, 4.0])
 def test_huber_against_torch_random(delta, rng, torch):
     out, target = rng.normal(scale=2.0, size=(9, 4)), rng.normal(size=(9, 4))
-    loss, grad = _ours(HuberLoss(delta), out, target)
+    loss, grad = loss_and_grad(HuberLoss(delta), out, target)
     t_loss, t_grad = _torch(torch.nn.HuberLoss(delta=delta), out, target)
     assert loss == pytest.approx(t_loss, rel=1e-14)
     assert rel_diff(grad, t_grad) < 1e-14
@@ -130,7 +123,7 @@ def test_huber_finite_differences_away_from_the_kinks(rng):
     assert np.all(np.abs(np.abs(out - target) - delta) > 1e-3)
     huber, w = HuberLoss(delta), rng.uniform(0.1, 2.0, size=6)
     for weights in (None, w):
-        _, grad = _ours(huber, out, target, weights)
+        _, grad = loss_and_grad(huber, out, target, weights)
         numeric = numerical_gradient(
             lambda weights=weights: huber.forward(out, target, weights), out)
         assert relative_error(grad, numeric) < 1e-8
@@ -152,7 +145,7 @@ def test_huber_is_mse_and_l1_at_its_ends(rng):
 @pytest.mark.parametrize("n, k", [(1, 2), (6, 3), (12, 10)])
 def test_multi_margin_against_torch_with_kinks(margin, n, k, rng, torch):
     x, y, at_kink = _margin_case(rng, n, k, margin)
-    loss, grad = _ours(MultiMarginLoss(margin=margin), x, y)
+    loss, grad = loss_and_grad(MultiMarginLoss(margin=margin), x, y)
     t_loss, t_grad = _torch(torch.nn.MultiMarginLoss(p=1, margin=margin), x, y, indices=True)
     assert isinstance(loss, float)
     assert loss == pytest.approx(t_loss, rel=1e-14)
@@ -160,7 +153,7 @@ def test_multi_margin_against_torch_with_kinks(margin, n, k, rng, torch):
     # A term exactly at 0 (on the kink) moves nothing, as in torch.
     assert np.all(grad[np.arange(n), at_kink] == 0)
     # One-hot rows give the same value and gradient as their class indices.
-    loss_1h, grad_1h = _ours(MultiMarginLoss(margin=margin), x, np.eye(k)[y])
+    loss_1h, grad_1h = loss_and_grad(MultiMarginLoss(margin=margin), x, np.eye(k)[y])
     assert loss_1h == loss
     np.testing.assert_array_equal(grad_1h, grad)
 
@@ -168,7 +161,7 @@ def test_multi_margin_against_torch_with_kinks(margin, n, k, rng, torch):
 def test_multi_margin_against_torch_random_and_restated(rng, torch):
     n, k = 20, 7
     x, y = rng.normal(scale=2.0, size=(n, k)), rng.integers(0, k, size=n)
-    loss, grad = _ours(MultiMarginLoss(), x, y)
+    loss, grad = loss_and_grad(MultiMarginLoss(), x, y)
     t_loss, t_grad = _torch(torch.nn.MultiMarginLoss(), x, y, indices=True)
     assert loss == pytest.approx(t_loss, rel=1e-14)
     assert rel_diff(grad, t_grad) < 1e-14
@@ -196,7 +189,7 @@ def test_multi_margin_finite_differences_away_from_kinks(rng):
     mm, w = MultiMarginLoss(), rng.uniform(0.1, 2.0, size=n)
     for targets in (y, np.eye(k)[y]):
         for weights in (None, w):
-            _, grad = _ours(mm, x, targets, weights)
+            _, grad = loss_and_grad(mm, x, targets, weights)
             numeric = numerical_gradient(
                 lambda targets=targets, weights=weights: mm.forward(x, targets, weights), x)
             assert relative_error(grad, numeric) < 1e-8
@@ -238,7 +231,7 @@ def test_sample_weight_against_numpy_restatement(name, param, rng):
         out, target = rng.normal(size=(n, k)), rng.normal(size=(n, k))
         target[0] = out[0]                           # ties
         loss_obj = L1Loss() if name == "l1" else HuberLoss(param)
-    loss, grad = _ours(loss_obj, out, target, w)
+    loss, grad = loss_and_grad(loss_obj, out, target, w)
     r_loss, r_grad = _restated(name, out, target, w, param)
     assert loss == pytest.approx(r_loss, rel=1e-14)
     np.testing.assert_allclose(grad, r_grad, rtol=1e-14, atol=1e-300)
@@ -248,7 +241,7 @@ def test_sample_weight_against_numpy_restatement(name, param, rng):
     rep = np.repeat(np.arange(n), wi)
     assert loss_obj.forward(out, target, wi) == pytest.approx(
         loss_obj.forward(out[rep], target[rep]), rel=1e-14)
-    _, g2 = _ours(loss_obj, out, target, w, d_out=2.5)
+    _, g2 = loss_and_grad(loss_obj, out, target, w, d_out=2.5)
     np.testing.assert_allclose(g2, 2.5 * grad, rtol=1e-15)
 
 
@@ -261,9 +254,9 @@ def test_float32_stays_float32(loss_obj, rng):
     target = (rng.integers(0, 3, size=6) if loss_obj.multiclass
               else rng.normal(size=(6, 3)).astype(np.float32))
     for weights in (None, np.ones(6, dtype=np.float32)):
-        loss, grad = _ours(loss_obj, out, target, weights)
+        loss, grad = loss_and_grad(loss_obj, out, target, weights)
         assert isinstance(loss, float) and grad.dtype == np.float32
-        _, grad = _ours(loss_obj, out, target, weights, d_out=np.float64(0.5))
+        _, grad = loss_and_grad(loss_obj, out, target, weights, d_out=np.float64(0.5))
         assert grad.dtype == np.float32
 
 

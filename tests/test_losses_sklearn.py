@@ -28,14 +28,7 @@ from chainrule.losses import (
 )
 from chainrule.models import ACTIVATIONS, MLP
 from chainrule.testing import check_layer
-from conftest import rel_diff, to_torch, torch_weighted_mean
-
-
-def _ours(loss_obj, outputs, targets, sample_weight=None, d_out=1.0):
-    value = loss_obj.forward(outputs, targets, sample_weight)
-    grad, d_targets = loss_obj.backward(d_out)
-    assert d_targets is None
-    return value, grad
+from conftest import loss_and_grad, rel_diff, to_torch, torch_weighted_mean
 
 
 def _torch_value_and_grad(per_entry_fn, outputs, targets, sample_weight=None, columns="sum"):
@@ -85,7 +78,7 @@ def test_bce_against_torch(n, k, scale, rng):
     pytest.importorskip("torch")
     z = rng.normal(scale=scale, size=(n, k))
     y = _binary_targets(rng, n, k) if n > 1 else np.ones((1, k))
-    loss, grad = _ours(BinaryCrossEntropy(), z, y)
+    loss, grad = loss_and_grad(BinaryCrossEntropy(), z, y)
     t_loss, t_grad = _torch_value_and_grad(_torch_bce, z, y)
     assert isinstance(loss, float)
     assert loss == pytest.approx(t_loss, rel=1e-12, abs=1e-300)
@@ -97,7 +90,7 @@ def test_bce_finite_differences(n, k, rng):
     z = rng.normal(scale=3.0, size=(n, k))
     y = rng.random((n, k))          # soft targets too: the formula holds on [0, 1]
     bce = BinaryCrossEntropy()
-    _, grad = _ours(bce, z, y)
+    _, grad = loss_and_grad(bce, z, y)
     numeric = numerical_gradient(lambda: bce.forward(z, y), z)
     assert relative_error(grad, numeric) < 1e-7
 
@@ -129,7 +122,7 @@ def test_bce_normalisation_is_sklearns_binary_log_loss(rng):
 def test_bce_exact_at_1e300():
     z = np.array([[1e300], [1e300], [-1e300], [-1e300], [0.0]])
     y = np.array([[1.0], [0.0], [0.0], [1.0], [1.0]])
-    loss, grad = _ours(BinaryCrossEntropy(), z, y)
+    loss, grad = loss_and_grad(BinaryCrossEntropy(), z, y)
     # Per row: 0, 1e300, 0, 1e300, log 2; mean over 5 rows.
     assert loss == pytest.approx((2e300 + math.log(2)) / 5, rel=1e-15)
     # (sigmoid(z) - y) / 5 with sigmoid(+-1e300) = 1 or 0 exactly.
@@ -141,7 +134,7 @@ def test_bce_saturated_gradient_keeps_relative_precision():
     # the exact value is -sigmoid(-40) = -exp(-40) / (1 + exp(-40)).
     z = np.array([[40.0], [-40.0]])
     y = np.array([[1.0], [0.0]])
-    _, grad = _ours(BinaryCrossEntropy(), z, y)
+    _, grad = loss_and_grad(BinaryCrossEntropy(), z, y)
     tail = math.exp(-40) / (1 + math.exp(-40))
     np.testing.assert_allclose(grad[:, 0], [-tail / 2, tail / 2], rtol=1e-15)
 
@@ -151,7 +144,7 @@ def test_bce_sample_weight_against_torch_and_repetition(rng):
     z = rng.normal(size=(5, 2))
     y = _binary_targets(rng, 5, 2)
     w = np.array([1.0, 2.0, 0.0, 1.0, 3.0])
-    loss, grad = _ours(BinaryCrossEntropy(), z, y, w)
+    loss, grad = loss_and_grad(BinaryCrossEntropy(), z, y, w)
     t_loss, t_grad = _torch_value_and_grad(_torch_bce, z, y, w)
     assert loss == pytest.approx(t_loss, rel=1e-13)
     assert rel_diff(grad, t_grad) < 1e-12
@@ -163,9 +156,9 @@ def test_bce_sample_weight_against_torch_and_repetition(rng):
 def test_bce_float32_stays_float32(rng):
     z = rng.normal(size=(4, 2)).astype(np.float32)
     y = _binary_targets(rng, 4, 2)
-    loss, grad = _ours(BinaryCrossEntropy(), z, y, np.ones(4, np.float32))
+    loss, grad = loss_and_grad(BinaryCrossEntropy(), z, y, np.ones(4, np.float32))
     assert grad.dtype == np.float32
-    loss64, grad64 = _ours(BinaryCrossEntropy(), z.astype(np.float64), y)
+    loss64, grad64 = loss_and_grad(BinaryCrossEntropy(), z.astype(np.float64), y)
     assert loss == pytest.approx(loss64, rel=1e-6)
     np.testing.assert_allclose(grad, grad64, rtol=1e-5, atol=1e-7)
 
@@ -195,7 +188,7 @@ def test_poisson_against_torch(n, k, rng):
     y = _counts(rng, n, k)
     w = rng.uniform(0.2, 2.0, size=n)
     for weights in (None, w):
-        loss, grad = _ours(PoissonLoss(), z, y, weights)
+        loss, grad = loss_and_grad(PoissonLoss(), z, y, weights)
         t_loss, t_grad = _torch_value_and_grad(_torch_poisson, z, y, weights)
         assert loss == pytest.approx(t_loss, rel=1e-12)
         assert rel_diff(grad, t_grad) < 1e-12
@@ -206,7 +199,7 @@ def test_poisson_finite_differences(n, k, rng):
     z = rng.normal(size=(n, k))
     y = _counts(rng, n, k) + rng.random((n, k))     # non-integer rates are allowed
     poisson = PoissonLoss()
-    _, grad = _ours(poisson, z, y)
+    _, grad = loss_and_grad(poisson, z, y)
     numeric = numerical_gradient(lambda: poisson.forward(z, y), z)
     assert relative_error(grad, numeric) < 1e-7
 
@@ -231,7 +224,7 @@ def test_poisson_is_half_sklearns_mean_poisson_deviance(rng):
 
 def test_poisson_float32_and_bad_targets(rng):
     z = rng.normal(size=(3, 1)).astype(np.float32)
-    loss, grad = _ours(PoissonLoss(), z, np.array([[0.0], [1.0], [3.0]]))
+    loss, grad = loss_and_grad(PoissonLoss(), z, np.array([[0.0], [1.0], [3.0]]))
     assert grad.dtype == np.float32 and math.isfinite(loss)
     with pytest.raises(ValueError, match="targets must be >= 0"):
         PoissonLoss().forward(np.zeros((2, 1)), np.array([[1.0], [-1.0]]))
@@ -247,7 +240,7 @@ def test_half_squared_error_against_torch_and_finite_differences(n, m, rng):
     for reduction, columns in (("mean", "mean"), ("sum", "sum")):
         for weights in (None, w):
             loss_obj = HalfSquaredError(reduction)
-            loss, grad = _ours(loss_obj, out, y, weights)
+            loss, grad = loss_and_grad(loss_obj, out, y, weights)
             t_loss, t_grad = _torch_value_and_grad(_torch_half_se, out, y, weights, columns)
             assert loss == pytest.approx(t_loss, rel=1e-13)
             assert rel_diff(grad, t_grad) < 1e-13
@@ -276,8 +269,8 @@ def test_half_squared_error_sum_gradient_is_sklearns_delta(rng):
     # count (_backprop: deltas[last] = activations[-1] - y, divided by n in
     # _compute_loss_grad); 'sum' is the loss with that gradient, 'mean' has 1/M of it.
     out, y = rng.normal(size=(5, 4)), rng.normal(size=(5, 4))
-    _, grad_sum = _ours(HalfSquaredError("sum"), out, y)
-    _, grad_mean = _ours(HalfSquaredError("mean"), out, y)
+    _, grad_sum = loss_and_grad(HalfSquaredError("sum"), out, y)
+    _, grad_mean = loss_and_grad(HalfSquaredError("mean"), out, y)
     np.testing.assert_allclose(grad_sum, (out - y) / 5, rtol=1e-15)
     np.testing.assert_allclose(grad_mean, (out - y) / 20, rtol=1e-15)
 
@@ -292,7 +285,7 @@ def test_mean_squared_error_keeps_its_meaning(rng):
 
 def test_half_squared_error_float32_and_bad_reduction(rng):
     out = rng.normal(size=(3, 2)).astype(np.float32)
-    _, grad = _ours(HalfSquaredError(), out, np.zeros((3, 2)))
+    _, grad = loss_and_grad(HalfSquaredError(), out, np.zeros((3, 2)))
     assert grad.dtype == np.float32
     with pytest.raises(ValueError, match="output_reduction"):
         HalfSquaredError("median")

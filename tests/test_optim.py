@@ -292,17 +292,6 @@ RMSPROP_CASES = [
 ]
 
 
-@pytest.mark.parametrize("kw", RMSPROP_CASES, ids=_kw_id)
-def test_rmsprop_matches_formula_and_torch(kw, torch):
-    params, grad = _problem(seed=11)
-    ours = _run_chainrule(RMSprop(**kw), params, grad)
-    _assert_close(ours, _ref_rmsprop(params, grad, **kw))
-    theirs = _run_torch(torch, lambda ps: torch.optim.RMSprop(ps, foreach=False, **kw),
-                        params, grad)
-    _assert_close(ours, theirs)
-    assert not np.allclose(ours["W1"], params["W1"])
-
-
 ADAGRAD_CASES = [
     dict(lr=1e-1),
     dict(lr=1e-1, lr_decay=0.05),
@@ -310,15 +299,18 @@ ADAGRAD_CASES = [
     dict(lr=1e-1, initial_accumulator_value=0.5, eps=1e-6),
     dict(lr=2e-1, lr_decay=0.01, weight_decay=0.05, initial_accumulator_value=0.1),
 ]
+ADAPTIVE_CASES = ([(RMSprop, _ref_rmsprop, kw) for kw in RMSPROP_CASES]
+                  + [(Adagrad, _ref_adagrad, kw) for kw in ADAGRAD_CASES])
 
 
-@pytest.mark.parametrize("kw", ADAGRAD_CASES, ids=_kw_id)
-def test_adagrad_matches_formula_and_torch(kw, torch):
-    params, grad = _problem(seed=12)
-    ours = _run_chainrule(Adagrad(**kw), params, grad)
-    _assert_close(ours, _ref_adagrad(params, grad, **kw))
-    theirs = _run_torch(torch, lambda ps: torch.optim.Adagrad(ps, foreach=False, **kw),
-                        params, grad)
+@pytest.mark.parametrize("cls, ref, kw", ADAPTIVE_CASES,
+                         ids=[f"{c.__name__}-{_kw_id(kw)}" for c, _, kw in ADAPTIVE_CASES])
+def test_rmsprop_and_adagrad_match_formula_and_torch(cls, ref, kw, torch):
+    params, grad = _problem(seed=11)
+    ours = _run_chainrule(cls(**kw), params, grad)
+    _assert_close(ours, ref(params, grad, **kw))
+    theirs = _run_torch(torch, lambda ps: getattr(torch.optim, cls.__name__)(
+        ps, foreach=False, **kw), params, grad)
     _assert_close(ours, theirs)
     assert not np.allclose(ours["W1"], params["W1"])
 
