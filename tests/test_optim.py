@@ -902,10 +902,16 @@ def test_a_loaded_state_entry_must_be_a_dict_and_steps_counts():
     p = {"W": np.ones(3)}
     opt.load_state_dict({"steps": 1, "state": {"W": {"step": np.array(-3),
                                                      "sum": np.ones(3)}}})
-    with pytest.raises(ValueError, match=r"state\['W'\]\['step'\] must be a step count, an "
-                                         r"integer >= 0, got array\(-3\)"):
+    with pytest.raises(ValueError, match=r"state\['W'\]\['step'\] must be a step count, a "
+                                         r"whole number >= 0, got array\(-3\)"):
         opt.step(p, {"W": np.ones(3)})
     assert np.array_equal(p["W"], np.ones(3))
+    # PyTorch keeps its step counts as whole floats: taken, as Adam's own state.
+    adam, q = Adam(lr=0.1), {"W": np.ones(3)}
+    adam.load_state_dict({"steps": 2, "state": {"W": {
+        "step": np.array(2.0), "exp_avg": np.full(3, 0.1), "exp_avg_sq": np.full(3, 0.01)}}})
+    adam.step(q, {"W": np.ones(3)})
+    assert int(adam.state["W"]["step"]) == 3 and not np.array_equal(q["W"], np.ones(3))
 
 
 @pytest.mark.parametrize("call, match", [
@@ -919,3 +925,22 @@ def test_a_loaded_state_entry_must_be_a_dict_and_steps_counts():
 def test_schedules_refuse_rates_beyond_floats_range(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_a_schedule_of_the_whole_run_resumes_after_an_interrupt_in_the_same_process(tmp_path):
+    # Ctrl-C puts the optimizer back to the epoch's start; the resumed run ends where the
+    # whole run would, so its schedule (18 steps here) is long enough.
+    from chainrule.models import MLP
+    from chainrule.train import fit
+
+    X, y = np.random.default_rng(0).normal(size=(40, 4)), np.arange(40) % 3
+    opt = Adam(lr=partial(onecycle_lr, max_lr=1e-2, total_steps=18))
+
+    def stop(epoch, logs, model):
+        if epoch == 2:
+            raise KeyboardInterrupt
+    kw = dict(epochs=6, batch_size=16, rng=0, progress=False, checkpoint=tmp_path / "ck.npz")
+    model = MLP([4, 5, 3], rng=0)
+    assert fit(model, X, y, optimizer=opt, callbacks=[stop], **kw).stop_reason == "interrupted"
+    assert opt.steps > 0
+    assert fit(model, X, y, optimizer=opt, resume=True, **kw).epochs == 6

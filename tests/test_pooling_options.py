@@ -144,3 +144,19 @@ def test_ceil_mode_on_images_smaller_than_the_kernel_as_torch(cls, hw, torch):
         np.testing.assert_allclose(pool.backward(d), xt.grad.numpy(), rtol=0, atol=1e-12)
         checked += 1
     assert checked > 0
+
+
+@pytest.mark.parametrize("cls, hw", [(MaxPool2D, (1, 2)), (AvgPool2D, (1, 5)),
+                                     (AvgPool2D, (2, 3))])
+def test_onnx_export_of_a_ceil_mode_pool_on_an_image_shorter_than_its_kernel(tmp_path, cls, hw):
+    import onnxruntime as ort
+
+    pool = cls(3, 2, 1, ceil_mode=True) if hw != (1, 2) else cls(2, 2, ceil_mode=True)
+    _, ho, wo = pool.output_shape((1, *hw))
+    model = cr.Sequential([cr.Unflatten((1, *hw)), pool, cr.Flatten(), cr.Affine(ho * wo, 2)],
+                          loss="mse", rng=0, dtype=np.float32)
+    cr.io.export_onnx(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    X = np.random.default_rng(0).standard_normal((4, hw[0] * hw[1])).astype(np.float32)
+    out = session.run(None, {session.get_inputs()[0].name: X})[0]
+    np.testing.assert_allclose(out, model.predict(X), rtol=0, atol=2e-6)

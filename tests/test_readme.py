@@ -70,4 +70,5 @@ def test_readme_python_examples_run(tmp_path, monkeypatch, capsys):
     # (the scikit-learn examples: scikit-learn's own MLPClassifier prints the same)
     assert "0.9733333333333334 161 [(64, 100), (100, 10)]" in out and "0.9711111" in out
     assert "dW1 = X^T @ dZ1 : (64, N) @ (N, 128) -> (64, 128)" in out
+    assert "0.297 0.927" in out   # the hand-written loop's validation loss and accuracy
     assert (tmp_path / "model.npz").exists() and (tmp_path / "model.onnx").exists()

@@ -357,3 +357,20 @@ def test_summary_marks_a_guessed_shape_of_a_layer_with_weights():
 
     summary = cr.Sequential([cr.Affine(4, 16), Residual(), cr.Affine(16, 3)], rng=0).summary()
     assert "(N, 32)?" in summary and "or its first weight's width" in summary
+
+
+def test_fit_runs_its_loss_without_the_per_call_checks():
+    # The other half of the test above: fit checks Y once, then skips the loss's own
+    # checks at every step (its speed), and leaves them on afterwards.
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 3, 40)
+    model = cr.MLP([3, 4, 3], rng=0)
+    seen, forward = [], model.loss.forward
+
+    def spy(*args, **kwargs):
+        seen.append(model.loss.validate)
+        return forward(*args, **kwargs)
+    model.loss.forward = spy
+    cr.fit(model, X, y, optimizer="adam", epochs=2, batch_size=8, validation_fraction=0.2,
+           progress=False)
+    assert len(seen) > 8 and not any(seen) and model.loss.validate

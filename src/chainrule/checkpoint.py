@@ -38,7 +38,7 @@ from ._validation import check_positive_int, key_differences
 from .history import History, history_dict_problems, stopper_state_problems
 from .journal import HistoryJournal
 from .optim_base import NON_NEGATIVE_STATE
-from .runidentity import RunSettings, fingerprint, first_difference, run_identity, same_run
+from .runidentity import RunSettings, as_stored, fingerprint, first_difference, run_identity
 
 __all__ = ["CheckpointMismatchError", "CheckpointEpochsError", "RunSettings", "generators",
            "snapshot", "restore", "fingerprint", "run_identity", "write_checkpoint",
@@ -392,8 +392,9 @@ def read_checkpoint(path, identity, model, optimizer, gens, n_rows, n_val):
         raise ValueError(f"checkpoint {name!r} is not a training checkpoint (kind "
                          f"{meta.get('kind')!r}); a model saved with chainrule.io cannot be "
                          f"resumed")
-    if not same_run(meta.get("identity"), identity):
-        raise CheckpointMismatchError(name, *first_difference(meta.get("identity"), identity))
+    stored, identity = meta.get("identity"), as_stored(meta.get("identity"), identity)
+    if stored != identity:
+        raise CheckpointMismatchError(name, *first_difference(stored, identity))
     history, journal, problems = _load_history(path, meta)
     # The checks below see the History whole, as if the checkpoint held it.
     problems += _check_checkpoint(arrays, dict(meta, history=history), model, optimizer,

@@ -10,6 +10,7 @@ training loop reads.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -123,25 +124,29 @@ def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle,
     # BatchNorm: no batch of 1 row; drop_last: some batch at all (before the split's draw)
     n_fit = settings.n_rows - (settings.n_val or 0)
     check_batch_rows(model.layers, n_fit, batch_size, drop_last)
-    _check_schedule_lasts(optimizer, epochs, n_fit, batch_size, drop_last)
+    _check_schedule_lasts(optimizer, epochs, n_fit, batch_size, drop_last,
+                          resuming=resume and os.path.exists(checkpoint))
     return settings
 
 
-def _check_schedule_lasts(optimizer, epochs: int, n_fit: int, batch_size, drop_last) -> None:
+def _check_schedule_lasts(optimizer, epochs: int, n_fit: int, batch_size, drop_last,
+                          resuming: bool) -> None:
     """A schedule defined on fewer steps than the run takes (``onecycle_lr``'s
     ``total_steps``) is refused now, not at the step where it ends, half-way through
-    training. (A resumed run's optimizer starts at 0 here and reaches the same last
-    step as the whole run.)"""
+    training. A run that resumes a checkpoint ends where the whole run would, at step
+    ``epochs * steps_per_epoch - 1`` (its optimizer's steps come from the file); any
+    other continues from the optimizer's steps so far."""
     lr = optimizer.lr
     if not callable(lr) or hasattr(lr, "epoch_end"):   # a number, or a rate with state
         return
     per_epoch = 1 if batch_size is None else (n_fit // batch_size if drop_last
                                               else -(-n_fit // batch_size))
-    last = optimizer.steps + epochs * per_epoch - 1
+    last = (0 if resuming else optimizer.steps) + epochs * per_epoch - 1
     try:
         lr(last)
-    except (ValueError, TypeError, ArithmeticError) as exc:
+    except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
+        taken = f" after {optimizer.steps} taken" if optimizer.steps and not resuming else ""
         raise ValueError(f"optimizer's learning-rate schedule fails at step {last}, the last "
-                         f"of this fit ({epochs} epochs of {per_epoch} steps"
-                         f"{f' after {optimizer.steps} taken' if optimizer.steps else ''}): "
+                         f"of this fit ({epochs} epochs of {per_epoch} steps{taken}): "
+                         f"{type(exc).__name__ + ': ' if isinstance(exc, LookupError) else ''}"
                          f"{exc}") from None

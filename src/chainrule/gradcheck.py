@@ -457,8 +457,9 @@ def compare_layers(layer, reference, inputs, *params, rng=0, tol: float = 1e-12)
                         f"{type(reference).__name__}")
     names = ["inputs", *getattr(reference, "param_names", ())]
     # Each layer its own copy: one that writes into its input changes no one else's.
-    out = layer.forward(inputs.copy(), *params)
-    ref_out = _reference_call(reference.forward, inputs.copy(), *params)
+    out = layer.forward(np.array(inputs, copy=True), *params)
+    ref_out = _reference_call(reference.forward, np.array(inputs, copy=True), *params)
+    inputs = np.asarray(inputs)
     if np.shape(out) != np.shape(ref_out) or not np.allclose(out, ref_out, rtol=tol, atol=tol):
         return [_first_difference("the output", out, ref_out, inputs, tol)]
     d_out = check_rng(rng).standard_normal(np.shape(out))

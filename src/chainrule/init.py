@@ -76,9 +76,9 @@ def xavier_uniform(shape, rng=None, dtype=np.float64, *, gain=1.0) -> np.ndarray
     layer for symmetric activations (Glorot & Bengio, 2010).
     """
     shape, fan_in, fan_out = _fans(shape)
+    dtype = _float_dtype(dtype)
     a = _bound(_gain(gain) * np.sqrt(6.0 / float(fan_in + fan_out)), "gain * bound")
-    return check_rng(rng).uniform(low=-a, high=a, size=shape).astype(_float_dtype(dtype),
-                                                                      copy=False)
+    return check_rng(rng).uniform(low=-a, high=a, size=shape).astype(dtype, copy=False)
 
 
 #: The homework's name for :func:`xavier_uniform`.
@@ -88,25 +88,27 @@ xavier_init = xavier_uniform
 def xavier_normal(shape, rng=None, dtype=np.float64, *, gain=1.0) -> np.ndarray:
     """Xavier/Glorot normal: ``N(0, gain^2 2 / (fan_in + fan_out))``."""
     shape, fan_in, fan_out = _fans(shape)
+    dtype = _float_dtype(dtype)
     std = _bound(_gain(gain) * np.sqrt(2.0 / float(fan_in + fan_out)), "gain * std")
-    return check_rng(rng).normal(0.0, std, size=shape).astype(_float_dtype(dtype), copy=False)
+    return check_rng(rng).normal(0.0, std, size=shape).astype(dtype, copy=False)
 
 
 def he_normal(shape, rng=None, dtype=np.float64, *, negative_slope=0.0) -> np.ndarray:
     """He/Kaiming normal: ``N(0, 2 / ((1 + a^2) fan_in))`` with ``a = negative_slope``,
     suited to ReLU layers (He et al., 2015); ``torch.nn.init.kaiming_normal_``."""
     shape, fan_in, _ = _fans(shape)
+    dtype = _float_dtype(dtype)
     std = np.sqrt(2.0 / (_kaiming(negative_slope) * float(fan_in)))
-    return check_rng(rng).normal(0.0, std, size=shape).astype(_float_dtype(dtype), copy=False)
+    return check_rng(rng).normal(0.0, std, size=shape).astype(dtype, copy=False)
 
 
 def he_uniform(shape, rng=None, dtype=np.float64, *, negative_slope=0.0) -> np.ndarray:
     """He/Kaiming uniform: ``U(-b, b)`` with ``b = sqrt(6 / ((1 + a^2) fan_in))``;
     ``torch.nn.init.kaiming_uniform_``."""
     shape, fan_in, _ = _fans(shape)
+    dtype = _float_dtype(dtype)
     b = np.sqrt(6.0 / (_kaiming(negative_slope) * float(fan_in)))
-    return check_rng(rng).uniform(low=-b, high=b, size=shape).astype(_float_dtype(dtype),
-                                                                      copy=False)
+    return check_rng(rng).uniform(low=-b, high=b, size=shape).astype(dtype, copy=False)
 
 
 def zeros(shape, rng=None, dtype=np.float64) -> np.ndarray:

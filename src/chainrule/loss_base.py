@@ -18,7 +18,9 @@ __all__ = ["Loss", "unchecked"]
 
 
 class Loss:
-    """Base class holding the shared checks; ``validate`` as for layers."""
+    """Base class holding the shared checks. ``validate`` (True) checks the inputs of
+    every call; ``fit`` and ``loss_and_grads`` switch it off for their own calls, on
+    data they have checked (:class:`unchecked`)."""
 
     validate = True
     equations = ("L = loss({x}, Y)", ("d{x} = dL/d{x}",))
@@ -55,8 +57,8 @@ class Loss:
         """Raise ``ValueError`` unless ``targets`` (a 2-D float array) holds values this
         loss accepts; the base class accepts any finite values.
 
-        ``forward`` runs it when ``validate`` is on; a network, whose loss does not
-        validate, can call it once on the whole target array instead.
+        ``forward`` runs it when ``validate`` is on; a network's training paths, which
+        switch that off for their steps, call it once on the whole target array.
         """
 
     def _check_weights(self, sample_weight, n, dtype):
@@ -90,7 +92,8 @@ class unchecked:  # noqa: N801  (used as a function: ``with unchecked(loss):``)
         self.loss = loss
 
     def __enter__(self):
-        self.validate, self.loss.validate = self.loss.validate, False
+        self.validate = getattr(self.loss, "validate", True)
+        self.loss.validate = False
         return self.loss
 
     def __exit__(self, *exc_info):

@@ -202,10 +202,11 @@ class Optimizer:
             p = params.get(name)
             for key, v in entries.items() if p is not None else ():
                 label = f"state[{name!r}][{key!r}]"
-                if key == "step":
-                    if np.shape(v) != () or np.asarray(v).dtype.kind not in "iu" or v < 0:
-                        raise ValueError(f"{label} must be a step count, an integer >= 0, "
-                                         f"got {v!r}")
+                if key == "step":   # (PyTorch's is a whole float)
+                    if (np.shape(v) != () or np.asarray(v).dtype.kind not in "iuf"
+                            or not np.isfinite(v) or not v >= 0 or float(v) != int(v)):
+                        raise ValueError(f"{label} must be a step count, a whole number "
+                                         f">= 0, got {v!r}")
                 elif (not isinstance(v, np.ndarray) or v.dtype.kind != "f"
                       or v.shape != p.shape):
                     raise ValueError(f"{label} must be a float array of shape "

@@ -8,7 +8,7 @@ config or, for a network without one, each layer's settings; parameter shapes an
 dtypes; the loss's arguments) and the fields of the settings in the identity. A new
 ``fit`` option becomes a new field and must say so; one that changes the result of a
 run belongs in the identity, or a resumed run silently differs from an uninterrupted
-one. :func:`same_run` compares a checkpoint's identity with a run's.
+one. :func:`as_stored` gives a run's identity as an older checkpoint records it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RunSettings", "fingerprint", "run_identity", "first_difference", "same_run"]
+__all__ = ["RunSettings", "fingerprint", "run_identity", "first_difference", "as_stored"]
 
 
 # -- the settings of a run, and what of them a checkpoint must match --------------------
@@ -108,7 +108,15 @@ def fingerprint(*arrays) -> str:
 
 
 def _json_normal(obj):
-    return json.loads(json.dumps(obj))
+    return json.loads(json.dumps(obj, default=_json_value))
+
+
+def _json_value(value):
+    """What JSON lacks, as a user's ``get_config`` may return it: NumPy values as
+    numbers and lists, anything else as its repr."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return repr(value)
 
 
 #: Steps at which a learning-rate schedule is sampled to recognise it on resume.
@@ -182,19 +190,23 @@ def _layer_settings(model) -> list:
             found.append(repr(layer))
         else:
             get_config = getattr(layer, "get_config", None)
-            found.append([type(layer).__name__, get_config() if callable(get_config) else None])
+            try:
+                config = get_config() if callable(get_config) else None
+            except Exception:  # noqa: BLE001 - a user's layer: its class alone then
+                config = None
+            found.append([type(layer).__name__, config])
     return found
 
 
-def same_run(stored, identity) -> bool:
-    """Whether a checkpoint's ``stored`` identity is ``identity``'s. A checkpoint from
-    before the layers' settings were recorded (no ``model.layers``) is compared
-    without them, as it was written: it still resumes."""
+def as_stored(stored, identity) -> dict:
+    """``identity`` as a checkpoint with the ``stored`` one records it: one from before
+    the layers' settings were recorded (no ``model.layers``) is compared without them,
+    as it was written, and still resumes. Compare (and diff) against this."""
     model = stored.get("model") if isinstance(stored, dict) else None
     if isinstance(model, dict) and "layers" not in model and "layers" in identity["model"]:
-        identity = {**identity, "model": {k: v for k, v in identity["model"].items()
-                                          if k != "layers"}}
-    return stored == identity
+        return {**identity, "model": {k: v for k, v in identity["model"].items()
+                                      if k != "layers"}}
+    return identity
 
 
 def _loss_identity(loss) -> dict:
