@@ -65,7 +65,8 @@ def test_pools_match_torch_forward_and_backward(cls, h, w, k, s, p, ceil, count_
     np.testing.assert_allclose(pool.backward(d), xt.grad.numpy(), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("pool", [MaxPool2D(2, ceil_mode=True), MaxPool2D(3, 2, 1, True),
+@pytest.mark.parametrize("pool", [MaxPool2D(2, ceil_mode=True),
+                                  MaxPool2D(3, 2, 1, ceil_mode=True),
                                   AvgPool2D(3, 2, 1, ceil_mode=True),
                                   AvgPool2D(3, 2, 1, ceil_mode=True, count_include_pad=False),
                                   AvgPool2D(2, 1, 1, count_include_pad=False)],

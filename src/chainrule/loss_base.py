@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ._validation import as_float_array, check_sample_weight, shape_str
 
-__all__ = ["Loss", "unchecked"]
+__all__ = ["Loss", "unchecked", "weight_share"]
 
 
 class Loss:
@@ -78,6 +78,15 @@ class Loss:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
+
+
+def weight_share(w, columns: int = 1) -> tuple:
+    """``(share, sum(w))``: each row's weight over ``sum(w) * columns`` as an (N, 1)
+    column, the factor that turns a sum over the entries into the weighted mean. A
+    minibatch whose rows all weigh 0 (possible only with ``validate`` off) contributes
+    nothing (loss and gradient 0)."""
+    total = float(w.sum()) or 1.0
+    return w[:, None] / w.dtype.type(total * columns), total
 
 
 class unchecked:  # noqa: N801  (used as a function: ``with unchecked(loss):``)

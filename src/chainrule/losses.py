@@ -27,7 +27,7 @@ from ._validation import (
     zeros_for,
 )
 from .functional import shift_by_max
-from .loss_base import Loss
+from .loss_base import Loss, weight_share
 from .regression_losses import HalfSquaredError, HuberLoss, L1Loss, MeanSquaredError, PoissonLoss
 
 __all__ = ["Loss", "CategoricalCrossEntropy", "MeanSquaredError", "BinaryCrossEntropy",
@@ -162,9 +162,8 @@ class CategoricalCrossEntropy(Loss):
         if w is None:
             self.cache = (probs, labels, None)
             return -float(total_ls) / logits.shape[0]
-        # A minibatch whose rows all weigh 0 contributes nothing (loss and gradient 0).
-        total = float(w.sum()) or 1.0
-        self.cache = (probs, labels, w[:, None] / w.dtype.type(total))
+        share, total = weight_share(w)
+        self.cache = (probs, labels, share)
         return 0.0 - float(total_ls) / total
 
     def _forward_indices(self, logits, labels, sample_weight):
@@ -186,8 +185,8 @@ class CategoricalCrossEntropy(Loss):
         if w is None:
             self.cache = (probs, labels, None)
             return float(per_row.sum()) / logits.shape[0]
-        total = float(w.sum()) or 1.0
-        self.cache = (probs, labels, w[:, None] / w.dtype.type(total))
+        share, total = weight_share(w)
+        self.cache = (probs, labels, share)
         return float(per_row @ w) / total
 
     def _smoothed(self, total_ls, s, log_total, w):
@@ -307,8 +306,8 @@ class BinaryCrossEntropy(Loss):
         if w is None:
             self.cache = (logits >= 0, e, targets, None)
             return float(np.sum(per_entry)) / logits.shape[0]
-        total = float(w.sum()) or 1.0
-        self.cache = (logits >= 0, e, targets, w[:, None] / w.dtype.type(total))
+        share, total = weight_share(w)
+        self.cache = (logits >= 0, e, targets, share)
         return float(np.sum(per_entry, axis=1) @ w) / total
 
     def backward(self, d_out=1.0):
@@ -432,9 +431,7 @@ class MultiMarginLoss(Loss):
         z[rows, classes] = 0.0            # the true class is no term of its row
         hinge = np.maximum(z, zeros_for(z), out=z)
         per_row = row_sums(hinge)
-        # A minibatch whose rows all weigh 0 contributes nothing (loss and gradient 0).
-        total = n if w is None else float(w.sum()) or 1.0
-        scale = None if w is None else w[:, None] / w.dtype.type(total * k)
+        scale, total = (None, n) if w is None else weight_share(w, k)
         self.cache = (hinge > 0, classes, scale, scores.dtype)
         return float(per_row.sum() if w is None else per_row @ w) / (total * k)
 

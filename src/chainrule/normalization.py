@@ -341,8 +341,9 @@ class LayerNorm(Layer):
             raise ValueError("normalized_shape must name at least one dimension, got ()")
         self.eps = check_positive_float(eps, "eps")
         self.elementwise_affine = check_bool(elementwise_affine, "elementwise_affine")
-        self.bias = check_bool(bias, "bias")
-        self.param_names = ("gamma", "beta")[:self.elementwise_affine * (1 + self.bias)]
+        self.has_bias = check_bool(bias, "bias")   # (as Affine's: 'bias' names no array)
+        self.param_names = (("gamma", "beta") if self.has_bias else ("gamma",)) \
+            if self.elementwise_affine else ()
         self.num_params = len(self.param_names)
         self.equations = _layernorm_equations(self.param_names)
 
@@ -360,7 +361,7 @@ class LayerNorm(Layer):
         config = {"normalized_shape": list(self.normalized_shape), "eps": self.eps}
         if not self.elementwise_affine:
             config["elementwise_affine"] = False
-        return config if self.bias else {**config, "bias": False}
+        return config if self.has_bias else {**config, "bias": False}
 
     def output_shape(self, shape) -> tuple:
         """The input's shape, unchanged (for a network's shape bookkeeping)."""
@@ -418,10 +419,10 @@ class LayerNorm(Layer):
 
     def __repr__(self):
         shape = self.normalized_shape
-        eps = "" if self.eps == 1e-5 else f", eps={self.eps!r}"
-        eps += "" if self.elementwise_affine else ", elementwise_affine=False"
-        eps += "" if self.bias else ", bias=False"
-        return f"LayerNorm({shape[0] if len(shape) == 1 else shape}{eps})"
+        options = "" if self.eps == 1e-5 else f", eps={self.eps!r}"
+        options += "" if self.elementwise_affine else ", elementwise_affine=False"
+        options += "" if self.has_bias else ", bias=False"
+        return f"LayerNorm({shape[0] if len(shape) == 1 else shape}{options})"
 
 
 def _layernorm_equations(params) -> tuple[str, tuple[str, ...]]:

@@ -14,6 +14,8 @@ Every layer here can tell the shape of its output from the shape of its input
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._validation import check_bool
@@ -59,10 +61,11 @@ class _Pool2D(Layer):
             if self.ceil_mode and (size + 2 * p - k) % s and out * s < size + p:
                 out += 1
         else:   # shorter than the kernel: PyTorch's ceil_mode may still have a window
-            out = -(-(size + 2 * p - k) // s) + 1
-            out -= (out - 1) * s >= size + p
-            if out < 1:
-                pooled_size(size, k, s, (p, p), ("height", "width")[axis])   # its error
+            out = math.ceil((size + 2 * p - k) / s) + 1
+            if (out - 1) * s >= size + p:   # the last window would start in the padding
+                out -= 1
+            if out < 1:   # no window at all: the error pooled_size gives for it
+                pooled_size(size, k, s, (p, p), ("height", "width")[axis])
         return out, max(0, (out - 1) * s + k - (size + 2 * p))
 
     def output_shape(self, shape) -> tuple:
@@ -115,10 +118,25 @@ class MaxPool2D(_Pool2D):
     maximum.
 
     Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``Ho = (H + 2p - kH) // stride + 1``
-    (rounded up instead with ``ceil_mode``, see the class above).
+    (with ``ceil_mode``, rounded up where the last window starts inside the input or
+    its left padding, PyTorch's rule).
+
+    Parameters
+    ----------
+    kernel_size : int or (int, int)
+    stride : int or (int, int), optional
+        The kernel size by default.
+    padding : int or (int, int), default=0
+        On each side of H and W, at most half the kernel (PyTorch's limit).
+    ceil_mode : bool, default=False
+        Keyword-only: PyTorch's fourth positional argument is ``dilation``, which this
+        layer does not take.
     """
 
     pad_value = -np.inf
+
+    def __init__(self, kernel_size, stride=None, padding=0, *, ceil_mode=False):
+        super().__init__(kernel_size, stride, padding, ceil_mode)
 
     equations = ("{y} = max over each window of {x}",
                  ("d{x} = d{y} routed to the (first) maximum of its window",))
@@ -165,7 +183,15 @@ class AvgPool2D(_Pool2D):
     never counted.
 
     Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``Ho = (H + 2p - kH) // stride + 1``
-    (rounded up instead with ``ceil_mode``).
+    (rounded up instead with ``ceil_mode``, as :class:`MaxPool2D`).
+
+    Parameters
+    ----------
+    kernel_size, stride, padding
+        As :class:`MaxPool2D`'s.
+    ceil_mode : bool, default=False
+    count_include_pad : bool, default=True
+        Count the padding's zeros in each window's mean (PyTorch's default).
     """
 
     equations = ("{y} = mean over each window of {x}",

@@ -16,16 +16,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._validation import check_choice, check_positive_float
-from .loss_base import Loss
+from .loss_base import Loss, weight_share
 
 __all__ = ["MeanSquaredError", "L1Loss", "HuberLoss", "PoissonLoss", "HalfSquaredError"]
-
-
-def _row_scale(w, columns: int):
-    """Each row's weight over ``sum(w) * columns``, as an (N, 1) column: the factor
-    that turns summed entries into the weighted mean. A minibatch whose rows all weigh
-    0 (possible only with ``validate`` off) contributes nothing (loss and gradient 0)."""
-    return w[:, None] / w.dtype.type((float(w.sum()) or 1.0) * columns)
 
 
 class _MeanOfEntries(Loss):
@@ -41,7 +34,7 @@ class _MeanOfEntries(Loss):
         outputs, targets = self._check_pair(outputs, targets, "outputs", "targets")
         w = self._check_weights(sample_weight, outputs.shape[0], outputs.dtype)
         diff = outputs - targets.astype(outputs.dtype, copy=False)
-        scale = None if w is None else _row_scale(w, diff.shape[1])
+        scale = None if w is None else weight_share(w, diff.shape[1])[0]
         self.cache = (diff, scale)
         entries = self._entries(diff)
         return float(np.mean(entries)) if scale is None else float(np.sum(entries * scale))
@@ -192,8 +185,8 @@ class PoissonLoss(Loss):
         if w is None:
             self.cache = (mean, targets, None)
             return float(np.sum(per_entry)) / log_mean.shape[0]
-        total = float(w.sum()) or 1.0
-        self.cache = (mean, targets, w[:, None] / w.dtype.type(total))
+        share, total = weight_share(w)
+        self.cache = (mean, targets, share)
         return float(np.sum(per_entry, axis=1) @ w) / total
 
     def backward(self, d_out=1.0):
@@ -256,7 +249,7 @@ class HalfSquaredError(Loss):
         if w is None:
             self.cache = (diff, None, diff.shape[0] * columns)
             return 0.5 * float(np.sum(diff * diff)) / (diff.shape[0] * columns)
-        scale = _row_scale(w, columns)
+        scale = weight_share(w, columns)[0]
         self.cache = (diff, scale, None)
         return 0.5 * float(np.sum(diff * diff * scale))
 

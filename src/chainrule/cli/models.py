@@ -49,15 +49,15 @@ class _Saved:
 
     @property
     def regressor(self) -> bool:
-        return self.classes is None and not _classifies(self.network)
+        return self.classes is None and not _is_classifier(self.network)
 
     @property
     def scores(self) -> bool:
         """A classifier whose outputs are class scores, not probabilities (hinge loss)."""
-        return _classifies(self.network) and not _is_classifier(self.network)
+        return _is_classifier(self.network) and not _gives_probabilities(self.network)
 
 
-def _is_classifier(network) -> bool:
+def _gives_probabilities(network) -> bool:
     """A classifier with probabilities (cross-entropy)."""
     # A binary MLPClassifier has one logistic output; its predict_proba has two columns.
     from ..losses import BinaryCrossEntropy, CategoricalCrossEntropy
@@ -65,11 +65,11 @@ def _is_classifier(network) -> bool:
     return isinstance(network.loss, (CategoricalCrossEntropy, BinaryCrossEntropy))
 
 
-def _classifies(network) -> bool:
+def _is_classifier(network) -> bool:
     """A classifier of either kind: probabilities, or the scores of a multi-margin loss."""
     from ..losses import is_multiclass
 
-    return _is_classifier(network) or is_multiclass(network.loss)
+    return _gives_probabilities(network) or is_multiclass(network.loss)
 
 
 def _load_model(path) -> _Saved:
@@ -83,7 +83,7 @@ def _load_model(path) -> _Saved:
     except ValueError as exc:   # ModelFileError among them
         raise CommandError(f"{exc}{model_file_hint(path)}") from None
     network = model if hasattr(model, "layers") else getattr(model, "model_", None)
-    if network is None or not (_classifies(network)
+    if network is None or not (_is_classifier(network)
                                or getattr(network.loss, "linear_outputs", False)):
         loss = "" if network is None else f" with a {type(network.loss).__name__} loss"
         raise CommandError(f"{path}: holds a {type(model).__name__}{loss}, neither a "
@@ -100,7 +100,7 @@ def _load_model(path) -> _Saved:
     if names is None and getattr(model, "feature_names_in_", None) is not None:
         names = [str(n) for n in model.feature_names_in_]
     n_features = getattr(model, "n_features_in_", None) or network.n_features
-    return _Saved(model, network, classes if _classifies(network) else None, n_features,
+    return _Saved(model, network, classes if _is_classifier(network) else None, n_features,
                   names, meta.get("label_column"))
 
 
