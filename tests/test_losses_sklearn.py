@@ -291,6 +291,23 @@ def test_half_squared_error_float32_and_bad_reduction(rng):
         HalfSquaredError("median")
 
 
+def test_half_squared_error_sum_survives_model_files(rng, tmp_path):
+    # A 'sum' model read back as 'mean' would report and step 1/M as much (M = 3 here).
+    import chainrule as cr
+
+    X, Y = rng.normal(size=(20, 4)), rng.normal(size=(20, 3))
+    for model in (cr.Sequential([cr.Affine(4, 3)], rng=0, loss=HalfSquaredError("sum")),
+                  cr.MLP([4, 5, 3], rng=0, loss=HalfSquaredError("sum"))):
+        cr.io.save(model, tmp_path / "m.npz")
+        back = cr.io.load(tmp_path / "m.npz")
+        assert back.loss.output_reduction == "sum"
+        # the half sum over columns, averaged over rows, restated by hand
+        expected = 0.5 * np.sum((model.predict(X) - Y) ** 2) / 20
+        assert back.loss_and_grads(X, Y)[0] == pytest.approx(expected, rel=1e-12)
+    assert HalfSquaredError().get_config() == {}     # the default: files as before
+    assert repr(HalfSquaredError("sum")) == "HalfSquaredError(output_reduction='sum')"
+
+
 # --- registry and target checks -------------------------------------------------------
 
 def test_new_losses_are_registered_under_sklearn_names():

@@ -239,6 +239,11 @@ class HalfSquaredError(Loss):
         if output_reduction == "sum":
             self.equations = ("L = sum((({x}) - Y)^2) / (2 * N)", ("d{x} = ({x} - Y) / N",))
 
+    def get_config(self) -> dict:
+        """``{"output_reduction": "sum"}`` for ``'sum'``: model files and checkpoints
+        keep it (a loaded ``'sum'`` model read as ``'mean'`` would step M times smaller)."""
+        return {"output_reduction": "sum"} if self.output_reduction == "sum" else {}
+
     def forward(self, outputs, targets, sample_weight=None):
         """Half squared error; with ``sample_weight`` (N,), the weighted mean over rows
         (``sum(w)`` in place of ``N``), as ``np.average(..., weights=w, axis=0)``."""
