@@ -69,10 +69,11 @@ from ..models import Network, Sequential
 from .estimators import STATE_CLASSES, _stored_network
 from .networks import NETWORK_CLASSES, network_from_state, network_state
 from .onnx import DEFAULT_ONNX_OPSET, MIN_ONNX_OPSET, export_onnx
+from .pytorch import from_torch
 from .sequential import sequential_from_state, sequential_state
 
-__all__ = ["save", "load", "read_metadata", "export_onnx", "ModelFileError", "DEFAULT_ONNX_OPSET",
-           "MIN_ONNX_OPSET"]
+__all__ = ["save", "load", "read_metadata", "export_onnx", "from_torch", "ModelFileError",
+           "DEFAULT_ONNX_OPSET", "MIN_ONNX_OPSET"]
 
 _MODEL_OBJECT = "model"
 

@@ -1,0 +1,228 @@
+"""A PyTorch ``nn.Sequential`` as a chainrule :class:`~chainrule.models.Sequential`,
+with its weights: :func:`from_torch`.
+
+For a PyTorch user who brings a model along (to train it on, to read its backward
+pass layer by layer, or to check one library against the other): the same layers
+with the same settings, a copy of the same parameters and running statistics, so
+that both compute the same function. PyTorch is not a dependency of chainrule; the
+function imports it only to recognise the modules it is given.
+
+Each module maps to the chainrule layer of the same name and constructor arguments,
+so the conversion is a table (:data:`CONVERTERS`). A ``Linear``'s weight is stored
+transposed, ``(in, out)``, as the homework's ``X @ W`` wants it; every other array
+keeps PyTorch's layout. A module chainrule has no layer for, a subclass (whose
+``forward`` may differ) and a setting the layer does not take are refused, named by
+their place in the model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
+from ..layers import GELU, Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
+from ..models import Sequential
+from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
+from ..stateful import check_dtype, stateful_names
+
+__all__ = ["from_torch", "CONVERTERS"]
+
+
+def _linear(m):
+    return Affine(m.in_features, m.out_features, bias=m.bias is not None), \
+        [m.weight.T, m.bias]
+
+
+def _batchnorm(cls):
+    def convert(m):
+        layer = cls(m.num_features, eps=m.eps, momentum=m.momentum, affine=m.affine,
+                    track_running_stats=m.track_running_stats)
+        return layer, [m.weight, m.bias]
+    return convert
+
+
+def _layernorm(m):
+    layer = LayerNorm(m.normalized_shape, eps=m.eps, elementwise_affine=m.elementwise_affine,
+                      bias=m.bias is not None)
+    return layer, [m.weight, m.bias]
+
+
+def _conv2d(m):
+    return Conv2D(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
+                  padding=m.padding, dilation=m.dilation, groups=m.groups,
+                  bias=m.bias is not None, padding_mode=m.padding_mode), [m.weight, m.bias]
+
+
+def _refuse(m, **wanted):
+    """``ValueError`` for a setting of ``m`` that chainrule's layer does not have."""
+    for name, value in wanted.items():
+        got = getattr(m, name)
+        if got != value and not (np.ndim(got) and set(np.ravel(got)) == {value}):
+            raise ValueError(f"{type(m).__name__}({name}={got!r}) has no chainrule "
+                             f"counterpart (its layer takes {name}={value!r} only)")
+
+
+def _maxpool(m):
+    _refuse(m, dilation=1, return_indices=False)
+    return MaxPool2D(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode), []
+
+
+def _avgpool(m):
+    _refuse(m, divisor_override=None)
+    return AvgPool2D(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode,
+                     count_include_pad=m.count_include_pad), []
+
+
+def _softmax(m):
+    if m.dim is None:
+        raise ValueError("Softmax(dim=None) picks its axis from the input's shape; "
+                         "give the axis (dim=1 for a network's outputs)")
+    return Softmax(dim=m.dim), []
+
+
+#: PyTorch's module class name -> a function of the module giving ``(layer, arrays)``,
+#: the arrays (tensors, or None where a bias is off) in the order the layer takes them.
+CONVERTERS = {
+    "Linear": _linear,
+    "Conv2d": _conv2d,
+    "BatchNorm1d": _batchnorm(BatchNorm1d),
+    "BatchNorm2d": _batchnorm(BatchNorm2d),
+    "LayerNorm": _layernorm,
+    "ReLU": lambda m: (ReLU(), []),
+    "LeakyReLU": lambda m: (LeakyReLU(m.negative_slope), []),
+    "Tanh": lambda m: (Tanh(), []),
+    "Sigmoid": lambda m: (Sigmoid(), []),
+    "GELU": lambda m: (GELU(m.approximate), []),
+    "SiLU": lambda m: (SiLU(), []),
+    "Identity": lambda m: (Identity(), []),
+    "Dropout": lambda m: (Dropout(m.p), []),
+    "Softmax": _softmax,
+    "Flatten": lambda m: (Flatten(m.start_dim, m.end_dim), []),
+    "Unflatten": lambda m: (Unflatten(m.dim, m.unflattened_size), []),
+    "MaxPool2d": _maxpool,
+    "AvgPool2d": _avgpool,
+    "AdaptiveAvgPool2d": lambda m: (AdaptiveAvgPool2D(m.output_size), []),
+}
+
+# The layers that take images: a network that starts with one needs input_shape.
+_IMAGE_MODULES = {"Conv2d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"}
+
+
+def _modules(torch, module, where="module"):
+    """The leaf modules of ``module`` in order, nested ``nn.Sequential`` flattened,
+    each with the path that names it in an error."""
+    if type(module) is not torch.nn.Sequential:
+        raise TypeError(f"{where} must be a torch.nn.Sequential (its order is its "
+                        f"forward pass), got {type(module).__name__}: write the model's "
+                        f"layers as an nn.Sequential to convert it")
+    out = []
+    for name, child in module.named_children():
+        path = f"{where}[{name}]"
+        if type(child) is torch.nn.Sequential:
+            out += _modules(torch, child, path)
+        else:
+            out.append((path, child))
+    return out
+
+
+def _convert(torch, path, m):
+    """``(layer, arrays)`` of one leaf module (arrays as tensors or None)."""
+    kind = type(m).__name__
+    if kind not in CONVERTERS or type(m) is not getattr(torch.nn, kind, None):
+        base = next((c.__name__ for c in type(m).__mro__[1:] if c.__name__ in CONVERTERS
+                     and c is getattr(torch.nn, c.__name__, None)), None)
+        what = (f"a subclass of torch.nn.{base}, whose forward may differ" if base else
+                f"{type(m).__module__}.{type(m).__qualname__}, which chainrule has no "
+                f"layer for")
+        raise TypeError(f"{path} is {what}; from_torch converts the torch.nn modules "
+                        f"{', '.join(CONVERTERS)}")
+    try:
+        return CONVERTERS[kind](m)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{path} ({m!r}): {exc}") from exc
+
+
+def _dtype_of(torch, modules, dtype):
+    """The model's dtype: ``dtype``, else float64 when the parameters are, else float32."""
+    if dtype is not None:
+        return check_dtype(dtype)
+    kinds = {p.dtype for _, m in modules for p in m.parameters(recurse=False)}
+    return np.dtype(np.float64 if kinds == {torch.float64} else np.float32)
+
+
+def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rng=None):
+    """The chainrule :class:`~chainrule.models.Sequential` of a PyTorch ``nn.Sequential``,
+    holding copies of its parameters and running statistics.
+
+    Parameters
+    ----------
+    module : torch.nn.Sequential
+        The model; nested ``nn.Sequential`` are flattened. Its modules may be
+        ``Linear``, ``Conv2d``, ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``,
+        ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``SiLU``,
+        ``Identity``, ``Dropout``, ``Softmax``, ``Flatten``, ``Unflatten``,
+        ``MaxPool2d``, ``AvgPool2d`` and ``AdaptiveAvgPool2d`` (:data:`CONVERTERS`),
+        each with the settings chainrule's layer of the same name takes.
+    input_shape : tuple of int, optional
+        ``(C, H, W)`` of the images, for a model that starts with an image layer
+        (``Conv2d``, ...): chainrule's networks take one row per sample, so the
+        converted model starts with ``Unflatten(input_shape)`` and takes rows of
+        ``C * H * W`` values (``images.reshape(len(images), -1)``).
+    loss : str or Loss, default="cross_entropy"
+        The training loss (a PyTorch model has none): ``"cross_entropy"`` is
+        ``nn.CrossEntropyLoss`` on the model's outputs.
+    dtype : numpy float dtype, optional
+        The model's dtype; by default float64 when every parameter is, else float32.
+    rng : None, int or numpy.random.Generator
+        Source of the Dropout layers' masks.
+
+    Returns
+    -------
+    Sequential
+        Its parameters are named by chainrule's rule (``W1``, ``b1``, ``gamma2``, ...,
+        :func:`chainrule.stateful.stateful_names`); a ``Linear``'s ``W`` is its
+        ``weight.T``. They are copies: training one model leaves the other as it is.
+
+    Raises
+    ------
+    TypeError
+        For a module that is not an ``nn.Sequential``, or one inside it that chainrule
+        has no layer for (or a subclass of one), named by its place.
+    ValueError
+        For a setting chainrule's layer does not take (e.g. ``MaxPool2d(dilation=2)``),
+        or an image model without ``input_shape``.
+
+    Example
+    -------
+    >>> import torch, chainrule as cr                               # doctest: +SKIP
+    >>> net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+    ...                           torch.nn.Linear(32, 10))          # doctest: +SKIP
+    >>> model = cr.io.from_torch(net)                               # doctest: +SKIP
+    >>> sorted(model.params)                                        # doctest: +SKIP
+    ['W1', 'W2', 'b1', 'b2']
+    """
+    import torch  # the caller's: a torch module came in
+
+    modules = _modules(torch, module)
+    model_dtype = _dtype_of(torch, modules, dtype)
+    # (layer, its tensors, the module whose buffers it takes) in order
+    parts = [(layer, [a for a in arrays if a is not None], m)
+             for (path, m) in modules for layer, arrays in [_convert(torch, path, m)]]
+    if input_shape is not None:
+        parts.insert(0, (Unflatten(input_shape), [], None))
+    elif modules and type(modules[0][1]).__name__ in _IMAGE_MODULES:
+        raise ValueError(f"{modules[0][0]} ({type(modules[0][1]).__name__}) takes images: "
+                         f"give input_shape=(C, H, W), the shape of one image")
+
+    def array(tensor):  # a copy, so that neither model trains the other's arrays
+        return tensor.detach().cpu().double().numpy().astype(model_dtype)
+
+    layers = [layer for layer, _, _ in parts]
+    names = stateful_names(layers)
+    params = {name: array(t) for (_, tensors, _), (p_names, _) in zip(parts, names, strict=True)
+              for name, t in zip(p_names, tensors, strict=True)}
+    model = Sequential(layers, loss=loss, rng=rng, dtype=model_dtype, params=params)
+    for (_, _, m), (_, b_names) in zip(parts, names, strict=True):
+        for name in b_names:   # running statistics: PyTorch's names, numbered
+            model.buffers[name][...] = array(getattr(m, name.rstrip("0123456789")))
+    return model

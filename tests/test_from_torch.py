@@ -1,0 +1,145 @@
+"""``chainrule.io.from_torch``: a PyTorch nn.Sequential as a chainrule Sequential.
+
+PyTorch is the oracle here twice over: the converted model must compute what the
+torch model computes (outputs in evaluation mode, loss and every gradient in training
+mode, by torch's autograd), and keep computing it through chainrule's own training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import chainrule as cr
+from chainrule.io import from_torch
+
+
+def _torch_grads_by_chainrule_name(torch, net, model):
+    """The torch module's gradients under chainrule's names (a Linear's weight
+    transposed): the tensors with a gradient, in module order, are the params' order."""
+    tensors = [p for p in net.parameters()]
+    grads = {}
+    for name, t in zip(model.params, tensors, strict=True):
+        g = t.grad.detach().numpy()
+        grads[name] = g.T if model.params[name].shape == g.T.shape != g.shape else g
+    return grads
+
+
+def _mlp(torch):
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(0.0),
+                         nn.Sequential(nn.Linear(8, 7), nn.GELU(approximate="tanh")),
+                         nn.BatchNorm1d(7, momentum=None), nn.Linear(7, 5, bias=False),
+                         nn.LeakyReLU(0.2), nn.LayerNorm(5), nn.Tanh(), nn.Linear(5, 6),
+                         nn.SiLU(), nn.Linear(6, 4), nn.Sigmoid(), nn.Linear(4, 3))
+
+
+def _cnn(torch):
+    nn = torch.nn
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1, padding_mode="reflect"), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.MaxPool2d(2, ceil_mode=True),
+        nn.Conv2d(4, 6, 3, padding="same", dilation=2, groups=2, bias=False),
+        nn.AvgPool2d(2, padding=1, count_include_pad=False), nn.Identity(),
+        nn.AdaptiveAvgPool2d((2, 2)), nn.Flatten(), nn.Linear(24, 5),
+        nn.LayerNorm(5, elementwise_affine=False), nn.Linear(5, 3))
+
+
+def _warm_statistics(torch, net, shape):
+    """A few training-mode passes, so the running statistics are not their start values."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        net.train()
+        for _ in range(3):
+            net(torch.randn(*shape, generator=gen, dtype=next(net.parameters()).dtype) * 2 + 1)
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_the_converted_model_computes_what_torch_computes(kind, torch, rng):
+    net = (_mlp if kind == "mlp" else _cnn)(torch).double()
+    image = (2, 7, 7)
+    shape = (9, 6) if kind == "mlp" else (9, *image)
+    _warm_statistics(torch, net, shape)
+    model = from_torch(net, input_shape=None if kind == "mlp" else image)
+    assert model.dtype == np.float64
+    X = rng.normal(size=shape)
+    rows = X.reshape(len(X), -1)
+    labels = rng.integers(0, 3, size=len(X))
+
+    net.eval()   # running statistics
+    np.testing.assert_allclose(model.forward(rows), net(torch.from_numpy(X)).detach().numpy(),
+                               rtol=1e-12, atol=1e-12)
+    net.train()  # batch statistics, and every gradient by torch's autograd
+    net.zero_grad()
+    out = net(torch.from_numpy(X))
+    torch.nn.functional.cross_entropy(out, torch.from_numpy(labels)).backward()
+    loss, grads = model.loss_and_grads(rows, labels)
+    assert loss == pytest.approx(float(torch.nn.functional.cross_entropy(
+        out, torch.from_numpy(labels))), rel=1e-12)
+    expected = _torch_grads_by_chainrule_name(torch, net, model)
+    for name, g in grads.items():
+        np.testing.assert_allclose(g, expected[name], rtol=1e-9, atol=1e-12, err_msg=name)
+    # the running statistics moved as torch's did in that training-mode pass
+    for name, value in model.buffers.items():
+        layer_buffers = [b for m in net.modules() for n, b in m.named_buffers(recurse=False)
+                         if n == name.rstrip("0123456789")]
+        assert any(np.allclose(value, b.numpy(), rtol=1e-12) for b in layer_buffers), name
+
+
+def test_float32_models_stay_float32_and_match_to_float32_rounding(torch, rng):
+    net = _cnn(torch)
+    _warm_statistics(torch, net, (5, 2, 7, 7))
+    net.eval()
+    model = from_torch(net, input_shape=(2, 7, 7))
+    assert model.dtype == np.float32 and all(p.dtype == np.float32 for p in
+                                             model.params.values())
+    X = rng.normal(size=(5, 2, 7, 7)).astype(np.float32)
+    np.testing.assert_allclose(model.forward(X.reshape(5, -1)),
+                               net(torch.from_numpy(X)).detach().numpy(), rtol=1e-5, atol=1e-6)
+    assert from_torch(net, input_shape=(2, 7, 7), dtype=np.float64).dtype == np.float64
+
+
+def test_the_arrays_are_copies_and_the_model_trains_saves_and_loads(torch, rng, tmp_path):
+    net = torch.nn.Sequential(torch.nn.Linear(4, 6), torch.nn.ReLU(), torch.nn.Linear(6, 3))
+    before = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    model = from_torch(net)
+    assert sorted(model.params) == ["W1", "W2", "b1", "b2"]
+    np.testing.assert_array_equal(model.params["W1"], before["0.weight"].numpy().T)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
+    history = cr.fit(model, X, y, optimizer="adam", epochs=30, progress=False, rng=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    for k, v in net.state_dict().items():   # training chainrule's left torch's alone
+        assert torch.equal(v, before[k]), k
+    cr.io.save(model, tmp_path / "m.npz")
+    np.testing.assert_array_equal(cr.io.load(tmp_path / "m.npz").forward(X), model.forward(X))
+
+
+def test_unconvertible_models_are_named(torch):
+    nn = torch.nn
+
+    class Net(nn.Module):
+        def forward(self, x):
+            return x
+
+    class MyLinear(nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    with pytest.raises(TypeError, match="must be a torch.nn.Sequential.*got Net"):
+        from_torch(Net())
+    with pytest.raises(TypeError, match=r"module\[1\]\[0\] is torch.*Embedding.*no layer"):
+        from_torch(nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.Embedding(4, 2))))
+    with pytest.raises(TypeError, match=r"module\[0\] is a subclass of torch.nn.Linear"):
+        from_torch(nn.Sequential(MyLinear(3, 4)))
+    with pytest.raises(ValueError, match=r"module\[1\].*dilation=2.*no chainrule"):
+        from_torch(nn.Sequential(nn.Conv2d(1, 2, 3), nn.MaxPool2d(2, dilation=2)),
+                   input_shape=(1, 8, 8))
+    with pytest.raises(ValueError, match=r"module\[0\].*divisor_override"):
+        from_torch(nn.Sequential(nn.AvgPool2d(2, divisor_override=3)), input_shape=(1, 4, 4))
+    with pytest.raises(ValueError, match=r"module\[0\] \(Conv2d\) takes images.*input_shape"):
+        from_torch(nn.Sequential(nn.Conv2d(1, 2, 3)))
+    with pytest.raises(ValueError, match="dim=None"):
+        from_torch(nn.Sequential(nn.Linear(3, 2), nn.Softmax()))
+    with pytest.raises(ValueError, match=r"module\[0\].*p"):
+        from_torch(nn.Sequential(nn.Dropout(1.0), nn.Linear(3, 2)))
