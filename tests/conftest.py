@@ -16,7 +16,18 @@ import pytest
 from hypothesis import settings
 
 from chainrule.conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
-from chainrule.layers import GELU, Affine, Dropout, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
+from chainrule.layers import (
+    ELU,
+    GELU,
+    Affine,
+    Dropout,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from chainrule.losses import CategoricalCrossEntropy, MeanSquaredError
 from chainrule.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
 
@@ -83,6 +94,10 @@ def torch_layer(layer, x, *params):
         return F.gelu(x, approximate=layer.approximate)
     if isinstance(layer, SiLU):
         return F.silu(x)
+    if isinstance(layer, ELU):
+        return F.elu(x, alpha=layer.alpha)
+    if isinstance(layer, Softplus):
+        return F.softplus(x, beta=layer.beta, threshold=layer.threshold)
     if isinstance(layer, Dropout):
         kind, value = layer.cache
         return x if kind == "identity" else x * to_torch(value)

@@ -216,9 +216,10 @@ def test_leaky_relu_slope_checked():
 
 
 def test_unknown_names():
-    with pytest.raises(ValueError, match=r"activation must be one of \['gelu', 'identity', "
-                                         r"'leaky_relu', 'logistic', 'relu', 'sigmoid', "
-                                         r"'silu', 'tanh'\], got 'mish'"):
+    with pytest.raises(ValueError, match=r"activation must be one of \['elu', 'gelu', "
+                                         r"'identity', 'leaky_relu', 'logistic', 'relu', "
+                                         r"'sigmoid', 'silu', 'softplus', 'tanh'\], got "
+                                         r"'mish'"):
         MLP([4, 3, 2], activation="mish")
     with pytest.raises(ValueError, match=r"activation must be a name of .* or one per hidden "
                                          r"layer \(1\), got \['relu', 'tanh'\]"):

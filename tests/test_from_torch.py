@@ -16,13 +16,13 @@ from chainrule.io import from_torch
 
 def _torch_grads_by_chainrule_name(torch, net, model):
     """The torch module's gradients under chainrule's names (a Linear's weight
-    transposed): the tensors with a gradient, in module order, are the params' order."""
-    tensors = [p for p in net.parameters()]
-    grads = {}
-    for name, t in zip(model.params, tensors, strict=True):
-        g = t.grad.detach().numpy()
-        grads[name] = g.T if model.params[name].shape == g.T.shape != g.shape else g
-    return grads
+    transposed): its parameters, module by module, are the params' order."""
+    tensors = []
+    for m in net.modules():
+        for name, t in m.named_parameters(recurse=False):
+            g = t.grad.detach().numpy()
+            tensors.append(g.T if isinstance(m, torch.nn.Linear) and name == "weight" else g)
+    return dict(zip(model.params, tensors, strict=True))
 
 
 def _mlp(torch):
@@ -31,7 +31,9 @@ def _mlp(torch):
                          nn.Sequential(nn.Linear(8, 7), nn.GELU(approximate="tanh")),
                          nn.BatchNorm1d(7, momentum=None), nn.Linear(7, 5, bias=False),
                          nn.LeakyReLU(0.2), nn.LayerNorm(5), nn.Tanh(), nn.Linear(5, 6),
-                         nn.SiLU(), nn.Linear(6, 4), nn.Sigmoid(), nn.Linear(4, 3))
+                         nn.SiLU(), nn.Linear(6, 4), nn.Sigmoid(), nn.Linear(4, 4),
+                         nn.ELU(alpha=0.5), nn.Linear(4, 4), nn.Softplus(beta=1.5, threshold=2.0),
+                         nn.Linear(4, 3))
 
 
 def _cnn(torch):

@@ -1,4 +1,5 @@
-"""GELU, SiLU and AdaptiveAvgPool2D, the layers a ported modern network meets: the
+"""GELU, SiLU, ELU, Softplus and AdaptiveAvgPool2D, the layers a ported modern network
+meets: the
 contract kit, finite differences, PyTorch autograd (float64, and float32 values for
 the activations), training through ``fit``, model files and ONNX (onnxruntime)."""
 
@@ -10,7 +11,7 @@ import pytest
 import chainrule as cr
 from chainrule.conv import AdaptiveAvgPool2D
 from chainrule.gradcheck import check_layer_gradients
-from chainrule.layers import GELU, SiLU
+from chainrule.layers import ELU, GELU, SiLU, Softplus
 from chainrule.models import ACTIVATIONS, MLP
 from chainrule.testing import check_layer
 from conftest import rel_diff, to_torch, torch_layer
@@ -19,11 +20,19 @@ ACTIVATION_LAYERS = {
     "gelu": GELU,
     "gelu_tanh": lambda: GELU(approximate="tanh"),
     "silu": SiLU,
+    "elu": ELU,
+    "elu_alpha": lambda: ELU(alpha=0.3),
+    "softplus": Softplus,
+    "softplus_beta": lambda: Softplus(beta=2.0, threshold=3.0),
 }
 TORCH_ACTIVATIONS = {
     "gelu": lambda torch: torch.nn.GELU(),
     "gelu_tanh": lambda torch: torch.nn.GELU(approximate="tanh"),
     "silu": lambda torch: torch.nn.SiLU(),
+    "elu": lambda torch: torch.nn.ELU(),
+    "elu_alpha": lambda torch: torch.nn.ELU(alpha=0.3),
+    "softplus": lambda torch: torch.nn.Softplus(),
+    "softplus_beta": lambda torch: torch.nn.Softplus(beta=2.0, threshold=3.0),
 }
 # (input height, width) -> output_size: sizes that divide the input and sizes that do not
 # (overlapping windows), an output larger than the input, and global pooling.
@@ -84,6 +93,44 @@ def test_activation_values_at_known_points():
     for layer in (GELU(), GELU("tanh"), SiLU()):
         out = layer.forward(x)
         assert np.all(np.isfinite(out)) and np.all(np.isfinite(layer.backward(np.ones_like(out))))
+
+
+def test_elu_and_softplus_at_known_points():
+    x = np.array([[-40.0, -1.0, 0.0, 1.0, 40.0]])
+    # ELU: alpha (e^x - 1) below 0, x above; its slope alpha e^x, 1
+    elu = ELU(0.5)
+    np.testing.assert_allclose(elu.forward(x), [[0.5 * np.expm1(-40.0), 0.5 * np.expm1(-1.0),
+                                                 0.0, 1.0, 40.0]], rtol=1e-15)
+    np.testing.assert_allclose(elu.backward(np.ones_like(x)),
+                               [[0.5 * np.exp(-40.0), 0.5 * np.exp(-1.0), 0.5, 1.0, 1.0]],
+                               rtol=1e-15)
+    assert ELU().forward(np.array([[1e-20]]))[0, 0] == 1e-20
+    assert ELU().forward(np.array([[-1e-20]]))[0, 0] == -1e-20   # expm1: no cancellation
+    # Softplus: log(1 + e^x); x itself past the threshold (20); slope sigmoid(x)
+    soft = Softplus()
+    out = soft.forward(x)
+    np.testing.assert_allclose(out[0, :4], [np.exp(-40.0), np.log1p(np.exp(-1.0)), np.log(2.0),
+                                            np.log1p(np.e)], rtol=1e-15)
+    assert out[0, 4] == 40.0
+    np.testing.assert_allclose(soft.backward(np.ones_like(x)),
+                               [[1 / (1 + np.exp(40.0)), 1 / (1 + np.e), 0.5,
+                                 1 / (1 + np.exp(-1.0)), 1.0]], rtol=1e-15)
+    big = np.array([[1e300, -1e300]])
+    with np.errstate(over="raise", invalid="raise"):   # neither side overflows
+        np.testing.assert_array_equal(soft.forward(big), [[1e300, 0.0]])
+        np.testing.assert_array_equal(ELU().forward(big), [[1e300, -1.0]])
+
+
+def test_elu_and_softplus_options_repr_config_and_refusal():
+    assert repr(ELU()) == "ELU(alpha=1.0)" and repr(Softplus()) == "Softplus()"
+    assert repr(Softplus(beta=2.0)) == "Softplus(beta=2.0)"
+    assert ELU(0.3).get_config() == {"alpha": 0.3} and "0.3" in ELU(0.3).equations[0]
+    assert Softplus(2.0, 5.0).get_config() == {"beta": 2.0, "threshold": 5.0}
+    assert cr.ELU is ELU and cr.Softplus is Softplus and {"ELU", "Softplus"} <= set(cr.__all__)
+    for bad in (lambda: ELU(float("nan")), lambda: ELU("1"), lambda: Softplus(beta=0.0),
+                lambda: Softplus(beta=-1.0), lambda: Softplus(threshold=float("inf"))):
+        with pytest.raises((TypeError, ValueError)):
+            bad()
 
 
 def test_gelu_option_repr_config_and_refusal():
@@ -162,11 +209,12 @@ def _blobs(n=120, seed=0):
     return X, np.eye(3)[labels]
 
 
-@pytest.mark.parametrize("activation", ["gelu", "silu"])
+@pytest.mark.parametrize("activation", ["gelu", "silu", "elu", "softplus"])
 def test_mlp_with_gelu_and_silu_trains_through_fit(activation):
     from chainrule.train import fit
 
-    assert ACTIVATIONS[activation] is {"gelu": GELU, "silu": SiLU}[activation]
+    assert ACTIVATIONS[activation] is {"gelu": GELU, "silu": SiLU, "elu": ELU,
+                                       "softplus": Softplus}[activation]
     X, Y = _blobs()
     model = MLP([4, 16, 3], activation=activation, rng=0)
     assert type(model.layers[1][0]) is ACTIVATIONS[activation]
@@ -204,6 +252,17 @@ def test_model_file_round_trip(tmp_path, size):
     assert np.array_equal(again.predict(X), model.predict(X))
 
 
+def test_elu_and_softplus_settings_survive_model_files(tmp_path):
+    model = cr.Sequential([cr.Affine(4, 6), ELU(alpha=0.3), cr.Affine(6, 5),
+                           Softplus(beta=2.0, threshold=3.0), cr.Affine(5, 3)], rng=0)
+    cr.io.save(model, tmp_path / "m.npz")
+    again = cr.io.load(tmp_path / "m.npz")
+    assert again.layers[1][0].alpha == 0.3
+    assert (again.layers[3][0].beta, again.layers[3][0].threshold) == (2.0, 3.0)
+    X, _ = _blobs(7)
+    assert np.array_equal(again.predict(X), model.predict(X))
+
+
 def test_mlp_model_file_round_trip(tmp_path):
     model = MLP([4, 5, 5, 3], activation=["gelu", "silu"], rng=0)
     cr.io.save(model, tmp_path / "m.npz")
@@ -234,6 +293,19 @@ def test_onnx_activations_match_onnxruntime(tmp_path, activation, opset):
     X = np.random.default_rng(2).normal(scale=2.0, size=(20, 4)).astype(np.float32)
     out = _onnx_outputs(model, tmp_path / "m.onnx", X, opset)
     np.testing.assert_allclose(out["outputs"], model.predict(X), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("activation", [ELU, lambda: ELU(0.3), Softplus,
+                                        lambda: Softplus(beta=2.0, threshold=3.0)])
+def test_onnx_elu_and_softplus_match_onnxruntime_in_both_dtypes(tmp_path, activation, dtype):
+    # float64: composed of Exp, Log, Where (onnxruntime has no float64 Elu or Softplus)
+    model = cr.Sequential([cr.Affine(4, 16), activation(), cr.Affine(16, 3)], rng=0,
+                          dtype=dtype, loss="mse")
+    X = np.random.default_rng(2).normal(scale=4.0, size=(50, 4)).astype(dtype)
+    out = _onnx_outputs(model, tmp_path / "m.onnx", X)
+    np.testing.assert_allclose(out["outputs"], model.predict(X), rtol=0,
+                               atol=1e-5 if dtype == np.float32 else 1e-13)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (2, 2)])

@@ -26,7 +26,7 @@ from .conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unfl
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
 from .homework import FeedforwardNeuralNet, LogisticRegression
 from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_uniform
-from .layers import GELU, Affine, Dropout, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
+from .layers import ELU, GELU, Affine, Dropout, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from .losses import (
     BinaryCrossEntropy,
     CategoricalCrossEntropy,
@@ -48,7 +48,7 @@ __all__ = [
     "accuracy", "log_softmax", "logsumexp", "one_hot", "softmax",
     "check_gradients",
     "he_normal", "he_uniform", "xavier_init", "xavier_normal", "xavier_uniform",
-    "Affine", "Dropout", "LeakyReLU", "ReLU", "Sigmoid", "Tanh", "GELU", "SiLU",
+    "Affine", "Dropout", "LeakyReLU", "ReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "ELU", "Softplus",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax",
     "AdaptiveAvgPool2D", "AvgPool2D", "Conv2D", "Flatten", "MaxPool2D", "Unflatten",
     "CategoricalCrossEntropy", "BinaryCrossEntropy", "MultiMarginLoss", "MeanSquaredError",

@@ -19,14 +19,28 @@ import math
 import re
 
 from ._validation import shape_str
-from .layers import GELU, Affine, Dropout, Identity, Layer, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
+from .layers import (
+    ELU,
+    GELU,
+    Affine,
+    Dropout,
+    Identity,
+    Layer,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from .stateful import first_trained
 
 __all__ = ["node_names", "summary", "explain", "local_param_names", "output_shapes",
            "output_width"]
 
 #: Built-in layers whose output has their input's width (what ``output_width`` skips).
-_WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, Identity, Dropout})
+_WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ELU, Softplus, Identity,
+                            Dropout})
 #: Layers whose output shape :func:`check_shapes` knows without an ``output_shape``.
 _KNOWN = _WIDTH_KEEPING | {Affine}
 

@@ -44,7 +44,7 @@ from ._validation import (
     check_rng,
     shape_str,
 )
-from .layers import GELU, Affine, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
+from .layers import ELU, GELU, Affine, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 
 __all__ = ["numerical_gradient", "relative_error", "GradCheckResult", "check_gradients",
            "check_layer_gradients", "compare_layers", "check_layer_factory"]
@@ -55,7 +55,8 @@ _TINY = np.finfo(np.float64).tiny
 #: differences of pure rounding noise, ~1e-10 * |loss| with eps 1e-6.
 _NETWORK_FLOOR = 1e-3
 #: Built-in layers that compute the same in training and evaluation mode.
-_SAME_IN_BOTH_MODES = (Affine, Identity, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU)
+_SAME_IN_BOTH_MODES = (Affine, Identity, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ELU,
+                       Softplus)
 
 
 def relative_error(analytic, numeric, floor: float = _TINY) -> float:

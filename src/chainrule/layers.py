@@ -33,6 +33,7 @@ from ._validation import (
     check_choice,
     check_finite_float,
     check_in_interval,
+    check_positive_float,
     check_positive_int,
     check_rng,
     ones,
@@ -43,7 +44,7 @@ from .functional import sigmoid
 from .init import get_initializer
 
 __all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU",
-           "Dropout"]
+           "ELU", "Softplus", "Dropout"]
 
 
 class Layer:
@@ -430,6 +431,104 @@ class SiLU(Layer):
         inputs, s = self.cache if self.cache is not None else (None, None)
         d_out = self._check_d_out(d_out, np.shape(inputs))
         return d_out * (s * (1 + inputs * (1 - s)))
+
+
+class ELU(Layer):
+    """Exponential linear unit, as ``torch.nn.ELU(alpha)``: ``out = x`` for ``x > 0``,
+    ``alpha (exp(x) - 1)`` elsewhere.
+
+    Shape: inputs of any shape -> out of the same shape.
+
+    Parameters
+    ----------
+    alpha : float, default=1.0
+        The value the negative side tends to is ``-alpha``; any finite number.
+    """
+
+    equations = ("{y} = {x} if {x} > 0 else exp({x}) - 1",
+                 ("d{x} = d{y} * (1 if {x} > 0 else exp({x}))",))
+
+    def __init__(self, alpha: float = 1.0):
+        super().__init__()
+        self.alpha = check_finite_float(alpha, "alpha")
+        if self.alpha != 1.0:   # explain() shows the alpha in use
+            a = f"{self.alpha:g}"
+            self.equations = (f"{{y}} = {{x}} if {{x}} > 0 else {a} (exp({{x}}) - 1)",
+                              (f"d{{x}} = d{{y}} * (1 if {{x}} > 0 else {a} exp({{x}}))",))
+
+    def get_config(self) -> dict:
+        """The constructor argument, for model files."""
+        return {"alpha": self.alpha}
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        positive = inputs > 0
+        negative = np.minimum(inputs, 0)   # the exponentials never overflow
+        # expm1 for the value: exp(x) - 1 cancels near 0; exp for the slope: expm1(x) + 1
+        # cancels far below it (0 for x = -40, where the slope is 4e-18 alpha).
+        self.cache = (positive, np.exp(negative))
+        return np.where(positive, inputs, self.alpha * np.expm1(negative))
+
+    def backward(self, d_out):
+        """Slope 1 where the input was positive and ``alpha exp(x)`` elsewhere."""
+        positive, e = self.cache if self.cache is not None else (None, None)
+        d_out = self._check_d_out(d_out, np.shape(positive))
+        return d_out * np.where(positive, 1, self.alpha * e)
+
+    def __repr__(self):
+        return f"ELU(alpha={self.alpha})"
+
+
+class Softplus(Layer):
+    """Softplus ``out = log(1 + exp(beta x)) / beta``, a smooth ReLU, as
+    ``torch.nn.Softplus(beta, threshold)``: ``out = x`` where ``beta x > threshold``.
+
+    Shape: inputs of any shape -> out of the same shape.
+
+    Parameters
+    ----------
+    beta : float, default=1.0
+        Sharpness, a finite number > 0: the larger, the closer to ReLU.
+    threshold : float, default=20.0
+        Above it (in ``beta x``) the output is ``x`` itself, as PyTorch's, which is
+        within ``exp(-threshold)`` of the formula and never overflows.
+    """
+
+    equations = ("{y} = log(1 + exp({x}))", ("d{x} = d{y} * sigmoid({x})",))
+
+    def __init__(self, beta: float = 1.0, threshold: float = 20.0):
+        super().__init__()
+        self.beta = check_positive_float(beta, "beta")
+        self.threshold = check_finite_float(threshold, "threshold")
+        if self.beta != 1.0:
+            b = f"{self.beta:g}"
+            self.equations = (f"{{y}} = log(1 + exp({b} {{x}})) / {b}",
+                              (f"d{{x}} = d{{y}} * sigmoid({b} {{x}})",))
+
+    def get_config(self) -> dict:
+        """The constructor arguments, for model files."""
+        return {"beta": self.beta, "threshold": self.threshold}
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        scaled = inputs * self.beta   # a Python float keeps float32 in float32
+        linear = scaled > self.threshold
+        # exp of at most the threshold: the linear side never overflows the formula's
+        e = np.exp(np.minimum(scaled, self.threshold))
+        self.cache = (linear, e)
+        return np.where(linear, inputs, np.log1p(e) / self.beta)
+
+    def backward(self, d_out):
+        """Slope ``sigmoid(beta x) = e / (1 + e)`` with ``e = exp(beta x)``; 1 where the
+        output is ``x``."""
+        linear, e = self.cache if self.cache is not None else (None, None)
+        d_out = self._check_d_out(d_out, np.shape(linear))
+        return np.where(linear, d_out, d_out * e / (e + 1))
+
+    def __repr__(self):
+        changed = {k: v for k, v in self.get_config().items()
+                   if v != {"beta": 1.0, "threshold": 20.0}[k]}
+        return f"Softplus({', '.join(f'{k}={v}' for k, v in changed.items())})"
 
 
 class Dropout(Layer):

@@ -16,7 +16,19 @@ import numpy as np
 from ._validation import check_choice, check_in_interval, check_rng
 from .explain import check_shapes
 from .init import CUSTOM_INIT, SklearnInit, get_initializer
-from .layers import GELU, Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
+from .layers import (
+    ELU,
+    GELU,
+    Affine,
+    Dropout,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from .losses import get_loss, is_multiclass
 from .network import ACTIVATION_BUDGET, Network, affine_param_names
 from .stateful import build_state, check_dtype, check_layers, release_layers
@@ -28,7 +40,8 @@ __all__ = ["Network", "Sequential", "MLP", "ACTIVATIONS", "affine_param_names",
 SKLEARN_INIT = "sklearn"
 
 ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid,
-               "identity": Identity, "logistic": Sigmoid, "gelu": GELU, "silu": SiLU}
+               "identity": Identity, "logistic": Sigmoid, "gelu": GELU, "silu": SiLU,
+               "elu": ELU, "softplus": Softplus}
 
 
 class Sequential(Network):

@@ -16,7 +16,19 @@ import numpy as np
 from .._fileformat import atomic_write
 from .._version import VERSION
 from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, MaxPool2D
-from ..layers import GELU, Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
+from ..layers import (
+    ELU,
+    GELU,
+    Affine,
+    Dropout,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from ..losses import (
     BinaryCrossEntropy,
     CategoricalCrossEntropy,
@@ -340,9 +352,12 @@ class _GraphBuilder:
             node = self._leaky_relu(float(layer.negative_slope), current, out)
         elif isinstance(layer, (GELU, SiLU)):
             node = self._gated(layer, current, out)
+        elif isinstance(layer, (ELU, Softplus)):
+            node = self._smooth(layer, current, out)
         else:
             raise TypeError(f"cannot export layer {i} ({layer!r}): supported layers are "
-                            f"Affine, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, Dropout and "
+                            f"Affine, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ELU, "
+                            f"Softplus, Dropout and "
                             f"{', '.join(cls.__name__ for cls in LAYER_TYPES)}")
         node.name = f"activation{self.n_act}"
         self.nodes.append(node)
@@ -399,6 +414,37 @@ class _GraphBuilder:
                                         keepdims=0, name="argmax"))
         self.nodes.append(make_node("Gather", ["classes", "label_index"], ["label"], axis=0,
                                     name="label"))
+
+    def _smooth(self, layer, current: str, out: str):
+        """ELU as the ``Elu`` node in float32, else (onnxruntime has no float64 Elu
+        kernel) ``Where(x > 0, x, alpha (Exp(Min(x, 0)) - 1))``; Softplus as
+        ``Where(beta x > threshold, x, Softplus(Min(beta x, threshold)) / beta)``, which
+        keeps PyTorch's threshold (in float64 ``Log(Exp(.) + 1)`` for ``Softplus``).
+        Intermediate nodes go straight into the graph."""
+        make_node, p = self.helper.make_node, f"{out}_"
+        if isinstance(layer, ELU) and self.dtype == np.float32:
+            return make_node("Elu", [current], [out], alpha=layer.alpha)
+        elu = isinstance(layer, ELU)
+        constants = ({"zero": 0.0, "one": 1.0, "alpha": layer.alpha} if elu
+                     else {"beta": layer.beta, "threshold": layer.threshold,
+                           **({} if self.dtype == np.float32 else {"one": 1.0})})
+        for name, value in constants.items():
+            self._tensor(np.array(value), p + name)
+        if elu:
+            steps = [("Greater", [current, p + "zero"], "linear"),
+                     ("Min", [current, p + "zero"], "capped"), ("Exp", [p + "capped"], "e"),
+                     ("Sub", [p + "e", p + "one"], "m"), ("Mul", [p + "alpha", p + "m"], "curve")]
+        else:
+            steps = [("Mul", [current, p + "beta"], "scaled"),
+                     ("Greater", [p + "scaled", p + "threshold"], "linear"),
+                     ("Min", [p + "scaled", p + "threshold"], "capped")]
+            steps += ([("Softplus", [p + "capped"], "soft")] if self.dtype == np.float32 else
+                      [("Exp", [p + "capped"], "e"), ("Add", [p + "e", p + "one"], "e1"),
+                       ("Log", [p + "e1"], "soft")])   # (no float64 Softplus kernel)
+            steps.append(("Div", [p + "soft", p + "beta"], "curve"))
+        self.nodes += [make_node(op, inputs, [p + name], name=p + name)
+                       for op, inputs, name in steps]
+        return make_node("Where", [p + "linear", current, p + "curve"], [out])
 
     def _leaky_relu(self, slope: float, current: str, out: str):
         if self.dtype == np.float32 or float(np.float32(slope)) == slope:

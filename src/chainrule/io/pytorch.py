@@ -20,7 +20,19 @@ from __future__ import annotations
 import numpy as np
 
 from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
-from ..layers import GELU, Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
+from ..layers import (
+    ELU,
+    GELU,
+    Affine,
+    Dropout,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from ..models import Sequential
 from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
 from ..stateful import check_dtype, stateful_names
@@ -94,6 +106,8 @@ CONVERTERS = {
     "Sigmoid": lambda m: (Sigmoid(), []),
     "GELU": lambda m: (GELU(m.approximate), []),
     "SiLU": lambda m: (SiLU(), []),
+    "ELU": lambda m: (ELU(m.alpha), []),
+    "Softplus": lambda m: (Softplus(m.beta, m.threshold), []),
     "Identity": lambda m: (Identity(), []),
     "Dropout": lambda m: (Dropout(m.p), []),
     "Softmax": _softmax,
@@ -159,7 +173,7 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
     module : torch.nn.Sequential
         The model; nested ``nn.Sequential`` are flattened. Its modules may be
         ``Linear``, ``Conv2d``, ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``,
-        ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``SiLU``,
+        ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``SiLU``, ``ELU``, ``Softplus``,
         ``Identity``, ``Dropout``, ``Softmax``, ``Flatten``, ``Unflatten``,
         ``MaxPool2d``, ``AvgPool2d`` and ``AdaptiveAvgPool2d`` (:data:`CONVERTERS`),
         each with the settings chainrule's layer of the same name takes.

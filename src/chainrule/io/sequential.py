@@ -17,7 +17,19 @@ import numpy as np
 
 from .._validation import key_differences
 from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
-from ..layers import GELU, Affine, Dropout, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Tanh
+from ..layers import (
+    ELU,
+    GELU,
+    Affine,
+    Dropout,
+    Identity,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from ..losses import LOSSES
 from ..models import Sequential
 from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
@@ -33,7 +45,8 @@ _FIRST_LAYER_CLASSES = {cls.__name__: cls for cls in (Affine, Dropout, Identity,
 LAYER_CLASSES = {**_FIRST_LAYER_CLASSES,
                  **{cls.__name__: cls for cls in (BatchNorm1d, BatchNorm2d, LayerNorm, Softmax,
                                                   Conv2D, MaxPool2D, AvgPool2D, Flatten,
-                                                  Unflatten, GELU, SiLU, AdaptiveAvgPool2D)}}
+                                                  Unflatten, GELU, SiLU, AdaptiveAvgPool2D, ELU,
+                                                  Softplus)}}
 
 
 def _is_builtin(layer) -> bool:
