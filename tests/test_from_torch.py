@@ -139,9 +139,63 @@ def test_unconvertible_models_are_named(torch):
                    input_shape=(1, 8, 8))
     with pytest.raises(ValueError, match=r"module\[0\].*divisor_override"):
         from_torch(nn.Sequential(nn.AvgPool2d(2, divisor_override=3)), input_shape=(1, 4, 4))
-    with pytest.raises(ValueError, match=r"module\[0\] \(Conv2d\) takes images.*input_shape"):
-        from_torch(nn.Sequential(nn.Conv2d(1, 2, 3)))
+    for net in (nn.Sequential(nn.Conv2d(1, 2, 3)),   # after shape-keeping modules too
+                nn.Sequential(nn.ReLU(), nn.Dropout(0.1), nn.Conv2d(1, 2, 3))):
+        with pytest.raises(ValueError, match=r"takes images first: give input_shape"):
+            from_torch(net)
+    with pytest.raises(ValueError, match=r"module\[2\] \(Affine\(8, 3\)\) cannot take "
+                                         r"inputs of shape \(N, 18\).*input_shape=\(1, 5, 5\)"):
+        from_torch(nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 3)),
+                   input_shape=(1, 5, 5))
     with pytest.raises(ValueError, match="dim=None"):
         from_torch(nn.Sequential(nn.Linear(3, 2), nn.Softmax()))
     with pytest.raises(ValueError, match=r"module\[0\].*p"):
         from_torch(nn.Sequential(nn.Dropout(1.0), nn.Linear(3, 2)))
+
+
+def test_a_module_at_two_places_runs_at_both_and_shared_parameters_are_refused(torch, rng):
+    nn = torch.nn
+    act = nn.Tanh()   # one activation object twice: torch's forward runs it twice
+    net = nn.Sequential(nn.Linear(5, 6), act, nn.Linear(6, 6), act, nn.Linear(6, 3)).double()
+    model = from_torch(net)
+    assert [type(layer).__name__ for layer, _ in model.layers] == [
+        "Affine", "Tanh", "Affine", "Tanh", "Affine"]
+    X = rng.normal(size=(4, 5))
+    np.testing.assert_allclose(model.forward(X), net(torch.from_numpy(X)).detach().numpy(),
+                               rtol=1e-12)
+    lin = nn.Linear(4, 4)
+    with pytest.raises(ValueError, match=r"module\[2\] shares a parameter with module\[0\]"):
+        from_torch(nn.Sequential(lin, nn.ReLU(), lin))
+    a, b = nn.Linear(4, 4), nn.Linear(4, 4)
+    b.weight = a.weight   # tied weights
+    with pytest.raises(ValueError, match=r"module\[2\] shares a parameter.*tied"):
+        from_torch(nn.Sequential(a, nn.Tanh(), b))
+
+
+def test_what_changes_a_forward_beyond_its_settings_is_refused(torch):
+    nn = torch.nn
+    net = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3))
+    handle = net[1].register_forward_hook(lambda m, i, o: o * 2)
+    with pytest.raises(TypeError, match=r"module\[1\] has forward hooks"):
+        from_torch(net)
+    handle.remove()
+    from_torch(net)   # without the hook it converts
+    net.register_forward_pre_hook(lambda m, i: i)
+    with pytest.raises(TypeError, match=r"^module has forward hooks"):
+        from_torch(net)
+    wn = torch.nn.utils.parametrizations.weight_norm(nn.Linear(5, 6))
+    with pytest.raises(TypeError, match=r"module\[0\] has parametrized tensors \(weight\)"
+                                        r".*remove_parametrizations"):
+        from_torch(nn.Sequential(wn, nn.ReLU(), nn.Linear(6, 3)))
+    with pytest.raises(TypeError, match=r"module\[0\] is a lazy module.*forward pass"):
+        from_torch(nn.Sequential(nn.LazyLinear(3)))
+
+
+def test_frozen_parameters_are_said_to_train(torch):
+    nn = torch.nn
+    net = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Linear(6, 3))
+    net[0].requires_grad_(False)
+    with pytest.warns(UserWarning, match=r"module\[0\] hold parameters with "
+                                         r"requires_grad=False.*trains every parameter"):
+        model = from_torch(net)
+    assert sorted(model.params) == ["W1", "W2", "b1", "b2"]

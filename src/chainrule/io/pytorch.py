@@ -10,12 +10,18 @@ function imports it only to recognise the modules it is given.
 Each module maps to the chainrule layer of the same name and constructor arguments,
 so the conversion is a table (:data:`CONVERTERS`). A ``Linear``'s weight is stored
 transposed, ``(in, out)``, as the homework's ``X @ W`` wants it; every other array
-keeps PyTorch's layout. A module chainrule has no layer for, a subclass (whose
-``forward`` may differ) and a setting the layer does not take are refused, named by
-their place in the model.
+keeps PyTorch's layout. What would make the copy compute or train otherwise is
+refused, named by its place in the model: a module chainrule has no layer for, a
+subclass (whose ``forward`` may differ), a setting the layer does not take, hooks,
+parametrizations, and a parameter two modules share (chainrule's layers each hold their
+own). A module at two places without parameters (one ``ReLU`` object twice) becomes
+two layers, as its forward runs twice.
 """
 
 from __future__ import annotations
+
+import re
+import warnings
 
 import numpy as np
 
@@ -120,6 +126,9 @@ CONVERTERS = {
 
 # The layers that take images: a network that starts with one needs input_shape.
 _IMAGE_MODULES = {"Conv2d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"}
+# Modules that keep their input's shape: an image layer after them is still first.
+_SHAPE_KEEPING = {"ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU", "ELU", "Softplus",
+                  "Identity", "Dropout"}
 
 
 def _modules(torch, module, where="module"):
@@ -129,8 +138,13 @@ def _modules(torch, module, where="module"):
         raise TypeError(f"{where} must be a torch.nn.Sequential (its order is its "
                         f"forward pass), got {type(module).__name__}: write the model's "
                         f"layers as an nn.Sequential to convert it")
+    _check_plain(where, module)
     out = []
-    for name, child in module.named_children():
+    # Its own entries, as its forward runs them: named_children() lists a module used
+    # twice once.
+    for name, child in module._modules.items():
+        if child is None:
+            continue
         path = f"{where}[{name}]"
         if type(child) is torch.nn.Sequential:
             out += _modules(torch, child, path)
@@ -139,8 +153,29 @@ def _modules(torch, module, where="module"):
     return out
 
 
+def _check_plain(path, m):
+    """Refuse what changes a module's forward beyond its class and settings:
+    parameters not yet created (lazy modules, whose hook creates them), hooks,
+    parametrizations (``weight_norm``)."""
+    from torch.nn.modules.lazy import LazyModuleMixin
+    from torch.nn.utils import parametrize
+
+    if isinstance(m, LazyModuleMixin) and m.has_uninitialized_params():
+        raise TypeError(f"{path} is a lazy module whose parameters do not exist yet: run "
+                        f"one forward pass through the model first")
+    if m._forward_hooks or m._forward_pre_hooks:
+        raise TypeError(f"{path} has forward hooks, which change what it computes and "
+                        f"which a chainrule layer cannot run: remove them (for the old "
+                        f"torch.nn.utils.weight_norm, torch.nn.utils.remove_weight_norm)")
+    if parametrize.is_parametrized(m):
+        raise TypeError(f"{path} has parametrized tensors ({', '.join(m.parametrizations)}): "
+                        f"bake them into plain ones first with torch.nn.utils.parametrize."
+                        f"remove_parametrizations(module, name)")
+
+
 def _convert(torch, path, m):
     """``(layer, arrays)`` of one leaf module (arrays as tensors or None)."""
+    _check_plain(path, m)
     kind = type(m).__name__
     if kind not in CONVERTERS or type(m) is not getattr(torch.nn, kind, None):
         base = next((c.__name__ for c in type(m).__mro__[1:] if c.__name__ in CONVERTERS
@@ -154,6 +189,42 @@ def _convert(torch, path, m):
         return CONVERTERS[kind](m)
     except (TypeError, ValueError) as exc:
         raise type(exc)(f"{path} ({m!r}): {exc}") from exc
+
+
+def _check_parameters(modules) -> None:
+    """Refuse a parameter held by two modules (one module at two places, or tied
+    weights): each chainrule layer holds its own, so the copies would train apart.
+    Warn of frozen ones (``requires_grad=False``): chainrule trains every parameter."""
+    owner: dict = {}
+    frozen = []
+    for path, m in modules:
+        for p in m.parameters(recurse=False):
+            if id(p) in owner:
+                raise ValueError(f"{path} shares a parameter with {owner[id(p)]} (the same "
+                                 f"module twice, or tied weights): chainrule's layers each "
+                                 f"hold their own parameters, so the two would train apart; "
+                                 f"use a module of its own at each place")
+            owner[id(p)] = path
+            if not p.requires_grad and path not in frozen:
+                frozen.append(path)
+    if frozen:
+        warnings.warn(f"{', '.join(frozen)} hold parameters with requires_grad=False: the "
+                      f"converted model trains every parameter it has (chainrule has no "
+                      f"frozen layers)", UserWarning, stacklevel=3)
+
+
+def _first_takes_images(modules) -> bool:
+    """Whether the first module that changes its input's shape takes images."""
+    kinds = [type(m).__name__ for _, m in modules]
+    first = next((k for k in kinds if k not in _SHAPE_KEEPING), None)
+    return first in _IMAGE_MODULES
+
+
+def _torch_paths(exc, paths, input_shape):
+    """``exc``'s message with chainrule's ``layers[i]`` named by the torch path."""
+    message = re.sub(r"layers\[(\d+)\]", lambda match: paths[int(match.group(1))], str(exc))
+    given = f" (with input_shape={tuple(input_shape)})" if input_shape is not None else ""
+    return type(exc)(message + given)
 
 
 def _dtype_of(torch, modules, dtype):
@@ -201,10 +272,17 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
     ------
     TypeError
         For a module that is not an ``nn.Sequential``, or one inside it that chainrule
-        has no layer for (or a subclass of one), named by its place.
+        has no layer for (or a subclass of one), or with hooks or parametrizations,
+        named by its place.
     ValueError
         For a setting chainrule's layer does not take (e.g. ``MaxPool2d(dilation=2)``),
-        or an image model without ``input_shape``.
+        a parameter two modules share, an image model without ``input_shape``, or
+        layers whose shapes do not fit.
+
+    Warns
+    -----
+    UserWarning
+        For parameters with ``requires_grad=False``: the converted model trains them.
 
     Example
     -------
@@ -218,15 +296,19 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
     import torch  # the caller's: a torch module came in
 
     modules = _modules(torch, module)
+    _check_parameters(modules)
     model_dtype = _dtype_of(torch, modules, dtype)
     # (layer, its tensors, the module whose buffers it takes) in order
     parts = [(layer, [a for a in arrays if a is not None], m)
              for (path, m) in modules for layer, arrays in [_convert(torch, path, m)]]
+    paths = [path for path, _ in modules]
     if input_shape is not None:
         parts.insert(0, (Unflatten(input_shape), [], None))
-    elif modules and type(modules[0][1]).__name__ in _IMAGE_MODULES:
-        raise ValueError(f"{modules[0][0]} ({type(modules[0][1]).__name__}) takes images: "
-                         f"give input_shape=(C, H, W), the shape of one image")
+        paths.insert(0, "the Unflatten(input_shape) before module")
+    elif _first_takes_images(modules):
+        raise ValueError("the model takes images first: give input_shape=(C, H, W), the "
+                         "shape of one image (the converted model takes rows of C*H*W "
+                         "values)")
 
     def array(tensor):  # a copy, so that neither model trains the other's arrays
         return tensor.detach().cpu().double().numpy().astype(model_dtype)
@@ -235,7 +317,10 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
     names = stateful_names(layers)
     params = {name: array(t) for (_, tensors, _), (p_names, _) in zip(parts, names, strict=True)
               for name, t in zip(p_names, tensors, strict=True)}
-    model = Sequential(layers, loss=loss, rng=rng, dtype=model_dtype, params=params)
+    try:
+        model = Sequential(layers, loss=loss, rng=rng, dtype=model_dtype, params=params)
+    except ValueError as exc:  # a shape that does not fit: named by the torch path
+        raise _torch_paths(exc, paths, input_shape) from exc
     for (_, _, m), (_, b_names) in zip(parts, names, strict=True):
         for name in b_names:   # running statistics: PyTorch's names, numbered
             model.buffers[name][...] = array(getattr(m, name.rstrip("0123456789")))
