@@ -178,7 +178,8 @@ def test_onecycle_schedule_rises_then_falls_over_the_run(capsys):
     status, out, err = run(["train", "--hidden", "16", "--epochs", "6", "--lr", "0.01",
                             "--lr-schedule", "onecycle"], capsys)
     assert status == 0, err
-    assert "onecycle schedule" in out
+    assert "lr=partial(onecycle_lr, max_lr=0.01, total_steps=114)" in out   # said once
+    assert "onecycle schedule" not in out
     rates = [float(x) for x in re.findall(r"lr ([\d.e+-]+)", out)]
     assert len(rates) == 6 and max(rates) == rates[2] > 5 * rates[0] and rates[-1] < rates[3]
     # 1347 rows, 10% for validation: 1212 training rows, 19 steps an epoch, 114 in all;

@@ -134,9 +134,8 @@ def build_optimizer(args, n_rows, plan: Plan):
 
 
 def describe_schedule(args, plan: Plan) -> str:
-    """The schedule's words in ``train``'s setup line ('' for a constant rate)."""
-    if args.lr_schedule in ("cosine", "onecycle"):
-        return f", {args.lr_schedule} schedule"
+    """The schedule's words in ``train``'s setup line: '' for a constant rate, and for
+    cosine and onecycle, which the optimizer's repr spells out (``lr=partial(...)``)."""
     if args.lr_schedule == "plateau":
         return (f", rate cut to {DEFAULTS['lr_factor']:g}x after {lr_patience(args) + 1} "
                 f"epochs without a better {_monitor(plan)}")
