@@ -29,7 +29,7 @@ from chainrule.layers import (
     Tanh,
 )
 from chainrule.losses import CategoricalCrossEntropy, MeanSquaredError
-from chainrule.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
+from chainrule.normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LogSoftmax, Softmax
 
 # In CI (CI=true) hypothesis draws the same examples every run, so a green main stays
 # green; locally it keeps exploring new ones.
@@ -122,6 +122,8 @@ def _torch_image_layer(torch, layer, x, *params):
         return F.layer_norm(x, layer.normalized_shape, *params, eps=layer.eps)
     if isinstance(layer, Softmax):
         return F.softmax(x, dim=layer.axis)
+    if isinstance(layer, LogSoftmax):
+        return F.log_softmax(x, dim=layer.axis)
     if isinstance(layer, Conv2D):
         return F.conv2d(x, *params, stride=layer.stride, padding=layer.padding,
                         dilation=layer.dilation, groups=layer.groups)

@@ -36,7 +36,7 @@ from .losses import (
     MultiMarginLoss,
 )
 from .models import MLP, Network, Sequential
-from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
+from .normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LogSoftmax, Softmax
 from .optim import SGD, Adagrad, Adam, AdamW, RMSprop
 
 __version__ = VERSION
@@ -49,7 +49,7 @@ __all__ = [
     "check_gradients",
     "he_normal", "he_uniform", "xavier_init", "xavier_normal", "xavier_uniform",
     "Affine", "Dropout", "LeakyReLU", "ReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "ELU", "Softplus",
-    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax",
+    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax", "LogSoftmax",
     "AdaptiveAvgPool2D", "AvgPool2D", "Conv2D", "Flatten", "MaxPool2D", "Unflatten",
     "CategoricalCrossEntropy", "BinaryCrossEntropy", "MultiMarginLoss", "MeanSquaredError",
     "L1Loss", "HuberLoss",

@@ -25,7 +25,7 @@ from ._validation import (
 )
 from .layers import Layer
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax", "LogSoftmax"]
 
 
 def _check_affine_params(inputs, gamma, beta, expected, what):
@@ -437,7 +437,38 @@ def _layernorm_equations(params) -> tuple[str, tuple[str, ...]]:
                  "s = 1/sqrt(var + eps))")
 
 
-class Softmax(Layer):
+class _AlongAxis(Layer):
+    """What Softmax and LogSoftmax share: the ``axis`` (PyTorch's ``dim``) they
+    normalise along, checked against the input's dimensions."""
+
+    def __init__(self, axis=1, *, dim=None):
+        super().__init__()
+        name, axis = ("axis", axis) if dim is None else ("dim", dim)
+        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+            raise TypeError(f"{name} must be an int, got {type(axis).__name__} {axis!r}")
+        self.axis = int(axis)
+
+    def get_config(self) -> dict:
+        """The constructor arguments, for model files."""
+        return {"axis": self.axis}
+
+    def output_shape(self, shape) -> tuple:
+        """The input's shape, unchanged (for a network's shape bookkeeping)."""
+        return tuple(shape)
+
+    def _shifted(self, inputs):
+        """``inputs - max(inputs)`` along the axis: no exponential of it overflows."""
+        inputs = self._check_input(inputs, ndim=None)
+        if self.validate and not -inputs.ndim <= self.axis < inputs.ndim:
+            raise ValueError(f"axis {self.axis} is out of range for inputs of shape "
+                             f"{shape_str(inputs.shape)}")
+        return inputs - inputs.max(axis=self.axis, keepdims=True)
+
+    def __repr__(self):
+        return f"{type(self).__name__}(axis={self.axis})"
+
+
+class Softmax(_AlongAxis):
     """Softmax along ``axis`` (the rows' entries by default), max-shifted so that no
     exponential overflows, as ``torch.nn.Softmax(dim=axis)``.
 
@@ -456,27 +487,8 @@ class Softmax(Layer):
                  ("d{x} = {y} * (d{y} - sum_axis({y} * d{y}))   (sum_axis: along the "
                   "softmax's axis)",))
 
-    def __init__(self, axis=1, *, dim=None):
-        super().__init__()
-        name, axis = ("axis", axis) if dim is None else ("dim", dim)
-        if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
-            raise TypeError(f"{name} must be an int, got {type(axis).__name__} {axis!r}")
-        self.axis = int(axis)
-
-    def get_config(self) -> dict:
-        """The constructor arguments, for model files."""
-        return {"axis": self.axis}
-
-    def output_shape(self, shape) -> tuple:
-        """The input's shape, unchanged (for a network's shape bookkeeping)."""
-        return tuple(shape)
-
     def forward(self, inputs):
-        inputs = self._check_input(inputs, ndim=None)
-        if self.validate and not -inputs.ndim <= self.axis < inputs.ndim:
-            raise ValueError(f"axis {self.axis} is out of range for inputs of shape "
-                             f"{shape_str(inputs.shape)}")
-        e = np.exp(inputs - inputs.max(axis=self.axis, keepdims=True))
+        e = np.exp(self._shifted(inputs))
         out = e / e.sum(axis=self.axis, keepdims=True)
         self.cache = out
         return out
@@ -488,5 +500,41 @@ class Softmax(Layer):
         s = self.cache
         return s * (d_out - (s * d_out).sum(axis=self.axis, keepdims=True))
 
-    def __repr__(self):
-        return f"Softmax(axis={self.axis})"
+
+class LogSoftmax(_AlongAxis):
+    """The log of the softmax along ``axis``, ``x - logsumexp(x)``, computed from the
+    max-shifted input (the homework's log-sum-exp trick), as
+    ``torch.nn.LogSoftmax(dim=axis)``.
+
+    Shape: inputs of any shape with at least ``axis + 1`` dimensions -> out of the
+    same shape.
+
+    Parameters
+    ----------
+    axis : int, default=1
+        Negative counts from the last axis, as in NumPy and PyTorch.
+    dim : int, optional
+        PyTorch's name for ``axis`` (given, it replaces ``axis``).
+
+    Notes
+    -----
+    A network that ends in it (PyTorch's ``LogSoftmax`` + ``NLLLoss``) trains with
+    the cross-entropy loss as PyTorch's does: log-softmax of log-probabilities gives
+    them back, so the loss is the same number and its gradient the same.
+    """
+
+    equations = ("{y} = {x} - max {x} - log(sum_axis(exp({x} - max {x})))",
+                 ("d{x} = d{y} - exp({y}) * sum_axis(d{y})   (sum_axis: along the "
+                  "softmax's axis)",))
+
+    def forward(self, inputs):
+        shifted = self._shifted(inputs)
+        out = shifted - np.log(np.exp(shifted).sum(axis=self.axis, keepdims=True))
+        self.cache = np.exp(out)   # the softmax, for backward
+        return out
+
+    def backward(self, d_out):
+        """The Jacobian ``I - 1 s^T`` (``s`` the softmax) applied to ``d_out``:
+        ``d_out - s * sum(d_out)``."""
+        d_out = self._check_d_out(d_out, np.shape(self.cache))
+        return d_out - self.cache * d_out.sum(axis=self.axis, keepdims=True)

@@ -1,7 +1,7 @@
 """ONNX nodes for the layers of :mod:`chainrule.conv` and :mod:`chainrule.normalization`
 (``Reshape``, ``Flatten``, ``Conv``, ``MaxPool``, ``AveragePool`` (also
 ``GlobalAveragePool`` for an adaptive pool to 1 x 1),
-``BatchNormalization``, ``LayerNormalization``, ``Softmax``), in inference mode: a
+``BatchNormalization``, ``LayerNormalization``, ``Softmax``, ``LogSoftmax``), in inference mode: a
 batch normalisation uses its running statistics, exported as initializers under the
 network's buffer names (``gamma`` and ``beta`` as ones and zeros without ``affine``).
 One without running statistics (``track_running_stats=False``) normalises with the
@@ -16,14 +16,14 @@ import numpy as np
 
 from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
 from ..explain import output_shapes
-from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
+from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LogSoftmax, Softmax
 from ..stateful import stateful_names
 
 __all__ = ["LAYER_TYPES", "layer_node", "LAYER_NORM_OPSET"]
 
 #: The layers :func:`layer_node` exports.
 LAYER_TYPES = (AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten, BatchNorm1d,
-               BatchNorm2d, LayerNorm, Softmax)
+               BatchNorm2d, LayerNorm, Softmax, LogSoftmax)
 #: LayerNormalization entered the default domain in opset 17.
 LAYER_NORM_OPSET = 17
 #: ReduceMean takes its axes as an input, no longer an attribute, from opset 18 on.
@@ -42,8 +42,8 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         return make_node("Reshape", [current, shape_name], [out])
     if isinstance(layer, Flatten):
         return make_node("Flatten", [current], [out], axis=1)
-    if isinstance(layer, Softmax):
-        return make_node("Softmax", [current], [out], axis=layer.axis)
+    if isinstance(layer, (Softmax, LogSoftmax)):
+        return make_node(type(layer).__name__, [current], [out], axis=layer.axis)
     if isinstance(layer, (MaxPool2D, AvgPool2D)):
         return _pool_node(builder, network, index, current, out)
     if isinstance(layer, AdaptiveAvgPool2D):

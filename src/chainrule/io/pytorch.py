@@ -40,7 +40,7 @@ from ..layers import (
     Tanh,
 )
 from ..models import Sequential
-from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
+from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LogSoftmax, Softmax
 from ..stateful import check_dtype, stateful_names
 
 __all__ = ["from_torch", "CONVERTERS"]
@@ -91,11 +91,13 @@ def _avgpool(m):
                      count_include_pad=m.count_include_pad), []
 
 
-def _softmax(m):
-    if m.dim is None:
-        raise ValueError("Softmax(dim=None) picks its axis from the input's shape; "
-                         "give the axis (dim=1 for a network's outputs)")
-    return Softmax(dim=m.dim), []
+def _along_axis(cls):
+    def convert(m):
+        if m.dim is None:
+            raise ValueError(f"{type(m).__name__}(dim=None) picks its axis from the "
+                             f"input's shape; give the axis (dim=1 for a network's outputs)")
+        return cls(dim=m.dim), []
+    return convert
 
 
 #: PyTorch's module class name -> a function of the module giving ``(layer, arrays)``,
@@ -116,7 +118,8 @@ CONVERTERS = {
     "Softplus": lambda m: (Softplus(m.beta, m.threshold), []),
     "Identity": lambda m: (Identity(), []),
     "Dropout": lambda m: (Dropout(m.p), []),
-    "Softmax": _softmax,
+    "Softmax": _along_axis(Softmax),
+    "LogSoftmax": _along_axis(LogSoftmax),
     "Flatten": lambda m: (Flatten(m.start_dim, m.end_dim), []),
     "Unflatten": lambda m: (Unflatten(m.dim, m.unflattened_size), []),
     "MaxPool2d": _maxpool,
@@ -245,7 +248,7 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
         The model; nested ``nn.Sequential`` are flattened. Its modules may be
         ``Linear``, ``Conv2d``, ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``,
         ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``SiLU``, ``ELU``, ``Softplus``,
-        ``Identity``, ``Dropout``, ``Softmax``, ``Flatten``, ``Unflatten``,
+        ``Identity``, ``Dropout``, ``Softmax``, ``LogSoftmax``, ``Flatten``, ``Unflatten``,
         ``MaxPool2d``, ``AvgPool2d`` and ``AdaptiveAvgPool2d`` (:data:`CONVERTERS`),
         each with the settings chainrule's layer of the same name takes.
     input_shape : tuple of int, optional

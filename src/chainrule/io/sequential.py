@@ -32,7 +32,7 @@ from ..layers import (
 )
 from ..losses import LOSSES
 from ..models import Sequential
-from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, Softmax
+from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LogSoftmax, Softmax
 from ..stateful import stateful_names
 
 __all__ = ["LAYER_CLASSES", "sequential_state", "sequential_from_state", "loss_from_config"]
@@ -46,7 +46,7 @@ LAYER_CLASSES = {**_FIRST_LAYER_CLASSES,
                  **{cls.__name__: cls for cls in (BatchNorm1d, BatchNorm2d, LayerNorm, Softmax,
                                                   Conv2D, MaxPool2D, AvgPool2D, Flatten,
                                                   Unflatten, GELU, SiLU, AdaptiveAvgPool2D, ELU,
-                                                  Softplus)}}
+                                                  Softplus, LogSoftmax)}}
 
 
 def _is_builtin(layer) -> bool:
