@@ -35,6 +35,7 @@ from ._validation import (
     missing_cell,
     without_trailing_delimiter,
 )
+from .categories import check_categories, code_of, is_text_column, learn_categories
 
 __all__ = ["load_csv", "csv_header", "csv_delimiter", "parse_labels", "read_bytes",
            "GZIP_MAGIC"]
@@ -179,7 +180,8 @@ def _feature_indices(name, columns, label_index, feature_columns, width):
     return [columns.index(f) for f in feature_columns]
 
 
-def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_columns=None):
+def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_columns=None,
+             categories=None):
     """Load a table of numeric features and one label column from a CSV file.
 
     Parameters
@@ -197,6 +199,11 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
         Read these columns, by header name, as the features, in this order, and skip
         every other column (which then need not be numeric). Default: every column
         but the label column, in file order.
+    categories : None, "auto" or dict of str to list of str
+        Columns of text (:mod:`chainrule.categories`): None refuses them; ``"auto"``
+        reads each feature column holding text as codes of its sorted distinct cells;
+        a dict reads the columns it names as codes of its categories (-1 for a cell
+        among none of them). Needs a header.
 
     Returns
     -------
@@ -205,6 +212,9 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
     y : ndarray, shape (N,), or None
         The label column: int64 when every label is an integer, float64 when every
         label is a number, strings otherwise.
+    categories : dict of str to list of str
+        Only when ``categories`` is given: the categories of each column read as codes
+        (those found, for ``"auto"``), for :func:`chainrule.categories.one_hot`.
 
     Raises
     ------
@@ -250,15 +260,39 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
                                    f" (as in the {'header' if header else 'first row'})")
         if label_index is not None:
             labels.append(row[label_index].strip())
-    X = _feature_array(rows, features, name, columns)
-    if label_index is None:
-        return X, None
-    return X, parse_labels(labels, lambda i: f"{name}, line {rows[i][0]}")
+    X, found = _features(rows, features, name, columns, categories)
+    y = None if label_index is None else parse_labels(
+        labels, lambda i: f"{name}, line {rows[i][0]}")
+    return (X, y) if categories is None else (X, y, found)
 
 
-def _feature_array(rows, features, name, columns):
-    """The feature cells as a float64 array; a bad cell is reported by line and column."""
-    cells = [[row[c] for c in features] for _, row in rows]
+def _features(rows, features, name, columns, categories) -> tuple:
+    """``(X, categories)``: the feature array, the columns of ``categories`` (those it
+    names, or for ``"auto"`` every column of text) as category indices, and their
+    categories (``{}`` for none)."""
+    if categories is None:
+        return _feature_array(rows, features, name, columns, {}), {}
+    if columns is None:
+        raise ValueError(f"{name}: categories needs a header (columns by name)")
+    if categories == "auto":
+        try:   # a table of numbers is read once, as without categories
+            return _feature_array(rows, features, name, columns, {}), {}
+        except ValueError:
+            lines = [line for line, _ in rows]
+            categories = {columns[c]: learn_categories([row[c] for _, row in rows], name,
+                                                       columns[c], lines)
+                          for c in features if is_text_column(row[c] for _, row in rows)}
+    else:
+        check_categories(categories, [columns[c] for c in features])
+    codes = {columns.index(k): {c: i for i, c in enumerate(v)} for k, v in categories.items()}
+    return _feature_array(rows, features, name, columns, codes), categories
+
+
+def _feature_array(rows, features, name, columns, codes):
+    """The feature cells as a float64 array, the columns of ``codes`` (position ->
+    category -> index) as category indices; a bad cell is reported by line and column."""
+    cells = [[str(code_of(row[c], codes[c], name, line, columns[c])) if c in codes
+              else row[c] for c in features] for line, row in rows]
     try:
         X = np.array(cells, dtype=np.float64).reshape(len(rows), len(features))
         # NumPy reads "1_000" as float() does; csv_float refuses it (slow path).
@@ -269,7 +303,8 @@ def _feature_array(rows, features, name, columns):
     # Slow path, only to name the first bad cell.
     for line, row in rows:
         for c in features:
-            _number(row[c], name, line, columns[c] if columns is not None else c)
+            if c not in codes:
+                _number(row[c], name, line, columns[c] if columns is not None else c)
     raise AssertionError("unreachable: a cell failed to convert but none was found")
 
 

@@ -272,7 +272,7 @@ def file_kind(path) -> str:
 
 
 def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
-              feature_columns=None):
+              feature_columns=None, categories=None):
     """Load a data file, choosing the loader from the file name.
 
     ``.csv`` (or ``.csv.gz``) goes to :func:`load_csv` with ``label_column``; ``.npz``
@@ -294,6 +294,9 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
     feature_columns : list of str, optional
         CSV only: the feature columns to read, by name and in this order (see
         :func:`load_csv`).
+    categories : None, "auto" or dict, optional
+        CSV only: columns of text read as category indices (see :func:`load_csv`);
+        given, a third value is returned, the categories (``{}`` for other files).
 
     Returns
     -------
@@ -309,9 +312,9 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
         if label_column is None and require_labels:
             raise ValueError(f"{name}: a CSV file needs label_column (the name of the "
                              f"column holding the labels)")
-        X, y = load_csv(name, label_column, delimiter=csv_delimiter(name),
-                        feature_columns=feature_columns)
-    elif kind == "npz":
+        return load_csv(name, label_column, delimiter=csv_delimiter(name),
+                        feature_columns=feature_columns, categories=categories)
+    if kind == "npz":
         X, y = load_npz(name, require_labels=require_labels)
     else:
         if labels_path is None:
@@ -321,7 +324,7 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
                              f"(labels_path); none was given and no "
                              f"'*-labels-idx1-ubyte' file sits beside it")
         X, y = load_idx(name, labels_path)
-    return X, y
+    return (X, y) if categories is None else (X, y, {})
 
 
 def fetch_openml(name, *, version="active", data_home=None):

@@ -37,8 +37,10 @@ from ._validation import (
     feature_cell_error,
     first_non_finite,
     is_number,
+    missing_cell,
     without_trailing_delimiter,
 )
+from .categories import check_categories, code_of
 
 __all__ = ["iter_csv", "iter_npz", "CHUNK_ROWS"]
 
@@ -78,8 +80,9 @@ def _feature_positions(name, columns, label, feature_columns):
 
 
 def _chunk(name, rows, layout):
-    """Rows of cells -> (X float64, labels as str or None); errors name line and column."""
-    width, columns, label, features = layout
+    """Rows of cells -> (X float64, labels as str or None); errors name line and column.
+    The columns of the layout's codes hold category indices."""
+    width, columns, label, features, codes = layout
     X = np.empty((len(rows), len(features)), dtype=np.float64)
     labels = []
     # float() reads "1_000", csv_float does not; calling it per cell costs a third more
@@ -94,9 +97,12 @@ def _chunk(name, rows, layout):
         if label is not None:
             labels.append(row[label].strip())
         try:
-            X[r] = [number(row[i]) for i in features]
+            X[r] = [number(row[i]) if i not in codes else
+                    code_of(row[i], codes[i], name, line, columns[i]) for i in features]
         except ValueError:
-            c = next(i for i in features if not is_number(row[i]))
+            c = next((i for i in features if i not in codes and not is_number(row[i])), None)
+            if c is None:   # a missing category: code_of named it
+                raise
             raise feature_cell_error(name, line, columns[c], row[c]) from None
     if (bad := first_non_finite(X)) is not None:
         r, c = bad[0], features[bad[1]]
@@ -104,9 +110,10 @@ def _chunk(name, rows, layout):
     return X, (np.array(labels) if label is not None else None)
 
 
-def _layout(name, first, header, label_column, feature_columns):
-    """``(width, columns, label, features)`` of a table whose first non-blank row is
-    ``first``, its header checked: what both parsers read the rows by."""
+def _layout(name, first, header, label_column, feature_columns, categories):
+    """``(width, columns, label, features, codes)`` of a table whose first non-blank row
+    is ``first``, its header checked: what both parsers read the rows by. ``codes``:
+    the position of each column of ``categories`` -> its category -> index."""
     first = without_trailing_delimiter(first)
     width = len(first)
     columns = [c.strip() for c in first] if header else [str(i) for i in range(width)]
@@ -116,7 +123,12 @@ def _layout(name, first, header, label_column, feature_columns):
     features = _feature_positions(name, columns, label, feature_columns)
     if header:
         check_named_features(name, columns, features)
-    return width, columns, label, features
+    codes = {}
+    if categories:
+        check_categories(categories, [columns[i] for i in features])
+        codes = {columns.index(k): {c: i for i, c in enumerate(v)}
+                 for k, v in categories.items()}
+    return width, columns, label, features, codes
 
 
 def _data_rows(name, reader):
@@ -133,7 +145,7 @@ def _data_rows(name, reader):
 
 
 def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows,
-                     feature_columns=None, *, skip=0, layout=None):
+                     feature_columns=None, categories=None, *, skip=0, layout=None):
     """The ``csv``-module reader; ``skip``: data rows already yielded (by pandas), with
     the ``layout`` they were read by."""
     with _open_text(path) as fh:
@@ -143,7 +155,8 @@ def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows,
         if first is None:
             return
         if layout is None:
-            layout = _layout(name, first[1], header, label_column, feature_columns)
+            layout = _layout(name, first[1], header, label_column, feature_columns,
+                             categories)
         if not header:
             rows = itertools.chain([first], rows)
         # Rows are parsed inside csv_field_limit's block, and yielded outside it.
@@ -171,7 +184,7 @@ def _first_rows(path, delimiter):
 
 
 def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
-                 feature_columns=None):
+                 feature_columns=None, categories=None):
     """Chunks read by pandas' C parser, as long as it reads rows as the ``csv`` module
     does; returns None at the end, else ``(rows yielded, layout)`` for it to go on."""
     try:
@@ -180,8 +193,8 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
         return 0, None  # the csv-module reader says where
     if not found:
         return 0, None
-    layout = _layout(name, found[0], header, label_column, feature_columns)
-    width, _, label, features = layout
+    layout = _layout(name, found[0], header, label_column, feature_columns, categories)
+    width, _, label, features, codes = layout
     # Lines that end in a delimiter: one more column, which must stay empty.
     data = found[1] if header and len(found) > 1 else found[0]
     extra = int(len(data) == width + 1 and not data[-1].strip())
@@ -195,8 +208,8 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
     # 0.61); a later text cell in one hands over to the csv module, which reads it.
     skipped = [i for i in range(width) if i not in features and i != label]
     numbers = all(is_number(data[i]) for i in skipped if i < len(data))
-    dtype = {i: (np.float64 if i in features and i != label or i in skipped and numbers
-                 else str) for i in range(width + extra)}
+    dtype = {i: (np.float64 if i in features and i != label and i not in codes
+                 or i in skipped and numbers else str) for i in range(width + extra)}
     done = 0
     try:
         reader = pd.read_csv(path, sep=delimiter, header=0 if header else None,
@@ -205,7 +218,7 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
                              keep_default_na=False, na_values=[""], compression="infer")
         with reader:
             for frame in reader:
-                X = frame[features].to_numpy(np.float64)
+                X = _frame_features(frame, features, codes)
                 # A short row reads as NaN in its last column (pandas fills in what is
                 # missing); an empty cell anywhere, a non-finite or blank row likewise.
                 if not np.isfinite(X).all() or frame[width - 1].isna().any() or (
@@ -221,8 +234,23 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
     return None
 
 
+def _frame_features(frame, features, codes):
+    """A pandas chunk's feature columns as float64, those of ``codes`` as category
+    indices (-1 for a category not among them; NaN for a missing cell, which hands the
+    chunk over to the csv module, which names it)."""
+    if not codes:
+        return frame[features].to_numpy(np.float64)
+
+    def indices(i):
+        text = frame[i].fillna("").str.strip()
+        missing = text.map(missing_cell).to_numpy(bool)
+        return np.where(missing, np.nan, text.map(codes[i]).fillna(-1).to_numpy(np.float64))
+    columns = [indices(i) if i in codes else frame[i].to_numpy(np.float64) for i in features]
+    return np.column_stack(columns) if columns else np.empty((len(frame), 0))
+
+
 def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=CHUNK_ROWS,
-             feature_columns=None):
+             feature_columns=None, categories=None):
     """Yield a CSV file's rows in chunks: ``(X, labels)`` of at most ``chunk_rows`` rows.
 
     Both parsers read the same rows: pandas' chunks are checked (no empty, missing or
@@ -245,6 +273,9 @@ def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=
         Read these columns, by header name, as the features, in this order, and skip
         the others (which then need not be numeric), as :func:`chainrule.data.load_csv`
         does. Default: every column but the label column, in file order.
+    categories : dict of str to list of str, optional
+        Read the columns it names as category indices (:mod:`chainrule.categories`),
+        -1 for a cell among none of its categories.
 
     Yields
     ------
@@ -263,7 +294,8 @@ def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=
     chunk_rows = check_positive_int(chunk_rows, "chunk_rows")
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter must be a single character, got {delimiter!r}")
-    args = (name, path, label_column, delimiter, header, chunk_rows, feature_columns)
+    args = (name, path, label_column, delimiter, header, chunk_rows, feature_columns,
+            categories)
     try:
         import pandas as pd
     except ImportError:  # the documented fallback: the csv module

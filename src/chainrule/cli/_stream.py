@@ -23,17 +23,22 @@ CHUNK_ROWS = 65536
 __all__ = ["CHUNK_ROWS", "iter_chunks", "prediction_writer", "ConfusionCounts"]
 
 
-def _csv_chunks(path, label, features, chunk_rows, labels):
+def _csv_chunks(path, label, features, chunk_rows, labels, categories):
     """:func:`~chainrule.datastream.iter_csv`'s chunks of a CSV file, the label cells
     typed as :func:`chainrule.data.load_csv` types them (``labels="parse"``), kept as
     text (``"text"``: an id column) or left out (``"skip"``: ``predict`` scores no
-    labels, so a blank label column is no error there)."""
+    labels, so a blank label column is no error there); the columns of ``categories``
+    one-hot (:mod:`chainrule.categories`)."""
+    from ..categories import one_hot
     from ..datafiles import csv_delimiter, parse_labels
     from ..datastream import iter_csv
 
     name, done = os.fspath(path), 0
     for X, cells in iter_csv(path, label, delimiter=csv_delimiter(name),
-                             chunk_rows=chunk_rows, feature_columns=features):
+                             chunk_rows=chunk_rows, feature_columns=features,
+                             categories=categories or None):
+        if categories:
+            X = one_hot(X, features, categories)
         if cells is not None and labels == "parse":
             try:
                 cells = parse_labels(cells.tolist(),
@@ -68,7 +73,7 @@ def _iter_npy(path, labels_path, chunk_rows):
 
 
 def iter_chunks(path, *, label=None, features=None, labels_path=None,
-                require_labels=True, chunk_rows=None, labels="parse"):
+                require_labels=True, chunk_rows=None, labels="parse", categories=None):
     """Yield ``(X, y)`` chunks of at most ``chunk_rows`` rows of the data file ``path``.
 
     ``label`` and ``features`` (CSV): the label column and the feature columns by name
@@ -76,7 +81,8 @@ def iter_chunks(path, *, label=None, features=None, labels_path=None,
     ``.npy`` file. ``y`` is None when the file has no labels (refused when
     ``require_labels``). A file without rows is refused (exit 1). ``chunk_rows``
     defaults to :data:`CHUNK_ROWS` (looked up at the call). ``labels``: what becomes
-    of a CSV's ``label`` cells (see :func:`_csv_chunks`).
+    of a CSV's ``label`` cells (see :func:`_csv_chunks`); ``categories`` (CSV): the
+    columns of text among ``features``, one-hot.
     """
     from ..data import load_file
     from ..datastream import iter_npz
@@ -84,7 +90,7 @@ def iter_chunks(path, *, label=None, features=None, labels_path=None,
     kind, name = data_kind(path), os.fspath(path)
     chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
     if kind == "csv":
-        chunks = _csv_chunks(path, label, features, chunk_rows, labels)
+        chunks = _csv_chunks(path, label, features, chunk_rows, labels, categories)
     elif kind == "npz":
         chunks = iter_npz(path, chunk_rows=chunk_rows)
     elif kind == "npy":

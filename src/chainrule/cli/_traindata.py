@@ -5,7 +5,7 @@ held-out rows for ``--save-test``."""
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,27 +36,52 @@ def source_name(args) -> str:
 
 
 def _read_train_test(args, source):
-    """``(X_train, X_test, y_train, y_test)`` with the labels as in the files."""
+    """``(X_train, X_test, y_train, y_test, categories)`` with the labels as in the files
+    and a CSV's columns of text as category indices (their categories: those of
+    --data, :mod:`chainrule.categories`)."""
     from ..data import fetch_openml, holdout_split, load_file
 
+    found: dict = {}
     if getattr(args, "openml", None) is not None:
         if args.data is not None:
             raise UsageError("give either --data or --openml, not both")
         X, y = _fetch_openml(fetch_openml, args.openml)
     else:
-        X, y = load_file(args.data, args.label_column, labels_path=args.labels,
-                         feature_columns=_feature_names(args) if _ignored(args) else None)
+        X, y, found = load_file(args.data, args.label_column, labels_path=args.labels,
+                                feature_columns=_feature_names(args) if _ignored(args)
+                                else None, categories="auto")
     if args.test_data is not None:
         names = _test_columns(args, source)
-        X_test, y_test = load_file(args.test_data, args.label_column,
-                                   labels_path=getattr(args, "test_labels", None),
-                                   feature_columns=names)
+        X_test, y_test, _ = load_file(args.test_data, args.label_column,
+                                      labels_path=getattr(args, "test_labels", None),
+                                      feature_columns=names, categories=found)
         if X_test.shape[1] != X.shape[1]:
             raise CommandError(f"{args.test_data} has {X_test.shape[1]} features but "
                                f"{source} has {X.shape[1]}")
-        return X, X_test, y, y_test
+        return X, X_test, y, y_test, found
     _n_test(args, X.shape[0], source)
-    return holdout_split(X, y, held_out_fraction(args), rng=0)
+    return (*holdout_split(X, y, held_out_fraction(args), rng=0), found)
+
+
+def _one_hot_text_columns(X_train, X_test, names, found):
+    """``(X_train, X_test, categories)`` with each column of text one-hot: categories
+    of the training rows only, so that one met only in the test rows is all zeros
+    there, as an unseen one is in ``predict``. The arrays of codes are left as they are
+    (the held-out rows are written back with them)."""
+    from ..categories import one_hot
+
+    kept = {}
+    X_train, X_test = X_train.copy(), X_test.copy()
+    for name, categories in found.items():
+        j = names.index(name)
+        present = np.unique(X_train[:, j]).astype(np.int64)
+        present = present[present >= 0]
+        new = np.full(len(categories) + 1, -1.0)   # the last entry: code -1 stays -1
+        new[present] = np.arange(len(present))
+        for X in (X_train, X_test):
+            X[:, j] = new[X[:, j].astype(np.int64)]
+        kept[name] = [categories[k] for k in present]
+    return one_hot(X_train, names, kept), one_hot(X_test, names, kept), kept
 
 
 def _fetch_openml(fetch, name):
@@ -204,7 +229,10 @@ def load_train_files(args):
     ``args`` is read, never changed.
     """
     source = source_name(args)
-    X_train, X_test, y_train, y_test = _read_train_test(args, source)
+    X_train, X_test, y_train, y_test, found = _read_train_test(args, source)
+    if found:
+        X_train, X_test, _ = _one_hot_text_columns(X_train, X_test, _feature_names(args),
+                                                   found)
     classes, train_idx, test_idx = _encode_classes(y_train, y_test, source, args.test_data)
     return X_train, X_test, train_idx, test_idx, classes
 
@@ -255,6 +283,10 @@ class TrainData:
     why: str
     raw_test: tuple | None  # (X_test, y_test) as in the files, for --save-test
     feature_names: list | None = None  # CSV header names of the features
+    # A CSV's columns of text: their categories in the training rows (one-hot in X_*),
+    # and in the whole --data (the codes raw_test holds)
+    categories: dict = field(default_factory=dict)
+    raw_categories: dict = field(default_factory=dict)
     mean: np.ndarray | None = None  # input standardisation, None with --no-standardize
     scale: np.ndarray | None = None
     y_mean: float = 0.0  # target standardisation (regression)
@@ -309,16 +341,23 @@ def load_train_data(args) -> TrainData:
         return _load_npy_train_data(args, source)
     if args.data is None and args.openml is None:
         X_train, X_test, Y_train, Y_test = load_homework_digits()
-        y_train, y_test = Y_train.argmax(axis=1), Y_test.argmax(axis=1)
+        y_train, y_test, found = Y_train.argmax(axis=1), Y_test.argmax(axis=1), {}
     else:
-        X_train, X_test, y_train, y_test = _read_train_test(args, source)
+        X_train, X_test, y_train, y_test, found = _read_train_test(args, source)
     task, why, classes, Y, y_test_enc, y_mean, y_scale = _targets(args, source, y_train,
                                                                   y_test)
     X_train = np.asarray(X_train, dtype=np.float64)
     X_test = np.asarray(X_test, dtype=np.float64)
     raw_test = (X_test, np.asarray(y_test))
+    names, kept = _feature_names(args), {}
+    if found:
+        from ..categories import one_hot_names
+
+        _check_save_test_of_text(args, found)
+        X_train, X_test, kept = _one_hot_text_columns(X_train, X_test, names, found)
+        names = one_hot_names(names, kept)
     if args.save or not args.standardize:  # then the model takes raw inputs
-        check_in_dtype_range(X_train, args.dtype, _feature_names(args), source,
+        check_in_dtype_range(X_train, args.dtype, names, source,
                              "the model --save writes takes raw inputs" if args.standardize
                              else "--no-standardize feeds them as they are")
     mean = scale = None
@@ -327,7 +366,18 @@ def load_train_data(args) -> TrainData:
     dtype = np.dtype(args.dtype)
     return TrainData(X_train.astype(dtype), X_test.astype(dtype), Y.astype(dtype),
                      y_test_enc, classes, source, task, why, raw_test, _feature_names(args),
-                     mean, scale, y_mean, y_scale)
+                     kept, found, mean=mean, scale=scale, y_mean=y_mean, y_scale=y_scale)
+
+
+def _check_save_test_of_text(args, found) -> None:
+    """--save-test writes the held-out rows of --data as they were read; with columns of
+    text, as a table only (exit 2, before training)."""
+    if args.save_test and str(args.save_test).lower().endswith(".npz"):
+        raise UsageError(f"--save-test {args.save_test}: the columns {sorted(found)} hold "
+                         f"text, which an .npz file of numbers cannot; give a .csv name")
+    if args.save_test and args.test_data is not None:
+        raise UsageError(f"--save-test: the test rows are --test-data {args.test_data} "
+                         f"itself, whose columns of text ({sorted(found)}) are not copied")
 
 
 def _load_npy_train_data(args, source) -> TrainData:
@@ -350,8 +400,8 @@ def _load_npy_train_data(args, source) -> TrainData:
         X_train, X_test = X_train.standardized(mean, scale), X_test.standardized(mean, scale)
     if task == "regression":
         Y = Y.astype(args.dtype)
-    return TrainData(X_train, X_test, Y, y_test_enc, classes, source, task, why, None, None,
-                     mean, scale, y_mean, y_scale)
+    return TrainData(X_train, X_test, Y, y_test_enc, classes, source, task, why, None,
+                     mean=mean, scale=scale, y_mean=y_mean, y_scale=y_scale)
 
 
 def check_save_test_name(path) -> None:
@@ -384,12 +434,15 @@ def write_test_rows(path, data: TrainData, label_name) -> None:
         atomic_write(path, write_npz)
         return
     names = data.feature_names or [f"x{j}" for j in range(X.shape[1])]
+    # a column of text holds each cell's index among its categories: written as the text
+    category_lists = [data.raw_categories.get(name) for name in names]
     buffer = io.StringIO()
     writer = csv.writer(buffer, delimiter=csv_delimiter(str(path)), lineterminator="\n")
     writer.writerow([*names, label_name])
     for row, label in zip(X.tolist(), y.tolist(), strict=True):
         # repr: the shortest text that reads back as the same float.
-        writer.writerow([repr(v) for v in row] + [label])
+        writer.writerow([repr(v) if cats is None else cats[int(v)]
+                         for v, cats in zip(row, category_lists, strict=True)] + [label])
     text = buffer.getvalue().encode("utf-8")
     if str(path).lower().endswith(".gz"):
         text = gzip.compress(text, mtime=0)  # mtime 0: the same rows, the same bytes

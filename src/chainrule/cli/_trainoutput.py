@@ -58,12 +58,14 @@ def _write_plots(folder, model, history, data: TrainData) -> None:
 
 def _model_metadata(args, data: TrainData) -> dict:
     """What predict/evaluate/export need besides the network: the task, the classes,
-    the feature and label column names (CSV)."""
+    the feature and label column names and the categories of columns of text (CSV)."""
     meta: dict = {"task": data.task}
     if data.classes is not None:
         meta["classes"] = data.classes.tolist()
     if data.feature_names is not None:
         meta["feature_names"] = list(data.feature_names)
+    if data.categories:   # the columns of text, one-hot: predict encodes them alike
+        meta["categories"] = data.categories
     if args.label_column is not None:
         meta["label_column"] = args.label_column
     return meta

@@ -46,6 +46,16 @@ class _Saved:
     n_features: int
     feature_names: list | None  # the columns it was trained on (CSV / DataFrame)
     label_column: str | None
+    categories: dict   # its columns of text: their categories (one-hot, in that order)
+
+    @property
+    def input_names(self) -> list | None:
+        """The names of the network's inputs: the feature columns, each column of text
+        as one ``column=category`` input per category."""
+        from ..categories import one_hot_names
+
+        names = self.feature_names
+        return None if names is None else one_hot_names(names, self.categories)
 
     @property
     def regressor(self) -> bool:
@@ -100,8 +110,16 @@ def _load_model(path) -> _Saved:
     if names is None and getattr(model, "feature_names_in_", None) is not None:
         names = [str(n) for n in model.feature_names_in_]
     n_features = getattr(model, "n_features_in_", None) or network.n_features
+    categories = meta.get("categories") or {}
+    if categories:
+        from ..categories import check_categories
+
+        try:
+            check_categories(categories, names or [])
+        except ValueError as exc:
+            raise CommandError(f"{path}: its metadata: {exc}") from None
     return _Saved(model, network, classes if _is_classifier(network) else None, n_features,
-                  names, meta.get("label_column"))
+                  names, meta.get("label_column"), categories)
 
 
 def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
@@ -160,7 +178,8 @@ def _data_chunks(args, saved: _Saved, *, require_labels=True):
     check_data_flags(args.data, label, args.labels, require_labels=require_labels)
     return iter_chunks(args.data, label=label, features=features, labels_path=args.labels,
                        require_labels=require_labels,
-                       labels="parse" if require_labels else "skip")
+                       labels="parse" if require_labels else "skip",
+                       categories=saved.categories if features is not None else None)
 
 
 def _id_chunks(args, saved: _Saved):
@@ -179,7 +198,8 @@ def _id_chunks(args, saved: _Saved):
     _check_feature_columns(args, header, saved.feature_names,
                            read_besides={args.id_column, saved.label_column})
     return iter_chunks(args.data, label=args.id_column, features=list(saved.feature_names),
-                       labels_path=None, require_labels=False, labels="text")
+                       labels_path=None, require_labels=False, labels="text",
+                       categories=saved.categories)
 
 
 def _outputs(saved: _Saved, X, data_path, threads=None):
@@ -188,7 +208,7 @@ def _outputs(saved: _Saved, X, data_path, threads=None):
     if X.shape[1] != saved.n_features:
         raise CommandError(f"{data_path}: has {X.shape[1]} feature columns but the model "
                            f"expects {saved.n_features} (for a CSV, is --label-column right?)")
-    check_in_dtype_range(X, saved.network.dtype, saved.feature_names, data_path,
+    check_in_dtype_range(X, saved.network.dtype, saved.input_names, data_path,
                          f"the model computes in {saved.network.dtype}")
     X = X.astype(saved.network.dtype, copy=False)
     with warnings.catch_warnings():
@@ -405,12 +425,16 @@ def _cmd_export(args) -> int:
     saved = _load_model(args.model)
     try:
         io.export_onnx(saved.model, args.output, opset=args.opset, classes=saved.classes,
-                       feature_names=saved.feature_names, dtype=args.dtype)
+                       feature_names=saved.input_names, dtype=args.dtype)
     except ValueError as exc:
         if "opset must be at least" not in str(exc):
             raise
         raise UsageError(f"{exc} (--opset sets it)") from None
-    print(f"wrote {args.output}")
+    one_hot = (f" (its input X holds the columns of text {sorted(saved.categories)} one-hot: "
+               f"the feature_names in its metadata, such as "
+               f"{next(n for n in saved.input_names or [] if '=' in n)!r})"
+               if saved.categories else "")
+    print(f"wrote {args.output}{one_hot}")
     return 0
 
 

@@ -417,9 +417,11 @@ def _count(n: int, noun: str) -> str:
 def _print_setup(args, data: TrainData, model, optimizer, plan: Plan) -> None:
     D, K = data.X_train.shape[1], data.n_outputs
     what = f"{K} classes" if data.classes is not None else "a numeric target"  # K >= 2
+    counts = ", ".join(f"{k} {len(v)}" for k, v in data.categories.items())
+    text = f" (columns of text one-hot: {counts})" if counts else ""
     print(f"data: {data.source}, {_count(data.X_train.shape[0], 'training row')}, "
-          f"{_count(data.X_test.shape[0], 'test row')}, {_count(D, 'feature')}, {what}"
-          f"{', standardised' if args.standardize else ''}")
+          f"{_count(data.X_test.shape[0], 'test row')}, {_count(D, 'feature')}{text}, "
+          f"{what}{', standardised' if args.standardize else ''}")
     print(f"task: {data.task} ({data.why})")
     stopping = (f", early stopping after {plan.patience} epochs without a better val_loss"
                 if plan.patience else "")

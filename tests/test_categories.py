@@ -1,0 +1,208 @@
+"""Columns of text as one-hot features: the readers (``load_csv``, ``iter_csv`` with both
+parsers) and the command line (``train`` learns the categories of its training rows,
+``predict``/``evaluate``/``export`` encode alike).
+
+Expected encodings are written out by hand or built with pandas' ``get_dummies``; expected
+predictions come from the saved network on those hand-built inputs, never from the
+command's own earlier output.
+"""
+
+from __future__ import annotations
+
+import io as text_io
+
+import numpy as np
+import pytest
+
+from chainrule import io
+from chainrule.categories import MAX_CATEGORIES, one_hot, one_hot_names
+from chainrule.cli import main
+from chainrule.data import load_csv
+from chainrule.datastream import iter_csv
+
+COLORS, SIZES = ["blue", "green", "red"], ["L", "M", "S", "XL"]
+
+
+def run(capsys, *argv):
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse's own usage errors
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _table(path, n=400, seed=0, colors=COLORS, rows=None):
+    """age (numbers), color and size (text), label: yes when red or XL and old."""
+    rng = np.random.default_rng(seed)
+    lines = ["age,color,size,label"]
+    for _ in range(n):
+        age, color, size = int(rng.integers(18, 70)), rng.choice(colors), rng.choice(SIZES)
+        score = 2.0 * (color == "red") + 1.5 * (size == "XL") + age / 30
+        lines.append(f"{age},{color},{size},{'yes' if score > 2.5 else 'no'}")
+    path.write_text("\n".join(lines + (rows or [])) + "\n")
+    return path
+
+
+def _encoded(path, categories):
+    """The table's features one-hot by pandas, columns in the model's order."""
+    import pandas as pd
+
+    frame = pd.read_csv(path)
+    parts = [frame[["age"]].astype(float)]
+    for column in ("color", "size"):
+        cats = pd.Categorical(frame[column].str.strip(), categories=categories[column])
+        parts.append(pd.get_dummies(cats, dtype=float))
+    return pd.concat(parts, axis=1).to_numpy()
+
+
+# -- the readers -----------------------------------------------------------------------------
+def test_load_csv_reads_text_columns_as_category_indices(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,color,size,label\n1,red,S,x\n2,blue,M,y\n3, red , L ,x\n4.5,green,S,y\n")
+    X, y, found = load_csv(path, "label", categories="auto")
+    assert found == {"color": ["blue", "green", "red"], "size": ["L", "M", "S"]}
+    np.testing.assert_array_equal(X, [[1, 2, 2], [2, 0, 1], [3, 2, 0], [4.5, 1, 2]])
+    assert y.tolist() == ["x", "y", "x", "y"]
+    X2, _, given = load_csv(path, "label", categories={"color": ["red", "blue"],
+                                                       "size": ["S"]})
+    np.testing.assert_array_equal(X2[:, 1:], [[0, 0], [1, -1], [0, -1], [-1, 0]])
+    assert given == {"color": ["red", "blue"], "size": ["S"]}
+    names = ["a", "color", "size"]
+    np.testing.assert_array_equal(one_hot(X, names, found), [
+        [1, 0, 0, 1, 0, 0, 1], [2, 1, 0, 0, 0, 1, 0], [3, 0, 0, 1, 1, 0, 0],
+        [4.5, 0, 1, 0, 0, 0, 1]])
+    np.testing.assert_array_equal(one_hot(X2, names, given),
+                                  [[1, 1, 0, 1], [2, 0, 1, 0], [3, 1, 0, 0], [4.5, 0, 0, 1]])
+    assert one_hot_names(names, found) == ["a", "color=blue", "color=green", "color=red",
+                                           "size=L", "size=M", "size=S"]
+    # without categories text is refused, as before
+    with pytest.raises(ValueError, match="column 'color': expected a number, got 'red'"):
+        load_csv(path, "label")
+    with pytest.raises(ValueError, match=r"names columns \['colour'\]"):
+        load_csv(path, "label", categories={"colour": ["red"]})
+
+
+def test_stray_text_missing_cells_and_identifiers_are_refused(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,label\n1,2,x\n2,oops,y\n3,4,x\n")   # numbers with one stray cell
+    with pytest.raises(ValueError, match="line 3, column 'b': expected a number, got 'oops'"):
+        load_csv(path, "label", categories="auto")
+    path.write_text("a,b,label\n1,red,x\n2,NA,y\n3,blue,x\n")
+    with pytest.raises(ValueError, match=r"line 3, column 'b': a missing value \('NA'\)"):
+        load_csv(path, "label", categories="auto")
+    ids = "\n".join(f"{i},id{i},x" for i in range(MAX_CATEGORIES + 1))
+    path.write_text("a,name,label\n" + ids + "\n")
+    with pytest.raises(ValueError, match=rf"column 'name': holds text in {MAX_CATEGORIES + 1} "
+                                         r"distinct values.*--ignore-columns"):
+        load_csv(path, "label", categories="auto")
+
+
+def test_both_stream_parsers_read_category_indices_as_load_csv(tmp_path, parser):
+    path = _table(tmp_path / "t.csv", n=50)
+    X, y, found = load_csv(path, "label", categories="auto")
+    found = {**found, "color": ["red", "green"]}     # blue is a category unseen here
+    expected = load_csv(path, "label", categories=found)[0]
+    chunks = list(iter_csv(path, "label", chunk_rows=16, categories=found))
+    np.testing.assert_array_equal(np.vstack([c for c, _ in chunks]), expected)
+    assert (expected[:, 1] == -1).any()
+    path.write_text(path.read_text().replace(",red,", ",,", 1))
+    with pytest.raises(ValueError, match="column 'color': a missing value"):
+        list(iter_csv(path, "label", categories=found))
+
+
+# -- the command line ------------------------------------------------------------------------
+def test_train_one_hots_text_columns_and_predict_evaluate_export_encode_alike(tmp_path,
+                                                                               capsys):
+    data = _table(tmp_path / "t.csv")
+    model_path, held_out = tmp_path / "m.npz", tmp_path / "test.csv"
+    code, out, err = run(capsys, "train", "--data", data, "--label-column", "label",
+                         "--epochs", "40", "--save", model_path, "--save-test", held_out)
+    assert code == 0, err
+    assert "8 features (columns of text one-hot: color 3, size 4)" in out
+    meta = io.read_metadata(model_path)
+    assert meta["categories"] == {"color": COLORS, "size": SIZES}
+    assert meta["feature_names"] == ["age", "color", "size"]
+    # the held-out rows come back as text, and evaluate scores them as train did
+    assert held_out.read_text().splitlines()[0] == "age,color,size,label"
+    assert set(held_out.read_text().split(",")) & {"red", "XL"}
+    trained = float(out.split("test accuracy = ")[1].split()[0])
+    code, out, err = run(capsys, "evaluate", model_path, "--data", held_out)
+    assert code == 0 and f"accuracy = {trained:.4f}" in out, err
+    # predict: the saved network on pandas' one-hot of the same rows
+    network = io.load(model_path)
+    expected = network.predict_proba(_encoded(held_out, meta["categories"]))
+    code, out, err = run(capsys, "predict", model_path, "--data", held_out)
+    assert code == 0, err
+    got = np.loadtxt(text_io.StringIO(out), delimiter=",", skiprows=1, usecols=(2, 3))
+    np.testing.assert_allclose(got, expected, rtol=1e-12)
+    # export: the graph takes the one-hot inputs, named column=category
+    pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    code, out, err = run(capsys, "export", model_path, tmp_path / "m.onnx")
+    assert code == 0, err
+    assert "columns of text ['color', 'size'] one-hot" in out and "'color=blue'" in out
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(tmp_path / "m.onnx").metadata_props}
+    assert '"color=red"' in props["feature_names"] and '"size=XL"' in props["feature_names"]
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    probabilities = session.run(["probabilities"], {"X": _encoded(held_out, meta["categories"])})
+    np.testing.assert_allclose(probabilities[0], expected, rtol=1e-9, atol=1e-12)
+
+
+def test_unseen_categories_are_all_zeros_in_predict_and_in_held_out_rows(tmp_path, capsys):
+    # purple appears in one row only: if it falls among the held-out rows, training
+    # never sees it and it is no category of the model
+    data = _table(tmp_path / "t.csv", n=200, rows=["30,purple,S,no"])
+    model_path = tmp_path / "m.npz"
+    code, _, err = run(capsys, "train", "--data", data, "--label-column", "label", "-q",
+                       "--epochs", "5", "--save", model_path, "--test-fraction", "0.5")
+    assert code == 0, err
+    categories = io.read_metadata(model_path)["categories"]
+    assert categories["color"] in (COLORS, ["blue", "green", "purple", "red"])
+    new = tmp_path / "new.csv"
+    new.write_text("age,color,size\n30,violet,S\n50,red,XL\n")
+    code, out, err = run(capsys, "predict", model_path, "--data", new)
+    assert code == 0, err
+    network = io.load(model_path)
+    width = 1 + len(categories["color"]) + len(SIZES)
+    rows = np.zeros((2, width))
+    rows[:, 0] = [30, 50]
+    rows[1, 1 + categories["color"].index("red")] = 1        # violet: no color column set
+    rows[0, 1 + len(categories["color"]) + SIZES.index("S")] = 1
+    rows[1, 1 + len(categories["color"]) + SIZES.index("XL")] = 1
+    got = np.loadtxt(text_io.StringIO(out), delimiter=",", skiprows=1, usecols=(2, 3))
+    np.testing.assert_allclose(got, network.predict_proba(rows), rtol=1e-12)
+    # with an id column the same encoding (the ids read as text beside it)
+    new.write_text("id,age,color,size\nA7,30,violet,S\nB2,50,red,XL\n")
+    code, out, err = run(capsys, "predict", model_path, "--data", new, "--id-column", "id")
+    assert code == 0, err
+    assert [line.split(",")[0] for line in out.splitlines()] == ["id", "A7", "B2"]
+    got = np.loadtxt(text_io.StringIO(out), delimiter=",", skiprows=1, usecols=(2, 3))
+    np.testing.assert_allclose(got, network.predict_proba(rows), rtol=1e-12)
+
+
+def test_test_data_is_encoded_with_the_training_categories(tmp_path, capsys):
+    train, test = _table(tmp_path / "train.csv"), _table(tmp_path / "test.csv", n=60, seed=1,
+                                                         colors=["red", "blue", "violet"])
+    code, out, err = run(capsys, "train", "--data", train, "--test-data", test,
+                         "--label-column", "label", "--epochs", "30", "--save",
+                         tmp_path / "m.npz")
+    assert code == 0, err
+    network = io.load(tmp_path / "m.npz")
+    meta = io.read_metadata(tmp_path / "m.npz")
+    X = _encoded(test, meta["categories"])   # violet: all zeros
+    labels = np.loadtxt(test, delimiter=",", skiprows=1, usecols=3, dtype=str)
+    correct = int(np.sum(np.array(meta["classes"])[network.predict_classes(X)] == labels))
+    assert f"test accuracy = {correct / 60:.4f} ({correct}/60)" in out
+
+
+def test_save_test_refuses_what_cannot_hold_the_text_before_training(tmp_path, capsys):
+    data = _table(tmp_path / "t.csv", n=100)
+    code, out, err = run(capsys, "train", "--data", data, "--label-column", "label",
+                         "--save-test", tmp_path / "rows.npz")
+    assert code == 2 and "columns ['color', 'size'] hold text" in err and "epoch" not in out
+    code, _, err = run(capsys, "train", "--data", data, "--label-column", "label",
+                       "--test-data", data, "--save-test", tmp_path / "rows.csv")
+    assert code == 2 and "are not copied" in err
