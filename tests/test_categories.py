@@ -86,7 +86,12 @@ def test_load_csv_reads_text_columns_as_category_indices(tmp_path):
 def test_stray_text_missing_cells_and_identifiers_are_refused(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("a,b,label\n1,2,x\n2,oops,y\n3,4,x\n")   # numbers with one stray cell
-    with pytest.raises(ValueError, match="line 3, column 'b': expected a number, got 'oops'"):
+    with pytest.raises(ValueError, match=r"column 'b': mixes numbers \(2 cells, such as '2' "
+                                         r"on line 2\) and text \(1 cell, such as 'oops' on "
+                                         r"line 3\)"):
+        load_csv(path, "label", categories="auto")
+    path.write_text("a,b,label\n1,S,x\n2,M,y\n3,3,x\n")   # categories with one number
+    with pytest.raises(ValueError, match=r"mixes numbers \(1 cell, such as '3' on line 4\)"):
         load_csv(path, "label", categories="auto")
     path.write_text("a,b,label\n1,red,x\n2,NA,y\n3,blue,x\n")
     with pytest.raises(ValueError, match=r"line 3, column 'b': a missing value \('NA'\)"):
@@ -192,7 +197,10 @@ def test_test_data_is_encoded_with_the_training_categories(tmp_path, capsys):
     assert code == 0, err
     network = io.load(tmp_path / "m.npz")
     meta = io.read_metadata(tmp_path / "m.npz")
-    X = _encoded(test, meta["categories"])   # violet: all zeros
+    X = _encoded(test, meta["categories"])   # violet: all zeros, and said
+    violets = sum(line.split(",")[1] == "violet" for line in test.read_text().splitlines())
+    assert f"test.csv: column 'color': {violets} of 60 rows hold a category the model was " \
+           f"not trained on" in err and violets > 0
     labels = np.loadtxt(test, delimiter=",", skiprows=1, usecols=3, dtype=str)
     correct = int(np.sum(np.array(meta["classes"])[network.predict_classes(X)] == labels))
     assert f"test accuracy = {correct / 60:.4f} ({correct}/60)" in out
@@ -206,3 +214,41 @@ def test_save_test_refuses_what_cannot_hold_the_text_before_training(tmp_path, c
     code, _, err = run(capsys, "train", "--data", data, "--label-column", "label",
                        "--test-data", data, "--save-test", tmp_path / "rows.csv")
     assert code == 2 and "are not copied" in err
+
+
+def test_unseen_categories_are_said_and_clashing_names_and_bad_metadata_refused(tmp_path,
+                                                                                capsys):
+    data = _table(tmp_path / "t.csv", n=150)
+    model_path = tmp_path / "m.npz"
+    code, _, err = run(capsys, "train", "--data", data, "--label-column", "label", "-q",
+                       "--epochs", "3", "--save", model_path)
+    assert code == 0, err
+    # a new file coding the colors otherwise: every row all zeros there, said once
+    new = tmp_path / "new.csv"
+    new.write_text("age,color,size\n30,1,S\n50,RED,XL\n40,Blue,M\n")
+    code, out, err = run(capsys, "predict", model_path, "--data", new)
+    assert code == 0 and len(out.splitlines()) == 4
+    assert err.count("column 'color': 3 of 3 rows hold a category the model was not "
+                     "trained on (its categories are ['blue', 'green', 'red'])") == 1
+    assert "size" not in err
+    # a column named like another's one-hot column
+    clash = tmp_path / "clash.csv"
+    clash.write_text("a=b,a,label\n" + "".join(f"{i},{'bc'[i % 2]},{'xy'[i % 3 > 0]}\n"
+                                                for i in range(30)))
+    code, _, err = run(capsys, "train", "--data", clash, "--label-column", "label", "-q")
+    assert code == 1 and "the names ['a=b'] twice" in err
+    # model metadata whose categories do not fit the network
+    network, meta = io.load(model_path), io.read_metadata(model_path)
+    meta["categories"]["color"] = ["blue", "red"]
+    io.save(network, tmp_path / "bad.npz", metadata=meta)
+    code, _, err = run(capsys, "predict", tmp_path / "bad.npz", "--data", new)
+    assert code == 1 and "categories make 7 inputs of the 3 columns, but the network " \
+                         "takes 8" in err
+
+
+def test_a_file_without_header_is_suspected_when_a_column_is_named_by_its_values(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("30,red,yes\n40,blue,no\n50,red,yes\n")   # no header
+    with pytest.warns(UserWarning, match=r"columns \['red'\] have their names among their "
+                                         r"own values; if the file has no header row"):
+        load_csv(path, "yes", categories="auto")

@@ -78,8 +78,11 @@ def test_missing_and_text_feature_cells_say_what_to_do(tmp_path, capsys):
     lines = path.read_text().splitlines()
     for cell, message in [("NA", "line 4, column 'b': a missing value ('NA'); chainrule "
                                  "fills none in"),
-                          ("blue", "line 4, column 'b': expected a number, got 'blue'; a "
-                                   "column of text must be left out (train --ignore-columns")]:
+                          # text among numbers: neither numbers nor categories
+                          ("blue", "column 'b': mixes numbers (79 cells, such as '-0.1"),
+                          ("blue", "and text (1 cell, such as 'blue' on line 4): neither a "
+                                   "column of numbers nor one of categories; fix the odd "
+                                   "cells, or leave the column out (train --ignore-columns)")]:
         cells = lines[3].split(",")
         cells[1] = cell
         path.write_text("\n".join(lines[:3] + [",".join(cells)] + lines[4:]) + "\n")

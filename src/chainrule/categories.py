@@ -12,12 +12,15 @@ refused, as in a numeric column (chainrule fills nothing in).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ._validation import feature_cell_error, is_number, missing_cell
 
-__all__ = ["MAX_CATEGORIES", "is_text_column", "learn_categories", "code_of", "one_hot",
-           "one_hot_names", "check_categories"]
+__all__ = ["MAX_CATEGORIES", "is_text_column", "check_not_mixed", "learn_categories",
+           "code_of", "one_hot", "one_hot_names", "check_categories", "count_unseen",
+           "warn_unseen"]
 
 #: The most categories a column may have: more is an identifier or free text, which a
 #: network cannot learn from as categories (and whose columns would swamp the rest).
@@ -29,6 +32,24 @@ def is_text_column(cells) -> bool:
     mixes them is a column of numbers with a stray cell, refused where it is read."""
     present = [t for t in map(str.strip, cells) if not missing_cell(t)]
     return bool(present) and not any(map(is_number, present))
+
+
+def check_not_mixed(cells, name, column, lines) -> None:
+    """``ValueError`` for a column of numbers and text cells alike, naming one of each:
+    neither a column of numbers nor one of categories (a stray cell on either side)."""
+    stripped = [c.strip() for c in cells]
+    numbers = [i for i, t in enumerate(stripped) if is_number(t)]
+    texts = [i for i, t in enumerate(stripped) if not is_number(t) and not missing_cell(t)]
+    if numbers and texts:
+        n, t = numbers[0], texts[0]
+        def cells(k):
+            return f"{k} cell{'' if k == 1 else 's'}"
+        raise ValueError(f"{name}, column {column!r}: mixes numbers ({cells(len(numbers))}, "
+                         f"such as {stripped[n]!r} on line {lines[n]}) and text "
+                         f"({cells(len(texts))}, such as {stripped[t]!r} on line {lines[t]}): "
+                         f"neither a "
+                         f"column of numbers nor one of categories; fix the odd cells, or "
+                         f"leave the column out (train --ignore-columns)")
 
 
 def learn_categories(cells, name, column, lines) -> list:
@@ -93,8 +114,34 @@ def one_hot(X, feature_names, categories: dict) -> np.ndarray:
 
 
 def one_hot_names(feature_names, categories: dict) -> list:
-    """The names of :func:`one_hot`'s columns: ``column=category`` for each category."""
+    """The names of :func:`one_hot`'s columns: ``column=category`` for each category;
+    ``ValueError`` where two would be the same (a column named ``a=b`` beside a column
+    ``a`` with a category ``b``)."""
     names: list = []
     for name in feature_names:
         names += [f"{name}={c}" for c in categories[name]] if name in categories else [name]
+    if len(set(names)) != len(names):
+        twice = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"the one-hot columns would have the names {twice} twice (a "
+                         f"column's name is another's column=category): rename the column")
     return names
+
+
+def count_unseen(X, feature_names, categories: dict) -> dict:
+    """Per column of ``categories``, the rows of ``X`` (category indices) whose category
+    is none of the column's."""
+    return {name: int(np.count_nonzero(X[:, feature_names.index(name)] < 0))
+            for name in categories}
+
+
+def warn_unseen(unseen: dict, rows: int, categories: dict, where: str) -> None:
+    """Warn of the ``unseen`` rows (of ``rows``, per column, from :func:`count_unseen`):
+    one-hot they are all zeros, as scikit-learn's ``handle_unknown='ignore'`` makes them
+    (silently), which would hide a column coded otherwise in new data."""
+    for name, count in unseen.items():
+        if count:
+            cats = categories[name]
+            warnings.warn(f"{where}: column {name!r}: {count} of {rows} rows hold a "
+                          f"category the model was not trained on (its categories are "
+                          f"{cats[:5]}{' ...' if len(cats) > 5 else ''}); they are "
+                          f"encoded as all zeros", UserWarning, stacklevel=2)

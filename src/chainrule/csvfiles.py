@@ -16,6 +16,7 @@ import io
 import itertools
 import math
 import os
+import warnings
 import zlib
 
 import numpy as np
@@ -35,7 +36,13 @@ from ._validation import (
     missing_cell,
     without_trailing_delimiter,
 )
-from .categories import check_categories, code_of, is_text_column, learn_categories
+from .categories import (
+    check_categories,
+    check_not_mixed,
+    code_of,
+    is_text_column,
+    learn_categories,
+)
 
 __all__ = ["load_csv", "csv_header", "csv_delimiter", "parse_labels", "read_bytes",
            "GZIP_MAGIC"]
@@ -279,13 +286,27 @@ def _features(rows, features, name, columns, categories) -> tuple:
             return _feature_array(rows, features, name, columns, {}), {}
         except ValueError:
             lines = [line for line, _ in rows]
+            for c in features:
+                check_not_mixed([row[c] for _, row in rows], name, columns[c], lines)
             categories = {columns[c]: learn_categories([row[c] for _, row in rows], name,
                                                        columns[c], lines)
                           for c in features if is_text_column(row[c] for _, row in rows)}
+            _warn_if_header_is_data(name, categories)
     else:
         check_categories(categories, [columns[c] for c in features])
     codes = {columns.index(k): {c: i for i, c in enumerate(v)} for k, v in categories.items()}
     return _feature_array(rows, features, name, columns, codes), categories
+
+
+def _warn_if_header_is_data(name, categories) -> None:
+    """A column of text whose name is one of its own categories: the header row is
+    likely the file's first row of data (a file without a header)."""
+    named = [k for k, v in categories.items() if k in v]
+    if named:
+        warnings.warn(f"{name}: the columns {named} have their names among their own "
+                      f"values; if the file has no header row, its first row of data is "
+                      f"being read as the column names and left out", UserWarning,
+                      stacklevel=4)
 
 
 def _feature_array(rows, features, name, columns, codes):

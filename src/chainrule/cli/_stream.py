@@ -29,15 +29,18 @@ def _csv_chunks(path, label, features, chunk_rows, labels, categories):
     text (``"text"``: an id column) or left out (``"skip"``: ``predict`` scores no
     labels, so a blank label column is no error there); the columns of ``categories``
     one-hot (:mod:`chainrule.categories`)."""
-    from ..categories import one_hot
+    from ..categories import count_unseen, one_hot, warn_unseen
     from ..datafiles import csv_delimiter, parse_labels
     from ..datastream import iter_csv
 
     name, done = os.fspath(path), 0
+    unseen = dict.fromkeys(categories or (), 0)
     for X, cells in iter_csv(path, label, delimiter=csv_delimiter(name),
                              chunk_rows=chunk_rows, feature_columns=features,
                              categories=categories or None):
         if categories:
+            for column, count in count_unseen(X, features, categories).items():
+                unseen[column] += count
             X = one_hot(X, features, categories)
         if cells is not None and labels == "parse":
             try:
@@ -47,6 +50,7 @@ def _csv_chunks(path, label, features, chunk_rows, labels, categories):
                 raise CommandError(str(exc)) from None
         done += X.shape[0]
         yield X, None if labels == "skip" else cells
+    warn_unseen(unseen, done, categories or {}, name)   # once, after the last chunk
 
 
 def _iter_npy(path, labels_path, chunk_rows):

@@ -63,12 +63,12 @@ def _read_train_test(args, source):
     return (*holdout_split(X, y, held_out_fraction(args), rng=0), found)
 
 
-def _one_hot_text_columns(X_train, X_test, names, found):
+def _one_hot_text_columns(X_train, X_test, names, found, test_source="the test rows"):
     """``(X_train, X_test, categories)`` with each column of text one-hot: categories
     of the training rows only, so that one met only in the test rows is all zeros
-    there, as an unseen one is in ``predict``. The arrays of codes are left as they are
-    (the held-out rows are written back with them)."""
-    from ..categories import one_hot
+    there (with a warning), as an unseen one is in ``predict``. The arrays of codes are
+    left as they are (the held-out rows are written back with them)."""
+    from ..categories import count_unseen, one_hot, one_hot_names, warn_unseen
 
     kept = {}
     X_train, X_test = X_train.copy(), X_test.copy()
@@ -81,6 +81,11 @@ def _one_hot_text_columns(X_train, X_test, names, found):
         for X in (X_train, X_test):
             X[:, j] = new[X[:, j].astype(np.int64)]
         kept[name] = [categories[k] for k in present]
+    try:
+        one_hot_names(names, kept)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    warn_unseen(count_unseen(X_test, names, kept), X_test.shape[0], kept, test_source)
     return one_hot(X_train, names, kept), one_hot(X_test, names, kept), kept
 
 
@@ -354,7 +359,8 @@ def load_train_data(args) -> TrainData:
         from ..categories import one_hot_names
 
         _check_save_test_of_text(args, found)
-        X_train, X_test, kept = _one_hot_text_columns(X_train, X_test, names, found)
+        X_train, X_test, kept = _one_hot_text_columns(
+            X_train, X_test, names, found, args.test_data or "the held-out test rows")
         names = one_hot_names(names, kept)
     if args.save or not args.standardize:  # then the model takes raw inputs
         check_in_dtype_range(X_train, args.dtype, names, source,

@@ -116,6 +116,12 @@ def _load_model(path) -> _Saved:
 
         try:
             check_categories(categories, names or [])
+            columns = len(names or [])
+            width = columns - len(categories) + sum(map(len, categories.values()))
+            if width != network.n_features:
+                raise ValueError(f"its categories make {width} inputs of the "
+                                 f"{columns} columns, but the network takes "
+                                 f"{network.n_features}")
         except ValueError as exc:
             raise CommandError(f"{path}: its metadata: {exc}") from None
     return _Saved(model, network, classes if _is_classifier(network) else None, n_features,
@@ -430,10 +436,10 @@ def _cmd_export(args) -> int:
         if "opset must be at least" not in str(exc):
             raise
         raise UsageError(f"{exc} (--opset sets it)") from None
+    first = next(iter(saved.categories), None)
     one_hot = (f" (its input X holds the columns of text {sorted(saved.categories)} one-hot: "
                f"the feature_names in its metadata, such as "
-               f"{next(n for n in saved.input_names or [] if '=' in n)!r})"
-               if saved.categories else "")
+               f"'{first}={saved.categories[first][0]}')" if first is not None else "")
     print(f"wrote {args.output}{one_hot}")
     return 0
 
