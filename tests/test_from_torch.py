@@ -81,11 +81,16 @@ def test_the_converted_model_computes_what_torch_computes(kind, torch, rng):
     expected = _torch_grads_by_chainrule_name(torch, net, model)
     for name, g in grads.items():
         np.testing.assert_allclose(g, expected[name], rtol=1e-9, atol=1e-12, err_msg=name)
-    # the running statistics moved as torch's did in that training-mode pass
-    for name, value in model.buffers.items():
-        layer_buffers = [b for m in net.modules() for n, b in m.named_buffers(recurse=False)
-                         if n == name.rstrip("0123456789")]
-        assert any(np.allclose(value, b.numpy(), rtol=1e-12) for b in layer_buffers), name
+    # the running statistics moved as torch's did in that training-mode pass, each
+    # layer's as its own module's
+    norms = [m for m in net.modules() if isinstance(m, (torch.nn.BatchNorm1d,
+                                                        torch.nn.BatchNorm2d))]
+    layers = [layer for layer, _ in model.layers if getattr(layer, "buffer_names", ())]
+    assert len(norms) == len(layers) > 0
+    for m, layer in zip(norms, layers, strict=True):
+        for own in layer.buffer_names:
+            np.testing.assert_allclose(getattr(layer, own), getattr(m, own).numpy(),
+                                       rtol=1e-12, err_msg=own)
 
 
 def test_float32_models_stay_float32_and_match_to_float32_rounding(torch, rng):
@@ -149,8 +154,16 @@ def test_unconvertible_models_are_named(torch):
                    input_shape=(1, 5, 5))
     with pytest.raises(ValueError, match="dim=None"):
         from_torch(nn.Sequential(nn.Linear(3, 2), nn.Softmax()))
-    with pytest.raises(ValueError, match=r"module\[0\].*p"):
+    with pytest.raises(ValueError, match=r"module\[0\] \(Dropout\(p=1.0, inplace=False\)\): "
+                                         r"p must be in \[0.0, 1.0\), got 1.0"):
         from_torch(nn.Sequential(nn.Dropout(1.0), nn.Linear(3, 2)))
+    with pytest.raises(ValueError, match="the model has no parameters"):
+        from_torch(nn.Sequential(nn.ReLU()))
+    with pytest.raises(TypeError, match=r"input_shape must be the shape of one sample.*got 5"):
+        from_torch(nn.Sequential(nn.Conv2d(1, 2, 3)), input_shape=5)
+    with pytest.raises(ValueError, match=r"module\[1\] \(Softmax\(axis=0\)\) cannot take "
+                                         r"inputs.*axis 0 is the batch's"):
+        from_torch(nn.Sequential(nn.Linear(3, 2), nn.Softmax(dim=0)))
 
 
 def test_a_module_at_two_places_runs_at_both_and_shared_parameters_are_refused(torch, rng):
@@ -164,8 +177,13 @@ def test_a_module_at_two_places_runs_at_both_and_shared_parameters_are_refused(t
     np.testing.assert_allclose(model.forward(X), net(torch.from_numpy(X)).detach().numpy(),
                                rtol=1e-12)
     lin = nn.Linear(4, 4)
-    with pytest.raises(ValueError, match=r"module\[2\] shares a parameter with module\[0\]"):
+    with pytest.raises(ValueError, match=r"module\[2\] shares a parameter or running "
+                                         r"statistic with module\[0\]"):
         from_torch(nn.Sequential(lin, nn.ReLU(), lin))
+    norm = nn.BatchNorm1d(4, affine=False)   # buffers only: shared statistics
+    with pytest.raises(ValueError, match=r"module\[3\] shares a parameter or running "
+                                         r"statistic with module\[1\]"):
+        from_torch(nn.Sequential(nn.Linear(4, 4), norm, nn.Linear(4, 4), norm))
     a, b = nn.Linear(4, 4), nn.Linear(4, 4)
     b.weight = a.weight   # tied weights
     with pytest.raises(ValueError, match=r"module\[2\] shares a parameter.*tied"):

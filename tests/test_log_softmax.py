@@ -48,6 +48,17 @@ def test_log_softmax_values_options_and_refusals():
         LogSoftmax(2).forward(np.zeros((2, 3)))
 
 
+@pytest.mark.parametrize("layer", [LogSoftmax(0), cr.Softmax(0), LogSoftmax(-2),
+                                   LogSoftmax(2)])
+def test_in_a_network_the_axis_is_a_samples_not_the_batch(layer):
+    # along the batch axis a prediction would depend on the rows predicted with it
+    with pytest.raises(ValueError, match=rf"axis {layer.axis} is not an axis of a sample "
+                                         r"\(1 to 1, or -1 to -1\): axis 0 is the batch's"):
+        cr.Sequential([cr.Affine(3, 2), layer], rng=0)
+    cr.Sequential([cr.Unflatten((2, 3)), type(layer)(-2), cr.Flatten(), cr.Affine(6, 2)],
+                  rng=0)   # a sample's first axis, counted from the end
+
+
 def test_a_network_ending_in_log_softmax_trains_as_torchs_nll_loss(rng, torch, tmp_path):
     # log_softmax(log_softmax(z)) = log_softmax(z): cross-entropy on a LogSoftmax
     # output is PyTorch's NLLLoss on it, value and every gradient.

@@ -121,6 +121,20 @@ def test_elu_and_softplus_at_known_points():
         np.testing.assert_array_equal(ELU().forward(big), [[1e300, -1.0]])
 
 
+def test_softplus_above_the_exponentials_range_is_the_input_itself():
+    # A threshold past log(max) of the dtype: PyTorch's exp overflows there (inf, and a
+    # NaN gradient); log(1 + e^x) is x to the last bit
+    for dtype, x in ((np.float32, 90.0), (np.float64, 800.0)):
+        layer = Softplus(threshold=1000.0)
+        inputs = np.array([[x, -x, 1.0]], dtype=dtype)
+        with np.errstate(over="raise", invalid="raise"):
+            out = layer.forward(inputs)
+            slope = layer.backward(np.ones_like(inputs))
+        assert out[0, 0] == x and slope[0, 0] == 1.0
+        assert 0.0 <= out[0, 1] < 1e-30 and 0.0 <= slope[0, 1] < 1e-30   # e^-x, or 0
+        assert out[0, 2] == pytest.approx(np.log1p(np.e), rel=1e-6)
+
+
 def test_elu_and_softplus_options_repr_config_and_refusal():
     assert repr(ELU()) == "ELU(alpha=1.0)" and repr(Softplus()) == "Softplus()"
     assert repr(Softplus(beta=2.0)) == "Softplus(beta=2.0)"
@@ -229,8 +243,9 @@ def test_the_estimator_keeps_scikit_learns_activations():
     pytest.importorskip("sklearn")
     from chainrule.estimator import MLPClassifier
 
-    with pytest.raises(ValueError, match="activation"):
-        MLPClassifier(activation="gelu", max_iter=2).fit(*_blobs(30))
+    for name in ("gelu", "silu", "elu", "softplus"):   # MLP's, not scikit-learn's
+        with pytest.raises(ValueError, match="activation"):
+            MLPClassifier(activation=name, max_iter=2).fit(*_blobs(30))
 
 
 def _image_net(size=(2, 2), dtype=np.float64):

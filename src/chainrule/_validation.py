@@ -389,7 +389,9 @@ def feature_cell_error(name, line, column, cell) -> ValueError:
         return ValueError(f"{where}: feature values must be finite, got {cell_text(text)}")
     return ValueError(f"{where}: expected a number, got {cell_text(cell)}; a column of "
                       f"text must be left out (train --ignore-columns, load_csv's "
-                      f"feature_columns) or encoded as numbers")
+                      f"feature_columns), encoded as numbers, or read as categories "
+                      f"(load_csv's categories='auto'; chainrule train does so itself "
+                      f"for a column of text and no numbers)")
 
 
 def first_non_finite(arr) -> tuple[int, int] | None:

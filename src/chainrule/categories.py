@@ -4,7 +4,7 @@
 A feature column is *categorical* when its cells are text (``"red"``, ``"Private"``),
 none of them a number. Its categories are its distinct cells
 (stripped), sorted; a reader given them writes each cell as its category's index, a
-*code* (-1 for a category not among them), and :func:`one_hot` turns each code
+*code* (-1 for a category not among them), and :func:`one_hot_columns` turns each code
 column into one 0/1 column per category, as scikit-learn's ``OneHotEncoder(
 handle_unknown='ignore')`` does: an unknown category is all zeros. A missing cell is
 refused, as in a numeric column (chainrule fills nothing in).
@@ -18,38 +18,45 @@ import numpy as np
 
 from ._validation import feature_cell_error, is_number, missing_cell
 
-__all__ = ["MAX_CATEGORIES", "is_text_column", "check_not_mixed", "learn_categories",
-           "code_of", "one_hot", "one_hot_names", "check_categories", "count_unseen",
-           "warn_unseen"]
+__all__ = ["MAX_CATEGORIES", "is_text_column", "learn_categories", "code_of", "index_maps",
+           "one_hot_columns", "one_hot_names", "check_categories", "check_fits",
+           "training_categories", "count_unseen", "warn_unseen"]
 
 #: The most categories a column may have: more is an identifier or free text, which a
 #: network cannot learn from as categories (and whose columns would swamp the rest).
 MAX_CATEGORIES = 100
 
 
-def is_text_column(cells) -> bool:
-    """Whether ``cells`` (a column's strings) hold text and no number. A column that
-    mixes them is a column of numbers with a stray cell, refused where it is read."""
-    present = [t for t in map(str.strip, cells) if not missing_cell(t)]
-    return bool(present) and not any(map(is_number, present))
+def _count(k: int) -> str:
+    return f"{k} cell{'' if k == 1 else 's'}"
 
 
-def check_not_mixed(cells, name, column, lines) -> None:
-    """``ValueError`` for a column of numbers and text cells alike, naming one of each:
-    neither a column of numbers nor one of categories (a stray cell on either side)."""
+def is_text_column(cells, name, column, lines) -> bool:
+    """Whether a column's ``cells`` are text (its missing cells aside), each looked at
+    once; ``ValueError`` naming a cell of each kind for a column of numbers and text
+    alike, neither a column of numbers nor one of categories (a stray cell on either
+    side). A column of numbers is told by one NumPy conversion."""
     stripped = [c.strip() for c in cells]
-    numbers = [i for i, t in enumerate(stripped) if is_number(t)]
-    texts = [i for i, t in enumerate(stripped) if not is_number(t) and not missing_cell(t)]
+    try:
+        np.array(stripped, dtype=np.float64)
+        return False
+    except ValueError:
+        pass
+    numbers, texts = [], []
+    for i, t in enumerate(stripped):
+        if is_number(t):
+            numbers.append(i)
+        elif not missing_cell(t):
+            texts.append(i)
     if numbers and texts:
         n, t = numbers[0], texts[0]
-        def cells(k):
-            return f"{k} cell{'' if k == 1 else 's'}"
-        raise ValueError(f"{name}, column {column!r}: mixes numbers ({cells(len(numbers))}, "
+        raise ValueError(f"{name}, column {column!r}: mixes numbers ({_count(len(numbers))}, "
                          f"such as {stripped[n]!r} on line {lines[n]}) and text "
-                         f"({cells(len(texts))}, such as {stripped[t]!r} on line {lines[t]}): "
-                         f"neither a "
-                         f"column of numbers nor one of categories; fix the odd cells, or "
-                         f"leave the column out (train --ignore-columns)")
+                         f"({_count(len(texts))}, such as {stripped[t]!r} on line "
+                         f"{lines[t]}): neither a column of numbers nor one of categories; "
+                         f"fix the odd cells, or leave the column out (train "
+                         f"--ignore-columns)")
+    return bool(texts)
 
 
 def learn_categories(cells, name, column, lines) -> list:
@@ -79,12 +86,14 @@ def code_of(cell, codes: dict, name, line, column) -> int:
 
 
 def check_categories(categories, feature_names) -> dict:
-    """``categories`` (column name -> list of str) checked against the feature names."""
+    """``categories`` (column name -> list of str) checked against the feature names:
+    ``TypeError`` for another kind of value, ``ValueError`` for a column that is not a
+    feature."""
     if not isinstance(categories, dict) or not all(
             isinstance(k, str) and isinstance(v, list) and v and
             all(isinstance(c, str) for c in v) for k, v in categories.items()):
-        raise ValueError(f"categories must map column names to lists of category names, "
-                         f"got {categories!r}")
+        raise TypeError(f"categories must be 'auto' or map column names to lists of "
+                        f"category names, got {categories!r}")
     unknown = [k for k in categories if k not in feature_names]
     if unknown:
         raise ValueError(f"categories names columns {unknown} that are not among the "
@@ -92,7 +101,42 @@ def check_categories(categories, feature_names) -> dict:
     return categories
 
 
-def one_hot(X, feature_names, categories: dict) -> np.ndarray:
+def check_fits(categories, feature_names, n_inputs: int) -> None:
+    """``ValueError`` unless the one-hot columns of ``feature_names`` are a network's
+    ``n_inputs`` (a model file's metadata against its network)."""
+    check_categories(categories, feature_names)
+    width = len(one_hot_names(feature_names, categories))
+    if width != n_inputs:
+        raise ValueError(f"its categories make {width} inputs of the {len(feature_names)} "
+                         f"columns, but the network takes {n_inputs}")
+
+
+def index_maps(categories: dict, columns) -> dict:
+    """Each column of ``categories`` by its position in ``columns`` -> its category ->
+    index: how a reader turns cells into category indices."""
+    return {columns.index(k): {c: i for i, c in enumerate(v)} for k, v in categories.items()}
+
+
+def training_categories(X_train, X_test, feature_names, categories: dict) -> tuple:
+    """``(X_train, X_test, kept)``: copies with each column of ``categories`` (indices
+    into it) re-indexed to ``kept``, the categories the training rows hold, so that one
+    met only in the test rows is -1 there (all zeros one-hot), as an unseen one is
+    in new data."""
+    kept = {}
+    X_train, X_test = X_train.copy(), X_test.copy()
+    for name, cats in categories.items():
+        j = feature_names.index(name)
+        present = np.unique(X_train[:, j]).astype(np.int64)
+        present = present[present >= 0]
+        new = np.full(len(cats) + 1, -1.0)   # the last entry: an index of -1 stays -1
+        new[present] = np.arange(len(present))
+        for X in (X_train, X_test):
+            X[:, j] = new[X[:, j].astype(np.int64)]
+        kept[name] = [cats[k] for k in present]
+    return X_train, X_test, kept
+
+
+def one_hot_columns(X, feature_names, categories: dict) -> np.ndarray:
     """``X`` (N, D) whose columns are ``feature_names``, each column of ``categories``
     (codes) replaced by one 0/1 column per category (a code of -1: zeros).
     Shape: (N, D) -> (N, D - C + sum of the C columns' category counts)."""
@@ -114,7 +158,7 @@ def one_hot(X, feature_names, categories: dict) -> np.ndarray:
 
 
 def one_hot_names(feature_names, categories: dict) -> list:
-    """The names of :func:`one_hot`'s columns: ``column=category`` for each category;
+    """The names of :func:`one_hot_columns`'s columns: ``column=category`` for each category;
     ``ValueError`` where two would be the same (a column named ``a=b`` beside a column
     ``a`` with a category ``b``)."""
     names: list = []

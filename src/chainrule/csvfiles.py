@@ -38,8 +38,8 @@ from ._validation import (
 )
 from .categories import (
     check_categories,
-    check_not_mixed,
     code_of,
+    index_maps,
     is_text_column,
     learn_categories,
 )
@@ -189,7 +189,8 @@ def _feature_indices(name, columns, label_index, feature_columns, width):
 
 def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_columns=None,
              categories=None):
-    """Load a table of numeric features and one label column from a CSV file.
+    """Load a table of features (numbers, and with ``categories`` text) and one label
+    column from a CSV file.
 
     Parameters
     ----------
@@ -221,14 +222,19 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
         label is a number, strings otherwise.
     categories : dict of str to list of str
         Only when ``categories`` is given: the categories of each column read as codes
-        (those found, for ``"auto"``), for :func:`chainrule.categories.one_hot`.
+        (those found, for ``"auto"``), for :func:`chainrule.categories.one_hot_columns`.
 
     Raises
     ------
     ValueError
         For an empty file, a missing label column, rows with a different number of
-        cells than the header, or a feature cell that is not a finite number. The
-        message names the path, and the line and column of a bad cell.
+        cells than the header, or a feature cell that is not a finite number (not
+        a category's, with ``categories``: then a missing cell, a column that mixes
+        numbers and text, or one of more than
+        :data:`~chainrule.categories.MAX_CATEGORIES` categories). The message names
+        the path, and the line and column of a bad cell.
+    TypeError
+        For ``categories`` other than None, ``"auto"`` or a dict of lists of names.
     """
     name = check_path(path, what="a file name (str or os.PathLike)")
     header = check_bool(header, "header")
@@ -277,7 +283,7 @@ def _features(rows, features, name, columns, categories) -> tuple:
     """``(X, categories)``: the feature array, the columns of ``categories`` (those it
     names, or for ``"auto"`` every column of text) as category indices, and their
     categories (``{}`` for none)."""
-    if categories is None:
+    if not categories:   # None or {}
         return _feature_array(rows, features, name, columns, {}), {}
     if columns is None:
         raise ValueError(f"{name}: categories needs a header (columns by name)")
@@ -285,17 +291,23 @@ def _features(rows, features, name, columns, categories) -> tuple:
         try:   # a table of numbers is read once, as without categories
             return _feature_array(rows, features, name, columns, {}), {}
         except ValueError:
-            lines = [line for line, _ in rows]
-            for c in features:
-                check_not_mixed([row[c] for _, row in rows], name, columns[c], lines)
-            categories = {columns[c]: learn_categories([row[c] for _, row in rows], name,
-                                                       columns[c], lines)
-                          for c in features if is_text_column(row[c] for _, row in rows)}
-            _warn_if_header_is_data(name, categories)
+            categories = _text_columns(rows, features, name, columns)
     else:
         check_categories(categories, [columns[c] for c in features])
-    codes = {columns.index(k): {c: i for i, c in enumerate(v)} for k, v in categories.items()}
+    codes = index_maps(categories, columns)
     return _feature_array(rows, features, name, columns, codes), categories
+
+
+def _text_columns(rows, features, name, columns) -> dict:
+    """The categories of each feature column of text (:mod:`chainrule.categories`)."""
+    lines = [line for line, _ in rows]
+    found = {}
+    for c in features:
+        cells = [row[c] for _, row in rows]
+        if is_text_column(cells, name, columns[c], lines):
+            found[columns[c]] = learn_categories(cells, name, columns[c], lines)
+    _warn_if_header_is_data(name, found)
+    return found
 
 
 def _warn_if_header_is_data(name, categories) -> None:

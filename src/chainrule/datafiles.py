@@ -302,6 +302,9 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
     -------
     X : ndarray of float64, shape (N, D)
     y : ndarray, shape (N,), or None
+    categories : dict of str to list of str
+        Only when ``categories`` is given: those of the columns read as category
+        indices (``{}`` for a file other than CSV).
     """
     name = check_path(path, what="a file name (str or os.PathLike)")
     require_labels = check_bool(require_labels, "require_labels")

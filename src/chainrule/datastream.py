@@ -40,7 +40,7 @@ from ._validation import (
     missing_cell,
     without_trailing_delimiter,
 )
-from .categories import check_categories, code_of
+from .categories import check_categories, code_of, index_maps
 
 __all__ = ["iter_csv", "iter_npz", "CHUNK_ROWS"]
 
@@ -97,11 +97,14 @@ def _chunk(name, rows, layout):
         if label is not None:
             labels.append(row[label].strip())
         try:
-            X[r] = [number(row[i]) if i not in codes else
-                    code_of(row[i], codes[i], name, line, columns[i]) for i in features]
+            X[r] = ([number(row[i]) for i in features] if not codes else
+                    [number(row[i]) if i not in codes else
+                     code_of(row[i], codes[i], name, line, columns[i]) for i in features])
         except ValueError:
-            c = next((i for i in features if i not in codes and not is_number(row[i])), None)
-            if c is None:   # a missing category: code_of named it
+            # the first bad cell in column order, as load_csv names it
+            c = next((i for i in features if (missing_cell(row[i].strip()) if i in codes
+                                              else not is_number(row[i]))), None)
+            if c is None:
                 raise
             raise feature_cell_error(name, line, columns[c], row[c]) from None
     if (bad := first_non_finite(X)) is not None:
@@ -125,9 +128,10 @@ def _layout(name, first, header, label_column, feature_columns, categories):
         check_named_features(name, columns, features)
     codes = {}
     if categories:
+        if not header:
+            raise ValueError(f"{name}: categories needs a header (columns by name)")
         check_categories(categories, [columns[i] for i in features])
-        codes = {columns.index(k): {c: i for i, c in enumerate(v)}
-                 for k, v in categories.items()}
+        codes = index_maps(categories, columns)
     return width, columns, label, features, codes
 
 

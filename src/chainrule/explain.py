@@ -36,13 +36,13 @@ from .layers import (
 from .stateful import first_trained
 
 __all__ = ["node_names", "summary", "explain", "local_param_names", "output_shapes",
-           "output_width"]
+           "output_width", "WIDTH_KEEPING"]
 
 #: Built-in layers whose output has their input's width (what ``output_width`` skips).
-_WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ELU, Softplus, Identity,
+WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ELU, Softplus, Identity,
                             Dropout})
 #: Layers whose output shape :func:`check_shapes` knows without an ``output_shape``.
-_KNOWN = _WIDTH_KEEPING | {Affine}
+_KNOWN = WIDTH_KEEPING | {Affine}
 
 
 def local_param_names(layer, names) -> tuple:
@@ -141,7 +141,7 @@ def output_width(network) -> int:
         i = len(network.layers) - 1 - first_trained(network.layers[::-1])
         layer, names = network.layers[i]
         if type(layer) is not Affine or not all(
-                type(after) in _WIDTH_KEEPING for after, _ in network.layers[i + 1:]):
+                type(after) in WIDTH_KEEPING for after, _ in network.layers[i + 1:]):
             return math.prod(output_shapes(network)[-1])
     return network.params[names[0]].shape[1]
 

@@ -490,8 +490,9 @@ class Softplus(Layer):
     beta : float, default=1.0
         Sharpness, a finite number > 0: the larger, the closer to ReLU.
     threshold : float, default=20.0
-        Above it (in ``beta x``) the output is ``x`` itself, as PyTorch's, which is
-        within ``exp(-threshold)`` of the formula and never overflows.
+        Above it (in ``beta x``) the output is ``x`` itself, as PyTorch's, within
+        ``exp(-threshold) / beta`` of the formula. (Also above ``log`` of the dtype's
+        largest number, where PyTorch's ``exp`` overflows to an infinite output.)
     """
 
     equations = ("{y} = log(1 + exp({x}))", ("d{x} = d{y} * sigmoid({x})",))
@@ -512,9 +513,10 @@ class Softplus(Layer):
     def forward(self, inputs):
         inputs = self._check_input(inputs)
         scaled = inputs * self.beta   # a Python float keeps float32 in float32
-        linear = scaled > self.threshold
-        # exp of at most the threshold: the linear side never overflows the formula's
-        e = np.exp(np.minimum(scaled, self.threshold))
+        # Past log(max) exp overflows, where log(1 + exp(s)) = s to the last bit.
+        limit = min(self.threshold, math.log(np.finfo(inputs.dtype).max) - 1)
+        linear = scaled > limit
+        e = np.exp(np.minimum(scaled, limit))   # (the linear side's is not used)
         self.cache = (linear, e)
         return np.where(linear, inputs, np.log1p(e) / self.beta)
 
@@ -526,9 +528,9 @@ class Softplus(Layer):
         return np.where(linear, d_out, d_out * e / (e + 1))
 
     def __repr__(self):
-        changed = {k: v for k, v in self.get_config().items()
-                   if v != {"beta": 1.0, "threshold": 20.0}[k]}
-        return f"Softplus({', '.join(f'{k}={v}' for k, v in changed.items())})"
+        options = [f"beta={self.beta}"] if self.beta != 1.0 else []
+        options += [f"threshold={self.threshold}"] if self.threshold != 20.0 else []
+        return f"Softplus({', '.join(options)})"
 
 
 class Dropout(Layer):

@@ -3,9 +3,10 @@
 :class:`BatchNorm1d`, :class:`BatchNorm2d` and :class:`LayerNorm` take PyTorch's
 constructor arguments and defaults (``eps=1e-5``, ``momentum=0.1``; a batch
 normalisation also ``affine``, ``track_running_stats`` and ``momentum=None``), so that
-a model moved between the two libraries gives the same numbers; :class:`Softmax` is the
-max-shifted softmax as a layer. They keep the contract of :mod:`chainrule.layers`
-(``forward(inputs, *params)`` caches what ``backward(d_out)`` needs), declare
+a model moved between the two libraries gives the same numbers; :class:`Softmax` and
+:class:`LogSoftmax` are the max-shifted softmax and its log as layers. They keep the
+contract of :mod:`chainrule.layers` (``forward(inputs, *params)`` caches what
+``backward(d_out)`` needs), declare
 ``param_names`` and ``init_params`` so that :class:`~chainrule.models.Sequential` can
 build them, and a batch normalisation declares its running statistics as
 ``buffer_names``. All work in float32 and float64 (the dtype of the inputs).
@@ -23,6 +24,7 @@ from ._validation import (
     check_positive_int,
     shape_str,
 )
+from .functional import shift_by_max
 from .layers import Layer
 
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax", "LogSoftmax"]
@@ -456,13 +458,21 @@ class _AlongAxis(Layer):
         """The input's shape, unchanged (for a network's shape bookkeeping)."""
         return tuple(shape)
 
+    def check_input_shape(self, shape) -> None:
+        """In a network (samples of ``shape``, the batch axis left out), the axis must be
+        one of a sample's: along the batch axis, predictions would depend on which rows
+        are predicted together (``predict`` takes them in chunks)."""
+        if not (1 <= self.axis <= len(shape) or -len(shape) <= self.axis <= -1):
+            raise ValueError(f"axis {self.axis} is not an axis of a sample (1 to "
+                             f"{len(shape)}, or -{len(shape)} to -1): axis 0 is the batch's")
+
     def _shifted(self, inputs):
         """``inputs - max(inputs)`` along the axis: no exponential of it overflows."""
         inputs = self._check_input(inputs, ndim=None)
         if self.validate and not -inputs.ndim <= self.axis < inputs.ndim:
             raise ValueError(f"axis {self.axis} is out of range for inputs of shape "
                              f"{shape_str(inputs.shape)}")
-        return inputs - inputs.max(axis=self.axis, keepdims=True)
+        return shift_by_max(inputs, self.axis)[0]
 
     def __repr__(self):
         return f"{type(self).__name__}(axis={self.axis})"
@@ -529,9 +539,10 @@ class LogSoftmax(_AlongAxis):
 
     def forward(self, inputs):
         shifted = self._shifted(inputs)
-        out = shifted - np.log(np.exp(shifted).sum(axis=self.axis, keepdims=True))
-        self.cache = np.exp(out)   # the softmax, for backward
-        return out
+        e = np.exp(shifted)
+        total = e.sum(axis=self.axis, keepdims=True)
+        self.cache = e / total   # backward's Jacobian is made of the softmax
+        return shifted - np.log(total)
 
     def backward(self, d_out):
         """The Jacobian ``I - 1 s^T`` (``s`` the softmax) applied to ``d_out``:

@@ -29,7 +29,7 @@ def _csv_chunks(path, label, features, chunk_rows, labels, categories):
     text (``"text"``: an id column) or left out (``"skip"``: ``predict`` scores no
     labels, so a blank label column is no error there); the columns of ``categories``
     one-hot (:mod:`chainrule.categories`)."""
-    from ..categories import count_unseen, one_hot, warn_unseen
+    from ..categories import count_unseen, one_hot_columns, warn_unseen
     from ..datafiles import csv_delimiter, parse_labels
     from ..datastream import iter_csv
 
@@ -41,7 +41,7 @@ def _csv_chunks(path, label, features, chunk_rows, labels, categories):
         if categories:
             for column, count in count_unseen(X, features, categories).items():
                 unseen[column] += count
-            X = one_hot(X, features, categories)
+            X = one_hot_columns(X, features, categories)
         if cells is not None and labels == "parse":
             try:
                 cells = parse_labels(cells.tolist(),

@@ -64,29 +64,26 @@ def _read_train_test(args, source):
 
 
 def _one_hot_text_columns(X_train, X_test, names, found, test_source="the test rows"):
-    """``(X_train, X_test, categories)`` with each column of text one-hot: categories
-    of the training rows only, so that one met only in the test rows is all zeros
-    there (with a warning), as an unseen one is in ``predict``. The arrays of codes are
-    left as they are (the held-out rows are written back with them)."""
-    from ..categories import count_unseen, one_hot, one_hot_names, warn_unseen
+    """``(X_train, X_test, categories, input names)`` with each column of text one-hot,
+    in the categories of the training rows (:func:`chainrule.categories.
+    training_categories`; those of test rows only are warned of). The arrays given are
+    left as they are (the held-out rows are written back from them)."""
+    from ..categories import (
+        count_unseen,
+        one_hot_columns,
+        one_hot_names,
+        training_categories,
+        warn_unseen,
+    )
 
-    kept = {}
-    X_train, X_test = X_train.copy(), X_test.copy()
-    for name, categories in found.items():
-        j = names.index(name)
-        present = np.unique(X_train[:, j]).astype(np.int64)
-        present = present[present >= 0]
-        new = np.full(len(categories) + 1, -1.0)   # the last entry: code -1 stays -1
-        new[present] = np.arange(len(present))
-        for X in (X_train, X_test):
-            X[:, j] = new[X[:, j].astype(np.int64)]
-        kept[name] = [categories[k] for k in present]
+    X_train, X_test, kept = training_categories(X_train, X_test, names, found)
     try:
-        one_hot_names(names, kept)
+        inputs = one_hot_names(names, kept)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     warn_unseen(count_unseen(X_test, names, kept), X_test.shape[0], kept, test_source)
-    return one_hot(X_train, names, kept), one_hot(X_test, names, kept), kept
+    return (one_hot_columns(X_train, names, kept), one_hot_columns(X_test, names, kept), kept,
+            inputs)
 
 
 def _fetch_openml(fetch, name):
@@ -236,8 +233,8 @@ def load_train_files(args):
     source = source_name(args)
     X_train, X_test, y_train, y_test, found = _read_train_test(args, source)
     if found:
-        X_train, X_test, _ = _one_hot_text_columns(X_train, X_test, _feature_names(args),
-                                                   found)
+        X_train, X_test = _one_hot_text_columns(X_train, X_test, _feature_names(args),
+                                                found)[:2]
     classes, train_idx, test_idx = _encode_classes(y_train, y_test, source, args.test_data)
     return X_train, X_test, train_idx, test_idx, classes
 
@@ -354,14 +351,12 @@ def load_train_data(args) -> TrainData:
     X_train = np.asarray(X_train, dtype=np.float64)
     X_test = np.asarray(X_test, dtype=np.float64)
     raw_test = (X_test, np.asarray(y_test))
-    names, kept = _feature_names(args), {}
+    columns = _feature_names(args)
+    names, kept = columns, {}
     if found:
-        from ..categories import one_hot_names
-
         _check_save_test_of_text(args, found)
-        X_train, X_test, kept = _one_hot_text_columns(
-            X_train, X_test, names, found, args.test_data or "the held-out test rows")
-        names = one_hot_names(names, kept)
+        X_train, X_test, kept, names = _one_hot_text_columns(
+            X_train, X_test, columns, found, args.test_data or "the held-out test rows")
     if args.save or not args.standardize:  # then the model takes raw inputs
         check_in_dtype_range(X_train, args.dtype, names, source,
                              "the model --save writes takes raw inputs" if args.standardize
@@ -371,8 +366,8 @@ def load_train_data(args) -> TrainData:
         X_train, X_test, mean, scale = standardize(X_train, X_test, return_stats=True)
     dtype = np.dtype(args.dtype)
     return TrainData(X_train.astype(dtype), X_test.astype(dtype), Y.astype(dtype),
-                     y_test_enc, classes, source, task, why, raw_test, _feature_names(args),
-                     kept, found, mean=mean, scale=scale, y_mean=y_mean, y_scale=y_scale)
+                     y_test_enc, classes, source, task, why, raw_test, columns, kept, found,
+                     mean=mean, scale=scale, y_mean=y_mean, y_scale=y_scale)
 
 
 def _check_save_test_of_text(args, found) -> None:

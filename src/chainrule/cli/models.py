@@ -47,15 +47,9 @@ class _Saved:
     feature_names: list | None  # the columns it was trained on (CSV / DataFrame)
     label_column: str | None
     categories: dict   # its columns of text: their categories (one-hot, in that order)
-
-    @property
-    def input_names(self) -> list | None:
-        """The names of the network's inputs: the feature columns, each column of text
-        as one ``column=category`` input per category."""
-        from ..categories import one_hot_names
-
-        names = self.feature_names
-        return None if names is None else one_hot_names(names, self.categories)
+    # The network's inputs: the feature columns, each column of text as one
+    # ``column=category`` input per category
+    input_names: list | None
 
     @property
     def regressor(self) -> bool:
@@ -110,22 +104,17 @@ def _load_model(path) -> _Saved:
     if names is None and getattr(model, "feature_names_in_", None) is not None:
         names = [str(n) for n in model.feature_names_in_]
     n_features = getattr(model, "n_features_in_", None) or network.n_features
-    categories = meta.get("categories") or {}
+    categories, inputs = meta.get("categories") or {}, names
     if categories:
-        from ..categories import check_categories
+        from ..categories import check_fits, one_hot_names
 
         try:
-            check_categories(categories, names or [])
-            columns = len(names or [])
-            width = columns - len(categories) + sum(map(len, categories.values()))
-            if width != network.n_features:
-                raise ValueError(f"its categories make {width} inputs of the "
-                                 f"{columns} columns, but the network takes "
-                                 f"{network.n_features}")
-        except ValueError as exc:
+            check_fits(categories, names or [], network.n_features)
+        except (TypeError, ValueError) as exc:
             raise CommandError(f"{path}: its metadata: {exc}") from None
+        inputs = one_hot_names(names, categories)
     return _Saved(model, network, classes if _is_classifier(network) else None, n_features,
-                  names, meta.get("label_column"), categories)
+                  names, meta.get("label_column"), categories, inputs)
 
 
 def _csv_columns(args, saved: _Saved, names: list, *, require_labels):

@@ -17,7 +17,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ..diagnostics import user_stacklevel
 from ..layers import Dropout
-from ..models import ACTIVATIONS, MLP
+from ..models import MLP
 from .objectives import set_training_loss
 from .solvers import SKLEARN_DIR, build_optimizer, run_lbfgs, run_stochastic
 
@@ -97,8 +97,10 @@ class BaseMLP(BaseEstimator):
 
     _parameter_constraints: dict = {
         "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
-        # scikit-learn's names (and leaky_relu, sigmoid): not MLP's gelu and silu.
-        "activation": [StrOptions(set(ACTIVATIONS) - {"gelu", "silu"})],
+        # scikit-learn's names (and leaky_relu, sigmoid): not MLP's gelu, silu, elu and
+        # softplus, which scikit-learn refuses.
+        "activation": [StrOptions({"identity", "logistic", "tanh", "relu", "leaky_relu",
+                                   "sigmoid"})],
         "solver": [StrOptions({"lbfgs", *STOCHASTIC_SOLVERS})],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],

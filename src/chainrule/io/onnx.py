@@ -352,8 +352,10 @@ class _GraphBuilder:
             node = self._leaky_relu(float(layer.negative_slope), current, out)
         elif isinstance(layer, (GELU, SiLU)):
             node = self._gated(layer, current, out)
-        elif isinstance(layer, (ELU, Softplus)):
-            node = self._smooth(layer, current, out)
+        elif isinstance(layer, ELU):
+            node = self._elu(layer, current, out)
+        elif isinstance(layer, Softplus):
+            node = self._softplus(layer, current, out)
         else:
             raise TypeError(f"cannot export layer {i} ({layer!r}): supported layers are "
                             f"Affine, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ELU, "
@@ -387,8 +389,7 @@ class _GraphBuilder:
         steps.append(("Add", [p + "one", p + "t"], "one_plus"))
         if not tanh:
             steps.append(("Mul", [p + "half", p + "one_plus"], "cdf"))
-        self.nodes += [make_node(op, inputs, [p + name], name=p + name)
-                       for op, inputs, name in steps]
+        self._steps(steps, p)
         if tanh:   # 0.5 x (1 + t)
             return make_node("Mul", [p + "half_x", p + "one_plus"], [out])
         return make_node("Mul", [current, p + "cdf"], [out])
@@ -415,36 +416,44 @@ class _GraphBuilder:
         self.nodes.append(make_node("Gather", ["classes", "label_index"], ["label"], axis=0,
                                     name="label"))
 
-    def _smooth(self, layer, current: str, out: str):
-        """ELU as the ``Elu`` node in float32, else (onnxruntime has no float64 Elu
-        kernel) ``Where(x > 0, x, alpha (Exp(Min(x, 0)) - 1))``; Softplus as
-        ``Where(beta x > threshold, x, Softplus(Min(beta x, threshold)) / beta)``, which
-        keeps PyTorch's threshold (in float64 ``Log(Exp(.) + 1)`` for ``Softplus``).
-        Intermediate nodes go straight into the graph."""
-        make_node, p = self.helper.make_node, f"{out}_"
-        if isinstance(layer, ELU) and self.dtype == np.float32:
-            return make_node("Elu", [current], [out], alpha=layer.alpha)
-        elu = isinstance(layer, ELU)
-        constants = ({"zero": 0.0, "one": 1.0, "alpha": layer.alpha} if elu
-                     else {"beta": layer.beta, "threshold": layer.threshold,
-                           **({} if self.dtype == np.float32 else {"one": 1.0})})
-        for name, value in constants.items():
-            self._tensor(np.array(value), p + name)
-        if elu:
-            steps = [("Greater", [current, p + "zero"], "linear"),
-                     ("Min", [current, p + "zero"], "capped"), ("Exp", [p + "capped"], "e"),
-                     ("Sub", [p + "e", p + "one"], "m"), ("Mul", [p + "alpha", p + "m"], "curve")]
-        else:
-            steps = [("Mul", [current, p + "beta"], "scaled"),
-                     ("Greater", [p + "scaled", p + "threshold"], "linear"),
-                     ("Min", [p + "scaled", p + "threshold"], "capped")]
-            steps += ([("Softplus", [p + "capped"], "soft")] if self.dtype == np.float32 else
-                      [("Exp", [p + "capped"], "e"), ("Add", [p + "e", p + "one"], "e1"),
-                       ("Log", [p + "e1"], "soft")])   # (no float64 Softplus kernel)
-            steps.append(("Div", [p + "soft", p + "beta"], "curve"))
-        self.nodes += [make_node(op, inputs, [p + name], name=p + name)
+    def _steps(self, steps, prefix: str) -> None:
+        """Nodes ``(op, inputs, name)`` named ``prefix + name``, into the graph."""
+        self.nodes += [self.helper.make_node(op, inputs, [prefix + name], name=prefix + name)
                        for op, inputs, name in steps]
-        return make_node("Where", [p + "linear", current, p + "curve"], [out])
+
+    def _elu(self, layer, current: str, out: str):
+        """The ``Elu`` node in float32; in float64 (onnxruntime has no such kernel)
+        ``Where(x > 0, x, alpha (Exp(Min(x, 0)) - 1))``, whose ``Exp - 1`` loses the
+        last bits near 0 that chainrule's ``expm1`` keeps (~1e-17 absolute)."""
+        if self.dtype == np.float32:
+            return self.helper.make_node("Elu", [current], [out], alpha=layer.alpha)
+        p = f"{out}_"
+        for name, value in {"zero": 0.0, "one": 1.0, "alpha": layer.alpha}.items():
+            self._tensor(np.array(value), p + name)
+        self._steps([("Greater", [current, p + "zero"], "linear"),
+                     ("Min", [current, p + "zero"], "capped"), ("Exp", [p + "capped"], "e"),
+                     ("Sub", [p + "e", p + "one"], "m"),
+                     ("Mul", [p + "alpha", p + "m"], "curve")], p)
+        return self.helper.make_node("Where", [p + "linear", current, p + "curve"], [out])
+
+    def _softplus(self, layer, current: str, out: str):
+        """``Where(beta x > threshold, x, Softplus(Min(beta x, threshold)) / beta)``,
+        PyTorch's threshold kept; in float64 ``Log(Exp(.) + 1)`` for the ``Softplus``
+        node, which onnxruntime has no kernel of."""
+        p = f"{out}_"
+        for name, value in {"beta": layer.beta, "threshold": layer.threshold}.items():
+            self._tensor(np.array(value), p + name)
+        steps = [("Mul", [current, p + "beta"], "scaled"),
+                 ("Greater", [p + "scaled", p + "threshold"], "linear"),
+                 ("Min", [p + "scaled", p + "threshold"], "capped")]
+        if self.dtype == np.float32:
+            steps.append(("Softplus", [p + "capped"], "soft"))
+        else:
+            self._tensor(np.array(1.0), p + "one")
+            steps += [("Exp", [p + "capped"], "e"), ("Add", [p + "e", p + "one"], "e1"),
+                      ("Log", [p + "e1"], "soft")]
+        self._steps(steps + [("Div", [p + "soft", p + "beta"], "curve")], p)
+        return self.helper.make_node("Where", [p + "linear", current, p + "curve"], [out])
 
     def _leaky_relu(self, slope: float, current: str, out: str):
         if self.dtype == np.float32 or float(np.float32(slope)) == slope:

@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 
 from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
+from ..explain import WIDTH_KEEPING
 from ..layers import (
     ELU,
     GELU,
@@ -128,10 +129,7 @@ CONVERTERS = {
 }
 
 # The layers that take images: a network that starts with one needs input_shape.
-_IMAGE_MODULES = {"Conv2d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d"}
-# Modules that keep their input's shape: an image layer after them is still first.
-_SHAPE_KEEPING = {"ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU", "ELU", "Softplus",
-                  "Identity", "Dropout"}
+_IMAGE_LAYERS = (Conv2D, BatchNorm2d, MaxPool2D, AvgPool2D, AdaptiveAvgPool2D)
 
 
 def _modules(torch, module, where="module"):
@@ -195,32 +193,42 @@ def _convert(torch, path, m):
 
 
 def _check_parameters(modules) -> None:
-    """Refuse a parameter held by two modules (one module at two places, or tied
-    weights): each chainrule layer holds its own, so the copies would train apart.
-    Warn of frozen ones (``requires_grad=False``): chainrule trains every parameter."""
+    """Refuse a parameter or buffer held by two modules (one module at two places, or
+    tied weights): each chainrule layer holds its own, so the copies would train
+    apart. Warn of frozen ones (``requires_grad=False``): chainrule trains every
+    parameter."""
     owner: dict = {}
     frozen = []
     for path, m in modules:
-        for p in m.parameters(recurse=False):
+        params = list(m.parameters(recurse=False))
+        for p in params + list(m.buffers(recurse=False)):
             if id(p) in owner:
-                raise ValueError(f"{path} shares a parameter with {owner[id(p)]} (the same "
-                                 f"module twice, or tied weights): chainrule's layers each "
-                                 f"hold their own parameters, so the two would train apart; "
-                                 f"use a module of its own at each place")
+                raise ValueError(f"{path} shares a parameter or running statistic with "
+                                 f"{owner[id(p)]} (the same module twice, or tied weights): "
+                                 f"chainrule's layers each hold their own, so the two "
+                                 f"would train apart; use a module of its own at each place")
             owner[id(p)] = path
-            if not p.requires_grad and path not in frozen:
-                frozen.append(path)
+        if any(not p.requires_grad for p in params):
+            frozen.append(path)
     if frozen:
         warnings.warn(f"{', '.join(frozen)} hold parameters with requires_grad=False: the "
                       f"converted model trains every parameter it has (chainrule has no "
                       f"frozen layers)", UserWarning, stacklevel=3)
 
 
-def _first_takes_images(modules) -> bool:
-    """Whether the first module that changes its input's shape takes images."""
-    kinds = [type(m).__name__ for _, m in modules]
-    first = next((k for k in kinds if k not in _SHAPE_KEEPING), None)
-    return first in _IMAGE_MODULES
+def _first_takes_images(layers) -> bool:
+    """Whether the first layer that changes its input's width takes images."""
+    first = next((layer for layer in layers if type(layer) not in WIDTH_KEEPING), None)
+    return isinstance(first, _IMAGE_LAYERS)
+
+
+def _input_layer(input_shape):
+    """``Unflatten(input_shape)``, its refusal naming ``input_shape``."""
+    try:
+        return Unflatten(input_shape)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"input_shape must be the shape of one sample, a tuple of ints "
+                        f"such as (C, H, W), got {input_shape!r}") from None
 
 
 def _torch_paths(exc, paths, input_shape):
@@ -301,14 +309,20 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
     modules = _modules(torch, module)
     _check_parameters(modules)
     model_dtype = _dtype_of(torch, modules, dtype)
-    # (layer, its tensors, the module whose buffers it takes) in order
-    parts = [(layer, [a for a in arrays if a is not None], m)
-             for (path, m) in modules for layer, arrays in [_convert(torch, path, m)]]
-    paths = [path for path, _ in modules]
+    layers, tensors, paths = [], [], []
+    for path, m in modules:
+        layer, arrays = _convert(torch, path, m)
+        layers.append(layer)
+        tensors.append([a for a in arrays if a is not None])
+        paths.append(path)
+    if not any(tensors):
+        raise ValueError("the model has no parameters: there is nothing to train or copy")
     if input_shape is not None:
-        parts.insert(0, (Unflatten(input_shape), [], None))
+        layers.insert(0, _input_layer(input_shape))
+        tensors.insert(0, [])
         paths.insert(0, "the Unflatten(input_shape) before module")
-    elif _first_takes_images(modules):
+        modules.insert(0, ("input_shape", None))
+    elif _first_takes_images(layers):
         raise ValueError("the model takes images first: give input_shape=(C, H, W), the "
                          "shape of one image (the converted model takes rows of C*H*W "
                          "values)")
@@ -316,15 +330,14 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
     def array(tensor):  # a copy, so that neither model trains the other's arrays
         return tensor.detach().cpu().double().numpy().astype(model_dtype)
 
-    layers = [layer for layer, _, _ in parts]
     names = stateful_names(layers)
-    params = {name: array(t) for (_, tensors, _), (p_names, _) in zip(parts, names, strict=True)
-              for name, t in zip(p_names, tensors, strict=True)}
+    params = {name: array(t) for ts, (p_names, _) in zip(tensors, names, strict=True)
+              for name, t in zip(p_names, ts, strict=True)}
     try:
         model = Sequential(layers, loss=loss, rng=rng, dtype=model_dtype, params=params)
     except ValueError as exc:  # a shape that does not fit: named by the torch path
         raise _torch_paths(exc, paths, input_shape) from exc
-    for (_, _, m), (_, b_names) in zip(parts, names, strict=True):
-        for name in b_names:   # running statistics: PyTorch's names, numbered
-            model.buffers[name][...] = array(getattr(m, name.rstrip("0123456789")))
+    for layer, (_, m), (_, b_names) in zip(layers, modules, names, strict=True):
+        for own, name in zip(getattr(layer, "buffer_names", ()), b_names, strict=True):
+            model.buffers[name][...] = array(getattr(m, own))   # PyTorch's names
     return model
