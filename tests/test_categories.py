@@ -280,3 +280,35 @@ def test_a_file_without_header_is_suspected_when_a_column_is_named_by_its_values
     with pytest.warns(UserWarning, match=r"columns \['red'\] have their names among their "
                                          r"own values; if the file has no header row"):
         load_csv(path, "yes", categories="auto")
+
+
+def test_categorical_one_hots_a_column_of_numeric_codes(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    path = tmp_path / "titanic.csv"
+    rows = ["pclass,age,survived"]
+    for _ in range(300):
+        pclass, age = int(rng.integers(1, 4)), int(rng.integers(1, 80))
+        rows.append(f"{pclass},{age},{int((pclass == 1) + (age < 20) > 0)}")
+    path.write_text("\n".join(rows) + "\n")
+    model_path = tmp_path / "m.npz"
+    code, out, err = run(capsys, "train", "--data", path, "--label-column", "survived",
+                         "--categorical", "pclass", "--epochs", "5", "--save", model_path)
+    assert code == 0, err
+    assert "4 features (columns of text one-hot: pclass 3)" in out
+    assert io.read_metadata(model_path)["categories"] == {"pclass": ["1", "2", "3"]}
+    new = tmp_path / "new.csv"
+    new.write_text("pclass,age\n2,30\n1,10\n")
+    code, out, err = run(capsys, "predict", model_path, "--data", new)
+    assert code == 0, err
+    X = np.array([[0, 1, 0, 30], [1, 0, 0, 10]], dtype=float)   # pclass=1,2,3, then age
+    got = np.loadtxt(text_io.StringIO(out), delimiter=",", skiprows=1, usecols=(2, 3))
+    np.testing.assert_allclose(got, io.load(model_path).predict_proba(X), rtol=1e-12)
+    for flags, message in [(["--categorical", "class"], "has no columns ['class']"),
+                           (["--categorical", "survived"], "is the --label-column"),
+                           (["--categorical", "age", "--ignore-columns", "age"],
+                            "--categorical and --ignore-columns both name ['age']")]:
+        code, _, err = run(capsys, "train", "--data", path, "--label-column", "survived",
+                           *flags)
+        assert code == 2 and message in err
+    with pytest.raises(ValueError, match="needs categories='auto'"):
+        load_csv(path, "survived", categorical=["pclass"])

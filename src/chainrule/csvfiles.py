@@ -188,7 +188,7 @@ def _feature_indices(name, columns, label_index, feature_columns, width):
 
 
 def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_columns=None,
-             categories=None):
+             categories=None, categorical=None):
     """Load a table of features (numbers, and with ``categories`` text) and one label
     column from a CSV file.
 
@@ -212,6 +212,9 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
         reads each feature column holding text as codes of its sorted distinct cells;
         a dict reads the columns it names as codes of its categories (-1 for a cell
         among none of them). Needs a header.
+    categorical : list of str, optional
+        With ``categories="auto"``: feature columns read as categories whatever they
+        hold, numbers included (codes such as a zip code; cells compare as text).
 
     Returns
     -------
@@ -273,38 +276,56 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
                                    f" (as in the {'header' if header else 'first row'})")
         if label_index is not None:
             labels.append(row[label_index].strip())
-    X, found = _features(rows, features, name, columns, categories)
+    X, found = _features(rows, features, name, columns, categories, categorical)
     y = None if label_index is None else parse_labels(
         labels, lambda i: f"{name}, line {rows[i][0]}")
     return (X, y) if categories is None else (X, y, found)
 
 
-def _features(rows, features, name, columns, categories) -> tuple:
+def _features(rows, features, name, columns, categories, categorical=None) -> tuple:
     """``(X, categories)``: the feature array, the columns of ``categories`` (those it
-    names, or for ``"auto"`` every column of text) as category indices, and their
-    categories (``{}`` for none)."""
+    names, or for ``"auto"`` every column of text and those ``categorical`` names) as
+    category indices, and their categories (``{}`` for none)."""
+    if categorical is not None and categories != "auto":
+        raise ValueError(f"categorical={categorical!r} needs categories='auto'")
     if not categories:   # None or {}
         return _feature_array(rows, features, name, columns, {}), {}
     if columns is None:
         raise ValueError(f"{name}: categories needs a header (columns by name)")
     if categories == "auto":
+        forced = _categorical_positions(categorical, features, name, columns)
         try:   # a table of numbers is read once, as without categories
-            return _feature_array(rows, features, name, columns, {}), {}
+            if not forced:
+                return _feature_array(rows, features, name, columns, {}), {}
         except ValueError:
-            categories = _text_columns(rows, features, name, columns)
+            pass
+        categories = _text_columns(rows, features, name, columns, forced)
     else:
         check_categories(categories, [columns[c] for c in features])
     codes = index_maps(categories, columns)
     return _feature_array(rows, features, name, columns, codes), categories
 
 
-def _text_columns(rows, features, name, columns) -> dict:
-    """The categories of each feature column of text (:mod:`chainrule.categories`)."""
+def _categorical_positions(categorical, features, name, columns) -> set:
+    """The positions of the feature columns ``categorical`` names."""
+    if categorical is None:
+        return set()
+    check_feature_columns(categorical)
+    unknown = [c for c in categorical if c not in [columns[i] for i in features]]
+    if unknown:
+        raise ValueError(f"{name}: categorical names {unknown}, which are not among the "
+                         f"feature columns")
+    return {columns.index(c) for c in categorical}
+
+
+def _text_columns(rows, features, name, columns, forced=()) -> dict:
+    """The categories of each feature column of text, and of those at the ``forced``
+    positions (:mod:`chainrule.categories`)."""
     lines = [line for line, _ in rows]
     found = {}
     for c in features:
         cells = [row[c] for _, row in rows]
-        if is_text_column(cells, name, columns[c], lines):
+        if c in forced or is_text_column(cells, name, columns[c], lines):
             found[columns[c]] = learn_categories(cells, name, columns[c], lines)
     _warn_if_header_is_data(name, found)
     return found

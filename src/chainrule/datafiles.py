@@ -272,7 +272,7 @@ def file_kind(path) -> str:
 
 
 def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
-              feature_columns=None, categories=None):
+              feature_columns=None, categories=None, categorical=None):
     """Load a data file, choosing the loader from the file name.
 
     ``.csv`` (or ``.csv.gz``) goes to :func:`load_csv` with ``label_column``; ``.npz``
@@ -297,6 +297,9 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
     categories : None, "auto" or dict, optional
         CSV only: columns of text read as category indices (see :func:`load_csv`);
         given, a third value is returned, the categories (``{}`` for other files).
+    categorical : list of str, optional
+        CSV only, with ``categories="auto"``: columns read as categories whatever they
+        hold (see :func:`load_csv`).
 
     Returns
     -------
@@ -316,7 +319,8 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
             raise ValueError(f"{name}: a CSV file needs label_column (the name of the "
                              f"column holding the labels)")
         return load_csv(name, label_column, delimiter=csv_delimiter(name),
-                        feature_columns=feature_columns, categories=categories)
+                        feature_columns=feature_columns, categories=categories,
+                        categorical=categorical)
     if kind == "npz":
         X, y = load_npz(name, require_labels=require_labels)
     else:

@@ -49,7 +49,8 @@ def _read_train_test(args, source):
     else:
         X, y, found = load_file(args.data, args.label_column, labels_path=args.labels,
                                 feature_columns=_feature_names(args) if _ignored(args)
-                                else None, categories="auto")
+                                else None, categories="auto",
+                                categorical=getattr(args, "categorical", None))
     if args.test_data is not None:
         names = _test_columns(args, source)
         X_test, y_test, _ = load_file(args.test_data, args.label_column,

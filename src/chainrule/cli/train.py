@@ -182,6 +182,11 @@ def _add_train_file_arguments(p) -> None:
                    help="CSV: columns that are not features (an ID, free text), by header "
                         "name, comma-separated; predict and evaluate then need "
                         "--ignore-extra-columns for them")
+    g.add_argument("--categorical", type=_column_names, default=None, metavar="NAMES",
+                   help="CSV: columns to one-hot encode although they hold numbers (codes "
+                        "such as a class 1/2/3 or a zip code; their cells compare as text), "
+                        "by header name, comma-separated; a column of text is encoded "
+                        "anyway")
     g.add_argument("--labels", metavar="PATH",
                    help="IDX: the labels file (default: the '*-labels-idx1-ubyte' file "
                         "next to the images); .npy: a 1-D .npy file of one label per row")
@@ -320,9 +325,10 @@ def _check_train_sources(args) -> None:
         raise UsageError("--test-labels needs --test-data (the IDX images it labels)")
     if args.data is not None:
         check_data_flags(args.data, args.label_column, args.labels)
-        _check_ignored_columns(args)
-    elif args.ignore_columns:
-        raise UsageError("--ignore-columns applies to a CSV --data file")
+        _check_column_flags(args)
+    elif args.ignore_columns or args.categorical:
+        raise UsageError(f"--{'ignore-columns' if args.ignore_columns else 'categorical'} "
+                         f"applies to a CSV --data file")
     if args.save_test and is_npy(args):
         raise UsageError("--save-test: the held-out rows of a .npy --data file are not "
                          "copied; hold them out in a file of their own and give it as "
@@ -345,20 +351,26 @@ def _column_names(text):
     return names
 
 
-def _check_ignored_columns(args) -> None:
-    """--ignore-columns names columns of a CSV --data other than the label column."""
-    if not args.ignore_columns:
-        return
+def _check_column_flags(args) -> None:
+    """--ignore-columns and --categorical name columns of a CSV --data other than the
+    label column, and not the same ones."""
     from ..data import csv_header
 
-    if data_kind(args.data) != "csv":
-        raise UsageError(f"--ignore-columns applies to a CSV --data file, not {args.data}")
-    header = csv_header(args.data)
-    unknown = [c for c in args.ignore_columns if c not in header]
-    if unknown or args.label_column in args.ignore_columns:
-        raise UsageError(f"--ignore-columns {','.join(args.ignore_columns)}: " + (
-            f"--data {args.data} has no columns {unknown}; its header has {header}"
-            if unknown else f"{args.label_column!r} is the --label-column"))
+    for flag, names in (("--ignore-columns", args.ignore_columns),
+                        ("--categorical", args.categorical)):
+        if not names:
+            continue
+        if data_kind(args.data) != "csv":
+            raise UsageError(f"{flag} applies to a CSV --data file, not {args.data}")
+        header = csv_header(args.data)
+        unknown = [c for c in names if c not in header]
+        if unknown or args.label_column in names:
+            raise UsageError(f"{flag} {','.join(names)}: " + (
+                f"--data {args.data} has no columns {unknown}; its header has {header}"
+                if unknown else f"{args.label_column!r} is the --label-column"))
+    both = sorted(set(args.ignore_columns or ()) & set(args.categorical or ()))
+    if both:
+        raise UsageError(f"--categorical and --ignore-columns both name {both}")
 
 
 def _check_train_destinations(args) -> None:
