@@ -22,6 +22,7 @@ from chainrule.layers import (
     Affine,
     Dropout,
     LeakyReLU,
+    PReLU,
     ReLU,
     Sigmoid,
     SiLU,
@@ -98,6 +99,8 @@ def torch_layer(layer, x, *params):
         return F.elu(x, alpha=layer.alpha)
     if isinstance(layer, Softplus):
         return F.softplus(x, beta=layer.beta, threshold=layer.threshold)
+    if isinstance(layer, PReLU):
+        return F.prelu(x, params[0])
     if isinstance(layer, Dropout):
         kind, value = layer.cache
         return x if kind == "identity" else x * to_torch(value)

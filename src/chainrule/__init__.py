@@ -26,7 +26,19 @@ from .conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unfl
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
 from .homework import FeedforwardNeuralNet, LogisticRegression
 from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_uniform
-from .layers import ELU, GELU, Affine, Dropout, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
+from .layers import (
+    ELU,
+    GELU,
+    Affine,
+    Dropout,
+    LeakyReLU,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from .losses import (
     BinaryCrossEntropy,
     CategoricalCrossEntropy,
@@ -49,6 +61,7 @@ __all__ = [
     "check_gradients",
     "he_normal", "he_uniform", "xavier_init", "xavier_normal", "xavier_uniform",
     "Affine", "Dropout", "LeakyReLU", "ReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "ELU", "Softplus",
+    "PReLU",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax", "LogSoftmax",
     "AdaptiveAvgPool2D", "AvgPool2D", "Conv2D", "Flatten", "MaxPool2D", "Unflatten",
     "CategoricalCrossEntropy", "BinaryCrossEntropy", "MultiMarginLoss", "MeanSquaredError",

@@ -13,15 +13,18 @@ import math
 import numpy as np
 
 from ._validation import (
+    as_float_array,
     check_choice,
     check_finite_float,
     check_positive_float,
+    check_positive_int,
+    shape_str,
     zeros_for,
 )
 from .functional import sigmoid
 from .layer_base import Layer
 
-__all__ = ["ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU", "ELU", "Softplus"]
+__all__ = ["ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU", "ELU", "Softplus", "PReLU"]
 
 
 class ReLU(Layer):
@@ -316,3 +319,92 @@ class Softplus(Layer):
         options = [f"beta={self.beta}"] if self.beta != 1.0 else []
         options += [f"threshold={self.threshold}"] if self.threshold != 20.0 else []
         return f"Softplus({', '.join(options)})"
+
+
+class PReLU(Layer):
+    """Parametric ReLU, as ``torch.nn.PReLU(num_parameters, init)``: ``out = x`` where
+    ``x > 0``, ``a x`` elsewhere, with the slope ``a`` learned (He et al., 2015).
+
+    Shape: inputs (N, C, ...) -> out of the same shape; slope (num_parameters,), one
+    slope for every entry, or one per channel (axis 1: ``num_parameters = C``).
+
+    Parameters
+    ----------
+    num_parameters : int, default=1
+        1, or the number of channels of the inputs.
+    init : float, default=0.25
+        The slopes' initial value (PyTorch's default), any finite number.
+    """
+
+    num_params = 1
+    param_names = ("slope",)
+    equations = ("{y} = where({x} > 0, {x}, a * {x})",
+                 ("d{x} = d{y} * where({x} > 0, 1, a)",
+                  "da = sum(d{y} * min({x}, 0))   (per channel: over all but axis 1)"))
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25):
+        super().__init__()
+        self.num_parameters = check_positive_int(num_parameters, "num_parameters")
+        self.init = check_finite_float(init, "init")
+
+    def param_shapes(self) -> list[tuple]:
+        """The shape of ``[slope]``."""
+        return [(self.num_parameters,)]
+
+    def init_params(self, rng, dtype):
+        """``[slope]``, every entry ``init`` (nothing drawn from ``rng``)."""
+        return [np.full(self.num_parameters, self.init, dtype=dtype)]
+
+    def get_config(self) -> dict:
+        """The constructor arguments, for model files."""
+        return {"num_parameters": self.num_parameters, "init": self.init}
+
+    def output_shape(self, shape) -> tuple:
+        """The input's shape, unchanged (for a network's shape bookkeeping)."""
+        return tuple(shape)
+
+    def check_input_shape(self, shape) -> None:
+        """``ValueError`` unless a sample of ``shape`` has ``num_parameters`` channels
+        (its first axis) when there is more than one slope."""
+        if self.num_parameters > 1 and (not shape or shape[0] != self.num_parameters):
+            raise ValueError(f"it has {self.num_parameters} slopes, one per channel (axis "
+                             f"1), for inputs of shape {shape_str((-1,) + tuple(shape))}")
+
+    def _slopes(self, inputs, slope):
+        """``slope`` shaped to broadcast over ``inputs``: along axis 1 when per channel."""
+        if self.num_parameters == 1:
+            return slope
+        return slope.reshape((1, -1) + (1,) * (inputs.ndim - 2))
+
+    def forward(self, inputs, slope):
+        inputs = self._check_input(inputs)
+        if self.validate:
+            slope = as_float_array(slope, "slope", ndim=1)
+            if slope.shape != (self.num_parameters,):
+                raise ValueError(f"slope must have shape ({self.num_parameters},), got "
+                                 f"{shape_str(slope.shape)}")
+            if inputs.ndim < 1 + (self.num_parameters > 1):
+                raise ValueError(f"inputs must have a batch axis (and a channel axis for "
+                                 f"per-channel slopes), got shape {shape_str(inputs.shape)}")
+            self.check_input_shape(inputs.shape[1:])
+        positive = inputs > 0
+        a = self._slopes(inputs, slope)
+        self.cache = (positive, np.where(positive, 0, inputs), a)   # min(x, 0), for da
+        return np.where(positive, inputs, a * inputs)
+
+    def backward(self, d_out):
+        """``d_inputs = d_out * where(x > 0, 1, a)``; ``d_slope`` sums ``d_out * min(x,
+        0)`` over every axis (but the channel axis for per-channel slopes)."""
+        positive, negative, a = self.cache if self.cache is not None else (None, None, None)
+        d_out = self._check_d_out(d_out, np.shape(positive))
+        d_inputs = np.where(positive, d_out, a * d_out)
+        product = d_out * negative
+        if self.num_parameters == 1:
+            return d_inputs, np.atleast_1d(product.sum())
+        axes = (0,) + tuple(range(2, product.ndim))
+        return d_inputs, product.sum(axis=axes)
+
+    def __repr__(self):
+        options = [str(self.num_parameters)] if self.num_parameters != 1 else []
+        options += [f"init={self.init}"] if self.init != 0.25 else []
+        return f"PReLU({', '.join(options)})"

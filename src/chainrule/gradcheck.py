@@ -44,7 +44,19 @@ from ._validation import (
     check_rng,
     shape_str,
 )
-from .layers import ELU, GELU, Affine, Identity, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
+from .layers import (
+    ELU,
+    GELU,
+    Affine,
+    Identity,
+    LeakyReLU,
+    PReLU,
+    ReLU,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 
 __all__ = ["numerical_gradient", "relative_error", "GradCheckResult", "check_gradients",
            "check_layer_gradients", "compare_layers", "check_layer_factory"]
@@ -56,7 +68,7 @@ _TINY = np.finfo(np.float64).tiny
 _NETWORK_FLOOR = 1e-3
 #: Built-in layers that compute the same in training and evaluation mode.
 _SAME_IN_BOTH_MODES = (Affine, Identity, ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ELU,
-                       Softplus)
+                       Softplus, PReLU)
 
 
 def relative_error(analytic, numeric, floor: float = _TINY) -> float:

@@ -36,12 +36,12 @@ from ._validation import (
     ones,
     shape_str,
 )
-from .activations import ELU, GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
+from .activations import ELU, GELU, LeakyReLU, PReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
 from .init import get_initializer
 from .layer_base import Layer
 
 __all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU",
-           "ELU", "Softplus", "Dropout"]
+           "ELU", "Softplus", "PReLU", "Dropout"]
 
 
 class Affine(Layer):

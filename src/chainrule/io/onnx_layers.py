@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..activations import PReLU
 from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
 from ..explain import output_shapes
 from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LogSoftmax, Softmax
@@ -23,7 +24,7 @@ __all__ = ["LAYER_TYPES", "layer_node", "LAYER_NORM_OPSET"]
 
 #: The layers :func:`layer_node` exports.
 LAYER_TYPES = (AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten, BatchNorm1d,
-               BatchNorm2d, LayerNorm, Softmax, LogSoftmax)
+               BatchNorm2d, LayerNorm, Softmax, LogSoftmax, PReLU)
 #: LayerNormalization entered the default domain in opset 17.
 LAYER_NORM_OPSET = 17
 #: ReduceMean takes its axes as an input, no longer an attribute, from opset 18 on.
@@ -50,6 +51,8 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         return _adaptive_pool_node(builder, network, index, current, out)
     if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
         return _batch_norm_node(builder, network, index, names, current, out, opset)
+    if isinstance(layer, PReLU):
+        return _prelu_node(builder, network, index, names, current, out)
     for name in names:
         builder._tensor(network.params[name], name)
     if isinstance(layer, Conv2D):
@@ -72,6 +75,17 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         builder._tensor(np.ones(layer.normalized_shape), names[0])
     return make_node("LayerNormalization", [current, *names], [out],
                      axis=-len(layer.normalized_shape), epsilon=layer.eps)
+
+
+def _prelu_node(builder, network, index: int, names, current: str, out: str):
+    """``PRelu`` with the slopes shaped to broadcast along axis 1 (``(C, 1, 1)`` for
+    images: ONNX broadcasts from the last axis)."""
+    in_shape = (network.n_features,) if index == 0 else output_shapes(network)[index - 1]
+    slope = network.params[names[0]]
+    if slope.size > 1:
+        slope = slope.reshape((-1,) + (1,) * (len(in_shape) - 1))
+    builder._tensor(slope, names[0])
+    return builder.helper.make_node("PRelu", [current, names[0]], [out])
 
 
 #: ONNX Pad's modes for Conv2D's padding modes; 'wrap' entered in opset 19.

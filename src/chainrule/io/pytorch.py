@@ -34,6 +34,7 @@ from ..layers import (
     Dropout,
     Identity,
     LeakyReLU,
+    PReLU,
     ReLU,
     Sigmoid,
     SiLU,
@@ -117,6 +118,7 @@ CONVERTERS = {
     "SiLU": lambda m: (SiLU(), []),
     "ELU": lambda m: (ELU(m.alpha), []),
     "Softplus": lambda m: (Softplus(m.beta, m.threshold), []),
+    "PReLU": lambda m: (PReLU(m.num_parameters, float(m.init)), [m.weight]),
     "Identity": lambda m: (Identity(), []),
     "Dropout": lambda m: (Dropout(m.p), []),
     "Softmax": _along_axis(Softmax),
@@ -255,9 +257,10 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
     module : torch.nn.Sequential
         The model; nested ``nn.Sequential`` are flattened. Its modules may be
         ``Linear``, ``Conv2d``, ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``,
-        ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``SiLU``, ``ELU``, ``Softplus``,
-        ``Identity``, ``Dropout``, ``Softmax``, ``LogSoftmax``, ``Flatten``, ``Unflatten``,
-        ``MaxPool2d``, ``AvgPool2d`` and ``AdaptiveAvgPool2d`` (:data:`CONVERTERS`),
+        ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``SiLU``, ``ELU``,
+        ``Softplus``, ``PReLU``, ``Identity``, ``Dropout``, ``Softmax``, ``LogSoftmax``,
+        ``Flatten``, ``Unflatten``, ``MaxPool2d``, ``AvgPool2d`` and
+        ``AdaptiveAvgPool2d`` (:data:`CONVERTERS`),
         each with the settings chainrule's layer of the same name takes.
     input_shape : tuple of int, optional
         ``(C, H, W)`` of the images, for a model that starts with an image layer

@@ -24,6 +24,7 @@ from ..layers import (
     Dropout,
     Identity,
     LeakyReLU,
+    PReLU,
     ReLU,
     Sigmoid,
     SiLU,
@@ -46,7 +47,7 @@ LAYER_CLASSES = {**_FIRST_LAYER_CLASSES,
                  **{cls.__name__: cls for cls in (BatchNorm1d, BatchNorm2d, LayerNorm, Softmax,
                                                   Conv2D, MaxPool2D, AvgPool2D, Flatten,
                                                   Unflatten, GELU, SiLU, AdaptiveAvgPool2D, ELU,
-                                                  Softplus, LogSoftmax)}}
+                                                  Softplus, LogSoftmax, PReLU)}}
 
 
 def _is_builtin(layer) -> bool:
