@@ -52,7 +52,7 @@ from .losses import LOSSES
 
 __all__ = ["TrainingWarning", "Advisor", "relu_pairs", "saturating_layers", "saturation",
            "step_measurements", "epoch_diagnostics", "largest_class_share", "looks_one_hot",
-           "user_stacklevel"]
+           "user_stacklevel", "warn_if_finished"]
 
 #: Thresholds of the warnings (see the module notes).
 DEAD_FRACTION = 0.9
@@ -388,3 +388,17 @@ class Advisor:
                        f"{accs[-1]:.1%} for {STUCK_EPOCHS} epochs, the share of the largest "
                        f"class ({share:.1%}): the model likely predicts that class for "
                        f"every row: weight the classes ({_CLASS_WEIGHTS})")
+
+
+def warn_if_finished(checkpoint, epochs: int, history) -> None:
+    """Resuming a run that early stopping or a callback ended trains no more, as the
+    uninterrupted run stopped there too: say so when more ``epochs`` were asked for."""
+    why = {"early_stopping": "early stopping", "callback": "a callback"}.get(
+        history.stop_reason)
+    if why is not None and epochs > history.epochs:
+        warnings.warn(f"checkpoint {os.fspath(checkpoint)!r} holds a run that {why} "
+                      f"stopped after {history.epochs} epochs: resuming keeps it as it is "
+                      f"(an uninterrupted run stops there too) rather than train on to "
+                      f"epochs={epochs} (--epochs). To pause a run and continue it later, "
+                      f"interrupt it (Ctrl-C, or raise KeyboardInterrupt in a callback): an "
+                      f"interrupted run resumes", TrainingWarning, stacklevel=user_stacklevel())

@@ -16,12 +16,14 @@ import numpy as np
 
 from . import distributed, sources
 from ._validation import (
+    all_finite,
     check_bool,
     check_in_interval,
     check_positive_float,
     check_positive_int,
     check_rng,
     check_sample_weight,
+    raise_non_finite,
 )
 from .checkpoint import RunSettings, check_checkpoint_path
 from .history import EarlyStopping
@@ -93,7 +95,12 @@ def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle,
     resume = check_bool(resume, "resume")
     diagnostics = check_bool(diagnostics, "diagnostics")
     l2 = check_positive_float(l2, "l2", allow_zero=True)
-    X, Y = sources.check_data(model, X, Y, batch_size, validation_fraction)
+    may_scan = _may_scan_rows(model, X, validation_fraction, checkpoint, comm)
+    X, Y = sources.check_data(model, X, Y, batch_size, validation_fraction,
+                              finite_X=not may_scan)
+    scan_rows = may_scan and model.scans_first_output(X)
+    if may_scan and not scan_rows and not all_finite(X):
+        raise_non_finite(X, "X")
     bad = [k for k, p in model.params.items() if not np.isfinite(p).all()]
     if bad:
         raise ValueError(f"model parameters {bad} hold NaN or infinite values; re-initialise "
@@ -120,13 +127,29 @@ def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle,
         batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
         validation_fraction=validation_fraction, early_stopping=early_stopping,
         callbacks=callbacks, rng=random, progress=progress, diagnostics=diagnostics,
-        checkpoint=checkpoint, resume=resume, l2=l2, comm=comm, drop_last=drop_last)
+        checkpoint=checkpoint, resume=resume, l2=l2, comm=comm, drop_last=drop_last,
+        scan_rows=scan_rows)
     # BatchNorm: no batch of 1 row; drop_last: some batch at all (before the split's draw)
     n_fit = settings.n_rows - (settings.n_val or 0)
     check_batch_rows(model.layers, n_fit, batch_size, drop_last)
     _check_schedule_lasts(optimizer, epochs, n_fit, batch_size, drop_last,
                           resuming=resume and os.path.exists(checkpoint))
     return settings
+
+
+def _may_scan_rows(model, X, validation_fraction, checkpoint, comm) -> bool:
+    """Whether the first epoch's batches may check ``X`` finite, through the first
+    layer's output (when :meth:`~chainrule.network.Network.scans_first_output`), in
+    place of a scan of ``X`` before training. One epoch visits every training row, so
+    the check is as strict; a bad row raises the error the scan raises, and ``fit``
+    puts the run back as it was at the call's start (as for a bad row of a file). Only
+    for an ndarray of the model's dtype (a cast's overflow has an error of its own),
+    without a validation split or a
+    checkpoint (whose draws and loading would come before the error), MPI, or a
+    ``forward`` of the user's own. The scan of 60,000 x 784 float32 took 6-7 ms, 1% of
+    a one-epoch fit of a 784-256-10 network; the batches' outputs ~1.5 ms."""
+    return (type(X) is np.ndarray and X.dtype == model.dtype and validation_fraction is None
+            and checkpoint is None and comm is None and type(model).forward is Network.forward)
 
 
 def _check_schedule_lasts(optimizer, epochs: int, n_fit: int, batch_size, drop_last,

@@ -304,7 +304,8 @@ class Network:
                 f"labels {advice}")
 
     # -- the one forward path and its backward -----------------------------------
-    def forward(self, X, training: bool = False, *, checked: bool = False):
+    def forward(self, X, training: bool = False, *, checked: bool = False,
+                scan_first: bool = False):
         """Run every layer on ``X`` and return the last layer's output (the logits).
 
         Shape: X (N, D) -> (N, K).
@@ -318,6 +319,9 @@ class Network:
         the training forward's caches in place, so that its gradients stay right (give
         the validation loss a loss object of its own: ``self.loss`` keeps the cache of
         the loss its backward starts from).
+
+        ``scan_first`` (with ``checked``): ``X`` was checked but for its finite values,
+        which the first layer's output stands for (see :meth:`scans_first_output`).
         """
         if not checked:
             with threads_for(X, self.params):  # the check's BLAS call included
@@ -325,12 +329,12 @@ class Network:
         if self._awaiting_backward and not training:
             with kept_caches(self):
                 return self._forward_out(X, training)
-        out = self._forward_out(X, training)
+        out = self._forward_out(X, training, scan_first)
         self._awaiting_backward = training   # (not after a forward that failed half-way)
         return out
 
-    def _forward_out(self, X, training):
-        for step in self.walk(X, training, checked=True):
+    def _forward_out(self, X, training, scan_first=False):
+        for step in self.walk(X, training, checked=True, scan_first=scan_first):
             out = step[-1]
         return out
 

@@ -74,6 +74,9 @@ class RunSettings:
                                   "(equal up to rounding)"})
     drop_last: bool = field(default=False, metadata={
         "identity": True, "why": "decides the batches and the number of steps"})
+    scan_rows: bool = field(default=False, metadata={
+        "identity": False, "why": "where X's finite values are checked (the first epoch's "
+                                  "batches, or X before training), not what is computed"})
 
     @property
     def n_rows(self) -> int:

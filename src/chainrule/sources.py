@@ -361,17 +361,19 @@ def _labels(model, Y, n):
     return LabelView(y.astype(np.int64), model.n_outputs, model.dtype)
 
 
-def check_data(model, X, Y, batch_size=None, validation_fraction=None, *, training=True):
+def check_data(model, X, Y, batch_size=None, validation_fraction=None, *, training=True,
+               finite_X=True):
     """``fit``'s and ``evaluate``'s ``(X, Y)``: checked arrays, or row views of files.
 
     Arrays (neither an :class:`NpyFile`) go through ``model.check_XY``. With a file,
     the shapes are checked against the model here and the rows as they are read.
     Reading a file whole is what out-of-core training avoids, so training on a file
     needs minibatches (``batch_size``) and ``validation_data`` instead of a
-    ``validation_fraction`` (which would copy the training rows).
+    ``validation_fraction`` (which would copy the training rows). ``finite_X=False``
+    leaves an array's finite values to the caller.
     """
     if not (isinstance(X, NpyFile) or isinstance(Y, NpyFile)):
-        return model.check_XY(X, Y)
+        return model.check_XY(X, Y, finite_X=finite_X)
     if not isinstance(X, NpyFile):
         raise TypeError(f"X must be an NpyFile (chainrule.data.open_npy) when Y is one, got "
                         f"{type(X).__name__}")

@@ -34,7 +34,6 @@ import numbers
 import os
 import sys
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,9 +42,7 @@ import numpy as np
 from . import distributed, sources
 from ._fileformat import remove_stale_temporaries
 from ._threads import check_threads, threads_for
-from ._validation import (
-    check_sample_weight,
-)
+from ._validation import all_finite, check_sample_weight, raise_non_finite
 from .checkpoint import (
     RunSettings,
     check_resume_epochs,
@@ -59,14 +56,13 @@ from .checkpoint import (
 from .data import batch_indices, split_rows
 from .diagnostics import (
     Advisor,
-    TrainingWarning,
     epoch_diagnostics,
     largest_class_share,
     relu_pairs,
     saturating_layers,
     saturation,
     step_measurements,
-    user_stacklevel,
+    warn_if_finished,
 )
 from .errors import TrainingDivergedError
 from .fitargs import check_fit_arguments, check_network
@@ -184,6 +180,7 @@ class _Run:
     averager: Any  # with comm: the run's distributed.GradientAverager, else None
     params: dict = field(init=False)
     kept: dict = field(init=False)  # params and buffers: what rollbacks restore
+    scan_rows: bool = field(init=False)  # whether this epoch's batches check X finite
     labels: np.ndarray | None = field(init=False)  # class of each row, for the accuracy
     relu_pairs: list = field(init=False)
     saturating: list = field(init=False)  # hidden (description, Tanh/Sigmoid layer)
@@ -275,12 +272,13 @@ def _prepare_run(model, s: RunSettings) -> _Run:
                EarlyStoppingState(s.early_stopping), distributed.averager(s, model.params, model))
     if loaded is not None:
         restore(loaded, model, s.optimizer, gens, run.history, run.stopper)
-        _warn_if_finished(s, run.history)
+        warn_if_finished(s.checkpoint, s.epochs, run.history)
         if hasattr(s.optimizer.lr, "replay"):  # ReduceLROnPlateau: the epochs done
             s.optimizer.lr.replay(run.history)
     run.journal = (loaded["journal"] if loaded is not None else
                    None if s.checkpoint is None else HistoryJournal(s.checkpoint))
     run.params, run.kept = model.params, {**model.params, **model.buffers}
+    run.scan_rows = s.scan_rows
     run.labels = row_classes(Y) if is_multiclass(model.loss) else None
     run.relu_pairs = relu_pairs(model) if s.diagnostics else []
     run.saturating = saturating_layers(model) if s.diagnostics else []
@@ -300,20 +298,6 @@ def _prepare_run(model, s: RunSettings) -> _Run:
     return run
 
 
-def _warn_if_finished(s: RunSettings, history: History) -> None:
-    """Resuming a run that early stopping or a callback ended trains no more, as the
-    uninterrupted run stopped there too: say so when more epochs were asked for."""
-    why = {"early_stopping": "early stopping", "callback": "a callback"}.get(
-        history.stop_reason)
-    if why is not None and s.epochs > history.epochs:
-        warnings.warn(f"checkpoint {os.fspath(s.checkpoint)!r} holds a run that {why} "
-                      f"stopped after {history.epochs} epochs: resuming keeps it as it is "
-                      f"(an uninterrupted run stops there too) rather than train on to "
-                      f"epochs={s.epochs} (--epochs). To pause a run and continue it later, "
-                      f"interrupt it (Ctrl-C, or raise KeyboardInterrupt in a callback): an "
-                      f"interrupted run resumes", TrainingWarning, stacklevel=user_stacklevel())
-
-
 # -- one epoch ---------------------------------------------------------------------------------
 
 def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int,
@@ -323,7 +307,13 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int,
     idx, share, n_global = distributed.shard_rows(run.averager, idx, run.sample_weight)  # with comm
     X_batch, Y_batch = sources.batch_rows(run.X, idx), sources.batch_rows(run.Y, idx)
     weights = None if run.sample_weight is None else run.sample_weight[idx]
-    logits = model.forward(X_batch, training=True, checked=True)
+    extra = {"scan_first": True} if run.scan_rows else {}   # (only Network's own forward)
+    try:
+        logits = model.forward(X_batch, training=True, checked=True, **extra)
+    except ValueError:   # fit puts the run back at the epoch's start, the call's
+        if all_finite(X_batch):   # not X's error
+            raise
+        raise_non_finite(run.settings.X, "X")   # the error a scan before training raises
     with unchecked(model.loss) as loss_fn:   # the data were checked at fit's entry
         loss = loss_fn.forward(logits, Y_batch, weights)
         d_logits, _ = loss_fn.backward(1.0)
@@ -369,6 +359,13 @@ def _train_epoch(model, run: _Run, epoch: int) -> _Tally:
         measured -= 1
     for step, idx in enumerate(batches):
         _train_step(model, run, idx, tally, epoch, step, step == measured)
+    if run.scan_rows:   # every row was seen, or is now: later epochs need no check
+        seen = np.zeros(n, dtype=bool)
+        for idx in batches:
+            seen[idx] = True
+        if not all_finite(run.X[~seen]):   # (the rows drop_last left out)
+            raise_non_finite(s.X, "X")
+        run.scan_rows = False
     distributed.reduce_tally(s.comm, tally)  # with comm: the whole epoch's counts on every rank
     if not all(np.isfinite(p).all() for p in run.params.values()):
         _diverged(model, run, tally.X_batch, epoch, tally.step, "an update made the "
@@ -540,7 +537,9 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
         start of the latest epoch whose loss was finite.
     ValueError, TypeError
         Before anything changes: for bad arguments or data (feature or class count not
-        matching the model, ...) and, with ``resume=True``, for a checkpoint that is
+        matching the model, ...; a NaN or infinity in ``X`` may be met in the first
+        epoch's batches instead, which then leaves everything as it was before the
+        call) and, with ``resume=True``, for a checkpoint that is
         damaged (``ModelFileError``), of another run (``CheckpointMismatchError``) or
         further along than ``epochs`` (``CheckpointEpochsError``).
     """
