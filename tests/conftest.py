@@ -16,6 +16,7 @@ import pytest
 from hypothesis import settings
 
 from chainrule.conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
+from chainrule.conv1d import AdaptiveAvgPool1D, AvgPool1D, Conv1D, MaxPool1D
 from chainrule.layers import (
     ELU,
     GELU,
@@ -127,6 +128,8 @@ def _torch_image_layer(torch, layer, x, *params):
         return F.softmax(x, dim=layer.axis)
     if isinstance(layer, LogSoftmax):
         return F.log_softmax(x, dim=layer.axis)
+    if isinstance(layer, (Conv1D, MaxPool1D, AvgPool1D, AdaptiveAvgPool1D)):
+        return _torch_sequence_layer(torch, layer, x, *params)
     if isinstance(layer, Conv2D):
         return F.conv2d(x, *params, stride=layer.stride, padding=layer.padding,
                         dilation=layer.dilation, groups=layer.groups)
@@ -141,6 +144,28 @@ def _torch_image_layer(torch, layer, x, *params):
     if isinstance(layer, Unflatten):
         return x.reshape((x.shape[0],) + layer.shape)
     raise TypeError(f"no torch equivalent for {layer!r}")
+
+
+#: torch.nn.functional.pad's modes for Conv1D's padding modes.
+TORCH_PAD_MODES = {"zeros": "constant", "reflect": "reflect", "replicate": "replicate",
+                   "circular": "circular"}
+
+
+def _torch_sequence_layer(torch, layer, x, *params):
+    """torch_layer for the 1-D layers, every option included (a Conv1D's padding by
+    ``F.pad`` in its mode, then an unpadded ``conv1d``)."""
+    F = torch.nn.functional
+    if isinstance(layer, Conv1D):
+        x = F.pad(x, layer.pads[1], mode=TORCH_PAD_MODES[layer.padding_mode])
+        return F.conv1d(x, *params, stride=layer.stride[1], dilation=layer.dilation[1],
+                        groups=layer.groups)
+    if isinstance(layer, AdaptiveAvgPool1D):
+        return F.adaptive_avg_pool1d(x, layer.output_size[1])
+    k, s, p = layer.kernel_size[1], layer.stride[1], layer.padding[1]
+    if isinstance(layer, MaxPool1D):
+        return F.max_pool1d(x, k, s, p, ceil_mode=layer.ceil_mode)
+    return F.avg_pool1d(x, k, s, p, ceil_mode=layer.ceil_mode,
+                        count_include_pad=layer.count_include_pad)
 
 
 def loss_and_grad(loss_obj, outputs, targets, sample_weight=None, d_out=1.0):

@@ -23,6 +23,7 @@ from . import (
 )
 from ._version import VERSION
 from .conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
+from .conv1d import AdaptiveAvgPool1D, AvgPool1D, Conv1D, MaxPool1D
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
 from .homework import FeedforwardNeuralNet, LogisticRegression
 from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_uniform
@@ -54,9 +55,9 @@ from .optim import SGD, Adagrad, Adam, AdamW, RMSprop
 __version__ = VERSION
 
 __all__ = [
-    "checkpoint", "conv", "data", "functional", "gradcheck", "history", "init", "io", "layers",
-    "losses", "models", "network", "normalization", "optim", "plots", "sanity", "schedules",
-    "testing", "train",
+    "checkpoint", "conv", "conv1d", "data", "functional", "gradcheck", "history", "init", "io",
+    "layers", "losses", "models", "network", "normalization", "optim", "plots", "sanity",
+    "schedules", "testing", "train",
     "accuracy", "log_softmax", "logsumexp", "one_hot", "softmax",
     "check_gradients",
     "he_normal", "he_uniform", "xavier_init", "xavier_normal", "xavier_uniform",
@@ -64,6 +65,7 @@ __all__ = [
     "PReLU",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax", "LogSoftmax",
     "AdaptiveAvgPool2D", "AvgPool2D", "Conv2D", "Flatten", "MaxPool2D", "Unflatten",
+    "AdaptiveAvgPool1D", "AvgPool1D", "Conv1D", "MaxPool1D",
     "CategoricalCrossEntropy", "BinaryCrossEntropy", "MultiMarginLoss", "MeanSquaredError",
     "L1Loss", "HuberLoss",
     "MLP", "FeedforwardNeuralNet", "LogisticRegression", "Network", "Sequential",

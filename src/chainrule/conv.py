@@ -30,7 +30,6 @@ import numpy as np
 
 from ._validation import as_float_array, check_bool, check_choice, check_positive_int, shape_str
 from .conv_ops import (
-    check_images,
     col2im,
     conv_padding,
     grouped_cols_grad,
@@ -210,22 +209,33 @@ class Conv2D(Layer):
             config["padding_mode"] = self.padding_mode
         return config if self.has_bias else {**config, "bias": False}
 
+    #: What the errors call the two spatial axes.
+    axis_names = ("height", "width")
+
     def output_shape(self, shape) -> tuple:
         """``(C_out, Ho, Wo)`` for an input ``(C_in, H, W)``."""
-        _, h, w = shape
-        return (self.out_channels,) + tuple(
-            pooled_size(n, k, s, p, axis, d) for n, k, s, p, axis, d in
-            zip((h, w), self.kernel_size, self.stride, self.pads, ("height", "width"),
-                self.dilation, strict=True))
+        return (self.out_channels,) + self._out_hw(shape[1:])
+
+    def _out_hw(self, hw) -> tuple:
+        """``(Ho, Wo)`` for an image ``hw = (H, W)`` (``ValueError`` when smaller than the
+        kernel)."""
+        return tuple(pooled_size(n, k, s, p, axis, d) for n, k, s, p, axis, d in
+                     zip(hw, self.kernel_size, self.stride, self.pads, self.axis_names,
+                         self.dilation, strict=True))
 
     def check_input_shape(self, shape) -> None:
         """``ValueError`` unless a sample of ``shape`` (batch axis left out) fits."""
         if len(shape) != 3 or shape[0] != self.in_channels:
             raise ValueError(f"it takes images (N, {self.in_channels}, H, W)")
-        self.output_shape(shape)   # (an image smaller than the kernel)
+        self._check_fits(shape[1:])
+
+    def _check_fits(self, hw) -> None:
+        """``ValueError`` unless an image ``hw = (H, W)`` is at least the kernel and
+        takes the padding its mode needs."""
+        self._out_hw(hw)
         if self.padding_mode not in ("reflect", "circular"):
             return
-        for pads, size, axis in zip(self.pads, shape[1:], ("height", "width"), strict=True):
+        for pads, size, axis in zip(self.pads, hw, self.axis_names, strict=True):
             if max(pads) > size or (self.padding_mode == "reflect" and max(pads) == size):
                 raise ValueError(f"padding_mode={self.padding_mode!r} needs padding "
                                  f"{'below' if self.padding_mode == 'reflect' else 'at most'}"
@@ -234,18 +244,23 @@ class Conv2D(Layer):
 
     def workspace(self, shape) -> int:
         """Entries of the im2col matrix per sample: ``Ho Wo C_in kH kW``."""
-        _, ho, wo = self.output_shape(shape)
+        ho, wo = self._out_hw(shape[1:])
         return ho * wo * self.in_channels * self.kernel_size[0] * self.kernel_size[1]
 
+    #: The weight's axes, named in the error for a grouped weight of the wrong shape.
+    weight_layout = "(C_out, C_in / groups, kH, kW)"
+
     def _check(self, inputs, weight, bias):
-        inputs = check_images(inputs)
-        weight = as_float_array(weight, "weight", ndim=4)
+        """The arguments of :meth:`forward` checked, as arrays (inputs of as many axes
+        as the weight)."""
+        expected = self.param_shapes()[0]
+        inputs = as_float_array(inputs, "inputs", ndim=len(expected))
+        weight = as_float_array(weight, "weight", ndim=len(expected))
         if (bias is None) == self.has_bias:
             raise TypeError(f"{self!r} takes {'a' if self.has_bias else 'no'} bias after "
                             f"its weight, got {'none' if bias is None else 'one'}")
-        expected = self.param_shapes()[0]
         if weight.shape != expected:
-            layout = " (C_out, C_in / groups, kH, kW)" if self.groups > 1 else ""
+            layout = f" {self.weight_layout}" if self.groups > 1 else ""
             raise ValueError(f"weight must have shape {shape_str(expected)}{layout}, got "
                              f"{shape_str(weight.shape)}")
         if bias is not None and (bias := as_float_array(bias, "bias", ndim=1)).shape != (
@@ -264,6 +279,10 @@ class Conv2D(Layer):
         ``bias`` is given exactly when the layer has one."""
         if self.validate:
             inputs, weight, bias = self._check(inputs, weight, bias)
+        return self._convolve(inputs, weight, bias)
+
+    def _convolve(self, inputs, weight, bias):
+        """:meth:`forward` on checked images and a 4-D weight."""
         n = inputs.shape[0]
         padded = (np.pad(inputs, ((0, 0), (0, 0)) + self.pads,
                          mode=_PAD_MODES[self.padding_mode])
@@ -306,9 +325,15 @@ class Conv2D(Layer):
         ``db = sum dY`` over N, H, W, and ``dX`` = col2im of ``W[g]^T dY[g]`` (dilated as
         the windows), cropped back from the padding (unless ``compute_input_grad`` is
         off). Returns ``(dX, dW, db)``, ``(dX, dW)`` without a bias."""
-        cols, weight, padded_shape, (ho, wo) = self.cache if self.cache is not None \
-            else (None, None, (0, 0), (0, 0))
-        d_out = self._check_d_out(d_out, (padded_shape[0], self.out_channels, ho, wo))
+        padded_shape, (ho, wo) = self.cache[2:] if self.cache is not None else ((0,), (0, 0))
+        return self._gradients(self._check_d_out(d_out, (padded_shape[0], self.out_channels,
+                                                         ho, wo)))
+
+    def _gradients(self, d_out):
+        """:meth:`backward` on a checked ``d_out``, ``(N, C_out, Ho, Wo)`` or any shape
+        holding its ``Ho Wo`` positions in order after the channels; the gradients of
+        the 4-D images and weight."""
+        cols, weight, padded_shape, (ho, wo) = self.cache
         n, c = padded_shape[:2]
         d_rows = d_out.reshape(n, self.out_channels, ho * wo)
         d_weight = grouped_weight_grad(cols, d_rows, self.groups, weight.shape)

@@ -33,6 +33,8 @@ class _Pool2D(Layer):
     rule). Subclasses set ``pad_value``: what a window sees beyond the image."""
 
     pad_value = 0.0
+    #: What the errors call the two spatial axes.
+    axis_names = ("height", "width")
 
     def __init__(self, kernel_size, stride=None, padding=0, ceil_mode=False):
         super().__init__()
@@ -57,7 +59,7 @@ class _Pool2D(Layer):
         last window reaches beyond the input's own padding."""
         k, s, p = self.kernel_size[axis], self.stride[axis], self.padding[axis]
         if not self.ceil_mode or size + 2 * p >= k:
-            out = pooled_size(size, k, s, (p, p), ("height", "width")[axis])
+            out = pooled_size(size, k, s, (p, p), self.axis_names[axis])
             if self.ceil_mode and (size + 2 * p - k) % s and out * s < size + p:
                 out += 1
         else:   # shorter than the kernel: PyTorch's ceil_mode may still have a window
@@ -65,7 +67,7 @@ class _Pool2D(Layer):
             if (out - 1) * s >= size + p:   # the last window would start in the padding
                 out -= 1
             if out < 1:   # no window at all: the error pooled_size gives for it
-                pooled_size(size, k, s, (p, p), ("height", "width")[axis])
+                pooled_size(size, k, s, (p, p), self.axis_names[axis])
         return out, max(0, (out - 1) * s + k - (size + 2 * p))
 
     def output_shape(self, shape) -> tuple:

@@ -249,6 +249,7 @@ def _warn_float64_conv(network, dtype) -> None:
     """The file is valid ONNX, but onnxruntime has no float64 ``Conv``, pooling or
     ``Erf`` (an exact GELU) kernels: say so when the file is written, not when it fails
     to load."""
+    # (the 1-D layers are subclasses of these)
     if dtype == np.float64 and any(isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D,
                                                       AdaptiveAvgPool2D))
                                    for layer, _ in network.layers):

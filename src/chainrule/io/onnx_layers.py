@@ -1,7 +1,8 @@
-"""ONNX nodes for the layers of :mod:`chainrule.conv` and :mod:`chainrule.normalization`
-(``Reshape``, ``Flatten``, ``Conv``, ``MaxPool``, ``AveragePool`` (also
-``GlobalAveragePool`` for an adaptive pool to 1 x 1),
-``BatchNormalization``, ``LayerNormalization``, ``Softmax``, ``LogSoftmax``), in inference mode: a
+"""ONNX nodes for the layers of :mod:`chainrule.conv`, :mod:`chainrule.conv1d` (the same
+operators on one spatial axis) and :mod:`chainrule.normalization` (``Reshape``,
+``Flatten``, ``Conv``, ``MaxPool``, ``AveragePool`` (also ``GlobalAveragePool`` for an
+adaptive pool to 1 x 1), ``BatchNormalization``, ``LayerNormalization``, ``Softmax``,
+``LogSoftmax``), in inference mode: a
 batch normalisation uses its running statistics, exported as initializers under the
 network's buffer names (``gamma`` and ``beta`` as ones and zeros without ``affine``).
 One without running statistics (``track_running_stats=False``) normalises with the
@@ -16,6 +17,7 @@ import numpy as np
 
 from ..activations import PReLU
 from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
+from ..conv1d import AdaptiveAvgPool1D, AvgPool1D, Conv1D, MaxPool1D
 from ..explain import output_shapes
 from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LogSoftmax, Softmax
 from ..stateful import stateful_names
@@ -24,7 +26,8 @@ __all__ = ["LAYER_TYPES", "layer_node", "LAYER_NORM_OPSET"]
 
 #: The layers :func:`layer_node` exports.
 LAYER_TYPES = (AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten, BatchNorm1d,
-               BatchNorm2d, LayerNorm, Softmax, LogSoftmax, PReLU)
+               BatchNorm2d, LayerNorm, Softmax, LogSoftmax, PReLU, Conv1D, MaxPool1D,
+               AvgPool1D, AdaptiveAvgPool1D)
 #: LayerNormalization entered the default domain in opset 17.
 LAYER_NORM_OPSET = 17
 #: ReduceMean takes its axes as an input, no longer an attribute, from opset 18 on.
@@ -56,17 +59,7 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
     for name in names:
         builder._tensor(network.params[name], name)
     if isinstance(layer, Conv2D):
-        ((top, bottom), (left, right)) = layer.pads
-        # ONNX's defaults (dilations 1, group 1) are left out: a graph without the
-        # options is the one exported before they existed.
-        options: dict[str, object] = {"dilations": list(layer.dilation)} \
-            if layer.dilation != (1, 1) else {}
-        options.update({"group": layer.groups} if layer.groups != 1 else {})
-        pads = [top, left, bottom, right]
-        if layer.padding_mode != "zeros" and any(pads):
-            current, pads = _padded(builder, layer, current, out, pads, opset), [0] * 4
-        return make_node("Conv", [current, *names], [out], kernel_shape=list(layer.kernel_size),
-                         strides=list(layer.stride), pads=pads, **options)
+        return _conv_node(builder, layer, names, current, out, opset)
     if opset < LAYER_NORM_OPSET:
         raise ValueError(f"opset must be at least {LAYER_NORM_OPSET} to export {layer!r} "
                          f"(ONNX's LayerNormalization), got {opset}")
@@ -88,6 +81,30 @@ def _prelu_node(builder, network, index: int, names, current: str, out: str):
     return builder.helper.make_node("PRelu", [current, names[0]], [out])
 
 
+def _spatial(layer, pair) -> list:
+    """A 2-D setting ``(height, width)`` as ONNX's list for the layer's spatial axes: the
+    width alone for a 1-D layer (its height is the 1 of the image it is run as)."""
+    return list(pair[1:] if isinstance(layer, (Conv1D, MaxPool1D, AvgPool1D,
+                                               AdaptiveAvgPool1D)) else pair)
+
+
+def _conv_node(builder, layer, names, current: str, out: str, opset: int):
+    """``Conv`` (2-D, or 1-D for a Conv1D), after a ``Pad`` node for a padding mode
+    other than zeros."""
+    (top, bottom), (left, right) = layer.pads
+    # ONNX's defaults (dilations 1, group 1) are left out: a graph without the
+    # options is the one exported before they existed.
+    options: dict[str, object] = {"dilations": _spatial(layer, layer.dilation)} \
+        if layer.dilation != (1, 1) else {}
+    options.update({"group": layer.groups} if layer.groups != 1 else {})
+    pads = _spatial(layer, (top, left)) + _spatial(layer, (bottom, right))
+    if layer.padding_mode != "zeros" and any(pads):
+        current, pads = _padded(builder, layer, current, out, pads, opset), [0] * len(pads)
+    return builder.helper.make_node("Conv", [current, *names], [out],
+                                    kernel_shape=_spatial(layer, layer.kernel_size),
+                                    strides=_spatial(layer, layer.stride), pads=pads, **options)
+
+
 #: ONNX Pad's modes for Conv2D's padding modes; 'wrap' entered in opset 19.
 _PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 WRAP_PAD_OPSET = 19
@@ -100,9 +117,9 @@ def _padded(builder, layer, current: str, out: str, pads, opset: int) -> str:
     if mode == "wrap" and opset < WRAP_PAD_OPSET:
         raise ValueError(f"opset must be at least {WRAP_PAD_OPSET} to export {layer!r} "
                          f"(ONNX's Pad mode 'wrap'), got {opset}")
-    top, left, bottom, right = pads
+    begins, ends = pads[:len(pads) // 2], pads[len(pads) // 2:]   # (ONNX's order)
     builder.initializers.append(builder.numpy_helper.from_array(
-        np.array([0, 0, top, left, 0, 0, bottom, right], dtype=np.int64), name=f"{out}_pads"))
+        np.array([0, 0, *begins, 0, 0, *ends], dtype=np.int64), name=f"{out}_pads"))
     builder.nodes.append(builder.helper.make_node(
         "Pad", [current, f"{out}_pads"], [f"{out}_padded"], mode=mode, name=f"{out}_pad"))
     return f"{out}_padded"
@@ -116,6 +133,7 @@ def _pool_node(builder, network, index: int, current: str, out: str):
     windows' divisors are corrected by a ``Mul`` (PyTorch does not count that part)."""
     layer = network.layers[index][0]
     in_hw = ((network.n_features,) if index == 0 else output_shapes(network)[index - 1])[1:]
+    in_hw = (1,) * (2 - len(in_hw)) + tuple(in_hw)   # a sequence: an image one row high
     (ph, pw), (eh, ew) = layer.padding, layer.end_padding(in_hw)
     op, extra = "MaxPool", {}
     if isinstance(layer, AvgPool2D):
@@ -126,8 +144,11 @@ def _pool_node(builder, network, index: int, current: str, out: str):
             else {}
     fix = extra and (eh or ew)   # count_include_pad would count the end padding too
     pooled = f"{out}_sum" if fix else out
-    node = builder.helper.make_node(op, [current], [pooled], kernel_shape=list(layer.kernel_size),
-                                    strides=list(layer.stride), pads=[ph, pw, ph + eh, pw + ew],
+    node = builder.helper.make_node(op, [current], [pooled],
+                                    kernel_shape=_spatial(layer, layer.kernel_size),
+                                    strides=_spatial(layer, layer.stride),
+                                    pads=_spatial(layer, (ph, pw)) + _spatial(layer, (ph + eh,
+                                                                                       pw + ew)),
                                     **extra)
     if not fix:
         return node
@@ -135,7 +156,8 @@ def _pool_node(builder, network, index: int, current: str, out: str):
     builder.nodes.append(node)
     kh, kw = layer.kernel_size
     dtype = network.dtype
-    builder._tensor((dtype.type(kh * kw) / layer.divisor(in_hw, dtype))[None, None],
+    rescale = dtype.type(kh * kw) / layer.divisor(in_hw, dtype)   # (Ho, Wo), or (1, Lo)
+    builder._tensor(rescale.reshape((1, 1) + tuple(_spatial(layer, rescale.shape))),
                     f"{out}_rescale")
     return builder.helper.make_node("Mul", [pooled, f"{out}_rescale"], [out])
 
@@ -148,11 +170,13 @@ def _adaptive_pool_node(builder, network, index: int, current: str, out: str):
     if layer.output_size == (1, 1):
         return builder.helper.make_node("GlobalAveragePool", [current], [out])
     in_hw = ((network.n_features,) if index == 0 else output_shapes(network)[index - 1])[1:]
-    if len(in_hw) != 2 or any(n % o for n, o in zip(in_hw, layer.output_size, strict=True)):
-        raise ValueError(f"cannot export layer {index} ({layer!r}) on inputs of height and "
-                         f"width {tuple(in_hw)}: ONNX has no adaptive pooling, so the output "
+    sizes = _spatial(layer, layer.output_size)
+    if len(in_hw) != len(sizes) or any(n % o for n, o in zip(in_hw, sizes, strict=True)):
+        raise ValueError(f"cannot export layer {index} ({layer!r}) on inputs of "
+                         f"{'length' if len(sizes) == 1 else 'height and width'} "
+                         f"{tuple(in_hw)}: ONNX has no adaptive pooling, so the output "
                          f"size must divide the input size (or be 1)")
-    kernel = [n // o for n, o in zip(in_hw, layer.output_size, strict=True)]
+    kernel = [n // o for n, o in zip(in_hw, sizes, strict=True)]
     return builder.helper.make_node("AveragePool", [current], [out], kernel_shape=kernel,
                                     strides=kernel)
 

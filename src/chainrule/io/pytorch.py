@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 
 from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
+from ..conv1d import AdaptiveAvgPool1D, AvgPool1D, Conv1D, MaxPool1D
 from ..explain import WIDTH_KEEPING
 from ..layers import (
     ELU,
@@ -67,10 +68,12 @@ def _layernorm(m):
     return layer, [m.weight, m.bias]
 
 
-def _conv2d(m):
-    return Conv2D(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
-                  padding=m.padding, dilation=m.dilation, groups=m.groups,
-                  bias=m.bias is not None, padding_mode=m.padding_mode), [m.weight, m.bias]
+def _conv(cls):
+    def convert(m):
+        return cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride,
+                   padding=m.padding, dilation=m.dilation, groups=m.groups,
+                   bias=m.bias is not None, padding_mode=m.padding_mode), [m.weight, m.bias]
+    return convert
 
 
 def _refuse(m, **wanted):
@@ -82,15 +85,20 @@ def _refuse(m, **wanted):
                              f"counterpart (its layer takes {name}={value!r} only)")
 
 
-def _maxpool(m):
-    _refuse(m, dilation=1, return_indices=False)
-    return MaxPool2D(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode), []
+def _maxpool(cls):
+    def convert(m):
+        _refuse(m, dilation=1, return_indices=False)
+        return cls(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode), []
+    return convert
 
 
-def _avgpool(m):
-    _refuse(m, divisor_override=None)
-    return AvgPool2D(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode,
-                     count_include_pad=m.count_include_pad), []
+def _avgpool(cls):
+    def convert(m):
+        if hasattr(m, "divisor_override"):   # (AvgPool1d has none)
+            _refuse(m, divisor_override=None)
+        return cls(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode,
+                   count_include_pad=m.count_include_pad), []
+    return convert
 
 
 def _along_axis(cls):
@@ -106,7 +114,8 @@ def _along_axis(cls):
 #: the arrays (tensors, or None where a bias is off) in the order the layer takes them.
 CONVERTERS = {
     "Linear": _linear,
-    "Conv2d": _conv2d,
+    "Conv2d": _conv(Conv2D),
+    "Conv1d": _conv(Conv1D),
     "BatchNorm1d": _batchnorm(BatchNorm1d),
     "BatchNorm2d": _batchnorm(BatchNorm2d),
     "LayerNorm": _layernorm,
@@ -125,12 +134,16 @@ CONVERTERS = {
     "LogSoftmax": _along_axis(LogSoftmax),
     "Flatten": lambda m: (Flatten(m.start_dim, m.end_dim), []),
     "Unflatten": lambda m: (Unflatten(m.dim, m.unflattened_size), []),
-    "MaxPool2d": _maxpool,
-    "AvgPool2d": _avgpool,
+    "MaxPool2d": _maxpool(MaxPool2D),
+    "AvgPool2d": _avgpool(AvgPool2D),
     "AdaptiveAvgPool2d": lambda m: (AdaptiveAvgPool2D(m.output_size), []),
+    "MaxPool1d": _maxpool(MaxPool1D),
+    "AvgPool1d": _avgpool(AvgPool1D),
+    "AdaptiveAvgPool1d": lambda m: (AdaptiveAvgPool1D(m.output_size), []),
 }
 
-# The layers that take images: a network that starts with one needs input_shape.
+# The layers that take images (or sequences: the 1-D layers are subclasses of these): a
+# network that starts with one needs input_shape.
 _IMAGE_LAYERS = (Conv2D, BatchNorm2d, MaxPool2D, AvgPool2D, AdaptiveAvgPool2D)
 
 
@@ -259,14 +272,16 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
         ``Linear``, ``Conv2d``, ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``,
         ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``SiLU``, ``ELU``,
         ``Softplus``, ``PReLU``, ``Identity``, ``Dropout``, ``Softmax``, ``LogSoftmax``,
-        ``Flatten``, ``Unflatten``, ``MaxPool2d``, ``AvgPool2d`` and
-        ``AdaptiveAvgPool2d`` (:data:`CONVERTERS`),
+        ``Flatten``, ``Unflatten``, ``MaxPool2d``, ``AvgPool2d``,
+        ``AdaptiveAvgPool2d``, ``Conv1d``, ``MaxPool1d``, ``AvgPool1d`` and
+        ``AdaptiveAvgPool1d`` (:data:`CONVERTERS`),
         each with the settings chainrule's layer of the same name takes.
     input_shape : tuple of int, optional
-        ``(C, H, W)`` of the images, for a model that starts with an image layer
-        (``Conv2d``, ...): chainrule's networks take one row per sample, so the
-        converted model starts with ``Unflatten(input_shape)`` and takes rows of
-        ``C * H * W`` values (``images.reshape(len(images), -1)``).
+        ``(C, H, W)`` of the images (``(C, L)`` of the sequences), for a model that
+        starts with an image layer (``Conv2d``, ``Conv1d``, ...): chainrule's networks
+        take one row per sample, so the converted model starts with
+        ``Unflatten(input_shape)`` and takes rows of ``C * H * W`` values
+        (``images.reshape(len(images), -1)``).
     loss : str or Loss, default="cross_entropy"
         The training loss (a PyTorch model has none): ``"cross_entropy"`` is
         ``nn.CrossEntropyLoss`` on the model's outputs.
@@ -328,7 +343,7 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
     elif _first_takes_images(layers):
         raise ValueError("the model takes images first: give input_shape=(C, H, W), the "
                          "shape of one image (the converted model takes rows of C*H*W "
-                         "values)")
+                         "values), or (C, L) for sequences")
 
     def array(tensor):  # a copy, so that neither model trains the other's arrays
         return tensor.detach().cpu().double().numpy().astype(model_dtype)

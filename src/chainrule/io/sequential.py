@@ -17,6 +17,7 @@ import numpy as np
 
 from .._validation import key_differences
 from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
+from ..conv1d import AdaptiveAvgPool1D, AvgPool1D, Conv1D, MaxPool1D
 from ..layers import (
     ELU,
     GELU,
@@ -47,7 +48,8 @@ LAYER_CLASSES = {**_FIRST_LAYER_CLASSES,
                  **{cls.__name__: cls for cls in (BatchNorm1d, BatchNorm2d, LayerNorm, Softmax,
                                                   Conv2D, MaxPool2D, AvgPool2D, Flatten,
                                                   Unflatten, GELU, SiLU, AdaptiveAvgPool2D, ELU,
-                                                  Softplus, LogSoftmax, PReLU)}}
+                                                  Softplus, LogSoftmax, PReLU, Conv1D,
+                                                  MaxPool1D, AvgPool1D, AdaptiveAvgPool1D)}}
 
 
 def _is_builtin(layer) -> bool:
