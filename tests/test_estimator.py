@@ -366,11 +366,22 @@ def test_early_stopping_stops_and_keeps_the_best_weights():
     assert 0 < X_val_score <= 1
 
 
-def test_early_stopping_needs_rows_left_to_train_on():
+@pytest.mark.parametrize("n, fraction", [(2, 0.9), (1, 0.1), (30, 0.02)])
+def test_early_stopping_needs_rows_left_to_train_on(n, fraction):
+    """The error scikit-learn gives: an empty training set (every row would go to the
+    validation set) is said so, not that the validation set is too small."""
+    from sklearn.neural_network import MLPRegressor as SkMLP
+
     X, y = _blobs(n=30)
-    with pytest.raises(ValueError, match="The validation set is too small"):
-        MLPRegressor(hidden_layer_sizes=(3,), early_stopping=True,
-                     validation_fraction=0.9).fit(X[:2], y[:2])
+    messages = []
+    for cls in (SkMLP, MLPRegressor):
+        with pytest.raises(ValueError) as info:
+            cls(hidden_layer_sizes=(3,), early_stopping=True,
+                validation_fraction=fraction).fit(X[:n], y[:n])
+        messages.append(str(info.value))
+    assert messages[1] == messages[0]
+    assert ("train set will be empty" if n < 30 else "validation set is too small") \
+        in messages[1]
 
 
 def test_network_config_is_the_network_fit_builds():
@@ -993,6 +1004,85 @@ def test_set_params_after_fit_then_save_writes_the_network_predict_uses(tmp_path
     assert back.model_.config == est.model_.config
     assert est.coefs_[0].dtype == np.float32 == back.coefs_[0].dtype
     np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+
+
+def test_a_fitted_estimator_whose_hyperparameters_changed_saves_what_loads(tmp_path):
+    """set_params after fit (preparing the next experiment): other hidden_layer_sizes,
+    of any depth, save and load with the network predict uses; a change the fitted
+    state contradicts (a loss whose output activation it does not have, a class_weight
+    of labels it never saw) is refused by save, naming it, instead of writing a file
+    that load refuses; the file already there is left as it was."""
+    from chainrule.io import load, save
+
+    X, y = _binary_problem()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = MLPClassifier((5,), max_iter=3, random_state=0).fit(X, y)
+        reg = MLPRegressor(hidden_layer_sizes=(3,), max_iter=3, random_state=0).fit(
+            X, np.abs(X[:, 0]))
+    est.set_params(hidden_layer_sizes=(3, 3))
+    save(est, tmp_path / "deeper.npz")
+    back = load(tmp_path / "deeper.npz")
+    assert back.hidden_layer_sizes == (3, 3) and back.fitted_hidden_sizes() == [5]
+    np.testing.assert_array_equal(back.predict_proba(X), est.predict_proba(X))
+    before = (tmp_path / "deeper.npz").read_bytes()
+    est.set_params(class_weight={7: 1.0})
+    with pytest.raises(ValueError, match=r"cannot be saved as it is, its file would not "
+                                         r"load: .*class_weight.*set_params"):
+        save(est, tmp_path / "deeper.npz")
+    assert (tmp_path / "deeper.npz").read_bytes() == before
+    reg.set_params(loss="poisson")
+    with pytest.raises(ValueError, match="out_activation_ must be 'exp'.*set_params"):
+        save(reg, tmp_path / "reg.npz")
+    reg.set_params(loss="squared_error")
+    save(reg, tmp_path / "reg.npz")
+    np.testing.assert_array_equal(load(tmp_path / "reg.npz").predict(X), reg.predict(X))
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_the_losses_are_numpy_floats_as_scikit_learns(solver, tmp_path):
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from chainrule.io import load, save
+
+    X, y = _binary_problem()
+    fitted = []
+    for cls in (SkMLP, MLPClassifier):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fitted.append(cls((3,), solver=solver, max_iter=3, random_state=0).fit(X, y))
+    save(fitted[1], tmp_path / "m.npz")
+    for est in (*fitted, load(tmp_path / "m.npz")):
+        assert type(est.loss_) is np.float64 and est.loss_.round(4) == round(est.loss_, 4)
+        if solver == "adam":
+            assert {type(v) for v in est.loss_curve_} == {np.float64}
+            assert type(est.best_loss_) is np.float64
+
+
+@pytest.mark.parametrize("first, second", [(False, True), (True, False)])
+def test_a_warm_start_after_switching_early_stopping_keeps_training(first, second, tmp_path):
+    """scikit-learn fails here (AttributeError: 'NoneType' object has no attribute
+    'append'; TypeError: unsupported operand type(s) for -: 'NoneType' and 'float'):
+    the record the new setting keeps starts with the second fit."""
+    from chainrule.io import load, save
+
+    X, y = _blobs(n=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = MLPClassifier((5,), warm_start=True, early_stopping=first, max_iter=4,
+                            random_state=0).fit(X, y)
+        before = [c.copy() for c in est.coefs_]
+        est.set_params(early_stopping=second).fit(X, y)
+        if not second:
+            est.partial_fit(X, y)
+    assert not np.allclose(est.coefs_[0], before[0])
+    if second:
+        assert len(est.validation_scores_) == est.n_iter_ == 4
+    else:
+        assert np.isfinite(est.best_loss_) and est.best_loss_ <= min(est.loss_curve_[-5:])
+    save(est, tmp_path / "m.npz")
+    np.testing.assert_array_equal(load(tmp_path / "m.npz").predict_proba(X),
+                                  est.predict_proba(X))
 
 
 def test_a_warm_start_with_changed_dropout_and_dtype_keeps_training_the_same_weights():

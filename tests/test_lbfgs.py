@@ -162,6 +162,21 @@ def test_float32_model_stays_float32(rng):
     assert r32.loss == pytest.approx(r64.loss, rel=1e-3)
 
 
+def test_the_estimator_refuses_dropout_with_lbfgs_in_its_own_terms():
+    """In the estimator's vocabulary (solver=, dropout=), before anything changes."""
+    from chainrule.estimator import MLPClassifier
+
+    X = np.random.default_rng(0).normal(size=(30, 4))
+    y = np.arange(30) % 3
+    est = MLPClassifier((5,), solver="lbfgs", dropout=0.5, max_iter=5)
+    with pytest.raises(ValueError, match=r"dropout=0.5 needs a stochastic solver \('adam', "
+                                         r"'sgd' or 'adamw'\): solver='lbfgs'"):
+        est.fit(X, y)
+    assert not hasattr(est, "model_")
+    est.set_params(dropout=0.0).fit(X, y)
+    assert est.n_iter_ >= 1
+
+
 def test_errors(rng):
     X, Y = _data(rng)
     with pytest.raises(TypeError, match="model must be a chainrule Network"):

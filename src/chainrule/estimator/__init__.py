@@ -78,8 +78,9 @@ _PARAMETERS_DOC = """
         default 0.01, on top of ``alpha``). ``alpha`` is applied per batch as
         scikit-learn applies it (:func:`chainrule.train.fit`'s ``l2``).
     dropout : float in [0, 1), default=0.0
-        Drop probability after each hidden activation, during training only
-        (stochastic solvers).
+        Drop probability after each hidden activation, during training only; the
+        stochastic solvers only (``solver='lbfgs'`` refuses it: its line search
+        compares loss values).
     init : {'sklearn', 'xavier', 'xavier_normal', 'he', 'he_uniform', ...}, default='sklearn'
         scikit-learn's scheme (weights and biases uniform, see
         :class:`chainrule.models.MLP`) or a chainrule weight initialiser (biases at 0).

@@ -262,9 +262,10 @@ class BaseMLP(BaseEstimator):
     def fitted_hidden_sizes(self):
         """The hidden widths of ``model_``, or None where they are ``hidden_layer_sizes``.
 
-        They differ after ``set_params(hidden_layer_sizes=...)`` and a warm-started
-        ``fit`` or a ``partial_fit`` with as many hidden layers: scikit-learn then keeps
-        training (and predicting with) the network it had, and so does this estimator.
+        They differ after ``set_params(hidden_layer_sizes=...)`` (the fitted network
+        predicts until the next ``fit``), and after a warm-started ``fit`` or a
+        ``partial_fit`` with as many hidden layers: scikit-learn then keeps training
+        (and predicting with) the network it had, and so does this estimator.
         """
         check_is_fitted(self, "model_")
         fitted = self.model_.config["layer_sizes"][1:-1]
@@ -385,6 +386,11 @@ class BaseMLP(BaseEstimator):
         self._validate_params()
         if incremental and self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
+        if self.solver == "lbfgs" and self.dropout > 0:
+            raise ValueError(f"dropout={self.dropout!r} needs a stochastic solver ('adam', "
+                             f"'sgd' or 'adamw'): solver='lbfgs' compares loss values in "
+                             f"its line search, which dropout makes random; set dropout=0 "
+                             f"for it")
         first = not hasattr(self, "model_") or (not self.warm_start and not incremental)
         # scikit-learn's generator, taken at every fit and partial_fit (an int replays
         # the same draws each time, as there): the initial weights, the early-stopping
@@ -447,7 +453,11 @@ class BaseMLP(BaseEstimator):
         if 1 <= n_val < n:   # scikit-learn's own split, from its generator's draws
             train, val = train_test_split(np.arange(n), test_size=self.validation_fraction,
                                           random_state=self._random_state, stratify=stratify)
-        if not 2 <= n_val < n:
+        if n_val >= n:   # (train_test_split's words)
+            raise ValueError(f"With n_samples={n}, test_size={self.validation_fraction} and "
+                             f"train_size=None, the resulting train set will be empty. Adjust "
+                             f"any of the aforementioned parameters.")
+        if n_val < 2:
             raise ValueError("The validation set is too small. Increase 'validation_fraction' "
                              "or the size of your dataset.")
         validation = (X[val], Y[val], None if weights is None else weights[val])
@@ -456,6 +466,13 @@ class BaseMLP(BaseEstimator):
     def _fit_stochastic(self, X, Y, weights, stratify, incremental):
         if not hasattr(self, "loss_curve_"):  # a warm start from an L-BFGS fit
             self._start_stochastic_record()
+        # A warm start after set_params(early_stopping=...): the record the new setting
+        # keeps starts here (scikit-learn fails on the missing one, AttributeError or
+        # TypeError).
+        if self.early_stopping and self.validation_scores_ is None:
+            self.validation_scores_, self.best_validation_score_ = [], -np.inf
+        if not self.early_stopping and self.best_loss_ is None:
+            self.best_loss_ = np.inf
         if not incremental or getattr(self, "optimizer_", None) is None:
             self.optimizer_ = build_optimizer(self)
         validation = None

@@ -134,7 +134,9 @@ class EpochRule:
             self.full_batch_draws.permutation(self.n_samples)
         est.n_iter_ += 1
         est.t_ += self.n_samples
-        est.loss_ = float(logs["loss"]) if self.epoch_loss is None else self.epoch_loss.pop()
+        # NumPy floats, as scikit-learn's (loss_.round(4) works on both)
+        est.loss_ = np.float64(logs["loss"] if self.epoch_loss is None
+                               else self.epoch_loss.pop())
         est.loss_curve_.append(est.loss_)
         if est.verbose:
             print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
@@ -244,7 +246,7 @@ def run_lbfgs(est, model, X, Y, weights):
     result = minimize_lbfgs(model, X, Y, sample_weight=weights, l2=float(est.alpha),
                             max_iter=est.max_iter, max_fun=est.max_fun, tol=est.tol)
     est.n_iter_ = result.n_iter
-    est.loss_ = result.loss
+    est.loss_ = np.float64(result.loss)
     if not np.isfinite(result.loss) or not all(np.isfinite(p).all()
                                                for p in model.params.values()):
         raise ValueError(NON_FINITE)

@@ -22,9 +22,9 @@ The ``config`` of an estimator file is::
      "model_": {"class": "MLP", "config": {...}}}   # the network, as network_state gives it
 
 plus ``"fitted_hidden_layer_sizes": [4]`` when the network's hidden widths are not
-``hidden_layer_sizes`` (changed after fit, then a warm start continued the network, as
-scikit-learn does: :meth:`fitted_hidden_sizes` of the estimator), and for a classifier
-fitted on a sparse multilabel ``y`` ``"sparse_y": true`` (its ``predict`` answers in
+``hidden_layer_sizes`` (changed after fit, perhaps then a warm start continued the
+network, as scikit-learn does: :meth:`fitted_hidden_sizes` of the estimator), and for a
+classifier fitted on a sparse multilabel ``y`` ``"sparse_y": true`` (its ``predict`` answers in
 CSR, as scikit-learn's).
 
 Its arrays are the network's parameters prefixed ``model_.`` (``model_.W1``, ...),
@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import copy
 import importlib
+import json
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any, NamedTuple
@@ -299,7 +300,25 @@ def estimator_state(est, name: str) -> tuple[dict, dict]:
     arrays = {_NETWORK_PREFIX + k: v for k, v in net_arrays.items()}
     arrays.update(_feature_names_array(est))
     kind.save_extra(est, config, arrays)
+    _check_loads(name, config, arrays)
     return config, arrays
+
+
+def _check_loads(name: str, config: dict, arrays: dict) -> None:
+    """Refuse to write a file that :func:`estimator_from_state` would refuse to read.
+
+    A fitted estimator whose hyperparameters were changed since (``set_params`` to
+    prepare the next experiment: other ``hidden_layer_sizes``, another ``loss``, a
+    ``class_weight`` naming labels it never saw) still predicts with the network it
+    fitted, as scikit-learn's does; but its file would describe a network those
+    hyperparameters do not make, which loading refuses. Better said now than when the
+    file is read back."""
+    try:
+        estimator_from_state(name, json.loads(json.dumps(config)), dict(arrays))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"this {name} cannot be saved as it is, its file would not load: "
+                         f"{exc}. Were its hyperparameters changed (set_params) after it "
+                         f"was fitted? Set them back, or fit it again, before saving") from None
 
 
 def _stored_network(model):
@@ -429,16 +448,18 @@ def _restored_network(est, kind: _Kind, config: dict, arrays: dict, n_features: 
 
 def _fitted_hidden(est, config: dict):
     """The stored network's hidden widths where they are not ``hidden_layer_sizes``
-    (None when the file does not say so): as many layers, each a positive integer, as
-    only a warm start that scikit-learn can continue leaves them."""
+    (None when the file does not say so): positive integers, as many as the fitted
+    network has hidden layers (``set_params`` after a fit may change their number; a
+    warm start continues only a network of as many, see the estimator's
+    ``fitted_hidden_sizes``)."""
     if _FITTED_HIDDEN not in config:
         return None
     sizes, wanted = config[_FITTED_HIDDEN], est.hidden_sizes()
-    if (not isinstance(sizes, list) or len(sizes) != len(wanted) or sizes == wanted
+    if (not isinstance(sizes, list) or sizes == wanted
             or not all(_is_int(s) and s >= 1 for s in sizes)):
-        raise ValueError(f"{_FITTED_HIDDEN} must be {len(wanted)} positive integers other "
-                         f"than hidden_layer_sizes {wanted} (a warm start's network), got "
-                         f"{sizes!r}")
+        raise ValueError(f"{_FITTED_HIDDEN} must be a list of positive integers other "
+                         f"than hidden_layer_sizes {wanted} (the fitted network's widths), "
+                         f"got {sizes!r}")
     return sizes
 
 
@@ -474,14 +495,14 @@ def _float_list(config, key):
     values = config[key]
     if not isinstance(values, list) or not all(_is_real(v) for v in values):
         raise ValueError(f"{key} must be a list of numbers, got {values!r}")
-    return [float(v) for v in values]
+    return [np.float64(v) for v in values]
 
 
 def _optional_real(config, key):
     value = config[key]
     if value is not None and not _is_real(value):
         raise ValueError(f"{key} must be a number or null, got {value!r}")
-    return _optional_float(value)
+    return None if value is None else np.float64(value)
 
 
 #: The config entries that only a stochastic solver's fit records.
@@ -497,7 +518,7 @@ def _restore_training_record(est, config: dict) -> None:
     loss = config["loss_"]
     if not _is_real(loss):
         raise ValueError(f"loss_ must be a number, got {loss!r}")
-    est.loss_ = float(loss)
+    est.loss_ = np.float64(loss)   # (NumPy floats, as a fit leaves them)
     if config["loss_curve_"] is None:   # only L-BFGS fits: no stochastic record at all
         kept = [k for k in _STOCHASTIC_RECORD if config[k] is not None]
         if kept:
