@@ -28,9 +28,14 @@ def write_idx(path, arr):
 def test_train_cnn_on_the_digits_saves_a_model_for_raw_pixels(tmp_path, capsys):
     path = tmp_path / "cnn.npz"
     code, out, err = run(capsys, "train", "--model", "cnn", "--channels", "8,16", "--hidden",
-                         "32", "--epochs", "6", "--save", path, "--quiet")
+                         "32", "--epochs", "6", "--save", path, "--plot", tmp_path / "plots",
+                         "--quiet")
     assert code == 0, err
     assert "model: cnn 1x8x8 conv[8, 16] dense[32] 10 relu" in out
+    # --plot draws the first convolution's eight 3x3 filters for image inputs
+    assert (tmp_path / "plots" / "first_layer_weights.png").read_bytes()[:8] == \
+        b"\x89PNG\r\n\x1a\n"
+    assert "first_layer_weights.png" in out
     correct = int(out.split("test accuracy = ")[1].split("(")[1].split("/")[0])
     assert correct > 0.8 * 450   # chance is 0.1
     model = cr.io.load(path)

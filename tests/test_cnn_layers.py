@@ -381,3 +381,19 @@ def test_layernorm_options_round_trip_through_model_files_and_onnx(options, tmp_
     session = ort.InferenceSession(str(tmp_path / "m.onnx"))
     logits = session.run(["logits"], {session.get_inputs()[0].name: X})[0]
     np.testing.assert_allclose(logits, model.forward(X), rtol=0, atol=1e-5)
+
+
+def test_the_kit_takes_the_output_shape_a_layer_declares():
+    """Without output_shape=, check_layer expects what the layer's own output_shape()
+    says (a pool halves the image), and still catches a forward that breaks it."""
+    report = check_layer(lambda: MaxPool2D(2), (2, 2, 4, 4))
+    assert "forward" in report.checks and report.worst_gradient_error < 1e-6
+
+    class Lying(MaxPool2D):
+        def output_shape(self, shape):
+            return (shape[0], shape[1] // 2 + 1, shape[2] // 2)
+
+    from chainrule.testing import LayerContractError
+    with pytest.raises(LayerContractError, match=r"output has shape \(2, 2, 2, 2\), "
+                                                 r"expected \(2, 2, 3, 2\)"):
+        check_layer(lambda: Lying(2), (2, 2, 4, 4))

@@ -63,6 +63,23 @@ def test_numerical_gradient_selected_indices():
     np.testing.assert_allclose(g, [[0, 2, 0], [0, 0, 10]], atol=1e-6)
 
 
+def test_numerical_gradient_divides_by_the_step_taken_and_warns_below_float64():
+    """x + eps rounds in the array's dtype: float32's 1 + 1e-6 is 1 + 1.19e-6 (ten ulps),
+    and dividing by 2 eps made d(x^2)/dx at 1 read 1.907. The step actually taken is
+    what the difference is divided by; float32 still warns, its rounding being what
+    it is, and a step lost to rounding is refused."""
+    x32 = np.array([1.0, 2.0, 3.0], np.float32)
+    with pytest.warns(UserWarning, match="array is float32: .* check gradients in float64"):
+        g = numerical_gradient(lambda: float(np.sum(x32.astype(np.float64) ** 2)), x32)
+    np.testing.assert_allclose(g, [2, 4, 6], rtol=1e-6)
+    big = np.array([1e12])   # an ulp of 1e12 is 1.2e-4: x + 1e-6 is x
+    with pytest.raises(ValueError, match=r"eps=1e-06 does not change array\[0\]"):
+        numerical_gradient(lambda: float(big[0] ** 2), big)
+    x = np.array([0.1, 1.0])   # neither 0.1 + 1e-6 nor 0.1 - 1e-6 is exact in float64
+    g = numerical_gradient(lambda: float(np.sum(x ** 2)), x)
+    np.testing.assert_allclose(g, 2 * x, rtol=1e-10)
+
+
 def test_relative_error_definition():
     # max|a - n| / (max|a| + max|n|)
     a = np.array([1.0, -2.0, 0.0])

@@ -23,6 +23,10 @@ ELEMENTWISE = {
     "sigmoid": Sigmoid,
     "dropout_0.4": lambda: Dropout(0.4, rng=7),
     "dropout_eval": lambda: _eval(Dropout(0.4, rng=7)),
+    # Unseeded: each layer the kit builds draws from NumPy's global generator, or from
+    # a generator of its own; the kit starts every one from the same state.
+    "dropout_global_generator": Dropout,
+    "dropout_unseeded_generator": lambda: Dropout(0.5, rng=np.random.default_rng()),
 }
 
 

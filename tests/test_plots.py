@@ -156,6 +156,27 @@ def test_plot_first_layer_weights_rejects_non_images():
     assert len([ax for ax in fig.axes if ax.images]) == 4
 
 
+def test_plot_first_layer_weights_draws_a_cnns_first_filters(tmp_path):
+    """A CNN on grey images: the tiles are the first convolution's filters, the
+    batch normalisation of the pixels before it passed over; never a later Affine
+    layer's weights (what was drawn before, as if they saw 8x8 pixels)."""
+    import chainrule as cr
+
+    model = cr.Sequential([cr.Unflatten((1, 8, 8)), cr.BatchNorm2d(1),
+                           cr.Conv2D(1, 6, (3, 2)), cr.ReLU(), cr.Flatten(),
+                           cr.Affine(6 * 6 * 7, 64), cr.Affine(64, 3)], rng=0)
+    fig = plot_first_layer_weights(model, path=tmp_path / "f.png")
+    check_png(tmp_path / "f.png")
+    tiles = [ax for ax in fig.axes if ax.images]
+    assert len(tiles) == 6 and "filters" in fig._suptitle.get_text()
+    np.testing.assert_array_equal(tiles[4].images[0].get_array(), model.params["W2"][4, 0])
+    rgb = cr.Sequential([cr.Unflatten((3, 4, 4)), cr.Conv2D(3, 2, 3), cr.Flatten(),
+                         cr.Affine(8, 2)], rng=0)
+    with pytest.raises(ValueError, match=r"Conv2D\(3, 2, 3\), has weights of shape "
+                                         r"\(2, 3, 3, 3\)"):
+        plot_first_layer_weights(rgb)
+
+
 def test_plot_first_layer_weights_of_a_fitted_estimator(tmp_path):
     from sklearn.datasets import load_digits
     from sklearn.exceptions import NotFittedError

@@ -432,6 +432,27 @@ def test_a_layer_with_init_params_but_no_param_names_is_refused():
         cr.Sequential([cr.Affine(4, 3), Scaled()], rng=0)
 
 
+def test_a_layer_that_declares_its_parameters_only_halfway_is_named():
+    """num_params without param_names (the arrays a network would never pass), and
+    param_names without init_params (nothing to create them)."""
+    class CountOnly(Layer):
+        num_params = 1
+
+        def forward(self, inputs, a):
+            return inputs * a
+
+        def backward(self, d_out):
+            return d_out, d_out
+
+    with pytest.raises(TypeError, match=r"layers\[0\] .* says num_params = 1 but declares "
+                                        r"no param_names"):
+        cr.Sequential([CountOnly(), cr.Affine(3, 2)], rng=0)
+    CountOnly.param_names = ("a",)
+    with pytest.raises(ValueError, match=r"layers\[0\] .* declares parameters \['a1'\] but "
+                                         r"has no init_params\(rng, dtype\) method"):
+        cr.Sequential([CountOnly(), cr.Affine(3, 2)], rng=0)
+
+
 def test_label_smoothing_trains_saves_loads_and_is_part_of_a_run(tmp_path):
     """A smoothed loss is stored with its eps in Sequential and MLP model files, and a
     checkpoint of another eps is another run; files of default losses are unchanged."""
@@ -491,3 +512,33 @@ def test_a_checkpoint_knows_a_sequentials_layer_settings(tmp_path):
     del meta["identity"]["model"]["layers"]
     write_archive(tmp_path / "ck.npz", arrays, json.loads(json.dumps(meta)))
     assert run(net(), 4, resume=True).epochs == 4
+
+
+def test_backward_after_an_evaluation_forward_warns_once_where_the_mode_matters():
+    """forward's default mode is evaluation (PyTorch's modules train by default): a
+    loop written the PyTorch way, forward then backward, gets the evaluation-mode
+    gradients of a network with Dropout or batch normalisation. It is said once."""
+    import warnings
+
+    X = np.random.default_rng(0).normal(size=(8, 4))
+    y = np.arange(8) % 2
+
+    def manual_step(model, **forward_kwargs):
+        out = model.forward(X, **forward_kwargs)
+        model.loss.forward(out, y)
+        return model.backward(model.loss.backward()[0])
+
+    model = cr.Sequential([cr.Affine(4, 5), cr.BatchNorm1d(5), cr.ReLU(), cr.Dropout(0.5),
+                           cr.Affine(5, 2)], rng=0)
+    with pytest.warns(UserWarning, match=r"backward after an evaluation-mode forward .*"
+                                         r"BatchNorm1d\(5\), Dropout\(p=0.5\).*training=True"):
+        eval_grads = manual_step(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        manual_step(model)                  # once per network
+        train_grads = manual_step(model, training=True)
+        manual_step(cr.MLP([4, 5, 2], rng=0))   # nothing depends on the mode
+        fresh = cr.Sequential([cr.Affine(4, 3), cr.Dropout(0.2), cr.Affine(3, 2)], rng=0)
+        fresh.loss_and_grads(X, y, training=False)   # a mode asked for
+        manual_step(fresh, training=True)
+    assert not np.allclose(eval_grads["W1"], train_grads["W1"])

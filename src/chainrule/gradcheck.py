@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -119,6 +120,11 @@ def numerical_gradient(f, array, eps: float = 1e-6, *, indices=None) -> np.ndarr
     if not array.flags.writeable:
         raise ValueError("array must be writeable: it is perturbed in place")
     eps = check_positive_float(eps, "eps")
+    if np.finfo(array.dtype).eps > np.finfo(np.float64).eps:
+        warnings.warn(f"array is {array.dtype}: its rounding (and that of f in "
+                      f"{array.dtype}) swamps a finite difference of eps={eps:g}; check "
+                      f"gradients in float64, as torch.autograd.gradcheck asks",
+                      UserWarning, stacklevel=2)
     grad = np.zeros(array.shape, dtype=np.float64)
     if indices is None:
         indices = np.ndindex(*array.shape)
@@ -127,12 +133,18 @@ def numerical_gradient(f, array, eps: float = 1e-6, *, indices=None) -> np.ndarr
         old = array[idx].copy()
         try:
             array[idx] = old + eps
+            # The steps taken, as rounded to the array's dtype (x + eps is not exact).
+            step = float(array[idx]) - float(old)
             f_plus = float(f())
             array[idx] = old - eps
+            step += float(old) - float(array[idx])
             f_minus = float(f())
         finally:
             array[idx] = old
-        grad[idx] = (f_plus - f_minus) / (2 * eps)
+        if step == 0:
+            raise ValueError(f"eps={eps:g} does not change array{list(idx)} = {old} in "
+                             f"{array.dtype}: give a larger eps (or float64 arrays)")
+        grad[idx] = (f_plus - f_minus) / step
     return grad
 
 
@@ -325,7 +337,9 @@ class RngFreezer:
 
     Calling the freezer puts the generator in ``layer.rng`` (a ``Generator`` or a
     ``RandomState``) back into the state it had when the freezer was made; a layer
-    without one is left alone.
+    without one is left alone. Called with another layer, it puts that layer's
+    generator into the same state (when it is of the same kind), so that two layers
+    draw the same numbers.
     """
 
     def __init__(self, layer):
@@ -338,13 +352,14 @@ class RngFreezer:
         else:
             self.state = None
 
-    def __call__(self):
+    def __call__(self, layer=None):
         if self.state is None:
             return
-        rng = self.layer.rng
-        if isinstance(rng, np.random.Generator):
+        rng, own = getattr(layer or self.layer, "rng", None), self.layer.rng
+        if isinstance(rng, np.random.Generator) and isinstance(own, np.random.Generator) \
+                and type(rng.bit_generator) is type(own.bit_generator):
             rng.bit_generator.state = copy.deepcopy(self.state)
-        else:
+        elif isinstance(rng, np.random.RandomState) and isinstance(own, np.random.RandomState):
             rng.set_state(self.state)
 
 

@@ -22,7 +22,11 @@ __all__ = ["Layer"]
 class Layer:
     """Base class: holds the switches and the checks shared by all layers.
 
-    Subclasses set ``num_params`` (how many parameter arrays ``forward`` takes).
+    A subclass with parameters declares them for :class:`~chainrule.models.Sequential`:
+    ``param_names`` (one name per array ``forward`` takes after the input, e.g.
+    ``("W", "b")``) and ``init_params(rng, dtype)`` (those arrays, freshly drawn),
+    with ``num_params = len(param_names)``; non-trainable state it keeps as attributes
+    is named in ``buffer_names``. ``docs/custom_layers.md`` walks through one.
     """
 
     num_params = 0

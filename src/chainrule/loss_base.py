@@ -12,6 +12,8 @@ in :mod:`chainrule.losses` (classification) and :mod:`chainrule.regression_losse
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._validation import as_float_array, check_sample_weight, shape_str
 
 __all__ = ["Loss", "unchecked", "weight_share"]
@@ -108,3 +110,16 @@ class unchecked:  # noqa: N801  (used as a function: ``with unchecked(loss):``)
     def __exit__(self, *exc_info):
         self.loss.validate = self.validate
         return False
+
+
+def one_d_targets_message(Y, classifier: bool, n_outputs: int) -> str:
+    """What a 1-D ``Y`` that a network's ``check_XY`` cannot take should have been."""
+    if not classifier:
+        return (f"Y must have shape (N, {n_outputs}) (one column per model output), got "
+                f"shape {shape_str(np.shape(Y))}")
+    kind = np.asarray(Y).dtype
+    advice = ("as integers (y.astype(int))" if kind.kind in "fcb"
+              else "through chainrule.data.encode_labels(y)")
+    return (f"Y must have shape (N, {n_outputs}) (one-hot or probability rows) or be 1-D "
+            f"integer class indices; got 1-D values of dtype {kind}: pass class labels "
+            f"{advice}")

@@ -32,7 +32,7 @@ from .errors import TrainingDivergedError
 from .explain import explain, node_names, output_shapes, output_width, summary
 from .functional import shift_by_max, sigmoid, softmax
 from .layers import Affine
-from .loss_base import unchecked
+from .loss_base import one_d_targets_message, unchecked
 from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, is_multiclass
 from .optim import step_checked
 from .stateful import (
@@ -45,6 +45,7 @@ from .stateful import (
     first_trained,
     input_width,
     kept_caches,
+    warn_eval_backward,
 )
 
 __all__ = ["Network", "LoadedKeys", "affine_param_names", "ACTIVATION_BUDGET"]
@@ -160,6 +161,8 @@ class Network:
         claim_layers(self)
 
     _promoted_warned = False  # a layer's dtype change is reported once per network
+    _last_training = True  # the mode of the last forward: a backward after eval warns once
+    _eval_backward_warned = False
     # A training forward whose backward has not run yet: an evaluation forward in
     # between leaves its caches alone (see forward).
     _awaiting_backward = False
@@ -280,7 +283,7 @@ class Network:
             return X, check_class_indices(Y, self.n_outputs, "Y", n=X.shape[0])
         one_d = (Y.ndim if type(Y) is np.ndarray else np.ndim(Y)) == 1
         if one_d and (classifier or self.n_outputs != 1):
-            raise ValueError(self._one_d_targets_message(Y, classifier))
+            raise ValueError(one_d_targets_message(Y, classifier, self.n_outputs))
         if one_d:  # one target per row, as scikit-learn takes it: one column
             Y = as_float_array(Y, "Y", ndim=1, dtype=self.dtype)[:, None]
         Y = as_float_array(Y, "Y", ndim=2, dtype=self.dtype, finite=not classifier)
@@ -290,18 +293,6 @@ class Network:
                              f"{shape_str(Y.shape)}")
         self.loss.check_targets(Y, "Y")
         return X, Y
-
-    def _one_d_targets_message(self, Y, classifier: bool) -> str:
-        """What a 1-D ``Y`` that :meth:`check_XY` cannot take should have been."""
-        if not classifier:
-            return (f"Y must have shape (N, {self.n_outputs}) (one column per model "
-                    f"output), got shape {shape_str(np.shape(Y))}")
-        kind = np.asarray(Y).dtype
-        advice = ("as integers (y.astype(int))" if kind.kind in "fcb"
-                  else "through chainrule.data.encode_labels(y)")
-        return (f"Y must have shape (N, {self.n_outputs}) (one-hot or probability rows) or "
-                f"be 1-D integer class indices; got 1-D values of dtype {kind}: pass class "
-                f"labels {advice}")
 
     # -- the one forward path and its backward -----------------------------------
     def forward(self, X, training: bool = False, *, checked: bool = False,
@@ -330,7 +321,8 @@ class Network:
             with kept_caches(self):
                 return self._forward_out(X, training)
         out = self._forward_out(X, training, scan_first)
-        self._awaiting_backward = training   # (not after a forward that failed half-way)
+        # (not after a forward that failed half-way)
+        self._awaiting_backward = self._last_training = training
         return out
 
     def _forward_out(self, X, training, scan_first=False):
@@ -439,7 +431,14 @@ class Network:
     def backward(self, d_out) -> dict:
         """Backpropagate ``d_out`` (gradient of the loss w.r.t. the logits) through
         the layers cached by the last ``forward`` (see its exception); return the
-        gradients by name."""
+        gradients by name. After an evaluation-mode forward (its default) of a network
+        with Dropout or batch normalisation, it warns once: those are not the
+        training gradients (PyTorch's default mode is training)."""
+        if not (self._last_training or self._eval_backward_warned):
+            self._eval_backward_warned = warn_eval_backward(self.layers)
+        return self._backward(d_out)
+
+    def _backward(self, d_out) -> dict:
         self._awaiting_backward = False
         grads: dict = {}
         for layer, names in reversed(self.layers[first_trained(self.layers):]):
@@ -483,10 +482,11 @@ class Network:
     def _loss_and_grads(self, X, Y, sample_weight, training, scan_first):
         for step in self.walk(X, training, checked=True, scan_first=scan_first):
             logits = step[-1]
+        self._last_training = training
         with unchecked(self.loss) as loss_fn:   # Y was checked at the entry
             loss = loss_fn.forward(logits, Y, sample_weight)
             d_logits, _ = loss_fn.backward(1.0)
-        return loss, self.backward(d_logits)
+        return loss, self._backward(d_logits)   # (the mode was asked for: no warning)
 
     def scans_first_output(self, X) -> bool:
         """Whether a training call checks that ``X`` is finite through the first layer's

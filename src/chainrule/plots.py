@@ -324,14 +324,25 @@ def _network(model):
 
 
 def _first_weight(model):
-    """The first Affine layer's weight matrix, shape (n_inputs, n_units)."""
+    """The weights of the first layer that mixes its inputs, one column per unit, and
+    the ``(rows, cols)`` of one column as an image (None: not known yet): an Affine
+    layer's ``(n_inputs, n_units)`` matrix, or a one-channel convolution's filters as
+    ``(kH kW, C_out)``. Layers with 1-D parameters (a normalisation, PReLU's slopes)
+    are passed over: they scale the inputs one by one, so the next layer's weights
+    still see the pixels."""
     network = _network(model)
-    for _, names in network.layers:
-        if names:
-            W = np.asarray(network.params[names[0]])
-            if W.ndim == 2:
-                return W
-    raise ValueError("model has no layer with a 2-D weight matrix to draw")
+    for layer, names in network.layers:
+        W = np.asarray(network.params[names[0]]) if names else None
+        if W is None or W.ndim == 1:
+            continue
+        if W.ndim == 2:
+            return W, None
+        if W.ndim == 4 and W.shape[1] == 1:
+            return W.reshape(W.shape[0], -1).T, W.shape[2:]
+        raise ValueError(f"the first layer with weights, {layer!r}, has weights of shape "
+                         f"{W.shape}: only an Affine layer's weights and a one-channel "
+                         f"convolution's filters are drawn as images")
+    raise ValueError("model has no layer with a weight matrix or filters to draw")
 
 
 def plot_first_layer_weights(model, image_shape=None, path=None, *, max_units=64):
@@ -340,15 +351,20 @@ def plot_first_layer_weights(model, image_shape=None, path=None, *, max_units=64
     A unit of the first Affine layer computes ``x @ W[:, j]``; when ``x`` is an image,
     ``W[:, j]`` reshaped to the image's shape shows which pixels push the unit up
     (red) and which push it down (blue). Each tile has its own symmetric colour scale.
+    When the first layer with weights is a convolution of one-channel images (a CNN
+    on grey images), each tile is one of its filters, ``kH x kW``. Layers before it
+    with 1-D parameters only (a batch normalisation of the pixels) are passed over.
 
     Parameters
     ----------
     model : Network or fitted estimator
-        Any chainrule network whose first parameterised layer is Affine, or a fitted
-        :class:`~chainrule.estimator.MLPClassifier` / ``MLPRegressor`` (its ``model_``).
+        Any chainrule network whose first layer with weights is Affine (or a
+        one-channel Conv2D), or a fitted :class:`~chainrule.estimator.MLPClassifier` /
+        ``MLPRegressor`` (its ``model_``).
     image_shape : (int, int), optional
         ``(rows, cols)`` of the input images. Inferred for 64 inputs (8x8 digits) and
-        784 inputs (28x28 MNIST); needed for any other input size.
+        784 inputs (28x28 MNIST) and for a convolution's filters; needed for any other
+        input size.
     path : str or path-like, optional
     max_units : int, default=64
         Draw at most this many units (the first ones).
@@ -367,8 +383,9 @@ def plot_first_layer_weights(model, image_shape=None, path=None, *, max_units=64
         When the input size is not a known image size and ``image_shape`` is not
         given, or ``image_shape`` does not multiply out to the input size.
     """
-    W = _first_weight(model)
+    W, filter_shape = _first_weight(model)
     n_inputs, n_units = W.shape
+    image_shape = filter_shape if image_shape is None else image_shape
     if image_shape is None:
         if n_inputs not in KNOWN_IMAGE_SHAPES:
             raise ValueError(f"the first layer takes {n_inputs} inputs, which is not a known "
@@ -396,6 +413,7 @@ def plot_first_layer_weights(model, image_shape=None, path=None, *, max_units=64
         limit = float(np.abs(w).max()) or 1.0
         ax.imshow(w, cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set_title(str(j), fontsize=6, pad=1)
-    fig.suptitle(f"first-layer weights ({shown} of {n_units} units, {shape[0]}x{shape[1]})",
+    what = "weights" if filter_shape is None else "filters"
+    fig.suptitle(f"first-layer {what} ({shown} of {n_units} units, {shape[0]}x{shape[1]})",
                  fontsize=9)
     return _save(fig, path)

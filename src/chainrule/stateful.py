@@ -9,11 +9,13 @@ running statistics). A network names them all with one rule,
 from __future__ import annotations
 
 import contextlib
+import warnings
 import weakref
 
 import numpy as np
 
 from ._validation import shape_str
+from .layers import Dropout
 
 __all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state", "first_trained",
            "input_width", "check_dtype", "kept_caches", "smallest_batch", "check_batch_rows",
@@ -172,6 +174,12 @@ def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
             raise TypeError(f"layers[{i}] ({layer!r}) has init_params but no param_names: "
                             f"declare param_names, one name per array its forward takes "
                             f"after the input (e.g. param_names = ('W', 'b'))")
+        declared = getattr(layer, "num_params", 0)
+        if declared and not hasattr(layer, "param_names"):
+            raise TypeError(f"layers[{i}] ({layer!r}) says num_params = {declared} "
+                            f"but declares no param_names: a network passes its forward "
+                            f"the arrays param_names names (e.g. param_names = ('W', 'b')), "
+                            f"created by its init_params(rng, dtype)")
         if params is not None:
             arrays = [params.get(n) for n in p_names]
         elif p_names and hasattr(layer, "init_params"):
@@ -181,12 +189,15 @@ def build_state(layers, rng, dtype, params=None) -> tuple[list, dict, dict]:
         if arrays is None or len(arrays) != len(p_names) or any(a is None for a in arrays):
             raise ValueError(f"layers[{i}] ({layer!r}) declares parameters {list(p_names)} "
                              f"but " + ("params does not hold them all" if params is not None
+                                        else "has no init_params(rng, dtype) method to "
+                                        "create them" if arrays is None
                                         else "its init_params(rng, dtype) does not return "
                                         "one array for each"))
         if i == 0 and arrays and np.ndim(arrays[0]) > 2 and \
                 getattr(layer, "in_features", None) is None:
             raise ValueError(f"layers[0] ({layer!r}) takes images, but a network takes one "
-                             f"row per sample: start it with Unflatten((C, H, W))")
+                             f"row per sample: start it with Unflatten((C, H, W)) (or "
+                             f"Unflatten((C, L)) for sequences)")
         shapes = layer.param_shapes() if hasattr(layer, "param_shapes") else []
         for j, (name, a) in enumerate(zip(p_names, arrays, strict=True)):
             # Drawn arrays are cast; given ones must already be right (a file's).
@@ -344,3 +355,23 @@ def check_pairs(layers) -> list:
                             f"pairs from plain layers), got {pair!r}")
         pairs[i] = (pair[0], tuple(pair[1]))
     return pairs
+
+
+def warn_eval_backward(layers) -> bool:
+    """Warn that a backward pass follows an evaluation-mode forward when a layer of
+    ``(layer, names)`` pairs computes otherwise in training (a Dropout that drops, a
+    layer with buffers: a batch normalisation); returns whether it warned.
+
+    ``Network.forward`` runs in evaluation mode by default, PyTorch's modules in
+    training mode: a loop written the PyTorch way gets gradients with nothing dropped
+    and running statistics that never update, without an error to say so."""
+    differ = [layer for layer, _ in layers if getattr(layer, "buffer_names", ())
+              or (isinstance(layer, Dropout) and layer.p > 0)]
+    if differ:
+        warnings.warn(f"backward after an evaluation-mode forward (forward's default is "
+                      f"training=False): {', '.join(map(repr, differ[:3]))} computed as in "
+                      f"evaluation (nothing dropped, running statistics used and not "
+                      f"updated), so these are not the training gradients; to train, call "
+                      f"forward(X, training=True) (PyTorch's model.train())",
+                      UserWarning, stacklevel=3)
+    return bool(differ)

@@ -16,12 +16,12 @@ Example
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ._validation import check_positive_float, check_rng, shape_str
+from .contract_modes import check_determinism, check_eval_contract, check_mode_switch
 from .explain import layer_label
 from .gradcheck import RngFreezer, check_layer_factory, check_layer_gradients, compare_layers
 
@@ -173,14 +173,14 @@ def check_layer(layer_factory, input_shape, param_shapes=(), *, output_shape=Non
         errors.update(_check_finite_differences(run, tol))
         _check_large_inputs(run)
         if mode is not True and not getattr(layer, "rows_interact_in_eval", False):
-            _check_eval_contract(run)
+            check_eval_contract(run)
     run.mode = run.modes[0]
     _check_float32(run)
     for mode in run.modes:
         run.mode = mode
-        _check_determinism(run, out.shape)
+        check_determinism(run, out.shape)
     if len(run.modes) == 2:
-        _check_mode_switch(run)
+        check_mode_switch(run)
     if reference is not None:
         _check_reference(run, reference)
     run.finish()
@@ -202,6 +202,18 @@ def _shape(shape, name: str, *, scalar: bool = False) -> tuple:
     return tuple(int(d) for d in dims)
 
 
+def _expected_output_shape(layer, input_shape, n_params):
+    """The output shape a layer says it gives (its ``output_shape`` method, the batch
+    axis put back); without one, the input's shape for a layer without parameters,
+    else None (not checked)."""
+    if callable(getattr(layer, "output_shape", None)):
+        try:
+            return (input_shape[0], *layer.output_shape(input_shape[1:]))
+        except Exception:  # noqa: BLE001 - the forward check will name the problem
+            return None
+    return input_shape if n_params == 0 else None
+
+
 class _ContractRun:
     """What the steps of one :func:`check_layer` call share: the layer factory, the
     shapes, the source of random data, and the failures found so far."""
@@ -217,16 +229,17 @@ class _ContractRun:
         self.param_shapes = [_shape(shape, f"param_shapes[{i}]", scalar=True)
                              for i, shape in enumerate(param_shapes)]
         self.n_params = len(self.param_shapes)
-        if output_shape is None and self.n_params == 0:
-            output_shape = self.input_shape
-        self.output_shape = (None if output_shape is None
-                             else _shape(output_shape, "output_shape"))
         self.labels = ["inputs"] + [f"params[{i}]" for i in range(self.n_params)]
         self.failures: list[str] = []
         self.checks: list[str] = []
         self.name = "layer"
         check_layer_factory(layer_factory, "layer_factory")
         probe = layer_factory()
+        if output_shape is None:
+            output_shape = _expected_output_shape(probe, self.input_shape, self.n_params)
+        self.output_shape = (None if output_shape is None
+                             else _shape(output_shape, "output_shape"))
+        self._draws: RngFreezer | None = None   # the state every layer of the check starts from
         own = tuple(getattr(probe, "param_names", ()) or ())
         if len(own) == self.n_params:
             self.labels = ["inputs", *own]
@@ -250,16 +263,25 @@ class _ContractRun:
         ps = [self.random.standard_normal(s) for s in self.param_shapes]
         return x.astype(dtype), [p.astype(dtype) for p in ps]
 
+    def start_draws(self, layer) -> None:
+        """Put the generator of ``layer`` (a Dropout's ``rng``) in the state the check's
+        first layer had: every layer the check builds then draws the same masks, also
+        when each one has a generator of its own, or all share NumPy's global one."""
+        if self._draws is None:
+            self._draws = RngFreezer(layer)
+        self._draws(layer)
+
     def new_layer(self):
-        """A layer from the factory in the current mode. An evaluation-mode layer first
-        runs one training forward (the same data every time), so that its running
-        statistics are not at their initial values."""
+        """A layer from the factory in the current mode (its generator at the check's
+        starting state). An evaluation-mode layer first runs one training forward (the
+        same data every time), so that its running statistics are not at their
+        initial values."""
         layer = self.layer_factory()
+        self.start_draws(layer)
         if self.mode is False:
             warm = np.random.default_rng(self.warm_seed)
             x = _away_from_zero(warm.standard_normal(self.input_shape))
             layer.training = True
-            RngFreezer(layer)()
             layer.forward(x, *[warm.standard_normal(s) for s in self.param_shapes])
         if self.mode is not None:
             layer.training = self.mode
@@ -451,68 +473,6 @@ def _check_large_inputs(run, scale=1e3):
         run.fail(check, f"inputs of magnitude ~{scale:g} give non-finite {', '.join(bad)}")
 
 
-def _check_eval_contract(run):
-    """Evaluation mode: rows are independent, and declared buffers do not change."""
-    check = "eval rows independent"
-    run.checks.append(check)
-    x, ps = run.data()
-    layer = run.new_layer()
-    buffers = {b: np.array(getattr(layer, b), copy=True)
-               for b in getattr(layer, "buffer_names", ())}
-    try:
-        freeze = RngFreezer(layer)
-        freeze()
-        full = np.array(layer.forward(x, *ps), copy=True)
-        again = np.asarray(layer.forward(x, *ps))   # its generator left to run on
-        layer.backward(np.ones_like(full))
-        changed = [b for b, v in buffers.items() if not np.array_equal(getattr(layer, b), v)]
-        k = max(1, x.shape[0] // 2)
-        freeze()
-        part = np.asarray(layer.forward(x[:k], *ps))
-    except Exception as exc:  # noqa: BLE001
-        run.fail(check, f"{type(exc).__name__}: {exc}")
-        return
-    if not np.array_equal(full, again, equal_nan=True):
-        run.fail(check, "two forward passes in evaluation mode differ: outside training "
-                 "the output must not be random (a dropout must be off there)")
-    if buffers:
-        run.checks.append("eval state")
-        if changed:
-            run.fail("eval state", f"forward/backward in evaluation mode changed the "
-                     f"buffers {changed}: only training may update them")
-    if x.shape[0] > 1 and full.shape[:1] == x.shape[:1] and not np.allclose(
-            part, full[:k], rtol=1e-9, atol=1e-12):
-        run.fail(check, f"the output for the first {k} rows changes when the other rows are "
-                 f"left out: in evaluation mode a row's output must depend on that row only "
-                 f"(batch statistics used outside training?)")
-
-
-def _check_mode_switch(run):
-    """backward differentiates the forward that ran, whatever ``training`` says now."""
-    run.checks.append("mode switch")
-    x, ps = run.data()
-    for mode in (True, False):
-        run.mode = mode
-        flipped, plain = run.new_layer(), run.new_layer()
-        d = None
-        try:
-            for layer in (flipped, plain):
-                RngFreezer(layer)()
-                out = layer.forward(x, *ps)
-                d = run.random.standard_normal(np.shape(out)) if d is None else d
-            flipped.training = not mode
-            back_flipped = _copy_grads(flipped.backward(d))
-            back_plain = _copy_grads(plain.backward(d))
-        except Exception as exc:  # noqa: BLE001
-            run.fail("mode switch", f"{type(exc).__name__}: {exc}")
-            return
-        if not _grads_equal(back_flipped, back_plain):
-            run.fail("mode switch", f"after a {'training' if mode else 'evaluation'}-mode "
-                     f"forward, setting training={not mode} changed what backward returns: "
-                     f"backward must use the mode of the forward it differentiates (cache it)")
-    run.mode = run.modes[0]
-
-
 def _check_float32(run):
     """Check 5: float32 inputs and parameters give float32 outputs and gradients."""
     run.checks.append("float32")
@@ -530,68 +490,3 @@ def _check_float32(run):
     for gname, g in zip(run.grad_names, g32 or [], strict=False):
         if g is not None and np.asarray(g).dtype != np.float32:
             run.fail("float32", f"float32 inputs gave a {np.asarray(g).dtype} {gname}")
-
-
-def _check_determinism(run, out_shape):
-    """Check 6: repeated forward/backward are bit-identical, and backward uses the
-    latest forward (a used layer given new data matches a fresh layer given it)."""
-    check = "deterministic" + run.mode_text
-    run.checks.append(check)
-    # Two instances made before anything is drawn, so that a layer drawing from a shared
-    # (e.g. the global) generator starts both from the same state.
-    det, ref = run.new_layer(), run.new_layer()
-    freeze_det, freeze_ref = RngFreezer(det), RngFreezer(ref)
-    xa, psa = run.data()
-    xb, psb = run.data()
-    d = run.random.standard_normal(out_shape)
-    try:
-        freeze_det()
-        out1 = np.array(det.forward(xa, *psa), copy=True)
-        back1 = _copy_grads(det.backward(d))
-        freeze_det()
-        out2 = np.array(det.forward(xa, *psa), copy=True)
-        back2 = _copy_grads(det.backward(d))
-        freeze_ref()
-        ref.forward(xb, *psb)
-        back_ref = _copy_grads(ref.backward(d))
-        # The used layer, now on other data, must match a fresh one on that data.
-        freeze_det()
-        det.forward(xb, *psb)
-        back3 = _copy_grads(det.backward(d))
-    except Exception as exc:  # noqa: BLE001
-        run.fail(check, f"{type(exc).__name__}: {exc}")
-        return
-    if not np.array_equal(out1, out2, equal_nan=True):
-        unfrozen = getattr(det, "rng", None) is None
-        run.fail(check, "two forward passes on the same data differ" + (
-            ": the layer draws random numbers from a generator the check cannot hold "
-            "still (NumPy's global one, np.random.*?); give it its own as an rng "
-            "attribute (np.random.default_rng(seed)), which the checks freeze"
-            if unfrozen else ""))
-    if not _grads_equal(back1, back2):
-        run.fail(check, "two backward passes with the same d_out differ")
-    if not _grads_equal(back3, back_ref):
-        run.fail(check, "after forward on new data, backward differs from a fresh "
-                 "layer's on that data: it uses a stale cache (or layer_factory does not "
-                 "build identical layers)")
-
-
-def _copy_grads(back):
-    if isinstance(back, tuple):
-        return tuple(None if g is None else np.array(g, copy=True) for g in back)
-    return copy.deepcopy(np.asarray(back))
-
-
-def _grads_equal(a, b):
-    """The same gradients, a NaN equal to a NaN (a NaN gradient fails a check of its
-    own; here it would read as two passes that differ)."""
-    def same(x, y):
-        return np.array_equal(x, y, equal_nan=np.asarray(x).dtype.kind in "fc")
-
-    if isinstance(a, tuple) != isinstance(b, tuple):
-        return False
-    if not isinstance(a, tuple):
-        return same(a, b)
-    return len(a) == len(b) and all(
-        (x is None and y is None) or (x is not None and y is not None and same(x, y))
-        for x, y in zip(a, b, strict=True))

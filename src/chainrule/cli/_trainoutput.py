@@ -50,7 +50,7 @@ def _write_plots(folder, model, history, data: TrainData) -> None:
         written.append(os.path.join(folder, "confusion_matrix.png"))
         plot_confusion_matrix([names[k] for k in data.y_test], [names[k] for k in pred],
                               labels=names, path=written[-1])
-    if model.n_features in KNOWN_IMAGE_SHAPES and model.layers[0][1]:  # an Affine first
+    if model.n_features in KNOWN_IMAGE_SHAPES:   # (a cnn's: its first filters)
         written.append(os.path.join(folder, "first_layer_weights.png"))
         plot_first_layer_weights(model, path=written[-1])
     print("wrote " + ", ".join(written))

@@ -213,8 +213,8 @@ def _add_train_file_arguments(p) -> None:
     g.add_argument("--plot", metavar="DIR",
                    help="write history.png, diagnostics.png (update ratios, gradient "
                         "norms, dead ReLUs), confusion_matrix.png (classification) and, "
-                        "for image inputs (64 or 784 features) to an mlp or logreg, "
-                        "first_layer_weights.png "
+                        "for image inputs (64 or 784 features), first_layer_weights.png "
+                        "(an mlp's or logreg's weights per unit, a cnn's first filters) "
                         "to DIR (created if needed). matplotlib and DIR are checked before "
                         "training; the model is saved before plotting")
 
