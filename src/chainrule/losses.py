@@ -26,6 +26,14 @@ from ._validation import (
     row_sums,
     zeros_for,
 )
+from .class_weights import (
+    check_class_weight,
+    check_pos_weight,
+    is_one_hot_rows,
+    weighted_cross_entropy,
+    weighted_cross_entropy_grad,
+    weighted_positives,
+)
 from .functional import shift_by_max
 from .loss_base import Loss, weight_share
 from .regression_losses import HalfSquaredError, HuberLoss, L1Loss, MeanSquaredError, PoissonLoss
@@ -115,25 +123,38 @@ class CategoricalCrossEntropy(Loss):
     alike, or class indices): the loss adds ``eps`` times each row's mean of
     ``-log_softmax`` over the K classes to ``(1 - eps)`` times the cross-entropy, and
     the gradient is ``(softmax - (1 - eps) Y - eps / K) / N``.
+
+    ``weight`` (K,), one weight per class (as ``torch.nn.CrossEntropyLoss(weight=w)``,
+    e.g. for imbalanced classes): each row counts ``w[y_n]`` times and the mean is
+    over those weights, ``sum_n w[y_n] l_n / sum_n w[y_n]``, PyTorch's rule for class
+    indices (with label smoothing too; :mod:`chainrule.class_weights`). It takes class
+    indices or one-hot rows; probability rows are refused (PyTorch divides their
+    weighted sum by N instead, another loss).
     """
 
     multiclass = True
     equations = ("L = -mean_rows(sum_k Y * log_softmax({x}))", ("d{x} = (softmax({x}) - Y) / N",))
 
-    def __init__(self, label_smoothing=0.0):
+    def __init__(self, label_smoothing=0.0, weight=None):
         super().__init__()
         self._warned = False
         self.label_smoothing = check_in_interval(label_smoothing, "label_smoothing", 0.0, 1.0,
                                                  high_closed=True)
+        self.weight = None if weight is None else check_class_weight(weight)
         if self.label_smoothing:   # explain() prints the targets it trains toward
             self.equations = (
                 f"L = -mean_rows(sum_k Ys * log_softmax({{x}}))   (Ys = (1 - "
                 f"{self.label_smoothing:g}) Y + {self.label_smoothing:g} / K)",
                 ("d{x} = (softmax({x}) - Ys) / N",))
+        if self.weight is not None:
+            self.equations = ("L = sum_n w[y_n] CE_n / sum_n w[y_n]   (CE_n: row n's "
+                              "cross-entropy, w: the class weights)",
+                              ("d{x} = w[y] (softmax({x}) - Y) / sum_n w[y_n]",))
 
     def get_config(self) -> dict:
-        """``{"label_smoothing": eps}`` when it is not 0."""
-        return {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
+        """``label_smoothing`` when it is not 0 and ``weight`` (a list) when given."""
+        config: dict = {"label_smoothing": self.label_smoothing} if self.label_smoothing else {}
+        return config if self.weight is None else {**config, "weight": self.weight.tolist()}
 
     def forward(self, logits, labels, sample_weight=None):
         """Return the mean cross-entropy as a Python float.
@@ -149,6 +170,8 @@ class CategoricalCrossEntropy(Loss):
         w = self._check_weights(sample_weight, logits.shape[0], logits.dtype)
         if self.validate:
             self.check_targets(labels, "labels")
+        if self.weight is not None:   # one-hot rows (check_targets): as their indices
+            return self._forward_weighted(logits, labels.argmax(axis=1), w)
         # Outside the validate switch: inside a network is where a stray softmax layer
         # before this loss would put probabilities.
         self._warn_if_probabilities(logits)
@@ -172,6 +195,8 @@ class CategoricalCrossEntropy(Loss):
             logits = as_float_array(logits, "logits", ndim=2)
             labels = check_class_indices(labels, logits.shape[1], "labels", n=logits.shape[0])
         w = self._check_weights(sample_weight, logits.shape[0], logits.dtype)
+        if self.weight is not None:
+            return self._forward_weighted(logits, labels, w)
         self._warn_if_probabilities(logits)
         rows = np.arange(logits.shape[0])
         s, probs, total_exp = _shifted_exp(logits)
@@ -188,6 +213,16 @@ class CategoricalCrossEntropy(Loss):
         share, total = weight_share(w)
         self.cache = (probs, labels, share)
         return float(per_row @ w) / total
+
+    def _forward_weighted(self, logits, indices, sample_weight):
+        """:meth:`forward` with class weights, on class indices."""
+        self._warn_if_probabilities(logits)
+        s, probs, total_exp = _shifted_exp(logits)
+        probs /= total_exp
+        loss, cache = weighted_cross_entropy(s, np.log(total_exp[:, 0]), probs, indices,
+                                             self.weight, self.label_smoothing, sample_weight)
+        self.cache = ("weighted", cache, None)
+        return loss
 
     def _smoothed(self, total_ls, s, log_total, w):
         """The labelled log-likelihood sum of the smoothed targets: ``(1 - eps)`` times
@@ -209,6 +244,8 @@ class CategoricalCrossEntropy(Loss):
         """
         d_out = self._check_backward(d_out)
         probs, labels, row_weight = self.cache
+        if isinstance(probs, str):   # ("weighted", its cache, None)
+            return weighted_cross_entropy_grad(labels, d_out), None
         if labels.ndim == 1:
             scale = (probs.dtype.type(d_out / labels.shape[0]) if row_weight is None
                      else row_weight * probs.dtype.type(d_out))
@@ -242,6 +279,11 @@ class CategoricalCrossEntropy(Loss):
             check_class_indices(targets, None, name)
             return
         check_probability_rows(targets, name)
+        if self.weight is not None and not is_one_hot_rows(targets):
+            raise ValueError(f"{name} must be class indices or one-hot rows for a "
+                             f"cross-entropy with class weights, got probability rows "
+                             f"(PyTorch divides their weighted sum by N, not by the "
+                             f"weights: another loss)")
 
     def _warn_if_probabilities(self, logits):
         if self._warned or logits.shape[1] < 2 or logits.shape[0] == 0:
@@ -278,10 +320,25 @@ class BinaryCrossEntropy(Loss):
     problem, ``K > 1`` a multilabel one (K independent binary problems).
 
     Targets lie in [0, 1]: 0/1 labels, or soft labels as torch accepts them.
+
+    ``pos_weight`` (a number, or one per output), as ``BCEWithLogitsLoss(pos_weight=p)``:
+    the positive term of each entry weighs ``p``, ``-p y log(sigmoid(z)) - (1 - y)
+    log(1 - sigmoid(z))``, e.g. ``p = negatives / positives`` for a rare class.
     """
 
     equations = ("L = sum(max({x}, 0) - {x} * Y + log1p(exp(-|{x}|))) / N",
                  ("d{x} = (sigmoid({x}) - Y) / N",))
+
+    def __init__(self, pos_weight=None):
+        super().__init__()
+        self.pos_weight = None if pos_weight is None else check_pos_weight(pos_weight)
+        if self.pos_weight is not None:
+            self.equations = ("L = sum((1 - Y) {x} + (1 + (p - 1) Y) softplus(-{x})) / N",
+                              ("d{x} = ((1 - Y) sigmoid({x}) - p Y sigmoid(-{x})) / N",))
+
+    def get_config(self) -> dict:
+        """``{"pos_weight": [...]}`` when given."""
+        return {} if self.pos_weight is None else {"pos_weight": self.pos_weight.tolist()}
 
     def check_targets(self, targets, name: str = "targets") -> None:
         """Raise ``ValueError`` unless every entry of ``targets`` lies in [0, 1]."""
@@ -302,12 +359,18 @@ class BinaryCrossEntropy(Loss):
             self.check_targets(targets)
         targets = targets.astype(logits.dtype, copy=False)
         e = np.exp(-np.abs(logits))
-        per_entry = np.maximum(logits, 0) - logits * targets + np.log1p(e)
+        if self.pos_weight is None:
+            per_entry = np.maximum(logits, 0) - logits * targets + np.log1p(e)
+            positives = targets   # what sigmoid(-z) is weighed by backward
+        else:
+            positives = weighted_positives(self.pos_weight, targets)
+            per_entry = ((1 - targets) * logits
+                         + (1 - targets + positives) * (np.log1p(e) + np.maximum(-logits, 0)))
         if w is None:
-            self.cache = (logits >= 0, e, targets, None)
+            self.cache = (logits >= 0, e, targets, positives, None)
             return float(np.sum(per_entry)) / logits.shape[0]
         share, total = weight_share(w)
-        self.cache = (logits >= 0, e, targets, share)
+        self.cache = (logits >= 0, e, targets, positives, share)
         return float(np.sum(per_entry, axis=1) @ w) / total
 
     def backward(self, d_out=1.0):
@@ -324,12 +387,12 @@ class BinaryCrossEntropy(Loss):
         d_targets : None
         """
         d_out = self._check_backward(d_out)
-        positive, e, targets, row_weight = self.cache
+        positive, e, targets, positives, row_weight = self.cache
         small = e / (1 + e)          # sigmoid(-|z|)
         large = 1 / (1 + e)          # sigmoid(|z|)
         sig = np.where(positive, large, small)
         sig_neg = np.where(positive, small, large)
-        diff = (1 - targets) * sig - targets * sig_neg
+        diff = (1 - targets) * sig - positives * sig_neg   # (positives: pos_weight * y)
         if row_weight is None:
             return diff * (d_out / targets.shape[0]), None
         return diff * row_weight * d_out, None
