@@ -344,3 +344,75 @@ def test_from_torch_refuses_what_the_pools_do_not_take(torch):
     with pytest.raises(ValueError, match="return_indices"):
         cr.io.from_torch(nn.Sequential(nn.MaxPool1d(2, return_indices=True), nn.Flatten(),
                                        nn.Linear(4, 2)), input_shape=(1, 8))
+
+
+@pytest.mark.parametrize("k, length", [(40, 80), (2000, 2000), (33, 100), (64, 130)])
+def test_long_windows_pooled_as_rows_match_torch(k, length, torch):
+    """Windows of 32 taps or more that tile a sequence (global pooling over time) are
+    pooled in one reduction (pooling.WHOLE_WINDOW_TAPS); the same values and gradients
+    as torch, a tie's gradient to its first maximum, trailing entries no window covers
+    left at 0."""
+    from chainrule.pooling import WHOLE_WINDOW_TAPS
+
+    assert k >= WHOLE_WINDOW_TAPS
+    rng = np.random.default_rng(k)
+    x = np.round(rng.normal(size=(3, 4, length)), 1)   # (rounded: ties in many windows)
+    F = torch.nn.functional
+    for layer, ref in ((MaxPool1D(k), lambda t: F.max_pool1d(t, k)),
+                       (AvgPool1D(k), lambda t: F.avg_pool1d(t, k))):
+        assert layer._whole_windows((3, 4, 1, length)) == (1, length // k)   # (the path)
+        out = layer.forward(x)
+        d_out = rng.normal(size=out.shape)
+        ref_out, (ref_dx,) = _torch_grads(torch, ref, [x], d_out)
+        assert rel_diff(out, ref_out) < TOL
+        assert rel_diff(layer.backward(d_out), ref_dx) < TOL
+
+
+def test_global_pooling_of_images_as_rows_matches_torch(torch):
+    rng = np.random.default_rng(0)
+    x = np.round(rng.normal(size=(5, 3, 7, 7)), 1)
+    F = torch.nn.functional
+    for layer, ref in ((cr.MaxPool2D(7), lambda t: F.max_pool2d(t, 7)),
+                       (cr.AvgPool2D(7), lambda t: F.avg_pool2d(t, 7))):
+        out = layer.forward(x)
+        d_out = rng.normal(size=out.shape)
+        ref_out, (ref_dx,) = _torch_grads(torch, ref, [x], d_out)
+        assert out.shape == (5, 3, 1, 1) and rel_diff(out, ref_out) < TOL
+        assert rel_diff(layer.backward(d_out), ref_dx) < TOL
+
+
+def test_a_batch_of_one_sequence_trains_batch_norm_as_torch(torch):
+    """BatchNorm1d over (N, C, L) needs two values per channel, not two rows: a last
+    batch of one sequence (41 rows in batches of 8) trains, as in PyTorch, while one
+    row of (N, C) features is still refused."""
+    nn = torch.nn
+    torch.manual_seed(0)
+    twin = nn.Sequential(nn.Conv1d(2, 4, 3), nn.BatchNorm1d(4), nn.ReLU(), nn.Flatten(),
+                         nn.Linear(56, 3)).double()
+    model = cr.io.from_torch(twin, input_shape=(2, 16))
+    X, y = _sequences(n=41, length=16)
+    cr.fit(model, X, y, optimizer=cr.SGD(lr=0.1), epochs=1, batch_size=8, shuffle=False,
+           progress=False, diagnostics=False)
+    optimizer = torch.optim.SGD(twin.parameters(), lr=0.1)
+    Xt, yt = torch.tensor(X.reshape(41, 2, 16)), torch.tensor(y)
+    for start in range(0, 41, 8):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(twin(Xt[start:start + 8]),
+                                          yt[start:start + 8]).backward()
+        optimizer.step()
+    for name, ref in zip(model.params, twin.parameters(), strict=True):
+        ours, ref = model.params[name], ref.detach().numpy()
+        assert rel_diff(ours, ref.T if ours.ndim == 2 else ref) < 1e-10, name
+    flat = cr.Sequential([cr.Affine(32, 4), cr.BatchNorm1d(4), cr.Affine(4, 3)], rng=0)
+    with pytest.raises(ValueError, match=r"a batch of 1 .* needs at least 2 rows"):
+        cr.fit(flat, X, y, optimizer=cr.SGD(), epochs=1, batch_size=8, progress=False)
+
+
+def test_wording_speaks_of_sequences():
+    with pytest.raises(ValueError, match=r"padding must be an int, 'same' or 'valid', got "
+                                         r"'SAME'"):
+        Conv1D(2, 3, 3, padding="SAME")
+    with pytest.raises(ValueError, match="below the input's length"):
+        Conv1D(1, 1, 5, padding=3, padding_mode="reflect").forward(
+            np.zeros((1, 1, 3)), np.zeros((1, 1, 5)), np.zeros(1))
+    assert AdaptiveAvgPool1D(2).equations[0].startswith("{y} = {x} @ A^T")

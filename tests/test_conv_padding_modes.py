@@ -87,7 +87,7 @@ def test_refusals():
     with pytest.raises(ValueError, match=r"opset must be at least 19 .*'wrap'"):
         cr.io.export_onnx(model, "unused.onnx")
     with pytest.raises(ValueError, match=r"padding_mode='reflect' needs padding below the "
-                                         r"image's height, as in PyTorch: padding 3 for a "
+                                         r"input's height, as in PyTorch: padding 3 for a "
                                          r"height of 3"):
         cr.Sequential([cr.Unflatten((1, 3, 3)), cr.Conv2D(1, 1, 3, padding=3,
                                                           padding_mode="reflect")])

@@ -239,7 +239,7 @@ class Conv2D(Layer):
             if max(pads) > size or (self.padding_mode == "reflect" and max(pads) == size):
                 raise ValueError(f"padding_mode={self.padding_mode!r} needs padding "
                                  f"{'below' if self.padding_mode == 'reflect' else 'at most'}"
-                                 f" the image's {axis}, as in PyTorch: padding {max(pads)} "
+                                 f" the input's {axis}, as in PyTorch: padding {max(pads)} "
                                  f"for a {axis} of {size}")
 
     def workspace(self, shape) -> int:

@@ -98,6 +98,8 @@ class Conv1D(Conv2D):
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0,
                  dilation=1, groups=1, bias=True, padding_mode="zeros", *, init=None):
+        if isinstance(padding, str) and padding not in ("same", "valid"):
+            raise ValueError(f"padding must be an int, 'same' or 'valid', got {padding!r}")
         padding = padding if isinstance(padding, str) else (0, _single(padding, "padding", 0))
         if padding == "same" and _single(stride, "stride") != 1:   # (said in 1-D terms)
             raise ValueError(f"padding='same' needs stride=1 (as in PyTorch), got "
@@ -302,6 +304,9 @@ class AdaptiveAvgPool1D(_Sequences, AdaptiveAvgPool2D):
 
     Shape: inputs (N, C, L) -> out (N, C, output_size).
     """
+
+    equations = ("{y} = {x} @ A^T   (A: the window means, a row per output)",
+                 ("d{x} = d{y} @ A",))
 
     def __init__(self, output_size):
         super().__init__((1, _single(output_size, "output_size")))

@@ -55,7 +55,8 @@ import numpy as np
 
 from . import sources
 from .checkpoint import first_difference, run_identity
-from .stateful import smallest_batch
+from .explain import input_shapes
+from .stateful import rows_needed, smallest_batch
 
 __all__ = ["RanksDisagreeError", "run_plan", "check_comm", "is_root", "shard_rows",
            "GradientAverager", "averager", "average", "reduce_tally", "agree_to_stop",
@@ -334,8 +335,9 @@ def _check_shard_rows(model, settings, ranks: int) -> None:
     n = settings.n_rows - (settings.n_val or 0)
     smallest = smallest_batch(n, settings.batch_size, settings.drop_last)
     shard = smallest // ranks
+    shapes = input_shapes(model) if hasattr(model, "layers") else None
     for i, (layer, _) in enumerate(getattr(model, "layers", ())):
-        need = getattr(layer, "min_batch_rows", 1)
+        need = rows_needed(layer, None if shapes is None else shapes[i])
         if shard < need:
             raise ValueError(
                 f"comm has {ranks} ranks, so batch_size={settings.batch_size} with {n} "

@@ -36,7 +36,7 @@ from .layers import (
 from .stateful import first_trained
 
 __all__ = ["node_names", "summary", "explain", "local_param_names", "output_shapes",
-           "output_width", "WIDTH_KEEPING"]
+           "input_shapes", "output_width", "WIDTH_KEEPING"]
 
 #: Built-in layers whose output has their input's width (what ``output_width`` skips).
 WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ELU, Softplus, Identity,
@@ -87,6 +87,16 @@ def output_shapes(network) -> list[tuple]:
         shape = output_shapes_step(network, layer, names, shape)
         shapes.append(shape)
     return shapes
+
+
+def input_shapes(network):
+    """The shape of each layer's input for one sample (batch axis left out), as
+    :func:`output_shapes` works them out; None where that fails (a layer of your own
+    that cannot say)."""
+    try:
+        return [(network.n_features,), *output_shapes(network)[:-1]]
+    except (TypeError, ValueError, AttributeError, IndexError):
+        return None
 
 
 def check_shapes(network) -> None:

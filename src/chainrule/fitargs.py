@@ -26,6 +26,7 @@ from ._validation import (
     raise_non_finite,
 )
 from .checkpoint import RunSettings, check_checkpoint_path
+from .explain import input_shapes
 from .history import EarlyStopping
 from .losses import is_multiclass
 from .models import Network
@@ -131,7 +132,7 @@ def check_fit_arguments(model, X, Y, *, optimizer, epochs, batch_size, shuffle,
         scan_rows=scan_rows)
     # BatchNorm: no batch of 1 row; drop_last: some batch at all (before the split's draw)
     n_fit = settings.n_rows - (settings.n_val or 0)
-    check_batch_rows(model.layers, n_fit, batch_size, drop_last)
+    check_batch_rows(model.layers, n_fit, batch_size, drop_last, input_shapes(model))
     _check_schedule_lasts(optimizer, epochs, n_fit, batch_size, drop_last,
                           resuming=resume and os.path.exists(checkpoint))
     return settings

@@ -291,9 +291,11 @@ class BatchNorm1d(_BatchNorm):
     """
 
     input_ndims = (2, 3)
-    #: Rows a training batch needs (fit checks it first): one row of (N, C) inputs
-    #: gives each feature a single value, and no variance.
-    min_batch_rows = 2
+    #: Values of each channel a training batch needs (fit checks it first, as rows:
+    #: ``stateful.rows_needed``): one row of (N, C) inputs gives each feature a single
+    #: value, and no variance; one row of (N, C, L) inputs gives L of them, as PyTorch
+    #: asks (more than one value per channel).
+    min_batch_values = 2
 
 
 class BatchNorm2d(_BatchNorm):

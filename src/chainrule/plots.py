@@ -340,7 +340,7 @@ def _first_weight(model):
         if W.ndim == 4 and W.shape[1] == 1:
             return W.reshape(W.shape[0], -1).T, W.shape[2:]
         raise ValueError(f"the first layer with weights, {layer!r}, has weights of shape "
-                         f"{W.shape}: only an Affine layer's weights and a one-channel "
+                         f"{W.shape}: only an Affine layer's weights and a one-channel 2-D "
                          f"convolution's filters are drawn as images")
     raise ValueError("model has no layer with a weight matrix or filters to draw")
 

@@ -22,7 +22,33 @@ from ._validation import check_bool
 from .conv_ops import add_windows, check_images, pair, pooled_size, tap, windows
 from .layers import Layer
 
-__all__ = ["MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D"]
+__all__ = ["MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D", "WHOLE_WINDOW_TAPS"]
+
+
+#: Windows of at least this many taps are pooled in one reduction where they tile the
+#: input as a free reshape (no overlap, no padding, and a row high or the whole
+#: image): the per-tap loop makes one NumPy call per tap (a global max pool of 16 x 16
+#: sequences of 2000: 10.6 ms forward against 0.05; at 16 taps the loop is faster).
+WHOLE_WINDOW_TAPS = 32
+
+
+def _as_rows(x, kernel, out_hw):
+    """``(N, C, Ho, Wo, kH kW)``: each window of ``x`` (N, C, H, W) as a row, for windows
+    that tile it (a view where the windows lie in memory order)."""
+    (kh, kw), (ho, wo) = kernel, out_hw
+    n, c = x.shape[:2]
+    tiles = x[:, :, :ho * kh, :wo * kw].reshape(n, c, ho, kh, wo, kw)
+    return tiles.transpose(0, 1, 2, 4, 3, 5).reshape(n, c, ho, wo, kh * kw)
+
+
+def _from_rows(rows, kernel, in_shape):
+    """The gradient of inputs of ``in_shape`` from that of their windows as rows
+    (:func:`_as_rows`), zeros where no window reaches."""
+    (kh, kw), (n, c, ho, wo) = kernel, rows.shape[:4]
+    d = np.zeros(in_shape, dtype=rows.dtype)
+    d[:, :, :ho * kh, :wo * kw] = rows.reshape(n, c, ho, wo, kh, kw).transpose(
+        0, 1, 2, 4, 3, 5).reshape(n, c, ho * kh, wo * kw)
+    return d
 
 
 class _Pool2D(Layer):
@@ -99,6 +125,16 @@ class _Pool2D(Layer):
         out_hw = windows(inputs, self.kernel_size, self.stride).shape[2:4]
         return inputs, in_hw, out_hw, inputs[tap(0, 0, self.stride, out_hw)].copy()
 
+    def _whole_windows(self, shape):
+        """``(Ho, Wo)`` when windows over inputs of ``shape`` (N, C, H, W) are pooled as
+        rows (:data:`WHOLE_WINDOW_TAPS`), else None."""
+        (kh, kw), hw = self.kernel_size, shape[2:]
+        if self.stride != self.kernel_size or any(self.padding) or kh * kw < WHOLE_WINDOW_TAPS \
+                or any(self.end_padding(hw)):
+            return None
+        out_hw = (hw[0] // kh, hw[1] // kw)
+        return out_hw if kh == 1 or out_hw == (1, 1) else None
+
     def _cropped(self, d_padded, in_hw):
         """The gradient of the padded inputs, without the padding: ``in_hw`` rows and
         columns from the first after the padding."""
@@ -144,6 +180,13 @@ class MaxPool2D(_Pool2D):
                  ("d{x} = d{y} routed to the (first) maximum of its window",))
 
     def forward(self, inputs):
+        if self.validate:
+            inputs = check_images(inputs)
+        if (out_hw := self._whole_windows(inputs.shape)) is not None:
+            rows = _as_rows(inputs, self.kernel_size, out_hw)
+            index = rows.argmax(axis=-1)   # the first maximum in row-major order, too
+            self.cache = (index, inputs.shape, inputs.shape[2:])
+            return np.take_along_axis(rows, index[..., None], axis=-1)[..., 0]
         inputs, in_hw, out_hw, out = self._first_tap(inputs)
         kh, kw = self.kernel_size
         index = np.zeros(out.shape, dtype=np.uint8 if kh * kw < 256 else np.intp)
@@ -165,6 +208,10 @@ class MaxPool2D(_Pool2D):
             np.empty(0), None, None)
         d_out = self._check_d_out(d_out, index.shape)
         kh, kw = self.kernel_size
+        if self._whole_windows(in_shape) is not None:
+            rows = np.zeros(index.shape + (kh * kw,), dtype=d_out.dtype)
+            np.put_along_axis(rows, index[..., None], d_out[..., None], axis=-1)
+            return _from_rows(rows, self.kernel_size, in_shape)
         d_inputs = np.zeros(in_shape, dtype=d_out.dtype)   # (padded, as the cache)
         overlapping = self.stride[0] < kh or self.stride[1] < kw
         for offset in range(kh * kw):
@@ -237,7 +284,15 @@ class AvgPool2D(_Pool2D):
 
     def forward(self, inputs):
         # One strided slice a kernel offset, added up (as MaxPool2D takes its maxima):
-        # a mean over the two window axes of the 6-D view ran 6-13x slower.
+        # a mean over the two window axes of the 6-D view ran 6-13x slower; but windows
+        # of many taps that tile the input are summed as rows.
+        if self.validate:
+            inputs = check_images(inputs)
+        if (out_hw := self._whole_windows(inputs.shape)) is not None:
+            self.cache = (inputs.shape, inputs.shape[2:])
+            out = _as_rows(inputs, self.kernel_size, out_hw).sum(axis=-1)
+            out /= self.divisor(inputs.shape[2:], out.dtype)
+            return out
         inputs, in_hw, out_hw, out = self._first_tap(inputs)
         kh, kw = self.kernel_size
         for offset in range(1, kh * kw):
@@ -255,8 +310,11 @@ class AvgPool2D(_Pool2D):
             pooled_size(n, k, s, (0, 0), axis) for n, k, s, axis in
             zip(in_shape[2:], self.kernel_size, self.stride, ("height", "width"), strict=True))
         d_out = self._check_d_out(d_out, () if in_shape is None else in_shape[:2] + out_hw)
-        d_inputs = np.zeros(in_shape, dtype=d_out.dtype)
         share = d_out / self.divisor(in_hw, d_out.dtype)
+        if self._whole_windows(in_shape) is not None:
+            rows = np.broadcast_to(share[..., None], share.shape + (kh * kw,))
+            return _from_rows(rows, self.kernel_size, in_shape)
+        d_inputs = np.zeros(in_shape, dtype=d_out.dtype)
         d_windows = np.broadcast_to(share[:, :, None, None], share.shape[:2] + (kh, kw)
                                     + share.shape[2:])
         add_windows(d_inputs, d_windows, self.kernel_size, self.stride, out_hw)

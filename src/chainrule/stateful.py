@@ -9,6 +9,7 @@ running statistics). A network names them all with one rule,
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 import weakref
 
@@ -18,7 +19,8 @@ from ._validation import shape_str
 from .layers import Dropout
 
 __all__ = ["stateful_names", "buffer_slots", "check_layers", "build_state", "first_trained",
-           "input_width", "check_dtype", "kept_caches", "smallest_batch", "check_batch_rows",
+           "input_width", "check_dtype", "kept_caches", "smallest_batch", "rows_needed",
+           "check_batch_rows",
            "check_unowned", "claim_layers", "release_layers", "cache_owners",
            "check_backward_result", "check_pairs"]
 
@@ -296,18 +298,34 @@ def smallest_batch(n_rows: int, batch_size, drop_last: bool = False) -> int:
     return min(batch_size, n_rows % batch_size or batch_size)
 
 
-def check_batch_rows(pairs, n_rows: int, batch_size, drop_last: bool = False) -> None:
+def rows_needed(layer, sample_shape=None) -> int:
+    """The rows a training batch must give ``layer``: its ``min_batch_rows`` (1 if it
+    has none), or, for a layer with ``min_batch_values`` (BatchNorm1d: two values of
+    each channel), as many rows as hold that many at each channel's positions: one row
+    of a ``(C, L)`` sample holds ``L`` (``sample_shape``, the layer's input without the
+    batch axis; None: one)."""
+    need = getattr(layer, "min_batch_rows", 1)
+    values = getattr(layer, "min_batch_values", None)
+    if values is not None:
+        positions = math.prod(sample_shape[1:]) if sample_shape is not None else 1
+        need = max(need, -(-values // max(positions, 1)))
+    return need
+
+
+def check_batch_rows(pairs, n_rows: int, batch_size, drop_last: bool = False,
+                     sample_shapes=None) -> None:
     """Raise ``ValueError`` before training when a batch of ``n_rows`` rows cut into
-    ``batch_size`` (None: one batch) would be smaller than a layer's ``min_batch_rows``
-    (BatchNorm1d's statistics over the batch need two rows), naming ``batch_size``, or
-    when ``drop_last`` would leave no batch at all."""
+    ``batch_size`` (None: one batch) would give a layer fewer rows than it needs
+    (:func:`rows_needed`, of each layer's ``sample_shapes``: BatchNorm1d's statistics
+    need two values of each feature), naming ``batch_size``, or when ``drop_last``
+    would leave no batch at all."""
     smallest = smallest_batch(n_rows, batch_size, drop_last)
     if not smallest:
         raise ValueError(f"drop_last=True with batch_size={batch_size} above the {n_rows} "
                          f"training rows leaves no batch to train on: choose a batch_size "
                          f"of at most {n_rows}")
     for i, (layer, _) in enumerate(pairs):
-        need = getattr(layer, "min_batch_rows", 1)
+        need = rows_needed(layer, None if sample_shapes is None else sample_shapes[i])
         if smallest < need:
             raise ValueError(f"batch_size={batch_size} leaves a batch of {smallest} of the "
                              f"{n_rows} training rows, but layers[{i}] ({layer!r}) needs "
