@@ -98,9 +98,48 @@ def test_stray_text_missing_cells_and_identifiers_are_refused(tmp_path):
         load_csv(path, "label", categories="auto")
     ids = "\n".join(f"{i},id{i},x" for i in range(MAX_CATEGORIES + 1))
     path.write_text("a,name,label\n" + ids + "\n")
-    with pytest.raises(ValueError, match=rf"column 'name': holds text in {MAX_CATEGORIES + 1} "
-                                         r"distinct values.*--ignore-columns"):
+    with pytest.raises(ValueError, match=rf"column 'name': holds {MAX_CATEGORIES + 1} "
+                                         r"distinct values.*--ignore-columns.*--categorical"):
         load_csv(path, "label", categories="auto")
+    # named categorical, it may have up to MAX_NAMED_CATEGORIES
+    X, _, categories = load_csv(path, "label", categories="auto", categorical=["name"])
+    assert len(categories["name"]) == MAX_CATEGORIES + 1 and X.shape[1] == 2
+
+
+@pytest.mark.parametrize("cells", [['"60,000"', '"125,500"', '"7,250"'],   # thousands
+                                   ['"54,5"', '"61,0"', '"33,25"'],        # decimal commas
+                                   ["$54", "$12.50", '"$1,200"'],          # currency
+                                   ["12%", "7.5%", "100%"]])
+def test_numbers_written_for_people_are_refused_not_read_as_categories(tmp_path, cells):
+    """An Excel or pandas export's formatted numbers are text to a CSV reader: read as
+    categories they would silently lose their values. Refused, naming a cell and both
+    ways out; --categorical reads them as categories on purpose."""
+    path = tmp_path / "t.csv"
+    path.write_text("a,income,label\n" + "".join(f"{i},{c},x\n" for i, c in enumerate(cells)))
+    with pytest.raises(ValueError, match=r"column 'income': holds numbers written for "
+                                         r"people, such as .* on line 2 .*plain numbers.*"
+                                         r"--categorical income"):
+        load_csv(path, "label", categories="auto")
+    _, _, categories = load_csv(path, "label", categories="auto", categorical=["income"])
+    assert len(categories["income"]) == 3
+
+
+def test_codes_are_categories_by_value(tmp_path, parser):
+    """A column of codes named categorical: 1, 1.0 and 1e0 are one category (pandas
+    writes a column of ints as floats once it held a NaN); a file's categories as
+    written still match (files of earlier versions)."""
+    path = tmp_path / "t.csv"
+    path.write_text("tier,label\n1,x\n2.0,y\n1e0,x\n3,y\n")
+    X, _, categories = load_csv(path, "label", categories="auto", categorical=["tier"])
+    assert categories == {"tier": ["1", "2", "3"]}
+    np.testing.assert_array_equal(X[:, 0], [0, 1, 0, 2])
+    floats = tmp_path / "f.csv"
+    floats.write_text("tier,label\n1.0,x\n3.00,y\n2,x\n")
+    for known in ({"tier": ["1", "2", "3"]}, {"tier": ["1.0", "2.0", "3.0"]}):
+        got = load_csv(floats, "label", categories=known)[0][:, 0]
+        streamed = np.vstack([c[0] for c in iter_csv(floats, "label", categories=known)])
+        np.testing.assert_array_equal(got, [0, 2, 1])
+        np.testing.assert_array_equal(streamed[:, 0], [0, 2, 1])
 
 
 def test_both_readers_name_the_same_cell_and_refuse_the_same_arguments(tmp_path, parser):
@@ -312,3 +351,13 @@ def test_categorical_one_hots_a_column_of_numeric_codes(tmp_path, capsys):
         assert code == 2 and message in err
     with pytest.raises(ValueError, match="needs categories='auto'"):
         load_csv(path, "survived", categorical=["pclass"])
+
+
+def test_ignoring_every_feature_column_is_a_usage_error(tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,label\n1,2,x\n2,3,y\n3,4,x\n4,5,y\n")
+    code = main(["train", "--data", str(path), "--label-column", "label",
+                 "--ignore-columns", "a,b", "--epochs", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--ignore-columns leaves no feature column of" in err and "Traceback" not in err

@@ -12,19 +12,41 @@ refused, as in a numeric column (chainrule fills nothing in).
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
 
-from ._validation import feature_cell_error, is_number, missing_cell
+from ._validation import csv_float, feature_cell_error, is_number, missing_cell
 
-__all__ = ["MAX_CATEGORIES", "is_text_column", "learn_categories", "code_of", "index_maps",
+__all__ = ["MAX_CATEGORIES", "MAX_NAMED_CATEGORIES", "category", "is_text_column",
+           "learn_categories", "code_of", "index_maps",
            "one_hot_columns", "one_hot_names", "check_categories", "check_fits",
            "training_categories", "count_unseen", "warn_unseen"]
 
-#: The most categories a column may have: more is an identifier or free text, which a
-#: network cannot learn from as categories (and whose columns would swamp the rest).
+#: The most categories a column of text may have: more is an identifier or free text,
+#: which a network cannot learn from as categories (and whose columns would swamp the
+#: rest). A column named categorical (train --categorical) may have up to
+#: :data:`MAX_NAMED_CATEGORIES`.
 MAX_CATEGORIES = 100
+MAX_NAMED_CATEGORIES = 1000
+
+#: A number written for people: thousands separators (60,000; 1.234.567; 1 234), a
+#: decimal comma (54,5), a currency or a percent sign ($54, 12%).
+_FORMATTED_NUMBER = re.compile(
+    r"[-+]?[$\u20ac\u00a3\u00a5]?\s?"                                 # a currency sign
+    r"(\d{1,3}(?:[,.' \u00a0]\d{3})+(?:[.,]\d+)?|\d+,\d+|\d+(?:\.\d+)?)"   # the digits
+    r"\s?%?")
+
+
+def category(text: str) -> str:
+    """A stripped cell as its category: a number as its value's shortest text, so that
+    ``"1"``, ``"1.0"`` and ``"1e0"`` are the category ``"1"`` (pandas writes a column
+    of codes as ``1.0`` once it held a NaN); any other text as it is."""
+    if not is_number(text):
+        return text
+    value = csv_float(text)
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 
 def _count(k: int) -> str:
@@ -48,6 +70,14 @@ def is_text_column(cells, name, column, lines) -> bool:
             numbers.append(i)
         elif not missing_cell(t):
             texts.append(i)
+    if texts and not numbers and all(_FORMATTED_NUMBER.fullmatch(stripped[i]) for i in texts):
+        t = texts[0]
+        raise ValueError(f"{name}, column {column!r}: holds numbers written for people, such "
+                         f"as {stripped[t]!r} on line {lines[t]} (thousands separators, a "
+                         f"decimal comma, a currency or percent sign), which would be read "
+                         f"as categories: write them as plain numbers (60000, 54.5), or "
+                         f"read the column as categories on purpose (train --categorical "
+                         f"{column})")
     if numbers and texts:
         n, t = numbers[0], texts[0]
         raise ValueError(f"{name}, column {column!r}: mixes numbers ({_count(len(numbers))}, "
@@ -59,20 +89,25 @@ def is_text_column(cells, name, column, lines) -> bool:
     return bool(texts)
 
 
-def learn_categories(cells, name, column, lines) -> list:
-    """The sorted distinct (stripped) cells of a text column; ``ValueError`` for a
-    missing cell (named by its line, from ``lines``) or more than
-    :data:`MAX_CATEGORIES` categories."""
+def learn_categories(cells, name, column, lines, named: bool = False) -> list:
+    """The sorted distinct categories (:func:`category`) of a column's cells;
+    ``ValueError`` for a missing cell (named by its line, from ``lines``) or more than
+    :data:`MAX_CATEGORIES` categories (:data:`MAX_NAMED_CATEGORIES` for a column
+    ``named`` categorical)."""
     stripped = [c.strip() for c in cells]
     for i, t in enumerate(stripped):
         if missing_cell(t):
             raise feature_cell_error(name, lines[i], column, cells[i])
-    found = sorted(set(stripped))
-    if len(found) > MAX_CATEGORIES:
-        raise ValueError(f"{name}, column {column!r}: holds text in {len(found)} distinct "
-                         f"values (such as {found[:3]}), more than the {MAX_CATEGORIES} "
-                         f"categories a column of text may have: an identifier or free "
-                         f"text, not a category; leave it out (train --ignore-columns)")
+    found = sorted({category(t) for t in stripped})
+    limit = MAX_NAMED_CATEGORIES if named else MAX_CATEGORIES
+    if len(found) > limit:
+        more = ("" if named else f"; or, if it is a category, name it (train --categorical "
+                                 f"{column}: up to {MAX_NAMED_CATEGORIES})")
+        raise ValueError(f"{name}, column {column!r}: holds {len(found)} distinct values "
+                         f"(such as {found[:3]}), more than the {limit} categories a "
+                         f"{'categorical ' if named else 'text '}column may have: an "
+                         f"identifier or free text, not a category; leave it out (train "
+                         f"--ignore-columns){more}")
     return found
 
 
@@ -82,7 +117,8 @@ def code_of(cell, codes: dict, name, line, column) -> int:
     text = cell.strip()
     if missing_cell(text):
         raise feature_cell_error(name, line, column, cell)
-    return codes.get(text, -1)
+    code = codes.get(text)   # (a file's categories as written, then by their value)
+    return code if code is not None else codes.get(category(text), -1)
 
 
 def check_categories(categories, feature_names) -> dict:
@@ -114,7 +150,9 @@ def check_fits(categories, feature_names, n_inputs: int) -> None:
 def index_maps(categories: dict, columns) -> dict:
     """Each column of ``categories`` by its position in ``columns`` -> its category ->
     index: how a reader turns cells into category indices."""
-    return {columns.index(k): {c: i for i, c in enumerate(v)} for k, v in categories.items()}
+    return {columns.index(k): {**{category(c): i for i, c in enumerate(v)},
+                               **{c: i for i, c in enumerate(v)}}
+            for k, v in categories.items()}
 
 
 def training_categories(X_train, X_test, feature_names, categories: dict) -> tuple:

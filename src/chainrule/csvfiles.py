@@ -326,7 +326,8 @@ def _text_columns(rows, features, name, columns, forced=()) -> dict:
     for c in features:
         cells = [row[c] for _, row in rows]
         if c in forced or is_text_column(cells, name, columns[c], lines):
-            found[columns[c]] = learn_categories(cells, name, columns[c], lines)
+            found[columns[c]] = learn_categories(cells, name, columns[c], lines,
+                                                 named=c in forced)
     _warn_if_header_is_data(name, found)
     return found
 

@@ -40,7 +40,7 @@ from ._validation import (
     missing_cell,
     without_trailing_delimiter,
 )
-from .categories import check_categories, code_of, index_maps
+from .categories import category, check_categories, code_of, index_maps
 
 __all__ = ["iter_csv", "iter_npz", "CHUNK_ROWS"]
 
@@ -248,7 +248,11 @@ def _frame_features(frame, features, codes):
     def indices(i):
         text = frame[i].fillna("").str.strip()
         missing = text.map(missing_cell).to_numpy(bool)
-        return np.where(missing, np.nan, text.map(codes[i]).fillna(-1).to_numpy(np.float64))
+        found = text.map(codes[i])
+        other = found.isna()   # not as written: by value, as code_of (1.0 is 1)
+        if other.any():
+            found[other] = text[other].map(lambda t: codes[i].get(category(t), -1))
+        return np.where(missing, np.nan, found.to_numpy(np.float64))
     columns = [indices(i) if i in codes else frame[i].to_numpy(np.float64) for i in features]
     return np.column_stack(columns) if columns else np.empty((len(frame), 0))
 

@@ -305,8 +305,12 @@ def _feature_names(args):
 
     if args.data is None or file_kind(args.data) != "csv":
         return None
-    return [c for c in csv_header(args.data)
-            if c != args.label_column and c not in _ignored(args)]
+    names = [c for c in csv_header(args.data)
+             if c != args.label_column and c not in _ignored(args)]
+    if not names and _ignored(args):
+        raise UsageError(f"--ignore-columns leaves no feature column of {args.data} to "
+                         f"train on (its columns but the label are all ignored)")
+    return names
 
 
 def _ignored(args) -> list:
