@@ -361,3 +361,14 @@ def test_ignoring_every_feature_column_is_a_usage_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert "--ignore-columns leaves no feature column of" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("header, row, hint", [
+    (",a,label", "0,1,x", "DataFrame's index"),
+    ("a,label,,", "1,x,,", "a spreadsheet's empty ones: delete them"),
+])
+def test_an_unnamed_column_is_refused_with_the_hint_that_fits(tmp_path, header, row, hint):
+    path = tmp_path / "t.csv"
+    path.write_text(f"{header}\n{row}\n{row}\n")
+    with pytest.raises(ValueError, match=f"of the header has no name; .*{hint}"):
+        load_csv(path, "label")

@@ -356,10 +356,12 @@ def check_named_features(name: str, columns, features) -> None:
     which is no feature (one left unread, through ``feature_columns``, is no matter)."""
     unnamed = [c for c in features if columns[c] == ""]
     if unnamed:
+        hint = (" (an unnamed first column is often a DataFrame's index: write the file "
+                "with to_csv(index=False))" if unnamed[0] == 0 else
+                " (unnamed columns at the end are often a spreadsheet's empty ones: delete "
+                "them)" if all(c == "" for c in columns[unnamed[0]:]) else "")
         raise ValueError(f"{name}: column {unnamed[0] + 1} of the header has no name; "
-                         f"columns are matched by name, so name it (an unnamed first "
-                         f"column is often a DataFrame's index: write the file with "
-                         f"to_csv(index=False))")
+                         f"columns are matched by name, so name it{hint}")
 
 
 #: The cells pandas' ``read_csv`` reads as missing values (its default ``na_values``):
