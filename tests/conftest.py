@@ -15,8 +15,16 @@ import numpy as np
 import pytest
 from hypothesis import settings
 
-from chainrule.conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
-from chainrule.conv1d import AdaptiveAvgPool1D, AvgPool1D, Conv1D, MaxPool1D
+from chainrule.conv import (
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    AvgPool2D,
+    Conv2D,
+    Flatten,
+    MaxPool2D,
+    Unflatten,
+)
+from chainrule.conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
 from chainrule.layers import (
     ELU,
     GELU,
@@ -128,7 +136,7 @@ def _torch_image_layer(torch, layer, x, *params):
         return F.softmax(x, dim=layer.axis)
     if isinstance(layer, LogSoftmax):
         return F.log_softmax(x, dim=layer.axis)
-    if isinstance(layer, (Conv1D, MaxPool1D, AvgPool1D, AdaptiveAvgPool1D)):
+    if isinstance(layer, (Conv1D, MaxPool1D, AvgPool1D, AdaptiveAvgPool1D, AdaptiveMaxPool1D)):
         return _torch_sequence_layer(torch, layer, x, *params)
     if isinstance(layer, Conv2D):
         return F.conv2d(x, *params, stride=layer.stride, padding=layer.padding,
@@ -139,6 +147,8 @@ def _torch_image_layer(torch, layer, x, *params):
         return F.avg_pool2d(x, layer.kernel_size, layer.stride, layer.padding)
     if isinstance(layer, AdaptiveAvgPool2D):
         return F.adaptive_avg_pool2d(x, layer.output_size)
+    if isinstance(layer, AdaptiveMaxPool2D):
+        return F.adaptive_max_pool2d(x, layer.output_size)
     if isinstance(layer, Flatten):
         return x.reshape(x.shape[0], -1)
     if isinstance(layer, Unflatten):
@@ -161,6 +171,8 @@ def _torch_sequence_layer(torch, layer, x, *params):
                         groups=layer.groups)
     if isinstance(layer, AdaptiveAvgPool1D):
         return F.adaptive_avg_pool1d(x, layer.output_size[1])
+    if isinstance(layer, AdaptiveMaxPool1D):
+        return F.adaptive_max_pool1d(x, layer.output_size[1])
     k, s, p = layer.kernel_size[1], layer.stride[1], layer.padding[1]
     if isinstance(layer, MaxPool1D):
         return F.max_pool1d(x, k, s, p, ceil_mode=layer.ceil_mode)

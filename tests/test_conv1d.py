@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import chainrule as cr
-from chainrule.conv1d import AdaptiveAvgPool1D, AvgPool1D, Conv1D, MaxPool1D
+from chainrule.conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
 from chainrule.testing import check_layer
 from conftest import TORCH_PAD_MODES, rel_diff, to_torch, torch_network_loss_and_grads
 
@@ -31,6 +31,9 @@ CONTRACT = {
         (2, 2, 8), [], (2, 2, 5)),
     "adaptive": (lambda: AdaptiveAvgPool1D(3), (2, 4, 7), [], (2, 4, 3)),
     "adaptive_global": (lambda: AdaptiveAvgPool1D(1), (3, 2, 5), [], (3, 2, 1)),
+    "adaptive_max": (lambda: AdaptiveMaxPool1D(3), (2, 4, 7), [], (2, 4, 3)),
+    "adaptive_max_global": (lambda: AdaptiveMaxPool1D(1), (3, 2, 5), [], (3, 2, 1)),
+    "adaptive_max_2d": (lambda: cr.AdaptiveMaxPool2D((2, 3)), (2, 3, 5, 7), [], (2, 3, 2, 3)),
 }
 
 
@@ -416,3 +419,52 @@ def test_wording_speaks_of_sequences():
         Conv1D(1, 1, 5, padding=3, padding_mode="reflect").forward(
             np.zeros((1, 1, 3)), np.zeros((1, 1, 5)), np.zeros(1))
     assert AdaptiveAvgPool1D(2).equations[0].startswith("{y} = {x} @ A^T")
+
+
+
+@pytest.mark.parametrize("shape, size", [((3, 4, 7), 3), ((2, 3, 10), 4), ((2, 2, 6), 1),
+                                         ((2, 2, 3), 7), ((2, 3, 5, 7), (2, 3)),
+                                         ((2, 2, 7, 7), 1), ((1, 2, 4, 9), (4, 4))])
+def test_adaptive_max_pools_match_torch(shape, size, torch):
+    """Overlapping windows (7 into 3), more outputs than inputs, global pooling; ties
+    (rounded inputs) go to the first maximum, and an input that is the maximum of two
+    windows collects both gradients."""
+    rng = np.random.default_rng(len(shape) * 10 + shape[-1])
+    x = np.round(rng.normal(size=shape), 1)
+    F = torch.nn.functional
+    if len(shape) == 3:
+        layer, ref = AdaptiveMaxPool1D(size), lambda t: F.adaptive_max_pool1d(t, size)
+    else:
+        layer, ref = cr.AdaptiveMaxPool2D(size), lambda t: F.adaptive_max_pool2d(t, size)
+    out = layer.forward(x)
+    d_out = rng.normal(size=out.shape)
+    ref_out, (ref_dx,) = _torch_grads(torch, ref, [x], d_out)
+    assert out.shape == ref_out.shape and layer.output_shape(shape[1:]) == out.shape[1:]
+    assert rel_diff(out, ref_out) < TOL
+    assert rel_diff(layer.backward(d_out), ref_dx) < TOL
+
+
+def test_adaptive_max_pools_in_from_torch_files_and_onnx(tmp_path, torch):
+    ort = pytest.importorskip("onnxruntime")
+    nn = torch.nn
+    torch.manual_seed(1)
+    twin = nn.Sequential(nn.Conv1d(2, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveMaxPool1d(4),
+                         nn.Conv1d(6, 5, 2), nn.AdaptiveMaxPool1d(1), nn.Flatten(),
+                         nn.Linear(5, 3))
+    model = cr.io.from_torch(twin, input_shape=(2, 12))
+    X = np.random.default_rng(0).normal(size=(7, 24)).astype(np.float32)
+    with torch.no_grad():
+        ref = twin(torch.tensor(X.reshape(7, 2, 12))).numpy()
+    assert np.max(np.abs(model.forward(X) - ref)) < 1e-5
+    cr.io.save(model, tmp_path / "m.npz")
+    assert repr(cr.io.load(tmp_path / "m.npz").layers[3][0]) == "AdaptiveMaxPool1D(4)"
+    cr.io.export_onnx(model, tmp_path / "m.onnx")
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    assert np.max(np.abs(session.run(None, {"X": X})[2] - model.forward(X))) < 1e-5
+    with pytest.raises(ValueError, match="return_indices"):
+        cr.io.from_torch(nn.Sequential(nn.AdaptiveMaxPool1d(2, return_indices=True),
+                                       nn.Flatten(), nn.Linear(2, 2)), input_shape=(1, 4))
+    odd = cr.Sequential([cr.Unflatten((1, 7)), AdaptiveMaxPool1D(3), cr.Flatten(),
+                         cr.Affine(3, 2)], rng=0, dtype=np.float32)
+    with pytest.raises(ValueError, match="ONNX has no adaptive pooling"):
+        cr.io.export_onnx(odd, tmp_path / "odd.onnx")

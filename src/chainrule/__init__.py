@@ -22,8 +22,16 @@ from . import (
     schedules,
 )
 from ._version import VERSION
-from .conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
-from .conv1d import AdaptiveAvgPool1D, AvgPool1D, Conv1D, MaxPool1D
+from .conv import (
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    AvgPool2D,
+    Conv2D,
+    Flatten,
+    MaxPool2D,
+    Unflatten,
+)
+from .conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
 from .homework import FeedforwardNeuralNet, LogisticRegression
 from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_uniform
@@ -66,7 +74,8 @@ __all__ = [
     "Softplus", "PReLU",
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax", "LogSoftmax",
     "AdaptiveAvgPool2D", "AvgPool2D", "Conv2D", "Flatten", "MaxPool2D", "Unflatten",
-    "AdaptiveAvgPool1D", "AvgPool1D", "Conv1D", "MaxPool1D",
+    "AdaptiveMaxPool2D", "AdaptiveAvgPool1D", "AdaptiveMaxPool1D", "AvgPool1D", "Conv1D",
+    "MaxPool1D",
     "CategoricalCrossEntropy", "BinaryCrossEntropy", "MultiMarginLoss", "MeanSquaredError",
     "L1Loss", "HuberLoss",
     "MLP", "FeedforwardNeuralNet", "LogisticRegression", "Network", "Sequential",

@@ -41,9 +41,10 @@ from .conv_ops import (
 )
 from .init import get_initializer
 from .layers import Layer
-from .pooling import AdaptiveAvgPool2D, AvgPool2D, MaxPool2D
+from .pooling import AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, MaxPool2D
 
-__all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D", "Flatten", "Unflatten"]
+__all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D",
+           "Flatten", "Unflatten"]
 
 
 def _equations(has_bias: bool, dilation: tuple, groups: int, padding_mode="zeros") -> tuple:

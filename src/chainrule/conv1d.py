@@ -1,7 +1,7 @@
 """Convolution and pooling along one axis, for sequences laid out ``(N, C, L)``
-(channels, then length): :class:`Conv1D`, :class:`MaxPool1D`, :class:`AvgPool1D` and
-:class:`AdaptiveAvgPool1D`, as PyTorch's ``Conv1d``, ``MaxPool1d``, ``AvgPool1d`` and
-``AdaptiveAvgPool1d``.
+(channels, then length): :class:`Conv1D`, :class:`MaxPool1D`, :class:`AvgPool1D`,
+:class:`AdaptiveAvgPool1D` and :class:`AdaptiveMaxPool1D`, as PyTorch's ``Conv1d``,
+``MaxPool1d``, ``AvgPool1d``, ``AdaptiveAvgPool1d`` and ``AdaptiveMaxPool1d``.
 
 Each one *is* its 2-D counterpart of :mod:`chainrule.conv` or :mod:`chainrule.pooling`
 applied to images one row high: a sequence ``(N, C, L)`` is the image ``(N, C, 1, L)``
@@ -26,9 +26,9 @@ import numpy as np
 
 from ._validation import as_float_array, check_positive_int
 from .conv import Conv2D
-from .pooling import AdaptiveAvgPool2D, AvgPool2D, MaxPool2D
+from .pooling import AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, MaxPool2D
 
-__all__ = ["Conv1D", "MaxPool1D", "AvgPool1D", "AdaptiveAvgPool1D"]
+__all__ = ["Conv1D", "MaxPool1D", "AvgPool1D", "AdaptiveAvgPool1D", "AdaptiveMaxPool1D"]
 
 
 def _single(value, name: str, minimum: int = 1) -> int:
@@ -297,16 +297,10 @@ class AvgPool1D(_Sequences, AvgPool2D):
         return self._pool_repr("" if self.count_include_pad else ", count_include_pad=False")
 
 
-class AdaptiveAvgPool1D(_Sequences, AdaptiveAvgPool2D):
-    """The means of ``output_size`` windows that split the sequence as evenly as
-    PyTorch's adaptive windows do, as ``torch.nn.AdaptiveAvgPool1d(output_size)``
-    (``output_size=1``: global average pooling over the length).
+class _AdaptiveSequences(_Sequences):
+    """What the 1-D adaptive pools share: ``output_size`` a single number."""
 
-    Shape: inputs (N, C, L) -> out (N, C, output_size).
-    """
-
-    equations = ("{y} = {x} @ A^T   (A: the window means, a row per output)",
-                 ("d{x} = d{y} @ A",))
+    output_size: tuple[int, int]   # (set by the 2-D pool's class, for the type checker)
 
     def __init__(self, output_size):
         super().__init__((1, _single(output_size, "output_size")))
@@ -320,4 +314,25 @@ class AdaptiveAvgPool1D(_Sequences, AdaptiveAvgPool2D):
         return {"output_size": self.output_size[1]}
 
     def __repr__(self):
-        return f"AdaptiveAvgPool1D({self.output_size[1]})"
+        return f"{type(self).__name__}({self.output_size[1]})"
+
+
+class AdaptiveAvgPool1D(_AdaptiveSequences, AdaptiveAvgPool2D):
+    """The means of ``output_size`` windows that split the sequence as evenly as
+    PyTorch's adaptive windows do, as ``torch.nn.AdaptiveAvgPool1d(output_size)``
+    (``output_size=1``: global average pooling over the length).
+
+    Shape: inputs (N, C, L) -> out (N, C, output_size).
+    """
+
+    equations = ("{y} = {x} @ A^T   (A: the window means, a row per output)",
+                 ("d{x} = d{y} @ A",))
+
+
+class AdaptiveMaxPool1D(_AdaptiveSequences, AdaptiveMaxPool2D):
+    """The maxima of ``output_size`` windows (PyTorch's adaptive windows), as
+    ``torch.nn.AdaptiveMaxPool1d(output_size)`` (``output_size=1``: global max pooling
+    over the length, a time-series classifier's usual head).
+
+    Shape: inputs (N, C, L) -> out (N, C, output_size).
+    """

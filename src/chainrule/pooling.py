@@ -5,7 +5,8 @@ row-major order, as PyTorch does with ties; :class:`AvgPool2D` spreads it evenly
 Both take PyTorch's ``ceil_mode`` (one more window at the end of an axis, partly past
 the input, where the floor would leave input rows unused) and :class:`AvgPool2D` its
 ``count_include_pad``. :class:`AdaptiveAvgPool2D` averages PyTorch's adaptive windows,
-as two products with the matrices of window means (one per axis).
+as two products with the matrices of window means (one per axis);
+:class:`AdaptiveMaxPool2D` takes their maxima, one reduction per window.
 
 Every layer here can tell the shape of its output from the shape of its input
 (``output_shape``, the batch axis left out), as the convolutions of
@@ -22,7 +23,8 @@ from ._validation import check_bool
 from .conv_ops import add_windows, check_images, pair, pooled_size, tap, windows
 from .layers import Layer
 
-__all__ = ["MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D", "WHOLE_WINDOW_TAPS"]
+__all__ = ["MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D",
+           "WHOLE_WINDOW_TAPS"]
 
 
 #: Windows of at least this many taps are pooled in one reduction where they tile the
@@ -325,33 +327,23 @@ class AvgPool2D(_Pool2D):
         return super().__repr__()[:-1] + extra + ")"
 
 
+def _adaptive_windows(size: int, out: int) -> list:
+    """``(start, end)`` of each of ``out`` windows over ``size`` inputs, PyTorch's
+    adaptive windows: window ``i`` runs from ``floor(i size / out)`` up to ``ceil((i + 1)
+    size / out)`` (exclusive); they overlap where ``out`` does not divide ``size``."""
+    return [((i * size) // out, -(-((i + 1) * size) // out)) for i in range(out)]
+
+
 def _adaptive_means(size: int, out: int, dtype) -> np.ndarray:
-    """``(out, size)``: row ``i`` averages inputs ``floor(i size / out)`` up to
-    ``ceil((i + 1) size / out)``, PyTorch's adaptive windows."""
+    """``(out, size)``: row ``i`` averages the inputs of adaptive window ``i``."""
     matrix = np.zeros((out, size), dtype=dtype)
-    for i in range(out):
-        start, end = (i * size) // out, -(-((i + 1) * size) // out)
+    for i, (start, end) in enumerate(_adaptive_windows(size, out)):
         matrix[i, start:end] = dtype.type(1) / dtype.type(end - start)
     return matrix
 
 
-class AdaptiveAvgPool2D(Layer):
-    """The mean of each of ``output_size`` windows, as
-    ``torch.nn.AdaptiveAvgPool2d(output_size)``: output row ``i`` of an input of height
-    ``H`` averages rows ``floor(i H / Ho)`` up to ``ceil((i + 1) H / Ho)`` (exclusive),
-    and likewise along the width; windows overlap when ``Ho`` does not divide ``H``.
-    ``AdaptiveAvgPool2D(1)`` is global average pooling (ResNet's head).
-
-    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``(Ho, Wo) = output_size``.
-
-    Parameters
-    ----------
-    output_size : int or (int, int)
-        ``(Ho, Wo)``; an int is both.
-    """
-
-    equations = ("{y} = A_h @ {x} @ A_w^T   (A: the window means, a row per output)",
-                 ("d{x} = A_h^T @ d{y} @ A_w",))
+class _Adaptive(Layer):
+    """What the adaptive pools share: ``output_size`` windows of PyTorch's rule."""
 
     def __init__(self, output_size):
         super().__init__()
@@ -370,6 +362,29 @@ class AdaptiveAvgPool2D(Layer):
         if len(shape) != 3:
             raise ValueError("it takes images (N, C, H, W)")
 
+    def __repr__(self):
+        ho, wo = self.output_size
+        return f"{type(self).__name__}({ho if ho == wo else (ho, wo)})"
+
+
+class AdaptiveAvgPool2D(_Adaptive):
+    """The mean of each of ``output_size`` windows, as
+    ``torch.nn.AdaptiveAvgPool2d(output_size)``: output row ``i`` of an input of height
+    ``H`` averages rows ``floor(i H / Ho)`` up to ``ceil((i + 1) H / Ho)`` (exclusive),
+    and likewise along the width; windows overlap when ``Ho`` does not divide ``H``.
+    ``AdaptiveAvgPool2D(1)`` is global average pooling (ResNet's head).
+
+    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``(Ho, Wo) = output_size``.
+
+    Parameters
+    ----------
+    output_size : int or (int, int)
+        ``(Ho, Wo)``; an int is both.
+    """
+
+    equations = ("{y} = A_h @ {x} @ A_w^T   (A: the window means, a row per output)",
+                 ("d{x} = A_h^T @ d{y} @ A_w",))
+
     def forward(self, inputs):
         if self.validate:
             inputs = check_images(inputs)
@@ -387,6 +402,52 @@ class AdaptiveAvgPool2D(Layer):
                                   in_shape[:2] + self.output_size)
         return np.matmul(rows.T, np.matmul(d_out, cols))
 
-    def __repr__(self):
-        ho, wo = self.output_size
-        return f"AdaptiveAvgPool2D({ho if ho == wo else (ho, wo)})"
+
+class AdaptiveMaxPool2D(_Adaptive):
+    """The largest value of each of ``output_size`` windows (PyTorch's adaptive windows,
+    as :class:`AdaptiveAvgPool2D`'s), as ``torch.nn.AdaptiveMaxPool2d(output_size)``;
+    the gradient goes to the window's first maximum in row-major order.
+    ``AdaptiveMaxPool2D(1)`` is global max pooling.
+
+    Shape: inputs (N, C, H, W) -> out (N, C, Ho, Wo), ``(Ho, Wo) = output_size``.
+
+    Parameters
+    ----------
+    output_size : int or (int, int)
+        ``(Ho, Wo)``; an int is both.
+    """
+
+    equations = ("{y} = max over each adaptive window of {x}",
+                 ("d{x} = d{y} routed to the (first) maximum of its window",))
+
+    def forward(self, inputs):
+        """One reduction per window, over the window's entries as rows (``Ho Wo`` NumPy
+        calls: one for global pooling)."""
+        if self.validate:
+            inputs = check_images(inputs)
+        (n, c, h, w), (ho, wo) = inputs.shape, self.output_size
+        out = np.empty((n, c, ho, wo), dtype=inputs.dtype)
+        index = np.empty((n, c, ho, wo), dtype=np.intp)   # into the flattened image
+        for i, (top, bottom) in enumerate(_adaptive_windows(h, ho)):
+            for j, (left, right) in enumerate(_adaptive_windows(w, wo)):
+                rows = inputs[:, :, top:bottom, left:right].reshape(n, c, -1)
+                first = rows.argmax(axis=-1)   # (a NaN is the maximum, as in torch)
+                out[:, :, i, j] = np.take_along_axis(rows, first[..., None], axis=-1)[..., 0]
+                width = right - left
+                index[:, :, i, j] = (top + first // width) * w + left + first % width
+        self.cache = (index, inputs.shape)
+        return out
+
+    def backward(self, d_out):
+        """Each output's gradient added to the one input its maximum came from (windows
+        may overlap: an input can collect several)."""
+        index, in_shape = self.cache if self.cache is not None else (np.empty(0), None)
+        d_out = self._check_d_out(d_out, index.shape)
+        n, c, h, w = in_shape
+        d_inputs = np.zeros((n, c, h * w), dtype=d_out.dtype)
+        for i in range(index.shape[2]):
+            for j in range(index.shape[3]):
+                at = index[:, :, i, j, None]
+                np.put_along_axis(d_inputs, at, np.take_along_axis(d_inputs, at, axis=-1)
+                                  + d_out[:, :, i, j, None], axis=-1)
+        return d_inputs.reshape(in_shape)

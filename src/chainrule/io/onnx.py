@@ -15,7 +15,7 @@ import numpy as np
 
 from .._fileformat import atomic_write
 from .._version import VERSION
-from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, MaxPool2D
+from ..conv import AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, Conv2D, MaxPool2D
 from ..layers import (
     ELU,
     GELU,
@@ -251,7 +251,7 @@ def _warn_float64_conv(network, dtype) -> None:
     to load."""
     # (the 1-D layers are subclasses of these)
     if dtype == np.float64 and any(isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D,
-                                                      AdaptiveAvgPool2D))
+                                                      AdaptiveAvgPool2D, AdaptiveMaxPool2D))
                                    for layer, _ in network.layers):
         warnings.warn("this float64 network has convolution or pooling layers, which "
                       "onnxruntime runs only in float32: export it with dtype=np.float32 "

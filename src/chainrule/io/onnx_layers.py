@@ -16,8 +16,16 @@ from __future__ import annotations
 import numpy as np
 
 from ..activations import PReLU
-from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
-from ..conv1d import AdaptiveAvgPool1D, AvgPool1D, Conv1D, MaxPool1D
+from ..conv import (
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    AvgPool2D,
+    Conv2D,
+    Flatten,
+    MaxPool2D,
+    Unflatten,
+)
+from ..conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
 from ..explain import output_shapes
 from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LogSoftmax, Softmax
 from ..stateful import stateful_names
@@ -27,7 +35,7 @@ __all__ = ["LAYER_TYPES", "layer_node", "LAYER_NORM_OPSET"]
 #: The layers :func:`layer_node` exports.
 LAYER_TYPES = (AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten, BatchNorm1d,
                BatchNorm2d, LayerNorm, Softmax, LogSoftmax, PReLU, Conv1D, MaxPool1D,
-               AvgPool1D, AdaptiveAvgPool1D)
+               AvgPool1D, AdaptiveAvgPool1D, AdaptiveMaxPool2D, AdaptiveMaxPool1D)
 #: LayerNormalization entered the default domain in opset 17.
 LAYER_NORM_OPSET = 17
 #: ReduceMean takes its axes as an input, no longer an attribute, from opset 18 on.
@@ -50,7 +58,7 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         return make_node(type(layer).__name__, [current], [out], axis=layer.axis)
     if isinstance(layer, (MaxPool2D, AvgPool2D)):
         return _pool_node(builder, network, index, current, out)
-    if isinstance(layer, AdaptiveAvgPool2D):
+    if isinstance(layer, (AdaptiveAvgPool2D, AdaptiveMaxPool2D)):
         return _adaptive_pool_node(builder, network, index, current, out)
     if isinstance(layer, (BatchNorm1d, BatchNorm2d)):
         return _batch_norm_node(builder, network, index, names, current, out, opset)
@@ -85,7 +93,7 @@ def _spatial(layer, pair) -> list:
     """A 2-D setting ``(height, width)`` as ONNX's list for the layer's spatial axes: the
     width alone for a 1-D layer (its height is the 1 of the image it is run as)."""
     return list(pair[1:] if isinstance(layer, (Conv1D, MaxPool1D, AvgPool1D,
-                                               AdaptiveAvgPool1D)) else pair)
+                                               AdaptiveAvgPool1D, AdaptiveMaxPool1D)) else pair)
 
 
 def _conv_node(builder, layer, names, current: str, out: str, opset: int):
@@ -163,12 +171,14 @@ def _pool_node(builder, network, index: int, current: str, out: str):
 
 
 def _adaptive_pool_node(builder, network, index: int, current: str, out: str):
-    """``GlobalAveragePool`` for an output of 1 x 1; ``AveragePool`` with kernel = stride
-    = input / output where the output size divides the input's (the windows then do
-    not overlap); ``ValueError`` otherwise (ONNX has no adaptive pooling)."""
+    """``GlobalAveragePool`` (``GlobalMaxPool``) for an output of 1 x 1; ``AveragePool``
+    (``MaxPool``) with kernel = stride = input / output where the output size divides
+    the input's (the windows then do not overlap); ``ValueError`` otherwise (ONNX has no
+    adaptive pooling)."""
     layer = network.layers[index][0]
+    kind = "Max" if isinstance(layer, AdaptiveMaxPool2D) else "Average"
     if layer.output_size == (1, 1):
-        return builder.helper.make_node("GlobalAveragePool", [current], [out])
+        return builder.helper.make_node(f"Global{kind}Pool", [current], [out])
     in_hw = ((network.n_features,) if index == 0 else output_shapes(network)[index - 1])[1:]
     sizes = _spatial(layer, layer.output_size)
     if len(in_hw) != len(sizes) or any(n % o for n, o in zip(in_hw, sizes, strict=True)):
@@ -177,7 +187,7 @@ def _adaptive_pool_node(builder, network, index: int, current: str, out: str):
                          f"{tuple(in_hw)}: ONNX has no adaptive pooling, so the output "
                          f"size must divide the input size (or be 1)")
     kernel = [n // o for n, o in zip(in_hw, sizes, strict=True)]
-    return builder.helper.make_node("AveragePool", [current], [out], kernel_shape=kernel,
+    return builder.helper.make_node(f"{kind}Pool", [current], [out], kernel_shape=kernel,
                                     strides=kernel)
 
 

@@ -25,8 +25,16 @@ import warnings
 
 import numpy as np
 
-from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
-from ..conv1d import AdaptiveAvgPool1D, AvgPool1D, Conv1D, MaxPool1D
+from ..conv import (
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    AvgPool2D,
+    Conv2D,
+    Flatten,
+    MaxPool2D,
+    Unflatten,
+)
+from ..conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
 from ..explain import WIDTH_KEEPING
 from ..layers import (
     ELU,
@@ -101,6 +109,13 @@ def _avgpool(cls):
     return convert
 
 
+def _adaptive_max(cls):
+    def convert(m):
+        _refuse(m, return_indices=False)
+        return cls(m.output_size), []
+    return convert
+
+
 def _along_axis(cls):
     def convert(m):
         if m.dim is None:
@@ -140,11 +155,14 @@ CONVERTERS = {
     "MaxPool1d": _maxpool(MaxPool1D),
     "AvgPool1d": _avgpool(AvgPool1D),
     "AdaptiveAvgPool1d": lambda m: (AdaptiveAvgPool1D(m.output_size), []),
+    "AdaptiveMaxPool2d": _adaptive_max(AdaptiveMaxPool2D),
+    "AdaptiveMaxPool1d": _adaptive_max(AdaptiveMaxPool1D),
 }
 
 # The layers that take images (or sequences: the 1-D layers are subclasses of these): a
 # network that starts with one needs input_shape.
-_IMAGE_LAYERS = (Conv2D, BatchNorm2d, MaxPool2D, AvgPool2D, AdaptiveAvgPool2D)
+_IMAGE_LAYERS = (Conv2D, BatchNorm2d, MaxPool2D, AvgPool2D, AdaptiveAvgPool2D,
+                 AdaptiveMaxPool2D)
 
 
 def _modules(torch, module, where="module"):
@@ -273,8 +291,8 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
         ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``SiLU``, ``ELU``,
         ``Softplus``, ``PReLU``, ``Identity``, ``Dropout``, ``Softmax``, ``LogSoftmax``,
         ``Flatten``, ``Unflatten``, ``MaxPool2d``, ``AvgPool2d``,
-        ``AdaptiveAvgPool2d``, ``Conv1d``, ``MaxPool1d``, ``AvgPool1d`` and
-        ``AdaptiveAvgPool1d`` (:data:`CONVERTERS`),
+        ``AdaptiveAvgPool2d``, ``AdaptiveMaxPool2d``, ``Conv1d``, ``MaxPool1d``,
+        ``AvgPool1d``, ``AdaptiveAvgPool1d`` and ``AdaptiveMaxPool1d`` (:data:`CONVERTERS`),
         each with the settings chainrule's layer of the same name takes.
     input_shape : tuple of int, optional
         ``(C, H, W)`` of the images (``(C, L)`` of the sequences), for a model that

@@ -16,8 +16,16 @@ import json
 import numpy as np
 
 from .._validation import key_differences
-from ..conv import AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten
-from ..conv1d import AdaptiveAvgPool1D, AvgPool1D, Conv1D, MaxPool1D
+from ..conv import (
+    AdaptiveAvgPool2D,
+    AdaptiveMaxPool2D,
+    AvgPool2D,
+    Conv2D,
+    Flatten,
+    MaxPool2D,
+    Unflatten,
+)
+from ..conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
 from ..layers import (
     ELU,
     GELU,
@@ -49,7 +57,8 @@ LAYER_CLASSES = {**_FIRST_LAYER_CLASSES,
                                                   Conv2D, MaxPool2D, AvgPool2D, Flatten,
                                                   Unflatten, GELU, SiLU, AdaptiveAvgPool2D, ELU,
                                                   Softplus, LogSoftmax, PReLU, Conv1D,
-                                                  MaxPool1D, AvgPool1D, AdaptiveAvgPool1D)}}
+                                                  MaxPool1D, AvgPool1D, AdaptiveAvgPool1D,
+                                                  AdaptiveMaxPool2D, AdaptiveMaxPool1D)}}
 
 
 def _is_builtin(layer) -> bool:
