@@ -542,3 +542,16 @@ def test_backward_after_an_evaluation_forward_warns_once_where_the_mode_matters(
         fresh.loss_and_grads(X, y, training=False)   # a mode asked for
         manual_step(fresh, training=True)
     assert not np.allclose(eval_grads["W1"], train_grads["W1"])
+
+
+def test_print_shows_the_layers_as_torch_prints_a_module():
+    model = cr.Sequential([cr.Affine(4, 3), cr.ReLU(), cr.Dropout(0.2), cr.Affine(3, 2)],
+                          rng=0, dtype=np.float32)
+    assert repr(model) == (
+        "Sequential(\n"
+        "  (0): Affine(4, 3)  [W1, b1]\n"
+        "  (1): ReLU()\n"
+        "  (2): Dropout(p=0.2)\n"
+        "  (3): Affine(3, 2)  [W2, b2]\n"
+        "  loss: CategoricalCrossEntropy(), float32, 23 parameters\n"
+        ")")

@@ -35,8 +35,8 @@ from .layers import (
 )
 from .stateful import first_trained
 
-__all__ = ["node_names", "summary", "explain", "local_param_names", "output_shapes",
-           "input_shapes", "output_width", "WIDTH_KEEPING"]
+__all__ = ["node_names", "summary", "network_repr", "explain", "local_param_names",
+           "output_shapes", "input_shapes", "output_width", "WIDTH_KEEPING"]
 
 #: Built-in layers whose output has their input's width (what ``output_width`` skips).
 WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ELU, Softplus, Identity,
@@ -154,6 +154,19 @@ def output_width(network) -> int:
                 type(after) in WIDTH_KEEPING for after, _ in network.layers[i + 1:]):
             return math.prod(output_shapes(network)[-1])
     return network.params[names[0]].shape[1]
+
+
+def network_repr(network) -> str:
+    """What ``print(model)`` shows, as PyTorch prints a module: the class, each layer at
+    its position with the names of its parameters, then the loss, the dtype and the
+    parameter count (:func:`summary` adds the shapes)."""
+    lines = [f"{type(network).__name__}("]
+    for i, (layer, names) in enumerate(network.layers):
+        lines.append(f"  ({i}): {layer_label(layer)}" + (f"  [{', '.join(names)}]" if names
+                                                          else ""))
+    lines.append(f"  loss: {network.loss!r}, {network.dtype}, "
+                 f"{network.num_parameters():,} parameters")
+    return "\n".join(lines + [")"])
 
 
 def summary(network) -> str:

@@ -29,7 +29,7 @@ from ._validation import (
     warn_promoted,
 )
 from .errors import TrainingDivergedError
-from .explain import explain, node_names, output_shapes, output_width, summary
+from .explain import explain, network_repr, node_names, output_shapes, output_width, summary
 from .functional import shift_by_max, sigmoid, softmax
 from .layers import Affine
 from .loss_base import one_d_targets_message, unchecked
@@ -596,4 +596,4 @@ class Network:
         return explain(self, self.check_X(X))
 
     def __repr__(self):
-        return f"{type(self).__name__}({self.num_parameters():,} parameters)"
+        return network_repr(self)
