@@ -160,17 +160,21 @@ def _check_schedule_lasts(optimizer, epochs: int, n_fit: int, batch_size, drop_l
     training. A run that resumes a checkpoint ends where the whole run would, at step
     ``epochs * steps_per_epoch - 1`` (its optimizer's steps come from the file); any
     other continues from the optimizer's steps so far."""
-    lr = optimizer.lr
-    if not callable(lr) or hasattr(lr, "epoch_end"):   # a number, or a rate with state
-        return
+    momentum = getattr(optimizer, "momentum_schedule", lambda: None)()
+    schedules = [(what, f) for what, f in (("learning-rate", optimizer.lr),
+                                           ("momentum", momentum))
+                 if callable(f) and not hasattr(f, "epoch_end")]   # (a rate with state)
     per_epoch = 1 if batch_size is None else (n_fit // batch_size if drop_last
                                               else -(-n_fit // batch_size))
     last = (0 if resuming else optimizer.steps) + epochs * per_epoch - 1
-    try:
-        lr(last)
-    except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
-        taken = f" after {optimizer.steps} taken" if optimizer.steps and not resuming else ""
-        raise ValueError(f"optimizer's learning-rate schedule fails at step {last}, the last "
-                         f"of this fit ({epochs} epochs of {per_epoch} steps{taken}): "
-                         f"{type(exc).__name__ + ': ' if isinstance(exc, LookupError) else ''}"
-                         f"{exc}") from None
+    for what, schedule in schedules:
+        try:
+            schedule(last)
+        except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
+            taken = f" after {optimizer.steps} taken" if optimizer.steps and not resuming \
+                else ""
+            raise ValueError(
+                f"optimizer's {what} schedule fails at step {last}, the last of this fit "
+                f"({epochs} epochs of {per_epoch} steps{taken}): "
+                f"{type(exc).__name__ + ': ' if isinstance(exc, LookupError) else ''}"
+                f"{exc}") from None

@@ -32,6 +32,7 @@ from .schedules import (
     linear_warmup,
     multistep_lr,
     onecycle_lr,
+    onecycle_momentum,
     step_lr,
 )
 
@@ -39,7 +40,7 @@ __all__ = ["Optimizer", "SGD", "RMSprop", "Adagrad", "Adam", "AdamW", "OPTIMIZER
            "make_optimizer", "get_optimizer", "clip_gradients", "step_checked", "CLIP_EPS",
            # the schedules, for code that imports them from here
            "step_lr", "multistep_lr", "exponential_lr", "cosine_lr", "cosine_restarts_lr",
-           "onecycle_lr", "linear_warmup", "invscaling_lr", "EpochLR"]
+           "onecycle_lr", "onecycle_momentum", "linear_warmup", "invscaling_lr", "EpochLR"]
 
 
 class SGD(Optimizer):
@@ -59,7 +60,9 @@ class SGD(Optimizer):
     def __init__(self, lr=1e-2, momentum=0.0, dampening=0.0, nesterov=False, weight_decay=0.0,
                  *, clip_norm=None, clip_value=None):
         super().__init__(lr, clip_norm=clip_norm, clip_value=clip_value)
-        self.momentum = check_in_interval(momentum, "momentum", 0.0, 1.0, high_closed=True)
+        # a schedule of the step (onecycle_momentum) is checked at each step
+        self.momentum = momentum if callable(momentum) else check_in_interval(
+            momentum, "momentum", 0.0, 1.0, high_closed=True)
         self.dampening = check_in_interval(dampening, "dampening", 0.0, 1.0, high_closed=True)
         self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
         if not isinstance(nesterov, bool):
@@ -68,19 +71,23 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0 and dampening = 0, got "
                              f"momentum={self.momentum!r}, dampening={self.dampening!r}")
         self.nesterov = nesterov
+        self._momentum = self.momentum   # this step's (a schedule's value at it)
+
+    def _begin_step(self):
+        self._momentum = self.scheduled(self.momentum, "momentum")
 
     def _update(self, p, g, state, lr):
         if self.weight_decay:
             g = g + self.weight_decay * p
-        if self.momentum:
+        if self._momentum:
             buf = state.get("momentum_buffer")
             if buf is None:
                 buf = state["momentum_buffer"] = np.array(g, copy=True)
             else:
-                buf *= self.momentum
+                buf *= self._momentum
                 # (1 - 0) * g == g exactly: skip a pass and a temporary when undamped
                 buf += (1 - self.dampening) * g if self.dampening else g
-            g = g + self.momentum * buf if self.nesterov else buf
+            g = g + self._momentum * buf if self.nesterov else buf
         p -= lr * g
 
 
@@ -212,13 +219,18 @@ class Adam(Optimizer):
         self.amsgrad = amsgrad
         if isinstance(betas, (str, bytes)) or not hasattr(betas, "__len__") or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
-        self.betas = (check_in_interval(betas[0], "betas[0]", 0.0, 1.0),
+        self.betas = (betas[0] if callable(betas[0])   # (a schedule: checked at each step)
+                      else check_in_interval(betas[0], "betas[0]", 0.0, 1.0),
                       check_in_interval(betas[1], "betas[1]", 0.0, 1.0))
         self.eps = check_positive_float(eps, "eps")
         self.weight_decay = check_positive_float(weight_decay, "weight_decay", allow_zero=True)
+        self._beta1 = self.betas[0]   # this step's (a schedule's value at it)
+
+    def _begin_step(self):
+        self._beta1 = self.scheduled(self.betas[0], "betas[0]", one=False)
 
     def _apply(self, params, grads, lr):
-        beta1, beta2 = self.betas
+        beta1, beta2 = self._beta1, self.betas[1]
         for group in self._groups(params):
             grads_g = [grads[k] for k in group.names]
             outs = group.scratch_views

@@ -24,6 +24,7 @@ import numpy as np
 
 from ._validation import (
     all_finite,
+    check_in_interval,
     check_positive_float,
     check_positive_int,
     raise_non_finite,
@@ -127,6 +128,20 @@ class Optimizer:
         return check_positive_float(self.lr(self.steps), f"lr schedule at step {self.steps}",
                                     allow_zero=True)
 
+    def scheduled(self, value, name: str, *, one: bool = True) -> float:
+        """``value`` (a momentum, a beta), or for a schedule of the step its value at the
+        next step, checked in [0, 1] ([0, 1) unless ``one``): what lets
+        :func:`~chainrule.schedules.onecycle_momentum` cycle it, as PyTorch's
+        ``OneCycleLR`` cycles an optimizer's momentum."""
+        if not callable(value):
+            return value
+        return check_in_interval(value(self.steps), f"{name} schedule at step {self.steps}",
+                                 0.0, 1.0, high_closed=one)
+
+    def _begin_step(self) -> None:
+        """Read this step's scheduled settings (a momentum), before anything changes; the
+        base class has none."""
+
     def step(self, params: dict, grads: dict, *, checked: bool = False) -> None:
         """Update every array of ``params`` in place from ``grads`` (same keys, same shapes).
 
@@ -170,6 +185,7 @@ class Optimizer:
                 raise_non_finite(g, f"grads[{name!r}]")
             ready[name] = g
         lr = self.current_lr()
+        self._begin_step()
         if self.clip_norm is not None or self.clip_value is not None:
             ready = clip_gradients(ready, clip_norm=self.clip_norm, clip_value=self.clip_value)
         self._check_owners(params)
@@ -255,10 +271,11 @@ class Optimizer:
         self.steps, self.state, self._owners = steps, state, {}   # bound at the next step
 
     def hyperparameters(self) -> dict:
-        """Constructor arguments (the learning rate only when it is a number; a clip only
-        when set, so that a run without one is described as before clipping existed)."""
+        """Constructor arguments (the learning rate and a momentum only when they are
+        numbers, schedules being functions; a clip only when set, so that a run without
+        one is described as before clipping existed)."""
         found = {k: v for k, v in vars(self).items() if k not in ("steps", "state")
-                 and not k.startswith("_") and not (k == "lr" and callable(v))}
+                 and not k.startswith("_") and not _holds_schedule(v)}
         clips = {k: found.pop(k) for k in ("clip_norm", "clip_value")}  # last, as in the
         return {**found, **{k: v for k, v in clips.items() if v is not None}}  # signatures
 
@@ -268,9 +285,28 @@ class Optimizer:
 
     def __repr__(self):
         args = [f"{k}={v!r}" for k, v in self.hyperparameters().items()]
-        if callable(self.lr):   # (hyperparameters() leaves a schedule out: not JSON)
-            args.insert(0, f"lr={_schedule_text(self.lr)}")
+        # (hyperparameters() leaves schedules out: not JSON) the learning rate's first
+        scheduled = [k for k, v in vars(self).items() if not k.startswith("_")
+                     and _holds_schedule(v)]
+        for k in sorted(scheduled, key=lambda k: k != "lr", reverse=True):
+            v = getattr(self, k)
+            text = (_schedule_text(v) if callable(v) else
+                    f"({', '.join(_schedule_text(x) if callable(x) else repr(x) for x in v)})")
+            args.insert(0, f"{k}={text}")
         return f"{type(self).__name__}({', '.join(args)})"
+
+    def momentum_schedule(self):
+        """The optimizer's scheduled momentum (SGD's ``momentum``, Adam's first beta)
+        when it is a schedule, else None: what a checkpoint fingerprints with the rate."""
+        value = getattr(self, "momentum", None)
+        if not callable(value):
+            value = getattr(self, "betas", (None,))[0]
+        return value if callable(value) else None
+
+
+def _holds_schedule(value) -> bool:
+    """A schedule (a callable of the step), or a tuple holding one (Adam's betas)."""
+    return callable(value) or (isinstance(value, tuple) and any(map(callable, value)))
 
 
 def _schedule_text(lr) -> str:

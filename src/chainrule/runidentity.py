@@ -146,6 +146,12 @@ def _schedule_fingerprint(lr):
     return values
 
 
+def _momentum_schedule(optimizer):
+    """An optimizer's scheduled momentum, or None (an optimizer of one's own has none)."""
+    found = getattr(optimizer, "momentum_schedule", None)
+    return found() if callable(found) else None
+
+
 def run_identity(model, settings: RunSettings) -> dict:
     """What must match between a checkpoint and the run resuming from it.
 
@@ -173,7 +179,10 @@ def run_identity(model, settings: RunSettings) -> dict:
                   **_loss_identity(model.loss)},
         "optimizer": {"class": type(optimizer).__name__,
                       "hyperparameters": optimizer.hyperparameters(),
-                      "lr_schedule": _schedule_fingerprint(optimizer.lr)},
+                      "lr_schedule": _schedule_fingerprint(optimizer.lr),
+                      # only when scheduled: checkpoints of other runs stay valid
+                      **({"momentum_schedule": _schedule_fingerprint(m)} if (
+                          m := _momentum_schedule(optimizer)) is not None else {})},
         "batch_size": s.batch_size, "shuffle": s.shuffle,
         **({"drop_last": True} if s.drop_last else {}),  # only when on, as l2
         "data": fingerprint(s.X, s.Y, s.sample_weight),

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import math
 
-from ._validation import check_positive_float, check_positive_int
+from ._validation import check_in_interval, check_positive_float, check_positive_int
 
 __all__ = ["step_lr", "multistep_lr", "exponential_lr", "cosine_lr", "cosine_restarts_lr",
-           "onecycle_lr", "linear_warmup", "invscaling_lr", "EpochLR"]
+           "onecycle_lr", "onecycle_momentum", "linear_warmup", "invscaling_lr", "EpochLR"]
 
 
 # Each checks its arguments on every call: a few microseconds against a training step,
@@ -123,28 +123,48 @@ def cosine_restarts_lr(step: int, *, base_lr: float, first_cycle: int, cycle_mul
 def onecycle_lr(step: int, *, max_lr: float, total_steps: int, pct_start: float = 0.3,
                 div_factor: float = 25.0, final_div_factor: float = 1e4) -> float:
     """The 1cycle policy (Smith & Topin, 2019), as
-    ``torch.optim.lr_scheduler.OneCycleLR(anneal_strategy='cos', cycle_momentum=False)``:
-    a cosine rise from ``max_lr / div_factor`` to ``max_lr`` over the first
-    ``pct_start`` of ``total_steps``, then a cosine fall to ``max_lr / div_factor /
-    final_div_factor`` at the last step. Steps past ``total_steps`` are refused, as by
-    torch. (torch also cycles the momentum by default; this is the rate alone.)"""
-    step = _check_step(step)
+    ``torch.optim.lr_scheduler.OneCycleLR(anneal_strategy='cos')``'s rate: a cosine
+    rise from ``max_lr / div_factor`` to ``max_lr`` over the first ``pct_start`` of
+    ``total_steps``, then a cosine fall to ``max_lr / div_factor / final_div_factor`` at
+    the last step. Steps past ``total_steps`` are refused, as by torch. torch also
+    cycles the momentum by default: give the optimizer :func:`onecycle_momentum` as its
+    momentum (SGD) or first beta (Adam, AdamW) for that."""
     max_lr = check_positive_float(max_lr, "max_lr")
+    start_lr = max_lr / check_positive_float(div_factor, "div_factor")
+    end_lr = start_lr / check_positive_float(final_div_factor, "final_div_factor")
+    return _finite(_one_cycle(step, total_steps, pct_start, start_lr, max_lr, end_lr),
+                   "onecycle_lr")
+
+
+def onecycle_momentum(step: int, *, total_steps: int, pct_start: float = 0.3,
+                      base_momentum: float = 0.85, max_momentum: float = 0.95) -> float:
+    """The momentum of the 1cycle policy, as ``OneCycleLR(cycle_momentum=True)`` (torch's
+    default) cycles it: a cosine fall from ``max_momentum`` to ``base_momentum`` while
+    :func:`onecycle_lr` rises, then back while it falls. Give it, bound with the same
+    ``total_steps`` and ``pct_start``, as ``SGD(momentum=...)`` or as the first of
+    ``Adam(betas=(..., 0.999))``."""
+    high = check_in_interval(max_momentum, "max_momentum", 0.0, 1.0, high_closed=True)
+    low = check_in_interval(base_momentum, "base_momentum", 0.0, high, high_closed=True)
+    return _one_cycle(step, total_steps, pct_start, high, low, high)
+
+
+def _one_cycle(step, total_steps, pct_start, start, peak, end) -> float:
+    """The two cosine phases of the 1cycle policy, PyTorch's: from ``start`` to ``peak``
+    up to step ``pct_start * total_steps - 1`` (a float), then to ``end`` at the last."""
+    step = _check_step(step)
     total_steps = check_positive_int(total_steps, "total_steps")
     pct_start = check_positive_float(pct_start, "pct_start")
     if pct_start >= 1:
         raise ValueError(f"pct_start must be in (0, 1), got {pct_start!r}")
-    start_lr = max_lr / check_positive_float(div_factor, "div_factor")
-    end_lr = start_lr / check_positive_float(final_div_factor, "final_div_factor")
     if step >= total_steps:
         raise ValueError(f"step {step} is past the schedule's total_steps={total_steps} "
                          f"(its last step is {total_steps - 1})")
-    peak = pct_start * total_steps - 1   # torch's end of the first phase, a float
-    if step <= peak:   # (peak 0: the rise is the first step alone)
-        low, high, pct = start_lr, max_lr, step / peak if peak > 0 else 1.0
+    turn = pct_start * total_steps - 1   # torch's end of the first phase
+    if step <= turn:   # (turn 0: the first phase is the first step alone)
+        low, high, pct = start, peak, step / turn if turn > 0 else 1.0
     else:
-        low, high, pct = max_lr, end_lr, (step - peak) / (total_steps - 1 - peak)
-    return _finite(high + (low - high) / 2 * (math.cos(math.pi * pct) + 1), "onecycle_lr")
+        low, high, pct = peak, end, (step - turn) / (total_steps - 1 - turn)
+    return high + (low - high) / 2 * (math.cos(math.pi * pct) + 1)
 
 
 def linear_warmup(step: int, *, warmup_steps: int, schedule, **kwargs) -> float:
