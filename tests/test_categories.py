@@ -133,6 +133,11 @@ def test_codes_are_categories_by_value(tmp_path, parser):
     X, _, categories = load_csv(path, "label", categories="auto", categorical=["tier"])
     assert categories == {"tier": ["1", "2", "3"]}
     np.testing.assert_array_equal(X[:, 0], [0, 1, 0, 2])
+    # integers exactly, however long: IDs past 2**53 stay apart
+    ids = tmp_path / "ids.csv"
+    ids.write_text("code,label\n12345678901234567890,x\n12345678901234567891,y\n")
+    _, _, long_ids = load_csv(ids, "label", categories="auto", categorical=["code"])
+    assert long_ids == {"code": ["12345678901234567890", "12345678901234567891"]}
     floats = tmp_path / "f.csv"
     floats.write_text("tier,label\n1.0,x\n3.00,y\n2,x\n")
     for known in ({"tier": ["1", "2", "3"]}, {"tier": ["1.0", "2.0", "3.0"]}):

@@ -62,6 +62,13 @@ def test_finite_differences(eps):
     assert np.max(np.abs(grad - numeric)) < 1e-8
 
 
+def test_explain_shows_the_gradient_of_the_loss_in_use():
+    plain = CategoricalCrossEntropy(weight=[1.0, 2.0]).equations[1][0]
+    smoothed = CategoricalCrossEntropy(weight=[1.0, 2.0], label_smoothing=0.1).equations
+    assert "eps" not in plain and "smoothed by 0.1" in smoothed[0]
+    assert "eps / K (softmax({x}) sum(w) - w)" in smoothed[1][0]
+
+
 def test_uniform_weights_change_nothing_and_an_integer_weight_is_copies_of_the_row():
     z, y, _ = _problem(7)
     plain = CategoricalCrossEntropy()

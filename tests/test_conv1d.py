@@ -468,3 +468,24 @@ def test_adaptive_max_pools_in_from_torch_files_and_onnx(tmp_path, torch):
                          cr.Affine(3, 2)], rng=0, dtype=np.float32)
     with pytest.raises(ValueError, match="ONNX has no adaptive pooling"):
         cr.io.export_onnx(odd, tmp_path / "odd.onnx")
+
+
+@pytest.mark.parametrize("make, ref, shape", [
+    (lambda: MaxPool1D(32, ceil_mode=True),
+     lambda F, t: F.max_pool1d(t, 32, ceil_mode=True), (3, 2, 70)),
+    (lambda: AvgPool1D(32, ceil_mode=True),
+     lambda F, t: F.avg_pool1d(t, 32, ceil_mode=True), (3, 2, 70)),
+    (lambda: cr.MaxPool2D(8, ceil_mode=True),
+     lambda F, t: F.max_pool2d(t, 8, ceil_mode=True), (2, 1, 5, 5)),
+])
+def test_a_partial_last_window_of_many_taps_as_torch(make, ref, shape, torch):
+    """ceil_mode's last window reaches past the input: forward pads, so the windows of
+    the padded input tile it, but backward must not take them as rows (a review found
+    it returned the padded input's gradient, 96 wide for 70)."""
+    x = np.round(np.random.default_rng(3).normal(size=shape), 1)
+    layer = make()
+    out = layer.forward(x)
+    d_out = np.random.default_rng(4).normal(size=out.shape)
+    ref_out, (ref_dx,) = _torch_grads(torch, lambda t: ref(torch.nn.functional, t), [x], d_out)
+    assert rel_diff(out, ref_out) < TOL
+    assert rel_diff(layer.backward(d_out), ref_dx) < TOL

@@ -45,7 +45,10 @@ def category(text: str) -> str:
     of codes as ``1.0`` once it held a NaN); any other text as it is."""
     if not is_number(text):
         return text
-    value = csv_float(text)
+    try:
+        return str(int(text))   # an integer exactly, however long (an ID; "007" is 7)
+    except ValueError:
+        value = csv_float(text)
     return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
 
 

@@ -143,7 +143,8 @@ def numerical_gradient(f, array, eps: float = 1e-6, *, indices=None) -> np.ndarr
             array[idx] = old
         if step == 0:
             raise ValueError(f"eps={eps:g} does not change array{list(idx)} = {old} in "
-                             f"{array.dtype}: give a larger eps (or float64 arrays)")
+                             f"{array.dtype}: give a larger eps"
+                             + ("" if array.dtype == np.float64 else " (or float64 arrays)"))
         grad[idx] = (f_plus - f_minus) / step
     return grad
 

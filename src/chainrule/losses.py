@@ -129,7 +129,8 @@ class CategoricalCrossEntropy(Loss):
     over those weights, ``sum_n w[y_n] l_n / sum_n w[y_n]``, PyTorch's rule for class
     indices (with label smoothing too; :mod:`chainrule.class_weights`). It takes class
     indices or one-hot rows; probability rows are refused (PyTorch divides their
-    weighted sum by N instead, another loss).
+    weighted sum by N instead, another loss). A batch whose rows all weigh 0 gives a
+    loss and gradient of 0 (PyTorch's 0 / 0 is NaN), as row weights do.
     """
 
     multiclass = True
@@ -147,9 +148,13 @@ class CategoricalCrossEntropy(Loss):
                 f"{self.label_smoothing:g}) Y + {self.label_smoothing:g} / K)",
                 ("d{x} = (softmax({x}) - Ys) / N",))
         if self.weight is not None:
-            self.equations = ("L = sum_n w[y_n] CE_n / sum_n w[y_n]   (CE_n: row n's "
-                              "cross-entropy, w: the class weights)",
-                              ("d{x} = w[y] (softmax({x}) - Y) / sum_n w[y_n]",))
+            smooth = (f", smoothed by {self.label_smoothing:g} with the weights inside its "
+                      f"class sum, as PyTorch" if self.label_smoothing else "")
+            self.equations = (f"L = sum_n w[y_n] CE_n / sum_n w[y_n]   (CE_n: row n's "
+                              f"cross-entropy, w: the class weights{smooth})",
+                              ("d{x} = w[y] (softmax({x}) - Y) / sum_n w[y_n]" if not smooth
+                               else "d{x} = ((1 - eps) w[y] (softmax({x}) - Y) + eps / K "
+                                    "(softmax({x}) sum(w) - w)) / sum_n w[y_n]",))
 
     def get_config(self) -> dict:
         """``label_smoothing`` when it is not 0 and ``weight`` (a list) when given."""

@@ -394,8 +394,9 @@ def plot_first_layer_weights(model, image_shape=None, path=None, *, max_units=64
         image_shape = KNOWN_IMAGE_SHAPES[n_inputs]
     shape = tuple(int(s) for s in image_shape)
     if len(shape) != 2 or min(shape) < 1 or shape[0] * shape[1] != n_inputs:
+        what = "the first layer's inputs" if filter_shape is None else "a filter's taps"
         raise ValueError(f"image_shape must be (rows, cols) with rows * cols = {n_inputs} "
-                         f"(the first layer's inputs), got {tuple(image_shape)!r}")
+                         f"({what}), got {tuple(image_shape)!r}")
     if isinstance(max_units, bool) or not isinstance(max_units, (int, np.integer)) \
             or max_units < 1:
         raise ValueError(f"max_units must be a positive integer, got {max_units!r}")

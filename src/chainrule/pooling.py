@@ -210,7 +210,7 @@ class MaxPool2D(_Pool2D):
             np.empty(0), None, None)
         d_out = self._check_d_out(d_out, index.shape)
         kh, kw = self.kernel_size
-        if self._whole_windows(in_shape) is not None:
+        if in_shape[2:] == in_hw and self._whole_windows(in_shape) is not None:   # (unpadded)
             rows = np.zeros(index.shape + (kh * kw,), dtype=d_out.dtype)
             np.put_along_axis(rows, index[..., None], d_out[..., None], axis=-1)
             return _from_rows(rows, self.kernel_size, in_shape)
@@ -313,7 +313,7 @@ class AvgPool2D(_Pool2D):
             zip(in_shape[2:], self.kernel_size, self.stride, ("height", "width"), strict=True))
         d_out = self._check_d_out(d_out, () if in_shape is None else in_shape[:2] + out_hw)
         share = d_out / self.divisor(in_hw, d_out.dtype)
-        if self._whole_windows(in_shape) is not None:
+        if in_shape[2:] == in_hw and self._whole_windows(in_shape) is not None:   # (unpadded)
             rows = np.broadcast_to(share[..., None], share.shape + (kh * kw,))
             return _from_rows(rows, self.kernel_size, in_shape)
         d_inputs = np.zeros(in_shape, dtype=d_out.dtype)
