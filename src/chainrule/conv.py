@@ -43,29 +43,38 @@ from .init import get_initializer
 from .layers import Layer
 from .pooling import AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, MaxPool2D
 
-__all__ = ["Conv2D", "MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D",
-           "Flatten", "Unflatten"]
+__all__ = ["conv_equations", "Conv2D", "MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D",
+           "AdaptiveMaxPool2D", "Flatten", "Unflatten"]
 
 
-def _equations(has_bias: bool, dilation: tuple, groups: int, padding_mode="zeros") -> tuple:
-    """:class:`Conv2D`'s equations for its options: the bias terms only with a bias; the
-    dilation of the windows, the channel groups (``[g]``) and the padding said when not
-    the defaults."""
+def conv_equations(has_bias: bool, groups: int, padding_mode: str = "zeros",
+                   spacing: str | None = None, *, window: str = "a row per window",
+                   unit: str = "pixels", axes: str = "N, H, W") -> tuple:
+    """A convolution's equations for its options: the bias terms only with a bias; the
+    spacing of dilated taps, the channel groups (``[g]``) and the padding said when not
+    the defaults (``window``, ``unit`` and ``axes`` word them for images, or for
+    sequences: :class:`~chainrule.conv1d.Conv1D`)."""
     g = "[g]" if groups > 1 else ""
-    notes = ["im2col: a row per window"]
+    notes = [f"im2col: {window}"]
     if padding_mode != "zeros":
-        notes.append(f"{padding_mode} padding, whose gradient goes back to the pixels it "
+        notes.append(f"{padding_mode} padding, whose gradient goes back to the {unit} it "
                      f"copies")
-    if dilation != (1, 1):
-        notes.append(f"taps {dilation[0] if dilation[0] == dilation[1] else dilation} "
-                     f"pixels apart")
+    if spacing is not None:
+        notes.append(f"taps {spacing} apart")
     if groups > 1:
         notes.append(f"g: each of {groups} channel groups")
     plus_b = f" + {{b}}{g}" if has_bias else ""
-    d_bias = ("d{b} = sum(d{y}, axes N, H, W)",) if has_bias else ()
+    d_bias = (f"d{{b}} = sum(d{{y}}, axes {axes})",) if has_bias else ()
     return (f"{{y}}{g} = im2col({{x}}{g}) @ {{W}}{g}^T{plus_b}   ({'; '.join(notes)})",
             (f"d{{W}}{g} = rows(d{{y}}{g})^T @ im2col({{x}}{g})", *d_bias,
              f"d{{x}}{g} = col2im(rows(d{{y}}{g}) @ {{W}}{g})"))
+
+
+def _equations(has_bias: bool, dilation: tuple, groups: int, padding_mode="zeros") -> tuple:
+    """:class:`Conv2D`'s equations (:func:`conv_equations`), a dilation as pixels."""
+    spacing = (None if dilation == (1, 1) else
+               f"{dilation[0] if dilation[0] == dilation[1] else dilation} pixels")
+    return conv_equations(has_bias, groups, padding_mode, spacing)
 
 
 #: Conv2D's padding modes and the numpy.pad modes that fill the padding so.

@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ._validation import as_float_array, check_positive_int
-from .conv import Conv2D
+from .conv import Conv2D, conv_equations
 from .pooling import AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, MaxPool2D
 
 __all__ = ["Conv1D", "MaxPool1D", "AvgPool1D", "AdaptiveAvgPool1D", "AdaptiveMaxPool1D"]
@@ -38,25 +38,6 @@ def _single(value, name: str, minimum: int = 1) -> int:
             raise ValueError(f"{name} must be an int (or a tuple of one), got {value!r}")
         value = value[0]
     return check_positive_int(value, name, minimum=minimum)
-
-
-def _conv_equations(has_bias: bool, dilation: int, groups: int, padding_mode: str) -> tuple:
-    """:class:`Conv1D`'s equations: the bias terms only with a bias, and the options
-    said when not the defaults."""
-    g = "[g]" if groups > 1 else ""
-    notes = ["im2col: a row per window of k taps"]
-    if padding_mode != "zeros":
-        notes.append(f"{padding_mode} padding, whose gradient goes back to the entries it "
-                     f"copies")
-    if dilation != 1:
-        notes.append(f"taps {dilation} apart")
-    if groups > 1:
-        notes.append(f"g: each of {groups} channel groups")
-    plus_b = f" + {{b}}{g}" if has_bias else ""
-    d_bias = ("d{b} = sum(d{y}, axes N, L)",) if has_bias else ()
-    return (f"{{y}}{g} = im2col({{x}}{g}) @ {{W}}{g}^T{plus_b}   ({'; '.join(notes)})",
-            (f"d{{W}}{g} = rows(d{{y}}{g})^T @ im2col({{x}}{g})", *d_bias,
-             f"d{{x}}{g} = col2im(rows(d{{y}}{g}) @ {{W}}{g})"))
 
 
 class Conv1D(Conv2D):
@@ -108,8 +89,10 @@ class Conv1D(Conv2D):
                          stride=(1, _single(stride, "stride")), padding=padding,
                          dilation=(1, _single(dilation, "dilation")), groups=groups,
                          bias=bias, padding_mode=padding_mode, init=init)
-        self.equations = _conv_equations(self.has_bias, self.dilation[1], self.groups,
-                                         self.padding_mode)
+        self.equations = conv_equations(
+            self.has_bias, self.groups, self.padding_mode,
+            None if self.dilation[1] == 1 else str(self.dilation[1]),
+            window="a row per window of k taps", unit="entries", axes="N, L")
 
     def param_shapes(self) -> list[tuple]:
         """The shapes of ``[weight, bias]`` (``[weight]`` without a bias), the weight
