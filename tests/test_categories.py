@@ -377,3 +377,25 @@ def test_an_unnamed_column_is_refused_with_the_hint_that_fits(tmp_path, header, 
     path.write_text(f"{header}\n{row}\n{row}\n")
     with pytest.raises(ValueError, match=f"of the header has no name; .*{hint}"):
         load_csv(path, "label")
+
+
+def test_a_file_that_is_not_utf8_says_how_to_save_it(tmp_path, parser):
+    """Excel's plain CSV is cp1252: both readers name the byte and the way out."""
+    path = tmp_path / "t.csv"
+    path.write_bytes("city,x,label\nMünchen,1,a\nKöln,2,b\n".encode("cp1252"))
+    for read in (lambda: load_csv(path, "label", categories="auto"),
+                 lambda: list(iter_csv(path, "label"))):
+        with pytest.raises(ValueError, match=r"not a UTF-8 text file \(invalid start byte at "
+                                             r"byte \d+\): save it as UTF-8 \(in Excel, 'CSV "
+                                             r"UTF-8"):
+            read()
+
+
+def test_did_you_mean_only_for_a_close_name(tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    path.write_text("income,label\n1,x\n2,y\n3,x\n4,y\n")
+    for wrong, meant in (("lable", "did you mean 'label'?"), ("nope", None)):
+        code = main(["train", "--data", str(path), "--label-column", wrong, "--quiet"])
+        err = capsys.readouterr().err
+        assert code == 2 and "has no such column" in err
+        assert (meant in err) if meant else ("did you mean" not in err)

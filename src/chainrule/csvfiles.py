@@ -44,7 +44,7 @@ from .categories import (
     learn_categories,
 )
 
-__all__ = ["load_csv", "csv_header", "csv_delimiter", "parse_labels", "read_bytes",
+__all__ = ["not_utf8", "load_csv", "csv_header", "csv_delimiter", "parse_labels", "read_bytes",
            "GZIP_MAGIC"]
 
 #: The first bytes of a gzip stream: they, not a file's name, say it is compressed.
@@ -115,14 +115,21 @@ def _label_index(name, label_column, columns, width):
     return label_index % width
 
 
+def not_utf8(name, exc: UnicodeDecodeError) -> ValueError:
+    """The error for a text file that is not UTF-8, with the usual way out: Excel's
+    plain "CSV" and "Unicode Text" are cp1252 and UTF-16."""
+    return ValueError(f"{name}: not a UTF-8 text file ({exc.reason} at byte {exc.start}): "
+                      f"save it as UTF-8 (in Excel, 'CSV UTF-8 (Comma delimited)'), or "
+                      f"convert it, e.g. iconv -f cp1252 -t utf-8")
+
+
 def _csv_rows(path, delimiter):
     """``[(line number, cells), ...]`` of the non-empty rows of a CSV file."""
     name = os.fspath(path)
     try:
         text = read_bytes(path).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason} at byte "
-                         f"{exc.start})") from None
+        raise not_utf8(name, exc) from None
     reader = csv.reader(io.StringIO(text), delimiter=delimiter)
     # reader.line_num after each row is its last physical line (quoted cells may span lines).
     try:
@@ -157,8 +164,7 @@ def csv_header(path, *, delimiter=None) -> list[str]:
                 if any(cell.strip() for cell in row):
                     return [c.strip() for c in without_trailing_delimiter(row)]
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason} at byte "
-                         f"{exc.start})") from None
+        raise not_utf8(name, exc) from None
     except (csv.Error, OSError, EOFError) as exc:
         raise ValueError(f"{name}: not a readable CSV header ({csv_error_reason(exc)})") from None
     raise ValueError(f"{name}: the file holds no rows")

@@ -41,6 +41,7 @@ from ._validation import (
     without_trailing_delimiter,
 )
 from .categories import category, check_categories, code_of, index_maps
+from .csvfiles import not_utf8
 
 __all__ = ["iter_csv", "iter_npz", "CHUNK_ROWS"]
 
@@ -145,7 +146,7 @@ def _data_rows(name, reader):
         raise ValueError(f"{name}, line {reader.line_num}: not a readable CSV row "
                          f"({csv_error_reason(exc)})") from None
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{name}: not a UTF-8 text file ({exc.reason})") from None
+        raise not_utf8(name, exc) from None
 
 
 def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows,

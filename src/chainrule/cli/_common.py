@@ -178,7 +178,8 @@ def no_such_column(flag, value, path_flag, path, header) -> UsageError:
     import difflib
 
     by_case = [c for c in header if c.lower() == str(value).lower()]
-    close = by_case or difflib.get_close_matches(str(value), header, n=1, cutoff=0.6)
+    # (0.7: 'nope' is not 'income', at 0.6; 'lable' is 'label', at 0.8)
+    close = by_case or difflib.get_close_matches(str(value), header, n=1, cutoff=0.7)
     meant = f"; did you mean {close[0]!r}?" if close else ""
     return UsageError(f"{flag} {value!r}: {path_flag} {path} has no such column; its header "
                       f"has {brief_list(header)}{separator_hint(header)}{meant}")
