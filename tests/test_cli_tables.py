@@ -523,10 +523,11 @@ def test_a_class_only_in_the_test_rows_gets_a_hint_that_fits_its_labels(tmp_path
 def test_predict_refuses_to_write_csv_text_under_a_binary_files_name(wine_model, capsys,
                                                                       tmp_path):
     folder, data, _ = wine_model
-    code, out, err = run(capsys, "predict", folder / "m.npz", "--data", data, "-o",
-                         tmp_path / "p.npz")
-    assert code == 2 and "predict writes CSV text" in err
-    assert not (tmp_path / "p.npz").exists()
+    for name in ("p.npz", "p.xlsx"):   # (Excel would refuse the CSV text of a .xlsx)
+        code, out, err = run(capsys, "predict", folder / "m.npz", "--data", data, "-o",
+                             tmp_path / name)
+        assert code == 2 and "predict writes CSV text" in err
+        assert not (tmp_path / name).exists()
 
 
 def test_train_ignores_an_id_and_a_text_column_when_told(tmp_path, capsys):

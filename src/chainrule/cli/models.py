@@ -364,10 +364,11 @@ def _cmd_predict(args) -> int:
     output = "-" if args.output is None else args.output
     if output not in STDOUT_NAMES:
         check_output_file(output, "--output", refuse_same_as=inputs)
-    if str(output).lower().endswith((".npz", ".npy", ".onnx")):
+    if str(output).lower().endswith((".npz", ".npy", ".onnx", ".xlsx", ".xls", ".parquet",
+                                     ".feather", ".json", ".pkl")):
         raise UsageError(f"--output {output}: predict writes CSV text, which a file of "
-                         f"that name would not hold; give a .csv name (or .tsv for "
-                         f"tab-separated text)")
+                         f"that name would not hold (a spreadsheet opens a .csv); give a "
+                         f".csv name (or .tsv for tab-separated text)")
     saved = _load_model(args.model)
     chunks = _id_chunks(args, saved) if args.id_column else _data_chunks(
         args, saved, require_labels=False)
