@@ -351,3 +351,28 @@ def test_predict_writes_an_id_column_in_place_of_the_row_number(tmp_path, capsys
     code, _, err = run(capsys, "predict", tmp_path / "m.npz", "--data", path,
                        "--id-column", "a")
     assert code == 2 and "one of the model's features" in err
+
+
+def test_the_model_file_remembers_the_ignored_columns(tmp_path, capsys):
+    """predict and evaluate skip the columns train --ignore-columns left out, on the
+    very file train read, and still refuse other extra columns (a wrong file)."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 2))
+    path = tmp_path / "t.csv"
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([["id", "note", "a", "b", "label"]] + [
+            [f"r{i}", "x", x[0], x[1], "pos" if x[0] > 0 else "neg"]
+            for i, x in enumerate(X)])
+    code, _, err = run(capsys, "train", "--data", path, "--label-column", "label",
+                       "--ignore-columns", "id,note", "--epochs", "2", "-q", "--save",
+                       tmp_path / "m.npz")
+    assert code == 0, err
+    assert io.read_metadata(tmp_path / "m.npz")["ignored_columns"] == ["id", "note"]
+    code, out, err = run(capsys, "predict", tmp_path / "m.npz", "--data", path)
+    assert code == 0 and len(out.splitlines()) == 41, err
+    code, out, err = run(capsys, "evaluate", tmp_path / "m.npz", "--data", path)
+    assert code == 0 and "accuracy" in out, err
+    other = tmp_path / "other.csv"
+    other.write_text("id,a,b,extra,label\nr0,1,2,3,pos\n")
+    code, _, err = run(capsys, "predict", tmp_path / "m.npz", "--data", other)
+    assert code == 1 and "columns ['extra'] are not among those" in err

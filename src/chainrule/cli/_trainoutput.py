@@ -68,6 +68,8 @@ def _model_metadata(args, data: TrainData) -> dict:
         meta["categories"] = data.categories
     if args.label_column is not None:
         meta["label_column"] = args.label_column
+    if getattr(args, "ignore_columns", None) and data.feature_names is not None:
+        meta["ignored_columns"] = list(args.ignore_columns)   # predict skips them too
     return meta
 
 

@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,9 @@ class _Saved:
     # The network's inputs: the feature columns, each column of text as one
     # ``column=category`` input per category
     input_names: list | None
+    # train --ignore-columns: columns of its files it left out, which predict and
+    # evaluate skip too (other extra columns need --ignore-extra-columns)
+    ignored_columns: list = field(default_factory=list)
 
     @property
     def regressor(self) -> bool:
@@ -113,8 +116,12 @@ def _load_model(path) -> _Saved:
         except (TypeError, ValueError) as exc:
             raise CommandError(f"{path}: its metadata: {exc}") from None
         inputs = one_hot_names(names, categories)
+    ignored = meta.get("ignored_columns") or []
+    if not isinstance(ignored, list) or not all(isinstance(c, str) for c in ignored):
+        raise CommandError(f"{path}: its metadata: ignored_columns must be a list of column "
+                           f"names, got {ignored!r}")
     return _Saved(model, network, classes if _is_classifier(network) else None, n_features,
-                  names, meta.get("label_column"), categories, inputs)
+                  names, meta.get("label_column"), categories, inputs, ignored)
 
 
 def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
@@ -143,7 +150,7 @@ def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
     if label is None and require_labels:
         raise UsageError(f"--data {args.data} is a CSV file: give --label-column NAME, the "
                          f"header name of the column holding the labels")
-    _check_feature_columns(args, header, names, read_besides={label})
+    _check_feature_columns(args, header, names, read_besides={label, *saved.ignored_columns})
     return label, list(names)
 
 
@@ -191,7 +198,8 @@ def _id_chunks(args, saved: _Saved):
     if args.id_column in saved.feature_names:
         raise UsageError(f"--id-column {args.id_column!r} is one of the model's features")
     _check_feature_columns(args, header, saved.feature_names,
-                           read_besides={args.id_column, saved.label_column})
+                           read_besides={args.id_column, saved.label_column,
+                                         *saved.ignored_columns})
     return iter_chunks(args.data, label=args.id_column, features=list(saved.feature_names),
                        labels_path=None, require_labels=False, labels="text",
                        categories=saved.categories)

@@ -180,11 +180,12 @@ def _add_train_file_arguments(p) -> None:
                    help="CSV: the column holding the labels (a name from the header)")
     g.add_argument("--ignore-columns", type=_column_names, default=None, metavar="NAMES",
                    help="CSV: columns that are not features (an ID, free text), by header "
-                        "name, comma-separated; predict and evaluate then need "
-                        "--ignore-extra-columns for them")
+                        "name, comma-separated; the model file remembers them, and predict "
+                        "and evaluate skip them too")
     g.add_argument("--categorical", type=_column_names, default=None, metavar="NAMES",
                    help="CSV: columns to one-hot encode although they hold numbers (codes "
-                        "such as a class 1/2/3 or a zip code; their cells compare as text), "
+                        "such as a class 1/2/3 or a zip code; compared by value: 1 is "
+                        "1.0), "
                         "by header name, comma-separated; a column of text is encoded "
                         "anyway")
     g.add_argument("--labels", metavar="PATH",
