@@ -384,3 +384,23 @@ def test_finite_batches_whose_mean_overflows_stop_training(digits, diagnostics):
 def test_plot_diagnostics_names_what_is_wrong_with_its_arguments(history, kwargs, match):
     with pytest.raises(TypeError, match=match):
         cr.plots.plot_diagnostics(history, **kwargs)
+
+
+def test_a_rate_cut_by_reduce_lr_on_plateau_is_not_read_as_vanishing_gradients():
+    """ReduceLROnPlateau answers lr(0) with its current cut: the advice takes its
+    starting rate, as it takes a schedule's first, and stays silent (it warned that the
+    gradients vanish after a 1e7-fold cut)."""
+    import warnings
+
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1)
+    plateau = cr.ReduceLROnPlateau(0.1, patience=0, factor=0.1, threshold=0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        history = cr.fit(cr.MLP([64, 64, 10], rng=0), X, y, optimizer=cr.SGD(plateau),
+                         epochs=10, batch_size=64, validation_fraction=0.2, rng=0,
+                         progress=False)
+    assert history.history["lr"][-1] < 1e-6   # (cut many times)
+    assert not [w for w in caught if "vanish" in str(w.message)]

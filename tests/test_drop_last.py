@@ -151,3 +151,49 @@ def test_ranks_need_rows_only_in_the_batches_that_are_kept():
     with pytest.raises(ValueError, match="gives a batch of 6 rows"):
         distributed.check_comm(StandInComm(7), 30, 8)
     assert distributed.check_comm(StandInComm(7), 30, 8, drop_last=True) is not None
+
+
+def test_the_historys_accuracy_counts_the_rows_trained_on_weighed_as_the_loss():
+    """With drop_last the epoch's accuracy is over the rows it trained on (it divided by
+    all rows); with sample weights it weighs them as the loss does; a learning rate of
+    1e-300 leaves the weights as they were, so evaluate on the same rows restates it."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(100, 6)), rng.integers(0, 3, 100)
+    w = rng.uniform(0, 2, 100)
+    for kwargs, rows, weights in (({"drop_last": True}, slice(0, 90), None),
+                                  ({"sample_weight": w}, slice(0, 100), w)):
+        model = cr.MLP([6, 5, 3], rng=0)
+        history = cr.fit(model, X, y, optimizer=cr.SGD(lr=1e-300), epochs=1, batch_size=30,
+                         shuffle=False, progress=False, **kwargs)
+        ref = cr.evaluate(model, X[rows], y[rows],
+                          sample_weight=None if weights is None else weights[rows])
+        assert history.history["accuracy"][0] == pytest.approx(ref["accuracy"], rel=1e-12)
+        assert history.history["loss"][0] == pytest.approx(ref["loss"], rel=1e-12)
+
+
+def test_validation_metrics_weigh_the_validation_rows():
+    """validation_fraction keeps the held-out rows' sample weights, and validation_data
+    takes a third element, so early stopping watches the weighted objective; both equal
+    evaluate with those weights."""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(80, 4)), rng.integers(0, 2, 80)
+    w = np.where(y == 1, 3.0, 0.2)
+    model = cr.MLP([4, 6, 2], rng=0)
+    history = cr.fit(model, X[:60], y[:60], optimizer=cr.Adam(lr=1e-2), epochs=2,
+                     batch_size=20, rng=0, progress=False, sample_weight=w[:60],
+                     validation_data=(X[60:], y[60:], w[60:]))
+    ref = cr.evaluate(model, X[60:], y[60:], sample_weight=w[60:])
+    assert history.history["val_loss"][-1] == pytest.approx(ref["loss"], rel=1e-12)
+    assert history.history["val_accuracy"][-1] == pytest.approx(ref["accuracy"], rel=1e-12)
+    plain = cr.evaluate(model, X[60:], y[60:])
+    assert abs(plain["loss"] - ref["loss"]) > 1e-3   # (the weights matter here)
+    split = cr.MLP([4, 6, 2], rng=0)
+    gen = np.random.default_rng(5)
+    history = cr.fit(split, X, y, optimizer=cr.Adam(lr=1e-2), epochs=1, batch_size=20,
+                     rng=gen, progress=False, sample_weight=w, validation_fraction=0.25)
+    val_rows = cr.data.split_rows(80, 20, np.random.default_rng(5))[1]
+    ref = cr.evaluate(split, X[val_rows], y[val_rows], sample_weight=w[val_rows])
+    assert history.history["val_loss"][-1] == pytest.approx(ref["loss"], rel=1e-12)
+    with pytest.raises(TypeError, match=r"validation_data must be \(X_val, Y_val\) or"):
+        cr.fit(split, X, y, optimizer=cr.SGD(), epochs=1, progress=False,
+               validation_data=(X, y, w, w))

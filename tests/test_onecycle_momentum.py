@@ -103,3 +103,13 @@ def test_fit_checkpoints_repr_and_refusals(tmp_path):
     assert bad.steps == 0 and np.array_equal(params["w"], [0, 0])   # nothing changed
     with pytest.raises(ValueError, match=r"betas\[0\] schedule at step 0"):
         cr.Adam(betas=(lambda step: 1.0, 0.999)).step(params, {"w": np.ones(2)})
+
+
+def test_nesterov_refuses_a_momentum_schedule_that_gives_zero():
+    opt = cr.SGD(lr=0.1, momentum=lambda step: 0.9 if step < 1 else 0.0, nesterov=True)
+    params = {"w": np.zeros(2)}
+    opt.step(params, {"w": np.ones(2)})
+    with pytest.raises(ValueError, match="nesterov=True needs momentum > 0, got 0 from the "
+                                         "momentum schedule at step 1"):
+        opt.step(params, {"w": np.ones(2)})
+    assert opt.steps == 1

@@ -194,3 +194,16 @@ def test_plot_first_layer_weights_of_a_fitted_estimator(tmp_path):
     assert len(tiles) == 6
     np.testing.assert_array_equal(tiles[4].images[0].get_array(),
                                   clf.model_.params["W1"][:, 4].reshape(8, 8))
+
+
+def test_plot_history_takes_a_history_saved_as_a_dict(tmp_path):
+    import json
+
+    import chainrule as cr
+
+    rng = np.random.default_rng(0)
+    history = cr.fit(cr.MLP([3, 2], rng=0), rng.normal(size=(20, 3)), np.arange(20) % 2,
+                     optimizer=cr.SGD(), epochs=3, progress=False)
+    saved = json.loads(json.dumps(history.as_dict()))   # as a JSON file would give it back
+    plot_history(saved, path=tmp_path / "h.png")
+    check_png(tmp_path / "h.png")

@@ -177,7 +177,10 @@ def _rates(optimizer):
         optimizer.lr(steps - 1) if callable(optimizer.lr) else optimizer.lr)
     # A schedule that has brought the rate down (a cosine's last steps) makes the
     # updates small by as much: judge the gradient, i.e. the ratio at the first rate.
-    first_lr = optimizer.lr(0) if steps and callable(optimizer.lr) else last_lr
+    # (a rate with state, ReduceLROnPlateau, answers with its current cut: its
+    # starting rate is its attribute lr)
+    first_lr = (getattr(optimizer.lr, "lr", None) if hasattr(optimizer.lr, "epoch_end")
+                else optimizer.lr(0)) if steps and callable(optimizer.lr) else last_lr
     return last_lr, (min(1.0, last_lr / first_lr) if first_lr else 1.0)
 
 

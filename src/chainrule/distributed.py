@@ -395,7 +395,8 @@ def reduce_tally(comm, tally) -> None:
                           + [tally.alive[k].astype(np.float64) for k in alive])
     recv = np.empty_like(send)
     comm.Allreduce(send, recv)
-    tally.sum_loss, tally.sum_weight, tally.n_correct = recv[0], recv[1], int(recv[2])
+    # (n_correct: a sum of weights where the rows carry them)
+    tally.sum_loss, tally.sum_weight, tally.n_correct = (float(v) for v in recv[:3])
     start = 3
     for k in alive:
         n = tally.alive[k].size

@@ -64,13 +64,17 @@ def check_validation(model, n, validation_data, validation_fraction):
     if validation_data is not None and validation_fraction is not None:
         raise ValueError("give validation_data or validation_fraction, not both")
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise TypeError(f"validation_data must be a pair (X_val, Y_val), got "
-                            f"{type(validation_data).__name__}")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise TypeError(f"validation_data must be (X_val, Y_val) or (X_val, Y_val, "
+                            f"sample_weight_val), got {type(validation_data).__name__}")
         try:
-            validation_data = sources.check_data(model, *validation_data, training=False)
+            checked = sources.check_data(model, *validation_data[:2], training=False)
+            if len(validation_data) == 3:   # the validation rows' weights, as fit's
+                checked = (*checked, check_sample_weight(
+                    validation_data[2], checked[0].shape[0], model.dtype))
         except (ValueError, TypeError) as exc:
             raise type(exc)(f"validation_data: {exc}") from None
+        validation_data = checked
     if validation_fraction is not None:
         validation_fraction = check_in_interval(validation_fraction, "validation_fraction",
                                                 0.0, 1.0, low_closed=False)

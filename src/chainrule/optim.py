@@ -75,6 +75,9 @@ class SGD(Optimizer):
 
     def _begin_step(self):
         self._momentum = self.scheduled(self.momentum, "momentum")
+        if self.nesterov and self._momentum == 0:
+            raise ValueError(f"nesterov=True needs momentum > 0, got 0 from the momentum "
+                             f"schedule at step {self.steps}")
 
     def _update(self, p, g, state, lr):
         if self.weight_decay:

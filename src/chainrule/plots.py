@@ -52,6 +52,8 @@ def _save(fig, path):
 
 def _history_dict(history):
     logs = getattr(history, "history", history)
+    if isinstance(logs, dict) and isinstance(logs.get("history"), dict):
+        logs = logs["history"]   # History.as_dict() (a History saved as JSON)
     if not isinstance(logs, dict):
         raise TypeError(f"history must be a chainrule History or a dict of per-epoch lists, "
                         f"got {type(history).__name__}")

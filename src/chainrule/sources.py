@@ -470,20 +470,25 @@ def first_block(X):
     return X[0:X.file.block_rows] if isinstance(X, RowView) else X
 
 
-def evaluate_blocks(evaluate, model, X, Y) -> dict:
-    """``evaluate(model, X, Y)`` on arrays; on views, a chunk of about a MiB (in the
-    model's dtype) at a time, combining the row means (loss, accuracy) weighted by
-    the rows of each chunk."""
+def evaluate_blocks(evaluate, model, X, Y, sample_weight=None) -> dict:
+    """``evaluate(model, X, Y, sample_weight)`` on arrays; on views, a chunk of about a
+    MiB (in the model's dtype) at a time, combining the chunks' means (loss, accuracy)
+    weighted by their rows (or their sample weights)."""
     if not isinstance(X, RowView):
-        return evaluate(model, X, Y)
+        return evaluate(model, X, Y, sample_weight)
     n, size = X.shape[0], max(1, 2**20 // (X.shape[1] * np.dtype(model.dtype).itemsize))
     totals: dict = {}
+    weight = 0.0
     for start in range(0, n, size):
         rows = slice(start, min(start + size, n))
-        part = evaluate(model, X[rows], Y[rows])
-        for k, v in part.items():
-            totals[k] = totals.get(k, 0.0) + v * (rows.stop - rows.start)
-    return {k: v / n for k, v in totals.items()}
+        w = None if sample_weight is None else sample_weight[rows]
+        share = rows.stop - rows.start if w is None else float(w.sum())
+        if share == 0:   # (a chunk whose rows all weigh 0 adds nothing)
+            continue
+        for k, v in evaluate(model, X[rows], Y[rows], w).items():
+            totals[k] = totals.get(k, 0.0) + v * share
+        weight += share
+    return {k: v / weight for k, v in totals.items()}
 
 
 def stream_minibatches(X, Y, batch_size, *, shuffle=True, rng=None):

@@ -327,11 +327,13 @@ def check_batch_rows(pairs, n_rows: int, batch_size, drop_last: bool = False,
     for i, (layer, _) in enumerate(pairs):
         need = rows_needed(layer, None if sample_shapes is None else sample_shapes[i])
         if smallest < need:
+            # drop_last helps only where full batches hold enough rows
+            full = n_rows if batch_size is None else min(batch_size, n_rows)
             raise ValueError(f"batch_size={batch_size} leaves a batch of {smallest} of the "
                              f"{n_rows} training rows, but layers[{i}] ({layer!r}) needs "
                              f"at least {need} rows in training: choose a batch_size that "
                              f"does not leave so few"
-                             f"{'' if drop_last else ' (or drop_last=True)'}")
+                             f"{'' if drop_last or full < need else ' (or drop_last=True)'}")
 
 
 def check_backward_result(layer, names, result, params) -> None:

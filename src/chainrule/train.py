@@ -172,6 +172,7 @@ class _Run:
     sample_weight: np.ndarray | None
     X_val: np.ndarray | None
     Y_val: np.ndarray | None
+    W_val: np.ndarray | None  # the validation rows' sample weights
     split: tuple | None  # (train rows, validation rows) of a validation_fraction split
     gens: list  # every generator the run draws from; their states go into checkpoints
     identity: dict | None  # run_identity, with a checkpoint
@@ -210,7 +211,7 @@ class _Tally:
     alive: dict  # per weight, the units whose ReLU fired for some row so far
     sum_loss: float = 0.0
     sum_weight: float = 0.0
-    n_correct: int = 0
+    n_correct: float = 0   # rows, or their weight
     measured: dict = field(default_factory=dict)  # step_measurements of the measured step
     step: int = 0  # index of the last step, and its batch
     X_batch: np.ndarray | None = None
@@ -220,8 +221,10 @@ class _Tally:
         rows = X_batch.shape[0] if weights is None else float(weights.sum())
         self.sum_loss += loss * rows
         self.sum_weight += rows
-        if labels is not None:
-            self.n_correct += int(np.count_nonzero(logits.argmax(axis=1) == labels))
+        if labels is not None:   # (weighed as the loss: accuracy = n_correct / sum_weight)
+            right = logits.argmax(axis=1) == labels
+            self.n_correct += int(np.count_nonzero(right)) if weights is None else float(
+                weights[right].sum())
         for relu, w in relu_pairs:
             active = relu.cache.any(axis=0)  # ReLU caches the mask inputs > 0
             self.alive[w] = active if self.alive[w] is None else (self.alive[w] | active)
@@ -231,14 +234,15 @@ def _split_validation(s: RunSettings, split):
     """Training and validation arrays, and the ``validation_fraction`` split (drawn
     with ``rng`` unless a checkpoint brought it, so a resumed run reuses it)."""
     n_val = s.n_val
-    if n_val is None:  # no validation_fraction
-        X_val, Y_val = s.validation_data if s.validation_data is not None else (None, None)
-        return s.X, s.Y, s.sample_weight, X_val, Y_val, None
+    if n_val is None:  # no validation_fraction; validation_data, its weights optional
+        X_val, Y_val, W_val = (*(s.validation_data or (None, None)), None)[:3]
+        return s.X, s.Y, s.sample_weight, X_val, Y_val, W_val, None
     if split is None:
         split = split_rows(s.n_rows, n_val, s.rng)
     train_idx, val_idx = split
-    weights = None if s.sample_weight is None else s.sample_weight[train_idx]
-    return s.X[train_idx], s.Y[train_idx], weights, s.X[val_idx], s.Y[val_idx], split
+    w = s.sample_weight
+    return (s.X[train_idx], s.Y[train_idx], None if w is None else w[train_idx],
+            s.X[val_idx], s.Y[val_idx], None if w is None else w[val_idx], split)
 
 
 def _progress_bar(s: RunSettings, start_epoch: int):
@@ -263,11 +267,11 @@ def _prepare_run(model, s: RunSettings) -> _Run:
         loaded, split = read_checkpoint(s.checkpoint, identity, model, s.optimizer, gens,
                                         s.n_rows, s.n_val)
         check_resume_epochs(s.checkpoint, s.epochs, loaded["epoch"])
-    X, Y, weights, X_val, Y_val, split = _split_validation(s, split)
+    X, Y, weights, X_val, Y_val, W_val, split = _split_validation(s, split)
     if weights is not None and not weights.sum() > 0:
         raise ValueError("sample_weight of the training rows sums to 0 (after the "
                          "validation_fraction split): there is nothing to train on")
-    run = _Run(s, X, Y, weights, X_val, Y_val, split, gens, identity,
+    run = _Run(s, X, Y, weights, X_val, Y_val, W_val, split, gens, identity,
                History() if loaded is None else loaded["history"],
                EarlyStoppingState(s.early_stopping), distributed.averager(s, model.params, model))
     if loaded is not None:
@@ -379,10 +383,11 @@ def _epoch_logs(model, run: _Run, epoch: int, tally: _Tally, lr, t0: float) -> d
     if not math.isfinite(logs["loss"]):   # finite batches whose sum overflows (~1e306 each)
         _diverged(model, run, tally.X_batch, epoch, tally.step,
                   f"the epoch's mean training loss is {logs['loss']}")
-    if run.is_classifier:
-        logs["accuracy"] = tally.n_correct / run.X.shape[0]
+    if run.is_classifier:   # of the rows trained on (drop_last), weighed as the loss
+        logs["accuracy"] = tally.n_correct / tally.sum_weight
     if run.settings.has_validation:
-        val = sources.evaluate_blocks(_evaluate_checked, model, run.X_val, run.Y_val)
+        val = sources.evaluate_blocks(_evaluate_checked, model, run.X_val, run.Y_val,
+                                      run.W_val)
         logs["val_loss"] = val["loss"]
         if run.is_classifier:
             logs["val_accuracy"] = val["accuracy"]
@@ -494,7 +499,7 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
         ``batch_size`` rows, as PyTorch's ``DataLoader(drop_last=True)`` (e.g. for
         BatchNorm1d, which cannot train on a batch of one row); the History's loss and
         accuracy then count the rows the epoch trained on.
-    validation_data : tuple (X_val, Y_val), optional
+    validation_data : tuple (X_val, Y_val) or (X_val, Y_val, sample_weight_val), optional
     validation_fraction : float in (0, 1), optional
         Hold out ``ceil(fraction * N)`` rows drawn with ``rng`` instead.
     early_stopping : None, int or EarlyStopping
