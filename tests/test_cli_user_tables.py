@@ -376,3 +376,16 @@ def test_the_model_file_remembers_the_ignored_columns(tmp_path, capsys):
     other.write_text("id,a,b,extra,label\nr0,1,2,3,pos\n")
     code, _, err = run(capsys, "predict", tmp_path / "m.npz", "--data", other)
     assert code == 1 and "columns ['extra'] are not among those" in err
+
+
+@pytest.mark.parametrize("classes", [["a", "b"], ["a", "a", "b"]])
+def test_predict_refuses_metadata_classes_that_do_not_name_the_outputs(tmp_path, capsys,
+                                                                       classes):
+    """A file whose metadata names 2 classes (or one twice) for 3 outputs: predict
+    crashed with an IndexError, or wrote a CSV whose header was a column short."""
+    io.save(MLP([2, 5, 3], rng=0), tmp_path / "m.npz", metadata={"classes": classes})
+    (tmp_path / "in.csv").write_text("x,y\n1,2\n3,4\n")
+    code, out, err = run(capsys, "predict", tmp_path / "m.npz", "--data",
+                         tmp_path / "in.csv")
+    assert code == 1 and out == ""
+    assert "classes must be 3 distinct names, one per class of the network" in err

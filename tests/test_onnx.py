@@ -422,3 +422,70 @@ def test_a_binary_network_exports_its_own_one_column(tmp_path):
     assert out["probabilities"].shape == model.predict_proba(X).shape == (9, 1)
     assert np.abs(out["probabilities"] - model.predict_proba(X)).max() <= TOL
     assert set(out["label"].tolist()) <= {0, 1}
+
+
+@pytest.mark.parametrize("norm", ["batch", "layer", "layer_no_bias", "layer_plain"])
+def test_float64_normalisations_match_to_rounding(norm, tmp_path):
+    """ONNX holds BatchNormalization's and LayerNormalization's epsilon as float32 (1e-5
+    is 9.99999975e-06): on a tiny variance a float64 graph was 1e-8 off chainrule's. The
+    variance of a batch normalisation takes the difference, and a float64 layer
+    normalisation is composed of ReduceMean, Sqrt and the like; float32 keeps the
+    operator."""
+    import chainrule as cr
+
+    layer = {"batch": cr.BatchNorm1d(6), "layer": cr.LayerNorm(6),
+             "layer_no_bias": cr.LayerNorm(6, bias=False),
+             "layer_plain": cr.LayerNorm(6, elementwise_affine=False)}[norm]
+    model = cr.Sequential([cr.Affine(4, 6), layer, cr.Affine(6, 3)], rng=0)
+    if norm == "batch":
+        for name in model.buffers:
+            if name.startswith("running_var"):
+                model.buffers[name][:] = 1e-6
+    X = np.random.default_rng(0).normal(size=(20, 4)) * 1e-3
+    export_onnx(model, tmp_path / "m64.onnx")
+    probs = _run(tmp_path / "m64.onnx", X)["probabilities"]
+    np.testing.assert_allclose(probs, model.predict_proba(X), rtol=1e-13, atol=1e-15)
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "m64.onnx")).graph.node}
+    assert "LayerNormalization" not in ops
+    model32 = cr.Sequential([cr.Affine(4, 6), type(layer)(6) if norm == "batch" else
+                             cr.LayerNorm(6), cr.Affine(6, 3)], rng=0, dtype=np.float32)
+    export_onnx(model32, tmp_path / "m32.onnx")
+    ops32 = {node.op_type for node in onnx.load(str(tmp_path / "m32.onnx")).graph.node}
+    assert ("LayerNormalization" in ops32) == (norm != "batch")
+
+
+def test_poisson_regressors_export_their_predicted_means(tmp_path):
+    """A log link: the graph's outputs are exp(logits), what the estimator's predict
+    gives, and its logits, what a network's predict gives (both to rounding)."""
+    import warnings
+
+    import chainrule as cr
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 4)), rng.poisson(2, size=30).astype(float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = cr.MLPRegressor(loss="poisson", max_iter=20, random_state=0).fit(X, y)
+    export_onnx(est, tmp_path / "e.onnx")
+    out = _run(tmp_path / "e.onnx", X)
+    assert set(out) == {"outputs", "logits"}
+    np.testing.assert_allclose(out["outputs"][:, 0], est.predict(X), rtol=1e-14)
+    net = cr.MLP([4, 5, 1], loss="poisson", rng=0)
+    export_onnx(net, tmp_path / "n.onnx")
+    out = _run(tmp_path / "n.onnx", X)
+    np.testing.assert_allclose(out["logits"], net.predict(X), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(out["outputs"], np.exp(net.predict(X)), rtol=1e-14)
+
+
+def test_an_estimator_fitted_on_a_dataframe_exports_its_feature_names(tmp_path):
+    pd = pytest.importorskip("pandas")
+    import chainrule as cr
+
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(size=(40, 3)), columns=["age", "income", "score"])
+    clf = cr.MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0)
+    with pytest.warns(Warning):   # (5 iterations: not converged)
+        clf.fit(frame, np.arange(40) % 2)
+    export_onnx(clf, tmp_path / "c.onnx")
+    props = {p.key: p.value for p in onnx.load(str(tmp_path / "c.onnx")).metadata_props}
+    assert json.loads(props["feature_names"]) == ["age", "income", "score"]

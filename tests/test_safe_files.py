@@ -301,3 +301,31 @@ def test_read_peak_memory_is_the_arrays_plus_a_constant(tmp_path):
     np.testing.assert_array_equal(loaded["W"], arrays["W"])
     # A whole-array copy for the checksum would double it.
     assert peak < arrays["W"].nbytes * 1.25
+
+
+def test_a_declared_size_or_dtype_the_arrays_do_not_back_is_refused(tmp_path):
+    """An edited file (checksum recomputed) may declare a batch normalisation of 10**12
+    features: load refused it only after allocating its running statistics (a raw
+    MemoryError); and buffers of another dtype loaded, cast. Both are ModelFileErrors,
+    nothing allocated from the declared size."""
+    import chainrule as cr
+
+    model = cr.Sequential([cr.Affine(4, 6), cr.BatchNorm1d(6), cr.Affine(6, 3)], rng=0)
+    cr.io.save(model, tmp_path / "bn.npz")
+    arrays, meta = read_archive(tmp_path / "bn.npz")
+    meta["config"]["layers"][1]["config"]["num_features"] = 10**12
+    write_archive(tmp_path / "big.npz", arrays, meta)
+    tracemalloc.start()
+    with pytest.raises(ModelFileError, match="declares num_features=1000000000000, more "
+                                             "entries than any array"):
+        cr.io.load(tmp_path / "big.npz")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20
+    arrays, meta = read_archive(tmp_path / "bn.npz")
+    for bad in (np.zeros(6, "datetime64[s]"), np.zeros(6, np.complex128), np.zeros(6, bool),
+                np.zeros(6, np.float16)):
+        arrays["running_mean2"] = bad
+        write_archive(tmp_path / "dtype.npz", arrays, meta)
+        with pytest.raises(ModelFileError, match=r"buffer 'running_mean2' has dtype"):
+            cr.io.load(tmp_path / "dtype.npz")

@@ -103,6 +103,11 @@ def _load_model(path) -> _Saved:
         classes = meta.get("classes")
     if classes is not None:
         classes = np.asarray(classes).tolist()
+        width = network.n_outputs if network.n_outputs > 1 else 2   # (one logistic output)
+        if _is_classifier(network) and (not isinstance(classes, list) or len(classes) != width
+                                        or len({str(c) for c in classes}) != len(classes)):
+            raise CommandError(f"{path}: its metadata: classes must be {width} distinct "
+                               f"names, one per class of the network, got {classes!r}")
     names = meta.get("feature_names")
     if names is None and getattr(model, "feature_names_in_", None) is not None:
         names = [str(n) for n in model.feature_names_in_]

@@ -32,6 +32,7 @@ from ..layers import (
 from ..losses import (
     BinaryCrossEntropy,
     CategoricalCrossEntropy,
+    PoissonLoss,
     is_multiclass,
 )
 from ..models import Network
@@ -122,7 +123,8 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
         e.g. the ``"classes"`` a model file's metadata holds; default the estimator's
         ``classes_``, else ``0..n_classes-1``.
     feature_names : sequence of str, optional
-        The names of the input columns, recorded in ``metadata_props``.
+        The names of the input columns, recorded in ``metadata_props``; by default an
+        estimator fitted on a DataFrame's ``feature_names_in_``.
     dtype : {None, float32, float64}, optional
         The graph's dtype, the parameters cast to it (e.g. ``np.float32`` for a
         float64 CNN, whose convolutions onnxruntime runs in float32 only); default the
@@ -139,6 +141,8 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
     """
     network, own_classes = _exportable(model)
     classes = own_classes if classes is None else classes
+    if feature_names is None and getattr(model, "feature_names_in_", None) is not None:
+        feature_names = [str(n) for n in model.feature_names_in_]   # a DataFrame's columns
     _check_names(classes, feature_names, network)
     onnx, helper, numpy_helper = _import_onnx()
     opset = _check_opset(opset, onnx.defs.onnx_opset_version())
@@ -211,10 +215,12 @@ def _output_op(network):
         return "Scores"
     if getattr(network.loss, "linear_outputs", False):
         return None
+    if isinstance(network.loss, PoissonLoss):   # (MLPRegressor(loss='poisson') too)
+        return "Exp"
     raise TypeError(f"cannot export a network with loss {type(network.loss).__name__}; "
                     f"only CategoricalCrossEntropy, BinaryCrossEntropy, MultiMarginLoss, "
-                    f"MeanSquaredError, HalfSquaredError, L1Loss and HuberLoss (linear "
-                    f"outputs) are supported")
+                    f"MeanSquaredError, HalfSquaredError, L1Loss, HuberLoss (linear "
+                    f"outputs) and PoissonLoss are supported")
 
 
 def _labels_for(output_op, classes, n_outputs: int):
@@ -472,7 +478,8 @@ class _GraphBuilder:
         logit: for a binary problem with one logistic output, the two columns
         ``[sigmoid(-z), sigmoid(z)]`` when ``both_columns``; none for scores) and
         ``logits``, after its ``label`` when there is one label per row (not for
-        multilabel outputs)."""
+        multilabel outputs); a Poisson regressor's predicted means ``outputs``,
+        ``exp(logits)``, and its ``logits``."""
         helper, n_out = self.helper, network.n_outputs
         outputs = []
         n_probabilities = n_out
@@ -493,14 +500,16 @@ class _GraphBuilder:
         elif output_op == "Sigmoid":
             self.nodes.append(helper.make_node("Sigmoid", ["logits"], ["probabilities"],
                                                name="sigmoid"))
+        elif output_op == "Exp":   # a log link: the predicted means, exp(logits)
+            self.nodes.append(helper.make_node("Exp", ["logits"], ["outputs"], name="exp"))
         if labels is not None:
             self._labels(labels, binary=output_op == "Sigmoid")
             label_type = {"O": self.helper.TensorProto.STRING,
                           "f": self.helper.TensorProto.DOUBLE}.get(
                 labels.dtype.kind, self.helper.TensorProto.INT64)
             outputs.append(helper.make_tensor_value_info("label", label_type, ["N"]))
-        if output_op is None:
-            names = ["outputs"]
+        if output_op in (None, "Exp"):
+            names = ["outputs"] + (["logits"] if output_op else [])
         else:  # no probabilities from scores
             names = ["logits"] if output_op == "Scores" else ["probabilities", "logits"]
         outputs += [helper.make_tensor_value_info(

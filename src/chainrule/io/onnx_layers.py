@@ -64,18 +64,12 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         return _batch_norm_node(builder, network, index, names, current, out, opset)
     if isinstance(layer, PReLU):
         return _prelu_node(builder, network, index, names, current, out)
-    for name in names:
-        builder._tensor(network.params[name], name)
     if isinstance(layer, Conv2D):
+        for name in names:
+            builder._tensor(network.params[name], name)
         return _conv_node(builder, layer, names, current, out, opset)
-    if opset < LAYER_NORM_OPSET:
-        raise ValueError(f"opset must be at least {LAYER_NORM_OPSET} to export {layer!r} "
-                         f"(ONNX's LayerNormalization), got {opset}")
-    if not names:   # elementwise_affine=False: Scale is not optional, ones it is
-        names = [f"{out}_scale"]
-        builder._tensor(np.ones(layer.normalized_shape), names[0])
-    return make_node("LayerNormalization", [current, *names], [out],
-                     axis=-len(layer.normalized_shape), epsilon=layer.eps)
+    return _layer_norm_node(builder, layer, list(names), [network.params[n] for n in names],
+                            current, out, opset)
 
 
 def _prelu_node(builder, network, index: int, names, current: str, out: str):
@@ -204,24 +198,55 @@ def _batch_norm_node(builder, network, index: int, names, current: str, out: str
         builder._tensor(array, name)
     # (num_batches_tracked, with momentum=None, only counts training batches.)
     buffers = list(stateful_names([lay for lay, _ in network.layers])[index][1])[:2]
-    for name in buffers:
-        builder._tensor(network.buffers[name], name)
+    # ONNX holds epsilon as a float32 attribute; a float64 graph gets the difference in
+    # its variance, so that var + eps is chainrule's (1e-8 off otherwise)
+    shift = layer.eps - float(np.float32(layer.eps)) if builder.dtype == np.float64 else 0.0
+    for name, add in zip(buffers, (0.0, shift), strict=True):
+        builder._tensor(network.buffers[name] + add, name)
     return builder.helper.make_node("BatchNormalization", [current, *scale_bias, *buffers],
                                     [out], epsilon=layer.eps)
 
 
 def _batch_statistics_node(builder, network, index: int, names, current: str, out: str,
                            opset: int):
-    """``(x - mean) * 1/sqrt(var + eps) [* gamma + beta]`` with the biased ``mean`` and
-    ``var`` of the batch over every axis but 1, in the order chainrule computes them
-    (``BatchNormalization`` in training mode would compute them too, but is not a
-    kernel inference runtimes such as onnxruntime's CPU provider need to have).
-    Intermediate nodes go straight into the graph; the last one is returned."""
+    """A batch normalisation with the biased ``mean`` and ``var`` of the batch over every
+    axis but 1 (:func:`_normalized`; ``BatchNormalization`` in training mode would
+    compute them too, but is not a kernel inference runtimes such as onnxruntime's CPU
+    provider need to have)."""
     layer = network.layers[index][0]
-    make_node = builder.helper.make_node
     in_shape = (network.n_features,) if index == 0 else output_shapes(network)[index - 1]
-    axes = [0] + list(range(2, len(in_shape) + 1))
-    bshape = (1, -1) + (1,) * (len(in_shape) - 1)
+    bshape = (1, -1) + (1,) * (len(in_shape) - 1)   # channel vectors, broadcast
+    params = [(n, network.params[n].reshape(bshape)) for n in names] if layer.affine else []
+    return _normalized(builder, current, out, opset, [0] + list(range(2, len(in_shape) + 1)),
+                       layer.eps, params)
+
+
+def _layer_norm_node(builder, layer, names, params, current: str, out: str, opset: int):
+    """``LayerNormalization``; in a float64 graph the same computed by :func:`_normalized`,
+    since the operator holds ``epsilon`` as a float32 attribute (1e-5 becomes
+    9.99999975e-06: outputs 1e-8 off chainrule's)."""
+    if builder.dtype == np.float64:
+        axes = list(range(-len(layer.normalized_shape), 0))
+        return _normalized(builder, current, out, opset, axes, layer.eps,
+                           list(zip(names, params, strict=True)))
+    if opset < LAYER_NORM_OPSET:
+        raise ValueError(f"opset must be at least {LAYER_NORM_OPSET} to export {layer!r} "
+                         f"(ONNX's LayerNormalization), got {opset}")
+    for name, array in zip(names, params, strict=True):
+        builder._tensor(array, name)
+    if not names:   # elementwise_affine=False: Scale is not optional, ones it is
+        names = [f"{out}_scale"]
+        builder._tensor(np.ones(layer.normalized_shape), names[0])
+    return builder.helper.make_node("LayerNormalization", [current, *names], [out],
+                                    axis=-len(layer.normalized_shape), epsilon=layer.eps)
+
+
+def _normalized(builder, current: str, out: str, opset: int, axes, eps: float, params):
+    """``(x - mean) * 1/sqrt(var + eps) [* gamma [+ beta]]`` with the biased ``mean`` and
+    ``var`` over ``axes``, in the order chainrule computes them, ``eps`` a tensor of the
+    graph's dtype; ``params``: ``(name, array)`` of ``gamma`` (and ``beta``), shaped to
+    broadcast. Intermediate nodes go straight into the graph; the last one is returned."""
+    make_node = builder.helper.make_node
 
     def reduce_mean(source, target):
         if opset < REDUCE_AXES_INPUT_OPSET:
@@ -233,7 +258,7 @@ def _batch_statistics_node(builder, network, index: int, names, current: str, ou
     if opset >= REDUCE_AXES_INPUT_OPSET:
         builder.initializers.append(builder.numpy_helper.from_array(
             np.array(axes, dtype=np.int64), name=f"{out}_axes"))
-    builder._tensor(np.array(layer.eps), f"{out}_eps")
+    builder._tensor(np.array(eps), f"{out}_eps")
     p = f"{out}_"   # the names of this layer's intermediate values (and nodes)
     builder.nodes += [reduce_mean(current, p + "mean"),
                       make_node("Sub", [current, p + "mean"], [p + "centred"], name=p + "centred"),
@@ -243,11 +268,14 @@ def _batch_statistics_node(builder, network, index: int, names, current: str, ou
                       make_node("Add", [p + "var", p + "eps"], [p + "var_eps"], name=p + "var_eps"),
                       make_node("Sqrt", [p + "var_eps"], [p + "std"], name=p + "std"),
                       make_node("Reciprocal", [p + "std"], [p + "scale"], name=p + "scale")]
-    if not layer.affine:
+    if not params:
         return make_node("Mul", [p + "centred", p + "scale"], [out])
-    gamma, beta = names
-    for name in names:   # as channel vectors broadcast along the other axes
-        builder._tensor(network.params[name].reshape(bshape), name)
-    builder.nodes += [make_node("Mul", [p + "centred", p + "scale"], [p + "xhat"], name=p + "xhat"),
-                      make_node("Mul", [p + "xhat", gamma], [p + "scaled"], name=p + "scaled")]
-    return make_node("Add", [p + "scaled", beta], [out])
+    for name, array in params:
+        builder._tensor(array, name)
+    builder.nodes.append(make_node("Mul", [p + "centred", p + "scale"], [p + "xhat"],
+                                   name=p + "xhat"))
+    if len(params) == 1:
+        return make_node("Mul", [p + "xhat", params[0][0]], [out])
+    builder.nodes.append(make_node("Mul", [p + "xhat", params[0][0]], [p + "scaled"],
+                                   name=p + "scaled"))
+    return make_node("Add", [p + "scaled", params[1][0]], [out])

@@ -129,7 +129,10 @@ def loss_from_config(name, loss_config=None):
         raise ValueError(f"loss {name!r} with {loss_config}: {exc}") from None
 
 
-def _build_layer(i, spec, custom_layers, rng):
+def _build_layer(i, spec, custom_layers, rng, largest: int = 0):
+    """Layer ``i`` of a file's config; ``largest``: the most entries an array of the file
+    holds, which no layer may declare more features than (a batch normalisation makes
+    its running statistics of its declared size before they are compared)."""
     if not isinstance(spec, dict) or not {"class", "config"} <= set(spec) <= \
             {"class", "config", "builtin"} or not isinstance(spec["config"], dict) or \
             not isinstance(spec.get("builtin", False), bool):
@@ -148,10 +151,16 @@ def _build_layer(i, spec, custom_layers, rng):
                          f"({sorted(custom_layers)}); pass load(..., custom_layers={{"
                          f"{name!r}: TheClass}})")
     kwargs = dict(spec["config"], **({"rng": rng} if cls is Dropout else {}))
+    declared = kwargs.get("num_features")
+    if isinstance(declared, int) and declared > largest:
+        raise ValueError(f"layers[{i}] {name} declares num_features={declared}, more "
+                         f"entries than any array of the file holds ({largest})")
     try:
         return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"layers[{i}] {name}(**{spec['config']}) failed: {exc}") from None
+    except (TypeError, ValueError, MemoryError) as exc:
+        raise ValueError(f"layers[{i}] {name}(**{spec['config']}) failed: "
+                         f"{type(exc).__name__ + ': ' if isinstance(exc, MemoryError) else ''}"
+                         f"{exc}") from None
 
 
 def sequential_from_state(config, arrays: dict, *, custom_layers=None, rng=None):
@@ -169,7 +178,9 @@ def sequential_from_state(config, arrays: dict, *, custom_layers=None, rng=None)
         dtype = np.dtype(config["dtype"])
     except TypeError:
         raise ValueError(f"dtype {config['dtype']!r} is not a NumPy dtype") from None
-    layers = [_build_layer(i, s, custom_layers, rng) for i, s in enumerate(config["layers"])]
+    largest = max((np.size(a) for a in arrays.values()), default=0)
+    layers = [_build_layer(i, s, custom_layers, rng, largest)
+              for i, s in enumerate(config["layers"])]
     names = stateful_names(layers)
     expected = [n for p, b in names for n in p + b]
     missing, extra = key_differences(arrays, expected)
@@ -178,10 +189,16 @@ def sequential_from_state(config, arrays: dict, *, custom_layers=None, rng=None)
                          f"{extra}")
     for layer, (_, b_names) in zip(layers, names, strict=True):
         for attr, name in zip(getattr(layer, "buffer_names", ()), b_names, strict=True):
-            if np.shape(getattr(layer, attr)) != arrays[name].shape:
-                raise ValueError(f"buffer {name!r} has shape {arrays[name].shape}, its layer "
-                                 f"{layer!r} holds {np.shape(getattr(layer, attr))}")
-            setattr(layer, attr, np.array(arrays[name], dtype=arrays[name].dtype))
+            held, stored = np.asarray(getattr(layer, attr)), arrays[name]
+            if held.shape != stored.shape:
+                raise ValueError(f"buffer {name!r} has shape {stored.shape}, its layer "
+                                 f"{layer!r} holds {held.shape}")
+            # statistics in the model's dtype, counts as integers (as save writes them)
+            want = dtype if held.dtype.kind == "f" else None
+            if (stored.dtype != want) if want is not None else stored.dtype.kind not in "iu":
+                raise ValueError(f"buffer {name!r} has dtype {stored.dtype}, expected "
+                                 f"{want if want is not None else 'an integer dtype'}")
+            setattr(layer, attr, np.array(stored, dtype=stored.dtype))
     params = {n: np.ascontiguousarray(arrays[n]) for p, _ in names for n in p}
     try:
         model = Sequential(layers, loss=loss, dtype=dtype, params=params)
