@@ -1070,3 +1070,27 @@ def test_a_trained_model_keeps_no_training_batch():
         cr.fit(m, X, y, optimizer="adam", epochs=1, batch_size=16, rng=1, progress=False)
     for k, p in model.params.items():
         np.testing.assert_array_equal(p, twin.params[k], err_msg=k)
+
+
+@pytest.mark.parametrize("error", [ValueError, RuntimeError, KeyError])
+def test_an_error_in_a_callback_leaves_the_last_complete_epoch_whatever_its_type(error):
+    """Only ValueError rolled back (it was meant for a file's bad rows); a RuntimeError
+    left the failing epoch's parameters in place. Every kind now leaves model,
+    optimizer and History at the end of the last complete epoch."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+    reference = MLP([3, 4, 2], rng=0)
+    fit(reference, X, y, optimizer=SGD(lr=0.1, momentum=0.9), epochs=2, batch_size=10,
+           rng=0, progress=False)
+
+    def fail_at_third(epoch, logs, model):
+        if epoch == 2:
+            raise error("stop")
+
+    model, opt = MLP([3, 4, 2], rng=0), SGD(lr=0.1, momentum=0.9)
+    with pytest.raises(error):
+        fit(model, X, y, optimizer=opt, epochs=4, batch_size=10, rng=0, progress=False,
+               callbacks=[fail_at_third])
+    for name in model.params:
+        np.testing.assert_array_equal(model.params[name], reference.params[name])
+    assert opt.steps == 8

@@ -586,9 +586,9 @@ def fit(model, X, Y, *, optimizer, epochs, batch_size=None, shuffle=True, drop_l
         except TrainingDivergedError as exc:
             exc.history = run.history  # the completed epochs
             raise
-        except ValueError:
-            # Rows read from a file are checked as they are read: a bad one met in the
-            # middle of an epoch leaves the run at the last complete epoch, not half-way.
+        except Exception:
+            # Any error (a bad row of a file, read as it is read; a callback's) leaves
+            # the run at the last complete epoch, not half-way through one.
             restore(run.snap, model, settings.optimizer, run.gens, run.history, run.stopper)
             raise
         finally:
