@@ -25,6 +25,7 @@ from chainrule.conv import (
     Unflatten,
 )
 from chainrule.conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
+from chainrule.groupnorm import GroupNorm
 from chainrule.layers import (
     ELU,
     GELU,
@@ -132,6 +133,8 @@ def _torch_image_layer(torch, layer, x, *params):
                             momentum=layer.momentum or 0.0, eps=layer.eps)
     if isinstance(layer, LayerNorm):
         return F.layer_norm(x, layer.normalized_shape, *params, eps=layer.eps)
+    if isinstance(layer, GroupNorm):
+        return F.group_norm(x, layer.num_groups, *params, eps=layer.eps)
     if isinstance(layer, Softmax):
         return F.softmax(x, dim=layer.axis)
     if isinstance(layer, LogSoftmax):

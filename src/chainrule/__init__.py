@@ -33,6 +33,7 @@ from .conv import (
 )
 from .conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
+from .groupnorm import GroupNorm
 from .homework import FeedforwardNeuralNet, LogisticRegression
 from .init import he_normal, he_uniform, xavier_init, xavier_normal, xavier_uniform
 from .layers import (
@@ -72,7 +73,7 @@ __all__ = [
     "he_normal", "he_uniform", "xavier_init", "xavier_normal", "xavier_uniform",
     "Layer", "Affine", "Dropout", "LeakyReLU", "ReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "ELU",
     "Softplus", "PReLU",
-    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "Softmax", "LogSoftmax",
+    "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Softmax", "LogSoftmax",
     "AdaptiveAvgPool2D", "AvgPool2D", "Conv2D", "Flatten", "MaxPool2D", "Unflatten",
     "AdaptiveMaxPool2D", "AdaptiveAvgPool1D", "AdaptiveMaxPool1D", "AvgPool1D", "Conv1D",
     "MaxPool1D",

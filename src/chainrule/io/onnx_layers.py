@@ -27,6 +27,7 @@ from ..conv import (
 )
 from ..conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
 from ..explain import output_shapes
+from ..groupnorm import GroupNorm
 from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LogSoftmax, Softmax
 from ..stateful import stateful_names
 
@@ -35,7 +36,7 @@ __all__ = ["LAYER_TYPES", "layer_node", "LAYER_NORM_OPSET"]
 #: The layers :func:`layer_node` exports.
 LAYER_TYPES = (AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten, BatchNorm1d,
                BatchNorm2d, LayerNorm, Softmax, LogSoftmax, PReLU, Conv1D, MaxPool1D,
-               AvgPool1D, AdaptiveAvgPool1D, AdaptiveMaxPool2D, AdaptiveMaxPool1D)
+               AvgPool1D, AdaptiveAvgPool1D, AdaptiveMaxPool2D, AdaptiveMaxPool1D, GroupNorm)
 #: LayerNormalization entered the default domain in opset 17.
 LAYER_NORM_OPSET = 17
 #: ReduceMean takes its axes as an input, no longer an attribute, from opset 18 on.
@@ -64,6 +65,8 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         return _batch_norm_node(builder, network, index, names, current, out, opset)
     if isinstance(layer, PReLU):
         return _prelu_node(builder, network, index, names, current, out)
+    if isinstance(layer, GroupNorm):
+        return _group_norm_node(builder, network, index, names, current, out, opset)
     if isinstance(layer, Conv2D):
         for name in names:
             builder._tensor(network.params[name], name)
@@ -219,6 +222,34 @@ def _batch_statistics_node(builder, network, index: int, names, current: str, ou
     params = [(n, network.params[n].reshape(bshape)) for n in names] if layer.affine else []
     return _normalized(builder, current, out, opset, [0] + list(range(2, len(in_shape) + 1)),
                        layer.eps, params)
+
+
+def _group_norm_node(builder, network, index: int, names, current: str, out: str,
+                     opset: int):
+    """A group normalisation: the input as rows ``(N, G, -1)``, normalised along them
+    (:func:`_normalized`), back to its shape, then the channels' ``gamma`` and ``beta``
+    (ONNX's own GroupNormalization scaled per group until opset 21)."""
+    layer = network.layers[index][0]
+    make_node = builder.helper.make_node
+    p = f"{out}_"
+    builder.initializers.append(builder.numpy_helper.from_array(
+        np.array([0, layer.num_groups, -1], dtype=np.int64), name=p + "groups"))
+    builder.nodes += [make_node("Shape", [current], [p + "shape"], name=p + "shape"),
+                      make_node("Reshape", [current, p + "groups"], [p + "rows"],
+                                name=p + "rows")]
+    builder.nodes.append(_normalized(builder, p + "rows", p + "normed", opset, [2],
+                                     layer.eps, []))
+    if not names:
+        return make_node("Reshape", [p + "normed", p + "shape"], [out])
+    builder.nodes.append(make_node("Reshape", [p + "normed", p + "shape"], [p + "xhat_c"],
+                                   name=p + "xhat_c"))
+    in_shape = (network.n_features,) if index == 0 else output_shapes(network)[index - 1]
+    channel = (-1,) + (1,) * (len(in_shape) - 1)   # (C, 1, ...): broadcast along axis 1
+    for name in names:
+        builder._tensor(network.params[name].reshape(channel), name)
+    builder.nodes.append(make_node("Mul", [p + "xhat_c", names[0]], [p + "scaled_c"],
+                                   name=p + "scaled_c"))
+    return make_node("Add", [p + "scaled_c", names[1]], [out])
 
 
 def _layer_norm_node(builder, layer, names, params, current: str, out: str, opset: int):

@@ -36,6 +36,7 @@ from ..conv import (
 )
 from ..conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
 from ..explain import WIDTH_KEEPING
+from ..groupnorm import GroupNorm
 from ..layers import (
     ELU,
     GELU,
@@ -134,6 +135,8 @@ CONVERTERS = {
     "BatchNorm1d": _batchnorm(BatchNorm1d),
     "BatchNorm2d": _batchnorm(BatchNorm2d),
     "LayerNorm": _layernorm,
+    "GroupNorm": lambda m: (GroupNorm(m.num_groups, m.num_channels, m.eps, m.affine),
+                            [m.weight, m.bias]),
     "ReLU": lambda m: (ReLU(), []),
     "LeakyReLU": lambda m: (LeakyReLU(m.negative_slope), []),
     "Tanh": lambda m: (Tanh(), []),
@@ -287,7 +290,7 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
     ----------
     module : torch.nn.Sequential
         The model; nested ``nn.Sequential`` are flattened. Its modules may be
-        ``Linear``, ``Conv2d``, ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``,
+        ``Linear``, ``Conv2d``, ``BatchNorm1d``, ``BatchNorm2d``, ``LayerNorm``, ``GroupNorm``,
         ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``GELU``, ``SiLU``, ``ELU``,
         ``Softplus``, ``PReLU``, ``Identity``, ``Dropout``, ``Softmax``, ``LogSoftmax``,
         ``Flatten``, ``Unflatten``, ``MaxPool2d``, ``AvgPool2d``,

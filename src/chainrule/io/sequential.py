@@ -26,6 +26,7 @@ from ..conv import (
     Unflatten,
 )
 from ..conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
+from ..groupnorm import GroupNorm
 from ..layers import (
     ELU,
     GELU,
@@ -58,7 +59,8 @@ LAYER_CLASSES = {**_FIRST_LAYER_CLASSES,
                                                   Unflatten, GELU, SiLU, AdaptiveAvgPool2D, ELU,
                                                   Softplus, LogSoftmax, PReLU, Conv1D,
                                                   MaxPool1D, AvgPool1D, AdaptiveAvgPool1D,
-                                                  AdaptiveMaxPool2D, AdaptiveMaxPool1D)}}
+                                                  AdaptiveMaxPool2D, AdaptiveMaxPool1D,
+                                                  GroupNorm)}}
 
 
 def _is_builtin(layer) -> bool:
