@@ -91,3 +91,22 @@ def test_train_cnn_refuses_rows_that_are_not_square_images(tmp_path, capsys):
                          "--epochs", "1", "--quiet")
     assert code == 2, (out, err)
     assert "10 features, which is not a square number" in err
+
+
+def test_export_of_a_float64_cnn_is_a_file_onnxruntime_opens(tmp_path, capsys):
+    """onnxruntime has no float64 Conv: chainrule export writes a convolutional network
+    in float32 unless --dtype says otherwise (it wrote a float64 file, after a warning,
+    that onnxruntime then refused to load)."""
+    ort = pytest.importorskip("onnxruntime")
+    model = cr.Sequential([cr.Unflatten((1, 4, 4)), cr.Conv2D(1, 2, 3, padding=1),
+                           cr.MaxPool2D(2), cr.Flatten(), cr.Affine(8, 3)], rng=0)
+    cr.io.save(model, tmp_path / "cnn.npz")
+    code, out, err = run(capsys, "export", tmp_path / "cnn.npz", tmp_path / "cnn.onnx")
+    assert code == 0 and "in float32 (onnxruntime runs convolutions" in out, err
+    session = ort.InferenceSession(str(tmp_path / "cnn.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    X = np.random.default_rng(0).normal(size=(5, 16)).astype(np.float32)
+    assert np.max(np.abs(session.run(None, {"X": X})[1] - model.predict_proba(X))) < 1e-6
+    code, out, _ = run(capsys, "export", tmp_path / "cnn.npz", tmp_path / "cnn64.onnx",
+                       "--dtype", "float64")
+    assert code == 0 and "float32" not in out

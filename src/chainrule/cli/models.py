@@ -432,9 +432,14 @@ def _cmd_export(args) -> int:
     _check_opset(args.opset)
     check_output_file(args.output, "output file", refuse_same_as=[args.model])
     saved = _load_model(args.model)
+    dtype, note = args.dtype, ""
+    if dtype is None and saved.network.dtype == np.float64 and _convolves(saved.network):
+        # a file onnxruntime opens: it runs Conv and most pools in float32 only
+        dtype, note = "float32", " in float32 (onnxruntime runs convolutions in float32 only; " \
+            "--dtype float64 keeps the model's)"
     try:
         io.export_onnx(saved.model, args.output, opset=args.opset, classes=saved.classes,
-                       feature_names=saved.input_names, dtype=args.dtype)
+                       feature_names=saved.input_names, dtype=dtype)
     except ValueError as exc:
         if "opset must be at least" not in str(exc):
             raise
@@ -443,8 +448,16 @@ def _cmd_export(args) -> int:
     one_hot = (f" (its input X holds the columns of text {sorted(saved.categories)} one-hot: "
                f"the feature_names in its metadata, such as "
                f"'{first}={saved.categories[first][0]}')" if first is not None else "")
-    print(f"wrote {args.output}{one_hot}")
+    print(f"wrote {args.output}{note}{one_hot}")
     return 0
+
+
+def _convolves(network) -> bool:
+    """Whether a network has a convolution or a pool (the 1-D ones are subclasses)."""
+    from ..conv import AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, Conv2D, MaxPool2D
+
+    kinds = (Conv2D, MaxPool2D, AvgPool2D, AdaptiveAvgPool2D, AdaptiveMaxPool2D)
+    return any(isinstance(layer, kinds) for layer, _ in network.layers)
 
 
 def _add_column_flag(p) -> None:
@@ -514,6 +527,7 @@ def add_model_parsers(sub) -> None:
     ex.add_argument("--opset", type=int, default=DEFAULT_ONNX_OPSET,
                     help="ONNX opset version (default %(default)s)")
     ex.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                    help="the graph's dtype, the weights cast to it (default the model's; "
-                         "onnxruntime runs convolutions and pooling in float32 only)")
+                    help="the graph's dtype, the weights cast to it (default the model's, "
+                         "but float32 for a float64 network with convolutions or pools: "
+                         "onnxruntime runs those in float32 only)")
     ex.set_defaults(func=_cmd_export)
