@@ -455,8 +455,8 @@ def test_float64_normalisations_match_to_rounding(norm, tmp_path):
 
 
 def test_poisson_regressors_export_their_predicted_means(tmp_path):
-    """A log link: the graph's outputs are exp(logits), what the estimator's predict
-    gives, and its logits, what a network's predict gives (both to rounding)."""
+    """A log link: the graph's outputs are exp(logits), the predicted means the
+    estimator's and the network's predict give, and its logits (both to rounding)."""
     import warnings
 
     import chainrule as cr
@@ -473,8 +473,10 @@ def test_poisson_regressors_export_their_predicted_means(tmp_path):
     net = cr.MLP([4, 5, 1], loss="poisson", rng=0)
     export_onnx(net, tmp_path / "n.onnx")
     out = _run(tmp_path / "n.onnx", X)
-    np.testing.assert_allclose(out["logits"], net.predict(X), rtol=1e-14, atol=1e-15)
-    np.testing.assert_allclose(out["outputs"], np.exp(net.predict(X)), rtol=1e-14)
+    # a Poisson network's predict gives its means, exp(z), as the estimator's does
+    np.testing.assert_allclose(out["outputs"], net.predict(X), rtol=1e-14)
+    np.testing.assert_allclose(out["logits"], net.forward(X), rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(net.predict(X), np.exp(net.forward(X)), rtol=1e-15)
 
 
 def test_an_estimator_fitted_on_a_dataframe_exports_its_feature_names(tmp_path):

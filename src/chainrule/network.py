@@ -33,7 +33,7 @@ from .explain import explain, network_repr, node_names, output_shapes, output_wi
 from .functional import shift_by_max, sigmoid, softmax
 from .layers import Affine
 from .loss_base import one_d_targets_message, unchecked
-from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, is_multiclass
+from .losses import BinaryCrossEntropy, CategoricalCrossEntropy, PoissonLoss, is_multiclass
 from .optim import step_checked
 from .stateful import (
     buffer_slots,
@@ -559,12 +559,13 @@ class Network:
                         f"loss is {self.loss!r}: use predict for its outputs{hint}")
 
     def predict(self, X, *, threads=None) -> np.ndarray:
-        """The homework's ``predict``: class probabilities of shape (N, K) for a
-        classifier (cross-entropy loss), the raw outputs for a regressor, the class
-        scores for a ``MultiMarginLoss`` classifier (their argmax: ``predict_classes``)."""
+        """The homework's ``predict``: class probabilities (N, K) for a classifier (cross-
+        entropy), a Poisson regressor's means ``exp(outputs)`` (its log link), the raw
+        outputs for another regressor, a ``MultiMarginLoss`` classifier's class scores."""
         if isinstance(self.loss, (CategoricalCrossEntropy, BinaryCrossEntropy)):
             return self.predict_proba(X, threads=threads)
-        return self.infer(X, threads=threads)
+        poisson = isinstance(self.loss, PoissonLoss)
+        return self.infer(X, then=np.exp if poisson else None, threads=threads)
 
     def predict_classes(self, X, *, threads=None) -> np.ndarray:
         """Index of the most probable class for each row (of the largest score, for a
