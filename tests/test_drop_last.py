@@ -197,3 +197,27 @@ def test_validation_metrics_weigh_the_validation_rows():
     with pytest.raises(TypeError, match=r"validation_data must be \(X_val, Y_val\) or"):
         cr.fit(split, X, y, optimizer=cr.SGD(), epochs=1, progress=False,
                validation_data=(X, y, w, w))
+
+
+def test_weights_that_leave_nothing_to_weigh_are_named():
+    """Held-out rows that all weigh 0 (a split of mostly-0 weights) crashed in
+    np.average at the epoch's end; a drop_last epoch whose kept rows all weigh 0
+    divided by zero. Both are named ValueErrors, before or at the epoch."""
+    X, y = np.random.default_rng(2).normal(size=(23, 3)), np.arange(23) % 2
+    w = np.zeros(23)
+    w[-3:] = 1.0
+    with pytest.raises(ValueError, match="every row trained on weighs 0"):
+        cr.fit(cr.MLP([3, 2], rng=0), X, y, optimizer=cr.SGD(), epochs=1, batch_size=5,
+               drop_last=True, shuffle=False, sample_weight=w, progress=False)
+    w = np.zeros(40)
+    w[::4] = 1.0
+    X, y = np.random.default_rng(3).normal(size=(40, 3)), np.arange(40) % 2
+    refused = 0
+    for seed in range(30):
+        try:
+            cr.fit(cr.MLP([3, 2], rng=0), X, y, optimizer=cr.SGD(), epochs=1, rng=seed,
+                   sample_weight=w, validation_fraction=0.1, progress=False)
+        except ValueError as exc:
+            assert "sample_weight of the validation rows sums to 0" in str(exc)
+            refused += 1
+    assert refused > 0   # (some of the 30 splits hold out only rows of weight 0)

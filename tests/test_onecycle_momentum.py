@@ -113,3 +113,41 @@ def test_nesterov_refuses_a_momentum_schedule_that_gives_zero():
                                          "momentum schedule at step 1"):
         opt.step(params, {"w": np.ones(2)})
     assert opt.steps == 1
+
+
+def test_a_scheduled_first_beta_keeps_the_second_in_the_run_identity(tmp_path):
+    """With betas[0] a schedule, hyperparameters() dropped the whole pair: a resume
+    under another beta2 was accepted. The pair is kept, the schedule as None."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 4)), rng.integers(0, 2, 40)
+    cycle = partial(onecycle_momentum, total_steps=40)
+    assert cr.Adam(betas=(cycle, 0.999)).hyperparameters()["betas"] == (None, 0.999)
+    path = tmp_path / "run.ckpt"
+    cr.fit(cr.MLP([4, 2], rng=0), X, y, optimizer=cr.Adam(lr=1e-2, betas=(cycle, 0.999)),
+           epochs=2, batch_size=10, rng=0, progress=False, checkpoint=path)
+    with pytest.raises(Exception, match="betas"):
+        cr.fit(cr.MLP([4, 2], rng=0), X, y, optimizer=cr.Adam(lr=1e-2, betas=(cycle, 0.5)),
+               epochs=4, batch_size=10, rng=0, progress=False, checkpoint=path, resume=True)
+
+
+def test_a_momentum_schedule_that_starts_at_zero_resumes_bit_for_bit(tmp_path):
+    """A warm-up momentum is 0 at step 0: the checkpoint's expected layout, probed at
+    step 0, had no momentum buffers, and refused the run's own checkpoint."""
+    rng = np.random.default_rng(1)
+    X, y = rng.normal(size=(40, 4)), rng.integers(0, 2, 40)
+
+    def warm(step):
+        return min(0.9, step / 10)
+
+    full = cr.MLP([4, 3, 2], rng=0)
+    cr.fit(full, X, y, optimizer=cr.SGD(lr=0.05, momentum=warm), epochs=4, batch_size=10,
+           rng=0, progress=False)
+    path = tmp_path / "run.ckpt"
+    part = cr.MLP([4, 3, 2], rng=0)
+    cr.fit(part, X, y, optimizer=cr.SGD(lr=0.05, momentum=warm), epochs=2, batch_size=10,
+           rng=0, progress=False, checkpoint=path)
+    resumed = cr.MLP([4, 3, 2], rng=0)
+    cr.fit(resumed, X, y, optimizer=cr.SGD(lr=0.05, momentum=warm), epochs=4, batch_size=10,
+           rng=0, progress=False, checkpoint=path, resume=True)
+    for name in full.params:
+        np.testing.assert_array_equal(resumed.params[name], full.params[name])

@@ -147,3 +147,23 @@ def test_settings_are_checked(kwargs, error, message):
         cr.ReduceLROnPlateau(0.1, **kwargs)
     with pytest.raises(ValueError, match="lr"):
         cr.ReduceLROnPlateau(0.0)
+
+
+def test_an_error_after_a_cut_rolls_the_plateau_back_with_the_epoch():
+    """fit's rollback on an error restored parameters and optimizer but kept the
+    ReduceLROnPlateau cut of the failed epoch: a later fit started at the cut rate."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 3)), rng.integers(0, 2, 30)
+    plateau = cr.ReduceLROnPlateau(0.1, monitor="loss", patience=0, factor=0.5,
+                                   threshold=10)
+
+    def fail_at_second(epoch, logs, model):
+        if epoch == 1:
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError):
+        cr.fit(cr.MLP([3, 2], rng=0), X, y, optimizer=cr.SGD(plateau), epochs=3,
+               progress=False, callbacks=[fail_at_second])
+    clean = cr.ReduceLROnPlateau(0.1, monitor="loss", patience=0, factor=0.5, threshold=10)
+    cr.fit(cr.MLP([3, 2], rng=0), X, y, optimizer=cr.SGD(clean), epochs=1, progress=False)
+    assert plateau.current == clean.current

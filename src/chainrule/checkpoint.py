@@ -179,17 +179,22 @@ def snapshot(model, optimizer, gens, epoch, stopper):
     ``stopper`` is the run's :class:`~chainrule.history.EarlyStoppingState`. The
     History is not copied: rolling back only truncates it.
     """
+    rate = optimizer.lr if hasattr(optimizer.lr, "replay") else None   # its cuts so far
     return {"epoch": epoch,
             "params": {k: p.copy() for k, p in kept_arrays(model).items()},
             "optimizer": optimizer.state_dict(),
             "rngs": [_raw_rng_state(r) for r in gens],
-            "stopper": stopper.state_dict()}
+            "stopper": stopper.state_dict(),
+            "rate": None if rate is None else copy.deepcopy(vars(rate))}
 
 
 def restore(snap, model, optimizer, gens, history, stopper):
-    """Put the state of :func:`snapshot` (or of :func:`read_checkpoint`) back in place."""
+    """Put the state of :func:`snapshot` (or of :func:`read_checkpoint`) back in place
+    (a ReduceLROnPlateau's state too, which a checkpoint's reader replays instead)."""
     for k, p in kept_arrays(model).items():
         p[...] = snap["params"][k]
+    if snap.get("rate") is not None:
+        vars(optimizer.lr).update(copy.deepcopy(snap["rate"]))
     optimizer.load_state_dict(snap["optimizer"])
     for r, state in zip(gens, snap["rngs"], strict=True):
         _set_rng_state(r, state)
@@ -248,6 +253,8 @@ def _expected_optimizer_arrays(optimizer, model) -> dict:
     (state is created lazily, and its layout differs between optimizers)."""
     probe = copy.copy(optimizer)
     probe.state, probe.steps = {}, 0
+    if callable(getattr(probe, "momentum", None)):   # a schedule (its 0 makes no buffer):
+        probe.momentum = 0.5                          # the layout with the buffers
     zeros = {k: np.zeros_like(p) for k, p in model.params.items()}
     probe.step({k: z.copy() for k, z in zeros.items()}, zeros)
     return {f"optim/state/{name}/{key}": (np.shape(v), np.asarray(v).dtype)
@@ -329,6 +336,12 @@ def _expected_arrays(arrays, model, optimizer, steps, n_rows, n_val) -> dict:
     expected = {f"params/{k}": (p.shape, p.dtype) for k, p in kept.items()}
     if steps:
         expected.update(_expected_optimizer_arrays(optimizer, model))
+        # a scheduled momentum that was 0 at every step so far made no buffers yet
+        buffers = [k for k in expected if k.endswith("/momentum_buffer")]
+        if callable(getattr(optimizer, "momentum", None)) and not any(b in arrays
+                                                                     for b in buffers):
+            for b in buffers:
+                del expected[b]
     # Early stopping's best parameters are there only once kept: all of them or none.
     if any(f"best/{k}" in arrays for k in kept):
         expected.update({f"best/{k}": (p.shape, p.dtype) for k, p in kept.items()})

@@ -274,8 +274,10 @@ class Optimizer:
         """Constructor arguments (the learning rate and a momentum only when they are
         numbers, schedules being functions; a clip only when set, so that a run without
         one is described as before clipping existed)."""
-        found = {k: v for k, v in vars(self).items() if k not in ("steps", "state")
-                 and not k.startswith("_") and not _holds_schedule(v)}
+        # (a tuple holding a schedule, Adam's betas, keeps its numbers: None in its place)
+        found = {k: tuple(None if callable(x) else x for x in v) if isinstance(v, tuple) else v
+                 for k, v in vars(self).items() if k not in ("steps", "state")
+                 and not k.startswith("_") and not callable(v)}
         clips = {k: found.pop(k) for k in ("clip_norm", "clip_value")}  # last, as in the
         return {**found, **{k: v for k, v in clips.items() if v is not None}}  # signatures
 
@@ -284,10 +286,10 @@ class Optimizer:
         return {**vars(self), "_owners": {}}
 
     def __repr__(self):
-        args = [f"{k}={v!r}" for k, v in self.hyperparameters().items()]
         # (hyperparameters() leaves schedules out: not JSON) the learning rate's first
         scheduled = [k for k, v in vars(self).items() if not k.startswith("_")
                      and _holds_schedule(v)]
+        args = [f"{k}={v!r}" for k, v in self.hyperparameters().items() if k not in scheduled]
         for k in sorted(scheduled, key=lambda k: k != "lr", reverse=True):
             v = getattr(self, k)
             text = (_schedule_text(v) if callable(v) else

@@ -268,9 +268,10 @@ def _prepare_run(model, s: RunSettings) -> _Run:
                                         s.n_rows, s.n_val)
         check_resume_epochs(s.checkpoint, s.epochs, loaded["epoch"])
     X, Y, weights, X_val, Y_val, W_val, split = _split_validation(s, split)
-    if weights is not None and not weights.sum() > 0:
-        raise ValueError("sample_weight of the training rows sums to 0 (after the "
-                         "validation_fraction split): there is nothing to train on")
+    for rows, w in (("training", weights), ("validation", W_val)):
+        if w is not None and not w.sum() > 0:
+            raise ValueError(f"sample_weight of the {rows} rows sums to 0 (after the "
+                             f"validation_fraction split): there is nothing to weigh")
     run = _Run(s, X, Y, weights, X_val, Y_val, W_val, split, gens, identity,
                History() if loaded is None else loaded["history"],
                EarlyStoppingState(s.early_stopping), distributed.averager(s, model.params, model))
@@ -379,6 +380,8 @@ def _train_epoch(model, run: _Run, epoch: int) -> _Tally:
 
 def _epoch_logs(model, run: _Run, epoch: int, tally: _Tally, lr, t0: float) -> dict:
     """The epoch's History values: training loss and accuracy, validation, lr, time."""
+    if not tally.sum_weight:   # (drop_last left only rows of weight 0: nothing trained)
+        raise ValueError(f"epoch {epoch}: every row trained on weighs 0 (sample_weight)")
     logs = {"loss": tally.sum_loss / tally.sum_weight}
     if not math.isfinite(logs["loss"]):   # finite batches whose sum overflows (~1e306 each)
         _diverged(model, run, tally.X_batch, epoch, tally.step,

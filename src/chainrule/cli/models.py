@@ -377,8 +377,9 @@ def _cmd_predict(args) -> int:
     output = "-" if args.output is None else args.output
     if output not in STDOUT_NAMES:
         check_output_file(output, "--output", refuse_same_as=inputs)
-    if str(output).lower().endswith((".npz", ".npy", ".onnx", ".xlsx", ".xls", ".parquet",
-                                     ".feather", ".json", ".pkl")):
+    if str(output).lower().endswith((".npz", ".npy", ".onnx", ".xlsx", ".xls", ".xlsm",
+                                     ".xlsb", ".ods", ".parquet", ".feather", ".json",
+                                     ".pkl")):
         raise UsageError(f"--output {output}: predict writes CSV text, which a file of "
                          f"that name would not hold (a spreadsheet opens a .csv); give a "
                          f".csv name (or .tsv for tab-separated text)")

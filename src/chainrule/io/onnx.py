@@ -61,11 +61,14 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
     :mod:`chainrule.normalization` ``Reshape``, ``Flatten``, ``Conv`` (with its
     ``dilations`` and ``group`` for a dilated or grouped Conv2D), ``MaxPool``,
     ``AveragePool``, ``BatchNormalization`` (running statistics), ``LayerNormalization``
-    (opset 17 or newer) and ``Softmax``; Dropout layers are left out (they are the
-    identity at inference). A batch normalisation with ``track_running_stats=False``
+    (opset 17 or newer, float32) and ``Softmax``; Dropout layers are left out (they are
+    the identity at inference). A batch normalisation with ``track_running_stats=False``
     becomes ``ReduceMean``, ``Sub``, ``Mul``, ``Add``, ``Sqrt`` and ``Reciprocal``
     nodes computing the statistics of the batch fed to the graph, as PyTorch exports
-    it: each output row then depends on the other rows of its batch. onnxruntime's
+    it: each output row then depends on the other rows of its batch. A group
+    normalisation, and in float64 a layer normalisation (ONNX holds ``epsilon`` as a
+    float32 attribute), are composed of the same nodes. A Poisson regressor's graph
+    gives ``outputs``, its predicted means ``exp(logits)``, and ``logits``. onnxruntime's
     CPU provider runs ``Conv`` and the pools in float32 only: export a CNN built with
     ``dtype=np.float32`` to run it there. A leaky ReLU whose slope is not exactly a
     float32 number (0.01 is not) in a float64 model becomes ``PRelu`` with the slope
