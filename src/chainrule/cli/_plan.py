@@ -38,7 +38,8 @@ LR_SCHEDULES = {
     "constant": "the rate stays --lr",
     "cosine": "decays to 0 over all --epochs",
     "onecycle": "the 1cycle policy over all --epochs: up from --lr/25 to --lr over the "
-                "first 30%% of the steps, then down to --lr/250000 (PyTorch's OneCycleLR)",
+                "first 30%% of the steps, then down to --lr/250000 (PyTorch's OneCycleLR's "
+                "rate; the momentum stays --momentum)",
     "plateau": f"cut to {DEFAULTS['lr_factor']:g}x after --lr-patience + 1 epochs in a "
                f"row without a better validation loss (training loss without validation "
                f"rows), as PyTorch's ReduceLROnPlateau",
