@@ -24,6 +24,8 @@ from .layers import (
     GELU,
     Affine,
     Dropout,
+    Dropout1d,
+    Dropout2d,
     Identity,
     Layer,
     LeakyReLU,
@@ -40,7 +42,7 @@ __all__ = ["node_names", "summary", "network_repr", "explain", "local_param_name
 
 #: Built-in layers whose output has their input's width (what ``output_width`` skips).
 WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ELU, Softplus, Identity,
-                            Dropout})
+                            Dropout, Dropout1d, Dropout2d})
 #: Layers whose output shape :func:`check_shapes` knows without an ``output_shape``.
 _KNOWN = WIDTH_KEEPING | {Affine}
 

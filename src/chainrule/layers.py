@@ -41,7 +41,7 @@ from .init import get_initializer
 from .layer_base import Layer
 
 __all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU",
-           "ELU", "Softplus", "PReLU", "Dropout"]
+           "ELU", "Softplus", "PReLU", "Dropout", "Dropout1d", "Dropout2d"]
 
 
 class Affine(Layer):
@@ -225,14 +225,20 @@ class Dropout(Layer):
         self.rng = check_rng(rng)
         self.rng_given = rng is not None
 
+    #: Drop whole channels (axis 1) instead of entries (Dropout1d, Dropout2d).
+    channel_wise = False
+
     def forward(self, inputs):
         inputs = self._check_input(inputs)
         if not self.training or self.p == 0.0:
             self.cache = ("identity", np.shape(inputs))
             return inputs
-        keep = self.rng.random(np.shape(inputs)) >= self.p
+        shape = np.shape(inputs)
+        drawn = shape[:2] + (1,) * (len(shape) - 2) if self.channel_wise else shape
+        keep = self.rng.random(drawn) >= self.p
         mask = keep.astype(inputs.dtype) / inputs.dtype.type(1.0 - self.p)
-        self.cache = ("mask", mask)
+        # (a channel's draw spread over its positions: a read-only view, no copy)
+        self.cache = ("mask", np.broadcast_to(mask, shape))
         return inputs * mask
 
     def backward(self, d_out):
@@ -242,4 +248,35 @@ class Dropout(Layer):
         return d_out if kind == "identity" else d_out * value
 
     def __repr__(self):
-        return f"Dropout(p={self.p})"
+        return f"{type(self).__name__}(p={self.p})"
+
+
+class Dropout1d(Dropout):
+    """Channel dropout, as ``torch.nn.Dropout1d``: in training, zero each sample's
+    channel with probability ``p`` (all of its positions), scaling the others by
+    ``1 / (1 - p)``; outside training, the identity.
+
+    Shape: inputs (N, C, L) -> out of the same shape. Parameters as :class:`Dropout`'s.
+    """
+
+    channel_wise = True
+    equations = ("{y} = {x} * M / (1 - p)   (M: a Bernoulli keep-mask per sample and "
+                 "channel, training only)", ("d{x} = d{y} * M / (1 - p)",))
+
+    def check_input_shape(self, shape) -> None:
+        """``ValueError`` unless a sample of ``shape`` (batch axis left out) fits."""
+        if len(shape) != 2:
+            raise ValueError("it takes sequences (N, C, L)")
+
+
+class Dropout2d(Dropout1d):
+    """Channel dropout, as ``torch.nn.Dropout2d``: each sample's channel of an image
+    zeroed with probability ``p`` in training (as :class:`Dropout1d`).
+
+    Shape: inputs (N, C, H, W) -> out of the same shape.
+    """
+
+    def check_input_shape(self, shape) -> None:
+        """``ValueError`` unless a sample of ``shape`` (batch axis left out) fits."""
+        if len(shape) != 3:
+            raise ValueError("it takes images (N, C, H, W)")

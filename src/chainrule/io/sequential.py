@@ -32,6 +32,8 @@ from ..layers import (
     GELU,
     Affine,
     Dropout,
+    Dropout1d,
+    Dropout2d,
     Identity,
     LeakyReLU,
     PReLU,
@@ -60,7 +62,7 @@ LAYER_CLASSES = {**_FIRST_LAYER_CLASSES,
                                                   Softplus, LogSoftmax, PReLU, Conv1D,
                                                   MaxPool1D, AvgPool1D, AdaptiveAvgPool1D,
                                                   AdaptiveMaxPool2D, AdaptiveMaxPool1D,
-                                                  GroupNorm)}}
+                                                  GroupNorm, Dropout1d, Dropout2d)}}
 
 
 def _is_builtin(layer) -> bool:
@@ -152,7 +154,8 @@ def _build_layer(i, spec, custom_layers, rng, largest: int = 0):
                          f"({sorted(LAYER_CLASSES)}) nor in custom_layers "
                          f"({sorted(custom_layers)}); pass load(..., custom_layers={{"
                          f"{name!r}: TheClass}})")
-    kwargs = dict(spec["config"], **({"rng": rng} if cls is Dropout else {}))
+    kwargs = dict(spec["config"], **({"rng": rng} if isinstance(cls, type)
+                                     and issubclass(cls, Dropout) else {}))
     declared = kwargs.get("num_features")
     if isinstance(declared, int) and declared > largest:
         raise ValueError(f"layers[{i}] {name} declares num_features={declared}, more "
