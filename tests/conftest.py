@@ -31,6 +31,7 @@ from chainrule.layers import (
     GELU,
     Affine,
     Dropout,
+    Hardtanh,
     LeakyReLU,
     PReLU,
     ReLU,
@@ -97,6 +98,8 @@ def torch_layer(layer, x, *params):
         return F.leaky_relu(x, negative_slope=layer.negative_slope)
     if isinstance(layer, ReLU):
         return torch.relu(x)
+    if isinstance(layer, Hardtanh):
+        return F.hardtanh(x, layer.min_val, layer.max_val)
     if isinstance(layer, Tanh):
         return torch.tanh(x)
     if isinstance(layer, Sigmoid):

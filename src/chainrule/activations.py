@@ -24,7 +24,8 @@ from ._validation import (
 from .functional import sigmoid
 from .layer_base import Layer
 
-__all__ = ["ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU", "ELU", "Softplus", "PReLU"]
+__all__ = ["ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU", "ELU", "Softplus", "PReLU",
+           "Hardtanh", "ReLU6"]
 
 
 class ReLU(Layer):
@@ -219,6 +220,69 @@ class SiLU(Layer):
         inputs, s = self.cache if self.cache is not None else (None, None)
         d_out = self._check_d_out(d_out, np.shape(inputs))
         return d_out * (s * (1 + inputs * (1 - s)))
+
+
+class Hardtanh(Layer):
+    """``out = clip(inputs, min_val, max_val)``, as ``torch.nn.Hardtanh(min_val,
+    max_val)``; the slope is 1 strictly between the bounds and 0 elsewhere (at the
+    bounds too, as torch's backward).
+
+    Shape: inputs of any shape -> out of the same shape.
+
+    Parameters
+    ----------
+    min_val, max_val : float, default=-1.0, 1.0
+        Finite, ``min_val < max_val``.
+    """
+
+    equations = ("{y} = clip({x}, min, max)", ("d{x} = d{y} * (min < {x} < max)",))
+
+    def __init__(self, min_val: float = -1.0, max_val: float = 1.0):
+        super().__init__()
+        self.min_val = check_finite_float(min_val, "min_val")
+        self.max_val = check_finite_float(max_val, "max_val")
+        if not self.min_val < self.max_val:
+            raise ValueError(f"min_val must be below max_val, got min_val={self.min_val!r}, "
+                             f"max_val={self.max_val!r}")
+        self.equations = (f"{{y}} = clip({{x}}, {self.min_val:g}, {self.max_val:g})",
+                          (f"d{{x}} = d{{y}} * ({self.min_val:g} < {{x}} < "
+                           f"{self.max_val:g})",))
+
+    def get_config(self) -> dict:
+        """The constructor arguments, for model files."""
+        return {"min_val": self.min_val, "max_val": self.max_val}
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        low, high = inputs.dtype.type(self.min_val), inputs.dtype.type(self.max_val)
+        self.cache = (inputs > low) & (inputs < high)
+        return np.clip(inputs, low, high)
+
+    def backward(self, d_out):
+        """The gradient passes where the input was strictly inside the bounds."""
+        d_out = self._check_d_out(d_out, np.shape(self.cache))
+        return d_out * self.cache
+
+    def __repr__(self):
+        return f"Hardtanh(min_val={self.min_val}, max_val={self.max_val})"
+
+
+class ReLU6(Hardtanh):
+    """``out = min(max(0, inputs), 6)``, as ``torch.nn.ReLU6`` (MobileNet's activation):
+    :class:`Hardtanh` from 0 to 6.
+
+    Shape: inputs of any shape -> out of the same shape.
+    """
+
+    def __init__(self):
+        super().__init__(0.0, 6.0)
+
+    def get_config(self) -> dict:
+        """No arguments."""
+        return {}
+
+    def __repr__(self):
+        return "ReLU6()"
 
 
 class ELU(Layer):

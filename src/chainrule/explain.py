@@ -26,10 +26,12 @@ from .layers import (
     Dropout,
     Dropout1d,
     Dropout2d,
+    Hardtanh,
     Identity,
     Layer,
     LeakyReLU,
     ReLU,
+    ReLU6,
     Sigmoid,
     SiLU,
     Softplus,
@@ -42,7 +44,7 @@ __all__ = ["node_names", "summary", "network_repr", "explain", "local_param_name
 
 #: Built-in layers whose output has their input's width (what ``output_width`` skips).
 WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ELU, Softplus, Identity,
-                            Dropout, Dropout1d, Dropout2d})
+                            Dropout, Dropout1d, Dropout2d, Hardtanh, ReLU6})
 #: Layers whose output shape :func:`check_shapes` knows without an ``output_shape``.
 _KNOWN = WIDTH_KEEPING | {Affine}
 

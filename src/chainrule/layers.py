@@ -36,12 +36,24 @@ from ._validation import (
     ones,
     shape_str,
 )
-from .activations import ELU, GELU, LeakyReLU, PReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh
+from .activations import (
+    ELU,
+    GELU,
+    Hardtanh,
+    LeakyReLU,
+    PReLU,
+    ReLU,
+    ReLU6,
+    Sigmoid,
+    SiLU,
+    Softplus,
+    Tanh,
+)
 from .init import get_initializer
 from .layer_base import Layer
 
 __all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU",
-           "ELU", "Softplus", "PReLU", "Dropout", "Dropout1d", "Dropout2d"]
+           "ELU", "Softplus", "PReLU", "Hardtanh", "ReLU6", "Dropout", "Dropout1d", "Dropout2d"]
 
 
 class Affine(Layer):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..activations import PReLU
+from ..activations import Hardtanh, PReLU
 from ..conv import (
     AdaptiveAvgPool2D,
     AdaptiveMaxPool2D,
@@ -36,7 +36,8 @@ __all__ = ["LAYER_TYPES", "layer_node", "LAYER_NORM_OPSET"]
 #: The layers :func:`layer_node` exports.
 LAYER_TYPES = (AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten, BatchNorm1d,
                BatchNorm2d, LayerNorm, Softmax, LogSoftmax, PReLU, Conv1D, MaxPool1D,
-               AvgPool1D, AdaptiveAvgPool1D, AdaptiveMaxPool2D, AdaptiveMaxPool1D, GroupNorm)
+               AvgPool1D, AdaptiveAvgPool1D, AdaptiveMaxPool2D, AdaptiveMaxPool1D, GroupNorm,
+               Hardtanh)
 #: LayerNormalization entered the default domain in opset 17.
 LAYER_NORM_OPSET = 17
 #: ReduceMean takes its axes as an input, no longer an attribute, from opset 18 on.
@@ -67,6 +68,10 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         return _prelu_node(builder, network, index, names, current, out)
     if isinstance(layer, GroupNorm):
         return _group_norm_node(builder, network, index, names, current, out, opset)
+    if isinstance(layer, Hardtanh):   # (ReLU6 too) Clip, its bounds as tensors
+        for name, value in ((f"{out}_min", layer.min_val), (f"{out}_max", layer.max_val)):
+            builder._tensor(np.array(value), name)
+        return make_node("Clip", [current, f"{out}_min", f"{out}_max"], [out])
     if isinstance(layer, Conv2D):
         for name in names:
             builder._tensor(network.params[name], name)

@@ -34,10 +34,12 @@ from ..layers import (
     Dropout,
     Dropout1d,
     Dropout2d,
+    Hardtanh,
     Identity,
     LeakyReLU,
     PReLU,
     ReLU,
+    ReLU6,
     Sigmoid,
     SiLU,
     Softplus,
@@ -62,7 +64,8 @@ LAYER_CLASSES = {**_FIRST_LAYER_CLASSES,
                                                   Softplus, LogSoftmax, PReLU, Conv1D,
                                                   MaxPool1D, AvgPool1D, AdaptiveAvgPool1D,
                                                   AdaptiveMaxPool2D, AdaptiveMaxPool1D,
-                                                  GroupNorm, Dropout1d, Dropout2d)}}
+                                                  GroupNorm, Dropout1d, Dropout2d, Hardtanh,
+                                                  ReLU6)}}
 
 
 def _is_builtin(layer) -> bool:
