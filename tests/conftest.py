@@ -31,6 +31,8 @@ from chainrule.layers import (
     GELU,
     Affine,
     Dropout,
+    Hardsigmoid,
+    Hardswish,
     Hardtanh,
     LeakyReLU,
     PReLU,
@@ -98,6 +100,10 @@ def torch_layer(layer, x, *params):
         return F.leaky_relu(x, negative_slope=layer.negative_slope)
     if isinstance(layer, ReLU):
         return torch.relu(x)
+    if isinstance(layer, Hardsigmoid):
+        return F.hardsigmoid(x)
+    if isinstance(layer, Hardswish):
+        return F.hardswish(x)
     if isinstance(layer, Hardtanh):
         return F.hardtanh(x, layer.min_val, layer.max_val)
     if isinstance(layer, Tanh):

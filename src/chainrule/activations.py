@@ -1,5 +1,6 @@
 """Activation layers, each backward pass right under its forward: ReLU, LeakyReLU, Tanh,
-Sigmoid, GELU, SiLU, ELU, Softplus and PReLU, as ``torch.nn``'s of the same names.
+Sigmoid, GELU, SiLU, ELU, Softplus, PReLU, Hardtanh, ReLU6, Hardsigmoid and Hardswish,
+as ``torch.nn``'s of the same names.
 
 They act entry by entry (PReLU's slope is one, or one per channel) and keep the layer
 contract of :mod:`chainrule.layer_base`; :mod:`chainrule.layers` re-exports them, so
@@ -25,7 +26,7 @@ from .functional import sigmoid
 from .layer_base import Layer
 
 __all__ = ["ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU", "ELU", "Softplus", "PReLU",
-           "Hardtanh", "ReLU6"]
+           "Hardtanh", "ReLU6", "Hardsigmoid", "Hardswish"]
 
 
 class ReLU(Layer):
@@ -283,6 +284,62 @@ class ReLU6(Hardtanh):
 
     def __repr__(self):
         return "ReLU6()"
+
+
+def _hard_gate(inputs):
+    """``clip(x + 3, 0, 6)`` and where ``-3 < x < 3``: the piece Hardsigmoid and
+    Hardswish share, in the dtype of ``inputs``."""
+    three, six = inputs.dtype.type(3), inputs.dtype.type(6)
+    return np.clip(inputs + three, 0, six), (inputs > -three) & (inputs < three)
+
+
+class Hardsigmoid(Layer):
+    """``out = clip(x + 3, 0, 6) / 6``, as ``torch.nn.Hardsigmoid()``: a piecewise-linear
+    sigmoid (MobileNetV3's gates), 0 below -3 and 1 above 3.
+
+    Shape: inputs of any shape -> out of the same shape.
+    """
+
+    equations = ("{y} = clip({x} + 3, 0, 6) / 6", ("d{x} = d{y} * (-3 < {x} < 3) / 6",))
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        # Divided by 6 rather than times 1/6: torch's values, to the last bit.
+        gate, self.cache = _hard_gate(inputs)
+        return gate / inputs.dtype.type(6)
+
+    def backward(self, d_out):
+        """The slope 1/6 strictly between -3 and 3 (0 at the corners, as torch's)."""
+        d_out = self._check_d_out(d_out, np.shape(self.cache))
+        return d_out * np.where(self.cache, d_out.dtype.type(1 / 6), d_out.dtype.type(0))
+
+
+class Hardswish(Layer):
+    """``out = x * clip(x + 3, 0, 6) / 6``, as ``torch.nn.Hardswish()``: a piecewise
+    SiLU (MobileNetV3's activation), 0 below -3 and ``x`` above 3.
+
+    Shape: inputs of any shape -> out of the same shape.
+    """
+
+    equations = ("{y} = {x} * clip({x} + 3, 0, 6) / 6",
+                 ("d{x} = d{y} * (0 if {x} <= -3, {x} / 3 + 1/2 if -3 < {x} < 3, "
+                  "1 if {x} >= 3)",))
+
+    def forward(self, inputs):
+        inputs = self._check_input(inputs)
+        gate, inside = _hard_gate(inputs)
+        self.cache = (inputs, inside)
+        return inputs * gate / inputs.dtype.type(6)
+
+    def backward(self, d_out):
+        """``x / 3 + 1/2`` strictly between -3 and 3, 1 from 3 on, 0 up to -3: torch's
+        choice at the two corners."""
+        inputs, inside = self.cache if self.cache is not None else (None, None)
+        d_out = self._check_d_out(d_out, np.shape(inputs))
+        kind = d_out.dtype.type
+        slope = np.where(inside, inputs / kind(3) + kind(0.5),
+                         (inputs >= 3).astype(d_out.dtype))
+        return d_out * slope
 
 
 class ELU(Layer):

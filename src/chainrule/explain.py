@@ -26,6 +26,8 @@ from .layers import (
     Dropout,
     Dropout1d,
     Dropout2d,
+    Hardsigmoid,
+    Hardswish,
     Hardtanh,
     Identity,
     Layer,
@@ -44,7 +46,8 @@ __all__ = ["node_names", "summary", "network_repr", "explain", "local_param_name
 
 #: Built-in layers whose output has their input's width (what ``output_width`` skips).
 WIDTH_KEEPING = frozenset({ReLU, LeakyReLU, Tanh, Sigmoid, GELU, SiLU, ELU, Softplus, Identity,
-                            Dropout, Dropout1d, Dropout2d, Hardtanh, ReLU6})
+                            Dropout, Dropout1d, Dropout2d, Hardtanh, ReLU6,
+                            Hardsigmoid, Hardswish})
 #: Layers whose output shape :func:`check_shapes` knows without an ``output_shape``.
 _KNOWN = WIDTH_KEEPING | {Affine}
 

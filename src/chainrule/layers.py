@@ -39,6 +39,8 @@ from ._validation import (
 from .activations import (
     ELU,
     GELU,
+    Hardsigmoid,
+    Hardswish,
     Hardtanh,
     LeakyReLU,
     PReLU,
@@ -53,7 +55,8 @@ from .init import get_initializer
 from .layer_base import Layer
 
 __all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU",
-           "ELU", "Softplus", "PReLU", "Hardtanh", "ReLU6", "Dropout", "Dropout1d", "Dropout2d"]
+           "ELU", "Softplus", "PReLU", "Hardtanh", "ReLU6", "Hardsigmoid",
+           "Hardswish", "Dropout", "Dropout1d", "Dropout2d"]
 
 
 class Affine(Layer):

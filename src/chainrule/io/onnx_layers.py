@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..activations import Hardtanh, PReLU
+from ..activations import Hardsigmoid, Hardswish, Hardtanh, PReLU
 from ..conv import (
     AdaptiveAvgPool2D,
     AdaptiveMaxPool2D,
@@ -37,7 +37,7 @@ __all__ = ["LAYER_TYPES", "layer_node", "LAYER_NORM_OPSET"]
 LAYER_TYPES = (AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten, BatchNorm1d,
                BatchNorm2d, LayerNorm, Softmax, LogSoftmax, PReLU, Conv1D, MaxPool1D,
                AvgPool1D, AdaptiveAvgPool1D, AdaptiveMaxPool2D, AdaptiveMaxPool1D, GroupNorm,
-               Hardtanh)
+               Hardtanh, Hardsigmoid, Hardswish)
 #: LayerNormalization entered the default domain in opset 17.
 LAYER_NORM_OPSET = 17
 #: ReduceMean takes its axes as an input, no longer an attribute, from opset 18 on.
@@ -72,6 +72,8 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         for name, value in ((f"{out}_min", layer.min_val), (f"{out}_max", layer.max_val)):
             builder._tensor(np.array(value), name)
         return make_node("Clip", [current, f"{out}_min", f"{out}_max"], [out])
+    if isinstance(layer, (Hardsigmoid, Hardswish)):
+        return _hard_node(builder, layer, current, out)
     if isinstance(layer, Conv2D):
         for name in names:
             builder._tensor(network.params[name], name)
@@ -89,6 +91,24 @@ def _prelu_node(builder, network, index: int, names, current: str, out: str):
         slope = slope.reshape((-1,) + (1,) * (len(in_shape) - 1))
     builder._tensor(slope, names[0])
     return builder.helper.make_node("PRelu", [current, names[0]], [out])
+
+
+def _hard_node(builder, layer, current: str, out: str):
+    """``Clip(x + 3, 0, 6) / 6`` (Hardsigmoid), or ``x * Clip(x + 3, 0, 6) / 6``
+    (Hardswish), in the order chainrule computes them and with the constants in the
+    graph's dtype: ONNX's own HardSigmoid and HardSwish take ``1/6`` as a float32
+    attribute, which float64 graphs would not reproduce. The intermediate nodes go
+    straight into the graph; the last one is returned."""
+    make_node, p = builder.helper.make_node, f"{out}_"
+    for name, value in (("zero", 0.0), ("three", 3.0), ("six", 6.0)):
+        builder._tensor(np.array(value), p + name)
+    steps = [("Add", [current, p + "three"], "shifted"),
+             ("Clip", [p + "shifted", p + "zero", p + "six"], "gate")]
+    if isinstance(layer, Hardswish):
+        steps.append(("Mul", [current, p + "gate"], "scaled"))
+    for op, inputs, name in steps:
+        builder.nodes.append(make_node(op, inputs, [p + name], name=p + name))
+    return make_node("Div", [p + steps[-1][2], p + "six"], [out])
 
 
 def _spatial(layer, pair) -> list:

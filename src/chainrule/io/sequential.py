@@ -34,6 +34,8 @@ from ..layers import (
     Dropout,
     Dropout1d,
     Dropout2d,
+    Hardsigmoid,
+    Hardswish,
     Hardtanh,
     Identity,
     LeakyReLU,
@@ -65,7 +67,7 @@ LAYER_CLASSES = {**_FIRST_LAYER_CLASSES,
                                                   MaxPool1D, AvgPool1D, AdaptiveAvgPool1D,
                                                   AdaptiveMaxPool2D, AdaptiveMaxPool1D,
                                                   GroupNorm, Dropout1d, Dropout2d, Hardtanh,
-                                                  ReLU6)}}
+                                                  ReLU6, Hardsigmoid, Hardswish)}}
 
 
 def _is_builtin(layer) -> bool:
