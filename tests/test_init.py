@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import chainrule as cr
 from chainrule.init import (
     INITIALIZERS,
     get_initializer,
@@ -195,3 +196,36 @@ def test_a_failing_initialiser_is_named_with_its_layer(init, match):
                                          r"dtype\) " + match):
         cr.Sequential([cr.Unflatten((1, 5, 5)), cr.Conv2D(1, 2, 3, init=init), cr.Flatten(),
                        cr.Affine(18, 3)], rng=0)
+
+
+def test_torch_init_has_nn_linears_range_for_weight_and_bias(torch, tmp_path):
+    # nn.Linear(300, 500)'s own draws state its default independently of the formula:
+    # weight and bias both within 1/sqrt(fan_in), the largest of 150 000 draws at it.
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(300, 500, dtype=torch.float64)
+    model = cr.MLP([300, 500, 4], init="torch", rng=0)
+    layer = cr.Sequential([cr.Affine(300, 500, init="torch"), cr.ReLU(), cr.Affine(500, 4)],
+                          rng=0)
+    for params in (model.params, layer.params):
+        assert np.abs(params["W1"]).max() == pytest.approx(
+            linear.weight.abs().max().item(), rel=1e-3)
+        assert np.abs(params["b1"]).max() <= linear.weight.abs().max().item() * 1.001
+        assert np.abs(params["b1"]).max() > 0.9 / np.sqrt(300)   # drawn, not zeros
+    assert np.abs(model.params["b2"]).max() <= 1 / np.sqrt(500)
+    # Xavier stays the default (the homework's); a model file keeps the name.
+    assert np.abs(cr.MLP([300, 500, 4], rng=0).params["b1"]).max() == 0
+    cr.io.save(model, tmp_path / "m.npz")
+    assert cr.io.load(tmp_path / "m.npz").config["init"] == "torch"
+    # Conv2D's default is this law already; the name gives the same draws.
+    conv = [cr.Conv2D(3, 6, 3, init=init).init_params(np.random.default_rng(1), np.float64)
+            for init in (None, "torch")]
+    for a, b in zip(*conv, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_estimators_take_init_torch():
+    from chainrule.estimator import MLPClassifier
+
+    X = np.random.default_rng(0).normal(size=(40, 4))
+    clf = MLPClassifier((64,), init="torch", max_iter=1, random_state=0).fit(X, X[:, 0] > 0)
+    assert 0.9 * 0.5 < np.abs(clf.intercepts_[0]).max() <= 0.5   # drawn within 1/sqrt(4)

@@ -39,12 +39,15 @@ from .conv_ops import (
     pooled_size,
     windows,
 )
-from .init import get_initializer
+from .init import INITIALIZERS, TORCH_INIT, get_initializer
 from .layers import Layer
 from .pooling import AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, MaxPool2D
 
 __all__ = ["conv_equations", "Conv2D", "MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D",
            "AdaptiveMaxPool2D", "Flatten", "Unflatten"]
+
+#: PyTorch's default draw of a convolution's weight and bias (``init=None``).
+TORCH_DEFAULT = INITIALIZERS[TORCH_INIT]
 
 
 def conv_equations(has_bias: bool, groups: int, padding_mode: str = "zeros",
@@ -195,13 +198,11 @@ class Conv2D(Layer):
     def init_params(self, rng, dtype):
         """``[weight, bias]``, PyTorch's default uniform draws, weight first."""
         shape = self.param_shapes()[0]
-        bound = 1.0 / np.sqrt(math.prod(shape[1:]))   # fan_in = C_in / groups kH kW
-        weight = (rng.uniform(-bound, bound, size=shape).astype(dtype) if self.init is None
-                  else self.init(shape, rng=rng, dtype=dtype))
+        weight = (self.init or TORCH_DEFAULT)(shape, rng=rng, dtype=dtype)
         if not self.has_bias:
             return [weight]
-        bias = rng.uniform(-bound, bound, size=self.out_channels).astype(dtype)
-        return [weight, bias]
+        # fan_in = C_in / groups kH kW
+        return [weight, TORCH_DEFAULT.bias(math.prod(shape[1:]), self.out_channels, rng, dtype)]
 
     def get_config(self) -> dict:
         """The constructor arguments, for model files (``dilation``, ``groups`` and

@@ -22,7 +22,8 @@ import numpy as np
 from ._validation import check_finite_float, check_positive_float, check_positive_int, check_rng
 
 __all__ = ["xavier_uniform", "xavier_init", "xavier_normal", "he_normal", "he_uniform",
-           "zeros", "INITIALIZERS", "get_initializer", "CUSTOM_INIT", "SklearnInit"]
+           "zeros", "INITIALIZERS", "get_initializer", "CUSTOM_INIT", "SklearnInit", "TorchInit",
+           "TORCH_INIT"]
 
 
 def _fans(shape) -> tuple[tuple[int, ...], int, int]:
@@ -138,6 +139,26 @@ class SklearnInit:
         return rng.uniform(-a, a, size=fan_out).astype(dtype, copy=False)
 
 
+class TorchInit:
+    """PyTorch's default for ``nn.Linear`` and ``nn.Conv2d``, ``init="torch"``: ``U(-a,
+    a)`` with ``a = 1 / sqrt(fan_in)`` for the weight (``kaiming_uniform_(a=sqrt(5))``
+    comes to that bound) and for the bias. The same distribution as torch's, not its
+    random numbers (``chainrule.io.from_torch`` copies those)."""
+
+    def __call__(self, shape, rng=None, dtype=np.float64):
+        shape, fan_in, _ = _fans(shape)
+        a = 1.0 / np.sqrt(fan_in)
+        return check_rng(rng).uniform(-a, a, size=shape).astype(_float_dtype(dtype),
+                                                                 copy=False)
+
+    def bias(self, fan_in, fan_out, rng, dtype):
+        a = 1.0 / np.sqrt(fan_in)
+        return rng.uniform(-a, a, size=fan_out).astype(dtype, copy=False)
+
+
+#: The name of :class:`TorchInit` for ``MLP``, ``Affine`` and ``Conv2D``.
+TORCH_INIT = "torch"
+
 INITIALIZERS = {
     "xavier": xavier_uniform,
     "xavier_uniform": xavier_uniform,
@@ -146,6 +167,7 @@ INITIALIZERS = {
     "he_normal": he_normal,
     "he_uniform": he_uniform,
     "zeros": zeros,
+    TORCH_INIT: TorchInit(),
 }
 
 

@@ -51,7 +51,7 @@ from .activations import (
     Softplus,
     Tanh,
 )
-from .init import get_initializer
+from .init import TORCH_INIT, get_initializer
 from .layer_base import Layer
 
 __all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU",
@@ -88,7 +88,8 @@ class Affine(Layer):
         also knows their shapes, so that :class:`~chainrule.models.Sequential` can
         create them: ``init`` draws the weight (a name of :mod:`chainrule.init` or a
         callable ``f(shape, rng=, dtype=)``), ``bias_init(D, H, rng, dtype)`` the
-        bias (zeros when None); ``bias=False`` leaves the bias out."""
+        bias (zeros when None; with ``init="torch"``, ``nn.Linear``'s default, the
+        bias's draw too); ``bias=False`` leaves the bias out."""
         super().__init__()
         self.has_bias = check_bool(bias, "bias")
         if not self.has_bias:  # the instance's own: the class's are those with a bias
@@ -100,6 +101,8 @@ class Affine(Layer):
         self.sizes = None if n_in is None else (check_positive_int(n_in, "n_in"),
                                                 check_positive_int(n_out, "n_out"))
         self.init = get_initializer(init) if isinstance(init, str) else init
+        if isinstance(init, str) and init == TORCH_INIT and bias_init is None:
+            bias_init = self.init.bias   # nn.Linear's bias draw too
         if not callable(self.init):
             raise TypeError(f"init must be an initialiser's name or a callable f(shape, "
                             f"rng=, dtype=), got {type(init).__name__} {init!r}")

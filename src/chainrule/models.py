@@ -15,7 +15,7 @@ import numpy as np
 
 from ._validation import check_choice, check_in_interval, check_rng
 from .explain import check_shapes
-from .init import CUSTOM_INIT, SklearnInit, get_initializer
+from .init import CUSTOM_INIT, TORCH_INIT, SklearnInit, get_initializer
 from .layers import (
     ELU,
     GELU,
@@ -115,7 +115,8 @@ class MLP(Sequential):
         ('he_normal'), 'he_uniform' or 'zeros'; biases start at zero. 'sklearn' is
         scikit-learn's MLP scheme: weights *and* biases ``U(-a, a)`` with ``a =
         sqrt(f / (fan_in + fan_out))``, ``f = 2`` for a logistic ('sigmoid') network,
-        else 6.
+        else 6; 'torch' is ``nn.Linear``'s default, weights and biases ``U(-a, a)`` with
+        ``a = 1 / sqrt(fan_in)``.
     rng : None, int or numpy.random.Generator
         Source of the initial weights and dropout masks; ``None`` is NumPy's global
         generator (the homework's choice).
@@ -163,7 +164,7 @@ class MLP(Sequential):
             "dtype": dtype.name, "loss": loss if isinstance(loss, str) else type(loss).__name__}
         layers = []
         n_layers = len(sizes) - 1
-        bias_init = initializer.bias if init == SKLEARN_INIT else None
+        bias_init = initializer.bias if init in (SKLEARN_INIT, TORCH_INIT) else None
         for i in range(n_layers):
             # Sequential draws W then b for each layer: the homework's order.
             layers.append(Affine(sizes[i], sizes[i + 1], init=initializer,

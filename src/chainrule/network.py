@@ -47,6 +47,7 @@ from .stateful import (
     kept_caches,
     warn_eval_backward,
 )
+from .torch_names import TorchNetworkHints, state_dict_keys_message
 
 __all__ = ["Network", "LoadedKeys", "affine_param_names", "ACTIVATION_BUDGET"]
 
@@ -84,7 +85,7 @@ def _probabilities(logits):
     return e / np.sum(e, axis=1, keepdims=True)
 
 
-class Network:
+class Network(TorchNetworkHints):
     """A sequence of layers sharing one params dict, ending in a loss.
 
     Parameters
@@ -225,8 +226,7 @@ class Network:
         targets = {**self.params, **self.buffers}
         missing, unexpected = key_differences(state_dict, list(targets))
         if strict and (missing or unexpected):
-            raise ValueError(f"state_dict has missing keys {missing} and unexpected keys "
-                             f"{unexpected} (strict=False loads the keys both have)")
+            raise ValueError(state_dict_keys_message(missing, unexpected))
         ready = {}
         for k in [k for k in targets if k in state_dict]:
             value = np.asarray(state_dict[k])

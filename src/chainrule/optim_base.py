@@ -30,6 +30,7 @@ from ._validation import (
     raise_non_finite,
     shape_str,
 )
+from .torch_names import TorchOptimizerHints
 
 __all__ = ["CLIP_EPS", "NON_NEGATIVE_STATE", "Optimizer", "clip_gradients", "step_checked"]
 
@@ -84,7 +85,18 @@ def step_checked(optimizer, params: dict, grads: dict) -> None:
         optimizer.step(params, grads)
 
 
-class Optimizer:
+def _is_parameters(value) -> bool:
+    """Whether a learning rate is rather a torch-style collection of parameters."""
+    return hasattr(value, "__iter__") and not isinstance(value, (str, bytes, np.ndarray))
+
+
+def _takes_no_parameters(cls) -> str:
+    return (f"{cls.__name__} takes no parameters, unlike a torch.optim optimizer: build it "
+            f"from its settings (e.g. {cls.__name__}(lr=0.01)) and pass the params dict with "
+            f"its gradients to step(params, grads), or the model to fit")
+
+
+class Optimizer(TorchOptimizerHints):
     """Base class: loops over the params dict, subclasses supply ``_update``.
 
     State is kept by parameter name and belongs to the arrays it was built for: stepping
@@ -100,12 +112,16 @@ class Optimizer:
         norm to ``clip_norm``, or each entry to ``[-clip_value, clip_value]``. At most one.
     """
 
+    def __new__(cls, *args, **kwargs):
+        # torch.optim's order, SGD(model.parameters(), lr=0.1), fails in __init__'s
+        # binding ("multiple values for argument 'lr'") before its own check can speak.
+        if args and _is_parameters(args[0]) and "lr" in kwargs:
+            raise TypeError(_takes_no_parameters(cls))
+        return super().__new__(cls)
+
     def __init__(self, lr, *, clip_norm=None, clip_value=None) -> None:
-        if hasattr(lr, "__iter__") and not isinstance(lr, (str, bytes, np.ndarray)):
-            raise TypeError(f"{type(self).__name__} takes no parameters, unlike a "
-                            f"torch.optim optimizer: build it from its settings (e.g. "
-                            f"{type(self).__name__}(lr=0.01)) and pass the params dict with "
-                            f"its gradients to step(params, grads), or the model to fit")
+        if _is_parameters(lr):
+            raise TypeError(_takes_no_parameters(type(self)))
         if callable(lr):
             self.lr = lr
         else:

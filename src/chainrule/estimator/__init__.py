@@ -81,9 +81,11 @@ _PARAMETERS_DOC = """
         Drop probability after each hidden activation, during training only; the
         stochastic solvers only (``solver='lbfgs'`` refuses it: its line search
         compares loss values).
-    init : {'sklearn', 'xavier', 'xavier_normal', 'he', 'he_uniform', ...}, default='sklearn'
-        scikit-learn's scheme (weights and biases uniform, see
-        :class:`chainrule.models.MLP`) or a chainrule weight initialiser (biases at 0).
+    init : {'sklearn', 'torch', 'xavier', 'xavier_normal', 'he', 'he_uniform', ...}, \
+default='sklearn'
+        scikit-learn's scheme or PyTorch's ``nn.Linear`` default (weights and biases
+        uniform, see :class:`chainrule.models.MLP`), or a chainrule weight initialiser
+        (biases at 0).
     dtype : {None, 'float32', 'float64'}, default=None
         Parameters' dtype (``np.float32`` and ``np.dtype("float32")`` are taken too);
         None follows ``X`` (float32 stays float32).

@@ -24,7 +24,8 @@ from .solvers import SKLEARN_DIR, build_optimizer, run_lbfgs, run_stochastic
 __all__ = ["BaseMLP", "STOCHASTIC_SOLVERS", "OUT_ACTIVATIONS"]
 
 STOCHASTIC_SOLVERS = ("sgd", "adam", "adamw")
-_INITS = {"sklearn", "xavier", "xavier_uniform", "xavier_normal", "he", "he_normal", "he_uniform"}
+_INITS = {"sklearn", "xavier", "xavier_uniform", "xavier_normal", "he", "he_normal", "he_uniform",
+          "torch"}
 #: The network's loss for each scikit-learn output activation.
 OUT_ACTIVATIONS = {"softmax": "cross_entropy", "logistic": "binary_cross_entropy",
                    "identity": "squared_error", "exp": "poisson"}
