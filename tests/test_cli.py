@@ -92,6 +92,27 @@ def test_evaluate_prints_accuracy_metrics_and_confusion_matrix(trained, capsys):
     np.testing.assert_array_equal(printed, counts)
 
 
+def test_evaluate_macro_average_is_over_the_classes_seen_as_sklearns_report(trained, capsys,
+                                                                            tmp_path):
+    # Rows of classes 0 and 2 that the model also predicts as 0 or 2: class 1 is in
+    # neither, and scikit-learn's classification_report leaves it out of the average
+    # (counting its row of zeros would make the averages 2/3 of the true figures).
+    from sklearn.metrics import classification_report
+
+    model, model_path, Xt, yt, _, _ = trained
+    pred = model.predict_proba(Xt).argmax(axis=1)
+    keep = (yt != 1) & (pred != 1)
+    assert set(yt[keep]) == {0, 2}
+    np.savez(tmp_path / "two.npz", X=Xt[keep], y=yt[keep])
+    code, out, _ = run(capsys, "evaluate", model_path, "--data", tmp_path / "two.npz")
+    assert code == 0
+    report = classification_report(yt[keep], pred[keep], output_dict=True, zero_division=0)
+    macro = re.search(r"^macro avg\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)$", out, re.M)
+    expected = report["macro avg"]
+    assert [float(v) for v in macro.groups()[:3]] == pytest.approx(
+        [expected["precision"], expected["recall"], expected["f1-score"]], abs=5e-5)
+
+
 def test_predict_csv_matches_model(trained, capsys, tmp_path):
     model, model_path, Xt, _, data_path, _ = trained
     out_csv = tmp_path / "preds.csv"

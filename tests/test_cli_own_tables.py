@@ -303,6 +303,15 @@ def test_many_integer_labels_of_few_rows_each_warn_that_they_may_be_quantities(t
     code, out, err = run(capsys, "train", "--data", data, "--label-column", "y",
                          "--epochs", "1", "-q", "--task", "regression")
     assert code == 0 and "Warning" not in err
+    # Prices written as integers, nearly each its own: regression, as the line says.
+    prices = _numeric_table(tmp_path / "prices.csv", [100_000 + 37 * i for i in range(400)])
+    code, out, err = run(capsys, "train", "--data", prices, "--label-column", "y",
+                         "--epochs", "1", "-q")
+    assert code == 0, err
+    assert "task: regression (--task auto: the labels are 300 distinct integers" in out
+    code, out, err = run(capsys, "train", "--data", prices, "--label-column", "y",
+                         "--epochs", "1", "-q", "--task", "classification")
+    assert code == 1 and "do not occur in the training rows" in err
     # Ten class codes with plenty of rows each: no warning.
     codes = _numeric_table(tmp_path / "codes.csv", [i % 10 for i in range(400)])
     code, out, err = run(capsys, "train", "--data", codes, "--label-column", "y",

@@ -319,3 +319,10 @@ def test_predict_and_evaluate_read_a_npy_file_block_by_block(files, capsys, monk
     code, out, err = run(capsys, "evaluate", folder / "m.npz", "--data", folder / "X.npy")
     assert code == 2 and out == ""
     one_line(err, "--labels")
+
+
+def test_python_dash_m_chainrule_is_the_command():
+    proc = subprocess.run([sys.executable, "-m", "chainrule", "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "reproduce" in proc.stdout and "train" in proc.stdout

@@ -21,6 +21,10 @@ AUTO_REGRESSION_MIN_DISTINCT = 20
 #: ... and warns when it classifies as many integer labels with fewer training rows per
 #: class on average than this (ages, prices, counts rather than class codes).
 AUTO_FEW_ROWS_PER_CLASS = 50
+#: ... and picks regression for them when most are unique, fewer training rows each than
+#: this (prices, counts): classes seen once cannot be learned, and the hold-out's labels
+#: would mostly be classes the training rows lack.
+AUTO_UNIQUE_ROWS_PER_CLASS = 2
 
 #: The names --save-test writes, each in the format its name says, so that
 #: ``chainrule evaluate --data`` reads the file back (a table, gzipped or not, or .npz).
@@ -243,8 +247,9 @@ def load_train_files(args):
 def choose_task(task, y, source) -> tuple[str, str]:
     """``(task, why)``: the task ``--task`` names, or for ``auto`` regression when the
     labels are floats with more than :data:`AUTO_REGRESSION_MIN_DISTINCT` distinct
-    values, classification otherwise (with a warning for many integer labels of few
-    rows each); ``why`` says so in words."""
+    values, or as many integers, nearly each its own (fewer than
+    :data:`AUTO_UNIQUE_ROWS_PER_CLASS` rows each); classification otherwise (with a
+    warning for many integer labels of few rows each); ``why`` says so in words."""
     y = np.asarray(y)
     if task == "regression":
         if y.dtype.kind not in "iuf":
@@ -257,6 +262,11 @@ def choose_task(task, y, source) -> tuple[str, str]:
     if y.dtype.kind == "f" and distinct > AUTO_REGRESSION_MIN_DISTINCT:
         return "regression", (f"--task auto: the labels are {distinct} distinct decimal "
                               f"numbers; give --task classification to classify")
+    if (y.dtype.kind in "iu" and distinct > AUTO_REGRESSION_MIN_DISTINCT
+            and len(y) < AUTO_UNIQUE_ROWS_PER_CLASS * distinct):
+        return "regression", (f"--task auto: the labels are {distinct} distinct integers, "
+                              f"most of them on one row; give --task classification to "
+                              f"classify")
     if (y.dtype.kind in "iu" and distinct > AUTO_REGRESSION_MIN_DISTINCT
             and len(y) < AUTO_FEW_ROWS_PER_CLASS * distinct):
         warnings.warn(f"{source}: --task auto classifies {distinct} distinct integer labels, "

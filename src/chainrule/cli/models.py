@@ -273,15 +273,18 @@ def _class_names(classes, n_classes):
 
 
 def _print_metrics(counts: ConfusionCounts, names) -> None:
-    """The per-class table with its macro average (scikit-learn's classification_report
-    over the model's classes), the balanced accuracy (the mean recall over the classes
-    the data holds, scikit-learn's balanced_accuracy_score), and the confusion matrix."""
+    """The per-class table with its macro average (scikit-learn's classification_report:
+    over the classes in the data or the predictions; a class of the model that neither
+    holds would count as a 0 it has not earned), the balanced accuracy (the mean recall
+    over the classes the data holds, scikit-learn's balanced_accuracy_score), and the
+    confusion matrix."""
     precision, recall, f1, support = counts.per_class()
     K = len(names)
     rows = [[names[k], f"{precision[k]:.4f}", f"{recall[k]:.4f}", f"{f1[k]:.4f}",
              str(support[k])] for k in range(K)]
-    rows.append(["macro avg", f"{precision.mean():.4f}", f"{recall.mean():.4f}",
-                 f"{f1.mean():.4f}", str(support.sum())])
+    seen = (support > 0) | (counts.matrix.sum(axis=0) > 0)
+    rows.append(["macro avg", f"{precision[seen].mean():.4f}", f"{recall[seen].mean():.4f}",
+                 f"{f1[seen].mean():.4f}", str(support.sum())])
     for line in format_table(["class", "precision", "recall", "f1", "support"], rows):
         print(line)
     print()

@@ -84,8 +84,9 @@ def _add_train_model_arguments(tr) -> None:
     tr.add_argument("--task", choices=["auto", "classification", "regression"],
                     default="auto",
                     help="auto (default): regression when the labels are decimal numbers "
-                         f"with more than {AUTO_REGRESSION_MIN_DISTINCT} distinct values, "
-                         "else classification (--loss picks each one's loss)")
+                         f"with more than {AUTO_REGRESSION_MIN_DISTINCT} distinct values, or "
+                         "as many integers, most on one row each (prices, counts), else "
+                         "classification (--loss picks each one's loss)")
     tr.add_argument("--model", choices=["mlp", "logreg", "cnn"], default="mlp", help="mlp "
                     "(default), logreg (one affine layer; zero initial weights unless "
                     "--init; no --hidden, --activation or --dropout) or cnn")
@@ -546,6 +547,8 @@ def _cmd_train(args) -> int:
     optimizer = build_optimizer(args, data.X_train.shape[0], plan)
     _print_setup(args, data, model, optimizer, plan)
     printer = _EpochPrinter(show=not (args.quiet or bar))
+    if args.class_weight is not None:  # imported here: seconds the "trained in" must not count
+        import sklearn.utils.class_weight  # noqa: F401
     t0 = time.perf_counter()
     history = _fit(args, model, optimizer, data, plan, gen, printer, bar)
     elapsed = time.perf_counter() - t0
