@@ -86,8 +86,9 @@ def add_architecture_arguments(tr) -> None:
                     choices=["auto", *(n for names in TASK_LOSSES.values() for n in names)],
                     help="auto (default): cross_entropy for classification, mse for "
                          "regression; multi_margin (the multiclass hinge, a classifier of "
-                         "scores: predict writes score_<class> columns), l1 or huber (on "
-                         "the standardised target, delta 1: robust to outliers)")
+                         "scores: predict writes score_<class> columns), l1 or huber (robust "
+                         "to outliers: on the target centred on its median and scaled by its "
+                         "interquartile range; huber's delta is 1 in those units)")
 
 
 def check_task_loss(loss: str, task: str) -> None:

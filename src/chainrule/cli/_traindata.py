@@ -342,11 +342,30 @@ def _targets(args, source, y_train, y_test, one_hot=True):
         else None
     if y_test is None:
         raise CommandError(f"{args.test_data}: --task regression needs numeric test labels")
+    y_mean, y_scale = _target_scaling(y_train, getattr(args, "loss", "auto"))
+    return task, why, None, ((y_train - y_mean) / y_scale)[:, None], y_test, y_mean, y_scale
+
+
+#: The interquartile range of a normal distribution, in standard deviations.
+NORMAL_IQR = 1.3489795003921634
+
+
+def _target_scaling(y, loss: str) -> tuple[float, float]:
+    """``(centre, scale)`` of the training targets: their mean and standard deviation
+    (as for the inputs; a constant target keeps scale 1), or for the robust losses
+    (``l1``, ``huber``) their median and interquartile range over that of a normal
+    distribution. A few extreme targets inflate the mean and standard deviation until the
+    others differ by less than the loss resolves (Huber's delta 1, Adam's steps): three
+    prices of 1e9 among a thousand near 1e5 left them 0.005 units apart. The median and
+    quartiles do not move with them, so the robust losses stay robust."""
     from ..data import mean_and_scale
 
-    # The training rows' statistics, as for the inputs; a constant target keeps scale 1.
-    y_mean, y_scale = (float(v[0]) for v in mean_and_scale(y_train[:, None]))
-    return task, why, None, ((y_train - y_mean) / y_scale)[:, None], y_test, y_mean, y_scale
+    mean, scale = (float(v[0]) for v in mean_and_scale(y[:, None]))
+    if loss not in ("l1", "huber"):
+        return mean, scale
+    low, median, high = np.percentile(y, [25, 50, 75])
+    spread = (high - low) / NORMAL_IQR
+    return float(median), float(spread) if spread > 0 else scale
 
 
 def load_train_data(args) -> TrainData:
