@@ -8,6 +8,7 @@ subprocess, so peak RSS is that figure's own).
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -88,7 +89,10 @@ def _run(code, *args):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
+def main(argv=None) -> None:
+    # No options: the parser gives --help (and refuses a stray argument) before ~1 minute
+    # of work starts.
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
         results = {"checkpoint": _run(CHECKPOINT, folder)}
         results["load"] = {**_run(LOAD, folder), **_run(LOAD2, folder)}

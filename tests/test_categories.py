@@ -187,7 +187,7 @@ def test_train_one_hots_text_columns_and_predict_evaluate_export_encode_alike(tm
     code, out, err = run(capsys, "train", "--data", data, "--label-column", "label",
                          "--epochs", "40", "--save", model_path, "--save-test", held_out)
     assert code == 0, err
-    assert "8 features (columns of text one-hot: color 3, size 4)" in out
+    assert "8 features (categorical columns one-hot: color 3, size 4)" in out
     meta = io.read_metadata(model_path)
     assert meta["categories"] == {"color": COLORS, "size": SIZES}
     assert meta["feature_names"] == ["age", "color", "size"]
@@ -209,7 +209,7 @@ def test_train_one_hots_text_columns_and_predict_evaluate_export_encode_alike(tm
     ort = pytest.importorskip("onnxruntime")
     code, out, err = run(capsys, "export", model_path, tmp_path / "m.onnx")
     assert code == 0, err
-    assert "columns of text ['color', 'size'] one-hot" in out and "'color=blue'" in out
+    assert "categorical columns ['color', 'size'] one-hot" in out and "'color=blue'" in out
     import onnx
 
     props = {p.key: p.value for p in onnx.load(tmp_path / "m.onnx").metadata_props}
@@ -338,7 +338,7 @@ def test_categorical_one_hots_a_column_of_numeric_codes(tmp_path, capsys):
     code, out, err = run(capsys, "train", "--data", path, "--label-column", "survived",
                          "--categorical", "pclass", "--epochs", "5", "--save", model_path)
     assert code == 0, err
-    assert "4 features (columns of text one-hot: pclass 3)" in out
+    assert "4 features (categorical columns one-hot: pclass 3)" in out
     assert io.read_metadata(model_path)["categories"] == {"pclass": ["1", "2", "3"]}
     new = tmp_path / "new.csv"
     new.write_text("pclass,age\n2,30\n1,10\n")

@@ -326,3 +326,14 @@ def test_python_dash_m_chainrule_is_the_command():
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "reproduce" in proc.stdout and "train" in proc.stdout
+
+
+@pytest.mark.parametrize("command, absent", [("export", ["--output", "--plot", "--labels",
+                                                         "data file"]),
+                                             ("predict", ["--plot", "--labels"]),
+                                             ("evaluate", ["--output"])])
+def test_each_commands_exit_status_help_names_only_its_own_flags(command, absent, capsys):
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    epilog = capsys.readouterr().out.split("Exit status:")[1]
+    assert not [flag for flag in absent if flag in epilog], epilog

@@ -318,3 +318,17 @@ def test_plateau_resume_continues_the_run_and_refuses_another_patience(tmp_path,
                           "--resume", "-q"], capsys)
     assert status == 1 and err.count("\n") == 1
     assert "patience: 1 in the checkpoint, 3 now" in err and "--lr-patience" in err
+
+
+def test_resume_without_a_flag_of_the_run_says_to_repeat_the_flags(tmp_path, capsys):
+    # Without --lr-schedule plateau the checkpoint's schedule reads None against the
+    # constant --lr: the error says which flags a resume takes.
+    ckpt = tmp_path / "ck.npz"
+    args = ["train", "--epochs", "2", "--checkpoint", str(ckpt), "-q"]
+    status, _, err = run(args + ["--lr-schedule", "plateau"], capsys)
+    assert status == 0, err
+    status, _, err = run(["train", "--epochs", "4", "--checkpoint", str(ckpt), "--resume",
+                          "-q"], capsys)
+    assert status == 1
+    assert "belongs to a different run" in err
+    assert "resume with the flags of the interrupted run" in err

@@ -123,13 +123,26 @@ def test_training_diverged_error_carries_the_history():
     assert history.epochs == info.value.epoch             # the epochs completed before
 
 
+def test_a_few_inputs_on_the_kink_are_counted_and_not_blamed_on_zero_weights():
+    # One row of zeros and biases of 0: 8 of the 80 hidden inputs sit at 0, the weights
+    # random. The count is said as a count (1 of 640 read "0%"), and zero-initialised
+    # weights, which these are not, are not the advice.
+    X = np.random.default_rng(0).normal(size=(10, 4))
+    X[3] = 0.0
+    check = cr.sanity_check(cr.MLP([4, 8, 2], rng=0), X, np.eye(2)[np.arange(10) % 2],
+                            rng=0)["gradient check"]
+    assert "not evidence of a gradient bug: 8 of the 80 inputs of layer 1" in check.detail
+    assert "the weights are not all zero" in check.detail and "initialise" not in check.detail
+
+
 def test_sanity_check_tells_a_zero_initialised_kink_from_a_gradient_bug(digits):
     X, Y = digits
     Xs, _ = standardize(X, X)
     zeroed = cr.MLP([64, 16, 10], rng=0)
     zeroed.params["W1"][...] = 0.0          # every hidden pre-activation is exactly 0
     check = cr.sanity_check(zeroed, Xs[:60], Y[:60], rng=0)["gradient check"]
-    assert "not evidence of a gradient bug: 100% of the inputs of layer 1" in check.detail
+    assert "not evidence of a gradient bug: all 160 inputs of layer 1" in check.detail
+    assert "the weights W1 are all zero: initialise them randomly" in check.detail
     # A real bug, in BatchNorm's training-mode backward, is reported as one.
     buggy = cr.Sequential([cr.Affine(64, 16), BatchNorm1d(16, bug="bn_dx_no_var_term"),
                            cr.ReLU(), cr.Affine(16, 10)], rng=0)

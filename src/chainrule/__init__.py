@@ -105,8 +105,8 @@ _LAZY = {"MLPClassifier": "estimator", "MLPRegressor": "estimator",
          "check_layer": "testing", "TrainingDivergedError": "train", "evaluate": "train",
          "TrainingWarning": "diagnostics",
          "fit": "train", "ModelFileError": "errors"}
-_LAZY_MODULES = ("checkpoint", "data", "gradcheck", "history", "io", "plots", "sanity",
-                 "testing", "train")
+_LAZY_MODULES = ("checkpoint", "data", "datastream", "gradcheck", "history", "io", "plots",
+                 "sanity", "sources", "testing", "train")
 
 
 def __getattr__(name):

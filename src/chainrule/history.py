@@ -101,7 +101,7 @@ class ReduceLROnPlateau:
     """A learning rate cut by ``factor`` when a monitored value stops improving, as
     ``torch.optim.lr_scheduler.ReduceLROnPlateau``.
 
-    Give it to an optimizer as its ``lr``: ``SGD(lr=ReduceLROnPlateau(0.1, patience=5))``.
+    Give it to an optimizer as its ``lr``: ``SGD(lr=ReduceLROnPlateau(lr=0.1, patience=5))``.
     :func:`~chainrule.train.fit` shows it each epoch's History values once recorded
     (:meth:`epoch_end`), and the next epoch runs at the rate it then gives; a run
     resumed from a checkpoint first replays the epochs already done (:meth:`replay`),

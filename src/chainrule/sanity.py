@@ -186,14 +186,14 @@ def _subset_checks(model, initial, Xs, Ys, is_classifier) -> list[SanityCheckRes
 
 
 def _on_the_kink(model, X, eps=1e-6) -> list:
-    """``(layer index, fraction)`` for each ReLU / LeakyReLU whose inputs lie within
+    """``(layer index, count, total)`` for each ReLU / LeakyReLU with inputs within
     ``eps`` of 0, where finite differences straddle the kink and mean nothing."""
     found, previous = [], X
     for i, layer, _, out in model.walk(X, checked=True):
         if isinstance(layer, (ReLU, LeakyReLU)):
-            fraction = float(np.mean(np.abs(previous) <= eps))
-            if fraction > 0:
-                found.append((i, fraction))
+            count = int(np.count_nonzero(np.abs(previous) <= eps))
+            if count:
+                found.append((i, count, previous.size))
         previous = out
     return found
 
@@ -213,7 +213,11 @@ def _kink_cause(model, X) -> str:
                         f"{bias.min():.3g}, so every later input is 0: start the biases at "
                         f"0 (or small)")
         previous, before = out, names
-    return "initialise the weights randomly (zero-initialised weights?)"
+    zeros = [k for k, p in model.params.items() if p.ndim >= 2 and not p.any()]
+    if zeros:
+        return f"the weights {', '.join(zeros)} are all zero: initialise them randomly"
+    return ("the weights are not all zero, so these inputs are 0 by chance or from rows of "
+            "zeros with a bias of 0: try other rows (another rng)")
 
 
 def _gradient_check(model, X, Y, random) -> SanityCheckResult:
@@ -228,7 +232,8 @@ def _gradient_check(model, X, Y, random) -> SanityCheckResult:
               f"{len(grad_rows)} rows")
     kinks = _on_the_kink(probe, Xg) if result.worst >= 1e-6 else []
     if kinks:
-        where = ", ".join(f"{fraction:.0%} of the inputs of layer {i}" for i, fraction in kinks)
+        where = ", ".join(f"{count} of the {total} inputs of layer {i}" if count < total
+                          else f"all {total} inputs of layer {i}" for i, count, total in kinks)
         detail = (f"not evidence of a gradient bug: {where} lie on the ReLU kink at 0, "
                   f"where finite differences are meaningless; {_kink_cause(probe, Xg)} "
                   f"and check again ({detail})")

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["CommandError", "UsageError", "EXIT_STATUS", "TRAIN_EXIT_STATUS", "USER_ERRORS",
+__all__ = ["CommandError", "UsageError", "exit_status", "TRAIN_EXIT_STATUS", "USER_ERRORS",
            "Parser", "positive_int", "add_data_arguments", "data_kind", "check_data_flags",
            "check_output_file", "check_output_dir", "format_table", "regression_metrics",
            "report_unknown_flags", "separator_hint", "brief_list", "no_such_column",
@@ -26,15 +26,19 @@ class UsageError(Exception):
     file): one line on stderr naming the flag, exit status 2, as argparse's own."""
 
 
-#: The exit statuses, for the --help of evaluate, predict and export.
-EXIT_STATUS = ("Exit status: 0 on success; 1 for a file or data problem (a missing or "
-               "malformed data or model file, data that does not fit the model, missing "
-               "or unexpected columns, an --output/--plot destination that cannot be "
-               "written, a missing optional package); 2 for bad usage (an unknown flag, a "
-               "flag value out of range, a flag that does not apply to the data file's "
-               "format, a missing or unknown --label-column, a missing --labels); 141 "
-               "when the reader of standard output closes it early (as '| head' does), "
-               "quietly.")
+def exit_status(destination: str, data: bool = True, labels: bool = True) -> str:
+    """The exit statuses, for the --help of evaluate, predict and export: the one
+    ``destination`` the command writes, the data flags' errors if it reads data, and a
+    missing --labels if it needs them."""
+    data_problems = "a missing or malformed data or model file, data that does not fit " \
+        "the model, missing or unexpected columns" if data else "a missing or malformed " \
+        "model file, a model ONNX cannot hold"
+    usage = ", a flag that does not apply to the data file's format, a missing or " \
+        f"unknown --label-column{', a missing --labels' if labels else ''}" if data else ""
+    return (f"Exit status: 0 on success; 1 for a file or data problem ({data_problems}, "
+            f"{destination} that cannot be written, a missing optional package); 2 for bad "
+            f"usage (an unknown flag, a flag value out of range{usage}); 141 when the reader "
+            f"of standard output closes it early (as '| head' does), quietly.")
 
 #: The exit statuses, for the --help of train.
 TRAIN_EXIT_STATUS = ("Exit status: 0 on success; 1 for a file or data problem (a missing "

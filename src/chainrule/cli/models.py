@@ -14,7 +14,6 @@ import numpy as np
 from .._threads import blas_threads
 from ..models import Network
 from ._common import (
-    EXIT_STATUS,
     CommandError,
     UsageError,
     add_data_arguments,
@@ -24,6 +23,7 @@ from ._common import (
     check_output_dir,
     check_output_file,
     data_kind,
+    exit_status,
     format_table,
     model_file_hint,
     no_such_column,
@@ -449,7 +449,7 @@ def _cmd_export(args) -> int:
             raise
         raise UsageError(f"{exc} (--opset sets it)") from None
     first = next(iter(saved.categories), None)
-    one_hot = (f" (its input X holds the columns of text {sorted(saved.categories)} one-hot: "
+    one_hot = (f" (its input X holds the categorical columns {sorted(saved.categories)} one-hot: "
                f"the feature_names in its metadata, such as "
                f"'{first}={saved.categories[first][0]}')" if first is not None else "")
     print(f"wrote {args.output}{note}{one_hot}")
@@ -486,7 +486,7 @@ def add_model_parsers(sub) -> None:
                     "accuracy, each class's precision, recall and F1 with their macro "
                     "average, the balanced accuracy and the confusion matrix; a "
                     "regressor: RMSE, MAE and R².",
-        epilog=EXIT_STATUS)
+        epilog=exit_status("a --plot destination"))
     ev.add_argument("model", help="model file (.npz) written by chainrule")
     add_data_arguments(ev)
     _add_column_flag(ev)
@@ -501,7 +501,7 @@ def add_model_parsers(sub) -> None:
                     "row index, the predicted class and the probability of every class "
                     "(columns p_<class>), or for a regressor the predicted value, to "
                     "--output or to standard output.",
-        epilog=EXIT_STATUS)
+        epilog=exit_status("an --output destination", labels=False))
     pr.add_argument("model", help="model file (.npz) written by chainrule")
     add_data_arguments(pr, labels_required=False)
     _add_column_flag(pr)
@@ -525,7 +525,7 @@ def add_model_parsers(sub) -> None:
                     "names stored in the model file), 'probabilities' and 'logits' (a "
                     "multi-margin one 'label' and 'logits' only); a regressor 'outputs'. "
                     "Needs the onnx package: pip install chainrule[onnx].",
-        epilog=EXIT_STATUS)
+        epilog=exit_status("an ONNX destination", data=False))
     ex.add_argument("model", help="model file (.npz) written by chainrule")
     ex.add_argument("output", help="ONNX file to write (not a directory)")
     ex.add_argument("--opset", type=int, default=DEFAULT_ONNX_OPSET,

@@ -81,8 +81,7 @@ def _batch_size(text):
 def _add_train_model_arguments(tr) -> None:
     """The model, optimizer and training flags of ``chainrule train``."""
     d = DEFAULTS
-    tr.add_argument("--task", choices=["auto", "classification", "regression"],
-                    default="auto",
+    tr.add_argument("--task", choices=["auto", "classification", "regression"], default="auto",
                     help="auto (default): regression when the labels are decimal numbers "
                          f"with more than {AUTO_REGRESSION_MIN_DISTINCT} distinct values, or "
                          "as many integers, most on one row each (prices, counts), else "
@@ -432,7 +431,7 @@ def _print_setup(args, data: TrainData, model, optimizer, plan: Plan) -> None:
     D, K = data.X_train.shape[1], data.n_outputs
     what = f"{K} classes" if data.classes is not None else "a numeric target"  # K >= 2
     counts = ", ".join(f"{k} {len(v)}" for k, v in data.categories.items())
-    text = f" (columns of text one-hot: {counts})" if counts else ""
+    text = f" (categorical columns one-hot: {counts})" if counts else ""
     print(f"data: {data.source}, {_count(data.X_train.shape[0], 'training row')}, "
           f"{_count(data.X_test.shape[0], 'test row')}, {_count(D, 'feature')}{text}, "
           f"{what}{', standardised' if args.standardize else ''}")
@@ -514,7 +513,10 @@ def _fit(args, model, optimizer, data, plan: Plan, gen, printer, bar):
         if exc.field.startswith("optimizer.lr_schedule") and args.lr_schedule == "plateau":
             raise CommandError(f"{exc} (resume with the --lr and --lr-patience of the "
                                f"interrupted run)") from None
-        raise
+        # (a flag left out: e.g. without --lr-schedule plateau the checkpoint's rate
+        # schedule reads None against a constant --lr)
+        raise CommandError(f"{exc} (resume with the flags of the interrupted run: --resume "
+                           f"takes the same ones, --epochs aside)") from None
 
 
 # -- train: after fit ---------------------------------------------------------------

@@ -154,6 +154,10 @@ def _build_layer(i, spec, custom_layers, rng, largest: int = 0):
         cls = custom_layers.get(name)
     else:  # a file from before the entries said it
         cls = custom_layers.get(name) or _FIRST_LAYER_CLASSES.get(name)
+    if cls is None and spec.get("builtin") is False and name in LAYER_CLASSES:
+        raise ValueError(f"layers[{i}] is a layer of your own class named {name!r} (saved "
+                         f"as not built in), not chainrule's {name}; pass load(..., "
+                         f"custom_layers={{{name!r}: TheClass}})")
     if cls is None:
         raise ValueError(f"layers[{i}] is a {name!r}, which is neither built in "
                          f"({sorted(LAYER_CLASSES)}) nor in custom_layers "
