@@ -162,6 +162,11 @@ def test_both_readers_name_the_same_cell_and_refuse_the_same_arguments(tmp_path,
         load_csv(path, 2, header=False, categories={"0": ["red"]})
     with pytest.raises(ValueError, match="categories needs a header"):
         list(iter_csv(path, 2, header=False, categories={"0": ["red"]}))
+    path.write_text("c,a,y\nred,abc,x\n,1,x\n")   # a bad number, then a missing category
+    for read in (lambda: load_csv(path, "y", categories={"c": ["red"]}),
+                 lambda: list(iter_csv(path, "y", categories={"c": ["red"]}))):
+        with pytest.raises(ValueError, match="line 2, column 'a': expected a number"):
+            read()
     path.write_text("c,a,y\n1,2,x\n")
     assert load_csv(path, "y", categories={})[2] == {}   # none: as without
 

@@ -10,10 +10,11 @@ documented way in. :mod:`chainrule.datastream` reads the same files in row chunk
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import gzip
 import io
-import itertools
 import math
 import os
 import warnings
@@ -39,6 +40,7 @@ from ._validation import (
 from .categories import (
     check_categories,
     code_of,
+    column_codes,
     index_maps,
     is_text_column,
     learn_categories,
@@ -134,8 +136,9 @@ def _csv_rows(path, delimiter):
     # reader.line_num after each row is its last physical line (quoted cells may span lines).
     try:
         with csv_field_limit():  # a cell over 128 KiB, e.g. in a column left unread
+            # (the first cell decides most rows: blank rows are rare)
             rows = [(reader.line_num, row) for row in reader
-                    if any(cell.strip() for cell in row)]
+                    if (row and row[0].strip()) or any(cell.strip() for cell in row)]
     except csv.Error as exc:  # a bare CR, a quote left open...
         raise ValueError(f"{name}, line {reader.line_num}: not a readable CSV row "
                          f"({csv_error_reason(exc)})") from None
@@ -256,6 +259,28 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
     if isinstance(label_column, str) and not header:
         raise ValueError(f"label_column={label_column!r} is a name, but header=False: "
                          f"give the label column's position as an int instead")
+    with _collector_paused():
+        return _load_csv(path, name, label_column, delimiter, header, feature_columns,
+                         categories, categorical)
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """Python's cyclic garbage collector off while a table is read: its cells are
+    millions of new strings and tuples, none of them in a cycle, and each of the
+    collector's passes walks all of them (a 200,000-row table: 1 s of 4.5)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _load_csv(path, name, label_column, delimiter, header, feature_columns, categories,
+              categorical):
+    """:func:`load_csv` after its argument checks."""
     rows = _csv_rows(path, delimiter)
     if header:
         columns = [c.strip() for c in without_trailing_delimiter(rows.pop(0)[1])]
@@ -265,8 +290,9 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
     else:
         columns = None
     width = len(columns) if header else len(without_trailing_delimiter(rows[0][1]))
-    rows = [(line, without_trailing_delimiter(row) if len(row) == width + 1 else row)
-            for line, row in rows]
+    if any(len(row) == width + 1 for _, row in rows):   # (rebuilt only when needed)
+        rows = [(line, without_trailing_delimiter(row) if len(row) == width + 1 else row)
+                for line, row in rows]
 
     label_index = _label_index(name, label_column, columns, width)
     if label_index is not None and width < 2:
@@ -275,13 +301,11 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
     features = _feature_indices(name, columns, label_index, feature_columns, width)
     if header:
         check_named_features(name, columns, features)
-    labels = []
     for line, row in rows:
         if len(row) != width:
             raise cell_count_error(name, line, width, row,
                                    f" (as in the {'header' if header else 'first row'})")
-        if label_index is not None:
-            labels.append(row[label_index].strip())
+    labels = [] if label_index is None else [row[label_index].strip() for _, row in rows]
     X, found = _features(rows, features, name, columns, categories, categorical)
     y = None if label_index is None else parse_labels(
         labels, lambda i: f"{name}, line {rows[i][0]}")
@@ -294,22 +318,26 @@ def _features(rows, features, name, columns, categories, categorical=None) -> tu
     category indices, and their categories (``{}`` for none)."""
     if categorical is not None and categories != "auto":
         raise ValueError(f"categorical={categorical!r} needs categories='auto'")
+    cells = _column_cells(rows, features)
+    numbers: dict = {}
     if not categories:   # None or {}
-        return _feature_array(rows, features, name, columns, {}), {}
+        return _feature_array(rows, cells, features, name, columns, {}), {}
     if columns is None:
         raise ValueError(f"{name}: categories needs a header (columns by name)")
     if categories == "auto":
         forced = _categorical_positions(categorical, features, name, columns)
-        try:   # a table of numbers is read once, as without categories
-            if not forced:
-                return _feature_array(rows, features, name, columns, {}), {}
-        except ValueError:
-            pass
-        categories = _text_columns(rows, features, name, columns, forced)
+        categories, numbers = _text_columns(rows, cells, features, name, columns, forced)
     else:
         check_categories(categories, [columns[c] for c in features])
     codes = index_maps(categories, columns)
-    return _feature_array(rows, features, name, columns, codes), categories
+    return _feature_array(rows, cells, features, name, columns, codes, numbers), categories
+
+
+def _column_cells(rows, features) -> dict:
+    """Each feature column's cells (a tuple per position), in one transposition: the
+    readers below look at a table a column at a time."""
+    every = list(zip(*(row for _, row in rows), strict=True))
+    return {c: every[c] for c in features}
 
 
 def _categorical_positions(categorical, features, name, columns) -> set:
@@ -324,18 +352,25 @@ def _categorical_positions(categorical, features, name, columns) -> set:
     return {columns.index(c) for c in categorical}
 
 
-def _text_columns(rows, features, name, columns, forced=()) -> dict:
-    """The categories of each feature column of text, and of those at the ``forced``
-    positions (:mod:`chainrule.categories`)."""
+def _text_columns(rows, cells, features, name, columns, forced=()) -> tuple[dict, dict]:
+    """``(categories, numbers)``: the categories of each feature column of text, and of
+    those at the ``forced`` positions (:mod:`chainrule.categories`); the columns read as
+    numbers on the way, by position, so that they are converted once. ``cells``:
+    position -> the column's cells."""
     lines = [line for line, _ in rows]
-    found = {}
+    found, numbers = {}, {}
     for c in features:
-        cells = [row[c] for _, row in rows]
-        if c in forced or is_text_column(cells, name, columns[c], lines):
-            found[columns[c]] = learn_categories(cells, name, columns[c], lines,
+        if c not in forced:
+            try:
+                numbers[c] = np.array(cells[c], dtype=np.float64)
+                continue
+            except ValueError:
+                pass
+        if c in forced or is_text_column(cells[c], name, columns[c], lines):
+            found[columns[c]] = learn_categories(cells[c], name, columns[c], lines,
                                                  named=c in forced)
     _warn_if_header_is_data(name, found)
-    return found
+    return found, numbers
 
 
 def _warn_if_header_is_data(name, categories) -> None:
@@ -349,23 +384,52 @@ def _warn_if_header_is_data(name, categories) -> None:
                       stacklevel=4)
 
 
-def _feature_array(rows, features, name, columns, codes):
-    """The feature cells as a float64 array, the columns of ``codes`` (position ->
-    category -> index) as category indices; a bad cell is reported by line and column."""
-    cells = [[str(code_of(row[c], codes[c], name, line, columns[c])) if c in codes
-              else row[c] for c in features] for line, row in rows]
-    try:
-        X = np.array(cells, dtype=np.float64).reshape(len(rows), len(features))
-        # NumPy reads "1_000" as float() does; csv_float refuses it (slow path).
-        if np.isfinite(X).all() and "_" not in "".join(itertools.chain.from_iterable(cells)):
-            return X
-    except ValueError:
-        pass
-    # Slow path, only to name the first bad cell.
-    for line, row in rows:
-        for c in features:
+def _feature_array(rows, cells, features, name, columns, codes, numbers=None):
+    """The feature cells (``cells``: position -> the column's cells) as a float64
+    array, the columns of ``codes`` (position -> category -> index) as category
+    indices, a column at a time (``numbers``: columns already converted, by position);
+    the first bad cell by rows (a missing category or a bad number; within a row, by
+    column) is reported by line and column, as the stream reader reports it."""
+    X = np.empty((len(rows), len(features)), dtype=np.float64)
+    missing = []   # (row, column order) of each coded column's first missing cell
+    bad = False
+    for j, c in enumerate(features):
+        if c in codes:
+            values, row = column_codes(cells[c], codes[c])
+            if row >= 0:
+                missing.append((row, j))
+            else:
+                X[:, j] = values
+            continue
+        try:
+            X[:, j] = numbers[c] if numbers and c in numbers else np.array(cells[c],
+                                                                           dtype=np.float64)
+            # NumPy reads "1_000" as float() does; csv_float refuses it (slow path).
+            bad = bad or "_" in "".join(cells[c])
+        except ValueError:
+            bad = True
+    if bad or not np.isfinite(X).all():   # (slow, only to find the first bad number)
+        missing.append(_first_bad_number(rows, features, codes))
+    if not missing:
+        return X
+    row, j = min(missing)
+    c, (line, cells_of_row) = features[j], rows[row]
+    if c in codes:
+        code_of(cells_of_row[c], codes[c], name, line, columns[c])   # raises
+    _number(cells_of_row[c], name, line, columns[c] if columns is not None else c)
+    raise AssertionError("unreachable: a cell failed to convert but none was found")
+
+
+def _first_bad_number(rows, features, codes) -> tuple[int, int]:
+    """``(row, column order)`` of the first cell of a numeric column, by rows, that is
+    not a finite number (:func:`_number` would refuse it)."""
+    for i, (_, row) in enumerate(rows):
+        for j, c in enumerate(features):
             if c not in codes:
-                _number(row[c], name, line, columns[c] if columns is not None else c)
+                try:
+                    _number(row[c], "", 0, "")
+                except ValueError:
+                    return i, j
     raise AssertionError("unreachable: a cell failed to convert but none was found")
 
 
