@@ -38,6 +38,13 @@ def run_settings():
                 validation_fraction=0.2, progress=False)
 
 
+def class_weighted_loss():
+    """PyTorch's CrossEntropyLoss(weight=...): its mean divides by the rows' class weights."""
+    from chainrule.losses import CategoricalCrossEntropy
+
+    return CategoricalCrossEntropy(weight=[1.0, 5.0, 20.0])
+
+
 def files_settings():
     """The fit arguments of mode ``files``: block-shuffled minibatches, no validation, and
     gradients clipped (their norm is the averaged gradient's, the same on every rank)."""
@@ -141,7 +148,12 @@ def main(mode, outdir):
         cr.fit(model, X, Y, comm=comm, **batchnorm_settings())
         np.savez(os.path.join(outdir, f"rank{rank}.npz"), **model.params, **model.buffers)
         return
-    model = cr.MLP([6, 16, 3], rng=model_seed)
+    model = cr.MLP([6, 16, 3], rng=model_seed, loss=class_weighted_loss() if
+                   mode == "class_weights" else "cross_entropy")
+    if mode == "class_weights":
+        cr.fit(model, X, Y, sample_weight=w, comm=comm, **kwargs)
+        np.savez(os.path.join(outdir, f"rank{rank}.npz"), **model.params)
+        return
     if mode == "files":
         history = cr.fit(model, *open_files(outdir), comm=comm, **files_settings())
         np.savez(os.path.join(outdir, f"rank{rank}.npz"), **model.params)

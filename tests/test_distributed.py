@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE))
 from mpi_fit_worker import (  # noqa: E402
     batchnorm_model,
     batchnorm_settings,
+    class_weighted_loss,
     files_settings,
     make_data,
     open_files,
@@ -82,6 +83,18 @@ def test_two_ranks_train_exactly_what_one_process_trains(tmp_path):
         np.testing.assert_allclose(ranks[0][f"history/{key}"], history.history[key],
                                    rtol=0, atol=1e-12, err_msg=key)
     assert (tmp_path / "ck.npz").exists()  # rank 0 wrote the checkpoint
+
+
+@pytest.mark.slow
+def test_two_ranks_train_a_class_weighted_loss_as_one_process(tmp_path):
+    rc, out, err = finish(start_job("class_weights", tmp_path), timeout=60)
+    assert rc == 0, err
+    X, Y, w = make_data()
+    model = cr.MLP([6, 16, 3], rng=0, loss=class_weighted_loss())
+    cr.fit(model, X, Y, sample_weight=w, **run_settings())
+    rank0 = np.load(tmp_path / "rank0.npz")
+    for k, p in model.params.items():
+        np.testing.assert_allclose(rank0[k], p, rtol=0, atol=1e-12, err_msg=k)
 
 
 @pytest.mark.slow
@@ -261,6 +274,32 @@ def test_shards_cover_the_batch_in_order_and_their_shares_add_up():
     assert [len(p) for p in pieces] == [3, 2, 2]
     local, share, rows = dist.shard_rows(None, slice(0, 5))
     assert (local, share, rows) == (slice(0, 5), 1.0, None)
+
+
+@pytest.mark.parametrize("one_hot", [False, True])
+def test_class_weighted_shares_recombine_the_whole_batch_loss_and_gradient(one_hot):
+    # A class-weighted cross-entropy divides by sum w[y] s over its rows: shares of the
+    # rows (0.076 apart in the parameters on two ranks) would not add up to it.
+    from chainrule.losses import CategoricalCrossEntropy
+
+    rng = np.random.default_rng(0)
+    logits, y = rng.normal(size=(9, 3)), np.array([0, 0, 0, 0, 1, 2, 2, 1, 2])
+    labels = np.eye(3)[y] if one_hot else y
+    w, weight = rng.uniform(0.5, 2.0, size=9), np.array([1.0, 5.0, 20.0])
+    whole = CategoricalCrossEntropy(weight=weight)
+    expected = whole.forward(logits, labels, w)
+    d_expected = whole.backward()[0]
+    loss, d = 0.0, np.zeros_like(logits)
+    for rank in range(2):
+        averager = dist.GradientAverager(StandInComm(2, rank), {"W": np.zeros(1)})
+        averager.class_weight = weight
+        local, share, rows = dist.shard_rows(averager, np.arange(9), w, labels)
+        assert rows == pytest.approx(w.sum())   # the tally's weight stays the rows'
+        part = CategoricalCrossEntropy(weight=weight)
+        loss += share * part.forward(logits[local], labels[local], w[local])
+        d[local] = share * part.backward()[0]
+    assert loss == pytest.approx(expected, rel=1e-14)
+    np.testing.assert_allclose(d, d_expected, rtol=1e-13, atol=1e-16)
 
 
 def test_the_averaged_gradient_is_the_share_weighted_sum():

@@ -98,7 +98,7 @@ def is_root(comm) -> bool:
     return comm is None or comm.Get_rank() == 0
 
 
-def shard_rows(averager, idx, sample_weight=None):
+def shard_rows(averager, idx, sample_weight=None, labels=None):
     """This rank's rows of the global batch ``idx`` and its share of the batch.
 
     Without distribution (``averager`` None) the rows are all of ``idx``, the share
@@ -107,7 +107,9 @@ def shard_rows(averager, idx, sample_weight=None):
     The batch is cut into ``comm.Get_size()`` contiguous pieces of (nearly) equal
     length; rank ``r`` takes piece ``r``. The share is the fraction of the batch's
     rows (or of its sample weight) that the piece holds: the factor that turns the
-    piece's mean loss into its part of the batch's mean loss.
+    piece's mean loss into its part of the batch's mean loss. With a class-weighted
+    cross-entropy (``averager.class_weight``), which divides by its rows' sum of class
+    weights, it is the share of that sum: ``labels`` are the run's targets.
 
     The piece's share of the batch's rows (not of its weight: a batch normalisation's
     statistics count rows) goes to ``averager.rows_share``, the weight of this rank's
@@ -128,10 +130,18 @@ def shard_rows(averager, idx, sample_weight=None):
     pieces = np.array_split(idx, comm.Get_size())
     local = pieces[comm.Get_rank()]
     averager.rows_share = len(local) / len(idx)
-    if sample_weight is None:
-        return local, len(local) / len(idx), float(len(idx))
-    total = float(sample_weight[idx].sum())
-    return local, (float(sample_weight[local].sum()) / total if total else 0.0), total
+    rows = float(len(idx)) if sample_weight is None else float(sample_weight[idx].sum())
+    weights = None if sample_weight is None else sample_weight[idx]
+    if averager.class_weight is not None:   # each row weighs its class's weight too
+        batch = sources.batch_rows(labels, idx)
+        classes = batch if batch.ndim == 1 else batch.argmax(axis=1)
+        weights = averager.class_weight[classes] * (1.0 if weights is None else weights)
+    if weights is None:
+        return local, len(local) / len(idx), rows
+    start = sum(len(p) for p in pieces[:comm.Get_rank()])
+    total = float(weights.sum())
+    return local, (float(weights[start:start + len(local)].sum()) / total if total else 0.0), \
+        rows
 
 
 class GradientAverager:
@@ -166,6 +176,9 @@ class GradientAverager:
         self.send = np.empty(int(self.offsets[-1]) + 1, dtype=dtype)
         self.recv = np.empty_like(self.send)
         self.rows_share = 1.0 / comm.Get_size()  # set per batch by shard_rows
+        # A class-weighted cross-entropy's weights (set by ``averager``): the shares of
+        # a batch are shares of its rows' class weights.
+        self.class_weight = None
 
     @property
     def nbytes(self) -> int:
@@ -376,7 +389,11 @@ def averager(settings, params: dict, model=None):
             f"rank {rank} has {theirs!r}; {advice}", field=field, rank=rank)
     if model is not None:
         _check_shard_rows(model, settings, comm.Get_size())
-    return GradientAverager(comm, params, None if model is None else model.buffers)
+    result = GradientAverager(comm, params, None if model is None else model.buffers)
+    # A cross-entropy with class weights divides by its rows' sum of w[y] (times their
+    # sample weights): the shares must be of that sum, not of the rows.
+    result.class_weight = getattr(getattr(model, "loss", None), "weight", None)
+    return result
 
 
 def average(averager, grads: dict, loss: float, share: float) -> float:

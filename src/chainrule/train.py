@@ -309,7 +309,7 @@ def _train_step(model, run: _Run, idx, tally: _Tally, epoch: int, step: int,
                 measure: bool) -> None:
     """One gradient step on the rows ``idx`` (the epoch's ``measure``d one?), counted in
     ``tally``."""
-    idx, share, n_global = distributed.shard_rows(run.averager, idx, run.sample_weight)  # with comm
+    idx, share, n_global = distributed.shard_rows(run.averager, idx, run.sample_weight, run.Y)
     X_batch, Y_batch = sources.batch_rows(run.X, idx), sources.batch_rows(run.Y, idx)
     weights = None if run.sample_weight is None else run.sample_weight[idx]
     extra = {"scan_first": True} if run.scan_rows else {}   # (only Network's own forward)
