@@ -149,8 +149,9 @@ def main(mode, outdir):
         np.savez(os.path.join(outdir, f"rank{rank}.npz"), **model.params, **model.buffers)
         return
     model = cr.MLP([6, 16, 3], rng=model_seed, loss=class_weighted_loss() if
-                   mode == "class_weights" else "cross_entropy")
-    if mode == "class_weights":
+                   mode == "class_weights" else "cross_entropy",
+                   dropout=0.3 if mode == "dropout" else 0.0)
+    if mode in ("class_weights", "dropout"):
         cr.fit(model, X, Y, sample_weight=w, comm=comm, **kwargs)
         np.savez(os.path.join(outdir, f"rank{rank}.npz"), **model.params)
         return

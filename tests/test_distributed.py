@@ -86,12 +86,18 @@ def test_two_ranks_train_exactly_what_one_process_trains(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_ranks_train_a_class_weighted_loss_as_one_process(tmp_path):
-    rc, out, err = finish(start_job("class_weights", tmp_path), timeout=60)
+@pytest.mark.parametrize("mode", ["class_weights", "dropout"])
+def test_two_ranks_train_class_weights_and_dropout_as_one_process(tmp_path, mode):
+    # Dropout: each rank draws the whole batch's masks and keeps its shard's rows, so the
+    # ranks' masks are one process's (from the same seed they were the same rows twice).
+    rc, out, err = finish(start_job(mode, tmp_path), timeout=60)
     assert rc == 0, err
     X, Y, w = make_data()
-    model = cr.MLP([6, 16, 3], rng=0, loss=class_weighted_loss())
+    model = cr.MLP([6, 16, 3], rng=0, dropout=0.3 if mode == "dropout" else 0.0,
+                   loss=class_weighted_loss() if mode == "class_weights" else "cross_entropy")
     cr.fit(model, X, Y, sample_weight=w, **run_settings())
+    assert all(layer.batch_shard is None for layer, _ in model.layers
+               if isinstance(layer, cr.Dropout))
     rank0 = np.load(tmp_path / "rank0.npz")
     for k, p in model.params.items():
         np.testing.assert_allclose(rank0[k], p, rtol=0, atol=1e-12, err_msg=k)
@@ -302,6 +308,17 @@ def test_class_weighted_shares_recombine_the_whole_batch_loss_and_gradient(one_h
     np.testing.assert_allclose(d, d_expected, rtol=1e-13, atol=1e-16)
 
 
+def test_a_dropout_shard_keeps_its_rows_of_the_whole_batchs_masks():
+    whole = cr.Dropout(0.5, rng=0).forward(np.ones((6, 4)))
+    shard = cr.Dropout(0.5, rng=0)
+    shard.training, shard.batch_shard = True, (2, 6)
+    np.testing.assert_array_equal(shard.forward(np.ones((3, 4))), whole[2:5])
+    channels = cr.Dropout2d(0.5, rng=1)
+    channels.training, channels.batch_shard = True, (4, 5)
+    expected = cr.Dropout2d(0.5, rng=1).forward(np.ones((5, 3, 2, 2)))[4:]
+    np.testing.assert_array_equal(channels.forward(np.ones((1, 3, 2, 2))), expected)
+
+
 def test_the_averaged_gradient_is_the_share_weighted_sum():
     # Two ranks whose shares are 0.75 and 0.25: the stand-in sums two equal
     # contributions, so the result is 2 * share * g.
@@ -354,9 +371,17 @@ def test_a_failing_rank_aborts_through_the_communicator(capsys):
 
     with pytest.raises(SystemExit):  # the stand-in's Abort
         cr.fit(cr.MLP([6, 4, 3], rng=0), X, Y, optimizer="sgd", epochs=2,
-               comm=StandInComm(1), callbacks=[fail], progress=False)
-    assert "chainrule: rank 0 of 1 failed: RuntimeError: boom; aborting every rank" in \
+               comm=StandInComm(2), callbacks=[fail], progress=False)
+    assert "chainrule: rank 0 of 2 failed: RuntimeError: boom; aborting every rank" in \
         capsys.readouterr().err
+    # One process has no rank to wait for it: the error is raised, for a try to catch.
+    with pytest.raises(RuntimeError, match="boom"):
+        cr.fit(cr.MLP([6, 4, 3], rng=0), X, Y, optimizer="sgd", epochs=2,
+               comm=StandInComm(1), callbacks=[fail], progress=False)
+    with pytest.raises(ValueError, match="Y must"):
+        cr.fit(cr.MLP([6, 4, 3], rng=0), X, Y[:20], optimizer="sgd", epochs=2,
+               comm=StandInComm(1), progress=False)
+    assert "aborting" not in capsys.readouterr().err
 
 
 # -- what the ranks compare before the first step ------------------------------------------

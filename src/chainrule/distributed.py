@@ -56,6 +56,7 @@ import numpy as np
 from . import sources
 from .checkpoint import first_difference, run_identity
 from .explain import input_shapes
+from .layers import Dropout
 from .stateful import rows_needed, smallest_batch
 
 __all__ = ["RanksDisagreeError", "run_plan", "check_comm", "is_root", "shard_rows",
@@ -130,6 +131,9 @@ def shard_rows(averager, idx, sample_weight=None, labels=None):
     pieces = np.array_split(idx, comm.Get_size())
     local = pieces[comm.Get_rank()]
     averager.rows_share = len(local) / len(idx)
+    start = sum(len(p) for p in pieces[:comm.Get_rank()])
+    for layer in averager.dropouts:
+        layer.batch_shard = (start, len(idx))
     rows = float(len(idx)) if sample_weight is None else float(sample_weight[idx].sum())
     weights = None if sample_weight is None else sample_weight[idx]
     if averager.class_weight is not None:   # each row weighs its class's weight too
@@ -138,7 +142,6 @@ def shard_rows(averager, idx, sample_weight=None, labels=None):
         weights = averager.class_weight[classes] * (1.0 if weights is None else weights)
     if weights is None:
         return local, len(local) / len(idx), rows
-    start = sum(len(p) for p in pieces[:comm.Get_rank()])
     total = float(weights.sum())
     return local, (float(weights[start:start + len(local)].sum()) / total if total else 0.0), \
         rows
@@ -179,6 +182,7 @@ class GradientAverager:
         # A class-weighted cross-entropy's weights (set by ``averager``): the shares of
         # a batch are shares of its rows' class weights.
         self.class_weight = None
+        self.dropouts: list = []   # (set by ``averager``) told their shard at each batch
 
     @property
     def nbytes(self) -> int:
@@ -393,6 +397,8 @@ def averager(settings, params: dict, model=None):
     # A cross-entropy with class weights divides by its rows' sum of w[y] (times their
     # sample weights): the shares must be of that sum, not of the rows.
     result.class_weight = getattr(getattr(model, "loss", None), "weight", None)
+    result.dropouts = [] if model is None else [
+        layer for layer, _ in model.layers if isinstance(layer, Dropout)]
     return result
 
 
@@ -431,7 +437,8 @@ def agree_to_stop(comm, stop):
 
 
 def ranks_fail_together(*same_on_every_rank):
-    """Decorate ``fit``: with ``comm=``, an exception on one rank stops every rank.
+    """Decorate ``fit``: with ``comm=`` of several ranks, an exception on one rank stops
+    every rank (with a communicator of one process, exceptions are raised as usual).
 
     The failing rank writes ``chainrule: rank R of N failed: <error>`` to stderr and
     calls ``comm.Abort(1)``; ``mpiexec`` then ends every rank with a non-zero exit
@@ -446,7 +453,12 @@ def ranks_fail_together(*same_on_every_rank):
             comm = kwargs.get("comm")
             if comm is None:
                 return func(*args, **kwargs)
-            return _fail_together(func, comm, same_on_every_rank, args, kwargs)
+            try:
+                return _fail_together(func, comm, same_on_every_rank, args, kwargs)
+            finally:   # the model's Dropout layers draw their own batches again
+                for layer, _ in getattr(args[0] if args else kwargs.get("model"), "layers", []):
+                    if isinstance(layer, Dropout):
+                        layer.batch_shard = None
         return wrapper
     return decorate
 
@@ -454,8 +466,10 @@ def ranks_fail_together(*same_on_every_rank):
 def _fail_together(func, comm, same_on_every_rank, args, kwargs):
     """``func(*args, **kwargs)``; on an exception not in ``same_on_every_rank``, write it
     and abort every rank through ``comm``. Ctrl-C and ``sys.exit`` too: the other ranks
-    would otherwise wait for this one in their next collective call, for ever."""
-    if not callable(getattr(comm, "Abort", None)):
+    would otherwise wait for this one in their next collective call, for ever. A
+    communicator of one process has no other rank to wait: its exceptions are raised
+    as without one (a notebook's ``try`` catches them)."""
+    if not several_ranks(comm):
         return func(*args, **kwargs)
     try:
         return func(*args, **kwargs)
@@ -465,8 +479,6 @@ def _fail_together(func, comm, same_on_every_rank, args, kwargs):
         abort_every_rank(comm, f"failed: {type(exc).__name__}: {exc}")
         raise  # Abort does not return; a stand-in communicator's might
     except BaseException as exc:  # Ctrl-C, sys.exit: only other ranks need ending
-        if not several_ranks(comm):
-            raise
         if isinstance(exc, KeyboardInterrupt):
             abort_every_rank(comm, "was interrupted (Ctrl-C)", 130)
         else:

@@ -245,6 +245,10 @@ class Dropout(Layer):
 
     #: Drop whole channels (axis 1) instead of entries (Dropout1d, Dropout2d).
     channel_wise = False
+    #: Under MPI (``fit(..., comm=)``), ``(first row, rows)`` of this rank's shard in the
+    #: global batch: the masks of the whole batch are drawn, as one process draws them,
+    #: and the shard's rows kept, so the ranks' masks are one process's, not repeats.
+    batch_shard: tuple[int, int] | None = None
 
     def forward(self, inputs):
         inputs = self._check_input(inputs)
@@ -253,7 +257,11 @@ class Dropout(Layer):
             return inputs
         shape = np.shape(inputs)
         drawn = shape[:2] + (1,) * (len(shape) - 2) if self.channel_wise else shape
-        keep = self.rng.random(drawn) >= self.p
+        if self.batch_shard is None:
+            keep = self.rng.random(drawn) >= self.p
+        else:
+            first, rows = self.batch_shard
+            keep = self.rng.random((rows,) + drawn[1:])[first:first + shape[0]] >= self.p
         mask = keep.astype(inputs.dtype) / inputs.dtype.type(1.0 - self.p)
         # (a channel's draw spread over its positions: a read-only view, no copy)
         self.cache = ("mask", np.broadcast_to(mask, shape))
