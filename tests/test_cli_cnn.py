@@ -90,7 +90,7 @@ def test_train_cnn_refuses_rows_that_are_not_square_images(tmp_path, capsys):
     code, out, err = run(capsys, "train", "--model", "cnn", "--data", tmp_path / "d.npz",
                          "--epochs", "1", "--quiet")
     assert code == 2, (out, err)
-    assert "10 features, which is not a square number" in err
+    assert "rows of 10 values, not a square number, as no image" in err
 
 
 def test_export_of_a_float64_cnn_is_a_file_onnxruntime_opens(tmp_path, capsys):
@@ -110,3 +110,62 @@ def test_export_of_a_float64_cnn_is_a_file_onnxruntime_opens(tmp_path, capsys):
     code, out, _ = run(capsys, "export", tmp_path / "cnn.npz", tmp_path / "cnn64.onnx",
                        "--dtype", "float64")
     assert code == 0 and "float32" not in out
+
+
+def _images(shape, n=120, seed=0):
+    """``n`` random images of ``shape`` (float32) and alternating labels."""
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, size=(n, *shape)).astype(np.float32), np.arange(n) % 2
+
+
+@pytest.mark.parametrize("stored, model", [((18, 32), "1x18x32"), ((3, 16, 12), "3x16x12"),
+                                           ((18, 32, 1), "1x18x32")])
+def test_train_cnn_keeps_the_image_shape_an_npz_stores(tmp_path, capsys, stored, model):
+    # 18x32 has 576 pixels, 24x24's count: the square guess would have read it as 24x24.
+    X, y = _images(stored)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    code, out, err = run(capsys, "train", "--model", "cnn", "--data", tmp_path / "d.npz",
+                         "--epochs", "1", "--quiet", "--save", tmp_path / "m.npz")
+    assert code == 0, err
+    assert f"model: cnn {model} conv" in out
+    first = cr.io.load(tmp_path / "m.npz").layers[0][0]
+    assert "x".join(map(str, first.shape)) == model
+    # Images of another shape with as many pixels are refused by their shape.
+    other = (24, 24) if len(stored) == 2 else (3, 12, 16) if len(stored) == 3 and \
+        stored[0] == 3 else (24, 24, 1)
+    np.savez(tmp_path / "o.npz", X=_images(other)[0], y=y)
+    code, out, err = run(capsys, "predict", tmp_path / "m.npz", "--data", tmp_path / "o.npz")
+    assert code == 1 and "holds images of shape" in err and f"the model takes {model}" in err
+
+
+def test_train_cnn_reads_idx_images_with_their_shape_and_refuses_channels_last(tmp_path,
+                                                                              capsys):
+    X, y = _images((18, 32))
+    pixels = (X * 100).astype(np.uint8)
+    (tmp_path / "t-images-idx3-ubyte").write_bytes(
+        struct.pack(">HBB3I", 0, 8, 3, *pixels.shape) + pixels.tobytes())
+    (tmp_path / "t-labels-idx1-ubyte").write_bytes(
+        struct.pack(">HBBI", 0, 8, 1, len(y)) + y.astype(np.uint8).tobytes())
+    code, out, err = run(capsys, "train", "--model", "cnn", "--data",
+                         tmp_path / "t-images-idx3-ubyte", "--epochs", "1", "--quiet")
+    assert code == 0, err
+    assert "model: cnn 1x18x32 conv" in out
+    np.savez(tmp_path / "last.npz", X=np.zeros((40, 16, 16, 3)), y=np.arange(40) % 2)
+    code, out, err = run(capsys, "train", "--model", "cnn", "--data", tmp_path / "last.npz",
+                         "--epochs", "1", "--quiet")
+    assert code == 2 and "channels last" in err and "X.transpose(0, 3, 1, 2)" in err
+
+
+def test_plot_draws_a_cnns_filters_for_any_image_size_and_says_why_not(tmp_path, capsys):
+    # The first filters are 3x3 whatever the images' size (they were drawn for 8x8 and
+    # 28x28 only); filters of three channels are not drawn, and the line says so.
+    for name, shape in (("grey", (18, 32)), ("rgb", (3, 16, 16))):
+        X, y = _images(shape)
+        np.savez(tmp_path / f"{name}.npz", X=X, y=y)
+        code, out, err = run(capsys, "train", "--model", "cnn", "--data",
+                             tmp_path / f"{name}.npz", "--epochs", "1", "--quiet", "--plot",
+                             tmp_path / name)
+        assert code == 0, err
+        drawn = (tmp_path / name / "first_layer_weights.png").exists()
+        assert drawn == (name == "grey")
+        assert ("the first filters have 3 channels" in out) == (name == "rgb")

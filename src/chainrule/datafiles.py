@@ -25,7 +25,7 @@ from ._validation import check_bool, check_path, shape_str
 from .csvfiles import GZIP_MAGIC, csv_delimiter, csv_header, load_csv, parse_labels, read_bytes
 
 __all__ = ["load_csv", "load_npz", "load_idx", "load_file", "fetch_openml", "file_kind",
-           "idx_labels_path", "csv_header", "csv_delimiter", "parse_labels"]
+           "idx_labels_path", "csv_header", "csv_delimiter", "parse_labels", "stored_row_shape"]
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -227,6 +227,32 @@ def _sniff(path):
         return "npz"
     if len(head) == 4 and head[:2] == b"\0\0" and head[2] in _IDX_DTYPES:
         return "idx"
+    return None
+
+
+def stored_row_shape(path) -> tuple[int, ...] | None:
+    """The shape of one row of the features as an ``.npz`` (its ``X``) or an IDX images
+    file stores them, before :func:`load_file` flattens them: ``(28, 28)`` for
+    ``(N, 28, 28)`` images. Read from the headers only; None for another format or a
+    file whose headers cannot be read (the load says why)."""
+    try:
+        kind = file_kind(path)
+        if kind == "npz":
+            with zipfile.ZipFile(path) as archive, archive.open("X.npy") as member:
+                major, _ = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if major == 1
+                               else np.lib.format.read_array_header_2_0)
+                shape = read_header(member)[0]
+            return tuple(int(n) for n in shape[1:])
+        if kind == "idx":
+            with open(path, "rb") as raw:
+                gzipped = raw.read(2) == GZIP_MAGIC
+            with (gzip.open if gzipped else open)(path, "rb") as fh:
+                head = fh.read(4)
+                dims = struct.unpack(f">{head[3]}I", fh.read(4 * head[3]))
+            return tuple(int(n) for n in dims[1:])
+    except Exception:  # noqa: BLE001  (unknown: the load reports the file's problem)
+        return None
     return None
 
 

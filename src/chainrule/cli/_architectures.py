@@ -1,10 +1,11 @@
 """The networks ``chainrule train`` builds (``--model mlp``, ``logreg``, ``cnn``).
 
-``--model cnn`` is a small convolutional network for square one-channel images
-(scikit-learn's 8x8 digits, 28x28 MNIST-style IDX files).
+``--model cnn`` is a small convolutional network for images of the shape an ``.npz`` or
+IDX file stores (channels first), or for square one-channel images in flat rows
+(scikit-learn's 8x8 digits, 28x28 MNIST rows).
 
 The network normalises its own inputs with a :class:`~chainrule.normalization.BatchNorm2d`
-over the one channel, so the data is fed raw (no standardisation to fold into a first
+over the channels, so the data is fed raw (no standardisation to fold into a first
 Affine layer) and a saved model takes raw pixels. Then, for each ``--channels`` entry,
 a 3x3 convolution (padding 1), the ``--activation`` and a 2x2 max-pool; then the
 ``--hidden`` Affine layers with ``--dropout``, and the output layer.
@@ -109,11 +110,35 @@ def image_side(n_features: int) -> int:
     """The side of a square one-channel image of ``n_features`` pixels."""
     side = math.isqrt(n_features)
     if side * side != n_features:
-        raise UsageError(f"--model cnn takes square one-channel images (grey levels, one "
-                         f"value a pixel), but the rows have {n_features} features, which "
-                         f"is not a square number (colour images: build the network in "
-                         f"Python, cr.Unflatten((3, H, W)) first)")
+        raise UsageError(f"--model cnn reads rows of {n_features} values, not a square "
+                         f"number, as no image: give an .npz (or IDX) file that holds the "
+                         f"images as (N, H, W) or (N, C, H, W), whose shape it keeps; rows "
+                         f"of a CSV or a flat array are taken as square one-channel images")
     return side
+
+
+def image_shape(args, n_features: int) -> tuple[int, int, int]:
+    """``(C, H, W)`` of ``--model cnn``'s images: as the --data file stores them, (N, H,
+    W), (N, C, H, W) or (N, H, W, 1) (rows of a flat array or a CSV would hide it), else
+    a square one-channel image. Channels last with several channels is refused: its
+    rows, flattened, are not (C, H, W) images."""
+    from ..datafiles import stored_row_shape
+
+    data = getattr(args, "data", None)
+    stored = stored_row_shape(data) if data else None
+    if stored is None or len(stored) < 2 or math.prod(stored) != n_features:
+        side = image_side(n_features)
+        return 1, side, side
+    if len(stored) == 2 or (len(stored) == 3 and stored[2] == 1):
+        return 1, stored[0], stored[1]
+    if len(stored) == 3 and stored[2] in (3, 4) and stored[0] not in (1, 3, 4):
+        raise UsageError(f"{data} holds images of shape {tuple(stored)}, channels last; "
+                         f"--model cnn takes them channels first, (N, C, H, W): save "
+                         f"X.transpose(0, 3, 1, 2)")
+    if len(stored) != 3:
+        raise UsageError(f"{data} holds X of shape (N, {', '.join(map(str, stored))}); "
+                         f"--model cnn takes images (N, H, W) or (N, C, H, W)")
+    return stored[0], stored[1], stored[2]
 
 
 def channels(args) -> list:
@@ -141,19 +166,18 @@ def build_cnn(args, n_features: int, n_outputs: int, loss: str, gen):
     from ..models import ACTIVATIONS, Sequential
     from ..normalization import BatchNorm2d
 
-    side = image_side(n_features)
-    layers: list = [Unflatten((1, side, side)), BatchNorm2d(1)]
-    c_in = 1
+    c_in, height, width = shape = image_shape(args, n_features)
+    layers: list = [Unflatten(shape), BatchNorm2d(c_in)]
     for c_out in channels(args):
-        if side < 2:
+        if min(height, width) < 2:
             raise UsageError(f"--channels {','.join(map(str, channels(args)))}: the images "
-                             f"({image_side(n_features)}x{image_side(n_features)}) are too "
-                             f"small for {len(channels(args))} 2x2 poolings")
+                             f"({shape[1]}x{shape[2]}) are too small for "
+                             f"{len(channels(args))} 2x2 poolings")
         layers += [Conv2D(c_in, c_out, 3, padding=1), ACTIVATIONS[activation(args)](),
                    MaxPool2D(2)]
-        side, c_in = side // 2, c_out
+        height, width, c_in = height // 2, width // 2, c_out
     layers.append(Flatten())
-    width = c_in * side * side
+    width = c_in * height * width
     if args.dropout:
         layers.append(Dropout(args.dropout, rng=gen))
     for hidden in hidden_sizes(args):
@@ -167,6 +191,6 @@ def build_cnn(args, n_features: int, n_outputs: int, loss: str, gen):
 
 def describe_cnn(args, n_features: int, n_outputs: int) -> str:
     """The ``model:`` line's architecture, e.g. ``cnn 1x8x8 conv[16, 32] dense[128] 10``."""
-    side = image_side(n_features)
-    return (f"cnn 1x{side}x{side} conv{channels(args)} dense{hidden_sizes(args)} "
+    c, height, width = image_shape(args, n_features)
+    return (f"cnn {c}x{height}x{width} conv{channels(args)} dense{hidden_sizes(args)} "
             f"{n_outputs} {activation(args)}")

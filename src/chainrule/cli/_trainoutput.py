@@ -50,10 +50,16 @@ def _write_plots(folder, model, history, data: TrainData) -> None:
         written.append(os.path.join(folder, "confusion_matrix.png"))
         plot_confusion_matrix([names[k] for k in data.y_test], [names[k] for k in pred],
                               labels=names, path=written[-1])
-    if model.n_features in KNOWN_IMAGE_SHAPES:   # (a cnn's: its first filters)
+    # A cnn's first filters are drawn whatever its images' size, when they have one
+    # channel (grey levels); an mlp's weights per unit for the image sizes plots knows.
+    first = model.layers[0][0]
+    channels = first.shape[0] if type(first).__name__ == "Unflatten" else None
+    if channels == 1 or (channels is None and model.n_features in KNOWN_IMAGE_SHAPES):
         written.append(os.path.join(folder, "first_layer_weights.png"))
         plot_first_layer_weights(model, path=written[-1])
-    print("wrote " + ", ".join(written))
+    print("wrote " + ", ".join(written) + (f" (no first_layer_weights.png: the first filters "
+                                           f"have {channels} channels)" if channels and
+                                           channels > 1 else ""))
 
 
 def _model_metadata(args, data: TrainData) -> dict:

@@ -210,9 +210,30 @@ def _id_chunks(args, saved: _Saved):
                        categories=saved.categories)
 
 
+def _check_image_shape(saved: _Saved, data_path) -> None:
+    """A network of images (its first layer an Unflatten to (C, H, W)) given a file that
+    stores images of another shape: refused by shape, not by a count of columns (a
+    24x24 image has as many pixels as an 18x32 one)."""
+    from ..conv import Unflatten
+    from ..datafiles import stored_row_shape
+
+    first = saved.network.layers[0][0] if hasattr(saved.network, "layers") else None
+    if not isinstance(first, Unflatten):
+        return
+    stored = stored_row_shape(data_path)
+    if stored is None or len(stored) < 2:
+        return
+    images = (1, *stored[:2]) if len(stored) == 2 or stored[2:] == (1,) else tuple(stored)
+    if images != tuple(first.shape):
+        raise CommandError(f"{data_path}: holds images of shape {'x'.join(map(str, images))} "
+                           f"(C x H x W), but the model takes "
+                           f"{'x'.join(map(str, first.shape))}")
+
+
 def _outputs(saved: _Saved, X, data_path, threads=None):
     """Class probabilities (N, K) (class scores for a multi-margin model), or predicted
     values (N,) of a regressor."""
+    _check_image_shape(saved, data_path)
     if X.shape[1] != saved.n_features:
         raise CommandError(f"{data_path}: has {X.shape[1]} feature columns but the model "
                            f"expects {saved.n_features} (for a CSV, is --label-column right?)")

@@ -214,8 +214,9 @@ def _add_train_file_arguments(p) -> None:
     g.add_argument("--plot", metavar="DIR",
                    help="write history.png, diagnostics.png (update ratios, gradient "
                         "norms, dead ReLUs), confusion_matrix.png (classification) and, "
-                        "for image inputs (64 or 784 features), first_layer_weights.png "
-                        "(an mlp's or logreg's weights per unit, a cnn's first filters) "
+                        "for image inputs, first_layer_weights.png (an mlp's or logreg's "
+                        "weights per unit, for 64 or 784 features; a cnn's first filters, "
+                        "for one-channel images) "
                         "to DIR (created if needed). matplotlib and DIR are checked before "
                         "training; the model is saved before plotting")
 
