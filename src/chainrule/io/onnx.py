@@ -68,12 +68,10 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
     it: each output row then depends on the other rows of its batch. A group
     normalisation, and in float64 a layer normalisation (ONNX holds ``epsilon`` as a
     float32 attribute), are composed of the same nodes. A Poisson regressor's graph
-    gives ``outputs``, its predicted means ``exp(logits)``, and ``logits``. onnxruntime's
-    CPU provider runs ``Conv`` and the pools in float32 only: export a CNN built with
-    ``dtype=np.float32`` to run it there. A leaky ReLU whose slope is not exactly a
-    float32 number (0.01 is not) in a float64 model becomes ``PRelu`` with the slope
-    stored as a float64 tensor instead, because ``LeakyRelu`` keeps its slope in a
-    float32 attribute and would change the results.
+    gives ``outputs``, its predicted means ``exp(logits)``, and ``logits``. A leaky
+    ReLU whose slope is not exactly a float32 number (0.01 is not) in a float64 model
+    becomes ``PRelu`` with the slope stored as a float64 tensor instead, because
+    ``LeakyRelu`` keeps its slope in a float32 attribute and would change the results.
 
     Inputs and outputs:
 
@@ -103,10 +101,12 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
     ``"feature_names"``. The graph is the network alone: any
     scaling an estimator applies to inputs or targets outside ``model_`` is not in it.
 
-    float32 and float64 models are exported in their own dtype (onnxruntime runs every
-    op used here in both) unless ``dtype`` says otherwise; other float dtypes are cast
-    (float16 to float32, wider ones to float64), and ``X`` must then be fed in the
-    exported dtype.
+    float32 and float64 models are exported in their own dtype unless ``dtype`` says
+    otherwise, but for a float64 network with a convolution or a pool, which is
+    exported in float32: onnxruntime runs ``Conv`` and the pools in float32 only
+    (``dtype=np.float64`` keeps float64, with a warning, for another runtime; a float64
+    exact GELU's ``Erf`` warns the same way). Other float dtypes are cast (float16 to
+    float32, wider ones to float64), and ``X`` must then be fed in the exported dtype.
 
     Parameters
     ----------
@@ -129,9 +129,8 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
         The names of the input columns, recorded in ``metadata_props``; by default an
         estimator fitted on a DataFrame's ``feature_names_in_``.
     dtype : {None, float32, float64}, optional
-        The graph's dtype, the parameters cast to it (e.g. ``np.float32`` for a
-        float64 CNN, whose convolutions onnxruntime runs in float32 only); default the
-        model's own.
+        The graph's dtype, the parameters cast to it; default the model's own, float32
+        for a float64 network with convolutions or pools (above).
 
     Raises
     ------
@@ -151,7 +150,10 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
     opset = _check_opset(opset, onnx.defs.onnx_opset_version())
     output_op = _output_op(network)
     labels = _labels_for(output_op, classes, network.n_outputs)
-    dtype = _export_dtype(network) if dtype is None else _check_dtype(dtype)
+    if dtype is None:   # a file onnxruntime runs: it has no float64 Conv or pools
+        dtype = np.dtype(np.float32) if _needs_float32(network) else _export_dtype(network)
+    else:
+        dtype = _check_dtype(dtype)
     _warn_float64_conv(network, dtype)
     builder = _GraphBuilder(helper, numpy_helper, dtype, opset)
     builder.add_layers(network, final="logits" if output_op else "outputs")
@@ -254,10 +256,18 @@ def _label_values(classes, n_classes: int) -> np.ndarray:
     return np.array([str(v) for v in values.tolist()], dtype=object)
 
 
+def _needs_float32(network) -> bool:
+    """A float64 network with a layer onnxruntime has no float64 kernel for: ``Conv``,
+    the pools (the 1-D ones are subclasses)."""
+    return network.dtype == np.float64 and any(
+        isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D, AdaptiveAvgPool2D, AdaptiveMaxPool2D))
+        for layer, _ in network.layers)
+
+
 def _warn_float64_conv(network, dtype) -> None:
-    """The file is valid ONNX, but onnxruntime has no float64 ``Conv``, pooling or
-    ``Erf`` (an exact GELU) kernels: say so when the file is written, not when it fails
-    to load."""
+    """A float64 graph asked for: valid ONNX, but onnxruntime has no float64 ``Conv``,
+    pooling or ``Erf`` (an exact GELU) kernels: say so when the file is written, not
+    when it fails to load."""
     # (the 1-D layers are subclasses of these)
     if dtype == np.float64 and any(isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D,
                                                       AdaptiveAvgPool2D, AdaptiveMaxPool2D))
