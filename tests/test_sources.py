@@ -198,6 +198,40 @@ def test_a_run_on_files_resumes_bit_for_bit_from_its_checkpoint(tmp_path):
                checkpoint=tmp_path / "ck.npz", resume=True)
 
 
+def test_a_run_on_files_resumes_on_a_copy_and_after_a_touch(tmp_path):
+    # By content, not by path or modification time: the same file copied to another
+    # node (here, another folder) or touched resumes the run; its last row changed does
+    # not (the middle and the ends of the file are read).
+    import os
+    import shutil
+
+    write_data(tmp_path)
+
+    def run(folder, epochs, **kw):
+        model = cr.MLP([8, 5, 3], rng=0)
+        cr.fit(model, open_npy(folder / "X.npy", block_bytes=640), open_npy(folder / "y.npy"),
+               optimizer="adam", epochs=epochs, batch_size=16, rng=0, progress=False,
+               checkpoint=tmp_path / "ck.npz", **kw)
+        return model.params
+
+    whole = run(tmp_path, 3)
+    os.remove(tmp_path / "ck.npz")
+    run(tmp_path, 2)
+    copy = tmp_path / "node2"
+    copy.mkdir()
+    for name in ("X.npy", "y.npy"):
+        shutil.copy(tmp_path / name, copy / name)   # copy: another path and mtime
+    os.utime(copy / "X.npy", (1e9, 1e9))
+    resumed = run(copy, 3, resume=True)
+    for k in whole:
+        np.testing.assert_array_equal(resumed[k], whole[k])
+    X = np.load(copy / "X.npy")
+    X[-1, -1] += 1
+    np.save(copy / "X.npy", X)
+    with pytest.raises(ValueError, match="belongs to a different run.*data"):
+        run(copy, 4, resume=True)
+
+
 def test_stream_minibatches_visits_every_row_once_reading_block_by_block(tmp_path):
     from chainrule.data import stream_minibatches
 
