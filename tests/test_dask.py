@@ -53,3 +53,23 @@ def test_grid_search_on_a_dask_cluster_equals_the_local_search(tmp_path):
         np.testing.assert_array_equal(remote[f"coef{i}"], c)
     # the scores differ between settings, so equal arrays are not a coincidence
     assert len(set(local.cv_results_["mean_test_score"])) > 1
+
+
+def test_a_dask_array_of_unknown_chunk_sizes_trains_and_predicts_as_numpy():
+    # A boolean selection leaves the rows unknown (NaN) until computed; the thread choice
+    # read them first and failed with "cannot convert float NaN to integer".
+    import chainrule as cr
+
+    da = pytest.importorskip("dask.array")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 6))
+    y = (X[:, 0] > 0).astype(int)
+    keep = da.from_array(X, chunks=50)[:, 1] > -10   # every row, in unknown chunks
+    Xd, yd = da.from_array(X, chunks=50)[keep], da.from_array(y, chunks=50)[keep]
+    assert np.isnan(Xd.shape[0])
+    models = [cr.MLP([6, 8, 2], rng=0) for _ in range(2)]
+    for model, (A, b) in zip(models, ((X, y), (Xd, yd)), strict=True):
+        cr.fit(model, A, b, optimizer="adam", epochs=2, progress=False, rng=0)
+    for k, p in models[0].params.items():
+        np.testing.assert_array_equal(models[1].params[k], p)
+    np.testing.assert_array_equal(models[1].predict_classes(Xd), models[0].predict_classes(X))

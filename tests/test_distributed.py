@@ -476,6 +476,12 @@ def test_ranks_resuming_compare_no_starting_state(tmp_path):
     # another start and seed: the checkpoint brings the parameters and the generator
     model, X, Y, _ = small_run("model_seed")
     cr.fit(model, X, Y, comm=PlanComm(2, rank=1, others=theirs), **dict(kwargs, rng=7))
+    # a checkpoint rank 1 cannot see (no shared file system): said as such
+    model, X, Y, _ = small_run()
+    with pytest.raises(dist.RanksDisagreeError, match="the checkpoint file exists for some "
+                       "ranks only: give every rank the same checkpoint path"):
+        cr.fit(model, X, Y, comm=PlanComm(2, rank=1, others=theirs),
+               **dict(kwargs, checkpoint=tmp_path / "elsewhere.npz"))
 
 
 def test_files_are_compared_by_content_not_by_path(tmp_path):
@@ -589,3 +595,19 @@ def test_ctrl_c_on_one_of_several_ranks_aborts_once_with_130(capsys):
     with pytest.raises(KeyboardInterrupt):   # one rank: nothing to abort
         interrupted(comm=Recording(1))
     assert aborts == [130]
+
+
+def test_only_rank_0_says_fits_warnings():
+    # Every rank trains the same run and would print the same TrainingWarning.
+    import warnings
+
+    X = np.random.default_rng(0).normal(size=(40, 4)) * 1e3   # unscaled: a warning
+    Y = np.eye(2)[np.arange(40) % 2]
+    said = []
+    for rank in (0, 1):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            cr.fit(cr.MLP([4, 8, 2], rng=0), X, Y, optimizer=cr.SGD(lr=1e-6), epochs=2,
+                   progress=False, comm=StandInComm(2, rank))
+        said.append([w for w in caught if issubclass(w.category, cr.TrainingWarning)])
+    assert said[0] and not said[1]

@@ -87,7 +87,8 @@ def rows_of(x) -> int:
         shape = np.shape(x)
     except (TypeError, ValueError):  # ragged sequences and the like: the checks will say
         return 1
-    return int(shape[0]) if shape else 1
+    # (a Dask array of unknown chunk sizes has NaN rows until computed: a guess of 1)
+    return int(shape[0]) if shape and shape[0] == shape[0] else 1
 
 
 def threads_for(X, params, threads=None, max_rows=None) -> blas_threads:

@@ -50,6 +50,7 @@ import math
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -89,8 +90,9 @@ def check_comm(comm, n_rows: int, batch_size, validation_fraction=None, drop_las
     smallest = smallest_batch(n_rows, batch_size, drop_last)
     if 0 < smallest < ranks:  # (no batch at all: fit's check_batch_rows says it)
         raise ValueError(f"comm has {ranks} ranks but batch_size={batch_size} with {n_rows} "
-                         f"training rows gives a batch of {smallest} rows; every batch "
-                         f"needs at least one row per rank")
+                         f"training rows gives a batch of {smallest} rows (the epoch's "
+                         f"last); every batch needs at least one row per rank: drop_last="
+                         f"True leaves that batch out, or choose another batch_size")
     return comm
 
 
@@ -240,6 +242,8 @@ _ADVICE = {
     "optimizer_state": "give every rank a fresh optimizer, or one with the same state",
     "rng": "give fit the same rng seed on every rank (rng=None draws from NumPy's global "
            "generator, which each process seeds on its own)",
+    "resumes": "the checkpoint file exists for some ranks only: give every rank the same "
+               "checkpoint path on a file system they share (or a copy of the file)",
 }
 
 
@@ -355,7 +359,8 @@ def _check_shard_rows(model, settings, ranks: int) -> None:
                 f"training rows gives some rank only {shard} of a batch's rows, but layers[{i}] "
                 f"({layer!r}) needs at least {need} rows in training on every rank (each "
                 f"rank normalises over its own shard): choose a batch_size that gives "
-                f"every rank {need} rows")
+                f"every rank {need} rows, or drop_last=True if the short one is the "
+                f"epoch's last")
 
 
 def averager(settings, params: dict, model=None):
@@ -466,7 +471,10 @@ def _fail_together(func, comm, same_on_every_rank, args, kwargs):
     if not several_ranks(comm):
         return func(*args, **kwargs)
     try:
-        return func(*args, **kwargs)
+        with warnings.catch_warnings():
+            if comm.Get_rank() != 0:   # every rank would say the same: rank 0 says it
+                warnings.simplefilter("ignore", UserWarning)
+            return func(*args, **kwargs)
     except same_on_every_rank:
         raise
     except Exception as exc:

@@ -75,8 +75,11 @@ class NpyFile:
             raise ValueError(f"{self.path!r} is not a .npy file: its header declares shape "
                              f"{shape!r}, with a dimension that is not a count")
         if len(shape) not in (1, 2) or dtype.hasobject or dtype.kind not in "biuf":
+            images = (" (images: save them as rows, X.reshape(len(X), -1), or with their "
+                      "labels in an .npz, which keeps their shape)" if len(shape) > 2 and
+                      dtype.kind in "biuf" else "")
             raise ValueError(f"{self.path!r} must hold a 1-D or 2-D numeric array, got dtype "
-                             f"{dtype} and shape {shape_str(shape)}")
+                             f"{dtype} and shape {shape_str(shape)}{images}")
         self.shape, self.dtype, self.stored_dtype = tuple(shape), dtype, dtype
         self.file_rows = self.shape[0]   # (a view's shape is its own rows')
         # A short file maps fine here and fails at its first missing row, deep in a run.
