@@ -101,6 +101,14 @@ def test_stray_text_missing_cells_and_identifiers_are_refused(tmp_path):
     with pytest.raises(ValueError, match=rf"column 'name': holds {MAX_CATEGORIES + 1} "
                                          r"distinct values.*--ignore-columns.*--categorical"):
         load_csv(path, "label", categories="auto")
+    # dates: said as dates, with what to do
+    dates = "\n".join(f"{i},2024-{1 + i // 28:02d}-{1 + i % 28:02d},x" for i in range(150))
+    path.write_text("a,day,label\n" + dates + "\n")
+    with pytest.raises(ValueError, match=r"column 'day': holds 150 distinct values .*: dates, "
+                                         r"which a network reads as numbers: write the column "
+                                         r"as a number first .*, or leave it out"):
+        load_csv(path, "label", categories="auto")
+    path.write_text("a,name,label\n" + ids + "\n")
     # named categorical, it may have up to MAX_NAMED_CATEGORIES
     X, _, categories = load_csv(path, "label", categories="auto", categorical=["name"])
     assert len(categories["name"]) == MAX_CATEGORIES + 1 and X.shape[1] == 2

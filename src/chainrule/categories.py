@@ -31,6 +31,10 @@ __all__ = ["MAX_CATEGORIES", "MAX_NAMED_CATEGORIES", "category", "is_text_column
 MAX_CATEGORIES = 100
 MAX_NAMED_CATEGORIES = 1000
 
+#: A date or a time as tables write them: 2024-03-01, 2024/03/01 12:30, 3/1/2024, 01.03.24.
+_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}([ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?Z?"
+                   r"|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}( \d{1,2}:\d{2}(:\d{2})?)?")
+
 #: A number written for people: thousands separators (60,000; 1.234.567; 1 234), a
 #: decimal comma (54,5), a currency or a percent sign ($54, 12%).
 _FORMATTED_NUMBER = re.compile(
@@ -130,10 +134,15 @@ def learn_categories(cells, name, column, lines, named: bool = False) -> list:
     if len(found) > limit:
         more = ("" if named else f"; or, if it is a category, name it (train --categorical "
                                  f"{column}: up to {MAX_NAMED_CATEGORIES})")
+        what = "an identifier or free text, not a category"
+        if all(_DATE.fullmatch(v) for v in found[:3]):
+            what, more = ("dates, which a network reads as numbers: write the column as a "
+                          "number first (days since a start; or year, month and day in "
+                          "columns of their own), or"), ""
         raise ValueError(f"{name}, column {column!r}: holds {len(found)} distinct values "
                          f"(such as {found[:3]}), more than the {limit} categories a "
-                         f"{'categorical ' if named else 'text '}column may have: an "
-                         f"identifier or free text, not a category; leave it out (train "
+                         f"{'categorical ' if named else 'text '}column may have: {what}"
+                         f"{' ' if what.endswith('or') else '; '}leave it out (train "
                          f"--ignore-columns){more}")
     return found
 
