@@ -198,3 +198,18 @@ def test_pos_weight_in_model_files_and_its_refusals(tmp_path):
     with pytest.raises(ValueError, match=r"one number or one per output \(2\), got 3"):
         BinaryCrossEntropy(pos_weight=[1.0, 2.0, 3.0]).forward(np.zeros((4, 2)),
                                                               np.zeros((4, 2)))
+
+
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_a_batch_whose_rows_all_weigh_zero_gives_zero_loss_and_gradient(eps):
+    # Rows all of a class of weight 0 (an "ignore" class): with label smoothing the
+    # smoothing terms were divided by 1 instead, a loss growing with the batch (5.3 on
+    # 64 rows) and a large update from rows meant to count for nothing.
+    z = np.random.default_rng(0).standard_normal((64, 3))
+    loss_fn = CategoricalCrossEntropy(label_smoothing=eps, weight=[0.0, 1.0, 1.0])
+    assert loss_fn.forward(z, np.zeros(64, int)) == 0.0
+    assert not loss_fn.backward()[0].any()
+    w = np.ones(64)
+    w[:32] = 0.0   # rows of weight 0 by their sample weights, the others of class 0
+    y = np.where(np.arange(64) < 32, 1, 0)
+    assert loss_fn.forward(z, y, w) == 0.0 and not loss_fn.backward()[0].any()

@@ -207,6 +207,11 @@ def test_what_changes_a_forward_beyond_its_settings_is_refused(torch):
         from_torch(nn.Sequential(wn, nn.ReLU(), nn.Linear(6, 3)))
     with pytest.raises(TypeError, match=r"module\[0\] is a lazy module.*forward pass"):
         from_torch(nn.Sequential(nn.LazyLinear(3)))
+    for pool in (nn.AdaptiveMaxPool2d((None, 3)), nn.AdaptiveAvgPool2d((None, 3))):
+        with pytest.raises(ValueError, match=r"module\[1\] .*an output size of None "
+                                             r"\(the input's size on that axis\)"):
+            from_torch(nn.Sequential(nn.Conv2d(1, 2, 3), pool, nn.Flatten()),
+                       input_shape=(1, 8, 8))
 
 
 def test_frozen_parameters_are_said_to_train(torch):

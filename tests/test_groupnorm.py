@@ -47,10 +47,13 @@ def test_values_and_gradients_match_torch(shape, groups, affine, torch):
 
 
 def test_restatements():
-    """One group per channel of (N, C) inputs: each group is one entry, normalised to
-    0; one group: a LayerNorm over each sample's (C, *) entries."""
+    """One group per channel of (N, C) inputs: each group is one entry, which would be
+    normalised to 0 (refused, as torch refuses it); one group: a LayerNorm over each
+    sample's (C, *) entries."""
     x = np.random.default_rng(0).normal(size=(4, 3, 5))
-    assert np.all(GroupNorm(3, 3, affine=False).forward(x[:, :, 0]) == 0)
+    with pytest.raises(ValueError, match=r"each group holds one value \(inputs of shape "
+                                         r"\(4, 3\)\).*give fewer groups"):
+        GroupNorm(3, 3, affine=False).forward(x[:, :, 0])
     np.testing.assert_allclose(GroupNorm(1, 3, affine=False).forward(x),
                                cr.LayerNorm((3, 5), elementwise_affine=False).forward(x),
                                rtol=1e-13, atol=1e-15)
@@ -112,3 +115,13 @@ def test_onnxruntime_runs_it(layers, width, tmp_path):
 def test_refusals_are_named(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+def test_explain_fills_in_groupnorms_equations():
+    for affine in (True, False):
+        model = cr.Sequential([cr.Affine(4, 4), GroupNorm(2, 4, affine=affine),
+                               cr.Affine(4, 3)], rng=0)
+        text = model.explain(np.ones((2, 4)))
+        assert "{" not in text
+        assert ("dgamma2 = sum(dH2 * xhat, all axes but C) : (4,)" in text) == affine
+        assert "dZ1 = s/m * (m " in text

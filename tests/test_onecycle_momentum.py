@@ -12,18 +12,19 @@ from chainrule.schedules import onecycle_lr, onecycle_momentum
 STEPS = 23
 
 
-def test_the_schedules_are_torchs_step_for_step(torch):
+@pytest.mark.parametrize("base, peak", [(0.8, 0.97), (0.95, 0.85)])   # torch takes both
+def test_the_schedules_are_torchs_step_for_step(torch, base, peak):
     w = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([w], lr=0.1, momentum=0.9)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.5, total_steps=STEPS,
-                                                pct_start=0.25, base_momentum=0.8,
-                                                max_momentum=0.97)
+                                                pct_start=0.25, base_momentum=base,
+                                                max_momentum=peak)
     for step in range(STEPS):
         group = opt.param_groups[0]
         assert group["lr"] == pytest.approx(onecycle_lr(step, max_lr=0.5, total_steps=STEPS,
                                                         pct_start=0.25), rel=1e-15)
         assert group["momentum"] == pytest.approx(onecycle_momentum(
-            step, total_steps=STEPS, pct_start=0.25, base_momentum=0.8, max_momentum=0.97),
+            step, total_steps=STEPS, pct_start=0.25, base_momentum=base, max_momentum=peak),
             rel=1e-15)
         opt.step()
         if step < STEPS - 1:

@@ -87,7 +87,9 @@ def weighted_cross_entropy(s, log_total, probs, indices, weight, eps: float,
     w = weight.astype(s.dtype, copy=False)
     rows = np.arange(s.shape[0])
     row_w = w[indices] if sample_weight is None else w[indices] * sample_weight
-    total = float(row_w.sum()) or 1.0   # (rows that all weigh 0 contribute nothing)
+    total = float(row_w.sum())
+    if total == 0:   # rows that all weigh 0: nothing to learn (torch: 0/0, NaN)
+        return 0.0, (probs, indices, w, row_w, sample_weight, eps, 0.0)
     loss = (1 - eps) * float((log_total - s[rows, indices]) @ row_w)
     if eps:   # sum_c w_c (-lp[n, c]) = log_total sum(w) - s @ w, per row
         smooth = log_total * w.sum() - s @ w
@@ -99,6 +101,8 @@ def weighted_cross_entropy(s, log_total, probs, indices, weight, eps: float,
 def weighted_cross_entropy_grad(cache, d_out: float) -> np.ndarray:
     """``dL/dlogits`` (N, K) of :func:`weighted_cross_entropy`, times ``d_out``."""
     probs, indices, w, row_w, sample_weight, eps, total = cache
+    if total == 0:   # (the label smoothing's terms too: a loss of 0 has no gradient)
+        return np.zeros_like(probs)
     rows = np.arange(probs.shape[0])
     d = probs * ((1 - eps) * row_w)[:, None]
     d[rows, indices] -= (1 - eps) * row_w

@@ -12,7 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_float_array, check_bool, check_positive_float, check_positive_int
+from ._validation import (
+    as_float_array,
+    check_bool,
+    check_positive_float,
+    check_positive_int,
+    shape_str,
+)
 from .layers import Layer
 
 __all__ = ["GroupNorm"]
@@ -37,11 +43,13 @@ class GroupNorm(Layer):
         no parameters.
     """
 
-    equations = ("{y} = gamma * ({x} - mean_g) / sqrt(var_g + eps) + beta   (g: each "
+    equations = ("{y} = {gamma} * ({x} - mean_g) / sqrt(var_g + eps) + {beta}   (g: each "
                  "sample's group of channels)",
-                 ("d{x} = (d{xhat} - mean_g(d{xhat}) - {xhat} mean_g(d{xhat} {xhat})) / "
-                  "sqrt(var_g + eps)", "dgamma = sum(d{y} {xhat}, all axes but C)",
-                  "dbeta = sum(d{y}, all axes but C)"))
+                 ("d{beta} = sum(d{y}, all axes but C)",
+                  "d{gamma} = sum(d{y} * xhat, all axes but C)",
+                  "d{x} = s/m * (m dxhat - sum_g(dxhat) - xhat * sum_g(dxhat * xhat))   "
+                  "(sum_g: over each sample's group, m values; dxhat = d{y} * {gamma}, "
+                  "s = 1/sqrt(var_g + eps))"))
 
     def __init__(self, num_groups, num_channels, eps=1e-5, affine=True):
         super().__init__()
@@ -54,6 +62,12 @@ class GroupNorm(Layer):
         self.affine = check_bool(affine, "affine")
         self.param_names = ("gamma", "beta") if self.affine else ()
         self.num_params = len(self.param_names)
+        if not self.affine:
+            self.equations = ("{y} = ({x} - mean_g) / sqrt(var_g + eps)   (g: each sample's "
+                              "group of channels)",
+                              ("d{x} = s/m * (m d{y} - sum_g(d{y}) - xhat * sum_g(d{y} * "
+                               "xhat))   (sum_g: over each sample's group, m values; s = "
+                               "1/sqrt(var_g + eps))",))
 
     def param_shapes(self) -> list[tuple]:
         """The shapes of ``[gamma, beta]`` (none without ``affine``)."""
@@ -102,6 +116,10 @@ class GroupNorm(Layer):
             inputs, params = self._check(inputs, params)
         n = inputs.shape[0]
         rows = inputs.reshape(n, self.num_groups, -1)
+        if rows.shape[2] == 1:   # (torch refuses it for (N, C) inputs)
+            raise ValueError(f"{self!r}: each group holds one value (inputs of shape "
+                             f"{shape_str(inputs.shape)}), whose normalised value is always "
+                             f"0: the layer would output beta; give fewer groups")
         mean = rows.mean(axis=2, keepdims=True)
         scale = 1.0 / np.sqrt(rows.var(axis=2, keepdims=True) + inputs.dtype.type(self.eps))
         xhat = ((rows - mean) * scale).reshape(inputs.shape)

@@ -142,9 +142,10 @@ def onecycle_momentum(step: int, *, total_steps: int, pct_start: float = 0.3,
     default) cycles it: a cosine fall from ``max_momentum`` to ``base_momentum`` while
     :func:`onecycle_lr` rises, then back while it falls. Give it, bound with the same
     ``total_steps`` and ``pct_start``, as ``SGD(momentum=...)`` or as the first of
-    ``Adam(betas=(..., 0.999))``."""
+    ``Adam(betas=(..., 0.999))``. As in torch, ``base_momentum`` may exceed
+    ``max_momentum`` (the cycle then rises while the rate does)."""
     high = check_in_interval(max_momentum, "max_momentum", 0.0, 1.0, high_closed=True)
-    low = check_in_interval(base_momentum, "base_momentum", 0.0, high, high_closed=True)
+    low = check_in_interval(base_momentum, "base_momentum", 0.0, 1.0, high_closed=True)
     return _one_cycle(step, total_steps, pct_start, high, low, high)
 
 

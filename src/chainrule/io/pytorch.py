@@ -119,8 +119,18 @@ def _avgpool(cls):
 def _adaptive_max(cls):
     def convert(m):
         _refuse(m, return_indices=False)
-        return cls(m.output_size), []
+        return cls(_output_size(m)), []
     return convert
+
+
+def _output_size(m):
+    """An adaptive pool's ``output_size``; torch's ``None`` (keep that axis's input size)
+    is refused by name: chainrule's adaptive pools take sizes only."""
+    size = m.output_size
+    if size is None or (isinstance(size, tuple) and None in size):
+        raise ValueError("an output size of None (the input's size on that axis) is not "
+                         "taken: give every size")
+    return size
 
 
 def _along_axis(cls):
@@ -166,10 +176,10 @@ CONVERTERS = {
     "Unflatten": lambda m: (Unflatten(m.dim, m.unflattened_size), []),
     "MaxPool2d": _maxpool(MaxPool2D),
     "AvgPool2d": _avgpool(AvgPool2D),
-    "AdaptiveAvgPool2d": lambda m: (AdaptiveAvgPool2D(m.output_size), []),
+    "AdaptiveAvgPool2d": lambda m: (AdaptiveAvgPool2D(_output_size(m)), []),
     "MaxPool1d": _maxpool(MaxPool1D),
     "AvgPool1d": _avgpool(AvgPool1D),
-    "AdaptiveAvgPool1d": lambda m: (AdaptiveAvgPool1D(m.output_size), []),
+    "AdaptiveAvgPool1d": lambda m: (AdaptiveAvgPool1D(_output_size(m)), []),
     "AdaptiveMaxPool2d": _adaptive_max(AdaptiveMaxPool2D),
     "AdaptiveMaxPool1d": _adaptive_max(AdaptiveMaxPool1D),
 }
@@ -307,7 +317,9 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
         ``Softplus``, ``PReLU``, ``Identity``, ``Dropout``, ``Softmax``, ``LogSoftmax``,
         ``Flatten``, ``Unflatten``, ``MaxPool2d``, ``AvgPool2d``,
         ``AdaptiveAvgPool2d``, ``AdaptiveMaxPool2d``, ``Conv1d``, ``MaxPool1d``,
-        ``AvgPool1d``, ``AdaptiveAvgPool1d`` and ``AdaptiveMaxPool1d`` (:data:`CONVERTERS`),
+        ``AvgPool1d``, ``AdaptiveAvgPool1d``, ``AdaptiveMaxPool1d``, ``Dropout1d``,
+        ``Dropout2d``, ``Hardtanh``, ``ReLU6``, ``Hardsigmoid`` and ``Hardswish``
+        (:data:`CONVERTERS`),
         each with the settings chainrule's layer of the same name takes.
     input_shape : tuple of int, optional
         ``(C, H, W)`` of the images (``(C, L)`` of the sequences), for a model that
