@@ -412,3 +412,28 @@ def test_did_you_mean_only_for_a_close_name(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and "has no such column" in err
         assert (meant in err) if meant else ("did you mean" not in err)
+
+
+def test_a_missing_category_cell_is_named_whatever_memory_held(tmp_path):
+    # The refused column was left as np.empty memory: NaN there sent the reader on a
+    # search for a bad number it could not find (an AssertionError, one run in ~600).
+    path = tmp_path / "t.csv"
+    path.write_text("c,y\nx,0\nNA,1\n")
+    for _ in range(20):
+        leftover = np.full(2, np.nan)
+        del leftover
+        with pytest.raises(ValueError, match=r"line 3, column 'c': a missing value \('NA'\)"):
+            load_csv(path, "y", categories={"c": ["x"]})
+
+
+def test_the_header_warnings_point_at_the_callers_line(tmp_path):
+    import warnings
+
+    numbers, named = tmp_path / "n.csv", tmp_path / "c.csv"
+    numbers.write_text("1,2,label\n3,4,0\n5,6,1\n")
+    named.write_text("a,red,label\n1,red,x\n2,blue,y\n")
+    for path, kwargs in ((numbers, {}), (named, {"categories": "auto"})):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            load_csv(path, "label", **kwargs)
+        assert [w.filename for w in caught] == [__file__]

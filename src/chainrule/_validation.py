@@ -301,7 +301,7 @@ def check_class_indices(labels, n_classes: int | None, name: str = "labels", *,
     return arr.astype(np.intp, copy=False)
 
 
-def check_header_names(name: str, columns, label=None) -> None:
+def check_header_names(name: str, columns, label=None, *, stacklevel: int = 3) -> None:
     """Refuse a CSV header that names a column twice: columns are matched by name (a
     model's features in evaluate and predict), which would then read the wrong one.
     Warn when every name is a number, or every one but the label column's (``label``:
@@ -320,7 +320,7 @@ def check_header_names(name: str, columns, label=None) -> None:
         warnings.warn(f"{name}: every name in the header row{but} is a number ("
                       f"{', '.join(numbers[:3])}{', ...' if len(numbers) > 3 else ''}); if "
                       f"the file has no header row, its first row of data is being read as "
-                      f"the column names and left out", UserWarning, stacklevel=3)
+                      f"the column names and left out", UserWarning, stacklevel=stacklevel)
 
 
 def check_path(path, name: str = "path", *, what: str = "a str or os.PathLike") -> str:

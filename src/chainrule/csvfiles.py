@@ -284,7 +284,7 @@ def _load_csv(path, name, label_column, delimiter, header, feature_columns, cate
     rows = _csv_rows(path, delimiter)
     if header:
         columns = [c.strip() for c in without_trailing_delimiter(rows.pop(0)[1])]
-        check_header_names(name, columns, label_column)
+        check_header_names(name, columns, label_column, stacklevel=4)   # (load_csv's caller)
         if not rows:
             raise ValueError(f"{name}: the file holds a header row but no data rows")
     else:
@@ -381,7 +381,7 @@ def _warn_if_header_is_data(name, categories) -> None:
         warnings.warn(f"{name}: the columns {named} have their names among their own "
                       f"values; if the file has no header row, its first row of data is "
                       f"being read as the column names and left out", UserWarning,
-                      stacklevel=4)
+                      stacklevel=6)   # load_csv's caller
 
 
 def _feature_array(rows, cells, features, name, columns, codes, numbers=None):
@@ -390,7 +390,7 @@ def _feature_array(rows, cells, features, name, columns, codes, numbers=None):
     indices, a column at a time (``numbers``: columns already converted, by position);
     the first bad cell by rows (a missing category or a bad number; within a row, by
     column) is reported by line and column, as the stream reader reports it."""
-    X = np.empty((len(rows), len(features)), dtype=np.float64)
+    X = np.zeros((len(rows), len(features)), dtype=np.float64)   # (a refused column stays 0)
     missing = []   # (row, column order) of each coded column's first missing cell
     bad = False
     for j, c in enumerate(features):
