@@ -169,3 +169,15 @@ def test_plot_draws_a_cnns_filters_for_any_image_size_and_says_why_not(tmp_path,
         drawn = (tmp_path / name / "first_layer_weights.png").exists()
         assert drawn == (name == "grey")
         assert ("the first filters have 3 channels" in out) == (name == "rgb")
+
+
+def test_predict_takes_sequences_stored_as_the_model_reads_them(tmp_path, capsys):
+    # A model of sequences (Unflatten to (C, L)) given an .npz of (N, C, L): not images.
+    model = cr.Sequential([cr.Unflatten((6, 5)), cr.Conv1D(6, 2, 3), cr.Flatten(),
+                           cr.Affine(6, 2)], rng=0)
+    cr.io.save(model, tmp_path / "m.npz")
+    X = np.random.default_rng(0).normal(size=(20, 6, 5))
+    np.savez(tmp_path / "d.npz", X=X, y=np.arange(20) % 2)
+    code, out, err = run(capsys, "predict", tmp_path / "m.npz", "--data", tmp_path / "d.npz")
+    assert code == 0, err
+    assert len(out.strip().splitlines()) == 21

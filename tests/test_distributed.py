@@ -96,8 +96,6 @@ def test_two_ranks_train_class_weights_and_dropout_as_one_process(tmp_path, mode
     model = cr.MLP([6, 16, 3], rng=0, dropout=0.3 if mode == "dropout" else 0.0,
                    loss=class_weighted_loss() if mode == "class_weights" else "cross_entropy")
     cr.fit(model, X, Y, sample_weight=w, **run_settings())
-    assert all(layer.batch_shard is None for layer, _ in model.layers
-               if isinstance(layer, cr.Dropout))
     rank0 = np.load(tmp_path / "rank0.npz")
     for k, p in model.params.items():
         np.testing.assert_allclose(rank0[k], p, rtol=0, atol=1e-12, err_msg=k)
@@ -306,6 +304,24 @@ def test_class_weighted_shares_recombine_the_whole_batch_loss_and_gradient(one_h
         d[local] = share * part.backward()[0]
     assert loss == pytest.approx(expected, rel=1e-14)
     np.testing.assert_allclose(d, d_expected, rtol=1e-13, atol=1e-16)
+
+
+def test_dropout_shards_are_set_for_a_steps_forward_only():
+    # A callback's own training-mode forward (Monte Carlo dropout) between steps, and
+    # any forward after fit, draw their own masks.
+    X, Y, _ = make_data(n=40)
+    model = cr.MLP([6, 8, 3], rng=0, dropout=0.5)
+    seen = []
+
+    def forward_again(epoch, logs, m):
+        seen.append(m.forward(X[:7], training=True).shape)
+        seen.extend(layer.batch_shard for layer, _ in m.layers if isinstance(layer, cr.Dropout))
+
+    cr.fit(model, X, Y, optimizer="sgd", epochs=2, batch_size=20, progress=False,
+           comm=StandInComm(2, 1), callbacks=[forward_again])
+    assert seen == [(7, 3), None, (7, 3), None]
+    assert all(layer.batch_shard is None for layer, _ in model.layers
+               if isinstance(layer, cr.Dropout))
 
 
 def test_a_dropout_shard_keeps_its_rows_of_the_whole_batchs_masks():

@@ -34,6 +34,15 @@ def test_torch_optimizer_call_is_refused_with_the_way_to_build_one(make):
         make(cr.MLP([4, 3], rng=0))
 
 
+def test_an_optimizer_of_ones_own_may_take_other_settings_before_lr():
+    class Milestones(cr.SGD):
+        def __init__(self, milestones, lr=0.1):
+            super().__init__(lr=lr)
+            self.milestones = list(milestones)
+
+    assert Milestones([10, 20], lr=0.5).lr == 0.5
+
+
 def test_a_torch_state_dict_points_to_from_torch(torch):
     net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
     model = cr.MLP([4, 8, 3], rng=0)

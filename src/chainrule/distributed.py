@@ -58,6 +58,7 @@ from . import sources
 from .checkpoint import first_difference, run_identity
 from .explain import input_shapes
 from .layers import Dropout
+from .losses import CategoricalCrossEntropy
 from .stateful import rows_needed, smallest_batch
 
 __all__ = ["RanksDisagreeError", "run_plan", "check_comm", "is_root", "shard_rows",
@@ -199,6 +200,8 @@ class GradientAverager:
         """Replace ``grads`` (this rank's, in place) by the global batch's gradients and
         the buffers by the ranks' mean (weighted by ``rows_share``); return the global
         batch's loss."""
+        for layer in self.dropouts:   # the step's forward is done: a callback's own
+            layer.batch_shard = None  # training-mode forward draws its own masks
         n = len(self.names)
         for k, lo, hi in self._slots(self.names, 0):
             np.multiply(grads[k].reshape(-1), share, out=self.send[lo:hi])
@@ -274,32 +277,15 @@ def _digest(value) -> str:
     return h.hexdigest()[:16]  # compared, never trusted: short keeps the message short
 
 
-def _sampled(a):
-    """A fingerprint of data read out of core, by content (``NpyFile.fingerprint``:
-    blocks of the file, not its path or modification time, which differ between
-    nodes that hold copies of the same file)."""
-    return a.fingerprint()
-
-
 def _comparable_identity(model, settings) -> dict:
-    """:func:`~chainrule.checkpoint.run_identity`, with the data read out of core
-    fingerprinted by content (:func:`_sampled`) instead of by path."""
-    s = settings
-    identity = run_identity(model, s)  # arrays: one pass of SHA-256; files: O(1)
-    for key, arrays in (("data", (s.X, s.Y, s.sample_weight)),
-                        ("validation", s.validation_data or ())):
-        if any(sources.is_source(a) for a in arrays):
-            digest = _digest([_sampled(a) if sources.is_source(a) else a for a in arrays])
-        elif key == "data":
-            digest = identity["data"][:16]
-        elif s.validation_data is not None:
-            digest = identity["validation"]["data"][:16]
-        else:
-            continue
-        if key == "data":
-            identity["data"] = digest
-        else:
-            identity["validation"] = {"data": digest}
+    """:func:`~chainrule.checkpoint.run_identity` with its data digests shortened (they
+    are compared, never trusted: short keeps a message short). Data read out of core is
+    fingerprinted there by content (``NpyFile.fingerprint``), not by path or
+    modification time, which differ between nodes holding copies of the same file."""
+    identity = run_identity(model, settings)  # arrays: one pass of SHA-256; files: blocks
+    identity["data"] = identity["data"][:16]
+    if settings.validation_data is not None:
+        identity["validation"] = {"data": identity["validation"]["data"][:16]}
     return identity
 
 
@@ -395,7 +381,8 @@ def averager(settings, params: dict, model=None):
     result = GradientAverager(comm, params, None if model is None else model.buffers)
     # A cross-entropy with class weights divides by its rows' sum of w[y] (times their
     # sample weights): the shares must be of that sum, not of the rows.
-    result.class_weight = getattr(getattr(model, "loss", None), "weight", None)
+    loss = getattr(model, "loss", None)
+    result.class_weight = loss.weight if isinstance(loss, CategoricalCrossEntropy) else None
     result.dropouts = [] if model is None else [
         layer for layer, _ in model.layers if isinstance(layer, Dropout)]
     return result

@@ -12,13 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import (
-    as_float_array,
-    check_bool,
-    check_positive_float,
-    check_positive_int,
-    shape_str,
-)
+from ._validation import as_float_array, check_bool, check_positive_float, check_positive_int
 from .layers import Layer
 
 __all__ = ["GroupNorm"]
@@ -116,10 +110,6 @@ class GroupNorm(Layer):
             inputs, params = self._check(inputs, params)
         n = inputs.shape[0]
         rows = inputs.reshape(n, self.num_groups, -1)
-        if rows.shape[2] == 1:   # (torch refuses it for (N, C) inputs)
-            raise ValueError(f"{self!r}: each group holds one value (inputs of shape "
-                             f"{shape_str(inputs.shape)}), whose normalised value is always "
-                             f"0: the layer would output beta; give fewer groups")
         mean = rows.mean(axis=2, keepdims=True)
         scale = 1.0 / np.sqrt(rows.var(axis=2, keepdims=True) + inputs.dtype.type(self.eps))
         xhat = ((rows - mean) * scale).reshape(inputs.shape)

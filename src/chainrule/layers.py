@@ -51,7 +51,7 @@ from .activations import (
     Softplus,
     Tanh,
 )
-from .init import TORCH_INIT, get_initializer
+from .init import TorchInit, get_initializer
 from .layer_base import Layer
 
 __all__ = ["Layer", "Affine", "Identity", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "GELU", "SiLU",
@@ -101,7 +101,7 @@ class Affine(Layer):
         self.sizes = None if n_in is None else (check_positive_int(n_in, "n_in"),
                                                 check_positive_int(n_out, "n_out"))
         self.init = get_initializer(init) if isinstance(init, str) else init
-        if isinstance(init, str) and init == TORCH_INIT and bias_init is None:
+        if isinstance(self.init, TorchInit) and bias_init is None:
             bias_init = self.init.bias   # nn.Linear's bias draw too
         if not callable(self.init):
             raise TypeError(f"init must be an initialiser's name or a callable f(shape, "

@@ -16,6 +16,7 @@ and ``step()``; weight decay is added after the clipping, as there.
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import warnings
 import weakref
@@ -90,6 +91,13 @@ def _is_parameters(value) -> bool:
     return hasattr(value, "__iter__") and not isinstance(value, (str, bytes, np.ndarray))
 
 
+def _lr_first(cls) -> bool:
+    """Whether ``cls(...)``'s first argument is ``lr`` (the library's optimizers; a
+    subclass of the user's may take other settings first)."""
+    names = list(inspect.signature(cls.__init__).parameters)
+    return len(names) > 1 and names[1] == "lr"
+
+
 def _takes_no_parameters(cls) -> str:
     return (f"{cls.__name__} takes no parameters, unlike a torch.optim optimizer: build it "
             f"from its settings (e.g. {cls.__name__}(lr=0.01)) and pass the params dict with "
@@ -115,7 +123,7 @@ class Optimizer(TorchOptimizerHints):
     def __new__(cls, *args, **kwargs):
         # torch.optim's order, SGD(model.parameters(), lr=0.1), fails in __init__'s
         # binding ("multiple values for argument 'lr'") before its own check can speak.
-        if args and _is_parameters(args[0]) and "lr" in kwargs:
+        if args and _is_parameters(args[0]) and "lr" in kwargs and _lr_first(cls):
             raise TypeError(_takes_no_parameters(cls))
         return super().__new__(cls)
 

@@ -75,9 +75,9 @@ class NpyFile:
             raise ValueError(f"{self.path!r} is not a .npy file: its header declares shape "
                              f"{shape!r}, with a dimension that is not a count")
         if len(shape) not in (1, 2) or dtype.hasobject or dtype.kind not in "biuf":
-            images = (" (images: save them as rows, X.reshape(len(X), -1), or with their "
-                      "labels in an .npz, which keeps their shape)" if len(shape) > 2 and
-                      dtype.kind in "biuf" else "")
+            images = (" (images: save them with their labels in an .npz, which keeps "
+                      "their shape; as rows, X.reshape(len(X), -1), a CNN would take them "
+                      "for square images)" if len(shape) > 2 and dtype.kind in "biuf" else "")
             raise ValueError(f"{self.path!r} must hold a 1-D or 2-D numeric array, got dtype "
                              f"{dtype} and shape {shape_str(shape)}{images}")
         self.shape, self.dtype, self.stored_dtype = tuple(shape), dtype, dtype

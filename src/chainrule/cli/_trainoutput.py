@@ -30,6 +30,7 @@ def _write_plots(folder, model, history, data: TrainData) -> None:
     """history.png, diagnostics.png (update ratios, gradient norms, dead ReLUs: when
     fit recorded them), confusion_matrix.png (classification) and, for images,
     first_layer_weights.png."""
+    from ..conv import Unflatten
     from ..plots import (
         KNOWN_IMAGE_SHAPES,
         plot_confusion_matrix,
@@ -53,7 +54,8 @@ def _write_plots(folder, model, history, data: TrainData) -> None:
     # A cnn's first filters are drawn whatever its images' size, when they have one
     # channel (grey levels); an mlp's weights per unit for the image sizes plots knows.
     first = model.layers[0][0]
-    channels = first.shape[0] if type(first).__name__ == "Unflatten" else None
+    channels = first.shape[0] if isinstance(first, Unflatten) and len(first.shape) == 3 \
+        else None
     if channels == 1 or (channels is None and model.n_features in KNOWN_IMAGE_SHAPES):
         written.append(os.path.join(folder, "first_layer_weights.png"))
         plot_first_layer_weights(model, path=written[-1])

@@ -218,13 +218,13 @@ def _check_image_shape(saved: _Saved, data_path) -> None:
     from ..datafiles import stored_row_shape
 
     first = saved.network.layers[0][0] if hasattr(saved.network, "layers") else None
-    if not isinstance(first, Unflatten):
+    if not isinstance(first, Unflatten) or len(first.shape) != 3:   # images (C, H, W) only
         return
     stored = stored_row_shape(data_path)
     if stored is None or len(stored) < 2:
         return
     images = (1, *stored[:2]) if len(stored) == 2 or stored[2:] == (1,) else tuple(stored)
-    if images != tuple(first.shape):
+    if tuple(stored) != tuple(first.shape) and images != tuple(first.shape):
         raise CommandError(f"{data_path}: holds images of shape {'x'.join(map(str, images))} "
                            f"(C x H x W), but the model takes "
                            f"{'x'.join(map(str, first.shape))}")
@@ -458,10 +458,9 @@ def _cmd_export(args) -> int:
     check_output_file(args.output, "output file", refuse_same_as=[args.model])
     saved = _load_model(args.model)
     dtype, note = args.dtype, ""
-    if dtype is None and saved.network.dtype == np.float64 and _convolves(saved.network):
-        # a file onnxruntime opens: it runs Conv and most pools in float32 only
-        dtype, note = "float32", " in float32 (onnxruntime runs convolutions in float32 only; " \
-            "--dtype float64 keeps the model's)"
+    if dtype is None and io.onnx.needs_float32(saved.network):   # export_onnx's default
+        note = " in float32 (onnxruntime runs convolutions in float32 only; --dtype " \
+            "float64 keeps the model's)"
     try:
         io.export_onnx(saved.model, args.output, opset=args.opset, classes=saved.classes,
                        feature_names=saved.input_names, dtype=dtype)
@@ -475,14 +474,6 @@ def _cmd_export(args) -> int:
                f"'{first}={saved.categories[first][0]}')" if first is not None else "")
     print(f"wrote {args.output}{note}{one_hot}")
     return 0
-
-
-def _convolves(network) -> bool:
-    """Whether a network has a convolution or a pool (the 1-D ones are subclasses)."""
-    from ..conv import AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, Conv2D, MaxPool2D
-
-    kinds = (Conv2D, MaxPool2D, AvgPool2D, AdaptiveAvgPool2D, AdaptiveMaxPool2D)
-    return any(isinstance(layer, kinds) for layer, _ in network.layers)
 
 
 def _add_column_flag(p) -> None:

@@ -38,7 +38,7 @@ from ..losses import (
 from ..models import Network
 from .onnx_layers import LAYER_TYPES, layer_node
 
-__all__ = ["export_onnx", "DEFAULT_ONNX_OPSET", "MIN_ONNX_OPSET"]
+__all__ = ["export_onnx", "needs_float32", "DEFAULT_ONNX_OPSET", "MIN_ONNX_OPSET"]
 
 #: Opset used when ``export_onnx`` is called without one: recent enough for every op
 #: used here in its current form (Softmax on one axis since 13), old enough for
@@ -151,7 +151,7 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
     output_op = _output_op(network)
     labels = _labels_for(output_op, classes, network.n_outputs)
     if dtype is None:   # a file onnxruntime runs: it has no float64 Conv or pools
-        dtype = np.dtype(np.float32) if _needs_float32(network) else _export_dtype(network)
+        dtype = np.dtype(np.float32) if needs_float32(network) else _export_dtype(network)
     else:
         dtype = _check_dtype(dtype)
     _warn_float64_conv(network, dtype)
@@ -256,22 +256,23 @@ def _label_values(classes, n_classes: int) -> np.ndarray:
     return np.array([str(v) for v in values.tolist()], dtype=object)
 
 
-def _needs_float32(network) -> bool:
-    """A float64 network with a layer onnxruntime has no float64 kernel for: ``Conv``,
-    the pools (the 1-D ones are subclasses)."""
-    return network.dtype == np.float64 and any(
-        isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D, AdaptiveAvgPool2D, AdaptiveMaxPool2D))
-        for layer, _ in network.layers)
+def _convolves(network) -> bool:
+    """Whether a network has a convolution or a pool (the 1-D ones are subclasses)."""
+    kinds = (Conv2D, MaxPool2D, AvgPool2D, AdaptiveAvgPool2D, AdaptiveMaxPool2D)
+    return any(isinstance(layer, kinds) for layer, _ in network.layers)
+
+
+def needs_float32(network) -> bool:
+    """Whether :func:`export_onnx` writes ``network`` in float32 by default: a float64
+    network with a layer onnxruntime has no float64 kernel for (``Conv``, the pools)."""
+    return network.dtype == np.float64 and _convolves(network)
 
 
 def _warn_float64_conv(network, dtype) -> None:
     """A float64 graph asked for: valid ONNX, but onnxruntime has no float64 ``Conv``,
     pooling or ``Erf`` (an exact GELU) kernels: say so when the file is written, not
     when it fails to load."""
-    # (the 1-D layers are subclasses of these)
-    if dtype == np.float64 and any(isinstance(layer, (Conv2D, MaxPool2D, AvgPool2D,
-                                                      AdaptiveAvgPool2D, AdaptiveMaxPool2D))
-                                   for layer, _ in network.layers):
+    if dtype == np.float64 and _convolves(network):
         warnings.warn("this float64 network has convolution or pooling layers, which "
                       "onnxruntime runs only in float32: export it with dtype=np.float32 "
                       "(chainrule export --dtype float32) to run the file there",
