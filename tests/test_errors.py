@@ -199,9 +199,13 @@ def test_momentum_outside_unit_interval(momentum):
 
 @pytest.mark.parametrize("p", [1.0, -0.1, 2, float("nan")])
 def test_dropout_outside_unit_interval(p):
+    # An MLP's dropout of 1 would drop every hidden unit; a layer of p=1 is PyTorch's.
     with pytest.raises(ValueError, match=r"dropout must be in \[0.0, 1.0\), got "):
         MLP([4, 3, 2], dropout=p)
-    with pytest.raises(ValueError, match=r"p must be in \[0.0, 1.0\), got "):
+    if p == 1.0:
+        assert Dropout(p).p == 1.0
+        return
+    with pytest.raises(ValueError, match=r"p must be in \[0.0, 1.0\], got "):
         Dropout(p)
 
 

@@ -154,9 +154,11 @@ def test_unconvertible_models_are_named(torch):
                    input_shape=(1, 5, 5))
     with pytest.raises(ValueError, match="dim=None"):
         from_torch(nn.Sequential(nn.Linear(3, 2), nn.Softmax()))
-    with pytest.raises(ValueError, match=r"module\[0\] \(Dropout\(p=1.0, inplace=False\)\): "
-                                         r"p must be in \[0.0, 1.0\), got 1.0"):
-        from_torch(nn.Sequential(nn.Dropout(1.0), nn.Linear(3, 2)))
+    with pytest.raises(ValueError, match=r"module\[0\] \(Dropout\(p=1.5, inplace=False\)\): "
+                                         r"p must be in \[0.0, 1.0\], got 1.5"):
+        bad = nn.Dropout(0.5)
+        bad.p = 1.5   # (torch checks p only when the module is built)
+        from_torch(nn.Sequential(bad, nn.Linear(3, 2)))
     with pytest.raises(ValueError, match="the model has no parameters"):
         from_torch(nn.Sequential(nn.ReLU()))
     with pytest.raises(TypeError, match=r"input_shape must be the shape of one sample.*got 5"):

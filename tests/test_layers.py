@@ -9,7 +9,7 @@ import scipy.special
 
 from chainrule._validation import ZEROS_LIMIT, zeros_for
 from chainrule.gradcheck import check_layer_gradients
-from chainrule.layers import Affine, Dropout, LeakyReLU, ReLU, Sigmoid, Tanh
+from chainrule.layers import Affine, Dropout, Dropout2d, LeakyReLU, ReLU, Sigmoid, Tanh
 from chainrule.testing import check_layer
 from conftest import rel_diff, to_torch, torch_layer
 
@@ -305,6 +305,22 @@ def test_dropout_is_identity_outside_training_and_at_p0(rng):
     np.testing.assert_array_equal(layer.backward(x * 2), x * 2)
     layer0 = Dropout(0.0, rng=0)
     np.testing.assert_array_equal(layer0.forward(x), x)
+
+
+def test_dropout_of_p1_is_torchs_inputs_times_zero(torch, rng):
+    x = rng.normal(size=(5, 4, 3, 2))
+    for ours, theirs in ((Dropout(1.0, rng=0), torch.nn.Dropout(1.0)),
+                         (Dropout2d(1.0, rng=0), torch.nn.Dropout2d(1.0))):
+        xt = torch.tensor(x, requires_grad=True)
+        expected = theirs(xt)
+        expected.backward(torch.ones_like(xt))
+        out = ours.forward(x)
+        np.testing.assert_array_equal(out, expected.detach().numpy())
+        # signed zeros as torch's (x * 0), no NaN from a 0 / 0 scale
+        np.testing.assert_array_equal(np.signbit(out), np.signbit(expected.detach().numpy()))
+        np.testing.assert_array_equal(ours.backward(np.ones_like(x)), xt.grad.numpy())
+        ours.training = False   # evaluation: the identity, as for any p
+        np.testing.assert_array_equal(ours.forward(x), x)
 
 
 def test_dropout_same_seed_same_mask_and_fresh_masks_per_call(rng):

@@ -228,7 +228,8 @@ class Dropout(Layer):
     Parameters
     ----------
     p : float, default=0.5
-        Drop probability, in [0, 1).
+        Drop probability, in [0, 1]. ``p=1`` drops everything: in training the output
+        and the gradient are ``inputs * 0``, as PyTorch's.
     rng : None, int or numpy.random.Generator
         Source of the masks. ``None``: the generator of the network it joins
         (``Sequential(..., rng=...)``), else NumPy's global one.
@@ -239,7 +240,7 @@ class Dropout(Layer):
 
     def __init__(self, p: float = 0.5, rng=None):
         super().__init__()
-        self.p = check_in_interval(p, "p", 0.0, 1.0)
+        self.p = check_in_interval(p, "p", 0.0, 1.0, high_closed=True)
         self.rng = check_rng(rng)
         self.rng_given = rng is not None
 
@@ -262,7 +263,9 @@ class Dropout(Layer):
         else:
             first, rows = self.batch_shard
             keep = self.rng.random((rows,) + drawn[1:])[first:first + shape[0]] >= self.p
-        mask = keep.astype(inputs.dtype) / inputs.dtype.type(1.0 - self.p)
+        mask = keep.astype(inputs.dtype)   # all 0 for p = 1: no 0 / 0 below
+        if self.p < 1.0:
+            mask /= inputs.dtype.type(1.0 - self.p)
         # (a channel's draw spread over its positions: a read-only view, no copy)
         self.cache = ("mask", np.broadcast_to(mask, shape))
         return inputs * mask
