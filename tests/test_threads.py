@@ -30,8 +30,10 @@ def no_thread_env(monkeypatch):
 
 
 @pytest.fixture
-def two_threads(no_thread_env):
-    """The BLAS set to two threads for the test (as on a 2-core machine), then put back."""
+def two_threads(no_thread_env, monkeypatch):
+    """The BLAS set to two threads for the test (as on a 2-core machine, whatever CPU
+    quota the test machine's container has), then put back."""
+    monkeypatch.setattr(_threads, "_cpus", 2)
     with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
         yield
 
@@ -67,7 +69,57 @@ def test_largest_product_flops_counts_2mkn_of_the_widest_layer():
     (None, 1e6, 2, {"OMP_NUM_THREADS": "2"}, None),
 ])
 def test_choose_threads(threads, flops, current, environ, expected):
-    assert choose_threads(threads, flops, current, environ) == expected
+    assert choose_threads(threads, flops, current, environ, cpus=64) == expected
+
+
+@pytest.mark.parametrize("threads, flops, current, cpus, expected", [
+    (None, 1e10, 8, 2, 2),     # a large product: no more threads than the CPUs allowed
+    (None, 1e10, 2, 8, None),  # ... nor more than the BLAS has (never raised)
+    (None, 1e10, 4, 4, None),
+    (None, 1e6, 8, 2, 1),      # a small one: one thread, as before
+    (6, 1e10, 8, 2, 6),        # an explicit count: as given
+])
+def test_the_automatic_choice_keeps_to_the_cpus_the_process_may_use(threads, flops, current,
+                                                                    cpus, expected):
+    assert choose_threads(threads, flops, current, {}, cpus=cpus) == expected
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "max 100000\n"}, None),                  # cgroup v2, no quota
+    ({"cpu.max": "200000 100000\n"}, 2),                  # docker --cpus=2
+    ({"cpu.max": "150000 100000\n"}, 1),                  # 1.5 CPUs: rounded down
+    ({"cpu.max": "20000 100000\n"}, 1),                   # under one CPU: still one
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),  # v1
+    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),
+    ({"cpu/cpu.cfs_quota_us": "400000\n"}, None),         # no period to read: no quota
+    ({"cpu.max": "garbage\n"}, None),
+    ({}, None),                                           # no cgroup files at all
+])
+def test_quota_cpus_reads_cgroup_v2_and_v1_quotas(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert _threads.quota_cpus(str(tmp_path)) == expected
+
+
+def test_available_cpus_is_the_affinity_mask_capped_by_the_quota(monkeypatch):
+    monkeypatch.setattr(_threads.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3},
+                        raising=False)
+    for quota, expected in ((None, 4), (2, 2), (16, 4)):
+        monkeypatch.setattr(_threads, "_cpus", None)
+        monkeypatch.setattr(_threads, "quota_cpus", lambda q=quota: q)
+        assert _threads.available_cpus() == expected
+
+
+def test_fit_of_a_large_network_in_a_one_cpu_container_runs_on_one_thread(rng, two_threads,
+                                                                          monkeypatch):
+    monkeypatch.setattr(_threads, "_cpus", 1)   # e.g. docker run --cpus=1 on a 2-core host
+    X, y = rng.normal(size=(100, 500)), rng.integers(0, 2, size=100)
+    model = cr.MLP([500, 1000, 2], rng=0, dtype=np.float32)
+    seen = _record_threads(model)
+    cr.fit(model, X, y, optimizer="sgd", epochs=1, rng=0, progress=False)
+    assert set(seen) == {1}
+    assert blas_threads_now() == 2   # put back afterwards
 
 
 def test_fit_of_a_small_network_runs_on_one_thread_and_restores_the_count(rng, two_threads):

@@ -12,8 +12,10 @@ product of one step:
 * ``threads=None`` and ``OMP_NUM_THREADS``/``OPENBLAS_NUM_THREADS``/``MKL_NUM_THREADS``
   set in the environment: nothing is changed (the user chose when the BLAS loaded);
 * otherwise one thread when that product is below :data:`MULTITHREAD_FLOPS`, else the
-  threads the BLAS already has. The automatic choice never raises the count, so a
-  ``threadpoolctl.threadpool_limits`` around the call is respected too.
+  threads the BLAS already has, at most the CPUs the process may use
+  (:func:`available_cpus`: a container's CPU quota, which OpenBLAS does not read). The
+  automatic choice never raises the count, so a ``threadpoolctl.threadpool_limits``
+  around the call is respected too.
 
 ``threadpoolctl`` (a scikit-learn dependency) is imported on first use, never by
 ``import chainrule``.
@@ -30,13 +32,53 @@ from ._blas import MULTITHREAD_FLOPS, blas_controller
 
 __all__ = ["MULTITHREAD_FLOPS", "THREAD_ENV_VARS", "check_threads", "choose_threads",
            "user_set_threads", "blas_threads", "largest_product_flops", "rows_of",
-           "threads_for"]
+           "threads_for", "available_cpus", "quota_cpus"]
 
 
 #: Environment variables through which a user fixes the thread count themselves.
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 _user_choice = (-1, False)  # (len(os.environ) when read, whether a variable was set)
+_cpus: int | None = None    # available_cpus(), read once
+
+
+def quota_cpus(root: str = "/sys/fs/cgroup") -> int | None:
+    """The whole CPUs of the cgroup CPU quota under ``root`` (``docker --cpus``,
+    Kubernetes' CPU limit), at least 1; ``None`` where no quota is set or readable.
+
+    cgroup v2's ``cpu.max`` holds ``"<quota> <period>"`` (``"max ..."``: none); v1's
+    ``cpu/cpu.cfs_quota_us`` holds -1 for none. A fraction is rounded down: two BLAS
+    threads on a quota of 1.5 CPUs are throttled in every period, each waiting on the
+    other.
+    """
+    for quota_file, period_file in ((f"{root}/cpu.max", None),
+                                    (f"{root}/cpu/cpu.cfs_quota_us",
+                                     f"{root}/cpu/cpu.cfs_period_us")):
+        try:
+            with open(quota_file) as f:
+                fields = f.read().split()
+            if period_file is not None:
+                with open(period_file) as f:
+                    fields += f.read().split()
+            quota, period = float(fields[0]), float(fields[1])
+        except (OSError, ValueError, IndexError):  # no such file, "max", or unreadable
+            continue
+        if quota > 0 and period > 0:
+            return max(1, int(quota // period))
+    return None
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on: those of its affinity mask (``taskset``), at most
+    the container's quota (:func:`quota_cpus`). Read once per process."""
+    global _cpus
+    if _cpus is None:
+        try:
+            mask = len(os.sched_getaffinity(0))
+        except (AttributeError, OSError):  # (not on every platform)
+            mask = os.cpu_count() or 1
+        _cpus = min(mask, quota_cpus() or mask)
+    return _cpus
 
 
 def user_set_threads() -> bool:
@@ -104,7 +146,8 @@ def threads_for(X, params, threads=None, max_rows=None) -> blas_threads:
     return blas_threads(threads, largest_product_flops(rows, params))
 
 
-def choose_threads(threads, flops: float, current: int, environ=None) -> int | None:
+def choose_threads(threads, flops: float, current: int, environ=None,
+                   cpus: int | None = None) -> int | None:
     """The thread count to set, or ``None`` to leave the BLAS as it is.
 
     Parameters
@@ -119,6 +162,9 @@ def choose_threads(threads, flops: float, current: int, environ=None) -> int | N
         The environment, ``os.environ`` (read through :func:`user_set_threads`) when
         None; any of :data:`THREAD_ENV_VARS` set there means the user chose, and the
         automatic choice leaves it alone.
+    cpus : int, optional
+        The CPUs the process may use, :func:`available_cpus` when None: the most
+        threads the automatic choice keeps for a large product.
     """
     if threads is not None:
         return threads
@@ -126,7 +172,8 @@ def choose_threads(threads, flops: float, current: int, environ=None) -> int | N
                 else any(environ.get(name) for name in THREAD_ENV_VARS))
     if user_set:
         return None
-    wanted = 1 if flops < MULTITHREAD_FLOPS else current
+    wanted = 1 if flops < MULTITHREAD_FLOPS else min(
+        current, available_cpus() if cpus is None else cpus)
     return None if wanted == current else min(wanted, current)
 
 
