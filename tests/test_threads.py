@@ -99,7 +99,23 @@ def test_quota_cpus_reads_cgroup_v2_and_v1_quotas(tmp_path, files, expected):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    assert _threads.quota_cpus(str(tmp_path)) == expected
+    assert _threads.quota_cpus(str(tmp_path), own=str(tmp_path / "no-such-file")) == expected
+
+
+@pytest.mark.parametrize("own, expected", [
+    ("4:cpu,cpuacct:/job\n0::/\n", 3),       # v1: the cpu controller's group
+    ("1:cpu:/\n0::/slice/job\n", 2),         # v2: the unified group
+    ("1:cpu:/gone\n0::/gone\n", 8),          # groups not under root (a container's
+                                              # view): root's own files
+])
+def test_quota_cpus_reads_the_processs_own_group_first(tmp_path, own, expected):
+    files = {"cpu/job/cpu.cfs_quota_us": "300000", "cpu/job/cpu.cfs_period_us": "100000",
+             "slice/job/cpu.max": "200000 100000", "cpu.max": "800000 100000"}
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text + "\n")
+    (tmp_path / "cgroup").write_text(own)
+    assert _threads.quota_cpus(str(tmp_path), own=str(tmp_path / "cgroup")) == expected
 
 
 def test_available_cpus_is_the_affinity_mask_capped_by_the_quota(monkeypatch):

@@ -42,18 +42,18 @@ _user_choice = (-1, False)  # (len(os.environ) when read, whether a variable was
 _cpus: int | None = None    # available_cpus(), read once
 
 
-def quota_cpus(root: str = "/sys/fs/cgroup") -> int | None:
-    """The whole CPUs of the cgroup CPU quota under ``root`` (``docker --cpus``,
-    Kubernetes' CPU limit), at least 1; ``None`` where no quota is set or readable.
+def quota_cpus(root: str = "/sys/fs/cgroup", own: str = "/proc/self/cgroup") -> int | None:
+    """The whole CPUs of the process's cgroup CPU quota (``docker --cpus``, Kubernetes'
+    CPU limit, systemd's ``CPUQuota``), at least 1; ``None`` where none is set or
+    readable.
 
-    cgroup v2's ``cpu.max`` holds ``"<quota> <period>"`` (``"max ..."``: none); v1's
-    ``cpu/cpu.cfs_quota_us`` holds -1 for none. A fraction is rounded down: two BLAS
-    threads on a quota of 1.5 CPUs are throttled in every period, each waiting on the
-    other.
+    Read from the process's own cgroup (named in ``own``) under ``root``, then from
+    ``root`` itself (a container's view of its own group). cgroup v2's ``cpu.max``
+    holds ``"<quota> <period>"`` (``"max ..."``: none); v1's ``cpu.cfs_quota_us`` holds
+    -1 for none. A fraction is rounded down: two BLAS threads on a quota of 1.5 CPUs
+    are throttled in every period, each waiting on the other.
     """
-    for quota_file, period_file in ((f"{root}/cpu.max", None),
-                                    (f"{root}/cpu/cpu.cfs_quota_us",
-                                     f"{root}/cpu/cpu.cfs_period_us")):
+    for quota_file, period_file in _quota_files(root, own):
         try:
             with open(quota_file) as f:
                 fields = f.read().split()
@@ -66,6 +66,28 @@ def quota_cpus(root: str = "/sys/fs/cgroup") -> int | None:
         if quota > 0 and period > 0:
             return max(1, int(quota // period))
     return None
+
+
+def _quota_files(root: str, own: str) -> list[tuple[str, str | None]]:
+    """``(quota file, period file or None)`` to try, the process's own group first."""
+    groups = {"v1": "", "v2": ""}
+    try:
+        with open(own) as f:
+            for line in f:  # "0::/path" (v2), "4:cpu,cpuacct:/path" (v1)
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controllers == "":
+                    groups["v2"] = path.rstrip("/")
+                elif "cpu" in controllers.split(","):
+                    groups["v1"] = path.rstrip("/")
+    except (OSError, ValueError):
+        pass
+    files: list[tuple[str, str | None]] = (
+        [(f"{root}{groups['v2']}/cpu.max", None)] if groups["v2"] else [])
+    if groups["v1"]:
+        files.append((f"{root}/cpu{groups['v1']}/cpu.cfs_quota_us",
+                      f"{root}/cpu{groups['v1']}/cpu.cfs_period_us"))
+    return files + [(f"{root}/cpu.max", None),   # then the root's (a container's own view)
+                    (f"{root}/cpu/cpu.cfs_quota_us", f"{root}/cpu/cpu.cfs_period_us")]
 
 
 def available_cpus() -> int:
