@@ -25,6 +25,7 @@ from chainrule.conv import (
     Unflatten,
 )
 from chainrule.conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
+from chainrule.convtranspose import ConvTranspose2D
 from chainrule.groupnorm import GroupNorm
 from chainrule.layers import (
     ELU,
@@ -153,6 +154,10 @@ def _torch_image_layer(torch, layer, x, *params):
     if isinstance(layer, Conv2D):
         return F.conv2d(x, *params, stride=layer.stride, padding=layer.padding,
                         dilation=layer.dilation, groups=layer.groups)
+    if isinstance(layer, ConvTranspose2D):
+        return F.conv_transpose2d(x, *params, stride=layer.stride, padding=layer.padding,
+                                  output_padding=layer.output_padding, groups=layer.groups,
+                                  dilation=layer.dilation)
     if isinstance(layer, MaxPool2D):
         return F.max_pool2d(x, layer.kernel_size, layer.stride, layer.padding)
     if isinstance(layer, AvgPool2D):

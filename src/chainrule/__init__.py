@@ -32,6 +32,7 @@ from .conv import (
     Unflatten,
 )
 from .conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
+from .convtranspose import ConvTranspose2D
 from .functional import accuracy, log_softmax, logsumexp, one_hot, softmax
 from .groupnorm import GroupNorm
 from .homework import FeedforwardNeuralNet, LogisticRegression
@@ -83,7 +84,7 @@ __all__ = [
     "BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "Softmax", "LogSoftmax",
     "AdaptiveAvgPool2D", "AvgPool2D", "Conv2D", "Flatten", "MaxPool2D", "Unflatten",
     "AdaptiveMaxPool2D", "AdaptiveAvgPool1D", "AdaptiveMaxPool1D", "AvgPool1D", "Conv1D",
-    "MaxPool1D",
+    "MaxPool1D", "ConvTranspose2D",
     "CategoricalCrossEntropy", "BinaryCrossEntropy", "MultiMarginLoss", "MeanSquaredError",
     "L1Loss", "HuberLoss",
     "MLP", "FeedforwardNeuralNet", "LogisticRegression", "Network", "Sequential",

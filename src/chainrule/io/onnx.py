@@ -16,6 +16,7 @@ import numpy as np
 from .._fileformat import atomic_write
 from .._version import VERSION
 from ..conv import AdaptiveAvgPool2D, AdaptiveMaxPool2D, AvgPool2D, Conv2D, MaxPool2D
+from ..convtranspose import ConvTranspose2D
 from ..layers import (
     ELU,
     GELU,
@@ -59,7 +60,7 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
     ``Softmax`` (GELU and SiLU as ``Mul``, ``Add``, ``Sigmoid``, ``Erf``, ``Tanh`` and
     ``Pow`` nodes), and for the layers of :mod:`chainrule.conv` and
     :mod:`chainrule.normalization` ``Reshape``, ``Flatten``, ``Conv`` (with its
-    ``dilations`` and ``group`` for a dilated or grouped Conv2D), ``MaxPool``,
+    ``dilations`` and ``group`` for a dilated or grouped Conv2D), ``ConvTranspose``, ``MaxPool``,
     ``AveragePool``, ``BatchNormalization`` (running statistics), ``LayerNormalization``
     (opset 17 or newer, float32) and ``Softmax``; Dropout layers are left out (they are
     the identity at inference). A batch normalisation with ``track_running_stats=False``
@@ -258,7 +259,8 @@ def _label_values(classes, n_classes: int) -> np.ndarray:
 
 def _convolves(network) -> bool:
     """Whether a network has a convolution or a pool (the 1-D ones are subclasses)."""
-    kinds = (Conv2D, MaxPool2D, AvgPool2D, AdaptiveAvgPool2D, AdaptiveMaxPool2D)
+    kinds = (Conv2D, MaxPool2D, AvgPool2D, AdaptiveAvgPool2D, AdaptiveMaxPool2D,
+             ConvTranspose2D)
     return any(isinstance(layer, kinds) for layer, _ in network.layers)
 
 

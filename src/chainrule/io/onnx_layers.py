@@ -26,6 +26,7 @@ from ..conv import (
     Unflatten,
 )
 from ..conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
+from ..convtranspose import ConvTranspose2D
 from ..explain import output_shapes
 from ..groupnorm import GroupNorm
 from ..normalization import BatchNorm1d, BatchNorm2d, LayerNorm, LogSoftmax, Softmax
@@ -37,7 +38,7 @@ __all__ = ["LAYER_TYPES", "layer_node", "LAYER_NORM_OPSET"]
 LAYER_TYPES = (AdaptiveAvgPool2D, AvgPool2D, Conv2D, Flatten, MaxPool2D, Unflatten, BatchNorm1d,
                BatchNorm2d, LayerNorm, Softmax, LogSoftmax, PReLU, Conv1D, MaxPool1D,
                AvgPool1D, AdaptiveAvgPool1D, AdaptiveMaxPool2D, AdaptiveMaxPool1D, GroupNorm,
-               Hardtanh, Hardsigmoid, Hardswish)
+               Hardtanh, Hardsigmoid, Hardswish, ConvTranspose2D)
 #: LayerNormalization entered the default domain in opset 17.
 LAYER_NORM_OPSET = 17
 #: ReduceMean takes its axes as an input, no longer an attribute, from opset 18 on.
@@ -74,9 +75,11 @@ def layer_node(builder, network, index: int, names, current: str, out: str, opse
         return make_node("Clip", [current, f"{out}_min", f"{out}_max"], [out])
     if isinstance(layer, (Hardsigmoid, Hardswish)):
         return _hard_node(builder, layer, current, out)
-    if isinstance(layer, Conv2D):
+    if isinstance(layer, (Conv2D, ConvTranspose2D)):
         for name in names:
             builder._tensor(network.params[name], name)
+        if isinstance(layer, ConvTranspose2D):
+            return _conv_transpose_node(builder, layer, names, current, out)
         return _conv_node(builder, layer, names, current, out, opset)
     return _layer_norm_node(builder, layer, list(names), [network.params[n] for n in names],
                             current, out, opset)
@@ -133,6 +136,16 @@ def _conv_node(builder, layer, names, current: str, out: str, opset: int):
     return builder.helper.make_node("Conv", [current, *names], [out],
                                     kernel_shape=_spatial(layer, layer.kernel_size),
                                     strides=_spatial(layer, layer.stride), pads=pads, **options)
+
+
+def _conv_transpose_node(builder, layer, names, current: str, out: str):
+    """``ConvTranspose``, every option given (its ``pads`` crop the output, as
+    PyTorch's ``padding``; ``output_padding`` adds rows at the end)."""
+    return builder.helper.make_node(
+        "ConvTranspose", [current, *names], [out], kernel_shape=list(layer.kernel_size),
+        strides=list(layer.stride), pads=list(layer.padding) * 2,
+        dilations=list(layer.dilation), group=layer.groups,
+        output_padding=list(layer.output_padding))
 
 
 #: ONNX Pad's modes for Conv2D's padding modes; 'wrap' entered in opset 19.

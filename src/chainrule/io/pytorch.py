@@ -35,6 +35,7 @@ from ..conv import (
     Unflatten,
 )
 from ..conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
+from ..convtranspose import ConvTranspose2D
 from ..explain import WIDTH_KEEPING
 from ..groupnorm import GroupNorm
 from ..layers import (
@@ -100,6 +101,13 @@ def _refuse(m, **wanted):
                              f"counterpart (its layer takes {name}={value!r} only)")
 
 
+def _conv_transpose(m):
+    _refuse(m, padding_mode="zeros")   # (torch's own forward refuses the others)
+    return ConvTranspose2D(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                           m.output_padding, m.groups, m.bias is not None,
+                           m.dilation), [m.weight, m.bias]
+
+
 def _maxpool(cls):
     def convert(m):
         _refuse(m, dilation=1, return_indices=False)
@@ -148,6 +156,7 @@ CONVERTERS = {
     "Linear": _linear,
     "Conv2d": _conv(Conv2D),
     "Conv1d": _conv(Conv1D),
+    "ConvTranspose2d": _conv_transpose,
     "BatchNorm1d": _batchnorm(BatchNorm1d),
     "BatchNorm2d": _batchnorm(BatchNorm2d),
     "LayerNorm": _layernorm,
@@ -187,7 +196,7 @@ CONVERTERS = {
 # The layers that take images (or sequences: the 1-D layers are subclasses of these): a
 # network that starts with one needs input_shape.
 _IMAGE_LAYERS = (Conv2D, BatchNorm2d, MaxPool2D, AvgPool2D, AdaptiveAvgPool2D,
-                 AdaptiveMaxPool2D)
+                 AdaptiveMaxPool2D, ConvTranspose2D)
 
 
 def _modules(torch, module, where="module"):
@@ -318,7 +327,8 @@ def from_torch(module, *, input_shape=None, loss="cross_entropy", dtype=None, rn
         ``Flatten``, ``Unflatten``, ``MaxPool2d``, ``AvgPool2d``,
         ``AdaptiveAvgPool2d``, ``AdaptiveMaxPool2d``, ``Conv1d``, ``MaxPool1d``,
         ``AvgPool1d``, ``AdaptiveAvgPool1d``, ``AdaptiveMaxPool1d``, ``Dropout1d``,
-        ``Dropout2d``, ``Hardtanh``, ``ReLU6``, ``Hardsigmoid`` and ``Hardswish``
+        ``Dropout2d``, ``Hardtanh``, ``ReLU6``, ``Hardsigmoid``, ``Hardswish`` and
+        ``ConvTranspose2d``
         (:data:`CONVERTERS`),
         each with the settings chainrule's layer of the same name takes.
     input_shape : tuple of int, optional

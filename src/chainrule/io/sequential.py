@@ -26,6 +26,7 @@ from ..conv import (
     Unflatten,
 )
 from ..conv1d import AdaptiveAvgPool1D, AdaptiveMaxPool1D, AvgPool1D, Conv1D, MaxPool1D
+from ..convtranspose import ConvTranspose2D
 from ..groupnorm import GroupNorm
 from ..layers import (
     ELU,
@@ -67,7 +68,8 @@ LAYER_CLASSES = {**_FIRST_LAYER_CLASSES,
                                                   MaxPool1D, AvgPool1D, AdaptiveAvgPool1D,
                                                   AdaptiveMaxPool2D, AdaptiveMaxPool1D,
                                                   GroupNorm, Dropout1d, Dropout2d, Hardtanh,
-                                                  ReLU6, Hardsigmoid, Hardswish)}}
+                                                  ReLU6, Hardsigmoid, Hardswish,
+                                                  ConvTranspose2D)}}
 
 
 def _is_builtin(layer) -> bool:
