@@ -367,14 +367,14 @@ def check_named_features(name: str, columns, features) -> None:
 #: The cells pandas' ``read_csv`` reads as missing values (its default ``na_values``):
 #: refused in a label column, by line, rather than taken as a class named "NA" (or as
 #: turning a column of numbers into one of class names); named in a feature column.
-_MISSING_CELLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN",
+MISSING_CELLS = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN",
                            "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN",
                            "None", "n/a", "nan", "null"})
 
 
 def missing_cell(text: str) -> bool:
     """Whether a (stripped) CSV cell is one pandas reads as a missing value."""
-    return text in _MISSING_CELLS
+    return text in MISSING_CELLS
 
 
 def feature_cell_error(name, line, column, cell) -> ValueError:
@@ -385,8 +385,9 @@ def feature_cell_error(name, line, column, cell) -> ValueError:
     text = cell.strip()
     if missing_cell(text):
         return ValueError(f"{where}: a missing value ({cell_text(text)}); chainrule fills "
-                          f"none in: drop those rows, or fill them first (e.g. scikit-learn's "
-                          f"SimpleImputer)")
+                          f"none in unless asked: drop those rows, fill them first (e.g. "
+                          f"scikit-learn's SimpleImputer), or train with --impute "
+                          f"(chainrule train; load_csv's missing='nan' reads them as NaN)")
     if is_number(text):
         return ValueError(f"{where}: feature values must be finite, got {cell_text(text)}")
     return ValueError(f"{where}: expected a number, got {cell_text(cell)}; a column of "

@@ -7,7 +7,9 @@ none of them a number. Its categories are its distinct cells
 *code* (-1 for a category not among them), and :func:`one_hot_columns` turns each code
 column into one 0/1 column per category, as scikit-learn's ``OneHotEncoder(
 handle_unknown='ignore')`` does: an unknown category is all zeros. A missing cell is
-refused, as in a numeric column (chainrule fills nothing in).
+refused, as in a numeric column, unless the reader is told ``missing="nan"``: then its
+code is NaN (told apart from an unknown category; all zeros one-hot too), and it is
+never one of the categories learned.
 """
 
 from __future__ import annotations
@@ -95,7 +97,8 @@ def is_text_column(cells, name, column, lines) -> bool:
         pass
     values, first, counts, _ = distinct_cells(cells)
     stripped = [v.strip() for v in values]
-    number_kinds = [k for k, t in enumerate(stripped) if is_number(t)]
+    # (a "nan" cell is a missing one, as pandas reads it, not a number among text)
+    number_kinds = [k for k, t in enumerate(stripped) if is_number(t) and not missing_cell(t)]
     text_kinds = [k for k, t in enumerate(stripped)
                   if not is_number(t) and not missing_cell(t)]
     (n, n_count), (t, t_count) = (_first_of(number_kinds, first, counts),
@@ -119,17 +122,18 @@ def is_text_column(cells, name, column, lines) -> bool:
     return bool(text_kinds)
 
 
-def learn_categories(cells, name, column, lines, named: bool = False) -> list:
+def learn_categories(cells, name, column, lines, named: bool = False,
+                     missing_ok: bool = False) -> list:
     """The sorted distinct categories (:func:`category`) of a column's cells;
-    ``ValueError`` for a missing cell (named by its line, from ``lines``) or more than
-    :data:`MAX_CATEGORIES` categories (:data:`MAX_NAMED_CATEGORIES` for a column
-    ``named`` categorical)."""
+    ``ValueError`` for a missing cell (named by its line, from ``lines``; left out with
+    ``missing_ok``) or more than :data:`MAX_CATEGORIES` categories
+    (:data:`MAX_NAMED_CATEGORIES` for a column ``named`` categorical)."""
     values, first, _, _ = distinct_cells(cells)
     missing = [int(first[k]) for k, v in enumerate(values) if missing_cell(v.strip())]
-    if missing:
+    if missing and not missing_ok:
         i = min(missing)
         raise feature_cell_error(name, lines[i], column, cells[i])
-    found = sorted({category(v.strip()) for v in values})
+    found = sorted({category(v.strip()) for v in values if not missing_cell(v.strip())})
     limit = MAX_NAMED_CATEGORIES if named else MAX_CATEGORIES
     if len(found) > limit:
         more = ("" if named else f"; or, if it is a category, name it (train --categorical "
@@ -147,25 +151,29 @@ def learn_categories(cells, name, column, lines, named: bool = False) -> list:
     return found
 
 
-def code_of(cell, codes: dict, name, line, column) -> int:
+def code_of(cell, codes: dict, name, line, column, missing_ok: bool = False) -> float:
     """A cell's category index in ``codes`` (category -> index), -1 for one not in it;
-    ``ValueError`` for a missing cell."""
+    ``ValueError`` for a missing cell (NaN with ``missing_ok``)."""
     text = cell.strip()
     if missing_cell(text):
+        if missing_ok:
+            return np.nan
         raise feature_cell_error(name, line, column, cell)
     code = codes.get(text)   # (a file's categories as written, then by their value)
     return code if code is not None else codes.get(category(text), -1)
 
 
-def column_codes(cells, codes: dict) -> tuple[np.ndarray, int]:
+def column_codes(cells, codes: dict, missing_ok: bool = False) -> tuple[np.ndarray, int]:
     """``(codes, first missing row)``: each cell's :func:`code_of` (as float64, the
-    feature array's dtype), and the row of the first missing cell (-1 for none), whose
-    ``code_of`` the caller calls to raise the error naming it."""
+    feature array's dtype), and the row of the first missing cell (-1 for none, and
+    with ``missing_ok``, which codes it NaN), whose ``code_of`` the caller calls to
+    raise the error naming it."""
     values, first, _, inverse = distinct_cells(cells)
     missing = [int(first[k]) for k, v in enumerate(values) if missing_cell(v.strip())]
-    if missing:
+    if missing and not missing_ok:
         return np.empty(0), min(missing)
-    table = np.array([code_of(v, codes, "", 0, "") for v in values], dtype=np.float64)
+    table = np.array([code_of(v, codes, "", 0, "", missing_ok) for v in values],
+                     dtype=np.float64)
     return table[inverse], -1
 
 
@@ -207,24 +215,26 @@ def training_categories(X_train, X_test, feature_names, categories: dict) -> tup
     """``(X_train, X_test, kept)``: copies with each column of ``categories`` (indices
     into it) re-indexed to ``kept``, the categories the training rows hold, so that one
     met only in the test rows is -1 there (all zeros one-hot), as an unseen one is
-    in new data."""
+    in new data. A missing cell's NaN stays NaN."""
     kept = {}
     X_train, X_test = X_train.copy(), X_test.copy()
     for name, cats in categories.items():
         j = feature_names.index(name)
-        present = np.unique(X_train[:, j]).astype(np.int64)
-        present = present[present >= 0]
+        present = np.unique(X_train[:, j])
+        present = present[present >= 0].astype(np.int64)   # (NaN >= 0 is False)
         new = np.full(len(cats) + 1, -1.0)   # the last entry: an index of -1 stays -1
         new[present] = np.arange(len(present))
         for X in (X_train, X_test):
-            X[:, j] = new[X[:, j].astype(np.int64)]
+            missing = np.isnan(X[:, j])
+            X[:, j] = np.where(missing, np.nan, new[np.where(missing, -1, X[:, j]).astype(
+                np.int64)])
         kept[name] = [cats[k] for k in present]
     return X_train, X_test, kept
 
 
 def one_hot_columns(X, feature_names, categories: dict) -> np.ndarray:
     """``X`` (N, D) whose columns are ``feature_names``, each column of ``categories``
-    (codes) replaced by one 0/1 column per category (a code of -1: zeros).
+    (codes) replaced by one 0/1 column per category (a code of -1 or NaN: zeros).
     Shape: (N, D) -> (N, D - C + sum of the C columns' category counts)."""
     if not categories:
         return X
@@ -233,7 +243,7 @@ def one_hot_columns(X, feature_names, categories: dict) -> np.ndarray:
         if name not in categories:
             continue
         parts.append(X[:, start:pos])
-        codes = X[:, pos].astype(np.int64)
+        codes = np.nan_to_num(X[:, pos], nan=-1.0).astype(np.int64)
         block = np.zeros((X.shape[0], len(categories[name])), dtype=X.dtype)
         known = np.flatnonzero(codes >= 0)
         block[known, codes[known]] = 1

@@ -26,6 +26,7 @@ from ._validation import (
     cell_count_error,
     cell_text,
     check_bool,
+    check_choice,
     check_feature_columns,
     check_header_names,
     check_named_features,
@@ -197,7 +198,7 @@ def _feature_indices(name, columns, label_index, feature_columns, width):
 
 
 def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_columns=None,
-             categories=None, categorical=None):
+             categories=None, categorical=None, missing="raise"):
     """Load a table of features (numbers, and with ``categories`` text) and one label
     column from a CSV file.
 
@@ -224,6 +225,12 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
     categorical : list of str, optional
         With ``categories="auto"``: feature columns read as categories whatever they
         hold, numbers included (codes such as a zip code; cells compare as text).
+    missing : {"raise", "nan"}, default="raise"
+        A missing feature cell (one pandas reads as missing: "", "NA", "nan", "NULL",
+        ...): refused (``"raise"``), or read as NaN, in a column of categories too,
+        where it is no category (``"nan"``: for an imputer, e.g. ``chainrule train
+        --impute`` or scikit-learn's ``SimpleImputer``). A missing label is refused
+        either way.
 
     Returns
     -------
@@ -259,9 +266,10 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
     if isinstance(label_column, str) and not header:
         raise ValueError(f"label_column={label_column!r} is a name, but header=False: "
                          f"give the label column's position as an int instead")
+    missing_ok = check_choice(missing, "missing", ("raise", "nan")) == "nan"
     with _collector_paused():
         return _load_csv(path, name, label_column, delimiter, header, feature_columns,
-                         categories, categorical)
+                         categories, categorical, missing_ok)
 
 
 @contextlib.contextmanager
@@ -279,7 +287,7 @@ def _collector_paused():
 
 
 def _load_csv(path, name, label_column, delimiter, header, feature_columns, categories,
-              categorical):
+              categorical, missing_ok=False):
     """:func:`load_csv` after its argument checks."""
     rows = _csv_rows(path, delimiter)
     if header:
@@ -306,31 +314,36 @@ def _load_csv(path, name, label_column, delimiter, header, feature_columns, cate
             raise cell_count_error(name, line, width, row,
                                    f" (as in the {'header' if header else 'first row'})")
     labels = [] if label_index is None else [row[label_index].strip() for _, row in rows]
-    X, found = _features(rows, features, name, columns, categories, categorical)
+    X, found = _features(rows, features, name, columns, categories, categorical, missing_ok)
     y = None if label_index is None else parse_labels(
         labels, lambda i: f"{name}, line {rows[i][0]}")
     return (X, y) if categories is None else (X, y, found)
 
 
-def _features(rows, features, name, columns, categories, categorical=None) -> tuple:
+def _features(rows, features, name, columns, categories, categorical=None,
+              missing_ok=False) -> tuple:
     """``(X, categories)``: the feature array, the columns of ``categories`` (those it
     names, or for ``"auto"`` every column of text and those ``categorical`` names) as
-    category indices, and their categories (``{}`` for none)."""
+    category indices, and their categories (``{}`` for none); missing cells NaN and -1
+    with ``missing_ok``."""
     if categorical is not None and categories != "auto":
         raise ValueError(f"categorical={categorical!r} needs categories='auto'")
     cells = _column_cells(rows, features)
     numbers: dict = {}
     if not categories:   # None or {}
-        return _feature_array(rows, cells, features, name, columns, {}), {}
+        return _feature_array(rows, cells, features, name, columns, {},
+                              missing_ok=missing_ok), {}
     if columns is None:
         raise ValueError(f"{name}: categories needs a header (columns by name)")
     if categories == "auto":
         forced = _categorical_positions(categorical, features, name, columns)
-        categories, numbers = _text_columns(rows, cells, features, name, columns, forced)
+        categories, numbers = _text_columns(rows, cells, features, name, columns, forced,
+                                            missing_ok)
     else:
         check_categories(categories, [columns[c] for c in features])
     codes = index_maps(categories, columns)
-    return _feature_array(rows, cells, features, name, columns, codes, numbers), categories
+    return (_feature_array(rows, cells, features, name, columns, codes, numbers, missing_ok),
+            categories)
 
 
 def _column_cells(rows, features) -> dict:
@@ -352,7 +365,8 @@ def _categorical_positions(categorical, features, name, columns) -> set:
     return {columns.index(c) for c in categorical}
 
 
-def _text_columns(rows, cells, features, name, columns, forced=()) -> tuple[dict, dict]:
+def _text_columns(rows, cells, features, name, columns, forced=(),
+                  missing_ok=False) -> tuple[dict, dict]:
     """``(categories, numbers)``: the categories of each feature column of text, and of
     those at the ``forced`` positions (:mod:`chainrule.categories`); the columns read as
     numbers on the way, by position, so that they are converted once. ``cells``:
@@ -368,7 +382,7 @@ def _text_columns(rows, cells, features, name, columns, forced=()) -> tuple[dict
                 pass
         if c in forced or is_text_column(cells[c], name, columns[c], lines):
             found[columns[c]] = learn_categories(cells[c], name, columns[c], lines,
-                                                 named=c in forced)
+                                                 named=c in forced, missing_ok=missing_ok)
     _warn_if_header_is_data(name, found)
     return found, numbers
 
@@ -384,32 +398,35 @@ def _warn_if_header_is_data(name, categories) -> None:
                       stacklevel=6)   # load_csv's caller
 
 
-def _feature_array(rows, cells, features, name, columns, codes, numbers=None):
+def _feature_array(rows, cells, features, name, columns, codes, numbers=None,
+                   missing_ok=False):
     """The feature cells (``cells``: position -> the column's cells) as a float64
     array, the columns of ``codes`` (position -> category -> index) as category
     indices, a column at a time (``numbers``: columns already converted, by position);
     the first bad cell by rows (a missing category or a bad number; within a row, by
-    column) is reported by line and column, as the stream reader reports it."""
+    column) is reported by line and column, as the stream reader reports it. With
+    ``missing_ok`` a missing cell is NaN (in a column of codes too) and not a bad one."""
     X = np.zeros((len(rows), len(features)), dtype=np.float64)   # (a refused column stays 0)
     missing = []   # (row, column order) of each coded column's first missing cell
     bad = False
     for j, c in enumerate(features):
         if c in codes:
-            values, row = column_codes(cells[c], codes[c])
+            values, row = column_codes(cells[c], codes[c], missing_ok)
             if row >= 0:
                 missing.append((row, j))
             else:
                 X[:, j] = values
             continue
         try:
-            X[:, j] = numbers[c] if numbers and c in numbers else np.array(cells[c],
-                                                                           dtype=np.float64)
+            X[:, j] = numbers[c] if numbers and c in numbers else _numbers(cells[c],
+                                                                           missing_ok)
             # NumPy reads "1_000" as float() does; csv_float refuses it (slow path).
             bad = bad or "_" in "".join(cells[c])
         except ValueError:
             bad = True
-    if bad or not np.isfinite(X).all():   # (slow, only to find the first bad number)
-        missing.append(_first_bad_number(rows, features, codes))
+    # (slow, only to find the first bad number; with missing_ok, NaN is a missing cell)
+    if bad or not (np.isfinite(X).all() or missing_ok and not np.isinf(X).any()):
+        missing.append(_first_bad_number(rows, features, codes, missing_ok))
     if not missing:
         return X
     row, j = min(missing)
@@ -420,12 +437,24 @@ def _feature_array(rows, cells, features, name, columns, codes, numbers=None):
     raise AssertionError("unreachable: a cell failed to convert but none was found")
 
 
-def _first_bad_number(rows, features, codes) -> tuple[int, int]:
+def _numbers(cells, missing_ok: bool) -> np.ndarray:
+    """A numeric column's cells as float64 (``ValueError`` for any that is not a number),
+    missing ones as NaN with ``missing_ok``."""
+    try:
+        return np.array(cells, dtype=np.float64)
+    except ValueError:
+        if not missing_ok:
+            raise
+    return np.array(["nan" if missing_cell(c.strip()) else c for c in cells], dtype=np.float64)
+
+
+def _first_bad_number(rows, features, codes, missing_ok=False) -> tuple[int, int]:
     """``(row, column order)`` of the first cell of a numeric column, by rows, that is
-    not a finite number (:func:`_number` would refuse it)."""
+    not a finite number (:func:`_number` would refuse it), a missing one aside with
+    ``missing_ok``."""
     for i, (_, row) in enumerate(rows):
         for j, c in enumerate(features):
-            if c not in codes:
+            if c not in codes and not (missing_ok and missing_cell(row[c].strip())):
                 try:
                     _number(row[c], "", 0, "")
                 except ValueError:

@@ -298,7 +298,7 @@ def file_kind(path) -> str:
 
 
 def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
-              feature_columns=None, categories=None, categorical=None):
+              feature_columns=None, categories=None, categorical=None, missing="raise"):
     """Load a data file, choosing the loader from the file name.
 
     ``.csv`` (or ``.csv.gz``) goes to :func:`load_csv` with ``label_column``; ``.npz``
@@ -326,6 +326,8 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
     categorical : list of str, optional
         CSV only, with ``categories="auto"``: columns read as categories whatever they
         hold (see :func:`load_csv`).
+    missing : {"raise", "nan"}, default="raise"
+        CSV only: missing feature cells refused or read as NaN (see :func:`load_csv`).
 
     Returns
     -------
@@ -340,13 +342,16 @@ def load_file(path, label_column=None, *, labels_path=None, require_labels=True,
     kind = file_kind(name)
     if feature_columns is not None and kind != "csv":
         raise ValueError(f"{name}: feature_columns applies to CSV files only")
+    if missing != "raise" and kind != "csv":
+        raise ValueError(f"{name}: missing={missing!r} applies to CSV files only (the "
+                         f"numbers of other files have no missing cells to read)")
     if kind == "csv":
         if label_column is None and require_labels:
             raise ValueError(f"{name}: a CSV file needs label_column (the name of the "
                              f"column holding the labels)")
         return load_csv(name, label_column, delimiter=csv_delimiter(name),
                         feature_columns=feature_columns, categories=categories,
-                        categorical=categorical)
+                        categorical=categorical, missing=missing)
     if kind == "npz":
         X, y = load_npz(name, require_labels=require_labels)
     else:

@@ -20,13 +20,16 @@ import csv
 import gzip
 import io
 import itertools
+import math
 import os
 import zipfile
 
 import numpy as np
 
 from ._validation import (
+    MISSING_CELLS,
     cell_count_error,
+    check_choice,
     check_feature_columns,
     check_header_names,
     check_named_features,
@@ -82,14 +85,17 @@ def _feature_positions(name, columns, label, feature_columns):
 
 def _chunk(name, rows, layout):
     """Rows of cells -> (X float64, labels as str or None); errors name line and column.
-    The columns of the layout's codes hold category indices."""
-    width, columns, label, features, codes = layout
+    The columns of the layout's codes hold category indices; with its ``missing_ok``, a
+    missing cell is NaN (in a column of codes too)."""
+    width, columns, label, features, codes, missing_ok = layout
     X = np.empty((len(rows), len(features)), dtype=np.float64)
     labels = []
     # float() reads "1_000", csv_float does not; calling it per cell costs a third more
     # time, so cells are looked at one by one only in a chunk with an underscore.
     number = csv_float if "_" in "".join(itertools.chain.from_iterable(
         row for _, row in rows)) else float
+    if missing_ok:
+        number = _or_nan(number)
     for r, (line, row) in enumerate(rows):
         if len(row) == width + 1:
             row = without_trailing_delimiter(row)
@@ -100,24 +106,35 @@ def _chunk(name, rows, layout):
         try:
             X[r] = ([number(row[i]) for i in features] if not codes else
                     [number(row[i]) if i not in codes else
-                     code_of(row[i], codes[i], name, line, columns[i]) for i in features])
+                     code_of(row[i], codes[i], name, line, columns[i], missing_ok)
+                     for i in features])
         except ValueError:
             # the first bad cell in column order, as load_csv names it
             c = next((i for i in features if (missing_cell(row[i].strip()) if i in codes
-                                              else not is_number(row[i]))), None)
+                                              else not is_number(row[i]))
+                      and not (missing_ok and missing_cell(row[i].strip()))), None)
             if c is None:
                 raise
             raise feature_cell_error(name, line, columns[c], row[c]) from None
-    if (bad := first_non_finite(X)) is not None:
+    if (bad := first_non_finite(np.where(np.isnan(X), 0.0, X) if missing_ok else X)) \
+            is not None:
         r, c = bad[0], features[bad[1]]
         raise feature_cell_error(name, rows[r][0], columns[c], rows[r][1][c])
     return X, (np.array(labels) if label is not None else None)
 
 
-def _layout(name, first, header, label_column, feature_columns, categories):
-    """``(width, columns, label, features, codes)`` of a table whose first non-blank row
-    is ``first``, its header checked: what both parsers read the rows by. ``codes``:
-    the position of each column of ``categories`` -> its category -> index."""
+def _or_nan(number):
+    """``number`` (a cell -> float function) reading a missing cell as NaN."""
+    def read(cell):
+        return math.nan if missing_cell(cell.strip()) else number(cell)
+    return read
+
+
+def _layout(name, first, header, label_column, feature_columns, categories,
+            missing_ok=False):
+    """``(width, columns, label, features, codes, missing_ok)`` of a table whose first
+    non-blank row is ``first``, its header checked: what both parsers read the rows by.
+    ``codes``: the position of each column of ``categories`` -> its category -> index."""
     first = without_trailing_delimiter(first)
     width = len(first)
     columns = [c.strip() for c in first] if header else [str(i) for i in range(width)]
@@ -133,7 +150,7 @@ def _layout(name, first, header, label_column, feature_columns, categories):
             raise ValueError(f"{name}: categories needs a header (columns by name)")
         check_categories(categories, [columns[i] for i in features])
         codes = index_maps(categories, columns)
-    return width, columns, label, features, codes
+    return width, columns, label, features, codes, missing_ok
 
 
 def _data_rows(name, reader):
@@ -150,7 +167,8 @@ def _data_rows(name, reader):
 
 
 def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows,
-                     feature_columns=None, categories=None, *, skip=0, layout=None):
+                     feature_columns=None, categories=None, missing_ok=False, *, skip=0,
+                     layout=None):
     """The ``csv``-module reader; ``skip``: data rows already yielded (by pandas), with
     the ``layout`` they were read by."""
     with _open_text(path) as fh:
@@ -161,7 +179,7 @@ def _iter_csv_module(name, path, label_column, delimiter, header, chunk_rows,
             return
         if layout is None:
             layout = _layout(name, first[1], header, label_column, feature_columns,
-                             categories)
+                             categories, missing_ok)
         if not header:
             rows = itertools.chain([first], rows)
         # Rows are parsed inside csv_field_limit's block, and yielded outside it.
@@ -189,7 +207,7 @@ def _first_rows(path, delimiter):
 
 
 def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
-                 feature_columns=None, categories=None):
+                 feature_columns=None, categories=None, missing_ok=False):
     """Chunks read by pandas' C parser, as long as it reads rows as the ``csv`` module
     does; returns None at the end, else ``(rows yielded, layout)`` for it to go on."""
     try:
@@ -198,8 +216,9 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
         return 0, None  # the csv-module reader says where
     if not found:
         return 0, None
-    layout = _layout(name, found[0], header, label_column, feature_columns, categories)
-    width, _, label, features, codes = layout
+    layout = _layout(name, found[0], header, label_column, feature_columns, categories,
+                     missing_ok)
+    width, _, label, features, codes, _ = layout
     # Lines that end in a delimiter: one more column, which must stay empty.
     data = found[1] if header and len(found) > 1 else found[0]
     extra = int(len(data) == width + 1 and not data[-1].strip())
@@ -220,13 +239,16 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
         reader = pd.read_csv(path, sep=delimiter, header=0 if header else None,
                              names=list(range(width + extra)), index_col=False, dtype=dtype,
                              chunksize=chunk_rows, engine="c", skip_blank_lines=True,
-                             keep_default_na=False, na_values=[""], compression="infer")
+                             keep_default_na=False, compression="infer",
+                             na_values=sorted(MISSING_CELLS) if missing_ok else [""])
         with reader:
             for frame in reader:
                 X = _frame_features(frame, features, codes)
                 # A short row reads as NaN in its last column (pandas fills in what is
-                # missing); an empty cell anywhere, a non-finite or blank row likewise.
-                if not np.isfinite(X).all() or frame[width - 1].isna().any() or (
+                # missing); an empty cell anywhere, a non-finite or blank row likewise
+                # (with missing_ok, NaN is a missing cell, which the check lets through).
+                if not (np.isfinite(X).all() or missing_ok and not np.isinf(X).any()) or \
+                        frame[width - 1].isna().any() or (
                         label is not None and frame[label].isna().any()) or (
                         extra and not frame[width].isna().all()):
                     return done, layout
@@ -242,7 +264,7 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
 def _frame_features(frame, features, codes):
     """A pandas chunk's feature columns as float64, those of ``codes`` as category
     indices (-1 for a category not among them; NaN for a missing cell, which hands the
-    chunk over to the csv module, which names it)."""
+    chunk over to the csv module, which names it, unless missing cells are taken)."""
     if not codes:
         return frame[features].to_numpy(np.float64)
 
@@ -259,7 +281,7 @@ def _frame_features(frame, features, codes):
 
 
 def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=CHUNK_ROWS,
-             feature_columns=None, categories=None):
+             feature_columns=None, categories=None, missing="raise"):
     """Yield a CSV file's rows in chunks: ``(X, labels)`` of at most ``chunk_rows`` rows.
 
     Both parsers read the same rows: pandas' chunks are checked (no empty, missing or
@@ -285,6 +307,9 @@ def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=
     categories : dict of str to list of str, optional
         Read the columns it names as category indices (:mod:`chainrule.categories`),
         -1 for a cell among none of its categories.
+    missing : {"raise", "nan"}, default="raise"
+        A missing feature cell refused, or read as NaN (in a column of categories too),
+        as :func:`chainrule.data.load_csv` reads it.
 
     Yields
     ------
@@ -304,7 +329,7 @@ def iter_csv(path, label_column=None, *, delimiter=",", header=True, chunk_rows=
     if not isinstance(delimiter, str) or len(delimiter) != 1:
         raise ValueError(f"delimiter must be a single character, got {delimiter!r}")
     args = (name, path, label_column, delimiter, header, chunk_rows, feature_columns,
-            categories)
+            categories, check_choice(missing, "missing", ("raise", "nan")) == "nan")
     try:
         import pandas as pd
     except ImportError:  # the documented fallback: the csv module

@@ -23,12 +23,14 @@ CHUNK_ROWS = 65536
 __all__ = ["CHUNK_ROWS", "iter_chunks", "prediction_writer", "ConfusionCounts"]
 
 
-def _csv_chunks(path, label, features, chunk_rows, labels, categories):
+def _csv_chunks(path, label, features, chunk_rows, labels, categories, medians=None):
     """:func:`~chainrule.datastream.iter_csv`'s chunks of a CSV file, the label cells
     typed as :func:`chainrule.data.load_csv` types them (``labels="parse"``), kept as
     text (``"text"``: an id column) or left out (``"skip"``: ``predict`` scores no
     labels, so a blank label column is no error there); the columns of ``categories``
-    one-hot (:mod:`chainrule.categories`)."""
+    one-hot (:mod:`chainrule.categories`). With ``medians`` (column -> value, a model
+    of ``train --impute``) a missing cell is taken: a number is filled with its
+    column's median, a cell of text is no category."""
     from ..categories import count_unseen, one_hot_columns, warn_unseen
     from ..datafiles import csv_delimiter, parse_labels
     from ..datastream import iter_csv
@@ -37,7 +39,11 @@ def _csv_chunks(path, label, features, chunk_rows, labels, categories):
     unseen = dict.fromkeys(categories or (), 0)
     for X, cells in iter_csv(path, label, delimiter=csv_delimiter(name),
                              chunk_rows=chunk_rows, feature_columns=features,
-                             categories=categories or None):
+                             categories=categories or None,
+                             missing="raise" if medians is None else "nan"):
+        for j, column in enumerate(features if medians else ()):
+            if column in medians:
+                X[np.isnan(X[:, j]), j] = medians[column]
         if categories:
             for column, count in count_unseen(X, features, categories).items():
                 unseen[column] += count
@@ -77,7 +83,8 @@ def _iter_npy(path, labels_path, chunk_rows):
 
 
 def iter_chunks(path, *, label=None, features=None, labels_path=None,
-                require_labels=True, chunk_rows=None, labels="parse", categories=None):
+                require_labels=True, chunk_rows=None, labels="parse", categories=None,
+                medians=None):
     """Yield ``(X, y)`` chunks of at most ``chunk_rows`` rows of the data file ``path``.
 
     ``label`` and ``features`` (CSV): the label column and the feature columns by name
@@ -86,7 +93,8 @@ def iter_chunks(path, *, label=None, features=None, labels_path=None,
     ``require_labels``). A file without rows is refused (exit 1). ``chunk_rows``
     defaults to :data:`CHUNK_ROWS` (looked up at the call). ``labels``: what becomes
     of a CSV's ``label`` cells (see :func:`_csv_chunks`); ``categories`` (CSV): the
-    columns of text among ``features``, one-hot.
+    columns of text among ``features``, one-hot; ``medians`` (CSV): what missing
+    cells are filled with (see :func:`_csv_chunks`).
     """
     from ..data import load_file
     from ..datastream import iter_npz
@@ -94,7 +102,7 @@ def iter_chunks(path, *, label=None, features=None, labels_path=None,
     kind, name = data_kind(path), os.fspath(path)
     chunk_rows = CHUNK_ROWS if chunk_rows is None else chunk_rows
     if kind == "csv":
-        chunks = _csv_chunks(path, label, features, chunk_rows, labels, categories)
+        chunks = _csv_chunks(path, label, features, chunk_rows, labels, categories, medians)
     elif kind == "npz":
         chunks = iter_npz(path, chunk_rows=chunk_rows)
     elif kind == "npy":

@@ -46,6 +46,7 @@ def _read_train_test(args, source):
     from ..data import fetch_openml, holdout_split, load_file
 
     found: dict = {}
+    missing = "nan" if getattr(args, "impute", False) else "raise"
     if getattr(args, "openml", None) is not None:
         if args.data is not None:
             raise UsageError("give either --data or --openml, not both")
@@ -54,12 +55,14 @@ def _read_train_test(args, source):
         X, y, found = load_file(args.data, args.label_column, labels_path=args.labels,
                                 feature_columns=_feature_names(args) if _ignored(args)
                                 else None, categories="auto",
-                                categorical=getattr(args, "categorical", None))
+                                categorical=getattr(args, "categorical", None),
+                                missing=missing)
     if args.test_data is not None:
         names = _test_columns(args, source)
         X_test, y_test, _ = load_file(args.test_data, args.label_column,
                                       labels_path=getattr(args, "test_labels", None),
-                                      feature_columns=names, categories=found)
+                                      feature_columns=names, categories=found,
+                                      missing=missing)
         if X_test.shape[1] != X.shape[1]:
             raise CommandError(f"{args.test_data} has {X_test.shape[1]} features but "
                                f"{source} has {X.shape[1]}")
@@ -304,6 +307,9 @@ class TrainData:
     scale: np.ndarray | None = None
     y_mean: float = 0.0  # target standardisation (regression)
     y_scale: float = 1.0
+    # --impute: each numeric column's training median, and the cells filled in
+    medians: dict | None = None
+    filled: tuple = (0, 0)   # (training cells, test cells), numbers and text
 
     @property
     def n_outputs(self) -> int:
@@ -386,7 +392,10 @@ def load_train_data(args) -> TrainData:
     X_test = np.asarray(X_test, dtype=np.float64)
     raw_test = (X_test, np.asarray(y_test))
     columns = _feature_names(args)
-    names, kept = columns, {}
+    names, kept, medians, filled = columns, {}, None, (0, 0)
+    if getattr(args, "impute", False):
+        filled = (int(np.isnan(X_train).sum()), int(np.isnan(X_test).sum()))
+        X_train, X_test, medians = impute_medians(X_train, X_test, columns, found, source)
     if found:
         _check_save_test_of_text(args, found)
         X_train, X_test, kept, names = _one_hot_text_columns(
@@ -401,7 +410,31 @@ def load_train_data(args) -> TrainData:
     dtype = np.dtype(args.dtype)
     return TrainData(X_train.astype(dtype), X_test.astype(dtype), Y.astype(dtype),
                      y_test_enc, classes, source, task, why, raw_test, columns, kept, found,
-                     mean=mean, scale=scale, y_mean=y_mean, y_scale=y_scale)
+                     mean=mean, scale=scale, y_mean=y_mean, y_scale=y_scale,
+                     medians=medians, filled=filled)
+
+
+def impute_medians(X_train, X_test, names, categories, source):
+    """``(X_train, X_test, medians)``: copies whose missing cells (NaN) of each numeric
+    column hold the median of that column's training rows, in both arrays (no statistic
+    of the test rows enters), as scikit-learn's ``SimpleImputer(strategy='median')``;
+    the NaN of a column of ``categories`` stays, which one-hot is no category (all
+    zeros). ``medians``: each numeric column's name -> its median, for predict and
+    evaluate to fill new rows with."""
+    X_train, X_test = X_train.copy(), X_test.copy()
+    medians = {}
+    for j, name in enumerate(names):
+        if name in categories:
+            continue
+        known = X_train[:, j][~np.isnan(X_train[:, j])]
+        if known.size == 0:
+            raise CommandError(f"{source}: column {name!r} has no value in the "
+                               f"{len(X_train)} training rows, so no median to fill its "
+                               f"missing cells with: leave it out (--ignore-columns {name})")
+        medians[name] = float(np.median(known))
+        for X in (X_train, X_test):
+            X[np.isnan(X[:, j]), j] = medians[name]
+    return X_train, X_test, medians
 
 
 def _check_save_test_of_text(args, found) -> None:
@@ -476,7 +509,8 @@ def write_test_rows(path, data: TrainData, label_name) -> None:
     writer.writerow([*names, label_name])
     for row, label in zip(X.tolist(), y.tolist(), strict=True):
         # repr: the shortest text that reads back as the same float.
-        writer.writerow([repr(v) if cats is None else cats[int(v)]
+        # (a missing cell, NaN with --impute: an empty cell)
+        writer.writerow([repr(v) if cats is None else "" if v != v else cats[int(v)]
                          for v, cats in zip(row, category_lists, strict=True)] + [label])
     text = buffer.getvalue().encode("utf-8")
     if str(path).lower().endswith(".gz"):

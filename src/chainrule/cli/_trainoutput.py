@@ -78,6 +78,8 @@ def _model_metadata(args, data: TrainData) -> dict:
         meta["label_column"] = args.label_column
     if getattr(args, "ignore_columns", None) and data.feature_names is not None:
         meta["ignored_columns"] = list(args.ignore_columns)   # predict skips them too
+    if data.medians is not None:   # --impute: predict and evaluate fill cells alike
+        meta["impute"] = {"median": data.medians}
     return meta
 
 

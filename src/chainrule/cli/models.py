@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import warnings
@@ -53,6 +54,8 @@ class _Saved:
     # train --ignore-columns: columns of its files it left out, which predict and
     # evaluate skip too (other extra columns need --ignore-extra-columns)
     ignored_columns: list = field(default_factory=list)
+    # train --impute: each numeric column's training median, for missing cells
+    medians: dict | None = None
 
     @property
     def regressor(self) -> bool:
@@ -126,7 +129,25 @@ def _load_model(path) -> _Saved:
         raise CommandError(f"{path}: its metadata: ignored_columns must be a list of column "
                            f"names, got {ignored!r}")
     return _Saved(model, network, classes if _is_classifier(network) else None, n_features,
-                  names, meta.get("label_column"), categories, inputs, ignored)
+                  names, meta.get("label_column"), categories, inputs, ignored,
+                  _medians(path, meta, names, categories))
+
+
+def _medians(path, meta, names, categories) -> dict | None:
+    """The medians of a model of ``train --impute`` (its metadata's ``impute``): one
+    finite number for each numeric feature column; None for another model."""
+    impute = meta.get("impute")
+    if impute is None:
+        return None
+    medians = impute.get("median") if isinstance(impute, dict) else None
+    numeric = [n for n in names or [] if n not in categories]
+    if not (isinstance(medians, dict) and sorted(medians) == sorted(numeric) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in medians.values())):
+        raise CommandError(f"{path}: its metadata: impute must be {{'median': {{column: "
+                           f"number}}}} for the numeric feature columns {numeric}, got "
+                           f"{impute!r}")
+    return medians
 
 
 def _csv_columns(args, saved: _Saved, names: list, *, require_labels):
@@ -186,7 +207,8 @@ def _data_chunks(args, saved: _Saved, *, require_labels=True):
     return iter_chunks(args.data, label=label, features=features, labels_path=args.labels,
                        require_labels=require_labels,
                        labels="parse" if require_labels else "skip",
-                       categories=saved.categories if features is not None else None)
+                       categories=saved.categories if features is not None else None,
+                       medians=saved.medians if features is not None else None)
 
 
 def _id_chunks(args, saved: _Saved):
@@ -207,7 +229,7 @@ def _id_chunks(args, saved: _Saved):
                                          *saved.ignored_columns})
     return iter_chunks(args.data, label=args.id_column, features=list(saved.feature_names),
                        labels_path=None, require_labels=False, labels="text",
-                       categories=saved.categories)
+                       categories=saved.categories, medians=saved.medians)
 
 
 def _check_image_shape(saved: _Saved, data_path) -> None:
@@ -472,7 +494,10 @@ def _cmd_export(args) -> int:
     one_hot = (f" (its input X holds the categorical columns {sorted(saved.categories)} one-hot: "
                f"the feature_names in its metadata, such as "
                f"'{first}={saved.categories[first][0]}')" if first is not None else "")
-    print(f"wrote {args.output}{note}{one_hot}")
+    filled = ("; the graph fills no missing value: give X with each missing number "
+              "replaced by its column's training median (the model file's metadata "
+              "'impute') and a missing category's columns 0" if saved.medians else "")
+    print(f"wrote {args.output}{note}{one_hot}{filled}")
     return 0
 
 

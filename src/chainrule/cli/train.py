@@ -188,6 +188,12 @@ def _add_train_file_arguments(p) -> None:
                         "1.0), "
                         "by header name, comma-separated; a column of text is encoded "
                         "anyway")
+    g.add_argument("--impute", action="store_true",
+                   help="CSV: fill missing feature cells (empty, NA, NaN, NULL, ... as "
+                        "pandas reads them) instead of refusing them: a number with its "
+                        "column's median over the training rows, a cell of a text column "
+                        "as no category (all its one-hot columns 0); the model file keeps "
+                        "the medians, and predict and evaluate fill new rows alike")
     g.add_argument("--labels", metavar="PATH",
                    help="IDX: the labels file (default: the '*-labels-idx1-ubyte' file "
                         "next to the images); .npy: a 1-D .npy file of one label per row")
@@ -328,9 +334,10 @@ def _check_train_sources(args) -> None:
     if args.data is not None:
         check_data_flags(args.data, args.label_column, args.labels)
         _check_column_flags(args)
-    elif args.ignore_columns or args.categorical:
-        raise UsageError(f"--{'ignore-columns' if args.ignore_columns else 'categorical'} "
-                         f"applies to a CSV --data file")
+    elif args.ignore_columns or args.categorical or args.impute:
+        flag = ("ignore-columns" if args.ignore_columns else "categorical" if
+                args.categorical else "impute")
+        raise UsageError(f"--{flag} applies to a CSV --data file")
     if args.save_test and is_npy(args):
         raise UsageError("--save-test: the held-out rows of a .npy --data file are not "
                          "copied; hold them out in a file of their own and give it as "
@@ -358,6 +365,9 @@ def _check_column_flags(args) -> None:
     label column, and not the same ones."""
     from ..data import csv_header
 
+    if args.impute and data_kind(args.data) != "csv":
+        raise UsageError(f"--impute fills missing cells of a CSV --data file; {args.data} "
+                         f"holds numbers only (fill its NaN first, or write it as a CSV)")
     for flag, names in (("--ignore-columns", args.ignore_columns),
                         ("--categorical", args.categorical)):
         if not names:
@@ -436,6 +446,10 @@ def _print_setup(args, data: TrainData, model, optimizer, plan: Plan) -> None:
     print(f"data: {data.source}, {_count(data.X_train.shape[0], 'training row')}, "
           f"{_count(data.X_test.shape[0], 'test row')}, {_count(D, 'feature')}{text}, "
           f"{what}{', standardised' if args.standardize else ''}")
+    if data.medians is not None:
+        print(f"missing cells: {data.filled[0]} in the training rows, {data.filled[1]} in "
+              f"the test rows, filled with each numeric column's training median (of a "
+              f"column of text: no category)")
     print(f"task: {data.task} ({data.why})")
     stopping = (f", early stopping after {plan.patience} epochs without a better val_loss"
                 if plan.patience else "")
