@@ -71,6 +71,19 @@ def to_torch(a, requires_grad=False):
                         requires_grad=requires_grad)
 
 
+def run_cli(capsys, *argv):
+    """``(exit status, stdout, stderr)`` of ``chainrule ARGV`` run in this process
+    (argparse's own usage errors exit through SystemExit)."""
+    from chainrule.cli import main
+
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def rel_diff(a, b) -> float:
     """max|a - b| relative to the size of ``b`` (the oracle): a scale-aware distance."""
     a = np.asarray(a, dtype=np.float64)

@@ -15,20 +15,11 @@ import pytest
 
 from chainrule import io
 from chainrule.categories import count_unseen, one_hot_columns, training_categories
-from chainrule.cli import main
 from chainrule.data import load_csv, load_file
 from chainrule.datastream import iter_csv
+from conftest import run_cli as run
 
 MISSING = ["", "NA", "nan", "NULL", "None", "N/A", "  NA  "]
-
-
-def run(capsys, *argv):
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:  # argparse's own usage errors
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _table(path, n=120, seed=0, holes=0.15):

@@ -261,6 +261,10 @@ class Conv2D(Layer):
     #: The weight's axes, named in the error for a grouped weight of the wrong shape.
     weight_layout = "(C_out, C_in / groups, kH, kW)"
 
+    def _layout_hint(self) -> str:
+        """The weight's axes in its shape error, for a grouped weight."""
+        return f" {self.weight_layout}" if self.groups > 1 else ""
+
     def _check(self, inputs, weight, bias):
         """The arguments of :meth:`forward` checked, as arrays (inputs of as many axes
         as the weight)."""
@@ -271,9 +275,8 @@ class Conv2D(Layer):
             raise TypeError(f"{self!r} takes {'a' if self.has_bias else 'no'} bias after "
                             f"its weight, got {'none' if bias is None else 'one'}")
         if weight.shape != expected:
-            layout = f" {self.weight_layout}" if self.groups > 1 else ""
-            raise ValueError(f"weight must have shape {shape_str(expected)}{layout}, got "
-                             f"{shape_str(weight.shape)}")
+            raise ValueError(f"weight must have shape {shape_str(expected)}"
+                             f"{self._layout_hint()}, got {shape_str(weight.shape)}")
         if bias is not None and (bias := as_float_array(bias, "bias", ndim=1)).shape != (
                 self.out_channels,):
             raise ValueError(f"bias must have shape ({self.out_channels},), got "

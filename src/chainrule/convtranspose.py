@@ -13,12 +13,10 @@ serve both layers unchanged.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
-from ._validation import as_float_array, check_bool, check_positive_int, shape_str
-from .conv import TORCH_DEFAULT
+from ._validation import check_bool, check_positive_int
+from .conv import Conv2D
 from .conv_ops import col2im, grouped_cols_grad, grouped_product, grouped_weight_grad, pair, windows
 from .init import get_initializer
 from .layers import Layer
@@ -122,14 +120,9 @@ class ConvTranspose2D(Layer):
         weight = (self.in_channels, self.out_channels // self.groups) + self.kernel_size
         return [weight, (self.out_channels,)] if self.has_bias else [weight]
 
-    def init_params(self, rng, dtype):
-        """``[weight, bias]``, PyTorch's default uniform draws, weight first."""
-        shape = self.param_shapes()[0]
-        weight = (self.init or TORCH_DEFAULT)(shape, rng=rng, dtype=dtype)
-        if not self.has_bias:
-            return [weight]
-        # fan_in = C_out / groups kH kW: PyTorch's, from the weight's axes 1 and up
-        return [weight, TORCH_DEFAULT.bias(math.prod(shape[1:]), self.out_channels, rng, dtype)]
+    # Conv2D's draws from this layer's weight shape: fan_in = C_out / groups kH kW, its
+    # axes 1 and up, as PyTorch reads a transposed convolution's
+    init_params = Conv2D.init_params
 
     def get_config(self) -> dict:
         """The constructor arguments, for model files."""
@@ -173,26 +166,13 @@ class ConvTranspose2D(Layer):
         return (shape[1] * shape[2] * self.out_channels * self.kernel_size[0]
                 * self.kernel_size[1])
 
-    def _check(self, inputs, weight, bias):
-        """The arguments of :meth:`forward` checked, as arrays."""
-        expected = self.param_shapes()[0]
-        inputs = as_float_array(inputs, "inputs", ndim=4)
-        weight = as_float_array(weight, "weight", ndim=4)
-        if (bias is None) == self.has_bias:
-            raise TypeError(f"{self!r} takes {'a' if self.has_bias else 'no'} bias after "
-                            f"its weight, got {'none' if bias is None else 'one'}")
-        if weight.shape != expected:
-            raise ValueError(f"weight must have shape {shape_str(expected)} (C_in, C_out / "
-                             f"groups, kH, kW), got {shape_str(weight.shape)}")
-        if bias is not None and (bias := as_float_array(bias, "bias", ndim=1)).shape != (
-                self.out_channels,):
-            raise ValueError(f"bias must have shape ({self.out_channels},), got "
-                             f"{shape_str(bias.shape)}")
-        if inputs.shape[1] != self.in_channels:
-            raise ValueError(f"inputs must have {self.in_channels} channels on axis 1, got "
-                             f"shape {shape_str(inputs.shape)}")
-        self.check_input_shape(inputs.shape[1:])
-        return inputs, weight, bias
+    #: The weight's axes, named in its shape error whatever the groups: the transpose
+    #: of a Conv2D's, which a weight of the other layer would have.
+    weight_layout = "(C_in, C_out / groups, kH, kW)"
+    _check = Conv2D._check
+
+    def _layout_hint(self) -> str:
+        return f" {self.weight_layout}"
 
     def forward(self, inputs, weight, bias=None):
         """``W^T`` times each pixel's channels, a ``(C_out, kH, kW)`` block per pixel
