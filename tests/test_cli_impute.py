@@ -98,6 +98,18 @@ def test_missing_cells_are_still_refused_by_default_and_infinities_always(tmp_pa
         load_file(tmp_path / "d.npz", missing="nan")
 
 
+def test_an_extra_trailing_cell_is_refused_by_every_reader_whatever_it_holds(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,y\n1,2,0,\n3,NA,1,NA\n5,6,0,\n")   # line 3: a 4th cell, "NA"
+    from chainrule import datastream
+    for read in (lambda: load_csv(path, "y", missing="nan"),
+                 lambda: list(iter_csv(path, "y", missing="nan")),
+                 lambda: list(datastream._iter_csv_module(str(path), path, "y", ",", True, 10,
+                                                          None, None, True))):
+        with pytest.raises(ValueError, match=r"line 3: expected 3 cells"):
+            read()
+
+
 def test_a_missing_category_is_no_category_and_not_an_unseen_one():
     names, cats = ["a", "c"], {"c": ["p", "q", "r"]}
     X_train = np.array([[1.0, 0.0], [2.0, np.nan], [3.0, 2.0]])
@@ -211,6 +223,29 @@ def test_the_refusals_name_the_way_out(tmp_path, capsys):
     code, _, err = run(capsys, "train", "--data", tmp_path / "empty.csv", "--label-column", "y",
                        "--impute", "-q")
     assert code == 1 and "column 'b' has no value in the 15 training rows" in err
+    # a column of text whose training cells are all missing: no category to learn
+    rows = "".join(f"{i},{'red' if i == 3 else ''},{i % 2}\n" for i in range(20))
+    (tmp_path / "train.csv").write_text("a,c,y\n" + rows.replace("3,red", "3,"))
+    (tmp_path / "test.csv").write_text("a,c,y\n" + rows)
+    code, _, err = run(capsys, "train", "--data", tmp_path / "train.csv", "--test-data",
+                       tmp_path / "test.csv", "--label-column", "y", "--categorical", "c",
+                       "--impute", "-q")
+    assert code == 1 and "column 'c': holds missing cells only, no category" in err
+    (tmp_path / "train.csv").write_text("a,c,y\n" + rows.replace("3,red", "3,") +
+                                        "20,blue,0\n")
+    code, _, err = run(capsys, "train", "--data", tmp_path / "train.csv", "--test-data",
+                       tmp_path / "test.csv", "--label-column", "y", "--categorical", "c",
+                       "--impute", "-q")
+    assert code == 0, err   # blue in a training row: a category
+    # the column's one value in a row the hold-out takes (train's split: seed 0)
+    from chainrule.data import holdout_split
+    index = np.arange(20.0)
+    held = int(holdout_split(index[:, None], index, 0.5, rng=0)[1][0, 0])
+    (tmp_path / "one.csv").write_text("a,c,y\n" + "".join(
+        f"{i},{'red' if i == held else ''},{i % 2}\n" for i in range(20)))
+    code, _, err = run(capsys, "train", "--data", tmp_path / "one.csv", "--label-column", "y",
+                       "--categorical", "c", "--impute", "-q", "--test-fraction", "0.5")
+    assert code == 1 and "column 'c' has no value in the 10 training rows" in err, err
 
 
 def test_a_model_without_imputation_refuses_missing_cells_in_predict(tmp_path, capsys):

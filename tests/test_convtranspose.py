@@ -186,6 +186,19 @@ def test_onnxruntime_runs_each_option(layer, tmp_path):
     assert np.max(np.abs(logits - model.forward(X))) < 1e-5
 
 
+def test_export_refuses_an_output_padding_onnx_runtimes_refuse(tmp_path):
+    pytest.importorskip("onnx")
+    # Taken below the dilation, as torch takes it; ONNX's ConvTranspose needs it below the
+    # stride (onnxruntime refused such a graph only when it ran)
+    model = cr.Sequential([cr.Unflatten((2, 3, 3)),
+                           ConvTranspose2D(2, 2, 3, stride=1, dilation=3, output_padding=2),
+                           cr.Flatten()], rng=0, loss="mse")
+    with pytest.raises(ValueError, match=r"ConvTranspose takes output_padding below stride "
+                                         r"only .*got output_padding=\(2, 2\), stride=\(1, 1\)"):
+        cr.io.export_onnx(model, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_repr_config_and_torch_argument_order():
     layer = ConvTranspose2D(4, 2, 3, 2, 1, 1, 2, False, 1)   # torch's positional order
     assert repr(layer) == ("ConvTranspose2D(4, 2, 3, stride=2, padding=1, output_padding=1, "

@@ -107,6 +107,7 @@ def test_quota_cpus_reads_cgroup_v2_and_v1_quotas(tmp_path, files, expected):
     ("1:cpu:/\n0::/slice/job\n", 2),         # v2: the unified group
     ("1:cpu:/gone\n0::/gone\n", 8),          # groups not under root (a container's
                                               # view): root's own files
+    ("1:cpu:/\n0::/slice/job/task\n", 2),    # a quota on a parent holds for its children
 ])
 def test_quota_cpus_reads_the_processs_own_group_first(tmp_path, own, expected):
     files = {"cpu/job/cpu.cfs_quota_us": "300000", "cpu/job/cpu.cfs_period_us": "100000",

@@ -43,51 +43,58 @@ _cpus: int | None = None    # available_cpus(), read once
 
 
 def quota_cpus(root: str = "/sys/fs/cgroup", own: str = "/proc/self/cgroup") -> int | None:
-    """The whole CPUs of the process's cgroup CPU quota (``docker --cpus``, Kubernetes'
-    CPU limit, systemd's ``CPUQuota``), at least 1; ``None`` where none is set or
-    readable.
+    """The whole CPUs of the tightest cgroup CPU quota over the process (``docker
+    --cpus``, Kubernetes' CPU limit, systemd's ``CPUQuota``), at least 1; ``None`` where
+    none is set or readable.
 
-    Read from the process's own cgroup (named in ``own``) under ``root``, then from
-    ``root`` itself (a container's view of its own group). cgroup v2's ``cpu.max``
-    holds ``"<quota> <period>"`` (``"max ..."``: none); v1's ``cpu.cfs_quota_us`` holds
-    -1 for none. A fraction is rounded down: two BLAS threads on a quota of 1.5 CPUs
-    are throttled in every period, each waiting on the other.
+    Read from the process's own cgroup (named in ``own``) under ``root`` and from each
+    group above it up to ``root`` itself (a container's view of its own group): a
+    quota on a parent (a systemd slice) holds for its children. cgroup v2's ``cpu.max``
+    holds ``"<quota> <period>"`` (``"max ..."``: none); v1's ``cpu.cfs_quota_us`` holds -1
+    for none. A fraction is rounded down: two BLAS threads on a quota of 1.5 CPUs are
+    throttled in every period, each waiting on the other.
     """
-    for quota_file, period_file in _quota_files(root, own):
-        try:
-            with open(quota_file) as f:
-                fields = f.read().split()
-            if period_file is not None:
-                with open(period_file) as f:
-                    fields += f.read().split()
-            quota, period = float(fields[0]), float(fields[1])
-        except (OSError, ValueError, IndexError):  # no such file, "max", or unreadable
-            continue
-        if quota > 0 and period > 0:
-            return max(1, int(quota // period))
-    return None
+    found = [cpus for files in _quota_files(root, own) if (cpus := _quota(*files))]
+    return min(found, default=None)
+
+
+def _quota(quota_file: str, period_file: str | None) -> int | None:
+    """One group's quota in whole CPUs (at least 1), None for none."""
+    try:
+        with open(quota_file) as f:
+            fields = f.read().split()
+        if period_file is not None:
+            with open(period_file) as f:
+                fields += f.read().split()
+        quota, period = float(fields[0]), float(fields[1])
+    except (OSError, ValueError, IndexError):  # no such file, "max", or unreadable
+        return None
+    return max(1, int(quota // period)) if quota > 0 and period > 0 else None
+
+
+def _ancestors(path: str) -> list[str]:
+    """``"/a/b"`` -> ``["/a/b", "/a", ""]``: a group and those above it."""
+    parts = [p for p in path.split("/") if p]
+    return ["/" + "/".join(parts[:k]) if k else "" for k in range(len(parts), -1, -1)]
 
 
 def _quota_files(root: str, own: str) -> list[tuple[str, str | None]]:
-    """``(quota file, period file or None)`` to try, the process's own group first."""
+    """``(quota file, period file or None)`` of the process's groups and their parents."""
     groups = {"v1": "", "v2": ""}
     try:
         with open(own) as f:
             for line in f:  # "0::/path" (v2), "4:cpu,cpuacct:/path" (v1)
                 _, controllers, path = line.rstrip("\n").split(":", 2)
                 if controllers == "":
-                    groups["v2"] = path.rstrip("/")
+                    groups["v2"] = path
                 elif "cpu" in controllers.split(","):
-                    groups["v1"] = path.rstrip("/")
+                    groups["v1"] = path
     except (OSError, ValueError):
         pass
-    files: list[tuple[str, str | None]] = (
-        [(f"{root}{groups['v2']}/cpu.max", None)] if groups["v2"] else [])
-    if groups["v1"]:
-        files.append((f"{root}/cpu{groups['v1']}/cpu.cfs_quota_us",
-                      f"{root}/cpu{groups['v1']}/cpu.cfs_period_us"))
-    return files + [(f"{root}/cpu.max", None),   # then the root's (a container's own view)
-                    (f"{root}/cpu/cpu.cfs_quota_us", f"{root}/cpu/cpu.cfs_period_us")]
+    files: list[tuple[str, str | None]] = [(f"{root}{p}/cpu.max", None)
+                                           for p in _ancestors(groups["v2"])]
+    return files + [(f"{root}/cpu{p}/cpu.cfs_quota_us", f"{root}/cpu{p}/cpu.cfs_period_us")
+                    for p in _ancestors(groups["v1"])]
 
 
 def available_cpus() -> int:

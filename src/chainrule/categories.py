@@ -134,6 +134,9 @@ def learn_categories(cells, name, column, lines, named: bool = False,
         i = min(missing)
         raise feature_cell_error(name, lines[i], column, cells[i])
     found = sorted({category(v.strip()) for v in values if not missing_cell(v.strip())})
+    if not found:   # (missing_ok: a column of missing cells only)
+        raise ValueError(f"{name}, column {column!r}: holds missing cells only, no "
+                         f"category: leave it out (train --ignore-columns)")
     limit = MAX_NAMED_CATEGORIES if named else MAX_CATEGORIES
     if len(found) > limit:
         more = ("" if named else f"; or, if it is a category, name it (train --categorical "

@@ -227,7 +227,8 @@ def load_csv(path, label_column=None, *, delimiter=",", header=True, feature_col
         hold, numbers included (codes such as a zip code; cells compare as text).
     missing : {"raise", "nan"}, default="raise"
         A missing feature cell (one pandas reads as missing: "", "NA", "nan", "NULL",
-        ...): refused (``"raise"``), or read as NaN, in a column of categories too,
+        ...; in a column of numbers, a NaN of any spelling): refused (``"raise"``), or
+        read as NaN, in a column of categories too,
         where it is no category (``"nan"``: for an imputer, e.g. ``chainrule train
         --impute`` or scikit-learn's ``SimpleImputer``). A missing label is refused
         either way.

@@ -240,7 +240,7 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
                              names=list(range(width + extra)), index_col=False, dtype=dtype,
                              chunksize=chunk_rows, engine="c", skip_blank_lines=True,
                              keep_default_na=False, compression="infer",
-                             na_values=sorted(MISSING_CELLS) if missing_ok else [""])
+                             na_values=_na_values(width + extra, features, missing_ok))
         with reader:
             for frame in reader:
                 X = _frame_features(frame, features, codes)
@@ -259,6 +259,15 @@ def _iter_pandas(pd, name, path, label_column, delimiter, header, chunk_rows,
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
         return done, layout
     return None
+
+
+def _na_values(width: int, features, missing_ok: bool):
+    """pandas' ``na_values``: an empty cell in every column; with ``missing_ok`` also the
+    other missing spellings, in the feature columns only (an extra trailing cell or a
+    label of "NA" must stay text for the checks)."""
+    if not missing_ok:
+        return [""]
+    return {i: sorted(MISSING_CELLS) if i in features else [""] for i in range(width)}
 
 
 def _frame_features(frame, features, codes):

@@ -85,6 +85,11 @@ def _one_hot_text_columns(X_train, X_test, names, found, test_source="the test r
     )
 
     X_train, X_test, kept = training_categories(X_train, X_test, names, found)
+    empty = next((name for name, cats in kept.items() if not cats), None)
+    if empty is not None:   # (every training cell missing: --impute)
+        raise CommandError(f"column {empty!r} has no value in the {len(X_train)} training "
+                           f"rows, so no category to learn: leave it out (--ignore-columns "
+                           f"{empty})")
     try:
         inputs = one_hot_names(names, kept)
     except ValueError as exc:
@@ -240,6 +245,9 @@ def load_train_files(args):
     """
     source = source_name(args)
     X_train, X_test, y_train, y_test, found = _read_train_test(args, source)
+    if getattr(args, "impute", False):
+        X_train, X_test, _ = impute_medians(X_train, X_test, _feature_names(args), found,
+                                            source)
     if found:
         X_train, X_test = _one_hot_text_columns(X_train, X_test, _feature_names(args),
                                                 found)[:2]

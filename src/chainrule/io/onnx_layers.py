@@ -140,7 +140,13 @@ def _conv_node(builder, layer, names, current: str, out: str, opset: int):
 
 def _conv_transpose_node(builder, layer, names, current: str, out: str):
     """``ConvTranspose``, every option given (its ``pads`` crop the output, as
-    PyTorch's ``padding``; ``output_padding`` adds rows at the end)."""
+    PyTorch's ``padding``; ``output_padding`` adds rows at the end). ONNX runtimes take
+    ``output_padding`` below ``stride`` only (PyTorch also below ``dilation``)."""
+    if any(extra >= s for extra, s in zip(layer.output_padding, layer.stride, strict=True)):
+        raise ValueError(f"cannot export {layer!r}: ONNX's ConvTranspose takes "
+                         f"output_padding below stride only (onnxruntime refuses the graph "
+                         f"when it runs), got output_padding={layer.output_padding}, "
+                         f"stride={layer.stride}")
     return builder.helper.make_node(
         "ConvTranspose", [current, *names], [out], kernel_shape=list(layer.kernel_size),
         strides=list(layer.stride), pads=list(layer.padding) * 2,
