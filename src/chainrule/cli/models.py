@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import sys
 import warnings
@@ -136,18 +135,16 @@ def _load_model(path) -> _Saved:
 def _medians(path, meta, names, categories) -> dict | None:
     """The medians of a model of ``train --impute`` (its metadata's ``impute``): one
     finite number for each numeric feature column; None for another model."""
+    from ..tables import check_medians
+
     impute = meta.get("impute")
     if impute is None:
         return None
-    medians = impute.get("median") if isinstance(impute, dict) else None
-    numeric = [n for n in names or [] if n not in categories]
-    if not (isinstance(medians, dict) and sorted(medians) == sorted(numeric) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in medians.values())):
-        raise CommandError(f"{path}: its metadata: impute must be {{'median': {{column: "
-                           f"number}}}} for the numeric feature columns {numeric}, got "
-                           f"{impute!r}")
-    return medians
+    medians = impute.get("median") if isinstance(impute, dict) else impute
+    try:
+        return check_medians(medians if medians is not None else [], names or [], categories)
+    except ValueError as exc:
+        raise CommandError(f"{path}: its metadata: {exc}") from None
 
 
 def _csv_columns(args, saved: _Saved, names: list, *, require_labels):

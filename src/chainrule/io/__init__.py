@@ -72,8 +72,8 @@ from .onnx import DEFAULT_ONNX_OPSET, MIN_ONNX_OPSET, export_onnx
 from .pytorch import from_torch
 from .sequential import sequential_from_state, sequential_state
 
-__all__ = ["save", "load", "read_metadata", "export_onnx", "from_torch", "ModelFileError",
-           "DEFAULT_ONNX_OPSET", "MIN_ONNX_OPSET"]
+__all__ = ["save", "load", "read_metadata", "table_encoder", "export_onnx", "from_torch",
+           "ModelFileError", "DEFAULT_ONNX_OPSET", "MIN_ONNX_OPSET"]
 
 _MODEL_OBJECT = "model"
 
@@ -190,6 +190,24 @@ def read_metadata(path) -> dict:
         raise ModelFileError(f"cannot read model metadata from {str(path)!r}: metadata is a "
                              f"{type(metadata).__name__}, expected an object")
     return metadata
+
+
+def table_encoder(path):
+    """The :class:`~chainrule.tables.TableEncoder` of a model file ``chainrule train``
+    wrote from a CSV table: ``table_encoder(path).transform(frame)`` gives the loaded
+    network's inputs for a pandas DataFrame's rows (its columns of text one-hot, missing
+    cells filled after ``--impute``), as ``chainrule predict`` encodes a file's rows.
+
+    ``ValueError`` for a file of another model (no feature names) or bad metadata.
+    """
+    from ..tables import TableEncoder
+
+    try:
+        return TableEncoder.from_metadata(read_metadata(path))
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, ModelFileError):
+            raise
+        raise ValueError(f"{str(path)!r}: {exc}") from None
 
 
 def load(path, *, rng=None, custom_layers=None):

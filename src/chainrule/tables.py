@@ -1,0 +1,159 @@
+"""The inputs of a network that ``chainrule train`` fitted on a CSV table, from rows held
+in Python: :class:`TableEncoder`, what ``chainrule predict`` does to a file's rows, for a
+pandas DataFrame or a mapping of columns.
+
+A model file of ``chainrule train`` keeps the table's feature names, the categories of
+its columns of text (one-hot, :mod:`chainrule.categories`) and, after ``--impute``, each
+numeric column's training median. The network takes the encoded rows: each column of
+text as one 0/1 input per category, the numbers as they are (the standardisation is in
+its first layer). ``chainrule.io.table_encoder(path)`` builds the encoder of a file.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+
+import numpy as np
+
+from ._validation import csv_float, missing_cell
+from .categories import category, check_categories, one_hot_columns, one_hot_names
+
+__all__ = ["TableEncoder", "check_medians"]
+
+
+def check_medians(medians, names, categories) -> dict | None:
+    """``medians`` checked against a table's columns: None, or one finite number for
+    each of its numeric columns (those of ``names`` not in ``categories``);
+    ``ValueError`` otherwise."""
+    if medians is None:
+        return None
+    numeric = [n for n in names if n not in categories]
+    if not (isinstance(medians, dict) and sorted(medians) == sorted(numeric) and all(
+            isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+            for v in medians.values())):
+        raise ValueError(f"impute must be {{'median': {{column: number}}}} for the numeric "
+                         f"feature columns {numeric}, got {{'median': {medians!r}}}")
+    return {k: float(v) for k, v in medians.items()}
+
+
+def _is_missing(value) -> bool:
+    """A cell pandas would call missing: None, a float NaN, or missing text."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    return isinstance(value, str) and missing_cell(value.strip())
+
+
+class TableEncoder:
+    """A table's rows as the inputs of the network ``chainrule train`` fitted on it.
+
+    Parameters
+    ----------
+    feature_names : list of str
+        The table's feature columns, in the network's order.
+    categories : dict of str to list of str, optional
+        The columns of text and their categories, one-hot in that order.
+    medians : dict of str to float, optional
+        ``train --impute``: each numeric column's training median, which fills its
+        missing cells (a missing category is then all zeros). Without it a missing cell
+        is refused, as ``chainrule predict`` refuses it.
+    """
+
+    def __init__(self, feature_names, categories=None, medians=None):
+        if not (isinstance(feature_names, list) and feature_names
+                and all(isinstance(n, str) for n in feature_names)):
+            raise TypeError(f"feature_names must be a non-empty list of column names, got "
+                            f"{feature_names!r}")
+        self.feature_names = list(feature_names)
+        self.categories = check_categories(categories or {}, self.feature_names)
+        self.medians = check_medians(medians, self.feature_names, self.categories)
+        self._codes = {name: {**{category(c): i for i, c in enumerate(cats)},
+                              **{c: i for i, c in enumerate(cats)}}
+                       for name, cats in self.categories.items()}
+
+    @classmethod
+    def from_metadata(cls, meta: dict) -> TableEncoder:
+        """The encoder of a model file's metadata (``chainrule.io.read_metadata``)."""
+        names = meta.get("feature_names")
+        if names is None:
+            raise ValueError("the model file names no feature columns: only a model that "
+                             "'chainrule train' fitted on a CSV table has a table encoder")
+        impute = meta.get("impute")
+        if impute is not None and not (isinstance(impute, dict) and set(impute) == {"median"}):
+            raise ValueError(f"impute must be {{'median': {{column: number}}}}, got {impute!r}")
+        return cls(names, meta.get("categories"), None if impute is None else impute["median"])
+
+    @property
+    def input_names(self) -> list[str]:
+        """The network's inputs: ``column=category`` for each category of a column of
+        text, the other columns' names as they are."""
+        return one_hot_names(self.feature_names, self.categories)
+
+    def transform(self, table) -> np.ndarray:
+        """The network's inputs for the rows of ``table``, float64 (N, inputs).
+
+        ``table`` is a pandas DataFrame or a mapping of column names to sequences of
+        one value per row; its columns are matched by name, and others (a label, an ID)
+        are left out. A category the model was not trained on is all zeros, with a
+        warning, as scikit-learn's ``OneHotEncoder(handle_unknown='ignore')`` encodes
+        it.
+        """
+        columns = list(table.keys()) if hasattr(table, "keys") else None
+        if columns is None:
+            raise TypeError(f"table must be a pandas DataFrame or a mapping of column names "
+                            f"to values, got {type(table).__name__}")
+        lacking = [n for n in self.feature_names if n not in columns]
+        if lacking:
+            raise ValueError(f"table lacks the columns {lacking} the model was trained on; "
+                             f"it has {columns}")
+        cells = [np.asarray(table[n], dtype=object).reshape(-1) for n in self.feature_names]
+        if len({len(c) for c in cells}) > 1:
+            raise ValueError(f"the columns hold different numbers of rows: "
+                             f"{dict(zip(self.feature_names, map(len, cells), strict=True))}")
+        X = np.column_stack([self._column(n, c) for n, c in zip(self.feature_names, cells,
+                                                                 strict=True)])
+        return one_hot_columns(X, self.feature_names, self.categories)
+
+    def _column(self, name, cells) -> np.ndarray:
+        """One column's values: numbers (missing ones filled with the median), or the
+        category indices of a column of text (-1: unknown, NaN: missing)."""
+        out = np.empty(len(cells))
+        codes, unknown = self._codes.get(name), 0
+        for i, value in enumerate(cells):
+            if _is_missing(value):
+                if self.medians is None:
+                    raise ValueError(f"column {name!r}, row {i}: a missing value; the "
+                                     f"model fills none in (train it with --impute)")
+                out[i] = np.nan if codes is not None else self.medians[name]
+            elif codes is not None:
+                text = str(value).strip()
+                found = codes.get(text, codes.get(category(text)))
+                unknown += found is None
+                out[i] = -1 if found is None else found
+            else:
+                out[i] = self._number(name, i, value)
+        if unknown:
+            warnings.warn(f"column {name!r}: {unknown} of {len(cells)} rows hold a category "
+                          f"the model was not trained on; they are encoded as all zeros",
+                          UserWarning, stacklevel=3)
+        return out
+
+    @staticmethod
+    def _number(name, i, value) -> float:
+        try:
+            number = float(value) if not isinstance(value, str) else csv_float(value.strip())
+        except (TypeError, ValueError):
+            raise ValueError(f"column {name!r}, row {i}: expected a number, got "
+                             f"{value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"column {name!r}, row {i}: feature values must be finite, got "
+                             f"{value!r}")
+        return number
+
+    def __repr__(self):
+        extra = f", {len(self.categories)} of text" if self.categories else ""
+        extra += ", missing cells filled" if self.medians is not None else ""
+        return f"TableEncoder({len(self.feature_names)} columns{extra})"
