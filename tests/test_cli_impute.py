@@ -261,12 +261,50 @@ def test_a_model_without_imputation_refuses_missing_cells_in_predict(tmp_path, c
     assert "train with --impute" in err
 
 
-def test_export_says_the_graph_fills_nothing(trained, tmp_path, capsys):
+def test_the_exported_graph_fills_missing_cells_as_predict_does(trained, tmp_path, capsys):
     pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    import pandas as pd
+
     _, _, model, _ = trained
     code, out, err = run(capsys, "export", model, tmp_path / "m.onnx")
     assert code == 0, err
-    assert "the graph fills no missing value" in out and "'impute'" in out
+    assert "a NaN in X is filled in the graph as predict fills a missing cell" in out
+    new = _table(tmp_path / "new.csv", n=40, seed=3, holes=0.3)
+    code, out, err = run(capsys, "predict", model, "--data", new)
+    assert code == 0, err
+    expected = pd.read_csv(text_io.StringIO(out))[["p_0", "p_1"]].to_numpy()
+    # the rows as ONNX takes them: one-hot in the model's categories, missing cells NaN,
+    # in a one-hot column too
+    meta = io.read_metadata(model)
+    frame, parts = _pandas(new), []
+    for column in ("age", "fare", "port", "sex"):
+        if column in meta["categories"]:
+            missing = frame[column].isna().to_numpy()
+            for c in meta["categories"][column]:
+                parts.append(np.where(missing, np.nan, (frame[column] == c).to_numpy(float)))
+        else:
+            parts.append(frame[column].to_numpy(float))
+    X = np.column_stack(parts)
+    assert np.isnan(X).any()
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(["probabilities"], {"X": X.astype(np.float64)})[0]
+    np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_export_onnx_checks_missing_values(tmp_path):
+    pytest.importorskip("onnx")
+    import chainrule as cr
+
+    model = cr.MLP([3, 4, 2], rng=0)
+    for bad, match in (([1.0, 2.0], r"one finite value per input column \(3\), got shape "
+                                     r"\(2,\)"),
+                       ([1.0, np.nan, 0.0], r"\(3\), got shape \(3,\) with NaN or inf")):
+        with pytest.raises(ValueError, match=match):
+            io.export_onnx(model, tmp_path / "m.onnx", missing_values=bad)
+    with pytest.raises(TypeError, match=r"missing_values must be numbers"):
+        io.export_onnx(model, tmp_path / "m.onnx", missing_values=["a", "b", "c"])
+    assert not (tmp_path / "m.onnx").exists()
 
 
 def test_bad_impute_metadata_is_refused(trained, tmp_path, capsys):

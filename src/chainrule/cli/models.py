@@ -480,9 +480,13 @@ def _cmd_export(args) -> int:
     if dtype is None and io.onnx.needs_float32(saved.network):   # export_onnx's default
         note = " in float32 (onnxruntime runs convolutions in float32 only; --dtype " \
             "float64 keeps the model's)"
+    # a train --impute model's graph fills NaN as predict fills missing cells: a number
+    # with its training median, a one-hot column of text with 0 (no category)
+    fill = None if saved.medians is None else [saved.medians.get(name, 0.0)
+                                               for name in saved.input_names or []]
     try:
         io.export_onnx(saved.model, args.output, opset=args.opset, classes=saved.classes,
-                       feature_names=saved.input_names, dtype=dtype)
+                       feature_names=saved.input_names, dtype=dtype, missing_values=fill)
     except ValueError as exc:
         if "opset must be at least" not in str(exc):
             raise
@@ -491,9 +495,8 @@ def _cmd_export(args) -> int:
     one_hot = (f" (its input X holds the categorical columns {sorted(saved.categories)} one-hot: "
                f"the feature_names in its metadata, such as "
                f"'{first}={saved.categories[first][0]}')" if first is not None else "")
-    filled = ("; the graph fills no missing value: give X with each missing number "
-              "replaced by its column's training median (the model file's metadata "
-              "'impute') and a missing category's columns 0" if saved.medians else "")
+    filled = ("; a NaN in X is filled in the graph as predict fills a missing cell (a "
+              "number's training median, 0 in a one-hot column)" if saved.medians else "")
     print(f"wrote {args.output}{note}{one_hot}{filled}")
     return 0
 

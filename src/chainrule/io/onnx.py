@@ -53,7 +53,7 @@ _SIMPLE_ACTIVATIONS = ((ReLU, "Relu"), (Tanh, "Tanh"), (Sigmoid, "Sigmoid"),
 
 
 def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
-                dtype=None) -> None:
+                dtype=None, missing_values=None) -> None:
     """Write ``model`` as a standard ONNX graph for inference elsewhere.
 
     The graph uses ``Gemm``, ``Relu``, ``LeakyRelu``, ``Tanh``, ``Sigmoid`` and
@@ -132,6 +132,11 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
     dtype : {None, float32, float64}, optional
         The graph's dtype, the parameters cast to it; default the model's own, float32
         for a float64 network with convolutions or pools (above).
+    missing_values : array_like of shape (n_features,), optional
+        Finite values that replace NaN in the matching column of ``X`` before the
+        network (``IsNaN`` and ``Where`` nodes): ``chainrule export`` gives a ``train
+        --impute`` model's training medians, and 0 for its one-hot columns, so that the
+        graph takes rows with missing cells as ``chainrule predict`` does.
 
     Raises
     ------
@@ -140,7 +145,8 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
     TypeError
         If the model or one of its layers or its loss cannot be exported.
     ValueError
-        If ``opset`` is out of range.
+        If ``opset`` is out of range, or ``missing_values`` is not one finite value per
+        input column.
     """
     network, own_classes = _exportable(model)
     classes = own_classes if classes is None else classes
@@ -157,7 +163,8 @@ def export_onnx(model, path, *, opset=None, classes=None, feature_names=None,
         dtype = _check_dtype(dtype)
     _warn_float64_conv(network, dtype)
     builder = _GraphBuilder(helper, numpy_helper, dtype, opset)
-    builder.add_layers(network, final="logits" if output_op else "outputs")
+    builder.add_layers(network, final="logits" if output_op else "outputs",
+                       fill=_check_missing_values(missing_values, network.n_features))
     # An estimator's predict_proba gives a binary problem both columns, a network's the
     # one logistic output: the file gives what the exported object gives.
     graph = builder.graph(network, output_op, labels, both_columns=network is not model)
@@ -184,6 +191,21 @@ def _exportable(model):
     raise TypeError(f"model must be a chainrule Network (e.g. MLP) or a fitted estimator "
                     f"whose model_ attribute is one, got {type(model).__name__}"
                     + (" (not fitted yet?)" if hasattr(model, "fit") else ""))
+
+
+def _check_missing_values(values, n_features: int):
+    """``missing_values`` as a float64 vector of one finite value per input column."""
+    if values is None:
+        return None
+    try:
+        values = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"missing_values must be numbers, got {values!r}") from None
+    if values.shape != (n_features,) or not np.isfinite(values).all():
+        raise ValueError(f"missing_values must hold one finite value per input column "
+                         f"({n_features}), got shape {values.shape}"
+                         + ("" if values.shape != (n_features,) else " with NaN or inf"))
+    return values
 
 
 def _import_onnx():
@@ -331,11 +353,18 @@ class _GraphBuilder:
         self.nodes, self.initializers = [], []
         self.n_affine = self.n_act = 0
 
-    def add_layers(self, network, final: str) -> None:
-        """A node per layer but Dropout; the last one's output is called ``final``."""
+    def add_layers(self, network, final: str, fill=None) -> None:
+        """A node per layer but Dropout; the last one's output is called ``final``.
+        With ``fill`` (one value per input column), NaN in ``X`` are replaced first."""
         kept = [i for i, (layer, _) in enumerate(network.layers)
                 if not isinstance(layer, Dropout)]
         current = "X"
+        if fill is not None:
+            self._tensor(fill, "X_fill")
+            self.nodes += [self.helper.make_node("IsNaN", ["X"], ["X_missing"], name="isnan"),
+                           self.helper.make_node("Where", ["X_missing", "X_fill", "X"],
+                                                 ["X_filled"], name="fill")]
+            current = "X_filled"
         for i in kept:
             layer, names = network.layers[i]
             is_last = i == kept[-1]
