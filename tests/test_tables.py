@@ -60,8 +60,14 @@ def test_a_frame_encodes_as_predict_reads_the_same_rows_from_a_file(model, tmp_p
     network = io.load(path)
     np.testing.assert_allclose(network.predict_proba(inputs), expected, rtol=1e-12)
     as_dict = {k: frame[k].tolist()[::-1] for k in frame}   # a mapping of lists, reordered
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning) as caught:
         np.testing.assert_array_equal(encoder.transform(as_dict), inputs[::-1])
+    assert caught[0].filename == __file__   # the warning points at the caller
+    # pandas' nullable dtypes: pd.NA where the plain frame holds NaN
+    nullable = pd.read_csv(new).convert_dtypes()
+    assert nullable.isna().to_numpy().any() == impute
+    with pytest.warns(UserWarning):
+        np.testing.assert_array_equal(encoder.transform(nullable), inputs)
 
 
 def test_the_encoding_by_hand(tmp_path):
@@ -71,6 +77,14 @@ def test_the_encoding_by_hand(tmp_path):
                              "c": [1.0, "red", "NA", " red "]})
     np.testing.assert_array_equal(got, [[1, 1, 0], [2.5, 0, 1], [3.5, 0, 0], [2.5, 0, 1]])
     assert repr(encoder) == "TableEncoder(2 columns, 1 of text, missing cells filled)"
+
+
+def test_pandas_missing_scalars_are_missing_cells():
+    encoder = TableEncoder(["a", "c"], {"c": ["x"]}, {"a": 2.0})
+    got = encoder.transform({"a": [pd.NA, np.nan, None, 1], "c": [pd.NA, pd.NaT, "x", None]})
+    np.testing.assert_array_equal(got, [[2, 0], [2, 0], [2, 1], [1, 0]])
+    with pytest.raises(ValueError, match=r"column 'c', row 0: a missing value"):
+        TableEncoder(["c"], {"c": ["x"]}).transform({"c": [pd.NA]})
 
 
 def test_the_refusals_name_column_and_row(tmp_path):
@@ -95,6 +109,19 @@ def test_the_refusals_name_column_and_row(tmp_path):
         TableEncoder(["a", "c"], {"c": ["x"]}, {"a": float("nan")})
     with pytest.raises(TypeError, match=r"feature_names must be a non-empty list"):
         TableEncoder("a")
+    frame = pd.DataFrame({"a": [1.0, 2.0, None], "c": ["x"] * 3}, index=[10, 20, 30])
+    with pytest.raises(ValueError, match=r"column 'a', row 30: a missing value"):
+        encoder.transform(frame.iloc[1:])   # a DataFrame's row by its index label
+    with pytest.raises(ValueError, match=r"column 'a' must hold one value per row, got shape "
+                                         r"\(3, 2\) \(a table with the column twice\?\)"):
+        encoder.transform(pd.concat([frame[["a"]], frame], axis=1))
+    with pytest.raises(ValueError, match=r"row 0: feature values must be finite, got 1000"):
+        encoder.transform({"a": [10**400], "c": ["x"]})
+    with pytest.raises(ValueError, match=r"row 0: expected a number, got True"):
+        encoder.transform({"a": [True], "c": ["x"]})
+    wide = {f"z{i}": [0.0] for i in range(1000)}
+    with pytest.raises(ValueError, match=r"it has \['z0', .*, \.\.\.\] \(1000 columns\)$"):
+        encoder.transform(wide)
 
 
 def test_a_model_file_without_a_table_has_no_encoder(tmp_path, capsys):
@@ -109,3 +136,9 @@ def test_a_model_file_without_a_table_has_no_encoder(tmp_path, capsys):
                                                        "impute": {"median": {"a": 1.0}}})
     with pytest.raises(ValueError, match=r"impute must be .* \['a', 'b', 'c', 'd'\]"):
         io.table_encoder(path)
+    io.save(cr.MLP([4, 3, 2], rng=0), path, metadata={
+        "feature_names": ["a", "b", "c", "d"], "impute": {"median": dict.fromkeys("abcd", 1.0),
+                                                        "strategy": "median"}})
+    with pytest.raises(ValueError, match=r"impute must be \{'median': \{column: number\}\}, "
+                                         r"got \{'median'"):
+        io.table_encoder(path)   # (predict refuses it alike: metadata_medians)

@@ -108,6 +108,7 @@ def test_quota_cpus_reads_cgroup_v2_and_v1_quotas(tmp_path, files, expected):
     ("1:cpu:/gone\n0::/gone\n", 8),          # groups not under root (a container's
                                               # view): root's own files
     ("1:cpu:/\n0::/slice/job/task\n", 2),    # a quota on a parent holds for its children
+    ("1:cpu:/\nnot a cgroup line\n0::/slice/job\n", 2),   # a bad line is skipped
 ])
 def test_quota_cpus_reads_the_processs_own_group_first(tmp_path, own, expected):
     files = {"cpu/job/cpu.cfs_quota_us": "300000", "cpu/job/cpu.cfs_period_us": "100000",
@@ -117,6 +118,16 @@ def test_quota_cpus_reads_the_processs_own_group_first(tmp_path, own, expected):
         (tmp_path / name).write_text(text + "\n")
     (tmp_path / "cgroup").write_text(own)
     assert _threads.quota_cpus(str(tmp_path), own=str(tmp_path / "cgroup")) == expected
+
+
+def test_a_group_outside_the_cgroup_namespace_reads_the_roots_quota_only(tmp_path):
+    root = tmp_path / "root"
+    (root).mkdir()
+    (root / "cpu.max").write_text("800000 100000\n")
+    (tmp_path / "slice").mkdir()   # beside the root, where "/../slice" would lead
+    (tmp_path / "slice" / "cpu.max").write_text("100000 100000\n")
+    (tmp_path / "cgroup").write_text("0::/../slice\n")
+    assert _threads.quota_cpus(str(root), own=str(tmp_path / "cgroup")) == 8
 
 
 def test_available_cpus_is_the_affinity_mask_capped_by_the_quota(monkeypatch):

@@ -75,6 +75,8 @@ def _quota(quota_file: str, period_file: str | None) -> int | None:
 def _ancestors(path: str) -> list[str]:
     """``"/a/b"`` -> ``["/a/b", "/a", ""]``: a group and those above it."""
     parts = [p for p in path.split("/") if p]
+    if ".." in parts:   # (a group outside the process's cgroup namespace: root only)
+        return [""]
     return ["/" + "/".join(parts[:k]) if k else "" for k in range(len(parts), -1, -1)]
 
 
@@ -83,14 +85,15 @@ def _quota_files(root: str, own: str) -> list[tuple[str, str | None]]:
     groups = {"v1": "", "v2": ""}
     try:
         with open(own) as f:
-            for line in f:  # "0::/path" (v2), "4:cpu,cpuacct:/path" (v1)
-                _, controllers, path = line.rstrip("\n").split(":", 2)
-                if controllers == "":
-                    groups["v2"] = path
-                elif "cpu" in controllers.split(","):
-                    groups["v1"] = path
+            lines = f.read().splitlines()
     except (OSError, ValueError):
-        pass
+        lines = []
+    for line in lines:  # "0::/path" (v2), "4:cpu,cpuacct:/path" (v1); others skipped
+        fields = line.split(":", 2)
+        if len(fields) == 3 and fields[1] == "":
+            groups["v2"] = fields[2]
+        elif len(fields) == 3 and "cpu" in fields[1].split(","):
+            groups["v1"] = fields[2]
     files: list[tuple[str, str | None]] = [(f"{root}{p}/cpu.max", None)
                                            for p in _ancestors(groups["v2"])]
     return files + [(f"{root}/cpu{p}/cpu.cfs_quota_us", f"{root}/cpu{p}/cpu.cfs_period_us")

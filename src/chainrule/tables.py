@@ -17,10 +17,10 @@ import warnings
 
 import numpy as np
 
-from ._validation import csv_float, missing_cell
+from ._validation import brief_list, csv_float, missing_cell
 from .categories import category, check_categories, one_hot_columns, one_hot_names
 
-__all__ = ["TableEncoder", "check_medians"]
+__all__ = ["TableEncoder", "check_medians", "metadata_medians"]
 
 
 def check_medians(medians, names, categories) -> dict | None:
@@ -38,13 +38,29 @@ def check_medians(medians, names, categories) -> dict | None:
     return {k: float(v) for k, v in medians.items()}
 
 
+def metadata_medians(meta: dict, names, categories) -> dict | None:
+    """The medians a model file's metadata holds (``train --impute``'s ``{"impute":
+    {"median": {...}}}``), checked (:func:`check_medians`); None for none."""
+    impute = meta.get("impute")
+    if impute is None:
+        return None
+    if not (isinstance(impute, dict) and set(impute) == {"median"}):
+        raise ValueError(f"impute must be {{'median': {{column: number}}}}, got {impute!r}")
+    return check_medians(impute["median"], names, categories)
+
+
 def _is_missing(value) -> bool:
-    """A cell pandas would call missing: None, a float NaN, or missing text."""
+    """A cell pandas would call missing: None, NaN or NaT of any type (they differ from
+    themselves), pandas' NA (whose comparisons are NA, of no truth value), or text
+    that reads as missing."""
     if value is None:
         return True
-    if isinstance(value, (float, np.floating)):
-        return bool(np.isnan(value))
-    return isinstance(value, str) and missing_cell(value.strip())
+    if isinstance(value, str):
+        return missing_cell(value.strip())
+    try:
+        return bool(value != value)
+    except TypeError:
+        return True
 
 
 class TableEncoder:
@@ -81,10 +97,10 @@ class TableEncoder:
         if names is None:
             raise ValueError("the model file names no feature columns: only a model that "
                              "'chainrule train' fitted on a CSV table has a table encoder")
-        impute = meta.get("impute")
-        if impute is not None and not (isinstance(impute, dict) and set(impute) == {"median"}):
-            raise ValueError(f"impute must be {{'median': {{column: number}}}}, got {impute!r}")
-        return cls(names, meta.get("categories"), None if impute is None else impute["median"])
+        categories = meta.get("categories") or {}
+        encoder = cls(names, categories)
+        encoder.medians = metadata_medians(meta, encoder.feature_names, encoder.categories)
+        return encoder
 
     @property
     def input_names(self) -> list[str]:
@@ -96,11 +112,21 @@ class TableEncoder:
         """The network's inputs for the rows of ``table``, float64 (N, inputs).
 
         ``table`` is a pandas DataFrame or a mapping of column names to sequences of
-        one value per row; its columns are matched by name, and others (a label, an ID)
-        are left out. A category the model was not trained on is all zeros, with a
-        warning, as scikit-learn's ``OneHotEncoder(handle_unknown='ignore')`` encodes
-        it.
+        one value per row (taken by position); its columns are matched by name, and
+        others (a label, an ID) are left out. A category the model was not trained on is
+        all zeros, with a warning, as scikit-learn's ``OneHotEncoder(handle_unknown=
+        'ignore')`` encodes it. Errors name a DataFrame's row by its index label.
         """
+        cells = self._cells(table)
+        labels = list(table.index) if hasattr(table, "index") and hasattr(
+            table, "columns") else None
+        X = np.empty((len(cells[0]), len(cells)))
+        for j, (name, column) in enumerate(zip(self.feature_names, cells, strict=True)):
+            X[:, j] = self._column(name, column, labels)
+        return one_hot_columns(X, self.feature_names, self.categories)
+
+    def _cells(self, table) -> list:
+        """Each feature column of ``table`` as a 1-D object array, checked."""
         columns = list(table.keys()) if hasattr(table, "keys") else None
         if columns is None:
             raise TypeError(f"table must be a pandas DataFrame or a mapping of column names "
@@ -108,25 +134,31 @@ class TableEncoder:
         lacking = [n for n in self.feature_names if n not in columns]
         if lacking:
             raise ValueError(f"table lacks the columns {lacking} the model was trained on; "
-                             f"it has {columns}")
-        cells = [np.asarray(table[n], dtype=object).reshape(-1) for n in self.feature_names]
+                             f"it has {brief_list(columns)}")
+        cells = []
+        for name in self.feature_names:
+            column = np.asarray(table[name], dtype=object)
+            if column.ndim != 1:   # (a DataFrame holding the column twice gives 2-D)
+                raise ValueError(f"column {name!r} must hold one value per row, got shape "
+                                 f"{column.shape} (a table with the column twice?)")
+            cells.append(column)
         if len({len(c) for c in cells}) > 1:
             raise ValueError(f"the columns hold different numbers of rows: "
                              f"{dict(zip(self.feature_names, map(len, cells), strict=True))}")
-        X = np.column_stack([self._column(n, c) for n, c in zip(self.feature_names, cells,
-                                                                 strict=True)])
-        return one_hot_columns(X, self.feature_names, self.categories)
+        return cells
 
-    def _column(self, name, cells) -> np.ndarray:
+    def _column(self, name, cells, labels) -> np.ndarray:
         """One column's values: numbers (missing ones filled with the median), or the
-        category indices of a column of text (-1: unknown, NaN: missing)."""
+        category indices of a column of text (-1: unknown, NaN: missing). ``labels``:
+        the rows' names in errors (their positions when None)."""
         out = np.empty(len(cells))
         codes, unknown = self._codes.get(name), 0
         for i, value in enumerate(cells):
+            where = f"column {name!r}, row {labels[i] if labels is not None else i}"
             if _is_missing(value):
                 if self.medians is None:
-                    raise ValueError(f"column {name!r}, row {i}: a missing value; the "
-                                     f"model fills none in (train it with --impute)")
+                    raise ValueError(f"{where}: a missing value; the model fills none in "
+                                     f"(train it with --impute)")
                 out[i] = np.nan if codes is not None else self.medians[name]
             elif codes is not None:
                 text = str(value).strip()
@@ -134,7 +166,7 @@ class TableEncoder:
                 unknown += found is None
                 out[i] = -1 if found is None else found
             else:
-                out[i] = self._number(name, i, value)
+                out[i] = self._number(where, value)
         if unknown:
             warnings.warn(f"column {name!r}: {unknown} of {len(cells)} rows hold a category "
                           f"the model was not trained on; they are encoded as all zeros",
@@ -142,15 +174,19 @@ class TableEncoder:
         return out
 
     @staticmethod
-    def _number(name, i, value) -> float:
+    def _number(where, value) -> float:
+        """A cell of a numeric column as a finite float; a bool or bytes, which a table's
+        column of numbers cannot hold, is refused as text is."""
         try:
+            if isinstance(value, (bool, np.bool_, bytes)):
+                raise TypeError
             number = float(value) if not isinstance(value, str) else csv_float(value.strip())
         except (TypeError, ValueError):
-            raise ValueError(f"column {name!r}, row {i}: expected a number, got "
-                             f"{value!r}") from None
+            raise ValueError(f"{where}: expected a number, got {value!r}") from None
+        except OverflowError:   # an int beyond float64, as the readers refuse it
+            number = math.inf
         if not math.isfinite(number):
-            raise ValueError(f"column {name!r}, row {i}: feature values must be finite, got "
-                             f"{value!r}")
+            raise ValueError(f"{where}: feature values must be finite, got {value!r}")
         return number
 
     def __repr__(self):

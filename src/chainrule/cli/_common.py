@@ -10,6 +10,8 @@ import sys
 
 import numpy as np
 
+from .._validation import brief_list
+
 __all__ = ["CommandError", "UsageError", "exit_status", "TRAIN_EXIT_STATUS", "USER_ERRORS",
            "Parser", "positive_int", "add_data_arguments", "data_kind", "check_data_flags",
            "check_output_file", "check_output_dir", "format_table", "regression_metrics",
@@ -165,15 +167,6 @@ def data_kind(path) -> str:
             raise
         raise CommandError(f"{name}: cannot tell the file format from its name or first "
                            f"bytes; expected {DATA_FORMATS}") from None
-
-
-def brief_list(values, shown=8, noun="columns") -> str:
-    """Values (a header's column names, classes) for a message: the first ``shown`` of
-    a long list, and how many ``noun`` there are."""
-    values = list(values)
-    if len(values) <= shown:
-        return str(values)
-    return f"[{', '.join(map(repr, values[:shown]))}, ...] ({len(values)} {noun})"
 
 
 def no_such_column(flag, value, path_flag, path, header) -> UsageError:

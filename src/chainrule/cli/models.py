@@ -135,14 +135,10 @@ def _load_model(path) -> _Saved:
 def _medians(path, meta, names, categories) -> dict | None:
     """The medians of a model of ``train --impute`` (its metadata's ``impute``): one
     finite number for each numeric feature column; None for another model."""
-    from ..tables import check_medians
+    from ..tables import metadata_medians
 
-    impute = meta.get("impute")
-    if impute is None:
-        return None
-    medians = impute.get("median") if isinstance(impute, dict) else impute
     try:
-        return check_medians(medians if medians is not None else [], names or [], categories)
+        return metadata_medians(meta, names or [], categories)
     except ValueError as exc:
         raise CommandError(f"{path}: its metadata: {exc}") from None
 
