@@ -447,15 +447,6 @@ def csv_float(cell: str) -> float:
     return float(cell)
 
 
-def brief_list(values, shown=8, noun="columns") -> str:
-    """Values (a header's column names, classes) for a message: the first ``shown`` of
-    a long list, and how many ``noun`` there are."""
-    values = list(values)
-    if len(values) <= shown:
-        return str(values)
-    return f"[{', '.join(map(repr, values[:shown]))}, ...] ({len(values)} {noun})"
-
-
 def cell_text(cell: str, limit: int = 40) -> str:
     """``repr(cell)`` for an error message, cut after ``limit`` characters: a CSV cell
     may be megabytes long."""

@@ -17,10 +17,19 @@ import warnings
 
 import numpy as np
 
-from ._validation import brief_list, csv_float, missing_cell
+from ._validation import csv_float, missing_cell
 from .categories import category, check_categories, one_hot_columns, one_hot_names
 
-__all__ = ["TableEncoder", "check_medians", "metadata_medians"]
+__all__ = ["TableEncoder", "check_medians", "metadata_medians", "brief_list"]
+
+
+def brief_list(values, shown=8, noun="columns") -> str:
+    """Values (a header's column names, classes) for a message: the first ``shown`` of
+    a long list, and how many ``noun`` there are."""
+    values = list(values)
+    if len(values) <= shown:
+        return str(values)
+    return f"[{', '.join(map(repr, values[:shown]))}, ...] ({len(values)} {noun})"
 
 
 def check_medians(medians, names, categories) -> dict | None:

@@ -10,7 +10,7 @@ import sys
 
 import numpy as np
 
-from .._validation import brief_list
+from ..tables import brief_list
 
 __all__ = ["CommandError", "UsageError", "exit_status", "TRAIN_EXIT_STATUS", "USER_ERRORS",
            "Parser", "positive_int", "add_data_arguments", "data_kind", "check_data_flags",
