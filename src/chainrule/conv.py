@@ -35,6 +35,7 @@ from .conv_ops import (
     grouped_cols_grad,
     grouped_product,
     grouped_weight_grad,
+    pad_images,
     pair,
     pooled_size,
     windows,
@@ -298,9 +299,11 @@ class Conv2D(Layer):
     def _convolve(self, inputs, weight, bias):
         """:meth:`forward` on checked images and a 4-D weight."""
         n = inputs.shape[0]
-        padded = (np.pad(inputs, ((0, 0), (0, 0)) + self.pads,
-                         mode=_PAD_MODES[self.padding_mode])
-                  if any(map(any, self.pads)) else inputs)
+        padded = inputs
+        if any(map(any, self.pads)):
+            padded = (pad_images(inputs, self.pads) if self.padding_mode == "zeros" else
+                      np.pad(inputs, ((0, 0), (0, 0)) + self.pads,
+                             mode=_PAD_MODES[self.padding_mode]))
         view = windows(padded, self.kernel_size, self.stride, self.dilation)
         ho, wo = view.shape[2:4]
         # The one copy of the input: column p of cols[n] is window p (channels, then

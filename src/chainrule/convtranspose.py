@@ -17,7 +17,15 @@ import numpy as np
 
 from ._validation import check_bool, check_positive_int
 from .conv import Conv2D
-from .conv_ops import col2im, grouped_cols_grad, grouped_product, grouped_weight_grad, pair, windows
+from .conv_ops import (
+    col2im,
+    grouped_cols_grad,
+    grouped_product,
+    grouped_weight_grad,
+    pad_images,
+    pair,
+    windows,
+)
 from .init import get_initializer
 from .layers import Layer
 
@@ -202,7 +210,7 @@ class ConvTranspose2D(Layer):
         rows, weight, (h, w), (ho, wo) = self.cache
         d_out = self._check_d_out(d_out, (rows.shape[0], self.out_channels, ho, wo))
         (ph, pw), n = self.padding, rows.shape[0]
-        padded = np.pad(d_out, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else d_out
+        padded = pad_images(d_out, ((ph, ph), (pw, pw))) if ph or pw else d_out
         # output_padding at or above the stride (allowed below the dilation) leaves
         # windows past the input's H x W: they met no pixel
         view = windows(padded, self.kernel_size, self.stride, self.dilation)[:, :, :h, :w]

@@ -20,7 +20,7 @@ import math
 import numpy as np
 
 from ._validation import check_bool
-from .conv_ops import add_windows, check_images, pair, pooled_size, tap, windows
+from .conv_ops import add_windows, check_images, pad_images, pair, pooled_size, tap, windows
 from .layers import Layer
 
 __all__ = ["MaxPool2D", "AvgPool2D", "AdaptiveAvgPool2D", "AdaptiveMaxPool2D",
@@ -122,8 +122,7 @@ class _Pool2D(Layer):
         in_hw = inputs.shape[2:]
         (ph, pw), (eh, ew) = self.padding, self.end_padding(in_hw)
         if ph or pw or eh or ew:
-            inputs = np.pad(inputs, ((0, 0), (0, 0), (ph, ph + eh), (pw, pw + ew)),
-                            constant_values=self.pad_value)
+            inputs = pad_images(inputs, ((ph, ph + eh), (pw, pw + ew)), self.pad_value)
         out_hw = windows(inputs, self.kernel_size, self.stride).shape[2:4]
         return inputs, in_hw, out_hw, inputs[tap(0, 0, self.stride, out_hw)].copy()
 
