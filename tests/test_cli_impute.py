@@ -213,6 +213,10 @@ def test_the_refusals_name_the_way_out(tmp_path, capsys):
     assert code == 1 and "a missing value" in err and "train with --impute" in err
     code, _, err = run(capsys, "train", "--impute", "-q", "--epochs", "1")
     assert code == 2 and "--impute applies to a CSV --data file" in err
+    code, _, err = run(capsys, "train", "--data", data, "--label-column", "survived",
+                       "--impute", "-q", "--save-test", tmp_path / "held.npz")
+    assert code == 2 and "keep their missing cells, which only a table reads back" in err
+    assert not (tmp_path / "held.npz").exists()
     np.save(tmp_path / "x.npy", np.ones((10, 2)))
     np.save(tmp_path / "y.npy", np.arange(10) % 2)
     code, _, err = run(capsys, "train", "--data", tmp_path / "x.npy", "--labels",

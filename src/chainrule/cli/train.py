@@ -344,6 +344,9 @@ def _check_train_sources(args) -> None:
                          "--test-data")
     if args.save_test:
         check_save_test_name(args.save_test)
+    if args.save_test and args.impute and args.save_test.lower().endswith(".npz"):
+        raise UsageError(f"--save-test {args.save_test}: with --impute the held-out rows keep "
+                         f"their missing cells, which only a table reads back; give a .csv name")
     if args.save and args.save.lower().endswith(".onnx"):
         raise UsageError(f"--save {args.save}: train writes a chainrule model file (.npz), "
                          f"not ONNX; save it as MODEL.npz, then run 'chainrule export "
