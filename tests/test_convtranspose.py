@@ -94,6 +94,32 @@ def test_the_input_gradient_can_be_skipped():
     np.testing.assert_array_equal(skipped[2], d_b)
 
 
+def test_work_arrays_are_reused_in_training_and_let_go_outside_it(torch):
+    layer = ConvTranspose2D(3, 2, 3, stride=2, padding=1, output_padding=1)
+    twin = torch.nn.ConvTranspose2d(3, 2, 3, 2, 1, 1).double()
+    params = [t.detach().numpy() for t in twin.parameters()]
+    rng = np.random.default_rng(4)
+    held = None
+    for _ in range(3):   # the same arrays each step, and the values torch gives
+        x, d_out = rng.normal(size=(4, 3, 5, 5)), rng.normal(size=(4, 2, 10, 10))
+        out = layer.forward(x, *params)
+        grads = layer.backward(d_out)
+        held = held or {k: id(v) for k, v in layer._buffers.items()}
+        assert {k: id(v) for k, v in layer._buffers.items()} == held
+        x_t = to_torch(x, requires_grad=True)
+        twin.zero_grad()
+        expected = twin(x_t)
+        expected.backward(to_torch(d_out))
+        assert rel_diff(out, expected.detach().numpy()) < TOL
+        for ours, ref in zip(grads, [x_t.grad, *(t.grad for t in twin.parameters())],
+                             strict=True):
+            assert rel_diff(ours, ref.numpy()) < TOL
+    assert sorted(held) == ["blocks", "cols"]
+    layer.training = False
+    layer.forward(x, *params)
+    assert layer._buffers is None   # a model holds no work arrays after predict
+
+
 def _torch_autoencoder(torch, dtype):
     torch.manual_seed(3)
     nn = torch.nn

@@ -13,6 +13,8 @@ serve both layers unchanged.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._validation import check_bool, check_positive_int
@@ -190,7 +192,9 @@ class ConvTranspose2D(Layer):
             inputs, weight, bias = self._check(inputs, weight, bias)
         n, _, h, w = inputs.shape
         rows = inputs.reshape(n, self.in_channels, h * w)
-        blocks = grouped_cols_grad(weight, rows, self.groups, (h, w))
+        blocks = grouped_cols_grad(weight, rows, self.groups, (h, w),
+                                   out=self._buffer("blocks", (self.out_channels * math.prod(
+                                       self.kernel_size) * h * w * n,), inputs.dtype))
         full = col2im(blocks, (self.out_channels, *self._full_hw((h, w)), n), self.stride,
                       self.dilation)
         (ph, pw), (ho, wo) = self.padding, self._out_hw((h, w))
@@ -214,13 +218,35 @@ class ConvTranspose2D(Layer):
         # output_padding at or above the stride (allowed below the dilation) leaves
         # windows past the input's H x W: they met no pixel
         view = windows(padded, self.kernel_size, self.stride, self.dilation)[:, :, :h, :w]
-        cols = np.ascontiguousarray(view.transpose(0, 1, 4, 5, 2, 3)).reshape(n, -1, h * w)
+        ordered = view.transpose(0, 1, 4, 5, 2, 3)
+        cols = self._buffer("cols", ordered.shape, ordered.dtype)
+        np.copyto(cols, ordered)
+        cols = cols.reshape(n, -1, h * w)
         d_weight = grouped_weight_grad(cols, rows, self.groups, weight.shape)
         d_bias = (d_out.sum(axis=(0, 2, 3)),) if self.has_bias else ()
         if not self.compute_input_grad:
             return None, d_weight, *d_bias
         d_inputs = grouped_product(weight, cols, self.groups)
         return d_inputs.reshape(n, self.in_channels, h, w), d_weight, *d_bias
+
+    _buffers: dict | None = None
+
+    def _buffer(self, name, shape, dtype):
+        """An array for this step's ``name`` work matrix: in training, the last step's
+        when it has as many entries of the same dtype; outside training a fresh one
+        (and the training ones are let go, so that a model holds no extra memory after
+        ``predict``). As :class:`~chainrule.conv.Conv2D`'s im2col matrix, and for its
+        reason: fresh multi-MiB arrays each step made glibc give memory back to the
+        system and fault it in again (a convolutional autoencoder of two ConvTranspose2D:
+        ~2,000 page faults a step, its training twice as slow)."""
+        if not self.training:
+            self._buffers = None
+            return np.empty(shape, dtype)
+        buffers = self._buffers = self._buffers or {}
+        found = buffers.get(name)
+        if found is None or found.size != math.prod(shape) or found.dtype != dtype:
+            found = buffers[name] = np.empty(shape, dtype)
+        return found.reshape(shape)
 
     def __repr__(self):
         options = (("stride", self.stride, (1, 1)), ("padding", self.padding, (0, 0)),
