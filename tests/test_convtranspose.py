@@ -100,12 +100,14 @@ def test_work_arrays_are_reused_in_training_and_let_go_outside_it(torch):
     params = [t.detach().numpy() for t in twin.parameters()]
     rng = np.random.default_rng(4)
     held = None
-    for _ in range(3):   # the same arrays each step, and the values torch gives
-        x, d_out = rng.normal(size=(4, 3, 5, 5)), rng.normal(size=(4, 2, 10, 10))
+    for n in (4, 4, 3):   # the same arrays each step (a ragged batch: their front part)
+        x, d_out = rng.normal(size=(n, 3, 5, 5)), rng.normal(size=(n, 2, 10, 10))
         out = layer.forward(x, *params)
         grads = layer.backward(d_out)
-        held = held or {k: id(v) for k, v in layer._buffers.items()}
-        assert {k: id(v) for k, v in layer._buffers.items()} == held
+        buffers = layer.cache[4]
+        held = held or {k: v for k, v in buffers.items()}
+        assert sorted(buffers) == ["blocks", "cols"]
+        assert all(buffers[k] is held[k] for k in held)
         x_t = to_torch(x, requires_grad=True)
         twin.zero_grad()
         expected = twin(x_t)
@@ -114,10 +116,26 @@ def test_work_arrays_are_reused_in_training_and_let_go_outside_it(torch):
         for ours, ref in zip(grads, [x_t.grad, *(t.grad for t in twin.parameters())],
                              strict=True):
             assert rel_diff(ours, ref.numpy()) < TOL
-    assert sorted(held) == ["blocks", "cols"]
-    layer.training = False
+    layer.training = False   # outside training: fresh arrays, the training ones let go
     layer.forward(x, *params)
-    assert layer._buffers is None   # a model holds no work arrays after predict
+    assert all(layer.cache[4].get(k) is not v for k, v in held.items())
+    model = cr.Sequential([cr.Unflatten((3, 5, 5)), layer, cr.Flatten()], rng=0, loss="mse")
+    X = rng.normal(size=(6, 75))
+    cr.fit(model, X, np.zeros((6, 200)), optimizer=cr.SGD(lr=0.01), epochs=1, batch_size=3,
+           rng=0, progress=False, diagnostics=False)
+    assert layer.cache is None   # fit's clear_caches takes the work arrays with the cache
+
+
+def test_mixed_dtypes_compute_in_the_wider_as_conv2d_does(torch):
+    layer = ConvTranspose2D(2, 3, 3, stride=2)
+    twin = torch.nn.ConvTranspose2d(2, 3, 3, 2).double()
+    x = np.random.default_rng(5).normal(size=(2, 2, 4, 4)).astype(np.float32)
+    out = layer.forward(x, *[t.detach().numpy() for t in twin.parameters()])
+    assert out.dtype == np.float64
+    expected = twin(torch.tensor(x, dtype=torch.float64)).detach().numpy()
+    assert rel_diff(out, expected) < TOL
+    d_x, d_w, d_b = layer.backward(np.ones_like(out))
+    assert d_w.dtype == d_b.dtype == np.float64
 
 
 def _torch_autoencoder(torch, dtype):

@@ -34,6 +34,17 @@ from .layers import Layer
 __all__ = ["ConvTranspose2D"]
 
 
+def _reused(buffers: dict, name: str, shape, dtype) -> np.ndarray:
+    """An array of ``shape`` and ``dtype`` for a step's work, the front of
+    ``buffers[name]`` when that holds enough of the dtype (a ragged last batch takes a
+    part of a full one's), else a new one kept there."""
+    size = math.prod(shape)
+    found = buffers.get(name)
+    if found is None or found.size < size or found.dtype != dtype:
+        found = buffers[name] = np.empty(size, dtype)
+    return found[:size].reshape(shape)
+
+
 def _equations(has_bias: bool, groups: int) -> tuple:
     """The forward and backward equations, ``[g]`` for each channel group."""
     g = "[g]" if groups > 1 else ""
@@ -192,16 +203,17 @@ class ConvTranspose2D(Layer):
             inputs, weight, bias = self._check(inputs, weight, bias)
         n, _, h, w = inputs.shape
         rows = inputs.reshape(n, self.in_channels, h * w)
-        blocks = grouped_cols_grad(weight, rows, self.groups, (h, w),
-                                   out=self._buffer("blocks", (self.out_channels * math.prod(
-                                       self.kernel_size) * h * w * n,), inputs.dtype))
+        buffers = self._buffers()
+        size = self.out_channels * math.prod(self.kernel_size) * h * w * n
+        blocks = grouped_cols_grad(weight, rows, self.groups, (h, w), out=_reused(
+            buffers, "blocks", (size,), np.result_type(inputs.dtype, weight.dtype)))
         full = col2im(blocks, (self.out_channels, *self._full_hw((h, w)), n), self.stride,
                       self.dilation)
         (ph, pw), (ho, wo) = self.padding, self._out_hw((h, w))
         out = np.ascontiguousarray(full[:, ph:ph + ho, pw:pw + wo].transpose(3, 0, 1, 2))
         if bias is not None:
             out += bias[:, None, None]
-        self.cache = (rows, weight, (h, w), (ho, wo))
+        self.cache = (rows, weight, (h, w), (ho, wo), buffers)
         return out
 
     def backward(self, d_out):
@@ -211,7 +223,7 @@ class ConvTranspose2D(Layer):
         ``(dX, dW)`` without a bias; ``dX`` is None when ``compute_input_grad`` is off."""
         if self.cache is None:
             return self._check_d_out(d_out, ())   # raises: no forward yet
-        rows, weight, (h, w), (ho, wo) = self.cache
+        rows, weight, (h, w), (ho, wo), buffers = self.cache
         d_out = self._check_d_out(d_out, (rows.shape[0], self.out_channels, ho, wo))
         (ph, pw), n = self.padding, rows.shape[0]
         padded = pad_images(d_out, ((ph, ph), (pw, pw))) if ph or pw else d_out
@@ -219,7 +231,7 @@ class ConvTranspose2D(Layer):
         # windows past the input's H x W: they met no pixel
         view = windows(padded, self.kernel_size, self.stride, self.dilation)[:, :, :h, :w]
         ordered = view.transpose(0, 1, 4, 5, 2, 3)
-        cols = self._buffer("cols", ordered.shape, ordered.dtype)
+        cols = _reused(buffers, "cols", ordered.shape, ordered.dtype)
         np.copyto(cols, ordered)
         cols = cols.reshape(n, -1, h * w)
         d_weight = grouped_weight_grad(cols, rows, self.groups, weight.shape)
@@ -229,24 +241,18 @@ class ConvTranspose2D(Layer):
         d_inputs = grouped_product(weight, cols, self.groups)
         return d_inputs.reshape(n, self.in_channels, h, w), d_weight, *d_bias
 
-    _buffers: dict | None = None
-
-    def _buffer(self, name, shape, dtype):
-        """An array for this step's ``name`` work matrix: in training, the last step's
-        when it has as many entries of the same dtype; outside training a fresh one
-        (and the training ones are let go, so that a model holds no extra memory after
-        ``predict``). As :class:`~chainrule.conv.Conv2D`'s im2col matrix, and for its
-        reason: fresh multi-MiB arrays each step made glibc give memory back to the
-        system and fault it in again (a convolutional autoencoder of two ConvTranspose2D:
-        ~2,000 page faults a step, its training twice as slow)."""
-        if not self.training:
-            self._buffers = None
-            return np.empty(shape, dtype)
-        buffers = self._buffers = self._buffers or {}
-        found = buffers.get(name)
-        if found is None or found.size != math.prod(shape) or found.dtype != dtype:
-            found = buffers[name] = np.empty(shape, dtype)
-        return found.reshape(shape)
+    def _buffers(self) -> dict:
+        """The work arrays this step may reuse, by name: in training, those the last
+        forward's cache holds (so that ``clear_caches`` lets them go with it); outside
+        training none, and the training ones are let go, so that a model holds no extra
+        memory after ``predict``. As :class:`~chainrule.conv.Conv2D` reuses its im2col
+        matrix, and for its reason: fresh multi-MiB arrays each step made glibc give the
+        memory back to the system and fault it in again (a convolutional autoencoder of
+        two ConvTranspose2D: ~2,000 page faults a step, its training up to twice as
+        slow)."""
+        if not self.training or self.cache is None:
+            return {}
+        return self.cache[4]
 
     def __repr__(self):
         options = (("stride", self.stride, (1, 1)), ("padding", self.padding, (0, 0)),
