@@ -352,6 +352,14 @@ def test_fetch_openml_calls_sklearn(monkeypatch):
     assert fetch_openml("pets")[1].tolist() == ["cat", "dog"]
     with pytest.raises(TypeError, match="name"):
         fetch_openml("")
+    # a data set with columns of text: the way through a CSV table, named
+    monkeypatch.setattr(sklearn.datasets, "fetch_openml", lambda name, **kw: (
+        np.array([[39, "State-gov"], [50, None]], dtype=object), np.array(["<=50K", ">50K"])))
+    with pytest.raises(ValueError, match=r"OpenML data set 'adult' has non-numeric features "
+                                         r"\(columns of text\).*fetch_openml\('adult', "
+                                         r"as_frame=True\)\.frame\.to_csv\('adult\.csv', "
+                                         r"index=False\).*--impute fills its missing cells"):
+        fetch_openml("adult")
 
 
 # -- array helpers ---------------------------------------------------------------------

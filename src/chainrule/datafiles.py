@@ -391,8 +391,13 @@ def fetch_openml(name, *, version="active", data_home=None):
     try:
         X = np.asarray(X, dtype=np.float64)
     except (TypeError, ValueError):
-        raise ValueError(f"OpenML data set {name!r} has non-numeric features, which "
-                         f"chainrule cannot use directly") from None
+        raise ValueError(f"OpenML data set {name!r} has non-numeric features (columns of "
+                         f"text), which are read here as numbers only: save it as a CSV "
+                         f"table, e.g. sklearn.datasets.fetch_openml({name!r}, "
+                         f"as_frame=True).frame.to_csv('{name}.csv', index=False), and "
+                         f"train on that file (chainrule train --data {name}.csv "
+                         f"--label-column TARGET one-hot encodes its text columns; --impute "
+                         f"fills its missing cells)") from None
     y = np.asarray(y).ravel()
     if y.dtype == object or y.dtype.kind in "US":
         # OpenML delivers nominal targets as Python objects ('7' for MNIST): read
