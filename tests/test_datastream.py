@@ -113,3 +113,20 @@ def test_npz_rows_are_streamed_not_loaded_whole(tmp_path):
         tracemalloc.stop()
     assert total == pytest.approx(X.sum())
     assert peak < X.nbytes / 8
+
+
+@pytest.mark.parametrize("missing", ["raise", "nan"])
+def test_every_reader_names_the_first_bad_cell_by_rows(tmp_path, missing):
+    # an infinity (found after a row is read) before an unreadable cell (found while
+    # it is read): line 3 first, in every reader (the stream named line 4)
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,y\n1,2,0\ninf,3,1\n1_000,4,0\n5,6,1\n")
+    from chainrule import datastream
+    readers = [lambda: load_csv(path, "y", missing=missing),
+               lambda: list(iter_csv(path, "y", missing=missing)),
+               lambda: list(datastream._iter_csv_module(str(path), path, "y", ",", True, 10,
+                                                        None, None, missing == "nan"))]
+    for read in readers:
+        with pytest.raises(ValueError, match=r"line 3, column 'a': feature values must be "
+                                             r"finite, got 'inf'"):
+            read()

@@ -109,18 +109,27 @@ def _chunk(name, rows, layout):
                      code_of(row[i], codes[i], name, line, columns[i], missing_ok)
                      for i in features])
         except ValueError:
-            # the first bad cell in column order, as load_csv names it
+            # an earlier row's infinity first (the first bad cell by rows, as load_csv
+            # names it), then this row's first bad cell in column order
+            _refuse_non_finite(name, rows, X[:r], layout)
             c = next((i for i in features if (missing_cell(row[i].strip()) if i in codes
                                               else not is_number(row[i]))
                       and not (missing_ok and missing_cell(row[i].strip()))), None)
             if c is None:
                 raise
             raise feature_cell_error(name, line, columns[c], row[c]) from None
+    _refuse_non_finite(name, rows, X, layout)
+    return X, (np.array(labels) if label is not None else None)
+
+
+def _refuse_non_finite(name, rows, X, layout) -> None:
+    """The error for the first entry of ``X`` (the first rows of ``rows``) that is not
+    finite (a missing cell's NaN aside, with the layout's ``missing_ok``)."""
+    _, columns, _, features, _, missing_ok = layout
     if (bad := first_non_finite(np.where(np.isnan(X), 0.0, X) if missing_ok else X)) \
             is not None:
         r, c = bad[0], features[bad[1]]
         raise feature_cell_error(name, rows[r][0], columns[c], rows[r][1][c])
-    return X, (np.array(labels) if label is not None else None)
 
 
 def _or_nan(number):
