@@ -121,12 +121,18 @@ def test_every_reader_names_the_first_bad_cell_by_rows(tmp_path, missing):
     # it is read): line 3 first, in every reader (the stream named line 4)
     path = tmp_path / "t.csv"
     path.write_text("a,b,y\n1,2,0\ninf,3,1\n1_000,4,0\n5,6,1\n")
+    (tmp_path / "row.csv").write_text("a,b,y\n1,2,0\ninf,x,1\n")   # and within a row
     from chainrule import datastream
     readers = [lambda: load_csv(path, "y", missing=missing),
                lambda: list(iter_csv(path, "y", missing=missing)),
                lambda: list(datastream._iter_csv_module(str(path), path, "y", ",", True, 10,
                                                         None, None, missing == "nan"))]
     for read in readers:
+        with pytest.raises(ValueError, match=r"line 3, column 'a': feature values must be "
+                                             r"finite, got 'inf'"):
+            read()
+    path.write_text((tmp_path / "row.csv").read_text())
+    for read in readers:   # by column within the row, as load_csv: 'inf' before 'x'
         with pytest.raises(ValueError, match=r"line 3, column 'a': feature values must be "
                                              r"finite, got 'inf'"):
             read()
