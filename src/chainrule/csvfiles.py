@@ -35,6 +35,7 @@ from ._validation import (
     csv_field_limit,
     csv_float,
     feature_cell_error,
+    is_number,
     missing_cell,
     without_trailing_delimiter,
 )
@@ -449,17 +450,23 @@ def _numbers(cells, missing_ok: bool) -> np.ndarray:
     return np.array(["nan" if missing_cell(c.strip()) else c for c in cells], dtype=np.float64)
 
 
+def bad_feature_cell(cell: str, coded: bool, missing_ok: bool = False) -> bool:
+    """Whether a feature cell is refused: a missing one (unless ``missing_ok``), or in a
+    column of numbers (not ``coded``: a category's is never bad) one that is no finite
+    number. The one rule of every CSV reader."""
+    text = cell.strip()
+    if missing_cell(text):
+        return not missing_ok
+    return not coded and not (is_number(text) and math.isfinite(csv_float(text)))
+
+
 def _first_bad_number(rows, features, codes, missing_ok=False) -> tuple[int, int]:
-    """``(row, column order)`` of the first cell of a numeric column, by rows, that is
-    not a finite number (:func:`_number` would refuse it), a missing one aside with
-    ``missing_ok``."""
+    """``(row, column order)`` of the first cell of a numeric column, by rows, that
+    :func:`bad_feature_cell` refuses."""
     for i, (_, row) in enumerate(rows):
         for j, c in enumerate(features):
-            if c not in codes and not (missing_ok and missing_cell(row[c].strip())):
-                try:
-                    _number(row[c], "", 0, "")
-                except ValueError:
-                    return i, j
+            if c not in codes and bad_feature_cell(row[c], False, missing_ok):
+                return i, j
     raise AssertionError("unreachable: a cell failed to convert but none was found")
 
 

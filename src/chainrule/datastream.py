@@ -44,7 +44,7 @@ from ._validation import (
     without_trailing_delimiter,
 )
 from .categories import category, check_categories, code_of, index_maps
-from .csvfiles import not_utf8
+from .csvfiles import bad_feature_cell, not_utf8
 
 __all__ = ["iter_csv", "iter_npz", "CHUNK_ROWS"]
 
@@ -112,22 +112,13 @@ def _chunk(name, rows, layout):
             # an earlier row's infinity first (the first bad cell by rows, as load_csv
             # names it), then this row's first bad cell in column order
             _refuse_non_finite(name, rows, X[:r], layout)
-            c = next((i for i in features if _bad_cell(row[i], i in codes, missing_ok)),
+            c = next((i for i in features if bad_feature_cell(row[i], i in codes, missing_ok)),
                      None)
             if c is None:
                 raise
             raise feature_cell_error(name, line, columns[c], row[c]) from None
     _refuse_non_finite(name, rows, X, layout)
     return X, (np.array(labels) if label is not None else None)
-
-
-def _bad_cell(cell: str, coded: bool, missing_ok: bool) -> bool:
-    """Whether a feature cell is refused: a missing one (unless ``missing_ok``), or in a
-    column of numbers (not ``coded``) one that is no finite number."""
-    text = cell.strip()
-    if missing_cell(text):
-        return not missing_ok
-    return not coded and not (is_number(text) and math.isfinite(csv_float(text)))
 
 
 def _refuse_non_finite(name, rows, X, layout) -> None:

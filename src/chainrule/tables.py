@@ -18,9 +18,9 @@ import warnings
 import numpy as np
 
 from ._validation import csv_float, missing_cell
-from .categories import category, check_categories, one_hot_columns, one_hot_names
+from .categories import check_categories, code_of, index_maps, one_hot_columns, one_hot_names
 
-__all__ = ["TableEncoder", "check_medians", "metadata_medians", "brief_list"]
+__all__ = ["TableEncoder", "check_medians", "metadata_medians", "fill_medians", "brief_list"]
 
 
 def brief_list(values, shown=8, noun="columns") -> str:
@@ -30,6 +30,16 @@ def brief_list(values, shown=8, noun="columns") -> str:
     if len(values) <= shown:
         return str(values)
     return f"[{', '.join(map(repr, values[:shown]))}, ...] ({len(values)} {noun})"
+
+
+def fill_medians(X, names, medians) -> None:
+    """Set, in place, the NaN of each column of ``X`` (named by ``names``) that
+    ``medians`` names to its median: what ``train --impute``, ``predict`` and
+    :class:`TableEncoder` fill a missing number with."""
+    for j, name in enumerate(names):
+        if name in medians:
+            column = X[:, j]
+            column[np.isnan(column)] = medians[name]
 
 
 def check_medians(medians, names, categories) -> dict | None:
@@ -95,9 +105,8 @@ class TableEncoder:
         self.feature_names = list(feature_names)
         self.categories = check_categories(categories or {}, self.feature_names)
         self.medians = check_medians(medians, self.feature_names, self.categories)
-        self._codes = {name: {**{category(c): i for i, c in enumerate(cats)},
-                              **{c: i for i, c in enumerate(cats)}}
-                       for name, cats in self.categories.items()}
+        by_position = index_maps(self.categories, self.feature_names)
+        self._codes = {self.feature_names[p]: m for p, m in by_position.items()}
 
     @classmethod
     def from_metadata(cls, meta: dict) -> TableEncoder:
@@ -170,10 +179,8 @@ class TableEncoder:
                                      f"(train it with --impute)")
                 out[i] = np.nan if codes is not None else self.medians[name]
             elif codes is not None:
-                text = str(value).strip()
-                found = codes.get(text, codes.get(category(text)))
-                unknown += found is None
-                out[i] = -1 if found is None else found
+                out[i] = code_of(str(value), codes, "", 0, name)   # (not missing: no error)
+                unknown += out[i] < 0
             else:
                 out[i] = self._number(where, value)
         if unknown:

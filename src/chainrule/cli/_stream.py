@@ -34,6 +34,7 @@ def _csv_chunks(path, label, features, chunk_rows, labels, categories, medians=N
     from ..categories import count_unseen, one_hot_columns, warn_unseen
     from ..datafiles import csv_delimiter, parse_labels
     from ..datastream import iter_csv
+    from ..tables import fill_medians
 
     name, done = os.fspath(path), 0
     unseen = dict.fromkeys(categories or (), 0)
@@ -41,9 +42,8 @@ def _csv_chunks(path, label, features, chunk_rows, labels, categories, medians=N
                              chunk_rows=chunk_rows, feature_columns=features,
                              categories=categories or None,
                              missing="raise" if medians is None else "nan"):
-        for j, column in enumerate(features if medians else ()):
-            if column in medians:
-                X[np.isnan(X[:, j]), j] = medians[column]
+        if medians:
+            fill_medians(X, features, medians)
         if categories:
             for column, count in count_unseen(X, features, categories).items():
                 unseen[column] += count

@@ -429,7 +429,8 @@ def impute_medians(X_train, X_test, names, categories, source):
     the NaN of a column of ``categories`` stays, which one-hot is no category (all
     zeros). ``medians``: each numeric column's name -> its median, for predict and
     evaluate to fill new rows with."""
-    X_train, X_test = X_train.copy(), X_test.copy()
+    from ..tables import fill_medians
+
     medians = {}
     for j, name in enumerate(names):
         if name in categories:
@@ -440,8 +441,9 @@ def impute_medians(X_train, X_test, names, categories, source):
                                f"{len(X_train)} training rows, so no median to fill its "
                                f"missing cells with: leave it out (--ignore-columns {name})")
         medians[name] = float(np.median(known))
-        for X in (X_train, X_test):
-            X[np.isnan(X[:, j]), j] = medians[name]
+    X_train, X_test = X_train.copy(), X_test.copy()
+    fill_medians(X_train, names, medians)
+    fill_medians(X_test, names, medians)
     return X_train, X_test, medians
 
 
